@@ -1,0 +1,157 @@
+/**
+ * The 5-byte envelope shared by gRPC, gRPC-Web and Connect streaming: one
+ * flags byte, a 4-byte big-endian length, then the payload.
+ *
+ * The parser is incremental because HTTP bodies arrive in arbitrary chunks,
+ * and it checks the declared length against the limit before allocating, so
+ * a peer cannot make the edge reserve 4 GiB by sending five bytes.
+ *
+ * @module
+ */
+import { ProtocolError } from "./errors.ts";
+
+/** Flag of a compressed message payload. */
+export const FLAG_COMPRESSED = 0x01;
+/** Flag of a Connect end-stream message (JSON). */
+export const FLAG_END_STREAM = 0x02;
+/** Flag of a gRPC-Web trailer frame. */
+export const FLAG_TRAILER = 0x80;
+
+/** Size of the envelope prefix. */
+export const ENVELOPE_HEADER_BYTES = 5;
+
+/** One framed payload. */
+export interface Envelope {
+  flags: number;
+  data: Uint8Array;
+}
+
+/** Frames a payload with the given flags. */
+export function encodeEnvelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength, false);
+  out.set(data, ENVELOPE_HEADER_BYTES);
+  return out;
+}
+
+/** Limits of an {@linkcode EnvelopeParser}. */
+export interface EnvelopeParserOptions {
+  /** Largest payload accepted; larger ones throw `oversize` before allocating. */
+  maxMessageBytes: number;
+  /** Bit mask of the flags allowed; any other bit set throws `flags`. */
+  allowedFlags: number;
+}
+
+/**
+ * Splits a byte stream into envelopes, across chunk boundaries.
+ *
+ * @example
+ * ```ts
+ * const parser = new EnvelopeParser({ maxMessageBytes: 1024, allowedFlags: 0 });
+ * for (const env of parser.push(chunk)) handle(env.data);
+ * parser.finish(); // throws if the body ended inside a frame
+ * ```
+ */
+export class EnvelopeParser {
+  readonly #max: number;
+  readonly #allowed: number;
+  readonly #header = new Uint8Array(ENVELOPE_HEADER_BYTES);
+  #headerFill = 0;
+  #body: Uint8Array | undefined;
+  #bodyFill = 0;
+  #flags = 0;
+
+  constructor(options: EnvelopeParserOptions) {
+    this.#max = options.maxMessageBytes;
+    this.#allowed = options.allowedFlags;
+  }
+
+  /** True while a frame has started but not completed. */
+  get pending(): boolean {
+    return this.#headerFill > 0 || this.#body !== undefined;
+  }
+
+  /** Feeds a chunk; returns the envelopes it completed, in order. */
+  push(chunk: Uint8Array): Envelope[] {
+    const out: Envelope[] = [];
+    let at = 0;
+    while (at < chunk.byteLength) {
+      if (this.#body === undefined) {
+        // A whole frame inside the chunk is returned as a view, not a copy.
+        if (this.#headerFill === 0 && chunk.byteLength - at >= 5) {
+          const len = this.#readHeader(chunk, at);
+          if (chunk.byteLength - at - 5 >= len) {
+            out.push({
+              flags: this.#flags,
+              data: chunk.subarray(at + 5, at + 5 + len),
+            });
+            at += 5 + len;
+            continue;
+          }
+          this.#startBody(len);
+          at += 5;
+          continue;
+        }
+        const take = Math.min(5 - this.#headerFill, chunk.byteLength - at);
+        this.#header.set(chunk.subarray(at, at + take), this.#headerFill);
+        this.#headerFill += take;
+        at += take;
+        if (this.#headerFill < 5) break;
+        this.#headerFill = 0;
+        const len = this.#readHeader(this.#header, 0);
+        if (len === 0) {
+          out.push({ flags: this.#flags, data: new Uint8Array(0) });
+          continue;
+        }
+        this.#startBody(len);
+        continue;
+      }
+      const body: Uint8Array = this.#body;
+      const take = Math.min(
+        body.byteLength - this.#bodyFill,
+        chunk.byteLength - at,
+      );
+      body.set(chunk.subarray(at, at + take), this.#bodyFill);
+      this.#bodyFill += take;
+      at += take;
+      if (this.#bodyFill === body.byteLength) {
+        out.push({ flags: this.#flags, data: body });
+        this.#body = undefined;
+      }
+    }
+    return out;
+  }
+
+  /** Declares the end of input; throws `truncated` inside a frame. */
+  finish(): void {
+    if (this.pending) {
+      throw new ProtocolError("truncated", "stream ended inside a frame");
+    }
+  }
+
+  #readHeader(bytes: Uint8Array, at: number): number {
+    const flags = bytes[at];
+    if ((flags & ~this.#allowed) !== 0) {
+      throw new ProtocolError(
+        "flags",
+        `unexpected frame flags 0x${flags.toString(16).padStart(2, "0")}`,
+      );
+    }
+    const len = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4)
+      .getUint32(0, false);
+    if (len > this.#max) {
+      throw new ProtocolError(
+        "oversize",
+        `message of ${len} bytes exceeds the limit of ${this.#max} bytes`,
+      );
+    }
+    this.#flags = flags;
+    return len;
+  }
+
+  #startBody(len: number): void {
+    this.#body = new Uint8Array(len);
+    this.#bodyFill = 0;
+  }
+}

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import {
+  encodeEnvelope,
+  EnvelopeParser,
+  FLAG_COMPRESSED,
+  FLAG_TRAILER,
+  ProtocolError,
+} from "../protocol/mod.ts";
+
+const bytes = (...n: number[]) => new Uint8Array(n);
+
+function parseAll(parser: EnvelopeParser, chunks: Uint8Array[]) {
+  const out = chunks.flatMap((c) => parser.push(c));
+  parser.finish();
+  return out.map((e) => ({ flags: e.flags, data: [...e.data] }));
+}
+
+Deno.test("encodeEnvelope() writes flags and a 4-byte big-endian length", () => {
+  const frame = encodeEnvelope(FLAG_TRAILER, new Uint8Array(300));
+  assert.deepEqual([...frame.subarray(0, 5)], [0x80, 0, 0, 1, 44]);
+  assert.equal(frame.length, 305);
+});
+
+Deno.test("EnvelopeParser.push() splits frames within one chunk", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 100, allowedFlags: 0 });
+  const joined = new Uint8Array([
+    ...encodeEnvelope(0, bytes(1, 2)),
+    ...encodeEnvelope(0, bytes()),
+    ...encodeEnvelope(0, bytes(3)),
+  ]);
+  assert.deepEqual(parseAll(p, [joined]), [
+    { flags: 0, data: [1, 2] },
+    { flags: 0, data: [] },
+    { flags: 0, data: [3] },
+  ]);
+});
+
+Deno.test("EnvelopeParser.push() reassembles frames fed one byte at a time", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 100, allowedFlags: 0x80 });
+  const joined = new Uint8Array([
+    ...encodeEnvelope(0, bytes(9, 8, 7)),
+    ...encodeEnvelope(0, bytes()),
+    ...encodeEnvelope(0x80, bytes(65)),
+  ]);
+  const chunks = [...joined].map((b) => bytes(b));
+  assert.deepEqual(parseAll(p, chunks), [
+    { flags: 0, data: [9, 8, 7] },
+    { flags: 0, data: [] },
+    { flags: 0x80, data: [65] },
+  ]);
+});
+
+Deno.test("EnvelopeParser.finish() throws truncated inside a header or body", () => {
+  for (const cut of [1, 4, 6]) {
+    const p = new EnvelopeParser({ maxMessageBytes: 100, allowedFlags: 0 });
+    p.push(encodeEnvelope(0, bytes(1, 2, 3)).subarray(0, cut));
+    assert.throws(
+      () => p.finish(),
+      (e) => e instanceof ProtocolError && e.kind === "truncated",
+    );
+  }
+});
+
+Deno.test("EnvelopeParser.push() rejects an oversize length before the body arrives", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 10, allowedFlags: 0 });
+  // Only the header: a 4 GiB declared length must fail without allocating.
+  assert.throws(
+    () => p.push(bytes(0, 0xff, 0xff, 0xff, 0xff)),
+    (e) => e instanceof ProtocolError && e.kind === "oversize",
+  );
+  const q = new EnvelopeParser({ maxMessageBytes: 10, allowedFlags: 0 });
+  q.push(bytes(0, 0, 0));
+  assert.throws(
+    () => q.push(bytes(0, 11)),
+    (e) => e instanceof ProtocolError && e.kind === "oversize",
+  );
+});
+
+Deno.test("EnvelopeParser.push() accepts a message exactly at the limit", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 4, allowedFlags: 0 });
+  assert.equal(p.push(encodeEnvelope(0, bytes(1, 2, 3, 4)))[0].data.length, 4);
+});
+
+Deno.test("EnvelopeParser.push() rejects flags outside the allowed mask", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 10, allowedFlags: 0 });
+  assert.throws(
+    () => p.push(encodeEnvelope(FLAG_COMPRESSED, bytes(1))),
+    (e) =>
+      e instanceof ProtocolError && e.kind === "flags" &&
+      /0x01/.test(e.message),
+  );
+  const q = new EnvelopeParser({ maxMessageBytes: 10, allowedFlags: 0 });
+  assert.throws(
+    () => q.push(bytes(0x80)) && q.push(bytes(0, 0, 0, 0)),
+    (e) => e instanceof ProtocolError && e.kind === "flags",
+  );
+});
+
+Deno.test("EnvelopeParser.push() does not share state between payload views", () => {
+  const p = new EnvelopeParser({ maxMessageBytes: 10, allowedFlags: 0 });
+  const frame = encodeEnvelope(0, bytes(5, 6, 7));
+  const [a] = p.push(frame.subarray(0, 6));
+  assert.equal(a, undefined);
+  const [b] = p.push(frame.subarray(6));
+  const [c] = p.push(encodeEnvelope(0, bytes(1, 1, 1)).subarray(0, 8));
+  assert.equal(c.data[0], 1);
+  assert.deepEqual([...b.data], [5, 6, 7]);
+});
