@@ -1,0 +1,43 @@
+/**
+ * Entry of `deno task client`: runs the seed's five examples and exits with a
+ * summary.
+ *
+ * The only file of the examples CLI that reads `Deno.args` and the
+ * environment. Exit codes: 0 all ok, 1 an RPC failed, 2 bad usage.
+ *
+ * @module
+ */
+import { EXAMPLES_USAGE, parseExamplesArgs, UsageError } from "./config.ts";
+import { runExamples } from "./examples.ts";
+import { formatError, formatSummary } from "./format.ts";
+import { createChatClient } from "./rpc.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = parseExamplesArgs(Deno.args, Deno.env.get("ADDR"));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`error: ${err.message}\n${EXAMPLES_USAGE}`);
+    return 2;
+  }
+  if (config.help) {
+    console.log(EXAMPLES_USAGE);
+    return 0;
+  }
+  console.log(`connecting to ${config.addr}`);
+  const client = createChatClient(config.addr);
+  try {
+    const results = await runExamples(client, config, (l) => console.log(l));
+    console.log(`\n=== Summary (${config.addr}) ===`);
+    console.log(formatSummary(results));
+    return results.every((r) => r.ok) ? 0 : 1;
+  } catch (err) {
+    console.error(`error: ${formatError(err)}`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+Deno.exit(await main());

@@ -1,0 +1,177 @@
+/**
+ * A typed grpc-js client for `chat.ChatService`, shared by the CLI clients and
+ * the benchmark.
+ *
+ * grpc-js's generic client constructor types every method as `any`; going
+ * through `Client.make*Request` with the descriptor-built serializers keeps the
+ * request and response shapes checked. Requests may be plain objects or bytes
+ * that are already encoded (the benchmark pre-encodes to keep the load
+ * generator cheap).
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type Message,
+  MessageSchema,
+  type Metric,
+  type MetricsRequestSchema,
+  type SendMessageRequestSchema,
+  type SendMessageResponse,
+  type SubscribeRequestSchema,
+  type UploadResponse,
+} from "../gen/chat_pb.ts";
+import { chatServiceDefinition } from "../rpc/chat_service.ts";
+
+/** A request or stream message: a plain object, or bytes already encoded. */
+export type Req<Init> = Init | Uint8Array;
+/** Plain-object shape of `chat.Message`. */
+export type MessageInit = MessageInitShape<typeof MessageSchema>;
+
+/** The client side of `chat.ChatService`, one method per RPC. */
+export interface ChatClient {
+  /** Unary `SendMessage`. */
+  sendMessage(
+    req: Req<MessageInitShape<typeof SendMessageRequestSchema>>,
+    options?: grpc.CallOptions,
+  ): Promise<SendMessageResponse>;
+  /** Server-streaming `SubscribeMessages`. */
+  subscribeMessages(
+    req: Req<MessageInitShape<typeof SubscribeRequestSchema>>,
+    options?: grpc.CallOptions,
+  ): grpc.ClientReadableStream<Message>;
+  /** Client-streaming `UploadMessages`; the callback gets the final count. */
+  uploadMessages(
+    callback: grpc.requestCallback<UploadResponse>,
+    options?: grpc.CallOptions,
+  ): grpc.ClientWritableStream<Req<MessageInit>>;
+  /** Bidirectional `Chat`. */
+  chat(
+    options?: grpc.CallOptions,
+  ): grpc.ClientDuplexStream<Req<MessageInit>, Message>;
+  /** Server-streaming `StreamMetrics`. */
+  streamMetrics(
+    req: Req<MessageInitShape<typeof MetricsRequestSchema>>,
+    options?: grpc.CallOptions,
+  ): grpc.ClientReadableStream<Metric>;
+  /** Closes the channel; streams still open are cancelled. */
+  close(): void;
+  /** The underlying grpc-js client, for waitForReady and channel state. */
+  readonly raw: grpc.Client;
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyFn = (value: any) => any;
+const def = chatServiceDefinition as unknown as Record<
+  string,
+  { path: string; requestSerialize: AnyFn; responseDeserialize: AnyFn }
+>;
+const metadata = () => new grpc.Metadata();
+
+/**
+ * Creates a plaintext (h2c) client for `host:port`.
+ *
+ * Pass `{"grpc.use_local_subchannel_pool": 1}` (or any distinct option) in
+ * `channelOptions` to get a connection of its own rather than one shared with
+ * other clients to the same address.
+ */
+export function createChatClient(
+  addr: string,
+  channelOptions: grpc.ChannelOptions = {},
+): ChatClient {
+  const raw = new grpc.Client(
+    addr,
+    grpc.credentials.createInsecure(),
+    channelOptions,
+  );
+  const m = (name: string) => def[name];
+  return {
+    raw,
+    sendMessage(req, options = {}) {
+      const d = m("SendMessage");
+      return new Promise((resolve, reject) => {
+        raw.makeUnaryRequest(
+          d.path,
+          d.requestSerialize,
+          d.responseDeserialize,
+          req,
+          metadata(),
+          options,
+          (err, res) => err ? reject(err) : resolve(res as SendMessageResponse),
+        );
+      });
+    },
+    subscribeMessages(req, options = {}) {
+      const d = m("SubscribeMessages");
+      return raw.makeServerStreamRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        req,
+        metadata(),
+        options,
+      );
+    },
+    uploadMessages(callback, options = {}) {
+      const d = m("UploadMessages");
+      return raw.makeClientStreamRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        metadata(),
+        options,
+        callback,
+      );
+    },
+    chat(options = {}) {
+      const d = m("Chat");
+      return raw.makeBidiStreamRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        metadata(),
+        options,
+      );
+    },
+    streamMetrics(req, options = {}) {
+      const d = m("StreamMetrics");
+      return raw.makeServerStreamRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        req,
+        metadata(),
+        options,
+      );
+    },
+    close: () => raw.close(),
+  };
+}
+
+/** A deadline `ms` from now, for `CallOptions.deadline`. */
+export function deadlineIn(ms: number): Date {
+  return new Date(Date.now() + ms);
+}
+
+/** Re-exported so callers need not import the schema for `MessageType`. */
+export { MessageSchema };
+
+/**
+ * Resolves with a call's final status (OK, an error, or CANCELLED after
+ * `cancel()`).
+ *
+ * grpc-js always emits `status` once, whereas `close` never comes for a duplex
+ * stream whose write side stays open. Resolving a macrotask later lets data
+ * still buffered in the stream be delivered first.
+ */
+export function callEnded(
+  call: grpc.ClientUnaryCall,
+): Promise<grpc.StatusObject> {
+  return new Promise((resolve) => {
+    call.once(
+      "status",
+      (s: grpc.StatusObject) => setTimeout(() => resolve(s), 0),
+    );
+  });
+}
