@@ -1,0 +1,171 @@
+/**
+ * Core server configuration, parsed once into a frozen, complete object.
+ *
+ * Flags win over environment variables, which win over defaults. Values out
+ * of range are rejected at start-up with a message naming the flag and the
+ * variable, so a typo never becomes a silently different server.
+ */
+import { parseArgs } from "node:util";
+import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
+
+export interface CoreConfig {
+  /** Interface to listen on. */
+  host: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** Largest message accepted or sent, in bytes (each way). */
+  maxMessageBytes: number;
+  /** HTTP/2 concurrent streams per connection. */
+  maxConcurrentStreams: number;
+  /** Messages a paused subscriber may queue. */
+  queueSize: number;
+  /** What happens when a subscriber's queue is full. */
+  slowConsumer: SlowConsumerPolicy;
+  /** Period of the Chat stream's "Server is alive!" message; 0 turns it off. */
+  aliveIntervalMs: number;
+  /** How long shutdown waits for calls to end before forcing. */
+  shutdownGraceMs: number;
+  /** Announce JOIN/LEAVE messages to a room when subscribers come and go. */
+  presence: boolean;
+  /** Label on every metric, to tell instances apart. */
+  instanceId: string;
+  /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
+  logLevel: "error" | "info" | "debug";
+}
+
+export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
+  host: "127.0.0.1",
+  port: 50051,
+  maxMessageBytes: 10 * 1024 * 1024,
+  maxConcurrentStreams: 1000,
+  queueSize: 100,
+  slowConsumer: "drop",
+  aliveIntervalMs: 5000,
+  shutdownGraceMs: 5000,
+  presence: false,
+  instanceId: "core",
+  logLevel: "info",
+});
+
+/** One row per setting: its flag, its environment variable, how to parse it. */
+const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
+  host: { flag: "host", env: "HOST" },
+  port: { flag: "port", env: "PORT" },
+  maxMessageBytes: { flag: "max-message-bytes", env: "CHAT_MAX_MESSAGE_BYTES" },
+  maxConcurrentStreams: {
+    flag: "max-concurrent-streams",
+    env: "CHAT_MAX_CONCURRENT_STREAMS",
+  },
+  queueSize: { flag: "queue-size", env: "CHAT_QUEUE_SIZE" },
+  slowConsumer: { flag: "slow-consumer", env: "CHAT_SLOW_CONSUMER" },
+  aliveIntervalMs: { flag: "alive-interval-ms", env: "CHAT_ALIVE_INTERVAL_MS" },
+  shutdownGraceMs: { flag: "shutdown-grace-ms", env: "CHAT_SHUTDOWN_GRACE_MS" },
+  presence: { flag: "presence", env: "CHAT_PRESENCE" },
+  instanceId: { flag: "instance-id", env: "CHAT_INSTANCE_ID" },
+  logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (
+    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
+  ) {
+    throw new ConfigError(
+      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
+    );
+  }
+  return n;
+}
+
+function oneOf<V extends string>(
+  name: string,
+  raw: string,
+  values: readonly V[],
+): V {
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(
+      `${name} must be one of ${values.join(", ")}, got "${raw}"`,
+    );
+  }
+  return raw as V;
+}
+
+function parseValue<K extends keyof CoreConfig>(
+  key: K,
+  name: string,
+  raw: string,
+): CoreConfig[K] {
+  const MAX_BYTES = 2 ** 31 - 1;
+  const parsers: { [P in keyof CoreConfig]: (raw: string) => CoreConfig[P] } = {
+    host: (r) => {
+      if (r.trim() === "") throw new ConfigError(`${name} must not be empty`);
+      return r;
+    },
+    port: (r) => integer(name, r, 0, 65535),
+    maxMessageBytes: (r) => integer(name, r, 1024, MAX_BYTES),
+    maxConcurrentStreams: (r) => integer(name, r, 1, 2 ** 31 - 1),
+    queueSize: (r) => integer(name, r, 1, 1_000_000),
+    slowConsumer: (r) => oneOf(name, r, ["drop", "disconnect"] as const),
+    aliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),
+    shutdownGraceMs: (r) => integer(name, r, 0, 600_000),
+    presence: (r) => {
+      const v = oneOf(name, r, ["true", "false", "1", "0"] as const);
+      return v === "true" || v === "1";
+    },
+    instanceId: (r) => r,
+    logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+  };
+  return parsers[key](raw);
+}
+
+/**
+ * Builds the config from command-line flags and environment variables.
+ * Throws ConfigError with a readable message for bad values or unknown flags.
+ */
+export function parseCoreConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Readonly<CoreConfig> {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const { flag } of Object.values(SETTINGS)) {
+    options[flag] = { type: flag === "presence" ? "boolean" : "string" };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options,
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const config: Record<string, unknown> = { ...DEFAULT_CORE_CONFIG };
+  for (const [key, { flag, env: envName }] of Object.entries(SETTINGS)) {
+    const fromFlag = values[flag];
+    if (fromFlag !== undefined) {
+      config[key] = typeof fromFlag === "boolean"
+        ? fromFlag
+        : parseValue(key as keyof CoreConfig, `--${flag}`, fromFlag);
+    } else if (env[envName] !== undefined) {
+      config[key] = parseValue(
+        key as keyof CoreConfig,
+        envName,
+        env[envName] as string,
+      );
+    }
+  }
+  return Object.freeze(config as unknown as CoreConfig);
+}
+
+/** Completes a partial config (tests, embedding) with the defaults. */
+export function resolveCoreConfig(
+  options: Partial<CoreConfig> = {},
+): Readonly<CoreConfig> {
+  return Object.freeze({ ...DEFAULT_CORE_CONFIG, ...options });
+}

@@ -1,0 +1,14 @@
+/**
+ * What every RPC handler needs, passed in rather than imported.
+ */
+import type { CoreConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { ChatHub } from "../rooms/hub.ts";
+import type { CallScopes } from "./call_scope.ts";
+
+export interface HandlerContext {
+  readonly hub: ChatHub<Uint8Array>;
+  readonly calls: CallScopes;
+  readonly config: Readonly<CoreConfig>;
+  readonly log: Logger;
+}

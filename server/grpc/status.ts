@@ -1,0 +1,37 @@
+/**
+ * The one place where domain errors become gRPC statuses.
+ *
+ * A ChatError keeps its message; anything else is a bug, so the client gets
+ * INTERNAL with a generic message and the cause is logged here, never sent.
+ */
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { ChatError, type ChatErrorCode } from "../rooms/errors.ts";
+
+const CODES: Readonly<Record<ChatErrorCode, status>> = {
+  invalid_argument: status.INVALID_ARGUMENT,
+  resource_exhausted: status.RESOURCE_EXHAUSTED,
+  unavailable: status.UNAVAILABLE,
+  cancelled: status.CANCELLED,
+  deadline_exceeded: status.DEADLINE_EXCEEDED,
+  internal: status.INTERNAL,
+};
+
+/** Converts any thrown value into a ServiceError for grpc-js. */
+export function toServiceError(
+  err: unknown,
+  onInternal?: (err: unknown) => void,
+): ServiceError {
+  let code = status.INTERNAL;
+  let details = "internal error";
+  if (ChatError.is(err)) {
+    code = CODES[err.code];
+    details = err.message;
+  } else {
+    onInternal?.(err);
+  }
+  const error = new Error(details) as ServiceError;
+  error.code = code;
+  error.details = details;
+  error.metadata = new Metadata();
+  return error;
+}

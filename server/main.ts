@@ -1,0 +1,36 @@
+/**
+ * The core process: parse config, serve, shut down gracefully on signals.
+ *
+ * Run under the supervisor (`deno task serve:core`) in production; see the
+ * README on the Deno http2 fault it guards against.
+ */
+import { ConfigError, parseCoreConfig } from "./config.ts";
+import { createLogger } from "./log.ts";
+import { startCoreServer } from "./server.ts";
+
+let config;
+try {
+  config = parseCoreConfig(Deno.args, Deno.env.toObject());
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`core: ${err.message}`);
+  Deno.exit(2);
+}
+const log = createLogger(config.logLevel);
+const core = await startCoreServer({ ...config, logger: log });
+log.info(`listening on ${config.host}:${core.port}`);
+
+let signalled = false;
+const stop = async (signal: string) => {
+  if (signalled) {
+    log.info(`${signal} again: exiting now`);
+    Deno.exit(1);
+  }
+  signalled = true;
+  log.info(`${signal} received`);
+  await core.shutdown();
+  log.info("stopped");
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));

@@ -1,0 +1,31 @@
+/**
+ * The one error type of the chat domain, with a fixed code.
+ *
+ * Codes name what went wrong in domain terms; the transport maps each code
+ * to a gRPC status in one table (server/grpc/status.ts), so the domain never
+ * imports grpc-js.
+ */
+export type ChatErrorCode =
+  | "invalid_argument"
+  | "resource_exhausted"
+  | "unavailable"
+  | "cancelled"
+  | "deadline_exceeded"
+  | "internal";
+
+export class ChatError extends Error {
+  override name = "ChatError";
+
+  constructor(
+    readonly code: ChatErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+
+  /** Narrows unknown values at boundaries. */
+  static is(value: unknown): value is ChatError {
+    return value instanceof ChatError;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * One room subscriber: a bounded queue in front of a sink that may push back.
+ *
+ * The fast path writes straight to the sink. Once the sink reports that it is
+ * full (`write()` returned false, i.e. grpc-js wants a `drain`), items wait in
+ * a queue of fixed capacity until `resume()`. When that queue is full too, the
+ * slow-consumer policy decides:
+ *
+ * - `"drop"`: the new item is dropped and counted; the subscriber stays.
+ * - `"disconnect"`: the subscriber is closed and `onOverflow` is called once,
+ *   so the transport can end its stream with RESOURCE_EXHAUSTED.
+ *
+ * Either way a slow subscriber never blocks the publisher or other
+ * subscribers: `deliver()` is synchronous and O(1).
+ */
+import { RingBuffer } from "./ring_buffer.ts";
+
+/** Where delivered items go. `write()` returns false to ask for a pause. */
+export interface Sink<T> {
+  write(item: T): boolean;
+}
+
+export type SlowConsumerPolicy = "drop" | "disconnect";
+
+export interface SubscriberOptions {
+  /** Items that may wait while the sink is paused. */
+  capacity: number;
+  policy: SlowConsumerPolicy;
+  /** Called once, on the first overflow under the "disconnect" policy. */
+  onOverflow?: () => void;
+  /** Called for every dropped item under the "drop" policy. */
+  onDrop?: () => void;
+}
+
+export class Subscriber<T> {
+  #sink: Sink<T>;
+  #queue: RingBuffer<T>;
+  #options: SubscriberOptions;
+  #paused = false;
+  #closed = false;
+  #dropped = 0;
+
+  constructor(sink: Sink<T>, options: SubscriberOptions) {
+    this.#sink = sink;
+    this.#options = options;
+    this.#queue = new RingBuffer(options.capacity);
+  }
+
+  /** Items dropped because the queue was full. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Items waiting for the sink to drain. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Hands an item to the sink now, or queues it, or applies the policy. */
+  deliver(item: T): void {
+    if (this.#closed) return;
+    if (!this.#paused) {
+      if (!this.#sink.write(item)) this.#paused = true;
+      return;
+    }
+    if (this.#queue.push(item)) return;
+    if (this.#options.policy === "drop") {
+      this.#dropped++;
+      this.#options.onDrop?.();
+      return;
+    }
+    this.close();
+    this.#options.onOverflow?.();
+  }
+
+  /** The sink drained: flush queued items until it pushes back again. */
+  resume(): void {
+    this.#paused = false;
+    while (!this.#closed && this.#queue.size > 0) {
+      if (!this.#sink.write(this.#queue.shift() as T)) {
+        this.#paused = true;
+        return;
+      }
+    }
+  }
+
+  /** Stops deliveries and releases queued items. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#queue.clear();
+  }
+}

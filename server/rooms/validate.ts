@@ -1,0 +1,60 @@
+/**
+ * Request validation shared by every RPC.
+ *
+ * Limits on names keep one client from filling the room map with huge keys;
+ * content size is bounded by the transport's max message size.
+ */
+import { ChatError } from "./errors.ts";
+
+/** Longest user or room name accepted, in UTF-16 code units. */
+export const MAX_NAME_LENGTH = 256;
+
+function requireName(
+  field: "user" | "room",
+  value: string,
+  where: string,
+): void {
+  if (value.trim() === "") {
+    throw new ChatError("invalid_argument", `${where}${field} is required`);
+  }
+  if (value.length > MAX_NAME_LENGTH) {
+    throw new ChatError(
+      "invalid_argument",
+      `${where}${field} is longer than ${MAX_NAME_LENGTH} characters`,
+    );
+  }
+}
+
+/** A message posted to a room: user, room and content are all required. */
+export function validatePost(
+  post: { user: string; room: string; content: string },
+  where = "",
+): void {
+  requireName("user", post.user, where);
+  requireName("room", post.room, where);
+  if (post.content === "") {
+    throw new ChatError("invalid_argument", `${where}content is required`);
+  }
+}
+
+/** A subscription: user and room are required. */
+export function validateSubscription(
+  sub: { user: string; room: string },
+): void {
+  requireName("user", sub.user, "");
+  requireName("room", sub.room, "");
+}
+
+/** Longest metrics interval accepted, in seconds (one hour). */
+export const MAX_METRICS_INTERVAL_SECONDS = 3600;
+
+/** Returns the metrics interval in ms; 0 means the default of 1 s. */
+export function metricsIntervalMs(intervalSeconds: number): number {
+  if (intervalSeconds < 0 || intervalSeconds > MAX_METRICS_INTERVAL_SECONDS) {
+    throw new ChatError(
+      "invalid_argument",
+      `interval_seconds must be between 0 and ${MAX_METRICS_INTERVAL_SECONDS}, got ${intervalSeconds}`,
+    );
+  }
+  return (intervalSeconds || 1) * 1000;
+}
