@@ -1,0 +1,73 @@
+/**
+ * Keeps a server stream open: reopens it with backoff whenever it ends or fails.
+ *
+ * A room subscription or metrics feed is meant to last as long as the page; a
+ * restarted core, an edge deploy or a dropped connection ends the stream, and
+ * the page should come back by itself and tell the user what it is doing.
+ *
+ * @module
+ */
+
+/** What the stream is doing now, for the status line. */
+export type StreamState =
+  | { kind: "connecting"; attempt: number }
+  | { kind: "live" }
+  | { kind: "retrying"; inMs: number; reason: string };
+
+/** Options: how to open the stream and what to do with what it says. */
+export interface ResilientOptions<T> {
+  open(signal: AbortSignal): AsyncIterable<T>;
+  onMessage(message: T): void;
+  onState(state: StreamState): void;
+  signal: AbortSignal;
+  /** First retry delay; doubles per failure up to `maxDelayMs`. */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** Runs until `signal` aborts; resolves then, never rejects. */
+export async function keepStreaming<T>(
+  options: ResilientOptions<T>,
+): Promise<void> {
+  const { signal } = options;
+  const minDelay = options.minDelayMs ?? 500;
+  const maxDelay = options.maxDelayMs ?? 5000;
+  let delay = minDelay;
+  let attempt = 0;
+  while (!signal.aborted) {
+    attempt++;
+    options.onState({ kind: "connecting", attempt });
+    let reason = "stream ended";
+    try {
+      let first = true;
+      for await (const message of options.open(signal)) {
+        if (first) {
+          // Only a stream that delivered something resets the backoff; one
+          // that fails at once keeps backing off.
+          first = false;
+          delay = minDelay;
+          options.onState({ kind: "live" });
+        }
+        options.onMessage(message);
+      }
+    } catch (err) {
+      reason = err instanceof Error ? err.message : String(err);
+    }
+    if (signal.aborted) return;
+    options.onState({ kind: "retrying", inMs: delay, reason });
+    await sleep(delay, signal);
+    delay = Math.min(delay * 2, maxDelay);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
