@@ -1,0 +1,217 @@
+/**
+ * End-to-end tests of `deno task client` and `deno task chat`: the tasks run
+ * as subprocesses against a real server on 127.0.0.1 port 0.
+ */
+import assert from "node:assert/strict";
+import { startFixtureServer } from "./fixtures/client_server.ts";
+import { createChatClient } from "../client/rpc.ts";
+import { formatError } from "../client/format.ts";
+import type { Message } from "../gen/chat_pb.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const has = (hay: string, needle: string) =>
+  assert.ok(
+    hay.includes(needle),
+    `missing ${JSON.stringify(needle)} in:\n${hay}`,
+  );
+
+async function task(name: string, args: string[], stdin?: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", name, ...args],
+    cwd: root,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+/** A port nothing listens on: bound, read, released. */
+function deadPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+Deno.test("deno task client runs the five examples and reports each ok", async () => {
+  const srv = await startFixtureServer();
+  try {
+    const r = await task("client", [
+      "--addr",
+      `127.0.0.1:${srv.port}`,
+      "--metrics-interval",
+      "1",
+      "--metrics-count",
+      "4",
+      "--chat-interval-ms",
+      "20",
+      "--batch-delay-ms",
+      "10",
+    ]);
+    assert.deepEqual(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /ok +SendMessage +id=msg_1\n/);
+    assert.match(
+      r.stdout,
+      /ok +SubscribeMessages +\d+ received \(welcome yes\), 15\/15 posted/,
+    );
+    assert.match(r.stdout, /ok +UploadMessages +5 sent, server counted 5\n/);
+    assert.match(r.stdout, /ok +Chat +10 sent, 10 echoes/);
+    assert.match(
+      r.stdout,
+      /ok +StreamMetrics +4\/4 metrics \(cpu_usage, memory_usage, requests_per_second\)/,
+    );
+    has(r.stdout, "[general] *System: Welcome to room general, Alice!");
+    has(r.stdout, "[Bidirectional] Server: Echo: Bidirectional message #10");
+  } finally {
+    await srv.shutdown();
+  }
+});
+
+Deno.test("deno task client exits 1 with UNAVAILABLE for an unreachable server", async () => {
+  const r = await task("client", ["--addr", `127.0.0.1:${deadPort()}`]);
+  assert.deepEqual(r.code, 1);
+  for (
+    const rpc of [
+      "SendMessage",
+      "SubscribeMessages",
+      "UploadMessages",
+      "Chat",
+      "StreamMetrics",
+    ]
+  ) {
+    assert.match(
+      r.stdout,
+      new RegExp(`FAILED +${rpc} +UNAVAILABLE: No connection established`),
+    );
+  }
+  assert.ok(!/\n\s+at /.test(r.stdout + r.stderr), "no stack trace");
+});
+
+Deno.test("deno task client rejects a bad flag with exit code 2", async () => {
+  const r = await task("client", ["--chat-count", "zero"]);
+  assert.deepEqual(r.code, 2);
+  has(r.stderr, '--chat-count must be an integer >= 1, got "zero"');
+});
+
+/** Subscribes in-process and collects what another user posts. */
+function watch(port: number, room: string) {
+  const client = createChatClient(`127.0.0.1:${port}`);
+  const seen: Message[] = [];
+  const stream = client.subscribeMessages({ room, user: "Watcher" });
+  stream.on("data", (m) => seen.push(m));
+  stream.on("error", () => {});
+  const ready = new Promise((r) => stream.once("data", r));
+  return {
+    seen,
+    ready,
+    close: () =>
+      new Promise<void>((r) => {
+        stream.on("status", () => (client.close(), r()));
+        stream.cancel();
+      }),
+  };
+}
+
+Deno.test("deno task chat sends piped lines, shows the room and leaves on EOF", async () => {
+  const srv = await startFixtureServer();
+  const w = watch(srv.port, "lobby");
+  try {
+    await w.ready;
+    const r = await task(
+      "chat",
+      ["--addr", `127.0.0.1:${srv.port}`, "--room", "lobby", "--user", "Dana"],
+      "hello there\n\nsecond line",
+    );
+    assert.deepEqual(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    assert.deepEqual(lines, [
+      "[lobby] *System: Welcome to room lobby, Dana!",
+      "joined lobby as Dana (Ctrl-D to leave)",
+      "[lobby] Dana: hello there",
+      "[lobby] Dana: second line",
+      "left lobby",
+    ]);
+    const got = w.seen.filter((m) => m.user === "Dana").map((m) => m.content);
+    assert.deepEqual(got, ["hello there", "second line"]);
+  } finally {
+    await w.close();
+    await srv.shutdown();
+  }
+});
+
+Deno.test("deno task chat --bidi sends over the Chat stream and shows echoes", async () => {
+  const srv = await startFixtureServer();
+  try {
+    const r = await task(
+      "chat",
+      [
+        "--addr",
+        `127.0.0.1:${srv.port}`,
+        "--room",
+        "r2",
+        "--user",
+        "Eve",
+        "--bidi",
+      ],
+      "ping one\nping two\n",
+    );
+    assert.deepEqual(r.code, 0, r.stderr);
+    has(r.stdout, "[r2] *Server: Echo: ping one\n");
+    has(r.stdout, "[r2] *Server: Echo: ping two\n");
+    has(r.stdout, "[r2] Eve: ping two\n");
+    has(r.stdout, "left r2\n");
+  } finally {
+    await srv.shutdown();
+  }
+});
+
+Deno.test("deno task chat prints the status code name and exits 1 when unreachable", async () => {
+  const r = await task(
+    "chat",
+    ["--addr", `127.0.0.1:${deadPort()}`, "--room", "r", "--user", "U"],
+    "hi\n",
+  );
+  assert.deepEqual(r.code, 1);
+  assert.match(r.stderr, /^error: UNAVAILABLE: No connection established/m);
+  assert.ok(!/\n\s+at /.test(r.stderr), "no stack trace");
+});
+
+Deno.test("deno task chat requires --room and --user", async () => {
+  const r = await task("chat", ["--room", "r"]);
+  assert.deepEqual(r.code, 2);
+  has(r.stderr, "--room and --user are required");
+});
+
+Deno.test("formatError() gives CODE_NAME: details for a server's INVALID_ARGUMENT", async () => {
+  const srv = await startFixtureServer();
+  const client = createChatClient(`127.0.0.1:${srv.port}`);
+  try {
+    const err = await client.sendMessage({ user: "", room: "r", content: "x" })
+      .then(() => undefined, (e) => e);
+    assert.match(formatError(err), /^INVALID_ARGUMENT: .*user/);
+  } finally {
+    client.close();
+    await srv.shutdown();
+  }
+});
+
+Deno.test("formatError() passes plain errors through without a stack", () => {
+  assert.deepEqual(formatError(new Error("boom")), "boom");
+  assert.deepEqual(
+    formatError({ code: 4, details: "late" }),
+    "DEADLINE_EXCEEDED: late",
+  );
+  assert.deepEqual(formatError("text"), "text");
+});
