@@ -11,3 +11,4 @@ export * from "./envelope.ts";
 export * from "./grpc_web_trailer.ts";
 export * from "./base64.ts";
 export * from "./connect_end_stream.ts";
+export * from "./grpc_headers.ts";

@@ -1,0 +1,337 @@
+/**
+ * The default {@linkcode Upstream}: gRPC over node:http2, forwarding message
+ * bytes with no protobuf decoding.
+ *
+ * Every way a call can end (trailers, trailers-only headers, RST_STREAM,
+ * connection loss, client abort, deadline) funnels into one `settle()`, so
+ * the status promise resolves exactly once and never rejects.
+ *
+ * @module
+ */
+import http2 from "node:http2";
+import {
+  decodeGrpcMessage,
+  encodeEnvelope,
+  EnvelopeParser,
+  formatGrpcTimeout,
+  ProtocolError,
+} from "../../protocol/mod.ts";
+import { SessionPool } from "./session.ts";
+import { MessageQueue } from "./message_queue.ts";
+import {
+  Code,
+  codeFromHttpStatus,
+  codeFromRstCode,
+  StatusError,
+} from "./status.ts";
+import type {
+  CallOptions,
+  Upstream,
+  UpstreamCall,
+  UpstreamStatus,
+} from "./types.ts";
+
+/** Options of {@linkcode createHttp2Upstream}. */
+export interface Http2UpstreamOptions {
+  /** Largest response message accepted from the core. */
+  maxMessageBytes: number;
+  /** Response messages buffered per call before pausing the stream. */
+  highWaterMark?: number;
+}
+
+// Headers that describe the transport, never forwarded as user metadata.
+const RESERVED = new Set([
+  "content-type",
+  "te",
+  "host",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "user-agent",
+  "date",
+  "content-length",
+]);
+
+/** True for names the edge must not pass on as metadata in either direction. */
+export function isReservedHeader(name: string): boolean {
+  return name.startsWith(":") || name.startsWith("grpc-") || RESERVED.has(name);
+}
+
+function userMetadata(h: http2.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || isReservedHeader(k)) continue;
+    out[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  return out;
+}
+
+function statusFrom(h: http2.IncomingHttpHeaders): UpstreamStatus {
+  const raw = h["grpc-status"];
+  const code = raw === undefined ? NaN : Number(raw);
+  if (!Number.isInteger(code) || code < 0 || code > 16) {
+    return {
+      code: Code.UNKNOWN,
+      message: `upstream sent invalid grpc-status ${
+        JSON.stringify(raw ?? null)
+      }`,
+      trailers: userMetadata(h),
+    };
+  }
+  const msg = h["grpc-message"];
+  return {
+    code,
+    message: typeof msg === "string" ? decodeGrpcMessage(msg) : "",
+    trailers: userMetadata(h),
+  };
+}
+
+/** Creates an upstream speaking gRPC over HTTP/2 to `url` (http: or https:). */
+export function createHttp2Upstream(
+  url: string,
+  options: Http2UpstreamOptions,
+): Upstream {
+  const pool = new SessionPool(url);
+  const active = new Set<(s: UpstreamStatus) => void>();
+  const highWaterMark = options.highWaterMark ?? 16;
+
+  function call(
+    path: string,
+    requests: AsyncIterable<Uint8Array>,
+    opts: CallOptions,
+  ): UpstreamCall {
+    let resolveHeaders!: (h: Record<string, string>) => void;
+    const headers = new Promise<Record<string, string>>((r) =>
+      resolveHeaders = r
+    );
+    let resolveStatus!: (s: UpstreamStatus) => void;
+    const status = new Promise<UpstreamStatus>((r) => resolveStatus = r);
+    let settled = false;
+    let stream: http2.ClientHttp2Stream | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let transportError: Error | undefined;
+
+    const queue = new MessageQueue({
+      highWaterMark,
+      pause: () => stream?.pause(),
+      resume: () => stream?.resume(),
+      cancel: () =>
+        settle({
+          code: Code.CANCELLED,
+          message: "response consumer stopped",
+          trailers: {},
+        }),
+    });
+
+    function settle(s: UpstreamStatus): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal.removeEventListener("abort", onAbort);
+      active.delete(settle);
+      resolveHeaders({});
+      if (s.code !== Code.OK) queue.end();
+      resolveStatus(s);
+      // Cancelling at once is the point: the core drops the subscriber now.
+      if (stream && !stream.closed) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    }
+    const onAbort = () =>
+      settle({
+        code: Code.CANCELLED,
+        message: "call cancelled by the client",
+        trailers: {},
+      });
+
+    const messages: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        // node:http2 in Deno can emit 'data' before 'response'.
+        await headers;
+        yield* queue;
+      },
+    };
+    const result = { headers, messages, status };
+
+    if (opts.signal.aborted) {
+      onAbort();
+      return result;
+    }
+    opts.signal.addEventListener("abort", onAbort);
+    active.add(settle);
+
+    const reqHeaders: http2.OutgoingHttpHeaders = {
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "user-agent": "chat-edge/1",
+    };
+    for (const [k, v] of Object.entries(opts.metadata)) {
+      if (!isReservedHeader(k.toLowerCase())) reqHeaders[k.toLowerCase()] = v;
+    }
+    if (opts.timeoutMs !== undefined) {
+      reqHeaders["grpc-timeout"] = formatGrpcTimeout(opts.timeoutMs);
+      timer = setTimeout(
+        () =>
+          settle({
+            code: Code.DEADLINE_EXCEEDED,
+            message: "deadline exceeded",
+            trailers: {},
+          }),
+        opts.timeoutMs,
+      );
+    }
+
+    try {
+      stream = pool.get().request(reqHeaders, { endStream: false });
+    } catch (e) {
+      settle({
+        code: Code.UNAVAILABLE,
+        message: `upstream unavailable: ${(e as Error).message}`,
+        trailers: {},
+      });
+      return result;
+    }
+
+    const parser = new EnvelopeParser({
+      maxMessageBytes: options.maxMessageBytes,
+      allowedFlags: 0,
+    });
+    let httpFailure: UpstreamStatus | undefined;
+    let trailersOnly: UpstreamStatus | undefined;
+
+    stream.on("response", (h) => {
+      const code = Number(h[":status"]);
+      const type = String(h["content-type"] ?? "");
+      if (code !== 200) {
+        httpFailure = {
+          code: codeFromHttpStatus(code),
+          message: `upstream answered HTTP ${code}`,
+          trailers: {},
+        };
+      } else if (!type.startsWith("application/grpc")) {
+        httpFailure = {
+          code: Code.UNKNOWN,
+          message: `upstream sent content-type ${JSON.stringify(type)}`,
+          trailers: {},
+        };
+      } else if (h["grpc-status"] !== undefined) {
+        trailersOnly = statusFrom(h);
+      } else {
+        resolveHeaders(userMetadata(h));
+      }
+    });
+    stream.on("data", (chunk: Uint8Array) => {
+      try {
+        for (const env of parser.push(chunk)) queue.push(env.data);
+      } catch (e) {
+        const oversize = e instanceof ProtocolError && e.kind === "oversize";
+        settle({
+          code: oversize ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+          message: `upstream response: ${(e as Error).message}`,
+          trailers: {},
+        });
+      }
+    });
+    stream.on("trailers", (t) => {
+      if (!httpFailure) trailersOnly = statusFrom(t);
+    });
+    stream.on("error", (e) => transportError = e);
+    stream.on("close", () => {
+      if (settled) return;
+      let s = httpFailure ?? trailersOnly;
+      if (s === undefined && transportError) {
+        s = {
+          code: Code.UNAVAILABLE,
+          message: `upstream unavailable: ${transportError.message}`,
+          trailers: {},
+        };
+      } else if (s === undefined && stream!.rstCode) {
+        s = {
+          code: codeFromRstCode(stream!.rstCode),
+          message: `upstream reset the stream (code ${stream!.rstCode})`,
+          trailers: {},
+        };
+      }
+      try {
+        parser.finish();
+      } catch (e) {
+        s ??= {
+          code: Code.INTERNAL,
+          message: `upstream response: ${(e as Error).message}`,
+          trailers: {},
+        };
+      }
+      queue.end();
+      settle(
+        s ??
+          {
+            code: Code.INTERNAL,
+            message: "upstream ended the stream without a status",
+            trailers: {},
+          },
+      );
+    });
+
+    pump(stream, requests, settle);
+    return result;
+  }
+
+  return {
+    call,
+    healthy: () => pool.ping(2000),
+    async close() {
+      for (const settle of [...active]) {
+        settle({
+          code: Code.UNAVAILABLE,
+          message: "edge is shutting down",
+          trailers: {},
+        });
+      }
+      await pool.close();
+    },
+  };
+}
+
+/** Writes request messages, honouring backpressure, then half-closes. */
+async function pump(
+  stream: http2.ClientHttp2Stream,
+  requests: AsyncIterable<Uint8Array>,
+  settle: (s: UpstreamStatus) => void,
+): Promise<void> {
+  const it = requests[Symbol.asyncIterator]();
+  const onClose = () => it.return?.();
+  stream.once("close", onClose);
+  try {
+    while (!stream.closed) {
+      const r = await it.next();
+      if (r.done || stream.closed) break;
+      if (!stream.write(encodeEnvelope(0, r.value))) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            stream.off("drain", done);
+            stream.off("close", done);
+            resolve();
+          };
+          stream.once("drain", done);
+          stream.once("close", done);
+        });
+      }
+    }
+    if (!stream.closed) stream.end();
+  } catch (e) {
+    settle(
+      e instanceof StatusError
+        ? { code: e.code, message: e.message, trailers: {} }
+        : {
+          code: Code.INTERNAL,
+          message: "reading the request failed",
+          trailers: {},
+        },
+    );
+  } finally {
+    stream.off("close", onClose);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * One pooled HTTP/2 session to the core, re-opened on demand.
+ *
+ * After a GOAWAY, a connection error or a core restart the old session is
+ * dropped at once, so the next call dials a fresh one while streams already
+ * on the old session finish there. h2c for http:// URLs, TLS with ALPN h2 for
+ * https:// URLs (node:http2 picks by the scheme).
+ *
+ * @module
+ */
+import http2 from "node:http2";
+
+/** Holds at most one usable session. */
+export class SessionPool {
+  readonly #origin: string;
+  #current: http2.ClientHttp2Session | undefined;
+  readonly #all = new Set<http2.ClientHttp2Session>();
+
+  constructor(url: string) {
+    this.#origin = new URL(url).origin;
+  }
+
+  /** The current session, or a new one if there is none usable. */
+  get(): http2.ClientHttp2Session {
+    const s = this.#current;
+    if (s && !s.closed && !s.destroyed) return s;
+    return this.#open();
+  }
+
+  /** Resolves true if a PING round trip completes within `timeoutMs`. */
+  ping(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const session = this.get();
+      let done = false;
+      const finish = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        session.off("close", onClose);
+        resolve(ok);
+      };
+      const onClose = () => finish(false);
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      session.once("close", onClose);
+      const send = () => {
+        try {
+          session.ping((err) => finish(!err));
+        } catch {
+          finish(false);
+        }
+      };
+      // ping() before the handshake completes throws in some runtimes.
+      if (session.connecting) session.once("connect", send);
+      else send();
+    });
+  }
+
+  /** Closes every session; streams still open are destroyed. */
+  async close(): Promise<void> {
+    this.#current = undefined;
+    await Promise.all([...this.#all].map((s) =>
+      new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
+        s.once("close", () => resolve());
+        s.close();
+        // A session with a stuck stream would never report close.
+        const t = setTimeout(() => s.destroy(), 1000);
+        s.once("close", () => clearTimeout(t));
+      })
+    ));
+  }
+
+  #open(): http2.ClientHttp2Session {
+    const session = http2.connect(this.#origin);
+    this.#current = session;
+    this.#all.add(session);
+    const drop = () => {
+      if (this.#current === session) this.#current = undefined;
+    };
+    // Errors surface on each stream as well; here they only retire the session.
+    session.on("error", drop);
+    session.on("goaway", () => {
+      drop();
+      session.close();
+    });
+    session.on("close", () => {
+      drop();
+      this.#all.delete(session);
+    });
+    return session;
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The edge's view of the core: one method that runs any gRPC call as raw
+ * message bytes, so handlers never decode protobuf just to forward it.
+ *
+ * Kept as an interface so the transport can be swapped: the default uses
+ * node:http2, which denoland/deno#33709 reports as unreliable on Deno Deploy
+ * for grpc-js; a fetch-based or WebSocket-based upstream can slot in here.
+ *
+ * @module
+ */
+
+/** The end of a call: a gRPC status code, its message, and trailers. */
+export interface UpstreamStatus {
+  code: number;
+  message: string;
+  /** Trailer metadata without grpc-status / grpc-message. */
+  trailers: Record<string, string>;
+}
+
+/** One running call. */
+export interface UpstreamCall {
+  /** Response metadata; resolves (maybe empty) before the first message or at the end. */
+  headers: Promise<Record<string, string>>;
+  /** Encoded protobuf messages, no envelope. */
+  messages: AsyncIterable<Uint8Array>;
+  /** Resolves when the call ends; never rejects. */
+  status: Promise<UpstreamStatus>;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Request metadata, already filtered to what may be forwarded. */
+  metadata: Record<string, string>;
+  /** Aborting cancels the call at once (RST_STREAM CANCEL). */
+  signal: AbortSignal;
+  /** Deadline relative to now; sent as grpc-timeout and enforced here too. */
+  timeoutMs?: number;
+}
+
+/** A connection to the core. */
+export interface Upstream {
+  call(
+    path: string,
+    requests: AsyncIterable<Uint8Array>,
+    options: CallOptions,
+  ): UpstreamCall;
+  /** Whether the core answers right now. */
+  healthy(): Promise<boolean>;
+  /** Cancels running calls and closes the connection. */
+  close(): Promise<void>;
+}

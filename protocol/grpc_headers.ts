@@ -1,0 +1,69 @@
+/**
+ * Value formats of the gRPC headers the edge must translate: `grpc-timeout`
+ * and the percent-encoded `grpc-message`.
+ *
+ * Both formats come from the gRPC over HTTP/2 spec; getting them wrong shows
+ * up only with long deadlines or non-ASCII error messages, so they live here
+ * with their own tests rather than inline in a handler.
+ *
+ * @module
+ */
+
+const UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 0.001,
+  n: 0.000001,
+};
+
+/**
+ * Parses a `grpc-timeout` value ("1S", "250m", at most 8 digits) to ms.
+ *
+ * Returns undefined for an absent or malformed value; sub-millisecond
+ * timeouts round up to 1 ms so they still expire rather than meaning "none".
+ */
+export function parseGrpcTimeout(
+  value: string | null | undefined,
+): number | undefined {
+  if (!value) return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!m) return undefined;
+  const ms = Number(m[1]) * UNIT_MS[m[2]];
+  return ms > 0 && ms < 1 ? 1 : Math.ceil(ms);
+}
+
+/** Formats ms as a `grpc-timeout` value, choosing a unit that fits 8 digits. */
+export function formatGrpcTimeout(ms: number): string {
+  const whole = Math.max(0, Math.ceil(ms));
+  if (whole < 1e8) return `${whole}m`;
+  if (whole / 1000 < 1e8) return `${Math.ceil(whole / 1000)}S`;
+  if (whole / 60_000 < 1e8) return `${Math.ceil(whole / 60_000)}M`;
+  return `${Math.min(99_999_999, Math.ceil(whole / 3_600_000))}H`;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Percent-encodes a `grpc-message`: printable ASCII except '%' stays,
+ * everything else becomes %XX of its UTF-8 bytes.
+ */
+export function encodeGrpcMessage(message: string): string {
+  let out = "";
+  for (const byte of encoder.encode(message)) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+      ? String.fromCharCode(byte)
+      : "%" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/** Decodes a `grpc-message`; malformed escapes are kept as they are. */
+export function decodeGrpcMessage(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  MessageSchema,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
+  SubscribeRequestSchema,
+  UploadResponseSchema,
+} from "../gen/chat_pb.ts";
+import { chatPaths } from "../rpc/chat_service.ts";
+import { createHttp2Upstream } from "../edge/upstream/http2.ts";
+import { Code } from "../edge/upstream/status.ts";
+import type { Upstream, UpstreamCall } from "../edge/upstream/types.ts";
+import { startFixtureCore } from "./fixtures/edge_core.ts";
+
+const LIMIT = { maxMessageBytes: 1 << 20 };
+
+async function* once(bytes: Uint8Array) {
+  yield bytes;
+}
+const sendReq = (content: string) =>
+  toBinary(
+    SendMessageRequestSchema,
+    create(SendMessageRequestSchema, { user: "ann", room: "r1", content }),
+  );
+const noAbort = () => new AbortController().signal;
+
+async function drain(call: UpstreamCall) {
+  const out: Uint8Array[] = [];
+  for await (const m of call.messages) out.push(m);
+  return {
+    headers: await call.headers,
+    messages: out,
+    status: await call.status,
+  };
+}
+
+async function withCore(
+  fn: (
+    up: Upstream,
+    core: Awaited<ReturnType<typeof startFixtureCore>>,
+  ) => Promise<void>,
+) {
+  const core = await startFixtureCore();
+  const up = createHttp2Upstream(`http://127.0.0.1:${core.port}`, LIMIT);
+  try {
+    await fn(up, core);
+  } finally {
+    await up.close();
+    await core.close();
+  }
+}
+
+Deno.test("Http2Upstream.call() forwards a unary call with metadata, headers and trailers", () =>
+  withCore(async (up, core) => {
+    const r = await drain(up.call(chatPaths.SendMessage, once(sendReq("hi")), {
+      metadata: { "custom-header-1": "abc", authorization: "Bearer t" },
+      signal: noAbort(),
+    }));
+    assert.equal(r.status.code, Code.OK);
+    assert.equal(r.messages.length, 1);
+    assert.match(
+      fromBinary(SendMessageResponseSchema, r.messages[0]).messageId,
+      /^msg_\d+$/,
+    );
+    assert.equal(r.headers["custom-header-1"], "abc");
+    assert.equal(r.status.trailers["x-trailer-echo"], "abc");
+    assert.equal(core.lastMetadata().authorization, "Bearer t");
+  }));
+
+Deno.test("Http2Upstream.call() reports error statuses with decoded messages", () =>
+  withCore(async (up) => {
+    const failed = await drain(
+      up.call(chatPaths.SendMessage, once(sendReq("fail-with-trailers-only")), {
+        metadata: { "custom-header-1": "z" },
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(failed.status.code, Code.FAILED_PRECONDITION);
+    assert.equal(failed.status.message, "precondition ✗ failed: 100%");
+    assert.equal(failed.status.trailers["x-trailer-echo"], "z");
+    const unknown = await drain(
+      up.call("/chat.ChatService/Nope", once(new Uint8Array()), {
+        metadata: {},
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(unknown.status.code, Code.UNIMPLEMENTED);
+    assert.deepEqual(unknown.messages, []);
+  }));
+
+Deno.test("Http2Upstream.call() streams client messages and reads the one reply", () =>
+  withCore(async (up) => {
+    async function* three() {
+      for (let i = 0; i < 3; i++) {
+        yield toBinary(
+          MessageSchema,
+          create(MessageSchema, { user: "u", room: "r", content: `m${i}` }),
+        );
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    const r = await drain(
+      up.call(chatPaths.UploadMessages, three(), {
+        metadata: {},
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(r.status.code, Code.OK);
+    const reply = fromBinary(UploadResponseSchema, r.messages[0]);
+    assert.equal(reply.messageCount, 3);
+    assert.equal(reply.success, true);
+  }));
+
+Deno.test("Http2Upstream.call() aborted by the signal removes the subscriber on the core", () =>
+  withCore(async (up, core) => {
+    const ctl = new AbortController();
+    const call = up.call(
+      chatPaths.SubscribeMessages,
+      once(
+        toBinary(
+          SubscribeRequestSchema,
+          create(SubscribeRequestSchema, { room: "r1", user: "bob" }),
+        ),
+      ),
+      { metadata: {}, signal: ctl.signal },
+    );
+    const it = call.messages[Symbol.asyncIterator]();
+    const welcome = fromBinary(MessageSchema, (await it.next()).value!);
+    assert.equal(welcome.content, "Welcome to room r1, bob!");
+    await core.waitForSubscribers(1);
+    ctl.abort();
+    await core.waitForSubscribers(0);
+    assert.equal((await call.status).code, Code.CANCELLED);
+    assert.equal((await it.next()).done, true);
+  }));
+
+Deno.test("Http2Upstream.call() enforces timeoutMs as DEADLINE_EXCEEDED", () =>
+  withCore(async (up) => {
+    const t0 = performance.now();
+    const r = await drain(
+      up.call(chatPaths.SendMessage, once(sendReq("hang")), {
+        metadata: {},
+        signal: noAbort(),
+        timeoutMs: 150,
+      }),
+    );
+    assert.equal(r.status.code, Code.DEADLINE_EXCEEDED);
+    assert.ok(performance.now() - t0 < 2000);
+  }));
+
+Deno.test("Http2Upstream reports UNAVAILABLE and unhealthy when the core is down", async () => {
+  const core = await startFixtureCore();
+  const port = core.port;
+  await core.close();
+  const up = createHttp2Upstream(`http://127.0.0.1:${port}`, LIMIT);
+  try {
+    const r = await drain(
+      up.call(chatPaths.SendMessage, once(sendReq("x")), {
+        metadata: {},
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /ECONNREFUSED|unavailable/i);
+    assert.equal(await up.healthy(), false);
+  } finally {
+    await up.close();
+  }
+});
+
+Deno.test("Http2Upstream reconnects after the core restarts", async () => {
+  const first = await startFixtureCore();
+  const port = first.port;
+  const up = createHttp2Upstream(`http://127.0.0.1:${port}`, LIMIT);
+  try {
+    assert.equal(await up.healthy(), true);
+    assert.equal(
+      (await drain(
+        up.call(chatPaths.SendMessage, once(sendReq("a")), {
+          metadata: {},
+          signal: noAbort(),
+        }),
+      )).status.code,
+      Code.OK,
+    );
+    await first.close();
+    const second = await startFixtureCore(port);
+    try {
+      // The first call after the restart may race the old session's close.
+      let code = -1;
+      for (let i = 0; i < 5 && code !== Code.OK; i++) {
+        code = (await drain(
+          up.call(chatPaths.SendMessage, once(sendReq("b")), {
+            metadata: {},
+            signal: noAbort(),
+          }),
+        )).status.code;
+      }
+      assert.equal(code, Code.OK);
+      assert.equal(await up.healthy(), true);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await up.close();
+  }
+});
