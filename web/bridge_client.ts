@@ -37,10 +37,7 @@ export function startBidiChat(
   who: { user: string; room: string },
   onMessage: (message: Message) => void,
 ): BidiChat {
-  const call = openWsCall(url, {
-    path: CHAT_PATH,
-    metadata: { "x-user": who.user },
-  });
+  const call = openWsCall(url, { path: CHAT_PATH });
   (async () => {
     for await (const bytes of call.messages) {
       onMessage(fromBinary(MessageSchema, bytes));
@@ -75,10 +72,7 @@ export async function uploadLines(
   lines: string[],
   onProgress: (sent: number, total: number) => void,
 ): Promise<UploadResult> {
-  const call = openWsCall(url, {
-    path: UPLOAD_PATH,
-    metadata: { "x-user": who.user },
-  });
+  const call = openWsCall(url, { path: UPLOAD_PATH });
   let response: UploadResponse | undefined;
   const reading = (async () => {
     for await (const bytes of call.messages) {

@@ -2,18 +2,26 @@
  * Wire format of the WebSocket bridge: one gRPC-Web envelope per binary frame.
  *
  * Shared by the browser page and `edge/websocket.ts` so both ends read the same
- * bytes the same way; it touches neither the DOM nor Deno, so both can import
- * it. The full spec is in `web/WEBSOCKET.md`. A WebSocket frame already has a
- * length, so the envelope's own length must match it exactly: a mismatch is a
- * protocol error, never a reason to buffer.
+ * bytes the same way; the envelope and trailer encodings themselves are the
+ * ones in `protocol/`. The full spec is in `web/WEBSOCKET.md`. A WebSocket frame
+ * already has a length, so the envelope's own length must match it exactly: a
+ * mismatch is a protocol error, never a reason to buffer.
  *
  * @module
  */
+import {
+  encodeEnvelope,
+  encodeGrpcWebTrailer,
+  ENVELOPE_HEADER_BYTES,
+  FLAG_TRAILER,
+  parseGrpcWebTrailer,
+  ProtocolError,
+} from "../protocol/mod.ts";
 
 /** Envelope flag of a message frame. */
 export const FLAG_DATA = 0x00;
 /** Envelope flag of the end frame: half-close from the client, status from the server. */
-export const FLAG_END = 0x80;
+export const FLAG_END = FLAG_TRAILER;
 
 /** The first (text) frame a client sends: which method, and its call options. */
 export interface BridgeCallHeader {
@@ -40,58 +48,53 @@ export interface BridgeFrame {
 
 /** Wraps a payload in a 5-byte envelope (flag, big-endian length). */
 export function encodeFrame(flag: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + payload.byteLength);
-  const view = new DataView(out.buffer);
-  view.setUint8(0, flag);
-  view.setUint32(1, payload.byteLength);
-  out.set(payload, 5);
-  return out;
+  return encodeEnvelope(flag, payload);
 }
 
 /**
  * Reads one envelope that must fill the whole WebSocket frame.
  *
- * Throws a `RangeError` on a short frame or a length that disagrees with the
- * frame; the caller turns it into an INVALID_ARGUMENT / INTERNAL status.
+ * Throws a `ProtocolError` on a short frame or a length that disagrees with
+ * the frame; the bridge answers either with INVALID_ARGUMENT.
  */
 export function decodeFrame(frame: Uint8Array): BridgeFrame {
-  if (frame.byteLength < 5) {
-    throw new RangeError(
-      `frame of ${frame.byteLength} bytes is shorter than an envelope`,
-    );
+  if (frame.byteLength < ENVELOPE_HEADER_BYTES) {
+    throw new ProtocolError("truncated", "frame shorter than an envelope");
   }
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const length = view.getUint32(1);
-  if (length !== frame.byteLength - 5) {
-    throw new RangeError(
+  if (length !== frame.byteLength - ENVELOPE_HEADER_BYTES) {
+    throw new ProtocolError(
+      "truncated",
       `envelope says ${length} bytes, frame holds ${frame.byteLength - 5}`,
     );
   }
-  return { flag: view.getUint8(0), payload: frame.subarray(5) };
+  return { flag: frame[0], payload: frame.subarray(ENVELOPE_HEADER_BYTES) };
 }
 
-/** Encodes a status as the gRPC-Web trailer block: `key: value\r\n` lines. */
-export function encodeStatus(status: BridgeStatus): Uint8Array {
-  const lines = [`grpc-status: ${status.code}`];
+/** Encodes a status as a complete end frame (a gRPC-Web trailer frame). */
+export function encodeStatusFrame(status: BridgeStatus): Uint8Array {
+  const lines: [string, string][] = [["grpc-status", String(status.code)]];
   if (status.message) {
-    lines.push(`grpc-message: ${encodeURIComponent(status.message)}`);
+    // gRPC percent-encodes grpc-message; it also keeps CR/LF off the line.
+    lines.push(["grpc-message", encodeURIComponent(status.message)]);
   }
   for (const [key, value] of Object.entries(status.trailers)) {
     const lower = key.toLowerCase();
     if (lower === "grpc-status" || lower === "grpc-message") continue;
-    lines.push(`${lower}: ${value}`);
+    if (/[\r\n]/.test(value)) continue;
+    lines.push([lower, value]);
   }
-  return new TextEncoder().encode(lines.map((l) => l + "\r\n").join(""));
+  return encodeGrpcWebTrailer(lines);
 }
 
-/** Parses a trailer block; a block with no valid grpc-status reads as INTERNAL (13). */
-export function decodeStatus(block: Uint8Array): BridgeStatus {
-  const trailers: Record<string, string> = {};
-  for (const line of new TextDecoder().decode(block).split("\r\n")) {
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1)
-      .trim();
+/** Reads the payload of an end frame; one with no valid grpc-status reads as INTERNAL. */
+export function decodeStatus(payload: Uint8Array): BridgeStatus {
+  let trailers: Record<string, string>;
+  try {
+    trailers = parseGrpcWebTrailer(payload);
+  } catch (err) {
+    return { code: 13, message: `bad end frame: ${err}`, trailers: {} };
   }
   const code = Number(trailers["grpc-status"]);
   const raw = trailers["grpc-message"] ?? "";

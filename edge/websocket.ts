@@ -1,0 +1,94 @@
+/**
+ * The WebSocket bridge: one gRPC call per socket, as real streams to the core.
+ *
+ * Browsers cannot stream a fetch request body, so client-streaming and bidi
+ * calls (and, for uniformity, any other) come in here. The framing is in
+ * `web/bridge_frames.ts` and specified in `web/WEBSOCKET.md`: a text frame
+ * names the method, binary frames carry gRPC-Web envelopes, and the server's
+ * last frame is always a trailer envelope with the status. The socket is the
+ * call's lifetime: closing it cancels the upstream call.
+ *
+ * @example
+ * ```ts
+ * const bridge = createWebSocketBridge(upstream, { maxMessageBytes: 4 << 20 });
+ * app.get("/ws", (c) => bridge(c.req.raw));
+ * ```
+ *
+ * @module
+ */
+import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
+import type { Upstream } from "./upstream/types.ts";
+import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
+
+/** Limits of the bridge; the same numbers as the edge's HTTP paths. */
+export interface WebSocketBridgeOptions {
+  /** Largest message either way; larger ends the call with RESOURCE_EXHAUSTED. */
+  maxMessageBytes: number;
+  /** Metadata names (lower case) forwarded to the core; default: the HTTP paths' list. */
+  allowedMetadata?: readonly string[];
+  /**
+   * Page origins allowed to open a socket (["*"] for any, the default).
+   * CORS does not cover WebSockets, so the bridge checks `Origin` itself.
+   */
+  allowedOrigins?: readonly string[];
+  /** Longest deadline a client may ask for; longer ones are clamped. */
+  maxTimeoutMs?: number;
+  /** Requests buffered ahead of the core; past this, RESOURCE_EXHAUSTED. */
+  maxBufferedBytes?: number;
+  /** Time the client has to send its call header. */
+  headerTimeoutMs?: number;
+}
+
+/** Creates the `GET /ws` handler; accepts a Request or a Hono context. */
+export function createWebSocketBridge(
+  upstream: Pick<Upstream, "call">,
+  options: WebSocketBridgeOptions,
+): (input: Request | { req: { raw: Request } }) => Response {
+  for (
+    const key of [
+      "maxMessageBytes",
+      "maxTimeoutMs",
+      "maxBufferedBytes",
+      "headerTimeoutMs",
+    ] as const
+  ) {
+    const value = options[key];
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+      throw new RangeError(
+        `createWebSocketBridge: ${key} must be a positive integer, got ${value}`,
+      );
+    }
+  }
+  const limits: SessionLimits = {
+    maxMessageBytes: options.maxMessageBytes,
+    allowedMetadata: new Set(
+      options.allowedMetadata ?? FORWARDED_REQUEST_HEADERS,
+    ),
+    maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
+    maxBufferedBytes: options.maxBufferedBytes ?? 4 * options.maxMessageBytes,
+    headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
+  };
+  const origins = new Set(options.allowedOrigins ?? ["*"]);
+  return (input) => {
+    const request = input instanceof Request ? input : input.req.raw;
+    const origin = request.headers.get("origin");
+    if (origin !== null && !origins.has("*") && !origins.has(origin)) {
+      return new Response("origin not allowed\n", { status: 403 });
+    }
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response(
+        "this endpoint speaks WebSocket only (see WEBSOCKET.md)\n",
+        {
+          status: 426,
+          headers: {
+            upgrade: "websocket",
+            "content-type": "text/plain; charset=utf-8",
+          },
+        },
+      );
+    }
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    runBridgeSession(socket, upstream, limits);
+    return response;
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * Validation of the bridge's call header and its metadata allow-list.
+ *
+ * The header is JSON from an untrusted page, so every field is checked for
+ * type and shape; anything off makes the whole header invalid rather than
+ * being half-used. Metadata names outside the allow-list, protocol names
+ * (`grpc-*`, pseudo-headers) and values with control characters are dropped,
+ * never forwarded (the edge's HTTP paths follow the same rule).
+ *
+ * @module
+ */
+import type { BridgeCallHeader } from "../web/bridge_frames.ts";
+
+const PATH = /^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
+const NAME = /^[a-z0-9][a-z0-9_.-]*$/;
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** Parses the first frame; `undefined` if it is not a valid header. */
+export function parseCallHeader(text: string): BridgeCallHeader | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { path, metadata, timeoutMs } = value as Record<string, unknown>;
+  if (typeof path !== "string" || !PATH.test(path)) return undefined;
+  if (
+    timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)
+  ) {
+    return undefined;
+  }
+  if (metadata !== undefined) {
+    if (
+      typeof metadata !== "object" || metadata === null ||
+      Array.isArray(metadata)
+    ) {
+      return undefined;
+    }
+    if (Object.values(metadata).some((v) => typeof v !== "string")) {
+      return undefined;
+    }
+  }
+  return {
+    path,
+    metadata: metadata as Record<string, string> | undefined,
+    timeoutMs: timeoutMs as number | undefined,
+  };
+}
+
+/** Keeps the allow-listed, well-formed entries, with lower-cased names. */
+export function filterMetadata(
+  metadata: Record<string, string> | undefined,
+  allowed: ReadonlySet<string>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [rawName, value] of Object.entries(metadata ?? {})) {
+    const name = rawName.toLowerCase();
+    if (!NAME.test(name) || name.startsWith("grpc-")) continue;
+    if (!allowed.has(name) || CONTROL.test(value)) continue;
+    out[name] = value;
+  }
+  return out;
+}

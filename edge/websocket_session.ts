@@ -1,0 +1,186 @@
+/**
+ * One bridged call: reads the socket's frames, drives the upstream call, ends once.
+ *
+ * Every way a call can end (the core's status, a bad frame, an oversize
+ * message, the deadline, the client closing the socket) goes through
+ * `finish()`, which runs once: it sends the status frame if the socket is
+ * still open, closes it, and aborts the upstream call so the core sees a
+ * cancel rather than a stream left hanging.
+ *
+ * @module
+ */
+import {
+  type BridgeCallHeader,
+  type BridgeStatus,
+  decodeFrame,
+  encodeFrame,
+  encodeStatusFrame,
+  FLAG_DATA,
+  FLAG_END,
+} from "../web/bridge_frames.ts";
+import type { Upstream } from "./upstream/types.ts";
+import { filterMetadata, parseCallHeader } from "./websocket_header.ts";
+import { RequestQueue } from "./websocket_queue.ts";
+
+/** Resolved limits of one session (see `WebSocketBridgeOptions`). */
+export interface SessionLimits {
+  maxMessageBytes: number;
+  allowedMetadata: ReadonlySet<string>;
+  maxTimeoutMs: number;
+  maxBufferedBytes: number;
+  headerTimeoutMs: number;
+}
+
+/** The gRPC status codes the bridge itself produces. */
+const Code = {
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
+  INTERNAL: 13,
+} as const;
+
+/** Socket send buffer above which responses wait, so a slow browser slows the core. */
+const SEND_HIGH_WATER = 1 << 20;
+
+const fail = (code: number, message: string): BridgeStatus => ({
+  code,
+  message,
+  trailers: {},
+});
+
+/** Serves one call on an upgraded socket until it ends. */
+export function runBridgeSession(
+  socket: WebSocket,
+  upstream: Pick<Upstream, "call">,
+  limits: SessionLimits,
+): void {
+  socket.binaryType = "arraybuffer";
+  const abort = new AbortController();
+  const requests = new RequestQueue(limits.maxBufferedBytes);
+  let started = false;
+  let finished = false;
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(
+    () => finish(fail(Code.INVALID_ARGUMENT, "no call header in time")),
+    limits.headerTimeoutMs,
+  );
+
+  function finish(status: BridgeStatus): void {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    requests.close();
+    abort.abort();
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(encodeStatusFrame(status));
+      socket.close(1000, "call ended");
+    }
+  }
+
+  function start(header: BridgeCallHeader): void {
+    started = true;
+    clearTimeout(timer);
+    const timeoutMs = header.timeoutMs === undefined
+      ? undefined
+      : Math.min(header.timeoutMs, limits.maxTimeoutMs);
+    // The upstream enforces the deadline too; this timer also covers time
+    // spent waiting on a slow browser.
+    timer = timeoutMs === undefined ? undefined : setTimeout(
+      () => finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded")),
+      timeoutMs,
+    );
+    relay(header, timeoutMs).then(finish, (err) => {
+      // Upstream calls report failures as a status; a throw here is a bug.
+      console.error("websocket bridge: relay failed", err);
+      finish(fail(Code.INTERNAL, "internal error"));
+    });
+  }
+
+  async function relay(
+    header: BridgeCallHeader,
+    timeoutMs: number | undefined,
+  ): Promise<BridgeStatus> {
+    const call = upstream.call(header.path, requests, {
+      metadata: filterMetadata(header.metadata, limits.allowedMetadata),
+      signal: abort.signal,
+      timeoutMs,
+    });
+    for await (const message of call.messages) {
+      if (message.byteLength > limits.maxMessageBytes) {
+        return fail(
+          Code.RESOURCE_EXHAUSTED,
+          `response message of ${message.byteLength} bytes exceeds the limit of ${limits.maxMessageBytes}`,
+        );
+      }
+      while (socket.bufferedAmount > SEND_HIGH_WATER && !finished) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      if (finished) break;
+      socket.send(encodeFrame(FLAG_DATA, message));
+    }
+    return await call.status;
+  }
+
+  /** Handles one client frame; returns the status to end with, if any. */
+  function onFrame(data: string | ArrayBuffer): BridgeStatus | undefined {
+    if (!started) {
+      const header = typeof data === "string"
+        ? parseCallHeader(data)
+        : undefined;
+      if (!header) {
+        return fail(
+          Code.INVALID_ARGUMENT,
+          "first frame must be a JSON call header with a gRPC path",
+        );
+      }
+      start(header);
+      return;
+    }
+    if (typeof data === "string") {
+      return fail(Code.INVALID_ARGUMENT, "text frame after the call header");
+    }
+    let frame;
+    try {
+      frame = decodeFrame(new Uint8Array(data));
+    } catch (err) {
+      return fail(
+        Code.INVALID_ARGUMENT,
+        err instanceof Error ? err.message : String(err),
+      );
+    }
+    if (requests.closed) {
+      return fail(Code.INVALID_ARGUMENT, "frame after half-close");
+    }
+    if (frame.flag === FLAG_END && frame.payload.byteLength === 0) {
+      requests.close();
+      return;
+    }
+    if (frame.flag !== FLAG_DATA) {
+      return fail(
+        Code.INVALID_ARGUMENT,
+        `unsupported frame flag 0x${frame.flag.toString(16)}`,
+      );
+    }
+    if (frame.payload.byteLength > limits.maxMessageBytes) {
+      return fail(
+        Code.RESOURCE_EXHAUSTED,
+        `request message of ${frame.payload.byteLength} bytes exceeds the limit of ${limits.maxMessageBytes}`,
+      );
+    }
+    if (!requests.push(frame.payload)) {
+      return fail(
+        Code.RESOURCE_EXHAUSTED,
+        `more than ${limits.maxBufferedBytes} request bytes waiting for the core`,
+      );
+    }
+  }
+
+  socket.onmessage = (event) => {
+    if (finished) return;
+    const status = onFrame(event.data);
+    if (status) finish(status);
+  };
+  socket.onclose = () =>
+    finish(fail(Code.CANCELLED, "client closed the socket"));
+  socket.onerror = () => finish(fail(Code.INTERNAL, "socket error"));
+}
