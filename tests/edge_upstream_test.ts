@@ -71,7 +71,7 @@ Deno.test("Http2Upstream.call() forwards a unary call with metadata, headers and
 Deno.test("Http2Upstream.call() reports error statuses with decoded messages", () =>
   withCore(async (up) => {
     const failed = await drain(
-      up.call(chatPaths.SendMessage, once(sendReq("fail-with-trailers-only")), {
+      up.call(chatPaths.SendMessage, once(sendReq("trailers-only")), {
         metadata: { "custom-header-1": "z" },
         signal: noAbort(),
       }),

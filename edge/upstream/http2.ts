@@ -55,6 +55,8 @@ const RESERVED = new Set([
 
 /** True for names the edge must not pass on as metadata in either direction. */
 export function isReservedHeader(name: string): boolean {
+  // grpc-status-details-bin is user-visible error detail, not transport.
+  if (name === "grpc-status-details-bin") return false;
   return name.startsWith(":") || name.startsWith("grpc-") || RESERVED.has(name);
 }
 

@@ -1,0 +1,94 @@
+/**
+ * The edge's HTTP surface as a Hono app: CORS, health, and every RPC path
+ * dispatched by content type to the gRPC-Web or the Connect handler.
+ *
+ * Built from what varies (upstream and config) so tests run it on a real
+ * socket against a real core, and Deno Deploy runs the very same app.
+ *
+ * @module
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import { Hono } from "hono";
+import { ChatService } from "../gen/chat_pb.ts";
+import type { EdgeConfig } from "./config.ts";
+import { createConnectHandler } from "./connect.ts";
+import { edgeCors } from "./cors.ts";
+import { createGrpcWebHandler } from "./grpc_web.ts";
+import type { Upstream } from "./upstream/types.ts";
+
+/** What {@linkcode createEdgeApp} needs. */
+export interface EdgeAppOptions {
+  upstream: Upstream;
+  config: Readonly<EdgeConfig>;
+  /** Services served over Connect; gRPC-Web forwards any path. */
+  services?: readonly DescService[];
+}
+
+const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
+
+function mediaType(request: Request): string {
+  return (request.headers.get("content-type") ?? "").split(";")[0].trim()
+    .toLowerCase();
+}
+
+function connectError(status: number, code: string, message: string): Response {
+  return Response.json({ code, message }, { status });
+}
+
+/** Creates the edge app. */
+export function createEdgeApp(options: EdgeAppOptions): Hono {
+  const { upstream, config } = options;
+  const grpcWeb = createGrpcWebHandler(upstream, config);
+  const connect = createConnectHandler(upstream, {
+    services: options.services ?? [ChatService],
+    maxMessageBytes: config.maxMessageBytes,
+  });
+  const app = new Hono();
+
+  app.use("*", edgeCors(config.allowedOrigins));
+
+  app.get("/healthz", async (c) => {
+    const up = await upstream.healthy();
+    return c.json({
+      status: up ? "ok" : "unavailable",
+      upstream: up ? "up" : "down",
+    }, up ? 200 : 503);
+  });
+
+  // --- Browser page: the page engineer mounts GET / (edge/assets.ts) here. ---
+
+  // --- WebSocket bridge: the page engineer mounts GET /ws (edge/websocket.ts) here. ---
+
+  app.all("/:service/:method", async (c) => {
+    const request = c.req.raw;
+    const type = mediaType(request);
+    if (type.startsWith("application/grpc-web")) return await grpcWeb(request);
+    if (type === "application/grpc" || type.startsWith("application/grpc+")) {
+      return new Response(
+        "native gRPC is not served here; use gRPC-Web or Connect\n",
+        { status: 415 },
+      );
+    }
+    if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
+      return new Response(
+        `unsupported content type ${JSON.stringify(type)}\n`,
+        { status: 415 },
+      );
+    }
+    const response = connect(request);
+    if (response) return await response;
+    return connectError(
+      404,
+      "unimplemented",
+      `no method at ${new URL(request.url).pathname}`,
+    );
+  });
+
+  app.onError((err) => {
+    // Unexpected only: protocol errors are answered by the handlers.
+    console.error("edge: unhandled error", err);
+    return new Response("internal error\n", { status: 500 });
+  });
+
+  return app;
+}

@@ -1,0 +1,148 @@
+/**
+ * Edge configuration, parsed once into a frozen, complete object.
+ *
+ * Flags win over environment variables, which win over defaults. Bad values
+ * fail at start-up with a message naming both the flag and the variable, so
+ * a typo on Deno Deploy shows in the first log line instead of as a
+ * differently behaving gateway.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** Everything the edge needs to know about its deployment. */
+export interface EdgeConfig {
+  /** TCP port for Deno.serve; 0 picks a free one. */
+  port: number;
+  /** Core gRPC server, http:// (h2c) or https:// (TLS). */
+  upstream: string;
+  /** Origins allowed by CORS; ["*"] means any. */
+  allowedOrigins: readonly string[];
+  /** Largest single message accepted in either direction. */
+  maxMessageBytes: number;
+}
+
+/** The defaults, also used by tests that override one field. */
+export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
+  port: 8080,
+  upstream: "http://127.0.0.1:50051",
+  allowedOrigins: Object.freeze(["*"]),
+  maxMessageBytes: 10 * 1024 * 1024,
+});
+
+/** Thrown for any value the edge refuses to start with. */
+export class EdgeConfigError extends Error {
+  override readonly name = "EdgeConfigError";
+}
+
+const SETTINGS = {
+  port: { flag: "port", env: "PORT" },
+  upstream: { flag: "upstream", env: "UPSTREAM" },
+  allowedOrigins: { flag: "allowed-origins", env: "ALLOWED_ORIGINS" },
+  maxMessageBytes: { flag: "max-message-bytes", env: "MAX_MESSAGE_BYTES" },
+} as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
+
+type Parsers = {
+  [K in keyof EdgeConfig]: (raw: string, name: string) => EdgeConfig[K];
+};
+
+const PARSERS: Parsers = {
+  port: (raw, name) => integer(raw, name, 0, 65535),
+  maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
+  upstream(raw, name) {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new EdgeConfigError(
+        `${name} must be a URL like http://127.0.0.1:50051, got "${raw}"`,
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new EdgeConfigError(
+        `${name} must use http: (h2c) or https: (TLS), got "${url.protocol}"`,
+      );
+    }
+    if (
+      (url.pathname !== "/" && url.pathname !== "") || url.search || url.hash
+    ) {
+      throw new EdgeConfigError(
+        `${name} must be an origin without a path, got "${raw}"`,
+      );
+    }
+    return url.origin;
+  },
+  allowedOrigins(raw, name) {
+    const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    if (list.length === 0) {
+      throw new EdgeConfigError(
+        `${name} must not be empty (use * for any origin)`,
+      );
+    }
+    if (list.includes("*")) return Object.freeze(["*"]);
+    return Object.freeze(list.map((o) => {
+      let url: URL | undefined;
+      try {
+        url = new URL(o);
+      } catch { /* reported below */ }
+      if (!url || url.origin !== o.replace(/\/$/, "")) {
+        throw new EdgeConfigError(
+          `${name} entries must be origins like https://chat.example.com, got "${o}"`,
+        );
+      }
+      return url.origin;
+    }));
+  },
+};
+
+function integer(raw: string, name: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (
+    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
+  ) {
+    throw new EdgeConfigError(
+      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Builds the config from command-line flags and environment variables.
+ *
+ * @example
+ * ```ts
+ * const config = parseEdgeConfig(["--port", "9000"], { UPSTREAM: "http://core:50051" });
+ * ```
+ */
+export function parseEdgeConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Readonly<EdgeConfig> {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: Object.fromEntries(
+        Object.values(SETTINGS).map((
+          s,
+        ) => [s.flag, { type: "string" as const }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }) as { values: Record<string, string | undefined> });
+  } catch (err) {
+    throw new EdgeConfigError((err as Error).message);
+  }
+  const config: Record<string, unknown> = { ...DEFAULT_EDGE_CONFIG };
+  for (const key of Object.keys(SETTINGS) as (keyof EdgeConfig)[]) {
+    const { flag, env: envName } = SETTINGS[key];
+    const parse = PARSERS[key] as (raw: string, name: string) => unknown;
+    if (values[flag] !== undefined) {
+      config[key] = parse(values[flag], `--${flag}`);
+    } else if (env[envName] !== undefined) {
+      config[key] = parse(env[envName], envName);
+    }
+  }
+  return Object.freeze(config as unknown as EdgeConfig);
+}

@@ -1,0 +1,176 @@
+/**
+ * The Connect protocol side of the edge: connect-es's router does the
+ * protocol (unary JSON/binary, streaming envelopes, end-stream, GET, error
+ * JSON), and a generic service implementation runs every method as an
+ * upstream call.
+ *
+ * This is the one place the edge decodes and re-encodes protobuf, because
+ * Connect JSON needs the message types; gRPC-Web never pays that cost.
+ *
+ * @module
+ */
+import {
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import {
+  type Code,
+  ConnectError,
+  createConnectRouter,
+  type HandlerContext,
+} from "@connectrpc/connect";
+import {
+  universalServerRequestFromFetch,
+  universalServerResponseToFetch,
+} from "@connectrpc/connect/protocol";
+import { isForwardableResponseHeader, requestMetadata } from "./metadata.ts";
+import { decodeStatusDetails } from "./status_details.ts";
+import type {
+  Upstream,
+  UpstreamCall,
+  UpstreamStatus,
+} from "./upstream/types.ts";
+
+type AnyMessage = MessageShape<DescMethod["input"]>;
+
+async function* encodeEach(
+  method: DescMethod,
+  inputs: AsyncIterable<AnyMessage>,
+) {
+  for await (const m of inputs) yield toBinary(method.input, m);
+}
+
+async function* one(bytes: Uint8Array) {
+  yield bytes;
+}
+
+function toConnectError(s: UpstreamStatus): ConnectError {
+  const metadata = new Headers();
+  for (const [k, v] of Object.entries(s.trailers)) {
+    if (isForwardableResponseHeader(k) && k !== "grpc-status-details-bin") {
+      metadata.set(k, v);
+    }
+  }
+  const err = new ConnectError(s.message, s.code as Code, metadata);
+  err.details.push(
+    ...decodeStatusDetails(s.trailers["grpc-status-details-bin"]),
+  );
+  return err;
+}
+
+/** Runs one method as an upstream call, with the context's metadata, signal and deadline. */
+function start(
+  upstream: Upstream,
+  method: DescMethod,
+  requests: AsyncIterable<Uint8Array>,
+  ctx: HandlerContext,
+) {
+  return upstream.call(`/${method.parent.typeName}/${method.name}`, requests, {
+    metadata: requestMetadata(ctx.requestHeader),
+    signal: ctx.signal,
+    timeoutMs: ctx.timeoutMs(),
+  });
+}
+
+async function copyHeaders(call: UpstreamCall, ctx: HandlerContext) {
+  for (const [k, v] of Object.entries(await call.headers)) {
+    if (isForwardableResponseHeader(k)) ctx.responseHeader.set(k, v);
+  }
+}
+
+async function finish(call: UpstreamCall, ctx: HandlerContext): Promise<void> {
+  const status = await call.status;
+  if (status.code !== 0) throw toConnectError(status);
+  for (const [k, v] of Object.entries(status.trailers)) {
+    if (isForwardableResponseHeader(k)) ctx.responseTrailer.set(k, v);
+  }
+}
+
+function implement(upstream: Upstream, method: DescMethod) {
+  const decode = (bytes: Uint8Array) => fromBinary(method.output, bytes);
+  async function unaryResult(call: UpstreamCall, ctx: HandlerContext) {
+    await copyHeaders(call, ctx);
+    const out: Uint8Array[] = [];
+    for await (const m of call.messages) out.push(m);
+    await finish(call, ctx);
+    if (out.length !== 1) {
+      throw new ConnectError(
+        `upstream sent ${out.length} responses to a unary call`,
+        12 as Code,
+      );
+    }
+    return decode(out[0]);
+  }
+  async function* streamResult(call: UpstreamCall, ctx: HandlerContext) {
+    await copyHeaders(call, ctx);
+    for await (const m of call.messages) yield decode(m);
+    await finish(call, ctx);
+  }
+  switch (method.methodKind) {
+    case "unary":
+      return (req: AnyMessage, ctx: HandlerContext) =>
+        unaryResult(
+          start(upstream, method, one(toBinary(method.input, req)), ctx),
+          ctx,
+        );
+    case "server_streaming":
+      return (req: AnyMessage, ctx: HandlerContext) =>
+        streamResult(
+          start(upstream, method, one(toBinary(method.input, req)), ctx),
+          ctx,
+        );
+    case "client_streaming":
+      return (reqs: AsyncIterable<AnyMessage>, ctx: HandlerContext) =>
+        unaryResult(
+          start(upstream, method, encodeEach(method, reqs), ctx),
+          ctx,
+        );
+    case "bidi_streaming":
+      return (reqs: AsyncIterable<AnyMessage>, ctx: HandlerContext) =>
+        streamResult(
+          start(upstream, method, encodeEach(method, reqs), ctx),
+          ctx,
+        );
+  }
+}
+
+/** Options of {@linkcode createConnectHandler}. */
+export interface ConnectHandlerOptions {
+  services: readonly DescService[];
+  maxMessageBytes: number;
+}
+
+/**
+ * Creates a fetch-style handler for the Connect protocol on the services'
+ * paths; it answers undefined for paths that belong to no method.
+ */
+export function createConnectHandler(
+  upstream: Upstream,
+  options: ConnectHandlerOptions,
+): (request: Request) => Promise<Response> | undefined {
+  const router = createConnectRouter({
+    connect: true,
+    grpc: false,
+    grpcWeb: false,
+    readMaxBytes: options.maxMessageBytes,
+    writeMaxBytes: options.maxMessageBytes,
+    // curl and hand-written clients rarely send connect-protocol-version.
+    requireConnectProtocolHeader: false,
+  });
+  for (const service of options.services) {
+    for (const method of service.methods) {
+      router.rpc(method, implement(upstream, method) as never);
+    }
+  }
+  const byPath = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (request) => {
+    const handler = byPath.get(new URL(request.url).pathname);
+    if (!handler) return undefined;
+    return handler(universalServerRequestFromFetch(request, {})).then(
+      universalServerResponseToFetch,
+    );
+  };
+}

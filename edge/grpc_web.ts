@@ -1,0 +1,148 @@
+/**
+ * The gRPC-Web handler: browser gRPC-Web (binary or base64 text) in, one
+ * upstream gRPC call out, with the status written as a trailer frame.
+ *
+ * Messages are forwarded as bytes; nothing is decoded. A trailers-only
+ * upstream answer (an error before any response header) becomes a
+ * headers-only HTTP response, the form gRPC-Web clients expect.
+ *
+ * @module
+ */
+import {
+  encodeBase64,
+  encodeEnvelope,
+  encodeGrpcMessage,
+  encodeGrpcWebTrailer,
+  parseGrpcTimeout,
+} from "../protocol/mod.ts";
+import { isForwardableResponseHeader, requestMetadata } from "./metadata.ts";
+import { readGrpcWebBody } from "./grpc_web_body.ts";
+import { Code } from "./upstream/status.ts";
+import type { Upstream, UpstreamStatus } from "./upstream/types.ts";
+
+const encoder = new TextEncoder();
+
+/** Parses a gRPC-Web content type; undefined for anything else (415). */
+export function grpcWebContentType(
+  value: string | null,
+): { text: boolean } | undefined {
+  const base = (value ?? "").split(";")[0].trim().toLowerCase();
+  switch (base) {
+    case "application/grpc-web":
+    case "application/grpc-web+proto":
+      return { text: false };
+    case "application/grpc-web-text":
+    case "application/grpc-web-text+proto":
+      return { text: true };
+  }
+  return undefined;
+}
+
+function statusHeaders(s: UpstreamStatus): [string, string][] {
+  const out: [string, string][] = [["grpc-status", String(s.code)]];
+  if (s.message) out.push(["grpc-message", encodeGrpcMessage(s.message)]);
+  for (const [k, v] of Object.entries(s.trailers)) {
+    if (isForwardableResponseHeader(k)) out.push([k, v]);
+  }
+  return out;
+}
+
+/** Creates the handler for `POST /<service>/<method>` with a gRPC-Web body. */
+export function createGrpcWebHandler(
+  upstream: Upstream,
+  options: { maxMessageBytes: number },
+): (request: Request) => Promise<Response> {
+  return async function handleGrpcWeb(request: Request): Promise<Response> {
+    const type = grpcWebContentType(request.headers.get("content-type"));
+    if (!type) {
+      return new Response("unsupported content type\n", { status: 415 });
+    }
+    if (request.method !== "POST") {
+      return new Response("gRPC-Web needs POST\n", {
+        status: 405,
+        headers: { allow: "POST" },
+      });
+    }
+    const contentType = type.text
+      ? "application/grpc-web-text+proto"
+      : "application/grpc-web+proto";
+    const respond = (
+      headers: [string, string][],
+      body: ReadableStream<Uint8Array> | null,
+    ) =>
+      new Response(body, {
+        status: 200,
+        headers: [["content-type", contentType], ...headers],
+      });
+
+    const rawTimeout = request.headers.get("grpc-timeout");
+    const timeoutMs = parseGrpcTimeout(rawTimeout);
+    if (rawTimeout !== null && timeoutMs === undefined) {
+      return respond(
+        statusHeaders({
+          code: Code.INVALID_ARGUMENT,
+          message: "malformed grpc-timeout",
+          trailers: {},
+        }),
+        null,
+      );
+    }
+
+    // One signal for the call: the browser going away or the body being cancelled.
+    const ctl = new AbortController();
+    const onGone = () => ctl.abort();
+    request.signal.addEventListener("abort", onGone, { once: true });
+    const call = upstream.call(
+      new URL(request.url).pathname,
+      readGrpcWebBody(request.body, {
+        text: type.text,
+        maxMessageBytes: options.maxMessageBytes,
+      }),
+      {
+        metadata: requestMetadata(request.headers),
+        signal: ctl.signal,
+        timeoutMs,
+      },
+    );
+    call.status.then(() => request.signal.removeEventListener("abort", onGone));
+
+    const headers = await call.headers;
+    const it = call.messages[Symbol.asyncIterator]();
+    // A status already settled when headers resolve means the queue is
+    // complete; with no message and no header, answer trailers-only.
+    let first: IteratorResult<Uint8Array> | undefined;
+    const early = await Promise.race([call.status, Promise.resolve(undefined)]);
+    if (early !== undefined) {
+      first = await it.next();
+      if (first.done && Object.keys(headers).length === 0) {
+        return respond(statusHeaders(early), null);
+      }
+    }
+
+    const frame = (bytes: Uint8Array) =>
+      type.text ? encoder.encode(encodeBase64(bytes)) : bytes;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const r = first ?? await it.next();
+        first = undefined;
+        if (!r.done) {
+          controller.enqueue(frame(encodeEnvelope(0, r.value)));
+          return;
+        }
+        const status = await call.status;
+        controller.enqueue(frame(encodeGrpcWebTrailer(statusHeaders(status))));
+        controller.close();
+      },
+      async cancel() {
+        ctl.abort();
+        await it.return?.();
+      },
+    }, { highWaterMark: 0 });
+
+    const outHeaders: [string, string][] = [];
+    for (const [k, v] of Object.entries(headers)) {
+      if (isForwardableResponseHeader(k)) outHeaders.push([k, v]);
+    }
+    return respond(outHeaders, body);
+  };
+}

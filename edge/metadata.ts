@@ -1,0 +1,51 @@
+/**
+ * Which HTTP headers cross the edge as gRPC metadata, and back.
+ *
+ * Requests: an allow-list. Browsers and proxies add many headers (cookies,
+ * sec-fetch-*, accept-encoding, connect-*, x-grpc-web); forwarding them as
+ * metadata would leak them to the core and let a client spoof protocol
+ * headers such as grpc-timeout. Responses: everything the core sent except
+ * protocol and hop-by-hop headers (the upstream already strips those).
+ *
+ * @module
+ */
+
+/** Request headers forwarded to the core as metadata. */
+export const FORWARDED_REQUEST_HEADERS: readonly string[] = Object.freeze([
+  "authorization",
+  "custom-header-1",
+  "x-user-agent",
+  "x-request-id",
+]);
+
+const forwarded = new Set(FORWARDED_REQUEST_HEADERS);
+
+/** Picks the allow-listed request headers as metadata. */
+export function requestMetadata(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of headers) {
+    if (forwarded.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+/** Response headers the edge sets itself, never taken from core metadata. */
+const EDGE_OWNED = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "access-control-allow-origin",
+  "access-control-expose-headers",
+  "vary",
+]);
+
+/** True for core metadata that may be sent to the browser as a header. */
+export function isForwardableResponseHeader(name: string): boolean {
+  if (name === "grpc-status-details-bin") return true;
+  return !EDGE_OWNED.has(name) && !name.startsWith(":") &&
+    !name.startsWith("grpc-") && !name.startsWith("connect-") &&
+    /^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name);
+}
