@@ -14,6 +14,8 @@ import type { EdgeConfig } from "./config.ts";
 import { createConnectHandler } from "./connect.ts";
 import { edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
+import { ASSETS, serveAsset } from "./assets.ts";
+import { createWebSocketBridge } from "./websocket.ts";
 import type { Upstream } from "./upstream/types.ts";
 
 /** What {@linkcode createEdgeApp} needs. */
@@ -55,9 +57,19 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }, up ? 200 : 503);
   });
 
-  // --- Browser page: the page engineer mounts GET / (edge/assets.ts) here. ---
+  // Browser page: embedded strings (edge/assets.ts), no file reads at run time.
+  for (const path of Object.keys(ASSETS)) {
+    app.get(path, (c) => serveAsset(c.req.raw) ?? c.notFound());
+  }
 
-  // --- WebSocket bridge: the page engineer mounts GET /ws (edge/websocket.ts) here. ---
+  // WebSocket bridge: client-streaming and bidi calls from browsers (web/WEBSOCKET.md).
+  app.get(
+    "/ws",
+    createWebSocketBridge(upstream, {
+      maxMessageBytes: config.maxMessageBytes,
+      allowedOrigins: config.allowedOrigins,
+    }),
+  );
 
   app.all("/:service/:method", async (c) => {
     const request = c.req.raw;

@@ -60,6 +60,7 @@ export async function renderAssetsModule(): Promise<string> {
   const files: [string, string, string][] = [
     ["/", "text/html; charset=utf-8", await read("web/index.html")],
     ["/app.css", "text/css; charset=utf-8", await read("web/style.css")],
+    ["/favicon.svg", "image/svg+xml", await read("web/favicon.svg")],
     [
       "/app.js",
       "text/javascript; charset=utf-8",

@@ -18,7 +18,7 @@ const POINTS = 60;
 /** The charted series, in row order. */
 export const CHARTED = [
   { name: "cpu_usage", label: "CPU", unit: "%" },
-  { name: "memory_usage", label: "Memory", unit: "MB" },
+  { name: "memory_usage", label: "Memory", unit: "MiB" },
   { name: "requests_per_second", label: "Requests/s", unit: "" },
 ] as const;
 
