@@ -59,7 +59,7 @@ export class Base64Decoder {
   #offset = 0; // characters consumed, for error messages
 
   /** Feeds ASCII bytes (or a string); returns the bytes they completed. */
-  push(chunk: Uint8Array | string): Uint8Array {
+  push(chunk: Uint8Array | string): Uint8Array<ArrayBuffer> {
     const input = typeof chunk === "string"
       ? new TextEncoder().encode(chunk)
       : chunk;
@@ -88,7 +88,7 @@ export class Base64Decoder {
   }
 
   /** Ends the input; emits an unpadded tail, throws on a dangling char. */
-  finish(): Uint8Array {
+  finish(): Uint8Array<ArrayBuffer> {
     if (this.#fill === 0) return new Uint8Array(0);
     if (this.#fill === 1 || this.#pad > 0) {
       this.#fail("base64 ended inside a quad");

@@ -29,7 +29,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** Encodes an end-stream message as a complete frame. */
 export function encodeConnectEndStream(
   end: Partial<ConnectEndStream>,
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   const json: Record<string, unknown> = {};
   if (end.error) json.error = end.error;
   if (end.metadata && Object.keys(end.metadata).length > 0) {

@@ -27,7 +27,10 @@ export interface Envelope {
 }
 
 /** Frames a payload with the given flags. */
-export function encodeEnvelope(flags: number, data: Uint8Array): Uint8Array {
+export function encodeEnvelope(
+  flags: number,
+  data: Uint8Array,
+): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
   out[0] = flags;
   new DataView(out.buffer).setUint32(1, data.byteLength, false);

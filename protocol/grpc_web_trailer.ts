@@ -21,7 +21,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  */
 export function encodeGrpcWebTrailer(
   trailers: Iterable<[string, string]> | Record<string, string>,
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   const entries = Symbol.iterator in trailers
     ? trailers as Iterable<[string, string]>
     : Object.entries(trailers);
