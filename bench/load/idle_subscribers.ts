@@ -1,0 +1,91 @@
+/**
+ * Memory scenario: the server's resident memory with N idle subscribers.
+ *
+ * Opens N SubscribeMessages streams over K connections (the core allows
+ * 1,000 streams per connection by default), waits for every welcome, then
+ * reads VmRSS of the server's process group from /proc before and after, so
+ * the result is the cost of holding subscribers rather than of starting up.
+ *
+ * @module
+ */
+import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
+import { groupMemoryKb } from "../procfs.ts";
+import { round1, sleep } from "../stats.ts";
+import {
+  closeAll,
+  connect,
+  encode,
+  paths,
+  serverStreamRaw,
+  statusOf,
+} from "../wire.ts";
+
+/** Parameters of the memory scenario. */
+export interface IdleOptions {
+  addr: string;
+  subs: number;
+  conns: number;
+  /** Process group of the server under test (its pid when started with setsid). */
+  serverPgid: number;
+  /** How long to hold the subscribers before reading memory. */
+  settleMs: number;
+}
+
+/** Runs the scenario; resolves to one result row. */
+export async function runIdleSubscribers(
+  o: IdleOptions,
+): Promise<Record<string, unknown>> {
+  const before = groupMemoryKb(o.serverPgid);
+  const clients = await connect(o.addr, o.conns);
+  const streams: ReturnType<typeof serverStreamRaw>[] = [];
+  let welcomed = 0, failed = 0;
+  let firstError: string | undefined;
+  try {
+    const t0 = performance.now();
+    const all = Array.from(
+      { length: o.subs },
+      (_, i) =>
+        new Promise<void>((resolve) => {
+          const s = serverStreamRaw(
+            clients[i % clients.length],
+            paths.SubscribeMessages,
+            encode(SubscribeRequestSchema, {
+              room: `idle-${i % 100}`,
+              user: `idle${i}`,
+            }),
+          );
+          streams.push(s);
+          s.on("error", () => {});
+          s.once("data", () => (welcomed++, resolve()));
+          statusOf(s).then((st) => {
+            failed++;
+            firstError ??= `${st.code} ${st.details}`;
+            resolve();
+          });
+        }),
+    );
+    await Promise.race([Promise.all(all), sleep(60_000)]);
+    const subscribeMs = performance.now() - t0;
+    await sleep(o.settleMs);
+    const held = groupMemoryKb(o.serverPgid);
+    const perSubKb = (held.rssKb - before.rssKb) / Math.max(1, welcomed);
+    return {
+      scenario: "memory",
+      subs: o.subs,
+      conns: o.conns,
+      welcomed,
+      failed,
+      subscribe_s: Math.round(subscribeMs / 10) / 100,
+      rss_before_mb: round1(before.rssKb / 1024),
+      rss_mb: round1(held.rssKb / 1024),
+      hwm_mb: round1(held.hwmKb / 1024),
+      rss_per_sub_kb: round1(perSubKb),
+      server_processes: held.pids,
+      ok: welcomed === o.subs && failed === 0,
+      ...(firstError ? { first_error: firstError } : {}),
+    };
+  } finally {
+    for (const s of streams) s.cancel();
+    closeAll(clients);
+  }
+}
