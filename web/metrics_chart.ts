@@ -14,6 +14,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const WIDTH = 360;
 const ROW = 56;
 const POINTS = 60;
+const MIN_SLOTS = 12;
 
 /** The charted series, in row order. */
 export const CHARTED = [
@@ -75,9 +76,12 @@ export class MetricsChart {
     const g = this.#svg.children[row];
     const max = Math.max(...values, 1e-9) * 1.1;
     const height = ROW - 10;
-    const step = WIDTH / (POINTS - 1);
+    // Few samples spread over at least MIN_SLOTS, so a new chart is readable;
+    // from POINTS samples on, the window scrolls.
+    const slots = Math.min(Math.max(values.length, MIN_SLOTS), POINTS);
+    const step = WIDTH / (slots - 1);
     const points = values.map((v, i) => {
-      const x = (POINTS - values.length + i) * step;
+      const x = (slots - values.length + i) * step;
       const y = 4 + height - (v / max) * (height - 18);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });

@@ -1,0 +1,245 @@
+/**
+ * The page in real Chromium against the real edge and core, plus the seed's
+ * Google grpc-web client from another origin.
+ *
+ * One test with steps: the steps share one browser and one stack (Chromium
+ * takes a while to start on a shared 2-core machine), and every piece is
+ * closed in the `finally` so the sanitizers stay on.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import {
+  launchChromium,
+  startEdgeStack,
+  startOtherOrigin,
+} from "./fixtures/web_browser.ts";
+import { waitFor } from "./fixtures/web_stack.ts";
+import type { SubscribeOutcome } from "./fixtures/web_grpcweb_client.ts";
+
+const ARTIFACTS = new URL("../artifacts/", import.meta.url);
+
+async function join(page: Page, edgeUrl: string, user: string, room: string) {
+  await page.goto(`${edgeUrl}/`);
+  await page.fill("#user", user);
+  await page.fill("#room", room);
+  await page.click("#join");
+  await page.locator("#messages li.msg-system", {
+    hasText: `Welcome to room ${room}, ${user}!`,
+  }).waitFor();
+}
+
+async function say(page: Page, text: string) {
+  await page.fill("#message-input", text);
+  await page.click("#send");
+}
+
+/** The line of a message from `user` with `text`, once it shows. */
+function line(page: Page, user: string, text: string) {
+  return page.locator("#messages li.msg-chat", { hasText: text })
+    .filter({ has: page.locator(".user", { hasText: user }) });
+}
+
+Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed client, presence, reconnect", async (t) => {
+  const stack = await startEdgeStack({ presence: true, aliveIntervalMs: 0 });
+  const other = await startOtherOrigin();
+  const browser = await launchChromium();
+  try {
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+    });
+    context.setDefaultTimeout(15_000);
+    const alice = await context.newPage();
+    const bob = await context.newPage();
+    const errors: string[] = [];
+    for (const page of [alice, bob]) {
+      page.on("pageerror", (err) => errors.push(err.message));
+    }
+
+    await t.step(
+      "two pages in one room see each other's messages",
+      async () => {
+        await join(alice, stack.edgeUrl, "alice", "lobby");
+        await join(bob, stack.edgeUrl, "bob", "lobby");
+        await alice.locator("#messages li.msg-join", { hasText: "bob" })
+          .waitFor();
+        await say(alice, "hello from alice");
+        await line(bob, "alice", "hello from alice").waitFor();
+        await say(bob, "hi alice, bob here");
+        await line(alice, "bob", "hi alice, bob here").waitFor();
+        assert.match(
+          await alice.textContent("#status") ?? "",
+          /Live in #lobby as alice/,
+        );
+      },
+    );
+
+    await t.step("bidi Chat over the WebSocket echoes", async () => {
+      await alice.fill("#bidi-input", "ping over the socket");
+      await alice.click("#bidi-send");
+      await alice.locator("#bidi-log li.received", {
+        hasText: "Server: Echo: ping over the socket",
+      }).waitFor();
+      // Chat also broadcasts to the room, so bob sees it as a chat line.
+      await line(bob, "alice", "ping over the socket").waitFor();
+    });
+
+    await t.step("the metrics chart updates from StreamMetrics", async () => {
+      const samples = () =>
+        alice.$eval(
+          "#metrics-chart",
+          (el) => Number((el as HTMLElement).dataset.samples ?? 0),
+        );
+      const cpuPoints = () =>
+        alice.$eval(
+          '#metrics-chart [data-series="cpu_usage"] polyline',
+          (el) => el.getAttribute("points"),
+        );
+      await alice.waitForFunction(() =>
+        Number(document.getElementById("metrics-chart")?.dataset.samples ?? 0) >
+          0
+      );
+      const before = { samples: await samples(), points: await cpuPoints() };
+      await alice.waitForFunction(
+        (n) =>
+          Number(
+            document.getElementById("metrics-chart")?.dataset.samples ?? 0,
+          ) > n + 5,
+        before.samples,
+      );
+      assert.notEqual(await cpuPoints(), before.points);
+      assert.match(
+        await alice.textContent('[data-series="memory_usage"] text') ?? "",
+        /Memory: \d+\.\d MiB/,
+      );
+    });
+
+    await t.step("an upload of 1,000 lines reports 1,000", async () => {
+      const carol = await context.newPage();
+      await join(carol, stack.edgeUrl, "carol", "bulk");
+      const lines = Array.from(
+        { length: 1000 },
+        (_, i) => `bulk line ${i + 1}`,
+      );
+      await carol.fill("#upload-text", lines.join("\n"));
+      await carol.click("#upload-button");
+      await carol.locator("#upload-result", { hasText: "Server counted" })
+        .waitFor();
+      assert.equal(
+        await carol.getAttribute("#upload-result", "data-count"),
+        "1000",
+      );
+      assert.equal(
+        await carol.$eval(
+          "#upload-progress",
+          (el) => (el as HTMLProgressElement).value,
+        ),
+        1000,
+      );
+      await carol.screenshot({
+        path: new URL("e2e_upload.png", ARTIFACTS).pathname,
+      });
+      await carol.close();
+    });
+
+    await t.step(
+      "Google's grpc-web client (text and binary) works cross-origin",
+      async () => {
+        const seed = await context.newPage();
+        seed.on("pageerror", (err) => errors.push(err.message));
+        await seed.goto(other.url);
+        await seed.waitForFunction(() => "grpcWeb" in globalThis);
+        assert.notEqual(new URL(other.url).origin, stack.edgeUrl);
+        const subscribe = (format: string, user: string, deadlineMs?: number) =>
+          seed.evaluate(
+            ([edge, format, user, deadlineMs]) =>
+              // deno-lint-ignore no-explicit-any
+              (globalThis as any).grpcWeb.subscribe(edge, format, {
+                room: "lobby",
+                user,
+              }, deadlineMs),
+            [stack.edgeUrl, format, user, deadlineMs] as const,
+          ) as Promise<SubscribeOutcome>;
+        const text = await subscribe("text", "seed-text");
+        assert.equal(text.error, undefined);
+        assert.equal(
+          text.messages[0].content,
+          "Welcome to room lobby, seed-text!",
+        );
+        // Binary mode delivers at the end of the stream, so give it a deadline.
+        const binary = await subscribe("binary", "seed-binary", 1500);
+        assert.equal(
+          binary.messages[0]?.content,
+          "Welcome to room lobby, seed-binary!",
+        );
+        assert.equal(binary.status?.code ?? binary.error?.code, 4);
+        for (const format of ["text", "binary"]) {
+          const id = await seed.evaluate(
+            ([edge, format]) =>
+              // deno-lint-ignore no-explicit-any
+              (globalThis as any).grpcWeb.send(edge, format, {
+                room: "lobby",
+                user: "seed",
+                content: `from grpc-web ${format}`,
+              }),
+            [stack.edgeUrl, format] as const,
+          );
+          assert.match(id, /^msg_\d+$/);
+          await line(alice, "seed", `from grpc-web ${format}`).waitFor();
+        }
+        await seed.close();
+      },
+    );
+
+    await t.step(
+      "closing a page removes its subscriber on the core",
+      async () => {
+        await waitFor(
+          () => stack.core().snapshot().subscribers === 2,
+          "alice and bob only",
+        );
+        await bob.close();
+        await waitFor(
+          () => stack.core().snapshot().subscribers === 1,
+          "the core to drop bob",
+        );
+        await alice.locator("#messages li.msg-leave", { hasText: "bob" })
+          .waitFor();
+        // The metrics stream reports the same count to the page.
+        await alice.locator('[data-metric="subscribers"]', {
+          hasText: "subscribers: 1",
+        }).waitFor();
+        await alice.screenshot({
+          path: new URL("e2e_page.png", ARTIFACTS).pathname,
+        });
+      },
+    );
+
+    await t.step(
+      "the page reconnects by itself when the stream drops, and says so",
+      async () => {
+        await stack.stopCore();
+        await alice.locator("#messages li.msg-local", {
+          hasText: "Connection lost",
+        }).waitFor();
+        assert.match(await alice.textContent("#status") ?? "", /Reconnecting/);
+        await stack.restartCore();
+        await alice.locator("#messages li.msg-local", {
+          hasText: "Reconnected.",
+        }).waitFor();
+        await alice.locator("#status", { hasText: "Live in #lobby as alice" })
+          .waitFor();
+        await say(alice, "back again");
+        await line(alice, "alice", "back again").waitFor();
+      },
+    );
+
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await other.close();
+    await stack.close();
+  }
+});
