@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_EDGE_CONFIG,
+  EdgeConfigError,
+  parseEdgeConfig,
+} from "../edge/config.ts";
+
+const rejects = (
+  args: string[],
+  env: Record<string, string>,
+  pattern: RegExp,
+) =>
+  assert.throws(
+    () => parseEdgeConfig(args, env),
+    (e) => e instanceof EdgeConfigError && pattern.test(e.message),
+  );
+
+Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () => {
+  const c = parseEdgeConfig([], {});
+  assert.deepEqual(c, {
+    port: 8080,
+    upstream: "http://127.0.0.1:50051",
+    allowedOrigins: ["*"],
+    maxMessageBytes: 10 * 1024 * 1024,
+  });
+  assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.allowedOrigins));
+  assert.deepEqual(c, DEFAULT_EDGE_CONFIG);
+});
+
+Deno.test("parseEdgeConfig() reads env and lets flags win", () => {
+  const env = {
+    PORT: "9000",
+    UPSTREAM: "https://core.internal:443",
+    ALLOWED_ORIGINS: "https://a.example, https://b.example",
+    MAX_MESSAGE_BYTES: "2048",
+  };
+  const fromEnv = parseEdgeConfig([], env);
+  assert.equal(fromEnv.port, 9000);
+  assert.equal(fromEnv.upstream, "https://core.internal");
+  assert.deepEqual(fromEnv.allowedOrigins, [
+    "https://a.example",
+    "https://b.example",
+  ]);
+  assert.equal(fromEnv.maxMessageBytes, 2048);
+  const fromFlags = parseEdgeConfig([
+    "--port=0",
+    "--upstream",
+    "http://10.0.0.1:6000",
+    "--allowed-origins",
+    "*",
+  ], env);
+  assert.equal(fromFlags.port, 0);
+  assert.equal(fromFlags.upstream, "http://10.0.0.1:6000");
+  assert.deepEqual(fromFlags.allowedOrigins, ["*"]);
+});
+
+Deno.test("parseEdgeConfig() rejects bad values naming the flag or variable", () => {
+  rejects(["--port", "70000"], {}, /--port must be an integer from 0 to 65535/);
+  rejects([], { PORT: "eighty" }, /^PORT must be an integer/);
+  rejects(
+    ["--upstream", "core:50051"],
+    {},
+    /--upstream must use http: \(h2c\) or https:/,
+  );
+  rejects([], { UPSTREAM: "not a url" }, /^UPSTREAM must be a URL/);
+  rejects(["--upstream", "http://core:1/path"], {}, /without a path/);
+  rejects([], { ALLOWED_ORIGINS: " , " }, /must not be empty/);
+  rejects([], { ALLOWED_ORIGINS: "app.example" }, /origins like/);
+  rejects(["--max-message-bytes", "10"], {}, /from 1024 to/);
+  rejects(["--verbose"], {}, /verbose/);
+  rejects(["extra"], {}, /extra/);
+});
