@@ -206,3 +206,55 @@ Deno.test("Http2Upstream reconnects after the core restarts", async () => {
     await up.close();
   }
 });
+
+Deno.test("Http2Upstream.close() ends open streams with UNAVAILABLE", async () => {
+  const core = await startFixtureCore();
+  const up = createHttp2Upstream(`http://127.0.0.1:${core.port}`, LIMIT);
+  try {
+    const call = up.call(
+      chatPaths.SubscribeMessages,
+      once(
+        toBinary(
+          SubscribeRequestSchema,
+          create(SubscribeRequestSchema, { room: "z", user: "q" }),
+        ),
+      ),
+      { metadata: {}, signal: noAbort() },
+    );
+    await call.messages[Symbol.asyncIterator]().next();
+    await core.waitForSubscribers(1);
+    await up.close();
+    const status = await call.status;
+    assert.equal(status.code, Code.UNAVAILABLE);
+    assert.match(status.message, /shutting down/);
+    await core.waitForSubscribers(0);
+  } finally {
+    await up.close();
+    await core.close();
+  }
+});
+
+Deno.test("Http2Upstream delivers all 200 echoes of a call read late (pause/resume path)", () =>
+  withCore(async (up) => {
+    async function* many() {
+      for (let i = 0; i < 200; i++) {
+        yield toBinary(
+          MessageSchema,
+          create(MessageSchema, { user: "u", room: "r", content: `c${i}` }),
+        );
+      }
+    }
+    const call = up.call(chatPaths.Chat, many(), {
+      metadata: {},
+      signal: noAbort(),
+    });
+    // Nobody reads for a while: the queue fills, pauses the stream, resumes.
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await drain(call);
+    assert.equal(r.status.code, Code.OK);
+    assert.equal(r.messages.length, 200);
+    assert.equal(
+      fromBinary(MessageSchema, r.messages[199]).content,
+      "Echo: c199",
+    );
+  }));
