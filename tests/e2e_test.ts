@@ -35,6 +35,15 @@ async function say(page: Page, text: string) {
   await page.click("#send");
 }
 
+/** Polls `check` every 100 ms until it holds, for up to 15 s. */
+async function eventually(check: () => Promise<boolean>, what: string) {
+  const until = Date.now() + 15_000;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** The line of a message from `user` with `text`, once it shows. */
 function line(page: Page, user: string, text: string) {
   return page.locator("#messages li.msg-chat", { hasText: text })
@@ -86,27 +95,19 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
     });
 
     await t.step("the metrics chart updates from StreamMetrics", async () => {
-      const samples = () =>
-        alice.$eval(
-          "#metrics-chart",
-          (el) => Number((el as HTMLElement).dataset.samples ?? 0),
-        );
+      const samples = async () =>
+        Number(await alice.getAttribute("#metrics-chart", "data-samples") ?? 0);
       const cpuPoints = () =>
-        alice.$eval(
+        alice.getAttribute(
           '#metrics-chart [data-series="cpu_usage"] polyline',
-          (el) => el.getAttribute("points"),
+          "points",
         );
-      await alice.waitForFunction(() =>
-        Number(document.getElementById("metrics-chart")?.dataset.samples ?? 0) >
-          0
-      );
+      await eventually(async () => await samples() > 0, "a first metric");
       const before = { samples: await samples(), points: await cpuPoints() };
-      await alice.waitForFunction(
-        (n) =>
-          Number(
-            document.getElementById("metrics-chart")?.dataset.samples ?? 0,
-          ) > n + 5,
-        before.samples,
+      // The core sends about ten metrics per one-second interval.
+      await eventually(
+        async () => await samples() > before.samples + 5,
+        "more metrics",
       );
       assert.notEqual(await cpuPoints(), before.points);
       assert.match(
@@ -131,11 +132,8 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         "1000",
       );
       assert.equal(
-        await carol.$eval(
-          "#upload-progress",
-          (el) => (el as HTMLProgressElement).value,
-        ),
-        1000,
+        await carol.getAttribute("#upload-progress", "value"),
+        "1000",
       );
       await carol.screenshot({
         path: new URL("e2e_upload.png", ARTIFACTS).pathname,

@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The page's entry: joins a room, keeps the room and metrics streams alive, sends.
  *

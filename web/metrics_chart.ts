@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * A small inline-SVG chart of the core's metrics: one sparkline per series.
  *

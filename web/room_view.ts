@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * Renders room messages into a list, styled by type (CHAT, JOIN, LEAVE, SYSTEM).
  *

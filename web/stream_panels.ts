@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The two WebSocket-bridge panels: a bidi Chat echo stream and a bulk upload.
  *

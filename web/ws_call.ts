@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * One gRPC call over one WebSocket to the edge's `/ws` bridge (browser side).
  *
