@@ -14,6 +14,8 @@
 export interface ServerProcess {
   readonly pid: number;
   readonly port: number;
+  /** False once the process has exited (e.g. crashed mid-run). */
+  alive(): boolean;
   /** SIGTERM to the group, SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -117,5 +119,5 @@ export async function startServer(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { pid: child.pid, port, stop };
+  return { pid: child.pid, port, stop, alive: () => !exited };
 }

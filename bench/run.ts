@@ -47,13 +47,32 @@ export async function runBench(
   };
 
   await group("core", async (cases) => {
-    const core = await startServer(config.serverCmd, {
-      cpu: serverCpu,
-      logPath: `${logs}/core.log`,
-    });
+    // A server that died during a case (Deno's http2 fault on GOAWAY) is
+    // restarted for the next one, and the row says so.
+    let restarts = 0;
+    const start = () =>
+      startServer(config.serverCmd, {
+        cpu: serverCpu,
+        logPath: `${logs}/core-${restarts}.log`,
+      });
+    let core = await start();
     try {
       for (const c of cases) {
-        results.push(await measure(c, core, undefined, pin, log));
+        if (!core.alive()) {
+          log(
+            `server exited before ${c.name}; restarting (see ${logs}/core-${restarts}.log)`,
+          );
+          await core.stop();
+          restarts++;
+          core = await start();
+        }
+        const r = await measure(c, core, undefined, pin, log);
+        if (!core.alive()) {
+          r.server_died = true;
+          r.ok = false;
+          r.error = "server exited during the case";
+        }
+        results.push(r);
       }
     } finally {
       await core.stop();
