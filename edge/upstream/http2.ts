@@ -10,20 +10,15 @@
  */
 import http2 from "node:http2";
 import {
-  decodeGrpcMessage,
-  encodeEnvelope,
   EnvelopeParser,
   formatGrpcTimeout,
   ProtocolError,
 } from "../../protocol/mod.ts";
+import { isReservedHeader, statusFrom, userMetadata } from "./headers.ts";
+import { pump } from "./pump.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
-import {
-  Code,
-  codeFromHttpStatus,
-  codeFromRstCode,
-  StatusError,
-} from "./status.ts";
+import { Code, codeFromHttpStatus, codeFromRstCode } from "./status.ts";
 import type {
   CallOptions,
   Upstream,
@@ -37,56 +32,6 @@ export interface Http2UpstreamOptions {
   maxMessageBytes: number;
   /** Response messages buffered per call before pausing the stream. */
   highWaterMark?: number;
-}
-
-// Headers that describe the transport, never forwarded as user metadata.
-const RESERVED = new Set([
-  "content-type",
-  "te",
-  "host",
-  "connection",
-  "keep-alive",
-  "transfer-encoding",
-  "upgrade",
-  "user-agent",
-  "date",
-  "content-length",
-]);
-
-/** True for names the edge must not pass on as metadata in either direction. */
-export function isReservedHeader(name: string): boolean {
-  // grpc-status-details-bin is user-visible error detail, not transport.
-  if (name === "grpc-status-details-bin") return false;
-  return name.startsWith(":") || name.startsWith("grpc-") || RESERVED.has(name);
-}
-
-function userMetadata(h: http2.IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || isReservedHeader(k)) continue;
-    out[k] = Array.isArray(v) ? v.join(", ") : String(v);
-  }
-  return out;
-}
-
-function statusFrom(h: http2.IncomingHttpHeaders): UpstreamStatus {
-  const raw = h["grpc-status"];
-  const code = raw === undefined ? NaN : Number(raw);
-  if (!Number.isInteger(code) || code < 0 || code > 16) {
-    return {
-      code: Code.UNKNOWN,
-      message: `upstream sent invalid grpc-status ${
-        JSON.stringify(raw ?? null)
-      }`,
-      trailers: userMetadata(h),
-    };
-  }
-  const msg = h["grpc-message"];
-  return {
-    code,
-    message: typeof msg === "string" ? decodeGrpcMessage(msg) : "",
-    trailers: userMetadata(h),
-  };
 }
 
 /** Creates an upstream speaking gRPC over HTTP/2 to `url` (http: or https:). */
@@ -295,45 +240,4 @@ export function createHttp2Upstream(
       await pool.close();
     },
   };
-}
-
-/** Writes request messages, honouring backpressure, then half-closes. */
-async function pump(
-  stream: http2.ClientHttp2Stream,
-  requests: AsyncIterable<Uint8Array>,
-  settle: (s: UpstreamStatus) => void,
-): Promise<void> {
-  const it = requests[Symbol.asyncIterator]();
-  const onClose = () => it.return?.();
-  stream.once("close", onClose);
-  try {
-    while (!stream.closed) {
-      const r = await it.next();
-      if (r.done || stream.closed) break;
-      if (!stream.write(encodeEnvelope(0, r.value))) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            stream.off("drain", done);
-            stream.off("close", done);
-            resolve();
-          };
-          stream.once("drain", done);
-          stream.once("close", done);
-        });
-      }
-    }
-    if (!stream.closed) stream.end();
-  } catch (e) {
-    settle(
-      e instanceof StatusError
-        ? { code: e.code, message: e.message, trailers: {} }
-        : {
-          code: Code.INTERNAL,
-          message: "reading the request failed",
-          trailers: {},
-        },
-    );
-  } finally {
-    stream.off("close", onClose);
-  }
 }
