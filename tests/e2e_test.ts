@@ -51,9 +51,9 @@ function line(page: Page, user: string, text: string) {
 }
 
 Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed client, presence, reconnect", async (t) => {
+  const browser = await launchChromium();
   const stack = await startEdgeStack({ presence: true, aliveIntervalMs: 0 });
   const other = await startOtherOrigin();
-  const browser = await launchChromium();
   try {
     const context = await browser.newContext({
       viewport: { width: 1280, height: 800 },
