@@ -6,9 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
+import {
+  SendMessageRequestSchema,
+  SubscribeRequestSchema,
+} from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
-import { startCoreEdge } from "./fixtures/edge_stack.ts";
+import { startCoreEdge, startEdge, waitUntil } from "./fixtures/edge_stack.ts";
 import { concat, grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
@@ -193,4 +196,54 @@ Deno.test("edge survives 60 random bodies over gRPC-Web binary and text with a s
     assert.ok(Number.isInteger(r.grpcStatus), `body ${i} got no grpc-status`);
   }
   await stillServes(stack);
+});
+
+Deno.test("edge ends a stream with RESOURCE_EXHAUSTED when the core sends a message over the limit", async () => {
+  await using big = await startCoreEdge();
+  await using small = startEdge(`http://127.0.0.1:${big.core.port}`, {
+    maxMessageBytes: 1024,
+  });
+  const sub = toBinary(
+    SubscribeRequestSchema,
+    create(SubscribeRequestSchema, { room: "big", user: "s" }),
+  );
+  const res = await small.fetch(
+    `${small.url}/chat.ChatService/SubscribeMessages`,
+    {
+      method: "POST",
+      headers: GRPC_WEB,
+      body: grpcWebBody([sub]),
+    },
+  );
+  await waitUntil(
+    () => big.core.snapshot().subscribers === 1,
+    3000,
+    "subscriber",
+  );
+  const sent = await readGrpcWeb(
+    await big.fetch(big.url + SEND, {
+      method: "POST",
+      headers: GRPC_WEB,
+      body: grpcWebBody([
+        toBinary(
+          SendMessageRequestSchema,
+          create(SendMessageRequestSchema, {
+            user: "a",
+            room: "big",
+            content: "x".repeat(2000),
+          }),
+        ),
+      ]),
+    }),
+  );
+  assert.equal(sent.grpcStatus, 0);
+  const r = await readGrpcWeb(res);
+  assert.equal(r.messages.length, 1); // the welcome fits
+  assert.equal(r.grpcStatus, 8);
+  assert.match(r.grpcMessage, /exceeds the limit of 1024/);
+  await waitUntil(
+    () => big.core.snapshot().subscribers === 0,
+    3000,
+    "unsubscribe",
+  );
 });
