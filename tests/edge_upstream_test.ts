@@ -258,3 +258,122 @@ Deno.test("Http2Upstream delivers all 200 echoes of a call read late (pause/resu
       "Echo: c199",
     );
   }));
+
+/** A throw-away self-signed certificate for 127.0.0.1, made with openssl. */
+async function selfSigned(): Promise<{ key: string; cert: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "edge_tls_" });
+  try {
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return {
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * TLS termination in front of a plain h2c core: Deno.listenTls with ALPN h2,
+ * piping bytes both ways (grpc-js's own TLS server misbehaves under Deno).
+ */
+function tlsFront(tls: { key: string; cert: string }, backendPort: number) {
+  const listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    ...tls,
+    alpnProtocols: ["h2"],
+  });
+  const conns = new Set<Deno.Conn>();
+  const pipes: Promise<unknown>[] = [];
+  const accepting = (async () => {
+    for await (const front of listener) {
+      const back = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: backendPort,
+      });
+      conns.add(front).add(back);
+      pipes.push(
+        front.readable.pipeTo(back.writable).catch(() => {}),
+        back.readable.pipeTo(front.writable).catch(() => {}),
+      );
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async close() {
+      listener.close();
+      await accepting.catch(() => {});
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed by a finished pipe */ }
+      }
+      await Promise.all(pipes);
+    },
+  };
+}
+
+Deno.test("Http2Upstream speaks TLS to an https:// core and refuses an untrusted certificate", async () => {
+  const tls = await selfSigned();
+  const core = await startFixtureCore();
+  const front = tlsFront(tls, core.port);
+  const trusted = createHttp2Upstream(`https://127.0.0.1:${front.port}`, {
+    ...LIMIT,
+    ca: tls.cert,
+  });
+  const untrusted = createHttp2Upstream(
+    `https://127.0.0.1:${front.port}`,
+    LIMIT,
+  );
+  try {
+    const r = await drain(
+      trusted.call(chatPaths.SendMessage, once(sendReq("tls")), {
+        metadata: {},
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.match(
+      fromBinary(SendMessageResponseSchema, r.messages[0]).messageId,
+      /^msg_\d+$/,
+    );
+    assert.equal(await trusted.healthy(), true);
+    const bad = await drain(
+      untrusted.call(chatPaths.SendMessage, once(sendReq("tls")), {
+        metadata: {},
+        signal: noAbort(),
+      }),
+    );
+    assert.equal(bad.status.code, Code.UNAVAILABLE);
+    assert.match(bad.status.message, /certificate|UnknownIssuer|unknown/i);
+  } finally {
+    await trusted.close();
+    await untrusted.close();
+    await front.close();
+    await core.close();
+  }
+});

@@ -32,6 +32,8 @@ export interface Http2UpstreamOptions {
   maxMessageBytes: number;
   /** Response messages buffered per call before pausing the stream. */
   highWaterMark?: number;
+  /** PEM CA for an https:// core with a private certificate. */
+  ca?: string;
 }
 
 /** Creates an upstream speaking gRPC over HTTP/2 to `url` (http: or https:). */
@@ -39,7 +41,7 @@ export function createHttp2Upstream(
   url: string,
   options: Http2UpstreamOptions,
 ): Upstream {
-  const pool = new SessionPool(url);
+  const pool = new SessionPool(url, options.ca);
   const active = new Set<(s: UpstreamStatus) => void>();
   const highWaterMark = options.highWaterMark ?? 16;
 

@@ -13,11 +13,14 @@ import http2 from "node:http2";
 /** Holds at most one usable session. */
 export class SessionPool {
   readonly #origin: string;
+  readonly #ca: string | undefined;
   #current: http2.ClientHttp2Session | undefined;
   readonly #all = new Set<http2.ClientHttp2Session>();
 
-  constructor(url: string) {
+  /** `ca` replaces the system roots for https:// (a private core's CA). */
+  constructor(url: string, ca?: string) {
     this.#origin = new URL(url).origin;
+    this.#ca = ca;
   }
 
   /** The current session, or a new one if there is none usable. */
@@ -71,7 +74,10 @@ export class SessionPool {
   }
 
   #open(): http2.ClientHttp2Session {
-    const session = http2.connect(this.#origin);
+    const session = http2.connect(
+      this.#origin,
+      this.#ca ? { ca: this.#ca } : {},
+    );
     this.#current = session;
     this.#all.add(session);
     const drop = () => {
