@@ -47,7 +47,14 @@ export function headline(r: CaseResult): [string, string, string, string] {
   const edge = typeof r.edge_cpu_us_per_op === "number"
     ? `edge ${fmt(r.edge_cpu_us_per_op, 1)} us/op`
     : "";
-  const notes = (...xs: string[]) => xs.filter(Boolean).join("; ");
+  // The load process's CPU share: near 100% means the numbers are bounded
+  // by the load generator, not by the server.
+  const load =
+    typeof r.client_cpu_s === "number" && typeof r.wall_s === "number" &&
+      r.wall_s > 0
+      ? `load ${Math.round((100 * r.client_cpu_s) / r.wall_s)}% CPU`
+      : "";
+  const notes = (...xs: string[]) => [...xs, load].filter(Boolean).join("; ");
   switch (r.scenario) {
     case "unary":
     case "web_unary":
