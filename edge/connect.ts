@@ -18,6 +18,7 @@ import {
 } from "@bufbuild/protobuf";
 import {
   type Code,
+  Code as ConnectCode,
   ConnectError,
   createConnectRouter,
   type HandlerContext,
@@ -26,8 +27,9 @@ import {
   universalServerRequestFromFetch,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
-import { isForwardableResponseHeader, requestMetadata } from "./metadata.ts";
+import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { decodeStatusDetails } from "./status_details.ts";
+import { StatusError } from "./upstream/status.ts";
 import type {
   Upstream,
   UpstreamCall,
@@ -49,10 +51,9 @@ async function* one(bytes: Uint8Array) {
 
 function toConnectError(s: UpstreamStatus): ConnectError {
   const metadata = new Headers();
-  for (const [k, v] of Object.entries(s.trailers)) {
-    if (isForwardableResponseHeader(k) && k !== "grpc-status-details-bin") {
-      metadata.set(k, v);
-    }
+  for (const [k, v] of forwardableResponseHeaders(s.trailers)) {
+    // Details travel as Connect error details, decoded below.
+    if (k !== "grpc-status-details-bin") metadata.set(k, v);
   }
   const err = new ConnectError(s.message, s.code as Code, metadata);
   err.details.push(
@@ -61,31 +62,53 @@ function toConnectError(s: UpstreamStatus): ConnectError {
   return err;
 }
 
-/** Runs one method as an upstream call, with the context's metadata, signal and deadline. */
+/**
+ * Runs one method as an upstream call with the context's metadata and
+ * deadline. The router aborts `ctx.signal` for its own deadline too; that
+ * must reach the client as deadline_exceeded, not as canceled.
+ */
 function start(
   upstream: Upstream,
   method: DescMethod,
   requests: AsyncIterable<Uint8Array>,
   ctx: HandlerContext,
 ) {
-  return upstream.call(`/${method.parent.typeName}/${method.name}`, requests, {
-    metadata: requestMetadata(ctx.requestHeader),
-    signal: ctx.signal,
-    timeoutMs: ctx.timeoutMs(),
-  });
+  const ctl = new AbortController();
+  const onAbort = () => {
+    const reason = ctx.signal.reason;
+    ctl.abort(
+      reason instanceof ConnectError &&
+        reason.code === ConnectCode.DeadlineExceeded
+        ? new StatusError(ConnectCode.DeadlineExceeded, "deadline exceeded")
+        : reason,
+    );
+  };
+  if (ctx.signal.aborted) onAbort();
+  else ctx.signal.addEventListener("abort", onAbort, { once: true });
+  const call = upstream.call(
+    `/${method.parent.typeName}/${method.name}`,
+    requests,
+    {
+      metadata: requestMetadata(ctx.requestHeader),
+      signal: ctl.signal,
+      timeoutMs: ctx.timeoutMs(),
+    },
+  );
+  call.status.then(() => ctx.signal.removeEventListener("abort", onAbort));
+  return call;
 }
 
 async function copyHeaders(call: UpstreamCall, ctx: HandlerContext) {
-  for (const [k, v] of Object.entries(await call.headers)) {
-    if (isForwardableResponseHeader(k)) ctx.responseHeader.set(k, v);
+  for (const [k, v] of forwardableResponseHeaders(await call.headers)) {
+    ctx.responseHeader.set(k, v);
   }
 }
 
 async function finish(call: UpstreamCall, ctx: HandlerContext): Promise<void> {
   const status = await call.status;
   if (status.code !== 0) throw toConnectError(status);
-  for (const [k, v] of Object.entries(status.trailers)) {
-    if (isForwardableResponseHeader(k)) ctx.responseTrailer.set(k, v);
+  for (const [k, v] of forwardableResponseHeaders(status.trailers)) {
+    ctx.responseTrailer.set(k, v);
   }
 }
 

@@ -15,7 +15,7 @@ import {
   encodeGrpcWebTrailer,
   parseGrpcTimeout,
 } from "../protocol/mod.ts";
-import { isForwardableResponseHeader, requestMetadata } from "./metadata.ts";
+import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebBody } from "./grpc_web_body.ts";
 import { Code } from "./upstream/status.ts";
 import type { Upstream, UpstreamStatus } from "./upstream/types.ts";
@@ -38,13 +38,11 @@ export function grpcWebContentType(
   return undefined;
 }
 
+/** The status as header pairs: HTTP headers (trailers-only) or trailer frame. */
 function statusHeaders(s: UpstreamStatus): [string, string][] {
   const out: [string, string][] = [["grpc-status", String(s.code)]];
   if (s.message) out.push(["grpc-message", encodeGrpcMessage(s.message)]);
-  for (const [k, v] of Object.entries(s.trailers)) {
-    if (isForwardableResponseHeader(k)) out.push([k, v]);
-  }
-  return out;
+  return [...out, ...forwardableResponseHeaders(s.trailers)];
 }
 
 /** Creates the handler for `POST /<service>/<method>` with a gRPC-Web body. */
@@ -139,10 +137,6 @@ export function createGrpcWebHandler(
       },
     }, { highWaterMark: 0 });
 
-    const outHeaders: [string, string][] = [];
-    for (const [k, v] of Object.entries(headers)) {
-      if (isForwardableResponseHeader(k)) outHeaders.push([k, v]);
-    }
-    return respond(outHeaders, body);
+    return respond(forwardableResponseHeaders(headers), body);
   };
 }

@@ -49,3 +49,18 @@ export function isForwardableResponseHeader(name: string): boolean {
     !name.startsWith("grpc-") && !name.startsWith("connect-") &&
     /^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name);
 }
+
+// Visible ASCII, space and tab: what both Headers and a trailer line accept.
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+
+/**
+ * The core's metadata that may reach the browser, as header pairs; values a
+ * header line cannot hold are dropped rather than failing the response.
+ */
+export function forwardableResponseHeaders(
+  metadata: Record<string, string>,
+): [string, string][] {
+  return Object.entries(metadata).filter(([k, v]) =>
+    isForwardableResponseHeader(k) && HEADER_VALUE.test(v)
+  );
+}

@@ -9,7 +9,7 @@ import {
 } from "../gen/chat_pb.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { createHttp2Upstream } from "../edge/upstream/http2.ts";
-import { Code } from "../edge/upstream/status.ts";
+import { Code, StatusError } from "../edge/upstream/status.ts";
 import type { Upstream, UpstreamCall } from "../edge/upstream/types.ts";
 import { startFixtureCore } from "./fixtures/edge_core.ts";
 
@@ -377,3 +377,26 @@ Deno.test("Http2Upstream speaks TLS to an https:// core and refuses an untrusted
     await core.close();
   }
 });
+
+Deno.test("Http2Upstream.call() keeps the code of a StatusError abort reason", () =>
+  withCore(async (up) => {
+    const ctl = new AbortController();
+    const call = up.call(chatPaths.SendMessage, once(sendReq("hang")), {
+      metadata: {},
+      signal: ctl.signal,
+    });
+    await call.headers.then(() => {}, () => {});
+    ctl.abort(new StatusError(Code.DEADLINE_EXCEEDED, "handler deadline"));
+    assert.deepEqual(await call.status, {
+      code: Code.DEADLINE_EXCEEDED,
+      message: "handler deadline",
+      trailers: {},
+    });
+    const timeout = new AbortController();
+    const timed = up.call(chatPaths.SendMessage, once(sendReq("hang")), {
+      metadata: {},
+      signal: timeout.signal,
+    });
+    timeout.abort(new DOMException("timed out", "TimeoutError"));
+    assert.equal((await timed.status).code, Code.DEADLINE_EXCEEDED);
+  }));

@@ -18,7 +18,12 @@ import { isReservedHeader, statusFrom, userMetadata } from "./headers.ts";
 import { pump } from "./pump.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
-import { Code, codeFromHttpStatus, codeFromRstCode } from "./status.ts";
+import {
+  Code,
+  codeFromHttpStatus,
+  codeFromRstCode,
+  StatusError,
+} from "./status.ts";
 import type {
   CallOptions,
   Upstream,
@@ -87,12 +92,7 @@ export function createHttp2Upstream(
         stream.close(http2.constants.NGHTTP2_CANCEL);
       }
     }
-    const onAbort = () =>
-      settle({
-        code: Code.CANCELLED,
-        message: "call cancelled by the client",
-        trailers: {},
-      });
+    const onAbort = () => settle(statusFromAbort(opts.signal.reason));
 
     const messages: AsyncIterable<Uint8Array> = {
       async *[Symbol.asyncIterator]() {
@@ -241,5 +241,28 @@ export function createHttp2Upstream(
       }
       await pool.close();
     },
+  };
+}
+
+/**
+ * The status for an aborted call: a {@linkcode StatusError} reason keeps its
+ * code (a handler's own deadline), a TimeoutError means DEADLINE_EXCEEDED,
+ * anything else is the client cancelling.
+ */
+function statusFromAbort(reason: unknown): UpstreamStatus {
+  if (reason instanceof StatusError) {
+    return { code: reason.code, message: reason.message, trailers: {} };
+  }
+  if (reason instanceof Error && reason.name === "TimeoutError") {
+    return {
+      code: Code.DEADLINE_EXCEEDED,
+      message: "deadline exceeded",
+      trailers: {},
+    };
+  }
+  return {
+    code: Code.CANCELLED,
+    message: "call cancelled by the client",
+    trailers: {},
   };
 }

@@ -31,7 +31,11 @@ export interface UpstreamCall {
 export interface CallOptions {
   /** Request metadata, already filtered to what may be forwarded. */
   metadata: Record<string, string>;
-  /** Aborting cancels the call at once (RST_STREAM CANCEL). */
+  /**
+   * Aborting cancels the call at once (RST_STREAM CANCEL). The status is
+   * CANCELLED, or the reason's code when the reason is a StatusError, or
+   * DEADLINE_EXCEEDED for a TimeoutError.
+   */
   signal: AbortSignal;
   /** Deadline relative to now; sent as grpc-timeout and enforced here too. */
   timeoutMs?: number;
