@@ -62,6 +62,22 @@ for (const binary of [false, true]) {
   });
 }
 
+Deno.test("edge Connect: StreamMetrics streams labelled metrics via connect-web", async () => {
+  await using stack = await startCoreEdge();
+  const ctl = new AbortController();
+  for await (
+    const m of clientFor(stack, true).streamMetrics({
+      instanceId: "m1",
+      intervalSeconds: 1,
+    }, { signal: ctl.signal })
+  ) {
+    assert.ok(m.name.length > 0);
+    assert.ok(m.timestamp);
+    break;
+  }
+  ctl.abort();
+});
+
 Deno.test("edge Connect: curl-style JSON POST answers JSON, errors as Connect JSON errors", async () => {
   await using stack = await startCoreEdge();
   const ok = await stack.fetch(stack.url + SEND, {
