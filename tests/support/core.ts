@@ -1,0 +1,166 @@
+/**
+ * Test support: a real core on 127.0.0.1:0 and real grpc-js clients.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import { type ChatClient, createChatClient } from "../../client/rpc.ts";
+import {
+  type CoreServer,
+  startCoreServer,
+  type StartOptions,
+} from "../../server/server.ts";
+
+export interface CoreFixture extends AsyncDisposable {
+  core: CoreServer;
+  client: ChatClient;
+  addr: string;
+  /** Another client on a connection of its own; closed with the fixture. */
+  newClient(options?: grpc.ChannelOptions): ChatClient;
+}
+
+let channelSeq = 0;
+
+/** Starts a core and a client; `await using` closes both. */
+export async function startCore(
+  options: StartOptions = {},
+): Promise<CoreFixture> {
+  const core = await startCoreServer({ port: 0, ...options });
+  const addr = `127.0.0.1:${core.port}`;
+  const clients: ChatClient[] = [];
+  const newClient = (channelOptions: grpc.ChannelOptions = {}) => {
+    // A distinct option value gives each client its own connection.
+    const c = createChatClient(addr, {
+      "test.channel": ++channelSeq,
+      ...channelOptions,
+    });
+    clients.push(c);
+    return c;
+  };
+  const client = newClient();
+  return {
+    core,
+    client,
+    addr,
+    newClient,
+    async [Symbol.asyncDispose]() {
+      for (const c of clients) c.close();
+      await core.shutdown(500);
+    },
+  };
+}
+
+const guarded = new WeakSet<object>();
+
+/**
+ * Resolves with the next `n` items of a readable stream, or rejects on
+ * error/timeout. The stream keeps a no-op 'error' listener afterwards, so a
+ * status arriving after the test moved on (e.g. at shutdown) is not an
+ * uncaught error that hides the real failure.
+ */
+export function take<T>(
+  stream: NodeJS.ReadableStream | grpc.ClientReadableStream<T>,
+  n: number,
+  timeoutMs = 5000,
+): Promise<T[]> {
+  const s = stream as unknown as NodeJS.ReadableStream;
+  if (!guarded.has(s)) {
+    guarded.add(s);
+    s.on("error", () => {});
+  }
+  return new Promise((resolve, reject) => {
+    const items: T[] = [];
+    const done = (err?: unknown) => {
+      clearTimeout(timer);
+      s.off("data", onData);
+      s.off("error", onError);
+      s.off("end", onEnd);
+      // Paused, later messages wait in the stream for the next take().
+      s.pause();
+      err ? reject(err) : resolve(items);
+    };
+    const onData = (item: T) => {
+      items.push(item);
+      if (items.length === n) done();
+    };
+    const onError = (err: unknown) => done(err);
+    const onEnd = () =>
+      done(new Error(`stream ended after ${items.length} of ${n} items`));
+    const timer = setTimeout(
+      () => done(new Error(`timed out after ${items.length} of ${n} items`)),
+      timeoutMs,
+    );
+    s.on("data", onData);
+    s.on("error", onError);
+    s.on("end", onEnd);
+    s.resume();
+  });
+}
+
+/** Resolves with the error that ends a stream (rejects if it ends cleanly or times out). */
+export function streamError(
+  stream: { on(e: string, f: (x: unknown) => void): unknown },
+  timeoutMs = 5000,
+): Promise<grpc.ServiceError> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error("no error before timeout")),
+      timeoutMs,
+    );
+    stream.on("error", (err) => {
+      clearTimeout(timer);
+      resolve(err as grpc.ServiceError);
+    });
+    stream.on("data", () => {});
+  });
+}
+
+/** Polls until `predicate` holds, failing after `timeoutMs`. */
+export async function eventually(
+  predicate: () => boolean,
+  what: string,
+  timeoutMs = 3000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) {
+      throw new Error(`not true within ${timeoutMs} ms: ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Awaits a promise that should reject; returns its error. */
+export async function rejection(
+  p: Promise<unknown>,
+): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as grpc.ServiceError;
+  }
+  throw new Error("expected a rejection");
+}
+
+/** Reads a stream to its end, resolving with the items left, or rejecting with its error. */
+export function rest<T>(
+  stream: NodeJS.ReadableStream | grpc.ClientReadableStream<T>,
+  timeoutMs = 5000,
+): Promise<T[]> {
+  const s = stream as unknown as NodeJS.ReadableStream;
+  return new Promise((resolve, reject) => {
+    const items: T[] = [];
+    const timer = setTimeout(
+      () => reject(new Error(`stream did not end within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    s.on("data", (item: T) => items.push(item));
+    s.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    s.on("end", () => {
+      clearTimeout(timer);
+      resolve(items);
+    });
+    s.resume();
+  });
+}
