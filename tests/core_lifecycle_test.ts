@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import {
+  eventually,
+  rejection,
+  rest,
+  startCore,
+  streamError,
+  take,
+} from "./support/core.ts";
+
+Deno.test("cancelling any stream removes its subscriber, timers and scope", async () => {
+  await using f = await startCore({ aliveIntervalMs: 20 });
+  const sub = f.client.subscribeMessages({ room: "r", user: "a" });
+  const chat = f.client.chat();
+  const metrics = f.client.streamMetrics({
+    instanceId: "t",
+    intervalSeconds: 1,
+  });
+  await take(sub, 1);
+  await take(chat, 1);
+  await eventually(
+    () => f.core.snapshot().activeStreams === 3,
+    "three streams open",
+  );
+  assert.equal(f.core.snapshot().subscribers, 1);
+  for (const s of [sub, chat, metrics]) {
+    s.on("error", () => {});
+    s.cancel();
+  }
+  await eventually(
+    () => f.core.snapshot().activeStreams === 0,
+    "streams closed on the server",
+  );
+  const snap = f.core.snapshot();
+  assert.equal(snap.subscribers, 0);
+  assert.equal(snap.rooms, 0);
+  assert.equal(snap.openCalls, 0);
+});
+
+Deno.test("a client process that dies has its subscribers removed", async () => {
+  await using f = await startCore();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/core_subscriber.ts", import.meta.url).pathname,
+      f.addr,
+      "3",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await reader.read();
+  assert.match(value ?? "", /ready/);
+  assert.equal(f.core.snapshot().subscribers, 3);
+  child.kill("SIGKILL");
+  await child.status;
+  await reader.cancel();
+  await eventually(
+    () => f.core.snapshot().subscribers === 0,
+    "subscribers removed",
+  );
+  assert.equal(f.core.snapshot().activeStreams, 0);
+  assert.equal(f.core.snapshot().rooms, 0);
+});
+
+async function publishMany(
+  f: Awaited<ReturnType<typeof startCore>>,
+  room: string,
+  n: number,
+  size: number,
+) {
+  const pad = "x".repeat(size);
+  for (let i = 0; i < n; i++) {
+    await f.client.sendMessage({ user: "p", room, content: `${i}:${pad}` });
+  }
+}
+
+Deno.test("slow consumer, drop policy: the slow one drops and counts, others get everything", async () => {
+  await using f = await startCore({ queueSize: 5, slowConsumer: "drop" });
+  const fast = f.newClient().subscribeMessages({ room: "r", user: "fast" });
+  const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
+  await Promise.all([take(fast, 1), take(slow, 1)]);
+  // take() left `slow` paused: it stops reading, HTTP/2 flow control fills up.
+  const fastGot = take(fast, 400, 20_000);
+  await publishMany(f, "r", 400, 2048);
+  assert.equal((await fastGot).length, 400);
+  assert.ok(f.core.snapshot().dropped > 0, "drops are counted");
+  // What the slow one receives is in order, with a gap, and it stays subscribed.
+  const slowGot = await take(slow, 50, 5000);
+  const seq = slowGot.map((m) => Number(m.content.split(":")[0]));
+  assert.deepEqual([...seq].sort((a, b) => a - b), seq);
+  assert.equal(f.core.snapshot().subscribers, 2);
+  fast.cancel();
+  slow.cancel();
+});
+
+Deno.test("slow consumer, disconnect policy: the slow one ends with RESOURCE_EXHAUSTED", async () => {
+  await using f = await startCore({ queueSize: 5, slowConsumer: "disconnect" });
+  const fast = f.newClient().subscribeMessages({ room: "r", user: "fast" });
+  const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
+  await Promise.all([take(fast, 1), take(slow, 1)]);
+  const fastGot = take(fast, 400, 20_000);
+  await publishMany(f, "r", 400, 2048);
+  assert.equal((await fastGot).length, 400, "the fast subscriber lost nothing");
+  assert.equal(f.core.snapshot().slowDisconnects, 1);
+  assert.equal(f.core.snapshot().subscribers, 1);
+  const err = await rejection(rest(slow, 10_000));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.equal(err.details, "client too slow");
+  fast.cancel();
+});
+
+Deno.test("shutdown ends open streams with UNAVAILABLE and refuses new calls", async () => {
+  const f = await startCore();
+  const sub = f.client.subscribeMessages({ room: "r", user: "a" });
+  const chat = f.client.chat();
+  const metrics = f.client.streamMetrics({ instanceId: "t" });
+  await take(sub, 1);
+  await eventually(
+    () => f.core.snapshot().activeStreams === 3,
+    "three streams open",
+  );
+  const errors = [sub, chat, metrics].map((s) => streamError(s));
+  const stopped = f.core.shutdown(10_000);
+  for (const err of await Promise.all(errors)) {
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.equal(err.details, "server is shutting down");
+  }
+  await stopped; // well before the 10 s grace: nothing was left open
+  assert.deepEqual(f.core.snapshot(), {
+    subscribers: 0,
+    rooms: 0,
+    activeStreams: 0,
+    openCalls: 0,
+    dropped: 0,
+    slowDisconnects: 0,
+  });
+  const refused = await rejection(
+    f.client.sendMessage({ user: "u", room: "r", content: "c" }),
+  );
+  assert.equal(refused.code, status.UNAVAILABLE);
+  await f[Symbol.asyncDispose]();
+});
+
+Deno.test("shutdown forces connections closed after the grace period", async () => {
+  const f = await startCore();
+  // An upload that never half-closes keeps its connection busy.
+  const up = f.client.uploadMessages(() => {});
+  up.write({ user: "u", room: "r", content: "c" });
+  await eventually(() => f.core.snapshot().activeStreams === 1, "upload open");
+  const t0 = performance.now();
+  await f.core.shutdown(200);
+  assert.ok(performance.now() - t0 < 5000);
+  assert.equal(f.core.snapshot().activeStreams, 0);
+  await f[Symbol.asyncDispose]();
+});
