@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { ConfigError, DEFAULT_CORE_CONFIG, parseCoreConfig } from "./config.ts";
+
+Deno.test("parseCoreConfig() gives the defaults with no flags or env", () => {
+  const config = parseCoreConfig([], {});
+  assert.deepEqual(config, DEFAULT_CORE_CONFIG);
+  assert.equal(config.port, 50051);
+  assert.equal(config.host, "127.0.0.1");
+  assert.equal(config.maxMessageBytes, 10 * 1024 * 1024);
+  assert.equal(config.maxConcurrentStreams, 1000);
+  assert.equal(config.queueSize, 100);
+  assert.ok(Object.isFrozen(config));
+});
+
+Deno.test("parseCoreConfig() lets flags win over env", () => {
+  const config = parseCoreConfig([
+    "--port",
+    "6000",
+    "--slow-consumer=disconnect",
+    "--presence",
+  ], {
+    PORT: "7000",
+    HOST: "0.0.0.0",
+    CHAT_QUEUE_SIZE: "5",
+    CHAT_SLOW_CONSUMER: "drop",
+  });
+  assert.equal(config.port, 6000);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.queueSize, 5);
+  assert.equal(config.slowConsumer, "disconnect");
+  assert.equal(config.presence, true);
+});
+
+Deno.test("parseCoreConfig() rejects bad values with the flag or variable named", () => {
+  const bad: [string[], Record<string, string>, RegExp][] = [
+    [
+      ["--port", "70000"],
+      {},
+      /--port must be an integer from 0 to 65535, got "70000"/,
+    ],
+    [[], { PORT: "http" }, /PORT must be an integer/],
+    [
+      ["--slow-consumer", "block"],
+      {},
+      /--slow-consumer must be one of drop, disconnect/,
+    ],
+    [["--queue-size", "0"], {}, /--queue-size must be an integer from 1/],
+    [
+      [],
+      { CHAT_MAX_MESSAGE_BYTES: "-1" },
+      /CHAT_MAX_MESSAGE_BYTES must be an integer/,
+    ],
+    [["--nope"], {}, /Unknown option '--nope'/],
+    [[], { CHAT_PRESENCE: "yes" }, /CHAT_PRESENCE must be one of/],
+  ];
+  for (const [args, env, message] of bad) {
+    assert.throws(() => parseCoreConfig(args, env), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+});
