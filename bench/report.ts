@@ -42,7 +42,7 @@ const ms = (us: unknown) =>
 /** Rate, its unit, p50, p99 and notes of one result. */
 export function headline(r: CaseResult): [string, string, string, string] {
   const cpu = typeof r.server_cpu_us_per_op === "number"
-    ? `core ${fmt(r.server_cpu_us_per_op, 1)} us/op`
+    ? `server ${fmt(r.server_cpu_us_per_op, 1)} us/op`
     : "";
   const edge = typeof r.edge_cpu_us_per_op === "number"
     ? `edge ${fmt(r.edge_cpu_us_per_op, 1)} us/op`
@@ -55,6 +55,7 @@ export function headline(r: CaseResult): [string, string, string, string] {
       ? `load ${Math.round((100 * r.client_cpu_s) / r.wall_s)}% CPU`
       : "";
   const notes = (...xs: string[]) => [...xs, load].filter(Boolean).join("; ");
+  if (r.skipped) return ["-", "-", "-", String(r.skipped)];
   switch (r.scenario) {
     case "unary":
     case "web_unary":
