@@ -1,0 +1,71 @@
+/**
+ * `deno task setup` (run first by `deno task test`): installs the system
+ * packages the test suite drives, where this machine allows it.
+ *
+ * The browser tests need Debian's Chromium, curl tests need curl. As root
+ * on Debian this installs what is missing with apt-get; elsewhere it says
+ * what to install and leaves the tests to fail with that message.
+ */
+const NEEDED: { bin: string; pkg: string; why: string }[] = [
+  {
+    bin: "/usr/bin/chromium",
+    pkg: "chromium",
+    why: "browser end-to-end tests",
+  },
+  { bin: "/usr/bin/curl", pkg: "curl", why: "curl client tests" },
+];
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function run(cmd: string, args: string[]): Promise<boolean> {
+  const { success } = await new Deno.Command(cmd, {
+    args,
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  return success;
+}
+
+const missing = [];
+for (const n of NEEDED) if (!(await exists(n.bin))) missing.push(n);
+if (missing.length > 0) {
+  const pkgs = missing.map((m) => m.pkg);
+  const isRoot = Deno.uid?.() === 0;
+  if (isRoot && await exists("/usr/bin/apt-get")) {
+    console.log(
+      `setup: installing ${pkgs.join(", ")} (${
+        missing.map((m) => m.why).join("; ")
+      })`,
+    );
+    const ok = await run("apt-get", ["update", "-qq"]) &&
+      await run("apt-get", [
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        ...pkgs,
+      ]);
+    if (!ok) {
+      console.error(
+        `setup: apt-get failed; the tests that need ${
+          pkgs.join(", ")
+        } will fail`,
+      );
+    }
+  } else {
+    console.error(
+      `setup: missing ${
+        pkgs.join(", ")
+      }; install them (e.g. sudo apt-get install -y ${pkgs.join(" ")}) ` +
+        "or the tests that need them will fail",
+    );
+  }
+}
