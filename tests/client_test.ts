@@ -216,3 +216,47 @@ Deno.test("formatError() passes plain errors through without a stack", () => {
   );
   assert.deepEqual(formatError("text"), "text");
 });
+
+Deno.test("deno task chat reports UNAVAILABLE and exits 1 when the server shuts down", async () => {
+  const srv = await startCoreServer({ port: 0 });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "-q",
+      "chat",
+      "--addr",
+      `127.0.0.1:${srv.port}`,
+      "--room",
+      "r3",
+      "--user",
+      "Kim",
+    ],
+    cwd: root,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    // Wait until the session is live, with stdin still open.
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let out = "";
+    while (!out.includes("joined r3 as Kim")) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    await srv.shutdown(500);
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      out += r.value;
+    }
+    const { code } = await child.status;
+    const stderr = await new Response(child.stderr).text();
+    assert.equal(code, 1, out + stderr);
+    assert.match(stderr, /^error: UNAVAILABLE: /m);
+    has(out, "left r3");
+  } finally {
+    await child.stdin.close().catch(() => {});
+    await srv.shutdown(0);
+  }
+});
