@@ -122,6 +122,10 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",
+      // Its own process group: a terminal's Ctrl-C reaches only us, and the
+      // child gets exactly one forwarded signal, not two (a second one means
+      // "exit now" to the core).
+      detached: true,
     }).spawn();
     child = proc;
     emit({ type: "spawn", pid: proc.pid, attempt });
@@ -185,7 +189,10 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
       emit({ type: "restart", delayMs, failures });
       lastExit = { at, how, delayMs };
       await sleep(delayMs);
-      if (stopping) return { code: 0, reason: "stopped" };
+      if (stopping) {
+        log(`supervisor: child pid ${lastPid} exited (${how}); stopped`);
+        return { code: 0, reason: "stopped" };
+      }
     }
   }
 

@@ -1,0 +1,105 @@
+/**
+ * The Deno node:http2 GOAWAY abort (docs/goaway.md), end to end: 20 bursts of
+ * 200 unary calls on one connection, each closed with a client GOAWAY, and
+ * after every burst a real grpc-js SendMessage must succeed within 2 s.
+ *
+ * Servers run as child processes: the fault aborts the process that receives
+ * the GOAWAY, and that must never be the test runner.
+ */
+import assert from "node:assert/strict";
+import { goawayBurst } from "./fixtures/goaway_burst.ts";
+import {
+  freePort,
+  probeSendMessage,
+  spawnWatched,
+} from "./fixtures/goaway_process.ts";
+
+const BURSTS = 20;
+const STREAMS_PER_BURST = 200;
+const ANSWER_WITHIN_MS = 2_000;
+
+/** Runs the bursts; returns how long each probe took to get an answer. */
+async function burstAndProbe(port: number): Promise<number[]> {
+  const waits: number[] = [];
+  for (let i = 0; i < BURSTS; i++) {
+    const ended = await goawayBurst(port, { streams: STREAMS_PER_BURST });
+    assert.equal(ended, STREAMS_PER_BURST, `burst ${i} left streams open`);
+    const probe = await probeSendMessage(port, ANSWER_WITHIN_MS);
+    assert.match(probe.messageId, /^msg_\d+$/);
+    waits.push(probe.ms);
+  }
+  return waits;
+}
+
+function summary(waits: number[]): string {
+  const sorted = [...waits].sort((a, b) => a - b);
+  return `median ${sorted[sorted.length >> 1]} ms, max ${sorted.at(-1)} ms`;
+}
+
+/** True while a process with this pid exists (zombies included). */
+function exists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("supervisor/main.ts keeps the core's port answering through 20 GOAWAY bursts", async () => {
+  const port = freePort();
+  await using sup = spawnWatched([
+    "run",
+    "--allow-run",
+    "--allow-env",
+    "supervisor/main.ts",
+    "--port",
+    String(port),
+  ]);
+  await sup.waitLine(new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`));
+
+  const waits = await burstAndProbe(port);
+
+  sup.proc.kill("SIGTERM");
+  const status = await sup.status;
+  assert.equal(status.code, 0, sup.lines.join("\n"));
+  assert(sup.lines.some((l) => /core stopped$/.test(l)), "no graceful stop");
+  const pids = sup.lines.flatMap((l) =>
+    [...l.matchAll(/(?:started child|restarted as) pid (\d+)/g)].map((m) =>
+      Number(m[1])
+    )
+  );
+  assert.equal(
+    pids.length,
+    1 + sup.lines.filter((l) => /restarted as/.test(l)).length,
+  );
+  for (const pid of pids) assert(!exists(pid), `core pid ${pid} left running`);
+  console.log(
+    `core restarted ${
+      pids.length - 1
+    } times in ${BURSTS} bursts; answered after ${summary(waits)}`,
+  );
+});
+
+Deno.test("listenWithGoawayGuard() serves 20 GOAWAY bursts without the process dying", async () => {
+  await using server = spawnWatched([
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "tests/fixtures/goaway_server.ts",
+    "--port",
+    "0",
+    "--guard",
+  ]);
+  const ready = await server.waitLine(/core listening on 127\.0\.0\.1:\d+$/);
+  const port = Number(ready.split(":").at(-1));
+
+  const waits = await burstAndProbe(port);
+
+  server.proc.kill("SIGTERM");
+  const status = await server.status;
+  // Same process all along: it answered every probe and exits on our signal.
+  assert.equal(status.code, 0, server.lines.join("\n"));
+  assert.equal(server.lines.filter((l) => /listening on/.test(l)).length, 1);
+  console.log(`guarded server answered after ${summary(waits)}`);
+});
