@@ -25,6 +25,7 @@ import { sendMessageHandler } from "./grpc/send_message.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
+import { enableSocketBatching } from "./grpc/socket_batching.ts";
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
@@ -86,6 +87,9 @@ export async function startCoreServer(
       (err, bound) => err ? reject(err) : resolve(bound),
     );
   });
+  if (enableSocketBatching(server) === 0) {
+    log.info("socket write batching unavailable: one write per frame");
+  }
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {

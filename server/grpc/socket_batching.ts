@@ -1,0 +1,92 @@
+/**
+ * Coalesces the HTTP/2 frames of one event-loop turn into one socket write.
+ *
+ * Deno's `node:http2` (2.9) pumps nghttp2's output with one `socket.write()`
+ * per chunk, and each one is its own `write(2)` syscall plus a `WriteWrap`.
+ * It also completes every stream write in a `setImmediate`, so the frames of
+ * a fan-out leave in many small flushes spread over the check phase. Under
+ * fan-out this was about half of all server CPU (see docs/perf-log.md).
+ *
+ * The fix is a per-socket auto-cork: the first write of a turn corks the
+ * socket and schedules `uncork()` with `setImmediate`, which runs after the
+ * stream-write immediates already queued, so the whole turn goes out through
+ * `_writev` as one syscall. Node's own http2 batches natively in the same way.
+ * The frames, their order and the session's flow control are unchanged.
+ *
+ * grpc-js does not expose its listening `http2.Server`s, so this reads its
+ * private `http2Servers` map. Everything is feature-checked: with another
+ * grpc-js layout nothing is patched and the server only runs slower.
+ */
+import type { Server } from "@grpc/grpc-js";
+import type { EventEmitter } from "node:events";
+
+/** The parts of a `net.Socket` this module relies on. */
+export interface CorkableSocket {
+  write(...args: unknown[]): boolean;
+  cork(): void;
+  uncork(): void;
+  _writev?: unknown;
+}
+
+export interface SocketBatchingOptions {
+  /** Called with every socket that was patched (for tests and counters). */
+  onSocket?: (socket: CorkableSocket) => void;
+}
+
+const PATCHED = Symbol("chat.socketBatching");
+
+/**
+ * Makes every connection accepted from now on batch its writes per turn.
+ * Call after `bindAsync()`. Returns the number of listeners hooked; 0 means
+ * the grpc-js internals were not as expected and nothing changed.
+ */
+export function enableSocketBatching(
+  server: Server,
+  options: SocketBatchingOptions = {},
+): number {
+  const servers = (server as unknown as { http2Servers?: unknown })
+    .http2Servers;
+  if (!(servers instanceof Map)) return 0;
+  const onConnection = (socket: CorkableSocket) => {
+    if (batchWrites(socket)) options.onSocket?.(socket);
+  };
+  let hooked = 0;
+  for (const http2Server of servers.keys()) {
+    const emitter = http2Server as Partial<EventEmitter> | null;
+    if (typeof emitter?.prependListener !== "function") continue;
+    emitter.prependListener("connection", onConnection);
+    hooked++;
+  }
+  return hooked;
+}
+
+/**
+ * Patches one socket's `write()` to auto-cork for the rest of the turn.
+ * Returns false (and changes nothing) when the socket cannot batch.
+ */
+export function batchWrites(socket: CorkableSocket): boolean {
+  const target = socket as CorkableSocket & { [PATCHED]?: true };
+  if (
+    target[PATCHED] || typeof socket.write !== "function" ||
+    typeof socket.cork !== "function" || typeof socket.uncork !== "function" ||
+    typeof socket._writev !== "function"
+  ) {
+    return false;
+  }
+  target[PATCHED] = true;
+  const write = socket.write;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function (this: CorkableSocket, ...args: unknown[]) {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      setImmediate(uncork);
+    }
+    return write.apply(this, args);
+  };
+  return true;
+}
