@@ -70,6 +70,9 @@ export async function startCoreServer(
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
     "grpc.max_receive_message_length": config.maxMessageBytes,
     "grpc.max_send_message_length": config.maxMessageBytes,
+    // Nothing reads channelz here; on, it costs ~8% of unary throughput
+    // (per-call trackers, Date.now() per message).
+    "grpc.enable_channelz": 0,
   });
   const implementation: UntypedServiceImplementation = {
     SendMessage: sendMessageHandler(ctx),
