@@ -12,6 +12,7 @@ import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import type { InboundMessage } from "./definition.ts";
 import { aliveMessage, echoMessage } from "./messages.ts";
+import { frameMessage } from "./framing.ts";
 import { openStream } from "./stream.ts";
 
 export function chatHandler(ctx: HandlerContext) {
@@ -38,7 +39,7 @@ export function chatHandler(ctx: HandlerContext) {
         return;
       }
       send(echoMessage(message));
-      ctx.hub.publish(message.room, bytes);
+      ctx.hub.publish(message.room, frameMessage(bytes));
     };
     const onDrain = () => {
       if (paused) {

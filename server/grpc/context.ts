@@ -7,6 +7,7 @@ import type { ChatHub } from "../rooms/hub.ts";
 import type { CallScopes } from "./call_scope.ts";
 
 export interface HandlerContext {
+  /** Rooms of gRPC-framed messages (framing.ts): framed once, shared. */
   readonly hub: ChatHub<Uint8Array>;
   readonly calls: CallScopes;
   readonly config: Readonly<CoreConfig>;

@@ -1,5 +1,5 @@
 /**
- * SendMessage (unary): validate, assign `msg_N`, broadcast once-encoded bytes.
+ * SendMessage (unary): validate, assign `msg_N`, broadcast once-framed bytes.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -12,6 +12,7 @@ import {
 } from "../../gen/chat_pb.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
+import { frameMessage } from "./framing.ts";
 import { encodeMessage } from "./messages.ts";
 import { toServiceError } from "./status.ts";
 
@@ -32,14 +33,14 @@ export function sendMessageHandler(ctx: HandlerContext) {
     const timestamp = timestampFromMs(Date.now());
     ctx.hub.publish(
       req.room,
-      encodeMessage({
+      frameMessage(encodeMessage({
         id,
         user: req.user,
         content: req.content,
         room: req.room,
         timestamp,
         type: MessageType.CHAT,
-      }),
+      })),
     );
     callback(
       null,

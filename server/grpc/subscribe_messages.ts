@@ -1,8 +1,9 @@
 /**
  * SubscribeMessages (server streaming): a welcome, then the room, live.
  *
- * The subscriber's sink is the call itself: `write()` returning false pauses
- * deliveries into the bounded queue until grpc-js emits 'drain'.
+ * The subscriber's sink writes the room's framed bytes straight to the
+ * call's HTTP/2 stream (raw_stream.ts); `write()` returning false pauses
+ * deliveries into the bounded queue until that stream's 'drain'.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import {
@@ -13,7 +14,9 @@ import {
 import { ChatError } from "../rooms/errors.ts";
 import { validateSubscription } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
+import { frameMessage } from "./framing.ts";
 import { presenceMessage, welcomeMessage } from "./messages.ts";
+import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
 
 export function subscribeMessagesHandler(ctx: HandlerContext) {
@@ -32,29 +35,26 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
       stream.finish(err);
       return;
     }
+    const writer = messageWriter(call);
     const { subscriber, leave } = ctx.hub.subscribe(
       room,
-      { write: (bytes) => call.write(bytes) },
+      writer,
       () =>
         stream.finish(new ChatError("resource_exhausted", "client too slow")),
     );
-    const onDrain = () => subscriber.resume();
-    call.on("drain", onDrain);
-    stream.defer(() => call.off("drain", onDrain));
+    stream.defer(writer.onDrain(() => subscriber.resume()));
+    const announce = (type: MessageType.JOIN | MessageType.LEAVE) =>
+      ctx.hub.publish(room, frameMessage(presenceMessage(room, user, type)));
     if (ctx.config.presence) {
       // Deferred cleanups run in reverse: leave first, then tell the others.
-      stream.defer(() =>
-        ctx.hub.publish(room, presenceMessage(room, user, MessageType.LEAVE))
-      );
+      stream.defer(() => announce(MessageType.LEAVE));
     }
     stream.defer(leave);
     ctx.log.debug(`subscribe room=${room} user=${user}`);
     stream.defer(() => ctx.log.debug(`unsubscribe room=${room} user=${user}`));
 
-    subscriber.deliver(welcomeMessage(room, user));
+    subscriber.deliver(frameMessage(welcomeMessage(room, user)));
     // The newcomer sees its own JOIN after the welcome, like everyone else.
-    if (ctx.config.presence) {
-      ctx.hub.publish(room, presenceMessage(room, user, MessageType.JOIN));
-    }
+    if (ctx.config.presence) announce(MessageType.JOIN);
   };
 }

@@ -15,6 +15,7 @@ import {
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import type { InboundMessage } from "./definition.ts";
+import { frameMessage } from "./framing.ts";
 import { openStream } from "./stream.ts";
 
 export function uploadMessagesHandler(ctx: HandlerContext) {
@@ -38,7 +39,7 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
         return;
       }
       count++;
-      ctx.hub.publish(message.room, bytes);
+      ctx.hub.publish(message.room, frameMessage(bytes));
     };
     const onEnd = () => stream.finish();
     call.on("data", onData);

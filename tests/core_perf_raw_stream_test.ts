@@ -1,0 +1,112 @@
+/**
+ * The direct HTTP/2 write path (server/grpc/raw_stream.ts) is really taken
+ * with this grpc-js, keeps order, honours backpressure and the size limit,
+ * and falls back to `call.write()` when the internals are not there.
+ * Correctness only, no timing.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import {
+  Server,
+  ServerCredentials,
+  type ServerWritableStream,
+  status,
+} from "@grpc/grpc-js";
+import { createChatClient } from "../client/rpc.ts";
+import { chatServiceDefinition } from "../rpc/chat_service.ts";
+import { frameMessage } from "../server/grpc/framing.ts";
+import { encodeMessage } from "../server/grpc/messages.ts";
+import {
+  type MessageWriter,
+  messageWriter,
+  type WritableCall,
+} from "../server/grpc/raw_stream.ts";
+import { rest, streamError } from "./support/core.ts";
+
+type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
+
+/** A grpc-js server whose SubscribeMessages runs `handler`. */
+async function serve(handler: Handler, options = {}) {
+  const server = new Server(options);
+  server.addService(chatServiceDefinition, { SubscribeMessages: handler });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      ServerCredentials.createInsecure(),
+      (err, p) => err ? reject(err) : resolve(p),
+    )
+  );
+  const client = createChatClient(`127.0.0.1:${port}`);
+  return {
+    client,
+    [Symbol.dispose]() {
+      client.close();
+      server.forceShutdown();
+    },
+  };
+}
+
+const framed = (content: string) =>
+  frameMessage(encodeMessage({ id: content, content, room: "r", user: "u" }));
+
+Deno.test("messageWriter() takes the direct path with this grpc-js and keeps order", async () => {
+  let writer: MessageWriter | undefined;
+  using f = await serve((call) => {
+    writer = messageWriter(call);
+    for (let i = 0; i < 500; i++) writer.write(framed(`m${i}`));
+    call.end();
+  });
+  const stream = f.client.subscribeMessages({ room: "r", user: "u" });
+  const got = await rest(stream);
+  assert.equal(writer?.direct, true, "grpc-js internals changed: fallback");
+  assert.deepEqual(
+    got.map((m) => m.content),
+    Array.from({ length: 500 }, (_, i) => `m${i}`),
+  );
+});
+
+Deno.test("messageWriter() reports backpressure and then 'drain' from the HTTP/2 stream", async () => {
+  const big = framed("x".repeat(64 * 1024));
+  const seen = { full: false, drained: false };
+  using f = await serve((call) => {
+    const writer = messageWriter(call);
+    seen.full = !writer.write(big);
+    const stop = writer.onDrain(() => {
+      seen.drained = true;
+      stop();
+      writer.write(framed("after drain"));
+      call.end();
+    });
+  });
+  const stream = f.client.subscribeMessages({ room: "r", user: "u" });
+  const got = await rest(stream);
+  assert.equal(seen.full, true, "a 64 KiB write fills the stream");
+  assert.equal(seen.drained, true);
+  assert.deepEqual(got.map((m) => m.content.length), [64 * 1024, 11]);
+});
+
+Deno.test("messageWriter() over the send limit ends the call with RESOURCE_EXHAUSTED", async () => {
+  using f = await serve((call) => {
+    messageWriter(call).write(framed("y".repeat(2000)));
+  }, { "grpc.max_send_message_length": 1000 });
+  const stream = f.client.subscribeMessages({ room: "r", user: "u" });
+  const err = await streamError(stream);
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+});
+
+Deno.test("messageWriter() falls back to call.write() with the payload", () => {
+  const call = new EventEmitter() as WritableCall;
+  const written: Uint8Array[] = [];
+  call.write = (m) => written.push(m) > 0;
+  const writer = messageWriter(call);
+  assert.equal(writer.direct, false);
+  const payload = encodeMessage({ id: "a", content: "b" });
+  writer.write(frameMessage(payload));
+  assert.deepEqual(written.map((b) => [...b]), [[...payload]]);
+  let drained = false;
+  const stop = writer.onDrain(() => (drained = true));
+  call.emit("drain");
+  stop();
+  assert.equal(drained, true);
+  assert.equal(call.listenerCount("drain"), 0);
+});
