@@ -39,7 +39,7 @@ export function chatHandler(ctx: HandlerContext) {
         return;
       }
       send(echoMessage(message));
-      ctx.hub.publish(message.room, frameMessage(bytes));
+      ctx.hub.publishWith(message.room, () => frameMessage(bytes));
     };
     const onDrain = () => {
       if (paused) {

@@ -6,20 +6,19 @@
  * lets the room fan out the client's own encoding (unknown fields included)
  * instead of encoding the decoded message again.
  */
-import { fromBinary } from "@bufbuild/protobuf";
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
-import { type Message, MessageSchema } from "../../gen/chat_pb.ts";
 import { chatServiceDefinition } from "../../rpc/chat_service.ts";
+import { decodePost, type PostFields } from "./post_decoder.ts";
 
-/** A streamed request: the decoded message and the bytes it came in. */
+/** A streamed request: the fields the server reads and the bytes it came in. */
 export interface InboundMessage {
-  readonly message: Message;
+  readonly message: PostFields;
   readonly bytes: Uint8Array;
 }
 
 function decodeInbound(bytes: Buffer): InboundMessage {
-  return { message: fromBinary(MessageSchema, bytes), bytes };
+  return { message: decodePost(bytes), bytes };
 }
 
 export const serverDefinition: ServiceDefinition = {

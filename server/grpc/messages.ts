@@ -48,7 +48,10 @@ export function presenceMessage(
   });
 }
 
-export function echoMessage(original: Message, nowMs = Date.now()): Uint8Array {
+export function echoMessage(
+  original: Pick<Message, "id" | "content" | "room">,
+  nowMs = Date.now(),
+): Uint8Array {
   return encodeMessage({
     id: `echo_${original.id}`,
     user: "Server",

@@ -39,7 +39,7 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
         return;
       }
       count++;
-      ctx.hub.publish(message.room, frameMessage(bytes));
+      ctx.hub.publishWith(message.room, () => frameMessage(bytes));
     };
     const onEnd = () => stream.finish();
     call.on("data", onData);

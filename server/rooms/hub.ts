@@ -60,6 +60,16 @@ export class ChatHub<T> {
   }
 
   /**
+   * Like `publish()`, but builds the item only when the room has someone in
+   * it: an upload to an empty room then costs no encoding at all.
+   */
+  publishWith(room: string, make: () => T): number {
+    if (this.#rooms.countIn(room) > 0) return this.publish(room, make());
+    this.stats.messagesPublished++;
+    return 0;
+  }
+
+  /**
    * Joins a room. `onOverflow` runs (at most once) when the subscriber is
    * cut off by the "disconnect" policy; the caller ends its stream then.
    */

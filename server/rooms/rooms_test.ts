@@ -122,3 +122,17 @@ Deno.test("ChatHub.publish() hands every subscriber the same object and never wa
   assert.equal(hub.nextMessageId(), "msg_1");
   assert.equal(hub.nextMessageId(), "msg_2");
 });
+
+Deno.test("ChatHub.publishWith() builds the item only for a room with subscribers", () => {
+  const hub = new ChatHub<number>({ queueCapacity: 1, policy: "drop" });
+  let built = 0;
+  const make = () => ++built;
+  assert.equal(hub.publishWith("empty", make), 0);
+  assert.equal(built, 0);
+  const s = sink();
+  hub.subscribe("r", s, () => {});
+  assert.equal(hub.publishWith("r", make), 1);
+  assert.deepEqual(s.got, [1]);
+  assert.equal(hub.stats.messagesPublished, 2);
+  assert.equal(hub.stats.deliveries, 1);
+});
