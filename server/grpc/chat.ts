@@ -5,6 +5,10 @@
  * Backpressure runs end to end: when an echo cannot be written (the client
  * reads slowly), reading stops until 'drain', so a client cannot make the
  * server buffer echoes without bound. The broadcast itself never waits.
+ *
+ * Echoes go straight to the HTTP/2 stream (raw_stream.ts): its byte-sized
+ * buffer lets a pipelining client keep hundreds of echoes in flight, where
+ * grpc-js's object-mode Writable paused reading after 16.
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Message } from "../../gen/chat_pb.ts";
@@ -13,6 +17,7 @@ import type { HandlerContext } from "./context.ts";
 import type { InboundMessage } from "./definition.ts";
 import { aliveMessage, echoMessage } from "./messages.ts";
 import { frameMessage } from "./framing.ts";
+import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
 
 export function chatHandler(ctx: HandlerContext) {
@@ -24,9 +29,10 @@ export function chatHandler(ctx: HandlerContext) {
       ctx,
       (err) => err ? call.emit("error", err) : call.end(),
     );
+    const writer = messageWriter(call);
     let paused = false;
     const send = (bytes: Uint8Array) => {
-      if (!call.write(bytes) && !paused) {
+      if (!writer.write(frameMessage(bytes)) && !paused) {
         paused = true;
         call.pause();
       }
@@ -50,11 +56,10 @@ export function chatHandler(ctx: HandlerContext) {
     // The client half-closed: end with OK once pending echoes are written.
     const onEnd = () => stream.finish();
     call.on("data", onData);
-    call.on("drain", onDrain);
+    stream.defer(writer.onDrain(onDrain));
     call.on("end", onEnd);
     stream.defer(() => {
       call.off("data", onData);
-      call.off("drain", onDrain);
       call.off("end", onEnd);
     });
 
