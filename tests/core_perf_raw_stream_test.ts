@@ -51,18 +51,33 @@ const framed = (content: string) =>
 
 Deno.test("messageWriter() takes the direct path with this grpc-js and keeps order", async () => {
   let writer: MessageWriter | undefined;
+  const streamWrites: number[] = [];
   using f = await serve((call) => {
+    const http2Stream = (call as unknown as {
+      call: { stream: { write(b: Uint8Array): boolean } };
+    }).call.stream;
+    const write = http2Stream.write;
+    http2Stream.write = function (this: unknown, b: Uint8Array) {
+      streamWrites.push(b.byteLength);
+      return write.call(this, b);
+    };
     writer = messageWriter(call);
     for (let i = 0; i < 500; i++) writer.write(framed(`m${i}`));
-    call.end();
+    // The next turn: the first 500 went out as one HTTP/2 stream write.
+    setImmediate(() => {
+      for (let i = 500; i < 600; i++) writer!.write(framed(`m${i}`));
+      writer!.flush();
+      call.end();
+    });
   });
   const stream = f.client.subscribeMessages({ room: "r", user: "u" });
   const got = await rest(stream);
   assert.equal(writer?.direct, true, "grpc-js internals changed: fallback");
   assert.deepEqual(
     got.map((m) => m.content),
-    Array.from({ length: 500 }, (_, i) => `m${i}`),
+    Array.from({ length: 600 }, (_, i) => `m${i}`),
   );
+  assert.equal(streamWrites.length, 2, `stream writes: ${streamWrites}`);
 });
 
 Deno.test("messageWriter() reports backpressure and then 'drain' from the HTTP/2 stream", async () => {
@@ -75,6 +90,7 @@ Deno.test("messageWriter() reports backpressure and then 'drain' from the HTTP/2
       seen.drained = true;
       stop();
       writer.write(framed("after drain"));
+      writer.flush();
       call.end();
     });
   });
@@ -109,4 +125,36 @@ Deno.test("messageWriter() falls back to call.write() with the payload", () => {
   stop();
   assert.equal(drained, true);
   assert.equal(call.listenerCount("drain"), 0);
+});
+
+Deno.test("messageWriter() fires 'drain' itself when it said full but the flush found room", async () => {
+  // A stand-in for grpc-js's call layout whose stream always has room.
+  const stream = Object.assign(new EventEmitter(), {
+    written: [] as Uint8Array[],
+    write(b: Uint8Array) {
+      stream.written.push(b);
+      return true;
+    },
+    destroyed: false,
+    writableEnded: false,
+    writableLength: 0,
+    writableHighWaterMark: 30,
+  });
+  const call = Object.assign(new EventEmitter(), {
+    write: () => true,
+    call: {
+      stream,
+      cancelled: false,
+      maxSendMessageSize: -1,
+      maybeSendMetadata: () => {},
+    },
+  });
+  const writer = messageWriter(call);
+  assert.equal(writer.direct, true);
+  const drained = Promise.withResolvers<void>();
+  writer.onDrain(() => drained.resolve());
+  assert.equal(writer.write(framed("a")), true);
+  assert.equal(writer.write(framed("b")), false, "pending bytes reach 30");
+  await drained.promise;
+  assert.equal(stream.written.length, 1, "both went in one stream write");
 });

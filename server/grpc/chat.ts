@@ -30,6 +30,8 @@ export function chatHandler(ctx: HandlerContext) {
       (err) => err ? call.emit("error", err) : call.end(),
     );
     const writer = messageWriter(call);
+    // Runs last of the cleanups: pending echoes go before the status.
+    stream.defer(writer.flush);
     let paused = false;
     const send = (bytes: Uint8Array) => {
       if (!writer.write(frameMessage(bytes)) && !paused) {

@@ -9,14 +9,25 @@
  * after grpc-js has sent the response headers. Backpressure is the HTTP/2
  * stream's own: `write()` returns false until its 'drain'. grpc-js still ends
  * the call (`call.end()` / `emit("error")`): its trailers follow our data
- * because they go through the same stream.
+ * because they go through the same stream, once `flush()` has run.
+ *
+ * Messages written during one event-loop turn are joined into one stream
+ * write at the turn's end (turn_end.ts): under fan-out a subscriber gets
+ * several broadcasts per turn, and each HTTP/2 stream write costs a
+ * `setImmediate` and a native write in Deno's node:http2. `write()` answers
+ * from the stream's buffered bytes plus the pending ones; when it said
+ * "full" but the flush found room, the writer fires 'drain' itself, so a
+ * paused subscriber always resumes.
  *
  * This is the only module that touches grpc-js call internals
  * (`call.call`, a BaseServerInterceptingCall with `stream`). When they are
  * not as expected, `messageWriter()` returns a writer on plain `call.write()`.
  */
+import { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
+import process from "node:process";
 import { payloadOf, PREFIX_BYTES } from "./framing.ts";
+import { beforeTurnEnds } from "./turn_end.ts";
 
 /** A sink for framed messages with the stream's backpressure. */
 export interface MessageWriter {
@@ -26,6 +37,11 @@ export interface MessageWriter {
   write(framed: Uint8Array): boolean;
   /** Listens for 'drain'; returns the function that stops listening. */
   onDrain(listener: () => void): () => void;
+  /**
+   * Hands this turn's pending messages to the stream now. Call before
+   * ending the call, so that the status cannot overtake them.
+   */
+  flush(): void;
 }
 
 /** What the fallback needs from a grpc-js writable call. */
@@ -45,6 +61,8 @@ interface Http2StreamLike extends EventEmitter {
   write(chunk: Uint8Array): boolean;
   readonly destroyed: boolean;
   readonly writableEnded: boolean;
+  readonly writableLength: number;
+  readonly writableHighWaterMark: number;
 }
 
 /** The direct writer for a call, or one on `call.write()` as fallback. */
@@ -52,31 +70,64 @@ export function messageWriter(call: WritableCall): MessageWriter {
   const base = baseCallOf(call);
   if (!base) return fallbackWriter(call);
   const stream = base.stream;
+  const gone = () => base.cancelled || stream.destroyed || stream.writableEnded;
+  const drainListeners = new Set<() => void>();
+  const drained = () => {
+    owesDrain = false;
+    for (const listener of drainListeners) listener();
+  };
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  // write() said "full" from its estimate: a drain must follow.
+  let owesDrain = false;
+
+  const flush = () => {
+    if (pending.length === 0) return;
+    const chunks = pending;
+    const bytes = pendingBytes;
+    pending = [];
+    pendingBytes = 0;
+    // Like grpc-js: writes to a cancelled or ended call are dropped.
+    if (gone()) return;
+    const room = stream.write(
+      chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes),
+    );
+    // The stream took it all without asking for a drain of its own.
+    if (room && owesDrain) process.nextTick(drained);
+  };
+  stream.on("drain", drained);
+
   return {
     direct: true,
     write(framed) {
       const limit = base.maxSendMessageSize;
       if (limit !== -1 && framed.byteLength - PREFIX_BYTES > limit) {
+        flush();
         // grpc-js's path ends the call with RESOURCE_EXHAUSTED.
         return call.write(payloadOf(framed));
       }
-      // Like grpc-js: writes to a cancelled or ended call are dropped.
-      if (base.cancelled || stream.destroyed || stream.writableEnded) {
-        return true;
-      }
+      if (gone()) return true;
       base.maybeSendMetadata();
-      return stream.write(framed);
+      if (pending.length === 0) beforeTurnEnds(flush);
+      pending.push(framed);
+      pendingBytes += framed.byteLength;
+      const full = stream.writableLength + pendingBytes >=
+        stream.writableHighWaterMark;
+      if (full) owesDrain = true;
+      return !full;
     },
     onDrain(listener) {
-      stream.on("drain", listener);
-      return () => stream.off("drain", listener);
+      drainListeners.add(listener);
+      return () => drainListeners.delete(listener);
     },
+    flush,
   };
 }
 
 function fallbackWriter(call: WritableCall): MessageWriter {
   return {
     direct: false,
+    flush: () => {},
     write: (framed) => call.write(payloadOf(framed)),
     onDrain(listener) {
       call.on("drain", listener);
@@ -94,7 +145,9 @@ function baseCallOf(call: WritableCall): BaseCall | undefined {
     typeof stream.on !== "function" ||
     typeof base.maybeSendMetadata !== "function" ||
     typeof base.cancelled !== "boolean" ||
-    typeof base.maxSendMessageSize !== "number"
+    typeof base.maxSendMessageSize !== "number" ||
+    typeof stream.writableLength !== "number" ||
+    typeof stream.writableHighWaterMark !== "number"
   ) {
     return undefined;
   }

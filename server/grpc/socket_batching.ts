@@ -8,9 +8,9 @@
  * fan-out this was about half of all server CPU (see docs/perf-log.md).
  *
  * The fix is a per-socket auto-cork: the first write of a turn corks the
- * socket and schedules `uncork()` with `setImmediate`, which runs after the
- * stream-write immediates already queued, so the whole turn goes out through
- * `_writev` as one syscall. Node's own http2 batches natively in the same way.
+ * socket and schedules `uncork()` for the end of the turn (turn_end.ts, a
+ * `setImmediate`), after the stream-write immediates already queued, so the
+ * whole turn goes out through `_writev` as one syscall. Node's own http2 batches natively in the same way.
  * The frames, their order and the session's flow control are unchanged.
  *
  * grpc-js does not expose its listening `http2.Server`s, so this reads its
@@ -19,6 +19,7 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import type { EventEmitter } from "node:events";
+import { atTurnEnd } from "./turn_end.ts";
 
 /** The parts of a `net.Socket` this module relies on. */
 export interface CorkableSocket {
@@ -84,7 +85,7 @@ export function batchWrites(socket: CorkableSocket): boolean {
     if (!corked) {
       corked = true;
       socket.cork();
-      setImmediate(uncork);
+      atTurnEnd(uncork);
     }
     return write.apply(this, args);
   };

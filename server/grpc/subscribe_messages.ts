@@ -36,6 +36,8 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
       return;
     }
     const writer = messageWriter(call);
+    // Runs last of the cleanups: pending messages go before the status.
+    stream.defer(writer.flush);
     const { subscriber, leave } = ctx.hub.subscribe(
       room,
       writer,
