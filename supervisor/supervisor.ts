@@ -71,7 +71,7 @@ export interface Supervisor {
 export const DEFAULT_READY_PATTERN = /listening on \S+:\d+/;
 
 /** Yields the lines of a byte stream (without their line ends). */
-async function* readLines(
+export async function* readLines(
   stream: ReadableStream<Uint8Array>,
 ): AsyncGenerator<string> {
   let rest = "";
