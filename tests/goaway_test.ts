@@ -56,29 +56,46 @@ Deno.test("supervisor/main.ts keeps the core's port answering through 20 GOAWAY 
     "--port",
     String(port),
   ]);
-  await sup.waitLine(new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`));
+  const corePids = () =>
+    sup.lines.flatMap((l) =>
+      [...l.matchAll(/(?:started child|restarted as) pid (\d+)/g)].map((m) =>
+        Number(m[1])
+      )
+    );
+  try {
+    await sup.waitLine(
+      new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`),
+    );
+    const waits = await burstAndProbe(port);
 
-  const waits = await burstAndProbe(port);
-
-  sup.proc.kill("SIGTERM");
-  const status = await sup.status;
-  assert.equal(status.code, 0, sup.lines.join("\n"));
-  assert(sup.lines.some((l) => /core stopped$/.test(l)), "no graceful stop");
-  const pids = sup.lines.flatMap((l) =>
-    [...l.matchAll(/(?:started child|restarted as) pid (\d+)/g)].map((m) =>
-      Number(m[1])
-    )
-  );
-  assert.equal(
-    pids.length,
-    1 + sup.lines.filter((l) => /restarted as/.test(l)).length,
-  );
-  for (const pid of pids) assert(!exists(pid), `core pid ${pid} left running`);
-  console.log(
-    `core restarted ${
-      pids.length - 1
-    } times in ${BURSTS} bursts; answered after ${summary(waits)}`,
-  );
+    sup.proc.kill("SIGTERM");
+    const status = await sup.status;
+    assert.equal(status.code, 0, sup.lines.join("\n"));
+    assert(sup.lines.some((l) => /core stopped$/.test(l)), "no graceful stop");
+    const pids = corePids();
+    assert.equal(
+      pids.length,
+      1 + sup.lines.filter((l) => /restarted as/.test(l)).length,
+    );
+    for (const pid of pids) {
+      assert(!exists(pid), `core pid ${pid} left running`);
+    }
+    console.log(
+      `core restarted ${
+        pids.length - 1
+      } times in ${BURSTS} bursts; answered after ${summary(waits)}`,
+    );
+  } finally {
+    // The core runs in its own process group: if the test failed before a
+    // clean stop, killing the supervisor would leave it serving the port.
+    for (const pid of corePids().filter(exists)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Exited in the meantime.
+      }
+    }
+  }
 });
 
 Deno.test("listenWithGoawayGuard() serves 20 GOAWAY bursts without the process dying", async () => {
