@@ -29,6 +29,11 @@ export interface CoreConfig {
   presence: boolean;
   /** Label on every metric, to tell instances apart. */
   instanceId: string;
+  /**
+   * Drop HTTP/2 GOAWAY frames from clients before Deno's nghttp2 sees them
+   * (works around a Deno 2.9 abort; see docs/goaway.md).
+   */
+  goawayGuard: boolean;
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
 }
@@ -44,6 +49,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   shutdownGraceMs: 5000,
   presence: false,
   instanceId: "core",
+  goawayGuard: true,
   logLevel: "info",
 });
 
@@ -62,6 +68,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   shutdownGraceMs: { flag: "shutdown-grace-ms", env: "CHAT_SHUTDOWN_GRACE_MS" },
   presence: { flag: "presence", env: "CHAT_PRESENCE" },
   instanceId: { flag: "instance-id", env: "CHAT_INSTANCE_ID" },
+  goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
 };
 
@@ -94,6 +101,11 @@ function oneOf<V extends string>(
   return raw as V;
 }
 
+function flag(name: string, raw: string): boolean {
+  const v = oneOf(name, raw, ["true", "false", "1", "0", "on", "off"] as const);
+  return v === "true" || v === "1" || v === "on";
+}
+
 function parseValue<K extends keyof CoreConfig>(
   key: K,
   name: string,
@@ -112,11 +124,9 @@ function parseValue<K extends keyof CoreConfig>(
     slowConsumer: (r) => oneOf(name, r, ["drop", "disconnect"] as const),
     aliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),
     shutdownGraceMs: (r) => integer(name, r, 0, 600_000),
-    presence: (r) => {
-      const v = oneOf(name, r, ["true", "false", "1", "0"] as const);
-      return v === "true" || v === "1";
-    },
+    presence: (r) => flag(name, r),
     instanceId: (r) => r,
+    goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
   };
   return parsers[key](raw);

@@ -25,7 +25,51 @@ import { sendMessageHandler } from "./grpc/send_message.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
-import { enableSocketBatching } from "./grpc/socket_batching.ts";
+import {
+  batchWrites,
+  type CorkableSocket,
+  enableSocketBatching,
+} from "./grpc/socket_batching.ts";
+import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
+
+interface Listener {
+  readonly port: number;
+  close(): void;
+}
+
+/**
+ * Listens through the GOAWAY guard (default) or grpc-js' own listener, and
+ * turns on per-turn write batching for every connection either way.
+ */
+async function listen(
+  server: Server,
+  config: Readonly<CoreConfig>,
+  log: Logger,
+): Promise<Listener> {
+  if (config.goawayGuard) {
+    const guarded = await listenWithGoawayGuard(
+      server,
+      config.host,
+      config.port,
+      (conn) => {
+        batchWrites(conn as unknown as CorkableSocket);
+      },
+    );
+    return { port: guarded.port, close: () => void guarded.close() };
+  }
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(
+      `${config.host}:${config.port}`,
+      ServerCredentials.createInsecure(),
+      (err, bound) => err ? reject(err) : resolve(bound),
+    );
+  });
+  if (enableSocketBatching(server) === 0) {
+    log.info("socket write batching unavailable: one write per frame");
+  }
+  // grpc-js' tryShutdown/forceShutdown close its own listener.
+  return { port, close: () => {} };
+}
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
@@ -83,16 +127,8 @@ export async function startCoreServer(
   };
   server.addService(serverDefinition, implementation);
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      `${config.host}:${config.port}`,
-      ServerCredentials.createInsecure(),
-      (err, bound) => err ? reject(err) : resolve(bound),
-    );
-  });
-  if (enableSocketBatching(server) === 0) {
-    log.info("socket write batching unavailable: one write per frame");
-  }
+  const listener = await listen(server, config, log);
+  const port = listener.port;
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {
@@ -103,6 +139,7 @@ export async function startCoreServer(
         server.forceShutdown();
         resolve();
       }, graceMs);
+      listener.close();
       server.tryShutdown(() => {
         clearTimeout(force);
         resolve();

@@ -116,6 +116,14 @@ export function guardGoaway(
     write(chunk, _encoding, callback) {
       socket.write(chunk, callback);
     },
+    // With writev, frames queued while the socket is busy (or while the
+    // guard is corked, see socket_batching.ts) leave in one socket write.
+    writev(chunks, callback) {
+      socket.cork();
+      for (let i = 0; i < chunks.length - 1; i++) socket.write(chunks[i].chunk);
+      socket.write(chunks[chunks.length - 1].chunk, callback);
+      socket.uncork();
+    },
     final(callback) {
       socket.end(callback);
     },
@@ -164,6 +172,7 @@ export function listenWithGoawayGuard(
   server: grpc.Server,
   host: string,
   port: number,
+  onConnection?: (guarded: Duplex) => void,
 ): Promise<GuardedListener> {
   const injector = server.createConnectionInjector(
     grpc.ServerCredentials.createInsecure(),
@@ -171,6 +180,7 @@ export function listenWithGoawayGuard(
   let goawaysDropped = 0;
   const tcp = net.createServer((socket) => {
     const guarded = guardGoaway(socket, () => goawaysDropped++);
+    onConnection?.(guarded);
     injector.injectConnection(guarded);
   });
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { createChatClient } from "../client/rpc.ts";
-import { chatServiceDefinition } from "../rpc/chat_service.ts";
+import { createChatClient } from "../../client/rpc.ts";
+import { chatServiceDefinition } from "../../rpc/chat_service.ts";
 import { GoawayDropper, listenWithGoawayGuard } from "./goaway_guard.ts";
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
