@@ -9,6 +9,11 @@
  * @module
  */
 import http2 from "node:http2";
+import net from "node:net";
+import {
+  batchWrites,
+  type CorkableSocket,
+} from "../../server/grpc/socket_batching.ts";
 
 /** Holds at most one usable session. */
 export class SessionPool {
@@ -74,10 +79,24 @@ export class SessionPool {
   }
 
   #open(): http2.ClientHttp2Session {
-    const session = http2.connect(
-      this.#origin,
-      this.#ca ? { ca: this.#ca } : {},
-    );
+    const url = new URL(this.#origin);
+    // h2c: dial the socket ourselves so its writes can be batched per turn
+    // (Deno's node:http2 writes one socket chunk per frame; see
+    // docs/edge-perf-log.md). TLS keeps node:http2's own dialling.
+    const options: http2.SecureClientSessionOptions = this.#ca
+      ? { ca: this.#ca }
+      : {};
+    if (url.protocol === "http:") {
+      options.createConnection = () => {
+        const socket = net.connect({
+          host: url.hostname.replace(/^\[|\]$/g, ""),
+          port: Number(url.port || 80),
+        });
+        batchWrites(socket as unknown as CorkableSocket);
+        return socket;
+      };
+    }
+    const session = http2.connect(this.#origin, options);
     this.#current = session;
     this.#all.add(session);
     const drop = () => {
