@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import { ChatService } from "../gen/chat_pb.ts";
 import type { EdgeConfig } from "./config.ts";
 import { createConnectHandler } from "./connect.ts";
-import { edgeCors } from "./cors.ts";
+import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS, serveAsset } from "./assets.ts";
 import { createWebSocketBridge } from "./websocket.ts";
@@ -28,9 +28,28 @@ export interface EdgeAppOptions {
 
 const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
 
+// `/<service>/<method>` in plain characters, which a URL parser leaves as
+// is; any other path (escapes, dot segments) takes the Hono route.
+const PLAIN_RPC_PATH = /^\/[\w~-][\w.~-]*\/[\w~-][\w.~-]*$/;
+
+/** The path of an absolute request URL, without parsing the whole URL. */
+function rawPath(url: string): string {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start < 0) return "/";
+  let end = url.length;
+  const query = url.indexOf("?", start);
+  if (query >= 0) end = query;
+  const hash = url.indexOf("#", start);
+  if (hash >= 0 && hash < end) end = hash;
+  return url.slice(start, end);
+}
+
+function mediaTypeOf(value: string): string {
+  return value.split(";")[0].trim().toLowerCase();
+}
+
 function mediaType(request: Request): string {
-  return (request.headers.get("content-type") ?? "").split(";")[0].trim()
-    .toLowerCase();
+  return mediaTypeOf(request.headers.get("content-type") ?? "");
 }
 
 function connectError(status: number, code: string, message: string): Response {
@@ -101,6 +120,29 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     console.error("edge: unhandled error", err);
     return new Response("internal error\n", { status: 500 });
   });
+
+  // gRPC-Web POSTs skip Hono's routing and middleware chain: per call they
+  // cost more than the proxying itself (docs/edge-perf-log.md). The answer
+  // is the same as through the route above, CORS headers included.
+  const cors = corsSimpleHeaders(config.allowedOrigins);
+  const honoFetch = app.fetch;
+  app.fetch = (request, ...rest) => {
+    if (request.method !== "POST") return honoFetch(request, ...rest);
+    const type = request.headers.get("content-type");
+    if (
+      type === null || !mediaTypeOf(type).startsWith("application/grpc-web")
+    ) {
+      return honoFetch(request, ...rest);
+    }
+    const path = rawPath(request.url);
+    if (!PLAIN_RPC_PATH.test(path)) return honoFetch(request, ...rest);
+    return grpcWeb(request, cors(request.headers.get("origin")), path).catch(
+      (err) => {
+        console.error("edge: unhandled error", err);
+        return new Response("internal error\n", { status: 500 });
+      },
+    );
+  };
 
   return app;
 }

@@ -69,3 +69,33 @@ export function edgeCors(allowedOrigins: readonly string[]): MiddlewareHandler {
     maxAge: CORS_MAX_AGE,
   });
 }
+
+/**
+ * The CORS headers {@linkcode edgeCors} adds to a non-preflight response,
+ * as header pairs, for handlers that answer without going through Hono.
+ *
+ * Same rules as Hono's `cors()` for a simple request: Allow-Origin when the
+ * origin is allowed, Expose-Headers always, and `Vary: Origin` unless any
+ * origin is allowed (tests/edge_perf_fast_path_test.ts compares the two).
+ */
+export function corsSimpleHeaders(
+  allowedOrigins: readonly string[],
+): (origin: string | null) => [string, string][] {
+  const expose = CORS_EXPOSE_HEADERS.join(",");
+  if (allowedOrigins.includes("*")) {
+    const fixed: [string, string][] = [
+      ["access-control-allow-origin", "*"],
+      ["access-control-expose-headers", expose],
+    ];
+    return () => fixed;
+  }
+  const allowed = new Set(allowedOrigins);
+  return (origin) => {
+    const out: [string, string][] = [];
+    if (origin && allowed.has(origin)) {
+      out.push(["access-control-allow-origin", origin]);
+    }
+    out.push(["access-control-expose-headers", expose], ["vary", "Origin"]);
+    return out;
+  };
+}

@@ -16,7 +16,7 @@ import {
   parseGrpcTimeout,
 } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
-import { readGrpcWebBody } from "./grpc_web_body.ts";
+import { readGrpcWebRequest } from "./grpc_web_body.ts";
 import { Code } from "./upstream/status.ts";
 import type { Upstream, UpstreamStatus } from "./upstream/types.ts";
 
@@ -49,8 +49,16 @@ function statusHeaders(s: UpstreamStatus): [string, string][] {
 export function createGrpcWebHandler(
   upstream: Upstream,
   options: { maxMessageBytes: number },
-): (request: Request) => Promise<Response> {
-  return async function handleGrpcWeb(request: Request): Promise<Response> {
+): (
+  request: Request,
+  extraHeaders?: readonly [string, string][],
+  pathname?: string,
+) => Promise<Response> {
+  return async function handleGrpcWeb(
+    request: Request,
+    extraHeaders: readonly [string, string][] = [],
+    pathname?: string,
+  ): Promise<Response> {
     const type = grpcWebContentType(request.headers.get("content-type"));
     if (!type) {
       return new Response("unsupported content type\n", { status: 415 });
@@ -66,11 +74,11 @@ export function createGrpcWebHandler(
       : "application/grpc-web+proto";
     const respond = (
       headers: [string, string][],
-      body: ReadableStream<Uint8Array> | null,
+      body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null,
     ) =>
       new Response(body, {
         status: 200,
-        headers: [["content-type", contentType], ...headers],
+        headers: [["content-type", contentType], ...extraHeaders, ...headers],
       });
 
     const rawTimeout = request.headers.get("grpc-timeout");
@@ -91,8 +99,8 @@ export function createGrpcWebHandler(
     const onGone = () => ctl.abort();
     request.signal.addEventListener("abort", onGone, { once: true });
     const call = upstream.call(
-      new URL(request.url).pathname,
-      readGrpcWebBody(request.body, {
+      pathname ?? new URL(request.url).pathname,
+      readGrpcWebRequest(request, {
         text: type.text,
         maxMessageBytes: options.maxMessageBytes,
       }),
@@ -115,10 +123,20 @@ export function createGrpcWebHandler(
       if (first.done && Object.keys(headers).length === 0) {
         return respond(statusHeaders(early), null);
       }
+      // The whole answer is here (the usual unary case): one buffer body
+      // costs far less than a ReadableStream pulled frame by frame.
+      const frames: Uint8Array[] = [];
+      while (!first.done) {
+        frames.push(frame(encodeEnvelope(0, first.value)));
+        first = await it.next();
+      }
+      frames.push(frame(encodeGrpcWebTrailer(statusHeaders(early))));
+      return respond(forwardableResponseHeaders(headers), concat(frames));
     }
 
-    const frame = (bytes: Uint8Array) =>
-      type.text ? encoder.encode(encodeBase64(bytes)) : bytes;
+    function frame(bytes: Uint8Array): Uint8Array {
+      return type!.text ? encoder.encode(encodeBase64(bytes)) : bytes;
+    }
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const r = first ?? await it.next();
@@ -139,4 +157,16 @@ export function createGrpcWebHandler(
 
     return respond(forwardableResponseHeaders(headers), body);
   };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let size = 0;
+  for (const p of parts) size += p.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
