@@ -50,7 +50,6 @@ if (missing.length > 0) {
         "install",
         "-y",
         "-qq",
-        "--no-install-recommends",
         ...pkgs,
       ]);
     if (!ok) {
