@@ -21,6 +21,12 @@ export interface CoreConfig {
   queueSize: number;
   /** What happens when a subscriber's queue is full. */
   slowConsumer: SlowConsumerPolicy;
+  /**
+   * How long a subscriber cut off by the "disconnect" policy has to take its
+   * RESOURCE_EXHAUSTED status; a client that stopped reading never will
+   * (HTTP/2 flow control holds it back), so its stream is reset after this.
+   */
+  slowConsumerGraceMs: number;
   /** Period of the Chat stream's "Server is alive!" message; 0 turns it off. */
   aliveIntervalMs: number;
   /** How long shutdown waits for calls to end before forcing. */
@@ -45,6 +51,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   maxConcurrentStreams: 1000,
   queueSize: 100,
   slowConsumer: "drop",
+  slowConsumerGraceMs: 5000,
   aliveIntervalMs: 5000,
   shutdownGraceMs: 5000,
   presence: false,
@@ -64,6 +71,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   },
   queueSize: { flag: "queue-size", env: "CHAT_QUEUE_SIZE" },
   slowConsumer: { flag: "slow-consumer", env: "CHAT_SLOW_CONSUMER" },
+  slowConsumerGraceMs: {
+    flag: "slow-consumer-grace-ms",
+    env: "CHAT_SLOW_CONSUMER_GRACE_MS",
+  },
   aliveIntervalMs: { flag: "alive-interval-ms", env: "CHAT_ALIVE_INTERVAL_MS" },
   shutdownGraceMs: { flag: "shutdown-grace-ms", env: "CHAT_SHUTDOWN_GRACE_MS" },
   presence: { flag: "presence", env: "CHAT_PRESENCE" },
@@ -122,6 +133,7 @@ function parseValue<K extends keyof CoreConfig>(
     maxConcurrentStreams: (r) => integer(name, r, 1, 2 ** 31 - 1),
     queueSize: (r) => integer(name, r, 1, 1_000_000),
     slowConsumer: (r) => oneOf(name, r, ["drop", "disconnect"] as const),
+    slowConsumerGraceMs: (r) => integer(name, r, 0, 600_000),
     aliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),
     shutdownGraceMs: (r) => integer(name, r, 0, 600_000),
     presence: (r) => flag(name, r),

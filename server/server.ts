@@ -91,6 +91,7 @@ export interface CoreSnapshot {
   openCalls: number;
   dropped: number;
   slowDisconnects: number;
+  stalledResets: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -160,6 +161,7 @@ export async function startCoreServer(
       openCalls: calls.size,
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
+      stalledResets: hub.stats.stalledResets,
     }),
     shutdown,
   };

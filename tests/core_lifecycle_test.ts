@@ -113,6 +113,56 @@ Deno.test("slow consumer, disconnect policy: the slow one ends with RESOURCE_EXH
   fast.cancel();
 });
 
+Deno.test("slow consumer, disconnect policy: a client that never reads again is reset after the grace", async () => {
+  await using f = await startCore({
+    queueSize: 5,
+    slowConsumer: "disconnect",
+    slowConsumerGraceMs: 300,
+  });
+  const fast = f.newClient().subscribeMessages({ room: "r", user: "fast" });
+  const stalled = f.newClient().subscribeMessages({
+    room: "r",
+    user: "stalled",
+  });
+  await Promise.all([take(fast, 1), take(stalled, 1)]);
+  // Errors are emitted even while the stream is paused (not reading).
+  const stalledError = new Promise<{ code: number; details: string }>((
+    resolve,
+  ) => stalled.once("error", resolve));
+  const fastGot = take(fast, 400, 20_000);
+  await publishMany(f, "r", 400, 2048);
+  assert.equal((await fastGot).length, 400);
+  assert.equal(f.core.snapshot().slowDisconnects, 1);
+  // The stalled client keeps not reading: its status cannot get through, so
+  // the server resets the stream once the grace is over.
+  await eventually(
+    () => f.core.snapshot().stalledResets === 1,
+    "stalled stream reset",
+    5000,
+  );
+  const err = await stalledError;
+  assert.ok(
+    err.code === status.CANCELLED || err.code === status.RESOURCE_EXHAUSTED,
+    `ended with ${err.code} ${err.details}`,
+  );
+  fast.cancel();
+});
+
+Deno.test("slow consumer, disconnect policy: a slow reader within the grace gets its status, no reset", async () => {
+  await using f = await startCore({
+    queueSize: 5,
+    slowConsumer: "disconnect",
+    slowConsumerGraceMs: 5000,
+  });
+  const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
+  await take(slow, 1);
+  await publishMany(f, "r", 400, 2048);
+  assert.equal(f.core.snapshot().slowDisconnects, 1);
+  const err = await rejection(rest(slow, 10_000));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.equal(f.core.snapshot().stalledResets, 0);
+});
+
 Deno.test("shutdown ends open streams with UNAVAILABLE and refuses new calls", async () => {
   const f = await startCore();
   const sub = f.client.subscribeMessages({ room: "r", user: "a" });
@@ -137,6 +187,7 @@ Deno.test("shutdown ends open streams with UNAVAILABLE and refuses new calls", a
     openCalls: 0,
     dropped: 0,
     slowDisconnects: 0,
+    stalledResets: 0,
   });
   const refused = await rejection(
     f.client.sendMessage({ user: "u", room: "r", content: "c" }),

@@ -42,6 +42,12 @@ export interface MessageWriter {
    * ending the call, so that the status cannot overtake them.
    */
   flush(): void;
+  /**
+   * Resets the HTTP/2 stream (RST_STREAM CANCEL) if it is still open: for a
+   * client that stopped reading, whose final status flow control holds back.
+   * Returns false when that is not possible (fallback path, or already gone).
+   */
+  reset(): boolean;
 }
 
 /** What the fallback needs from a grpc-js writable call. */
@@ -63,7 +69,11 @@ interface Http2StreamLike extends EventEmitter {
   readonly writableEnded: boolean;
   readonly writableLength: number;
   readonly writableHighWaterMark: number;
+  close?(code?: number): void;
 }
+
+/** NGHTTP2_CANCEL, the RST_STREAM code for "no longer wanted". */
+const NGHTTP2_CANCEL = 8;
 
 /** The direct writer for a call, or one on `call.write()` as fallback. */
 export function messageWriter(call: WritableCall): MessageWriter {
@@ -121,6 +131,13 @@ export function messageWriter(call: WritableCall): MessageWriter {
       return () => drainListeners.delete(listener);
     },
     flush,
+    reset() {
+      if (stream.destroyed || typeof stream.close !== "function") return false;
+      pending = [];
+      pendingBytes = 0;
+      stream.close(NGHTTP2_CANCEL);
+      return true;
+    },
   };
 }
 
@@ -128,6 +145,7 @@ function fallbackWriter(call: WritableCall): MessageWriter {
   return {
     direct: false,
     flush: () => {},
+    reset: () => false,
     write: (framed) => call.write(payloadOf(framed)),
     onDrain(listener) {
       call.on("drain", listener);

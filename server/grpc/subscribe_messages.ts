@@ -38,12 +38,17 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
     const writer = messageWriter(call);
     // Runs last of the cleanups: pending messages go before the status.
     stream.defer(writer.flush);
-    const { subscriber, leave } = ctx.hub.subscribe(
-      room,
-      writer,
-      () =>
-        stream.finish(new ChatError("resource_exhausted", "client too slow")),
-    );
+    const { subscriber, leave } = ctx.hub.subscribe(room, writer, () => {
+      stream.finish(new ChatError("resource_exhausted", "client too slow"));
+      // A client that stopped reading never gets that status: flow control
+      // holds it behind the queued data. Reset the stream after a grace, so
+      // that its slot and buffers are freed. grpc-js emits 'cancelled' when
+      // the stream closes in any way, which ends the wait.
+      const timer = setTimeout(() => {
+        if (writer.reset()) ctx.hub.stats.stalledResets++;
+      }, ctx.config.slowConsumerGraceMs);
+      call.once("cancelled", () => clearTimeout(timer));
+    });
     stream.defer(writer.onDrain(() => subscriber.resume()));
     const announce = (type: MessageType.JOIN | MessageType.LEAVE) =>
       ctx.hub.publish(room, frameMessage(presenceMessage(room, user, type)));

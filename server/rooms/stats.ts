@@ -17,4 +17,6 @@ export class ChatStats {
   dropped = 0;
   /** Subscribers ended by the slow-consumer policy. */
   slowDisconnects = 0;
+  /** Of those, streams reset because the status could not be delivered in time. */
+  stalledResets = 0;
 }
