@@ -12,6 +12,8 @@ import { parseArgs } from "node:util";
 
 /** Everything the edge needs to know about its deployment. */
 export interface EdgeConfig {
+  /** Interface for Deno.serve (ignored on Deno Deploy). */
+  host: string;
   /** TCP port for Deno.serve; 0 picks a free one. */
   port: number;
   /** Core gRPC server, http:// (h2c) or https:// (TLS). */
@@ -24,6 +26,7 @@ export interface EdgeConfig {
 
 /** The defaults, also used by tests that override one field. */
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
+  host: "0.0.0.0",
   port: 8080,
   upstream: "http://127.0.0.1:50051",
   allowedOrigins: Object.freeze(["*"]),
@@ -36,6 +39,7 @@ export class EdgeConfigError extends Error {
 }
 
 const SETTINGS = {
+  host: { flag: "host", env: "HOST" },
   port: { flag: "port", env: "PORT" },
   upstream: { flag: "upstream", env: "UPSTREAM" },
   allowedOrigins: { flag: "allowed-origins", env: "ALLOWED_ORIGINS" },
@@ -47,6 +51,12 @@ type Parsers = {
 };
 
 const PARSERS: Parsers = {
+  host(raw, name) {
+    if (raw.trim() === "") {
+      throw new EdgeConfigError(`${name} must not be empty`);
+    }
+    return raw;
+  },
   port: (raw, name) => integer(raw, name, 0, 65535),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
   upstream(raw, name) {

@@ -28,6 +28,7 @@ const upstream = createHttp2Upstream(config.upstream, {
 });
 const app = createEdgeApp({ upstream, config });
 const server = Deno.serve({
+  hostname: config.host,
   port: config.port,
   onListen: ({ hostname, port }) =>
     console.log(

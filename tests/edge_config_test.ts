@@ -18,6 +18,7 @@ const rejects = (
 Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () => {
   const c = parseEdgeConfig([], {});
   assert.deepEqual(c, {
+    host: "0.0.0.0",
     port: 8080,
     upstream: "http://127.0.0.1:50051",
     allowedOrigins: ["*"],
@@ -26,6 +27,18 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
   assert.deepEqual(c, DEFAULT_EDGE_CONFIG);
+});
+
+Deno.test("parseEdgeConfig() takes --host over HOST and refuses an empty one", () => {
+  assert.equal(
+    parseEdgeConfig(["--host", "127.0.0.1"], { HOST: "::" }).host,
+    "127.0.0.1",
+  );
+  assert.equal(parseEdgeConfig([], { HOST: "::1" }).host, "::1");
+  assert.throws(
+    () => parseEdgeConfig(["--host", " "], {}),
+    /--host must not be empty/,
+  );
 });
 
 Deno.test("parseEdgeConfig() reads env and lets flags win", () => {

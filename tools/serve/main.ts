@@ -53,6 +53,8 @@ const edge = start("edge", [
   "--allow-net",
   "--allow-env",
   here("../../edge/main.ts"),
+  "--host",
+  host,
   "--port",
   edgePort,
   "--upstream",
@@ -71,7 +73,7 @@ const stopAll = (signal: Deno.Signal = "SIGTERM") => {
 Deno.addSignalListener("SIGINT", () => stopAll("SIGTERM"));
 Deno.addSignalListener("SIGTERM", () => stopAll("SIGTERM"));
 
-waitHealthy(`http://127.0.0.1:${edgePort}/healthz`, 30_000).then((ok) => {
+waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
   if (stopping) return;
   if (!ok) {
     console.error("serve: the edge did not report a healthy core within 30 s");
@@ -81,8 +83,8 @@ waitHealthy(`http://127.0.0.1:${edgePort}/healthz`, 30_000).then((ok) => {
     [
       "",
       `  core (gRPC, h2c):        ${host}:${corePort}`,
-      `  edge (gRPC-Web/Connect): http://127.0.0.1:${edgePort}`,
-      `  chat page:               http://127.0.0.1:${edgePort}/`,
+      `  edge (gRPC-Web/Connect): http://${host}:${edgePort}`,
+      `  chat page:               http://${host}:${edgePort}/`,
       "  Ctrl-C stops both.",
       "",
     ].join("\n"),
