@@ -2,10 +2,12 @@
  * A fixed-capacity FIFO with O(1) push and shift.
  *
  * Subscriber queues use it instead of `Array.prototype.shift()`, which is
- * O(n) and reallocates under steady fan-out load.
+ * O(n) and reallocates under steady fan-out load. The slots are allocated on
+ * the first push: most subscribers never queue anything (their stream keeps
+ * up), and 10,000 idle ones would otherwise hold 10,000 empty arrays.
  */
 export class RingBuffer<T> {
-  #items: (T | undefined)[];
+  #items: (T | undefined)[] | undefined;
   #head = 0;
   #size = 0;
 
@@ -15,7 +17,6 @@ export class RingBuffer<T> {
         `capacity must be a positive integer, got ${capacity}`,
       );
     }
-    this.#items = new Array(capacity);
   }
 
   get size(): number {
@@ -25,6 +26,7 @@ export class RingBuffer<T> {
   /** Appends an item; returns false (and keeps nothing) when full. */
   push(item: T): boolean {
     if (this.#size === this.capacity) return false;
+    this.#items ??= new Array(this.capacity);
     this.#items[(this.#head + this.#size) % this.capacity] = item;
     this.#size++;
     return true;
@@ -32,7 +34,7 @@ export class RingBuffer<T> {
 
   /** Removes and returns the oldest item, or undefined when empty. */
   shift(): T | undefined {
-    if (this.#size === 0) return undefined;
+    if (this.#size === 0 || !this.#items) return undefined;
     const item = this.#items[this.#head];
     this.#items[this.#head] = undefined;
     this.#head = (this.#head + 1) % this.capacity;
@@ -42,7 +44,7 @@ export class RingBuffer<T> {
 
   /** Drops every item so that nothing stays referenced. */
   clear(): void {
-    this.#items.fill(undefined);
+    this.#items = undefined;
     this.#head = 0;
     this.#size = 0;
   }
