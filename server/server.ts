@@ -25,11 +25,8 @@ import { sendMessageHandler } from "./grpc/send_message.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
-import {
-  batchWrites,
-  type CorkableSocket,
-  enableSocketBatching,
-} from "./grpc/socket_batching.ts";
+import { enableSocketBatching } from "./grpc/socket_batching.ts";
+import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
 import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
 
 interface Listener {

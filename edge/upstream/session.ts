@@ -13,7 +13,7 @@ import net from "node:net";
 import {
   batchWrites,
   type CorkableSocket,
-} from "../../server/grpc/socket_batching.ts";
+} from "../../sockets/batch_writes.ts";
 
 /** Holds at most one usable session. */
 export class SessionPool {

@@ -27,7 +27,7 @@ import { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
 import process from "node:process";
 import { payloadOf, PREFIX_BYTES } from "./framing.ts";
-import { beforeTurnEnds } from "./turn_end.ts";
+import { beforeTurnEnds } from "../../sockets/turn_end.ts";
 
 /** A sink for framed messages with the stream's backpressure. */
 export interface MessageWriter {

@@ -1,40 +1,24 @@
 /**
- * Coalesces the HTTP/2 frames of one event-loop turn into one socket write.
- *
- * Deno's `node:http2` (2.9) pumps nghttp2's output with one `socket.write()`
- * per chunk, and each one is its own `write(2)` syscall plus a `WriteWrap`.
- * It also completes every stream write in a `setImmediate`, so the frames of
- * a fan-out leave in many small flushes spread over the check phase. Under
- * fan-out this was about half of all server CPU (see docs/perf-log.md).
- *
- * The fix is a per-socket auto-cork: the first write of a turn corks the
- * socket and schedules `uncork()` for the end of the turn (turn_end.ts, a
- * `setImmediate`), after the stream-write immediates already queued, so the
- * whole turn goes out through `_writev` as one syscall. Node's own http2 batches natively in the same way.
- * The frames, their order and the session's flow control are unchanged.
+ * Turns on per-turn write batching (sockets/batch_writes.ts) for every
+ * connection a grpc-js server accepts through its own listener.
  *
  * grpc-js does not expose its listening `http2.Server`s, so this reads its
  * private `http2Servers` map. Everything is feature-checked: with another
- * grpc-js layout nothing is patched and the server only runs slower.
+ * grpc-js layout nothing is patched and the server only runs slower. (With
+ * the GOAWAY guard, the core owns its listener and calls batchWrites()
+ * itself.)
  */
 import type { Server } from "@grpc/grpc-js";
 import type { EventEmitter } from "node:events";
-import { atTurnEnd } from "./turn_end.ts";
-
-/** The parts of a `net.Socket` this module relies on. */
-export interface CorkableSocket {
-  write(...args: unknown[]): boolean;
-  cork(): void;
-  uncork(): void;
-  _writev?: unknown;
-}
+import {
+  batchWrites,
+  type CorkableSocket,
+} from "../../sockets/batch_writes.ts";
 
 export interface SocketBatchingOptions {
   /** Called with every socket that was patched (for tests and counters). */
   onSocket?: (socket: CorkableSocket) => void;
 }
-
-const PATCHED = Symbol("chat.socketBatching");
 
 /**
  * Makes every connection accepted from now on batch its writes per turn.
@@ -59,35 +43,4 @@ export function enableSocketBatching(
     hooked++;
   }
   return hooked;
-}
-
-/**
- * Patches one socket's `write()` to auto-cork for the rest of the turn.
- * Returns false (and changes nothing) when the socket cannot batch.
- */
-export function batchWrites(socket: CorkableSocket): boolean {
-  const target = socket as CorkableSocket & { [PATCHED]?: true };
-  if (
-    target[PATCHED] || typeof socket.write !== "function" ||
-    typeof socket.cork !== "function" || typeof socket.uncork !== "function" ||
-    typeof socket._writev !== "function"
-  ) {
-    return false;
-  }
-  target[PATCHED] = true;
-  const write = socket.write;
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    socket.uncork();
-  };
-  socket.write = function (this: CorkableSocket, ...args: unknown[]) {
-    if (!corked) {
-      corked = true;
-      socket.cork();
-      atTurnEnd(uncork);
-    }
-    return write.apply(this, args);
-  };
-  return true;
 }
