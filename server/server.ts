@@ -21,7 +21,10 @@ import { CallScopes } from "./grpc/call_scope.ts";
 import { chatHandler } from "./grpc/chat.ts";
 import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
-import { sendMessageHandler } from "./grpc/send_message.ts";
+import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
+import { decodeSendRequest } from "./grpc/post_decoder.ts";
+import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
@@ -127,6 +130,18 @@ export async function startCoreServer(
 
   const listener = await listen(server, config, log);
   const port = listener.port;
+  const direct = new Map([[
+    chatPaths.SendMessage,
+    (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
+  ]]);
+  if (
+    enableDirectUnary(server, direct, {
+      maxMessageBytes: config.maxMessageBytes,
+      onInternal: (err) => log.error("SendMessage failed", err),
+    }) === 0
+  ) {
+    log.info("direct unary path unavailable: grpc-js serves SendMessage");
+  }
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {
@@ -162,4 +177,16 @@ export async function startCoreServer(
     }),
     shutdown,
   };
+}
+
+/** Decodes a SendMessageRequest; undecodable bytes are INTERNAL, as in grpc-js. */
+function decodeRequest(bytes: Uint8Array) {
+  try {
+    return decodeSendRequest(bytes);
+  } catch (err) {
+    throw new ChatError(
+      "internal",
+      `Error deserializing request: ${(err as Error).message}`,
+    );
+  }
 }

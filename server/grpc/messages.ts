@@ -5,7 +5,9 @@
  * service definition passes `Uint8Array` through, so a broadcast encoded
  * here is the very buffer every subscriber's stream writes.
  */
+import { Buffer } from "node:buffer";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
 
@@ -14,6 +16,50 @@ export function encodeMessage(
   fields: Partial<Omit<Message, "$typeName">>,
 ): Uint8Array {
   return toBinary(MessageSchema, create(MessageSchema, fields));
+}
+
+const PREFIX = new Uint8Array(5);
+
+/**
+ * A user's CHAT message, encoded straight into a gRPC-framed buffer: the
+ * same bytes as `frameMessage(encodeMessage({...}))` without the reflective
+ * encoder or the copy into the frame. The hot path of every post.
+ */
+export function frameChatMessage(
+  id: string,
+  user: string,
+  content: string,
+  room: string,
+  nowMs: number,
+): Buffer {
+  const w = new BinaryWriter();
+  w.raw(PREFIX);
+  if (id !== "") w.tag(1, 2).string(id);
+  if (user !== "") w.tag(2, 2).string(user);
+  if (content !== "") w.tag(3, 2).string(content);
+  if (room !== "") w.tag(4, 2).string(room);
+  writeTimestamp(w, 5, nowMs);
+  // type CHAT is 0, the default: proto3 leaves it out.
+  const framed = w.finish();
+  new DataView(framed.buffer, framed.byteOffset).setUint32(
+    1,
+    framed.byteLength - 5,
+  );
+  return Buffer.from(framed.buffer, framed.byteOffset, framed.byteLength);
+}
+
+/** Writes a `google.protobuf.Timestamp` field of `nowMs` as protobuf-es would. */
+export function writeTimestamp(
+  w: BinaryWriter,
+  field: number,
+  nowMs: number,
+): void {
+  const seconds = Math.floor(nowMs / 1000);
+  const nanos = (nowMs - seconds * 1000) * 1_000_000;
+  w.tag(field, 2).fork();
+  if (seconds !== 0) w.tag(1, 0).int64(seconds);
+  if (nanos !== 0) w.tag(2, 0).int32(nanos);
+  w.join();
 }
 
 export function welcomeMessage(

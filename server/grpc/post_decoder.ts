@@ -79,3 +79,36 @@ function expect(actual: WireType, wanted: WireType, no: number): void {
     throw new Error(`chat.Message field ${no}: wire type ${actual}`);
   }
 }
+
+/** The fields of a `chat.SendMessageRequest`: user = 1, content = 2, room = 3. */
+export interface SendFields {
+  readonly user: string;
+  readonly content: string;
+  readonly room: string;
+}
+
+/**
+ * Decodes a `chat.SendMessageRequest` without building a message object;
+ * throws on malformed bytes, as `fromBinary()` does.
+ */
+export function decodeSendRequest(bytes: Uint8Array): SendFields {
+  const reader = new BinaryReader(bytes);
+  let user = "", content = "", room = "";
+  while (reader.pos < reader.len) {
+    const [no, wireType] = reader.tag();
+    if (no >= 1 && no <= 3) {
+      if (wireType !== WireType.LengthDelimited) {
+        throw new Error(
+          `chat.SendMessageRequest field ${no}: wire type ${wireType}`,
+        );
+      }
+      const value = reader.string();
+      if (no === 1) user = value;
+      else if (no === 2) content = value;
+      else room = value;
+    } else {
+      reader.skip(wireType, no);
+    }
+  }
+  return { user, content, room };
+}

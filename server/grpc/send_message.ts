@@ -1,50 +1,63 @@
 /**
  * SendMessage (unary): validate, assign `msg_N`, broadcast once-framed bytes.
+ *
+ * One function does the work ({@linkcode postMessage}); two transports call
+ * it: the direct unary path (direct_unary.ts), which takes every plain call,
+ * and grpc-js's handler, which takes what the direct path leaves to grpc-js
+ * (compressed requests, or a grpc-js layout the direct path does not know).
  */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
-import {
-  MessageType,
-  type SendMessageRequest,
-  type SendMessageResponse,
-  SendMessageResponseSchema,
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import type {
+  SendMessageRequest,
+  SendMessageResponse,
 } from "../../gen/chat_pb.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
-import { frameMessage } from "./framing.ts";
-import { encodeMessage } from "./messages.ts";
+import { frameChatMessage, writeTimestamp } from "./messages.ts";
+import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
 
+/**
+ * Validates and broadcasts one post; returns the encoded
+ * `SendMessageResponse`. Throws a ChatError for a bad request.
+ */
+export function postMessage(
+  ctx: HandlerContext,
+  req: SendFields,
+): Uint8Array {
+  ctx.hub.stats.callsStarted++;
+  validatePost(req);
+  const id = ctx.hub.nextMessageId();
+  const nowMs = Date.now();
+  ctx.hub.publishWith(
+    req.room,
+    () => frameChatMessage(id, req.user, req.content, req.room, nowMs),
+  );
+  return encodeSendResponse(id, nowMs);
+}
+
+/** `SendMessageResponse{message_id = 1, timestamp = 2}`, written directly. */
+export function encodeSendResponse(id: string, nowMs: number): Uint8Array {
+  const w = new BinaryWriter();
+  w.tag(1, 2).string(id);
+  writeTimestamp(w, 2, nowMs);
+  return w.finish();
+}
+
+/** grpc-js's handler for the calls the direct path does not take. */
 export function sendMessageHandler(ctx: HandlerContext) {
   return (
     call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
-    callback: sendUnaryData<SendMessageResponse>,
+    callback: sendUnaryData<Uint8Array>,
   ): void => {
-    ctx.hub.stats.callsStarted++;
-    const req = call.request;
+    let response: Uint8Array;
     try {
-      validatePost(req);
+      response = postMessage(ctx, call.request);
     } catch (err) {
       callback(toServiceError(err));
       return;
     }
-    const id = ctx.hub.nextMessageId();
-    const timestamp = timestampFromMs(Date.now());
-    ctx.hub.publish(
-      req.room,
-      frameMessage(encodeMessage({
-        id,
-        user: req.user,
-        content: req.content,
-        room: req.room,
-        timestamp,
-        type: MessageType.CHAT,
-      })),
-    );
-    callback(
-      null,
-      create(SendMessageResponseSchema, { messageId: id, timestamp }),
-    );
+    callback(null, response);
   };
 }

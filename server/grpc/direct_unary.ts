@@ -1,0 +1,197 @@
+/**
+ * A direct path for plain unary calls: read the request off the HTTP/2
+ * stream, run the method, answer with headers, one framed message and
+ * trailers. grpc-js keeps the server (listeners, sessions, keepalive,
+ * shutdown, every other method); only the per-call machinery of its unary
+ * calls is skipped.
+ *
+ * Why: with Deno's `node:http2`, grpc-js's per-call objects (metadata
+ * parsing, a deadline timer, the decoder, the interceptor chain, a promise
+ * per message) cost about as much as the HTTP/2 layer itself. A unary call
+ * on this path costs about half (docs/perf-log.md, "Direct unary calls").
+ *
+ * What is left to grpc-js: any request with a `grpc-encoding` other than
+ * identity (compression), any content type that is not gRPC (grpc-js's 415),
+ * and every path not registered here. Everything is feature-checked against
+ * grpc-js's private layout (its `http2Servers` map and the one 'stream'
+ * listener on each); with another layout nothing is patched and grpc-js
+ * serves the calls as before.
+ *
+ * Semantics kept from grpc-js: one request message exactly (none or two →
+ * UNIMPLEMENTED with grpc-js's wording), the receive size limit
+ * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
+ * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
+ * and the method does not run), a cancelled call (nothing runs, nothing is
+ * sent). The method runs synchronously once the request is complete, so no
+ * timer is armed per call: a client that never finishes its request is
+ * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
+ * when no `grpc-timeout` is sent.
+ */
+import type { Server } from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import type { EventEmitter } from "node:events";
+import type http2 from "node:http2";
+import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
+import { frameMessage } from "./framing.ts";
+import { toServiceError } from "./status.ts";
+
+/** A unary method: request bytes in, response bytes out; throws ChatError. */
+export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
+
+/** Options of {@linkcode enableDirectUnary}. */
+export interface DirectUnaryOptions {
+  /** Largest request message accepted (grpc-js's receive limit). */
+  maxMessageBytes: number;
+  /** Called with an unexpected (non-ChatError) failure of a method. */
+  onInternal?: (err: unknown) => void;
+}
+
+type StreamListener = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  ...rest: unknown[]
+) => void;
+
+const RESPONSE_HEADERS = Object.freeze({
+  ":status": 200,
+  "content-type": "application/grpc+proto",
+  "grpc-accept-encoding": "identity,deflate,gzip",
+  "grpc-encoding": "identity",
+});
+const OK_TRAILERS = Object.freeze({ "grpc-status": "0", "grpc-message": "OK" });
+
+/**
+ * Serves `methods` (keyed by path, e.g. `/chat.ChatService/SendMessage`)
+ * directly on every http2 server grpc-js has now. Call after the server
+ * listens. Returns the number of servers patched; 0 means grpc-js's layout
+ * was not as expected and it keeps serving every call itself.
+ */
+export function enableDirectUnary(
+  server: Server,
+  methods: ReadonlyMap<string, DirectUnaryMethod>,
+  options: DirectUnaryOptions,
+): number {
+  const internals = server as unknown as {
+    http2Servers?: unknown;
+    onStreamOpened?: (stream: http2.ServerHttp2Stream) => void;
+  };
+  const servers = internals.http2Servers;
+  if (!(servers instanceof Map)) return 0;
+  const opened = typeof internals.onStreamOpened === "function"
+    ? internals.onStreamOpened.bind(server)
+    : undefined;
+  let patched = 0;
+  for (const candidate of servers.keys()) {
+    const emitter = candidate as Partial<EventEmitter> | null;
+    if (
+      typeof emitter?.listeners !== "function" ||
+      typeof emitter.removeListener !== "function" ||
+      typeof emitter.on !== "function"
+    ) continue;
+    const listeners = emitter.listeners("stream");
+    if (listeners.length !== 1) continue;
+    const grpcJs = listeners[0] as StreamListener;
+    emitter.removeListener("stream", grpcJs);
+    emitter.on("stream", function (
+      this: unknown,
+      stream: http2.ServerHttp2Stream,
+      headers: http2.IncomingHttpHeaders,
+      ...rest: unknown[]
+    ) {
+      const method = methods.get(headers[":path"] as string);
+      if (method === undefined || !isPlainGrpc(headers)) {
+        grpcJs.call(this, stream, headers, ...rest);
+        return;
+      }
+      opened?.(stream);
+      serve(stream, headers, method, options);
+    });
+    patched++;
+  }
+  return patched;
+}
+
+/** gRPC content type and no compression: the calls this path can take. */
+function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
+  const type = headers["content-type"];
+  const encoding = headers["grpc-encoding"];
+  return typeof type === "string" && type.startsWith("application/grpc") &&
+    (encoding === undefined || encoding === "identity");
+}
+
+function serve(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  method: DirectUnaryMethod,
+  options: DirectUnaryOptions,
+): void {
+  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string);
+  const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+  let body: Buffer | undefined;
+  let done = false;
+
+  const fail = (code: number, message: string) => {
+    done = true;
+    body = undefined;
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    stream.respond({
+      ...RESPONSE_HEADERS,
+      "grpc-status": String(code),
+      "grpc-message": encodeGrpcMessage(message),
+    }, { endStream: true });
+  };
+
+  // grpc-js does the same: 'close' follows any error and ends the call.
+  stream.on("error", () => {});
+  stream.on("data", (chunk: Buffer) => {
+    if (done) return;
+    body = body === undefined ? chunk : Buffer.concat([body, chunk]);
+    if (body.byteLength >= 5) {
+      const declared = body.readUInt32BE(1);
+      if (declared > options.maxMessageBytes) {
+        fail(
+          8,
+          `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
+        );
+      } else if (body.byteLength > 5 + declared) {
+        fail(12, SECOND_MESSAGE);
+      }
+    }
+  });
+  stream.once("end", () => {
+    if (done) return;
+    done = true;
+    const request = body;
+    body = undefined;
+    if (request === undefined || request.byteLength < 5) {
+      if (request !== undefined) return fail(13, "Incomplete message");
+      return fail(12, NO_MESSAGE);
+    }
+    if (request.byteLength !== 5 + request.readUInt32BE(1)) {
+      return fail(13, "Incomplete message");
+    }
+    if (request[0] !== 0) {
+      return fail(
+        13,
+        request[0] === 1
+          ? 'Received compressed message but "grpc-encoding" header was identity'
+          : `Received message with invalid flag ${request[0]}`,
+      );
+    }
+    if (Date.now() >= deadline) return fail(4, "Deadline exceeded");
+    if (stream.destroyed || stream.closed) return;
+    let response: Uint8Array;
+    try {
+      response = method(request.subarray(5));
+    } catch (err) {
+      const status = toServiceError(err, options.onInternal);
+      return fail(status.code, status.details);
+    }
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.end(frameMessage(response));
+  });
+}
+
+const NO_MESSAGE = "Received no request message for unary call";
+const SECOND_MESSAGE = "Received a second request message for unary call";
