@@ -14,8 +14,10 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Message } from "../../gen/chat_pb.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
-import type { InboundMessage } from "./definition.ts";
-import { aliveMessage, echoMessage } from "./messages.ts";
+import { type InboundMessage, inboundParts } from "./definition.ts";
+import { decodePost } from "./post_decoder.ts";
+import { readMessages } from "./raw_reader.ts";
+import { aliveMessage, frameEchoMessage } from "./messages.ts";
 import { frameMessage } from "./framing.ts";
 import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
@@ -33,42 +35,40 @@ export function chatHandler(ctx: HandlerContext) {
     // Runs last of the cleanups: pending echoes go before the status.
     stream.defer(writer.flush);
     let paused = false;
-    const send = (bytes: Uint8Array) => {
-      if (!writer.write(frameMessage(bytes)) && !paused) {
+    const send = (framed: Uint8Array) => {
+      if (!writer.write(framed) && !paused) {
         paused = true;
-        call.pause();
+        reader.pause();
       }
     };
-    const onData = ({ message, bytes }: InboundMessage) => {
-      try {
-        validatePost(message);
-      } catch (err) {
-        stream.finish(err);
-        return;
-      }
-      send(echoMessage(message));
-      ctx.hub.publishWith(message.room, () => frameMessage(bytes));
-    };
+    const reader = readMessages(call, decodePost, {
+      message(message, bytes) {
+        try {
+          validatePost(message);
+        } catch (err) {
+          stream.finish(err);
+          return;
+        }
+        send(frameEchoMessage(message));
+        ctx.hub.publishWith(message.room, () => frameMessage(bytes));
+      },
+      // The client half-closed: end with OK once pending echoes are written.
+      end: () => stream.finish(),
+      error: (err) => stream.finish(err),
+    }, inboundParts);
     const onDrain = () => {
       if (paused) {
         paused = false;
-        call.resume();
+        reader.resume();
       }
     };
-    // The client half-closed: end with OK once pending echoes are written.
-    const onEnd = () => stream.finish();
-    call.on("data", onData);
     stream.defer(writer.onDrain(onDrain));
-    call.on("end", onEnd);
-    stream.defer(() => {
-      call.off("data", onData);
-      call.off("end", onEnd);
-    });
+    stream.defer(reader.stop);
 
     if (ctx.config.aliveIntervalMs > 0) {
       const timer = setInterval(() => {
         // Skipped, not queued, while the client is not reading.
-        if (!paused) send(aliveMessage());
+        if (!paused) send(frameMessage(aliveMessage()));
       }, ctx.config.aliveIntervalMs);
       stream.defer(() => clearInterval(timer));
     }

@@ -21,6 +21,14 @@ function decodeInbound(bytes: Buffer): InboundMessage {
   return { message: decodePost(bytes), bytes };
 }
 
+/** A streamed request as the handlers' message reader wants it (fallback path). */
+export function inboundParts(
+  value: unknown,
+): { value: InboundMessage["message"]; bytes: Uint8Array } {
+  const inbound = value as InboundMessage;
+  return { value: inbound.message, bytes: inbound.bytes };
+}
+
 export const serverDefinition: ServiceDefinition = {
   ...chatServiceDefinition,
   UploadMessages: {

@@ -21,9 +21,10 @@ export function encodeMessage(
 const PREFIX = new Uint8Array(5);
 
 /**
- * A user's CHAT message, encoded straight into a gRPC-framed buffer: the
- * same bytes as `frameMessage(encodeMessage({...}))` without the reflective
- * encoder or the copy into the frame. The hot path of every post.
+ * A message (CHAT unless `type` says otherwise), encoded straight into a
+ * gRPC-framed buffer: the same bytes as `frameMessage(encodeMessage({...}))`
+ * without the reflective encoder or the copy into the frame. The hot path of
+ * every post and every echo.
  */
 export function frameChatMessage(
   id: string,
@@ -31,6 +32,7 @@ export function frameChatMessage(
   content: string,
   room: string,
   nowMs: number,
+  type: MessageType = MessageType.CHAT,
 ): Buffer {
   const w = new BinaryWriter();
   w.raw(PREFIX);
@@ -39,7 +41,8 @@ export function frameChatMessage(
   if (content !== "") w.tag(3, 2).string(content);
   if (room !== "") w.tag(4, 2).string(room);
   writeTimestamp(w, 5, nowMs);
-  // type CHAT is 0, the default: proto3 leaves it out.
+  // CHAT is 0, the default: proto3 leaves it out.
+  if (type !== MessageType.CHAT) w.tag(6, 0).int32(type);
   const framed = w.finish();
   new DataView(framed.buffer, framed.byteOffset).setUint32(
     1,
@@ -92,6 +95,21 @@ export function presenceMessage(
     timestamp: timestampFromMs(nowMs),
     type,
   });
+}
+
+/** The framed echo of a Chat message (see {@linkcode echoMessage}). */
+export function frameEchoMessage(
+  original: Pick<Message, "id" | "content" | "room">,
+  nowMs = Date.now(),
+): Buffer {
+  return frameChatMessage(
+    `echo_${original.id}`,
+    "Server",
+    `Echo: ${original.content}`,
+    original.room,
+    nowMs,
+    MessageType.SYSTEM,
+  );
 }
 
 export function echoMessage(

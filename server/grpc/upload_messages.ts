@@ -14,9 +14,11 @@ import {
 } from "../../gen/chat_pb.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
-import type { InboundMessage } from "./definition.ts";
+import { type InboundMessage, inboundParts } from "./definition.ts";
 import { frameMessage } from "./framing.ts";
 import { openStream } from "./stream.ts";
+import { decodePost } from "./post_decoder.ts";
+import { readMessages } from "./raw_reader.ts";
 
 export function uploadMessagesHandler(ctx: HandlerContext) {
   return (
@@ -31,22 +33,20 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
           create(UploadResponseSchema, { messageCount: count, success: true }),
         );}
     });
-    const onData = ({ message, bytes }: InboundMessage) => {
-      try {
-        validatePost(message, `message ${count + 1}: `);
-      } catch (err) {
-        stream.finish(err);
-        return;
-      }
-      count++;
-      ctx.hub.publishWith(message.room, () => frameMessage(bytes));
-    };
-    const onEnd = () => stream.finish();
-    call.on("data", onData);
-    call.on("end", onEnd);
-    stream.defer(() => {
-      call.off("data", onData);
-      call.off("end", onEnd);
-    });
+    const reader = readMessages(call, decodePost, {
+      message(message, bytes) {
+        try {
+          validatePost(message, `message ${count + 1}: `);
+        } catch (err) {
+          stream.finish(err);
+          return;
+        }
+        count++;
+        ctx.hub.publishWith(message.room, () => frameMessage(bytes));
+      },
+      end: () => stream.finish(),
+      error: (err) => stream.finish(err),
+    }, inboundParts);
+    stream.defer(reader.stop);
   };
 }
