@@ -32,9 +32,32 @@ export function isReservedHeader(name: string): boolean {
   return name.startsWith(":") || name.startsWith("grpc-") || RESERVED.has(name);
 }
 
+/**
+ * Response headers as node:http2 hands them over, or as
+ * {@linkcode headerRecord} builds them from a decoded header block.
+ */
+export type ResponseHeaders =
+  | http2.IncomingHttpHeaders
+  | Readonly<Record<string, string>>;
+
+/**
+ * A decoded header block as a plain record; a repeated name is joined with
+ * ", " as node:http2 does for the names the edge forwards.
+ */
+export function headerRecord(
+  fields: Iterable<readonly [string, string]>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of fields) {
+    const seen = out[name];
+    out[name] = seen === undefined ? value : `${seen}, ${value}`;
+  }
+  return out;
+}
+
 /** Response headers or trailers minus transport headers. */
 export function userMetadata(
-  h: http2.IncomingHttpHeaders,
+  h: ResponseHeaders,
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
@@ -45,7 +68,7 @@ export function userMetadata(
 }
 
 /** The status carried by trailers (or trailers-only headers). */
-export function statusFrom(h: http2.IncomingHttpHeaders): UpstreamStatus {
+export function statusFrom(h: ResponseHeaders): UpstreamStatus {
   const raw = h["grpc-status"];
   const code = raw === undefined ? NaN : Number(raw);
   if (!Number.isInteger(code) || code < 0 || code > 16) {

@@ -22,7 +22,7 @@ import {
   Code,
   codeFromHttpStatus,
   codeFromRstCode,
-  StatusError,
+  statusFromAbort,
 } from "./status.ts";
 import type {
   CallOptions,
@@ -241,28 +241,5 @@ export function createHttp2Upstream(
       }
       await pool.close();
     },
-  };
-}
-
-/**
- * The status for an aborted call: a {@linkcode StatusError} reason keeps its
- * code (a handler's own deadline), a TimeoutError means DEADLINE_EXCEEDED,
- * anything else is the client cancelling.
- */
-function statusFromAbort(reason: unknown): UpstreamStatus {
-  if (reason instanceof StatusError) {
-    return { code: reason.code, message: reason.message, trailers: {} };
-  }
-  if (reason instanceof Error && reason.name === "TimeoutError") {
-    return {
-      code: Code.DEADLINE_EXCEEDED,
-      message: "deadline exceeded",
-      trailers: {},
-    };
-  }
-  return {
-    code: Code.CANCELLED,
-    message: "call cancelled by the client",
-    trailers: {},
   };
 }

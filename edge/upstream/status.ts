@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { UpstreamStatus } from "./types.ts";
 
 /** gRPC status codes. */
 export const Code = {
@@ -75,4 +76,27 @@ export function codeFromRstCode(rst: number): number {
     default:
       return Code.INTERNAL;
   }
+}
+
+/**
+ * The status for an aborted call: a {@linkcode StatusError} reason keeps its
+ * code (a handler's own deadline), a TimeoutError means DEADLINE_EXCEEDED,
+ * anything else is the client cancelling.
+ */
+export function statusFromAbort(reason: unknown): UpstreamStatus {
+  if (reason instanceof StatusError) {
+    return { code: reason.code, message: reason.message, trailers: {} };
+  }
+  if (reason instanceof Error && reason.name === "TimeoutError") {
+    return {
+      code: Code.DEADLINE_EXCEEDED,
+      message: "deadline exceeded",
+      trailers: {},
+    };
+  }
+  return {
+    code: Code.CANCELLED,
+    message: "call cancelled by the client",
+    trailers: {},
+  };
 }

@@ -1,0 +1,938 @@
+/**
+ * One HTTP/2 client connection (RFC 9113) over a Deno TCP or TLS socket.
+ *
+ * It owns the preface and SETTINGS exchange, the stream table, the read loop
+ * (one reusable buffer, many frames parsed per read, no object per frame),
+ * per-turn batched writes, flow control in both directions, PING, GOAWAY and
+ * RST_STREAM. gRPC semantics live in the stream handlers, not here.
+ *
+ * A connection error (a frame the RFC calls malformed) ends the connection
+ * with GOAWAY carrying the error code; every stream then fails.
+ *
+ * @module
+ */
+import {
+  type HeaderField,
+  HpackDecoder,
+} from "../../../protocol/http2/hpack.ts";
+import {
+  CLIENT_PREFACE,
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_WINDOW,
+  ErrorCode,
+  errorName,
+  Flag,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  goawayFrame,
+  H2ConnectionError,
+  MAX_MAX_FRAME_SIZE,
+  MAX_STREAM_ID,
+  MAX_WINDOW,
+  readUint32,
+  Setting,
+  settingsFrame,
+  windowUpdateFrame,
+  writeFrameHeader,
+  writeUint32,
+} from "./frames.ts";
+import type { H2Stream, StreamOwner } from "./stream.ts";
+import { FrameWriter, type FrameWriterEvents } from "./writer.ts";
+
+/** Where and how to dial. */
+export interface ConnectionTarget {
+  hostname: string;
+  port: number;
+  tls: boolean;
+  /** PEM roots for TLS (added to the system roots). */
+  caCerts?: string[];
+}
+
+/** Tuning of a connection; the defaults suit gRPC. */
+export interface ConnectionOptions {
+  /** Our SETTINGS_INITIAL_WINDOW_SIZE: bytes a stream may have unread. */
+  streamWindow: number;
+  /** The connection-level receive window. */
+  connectionWindow: number;
+  /** Above this many unwritten bytes, writes ask the caller to wait. */
+  writeHighWater: number;
+  /** How long the server may take to send its SETTINGS. */
+  settingsTimeoutMs: number;
+}
+
+/** The pool a connection reports to. */
+export interface ConnectionOwner {
+  /** Place a stream this connection will not send (SETTINGS limit, GOAWAY). */
+  place(stream: H2Stream): void;
+  /** The connection is finished and takes no streams. */
+  closed(connection: H2Connection): void;
+}
+
+const READ_BYTES = 64 * 1024;
+const MIN_READ_ROOM = 16 * 1024;
+const MAX_HEADER_BLOCK = 256 * 1024;
+const EMPTY = new Uint8Array(0);
+const ENVELOPE_BYTES = 5;
+
+/** A client connection; create it through the pool. */
+export class H2Connection implements StreamOwner, FrameWriterEvents {
+  readonly #owner: ConnectionOwner;
+  readonly #opts: ConnectionOptions;
+  readonly #writer: FrameWriter;
+  readonly #decoder = new HpackDecoder(4096);
+  readonly #streams = new Map<number, H2Stream>();
+  #waiting: H2Stream[] = [];
+  readonly #blocked = new Set<H2Stream>();
+  readonly #drainWaiters = new Set<H2Stream>();
+  readonly #pings = new Map<number, (ok: boolean) => void>();
+  #pingSeq = 0;
+  #conn: Deno.Conn | undefined;
+  #nextId = 1;
+  #settled = false; // the peer's first SETTINGS arrived
+  #peerMaxStreams = Infinity;
+  #peerWindow = DEFAULT_WINDOW;
+  #peerMaxFrame = DEFAULT_MAX_FRAME_SIZE;
+  #sendWindow = DEFAULT_WINDOW;
+  #recvWindow: number;
+  #recvUnacked = 0;
+  #goaway = false;
+  #dead = false;
+  #settingsTimer: ReturnType<typeof setTimeout> | undefined;
+  // A header block spread over HEADERS + CONTINUATION frames.
+  #blockStream = 0;
+  #blockEnd = false;
+  #blockParts: Uint8Array[] = [];
+  #blockBytes = 0;
+  readonly #done: Promise<void>;
+  #closing: Promise<void> = Promise.resolve();
+
+  constructor(
+    owner: ConnectionOwner,
+    target: ConnectionTarget,
+    options: ConnectionOptions,
+  ) {
+    this.#owner = owner;
+    this.#opts = options;
+    this.#writer = new FrameWriter(this);
+    this.#recvWindow = options.connectionWindow;
+    this.#writer.bytes(CLIENT_PREFACE);
+    this.#writer.bytes(settingsFrame([
+      [Setting.HEADER_TABLE_SIZE, 4096],
+      [Setting.ENABLE_PUSH, 0],
+      [Setting.INITIAL_WINDOW_SIZE, options.streamWindow],
+      [Setting.MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE],
+    ]));
+    if (options.connectionWindow > DEFAULT_WINDOW) {
+      this.#writer.bytes(
+        windowUpdateFrame(0, options.connectionWindow - DEFAULT_WINDOW),
+      );
+    }
+    this.#done = this.#run(target);
+  }
+
+  /** True while new streams may be placed here. */
+  get hasCapacity(): boolean {
+    return !this.#dead && !this.#goaway && this.#nextId <= MAX_STREAM_ID &&
+      this.#streams.size + this.#waiting.length < this.#peerMaxStreams;
+  }
+
+  /** True once the connection is finished. */
+  get dead(): boolean {
+    return this.#dead;
+  }
+
+  /** Takes a stream; it is sent once the peer's SETTINGS are known. */
+  start(stream: H2Stream): void {
+    stream.owner = this;
+    if (!this.#settled) this.#waiting.push(stream);
+    else this.#open(stream);
+  }
+
+  /** Resolves true when a PING is answered within `timeoutMs`. */
+  ping(timeoutMs: number): Promise<boolean> {
+    if (this.#dead) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const seq = this.#pingSeq = (this.#pingSeq + 1) >>> 0;
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#pings.delete(seq);
+        resolve(ok);
+      };
+      this.#pings.set(seq, done);
+      const w = this.#writer;
+      const at = w.reserve(FRAME_HEADER_BYTES + 8);
+      writeFrameHeader(w.buf, at, 8, FrameType.PING, 0, 0);
+      writeUint32(w.buf, at + FRAME_HEADER_BYTES, 0);
+      writeUint32(w.buf, at + FRAME_HEADER_BYTES + 4, seq);
+    });
+  }
+
+  /**
+   * Ends the connection: GOAWAY(NO_ERROR), every stream fails with
+   * `message`, the socket closes. Resolves when reads and writes have stopped.
+   */
+  async close(message = "edge is shutting down"): Promise<void> {
+    this.#die(message, ErrorCode.NO_ERROR);
+    await this.#done;
+    await this.#closing;
+  }
+
+  // --- StreamOwner ---------------------------------------------------------
+
+  /** See {@linkcode H2Stream.write}. */
+  writeMessage(s: H2Stream, message: Uint8Array): boolean {
+    if (s.closed || s.localClosed || s.endPending || this.#dead) return true;
+    const total = ENVELOPE_BYTES + message.byteLength;
+    if (
+      s.id !== 0 && s.outBytes === 0 && total <= s.sendWindow &&
+      total <= this.#sendWindow && total <= this.#peerMaxFrame
+    ) {
+      // The common case: one DATA frame, copied once into the write buffer.
+      const w = this.#writer;
+      const at = w.reserve(FRAME_HEADER_BYTES + total);
+      const b = w.buf;
+      writeFrameHeader(b, at, total, FrameType.DATA, 0, s.id);
+      b[at + FRAME_HEADER_BYTES] = 0;
+      writeUint32(b, at + FRAME_HEADER_BYTES + 1, message.byteLength);
+      b.set(message, at + FRAME_HEADER_BYTES + ENVELOPE_BYTES);
+      s.sendWindow -= total;
+      this.#sendWindow -= total;
+    } else {
+      const envelope = new Uint8Array(ENVELOPE_BYTES);
+      writeUint32(envelope, 1, message.byteLength);
+      s.out.push(envelope);
+      if (message.byteLength > 0) s.out.push(message);
+      s.outBytes += total;
+      if (s.id !== 0) this.#sendPending(s);
+    }
+    if (
+      s.outBytes === 0 && this.#writer.buffered <= this.#opts.writeHighWater
+    ) {
+      return true;
+    }
+    s.wantsDrain = true;
+    this.#drainWaiters.add(s);
+    return false;
+  }
+
+  /** See {@linkcode H2Stream.end}. */
+  end(s: H2Stream): void {
+    if (s.closed || s.localClosed || s.endPending || this.#dead) return;
+    if (s.id === 0 || s.outBytes > 0) {
+      s.endPending = true;
+      return;
+    }
+    this.#writer.header(0, FrameType.DATA, Flag.END_STREAM, s.id);
+    s.localClosed = true;
+  }
+
+  /** See {@linkcode H2Stream.reset}. */
+  reset(s: H2Stream, code: number): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (s.id === 0) {
+      const i = this.#waiting.indexOf(s);
+      if (i >= 0) this.#waiting.splice(i, 1);
+      return;
+    }
+    if (!this.#dead) {
+      this.#writer.frame32(FrameType.RST_STREAM, s.id, code);
+    }
+    this.#forget(s);
+  }
+
+  /** See {@linkcode H2Stream.resume}. */
+  resume(s: H2Stream): void {
+    if (!s.closed && s.recvUnacked >= this.#opts.streamWindow / 2) {
+      this.#giveBack(s);
+    }
+  }
+
+  // --- FrameWriterEvents ---------------------------------------------------
+
+  /** The socket write failed. */
+  onWriteError(error: Error): void {
+    this.#die(`upstream connection lost: ${error.message}`);
+  }
+
+  /** A socket write completed. */
+  onWritten(): void {
+    if (this.#drainWaiters.size > 0) this.#notifyDrain();
+  }
+
+  // --- lifecycle -----------------------------------------------------------
+
+  async #run(target: ConnectionTarget): Promise<void> {
+    let conn: Deno.Conn;
+    try {
+      conn = await dial(target);
+    } catch (e) {
+      this.#die((e as Error).message);
+      return;
+    }
+    if (this.#dead) {
+      closeQuietly(conn);
+      return;
+    }
+    this.#conn = conn;
+    this.#writer.attach(conn);
+    this.#settingsTimer = setTimeout(() => {
+      this.#die(
+        "upstream sent no HTTP/2 SETTINGS",
+        ErrorCode.SETTINGS_TIMEOUT,
+      );
+    }, this.#opts.settingsTimeoutMs);
+    await this.#readLoop(conn);
+  }
+
+  async #readLoop(conn: Deno.Conn): Promise<void> {
+    let buf = new Uint8Array(READ_BYTES);
+    let start = 0;
+    let end = 0;
+    while (!this.#dead) {
+      if (buf.byteLength - end < MIN_READ_ROOM) {
+        buf.copyWithin(0, start, end);
+        end -= start;
+        start = 0;
+        if (buf.byteLength - end < MIN_READ_ROOM) {
+          const grown = new Uint8Array(buf.byteLength * 2);
+          grown.set(buf.subarray(0, end));
+          buf = grown;
+        }
+      }
+      let n: number | null;
+      try {
+        n = await conn.read(buf.subarray(end));
+      } catch (e) {
+        this.#die(`upstream connection lost: ${(e as Error).message}`);
+        return;
+      }
+      if (n === null) break;
+      end += n;
+      try {
+        start = this.#parse(buf, start, end);
+      } catch (e) {
+        if (e instanceof H2ConnectionError) {
+          this.#die(
+            `upstream protocol error (${errorName(e.code)}): ${e.message}`,
+            e.code,
+          );
+        } else {
+          this.#die(
+            `upstream connection failed: ${(e as Error).message}`,
+            ErrorCode.INTERNAL_ERROR,
+          );
+        }
+        return;
+      }
+      if (start === end) start = end = 0;
+    }
+    this.#die("upstream closed the connection");
+  }
+
+  /**
+   * Ends the connection once. With `goaway`, a GOAWAY frame is the last
+   * thing written. Streams not yet answered fail with `message`.
+   */
+  #die(message: string, goaway?: number): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    clearTimeout(this.#settingsTimer);
+    if (goaway !== undefined && this.#conn) {
+      this.#writer.bytes(goawayFrame(0, goaway));
+    }
+    const streams = [...this.#streams.values(), ...this.#waiting];
+    this.#streams.clear();
+    this.#waiting = [];
+    this.#blocked.clear();
+    this.#drainWaiters.clear();
+    for (const done of [...this.#pings.values()]) done(false);
+    this.#closing = this.#closeSocket();
+    this.#owner.closed(this);
+    for (const s of streams) {
+      if (s.closed) continue;
+      s.closed = true;
+      s.handler.onFail(message);
+    }
+  }
+
+  async #closeSocket(): Promise<void> {
+    const conn = this.#conn;
+    if (!conn) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#writer.idle(),
+      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+    ]);
+    clearTimeout(timer);
+    this.#writer.kill();
+    closeQuietly(conn);
+  }
+
+  // --- reading -------------------------------------------------------------
+
+  /** Handles every whole frame in buf[start, end); returns where it stopped. */
+  #parse(buf: Uint8Array, start: number, end: number): number {
+    while (end - start >= FRAME_HEADER_BYTES && !this.#dead) {
+      const len = (buf[start] << 16) | (buf[start + 1] << 8) | buf[start + 2];
+      if (len > DEFAULT_MAX_FRAME_SIZE) {
+        throw new H2ConnectionError(
+          ErrorCode.FRAME_SIZE_ERROR,
+          `frame of ${len} bytes exceeds SETTINGS_MAX_FRAME_SIZE`,
+        );
+      }
+      if (end - start - FRAME_HEADER_BYTES < len) break;
+      const type = buf[start + 3];
+      const flags = buf[start + 4];
+      const id = readUint32(buf, start + 5) & MAX_STREAM_ID;
+      const at = start + FRAME_HEADER_BYTES;
+      start = at + len;
+      if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+        throw protocolError("expected CONTINUATION");
+      }
+      if (!this.#settled && type !== FrameType.SETTINGS) {
+        throw protocolError("the server preface must start with SETTINGS");
+      }
+      switch (type) {
+        case FrameType.DATA:
+          this.#onData(flags, id, buf, at, len);
+          break;
+        case FrameType.HEADERS:
+          this.#onHeaders(flags, id, buf, at, len);
+          break;
+        case FrameType.PRIORITY:
+          if (id === 0) throw protocolError("PRIORITY on stream 0");
+          break;
+        case FrameType.RST_STREAM:
+          this.#onRstStream(id, buf, at, len);
+          break;
+        case FrameType.SETTINGS:
+          this.#onSettings(flags, id, buf, at, len);
+          break;
+        case FrameType.PUSH_PROMISE:
+          throw protocolError("PUSH_PROMISE with push disabled");
+        case FrameType.PING:
+          this.#onPing(flags, id, buf, at, len);
+          break;
+        case FrameType.GOAWAY:
+          this.#onGoaway(id, buf, at, len);
+          break;
+        case FrameType.WINDOW_UPDATE:
+          this.#onWindowUpdate(id, buf, at, len);
+          break;
+        case FrameType.CONTINUATION:
+          this.#onContinuation(flags, id, buf, at, len);
+          break;
+        default:
+          break; // unknown frame types are ignored (RFC 9113 §4.1)
+      }
+    }
+    return start;
+  }
+
+  /** Throws for a stream id the peer may not use on a client connection. */
+  #checkStreamId(id: number, what: string): void {
+    if (id === 0) throw protocolError(`${what} on stream 0`);
+    if ((id & 1) === 0 || id >= this.#nextId) {
+      throw protocolError(`${what} on idle stream ${id}`);
+    }
+  }
+
+  #onData(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): void {
+    this.#checkStreamId(id, "DATA");
+    // The whole frame, padding included, counts against both windows.
+    if (len > this.#recvWindow) {
+      throw new H2ConnectionError(
+        ErrorCode.FLOW_CONTROL_ERROR,
+        "DATA beyond the connection window",
+      );
+    }
+    this.#recvWindow -= len;
+    this.#recvUnacked += len;
+    if (this.#recvUnacked >= this.#opts.connectionWindow / 2) {
+      this.#writer.frame32(FrameType.WINDOW_UPDATE, 0, this.#recvUnacked);
+      this.#recvWindow += this.#recvUnacked;
+      this.#recvUnacked = 0;
+    }
+    let from = at;
+    let to = at + len;
+    if (flags & Flag.PADDED) {
+      if (len < 1) throw frameSizeError("padded DATA without a pad length");
+      const pad = buf[at];
+      if (pad >= len) throw protocolError("DATA padding exceeds the payload");
+      from++;
+      to -= pad;
+    }
+    const s = this.#streams.get(id);
+    // A stream we reset or finished: its late frames are dropped.
+    if (s === undefined) return;
+    if (len > s.recvWindow) {
+      this.#streamError(
+        s,
+        ErrorCode.FLOW_CONTROL_ERROR,
+        "upstream sent DATA beyond the stream window",
+      );
+      return;
+    }
+    s.recvWindow -= len;
+    s.recvUnacked += len;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (endStream) {
+      this.#remoteEnd(s);
+    } else if (
+      !s.paused && s.recvUnacked >= this.#opts.streamWindow / 2
+    ) {
+      this.#giveBack(s);
+    }
+    s.handler.onData(to > from ? buf.slice(from, to) : EMPTY, endStream);
+  }
+
+  #onHeaders(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): void {
+    this.#checkStreamId(id, "HEADERS");
+    let from = at;
+    let to = at + len;
+    if (flags & Flag.PADDED) {
+      if (len < 1) throw frameSizeError("padded HEADERS without a pad length");
+      to -= buf[at];
+      from++;
+    }
+    if (flags & Flag.PRIORITY) from += 5;
+    if (from > to) throw protocolError("HEADERS padding exceeds the payload");
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (flags & Flag.END_HEADERS) {
+      this.#headerBlock(id, endStream, buf.subarray(from, to));
+      return;
+    }
+    this.#blockStream = id;
+    this.#blockEnd = endStream;
+    this.#blockParts = [buf.slice(from, to)];
+    this.#blockBytes = to - from;
+  }
+
+  #onContinuation(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): void {
+    if (this.#blockStream === 0 || id !== this.#blockStream) {
+      throw protocolError("CONTINUATION without a header block in progress");
+    }
+    this.#blockBytes += len;
+    if (this.#blockBytes > MAX_HEADER_BLOCK) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `header block over ${MAX_HEADER_BLOCK} bytes`,
+      );
+    }
+    this.#blockParts.push(buf.slice(at, at + len));
+    if ((flags & Flag.END_HEADERS) === 0) return;
+    const block = new Uint8Array(this.#blockBytes);
+    let off = 0;
+    for (const part of this.#blockParts) {
+      block.set(part, off);
+      off += part.byteLength;
+    }
+    this.#blockStream = 0;
+    this.#blockParts = [];
+    this.#headerBlock(id, this.#blockEnd, block);
+  }
+
+  #headerBlock(id: number, endStream: boolean, block: Uint8Array): void {
+    let fields: HeaderField[];
+    try {
+      // Decoded even for a stream we dropped: the HPACK table must follow.
+      fields = this.#decoder.decode(block);
+    } catch (e) {
+      throw new H2ConnectionError(
+        ErrorCode.COMPRESSION_ERROR,
+        `bad header block: ${(e as Error).message}`,
+      );
+    }
+    const s = this.#streams.get(id);
+    if (s === undefined) return;
+    if (endStream) this.#remoteEnd(s);
+    s.handler.onHeaders(fields, endStream);
+  }
+
+  #onRstStream(id: number, buf: Uint8Array, at: number, len: number): void {
+    if (len !== 4) throw frameSizeError("RST_STREAM of the wrong size");
+    this.#checkStreamId(id, "RST_STREAM");
+    const s = this.#streams.get(id);
+    if (s === undefined) return;
+    s.closed = true;
+    s.remoteClosed = true;
+    this.#forget(s);
+    s.handler.onReset(readUint32(buf, at));
+  }
+
+  #onSettings(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): void {
+    if (id !== 0) throw protocolError("SETTINGS on a stream");
+    if (flags & Flag.ACK) {
+      if (len !== 0) throw frameSizeError("SETTINGS ACK with a payload");
+      if (!this.#settled) {
+        throw protocolError("the server preface must start with SETTINGS");
+      }
+      return;
+    }
+    if (len % 6 !== 0) throw frameSizeError("SETTINGS of the wrong size");
+    let windowDelta = 0;
+    for (let p = at; p < at + len; p += 6) {
+      const key = (buf[p] << 8) | buf[p + 1];
+      const value = readUint32(buf, p + 2);
+      switch (key) {
+        case Setting.ENABLE_PUSH:
+          if (value !== 0) throw protocolError("a server enabled push");
+          break;
+        case Setting.MAX_CONCURRENT_STREAMS:
+          this.#peerMaxStreams = value;
+          break;
+        case Setting.INITIAL_WINDOW_SIZE:
+          if (value > MAX_WINDOW) {
+            throw new H2ConnectionError(
+              ErrorCode.FLOW_CONTROL_ERROR,
+              "SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1",
+            );
+          }
+          windowDelta += value - this.#peerWindow;
+          this.#peerWindow = value;
+          break;
+        case Setting.MAX_FRAME_SIZE:
+          if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) {
+            throw protocolError(`SETTINGS_MAX_FRAME_SIZE ${value}`);
+          }
+          this.#peerMaxFrame = value;
+          break;
+        default:
+          break; // HEADER_TABLE_SIZE: our encoder never uses the table
+      }
+    }
+    if (windowDelta !== 0) {
+      for (const s of this.#streams.values()) {
+        s.sendWindow += windowDelta;
+        if (s.sendWindow > MAX_WINDOW) {
+          throw new H2ConnectionError(
+            ErrorCode.FLOW_CONTROL_ERROR,
+            "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window",
+          );
+        }
+      }
+    }
+    this.#writer.header(0, FrameType.SETTINGS, Flag.ACK, 0);
+    if (!this.#settled) {
+      this.#settled = true;
+      clearTimeout(this.#settingsTimer);
+      const waiting = this.#waiting;
+      this.#waiting = [];
+      for (const s of waiting) {
+        if (s.closed) continue;
+        if (this.hasCapacity) this.#open(s);
+        else this.#spill(s);
+      }
+    }
+    if (windowDelta > 0) this.#flushBlocked();
+  }
+
+  #onPing(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): void {
+    if (id !== 0) throw protocolError("PING on a stream");
+    if (len !== 8) throw frameSizeError("PING of the wrong size");
+    if (flags & Flag.ACK) {
+      this.#pings.get(readUint32(buf, at + 4))?.(true);
+      return;
+    }
+    this.#writer.header(8, FrameType.PING, Flag.ACK, 0);
+    this.#writer.bytes(buf.subarray(at, at + 8));
+  }
+
+  #onGoaway(id: number, buf: Uint8Array, at: number, len: number): void {
+    if (id !== 0) throw protocolError("GOAWAY on a stream");
+    if (len < 8) throw frameSizeError("GOAWAY too short");
+    const last = readUint32(buf, at) & MAX_STREAM_ID;
+    const code = readUint32(buf, at + 4);
+    // Streams above `last` were never processed: they fail now, and calls
+    // not yet sent move to another connection.
+    for (const s of [...this.#streams.values()]) {
+      if (s.id <= last) continue;
+      s.closed = true;
+      this.#detach(s);
+      s.handler.onFail(
+        `upstream sent GOAWAY (${errorName(code)}) before processing the call`,
+      );
+    }
+    this.#goaway = true;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const s of waiting) if (!s.closed) this.#spill(s);
+    if (this.#streams.size === 0) {
+      this.#die("upstream connection drained", ErrorCode.NO_ERROR);
+    }
+  }
+
+  #onWindowUpdate(id: number, buf: Uint8Array, at: number, len: number): void {
+    if (len !== 4) throw frameSizeError("WINDOW_UPDATE of the wrong size");
+    const increment = readUint32(buf, at) & MAX_WINDOW;
+    if (id === 0) {
+      if (increment === 0) throw protocolError("WINDOW_UPDATE of 0");
+      this.#sendWindow += increment;
+      if (this.#sendWindow > MAX_WINDOW) {
+        throw new H2ConnectionError(
+          ErrorCode.FLOW_CONTROL_ERROR,
+          "connection window over 2^31-1",
+        );
+      }
+      this.#flushBlocked();
+      return;
+    }
+    this.#checkStreamId(id, "WINDOW_UPDATE");
+    const s = this.#streams.get(id);
+    if (s === undefined) return;
+    if (increment === 0) {
+      this.#streamError(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        "upstream sent a WINDOW_UPDATE of 0",
+      );
+      return;
+    }
+    s.sendWindow += increment;
+    if (s.sendWindow > MAX_WINDOW) {
+      this.#streamError(
+        s,
+        ErrorCode.FLOW_CONTROL_ERROR,
+        "upstream overflowed the stream window",
+      );
+      return;
+    }
+    if (s.outBytes > 0 || s.endPending) {
+      this.#sendPending(s);
+      this.#notifyDrain();
+    }
+  }
+
+  // --- streams -------------------------------------------------------------
+
+  #open(s: H2Stream): void {
+    const id = this.#nextId;
+    this.#nextId += 2;
+    s.id = id;
+    s.sendWindow = this.#peerWindow;
+    s.recvWindow = this.#opts.streamWindow;
+    this.#streams.set(id, s);
+    const block = s.headerBlock!;
+    s.headerBlock = undefined;
+    const w = this.#writer;
+    const max = this.#peerMaxFrame;
+    let off = Math.min(block.byteLength, max);
+    w.header(
+      off,
+      FrameType.HEADERS,
+      off === block.byteLength ? Flag.END_HEADERS : 0,
+      id,
+    );
+    w.bytes(off === block.byteLength ? block : block.subarray(0, off));
+    while (off < block.byteLength) {
+      const n = Math.min(block.byteLength - off, max);
+      const last = off + n === block.byteLength;
+      w.header(n, FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, id);
+      w.bytes(block.subarray(off, off + n));
+      off += n;
+    }
+    if (s.outBytes > 0 || s.endPending) this.#sendPending(s);
+    if (s.wantsDrain) this.#notifyDrain();
+  }
+
+  /** Moves a stream this connection will not send to the pool. */
+  #spill(s: H2Stream): void {
+    s.owner = undefined;
+    if (this.#peerMaxStreams === 0) {
+      s.closed = true;
+      s.handler.onFail(
+        "upstream allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)",
+      );
+      return;
+    }
+    s.moves++;
+    this.#owner.place(s);
+  }
+
+  /** Sends queued bytes as far as the windows allow. */
+  #sendPending(s: H2Stream): void {
+    const w = this.#writer;
+    while (s.outBytes > 0) {
+      const n = Math.min(
+        s.outBytes,
+        s.sendWindow,
+        this.#sendWindow,
+        this.#peerMaxFrame,
+      );
+      if (n <= 0) break;
+      const last = n === s.outBytes && s.endPending;
+      w.header(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id);
+      const at = w.reserve(n);
+      const b = w.buf;
+      let filled = 0;
+      while (filled < n) {
+        const part = s.out[s.outHead];
+        const take = Math.min(part.byteLength - s.outOffset, n - filled);
+        b.set(part.subarray(s.outOffset, s.outOffset + take), at + filled);
+        filled += take;
+        s.outOffset += take;
+        if (s.outOffset === part.byteLength) {
+          s.out[s.outHead++] = EMPTY;
+          s.outOffset = 0;
+        }
+      }
+      s.outBytes -= n;
+      s.sendWindow -= n;
+      this.#sendWindow -= n;
+      if (last) {
+        s.endPending = false;
+        s.localClosed = true;
+      }
+    }
+    if (s.outBytes > 0) {
+      this.#blocked.add(s);
+      return;
+    }
+    s.out = [];
+    s.outHead = 0;
+    this.#blocked.delete(s);
+    if (s.endPending) {
+      w.header(0, FrameType.DATA, Flag.END_STREAM, s.id);
+      s.endPending = false;
+      s.localClosed = true;
+    }
+  }
+
+  #flushBlocked(): void {
+    for (const s of this.#blocked) {
+      if (this.#sendWindow <= 0) break;
+      this.#sendPending(s);
+    }
+    this.#notifyDrain();
+  }
+
+  #notifyDrain(): void {
+    if (this.#writer.buffered > this.#opts.writeHighWater) return;
+    for (const s of this.#drainWaiters) {
+      if (s.outBytes > 0 || s.id === 0) continue;
+      this.#drainWaiters.delete(s);
+      s.wantsDrain = false;
+      s.handler.onDrain();
+    }
+  }
+
+  /** Returns a stream's consumed bytes to the peer. */
+  #giveBack(s: H2Stream): void {
+    this.#writer.frame32(FrameType.WINDOW_UPDATE, s.id, s.recvUnacked);
+    s.recvWindow += s.recvUnacked;
+    s.recvUnacked = 0;
+  }
+
+  /** The peer ended its side; a stream still sending is reset (NO_ERROR). */
+  #remoteEnd(s: H2Stream): void {
+    s.remoteClosed = true;
+    if (!s.localClosed) {
+      this.#writer.frame32(FrameType.RST_STREAM, s.id, ErrorCode.NO_ERROR);
+    }
+    s.closed = true;
+    this.#forget(s);
+  }
+
+  #streamError(s: H2Stream, code: number, message: string): void {
+    s.closed = true;
+    this.#writer.frame32(FrameType.RST_STREAM, s.id, code);
+    this.#forget(s);
+    s.handler.onReset(code, message);
+  }
+
+  #forget(s: H2Stream): void {
+    this.#detach(s);
+    if (this.#goaway && this.#streams.size === 0 && !this.#dead) {
+      this.#die("upstream connection drained", ErrorCode.NO_ERROR);
+    }
+  }
+
+  #detach(s: H2Stream): void {
+    this.#streams.delete(s.id);
+    if (s.outBytes > 0) {
+      s.out = [];
+      s.outBytes = 0;
+      this.#blocked.delete(s);
+    }
+    this.#drainWaiters.delete(s);
+  }
+}
+
+function protocolError(message: string): H2ConnectionError {
+  return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
+}
+
+function frameSizeError(message: string): H2ConnectionError {
+  return new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, message);
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed by the peer or a failed write
+  }
+}
+
+async function dial(target: ConnectionTarget): Promise<Deno.Conn> {
+  if (!target.tls) {
+    const conn = await Deno.connect({
+      hostname: target.hostname,
+      port: target.port,
+    });
+    conn.setNoDelay(true);
+    return conn;
+  }
+  const conn = await Deno.connectTls({
+    hostname: target.hostname,
+    port: target.port,
+    caCerts: target.caCerts,
+    alpnProtocols: ["h2"],
+  });
+  try {
+    const { alpnProtocol } = await conn.handshake();
+    if (alpnProtocol !== "h2") {
+      throw new Error(
+        `upstream TLS did not negotiate HTTP/2 (ALPN ${
+          alpnProtocol ?? "none"
+        })`,
+      );
+    }
+  } catch (e) {
+    closeQuietly(conn);
+    throw e;
+  }
+  return conn;
+}
