@@ -1,0 +1,454 @@
+/**
+ * HPACK (RFC 7541): the header compression of HTTP/2.
+ *
+ * The decoder keeps the full dynamic table the peer's encoder drives; the
+ * encoder never adds to it, so what we send depends on no shared state and
+ * the peer's SETTINGS_HEADER_TABLE_SIZE can be ignored. Header names and
+ * values are octet strings mapped one to one onto char codes 0-255: gRPC
+ * metadata is ASCII and `-bin` values are base64, so nothing is UTF-8
+ * decoded, and the encoder refuses char codes above 255.
+ *
+ * Limits are checked as the block is read: integers above 2^31 - 1, strings
+ * running past the block and a decoded header list above
+ * `maxHeaderListSize` all throw {@linkcode HpackError}, so a hostile peer
+ * cannot make the decoder allocate without bound.
+ *
+ * @module
+ */
+import {
+  HpackError,
+  huffmanDecodeString,
+  huffmanEncodeStringInto,
+  huffmanStringLength,
+  latin1,
+} from "./huffman.ts";
+
+export { HpackError };
+
+/** One header field as `[name, value]`, both latin1 strings. */
+export type HeaderField = [name: string, value: string];
+
+/** The static table of RFC 7541 Appendix A; index 1 is `STATIC[0]`. */
+const STATIC: readonly (readonly [string, string])[] = [
+  [":authority", ""],
+  [":method", "GET"],
+  [":method", "POST"],
+  [":path", "/"],
+  [":path", "/index.html"],
+  [":scheme", "http"],
+  [":scheme", "https"],
+  [":status", "200"],
+  [":status", "204"],
+  [":status", "206"],
+  [":status", "304"],
+  [":status", "400"],
+  [":status", "404"],
+  [":status", "500"],
+  ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"],
+  ["accept-language", ""],
+  ["accept-ranges", ""],
+  ["accept", ""],
+  ["access-control-allow-origin", ""],
+  ["age", ""],
+  ["allow", ""],
+  ["authorization", ""],
+  ["cache-control", ""],
+  ["content-disposition", ""],
+  ["content-encoding", ""],
+  ["content-language", ""],
+  ["content-length", ""],
+  ["content-location", ""],
+  ["content-range", ""],
+  ["content-type", ""],
+  ["cookie", ""],
+  ["date", ""],
+  ["etag", ""],
+  ["expect", ""],
+  ["expires", ""],
+  ["from", ""],
+  ["host", ""],
+  ["if-match", ""],
+  ["if-modified-since", ""],
+  ["if-none-match", ""],
+  ["if-range", ""],
+  ["if-unmodified-since", ""],
+  ["last-modified", ""],
+  ["link", ""],
+  ["location", ""],
+  ["max-forwards", ""],
+  ["proxy-authenticate", ""],
+  ["proxy-authorization", ""],
+  ["range", ""],
+  ["referer", ""],
+  ["refresh", ""],
+  ["retry-after", ""],
+  ["server", ""],
+  ["set-cookie", ""],
+  ["strict-transport-security", ""],
+  ["transfer-encoding", ""],
+  ["user-agent", ""],
+  ["vary", ""],
+  ["via", ""],
+  ["www-authenticate", ""],
+];
+const STATIC_COUNT = STATIC.length;
+
+/** Per-entry overhead of the table size accounting (RFC 7541 §4.1). */
+const ENTRY_OVERHEAD = 32;
+/** Largest integer accepted in a block; anything above is an attack. */
+const MAX_INT = 0x7fffffff;
+
+/** Limits of an {@linkcode HpackDecoder} beyond the table size. */
+export interface HpackDecoderOptions {
+  /**
+   * Largest decoded header list, summed as name + value + 32 octets per
+   * field (the SETTINGS_MAX_HEADER_LIST_SIZE measure). Default 64 KiB.
+   */
+  maxHeaderListSize?: number;
+}
+
+/**
+ * Decodes the header blocks of one HTTP/2 connection's receive direction.
+ *
+ * One decoder per connection, fed every block in order, including those of
+ * streams the caller no longer cares about: each block can change the
+ * dynamic table the next one refers to.
+ *
+ * @example
+ * ```ts
+ * const decoder = new HpackDecoder(4096);
+ * for (const [name, value] of decoder.decode(block)) headers.push(name, value);
+ * ```
+ */
+export class HpackDecoder {
+  readonly #maxTableSize: number;
+  readonly #maxListSize: number;
+  /** Current table size limit, set by the peer's size updates. */
+  #capacity: number;
+  /** Octets in use, by the §4.1 measure. */
+  #size = 0;
+  // The dynamic table as a ring; #newest is the slot of dynamic index 1.
+  readonly #names: string[];
+  readonly #values: string[];
+  #newest = 0;
+  #count = 0;
+  #broken = false;
+  // Read position while decoding a block.
+  #pos = 0;
+
+  /**
+   * @param maxTableSize The SETTINGS_HEADER_TABLE_SIZE we advertise
+   * (default 4096, the protocol default); the peer may not size the table
+   * above it.
+   */
+  constructor(maxTableSize = 4096, options: HpackDecoderOptions = {}) {
+    if (!Number.isInteger(maxTableSize) || maxTableSize < 0) {
+      throw new RangeError(`bad HPACK table size ${maxTableSize}`);
+    }
+    this.#maxTableSize = maxTableSize;
+    this.#capacity = maxTableSize;
+    this.#maxListSize = options.maxHeaderListSize ?? 64 * 1024;
+    const slots = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
+    this.#names = new Array(slots).fill("");
+    this.#values = new Array(slots).fill("");
+  }
+
+  /** Octets the dynamic table holds now, by the RFC 7541 §4.1 measure. */
+  get tableSize(): number {
+    return this.#size;
+  }
+
+  /** The dynamic table size limit last set by the peer. */
+  get tableCapacity(): number {
+    return this.#capacity;
+  }
+
+  /** The dynamic table's entries, newest (index 62) first; for tests. */
+  tableEntries(): HeaderField[] {
+    const out: HeaderField[] = [];
+    for (let i = 0; i < this.#count; i++) {
+      const slot = this.#slot(i);
+      out.push([this.#names[slot], this.#values[slot]]);
+    }
+    return out;
+  }
+
+  /**
+   * Decodes one complete header block (the HEADERS or PUSH_PROMISE payload
+   * joined with its CONTINUATION payloads, padding and priority removed).
+   *
+   * @throws {HpackError} for any malformed block. The table may then be
+   * half-updated, so the decoder refuses every later block: treat it as a
+   * connection error of type COMPRESSION_ERROR.
+   */
+  decode(block: Uint8Array): HeaderField[] {
+    if (this.#broken) {
+      throw new HpackError("decoder failed earlier on this connection");
+    }
+    try {
+      return this.#decode(block);
+    } catch (err) {
+      this.#broken = true;
+      throw err;
+    }
+  }
+
+  #decode(block: Uint8Array): HeaderField[] {
+    const fields: HeaderField[] = [];
+    const end = block.length;
+    let listSize = 0;
+    this.#pos = 0;
+    // Size updates are allowed only before the first field (§4.2).
+    while (this.#pos < end && (block[this.#pos] & 0xe0) === 0x20) {
+      const size = this.#int(block, 5);
+      if (size > this.#maxTableSize) {
+        throw new HpackError(
+          `table size update to ${size} above our ${this.#maxTableSize}`,
+        );
+      }
+      this.#capacity = size;
+      this.#evictTo(size);
+    }
+    while (this.#pos < end) {
+      const b = block[this.#pos];
+      let name: string;
+      let value: string;
+      if (b >= 0x80) {
+        const index = this.#int(block, 7);
+        if (index === 0) throw new HpackError("indexed field with index 0");
+        if (index <= STATIC_COUNT) {
+          const entry = STATIC[index - 1];
+          name = entry[0];
+          value = entry[1];
+        } else {
+          const slot = this.#dynamicSlot(index);
+          name = this.#names[slot];
+          value = this.#values[slot];
+        }
+      } else if (b >= 0x40) {
+        name = this.#fieldName(block, 6);
+        value = this.#string(block);
+        this.#insert(name, value);
+      } else if (b >= 0x20) {
+        throw new HpackError("table size update after a header field");
+      } else {
+        // 0000xxxx without indexing, 0001xxxx never indexed: same to us.
+        name = this.#fieldName(block, 4);
+        value = this.#string(block);
+      }
+      listSize += name.length + value.length + ENTRY_OVERHEAD;
+      if (listSize > this.#maxListSize) {
+        throw new HpackError(
+          `header list above ${this.#maxListSize} octets`,
+        );
+      }
+      fields.push([name, value]);
+    }
+    return fields;
+  }
+
+  /** Reads a prefixed integer (§5.1) whose prefix is the low `bits` bits. */
+  #int(block: Uint8Array, bits: number): number {
+    const max = (1 << bits) - 1;
+    let value = block[this.#pos++] & max;
+    if (value < max) return value;
+    for (let shift = 0;; shift += 7) {
+      if (this.#pos >= block.length) {
+        throw new HpackError("integer runs past the header block");
+      }
+      if (shift > 28) throw new HpackError("integer too long");
+      const b = block[this.#pos++];
+      value += (b & 0x7f) * 2 ** shift;
+      if (value > MAX_INT) throw new HpackError("integer above 2^31 - 1");
+      if (b < 0x80) return value;
+    }
+  }
+
+  /** Reads a literal's name: an index in the prefix, or a string if 0. */
+  #fieldName(block: Uint8Array, bits: number): string {
+    const index = this.#int(block, bits);
+    if (index === 0) return this.#string(block);
+    if (index <= STATIC_COUNT) return STATIC[index - 1][0];
+    return this.#names[this.#dynamicSlot(index)];
+  }
+
+  /** Reads a string literal (§5.2). */
+  #string(block: Uint8Array): string {
+    if (this.#pos >= block.length) {
+      throw new HpackError("string missing at the end of the header block");
+    }
+    const huffman = block[this.#pos] >= 0x80;
+    const length = this.#int(block, 7);
+    const start = this.#pos;
+    const end = start + length;
+    if (end > block.length) {
+      throw new HpackError("string runs past the header block");
+    }
+    this.#pos = end;
+    return huffman
+      ? huffmanDecodeString(block, start, end)
+      : latin1(block, start, end);
+  }
+
+  /** Ring slot of 0-based dynamic position `i` (0 = newest). */
+  #slot(i: number): number {
+    const slot = this.#newest - i;
+    return slot < 0 ? slot + this.#names.length : slot;
+  }
+
+  #dynamicSlot(index: number): number {
+    const i = index - STATIC_COUNT - 1;
+    if (i >= this.#count) {
+      throw new HpackError(
+        `index ${index} beyond the table (${
+          STATIC_COUNT + this.#count
+        } entries)`,
+      );
+    }
+    return this.#slot(i);
+  }
+
+  /** Adds an entry, evicting as §4.4 says; an entry too big empties it. */
+  #insert(name: string, value: string): void {
+    const size = name.length + value.length + ENTRY_OVERHEAD;
+    if (size > this.#capacity) {
+      this.#evictTo(0);
+      return;
+    }
+    this.#evictTo(this.#capacity - size);
+    const slots = this.#names.length;
+    this.#newest = this.#newest + 1 === slots ? 0 : this.#newest + 1;
+    this.#names[this.#newest] = name;
+    this.#values[this.#newest] = value;
+    this.#count++;
+    this.#size += size;
+  }
+
+  /** Evicts the oldest entries until the table holds at most `limit`. */
+  #evictTo(limit: number): void {
+    while (this.#size > limit) {
+      const slot = this.#slot(this.#count - 1);
+      this.#size -= this.#names[slot].length + this.#values[slot].length +
+        ENTRY_OVERHEAD;
+      this.#names[slot] = "";
+      this.#values[slot] = "";
+      this.#count--;
+    }
+  }
+}
+
+interface StaticName {
+  index: number;
+  values: Map<string, number>;
+}
+
+/** Static table lookups for the encoder: first index per name, full matches. */
+const STATIC_BY_NAME = new Map<string, StaticName>();
+for (let i = 0; i < STATIC_COUNT; i++) {
+  const [name, value] = STATIC[i];
+  let entry = STATIC_BY_NAME.get(name);
+  if (entry === undefined) {
+    entry = { index: i + 1, values: new Map() };
+    STATIC_BY_NAME.set(name, entry);
+  }
+  entry.values.set(value, i + 1);
+}
+
+/**
+ * Encodes header blocks without ever touching a dynamic table.
+ *
+ * Being stateless it needs no coordination with the peer's table size and
+ * one instance may serve many connections. A field matching a static entry
+ * exactly is one indexed octet; otherwise it is a literal without indexing,
+ * naming a static entry when one has the name, each string Huffman-coded
+ * only when that is shorter.
+ *
+ * @example
+ * ```ts
+ * const block = new HpackEncoder().encode([
+ *   [":method", "POST"],
+ *   [":path", "/chat.ChatService/SendMessage"],
+ *   ["content-type", "application/grpc"],
+ * ]);
+ * ```
+ */
+export class HpackEncoder {
+  #buf = new Uint8Array(1024);
+  #pos = 0;
+
+  /**
+   * Encodes `fields` in order into one header block. Names must already be
+   * lowercase (HTTP/2 treats uppercase names as malformed); this is not
+   * checked.
+   *
+   * @throws {HpackError} if a name or value has a char code above 255.
+   */
+  encode(fields: Iterable<readonly [string, string]>): Uint8Array<ArrayBuffer> {
+    this.#pos = 0;
+    for (const [name, value] of fields) {
+      const known = STATIC_BY_NAME.get(name);
+      if (known !== undefined) {
+        const full = known.values.get(value);
+        if (full !== undefined) {
+          this.#reserve(5);
+          this.#int(0x80, 7, full);
+          continue;
+        }
+        this.#reserve(5);
+        this.#int(0x00, 4, known.index);
+      } else {
+        this.#reserve(1);
+        this.#buf[this.#pos++] = 0x00;
+        this.#string(name);
+      }
+      this.#string(value);
+    }
+    return this.#buf.slice(0, this.#pos);
+  }
+
+  #reserve(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    const grown = new Uint8Array(Math.max(this.#buf.length * 2, this.#pos + n));
+    grown.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = grown;
+  }
+
+  /** Writes `value` with an N-bit prefix, OR-ing `first` into the first octet. */
+  #int(first: number, bits: number, value: number): void {
+    const max = (1 << bits) - 1;
+    const buf = this.#buf;
+    if (value < max) {
+      buf[this.#pos++] = first | value;
+      return;
+    }
+    buf[this.#pos++] = first | max;
+    value -= max;
+    while (value >= 0x80) {
+      buf[this.#pos++] = (value & 0x7f) | 0x80;
+      value >>>= 7;
+    }
+    buf[this.#pos++] = value;
+  }
+
+  #string(s: string): void {
+    const huffmanLength = huffmanStringLength(s);
+    if (huffmanLength < 0) {
+      throw new HpackError(
+        `header string has a char code above 255: ${JSON.stringify(s)}`,
+      );
+    }
+    if (huffmanLength < s.length) {
+      this.#reserve(5 + huffmanLength);
+      this.#int(0x80, 7, huffmanLength);
+      this.#pos = huffmanEncodeStringInto(s, this.#buf, this.#pos);
+      return;
+    }
+    this.#reserve(5 + s.length);
+    this.#int(0x00, 7, s.length);
+    const buf = this.#buf;
+    let pos = this.#pos;
+    for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+    this.#pos = pos;
+  }
+}
