@@ -122,6 +122,21 @@ Deno.test("huffmanDecode() round-trips every byte value and random strings", () 
   assert.deepEqual(huffmanDecode(new Uint8Array(0)), new Uint8Array(0));
 });
 
+Deno.test("huffmanDecode() round-trips every pair of byte values", () => {
+  // Pairs reach every decoder state with every alignment of the next code.
+  const pair = new Uint8Array(2);
+  for (let a = 0; a < 256; a++) {
+    for (let b = 0; b < 256; b++) {
+      pair[0] = a;
+      pair[1] = b;
+      const back = huffmanDecode(huffmanEncode(pair));
+      if (back.length !== 2 || back[0] !== a || back[1] !== b) {
+        assert.fail(`pair ${a}, ${b} decoded as ${back}`);
+      }
+    }
+  }
+});
+
 Deno.test("huffmanDecode() rejects EOS, long padding and padding with a 0", () => {
   // 32 ones: EOS (30) inside the string.
   assert.throws(() => huffmanDecode(hex("ffff ffff")), HpackError);
@@ -582,6 +597,18 @@ Deno.test("HpackEncoder output decodes back to the same fields", () => {
     many,
   );
   assert.deepEqual(e.encode([]), new Uint8Array(0));
+});
+
+Deno.test("HpackEncoder stays correct while its literal cache churns", () => {
+  const e = new HpackEncoder();
+  const d = new HpackDecoder(4096, { maxHeaderListSize: 1 << 20 });
+  for (let round = 0; round < 3; round++) {
+    const fields: HeaderField[] = Array.from(
+      { length: 700 },
+      (_, i) => [`x-k${i % 37}`, `value-${(i * 7919) % 1300}`],
+    );
+    assert.deepEqual(d.decode(e.encode(fields)), fields);
+  }
 });
 
 Deno.test("HpackEncoder rejects char codes above 255", () => {

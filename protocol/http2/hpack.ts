@@ -356,6 +356,18 @@ for (let i = 0; i < STATIC_COUNT; i++) {
 }
 
 /**
+ * Encoded string literals (length prefix included) of recent header strings.
+ * Request headers repeat the same few names and values (paths, authority,
+ * content-type, user-agent), and copying their bytes is several times
+ * cheaper than Huffman-coding them again. Bounded in entries and in string
+ * length, and simply emptied when full, so peers' varied metadata cannot
+ * grow it.
+ */
+const literals = new Map<string, Uint8Array>();
+const CACHED_LITERALS = 512;
+const CACHED_CHARS = 128;
+
+/**
  * Encodes header blocks without ever touching a dynamic table.
  *
  * Being stateless it needs no coordination with the peer's table size and
@@ -432,6 +444,16 @@ export class HpackEncoder {
   }
 
   #string(s: string): void {
+    const cached = literals.get(s);
+    if (cached !== undefined) {
+      this.#reserve(cached.length);
+      const buf = this.#buf;
+      let pos = this.#pos;
+      for (let i = 0; i < cached.length; i++) buf[pos++] = cached[i];
+      this.#pos = pos;
+      return;
+    }
+    const start = this.#pos;
     const huffmanLength = huffmanStringLength(s);
     if (huffmanLength < 0) {
       throw new HpackError(
@@ -442,13 +464,17 @@ export class HpackEncoder {
       this.#reserve(5 + huffmanLength);
       this.#int(0x80, 7, huffmanLength);
       this.#pos = huffmanEncodeStringInto(s, this.#buf, this.#pos);
-      return;
+    } else {
+      this.#reserve(5 + s.length);
+      this.#int(0x00, 7, s.length);
+      const buf = this.#buf;
+      let pos = this.#pos;
+      for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+      this.#pos = pos;
     }
-    this.#reserve(5 + s.length);
-    this.#int(0x00, 7, s.length);
-    const buf = this.#buf;
-    let pos = this.#pos;
-    for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
-    this.#pos = pos;
+    if (s.length <= CACHED_CHARS) {
+      if (literals.size >= CACHED_LITERALS) literals.clear();
+      literals.set(s, this.#buf.slice(start, this.#pos));
+    }
   }
 }
