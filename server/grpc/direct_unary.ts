@@ -127,12 +127,17 @@ function serve(
 ): void {
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-  let body: Buffer | undefined;
+  // Chunks are kept as they come and joined once at the end: a message in
+  // one chunk (the common case) is never copied.
+  let first: Buffer | undefined;
+  let more: Buffer[] | undefined;
+  let received = 0;
+  let declared = -1;
   let done = false;
 
   const fail = (code: number, message: string) => {
     done = true;
-    body = undefined;
+    first = more = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
     stream.respond({
       ...RESPONSE_HEADERS,
@@ -145,31 +150,37 @@ function serve(
   stream.on("error", () => {});
   stream.on("data", (chunk: Buffer) => {
     if (done) return;
-    body = body === undefined ? chunk : Buffer.concat([body, chunk]);
-    if (body.byteLength >= 5) {
-      const declared = body.readUInt32BE(1);
+    if (first === undefined) first = chunk;
+    else (more ??= []).push(chunk);
+    received += chunk.byteLength;
+    if (declared < 0) {
+      if (received < 5) return;
+      if (first.byteLength < 5) {
+        // The prefix came in pieces (rare): join what is here, once.
+        first = Buffer.concat([first, ...more!], received);
+        more = undefined;
+      }
+      declared = first.readUInt32BE(1);
       if (declared > options.maxMessageBytes) {
-        fail(
+        return fail(
           8,
           `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
         );
-      } else if (body.byteLength > 5 + declared) {
-        fail(12, SECOND_MESSAGE);
       }
     }
+    if (received > 5 + declared) fail(12, SECOND_MESSAGE);
   });
   stream.once("end", () => {
     if (done) return;
     done = true;
-    const request = body;
-    body = undefined;
-    if (request === undefined || request.byteLength < 5) {
-      if (request !== undefined) return fail(13, "Incomplete message");
-      return fail(12, NO_MESSAGE);
-    }
-    if (request.byteLength !== 5 + request.readUInt32BE(1)) {
+    if (first === undefined || received === 0) return fail(12, NO_MESSAGE);
+    if (declared < 0 || received !== 5 + declared) {
       return fail(13, "Incomplete message");
     }
+    const request = more === undefined
+      ? first
+      : Buffer.concat([first, ...more], received);
+    first = more = undefined;
     if (request[0] !== 0) {
       return fail(
         13,
@@ -179,6 +190,8 @@ function serve(
       );
     }
     if (Date.now() >= deadline) return fail(4, "Deadline exceeded");
+    // Deno's node:http2 emits 'end' for a stream the client reset: a
+    // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
     let response: Uint8Array;
     try {

@@ -40,7 +40,7 @@ export function postMessage(
 /** `SendMessageResponse{message_id = 1, timestamp = 2}`, written directly. */
 export function encodeSendResponse(id: string, nowMs: number): Uint8Array {
   const w = new BinaryWriter();
-  w.tag(1, 2).string(id);
+  if (id !== "") w.tag(1, 2).string(id);
   writeTimestamp(w, 2, nowMs);
   return w.finish();
 }
