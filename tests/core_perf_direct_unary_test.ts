@@ -570,3 +570,27 @@ Deno.test("SendMessage cancelled before its request completes runs nothing and l
   assert.equal((await next.reply).status, 0);
   assert.deepEqual(w.f.core.snapshot(), before);
 });
+
+Deno.test("SendMessage too large to broadcast fails for the sender only; subscribers keep their stream", async () => {
+  await using w = await coreWithWatcher();
+  await using raw = await rawSession(w.f.core.port);
+  // Fits the 1024-byte receive limit, but not once id and timestamp are added.
+  const { stream, reply } = raw.open();
+  stream.end(framedPost("x".repeat(1005)));
+  const got = await reply;
+  assert.equal(got.status, 8);
+  assert.match(got.message, /too large to broadcast: \d+ bytes/);
+  // The watcher's stream is still open and gets the next post.
+  await w.quiet("oversize broadcast");
+});
+
+Deno.test("SendMessage with a malformed grpc-timeout is INTERNAL, as in grpc-js", async () => {
+  await using w = await coreWithWatcher();
+  await using raw = await rawSession(w.f.core.port);
+  const { stream, reply } = raw.open({ "grpc-timeout": "soon" });
+  stream.end(framedPost("never"));
+  const got = await reply;
+  assert.equal(got.status, 13);
+  assert.equal(got.message, 'Invalid grpc-timeout value "soon"');
+  await w.quiet("bad timeout");
+});

@@ -125,7 +125,8 @@ function serve(
   method: DirectUnaryMethod,
   options: DirectUnaryOptions,
 ): void {
-  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string);
+  const rawTimeout = headers["grpc-timeout"] as string | undefined;
+  const timeoutMs = parseGrpcTimeout(rawTimeout);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   // Chunks are kept as they come and joined once at the end: a message in
   // one chunk (the common case) is never copied.
@@ -148,6 +149,12 @@ function serve(
 
   // grpc-js does the same: 'close' follows any error and ends the call.
   stream.on("error", () => {});
+  if (rawTimeout !== undefined && timeoutMs === undefined) {
+    // grpc-js's answer to a malformed deadline.
+    fail(13, `Invalid grpc-timeout value "${rawTimeout}"`);
+    stream.resume();
+    return;
+  }
   stream.on("data", (chunk: Buffer) => {
     if (done) return;
     if (first === undefined) first = chunk;

@@ -12,7 +12,9 @@ import type {
   SendMessageRequest,
   SendMessageResponse,
 } from "../../gen/chat_pb.ts";
+import { ChatError } from "../rooms/errors.ts";
 import { validatePost } from "../rooms/validate.ts";
+import { PREFIX_BYTES } from "./framing.ts";
 import type { HandlerContext } from "./context.ts";
 import { frameChatMessage, writeTimestamp } from "./messages.ts";
 import type { SendFields } from "./post_decoder.ts";
@@ -30,10 +32,19 @@ export function postMessage(
   validatePost(req);
   const id = ctx.hub.nextMessageId();
   const nowMs = Date.now();
-  ctx.hub.publishWith(
-    req.room,
-    () => frameChatMessage(id, req.user, req.content, req.room, nowMs),
-  );
+  ctx.hub.publishWith(req.room, () => {
+    const framed = frameChatMessage(id, req.user, req.content, req.room, nowMs);
+    // The id and timestamp make the broadcast larger than the request. One
+    // that subscribers could not receive is the sender's error, not theirs.
+    const size = framed.byteLength - PREFIX_BYTES;
+    if (size > ctx.config.maxMessageBytes) {
+      throw new ChatError(
+        "resource_exhausted",
+        `message too large to broadcast: ${size} bytes with its id and timestamp, limit ${ctx.config.maxMessageBytes}`,
+      );
+    }
+    return framed;
+  });
   return encodeSendResponse(id, nowMs);
 }
 
