@@ -73,6 +73,8 @@ const MIN_READ_ROOM = 16 * 1024;
 const MAX_HEADER_BLOCK = 256 * 1024;
 const EMPTY = new Uint8Array(0);
 const ENVELOPE_BYTES = 5;
+// How long a closing connection waits for its writes and the peer's EOF.
+const LINGER_MS = 1000;
 
 /** A client connection; create it through the pool. */
 export class H2Connection implements StreamOwner, FrameWriterEvents {
@@ -98,6 +100,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   #goaway = false;
   #dead = false;
   #settingsTimer: ReturnType<typeof setTimeout> | undefined;
+  #linger: ReturnType<typeof setTimeout> | undefined;
   // A header block spread over HEADERS + CONTINUATION frames.
   #blockStream = 0;
   #blockEnd = false;
@@ -290,7 +293,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     let buf = new Uint8Array(READ_BYTES);
     let start = 0;
     let end = 0;
-    while (!this.#dead) {
+    let lost: string | undefined;
+    while (true) {
       if (buf.byteLength - end < MIN_READ_ROOM) {
         buf.copyWithin(0, start, end);
         end -= start;
@@ -305,14 +309,21 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       try {
         n = await conn.read(buf.subarray(end));
       } catch (e) {
-        this.#die(`upstream connection lost: ${(e as Error).message}`);
-        return;
+        lost = `upstream connection lost: ${(e as Error).message}`;
+        break;
       }
       if (n === null) break;
+      // After the end, reading goes on only to see the peer's EOF, so that
+      // closing with unread bytes does not reset our GOAWAY away.
+      if (this.#dead) {
+        start = end = 0;
+        continue;
+      }
       end += n;
       try {
         start = this.#parse(buf, start, end);
       } catch (e) {
+        start = end = 0;
         if (e instanceof H2ConnectionError) {
           this.#die(
             `upstream protocol error (${errorName(e.code)}): ${e.message}`,
@@ -324,11 +335,14 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
             ErrorCode.INTERNAL_ERROR,
           );
         }
-        return;
+        continue;
       }
       if (start === end) start = end = 0;
     }
-    this.#die("upstream closed the connection");
+    this.#die(lost ?? "upstream closed the connection");
+    await this.#closing;
+    clearTimeout(this.#linger);
+    closeQuietly(conn);
   }
 
   /**
@@ -357,17 +371,24 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     }
   }
 
+  /** Flushes (GOAWAY included), half-closes, and bounds the wait for EOF. */
   async #closeSocket(): Promise<void> {
     const conn = this.#conn;
     if (!conn) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.#writer.idle(),
-      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+      new Promise((resolve) => timer = setTimeout(resolve, LINGER_MS)),
     ]);
     clearTimeout(timer);
     this.#writer.kill();
-    closeQuietly(conn);
+    try {
+      await conn.closeWrite();
+    } catch {
+      // the socket is gone already
+    }
+    // The read loop closes the socket at the peer's EOF, or this does.
+    this.#linger = setTimeout(() => closeQuietly(conn), LINGER_MS);
   }
 
   // --- reading -------------------------------------------------------------
@@ -764,12 +785,17 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       off += n;
     }
     if (s.outBytes > 0 || s.endPending) this.#sendPending(s);
-    if (s.wantsDrain) this.#notifyDrain();
+    if (s.wantsDrain) {
+      // It may have started waiting on the connection it was moved from.
+      this.#drainWaiters.add(s);
+      this.#notifyDrain();
+    }
   }
 
   /** Moves a stream this connection will not send to the pool. */
   #spill(s: H2Stream): void {
     s.owner = undefined;
+    this.#drainWaiters.delete(s);
     if (this.#peerMaxStreams === 0) {
       s.closed = true;
       s.handler.onFail(

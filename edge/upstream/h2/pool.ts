@@ -70,7 +70,8 @@ export class H2Pool implements ConnectionOwner {
   /** Ends every connection (GOAWAY, streams fail) and waits for the sockets. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#connections.map((c) => c.close()));
+    // close() removes each from the list: iterate over a copy.
+    await Promise.all([...this.#connections].map((c) => c.close()));
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
 

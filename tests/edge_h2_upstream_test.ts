@@ -1,0 +1,689 @@
+import assert from "node:assert/strict";
+import { createH2Upstream } from "../edge/upstream/h2/upstream.ts";
+import {
+  ErrorCode,
+  Flag,
+  FrameType,
+  goawayFrame,
+  readUint32,
+  rstStreamFrame,
+  Setting,
+  settingsFrame,
+  windowUpdateFrame,
+} from "../edge/upstream/h2/frames.ts";
+import { Code } from "../edge/upstream/status.ts";
+import type { UpstreamCall } from "../edge/upstream/types.ts";
+import { EnvelopeParser } from "../protocol/mod.ts";
+import {
+  concat,
+  frame,
+  type PeerConnection,
+  type RawPeer,
+  startRawPeer,
+  u32,
+} from "./fixtures/h2_raw_peer.ts";
+
+const LIMIT = { maxMessageBytes: 4 << 20 };
+const PATH = "/chat.ChatService/SendMessage";
+
+async function* messages(...list: Uint8Array[]) {
+  for (const m of list) yield m;
+}
+/** node:assert's deepEqual walks typed arrays slowly; compare bytes here. */
+function assertSameBytes(a: Uint8Array, b: Uint8Array, what = "bytes") {
+  assert.equal(a.byteLength, b.byteLength, `${what}: length`);
+  for (let i = 0; i < a.byteLength; i++) {
+    if (a[i] !== b[i]) assert.fail(`${what}: differ at ${i}`);
+  }
+}
+const bytes = (n: number, seed: number) =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+async function drain(call: UpstreamCall) {
+  const out: Uint8Array[] = [];
+  for await (const m of call.messages) out.push(m);
+  return {
+    headers: await call.headers,
+    messages: out,
+    status: await call.status,
+  };
+}
+
+function call(
+  up: ReturnType<typeof createH2Upstream>,
+  options: {
+    signal?: AbortSignal;
+    timeoutMs?: number;
+    metadata?: Record<string, string>;
+  } = {},
+  body: AsyncIterable<Uint8Array> = messages(new Uint8Array([1, 2, 3])),
+) {
+  return up.call(PATH, body, {
+    metadata: options.metadata ?? {},
+    signal: options.signal ?? new AbortController().signal,
+    timeoutMs: options.timeoutMs,
+  });
+}
+
+/** Reads `n` whole requests (any interleaving), by stream id. */
+async function readRequests(peer: PeerConnection, n: number) {
+  const reqs = new Map<
+    number,
+    { id: number; headers: [string, string][]; parts: Uint8Array[] }
+  >();
+  let done = 0;
+  while (done < n) {
+    const f = await peer.until((f) =>
+      f.type === FrameType.HEADERS || f.type === FrameType.DATA ||
+      f.type === FrameType.PING
+    );
+    if (f.type === FrameType.PING) {
+      if (!(f.flags & Flag.ACK)) {
+        await peer.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
+      }
+    } else if (f.type === FrameType.HEADERS) {
+      const parts = [f.payload];
+      let flags = f.flags;
+      while (!(flags & Flag.END_HEADERS)) {
+        const c = await peer.until(() => true);
+        parts.push(c.payload);
+        flags = c.flags;
+      }
+      reqs.set(f.streamId, {
+        id: f.streamId,
+        headers: peer.decoder.decode(concat(parts)),
+        parts: [],
+      });
+    } else {
+      reqs.get(f.streamId)!.parts.push(f.payload);
+      if (f.flags & Flag.END_STREAM) done++;
+    }
+  }
+  return [...reqs.values()].sort((a, b) => a.id - b.id).map((r) => ({
+    id: r.id,
+    headers: r.headers,
+    body: concat(r.parts),
+  }));
+}
+
+/** Reads one whole request. */
+async function readRequest(peer: PeerConnection) {
+  return (await readRequests(peer, 1))[0];
+}
+
+/** Answers PINGs until the client closes the connection. */
+async function serveEof(peer: PeerConnection) {
+  while (true) {
+    const f = await peer.next();
+    if (f === null) return;
+    if (f.type === FrameType.PING && !(f.flags & Flag.ACK)) {
+      await peer.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
+    }
+  }
+}
+
+async function withPeer(
+  script: (peer: PeerConnection, index: number) => Promise<void>,
+  fn: (up: ReturnType<typeof createH2Upstream>, peer: RawPeer) => Promise<void>,
+  options: Partial<Parameters<typeof createH2Upstream>[1]> = {},
+) {
+  const peer = startRawPeer(script);
+  const up = createH2Upstream(`http://127.0.0.1:${peer.port}`, {
+    ...LIMIT,
+    ...options,
+  });
+  let failure: unknown;
+  try {
+    await fn(up, peer);
+  } catch (e) {
+    failure = e;
+  }
+  await up.close();
+  // The test's own failure explains a script failure that follows from it.
+  await peer.close().catch((e) => failure ??= e);
+  if (failure) throw failure;
+}
+
+Deno.test("createH2Upstream() sends a gRPC request and acknowledges SETTINGS and PING", async () => {
+  let seen: [string, string][] = [];
+  let pingAck: Uint8Array | undefined;
+  let settingsAcked = false;
+  let goaway: number | undefined;
+  await withPeer(async (peer) => {
+    await peer.handshake([[Setting.MAX_CONCURRENT_STREAMS, 100]]);
+    const req = await readRequest(peer);
+    seen = req.headers;
+    assert.deepEqual(req.body, new Uint8Array([0, 0, 0, 0, 3, 1, 2, 3]));
+    const ping = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+    await peer.write(
+      peer.answer(req.id, [new Uint8Array([9])]),
+      frame(FrameType.PING, 0, 0, ping),
+    );
+    while (true) {
+      const f = await peer.next();
+      if (f === null) break;
+      settingsAcked = peer.settingsAcks > 0;
+      if (f.type === FrameType.PING && f.flags & Flag.ACK) pingAck = f.payload;
+      if (f.type === FrameType.PING && !(f.flags & Flag.ACK)) {
+        await peer.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
+      }
+      if (f.type === FrameType.GOAWAY) goaway = readUint32(f.payload, 4);
+    }
+  }, async (up) => {
+    const r = await drain(
+      call(up, { metadata: { "custom-header-1": "v", "Content-Type": "x" } }),
+    );
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.deepEqual(r.messages, [new Uint8Array([9])]);
+    assert.equal(await up.healthy(), true);
+  });
+  assert.deepEqual(seen.slice(0, 4), [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":authority", seen[2][1]],
+    [":path", PATH],
+  ]);
+  const h = Object.fromEntries(seen);
+  assert.equal(h["content-type"], "application/grpc");
+  assert.equal(h.te, "trailers");
+  assert.equal(h["custom-header-1"], "v");
+  assert.equal(h["user-agent"], "chat-edge/1");
+  assert.deepEqual(pingAck, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  assert.ok(settingsAcked);
+  assert.equal(goaway, ErrorCode.NO_ERROR);
+});
+
+Deno.test("createH2Upstream() fails a stream above GOAWAY's last-stream-id with UNAVAILABLE and sends new calls on a new connection", async () => {
+  await withPeer(async (peer, index) => {
+    await peer.handshake();
+    if (index === 0) {
+      const [first, second] = await readRequests(peer, 2);
+      assert.equal(first.id, 1);
+      assert.equal(second.id, 3);
+      await peer.write(goawayFrame(1, ErrorCode.NO_ERROR));
+      await new Promise((r) => setTimeout(r, 20));
+      await peer.write(peer.answer(first.id, [new Uint8Array([1])]));
+    } else {
+      const req = await readRequest(peer);
+      await peer.write(peer.answer(req.id, [new Uint8Array([2])]));
+    }
+    await serveEof(peer);
+  }, async (up, peer) => {
+    const a = call(up);
+    const b = call(up);
+    const [ra, rb] = await Promise.all([drain(a), drain(b)]);
+    assert.equal(ra.status.code, Code.OK, ra.status.message);
+    assert.deepEqual(ra.messages, [new Uint8Array([1])]);
+    assert.equal(rb.status.code, Code.UNAVAILABLE);
+    assert.match(rb.status.message, /GOAWAY/);
+    const c = await drain(call(up));
+    assert.equal(c.status.code, Code.OK, c.status.message);
+    assert.deepEqual(c.messages, [new Uint8Array([2])]);
+    assert.equal(peer.accepted(), 2);
+  });
+});
+
+Deno.test("createH2Upstream() maps RST_STREAM from the peer to a status", async () => {
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const a = await peer.requestHeaders();
+    await peer.write(rstStreamFrame(a.id, ErrorCode.REFUSED_STREAM));
+    const b = await peer.requestHeaders();
+    await peer.write(
+      peer.headers(b.id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+      rstStreamFrame(b.id, ErrorCode.ENHANCE_YOUR_CALM),
+    );
+    await serveEof(peer);
+  }, async (up) => {
+    const a = await drain(call(up));
+    assert.equal(a.status.code, Code.UNAVAILABLE);
+    assert.match(a.status.message, /reset the stream \(code 7\)/);
+    const b = await drain(call(up));
+    assert.equal(b.status.code, Code.RESOURCE_EXHAUSTED);
+  });
+});
+
+Deno.test("createH2Upstream() uploads 1 MiB within a small peer window and MAX_FRAME_SIZE 16384", async () => {
+  const sent = Array.from({ length: 64 }, (_, i) => bytes(16 * 1024, i));
+  let largest = 0;
+  await withPeer(async (peer) => {
+    await peer.handshake([
+      [Setting.INITIAL_WINDOW_SIZE, 1000],
+      [Setting.MAX_FRAME_SIZE, 16384],
+    ]);
+    const { id } = await peer.requestHeaders();
+    let streamWindow = 1000;
+    let connWindow = 65535;
+    const parts: Uint8Array[] = [];
+    while (true) {
+      const f = await peer.until((f) => f.streamId === id);
+      if (f.type !== FrameType.DATA) continue;
+      largest = Math.max(largest, f.payload.byteLength);
+      streamWindow -= f.payload.byteLength;
+      connWindow -= f.payload.byteLength;
+      assert.ok(streamWindow >= 0 && connWindow >= 0, "window overrun");
+      parts.push(f.payload);
+      if (f.flags & Flag.END_STREAM) break;
+      // Like a real receiver, give the window back once half is used.
+      const used = 1000 - streamWindow;
+      if (used >= 500) {
+        await peer.write(
+          windowUpdateFrame(0, used),
+          windowUpdateFrame(id, used),
+        );
+        streamWindow += used;
+        connWindow += used;
+      }
+    }
+    const parser = new EnvelopeParser({
+      maxMessageBytes: 1 << 20,
+      allowedFlags: 0,
+    });
+    const got = parser.push(concat(parts)).map((e) => e.data);
+    assert.equal(got.length, sent.length);
+    got.forEach((m, i) => assertSameBytes(m, sent[i], `message ${i}`));
+    await peer.write(peer.answer(id, [u32(got.length)]));
+    await serveEof(peer);
+  }, async (up) => {
+    const r = await drain(up.call(PATH, messages(...sent), {
+      metadata: {},
+      signal: new AbortController().signal,
+    }));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.deepEqual(r.messages, [u32(64)]);
+  });
+  assert.ok(largest <= 1000, `DATA frame of ${largest} bytes`);
+});
+
+Deno.test("createH2Upstream() opens more connections at MAX_CONCURRENT_STREAMS=1 and all calls succeed", async () => {
+  let most = 0;
+  await withPeer(async (peer) => {
+    let open = 0;
+    await peer.handshake([[Setting.MAX_CONCURRENT_STREAMS, 1]]);
+    while (true) {
+      let req;
+      try {
+        req = await readRequest(peer);
+      } catch {
+        return; // client closed the connection
+      }
+      most = Math.max(most, ++open);
+      await new Promise((r) => setTimeout(r, 30));
+      open--;
+      await peer.write(peer.answer(req.id, [req.body.subarray(5)]));
+    }
+  }, async (up, peer) => {
+    const results = await Promise.all(
+      [1, 2, 3].map((n) => drain(call(up, {}, messages(new Uint8Array([n]))))),
+    );
+    results.forEach((r, i) => {
+      assert.equal(r.status.code, Code.OK, r.status.message);
+      assert.deepEqual(r.messages, [new Uint8Array([i + 1])]);
+    });
+    assert.equal(peer.accepted(), 3);
+  });
+  assert.equal(most, 1);
+});
+
+Deno.test("createH2Upstream() holds back the stream window for a slow consumer, so the peer's writes block until it reads", async () => {
+  const total = 40;
+  const size = 8 * 1024;
+  let sentCount = 0;
+  let blocked: () => void;
+  const peerBlocked = new Promise<void>((r) => blocked = r);
+  await withPeer(async (peer) => {
+    const clientSettings = await peer.handshake();
+    let window = 65535;
+    for (let p = 0; p < clientSettings.payload.byteLength; p += 6) {
+      const key = (clientSettings.payload[p] << 8) |
+        clientSettings.payload[p + 1];
+      if (key === Setting.INITIAL_WINDOW_SIZE) {
+        window = readUint32(clientSettings.payload, p + 2);
+      }
+    }
+    const { id } = await readRequest(peer);
+    await peer.write(
+      peer.headers(id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+    );
+    while (sentCount < total) {
+      const data = concat([
+        u32(0).subarray(3),
+        u32(size),
+        bytes(size, sentCount),
+      ]);
+      while (window < data.byteLength) {
+        blocked();
+        const f = await peer.until((f) =>
+          f.type === FrameType.WINDOW_UPDATE && f.streamId === id
+        );
+        window += readUint32(f.payload, 0);
+      }
+      await peer.write(frame(FrameType.DATA, 0, id, data));
+      window -= data.byteLength;
+      sentCount++;
+    }
+    await peer.write(peer.headers(id, [["grpc-status", "0"]], true));
+    await serveEof(peer);
+  }, async (up) => {
+    const c = call(up);
+    await peerBlocked;
+    // The window given back before the queue filled lets a few more through.
+    await new Promise((r) => setTimeout(r, 100));
+    const atBlock = sentCount;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(sentCount, atBlock, "the peer kept writing");
+    assert.ok(atBlock < total);
+    const r = await drain(c);
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.equal(r.messages.length, total);
+    r.messages.forEach((m, i) => assertSameBytes(m, bytes(size, i)));
+  }, { streamWindow: 64 * 1024, highWaterMark: 4 });
+});
+
+Deno.test("createH2Upstream() reports UNAVAILABLE when the peer closes the socket mid-call", async () => {
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const { id } = await readRequest(peer);
+    await peer.write(
+      peer.headers(id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+    );
+    peer.conn.close();
+  }, async (up) => {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /closed the connection|lost/);
+  });
+});
+
+Deno.test("createH2Upstream() reports UNAVAILABLE when the connection is refused", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const up = createH2Upstream(`http://127.0.0.1:${port}`, LIMIT);
+  try {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /refused/i);
+    assert.equal(await up.healthy(), false);
+  } finally {
+    await up.close();
+  }
+});
+
+Deno.test("createH2Upstream() resets the stream with CANCEL on abort and on the deadline", async () => {
+  const resets: number[] = [];
+  let timeout: string | undefined;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    for (let i = 0; i < 2; i++) {
+      const { id, headers } = await peer.requestHeaders();
+      if (i === 1) timeout = Object.fromEntries(headers)["grpc-timeout"];
+      await peer.write(
+        peer.headers(id, [[":status", "200"], [
+          "content-type",
+          "application/grpc",
+        ]]),
+      );
+      const rst = await peer.until((f) =>
+        f.type === FrameType.RST_STREAM && f.streamId === id
+      );
+      resets.push(readUint32(rst.payload, 0));
+    }
+    await serveEof(peer);
+  }, async (up) => {
+    const ctl = new AbortController();
+    const aborted = call(up, { signal: ctl.signal });
+    await aborted.headers;
+    ctl.abort();
+    assert.equal((await aborted.status).code, Code.CANCELLED);
+    const timed = await drain(call(up, { timeoutMs: 100 }));
+    assert.equal(timed.status.code, Code.DEADLINE_EXCEEDED);
+    // Let the RST_STREAM frames reach the peer before closing.
+    await new Promise((r) => setTimeout(r, 50));
+  });
+  assert.deepEqual(resets, [ErrorCode.CANCEL, ErrorCode.CANCEL]);
+  assert.equal(timeout, "100m");
+});
+
+Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the call UNAVAILABLE", async () => {
+  const cases: [string, (id: number) => Uint8Array, number][] = [
+    [
+      "short PING",
+      () => frame(FrameType.PING, 0, 0, new Uint8Array(7)),
+      ErrorCode.FRAME_SIZE_ERROR,
+    ],
+    [
+      "DATA on stream 0",
+      () => frame(FrameType.DATA, 0, 0, new Uint8Array(1)),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      "PUSH_PROMISE",
+      (id) => frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, id, u32(2)),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      "stray CONTINUATION",
+      (id) => frame(FrameType.CONTINUATION, Flag.END_HEADERS, id),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      "oversized frame",
+      (id) => frame(FrameType.DATA, 0, id, new Uint8Array(16385)),
+      ErrorCode.FRAME_SIZE_ERROR,
+    ],
+    [
+      "bad HPACK",
+      (id) =>
+        frame(
+          FrameType.HEADERS,
+          Flag.END_HEADERS,
+          id,
+          new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ),
+      ErrorCode.COMPRESSION_ERROR,
+    ],
+    [
+      "window overflow",
+      () => windowUpdateFrame(0, 0x7fffffff),
+      ErrorCode.FLOW_CONTROL_ERROR,
+    ],
+    [
+      "HEADERS on an idle stream",
+      () =>
+        frame(FrameType.HEADERS, Flag.END_HEADERS, 9, new Uint8Array([0x88])),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      "SETTINGS of the wrong size",
+      () => frame(FrameType.SETTINGS, 0, 0, new Uint8Array(5)),
+      ErrorCode.FRAME_SIZE_ERROR,
+    ],
+    [
+      "padding past the payload",
+      (id) => frame(FrameType.DATA, Flag.PADDED, id, new Uint8Array([9, 0, 0])),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      "HEADERS interrupted by DATA",
+      (id) =>
+        concat([
+          frame(FrameType.HEADERS, 0, id, new Uint8Array([0x88])),
+          frame(FrameType.DATA, 0, id),
+        ]),
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+  ];
+  for (const [what, bad, code] of cases) {
+    let goaway: number | undefined;
+    await withPeer(async (peer) => {
+      await peer.handshake();
+      const { id } = await peer.requestHeaders();
+      await peer.write(bad(id));
+      const f = await peer.until((f) => f.type === FrameType.GOAWAY);
+      goaway = readUint32(f.payload, 4);
+      await serveEof(peer);
+    }, async (up) => {
+      const r = await drain(call(up));
+      assert.equal(r.status.code, Code.UNAVAILABLE, what);
+      assert.match(r.status.message, /protocol error/, what);
+    });
+    assert.equal(goaway, code, what);
+  }
+  // A server that does not start with SETTINGS.
+  await withPeer(async (peer) => {
+    await peer.write(frame(FrameType.PING, 0, 0, new Uint8Array(8)));
+    const sink = new Uint8Array(4096);
+    while (await peer.conn.read(sink) !== null) {
+      /* until the client closes */
+    }
+  }, async (up) => {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /must start with SETTINGS/);
+  });
+});
+
+Deno.test("createH2Upstream() splits a large request header block into CONTINUATION and reads padded, split response headers", async () => {
+  const big = "x".repeat(40_000);
+  let got: string | undefined;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    got = Object.fromEntries(req.headers)["custom-header-1"];
+    const block = peer.encoder.encode([
+      [":status", "200"],
+      ["content-type", "application/grpc"],
+      ["x-reply", "y".repeat(20_000)],
+    ]);
+    // HEADERS with padding and priority, then two CONTINUATIONs.
+    const first = concat([
+      new Uint8Array([3]),
+      new Uint8Array(5),
+      block.subarray(0, 100),
+      new Uint8Array(3),
+    ]);
+    await peer.write(
+      frame(FrameType.HEADERS, Flag.PADDED | Flag.PRIORITY, req.id, first),
+      frame(FrameType.CONTINUATION, 0, req.id, block.subarray(100, 10_000)),
+      frame(
+        FrameType.CONTINUATION,
+        Flag.END_HEADERS,
+        req.id,
+        block.subarray(10_000),
+      ),
+      frame(
+        FrameType.DATA,
+        Flag.PADDED,
+        req.id,
+        concat([
+          new Uint8Array([2]),
+          u32(0).subarray(3),
+          u32(1),
+          new Uint8Array([7, 0, 0]),
+        ]),
+      ),
+      peer.headers(req.id, [["grpc-status", "0"]], true),
+    );
+    await serveEof(peer);
+  }, async (up) => {
+    const r = await drain(call(up, { metadata: { "custom-header-1": big } }));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.equal(r.headers["x-reply"], "y".repeat(20_000));
+    assert.deepEqual(r.messages, [new Uint8Array([7])]);
+  });
+  assert.equal(got, big);
+});
+
+Deno.test("createH2Upstream() maps non-200, non-gRPC and status-less answers", async () => {
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const a = await readRequest(peer);
+    await peer.write(
+      peer.headers(a.id, [[":status", "404"], ["content-type", "text/html"]]),
+      frame(
+        FrameType.DATA,
+        Flag.END_STREAM,
+        a.id,
+        new TextEncoder().encode("<h1>no</h1>"),
+      ),
+    );
+    const b = await readRequest(peer);
+    await peer.write(
+      peer.headers(
+        b.id,
+        [[":status", "200"], ["content-type", "text/plain"]],
+        true,
+      ),
+    );
+    const c = await readRequest(peer);
+    await peer.write(
+      peer.headers(c.id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+      frame(FrameType.DATA, Flag.END_STREAM, c.id, new Uint8Array([0, 0, 0])),
+    );
+    const d = await readRequest(peer);
+    await peer.write(
+      peer.headers(d.id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+      frame(FrameType.DATA, 0, d.id, concat([new Uint8Array([0]), u32(100)])),
+      peer.headers(d.id, [["grpc-status", "0"]], true),
+    );
+    await serveEof(peer);
+  }, async (up) => {
+    const a = await drain(call(up));
+    assert.equal(a.status.code, Code.UNIMPLEMENTED);
+    assert.match(a.status.message, /HTTP 404/);
+    const b = await drain(call(up));
+    assert.equal(b.status.code, Code.UNKNOWN);
+    const c = await drain(call(up));
+    assert.equal(c.status.code, Code.INTERNAL);
+    assert.match(c.status.message, /inside a frame/);
+    const d = await drain(call(up));
+    assert.equal(d.status.code, Code.RESOURCE_EXHAUSTED);
+  }, { maxMessageBytes: 10 });
+});
+
+Deno.test("createH2Upstream() keeps settings from the peer in order: a raised window releases a blocked upload", async () => {
+  const body = bytes(100_000, 3);
+  await withPeer(async (peer) => {
+    await peer.handshake([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+    const { id } = await peer.requestHeaders();
+    // Nothing can be sent yet; then open both windows in one go.
+    await new Promise((r) => setTimeout(r, 50));
+    await peer.write(
+      settingsFrame([[Setting.INITIAL_WINDOW_SIZE, 200_000]]),
+      windowUpdateFrame(0, 200_000),
+    );
+    const parts: Uint8Array[] = [];
+    while (true) {
+      const f = await peer.until((f) =>
+        f.streamId === id && f.type === FrameType.DATA
+      );
+      parts.push(f.payload);
+      if (f.flags & Flag.END_STREAM) break;
+    }
+    assertSameBytes(concat(parts).subarray(5), body);
+    await peer.write(peer.answer(id));
+    await serveEof(peer);
+  }, async (up) => {
+    const r = await drain(up.call(PATH, messages(body), {
+      metadata: {},
+      signal: new AbortController().signal,
+    }));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+  });
+});
