@@ -22,7 +22,15 @@ export interface EdgeConfig {
   allowedOrigins: readonly string[];
   /** Largest single message accepted in either direction. */
   maxMessageBytes: number;
+  /**
+   * The HTTP/2 client to the core: "node" (node:http2) or "h2" (the edge's
+   * own client on Deno.connect / Deno.connectTls).
+   */
+  upstreamClient: UpstreamClient;
 }
+
+/** The upstream HTTP/2 client implementations. */
+export type UpstreamClient = "h2" | "node";
 
 /** The defaults, also used by tests that override one field. */
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
@@ -31,6 +39,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   upstream: "http://127.0.0.1:50051",
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
+  upstreamClient: "node",
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -44,6 +53,7 @@ const SETTINGS = {
   upstream: { flag: "upstream", env: "UPSTREAM" },
   allowedOrigins: { flag: "allowed-origins", env: "ALLOWED_ORIGINS" },
   maxMessageBytes: { flag: "max-message-bytes", env: "MAX_MESSAGE_BYTES" },
+  upstreamClient: { flag: "upstream-client", env: "UPSTREAM_CLIENT" },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 type Parsers = {
@@ -59,6 +69,12 @@ const PARSERS: Parsers = {
   },
   port: (raw, name) => integer(raw, name, 0, 65535),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
+  upstreamClient(raw, name) {
+    if (raw !== "h2" && raw !== "node") {
+      throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);
+    }
+    return raw;
+  },
   upstream(raw, name) {
     let url: URL;
     try {

@@ -10,6 +10,7 @@
 import { createEdgeApp } from "./app.ts";
 import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { createHttp2Upstream } from "./upstream/http2.ts";
+import { createH2Upstream } from "./upstream/h2/upstream.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -23,16 +24,20 @@ try {
   Deno.exit(2);
 }
 
-const upstream = createHttp2Upstream(config.upstream, {
-  maxMessageBytes: config.maxMessageBytes,
-});
+const upstream =
+  (config.upstreamClient === "h2" ? createH2Upstream : createHttp2Upstream)(
+    config.upstream,
+    {
+      maxMessageBytes: config.maxMessageBytes,
+    },
+  );
 const app = createEdgeApp({ upstream, config });
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,
   onListen: ({ hostname, port }) =>
     console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream}`,
+      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
     ),
 }, app.fetch);
 

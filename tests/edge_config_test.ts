@@ -23,6 +23,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     upstream: "http://127.0.0.1:50051",
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
+    upstreamClient: "node",
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -83,4 +84,23 @@ Deno.test("parseEdgeConfig() rejects bad values naming the flag or variable", ()
   rejects(["--max-message-bytes", "10"], {}, /from 1024 to/);
   rejects(["--verbose"], {}, /verbose/);
   rejects(["extra"], {}, /extra/);
+});
+
+Deno.test("parseEdgeConfig() picks the upstream client from --upstream-client or UPSTREAM_CLIENT", () => {
+  assert.equal(parseEdgeConfig([], {}).upstreamClient, "node");
+  assert.equal(
+    parseEdgeConfig([], { UPSTREAM_CLIENT: "h2" }).upstreamClient,
+    "h2",
+  );
+  assert.equal(
+    parseEdgeConfig(["--upstream-client", "node"], { UPSTREAM_CLIENT: "h2" })
+      .upstreamClient,
+    "node",
+  );
+  rejects(
+    ["--upstream-client", "fetch"],
+    {},
+    /--upstream-client must be "h2" or "node", got "fetch"/,
+  );
+  rejects([], { UPSTREAM_CLIENT: "H2" }, /^UPSTREAM_CLIENT must be/);
 });
