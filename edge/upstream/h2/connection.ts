@@ -172,8 +172,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   }
 
   /**
-   * Ends the connection: GOAWAY(NO_ERROR), every stream fails with
-   * `message`, the socket closes. Resolves when reads and writes have stopped.
+   * Ends the connection: every stream fails with `message`, the socket
+   * closes (no GOAWAY; see #die). Resolves when reads and writes have stopped.
    */
   async close(message = "edge is shutting down"): Promise<void> {
     this.#die(message, ErrorCode.NO_ERROR);
@@ -346,14 +346,16 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   }
 
   /**
-   * Ends the connection once. With `goaway`, a GOAWAY frame is the last
-   * thing written. Streams not yet answered fail with `message`.
+   * Ends the connection once. With an error code in `goaway`, a GOAWAY frame
+   * is the last thing written. Streams not yet answered fail with `message`.
    */
   #die(message: string, goaway?: number): void {
     if (this.#dead) return;
     this.#dead = true;
     clearTimeout(this.#settingsTimer);
-    if (goaway !== undefined && this.#conn) {
+    // A graceful end is a plain TCP close: a client GOAWAY(NO_ERROR) aborts
+    // Deno's node:http2 servers, our core included (docs/goaway.md).
+    if (goaway !== undefined && goaway !== ErrorCode.NO_ERROR && this.#conn) {
       this.#writer.bytes(goawayFrame(0, goaway));
     }
     const streams = [...this.#streams.values(), ...this.#waiting];
