@@ -698,7 +698,10 @@ function headerBlock(f: Frame): Uint8Array {
 Deno.test("HpackEncoder and HpackDecoder interoperate with node:http2", async () => {
   const seen: Record<string, string | string[] | undefined>[] = [];
   const server = http2.createServer();
-  server.on("stream", (stream, headers) => {
+  server.on("stream", (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+  ) => {
     seen.push({ ...headers });
     stream.respond({
       ":status": 200,
