@@ -23,8 +23,8 @@ export interface EdgeConfig {
   /** Largest single message accepted in either direction. */
   maxMessageBytes: number;
   /**
-   * The HTTP/2 client to the core: "node" (node:http2) or "h2" (the edge's
-   * own client on Deno.connect / Deno.connectTls).
+   * The HTTP/2 client to the core: "h2" (the default: the edge's own client
+   * on Deno.connect / Deno.connectTls) or "node" (node:http2).
    */
   upstreamClient: UpstreamClient;
 }
@@ -39,7 +39,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   upstream: "http://127.0.0.1:50051",
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
-  upstreamClient: "node",
+  upstreamClient: "h2",
 });
 
 /** Thrown for any value the edge refuses to start with. */

@@ -9,8 +9,7 @@
  */
 import { createEdgeApp } from "./app.ts";
 import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
-import { createHttp2Upstream } from "./upstream/http2.ts";
-import { createH2Upstream } from "./upstream/h2/upstream.ts";
+import { createUpstream } from "./upstream/mod.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -24,13 +23,9 @@ try {
   Deno.exit(2);
 }
 
-const upstream =
-  (config.upstreamClient === "h2" ? createH2Upstream : createHttp2Upstream)(
-    config.upstream,
-    {
-      maxMessageBytes: config.maxMessageBytes,
-    },
-  );
+const upstream = createUpstream(config.upstreamClient, config.upstream, {
+  maxMessageBytes: config.maxMessageBytes,
+});
 const app = createEdgeApp({ upstream, config });
 const server = Deno.serve({
   hostname: config.host,

@@ -23,7 +23,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     upstream: "http://127.0.0.1:50051",
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
-    upstreamClient: "node",
+    upstreamClient: "h2",
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -87,15 +87,15 @@ Deno.test("parseEdgeConfig() rejects bad values naming the flag or variable", ()
 });
 
 Deno.test("parseEdgeConfig() picks the upstream client from --upstream-client or UPSTREAM_CLIENT", () => {
-  assert.equal(parseEdgeConfig([], {}).upstreamClient, "node");
+  assert.equal(parseEdgeConfig([], {}).upstreamClient, "h2");
   assert.equal(
-    parseEdgeConfig([], { UPSTREAM_CLIENT: "h2" }).upstreamClient,
-    "h2",
+    parseEdgeConfig([], { UPSTREAM_CLIENT: "node" }).upstreamClient,
+    "node",
   );
   assert.equal(
-    parseEdgeConfig(["--upstream-client", "node"], { UPSTREAM_CLIENT: "h2" })
+    parseEdgeConfig(["--upstream-client", "h2"], { UPSTREAM_CLIENT: "node" })
       .upstreamClient,
-    "node",
+    "h2",
   );
   rejects(
     ["--upstream-client", "fetch"],

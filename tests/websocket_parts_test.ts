@@ -4,10 +4,11 @@
  *
  * @module
  */
+import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { MessageSchema } from "../gen/chat_pb.ts";
-import { createHttp2Upstream } from "../edge/upstream/http2.ts";
+import { createUpstream } from "../edge/upstream/mod.ts";
 import { createWebSocketBridge } from "../edge/websocket.ts";
 import { filterMetadata, parseCallHeader } from "../edge/websocket_header.ts";
 import { RequestQueue } from "../edge/websocket_queue.ts";
@@ -71,9 +72,13 @@ Deno.test("RequestQueue.push() refuses past its byte bound and delivers in order
 
 Deno.test("createWebSocketBridge() forwards only allow-listed metadata to the core", async () => {
   const core = await startFixtureCore();
-  const upstream = createHttp2Upstream(`http://127.0.0.1:${core.port}`, {
-    maxMessageBytes: 1 << 20,
-  });
+  const upstream = createUpstream(
+    DEFAULT_EDGE_CONFIG.upstreamClient,
+    `http://127.0.0.1:${core.port}`,
+    {
+      maxMessageBytes: 1 << 20,
+    },
+  );
   const bridge = createWebSocketBridge(upstream, { maxMessageBytes: 1 << 16 });
   const http = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },

@@ -1,0 +1,34 @@
+/**
+ * Picks the upstream HTTP/2 client by name, so the edge's entry point and
+ * every test build their upstream the same way.
+ *
+ * @module
+ */
+import type { UpstreamClient } from "../config.ts";
+import { createH2Upstream } from "./h2/upstream.ts";
+import { createHttp2Upstream } from "./http2.ts";
+import type { Upstream } from "./types.ts";
+
+export type { Upstream, UpstreamCall, UpstreamStatus } from "./types.ts";
+
+/** What both clients take. */
+export interface UpstreamOptions {
+  /** Largest response message accepted from the core. */
+  maxMessageBytes: number;
+  /** PEM CA for an https:// core with a private certificate. */
+  ca?: string;
+}
+
+/**
+ * Creates the upstream to `url`: "h2" is the edge's own HTTP/2 client on
+ * `Deno.connect`/`Deno.connectTls` (the default), "node" the node:http2 one.
+ */
+export function createUpstream(
+  client: UpstreamClient,
+  url: string,
+  options: UpstreamOptions,
+): Upstream {
+  return client === "h2"
+    ? createH2Upstream(url, options)
+    : createHttp2Upstream(url, options);
+}
