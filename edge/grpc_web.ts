@@ -18,7 +18,11 @@ import {
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebRequest } from "./grpc_web_body.ts";
 import { Code } from "./upstream/status.ts";
-import type { Upstream, UpstreamStatus } from "./upstream/types.ts";
+import type {
+  MessageSource,
+  Upstream,
+  UpstreamStatus,
+} from "./upstream/types.ts";
 
 const encoder = new TextEncoder();
 
@@ -113,22 +117,21 @@ export function createGrpcWebHandler(
     call.status.then(() => request.signal.removeEventListener("abort", onGone));
 
     const headers = await call.headers;
-    const it = call.messages[Symbol.asyncIterator]();
+    const nextBatch = batches(call.messages);
     // A status already settled when headers resolve means the queue is
     // complete; with no message and no header, answer trailers-only.
-    let first: IteratorResult<Uint8Array> | undefined;
+    let first: Uint8Array[] | undefined;
     const early = await Promise.race([call.status, Promise.resolve(undefined)]);
     if (early !== undefined) {
-      first = await it.next();
-      if (first.done && Object.keys(headers).length === 0) {
+      first = await nextBatch();
+      if (first === undefined && Object.keys(headers).length === 0) {
         return respond(statusHeaders(early), null);
       }
       // The whole answer is here (the usual unary case): one buffer body
       // costs far less than a ReadableStream pulled frame by frame.
       const frames: Uint8Array[] = [];
-      while (!first.done) {
-        frames.push(frame(encodeEnvelope(0, first.value)));
-        first = await it.next();
+      for (let batch = first; batch; batch = await nextBatch()) {
+        frames.push(frame(envelopes(batch)));
       }
       frames.push(frame(encodeGrpcWebTrailer(statusHeaders(early))));
       return respond(forwardableResponseHeaders(headers), concat(frames));
@@ -137,26 +140,55 @@ export function createGrpcWebHandler(
     function frame(bytes: Uint8Array): Uint8Array {
       return type!.text ? encoder.encode(encodeBase64(bytes)) : bytes;
     }
+    // Every message that arrived while the last chunk was being written goes
+    // out as one chunk: one write to the browser instead of one per message.
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        const r = first ?? await it.next();
+        const batch = first ?? await nextBatch();
         first = undefined;
-        if (!r.done) {
-          controller.enqueue(frame(encodeEnvelope(0, r.value)));
+        if (batch !== undefined) {
+          controller.enqueue(frame(envelopes(batch)));
           return;
         }
         const status = await call.status;
         controller.enqueue(frame(encodeGrpcWebTrailer(statusHeaders(status))));
         controller.close();
       },
-      async cancel() {
+      cancel() {
         ctl.abort();
-        await it.return?.();
       },
     }, { highWaterMark: 0 });
 
     return respond(forwardableResponseHeaders(headers), body);
   };
+}
+
+/** Batches of messages: the source's own, or one per iterator step. */
+function batches(
+  source: MessageSource,
+): () => Promise<Uint8Array[] | undefined> {
+  if (source.nextBatch) return () => source.nextBatch!();
+  const it = source[Symbol.asyncIterator]();
+  return async () => {
+    const r = await it.next();
+    return r.done ? undefined : [r.value];
+  };
+}
+
+/** Messages framed as envelopes, back to back in one buffer. */
+function envelopes(messages: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  if (messages.length === 1) return encodeEnvelope(0, messages[0]);
+  let size = 0;
+  for (const m of messages) size += 5 + m.byteLength;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const m of messages) {
+    view.setUint32(at + 1, m.byteLength);
+    out.set(m, at + 5);
+    at += 5 + m.byteLength;
+  }
+  return out;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {

@@ -20,7 +20,7 @@ export interface MessageQueueOptions {
 /** An async-iterable queue, iterated once. */
 export class MessageQueue implements AsyncIterable<Uint8Array> {
   readonly #opts: MessageQueueOptions;
-  readonly #items: Uint8Array[] = [];
+  #items: Uint8Array[] = [];
   #head = 0;
   #ended = false;
   #paused = false;
@@ -45,6 +45,32 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
   end(): void {
     this.#ended = true;
     this.#signal();
+  }
+
+  /**
+   * Every message queued now (at least one), waiting for the next when the
+   * queue is empty; undefined once it ended and is drained. Lets a consumer
+   * write what piled up as one chunk instead of one write per message.
+   * Use either this or the iterator, not both.
+   */
+  nextBatch(): Promise<Uint8Array[] | undefined> {
+    if (this.#size() > 0) return Promise.resolve(this.#takeAll());
+    if (this.#ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      this.#wake = () =>
+        resolve(this.#size() > 0 ? this.#takeAll() : undefined);
+    });
+  }
+
+  #takeAll(): Uint8Array[] {
+    const all = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
+    this.#items = [];
+    this.#head = 0;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#opts.resume();
+    }
+    return all;
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {

@@ -17,12 +17,21 @@ export interface UpstreamStatus {
   trailers: Record<string, string>;
 }
 
+/**
+ * Response messages. A source that can also hands over everything already
+ * received at once (`nextBatch`, see MessageQueue), which the gRPC-Web
+ * handler writes to the browser as one chunk.
+ */
+export interface MessageSource extends AsyncIterable<Uint8Array> {
+  nextBatch?(): Promise<Uint8Array[] | undefined>;
+}
+
 /** One running call. */
 export interface UpstreamCall {
   /** Response metadata; resolves (maybe empty) before the first message or at the end. */
   headers: Promise<Record<string, string>>;
   /** Encoded protobuf messages, no envelope. */
-  messages: AsyncIterable<Uint8Array>;
+  messages: MessageSource;
   /** Resolves when the call ends; never rejects. */
   status: Promise<UpstreamStatus>;
 }
