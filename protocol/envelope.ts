@@ -141,8 +141,9 @@ export class EnvelopeParser {
         `unexpected frame flags 0x${flags.toString(16).padStart(2, "0")}`,
       );
     }
-    const len = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4)
-      .getUint32(0, false);
+    // Big-endian uint32, without a DataView per frame.
+    const len = (bytes[at + 1] * 0x1000000) +
+      ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) | bytes[at + 4]);
     if (len > this.#max) {
       throw new ProtocolError(
         "oversize",

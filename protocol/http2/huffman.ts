@@ -103,25 +103,8 @@ export function huffmanStringLength(s: string): number {
 /** Huffman-codes `bytes`, padding the last octet with the EOS prefix (1s). */
 export function huffmanEncode(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(huffmanEncodedLength(bytes));
-  let acc = 0;
-  let bits = 0;
-  let pos = 0;
-  for (let i = 0; i < bytes.length; i++) {
-    const sym = bytes[i];
-    let len = HUFFMAN_LENGTHS[sym];
-    const code = HUFFMAN_CODES[sym];
-    // acc holds < 8 pending bits; feeding at most 24 more keeps it in 31.
-    if (len > 24) {
-      acc = (acc << (len - 16)) | (code >>> 16);
-      bits += len - 16;
-      while (bits >= 8) out[pos++] = acc >>> (bits -= 8);
-      len = 16;
-    }
-    acc = ((acc << len) | (code & ((1 << len) - 1))) & 0x7fffffff;
-    bits += len;
-    while (bits >= 8) out[pos++] = acc >>> (bits -= 8);
-  }
-  if (bits > 0) out[pos] = (acc << (8 - bits)) | (0xff >>> bits);
+  // Octets are latin1 char codes, so the string encoder does the work.
+  huffmanEncodeStringInto(latin1(bytes, 0, bytes.length), out, 0);
   return out;
 }
 

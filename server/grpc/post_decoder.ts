@@ -21,8 +21,120 @@ export interface PostFields {
   readonly room: string;
 }
 
-/** Decodes a `chat.Message`'s string fields; throws on malformed bytes. */
+/**
+ * Decodes a `chat.Message`'s string fields; throws on malformed bytes.
+ *
+ * The common message (known fields only, with their proper wire types) is
+ * read by a plain loop over the bytes; anything else, including every kind
+ * of malformed input, goes to the BinaryReader loop below, so the fast path
+ * never has to decide what to reject.
+ */
 export function decodePost(bytes: Uint8Array): PostFields {
+  return fastPost(bytes) ?? readPost(bytes);
+}
+
+// As fromBinary() decodes proto3 strings: invalid UTF-8 throws, a BOM stays.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** Up to this length an ASCII string is built from char codes. */
+const SHORT = 32;
+const shortCodes: number[][] = Array.from(
+  { length: SHORT + 1 },
+  (_, n) => new Array(n).fill(0),
+);
+
+/** A string field's value, decoded like fromBinary() does. */
+function text(bytes: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  if (n <= SHORT) {
+    const codes = shortCodes[n];
+    for (let i = 0; i < n; i++) {
+      const b = bytes[start + i];
+      if (b > 0x7f) return utf8.decode(bytes.subarray(start, end));
+      codes[i] = b;
+    }
+    return String.fromCharCode.apply(null, codes);
+  }
+  return utf8.decode(bytes.subarray(start, end));
+}
+
+// Shared between fastPost() and its helpers; reset on every call.
+let at = 0;
+
+/** A varint of at most 5 bytes below 2^31, or -1 (left to the slow path). */
+function varint(bytes: Uint8Array, end: number): number {
+  let value = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (at >= end) return -1;
+    const b = bytes[at++];
+    value += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return value < 2 ** 31 ? value : -1;
+  }
+  return -1;
+}
+
+/**
+ * Checks a Timestamp's body on the fast path: only its two varint fields
+ * (int64 seconds = 1, int32 nanos = 2), each at most 5 bytes (seconds up to
+ * 2^35, the year 3058). Anything else is left to the slow path.
+ */
+function timestampOk(bytes: Uint8Array, end: number): boolean {
+  while (at < end) {
+    const tag = bytes[at++];
+    if (tag !== 0x08 && tag !== 0x10) return false;
+    let n = 0;
+    while (at < end && bytes[at] >= 0x80 && n < 4) {
+      at++;
+      n++;
+    }
+    if (at >= end || bytes[at] >= 0x80) return false;
+    at++;
+  }
+  return true;
+}
+
+/** The fast path of decodePost(), or undefined to take the slow one. */
+function fastPost(bytes: Uint8Array): PostFields | undefined {
+  const end = bytes.length;
+  let id = "", user = "", content = "", room = "";
+  at = 0;
+  while (at < end) {
+    const tag = varint(bytes, end);
+    if (tag === -1) return undefined;
+    if (tag === 0x30) { // 6: type, varint
+      if (varint(bytes, end) === -1) return undefined;
+      continue;
+    }
+    if ((tag & 7) !== 2 || tag < 0x08 || tag > 0x2a) return undefined;
+    const len = varint(bytes, end);
+    if (len === -1 || len > end - at) return undefined;
+    const start = at;
+    at += len;
+    switch (tag >>> 3) {
+      case 1:
+        id = text(bytes, start, at);
+        break;
+      case 2:
+        user = text(bytes, start, at);
+        break;
+      case 3:
+        content = text(bytes, start, at);
+        break;
+      case 4:
+        room = text(bytes, start, at);
+        break;
+      case 5: {
+        const after = at;
+        at = start;
+        if (!timestampOk(bytes, after)) return undefined;
+        break;
+      }
+    }
+  }
+  return { id, user, content, room };
+}
+
+/** The general decoder: any valid message, every rejection. */
+function readPost(bytes: Uint8Array): PostFields {
   const reader = new BinaryReader(bytes);
   let id = "", user = "", content = "", room = "";
   while (reader.pos < reader.len) {
@@ -30,19 +142,19 @@ export function decodePost(bytes: Uint8Array): PostFields {
     switch (no) {
       case 1:
         expect(wireType, WireType.LengthDelimited, no);
-        id = reader.string();
+        id = reader.string(true);
         break;
       case 2:
         expect(wireType, WireType.LengthDelimited, no);
-        user = reader.string();
+        user = reader.string(true);
         break;
       case 3:
         expect(wireType, WireType.LengthDelimited, no);
-        content = reader.string();
+        content = reader.string(true);
         break;
       case 4:
         expect(wireType, WireType.LengthDelimited, no);
-        room = reader.string();
+        room = reader.string(true);
         break;
       case 5:
         expect(wireType, WireType.LengthDelimited, no);
@@ -102,7 +214,7 @@ export function decodeSendRequest(bytes: Uint8Array): SendFields {
           `chat.SendMessageRequest field ${no}: wire type ${wireType}`,
         );
       }
-      const value = reader.string();
+      const value = reader.string(true);
       if (no === 1) user = value;
       else if (no === 2) content = value;
       else room = value;
