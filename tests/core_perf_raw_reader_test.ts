@@ -10,12 +10,18 @@ import { Buffer } from "node:buffer";
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { MessageSchema } from "../gen/chat_pb.ts";
+import { MessageSchema, type MessageType } from "../gen/chat_pb.ts";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { createChatClient } from "../client/rpc.ts";
 import { inboundParts, serverDefinition } from "../server/grpc/definition.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
-import { echoMessage, frameEchoMessage } from "../server/grpc/messages.ts";
+import {
+  echoMessage,
+  encodeMessage,
+  frameChatMessage,
+  frameEchoMessage,
+} from "../server/grpc/messages.ts";
 import { decodePost } from "../server/grpc/post_decoder.ts";
 import { readMessages } from "../server/grpc/raw_reader.ts";
 import { startCore } from "./support/core.ts";
@@ -215,5 +221,41 @@ Deno.test("frameEchoMessage() is byte for byte frameMessage(echoMessage())", () 
         new Uint8Array(frameMessage(echoMessage(m, nowMs))),
       );
     }
+  }
+});
+
+Deno.test("frameChatMessage() is byte for byte the reflective encoding for any strings and times", () => {
+  let seed = 11;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+  const pieces = ["a", "é", "€", "🚀", "\uD800", "\uDC00", "\u007F", "\u0080"];
+  const str = () =>
+    Array.from(
+      { length: rand(3) === 0 ? 0 : rand(200) },
+      () => pieces[rand(pieces.length)],
+    ).join("");
+  for (let i = 0; i < 300; i++) {
+    const fields = { id: str(), user: str(), content: str(), room: str() };
+    const nowMs = [0, 1, 999, 1000, 1_700_000_000_123, 2 ** 40, -5_000][
+      rand(7)
+    ];
+    const type = rand(4) as MessageType;
+    assert.deepEqual(
+      new Uint8Array(
+        frameChatMessage(
+          fields.id,
+          fields.user,
+          fields.content,
+          fields.room,
+          nowMs,
+          type,
+        ),
+      ),
+      new Uint8Array(frameMessage(encodeMessage({
+        ...fields,
+        timestamp: timestampFromMs(nowMs),
+        type,
+      }))),
+      JSON.stringify({ fields, nowMs, type }),
+    );
   }
 });
