@@ -688,3 +688,42 @@ Deno.test("createH2Upstream() keeps settings from the peer in order: a raised wi
     assert.equal(r.status.code, Code.OK, r.status.message);
   });
 });
+
+/** Resolves null after `ms` (and clears its timer when `p` wins). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<null>((r) => timer = setTimeout(() => r(null), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("createH2Upstream() fails calls UNAVAILABLE after connectTimeoutMs when a TLS upstream never answers the handshake", async () => {
+  const peer = startRawPeer(async (p) => {
+    const sink = new Uint8Array(4096);
+    try {
+      while (await p.conn.read(sink) !== null) { /* silent */ }
+    } catch {
+      // Deno keeps a socket whose TLS handshake was cancelled open until
+      // the peer closes it: peer.close() ends this read.
+    }
+  });
+  const up = createH2Upstream(`https://127.0.0.1:${peer.port}`, {
+    ...LIMIT,
+    connectTimeoutMs: 200,
+  });
+  try {
+    const r = await within(drain(call(up)), 3000);
+    assert.ok(r, "the call never settled");
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /connect timed out/);
+  } finally {
+    // The peer first: without the timeout, close() would wait on the handshake.
+    await peer.close();
+    await up.close();
+  }
+});

@@ -56,7 +56,10 @@ export interface ConnectionOptions {
   connectionWindow: number;
   /** Above this many unwritten bytes, writes ask the caller to wait. */
   writeHighWater: number;
-  /** How long the server may take to send its SETTINGS. */
+  /**
+   * How long dialling, the TLS handshake and the server's SETTINGS may take
+   * together; a blackholed address or a silent port fails the calls then.
+   */
   settingsTimeoutMs: number;
 }
 
@@ -100,6 +103,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   #goaway = false;
   #dead = false;
   #settingsTimer: ReturnType<typeof setTimeout> | undefined;
+  // Aborts a dial still in progress when the connection ends.
+  readonly #dialAbort = new AbortController();
   #linger: ReturnType<typeof setTimeout> | undefined;
   // A header block spread over HEADERS + CONTINUATION frames.
   #blockStream = 0;
@@ -130,6 +135,16 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
         windowUpdateFrame(0, options.connectionWindow - DEFAULT_WINDOW),
       );
     }
+    // Started before dialling: Deno.connect has no timeout of its own, and a
+    // TLS handshake with a silent peer waits forever.
+    this.#settingsTimer = setTimeout(() => {
+      this.#die(
+        this.#conn
+          ? "upstream sent no HTTP/2 SETTINGS"
+          : "upstream connect timed out",
+        ErrorCode.SETTINGS_TIMEOUT,
+      );
+    }, options.settingsTimeoutMs);
     this.#done = this.#run(target);
   }
 
@@ -269,7 +284,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   async #run(target: ConnectionTarget): Promise<void> {
     let conn: Deno.Conn;
     try {
-      conn = await dial(target);
+      conn = await dial(target, this.#dialAbort.signal);
     } catch (e) {
       this.#die((e as Error).message);
       return;
@@ -280,12 +295,6 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     }
     this.#conn = conn;
     this.#writer.attach(conn);
-    this.#settingsTimer = setTimeout(() => {
-      this.#die(
-        "upstream sent no HTTP/2 SETTINGS",
-        ErrorCode.SETTINGS_TIMEOUT,
-      );
-    }, this.#opts.settingsTimeoutMs);
     await this.#readLoop(conn);
   }
 
@@ -353,6 +362,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     if (this.#dead) return;
     this.#dead = true;
     clearTimeout(this.#settingsTimer);
+    if (!this.#conn) this.#dialAbort.abort();
     // A graceful end is a plain TCP close: a client GOAWAY(NO_ERROR) aborts
     // Deno's node:http2 servers, our core included (docs/goaway.md).
     if (goaway !== undefined && goaway !== ErrorCode.NO_ERROR && this.#conn) {
@@ -934,21 +944,33 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-async function dial(target: ConnectionTarget): Promise<Deno.Conn> {
-  if (!target.tls) {
-    const conn = await Deno.connect({
-      hostname: target.hostname,
-      port: target.port,
-    });
-    conn.setNoDelay(true);
-    return conn;
-  }
-  const conn = await Deno.connectTls({
+/** Connects (and shakes hands); `signal` aborts both steps. */
+async function dial(
+  target: ConnectionTarget,
+  signal: AbortSignal,
+): Promise<Deno.Conn> {
+  const tcp = await Deno.connect({
     hostname: target.hostname,
     port: target.port,
-    caCerts: target.caCerts,
-    alpnProtocols: ["h2"],
+    signal,
   });
+  tcp.setNoDelay(true);
+  if (!target.tls) return tcp;
+  let conn: Deno.TlsConn;
+  try {
+    signal.throwIfAborted();
+    conn = await Deno.startTls(tcp, {
+      hostname: target.hostname,
+      caCerts: target.caCerts,
+      alpnProtocols: ["h2"],
+    });
+  } catch (e) {
+    closeQuietly(tcp);
+    throw e;
+  }
+  // Closing the socket is the only way to stop a handshake in progress.
+  const abort = () => closeQuietly(conn);
+  signal.addEventListener("abort", abort);
   try {
     const { alpnProtocol } = await conn.handshake();
     if (alpnProtocol !== "h2") {
@@ -961,6 +983,8 @@ async function dial(target: ConnectionTarget): Promise<Deno.Conn> {
   } catch (e) {
     closeQuietly(conn);
     throw e;
+  } finally {
+    signal.removeEventListener("abort", abort);
   }
   return conn;
 }

@@ -46,6 +46,11 @@ export interface H2UpstreamOptions {
    * SETTINGS_INITIAL_WINDOW_SIZE); default 1 MiB.
    */
   streamWindow?: number;
+  /**
+   * How long connecting, the TLS handshake and the core's first SETTINGS may
+   * take before the waiting calls fail UNAVAILABLE; default 10 s.
+   */
+  connectTimeoutMs?: number;
 }
 
 const CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -81,7 +86,7 @@ export function createH2Upstream(
       streamWindow: options.streamWindow ?? 1024 * 1024,
       connectionWindow: CONNECTION_WINDOW,
       writeHighWater: WRITE_HIGH_WATER,
-      settingsTimeoutMs: SETTINGS_TIMEOUT_MS,
+      settingsTimeoutMs: options.connectTimeoutMs ?? SETTINGS_TIMEOUT_MS,
     }, options.ca),
     headers: new RequestHeaderEncoder(u.protocol.slice(0, -1), u.host),
     active: new Set(),
