@@ -727,3 +727,22 @@ Deno.test("createH2Upstream() fails calls UNAVAILABLE after connectTimeoutMs whe
     await up.close();
   }
 });
+
+Deno.test("createH2Upstream() ends the connection with ENHANCE_YOUR_CALM when the peer floods PINGs without reading", async () => {
+  const count = 600_000;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    await peer.requestHeaders();
+    const flood = new Uint8Array(17 * count);
+    for (let i = 0; i < count; i++) {
+      flood.set(frame(FrameType.PING, 0, 0, new Uint8Array(8)), 17 * i);
+    }
+    await peer.write(flood);
+    await serveEof(peer);
+  }, async (up) => {
+    const r = await within(drain(call(up)), 10_000);
+    assert.ok(r, "the call never settled");
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.match(r.status.message, /ENHANCE_YOUR_CALM/);
+  });
+});

@@ -74,6 +74,9 @@ export interface ConnectionOwner {
 const READ_BYTES = 64 * 1024;
 const MIN_READ_ROOM = 16 * 1024;
 const MAX_HEADER_BLOCK = 256 * 1024;
+// PING and SETTINGS ACKs queued while no socket write completes: a peer that
+// sends them but never reads would otherwise grow the write buffer forever.
+const MAX_QUEUED_ACKS = 10_000;
 const EMPTY = new Uint8Array(0);
 const ENVELOPE_BYTES = 5;
 // How long a closing connection waits for its writes and the peer's EOF.
@@ -111,6 +114,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   #blockEnd = false;
   #blockParts: Uint8Array[] = [];
   #blockBytes = 0;
+  #acksQueued = 0;
   readonly #done: Promise<void>;
   #closing: Promise<void> = Promise.resolve();
 
@@ -276,6 +280,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
 
   /** A socket write completed. */
   onWritten(): void {
+    this.#acksQueued = 0;
     if (this.#drainWaiters.size > 0) this.#notifyDrain();
   }
 
@@ -671,6 +676,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
         }
       }
     }
+    this.#countAck();
     this.#writer.header(0, FrameType.SETTINGS, Flag.ACK, 0);
     if (!this.#settled) {
       this.#settled = true;
@@ -699,8 +705,18 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       this.#pings.get(readUint32(buf, at + 4))?.(true);
       return;
     }
+    this.#countAck();
     this.#writer.header(8, FrameType.PING, Flag.ACK, 0);
     this.#writer.bytes(buf.subarray(at, at + 8));
+  }
+
+  #countAck(): void {
+    if (++this.#acksQueued > MAX_QUEUED_ACKS) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `over ${MAX_QUEUED_ACKS} PING/SETTINGS to acknowledge while not reading`,
+      );
+    }
   }
 
   #onGoaway(id: number, buf: Uint8Array, at: number, len: number): void {
