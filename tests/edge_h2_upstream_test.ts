@@ -515,6 +515,18 @@ Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the
       ErrorCode.PROTOCOL_ERROR,
     ],
     [
+      "CONTINUATION flood",
+      (id) =>
+        concat([
+          frame(FrameType.HEADERS, 0, id, new Uint8Array([0x88])),
+          ...Array.from(
+            { length: 30_000 },
+            () => frame(FrameType.CONTINUATION, 0, id),
+          ),
+        ]),
+      ErrorCode.ENHANCE_YOUR_CALM,
+    ],
+    [
       "HEADERS interrupted by DATA",
       (id) =>
         concat([
@@ -534,7 +546,8 @@ Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the
       goaway = readUint32(f.payload, 4);
       await serveEof(peer);
     }, async (up) => {
-      const r = await drain(call(up));
+      // The deadline turns a missed check into a failure, not a hang.
+      const r = await drain(call(up, { timeoutMs: 5000 }));
       assert.equal(r.status.code, Code.UNAVAILABLE, what);
       assert.match(r.status.message, /protocol error/, what);
     });

@@ -114,6 +114,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   #blockEnd = false;
   #blockParts: Uint8Array[] = [];
   #blockBytes = 0;
+  #blockFrames = 0;
   #acksQueued = 0;
   readonly #done: Promise<void>;
   #closing: Promise<void> = Promise.resolve();
@@ -558,6 +559,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     this.#blockEnd = endStream;
     this.#blockParts = [buf.slice(from, to)];
     this.#blockBytes = to - from;
+    this.#blockFrames = 1;
   }
 
   #onContinuation(
@@ -571,7 +573,12 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       throw protocolError("CONTINUATION without a header block in progress");
     }
     this.#blockBytes += len;
-    if (this.#blockBytes > MAX_HEADER_BLOCK) {
+    // Frame headers count too: empty CONTINUATIONs must not go on forever.
+    this.#blockFrames++;
+    if (
+      this.#blockBytes + this.#blockFrames * FRAME_HEADER_BYTES >
+        MAX_HEADER_BLOCK
+    ) {
       throw new H2ConnectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
         `header block over ${MAX_HEADER_BLOCK} bytes`,
