@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { createH2Upstream } from "../edge/upstream/h2/upstream.ts";
+import { H2Pool } from "../edge/upstream/h2/pool.ts";
+import { H2Stream } from "../edge/upstream/h2/stream.ts";
+import { RequestHeaderEncoder } from "../edge/upstream/h2/request_headers.ts";
 import {
   ErrorCode,
   Flag,
   FrameType,
   goawayFrame,
+  MAX_STREAM_ID,
   readUint32,
   rstStreamFrame,
   Setting,
@@ -758,4 +762,51 @@ Deno.test("createH2Upstream() ends the connection with ENHANCE_YOUR_CALM when th
     assert.equal(r.status.code, Code.UNAVAILABLE);
     assert.match(r.status.message, /ENHANCE_YOUR_CALM/);
   });
+});
+
+Deno.test("H2Pool closes a connection that ran out of stream ids when its last stream ends", async () => {
+  let eof!: () => void;
+  const firstClosed = new Promise<void>((r) => eof = r);
+  const ids: number[] = [];
+  const peer = startRawPeer(async (p, index) => {
+    await p.handshake();
+    const req = await readRequest(p);
+    ids.push(req.id);
+    await p.write(p.answer(req.id));
+    await serveEof(p);
+    if (index === 0) eof();
+  });
+  const pool = new H2Pool(`http://127.0.0.1:${peer.port}`, {
+    streamWindow: 65535,
+    connectionWindow: 65535,
+    writeHighWater: 65536,
+    settingsTimeoutMs: 5000,
+    firstStreamId: MAX_STREAM_ID,
+  });
+  const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
+  const send = () =>
+    new Promise<string>((resolve) => {
+      const s = new H2Stream({
+        onHeaders: (_, end) => end && resolve("ok"),
+        onData() {},
+        onReset: (code) => resolve(`reset ${code}`),
+        onFail: resolve,
+        onDrain() {},
+      }, headers.build(PATH, {}, undefined));
+      pool.place(s);
+      s.end();
+    });
+  try {
+    assert.equal(await send(), "ok");
+    assert.notEqual(
+      await within(firstClosed, 2000),
+      null,
+      "the exhausted connection stayed open",
+    );
+    assert.equal(await send(), "ok");
+    assert.deepEqual(ids, [MAX_STREAM_ID, MAX_STREAM_ID]);
+  } finally {
+    await pool.close();
+    await peer.close();
+  }
 });

@@ -61,6 +61,8 @@ export interface ConnectionOptions {
    * together; a blackholed address or a silent port fails the calls then.
    */
   settingsTimeoutMs: number;
+  /** The first stream id (odd); tests start near 2^31 to exhaust ids. */
+  firstStreamId?: number;
 }
 
 /** The pool a connection reports to. */
@@ -128,6 +130,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     this.#opts = options;
     this.#writer = new FrameWriter(this);
     this.#recvWindow = options.connectionWindow;
+    this.#nextId = options.firstStreamId ?? 1;
     this.#writer.bytes(CLIENT_PREFACE);
     this.#writer.bytes(settingsFrame([
       [Setting.HEADER_TABLE_SIZE, 4096],
@@ -935,7 +938,11 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
 
   #forget(s: H2Stream): void {
     this.#detach(s);
-    if (this.#goaway && this.#streams.size === 0 && !this.#dead) {
+    // Draining after GOAWAY, or out of stream ids: the last stream ends it.
+    if (
+      this.#streams.size === 0 && !this.#dead &&
+      (this.#goaway || this.#nextId > MAX_STREAM_ID)
+    ) {
       this.#die("upstream connection drained", ErrorCode.NO_ERROR);
     }
   }
