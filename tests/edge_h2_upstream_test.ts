@@ -17,7 +17,7 @@ import {
 } from "../edge/upstream/h2/frames.ts";
 import { Code } from "../edge/upstream/status.ts";
 import type { UpstreamCall } from "../edge/upstream/types.ts";
-import { EnvelopeParser } from "../protocol/mod.ts";
+import { encodeEnvelope, EnvelopeParser } from "../protocol/mod.ts";
 import {
   concat,
   frame,
@@ -781,6 +781,8 @@ Deno.test("H2Pool closes a connection that ran out of stream ids when its last s
     connectionWindow: 65535,
     writeHighWater: 65536,
     settingsTimeoutMs: 5000,
+    keepaliveIntervalMs: 0,
+    keepaliveTimeoutMs: 10_000,
     firstStreamId: MAX_STREAM_ID,
   });
   const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
@@ -809,4 +811,136 @@ Deno.test("H2Pool closes a connection that ran out of stream ids when its last s
     await pool.close();
     await peer.close();
   }
+});
+
+const KEEPALIVE = { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 100 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const OK_HEADERS: [string, string][] = [
+  [":status", "200"],
+  ["content-type", "application/grpc"],
+];
+
+/**
+ * Reads frames until EOF, logging the time and payload of every PING the
+ * client sends, and acknowledges them if `answer`.
+ */
+async function logPings(
+  peer: PeerConnection,
+  log: { at: number; payload: Uint8Array }[],
+  answer: boolean,
+) {
+  while (true) {
+    const f = await peer.next();
+    if (f === null) return;
+    if (f.type !== FrameType.PING || f.flags & Flag.ACK) continue;
+    log.push({ at: Date.now(), payload: f.payload });
+    if (answer) await peer.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
+  }
+}
+
+Deno.test("createH2Upstream() keepalive: a peer that answers PINGs keeps a silent stream alive past several intervals", async () => {
+  const pings: { at: number; payload: Uint8Array }[] = [];
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    await peer.write(peer.headers(req.id, OK_HEADERS));
+    const reading = logPings(peer, pings, true);
+    await sleep(800);
+    await peer.write(
+      frame(FrameType.DATA, 0, req.id, encodeEnvelope(0, new Uint8Array([5]))),
+      peer.headers(req.id, [["grpc-status", "0"]], true),
+    );
+    await reading;
+  }, async (up) => {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.deepEqual(r.messages, [new Uint8Array([5])]);
+  }, KEEPALIVE);
+  assert.ok(pings.length >= 2, `${pings.length} keepalive PINGs`);
+  assert.ok(pings.length <= 8, `${pings.length} keepalive PINGs`);
+  for (let i = 1; i < pings.length; i++) {
+    const gap = pings[i].at - pings[i - 1].at;
+    assert.ok(gap >= 90, `PINGs ${gap} ms apart`);
+  }
+  // Not the health check's opaque data (which starts with 0).
+  for (const p of pings) assert.notEqual(readUint32(p.payload, 0), 0);
+});
+
+Deno.test("createH2Upstream() keepalive: fails an open stream UNAVAILABLE when the peer stops answering and dials a new connection", async () => {
+  const pings: { at: number; payload: Uint8Array }[] = [];
+  await withPeer(async (peer, index) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    if (index === 0) {
+      // Alive as far as TCP knows: reads everything, sends nothing.
+      await peer.write(peer.headers(req.id, OK_HEADERS));
+      await logPings(peer, pings, false);
+      return;
+    }
+    await peer.write(peer.answer(req.id, [new Uint8Array([7])]));
+    await serveEof(peer);
+  }, async (up, peer) => {
+    const first = call(up);
+    await first.headers;
+    const t0 = Date.now();
+    const status = await within(first.status, 5000);
+    const elapsed = Date.now() - t0;
+    assert.ok(status, "the stream never failed");
+    assert.equal(status.code, Code.UNAVAILABLE);
+    assert.match(
+      status.message,
+      /upstream did not answer a keepalive ping within 100 ms/,
+    );
+    // Silence of 1-2 intervals, then the timeout.
+    assert.ok(elapsed >= 150 && elapsed < 1000, `failed after ${elapsed} ms`);
+    const second = await drain(call(up));
+    assert.equal(second.status.code, Code.OK, second.status.message);
+    assert.deepEqual(second.messages, [new Uint8Array([7])]);
+    assert.equal(peer.accepted(), 2);
+  }, KEEPALIVE);
+  assert.equal(pings.length, 1, "one keepalive PING outstanding at most");
+});
+
+Deno.test("createH2Upstream() keepalive: sends no PINGs on a connection with no open streams", async () => {
+  const pings: { at: number; payload: Uint8Array }[] = [];
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    await peer.write(peer.answer(req.id));
+    await logPings(peer, pings, true);
+  }, async (up) => {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    await sleep(600);
+  }, KEEPALIVE);
+  assert.equal(pings.length, 0);
+});
+
+Deno.test("createH2Upstream() keepalive: sends no PINGs while the peer keeps sending DATA", async () => {
+  const pings: { at: number; payload: Uint8Array }[] = [];
+  const count = 25;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    await peer.write(peer.headers(req.id, OK_HEADERS));
+    const reading = logPings(peer, pings, true);
+    for (let i = 0; i < count; i++) {
+      await sleep(30);
+      await peer.write(
+        frame(
+          FrameType.DATA,
+          0,
+          req.id,
+          encodeEnvelope(0, new Uint8Array([i])),
+        ),
+      );
+    }
+    await peer.write(peer.headers(req.id, [["grpc-status", "0"]], true));
+    await reading;
+  }, async (up) => {
+    const r = await drain(call(up));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.equal(r.messages.length, count);
+  }, KEEPALIVE);
+  assert.equal(pings.length, 0);
 });

@@ -3,8 +3,9 @@
  *
  * It owns the preface and SETTINGS exchange, the stream table, the read loop
  * (one reusable buffer, many frames parsed per read, no object per frame),
- * per-turn batched writes, flow control in both directions, PING, GOAWAY and
- * RST_STREAM. gRPC semantics live in the stream handlers, not here.
+ * per-turn batched writes, flow control in both directions, PING, GOAWAY,
+ * RST_STREAM and keepalive. gRPC semantics live in the stream handlers, not
+ * here.
  *
  * A connection error (a frame the RFC calls malformed) ends the connection
  * with GOAWAY carrying the error code; every stream then fails.
@@ -61,6 +62,18 @@ export interface ConnectionOptions {
    * together; a blackholed address or a silent port fails the calls then.
    */
   settingsTimeoutMs: number;
+  /**
+   * Silence from the peer, while streams are open, after which a keepalive
+   * PING goes out (grpc's keepalive_time); 0 turns keepalive off. A host that
+   * died without closing its sockets would otherwise hang streaming calls
+   * until the kernel gives up on the connection.
+   */
+  keepaliveIntervalMs: number;
+  /**
+   * How long a keepalive PING may go unanswered (no frame at all arrives)
+   * before the connection counts as dead (grpc's keepalive_timeout).
+   */
+  keepaliveTimeoutMs: number;
   /** The first stream id (odd); tests start near 2^31 to exhaust ids. */
   firstStreamId?: number;
 }
@@ -83,6 +96,9 @@ const EMPTY = new Uint8Array(0);
 const ENVELOPE_BYTES = 5;
 // How long a closing connection waits for its writes and the peer's EOF.
 const LINGER_MS = 1000;
+// The first half of a keepalive PING's opaque data ("keep"); ping() uses 0,
+// so its ACK is never taken for a health check's.
+const KEEPALIVE_PING = 0x6b656570;
 
 /** A client connection; create it through the pool. */
 export class H2Connection implements StreamOwner, FrameWriterEvents {
@@ -118,6 +134,11 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   #blockBytes = 0;
   #blockFrames = 0;
   #acksQueued = 0;
+  // Keepalive: a read since the last tick, and a PING still unanswered.
+  #heard = false;
+  #keepalivePending = false;
+  #keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #keepaliveTick = () => this.#keepalive();
   readonly #done: Promise<void>;
   #closing: Promise<void> = Promise.resolve();
 
@@ -186,11 +207,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
         resolve(ok);
       };
       this.#pings.set(seq, done);
-      const w = this.#writer;
-      const at = w.reserve(FRAME_HEADER_BYTES + 8);
-      writeFrameHeader(w.buf, at, 8, FrameType.PING, 0, 0);
-      writeUint32(w.buf, at + FRAME_HEADER_BYTES, 0);
-      writeUint32(w.buf, at + FRAME_HEADER_BYTES + 4, seq);
+      this.#sendPing(0, seq);
     });
   }
 
@@ -331,6 +348,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
         break;
       }
       if (n === null) break;
+      // Liveness for keepalive: one store per read, not per frame.
+      this.#heard = true;
       // After the end, reading goes on only to see the peer's EOF, so that
       // closing with unread bytes does not reset our GOAWAY away.
       if (this.#dead) {
@@ -367,10 +386,11 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
    * Ends the connection once. With an error code in `goaway`, a GOAWAY frame
    * is the last thing written. Streams not yet answered fail with `message`.
    */
-  #die(message: string, goaway?: number): void {
+  #die(message: string, goaway?: number, abandon = false): void {
     if (this.#dead) return;
     this.#dead = true;
     clearTimeout(this.#settingsTimer);
+    clearTimeout(this.#keepaliveTimer);
     if (!this.#conn) this.#dialAbort.abort();
     // A graceful end is a plain TCP close: a client GOAWAY(NO_ERROR) aborts
     // Deno's node:http2 servers, our core included (docs/goaway.md).
@@ -383,7 +403,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     this.#blocked.clear();
     this.#drainWaiters.clear();
     for (const done of [...this.#pings.values()]) done(false);
-    this.#closing = this.#closeSocket();
+    this.#closing = this.#closeSocket(abandon);
     this.#owner.closed(this);
     for (const s of streams) {
       if (s.closed) continue;
@@ -392,10 +412,19 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     }
   }
 
-  /** Flushes (GOAWAY included), half-closes, and bounds the wait for EOF. */
-  async #closeSocket(): Promise<void> {
+  /**
+   * Flushes (GOAWAY included), half-closes, and bounds the wait for EOF.
+   * An `abandon`ed socket (the peer stopped answering) closes at once: there
+   * is no one to flush to.
+   */
+  async #closeSocket(abandon: boolean): Promise<void> {
     const conn = this.#conn;
     if (!conn) return;
+    if (abandon) {
+      this.#writer.kill();
+      closeQuietly(conn);
+      return;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.#writer.idle(),
@@ -691,6 +720,12 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     if (!this.#settled) {
       this.#settled = true;
       clearTimeout(this.#settingsTimer);
+      if (this.#opts.keepaliveIntervalMs > 0) {
+        this.#keepaliveTimer = setTimeout(
+          this.#keepaliveTick,
+          this.#opts.keepaliveIntervalMs,
+        );
+      }
       const waiting = this.#waiting;
       this.#waiting = [];
       for (const s of waiting) {
@@ -712,12 +747,56 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     if (id !== 0) throw protocolError("PING on a stream");
     if (len !== 8) throw frameSizeError("PING of the wrong size");
     if (flags & Flag.ACK) {
-      this.#pings.get(readUint32(buf, at + 4))?.(true);
+      // A keepalive ACK needs no handling: every read counts as liveness.
+      if (readUint32(buf, at) === 0) {
+        this.#pings.get(readUint32(buf, at + 4))?.(true);
+      }
       return;
     }
     this.#countAck();
     this.#writer.header(8, FrameType.PING, Flag.ACK, 0);
     this.#writer.bytes(buf.subarray(at, at + 8));
+  }
+
+  #sendPing(high: number, low: number): void {
+    const w = this.#writer;
+    const at = w.reserve(FRAME_HEADER_BYTES + 8);
+    writeFrameHeader(w.buf, at, 8, FrameType.PING, 0, 0);
+    writeUint32(w.buf, at + FRAME_HEADER_BYTES, high);
+    writeUint32(w.buf, at + FRAME_HEADER_BYTES + 4, low);
+  }
+
+  /**
+   * The keepalive timer: one per connection, re-armed once per tick rather
+   * than per frame. A tick with no read since the last one sends a PING if
+   * streams are open (grpc's keepalive_permit_without_calls=false); the next
+   * tick, `keepaliveTimeoutMs` later, ends the connection if still nothing
+   * arrived. So a PING follows 1-2 intervals of silence, never more than one
+   * is outstanding, and they are at least an interval apart, well inside
+   * servers' PING-flood limits; a busy connection sends none.
+   */
+  #keepalive(): void {
+    const { keepaliveIntervalMs, keepaliveTimeoutMs } = this.#opts;
+    if (this.#heard) {
+      this.#heard = false;
+      this.#keepalivePending = false;
+    } else if (this.#keepalivePending) {
+      this.#die(
+        `upstream did not answer a keepalive ping within ${keepaliveTimeoutMs} ms`,
+        undefined,
+        true,
+      );
+      return;
+    } else if (this.#streams.size > 0) {
+      this.#keepalivePending = true;
+      this.#sendPing(KEEPALIVE_PING, 0);
+      this.#keepaliveTimer = setTimeout(
+        this.#keepaliveTick,
+        keepaliveTimeoutMs,
+      );
+      return;
+    }
+    this.#keepaliveTimer = setTimeout(this.#keepaliveTick, keepaliveIntervalMs);
   }
 
   #countAck(): void {

@@ -51,11 +51,25 @@ export interface H2UpstreamOptions {
    * take before the waiting calls fail UNAVAILABLE; default 10 s.
    */
   connectTimeoutMs?: number;
+  /**
+   * Silence from the core, while calls are open on a connection, after which
+   * the edge sends an HTTP/2 PING (grpc's keepalive_time); default 30 s, 0
+   * turns keepalive off. It finds a core host that died without closing its
+   * sockets, which would otherwise hang streaming calls for ~15 minutes.
+   */
+  keepaliveIntervalMs?: number;
+  /**
+   * How long that PING may go unanswered before the connection's calls fail
+   * UNAVAILABLE and the next call dials afresh; default 10 s.
+   */
+  keepaliveTimeoutMs?: number;
 }
 
 const CONNECTION_WINDOW = 16 * 1024 * 1024;
 const WRITE_HIGH_WATER = 256 * 1024;
 const SETTINGS_TIMEOUT_MS = 10_000;
+const KEEPALIVE_INTERVAL_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
 
 interface Shared {
   readonly pool: H2Pool;
@@ -81,12 +95,23 @@ export function createH2Upstream(
   options: H2UpstreamOptions,
 ): Upstream {
   const u = new URL(url);
+  const keepaliveIntervalMs = options.keepaliveIntervalMs ??
+    KEEPALIVE_INTERVAL_MS;
+  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ??
+    KEEPALIVE_TIMEOUT_MS;
+  if (!(keepaliveIntervalMs >= 0) || !(keepaliveTimeoutMs > 0)) {
+    throw new RangeError(
+      "keepaliveIntervalMs must be >= 0 and keepaliveTimeoutMs > 0",
+    );
+  }
   const shared: Shared = {
     pool: new H2Pool(url, {
       streamWindow: options.streamWindow ?? 1024 * 1024,
       connectionWindow: CONNECTION_WINDOW,
       writeHighWater: WRITE_HIGH_WATER,
       settingsTimeoutMs: options.connectTimeoutMs ?? SETTINGS_TIMEOUT_MS,
+      keepaliveIntervalMs,
+      keepaliveTimeoutMs,
     }, options.ca),
     headers: new RequestHeaderEncoder(u.protocol.slice(0, -1), u.host),
     active: new Set(),
