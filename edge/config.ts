@@ -27,6 +27,11 @@ export interface EdgeConfig {
    * on Deno.connect / Deno.connectTls) or "node" (node:http2).
    */
   upstreamClient: UpstreamClient;
+  /**
+   * The h2 client's keepalive: ms of silence on a connection with open calls
+   * before it sends a PING; 0 turns keepalive off.
+   */
+  upstreamKeepaliveMs: number;
 }
 
 /** The upstream HTTP/2 client implementations. */
@@ -40,6 +45,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
+  upstreamKeepaliveMs: 30_000,
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -54,6 +60,10 @@ const SETTINGS = {
   allowedOrigins: { flag: "allowed-origins", env: "ALLOWED_ORIGINS" },
   maxMessageBytes: { flag: "max-message-bytes", env: "MAX_MESSAGE_BYTES" },
   upstreamClient: { flag: "upstream-client", env: "UPSTREAM_CLIENT" },
+  upstreamKeepaliveMs: {
+    flag: "upstream-keepalive-ms",
+    env: "UPSTREAM_KEEPALIVE_MS",
+  },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 type Parsers = {
@@ -69,6 +79,7 @@ const PARSERS: Parsers = {
   },
   port: (raw, name) => integer(raw, name, 0, 65535),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
+  upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);

@@ -25,6 +25,7 @@ try {
 
 const upstream = createUpstream(config.upstreamClient, config.upstream, {
   maxMessageBytes: config.maxMessageBytes,
+  keepaliveIntervalMs: config.upstreamKeepaliveMs,
 });
 const app = createEdgeApp({ upstream, config });
 const server = Deno.serve({

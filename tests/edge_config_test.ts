@@ -24,6 +24,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
     upstreamClient: "h2",
+    upstreamKeepaliveMs: 30_000,
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -103,4 +104,29 @@ Deno.test("parseEdgeConfig() picks the upstream client from --upstream-client or
     /--upstream-client must be "h2" or "node", got "fetch"/,
   );
   rejects([], { UPSTREAM_CLIENT: "H2" }, /^UPSTREAM_CLIENT must be/);
+});
+
+Deno.test("parseEdgeConfig() takes the upstream keepalive from --upstream-keepalive-ms or UPSTREAM_KEEPALIVE_MS", () => {
+  assert.equal(parseEdgeConfig([], {}).upstreamKeepaliveMs, 30_000);
+  assert.equal(
+    parseEdgeConfig([], { UPSTREAM_KEEPALIVE_MS: "300000" })
+      .upstreamKeepaliveMs,
+    300_000,
+  );
+  assert.equal(
+    parseEdgeConfig(["--upstream-keepalive-ms", "0"], {
+      UPSTREAM_KEEPALIVE_MS: "300000",
+    }).upstreamKeepaliveMs,
+    0,
+  );
+  rejects(
+    ["--upstream-keepalive-ms=-1"],
+    {},
+    /--upstream-keepalive-ms must be/,
+  );
+  rejects(
+    [],
+    { UPSTREAM_KEEPALIVE_MS: "soon" },
+    /^UPSTREAM_KEEPALIVE_MS must be/,
+  );
 });

@@ -17,6 +17,8 @@ export interface UpstreamOptions {
   maxMessageBytes: number;
   /** PEM CA for an https:// core with a private certificate. */
   ca?: string;
+  /** h2 only: keepalive PING after this much silence (0 = off). */
+  keepaliveIntervalMs?: number;
 }
 
 /**
