@@ -16,7 +16,6 @@ import {
   windowUpdateFrame,
 } from "../edge/upstream/h2/frames.ts";
 import { Code } from "../edge/upstream/status.ts";
-import type { UpstreamCall } from "../edge/upstream/types.ts";
 import { encodeEnvelope, EnvelopeParser } from "../protocol/mod.ts";
 import {
   concat,
@@ -26,6 +25,7 @@ import {
   startRawPeer,
   u32,
 } from "./fixtures/h2_raw_peer.ts";
+import { drain } from "./fixtures/upstream_calls.ts";
 
 const LIMIT = { maxMessageBytes: 4 << 20 };
 const PATH = "/chat.ChatService/SendMessage";
@@ -42,16 +42,6 @@ function assertSameBytes(a: Uint8Array, b: Uint8Array, what = "bytes") {
 }
 const bytes = (n: number, seed: number) =>
   Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
-
-async function drain(call: UpstreamCall) {
-  const out: Uint8Array[] = [];
-  for await (const m of call.messages) out.push(m);
-  return {
-    headers: await call.headers,
-    messages: out,
-    status: await call.status,
-  };
-}
 
 function call(
   up: ReturnType<typeof createH2Upstream>,

@@ -11,8 +11,9 @@ import { chatPaths } from "../rpc/chat_service.ts";
 import { createHttp2Upstream } from "../edge/upstream/http2.ts";
 import { createH2Upstream } from "../edge/upstream/h2/upstream.ts";
 import { Code, StatusError } from "../edge/upstream/status.ts";
-import type { Upstream, UpstreamCall } from "../edge/upstream/types.ts";
+import type { Upstream } from "../edge/upstream/types.ts";
 import { startFixtureCore } from "./fixtures/edge_core.ts";
+import { drain } from "./fixtures/upstream_calls.ts";
 
 const LIMIT = { maxMessageBytes: 1 << 20 };
 
@@ -31,16 +32,6 @@ const sendReq = (content: string) =>
     create(SendMessageRequestSchema, { user: "ann", room: "r1", content }),
   );
 const noAbort = () => new AbortController().signal;
-
-async function drain(call: UpstreamCall) {
-  const out: Uint8Array[] = [];
-  for await (const m of call.messages) out.push(m);
-  return {
-    headers: await call.headers,
-    messages: out,
-    status: await call.status,
-  };
-}
 
 async function withCore(
   makeUpstream: typeof createH2Upstream,

@@ -7,7 +7,7 @@
  */
 import type http2 from "node:http2";
 import { encodeEnvelope } from "../../protocol/mod.ts";
-import { Code, StatusError } from "./status.ts";
+import { statusFromRequestError } from "./status.ts";
 import type { UpstreamStatus } from "./types.ts";
 
 /** Writes request messages, honouring backpressure, then half-closes. */
@@ -37,15 +37,7 @@ export async function pump(
     }
     if (!stream.closed) stream.end();
   } catch (e) {
-    settle(
-      e instanceof StatusError
-        ? { code: e.code, message: e.message, trailers: {} }
-        : {
-          code: Code.INTERNAL,
-          message: "reading the request failed",
-          trailers: {},
-        },
-    );
+    settle(statusFromRequestError(e));
   } finally {
     stream.off("close", onClose);
   }

@@ -100,3 +100,18 @@ export function statusFromAbort(reason: unknown): UpstreamStatus {
     trailers: {},
   };
 }
+
+/**
+ * The status for a request body that failed while being read: a
+ * {@linkcode StatusError} keeps its code (e.g. a malformed gRPC-Web frame),
+ * anything else is INTERNAL.
+ */
+export function statusFromRequestError(err: unknown): UpstreamStatus {
+  return err instanceof StatusError
+    ? { code: err.code, message: err.message, trailers: {} }
+    : {
+      code: Code.INTERNAL,
+      message: "reading the request failed",
+      trailers: {},
+    };
+}

@@ -19,8 +19,8 @@ import {
   Code,
   codeFromHttpStatus,
   codeFromRstCode,
-  StatusError,
   statusFromAbort,
+  statusFromRequestError,
 } from "../status.ts";
 import type {
   CallOptions,
@@ -387,15 +387,7 @@ class H2Call
       }
       if (!this.#settled) stream.end();
     } catch (e) {
-      this.settle(
-        e instanceof StatusError
-          ? { code: e.code, message: e.message, trailers: {} }
-          : {
-            code: Code.INTERNAL,
-            message: "reading the request failed",
-            trailers: {},
-          },
-      );
+      this.settle(statusFromRequestError(e));
     } finally {
       this.#requests = undefined;
     }
