@@ -44,8 +44,7 @@ export function frameChatMessage(
   const userLen = utf8Length(user);
   const contentLen = utf8Length(content);
   const roomLen = utf8Length(room);
-  const tsLen = (seconds !== 0 ? 1 + varintSize(seconds) : 0) +
-    (nanos !== 0 ? 1 + varintSize(nanos) : 0);
+  const tsLen = timestampSize(seconds, nanos);
   const size = fieldSize(idLen) + fieldSize(userLen) + fieldSize(contentLen) +
     fieldSize(roomLen) + 1 + varintSize(tsLen) + tsLen +
     (type !== MessageType.CHAT ? 1 + varintSize(type) : 0);
@@ -57,8 +56,52 @@ export function frameChatMessage(
   at = writeString(out, at, 0x12, user, userLen);
   at = writeString(out, at, 0x1a, content, contentLen);
   at = writeString(out, at, 0x22, room, roomLen);
-  out[at++] = 0x2a;
-  at = writeVarint(out, at, tsLen);
+  at = writeTimestampField(out, at, 0x2a, seconds, nanos, tsLen);
+  // CHAT is 0, the default: proto3 leaves it out.
+  if (type !== MessageType.CHAT) {
+    out[at++] = 0x30;
+    writeVarint(out, at, type);
+  }
+  return out;
+}
+
+/**
+ * `SendMessageResponse{message_id = 1, timestamp = 2}`, the same bytes as
+ * protobuf-es's `toBinary()`, written at its exact size.
+ */
+export function encodeSendResponse(id: string, nowMs: number): Uint8Array {
+  const seconds = Math.floor(nowMs / 1000);
+  if (seconds < 0) {
+    const w = new BinaryWriter();
+    if (id !== "") w.tag(1, 2).string(id);
+    writeTimestamp(w, 2, nowMs);
+    return w.finish();
+  }
+  const nanos = (nowMs - seconds * 1000) * 1_000_000;
+  const idLen = utf8Length(id);
+  const tsLen = timestampSize(seconds, nanos);
+  const out = new Uint8Array(fieldSize(idLen) + 1 + varintSize(tsLen) + tsLen);
+  const at = writeString(out, 0, 0x0a, id, idLen);
+  writeTimestampField(out, at, 0x12, seconds, nanos, tsLen);
+  return out;
+}
+
+/** Bytes of a Timestamp's body (seconds = 1, nanos = 2; zeros left out). */
+function timestampSize(seconds: number, nanos: number): number {
+  return (seconds !== 0 ? 1 + varintSize(seconds) : 0) +
+    (nanos !== 0 ? 1 + varintSize(nanos) : 0);
+}
+
+function writeTimestampField(
+  out: Uint8Array,
+  at: number,
+  tag: number,
+  seconds: number,
+  nanos: number,
+  size: number,
+): number {
+  out[at++] = tag;
+  at = writeVarint(out, at, size);
   if (seconds !== 0) {
     out[at++] = 0x08;
     at = writeVarint(out, at, seconds);
@@ -67,12 +110,7 @@ export function frameChatMessage(
     out[at++] = 0x10;
     at = writeVarint(out, at, nanos);
   }
-  // CHAT is 0, the default: proto3 leaves it out.
-  if (type !== MessageType.CHAT) {
-    out[at++] = 0x30;
-    writeVarint(out, at, type);
-  }
-  return out;
+  return at;
 }
 
 /** The same message through protobuf-es's BinaryWriter (negative times). */
@@ -119,7 +157,7 @@ function writeVarint(out: Uint8Array, at: number, n: number): number {
 }
 
 function writeString(
-  out: Buffer,
+  out: Uint8Array,
   at: number,
   tag: number,
   s: string,

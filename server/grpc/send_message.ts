@@ -7,7 +7,6 @@
  * (compressed requests, or a grpc-js layout the direct path does not know).
  */
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import type {
   SendMessageRequest,
   SendMessageResponse,
@@ -16,7 +15,9 @@ import { ChatError } from "../rooms/errors.ts";
 import { validatePost } from "../rooms/validate.ts";
 import { PREFIX_BYTES } from "./framing.ts";
 import type { HandlerContext } from "./context.ts";
-import { frameChatMessage, writeTimestamp } from "./messages.ts";
+import { encodeSendResponse, frameChatMessage } from "./messages.ts";
+
+export { encodeSendResponse };
 import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
 
@@ -46,14 +47,6 @@ export function postMessage(
     return framed;
   });
   return encodeSendResponse(id, nowMs);
-}
-
-/** `SendMessageResponse{message_id = 1, timestamp = 2}`, written directly. */
-export function encodeSendResponse(id: string, nowMs: number): Uint8Array {
-  const w = new BinaryWriter();
-  if (id !== "") w.tag(1, 2).string(id);
-  writeTimestamp(w, 2, nowMs);
-  return w.finish();
 }
 
 /** grpc-js's handler for the calls the direct path does not take. */
