@@ -204,6 +204,30 @@ export interface SendFields {
  * throws on malformed bytes, as `fromBinary()` does.
  */
 export function decodeSendRequest(bytes: Uint8Array): SendFields {
+  return fastSend(bytes) ?? readSend(bytes);
+}
+
+/** decodeSendRequest()'s fast path: fields 1–3 only; else undefined. */
+function fastSend(bytes: Uint8Array): SendFields | undefined {
+  const end = bytes.length;
+  let user = "", content = "", room = "";
+  at = 0;
+  while (at < end) {
+    const tag = varint(bytes, end);
+    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return undefined;
+    const len = varint(bytes, end);
+    if (len === -1 || len > end - at) return undefined;
+    const start = at;
+    at += len;
+    if (tag === 0x0a) user = text(bytes, start, at);
+    else if (tag === 0x12) content = text(bytes, start, at);
+    else room = text(bytes, start, at);
+  }
+  return { user, content, room };
+}
+
+/** The general SendMessageRequest decoder: any valid message, every rejection. */
+function readSend(bytes: Uint8Array): SendFields {
   const reader = new BinaryReader(bytes);
   let user = "", content = "", room = "";
   while (reader.pos < reader.len) {
