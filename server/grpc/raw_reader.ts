@@ -22,7 +22,12 @@ import type { EventEmitter } from "node:events";
 import { EnvelopeParser, ProtocolError } from "../../protocol/mod.ts";
 import { ChatError } from "../rooms/errors.ts";
 
-/** Flow control of a reader: pausing stops the HTTP/2 stream's reads. */
+/**
+ * Flow control of a reader: pausing stops the HTTP/2 stream's reads. On the
+ * direct path it takes effect after the chunk being parsed: the messages
+ * already in that chunk (at most one HTTP/2 window's worth) are still
+ * delivered.
+ */
 export interface MessageReader {
   /** True when messages bypass grpc-js (the fast path). */
   readonly direct: boolean;
