@@ -7,8 +7,8 @@
  * @module
  */
 import type http2 from "node:http2";
-import { decodeGrpcMessage } from "../../protocol/mod.ts";
-import { Code } from "./status.ts";
+import { decodeGrpcMessage, ProtocolError } from "../../protocol/mod.ts";
+import { Code, codeFromHttpStatus } from "./status.ts";
 import type { UpstreamStatus } from "./types.ts";
 
 // Headers that describe the transport, never forwarded as user metadata.
@@ -85,5 +85,59 @@ export function statusFrom(h: ResponseHeaders): UpstreamStatus {
     code,
     message: typeof msg === "string" ? decodeGrpcMessage(msg) : "",
     trailers: userMetadata(h),
+  };
+}
+
+/**
+ * What the first header block of a response says: the call failed at the
+ * HTTP level (non-200, not gRPC), it is a trailers-only answer, or a gRPC
+ * response starts with this metadata.
+ */
+export type ResponseStart =
+  | { kind: "failure"; status: UpstreamStatus }
+  | { kind: "trailers-only"; status: UpstreamStatus }
+  | { kind: "headers"; metadata: Record<string, string> };
+
+/** Classifies a response's first header block (see {@linkcode ResponseStart}). */
+export function responseStart(h: ResponseHeaders): ResponseStart {
+  const raw = h[":status"];
+  const code = Number(raw);
+  const type = String(h["content-type"] ?? "");
+  if (code !== 200) {
+    return {
+      kind: "failure",
+      status: {
+        code: codeFromHttpStatus(code),
+        message: `upstream answered HTTP ${raw}`,
+        trailers: {},
+      },
+    };
+  }
+  if (!type.startsWith("application/grpc")) {
+    return {
+      kind: "failure",
+      status: {
+        code: Code.UNKNOWN,
+        message: `upstream sent content-type ${JSON.stringify(type)}`,
+        trailers: {},
+      },
+    };
+  }
+  if (h["grpc-status"] !== undefined) {
+    return { kind: "trailers-only", status: statusFrom(h) };
+  }
+  return { kind: "headers", metadata: userMetadata(h) };
+}
+
+/**
+ * The status for response bytes that are not valid gRPC framing: an
+ * oversize message is RESOURCE_EXHAUSTED, anything else INTERNAL.
+ */
+export function statusFromResponseError(err: unknown): UpstreamStatus {
+  const oversize = err instanceof ProtocolError && err.kind === "oversize";
+  return {
+    code: oversize ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+    message: `upstream response: ${(err as Error).message}`,
+    trailers: {},
   };
 }

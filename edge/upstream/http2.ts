@@ -9,21 +9,17 @@
  * @module
  */
 import http2 from "node:http2";
+import { EnvelopeParser, formatGrpcTimeout } from "../../protocol/mod.ts";
 import {
-  EnvelopeParser,
-  formatGrpcTimeout,
-  ProtocolError,
-} from "../../protocol/mod.ts";
-import { isReservedHeader, statusFrom, userMetadata } from "./headers.ts";
+  isReservedHeader,
+  responseStart,
+  statusFrom,
+  statusFromResponseError,
+} from "./headers.ts";
 import { pump } from "./pump.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
-import {
-  Code,
-  codeFromHttpStatus,
-  codeFromRstCode,
-  statusFromAbort,
-} from "./status.ts";
+import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
 import type {
   CallOptions,
   Upstream,
@@ -152,36 +148,16 @@ export function createHttp2Upstream(
     let trailersOnly: UpstreamStatus | undefined;
 
     stream.on("response", (h) => {
-      const code = Number(h[":status"]);
-      const type = String(h["content-type"] ?? "");
-      if (code !== 200) {
-        httpFailure = {
-          code: codeFromHttpStatus(code),
-          message: `upstream answered HTTP ${code}`,
-          trailers: {},
-        };
-      } else if (!type.startsWith("application/grpc")) {
-        httpFailure = {
-          code: Code.UNKNOWN,
-          message: `upstream sent content-type ${JSON.stringify(type)}`,
-          trailers: {},
-        };
-      } else if (h["grpc-status"] !== undefined) {
-        trailersOnly = statusFrom(h);
-      } else {
-        resolveHeaders(userMetadata(h));
-      }
+      const start = responseStart(h);
+      if (start.kind === "failure") httpFailure = start.status;
+      else if (start.kind === "trailers-only") trailersOnly = start.status;
+      else resolveHeaders(start.metadata);
     });
     stream.on("data", (chunk: Uint8Array) => {
       try {
         for (const env of parser.push(chunk)) queue.push(env.data);
       } catch (e) {
-        const oversize = e instanceof ProtocolError && e.kind === "oversize";
-        settle({
-          code: oversize ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
-          message: `upstream response: ${(e as Error).message}`,
-          trailers: {},
-        });
+        settle(statusFromResponseError(e));
       }
     });
     stream.on("trailers", (t) => {
@@ -207,11 +183,7 @@ export function createHttp2Upstream(
       try {
         parser.finish();
       } catch (e) {
-        s ??= {
-          code: Code.INTERNAL,
-          message: `upstream response: ${(e as Error).message}`,
-          trailers: {},
-        };
+        s ??= statusFromResponseError(e);
       }
       queue.end();
       settle(

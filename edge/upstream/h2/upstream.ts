@@ -11,13 +11,17 @@
  *
  * @module
  */
-import { EnvelopeParser, ProtocolError } from "../../../protocol/mod.ts";
+import { EnvelopeParser } from "../../../protocol/mod.ts";
 import type { HeaderField } from "../../../protocol/http2/hpack.ts";
-import { headerRecord, statusFrom, userMetadata } from "../headers.ts";
+import {
+  headerRecord,
+  responseStart,
+  statusFrom,
+  statusFromResponseError,
+} from "../headers.ts";
 import { MessageQueue, type MessageQueueOptions } from "../message_queue.ts";
 import {
   Code,
-  codeFromHttpStatus,
   codeFromRstCode,
   statusFromAbort,
   statusFromRequestError,
@@ -254,24 +258,11 @@ class H2Call
       // 1xx informational headers precede the real ones.
       if (code >= 100 && code < 200 && !endStream) return;
       this.#gotHeaders = true;
-      const type = h["content-type"] ?? "";
-      if (code !== 200) {
-        this.#httpFailure = {
-          code: codeFromHttpStatus(code),
-          message: `upstream answered HTTP ${h[":status"]}`,
-          trailers: {},
-        };
-      } else if (!type.startsWith("application/grpc")) {
-        this.#httpFailure = {
-          code: Code.UNKNOWN,
-          message: `upstream sent content-type ${JSON.stringify(type)}`,
-          trailers: {},
-        };
-      } else if (h["grpc-status"] !== undefined) {
-        this.#trailersOnly = statusFrom(h);
-      } else {
-        this.#resolveHeaders(userMetadata(h));
-      }
+      const start = responseStart(h);
+      if (start.kind === "failure") this.#httpFailure = start.status;
+      else if (start.kind === "trailers-only") {
+        this.#trailersOnly = start.status;
+      } else this.#resolveHeaders(start.metadata);
       if (endStream) this.#finish(undefined, 0, undefined);
       return;
     }
@@ -310,12 +301,7 @@ class H2Call
           this.messages.push(envelopes[i].data);
         }
       } catch (e) {
-        const oversize = e instanceof ProtocolError && e.kind === "oversize";
-        this.settle({
-          code: oversize ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
-          message: `upstream response: ${(e as Error).message}`,
-          trailers: {},
-        });
+        this.settle(statusFromResponseError(e));
         return;
       }
     }
