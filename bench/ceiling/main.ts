@@ -18,18 +18,17 @@ import net from "node:net";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { UploadResponseSchema } from "../../gen/chat_pb.ts";
 import {
-  MessageType,
-  SendMessageResponseSchema,
-  UploadResponseSchema,
-} from "../../gen/chat_pb.ts";
-import { decodePost } from "../../server/grpc/post_decoder.ts";
+  decodePost,
+  decodeSendRequest,
+} from "../../server/grpc/post_decoder.ts";
 import { frameMessage } from "../../server/grpc/framing.ts";
 import {
-  echoMessage,
-  encodeMessage,
+  encodeSendResponse,
+  frameChatMessage,
+  frameEchoMessage,
   welcomeMessage,
 } from "../../server/grpc/messages.ts";
 import {
@@ -77,20 +76,6 @@ function finish(stream: http2.ServerHttp2Stream, last?: Uint8Array): void {
   else stream.end();
 }
 
-/** SendMessageRequest: user = 1, content = 2, room = 3. */
-function decodeSend(bytes: Uint8Array) {
-  const r = new BinaryReader(bytes);
-  let user = "", content = "", room = "";
-  while (r.pos < r.len) {
-    const [no, wt] = r.tag();
-    if (no === 1) user = r.string();
-    else if (no === 2) content = r.string();
-    else if (no === 3) room = r.string();
-    else r.skip(wt);
-  }
-  return { user, content, room };
-}
-
 function onStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
@@ -99,28 +84,21 @@ function onStream(
   switch (headers[":path"]) {
     case "/chat.ChatService/SendMessage": {
       frames(stream, (payload) => {
-        const req = decodeSend(payload);
+        const req = decodeSendRequest(payload);
         const id = `msg_${++nextId}`;
-        const timestamp = timestampFromMs(Date.now());
+        const nowMs = Date.now();
         const subs = rooms.get(req.room);
         if (subs) {
-          const framed = frameMessage(encodeMessage({
+          const framed = frameChatMessage(
             id,
-            user: req.user,
-            content: req.content,
-            room: req.room,
-            timestamp,
-            type: MessageType.CHAT,
-          }));
+            req.user,
+            req.content,
+            req.room,
+            nowMs,
+          );
           for (const s of subs) s.write(framed);
         }
-        finish(
-          stream,
-          frameMessage(toBinary(
-            SendMessageResponseSchema,
-            create(SendMessageResponseSchema, { messageId: id, timestamp }),
-          )),
-        );
+        finish(stream, frameMessage(encodeSendResponse(id, nowMs)));
       });
       return;
     }
@@ -166,7 +144,7 @@ function onStream(
       stream.respond(HEADERS, { waitForTrailers: true });
       frames(stream, (payload) => {
         const m = decodePost(payload);
-        stream.write(frameMessage(echoMessage(m)));
+        stream.write(frameEchoMessage(m));
       });
       stream.once("end", () => finish(stream));
       return;
