@@ -36,7 +36,13 @@ export interface CoreConfig {
   /** Label on every metric, to tell instances apart. */
   instanceId: string;
   /**
-   * Drop HTTP/2 GOAWAY frames from clients before Deno's nghttp2 sees them
+   * Who carries HTTP/2 under grpc-js: "h2", the core's own server
+   * (server/h2/, on Deno.listen), or "node", Deno's `node:http2` through
+   * grpc-js's own listener.
+   */
+  transport: "h2" | "node";
+  /**
+   * With the "node" transport: drop HTTP/2 GOAWAY frames from clients before Deno's nghttp2 sees them
    * (works around a Deno 2.9 abort; see docs/goaway.md).
    */
   goawayGuard: boolean;
@@ -56,6 +62,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   shutdownGraceMs: 5000,
   presence: false,
   instanceId: "core",
+  transport: "h2",
   goawayGuard: true,
   logLevel: "info",
 });
@@ -79,6 +86,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   shutdownGraceMs: { flag: "shutdown-grace-ms", env: "CHAT_SHUTDOWN_GRACE_MS" },
   presence: { flag: "presence", env: "CHAT_PRESENCE" },
   instanceId: { flag: "instance-id", env: "CHAT_INSTANCE_ID" },
+  transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
 };
@@ -138,6 +146,7 @@ function parseValue<K extends keyof CoreConfig>(
     shutdownGraceMs: (r) => integer(name, r, 0, 600_000),
     presence: (r) => flag(name, r),
     instanceId: (r) => r,
+    transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
   };

@@ -31,10 +31,16 @@ import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
 import { enableSocketBatching } from "./grpc/socket_batching.ts";
 import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
 import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
+import { listenWithH2 } from "./grpc/h2_transport.ts";
 
 interface Listener {
   readonly port: number;
+  /** Stops accepting; connections close as their calls end. */
   close(): void;
+  /** Resolves when every connection of ours is closed (after close()). */
+  readonly closed: Promise<void>;
+  /** Closes every connection now. */
+  destroy(): void;
 }
 
 /**
@@ -46,6 +52,16 @@ async function listen(
   config: Readonly<CoreConfig>,
   log: Logger,
 ): Promise<Listener> {
+  if (config.transport === "h2") {
+    return listenWithH2(server, {
+      host: config.host,
+      port: config.port,
+      maxConcurrentStreams: config.maxConcurrentStreams,
+      onError: (err) => log.error("h2 transport", err),
+    });
+  }
+  // grpc-js closes its own sessions in tryShutdown/forceShutdown.
+  const done = { closed: Promise.resolve(), destroy: () => {} };
   if (config.goawayGuard) {
     const guarded = await listenWithGoawayGuard(
       server,
@@ -55,7 +71,7 @@ async function listen(
         batchWrites(conn as unknown as CorkableSocket);
       },
     );
-    return { port: guarded.port, close: () => void guarded.close() };
+    return { ...done, port: guarded.port, close: () => void guarded.close() };
   }
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
@@ -68,7 +84,7 @@ async function listen(
     log.info("socket write batching unavailable: one write per frame");
   }
   // grpc-js' tryShutdown/forceShutdown close its own listener.
-  return { port, close: () => {} };
+  return { ...done, port, close: () => {} };
 }
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
@@ -150,12 +166,15 @@ export async function startCoreServer(
       const force = setTimeout(() => {
         log.info("grace period over: closing remaining connections");
         server.forceShutdown();
+        listener.destroy();
         resolve();
       }, graceMs);
       listener.close();
       server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
+        void listener.closed.then(() => {
+          clearTimeout(force);
+          resolve();
+        });
       });
       // Streams never end by themselves: tell them now, with a status.
       calls.abortAll(new ChatError("unavailable", "server is shutting down"));

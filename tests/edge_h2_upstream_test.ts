@@ -14,7 +14,7 @@ import {
   Setting,
   settingsFrame,
   windowUpdateFrame,
-} from "../edge/upstream/h2/frames.ts";
+} from "../protocol/http2/frames.ts";
 import { Code } from "../edge/upstream/status.ts";
 import { encodeEnvelope, EnvelopeParser } from "../protocol/mod.ts";
 import {

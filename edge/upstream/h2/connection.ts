@@ -36,9 +36,12 @@ import {
   windowUpdateFrame,
   writeFrameHeader,
   writeUint32,
-} from "./frames.ts";
+} from "../../../protocol/http2/frames.ts";
 import type { H2Stream, StreamOwner } from "./stream.ts";
-import { FrameWriter, type FrameWriterEvents } from "./writer.ts";
+import {
+  FrameWriter,
+  type FrameWriterEvents,
+} from "../../../sockets/frame_writer.ts";
 
 /** Where and how to dial. */
 export interface ConnectionTarget {

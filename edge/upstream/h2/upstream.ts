@@ -32,7 +32,7 @@ import type {
   UpstreamCall,
   UpstreamStatus,
 } from "../types.ts";
-import { ErrorCode } from "./frames.ts";
+import { ErrorCode } from "../../../protocol/http2/frames.ts";
 import { H2Pool } from "./pool.ts";
 import { RequestHeaderEncoder } from "./request_headers.ts";
 import { H2Stream, type StreamHandler } from "./stream.ts";

@@ -1,6 +1,6 @@
 /**
  * HTTP/2 wire constants (RFC 9113 §6, §7, §11) and the few frame encoders
- * the client needs outside its hot path.
+ * both HTTP/2 peers (the edge's client, the core's server) need outside their hot paths.
  *
  * Frame headers are read and written in place on byte arrays: the read loop
  * parses many frames per socket read without making an object per frame.

@@ -8,8 +8,12 @@
  *
  * @module
  */
-import { atTurnEnd } from "../../../sockets/turn_end.ts";
-import { FRAME_HEADER_BYTES, writeFrameHeader, writeUint32 } from "./frames.ts";
+import { atTurnEnd } from "./turn_end.ts";
+import {
+  FRAME_HEADER_BYTES,
+  writeFrameHeader,
+  writeUint32,
+} from "../protocol/http2/frames.ts";
 
 const INITIAL_BYTES = 16 * 1024;
 // A buffer grown past this by a burst is dropped once written.
