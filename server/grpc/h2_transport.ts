@@ -15,6 +15,8 @@ import { type Server, ServerCredentials } from "@grpc/grpc-js";
 import type { EventEmitter } from "node:events";
 import { type H2Listener, listenH2 } from "../h2/listener.ts";
 
+const UNSUPPORTED_MEDIA_TYPE = Object.freeze({ ":status": 415 });
+
 /** Options of {@linkcode listenWithH2}. */
 export interface H2TransportOptions {
   host: string;
@@ -49,8 +51,17 @@ export function listenWithH2(
     hostname: options.host,
     port: options.port,
     maxConcurrentStreams: options.maxConcurrentStreams,
-    // emit(), not a saved listener: enableDirectUnary() may wrap it later.
-    onStream: (stream, headers) => grpcJs.emit("stream", stream, headers),
+    onStream(stream, headers) {
+      const type = headers["content-type"];
+      if (typeof type !== "string" || !type.startsWith("application/grpc")) {
+        // grpc-js means to answer 415 here, but reads the status from
+        // http2.constants, where Deno lacks it.
+        stream.respond(UNSUPPORTED_MEDIA_TYPE, { endStream: true });
+        return;
+      }
+      // emit(), not a saved listener: enableDirectUnary() may wrap it later.
+      grpcJs.emit("stream", stream, headers);
+    },
     onError: options.onError,
   });
 }

@@ -273,7 +273,9 @@ export class H2ServerConnection implements StreamHost {
   }
 
   reset(stream: H2ServerStream, code: number): void {
-    if (!this.#dead) this.#writer.frame32(FrameType.RST_STREAM, stream.id, code);
+    if (!this.#dead) {
+      this.#writer.frame32(FrameType.RST_STREAM, stream.id, code);
+    }
   }
 
   consumed(stream: H2ServerStream, bytes: number): void {
@@ -721,7 +723,9 @@ export class H2ServerConnection implements StreamHost {
   }
 
   #onWritten(): void {
-    if (this.#blocked.size > 0 && this.#writer.buffered < this.#opts.outputLimit) {
+    if (
+      this.#blocked.size > 0 && this.#writer.buffered < this.#opts.outputLimit
+    ) {
       this.#pumpBlocked();
     }
   }

@@ -44,7 +44,9 @@ export function toIncomingHeaders(
     const prev = headers[name];
     if (prev === undefined) headers[name] = value;
     else if (typeof prev !== "string") prev.push(value);
-    else headers[name] = name === "cookie" ? `${prev}; ${value}` : [prev, value];
+    else {headers[name] = name === "cookie"
+        ? `${prev}; ${value}`
+        : [prev, value];}
   }
   if (
     headers[":method"] === undefined || headers[":path"] === undefined ||

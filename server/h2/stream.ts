@@ -68,6 +68,7 @@ const NO_ERROR = 0;
 const CANCEL = 8;
 
 type WriteCallback = (err?: Error | null) => void;
+type Listener = Parameters<EventEmitter["on"]>[1];
 
 /** One server-side HTTP/2 stream; see the module doc. */
 export class H2ServerStream extends EventEmitter {
@@ -125,7 +126,10 @@ export class H2ServerStream extends EventEmitter {
 
   // --- readable side --------------------------------------------------------
 
-  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+  override on(
+    event: string | symbol,
+    listener: Listener,
+  ): this {
     super.on(event, listener);
     if (event === "data" && this.#flowing === null) this.resume();
     return this;
@@ -133,7 +137,7 @@ export class H2ServerStream extends EventEmitter {
 
   override addListener(
     event: string | symbol,
-    listener: (...args: any[]) => void,
+    listener: Listener,
   ): this {
     return this.on(event, listener);
   }
@@ -155,7 +159,9 @@ export class H2ServerStream extends EventEmitter {
   /** A DATA payload arrived (the connection has checked the windows). */
   push(chunk: Buffer): void {
     this.recvWindow -= chunk.byteLength;
-    if (this.#flowing === true && this.#queue.length === 0 && !this.#delivering) {
+    if (
+      this.#flowing === true && this.#queue.length === 0 && !this.#delivering
+    ) {
       this.#host.consumed(this, chunk.byteLength);
       this.emit("data", chunk);
       return;
@@ -163,10 +169,14 @@ export class H2ServerStream extends EventEmitter {
     this.#queue.push(chunk);
   }
 
-  /** END_STREAM arrived. */
+  /**
+   * END_STREAM arrived. 'end' follows after the rest of the socket read is
+   * parsed, as with Node: a RST_STREAM right behind the END_STREAM (a client
+   * cancelling) turns the request into a cancelled one, not a complete one.
+   */
   pushEnd(): void {
     this.remoteEnded = true;
-    if (this.#flowing === true && !this.#delivering) this.#deliver();
+    if (this.#flowing === true) process.nextTick(() => this.#deliver());
   }
 
   #deliver(): void {
@@ -201,6 +211,10 @@ export class H2ServerStream extends EventEmitter {
     this.headersSent = true;
     this.#waitForTrailers = options.waitForTrailers === true;
     const endStream = options.endStream === true;
+    // As in Node: no :status means 200.
+    if (headers[":status"] === undefined) {
+      headers = { ...headers, ":status": 200 };
+    }
     this.#host.sendHeaders(this, headers, endStream);
     if (endStream) {
       this.writableEnded = true;
