@@ -234,7 +234,7 @@ export class H2ServerConnection implements StreamHost {
     const w = this.#writer;
     const pending = s.pending;
     while (pending.length > 0) {
-      const p = pending[0];
+      const p = pending.peek()!;
       const left = p.data.byteLength - s.pendingOffset;
       if (left > 0) {
         const room = Math.min(s.sendWindow, this.#sendWindow);

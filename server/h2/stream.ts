@@ -24,6 +24,7 @@
 import { Buffer } from "node:buffer";
 import { EventEmitter } from "node:events";
 import process from "node:process";
+import { Fifo } from "./fifo.ts";
 
 /** Request headers as Node gives them: lowercase names, repeats as arrays. */
 export type IncomingHeaders = Record<string, string | string[] | undefined>;
@@ -93,7 +94,7 @@ export class H2ServerStream extends EventEmitter {
   // Send side, read and advanced by the connection's pump.
   /** Bytes we may still send on this stream (the peer's window). */
   sendWindow: number;
-  readonly pending: Pending[] = [];
+  readonly pending: Fifo<Pending> = new Fifo();
   /** Offset into `pending[0].data` already sent. */
   pendingOffset = 0;
   /** Bytes in `pending` not yet sent. */
@@ -102,7 +103,7 @@ export class H2ServerStream extends EventEmitter {
   localEnded = false;
 
   readonly #host: StreamHost;
-  #queue: Buffer[] = [];
+  #queue: Fifo<Buffer> = new Fifo();
   #flowing: boolean | null = null;
   #delivering = false;
   #endEmitted = false;
@@ -321,9 +322,10 @@ export class H2ServerStream extends EventEmitter {
     this.rstCode = code;
     this.destroyed = true;
     this.writableEnded = true;
-    this.#queue = [];
-    const callbacks = this.pending.filter((p) => p.cb).map((p) => p.cb!);
-    this.pending.length = 0;
+    this.#queue.drain();
+    const callbacks = this.pending.drain().filter((p) => p.cb).map((p) =>
+      p.cb!
+    );
     this.writableLength = 0;
     this.#host.released(this);
     const error = new Error(`stream reset with code ${code}`);
