@@ -139,7 +139,7 @@ async function sendOk(f: Awaited<ReturnType<typeof startCore>>) {
 }
 
 Deno.test("h2 transport: unary call as HEADERS, DATA, trailers with grpc-status 0", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   using peer = await rawClient(f.core.port);
   await peer.write(request(peer, 1, chatPaths.SendMessage), post(1, "hi"));
   const a = (await answers(peer, [1])).get(1)!;
@@ -153,7 +153,7 @@ Deno.test("h2 transport: unary call as HEADERS, DATA, trailers with grpc-status 
 });
 
 Deno.test("h2 transport: PING is answered with an ACK carrying the same 8 bytes", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   using peer = await rawClient(f.core.port);
   const data = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
   await peer.write(pingFrame(data));
@@ -163,7 +163,7 @@ Deno.test("h2 transport: PING is answered with an ACK carrying the same 8 bytes"
 });
 
 Deno.test("h2 transport: streams above max-concurrent-streams are refused, and freed slots are reused", async () => {
-  await using f = await startCore({ maxConcurrentStreams: 2 });
+  await using f = await startCore({ transport: "h2", maxConcurrentStreams: 2 });
   using peer = await rawClient(f.core.port);
   const path = chatPaths.SubscribeMessages;
   await peer.write(
@@ -188,7 +188,7 @@ Deno.test("h2 transport: streams above max-concurrent-streams are refused, and f
 });
 
 Deno.test("h2 transport: a stream gets no more DATA than its window, and more after WINDOW_UPDATE", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   // No stream window at all: only HEADERS may come.
   using peer = await rawClient(f.core.port, [[Setting.INITIAL_WINDOW_SIZE, 0]]);
   await peer.write(
@@ -238,7 +238,7 @@ Deno.test("h2 transport: a stream gets no more DATA than its window, and more af
 });
 
 Deno.test("h2 transport: a client GOAWAY on a busy connection lets its streams finish, then closes", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   using peer = await rawClient(f.core.port);
   const ids = Array.from({ length: 100 }, (_, i) => 2 * i + 1);
   // Requests and the GOAWAY in one write: the abort Deno's node:http2 has.
@@ -256,7 +256,7 @@ Deno.test("h2 transport: a client GOAWAY on a busy connection lets its streams f
 });
 
 Deno.test("h2 transport: malformed frames end the connection with the RFC's GOAWAY code; the core serves on", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   const cases: [string, (p: PeerConnection) => Uint8Array, number][] = [
     [
       "a frame over 16 KiB",
@@ -320,7 +320,7 @@ Deno.test("h2 transport: malformed frames end the connection with the RFC's GOAW
 });
 
 Deno.test("h2 transport: bytes that are not an HTTP/2 preface close the connection", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.core.port });
   const peer = new PeerConnection(conn);
   await peer.write(
@@ -335,7 +335,7 @@ Deno.test("h2 transport: bytes that are not an HTTP/2 preface close the connecti
 });
 
 Deno.test("h2 transport: a request without :path is reset with PROTOCOL_ERROR; the connection goes on", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   using peer = await rawClient(f.core.port);
   await peer.write(
     peer.headers(1, [[":method", "POST"], [":scheme", "http"], [
@@ -350,7 +350,7 @@ Deno.test("h2 transport: a request without :path is reset with PROTOCOL_ERROR; t
 });
 
 Deno.test("h2 transport: shutdown ends streams with UNAVAILABLE, sends GOAWAY(NO_ERROR) and closes", async () => {
-  await using f = await startCore();
+  await using f = await startCore({ transport: "h2" });
   using peer = await rawClient(f.core.port);
   await peer.write(
     request(peer, 1, chatPaths.SubscribeMessages),

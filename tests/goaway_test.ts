@@ -101,15 +101,20 @@ async function supervisedBursts(coreArgs: string[]): Promise<number> {
   }
 }
 
-Deno.test("the core (GOAWAY guard on by default) takes 20 GOAWAY bursts without dying once", async () => {
+Deno.test("the core (its own HTTP/2 transport, the default) takes 20 GOAWAY bursts without dying once", async () => {
   const restarts = await supervisedBursts([]);
+  assert.equal(restarts, 0, "the core died and was restarted");
+});
+
+Deno.test("the core on --transport node (GOAWAY guard on) takes 20 GOAWAY bursts without dying once", async () => {
+  const restarts = await supervisedBursts(["--transport", "node"]);
   assert.equal(restarts, 0, "the guarded core died and was restarted");
 });
 
 Deno.test("supervisor/main.ts keeps the port answering through 20 bursts when the guard is off", async () => {
   // Without the guard, Deno 2.9.6 usually aborts on the first burst; the
   // supervisor must bring the core back each time (the probes prove it).
-  await supervisedBursts(["--goaway-guard", "off"]);
+  await supervisedBursts(["--transport", "node", "--goaway-guard", "off"]);
 });
 
 Deno.test("listenWithGoawayGuard() serves 20 GOAWAY bursts without the process dying", async () => {

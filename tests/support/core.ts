@@ -19,11 +19,25 @@ export interface CoreFixture extends AsyncDisposable {
 
 let channelSeq = 0;
 
+/**
+ * The core's HTTP/2 transport for the whole run: `CHAT_TEST_TRANSPORT=node`
+ * runs the core suites on Deno's node:http2 (tests/core_transports_test.ts
+ * does), otherwise the default.
+ */
+const transportUnderTest = (() => {
+  const raw = Deno.env.get("CHAT_TEST_TRANSPORT");
+  return raw === "node" || raw === "h2" ? raw : undefined;
+})();
+
 /** Starts a core and a client; `await using` closes both. */
 export async function startCore(
   options: StartOptions = {},
 ): Promise<CoreFixture> {
-  const core = await startCoreServer({ port: 0, ...options });
+  const core = await startCoreServer({
+    port: 0,
+    ...(transportUnderTest ? { transport: transportUnderTest } : {}),
+    ...options,
+  });
   const addr = `127.0.0.1:${core.port}`;
   const clients: ChatClient[] = [];
   const newClient = (channelOptions: grpc.ChannelOptions = {}) => {
