@@ -1,9 +1,23 @@
-// Throwaway: a minimal h2c server on Deno.listen answering every call with an
-// empty unary response, to measure the floor of a JS HTTP/2 server.
+/**
+ * The least an HTTP/2 server in JavaScript on `Deno.listen` can do: answer
+ * every call with one fixed SendMessageResponse (`message_id` "x"), no
+ * gRPC library, no validation, no rooms, one socket write per read. Only
+ * unary calls are answered (other cases fail).
+ *
+ * Measured beside the seed under compare.sh, this is what showed that
+ * Deno's node:http2, not the runtime, held the core's unary calls at 0.35x
+ * (BENCHMARKS.md, "The runtime's ceiling"):
+ *
+ * ```sh
+ * CASES="unary_c16_k1 unary_c64_k4" ../shared/bench/compare.sh \
+ *   'deno run -A bench/ceiling/deno_listen_h2.ts --port {port}'
+ * ```
+ *
+ * @module
+ */
 import { HpackDecoder, HpackEncoder } from "../../protocol/http2/hpack.ts";
 import {
   Flag,
-  FRAME_HEADER_BYTES,
   FrameType,
   settingsFrame,
   writeFrameHeader,
@@ -36,7 +50,7 @@ class Out {
   }
 }
 
-async function serve(conn: Deno.Conn) {
+async function serve(conn: Deno.TcpConn) {
   conn.setNoDelay(true);
   const dec = new HpackDecoder();
   const out = new Out();
@@ -133,5 +147,4 @@ async function serve(conn: Deno.Conn) {
     } catch { /* closed */ }
   }
 }
-void FRAME_HEADER_BYTES;
 for await (const c of listener) serve(c);
