@@ -2,7 +2,8 @@
  * `deno task setup` (run first by `deno task test`): installs the system
  * packages the test suite drives, where this machine allows it.
  *
- * The browser tests need Debian's Chromium, curl tests need curl. As root
+ * The browser tests need Debian's Chromium, curl tests need curl, the
+ * core's HTTP/2 interop test needs h2load (nghttp2-client). As root
  * on Debian this installs what is missing with apt-get; elsewhere it says
  * what to install and leaves the tests to fail with that message.
  */
@@ -13,6 +14,11 @@ const NEEDED: { bin: string; pkg: string; why: string }[] = [
     why: "browser end-to-end tests",
   },
   { bin: "/usr/bin/curl", pkg: "curl", why: "curl client tests" },
+  {
+    bin: "/usr/bin/h2load",
+    pkg: "nghttp2-client",
+    why: "HTTP/2 interop tests of the core with nghttp2's h2load",
+  },
 ];
 
 async function exists(path: string): Promise<boolean> {
