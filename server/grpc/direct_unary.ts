@@ -128,17 +128,18 @@ function serve(
   const rawTimeout = headers["grpc-timeout"] as string | undefined;
   const timeoutMs = parseGrpcTimeout(rawTimeout);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-  // Chunks are kept as they come and joined once at the end: a message in
-  // one chunk (the common case) is never copied.
-  let first: Buffer | undefined;
-  let more: Buffer[] | undefined;
+  // A message in one chunk (the common case) is used as it came; a message
+  // in pieces is copied into one buffer of its declared size, so a client
+  // sending tiny frames costs bytes, not an object per frame.
+  let buf: Buffer | undefined;
+  let whole = false;
   let received = 0;
   let declared = -1;
   let done = false;
 
   const fail = (code: number, message: string) => {
     done = true;
-    first = more = undefined;
+    buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
     stream.respond({
       ...RESPONSE_HEADERS,
@@ -157,37 +158,42 @@ function serve(
   }
   stream.on("data", (chunk: Buffer) => {
     if (done) return;
-    if (first === undefined) first = chunk;
-    else (more ??= []).push(chunk);
-    received += chunk.byteLength;
     if (declared < 0) {
+      // The prefix may come in pieces (rare): join them until it is whole.
+      buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+      received = buf.byteLength;
       if (received < 5) return;
-      if (first.byteLength < 5) {
-        // The prefix came in pieces (rare): join what is here, once.
-        first = Buffer.concat([first, ...more!], received);
-        more = undefined;
-      }
-      declared = first.readUInt32BE(1);
+      declared = buf.readUInt32BE(1);
       if (declared > options.maxMessageBytes) {
         return fail(
           8,
           `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
         );
       }
+      if (received > 5 + declared) fail(12, SECOND_MESSAGE);
+      return;
     }
-    if (received > 5 + declared) fail(12, SECOND_MESSAGE);
+    if (received + chunk.byteLength > 5 + declared) {
+      return fail(12, SECOND_MESSAGE);
+    }
+    if (!whole) {
+      const all = Buffer.allocUnsafe(5 + declared);
+      all.set(buf!.subarray(0, received));
+      buf = all;
+      whole = true;
+    }
+    buf!.set(chunk, received);
+    received += chunk.byteLength;
   });
   stream.once("end", () => {
     if (done) return;
     done = true;
-    if (first === undefined || received === 0) return fail(12, NO_MESSAGE);
+    if (buf === undefined || received === 0) return fail(12, NO_MESSAGE);
     if (declared < 0 || received !== 5 + declared) {
       return fail(13, "Incomplete message");
     }
-    const request = more === undefined
-      ? first
-      : Buffer.concat([first, ...more], received);
-    first = more = undefined;
+    const request = buf;
+    buf = undefined;
     if (request[0] !== 0) {
       return fail(
         13,

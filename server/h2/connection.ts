@@ -24,7 +24,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { HpackDecoder, HpackEncoder } from "../../protocol/http2/hpack.ts";
 import {
   CLIENT_PREFACE,
@@ -89,6 +88,9 @@ export interface ConnectionOwner {
 }
 
 const READ_BYTES = 64 * 1024;
+/** Stream resets a peer may send in a burst, and refilled per ms (100/s). */
+const RESET_BURST = 1000;
+const RESETS_PER_MS = 0.1;
 const MIN_READ_ROOM = FRAME_HEADER_BYTES + DEFAULT_MAX_FRAME_SIZE;
 /** How long a closing connection waits for its last frames and the EOF. */
 const LINGER_MS = 1000;
@@ -125,6 +127,12 @@ export class H2ServerConnection implements StreamHost {
   #finishing = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
   #reported = false;
+  /** Set while the read loop waits for the socket to take our output. */
+  #readerWaiting: (() => void) | undefined;
+  /** Resets the peer may still send (a token bucket; see #onRstStream). */
+  readonly #resetBurst: number;
+  #resetTokens: number;
+  #resetRefilled = Date.now();
 
   constructor(
     conn: Deno.Conn,
@@ -142,6 +150,9 @@ export class H2ServerConnection implements StreamHost {
       maxHeaderListSize: options.maxHeaderListSize,
     });
     this.#recvWindow = options.connectionWindow;
+    // Cancelling every stream at once is normal; more than that is not.
+    this.#resetBurst = Math.max(RESET_BURST, options.maxConcurrentStreams);
+    this.#resetTokens = this.#resetBurst;
     this.#writer = new FrameWriter({
       onWriteError: () => this.#lost(),
       onWritten: () => this.#onWritten(),
@@ -186,6 +197,7 @@ export class H2ServerConnection implements StreamHost {
   destroy(): void {
     this.#abortAll(ErrorCode.CANCEL);
     this.#dead = true;
+    this.#wakeReader();
     this.#writer.kill();
     this.#closeSocket();
   }
@@ -322,6 +334,12 @@ export class H2ServerConnection implements StreamHost {
           grown.set(buf.subarray(0, end));
           buf = grown;
         }
+      }
+      // A peer that sends faster than it reads our answers waits for them:
+      // reading stops while the socket has more than twice the output
+      // limit queued, so every reply frame is bounded by TCP backpressure.
+      if (!this.#dead && this.#writer.buffered > 2 * this.#opts.outputLimit) {
+        await new Promise<void>((resolve) => this.#readerWaiting = resolve);
       }
       let n: number | null;
       try {
@@ -460,11 +478,7 @@ export class H2ServerConnection implements StreamHost {
       s.recvWindow -= padding;
       this.consumed(s, padding);
     }
-    if (to > from) {
-      const chunk = Buffer.allocUnsafe(to - from);
-      chunk.set(buf.subarray(from, to));
-      s.push(chunk);
-    }
+    if (to > from) s.push(buf.subarray(from, to));
     if ((flags & Flag.END_STREAM) !== 0 && !s.destroyed) s.pushEnd();
   }
 
@@ -549,10 +563,9 @@ export class H2ServerConnection implements StreamHost {
     }
     if ((id & 1) === 0) throw protocolError(`HEADERS on even stream ${id}`);
     if (id <= this.#lastStreamId) {
-      throw new H2ConnectionError(
-        ErrorCode.STREAM_CLOSED,
-        `HEADERS on closed stream ${id}`,
-      );
+      // A stream we finished or reset (late trailers): a stream error only.
+      this.#writer.frame32(FrameType.RST_STREAM, id, ErrorCode.STREAM_CLOSED);
+      return;
     }
     this.#lastStreamId = id;
     if (
@@ -588,7 +601,24 @@ export class H2ServerConnection implements StreamHost {
     if (id > this.#lastStreamId) {
       throw protocolError(`RST_STREAM on idle stream ${id}`);
     }
-    this.#streams.get(id)?.abort(readUint32(buf, at));
+    const s = this.#streams.get(id);
+    if (s === undefined) return;
+    // Opening and resetting streams costs the peer nothing and us a call
+    // each, outside MAX_CONCURRENT_STREAMS ("rapid reset",
+    // CVE-2023-44487): a burst is fine, a sustained rate is not.
+    const now = Date.now();
+    this.#resetTokens = Math.min(
+      this.#resetBurst,
+      this.#resetTokens + (now - this.#resetRefilled) * RESETS_PER_MS,
+    );
+    this.#resetRefilled = now;
+    if (--this.#resetTokens < 0) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        "too many stream resets",
+      );
+    }
+    s.abort(readUint32(buf, at));
   }
 
   #onSettings(
@@ -723,11 +753,18 @@ export class H2ServerConnection implements StreamHost {
   }
 
   #onWritten(): void {
+    if (this.#writer.buffered <= 2 * this.#opts.outputLimit) this.#wakeReader();
     if (
       this.#blocked.size > 0 && this.#writer.buffered < this.#opts.outputLimit
     ) {
       this.#pumpBlocked();
     }
+  }
+
+  #wakeReader(): void {
+    const wake = this.#readerWaiting;
+    this.#readerWaiting = undefined;
+    wake?.();
   }
 
   #pumpBlocked(): void {
@@ -769,27 +806,34 @@ export class H2ServerConnection implements StreamHost {
     this.#finish();
   }
 
-  /** Flushes what is queued, half-closes, and closes at EOF or after a linger. */
+  /**
+   * Flushes what is queued (for at most a linger), half-closes, and closes
+   * at the peer's EOF or after another linger. A peer that does not read
+   * gets no half-close: its socket closes when the first linger ends.
+   */
   #finish(): void {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#dead = true;
+    this.#wakeReader();
     let timer: ReturnType<typeof setTimeout> | undefined;
     void Promise.race([
-      this.#writer.idle(),
-      new Promise((resolve) => timer = setTimeout(resolve, LINGER_MS)),
-    ]).then(async () => {
+      this.#writer.idle().then(() => true),
+      new Promise<boolean>((resolve) =>
+        timer = setTimeout(() => resolve(false), LINGER_MS)
+      ),
+    ]).then((flushed) => {
       clearTimeout(timer);
       this.#writer.kill();
-      try {
-        await this.#conn.closeWrite();
-      } catch {
-        // the socket is gone already
+      if (!flushed || this.#reported) {
+        this.#closeSocket();
+        return;
       }
       // The read loop closes the socket at the peer's EOF, or this does.
-      if (!this.#reported) {
-        this.#linger = setTimeout(() => this.#closeSocket(), LINGER_MS);
-      }
+      this.#linger = setTimeout(() => this.#closeSocket(), LINGER_MS);
+      this.#conn.closeWrite().catch(() => {
+        // the socket is gone already
+      });
     });
   }
 
@@ -797,6 +841,7 @@ export class H2ServerConnection implements StreamHost {
   #lost(): void {
     this.#abortAll(ErrorCode.CANCEL);
     this.#dead = true;
+    this.#wakeReader();
     this.#writer.kill();
     this.#closeSocket();
   }

@@ -62,6 +62,9 @@ interface Pending {
   cb: ((err?: Error | null) => void) | undefined;
 }
 
+/** Payloads below this are joined while a stream is paused. */
+const SMALL_CHUNK = 1024;
+const TAIL_BYTES = 16 * 1024;
 /** Node's default `writableHighWaterMark` of an HTTP/2 stream. */
 const HIGH_WATER_MARK = 16 * 1024;
 /** NGHTTP2_NO_ERROR and NGHTTP2_CANCEL. */
@@ -104,6 +107,11 @@ export class H2ServerStream extends EventEmitter {
 
   readonly #host: StreamHost;
   #queue: Fifo<Buffer> = new Fifo();
+  /** Small payloads joined while paused; `#tailLength` bytes used. */
+  #tail: Buffer | undefined;
+  #tailLength = 0;
+  /** Trailers given before the pending data went out. */
+  #trailers: OutgoingHeaders | undefined;
   #flowing: boolean | null = null;
   #delivering = false;
   #endEmitted = false;
@@ -151,23 +159,65 @@ export class H2ServerStream extends EventEmitter {
   resume(): this {
     if (this.#flowing === true) return this;
     this.#flowing = true;
-    if (this.#queue.length > 0 || this.remoteEnded) {
+    if (this.#queue.length > 0 || this.#tailLength > 0 || this.remoteEnded) {
       process.nextTick(() => this.#deliver());
     }
     return this;
   }
 
-  /** A DATA payload arrived (the connection has checked the windows). */
-  push(chunk: Buffer): void {
-    this.recvWindow -= chunk.byteLength;
+  /**
+   * A DATA payload arrived (the connection has checked the windows). `src`
+   * is a view of the connection's read buffer, valid during this call only.
+   *
+   * While the stream is paused, small payloads are joined into shared
+   * 16 KiB chunks: a client sending one-byte frames must not make a paused
+   * stream hold a Buffer object per byte of its window.
+   */
+  push(src: Uint8Array): void {
+    const n = src.byteLength;
+    this.recvWindow -= n;
     if (
-      this.#flowing === true && this.#queue.length === 0 && !this.#delivering
+      this.#flowing === true && this.#queue.length === 0 &&
+      this.#tailLength === 0 && !this.#delivering
     ) {
-      this.#host.consumed(this, chunk.byteLength);
+      const chunk = Buffer.allocUnsafe(n);
+      chunk.set(src);
+      this.#host.consumed(this, n);
       this.emit("data", chunk);
       return;
     }
-    this.#queue.push(chunk);
+    if (n >= SMALL_CHUNK) {
+      this.#closeTail();
+      const chunk = Buffer.allocUnsafe(n);
+      chunk.set(src);
+      this.#queue.push(chunk);
+      return;
+    }
+    if (this.#tail === undefined || this.#tailLength + n > TAIL_BYTES) {
+      this.#closeTail();
+      this.#tail = Buffer.allocUnsafe(TAIL_BYTES);
+    }
+    this.#tail.set(src, this.#tailLength);
+    this.#tailLength += n;
+  }
+
+  /** Moves the joined small payloads into the queue. */
+  #closeTail(): void {
+    if (this.#tailLength === 0) return;
+    this.#queue.push(this.#tail!.subarray(0, this.#tailLength));
+    this.#tail = undefined;
+    this.#tailLength = 0;
+  }
+
+  /**
+   * Drops unread data of a stream that ended, giving its bytes back to the
+   * connection window (they were counted against it when they arrived).
+   */
+  #discardUnread(): void {
+    this.#closeTail();
+    let bytes = 0;
+    for (const chunk of this.#queue.drain()) bytes += chunk.byteLength;
+    if (bytes > 0) this.#host.consumed(this, bytes);
   }
 
   /**
@@ -182,6 +232,7 @@ export class H2ServerStream extends EventEmitter {
 
   #deliver(): void {
     if (this.destroyed) return;
+    this.#closeTail();
     this.#delivering = true;
     try {
       while (this.#flowing === true && this.#queue.length > 0) {
@@ -264,7 +315,13 @@ export class H2ServerStream extends EventEmitter {
   allSent(): void {
     if (this.localEnded || this.#finished) return;
     this.#finished = true;
-    this.emit("finish");
+    process.nextTick(() => this.emit("finish"));
+    if (this.#trailers !== undefined) {
+      this.#host.sendHeaders(this, this.#trailers, true);
+      this.#trailers = undefined;
+      this.#localEnd();
+      return;
+    }
     if (this.#waitForTrailers) {
       // Node asks for trailers after the last DATA frame, asynchronously.
       process.nextTick(() => {
@@ -295,6 +352,12 @@ export class H2ServerStream extends EventEmitter {
 
   sendTrailers(headers: OutgoingHeaders): void {
     if (this.destroyed || this.localEnded) return;
+    if (this.pending.length > 0) {
+      // Trailers go after the data already written.
+      this.#trailers = headers;
+      this.writableEnded = true;
+      return;
+    }
     this.#host.sendHeaders(this, headers, true);
     this.#localEnd();
   }
@@ -322,7 +385,7 @@ export class H2ServerStream extends EventEmitter {
     this.rstCode = code;
     this.destroyed = true;
     this.writableEnded = true;
-    this.#queue.drain();
+    this.#discardUnread();
     const callbacks = this.pending.drain().filter((p) => p.cb).map((p) =>
       p.cb!
     );
@@ -349,6 +412,7 @@ export class H2ServerStream extends EventEmitter {
     if (this.destroyed) return;
     this.destroyed = true;
     this.rstCode = NO_ERROR;
+    this.#discardUnread();
     this.#host.released(this);
     this.#emitClose();
   }

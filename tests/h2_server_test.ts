@@ -1,0 +1,237 @@
+/**
+ * listenH2() (server/h2/) under a hostile or careless peer, without grpc-js:
+ * window accounting of unread data, a peer that never reads, tiny frames,
+ * rapid reset. Real sockets on 127.0.0.1; the peer is the raw-frame fixture.
+ */
+import assert from "node:assert/strict";
+import { type H2Listener, listenH2 } from "../server/h2/listener.ts";
+import type { H2ServerStream } from "../server/h2/stream.ts";
+import {
+  CLIENT_PREFACE,
+  ErrorCode,
+  Flag,
+  FrameType,
+  readUint32,
+  Setting,
+  settingsFrame,
+  windowUpdateFrame,
+} from "../protocol/http2/frames.ts";
+import { concat, frame, PeerConnection, u32 } from "./fixtures/h2_raw_peer.ts";
+
+type OnStream = (stream: H2ServerStream) => void;
+
+async function setup(
+  onStream: OnStream,
+  options: { connectionWindow?: number; streamWindow?: number } = {},
+  settings: [number, number][] = [],
+): Promise<
+  { listener: H2Listener; peer: PeerConnection } & AsyncDisposable
+> {
+  const listener = listenH2({
+    hostname: "127.0.0.1",
+    port: 0,
+    ...options,
+    onStream: (s) => onStream(s),
+  });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.port,
+  });
+  const peer = new PeerConnection(conn);
+  await peer.write(CLIENT_PREFACE, settingsFrame(settings));
+  return {
+    listener,
+    peer,
+    async [Symbol.asyncDispose]() {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+      listener.destroy();
+      await listener.closed;
+    },
+  };
+}
+
+function request(peer: PeerConnection, id: number, endStream = false) {
+  return peer.headers(id, [
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/x"],
+    ["content-type", "application/grpc"],
+  ], endStream);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads frames in the background, summing connection WINDOW_UPDATEs. */
+function watch(peer: PeerConnection) {
+  const seen = { credit: 0, goaway: undefined as number | undefined };
+  const done = (async () => {
+    while (true) {
+      const f = await peer.next().catch(() => null);
+      if (f === null) return;
+      if (f.type === FrameType.WINDOW_UPDATE && f.streamId === 0) {
+        seen.credit += readUint32(f.payload, 0);
+      }
+      if (f.type === FrameType.GOAWAY) seen.goaway = readUint32(f.payload, 4);
+    }
+  })();
+  return { seen, done };
+}
+
+for (
+  const [how, end] of [
+    [
+      "reset by the client",
+      async (_s: H2ServerStream, p: PeerConnection, id: number) => {
+        await p.write(
+          frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)),
+        );
+      },
+    ],
+    ["ended by the server", (s: H2ServerStream) => {
+      s.respond({ ":status": 200, "grpc-status": "3" }, { endStream: true });
+      return Promise.resolve();
+    }],
+  ] as const
+) {
+  Deno.test(`listenH2(): unread data of a stream ${how} returns to the connection window`, async () => {
+    const streams = new Map<number, H2ServerStream>();
+    await using t = await setup((s) => {
+      streams.set(s.id, s);
+      s.on("data", () => {});
+      s.pause(); // as grpc-js does until the handler reads
+    }, { connectionWindow: 128 * 1024, streamWindow: 64 * 1024 });
+    const w = watch(t.peer);
+    // Two paused streams of 64 KiB each fill the 128 KiB connection window.
+    for (const id of [1, 3]) {
+      await t.peer.write(
+        request(t.peer, id),
+        ...Array.from(
+          { length: 4 },
+          () => frame(FrameType.DATA, 0, id, new Uint8Array(16384)),
+        ),
+      );
+      await sleep(30);
+      await end(streams.get(id)!, t.peer, id);
+    }
+    await sleep(100);
+    const initial = 128 * 1024 - 65535;
+    assert.equal(w.seen.credit - initial, 128 * 1024, "all of it back");
+    // And the connection takes more data.
+    await t.peer.write(
+      request(t.peer, 5),
+      frame(FrameType.DATA, Flag.END_STREAM, 5, new Uint8Array(16384)),
+    );
+    await sleep(50);
+    assert.equal(w.seen.goaway, undefined);
+  });
+}
+
+Deno.test("listenH2(): a connection error closes the socket of a peer that never reads", async () => {
+  await using t = await setup(
+    (s) => {
+      const big = new Uint8Array(64 * 1024);
+      const fill = () => {
+        while (!s.destroyed && s.write(big)) { /* until full */ }
+      };
+      s.on("drain", fill);
+      fill();
+    },
+    {},
+    [[Setting.INITIAL_WINDOW_SIZE, 0x7fffffff]],
+  );
+  await t.peer.write(
+    settingsFrame([], true),
+    windowUpdateFrame(0, 0x7fffffff - 65535),
+    request(t.peer, 1, true),
+  );
+  await sleep(300);
+  assert.equal(t.listener.connections, 1);
+  // A malformed PING: GOAWAY that the peer will never read.
+  await t.peer.write(frame(FrameType.PING, 0, 0, new Uint8Array(4)));
+  const start = Date.now();
+  while (t.listener.connections > 0 && Date.now() - start < 5000) {
+    await sleep(50);
+  }
+  assert.equal(t.listener.connections, 0, "socket closed within the linger");
+});
+
+Deno.test("listenH2(): one-byte DATA frames into a paused stream come out joined, intact", async () => {
+  let stream: H2ServerStream | undefined;
+  const chunks: Uint8Array[] = [];
+  await using t = await setup((s) => {
+    stream = s;
+    s.on("data", (c: Uint8Array) => chunks.push(c));
+    s.pause();
+  });
+  const n = 20_000;
+  const frames = [request(t.peer, 1)];
+  for (let i = 0; i < n; i++) {
+    frames.push(frame(FrameType.DATA, 0, 1, new Uint8Array([i & 0xff])));
+  }
+  await t.peer.write(concat(frames));
+  await sleep(200);
+  stream!.resume();
+  await sleep(50);
+  const all = concat(chunks);
+  assert.equal(all.byteLength, n);
+  for (let i = 0; i < n; i++) assert.equal(all[i], i & 0xff, `byte ${i}`);
+  assert.ok(chunks.length <= 4, `${chunks.length} chunks for ${n} frames`);
+});
+
+Deno.test("listenH2(): rapid reset (open and reset streams without end) ends with ENHANCE_YOUR_CALM", async () => {
+  let opened = 0;
+  await using t = await setup(() => opened++);
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  // Cancelling as many streams as may be open at once is fine.
+  const burst = (from: number, count: number) => {
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const id = from + 2 * i;
+      out.push(
+        request(t.peer, id),
+        frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)),
+      );
+    }
+    return concat(out);
+  };
+  await t.peer.write(burst(1, 1000));
+  await sleep(100);
+  assert.equal(w.seen.goaway, undefined, "a burst of 1000 resets is allowed");
+  await t.peer.write(burst(2001, 1000));
+  await w.done;
+  assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+  assert.ok(opened < 2000, `${opened} streams reached the application`);
+});
+
+Deno.test("listenH2(): a peer that sends requests but never reads the answers is held back by TCP", async () => {
+  await using t = await setup((s) => {
+    // Each request gets a small answer that the peer never reads.
+    s.respond({ ":status": 200, "grpc-status": "0" }, { endStream: true });
+  });
+  let written = 0;
+  let id = 1;
+  const deadline = Date.now() + 3000;
+  let stalled = false;
+  while (Date.now() < deadline) {
+    const batch = [];
+    for (let i = 0; i < 1000; i++, id += 2) {
+      batch.push(request(t.peer, id, true));
+    }
+    const bytes = concat(batch);
+    const wrote = t.peer.write(bytes).then(() => true);
+    const result = await Promise.race([wrote, sleep(500).then(() => false)]);
+    if (!result) {
+      stalled = true;
+      break;
+    }
+    written += bytes.byteLength;
+  }
+  assert.ok(stalled, `never held back after ${written} bytes`);
+  assert.ok(
+    written < 64 * 1024 * 1024,
+    `${written} bytes accepted before the stall`,
+  );
+});
