@@ -59,7 +59,12 @@ export interface H2ServerOptions {
   maxConcurrentStreams: number;
   /** Our SETTINGS_INITIAL_WINDOW_SIZE: unread bytes a stream may hold. */
   streamWindow: number;
-  /** Unread bytes the whole connection may hold. */
+  /**
+   * Unread bytes the whole connection may hold. Windows reopen only as
+   * handlers read, so this bounds a connection's buffered input; it is
+   * 16 streams' windows, so a few paused streams (a Chat whose client reads
+   * its echoes slowly) do not stall the other calls of the connection.
+   */
   connectionWindow: number;
   /** Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE). */
   maxHeaderListSize: number;
@@ -72,7 +77,7 @@ export const DEFAULT_H2_SERVER_OPTIONS: Readonly<H2ServerOptions> = Object
   .freeze({
     maxConcurrentStreams: 1000,
     streamWindow: 1024 * 1024,
-    connectionWindow: 4 * 1024 * 1024,
+    connectionWindow: 16 * 1024 * 1024,
     maxHeaderListSize: 64 * 1024,
     outputLimit: 1024 * 1024,
   });
