@@ -35,8 +35,6 @@ import {
   FrameType,
   goawayFrame,
   H2ConnectionError,
-  MAX_MAX_FRAME_SIZE,
-  MAX_STREAM_ID,
   MAX_WINDOW,
   readUint32,
   Setting,
@@ -44,6 +42,16 @@ import {
   windowUpdateFrame,
   writeFrameHeader,
 } from "../../protocol/http2/frames.ts";
+import {
+  eachFrame,
+  flowControlError,
+  frameSizeError,
+  type FrameVisitor,
+  paddedEnd,
+  protocolError,
+  readSettings,
+  windowIncrement,
+} from "../../protocol/http2/frame_parse.ts";
 import { FrameWriter } from "../../sockets/frame_writer.ts";
 import {
   H2ServerStream,
@@ -380,63 +388,53 @@ export class H2ServerConnection implements StreamHost {
 
   /** Handles every whole frame in buf[start, end); returns where it stopped. */
   #parse(buf: Uint8Array, start: number, end: number): number {
-    while (end - start >= FRAME_HEADER_BYTES && !this.#dead) {
-      const len = (buf[start] << 16) | (buf[start + 1] << 8) | buf[start + 2];
-      if (len > DEFAULT_MAX_FRAME_SIZE) {
-        throw new H2ConnectionError(
-          ErrorCode.FRAME_SIZE_ERROR,
-          `frame of ${len} bytes exceeds SETTINGS_MAX_FRAME_SIZE`,
-        );
-      }
-      if (end - start - FRAME_HEADER_BYTES < len) break;
-      const type = buf[start + 3];
-      const flags = buf[start + 4];
-      const id = readUint32(buf, start + 5) & MAX_STREAM_ID;
-      const at = start + FRAME_HEADER_BYTES;
-      start = at + len;
-      if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
-        throw protocolError("expected CONTINUATION");
-      }
-      if (!this.#settled && type !== FrameType.SETTINGS) {
-        throw protocolError("the client preface must end with SETTINGS");
-      }
-      switch (type) {
-        case FrameType.DATA:
-          this.#onData(flags, id, buf, at, len);
-          break;
-        case FrameType.HEADERS:
-          this.#onHeaders(flags, id, buf, at, len);
-          break;
-        case FrameType.PRIORITY:
-          if (id === 0) throw protocolError("PRIORITY on stream 0");
-          if (len !== 5) this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
-          break;
-        case FrameType.RST_STREAM:
-          this.#onRstStream(id, buf, at, len);
-          break;
-        case FrameType.SETTINGS:
-          this.#onSettings(flags, id, buf, at, len);
-          break;
-        case FrameType.PUSH_PROMISE:
-          throw protocolError("PUSH_PROMISE from a client");
-        case FrameType.PING:
-          this.#onPing(flags, id, buf, at, len);
-          break;
-        case FrameType.GOAWAY:
-          this.#onGoaway(id, len);
-          break;
-        case FrameType.WINDOW_UPDATE:
-          this.#onWindowUpdate(id, buf, at, len);
-          break;
-        case FrameType.CONTINUATION:
-          this.#onContinuation(flags, id, buf, at, len);
-          break;
-        default:
-          break; // unknown frame types are ignored (RFC 9113 §4.1)
-      }
-    }
-    return start;
+    return eachFrame(buf, start, end, this.#live, this.#onFrame);
   }
+
+  readonly #live = () => !this.#dead;
+
+  readonly #onFrame: FrameVisitor = (type, flags, id, buf, at, len) => {
+    if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+      throw protocolError("expected CONTINUATION");
+    }
+    if (!this.#settled && type !== FrameType.SETTINGS) {
+      throw protocolError("the client preface must end with SETTINGS");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        this.#onData(flags, id, buf, at, len);
+        break;
+      case FrameType.HEADERS:
+        this.#onHeaders(flags, id, buf, at, len);
+        break;
+      case FrameType.PRIORITY:
+        if (id === 0) throw protocolError("PRIORITY on stream 0");
+        if (len !== 5) this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
+        break;
+      case FrameType.RST_STREAM:
+        this.#onRstStream(id, buf, at, len);
+        break;
+      case FrameType.SETTINGS:
+        this.#onSettings(flags, id, buf, at, len);
+        break;
+      case FrameType.PUSH_PROMISE:
+        throw protocolError("PUSH_PROMISE from a client");
+      case FrameType.PING:
+        this.#onPing(flags, id, buf, at, len);
+        break;
+      case FrameType.GOAWAY:
+        this.#onGoaway(id, len);
+        break;
+      case FrameType.WINDOW_UPDATE:
+        this.#onWindowUpdate(id, buf, at, len);
+        break;
+      case FrameType.CONTINUATION:
+        this.#onContinuation(flags, id, buf, at, len);
+        break;
+      default:
+        break; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  };
 
   #onData(
     flags: number,
@@ -448,21 +446,11 @@ export class H2ServerConnection implements StreamHost {
     if (id === 0) throw protocolError("DATA on stream 0");
     // The whole frame, padding included, counts against both windows.
     if (len > this.#recvWindow) {
-      throw new H2ConnectionError(
-        ErrorCode.FLOW_CONTROL_ERROR,
-        "DATA beyond the connection window",
-      );
+      throw flowControlError("DATA beyond the connection window");
     }
     this.#recvWindow -= len;
-    let from = at;
-    let to = at + len;
-    if (flags & Flag.PADDED) {
-      if (len < 1) throw frameSizeError("padded DATA without a pad length");
-      const pad = buf[at];
-      if (pad >= len) throw protocolError("DATA padding exceeds the payload");
-      from++;
-      to -= pad;
-    }
+    const to = paddedEnd(flags, buf, at, len, "DATA");
+    const from = flags & Flag.PADDED ? at + 1 : at;
     const s = this.#streams.get(id);
     if (s === undefined || s.remoteEnded) {
       if (id > this.#lastStreamId) {
@@ -495,14 +483,8 @@ export class H2ServerConnection implements StreamHost {
     len: number,
   ): void {
     if (id === 0) throw protocolError("HEADERS on stream 0");
-    let from = at;
-    let to = at + len;
-    if (flags & Flag.PADDED) {
-      if (len < 1) throw frameSizeError("padded HEADERS without a pad length");
-      const pad = buf[at];
-      from++;
-      to -= pad;
-    }
+    const to = paddedEnd(flags, buf, at, len, "HEADERS");
+    let from = flags & Flag.PADDED ? at + 1 : at;
     if (flags & Flag.PRIORITY) from += 5;
     if (from > to) throw protocolError("HEADERS padding exceeds the payload");
     if (flags & Flag.END_HEADERS) {
@@ -633,49 +615,29 @@ export class H2ServerConnection implements StreamHost {
     at: number,
     len: number,
   ): void {
-    if (id !== 0) throw protocolError("SETTINGS on a stream");
-    if (flags & Flag.ACK) {
-      if (len !== 0) throw frameSizeError("SETTINGS ACK with a payload");
-      return;
-    }
-    if (len % 6 !== 0) throw frameSizeError("SETTINGS not a multiple of 6");
-    let grew = false;
-    for (let p = at; p < at + len; p += 6) {
-      const ident = (buf[p] << 8) | buf[p + 1];
-      const value = readUint32(buf, p + 2);
-      if (ident === Setting.INITIAL_WINDOW_SIZE) {
-        if (value > MAX_WINDOW) {
-          throw new H2ConnectionError(
-            ErrorCode.FLOW_CONTROL_ERROR,
-            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
-          );
-        }
-        const delta = value - this.#peerInitialWindow;
+    let windowDelta = 0;
+    const changed = readSettings(flags, id, buf, at, len, (key, value) => {
+      if (key === Setting.INITIAL_WINDOW_SIZE) {
+        windowDelta += value - this.#peerInitialWindow;
         this.#peerInitialWindow = value;
-        for (const s of this.#streams.values()) {
-          s.sendWindow += delta;
-          if (s.sendWindow > MAX_WINDOW) {
-            throw new H2ConnectionError(
-              ErrorCode.FLOW_CONTROL_ERROR,
-              "a stream window went above 2^31-1",
-            );
-          }
-        }
-        if (delta > 0) grew = true;
-      } else if (ident === Setting.MAX_FRAME_SIZE) {
-        if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) {
-          throw protocolError(`SETTINGS_MAX_FRAME_SIZE ${value} out of range`);
-        }
+      } else if (key === Setting.MAX_FRAME_SIZE) {
         this.#peerMaxFrame = value;
-      } else if (ident === Setting.ENABLE_PUSH && value > 1) {
-        throw protocolError("SETTINGS_ENABLE_PUSH must be 0 or 1");
       }
       // Others do not apply: our HPACK encoder never indexes, we never push.
+    });
+    if (!changed) return;
+    if (windowDelta !== 0) {
+      for (const s of this.#streams.values()) {
+        s.sendWindow += windowDelta;
+        if (s.sendWindow > MAX_WINDOW) {
+          throw flowControlError("a stream window went above 2^31-1");
+        }
+      }
     }
     this.#settled = true;
     this.#control();
     this.#writer.header(0, FrameType.SETTINGS, Flag.ACK, 0);
-    if (grew) this.#pumpBlocked();
+    if (windowDelta > 0) this.#pumpBlocked();
   }
 
   #onPing(
@@ -702,16 +664,12 @@ export class H2ServerConnection implements StreamHost {
   }
 
   #onWindowUpdate(id: number, buf: Uint8Array, at: number, len: number): void {
-    if (len !== 4) throw frameSizeError("WINDOW_UPDATE must be 4 bytes");
-    const increment = readUint32(buf, at) & MAX_WINDOW;
+    const increment = windowIncrement(buf, at, len);
     if (id === 0) {
       if (increment === 0) throw protocolError("WINDOW_UPDATE of 0");
       this.#sendWindow += increment;
       if (this.#sendWindow > MAX_WINDOW) {
-        throw new H2ConnectionError(
-          ErrorCode.FLOW_CONTROL_ERROR,
-          "connection window above 2^31-1",
-        );
+        throw flowControlError("connection window above 2^31-1");
       }
       this.#pumpBlocked();
       return;
@@ -891,11 +849,3 @@ export class H2ServerConnection implements StreamHost {
 
 /** Encoded blocks of frozen header objects (constant responses, trailers). */
 const encodedFrozen = new WeakMap<object, Uint8Array>();
-
-function protocolError(message: string): H2ConnectionError {
-  return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
-}
-
-function frameSizeError(message: string): H2ConnectionError {
-  return new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, message);
-}
