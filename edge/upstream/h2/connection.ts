@@ -27,7 +27,6 @@ import {
   FrameType,
   goawayFrame,
   H2ConnectionError,
-  MAX_MAX_FRAME_SIZE,
   MAX_STREAM_ID,
   MAX_WINDOW,
   readUint32,
@@ -37,6 +36,15 @@ import {
   writeFrameHeader,
   writeUint32,
 } from "../../../protocol/http2/frames.ts";
+import {
+  eachFrame,
+  frameSizeError,
+  type FrameVisitor,
+  paddedEnd,
+  protocolError,
+  readSettings,
+  windowIncrement,
+} from "../../../protocol/http2/frame_parse.ts";
 import type { H2Stream, StreamOwner } from "./stream.ts";
 import {
   FrameWriter,
@@ -448,62 +456,52 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
 
   /** Handles every whole frame in buf[start, end); returns where it stopped. */
   #parse(buf: Uint8Array, start: number, end: number): number {
-    while (end - start >= FRAME_HEADER_BYTES && !this.#dead) {
-      const len = (buf[start] << 16) | (buf[start + 1] << 8) | buf[start + 2];
-      if (len > DEFAULT_MAX_FRAME_SIZE) {
-        throw new H2ConnectionError(
-          ErrorCode.FRAME_SIZE_ERROR,
-          `frame of ${len} bytes exceeds SETTINGS_MAX_FRAME_SIZE`,
-        );
-      }
-      if (end - start - FRAME_HEADER_BYTES < len) break;
-      const type = buf[start + 3];
-      const flags = buf[start + 4];
-      const id = readUint32(buf, start + 5) & MAX_STREAM_ID;
-      const at = start + FRAME_HEADER_BYTES;
-      start = at + len;
-      if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
-        throw protocolError("expected CONTINUATION");
-      }
-      if (!this.#settled && type !== FrameType.SETTINGS) {
-        throw protocolError("the server preface must start with SETTINGS");
-      }
-      switch (type) {
-        case FrameType.DATA:
-          this.#onData(flags, id, buf, at, len);
-          break;
-        case FrameType.HEADERS:
-          this.#onHeaders(flags, id, buf, at, len);
-          break;
-        case FrameType.PRIORITY:
-          if (id === 0) throw protocolError("PRIORITY on stream 0");
-          break;
-        case FrameType.RST_STREAM:
-          this.#onRstStream(id, buf, at, len);
-          break;
-        case FrameType.SETTINGS:
-          this.#onSettings(flags, id, buf, at, len);
-          break;
-        case FrameType.PUSH_PROMISE:
-          throw protocolError("PUSH_PROMISE with push disabled");
-        case FrameType.PING:
-          this.#onPing(flags, id, buf, at, len);
-          break;
-        case FrameType.GOAWAY:
-          this.#onGoaway(id, buf, at, len);
-          break;
-        case FrameType.WINDOW_UPDATE:
-          this.#onWindowUpdate(id, buf, at, len);
-          break;
-        case FrameType.CONTINUATION:
-          this.#onContinuation(flags, id, buf, at, len);
-          break;
-        default:
-          break; // unknown frame types are ignored (RFC 9113 §4.1)
-      }
-    }
-    return start;
+    return eachFrame(buf, start, end, this.#live, this.#onFrame);
   }
+
+  readonly #live = () => !this.#dead;
+
+  readonly #onFrame: FrameVisitor = (type, flags, id, buf, at, len) => {
+    if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+      throw protocolError("expected CONTINUATION");
+    }
+    if (!this.#settled && type !== FrameType.SETTINGS) {
+      throw protocolError("the server preface must start with SETTINGS");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        this.#onData(flags, id, buf, at, len);
+        break;
+      case FrameType.HEADERS:
+        this.#onHeaders(flags, id, buf, at, len);
+        break;
+      case FrameType.PRIORITY:
+        if (id === 0) throw protocolError("PRIORITY on stream 0");
+        break;
+      case FrameType.RST_STREAM:
+        this.#onRstStream(id, buf, at, len);
+        break;
+      case FrameType.SETTINGS:
+        this.#onSettings(flags, id, buf, at, len);
+        break;
+      case FrameType.PUSH_PROMISE:
+        throw protocolError("PUSH_PROMISE with push disabled");
+      case FrameType.PING:
+        this.#onPing(flags, id, buf, at, len);
+        break;
+      case FrameType.GOAWAY:
+        this.#onGoaway(id, buf, at, len);
+        break;
+      case FrameType.WINDOW_UPDATE:
+        this.#onWindowUpdate(id, buf, at, len);
+        break;
+      case FrameType.CONTINUATION:
+        this.#onContinuation(flags, id, buf, at, len);
+        break;
+      default:
+        break; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  };
 
   /** Throws for a stream id the peer may not use on a client connection. */
   #checkStreamId(id: number, what: string): void {
@@ -538,11 +536,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     let from = at;
     let to = at + len;
     if (flags & Flag.PADDED) {
-      if (len < 1) throw frameSizeError("padded DATA without a pad length");
-      const pad = buf[at];
-      if (pad >= len) throw protocolError("DATA padding exceeds the payload");
+      to = paddedEnd(flags, buf, at, len, "DATA");
       from++;
-      to -= pad;
     }
     const s = this.#streams.get(id);
     // A stream we reset or finished: its late frames are dropped.
@@ -579,8 +574,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     let from = at;
     let to = at + len;
     if (flags & Flag.PADDED) {
-      if (len < 1) throw frameSizeError("padded HEADERS without a pad length");
-      to -= buf[at];
+      to = paddedEnd(flags, buf, at, len, "HEADERS");
       from++;
     }
     if (flags & Flag.PRIORITY) from += 5;
@@ -667,19 +661,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     at: number,
     len: number,
   ): void {
-    if (id !== 0) throw protocolError("SETTINGS on a stream");
-    if (flags & Flag.ACK) {
-      if (len !== 0) throw frameSizeError("SETTINGS ACK with a payload");
-      if (!this.#settled) {
-        throw protocolError("the server preface must start with SETTINGS");
-      }
-      return;
-    }
-    if (len % 6 !== 0) throw frameSizeError("SETTINGS of the wrong size");
     let windowDelta = 0;
-    for (let p = at; p < at + len; p += 6) {
-      const key = (buf[p] << 8) | buf[p + 1];
-      const value = readUint32(buf, p + 2);
+    const changed = readSettings(flags, id, buf, at, len, (key, value) => {
       switch (key) {
         case Setting.ENABLE_PUSH:
           if (value !== 0) throw protocolError("a server enabled push");
@@ -688,24 +671,21 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
           this.#peerMaxStreams = value;
           break;
         case Setting.INITIAL_WINDOW_SIZE:
-          if (value > MAX_WINDOW) {
-            throw new H2ConnectionError(
-              ErrorCode.FLOW_CONTROL_ERROR,
-              "SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1",
-            );
-          }
           windowDelta += value - this.#peerWindow;
           this.#peerWindow = value;
           break;
         case Setting.MAX_FRAME_SIZE:
-          if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) {
-            throw protocolError(`SETTINGS_MAX_FRAME_SIZE ${value}`);
-          }
           this.#peerMaxFrame = value;
           break;
         default:
           break; // HEADER_TABLE_SIZE: our encoder never uses the table
       }
+    });
+    if (!changed) {
+      if (!this.#settled) {
+        throw protocolError("the server preface must start with SETTINGS");
+      }
+      return;
     }
     if (windowDelta !== 0) {
       for (const s of this.#streams.values()) {
@@ -836,8 +816,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   }
 
   #onWindowUpdate(id: number, buf: Uint8Array, at: number, len: number): void {
-    if (len !== 4) throw frameSizeError("WINDOW_UPDATE of the wrong size");
-    const increment = readUint32(buf, at) & MAX_WINDOW;
+    const increment = windowIncrement(buf, at, len);
     if (id === 0) {
       if (increment === 0) throw protocolError("WINDOW_UPDATE of 0");
       this.#sendWindow += increment;
@@ -1038,14 +1017,6 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     }
     this.#drainWaiters.delete(s);
   }
-}
-
-function protocolError(message: string): H2ConnectionError {
-  return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
-}
-
-function frameSizeError(message: string): H2ConnectionError {
-  return new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, message);
 }
 
 function closeQuietly(conn: Deno.Conn): void {
