@@ -53,6 +53,7 @@ import {
   windowIncrement,
 } from "../../protocol/http2/frame_parse.ts";
 import { FrameWriter } from "../../sockets/frame_writer.ts";
+import { ReadBuffer } from "../../sockets/read_buffer.ts";
 import {
   H2ServerStream,
   type IncomingHeaders,
@@ -333,21 +334,9 @@ export class H2ServerConnection implements StreamHost {
 
   async #readLoop(): Promise<void> {
     const conn = this.#conn;
-    let buf = new Uint8Array(READ_BYTES);
-    let start = 0;
-    let end = 0;
+    const rb = new ReadBuffer(READ_BYTES, MIN_READ_ROOM);
     let preface = false;
     while (true) {
-      if (buf.byteLength - end < MIN_READ_ROOM) {
-        buf.copyWithin(0, start, end);
-        end -= start;
-        start = 0;
-        if (buf.byteLength - end < MIN_READ_ROOM) {
-          const grown = new Uint8Array(buf.byteLength * 2);
-          grown.set(buf.subarray(0, end));
-          buf = grown;
-        }
-      }
       // A peer that sends faster than it reads our answers waits for them:
       // reading stops while the socket has more than twice the output
       // limit queued, so every reply frame is bounded by TCP backpressure.
@@ -356,39 +345,34 @@ export class H2ServerConnection implements StreamHost {
       }
       let n: number | null;
       try {
-        n = await conn.read(buf.subarray(end));
+        n = await conn.read(rb.space());
       } catch {
         n = null;
       }
       if (n === null) break;
       // After a connection error, reading goes on only to see the EOF.
       if (this.#dead) continue;
-      end += n;
+      rb.filled(n);
       try {
         if (!preface) {
-          if (end - start < CLIENT_PREFACE.byteLength) continue;
+          if (rb.end - rb.start < CLIENT_PREFACE.byteLength) continue;
           for (let i = 0; i < CLIENT_PREFACE.byteLength; i++) {
-            if (buf[start + i] !== CLIENT_PREFACE[i]) {
+            if (rb.buf[rb.start + i] !== CLIENT_PREFACE[i]) {
               throw protocolError("not an HTTP/2 client preface");
             }
           }
-          start += CLIENT_PREFACE.byteLength;
+          rb.consumed(rb.start + CLIENT_PREFACE.byteLength);
           preface = true;
         }
-        start = this.#parse(buf, start, end);
+        rb.consumed(
+          eachFrame(rb.buf, rb.start, rb.end, this.#live, this.#onFrame),
+        );
       } catch (e) {
-        start = end = 0;
+        rb.clear();
         this.#connectionError(e);
-        continue;
       }
-      if (start === end) start = end = 0;
     }
     this.#lost();
-  }
-
-  /** Handles every whole frame in buf[start, end); returns where it stopped. */
-  #parse(buf: Uint8Array, start: number, end: number): number {
-    return eachFrame(buf, start, end, this.#live, this.#onFrame);
   }
 
   readonly #live = () => !this.#dead;

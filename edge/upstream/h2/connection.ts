@@ -50,6 +50,7 @@ import {
   FrameWriter,
   type FrameWriterEvents,
 } from "../../../sockets/frame_writer.ts";
+import { ReadBuffer } from "../../../sockets/read_buffer.ts";
 
 /** Where and how to dial. */
 export interface ConnectionTarget {
@@ -336,24 +337,12 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   }
 
   async #readLoop(conn: Deno.Conn): Promise<void> {
-    let buf = new Uint8Array(READ_BYTES);
-    let start = 0;
-    let end = 0;
+    const rb = new ReadBuffer(READ_BYTES, MIN_READ_ROOM);
     let lost: string | undefined;
     while (true) {
-      if (buf.byteLength - end < MIN_READ_ROOM) {
-        buf.copyWithin(0, start, end);
-        end -= start;
-        start = 0;
-        if (buf.byteLength - end < MIN_READ_ROOM) {
-          const grown = new Uint8Array(buf.byteLength * 2);
-          grown.set(buf.subarray(0, end));
-          buf = grown;
-        }
-      }
       let n: number | null;
       try {
-        n = await conn.read(buf.subarray(end));
+        n = await conn.read(rb.space());
       } catch (e) {
         lost = `upstream connection lost: ${(e as Error).message}`;
         break;
@@ -364,14 +353,16 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       // After the end, reading goes on only to see the peer's EOF, so that
       // closing with unread bytes does not reset our GOAWAY away.
       if (this.#dead) {
-        start = end = 0;
+        rb.clear();
         continue;
       }
-      end += n;
+      rb.filled(n);
       try {
-        start = this.#parse(buf, start, end);
+        rb.consumed(
+          eachFrame(rb.buf, rb.start, rb.end, this.#live, this.#onFrame),
+        );
       } catch (e) {
-        start = end = 0;
+        rb.clear();
         if (e instanceof H2ConnectionError) {
           this.#die(
             `upstream protocol error (${errorName(e.code)}): ${e.message}`,
@@ -383,9 +374,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
             ErrorCode.INTERNAL_ERROR,
           );
         }
-        continue;
       }
-      if (start === end) start = end = 0;
     }
     this.#die(lost ?? "upstream closed the connection");
     await this.#closing;
@@ -453,11 +442,6 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   }
 
   // --- reading -------------------------------------------------------------
-
-  /** Handles every whole frame in buf[start, end); returns where it stopped. */
-  #parse(buf: Uint8Array, start: number, end: number): number {
-    return eachFrame(buf, start, end, this.#live, this.#onFrame);
-  }
 
   readonly #live = () => !this.#dead;
 
