@@ -145,3 +145,92 @@ export function frameSizeError(message: string): H2ConnectionError {
 export function flowControlError(message: string): H2ConnectionError {
   return new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, message);
 }
+
+/**
+ * Joins a header block split over HEADERS and CONTINUATION frames (RFC 9113
+ * §6.2, §6.10), stripping padding and priority, within a size limit.
+ *
+ * Each frame's header counts toward the limit too, so a flood of empty
+ * CONTINUATION frames ends like an oversized block: ENHANCE_YOUR_CALM.
+ */
+export class HeaderBlockReader {
+  readonly #limit: number;
+  #stream = 0;
+  #flags = 0;
+  #parts: Uint8Array[] = [];
+  #bytes = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** The stream whose block awaits CONTINUATION frames, or 0. */
+  get stream(): number {
+    return this.#stream;
+  }
+
+  /** The flags of the HEADERS frame that began the last block. */
+  get flags(): number {
+    return this.#flags;
+  }
+
+  /**
+   * A HEADERS frame: the whole block when it carries END_HEADERS (a view of
+   * `buf`, valid until the next read), else undefined and the block waits.
+   */
+  headers(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): Uint8Array | undefined {
+    const to = paddedEnd(flags, buf, at, len, "HEADERS");
+    let from = flags & Flag.PADDED ? at + 1 : at;
+    if (flags & Flag.PRIORITY) from += 5;
+    if (from > to) throw protocolError("HEADERS padding exceeds the payload");
+    this.#flags = flags;
+    if (flags & Flag.END_HEADERS) return buf.subarray(from, to);
+    this.#stream = id;
+    this.#parts = [buf.slice(from, to)];
+    this.#bytes = to - from + FRAME_HEADER_BYTES;
+    this.#check();
+    return undefined;
+  }
+
+  /** A CONTINUATION frame: the whole block at END_HEADERS, else undefined. */
+  continuation(
+    flags: number,
+    id: number,
+    buf: Uint8Array,
+    at: number,
+    len: number,
+  ): Uint8Array | undefined {
+    if (this.#stream === 0 || id !== this.#stream) {
+      throw protocolError("CONTINUATION without a header block in progress");
+    }
+    this.#bytes += len + FRAME_HEADER_BYTES;
+    this.#check();
+    this.#parts.push(buf.slice(at, at + len));
+    if ((flags & Flag.END_HEADERS) === 0) return undefined;
+    const parts = this.#parts;
+    this.#stream = 0;
+    this.#parts = [];
+    const block = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let off = 0;
+    for (const p of parts) {
+      block.set(p, off);
+      off += p.byteLength;
+    }
+    return block;
+  }
+
+  #check(): void {
+    if (this.#bytes > this.#limit) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `header block over ${this.#limit} bytes`,
+      );
+    }
+  }
+}

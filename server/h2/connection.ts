@@ -47,6 +47,7 @@ import {
   flowControlError,
   frameSizeError,
   type FrameVisitor,
+  HeaderBlockReader,
   paddedEnd,
   protocolError,
   readSettings,
@@ -130,11 +131,7 @@ export class H2ServerConnection implements StreamHost {
   #sendWindow = DEFAULT_WINDOW;
   #recvWindow: number;
   #recvUnacked = 0;
-  // A header block split over CONTINUATION frames.
-  #blockStream = 0;
-  #blockFlags = 0;
-  #blockParts: Uint8Array[] = [];
-  #blockBytes = 0;
+  readonly #block: HeaderBlockReader;
   #goawaySent = false;
   #peerGoaway = false;
   #dead = false;
@@ -164,6 +161,7 @@ export class H2ServerConnection implements StreamHost {
       maxHeaderListSize: options.maxHeaderListSize,
     });
     this.#recvWindow = options.connectionWindow;
+    this.#block = new HeaderBlockReader(2 * options.maxHeaderListSize);
     // Cancelling every stream at once is normal; more than that is not.
     this.#resetBurst = Math.max(RESET_BURST, options.maxConcurrentStreams);
     this.#resetTokens = this.#resetBurst;
@@ -378,7 +376,7 @@ export class H2ServerConnection implements StreamHost {
   readonly #live = () => !this.#dead;
 
   readonly #onFrame: FrameVisitor = (type, flags, id, buf, at, len) => {
-    if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+    if (this.#block.stream !== 0 && type !== FrameType.CONTINUATION) {
       throw protocolError("expected CONTINUATION");
     }
     if (!this.#settled && type !== FrameType.SETTINGS) {
@@ -467,18 +465,8 @@ export class H2ServerConnection implements StreamHost {
     len: number,
   ): void {
     if (id === 0) throw protocolError("HEADERS on stream 0");
-    const to = paddedEnd(flags, buf, at, len, "HEADERS");
-    let from = flags & Flag.PADDED ? at + 1 : at;
-    if (flags & Flag.PRIORITY) from += 5;
-    if (from > to) throw protocolError("HEADERS padding exceeds the payload");
-    if (flags & Flag.END_HEADERS) {
-      this.#onHeaderBlock(id, flags, buf.subarray(from, to));
-      return;
-    }
-    this.#blockStream = id;
-    this.#blockFlags = flags;
-    this.#blockParts = [buf.slice(from, to)];
-    this.#blockBytes = to - from;
+    const block = this.#block.headers(flags, id, buf, at, len);
+    if (block !== undefined) this.#onHeaderBlock(id, flags, block);
   }
 
   #onContinuation(
@@ -488,29 +476,8 @@ export class H2ServerConnection implements StreamHost {
     at: number,
     len: number,
   ): void {
-    if (this.#blockStream === 0 || id !== this.#blockStream) {
-      throw protocolError("CONTINUATION without a header block to continue");
-    }
-    // Frame headers count too, so a flood of empty frames ends here as well.
-    this.#blockBytes += len + FRAME_HEADER_BYTES;
-    if (this.#blockBytes > this.#opts.maxHeaderListSize * 2) {
-      throw new H2ConnectionError(
-        ErrorCode.ENHANCE_YOUR_CALM,
-        "header block too large",
-      );
-    }
-    this.#blockParts.push(buf.slice(at, at + len));
-    if ((flags & Flag.END_HEADERS) === 0) return;
-    const parts = this.#blockParts;
-    this.#blockStream = 0;
-    this.#blockParts = [];
-    const block = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-    let off = 0;
-    for (const p of parts) {
-      block.set(p, off);
-      off += p.byteLength;
-    }
-    this.#onHeaderBlock(id, this.#blockFlags, block);
+    const block = this.#block.continuation(flags, id, buf, at, len);
+    if (block !== undefined) this.#onHeaderBlock(id, this.#block.flags, block);
   }
 
   #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {

@@ -40,6 +40,7 @@ import {
   eachFrame,
   frameSizeError,
   type FrameVisitor,
+  HeaderBlockReader,
   paddedEnd,
   protocolError,
   readSettings,
@@ -140,11 +141,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   readonly #dialAbort = new AbortController();
   #linger: ReturnType<typeof setTimeout> | undefined;
   // A header block spread over HEADERS + CONTINUATION frames.
-  #blockStream = 0;
-  #blockEnd = false;
-  #blockParts: Uint8Array[] = [];
-  #blockBytes = 0;
-  #blockFrames = 0;
+  readonly #block = new HeaderBlockReader(MAX_HEADER_BLOCK);
   #acksQueued = 0;
   // Keepalive: a read since the last tick, and a PING still unanswered.
   #heard = false;
@@ -446,7 +443,7 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
   readonly #live = () => !this.#dead;
 
   readonly #onFrame: FrameVisitor = (type, flags, id, buf, at, len) => {
-    if (this.#blockStream !== 0 && type !== FrameType.CONTINUATION) {
+    if (this.#block.stream !== 0 && type !== FrameType.CONTINUATION) {
       throw protocolError("expected CONTINUATION");
     }
     if (!this.#settled && type !== FrameType.SETTINGS) {
@@ -555,24 +552,10 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     len: number,
   ): void {
     this.#checkStreamId(id, "HEADERS");
-    let from = at;
-    let to = at + len;
-    if (flags & Flag.PADDED) {
-      to = paddedEnd(flags, buf, at, len, "HEADERS");
-      from++;
+    const block = this.#block.headers(flags, id, buf, at, len);
+    if (block !== undefined) {
+      this.#headerBlock(id, (flags & Flag.END_STREAM) !== 0, block);
     }
-    if (flags & Flag.PRIORITY) from += 5;
-    if (from > to) throw protocolError("HEADERS padding exceeds the payload");
-    const endStream = (flags & Flag.END_STREAM) !== 0;
-    if (flags & Flag.END_HEADERS) {
-      this.#headerBlock(id, endStream, buf.subarray(from, to));
-      return;
-    }
-    this.#blockStream = id;
-    this.#blockEnd = endStream;
-    this.#blockParts = [buf.slice(from, to)];
-    this.#blockBytes = to - from;
-    this.#blockFrames = 1;
   }
 
   #onContinuation(
@@ -582,32 +565,14 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     at: number,
     len: number,
   ): void {
-    if (this.#blockStream === 0 || id !== this.#blockStream) {
-      throw protocolError("CONTINUATION without a header block in progress");
-    }
-    this.#blockBytes += len;
-    // Frame headers count too: empty CONTINUATIONs must not go on forever.
-    this.#blockFrames++;
-    if (
-      this.#blockBytes + this.#blockFrames * FRAME_HEADER_BYTES >
-        MAX_HEADER_BLOCK
-    ) {
-      throw new H2ConnectionError(
-        ErrorCode.ENHANCE_YOUR_CALM,
-        `header block over ${MAX_HEADER_BLOCK} bytes`,
+    const block = this.#block.continuation(flags, id, buf, at, len);
+    if (block !== undefined) {
+      this.#headerBlock(
+        id,
+        (this.#block.flags & Flag.END_STREAM) !== 0,
+        block,
       );
     }
-    this.#blockParts.push(buf.slice(at, at + len));
-    if ((flags & Flag.END_HEADERS) === 0) return;
-    const block = new Uint8Array(this.#blockBytes);
-    let off = 0;
-    for (const part of this.#blockParts) {
-      block.set(part, off);
-      off += part.byteLength;
-    }
-    this.#blockStream = 0;
-    this.#blockParts = [];
-    this.#headerBlock(id, this.#blockEnd, block);
   }
 
   #headerBlock(id: number, endStream: boolean, block: Uint8Array): void {
