@@ -22,7 +22,11 @@ type OnStream = (stream: H2ServerStream) => void;
 
 async function setup(
   onStream: OnStream,
-  options: { connectionWindow?: number; streamWindow?: number } = {},
+  options: {
+    connectionWindow?: number;
+    streamWindow?: number;
+    handshakeTimeoutMs?: number;
+  } = {},
   settings: [number, number][] = [],
 ): Promise<
   { listener: H2Listener; peer: PeerConnection } & AsyncDisposable
@@ -234,4 +238,40 @@ Deno.test("listenH2(): a peer that sends requests but never reads the answers is
     written < 64 * 1024 * 1024,
     `${written} bytes accepted before the stall`,
   );
+});
+
+Deno.test("listenH2(): a connection that never completes its preface is closed after the handshake timeout", async () => {
+  const listener = listenH2({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeoutMs: 200,
+    onStream: () => {},
+  });
+  const silent = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.port,
+  });
+  const half = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.port,
+  });
+  try {
+    await half.write(CLIENT_PREFACE.subarray(0, 10));
+    await sleep(50);
+    assert.equal(listener.connections, 2);
+    const start = Date.now();
+    const eof = async (conn: Deno.Conn) => {
+      const buf = new Uint8Array(1024);
+      while (await conn.read(buf).catch(() => null) !== null) { /* drain */ }
+      return Date.now() - start;
+    };
+    const [a, b] = await Promise.all([eof(silent), eof(half)]);
+    assert.ok(a < 2000 && b < 2000, `closed after ${a} and ${b} ms`);
+    assert.equal(listener.connections, 0);
+  } finally {
+    silent.close();
+    half.close();
+    listener.close();
+    await listener.closed;
+  }
 });

@@ -80,6 +80,11 @@ export interface H2ServerOptions {
   maxHeaderListSize: number;
   /** Bytes queued for the socket above which streams wait for it. */
   outputLimit: number;
+  /**
+   * How long a new connection has to send its preface and SETTINGS; a
+   * socket that stays silent (or sends something else) is closed after it.
+   */
+  handshakeTimeoutMs: number;
 }
 
 /** The defaults: gRPC-sized windows, Node's header list limit. */
@@ -90,6 +95,7 @@ export const DEFAULT_H2_SERVER_OPTIONS: Readonly<H2ServerOptions> = Object
     connectionWindow: 16 * 1024 * 1024,
     maxHeaderListSize: 64 * 1024,
     outputLimit: 1024 * 1024,
+    handshakeTimeoutMs: 10_000,
   });
 
 /** What a connection reports to its listener. */
@@ -137,6 +143,7 @@ export class H2ServerConnection implements StreamHost {
   #dead = false;
   #finishing = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #reported = false;
   /** Set while the read loop waits for the socket to take our output. */
   #readerWaiting: (() => void) | undefined;
@@ -191,6 +198,10 @@ export class H2ServerConnection implements StreamHost {
       );
     }
     w.attach(this.#conn);
+    this.#handshakeTimer = setTimeout(
+      () => this.destroy(),
+      this.#opts.handshakeTimeoutMs,
+    );
     await this.#readLoop();
   }
 
@@ -577,6 +588,7 @@ export class H2ServerConnection implements StreamHost {
       // Others do not apply: our HPACK encoder never indexes, we never push.
     });
     if (!changed) return;
+    if (!this.#settled) clearTimeout(this.#handshakeTimer);
     if (windowDelta !== 0) {
       for (const s of this.#streams.values()) {
         s.sendWindow += windowDelta;
@@ -762,6 +774,7 @@ export class H2ServerConnection implements StreamHost {
 
   #closeSocket(): void {
     clearTimeout(this.#linger);
+    clearTimeout(this.#handshakeTimer);
     try {
       this.#conn.close();
     } catch {
