@@ -16,6 +16,10 @@ import type { EventEmitter } from "node:events";
 import { type H2Listener, listenH2 } from "../h2/listener.ts";
 
 const UNSUPPORTED_MEDIA_TYPE = Object.freeze({ ":status": 415 });
+const LAYOUT_ERROR =
+  "this grpc-js version's internals are not what the h2 transport expects " +
+  "(its http2Servers map and one 'stream' listener); start with " +
+  "--transport node";
 
 /** Options of {@linkcode listenWithH2}. */
 export interface H2TransportOptions {
@@ -33,7 +37,7 @@ export function listenWithH2(
   const servers = (server as unknown as { http2Servers?: unknown })
     .http2Servers;
   if (!(servers instanceof Map)) {
-    throw new Error("grpc-js layout not supported by the h2 transport");
+    throw new Error(LAYOUT_ERROR);
   }
   const before = new Set(servers.keys());
   server.createConnectionInjector(ServerCredentials.createInsecure());
@@ -44,7 +48,7 @@ export function listenWithH2(
     typeof created?.emit !== "function" ||
     created.listeners("stream").length !== 1
   ) {
-    throw new Error("grpc-js layout not supported by the h2 transport");
+    throw new Error(LAYOUT_ERROR);
   }
   const grpcJs = created;
   return listenH2({
