@@ -30,6 +30,7 @@ import {
   PeerConnection,
 } from "./fixtures/h2_raw_peer.ts";
 import { eventually, startCore } from "./support/core.ts";
+import { listenWithH2 } from "../server/grpc/h2_transport.ts";
 
 /** A raw HTTP/2 client connection that has exchanged SETTINGS. */
 async function rawClient(
@@ -368,4 +369,17 @@ Deno.test("h2 transport: shutdown ends streams with UNAVAILABLE, sends GOAWAY(NO
   else await peer.eof();
   assert.equal(goaway, ErrorCode.NO_ERROR);
   await stopped;
+});
+
+Deno.test("listenWithH2() refuses a grpc-js server of another layout, naming --transport node", () => {
+  const notGrpcJs = {} as unknown as Parameters<typeof listenWithH2>[0];
+  assert.throws(
+    () =>
+      listenWithH2(notGrpcJs, {
+        host: "127.0.0.1",
+        port: 0,
+        maxConcurrentStreams: 10,
+      }),
+    /--transport node/,
+  );
 });
