@@ -10,7 +10,9 @@
  */
 import { atTurnEnd } from "./turn_end.ts";
 import {
+  Flag,
   FRAME_HEADER_BYTES,
+  FrameType,
   writeFrameHeader,
   writeUint32,
 } from "../protocol/http2/frames.ts";
@@ -110,6 +112,31 @@ export class FrameWriter {
   bytes(data: Uint8Array): void {
     const at = this.reserve(data.byteLength);
     this.#buf.set(data, at);
+  }
+
+  /**
+   * Appends a header block as HEADERS plus as many CONTINUATION frames as
+   * `maxFrame` (the peer's SETTINGS_MAX_FRAME_SIZE) needs; END_STREAM, when
+   * asked for, goes on the HEADERS frame (RFC 9113 §6.2).
+   */
+  headerBlock(
+    streamId: number,
+    block: Uint8Array,
+    maxFrame: number,
+    endStream: boolean,
+  ): void {
+    let off = 0;
+    let type: number = FrameType.HEADERS;
+    let flags = endStream ? Flag.END_STREAM : 0;
+    do {
+      const n = Math.min(maxFrame, block.byteLength - off);
+      if (off + n === block.byteLength) flags |= Flag.END_HEADERS;
+      this.header(n, type, flags, streamId);
+      this.bytes(n === block.byteLength ? block : block.subarray(off, off + n));
+      off += n;
+      type = FrameType.CONTINUATION;
+      flags = 0;
+    } while (off < block.byteLength);
   }
 
   #schedule(): void {

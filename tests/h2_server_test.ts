@@ -275,3 +275,30 @@ Deno.test("listenH2(): a connection that never completes its preface is closed a
     await listener.closed;
   }
 });
+
+Deno.test("listenH2(): a header block above the peer's frame size goes out as HEADERS + CONTINUATION", async () => {
+  const big = "v".repeat(40_000);
+  await using t = await setup((s) => {
+    s.respond({ ":status": 200, "x-big": big }, { endStream: true });
+  });
+  await t.peer.write(settingsFrame([], true), request(t.peer, 1, true));
+  const first = await t.peer.until((f) => f.type === FrameType.HEADERS);
+  assert.equal(first.flags & Flag.END_HEADERS, 0);
+  assert.equal(first.flags & Flag.END_STREAM, Flag.END_STREAM);
+  assert.ok(first.payload.byteLength <= 16384);
+  const parts = [first.payload];
+  let frames = 1;
+  while (true) {
+    const c = await t.peer.next();
+    assert.equal(c?.type, FrameType.CONTINUATION);
+    assert.equal(c!.streamId, 1);
+    parts.push(c!.payload);
+    frames++;
+    if (c!.flags & Flag.END_HEADERS) break;
+  }
+  assert.ok(frames >= 3, `${frames} frames`);
+  assert.deepEqual(t.peer.decoder.decode(concat(parts)), [
+    [":status", "200"],
+    ["x-big", big],
+  ]);
+});

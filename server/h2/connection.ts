@@ -233,35 +233,12 @@ export class H2ServerConnection implements StreamHost {
     endStream: boolean,
   ): void {
     if (this.#dead) return;
-    const block = this.#encodeHeaders(headers);
-    const w = this.#writer;
-    const max = this.#peerMaxFrame;
-    const end = endStream ? Flag.END_STREAM : 0;
-    if (block.byteLength <= max) {
-      const at = w.reserve(FRAME_HEADER_BYTES + block.byteLength);
-      writeFrameHeader(
-        w.buf,
-        at,
-        block.byteLength,
-        FrameType.HEADERS,
-        Flag.END_HEADERS | end,
-        stream.id,
-      );
-      w.buf.set(block, at + FRAME_HEADER_BYTES);
-      return;
-    }
-    let off = 0;
-    let type: number = FrameType.HEADERS;
-    while (off < block.byteLength) {
-      const n = Math.min(max, block.byteLength - off);
-      const last = off + n === block.byteLength;
-      const flags = (type === FrameType.HEADERS ? end : 0) |
-        (last ? Flag.END_HEADERS : 0);
-      w.header(n, type, flags, stream.id);
-      w.bytes(block.subarray(off, off + n));
-      off += n;
-      type = FrameType.CONTINUATION;
-    }
+    this.#writer.headerBlock(
+      stream.id,
+      this.#encodeHeaders(headers),
+      this.#peerMaxFrame,
+      endStream,
+    );
   }
 
   pump(s: H2ServerStream): void {

@@ -180,17 +180,13 @@ export class H2ServerStream extends EventEmitter {
       this.#flowing === true && this.#queue.length === 0 &&
       this.#tailLength === 0 && !this.#delivering
     ) {
-      const chunk = Buffer.allocUnsafe(n);
-      chunk.set(src);
       this.#host.consumed(this, n);
-      this.emit("data", chunk);
+      this.emit("data", copyOf(src));
       return;
     }
     if (n >= SMALL_CHUNK) {
       this.#closeTail();
-      const chunk = Buffer.allocUnsafe(n);
-      chunk.set(src);
-      this.#queue.push(chunk);
+      this.#queue.push(copyOf(src));
       return;
     }
     if (this.#tail === undefined || this.#tailLength + n > TAIL_BYTES) {
@@ -398,13 +394,9 @@ export class H2ServerStream extends EventEmitter {
 
   #localEnd(): void {
     this.localEnded = true;
-    if (this.remoteEnded) {
-      this.#release();
-      return;
-    }
     // The response is complete before the request (RFC 9113 §8.1): tell
-    // the client to stop sending, and forget the stream.
-    this.#host.reset(this, NO_ERROR);
+    // the client to stop sending.
+    if (!this.remoteEnded) this.#host.reset(this, NO_ERROR);
     this.#release();
   }
 
@@ -421,4 +413,11 @@ export class H2ServerStream extends EventEmitter {
     this.closed = true;
     process.nextTick(() => this.emit("close"));
   }
+}
+
+/** A Buffer of its own with the bytes of a read-buffer view. */
+function copyOf(src: Uint8Array): Buffer {
+  const chunk = Buffer.allocUnsafe(src.byteLength);
+  chunk.set(src);
+  return chunk;
 }

@@ -813,25 +813,8 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
     s.sendWindow = this.#peerWindow;
     s.recvWindow = this.#opts.streamWindow;
     this.#streams.set(id, s);
-    const block = s.headerBlock!;
+    this.#writer.headerBlock(id, s.headerBlock!, this.#peerMaxFrame, false);
     s.headerBlock = undefined;
-    const w = this.#writer;
-    const max = this.#peerMaxFrame;
-    let off = Math.min(block.byteLength, max);
-    w.header(
-      off,
-      FrameType.HEADERS,
-      off === block.byteLength ? Flag.END_HEADERS : 0,
-      id,
-    );
-    w.bytes(off === block.byteLength ? block : block.subarray(0, off));
-    while (off < block.byteLength) {
-      const n = Math.min(block.byteLength - off, max);
-      const last = off + n === block.byteLength;
-      w.header(n, FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, id);
-      w.bytes(block.subarray(off, off + n));
-      off += n;
-    }
     if (s.outBytes > 0 || s.endPending) this.#sendPending(s);
     if (s.wantsDrain) {
       // It may have started waiting on the connection it was moved from.
