@@ -59,7 +59,6 @@ export function listenH2(options: ListenH2Options): H2Listener {
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
   const connections = new Set<H2ServerConnection>();
   let closing = false;
-  let accepting: Promise<void> = Promise.resolve();
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => resolveClosed = resolve);
   const settle = () => {
@@ -74,7 +73,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
     },
   };
 
-  accepting = (async () => {
+  const accepting = (async () => {
     while (true) {
       let conn: Deno.TcpConn;
       try {
