@@ -16,7 +16,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat.proto.
  */
 export const file_chat: GenFile = /*@__PURE__*/
-  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IkEKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSDAoEcm9vbRgDIAEoCSJYChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIuChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSKSAQoHTWVzc2FnZRIKCgJpZBgBIAEoCRIMCgR1c2VyGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSDAoEcm9vbRgEIAEoCRItCgl0aW1lc3RhbXAYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KBHR5cGUYBiABKA4yES5jaGF0Lk1lc3NhZ2VUeXBlIjgKDlVwbG9hZFJlc3BvbnNlEhUKDW1lc3NhZ2VfY291bnQYASABKAUSDwoHc3VjY2VzcxgCIAEoCCI/Cg5NZXRyaWNzUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIYChBpbnRlcnZhbF9zZWNvbmRzGAIgASgFIq0BCgZNZXRyaWMSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoARItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBmxhYmVscxgEIAMoCzIYLmNoYXQuTWV0cmljLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqOAoLTWVzc2FnZVR5cGUSCAoEQ0hBVBAAEggKBEpPSU4QARIJCgVMRUFWRRACEgoKBlNZU1RFTRADMqkCCgtDaGF0U2VydmljZRJCCgtTZW5kTWVzc2FnZRIYLmNoYXQuU2VuZE1lc3NhZ2VSZXF1ZXN0GhkuY2hhdC5TZW5kTWVzc2FnZVJlc3BvbnNlEjwKEVN1YnNjcmliZU1lc3NhZ2VzEhYuY2hhdC5TdWJzY3JpYmVSZXF1ZXN0Gg0uY2hhdC5NZXNzYWdlMAESNwoOVXBsb2FkTWVzc2FnZXMSDS5jaGF0Lk1lc3NhZ2UaFC5jaGF0LlVwbG9hZFJlc3BvbnNlKAESKAoEQ2hhdBINLmNoYXQuTWVzc2FnZRoNLmNoYXQuTWVzc2FnZSgBMAESNQoNU3RyZWFtTWV0cmljcxIULmNoYXQuTWV0cmljc1JlcXVlc3QaDC5jaGF0Lk1ldHJpYzABQhtaGWdycGMtc3RyZWFtaW5nL3Byb3RvL2NoYXRiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IkEKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSDAoEcm9vbRgDIAEoCSJoChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQiZAoQU3Vic2NyaWJlUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSFAoMc2luY2Vfb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEg8KB2hpc3RvcnkYBSABKA0isQEKB01lc3NhZ2USCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIPCgdjb250ZW50GAMgASgJEgwKBHJvb20YBCABKAkSLQoJdGltZXN0YW1wGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfCgR0eXBlGAYgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkiOAoOVXBsb2FkUmVzcG9uc2USFQoNbWVzc2FnZV9jb3VudBgBIAEoBRIPCgdzdWNjZXNzGAIgASgIIj8KDk1ldHJpY3NSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhgKEGludGVydmFsX3NlY29uZHMYAiABKAUirQEKBk1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGbGFiZWxzGAQgAygLMhguY2hhdC5NZXRyaWMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASo4CgtNZXNzYWdlVHlwZRIICgRDSEFUEAASCAoESk9JThABEgkKBUxFQVZFEAISCgoGU1lTVEVNEAMyqQIKC0NoYXRTZXJ2aWNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USPAoRU3Vic2NyaWJlTWVzc2FnZXMSFi5jaGF0LlN1YnNjcmliZVJlcXVlc3QaDS5jaGF0Lk1lc3NhZ2UwARI3Cg5VcGxvYWRNZXNzYWdlcxINLmNoYXQuTWVzc2FnZRoULmNoYXQuVXBsb2FkUmVzcG9uc2UoARIoCgRDaGF0Eg0uY2hhdC5NZXNzYWdlGg0uY2hhdC5NZXNzYWdlKAEwARI1Cg1TdHJlYW1NZXRyaWNzEhQuY2hhdC5NZXRyaWNzUmVxdWVzdBoMLmNoYXQuTWV0cmljMAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
@@ -58,6 +58,13 @@ export type SendMessageResponse = Message$1<"chat.SendMessageResponse"> & {
    * @generated from field: google.protobuf.Timestamp timestamp = 2;
    */
   timestamp?: Timestamp | undefined;
+
+  /**
+   * The room offset the message got (see docs/history.md).
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
 };
 
 /**
@@ -80,6 +87,26 @@ export type SubscribeRequest = Message$1<"chat.SubscribeRequest"> & {
    * @generated from field: string user = 2;
    */
   user: string;
+
+  /**
+   * Resume: with epoch equal to the room's epoch, replay every retained
+   * message with an offset above since_offset before the live ones.
+   *
+   * @generated from field: uint64 since_offset = 3;
+   */
+  sinceOffset: bigint;
+
+  /**
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
+
+  /**
+   * Replay the room's last N retained messages after the welcome.
+   *
+   * @generated from field: uint32 history = 5;
+   */
+  history: number;
 };
 
 /**
@@ -122,6 +149,21 @@ export type Message = Message$1<"chat.Message"> & {
    * @generated from field: chat.MessageType type = 6;
    */
   type: MessageType;
+
+  /**
+   * The message's position in its room: 1, 2, 3, ... with no gaps. On the
+   * welcome message: the room's last offset when the subscription began.
+   *
+   * @generated from field: uint64 offset = 7;
+   */
+  offset: bigint;
+
+  /**
+   * The room's history epoch: the same while its history is continuous.
+   *
+   * @generated from field: string epoch = 8;
+   */
+  epoch: string;
 };
 
 /**
