@@ -121,7 +121,10 @@ for (const store of ["sqlite", "memory"] as const) {
     const [welcome, ...got] = await take<Message>(sub, 21);
     await racing;
     assert.equal(welcome.offset >= 30n, true);
-    assert.deepEqual(offsets(got), Array.from({ length: 20 }, (_, i) => 21 + i));
+    assert.deepEqual(
+      offsets(got),
+      Array.from({ length: 20 }, (_, i) => 21 + i),
+    );
     assert.equal(got[0].content, "m21");
     assert.ok(got.every((m) => m.epoch === welcome.epoch));
     sub.cancel();
