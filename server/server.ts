@@ -136,7 +136,7 @@ export async function startCoreServer(
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
-  const store = givenStore ?? openStore(config);
+  const store = givenStore ?? await openStore(config);
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
     policy: config.slowConsumer,
@@ -168,7 +168,7 @@ export async function startCoreServer(
   try {
     listener = await listen(server, config, log);
   } catch (err) {
-    if (givenStore === undefined) store.close();
+    if (givenStore === undefined) await store.close();
     throw err;
   }
   const port = listener.port;
@@ -205,8 +205,8 @@ export async function startCoreServer(
       });
       // Streams never end by themselves: tell them now, with a status.
       calls.abortAll(new ChatError("unavailable", "server is shutting down"));
-    }).then(() => {
-      if (givenStore === undefined) store.close();
+    }).then(async () => {
+      if (givenStore === undefined) await store.close();
     });
     return stopping;
   };

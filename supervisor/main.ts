@@ -27,11 +27,13 @@ function dataDir(args: readonly string[]): string {
   return dir;
 }
 
+const root = fileURLToPath(new URL("../", import.meta.url));
 const dir = dataDir(Deno.args);
 const CHILD_PERMISSIONS = [
   "--allow-net",
   "--allow-env",
-  `--allow-read=${dir}`,
+  // server/: the SQLite store's worker module is loaded at run time.
+  `--allow-read=${dir},${root}server`,
   `--allow-write=${dir}`,
 ];
 
@@ -47,7 +49,6 @@ function intSetting(name: string, fallback: number): number {
   return value;
 }
 
-const root = fileURLToPath(new URL("../", import.meta.url));
 const script = Deno.env.get("SUPERVISOR_CHILD") || "server/main.ts";
 
 const supervisor = superviseChild({

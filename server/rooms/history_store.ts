@@ -74,7 +74,7 @@ export interface HistoryStore {
    */
   onCommit?: (ms: number, ok: boolean) => void;
   /** Releases the store (stops its timers, closes its files). */
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 /** Limits shared by every store. */
