@@ -9,11 +9,13 @@ import { createMemoryStore } from "../store/memory_store.ts";
 import { type Sink, Subscriber } from "./subscriber.ts";
 
 /** A sink that accepts `room` items, then pushes back until drained. */
-function sink(room = Infinity): Sink<number> & { got: number[]; room: number } {
+function sink<T = number>(
+  room = Infinity,
+): Sink<T> & { got: T[]; room: number } {
   const s = {
-    got: [] as number[],
+    got: [] as T[],
     room,
-    write(item: number) {
+    write(item: T) {
       s.got.push(item);
       return s.got.length < s.room;
     },
@@ -148,18 +150,7 @@ function testHub(
   return { hub, store, publish };
 }
 
-/** A subscriber's sink that records items and pushes back after `room`. */
-function itemSink(room = Infinity) {
-  const s = {
-    got: [] as Item[],
-    room,
-    write(item: Item) {
-      s.got.push(item);
-      return s.got.length < s.room;
-    },
-  };
-  return s;
-}
+const itemSink = (room = Infinity) => sink<Item>(room);
 
 function subscribe(
   hub: ChatHub<Item>,

@@ -34,7 +34,7 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { sweepIntervalMs } from "./memory_store.ts";
+import { sweepEvery } from "./memory_store.ts";
 
 /** The data file could not be opened or read; start-up must stop. */
 export class StoreOpenError extends Error {
@@ -270,9 +270,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       } catch { /* nothing more to do */ }
     }
   };
-  const timer = limits.ttlMs > 0
-    ? setInterval(sweep, sweepIntervalMs(limits.ttlMs))
-    : undefined;
+  const timer = sweepEvery(limits.ttlMs, sweep);
 
   const store: HistoryStore = {
     kind: "sqlite",
