@@ -104,7 +104,9 @@ Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() 
   rooms.join("x", { ...member(d), live: false });
   const { leave: leaveC } = rooms.join("y", member(c));
   let built = 0;
-  assert.equal(rooms.publish("x", 1, "e", () => (built++, 7)), 2);
+  const build = () => (built++, 7);
+  const none = new Uint8Array(0);
+  assert.equal(rooms.publish("x", 1, "e", build, none), 2);
   assert.equal(built, 1);
   assert.deepEqual([a.got, b.got, c.got, d.got], [[7], [7], [], []]);
   assert.equal(room.last, 1);
@@ -113,7 +115,7 @@ Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() 
   assert.equal(rooms.subscriberCount, 3);
   leaveC();
   assert.equal(rooms.roomCount, 1);
-  assert.equal(rooms.publish("y", 1, "e", () => 1), 0);
+  assert.equal(rooms.publish("y", 1, "e", build, none), 0);
 });
 
 const text = new TextEncoder();
@@ -321,5 +323,31 @@ Deno.test("ChatHub cuts off a live subscriber whose queue overflows under the di
   assert.ok(stuck.overflowed());
   assert.equal(hub.subscriberCount, 0);
   assert.equal(hub.stats.slowDisconnects, 1);
+  store.close();
+});
+
+Deno.test("CommitQueue: a publish callback that throws is reported and the others still hear back", async () => {
+  const store = createMemoryStore({ size: 10, ttlMs: 0 });
+  const bugs: unknown[] = [];
+  const hub = new ChatHub<number>({
+    queueCapacity: 1,
+    policy: "drop",
+    store,
+    item: (_body, offset) => offset,
+    onInternal: (err) => bugs.push(err),
+  });
+  const heard: number[] = [];
+  await new Promise<void>((resolve) => {
+    hub.publish("r", new Uint8Array(1), () => {
+      throw new Error("bug");
+    });
+    hub.publish("r", new Uint8Array(1), (_err, s) => heard.push(s!.offset));
+    hub.publish("r", new Uint8Array(1), (_err, s) => {
+      heard.push(s!.offset);
+      resolve();
+    });
+  });
+  assert.deepEqual(heard, [2, 3]);
+  assert.equal((bugs[0] as Error).message, "bug");
   store.close();
 });
