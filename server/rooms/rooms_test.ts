@@ -203,15 +203,16 @@ Deno.test("ChatHub.publish() stores, then delivers one shared item to live subsc
 
 Deno.test("ChatHub.subscribe() with history replays the last N, then live, with no gap and no duplicate while publishing goes on", async () => {
   const { hub, store, publish } = testHub({ capacity: 4 });
-  for (let i = 1; i <= 50; i++) void publish("r", `m${i}`);
-  await settle();
+  const first = [];
+  for (let i = 1; i <= 50; i++) first.push(publish("r", `m${i}`));
+  await Promise.all(first);
   const s = itemSink();
   subscribe(hub, "r", s, { history: 20 });
   // Publishes go on while the replay runs.
   const more = [];
   for (let i = 51; i <= 60; i++) more.push(publish("r", `m${i}`));
   await Promise.all(more);
-  await settle();
+  while (s.got.length < 31) await settle();
   assert.deepEqual(s.got[0], {
     offset: 50,
     epoch: s.got[1].epoch,
