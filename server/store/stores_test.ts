@@ -183,3 +183,39 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
     );
   });
 });
+
+Deno.test("both stores' TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
+  await withDir(async (dataDir) => {
+    const limits = { size: 100, ttlMs: 200 };
+    const stores = [
+      createMemoryStore(limits),
+      openSqliteStore({ dataDir, ...limits }),
+    ];
+    try {
+      const epochs = [];
+      for (const store of stores) {
+        for (const room of ["a", "b", "c"]) {
+          await store.append(
+            [{ room, body: body(room), timeMs: Date.now() }],
+            1,
+          );
+        }
+        epochs.push((await store.position("a")).epoch);
+      }
+      await new Promise((r) => setTimeout(r, 1300)); // one sweep (every 1 s)
+      for (const [i, store] of stores.entries()) {
+        const p = await store.position("a");
+        assert.equal(p.offset, 0, store.kind);
+        assert.notEqual(p.epoch, epochs[i], store.kind);
+      }
+      const db = new DatabaseSync(join(dataDir, DATA_FILE));
+      const { n } = db.prepare("SELECT count(*) AS n FROM messages").get() as {
+        n: number;
+      };
+      db.close();
+      assert.equal(n, 0);
+    } finally {
+      for (const store of stores) store.close();
+    }
+  });
+});
