@@ -14,7 +14,11 @@ import type { EdgeConfig } from "./config.ts";
 import { createConnectHandler } from "./connect.ts";
 import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
-import { ASSETS, serveAsset } from "./assets.ts";
+import { ASSETS } from "./assets.ts";
+import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
+import { CallObserver } from "./ops/calls.ts";
+import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
+import { createStaticHandler } from "./static.ts";
 import { createWebSocketBridge } from "./websocket.ts";
 import type { Upstream } from "./upstream/types.ts";
 
@@ -24,6 +28,11 @@ export interface EdgeAppOptions {
   config: Readonly<EdgeConfig>;
   /** Services served over Connect; gRPC-Web forwards any path. */
   services?: readonly DescService[];
+  /**
+   * Records calls: metrics at /metrics and a log line per call. Default: a
+   * fresh registry, lines on stdout in `config.logFormat`.
+   */
+  calls?: CallObserver;
 }
 
 const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
@@ -59,14 +68,33 @@ function connectError(status: number, code: string, message: string): Response {
 /** Creates the edge app. */
 export function createEdgeApp(options: EdgeAppOptions): Hono {
   const { upstream, config } = options;
-  const grpcWeb = createGrpcWebHandler(upstream, config);
-  const connect = createConnectHandler(upstream, {
-    services: options.services ?? [ChatService],
-    maxMessageBytes: config.maxMessageBytes,
+  const services = options.services ?? [ChatService];
+  const calls = options.calls ?? new CallObserver({
+    metrics: new EdgeMetrics({
+      upstreamConnections: upstream.connections?.bind(upstream),
+    }),
+    knownPaths: new Set(
+      services.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)),
+    ),
+    logFormat: config.logFormat,
   });
+  const grpcWeb = createGrpcWebHandler(upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    calls,
+  });
+  const connect = createConnectHandler(upstream, {
+    services,
+    maxMessageBytes: config.maxMessageBytes,
+    calls,
+  });
+  const nativeGrpc = nativeGrpcAnswer(config.upstream);
   const app = new Hono();
 
   app.use("*", edgeCors(config.allowedOrigins));
+
+  // Prometheus text exposition, behind a bearer token when one is set.
+  const metrics = metricsHandler(calls.metrics, config.metricsToken);
+  app.get("/metrics", (c) => metrics(c.req.raw));
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
@@ -76,9 +104,11 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }, up ? 200 : 503);
   });
 
-  // Browser page: embedded strings (edge/assets.ts), no file reads at run time.
+  // Browser page: embedded strings (edge/assets.ts), no file reads at run
+  // time, compressed once per encoding (edge/static.ts).
+  const serveStatic = createStaticHandler();
   for (const path of Object.keys(ASSETS)) {
-    app.get(path, (c) => serveAsset(c.req.raw) ?? c.notFound());
+    app.get(path, (c) => serveStatic(c.req.raw) ?? c.notFound());
   }
 
   // WebSocket bridge: client-streaming and bidi calls from browsers (web/WEBSOCKET.md).
@@ -87,6 +117,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     createWebSocketBridge(upstream, {
       maxMessageBytes: config.maxMessageBytes,
       allowedOrigins: config.allowedOrigins,
+      calls,
     }),
   );
 
@@ -94,11 +125,9 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     const request = c.req.raw;
     const type = mediaType(request);
     if (type.startsWith("application/grpc-web")) return await grpcWeb(request);
-    if (type === "application/grpc" || type.startsWith("application/grpc+")) {
-      return new Response(
-        "native gRPC is not served here; use gRPC-Web or Connect\n",
-        { status: 415 },
-      );
+    if (isNativeGrpc(type)) {
+      calls.start("grpc", new URL(request.url).pathname).end(12);
+      return nativeGrpc();
     }
     if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
       return new Response(

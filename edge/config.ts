@@ -32,7 +32,15 @@ export interface EdgeConfig {
    * before it sends a PING; 0 turns keepalive off.
    */
   upstreamKeepaliveMs: number;
+  // --- operations: logs and /metrics ---
+  /** One line per call on stdout: "text", "json", or "off". */
+  logFormat: LogFormat;
+  /** Bearer token `/metrics` requires; "" leaves it open. */
+  metricsToken: string;
 }
+
+/** The per-call log line formats. */
+export type LogFormat = "text" | "json" | "off";
 
 /** The upstream HTTP/2 client implementations. */
 export type UpstreamClient = "h2" | "node";
@@ -46,6 +54,8 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
   upstreamKeepaliveMs: 30_000,
+  logFormat: "text",
+  metricsToken: "",
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -64,6 +74,8 @@ const SETTINGS = {
     flag: "upstream-keepalive-ms",
     env: "UPSTREAM_KEEPALIVE_MS",
   },
+  logFormat: { flag: "log-format", env: "LOG_FORMAT" },
+  metricsToken: { flag: "metrics-token", env: "METRICS_TOKEN" },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 type Parsers = {
@@ -108,6 +120,23 @@ const PARSERS: Parsers = {
       );
     }
     return url.origin;
+  },
+  logFormat(raw, name) {
+    if (raw !== "text" && raw !== "json" && raw !== "off") {
+      throw new EdgeConfigError(
+        `${name} must be "text", "json" or "off", got "${raw}"`,
+      );
+    }
+    return raw;
+  },
+  metricsToken(raw, name) {
+    // The token goes into an HTTP header comparison: no spaces or controls.
+    if (raw !== "" && !/^[\x21-\x7e]+$/.test(raw)) {
+      throw new EdgeConfigError(
+        `${name} must be printable ASCII without spaces`,
+      );
+    }
+    return raw;
   },
   allowedOrigins(raw, name) {
     const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");

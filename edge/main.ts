@@ -8,13 +8,14 @@
  * @module
  */
 import { createEdgeApp } from "./app.ts";
-import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { createUpstream } from "./upstream/mod.ts";
+import { withTraceContext } from "./upstream/trace_context.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
-let config;
+let config: Readonly<EdgeConfig>;
 try {
   config = parseEdgeConfig(Deno.args, Deno.env.toObject());
 } catch (err) {
@@ -23,17 +24,35 @@ try {
   Deno.exit(2);
 }
 
-const upstream = createUpstream(config.upstreamClient, config.upstream, {
-  maxMessageBytes: config.maxMessageBytes,
-  keepaliveIntervalMs: config.upstreamKeepaliveMs,
-});
+/** A lifecycle line, in the configured log format. */
+function say(message: string): void {
+  console.log(
+    config.logFormat === "json"
+      ? JSON.stringify({
+        time: new Date().toISOString(),
+        level: "info",
+        msg: message,
+      })
+      : `edge: ${message}`,
+  );
+}
+
+// With OTEL_DENO=true, calls carry the trace context to the core.
+const upstream = withTraceContext(
+  createUpstream(config.upstreamClient, config.upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    keepaliveIntervalMs: config.upstreamKeepaliveMs,
+  }),
+);
 const app = createEdgeApp({ upstream, config });
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,
   onListen: ({ hostname, port }) =>
-    console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
+    say(
+      `listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client), metrics at /metrics${
+        config.metricsToken ? " (token required)" : ""
+      }`,
     ),
 }, app.fetch);
 
@@ -41,7 +60,7 @@ let stopping = false;
 async function stop(signal: string): Promise<void> {
   if (stopping) Deno.exit(1);
   stopping = true;
-  console.log(`edge: ${signal}, shutting down`);
+  say(`${signal}, shutting down`);
   const drained = server.shutdown();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
@@ -52,7 +71,7 @@ async function stop(signal: string): Promise<void> {
   // Long-lived streams never end by themselves: end them with UNAVAILABLE.
   await upstream.close();
   await drained;
-  console.log("edge: stopped");
+  say("stopped");
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -17,6 +17,7 @@
  * @module
  */
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
+import type { CallObserver } from "./ops/calls.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
 
@@ -37,6 +38,8 @@ export interface WebSocketBridgeOptions {
   maxBufferedBytes?: number;
   /** Time the client has to send its call header. */
   headerTimeoutMs?: number;
+  /** Records each call and open socket (metrics, log line). */
+  calls?: CallObserver;
 }
 
 /** Creates the `GET /ws` handler; accepts a Request or a Hono context. */
@@ -88,7 +91,7 @@ export function createWebSocketBridge(
       );
     }
     const { socket, response } = Deno.upgradeWebSocket(request);
-    runBridgeSession(socket, upstream, limits);
+    runBridgeSession(socket, upstream, limits, options.calls);
     return response;
   };
 }

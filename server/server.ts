@@ -24,6 +24,7 @@ import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
 import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import { traceCalls } from "./grpc/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -158,6 +159,8 @@ export async function startCoreServer(
   ) {
     log.info("direct unary path unavailable: grpc-js serves SendMessage");
   }
+  // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
+  traceCalls(server);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {
