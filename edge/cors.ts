@@ -37,6 +37,8 @@ export const CORS_ALLOW_HEADERS: readonly string[] = [
   "connect-timeout-ms",
   "connect-content-encoding",
   "connect-accept-encoding",
+  "grpc-encoding",
+  "grpc-accept-encoding",
   "authorization",
   "x-request-id",
 ];
