@@ -43,169 +43,142 @@ function send(content: string, room = "z"): Uint8Array {
   );
 }
 
-/** Every envelope of a body, compressed ones gunzipped, with their flags. */
-function envelopes(body: Uint8Array): { flags: number; data: Uint8Array }[] {
+/**
+ * Reads envelopes off a streamed body as they come, compressed ones
+ * gunzipped, keeping their flags.
+ */
+function envelopeReader(res: Response) {
+  const reader = res.body!.getReader();
   const parser = new EnvelopeParser({
     maxMessageBytes: 1 << 26,
     allowedFlags: FLAG_COMPRESSED | FLAG_TRAILER | FLAG_END_STREAM,
   });
-  return parser.push(body).map((e) => ({
-    flags: e.flags,
-    data: e.flags & FLAG_COMPRESSED
-      ? new Uint8Array(gunzipSync(e.data))
-      : e.data,
-  }));
+  const ready: { flags: number; data: Uint8Array }[] = [];
+  return {
+    /** The next `n` envelopes. */
+    async take(n: number) {
+      while (ready.length < n) {
+        const r = await reader.read();
+        if (r.done) throw new Error(`body ended after ${ready.length}`);
+        for (const e of parser.push(r.value)) {
+          ready.push({
+            flags: e.flags,
+            data: e.flags & FLAG_COMPRESSED
+              ? new Uint8Array(gunzipSync(e.data))
+              : e.data,
+          });
+        }
+      }
+      return ready.splice(0, n);
+    },
+    cancel: () => reader.cancel(),
+  };
 }
 
-/** Reads a streaming body until `done` says so; cancels the rest. */
-async function readUntil(
-  res: Response,
-  done: (all: { flags: number; data: Uint8Array }[]) => boolean,
+/** One gRPC-Web SendMessage with `body` and extra `headers`. */
+async function grpcWebSend(
+  stack: CoreEdgeStack,
+  body: Uint8Array<ArrayBuffer>,
+  headers: Record<string, string> = {},
 ) {
-  const reader = res.body!.getReader();
-  let bytes = new Uint8Array(0);
-  try {
-    while (true) {
-      const r = await reader.read();
-      if (r.done) break;
-      const joined = new Uint8Array(bytes.length + r.value.length);
-      joined.set(bytes);
-      joined.set(r.value, bytes.length);
-      bytes = joined;
-      const all = tryEnvelopes(bytes);
-      if (all && done(all)) return all;
-    }
-    return envelopes(bytes);
-  } finally {
-    await reader.cancel();
-  }
-}
-
-function tryEnvelopes(bytes: Uint8Array) {
-  try {
-    return envelopes(bytes);
-  } catch {
-    return undefined;
-  }
+  return await readGrpcWeb(
+    await stack.fetch(stack.url + SEND, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", ...headers },
+      body,
+    }),
+  );
 }
 
 /** Publishes `content` to `room` over plain gRPC-Web. */
 async function publish(stack: CoreEdgeStack, content: string, room: string) {
-  const r = await readGrpcWeb(
-    await stack.fetch(stack.url + SEND, {
-      method: "POST",
-      headers: { "content-type": "application/grpc-web+proto" },
-      body: encodeEnvelope(0, send(content, room)),
-    }),
-  );
+  const r = await grpcWebSend(stack, encodeEnvelope(0, send(content, room)));
   assert.equal(r.grpcStatus, 0, r.grpcMessage);
 }
 
 Deno.test("edge gRPC-Web: a gzip-compressed request message is decompressed for the core", async () => {
   await using stack = await startCoreEdge();
-  const r = await readGrpcWeb(
-    await stack.fetch(stack.url + SEND, {
-      method: "POST",
-      headers: {
-        "content-type": "application/grpc-web+proto",
-        "grpc-encoding": "gzip",
-      },
-      body: encodeEnvelope(
-        FLAG_COMPRESSED,
-        new Uint8Array(gzipSync(send(BIG))),
-      ),
-    }),
+  const r = await grpcWebSend(
+    stack,
+    encodeEnvelope(
+      FLAG_COMPRESSED,
+      new Uint8Array(gzipSync(send(BIG))),
+    ),
+    { "grpc-encoding": "gzip" },
   );
   assert.equal(r.grpcStatus, 0, r.grpcMessage);
   assert.equal(r.messages.length, 1);
 });
 
-Deno.test("edge gRPC-Web: responses are gzipped per message when grpc-accept-encoding allows", async () => {
-  await using stack = await startCoreEdge();
-  const res = await stack.fetch(stack.url + SUBSCRIBE, {
-    method: "POST",
-    headers: {
-      "content-type": "application/grpc-web+proto",
-      "grpc-accept-encoding": "gzip",
+for (
+  const c of [
+    {
+      name: "gRPC-Web",
+      type: "application/grpc-web+proto",
+      accept: "grpc-accept-encoding",
+      answer: "grpc-encoding",
     },
-    body: encodeEnvelope(
-      0,
-      toBinary(
-        SubscribeRequestSchema,
-        create(SubscribeRequestSchema, { user: "s", room: "gz" }),
+    {
+      name: "Connect",
+      type: "application/connect+proto",
+      accept: "connect-accept-encoding",
+      answer: "connect-content-encoding",
+    },
+  ]
+) {
+  Deno.test(`edge ${c.name}: streamed responses are gzipped per message with ${c.accept}`, async () => {
+    await using stack = await startCoreEdge();
+    const room = `gz-${c.name}`;
+    const res = await stack.fetch(stack.url + SUBSCRIBE, {
+      method: "POST",
+      headers: { "content-type": c.type, [c.accept]: "gzip" },
+      body: encodeEnvelope(
+        0,
+        toBinary(
+          SubscribeRequestSchema,
+          create(SubscribeRequestSchema, { user: "s", room }),
+        ),
       ),
-    ),
-  });
-  assert.equal(res.headers.get("grpc-encoding"), "gzip");
-  // The welcome message arrives first: then the subscriber is in the room.
-  const welcome = await readUntilOne(res);
-  const rest = readUntil(res, (all) => all.length >= 1);
-  await publish(stack, BIG, "gz");
-  const [big] = await rest;
-  assert.equal(welcome.flags, 0, "small messages stay uncompressed");
-  assert.equal(big.flags, FLAG_COMPRESSED);
-  assert.equal(fromBinary(MessageSchema, big.data).content, BIG);
-});
-
-/** The first envelope of a response, leaving the body readable. */
-async function readUntilOne(res: Response) {
-  const reader = res.body!.getReader();
-  let bytes = new Uint8Array(0);
-  while (true) {
-    const r = await reader.read();
-    assert.ok(!r.done, "stream ended before the first message");
-    const joined = new Uint8Array(bytes.length + r.value.length);
-    joined.set(bytes);
-    joined.set(r.value, bytes.length);
-    bytes = joined;
-    const all = tryEnvelopes(bytes);
-    if (all && all.length > 0) {
-      reader.releaseLock();
-      return all[0];
+    });
+    assert.equal(res.headers.get(c.answer), "gzip");
+    const body = envelopeReader(res);
+    try {
+      // The welcome comes first: then the subscriber is in the room.
+      const [welcome] = await body.take(1);
+      assert.equal(welcome.flags, 0, "small messages stay uncompressed");
+      await publish(stack, BIG, room);
+      const [big] = await body.take(1);
+      assert.equal(big.flags, FLAG_COMPRESSED);
+      assert.equal(fromBinary(MessageSchema, big.data).content, BIG);
+    } finally {
+      await body.cancel();
     }
-  }
+  });
 }
 
 Deno.test("edge gRPC-Web: a gzip bomb ends with RESOURCE_EXHAUSTED, an unknown encoding with UNIMPLEMENTED", async () => {
   await using stack = await startCoreEdge({ maxMessageBytes: 64 * 1024 });
   const bomb = new Uint8Array(gzipSync(new Uint8Array(50 * 1024 * 1024)));
-  const r = await readGrpcWeb(
-    await stack.fetch(stack.url + SEND, {
-      method: "POST",
-      headers: {
-        "content-type": "application/grpc-web+proto",
-        "grpc-encoding": "gzip",
-      },
-      body: encodeEnvelope(FLAG_COMPRESSED, bomb),
-    }),
-  );
+  const r = await grpcWebSend(stack, encodeEnvelope(FLAG_COMPRESSED, bomb), {
+    "grpc-encoding": "gzip",
+  });
   assert.equal(r.grpcStatus, 8, r.grpcMessage);
   assert.match(r.grpcMessage, /larger than/);
 
-  const u = await readGrpcWeb(
-    await stack.fetch(stack.url + SEND, {
-      method: "POST",
-      headers: {
-        "content-type": "application/grpc-web+proto",
-        "grpc-encoding": "snappy",
-      },
-      body: encodeEnvelope(0, send("x")),
-    }),
-  );
+  const u = await grpcWebSend(stack, encodeEnvelope(0, send("x")), {
+    "grpc-encoding": "snappy",
+  });
   assert.equal(u.grpcStatus, 12);
   assert.match(u.grpcMessage, /snappy/);
   assert.equal(u.headers.get("grpc-accept-encoding"), "gzip");
 
   // The compressed flag without grpc-encoding stays a protocol error.
-  const f = await readGrpcWeb(
-    await stack.fetch(stack.url + SEND, {
-      method: "POST",
-      headers: { "content-type": "application/grpc-web+proto" },
-      body: encodeEnvelope(
-        FLAG_COMPRESSED,
-        new Uint8Array(gzipSync(send("x"))),
-      ),
-    }),
+  const f = await grpcWebSend(
+    stack,
+    encodeEnvelope(
+      FLAG_COMPRESSED,
+      new Uint8Array(gzipSync(send("x"))),
+    ),
   );
   assert.equal(f.grpcStatus, 3, f.grpcMessage);
 });
@@ -246,31 +219,6 @@ for (const protocol of ["Connect", "gRPC-Web"] as const) {
     }
   });
 }
-
-Deno.test("edge Connect: streaming responses are gzipped per message with connect-accept-encoding", async () => {
-  await using stack = await startCoreEdge();
-  const res = await stack.fetch(stack.url + SUBSCRIBE, {
-    method: "POST",
-    headers: {
-      "content-type": "application/connect+proto",
-      "connect-accept-encoding": "gzip",
-    },
-    body: encodeEnvelope(
-      0,
-      toBinary(
-        SubscribeRequestSchema,
-        create(SubscribeRequestSchema, { user: "s", room: "cz" }),
-      ),
-    ),
-  });
-  assert.equal(res.headers.get("connect-content-encoding"), "gzip");
-  await readUntilOne(res);
-  const rest = readUntil(res, (all) => all.length >= 1);
-  await publish(stack, BIG, "cz");
-  const [big] = await rest;
-  assert.equal(big.flags, FLAG_COMPRESSED);
-  assert.equal(fromBinary(MessageSchema, big.data).content, BIG);
-});
 
 /** Runs curl; returns the response head and the raw body. */
 async function curl(args: string[], stdin?: Uint8Array) {

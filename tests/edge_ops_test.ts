@@ -18,6 +18,7 @@ import { encodeEnvelope } from "../protocol/mod.ts";
 import { startCoreServer } from "../server/server.ts";
 import { startCoreEdge } from "./fixtures/edge_stack.ts";
 import { readGrpcWeb } from "./fixtures/edge_raw.ts";
+import { edgeArgs, spawnDeno } from "./fixtures/deno_process.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 
@@ -274,37 +275,12 @@ Deno.test("edge /metrics: a token makes it answer 401 without the right bearer",
 
 Deno.test("edge process: --log-format json writes one line per call, never per message", async () => {
   const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
-  const edge = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "edge/main.ts",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--upstream",
-      `http://127.0.0.1:${core.port}`,
-      "--log-format",
-      "json",
-    ],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const edge = spawnDeno(
+    edgeArgs(`http://127.0.0.1:${core.port}`, "--log-format", "json"),
+  );
   const lines: string[] = [];
-  const reader = edge.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
   const nextLine = async () => {
-    while (!buffered.includes("\n")) {
-      const r = await reader.read();
-      if (r.done) throw new Error("edge exited");
-      buffered += r.value;
-    }
-    const at = buffered.indexOf("\n");
-    const line = buffered.slice(0, at);
-    buffered = buffered.slice(at + 1);
+    const line = await edge.nextLine();
     lines.push(line);
     return line;
   };
@@ -368,13 +344,7 @@ Deno.test("edge process: --log-format json writes one line per call, never per m
     assert.ok(stream.duration_ms >= 2400, String(stream.duration_ms));
   } finally {
     client.close();
-    edge.kill("SIGTERM");
-    await edge.status;
-    for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      buffered += r.value;
-    }
-    lines.push(...buffered.split("\n").filter((l) => l !== ""));
-    await edge.stderr.cancel();
+    lines.push(...await edge.stop());
     await core.shutdown(500);
   }
   // Nothing but lifecycle lines besides the two calls.

@@ -11,6 +11,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
 import { readGrpcWeb } from "./fixtures/edge_raw.ts";
+import { edgeArgs, spawnDeno } from "./fixtures/deno_process.ts";
 
 interface OtlpSpan {
   traceId: string;
@@ -49,43 +50,18 @@ function startReceiver() {
   return { spans, url: `http://127.0.0.1:${server.addr.port}`, server };
 }
 
-/** Starts `deno run` of `main` with OTEL on; resolves with its first line. */
-async function startProcess(
-  main: string,
-  args: string[],
-  service: string,
-  otlp: string,
-) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", main, ...args],
-    cwd: new URL("..", import.meta.url),
-    env: {
-      OTEL_DENO: "true",
-      OTEL_SERVICE_NAME: service,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-      OTEL_EXPORTER_OTLP_ENDPOINT: otlp,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let text = "";
-  while (!text.includes("listening on")) {
-    const r = await reader.read();
-    if (r.done) throw new Error(`${main} exited: ${text}`);
-    text += r.value;
-  }
-  const port = Number(/listening on \S*?:(\d+)/.exec(text)![1]);
-  const stop = async () => {
-    child.kill("SIGTERM");
-    await child.status;
-    for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      // drain
-    }
-    await child.stderr.cancel();
-  };
-  return { port, stop };
+/** Starts `deno <args>` with OTEL on; resolves once it listens. */
+async function startProcess(args: string[], service: string, otlp: string) {
+  const child = spawnDeno(args, {
+    OTEL_DENO: "true",
+    OTEL_SERVICE_NAME: service,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp,
+  });
+  let line = await child.nextLine();
+  while (!line.includes("listening on")) line = await child.nextLine();
+  const port = Number(/listening on \S*?:(\d+)/.exec(line)![1]);
+  return { port, stop: () => child.stop() };
 }
 
 Deno.test("OTEL_DENO: the core's span for a call is a child of the edge's, in the caller's trace", async () => {
@@ -93,8 +69,7 @@ Deno.test("OTEL_DENO: the core's span for a call is a child of the edge's, in th
   const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
   const connectTraceId = "5bf92f3577b34da6a3ce929d0e0e4737";
   const core = await startProcess(
-    "server/main.ts",
-    ["--port", "0", "--alive-interval-ms", "0"],
+    ["run", "-A", "server/main.ts", "--port", "0", "--alive-interval-ms", "0"],
     "chat-core",
     receiver.url,
   );
@@ -102,17 +77,7 @@ Deno.test("OTEL_DENO: the core's span for a call is a child of the edge's, in th
   const client = Deno.createHttpClient({});
   try {
     edge = await startProcess(
-      "edge/main.ts",
-      [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--upstream",
-        `http://127.0.0.1:${core.port}`,
-        "--log-format",
-        "off",
-      ],
+      edgeArgs(`http://127.0.0.1:${core.port}`, "--log-format", "off"),
       "chat-edge",
       receiver.url,
     );

@@ -10,8 +10,8 @@
  * and carries the call's grpc-status, read from the headers or trailers the
  * stream sends. Without OTEL nothing is wrapped, so calls pay nothing.
  *
- * Feature-checked like direct_unary.ts: with another grpc-js layout nothing
- * is patched and calls simply have no span.
+ * Feature-checked in stream_listeners.ts: with another grpc-js layout
+ * nothing is wrapped and calls simply have no span.
  */
 import type { Server } from "@grpc/grpc-js";
 import {
@@ -23,14 +23,8 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
-
-type StreamListener = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  ...rest: unknown[]
-) => void;
+import { wrapStreamListeners } from "./stream_listeners.ts";
 
 type Fields = Record<string, unknown> | undefined;
 
@@ -41,48 +35,29 @@ type Fields = Record<string, unknown> | undefined;
  */
 export function traceCalls(server: Server): number {
   if (propagation.fields().length === 0) return 0;
-  const servers = (server as unknown as { http2Servers?: unknown })
-    .http2Servers;
-  if (!(servers instanceof Map)) return 0;
   const tracer = trace.getTracer("chat-core");
-  let wrapped = 0;
-  for (const candidate of servers.keys()) {
-    const emitter = candidate as Partial<EventEmitter> | null;
-    if (
-      typeof emitter?.listeners !== "function" ||
-      typeof emitter.removeListener !== "function" ||
-      typeof emitter.on !== "function"
-    ) continue;
-    const listeners = emitter.listeners("stream");
-    if (listeners.length !== 1) continue;
-    const inner = listeners[0] as StreamListener;
-    emitter.removeListener("stream", inner);
-    emitter.on("stream", function (
-      this: unknown,
-      stream: http2.ServerHttp2Stream,
-      headers: http2.IncomingHttpHeaders,
-      ...rest: unknown[]
-    ) {
-      const parent = propagation.extract(ROOT_CONTEXT, headers);
-      const path = String(headers[":path"] ?? "");
-      const [service = "", method = ""] = path.slice(1).split("/");
-      const span = tracer.startSpan(path.slice(1) || "grpc", {
-        kind: SpanKind.SERVER,
-        attributes: {
-          "rpc.system": "grpc",
-          "rpc.service": service,
-          "rpc.method": method,
-        },
-      }, parent);
-      watchStatus(stream, span);
-      context.with(
-        trace.setSpan(parent, span),
-        () => inner.call(this, stream, headers, ...rest),
-      );
-    });
-    wrapped++;
-  }
-  return wrapped;
+  return wrapStreamListeners(
+    server,
+    (inner) =>
+      function (stream, headers, ...rest) {
+        const parent = propagation.extract(ROOT_CONTEXT, headers);
+        const path = String(headers[":path"] ?? "");
+        const [service = "", method = ""] = path.slice(1).split("/");
+        const span = tracer.startSpan(path.slice(1) || "grpc", {
+          kind: SpanKind.SERVER,
+          attributes: {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+          },
+        }, parent);
+        watchStatus(stream, span);
+        context.with(
+          trace.setSpan(parent, span),
+          () => inner.call(this, stream, headers, ...rest),
+        );
+      },
+  );
 }
 
 /** Records the grpc-status the stream sends and ends the span on close. */
