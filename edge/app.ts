@@ -30,9 +30,11 @@ export interface EdgeAppOptions {
   services?: readonly DescService[];
   /**
    * Records calls: metrics at /metrics and a log line per call. Default: a
-   * fresh registry, lines on stdout in `config.logFormat`.
+   * fresh registry, lines in `config.logFormat` to `writeLine`.
    */
   calls?: CallObserver;
+  /** Where the default observer writes each call's line; console.log. */
+  writeLine?: (line: string) => void;
 }
 
 const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
@@ -77,6 +79,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
       services.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)),
     ),
     logFormat: config.logFormat,
+    write: options.writeLine,
   });
   const grpcWeb = createGrpcWebHandler(upstream, {
     maxMessageBytes: config.maxMessageBytes,

@@ -196,27 +196,37 @@ export function createGrpcWebHandler(
     }
     // Every message that arrived while the last chunk was being written goes
     // out as one chunk: one write to the browser instead of one per message.
+    async function pull(
+      controller: ReadableStreamDefaultController<Uint8Array>,
+    ): Promise<void> {
+      const batch = first ?? await nextBatch();
+      first = undefined;
+      if (batch !== undefined) {
+        const chunk = frame(
+          zip ? await compressed(batch, zip) : envelopes(batch),
+        );
+        if (record) record.bytesOut += chunk.byteLength;
+        controller.enqueue(chunk);
+        return;
+      }
+      const status = await call.status;
+      const last = frame(encodeGrpcWebTrailer(statusHeaders(status)));
+      controller.enqueue(last);
+      controller.close();
+      if (record) {
+        record.bytesOut += last.byteLength;
+        record.end(status.code);
+      }
+    }
     const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const batch = first ?? await nextBatch();
-        first = undefined;
-        if (batch !== undefined) {
-          const chunk = frame(
-            zip ? await compressed(batch, zip) : envelopes(batch),
-          );
-          if (record) record.bytesOut += chunk.byteLength;
-          controller.enqueue(chunk);
-          return;
-        }
-        const status = await call.status;
-        const last = frame(encodeGrpcWebTrailer(statusHeaders(status)));
-        controller.enqueue(last);
-        controller.close();
-        if (record) {
-          record.bytesOut += last.byteLength;
-          record.end(status.code);
-        }
-      },
+      // A failure inside pull errors the body: the call ends INTERNAL.
+      pull: record
+        ? (controller) =>
+          pull(controller).catch((err) => {
+            record.end(Code.INTERNAL);
+            throw err;
+          })
+        : pull,
       cancel() {
         ctl.abort();
         record?.end(Code.CANCELLED);

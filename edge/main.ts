@@ -9,6 +9,7 @@
  */
 import { createEdgeApp } from "./app.ts";
 import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import { LineBuffer } from "./ops/calls.ts";
 import { createUpstream } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 
@@ -24,8 +25,12 @@ try {
   Deno.exit(2);
 }
 
-/** A lifecycle line, in the configured log format. */
+// Per-call lines are joined into one write per 10 ms (edge/ops/calls.ts).
+const callLines = new LineBuffer();
+
+/** A lifecycle line, in the configured log format, after any call lines. */
 function say(message: string): void {
+  callLines.flush();
   console.log(
     config.logFormat === "json"
       ? JSON.stringify({
@@ -44,7 +49,7 @@ const upstream = withTraceContext(
     keepaliveIntervalMs: config.upstreamKeepaliveMs,
   }),
 );
-const app = createEdgeApp({ upstream, config });
+const app = createEdgeApp({ upstream, config, writeLine: callLines.push });
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,

@@ -101,6 +101,45 @@ export class CallObserver {
   }
 }
 
+/** Lines held before a write even if the timer has not fired. */
+const MAX_BUFFERED_LINES = 512;
+
+/**
+ * Joins log lines into one write every `delayMs` (or every 512 lines):
+ * `console.log` costs about 10 µs per call, as much as a sixth of the
+ * edge's CPU for a unary call, and one write for many lines costs about
+ * what one line did. A line waits at most `delayMs`; `flush()` writes
+ * what is held (at shutdown, and before a lifecycle line, to keep order).
+ */
+export class LineBuffer {
+  readonly #sink: (text: string) => void;
+  readonly #delayMs: number;
+  #lines: string[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(sink: (text: string) => void = console.log, delayMs = 10) {
+    this.#sink = sink;
+    this.#delayMs = delayMs;
+  }
+
+  /** Holds a line for the next write (bound: pass it around as is). */
+  readonly push = (line: string): void => {
+    this.#lines.push(line);
+    if (this.#lines.length >= MAX_BUFFERED_LINES) this.flush();
+    else this.#timer ??= setTimeout(this.flush, this.#delayMs);
+  };
+
+  /** Writes every held line now. */
+  readonly flush = (): void => {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.join("\n");
+    this.#lines = [];
+    this.#sink(text);
+  };
+}
+
 const PLAIN = /^[\w./~-]{1,256}$/;
 
 /** One log line for an ended call, in the given format. */

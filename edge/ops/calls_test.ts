@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CallObserver, formatCallLine } from "./calls.ts";
+import { CallObserver, formatCallLine, LineBuffer } from "./calls.ts";
 import { EdgeMetrics } from "./metrics.ts";
 
 function observer(format: "text" | "json" | "off", lines: string[]) {
@@ -57,4 +57,23 @@ Deno.test("CallObserver labels unknown paths as unknown in metrics", async () =>
     text,
     /chat_edge_active_calls\{protocol="grpc-web"\} 0/,
   );
+});
+
+Deno.test("LineBuffer joins lines into one write, on its timer or flush()", async () => {
+  const writes: string[] = [];
+  const buffer = new LineBuffer((text) => writes.push(text), 5);
+  buffer.push("a");
+  buffer.push("b");
+  assert.deepEqual(writes, []);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(writes, ["a\nb"]);
+  buffer.push("c");
+  buffer.flush();
+  buffer.flush();
+  assert.deepEqual(writes, ["a\nb", "c"]);
+  for (let i = 0; i < 512; i++) buffer.push(String(i));
+  // (deepEqual narrowed the array's type; read it afresh.)
+  const all: string[] = writes.slice();
+  assert.equal(all.length, 3, "a full buffer is written at once");
+  assert.equal(all[2].split("\n").length, 512);
 });

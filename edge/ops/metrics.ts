@@ -4,10 +4,12 @@
  * latency histograms, active calls, open WebSockets, upstream connections,
  * and body bytes each way.
  *
- * Nothing here runs per message. Each call updates its counters once, when
- * it ends (see calls.ts), through label children cached per
- * (protocol, method, code), so a call costs two Map lookups and a few
- * additions. The method label only takes the names of served methods:
+ * Nothing here runs per message. Each call updates its series once, when
+ * it ends (see calls.ts): counters and gauges are plain numbers in maps
+ * keyed by their labels, copied into prom-client's series at scrape time
+ * (`collect`), and only the histogram is observed per call, through a label
+ * child cached per (protocol, method, code). That keeps the cost per call
+ * around a microsecond. The method label only takes the names of served methods:
  * gRPC-Web forwards any path, and a label per arbitrary path would let a
  * client grow the registry without bound.
  *
@@ -63,14 +65,15 @@ export function codeName(code: number): string {
 }
 
 interface CallSeries {
-  calls: client.Counter.Internal;
+  labels: { protocol: string; method: string; code: string };
+  count: number;
   duration: client.Histogram.Internal<string>;
 }
 
 interface ProtocolSeries {
-  active: client.Gauge.Internal<string>;
-  received: client.Counter.Internal;
-  sent: client.Counter.Internal;
+  active: number;
+  received: number;
+  sent: number;
 }
 
 /** What {@linkcode EdgeMetrics} reads at scrape time. */
@@ -82,23 +85,25 @@ export interface EdgeMetricsSources {
 /** The edge's registry and the series calls update. */
 export class EdgeMetrics {
   readonly registry: client.Registry = new client.Registry();
-  readonly #calls: client.Counter<string>;
   readonly #duration: client.Histogram<string>;
-  readonly #active: client.Gauge<string>;
-  readonly #received: client.Counter<string>;
-  readonly #sent: client.Counter<string>;
-  readonly #websockets: client.Gauge<string>;
   readonly #byCall = new Map<string, CallSeries>();
   readonly #byProtocol = new Map<string, ProtocolSeries>();
+  #websockets = 0;
 
   constructor(sources: EdgeMetricsSources = {}) {
     const registers = [this.registry];
+    const byCall = this.#byCall;
+    const byProtocol = this.#byProtocol;
     const labelNames = ["protocol", "method", "code"];
-    this.#calls = new client.Counter({
+    new client.Counter({
       name: "chat_edge_calls_total",
       help: "Calls that ended, by protocol, method and gRPC status code.",
       labelNames,
       registers,
+      collect() {
+        this.reset();
+        for (const s of byCall.values()) this.inc(s.labels, s.count);
+      },
     });
     this.#duration = new client.Histogram({
       name: "chat_edge_call_duration_seconds",
@@ -107,28 +112,52 @@ export class EdgeMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.#active = new client.Gauge({
-      name: "chat_edge_active_calls",
-      help: "Calls in progress (unary and streaming), by protocol.",
-      labelNames: ["protocol"],
-      registers,
-    });
-    this.#received = new client.Counter({
-      name: "chat_edge_received_bytes_total",
-      help: "Request body bytes of ended calls, by protocol.",
-      labelNames: ["protocol"],
-      registers,
-    });
-    this.#sent = new client.Counter({
-      name: "chat_edge_sent_bytes_total",
-      help: "Response body bytes of ended calls, by protocol.",
-      labelNames: ["protocol"],
-      registers,
-    });
-    this.#websockets = new client.Gauge({
+    const perProtocol = (
+      name: string,
+      help: string,
+      type: "Gauge" | "Counter",
+      field: keyof ProtocolSeries,
+    ) => {
+      const Metric = type === "Gauge" ? client.Gauge : client.Counter;
+      new Metric({
+        name,
+        help,
+        labelNames: ["protocol"],
+        registers,
+        collect(this: client.Gauge | client.Counter) {
+          this.reset();
+          for (const [protocol, p] of byProtocol) {
+            this.inc({ protocol }, p[field]);
+          }
+        },
+      });
+    };
+    perProtocol(
+      "chat_edge_active_calls",
+      "Calls in progress (unary and streaming), by protocol.",
+      "Gauge",
+      "active",
+    );
+    perProtocol(
+      "chat_edge_received_bytes_total",
+      "Request body bytes of ended calls, by protocol.",
+      "Counter",
+      "received",
+    );
+    perProtocol(
+      "chat_edge_sent_bytes_total",
+      "Response body bytes of ended calls, by protocol.",
+      "Counter",
+      "sent",
+    );
+    const websockets = () => this.#websockets;
+    new client.Gauge({
       name: "chat_edge_websockets",
       help: "Open WebSocket bridge sockets.",
       registers,
+      collect() {
+        this.set(websockets());
+      },
     });
     new client.Gauge({
       name: "chat_edge_upstream_connections",
@@ -151,7 +180,7 @@ export class EdgeMetrics {
 
   /** A call started. */
   callStarted(protocol: string): void {
-    this.#protocol(protocol).active.inc();
+    this.#protocol(protocol).active++;
   }
 
   /** A call ended; `method` is a served method's name or "unknown". */
@@ -164,26 +193,27 @@ export class EdgeMetrics {
     bytesOut: number,
   ): void {
     const p = this.#protocol(protocol);
-    p.active.dec();
-    if (bytesIn > 0) p.received.inc(bytesIn);
-    if (bytesOut > 0) p.sent.inc(bytesOut);
+    p.active--;
+    p.received += bytesIn;
+    p.sent += bytesOut;
     const key = `${protocol} ${method} ${code}`;
     let s = this.#byCall.get(key);
     if (s === undefined) {
       const name = codeName(code);
       s = {
-        calls: this.#calls.labels(protocol, method, name),
+        labels: { protocol, method, code: name },
+        count: 0,
         duration: this.#duration.labels(protocol, method, name),
       };
       this.#byCall.set(key, s);
     }
-    s.calls.inc();
+    s.count++;
     s.duration.observe(seconds);
   }
 
   /** A WebSocket opened (+1) or closed (-1). */
   websocket(delta: 1 | -1): void {
-    this.#websockets.inc(delta);
+    this.#websockets += delta;
   }
 
   /** The text exposition. */
@@ -194,11 +224,7 @@ export class EdgeMetrics {
   #protocol(protocol: string): ProtocolSeries {
     let p = this.#byProtocol.get(protocol);
     if (p === undefined) {
-      p = {
-        active: this.#active.labels(protocol),
-        received: this.#received.labels(protocol),
-        sent: this.#sent.labels(protocol),
-      };
+      p = { active: 0, received: 0, sent: 0 };
       this.#byProtocol.set(protocol, p);
     }
     return p;
