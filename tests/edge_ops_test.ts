@@ -315,6 +315,13 @@ Deno.test("edge process: --log-format json writes one line per call, never per m
     } as RequestInit);
     const body = new Uint8Array(await metrics.arrayBuffer());
     assert.ok(body.byteLength > 0);
+    // /metrics works under the edge's Deploy permissions (net, env).
+    const scrape = await fetch(url + "/metrics", { client } as RequestInit);
+    assert.equal(scrape.status, 200);
+    assert.match(
+      await scrape.text(),
+      /chat_edge_calls_total\{protocol="grpc-web",method="chat\.ChatService\/SendMessage",code="OK"\} 1/,
+    );
     const unary = JSON.parse(await nextLine());
     assert.deepEqual(
       {
