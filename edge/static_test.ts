@@ -11,6 +11,8 @@ Deno.test("pickEncoding() prefers br, then gzip, honours q=0 and *", () => {
   assert.equal(pickEncoding("*"), "br");
   assert.equal(pickEncoding("*, br;q=0"), "gzip");
   assert.equal(pickEncoding("deflate"), "identity");
+  assert.equal(pickEncoding("gzip, br", false), "gzip");
+  assert.equal(pickEncoding("br", false), "identity");
 });
 
 Deno.test("createStaticHandler() answers HEAD with the headers only and ignores other paths", async () => {
@@ -38,4 +40,26 @@ Deno.test("createStaticHandler() answers HEAD with the headers only and ignores 
   )!;
   const body = new Uint8Array(await get.arrayBuffer());
   assert.equal(String(body.byteLength), head.headers.get("content-length"));
+});
+
+Deno.test("createStaticHandler() serves what else is accepted until brotli is ready", async () => {
+  const serve = createStaticHandler();
+  const get = () =>
+    serve(
+      new Request("http://edge/favicon.svg", {
+        headers: { "accept-encoding": "br" },
+      }),
+    )!;
+  const first = get();
+  await first.body?.cancel();
+  assert.equal(first.headers.get("content-encoding"), null, "identity first");
+  let later = get();
+  for (let i = 0; i < 100 && !later.headers.get("content-encoding"); i++) {
+    await later.body?.cancel();
+    await new Promise((r) => setTimeout(r, 10));
+    later = get();
+  }
+  assert.equal(later.headers.get("content-encoding"), "br");
+  assert.match(later.headers.get("etag")!, /-br"$/);
+  await later.body?.cancel();
 });
