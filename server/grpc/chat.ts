@@ -50,12 +50,7 @@ export function chatHandler(ctx: HandlerContext) {
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          const checked = posts.check(message, bytes);
-          if (checked !== bytes) {
-            // Sent without a user: echoed and broadcast as the token's.
-            message = { ...message, user: caller.grant!.user };
-            bytes = checked;
-          }
+          bytes = posts.check(message, bytes);
         } catch (err) {
           stream.finish(err);
           return;
