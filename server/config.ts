@@ -260,6 +260,10 @@ function checkAuthSettings(config: Readonly<CoreConfig>): void {
   if ((config.tlsCert === "") !== (config.tlsKey === "")) {
     throw new ConfigError("--tls-cert and --tls-key go together");
   }
+  if (config.tlsCert !== "" && config.transport !== "h2") {
+    // grpc-js's TLS listener on Deno's node:http2 fails the handshake.
+    throw new ConfigError("--tls-cert needs --transport h2 (the default)");
+  }
   const keyed = config.jwtSecret !== "" || config.jwtPublicKey !== "";
   if (!keyed && (config.jwtIssuer !== "" || config.jwtAudience !== "")) {
     throw new ConfigError(

@@ -98,6 +98,14 @@ Deno.test("parseCoreConfig() refuses a short secret and settings that need anoth
     /--tls-cert and --tls-key go together/,
   );
   assert.throws(
+    () =>
+      parseCoreConfig(
+        ["--tls-cert", "c", "--tls-key", "k", "--transport", "node"],
+        {},
+      ),
+    /--tls-cert needs --transport h2/,
+  );
+  assert.throws(
     () => parseCoreConfig(["--jwt-issuer", "x"], {}),
     /need --jwt-secret or --jwt-public-key/,
   );

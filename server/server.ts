@@ -29,7 +29,6 @@ import {
 } from "./grpc/direct_unary.ts";
 import { peerOf } from "./grpc/caller.ts";
 import { createAccess } from "./auth/create.ts";
-import type { Buffer } from "node:buffer";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -57,6 +56,7 @@ async function listen(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
   tls: { cert: string; key: string } | undefined,
 ): Promise<Listener> {
   if (config.transport === "h2") {
@@ -70,8 +70,7 @@ async function listen(
   }
   // grpc-js closes its own sessions in tryShutdown/forceShutdown.
   const done = { closed: Promise.resolve(), destroy: () => {} };
-  // The guard listens in plaintext; with TLS grpc-js listens itself.
-  if (config.goawayGuard && !tls) {
+  if (config.goawayGuard) {
     const guarded = await listenWithGoawayGuard(
       server,
       config.host,
@@ -85,12 +84,7 @@ async function listen(
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
       `${config.host}:${config.port}`,
-      tls
-        ? ServerCredentials.createSsl(null, [{
-          cert_chain: new TextEncoder().encode(tls.cert) as Buffer,
-          private_key: new TextEncoder().encode(tls.key) as Buffer,
-        }])
-        : ServerCredentials.createInsecure(),
+      ServerCredentials.createInsecure(),
       (err, bound) => err ? reject(err) : resolve(bound),
     );
   });
