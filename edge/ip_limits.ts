@@ -36,7 +36,8 @@ export function tooManyRequests(
   max: number,
   cors: [string, string][],
 ): Response {
-  const message = `too many concurrent requests from this address (limit ${max})`;
+  const message =
+    `too many concurrent requests from this address (limit ${max})`;
   const type = request.headers.get("content-type") ?? "";
   if (type.startsWith("application/grpc-web")) {
     return new Response(null, {

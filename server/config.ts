@@ -130,7 +130,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   },
   rateLimit: { flag: "rate-limit", env: "CHAT_RATE_LIMIT" },
   rateBurst: { flag: "rate-burst", env: "CHAT_RATE_BURST" },
-  maxSubscriptions: { flag: "max-subscriptions", env: "CHAT_MAX_SUBSCRIPTIONS" },
+  maxSubscriptions: {
+    flag: "max-subscriptions",
+    env: "CHAT_MAX_SUBSCRIPTIONS",
+  },
   tlsCert: { flag: "tls-cert", env: "CHAT_TLS_CERT" },
   tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
 };

@@ -19,7 +19,9 @@ try {
 const log = createLogger(config.logLevel);
 const core = await startCoreServer({ ...config, logger: log });
 log.info(
-  `listening on ${config.host}:${core.port} (${config.tlsCert ? "TLS" : "h2c"})`,
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
 );
 
 let signalled = false;

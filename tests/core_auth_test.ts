@@ -227,7 +227,9 @@ Deno.test("auth: the scope claim limits a token to publish or subscribe", async 
 
 Deno.test("auth: a subscription and a Chat stream end UNAUTHENTICATED when the token expires", async () => {
   await using f = await authed();
-  const client = f.newClient(bearer(await hs256({ sub: "alice", exp: now() + 2 })));
+  const client = f.newClient(
+    bearer(await hs256({ sub: "alice", exp: now() + 2 })),
+  );
   const sub = client.subscribeMessages({ room: "lobby", user: "" });
   await take(sub, 1);
   const chat = client.chat();

@@ -36,7 +36,10 @@ Deno.test("rate limit: past the burst SendMessage fails RESOURCE_EXHAUSTED with 
   const hinted = Number(match[1]);
   assert.ok(hinted > 0 && hinted <= 1000, String(hinted));
   assert.equal(err.metadata.get("retry-after-ms")[0], match[1]);
-  assert.equal((await rejection(post(alice2, "4"))).code, status.RESOURCE_EXHAUSTED);
+  assert.equal(
+    (await rejection(post(alice2, "4"))).code,
+    status.RESOURCE_EXHAUSTED,
+  );
   await post(bob, "other users are not affected");
   await new Promise((r) => setTimeout(r, hinted + 20));
   await post(alice, "after the hint");

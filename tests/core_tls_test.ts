@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import type { SendMessageResponse } from "../gen/chat_pb.ts";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { startCoreServer } from "../server/server.ts";
-import { selfSignedCert } from "./support/auth.ts";
+import { testCertificate } from "./support/auth.ts";
 
 const send = chatServiceDefinition.SendMessage;
 
@@ -30,7 +30,7 @@ function sendMessage(
 
 Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, and not h2c", async () => {
   const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, cert } = await selfSignedCert(dir);
+  const { certFile, keyFile, ca } = await testCertificate(dir);
   const core = await startCoreServer({
     port: 0,
     tlsCert: certFile,
@@ -38,7 +38,7 @@ Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, an
   });
   const tls = new grpc.Client(
     `localhost:${core.port}`,
-    grpc.credentials.createSsl(Buffer.from(cert)),
+    grpc.credentials.createSsl(Buffer.from(ca)),
   );
   const plain = new grpc.Client(
     `127.0.0.1:${core.port}`,

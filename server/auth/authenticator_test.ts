@@ -23,7 +23,10 @@ async function rejectsWith(p: unknown, message: RegExp) {
 
 Deno.test("createAuthenticator() verifies once, then answers from its cache until exp", async () => {
   let verified = 0;
-  const verify = await createTokenVerifier({ secret: SECRET, leewaySeconds: 0 });
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
   let clock = Date.now();
   const auth = createAuthenticator({
     verify: (t) => {
@@ -52,7 +55,10 @@ Deno.test("createAuthenticator() verifies once, then answers from its cache unti
 
 Deno.test("createAuthenticator() keeps at most maxEntries tokens", async () => {
   let verified = 0;
-  const verify = await createTokenVerifier({ secret: SECRET, leewaySeconds: 0 });
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
   const auth = createAuthenticator({
     verify: (t) => {
       verified++;
@@ -82,7 +88,12 @@ Deno.test("createAuthenticator() refuses a missing or non-Bearer header synchron
   assert.throws(() => auth("Bearer "), /malformed authorization/);
   await rejectsWith(auth("Bearer a.b.c"), /malformed token/);
   await rejectsWith(
-    auth(`Bearer ${await sign({ sub: "a" }, "wrong-secret-0123456789-0123456789")}`),
+    auth(
+      `Bearer ${await sign(
+        { sub: "a" },
+        "wrong-secret-0123456789-0123456789",
+      )}`,
+    ),
     /bad token signature/,
   );
   await rejectsWith(auth(`Bearer ${await sign({})}`), /no sub/);
@@ -91,7 +102,10 @@ Deno.test("createAuthenticator() refuses a missing or non-Bearer header synchron
 Deno.test("createTokenVerifier() applies the leeway to exp", async () => {
   const exp = Math.floor(Date.now() / 1000) - 3;
   const token = await sign({ sub: "a", exp });
-  const strict = await createTokenVerifier({ secret: SECRET, leewaySeconds: 0 });
+  const strict = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
   await rejectsWith(strict(token), /token expired/);
   const lenient = await createTokenVerifier({
     secret: SECRET,

@@ -32,7 +32,9 @@ export interface Grant {
 export type Verb = "publish" | "subscribe";
 
 /** Builds a grant from verified claims; malformed claims are UNAUTHENTICATED. */
-export function grantFromClaims(claims: Readonly<Record<string, unknown>>): Grant {
+export function grantFromClaims(
+  claims: Readonly<Record<string, unknown>>,
+): Grant {
   const { sub, rooms, scope, exp } = claims;
   if (typeof sub !== "string" || sub === "") {
     throw invalidClaim("the token has no sub (user) claim");

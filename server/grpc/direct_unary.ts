@@ -154,7 +154,9 @@ function serve(
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
       "grpc-message": encodeGrpcMessage(message),
-      ...(retryAfter?.length ? { [RETRY_AFTER_MS]: String(retryAfter[0]) } : {}),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
     }, { endStream: true });
   };
 

@@ -28,7 +28,10 @@ export interface InboundPosts {
 }
 
 /** Creates the checker for one stream of `caller`. */
-export function inboundPosts(ctx: HandlerContext, caller: Caller): InboundPosts {
+export function inboundPosts(
+  ctx: HandlerContext,
+  caller: Caller,
+): InboundPosts {
   let userField: Uint8Array | undefined;
   return {
     check(message, bytes, where = "") {

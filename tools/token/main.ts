@@ -42,7 +42,10 @@ if (!/^\d+\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|days?|w|weeks?)?$/.test(ttl)) {
   fail(`--ttl must look like 90, 30m, 1h or 7d, got "${ttl}"`);
 }
 const scope = values.scope?.split(/[ ,]+/).filter((s) => s !== "").join(" ");
-if (scope !== undefined && !/^(publish|subscribe)( (publish|subscribe))?$/.test(scope)) {
+if (
+  scope !== undefined &&
+  !/^(publish|subscribe)( (publish|subscribe))?$/.test(scope)
+) {
   fail(`--scope must be publish, subscribe or both, got "${values.scope}"`);
 }
 const rooms = values.rooms?.split(",").map((r) => r.trim()).filter((r) =>
