@@ -89,7 +89,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     allowedOrigins: config.allowedOrigins,
     perIp: ipSlots(config.maxWebSocketsPerIp),
   });
-  app.get("/ws", (c) => bridge(c, clientIp(c.env)));
+  app.get("/ws", (c) => bridge(c, c.env));
 
   if (config.devJwtSecret !== "") {
     app.get("/auth/dev-token", devTokenHandler(config.devJwtSecret));

@@ -17,7 +17,7 @@
  * @module
  */
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
-import type { IpSlot } from "./ip_limits.ts";
+import { clientIp, type IpSlot } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
 
@@ -44,12 +44,12 @@ export interface WebSocketBridgeOptions {
 
 /**
  * Creates the `GET /ws` handler; accepts a Request or a Hono context, and
- * the client's IP when sockets are limited per IP.
+ * Deno.serve's handler info (Hono's `env`) for the client's IP.
  */
 export function createWebSocketBridge(
   upstream: Pick<Upstream, "call">,
   options: WebSocketBridgeOptions,
-): (input: Request | { req: { raw: Request } }, ip?: string) => Response {
+): (input: Request | { req: { raw: Request } }, info?: unknown) => Response {
   for (
     const key of [
       "maxMessageBytes",
@@ -75,7 +75,7 @@ export function createWebSocketBridge(
     headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
   };
   const origins = new Set(options.allowedOrigins ?? ["*"]);
-  return (input, ip) => {
+  return (input, info) => {
     const request = input instanceof Request ? input : input.req.raw;
     const origin = request.headers.get("origin");
     if (origin !== null && !origins.has("*") && !origins.has(origin)) {
@@ -93,6 +93,7 @@ export function createWebSocketBridge(
         },
       );
     }
+    const ip = clientIp(info);
     const release = ip === undefined ? undefined : options.perIp?.(ip);
     if (release === undefined && ip !== undefined && options.perIp) {
       return new Response("too many WebSockets from this address\n", {
