@@ -51,6 +51,12 @@ async function assertEveryCallFails(
   const chat = client.chat();
   chat.write(request);
   errors.push(["Chat", await streamError(chat)]);
+  if (code === status.UNAUTHENTICATED) {
+    errors.push([
+      "StreamMetrics",
+      await streamError(client.streamMetrics({ intervalSeconds: 1 })),
+    ]);
+  }
   for (const [method, err] of errors) {
     assert.equal(err.code, code, `${method}: ${err.details}`);
     assert.match(err.details, detail, method);
@@ -269,6 +275,17 @@ Deno.test("auth: an ES256 public key verifies ES256 tokens and refuses HS256 one
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("auth: StreamMetrics takes any valid token", async () => {
+  await using f = await authed();
+  const client = f.newClient(
+    bearer(await hs256({ sub: "ops", rooms: [], scope: "" })),
+  );
+  const metrics = client.streamMetrics({ intervalSeconds: 1 });
+  const [first] = await take(metrics, 1, 3000);
+  assert.ok(first.name);
+  metrics.cancel();
 });
 
 Deno.test("auth: an open core ignores tokens and lets anyone name any user", async () => {
