@@ -30,7 +30,7 @@ function sendMessage(
 
 Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, and not h2c", async () => {
   const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, ca } = await testCertificate(dir);
+  const { certFile, keyFile, cert, key } = await testCertificate(dir);
   const core = await startCoreServer({
     port: 0,
     tlsCert: certFile,
@@ -38,7 +38,7 @@ Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, an
   });
   const tls = new grpc.Client(
     `localhost:${core.port}`,
-    grpc.credentials.createSsl(Buffer.from(ca)),
+    grpc.credentials.createSsl(Buffer.from(cert)),
   );
   const plain = new grpc.Client(
     `127.0.0.1:${core.port}`,

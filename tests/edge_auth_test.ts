@@ -288,9 +288,8 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
 
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {
   const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, ca } = await testCertificate(dir);
-  const key = await Deno.readTextFile(keyFile);
-  const cert = await Deno.readTextFile(certFile);
+  const { certFile, keyFile, cert, key } = await testCertificate(dir);
+
   const core = await startCoreServer({
     port: 0,
     tlsCert: certFile,
@@ -304,7 +303,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
   });
   const upstream = createUpstream("h2", upstreamUrl, {
     maxMessageBytes: config.maxMessageBytes,
-    ca,
+    ca: cert,
   });
   const app = createEdgeApp({ upstream, config });
   const server = Deno.serve({
@@ -314,7 +313,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
     key,
     onListen: () => {},
   }, app.fetch);
-  const client = Deno.createHttpClient({ caCerts: [ca] });
+  const client = Deno.createHttpClient({ caCerts: [cert] });
   try {
     const stack: Stack = {
       url: `https://localhost:${server.addr.port}`,
