@@ -21,8 +21,7 @@ import { openWsCall } from "../web/ws_call.ts";
 import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import { createEdgeApp } from "../edge/app.ts";
 import { createUpstream } from "../edge/upstream/mod.ts";
-import { startCoreServer } from "../server/server.ts";
-import { hs256, SECRET, testCertificate } from "./support/auth.ts";
+import { hs256, SECRET, startTlsCore } from "./support/auth.ts";
 import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
 import { grpcWebBody } from "./fixtures/edge_raw.ts";
 
@@ -287,15 +286,7 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
 });
 
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {
-  const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, cert, key } = await testCertificate(dir);
-
-  const core = await startCoreServer({
-    port: 0,
-    tlsCert: certFile,
-    tlsKey: keyFile,
-    jwtSecret: SECRET,
-  });
+  const { core, cert, key, close } = await startTlsCore({ jwtSecret: SECRET });
   const upstreamUrl = `https://localhost:${core.port}`;
   const config = Object.freeze({
     ...DEFAULT_EDGE_CONFIG,
@@ -339,8 +330,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
     client.close();
     await upstream.close();
     await server.shutdown();
-    await core.shutdown(500);
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });
 

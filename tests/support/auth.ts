@@ -5,6 +5,11 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import {
+  type CoreServer,
+  startCoreServer,
+  type StartOptions,
+} from "../../server/server.ts";
 
 /** An HS256 secret of the length the core requires. */
 export const SECRET = "test-secret-0123456789-0123456789-abcdef";
@@ -99,5 +104,31 @@ export async function testCertificate(dir: string): Promise<{
     keyFile,
     cert: await Deno.readTextFile(certFile),
     key: await Deno.readTextFile(keyFile),
+  };
+}
+
+/** A core serving TLS with a {@linkcode testCertificate}; `close()` removes it all. */
+export async function startTlsCore(options: StartOptions = {}): Promise<{
+  core: CoreServer;
+  cert: string;
+  key: string;
+  close(): Promise<void>;
+}> {
+  const dir = await Deno.makeTempDir();
+  const { certFile, keyFile, cert, key } = await testCertificate(dir);
+  const core = await startCoreServer({
+    port: 0,
+    tlsCert: certFile,
+    tlsKey: keyFile,
+    ...options,
+  });
+  return {
+    core,
+    cert,
+    key,
+    async close() {
+      await core.shutdown(500);
+      await Deno.remove(dir, { recursive: true });
+    },
   };
 }
