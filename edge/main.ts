@@ -42,20 +42,35 @@ function say(message: string): void {
   );
 }
 
+// Files are read only when configured, so Deno Deploy needs no --allow-read.
+const readPem = (path: string) =>
+  path === "" ? undefined : Deno.readTextFileSync(path);
+const tls = config.tlsCert === ""
+  ? {}
+  : { cert: readPem(config.tlsCert)!, key: readPem(config.tlsKey)! };
 // With OTEL_DENO=true, calls carry the trace context to the core.
 const upstream = withTraceContext(
   createUpstream(config.upstreamClient, config.upstream, {
     maxMessageBytes: config.maxMessageBytes,
     keepaliveIntervalMs: config.upstreamKeepaliveMs,
+    ca: readPem(config.upstreamCa),
   }),
 );
 const app = createEdgeApp({ upstream, config, writeLine: callLines.push });
+if (config.devJwtSecret !== "") {
+  say(
+    "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
+  );
+}
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,
+  ...tls,
   onListen: ({ hostname, port }) =>
     say(
-      `listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client), metrics at /metrics${
+      `listening on ${
+        config.tlsCert ? "https" : "http"
+      }://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client), metrics at /metrics${
         config.metricsToken ? " (token required)" : ""
       }`,
     ),

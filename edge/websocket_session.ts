@@ -58,6 +58,7 @@ export function runBridgeSession(
   socket: WebSocket,
   upstream: Pick<Upstream, "call">,
   limits: SessionLimits,
+  onEnd?: () => void,
   calls?: CallObserver,
 ): void {
   socket.binaryType = "arraybuffer";
@@ -77,6 +78,7 @@ export function runBridgeSession(
     clearTimeout(timer);
     requests.close();
     abort.abort();
+    onEnd?.();
     if (socket.readyState === WebSocket.OPEN) {
       const frame = encodeStatusFrame(status);
       if (record) record.bytesOut += frame.byteLength;
