@@ -7,6 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createChatClient } from "../client/rpc.ts";
@@ -15,7 +16,11 @@ import {
   SubscribeRequestSchema,
 } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
+import { createEdgeApp } from "../edge/app.ts";
+import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
+import { createUpstream } from "../edge/upstream/mod.ts";
 import { startCoreServer } from "../server/server.ts";
+import { testCertificate } from "./support/auth.ts";
 import { startCoreEdge } from "./fixtures/edge_stack.ts";
 import { readGrpcWeb } from "./fixtures/edge_raw.ts";
 import { edgeArgs, spawnDeno } from "./fixtures/deno_process.ts";
@@ -54,6 +59,49 @@ Deno.test("edge answers a grpc-js client with UNIMPLEMENTED naming the core, una
     assert.match(streamErr.details, /call the core directly/);
   } finally {
     client.close();
+  }
+});
+
+Deno.test("edge answers a grpc-js client over TLS (ALPN h2) with UNIMPLEMENTED too", async () => {
+  const dir = await Deno.makeTempDir();
+  const { cert, key } = await testCertificate(dir);
+  const upstreamUrl = "http://127.0.0.1:1";
+  const upstream = createUpstream("h2", upstreamUrl, {
+    maxMessageBytes: 1 << 20,
+  });
+  const app = createEdgeApp({
+    upstream,
+    config: { ...DEFAULT_EDGE_CONFIG, upstream: upstreamUrl, logFormat: "off" },
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert, key, onListen: () => {} },
+    app.fetch,
+  );
+  const client = new grpc.Client(
+    `localhost:${server.addr.port}`,
+    grpc.credentials.createSsl(Buffer.from(cert)),
+  );
+  try {
+    const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+      client.makeUnaryRequest(
+        SEND,
+        (b: Uint8Array) => Buffer.from(b),
+        (b: Buffer) => b,
+        sendBody().subarray(5),
+        (e) => resolve(e),
+      )
+    );
+    assert.ok(err, "the call must fail");
+    assert.equal(err.code, grpc.status.UNIMPLEMENTED, err.message);
+    assert.match(
+      err.details,
+      /call the core directly at http:\/\/127\.0\.0\.1:1/,
+    );
+  } finally {
+    client.close();
+    await upstream.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
