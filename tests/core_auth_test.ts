@@ -185,6 +185,29 @@ Deno.test("auth: an empty user is the token's on SendMessage (direct and grpc-js
   sub.cancel();
 });
 
+Deno.test("auth: a streamed message that the filled-in user would push past the limit fails for its sender only", async () => {
+  // 1 024 bytes on the wire: room (7) + content tag and length (3) + 1 014.
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    maxMessageBytes: 1024,
+  });
+  const sub = await watch(f, "lobby");
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const big = { user: "", room: "lobby", content: "x".repeat(1014) };
+  const err = await rejection(upload(alice, [big]));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /message 1: too large to broadcast: 1031 bytes/);
+  const chat = alice.chat();
+  chat.write(big);
+  const chatErr = await streamError(chat);
+  assert.equal(chatErr.code, status.RESOURCE_EXHAUSTED);
+  // The subscriber is still there and got nothing it could not receive.
+  await alice.sendMessage({ user: "", room: "lobby", content: "after" });
+  const [next] = await take(sub, 1);
+  assert.deepEqual([next.user, next.content], ["alice", "after"]);
+  sub.cancel();
+});
+
 Deno.test("auth: the rooms claim allows names and prefix* patterns, PERMISSION_DENIED outside", async () => {
   await using f = await authed();
   const client = f.newClient(

@@ -11,6 +11,7 @@
  */
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Caller } from "../auth/access.ts";
+import { ChatError } from "../rooms/errors.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import type { PostFields } from "./post_decoder.ts";
@@ -42,10 +43,19 @@ export function inboundPosts(
         return bytes;
       }
       validatePost({ ...message, user }, where);
-      ctx.access.allowPost(caller, message.room);
       userField ??= new BinaryWriter().tag(USER_FIELD, WireType.LengthDelimited)
         .string(user).finish();
-      const filled = new Uint8Array(bytes.byteLength + userField.byteLength);
+      // The request fit the limit; the broadcast with the user added may
+      // not, and a subscriber's call would end on it. The sender's error.
+      const size = bytes.byteLength + userField.byteLength;
+      if (size > ctx.config.maxMessageBytes) {
+        throw new ChatError(
+          "resource_exhausted",
+          `${where}too large to broadcast: ${size} bytes with the user filled in, limit ${ctx.config.maxMessageBytes}`,
+        );
+      }
+      ctx.access.allowPost(caller, message.room);
+      const filled = new Uint8Array(size);
       filled.set(bytes);
       filled.set(userField, bytes.byteLength);
       return filled;
