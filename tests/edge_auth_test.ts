@@ -293,6 +293,34 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
   for await (const _ of third.messages) { /* drained */ }
 });
 
+Deno.test("edge --max-websockets-per-ip: a refused upgrade gives its slot back", async () => {
+  await using stack = await startCoreEdge({ maxWebSocketsPerIp: 1 });
+  const { hostname, port } = new URL(stack.url);
+  // `upgrade: websocket` without `connection: upgrade` or a key: the
+  // bridge takes a slot, then Deno.upgradeWebSocket() refuses the request.
+  for (let i = 0; i < 2; i++) {
+    const conn = await Deno.connect({ hostname, port: Number(port) });
+    await conn.write(new TextEncoder().encode(
+      `GET /ws HTTP/1.1\r\nhost: ${hostname}\r\nupgrade: websocket\r\nconnection: close\r\n\r\n`,
+    ));
+    let answer = "";
+    const buf = new Uint8Array(4096);
+    for (let n; (n = await conn.read(buf)) !== null;) {
+      answer += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    conn.close();
+    assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+    assert.match(answer, /not a WebSocket upgrade/);
+  }
+  const ws = openWsCall(wsUrl(stack), { path: CHAT });
+  ws.send(chatMessage("u", "after"));
+  const echo = await ws.messages[Symbol.asyncIterator]().next();
+  assert.equal(fromBinary(MessageSchema, echo.value!).content, "Echo: after");
+  ws.closeSend();
+  for await (const _ of ws.messages) { /* drained */ }
+  assert.equal((await ws.status).code, 0);
+});
+
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {
   const { core, cert, key, close } = await startTlsCore({ jwtSecret: SECRET });
   const upstreamUrl = `https://localhost:${core.port}`;
