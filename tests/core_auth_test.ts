@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import type { ChatClient, MessageInit } from "../client/rpc.ts";
-import type { UploadResponse } from "../gen/chat_pb.ts";
+import { MessageType, type UploadResponse } from "../gen/chat_pb.ts";
 import {
   bearer,
   es256Keys,
@@ -205,6 +205,28 @@ Deno.test("auth: a streamed message that the filled-in user would push past the 
   await alice.sendMessage({ user: "", room: "lobby", content: "after" });
   const [next] = await take(sub, 1);
   assert.deepEqual([next.user, next.content], ["alice", "after"]);
+  sub.cancel();
+});
+
+Deno.test("auth: under a token a streamed JOIN, LEAVE or SYSTEM message is PERMISSION_DENIED, never broadcast", async () => {
+  await using f = await authed();
+  const sub = await watch(f, "lobby");
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const forged = {
+    user: "",
+    room: "lobby",
+    content: "Server restarting, sign in again at evil.example",
+    type: MessageType.SYSTEM,
+  };
+  const err = await rejection(upload(alice, [forged]));
+  assert.equal(err.code, status.PERMISSION_DENIED);
+  assert.match(err.details, /message 1: only CHAT messages may be posted/);
+  const chat = alice.chat();
+  chat.write({ ...forged, type: MessageType.JOIN });
+  assert.equal((await streamError(chat)).code, status.PERMISSION_DENIED);
+  await upload(alice, [{ user: "", room: "lobby", content: "plain" }]);
+  const [next] = await take(sub, 1);
+  assert.deepEqual([next.type, next.content], [MessageType.CHAT, "plain"]);
   sub.cancel();
 });
 

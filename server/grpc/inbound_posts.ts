@@ -1,7 +1,7 @@
 /**
  * The checks every streamed message (UploadMessages, Chat) passes before it
- * is broadcast: who it claims to be from, validation, the token's rooms and
- * scope, the rate limit.
+ * is broadcast: who it claims to be from (under a token, its user and a
+ * CHAT type), validation, the token's rooms and scope, the rate limit.
  *
  * A message sent with an empty `user` under a token is broadcast as the
  * token's user. Its bytes are what subscribers get, so the user field is
@@ -18,6 +18,8 @@ import type { PostFields } from "./post_decoder.ts";
 
 /** `chat.Message.user`'s field number. */
 const USER_FIELD = 2;
+/** `chat.MessageType.CHAT`. */
+const CHAT = 0;
 
 /** One stream's message checker. */
 export interface InboundPosts {
@@ -36,6 +38,14 @@ export function inboundPosts(
   let userField: Uint8Array | undefined;
   return {
     check(message, bytes, where = "") {
+      // JOIN, LEAVE and SYSTEM lines are the server's, shown without a
+      // user: under a token, posting one would speak for the server.
+      if (caller.grant !== undefined && message.type !== CHAT) {
+        throw new ChatError(
+          "permission_denied",
+          `${where}only CHAT messages may be posted, not type ${message.type}`,
+        );
+      }
       const user = ctx.access.userOf(caller, message.user);
       if (user === message.user) {
         validatePost(message, where);
