@@ -262,6 +262,16 @@ Deno.test("edge --max-requests-per-ip: past the limit a call gets resource_exhau
     grpcWeb.sendMessage({ user: "u", room: "r", content: "x" }),
   );
   assert.equal(err.code, Code.ResourceExhausted);
+  // A native gRPC client gets a status it can read, not an HTTP 429.
+  const native = await stack.fetch(`${stack.url}${SEND}`, {
+    method: "POST",
+    headers: { "content-type": "application/grpc+proto" },
+    body: new Uint8Array(5),
+  });
+  await native.body?.cancel();
+  assert.equal(native.status, 200);
+  assert.equal(native.headers.get("content-type"), "application/grpc+proto");
+  assert.equal(native.headers.get("grpc-status"), "8");
   ctl.abort();
   await it.next().catch(() => {});
   // Once the stream's response is over, its slot is free again.
