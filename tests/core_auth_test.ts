@@ -5,7 +5,11 @@
  * and Chat), room and scope claims, and expiry ending a stream.
  */
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
 import { type ServiceError, status } from "@grpc/grpc-js";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { Buffer } from "node:buffer";
+import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import type { ChatClient, MessageInit } from "../client/rpc.ts";
 import { MessageType, type UploadResponse } from "../gen/chat_pb.ts";
 import {
@@ -182,6 +186,56 @@ Deno.test("auth: an empty user is the token's on SendMessage (direct and grpc-js
     ],
   );
   assert.equal(got[2].id, "u1");
+  sub.cancel();
+});
+
+/** UploadMessages with messages given as raw bytes, under `token`. */
+function uploadRaw(f: CoreFixture, token: string, messages: Uint8Array[]) {
+  const client = new grpc.Client(
+    f.addr,
+    grpc.credentials.createInsecure(),
+    bearer(token),
+  );
+  const upload = chatServiceDefinition.UploadMessages;
+  return new Promise<unknown>((resolve, reject) => {
+    const call = client.makeClientStreamRequest(
+      upload.path,
+      (bytes: Uint8Array) => Buffer.from(bytes),
+      upload.responseDeserialize,
+      (err, res) => {
+        client.close();
+        err ? reject(err) : resolve(res);
+      },
+    );
+    for (const m of messages) call.write(m);
+    call.end();
+  });
+}
+
+Deno.test("auth: a repeated user field counts by its last value, as subscribers read it", async () => {
+  await using f = await authed();
+  const sub = await watch(f, "lobby");
+  const token = await hs256({ sub: "alice" });
+  const encode = (users: string[], content: string) => {
+    const w = new BinaryWriter();
+    for (const u of users) w.tag(2, WireType.LengthDelimited).string(u);
+    w.tag(4, WireType.LengthDelimited).string("lobby");
+    w.tag(3, WireType.LengthDelimited).string(content);
+    return w.finish();
+  };
+  // Someone else's name, then an empty one: the empty one is filled in.
+  await uploadRaw(f, token, [encode(["bob", ""], "filled")]);
+  // Empty, then someone else's name: that name is what subscribers see.
+  const err = await rejection(
+    uploadRaw(f, token, [encode(["", "bob"], "as bob")]),
+  );
+  assert.equal(err.code, status.PERMISSION_DENIED);
+  await uploadRaw(f, token, [encode(["bob", "alice"], "named")]);
+  const got = await take(sub, 2);
+  assert.deepEqual(got.map((m) => [m.user, m.content]), [
+    ["alice", "filled"],
+    ["alice", "named"],
+  ]);
   sub.cancel();
 });
 
