@@ -170,6 +170,20 @@ function chatMessage(user: string, content: string) {
   );
 }
 
+/** One Chat call over the bridge: a message, its echo, a clean end. */
+async function chatOnce(stack: Stack, content: string): Promise<void> {
+  const ws = openWsCall(wsUrl(stack), { path: CHAT });
+  ws.send(chatMessage("u", content));
+  const echo = await ws.messages[Symbol.asyncIterator]().next();
+  assert.equal(
+    fromBinary(MessageSchema, echo.value!).content,
+    `Echo: ${content}`,
+  );
+  ws.closeSend();
+  for await (const _ of ws.messages) { /* drained */ }
+  assert.equal((await ws.status).code, 0);
+}
+
 Deno.test("edge WebSocket bridge: the header frame's authorization reaches the core", async () => {
   await using stack = await authedStack();
   const watcher = createClient(
@@ -295,12 +309,7 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
   first.closeSend();
   for await (const _ of first.messages) { /* drained */ }
   assert.equal((await first.status).code, 0);
-  const third = openWsCall(wsUrl(stack), { path: CHAT });
-  third.send(chatMessage("u", "again"));
-  const echo = await third.messages[Symbol.asyncIterator]().next();
-  assert.equal(fromBinary(MessageSchema, echo.value!).content, "Echo: again");
-  third.closeSend();
-  for await (const _ of third.messages) { /* drained */ }
+  await chatOnce(stack, "again");
 });
 
 Deno.test("edge --max-websockets-per-ip: a refused upgrade gives its slot back", async () => {
@@ -322,13 +331,7 @@ Deno.test("edge --max-websockets-per-ip: a refused upgrade gives its slot back",
     assert.match(answer, /^HTTP\/1\.1 400 /, answer);
     assert.match(answer, /not a WebSocket upgrade/);
   }
-  const ws = openWsCall(wsUrl(stack), { path: CHAT });
-  ws.send(chatMessage("u", "after"));
-  const echo = await ws.messages[Symbol.asyncIterator]().next();
-  assert.equal(fromBinary(MessageSchema, echo.value!).content, "Echo: after");
-  ws.closeSend();
-  for await (const _ of ws.messages) { /* drained */ }
-  assert.equal((await ws.status).code, 0);
+  await chatOnce(stack, "after");
 });
 
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {
