@@ -48,6 +48,11 @@ export interface CoreConfig {
   goawayGuard: boolean;
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
+  // Operations (server/ops/): metrics endpoint and log format.
+  /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
+  metricsPort: number | null;
+  /** "text" lines for people, or one JSON object per line for collectors. */
+  logFormat: "text" | "json";
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -65,6 +70,8 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
+  metricsPort: null,
+  logFormat: "text",
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -89,7 +96,12 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+  metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
+  logFormat: { flag: "log-format", env: "LOG_FORMAT" },
 };
+
+/** The flag and environment variable of every setting (for --help). */
+export const CORE_SETTINGS: Readonly<typeof SETTINGS> = SETTINGS;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -149,6 +161,8 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+    metricsPort: (r) => r === "off" ? null : integer(name, r, 0, 65535),
+    logFormat: (r) => oneOf(name, r, ["text", "json"] as const),
   };
   return parsers[key](raw);
 }
@@ -174,7 +188,7 @@ export function parseCoreConfig(
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new ConfigError((err as Error).message);
+    throw new ConfigError(`${(err as Error).message} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_CORE_CONFIG };
   for (const [key, { flag, env: envName }] of Object.entries(SETTINGS)) {

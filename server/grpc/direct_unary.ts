@@ -44,6 +44,18 @@ export interface DirectUnaryOptions {
   maxMessageBytes: number;
   /** Called with an unexpected (non-ChatError) failure of a method. */
   onInternal?: (err: unknown) => void;
+  /**
+   * Counts each call (Prometheus, server/ops/call_stats.ts): `start` when it
+   * arrives, `end` with its status code and duration once answered. Both
+   * must allocate nothing; a call the client cancels first is not ended.
+   */
+  calls?: CallCounter;
+}
+
+/** What the direct path reports per call; see DirectUnaryOptions.calls. */
+export interface CallCounter {
+  start(path: string): void;
+  end(path: string, code: number, durationMs: number): void;
 }
 
 type StreamListener = (
@@ -98,13 +110,14 @@ export function enableDirectUnary(
       headers: http2.IncomingHttpHeaders,
       ...rest: unknown[]
     ) {
-      const method = methods.get(headers[":path"] as string);
+      const path = headers[":path"] as string;
+      const method = methods.get(path);
       if (method === undefined || !isPlainGrpc(headers)) {
         grpcJs.call(this, stream, headers, ...rest);
         return;
       }
       opened?.(stream);
-      serve(stream, headers, method, options);
+      serve(stream, headers, path, method, options);
     });
     patched++;
   }
@@ -122,9 +135,13 @@ function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
 function serve(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
+  path: string,
   method: DirectUnaryMethod,
   options: DirectUnaryOptions,
 ): void {
+  const calls = options.calls;
+  const started = calls === undefined ? 0 : performance.now();
+  calls?.start(path);
   const rawTimeout = headers["grpc-timeout"] as string | undefined;
   const timeoutMs = parseGrpcTimeout(rawTimeout);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
@@ -141,6 +158,7 @@ function serve(
     done = true;
     buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
+    calls?.end(path, code, performance.now() - started);
     stream.respond({
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
@@ -213,6 +231,7 @@ function serve(
       const status = toServiceError(err, options.onInternal);
       return fail(status.code, status.details);
     }
+    calls?.end(path, 0, performance.now() - started);
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
     stream.end(frameMessage(response));
