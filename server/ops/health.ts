@@ -75,8 +75,10 @@ export class CoreHealth {
     ) {
       const wrapped = { ...implementation };
       for (const [name, method] of Object.entries(definition)) {
-        if (method.responseStream) {
-          wrapped[name] = endOnShutdown(calls, implementation[name]);
+        // proto-loader definitions are keyed "Watch", the handlers "watch".
+        const key = name in implementation ? name : method.originalName;
+        if (method.responseStream && key !== undefined) {
+          wrapped[key] = endOnShutdown(calls, implementation[key]);
         }
       }
       server.addService(definition, wrapped);
