@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { CallStats, LATENCY_BUCKETS } from "./call_stats.ts";
+
+Deno.test("CallStats.end() counts codes and buckets latencies by upper bound", () => {
+  const stats = new CallStats();
+  stats.register("/p.S/M", "unary");
+  stats.start("/p.S/M");
+  stats.end("/p.S/M", 0, 0.5); // 0.0005 s: the first bucket (le is inclusive)
+  stats.end("/p.S/M", 0, 3); // 0.003 s: le=0.005
+  stats.end("/p.S/M", 14, 60_000); // 60 s: +Inf
+  stats.end("/p.S/M", 99, 1); // not a gRPC code: counted as UNKNOWN
+  const row = stats.get("/p.S/M")!;
+  assert.equal(row.service, "p.S");
+  assert.equal(row.method, "M");
+  assert.equal(row.started, 1);
+  assert.equal(row.handled[0], 2);
+  assert.equal(row.handled[14], 1);
+  assert.equal(row.handled[2], 1);
+  assert.equal(row.buckets[0], 1);
+  assert.equal(row.buckets[LATENCY_BUCKETS.indexOf(0.005)], 1);
+  assert.equal(row.buckets[LATENCY_BUCKETS.indexOf(0.001)], 1);
+  assert.equal(row.buckets[LATENCY_BUCKETS.length], 1);
+  assert.ok(Math.abs(row.latencySum - 60.0045) < 1e-9);
+});
+
+Deno.test("CallStats ignores paths it does not know", () => {
+  const stats = new CallStats();
+  stats.start("/x.Y/Z");
+  stats.end("/x.Y/Z", 0, 1);
+  assert.equal([...stats.methods()].length, 0);
+});
