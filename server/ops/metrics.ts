@@ -42,6 +42,10 @@ export interface CoreMetrics {
 export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
+  // prom-client reads these from /proc/self, which the core may not read
+  // (it runs with --allow-read=node_modules only): RSS comes from
+  // Deno.memoryUsage() instead, the others are left out rather than 0.
+  for (const name of PROC_METRICS) registry.removeSingleMetric(name);
   for (const metric of callMetrics(sources.calls)) {
     registry.registerMetric(metric as unknown as client.Metric);
   }
@@ -65,6 +69,11 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
         this.inc(read());
       },
     });
+  gauge(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes.",
+    () => Deno.memoryUsage().rss,
+  );
   gauge(
     "chat_active_streams",
     "Streaming RPCs open now.",
@@ -126,6 +135,14 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
     text: () => registry.metrics(),
   };
 }
+
+const PROC_METRICS = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+];
 
 /** The exposition's content type (Prometheus text format 0.0.4). */
 export const METRICS_CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
