@@ -66,6 +66,9 @@ const SETTINGS = {
   },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
+/** The flag and environment variable of every setting (for --help). */
+export const EDGE_SETTINGS: typeof SETTINGS = SETTINGS;
+
 type Parsers = {
   [K in keyof EdgeConfig]: (raw: string, name: string) => EdgeConfig[K];
 };
@@ -169,7 +172,7 @@ export function parseEdgeConfig(
       allowPositionals: false,
     }) as { values: Record<string, string | undefined> });
   } catch (err) {
-    throw new EdgeConfigError((err as Error).message);
+    throw new EdgeConfigError(`${(err as Error).message} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_EDGE_CONFIG };
   for (const key of Object.keys(SETTINGS) as (keyof EdgeConfig)[]) {

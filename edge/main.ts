@@ -10,10 +10,15 @@
 import { createEdgeApp } from "./app.ts";
 import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { createUpstream } from "./upstream/mod.ts";
+import { edgeUsage } from "./usage.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(edgeUsage());
+  Deno.exit(0);
+}
 let config;
 try {
   config = parseEdgeConfig(Deno.args, Deno.env.toObject());
@@ -28,14 +33,25 @@ const upstream = createUpstream(config.upstreamClient, config.upstream, {
   keepaliveIntervalMs: config.upstreamKeepaliveMs,
 });
 const app = createEdgeApp({ upstream, config });
-const server = Deno.serve({
-  hostname: config.host,
-  port: config.port,
-  onListen: ({ hostname, port }) =>
-    console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
-    ),
-}, app.fetch);
+let server: Deno.HttpServer;
+try {
+  server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    onListen: ({ hostname, port }) =>
+      console.log(
+        `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
+      ),
+  }, app.fetch);
+} catch (err) {
+  if (err instanceof Deno.errors.AddrInUse) {
+    console.error(`edge: port ${config.port} is in use (--port)`);
+  } else if (err instanceof Deno.errors.AddrNotAvailable) {
+    console.error(`edge: cannot listen on ${config.host}:${config.port}`);
+  } else throw err;
+  await upstream.close();
+  Deno.exit(2);
+}
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {
