@@ -7,35 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { CORE_SETTINGS } from "../server/config.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-const decoder = new TextDecoder();
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `deno <args>` in the project root to its end (at most 30 s). */
-async function run(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
-}
+import { lines, ROOT, runDeno as run, takenPort } from "./support/process.ts";
 
 const CORE = [
   "run",
@@ -46,17 +18,6 @@ const CORE = [
   "server/main.ts",
 ];
 const SUPERVISED = ["run", "--allow-run", "--allow-env", "supervisor/main.ts"];
-
-/** The lines of a text, without empty ones. */
-const lines = (text: string) => text.split("\n").filter((l) => l.trim());
-
-/** A port that something else is listening on for the test's duration. */
-function takenPort(): Deno.Listener & { port: number } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return Object.assign(listener, {
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-}
 
 for (
   const [name, cmd] of [["server/main.ts", CORE], [

@@ -5,27 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { EDGE_SETTINGS } from "../edge/config.ts";
+import { lines, runDeno, takenPort } from "./support/process.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const EDGE = ["run", "--allow-net", "--allow-env", "edge/main.ts"];
-const decoder = new TextDecoder();
-const lines = (text: string) => text.split("\n").filter((l) => l.trim());
-
-async function run(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [...EDGE, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
-}
+const run = (args: string[]) => runDeno([...EDGE, ...args]);
 
 Deno.test("serve:edge --help lists every flag with its variable and exits 0", async () => {
   const r = await run(["--help"]);
@@ -53,15 +36,10 @@ Deno.test("serve:edge names a bad flag or value in one line and exits 2", async 
 });
 
 Deno.test("serve:edge with its port in use: one line, exit 2, no stack trace", async () => {
-  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (taken.addr as Deno.NetAddr).port;
-  try {
-    const r = await run(["--host", "127.0.0.1", "--port", String(port)]);
-    assert.equal(r.code, 2);
-    assert.deepEqual(lines(r.stderr), [
-      `edge: port ${port} is in use (--port)`,
-    ]);
-  } finally {
-    taken.close();
-  }
+  using taken = takenPort();
+  const r = await run(["--host", "127.0.0.1", "--port", String(taken.port)]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(lines(r.stderr), [
+    `edge: port ${taken.port} is in use (--port)`,
+  ]);
 });

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/rpc.ts";
+import { lines, ROOT, runDeno, takenPort } from "./support/process.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const SERVE = [
   "run",
   "--allow-net",
@@ -16,31 +16,7 @@ const SERVE = [
   "--allow-read",
   "tools/serve/main.ts",
 ];
-const decoder = new TextDecoder();
-const lines = (text: string) => text.split("\n").filter((l) => l.trim());
-
-async function run(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [...SERVE, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
-}
-
-function takenPort(): Deno.Listener & { port: number } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return Object.assign(listener, {
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-}
+const run = (args: string[]) => runDeno([...SERVE, ...args]);
 
 Deno.test("serve --help lists its flags and exits 0", async () => {
   const r = await run(["--help"]);
