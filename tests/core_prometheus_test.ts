@@ -129,6 +129,38 @@ Deno.test("/metrics shows streams, subscribers, rooms, deliveries and cancelled 
   );
 });
 
+Deno.test("/metrics counts streams that end with OK and with an error status", async () => {
+  await using f = await startCore({ metricsPort: 0 });
+  const count = await new Promise<number>((resolve, reject) => {
+    const up = f.client.uploadMessages((err, res) =>
+      err ? reject(err) : resolve(res!.messageCount)
+    );
+    up.write({ id: "1", user: "u", room: "r", content: "c" });
+    up.end();
+  });
+  assert.equal(count, 1);
+  const bad = f.client.streamMetrics({ instanceId: "x", intervalSeconds: -1 });
+  const err = await new Promise<{ code: number }>((resolve) =>
+    bad.on("error", resolve)
+  );
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  const text = await scrape(f);
+  assert.equal(
+    sample(text, "grpc_server_handled_total", {
+      grpc_method: "UploadMessages",
+      grpc_code: "OK",
+    }),
+    1,
+  );
+  assert.equal(
+    sample(text, "grpc_server_handled_total", {
+      grpc_method: "StreamMetrics",
+      grpc_code: "INVALID_ARGUMENT",
+    }),
+    1,
+  );
+});
+
 Deno.test("/metrics shows queue depth and drops of a subscriber that stopped reading", async () => {
   await using f = await startCore({
     metricsPort: 0,
