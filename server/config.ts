@@ -161,7 +161,15 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
-    metricsPort: (r) => r === "off" ? null : integer(name, r, 0, 65535),
+    metricsPort: (r) => {
+      if (r === "off") return null;
+      if (!/^\d+$/.test(r) || Number(r) > 65535) {
+        throw new ConfigError(
+          `${name} must be an integer from 0 to 65535 or "off", got "${r}"`,
+        );
+      }
+      return Number(r);
+    },
     logFormat: (r) => oneOf(name, r, ["text", "json"] as const),
   };
   return parsers[key](raw);

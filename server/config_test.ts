@@ -52,6 +52,12 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
     ],
     [["--nope"], {}, /Unknown option '--nope'/],
     [[], { CHAT_PRESENCE: "yes" }, /CHAT_PRESENCE must be one of/],
+    [
+      ["--metrics-port", "http"],
+      {},
+      /--metrics-port must be an integer from 0 to 65535 or "off", got "http"/,
+    ],
+    [[], { LOG_FORMAT: "xml" }, /LOG_FORMAT must be one of text, json/],
   ];
   for (const [args, env, message] of bad) {
     assert.throws(() => parseCoreConfig(args, env), (err: unknown) => {
@@ -60,4 +66,23 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
       return true;
     });
   }
+});
+
+Deno.test("parseCoreConfig() reads --metrics-port (off by default, 0, a port, off) and --log-format", () => {
+  assert.equal(parseCoreConfig([], {}).metricsPort, null);
+  assert.equal(parseCoreConfig([], {}).logFormat, "text");
+  assert.equal(parseCoreConfig(["--metrics-port", "0"], {}).metricsPort, 0);
+  assert.equal(
+    parseCoreConfig([], { CHAT_METRICS_PORT: "9464" }).metricsPort,
+    9464,
+  );
+  assert.equal(
+    parseCoreConfig(["--metrics-port", "off"], { CHAT_METRICS_PORT: "9464" })
+      .metricsPort,
+    null,
+  );
+  assert.equal(
+    parseCoreConfig([], { LOG_FORMAT: "json" }).logFormat,
+    "json",
+  );
 });

@@ -32,8 +32,6 @@ try {
   console.error(`core: ${err.message}`);
   Deno.exit(2);
 }
-log.info(`listening on ${config.host}:${core.port}`);
-
 let signalled = false;
 const stop = async (signal: string) => {
   if (signalled) {
@@ -48,3 +46,5 @@ const stop = async (signal: string) => {
 };
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+// Last: whoever waits for this line (the supervisor, tests) may signal at once.
+log.info(`listening on ${config.host}:${core.port}`);

@@ -48,7 +48,7 @@ for (
     const r = await run([...cmd, "--metrics-port", "http"]);
     assert.equal(r.code, 2);
     assert.deepEqual(lines(r.stderr), [
-      'core: --metrics-port must be an integer from 0 to 65535, got "http"',
+      'core: --metrics-port must be an integer from 0 to 65535 or "off", got "http"',
     ]);
   });
 }
