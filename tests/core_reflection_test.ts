@@ -20,6 +20,15 @@ import {
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
 } from "@bufbuild/protobuf/wkt";
+import {
+  CLIENT_PREFACE,
+  FrameType,
+  readUint32,
+  Setting,
+  settingsFrame,
+} from "../protocol/http2/frames.ts";
+import { encodeEnvelope } from "../protocol/mod.ts";
+import { frame, PeerConnection } from "./fixtures/h2_raw_peer.ts";
 import { startCore, take } from "./support/core.ts";
 
 const BUF = "npm:@bufbuild/buf@1.74.0";
@@ -195,5 +204,101 @@ Deno.test("a reflection stream open at shutdown ends with UNAVAILABLE at once", 
   } finally {
     raw.close();
     await f[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("a reflection client that sends requests without reading answers is held back by flow control", async () => {
+  await using f = await startCore({ transport: "h2" });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.core.port });
+  const peer = new PeerConnection(conn);
+  try {
+    // Our window for the server's DATA is 0: no answer can ever be sent.
+    await peer.write(
+      CLIENT_PREFACE,
+      settingsFrame([[Setting.INITIAL_WINDOW_SIZE, 0]]),
+    );
+    const settings = await peer.next();
+    assert.equal(settings?.type, FrameType.SETTINGS);
+    let streamWindow = 65535;
+    for (let at = 0; at + 6 <= settings!.payload.byteLength; at += 6) {
+      const id = (settings!.payload[at] << 8) | settings!.payload[at + 1];
+      if (id === Setting.INITIAL_WINDOW_SIZE) {
+        streamWindow = readUint32(settings!.payload, at + 2);
+      }
+    }
+    let connWindow = 65535;
+    await peer.write(
+      settingsFrame([], true),
+      peer.headers(1, [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"],
+        [":authority", "core"],
+        ["content-type", "application/grpc"],
+        ["te", "trailers"],
+      ]),
+    );
+    let grew: () => void = () => {};
+    const reading = (async () => {
+      for (;;) {
+        const fr = await peer.next();
+        if (fr === null) return;
+        if (fr.type === FrameType.WINDOW_UPDATE) {
+          const n = readUint32(fr.payload, 0) & 0x7fffffff;
+          if (fr.streamId === 0) connWindow += n;
+          else if (fr.streamId === 1) streamWindow += n;
+          grew();
+        }
+      }
+    })();
+    // list_services "*": 8 bytes a request, 2048 to a 16 KiB DATA frame.
+    const one = encodeEnvelope(0, reflectionRequest(7, "*"));
+    const full = new Uint8Array(16384);
+    for (let i = 0; i < 2048; i++) full.set(one, i * one.byteLength);
+    const LIMIT = 8 << 20;
+    let sent = 0;
+    let blocked = false;
+    while (sent < LIMIT) {
+      const room = Math.min(full.byteLength, streamWindow, connWindow);
+      const bytes = room - (room % one.byteLength);
+      if (bytes === 0) {
+        // Wait up to a second for the server to read on and reopen windows.
+        const more = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 1000);
+          grew = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+        });
+        grew = () => {};
+        if (!more) {
+          blocked = true;
+          break;
+        }
+        continue;
+      }
+      await peer.write(
+        frame(FrameType.DATA, 0, 1, full.subarray(0, bytes)),
+      );
+      streamWindow -= bytes;
+      connWindow -= bytes;
+      sent += bytes;
+    }
+    assert.ok(blocked, `the server read all ${sent} bytes of requests`);
+    // The stream's receive window (1 MiB) and a little more, not all of it.
+    assert.ok(sent <= 2 << 20, `the server took ${sent} bytes`);
+    // The core serves everyone else meanwhile.
+    const reply = await f.client.sendMessage({
+      user: "u",
+      room: "r",
+      content: "c",
+    });
+    assert.match(reply.messageId, /^msg_\d+$/);
+    conn.close();
+    await reading.catch(() => {});
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
   }
 });
