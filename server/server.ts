@@ -148,6 +148,8 @@ export async function startCoreServer(
   const calls = new CallScopes();
   const ctx: HandlerContext = { hub, calls, config, log };
   const callStats = new CallStats();
+  // Calls are counted only for /metrics: without it, nothing per call.
+  const counting = config.metricsPort !== null;
   const health = new CoreHealth(healthSources, log);
 
   const server = new Server({
@@ -164,7 +166,10 @@ export async function startCoreServer(
       impl: UntypedServiceImplementation,
     ) => {
       callStats.registerService(definition);
-      server.addService(definition, countCalls(definition, impl, callStats));
+      server.addService(
+        definition,
+        counting ? countCalls(definition, impl, callStats) : impl,
+      );
     },
   };
   const implementation: UntypedServiceImplementation = {
@@ -192,7 +197,7 @@ export async function startCoreServer(
     enableDirectUnary(server, direct, {
       maxMessageBytes: config.maxMessageBytes,
       onInternal: (err) => log.error("SendMessage failed", err),
-      calls: callStats,
+      calls: counting ? callStats : undefined,
     }) === 0
   ) {
     log.info("direct unary path unavailable: grpc-js serves SendMessage");
