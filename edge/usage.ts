@@ -18,6 +18,16 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   upstreamClient: "h2 (the edge's own HTTP/2 client) | node (node:http2)",
   upstreamKeepaliveMs:
     "PING after this much silence on a busy connection; 0: off",
+  logFormat: "text | json | off: one line per call",
+  metricsToken: "bearer token GET /metrics requires; empty: open",
+  tlsCert: "PEM certificate chain file: serve HTTPS (with --tls-key)",
+  tlsKey: "PEM private key file for --tls-cert",
+  upstreamCa: "PEM CA file for an https:// upstream with a private certificate",
+  devJwtSecret:
+    "DEVELOPMENT: the core's HS256 secret, to sign tokens at /auth/dev-token",
+  maxRequestsPerIp: "concurrent requests per client IP; 0: no limit",
+  maxWebSocketsPerIp:
+    "concurrent WebSocket bridge sockets per client IP; 0: no limit",
 };
 
 /** The whole --help text. */

@@ -47,4 +47,8 @@ const stop = async (signal: string) => {
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
 // Last: whoever waits for this line (the supervisor, tests) may signal at once.
-log.info(`listening on ${config.host}:${core.port}`);
+log.info(
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
+);

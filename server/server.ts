@@ -23,7 +23,13 @@ import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
-import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import {
+  type DirectUnaryMethod,
+  enableDirectUnary,
+} from "./grpc/direct_unary.ts";
+import { peerOf } from "./grpc/caller.ts";
+import { createAccess } from "./auth/create.ts";
+import { traceCalls } from "./grpc/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -59,12 +65,15 @@ async function listen(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
+  tls: { cert: string; key: string } | undefined,
 ): Promise<Listener> {
   if (config.transport === "h2") {
     return listenWithH2(server, {
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      tls,
       onError: (err) => log.error("h2 transport", err),
     });
   }
@@ -146,7 +155,12 @@ export async function startCoreServer(
     policy: config.slowConsumer,
   });
   const calls = new CallScopes();
-  const ctx: HandlerContext = { hub, calls, config, log };
+  const access = await createAccess(config, log);
+  const tls = config.tlsCert === "" ? undefined : {
+    cert: await Deno.readTextFile(config.tlsCert),
+    key: await Deno.readTextFile(config.tlsKey),
+  };
+  const ctx: HandlerContext = { hub, calls, config, log, access };
   const callStats = new CallStats();
   // Calls are counted only for /metrics: without it, nothing per call.
   const counting = config.metricsPort !== null;
@@ -187,11 +201,19 @@ export async function startCoreServer(
     calls,
   );
 
-  const listener = await listenOrExplain(server, config, log);
+  const listener = await listenOrExplain(server, config, log, tls);
   const port = listener.port;
-  const direct = new Map([[
+  const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
+    (bytes, headers, session) => {
+      const caller = access.caller(
+        headers.authorization,
+        () => peerOf(session),
+      );
+      return caller instanceof Promise
+        ? caller.then((c) => postMessage(ctx, decodeRequest(bytes), c))
+        : postMessage(ctx, decodeRequest(bytes), caller);
+    },
   ]]);
   if (
     enableDirectUnary(server, direct, {
@@ -202,6 +224,8 @@ export async function startCoreServer(
   ) {
     log.info("direct unary path unavailable: grpc-js serves SendMessage");
   }
+  // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
+  traceCalls(server);
 
   // prom-client's default metrics watch the event loop and GC: only when asked.
   const metrics = config.metricsPort === null ? undefined : createCoreMetrics({
@@ -292,9 +316,10 @@ async function listenOrExplain(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  tls: Parameters<typeof listen>[3],
 ): Promise<Listener> {
   try {
-    return await listen(server, config, log);
+    return await listen(server, config, log, tls);
   } catch (err) {
     throw listenError(err, config.host, config.port, "--port");
   }

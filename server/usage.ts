@@ -27,6 +27,16 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   logLevel: "error | info | debug",
   metricsPort: "Prometheus GET /metrics port; 0 picks one; off: none",
   logFormat: "text | json",
+  jwtSecret: "HS256 secret, at least 32 bytes: tokens required",
+  jwtPublicKey: "PEM public key file (RS256, ES256, EdDSA): tokens required",
+  jwtIssuer: "required iss claim",
+  jwtAudience: "required aud claim",
+  jwtLeewaySeconds: "clock skew allowed on exp and nbf",
+  rateLimit: "messages per second per user (per connection, auth off); 0: off",
+  rateBurst: "messages at once after a quiet spell; 0: the rate limit",
+  maxSubscriptions: "concurrent subscriptions per user; 0: no limit",
+  tlsCert: "PEM certificate chain file: serve h2 over TLS (with --tls-key)",
+  tlsKey: "PEM private key file for --tls-cert",
 };
 
 /** The whole --help text. */

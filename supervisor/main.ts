@@ -2,8 +2,8 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses (net, env, reading
- * node_modules); this process
+ * 6000`). The core gets only the permissions it uses (net, env, read, and
+ * sys=uid, below); this process
  * needs --allow-run to spawn it and --allow-env for the settings below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
@@ -22,12 +22,13 @@ import { superviseChild } from "./supervisor.ts";
 import { ConfigError, parseCoreConfig } from "../server/config.ts";
 import { coreUsage } from "../server/usage.ts";
 
-// Read access to node_modules only: grpc-health-check and @grpc/reflection
-// load their .proto files from their packages when the core starts.
+// Read: TLS and JWT key files, and the .proto files grpc-health-check and
+// @grpc/reflection load from node_modules at start-up (through
+// fs.accessSync, which Deno checks against sys=uid).
 const CHILD_PERMISSIONS = [
   "--allow-net",
   "--allow-env",
-  "--allow-read=node_modules",
+  "--allow-read",
   "--allow-sys=uid",
 ];
 

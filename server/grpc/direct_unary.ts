@@ -29,14 +29,23 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
 import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
 import { frameMessage } from "./framing.ts";
-import { toServiceError } from "./status.ts";
+import { RETRY_AFTER_MS, toServiceError } from "./status.ts";
+import { wrapStreamListeners } from "./stream_listeners.ts";
 
-/** A unary method: request bytes in, response bytes out; throws ChatError. */
-export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
+/**
+ * A unary method: request bytes in, response bytes out; throws ChatError.
+ * It gets the call's headers and HTTP/2 session (for authorization and
+ * per-connection limits); a promise answers when it settles (a token that
+ * had to be verified).
+ */
+export type DirectUnaryMethod = (
+  request: Uint8Array,
+  headers: http2.IncomingHttpHeaders,
+  session: unknown,
+) => Uint8Array | Promise<Uint8Array>;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -58,12 +67,6 @@ export interface CallCounter {
   end(path: string, code: number, durationMs: number): void;
 }
 
-type StreamListener = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  ...rest: unknown[]
-) => void;
-
 const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
   "content-type": "application/grpc+proto",
@@ -84,44 +87,25 @@ export function enableDirectUnary(
   options: DirectUnaryOptions,
 ): number {
   const internals = server as unknown as {
-    http2Servers?: unknown;
     onStreamOpened?: (stream: http2.ServerHttp2Stream) => void;
   };
-  const servers = internals.http2Servers;
-  if (!(servers instanceof Map)) return 0;
   const opened = typeof internals.onStreamOpened === "function"
     ? internals.onStreamOpened.bind(server)
     : undefined;
-  let patched = 0;
-  for (const candidate of servers.keys()) {
-    const emitter = candidate as Partial<EventEmitter> | null;
-    if (
-      typeof emitter?.listeners !== "function" ||
-      typeof emitter.removeListener !== "function" ||
-      typeof emitter.on !== "function"
-    ) continue;
-    const listeners = emitter.listeners("stream");
-    if (listeners.length !== 1) continue;
-    const grpcJs = listeners[0] as StreamListener;
-    emitter.removeListener("stream", grpcJs);
-    emitter.on("stream", function (
-      this: unknown,
-      stream: http2.ServerHttp2Stream,
-      headers: http2.IncomingHttpHeaders,
-      ...rest: unknown[]
-    ) {
-      const path = headers[":path"] as string;
-      const method = methods.get(path);
-      if (method === undefined || !isPlainGrpc(headers)) {
-        grpcJs.call(this, stream, headers, ...rest);
-        return;
-      }
-      opened?.(stream);
-      serve(stream, headers, path, method, options);
-    });
-    patched++;
-  }
-  return patched;
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const path = headers[":path"] as string;
+        const method = methods.get(path);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened?.(stream);
+        serve(stream, headers, path, method, options);
+      },
+  );
 }
 
 /** gRPC content type and no compression: the calls this path can take. */
@@ -154,7 +138,7 @@ function serve(
   let declared = -1;
   let done = false;
 
-  const fail = (code: number, message: string) => {
+  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
     done = true;
     buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
@@ -163,6 +147,9 @@ function serve(
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
       "grpc-message": encodeGrpcMessage(message),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
     }, { endStream: true });
   };
 
@@ -224,18 +211,34 @@ function serve(
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
-    let response: Uint8Array;
-    try {
-      response = method(request.subarray(5));
-    } catch (err) {
+    const failWith = (err: unknown) => {
       const status = toServiceError(err, options.onInternal);
-      return fail(status.code, status.details);
+      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+    };
+    let response: Uint8Array | Promise<Uint8Array>;
+    try {
+      response = method(request.subarray(5), headers, stream.session);
+    } catch (err) {
+      return failWith(err);
     }
-    calls?.end(path, 0, performance.now() - started);
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frameMessage(response));
+    if (response instanceof Uint8Array) {
+      calls?.end(path, 0, performance.now() - started);
+      answer(stream, response);
+    } else {
+      response.then((r) => {
+        calls?.end(path, 0, performance.now() - started);
+        answer(stream, r);
+      }, failWith);
+    }
   });
+}
+
+/** Headers, the one response message, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.end(frameMessage(response));
 }
 
 const NO_MESSAGE = "Received no request message for unary call";

@@ -43,7 +43,7 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   // prom-client reads these from /proc/self, which the core may not read
-  // (it runs with --allow-read=node_modules only): RSS comes from
+  // (e.g. with --allow-read=node_modules only): RSS comes from
   // Deno.memoryUsage() instead, the others are left out rather than 0.
   for (const name of PROC_METRICS) registry.removeSingleMetric(name);
   for (const metric of callMetrics(sources.calls)) {

@@ -7,6 +7,10 @@
  * either exits, the other is stopped too and its exit code is passed on
  * (2 for a bad flag or a port in use), so a broken start never looks like a
  * running system. Port 0 picks free ports; the banner shows the real ones.
+ *
+ * `--auth-dev` turns authentication on with a secret made up for this run:
+ * the core requires tokens, the edge hands them out at /auth/dev-token.
+ * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
 import { prefixLines } from "./children.ts";
@@ -20,6 +24,8 @@ chat page, prints their addresses once both listen; Ctrl-C stops both.
   --core-port PORT       the core's gRPC port         (default 50051; 0 picks one)
   --port PORT            the edge's HTTP port         (default 8080; 0 picks one)
   --metrics-port PORT    the core's GET /metrics port (default 9464; 0 picks one; off)
+  --auth-dev             require tokens, with a secret made up for this run
+                         (the edge hands them out at /auth/dev-token?user=NAME)
   --help                 this text
 
 The core and the edge have more settings: deno task serve:core --help,
@@ -53,6 +59,7 @@ try {
       port: { type: "string", default: "8080" },
       host: { type: "string", default: "127.0.0.1" },
       "metrics-port": { type: "string", default: "9464" },
+      "auth-dev": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -71,6 +78,10 @@ const corePort = port("core-port", values["core-port"]);
 const edgePort = port("port", values.port);
 const metricsPort = port("metrics-port", values["metrics-port"], true);
 const here = (path: string) => new URL(path, import.meta.url).pathname;
+// Passed in the environment, not argv, so it does not show in `ps`.
+const devSecret = values["auth-dev"]
+  ? btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
+  : undefined;
 
 interface Child {
   name: string;
@@ -81,9 +92,15 @@ interface Child {
   seen(pattern: RegExp): RegExpMatchArray | undefined;
 }
 
-function start(name: string, args: string[], ready: RegExp): Child {
+function start(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  ready: RegExp,
+): Child {
   const proc = new Deno.Command(Deno.execPath(), {
     args,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -130,20 +147,25 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 const exited = (child: Child) =>
   child.proc.status.then((status) => ({ child, status }));
 
-const core = start("core", [
-  "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-run",
-  here("../../supervisor/main.ts"),
-  "--host",
-  host,
-  "--port",
-  corePort,
-  "--metrics-port",
-  metricsPort,
-  "--presence",
-], /listening on \S+:(\d+)/);
+const core = start(
+  "core",
+  [
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-run",
+    here("../../supervisor/main.ts"),
+    "--host",
+    host,
+    "--port",
+    corePort,
+    "--metrics-port",
+    metricsPort,
+    "--presence",
+  ],
+  devSecret ? { CHAT_JWT_SECRET: devSecret } : {},
+  /listening on \S+:(\d+)/,
+);
 children.push(core);
 
 const first = await Promise.race([
@@ -153,18 +175,24 @@ const first = await Promise.race([
 let result: { child: Child; status: Deno.CommandStatus };
 if ("ready" in first) {
   const coreAt = `${host}:${first.ready[1]}`;
-  const edge = start("edge", [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    here("../../edge/main.ts"),
-    "--host",
-    host,
-    "--port",
-    edgePort,
-    "--upstream",
-    `http://${coreAt}`,
-  ], /listening on (http:\/\/\S+?:\d+)/);
+  const edge = start(
+    "edge",
+    [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      here("../../edge/main.ts"),
+      "--host",
+      host,
+      "--port",
+      edgePort,
+      "--upstream",
+      `http://${coreAt}`,
+    ],
+    devSecret ? { EDGE_DEV_JWT_SECRET: devSecret } : {},
+    /listening on (https?:\/\/\S+?:\d+)/,
+  );
   children.push(edge);
   void edge.ready.then((m) => {
     if (stopping) return;
@@ -176,6 +204,9 @@ if ("ready" in first) {
         `  edge (gRPC-Web/Connect): ${m[1]}`,
         `  chat page:               ${m[1]}/`,
         ...(metrics ? [`  metrics (Prometheus):    ${metrics}`] : []),
+        devSecret
+          ? "  auth:                    on, development secret (tokens: /auth/dev-token?user=NAME)"
+          : "  auth:                    off (--auth-dev turns it on)",
         "  Ctrl-C stops both.",
         "",
       ].join("\n"),
