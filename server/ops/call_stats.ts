@@ -8,6 +8,7 @@
  * map lookup and a few array increments; prom-client turns the arrays into
  * text only when /metrics is scraped (metrics.ts).
  */
+import { status } from "@grpc/grpc-js";
 
 /** Upper bounds of the latency buckets, in seconds (as go-grpc-prometheus). */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
@@ -27,26 +28,13 @@ export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
   10,
 ]);
 
-/** The gRPC status codes, 0 to 16, by their canonical names. */
-export const CODE_NAMES: readonly string[] = Object.freeze([
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-]);
+/**
+ * The gRPC status codes, 0 to 16, by their canonical names (grpc-js's
+ * `status` enum maps numbers back to names).
+ */
+export const CODE_NAMES: readonly string[] = Object.freeze(
+  Array.from({ length: 17 }, (_, code) => status[code]),
+);
 
 /** The four gRPC call kinds, as Prometheus labels them (`grpc_type`). */
 export type CallType =

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CallStats, LATENCY_BUCKETS } from "./call_stats.ts";
+import { CallStats, CODE_NAMES, LATENCY_BUCKETS } from "./call_stats.ts";
 
 Deno.test("CallStats.end() counts codes and buckets latencies by upper bound", () => {
   const stats = new CallStats();
@@ -28,4 +28,11 @@ Deno.test("CallStats ignores paths it does not know", () => {
   stats.start("/x.Y/Z");
   stats.end("/x.Y/Z", 0, 1);
   assert.equal([...stats.methods()].length, 0);
+});
+
+Deno.test("CODE_NAMES has the 17 gRPC code names in code order", () => {
+  assert.equal(CODE_NAMES.length, 17);
+  assert.equal(CODE_NAMES[0], "OK");
+  assert.equal(CODE_NAMES[3], "INVALID_ARGUMENT");
+  assert.equal(CODE_NAMES[16], "UNAUTHENTICATED");
 });
