@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
-import { createChatClient } from "../client/rpc.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { serverDefinition } from "../server/grpc/definition.ts";
 import { enableDirectUnary } from "../server/grpc/direct_unary.ts";
@@ -19,20 +18,14 @@ import { countCalls } from "../server/ops/call_counting.ts";
 import { messageWriter } from "../server/grpc/raw_stream.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
-import { rejection, rest, streamError } from "./support/core.ts";
+import { rejection, rest, serveBare, streamError } from "./support/core.ts";
 
 Deno.test("enableDirectUnary() counts each call's start, status code and duration", async () => {
   const server = new grpc.Server({ "grpc.enable_channelz": 0 });
   server.addService(serverDefinition, {
     SendMessage: () => assert.fail("grpc-js should not serve SendMessage"),
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
+  using bare = await serveBare(server);
   const stats = new CallStats();
   stats.registerService(serverDefinition);
   const patched = enableDirectUnary(
@@ -47,24 +40,19 @@ Deno.test("enableDirectUnary() counts each call's start, status code and duratio
     { maxMessageBytes: 1 << 20, calls: stats },
   );
   assert.equal(patched, 1);
-  const client = createChatClient(`127.0.0.1:${port}`);
-  try {
-    await client.sendMessage({ user: "u", room: "r", content: "ok" });
-    await client.sendMessage({ user: "u", room: "r", content: "ok" });
-    const err = await rejection(
-      client.sendMessage({ user: "u", room: "r", content: "bad" }),
-    );
-    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
-    const row = stats.get(chatPaths.SendMessage)!;
-    assert.equal(row.started, 3);
-    assert.equal(row.handled[grpc.status.OK], 2);
-    assert.equal(row.handled[grpc.status.INVALID_ARGUMENT], 1);
-    assert.equal(row.buckets.reduce((a, b) => a + b, 0), 3);
-    assert.ok(row.latencySum > 0 && row.latencySum < 10);
-  } finally {
-    client.close();
-    server.forceShutdown();
-  }
+  const client = bare.client;
+  await client.sendMessage({ user: "u", room: "r", content: "ok" });
+  await client.sendMessage({ user: "u", room: "r", content: "ok" });
+  const err = await rejection(
+    client.sendMessage({ user: "u", room: "r", content: "bad" }),
+  );
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+  const row = stats.get(chatPaths.SendMessage)!;
+  assert.equal(row.started, 3);
+  assert.equal(row.handled[grpc.status.OK], 2);
+  assert.equal(row.handled[grpc.status.INVALID_ARGUMENT], 1);
+  assert.equal(row.buckets.reduce((a, b) => a + b, 0), 3);
+  assert.ok(row.latencySum > 0 && row.latencySum < 10);
 });
 
 /** A bare grpc-js server with `implementation` wrapped by countCalls(). */
@@ -78,21 +66,7 @@ async function countedServer(
     serverDefinition,
     countCalls(serverDefinition, implementation, stats),
   );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
-  const client = createChatClient(`127.0.0.1:${port}`);
-  return {
-    client,
-    [Symbol.dispose]() {
-      client.close();
-      server.forceShutdown();
-    },
-  };
+  return await serveBare(server);
 }
 
 Deno.test("countCalls() counts streams by how they end and keeps the direct stream writer", async () => {

@@ -6,13 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import {
-  Server,
-  ServerCredentials,
-  type ServerWritableStream,
-  status,
-} from "@grpc/grpc-js";
-import { createChatClient } from "../client/rpc.ts";
+import { Server, type ServerWritableStream, status } from "@grpc/grpc-js";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
@@ -21,7 +15,7 @@ import {
   messageWriter,
   type WritableCall,
 } from "../server/grpc/raw_stream.ts";
-import { rest, streamError } from "./support/core.ts";
+import { rest, serveBare, streamError } from "./support/core.ts";
 
 type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
 
@@ -29,21 +23,7 @@ type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
 async function serve(handler: Handler, options = {}) {
   const server = new Server(options);
   server.addService(chatServiceDefinition, { SubscribeMessages: handler });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      ServerCredentials.createInsecure(),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
-  const client = createChatClient(`127.0.0.1:${port}`);
-  return {
-    client,
-    [Symbol.dispose]() {
-      client.close();
-      server.forceShutdown();
-    },
-  };
+  return await serveBare(server);
 }
 
 const framed = (content: string) =>

@@ -217,7 +217,7 @@ Deno.test("/metrics has the process's CPU and RSS, the store hook and health", a
   assert.equal(
     sample(text, "chat_store_operation_seconds_bucket", {
       operation: "append",
-      le: "0.005",
+      le: "0.004",
     }),
     1,
   );

@@ -10,23 +10,10 @@
  */
 import { status } from "@grpc/grpc-js";
 
-/** Upper bounds of the latency buckets, in seconds (as go-grpc-prometheus). */
-export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-]);
+/** Upper bounds of the latency buckets, in seconds: 0.5 ms doubling to 8 s. */
+export const LATENCY_BUCKETS: readonly number[] = Object.freeze(
+  Array.from({ length: 15 }, (_, i) => 0.0005 * 2 ** i),
+);
 
 /**
  * The gRPC status codes, 0 to 16, by their canonical names (grpc-js's
