@@ -76,7 +76,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }, up ? 200 : 503);
   });
 
-  // Browser page: embedded strings (edge/assets.ts), no file reads at run time.
+  // Browser page: embedded strings (gen/web_assets.ts), no file reads at run time.
   for (const path of Object.keys(ASSETS)) {
     app.get(path, (c) => serveAsset(c.req.raw) ?? c.notFound());
   }

@@ -13,7 +13,9 @@ import {
   encodeEnvelope,
   encodeGrpcMessage,
   encodeGrpcWebTrailer,
+  ENVELOPE_HEADER_BYTES,
   parseGrpcTimeout,
+  writeEnvelopeHeader,
 } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebRequest } from "./grpc_web_body.ts";
@@ -179,14 +181,13 @@ function batches(
 function envelopes(messages: Uint8Array[]): Uint8Array<ArrayBuffer> {
   if (messages.length === 1) return encodeEnvelope(0, messages[0]);
   let size = 0;
-  for (const m of messages) size += 5 + m.byteLength;
+  for (const m of messages) size += ENVELOPE_HEADER_BYTES + m.byteLength;
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
   let at = 0;
   for (const m of messages) {
-    view.setUint32(at + 1, m.byteLength);
-    out.set(m, at + 5);
-    at += 5 + m.byteLength;
+    writeEnvelopeHeader(out, at, 0, m.byteLength);
+    out.set(m, at + ENVELOPE_HEADER_BYTES);
+    at += ENVELOPE_HEADER_BYTES + m.byteLength;
   }
   return out;
 }

@@ -3,7 +3,7 @@
  *
  * Browsers cannot stream a fetch request body, so client-streaming and bidi
  * calls (and, for uniformity, any other) come in here. The framing is in
- * `web/bridge_frames.ts` and specified in `web/WEBSOCKET.md`: a text frame
+ * `protocol/ws_bridge.ts` and specified in `web/WEBSOCKET.md`: a text frame
  * names the method, binary frames carry gRPC-Web envelopes, and the server's
  * last frame is always a trailer envelope with the status. The socket is the
  * call's lifetime: closing it cancels the upstream call.

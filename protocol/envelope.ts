@@ -26,14 +26,37 @@ export interface Envelope {
   data: Uint8Array;
 }
 
+/**
+ * Writes an envelope prefix (`flags`, then `length` big-endian) into `buf`
+ * at `at`; the payload goes after it. For writers that frame into a buffer
+ * of their own (a Node Buffer, an HTTP/2 frame being built) with no copy.
+ */
+export function writeEnvelopeHeader(
+  buf: Uint8Array,
+  at: number,
+  flags: number,
+  length: number,
+): void {
+  buf[at] = flags;
+  buf[at + 1] = length >>> 24;
+  buf[at + 2] = (length >>> 16) & 0xff;
+  buf[at + 3] = (length >>> 8) & 0xff;
+  buf[at + 4] = length & 0xff;
+}
+
+/** The payload length of the envelope prefix at `at` (5 bytes must be there). */
+export function readEnvelopeLength(bytes: Uint8Array, at: number): number {
+  return (bytes[at + 1] * 0x1000000) +
+    ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) | bytes[at + 4]);
+}
+
 /** Frames a payload with the given flags. */
 export function encodeEnvelope(
   flags: number,
   data: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, data.byteLength, false);
+  writeEnvelopeHeader(out, 0, flags, data.byteLength);
   out.set(data, ENVELOPE_HEADER_BYTES);
   return out;
 }
@@ -141,9 +164,7 @@ export class EnvelopeParser {
         `unexpected frame flags 0x${flags.toString(16).padStart(2, "0")}`,
       );
     }
-    // Big-endian uint32, without a DataView per frame.
-    const len = (bytes[at + 1] * 0x1000000) +
-      ((bytes[at + 2] << 16) | (bytes[at + 3] << 8) | bytes[at + 4]);
+    const len = readEnvelopeLength(bytes, at);
     if (len > this.#max) {
       throw new ProtocolError(
         "oversize",

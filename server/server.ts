@@ -8,11 +8,7 @@
  * await core.shutdown();
  * ```
  */
-import {
-  Server,
-  ServerCredentials,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
+import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { type CoreConfig, resolveCoreConfig } from "./config.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
@@ -23,69 +19,12 @@ import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
-import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import { enableDirectUnary } from "./grpcjs/direct_unary.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
-import { enableSocketBatching } from "./grpc/socket_batching.ts";
-import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
-import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
-import { listenWithH2 } from "./grpc/h2_transport.ts";
-
-interface Listener {
-  readonly port: number;
-  /** Stops accepting; connections close as their calls end. */
-  close(): void;
-  /** Resolves when every connection of ours is closed (after close()). */
-  readonly closed: Promise<void>;
-  /** Closes every connection now. */
-  destroy(): void;
-}
-
-/**
- * Listens through the GOAWAY guard (default) or grpc-js' own listener, and
- * turns on per-turn write batching for every connection either way.
- */
-async function listen(
-  server: Server,
-  config: Readonly<CoreConfig>,
-  log: Logger,
-): Promise<Listener> {
-  if (config.transport === "h2") {
-    return listenWithH2(server, {
-      host: config.host,
-      port: config.port,
-      maxConcurrentStreams: config.maxConcurrentStreams,
-      onError: (err) => log.error("h2 transport", err),
-    });
-  }
-  // grpc-js closes its own sessions in tryShutdown/forceShutdown.
-  const done = { closed: Promise.resolve(), destroy: () => {} };
-  if (config.goawayGuard) {
-    const guarded = await listenWithGoawayGuard(
-      server,
-      config.host,
-      config.port,
-      (conn) => {
-        batchWrites(conn as unknown as CorkableSocket);
-      },
-    );
-    return { ...done, port: guarded.port, close: () => void guarded.close() };
-  }
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      `${config.host}:${config.port}`,
-      ServerCredentials.createInsecure(),
-      (err, bound) => err ? reject(err) : resolve(bound),
-    );
-  });
-  if (enableSocketBatching(server) === 0) {
-    log.info("socket write batching unavailable: one write per frame");
-  }
-  // grpc-js' tryShutdown/forceShutdown close its own listener.
-  return { ...done, port, close: () => {} };
-}
+import { listen } from "./grpcjs/listen.ts";
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
@@ -150,14 +89,10 @@ export async function startCoreServer(
     chatPaths.SendMessage,
     (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
   ]]);
-  if (
-    enableDirectUnary(server, direct, {
-      maxMessageBytes: config.maxMessageBytes,
-      onInternal: (err) => log.error("SendMessage failed", err),
-    }) === 0
-  ) {
-    log.info("direct unary path unavailable: grpc-js serves SendMessage");
-  }
+  enableDirectUnary(server, direct, {
+    maxMessageBytes: config.maxMessageBytes,
+    onInternal: (err) => log.error("SendMessage failed", err),
+  });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {

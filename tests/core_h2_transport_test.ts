@@ -30,7 +30,7 @@ import {
   PeerConnection,
 } from "./fixtures/h2_raw_peer.ts";
 import { eventually, startCore } from "./support/core.ts";
-import { listenWithH2 } from "../server/grpc/h2_transport.ts";
+import { listenWithH2 } from "../server/grpcjs/h2_transport.ts";
 
 /** A raw HTTP/2 client connection that has exchanged SETTINGS. */
 async function rawClient(

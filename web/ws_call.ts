@@ -17,7 +17,7 @@ import {
   encodeFrame,
   FLAG_DATA,
   FLAG_END,
-} from "./bridge_frames.ts";
+} from "../protocol/ws_bridge.ts";
 
 /** A running call: write with `send`, end with `closeSend`, read `messages`. */
 export interface WsCall {

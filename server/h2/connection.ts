@@ -4,7 +4,7 @@
  *
  * It owns the preface and SETTINGS exchange, the stream table, the read loop
  * (one reusable buffer, many frames per read, no object per frame), per-turn
- * batched writes (sockets/frame_writer.ts), flow control both ways, PING,
+ * batched writes (http2/frame_writer.ts), flow control both ways, PING,
  * GOAWAY and RST_STREAM. Streams are {@linkcode H2ServerStream}s, handed to
  * `onStream` with Node-style headers; gRPC lives above, in grpc-js.
  *
@@ -53,8 +53,8 @@ import {
   readSettings,
   windowIncrement,
 } from "../../protocol/http2/frame_parse.ts";
-import { FrameWriter } from "../../sockets/frame_writer.ts";
-import { ReadBuffer } from "../../sockets/read_buffer.ts";
+import { FrameWriter } from "../../http2/frame_writer.ts";
+import { ReadBuffer } from "../../http2/read_buffer.ts";
 import {
   H2ServerStream,
   type IncomingHeaders,

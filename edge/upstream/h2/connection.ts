@@ -50,8 +50,12 @@ import type { H2Stream, StreamOwner } from "./stream.ts";
 import {
   FrameWriter,
   type FrameWriterEvents,
-} from "../../../sockets/frame_writer.ts";
-import { ReadBuffer } from "../../../sockets/read_buffer.ts";
+} from "../../../http2/frame_writer.ts";
+import { ReadBuffer } from "../../../http2/read_buffer.ts";
+import {
+  ENVELOPE_HEADER_BYTES as ENVELOPE_BYTES,
+  writeEnvelopeHeader,
+} from "../../../protocol/envelope.ts";
 
 /** Where and how to dial. */
 export interface ConnectionTarget {
@@ -106,7 +110,6 @@ const MAX_HEADER_BLOCK = 256 * 1024;
 // sends them but never reads would otherwise grow the write buffer forever.
 const MAX_QUEUED_ACKS = 10_000;
 const EMPTY = new Uint8Array(0);
-const ENVELOPE_BYTES = 5;
 // How long a closing connection waits for its writes and the peer's EOF.
 const LINGER_MS = 1000;
 // The first half of a keepalive PING's opaque data ("keep"); ping() uses 0,
@@ -245,14 +248,13 @@ export class H2Connection implements StreamOwner, FrameWriterEvents {
       const at = w.reserve(FRAME_HEADER_BYTES + total);
       const b = w.buf;
       writeFrameHeader(b, at, total, FrameType.DATA, 0, s.id);
-      b[at + FRAME_HEADER_BYTES] = 0;
-      writeUint32(b, at + FRAME_HEADER_BYTES + 1, message.byteLength);
+      writeEnvelopeHeader(b, at + FRAME_HEADER_BYTES, 0, message.byteLength);
       b.set(message, at + FRAME_HEADER_BYTES + ENVELOPE_BYTES);
       s.sendWindow -= total;
       this.#sendWindow -= total;
     } else {
       const envelope = new Uint8Array(ENVELOPE_BYTES);
-      writeUint32(envelope, 1, message.byteLength);
+      writeEnvelopeHeader(envelope, 0, 0, message.byteLength);
       s.out.push(envelope);
       if (message.byteLength > 0) s.out.push(message);
       s.outBytes += total;

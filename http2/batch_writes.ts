@@ -14,7 +14,7 @@
  * The frames, their order and the session's flow control are unchanged.
  *
  * Used by the core (its accepted sockets) and the edge (its upstream h2c
- * socket); the core's grpc-js hook is in server/grpc/socket_batching.ts.
+ * socket); the core's grpc-js hook is in server/grpcjs/socket_batching.ts.
  */
 import { atTurnEnd } from "./turn_end.ts";
 

@@ -108,7 +108,7 @@ export class GoawayDropper {
  *
  * Patching in place rather than wrapping the socket in a Duplex keeps the
  * session on the real socket: no extra stream hop per read or write, and
- * per-turn write batching (sockets/batch_writes.ts) works on it unchanged.
+ * per-turn write batching (http2/batch_writes.ts) works on it unchanged.
  * Returns false when the socket has no `push()` to patch (nothing changed).
  */
 export function guardSocket(socket: net.Socket, onDrop?: () => void): boolean {

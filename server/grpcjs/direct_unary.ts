@@ -12,10 +12,9 @@
  *
  * What is left to grpc-js: any request with a `grpc-encoding` other than
  * identity (compression), any content type that is not gRPC (grpc-js's 415),
- * and every path not registered here. Everything is feature-checked against
- * grpc-js's private layout (its `http2Servers` map and the one 'stream'
- * listener on each); with another layout nothing is patched and grpc-js
- * serves the calls as before.
+ * and every path not registered here. It wraps the one 'stream' listener of
+ * each of grpc-js's http2 servers (internals.ts); when grpc-js failed its
+ * start-up check nothing is patched and grpc-js serves the calls as before.
  *
  * Semantics kept from grpc-js: one request message exactly (none or two →
  * UNIMPLEMENTED with grpc-js's wording), the receive size limit
@@ -31,9 +30,15 @@ import type { Server } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
-import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
-import { frameMessage } from "./framing.ts";
-import { toServiceError } from "./status.ts";
+import {
+  Code,
+  encodeGrpcMessage,
+  parseGrpcTimeout,
+  readEnvelopeLength,
+} from "../../protocol/mod.ts";
+import { frameMessage, PREFIX_BYTES } from "../grpc/framing.ts";
+import { toServiceError } from "../grpc/status.ts";
+import { http2ServersOf, streamOpenedHook } from "./internals.ts";
 
 /** A unary method: request bytes in, response bytes out; throws ChatError. */
 export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
@@ -71,17 +76,11 @@ export function enableDirectUnary(
   methods: ReadonlyMap<string, DirectUnaryMethod>,
   options: DirectUnaryOptions,
 ): number {
-  const internals = server as unknown as {
-    http2Servers?: unknown;
-    onStreamOpened?: (stream: http2.ServerHttp2Stream) => void;
-  };
-  const servers = internals.http2Servers;
-  if (!(servers instanceof Map)) return 0;
-  const opened = typeof internals.onStreamOpened === "function"
-    ? internals.onStreamOpened.bind(server)
-    : undefined;
+  const servers = http2ServersOf(server);
+  if (servers.length === 0) return 0;
+  const opened = streamOpenedHook(server);
   let patched = 0;
-  for (const candidate of servers.keys()) {
+  for (const candidate of servers) {
     const emitter = candidate as Partial<EventEmitter> | null;
     if (
       typeof emitter?.listeners !== "function" ||
@@ -103,7 +102,7 @@ export function enableDirectUnary(
         grpcJs.call(this, stream, headers, ...rest);
         return;
       }
-      opened?.(stream);
+      opened(stream);
       serve(stream, headers, method, options);
     });
     patched++;
@@ -152,7 +151,7 @@ function serve(
   stream.on("error", () => {});
   if (rawTimeout !== undefined && timeoutMs === undefined) {
     // grpc-js's answer to a malformed deadline.
-    fail(13, `Invalid grpc-timeout value "${rawTimeout}"`);
+    fail(Code.INTERNAL, `Invalid grpc-timeout value "${rawTimeout}"`);
     stream.resume();
     return;
   }
@@ -162,22 +161,24 @@ function serve(
       // The prefix may come in pieces (rare): join them until it is whole.
       buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
       received = buf.byteLength;
-      if (received < 5) return;
-      declared = buf.readUInt32BE(1);
+      if (received < PREFIX_BYTES) return;
+      declared = readEnvelopeLength(buf, 0);
       if (declared > options.maxMessageBytes) {
         return fail(
-          8,
+          Code.RESOURCE_EXHAUSTED,
           `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
         );
       }
-      if (received > 5 + declared) fail(12, SECOND_MESSAGE);
+      if (received > PREFIX_BYTES + declared) {
+        fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
+      }
       return;
     }
-    if (received + chunk.byteLength > 5 + declared) {
-      return fail(12, SECOND_MESSAGE);
+    if (received + chunk.byteLength > PREFIX_BYTES + declared) {
+      return fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
     }
     if (!whole) {
-      const all = Buffer.allocUnsafe(5 + declared);
+      const all = Buffer.allocUnsafe(PREFIX_BYTES + declared);
       all.set(buf!.subarray(0, received));
       buf = all;
       whole = true;
@@ -188,27 +189,31 @@ function serve(
   stream.once("end", () => {
     if (done) return;
     done = true;
-    if (buf === undefined || received === 0) return fail(12, NO_MESSAGE);
-    if (declared < 0 || received !== 5 + declared) {
-      return fail(13, "Incomplete message");
+    if (buf === undefined || received === 0) {
+      return fail(Code.UNIMPLEMENTED, NO_MESSAGE);
+    }
+    if (declared < 0 || received !== PREFIX_BYTES + declared) {
+      return fail(Code.INTERNAL, "Incomplete message");
     }
     const request = buf;
     buf = undefined;
     if (request[0] !== 0) {
       return fail(
-        13,
+        Code.INTERNAL,
         request[0] === 1
           ? 'Received compressed message but "grpc-encoding" header was identity'
           : `Received message with invalid flag ${request[0]}`,
       );
     }
-    if (Date.now() >= deadline) return fail(4, "Deadline exceeded");
+    if (Date.now() >= deadline) {
+      return fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+    }
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
     let response: Uint8Array;
     try {
-      response = method(request.subarray(5));
+      response = method(request.subarray(PREFIX_BYTES));
     } catch (err) {
       const status = toServiceError(err, options.onInternal);
       return fail(status.code, status.details);

@@ -14,13 +14,15 @@
  * replaced, before it has seen a byte (grpc-js pauses the stream until the
  * handler reads, and the handler asks for the reader first thing).
  *
- * Feature-checked: with a compressed request (grpc-encoding other than
- * identity) or another grpc-js layout, the reader falls back to the call's
- * own 'data' events with the definition's deserializer.
+ * With a compressed request (grpc-encoding other than identity) or a
+ * grpc-js whose layout failed the start-up check (internals.ts), the reader
+ * falls back to the call's own 'data' events with the definition's
+ * deserializer.
  */
 import type { EventEmitter } from "node:events";
 import { EnvelopeParser, ProtocolError } from "../../protocol/mod.ts";
 import { ChatError } from "../rooms/errors.ts";
+import { type BaseCallInternals, baseCallOf } from "./internals.ts";
 
 /**
  * Flow control of a reader: pausing stops the HTTP/2 stream's reads. On the
@@ -52,12 +54,7 @@ interface Http2StreamLike extends EventEmitter {
   resume(): void;
 }
 
-interface BaseCall {
-  stream: Http2StreamLike;
-  incomingEncoding: string;
-  maxReceiveMessageSize: number;
-  readQueue: unknown[];
-}
+type BaseCall = BaseCallInternals<Http2StreamLike>;
 
 /**
  * Starts reading `call`'s request messages. `decode` turns a payload into
@@ -71,7 +68,7 @@ export function readMessages<T>(
   handlers: ReaderHandlers<T>,
   fallback: (value: unknown) => { value: T; bytes: Uint8Array },
 ): MessageReader {
-  const base = baseCallOf(call);
+  const base = directCallOf(call);
   if (!base) return fallbackReader(call, handlers, fallback);
   const stream = base.stream;
   const grpcJs = stream.listeners("data");
@@ -193,20 +190,20 @@ function fallbackReader<T>(
   };
 }
 
-/** Feature check: the grpc-js 1.14 call layout, before any read, or undefined. */
-function baseCallOf(call: EventEmitter): BaseCall | undefined {
-  const base = (call as unknown as { call?: Partial<BaseCall> }).call;
+/**
+ * The call's grpc-js internals when the direct path can take it: identity
+ * encoding, nothing read yet, grpc-js's one 'data' listener on the stream.
+ */
+function directCallOf(call: EventEmitter): BaseCall | undefined {
+  const base = baseCallOf<Http2StreamLike>(call);
   const stream = base?.stream;
   if (
-    !base || !stream || typeof stream.on !== "function" ||
-    typeof stream.listeners !== "function" ||
-    typeof stream.pause !== "function" || typeof stream.resume !== "function" ||
-    base.incomingEncoding !== "identity" ||
-    typeof base.maxReceiveMessageSize !== "number" ||
-    !Array.isArray(base.readQueue) || base.readQueue.length !== 0 ||
+    !base || !stream || typeof stream.pause !== "function" ||
+    typeof stream.resume !== "function" ||
+    base.incomingEncoding !== "identity" || base.readQueue.length !== 0 ||
     stream.listeners("data").length !== 1
   ) {
     return undefined;
   }
-  return base as BaseCall;
+  return base;
 }

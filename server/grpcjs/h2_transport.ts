@@ -8,18 +8,16 @@
  * decodes, runs and ends the call as it would for its own listener. Nothing
  * of `node:http2` carries bytes: the injector's server never gets a socket.
  *
- * Feature-checked against grpc-js 1.14's `http2Servers` map; with another
- * layout `listenWithH2()` throws and the caller can use `--transport node`.
+ * It needs the internals checked in internals.ts; when grpc-js failed that
+ * check, `listenWithH2()` throws and the caller can use `--transport node`.
  */
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
-import type { EventEmitter } from "node:events";
 import { type H2Listener, listenH2 } from "../h2/listener.ts";
+import { grpcJsLayoutProblem, http2ServersOf } from "./internals.ts";
 
 const UNSUPPORTED_MEDIA_TYPE = Object.freeze({ ":status": 415 });
 const LAYOUT_ERROR =
-  "this grpc-js version's internals are not what the h2 transport expects " +
-  "(its http2Servers map and one 'stream' listener); start with " +
-  "--transport node";
+  "this grpc-js version's internals are not what the h2 transport expects";
 
 /** Options of {@linkcode listenWithH2}. */
 export interface H2TransportOptions {
@@ -34,23 +32,18 @@ export function listenWithH2(
   server: Server,
   options: H2TransportOptions,
 ): H2Listener {
-  const servers = (server as unknown as { http2Servers?: unknown })
-    .http2Servers;
-  if (!(servers instanceof Map)) {
-    throw new Error(LAYOUT_ERROR);
+  const before = new Set(http2ServersOf(server));
+  if (typeof server.createConnectionInjector === "function") {
+    server.createConnectionInjector(ServerCredentials.createInsecure());
   }
-  const before = new Set(servers.keys());
-  server.createConnectionInjector(ServerCredentials.createInsecure());
-  const created = [...servers.keys()].find((s) => !before.has(s)) as
-    | EventEmitter
-    | undefined;
-  if (
-    typeof created?.emit !== "function" ||
-    created.listeners("stream").length !== 1
-  ) {
-    throw new Error(LAYOUT_ERROR);
+  const grpcJs = http2ServersOf(server).find((s) => !before.has(s));
+  if (grpcJsLayoutProblem !== undefined || grpcJs === undefined) {
+    throw new Error(
+      `${LAYOUT_ERROR} (${
+        grpcJsLayoutProblem ?? "no connection injector"
+      }); start with --transport node`,
+    );
   }
-  const grpcJs = created;
   return listenH2({
     hostname: options.host,
     port: options.port,

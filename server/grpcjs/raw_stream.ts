@@ -19,15 +19,17 @@
  * "full" but the flush found room, the writer fires 'drain' itself, so a
  * paused subscriber always resumes.
  *
- * This is the only module that touches grpc-js call internals
- * (`call.call`, a BaseServerInterceptingCall with `stream`). When they are
- * not as expected, `messageWriter()` returns a writer on plain `call.write()`.
+ * The call's internals (`call.call`, a BaseServerInterceptingCall with
+ * `stream`) come from internals.ts; when grpc-js failed its start-up check,
+ * `messageWriter()` returns a writer on plain `call.write()`.
  */
 import { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
 import process from "node:process";
-import { payloadOf, PREFIX_BYTES } from "./framing.ts";
-import { beforeTurnEnds } from "../../sockets/turn_end.ts";
+import { payloadOf, PREFIX_BYTES } from "../grpc/framing.ts";
+import { beforeTurnEnds } from "../../http2/turn_end.ts";
+import { ErrorCode } from "../../protocol/http2/frames.ts";
+import { type BaseCallInternals, baseCallOf } from "./internals.ts";
 
 /** A sink for framed messages with the stream's backpressure. */
 export interface MessageWriter {
@@ -55,13 +57,7 @@ export interface WritableCall extends EventEmitter {
   write(message: Uint8Array): boolean;
 }
 
-/** The grpc-js internals the direct path relies on. */
-interface BaseCall {
-  stream: Http2StreamLike;
-  cancelled: boolean;
-  maxSendMessageSize: number;
-  maybeSendMetadata(): void;
-}
+type BaseCall = BaseCallInternals<Http2StreamLike>;
 
 interface Http2StreamLike extends EventEmitter {
   write(chunk: Uint8Array): boolean;
@@ -72,12 +68,9 @@ interface Http2StreamLike extends EventEmitter {
   close?(code?: number): void;
 }
 
-/** NGHTTP2_CANCEL, the RST_STREAM code for "no longer wanted". */
-const NGHTTP2_CANCEL = 8;
-
 /** The direct writer for a call, or one on `call.write()` as fallback. */
 export function messageWriter(call: WritableCall): MessageWriter {
-  const base = baseCallOf(call);
+  const base = directCallOf(call);
   if (!base) return fallbackWriter(call);
   const stream = base.stream;
   const gone = () => base.cancelled || stream.destroyed || stream.writableEnded;
@@ -135,7 +128,7 @@ export function messageWriter(call: WritableCall): MessageWriter {
       if (stream.destroyed || typeof stream.close !== "function") return false;
       pending = [];
       pendingBytes = 0;
-      stream.close(NGHTTP2_CANCEL);
+      stream.close(ErrorCode.CANCEL);
       return true;
     },
   };
@@ -154,20 +147,16 @@ function fallbackWriter(call: WritableCall): MessageWriter {
   };
 }
 
-/** Feature check: the grpc-js 1.14 call layout, or undefined. */
-function baseCallOf(call: WritableCall): BaseCall | undefined {
-  const base = (call as unknown as { call?: Partial<BaseCall> }).call;
+/** The call's internals when its stream can take direct writes. */
+function directCallOf(call: WritableCall): BaseCall | undefined {
+  const base = baseCallOf<Http2StreamLike>(call);
   const stream = base?.stream;
   if (
     !base || !stream || typeof stream.write !== "function" ||
-    typeof stream.on !== "function" ||
-    typeof base.maybeSendMetadata !== "function" ||
-    typeof base.cancelled !== "boolean" ||
-    typeof base.maxSendMessageSize !== "number" ||
     typeof stream.writableLength !== "number" ||
     typeof stream.writableHighWaterMark !== "number"
   ) {
     return undefined;
   }
-  return base as BaseCall;
+  return base;
 }

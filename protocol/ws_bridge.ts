@@ -1,9 +1,9 @@
 /**
  * Wire format of the WebSocket bridge: one gRPC-Web envelope per binary frame.
  *
- * Shared by the browser page and `edge/websocket.ts` so both ends read the same
- * bytes the same way; the envelope and trailer encodings themselves are the
- * ones in `protocol/`. The full spec is in `web/WEBSOCKET.md`. A WebSocket frame
+ * Shared by the browser page (web/) and the edge (`edge/websocket.ts`) so
+ * both ends read the same bytes the same way; the envelope and trailer
+ * encodings are the ones beside it in `protocol/`. The full spec is in `web/WEBSOCKET.md`. A WebSocket frame
  * already has a length, so the envelope's own length must match it exactly: a
  * mismatch is a protocol error, never a reason to buffer.
  *
@@ -11,12 +11,16 @@
  */
 import {
   encodeEnvelope,
-  encodeGrpcWebTrailer,
   ENVELOPE_HEADER_BYTES,
   FLAG_TRAILER,
+  readEnvelopeLength,
+} from "./envelope.ts";
+import { ProtocolError } from "./errors.ts";
+import {
+  encodeGrpcWebTrailer,
   parseGrpcWebTrailer,
-  ProtocolError,
-} from "../protocol/mod.ts";
+} from "./grpc_web_trailer.ts";
+import { Code } from "./status.ts";
 
 /** Envelope flag of a message frame. */
 export const FLAG_DATA = 0x00;
@@ -61,8 +65,7 @@ export function decodeFrame(frame: Uint8Array): BridgeFrame {
   if (frame.byteLength < ENVELOPE_HEADER_BYTES) {
     throw new ProtocolError("truncated", "frame shorter than an envelope");
   }
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const length = view.getUint32(1);
+  const length = readEnvelopeLength(frame, 0);
   if (length !== frame.byteLength - ENVELOPE_HEADER_BYTES) {
     throw new ProtocolError(
       "truncated",
@@ -94,15 +97,21 @@ export function decodeStatus(payload: Uint8Array): BridgeStatus {
   try {
     trailers = parseGrpcWebTrailer(payload);
   } catch (err) {
-    return { code: 13, message: `bad end frame: ${err}`, trailers: {} };
+    return {
+      code: Code.INTERNAL,
+      message: `bad end frame: ${err}`,
+      trailers: {},
+    };
   }
   const code = Number(trailers["grpc-status"]);
   const raw = trailers["grpc-message"] ?? "";
   delete trailers["grpc-status"];
   delete trailers["grpc-message"];
-  if (!Number.isInteger(code) || code < 0 || code > 16) {
+  if (
+    !Number.isInteger(code) || code < Code.OK || code > Code.UNAUTHENTICATED
+  ) {
     return {
-      code: 13,
+      code: Code.INTERNAL,
       message: "end frame without a valid grpc-status",
       trailers,
     };
