@@ -6,6 +6,7 @@
  * variable, so a typo never becomes a silently different server.
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
 
 export interface CoreConfig {
@@ -96,15 +97,7 @@ export class ConfigError extends Error {
 }
 
 function integer(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (
-    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
-  ) {
-    throw new ConfigError(
-      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
-    );
-  }
-  return n;
+  return parseNumberFlag(name, raw, { min, max }, ConfigError);
 }
 
 function oneOf<V extends string>(

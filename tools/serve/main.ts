@@ -7,6 +7,7 @@
  * passed on, so a broken start never looks like a running system.
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../../config/number_flag.ts";
 import { prefixLines, waitHealthy } from "./children.ts";
 
 const { values } = parseArgs({
@@ -17,8 +18,17 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
   },
 });
-const corePort = values["core-port"];
-const edgePort = values.port;
+let corePort: number, edgePort: number;
+try {
+  corePort = parseNumberFlag("--core-port", values["core-port"], {
+    min: 1,
+    max: 65535,
+  });
+  edgePort = parseNumberFlag("--port", values.port, { min: 1, max: 65535 });
+} catch (err) {
+  console.error(`serve: ${(err as Error).message}`);
+  Deno.exit(2);
+}
 const host = values.host;
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 
@@ -45,7 +55,7 @@ const core = start("core", [
   "--host",
   host,
   "--port",
-  corePort,
+  String(corePort),
   "--presence",
 ]);
 const edge = start("edge", [
@@ -56,7 +66,7 @@ const edge = start("edge", [
   "--host",
   host,
   "--port",
-  edgePort,
+  String(edgePort),
   "--upstream",
   `http://${host}:${corePort}`,
 ]);
