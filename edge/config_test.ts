@@ -3,7 +3,7 @@ import {
   DEFAULT_EDGE_CONFIG,
   EdgeConfigError,
   parseEdgeConfig,
-} from "../edge/config.ts";
+} from "./config.ts";
 
 const rejects = (
   args: string[],

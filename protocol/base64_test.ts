@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Base64Decoder, encodeBase64, ProtocolError } from "../protocol/mod.ts";
+import { Base64Decoder, encodeBase64, ProtocolError } from "./mod.ts";
 
 const isBase64Error = (e: unknown) =>
   e instanceof ProtocolError && e.kind === "base64";

@@ -10,8 +10,8 @@ import {
   MessageSchema,
   MessageType,
   SendMessageRequestSchema,
-} from "../gen/chat_pb.ts";
-import { decodePost, decodeSendRequest } from "../server/grpc/post_decoder.ts";
+} from "../../gen/chat_pb.ts";
+import { decodePost, decodeSendRequest } from "./post_decoder.ts";
 
 const fields = (
   m: { id: string; user: string; content: string; room: string },

@@ -5,7 +5,9 @@ import {
   FLAG_COMPRESSED,
   FLAG_TRAILER,
   ProtocolError,
-} from "../protocol/mod.ts";
+  readEnvelopeLength,
+  writeEnvelopeHeader,
+} from "./mod.ts";
 
 const bytes = (...n: number[]) => new Uint8Array(n);
 
@@ -105,4 +107,16 @@ Deno.test("EnvelopeParser.push() does not share state between payload views", ()
   const [c] = p.push(encodeEnvelope(0, bytes(1, 1, 1)).subarray(0, 8));
   assert.equal(c.data[0], 1);
   assert.deepEqual([...b.data], [5, 6, 7]);
+});
+
+Deno.test("writeEnvelopeHeader() and readEnvelopeLength() agree with encodeEnvelope() up to 2^32-1", () => {
+  for (const length of [0, 1, 255, 256, 65_536, 2 ** 31, 2 ** 32 - 1]) {
+    const buf = new Uint8Array(8);
+    writeEnvelopeHeader(buf, 2, FLAG_TRAILER, length);
+    assert.equal(buf[2], FLAG_TRAILER);
+    assert.equal(readEnvelopeLength(buf, 2), length);
+    assert.equal(new DataView(buf.buffer).getUint32(3), length);
+  }
+  const framed = encodeEnvelope(0, new Uint8Array(300));
+  assert.equal(readEnvelopeLength(framed, 0), 300);
 });

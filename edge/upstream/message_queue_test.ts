@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MessageQueue } from "../edge/upstream/message_queue.ts";
+import { MessageQueue } from "./message_queue.ts";
 
 function tracked(highWaterMark: number) {
   const log: string[] = [];

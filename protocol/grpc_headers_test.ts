@@ -4,7 +4,7 @@ import {
   encodeGrpcMessage,
   formatGrpcTimeout,
   parseGrpcTimeout,
-} from "../protocol/mod.ts";
+} from "./mod.ts";
 
 Deno.test("parseGrpcTimeout() converts every unit to ms", () => {
   assert.equal(parseGrpcTimeout("2H"), 7_200_000);
