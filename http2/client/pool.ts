@@ -12,7 +12,7 @@ import {
   type ConnectionOptions,
   type ConnectionOwner,
   type ConnectionTarget,
-  H2Connection,
+  H2ClientConnection,
 } from "./connection.ts";
 import type { H2Stream } from "./stream.ts";
 
@@ -20,7 +20,7 @@ import type { H2Stream } from "./stream.ts";
 export class H2Pool implements ConnectionOwner {
   readonly #target: ConnectionTarget;
   readonly #options: ConnectionOptions;
-  readonly #connections: H2Connection[] = [];
+  readonly #connections: H2ClientConnection[] = [];
   readonly #closing = new Set<Promise<void>>();
   #closed = false;
 
@@ -58,7 +58,7 @@ export class H2Pool implements ConnectionOwner {
   }
 
   /** A connection finished; it takes no more streams. */
-  closed(connection: H2Connection): void {
+  closed(connection: H2ClientConnection): void {
     const i = this.#connections.indexOf(connection);
     if (i >= 0) this.#connections.splice(i, 1);
     // Keep waiting on its socket so close() leaves nothing running.
@@ -75,8 +75,8 @@ export class H2Pool implements ConnectionOwner {
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
 
-  #dial(): H2Connection {
-    const c = new H2Connection(this, this.#target, this.#options);
+  #dial(): H2ClientConnection {
+    const c = new H2ClientConnection(this, this.#target, this.#options);
     this.#connections.push(c);
     return c;
   }

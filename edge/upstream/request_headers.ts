@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { HpackEncoder } from "../../../protocol/http2/hpack.ts";
-import { formatGrpcTimeout } from "../../../protocol/mod.ts";
-import { isReservedHeader } from "../headers.ts";
+import { HpackEncoder } from "../../protocol/http2/hpack.ts";
+import { formatGrpcTimeout } from "../../protocol/mod.ts";
+import { isReservedHeader } from "./headers.ts";
 
 const MAX_CACHED_PATHS = 1024;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;

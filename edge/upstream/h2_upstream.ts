@@ -1,9 +1,9 @@
 /**
- * {@linkcode Upstream} over the edge's own HTTP/2 client (`Deno.connect` /
- * `Deno.connectTls`), with the same observable behaviour as the node:http2
- * one in ../http2.ts: message bytes are forwarded with no protobuf decoding,
- * and every way a call can end funnels into one `settle()`, so the status
- * promise resolves exactly once and never rejects.
+ * {@linkcode Upstream} over the edge's own HTTP/2 client (http2/client/, on
+ * `Deno.connect` / `Deno.connectTls`), with the same observable behaviour as
+ * the node:http2 one in ./http2.ts: message bytes are forwarded with no
+ * protobuf decoding, and every way a call can end funnels into one
+ * `settle()`, so the status promise resolves exactly once and never rejects.
  *
  * A call is one object that is at once the stream's handler, the message
  * queue's producer control and the abort listener, so the hot path makes no
@@ -11,31 +11,31 @@
  *
  * @module
  */
-import { EnvelopeParser } from "../../../protocol/mod.ts";
-import type { HeaderField } from "../../../protocol/http2/hpack.ts";
+import { EnvelopeParser } from "../../protocol/mod.ts";
+import type { HeaderField } from "../../protocol/http2/hpack.ts";
 import {
   headerRecord,
   responseStart,
   statusFrom,
   statusFromResponseError,
-} from "../headers.ts";
-import { MessageQueue, type MessageQueueOptions } from "../message_queue.ts";
+} from "./headers.ts";
+import { MessageQueue, type MessageQueueOptions } from "./message_queue.ts";
 import {
   Code,
   codeFromRstCode,
   statusFromAbort,
   statusFromRequestError,
-} from "../status.ts";
+} from "./status.ts";
 import type {
   CallOptions,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
-} from "../types.ts";
-import { ErrorCode } from "../../../protocol/http2/frames.ts";
-import { H2Pool } from "./pool.ts";
+} from "./types.ts";
+import { ErrorCode } from "../../protocol/http2/frames.ts";
+import { H2Pool } from "../../http2/client/pool.ts";
 import { RequestHeaderEncoder } from "./request_headers.ts";
-import { H2Stream, type StreamHandler } from "./stream.ts";
+import { H2Stream, type StreamHandler } from "../../http2/client/stream.ts";
 
 /** Options of {@linkcode createH2Upstream}; a superset of node:http2's. */
 export interface H2UpstreamOptions {

@@ -9,7 +9,8 @@
  *
  * @module
  */
-import type { HeaderField } from "../../../protocol/http2/hpack.ts";
+import type { HeaderField } from "../../protocol/http2/hpack.ts";
+import type { FlowStream } from "../connection.ts";
 
 /** What a stream reports to its caller. Each ends the stream except onDrain. */
 export interface StreamHandler {
@@ -46,7 +47,7 @@ export interface StreamOwner {
  * A stream handle. Fields are the connection's bookkeeping; callers use the
  * methods.
  */
-export class H2Stream {
+export class H2Stream implements FlowStream {
   /** 0 until its HEADERS are sent. */
   id = 0;
   owner: StreamOwner | undefined;
@@ -67,7 +68,7 @@ export class H2Stream {
   /** end() was called while bytes were still queued. */
   endPending = false;
   localClosed = false;
-  remoteClosed = false;
+  remoteEnded = false;
   /** No more frames for this stream, in either direction. */
   closed = false;
   wantsDrain = false;
