@@ -41,6 +41,8 @@ interface Listener {
   readonly closed: Promise<void>;
   /** Closes every connection now. */
   destroy(): void;
+  /** The h2 transport's request budget (undefined with "node"). */
+  readonly requestBudget?: { readonly used: number };
 }
 
 /**
@@ -57,6 +59,11 @@ async function listen(
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      requestBufferPerConnection: config.requestBufferPerConnection,
+      requestBufferTotal: config.requestBufferTotal,
+      keepaliveIntervalMs: config.keepaliveIntervalMs,
+      keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
       onError: (err) => log.error("h2 transport", err),
     });
   }
@@ -108,6 +115,11 @@ export interface CoreSnapshot {
   dropped: number;
   slowDisconnects: number;
   stalledResets: number;
+  /**
+   * Request bytes of unfinished messages held now (the h2 transport's
+   * request budget; 0 with the "node" transport).
+   */
+  unfinishedRequestBytes: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -193,6 +205,7 @@ export async function startCoreServer(
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
+      unfinishedRequestBytes: listener.requestBudget?.used ?? 0,
     }),
     shutdown,
   };
