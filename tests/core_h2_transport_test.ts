@@ -10,7 +10,6 @@ import {
   SubscribeRequestSchema,
 } from "../gen/chat_pb.ts";
 import {
-  CLIENT_PREFACE,
   ErrorCode,
   Flag,
   FrameType,
@@ -18,7 +17,6 @@ import {
   pingFrame,
   readUint32,
   Setting,
-  settingsFrame,
   windowUpdateFrame,
 } from "../protocol/http2/frames.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
@@ -29,28 +27,9 @@ import {
   frame,
   PeerConnection,
 } from "./fixtures/h2_raw_peer.ts";
+import { rawClient } from "./fixtures/h2_raw_client.ts";
 import { eventually, startCore } from "./support/core.ts";
 import { listenWithH2 } from "../server/grpc/h2_transport.ts";
-
-/** A raw HTTP/2 client connection that has exchanged SETTINGS. */
-async function rawClient(
-  port: number,
-  settings: [number, number][] = [],
-): Promise<PeerConnection & Disposable> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const peer = new PeerConnection(conn);
-  await peer.write(CLIENT_PREFACE, settingsFrame(settings));
-  const first = await peer.next();
-  assert.equal(first?.type, FrameType.SETTINGS, "server preface is SETTINGS");
-  await peer.write(settingsFrame([], true));
-  return Object.assign(peer, {
-    [Symbol.dispose]() {
-      try {
-        conn.close();
-      } catch { /* closed already */ }
-    },
-  });
-}
 
 function request(peer: PeerConnection, id: number, path: string): Uint8Array {
   return peer.headers(id, [
