@@ -14,6 +14,7 @@ import {
   encodeGrpcMessage,
   encodeGrpcWebTrailer,
   parseGrpcTimeout,
+  practicalTimeout,
 } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebRequest } from "./grpc_web_body.ts";
@@ -111,7 +112,7 @@ export function createGrpcWebHandler(
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
-        timeoutMs,
+        timeoutMs: practicalTimeout(timeoutMs),
       },
     );
     call.status.then(() => request.signal.removeEventListener("abort", onGone));

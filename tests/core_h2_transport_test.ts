@@ -362,3 +362,36 @@ Deno.test("listenWithH2() refuses a grpc-js server of another layout, naming --t
     /--transport node/,
   );
 });
+
+Deno.test("h2 transport: a grpc-timeout of 597H or more means no deadline (grpc-js's timer would overflow and fire at once)", async () => {
+  await using f = await startCore({ transport: "h2" });
+  using peer = await rawClient(f.core.port);
+  await peer.write(
+    peer.headers(1, [
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", chatPaths.SubscribeMessages],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ["grpc-timeout", "600H"],
+    ]),
+    subscribe(1, "far-deadline"),
+  );
+  // Whatever comes on the stream within 300 ms must not end it.
+  const ended: Frame[] = [];
+  const reading = (async () => {
+    while (true) {
+      const fr = await peer.next().catch(() => null);
+      if (fr === null) return;
+      if (
+        fr.streamId === 1 && (fr.type === FrameType.RST_STREAM ||
+          (fr.flags & Flag.END_STREAM) !== 0)
+      ) ended.push(fr);
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(ended, [], "the call is still open");
+  assert.equal(f.core.snapshot().subscribers, 1);
+  peer[Symbol.dispose]();
+  await reading;
+});

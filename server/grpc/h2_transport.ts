@@ -16,7 +16,11 @@ import type { EventEmitter } from "node:events";
 import { type H2Listener, listenH2 } from "../h2/listener.ts";
 import type { H2ServerStream } from "../h2/stream.ts";
 import { DEFAULT_REQUEST_BUDGET, RequestBudget } from "../h2/request_budget.ts";
-import { encodeGrpcMessage } from "../../protocol/mod.ts";
+import {
+  encodeGrpcMessage,
+  parseGrpcTimeout,
+  practicalTimeout,
+} from "../../protocol/mod.ts";
 
 const UNSUPPORTED_MEDIA_TYPE = Object.freeze({
   ":status": 415,
@@ -93,6 +97,12 @@ export function listenWithH2(
         // http2.constants, where Deno lacks it.
         answerNotGrpc(stream);
         return;
+      }
+      // grpc-js arms `setTimeout(ms | 0)`: from 597H on that overflows and
+      // ends the call at once. A deadline that far away means none.
+      const timeout = parseGrpcTimeout(headers["grpc-timeout"] as string);
+      if (timeout !== undefined && practicalTimeout(timeout) === undefined) {
+        delete headers["grpc-timeout"];
       }
       // emit(), not a saved listener: enableDirectUnary() may wrap it later.
       grpcJs.emit("stream", stream, headers);
