@@ -24,9 +24,11 @@ import {
   type HandlerContext,
 } from "@connectrpc/connect";
 import {
+  type UniversalServerRequest,
   universalServerRequestFromFetch,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
+import { practicalTimeout } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { decodeStatusDetails } from "./status_details.ts";
 import { StatusError } from "./upstream/status.ts";
@@ -160,6 +162,18 @@ function implement(upstream: Upstream, method: DescMethod) {
   }
 }
 
+/**
+ * JSON must be UTF-8 (RFC 8259): connect-es's default decoder turns invalid
+ * bytes into U+FFFD and accepts the request; a fatal one throws, which
+ * connect-es answers invalid_argument. The router hands `jsonOptions` to
+ * its JSON serialization, which takes a `textDecoder`, though the router's
+ * option type does not name it (tests/edge_bad_input_test.ts pins it).
+ */
+const STRICT_JSON = {
+  ignoreUnknownFields: true,
+  textDecoder: new TextDecoder("utf-8", { fatal: true }),
+};
+
 /** Options of {@linkcode createConnectHandler}. */
 export interface ConnectHandlerOptions {
   services: readonly DescService[];
@@ -182,6 +196,7 @@ export function createConnectHandler(
     writeMaxBytes: options.maxMessageBytes,
     // curl and hand-written clients rarely send connect-protocol-version.
     requireConnectProtocolHeader: false,
+    jsonOptions: STRICT_JSON,
   });
   for (const service of options.services) {
     for (const method of service.methods) {
@@ -192,8 +207,25 @@ export function createConnectHandler(
   return (request) => {
     const handler = byPath.get(new URL(request.url).pathname);
     if (!handler) return undefined;
-    return handler(universalServerRequestFromFetch(request, {})).then(
-      universalServerResponseToFetch,
-    );
+    return handler(withPracticalTimeout(universalServerRequestFromFetch(
+      request,
+      {},
+    ))).then(universalServerResponseToFetch);
   };
+}
+
+/**
+ * Drops a `connect-timeout-ms` beyond the timer's range (2^31 ms and up):
+ * connect-es would arm a timer that overflows and ends the call at once
+ * with deadline_exceeded; a deadline that far away means none.
+ */
+function withPracticalTimeout(
+  request: UniversalServerRequest,
+): UniversalServerRequest {
+  const raw = request.header.get("connect-timeout-ms");
+  if (raw === null || !/^\d{1,10}$/.test(raw)) return request;
+  if (practicalTimeout(Number(raw)) !== undefined) return request;
+  const header = new Headers(request.header);
+  header.delete("connect-timeout-ms");
+  return { ...request, header };
 }

@@ -15,6 +15,7 @@ import {
   encodeGrpcWebTrailer,
   ENVELOPE_HEADER_BYTES,
   parseGrpcTimeout,
+  practicalTimeout,
   writeEnvelopeHeader,
 } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
@@ -113,7 +114,7 @@ export function createGrpcWebHandler(
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
-        timeoutMs,
+        timeoutMs: practicalTimeout(timeoutMs),
       },
     );
     call.status.then(() => request.signal.removeEventListener("abort", onGone));

@@ -4,7 +4,10 @@
  *
  * The parser is incremental because HTTP bodies arrive in arbitrary chunks,
  * and it checks the declared length against the limit before allocating, so
- * a peer cannot make the edge reserve 4 GiB by sending five bytes.
+ * a peer cannot make the edge reserve 4 GiB by sending five bytes. Below the
+ * limit, a body's buffer grows with the bytes that arrived (doubling, from
+ * 64 KiB), so a prefix declaring 10 MiB that is never followed by its body
+ * costs what was sent, not 10 MiB.
  *
  * @module
  */
@@ -61,6 +64,9 @@ export function encodeEnvelope(
   return out;
 }
 
+/** The first buffer of a body; it doubles as more of the body arrives. */
+const FIRST_BODY_BYTES = 64 * 1024;
+
 /** Limits of an {@linkcode EnvelopeParser}. */
 export interface EnvelopeParserOptions {
   /** Largest payload accepted; larger ones throw `oversize` before allocating. */
@@ -86,6 +92,8 @@ export class EnvelopeParser {
   #headerFill = 0;
   #body: Uint8Array | undefined;
   #bodyFill = 0;
+  /** Declared size of the body being filled; `#body` may be smaller yet. */
+  #bodyLength = 0;
   #flags = 0;
 
   constructor(options: EnvelopeParserOptions) {
@@ -133,15 +141,15 @@ export class EnvelopeParser {
         this.#startBody(len);
         continue;
       }
-      const body: Uint8Array = this.#body;
       const take = Math.min(
-        body.byteLength - this.#bodyFill,
+        this.#bodyLength - this.#bodyFill,
         chunk.byteLength - at,
       );
+      const body = this.#room(this.#bodyFill + take);
       body.set(chunk.subarray(at, at + take), this.#bodyFill);
       this.#bodyFill += take;
       at += take;
-      if (this.#bodyFill === body.byteLength) {
+      if (this.#bodyFill === this.#bodyLength) {
         out.push({ flags: this.#flags, data: body });
         this.#body = undefined;
       }
@@ -176,7 +184,73 @@ export class EnvelopeParser {
   }
 
   #startBody(len: number): void {
-    this.#body = new Uint8Array(len);
+    this.#body = new Uint8Array(Math.min(len, FIRST_BODY_BYTES));
     this.#bodyFill = 0;
+    this.#bodyLength = len;
+  }
+
+  /** The body buffer, grown (doubling, up to the declared size) to `need`. */
+  #room(need: number): Uint8Array {
+    const body = this.#body!;
+    if (need <= body.byteLength) return body;
+    const grown = new Uint8Array(
+      Math.min(this.#bodyLength, Math.max(need, 2 * body.byteLength)),
+    );
+    grown.set(body.subarray(0, this.#bodyFill));
+    this.#body = grown;
+    return grown;
+  }
+}
+
+/**
+ * Counts the bytes of the unfinished envelope at the end of a byte stream
+ * (its prefix and the part of its body seen so far), without keeping any of
+ * them: what a reader that assembles whole messages holds for that stream.
+ * The core's HTTP/2 server uses it to bound request bytes held in memory.
+ *
+ * @example
+ * ```ts
+ * const meter = new EnvelopeMeter();
+ * meter.push(new Uint8Array([0, 0, 0, 0, 9, 1, 2])); // 7: 5 + 2 of 9 bytes
+ * ```
+ */
+export class EnvelopeMeter {
+  #headerFill = 0;
+  #length = 0;
+  #left = 0;
+
+  /** Bytes of the unfinished envelope after the last push. */
+  get unfinished(): number {
+    return this.#headerFill < ENVELOPE_HEADER_BYTES
+      ? this.#headerFill
+      : ENVELOPE_HEADER_BYTES + this.#length - this.#left;
+  }
+
+  /** Feeds a chunk; returns {@linkcode unfinished}. */
+  push(chunk: Uint8Array): number {
+    const n = chunk.byteLength;
+    let at = 0;
+    while (at < n) {
+      if (this.#headerFill < ENVELOPE_HEADER_BYTES) {
+        // Bytes 1-4 of the prefix are the big-endian length.
+        if (this.#headerFill > 0) this.#length = this.#length * 256 + chunk[at];
+        at++;
+        if (++this.#headerFill === ENVELOPE_HEADER_BYTES) {
+          this.#left = this.#length;
+          if (this.#left === 0) this.#next();
+        }
+        continue;
+      }
+      const take = Math.min(this.#left, n - at);
+      at += take;
+      this.#left -= take;
+      if (this.#left === 0) this.#next();
+    }
+    return this.unfinished;
+  }
+
+  #next(): void {
+    this.#headerFill = 0;
+    this.#length = 0;
   }
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   encodeEnvelope,
+  EnvelopeMeter,
   EnvelopeParser,
   FLAG_COMPRESSED,
   FLAG_TRAILER,
@@ -120,3 +121,45 @@ Deno.test("writeEnvelopeHeader() and readEnvelopeLength() agree with encodeEnvel
   const framed = encodeEnvelope(0, new Uint8Array(300));
   assert.equal(readEnvelopeLength(framed, 0), 300);
 });
+
+Deno.test("EnvelopeParser.push() grows a large body with the bytes that arrive, and the message comes out whole", () => {
+  const parser = new EnvelopeParser({
+    maxMessageBytes: 8 * 1024 * 1024,
+    allowedFlags: 0,
+  });
+  const body = new Uint8Array(1_000_000).map((_, i) => i % 251);
+  const framed = encodeEnvelope(0, body);
+  const out = [];
+  for (let at = 0; at < framed.byteLength; at += 10_000) {
+    out.push(...parser.push(framed.subarray(at, at + 10_000)));
+  }
+  assert.equal(out.length, 1);
+  assert.equal(out[0].data.byteLength, body.byteLength);
+  assert.deepEqual(out[0].data, body);
+  parser.finish();
+});
+
+Deno.test("EnvelopeMeter.push() counts the prefix and the body bytes of the unfinished envelope only", () => {
+  const meter = new EnvelopeMeter();
+  assert.equal(meter.push(bytes(0, 0, 0)), 3, "a partial prefix");
+  assert.equal(meter.push(bytes(0, 9, 1, 2)), 7, "5 + 2 of 9 body bytes");
+  assert.equal(meter.push(new Uint8Array(7)), 0, "the envelope is complete");
+  // A whole envelope, an empty one and the start of a third in one chunk.
+  const chunk = concatBytes(
+    encodeEnvelope(0, new Uint8Array(4)),
+    encodeEnvelope(0, new Uint8Array(0)),
+    bytes(0, 0, 0x10, 0, 0, 1),
+  );
+  assert.equal(meter.push(chunk), 6);
+  assert.equal(meter.unfinished, 6);
+});
+
+function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

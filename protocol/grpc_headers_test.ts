@@ -3,7 +3,9 @@ import {
   decodeGrpcMessage,
   encodeGrpcMessage,
   formatGrpcTimeout,
+  MAX_TIMER_MS,
   parseGrpcTimeout,
+  practicalTimeout,
 } from "./mod.ts";
 
 Deno.test("parseGrpcTimeout() converts every unit to ms", () => {
@@ -39,4 +41,13 @@ Deno.test("encodeGrpcMessage() escapes '%', controls and non-ASCII", () => {
 
 Deno.test("decodeGrpcMessage() keeps a malformed escape as sent", () => {
   assert.equal(decodeGrpcMessage("50%"), "50%");
+});
+
+Deno.test("practicalTimeout() keeps timeouts a timer can take and drops longer ones (597H and up)", () => {
+  assert.equal(practicalTimeout(undefined), undefined);
+  assert.equal(practicalTimeout(1), 1);
+  assert.equal(practicalTimeout(MAX_TIMER_MS), MAX_TIMER_MS);
+  assert.equal(practicalTimeout(parseGrpcTimeout("596H")), 596 * 3_600_000);
+  assert.equal(practicalTimeout(parseGrpcTimeout("597H")), undefined);
+  assert.equal(practicalTimeout(2 ** 31), undefined);
 });

@@ -47,6 +47,11 @@ export interface CoreSnapshot {
   dropped: number;
   slowDisconnects: number;
   stalledResets: number;
+  /**
+   * Request bytes of unfinished messages held now (the h2 transport's
+   * request budget; 0 with the "node" transport).
+   */
+  unfinishedRequestBytes: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -128,6 +133,7 @@ export async function startCoreServer(
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
+      unfinishedRequestBytes: listener.requestBudget?.used ?? 0,
     }),
     shutdown,
   };

@@ -128,8 +128,9 @@ function serve(
   const timeoutMs = parseGrpcTimeout(rawTimeout);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   // A message in one chunk (the common case) is used as it came; a message
-  // in pieces is copied into one buffer of its declared size, so a client
-  // sending tiny frames costs bytes, not an object per frame.
+  // in pieces is copied into one buffer that doubles up to its declared
+  // size, so a client sending tiny frames costs bytes, not an object per
+  // frame, and a prefix without its body costs what was sent.
   let buf: Buffer | undefined;
   let whole = false;
   let received = 0;
@@ -177,10 +178,16 @@ function serve(
     if (received + chunk.byteLength > PREFIX_BYTES + declared) {
       return fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
     }
-    if (!whole) {
-      const all = Buffer.allocUnsafe(PREFIX_BYTES + declared);
-      all.set(buf!.subarray(0, received));
-      buf = all;
+    const need = received + chunk.byteLength;
+    if (!whole || need > buf!.byteLength) {
+      const grown = Buffer.allocUnsafe(
+        Math.min(
+          PREFIX_BYTES + declared,
+          Math.max(need, 2 * received, 64 * 1024),
+        ),
+      );
+      grown.set(buf!.subarray(0, received));
+      buf = grown;
       whole = true;
     }
     buf!.set(chunk, received);

@@ -22,6 +22,8 @@ export interface Listener {
   readonly closed: Promise<void>;
   /** Closes every connection now. */
   destroy(): void;
+  /** The h2 transport's request budget (undefined with "node"). */
+  readonly requestBudget?: { readonly used: number };
 }
 
 /**
@@ -46,6 +48,11 @@ export async function listen(
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      requestBufferPerConnection: config.requestBufferPerConnection,
+      requestBufferTotal: config.requestBufferTotal,
+      keepaliveIntervalMs: config.keepaliveIntervalMs,
+      keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
       onError: (err) => log.error("h2 transport", err),
     });
   }

@@ -61,7 +61,9 @@ import {
   type OutgoingHeaders,
   type StreamHost,
 } from "./stream.ts";
-import { toIncomingHeaders } from "./headers.ts";
+import { contentLength, toIncomingHeaders, trailerError } from "./headers.ts";
+import { EnvelopeMeter } from "../../protocol/envelope.ts";
+import { RequestBudget } from "./request_budget.ts";
 
 /** Tuning and limits of a server connection. */
 export interface H2ServerOptions {
@@ -85,6 +87,23 @@ export interface H2ServerOptions {
    * socket that stays silent (or sends something else) is closed after it.
    */
   handshakeTimeoutMs: number;
+  /**
+   * After this long without a byte from the peer we send a PING; 0 sends
+   * none. A dead peer (or one behind a lost NAT entry) is found this way.
+   */
+  keepaliveIntervalMs: number;
+  /** How long a keepalive PING may wait for any answer before we close. */
+  keepaliveTimeoutMs: number;
+  /**
+   * A connection with no open stream for this long gets GOAWAY(NO_ERROR)
+   * and closes; 0 keeps idle connections open.
+   */
+  idleTimeoutMs: number;
+  /**
+   * Bounds on request bytes of unfinished gRPC messages (per connection and
+   * across the listener), shared by every connection of a listener.
+   */
+  requestBudget: RequestBudget | undefined;
 }
 
 /** The defaults: gRPC-sized windows, Node's header list limit. */
@@ -96,6 +115,10 @@ export const DEFAULT_H2_SERVER_OPTIONS: Readonly<H2ServerOptions> = Object
     maxHeaderListSize: 64 * 1024,
     outputLimit: 1024 * 1024,
     handshakeTimeoutMs: 10_000,
+    keepaliveIntervalMs: 60_000,
+    keepaliveTimeoutMs: 20_000,
+    idleTimeoutMs: 300_000,
+    requestBudget: undefined,
   });
 
 /** What a connection reports to its listener. */
@@ -106,6 +129,11 @@ export interface ConnectionOwner {
   closed(connection: H2ServerConnection): void;
   /** An exception thrown by `onStream`. */
   onError?(error: unknown): void;
+  /**
+   * A stream went over the request budget; answer it (it is reset with
+   * ENHANCE_YOUR_CALM after this if still open).
+   */
+  onOverBudget?(stream: H2ServerStream, reason: string): void;
 }
 
 const READ_BYTES = 64 * 1024;
@@ -115,6 +143,19 @@ const RESETS_PER_MS = 0.1;
 const MIN_READ_ROOM = FRAME_HEADER_BYTES + DEFAULT_MAX_FRAME_SIZE;
 /** How long a closing connection waits for its last frames and the EOF. */
 const LINGER_MS = 1000;
+/** Streams over the request budget after which the connection is ended. */
+const BUDGET_STRIKES = 3;
+/**
+ * How a stream closed, for frames that arrive after (RFC 9113 §5.1): after
+ * the peer's END_STREAM any DATA or HEADERS is a connection error, after the
+ * peer's RST_STREAM a stream error, and after ours they are ignored (the
+ * peer may have sent them before it saw our reset).
+ */
+const ENDED_BY_PEER = 1;
+const RESET_BY_PEER = 2;
+const RESET_BY_US = 3;
+/** Closed streams remembered per connection (the most recent ones). */
+const CLOSED_MEMORY = 128;
 
 /** One accepted connection; see the module doc. */
 export class H2ServerConnection implements StreamHost {
@@ -151,6 +192,21 @@ export class H2ServerConnection implements StreamHost {
   readonly #resetBurst: number;
   #resetTokens: number;
   #resetRefilled = Date.now();
+  /** Recently closed stream ids and how they closed (see ENDED_BY_PEER). */
+  readonly #closed = new Map<number, number>();
+  /** The highest closed id forgotten by `#closed`. */
+  #forgottenBelow = 0;
+  /** HEADERS (the frame that began the pending block) depending on itself. */
+  #selfDependent = false;
+  /** Request bytes of unfinished messages held by this connection's streams. */
+  #unfinished = 0;
+  #budgetStrikes = 0;
+  /** Bytes read so far: any read proves the peer alive (keepalive). */
+  #reads = 0;
+  #readsAtPing = -1;
+  #keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleSince = Date.now();
 
   constructor(
     conn: Deno.Conn,
@@ -183,6 +239,11 @@ export class H2ServerConnection implements StreamHost {
     return this.#streams.size;
   }
 
+  /** Request bytes of unfinished gRPC messages held for this connection. */
+  get unfinishedRequestBytes(): number {
+    return this.#unfinished;
+  }
+
   /** Serves the connection until it closes. */
   async serve(): Promise<void> {
     const w = this.#writer;
@@ -202,6 +263,8 @@ export class H2ServerConnection implements StreamHost {
       () => this.destroy(),
       this.#opts.handshakeTimeoutMs,
     );
+    this.#armKeepalive();
+    this.#armIdle(this.#opts.idleTimeoutMs);
     await this.#readLoop();
   }
 
@@ -311,8 +374,17 @@ export class H2ServerConnection implements StreamHost {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
-    if ((this.#goawaySent || this.#peerGoaway) && this.#streams.size === 0) {
-      this.#finish();
+    this.#remember(
+      stream.id,
+      stream.remoteEnded ? ENDED_BY_PEER : RESET_BY_US,
+    );
+    if (stream.unfinishedBytes > 0) {
+      this.#charge(-stream.unfinishedBytes);
+      stream.unfinishedBytes = 0;
+    }
+    if (this.#streams.size === 0) {
+      this.#idleSince = Date.now();
+      if (this.#goawaySent || this.#peerGoaway) this.#finish();
     }
   }
 
@@ -338,6 +410,7 @@ export class H2ServerConnection implements StreamHost {
       if (n === null) break;
       // After a connection error, reading goes on only to see the EOF.
       if (this.#dead) continue;
+      this.#reads++;
       rb.filled(n);
       try {
         if (!preface) {
@@ -378,8 +451,7 @@ export class H2ServerConnection implements StreamHost {
         this.#onHeaders(flags, id, buf, at, len);
         break;
       case FrameType.PRIORITY:
-        if (id === 0) throw protocolError("PRIORITY on stream 0");
-        if (len !== 5) this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
+        this.#onPriority(id, buf, at, len);
         break;
       case FrameType.RST_STREAM:
         this.#onRstStream(id, buf, at, len);
@@ -423,12 +495,10 @@ export class H2ServerConnection implements StreamHost {
     const from = flags & Flag.PADDED ? at + 1 : at;
     const s = this.#streams.get(id);
     if (s === undefined || s.remoteEnded) {
-      if (id > this.#lastStreamId) {
-        throw protocolError(`DATA on idle stream ${id}`);
-      }
-      // A stream we reset or finished: late frames are dropped.
       this.#giveBack(len);
+      // Half-closed (remote): a stream error; closed: see #closedFrame.
       if (s !== undefined) this.#streamError(s, ErrorCode.STREAM_CLOSED);
+      else this.#closedFrame(id, "DATA");
       return;
     }
     if (len > s.recvWindow) {
@@ -436,13 +506,71 @@ export class H2ServerConnection implements StreamHost {
       this.#streamError(s, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (s.contentLeft >= 0) {
+      // A body that does not match its content-length is malformed
+      // (RFC 9113 §8.1.1).
+      s.contentLeft -= to - from;
+      if (s.contentLeft < 0 || (endStream && s.contentLeft > 0)) {
+        this.#giveBack(len);
+        this.#streamError(s, ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
+    }
     const padding = len - (to - from);
     if (padding > 0) {
       s.recvWindow -= padding;
       this.consumed(s, padding);
     }
-    if (to > from) s.push(buf.subarray(from, to));
-    if ((flags & Flag.END_STREAM) !== 0 && !s.destroyed) s.pushEnd();
+    if (to > from) {
+      const data = buf.subarray(from, to);
+      if (s.meter !== undefined && !this.#withinBudget(s, data)) {
+        s.recvWindow -= to - from;
+        this.consumed(s, to - from);
+        return;
+      }
+      s.push(data);
+    }
+    if (endStream && !s.destroyed) s.pushEnd();
+  }
+
+  /**
+   * Charges a stream's unfinished request bytes after `data`; false (and
+   * the stream answered, and the connection perhaps ended) when that goes
+   * over the connection's or the listener's budget.
+   */
+  #withinBudget(s: H2ServerStream, data: Uint8Array): boolean {
+    const unfinished = s.meter!.push(data);
+    const delta = unfinished - s.unfinishedBytes;
+    s.unfinishedBytes = unfinished;
+    this.#charge(delta);
+    if (delta <= 0) return true;
+    const budget = this.#opts.requestBudget!;
+    const reason = this.#unfinished > budget.perConnection
+      ? `unfinished request messages above ${budget.perConnection} bytes on this connection`
+      : budget.used > budget.total
+      ? `unfinished request messages above ${budget.total} bytes in all`
+      : undefined;
+    if (reason === undefined) return true;
+    if (++this.#budgetStrikes >= BUDGET_STRIKES) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `${BUDGET_STRIKES} streams went over the request budget`,
+      );
+    }
+    try {
+      this.#owner.onOverBudget?.(s, reason);
+    } catch (e) {
+      this.#owner.onError?.(e);
+    }
+    if (!s.destroyed) s.close(ErrorCode.ENHANCE_YOUR_CALM);
+    return false;
+  }
+
+  /** Adds `delta` to this connection's and the listener's held bytes. */
+  #charge(delta: number): void {
+    this.#unfinished += delta;
+    this.#opts.requestBudget?.add(delta);
   }
 
   #onHeaders(
@@ -453,6 +581,11 @@ export class H2ServerConnection implements StreamHost {
     len: number,
   ): void {
     if (id === 0) throw protocolError("HEADERS on stream 0");
+    // A stream cannot depend on itself (RFC 9113 §5.3.1): a stream error,
+    // sent once the block is decoded (HPACK state must still move on).
+    this.#selfDependent = (flags & Flag.PRIORITY) !== 0 &&
+      (readUint32(buf, flags & Flag.PADDED ? at + 1 : at) & 0x7fffffff) ===
+        id;
     const block = this.#block.headers(flags, id, buf, at, len);
     if (block !== undefined) this.#onHeaderBlock(id, flags, block);
   }
@@ -481,28 +614,38 @@ export class H2ServerConnection implements StreamHost {
     const endStream = (flags & Flag.END_STREAM) !== 0;
     const open = this.#streams.get(id);
     if (open !== undefined) {
-      // Trailers: they must end the stream.
+      // Trailers: they must end the stream and hold no pseudo-header; the
+      // body must have had its content-length.
       if (open.remoteEnded) this.#streamError(open, ErrorCode.STREAM_CLOSED);
-      else if (!endStream) this.#streamError(open, ErrorCode.PROTOCOL_ERROR);
-      else open.pushEnd();
+      else if (
+        !endStream || this.#selfDependent || open.contentLeft > 0 ||
+        trailerError(fields) !== undefined
+      ) {
+        this.#streamError(open, ErrorCode.PROTOCOL_ERROR);
+      } else open.pushEnd();
       return;
     }
     if ((id & 1) === 0) throw protocolError(`HEADERS on even stream ${id}`);
     if (id <= this.#lastStreamId) {
-      // A stream we finished or reset (late trailers): a stream error only.
-      this.#writer.frame32(FrameType.RST_STREAM, id, ErrorCode.STREAM_CLOSED);
+      this.#closedFrame(id, "HEADERS");
       return;
     }
     this.#lastStreamId = id;
     if (
       this.#goawaySent || this.#streams.size >= this.#opts.maxConcurrentStreams
     ) {
-      this.#writer.frame32(FrameType.RST_STREAM, id, ErrorCode.REFUSED_STREAM);
+      this.#refuse(id, ErrorCode.REFUSED_STREAM);
       return;
     }
     const headers = toIncomingHeaders(fields);
-    if (typeof headers === "string") {
-      this.#writer.frame32(FrameType.RST_STREAM, id, ErrorCode.PROTOCOL_ERROR);
+    if (typeof headers === "string" || this.#selfDependent) {
+      this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    const length = headers["content-length"];
+    const declared = length === undefined ? -1 : contentLength(length);
+    if (endStream && declared > 0) {
+      this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     const s = new H2ServerStream(
@@ -511,6 +654,8 @@ export class H2ServerConnection implements StreamHost {
       this.#opts.streamWindow,
       this.#peerInitialWindow,
     );
+    s.contentLeft = declared;
+    if (this.#opts.requestBudget !== undefined) s.meter = new EnvelopeMeter();
     this.#streams.set(id, s);
     if (endStream) s.remoteEnded = true;
     try {
@@ -529,6 +674,7 @@ export class H2ServerConnection implements StreamHost {
     }
     const s = this.#streams.get(id);
     if (s === undefined) return;
+    const endedByPeer = s.remoteEnded;
     // Opening and resetting streams costs the peer nothing and us a call
     // each, outside MAX_CONCURRENT_STREAMS ("rapid reset",
     // CVE-2023-44487): a burst is fine, a sustained rate is not.
@@ -545,6 +691,63 @@ export class H2ServerConnection implements StreamHost {
       );
     }
     s.abort(readUint32(buf, at));
+    if (!endedByPeer) this.#closed.set(id, RESET_BY_PEER);
+  }
+
+  #onPriority(id: number, buf: Uint8Array, at: number, len: number): void {
+    if (id === 0) throw protocolError("PRIORITY on stream 0");
+    if (len !== 5) {
+      this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
+      return;
+    }
+    // Otherwise priority is advice we do not take (RFC 9113 §5.3.2), but a
+    // stream cannot depend on itself (§5.3.1).
+    if ((readUint32(buf, at) & 0x7fffffff) !== id) return;
+    if (id > this.#lastStreamId) {
+      // RST_STREAM may not be sent on an idle stream.
+      throw protocolError(`PRIORITY of idle stream ${id} depends on itself`);
+    }
+    this.#rstById(id, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  /**
+   * DATA or HEADERS on a stream that is not open (id not above the last
+   * one): RFC 9113 §5.1 by how the stream closed, §5.1.1 for an id the peer
+   * skipped (a connection error). An id too old to be remembered gets a
+   * stream error.
+   */
+  #closedFrame(id: number, what: string): void {
+    if (id > this.#lastStreamId) {
+      throw protocolError(`${what} on idle stream ${id}`);
+    }
+    const how = this.#closed.get(id);
+    if (how === RESET_BY_US) return;
+    if (how === ENDED_BY_PEER) {
+      throw new H2ConnectionError(
+        ErrorCode.STREAM_CLOSED,
+        `${what} on stream ${id} after its END_STREAM`,
+      );
+    }
+    if (how === undefined && id > this.#forgottenBelow) {
+      throw protocolError(`${what} on stream ${id}, below one already opened`);
+    }
+    this.#writer.frame32(FrameType.RST_STREAM, id, ErrorCode.STREAM_CLOSED);
+  }
+
+  /** Resets a stream that was never opened, and remembers it. */
+  #refuse(id: number, code: number): void {
+    this.#writer.frame32(FrameType.RST_STREAM, id, code);
+    this.#remember(id, RESET_BY_US);
+  }
+
+  #remember(id: number, how: number): void {
+    const closed = this.#closed;
+    closed.set(id, how);
+    if (closed.size > CLOSED_MEMORY) {
+      const oldest = closed.keys().next().value!;
+      closed.delete(oldest);
+      if (oldest > this.#forgottenBelow) this.#forgottenBelow = oldest;
+    }
   }
 
   #onSettings(
@@ -589,7 +792,7 @@ export class H2ServerConnection implements StreamHost {
   ): void {
     if (len !== 8) throw frameSizeError("PING must be 8 bytes");
     if (id !== 0) throw protocolError("PING on a stream");
-    if (flags & Flag.ACK) return;
+    if (flags & Flag.ACK) return; // any read already counts as an answer
     this.#control();
     const w = this.#writer;
     w.header(8, FrameType.PING, Flag.ACK, 0);
@@ -634,6 +837,53 @@ export class H2ServerConnection implements StreamHost {
   }
 
   // --- writing and lifecycle -------------------------------------------------
+
+  /**
+   * Keepalive: a PING after `keepaliveIntervalMs` without a byte from the
+   * peer; no byte for `keepaliveTimeoutMs` after it closes the connection.
+   * Any read counts, so a busy connection is never pinged.
+   */
+  #armKeepalive(): void {
+    const interval = this.#opts.keepaliveIntervalMs;
+    if (interval <= 0 || this.#dead) return;
+    let seen = this.#reads;
+    const tick = () => {
+      if (this.#dead) return;
+      if (this.#reads !== seen) {
+        seen = this.#reads;
+        this.#keepaliveTimer = setTimeout(tick, interval);
+        return;
+      }
+      if (this.#readsAtPing === this.#reads) {
+        // Nothing came since the PING went out.
+        this.destroy();
+        return;
+      }
+      this.#readsAtPing = this.#reads;
+      this.#writer.header(8, FrameType.PING, 0, 0);
+      this.#writer.bytes(KEEPALIVE_PAYLOAD);
+      this.#keepaliveTimer = setTimeout(tick, this.#opts.keepaliveTimeoutMs);
+    };
+    this.#keepaliveTimer = setTimeout(tick, interval);
+  }
+
+  /**
+   * Idle timeout: a connection with no open stream for `idleTimeoutMs`
+   * drains (GOAWAY(NO_ERROR), then closes). The timer is not touched per
+   * stream; it looks at when the last stream ended and sleeps the rest.
+   */
+  #armIdle(ms: number): void {
+    const timeout = this.#opts.idleTimeoutMs;
+    if (timeout <= 0 || this.#dead) return;
+    this.#idleTimer = setTimeout(() => {
+      if (this.#dead) return;
+      const idleFor = this.#streams.size === 0
+        ? Date.now() - this.#idleSince
+        : 0;
+      if (idleFor >= timeout) this.drain();
+      else this.#armIdle(timeout - idleFor);
+    }, ms);
+  }
 
   /** Gives `bytes` back to the connection-level receive window. */
   #giveBack(bytes: number): void {
@@ -752,6 +1002,8 @@ export class H2ServerConnection implements StreamHost {
   #closeSocket(): void {
     clearTimeout(this.#linger);
     clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#keepaliveTimer);
+    clearTimeout(this.#idleTimer);
     try {
       this.#conn.close();
     } catch {
@@ -787,6 +1039,9 @@ export class H2ServerConnection implements StreamHost {
     return block;
   }
 }
+
+/** The payload of our keepalive PINGs (any 8 bytes do). */
+const KEEPALIVE_PAYLOAD = new Uint8Array(8);
 
 /** Encoded blocks of frozen header objects (constant responses, trailers). */
 const encodedFrozen = new WeakMap<object, Uint8Array>();

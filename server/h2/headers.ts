@@ -54,5 +54,33 @@ export function toIncomingHeaders(
   ) {
     return "a request needs :method, :path and :scheme";
   }
+  if (headers[":path"] === "") return "empty :path";
+  const length = headers["content-length"];
+  if (length !== undefined && contentLength(length) < 0) {
+    return "content-length is not one decimal number";
+  }
   return headers;
+}
+
+/**
+ * A trailer block's complaint (pseudo-header fields may not appear in
+ * trailers, RFC 9113 §8.1), or undefined when it is well-formed.
+ */
+export function trailerError(
+  fields: readonly HeaderField[],
+): string | undefined {
+  for (const [name] of fields) {
+    if (name.charCodeAt(0) === 0x3a) return `pseudo-header ${name} in trailers`;
+  }
+  return undefined;
+}
+
+/**
+ * The value of a request's content-length header, -1 when it is not one
+ * decimal number (repeats are an array; RFC 9110 §8.6 allows only equal
+ * repeats, which no client needs).
+ */
+export function contentLength(value: string | string[]): number {
+  if (typeof value !== "string" || !/^[0-9]{1,15}$/.test(value)) return -1;
+  return Number(value);
 }

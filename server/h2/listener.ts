@@ -30,6 +30,8 @@ export interface ListenH2Options extends Partial<H2ServerOptions> {
   onStream(stream: H2ServerStream, headers: IncomingHeaders): void;
   /** An exception from `onStream` or the connection code. */
   onError?(error: unknown): void;
+  /** A stream went over `requestBudget`; see ConnectionOwner. */
+  onOverBudget?(stream: H2ServerStream, reason: string): void;
 }
 
 /** A listening h2c server. */
@@ -49,7 +51,8 @@ export interface H2Listener {
 
 /** Listens on `hostname:port` (0 picks a free port). */
 export function listenH2(options: ListenH2Options): H2Listener {
-  const { hostname, port, onStream, onError, ...tuning } = options;
+  const { hostname, port, onStream, onError, onOverBudget, ...tuning } =
+    options;
   const opts: Readonly<H2ServerOptions> = Object.freeze({
     ...DEFAULT_H2_SERVER_OPTIONS,
     ...Object.fromEntries(
@@ -67,6 +70,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
   const owner: ConnectionOwner = {
     onStream,
     onError,
+    onOverBudget,
     closed(connection) {
       connections.delete(connection);
       settle();

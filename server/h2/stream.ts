@@ -24,6 +24,7 @@
 import { Buffer } from "node:buffer";
 import { EventEmitter } from "node:events";
 import process from "node:process";
+import type { EnvelopeMeter } from "../../protocol/envelope.ts";
 import { Fifo } from "./fifo.ts";
 
 /** Request headers as Node gives them: lowercase names, repeats as arrays. */
@@ -93,6 +94,12 @@ export class H2ServerStream extends EventEmitter {
   recvUnacked = 0;
   /** END_STREAM (or trailers) received. */
   remoteEnded = false;
+  /** Body bytes the request's content-length still promises; -1: none. */
+  contentLeft = -1;
+  /** Tracks gRPC message boundaries when a request budget is kept. */
+  meter: EnvelopeMeter | undefined;
+  /** Request bytes of the unfinished message, charged to the budget. */
+  unfinishedBytes = 0;
 
   // Send side, read and advanced by the connection's pump.
   /** Bytes we may still send on this stream (the peer's window). */
