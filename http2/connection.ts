@@ -64,6 +64,8 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
   protected settled = false;
   /** The highest stream id the peer opened (GOAWAY's last-stream-id). */
   protected lastPeerStream = 0;
+  /** The HEADERS frame that began the current block depends on itself. */
+  protected selfDependent = false;
   readonly #decoder: HpackDecoder;
   readonly #block: HeaderBlockReader;
   #acks = 0;
@@ -104,6 +106,14 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
   protected abstract onStreamReset(s: S, code: number): void;
   /** The peer's GOAWAY. */
   protected abstract onGoaway(lastStreamId: number, code: number): void;
+  /**
+   * DATA or HEADERS (`what`) on stream `id`, which is not open: the role
+   * knows how it closed (RFC 9113 §5.1). By default frames of a closed
+   * stream are dropped and an idle one is a connection error.
+   */
+  protected closedStreamFrame(id: number, what: string): void {
+    if (this.isIdle(id)) throw protocolError(`${what} on idle stream ${id}`);
+  }
   /** A setting the engine does not apply itself. */
   protected onSetting(_key: number, _value: number): void {}
   /** The peer's first SETTINGS arrived. */
@@ -169,6 +179,11 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
         break;
       case FrameType.HEADERS: {
         if (id === 0) throw protocolError("HEADERS on stream 0");
+        // A stream cannot depend on itself (RFC 9113 §5.3.1): a stream
+        // error, once the block is decoded (HPACK state must move on).
+        this.selfDependent = (flags & Flag.PRIORITY) !== 0 &&
+          (readUint32(buf, flags & Flag.PADDED ? at + 1 : at) &
+              MAX_STREAM_ID) === id;
         const block = this.#block.headers(flags, id, buf, at, len);
         if (block !== undefined) this.#headerBlock(id, flags, block);
         break;
@@ -181,8 +196,7 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
         break;
       }
       case FrameType.PRIORITY:
-        if (id === 0) throw protocolError("PRIORITY on stream 0");
-        if (len !== 5) this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
+        this.#onPriority(id, buf, at, len);
         break;
       case FrameType.RST_STREAM:
         this.#onRstStream(id, buf, at, len);
@@ -224,12 +238,11 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
     const from = flags & Flag.PADDED ? at + 1 : at;
     const s = this.streams.get(id);
     if (s === undefined || s.remoteEnded) {
-      if (this.isIdle(id)) throw protocolError(`DATA on idle stream ${id}`);
-      // A stream we reset or finished: late frames are dropped.
       this.giveBack(len);
+      // Half-closed (remote): a stream error; closed: the role knows.
       if (s !== undefined) {
         this.streamError(s, ErrorCode.STREAM_CLOSED, "DATA after END_STREAM");
-      }
+      } else this.closedStreamFrame(id, "DATA");
       return;
     }
     if (len > s.recvWindow) {
@@ -286,12 +299,7 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
         this.onSetting(key, value);
       }
     });
-    if (!changed) {
-      if (!this.settled) {
-        throw protocolError("the preface must start with SETTINGS");
-      }
-      return;
-    }
+    if (!changed) return;
     if (windowDelta !== 0) this.shiftStreamWindows(windowDelta);
     this.#countAck();
     this.writer.header(0, FrameType.SETTINGS, Flag.ACK, 0);
@@ -325,6 +333,19 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
         `over ${MAX_UNWRITTEN_ACKS} PING/SETTINGS to acknowledge while not reading`,
       );
     }
+  }
+
+  #onPriority(id: number, buf: Uint8Array, at: number, len: number): void {
+    if (id === 0) throw protocolError("PRIORITY on stream 0");
+    if (len !== 5) return this.#rstById(id, ErrorCode.FRAME_SIZE_ERROR);
+    // Otherwise priority is advice we do not take (RFC 9113 §5.3.2), but a
+    // stream cannot depend on itself (§5.3.1).
+    if ((readUint32(buf, at) & MAX_STREAM_ID) !== id) return;
+    if (this.isIdle(id)) {
+      // RST_STREAM may not be sent on an idle stream.
+      throw protocolError(`PRIORITY of idle stream ${id} depends on itself`);
+    }
+    this.#rstById(id, ErrorCode.PROTOCOL_ERROR);
   }
 
   #rstById(id: number, code: number): void {

@@ -1,15 +1,16 @@
 /**
- * Keepalive PINGs for a connection with open streams (grpc's keepalive_time
- * and keepalive_timeout): a host that died without closing its sockets would
- * otherwise hang streaming calls until the kernel gives up on the socket.
+ * Keepalive PINGs (grpc's keepalive_time and keepalive_timeout), for both
+ * roles: a host that died without closing its sockets (or a lost NAT entry)
+ * would otherwise hang streaming calls until the kernel gives up.
  *
  * One timer per connection, re-armed once per tick rather than per frame.
- * A tick with no read since the last one sends a PING if streams are open
- * (grpc's keepalive_permit_without_calls=false); the next tick, the timeout
- * later, ends the connection if still nothing arrived. So a PING follows 1-2
- * intervals of silence, never more than one is outstanding, and they are at
- * least an interval apart, well inside servers' PING-flood limits; a busy
- * connection sends none.
+ * A tick with no read since the last one sends a PING if the connection
+ * wants one (the client only with open streams, grpc's
+ * keepalive_permit_without_calls=false; the server always); the next tick,
+ * the timeout later, ends the connection if still nothing arrived. So a
+ * PING follows 1-2 intervals of silence, never more than one is
+ * outstanding, and they are at least an interval apart, well inside peers'
+ * PING-flood limits; a busy connection sends none.
  *
  * @module
  */
@@ -18,7 +19,8 @@
 export interface KeepaliveTarget {
   /** Set by every read; the keepalive clears it. */
   heard: boolean;
-  readonly openStreams: number;
+  /** Whether a silent connection should be pinged now. */
+  wantsPing(): boolean;
   sendPing(high: number, low: number): void;
   /** Ends the connection at once: the peer is gone (`message` says why). */
   abandon(message: string): void;
@@ -66,7 +68,7 @@ export class Keepalive {
         `did not answer a keepalive ping within ${keepaliveTimeoutMs} ms`,
       );
       return;
-    } else if (t.openStreams > 0) {
+    } else if (t.wantsPing()) {
       this.#pending = true;
       t.sendPing(KEEPALIVE_PING, 0);
       this.#timer = setTimeout(this.#tick, keepaliveTimeoutMs);

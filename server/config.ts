@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../config/number_flag.ts";
 import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
-import { DEFAULT_REQUEST_BUDGET } from "./h2/request_budget.ts";
+import { DEFAULT_REQUEST_BUDGET } from "../http2/server/request_budget.ts";
 
 export interface CoreConfig {
   /** Interface to listen on. */
@@ -59,7 +59,7 @@ export interface CoreConfig {
   instanceId: string;
   /**
    * Who carries HTTP/2 under grpc-js: "h2", the core's own server
-   * (server/h2/, on Deno.listen), or "node", Deno's `node:http2` through
+   * (http2/server/, on Deno.listen), or "node", Deno's `node:http2` through
    * grpc-js's own listener.
    */
   transport: "h2" | "node";

@@ -1,5 +1,5 @@
 /**
- * The core's own HTTP/2 server (server/h2/) on the wire: a raw-frame client
+ * The core's own HTTP/2 server (http2/server/) on the wire: a raw-frame client
  * against a real core, for what grpc-js clients never send: GOAWAY on a busy
  * connection, small windows, too many streams, malformed frames.
  */

@@ -5,8 +5,8 @@
  * connection with no open stream is drained after the idle timeout.
  */
 import assert from "node:assert/strict";
-import { type H2Listener, listenH2 } from "../server/h2/listener.ts";
-import type { H2ServerOptions } from "../server/h2/connection.ts";
+import { type H2Listener, listenH2 } from "../http2/server/listener.ts";
+import type { H2ServerOptions } from "../http2/server/connection.ts";
 import {
   ErrorCode,
   errorName,

@@ -1,5 +1,5 @@
 /**
- * The core's request budget (server/h2/request_budget.ts) on real sockets:
+ * The core's request budget (http2/server/request_budget.ts) on real sockets:
  * raw-frame clients send length prefixes and part of each message, never
  * the rest. The core's own accounting (`snapshot().unfinishedRequestBytes`)
  * is asserted on, not RSS.

@@ -126,9 +126,9 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       this.streams.size + this.#waiting.length < this.#peerMaxStreams;
   }
 
-  /** Open streams, for keepalive. */
-  get openStreams(): number {
-    return this.streams.size;
+  /** Keepalive pings only a connection with open streams. */
+  wantsPing(): boolean {
+    return this.streams.size > 0;
   }
 
   /** Takes a stream; it is sent once the peer's SETTINGS are known. */

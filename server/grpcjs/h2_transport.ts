@@ -1,5 +1,5 @@
 /**
- * Runs a grpc-js Server over the core's own HTTP/2 server (server/h2/)
+ * Runs a grpc-js Server over the core's own HTTP/2 server (http2/server/)
  * instead of Deno's `node:http2`.
  *
  * grpc-js's connection injector builds an http2 server object with grpc-js's
@@ -12,10 +12,10 @@
  * check, `listenWithH2()` throws and the caller can use `--transport node`.
  */
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
-import { type H2Listener, listenH2 } from "../h2/listener.ts";
+import { type H2Listener, listenH2 } from "../../http2/server/listener.ts";
 import { grpcJsLayoutProblem, http2ServersOf } from "./internals.ts";
-import type { H2ServerStream } from "../h2/stream.ts";
-import { DEFAULT_REQUEST_BUDGET, RequestBudget } from "../h2/request_budget.ts";
+import type { H2ServerStream } from "../../http2/server/stream.ts";
+import { DEFAULT_REQUEST_BUDGET, RequestBudget } from "../../http2/server/request_budget.ts";
 import {
   Code,
   encodeGrpcMessage,
@@ -55,7 +55,7 @@ export interface H2TransportListener extends H2Listener {
   readonly requestBudget: RequestBudget;
 }
 
-/** Listens on host:port and serves `server`'s methods over server/h2. */
+/** Listens on host:port and serves `server`'s methods over http2/server/. */
 export function listenWithH2(
   server: Server,
   options: H2TransportOptions,

@@ -1,11 +1,11 @@
 /**
  * Request header validation (RFC 9113 §8.2, §8.3) and the Node-style header
- * object grpc-js reads.
+ * object grpc-js reads; response header encoding.
  *
  * @module
  */
-import type { HeaderField } from "../../protocol/http2/hpack.ts";
-import type { IncomingHeaders } from "./stream.ts";
+import type { HeaderField, HpackEncoder } from "../../protocol/http2/hpack.ts";
+import type { IncomingHeaders, OutgoingHeaders } from "./stream.ts";
 
 const REQUEST_PSEUDO = new Set([":method", ":path", ":scheme", ":authority"]);
 const CONNECTION_SPECIFIC = new Set([
@@ -83,4 +83,41 @@ export function trailerError(
 export function contentLength(value: string | string[]): number {
   if (typeof value !== "string" || !/^[0-9]{1,15}$/.test(value)) return -1;
   return Number(value);
+}
+
+/** Encoded blocks of frozen header objects (constant responses, trailers). */
+const encodedFrozen = new WeakMap<object, Uint8Array>();
+
+/**
+ * The HPACK block of response headers or trailers given as Node takes them
+ * (`:status` first, names lower-cased, arrays as repeated fields). A frozen
+ * object (a constant response) is encoded once and its block reused; the
+ * encoder never indexes, so blocks are independent of each other.
+ */
+export function encodeResponseHeaders(
+  encoder: HpackEncoder,
+  headers: OutgoingHeaders,
+): Uint8Array {
+  const frozen = Object.isFrozen(headers);
+  if (frozen) {
+    const cached = encodedFrozen.get(headers);
+    if (cached !== undefined) return cached;
+  }
+  const fields: [string, string][] = [];
+  const status = headers[":status"];
+  if (status !== undefined) fields.push([":status", String(status)]);
+  for (const name in headers) {
+    if (name === ":status") continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (typeof value === "object") {
+      for (const v of value) fields.push([lower, v]);
+    } else {
+      fields.push([lower, String(value)]);
+    }
+  }
+  const block = encoder.encode(fields);
+  if (frozen) encodedFrozen.set(headers, block);
+  return block;
 }
