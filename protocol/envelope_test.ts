@@ -9,6 +9,7 @@ import {
   readEnvelopeLength,
   writeEnvelopeHeader,
 } from "./mod.ts";
+import { concat } from "../tests/fixtures/edge_raw.ts";
 
 const bytes = (...n: number[]) => new Uint8Array(n);
 
@@ -145,21 +146,11 @@ Deno.test("EnvelopeMeter.push() counts the prefix and the body bytes of the unfi
   assert.equal(meter.push(bytes(0, 9, 1, 2)), 7, "5 + 2 of 9 body bytes");
   assert.equal(meter.push(new Uint8Array(7)), 0, "the envelope is complete");
   // A whole envelope, an empty one and the start of a third in one chunk.
-  const chunk = concatBytes(
+  const chunk = concat([
     encodeEnvelope(0, new Uint8Array(4)),
     encodeEnvelope(0, new Uint8Array(0)),
     bytes(0, 0, 0x10, 0, 0, 1),
-  );
+  ]);
   assert.equal(meter.push(chunk), 6);
   assert.equal(meter.unfinished, 6);
 });
-
-function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}

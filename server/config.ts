@@ -36,7 +36,7 @@ export interface CoreConfig {
   keepaliveTimeoutMs: number;
   /**
    * With the "h2" transport: a connection with no open call for this long is
-   * closed (GOAWAY(NO_ERROR)); 0 keeps it open.
+   * closed; 0 keeps it open.
    */
   idleTimeoutMs: number;
   /** Messages a paused subscriber may queue. */

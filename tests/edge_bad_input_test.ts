@@ -313,20 +313,3 @@ for (const value of ["2147483648", "9999999999"]) {
     assert.match((await res.json()).messageId, /^msg_/);
   });
 }
-
-Deno.test("edge Connect: a connect-timeout-ms within range still ends the call at its deadline", async () => {
-  await using stack = await startCoreEdge();
-  const res = await stack.fetch(
-    `${stack.url}/chat.ChatService/SubscribeMessages`,
-    {
-      method: "POST",
-      headers: {
-        "content-type": "application/connect+json",
-        "connect-timeout-ms": "200",
-      },
-      body: encodeEnvelope(0, enc.encode('{"user":"a","room":"deadline"}')),
-    },
-  );
-  const { end } = await readConnectStream(res);
-  assert.equal(end.error?.code, "deadline_exceeded");
-});

@@ -9,11 +9,9 @@ import { type H2Listener, listenH2 } from "../http2/server/listener.ts";
 import type { H2ServerOptions } from "../http2/server/connection.ts";
 import {
   ErrorCode,
-  errorName,
   Flag,
   FrameType,
   pingFrame,
-  readUint32,
 } from "../protocol/http2/frames.ts";
 import { frame, u32 } from "./fixtures/h2_raw_peer.ts";
 import { rawClient } from "./fixtures/h2_raw_client.ts";
@@ -36,6 +34,10 @@ function listen(
   });
 }
 
+/** A listener with keepalive PINGs every `ms` (and as long to answer). */
+const keepaliveOnly = (ms: number) =>
+  listen({ keepaliveIntervalMs: ms, keepaliveTimeoutMs: ms, idleTimeoutMs: 0 });
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function request(peer: Awaited<ReturnType<typeof rawClient>>, id: number) {
@@ -48,11 +50,7 @@ function request(peer: Awaited<ReturnType<typeof rawClient>>, id: number) {
 }
 
 Deno.test("listenH2() keepalive: a silent peer gets a PING and is closed when it never answers", async () => {
-  await using listener = listen({
-    keepaliveIntervalMs: 100,
-    keepaliveTimeoutMs: 100,
-    idleTimeoutMs: 0,
-  });
+  await using listener = keepaliveOnly(100);
   using peer = await rawClient(listener.port);
   const started = Date.now();
   const ping = await peer.until((f) => f.type === FrameType.PING);
@@ -65,11 +63,7 @@ Deno.test("listenH2() keepalive: a silent peer gets a PING and is closed when it
 });
 
 Deno.test("listenH2() keepalive: a peer that answers its PINGs stays open past several intervals", async () => {
-  await using listener = listen({
-    keepaliveIntervalMs: 50,
-    keepaliveTimeoutMs: 50,
-    idleTimeoutMs: 0,
-  });
+  await using listener = keepaliveOnly(50);
   using peer = await rawClient(listener.port);
   let pings = 0;
   const until = Date.now() + 600;
@@ -86,11 +80,7 @@ Deno.test("listenH2() keepalive: a peer that answers its PINGs stays open past s
 });
 
 Deno.test("listenH2() keepalive: a peer that keeps sending is never pinged", async () => {
-  await using listener = listen({
-    keepaliveIntervalMs: 100,
-    keepaliveTimeoutMs: 100,
-    idleTimeoutMs: 0,
-  });
+  await using listener = keepaliveOnly(100);
   using peer = await rawClient(listener.port);
   const seen: number[] = [];
   const reading = (async () => {
@@ -112,18 +102,18 @@ Deno.test("listenH2() keepalive: a peer that keeps sending is never pinged", asy
   await reading;
 });
 
-Deno.test("listenH2() idle timeout: a connection without streams gets GOAWAY(NO_ERROR) and closes", async () => {
+Deno.test("listenH2() idle timeout: a connection without streams is closed (no GOAWAY: Deno's http2 client can abort on one)", async () => {
   await using listener = listen({ keepaliveIntervalMs: 0, idleTimeoutMs: 150 });
   using peer = await rawClient(listener.port);
   const started = Date.now();
-  const g = await peer.until((f) => f.type === FrameType.GOAWAY);
-  assert.equal(errorName(readUint32(g.payload, 4)), "NO_ERROR");
+  const frames: number[] = [];
+  while (true) {
+    const f = await peer.next();
+    if (f === null) break;
+    frames.push(f.type);
+  }
   assert.ok(Date.now() - started >= 140, "not before the timeout");
-  await peer.eof();
-  // The server half-closed; it closes its socket at our EOF.
-  peer[Symbol.dispose]();
-  const deadline = Date.now() + 2000;
-  while (listener.connections > 0 && Date.now() < deadline) await sleep(10);
+  assert.ok(!frames.includes(FrameType.GOAWAY), "closed without GOAWAY");
   assert.equal(listener.connections, 0);
 });
 
@@ -136,11 +126,8 @@ Deno.test("listenH2() idle timeout: counts from the end of the last stream, not 
   assert.equal(listener.connections, 1);
   await peer.write(frame(FrameType.RST_STREAM, 0, 1, u32(ErrorCode.CANCEL)));
   const ended = Date.now();
-  const g = await peer.until((f) => f.type === FrameType.GOAWAY);
-  assert.equal(readUint32(g.payload, 4), ErrorCode.NO_ERROR);
-  assert.equal(readUint32(g.payload, 0), 1, "last stream id");
-  assert.ok(Date.now() - ended >= 140, "a full timeout after the stream");
   await peer.eof();
+  assert.ok(Date.now() - ended >= 140, "a full timeout after the stream");
 });
 
 Deno.test("core (h2 transport): an idle grpc-js connection is closed after --idle-timeout-ms and the client reconnects", async () => {

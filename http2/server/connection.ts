@@ -352,9 +352,15 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   }
 
   /**
-   * Idle timeout: a connection with no open stream for `idleTimeoutMs`
-   * drains (GOAWAY(NO_ERROR), then closes). The timer is not touched per
-   * stream; it looks at when the last stream ended and sleeps the rest.
+   * Idle timeout: a connection with no open stream for `idleTimeoutMs` is
+   * closed. The timer is not touched per stream; it looks at when the last
+   * stream ended and sleeps the rest.
+   *
+   * The close sends no GOAWAY: Deno's `node:http2` client (grpc-js on Deno:
+   * our CLI clients, the tests) can abort its whole process on a GOAWAY to
+   * an idle session (denoland/deno#36788; 4 of 8 runs here), while a plain
+   * close only makes it reconnect on its next call. No stream is open, so
+   * nothing is lost but a request racing the close.
    */
   #armIdle(ms: number): void {
     const timeout = this.#server.idleTimeoutMs;
@@ -364,7 +370,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
       const idleFor = this.streams.size === 0
         ? Date.now() - this.#idleSince
         : 0;
-      if (idleFor >= timeout) this.drain();
+      if (idleFor >= timeout) this.destroy();
       else this.#armIdle(timeout - idleFor);
     }, ms);
   }

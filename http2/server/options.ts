@@ -37,8 +37,8 @@ export interface H2ServerOptions {
   /** How long a keepalive PING may wait for any answer before we close. */
   keepaliveTimeoutMs: number;
   /**
-   * A connection with no open stream for this long gets GOAWAY(NO_ERROR)
-   * and closes; 0 keeps idle connections open.
+   * A connection with no open stream for this long is closed (without a
+   * GOAWAY; see #armIdle in connection.ts); 0 keeps idle connections open.
    */
   idleTimeoutMs: number;
   /**

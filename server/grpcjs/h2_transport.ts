@@ -15,7 +15,10 @@ import { type Server, ServerCredentials } from "@grpc/grpc-js";
 import { type H2Listener, listenH2 } from "../../http2/server/listener.ts";
 import { grpcJsLayoutProblem, http2ServersOf } from "./internals.ts";
 import type { H2ServerStream } from "../../http2/server/stream.ts";
-import { DEFAULT_REQUEST_BUDGET, RequestBudget } from "../../http2/server/request_budget.ts";
+import {
+  DEFAULT_REQUEST_BUDGET,
+  RequestBudget,
+} from "../../http2/server/request_budget.ts";
 import {
   Code,
   encodeGrpcMessage,
