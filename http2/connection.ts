@@ -36,6 +36,8 @@ import {
   Setting,
   settingsFrame,
   windowUpdateFrame,
+  writeFrameHeader,
+  writeUint32,
 } from "../protocol/http2/frames.ts";
 import {
   eachFrame,
@@ -54,6 +56,17 @@ export type { EngineOptions, FlowStream } from "./flow.ts";
 
 // A read always has room for a whole frame of the largest size we allow.
 const MIN_READ_ROOM = FRAME_HEADER_BYTES + DEFAULT_MAX_FRAME_SIZE;
+const EMPTY = new Uint8Array(0);
+
+/** The DATA frame being read: `buf[from, to)` is its payload without padding,
+ * `len` the whole frame (as the windows count it). */
+export interface DataFrame {
+  buf: Uint8Array;
+  from: number;
+  to: number;
+  len: number;
+}
+
 // PING and SETTINGS ACKs queued while no socket write completes: a peer that
 // sends them but never reads would otherwise grow the write buffer forever.
 const MAX_UNWRITTEN_ACKS = 10_000;
@@ -69,6 +82,7 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
   readonly #decoder: HpackDecoder;
   readonly #block: HeaderBlockReader;
   #acks = 0;
+  readonly #data: DataFrame = { buf: EMPTY, from: 0, to: 0, len: 0 };
 
   /** `peer` names the other side in failure messages ("upstream"). */
   constructor(
@@ -91,17 +105,10 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
     fields: HeaderField[],
   ): void;
   /**
-   * DATA within both windows for an open stream; `buf[from, to)` is the
-   * payload without padding, `len` the whole frame (as the windows count).
+   * DATA within both windows for an open stream (`d` is reused: read it
+   * during the call only).
    */
-  protected abstract onStreamData(
-    s: S,
-    flags: number,
-    buf: Uint8Array,
-    from: number,
-    to: number,
-    len: number,
-  ): void;
+  protected abstract onStreamData(s: S, flags: number, d: DataFrame): void;
   /** The peer reset `s` with RST_STREAM `code`. */
   protected abstract onStreamReset(s: S, code: number): void;
   /** The peer's GOAWAY. */
@@ -131,6 +138,20 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
     this.writer.bytes(settingsFrame(settings));
     const extra = this.opts.connectionWindow - DEFAULT_WINDOW;
     if (extra > 0) this.writer.bytes(windowUpdateFrame(0, extra));
+  }
+
+  /** Writes a PING with opaque data `high`, `low` (keepalive, health checks). */
+  sendPing(high: number, low: number): void {
+    const w = this.writer;
+    const at = w.reserve(FRAME_HEADER_BYTES + 8);
+    writeFrameHeader(w.buf, at, 8, FrameType.PING, 0, 0);
+    writeUint32(w.buf, at + FRAME_HEADER_BYTES, high);
+    writeUint32(w.buf, at + FRAME_HEADER_BYTES + 4, low);
+  }
+
+  /** The peer stopped answering: every stream ends, the socket closes now. */
+  abandon(message: string): void {
+    this.endConnection(ErrorCode.CANCEL, `${this.peer} ${message}`, true);
   }
 
   protected parse(rb: ReadBuffer): void {
@@ -254,7 +275,12 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
       );
       return;
     }
-    this.onStreamData(s, flags, buf, from, to, len);
+    const d = this.#data;
+    d.buf = buf;
+    d.from = from;
+    d.to = to;
+    d.len = len;
+    this.onStreamData(s, flags, d);
   }
 
   #headerBlock(id: number, flags: number, block: Uint8Array): void {

@@ -17,16 +17,14 @@ import {
   ErrorCode,
   errorName,
   Flag,
-  FRAME_HEADER_BYTES,
   FrameType,
-  goawayFrame,
+  H2ConnectionError,
   MAX_STREAM_ID,
   readUint32,
   Setting,
-  writeFrameHeader,
-  writeUint32,
 } from "../../protocol/http2/frames.ts";
 import { protocolError } from "../../protocol/http2/frame_parse.ts";
+import type { DataFrame } from "../connection.ts";
 import { H2ClientOutput } from "./output.ts";
 import { Keepalive } from "../keepalive.ts";
 import { closeQuietly, type ConnectionTarget, dial } from "./dial.ts";
@@ -154,20 +152,6 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     });
   }
 
-  /** Writes a PING with opaque data `high`, `low` (ping() uses high 0). */
-  sendPing(high: number, low: number): void {
-    const w = this.writer;
-    const at = w.reserve(FRAME_HEADER_BYTES + 8);
-    writeFrameHeader(w.buf, at, 8, FrameType.PING, 0, 0);
-    writeUint32(w.buf, at + FRAME_HEADER_BYTES, high);
-    writeUint32(w.buf, at + FRAME_HEADER_BYTES + 4, low);
-  }
-
-  /** The peer stopped answering: every stream fails, the socket closes now. */
-  abandon(message: string): void {
-    this.endConnection(ErrorCode.CANCEL, `${this.peer} ${message}`, true);
-  }
-
   /**
    * Ends the connection: every stream fails with `message`, the socket
    * closes. A graceful end is a plain TCP close, no GOAWAY: a client
@@ -226,14 +210,8 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     s.handler.onHeaders(fields, endStream);
   }
 
-  protected onStreamData(
-    s: H2Stream,
-    flags: number,
-    buf: Uint8Array,
-    from: number,
-    to: number,
-    len: number,
-  ): void {
+  protected onStreamData(s: H2Stream, flags: number, d: DataFrame): void {
+    const len = d.len;
     // The connection window reopens at once: the stream windows bound what
     // each call may hold, and a paused call must not stall the others.
     this.giveBack(len);
@@ -242,7 +220,10 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     if (endStream) this.#remoteEnd(s);
     else if (s.paused) s.recvUnacked += len;
     else this.creditStream(s, len);
-    s.handler.onData(to > from ? buf.slice(from, to) : EMPTY, endStream);
+    s.handler.onData(
+      d.to > d.from ? d.buf.slice(d.from, d.to) : EMPTY,
+      endStream,
+    );
   }
 
   protected onStreamReset(s: H2Stream, code: number): void {
@@ -309,17 +290,16 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   }
 
   protected onHandshakeTimeout(): void {
-    const connected = this.conn !== undefined;
-    if (connected) {
-      this.writer.bytes(goawayFrame(0, ErrorCode.SETTINGS_TIMEOUT));
+    if (this.conn !== undefined) {
+      this.connectionError(
+        new H2ConnectionError(
+          ErrorCode.SETTINGS_TIMEOUT,
+          "no SETTINGS in time",
+        ),
+      );
+    } else {
+      this.endConnection(ErrorCode.CANCEL, "upstream connect timed out", true);
     }
-    this.endConnection(
-      ErrorCode.SETTINGS_TIMEOUT,
-      connected
-        ? "upstream sent no HTTP/2 SETTINGS"
-        : "upstream connect timed out",
-      false,
-    );
   }
 
   protected endStreams(_code: number, message: string): void {

@@ -30,6 +30,7 @@ import {
 } from "../../protocol/http2/frames.ts";
 import { protocolError } from "../../protocol/http2/frame_parse.ts";
 import { EnvelopeMeter } from "../../protocol/envelope.ts";
+import type { DataFrame } from "../connection.ts";
 import { H2ServerOutput } from "./output.ts";
 import { Keepalive } from "../keepalive.ts";
 import { Closed, ClosedStreams } from "./closed_streams.ts";
@@ -152,15 +153,6 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     return true;
   }
 
-  sendPing(): void {
-    this.writer.header(8, FrameType.PING, 0, 0);
-    this.writer.bytes(KEEPALIVE_PAYLOAD);
-  }
-
-  abandon(): void {
-    this.destroy();
-  }
-
   // --- StreamHost ------------------------------------------------------------
 
   consumed(stream: H2ServerStream, bytes: number): void {
@@ -254,14 +246,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     }
   }
 
-  protected onStreamData(
-    s: H2ServerStream,
-    flags: number,
-    buf: Uint8Array,
-    from: number,
-    to: number,
-    len: number,
-  ): void {
+  protected onStreamData(s: H2ServerStream, flags: number, d: DataFrame) {
+    const { buf, from, to, len } = d;
     const endStream = (flags & Flag.END_STREAM) !== 0;
     if (s.contentLeft >= 0) {
       // A body that does not match its content-length is malformed
@@ -375,6 +361,3 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     }, ms);
   }
 }
-
-/** The payload of our keepalive PINGs (any 8 bytes do). */
-const KEEPALIVE_PAYLOAD = new Uint8Array(8);

@@ -5,27 +5,13 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { ascii, hex, prng } from "./_test_utils.ts";
 import {
   type HeaderField,
   HpackDecoder,
   HpackEncoder,
   HpackError,
 } from "./hpack.ts";
-
-const hex = (s: string) =>
-  Uint8Array.from(
-    s.replace(/\s+/g, "").match(/../g) ?? [],
-    (h) => parseInt(h, 16),
-  );
-const ascii = (s: string) => new TextEncoder().encode(s);
-
-/** A small deterministic PRNG so failures reproduce. */
-function prng(seed: number) {
-  return () => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed >>> 16;
-  };
-}
 
 Deno.test("HpackDecoder decodes the C.2 representation examples", () => {
   let d = new HpackDecoder();

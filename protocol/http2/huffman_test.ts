@@ -5,6 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { ascii, hex, prng } from "./_test_utils.ts";
 import { HpackError } from "./hpack.ts";
 import {
   HUFFMAN_CODES,
@@ -13,21 +14,6 @@ import {
   huffmanEncode,
   huffmanEncodedLength,
 } from "./huffman.ts";
-
-const hex = (s: string) =>
-  Uint8Array.from(
-    s.replace(/\s+/g, "").match(/../g) ?? [],
-    (h) => parseInt(h, 16),
-  );
-const ascii = (s: string) => new TextEncoder().encode(s);
-
-/** A small deterministic PRNG so failures reproduce. */
-function prng(seed: number) {
-  return () => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed >>> 16;
-  };
-}
 
 // ---------------------------------------------------------------- Huffman
 
