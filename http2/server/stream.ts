@@ -25,37 +25,15 @@ import { Buffer } from "node:buffer";
 import { EventEmitter } from "node:events";
 import process from "node:process";
 import type { EnvelopeMeter } from "../../protocol/envelope.ts";
+import { ErrorCode } from "../../protocol/http2/frames.ts";
 import { Fifo } from "./fifo.ts";
+import type { OutgoingHeaders, StreamHost } from "./stream_host.ts";
 
-/** Request headers as Node gives them: lowercase names, repeats as arrays. */
-export type IncomingHeaders = Record<string, string | string[] | undefined>;
-
-/** Response headers or trailers as Node takes them. */
-export type OutgoingHeaders = Record<
-  string,
-  string | number | readonly string[] | undefined
->;
-
-/** What a stream needs from its connection. */
-export interface StreamHost {
-  /** `{ socket: { remoteAddress, remotePort } }`, as grpc-js reads the peer. */
-  readonly session: unknown;
-  sendHeaders(
-    stream: H2ServerStream,
-    headers: OutgoingHeaders,
-    endStream: boolean,
-  ): void;
-  /** Moves as much pending data as the windows allow onto the wire. */
-  pump(stream: H2ServerStream): void;
-  /** Frames an empty DATA frame with END_STREAM. */
-  sendEnd(stream: H2ServerStream): void;
-  /** RST_STREAM with `code`. */
-  reset(stream: H2ServerStream, code: number): void;
-  /** The stream took `bytes` off its receive queue: reopen the windows. */
-  consumed(stream: H2ServerStream, bytes: number): void;
-  /** The stream is closed both ways; forget it. */
-  released(stream: H2ServerStream): void;
-}
+export type {
+  IncomingHeaders,
+  OutgoingHeaders,
+  StreamHost,
+} from "./stream_host.ts";
 
 /** A queued outgoing chunk and its write callback. */
 interface Pending {
@@ -68,9 +46,7 @@ const SMALL_CHUNK = 1024;
 const TAIL_BYTES = 16 * 1024;
 /** Node's default `writableHighWaterMark` of an HTTP/2 stream. */
 const HIGH_WATER_MARK = 16 * 1024;
-/** NGHTTP2_NO_ERROR and NGHTTP2_CANCEL. */
-const NO_ERROR = 0;
-const CANCEL = 8;
+const { NO_ERROR, CANCEL } = ErrorCode;
 
 type WriteCallback = (err?: Error | null) => void;
 type Listener = Parameters<EventEmitter["on"]>[1];
