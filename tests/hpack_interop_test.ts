@@ -11,32 +11,8 @@ import {
   HpackDecoder,
   HpackEncoder,
 } from "../protocol/http2/hpack.ts";
-const ascii = (s: string) => new TextEncoder().encode(s);
-
-const FRAME_HEADERS = 0x1;
-const FRAME_SETTINGS = 0x4;
-const FRAME_CONTINUATION = 0x9;
-const FLAG_END_STREAM = 0x1;
-const FLAG_ACK = 0x1;
-const FLAG_END_HEADERS = 0x4;
-const FLAG_PADDED = 0x8;
-const FLAG_PRIORITY = 0x20;
-
-function frame(
-  type: number,
-  flags: number,
-  stream: number,
-  payload: Uint8Array,
-) {
-  const out = new Uint8Array(9 + payload.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, payload.length << 8);
-  out[3] = type;
-  out[4] = flags;
-  view.setUint32(5, stream);
-  out.set(payload, 9);
-  return out;
-}
+import { CLIENT_PREFACE, Flag, FrameType } from "../protocol/http2/frames.ts";
+import { frame } from "./fixtures/h2_raw_peer.ts";
 
 interface Frame {
   type: number;
@@ -75,11 +51,11 @@ async function* readFrames(conn: Deno.Conn): AsyncGenerator<Frame> {
 function headerBlock(f: Frame): Uint8Array {
   let start = 0;
   let end = f.payload.length;
-  if (f.flags & FLAG_PADDED) {
+  if (f.flags & Flag.PADDED) {
     end -= f.payload[0];
     start = 1;
   }
-  if (f.flags & FLAG_PRIORITY) start += 5;
+  if (f.flags & Flag.PRIORITY) start += 5;
   return f.payload.subarray(start, end);
 }
 
@@ -118,13 +94,12 @@ Deno.test("HpackEncoder and HpackDecoder interoperate with node:http2", async ()
       ["x-long", "z".repeat(300)],
     ];
     const block = encoder.encode(request);
-    const preface = ascii("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    const flags = FLAG_END_STREAM | FLAG_END_HEADERS;
+    const flags = Flag.END_STREAM | Flag.END_HEADERS;
     const parts = [
-      preface,
-      frame(FRAME_SETTINGS, 0, 0, new Uint8Array(0)),
-      frame(FRAME_HEADERS, flags, 1, block),
-      frame(FRAME_HEADERS, flags, 3, block),
+      CLIENT_PREFACE,
+      frame(FrameType.SETTINGS, 0, 0, new Uint8Array(0)),
+      frame(FrameType.HEADERS, flags, 1, block),
+      frame(FrameType.HEADERS, flags, 3, block),
     ];
     for (const part of parts) {
       for (let off = 0; off < part.length;) {
@@ -137,15 +112,17 @@ Deno.test("HpackEncoder and HpackDecoder interoperate with node:http2", async ()
     const blockSizes: number[] = [];
     let pending: { stream: number; parts: Uint8Array[] } | undefined;
     for await (const f of readFrames(conn)) {
-      if (f.type === FRAME_SETTINGS && !(f.flags & FLAG_ACK)) {
-        await conn.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, new Uint8Array(0)));
+      if (f.type === FrameType.SETTINGS && !(f.flags & Flag.ACK)) {
+        await conn.write(
+          frame(FrameType.SETTINGS, Flag.ACK, 0, new Uint8Array(0)),
+        );
       }
-      if (f.type === FRAME_HEADERS) {
+      if (f.type === FrameType.HEADERS) {
         pending = { stream: f.stream, parts: [headerBlock(f)] };
-      } else if (f.type === FRAME_CONTINUATION && pending) {
+      } else if (f.type === FrameType.CONTINUATION && pending) {
         pending.parts.push(f.payload);
       } else continue;
-      if (!(f.flags & FLAG_END_HEADERS)) continue;
+      if (!(f.flags & Flag.END_HEADERS)) continue;
       const joined = new Uint8Array(
         pending!.parts.reduce((n, p) => n + p.length, 0),
       );
