@@ -354,6 +354,7 @@ export class H2ServerConnection implements StreamHost {
   }
 
   consumed(stream: H2ServerStream, bytes: number): void {
+    this.#opts.requestBudget?.addQueued(-bytes);
     if (this.#dead) return;
     if (!stream.remoteEnded && !stream.destroyed) {
       stream.recvUnacked += bytes;
@@ -517,6 +518,8 @@ export class H2ServerConnection implements StreamHost {
         return;
       }
     }
+    // Counted until consumed() (the handler read it, or it was dropped).
+    this.#opts.requestBudget?.addQueued(len);
     const padding = len - (to - from);
     if (padding > 0) {
       s.recvWindow -= padding;
@@ -544,12 +547,11 @@ export class H2ServerConnection implements StreamHost {
     const delta = unfinished - s.unfinishedBytes;
     s.unfinishedBytes = unfinished;
     this.#charge(delta);
-    if (delta <= 0) return true;
     const budget = this.#opts.requestBudget!;
-    const reason = this.#unfinished > budget.perConnection
+    const reason = delta > 0 && this.#unfinished > budget.perConnection
       ? `unfinished request messages above ${budget.perConnection} bytes on this connection`
       : budget.used > budget.total
-      ? `unfinished request messages above ${budget.total} bytes in all`
+      ? `request bytes held above ${budget.total} in all`
       : undefined;
     if (reason === undefined) return true;
     if (++this.#budgetStrikes >= BUDGET_STRIKES) {
