@@ -138,3 +138,22 @@ Deno.test("core (h2 transport): an idle grpc-js connection is closed after --idl
   await sleep(600);
   assert.match((await send()).messageId, /^msg_/, "served on a new connection");
 });
+
+Deno.test("core (h2 transport): a grpc-js client answers keepalive PINGs; its quiet subscription stays open", async () => {
+  await using f = await startCore({
+    transport: "h2",
+    keepaliveIntervalMs: 50,
+    keepaliveTimeoutMs: 200,
+    aliveIntervalMs: 0,
+  });
+  const sub = f.client.subscribeMessages({ room: "quiet", user: "u" });
+  const got: string[] = [];
+  sub.on("data", (m: { content: string }) => got.push(m.content));
+  sub.on("error", () => {});
+  await sleep(800); // many PING rounds, no messages
+  await f.client.sendMessage({ user: "v", room: "quiet", content: "late" });
+  const deadline = Date.now() + 2000;
+  while (!got.includes("late") && Date.now() < deadline) await sleep(10);
+  assert.ok(got.includes("late"), "the subscription still delivers");
+  sub.cancel();
+});
