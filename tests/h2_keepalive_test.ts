@@ -16,6 +16,7 @@ import {
 import { frame, u32 } from "./fixtures/h2_raw_peer.ts";
 import { rawClient } from "./fixtures/h2_raw_client.ts";
 import { startCore } from "./support/core.ts";
+import { startCoreEdge } from "./fixtures/edge_stack.ts";
 
 function listen(
   options: Partial<H2ServerOptions>,
@@ -156,4 +157,23 @@ Deno.test("core (h2 transport): a grpc-js client answers keepalive PINGs; its qu
   while (!got.includes("late") && Date.now() < deadline) await sleep(10);
   assert.ok(got.includes("late"), "the subscription still delivers");
   sub.cancel();
+});
+
+Deno.test("core (h2 transport) behind the edge: the edge's HTTP/2 client reconnects after the core closes an idle connection", async () => {
+  await using stack = await startCoreEdge({}, {
+    transport: "h2",
+    idleTimeoutMs: 150,
+  });
+  const send = async () => {
+    const res = await stack.fetch(`${stack.url}/chat.ChatService/SendMessage`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "u", room: "idle", content: "hi" }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()).messageId as string;
+  };
+  assert.match(await send(), /^msg_/);
+  await sleep(500); // the core closed the edge's idle connection
+  assert.match(await send(), /^msg_/);
 });
