@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
@@ -56,6 +57,14 @@ export function createWebSocketBridge(
     if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
       throw new RangeError(
         `createWebSocketBridge: ${key} must be a positive integer, got ${value}`,
+      );
+    }
+    // Two of them arm timers, which overflow (and fire at once) above this.
+    if (
+      key.endsWith("TimeoutMs") && value !== undefined && value > MAX_TIMER_MS
+    ) {
+      throw new RangeError(
+        `createWebSocketBridge: ${key} must be at most ${MAX_TIMER_MS}, got ${value}`,
       );
     }
   }

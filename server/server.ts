@@ -52,6 +52,11 @@ export interface CoreSnapshot {
    * request budget; 0 with the "node" transport).
    */
   unfinishedRequestBytes: number;
+  /**
+   * Request bytes received and not yet read by a handler (paused streams;
+   * 0 with the "node" transport). Both count against the request budget.
+   */
+  queuedRequestBytes: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -133,7 +138,8 @@ export async function startCoreServer(
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
-      unfinishedRequestBytes: listener.requestBudget?.used ?? 0,
+      unfinishedRequestBytes: listener.requestBudget?.unfinished ?? 0,
+      queuedRequestBytes: listener.requestBudget?.queued ?? 0,
     }),
     shutdown,
   };

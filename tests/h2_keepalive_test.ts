@@ -16,6 +16,7 @@ import {
 import { frame, u32 } from "./fixtures/h2_raw_peer.ts";
 import { rawClient } from "./fixtures/h2_raw_client.ts";
 import { startCore } from "./support/core.ts";
+import { startCoreEdge } from "./fixtures/edge_stack.ts";
 
 function listen(
   options: Partial<H2ServerOptions>,
@@ -137,4 +138,42 @@ Deno.test("core (h2 transport): an idle grpc-js connection is closed after --idl
   assert.match((await send()).messageId, /^msg_/);
   await sleep(600);
   assert.match((await send()).messageId, /^msg_/, "served on a new connection");
+});
+
+Deno.test("core (h2 transport): a grpc-js client answers keepalive PINGs; its quiet subscription stays open", async () => {
+  await using f = await startCore({
+    transport: "h2",
+    keepaliveIntervalMs: 50,
+    keepaliveTimeoutMs: 200,
+    aliveIntervalMs: 0,
+  });
+  const sub = f.client.subscribeMessages({ room: "quiet", user: "u" });
+  const got: string[] = [];
+  sub.on("data", (m: { content: string }) => got.push(m.content));
+  sub.on("error", () => {});
+  await sleep(800); // many PING rounds, no messages
+  await f.client.sendMessage({ user: "v", room: "quiet", content: "late" });
+  const deadline = Date.now() + 2000;
+  while (!got.includes("late") && Date.now() < deadline) await sleep(10);
+  assert.ok(got.includes("late"), "the subscription still delivers");
+  sub.cancel();
+});
+
+Deno.test("core (h2 transport) behind the edge: the edge's HTTP/2 client reconnects after the core closes an idle connection", async () => {
+  await using stack = await startCoreEdge({}, {
+    transport: "h2",
+    idleTimeoutMs: 150,
+  });
+  const send = async () => {
+    const res = await stack.fetch(`${stack.url}/chat.ChatService/SendMessage`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "u", room: "idle", content: "hi" }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()).messageId as string;
+  };
+  assert.match(await send(), /^msg_/);
+  await sleep(500); // the core closed the edge's idle connection
+  assert.match(await send(), /^msg_/);
 });

@@ -11,9 +11,13 @@ import { frame, PeerConnection, u32 } from "./fixtures/h2_raw_peer.ts";
 import {
   connectionError,
   rawClient,
+  streamError,
   untilEnd,
 } from "./fixtures/h2_raw_client.ts";
 import { eventually, startCore } from "./support/core.ts";
+import { listenH2 } from "../http2/server/listener.ts";
+import { RequestBudget } from "../http2/server/request_budget.ts";
+import type { H2ServerStream } from "../http2/server/stream.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -175,4 +179,49 @@ Deno.test("request budget: a grpc-js call with a whole message near the limit is
   const reply = await f.client.sendMessage({ user: "u", room: "r", content });
   assert.match(reply.messageId, /^msg_/);
   assert.equal(f.core.snapshot().unfinishedRequestBytes, 0);
+});
+
+Deno.test("request budget: bytes that paused streams have not read count against the process-wide total", async () => {
+  const budget = new RequestBudget(64 * MiB, 3 * MiB + KiB);
+  const streams = new Map<number, H2ServerStream>();
+  const listener = listenH2({
+    hostname: "127.0.0.1",
+    port: 0,
+    requestBudget: budget,
+    onStream(s) {
+      streams.set(s.id, s);
+      s.on("data", () => {});
+      s.pause(); // a handler that does not read
+    },
+  });
+  try {
+    using peer = await rawClient(listener.port);
+    // 1 MiB (a stream's window) of empty messages on each of three streams.
+    const fill = (id: number) => [
+      peer.headers(id, [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/x"],
+        ["content-type", "application/grpc"],
+      ]),
+      ...Array.from(
+        { length: 64 },
+        () => frame(FrameType.DATA, 0, id, new Uint8Array(16 * KiB)),
+      ),
+    ];
+    for (const id of [1, 3, 5]) await peer.write(...fill(id));
+    await eventually(() => budget.queued === 3 * MiB, "3 MiB unread");
+    assert.ok(budget.unfinished < 16, "the messages are complete");
+    // A fourth stream's first bytes go over the total.
+    await peer.write(...fill(7));
+    assert.equal(await streamError(peer, 7), "ENHANCE_YOUR_CALM");
+    await eventually(() => budget.queued === 3 * MiB, "the fourth dropped");
+    await peer.write(frame(FrameType.RST_STREAM, 0, 1, u32(ErrorCode.CANCEL)));
+    await eventually(() => budget.queued === 2 * MiB, "a reset gives back");
+    peer[Symbol.dispose]();
+    await eventually(() => budget.used === 0, "a close gives back the rest");
+  } finally {
+    listener.destroy();
+    await listener.closed;
+  }
 });

@@ -156,6 +156,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   // --- StreamHost ------------------------------------------------------------
 
   consumed(stream: H2ServerStream, bytes: number): void {
+    this.#server.requestBudget?.addQueued(-bytes);
     if (this.dead) return;
     if (!stream.remoteEnded && !stream.destroyed) {
       this.creditStream(stream, bytes);
@@ -259,6 +260,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
         return;
       }
     }
+    // Counted until consumed() (the handler read it, or it was dropped).
+    this.#server.requestBudget?.addQueued(len);
     const padding = len - (to - from);
     if (padding > 0) {
       s.recvWindow -= padding;

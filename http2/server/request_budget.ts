@@ -1,5 +1,7 @@
 /**
- * A bound on request bytes the core holds for unfinished gRPC messages.
+ * A bound on request bytes the core holds: those of unfinished gRPC
+ * messages, and (for the process-wide bound) those received and not yet
+ * read by their handlers.
  *
  * A message is assembled whole before its handler sees it, so a peer that
  * sends a large length prefix and then the body slowly (or never) makes the
@@ -11,11 +13,16 @@
  * (http2/server/connection.ts). Bytes are given back as messages complete and
  * as streams end.
  *
+ * Bytes a handler has not read yet (a paused stream: a Chat whose client
+ * does not read its echoes) are bounded per connection by the HTTP/2
+ * windows (16 MiB), but not across connections; they count against the
+ * process-wide total too.
+ *
  * @example
  * ```ts
  * const budget = new RequestBudget(64 * 2 ** 20, 512 * 2 ** 20);
  * budget.add(1024);
- * budget.used; // 1024
+ * budget.unfinished; // 1024
  * ```
  *
  * @module
@@ -31,7 +38,8 @@ export const DEFAULT_REQUEST_BUDGET = Object.freeze({
 
 /** Caps and the running total of held, unfinished request bytes. */
 export class RequestBudget {
-  #used = 0;
+  #unfinished = 0;
+  #queued = 0;
 
   constructor(
     /** Most bytes one connection's streams may hold. */
@@ -40,14 +48,29 @@ export class RequestBudget {
     readonly total: number,
   ) {}
 
-  /** Unfinished request bytes held now, across all connections. */
-  get used(): number {
-    return this.#used;
+  /** Bytes of unfinished request messages held now, in all connections. */
+  get unfinished(): number {
+    return this.#unfinished;
   }
 
-  /** Adds `delta` bytes (negative when bytes are given back). */
+  /** Request bytes received and not yet read by a handler, in all. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** What counts against `total`: both of the above. */
+  get used(): number {
+    return this.#unfinished + this.#queued;
+  }
+
+  /** Adds `delta` unfinished bytes (negative when given back). */
   add(delta: number): void {
-    this.#used += delta;
+    this.#unfinished += delta;
+  }
+
+  /** Adds `delta` unread bytes (negative when read or dropped). */
+  addQueued(delta: number): void {
+    this.#queued += delta;
   }
 }
 
@@ -101,12 +124,11 @@ export class RequestMeter {
     const delta = unfinished - s.unfinishedBytes;
     s.unfinishedBytes = unfinished;
     this.#charge(delta);
-    if (delta <= 0) return true;
     const budget = this.#budget;
-    const reason = this.#unfinished > budget.perConnection
+    const reason = delta > 0 && this.#unfinished > budget.perConnection
       ? `unfinished request messages above ${budget.perConnection} bytes on this connection`
       : budget.used > budget.total
-      ? `unfinished request messages above ${budget.total} bytes in all`
+      ? `request bytes held above ${budget.total} in all`
       : undefined;
     if (reason === undefined) return true;
     if (++this.#strikes >= BUDGET_STRIKES) {

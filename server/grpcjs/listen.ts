@@ -23,7 +23,10 @@ export interface Listener {
   /** Closes every connection now. */
   destroy(): void;
   /** The h2 transport's request budget (undefined with "node"). */
-  readonly requestBudget?: { readonly used: number };
+  readonly requestBudget?: {
+    readonly unfinished: number;
+    readonly queued: number;
+  };
 }
 
 /**
