@@ -111,20 +111,25 @@ export function listenWithH2(
 }
 
 /**
- * 415 with a short body. The response ends when the request does (its
- * bytes are dropped), so the request is still checked to its end as
- * HTTP/2 requires (content-length, trailers); one that goes on past
- * NOT_GRPC_DRAIN_BYTES is cut off with RST_STREAM(NO_ERROR).
+ * 415 with a short body, sent once the request has ended (its bytes are
+ * dropped), so the request is still checked to its end as HTTP/2 requires
+ * (content-length, trailers). Answering earlier made curl stop its upload
+ * half-way, which the content-length check then reset with PROTOCOL_ERROR.
+ * A request that goes on past NOT_GRPC_DRAIN_BYTES is answered then and cut
+ * off with RST_STREAM(NO_ERROR).
  */
 function answerNotGrpc(stream: H2ServerStream): void {
-  stream.respond(UNSUPPORTED_MEDIA_TYPE);
-  stream.write(NOT_GRPC_BODY);
+  const answer = () => {
+    if (stream.headersSent || stream.destroyed) return;
+    stream.respond(UNSUPPORTED_MEDIA_TYPE);
+    stream.end(NOT_GRPC_BODY);
+  };
   let dropped = 0;
   stream.on("data", (chunk: Uint8Array) => {
     dropped += chunk.byteLength;
-    if (dropped > NOT_GRPC_DRAIN_BYTES) stream.end();
+    if (dropped > NOT_GRPC_DRAIN_BYTES) answer();
   });
-  stream.once("end", () => stream.end());
+  stream.once("end", answer);
 }
 
 /** A call over the request budget ends with RESOURCE_EXHAUSTED. */
