@@ -31,7 +31,7 @@ import {
 import { practicalTimeout } from "../protocol/mod.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { decodeStatusDetails } from "./status_details.ts";
-import { StatusError } from "./upstream/status.ts";
+import { Code as GrpcCode, StatusError } from "./upstream/status.ts";
 import type {
   Upstream,
   UpstreamCall,
@@ -108,7 +108,7 @@ async function copyHeaders(call: UpstreamCall, ctx: HandlerContext) {
 
 async function finish(call: UpstreamCall, ctx: HandlerContext): Promise<void> {
   const status = await call.status;
-  if (status.code !== 0) throw toConnectError(status);
+  if (status.code !== GrpcCode.OK) throw toConnectError(status);
   for (const [k, v] of forwardableResponseHeaders(status.trailers)) {
     ctx.responseTrailer.set(k, v);
   }

@@ -63,7 +63,10 @@ const RESPONSE_HEADERS = Object.freeze({
   "grpc-accept-encoding": "identity,deflate,gzip",
   "grpc-encoding": "identity",
 });
-const OK_TRAILERS = Object.freeze({ "grpc-status": "0", "grpc-message": "OK" });
+const OK_TRAILERS = Object.freeze({
+  "grpc-status": String(Code.OK),
+  "grpc-message": "OK",
+});
 
 /**
  * Serves `methods` (keyed by path, e.g. `/chat.ChatService/SendMessage`)
