@@ -21,15 +21,30 @@ import {
   Code as ConnectCode,
   ConnectError,
   createConnectRouter,
+  createContextKey,
+  createContextValues,
   type HandlerContext,
 } from "@connectrpc/connect";
 import {
   type UniversalServerRequest,
   universalServerRequestFromFetch,
+  type UniversalServerResponse,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
-import { practicalTimeout } from "../protocol/mod.ts";
+import {
+  codeFromHttpStatus,
+  codeFromString,
+} from "@connectrpc/connect/protocol-connect";
+import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
+import type { CallObserver, CallRecord } from "./ops/calls.ts";
+import {
+  ENVELOPE_HEADER_BYTES,
+  FLAG_END_STREAM,
+  parseConnectEndStream,
+  practicalTimeout,
+  readEnvelopeLength,
+} from "../protocol/mod.ts";
 import { decodeStatusDetails } from "./status_details.ts";
 import { Code as GrpcCode, StatusError } from "./upstream/status.ts";
 import type {
@@ -39,6 +54,9 @@ import type {
 } from "./upstream/types.ts";
 
 type AnyMessage = MessageShape<DescMethod["input"]>;
+
+/** The call's record, handed to the implementation through the context. */
+const RECORD = createContextKey<CallRecord | undefined>(undefined);
 
 async function* encodeEach(
   method: DescMethod,
@@ -96,7 +114,11 @@ function start(
       timeoutMs: ctx.timeoutMs(),
     },
   );
-  call.status.then(() => ctx.signal.removeEventListener("abort", onAbort));
+  const record = ctx.values.get(RECORD);
+  call.status.then((s) => {
+    ctx.signal.removeEventListener("abort", onAbort);
+    if (record) record.code = s.code;
+  });
   return call;
 }
 
@@ -178,6 +200,8 @@ const STRICT_JSON = {
 export interface ConnectHandlerOptions {
   services: readonly DescService[];
   maxMessageBytes: number;
+  /** Records each call (metrics, log line); none when absent. */
+  calls?: CallObserver;
 }
 
 /**
@@ -197,6 +221,8 @@ export function createConnectHandler(
     // curl and hand-written clients rarely send connect-protocol-version.
     requireConnectProtocolHeader: false,
     jsonOptions: STRICT_JSON,
+    acceptCompression: [...COMPRESSIONS],
+    compressMinBytes: COMPRESS_MIN_BYTES,
   });
   for (const service of options.services) {
     for (const method of service.methods) {
@@ -204,13 +230,21 @@ export function createConnectHandler(
     }
   }
   const byPath = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const calls = options.calls;
   return (request) => {
-    const handler = byPath.get(new URL(request.url).pathname);
+    const path = new URL(request.url).pathname;
+    const handler = byPath.get(path);
     if (!handler) return undefined;
-    return handler(withPracticalTimeout(universalServerRequestFromFetch(
-      request,
-      {},
-    ))).then(universalServerResponseToFetch);
+    const universal = withPracticalTimeout(
+      universalServerRequestFromFetch(request, {}),
+    );
+    if (!calls) return handler(universal).then(universalServerResponseToFetch);
+    const record = calls.start("connect", path);
+    return handler({
+      ...universal,
+      body: countIn(universal.body as AsyncIterable<Uint8Array>, record),
+      contextValues: createContextValues().set(RECORD, record),
+    }).then((res) => universalServerResponseToFetch(observed(res, record)));
   };
 }
 
@@ -228,4 +262,78 @@ function withPracticalTimeout(
   const header = new Headers(request.header);
   header.delete("connect-timeout-ms");
   return { ...request, header };
+}
+
+/** The request body, counted into the record as it is read. */
+async function* countIn(
+  body: AsyncIterable<Uint8Array>,
+  record: CallRecord,
+): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) {
+    record.bytesIn += chunk.byteLength;
+    yield chunk;
+  }
+}
+
+/**
+ * The response with its bytes counted; the record ends when the body does.
+ * The code is the core's status when the call reached it; otherwise the
+ * router's own answer: the HTTP status of a unary error, or the error in a
+ * stream's end-stream message.
+ */
+function observed(
+  res: UniversalServerResponse,
+  record: CallRecord,
+): UniversalServerResponse {
+  const streaming = /^application\/connect\+/.test(
+    res.header?.get("content-type") ?? "",
+  );
+  const fallback = (last: Uint8Array | undefined) =>
+    res.status !== 200
+      ? codeFromHttpStatus(res.status)
+      : streaming && last
+      ? endStreamCode(last)
+      : GrpcCode.OK;
+  if (res.body === undefined) {
+    record.end(record.code ?? fallback(undefined));
+    return res;
+  }
+  const body = res.body;
+  return {
+    ...res,
+    body: (async function* () {
+      let last: Uint8Array | undefined;
+      try {
+        for await (const chunk of body) {
+          record.bytesOut += chunk.byteLength;
+          last = chunk;
+          yield chunk;
+        }
+        record.end(record.code ?? fallback(last));
+      } finally {
+        record.end(ConnectCode.Canceled);
+      }
+    })(),
+  };
+}
+
+/** The code in the end-stream message that ends `chunk`, or OK. */
+function endStreamCode(chunk: Uint8Array): number {
+  let at = 0;
+  while (at + ENVELOPE_HEADER_BYTES <= chunk.byteLength) {
+    const length = readEnvelopeLength(chunk, at);
+    const from = at + ENVELOPE_HEADER_BYTES;
+    if (chunk[at] & FLAG_END_STREAM) {
+      try {
+        const end = parseConnectEndStream(chunk.subarray(from, from + length));
+        return end.error
+          ? codeFromString(end.error.code) ?? GrpcCode.UNKNOWN
+          : GrpcCode.OK;
+      } catch {
+        return GrpcCode.UNKNOWN;
+      }
+    }
+    at = from + length;
+  }
+  return GrpcCode.OK;
 }

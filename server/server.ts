@@ -19,7 +19,13 @@ import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
-import { enableDirectUnary } from "./grpcjs/direct_unary.ts";
+import {
+  type DirectUnaryMethod,
+  enableDirectUnary,
+} from "./grpcjs/direct_unary.ts";
+import { peerOf } from "./grpc/caller.ts";
+import { createAccess } from "./auth/create.ts";
+import { traceCalls } from "./grpcjs/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -74,7 +80,12 @@ export async function startCoreServer(
     policy: config.slowConsumer,
   });
   const calls = new CallScopes();
-  const ctx: HandlerContext = { hub, calls, config, log };
+  const access = await createAccess(config, log);
+  const tls = config.tlsCert === "" ? undefined : {
+    cert: await Deno.readTextFile(config.tlsCert),
+    key: await Deno.readTextFile(config.tlsKey),
+  };
+  const ctx: HandlerContext = { hub, calls, config, log, access };
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -93,16 +104,26 @@ export async function startCoreServer(
   };
   server.addService(serverDefinition, implementation);
 
-  const listener = await listen(server, config, log);
+  const listener = await listen(server, config, log, tls);
   const port = listener.port;
-  const direct = new Map([[
+  const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
+    (bytes, headers, session) => {
+      const caller = access.caller(
+        headers.authorization,
+        () => peerOf(session),
+      );
+      return caller instanceof Promise
+        ? caller.then((c) => postMessage(ctx, decodeRequest(bytes), c))
+        : postMessage(ctx, decodeRequest(bytes), caller);
+    },
   ]]);
   enableDirectUnary(server, direct, {
     maxMessageBytes: config.maxMessageBytes,
     onInternal: (err) => log.error("SendMessage failed", err),
   });
+  // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
+  traceCalls(server);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {

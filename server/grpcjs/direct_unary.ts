@@ -28,7 +28,6 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
 import {
   Code,
@@ -37,11 +36,21 @@ import {
   readEnvelopeLength,
 } from "../../protocol/mod.ts";
 import { frameMessage, PREFIX_BYTES } from "../grpc/framing.ts";
-import { toServiceError } from "../grpc/status.ts";
-import { http2ServersOf, streamOpenedHook } from "./internals.ts";
+import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
+import { streamOpenedHook } from "./internals.ts";
+import { wrapStreamListeners } from "./stream_listeners.ts";
 
-/** A unary method: request bytes in, response bytes out; throws ChatError. */
-export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
+/**
+ * A unary method: request bytes in, response bytes out; throws ChatError.
+ * It gets the call's headers and HTTP/2 session (for authorization and
+ * per-connection limits); a promise answers when it settles (a token that
+ * had to be verified).
+ */
+export type DirectUnaryMethod = (
+  request: Uint8Array,
+  headers: http2.IncomingHttpHeaders,
+  session: unknown,
+) => Uint8Array | Promise<Uint8Array>;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -50,12 +59,6 @@ export interface DirectUnaryOptions {
   /** Called with an unexpected (non-ChatError) failure of a method. */
   onInternal?: (err: unknown) => void;
 }
-
-type StreamListener = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  ...rest: unknown[]
-) => void;
 
 const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
@@ -79,38 +82,20 @@ export function enableDirectUnary(
   methods: ReadonlyMap<string, DirectUnaryMethod>,
   options: DirectUnaryOptions,
 ): number {
-  const servers = http2ServersOf(server);
-  if (servers.length === 0) return 0;
   const opened = streamOpenedHook(server);
-  let patched = 0;
-  for (const candidate of servers) {
-    const emitter = candidate as Partial<EventEmitter> | null;
-    if (
-      typeof emitter?.listeners !== "function" ||
-      typeof emitter.removeListener !== "function" ||
-      typeof emitter.on !== "function"
-    ) continue;
-    const listeners = emitter.listeners("stream");
-    if (listeners.length !== 1) continue;
-    const grpcJs = listeners[0] as StreamListener;
-    emitter.removeListener("stream", grpcJs);
-    emitter.on("stream", function (
-      this: unknown,
-      stream: http2.ServerHttp2Stream,
-      headers: http2.IncomingHttpHeaders,
-      ...rest: unknown[]
-    ) {
-      const method = methods.get(headers[":path"] as string);
-      if (method === undefined || !isPlainGrpc(headers)) {
-        grpcJs.call(this, stream, headers, ...rest);
-        return;
-      }
-      opened(stream);
-      serve(stream, headers, method, options);
-    });
-    patched++;
-  }
-  return patched;
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const method = methods.get(headers[":path"] as string);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened(stream);
+        serve(stream, headers, method, options);
+      },
+  );
 }
 
 /** gRPC content type and no compression: the calls this path can take. */
@@ -140,7 +125,7 @@ function serve(
   let declared = -1;
   let done = false;
 
-  const fail = (code: number, message: string) => {
+  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
     done = true;
     buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
@@ -148,6 +133,9 @@ function serve(
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
       "grpc-message": encodeGrpcMessage(message),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
     }, { endStream: true });
   };
 
@@ -221,17 +209,31 @@ function serve(
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
-    let response: Uint8Array;
-    try {
-      response = method(request.subarray(PREFIX_BYTES));
-    } catch (err) {
+    const failWith = (err: unknown) => {
       const status = toServiceError(err, options.onInternal);
-      return fail(status.code, status.details);
+      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+    };
+    let response: Uint8Array | Promise<Uint8Array>;
+    try {
+      response = method(
+        request.subarray(PREFIX_BYTES),
+        headers,
+        stream.session,
+      );
+    } catch (err) {
+      return failWith(err);
     }
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frameMessage(response));
+    if (response instanceof Uint8Array) answer(stream, response);
+    else response.then((r) => answer(stream, r), failWith);
   });
+}
+
+/** Headers, the one response message, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.end(frameMessage(response));
 }
 
 const NO_MESSAGE = "Received no request message for unary call";

@@ -43,6 +43,8 @@ export interface H2TransportOptions {
   host: string;
   port: number;
   maxConcurrentStreams: number;
+  /** PEM certificate chain and key for TLS (ALPN h2). */
+  tls?: { cert: string; key: string };
   /** Unfinished request-message bytes one connection may hold. */
   requestBufferPerConnection?: number;
   /** Unfinished request-message bytes all connections may hold. */
@@ -83,6 +85,7 @@ export function listenWithH2(
     hostname: options.host,
     port: options.port,
     maxConcurrentStreams: options.maxConcurrentStreams,
+    tls: options.tls,
     keepaliveIntervalMs: options.keepaliveIntervalMs,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs,

@@ -86,8 +86,8 @@ export function http2ServersOf(server: Server): EventEmitter[] {
 export function streamOpenedHook(
   server: Server,
 ): (stream: unknown) => void {
-  const internals = server as unknown as ServerInternals;
-  return internals.onStreamOpened.bind(server);
+  const hook = (server as unknown as Partial<ServerInternals>).onStreamOpened;
+  return typeof hook === "function" ? hook.bind(server) : () => {};
 }
 
 /**

@@ -39,6 +39,8 @@ export async function listen(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
+  tls: { cert: string; key: string } | undefined,
 ): Promise<Listener> {
   if (grpcJsLayoutProblem !== undefined) {
     log.info(
@@ -51,6 +53,7 @@ export async function listen(
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      tls,
       requestBufferPerConnection: config.requestBufferPerConnection,
       requestBufferTotal: config.requestBufferTotal,
       keepaliveIntervalMs: config.keepaliveIntervalMs,
