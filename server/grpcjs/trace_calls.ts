@@ -24,6 +24,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type http2 from "node:http2";
+import { Code } from "../../protocol/status.ts";
 import { wrapStreamListeners } from "./stream_listeners.ts";
 
 type Fields = Record<string, unknown> | undefined;
@@ -82,7 +83,7 @@ function watchStatus(stream: http2.ServerHttp2Stream, span: Span): void {
       span.setStatus({ code: SpanStatusCode.ERROR, message: "no status" });
     } else {
       span.setAttribute("rpc.grpc.status_code", code);
-      if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR });
+      if (code !== Code.OK) span.setStatus({ code: SpanStatusCode.ERROR });
     }
     span.end();
   });
