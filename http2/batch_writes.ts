@@ -10,11 +10,14 @@
  * The fix is a per-socket auto-cork: the first write of a turn corks the
  * socket and schedules `uncork()` for the end of the turn (turn_end.ts, a
  * `setImmediate`), after the stream-write immediates already queued, so the
- * whole turn goes out through `_writev` as one syscall. Node's own http2 batches natively in the same way.
+ * whole turn goes out through `_writev` as one syscall. Node's own http2
+ * batches natively in the same way.
  * The frames, their order and the session's flow control are unchanged.
  *
- * Used by the core (its accepted sockets) and the edge (its upstream h2c
- * socket); the core's grpc-js hook is in server/grpcjs/socket_batching.ts.
+ * Used with the `node:http2` fallbacks: the core's `--transport node` (its
+ * accepted sockets; the grpc-js hook is server/grpcjs/socket_batching.ts)
+ * and the edge's `--upstream-client node` (its upstream h2c socket). The
+ * engine's own connections batch in frame_writer.ts instead.
  */
 import { atTurnEnd } from "./turn_end.ts";
 

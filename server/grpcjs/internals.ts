@@ -46,7 +46,7 @@ export interface BaseCallInternals<S extends EventEmitter = EventEmitter> {
 export const grpcJsLayoutProblem: string | undefined = probe();
 
 function probe(): string | undefined {
-  const server = new Server();
+  const server = new Server({ "grpc.enable_channelz": 0 });
   try {
     const internals = server as unknown as Partial<ServerInternals>;
     if (!(internals.http2Servers instanceof Map)) {

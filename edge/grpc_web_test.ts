@@ -5,15 +5,15 @@
  * faster than the browser reads.
  */
 import assert from "node:assert/strict";
-import { createGrpcWebHandler } from "../edge/grpc_web.ts";
-import { MessageQueue } from "../edge/upstream/message_queue.ts";
+import { createGrpcWebHandler } from "./grpc_web.ts";
+import { MessageQueue } from "./upstream/message_queue.ts";
 import type {
   CallOptions,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
-} from "../edge/upstream/types.ts";
-import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
+} from "./upstream/types.ts";
+import { grpcWebBody, readGrpcWeb } from "../tests/fixtures/edge_raw.ts";
 
 const m = (n: number) => new TextEncoder().encode(`message ${n}`);
 
