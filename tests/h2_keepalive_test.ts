@@ -2,7 +2,7 @@
  * Keepalive PINGs and the idle-connection timeout of the core's HTTP/2
  * server, against raw-frame peers on real sockets: a silent peer is pinged
  * and closed when it does not answer, one that answers stays, and a
- * connection with no open stream is drained after the idle timeout.
+ * connection with no open stream is closed after the idle timeout.
  */
 import assert from "node:assert/strict";
 import { type H2Listener, listenH2 } from "../http2/server/listener.ts";
@@ -116,6 +116,26 @@ Deno.test("listenH2() idle timeout: a connection without streams is closed (no G
   assert.ok(Date.now() - started >= 140, "not before the timeout");
   assert.ok(!frames.includes(FrameType.GOAWAY), "closed without GOAWAY");
   assert.equal(listener.connections, 0);
+});
+
+Deno.test("listenH2() idle timeout: 300 idle connections are all closed, and the listener holds none", async () => {
+  await using listener = listen({
+    keepaliveIntervalMs: 0,
+    idleTimeoutMs: 1500,
+  });
+  const peers = await Promise.all(
+    Array.from({ length: 300 }, () => rawClient(listener.port)),
+  );
+  assert.equal(listener.connections, 300);
+  try {
+    // Every one reaches EOF (the read loop sees the server's close).
+    await Promise.all(peers.map((p) => p.eof()));
+    const deadline = Date.now() + 2000;
+    while (listener.connections > 0 && Date.now() < deadline) await sleep(10);
+    assert.equal(listener.connections, 0);
+  } finally {
+    for (const p of peers) p[Symbol.dispose]();
+  }
 });
 
 Deno.test("listenH2() idle timeout: counts from the end of the last stream, not from the start", async () => {
