@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 
 /** Everything the edge needs to know about its deployment. */
 export interface EdgeConfig {
@@ -211,15 +212,7 @@ const PARSERS: Parsers = {
 };
 
 function integer(raw: string, name: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (
-    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
-  ) {
-    throw new EdgeConfigError(
-      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
-    );
-  }
-  return n;
+  return parseNumberFlag(name, raw, { min, max }, EdgeConfigError);
 }
 
 /**

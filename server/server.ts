@@ -8,11 +8,7 @@
  * await core.shutdown();
  * ```
  */
-import {
-  Server,
-  ServerCredentials,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
+import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { type CoreConfig, resolveCoreConfig } from "./config.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
@@ -26,18 +22,14 @@ import { decodeSendRequest } from "./grpc/post_decoder.ts";
 import {
   type DirectUnaryMethod,
   enableDirectUnary,
-} from "./grpc/direct_unary.ts";
+} from "./grpcjs/direct_unary.ts";
 import { peerOf } from "./grpc/caller.ts";
 import { createAccess } from "./auth/create.ts";
-import { traceCalls } from "./grpc/trace_calls.ts";
+import { traceCalls } from "./grpcjs/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
-import { enableSocketBatching } from "./grpc/socket_batching.ts";
-import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
-import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
-import { listenWithH2 } from "./grpc/h2_transport.ts";
 import { file_chat } from "../gen/chat_pb.ts";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.ts";
 import { CallStats } from "./ops/call_stats.ts";
@@ -46,63 +38,7 @@ import { CoreHealth, type HealthSource } from "./ops/health.ts";
 import { createCoreMetrics, type StoreLatency } from "./ops/metrics.ts";
 import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
 import { addReflection, fileDescriptorProtos } from "./ops/reflection.ts";
-
-interface Listener {
-  readonly port: number;
-  /** Stops accepting; connections close as their calls end. */
-  close(): void;
-  /** Resolves when every connection of ours is closed (after close()). */
-  readonly closed: Promise<void>;
-  /** Closes every connection now. */
-  destroy(): void;
-}
-
-/**
- * Listens through the GOAWAY guard (default) or grpc-js' own listener, and
- * turns on per-turn write batching for every connection either way.
- */
-async function listen(
-  server: Server,
-  config: Readonly<CoreConfig>,
-  log: Logger,
-  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
-  tls: { cert: string; key: string } | undefined,
-): Promise<Listener> {
-  if (config.transport === "h2") {
-    return listenWithH2(server, {
-      host: config.host,
-      port: config.port,
-      maxConcurrentStreams: config.maxConcurrentStreams,
-      tls,
-      onError: (err) => log.error("h2 transport", err),
-    });
-  }
-  // grpc-js closes its own sessions in tryShutdown/forceShutdown.
-  const done = { closed: Promise.resolve(), destroy: () => {} };
-  if (config.goawayGuard) {
-    const guarded = await listenWithGoawayGuard(
-      server,
-      config.host,
-      config.port,
-      (conn) => {
-        batchWrites(conn as unknown as CorkableSocket);
-      },
-    );
-    return { ...done, port: guarded.port, close: () => void guarded.close() };
-  }
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      `${config.host}:${config.port}`,
-      ServerCredentials.createInsecure(),
-      (err, bound) => err ? reject(err) : resolve(bound),
-    );
-  });
-  if (enableSocketBatching(server) === 0) {
-    log.info("socket write batching unavailable: one write per frame");
-  }
-  // grpc-js' tryShutdown/forceShutdown close its own listener.
-  return { ...done, port, close: () => {} };
-}
+import { listen, type Listener } from "./grpcjs/listen.ts";
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
@@ -131,6 +67,16 @@ export interface CoreSnapshot {
   dropped: number;
   slowDisconnects: number;
   stalledResets: number;
+  /**
+   * Request bytes of unfinished messages held now (the h2 transport's
+   * request budget; 0 with the "node" transport).
+   */
+  unfinishedRequestBytes: number;
+  /**
+   * Request bytes received and not yet read by a handler (paused streams;
+   * 0 with the "node" transport). Both count against the request budget.
+   */
+  queuedRequestBytes: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -215,15 +161,11 @@ export async function startCoreServer(
         : postMessage(ctx, decodeRequest(bytes), caller);
     },
   ]]);
-  if (
-    enableDirectUnary(server, direct, {
-      maxMessageBytes: config.maxMessageBytes,
-      onInternal: (err) => log.error("SendMessage failed", err),
-      calls: counting ? callStats : undefined,
-    }) === 0
-  ) {
-    log.info("direct unary path unavailable: grpc-js serves SendMessage");
-  }
+  enableDirectUnary(server, direct, {
+    maxMessageBytes: config.maxMessageBytes,
+    onInternal: (err) => log.error("SendMessage failed", err),
+    calls: counting ? callStats : undefined,
+  });
   // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
   traceCalls(server);
 
@@ -294,6 +236,8 @@ export async function startCoreServer(
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
+      unfinishedRequestBytes: listener.requestBudget?.unfinished ?? 0,
+      queuedRequestBytes: listener.requestBudget?.queued ?? 0,
     }),
     shutdown,
   };

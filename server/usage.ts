@@ -24,6 +24,12 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   instanceId: "label on every metric",
   transport: "h2 (the core's own HTTP/2) | node (Deno's node:http2)",
   goawayGuard: "on | off, with --transport node only",
+  requestBufferPerConnection:
+    "h2: bytes of unfinished requests one connection may hold",
+  requestBufferTotal: "h2: the same across all connections",
+  keepaliveIntervalMs: "h2: PING a client silent this long; 0 turns it off",
+  keepaliveTimeoutMs: "h2: close a connection whose PING gets no answer",
+  idleTimeoutMs: "h2: close a connection with no call this long; 0: never",
   logLevel: "error | info | debug",
   metricsPort: "Prometheus GET /metrics port; 0 picks one; off: none",
   logFormat: "text | json",

@@ -1,6 +1,6 @@
 /**
  * Call counting for /metrics on bare grpc-js servers: the direct unary path
- * (server/grpc/direct_unary.ts) counts its own calls into CallStats, and the
+ * (server/grpcjs/direct_unary.ts) counts its own calls into CallStats, and the
  * handler wrapper (server/ops/call_counting.ts) counts the others without
  * taking the direct stream writer away from them.
  */
@@ -10,12 +10,12 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { serverDefinition } from "../server/grpc/definition.ts";
-import { enableDirectUnary } from "../server/grpc/direct_unary.ts";
+import { enableDirectUnary } from "../server/grpcjs/direct_unary.ts";
 import { encodeSendResponse } from "../server/grpc/send_message.ts";
 import { ChatError } from "../server/rooms/errors.ts";
 import { CallStats } from "../server/ops/call_stats.ts";
 import { countCalls } from "../server/ops/call_counting.ts";
-import { messageWriter } from "../server/grpc/raw_stream.ts";
+import { messageWriter } from "../server/grpcjs/raw_stream.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
 import { rejection, rest, serveBare, streamError } from "./support/core.ts";

@@ -1,5 +1,5 @@
 /**
- * The direct HTTP/2 write path (server/grpc/raw_stream.ts) is really taken
+ * The direct HTTP/2 write path (server/grpcjs/raw_stream.ts) is really taken
  * with this grpc-js, keeps order, honours backpressure and the size limit,
  * and falls back to `call.write()` when the internals are not there.
  * Correctness only, no timing.
@@ -14,7 +14,7 @@ import {
   type MessageWriter,
   messageWriter,
   type WritableCall,
-} from "../server/grpc/raw_stream.ts";
+} from "../server/grpcjs/raw_stream.ts";
 import { rest, serveBare, streamError } from "./support/core.ts";
 
 type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
@@ -125,7 +125,10 @@ Deno.test("messageWriter() fires 'drain' itself when it said full but the flush 
     call: {
       stream,
       cancelled: false,
+      incomingEncoding: "identity",
+      maxReceiveMessageSize: -1,
       maxSendMessageSize: -1,
+      readQueue: [],
       maybeSendMetadata: () => {},
     },
   });

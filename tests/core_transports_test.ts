@@ -1,6 +1,6 @@
 /**
  * The core's behaviour suites on the other HTTP/2 transport: every other
- * test runs on the default (the core's own, server/h2/); this one runs the
+ * test runs on the default (the core's own, http2/server/); this one runs the
  * RPC, error, lifecycle, metrics, chat, health, reflection and Prometheus
  * suites again in a child
  * `deno test` with `CHAT_TEST_TRANSPORT=node` (grpc-js on Deno's

@@ -13,6 +13,7 @@
  * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../../config/number_flag.ts";
 import { prefixLines } from "./children.ts";
 
 const USAGE = `Usage: deno task serve [flags]
@@ -40,14 +41,11 @@ function fail(message: string): never {
 
 function port(flag: string, raw: string, offOk = false): string {
   if (offOk && raw === "off") return raw;
-  if (!/^\d+$/.test(raw) || Number(raw) > 65535) {
-    fail(
-      `--${flag} must be an integer from 0 to 65535${
-        offOk ? ' or "off"' : ""
-      }, got "${raw}"`,
-    );
+  try {
+    return String(parseNumberFlag(`--${flag}`, raw, { min: 0, max: 65535 }));
+  } catch (err) {
+    fail((err as Error).message);
   }
-  return raw;
 }
 
 let values;
