@@ -135,9 +135,9 @@ export async function startCoreServer(
   // Calls are counted only for /metrics: without it, nothing per call.
   const counting = config.metricsPort !== null;
   // The store's commits are timed once /metrics exists (below).
-  let storeLatency: StoreLatency | undefined;
+  const timed: { latency?: StoreLatency } = {};
   const storeHealth = observeStore(store, {
-    observe: (operation, seconds) => storeLatency?.observe(operation, seconds),
+    observe: (operation, seconds) => timed.latency?.observe(operation, seconds),
   });
   const health = new CoreHealth([storeHealth, ...healthSources], log);
 
@@ -218,7 +218,7 @@ export async function startCoreServer(
     hub,
     serving: () => health.status === "SERVING",
   });
-  storeLatency = metrics?.storeLatency;
+  timed.latency = metrics?.storeLatency;
   let metricsServer: MetricsServer | undefined;
   if (metrics !== undefined && config.metricsPort !== null) {
     try {
