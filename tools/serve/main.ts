@@ -127,8 +127,14 @@ function start(
 
 const children: Child[] = [];
 let stopping = false;
+// Each child is told once: a second SIGTERM makes the core exit at once
+// ("SIGTERM again"), cutting its graceful shutdown (and the history store's
+// close) short.
+const told = new Set<Child>();
 const stopAll = () => {
   for (const child of children) {
+    if (told.has(child)) continue;
+    told.add(child);
     try {
       child.proc.kill("SIGTERM");
     } catch { /* already gone */ }
