@@ -66,7 +66,12 @@ function resumingSubscriber(client: ChatClient, room: string) {
 Deno.test("kill -9 of the core under load: 0 acknowledged messages lost or duplicated, same epoch, all in history", async () => {
   const dataDir = await Deno.makeTempDir();
   const port = freePort();
-  const sup = spawnSupervisedCore(port, ["--data-dir", dataDir], {
+  const sup = spawnSupervisedCore(port, [
+    "--data-dir",
+    dataDir,
+    "--history-size",
+    "1000000",
+  ], {
     SUPERVISOR_BASE_DELAY_MS: "20",
   });
   const corePids = sup.corePids;

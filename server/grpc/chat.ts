@@ -1,6 +1,6 @@
 /**
- * Chat (bidirectional): echo each message, store and broadcast it to its
- * room, and say "Server is alive!" every `aliveIntervalMs`.
+ * Chat (bidirectional): store each message and broadcast it to its room,
+ * then echo it; say "Server is alive!" every `aliveIntervalMs`.
  *
  * Backpressure runs end to end: when an echo cannot be written (the client
  * reads slowly), reading stops until 'drain', so a client cannot make the
@@ -16,7 +16,7 @@ import { endAtExpiry, withCaller } from "./caller.ts";
 import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
-import { decodePost } from "./post_decoder.ts";
+import { decodePost, type PostFields } from "./post_decoder.ts";
 import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
@@ -49,15 +49,24 @@ export function chatHandler(ctx: HandlerContext) {
         reader.pause();
       }
     };
-    // The original goes to the room once stored; a failed store ends the
-    // call (UNAVAILABLE), so the client knows what was not delivered. After
-    // the client half-closes, OK waits for the last of its commits.
-    let pending = 0;
+    // The original goes to the room once stored, and its echo follows then:
+    // an echo says "stored and broadcast". Commits complete in publish
+    // order, so the messages waiting for theirs are a FIFO. A failed store
+    // ends the call (UNAVAILABLE), so the client knows what was not
+    // delivered; after the client half-closes, OK waits for the last commit.
+    const waiting: PostFields[] = [];
+    let head = 0;
     let ended = false;
+    let finished = false;
+    stream.defer(() => finished = true);
     const published = (err: unknown) => {
-      pending--;
-      if (err) stream.finish(err);
-      else if (ended && pending === 0) stream.finish();
+      const message = waiting[head];
+      waiting[head++] = undefined as unknown as PostFields;
+      if (head === waiting.length) waiting.length = head = 0;
+      if (finished) return; // cancelled or failed meanwhile: no one to echo to
+      if (err) return stream.finish(err);
+      send(frameEchoMessage(message));
+      if (ended && head === waiting.length) stream.finish();
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
@@ -70,15 +79,14 @@ export function chatHandler(ctx: HandlerContext) {
           stream.finish(err);
           return;
         }
-        send(frameEchoMessage(message));
-        pending++;
+        waiting.push(message);
         ctx.hub.publish(message.room, bytes, published);
       },
       // The client half-closed: end with OK once its messages are stored
-      // (and pending echoes written).
+      // (and their echoes written).
       end: () => {
         ended = true;
-        if (pending === 0) stream.finish();
+        if (head === waiting.length) stream.finish();
       },
       error: (err) => stream.finish(err),
     }, inboundParts);
