@@ -9,7 +9,7 @@
  * @module
  */
 import type { Handler } from "hono";
-import { signDevToken } from "../server/auth/dev_token.ts";
+import { signDevToken } from "../auth/dev_token.ts";
 
 /** Longest user name the core accepts (server/rooms/validate.ts). */
 const MAX_USER_LENGTH = 256;

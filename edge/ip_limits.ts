@@ -12,7 +12,7 @@
  * @module
  */
 import { Code, encodeGrpcMessage } from "../protocol/mod.ts";
-import { ConcurrencyLimit } from "../server/auth/concurrency_limit.ts";
+import { ConcurrencyLimit } from "../limits/concurrency_limit.ts";
 
 /** Takes a slot for an IP: its release, or undefined when the IP is at its limit. */
 export type IpSlot = (ip: string) => (() => void) | undefined;

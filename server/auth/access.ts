@@ -10,9 +10,9 @@
  */
 import { ChatError } from "../rooms/errors.ts";
 import type { Authenticator } from "./authenticator.ts";
-import type { ConcurrencyLimit } from "./concurrency_limit.ts";
+import type { ConcurrencyLimit } from "../../limits/concurrency_limit.ts";
 import { actingUser, checkAccess, type Grant } from "./grant.ts";
-import type { RateLimiter } from "./rate_limiter.ts";
+import type { RateLimiter } from "../../limits/rate_limiter.ts";
 
 /** One call's caller. */
 export interface Caller {
