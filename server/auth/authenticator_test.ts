@@ -7,9 +7,11 @@ import { createTokenVerifier } from "./token_verifier.ts";
 const SECRET = "unit-test-secret-0123456789-0123456789";
 
 function sign(claims: Record<string, unknown>, secret = SECRET) {
-  return new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).sign(
-    new TextEncoder().encode(secret),
-  );
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  return new SignJWT({ exp, ...claims }).setProtectedHeader({ alg: "HS256" })
+    .sign(
+      new TextEncoder().encode(secret),
+    );
 }
 
 async function rejectsWith(p: unknown, message: RegExp) {
@@ -183,4 +185,15 @@ Deno.test("createAuthenticator() bounds the refused tokens it remembers by their
   await rejectsWith(auth(huge), /bad token signature/);
   await rejectsWith(auth(huge), /bad token signature/);
   assert.equal(verified, 6);
+});
+
+Deno.test("createTokenVerifier() refuses a token without exp", async () => {
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  const token = await new SignJWT({ sub: "a" })
+    .setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(SECRET));
+  await rejectsWith(verify(token), /^token has no exp$/);
 });
