@@ -23,7 +23,7 @@ import {
   type DirectUnaryMethod,
   enableDirectUnary,
 } from "./grpcjs/direct_unary.ts";
-import { peerOf } from "./grpc/caller.ts";
+import { authorizationOf, peerOf } from "./grpc/caller.ts";
 import { createAccess } from "./auth/create.ts";
 import { traceCalls } from "./grpcjs/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
@@ -153,7 +153,7 @@ export async function startCoreServer(
     chatPaths.SendMessage,
     (bytes, headers, session) => {
       const caller = access.caller(
-        headers.authorization,
+        authorizationOf(headers.authorization),
         () => peerOf(session),
       );
       return caller instanceof Promise
