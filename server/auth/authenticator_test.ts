@@ -197,3 +197,70 @@ Deno.test("createTokenVerifier() refuses a token without exp", async () => {
     .sign(new TextEncoder().encode(SECRET));
   await rejectsWith(verify(token), /^token has no exp$/);
 });
+
+Deno.test("createAuthenticator() shares one verification among calls bringing the same new token", async () => {
+  let verified = 0;
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  const auth = createAuthenticator({
+    verify: (t) => {
+      verified++;
+      return verify(t);
+    },
+    leewaySeconds: 0,
+  });
+  const header = `Bearer ${await sign({ sub: "alice" })}`;
+  const calls = Array.from({ length: 5 }, () => auth(header));
+  assert.ok(calls.every((c) => c === calls[0]), "one promise");
+  assert.deepEqual((await Promise.all(calls)).map((g) => g.user), [
+    "alice",
+    "alice",
+    "alice",
+    "alice",
+    "alice",
+  ]);
+  assert.equal(verified, 1);
+  // A forged one is shared and refused alike.
+  const forged = `Bearer ${await sign({ sub: "a" }, "y".repeat(40))}`;
+  const refused = [auth(forged), auth(forged)];
+  for (const r of refused) await rejectsWith(r, /bad token signature/);
+  assert.equal(verified, 2);
+});
+
+Deno.test("createAuthenticator() refuses UNAVAILABLE past maxVerifying distinct tokens in flight", async () => {
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  let open!: () => void;
+  const gate = new Promise<void>((r) => open = r);
+  const auth = createAuthenticator({
+    verify: async (t) => {
+      await gate;
+      return verify(t);
+    },
+    leewaySeconds: 0,
+    maxVerifying: 2,
+  });
+  const [a, b, c] = await Promise.all(
+    ["a", "b", "c"].map(async (sub) => `Bearer ${await sign({ sub })}`),
+  );
+  const first = auth(a);
+  const second = auth(b);
+  // The same token again joins its verification; a third one is refused.
+  assert.equal(auth(a), first);
+  assert.throws(() => auth(c), (err: unknown) => {
+    assert.ok(err instanceof ChatError);
+    assert.equal(err.code, "unavailable");
+    assert.match(err.message, /too many new tokens being verified at once/);
+    return true;
+  });
+  open();
+  await first;
+  await second;
+  // Once they are done, there is room again; cached ones cost nothing.
+  assert.equal((await auth(c)).user, "c");
+  assert.ok(!(auth(a) instanceof Promise));
+});

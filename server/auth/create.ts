@@ -69,6 +69,7 @@ export async function createAccess(
     authenticate: createAuthenticator({
       verify,
       leewaySeconds: config.jwtLeewaySeconds,
+      maxVerifying: config.jwtMaxVerifying || Infinity,
     }),
     leewaySeconds: config.jwtLeewaySeconds,
     rateLimit,
