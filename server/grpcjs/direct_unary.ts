@@ -21,7 +21,7 @@
  * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
  * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
  * and the method does not run), a cancelled call (nothing runs, nothing is
- * sent). The method runs synchronously once the request is complete, so no
+ * sent; a method that waited, for a token, asks `gone()` before it acts). The method runs synchronously once the request is complete, so no
  * timer is armed per call: a client that never finishes its request is
  * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
  * when no `grpc-timeout` is sent.
@@ -44,12 +44,15 @@ import { wrapStreamListeners } from "./stream_listeners.ts";
  * A unary method: request bytes in, response bytes out; throws ChatError.
  * It gets the call's headers and HTTP/2 session (for authorization and
  * per-connection limits); a promise answers when it settles (a token that
- * had to be verified).
+ * had to be verified). A method that waits before acting asks `gone()`
+ * first: true once the client cancelled or the deadline passed, and then
+ * it must do nothing (grpc-js's own path checks `call.cancelled`).
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
   headers: http2.IncomingHttpHeaders,
   session: unknown,
+  gone: () => boolean,
 ) => Uint8Array | Promise<Uint8Array>;
 
 /** Options of {@linkcode enableDirectUnary}. */
@@ -231,12 +234,15 @@ function serve(
       const status = toServiceError(err, options.onInternal);
       fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
     };
+    const gone = () =>
+      stream.destroyed || stream.closed || Date.now() >= deadline;
     let response: Uint8Array | Promise<Uint8Array>;
     try {
       response = method(
         request.subarray(PREFIX_BYTES),
         headers,
         stream.session,
+        gone,
       );
     } catch (err) {
       return failWith(err);
@@ -245,10 +251,16 @@ function serve(
       calls?.end(path, 0, performance.now() - started);
       answer(stream, response);
     } else {
-      response.then((r) => {
-        calls?.end(path, 0, performance.now() - started);
-        answer(stream, r);
-      }, failWith);
+      response.then(
+        (r) => {
+          calls?.end(path, 0, performance.now() - started);
+          answer(stream, r);
+        },
+        (err) =>
+          Date.now() >= deadline
+            ? fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
+            : failWith(err),
+      );
     }
   });
 }
