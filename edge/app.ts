@@ -95,11 +95,17 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   const nativeGrpc = nativeGrpcAnswer(config.upstream);
   const app = new Hono();
 
-  app.use("*", edgeCors(config.allowedOrigins));
-
   // Prometheus text exposition, behind a bearer token when one is set.
+  // Registered before CORS, which it does not get: a scraper is no browser,
+  // and no web page should read the edge's metrics.
   const metrics = metricsHandler(calls.metrics, config.metricsToken);
   app.get("/metrics", (c) => metrics(c.req.raw));
+
+  const withCors = edgeCors(config.allowedOrigins);
+  app.use(
+    "*",
+    (c, next) => c.req.path === "/metrics" ? next() : withCors(c, next),
+  );
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
@@ -126,7 +132,14 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   app.get("/ws", (c) => bridge(c, c.env));
 
   if (config.devJwtSecret !== "") {
-    app.get("/auth/dev-token", devTokenHandler(config.devJwtSecret));
+    app.get(
+      "/auth/dev-token",
+      devTokenHandler({
+        secret: config.devJwtSecret,
+        issuer: config.devJwtIssuer || undefined,
+        audience: config.devJwtAudience || undefined,
+      }),
+    );
   }
 
   app.all("/:service/:method", async (c) => {

@@ -50,6 +50,10 @@ export interface EdgeConfig {
    * `GET /auth/dev-token?user=NAME`. Unset, that path is 404.
    */
   devJwtSecret: string;
+  /** `iss` of development tokens: the core's --jwt-issuer, if it has one. */
+  devJwtIssuer: string;
+  /** `aud` of development tokens: the core's --jwt-audience, if it has one. */
+  devJwtAudience: string;
   /** Concurrent requests (each open stream counts) per client IP; 0: no limit. */
   maxRequestsPerIp: number;
   /** Concurrent WebSocket bridge sockets per client IP; 0: no limit. */
@@ -77,6 +81,8 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   tlsKey: "",
   upstreamCa: "",
   devJwtSecret: "",
+  devJwtIssuer: "",
+  devJwtAudience: "",
   maxRequestsPerIp: 0,
   maxWebSocketsPerIp: 0,
 });
@@ -103,6 +109,8 @@ const SETTINGS = {
   tlsKey: { flag: "tls-key", env: "TLS_KEY" },
   upstreamCa: { flag: "upstream-ca", env: "UPSTREAM_CA" },
   devJwtSecret: { flag: "dev-jwt-secret", env: "EDGE_DEV_JWT_SECRET" },
+  devJwtIssuer: { flag: "dev-jwt-issuer", env: "EDGE_DEV_JWT_ISSUER" },
+  devJwtAudience: { flag: "dev-jwt-audience", env: "EDGE_DEV_JWT_AUDIENCE" },
   maxRequestsPerIp: {
     flag: "max-requests-per-ip",
     env: "MAX_REQUESTS_PER_IP",
@@ -140,6 +148,8 @@ const PARSERS: Parsers = {
     }
     return raw;
   },
+  devJwtIssuer: (raw) => raw,
+  devJwtAudience: (raw) => raw,
   maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   upstreamClient(raw, name) {

@@ -31,6 +31,8 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     tlsKey: "",
     upstreamCa: "",
     devJwtSecret: "",
+    devJwtIssuer: "",
+    devJwtAudience: "",
     maxRequestsPerIp: 0,
     maxWebSocketsPerIp: 0,
   });

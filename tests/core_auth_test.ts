@@ -404,3 +404,15 @@ Deno.test("auth: an open core ignores tokens and lets anyone name any user", asy
   );
   assert.equal(err.code, status.INVALID_ARGUMENT);
 });
+
+Deno.test("auth: a token for a name the server speaks as (System, Server) is PERMISSION_DENIED", async () => {
+  await using f = await authed();
+  for (const sub of ["System", "Server"]) {
+    await assertEveryCallFails(
+      f.newClient(bearer(await hs256({ sub }))),
+      status.PERMISSION_DENIED,
+      /reserved for the server/,
+      { user: "", room: "lobby", content: "hi" },
+    );
+  }
+});

@@ -247,6 +247,25 @@ Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core ac
   assert.match((await bad.json()).error, /user/);
 });
 
+Deno.test("edge /auth/dev-token: --dev-jwt-issuer and --dev-jwt-audience make tokens a core with --jwt-issuer/--jwt-audience accepts", async () => {
+  await using stack = await startCoreEdge({
+    devJwtSecret: SECRET,
+    devJwtIssuer: "https://dev.example",
+    devJwtAudience: "chat",
+  }, {
+    jwtSecret: SECRET,
+    jwtIssuer: "https://dev.example",
+    jwtAudience: "chat",
+  });
+  const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);
+  const { token } = await res.json();
+  const payload = JSON.parse(atob(token.split(".")[1]));
+  assert.equal(payload.iss, "https://dev.example");
+  assert.equal(payload.aud, "chat");
+  const client = createClient(ChatService, transports.Connect(stack, token));
+  await client.sendMessage({ user: "", room: "lobby", content: "dev" });
+});
+
 Deno.test("edge /auth/dev-token: 404 without a dev secret", async () => {
   await using stack = await authedStack();
   const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);

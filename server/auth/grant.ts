@@ -23,6 +23,13 @@ import {
 import { ChatError } from "../rooms/errors.ts";
 import { compileRoomPatterns, type RoomMatcher } from "./room_patterns.ts";
 
+/**
+ * Names the server speaks as (server/grpc/messages.ts: the welcome is from
+ * "System", Chat's echoes and alive lines from "Server"), in lower case. A
+ * token for one of them would let its holder's lines pass for the server's.
+ */
+const SERVER_USERS: ReadonlySet<string> = new Set(["system", "server"]);
+
 /** A caller's permissions, from one token. */
 export interface Grant {
   /** The token's `sub`. */
@@ -47,6 +54,12 @@ export function grantFromClaims(
   const exp = claims.exp;
   if (typeof sub !== "string" || sub === "") {
     throw invalidClaim("the token has no sub (user) claim");
+  }
+  if (SERVER_USERS.has(sub.trim().toLowerCase())) {
+    throw new ChatError(
+      "permission_denied",
+      `user "${sub}" is reserved for the server's own lines`,
+    );
   }
   let matcher: RoomMatcher | undefined;
   if (rooms !== undefined) {
