@@ -127,6 +127,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     maxMessageBytes: config.maxMessageBytes,
     allowedOrigins: config.allowedOrigins,
     perIp: ipSlots(config.maxWebSocketsPerIp),
+    trustProxy: config.trustProxy,
     calls,
   });
   app.get("/ws", (c) => bridge(c, c.env));
@@ -194,7 +195,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     );
   };
 
-  limitRequestsPerIp(app, config.maxRequestsPerIp, cors);
+  limitRequestsPerIp(app, config.maxRequestsPerIp, config.trustProxy, cors);
   return app;
 }
 
@@ -206,13 +207,14 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
 function limitRequestsPerIp(
   app: Hono,
   max: number,
+  trustProxy: number,
   cors: (origin: string | null) => [string, string][],
 ): void {
   const slot = ipSlots(max);
   if (slot === undefined) return;
   const inner = app.fetch;
   app.fetch = (request, env, ...rest) => {
-    const ip = clientIp(env);
+    const ip = clientIp(env, request.headers, trustProxy);
     if (ip === undefined) return inner(request, env, ...rest);
     const release = slot(ip);
     if (release === undefined) {

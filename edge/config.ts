@@ -58,6 +58,12 @@ export interface EdgeConfig {
   maxRequestsPerIp: number;
   /** Concurrent WebSocket bridge sockets per client IP; 0: no limit. */
   maxWebSocketsPerIp: number;
+  /**
+   * Proxies in front of the edge that append to X-Forwarded-For; the
+   * per-IP limits then read the client there (edge/ip_limits.ts). 0: the
+   * TCP peer is the client and the header is ignored.
+   */
+  trustProxy: number;
 }
 
 /** The per-call log line formats. */
@@ -85,6 +91,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   devJwtAudience: "",
   maxRequestsPerIp: 0,
   maxWebSocketsPerIp: 0,
+  trustProxy: 0,
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -119,6 +126,7 @@ const SETTINGS = {
     flag: "max-websockets-per-ip",
     env: "MAX_WEBSOCKETS_PER_IP",
   },
+  trustProxy: { flag: "trust-proxy", env: "TRUST_PROXY" },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 /** The flag and environment variable of every setting (for --help). */
@@ -152,6 +160,7 @@ const PARSERS: Parsers = {
   devJwtAudience: (raw) => raw,
   maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
+  trustProxy: (raw, name) => integer(raw, name, 0, 100),
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);

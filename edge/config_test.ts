@@ -35,6 +35,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     devJwtAudience: "",
     maxRequestsPerIp: 0,
     maxWebSocketsPerIp: 0,
+    trustProxy: 0,
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));

@@ -30,6 +30,8 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   maxRequestsPerIp: "concurrent requests per client IP; 0: no limit",
   maxWebSocketsPerIp:
     "concurrent WebSocket bridge sockets per client IP; 0: no limit",
+  trustProxy:
+    "proxies in front that append X-Forwarded-For; 0: the TCP peer is the client",
 };
 
 /** The whole --help text. */
