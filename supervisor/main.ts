@@ -2,8 +2,8 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses (net, env, read, and
- * sys=uid, below); this process
+ * 6000`). The core gets only the permissions it uses (net, env, sys=uid,
+ * and reading node_modules and its key files: permissions.ts); this process
  * needs --allow-run to spawn it and --allow-env for the settings below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
@@ -19,18 +19,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { superviseChild } from "./supervisor.ts";
-import { ConfigError, parseCoreConfig } from "../server/config.ts";
+import {
+  ConfigError,
+  type CoreConfig,
+  parseCoreConfig,
+} from "../server/config.ts";
+import { corePermissions } from "./permissions.ts";
 import { coreUsage } from "../server/usage.ts";
-
-// Read: TLS and JWT key files, and the .proto files grpc-health-check and
-// @grpc/reflection load from node_modules at start-up (through
-// fs.accessSync, which Deno checks against sys=uid).
-const CHILD_PERMISSIONS = [
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-sys=uid",
-];
 
 /** Reads a positive integer setting, or exits with a clear message. */
 function intSetting(name: string, fallback: number): number {
@@ -47,6 +42,7 @@ function intSetting(name: string, fallback: number): number {
 const root = fileURLToPath(new URL("../", import.meta.url));
 const script = Deno.env.get("SUPERVISOR_CHILD") || "server/main.ts";
 
+let config: Readonly<CoreConfig> | undefined;
 if (script === "server/main.ts") {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
     console.log(coreUsage("deno task serve:core"));
@@ -59,7 +55,7 @@ if (script === "server/main.ts") {
     Deno.exit(0);
   }
   try {
-    parseCoreConfig(Deno.args, Deno.env.toObject());
+    config = parseCoreConfig(Deno.args, Deno.env.toObject());
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`core: ${err.message}`);
@@ -69,7 +65,7 @@ if (script === "server/main.ts") {
 
 const supervisor = superviseChild({
   cmd: Deno.execPath(),
-  args: ["run", ...CHILD_PERMISSIONS, script, ...Deno.args],
+  args: ["run", ...corePermissions(config), script, ...Deno.args],
   cwd: root,
   baseDelayMs: intSetting("SUPERVISOR_BASE_DELAY_MS", 100),
   maxDelayMs: intSetting("SUPERVISOR_MAX_DELAY_MS", 5_000),
