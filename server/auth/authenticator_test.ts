@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { ChatError } from "../rooms/errors.ts";
-import { createAuthenticator } from "./authenticator.ts";
+import {
+  type AuthenticatorOptions,
+  createAuthenticator,
+} from "./authenticator.ts";
 import { createTokenVerifier } from "./token_verifier.ts";
 
 const SECRET = "unit-test-secret-0123456789-0123456789";
@@ -14,6 +17,26 @@ function sign(claims: Record<string, unknown>, secret = SECRET) {
     );
 }
 
+/** An authenticator over the real HS256 verifier that counts its checks. */
+async function countedAuthenticator(
+  options: Partial<AuthenticatorOptions> = {},
+) {
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  let checks = 0;
+  const auth = createAuthenticator({
+    verify: (t) => {
+      checks++;
+      return verify(t);
+    },
+    leewaySeconds: 0,
+    ...options,
+  });
+  return { auth, checks: () => checks };
+}
+
 async function rejectsWith(p: unknown, message: RegExp) {
   await assert.rejects(async () => await p, (err: unknown) => {
     assert.ok(err instanceof ChatError);
@@ -24,18 +47,8 @@ async function rejectsWith(p: unknown, message: RegExp) {
 }
 
 Deno.test("createAuthenticator() verifies once, then answers from its cache until exp", async () => {
-  let verified = 0;
-  const verify = await createTokenVerifier({
-    secret: SECRET,
-    leewaySeconds: 0,
-  });
   let clock = Date.now();
-  const auth = createAuthenticator({
-    verify: (t) => {
-      verified++;
-      return verify(t);
-    },
-    leewaySeconds: 0,
+  const { auth, checks } = await countedAuthenticator({
     now: () => clock,
   });
   const exp = Math.floor(clock / 1000) + 60;
@@ -46,38 +59,28 @@ Deno.test("createAuthenticator() verifies once, then answers from its cache unti
   const second = auth(header);
   assert.ok(!(second instanceof Promise));
   assert.equal(second.user, "alice");
-  assert.equal(verified, 1);
+  assert.equal(checks(), 1);
   // Past exp the cached grant is not used: the token is verified again.
   clock = exp * 1000 + 1;
   const again = auth(header);
   assert.ok(again instanceof Promise);
-  assert.equal(verified, 2);
+  assert.equal(checks(), 2);
   await again;
 });
 
 Deno.test("createAuthenticator() keeps at most maxEntries tokens", async () => {
-  let verified = 0;
-  const verify = await createTokenVerifier({
-    secret: SECRET,
-    leewaySeconds: 0,
-  });
-  const auth = createAuthenticator({
-    verify: (t) => {
-      verified++;
-      return verify(t);
-    },
-    leewaySeconds: 0,
+  const { auth, checks } = await countedAuthenticator({
     maxEntries: 2,
   });
   const headers = await Promise.all(
     ["a", "b", "c"].map(async (sub) => `Bearer ${await sign({ sub })}`),
   );
   for (const h of headers) await auth(h);
-  assert.equal(verified, 3);
+  assert.equal(checks(), 3);
   // "a" was the oldest and was dropped; "c" is still there.
   assert.ok(!(auth(headers[2]) instanceof Promise));
   await auth(headers[0]);
-  assert.equal(verified, 4);
+  assert.equal(checks(), 4);
 });
 
 Deno.test("createAuthenticator() refuses a missing or non-Bearer header synchronously", async () => {
@@ -124,59 +127,38 @@ Deno.test("createTokenVerifier() refuses a key of an unsupported type", async ()
 });
 
 Deno.test("createAuthenticator() remembers a refused token, but not one that is not valid yet", async () => {
-  let verified = 0;
-  const verify = await createTokenVerifier({
-    secret: SECRET,
-    leewaySeconds: 0,
-  });
-  const auth = createAuthenticator({
-    verify: (t) => {
-      verified++;
-      return verify(t);
-    },
-    leewaySeconds: 0,
-  });
+  const { auth, checks } = await countedAuthenticator();
   const forged = `Bearer ${await sign({ sub: "a" }, "x".repeat(40))}`;
   await rejectsWith(auth(forged), /bad token signature/);
   assert.throws(() => auth(forged), /bad token signature/);
-  assert.equal(verified, 1);
+  assert.equal(checks(), 1);
   const early = `Bearer ${await sign({
     sub: "a",
     nbf: Math.floor(Date.now() / 1000) + 600,
   })}`;
   await rejectsWith(auth(early), /not yet valid/);
   await rejectsWith(auth(early), /not yet valid/);
-  assert.equal(verified, 3);
+  assert.equal(checks(), 3);
 });
 
 Deno.test("createAuthenticator() bounds the refused tokens it remembers by their total length", async () => {
-  let verified = 0;
-  const verify = await createTokenVerifier({
-    secret: SECRET,
-    leewaySeconds: 0,
-  });
   const forged = await Promise.all(
     ["a", "b", "c"].map(async (sub) =>
       `Bearer ${await sign({ sub, pad: "p".repeat(200) }, "x".repeat(40))}`
     ),
   );
   const length = forged[0].length;
-  const auth = createAuthenticator({
-    verify: (t) => {
-      verified++;
-      return verify(t);
-    },
-    leewaySeconds: 0,
+  const { auth, checks } = await countedAuthenticator({
     maxRefusedChars: Math.floor(length * 2.5),
   });
   for (const h of forged) await rejectsWith(auth(h), /bad token signature/);
-  assert.equal(verified, 3);
+  assert.equal(checks(), 3);
   // Two fit: "a" was dropped for "c"; "b" and "c" are still known.
   assert.throws(() => auth(forged[1]), /bad token signature/);
   assert.throws(() => auth(forged[2]), /bad token signature/);
-  assert.equal(verified, 3);
+  assert.equal(checks(), 3);
   await rejectsWith(auth(forged[0]), /bad token signature/);
-  assert.equal(verified, 4);
+  assert.equal(checks(), 4);
   // A token longer than the whole budget is never remembered.
   const huge = `Bearer ${await sign(
     { sub: "d", pad: "p".repeat(length * 3) },
@@ -184,7 +166,7 @@ Deno.test("createAuthenticator() bounds the refused tokens it remembers by their
   )}`;
   await rejectsWith(auth(huge), /bad token signature/);
   await rejectsWith(auth(huge), /bad token signature/);
-  assert.equal(verified, 6);
+  assert.equal(checks(), 6);
 });
 
 Deno.test("createTokenVerifier() refuses a token without exp", async () => {
@@ -199,18 +181,7 @@ Deno.test("createTokenVerifier() refuses a token without exp", async () => {
 });
 
 Deno.test("createAuthenticator() shares one verification among calls bringing the same new token", async () => {
-  let verified = 0;
-  const verify = await createTokenVerifier({
-    secret: SECRET,
-    leewaySeconds: 0,
-  });
-  const auth = createAuthenticator({
-    verify: (t) => {
-      verified++;
-      return verify(t);
-    },
-    leewaySeconds: 0,
-  });
+  const { auth, checks } = await countedAuthenticator();
   const header = `Bearer ${await sign({ sub: "alice" })}`;
   const calls = Array.from({ length: 5 }, () => auth(header));
   assert.ok(calls.every((c) => c === calls[0]), "one promise");
@@ -221,12 +192,12 @@ Deno.test("createAuthenticator() shares one verification among calls bringing th
     "alice",
     "alice",
   ]);
-  assert.equal(verified, 1);
+  assert.equal(checks(), 1);
   // A forged one is shared and refused alike.
   const forged = `Bearer ${await sign({ sub: "a" }, "y".repeat(40))}`;
   const refused = [auth(forged), auth(forged)];
   for (const r of refused) await rejectsWith(r, /bad token signature/);
-  assert.equal(verified, 2);
+  assert.equal(checks(), 2);
 });
 
 Deno.test("createAuthenticator() refuses UNAVAILABLE past maxVerifying distinct tokens in flight", async () => {
