@@ -95,11 +95,17 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   const nativeGrpc = nativeGrpcAnswer(config.upstream);
   const app = new Hono();
 
-  app.use("*", edgeCors(config.allowedOrigins));
-
   // Prometheus text exposition, behind a bearer token when one is set.
+  // Registered before CORS, which it does not get: a scraper is no browser,
+  // and no web page should read the edge's metrics.
   const metrics = metricsHandler(calls.metrics, config.metricsToken);
   app.get("/metrics", (c) => metrics(c.req.raw));
+
+  const withCors = edgeCors(config.allowedOrigins);
+  app.use(
+    "*",
+    (c, next) => c.req.path === "/metrics" ? next() : withCors(c, next),
+  );
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
@@ -121,12 +127,20 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     maxMessageBytes: config.maxMessageBytes,
     allowedOrigins: config.allowedOrigins,
     perIp: ipSlots(config.maxWebSocketsPerIp),
+    trustProxy: config.trustProxy,
     calls,
   });
   app.get("/ws", (c) => bridge(c, c.env));
 
   if (config.devJwtSecret !== "") {
-    app.get("/auth/dev-token", devTokenHandler(config.devJwtSecret));
+    app.get(
+      "/auth/dev-token",
+      devTokenHandler({
+        secret: config.devJwtSecret,
+        issuer: config.devJwtIssuer || undefined,
+        audience: config.devJwtAudience || undefined,
+      }),
+    );
   }
 
   app.all("/:service/:method", async (c) => {
@@ -181,7 +195,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     );
   };
 
-  limitRequestsPerIp(app, config.maxRequestsPerIp, cors);
+  limitRequestsPerIp(app, config.maxRequestsPerIp, config.trustProxy, cors);
   return app;
 }
 
@@ -193,13 +207,14 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
 function limitRequestsPerIp(
   app: Hono,
   max: number,
+  trustProxy: number,
   cors: (origin: string | null) => [string, string][],
 ): void {
   const slot = ipSlots(max);
   if (slot === undefined) return;
   const inner = app.fetch;
   app.fetch = (request, env, ...rest) => {
-    const ip = clientIp(env);
+    const ip = clientIp(env, request.headers, trustProxy);
     if (ip === undefined) return inner(request, env, ...rest);
     const release = slot(ip);
     if (release === undefined) {

@@ -50,10 +50,20 @@ export interface EdgeConfig {
    * `GET /auth/dev-token?user=NAME`. Unset, that path is 404.
    */
   devJwtSecret: string;
+  /** `iss` of development tokens: the core's --jwt-issuer, if it has one. */
+  devJwtIssuer: string;
+  /** `aud` of development tokens: the core's --jwt-audience, if it has one. */
+  devJwtAudience: string;
   /** Concurrent requests (each open stream counts) per client IP; 0: no limit. */
   maxRequestsPerIp: number;
   /** Concurrent WebSocket bridge sockets per client IP; 0: no limit. */
   maxWebSocketsPerIp: number;
+  /**
+   * Proxies in front of the edge that append to X-Forwarded-For; the
+   * per-IP limits then read the client there (edge/ip_limits.ts). 0: the
+   * TCP peer is the client and the header is ignored.
+   */
+  trustProxy: number;
 }
 
 /** The per-call log line formats. */
@@ -77,8 +87,11 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   tlsKey: "",
   upstreamCa: "",
   devJwtSecret: "",
+  devJwtIssuer: "",
+  devJwtAudience: "",
   maxRequestsPerIp: 0,
   maxWebSocketsPerIp: 0,
+  trustProxy: 0,
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -103,6 +116,8 @@ const SETTINGS = {
   tlsKey: { flag: "tls-key", env: "TLS_KEY" },
   upstreamCa: { flag: "upstream-ca", env: "UPSTREAM_CA" },
   devJwtSecret: { flag: "dev-jwt-secret", env: "EDGE_DEV_JWT_SECRET" },
+  devJwtIssuer: { flag: "dev-jwt-issuer", env: "EDGE_DEV_JWT_ISSUER" },
+  devJwtAudience: { flag: "dev-jwt-audience", env: "EDGE_DEV_JWT_AUDIENCE" },
   maxRequestsPerIp: {
     flag: "max-requests-per-ip",
     env: "MAX_REQUESTS_PER_IP",
@@ -111,6 +126,7 @@ const SETTINGS = {
     flag: "max-websockets-per-ip",
     env: "MAX_WEBSOCKETS_PER_IP",
   },
+  trustProxy: { flag: "trust-proxy", env: "TRUST_PROXY" },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 /** The flag and environment variable of every setting (for --help). */
@@ -140,8 +156,11 @@ const PARSERS: Parsers = {
     }
     return raw;
   },
+  devJwtIssuer: (raw) => raw,
+  devJwtAudience: (raw) => raw,
   maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
+  trustProxy: (raw, name) => integer(raw, name, 0, 100),
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);

@@ -31,8 +31,11 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     tlsKey: "",
     upstreamCa: "",
     devJwtSecret: "",
+    devJwtIssuer: "",
+    devJwtAudience: "",
     maxRequestsPerIp: 0,
     maxWebSocketsPerIp: 0,
+    trustProxy: 0,
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));

@@ -298,23 +298,59 @@ function observed(
     record.end(record.code ?? fallback(undefined));
     return res;
   }
-  const body = res.body;
   return {
     ...res,
-    body: (async function* () {
-      let last: Uint8Array | undefined;
-      try {
-        for await (const chunk of body) {
-          record.bytesOut += chunk.byteLength;
-          last = chunk;
-          yield chunk;
-        }
-        record.end(record.code ?? fallback(last));
-      } finally {
-        record.end(ConnectCode.Canceled);
-      }
-    })(),
+    body: tapBody(res.body, (chunk) => {
+      record.bytesOut += chunk.byteLength;
+    }, (last, cancelled) =>
+      record.end(
+        record.code ?? (cancelled ? ConnectCode.Canceled : fallback(last)),
+      )),
   };
+}
+
+/**
+ * `body` with `onChunk` called for each chunk and `onEnd` when it ends (with
+ * its last chunk) or is cancelled (the record keeps the first end).
+ *
+ * Not an async generator on purpose: connect-es cancels a response by
+ * calling `throw()` on its body iterator, and a generator suspended in
+ * `await inner.next()` queues that call behind the pending next(), which for
+ * a quiet subscription never settles: the core's call was never cancelled.
+ * Here throw() and return() reach the inner iterator at once.
+ */
+function tapBody(
+  body: AsyncIterable<Uint8Array>,
+  onChunk: (chunk: Uint8Array) => void,
+  onEnd: (last: Uint8Array | undefined, cancelled: boolean) => void,
+): AsyncIterable<Uint8Array> {
+  const inner = body[Symbol.asyncIterator]();
+  let last: Uint8Array | undefined;
+  const cancelled = () => {
+    onEnd(last, true);
+    return { done: true as const, value: undefined };
+  };
+  const iterator: AsyncIterator<Uint8Array> = {
+    async next() {
+      const r = await inner.next();
+      if (r.done) onEnd(last, false);
+      else {
+        onChunk(r.value);
+        last = r.value;
+      }
+      return r;
+    },
+    async return(value?: unknown) {
+      await inner.return?.(value);
+      return cancelled();
+    },
+    async throw(reason?: unknown) {
+      if (inner.throw) await inner.throw(reason);
+      else await inner.return?.();
+      return cancelled();
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
 }
 
 /** The code in the end-stream message that ends `chunk`, or OK. */

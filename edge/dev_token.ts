@@ -9,13 +9,24 @@
  * @module
  */
 import type { Handler } from "hono";
-import { signDevToken } from "../server/auth/dev_token.ts";
+import { signDevToken } from "../auth/dev_token.ts";
 
 /** Longest user name the core accepts (server/rooms/validate.ts). */
 const MAX_USER_LENGTH = 256;
 
+/** What development tokens are signed with and say besides the user. */
+export interface DevTokenSettings {
+  /** The core's HS256 secret. */
+  secret: string;
+  /** `iss`, when the core requires one (its --jwt-issuer). */
+  issuer?: string;
+  /** `aud`, when the core requires one (its --jwt-audience). */
+  audience?: string;
+}
+
 /** The route's handler: 200 `{"token"}`, or 400 `{"error"}` without a user. */
-export function devTokenHandler(secret: string): Handler {
+export function devTokenHandler(settings: DevTokenSettings): Handler {
+  const { secret, issuer, audience } = settings;
   return async (c) => {
     const user = c.req.query("user") ?? "";
     if (user.trim() === "" || user.length > MAX_USER_LENGTH) {
@@ -23,7 +34,13 @@ export function devTokenHandler(secret: string): Handler {
         error: `user must be 1 to ${MAX_USER_LENGTH} characters`,
       }, 400);
     }
-    const token = await signDevToken({ secret, user, ttl: 3600 });
+    const token = await signDevToken({
+      secret,
+      user,
+      ttl: 3600,
+      issuer,
+      audience,
+    });
     c.header("cache-control", "no-store");
     return c.json({ token });
   };

@@ -12,7 +12,7 @@
  * @module
  */
 import { Code, encodeGrpcMessage } from "../protocol/mod.ts";
-import { ConcurrencyLimit } from "../server/auth/concurrency_limit.ts";
+import { ConcurrencyLimit } from "../limits/concurrency_limit.ts";
 
 /** Takes a slot for an IP: its release, or undefined when the IP is at its limit. */
 export type IpSlot = (ip: string) => (() => void) | undefined;
@@ -24,10 +24,61 @@ export function ipSlots(max: number): IpSlot | undefined {
   return (ip) => limit.acquire(ip);
 }
 
-/** The client's IP from Deno.serve's handler info (Hono's `env`), if any. */
-export function clientIp(info: unknown): string | undefined {
+/**
+ * What a client's limits count by: its address from Deno.serve's handler
+ * info (Hono's `env`), or with `trustedHops` > 0 from `X-Forwarded-For`,
+ * keyed by {@linkcode ipKey}; undefined without an address (not TCP).
+ *
+ * With `trustedHops` = N, N proxies that each append the address they saw
+ * stand in front of the edge, so the client is the N-th entry from the
+ * right: the right-most one no trusted proxy wrote. Entries further left
+ * are whatever the client sent and are never used. A header with fewer
+ * entries than N (a request that came another way) gives its left-most
+ * entry; none at all gives the TCP peer.
+ */
+export function clientIp(
+  info: unknown,
+  headers?: Headers,
+  trustedHops = 0,
+): string | undefined {
   const addr = (info as Partial<Deno.ServeHandlerInfo> | undefined)?.remoteAddr;
-  return addr && "hostname" in addr ? addr.hostname : undefined;
+  if (!addr || !("hostname" in addr)) return undefined;
+  if (trustedHops > 0) {
+    const forwarded = headers?.get("x-forwarded-for");
+    if (forwarded) {
+      const hops = forwarded.split(",");
+      const hop = hops[Math.max(0, hops.length - trustedHops)].trim();
+      if (hop !== "") return ipKey(hop);
+    }
+  }
+  return ipKey(addr.hostname);
+}
+
+/**
+ * The key of an address: an IPv4 address as it is (a port dropped), an
+ * IPv6 one by its /64 prefix (`2001:db8:1:2::/64`), since one subscriber
+ * line usually holds a whole /64 and could otherwise take a slot per
+ * address; an IPv4-mapped IPv6 address is its IPv4 address. Anything else
+ * is kept as it came.
+ */
+export function ipKey(address: string): string {
+  let a = address.trim().toLowerCase();
+  if (a.startsWith("[")) a = a.slice(1, a.indexOf("]") >>> 0);
+  else if (/^[\d.]+:\d+$/.test(a)) a = a.slice(0, a.indexOf(":"));
+  if (!a.includes(":")) return a;
+  a = a.split("%")[0];
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  if (v4) return v4[1];
+  const [head, tail, ...more] = a.split("::");
+  if (more.length > 0) return a;
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const missing = 8 - left.length - right.length;
+  if (missing < 0 || (tail === undefined && missing !== 0)) return a;
+  const groups = [...left, ...Array(missing).fill("0"), ...right];
+  const prefix = groups.slice(0, 4).map((g) => parseInt(g, 16));
+  if (prefix.some((g) => !(g >= 0 && g <= 0xffff))) return a;
+  return `${prefix.map((g) => g.toString(16)).join(":")}::/64`;
 }
 
 /** The answer to a request over its IP's limit. */

@@ -25,9 +25,13 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   upstreamCa: "PEM CA file for an https:// upstream with a private certificate",
   devJwtSecret:
     "DEVELOPMENT: the core's HS256 secret, to sign tokens at /auth/dev-token",
+  devJwtIssuer: "iss of /auth/dev-token tokens (the core's --jwt-issuer)",
+  devJwtAudience: "aud of /auth/dev-token tokens (the core's --jwt-audience)",
   maxRequestsPerIp: "concurrent requests per client IP; 0: no limit",
   maxWebSocketsPerIp:
     "concurrent WebSocket bridge sockets per client IP; 0: no limit",
+  trustProxy:
+    "proxies in front that append X-Forwarded-For; 0: the TCP peer is the client",
 };
 
 /** The whole --help text. */

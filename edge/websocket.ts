@@ -44,6 +44,8 @@ export interface WebSocketBridgeOptions {
   calls?: CallObserver;
   /** Concurrent sockets per client IP (edge/ip_limits.ts); none: no limit. */
   perIp?: IpSlot;
+  /** Proxies in front that append X-Forwarded-For (edge/ip_limits.ts). */
+  trustProxy?: number;
 }
 
 /**
@@ -105,7 +107,7 @@ export function createWebSocketBridge(
         },
       );
     }
-    const ip = clientIp(info);
+    const ip = clientIp(info, request.headers, options.trustProxy);
     const release = ip === undefined ? undefined : options.perIp?.(ip);
     if (release === undefined && ip !== undefined && options.perIp) {
       return new Response("too many WebSockets from this address\n", {

@@ -98,6 +98,8 @@ export interface CoreConfig {
   jwtAudience: string;
   /** Clock skew accepted on `exp` and `nbf`, in seconds. */
   jwtLeewaySeconds: number;
+  /** Distinct tokens verified at once at most; 0: no cap (docs/auth.md). */
+  jwtMaxVerifying: number;
   /** Messages per second per user (per connection with auth off); 0: no limit. */
   rateLimit: number;
   /** Messages allowed at once after a quiet spell; 0: same as rateLimit. */
@@ -140,6 +142,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   jwtIssuer: "",
   jwtAudience: "",
   jwtLeewaySeconds: 5,
+  jwtMaxVerifying: 1000,
   rateLimit: 0,
   rateBurst: 0,
   maxSubscriptions: 0,
@@ -200,6 +203,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
     flag: "jwt-leeway-seconds",
     env: "CHAT_JWT_LEEWAY_SECONDS",
   },
+  jwtMaxVerifying: { flag: "jwt-max-verifying", env: "CHAT_JWT_MAX_VERIFYING" },
   rateLimit: { flag: "rate-limit", env: "CHAT_RATE_LIMIT" },
   rateBurst: { flag: "rate-burst", env: "CHAT_RATE_BURST" },
   maxSubscriptions: {
@@ -316,6 +320,7 @@ function parseValue<K extends keyof CoreConfig>(
     jwtIssuer: (r) => r,
     jwtAudience: (r) => r,
     jwtLeewaySeconds: (r) => integer(name, r, 0, 300),
+    jwtMaxVerifying: (r) => integer(name, r, 0, 1_000_000),
     rateLimit: (r) => integer(name, r, 0, 1_000_000_000),
     rateBurst: (r) => integer(name, r, 0, 1_000_000_000),
     maxSubscriptions: (r) => integer(name, r, 0, 1_000_000_000),

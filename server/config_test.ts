@@ -168,6 +168,7 @@ Deno.test("parseCoreConfig() reads the auth, limit and TLS settings from flags a
     CHAT_JWT_PUBLIC_KEY: "key.pem",
     CHAT_RATE_BURST: "10",
     CHAT_MAX_SUBSCRIPTIONS: "3",
+    CHAT_JWT_MAX_VERIFYING: "50",
   });
   assert.equal(config.jwtSecret, secret);
   assert.equal(config.jwtPublicKey, "key.pem");
@@ -176,6 +177,7 @@ Deno.test("parseCoreConfig() reads the auth, limit and TLS settings from flags a
   assert.equal(config.rateLimit, 5);
   assert.equal(config.rateBurst, 10);
   assert.equal(config.maxSubscriptions, 3);
+  assert.equal(config.jwtMaxVerifying, 50);
   assert.equal(config.tlsCert, "c.pem");
   assert.equal(config.tlsKey, "k.pem");
 });

@@ -38,6 +38,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   jwtIssuer: "required iss claim",
   jwtAudience: "required aud claim",
   jwtLeewaySeconds: "clock skew allowed on exp and nbf",
+  jwtMaxVerifying:
+    "distinct tokens verified at once; past it UNAVAILABLE; 0: no cap",
   rateLimit: "messages per second per user (per connection, auth off); 0: off",
   rateBurst: "messages at once after a quiet spell; 0: the rate limit",
   maxSubscriptions: "concurrent subscriptions per user; 0: no limit",

@@ -2,10 +2,10 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses (net, env, read,
- * sys=uid, below, and write in its data directory only: `--data-dir`, else
- * CHAT_DATA_DIR, else `data`); this process needs --allow-run to spawn it
- * and --allow-env for the settings below.
+ * 6000`). The core gets only the permissions it uses (net, env, sys=uid,
+ * reading node_modules, its key files and the history store's worker
+ * module, and writing in its data directory: permissions.ts); this process
+ * needs --allow-run to spawn it and --allow-env for the settings below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
  * root; default server/main.ts), SUPERVISOR_BASE_DELAY_MS (first restart
@@ -20,30 +20,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { superviseChild } from "./supervisor.ts";
-import { ConfigError, parseCoreConfig } from "../server/config.ts";
+import {
+  ConfigError,
+  type CoreConfig,
+  parseCoreConfig,
+} from "../server/config.ts";
+import { corePermissions } from "./permissions.ts";
 import { coreUsage } from "../server/usage.ts";
-
-/** The core's data directory as it will resolve it (flag, env, default). */
-function dataDir(args: readonly string[]): string {
-  let dir = Deno.env.get("CHAT_DATA_DIR") || "data";
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--data-dir" && i + 1 < args.length) dir = args[++i];
-    else if (args[i].startsWith("--data-dir=")) dir = args[i].slice(11);
-  }
-  return dir;
-}
-
-// Read: TLS and JWT key files, the history store's worker module, and the
-// .proto files grpc-health-check and @grpc/reflection load from
-// node_modules at start-up (through fs.accessSync, which Deno checks
-// against sys=uid).
-const CHILD_PERMISSIONS = [
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-sys=uid",
-  `--allow-write=${dataDir(Deno.args)}`,
-];
 
 /** Reads a positive integer setting, or exits with a clear message. */
 function intSetting(name: string, fallback: number): number {
@@ -60,6 +43,7 @@ function intSetting(name: string, fallback: number): number {
 const root = fileURLToPath(new URL("../", import.meta.url));
 const script = Deno.env.get("SUPERVISOR_CHILD") || "server/main.ts";
 
+let config: Readonly<CoreConfig> | undefined;
 if (script === "server/main.ts") {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
     console.log(coreUsage("deno task serve:core"));
@@ -72,7 +56,7 @@ if (script === "server/main.ts") {
     Deno.exit(0);
   }
   try {
-    parseCoreConfig(Deno.args, Deno.env.toObject());
+    config = parseCoreConfig(Deno.args, Deno.env.toObject());
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`core: ${err.message}`);
@@ -82,7 +66,7 @@ if (script === "server/main.ts") {
 
 const supervisor = superviseChild({
   cmd: Deno.execPath(),
-  args: ["run", ...CHILD_PERMISSIONS, script, ...Deno.args],
+  args: ["run", ...corePermissions(config), script, ...Deno.args],
   cwd: root,
   baseDelayMs: intSetting("SUPERVISOR_BASE_DELAY_MS", 100),
   maxDelayMs: intSetting("SUPERVISOR_MAX_DELAY_MS", 5_000),

@@ -3,9 +3,13 @@
  * are required (once), and `deno task token` signs tokens that core accepts.
  */
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { chatServiceDefinition } from "../rpc/chat_service.ts";
+import { spawnWatched } from "./fixtures/goaway_process.ts";
 import { createChatClient } from "../client/rpc.ts";
-import { bearer, SECRET } from "./support/auth.ts";
+import { bearer, es256Keys, SECRET, testCertificate } from "./support/auth.ts";
 import { rejection } from "./support/core.ts";
 
 const MAIN = new URL("../server/main.ts", import.meta.url).pathname;
@@ -125,4 +129,99 @@ Deno.test("deno task token refuses a missing user, secret or a bad ttl with exit
   });
   assert.equal(badTtl.code, 2);
   assert.match(badTtl.stderr, /--ttl must look like/);
+});
+
+/** The supervised core with `args`; `check` runs while it serves. */
+async function supervisedCore(
+  args: string[],
+  check: (sup: ReturnType<typeof spawnWatched>, corePid: number) => Promise<
+    void
+  >,
+): Promise<void> {
+  await using sup = spawnWatched([
+    "run",
+    "--allow-run",
+    "--allow-env",
+    "supervisor/main.ts",
+    ...args,
+  ]);
+  const corePid = Number(
+    /started child pid (\d+)/.exec(
+      await sup.waitLine(/started child pid/, 30_000),
+    )![1],
+  );
+  try {
+    await check(sup, corePid);
+  } catch (err) {
+    // The supervisor is killed on the way out, not its core (its own
+    // process group), which would hold the output pipes open.
+    try {
+      Deno.kill(corePid, "SIGKILL");
+    } catch { /* gone already */ }
+    throw err;
+  }
+}
+
+Deno.test("serve:core: the supervised core may read node_modules and its key files only, and starts with TLS and a public key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { certFile, keyFile, cert } = await testCertificate(dir);
+    const { publicKeyFile, sign } = await es256Keys(dir);
+    await supervisedCore([
+      "--port",
+      "0",
+      "--tls-cert",
+      certFile,
+      "--tls-key",
+      keyFile,
+      "--jwt-public-key",
+      publicKeyFile,
+    ], async (sup, corePid) => {
+      const listening = await sup.waitLine(
+        /listening on 127\.0\.0\.1:\d+/,
+        30_000,
+      );
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(listening)![1]);
+      const argv = (await Deno.readTextFile(`/proc/${corePid}/cmdline`))
+        .split("\0");
+      assert.ok(
+        argv.includes(
+          `--allow-read=node_modules,${certFile},${keyFile},${publicKeyFile}`,
+        ),
+        argv.join(" "),
+      );
+      assert.ok(!argv.includes("--allow-read"), argv.join(" "));
+      // It serves: TLS with its certificate, tokens checked with its key.
+      const client = new grpc.Client(
+        `localhost:${port}`,
+        grpc.credentials.createSsl(Buffer.from(cert)),
+      );
+      try {
+        const metadata = new grpc.Metadata();
+        metadata.set(
+          "authorization",
+          `Bearer ${await sign({ sub: "alice" })}`,
+        );
+        const send = chatServiceDefinition.SendMessage;
+        const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+          client.makeUnaryRequest(
+            send.path,
+            send.requestSerialize,
+            send.responseDeserialize,
+            { user: "", room: "lobby", content: "hi" },
+            metadata,
+            { deadline: new Date(Date.now() + 5000) },
+            (e) => resolve(e),
+          )
+        );
+        assert.equal(err, null);
+      } finally {
+        client.close();
+      }
+      sup.proc.kill("SIGTERM");
+      assert.equal((await sup.status).code, 0, sup.lines.join("\n"));
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -90,7 +90,7 @@ Deno.test("auth: a malformed authorization fails UNAUTHENTICATED saying so", asy
   }
 });
 
-Deno.test("auth: a bad signature, an expired or not-yet-valid token each fail UNAUTHENTICATED naming the check", async () => {
+Deno.test("auth: a bad signature, an expired, not-yet-valid or exp-less token each fail UNAUTHENTICATED naming the check", async () => {
   await using f = await authed();
   const cases: [string, Promise<string>, RegExp][] = [
     [
@@ -100,6 +100,7 @@ Deno.test("auth: a bad signature, an expired or not-yet-valid token each fail UN
     ],
     ["exp", hs256({ sub: "alice", exp: now() - 10 }), /token expired/],
     ["nbf", hs256({ sub: "alice", nbf: now() + 600 }), /not yet valid/],
+    ["no exp", hs256({ sub: "alice", exp: undefined }), /token has no exp/],
   ];
   for (const [name, token, detail] of cases) {
     await assertEveryCallFails(
@@ -402,4 +403,16 @@ Deno.test("auth: an open core ignores tokens and lets anyone name any user", asy
     client.sendMessage({ user: "", room: "lobby", content: "hi" }),
   );
   assert.equal(err.code, status.INVALID_ARGUMENT);
+});
+
+Deno.test("auth: a token for a name the server speaks as (System, Server) is PERMISSION_DENIED", async () => {
+  await using f = await authed();
+  for (const sub of ["System", "Server"]) {
+    await assertEveryCallFails(
+      f.newClient(bearer(await hs256({ sub }))),
+      status.PERMISSION_DENIED,
+      /reserved for the server/,
+      { user: "", room: "lobby", content: "hi" },
+    );
+  }
 });

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import type { ChatClient } from "../client/rpc.ts";
+import { MessageType } from "../gen/chat_pb.ts";
 import { bearer, hs256, SECRET } from "./support/auth.ts";
 import {
   eventually,
@@ -127,4 +128,43 @@ Deno.test("max subscriptions: with auth off the limit is per connection", async 
   assert.match(err.details, /per connection/);
   sa.cancel();
   sb.cancel();
+});
+
+Deno.test("rate limit: a subscription takes from the user's bucket, so a subscribe/cancel loop cannot flood a room with JOIN/LEAVE", async () => {
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    presence: true,
+    rateLimit: 1,
+    rateBurst: 2,
+  });
+  const watcher = f.newClient(bearer(await hs256({ sub: "watcher" })))
+    .subscribeMessages({ room: "lobby", user: "" });
+  await take(watcher, 2); // the welcome and its own JOIN
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  for (let i = 0; i < 2; i++) {
+    const s = alice.subscribeMessages({ room: "lobby", user: "" });
+    await take(s, 1);
+    s.cancel();
+  }
+  const err = await streamError(
+    alice.subscribeMessages({ room: "lobby", user: "" }),
+  );
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  const match = /rate limit exceeded: retry after (\d+) ms/.exec(err.details);
+  assert.ok(match, err.details);
+  assert.equal(err.metadata.get("retry-after-ms")[0], match[1]);
+  // The bucket is the one messages use: a post now waits too.
+  assert.equal(
+    (await rejection(post(alice, "hi"))).code,
+    status.RESOURCE_EXHAUSTED,
+  );
+  await eventually(() => f.core.snapshot().subscribers === 1, "alice gone");
+  // The room heard two JOINs and two LEAVEs of alice, nothing more.
+  const seen = await take(watcher, 4);
+  assert.deepEqual(
+    seen.map((m) => `${MessageType[m.type]} ${m.user}`).sort(),
+    ["JOIN alice", "JOIN alice", "LEAVE alice", "LEAVE alice"],
+  );
+  await assert.rejects(take(watcher, 1, 200), /timed out/);
+  watcher.cancel();
 });

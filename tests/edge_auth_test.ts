@@ -22,6 +22,7 @@ import {
   SendMessageRequestSchema,
 } from "../gen/chat_pb.ts";
 import { openWsCall } from "../web/ws_call.ts";
+import { encodeEnvelope } from "../protocol/mod.ts";
 import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import { createEdgeApp } from "../edge/app.ts";
 import { createUpstream } from "../edge/upstream/mod.ts";
@@ -247,6 +248,25 @@ Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core ac
   assert.match((await bad.json()).error, /user/);
 });
 
+Deno.test("edge /auth/dev-token: --dev-jwt-issuer and --dev-jwt-audience make tokens a core with --jwt-issuer/--jwt-audience accepts", async () => {
+  await using stack = await startCoreEdge({
+    devJwtSecret: SECRET,
+    devJwtIssuer: "https://dev.example",
+    devJwtAudience: "chat",
+  }, {
+    jwtSecret: SECRET,
+    jwtIssuer: "https://dev.example",
+    jwtAudience: "chat",
+  });
+  const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);
+  const { token } = await res.json();
+  const payload = JSON.parse(atob(token.split(".")[1]));
+  assert.equal(payload.iss, "https://dev.example");
+  assert.equal(payload.aud, "chat");
+  const client = createClient(ChatService, transports.Connect(stack, token));
+  await client.sendMessage({ user: "", room: "lobby", content: "dev" });
+});
+
 Deno.test("edge /auth/dev-token: 404 without a dev secret", async () => {
   await using stack = await authedStack();
   const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);
@@ -310,6 +330,51 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
   for await (const _ of first.messages) { /* drained */ }
   assert.equal((await first.status).code, 0);
   await chatOnce(stack, "again");
+});
+
+Deno.test("edge --trust-proxy: the per-IP limit counts the client X-Forwarded-For names, and only when set", async () => {
+  const open = (stack: Stack, forwardedFor: string) => {
+    const ctl = new AbortController();
+    const res = stack.fetch(`${stack.url}/chat.ChatService/SubscribeMessages`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/connect+json",
+        "x-forwarded-for": forwardedFor,
+      },
+      body: encodeEnvelope(
+        0,
+        new TextEncoder().encode(JSON.stringify({ room: "r", user: "u" })),
+      ),
+      signal: ctl.signal,
+    });
+    return { res, ctl };
+  };
+  const statusOf = async (call: ReturnType<typeof open>) => {
+    const res = await call.res;
+    return res.status;
+  };
+  for (const trustProxy of [1, 0]) {
+    await using stack = await startCoreEdge({
+      maxRequestsPerIp: 1,
+      trustProxy,
+    });
+    // Each proxy-written last entry is another client; what the client
+    // wrote itself (the first entry) is not believed.
+    const a = open(stack, "198.51.100.1, 203.0.113.1");
+    assert.equal(await statusOf(a), 200);
+    const b = open(stack, "198.51.100.1, 203.0.113.2");
+    assert.equal(
+      await statusOf(b),
+      trustProxy ? 200 : 429,
+      `trust ${trustProxy}`,
+    );
+    const again = open(stack, "203.0.113.2, 203.0.113.1");
+    assert.equal(await statusOf(again), 429, `trust ${trustProxy}`);
+    for (const call of [a, b, again]) {
+      await (await call.res).body?.cancel().catch(() => {});
+      call.ctl.abort();
+    }
+  }
 });
 
 Deno.test("edge --max-websockets-per-ip: a refused upgrade gives its slot back", async () => {

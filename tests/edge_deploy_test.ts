@@ -68,3 +68,25 @@ Deno.test("edge/deploy.ts under `deno serve` forwards a Connect call to the core
     await stdout;
   }
 });
+
+Deno.test("the edge's module graph holds nothing of server/ (it runs alone on Deno Deploy)", async () => {
+  for (const entry of ["edge/deploy.ts", "edge/main.ts"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", entry],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assert.ok(out.success, `deno info ${entry} failed`);
+    const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string }[];
+    };
+    const local = graph.modules.map((m) => m.specifier).filter((s) =>
+      s.startsWith("file://")
+    );
+    assert.ok(local.length > 10, `${entry}: ${local.length} local modules`);
+    const server = local.filter((s) => s.includes("/server/"));
+    assert.deepEqual(server, [], `${entry} imports the core`);
+  }
+});

@@ -415,3 +415,21 @@ Deno.test("edge process: --log-format json writes one line per call, never per m
     lines.join("\n"),
   );
 });
+
+Deno.test("edge /metrics: no CORS headers, so no web page can read it; other paths keep theirs", async () => {
+  await using stack = await startCoreEdge();
+  const origin = { origin: "https://page.example" };
+  const res = await stack.fetch(stack.url + "/metrics", { headers: origin });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  assert.equal(res.headers.get("access-control-allow-origin"), null);
+  const preflight = await stack.fetch(stack.url + "/metrics", {
+    method: "OPTIONS",
+    headers: { ...origin, "access-control-request-method": "GET" },
+  });
+  await preflight.body?.cancel();
+  assert.equal(preflight.headers.get("access-control-allow-origin"), null);
+  const health = await stack.fetch(stack.url + "/healthz", { headers: origin });
+  await health.body?.cancel();
+  assert.equal(health.headers.get("access-control-allow-origin"), "*");
+});

@@ -10,9 +10,9 @@
  */
 import { ChatError } from "../rooms/errors.ts";
 import type { Authenticator } from "./authenticator.ts";
-import type { ConcurrencyLimit } from "./concurrency_limit.ts";
+import type { ConcurrencyLimit } from "../../limits/concurrency_limit.ts";
 import { actingUser, checkAccess, type Grant } from "./grant.ts";
-import type { RateLimiter } from "./rate_limiter.ts";
+import type { RateLimiter } from "../../limits/rate_limiter.ts";
 
 /** One call's caller. */
 export interface Caller {
@@ -102,25 +102,23 @@ export class Access {
    */
   allowPost(caller: Caller, room: string): void {
     if (caller.grant !== undefined) checkAccess(caller.grant, "publish", room);
-    if (this.#rate === undefined) return;
-    const waitMs = this.#rate.take(caller.key, this.#monotonic());
-    if (waitMs > 0) {
-      throw new ChatError(
-        "resource_exhausted",
-        `rate limit exceeded: retry after ${waitMs} ms`,
-        { retryAfterMs: waitMs },
-      );
-    }
+    this.#takeRate(caller);
   }
 
   /**
-   * Checks a subscription to `room` and takes a subscription slot; returns
-   * its release (call it when the subscription ends).
+   * Checks a subscription to `room`, takes one token of the caller's rate
+   * bucket and a subscription slot; returns the slot's release (call it
+   * when the subscription ends).
+   *
+   * A subscription costs what a message does because with `--presence` it
+   * is one: a JOIN to the room now and a LEAVE later, so a subscribe/cancel
+   * loop would otherwise flood a room past the rate limit.
    */
   allowSubscribe(caller: Caller, room: string): () => void {
     if (caller.grant !== undefined) {
       checkAccess(caller.grant, "subscribe", room);
     }
+    this.#takeRate(caller);
     if (this.#subscriptions === undefined) return noop;
     const release = this.#subscriptions.acquire(caller.key);
     if (release === undefined) {
@@ -132,6 +130,19 @@ export class Access {
       );
     }
     return release;
+  }
+
+  /** One token of the caller's bucket, or RESOURCE_EXHAUSTED with the wait. */
+  #takeRate(caller: Caller): void {
+    if (this.#rate === undefined) return;
+    const waitMs = this.#rate.take(caller.key, this.#monotonic());
+    if (waitMs > 0) {
+      throw new ChatError(
+        "resource_exhausted",
+        `rate limit exceeded: retry after ${waitMs} ms`,
+        { retryAfterMs: waitMs },
+      );
+    }
   }
 
   /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../rooms/errors.ts";
 import { Access } from "./access.ts";
-import { RateLimiter } from "./rate_limiter.ts";
+import { RateLimiter } from "../../limits/rate_limiter.ts";
 
 Deno.test("Access.allowPost() refills the rate limit by a monotonic clock, not the wall clock", async () => {
   let wall = Date.now();

@@ -17,6 +17,15 @@
  * header allows (64 KiB), so that memory is bounded by their total length
  * too (`maxRefusedChars`), not only by their number.
  *
+ * Calls that bring the same uncached token at once share one verification
+ * (one promise), so a client opening ten streams with a fresh token pays
+ * for one check. Distinct tokens being verified at once are capped
+ * (`maxVerifying`, per process): past it a call fails UNAVAILABLE at once
+ * instead of queueing another signature check behind the others, so a
+ * flood of always-new tokens costs bounded memory and a bounded backlog.
+ * The cap is per process, not per connection, because behind the edge
+ * every user shares a few connections.
+ *
  * @module
  */
 import { ChatError } from "../rooms/errors.ts";
@@ -32,6 +41,8 @@ export interface AuthenticatorOptions {
   maxEntries?: number;
   /** Total length of the refused tokens remembered; default 4 MiB. */
   maxRefusedChars?: number;
+  /** Distinct tokens verified at once at most; default 1000. */
+  maxVerifying?: number;
   /** The clock, in ms; default Date.now. */
   now?: () => number;
 }
@@ -61,6 +72,8 @@ export function createAuthenticator(
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
   const cache = new Map<string, Entry>();
+  const verifying = new Map<string, Promise<Grant>>();
+  const maxVerifying = options.maxVerifying ?? 1000;
   const refused = new Map<string, ChatError>();
   const maxRefusedChars = options.maxRefusedChars ?? 4 * 1024 * 1024;
   let refusedChars = 0;
@@ -118,10 +131,22 @@ export function createAuthenticator(
         "malformed authorization: expected Bearer <JWT>",
       );
     }
-    return verify(match[1]).then((claims) => {
+    const pending = verifying.get(authorization);
+    if (pending !== undefined) return pending;
+    if (verifying.size >= maxVerifying) {
+      throw new ChatError(
+        "unavailable",
+        `too many new tokens being verified at once (${maxVerifying}): retry`,
+      );
+    }
+    const grant = verify(match[1]).then((claims) => {
       const grant = grantFromClaims(claims);
       remember(authorization, grant);
       return grant;
-    }).catch((err) => refuse(authorization, err));
+    }).catch((err) => refuse(authorization, err)).finally(() =>
+      verifying.delete(authorization)
+    );
+    verifying.set(authorization, grant);
+    return grant;
   };
 }

@@ -8,8 +8,8 @@ import type { CoreConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { Access } from "./access.ts";
 import { createAuthenticator } from "./authenticator.ts";
-import { ConcurrencyLimit } from "./concurrency_limit.ts";
-import { RateLimiter } from "./rate_limiter.ts";
+import { ConcurrencyLimit } from "../../limits/concurrency_limit.ts";
+import { RateLimiter } from "../../limits/rate_limiter.ts";
 import { createTokenVerifier } from "./token_verifier.ts";
 
 /** Reads the public key file (if any) and builds the access rules. */
@@ -69,6 +69,7 @@ export async function createAccess(
     authenticate: createAuthenticator({
       verify,
       leewaySeconds: config.jwtLeewaySeconds,
+      maxVerifying: config.jwtMaxVerifying || Infinity,
     }),
     leewaySeconds: config.jwtLeewaySeconds,
     rateLimit,

@@ -1,7 +1,8 @@
 /**
  * What a verified token allows: who the caller is, which rooms, which verbs.
  *
- * Claims (after the signature, `exp`, `nbf`, `iss` and `aud` were checked):
+ * Claims (after the signature, `exp`, `nbf`, `iss` and `aud` were checked;
+ * their names are in auth/claims.ts, shared with the signer):
  * - `sub`: the user; required.
  * - `rooms` (optional): a list of room names or `prefix*` patterns; absent
  *   means every room.
@@ -13,8 +14,21 @@
  *
  * @module
  */
+import {
+  ROOMS_CLAIM,
+  SCOPE_CLAIM,
+  USER_CLAIM,
+  type Verb,
+} from "../../auth/claims.ts";
 import { ChatError } from "../rooms/errors.ts";
 import { compileRoomPatterns, type RoomMatcher } from "./room_patterns.ts";
+
+/**
+ * Names the server speaks as (server/grpc/messages.ts: the welcome is from
+ * "System", Chat's echoes and alive lines from "Server"), in lower case. A
+ * token for one of them would let its holder's lines pass for the server's.
+ */
+const SERVER_USERS: ReadonlySet<string> = new Set(["system", "server"]);
 
 /** A caller's permissions, from one token. */
 export interface Grant {
@@ -28,16 +42,24 @@ export interface Grant {
   readonly expiresAtMs?: number;
 }
 
-/** The verbs a grant allows. */
-export type Verb = "publish" | "subscribe";
+export type { Verb };
 
 /** Builds a grant from verified claims; malformed claims are UNAUTHENTICATED. */
 export function grantFromClaims(
   claims: Readonly<Record<string, unknown>>,
 ): Grant {
-  const { sub, rooms, scope, exp } = claims;
+  const sub = claims[USER_CLAIM];
+  const rooms = claims[ROOMS_CLAIM];
+  const scope = claims[SCOPE_CLAIM];
+  const exp = claims.exp;
   if (typeof sub !== "string" || sub === "") {
     throw invalidClaim("the token has no sub (user) claim");
+  }
+  if (SERVER_USERS.has(sub.trim().toLowerCase())) {
+    throw new ChatError(
+      "permission_denied",
+      `user "${sub}" is reserved for the server's own lines`,
+    );
   }
   let matcher: RoomMatcher | undefined;
   if (rooms !== undefined) {

@@ -97,3 +97,14 @@ Deno.test("checkAccess() denies verbs outside the scope and rooms outside the cl
     /does not allow room "other"/,
   );
 });
+
+Deno.test("grantFromClaims() denies the names the server speaks as", () => {
+  for (const sub of ["System", "Server", "SYSTEM", "server "]) {
+    throwsCode(
+      () => grantFromClaims({ sub }),
+      "permission_denied",
+      /reserved for the server/,
+    );
+  }
+  assert.equal(grantFromClaims({ sub: "Systematic" }).user, "Systematic");
+});

@@ -3,6 +3,10 @@
  * secret and/or one public key (RS256, ES256 or EdDSA, picked from the key's
  * type), `iss` and `aud` when configured, `exp` and `nbf` with a small leeway.
  *
+ * `exp` is required: a token without one would be accepted forever, and
+ * the cache would keep it for the life of the process. There is no flag to
+ * allow one; a long-lived token says so with a distant `exp`.
+ *
  * Every failure is a ChatError UNAUTHENTICATED whose message says which
  * check failed, because "unauthenticated" alone sends an operator hunting
  * through clocks, keys and issuers.
@@ -73,6 +77,7 @@ export async function createTokenVerifier(
     issuer: options.issuer,
     audience: options.audience,
     clockTolerance: options.leewaySeconds,
+    requiredClaims: ["exp"],
   };
   return async (token) => {
     try {
@@ -122,6 +127,7 @@ function algorithmsOf(pem: string): string[] {
 function reasonOf(err: unknown): string {
   if (err instanceof errors.JWTExpired) return "token expired";
   if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === "missing") return `token has no ${err.claim}`;
     switch (err.claim) {
       case "nbf":
         return "token not yet valid (nbf)";

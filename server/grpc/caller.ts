@@ -20,10 +20,20 @@ interface AnyCall {
   getPeer(): string;
 }
 
-/** The first `authorization` value of a call's metadata. */
-export function authorizationOf(metadata: Metadata): string | undefined {
-  const value = metadata.get("authorization")[0];
-  return typeof value === "string" ? value : undefined;
+/**
+ * The first `authorization` value of a call, from grpc-js's metadata (a
+ * list) or the direct path's HTTP/2 headers (a string, or a list when the
+ * header is repeated), so both paths read a repeated header the same way.
+ */
+export function authorizationOf(
+  values: Metadata | string | readonly unknown[] | undefined,
+): string | undefined {
+  const first = typeof values === "object" && !Array.isArray(values)
+    ? (values as Metadata).get("authorization")[0]
+    : Array.isArray(values)
+    ? values[0]
+    : values;
+  return typeof first === "string" ? first : undefined;
 }
 
 /**

@@ -21,10 +21,11 @@
  * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
  * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
  * and the method does not run), a cancelled call (nothing runs, nothing is
- * sent). The method starts synchronously once the request is complete and
- * answers through a callback (SendMessage: once its message is committed,
- * with every other call of the turn in one transaction). No timer is armed
- * per call: a client that never finishes its request is
+ * sent; a method that waited, for a token, asks `gone()` before it acts).
+ * The method starts synchronously once the request is complete and may
+ * answer later through a callback (SendMessage: once its message is
+ * committed, with every other call of the turn in one transaction). No
+ * timer is armed per call: a client that never finishes its request is
  * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
  * when no `grpc-timeout` is sent.
  */
@@ -47,13 +48,17 @@ import { wrapStreamListeners } from "./stream_listeners.ts";
  * returning them (or a promise of them), or by returning nothing and
  * calling `reply` later (SendMessage answers once its message is committed).
  * It gets the call's headers and HTTP/2 session (for authorization and
- * per-connection limits). A ChatError, thrown, rejected or passed to
- * `reply`, becomes the call's status.
+ * per-connection limits). A method that waits before acting asks `gone()`
+ * first: true once the client cancelled or the deadline passed, and then
+ * it must do nothing (grpc-js's own path checks `call.cancelled`). A
+ * ChatError, thrown, rejected or passed to `reply`, becomes the call's
+ * status.
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
   headers: http2.IncomingHttpHeaders,
   session: unknown,
+  gone: () => boolean,
   reply: (err: unknown, response?: Uint8Array) => void,
 ) => Uint8Array | Promise<Uint8Array> | void;
 
@@ -236,13 +241,19 @@ function serve(
       const status = toServiceError(err, options.onInternal);
       fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
     };
-    // The client may have gone while the method waited (a commit): fail()
-    // and answer() send nothing to a closed stream.
+    const gone = () =>
+      stream.destroyed || stream.closed || Date.now() >= deadline;
+    // The client may have gone while the method waited (a token, a
+    // commit): fail() and answer() send nothing to a closed stream.
     let replied = false;
     const reply = (err: unknown, response?: Uint8Array) => {
       if (replied) return;
       replied = true;
-      if (err !== undefined && err !== null) return failWith(err);
+      if (err !== undefined && err !== null) {
+        return Date.now() >= deadline
+          ? fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
+          : failWith(err);
+      }
       calls?.end(path, 0, performance.now() - started);
       answer(stream, response!);
     };
@@ -252,6 +263,7 @@ function serve(
         request.subarray(PREFIX_BYTES),
         headers,
         stream.session,
+        gone,
         reply,
       );
     } catch (err) {

@@ -5,7 +5,7 @@
  * CHAT_JWT_ISSUER / CHAT_JWT_AUDIENCE unless given.
  */
 import { parseArgs } from "node:util";
-import { signDevToken } from "../../server/auth/dev_token.ts";
+import { signDevToken } from "../../auth/dev_token.ts";
 
 const USAGE =
   "usage: deno task token --user U [--rooms a,b*] [--scope publish|subscribe] [--ttl 1h] [--secret S] [--issuer I] [--audience A]";

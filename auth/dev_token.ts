@@ -1,6 +1,6 @@
 /**
  * Signs HS256 tokens for development and tests (`deno task token`, the
- * edge's `/auth/dev-token`): the same claims the core reads (grant.ts).
+ * edge's `/auth/dev-token`): the claims the core reads (claims.ts).
  *
  * @example
  * ```ts
@@ -10,6 +10,7 @@
  * @module
  */
 import { SignJWT } from "jose";
+import { ROOMS_CLAIM, SCOPE_CLAIM } from "./claims.ts";
 
 /** What a development token says. */
 export interface DevTokenOptions {
@@ -30,8 +31,8 @@ export interface DevTokenOptions {
 /** Signs a token; `ttl` defaults to one hour. */
 export function signDevToken(options: DevTokenOptions): Promise<string> {
   const claims: Record<string, unknown> = {};
-  if (options.rooms !== undefined) claims.rooms = [...options.rooms];
-  if (options.scope !== undefined) claims.scope = options.scope;
+  if (options.rooms !== undefined) claims[ROOMS_CLAIM] = [...options.rooms];
+  if (options.scope !== undefined) claims[SCOPE_CLAIM] = options.scope;
   const ttl = options.ttl ?? "1h";
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { ConcurrencyLimit } from "./concurrency_limit.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 
 Deno.test("RateLimiter.take() allows a burst, then one per 1/rate, with the wait in ms", () => {
@@ -34,21 +33,4 @@ Deno.test("RateLimiter drops refilled buckets when the map grows", () => {
 Deno.test("RateLimiter refuses a zero rate or burst", () => {
   assert.throws(() => new RateLimiter({ ratePerSecond: 0, burst: 1 }));
   assert.throws(() => new RateLimiter({ ratePerSecond: 1, burst: 0 }));
-});
-
-Deno.test("ConcurrencyLimit.acquire() refuses past max; a release frees one slot, once", () => {
-  const limit = new ConcurrencyLimit(2);
-  const a = limit.acquire("u")!;
-  const b = limit.acquire("u")!;
-  assert.equal(limit.acquire("u"), undefined);
-  assert.ok(limit.acquire("v"));
-  a();
-  a();
-  assert.equal(limit.count("u"), 1);
-  const c = limit.acquire("u");
-  assert.ok(c);
-  assert.equal(limit.acquire("u"), undefined);
-  b();
-  c!();
-  assert.equal(limit.count("u"), 0);
 });
