@@ -186,10 +186,12 @@ Deno.test("serve:core: the supervised core may read node_modules and its key fil
         .split("\0");
       assert.ok(
         argv.includes(
-          `--allow-read=node_modules,${certFile},${keyFile},${publicKeyFile}`,
+          // server, data: the SQLite history store's worker and directory.
+          `--allow-read=node_modules,${certFile},${keyFile},${publicKeyFile},server,data`,
         ),
         argv.join(" "),
       );
+      assert.ok(argv.includes("--allow-write=data"), argv.join(" "));
       assert.ok(!argv.includes("--allow-read"), argv.join(" "));
       // It serves: TLS with its certificate, tokens checked with its key.
       const client = new grpc.Client(
