@@ -2,6 +2,15 @@
  * The interactive chat session behind `deno task chat`: stdin lines go to a
  * room, the room is shown live, end of input leaves.
  *
+ * Joining shows the room's recent history. When the subscription drops after
+ * the join (core restart, network), the session says so, reconnects with
+ * backoff (0.5 s doubling to 5 s) and resumes from the last offset it showed:
+ * the server replays what was missed, and the {@link RoomCursor} drops any
+ * duplicate. A line that cannot be sent (disconnected, core down) is reported
+ * as not sent and retried until it goes through; one still unsent when the
+ * session ends is reported again and makes the exit code 1. Nothing typed is
+ * dropped silently.
+ *
  * On end of input the session waits (up to `flushMs`) until each message it
  * sent has come back on the subscription, so piping a script into the client
  * shows the whole conversation before it exits; then it cancels its streams.
@@ -10,9 +19,11 @@
  *
  * @module
  */
+import { status as Status } from "@grpc/grpc-js";
 import type { Message } from "../gen/chat_pb.ts";
 import { callEnded, type ChatClient, deadlineIn } from "./rpc.ts";
-import { formatError, formatMessage } from "./format.ts";
+import { formatError, formatMessage, formatNote } from "./format.ts";
+import { RoomCursor, type WelcomeOutcome } from "./room_cursor.ts";
 
 /** What a session needs besides the client. */
 export interface ChatSessionOptions {
@@ -22,8 +33,15 @@ export interface ChatSessionOptions {
   bidi: boolean;
   /** After end of input, max wait for own messages to come back. */
   flushMs: number;
+  /** Recent messages to show on join. */
+  history?: number;
+  /** Colour users, system lines and notes. */
+  color?: boolean;
   /** Deadline of each SendMessage and of the wait for the welcome. */
   callTimeoutMs?: number;
+  /** First reconnect delay; doubles per failed attempt up to `maxRetryMs`. */
+  minRetryMs?: number;
+  maxRetryMs?: number;
 }
 
 /** The session's terminal. */
@@ -51,6 +69,13 @@ export async function* readLines(
   if (buf !== "") yield buf;
 }
 
+/** Codes after which the same send may succeed later. */
+const RETRYABLE = new Set<number>([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.CANCELLED,
+]);
+
 /** Runs one session; resolves to the exit code (0 clean, 1 on any error). */
 export async function runChatSession(
   client: ChatClient,
@@ -58,98 +83,290 @@ export async function runChatSession(
   io: ChatIO,
 ): Promise<number> {
   const timeout = opts.callTimeoutMs ?? 10_000;
+  const minRetry = opts.minRetryMs ?? 500;
+  const maxRetry = opts.maxRetryMs ?? 5000;
+  const color = opts.color ?? false;
+  const note = (text: string) => io.out(formatNote(text, color));
+  const warn = (text: string) => io.err(formatNote(text, color));
+  const leave = new AbortController();
+  io.signal?.addEventListener("abort", () => leave.abort(), { once: true });
+
+  const cursor = new RoomCursor(opts.history ?? 0);
   const seen = new Set<string>();
   const pending = new Set<string>();
   let failed = false;
-  let onSeen = () => {};
+  let onProgress = () => {};
   const show = (m: Message) => {
-    io.out(formatMessage(m));
+    io.out(formatMessage(m, color));
     seen.add(m.id.startsWith("echo_") ? m.id.slice(5) : m.id);
-    onSeen();
+    onProgress();
   };
 
-  const sub = client.subscribeMessages({ room: opts.room, user: opts.user });
-  let leaving = false;
-  let subError: unknown;
-  sub.on("error", (e) => {
-    if (!leaving) subError = e;
-  });
-  const subEnded = callEnded(sub);
-  const first = await new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => resolve(false), timeout);
-    sub.once("data", () => (clearTimeout(t), resolve(true)));
-    subEnded.then(() => (clearTimeout(t), resolve(false)));
-    sub.on("data", show);
-  });
-  if (!first) {
-    io.err(
-      `error: ${subError ? formatError(subError) : "no welcome from server"}`,
-    );
-    leaving = true;
-    sub.cancel();
-    await subEnded;
+  // --- the room subscription, reopened after every drop ---
+  let connected = false;
+  let current: ReturnType<ChatClient["subscribeMessages"]> | undefined;
+  let joined!: (ok: boolean, reason?: string) => void;
+  const firstJoin = new Promise<{ ok: boolean; reason?: string }>((r) =>
+    joined = (ok, reason) => r({ ok, reason })
+  );
+  let onReconnect = () => {};
+  const following = (async () => {
+    let delay = minRetry;
+    let everJoined = false;
+    while (!leave.signal.aborted) {
+      const call = client.subscribeMessages({
+        room: opts.room,
+        user: opts.user,
+        ...cursor.request(),
+      });
+      current = call;
+      const ended = callEnded(call);
+      let welcomed = false;
+      let reason = "the server ended the subscription";
+      const noWelcome = setTimeout(() => {
+        reason = "no welcome from server";
+        call.cancel();
+      }, timeout);
+      try {
+        for await (const m of call as AsyncIterable<Message>) {
+          if (welcomed) {
+            const verdict = cursor.accept(m);
+            if (verdict === "duplicate") continue;
+            if (verdict !== "show") {
+              note(
+                `-- ${verdict.gap} message(s) missing here (no longer in the room's history)`,
+              );
+            }
+            show(m);
+            continue;
+          }
+          welcomed = true;
+          clearTimeout(noWelcome);
+          delay = minRetry;
+          connected = true;
+          const outcome = cursor.welcome(m);
+          if (!everJoined) {
+            everJoined = true;
+            show(m);
+            joined(true);
+          } else {
+            note(describeResume(opts.room, outcome));
+            onReconnect();
+          }
+        }
+      } catch (err) {
+        if (reason !== "no welcome from server") reason = formatError(err);
+      }
+      clearTimeout(noWelcome);
+      connected = false;
+      await ended;
+      if (leave.signal.aborted) break;
+      if (!everJoined) return joined(false, reason);
+      note(
+        `-- connection lost (${reason}); reconnecting in ${secs(delay)} s`,
+      );
+      await sleep(delay, leave.signal);
+      delay = Math.min(delay * 2, maxRetry);
+    }
+  })();
+
+  const first = await Promise.race([
+    firstJoin,
+    new Promise<{ ok: false; reason: string }>((r) =>
+      leave.signal.addEventListener(
+        "abort",
+        () => r({ ok: false, reason: "interrupted" }),
+        { once: true },
+      )
+    ),
+  ]);
+  if (!first.ok) {
+    io.err(`error: ${first.reason}`);
+    leave.abort();
+    current?.cancel();
+    await following;
     return 1;
   }
-  io.out(`joined ${opts.room} as ${opts.user} (Ctrl-D to leave)`);
+  io.out(
+    formatNote(`joined ${opts.room} as ${opts.user} (Ctrl-D to leave)`, color),
+  );
 
-  const bidi = opts.bidi ? client.chat() : undefined;
-  let bidiError: unknown;
-  const bidiEnded = bidi ? callEnded(bidi) : Promise.resolve(undefined);
-  bidi?.on("data", show);
-  bidi?.on("error", (e) => {
-    if (!leaving) bidiError = e;
-  });
+  // --- sending: an outbox that retries what did not go through ---
+  const outbox: { content: string; warned: boolean }[] = [];
+  let sending = false;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryDelay = minRetry;
+  const bidi = opts.bidi ? openBidi() : undefined;
 
-  // Ends input early when a stream breaks or the caller aborts.
-  let endedEarly = false;
-  const broken = new Promise<"broken">((resolve) => {
-    subEnded.then(() => {
-      endedEarly = !leaving;
-      resolve("broken");
-    });
-    bidiEnded.then((s) => s && resolve("broken"));
-    io.signal?.addEventListener("abort", () => resolve("broken"));
-  });
-  const it = io.lines[Symbol.asyncIterator]();
-  let n = 0;
-  while (true) {
-    const next = await Promise.race([it.next(), broken]);
-    if (next === "broken" || next.done) break;
-    const content = next.value.trim();
-    if (content === "") continue;
-    if (bidi) {
-      const id = `${opts.user}-${Date.now().toString(36)}-${++n}`;
-      pending.add(id);
-      bidi.write({ id, user: opts.user, room: opts.room, content });
-      continue;
+  const drain = async () => {
+    if (sending) return;
+    sending = true;
+    clearTimeout(retryTimer);
+    while (outbox.length > 0 && !leave.signal.aborted) {
+      const item = outbox[0];
+      try {
+        if (!connected) {
+          throw { code: Status.UNAVAILABLE, details: "disconnected" };
+        }
+        if (bidi) pending.add(bidi.write(item.content));
+        else {
+          const res = await client.sendMessage(
+            { user: opts.user, room: opts.room, content: item.content },
+            { deadline: deadlineIn(timeout) },
+          );
+          pending.add(res.messageId);
+        }
+        outbox.shift();
+        retryDelay = minRetry;
+        if (item.warned) note(`-- sent: "${item.content}"`);
+      } catch (err) {
+        const code = (err as { code?: number }).code ?? -1;
+        if (!RETRYABLE.has(code)) {
+          outbox.shift();
+          failed = true;
+          warn(`not sent: "${item.content}" (${formatError(err)})`);
+          continue;
+        }
+        if (!item.warned) {
+          item.warned = true;
+          warn(
+            `not sent yet: "${item.content}" (${formatError(err)}); will retry`,
+          );
+        }
+        retryTimer = setTimeout(drain, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, maxRetry);
+        break;
+      }
     }
-    try {
-      const res = await client.sendMessage(
-        { user: opts.user, room: opts.room, content },
-        { deadline: deadlineIn(timeout) },
-      );
-      pending.add(res.messageId);
-    } catch (e) {
-      failed = true;
-      io.err(`send failed: ${formatError(e)}`);
-    }
+    sending = false;
+    onProgress();
+  };
+  onReconnect = () => {
+    retryDelay = minRetry;
+    bidi?.reopen();
+    drain();
+  };
+
+  // The Chat stream, opened lazily and again after it breaks; messages it
+  // had not echoed go back to the outbox.
+  function openBidi() {
+    let stream: ReturnType<ChatClient["chat"]> | undefined;
+    let ended: Promise<unknown> = Promise.resolve();
+    const unechoed = new Map<string, string>();
+    let n = 0;
+    const open = () => {
+      const s = client.chat();
+      stream = s;
+      s.on("data", (m: Message) => {
+        unechoed.delete(m.id.replace(/^echo_/, ""));
+        show(m);
+      });
+      s.on("error", (e) => {
+        if (stream !== s || leave.signal.aborted) return;
+        stream = undefined;
+        const lost = [...unechoed.values()];
+        unechoed.clear();
+        if (lost.length > 0) {
+          warn(
+            `the Chat stream broke (${formatError(e)}); ${lost.length} ` +
+              `unconfirmed message(s) will be resent`,
+          );
+          outbox.unshift(...lost.map((content) => ({ content, warned: true })));
+        }
+      });
+      ended = callEnded(s);
+      return s;
+    };
+    return {
+      write(content: string): string {
+        const id = `${opts.user}-${Date.now().toString(36)}-${++n}`;
+        unechoed.set(id, content);
+        (stream ?? open()).write({
+          id,
+          user: opts.user,
+          room: opts.room,
+          content,
+        });
+        return id;
+      },
+      reopen() {
+        stream?.cancel();
+        stream = undefined;
+      },
+      unconfirmed: () => unechoed.size,
+      async close() {
+        stream?.end();
+        const s = stream;
+        stream = undefined;
+        s?.cancel();
+        await ended;
+      },
+    };
   }
 
-  bidi?.end();
+  const it = io.lines[Symbol.asyncIterator]();
+  const stop = new Promise<"stop">((resolve) =>
+    leave.signal.addEventListener("abort", () => resolve("stop"), {
+      once: true,
+    })
+  );
+  while (true) {
+    const next = await Promise.race([it.next(), stop]);
+    if (next === "stop" || next.done) break;
+    const content = next.value.trim();
+    if (content === "") continue;
+    outbox.push({ content, warned: false });
+    drain();
+  }
+
+  // Wait for the outbox to empty and own messages to show, up to flushMs.
   await new Promise<void>((resolve) => {
-    const done = () => [...pending].every((id) => seen.has(id));
-    if (done() || subError || bidiError) return resolve();
+    const done = () =>
+      outbox.length === 0 && !sending && (bidi?.unconfirmed() ?? 0) === 0 &&
+      [...pending].every((id) => seen.has(id));
+    if (done()) return resolve();
     const t = setTimeout(resolve, opts.flushMs);
-    onSeen = () => done() && (clearTimeout(t), resolve());
+    onProgress = () => done() && (clearTimeout(t), resolve());
   });
-  onSeen = () => {};
-  leaving = true;
-  const err = subError ?? bidiError;
-  if (err) io.err(`error: ${formatError(err)}`);
-  else if (endedEarly) io.err("error: the server ended the subscription");
-  sub.cancel();
-  bidi?.cancel();
-  await Promise.all([subEnded, bidiEnded]);
-  io.out(`left ${opts.room}`);
-  return failed || err || endedEarly ? 1 : 0;
+  onProgress = () => {};
+  clearTimeout(retryTimer);
+  leave.abort();
+  for (const item of outbox.splice(0)) {
+    failed = true;
+    warn(`not sent: "${item.content}"`);
+  }
+  current?.cancel();
+  await Promise.all([following, bidi?.close()]);
+  io.out(formatNote(`left ${opts.room}`, color));
+  return failed ? 1 : 0;
+}
+
+/** The line that says how a reconnection went. */
+function describeResume(room: string, outcome: WelcomeOutcome): string {
+  switch (outcome.kind) {
+    case "resumed":
+      return outcome.missed === 0n
+        ? `-- reconnected to ${room}: nothing missed`
+        : `-- reconnected to ${room}: resuming, ${outcome.missed} missed message(s) follow`;
+    case "reset":
+      return `-- reconnected to ${room}, but the server lost the room's history: messages sent meanwhile may be missing`;
+    default:
+      return `-- reconnected to ${room}; the server keeps no history: messages sent meanwhile are missing`;
+  }
+}
+
+function secs(ms: number): string {
+  return (ms / 1000).toFixed(1);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { RoomCursor } from "./room_cursor.ts";
+
+const at = (offset: number, epoch = "e1") => ({
+  offset: BigInt(offset),
+  epoch,
+});
+
+Deno.test("RoomCursor.request() asks for history first, then resumes from the last offset shown", () => {
+  const c = new RoomCursor(20);
+  assert.deepEqual(c.request(), { history: 20, epoch: "", sinceOffset: 0n });
+  assert.deepEqual(c.welcome(at(50)), {
+    kind: "joined",
+    offset: 50n,
+    history: 20,
+  });
+  for (let o = 31; o <= 52; o++) assert.equal(c.accept(at(o)), "show");
+  assert.deepEqual(c.request(), { history: 0, epoch: "e1", sinceOffset: 52n });
+});
+
+Deno.test("RoomCursor.welcome() counts the missed messages on resume and accept() drops duplicates", () => {
+  const c = new RoomCursor(0);
+  c.welcome(at(3));
+  assert.equal(c.accept(at(4)), "show");
+  assert.deepEqual(c.welcome(at(7)), { kind: "resumed", missed: 3n });
+  assert.equal(c.accept(at(4)), "duplicate");
+  assert.equal(c.accept(at(5)), "show");
+  assert.equal(c.accept(at(5)), "duplicate");
+  assert.deepEqual(c.welcome(at(5)), { kind: "resumed", missed: 0n });
+});
+
+Deno.test("RoomCursor.accept() reports a gap once its position is exact, never for echoes", () => {
+  const c = new RoomCursor(10);
+  c.welcome(at(100));
+  // Only 3 of the 10 asked for are retained: not a gap.
+  assert.equal(c.accept(at(98)), "show");
+  assert.deepEqual(c.accept(at(101)), { gap: 2n });
+  assert.equal(c.accept(at(0, "")), "show");
+  assert.deepEqual(c.position, { epoch: "e1", offset: 101n });
+});
+
+Deno.test("RoomCursor.welcome() says reset for a new epoch and no-history for a server without one", () => {
+  const c = new RoomCursor(5);
+  c.welcome(at(9));
+  assert.deepEqual(c.welcome(at(2, "e2")), { kind: "reset" });
+  assert.deepEqual(c.request(), { history: 0, epoch: "e2", sinceOffset: 2n });
+  assert.deepEqual(c.welcome(at(0, "")), { kind: "no-history" });
+  assert.deepEqual(c.request(), { history: 0, epoch: "", sinceOffset: 0n });
+  assert.equal(c.accept(at(0, "")), "show");
+});
