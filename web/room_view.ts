@@ -2,15 +2,19 @@
  * Renders room messages into a list, styled by type (CHAT, JOIN, LEAVE, SYSTEM).
  *
  * Only the newest `MAX_ITEMS` stay in the DOM: a busy room would otherwise grow
- * the page without bound. Text goes in with `textContent`, never as HTML, since
- * every field is written by some other user.
+ * the page without bound. The cap is not silent: once lines are dropped from
+ * the top, `capNote` says how many. Text goes in with `textContent`, never as
+ * HTML, since every field is written by some other user. A message that could
+ * not be sent stays in the list, marked, with a Retry button, until it goes
+ * through.
  *
  * @module
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageType } from "../gen/chat_pb.ts";
 
-const MAX_ITEMS = 500;
+/** The most lines the list keeps. */
+export const MAX_ITEMS = 500;
 
 const TYPE_CLASS: Record<MessageType, string> = {
   [MessageType.CHAT]: "msg-chat",
@@ -22,9 +26,13 @@ const TYPE_CLASS: Record<MessageType, string> = {
 /** A scrolling message list. */
 export class RoomView {
   #list: HTMLElement;
+  #capNote: HTMLElement;
+  #dropped = 0;
 
-  constructor(list: HTMLElement) {
+  constructor(list: HTMLElement, capNote: HTMLElement) {
     this.#list = list;
+    this.#capNote = capNote;
+    this.#showCap();
   }
 
   /** Appends a message from the server. */
@@ -35,6 +43,7 @@ export class RoomView {
       item.classList.add("mine");
     }
     item.dataset.type = MessageType[message.type] ?? "CHAT";
+    if (message.offset > 0n) item.dataset.offset = String(message.offset);
     const time = message.timestamp
       ? timestampDate(message.timestamp)
       : new Date();
@@ -58,16 +67,70 @@ export class RoomView {
     this.#append(item);
   }
 
+  /**
+   * Appends a message that was not sent, with a Retry button that calls
+   * `send`; the line goes away once `send` resolves true. Returns a retry
+   * the page calls by itself after reconnecting.
+   */
+  unsent(
+    content: string,
+    reason: string,
+    send: () => Promise<string | undefined>,
+  ): () => Promise<boolean> {
+    const item = document.createElement("li");
+    item.className = "msg-unsent";
+    item.dataset.type = "UNSENT";
+    const why = span("reason", `Not sent (${reason}):`);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Retry";
+    item.append(why, span("content", content), button);
+    this.#append(item);
+    let busy = false;
+    const retry = async () => {
+      if (!item.isConnected) return true;
+      if (busy) return false;
+      busy = true;
+      button.disabled = true;
+      button.textContent = "Sending…";
+      const error = await send();
+      busy = false;
+      if (error === undefined) {
+        item.remove();
+        return true;
+      }
+      why.textContent = `Not sent (${error}):`;
+      button.disabled = false;
+      button.textContent = "Retry";
+      return false;
+    };
+    button.addEventListener("click", retry);
+    return retry;
+  }
+
   clear(): void {
     this.#list.replaceChildren();
+    this.#dropped = 0;
+    this.#showCap();
+  }
+
+  #showCap(): void {
+    this.#capNote.dataset.dropped = String(this.#dropped);
+    this.#capNote.textContent = this.#dropped === 0
+      ? `Shows the newest ${MAX_ITEMS} lines.`
+      : `Showing the newest ${MAX_ITEMS} lines; ${this.#dropped} older not shown.`;
   }
 
   #append(item: HTMLElement): void {
     const stick = this.#list.scrollTop + this.#list.clientHeight >=
       this.#list.scrollHeight - 8;
     this.#list.append(item);
-    while (this.#list.childElementCount > MAX_ITEMS) {
-      this.#list.firstElementChild?.remove();
+    if (this.#list.childElementCount > MAX_ITEMS) {
+      while (this.#list.childElementCount > MAX_ITEMS) {
+        this.#list.firstElementChild?.remove();
+        this.#dropped++;
+      }
+      this.#showCap();
     }
     // Follow new messages only if the reader was already at the bottom.
     if (stick) this.#list.scrollTop = this.#list.scrollHeight;

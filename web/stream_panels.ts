@@ -14,9 +14,13 @@ import { bridgeUrl } from "./ws_call.ts";
 const $ = <T extends HTMLElement = HTMLElement>(id: string) =>
   document.getElementById(id) as T;
 
-/** Wires the panels; `who()` is the joined user and room, if any. */
+/**
+ * Wires the panels; `who()` is the joined user and room, if any, and
+ * `token()` the bearer token of the session ("" for none).
+ */
 export function setUpStreamPanels(
   who: () => { user: string; room: string } | undefined,
+  token: () => string,
 ) {
   const url = bridgeUrl(location);
   const log = $("bidi-log");
@@ -34,7 +38,7 @@ export function setUpStreamPanels(
   const openChat = (current: { user: string; room: string }) => {
     const session = startBidiChat(url, current, (message: Message) => {
       logLine("received", `${message.user}: ${message.content}`);
-    });
+    }, token());
     session.status.then((status) => {
       if (chat === session) chat = undefined;
       if (status.code !== 0 && status.code !== 1) {
@@ -79,6 +83,7 @@ export function setUpStreamPanels(
         progress.value = sent;
         result.textContent = `Sent ${sent} of ${total}…`;
       },
+      token(),
     );
     button.disabled = false;
     if (status.code === 0 && response) {
