@@ -16,6 +16,8 @@ import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS, serveAsset } from "./assets.ts";
 import { createWebSocketBridge } from "./websocket.ts";
+import { devTokenHandler } from "./dev_token.ts";
+import { clientIp, ipSlots, tooManyRequests } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 
 /** What {@linkcode createEdgeApp} needs. */
@@ -82,13 +84,16 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   }
 
   // WebSocket bridge: client-streaming and bidi calls from browsers (web/WEBSOCKET.md).
-  app.get(
-    "/ws",
-    createWebSocketBridge(upstream, {
-      maxMessageBytes: config.maxMessageBytes,
-      allowedOrigins: config.allowedOrigins,
-    }),
-  );
+  const bridge = createWebSocketBridge(upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    allowedOrigins: config.allowedOrigins,
+    perIp: ipSlots(config.maxWebSocketsPerIp),
+  });
+  app.get("/ws", (c) => bridge(c, c.env));
+
+  if (config.devJwtSecret !== "") {
+    app.get("/auth/dev-token", devTokenHandler(config.devJwtSecret));
+  }
 
   app.all("/:service/:method", async (c) => {
     const request = c.req.raw;
@@ -144,5 +149,31 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     );
   };
 
+  limitRequestsPerIp(app, config.maxRequestsPerIp, cors);
   return app;
+}
+
+/**
+ * Wraps the app's fetch so that each client IP has at most `max` requests
+ * in flight (edge/ip_limits.ts); a request counts until Deno.serve has sent
+ * its whole response.
+ */
+function limitRequestsPerIp(
+  app: Hono,
+  max: number,
+  cors: (origin: string | null) => [string, string][],
+): void {
+  const slot = ipSlots(max);
+  if (slot === undefined) return;
+  const inner = app.fetch;
+  app.fetch = (request, env, ...rest) => {
+    const ip = clientIp(env);
+    if (ip === undefined) return inner(request, env, ...rest);
+    const release = slot(ip);
+    if (release === undefined) {
+      return tooManyRequests(request, max, cors(request.headers.get("origin")));
+    }
+    (env as Deno.ServeHandlerInfo).completed.then(release, release);
+    return inner(request, env, ...rest);
+  };
 }

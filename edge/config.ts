@@ -32,6 +32,22 @@ export interface EdgeConfig {
    * before it sends a PING; 0 turns keepalive off.
    */
   upstreamKeepaliveMs: number;
+
+  // Who may speak (docs/auth.md). Empty strings mean "not set".
+  /** Files with the TLS certificate chain and key (PEM): serve HTTPS. */
+  tlsCert: string;
+  tlsKey: string;
+  /** File with a PEM CA for an https:// upstream with a private certificate. */
+  upstreamCa: string;
+  /**
+   * Development only: the core's HS256 secret, to hand out tokens at
+   * `GET /auth/dev-token?user=NAME`. Unset, that path is 404.
+   */
+  devJwtSecret: string;
+  /** Concurrent requests (each open stream counts) per client IP; 0: no limit. */
+  maxRequestsPerIp: number;
+  /** Concurrent WebSocket bridge sockets per client IP; 0: no limit. */
+  maxWebSocketsPerIp: number;
 }
 
 /** The upstream HTTP/2 client implementations. */
@@ -39,13 +55,19 @@ export type UpstreamClient = "h2" | "node";
 
 /** The defaults, also used by tests that override one field. */
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
-  host: "0.0.0.0",
+  host: "127.0.0.1",
   port: 8080,
   upstream: "http://127.0.0.1:50051",
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
   upstreamKeepaliveMs: 30_000,
+  tlsCert: "",
+  tlsKey: "",
+  upstreamCa: "",
+  devJwtSecret: "",
+  maxRequestsPerIp: 0,
+  maxWebSocketsPerIp: 0,
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -64,6 +86,18 @@ const SETTINGS = {
     flag: "upstream-keepalive-ms",
     env: "UPSTREAM_KEEPALIVE_MS",
   },
+  tlsCert: { flag: "tls-cert", env: "TLS_CERT" },
+  tlsKey: { flag: "tls-key", env: "TLS_KEY" },
+  upstreamCa: { flag: "upstream-ca", env: "UPSTREAM_CA" },
+  devJwtSecret: { flag: "dev-jwt-secret", env: "EDGE_DEV_JWT_SECRET" },
+  maxRequestsPerIp: {
+    flag: "max-requests-per-ip",
+    env: "MAX_REQUESTS_PER_IP",
+  },
+  maxWebSocketsPerIp: {
+    flag: "max-websockets-per-ip",
+    env: "MAX_WEBSOCKETS_PER_IP",
+  },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 type Parsers = {
@@ -80,6 +114,18 @@ const PARSERS: Parsers = {
   port: (raw, name) => integer(raw, name, 0, 65535),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
   upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
+  tlsCert: (raw) => raw,
+  tlsKey: (raw) => raw,
+  upstreamCa: (raw) => raw,
+  devJwtSecret(raw, name) {
+    // The core refuses shorter HS256 secrets; fail here too, not per call.
+    if (new TextEncoder().encode(raw).byteLength < 32) {
+      throw new EdgeConfigError(`${name} must be at least 32 bytes`);
+    }
+    return raw;
+  },
+  maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
+  maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);
@@ -180,6 +226,9 @@ export function parseEdgeConfig(
     } else if (env[envName] !== undefined) {
       config[key] = parse(env[envName], envName);
     }
+  }
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) {
+    throw new EdgeConfigError("--tls-cert and --tls-key go together");
   }
   return Object.freeze(config as unknown as EdgeConfig);
 }

@@ -23,17 +23,32 @@ try {
   Deno.exit(2);
 }
 
+// Files are read only when configured, so Deno Deploy needs no --allow-read.
+const readPem = (path: string) =>
+  path === "" ? undefined : Deno.readTextFileSync(path);
+const tls = config.tlsCert === ""
+  ? {}
+  : { cert: readPem(config.tlsCert)!, key: readPem(config.tlsKey)! };
 const upstream = createUpstream(config.upstreamClient, config.upstream, {
   maxMessageBytes: config.maxMessageBytes,
   keepaliveIntervalMs: config.upstreamKeepaliveMs,
+  ca: readPem(config.upstreamCa),
 });
 const app = createEdgeApp({ upstream, config });
+if (config.devJwtSecret !== "") {
+  console.log(
+    "edge: DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
+  );
+}
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,
+  ...tls,
   onListen: ({ hostname, port }) =>
     console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
+      `edge: listening on ${
+        config.tlsCert ? "https" : "http"
+      }://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
     ),
 }, app.fetch);
 

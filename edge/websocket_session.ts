@@ -54,6 +54,7 @@ export function runBridgeSession(
   socket: WebSocket,
   upstream: Pick<Upstream, "call">,
   limits: SessionLimits,
+  onEnd?: () => void,
 ): void {
   socket.binaryType = "arraybuffer";
   const abort = new AbortController();
@@ -71,6 +72,7 @@ export function runBridgeSession(
     clearTimeout(timer);
     requests.close();
     abort.abort();
+    onEnd?.();
     if (socket.readyState === WebSocket.OPEN) {
       socket.send(encodeStatusFrame(status));
       socket.close(1000, "call ended");

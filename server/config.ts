@@ -48,6 +48,27 @@ export interface CoreConfig {
   goawayGuard: boolean;
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
+
+  // Who may speak (docs/auth.md). Empty strings mean "not set".
+  /** HS256 secret for JWT bearer tokens. */
+  jwtSecret: string;
+  /** File with a PEM public key for RS256, ES256 or EdDSA tokens. */
+  jwtPublicKey: string;
+  /** Required `iss` claim. */
+  jwtIssuer: string;
+  /** Required `aud` claim. */
+  jwtAudience: string;
+  /** Clock skew accepted on `exp` and `nbf`, in seconds. */
+  jwtLeewaySeconds: number;
+  /** Messages per second per user (per connection with auth off); 0: no limit. */
+  rateLimit: number;
+  /** Messages allowed at once after a quiet spell; 0: same as rateLimit. */
+  rateBurst: number;
+  /** Concurrent subscriptions per user (per connection with auth off); 0: no limit. */
+  maxSubscriptions: number;
+  /** Files with the TLS certificate chain and key (PEM); both or neither. */
+  tlsCert: string;
+  tlsKey: string;
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -65,6 +86,16 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
+  jwtSecret: "",
+  jwtPublicKey: "",
+  jwtIssuer: "",
+  jwtAudience: "",
+  jwtLeewaySeconds: 5,
+  rateLimit: 0,
+  rateBurst: 0,
+  maxSubscriptions: 0,
+  tlsCert: "",
+  tlsKey: "",
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -89,6 +120,22 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+  jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
+  jwtPublicKey: { flag: "jwt-public-key", env: "CHAT_JWT_PUBLIC_KEY" },
+  jwtIssuer: { flag: "jwt-issuer", env: "CHAT_JWT_ISSUER" },
+  jwtAudience: { flag: "jwt-audience", env: "CHAT_JWT_AUDIENCE" },
+  jwtLeewaySeconds: {
+    flag: "jwt-leeway-seconds",
+    env: "CHAT_JWT_LEEWAY_SECONDS",
+  },
+  rateLimit: { flag: "rate-limit", env: "CHAT_RATE_LIMIT" },
+  rateBurst: { flag: "rate-burst", env: "CHAT_RATE_BURST" },
+  maxSubscriptions: {
+    flag: "max-subscriptions",
+    env: "CHAT_MAX_SUBSCRIPTIONS",
+  },
+  tlsCert: { flag: "tls-cert", env: "CHAT_TLS_CERT" },
+  tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
 };
 
 export class ConfigError extends Error {
@@ -149,6 +196,22 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+    jwtSecret: (r) => {
+      // HS256 keys shorter than the hash are guessable offline (RFC 7518 3.2).
+      if (new TextEncoder().encode(r).byteLength < 32) {
+        throw new ConfigError(`${name} must be at least 32 bytes`);
+      }
+      return r;
+    },
+    jwtPublicKey: (r) => r,
+    jwtIssuer: (r) => r,
+    jwtAudience: (r) => r,
+    jwtLeewaySeconds: (r) => integer(name, r, 0, 300),
+    rateLimit: (r) => integer(name, r, 0, 1_000_000_000),
+    rateBurst: (r) => integer(name, r, 0, 1_000_000_000),
+    maxSubscriptions: (r) => integer(name, r, 0, 1_000_000_000),
+    tlsCert: (r) => r,
+    tlsKey: (r) => r,
   };
   return parsers[key](raw);
 }
@@ -191,12 +254,35 @@ export function parseCoreConfig(
       );
     }
   }
+  checkAuthSettings(config as unknown as CoreConfig);
   return Object.freeze(config as unknown as CoreConfig);
+}
+
+/** Settings that only make sense together. */
+function checkAuthSettings(config: Readonly<CoreConfig>): void {
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) {
+    throw new ConfigError("--tls-cert and --tls-key go together");
+  }
+  if (config.tlsCert !== "" && config.transport !== "h2") {
+    // grpc-js's TLS listener on Deno's node:http2 fails the handshake.
+    throw new ConfigError("--tls-cert needs --transport h2 (the default)");
+  }
+  const keyed = config.jwtSecret !== "" || config.jwtPublicKey !== "";
+  if (!keyed && (config.jwtIssuer !== "" || config.jwtAudience !== "")) {
+    throw new ConfigError(
+      "--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-public-key",
+    );
+  }
+  if (config.rateBurst > 0 && config.rateLimit === 0) {
+    throw new ConfigError("--rate-burst needs --rate-limit");
+  }
 }
 
 /** Completes a partial config (tests, embedding) with the defaults. */
 export function resolveCoreConfig(
   options: Partial<CoreConfig> = {},
 ): Readonly<CoreConfig> {
-  return Object.freeze({ ...DEFAULT_CORE_CONFIG, ...options });
+  const config = { ...DEFAULT_CORE_CONFIG, ...options };
+  checkAuthSettings(config);
+  return Object.freeze(config);
 }

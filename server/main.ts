@@ -18,7 +18,11 @@ try {
 }
 const log = createLogger(config.logLevel);
 const core = await startCoreServer({ ...config, logger: log });
-log.info(`listening on ${config.host}:${core.port}`);
+log.info(
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
+);
 
 let signalled = false;
 const stop = async (signal: string) => {

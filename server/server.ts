@@ -23,7 +23,12 @@ import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
-import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import {
+  type DirectUnaryMethod,
+  enableDirectUnary,
+} from "./grpc/direct_unary.ts";
+import { peerOf } from "./grpc/caller.ts";
+import { createAccess } from "./auth/create.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -51,12 +56,15 @@ async function listen(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
+  tls: { cert: string; key: string } | undefined,
 ): Promise<Listener> {
   if (config.transport === "h2") {
     return listenWithH2(server, {
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      tls,
       onError: (err) => log.error("h2 transport", err),
     });
   }
@@ -125,7 +133,12 @@ export async function startCoreServer(
     policy: config.slowConsumer,
   });
   const calls = new CallScopes();
-  const ctx: HandlerContext = { hub, calls, config, log };
+  const access = await createAccess(config, log);
+  const tls = config.tlsCert === "" ? undefined : {
+    cert: await Deno.readTextFile(config.tlsCert),
+    key: await Deno.readTextFile(config.tlsKey),
+  };
+  const ctx: HandlerContext = { hub, calls, config, log, access };
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -144,11 +157,19 @@ export async function startCoreServer(
   };
   server.addService(serverDefinition, implementation);
 
-  const listener = await listen(server, config, log);
+  const listener = await listen(server, config, log, tls);
   const port = listener.port;
-  const direct = new Map([[
+  const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
+    (bytes, headers, session) => {
+      const caller = access.caller(
+        headers.authorization,
+        () => peerOf(session),
+      );
+      return caller instanceof Promise
+        ? caller.then((c) => postMessage(ctx, decodeRequest(bytes), c))
+        : postMessage(ctx, decodeRequest(bytes), caller);
+    },
   ]]);
   if (
     enableDirectUnary(server, direct, {

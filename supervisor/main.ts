@@ -15,7 +15,7 @@
 import { fileURLToPath } from "node:url";
 import { superviseChild } from "./supervisor.ts";
 
-const CHILD_PERMISSIONS = ["--allow-net", "--allow-env"];
+const CHILD_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read"];
 
 /** Reads a positive integer setting, or exits with a clear message. */
 function intSetting(name: string, fallback: number): number {

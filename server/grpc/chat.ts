@@ -12,7 +12,8 @@
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Message } from "../../gen/chat_pb.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
+import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { decodePost } from "./post_decoder.ts";
@@ -22,9 +23,12 @@ import { frameMessage } from "./framing.ts";
 import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
 
+type Call = ServerDuplexStream<InboundMessage, Message | Uint8Array>;
+
 export function chatHandler(ctx: HandlerContext) {
-  return (
-    call: ServerDuplexStream<InboundMessage, Message | Uint8Array>,
+  return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
+    call,
+    caller,
   ): void => {
     const stream = openStream(
       call,
@@ -41,10 +45,12 @@ export function chatHandler(ctx: HandlerContext) {
         reader.pause();
       }
     };
+    endAtExpiry(ctx, stream, caller);
+    const posts = inboundPosts(ctx, caller);
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          validatePost(message);
+          bytes = posts.check(message, bytes);
         } catch (err) {
           stream.finish(err);
           return;
@@ -72,5 +78,5 @@ export function chatHandler(ctx: HandlerContext) {
       }, ctx.config.aliveIntervalMs);
       stream.defer(() => clearInterval(timer));
     }
-  };
+  });
 }

@@ -33,10 +33,19 @@ import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
 import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
 import { frameMessage } from "./framing.ts";
-import { toServiceError } from "./status.ts";
+import { RETRY_AFTER_MS, toServiceError } from "./status.ts";
 
-/** A unary method: request bytes in, response bytes out; throws ChatError. */
-export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
+/**
+ * A unary method: request bytes in, response bytes out; throws ChatError.
+ * It gets the call's headers and HTTP/2 session (for authorization and
+ * per-connection limits); a promise answers when it settles (a token that
+ * had to be verified).
+ */
+export type DirectUnaryMethod = (
+  request: Uint8Array,
+  headers: http2.IncomingHttpHeaders,
+  session: unknown,
+) => Uint8Array | Promise<Uint8Array>;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -137,7 +146,7 @@ function serve(
   let declared = -1;
   let done = false;
 
-  const fail = (code: number, message: string) => {
+  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
     done = true;
     buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
@@ -145,6 +154,9 @@ function serve(
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
       "grpc-message": encodeGrpcMessage(message),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
     }, { endStream: true });
   };
 
@@ -206,17 +218,27 @@ function serve(
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
-    let response: Uint8Array;
-    try {
-      response = method(request.subarray(5));
-    } catch (err) {
+    const failWith = (err: unknown) => {
       const status = toServiceError(err, options.onInternal);
-      return fail(status.code, status.details);
+      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+    };
+    let response: Uint8Array | Promise<Uint8Array>;
+    try {
+      response = method(request.subarray(5), headers, stream.session);
+    } catch (err) {
+      return failWith(err);
     }
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frameMessage(response));
+    if (response instanceof Uint8Array) answer(stream, response);
+    else response.then((r) => answer(stream, r), failWith);
   });
+}
+
+/** Headers, the one response message, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.end(frameMessage(response));
 }
 
 const NO_MESSAGE = "Received no request message for unary call";

@@ -20,6 +20,8 @@ import { encodeSendResponse, frameChatMessage } from "./messages.ts";
 export { encodeSendResponse };
 import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
+import type { Caller } from "../auth/access.ts";
+import { withCaller } from "./caller.ts";
 
 /**
  * Validates and broadcasts one post; returns the encoded
@@ -28,13 +30,16 @@ import { toServiceError } from "./status.ts";
 export function postMessage(
   ctx: HandlerContext,
   req: SendFields,
+  caller: Caller,
 ): Uint8Array {
   ctx.hub.stats.callsStarted++;
-  validatePost(req);
+  const user = ctx.access.userOf(caller, req.user);
+  validatePost(user === req.user ? req : { ...req, user });
+  ctx.access.allowPost(caller, req.room);
   const id = ctx.hub.nextMessageId();
   const nowMs = Date.now();
   ctx.hub.publishWith(req.room, () => {
-    const framed = frameChatMessage(id, req.user, req.content, req.room, nowMs);
+    const framed = frameChatMessage(id, user, req.content, req.room, nowMs);
     // The id and timestamp make the broadcast larger than the request. One
     // that subscribers could not receive is the sender's error, not theirs.
     const size = framed.byteLength - PREFIX_BYTES;
@@ -51,17 +56,22 @@ export function postMessage(
 
 /** grpc-js's handler for the calls the direct path does not take. */
 export function sendMessageHandler(ctx: HandlerContext) {
-  return (
-    call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
-    callback: sendUnaryData<Uint8Array>,
-  ): void => {
-    let response: Uint8Array;
-    try {
-      response = postMessage(ctx, call.request);
-    } catch (err) {
-      callback(toServiceError(err));
-      return;
-    }
-    callback(null, response);
-  };
+  return withCaller(
+    ctx,
+    (_call, err, callback: sendUnaryData<Uint8Array>) => callback(err),
+    (
+      call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
+      caller,
+      callback,
+    ): void => {
+      let response: Uint8Array;
+      try {
+        response = postMessage(ctx, call.request, caller);
+      } catch (err) {
+        callback(toServiceError(err));
+        return;
+      }
+      callback(null, response);
+    },
+  );
 }

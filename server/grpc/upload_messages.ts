@@ -12,7 +12,8 @@ import {
   type UploadResponse,
   UploadResponseSchema,
 } from "../../gen/chat_pb.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
+import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { frameMessage } from "./framing.ts";
@@ -20,11 +21,14 @@ import { openStream } from "./stream.ts";
 import { decodePost } from "./post_decoder.ts";
 import { readMessages } from "./raw_reader.ts";
 
+type Call = ServerReadableStream<InboundMessage, UploadResponse>;
+
 export function uploadMessagesHandler(ctx: HandlerContext) {
-  return (
-    call: ServerReadableStream<InboundMessage, UploadResponse>,
+  return withCaller(ctx, (
+    _call: Call,
+    err,
     callback: sendUnaryData<UploadResponse>,
-  ): void => {
+  ) => callback(err), (call, caller, callback): void => {
     let count = 0;
     const stream = openStream(call, ctx, (err) => {
       if (err) callback(err);
@@ -33,10 +37,12 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
           create(UploadResponseSchema, { messageCount: count, success: true }),
         );}
     });
+    endAtExpiry(ctx, stream, caller);
+    const posts = inboundPosts(ctx, caller);
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          validatePost(message, `message ${count + 1}: `);
+          bytes = posts.check(message, bytes, `message ${count + 1}: `);
         } catch (err) {
           stream.finish(err);
           return;
@@ -48,5 +54,5 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
       error: (err) => stream.finish(err),
     }, inboundParts);
     stream.defer(reader.stop);
-  };
+  });
 }
