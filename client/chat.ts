@@ -76,6 +76,17 @@ const RETRYABLE = new Set<number>([
   Status.CANCELLED,
 ]);
 
+/**
+ * Codes that no retry can fix (the token, the user or the request is wrong):
+ * a subscription that ends with one of them ends the session.
+ */
+const FATAL = new Set<number>([
+  Status.UNAUTHENTICATED,
+  Status.PERMISSION_DENIED,
+  Status.INVALID_ARGUMENT,
+  Status.UNIMPLEMENTED,
+]);
+
 /** Runs one session; resolves to the exit code (0 clean, 1 on any error). */
 export async function runChatSession(
   client: ChatClient,
@@ -104,6 +115,7 @@ export async function runChatSession(
 
   // --- the room subscription, reopened after every drop ---
   let connected = false;
+  let fatal: string | undefined;
   let current: ReturnType<ChatClient["subscribeMessages"]> | undefined;
   let joined!: (ok: boolean, reason?: string) => void;
   const firstJoin = new Promise<{ ok: boolean; reason?: string }>((r) =>
@@ -156,12 +168,18 @@ export async function runChatSession(
         }
       } catch (err) {
         if (reason !== "no welcome from server") reason = formatError(err);
+        if (FATAL.has((err as { code?: number }).code ?? -1)) fatal = reason;
       }
       clearTimeout(noWelcome);
       connected = false;
       await ended;
       if (leave.signal.aborted) break;
       if (!everJoined) return joined(false, reason);
+      if (fatal) {
+        io.err(`error: ${fatal}`);
+        leave.abort();
+        break;
+      }
       note(
         `-- connection lost (${reason}); reconnecting in ${secs(delay)} s`,
       );
@@ -338,7 +356,7 @@ export async function runChatSession(
   current?.cancel();
   await Promise.all([following, bidi?.close()]);
   io.out(formatNote(`left ${opts.room}`, color));
-  return failed ? 1 : 0;
+  return failed || fatal ? 1 : 0;
 }
 
 /** The line that says how a reconnection went. */

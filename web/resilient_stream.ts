@@ -12,7 +12,9 @@
 export type StreamState =
   | { kind: "connecting"; attempt: number }
   | { kind: "live" }
-  | { kind: "retrying"; inMs: number; reason: string };
+  | { kind: "retrying"; inMs: number; reason: string }
+  /** Ended for good: `fatal` said no retry can help. */
+  | { kind: "failed"; reason: string };
 
 /** Options: how to open the stream and what to do with what it says. */
 export interface ResilientOptions<T> {
@@ -20,6 +22,11 @@ export interface ResilientOptions<T> {
   onMessage(message: T): void;
   onState(state: StreamState): void;
   signal: AbortSignal;
+  /**
+   * Errors no retry can fix (a refused token, say): the stream stops with a
+   * `failed` state instead of retrying. By default every error is retried.
+   */
+  fatal?(err: unknown): boolean;
   /** First retry delay; doubles per failure up to `maxDelayMs`. */
   minDelayMs?: number;
   maxDelayMs?: number;
@@ -52,6 +59,9 @@ export async function keepStreaming<T>(
       }
     } catch (err) {
       reason = err instanceof Error ? err.message : String(err);
+      if (!signal.aborted && options.fatal?.(err)) {
+        return options.onState({ kind: "failed", reason });
+      }
     }
     if (signal.aborted) return;
     options.onState({ kind: "retrying", inMs: delay, reason });

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import { RoomCursor, type WelcomeOutcome } from "../client/room_cursor.ts";
 import type { ChatClient } from "./rpc.ts";
 import { keepStreaming } from "./resilient_stream.ts";
@@ -18,6 +19,13 @@ import type { RoomView } from "./room_view.ts";
 
 /** Recent messages shown on join. */
 export const HISTORY = 50;
+
+/** Refusals that reconnecting cannot fix: the session stops and says why. */
+const FATAL = new Set([
+  Code.Unauthenticated,
+  Code.PermissionDenied,
+  Code.InvalidArgument,
+]);
 
 /** What a room session reports to the page. */
 export interface RoomSessionOptions {
@@ -40,6 +48,7 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
   let lost = false;
   return keepStreaming({
     signal: o.signal,
+    fatal: (err) => FATAL.has(ConnectError.from(err).code),
     open: (signal) => {
       welcomed = false;
       return o.client.subscribeMessages(
@@ -78,6 +87,9 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
           view.note(`Connection lost (${state.reason}); reconnecting…`);
         }
         lost = true;
+      } else if (state.kind === "failed") {
+        o.status(`Not joined: refused`, "retrying");
+        view.note(`The server refused the subscription: ${state.reason}`);
       } else if (!lost) {
         o.status(`Joining #${room}…`, "connecting");
       }
