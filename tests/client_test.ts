@@ -269,70 +269,48 @@ Deno.test("formatError() passes plain errors through without a stack", () => {
 Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token to a core with --jwt-secret", async () => {
   const srv = await startCoreServer({ port: 0, jwtSecret: SECRET });
   const addr = `127.0.0.1:${srv.port}`;
+  const chat = (line: string, flags: string[], env: Record<string, string>) =>
+    task(
+      "chat",
+      ["--addr", addr, "--room", "auth", "--user", "Dana", ...flags],
+      `${line}\n`,
+      env,
+    );
   try {
     const dana = await hs256({ sub: "Dana" });
-    const flag = await task(
-      "chat",
-      ["--addr", addr, "--room", "auth", "--user", "Dana", "--token", dana],
-      "with a flag\n",
-    );
+    const flag = await chat("with a flag", ["--token", dana], {});
     assert.equal(flag.code, 0, flag.stderr);
     has(flag.stdout, "[auth] Dana: with a flag\n");
-    const env = await task(
-      "chat",
-      ["--addr", addr, "--room", "auth", "--user", "Dana"],
-      "from the environment\n",
-      { CHAT_TOKEN: dana },
-    );
+    const env = await chat("from the environment", [], { CHAT_TOKEN: dana });
     assert.equal(env.code, 0, env.stderr);
     has(env.stdout, "[auth] Dana: from the environment\n");
     // Someone else's token: the core refuses to let Dana speak as Eve.
-    const eve = await task(
-      "chat",
-      ["--addr", addr, "--room", "auth", "--user", "Dana"],
-      "x\n",
-      { CHAT_TOKEN: await hs256({ sub: "Eve" }) },
-    );
+    const eve = await chat("x", [], {
+      CHAT_TOKEN: await hs256({ sub: "Eve" }),
+    });
     assert.equal(eve.code, 1);
     assert.match(eve.stderr, /^error: PERMISSION_DENIED: /m);
-    const none = await task("chat", [
-      "--addr",
-      addr,
-      "--room",
-      "auth",
-      "--user",
-      "Dana",
-    ], "x\n");
+    const none = await chat("x", [], {});
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^error: UNAUTHENTICATED: /m);
-    // The examples client runs all five RPCs with one token for every user
-    // it plays: a token without `sub` limits is not enough, so check one RPC
-    // that takes no user: StreamMetrics.
-    const client = await task("client", [
-      "--addr",
-      addr,
-      "--token",
-      dana,
-      "--metrics-interval",
-      "1",
-      "--metrics-count",
-      "2",
-      "--chat-interval-ms",
-      "10",
-      "--batch-delay-ms",
-      "10",
-      "--linger-ms",
-      "200",
-    ]);
-    assert.match(client.stdout, /ok +StreamMetrics +2\/2 metrics/);
-    const anonymous = await task("client", [
-      "--addr",
-      addr,
-      "--metrics-count",
-      "1",
-      "--linger-ms",
-      "100",
-    ]);
+    // The examples play Alice, Bob and Charlie with one token, so with Dana's
+    // only StreamMetrics, which names no user, can pass; without one it fails.
+    const examples = (flags: string[]) =>
+      task("client", [
+        "--addr",
+        addr,
+        "--metrics-interval",
+        "1",
+        "--metrics-count",
+        "2",
+        "--linger-ms",
+        "100",
+        ...flags,
+      ]);
+    const withToken = await examples(["--token", dana]);
+    assert.match(withToken.stdout, /ok +StreamMetrics +2\/2 metrics/);
+    assert.match(withToken.stdout, /FAILED +SendMessage +PERMISSION_DENIED: /);
+    const anonymous = await examples([]);
     assert.match(anonymous.stdout, /FAILED +StreamMetrics +UNAUTHENTICATED: /);
   } finally {
     await srv.shutdown();
