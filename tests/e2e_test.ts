@@ -17,6 +17,7 @@ import {
 } from "./fixtures/web_browser.ts";
 import { waitFor } from "./fixtures/web_stack.ts";
 import type { SubscribeOutcome } from "./fixtures/web_grpcweb_client.ts";
+import { createChatClient } from "../client/rpc.ts";
 
 const ARTIFACTS = new URL("../artifacts/", import.meta.url);
 
@@ -52,7 +53,14 @@ function line(page: Page, user: string, text: string) {
 
 Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed client, presence, reconnect", async (t) => {
   const browser = await launchChromium();
-  const stack = await startEdgeStack({ presence: true, aliveIntervalMs: 0 });
+  // A durable store, so the restarted core keeps the room's history and epoch.
+  const dataDir = await Deno.makeTempDir({ prefix: "e2e-store-" });
+  const stack = await startEdgeStack({
+    presence: true,
+    aliveIntervalMs: 0,
+    store: "sqlite",
+    dataDir,
+  });
   const other = await startOtherOrigin();
   try {
     const context = await browser.newContext({
@@ -313,7 +321,33 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           hasText: "typed while down",
         });
         await unsent.locator("button", { hasText: "Retry" }).waitFor();
+        // Keep the page from resubscribing until the room has moved on, so
+        // that what it missed must come from the resume.
+        await alice.route(
+          "**/chat.ChatService/SubscribeMessages",
+          (r) => r.abort(),
+        );
         await stack.restartCore();
+        const poster = createChatClient(`127.0.0.1:${stack.core().port}`);
+        try {
+          for (let i = 1; i <= 3; i++) {
+            await poster.sendMessage({
+              user: "poster",
+              room: "lobby",
+              content: `missed ${i}`,
+            });
+          }
+        } finally {
+          poster.close();
+        }
+        await alice.unroute("**/chat.ChatService/SubscribeMessages");
+        // 3 posts, and alice's LEAVE that the core wrote as it stopped.
+        await alice.locator("#messages li.msg-local", {
+          hasText: "Reconnected: 4 missed message(s) follow.",
+        }).waitFor();
+        for (let i = 1; i <= 3; i++) {
+          await line(alice, "poster", `missed ${i}`).waitFor();
+        }
         await alice.locator("#messages li.msg-local", {
           hasText: "Reconnected",
         }).waitFor();
@@ -325,6 +359,32 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         await say(alice, "back again");
         await line(alice, "alice", "back again").waitFor();
         assert.equal(await line(alice, "alice", "typed while down").count(), 1);
+        // Every room message alice was shown, from her JOIN on: offsets
+        // 1, 2, 3, ... with no gap and no duplicate, across the restart.
+        const offsets = (await alice.locator("#messages li[data-offset]")
+          .evaluateAll((items) =>
+            items.map((item) =>
+              (item as unknown as { dataset: { offset: string } }).dataset
+                .offset
+            )
+          )).map(Number);
+        assert.ok(offsets.length > 10, String(offsets));
+        assert.deepEqual(
+          offsets,
+          offsets.map((_, i) => i + 1),
+        );
+      },
+    );
+
+    await t.step(
+      "a page that joins later is shown the room's recent history",
+      async () => {
+        const dave = await context.newPage();
+        await join(dave, stack.edgeUrl, "dave", "lobby");
+        await line(dave, "alice", "hello from alice").waitFor();
+        await line(dave, "poster", "missed 3").waitFor();
+        await line(dave, "alice", "back again").waitFor();
+        await dave.close();
       },
     );
 
@@ -334,5 +394,6 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
     await browser.close();
     await other.close();
     await stack.close();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });

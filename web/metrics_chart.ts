@@ -17,9 +17,9 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 /** Samples kept per metric (one a second: the last minute). */
 const POINTS = 60;
 const MIN_SLOTS = 12;
-const W = 320;
+/** Height in CSS pixels; the width is the chart's own, so text never scales. */
 const H = 96;
-const PLOT = { left: 44, right: W - 6, top: 8, bottom: H - 18 };
+const PLOT = { left: 44, rightPad: 6, top: 8, bottom: H - 18 };
 
 /** Charted when the page opens. */
 export const DEFAULT_CHARTED = [
@@ -99,7 +99,6 @@ export class MetricsChart {
 
   #addChart(name: string): void {
     const svg = document.createElementNS(SVG_NS, "svg");
-    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("role", "img");
     svg.dataset.series = name;
     svg.classList.add("chart");
@@ -141,13 +140,19 @@ export class MetricsChart {
 
 /** Redraws one chart: frame, y labels, time labels, line, title. */
 function draw(svg: SVGSVGElement, name: string, values: number[]): void {
+  // Drawn in the chart's own pixels (redrawn each second, so a resize or
+  // rotation catches up at the next sample).
+  const width = Math.max(160, Math.round(svg.getBoundingClientRect().width)) ||
+    320;
+  svg.setAttribute("viewBox", `0 0 ${width} ${H}`);
+  const right = width - PLOT.rightPad;
   const last = values.at(-1);
   const top = niceTop(Math.max(...values, 0));
   const unit = unitOf(name);
   const height = PLOT.bottom - PLOT.top;
   const y = (v: number) => PLOT.bottom - (v / top) * height;
   const slots = Math.min(Math.max(values.length, MIN_SLOTS), POINTS);
-  const step = (PLOT.right - PLOT.left) / (slots - 1);
+  const step = (right - PLOT.left) / (slots - 1);
   const points = values.map((v, i) =>
     `${(PLOT.left + (slots - values.length + i) * step).toFixed(1)},${
       y(v).toFixed(1)
@@ -161,7 +166,7 @@ function draw(svg: SVGSVGElement, name: string, values: number[]): void {
       class: "frame",
       x: PLOT.left,
       y: PLOT.top,
-      width: PLOT.right - PLOT.left,
+      width: right - PLOT.left,
       height,
     }),
   ];
@@ -171,7 +176,7 @@ function draw(svg: SVGSVGElement, name: string, values: number[]): void {
       el("line", {
         class: "grid",
         x1: PLOT.left,
-        x2: PLOT.right,
+        x2: right,
         y1: at,
         y2: at,
       }),
@@ -187,7 +192,7 @@ function draw(svg: SVGSVGElement, name: string, values: number[]): void {
     el("text", { class: "axis", x: PLOT.left, y: H - 4 }, `−${slots} s`),
     el(
       "text",
-      { class: "axis", x: PLOT.right, y: H - 4, "text-anchor": "end" },
+      { class: "axis", x: right, y: H - 4, "text-anchor": "end" },
       "now",
     ),
     el("polyline", { class: "line", points }),
