@@ -1,0 +1,215 @@
+/**
+ * `deno task chat` as a process against a real core: history on join, resume
+ * across a core restart with no gap and no duplicate, lines typed while the
+ * core is down, and (in tmux, a real terminal) the prompt line kept intact,
+ * colours and `NO_COLOR`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createChatClient } from "../client/rpc.ts";
+import { startCoreServer, type StartOptions } from "../server/server.ts";
+import { spawnChat } from "./support/chat_process.ts";
+
+const count = (hay: string, needle: string) => hay.split(needle).length - 1;
+
+Deno.test("deno task chat shows history on join and resumes across a core restart with no gap and no duplicate", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-cli-" });
+  const options: StartOptions = { port: 0, store: "sqlite", dataDir };
+  let core = await startCoreServer(options);
+  const port = core.port;
+  const addr = `127.0.0.1:${port}`;
+  const poster = createChatClient(addr, {
+    "grpc.use_local_subchannel_pool": 1,
+  });
+  const post = (content: string) =>
+    poster.sendMessage({ user: "Poster", room: "lobby", content });
+  try {
+    for (let i = 1; i <= 4; i++) await post(`before ${i}`);
+    const chat = spawnChat([
+      "--addr",
+      addr,
+      "--room",
+      "lobby",
+      "--user",
+      "Dana",
+      "--history",
+      "3",
+    ]);
+    await chat.waitFor("joined lobby as Dana");
+    await chat.waitFor("Poster: before 4");
+    await post("live 1");
+    await chat.waitFor("Poster: live 1");
+
+    await core.shutdown(100);
+    await chat.waitFor(/-- connection lost \(.*\); reconnecting in/);
+    // Typed while the core is down: reported, then sent once it is back.
+    await chat.type("typed while down");
+    core = await startCoreServer({ ...options, port });
+    for (let i = 1; i <= 3; i++) await post(`missed ${i}`);
+    await chat.waitFor(/-- reconnected to lobby: resuming, \d missed message/);
+    await chat.waitFor("Dana: typed while down");
+    await post("live 2");
+    await chat.waitFor("Poster: live 2");
+    const r = await chat.finish();
+
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(
+      r.stderr,
+      /not sent yet: "typed while down" \(UNAVAILABLE: .*\); will retry/,
+    );
+    assert.equal(count(r.stdout, "Poster: before 1"), 0, "history is 3");
+    for (
+      const line of [
+        "before 2",
+        "before 3",
+        "before 4",
+        "live 1",
+        "missed 1",
+        "missed 2",
+        "missed 3",
+        "live 2",
+      ]
+    ) {
+      assert.equal(count(r.stdout, `[lobby] Poster: ${line}\n`), 1, line);
+    }
+    assert.equal(count(r.stdout, "[lobby] Dana: typed while down\n"), 1);
+    // In order: the replay comes before what was posted after it.
+    const at = (s: string) => r.stdout.indexOf(s);
+    assert.ok(at("before 4") < at("live 1"));
+    assert.ok(at("live 1") < at("missed 1"));
+    assert.ok(at("missed 3") < at("live 2"));
+    assert.ok(!r.stdout.includes("missing here"), r.stdout);
+  } finally {
+    poster.close();
+    await core.shutdown(100);
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("deno task chat reports a line it could not send before leaving, and exits 1", async () => {
+  const core = await startCoreServer({ port: 0 });
+  const chat = spawnChat([
+    "--addr",
+    `127.0.0.1:${core.port}`,
+    "--room",
+    "r3",
+    "--user",
+    "Kim",
+    "--flush-ms",
+    "300",
+  ]);
+  try {
+    await chat.waitFor("joined r3 as Kim");
+    await core.shutdown(100);
+    await chat.waitFor("-- connection lost");
+    await chat.type("never delivered");
+    const r = await chat.finish();
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not sent yet: "never delivered"/);
+    assert.match(r.stderr, /^not sent: "never delivered"$/m);
+    assert.match(r.stdout, /left r3\n$/);
+  } finally {
+    await chat.finish();
+    await core.shutdown(0);
+  }
+});
+
+/** A chat CLI in a tmux pane: a real terminal, so the prompt line is live. */
+async function tmuxChat(socket: string, addr: string, env: string) {
+  const tmux = async (...args: string[]) => {
+    const out = await new Deno.Command("tmux", {
+      args: ["-L", socket, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(
+        `tmux ${args[0]}: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    return new TextDecoder().decode(out.stdout);
+  };
+  const root = new URL("..", import.meta.url).pathname;
+  await tmux(
+    "new-session",
+    "-d",
+    "-x",
+    "100",
+    "-y",
+    "20",
+    `cd ${root} && ${env} ${Deno.execPath()} task -q chat --addr ${addr} --room tty --user Dana`,
+  );
+  const screen = (escapes = false) =>
+    tmux("capture-pane", "-p", ...(escapes ? ["-e"] : []));
+  return {
+    tmux,
+    screen,
+    async waitFor(text: string) {
+      const until = Date.now() + 15_000;
+      while (!(await screen()).includes(text)) {
+        if (Date.now() > until) {
+          throw new Error(`timed out waiting for ${text}:\n${await screen()}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    close: () => tmux("kill-server").catch(() => ""),
+  };
+}
+
+Deno.test("deno task chat at a terminal keeps the line being typed intact and colours users", async () => {
+  const core = await startCoreServer({ port: 0 });
+  const addr = `127.0.0.1:${core.port}`;
+  const other = createChatClient(addr, { "grpc.use_local_subchannel_pool": 1 });
+  const socket = `chat-test-${Deno.pid}-color`;
+  const term = await tmuxChat(socket, addr, "TERM=xterm-256color");
+  try {
+    await term.waitFor("joined tty as Dana");
+    await term.tmux("send-keys", "-t", "0", "-l", "half typed");
+    await term.waitFor("Dana> half typed");
+    for (let i = 1; i <= 3; i++) {
+      await other.sendMessage({
+        user: "Omar",
+        room: "tty",
+        content: `hi ${i}`,
+      });
+    }
+    await term.waitFor("Omar: hi 3");
+    const lines = (await term.screen()).trimEnd().split("\n");
+    // The incoming lines went above the prompt; the typed text is still there.
+    assert.equal(lines.at(-1), "Dana> half typed");
+    assert.equal(lines.at(-2), "[tty] Omar: hi 3");
+    const colored = await term.screen(true);
+    // tmux re-encodes the escapes: a foreground colour right before the name,
+    // magenta before the system line.
+    assert.match(colored, /\x1b\[9?[1-6]m(\x1b\[49m)?Omar\x1b\[39m: hi 1/);
+    assert.match(colored, /\x1b\[35m\[tty\] \*System: Welcome/);
+    await term.tmux("send-keys", "-t", "0", "-l", " and done");
+    await term.tmux("send-keys", "-t", "0", "Enter");
+    await term.waitFor("[tty] Dana: half typed and done");
+  } finally {
+    await term.close();
+    other.close();
+    await core.shutdown(100);
+  }
+});
+
+Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", async () => {
+  const core = await startCoreServer({ port: 0 });
+  const addr = `127.0.0.1:${core.port}`;
+  const other = createChatClient(addr, { "grpc.use_local_subchannel_pool": 1 });
+  const socket = `chat-test-${Deno.pid}-nocolor`;
+  const term = await tmuxChat(socket, addr, "TERM=xterm-256color NO_COLOR=1");
+  try {
+    await term.waitFor("joined tty as Dana");
+    await other.sendMessage({ user: "Omar", room: "tty", content: "plain" });
+    await term.waitFor("[tty] Omar: plain");
+    const screen = await term.screen(true);
+    assert.ok(!/\x1b\[[\d;]*m/.test(screen), JSON.stringify(screen));
+  } finally {
+    await term.close();
+    other.close();
+    await core.shutdown(100);
+  }
+});
