@@ -213,3 +213,39 @@ Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", 
     await core.shutdown(100);
   }
 });
+
+Deno.test("deno task chat --bidi reopens its Chat stream after a core restart and sends what was typed meanwhile", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-cli-" });
+  const options: StartOptions = { port: 0, store: "sqlite", dataDir };
+  let core = await startCoreServer(options);
+  const port = core.port;
+  try {
+    const chat = spawnChat([
+      "--addr",
+      `127.0.0.1:${port}`,
+      "--room",
+      "bidi",
+      "--user",
+      "Eve",
+      "--bidi",
+    ]);
+    await chat.waitFor("joined bidi as Eve");
+    await chat.type("before");
+    await chat.waitFor("[bidi] *Server: Echo: before");
+    await core.shutdown(100);
+    await chat.waitFor("-- connection lost");
+    await chat.type("during");
+    core = await startCoreServer({ ...options, port });
+    await chat.waitFor("-- reconnected to bidi");
+    await chat.waitFor("[bidi] *Server: Echo: during");
+    await chat.waitFor("[bidi] Eve: during");
+    const r = await chat.finish();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /not sent yet: "during"/);
+    assert.equal(count(r.stdout, "[bidi] Eve: during\n"), 1);
+    assert.equal(count(r.stdout, "[bidi] Eve: before\n"), 1);
+  } finally {
+    await core.shutdown(100);
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
