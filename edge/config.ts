@@ -32,6 +32,11 @@ export interface EdgeConfig {
    * before it sends a PING; 0 turns keepalive off.
    */
   upstreamKeepaliveMs: number;
+  // --- operations: logs and /metrics ---
+  /** One line per call on stdout: "text", "json", or "off". */
+  logFormat: LogFormat;
+  /** Bearer token `/metrics` requires; "" leaves it open. */
+  metricsToken: string;
 
   // Who may speak (docs/auth.md). Empty strings mean "not set".
   /** Files with the TLS certificate chain and key (PEM): serve HTTPS. */
@@ -50,6 +55,9 @@ export interface EdgeConfig {
   maxWebSocketsPerIp: number;
 }
 
+/** The per-call log line formats. */
+export type LogFormat = "text" | "json" | "off";
+
 /** The upstream HTTP/2 client implementations. */
 export type UpstreamClient = "h2" | "node";
 
@@ -62,6 +70,8 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
   upstreamKeepaliveMs: 30_000,
+  logFormat: "text",
+  metricsToken: "",
   tlsCert: "",
   tlsKey: "",
   upstreamCa: "",
@@ -86,6 +96,8 @@ const SETTINGS = {
     flag: "upstream-keepalive-ms",
     env: "UPSTREAM_KEEPALIVE_MS",
   },
+  logFormat: { flag: "log-format", env: "LOG_FORMAT" },
+  metricsToken: { flag: "metrics-token", env: "METRICS_TOKEN" },
   tlsCert: { flag: "tls-cert", env: "TLS_CERT" },
   tlsKey: { flag: "tls-key", env: "TLS_KEY" },
   upstreamCa: { flag: "upstream-ca", env: "UPSTREAM_CA" },
@@ -154,6 +166,23 @@ const PARSERS: Parsers = {
       );
     }
     return url.origin;
+  },
+  logFormat(raw, name) {
+    if (raw !== "text" && raw !== "json" && raw !== "off") {
+      throw new EdgeConfigError(
+        `${name} must be "text", "json" or "off", got "${raw}"`,
+      );
+    }
+    return raw;
+  },
+  metricsToken(raw, name) {
+    // The token goes into an HTTP header comparison: no spaces or controls.
+    if (raw !== "" && !/^[\x21-\x7e]+$/.test(raw)) {
+      throw new EdgeConfigError(
+        `${name} must be printable ASCII without spaces`,
+      );
+    }
+    return raw;
   },
   allowedOrigins(raw, name) {
     const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");

@@ -17,6 +17,7 @@
  * @module
  */
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
+import type { CallObserver } from "./ops/calls.ts";
 import { clientIp, type IpSlot } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
@@ -38,6 +39,8 @@ export interface WebSocketBridgeOptions {
   maxBufferedBytes?: number;
   /** Time the client has to send its call header. */
   headerTimeoutMs?: number;
+  /** Records each call and open socket (metrics, log line). */
+  calls?: CallObserver;
   /** Concurrent sockets per client IP (edge/ip_limits.ts); none: no limit. */
   perIp?: IpSlot;
 }
@@ -101,7 +104,7 @@ export function createWebSocketBridge(
       });
     }
     const { socket, response } = Deno.upgradeWebSocket(request);
-    runBridgeSession(socket, upstream, limits, release);
+    runBridgeSession(socket, upstream, limits, release, options.calls);
     return response;
   };
 }

@@ -29,6 +29,7 @@ import {
 } from "./grpc/direct_unary.ts";
 import { peerOf } from "./grpc/caller.ts";
 import { createAccess } from "./auth/create.ts";
+import { traceCalls } from "./grpc/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -179,6 +180,8 @@ export async function startCoreServer(
   ) {
     log.info("direct unary path unavailable: grpc-js serves SendMessage");
   }
+  // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
+  traceCalls(server);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {

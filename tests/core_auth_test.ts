@@ -231,7 +231,7 @@ Deno.test("auth: the scope claim limits a token to publish or subscribe", async 
   assert.equal((await streamError(chat)).code, status.PERMISSION_DENIED);
 });
 
-Deno.test("auth: a subscription and a Chat stream end UNAUTHENTICATED when the token expires", async () => {
+Deno.test("auth: SubscribeMessages, Chat and UploadMessages streams end UNAUTHENTICATED when the token expires", async () => {
   await using f = await authed();
   const client = f.newClient(
     bearer(await hs256({ sub: "alice", exp: now() + 2 })),
@@ -241,12 +241,19 @@ Deno.test("auth: a subscription and a Chat stream end UNAUTHENTICATED when the t
   const chat = client.chat();
   chat.write({ user: "", room: "lobby", content: "before" });
   await take(chat, 1);
+  const uploaded = rejection(
+    new Promise((resolve, reject) => {
+      const up = client.uploadMessages((e, r) => e ? reject(e) : resolve(r));
+      up.write({ user: "", room: "lobby", content: "then silence" });
+    }),
+  );
   const started = Date.now();
-  const [subErr, chatErr] = await Promise.all([
+  const [subErr, chatErr, uploadErr] = await Promise.all([
     streamError(sub, 5000),
     streamError(chat, 5000),
+    uploaded,
   ]);
-  for (const err of [subErr, chatErr]) {
+  for (const err of [subErr, chatErr, uploadErr]) {
     assert.equal(err.code, status.UNAUTHENTICATED);
     assert.match(err.details, /token expired/);
   }

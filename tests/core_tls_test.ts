@@ -7,8 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import type { SendMessageResponse } from "../gen/chat_pb.ts";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
-import { startCoreServer } from "../server/server.ts";
-import { testCertificate } from "./support/auth.ts";
+import { startTlsCore } from "./support/auth.ts";
 
 const send = chatServiceDefinition.SendMessage;
 
@@ -29,16 +28,10 @@ function sendMessage(
 }
 
 Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, and not h2c", async () => {
-  const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, ca } = await testCertificate(dir);
-  const core = await startCoreServer({
-    port: 0,
-    tlsCert: certFile,
-    tlsKey: keyFile,
-  });
+  const { core, cert, close } = await startTlsCore();
   const tls = new grpc.Client(
     `localhost:${core.port}`,
-    grpc.credentials.createSsl(Buffer.from(ca)),
+    grpc.credentials.createSsl(Buffer.from(cert)),
   );
   const plain = new grpc.Client(
     `127.0.0.1:${core.port}`,
@@ -55,7 +48,6 @@ Deno.test("TLS: the core serves gRPC over TLS (ALPN h2) with its certificate, an
   } finally {
     tls.close();
     plain.close();
-    await core.shutdown(500);
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });

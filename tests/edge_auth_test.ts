@@ -16,13 +16,16 @@ import {
   createConnectTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-web";
-import { ChatService, MessageSchema } from "../gen/chat_pb.ts";
+import {
+  ChatService,
+  MessageSchema,
+  SendMessageRequestSchema,
+} from "../gen/chat_pb.ts";
 import { openWsCall } from "../web/ws_call.ts";
 import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import { createEdgeApp } from "../edge/app.ts";
 import { createUpstream } from "../edge/upstream/mod.ts";
-import { startCoreServer } from "../server/server.ts";
-import { hs256, SECRET, testCertificate } from "./support/auth.ts";
+import { hs256, SECRET, startTlsCore } from "./support/auth.ts";
 import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
 import { grpcWebBody } from "./fixtures/edge_raw.ts";
 
@@ -142,8 +145,12 @@ Deno.test("edge gRPC-Web: a raw call without a token gets grpc-status 16", async
     headers: { "content-type": "application/grpc-web+proto" },
     body: grpcWebBody([
       toBinary(
-        MessageSchema,
-        create(MessageSchema, { user: "a", room: "r", content: "c" }),
+        SendMessageRequestSchema,
+        create(SendMessageRequestSchema, {
+          user: "a",
+          room: "r",
+          content: "c",
+        }),
       ),
     ]),
   });
@@ -287,16 +294,7 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
 });
 
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {
-  const dir = await Deno.makeTempDir();
-  const { certFile, keyFile, ca } = await testCertificate(dir);
-  const key = await Deno.readTextFile(keyFile);
-  const cert = await Deno.readTextFile(certFile);
-  const core = await startCoreServer({
-    port: 0,
-    tlsCert: certFile,
-    tlsKey: keyFile,
-    jwtSecret: SECRET,
-  });
+  const { core, cert, key, close } = await startTlsCore({ jwtSecret: SECRET });
   const upstreamUrl = `https://localhost:${core.port}`;
   const config = Object.freeze({
     ...DEFAULT_EDGE_CONFIG,
@@ -304,7 +302,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
   });
   const upstream = createUpstream("h2", upstreamUrl, {
     maxMessageBytes: config.maxMessageBytes,
-    ca,
+    ca: cert,
   });
   const app = createEdgeApp({ upstream, config });
   const server = Deno.serve({
@@ -314,7 +312,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
     key,
     onListen: () => {},
   }, app.fetch);
-  const client = Deno.createHttpClient({ caCerts: [ca] });
+  const client = Deno.createHttpClient({ caCerts: [cert] });
   try {
     const stack: Stack = {
       url: `https://localhost:${server.addr.port}`,
@@ -340,8 +338,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
     client.close();
     await upstream.close();
     await server.shutdown();
-    await core.shutdown(500);
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });
 
@@ -354,4 +351,53 @@ Deno.test("edge --max-requests-per-ip: an open WebSocket counts under --max-webs
   await client.sendMessage({ user: "u", room: "r", content: "while open" });
   ws.closeSend();
   for await (const _ of ws.messages) { /* drained */ }
+});
+
+Deno.test("edge: the core's rate limit reaches browsers as resource_exhausted with its retry hint", async () => {
+  await using stack = await startCoreEdge({}, {
+    jwtSecret: SECRET,
+    rateLimit: 1,
+    rateBurst: 1,
+  });
+  const token = await hs256({ sub: "alice" });
+  const post = (type: string, body: BodyInit) =>
+    stack.fetch(`${stack.url}${SEND}`, {
+      method: "POST",
+      headers: {
+        "content-type": type,
+        authorization: `Bearer ${token}`,
+        origin: "https://page.example",
+      },
+      body,
+    });
+  const json = JSON.stringify({ user: "", room: "lobby", content: "x" });
+  const first = await post("application/json", json);
+  assert.equal(first.status, 200);
+  await first.body?.cancel();
+  const limited = await post("application/json", json);
+  assert.equal(limited.status, 429);
+  const error = await limited.json();
+  assert.equal(error.code, "resource_exhausted");
+  assert.match(error.message, /rate limit exceeded: retry after \d+ ms/);
+  assert.match(limited.headers.get("retry-after-ms") ?? "", /^\d+$/);
+  assert.match(
+    limited.headers.get("access-control-expose-headers") ?? "",
+    /retry-after-ms/,
+  );
+  const grpcWeb = await post(
+    "application/grpc-web+proto",
+    grpcWebBody([
+      toBinary(
+        SendMessageRequestSchema,
+        create(SendMessageRequestSchema, {
+          user: "",
+          room: "lobby",
+          content: "x",
+        }),
+      ),
+    ]),
+  );
+  await grpcWeb.body?.cancel();
+  assert.equal(grpcWeb.headers.get("grpc-status"), "8");
+  assert.match(grpcWeb.headers.get("retry-after-ms") ?? "", /^\d+$/);
 });

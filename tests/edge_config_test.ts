@@ -25,6 +25,8 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     maxMessageBytes: 10 * 1024 * 1024,
     upstreamClient: "h2",
     upstreamKeepaliveMs: 30_000,
+    logFormat: "text",
+    metricsToken: "",
     tlsCert: "",
     tlsKey: "",
     upstreamCa: "",
@@ -134,6 +136,26 @@ Deno.test("parseEdgeConfig() takes the upstream keepalive from --upstream-keepal
     [],
     { UPSTREAM_KEEPALIVE_MS: "soon" },
     /^UPSTREAM_KEEPALIVE_MS must be/,
+  );
+});
+
+Deno.test("parseEdgeConfig() reads --log-format and --metrics-token, refusing bad values", () => {
+  const c = parseEdgeConfig(["--log-format", "json"], {
+    METRICS_TOKEN: "t0ken",
+  });
+  assert.equal(c.logFormat, "json");
+  assert.equal(c.metricsToken, "t0ken");
+  assert.equal(parseEdgeConfig([], { LOG_FORMAT: "off" }).logFormat, "off");
+  rejects(
+    ["--log-format", "xml"],
+    {},
+    /--log-format must be "text", "json" or "off"/,
+  );
+  rejects([], { LOG_FORMAT: "JSON" }, /LOG_FORMAT must be/);
+  rejects(
+    ["--metrics-token", "has space"],
+    {},
+    /--metrics-token must be printable ASCII/,
   );
 });
 

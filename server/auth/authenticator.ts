@@ -7,15 +7,19 @@
  * machine: HS256 ~55 µs, ES256 ~1.4 ms, a cache hit ~0.2 µs; docs/auth.md).
  * A cached grant is used only until its token's `exp` (plus the leeway), and
  * the cache holds at most `maxEntries` tokens, dropping the oldest first, so
- * a client minting tokens cannot grow it. Failures are not cached: a bad
- * token costs its sender a verification each time, which is what
- * rate-limiting by the caller's connection is for.
+ * a client minting tokens cannot grow it.
+ *
+ * Failures are remembered too (up to `maxEntries`), except "not yet valid",
+ * which changes with time: a client retrying with an expired or forged
+ * token in a loop then costs a map lookup per call, not a signature check
+ * (ES256 is ~1.4 ms). A stream of always-new bad tokens still costs one
+ * check each (docs/auth.md).
  *
  * @module
  */
 import { ChatError } from "../rooms/errors.ts";
 import { type Grant, grantFromClaims } from "./grant.ts";
-import type { TokenVerifier } from "./token_verifier.ts";
+import { TokenRejected, type TokenVerifier } from "./token_verifier.ts";
 
 /** Options of {@linkcode createAuthenticator}. */
 export interface AuthenticatorOptions {
@@ -53,6 +57,18 @@ export function createAuthenticator(
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
   const cache = new Map<string, Entry>();
+  const refused = new Map<string, ChatError>();
+
+  const refuse = (authorization: string, err: unknown): never => {
+    if (!ChatError.is(err) || (err instanceof TokenRejected && err.passes)) {
+      throw err;
+    }
+    if (refused.size >= maxEntries) {
+      refused.delete(refused.keys().next().value!);
+    }
+    refused.set(authorization, err as ChatError);
+    throw err;
+  };
 
   const remember = (token: string, grant: Grant) => {
     if (cache.size >= maxEntries) {
@@ -78,6 +94,8 @@ export function createAuthenticator(
       if (now() < hit.usableUntilMs) return hit.grant;
       cache.delete(authorization);
     }
+    const known = refused.get(authorization);
+    if (known !== undefined) throw known;
     const match = BEARER.exec(authorization);
     if (match === null) {
       throw new ChatError(
@@ -89,6 +107,6 @@ export function createAuthenticator(
       const grant = grantFromClaims(claims);
       remember(authorization, grant);
       return grant;
-    });
+    }).catch((err) => refuse(authorization, err));
   };
 }

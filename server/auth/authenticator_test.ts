@@ -120,3 +120,29 @@ Deno.test("createTokenVerifier() refuses a key of an unsupported type", async ()
     /not a PEM public key/,
   );
 });
+
+Deno.test("createAuthenticator() remembers a refused token, but not one that is not valid yet", async () => {
+  let verified = 0;
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  const auth = createAuthenticator({
+    verify: (t) => {
+      verified++;
+      return verify(t);
+    },
+    leewaySeconds: 0,
+  });
+  const forged = `Bearer ${await sign({ sub: "a" }, "x".repeat(40))}`;
+  await rejectsWith(auth(forged), /bad token signature/);
+  assert.throws(() => auth(forged), /bad token signature/);
+  assert.equal(verified, 1);
+  const early = `Bearer ${await sign({
+    sub: "a",
+    nbf: Math.floor(Date.now() / 1000) + 600,
+  })}`;
+  await rejectsWith(auth(early), /not yet valid/);
+  await rejectsWith(auth(early), /not yet valid/);
+  assert.equal(verified, 3);
+});

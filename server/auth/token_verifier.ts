@@ -34,7 +34,23 @@ export interface TokenVerifierOptions {
   leewaySeconds: number;
 }
 
-/** Verifies a compact JWT; resolves with its claims. */
+/** UNAUTHENTICATED for a token, saying which check failed. */
+export class TokenRejected extends ChatError {
+  override name = "TokenRejected";
+
+  /**
+   * True when the same token may pass later (it is not valid yet); every
+   * other failure is for good.
+   */
+  readonly passes: boolean;
+
+  constructor(message: string, passes: boolean, cause: unknown) {
+    super("unauthenticated", message, { cause });
+    this.passes = passes;
+  }
+}
+
+/** Verifies a compact JWT; resolves with its claims, rejects with TokenRejected. */
 export type TokenVerifier = (token: string) => Promise<JWTPayload>;
 
 /** Builds a verifier; throws a RangeError for an unusable key. */
@@ -68,7 +84,9 @@ export async function createTokenVerifier(
       );
       return payload;
     } catch (err) {
-      throw new ChatError("unauthenticated", reasonOf(err), { cause: err });
+      const notYet = err instanceof errors.JWTClaimValidationFailed &&
+        err.claim === "nbf";
+      throw new TokenRejected(reasonOf(err), notYet, err);
     }
   };
 }

@@ -29,11 +29,11 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
 import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
 import { frameMessage } from "./framing.ts";
 import { RETRY_AFTER_MS, toServiceError } from "./status.ts";
+import { wrapStreamListeners } from "./stream_listeners.ts";
 
 /**
  * A unary method: request bytes in, response bytes out; throws ChatError.
@@ -55,12 +55,6 @@ export interface DirectUnaryOptions {
   onInternal?: (err: unknown) => void;
 }
 
-type StreamListener = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  ...rest: unknown[]
-) => void;
-
 const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
   "content-type": "application/grpc+proto",
@@ -81,43 +75,24 @@ export function enableDirectUnary(
   options: DirectUnaryOptions,
 ): number {
   const internals = server as unknown as {
-    http2Servers?: unknown;
     onStreamOpened?: (stream: http2.ServerHttp2Stream) => void;
   };
-  const servers = internals.http2Servers;
-  if (!(servers instanceof Map)) return 0;
   const opened = typeof internals.onStreamOpened === "function"
     ? internals.onStreamOpened.bind(server)
     : undefined;
-  let patched = 0;
-  for (const candidate of servers.keys()) {
-    const emitter = candidate as Partial<EventEmitter> | null;
-    if (
-      typeof emitter?.listeners !== "function" ||
-      typeof emitter.removeListener !== "function" ||
-      typeof emitter.on !== "function"
-    ) continue;
-    const listeners = emitter.listeners("stream");
-    if (listeners.length !== 1) continue;
-    const grpcJs = listeners[0] as StreamListener;
-    emitter.removeListener("stream", grpcJs);
-    emitter.on("stream", function (
-      this: unknown,
-      stream: http2.ServerHttp2Stream,
-      headers: http2.IncomingHttpHeaders,
-      ...rest: unknown[]
-    ) {
-      const method = methods.get(headers[":path"] as string);
-      if (method === undefined || !isPlainGrpc(headers)) {
-        grpcJs.call(this, stream, headers, ...rest);
-        return;
-      }
-      opened?.(stream);
-      serve(stream, headers, method, options);
-    });
-    patched++;
-  }
-  return patched;
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const method = methods.get(headers[":path"] as string);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened?.(stream);
+        serve(stream, headers, method, options);
+      },
+  );
 }
 
 /** gRPC content type and no compression: the calls this path can take. */

@@ -1,10 +1,15 @@
 /**
  * Test support for auth: tokens the tests sign themselves (HS256 and ES256),
- * a grpc-js interceptor that sends one, and a TLS certificate (with its own
- * CA) made with the openssl CLI.
+ * a grpc-js interceptor that sends one, and a TLS certificate made with the
+ * openssl CLI.
  */
 import * as grpc from "@grpc/grpc-js";
 import { exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import {
+  type CoreServer,
+  startCoreServer,
+  type StartOptions,
+} from "../../server/server.ts";
 
 /** An HS256 secret of the length the core requires. */
 export const SECRET = "test-secret-0123456789-0123456789-abcdef";
@@ -52,77 +57,78 @@ export function bearer(token: string): grpc.ChannelOptions {
   return { interceptors: [withAuthorization(`Bearer ${token}`)] };
 }
 
-async function openssl(args: string[]): Promise<void> {
+/**
+ * A throw-away self-signed certificate for localhost and 127.0.0.1, made
+ * with openssl in `dir`: `certFile`/`keyFile` for a server, `cert` and `key`
+ * as PEM (the certificate is also the root a client trusts).
+ */
+export async function testCertificate(dir: string): Promise<{
+  certFile: string;
+  keyFile: string;
+  cert: string;
+  key: string;
+}> {
+  const certFile = `${dir}/cert.pem`;
+  const keyFile = `${dir}/key.pem`;
   const out = await new Deno.Command("openssl", {
-    args,
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      // rustls (Deno's TLS) refuses a CA certificate as the server's own.
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+    ],
     stdout: "null",
     stderr: "piped",
   }).output();
   if (!out.success) {
     throw new Error(`openssl failed: ${new TextDecoder().decode(out.stderr)}`);
   }
+  return {
+    certFile,
+    keyFile,
+    cert: await Deno.readTextFile(certFile),
+    key: await Deno.readTextFile(keyFile),
+  };
 }
 
-/**
- * A private CA and a certificate it signed for localhost and 127.0.0.1, in
- * `dir` (rustls refuses a self-signed CA certificate as a server's own).
- * `ca` is the PEM to trust; `certFile` and `keyFile` are for the server.
- */
-export async function testCertificate(dir: string): Promise<{
-  certFile: string;
-  keyFile: string;
-  ca: string;
+/** A core serving TLS with a {@linkcode testCertificate}; `close()` removes it all. */
+export async function startTlsCore(options: StartOptions = {}): Promise<{
+  core: CoreServer;
+  cert: string;
+  key: string;
+  close(): Promise<void>;
 }> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.pem`,
-    "-days",
-    "1",
-    "-subj",
-    "/CN=chat-grpc test CA",
-  ]);
-  await openssl([
-    "req",
-    ...ec,
-    "-keyout",
-    `${dir}/key.pem`,
-    "-out",
-    `${dir}/leaf.csr`,
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "basicConstraints=CA:FALSE\n" +
-      "subjectAltName=DNS:localhost,IP:127.0.0.1\n" +
-      "extendedKeyUsage=serverAuth\n",
-  );
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/leaf.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${dir}/cert.pem`,
-    "-days",
-    "1",
-    "-extfile",
-    `${dir}/leaf.ext`,
-  ]);
+  const dir = await Deno.makeTempDir();
+  const { certFile, keyFile, cert, key } = await testCertificate(dir);
+  const core = await startCoreServer({
+    port: 0,
+    tlsCert: certFile,
+    tlsKey: keyFile,
+    ...options,
+  });
   return {
-    certFile: `${dir}/cert.pem`,
-    keyFile: `${dir}/key.pem`,
-    ca: await Deno.readTextFile(`${dir}/ca.pem`),
+    core,
+    cert,
+    key,
+    async close() {
+      await core.shutdown(500);
+      await Deno.remove(dir, { recursive: true });
+    },
   };
 }
