@@ -125,6 +125,7 @@ export async function runChatSession(
   const following = (async () => {
     let delay = minRetry;
     let everJoined = false;
+    let catchingUp = false;
     while (!leave.signal.aborted) {
       const call = client.subscribeMessages({
         room: opts.room,
@@ -134,6 +135,7 @@ export async function runChatSession(
       current = call;
       const ended = callEnded(call);
       let welcomed = false;
+      let refetch = false;
       let reason = "the server ended the subscription";
       const noWelcome = setTimeout(() => {
         reason = "no welcome from server";
@@ -141,9 +143,17 @@ export async function runChatSession(
       }, timeout);
       try {
         for await (const m of call as AsyncIterable<Message>) {
+          if (refetch) continue;
           if (welcomed) {
             const verdict = cursor.accept(m);
             if (verdict === "duplicate") continue;
+            if (verdict === "refetch") {
+              // The server skipped messages for us (too slow): resubscribe
+              // from the last one shown, at once; this stream's rest is moot.
+              refetch = true;
+              call.cancel();
+              continue;
+            }
             if (verdict !== "show") {
               note(
                 `-- ${verdict.gap} message(s) missing here (no longer in the room's history)`,
@@ -161,10 +171,11 @@ export async function runChatSession(
             everJoined = true;
             show(m);
             joined(true);
-          } else {
+          } else if (!catchingUp) {
             note(describeResume(opts.room, outcome));
             onReconnect();
           }
+          catchingUp = false;
         }
       } catch (err) {
         if (reason !== "no welcome from server") reason = formatError(err);
@@ -179,6 +190,10 @@ export async function runChatSession(
         io.err(`error: ${fatal}`);
         leave.abort();
         break;
+      }
+      if (refetch) {
+        catchingUp = true;
+        continue;
       }
       note(
         `-- connection lost (${reason}); reconnecting in ${secs(delay)} s`,

@@ -9,6 +9,7 @@ const msg = (user: string, content: string, type = MessageType.CHAT) =>
 Deno.test("formatMessage() colours each user the same way every time, and system lines apart", () => {
   const a = formatMessage(msg("ann", "hi"), true);
   assert.equal(a, formatMessage(msg("ann", "hi"), true));
+  // deno-lint-ignore no-control-regex
   assert.match(a, /^\x1b\[2m\[r\] \x1b\[0m\x1b\[\d+mann\x1b\[0m: hi$/);
   assert.equal(
     formatMessage(msg("System", "Welcome", MessageType.SYSTEM), true),

@@ -42,11 +42,13 @@ export type WelcomeOutcome =
   | { kind: "no-history" };
 
 /**
- * What to do with a message: show it, drop it as already shown, or show it and
- * say that `missed` messages before it are not coming (trimmed from history,
- * or dropped for a slow subscriber).
+ * What to do with a message: show it; drop it as already shown; `refetch`:
+ * drop it and resubscribe from the cursor's position at once (messages before
+ * it were skipped, e.g. dropped for a slow subscriber, and the server's
+ * history may still have them); or show it and say that `gap` messages before
+ * it are not coming (no longer in the room's history).
  */
-export type Verdict = "show" | "duplicate" | { gap: bigint };
+export type Verdict = "show" | "duplicate" | "refetch" | { gap: bigint };
 
 /** A client's position in one room. */
 export class RoomCursor {
@@ -56,6 +58,8 @@ export class RoomCursor {
   #started = false;
   /** Whether `#last` is exact (false right after a first join with history). */
   #exact = false;
+  /** The position a replay was last asked from: a gap there is final. */
+  #replayedFrom = -1n;
 
   /** `history`: how many recent messages to ask for on the first join. */
   constructor(history: number) {
@@ -105,6 +109,8 @@ export class RoomCursor {
       this.#exact = true;
       return { kind: "reset" };
     }
+    // This subscription replays from #last: a gap now means trimmed.
+    this.#replayedFrom = this.#last;
     return {
       kind: "resumed",
       missed: w.offset > this.#last ? w.offset - this.#last : 0n,
@@ -125,9 +131,11 @@ export class RoomCursor {
     }
     if (m.offset <= this.#last) return "duplicate";
     const missed = m.offset - this.#last - 1n;
-    const exact = this.#exact;
+    const gap = this.#exact && missed > 0n;
+    // A first gap while live: ask the server to replay it before going on.
+    if (gap && this.#replayedFrom !== this.#last) return "refetch";
     this.#last = m.offset;
     this.#exact = true;
-    return exact && missed > 0n ? { gap: missed } : "show";
+    return gap ? { gap: missed } : "show";
   }
 }

@@ -29,14 +29,21 @@ Deno.test("RoomCursor.welcome() counts the missed messages on resume and accept(
   assert.deepEqual(c.welcome(at(5)), { kind: "resumed", missed: 0n });
 });
 
-Deno.test("RoomCursor.accept() reports a gap once its position is exact, never for echoes", () => {
+Deno.test("RoomCursor.accept() asks to refetch a live gap, and reports it once a replay cannot fill it", () => {
   const c = new RoomCursor(10);
   c.welcome(at(100));
   // Only 3 of the 10 asked for are retained: not a gap.
   assert.equal(c.accept(at(98)), "show");
-  assert.deepEqual(c.accept(at(101)), { gap: 2n });
+  assert.equal(c.accept(at(99)), "show");
+  // 100 and 101 were skipped (a slow subscriber): replay from 99.
+  assert.equal(c.accept(at(102)), "refetch");
+  assert.deepEqual(c.request(), { history: 0, epoch: "e1", sinceOffset: 99n });
+  assert.deepEqual(c.welcome(at(102)), { kind: "resumed", missed: 3n });
+  // The replay starts at 101: 100 is gone from history, say so.
+  assert.deepEqual(c.accept(at(101)), { gap: 1n });
+  assert.equal(c.accept(at(102)), "show");
   assert.equal(c.accept(at(0, "")), "show");
-  assert.deepEqual(c.position, { epoch: "e1", offset: 101n });
+  assert.deepEqual(c.position, { epoch: "e1", offset: 102n });
 });
 
 Deno.test("RoomCursor.welcome() says reset for a new epoch and no-history for a server without one", () => {

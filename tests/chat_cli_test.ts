@@ -183,7 +183,9 @@ Deno.test("deno task chat at a terminal keeps the line being typed intact and co
     const colored = await term.screen(true);
     // tmux re-encodes the escapes: a foreground colour right before the name,
     // magenta before the system line.
+    // deno-lint-ignore no-control-regex
     assert.match(colored, /\x1b\[9?[1-6]m(\x1b\[49m)?Omar\x1b\[39m: hi 1/);
+    // deno-lint-ignore no-control-regex
     assert.match(colored, /\x1b\[35m\[tty\] \*System: Welcome/);
     await term.tmux("send-keys", "-t", "0", "-l", " and done");
     await term.tmux("send-keys", "-t", "0", "Enter");
@@ -206,6 +208,7 @@ Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", 
     await other.sendMessage({ user: "Omar", room: "tty", content: "plain" });
     await term.waitFor("[tty] Omar: plain");
     const screen = await term.screen(true);
+    // deno-lint-ignore no-control-regex
     assert.ok(!/\x1b\[[\d;]*m/.test(screen), JSON.stringify(screen));
   } finally {
     await term.close();
@@ -247,5 +250,56 @@ Deno.test("deno task chat --bidi reopens its Chat stream after a core restart an
   } finally {
     await core.shutdown(100);
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("deno task chat too slow for the room refetches what the core dropped for it: every message once", async () => {
+  const core = await startCoreServer({
+    port: 0,
+    queueSize: 4,
+    slowConsumer: "drop",
+    historySize: 100_000,
+  });
+  const addr = `127.0.0.1:${core.port}`;
+  const poster = createChatClient(addr, {
+    "grpc.use_local_subchannel_pool": 1,
+  });
+  const chat = spawnChat(["--addr", addr, "--room", "busy", "--user", "Sam"]);
+  const total = 6000;
+  try {
+    await chat.waitFor("joined busy as Sam");
+    // The chat's stdout is not read while the room gets busy: its writes
+    // block, it stops reading from the core, and the core drops for it.
+    let posted!: () => void;
+    chat.stall(new Promise<void>((r) => posted = r));
+    const pad = "x".repeat(200);
+    for (let i = 1; i <= total; i += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, k) =>
+          poster.sendMessage({
+            user: "Poster",
+            room: "busy",
+            content: `m${i + k} ${pad}`,
+          })),
+      );
+    }
+    posted();
+    await chat.waitFor(`Poster: m${total} `, "the last message");
+    const r = await chat.finish();
+    assert.equal(r.code, 0, r.stderr);
+    const seen = [...r.stdout.matchAll(/Poster: m(\d+) /g)].map((m) =>
+      Number(m[1])
+    );
+    assert.equal(new Set(seen).size, seen.length, "no duplicate");
+    assert.deepEqual(
+      [...seen].sort((a, b) => a - b),
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
+    assert.ok(!r.stdout.includes("missing here"), "no gap reported");
+    assert.ok(core.snapshot().dropped > 0, "the core did drop for the chat");
+  } finally {
+    await chat.finish();
+    poster.close();
+    await core.shutdown(100);
   }
 });

@@ -19,7 +19,8 @@ export type StreamState =
 /** Options: how to open the stream and what to do with what it says. */
 export interface ResilientOptions<T> {
   open(signal: AbortSignal): AsyncIterable<T>;
-  onMessage(message: T): void;
+  /** Returning "reopen" ends this stream and opens the next one at once. */
+  onMessage(message: T): void | "reopen";
   onState(state: StreamState): void;
   signal: AbortSignal;
   /**
@@ -45,9 +46,11 @@ export async function keepStreaming<T>(
     attempt++;
     options.onState({ kind: "connecting", attempt });
     let reason = "stream ended";
+    const thisStream = new AbortController();
     try {
       let first = true;
-      for await (const message of options.open(signal)) {
+      const stream = options.open(AbortSignal.any([signal, thisStream.signal]));
+      for await (const message of stream) {
         if (first) {
           // Only a stream that delivered something resets the backoff; one
           // that fails at once keeps backing off.
@@ -55,8 +58,12 @@ export async function keepStreaming<T>(
           delay = minDelay;
           options.onState({ kind: "live" });
         }
-        options.onMessage(message);
+        if (options.onMessage(message) === "reopen") {
+          thisStream.abort();
+          break;
+        }
       }
+      if (thisStream.signal.aborted) continue;
     } catch (err) {
       reason = err instanceof Error ? err.message : String(err);
       if (!signal.aborted && options.fatal?.(err)) {

@@ -46,6 +46,7 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
   const cursor = new RoomCursor(HISTORY);
   let welcomed = false;
   let lost = false;
+  let catchingUp = false;
   return keepStreaming({
     signal: o.signal,
     fatal: (err) => FATAL.has(ConnectError.from(err).code),
@@ -61,13 +62,19 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
         welcomed = true;
         const outcome = cursor.welcome(message);
         if (outcome.kind === "joined") view.add(message, user);
-        else view.note(describeResume(outcome));
+        else if (!catchingUp) view.note(describeResume(outcome));
+        catchingUp = false;
         if (lost) o.onResume();
         lost = false;
         return;
       }
       const verdict = cursor.accept(message);
       if (verdict === "duplicate") return;
+      // Skipped for a slow page: resubscribe from the last message shown.
+      if (verdict === "refetch") {
+        catchingUp = true;
+        return "reopen";
+      }
       if (verdict !== "show") {
         view.note(
           `${verdict.gap} message(s) missing here: no longer in the room's history.`,

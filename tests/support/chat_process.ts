@@ -15,6 +15,12 @@ export interface ChatProcess {
   type(line: string): Promise<void>;
   /** Waits until stdout matches `pattern` (15 s at most). */
   waitFor(pattern: RegExp | string, what?: string): Promise<void>;
+  /**
+   * Stops reading the child's stdout until the promise resolves: once the
+   * pipe is full its writes block, and so does its reading from the server
+   * (a slow client).
+   */
+  stall(until: Promise<unknown>): void;
   /** Ends input (Ctrl-D) and waits for the exit. */
   finish(): Promise<{ code: number; stdout: string; stderr: string }>;
 }
@@ -35,18 +41,23 @@ export function spawnChat(
   const writer = child.stdin.getWriter();
   let stdout = "";
   let wake = () => {};
+  let stalled: Promise<unknown> = Promise.resolve();
   const reading = (async () => {
     for await (
       const chunk of child.stdout.pipeThrough(new TextDecoderStream())
     ) {
       stdout += chunk;
       wake();
+      await stalled;
     }
   })();
   const stderr = new Response(child.stderr).text();
   return {
     get stdout() {
       return stdout;
+    },
+    stall(until) {
+      stalled = until;
     },
     type: (line) => writer.write(new TextEncoder().encode(`${line}\n`)),
     async waitFor(pattern, what = String(pattern)) {
