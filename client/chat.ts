@@ -19,11 +19,12 @@
  *
  * @module
  */
-import { status as Status } from "@grpc/grpc-js";
 import type { Message } from "../gen/chat_pb.ts";
-import { callEnded, type ChatClient, deadlineIn } from "./rpc.ts";
-import { formatError, formatMessage, formatNote } from "./format.ts";
-import { RoomCursor, type WelcomeOutcome } from "./room_cursor.ts";
+import { bidiSender } from "./bidi_sender.ts";
+import { formatMessage, formatNote } from "./format.ts";
+import { Outbox } from "./outbox.ts";
+import { followRoom } from "./room_follower.ts";
+import { type ChatClient, deadlineIn } from "./rpc.ts";
 
 /** What a session needs besides the client. */
 export interface ChatSessionOptions {
@@ -69,273 +70,92 @@ export async function* readLines(
   if (buf !== "") yield buf;
 }
 
-/** Codes after which the same send may succeed later. */
-const RETRYABLE = new Set<number>([
-  Status.UNAVAILABLE,
-  Status.DEADLINE_EXCEEDED,
-  Status.CANCELLED,
-]);
-
-/**
- * Codes that no retry can fix (the token, the user or the request is wrong):
- * a subscription that ends with one of them ends the session.
- */
-const FATAL = new Set<number>([
-  Status.UNAUTHENTICATED,
-  Status.PERMISSION_DENIED,
-  Status.INVALID_ARGUMENT,
-  Status.UNIMPLEMENTED,
-]);
-
 /** Runs one session; resolves to the exit code (0 clean, 1 on any error). */
 export async function runChatSession(
   client: ChatClient,
   opts: ChatSessionOptions,
   io: ChatIO,
 ): Promise<number> {
-  const timeout = opts.callTimeoutMs ?? 10_000;
-  const minRetry = opts.minRetryMs ?? 500;
-  const maxRetry = opts.maxRetryMs ?? 5000;
+  const timeoutMs = opts.callTimeoutMs ?? 10_000;
+  const minRetryMs = opts.minRetryMs ?? 500;
+  const maxRetryMs = opts.maxRetryMs ?? 5000;
   const color = opts.color ?? false;
   const note = (text: string) => io.out(formatNote(text, color));
   const warn = (text: string) => io.err(formatNote(text, color));
   const leave = new AbortController();
   io.signal?.addEventListener("abort", () => leave.abort(), { once: true });
 
-  const cursor = new RoomCursor(opts.history ?? 0);
+  // Ids of our messages sent, and of all messages shown: at the end, the
+  // session waits until each of ours has come back.
   const seen = new Set<string>();
   const pending = new Set<string>();
-  let failed = false;
-  let onProgress = () => {};
+  let progress = () => {};
   const show = (m: Message) => {
     io.out(formatMessage(m, color));
     seen.add(m.id.startsWith("echo_") ? m.id.slice(5) : m.id);
-    onProgress();
+    progress();
   };
 
-  // --- the room subscription, reopened after every drop ---
-  let connected = false;
   let fatal: string | undefined;
-  let current: ReturnType<ChatClient["subscribeMessages"]> | undefined;
-  let joined!: (ok: boolean, reason?: string) => void;
-  const firstJoin = new Promise<{ ok: boolean; reason?: string }>((r) =>
-    joined = (ok, reason) => r({ ok, reason })
-  );
-  let onReconnect = () => {};
-  const following = (async () => {
-    let delay = minRetry;
-    let everJoined = false;
-    let catchingUp = false;
-    while (!leave.signal.aborted) {
-      const call = client.subscribeMessages({
-        room: opts.room,
-        user: opts.user,
-        ...cursor.request(),
+  const who = { room: opts.room, user: opts.user };
+  const bidi = opts.bidi
+    ? bidiSender(client, who, {
+      show,
+      lost(contents, reason) {
+        warn(
+          `the Chat stream broke (${reason}); ${contents.length} ` +
+            `unconfirmed message(s) will be resent`,
+        );
+        outbox.requeue(contents);
+      },
+    })
+    : undefined;
+  const follower = followRoom(client, {
+    ...who,
+    history: opts.history ?? 0,
+    timeoutMs,
+    minRetryMs,
+    maxRetryMs,
+    signal: leave.signal,
+  }, {
+    show,
+    note,
+    resumed() {
+      bidi?.reopen();
+      outbox.retryNow();
+    },
+    fatal(reason) {
+      fatal = reason;
+      io.err(`error: ${reason}`);
+      leave.abort();
+    },
+  });
+  const outbox = new Outbox({
+    async send(content) {
+      if (bidi) return void pending.add(bidi.write(content));
+      const res = await client.sendMessage({ ...who, content }, {
+        deadline: deadlineIn(timeoutMs),
       });
-      current = call;
-      const ended = callEnded(call);
-      let welcomed = false;
-      let refetch = false;
-      let reason = "the server ended the subscription";
-      const noWelcome = setTimeout(() => {
-        reason = "no welcome from server";
-        call.cancel();
-      }, timeout);
-      try {
-        for await (const m of call as AsyncIterable<Message>) {
-          if (refetch) continue;
-          if (welcomed) {
-            const verdict = cursor.accept(m);
-            if (verdict === "duplicate") continue;
-            if (verdict === "refetch") {
-              // The server skipped messages for us (too slow): resubscribe
-              // from the last one shown, at once; this stream's rest is moot.
-              refetch = true;
-              call.cancel();
-              continue;
-            }
-            if (verdict !== "show") {
-              note(
-                `-- ${verdict.gap} message(s) missing here (no longer in the room's history)`,
-              );
-            }
-            show(m);
-            continue;
-          }
-          welcomed = true;
-          clearTimeout(noWelcome);
-          delay = minRetry;
-          connected = true;
-          const outcome = cursor.welcome(m);
-          if (!everJoined) {
-            everJoined = true;
-            show(m);
-            joined(true);
-          } else if (!catchingUp) {
-            note(describeResume(opts.room, outcome));
-            onReconnect();
-          }
-          catchingUp = false;
-        }
-      } catch (err) {
-        if (reason !== "no welcome from server") reason = formatError(err);
-        if (FATAL.has((err as { code?: number }).code ?? -1)) fatal = reason;
-      }
-      clearTimeout(noWelcome);
-      connected = false;
-      await ended;
-      if (leave.signal.aborted) break;
-      if (!everJoined) return joined(false, reason);
-      if (fatal) {
-        io.err(`error: ${fatal}`);
-        leave.abort();
-        break;
-      }
-      if (refetch) {
-        catchingUp = true;
-        continue;
-      }
-      note(
-        `-- connection lost (${reason}); reconnecting in ${secs(delay)} s`,
-      );
-      await sleep(delay, leave.signal);
-      delay = Math.min(delay * 2, maxRetry);
-    }
-  })();
+      pending.add(res.messageId);
+    },
+    canSend: follower.connected,
+    minRetryMs,
+    maxRetryMs,
+    warn,
+    note,
+    changed: () => progress(),
+  });
 
-  const first = await Promise.race([
-    firstJoin,
-    new Promise<{ ok: false; reason: string }>((r) =>
-      leave.signal.addEventListener(
-        "abort",
-        () => r({ ok: false, reason: "interrupted" }),
-        { once: true },
-      )
-    ),
-  ]);
+  const first = await follower.joined;
   if (!first.ok) {
     io.err(`error: ${first.reason}`);
     leave.abort();
-    current?.cancel();
-    await following;
+    await follower.done;
     return 1;
   }
   io.out(
     formatNote(`joined ${opts.room} as ${opts.user} (Ctrl-D to leave)`, color),
   );
-
-  // --- sending: an outbox that retries what did not go through ---
-  const outbox: { content: string; warned: boolean }[] = [];
-  let sending = false;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let retryDelay = minRetry;
-  const bidi = opts.bidi ? openBidi() : undefined;
-
-  const drain = async () => {
-    if (sending) return;
-    sending = true;
-    clearTimeout(retryTimer);
-    while (outbox.length > 0 && !leave.signal.aborted) {
-      const item = outbox[0];
-      try {
-        if (!connected) {
-          throw { code: Status.UNAVAILABLE, details: "disconnected" };
-        }
-        if (bidi) pending.add(bidi.write(item.content));
-        else {
-          const res = await client.sendMessage(
-            { user: opts.user, room: opts.room, content: item.content },
-            { deadline: deadlineIn(timeout) },
-          );
-          pending.add(res.messageId);
-        }
-        outbox.shift();
-        retryDelay = minRetry;
-        if (item.warned) note(`-- sent: "${item.content}"`);
-      } catch (err) {
-        const code = (err as { code?: number }).code ?? -1;
-        if (!RETRYABLE.has(code)) {
-          outbox.shift();
-          failed = true;
-          warn(`not sent: "${item.content}" (${formatError(err)})`);
-          continue;
-        }
-        if (!item.warned) {
-          item.warned = true;
-          warn(
-            `not sent yet: "${item.content}" (${formatError(err)}); will retry`,
-          );
-        }
-        retryTimer = setTimeout(drain, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, maxRetry);
-        break;
-      }
-    }
-    sending = false;
-    onProgress();
-  };
-  onReconnect = () => {
-    retryDelay = minRetry;
-    bidi?.reopen();
-    drain();
-  };
-
-  // The Chat stream, opened lazily and again after it breaks; messages it
-  // had not echoed go back to the outbox.
-  function openBidi() {
-    let stream: ReturnType<ChatClient["chat"]> | undefined;
-    let ended: Promise<unknown> = Promise.resolve();
-    const unechoed = new Map<string, string>();
-    let n = 0;
-    const open = () => {
-      const s = client.chat();
-      stream = s;
-      s.on("data", (m: Message) => {
-        unechoed.delete(m.id.replace(/^echo_/, ""));
-        show(m);
-      });
-      s.on("error", (e) => {
-        if (stream !== s || leave.signal.aborted) return;
-        stream = undefined;
-        const lost = [...unechoed.values()];
-        unechoed.clear();
-        if (lost.length > 0) {
-          warn(
-            `the Chat stream broke (${formatError(e)}); ${lost.length} ` +
-              `unconfirmed message(s) will be resent`,
-          );
-          outbox.unshift(...lost.map((content) => ({ content, warned: true })));
-        }
-      });
-      ended = callEnded(s);
-      return s;
-    };
-    return {
-      write(content: string): string {
-        const id = `${opts.user}-${Date.now().toString(36)}-${++n}`;
-        unechoed.set(id, content);
-        (stream ?? open()).write({
-          id,
-          user: opts.user,
-          room: opts.room,
-          content,
-        });
-        return id;
-      },
-      reopen() {
-        stream?.cancel();
-        stream = undefined;
-      },
-      unconfirmed: () => unechoed.size,
-      async close() {
-        stream?.end();
-        const s = stream;
-        stream = undefined;
-        s?.cancel();
-        await ended;
-      },
-    };
-  }
 
   const it = io.lines[Symbol.asyncIterator]();
   const stop = new Promise<"stop">((resolve) =>
@@ -347,59 +167,23 @@ export async function runChatSession(
     const next = await Promise.race([it.next(), stop]);
     if (next === "stop" || next.done) break;
     const content = next.value.trim();
-    if (content === "") continue;
-    outbox.push({ content, warned: false });
-    drain();
+    if (content !== "") outbox.push(content);
   }
 
   // Wait for the outbox to empty and own messages to show, up to flushMs.
   await new Promise<void>((resolve) => {
     const done = () =>
-      outbox.length === 0 && !sending && (bidi?.unconfirmed() ?? 0) === 0 &&
+      outbox.idle && (bidi?.unconfirmed() ?? 0) === 0 &&
       [...pending].every((id) => seen.has(id));
     if (done()) return resolve();
     const t = setTimeout(resolve, opts.flushMs);
-    onProgress = () => done() && (clearTimeout(t), resolve());
+    progress = () => done() && (clearTimeout(t), resolve());
   });
-  onProgress = () => {};
-  clearTimeout(retryTimer);
+  progress = () => {};
   leave.abort();
-  for (const item of outbox.splice(0)) {
-    failed = true;
-    warn(`not sent: "${item.content}"`);
-  }
-  current?.cancel();
-  await Promise.all([following, bidi?.close()]);
+  const unsent = outbox.close();
+  for (const content of unsent) warn(`not sent: "${content}"`);
+  await Promise.all([follower.done, bidi?.close()]);
   io.out(formatNote(`left ${opts.room}`, color));
-  return failed || fatal ? 1 : 0;
-}
-
-/** The line that says how a reconnection went. */
-function describeResume(room: string, outcome: WelcomeOutcome): string {
-  switch (outcome.kind) {
-    case "resumed":
-      return outcome.missed === 0n
-        ? `-- reconnected to ${room}: nothing missed`
-        : `-- reconnected to ${room}: resuming, ${outcome.missed} missed message(s) follow`;
-    case "reset":
-      return `-- reconnected to ${room}, but the server lost the room's history: messages sent meanwhile may be missing`;
-    default:
-      return `-- reconnected to ${room}; the server keeps no history: messages sent meanwhile are missing`;
-  }
-}
-
-function secs(ms: number): string {
-  return (ms / 1000).toFixed(1);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return unsent.length > 0 || outbox.refused > 0 || fatal ? 1 : 0;
 }
