@@ -5,7 +5,7 @@
  * Joining shows the room's recent history. When the subscription drops after
  * the join (core restart, network), the session says so, reconnects with
  * backoff (0.5 s doubling to 5 s) and resumes from the last offset it showed:
- * the server replays what was missed, and the {@link RoomCursor} drops any
+ * the server replays what was missed, and the cursor (`room_cursor.ts`) drops any
  * duplicate. A line that cannot be sent (disconnected, core down) is reported
  * as not sent and retried until it goes through; one still unsent when the
  * session ends is reported again and makes the exit code 1. Nothing typed is

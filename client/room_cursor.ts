@@ -139,3 +139,19 @@ export class RoomCursor {
     return gap ? { gap: missed } : "show";
   }
 }
+
+/** How a resume went, in words both clients show after "Reconnected". */
+export function describeResume(outcome: WelcomeOutcome): string {
+  switch (outcome.kind) {
+    case "resumed":
+      return outcome.missed === 0n
+        ? "nothing missed"
+        : `${outcome.missed} missed message(s) follow`;
+    case "reset":
+      return "the server lost the room's history: messages sent meanwhile may be missing";
+    case "no-history":
+      return "this server keeps no history: messages sent meanwhile are missing";
+    default:
+      return "joined";
+  }
+}

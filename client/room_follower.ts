@@ -13,7 +13,7 @@
 import { status as Status } from "@grpc/grpc-js";
 import type { Message } from "../gen/chat_pb.ts";
 import { formatError } from "./format.ts";
-import { RoomCursor, type WelcomeOutcome } from "./room_cursor.ts";
+import { describeResume, RoomCursor } from "./room_cursor.ts";
 import { callEnded, type ChatClient } from "./rpc.ts";
 
 /**
@@ -116,7 +116,9 @@ export function followRoom(
               events.show(m);
               settle({ ok: true });
             } else if (!catchingUp) {
-              events.note(describeResume(opts.room, outcome));
+              events.note(
+                `-- reconnected to ${opts.room}: ${describeResume(outcome)}`,
+              );
               events.resumed();
             }
             catchingUp = false;
@@ -163,20 +165,6 @@ export function followRoom(
   })().finally(() => opts.signal.removeEventListener("abort", onAbort));
 
   return { joined, done, connected: () => connected };
-}
-
-/** The line that says how a reconnection went. */
-function describeResume(room: string, outcome: WelcomeOutcome): string {
-  switch (outcome.kind) {
-    case "resumed":
-      return outcome.missed === 0n
-        ? `-- reconnected to ${room}: nothing missed`
-        : `-- reconnected to ${room}: resuming, ${outcome.missed} missed message(s) follow`;
-    case "reset":
-      return `-- reconnected to ${room}, but the server lost the room's history: messages sent meanwhile may be missing`;
-    default:
-      return `-- reconnected to ${room}; the server keeps no history: messages sent meanwhile are missing`;
-  }
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -47,7 +47,9 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
     await chat.type("typed while down");
     core = await startCoreServer({ ...options, port });
     for (let i = 1; i <= 3; i++) await post(`missed ${i}`);
-    await chat.waitFor(/-- reconnected to lobby: resuming, \d missed message/);
+    await chat.waitFor(
+      /-- reconnected to lobby: \d missed message\(s\) follow/,
+    );
     await chat.waitFor("Dana: typed while down");
     await post("live 2");
     await chat.waitFor("Poster: live 2");
@@ -158,14 +160,31 @@ async function tmuxChat(socket: string, addr: string, env: string) {
   };
 }
 
-Deno.test("deno task chat at a terminal keeps the line being typed intact and colours users", async () => {
+/** A core, a second client, and the chat in tmux with `env`; all closed after `body`. */
+async function atTerminal(
+  name: string,
+  env: string,
+  body: (
+    term: Awaited<ReturnType<typeof tmuxChat>>,
+    other: ReturnType<typeof createChatClient>,
+  ) => Promise<void>,
+) {
   const core = await startCoreServer({ port: 0 });
   const addr = `127.0.0.1:${core.port}`;
   const other = createChatClient(addr, { "grpc.use_local_subchannel_pool": 1 });
-  const socket = `chat-test-${Deno.pid}-color`;
-  const term = await tmuxChat(socket, addr, "TERM=xterm-256color");
+  const term = await tmuxChat(`chat-test-${Deno.pid}-${name}`, addr, env);
   try {
     await term.waitFor("joined tty as Dana");
+    await body(term, other);
+  } finally {
+    await term.close();
+    other.close();
+    await core.shutdown(100);
+  }
+}
+
+Deno.test("deno task chat at a terminal keeps the line being typed intact and colours users", async () => {
+  await atTerminal("color", "TERM=xterm-256color", async (term, other) => {
     await term.tmux("send-keys", "-t", "0", "-l", "half typed");
     await term.waitFor("Dana> half typed");
     for (let i = 1; i <= 3; i++) {
@@ -190,31 +209,21 @@ Deno.test("deno task chat at a terminal keeps the line being typed intact and co
     await term.tmux("send-keys", "-t", "0", "-l", " and done");
     await term.tmux("send-keys", "-t", "0", "Enter");
     await term.waitFor("[tty] Dana: half typed and done");
-  } finally {
-    await term.close();
-    other.close();
-    await core.shutdown(100);
-  }
+  });
 });
 
 Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", async () => {
-  const core = await startCoreServer({ port: 0 });
-  const addr = `127.0.0.1:${core.port}`;
-  const other = createChatClient(addr, { "grpc.use_local_subchannel_pool": 1 });
-  const socket = `chat-test-${Deno.pid}-nocolor`;
-  const term = await tmuxChat(socket, addr, "TERM=xterm-256color NO_COLOR=1");
-  try {
-    await term.waitFor("joined tty as Dana");
-    await other.sendMessage({ user: "Omar", room: "tty", content: "plain" });
-    await term.waitFor("[tty] Omar: plain");
-    const screen = await term.screen(true);
-    // deno-lint-ignore no-control-regex
-    assert.ok(!/\x1b\[[\d;]*m/.test(screen), JSON.stringify(screen));
-  } finally {
-    await term.close();
-    other.close();
-    await core.shutdown(100);
-  }
+  await atTerminal(
+    "nocolor",
+    "TERM=xterm-256color NO_COLOR=1",
+    async (term, other) => {
+      await other.sendMessage({ user: "Omar", room: "tty", content: "plain" });
+      await term.waitFor("[tty] Omar: plain");
+      const screen = await term.screen(true);
+      // deno-lint-ignore no-control-regex
+      assert.ok(!/\x1b\[[\d;]*m/.test(screen), JSON.stringify(screen));
+    },
+  );
 });
 
 Deno.test("deno task chat --bidi reopens its Chat stream after a core restart and sends what was typed meanwhile", async () => {

@@ -12,7 +12,7 @@
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RoomCursor, type WelcomeOutcome } from "../client/room_cursor.ts";
+import { describeResume, RoomCursor } from "../client/room_cursor.ts";
 import type { ChatClient } from "./rpc.ts";
 import { keepStreaming } from "./resilient_stream.ts";
 import type { RoomView } from "./room_view.ts";
@@ -62,7 +62,9 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
         welcomed = true;
         const outcome = cursor.welcome(message);
         if (outcome.kind === "joined") view.add(message, user);
-        else if (!catchingUp) view.note(describeResume(outcome));
+        else if (!catchingUp) {
+          view.note(`Reconnected: ${describeResume(outcome)}.`);
+        }
         catchingUp = false;
         if (lost) o.onResume();
         lost = false;
@@ -102,17 +104,4 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
       }
     },
   });
-}
-
-function describeResume(outcome: WelcomeOutcome): string {
-  switch (outcome.kind) {
-    case "resumed":
-      return outcome.missed === 0n
-        ? "Reconnected: nothing missed."
-        : `Reconnected: ${outcome.missed} missed message(s) follow.`;
-    case "reset":
-      return "Reconnected, but the server lost the room's history: messages sent meanwhile may be missing.";
-    default:
-      return "Reconnected; this server keeps no history: messages sent meanwhile are missing.";
-  }
 }

@@ -28,6 +28,8 @@ export class RoomView {
   #list: HTMLElement;
   #capNote: HTMLElement;
   #dropped = 0;
+  #pending: HTMLElement[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(list: HTMLElement, capNote: HTMLElement) {
     this.#list = list;
@@ -87,8 +89,9 @@ export class RoomView {
     item.append(why, span("content", content), button);
     this.#append(item);
     let busy = false;
+    let sent = false;
     const retry = async () => {
-      if (!item.isConnected) return true;
+      if (sent) return true;
       if (busy) return false;
       busy = true;
       button.disabled = true;
@@ -96,6 +99,7 @@ export class RoomView {
       const error = await send();
       busy = false;
       if (error === undefined) {
+        sent = true;
         item.remove();
         return true;
       }
@@ -110,6 +114,7 @@ export class RoomView {
 
   clear(): void {
     this.#list.replaceChildren();
+    this.#pending.length = 0;
     this.#dropped = 0;
     this.#showCap();
   }
@@ -121,19 +126,31 @@ export class RoomView {
       : `Showing the newest ${MAX_ITEMS} lines; ${this.#dropped} older not shown.`;
   }
 
+  /**
+   * Queues a line; lines that arrive together (a replay, a busy room) go into
+   * the list in one batch, so the page lays out once per batch rather than
+   * once per message. The queue is capped like the list.
+   */
   #append(item: HTMLElement): void {
-    const stick = this.#list.scrollTop + this.#list.clientHeight >=
-      this.#list.scrollHeight - 8;
-    this.#list.append(item);
-    if (this.#list.childElementCount > MAX_ITEMS) {
-      while (this.#list.childElementCount > MAX_ITEMS) {
-        this.#list.firstElementChild?.remove();
-        this.#dropped++;
-      }
-      this.#showCap();
+    this.#pending.push(item);
+    if (this.#pending.length > MAX_ITEMS) {
+      this.#dropped += this.#pending.length - MAX_ITEMS;
+      this.#pending.splice(0, this.#pending.length - MAX_ITEMS);
     }
+    this.#flushTimer ??= setTimeout(() => this.#flush(), 0);
+  }
+
+  #flush(): void {
+    this.#flushTimer = undefined;
+    const list = this.#list;
+    const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+    list.append(...this.#pending.splice(0));
+    const over = list.childElementCount - MAX_ITEMS;
+    for (let i = 0; i < over; i++) list.firstElementChild?.remove();
+    if (over > 0) this.#dropped += over;
+    this.#showCap();
     // Follow new messages only if the reader was already at the bottom.
-    if (stick) this.#list.scrollTop = this.#list.scrollHeight;
+    if (stick) list.scrollTop = list.scrollHeight;
   }
 }
 
