@@ -6,8 +6,8 @@
  * `completed` promise, not the TCP connections themselves, so the unit here
  * is the request: on HTTP/1.1 that is a connection in use, on HTTP/2 a
  * stream. A refused request gets RESOURCE_EXHAUSTED in its protocol's form
- * (gRPC-Web: a trailers-only response; Connect and the rest: HTTP 429 with
- * a Connect error body).
+ * (gRPC-Web and native gRPC: a trailers-only response; Connect and the rest:
+ * HTTP 429 with a Connect error body).
  *
  * @module
  */
@@ -39,7 +39,8 @@ export function tooManyRequests(
   const message =
     `too many concurrent requests from this address (limit ${max})`;
   const type = request.headers.get("content-type") ?? "";
-  if (type.startsWith("application/grpc-web")) {
+  // gRPC-Web, and native gRPC clients too: both read a trailers-only status.
+  if (type.startsWith("application/grpc")) {
     return new Response(null, {
       status: 200,
       headers: [

@@ -103,8 +103,27 @@ export function createWebSocketBridge(
         status: 429,
       });
     }
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    runBridgeSession(socket, upstream, limits, release, options.calls);
-    return response;
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request);
+    } catch (err) {
+      // No session will end and release the IP's slot: give it back now.
+      release?.();
+      return new Response(
+        `not a WebSocket upgrade: ${(err as Error).message}\n`,
+        {
+          status: 400,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+        },
+      );
+    }
+    runBridgeSession(
+      upgraded.socket,
+      upstream,
+      limits,
+      release,
+      options.calls,
+    );
+    return upgraded.response;
   };
 }

@@ -5,9 +5,13 @@
  * and Chat), room and scope claims, and expiry ending a stream.
  */
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
 import { type ServiceError, status } from "@grpc/grpc-js";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { Buffer } from "node:buffer";
+import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import type { ChatClient, MessageInit } from "../client/rpc.ts";
-import type { UploadResponse } from "../gen/chat_pb.ts";
+import { MessageType, type UploadResponse } from "../gen/chat_pb.ts";
 import {
   bearer,
   es256Keys,
@@ -182,6 +186,101 @@ Deno.test("auth: an empty user is the token's on SendMessage (direct and grpc-js
     ],
   );
   assert.equal(got[2].id, "u1");
+  sub.cancel();
+});
+
+/** UploadMessages with messages given as raw bytes, under `token`. */
+function uploadRaw(f: CoreFixture, token: string, messages: Uint8Array[]) {
+  const client = new grpc.Client(
+    f.addr,
+    grpc.credentials.createInsecure(),
+    bearer(token),
+  );
+  const upload = chatServiceDefinition.UploadMessages;
+  return new Promise<unknown>((resolve, reject) => {
+    const call = client.makeClientStreamRequest(
+      upload.path,
+      (bytes: Uint8Array) => Buffer.from(bytes),
+      upload.responseDeserialize,
+      (err, res) => {
+        client.close();
+        err ? reject(err) : resolve(res);
+      },
+    );
+    for (const m of messages) call.write(m);
+    call.end();
+  });
+}
+
+Deno.test("auth: a repeated user field counts by its last value, as subscribers read it", async () => {
+  await using f = await authed();
+  const sub = await watch(f, "lobby");
+  const token = await hs256({ sub: "alice" });
+  const encode = (users: string[], content: string) => {
+    const w = new BinaryWriter();
+    for (const u of users) w.tag(2, WireType.LengthDelimited).string(u);
+    w.tag(4, WireType.LengthDelimited).string("lobby");
+    w.tag(3, WireType.LengthDelimited).string(content);
+    return w.finish();
+  };
+  // Someone else's name, then an empty one: the empty one is filled in.
+  await uploadRaw(f, token, [encode(["bob", ""], "filled")]);
+  // Empty, then someone else's name: that name is what subscribers see.
+  const err = await rejection(
+    uploadRaw(f, token, [encode(["", "bob"], "as bob")]),
+  );
+  assert.equal(err.code, status.PERMISSION_DENIED);
+  await uploadRaw(f, token, [encode(["bob", "alice"], "named")]);
+  const got = await take(sub, 2);
+  assert.deepEqual(got.map((m) => [m.user, m.content]), [
+    ["alice", "filled"],
+    ["alice", "named"],
+  ]);
+  sub.cancel();
+});
+
+Deno.test("auth: a streamed message that the filled-in user would push past the limit fails for its sender only", async () => {
+  // 1 024 bytes on the wire: room (7) + content tag and length (3) + 1 014.
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    maxMessageBytes: 1024,
+  });
+  const sub = await watch(f, "lobby");
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const big = { user: "", room: "lobby", content: "x".repeat(1014) };
+  const err = await rejection(upload(alice, [big]));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /message 1: too large to broadcast: 1031 bytes/);
+  const chat = alice.chat();
+  chat.write(big);
+  const chatErr = await streamError(chat);
+  assert.equal(chatErr.code, status.RESOURCE_EXHAUSTED);
+  // The subscriber is still there and got nothing it could not receive.
+  await alice.sendMessage({ user: "", room: "lobby", content: "after" });
+  const [next] = await take(sub, 1);
+  assert.deepEqual([next.user, next.content], ["alice", "after"]);
+  sub.cancel();
+});
+
+Deno.test("auth: under a token a streamed JOIN, LEAVE or SYSTEM message is PERMISSION_DENIED, never broadcast", async () => {
+  await using f = await authed();
+  const sub = await watch(f, "lobby");
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const forged = {
+    user: "",
+    room: "lobby",
+    content: "Server restarting, sign in again at evil.example",
+    type: MessageType.SYSTEM,
+  };
+  const err = await rejection(upload(alice, [forged]));
+  assert.equal(err.code, status.PERMISSION_DENIED);
+  assert.match(err.details, /message 1: only CHAT messages may be posted/);
+  const chat = alice.chat();
+  chat.write({ ...forged, type: MessageType.JOIN });
+  assert.equal((await streamError(chat)).code, status.PERMISSION_DENIED);
+  await upload(alice, [{ user: "", room: "lobby", content: "plain" }]);
+  const [next] = await take(sub, 1);
+  assert.deepEqual([next.type, next.content], [MessageType.CHAT, "plain"]);
   sub.cancel();
 });
 

@@ -170,6 +170,20 @@ function chatMessage(user: string, content: string) {
   );
 }
 
+/** One Chat call over the bridge: a message, its echo, a clean end. */
+async function chatOnce(stack: Stack, content: string): Promise<void> {
+  const ws = openWsCall(wsUrl(stack), { path: CHAT });
+  ws.send(chatMessage("u", content));
+  const echo = await ws.messages[Symbol.asyncIterator]().next();
+  assert.equal(
+    fromBinary(MessageSchema, echo.value!).content,
+    `Echo: ${content}`,
+  );
+  ws.closeSend();
+  for await (const _ of ws.messages) { /* drained */ }
+  assert.equal((await ws.status).code, 0);
+}
+
 Deno.test("edge WebSocket bridge: the header frame's authorization reaches the core", async () => {
   await using stack = await authedStack();
   const watcher = createClient(
@@ -262,6 +276,16 @@ Deno.test("edge --max-requests-per-ip: past the limit a call gets resource_exhau
     grpcWeb.sendMessage({ user: "u", room: "r", content: "x" }),
   );
   assert.equal(err.code, Code.ResourceExhausted);
+  // A native gRPC client gets a status it can read, not an HTTP 429.
+  const native = await stack.fetch(`${stack.url}${SEND}`, {
+    method: "POST",
+    headers: { "content-type": "application/grpc+proto" },
+    body: new Uint8Array(5),
+  });
+  await native.body?.cancel();
+  assert.equal(native.status, 200);
+  assert.equal(native.headers.get("content-type"), "application/grpc+proto");
+  assert.equal(native.headers.get("grpc-status"), "8");
   ctl.abort();
   await it.next().catch(() => {});
   // Once the stream's response is over, its slot is free again.
@@ -285,12 +309,29 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
   first.closeSend();
   for await (const _ of first.messages) { /* drained */ }
   assert.equal((await first.status).code, 0);
-  const third = openWsCall(wsUrl(stack), { path: CHAT });
-  third.send(chatMessage("u", "again"));
-  const echo = await third.messages[Symbol.asyncIterator]().next();
-  assert.equal(fromBinary(MessageSchema, echo.value!).content, "Echo: again");
-  third.closeSend();
-  for await (const _ of third.messages) { /* drained */ }
+  await chatOnce(stack, "again");
+});
+
+Deno.test("edge --max-websockets-per-ip: a refused upgrade gives its slot back", async () => {
+  await using stack = await startCoreEdge({ maxWebSocketsPerIp: 1 });
+  const { hostname, port } = new URL(stack.url);
+  // `upgrade: websocket` without `connection: upgrade` or a key: the
+  // bridge takes a slot, then Deno.upgradeWebSocket() refuses the request.
+  for (let i = 0; i < 2; i++) {
+    const conn = await Deno.connect({ hostname, port: Number(port) });
+    await conn.write(new TextEncoder().encode(
+      `GET /ws HTTP/1.1\r\nhost: ${hostname}\r\nupgrade: websocket\r\nconnection: close\r\n\r\n`,
+    ));
+    let answer = "";
+    const buf = new Uint8Array(4096);
+    for (let n; (n = await conn.read(buf)) !== null;) {
+      answer += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    conn.close();
+    assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+    assert.match(answer, /not a WebSocket upgrade/);
+  }
+  await chatOnce(stack, "after");
 });
 
 Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () => {

@@ -29,8 +29,14 @@ export interface AccessOptions {
   leewaySeconds?: number;
   rateLimit?: RateLimiter;
   maxSubscriptions?: ConcurrencyLimit;
-  /** The clock, in ms; default Date.now. */
+  /** The wall clock, in ms, for token expiry; default Date.now. */
   now?: () => number;
+  /**
+   * A monotonic clock, in ms, for the rate limit; default performance.now.
+   * Not the wall clock: a step back (NTP, a resumed VM) would stop every
+   * bucket from refilling until the clock caught up again.
+   */
+  monotonic?: () => number;
 }
 
 const ANYONE: Caller = Object.freeze({ key: "" });
@@ -42,6 +48,7 @@ export class Access {
   readonly #rate?: RateLimiter;
   readonly #subscriptions?: ConcurrencyLimit;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   /** Whether a connection key is needed (limits on, auth off). */
   readonly #perConnection: boolean;
 
@@ -51,6 +58,7 @@ export class Access {
     this.#rate = options.rateLimit;
     this.#subscriptions = options.maxSubscriptions;
     this.#now = options.now ?? Date.now;
+    this.#monotonic = options.monotonic ?? (() => performance.now());
     this.#perConnection = this.#authenticate === undefined &&
       (this.#rate !== undefined || this.#subscriptions !== undefined);
   }
@@ -95,7 +103,7 @@ export class Access {
   allowPost(caller: Caller, room: string): void {
     if (caller.grant !== undefined) checkAccess(caller.grant, "publish", room);
     if (this.#rate === undefined) return;
-    const waitMs = this.#rate.take(caller.key, this.#now());
+    const waitMs = this.#rate.take(caller.key, this.#monotonic());
     if (waitMs > 0) {
       throw new ChatError(
         "resource_exhausted",

@@ -13,7 +13,9 @@
  * which changes with time: a client retrying with an expired or forged
  * token in a loop then costs a map lookup per call, not a signature check
  * (ES256 is ~1.4 ms). A stream of always-new bad tokens still costs one
- * check each (docs/auth.md).
+ * check each (docs/auth.md). Anyone can make refused tokens, as long as a
+ * header allows (64 KiB), so that memory is bounded by their total length
+ * too (`maxRefusedChars`), not only by their number.
  *
  * @module
  */
@@ -28,6 +30,8 @@ export interface AuthenticatorOptions {
   leewaySeconds: number;
   /** Tokens remembered; default 10 000. */
   maxEntries?: number;
+  /** Total length of the refused tokens remembered; default 4 MiB. */
+  maxRefusedChars?: number;
   /** The clock, in ms; default Date.now. */
   now?: () => number;
 }
@@ -58,15 +62,26 @@ export function createAuthenticator(
   const now = options.now ?? Date.now;
   const cache = new Map<string, Entry>();
   const refused = new Map<string, ChatError>();
+  const maxRefusedChars = options.maxRefusedChars ?? 4 * 1024 * 1024;
+  let refusedChars = 0;
 
   const refuse = (authorization: string, err: unknown): never => {
-    if (!ChatError.is(err) || (err instanceof TokenRejected && err.passes)) {
+    if (
+      !ChatError.is(err) || (err instanceof TokenRejected && err.passes) ||
+      authorization.length > maxRefusedChars || refused.has(authorization)
+    ) {
       throw err;
     }
-    if (refused.size >= maxEntries) {
-      refused.delete(refused.keys().next().value!);
+    while (
+      refused.size >= maxEntries ||
+      refusedChars + authorization.length > maxRefusedChars
+    ) {
+      const oldest = refused.keys().next().value!;
+      refused.delete(oldest);
+      refusedChars -= oldest.length;
     }
     refused.set(authorization, err as ChatError);
+    refusedChars += authorization.length;
     throw err;
   };
 

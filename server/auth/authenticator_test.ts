@@ -146,3 +146,41 @@ Deno.test("createAuthenticator() remembers a refused token, but not one that is 
   await rejectsWith(auth(early), /not yet valid/);
   assert.equal(verified, 3);
 });
+
+Deno.test("createAuthenticator() bounds the refused tokens it remembers by their total length", async () => {
+  let verified = 0;
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  const forged = await Promise.all(
+    ["a", "b", "c"].map(async (sub) =>
+      `Bearer ${await sign({ sub, pad: "p".repeat(200) }, "x".repeat(40))}`
+    ),
+  );
+  const length = forged[0].length;
+  const auth = createAuthenticator({
+    verify: (t) => {
+      verified++;
+      return verify(t);
+    },
+    leewaySeconds: 0,
+    maxRefusedChars: Math.floor(length * 2.5),
+  });
+  for (const h of forged) await rejectsWith(auth(h), /bad token signature/);
+  assert.equal(verified, 3);
+  // Two fit: "a" was dropped for "c"; "b" and "c" are still known.
+  assert.throws(() => auth(forged[1]), /bad token signature/);
+  assert.throws(() => auth(forged[2]), /bad token signature/);
+  assert.equal(verified, 3);
+  await rejectsWith(auth(forged[0]), /bad token signature/);
+  assert.equal(verified, 4);
+  // A token longer than the whole budget is never remembered.
+  const huge = `Bearer ${await sign(
+    { sub: "d", pad: "p".repeat(length * 3) },
+    "x".repeat(40),
+  )}`;
+  await rejectsWith(auth(huge), /bad token signature/);
+  await rejectsWith(auth(huge), /bad token signature/);
+  assert.equal(verified, 6);
+});

@@ -1,7 +1,7 @@
 /**
  * The checks every streamed message (UploadMessages, Chat) passes before it
- * is broadcast: who it claims to be from, validation, the token's rooms and
- * scope, the rate limit.
+ * is broadcast: who it claims to be from (under a token, its user and a
+ * CHAT type), validation, the token's rooms and scope, the rate limit.
  *
  * A message sent with an empty `user` under a token is broadcast as the
  * token's user. Its bytes are what subscribers get, so the user field is
@@ -11,12 +11,15 @@
  */
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Caller } from "../auth/access.ts";
+import { ChatError } from "../rooms/errors.ts";
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import type { PostFields } from "./post_decoder.ts";
 
 /** `chat.Message.user`'s field number. */
 const USER_FIELD = 2;
+/** `chat.MessageType.CHAT`. */
+const CHAT = 0;
 
 /** One stream's message checker. */
 export interface InboundPosts {
@@ -35,6 +38,14 @@ export function inboundPosts(
   let userField: Uint8Array | undefined;
   return {
     check(message, bytes, where = "") {
+      // JOIN, LEAVE and SYSTEM lines are the server's, shown without a
+      // user: under a token, posting one would speak for the server.
+      if (caller.grant !== undefined && message.type !== CHAT) {
+        throw new ChatError(
+          "permission_denied",
+          `${where}only CHAT messages may be posted, not type ${message.type}`,
+        );
+      }
       const user = ctx.access.userOf(caller, message.user);
       if (user === message.user) {
         validatePost(message, where);
@@ -42,10 +53,19 @@ export function inboundPosts(
         return bytes;
       }
       validatePost({ ...message, user }, where);
-      ctx.access.allowPost(caller, message.room);
       userField ??= new BinaryWriter().tag(USER_FIELD, WireType.LengthDelimited)
         .string(user).finish();
-      const filled = new Uint8Array(bytes.byteLength + userField.byteLength);
+      // The request fit the limit; the broadcast with the user added may
+      // not, and a subscriber's call would end on it. The sender's error.
+      const size = bytes.byteLength + userField.byteLength;
+      if (size > ctx.config.maxMessageBytes) {
+        throw new ChatError(
+          "resource_exhausted",
+          `${where}too large to broadcast: ${size} bytes with the user filled in, limit ${ctx.config.maxMessageBytes}`,
+        );
+      }
+      ctx.access.allowPost(caller, message.room);
+      const filled = new Uint8Array(size);
       filled.set(bytes);
       filled.set(userField, bytes.byteLength);
       return filled;
