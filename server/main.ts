@@ -2,12 +2,19 @@
  * The core process: parse config, serve, shut down gracefully on signals.
  *
  * Run under the supervisor (`deno task serve:core`) in production; see the
- * README on the Deno http2 fault it guards against.
+ * README on the Deno http2 fault it guards against. Exit code 2 means the
+ * core cannot start as configured (a bad flag or value, a port in use): the
+ * supervisor does not restart it then.
  */
 import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
-import { startCoreServer } from "./server.ts";
+import { ListenError, startCoreServer } from "./server.ts";
+import { coreUsage } from "./usage.ts";
 
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(coreUsage());
+  Deno.exit(0);
+}
 let config;
 try {
   config = parseCoreConfig(Deno.args, Deno.env.toObject());
@@ -16,14 +23,15 @@ try {
   console.error(`core: ${err.message}`);
   Deno.exit(2);
 }
-const log = createLogger(config.logLevel);
-const core = await startCoreServer({ ...config, logger: log });
-log.info(
-  `listening on ${config.host}:${core.port} (${
-    config.tlsCert ? "TLS" : "h2c"
-  })`,
-);
-
+const log = createLogger(config.logLevel, "core", config.logFormat);
+let core;
+try {
+  core = await startCoreServer({ ...config, logger: log });
+} catch (err) {
+  if (!(err instanceof ListenError)) throw err;
+  console.error(`core: ${err.message}`);
+  Deno.exit(2);
+}
 let signalled = false;
 const stop = async (signal: string) => {
   if (signalled) {
@@ -38,3 +46,9 @@ const stop = async (signal: string) => {
 };
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+// Last: whoever waits for this line (the supervisor, tests) may signal at once.
+log.info(
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
+);

@@ -66,7 +66,7 @@ async function supervisedBursts(coreArgs: string[]): Promise<number> {
     );
   try {
     await sup.waitLine(
-      new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`),
+      new RegExp(`core listening on 127\\.0\\.0\\.1:${port} \\(h2c\\)$`),
     );
     const waits = await burstAndProbe(port);
 

@@ -10,7 +10,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
-import { frameMessage } from "./framing.ts";
+import { allocFramed, frameMessage, PREFIX_BYTES } from "./framing.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
 export function encodeMessage(
@@ -48,10 +48,8 @@ export function frameChatMessage(
   const size = fieldSize(idLen) + fieldSize(userLen) + fieldSize(contentLen) +
     fieldSize(roomLen) + 1 + varintSize(tsLen) + tsLen +
     (type !== MessageType.CHAT ? 1 + varintSize(type) : 0);
-  const out = Buffer.allocUnsafe(5 + size);
-  out[0] = 0;
-  out.writeUInt32BE(size, 1);
-  let at = 5;
+  const out = allocFramed(size);
+  let at = PREFIX_BYTES;
   at = writeString(out, at, 0x0a, id, idLen);
   at = writeString(out, at, 0x12, user, userLen);
   at = writeString(out, at, 0x1a, content, contentLen);

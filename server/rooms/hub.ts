@@ -42,6 +42,11 @@ export class ChatHub<T> {
     return this.#rooms.roomCount;
   }
 
+  /** Messages waiting in subscriber queues (read at metrics scrapes). */
+  queueDepth(): { total: number; max: number } {
+    return this.#rooms.queueDepth();
+  }
+
   countIn(room: string): number {
     return this.#rooms.countIn(room);
   }

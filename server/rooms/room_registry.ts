@@ -26,6 +26,20 @@ export class RoomRegistry<T> {
     return this.#rooms.get(room)?.size ?? 0;
   }
 
+  /** Items waiting in subscriber queues: all together, and the fullest one. */
+  queueDepth(): { total: number; max: number } {
+    let total = 0;
+    let max = 0;
+    for (const members of this.#rooms.values()) {
+      for (const subscriber of members) {
+        const queued = subscriber.queued;
+        total += queued;
+        if (queued > max) max = queued;
+      }
+    }
+    return { total, max };
+  }
+
   /**
    * Adds a subscriber to a room and returns the function that removes it.
    * The returned function is idempotent, so every exit path may call it.

@@ -136,3 +136,17 @@ Deno.test("ChatHub.publishWith() builds the item only for a room with subscriber
   assert.equal(hub.stats.messagesPublished, 2);
   assert.equal(hub.stats.deliveries, 1);
 });
+
+Deno.test("RoomRegistry.queueDepth() sums the subscribers' queues and finds the fullest", () => {
+  const rooms = new RoomRegistry<number>();
+  assert.deepEqual(rooms.queueDepth(), { total: 0, max: 0 });
+  const paused = (room: string) =>
+    rooms.join(room, new Subscriber(sink(1), { capacity: 4, policy: "drop" }));
+  paused("x");
+  paused("y");
+  rooms.publish("x", 1); // written; both sinks now push back
+  rooms.publish("y", 1);
+  for (let i = 0; i < 3; i++) rooms.publish("x", i);
+  rooms.publish("y", 9);
+  assert.deepEqual(rooms.queueDepth(), { total: 4, max: 3 });
+});
