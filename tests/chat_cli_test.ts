@@ -8,44 +8,61 @@
  */
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/rpc.ts";
-import { startCoreServer, type StartOptions } from "../server/server.ts";
+import {
+  type CoreServer,
+  startCoreServer,
+  type StartOptions,
+} from "../server/server.ts";
 import { spawnChat } from "./support/chat_process.ts";
 
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
 
-Deno.test("deno task chat shows history on join and resumes across a core restart with no gap and no duplicate", async () => {
+/** A core with a durable store that can be stopped and started on its port. */
+async function durableCore() {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-cli-" });
   const options: StartOptions = { port: 0, store: "sqlite", dataDir };
-  let core = await startCoreServer(options);
+  let core: CoreServer | undefined = await startCoreServer(options);
   const port = core.port;
-  const addr = `127.0.0.1:${port}`;
-  const poster = createChatClient(addr, {
+  return {
+    addr: `127.0.0.1:${port}`,
+    async stop() {
+      await core?.shutdown(100);
+      core = undefined;
+    },
+    async start() {
+      core = await startCoreServer({ ...options, port });
+    },
+    async close() {
+      await core?.shutdown(100);
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** `deno task chat` in `room` as `user` against `addr`, plus `flags`. */
+const chatIn = (addr: string, room: string, user: string, ...flags: string[]) =>
+  spawnChat(["--addr", addr, "--room", room, "--user", user, ...flags]);
+
+Deno.test("deno task chat shows history on join and resumes across a core restart with no gap and no duplicate", async () => {
+  const core = await durableCore();
+  const poster = createChatClient(core.addr, {
     "grpc.use_local_subchannel_pool": 1,
   });
   const post = (content: string) =>
     poster.sendMessage({ user: "Poster", room: "lobby", content });
   try {
     for (let i = 1; i <= 4; i++) await post(`before ${i}`);
-    const chat = spawnChat([
-      "--addr",
-      addr,
-      "--room",
-      "lobby",
-      "--user",
-      "Dana",
-      "--history",
-      "3",
-    ]);
+    const chat = chatIn(core.addr, "lobby", "Dana", "--history", "3");
     await chat.waitFor("joined lobby as Dana");
     await chat.waitFor("Poster: before 4");
     await post("live 1");
     await chat.waitFor("Poster: live 1");
 
-    await core.shutdown(100);
+    await core.stop();
     await chat.waitFor(/-- connection lost \(.*\); reconnecting in/);
     // Typed while the core is down: reported, then sent once it is back.
     await chat.type("typed while down");
-    core = await startCoreServer({ ...options, port });
+    await core.start();
     for (let i = 1; i <= 3; i++) await post(`missed ${i}`);
     await chat.waitFor(
       /-- reconnected to lobby: \d missed message\(s\) follow/,
@@ -84,23 +101,19 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
     assert.ok(!r.stdout.includes("missing here"), r.stdout);
   } finally {
     poster.close();
-    await core.shutdown(100);
-    await Deno.remove(dataDir, { recursive: true });
+    await core.close();
   }
 });
 
 Deno.test("deno task chat reports a line it could not send before leaving, and exits 1", async () => {
   const core = await startCoreServer({ port: 0 });
-  const chat = spawnChat([
-    "--addr",
+  const chat = chatIn(
     `127.0.0.1:${core.port}`,
-    "--room",
     "r3",
-    "--user",
     "Kim",
     "--flush-ms",
     "300",
-  ]);
+  );
   try {
     await chat.waitFor("joined r3 as Kim");
     await core.shutdown(100);
@@ -227,27 +240,16 @@ Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", 
 });
 
 Deno.test("deno task chat --bidi reopens its Chat stream after a core restart and sends what was typed meanwhile", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-cli-" });
-  const options: StartOptions = { port: 0, store: "sqlite", dataDir };
-  let core = await startCoreServer(options);
-  const port = core.port;
+  const core = await durableCore();
   try {
-    const chat = spawnChat([
-      "--addr",
-      `127.0.0.1:${port}`,
-      "--room",
-      "bidi",
-      "--user",
-      "Eve",
-      "--bidi",
-    ]);
+    const chat = chatIn(core.addr, "bidi", "Eve", "--bidi");
     await chat.waitFor("joined bidi as Eve");
     await chat.type("before");
     await chat.waitFor("[bidi] *Server: Echo: before");
-    await core.shutdown(100);
+    await core.stop();
     await chat.waitFor("-- connection lost");
     await chat.type("during");
-    core = await startCoreServer({ ...options, port });
+    await core.start();
     await chat.waitFor("-- reconnected to bidi");
     await chat.waitFor("[bidi] *Server: Echo: during");
     await chat.waitFor("[bidi] Eve: during");
@@ -257,8 +259,7 @@ Deno.test("deno task chat --bidi reopens its Chat stream after a core restart an
     assert.equal(count(r.stdout, "[bidi] Eve: during\n"), 1);
     assert.equal(count(r.stdout, "[bidi] Eve: before\n"), 1);
   } finally {
-    await core.shutdown(100);
-    await Deno.remove(dataDir, { recursive: true });
+    await core.close();
   }
 });
 
@@ -273,7 +274,7 @@ Deno.test("deno task chat too slow for the room refetches what the core dropped 
   const poster = createChatClient(addr, {
     "grpc.use_local_subchannel_pool": 1,
   });
-  const chat = spawnChat(["--addr", addr, "--room", "busy", "--user", "Sam"]);
+  const chat = chatIn(addr, "busy", "Sam");
   const total = 6000;
   try {
     await chat.waitFor("joined busy as Sam");
