@@ -70,6 +70,17 @@ export interface CoreConfig {
   goawayGuard: boolean;
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
+  /**
+   * Where room history lives: "sqlite" (durable, under `dataDir`) or
+   * "memory" (lost on restart, then with a new epoch).
+   */
+  store: "sqlite" | "memory";
+  /** Directory of the SQLite data file. */
+  dataDir: string;
+  /** Messages kept per room. */
+  historySize: number;
+  /** How long a message is kept, in ms; 0: until `historySize` pushes it out. */
+  historyTtlMs: number;
   // Operations (server/ops/): metrics endpoint and log format.
   /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
   metricsPort: number | null;
@@ -118,6 +129,10 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
+  store: "sqlite",
+  dataDir: "data",
+  historySize: 1000,
+  historyTtlMs: 24 * 3600 * 1000,
   metricsPort: null,
   logFormat: "text",
   jwtSecret: "",
@@ -171,6 +186,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+  store: { flag: "store", env: "CHAT_STORE" },
+  dataDir: { flag: "data-dir", env: "CHAT_DATA_DIR" },
+  historySize: { flag: "history-size", env: "CHAT_HISTORY_SIZE" },
+  historyTtlMs: { flag: "history-ttl", env: "CHAT_HISTORY_TTL" },
   metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
   logFormat: { flag: "log-format", env: "LOG_FORMAT" },
   jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
@@ -200,6 +219,26 @@ export class ConfigError extends Error {
 
 function integer(name: string, raw: string, min: number, max: number): number {
   return parseNumberFlag(name, raw, { min, max }, ConfigError);
+}
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** `24h`, `30m`, `90s`, `500ms`, `7d`; a bare number is seconds; 0 is 0. */
+function duration(name: string, raw: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
+  const ms = m ? Number(m[1]) * UNIT_MS[m[2] ?? "s"] : NaN;
+  if (!Number.isSafeInteger(ms) || ms > 366 * UNIT_MS.d) {
+    throw new ConfigError(
+      `${name} must be a duration such as 24h, 30m, 90s or 0 (at most 366d), got "${raw}"`,
+    );
+  }
+  return ms;
 }
 
 function oneOf<V extends string>(
@@ -249,6 +288,13 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+    store: (r) => oneOf(name, r, ["sqlite", "memory"] as const),
+    dataDir: (r) => {
+      if (r.trim() === "") throw new ConfigError(`${name} must not be empty`);
+      return r;
+    },
+    historySize: (r) => integer(name, r, 0, 1_000_000),
+    historyTtlMs: (r) => duration(name, r),
     metricsPort: (r) => {
       if (r === "off") return null;
       if (!/^\d+$/.test(r) || Number(r) > 65535) {
@@ -364,11 +410,20 @@ function checkAuthSettings(config: Readonly<CoreConfig>): void {
   }
 }
 
-/** Completes a partial config (tests, embedding) with the defaults. */
+/**
+ * Completes a partial config (tests, embedding) with the defaults, except
+ * that an embedded server keeps history in memory unless told otherwise:
+ * a test or a library user should not find a `data/` directory written in
+ * its working directory. The process (main.ts) uses DEFAULT_CORE_CONFIG.
+ */
 export function resolveCoreConfig(
   options: Partial<CoreConfig> = {},
 ): Readonly<CoreConfig> {
-  const config = { ...DEFAULT_CORE_CONFIG, ...options };
+  const config: CoreConfig = {
+    ...DEFAULT_CORE_CONFIG,
+    store: "memory",
+    ...options,
+  };
   checkAuthSettings(config);
   return Object.freeze(config);
 }

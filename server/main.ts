@@ -10,6 +10,7 @@ import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
+import { StoreOpenError } from "./store/sqlite_store.ts";
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log(coreUsage());
@@ -28,10 +29,19 @@ let core;
 try {
   core = await startCoreServer({ ...config, logger: log });
 } catch (err) {
-  if (!(err instanceof ListenError)) throw err;
+  // A port taken, or an unreadable data file: never start over silently
+  // with empty history.
+  if (!(err instanceof ListenError) && !(err instanceof StoreOpenError)) {
+    throw err;
+  }
   console.error(`core: ${err.message}`);
   Deno.exit(2);
 }
+log.info(
+  `history: ${config.store}${
+    config.store === "sqlite" ? ` in ${config.dataDir}` : ""
+  }, ${config.historySize} per room`,
+);
 let signalled = false;
 const stop = async (signal: string) => {
   if (signalled) {

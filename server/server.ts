@@ -18,6 +18,9 @@ import { chatHandler } from "./grpc/chat.ts";
 import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
 import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
+import { frameStored } from "./grpc/messages.ts";
+import type { HistoryStore, StoreStatus } from "./rooms/history_store.ts";
+import { openStore } from "./store/open_store.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
 import {
   type DirectUnaryMethod,
@@ -36,6 +39,7 @@ import { CallStats } from "./ops/call_stats.ts";
 import { countCalls } from "./ops/call_counting.ts";
 import { CoreHealth, type HealthSource } from "./ops/health.ts";
 import { createCoreMetrics, type StoreLatency } from "./ops/metrics.ts";
+import { observeStore } from "./ops/store_hooks.ts";
 import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
 import { addReflection, fileDescriptorProtos } from "./ops/reflection.ts";
 import { listen, type Listener } from "./grpcjs/listen.ts";
@@ -52,6 +56,8 @@ export interface CoreServer {
   readonly config: Readonly<CoreConfig>;
   /** Live counts, for health checks and tests. */
   snapshot(): CoreSnapshot;
+  /** The history store's health and commit latency. */
+  store(): StoreStatus;
   /**
    * Stops accepting calls, ends open streams with UNAVAILABLE, waits up to
    * `graceMs` (default from config) for connections to close, then forces.
@@ -81,7 +87,15 @@ export interface CoreSnapshot {
 
 export interface StartOptions extends Partial<CoreConfig> {
   logger?: Logger;
-  /** Dependencies whose health the core reports (the store, a broker). */
+  /**
+   * The history store; by default one is opened from the config
+   * (`store`, `dataDir`, `historySize`, `historyTtlMs`) and closed at
+   * shutdown. A store passed in stays open: its owner closes it. Either way
+   * its state is a health source ("store") and its commits are timed into
+   * `chat_store_operation_seconds`.
+   */
+  historyStore?: HistoryStore;
+  /** Other dependencies whose health the core reports (a broker). */
   healthSources?: readonly HealthSource[];
 }
 
@@ -93,24 +107,39 @@ export class ListenError extends Error {
 export async function startCoreServer(
   options: StartOptions = {},
 ): Promise<CoreServer> {
-  const { logger, healthSources = [], ...partial } = options;
+  const {
+    logger,
+    historyStore: givenStore,
+    healthSources = [],
+    ...partial
+  } = options;
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
-  const hub = new ChatHub<Uint8Array>({
-    queueCapacity: config.queueSize,
-    policy: config.slowConsumer,
-  });
   const calls = new CallScopes();
   const access = await createAccess(config, log);
   const tls = config.tlsCert === "" ? undefined : {
     cert: await Deno.readTextFile(config.tlsCert),
     key: await Deno.readTextFile(config.tlsKey),
   };
+  // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
+  const store = givenStore ?? await openStore(config);
+  const hub = new ChatHub<Uint8Array>({
+    queueCapacity: config.queueSize,
+    policy: config.slowConsumer,
+    store,
+    item: frameStored,
+    onInternal: (err) => log.error("publish callback failed", err),
+  });
   const ctx: HandlerContext = { hub, calls, config, log, access };
   const callStats = new CallStats();
   // Calls are counted only for /metrics: without it, nothing per call.
   const counting = config.metricsPort !== null;
-  const health = new CoreHealth(healthSources, log);
+  // The store's commits are timed once /metrics exists (below).
+  const timed: { latency?: StoreLatency } = {};
+  const storeHealth = observeStore(store, {
+    observe: (operation, seconds) => timed.latency?.observe(operation, seconds),
+  });
+  const health = new CoreHealth([storeHealth, ...healthSources], log);
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -147,18 +176,32 @@ export async function startCoreServer(
     calls,
   );
 
-  const listener = await listenOrExplain(server, config, log, tls);
+  let listener: Listener;
+  try {
+    listener = await listenOrExplain(server, config, log, tls);
+  } catch (err) {
+    health.close();
+    if (givenStore === undefined) await store.close();
+    throw err;
+  }
   const port = listener.port;
   const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes, headers, session) => {
+    (bytes, headers, session, reply) => {
       const caller = access.caller(
         headers.authorization,
         () => peerOf(session),
       );
-      return caller instanceof Promise
-        ? caller.then((c) => postMessage(ctx, decodeRequest(bytes), c))
-        : postMessage(ctx, decodeRequest(bytes), caller);
+      if (!(caller instanceof Promise)) {
+        return postMessage(ctx, decodeRequest(bytes), caller, reply);
+      }
+      caller.then((c) => {
+        try {
+          postMessage(ctx, decodeRequest(bytes), c, reply);
+        } catch (err) {
+          reply(err);
+        }
+      }, reply);
     },
   ]]);
   enableDirectUnary(server, direct, {
@@ -175,6 +218,7 @@ export async function startCoreServer(
     hub,
     serving: () => health.status === "SERVING",
   });
+  timed.latency = metrics?.storeLatency;
   let metricsServer: MetricsServer | undefined;
   if (metrics !== undefined && config.metricsPort !== null) {
     try {
@@ -188,6 +232,7 @@ export async function startCoreServer(
       listener.destroy();
       server.forceShutdown();
       health.close();
+      if (givenStore === undefined) await store.close();
       throw listenError(err, config.host, config.metricsPort, "--metrics-port");
     }
     log.info(
@@ -218,6 +263,7 @@ export async function startCoreServer(
     }).then(async () => {
       health.close();
       await metricsServer?.close();
+      if (givenStore === undefined) await store.close();
     });
     return stopping;
   };
@@ -239,6 +285,7 @@ export async function startCoreServer(
       unfinishedRequestBytes: listener.requestBudget?.unfinished ?? 0,
       queuedRequestBytes: listener.requestBudget?.queued ?? 0,
     }),
+    store: () => store.status(),
     shutdown,
   };
 }

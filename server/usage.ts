@@ -43,6 +43,10 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   maxSubscriptions: "concurrent subscriptions per user; 0: no limit",
   tlsCert: "PEM certificate chain file: serve h2 over TLS (with --tls-key)",
   tlsKey: "PEM private key file for --tls-cert",
+  store: "sqlite (durable, in --data-dir) | memory (lost on restart)",
+  dataDir: "directory of the SQLite history file chat.sqlite",
+  historySize: "messages kept per room",
+  historyTtlMs: "how long a message is kept: 500ms, 90s, 30m, 24h, 7d; 0: ever",
 };
 
 /** The whole --help text. */
@@ -78,6 +82,7 @@ export function coreUsage(command = "deno task serve:core"): string {
     ),
     `  ${"--help".padEnd(widths[0])}  this text`,
     "",
-    "Exit codes: 0 stopped cleanly, 1 failed, 2 bad flag or value, port in use.",
+    "Exit codes: 0 stopped cleanly, 1 failed, 2 bad flag or value, port in use,",
+    "unreadable data file.",
   ].join("\n");
 }

@@ -2,9 +2,10 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses (net, env, read, and
- * sys=uid, below); this process
- * needs --allow-run to spawn it and --allow-env for the settings below.
+ * 6000`). The core gets only the permissions it uses (net, env, read,
+ * sys=uid, below, and write in its data directory only: `--data-dir`, else
+ * CHAT_DATA_DIR, else `data`); this process needs --allow-run to spawn it
+ * and --allow-env for the settings below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
  * root; default server/main.ts), SUPERVISOR_BASE_DELAY_MS (first restart
@@ -22,14 +23,26 @@ import { superviseChild } from "./supervisor.ts";
 import { ConfigError, parseCoreConfig } from "../server/config.ts";
 import { coreUsage } from "../server/usage.ts";
 
-// Read: TLS and JWT key files, and the .proto files grpc-health-check and
-// @grpc/reflection load from node_modules at start-up (through
-// fs.accessSync, which Deno checks against sys=uid).
+/** The core's data directory as it will resolve it (flag, env, default). */
+function dataDir(args: readonly string[]): string {
+  let dir = Deno.env.get("CHAT_DATA_DIR") || "data";
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--data-dir" && i + 1 < args.length) dir = args[++i];
+    else if (args[i].startsWith("--data-dir=")) dir = args[i].slice(11);
+  }
+  return dir;
+}
+
+// Read: TLS and JWT key files, the history store's worker module, and the
+// .proto files grpc-health-check and @grpc/reflection load from
+// node_modules at start-up (through fs.accessSync, which Deno checks
+// against sys=uid).
 const CHILD_PERMISSIONS = [
   "--allow-net",
   "--allow-env",
   "--allow-read",
   "--allow-sys=uid",
+  `--allow-write=${dataDir(Deno.args)}`,
 ];
 
 /** Reads a positive integer setting, or exits with a clear message. */

@@ -21,8 +21,10 @@
  * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
  * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
  * and the method does not run), a cancelled call (nothing runs, nothing is
- * sent). The method runs synchronously once the request is complete, so no
- * timer is armed per call: a client that never finishes its request is
+ * sent). The method starts synchronously once the request is complete and
+ * answers through a callback (SendMessage: once its message is committed,
+ * with every other call of the turn in one transaction). No timer is armed
+ * per call: a client that never finishes its request is
  * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
  * when no `grpc-timeout` is sent.
  */
@@ -41,16 +43,19 @@ import { streamOpenedHook } from "./internals.ts";
 import { wrapStreamListeners } from "./stream_listeners.ts";
 
 /**
- * A unary method: request bytes in, response bytes out; throws ChatError.
+ * A unary method: request bytes in, response bytes out. It answers by
+ * returning them (or a promise of them), or by returning nothing and
+ * calling `reply` later (SendMessage answers once its message is committed).
  * It gets the call's headers and HTTP/2 session (for authorization and
- * per-connection limits); a promise answers when it settles (a token that
- * had to be verified).
+ * per-connection limits). A ChatError, thrown, rejected or passed to
+ * `reply`, becomes the call's status.
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
   headers: http2.IncomingHttpHeaders,
   session: unknown,
-) => Uint8Array | Promise<Uint8Array>;
+  reply: (err: unknown, response?: Uint8Array) => void,
+) => Uint8Array | Promise<Uint8Array> | void;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -231,24 +236,30 @@ function serve(
       const status = toServiceError(err, options.onInternal);
       fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
     };
-    let response: Uint8Array | Promise<Uint8Array>;
+    // The client may have gone while the method waited (a commit): fail()
+    // and answer() send nothing to a closed stream.
+    let replied = false;
+    const reply = (err: unknown, response?: Uint8Array) => {
+      if (replied) return;
+      replied = true;
+      if (err !== undefined && err !== null) return failWith(err);
+      calls?.end(path, 0, performance.now() - started);
+      answer(stream, response!);
+    };
+    let result: Uint8Array | Promise<Uint8Array> | void;
     try {
-      response = method(
+      result = method(
         request.subarray(PREFIX_BYTES),
         headers,
         stream.session,
+        reply,
       );
     } catch (err) {
-      return failWith(err);
+      return reply(err);
     }
-    if (response instanceof Uint8Array) {
-      calls?.end(path, 0, performance.now() - started);
-      answer(stream, response);
-    } else {
-      response.then((r) => {
-        calls?.end(path, 0, performance.now() - started);
-        answer(stream, r);
-      }, failWith);
+    if (result instanceof Uint8Array) reply(undefined, result);
+    else if (result !== undefined) {
+      result.then((r) => reply(undefined, r), reply);
     }
   });
 }
