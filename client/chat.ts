@@ -85,14 +85,16 @@ export async function runChatSession(
   const leave = new AbortController();
   io.signal?.addEventListener("abort", () => leave.abort(), { once: true });
 
-  // Ids of our messages sent, and of all messages shown: at the end, the
-  // session waits until each of ours has come back.
+  // Ids of our messages sent, and of the room messages shown: at the end,
+  // the session waits until each of ours has come back from the room (an
+  // echo of the Chat stream is not enough: it can come before the message
+  // is stored and broadcast).
   const seen = new Set<string>();
   const pending = new Set<string>();
   let progress = () => {};
   const show = (m: Message) => {
     io.out(formatMessage(m, color));
-    seen.add(m.id.startsWith("echo_") ? m.id.slice(5) : m.id);
+    if (!m.id.startsWith("echo_")) seen.add(m.id);
     progress();
   };
 
