@@ -45,11 +45,19 @@ const chatIn = (addr: string, room: string, user: string, ...flags: string[]) =>
 
 Deno.test("deno task chat shows history on join and resumes across a core restart with no gap and no duplicate", async () => {
   const core = await durableCore();
-  const poster = createChatClient(core.addr, {
-    "grpc.use_local_subchannel_pool": 1,
-  });
-  const post = (content: string) =>
-    poster.sendMessage({ user: "Poster", room: "lobby", content });
+  // One client per post: Deno's node:http2 client can crash the process when
+  // an idle connection gets the GOAWAY of a core that stops (nghttp2
+  // find_stream_on_goaway_func assertion), so none is left open across it.
+  const post = async (content: string) => {
+    const poster = createChatClient(core.addr, {
+      "grpc.use_local_subchannel_pool": 1,
+    });
+    try {
+      await poster.sendMessage({ user: "Poster", room: "lobby", content });
+    } finally {
+      poster.close();
+    }
+  };
   try {
     for (let i = 1; i <= 4; i++) await post(`before ${i}`);
     const chat = chatIn(core.addr, "lobby", "Dana", "--history", "3");
@@ -100,7 +108,6 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
     assert.ok(at("missed 3") < at("live 2"));
     assert.ok(!r.stdout.includes("missing here"), r.stdout);
   } finally {
-    poster.close();
     await core.close();
   }
 });
