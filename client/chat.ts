@@ -2,6 +2,15 @@
  * The interactive chat session behind `deno task chat`: stdin lines go to a
  * room, the room is shown live, end of input leaves.
  *
+ * Joining shows the room's recent history. When the subscription drops after
+ * the join (core restart, network), the session says so, reconnects with
+ * backoff (0.5 s doubling to 5 s) and resumes from the last offset it showed:
+ * the server replays what was missed, and the cursor (`room_cursor.ts`) drops any
+ * duplicate. A line that cannot be sent (disconnected, core down) is reported
+ * as not sent and retried until it goes through; one still unsent when the
+ * session ends is reported again and makes the exit code 1. Nothing typed is
+ * dropped silently.
+ *
  * On end of input the session waits (up to `flushMs`) until each message it
  * sent has come back on the subscription, so piping a script into the client
  * shows the whole conversation before it exits; then it cancels its streams.
@@ -11,8 +20,11 @@
  * @module
  */
 import type { Message } from "../gen/chat_pb.ts";
-import { callEnded, type ChatClient, deadlineIn } from "./rpc.ts";
-import { formatError, formatMessage } from "./format.ts";
+import { bidiSender } from "./bidi_sender.ts";
+import { formatMessage, formatNote } from "./format.ts";
+import { Outbox } from "./outbox.ts";
+import { followRoom } from "./room_follower.ts";
+import { type ChatClient, deadlineIn } from "./rpc.ts";
 
 /** What a session needs besides the client. */
 export interface ChatSessionOptions {
@@ -22,8 +34,15 @@ export interface ChatSessionOptions {
   bidi: boolean;
   /** After end of input, max wait for own messages to come back. */
   flushMs: number;
+  /** Recent messages to show on join. */
+  history?: number;
+  /** Colour users, system lines and notes. */
+  color?: boolean;
   /** Deadline of each SendMessage and of the wait for the welcome. */
   callTimeoutMs?: number;
+  /** First reconnect delay; doubles per failed attempt up to `maxRetryMs`. */
+  minRetryMs?: number;
+  maxRetryMs?: number;
 }
 
 /** The session's terminal. */
@@ -57,99 +76,116 @@ export async function runChatSession(
   opts: ChatSessionOptions,
   io: ChatIO,
 ): Promise<number> {
-  const timeout = opts.callTimeoutMs ?? 10_000;
+  const timeoutMs = opts.callTimeoutMs ?? 10_000;
+  const minRetryMs = opts.minRetryMs ?? 500;
+  const maxRetryMs = opts.maxRetryMs ?? 5000;
+  const color = opts.color ?? false;
+  const note = (text: string) => io.out(formatNote(text, color));
+  const warn = (text: string) => io.err(formatNote(text, color));
+  const leave = new AbortController();
+  io.signal?.addEventListener("abort", () => leave.abort(), { once: true });
+
+  // Ids of our messages sent, and of the room messages shown: at the end,
+  // the session waits until each of ours has come back from the room (an
+  // echo of the Chat stream is not enough: it can come before the message
+  // is stored and broadcast).
   const seen = new Set<string>();
   const pending = new Set<string>();
-  let failed = false;
-  let onSeen = () => {};
+  let progress = () => {};
   const show = (m: Message) => {
-    io.out(formatMessage(m));
-    seen.add(m.id.startsWith("echo_") ? m.id.slice(5) : m.id);
-    onSeen();
+    io.out(formatMessage(m, color));
+    if (!m.id.startsWith("echo_")) seen.add(m.id);
+    progress();
   };
 
-  const sub = client.subscribeMessages({ room: opts.room, user: opts.user });
-  let leaving = false;
-  let subError: unknown;
-  sub.on("error", (e) => {
-    if (!leaving) subError = e;
+  let fatal: string | undefined;
+  const who = { room: opts.room, user: opts.user };
+  const bidi = opts.bidi
+    ? bidiSender(client, who, {
+      show,
+      lost(contents, reason) {
+        warn(
+          `the Chat stream broke (${reason}); ${contents.length} ` +
+            `unconfirmed message(s) will be resent`,
+        );
+        outbox.requeue(contents);
+      },
+    })
+    : undefined;
+  const follower = followRoom(client, {
+    ...who,
+    history: opts.history ?? 0,
+    timeoutMs,
+    minRetryMs,
+    maxRetryMs,
+    signal: leave.signal,
+  }, {
+    show,
+    note,
+    resumed() {
+      bidi?.reopen();
+      outbox.retryNow();
+    },
+    fatal(reason) {
+      fatal = reason;
+      io.err(`error: ${reason}`);
+      leave.abort();
+    },
   });
-  const subEnded = callEnded(sub);
-  const first = await new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => resolve(false), timeout);
-    sub.once("data", () => (clearTimeout(t), resolve(true)));
-    subEnded.then(() => (clearTimeout(t), resolve(false)));
-    sub.on("data", show);
+  const outbox = new Outbox({
+    async send(content) {
+      if (bidi) return void pending.add(bidi.write(content));
+      const res = await client.sendMessage({ ...who, content }, {
+        deadline: deadlineIn(timeoutMs),
+      });
+      pending.add(res.messageId);
+    },
+    canSend: follower.connected,
+    minRetryMs,
+    maxRetryMs,
+    warn,
+    note,
+    changed: () => progress(),
   });
-  if (!first) {
-    io.err(
-      `error: ${subError ? formatError(subError) : "no welcome from server"}`,
-    );
-    leaving = true;
-    sub.cancel();
-    await subEnded;
+
+  const first = await follower.joined;
+  if (!first.ok) {
+    io.err(`error: ${first.reason}`);
+    leave.abort();
+    await follower.done;
     return 1;
   }
-  io.out(`joined ${opts.room} as ${opts.user} (Ctrl-D to leave)`);
+  io.out(
+    formatNote(`joined ${opts.room} as ${opts.user} (Ctrl-D to leave)`, color),
+  );
 
-  const bidi = opts.bidi ? client.chat() : undefined;
-  let bidiError: unknown;
-  const bidiEnded = bidi ? callEnded(bidi) : Promise.resolve(undefined);
-  bidi?.on("data", show);
-  bidi?.on("error", (e) => {
-    if (!leaving) bidiError = e;
-  });
-
-  // Ends input early when a stream breaks or the caller aborts.
-  let endedEarly = false;
-  const broken = new Promise<"broken">((resolve) => {
-    subEnded.then(() => {
-      endedEarly = !leaving;
-      resolve("broken");
-    });
-    bidiEnded.then((s) => s && resolve("broken"));
-    io.signal?.addEventListener("abort", () => resolve("broken"));
-  });
   const it = io.lines[Symbol.asyncIterator]();
-  let n = 0;
+  const stop = new Promise<"stop">((resolve) =>
+    leave.signal.addEventListener("abort", () => resolve("stop"), {
+      once: true,
+    })
+  );
   while (true) {
-    const next = await Promise.race([it.next(), broken]);
-    if (next === "broken" || next.done) break;
+    const next = await Promise.race([it.next(), stop]);
+    if (next === "stop" || next.done) break;
     const content = next.value.trim();
-    if (content === "") continue;
-    if (bidi) {
-      const id = `${opts.user}-${Date.now().toString(36)}-${++n}`;
-      pending.add(id);
-      bidi.write({ id, user: opts.user, room: opts.room, content });
-      continue;
-    }
-    try {
-      const res = await client.sendMessage(
-        { user: opts.user, room: opts.room, content },
-        { deadline: deadlineIn(timeout) },
-      );
-      pending.add(res.messageId);
-    } catch (e) {
-      failed = true;
-      io.err(`send failed: ${formatError(e)}`);
-    }
+    if (content !== "") outbox.push(content);
   }
 
-  bidi?.end();
+  // Wait for the outbox to empty and own messages to show, up to flushMs.
   await new Promise<void>((resolve) => {
-    const done = () => [...pending].every((id) => seen.has(id));
-    if (done() || subError || bidiError) return resolve();
+    const done = () =>
+      outbox.idle && (bidi?.unconfirmed() ?? 0) === 0 &&
+      [...pending].every((id) => seen.has(id));
+    if (done()) return resolve();
     const t = setTimeout(resolve, opts.flushMs);
-    onSeen = () => done() && (clearTimeout(t), resolve());
+    progress = () => done() && (clearTimeout(t), resolve());
   });
-  onSeen = () => {};
-  leaving = true;
-  const err = subError ?? bidiError;
-  if (err) io.err(`error: ${formatError(err)}`);
-  else if (endedEarly) io.err("error: the server ended the subscription");
-  sub.cancel();
-  bidi?.cancel();
-  await Promise.all([subEnded, bidiEnded]);
-  io.out(`left ${opts.room}`);
-  return failed || err || endedEarly ? 1 : 0;
+  progress = () => {};
+  leave.abort();
+  const unsent = outbox.close();
+  for (const content of unsent) warn(`not sent: "${content}"`);
+  await Promise.all([follower.done, bidi?.close()]);
+  io.out(formatNote(`left ${opts.room}`, color));
+  return unsent.length > 0 || outbox.refused > 0 || fatal ? 1 : 0;
 }

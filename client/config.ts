@@ -17,24 +17,43 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/** The most `--history` asks of the server (the core keeps 1000 by default). */
+export const MAX_HISTORY = 1000;
+
 /** The server address when neither `--addr` nor `ADDR` is given. */
 export const DEFAULT_ADDR = "127.0.0.1:50051";
 
 /** Config of `deno task client`. */
 export interface ExamplesConfig extends ExampleOptions {
   addr: string;
+  /** Bearer token sent as `authorization` on every call ("" = none). */
+  token: string;
   help: boolean;
 }
 
 /** Config of `deno task chat`. */
 export interface ChatConfig {
   addr: string;
+  /** Bearer token sent as `authorization` on every call ("" = none). */
+  token: string;
   room: string;
   user: string;
   bidi: boolean;
   /** After EOF, how long to wait for our own messages to come back. */
   flushMs: number;
+  /** Recent messages of the room to show on join. */
+  history: number;
+  /** Colour users and system lines (a terminal without `NO_COLOR`). */
+  color: boolean;
   help: boolean;
+}
+
+/** What the CLIs read from the environment (only `main.ts` reads it). */
+export interface CliEnv {
+  /** `$ADDR` */
+  addr?: string;
+  /** `$CHAT_TOKEN` */
+  token?: string;
 }
 
 function num(
@@ -55,6 +74,17 @@ function addrOf(flag: string | undefined, env: string | undefined): string {
   return addr;
 }
 
+function tokenOf(flag: string | undefined, env: string | undefined): string {
+  const token = (flag ?? env ?? "").trim().replace(/^Bearer\s+/i, "");
+  // A header value cannot hold control characters or spaces; say so now
+  // rather than as an odd grpc-js error on the first call.
+  // deno-lint-ignore no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(token)) {
+    throw new UsageError("--token must be one word without spaces");
+  }
+  return token;
+}
+
 function parse(
   args: string[],
   options: Record<string, { type: "string" | "boolean" }>,
@@ -63,18 +93,31 @@ function parse(
     return parseArgs({ args, options, strict: true, allowPositionals: false })
       .values;
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    // node:util's messages run over several sentences; keep one line.
+    const e = err as Error & { code?: string };
+    const flag = /'(-[^' ]+)/.exec(e.message)?.[1];
+    if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag) {
+      throw new UsageError(`unknown flag ${flag}`);
+    }
+    if (e.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag) {
+      throw new UsageError(`${flag} needs a value`);
+    }
+    if (e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+      throw new UsageError(`unexpected argument ${e.message.split("'")[1]}`);
+    }
+    throw new UsageError(e.message.split("\n")[0]);
   }
 }
 
-/** Parses `deno task client` flags; `envAddr` is `$ADDR`. */
+/** Parses `deno task client` flags against the environment's values. */
 export function parseExamplesArgs(
   args: string[],
-  envAddr?: string,
+  env: CliEnv = {},
 ): ExamplesConfig {
   const s = { type: "string" } as const;
   const v = parse(args, {
     addr: s,
+    token: s,
     "batch-delay-ms": s,
     "chat-interval-ms": s,
     "chat-count": s,
@@ -86,7 +129,8 @@ export function parseExamplesArgs(
   }) as Record<string, string | undefined>;
   const d = defaultExampleOptions;
   return Object.freeze({
-    addr: addrOf(v.addr, envAddr),
+    addr: addrOf(v.addr, env.addr),
+    token: tokenOf(v.token, env.token),
     batchDelayMs: num("batch-delay-ms", v["batch-delay-ms"], d.batchDelayMs, 0),
     chatIntervalMs: num(
       "chat-interval-ms",
@@ -108,14 +152,23 @@ export function parseExamplesArgs(
   });
 }
 
-/** Parses `deno task chat` flags; `envAddr` is `$ADDR`. */
-export function parseChatArgs(args: string[], envAddr?: string): ChatConfig {
+/**
+ * Parses `deno task chat` flags against the environment's values; `color` is
+ * whether the terminal wants colour (stdout is a terminal, `NO_COLOR` unset).
+ */
+export function parseChatArgs(
+  args: string[],
+  env: CliEnv = {},
+  color = false,
+): ChatConfig {
   const s = { type: "string" } as const;
   const v = parse(args, {
     addr: s,
+    token: s,
     room: s,
     user: s,
     "flush-ms": s,
+    history: s,
     bidi: { type: "boolean" },
     help: { type: "boolean" },
   }) as Record<string, string | boolean | undefined>;
@@ -126,11 +179,17 @@ export function parseChatArgs(args: string[], envAddr?: string): ChatConfig {
     throw new UsageError("--room and --user are required");
   }
   return Object.freeze({
-    addr: addrOf(v.addr as string | undefined, envAddr),
+    addr: addrOf(v.addr as string | undefined, env.addr),
+    token: tokenOf(v.token as string | undefined, env.token),
     room,
     user,
     bidi: Boolean(v.bidi),
     flushMs: num("flush-ms", v["flush-ms"] as string | undefined, 2000, 0),
+    history: Math.min(
+      num("history", v.history as string | undefined, 20, 0),
+      MAX_HISTORY,
+    ),
+    color,
     help,
   });
 }
@@ -141,6 +200,7 @@ export const EXAMPLES_USAGE =
 Runs the seed's five examples (unary, subscribe, upload, bidi chat, metrics)
 and prints one summary line per RPC; exits 1 if any failed.
   --addr host:port         server (default $ADDR or ${DEFAULT_ADDR})
+  --token T                bearer token for every call (default $CHAT_TOKEN)
   --batch-delay-ms N       pause between upload messages (default ${defaultExampleOptions.batchDelayMs}; seed 200)
   --chat-interval-ms N     pause between bidi messages (default ${defaultExampleOptions.chatIntervalMs}; seed 3000)
   --chat-count N           bidi messages to send (default ${defaultExampleOptions.chatCount})
@@ -151,8 +211,12 @@ and prints one summary line per RPC; exits 1 if any failed.
 
 /** Usage text of `deno task chat`. */
 export const CHAT_USAGE =
-  `usage: deno task chat --room R --user U [--bidi] [--addr host:port]
+  `usage: deno task chat --room R --user U [--bidi] [--addr host:port] [options]
 Interactive chat: each line of stdin is sent to room R as user U (SendMessage,
-or the Chat stream with --bidi); the room is shown live. Ctrl-D leaves.
+or the Chat stream with --bidi); the room's recent history, then the room live.
+After a drop it reconnects with backoff and resumes where it was. Ctrl-D leaves.
   --addr host:port   server (default $ADDR or ${DEFAULT_ADDR})
-  --flush-ms N       after Ctrl-D, wait up to N ms for own messages to show (default 2000)`;
+  --token T          bearer token for every call (default $CHAT_TOKEN)
+  --history N        recent messages to show on join (default 20, max ${MAX_HISTORY})
+  --flush-ms N       after Ctrl-D, wait up to N ms for own messages to show (default 2000)
+Colours users and system lines on a terminal unless NO_COLOR is set.`;

@@ -58,11 +58,52 @@ export function formatIso(ts: Timestamp | undefined): string {
     .toISOString();
 }
 
-/** A chat line: `[room] user: content`, with `*` marking system messages. */
-export function formatMessage(m: Message): string {
+/**
+ * A chat line: `[room] user: content`, with `*` marking system messages.
+ *
+ * With `color`, each user's name gets a colour of its own (the same one every
+ * time, from a hash of the name) and system lines are dimmed magenta, so a
+ * busy room reads at a glance. Control characters other users put in a
+ * message are shown escaped, never sent to the terminal.
+ */
+export function formatMessage(m: Message, color = false): string {
   const mark = m.type === MessageType.SYSTEM ? "*" : "";
-  const room = m.room ? `[${m.room}] ` : "";
-  return `${room}${mark}${m.user}: ${m.content}`;
+  const room = m.room ? `[${clean(m.room)}] ` : "";
+  const user = clean(m.user);
+  const content = clean(m.content);
+  if (!color) return `${room}${mark}${user}: ${content}`;
+  if (m.type !== MessageType.CHAT) {
+    return sgr(SYSTEM, `${room}${mark}${user}: ${content}`);
+  }
+  return `${sgr(DIM, room)}${sgr(userColor(user), user)}: ${content}`;
+}
+
+/** A line the client writes about itself (reconnecting, not sent, ...). */
+export function formatNote(text: string, color = false): string {
+  return color ? sgr(NOTE, text) : text;
+}
+
+const DIM = "2";
+const SYSTEM = "2;35";
+const NOTE = "33";
+const USER_COLORS = ["31", "32", "34", "36", "91", "92", "94", "96"];
+
+function sgr(code: string, text: string): string {
+  return text === "" ? "" : `\x1b[${code}m${text}\x1b[0m`;
+}
+
+function userColor(user: string): string {
+  let h = 0;
+  for (let i = 0; i < user.length; i++) h = (h * 31 + user.charCodeAt(i)) >>> 0;
+  return USER_COLORS[h % USER_COLORS.length];
+}
+
+function clean(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x08\x0a-\x1f\x7f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
 }
 
 /** A metric line: `name = 12.34 {k=v, ...}`, labels sorted by key. */

@@ -3,7 +3,8 @@
  * summary.
  *
  * The only file of the examples CLI that reads `Deno.args` and the
- * environment. Exit codes: 0 all ok, 1 an RPC failed, 2 bad usage.
+ * environment (`ADDR`, `CHAT_TOKEN`). Exit codes: 0 all ok, 1 an RPC failed,
+ * 2 bad usage (one line on stderr).
  *
  * @module
  */
@@ -15,10 +16,13 @@ import { createChatClient } from "./rpc.ts";
 async function main(): Promise<number> {
   let config;
   try {
-    config = parseExamplesArgs(Deno.args, Deno.env.get("ADDR"));
+    config = parseExamplesArgs(Deno.args, {
+      addr: Deno.env.get("ADDR"),
+      token: Deno.env.get("CHAT_TOKEN"),
+    });
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    console.error(`error: ${err.message}\n${EXAMPLES_USAGE}`);
+    console.error(`error: ${err.message} (see deno task client --help)`);
     return 2;
   }
   if (config.help) {
@@ -26,7 +30,7 @@ async function main(): Promise<number> {
     return 0;
   }
   console.log(`connecting to ${config.addr}`);
-  const client = createChatClient(config.addr);
+  const client = createChatClient(config.addr, {}, config.token);
   try {
     const results = await runExamples(client, config, (l) => console.log(l));
     console.log(`\n=== Summary (${config.addr}) ===`);

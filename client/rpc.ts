@@ -67,19 +67,26 @@ const def = chatServiceDefinition as unknown as Record<
   string,
   { path: string; requestSerialize: AnyFn; responseDeserialize: AnyFn }
 >;
-const metadata = () => new grpc.Metadata();
 
 /**
  * Creates a plaintext (h2c) client for `host:port`.
  *
  * Pass `{"grpc.use_local_subchannel_pool": 1}` (or any distinct option) in
  * `channelOptions` to get a connection of its own rather than one shared with
- * other clients to the same address.
+ * other clients to the same address. A `token` goes out as
+ * `authorization: Bearer <token>` on every call: as plain metadata, because
+ * grpc-js refuses call credentials on an insecure channel.
  */
 export function createChatClient(
   addr: string,
   channelOptions: grpc.ChannelOptions = {},
+  token = "",
 ): ChatClient {
+  const metadata = () => {
+    const md = new grpc.Metadata();
+    if (token) md.set("authorization", `Bearer ${token}`);
+    return md;
+  };
   const raw = new grpc.Client(
     addr,
     grpc.credentials.createInsecure(),

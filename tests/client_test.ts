@@ -8,6 +8,7 @@ import { startCoreServer } from "../server/server.ts";
 import { createChatClient } from "../client/rpc.ts";
 import { formatError } from "../client/format.ts";
 import type { Message } from "../gen/chat_pb.ts";
+import { hs256, SECRET } from "./support/auth.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const has = (hay: string, needle: string) =>
@@ -16,10 +17,16 @@ const has = (hay: string, needle: string) =>
     `missing ${JSON.stringify(needle)} in:\n${hay}`,
   );
 
-async function task(name: string, args: string[], stdin?: string) {
+async function task(
+  name: string,
+  args: string[],
+  stdin?: string,
+  env: Record<string, string> = {},
+) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", name, ...args],
     cwd: root,
+    env,
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -100,10 +107,52 @@ Deno.test("deno task client exits 1 with UNAVAILABLE for an unreachable server",
   assert.ok(!/\n\s+at /.test(r.stdout + r.stderr), "no stack trace");
 });
 
-Deno.test("deno task client rejects a bad flag with exit code 2", async () => {
-  const r = await task("client", ["--chat-count", "zero"]);
-  assert.deepEqual(r.code, 2);
-  has(r.stderr, '--chat-count must be an integer >= 1, got "zero"');
+Deno.test("deno task client and chat reject a bad flag or value with one line and exit code 2", async () => {
+  for (
+    const [name, args, message] of [
+      [
+        "client",
+        ["--chat-count", "zero"],
+        '--chat-count must be an integer >= 1, got "zero"',
+      ],
+      ["client", ["--bogus"], "unknown flag --bogus"],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--history", "many"],
+        '--history must be an integer >= 0, got "many"',
+      ],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--verbose"],
+        "unknown flag --verbose",
+      ],
+      ["chat", ["--room"], "--room needs a value"],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--token", "a b"],
+        "--token must be one word without spaces",
+      ],
+    ] as const
+  ) {
+    const r = await task(name, [...args]);
+    assert.deepEqual(r.code, 2, `${name} ${args.join(" ")}`);
+    assert.equal(
+      r.stderr,
+      `error: ${message} (see deno task ${name} --help)\n`,
+    );
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test("deno task client and chat print their usage for --help and exit 0", async () => {
+  for (const name of ["client", "chat"]) {
+    const r = await task(name, ["--help"]);
+    assert.deepEqual(r.code, 0);
+    assert.match(r.stdout, new RegExp(`^usage: deno task ${name} `));
+    has(r.stdout, "--token T");
+    has(r.stdout, "$CHAT_TOKEN");
+    assert.equal(r.stderr, "");
+  }
 });
 
 /** Subscribes in-process and collects what another user posts. */
@@ -217,46 +266,53 @@ Deno.test("formatError() passes plain errors through without a stack", () => {
   assert.deepEqual(formatError("text"), "text");
 });
 
-Deno.test("deno task chat reports UNAVAILABLE and exits 1 when the server shuts down", async () => {
-  const srv = await startCoreServer({ port: 0 });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "task",
-      "-q",
+Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token to a core with --jwt-secret", async () => {
+  const srv = await startCoreServer({ port: 0, jwtSecret: SECRET });
+  const addr = `127.0.0.1:${srv.port}`;
+  const chat = (line: string, flags: string[], env: Record<string, string>) =>
+    task(
       "chat",
-      "--addr",
-      `127.0.0.1:${srv.port}`,
-      "--room",
-      "r3",
-      "--user",
-      "Kim",
-    ],
-    cwd: root,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+      ["--addr", addr, "--room", "auth", "--user", "Dana", ...flags],
+      `${line}\n`,
+      env,
+    );
   try {
-    // Wait until the session is live, with stdin still open.
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let out = "";
-    while (!out.includes("joined r3 as Kim")) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      out += value;
-    }
-    await srv.shutdown(500);
-    for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      out += r.value;
-    }
-    const { code } = await child.status;
-    const stderr = await new Response(child.stderr).text();
-    assert.equal(code, 1, out + stderr);
-    assert.match(stderr, /^error: UNAVAILABLE: /m);
-    has(out, "left r3");
+    const dana = await hs256({ sub: "Dana" });
+    const flag = await chat("with a flag", ["--token", dana], {});
+    assert.equal(flag.code, 0, flag.stderr);
+    has(flag.stdout, "[auth] Dana: with a flag\n");
+    const env = await chat("from the environment", [], { CHAT_TOKEN: dana });
+    assert.equal(env.code, 0, env.stderr);
+    has(env.stdout, "[auth] Dana: from the environment\n");
+    // Someone else's token: the core refuses to let Dana speak as Eve.
+    const eve = await chat("x", [], {
+      CHAT_TOKEN: await hs256({ sub: "Eve" }),
+    });
+    assert.equal(eve.code, 1);
+    assert.match(eve.stderr, /^error: PERMISSION_DENIED: /m);
+    const none = await chat("x", [], {});
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^error: UNAUTHENTICATED: /m);
+    // The examples play Alice, Bob and Charlie with one token, so with Dana's
+    // only StreamMetrics, which names no user, can pass; without one it fails.
+    const examples = (flags: string[]) =>
+      task("client", [
+        "--addr",
+        addr,
+        "--metrics-interval",
+        "1",
+        "--metrics-count",
+        "2",
+        "--linger-ms",
+        "100",
+        ...flags,
+      ]);
+    const withToken = await examples(["--token", dana]);
+    assert.match(withToken.stdout, /ok +StreamMetrics +2\/2 metrics/);
+    assert.match(withToken.stdout, /FAILED +SendMessage +PERMISSION_DENIED: /);
+    const anonymous = await examples([]);
+    assert.match(anonymous.stdout, /FAILED +StreamMetrics +UNAUTHENTICATED: /);
   } finally {
-    await child.stdin.close().catch(() => {});
-    await srv.shutdown(0);
+    await srv.shutdown();
   }
 });

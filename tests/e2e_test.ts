@@ -17,6 +17,7 @@ import {
 } from "./fixtures/web_browser.ts";
 import { waitFor } from "./fixtures/web_stack.ts";
 import type { SubscribeOutcome } from "./fixtures/web_grpcweb_client.ts";
+import { createChatClient } from "../client/rpc.ts";
 
 const ARTIFACTS = new URL("../artifacts/", import.meta.url);
 
@@ -52,7 +53,14 @@ function line(page: Page, user: string, text: string) {
 
 Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed client, presence, reconnect", async (t) => {
   const browser = await launchChromium();
-  const stack = await startEdgeStack({ presence: true, aliveIntervalMs: 0 });
+  // A durable store, so the restarted core keeps the room's history and epoch.
+  const dataDir = await Deno.makeTempDir({ prefix: "e2e-store-" });
+  const stack = await startEdgeStack({
+    presence: true,
+    aliveIntervalMs: 0,
+    store: "sqlite",
+    dataDir,
+  });
   const other = await startOtherOrigin();
   try {
     const context = await browser.newContext({
@@ -81,6 +89,55 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           await alice.textContent("#status") ?? "",
           /Live in #lobby as alice/,
         );
+        // This edge has no development secret: the page runs without a token.
+        assert.equal(
+          await alice.getAttribute("#token-status", "data-source"),
+          "none",
+        );
+      },
+    );
+
+    await t.step(
+      "on a 360 px phone nothing overflows sideways",
+      async () => {
+        const phone = await browser.newContext({
+          viewport: { width: 360, height: 740 },
+          deviceScaleFactor: 1,
+          isMobile: true,
+          hasTouch: true,
+        });
+        phone.setDefaultTimeout(15_000);
+        const page = await phone.newPage();
+        page.on("pageerror", (err) => errors.push(err.message));
+        await join(page, stack.edgeUrl, "a-rather-long-user-name", "lobby");
+        await say(
+          page,
+          "a long unbroken word: " + "x".repeat(120) + " and a long line " +
+            "of ordinary words that has to wrap on a narrow phone screen",
+        );
+        await line(page, "a-rather-long-user-name", "ordinary words")
+          .waitFor();
+        await page.locator('#metrics-chart [data-series="cpu_usage"] polyline')
+          .and(page.locator("[points*=',']")).waitFor();
+        // A string, run in the page: this file has no DOM types.
+        const widths = await page.evaluate(`(() => {
+          const doc = document.documentElement;
+          const wide = [...document.querySelectorAll("body *")]
+            .filter((el) => el.getBoundingClientRect().right > doc.clientWidth)
+            .map((el) => el.id || el.className || el.tagName);
+          return { scroll: doc.scrollWidth, client: doc.clientWidth, wide };
+        })()`) as { scroll: number; client: number; wide: string[] };
+        assert.equal(widths.client, 360);
+        assert.ok(
+          widths.scroll <= widths.client,
+          `overflow: ${JSON.stringify(widths)}`,
+        );
+        assert.deepEqual(widths.wide, []);
+        await page.screenshot({
+          path: new URL("e2e_phone.png", ARTIFACTS).pathname,
+          fullPage: true,
+        });
+        await phone.close();
       },
     );
 
@@ -111,10 +168,38 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
       );
       assert.notEqual(await cpuPoints(), before.points);
       assert.match(
-        await alice.textContent('[data-series="memory_usage"] text') ?? "",
-        /Memory: \d+\.\d MiB/,
+        await alice.textContent('[data-series="memory_usage"] .label') ?? "",
+        /^Memory: \d+(\.\d+)? MiB$/,
       );
+      // A scale: 0, half and top on the y axis, and a time axis.
+      const axis = await alice.locator('[data-series="cpu_usage"] .axis')
+        .allTextContents();
+      assert.equal(axis.length, 5, axis.join("|"));
+      assert.equal(axis[0], "0");
+      assert.ok(Number(axis[4 - 2]) > 0, axis.join("|"));
+      assert.deepEqual(axis.slice(3), [axis[3], "now"]);
+      assert.match(axis[3], /^−\d+ s$/);
     });
+
+    await t.step(
+      "every metric row can be charted, and the chart removed",
+      async () => {
+        const row = alice.locator('#metrics-other [data-metric="rooms"]');
+        await row.waitFor();
+        assert.match(await row.textContent() ?? "", /^rooms: \d+Chart$/);
+        await row.locator("button", { hasText: "Chart" }).click();
+        const chart = alice.locator('#metrics-chart [data-series="rooms"]');
+        await chart.locator(".label", { hasText: /^rooms: \d+$/ }).waitFor();
+        assert.equal(await chart.locator(".axis").count(), 5);
+        assert.ok(
+          (await chart.locator("polyline").getAttribute("points") ?? "") !== "",
+        );
+        await row.locator("button", { hasText: "Hide" }).click();
+        await chart.waitFor({ state: "detached" });
+        const rows = await alice.locator("#metrics-other li button").count();
+        assert.ok(rows >= 10, `${rows} rows, each with a button`);
+      },
+    );
 
     await t.step("an upload of 1,000 lines reports 1,000", async () => {
       const carol = await context.newPage();
@@ -134,6 +219,14 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
       assert.equal(
         await carol.getAttribute("#upload-progress", "value"),
         "1000",
+      );
+      // Carol's own list got the 1,000 lines: it keeps 500 and says so.
+      await carol.locator("#cap-note", { hasText: "older not shown" })
+        .waitFor();
+      assert.equal(await carol.locator("#messages li").count(), 500);
+      assert.match(
+        await carol.textContent("#cap-note") ?? "",
+        /^Showing the newest 500 lines; \d+ older not shown\.$/,
       );
       await carol.screenshot({
         path: new URL("e2e_upload.png", ARTIFACTS).pathname,
@@ -222,14 +315,76 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           hasText: "Connection lost",
         }).waitFor();
         assert.match(await alice.textContent("#status") ?? "", /Reconnecting/);
+        // Sent while the core is down: marked, with a Retry button.
+        await say(alice, "typed while down");
+        const unsent = alice.locator("#messages li.msg-unsent", {
+          hasText: "typed while down",
+        });
+        await unsent.locator("button", { hasText: "Retry" }).waitFor();
+        // Keep the page from resubscribing until the room has moved on, so
+        // that what it missed must come from the resume.
+        await alice.route(
+          "**/chat.ChatService/SubscribeMessages",
+          (r) => r.abort(),
+        );
         await stack.restartCore();
+        const poster = createChatClient(`127.0.0.1:${stack.core().port}`);
+        try {
+          for (let i = 1; i <= 3; i++) {
+            await poster.sendMessage({
+              user: "poster",
+              room: "lobby",
+              content: `missed ${i}`,
+            });
+          }
+        } finally {
+          poster.close();
+        }
+        await alice.unroute("**/chat.ChatService/SubscribeMessages");
+        // 3 posts, and alice's LEAVE that the core wrote as it stopped.
         await alice.locator("#messages li.msg-local", {
-          hasText: "Reconnected.",
+          hasText: "Reconnected: 4 missed message(s) follow.",
+        }).waitFor();
+        for (let i = 1; i <= 3; i++) {
+          await line(alice, "poster", `missed ${i}`).waitFor();
+        }
+        await alice.locator("#messages li.msg-local", {
+          hasText: "Reconnected",
         }).waitFor();
         await alice.locator("#status", { hasText: "Live in #lobby as alice" })
           .waitFor();
+        // Retried by itself once the room is back: delivered once, unmarked.
+        await line(alice, "alice", "typed while down").waitFor();
+        await unsent.waitFor({ state: "detached" });
         await say(alice, "back again");
         await line(alice, "alice", "back again").waitFor();
+        assert.equal(await line(alice, "alice", "typed while down").count(), 1);
+        // Every room message alice was shown, from her JOIN on: offsets
+        // 1, 2, 3, ... with no gap and no duplicate, across the restart.
+        const offsets = (await alice.locator("#messages li[data-offset]")
+          .evaluateAll((items) =>
+            items.map((item) =>
+              (item as unknown as { dataset: { offset: string } }).dataset
+                .offset
+            )
+          )).map(Number);
+        assert.ok(offsets.length > 10, String(offsets));
+        assert.deepEqual(
+          offsets,
+          offsets.map((_, i) => i + 1),
+        );
+      },
+    );
+
+    await t.step(
+      "a page that joins later is shown the room's recent history",
+      async () => {
+        const dave = await context.newPage();
+        await join(dave, stack.edgeUrl, "dave", "lobby");
+        await line(dave, "alice", "hello from alice").waitFor();
+        await line(dave, "poster", "missed 3").waitFor();
+        await line(dave, "alice", "back again").waitFor();
+        await dave.close();
       },
     );
 
@@ -239,5 +394,6 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
     await browser.close();
     await other.close();
     await stack.close();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -17,6 +17,7 @@ import {
 } from "../gen/chat_pb.ts";
 import type { BridgeStatus } from "../protocol/ws_bridge.ts";
 import { openWsCall } from "./ws_call.ts";
+import { authMetadata } from "./auth.ts";
 
 const CHAT_PATH = "/chat.ChatService/Chat";
 const UPLOAD_PATH = "/chat.ChatService/UploadMessages";
@@ -36,8 +37,12 @@ export function startBidiChat(
   url: string,
   who: { user: string; room: string },
   onMessage: (message: Message) => void,
+  token = "",
 ): BidiChat {
-  const call = openWsCall(url, { path: CHAT_PATH });
+  const call = openWsCall(url, {
+    path: CHAT_PATH,
+    metadata: authMetadata(token),
+  });
   (async () => {
     for await (const bytes of call.messages) {
       onMessage(fromBinary(MessageSchema, bytes));
@@ -65,14 +70,20 @@ export interface UploadResult {
  * Streams each line as one Message in a single UploadMessages call.
  *
  * `onProgress(sent, total)` fires as batches leave the browser's send buffer.
+ * The `token`, if any, rides in the header frame's metadata (browsers cannot
+ * set headers on a WebSocket).
  */
 export async function uploadLines(
   url: string,
   who: { user: string; room: string },
   lines: string[],
   onProgress: (sent: number, total: number) => void,
+  token = "",
 ): Promise<UploadResult> {
-  const call = openWsCall(url, { path: UPLOAD_PATH });
+  const call = openWsCall(url, {
+    path: UPLOAD_PATH,
+    metadata: authMetadata(token),
+  });
   let response: UploadResponse | undefined;
   const reading = (async () => {
     for await (const bytes of call.messages) {

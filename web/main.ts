@@ -4,12 +4,15 @@
  * Unary and server-streaming calls go to the edge as gRPC-Web (connect-web);
  * the two calls that stream requests live in `stream_panels.ts` and go over the
  * WebSocket bridge. Streams are tied to AbortControllers so leaving a room, or
- * the page, cancels them and the core drops the subscriber at once.
+ * the page, cancels them and the core drops the subscriber at once. Every call
+ * carries the session's bearer token, if any (`auth.ts`).
  *
  * @module
  */
+import { resolveToken } from "./auth.ts";
 import { MetricsChart } from "./metrics_chart.ts";
-import { keepStreaming, type StreamState } from "./resilient_stream.ts";
+import { keepStreaming } from "./resilient_stream.ts";
+import { startRoomSession } from "./room_session.ts";
 import { RoomView } from "./room_view.ts";
 import { createChatClient } from "./rpc.ts";
 import { setUpStreamPanels } from "./stream_panels.ts";
@@ -17,13 +20,16 @@ import { setUpStreamPanels } from "./stream_panels.ts";
 const $ = <T extends Element = HTMLElement>(id: string) =>
   document.getElementById(id) as unknown as T;
 
-const client = createChatClient(location.origin);
-const view = new RoomView($("messages"));
+let token = "";
+const client = createChatClient(location.origin, () => token);
+const view = new RoomView($("messages"), $("cap-note"));
 const pageLife = new AbortController();
 addEventListener("pagehide", () => pageLife.abort());
 let roomLife: AbortController | undefined;
 let who: { user: string; room: string } | undefined;
-const panels = setUpStreamPanels(() => who);
+const panels = setUpStreamPanels(() => who, () => token);
+/** Retries of messages not sent yet, run again after each reconnection. */
+let unsent = new Set<() => Promise<boolean>>();
 
 function showStatus(text: string, kind: string): void {
   const status = $("status");
@@ -31,39 +37,66 @@ function showStatus(text: string, kind: string): void {
   status.className = `status ${kind}`;
 }
 
-function join(user: string, room: string): void {
+async function join(user: string, room: string): Promise<void> {
   roomLife?.abort();
   const life = roomLife = new AbortController();
   const signal = AbortSignal.any([life.signal, pageLife.signal]);
-  who = { user, room };
+  who = undefined;
+  unsent = new Set();
   view.clear();
+  showStatus(`Joining #${room}…`, "connecting");
+  const tokenNote = $("token-status");
+  try {
+    const got = await resolveToken(
+      $<HTMLInputElement>("token").value,
+      user,
+      location.origin,
+    );
+    if (signal.aborted) return;
+    token = got.token;
+    tokenNote.dataset.source = got.source;
+    tokenNote.textContent = got.source === "pasted"
+      ? "Using the pasted token."
+      : got.source === "development"
+      ? `Using a development token for ${user} from the edge.`
+      : "No token (the server runs without authentication).";
+  } catch (err) {
+    showStatus("Not joined", "retrying");
+    view.note(`Could not get a token: ${errorText(err)}`);
+    return;
+  }
+  who = { user, room };
   for (const id of ["message-input", "send"]) {
     $<HTMLInputElement>(id).disabled = false;
   }
   $<HTMLInputElement>("message-input").placeholder = `Message #${room}`;
   panels.joined();
-  let lost = false;
-  keepStreaming({
+  startRoomSession({
+    client,
+    view,
+    user,
+    room,
     signal,
-    open: (s) => client.subscribeMessages({ room, user }, { signal: s }),
-    onMessage: (message) => view.add(message, user),
-    onState: (state: StreamState) => {
-      if (state.kind === "live") {
-        showStatus(`Live in #${room} as ${user}`, "live");
-        if (lost) view.note("Reconnected.");
-        lost = false;
-      } else if (state.kind === "retrying") {
-        const secs = (state.inMs / 1000).toFixed(1);
-        showStatus(`Reconnecting in ${secs} s…`, "retrying");
-        if (!lost) {
-          view.note(`Connection lost (${state.reason}); reconnecting…`);
-        }
-        lost = true;
-      } else if (!lost) {
-        showStatus(`Joining #${room}…`, "connecting");
-      }
-    },
+    status: showStatus,
+    onResume: () => unsent.forEach((retry) => retry()),
   });
+}
+
+/** Sends once; resolves to the error text, or undefined when it was stored. */
+async function trySend(
+  to: { user: string; room: string },
+  content: string,
+): Promise<string | undefined> {
+  try {
+    await client.sendMessage({ ...to, content });
+    return undefined;
+  } catch (err) {
+    return errorText(err);
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 $("join-form").addEventListener("submit", (event) => {
@@ -77,20 +110,21 @@ $("send-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = $<HTMLInputElement>("message-input");
   const content = input.value.trim();
-  if (!who || !content) return;
+  const to = who;
+  if (!to || !content) return;
   input.value = "";
-  try {
-    await client.sendMessage({ ...who, content });
-  } catch (err) {
-    view.note(`Not sent: ${err instanceof Error ? err.message : err}`);
-    input.value = content;
-  }
+  const error = await trySend(to, content);
+  if (error === undefined || to !== who) return;
+  const retries = unsent;
+  const retry = view.unsent(content, error, async () => {
+    const again = await trySend(to, content);
+    if (again === undefined) retries.delete(retry);
+    return again;
+  });
+  retries.add(retry);
 });
 
-const chart = new MetricsChart(
-  $<SVGSVGElement>("metrics-chart"),
-  $("metrics-other"),
-);
+const chart = new MetricsChart($("metrics-chart"), $("metrics-other"));
 keepStreaming({
   signal: pageLife.signal,
   open: (s) =>

@@ -12,14 +12,22 @@
 export type StreamState =
   | { kind: "connecting"; attempt: number }
   | { kind: "live" }
-  | { kind: "retrying"; inMs: number; reason: string };
+  | { kind: "retrying"; inMs: number; reason: string }
+  /** Ended for good: `fatal` said no retry can help. */
+  | { kind: "failed"; reason: string };
 
 /** Options: how to open the stream and what to do with what it says. */
 export interface ResilientOptions<T> {
   open(signal: AbortSignal): AsyncIterable<T>;
-  onMessage(message: T): void;
+  /** Returning "reopen" ends this stream and opens the next one at once. */
+  onMessage(message: T): void | "reopen";
   onState(state: StreamState): void;
   signal: AbortSignal;
+  /**
+   * Errors no retry can fix (a refused token, say): the stream stops with a
+   * `failed` state instead of retrying. By default every error is retried.
+   */
+  fatal?(err: unknown): boolean;
   /** First retry delay; doubles per failure up to `maxDelayMs`. */
   minDelayMs?: number;
   maxDelayMs?: number;
@@ -38,9 +46,11 @@ export async function keepStreaming<T>(
     attempt++;
     options.onState({ kind: "connecting", attempt });
     let reason = "stream ended";
+    const thisStream = new AbortController();
     try {
       let first = true;
-      for await (const message of options.open(signal)) {
+      const stream = options.open(AbortSignal.any([signal, thisStream.signal]));
+      for await (const message of stream) {
         if (first) {
           // Only a stream that delivered something resets the backoff; one
           // that fails at once keeps backing off.
@@ -48,10 +58,17 @@ export async function keepStreaming<T>(
           delay = minDelay;
           options.onState({ kind: "live" });
         }
-        options.onMessage(message);
+        if (options.onMessage(message) === "reopen") {
+          thisStream.abort();
+          break;
+        }
       }
+      if (thisStream.signal.aborted) continue;
     } catch (err) {
       reason = err instanceof Error ? err.message : String(err);
+      if (!signal.aborted && options.fatal?.(err)) {
+        return options.onState({ kind: "failed", reason });
+      }
     }
     if (signal.aborted) return;
     options.onState({ kind: "retrying", inMs: delay, reason });

@@ -10,14 +10,30 @@
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ChatService } from "../gen/chat_pb.ts";
+import { authMetadata } from "./auth.ts";
 
 /** A typed ChatService client. */
 export type ChatClient = Client<typeof ChatService>;
 
-/** Creates a client that talks binary gRPC-Web to `baseUrl` (the page's origin). */
-export function createChatClient(baseUrl: string): ChatClient {
+/**
+ * Creates a client that talks binary gRPC-Web to `baseUrl` (the page's
+ * origin); each call carries `authorization` when `token()` is not empty.
+ */
+export function createChatClient(
+  baseUrl: string,
+  token: () => string = () => "",
+): ChatClient {
   return createClient(
     ChatService,
-    createGrpcWebTransport({ baseUrl, useBinaryFormat: true }),
+    createGrpcWebTransport({
+      baseUrl,
+      useBinaryFormat: true,
+      interceptors: [(next) => (req) => {
+        for (const [k, v] of Object.entries(authMetadata(token()))) {
+          req.header.set(k, v);
+        }
+        return next(req);
+      }],
+    }),
   );
 }

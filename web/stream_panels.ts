@@ -15,9 +15,13 @@ import { bridgeUrl } from "./ws_call.ts";
 const $ = <T extends HTMLElement = HTMLElement>(id: string) =>
   document.getElementById(id) as T;
 
-/** Wires the panels; `who()` is the joined user and room, if any. */
+/**
+ * Wires the panels; `who()` is the joined user and room, if any, and
+ * `token()` the bearer token of the session ("" for none).
+ */
 export function setUpStreamPanels(
   who: () => { user: string; room: string } | undefined,
+  token: () => string,
 ) {
   const url = bridgeUrl(location);
   const log = $("bidi-log");
@@ -35,7 +39,7 @@ export function setUpStreamPanels(
   const openChat = (current: { user: string; room: string }) => {
     const session = startBidiChat(url, current, (message: Message) => {
       logLine("received", `${message.user}: ${message.content}`);
-    });
+    }, token());
     session.status.then((status) => {
       if (chat === session) chat = undefined;
       if (status.code !== Code.OK && status.code !== Code.CANCELLED) {
@@ -80,6 +84,7 @@ export function setUpStreamPanels(
         progress.value = sent;
         result.textContent = `Sent ${sent} of ${total}…`;
       },
+      token(),
     );
     button.disabled = false;
     if (status.code === Code.OK && response) {

@@ -1,0 +1,80 @@
+/**
+ * The chat's `Chat` stream for `--bidi`: opened on the first line, and again
+ * after it breaks; lines it had not echoed when it broke are handed back to be
+ * sent again, so a core restart loses none of them.
+ *
+ * @module
+ */
+import type { Message } from "../gen/chat_pb.ts";
+import { formatError } from "./format.ts";
+import { callEnded, type ChatClient } from "./rpc.ts";
+
+/** Where the stream reports. */
+export interface BidiEvents {
+  /** An echo (or any message) from the stream. */
+  show(message: Message): void;
+  /** The stream broke before echoing `contents`; `reason` says why. */
+  lost(contents: string[], reason: string): void;
+}
+
+/** A Chat stream that reopens on demand. */
+export interface BidiSender {
+  /** Writes one line; returns the message id it was given. */
+  write(content: string): string;
+  /** Ends the current stream; the next write opens a new one. */
+  reopen(): void;
+  /** Lines written and not echoed yet. */
+  unconfirmed(): number;
+  close(): Promise<void>;
+}
+
+/** Creates the sender for `who`; nothing opens until the first write. */
+export function bidiSender(
+  client: ChatClient,
+  who: { user: string; room: string },
+  events: BidiEvents,
+): BidiSender {
+  let stream: ReturnType<ChatClient["chat"]> | undefined;
+  let ended: Promise<unknown> = Promise.resolve();
+  let closing = false;
+  const unechoed = new Map<string, string>();
+  let n = 0;
+  const open = () => {
+    const s = client.chat();
+    stream = s;
+    s.on("data", (m: Message) => {
+      unechoed.delete(m.id.replace(/^echo_/, ""));
+      events.show(m);
+    });
+    s.on("error", (e) => {
+      if (stream !== s || closing) return;
+      stream = undefined;
+      const lost = [...unechoed.values()];
+      unechoed.clear();
+      if (lost.length > 0) events.lost(lost, formatError(e));
+    });
+    ended = callEnded(s);
+    return s;
+  };
+  return {
+    write(content) {
+      const id = `${who.user}-${Date.now().toString(36)}-${++n}`;
+      unechoed.set(id, content);
+      (stream ?? open()).write({ id, ...who, content });
+      return id;
+    },
+    reopen() {
+      stream?.cancel();
+      stream = undefined;
+    },
+    unconfirmed: () => unechoed.size,
+    async close() {
+      closing = true;
+      const s = stream;
+      stream = undefined;
+      s?.end();
+      s?.cancel();
+      await ended;
+    },
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * The chat's lines on their way to the room, in order, until each is sent.
+ *
+ * A line that cannot be sent now (disconnected, `UNAVAILABLE`,
+ * `DEADLINE_EXCEEDED`) is reported once ("not sent yet ... will retry") and
+ * retried with backoff and at every `retryNow()` (the session calls it after a
+ * reconnection); one refused for good (a bad token, a bad message) is
+ * reported as not sent and dropped. Nothing typed disappears without a line
+ * saying so: what is still queued at the end comes back from `close()`.
+ *
+ * @module
+ */
+import { status as Status } from "@grpc/grpc-js";
+import { formatError } from "./format.ts";
+
+/** Codes after which the same send may succeed later. */
+const RETRYABLE = new Set<number>([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.CANCELLED,
+]);
+
+/** How the outbox sends and reports. */
+export interface OutboxOptions {
+  /** Sends one line; resolves once the server took it. */
+  send(content: string): Promise<void>;
+  /** Whether sending is worth trying now (the room is connected). */
+  canSend(): boolean;
+  minRetryMs: number;
+  maxRetryMs: number;
+  /** A line for the user about a line of theirs. */
+  warn(text: string): void;
+  note(text: string): void;
+  /** Called whenever the outbox may have become empty. */
+  changed(): void;
+}
+
+interface Item {
+  content: string;
+  warned: boolean;
+}
+
+/** A FIFO of lines with retry. */
+export class Outbox {
+  #o: OutboxOptions;
+  #items: Item[] = [];
+  #sending = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #delay: number;
+  #closed = false;
+  /** Lines refused for good. */
+  refused = 0;
+
+  constructor(options: OutboxOptions) {
+    this.#o = options;
+    this.#delay = options.minRetryMs;
+  }
+
+  /** Nothing queued and nothing on its way. */
+  get idle(): boolean {
+    return this.#items.length === 0 && !this.#sending;
+  }
+
+  /** Queues a typed line. */
+  push(content: string): void {
+    this.#items.push({ content, warned: false });
+    this.#drain();
+  }
+
+  /** Puts lines back at the front (sent, but not confirmed before a break). */
+  requeue(contents: string[]): void {
+    this.#items.unshift(
+      ...contents.map((content) => ({ content, warned: true })),
+    );
+  }
+
+  /** Retries now with a fresh backoff (after a reconnection). */
+  retryNow(): void {
+    this.#delay = this.#o.minRetryMs;
+    this.#drain();
+  }
+
+  /** Stops retrying; returns the lines never sent. */
+  close(): string[] {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    return this.#items.splice(0).map((item) => item.content);
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#sending || this.#closed) return;
+    this.#sending = true;
+    clearTimeout(this.#timer);
+    while (this.#items.length > 0 && !this.#closed) {
+      const item = this.#items[0];
+      try {
+        if (!this.#o.canSend()) {
+          throw { code: Status.UNAVAILABLE, details: "disconnected" };
+        }
+        await this.#o.send(item.content);
+        this.#items.shift();
+        this.#delay = this.#o.minRetryMs;
+        if (item.warned) this.#o.note(`-- sent: "${item.content}"`);
+      } catch (err) {
+        if (!RETRYABLE.has((err as { code?: number }).code ?? -1)) {
+          this.#items.shift();
+          this.refused++;
+          this.#o.warn(`not sent: "${item.content}" (${formatError(err)})`);
+          continue;
+        }
+        if (!item.warned) {
+          item.warned = true;
+          this.#o.warn(
+            `not sent yet: "${item.content}" (${formatError(err)}); will retry`,
+          );
+        }
+        this.#timer = setTimeout(() => this.#drain(), this.#delay);
+        this.#delay = Math.min(this.#delay * 2, this.#o.maxRetryMs);
+        break;
+      }
+    }
+    this.#sending = false;
+    this.#o.changed();
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The page in Chromium against a core with auth on (`jwtSecret`) behind an
+ * edge with a development secret: the page gets a token from
+ * `/auth/dev-token` when the token field is empty, uses a pasted one when
+ * given, sends it over gRPC-Web and in the WebSocket bridge's header frame,
+ * and stops (saying why) when the core refuses it.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+import { hs256, SECRET } from "./support/auth.ts";
+
+async function join(
+  page: Page,
+  url: string,
+  user: string,
+  room: string,
+  token = "",
+) {
+  await page.goto(`${url}/`);
+  await page.fill("#user", user);
+  await page.fill("#room", room);
+  await page.fill("#token", token);
+  await page.click("#join");
+}
+
+Deno.test("the page in Chromium with auth on: development token, pasted token, WebSocket bridge, refusal", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack(
+    { jwtSecret: SECRET, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  );
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const errors: string[] = [];
+    const alice = await context.newPage();
+    const bob = await context.newPage();
+    const mallory = await context.newPage();
+    for (const page of [alice, bob, mallory]) {
+      page.on("pageerror", (err) => errors.push(err.message));
+    }
+
+    // No token typed: the page asks the edge for a development token.
+    await join(alice, stack.edgeUrl, "alice", "secure");
+    await alice.locator("#messages li.msg-system", {
+      hasText: "Welcome to room secure, alice!",
+    }).waitFor();
+    assert.equal(
+      await alice.getAttribute("#token-status", "data-source"),
+      "development",
+    );
+    // A pasted token wins over the edge's.
+    await join(
+      bob,
+      stack.edgeUrl,
+      "bob",
+      "secure",
+      await hs256({ sub: "bob" }),
+    );
+    await bob.locator("#status", { hasText: "Live in #secure as bob" })
+      .waitFor();
+    assert.equal(
+      await bob.getAttribute("#token-status", "data-source"),
+      "pasted",
+    );
+
+    await alice.fill("#message-input", "signed hello");
+    await alice.click("#send");
+    await bob.locator("#messages li.msg-chat", { hasText: "signed hello" })
+      .waitFor();
+    assert.equal(await alice.locator("#messages li.msg-unsent").count(), 0);
+
+    // The bridge carries the token in its header frame: Chat echoes, and
+    // the broadcast reaches bob as alice.
+    await alice.fill("#bidi-input", "over the socket");
+    await alice.click("#bidi-send");
+    await alice.locator("#bidi-log li.received", {
+      hasText: "Server: Echo: over the socket",
+    }).waitFor();
+    await bob.locator("#messages li.msg-chat", { hasText: "over the socket" })
+      .filter({ has: bob.locator(".user", { hasText: "alice" }) }).waitFor();
+    await alice.fill("#upload-text", "one\ntwo\nthree");
+    await alice.click("#upload-button");
+    await alice.locator("#upload-result", { hasText: "Server counted 3" })
+      .waitFor();
+
+    // The metrics stream needs a token too; the page's is used once joined.
+    await alice.locator("#metrics-status", { hasText: "live" }).waitFor();
+
+    // Bob's token pasted by someone joining as mallory: refused, no retry loop.
+    await join(
+      mallory,
+      stack.edgeUrl,
+      "mallory",
+      "secure",
+      await hs256({ sub: "bob" }),
+    );
+    await mallory.locator("#messages li.msg-local", {
+      hasText: "The server refused the subscription",
+    }).waitFor();
+    assert.match(
+      await mallory.textContent("#messages") ?? "",
+      /permission_denied|PERMISSION_DENIED|may not|not allowed|denied/i,
+    );
+    assert.match(await mallory.textContent("#status") ?? "", /Not joined/);
+    // Sending as mallory with bob's token is refused, shown with a Retry.
+    await mallory.fill("#message-input", "sneaky");
+    await mallory.click("#send");
+    await mallory.locator("#messages li.msg-unsent", { hasText: "sneaky" })
+      .locator("button", { hasText: "Retry" }).waitFor();
+
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});

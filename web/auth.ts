@@ -1,0 +1,54 @@
+/**
+ * The page's bearer token: pasted by the user, or in development asked of the
+ * edge.
+ *
+ * An edge started with a development secret answers
+ * `GET /auth/dev-token?user=NAME` with `{"token": "..."}`; without one the path
+ * is 404 and the page runs without a token (a core without auth accepts that).
+ * A pasted token always wins, so the page works against a production edge too.
+ *
+ * @module
+ */
+
+/** Where the token in use came from. */
+export type TokenSource = "pasted" | "development" | "none";
+
+/** The token to send (`""` for none) and where it came from. */
+export interface PageToken {
+  token: string;
+  source: TokenSource;
+}
+
+/** Picks the token for `user`: `pasted` if set, else the edge's dev token. */
+export async function resolveToken(
+  pasted: string,
+  user: string,
+  origin: string,
+  fetchFn: typeof fetch = fetch,
+): Promise<PageToken> {
+  const token = pasted.trim().replace(/^Bearer\s+/i, "");
+  if (token !== "") return { token, source: "pasted" };
+  const url = new URL("/auth/dev-token", origin);
+  url.searchParams.set("user", user);
+  const res = await fetchFn(url, { headers: { accept: "application/json" } });
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return { token: "", source: "none" };
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(
+      `the edge refused a development token (HTTP ${res.status})`,
+    );
+  }
+  const body = await res.json() as { token?: unknown };
+  if (typeof body.token !== "string" || body.token === "") {
+    throw new Error("the edge's development token answer has no token");
+  }
+  return { token: body.token, source: "development" };
+}
+
+/** The metadata that carries `token`, or none. */
+export function authMetadata(token: string): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}

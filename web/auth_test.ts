@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { authMetadata, resolveToken } from "./auth.ts";
+
+/** An edge stand-in on a real socket: answers /auth/dev-token with `reply`. */
+function edge(reply: (user: string) => Response) {
+  const seen: string[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req) => {
+      const url = new URL(req.url);
+      if (url.pathname !== "/auth/dev-token") {
+        return new Response("no", { status: 500 });
+      }
+      const user = url.searchParams.get("user") ?? "";
+      seen.push(user);
+      return reply(user);
+    },
+  );
+  return {
+    origin: `http://127.0.0.1:${server.addr.port}`,
+    seen,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("resolveToken() asks the edge for a development token when none is pasted", async () => {
+  const e = edge((user) => Response.json({ token: `tok-${user}` }));
+  try {
+    assert.deepEqual(await resolveToken("", "ann lee", e.origin), {
+      token: "tok-ann lee",
+      source: "development",
+    });
+    assert.deepEqual(e.seen, ["ann lee"]);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("resolveToken() runs without a token when the edge answers 404", async () => {
+  const e = edge(() => new Response("not found", { status: 404 }));
+  try {
+    assert.deepEqual(await resolveToken("  ", "ann", e.origin), {
+      token: "",
+      source: "none",
+    });
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("resolveToken() prefers a pasted token, without Bearer, and asks nothing", async () => {
+  const e = edge(() => Response.json({ token: "dev" }));
+  try {
+    assert.deepEqual(await resolveToken(" Bearer abc.def ", "ann", e.origin), {
+      token: "abc.def",
+      source: "pasted",
+    });
+    assert.deepEqual(e.seen, []);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("resolveToken() throws a clear error for another status or a bad body", async () => {
+  const bad = edge(() => new Response("boom", { status: 503 }));
+  const empty = edge(() => Response.json({ nope: 1 }));
+  try {
+    await assert.rejects(
+      resolveToken("", "ann", bad.origin),
+      /refused a development token \(HTTP 503\)/,
+    );
+    await assert.rejects(
+      resolveToken("", "ann", empty.origin),
+      /answer has no token/,
+    );
+  } finally {
+    await bad.close();
+    await empty.close();
+  }
+});
+
+Deno.test("authMetadata() carries a Bearer token, or nothing", () => {
+  assert.deepEqual(authMetadata("t"), { authorization: "Bearer t" });
+  assert.deepEqual(authMetadata(""), {});
+});

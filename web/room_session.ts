@@ -1,0 +1,107 @@
+/**
+ * One joined room: the subscription kept open across drops, resuming from the
+ * last offset shown, and the lines that tell the user what happened.
+ *
+ * The first subscription asks for the room's recent history; after a drop
+ * (core restart, edge deploy, network) the next one asks for everything after
+ * the last offset shown in the same epoch, so the list continues with no gap
+ * and no duplicate ({@link RoomCursor} is shared with the CLI chat). The page
+ * says how the resume went: nothing missed, N missed messages replayed, or
+ * history lost on the server.
+ *
+ * @module
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describeResume, RoomCursor } from "../client/room_cursor.ts";
+import type { ChatClient } from "./rpc.ts";
+import { keepStreaming } from "./resilient_stream.ts";
+import type { RoomView } from "./room_view.ts";
+
+/** Recent messages shown on join. */
+export const HISTORY = 50;
+
+/** Refusals that reconnecting cannot fix: the session stops and says why. */
+const FATAL = new Set([
+  Code.Unauthenticated,
+  Code.PermissionDenied,
+  Code.InvalidArgument,
+]);
+
+/** What a room session reports to the page. */
+export interface RoomSessionOptions {
+  client: ChatClient;
+  view: RoomView;
+  user: string;
+  room: string;
+  signal: AbortSignal;
+  /** The status line: text and one of idle/connecting/live/retrying. */
+  status(text: string, kind: string): void;
+  /** Called after each resume, to retry what was not sent meanwhile. */
+  onResume(): void;
+}
+
+/** Runs until `signal` aborts. */
+export function startRoomSession(o: RoomSessionOptions): Promise<void> {
+  const { room, user, view } = o;
+  const cursor = new RoomCursor(HISTORY);
+  let welcomed = false;
+  let lost = false;
+  let catchingUp = false;
+  return keepStreaming({
+    signal: o.signal,
+    fatal: (err) => FATAL.has(ConnectError.from(err).code),
+    open: (signal) => {
+      welcomed = false;
+      return o.client.subscribeMessages(
+        { room, user, ...cursor.request() },
+        { signal },
+      );
+    },
+    onMessage: (message) => {
+      if (!welcomed) {
+        welcomed = true;
+        const outcome = cursor.welcome(message);
+        if (outcome.kind === "joined") view.add(message, user);
+        else if (!catchingUp) {
+          view.note(`Reconnected: ${describeResume(outcome)}.`);
+        }
+        catchingUp = false;
+        if (lost) o.onResume();
+        lost = false;
+        return;
+      }
+      const verdict = cursor.accept(message);
+      if (verdict === "duplicate") return;
+      // Skipped for a slow page: resubscribe from the last message shown.
+      if (verdict === "refetch") {
+        catchingUp = true;
+        return "reopen";
+      }
+      if (verdict !== "show") {
+        view.note(
+          `${verdict.gap} message(s) missing here: no longer in the room's history.`,
+        );
+      }
+      view.add(message, user);
+    },
+    onState: (state) => {
+      if (state.kind === "live") {
+        o.status(`Live in #${room} as ${user}`, "live");
+      } else if (state.kind === "retrying") {
+        o.status(
+          `Reconnecting in ${(state.inMs / 1000).toFixed(1)} s…`,
+          "retrying",
+        );
+        if (!lost) {
+          view.note(`Connection lost (${state.reason}); reconnecting…`);
+        }
+        lost = true;
+      } else if (state.kind === "failed") {
+        o.status(`Not joined: refused`, "retrying");
+        view.note(`The server refused the subscription: ${state.reason}`);
+      } else if (!lost) {
+        o.status(`Joining #${room}…`, "connecting");
+      }
+    },
+  });
+}
