@@ -3,7 +3,8 @@
  * packages the test suite drives, where this machine allows it.
  *
  * The browser tests need Debian's Chromium, curl tests need curl, the
- * core's HTTP/2 interop test needs h2load (nghttp2-client). As root
+ * core's HTTP/2 interop test needs h2load (nghttp2-client), the broker and
+ * scale-out tests need redis-server (each test starts its own). As root
  * on Debian this installs what is missing with apt-get; elsewhere it says
  * what to install and leaves the tests to fail with that message.
  */
@@ -18,6 +19,11 @@ const NEEDED: { bin: string; pkg: string; why: string }[] = [
     bin: "/usr/bin/h2load",
     pkg: "nghttp2-client",
     why: "HTTP/2 interop tests of the core with nghttp2's h2load",
+  },
+  {
+    bin: "/usr/bin/redis-server",
+    pkg: "redis-server",
+    why: "Redis broker and scale-out tests (several cores sharing rooms)",
   },
 ];
 
