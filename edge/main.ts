@@ -9,7 +9,7 @@
  */
 import { createEdgeApp } from "./app.ts";
 import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
-import { createUpstream } from "./upstream/mod.ts";
+import { createUpstreams } from "./upstream/mod.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -23,7 +23,7 @@ try {
   Deno.exit(2);
 }
 
-const upstream = createUpstream(config.upstreamClient, config.upstream, {
+const upstream = createUpstreams(config.upstreamClient, config.upstream, {
   maxMessageBytes: config.maxMessageBytes,
   keepaliveIntervalMs: config.upstreamKeepaliveMs,
 });
@@ -33,7 +33,9 @@ const server = Deno.serve({
   port: config.port,
   onListen: ({ hostname, port }) =>
     console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client)`,
+      `edge: listening on http://${hostname}:${port}, upstream ${
+        config.upstream.join(", ")
+      } (${config.upstreamClient} client)`,
     ),
 }, app.fetch);
 
