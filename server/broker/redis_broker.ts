@@ -110,6 +110,8 @@ export interface RedisBroker {
     deliver: Deliver,
   ): Promise<{ epoch: string; offset: number; stop: () => void }>;
   status(): BrokerStatus;
+  /** Any other Redis command (presence), on the command connection. */
+  command(args: string[]): Promise<unknown>;
   onCommit?: (ms: number, ok: boolean) => void;
   close(): Promise<void>;
 }
@@ -385,6 +387,13 @@ export async function connectRedisBroker(
           if (!closed) void sub.unsubscribe(k.channel).catch(() => {});
         },
       };
+    },
+    async command(args) {
+      try {
+        return await cmd.sendCommand(args);
+      } catch (e) {
+        throw unavailable(e);
+      }
     },
     status: () => ({
       state: cmd.isReady && sub.isReady ? state : "down",
