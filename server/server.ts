@@ -28,6 +28,8 @@ import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
+import { listPresenceHandler } from "./grpc/list_presence.ts";
+import { LocalPresence } from "./rooms/presence.ts";
 import { enableSocketBatching } from "./grpc/socket_batching.ts";
 import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
 import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
@@ -125,7 +127,8 @@ export async function startCoreServer(
     policy: config.slowConsumer,
   });
   const calls = new CallScopes();
-  const ctx: HandlerContext = { hub, calls, config, log };
+  const presence = config.presence ? new LocalPresence() : undefined;
+  const ctx: HandlerContext = { hub, calls, config, log, presence };
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -141,6 +144,7 @@ export async function startCoreServer(
     UploadMessages: uploadMessagesHandler(ctx),
     Chat: chatHandler(ctx),
     StreamMetrics: streamMetricsHandler(ctx),
+    ListPresence: listPresenceHandler(ctx),
   };
   server.addService(serverDefinition, implementation);
 

@@ -4,6 +4,7 @@
 import type { CoreConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { ChatHub } from "../rooms/hub.ts";
+import type { Presence } from "../rooms/presence.ts";
 import type { CallScopes } from "./call_scope.ts";
 
 export interface HandlerContext {
@@ -12,4 +13,6 @@ export interface HandlerContext {
   readonly calls: CallScopes;
   readonly config: Readonly<CoreConfig>;
   readonly log: Logger;
+  /** Who is in which room (with --presence; shared by cores on a broker). */
+  readonly presence?: Presence;
 }

@@ -11,6 +11,7 @@ const CODES: Readonly<Record<ChatErrorCode, status>> = {
   invalid_argument: status.INVALID_ARGUMENT,
   resource_exhausted: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
+  failed_precondition: status.FAILED_PRECONDITION,
   cancelled: status.CANCELLED,
   deadline_exceeded: status.DEADLINE_EXCEEDED,
   internal: status.INTERNAL,

@@ -9,6 +9,7 @@ export type ChatErrorCode =
   | "invalid_argument"
   | "resource_exhausted"
   | "unavailable"
+  | "failed_precondition"
   | "cancelled"
   | "deadline_exceeded"
   | "internal";
