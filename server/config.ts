@@ -48,6 +48,11 @@ export interface CoreConfig {
   goawayGuard: boolean;
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
+  /**
+   * `redis://host:port[/db]`: rooms, history and presence shared with every
+   * core on the same Redis; "" keeps them in this process.
+   */
+  broker: string;
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -65,6 +70,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
+  broker: "",
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -89,6 +95,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+  broker: { flag: "broker", env: "CHAT_BROKER" },
 };
 
 export class ConfigError extends Error {
@@ -120,6 +127,25 @@ function oneOf<V extends string>(
   return raw as V;
 }
 
+/** A Redis URL: redis://host:port[/db] (or "" for none). */
+function brokerUrl(name: string, raw: string): string {
+  if (raw.trim() === "") return "";
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch { /* reported below */ }
+  const db = url?.pathname.replace(/^\//, "") ?? "";
+  if (
+    !url || url.protocol !== "redis:" || url.hostname === "" ||
+    !/^\d*$/.test(db) || url.search || url.hash
+  ) {
+    throw new ConfigError(
+      `${name} must be a Redis URL like redis://127.0.0.1:6379 or redis://host:6379/2, got "${raw}"`,
+    );
+  }
+  return raw;
+}
+
 function flag(name: string, raw: string): boolean {
   const v = oneOf(name, raw, ["true", "false", "1", "0", "on", "off"] as const);
   return v === "true" || v === "1" || v === "on";
@@ -149,6 +175,7 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+    broker: (r) => brokerUrl(name, r),
   };
   return parsers[key](raw);
 }

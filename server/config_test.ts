@@ -61,3 +61,22 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
     });
   }
 });
+
+Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and refuses others", () => {
+  assert.equal(parseCoreConfig([], {}).broker, "");
+  assert.equal(
+    parseCoreConfig([], { CHAT_BROKER: "redis://10.0.0.5:6379/2" }).broker,
+    "redis://10.0.0.5:6379/2",
+  );
+  assert.equal(
+    parseCoreConfig(["--broker", "redis://r:1"], { CHAT_BROKER: "redis://x" })
+      .broker,
+    "redis://r:1",
+  );
+  for (const raw of ["localhost:6379", "http://r:1", "redis://r:1/x"]) {
+    assert.throws(
+      () => parseCoreConfig(["--broker", raw], {}),
+      /--broker must be a Redis URL like redis:\/\/127\.0\.0\.1:6379/,
+    );
+  }
+});

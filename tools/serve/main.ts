@@ -1,13 +1,23 @@
 /**
- * `deno task serve`: the core (supervised) and the edge together, for local use.
+ * `deno task serve`: the cores (supervised) and the edge together, for local
+ * use.
  *
- * Starts both as child processes, prefixes their logs, prints both
- * addresses once the edge reports its upstream healthy, and stops both on
- * Ctrl-C. If either exits, the other is stopped too and the exit code is
+ * Starts them as child processes, prefixes their logs, prints the addresses
+ * once the edge reports its upstream healthy, and stops everything on
+ * Ctrl-C. If any exits, the others are stopped too and the exit code is
  * passed on, so a broken start never looks like a running system.
+ *
+ * `--cores N` starts N cores on consecutive ports from `--core-port`, all on
+ * one broker (`--broker redis://...`, or a local redis-server started here
+ * when there is none), behind one edge that balances over them.
  */
 import { parseArgs } from "node:util";
 import { prefixLines, waitHealthy } from "./children.ts";
+import {
+  type RedisServer,
+  redisServerInstalled,
+  startRedisServer,
+} from "./redis.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -15,12 +25,37 @@ const { values } = parseArgs({
     "core-port": { type: "string", default: "50051" },
     port: { type: "string", default: "8080" },
     host: { type: "string", default: "127.0.0.1" },
+    cores: { type: "string", default: "1" },
+    broker: { type: "string" },
   },
 });
-const corePort = values["core-port"];
+const corePort = Number(values["core-port"]);
 const edgePort = values.port;
 const host = values.host;
+const cores = Number(values.cores);
+if (!Number.isInteger(cores) || cores < 1 || cores > 64) {
+  console.error(
+    `serve: --cores must be an integer from 1 to 64, got ${values.cores}`,
+  );
+  Deno.exit(2);
+}
 const here = (path: string) => new URL(path, import.meta.url).pathname;
+
+let redis: RedisServer | undefined;
+let broker = values.broker ?? "";
+if (cores > 1 && broker === "") {
+  if (!(await redisServerInstalled())) {
+    console.error(
+      "serve: --cores above 1 needs a broker: pass --broker redis://host:port, " +
+        "or install redis-server (sudo apt-get install -y redis-server, or " +
+        "deno task setup as root) and serve starts one",
+    );
+    Deno.exit(2);
+  }
+  redis = await startRedisServer();
+  broker = redis.url;
+  console.log(`serve: started redis-server on ${broker} (no persistence)`);
+}
 
 function start(name: string, args: string[]): Deno.ChildProcess {
   const child = new Deno.Command(Deno.execPath(), {
@@ -34,20 +69,26 @@ function start(name: string, args: string[]): Deno.ChildProcess {
   return child;
 }
 
-const core = start("core", [
-  "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-run",
-  "--allow-read",
-  "--allow-sys",
-  here("../../supervisor/main.ts"),
-  "--host",
-  host,
-  "--port",
-  corePort,
-  "--presence",
-]);
+const corePorts = Array.from({ length: cores }, (_, i) => corePort + i);
+const coreProcs = corePorts.map((port, i) =>
+  start(cores > 1 ? `core-${i + 1}` : "core", [
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-run",
+    "--allow-read",
+    "--allow-sys",
+    here("../../supervisor/main.ts"),
+    "--host",
+    host,
+    "--port",
+    String(port),
+    "--presence",
+    "--instance-id",
+    cores > 1 ? `core-${i + 1}` : "core",
+    ...(broker ? ["--broker", broker] : []),
+  ])
+);
 const edge = start("edge", [
   "run",
   "--allow-net",
@@ -58,13 +99,14 @@ const edge = start("edge", [
   "--port",
   edgePort,
   "--upstream",
-  `http://${host}:${corePort}`,
+  corePorts.map((p) => `http://${host}:${p}`).join(","),
 ]);
+const children = [...coreProcs, edge];
 
 let stopping = false;
 const stopAll = (signal: Deno.Signal = "SIGTERM") => {
   stopping = true;
-  for (const child of [core, edge]) {
+  for (const child of children) {
     try {
       child.kill(signal);
     } catch { /* already gone */ }
@@ -82,22 +124,30 @@ waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
   console.log(
     [
       "",
-      `  core (gRPC, h2c):        ${host}:${corePort}`,
+      ...corePorts.map((p, i) =>
+        `  core${cores > 1 ? ` ${i + 1}` : ""} (gRPC, h2c):${
+          " ".repeat(cores > 1 ? 6 - String(i + 1).length : 8)
+        }${host}:${p}`
+      ),
+      ...(broker ? [`  broker:                  ${broker}`] : []),
       `  edge (gRPC-Web/Connect): http://${host}:${edgePort}`,
       `  chat page:               http://${host}:${edgePort}/`,
-      "  Ctrl-C stops both.",
+      "  Ctrl-C stops them all.",
       "",
     ].join("\n"),
   );
 });
 
 const first = await Promise.race([
-  core.status.then((s) => ({ name: "core", s })),
+  ...coreProcs.map((c, i) =>
+    c.status.then((s) => ({ name: cores > 1 ? `core-${i + 1}` : "core", s }))
+  ),
   edge.status.then((s) => ({ name: "edge", s })),
 ]);
 if (!stopping) {
   console.error(`serve: ${first.name} exited (code ${first.s.code}); stopping`);
 }
 stopAll();
-await Promise.all([core.status, edge.status]);
+await Promise.all(children.map((c) => c.status));
+await redis?.stop();
 Deno.exit(stopping && first.s.success ? 0 : first.s.code || 1);
