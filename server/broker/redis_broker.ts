@@ -365,7 +365,8 @@ export async function connectRedisBroker(
       try {
         pos = await position(room);
       } catch (e) {
-        await sub.unsubscribe(k.channel).catch(() => {});
+        await sub.unsubscribe(k.channel, onMessage as never, true)
+          .catch(() => {});
         throw e;
       }
       entry.feed = new RoomFeed(
@@ -384,7 +385,12 @@ export async function connectRedisBroker(
           stopped = true;
           entry.feed.close();
           feeds.delete(room);
-          if (!closed) void sub.unsubscribe(k.channel).catch(() => {});
+          // Only this feed's listener: a new follow() of the same room may
+          // already have subscribed again.
+          if (!closed) {
+            void sub.unsubscribe(k.channel, onMessage as never, true)
+              .catch(() => {});
+          }
         },
       };
     },
