@@ -17,6 +17,7 @@ import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS, serveAsset } from "./assets.ts";
 import { createWebSocketBridge } from "./websocket.ts";
 import type { Upstream } from "./upstream/types.ts";
+import type { BalancedUpstream } from "./upstream/balancer.ts";
 
 /** What {@linkcode createEdgeApp} needs. */
 export interface EdgeAppOptions {
@@ -70,9 +71,12 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
+    // Several cores (balancer.ts): each one's state too.
+    const members = (upstream as Partial<BalancedUpstream>).members?.();
     return c.json({
       status: up ? "ok" : "unavailable",
       upstream: up ? "up" : "down",
+      ...(members ? { upstreams: members } : {}),
     }, up ? 200 : 503);
   });
 

@@ -105,6 +105,12 @@ Deno.test("edge with --upstream a,b,c balances, fails over within a second, and 
       "core 1 marked down",
       1000 - (Date.now() - killedAt),
     );
+    const health = await (await edge.fetch(`${edge.url}/healthz`)).json();
+    assert.equal(health.status, "ok");
+    assert.deepEqual(
+      health.upstreams.map((m: { healthy: boolean }) => m.healthy),
+      [true, false, true],
+    );
     const before = watchers.map((w) => w.seen.length);
     for (let i = 0; i < 10; i++) await send(`b${i}`);
     await eventually(
