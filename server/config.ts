@@ -49,8 +49,19 @@ export interface CoreConfig {
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
   /**
+   * Where room history lives: "sqlite" (durable, under `dataDir`) or
+   * "memory" (lost on restart, then with a new epoch).
+   */
+  store: "sqlite" | "memory";
+  /** Directory of the SQLite data file. */
+  dataDir: string;
+  /** Messages kept per room. */
+  historySize: number;
+  /** How long a message is kept, in ms; 0: until `historySize` pushes it out. */
+  historyTtlMs: number;
+  /**
    * `redis://host:port[/db]`: rooms, history and presence shared with every
-   * core on the same Redis; "" keeps them in this process.
+   * core on the same Redis (instead of `store`); "" keeps them here.
    */
   broker: string;
 }
@@ -70,6 +81,10 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
+  store: "sqlite",
+  dataDir: "data",
+  historySize: 1000,
+  historyTtlMs: 24 * 3600 * 1000,
   broker: "",
 });
 
@@ -95,6 +110,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   transport: { flag: "transport", env: "CHAT_TRANSPORT" },
   goawayGuard: { flag: "goaway-guard", env: "CHAT_GOAWAY_GUARD" },
   logLevel: { flag: "log-level", env: "LOG_LEVEL" },
+  store: { flag: "store", env: "CHAT_STORE" },
+  dataDir: { flag: "data-dir", env: "CHAT_DATA_DIR" },
+  historySize: { flag: "history-size", env: "CHAT_HISTORY_SIZE" },
+  historyTtlMs: { flag: "history-ttl", env: "CHAT_HISTORY_TTL" },
   broker: { flag: "broker", env: "CHAT_BROKER" },
 };
 
@@ -112,6 +131,26 @@ function integer(name: string, raw: string, min: number, max: number): number {
     );
   }
   return n;
+}
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** `24h`, `30m`, `90s`, `500ms`, `7d`; a bare number is seconds; 0 is 0. */
+function duration(name: string, raw: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
+  const ms = m ? Number(m[1]) * UNIT_MS[m[2] ?? "s"] : NaN;
+  if (!Number.isSafeInteger(ms) || ms > 366 * UNIT_MS.d) {
+    throw new ConfigError(
+      `${name} must be a duration such as 24h, 30m, 90s or 0 (at most 366d), got "${raw}"`,
+    );
+  }
+  return ms;
 }
 
 function oneOf<V extends string>(
@@ -175,6 +214,13 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
+    store: (r) => oneOf(name, r, ["sqlite", "memory"] as const),
+    dataDir: (r) => {
+      if (r.trim() === "") throw new ConfigError(`${name} must not be empty`);
+      return r;
+    },
+    historySize: (r) => integer(name, r, 0, 1_000_000),
+    historyTtlMs: (r) => duration(name, r),
     broker: (r) => brokerUrl(name, r),
   };
   return parsers[key](raw);
@@ -221,9 +267,14 @@ export function parseCoreConfig(
   return Object.freeze(config as unknown as CoreConfig);
 }
 
-/** Completes a partial config (tests, embedding) with the defaults. */
+/**
+ * Completes a partial config (tests, embedding) with the defaults, except
+ * that an embedded server keeps history in memory unless told otherwise:
+ * a test or a library user should not find a `data/` directory written in
+ * its working directory. The process (main.ts) uses DEFAULT_CORE_CONFIG.
+ */
 export function resolveCoreConfig(
   options: Partial<CoreConfig> = {},
 ): Readonly<CoreConfig> {
-  return Object.freeze({ ...DEFAULT_CORE_CONFIG, ...options });
+  return Object.freeze({ ...DEFAULT_CORE_CONFIG, store: "memory", ...options });
 }

@@ -62,6 +62,40 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
   }
 });
 
+Deno.test("parseCoreConfig() reads the history flags: store, data dir, size, TTL durations", () => {
+  const defaults = parseCoreConfig([], {});
+  assert.equal(defaults.store, "sqlite");
+  assert.equal(defaults.dataDir, "data");
+  assert.equal(defaults.historySize, 1000);
+  assert.equal(defaults.historyTtlMs, 24 * 3600 * 1000);
+  const config = parseCoreConfig(
+    ["--store", "memory", "--history-size", "5", "--history-ttl", "90s"],
+    { CHAT_DATA_DIR: "/tmp/chat" },
+  );
+  assert.equal(config.store, "memory");
+  assert.equal(config.dataDir, "/tmp/chat");
+  assert.equal(config.historySize, 5);
+  assert.equal(config.historyTtlMs, 90_000);
+  for (
+    const [raw, ms] of [["0", 0], ["30m", 1_800_000], ["500ms", 500], [
+      "7d",
+      604_800_000,
+    ], ["12", 12_000]] as const
+  ) {
+    assert.equal(parseCoreConfig(["--history-ttl", raw], {}).historyTtlMs, ms);
+  }
+  for (const raw of ["1y", "-1h", "h", "400d"]) {
+    assert.throws(
+      () => parseCoreConfig([], { CHAT_HISTORY_TTL: raw }),
+      /CHAT_HISTORY_TTL must be a duration/,
+    );
+  }
+  assert.throws(
+    () => parseCoreConfig(["--store", "redis"], {}),
+    /--store must be one of sqlite, memory/,
+  );
+});
+
 Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and refuses others", () => {
   assert.equal(parseCoreConfig([], {}).broker, "");
   assert.equal(

@@ -7,6 +7,7 @@
 import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { startCoreServer } from "./server.ts";
+import { StoreOpenError } from "./store/sqlite_store.ts";
 
 let config;
 try {
@@ -17,7 +18,20 @@ try {
   Deno.exit(2);
 }
 const log = createLogger(config.logLevel);
-const core = await startCoreServer({ ...config, logger: log });
+let core;
+try {
+  core = await startCoreServer({ ...config, logger: log });
+} catch (err) {
+  // An unreadable data file: never start over silently with empty history.
+  if (!(err instanceof StoreOpenError)) throw err;
+  console.error(`core: ${err.message}`);
+  Deno.exit(2);
+}
+log.info(
+  `history: ${config.store}${
+    config.store === "sqlite" ? ` in ${config.dataDir}` : ""
+  }, ${config.historySize} per room`,
+);
 log.info(`listening on ${config.host}:${core.port}`);
 
 let signalled = false;

@@ -21,7 +21,14 @@ import { CallScopes } from "./grpc/call_scope.ts";
 import { chatHandler } from "./grpc/chat.ts";
 import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
-import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
+import {
+  postMessage,
+  type PostReply,
+  sendMessageHandler,
+} from "./grpc/send_message.ts";
+import { frameStored } from "./grpc/messages.ts";
+import type { HistoryStore, StoreStatus } from "./rooms/history_store.ts";
+import { openStore } from "./store/open_store.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
 import { enableDirectUnary } from "./grpc/direct_unary.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
@@ -95,6 +102,8 @@ export interface CoreServer {
   readonly config: Readonly<CoreConfig>;
   /** Live counts, for health checks and tests. */
   snapshot(): CoreSnapshot;
+  /** The history store's health and commit latency. */
+  store(): StoreStatus;
   /**
    * Stops accepting calls, ends open streams with UNAVAILABLE, waits up to
    * `graceMs` (default from config) for connections to close, then forces.
@@ -114,17 +123,28 @@ export interface CoreSnapshot {
 
 export interface StartOptions extends Partial<CoreConfig> {
   logger?: Logger;
+  /**
+   * The history store; by default one is opened from the config
+   * (`store`, `dataDir`, `historySize`, `historyTtlMs`) and closed at
+   * shutdown. A store passed in stays open: its owner closes it.
+   */
+  historyStore?: HistoryStore;
 }
 
 export async function startCoreServer(
   options: StartOptions = {},
 ): Promise<CoreServer> {
-  const { logger, ...partial } = options;
+  const { logger, historyStore: givenStore, ...partial } = options;
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
+  // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
+  const store = givenStore ?? await openStore(config);
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
     policy: config.slowConsumer,
+    store,
+    item: frameStored,
+    onInternal: (err) => log.error("publish callback failed", err),
   });
   const calls = new CallScopes();
   const presence = config.presence ? new LocalPresence() : undefined;
@@ -148,11 +168,18 @@ export async function startCoreServer(
   };
   server.addService(serverDefinition, implementation);
 
-  const listener = await listen(server, config, log);
+  let listener: Listener;
+  try {
+    listener = await listen(server, config, log);
+  } catch (err) {
+    if (givenStore === undefined) await store.close();
+    throw err;
+  }
   const port = listener.port;
   const direct = new Map([[
     chatPaths.SendMessage,
-    (bytes: Uint8Array) => postMessage(ctx, decodeRequest(bytes)),
+    (bytes: Uint8Array, reply: PostReply) =>
+      postMessage(ctx, decodeRequest(bytes), reply),
   ]]);
   if (
     enableDirectUnary(server, direct, {
@@ -182,6 +209,8 @@ export async function startCoreServer(
       });
       // Streams never end by themselves: tell them now, with a status.
       calls.abortAll(new ChatError("unavailable", "server is shutting down"));
+    }).then(async () => {
+      if (givenStore === undefined) await store.close();
     });
     return stopping;
   };
@@ -198,6 +227,7 @@ export async function startCoreServer(
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
     }),
+    store: () => store.status(),
     shutdown,
   };
 }

@@ -2,8 +2,10 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses (net, env); this process
- * needs --allow-run to spawn it and --allow-env for the settings below.
+ * 6000`). The core gets only the permissions it uses: net, env, and read and
+ * write in its data directory (`--data-dir`, else CHAT_DATA_DIR, else
+ * `data`); this process needs --allow-run to spawn it and --allow-env for
+ * the settings below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
  * root; default server/main.ts), SUPERVISOR_BASE_DELAY_MS (first restart
@@ -15,7 +17,25 @@
 import { fileURLToPath } from "node:url";
 import { superviseChild } from "./supervisor.ts";
 
-const CHILD_PERMISSIONS = ["--allow-net", "--allow-env"];
+/** The core's data directory as it will resolve it (flag, env, default). */
+function dataDir(args: readonly string[]): string {
+  let dir = Deno.env.get("CHAT_DATA_DIR") || "data";
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--data-dir" && i + 1 < args.length) dir = args[++i];
+    else if (args[i].startsWith("--data-dir=")) dir = args[i].slice(11);
+  }
+  return dir;
+}
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const dir = dataDir(Deno.args);
+const CHILD_PERMISSIONS = [
+  "--allow-net",
+  "--allow-env",
+  // server/: the SQLite store's worker module is loaded at run time.
+  `--allow-read=${dir},${root}server`,
+  `--allow-write=${dir}`,
+];
 
 /** Reads a positive integer setting, or exits with a clear message. */
 function intSetting(name: string, fallback: number): number {
@@ -29,7 +49,6 @@ function intSetting(name: string, fallback: number): number {
   return value;
 }
 
-const root = fileURLToPath(new URL("../", import.meta.url));
 const script = Deno.env.get("SUPERVISOR_CHILD") || "server/main.ts";
 
 const supervisor = superviseChild({

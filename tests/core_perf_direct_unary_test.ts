@@ -13,6 +13,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
+  MessageSchema,
   MessageType,
   SendMessageRequestSchema,
   SendMessageResponseSchema,
@@ -27,7 +28,11 @@ import {
 } from "../server/grpc/direct_unary.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { listenWithGoawayGuard } from "../server/grpc/goaway_guard.ts";
-import { encodeMessage, frameChatMessage } from "../server/grpc/messages.ts";
+import {
+  encodeMessage,
+  frameChatMessage,
+  frameStored,
+} from "../server/grpc/messages.ts";
 import { encodeSendResponse } from "../server/grpc/send_message.ts";
 import { type CoreFixture, startCore, take } from "./support/core.ts";
 
@@ -128,10 +133,10 @@ async function startBare(via: "bind" | "inject", seen: Recorded) {
     port = guarded.port;
     close = () => void guarded.close();
   }
-  const method: DirectUnaryMethod = (request) => {
+  const method: DirectUnaryMethod = (request, reply) => {
     const req = fromBinary(SendMessageRequestSchema, request);
     seen.direct.push(req.content);
-    return encodeSendResponse(`direct_${req.content}`, 2000);
+    reply(undefined, encodeSendResponse(`direct_${req.content}`, 2000));
   };
   const patched = enableDirectUnary(
     server,
@@ -217,7 +222,8 @@ async function postAndCompare(
   room: string,
 ) {
   const sub = subscribeBytes(f.newClient().raw, room, "watcher");
-  await take(sub, 1); // the welcome
+  const [welcome] = await take<Buffer>(sub, 1);
+  const { epoch, offset: last } = fromBinary(MessageSchema, welcome);
   const before = Date.now();
   const raw = await unaryBytes(
     client,
@@ -228,7 +234,11 @@ async function postAndCompare(
   assert.match(res.messageId, /^msg_\d+$/);
   const nowMs = timestampMs(res.timestamp!);
   assert.ok(nowMs >= before && nowMs <= Date.now(), `timestamp ${nowMs}`);
-  assert.deepEqual(bytes(raw), encodeSendResponse(res.messageId, nowMs));
+  assert.equal(res.offset, last + 1n);
+  assert.deepEqual(
+    bytes(raw),
+    encodeSendResponse(res.messageId, nowMs, Number(res.offset)),
+  );
 
   const [broadcast] = await take<Buffer>(sub, 1);
   assert.deepEqual(
@@ -240,6 +250,8 @@ async function postAndCompare(
       room,
       timestamp: timestampFromMs(nowMs),
       type: MessageType.CHAT,
+      offset: res.offset,
+      epoch,
     }),
   );
   sub.cancel();
@@ -277,7 +289,7 @@ Deno.test("SendMessage with gzip compression is served by grpc-js and broadcast 
   await postAndCompare(f, zipped.raw, "gus", "z".repeat(5000), "r");
 });
 
-Deno.test("frameChatMessage() and encodeSendResponse() are byte for byte protobuf-es's", () => {
+Deno.test("frameChatMessage(), frameStored() and encodeSendResponse() are byte for byte protobuf-es's", () => {
   const long = "ü€𝄞x".repeat(40); // > 127 bytes: a two-byte length
   const cases = [
     ["msg_1", "ann", "hi", "r"],
@@ -286,33 +298,62 @@ Deno.test("frameChatMessage() and encodeSendResponse() are byte for byte protobu
     [long, long, "c", long],
   ];
   const times = [0, 1, 999, 1000, 1_700_000_000_000, 1_700_000_000_123];
+  const offsets = [0, 1, 127, 128, 16_383, 16_384, 2 ** 32, 2 ** 53 - 1];
+  const epochs = ["", "0123456789abcdef", "é"];
   for (const nowMs of times) {
     for (const [id, user, content, room] of cases) {
+      const framed = frameChatMessage(id, user, content, room, nowMs);
+      const fields = {
+        id,
+        user,
+        content,
+        room,
+        timestamp: timestampFromMs(nowMs),
+        type: MessageType.CHAT,
+      };
       assert.deepEqual(
-        bytes(frameChatMessage(id, user, content, room, nowMs)),
-        bytes(frameMessage(encodeMessage({
-          id,
-          user,
-          content,
-          room,
-          timestamp: timestampFromMs(nowMs),
-          type: MessageType.CHAT,
-        }))),
+        bytes(framed),
+        bytes(frameMessage(encodeMessage(fields))),
         `message ${id} at ${nowMs}`,
       );
-      assert.deepEqual(
-        encodeSendResponse(id, nowMs),
-        toBinary(
-          SendMessageResponseSchema,
-          create(SendMessageResponseSchema, {
-            messageId: id,
-            timestamp: timestampFromMs(nowMs),
-          }),
-        ),
-        `response ${id} at ${nowMs}`,
-      );
+      for (const offset of offsets) {
+        const epoch = epochs[offset % epochs.length];
+        assert.deepEqual(
+          bytes(frameStored(framed.subarray(5), offset, epoch)),
+          bytes(frameMessage(encodeMessage({
+            ...fields,
+            offset: BigInt(offset),
+            epoch,
+          }))),
+          `stored ${id} at ${nowMs}, offset ${offset}`,
+        );
+        assert.deepEqual(
+          encodeSendResponse(id, nowMs, offset),
+          toBinary(
+            SendMessageResponseSchema,
+            create(SendMessageResponseSchema, {
+              messageId: id,
+              timestamp: timestampFromMs(nowMs),
+              offset: BigInt(offset),
+            }),
+          ),
+          `response ${id} at ${nowMs}, offset ${offset}`,
+        );
+      }
     }
   }
+  // Negative times take the BinaryWriter path; the offset follows there too.
+  assert.deepEqual(
+    encodeSendResponse("msg_9", -1500, 300),
+    toBinary(
+      SendMessageResponseSchema,
+      create(SendMessageResponseSchema, {
+        messageId: "msg_9",
+        timestamp: timestampFromMs(-1500),
+        offset: 300n,
+      }),
+    ),
+  );
 });
 
 // --- bad input on a raw HTTP/2 stream -------------------------------------

@@ -33,6 +33,8 @@ Deno.test("decodePost() reads the same strings as fromBinary()", () => {
       room: "général",
       timestamp: timestampFromMs(1_700_000_000_123),
       type: MessageType.LEAVE,
+      offset: 12_345n,
+      epoch: "0123456789abcdef",
     }),
   ];
   for (const m of samples) {
@@ -75,7 +77,17 @@ Deno.test("decodePost() throws where fromBinary() throws", () => {
       new BinaryWriter().tag(1, WireType.LengthDelimited).string("x")
         .finish(),
     ).finish();
-  const cases = [good.subarray(0, good.length - 2), wrongWire, badTimestamp];
+  const badEpoch = new BinaryWriter().tag(8, WireType.LengthDelimited)
+    .bytes(new Uint8Array([0x61, 0xff])).finish();
+  const wrongOffsetWire = new BinaryWriter().tag(7, WireType.LengthDelimited)
+    .string("1").finish();
+  const cases = [
+    good.subarray(0, good.length - 2),
+    wrongWire,
+    badTimestamp,
+    badEpoch,
+    wrongOffsetWire,
+  ];
   for (const bytes of cases) {
     assert.throws(() => fromBinary(MessageSchema, bytes));
     assert.throws(() => decodePost(bytes));
@@ -112,6 +124,8 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
           rand(2) === 0 ? 1_700_000_000_123 : -86_400_000 * rand(1000),
         ),
         type: rand(4) as MessageType,
+        offset: [0n, 1n, 300n, 2n ** 40n][rand(4)],
+        epoch: strings[rand(strings.length)],
       }),
     ));
   }
@@ -139,7 +153,21 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
       checked(bytes.subarray(0, cut)) ? accepted++ : rejected++;
     }
     for (let i = 0; i < bytes.length; i++) {
-      for (const v of [0x00, 0x08, 0x0a, 0x2a, 0x30, 0x7f, 0x80, 0xff]) {
+      for (
+        const v of [
+          0x00,
+          0x08,
+          0x0a,
+          0x2a,
+          0x30,
+          0x38,
+          0x3a,
+          0x42,
+          0x7f,
+          0x80,
+          0xff,
+        ]
+      ) {
         const mutated = bytes.slice();
         mutated[i] = v;
         checked(mutated) ? accepted++ : rejected++;

@@ -20,7 +20,17 @@ async function readUntil(
 
 Deno.test("server/main.ts on SIGTERM ends open streams with UNAVAILABLE and exits 0", async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "--port", "0", "--shutdown-grace-ms", "3000"],
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "--port",
+      "0",
+      "--shutdown-grace-ms",
+      "3000",
+      "--store",
+      "memory",
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -63,9 +73,10 @@ Deno.test("server/main.ts takes PORT from the environment", async () => {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
+  const dataDir = await Deno.makeTempDir();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN],
-    env: { PORT: String(port) },
+    env: { PORT: String(port), CHAT_DATA_DIR: dataDir },
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -80,9 +91,12 @@ Deno.test("server/main.ts takes PORT from the environment", async () => {
     });
     assert.equal(res.messageId, "msg_1");
     client.close();
+    // The default store is SQLite, in CHAT_DATA_DIR.
+    assert.ok(Deno.statSync(`${dataDir}/chat.sqlite`).isFile);
   } finally {
     child.kill("SIGTERM");
     await child.status;
     await reader.cancel().catch(() => {});
+    await Deno.remove(dataDir, { recursive: true });
   }
 });

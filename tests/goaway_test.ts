@@ -56,6 +56,8 @@ async function supervisedBursts(coreArgs: string[]): Promise<number> {
     "supervisor/main.ts",
     "--port",
     String(port),
+    "--store",
+    "memory",
     ...coreArgs,
   ]);
   const corePids = () =>

@@ -1,6 +1,6 @@
 /**
- * Chat (bidirectional): echo each message, broadcast it to its room, and
- * say "Server is alive!" every `aliveIntervalMs`.
+ * Chat (bidirectional): echo each message, store and broadcast it to its
+ * room, and say "Server is alive!" every `aliveIntervalMs`.
  *
  * Backpressure runs end to end: when an echo cannot be written (the client
  * reads slowly), reading stops until 'drain', so a client cannot make the
@@ -17,7 +17,11 @@ import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { decodePost } from "./post_decoder.ts";
 import { readMessages } from "./raw_reader.ts";
-import { aliveMessage, frameEchoMessage } from "./messages.ts";
+import {
+  aliveMessage,
+  checkBroadcastSize,
+  frameEchoMessage,
+} from "./messages.ts";
 import { frameMessage } from "./framing.ts";
 import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
@@ -41,6 +45,11 @@ export function chatHandler(ctx: HandlerContext) {
         reader.pause();
       }
     };
+    // The original goes to the room once stored; a failed store ends the
+    // call (UNAVAILABLE), so the client knows what was not delivered.
+    const published = (err: unknown) => {
+      if (err) stream.finish(err);
+    };
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
@@ -49,8 +58,14 @@ export function chatHandler(ctx: HandlerContext) {
           stream.finish(err);
           return;
         }
+        try {
+          checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
+        } catch (err) {
+          stream.finish(err);
+          return;
+        }
         send(frameEchoMessage(message));
-        ctx.hub.publishWith(message.room, () => frameMessage(bytes));
+        ctx.hub.publish(message.room, bytes, published);
       },
       // The client half-closed: end with OK once pending echoes are written.
       end: () => stream.finish(),

@@ -22,8 +22,10 @@
  * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
  * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
  * and the method does not run), a cancelled call (nothing runs, nothing is
- * sent). The method runs synchronously once the request is complete, so no
- * timer is armed per call: a client that never finishes its request is
+ * sent). The method starts synchronously once the request is complete and
+ * answers through a callback (SendMessage: once its message is committed,
+ * with every other call of the turn in one transaction). No timer is armed
+ * per call: a client that never finishes its request is
  * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
  * when no `grpc-timeout` is sent.
  */
@@ -35,8 +37,15 @@ import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
 import { frameMessage } from "./framing.ts";
 import { toServiceError } from "./status.ts";
 
-/** A unary method: request bytes in, response bytes out; throws ChatError. */
-export type DirectUnaryMethod = (request: Uint8Array) => Uint8Array;
+/**
+ * A unary method: request bytes in, response bytes (or an error) out
+ * through `reply`, at once or later (SendMessage answers after its commit).
+ * It may also throw a ChatError.
+ */
+export type DirectUnaryMethod = (
+  request: Uint8Array,
+  reply: (err: unknown, response?: Uint8Array) => void,
+) => void;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -206,16 +215,22 @@ function serve(
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
-    let response: Uint8Array;
+    const reply = (err: unknown, response?: Uint8Array) => {
+      // The client may have gone while the method waited (a commit).
+      if (stream.destroyed || stream.closed) return;
+      if (err !== undefined && err !== null) {
+        const status = toServiceError(err, options.onInternal);
+        return fail(status.code, status.details);
+      }
+      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+      stream.end(frameMessage(response!));
+    };
     try {
-      response = method(request.subarray(5));
+      method(request.subarray(5), reply);
     } catch (err) {
-      const status = toServiceError(err, options.onInternal);
-      return fail(status.code, status.details);
+      reply(err);
     }
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frameMessage(response));
   });
 }
 

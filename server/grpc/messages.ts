@@ -11,6 +11,7 @@ import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
 import { frameMessage } from "./framing.ts";
+import { ChatError } from "../rooms/errors.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
 export function encodeMessage(
@@ -66,23 +67,80 @@ export function frameChatMessage(
 }
 
 /**
- * `SendMessageResponse{message_id = 1, timestamp = 2}`, the same bytes as
- * protobuf-es's `toBinary()`, written at its exact size.
+ * A stored message as subscribers receive it: gRPC-framed, with its
+ * `offset = 7` and `epoch = 8` appended after the stored body. Protobuf
+ * allows fields in any order, and for a field that appears twice (a client
+ * that sent its own offset) the last one wins, so the appended pair is what
+ * every decoder reads. Built once per message and shared by all subscribers.
  */
-export function encodeSendResponse(id: string, nowMs: number): Uint8Array {
+export function frameStored(
+  body: Uint8Array,
+  offset: number,
+  epoch: string,
+): Buffer {
+  const epochLen = utf8Length(epoch);
+  const size = body.byteLength + (offset !== 0 ? 1 + varintSize(offset) : 0) +
+    fieldSize(epochLen);
+  const out = Buffer.allocUnsafe(5 + size);
+  out[0] = 0;
+  out.writeUInt32BE(size, 1);
+  out.set(body, 5);
+  let at = 5 + body.byteLength;
+  if (offset !== 0) {
+    out[at++] = 0x38;
+    at = writeVarint(out, at, offset);
+  }
+  writeString(out, at, 0x42, epoch, epochLen);
+  return out;
+}
+
+/**
+ * Rejects a message that would be too large to broadcast once its offset
+ * and epoch are added (RESOURCE_EXHAUSTED, the sender's error).
+ */
+export function checkBroadcastSize(body: Uint8Array, max: number): void {
+  const size = body.byteLength + STORED_TAIL_BYTES;
+  if (size > max) {
+    throw new ChatError(
+      "resource_exhausted",
+      `message too large to broadcast: ${size} bytes with its offset and epoch, limit ${max}`,
+    );
+  }
+}
+
+/** The most that {@linkcode frameStored} adds to a body with a 16-character epoch. */
+export const STORED_TAIL_BYTES = 1 + 8 + 1 + 1 + 16;
+
+/**
+ * `SendMessageResponse{message_id = 1, timestamp = 2, offset = 3}`, the
+ * same bytes as protobuf-es's `toBinary()`, written at its exact size.
+ */
+export function encodeSendResponse(
+  id: string,
+  nowMs: number,
+  offset = 0,
+): Uint8Array {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
     const w = new BinaryWriter();
     if (id !== "") w.tag(1, 2).string(id);
     writeTimestamp(w, 2, nowMs);
+    if (offset !== 0) w.tag(3, 0).uint64(offset);
     return w.finish();
   }
   const nanos = (nowMs - seconds * 1000) * 1_000_000;
   const idLen = utf8Length(id);
   const tsLen = timestampSize(seconds, nanos);
-  const out = new Uint8Array(fieldSize(idLen) + 1 + varintSize(tsLen) + tsLen);
-  const at = writeString(out, 0, 0x0a, id, idLen);
-  writeTimestampField(out, at, 0x12, seconds, nanos, tsLen);
+  const out = new Uint8Array(
+    fieldSize(idLen) + 1 + varintSize(tsLen) + tsLen +
+      (offset !== 0 ? 1 + varintSize(offset) : 0),
+  );
+  let at = writeString(out, 0, 0x0a, id, idLen);
+  at = writeTimestampField(out, at, 0x12, seconds, nanos, tsLen);
+  if (offset !== 0) {
+    out[at++] = 0x18;
+    writeVarint(out, at, offset);
+  }
   return out;
 }
 
@@ -212,10 +270,15 @@ export function writeTimestamp(
   w.join();
 }
 
+/**
+ * The first message of a subscription; `offset` is the room's last offset
+ * when it began and `epoch` the room's epoch (docs/history.md).
+ */
 export function welcomeMessage(
   room: string,
   user: string,
   nowMs = Date.now(),
+  position: { offset: number; epoch: string } = { offset: 0, epoch: "" },
 ): Uint8Array {
   return encodeMessage({
     id: "system",
@@ -224,6 +287,8 @@ export function welcomeMessage(
     room,
     timestamp: timestampFromMs(nowMs),
     type: MessageType.SYSTEM,
+    offset: BigInt(position.offset),
+    epoch: position.epoch,
   });
 }
 

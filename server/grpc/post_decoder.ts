@@ -1,6 +1,7 @@
 /**
  * A hand-written decoder for the fields of a streamed `chat.Message` that the
- * server reads: id, user, content and room.
+ * server reads: id, user, content and room (offset and epoch are checked,
+ * not kept).
  *
  * UploadMessages and Chat decode every inbound message only to validate it
  * and pick its room; the bytes themselves are what gets broadcast. The
@@ -13,7 +14,11 @@
  */
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
-/** The string fields of `chat.Message` the server uses. */
+/**
+ * The string fields of `chat.Message` the server uses. A client's own
+ * `offset` and `epoch` are checked like the rest but not kept: the server
+ * assigns both (and its pair, appended on delivery, wins).
+ */
 export interface PostFields {
   readonly id: string;
   readonly user: string;
@@ -100,8 +105,16 @@ function fastPost(bytes: Uint8Array): PostFields | undefined {
   while (at < end) {
     const tag = varint(bytes, end);
     if (tag === -1) return undefined;
-    if (tag === 0x30) { // 6: type, varint
+    if (tag === 0x30 || tag === 0x38) { // 6: type, 7: offset; varints
       if (varint(bytes, end) === -1) return undefined;
+      continue;
+    }
+    if (tag === 0x42) { // 8: epoch, a string: checked, not kept
+      const len = varint(bytes, end);
+      if (len === -1 || len > end - at) return undefined;
+      const start = at;
+      at += len;
+      text(bytes, start, at);
       continue;
     }
     if ((tag & 7) !== 2 || tag < 0x08 || tag > 0x2a) return undefined;
@@ -163,6 +176,14 @@ function readPost(bytes: Uint8Array): PostFields {
       case 6:
         expect(wireType, WireType.Varint, no);
         reader.int32();
+        break;
+      case 7:
+        expect(wireType, WireType.Varint, no);
+        reader.uint64();
+        break;
+      case 8:
+        expect(wireType, WireType.LengthDelimited, no);
+        reader.string(true);
         break;
       default:
         reader.skip(wireType, no);

@@ -1,5 +1,6 @@
 /**
- * SendMessage (unary): validate, assign `msg_N`, broadcast once-framed bytes.
+ * SendMessage (unary): validate, assign `msg_N`, store, broadcast once-framed
+ * bytes, answer with the offset.
  *
  * One function does the work ({@linkcode postMessage}); two transports call
  * it: the direct unary path (direct_unary.ts), which takes every plain call,
@@ -15,38 +16,49 @@ import { ChatError } from "../rooms/errors.ts";
 import { validatePost } from "../rooms/validate.ts";
 import { PREFIX_BYTES } from "./framing.ts";
 import type { HandlerContext } from "./context.ts";
-import { encodeSendResponse, frameChatMessage } from "./messages.ts";
+import {
+  encodeSendResponse,
+  frameChatMessage,
+  STORED_TAIL_BYTES,
+} from "./messages.ts";
 
 export { encodeSendResponse };
 import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
 
+/** Where a post's answer goes: an error, or the encoded response. */
+export type PostReply = (err: unknown, response?: Uint8Array) => void;
+
 /**
- * Validates and broadcasts one post; returns the encoded
- * `SendMessageResponse`. Throws a ChatError for a bad request.
+ * Validates and publishes one post; `reply` gets the encoded
+ * `SendMessageResponse` once the message is committed (or UNAVAILABLE when
+ * the store failed). Throws a ChatError for a bad request, before anything
+ * is published.
  */
 export function postMessage(
   ctx: HandlerContext,
   req: SendFields,
-): Uint8Array {
+  reply: PostReply,
+): void {
   ctx.hub.stats.callsStarted++;
   validatePost(req);
   const id = ctx.hub.nextMessageId();
   const nowMs = Date.now();
-  ctx.hub.publishWith(req.room, () => {
-    const framed = frameChatMessage(id, req.user, req.content, req.room, nowMs);
-    // The id and timestamp make the broadcast larger than the request. One
-    // that subscribers could not receive is the sender's error, not theirs.
-    const size = framed.byteLength - PREFIX_BYTES;
-    if (size > ctx.config.maxMessageBytes) {
-      throw new ChatError(
-        "resource_exhausted",
-        `message too large to broadcast: ${size} bytes with its id and timestamp, limit ${ctx.config.maxMessageBytes}`,
-      );
-    }
-    return framed;
+  const framed = frameChatMessage(id, req.user, req.content, req.room, nowMs);
+  // The id, timestamp, offset and epoch make the broadcast larger than the
+  // request. One that subscribers could not receive is the sender's error,
+  // not theirs.
+  const size = framed.byteLength - PREFIX_BYTES + STORED_TAIL_BYTES;
+  if (size > ctx.config.maxMessageBytes) {
+    throw new ChatError(
+      "resource_exhausted",
+      `message too large to broadcast: ${size} bytes with its id, timestamp and offset, limit ${ctx.config.maxMessageBytes}`,
+    );
+  }
+  ctx.hub.publish(req.room, framed.subarray(PREFIX_BYTES), (err, stored) => {
+    if (err) reply(err);
+    else reply(undefined, encodeSendResponse(id, nowMs, stored!.offset));
   });
-  return encodeSendResponse(id, nowMs);
 }
 
 /** grpc-js's handler for the calls the direct path does not take. */
@@ -55,13 +67,13 @@ export function sendMessageHandler(ctx: HandlerContext) {
     call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
     callback: sendUnaryData<Uint8Array>,
   ): void => {
-    let response: Uint8Array;
     try {
-      response = postMessage(ctx, call.request);
+      postMessage(ctx, call.request, (err, response) => {
+        if (err) callback(toServiceError(err));
+        else callback(null, response);
+      });
     } catch (err) {
       callback(toServiceError(err));
-      return;
     }
-    callback(null, response);
   };
 }

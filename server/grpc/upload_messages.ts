@@ -2,9 +2,12 @@
  * UploadMessages (client streaming): broadcast each message as it arrives,
  * answer `{message_count, success}` when the client half-closes.
  *
- * Each message is fanned out with the bytes the client sent. A message
- * missing its user, room or content ends the upload with INVALID_ARGUMENT
- * naming its position; the ones before it were already delivered.
+ * Each message is stored and fanned out with the bytes the client sent (plus
+ * its offset and epoch). `message_count` counts the messages committed: the
+ * answer waits for the last commit, and a failed one ends the upload with
+ * UNAVAILABLE. A message missing its user, room or content ends the upload
+ * with INVALID_ARGUMENT naming its position; the ones before it were
+ * already published.
  */
 import { create } from "@bufbuild/protobuf";
 import type { sendUnaryData, ServerReadableStream } from "@grpc/grpc-js";
@@ -15,7 +18,7 @@ import {
 import { validatePost } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
-import { frameMessage } from "./framing.ts";
+import { checkBroadcastSize } from "./messages.ts";
 import { openStream } from "./stream.ts";
 import { decodePost } from "./post_decoder.ts";
 import { readMessages } from "./raw_reader.ts";
@@ -25,7 +28,10 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
     call: ServerReadableStream<InboundMessage, UploadResponse>,
     callback: sendUnaryData<UploadResponse>,
   ): void => {
+    // Counted when committed; the answer waits for the last commit.
     let count = 0;
+    let accepted = 0;
+    let ended = false;
     const stream = openStream(call, ctx, (err) => {
       if (err) callback(err);
       else {callback(
@@ -33,18 +39,27 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
           create(UploadResponseSchema, { messageCount: count, success: true }),
         );}
     });
+    const stored = (err: unknown) => {
+      if (err) return stream.finish(err);
+      count++;
+      if (ended && count === accepted) stream.finish();
+    };
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          validatePost(message, `message ${count + 1}: `);
+          validatePost(message, `message ${accepted + 1}: `);
+          checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);
           return;
         }
-        count++;
-        ctx.hub.publishWith(message.room, () => frameMessage(bytes));
+        accepted++;
+        ctx.hub.publish(message.room, bytes, stored);
       },
-      end: () => stream.finish(),
+      end: () => {
+        ended = true;
+        if (count === accepted) stream.finish();
+      },
       error: (err) => stream.finish(err),
     }, inboundParts);
     stream.defer(reader.stop);

@@ -1,10 +1,28 @@
 /**
- * The chat domain: rooms, message ids, subscriptions and their counters.
+ * The chat domain: rooms, message ids, history, subscriptions and their
+ * counters.
  *
  * Transport-agnostic: `T` is whatever the transport hands to subscribers
- * (for gRPC, one encoded message shared by all of them).
+ * (for gRPC, one encoded message shared by all of them), built by
+ * `options.item()` from a stored body, its offset and the room's epoch.
+ *
+ * A publish is stored first (CommitQueue: one transaction per turn), then
+ * delivered to the room's live members, then acknowledged. A subscriber that
+ * asked for history, or resumes, catches up from the store page by page,
+ * reading only as much as its queue can take (so replaying thousands of
+ * messages to one subscriber holds up no one), and turns live at the moment
+ * it has everything up to the room's last offset: no gap, no duplicate.
  */
-import { RoomRegistry } from "./room_registry.ts";
+import { setTimeout as delay } from "node:timers/promises";
+import { CommitQueue, type Committed } from "./commit_queue.ts";
+import { ChatError } from "./errors.ts";
+import type {
+  Appended,
+  AppendEntry,
+  HistoryStore,
+  RoomPosition,
+} from "./history_store.ts";
+import { type Member, type Room, RoomRegistry } from "./room_registry.ts";
 import { ChatStats } from "./stats.ts";
 import {
   type Sink,
@@ -12,10 +30,34 @@ import {
   Subscriber,
 } from "./subscriber.ts";
 
-export interface HubOptions {
+export interface HubOptions<T> {
   /** Items a paused subscriber may queue (the seed's channel size: 100). */
   queueCapacity: number;
   policy: SlowConsumerPolicy;
+  store: HistoryStore;
+  /** What subscribers receive for a stored message. */
+  item(body: Uint8Array, offset: number, epoch: string): T;
+  /** Called with a bug in a publish callback (logged by the owner). */
+  onInternal?: (err: unknown) => void;
+}
+
+/** What a subscriber asks to be replayed (all optional: live only). */
+export interface Replay {
+  /** The room's last N retained messages. */
+  history?: number;
+  /** With `epoch`: every retained message after this offset. */
+  sinceOffset?: number;
+  /** The epoch `sinceOffset` belongs to; another epoch replays nothing. */
+  epoch?: string;
+}
+
+export interface SubscribeOptions<T> extends Replay {
+  /** The first item, built from the room's position at subscription. */
+  welcome(position: RoomPosition): T;
+  /** Cut off by the "disconnect" policy; the caller ends its stream. */
+  onOverflow(): void;
+  /** The store failed while starting or replaying (UNAVAILABLE). */
+  onError(err: ChatError): void;
 }
 
 export interface Subscription<T> {
@@ -24,14 +66,33 @@ export interface Subscription<T> {
   leave(): void;
 }
 
+/** A member as the hub tracks it: one catch-up loop at a time. */
+interface Tracked<T> extends Member<T> {
+  catchingUp: boolean;
+  fail(err: unknown): void;
+}
+
+/** Messages read from the store per page of a catch-up, at most. */
+const REPLAY_PAGE = 256;
+
 export class ChatHub<T> {
   readonly stats: ChatStats = new ChatStats();
+  readonly store: HistoryStore;
   #rooms = new RoomRegistry<T>();
-  #options: HubOptions;
-  #lastId = 0;
+  #options: HubOptions<T>;
+  #lastId: number;
+  #commits: CommitQueue;
 
-  constructor(options: HubOptions) {
+  constructor(options: HubOptions<T>) {
     this.#options = options;
+    this.store = options.store;
+    this.#lastId = options.store.lastMessageId;
+    this.#commits = new CommitQueue(
+      options.store,
+      () => this.#lastId,
+      (entries, appended) => this.#deliver(entries, appended),
+      (err) => options.onInternal?.(err),
+    );
   }
 
   get subscriberCount(): number {
@@ -42,43 +103,56 @@ export class ChatHub<T> {
     return this.#rooms.roomCount;
   }
 
+  /** Publishes waiting for their commit. */
+  get pendingCommits(): number {
+    return this.#commits.pending;
+  }
+
   countIn(room: string): number {
     return this.#rooms.countIn(room);
   }
 
-  /** The seed's ids: `msg_1`, `msg_2`, ... unique for this process. */
+  /** The seed's ids: `msg_1`, `msg_2`, ... unique across restarts of a durable store. */
   nextMessageId(): string {
     return `msg_${++this.#lastId}`;
   }
 
-  /** Fans an item out to a room; returns the number of subscribers reached. */
-  publish(room: string, item: T): number {
-    const reached = this.#rooms.publish(room, item);
-    this.stats.messagesPublished++;
-    this.stats.deliveries += reached;
-    return reached;
-  }
-
   /**
-   * Like `publish()`, but builds the item only when the room has someone in
-   * it: an upload to an empty room then costs no encoding at all.
+   * Stores a message, then delivers it to the room, then calls `done` with
+   * its offset and epoch (or an UNAVAILABLE ChatError: nothing stored,
+   * nothing delivered).
    */
-  publishWith(room: string, make: () => T): number {
-    if (this.#rooms.countIn(room) > 0) return this.publish(room, make());
-    this.stats.messagesPublished++;
-    return 0;
+  publish(room: string, body: Uint8Array, done?: Committed): void {
+    this.#commits.add({ room, body, timeMs: Date.now() }, done);
+  }
+
+  #deliver(entries: AppendEntry[], appended: Appended[]): void {
+    const stats = this.stats;
+    const item = this.#options.item;
+    for (let i = 0; i < entries.length; i++) {
+      const { room, body } = entries[i];
+      const { offset, epoch } = appended[i];
+      stats.messagesPublished++;
+      stats.deliveries += this.#rooms.publish(
+        room,
+        offset,
+        epoch,
+        () => item(body, offset, epoch),
+      );
+    }
   }
 
   /**
-   * Joins a room. `onOverflow` runs (at most once) when the subscriber is
-   * cut off by the "disconnect" policy; the caller ends its stream then.
+   * Joins a room: the welcome first, then the replay asked for, then live
+   * messages, all through the subscriber's bounded queue.
    */
   subscribe(
-    room: string,
+    name: string,
     sink: Sink<T>,
-    onOverflow: () => void,
+    options: SubscribeOptions<T>,
   ): Subscription<T> {
     const stats = this.stats;
+    let ended = false;
     const subscriber = new Subscriber<T>(sink, {
       capacity: this.#options.queueCapacity,
       policy: this.#options.policy,
@@ -87,10 +161,123 @@ export class ChatHub<T> {
         stats.slowDisconnects++;
         leave();
         // Deferred so that the stream is not ended inside a publish loop.
-        queueMicrotask(onOverflow);
+        queueMicrotask(options.onOverflow);
+      },
+      onIdle: () => {
+        if (!member.live && member.epoch !== "") this.#catchUp(room, member);
       },
     });
-    const leave = this.#rooms.join(room, subscriber);
+    const member: Tracked<T> = {
+      subscriber,
+      live: false,
+      delivered: 0,
+      epoch: "",
+      catchingUp: false,
+      fail: (cause) => fail(cause),
+    };
+    const { room, leave: leaveRoom } = this.#rooms.join(name, member);
+    const leave = () => {
+      ended = true;
+      leaveRoom();
+    };
+    const fail = (cause: unknown) => {
+      if (ended || subscriber.closed) return;
+      leave();
+      options.onError(
+        ChatError.is(cause) ? cause : new ChatError(
+          "unavailable",
+          `history store unavailable: ${(cause as Error)?.message ?? cause}`,
+          { cause },
+        ),
+      );
+    };
+    const start = (position: RoomPosition) => {
+      if (subscriber.closed) return;
+      if (!room.known) {
+        room.epoch = position.epoch;
+        room.last = position.offset;
+        room.known = true;
+      }
+      subscriber.deliver(
+        options.welcome({ epoch: room.epoch, offset: room.last }),
+      );
+      member.epoch = room.epoch;
+      member.delivered = replayFrom(room, options);
+      if (member.delivered >= room.last) member.live = true;
+      else this.#catchUp(room, member, true);
+    };
+    if (room.known) start({ epoch: room.epoch, offset: room.last });
+    else this.store.position(name).then(start).catch(fail);
     return { subscriber, leave };
   }
+
+  /**
+   * Reads the member's missing messages from the store while its queue has
+   * room; turns it live once it has the room's last offset. Resumed by the
+   * subscriber's `onIdle` when it had to stop for a full sink.
+   */
+  #catchUp(room: Room<T>, member: Tracked<T>, first = false): void {
+    if (member.catchingUp) return; // the running loop sees the change
+    member.catchingUp = true;
+    this.#catchUpLoop(room, member, first).then(
+      () => member.catchingUp = false,
+      (err) => {
+        member.catchingUp = false;
+        member.fail(err);
+      },
+    );
+  }
+
+  async #catchUpLoop(
+    room: Room<T>,
+    member: Tracked<T>,
+    first: boolean,
+  ): Promise<void> {
+    const subscriber = member.subscriber;
+    const page = Math.min(REPLAY_PAGE, this.#options.queueCapacity);
+    while (!subscriber.closed && !member.live) {
+      if (member.delivered >= room.last) {
+        member.live = true;
+        return;
+      }
+      if (subscriber.paused) return; // onIdle comes back here
+      const epoch = member.epoch;
+      const after = member.delivered;
+      const rows = await this.store.read(room.name, after, page);
+      if (subscriber.closed || member.live) return;
+      // The epoch changed meanwhile: start over from its beginning.
+      if (member.epoch !== epoch) continue;
+      const next = rows.length > 0 ? rows[0].offset : room.last + 1;
+      // A gap at the start is history the client asked for but that is no
+      // longer kept (it sees so from the offsets); a gap later means the
+      // subscriber was too slow for the history to wait for it.
+      if (!first && next > after + 1) {
+        subscriber.lost(Math.min(next, room.last + 1) - after - 1);
+        if (subscriber.closed) return;
+      }
+      first = false;
+      if (rows.length === 0) {
+        member.delivered = room.last;
+        continue;
+      }
+      for (const row of rows) {
+        subscriber.deliver(this.#options.item(row.body, row.offset, epoch));
+        member.delivered = row.offset;
+      }
+      // Let other work (publishes, other subscribers) run between pages.
+      if (!subscriber.paused && member.delivered < room.last) await delay(0);
+    }
+  }
+}
+
+/** The offset after which a new subscriber's replay starts. */
+function replayFrom<T>(room: Room<T>, replay: Replay): number {
+  if (replay.epoch !== undefined && replay.epoch !== "") {
+    if (replay.epoch !== room.epoch) return room.last;
+    return Math.min(replay.sinceOffset ?? 0, room.last);
+  }
+  if (replay.history !== undefined && replay.history > 0) {
+    return Math.max(0, room.last - replay.history);
+  }
+  return room.last;
 }

@@ -1,14 +1,39 @@
 /**
- * Rooms by name, each a set of subscribers; publishing fans out to them.
+ * Rooms by name, each with its members and its history position; a
+ * committed message fans out to the members that are live.
  *
  * The payload type is opaque here: the transport publishes bytes it encoded
  * once, and every subscriber receives that same object. Empty rooms are
  * removed so that the map does not grow with every room name ever used.
  */
-import { Subscriber } from "./subscriber.ts";
+import type { Subscriber } from "./subscriber.ts";
+
+/** A subscriber in a room, with where it stands in the room's history. */
+export interface Member<T> {
+  readonly subscriber: Subscriber<T>;
+  /**
+   * Live members get each committed message as it is published; the
+   * others are catching up from the store (or not started yet).
+   */
+  live: boolean;
+  /** The last offset this member was handed, in `epoch`. */
+  delivered: number;
+  epoch: string;
+}
+
+/** A room with members: its epoch and last offset, as far as known here. */
+export class Room<T> {
+  readonly members: Set<Member<T>> = new Set();
+  epoch = "";
+  last = 0;
+  /** Set once the store's position (or a committed message) was seen. */
+  known = false;
+
+  constructor(readonly name: string) {}
+}
 
 export class RoomRegistry<T> {
-  #rooms = new Map<string, Set<Subscriber<T>>>();
+  #rooms = new Map<string, Room<T>>();
   #subscribers = 0;
 
   /** Subscribers across all rooms. */
@@ -23,44 +48,74 @@ export class RoomRegistry<T> {
 
   /** Subscribers of one room. */
   countIn(room: string): number {
-    return this.#rooms.get(room)?.size ?? 0;
+    return this.#rooms.get(room)?.members.size ?? 0;
+  }
+
+  get(room: string): Room<T> | undefined {
+    return this.#rooms.get(room);
   }
 
   /**
-   * Adds a subscriber to a room and returns the function that removes it.
-   * The returned function is idempotent, so every exit path may call it.
+   * Adds a member to a room; returns the room and the function that
+   * removes it. That function is idempotent, so every exit path may call it.
    */
-  join(room: string, subscriber: Subscriber<T>): () => void {
-    let members = this.#rooms.get(room);
-    if (!members) {
-      members = new Set();
-      this.#rooms.set(room, members);
+  join(name: string, member: Member<T>): { room: Room<T>; leave: () => void } {
+    let room = this.#rooms.get(name);
+    if (!room) {
+      room = new Room(name);
+      this.#rooms.set(name, room);
     }
-    members.add(subscriber);
+    room.members.add(member);
     this.#subscribers++;
     let joined = true;
-    return () => {
+    const leave = () => {
       if (!joined) return;
       joined = false;
-      subscriber.close();
-      const current = this.#rooms.get(room);
-      if (current?.delete(subscriber)) {
+      member.subscriber.close();
+      const current = this.#rooms.get(name);
+      if (current?.members.delete(member)) {
         this.#subscribers--;
-        if (current.size === 0) this.#rooms.delete(room);
+        if (current.members.size === 0) this.#rooms.delete(name);
       }
     };
+    return { room, leave };
   }
 
   /**
-   * Delivers an item to every subscriber of a room; returns how many.
-   * Never waits: slow subscribers queue or apply their policy.
+   * Delivers a committed message to every live member of its room; returns
+   * how many. Never waits: slow subscribers queue or apply their policy.
+   * Members catching up read it from the store instead.
    */
-  publish(room: string, item: T): number {
-    const members = this.#rooms.get(room);
-    if (!members) return 0;
+  publish(
+    name: string,
+    offset: number,
+    epoch: string,
+    item: () => T,
+  ): number {
+    const room = this.#rooms.get(name);
+    if (!room) return 0;
+    if (room.epoch !== epoch) {
+      // The room's history was lost (expired); everyone starts over in
+      // the new epoch.
+      for (const m of room.members) {
+        m.epoch = epoch;
+        m.delivered = 0;
+      }
+      room.epoch = epoch;
+    }
+    room.last = offset;
+    room.known = true;
+    let reached = 0;
+    let built: T | undefined;
     // A disconnect-policy overflow may remove a member during this loop;
     // Set iteration tolerates deletion of entries not yet visited.
-    for (const member of members) member.deliver(item);
-    return members.size;
+    for (const m of room.members) {
+      if (!m.live) continue;
+      built ??= item();
+      m.subscriber.deliver(built);
+      m.delivered = offset;
+      reached++;
+    }
+    return reached;
   }
 }

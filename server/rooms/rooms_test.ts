@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { ChatHub } from "./hub.ts";
 import { RingBuffer } from "./ring_buffer.ts";
-import { RoomRegistry } from "./room_registry.ts";
+import { type Member, RoomRegistry } from "./room_registry.ts";
+import { ChatError } from "./errors.ts";
+import type { HistoryStore } from "./history_store.ts";
+import type { Replay } from "./hub.ts";
+import { createMemoryStore } from "../store/memory_store.ts";
 import { type Sink, Subscriber } from "./subscriber.ts";
 
 /** A sink that accepts `room` items, then pushes back until drained. */
@@ -80,59 +84,251 @@ Deno.test("Subscriber disconnect policy closes once and calls onOverflow once", 
   assert.deepEqual(s.got, [1]);
 });
 
-Deno.test("RoomRegistry.publish() reaches only the room; leave() is idempotent and drops empty rooms", () => {
+/** A member of a registry room, live from the start. */
+function member(s: Sink<number>): Member<number> {
+  return {
+    subscriber: new Subscriber(s, { capacity: 1, policy: "drop" }),
+    live: true,
+    delivered: 0,
+    epoch: "e",
+  };
+}
+
+Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() is idempotent and drops empty rooms", () => {
   const rooms = new RoomRegistry<number>();
-  const a = sink(), b = sink(), c = sink();
-  const leaveA = rooms.join(
-    "x",
-    new Subscriber(a, { capacity: 1, policy: "drop" }),
-  );
-  rooms.join("x", new Subscriber(b, { capacity: 1, policy: "drop" }));
-  const leaveC = rooms.join(
-    "y",
-    new Subscriber(c, { capacity: 1, policy: "drop" }),
-  );
-  assert.equal(rooms.publish("x", 7), 2);
-  assert.deepEqual([a.got, b.got, c.got], [[7], [7], []]);
+  const a = sink(), b = sink(), c = sink(), d = sink();
+  const { leave: leaveA } = rooms.join("x", member(a));
+  const { room } = rooms.join("x", member(b));
+  rooms.join("x", { ...member(d), live: false });
+  const { leave: leaveC } = rooms.join("y", member(c));
+  let built = 0;
+  assert.equal(rooms.publish("x", 1, "e", () => (built++, 7)), 2);
+  assert.equal(built, 1);
+  assert.deepEqual([a.got, b.got, c.got, d.got], [[7], [7], [], []]);
+  assert.equal(room.last, 1);
   leaveA();
   leaveA();
-  assert.equal(rooms.subscriberCount, 2);
+  assert.equal(rooms.subscriberCount, 3);
   leaveC();
   assert.equal(rooms.roomCount, 1);
-  assert.equal(rooms.publish("y", 1), 0);
+  assert.equal(rooms.publish("y", 1, "e", () => 1), 0);
 });
 
-Deno.test("ChatHub.publish() hands every subscriber the same object and never waits for a slow one", async () => {
-  const hub = new ChatHub<{ n: number }>({
-    queueCapacity: 1,
+const text = new TextEncoder();
+const untext = new TextDecoder();
+
+interface Item {
+  offset: number;
+  epoch: string;
+  text: string;
+}
+
+function testHub(
+  options: { capacity?: number; policy?: "drop" | "disconnect" } = {},
+  store = createMemoryStore({ size: 1000, ttlMs: 0 }),
+) {
+  const hub = new ChatHub<Item>({
+    queueCapacity: options.capacity ?? 10,
+    policy: options.policy ?? "drop",
+    store,
+    item: (body, offset, epoch) => ({
+      offset,
+      epoch,
+      text: untext.decode(body),
+    }),
+  });
+  const publish = (room: string, content: string) =>
+    new Promise<number>((resolve, reject) =>
+      hub.publish(
+        room,
+        text.encode(content),
+        (err, stored) => err ? reject(err) : resolve(stored!.offset),
+      )
+    );
+  return { hub, store, publish };
+}
+
+/** A subscriber's sink that records items and pushes back after `room`. */
+function itemSink(room = Infinity) {
+  const s = {
+    got: [] as Item[],
+    room,
+    write(item: Item) {
+      s.got.push(item);
+      return s.got.length < s.room;
+    },
+  };
+  return s;
+}
+
+function subscribe(
+  hub: ChatHub<Item>,
+  room: string,
+  s: Sink<Item>,
+  replay: Replay = {},
+) {
+  const errors: unknown[] = [];
+  let overflowed = false;
+  const sub = hub.subscribe(room, s, {
+    ...replay,
+    welcome: (p) => ({ offset: p.offset, epoch: p.epoch, text: "welcome" }),
+    onOverflow: () => overflowed = true,
+    onError: (err) => errors.push(err),
+  });
+  return { ...sub, errors, overflowed: () => overflowed };
+}
+
+/** Lets commits (setImmediate) and replay pages (setTimeout 0) run. */
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+Deno.test("ChatHub.publish() stores, then delivers one shared item to live subscribers, then acknowledges with consecutive offsets", async () => {
+  const { hub, store, publish } = testHub();
+  const a = itemSink(), b = itemSink();
+  subscribe(hub, "r", a);
+  subscribe(hub, "r", b);
+  await settle();
+  const offsets = await Promise.all([
+    publish("r", "one"),
+    publish("r", "two"),
+    publish("other", "x"),
+    publish("r", "three"),
+  ]);
+  assert.deepEqual(offsets, [1, 2, 1, 3]);
+  assert.deepEqual(a.got.map((m) => [m.offset, m.text]), [
+    [0, "welcome"],
+    [1, "one"],
+    [2, "two"],
+    [3, "three"],
+  ]);
+  assert.ok(a.got.every((m, i) => i === 0 || m === b.got[i]));
+  assert.equal(new Set(a.got.map((m) => m.epoch)).size, 1);
+  assert.equal(hub.stats.messagesPublished, 4);
+  assert.equal(hub.stats.deliveries, 6);
+  assert.equal(store.status().commits, 1); // one turn, one commit
+  store.close();
+});
+
+Deno.test("ChatHub.subscribe() with history replays the last N, then live, with no gap and no duplicate while publishing goes on", async () => {
+  const { hub, store, publish } = testHub({ capacity: 4 });
+  for (let i = 1; i <= 50; i++) void publish("r", `m${i}`);
+  await settle();
+  const s = itemSink();
+  subscribe(hub, "r", s, { history: 20 });
+  // Publishes go on while the replay runs.
+  const more = [];
+  for (let i = 51; i <= 60; i++) more.push(publish("r", `m${i}`));
+  await Promise.all(more);
+  await settle();
+  assert.deepEqual(s.got[0], {
+    offset: 50,
+    epoch: s.got[1].epoch,
+    text: "welcome",
+  });
+  assert.deepEqual(
+    s.got.slice(1).map((m) => m.offset),
+    Array.from({ length: 30 }, (_, i) => 31 + i),
+  );
+  assert.deepEqual(s.got.at(-1)!.text, "m60");
+  store.close();
+});
+
+Deno.test("ChatHub.subscribe() resumes after since_offset in the room's epoch and replays nothing for another epoch", async () => {
+  const { hub, store, publish } = testHub();
+  for (let i = 1; i <= 10; i++) await publish("r", `m${i}`);
+  const first = itemSink();
+  subscribe(hub, "r", first);
+  await settle();
+  const epoch = first.got[0].epoch;
+  const resumed = itemSink();
+  subscribe(hub, "r", resumed, { epoch, sinceOffset: 7 });
+  const wrong = itemSink();
+  subscribe(hub, "r", wrong, { epoch: "not-it", sinceOffset: 7, history: 5 });
+  const caughtUp = itemSink();
+  subscribe(hub, "r", caughtUp, { epoch, sinceOffset: 10 });
+  await settle();
+  await publish("r", "m11");
+  await settle();
+  assert.deepEqual(resumed.got.map((m) => m.offset), [10, 8, 9, 10, 11]);
+  assert.deepEqual(wrong.got.map((m) => m.offset), [10, 11]);
+  assert.equal(wrong.got[0].epoch, epoch);
+  assert.deepEqual(caughtUp.got.map((m) => m.offset), [10, 11]);
+  store.close();
+});
+
+Deno.test("ChatHub replays thousands of messages to a paused subscriber within its queue, without holding up publishers or others", async () => {
+  const { hub, store, publish } = testHub(
+    { capacity: 8 },
+    createMemoryStore({ size: 5000, ttlMs: 0 }),
+  );
+  const all = [];
+  for (let i = 1; i <= 3000; i++) all.push(publish("r", `m${i}`));
+  await Promise.all(all);
+  const slow = itemSink(3); // pushes back after 3 items
+  const { subscriber } = subscribe(hub, "r", slow, { history: 3000 });
+  const fast = itemSink();
+  subscribe(hub, "r", fast);
+  await settle();
+  // The slow one holds at most its queue; publishes and the fast one go on.
+  assert.ok(subscriber.queued <= 8, `queued ${subscriber.queued}`);
+  assert.equal(await publish("r", "live"), 3001);
+  await settle();
+  assert.deepEqual(fast.got.map((m) => m.offset), [3000, 3001]);
+  // Drain it the way a stream does: resume after each push-back.
+  while (slow.got.at(-1)?.offset !== 3001) {
+    slow.room = slow.got.length + 100;
+    subscriber.resume();
+    await settle();
+  }
+  assert.deepEqual(
+    slow.got.slice(1).map((m) => m.offset),
+    Array.from({ length: 3001 }, (_, i) => i + 1),
+  );
+  assert.equal(subscriber.dropped, 0);
+  store.close();
+});
+
+Deno.test("ChatHub.publish() acknowledges nothing and delivers nothing when the store fails", async () => {
+  const memory = createMemoryStore({ size: 10, ttlMs: 0 });
+  let broken = false;
+  const store: HistoryStore = {
+    ...memory,
+    kind: "flaky",
+    lastMessageId: 41,
+    append: (entries, lastId) =>
+      broken
+        ? Promise.reject(new Error("disk full"))
+        : memory.append(entries, lastId),
+  };
+  const { hub, publish } = testHub({}, store);
+  assert.equal(hub.nextMessageId(), "msg_42");
+  const s = itemSink();
+  subscribe(hub, "r", s);
+  await settle();
+  assert.equal(await publish("r", "a"), 1);
+  broken = true;
+  await assert.rejects(publish("r", "b"), (err: unknown) => {
+    assert.ok(err instanceof ChatError);
+    assert.equal(err.code, "unavailable");
+    assert.match(err.message, /disk full/);
+    return true;
+  });
+  broken = false;
+  assert.equal(await publish("r", "c"), 2);
+  assert.deepEqual(s.got.map((m) => m.text), ["welcome", "a", "c"]);
+  memory.close();
+});
+
+Deno.test("ChatHub cuts off a live subscriber whose queue overflows under the disconnect policy", async () => {
+  const { hub, store, publish } = testHub({
+    capacity: 1,
     policy: "disconnect",
   });
-  const seen: { n: number }[] = [];
-  let overflowed = false;
-  hub.subscribe("r", { write: (m) => (seen.push(m), true) }, () => {});
-  hub.subscribe("r", { write: () => false }, () => (overflowed = true));
-  const item = { n: 1 };
-  for (let i = 0; i < 3; i++) hub.publish("r", item);
-  assert.equal(seen.length, 3);
-  assert.ok(seen.every((m) => m === item));
-  await Promise.resolve(); // onOverflow is deferred out of the publish loop
-  assert.ok(overflowed);
-  assert.equal(hub.subscriberCount, 1);
+  const stuck = subscribe(hub, "r", itemSink(1));
+  await settle();
+  await Promise.all([publish("r", "a"), publish("r", "b"), publish("r", "c")]);
+  await settle();
+  assert.ok(stuck.overflowed());
+  assert.equal(hub.subscriberCount, 0);
   assert.equal(hub.stats.slowDisconnects, 1);
-  assert.equal(hub.nextMessageId(), "msg_1");
-  assert.equal(hub.nextMessageId(), "msg_2");
-});
-
-Deno.test("ChatHub.publishWith() builds the item only for a room with subscribers", () => {
-  const hub = new ChatHub<number>({ queueCapacity: 1, policy: "drop" });
-  let built = 0;
-  const make = () => ++built;
-  assert.equal(hub.publishWith("empty", make), 0);
-  assert.equal(built, 0);
-  const s = sink();
-  hub.subscribe("r", s, () => {});
-  assert.equal(hub.publishWith("r", make), 1);
-  assert.deepEqual(s.got, [1]);
-  assert.equal(hub.stats.messagesPublished, 2);
-  assert.equal(hub.stats.deliveries, 1);
+  store.close();
 });

@@ -30,6 +30,8 @@ export interface SubscriberOptions {
   onOverflow?: () => void;
   /** Called for every dropped item under the "drop" policy. */
   onDrop?: () => void;
+  /** Called when the sink drained and the queue is empty again. */
+  onIdle?: () => void;
 }
 
 export class Subscriber<T> {
@@ -60,6 +62,26 @@ export class Subscriber<T> {
     return this.#closed;
   }
 
+  /** True while the sink pushes back (items queue). */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Items lost before they reached this subscriber (history trimmed while
+   * it caught up): the policy applies as for a full queue.
+   */
+  lost(count: number): void {
+    if (this.#closed || count <= 0) return;
+    if (this.#options.policy === "drop") {
+      this.#dropped += count;
+      for (let i = 0; i < count; i++) this.#options.onDrop?.();
+      return;
+    }
+    this.close();
+    this.#options.onOverflow?.();
+  }
+
   /** Hands an item to the sink now, or queues it, or applies the policy. */
   deliver(item: T): void {
     if (this.#closed) return;
@@ -86,6 +108,7 @@ export class Subscriber<T> {
         return;
       }
     }
+    if (!this.#closed) this.#options.onIdle?.();
   }
 
   /** Stops deliveries and releases queued items. Idempotent. */

@@ -1,0 +1,94 @@
+/**
+ * Where room history lives: the contract between the chat domain and a
+ * store (server/store/: memory, SQLite; a broker later).
+ *
+ * Async throughout so that a networked store fits behind it; the embedded
+ * ones answer at once. The domain calls `append()` once per event-loop turn
+ * with every publish of that turn (one transaction) and never has two
+ * appends in flight, so a store may assign offsets from its own counters.
+ */
+
+/** A message to store: its room, its encoded body, the server's time. */
+export interface AppendEntry {
+  readonly room: string;
+  /** The encoded message without offset and epoch (they are appended on delivery). */
+  readonly body: Uint8Array;
+  readonly timeMs: number;
+}
+
+/** Where a stored message landed. */
+export interface Appended {
+  readonly offset: number;
+  readonly epoch: string;
+}
+
+/** A room's history position: its epoch and its last offset (0: empty). */
+export interface RoomPosition {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+/** A message read back from history. */
+export interface StoredMessage {
+  readonly offset: number;
+  readonly body: Uint8Array;
+}
+
+/** A store's health, for health checks and metrics. */
+export interface StoreStatus {
+  /** "down" after a failed commit, until one succeeds. */
+  readonly state: "ok" | "down";
+  /** The last failure's message, while down. */
+  readonly error?: string;
+  readonly commits: number;
+  readonly failedCommits: number;
+  /** Duration of the last commit, in ms. */
+  readonly lastCommitMs: number;
+  /** Sum of all commit durations, in ms (with `commits`, a mean). */
+  readonly totalCommitMs: number;
+}
+
+export interface HistoryStore {
+  /** "memory" or "sqlite" (logs, status). */
+  readonly kind: string;
+  /** The highest message id number stored, so `msg_N` goes on after a restart. */
+  readonly lastMessageId: number;
+  /**
+   * Stores a batch in one transaction and returns each entry's offset and
+   * epoch, in order. Rejects when nothing of it was stored; offsets of a
+   * failed batch are handed out again.
+   */
+  append(
+    entries: readonly AppendEntry[],
+    lastMessageId: number,
+  ): Promise<Appended[]>;
+  /** A room's epoch and last offset (a new epoch for a room never seen). */
+  position(room: string): Promise<RoomPosition>;
+  /** Up to `limit` retained messages with offset > `after`, oldest first. */
+  read(room: string, after: number, limit: number): Promise<StoredMessage[]>;
+  /** Health and commit latency. */
+  status(): StoreStatus;
+  /**
+   * Called after every commit with its duration in ms (for a histogram).
+   * One listener; set by the owner.
+   */
+  onCommit?: (ms: number, ok: boolean) => void;
+  /** Releases the store (stops its timers, closes its files). */
+  close(): void | Promise<void>;
+}
+
+/** Limits shared by every store. */
+export interface HistoryLimits {
+  /** Messages kept per room. */
+  readonly size: number;
+  /** How long a message is kept, in ms; 0 keeps it until `size` pushes it out. */
+  readonly ttlMs: number;
+}
+
+/** A fresh opaque epoch: random, 16 hex digits. */
+export function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}

@@ -1,0 +1,319 @@
+/**
+ * Durable history in an embedded SQLite database (Deno's built-in
+ * `node:sqlite`), the default store: nothing to install.
+ *
+ * WAL mode with `synchronous = NORMAL`: a commit is one append to the WAL
+ * file, with no fsync; the WAL is synced at checkpoints. A committed message
+ * survives the process being killed (the OS holds its pages); a power loss
+ * may lose the last commits. One transaction holds every message of an
+ * event-loop turn (the domain batches them), so a commit costs a write
+ * system call per turn, not per message.
+ *
+ * Offsets and epochs are kept in memory (`rooms`, loaded at open) so that an
+ * append needs no reads; a failed transaction rolls them back. Size trimming
+ * happens in the append's own transaction (a range delete per room, bounded
+ * by the batch); TTL trimming runs on a timer in bounded steps, so neither
+ * ever holds up a publish for long. `busy_timeout` is 0: SQLite is
+ * synchronous, and waiting for another process's lock would stall the event
+ * loop; a locked database fails the commit (UNAVAILABLE) instead.
+ *
+ * A file that is not a database, or fails SQLite's quick check, stops
+ * start-up with {@linkcode StoreOpenError} naming it: history is never
+ * silently wiped.
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { join } from "node:path";
+import {
+  type Appended,
+  type AppendEntry,
+  type HistoryLimits,
+  type HistoryStore,
+  newEpoch,
+  type RoomPosition,
+  type StoredMessage,
+  type StoreStatus,
+} from "../rooms/history_store.ts";
+import { CommitStatus } from "./commit_status.ts";
+import { sweepIntervalMs } from "./memory_store.ts";
+
+/** The data file could not be opened or read; start-up must stop. */
+export class StoreOpenError extends Error {
+  override name = "StoreOpenError";
+}
+
+/** Options of {@linkcode openSqliteStore}. */
+export interface SqliteStoreOptions extends HistoryLimits {
+  /** The directory of the data file (created if missing). */
+  dataDir: string;
+  now?: () => number;
+}
+
+/** The data file's name inside the data directory. */
+export const DATA_FILE = "chat.sqlite";
+
+interface RoomRow {
+  id: number;
+  epoch: string;
+  last: number;
+  lastMs: number;
+  /** Offsets up to this one are already trimmed by size. */
+  trimmed: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  epoch TEXT NOT NULL,
+  last_seq INTEGER NOT NULL,
+  last_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+  room_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+`;
+
+/** Rows per INSERT statement: fewer statement runs per batch. */
+const CHUNK = 16;
+
+/**
+ * Opens (or creates) `<dataDir>/chat.sqlite`. Throws StoreOpenError naming
+ * the file when it cannot be opened, is not a database or is damaged.
+ */
+export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
+  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const now = options.now ?? Date.now;
+  const file = join(options.dataDir, DATA_FILE);
+  let db: DatabaseSync;
+  try {
+    Deno.mkdirSync(options.dataDir, { recursive: true });
+    db = new DatabaseSync(file);
+  } catch (err) {
+    throw new StoreOpenError(
+      `cannot open data file ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const rooms = new Map<string, RoomRow>();
+  let lastMessageId = 0;
+  try {
+    db.exec("PRAGMA busy_timeout = 0");
+    const check = db.prepare("PRAGMA quick_check").all() as {
+      quick_check: string;
+    }[];
+    if (check.length !== 1 || check[0].quick_check !== "ok") {
+      throw new Error(
+        `quick_check: ${check.map((r) => r.quick_check).join("; ")}`,
+      );
+    }
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec(SCHEMA);
+    for (
+      const row of db.prepare(
+        "SELECT id, name, epoch, last_seq, last_ms FROM rooms",
+      ).all() as {
+        id: number;
+        name: string;
+        epoch: string;
+        last_seq: number;
+        last_ms: number;
+      }[]
+    ) {
+      rooms.set(row.name, {
+        id: row.id,
+        epoch: row.epoch,
+        last: row.last_seq,
+        lastMs: row.last_ms,
+        trimmed: 0,
+      });
+    }
+    const id = db.prepare(
+      "SELECT value FROM meta WHERE key = 'last_message_id'",
+    ).get() as { value: number } | undefined;
+    lastMessageId = id?.value ?? 0;
+  } catch (err) {
+    try {
+      db.close();
+    } catch { /* already unusable */ }
+    throw new StoreOpenError(
+      `data file ${file} is unreadable: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+
+  const sql = {
+    insertOne: db.prepare(
+      "INSERT INTO messages (room_id, seq, time_ms, body) VALUES (?, ?, ?, ?)",
+    ),
+    insertChunk: db.prepare(
+      "INSERT INTO messages (room_id, seq, time_ms, body) VALUES " +
+        Array(CHUNK).fill("(?, ?, ?, ?)").join(", "),
+    ),
+    insertRoom: db.prepare(
+      "INSERT INTO rooms (name, epoch, last_seq, last_ms) VALUES (?, ?, 0, ?)",
+    ),
+    updateRoom: db.prepare(
+      "UPDATE rooms SET last_seq = ?, last_ms = ? WHERE id = ?",
+    ),
+    trimSize: db.prepare("DELETE FROM messages WHERE room_id = ? AND seq <= ?"),
+    trimTime: db.prepare(
+      "DELETE FROM messages WHERE room_id = ? AND seq IN " +
+        "(SELECT seq FROM messages WHERE room_id = ? AND time_ms < ? ORDER BY seq LIMIT 1000)",
+    ),
+    deleteRoom: db.prepare("DELETE FROM rooms WHERE id = ?"),
+    deleteRoomMessages: db.prepare("DELETE FROM messages WHERE room_id = ?"),
+    setLastId: db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('last_message_id', ?) " +
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ),
+    read: db.prepare(
+      "SELECT seq, body FROM messages WHERE room_id = ? AND seq > ? AND time_ms >= ? ORDER BY seq LIMIT ?",
+    ),
+  } satisfies Record<string, StatementSync>;
+  const status = new CommitStatus();
+
+  const createRoom = (name: string, nowMs: number): RoomRow => {
+    const epoch = newEpoch();
+    const { lastInsertRowid } = sql.insertRoom.run(name, epoch, nowMs);
+    const row = {
+      id: Number(lastInsertRowid),
+      epoch,
+      last: 0,
+      lastMs: nowMs,
+      trimmed: 0,
+    };
+    rooms.set(name, row);
+    return row;
+  };
+
+  const append = (entries: readonly AppendEntry[], lastId: number) => {
+    const t0 = performance.now();
+    // Room state before this batch, to restore when the transaction fails.
+    const before = new Map<string, RoomRow | undefined>();
+    const out: Appended[] = new Array(entries.length);
+    const args: (number | Uint8Array)[] = [];
+    try {
+      db.exec("BEGIN");
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i];
+        let r = rooms.get(e.room);
+        if (!before.has(e.room)) before.set(e.room, r && { ...r });
+        r ??= createRoom(e.room, e.timeMs);
+        r.last++;
+        r.lastMs = e.timeMs;
+        out[i] = { offset: r.last, epoch: r.epoch };
+        args.push(r.id, r.last, e.timeMs, e.body);
+        if (args.length === CHUNK * 4) {
+          sql.insertChunk.run(...args);
+          args.length = 0;
+        }
+      }
+      for (let i = 0; i < args.length; i += 4) {
+        sql.insertOne.run(args[i], args[i + 1], args[i + 2], args[i + 3]);
+      }
+      for (const name of before.keys()) {
+        const r = rooms.get(name)!;
+        sql.updateRoom.run(r.last, r.lastMs, r.id);
+        const upTo = r.last - limits.size;
+        if (upTo > r.trimmed) {
+          sql.trimSize.run(r.id, upTo);
+          r.trimmed = upTo;
+        }
+      }
+      if (lastId > lastMessageId) sql.setLastId.run(lastId);
+      db.exec("COMMIT");
+    } catch (err) {
+      try {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      } catch { /* the connection itself failed */ }
+      for (const [name, old] of before) {
+        if (old === undefined) rooms.delete(name);
+        else rooms.set(name, old);
+      }
+      status.failed(err);
+      store.onCommit?.(performance.now() - t0, false);
+      return Promise.reject(err);
+    }
+    lastMessageId = Math.max(lastMessageId, lastId);
+    const ms = performance.now() - t0;
+    status.ok(ms);
+    store.onCommit?.(ms, true);
+    return Promise.resolve(out);
+  };
+
+  // TTL: bounded deletes per room per sweep; rooms quiet for longer than
+  // the TTL with nothing left are forgotten (a new epoch when used again).
+  const sweep = () => {
+    const cutoff = now() - limits.ttlMs;
+    try {
+      for (const [name, r] of rooms) {
+        sql.trimTime.run(r.id, r.id, cutoff);
+        if (r.lastMs < cutoff) {
+          db.exec("BEGIN");
+          sql.deleteRoomMessages.run(r.id);
+          sql.deleteRoom.run(r.id);
+          db.exec("COMMIT");
+          rooms.delete(name);
+        }
+      }
+    } catch {
+      // A locked or failing database: the next sweep tries again, and
+      // reads skip expired messages meanwhile.
+      try {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      } catch { /* nothing more to do */ }
+    }
+  };
+  const timer = limits.ttlMs > 0
+    ? setInterval(sweep, sweepIntervalMs(limits.ttlMs))
+    : undefined;
+
+  const store: HistoryStore = {
+    kind: "sqlite",
+    get lastMessageId() {
+      return lastMessageId;
+    },
+    append,
+    position(name: string): Promise<RoomPosition> {
+      try {
+        const r = rooms.get(name) ?? createRoom(name, now());
+        return Promise.resolve({ epoch: r.epoch, offset: r.last });
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    read(name: string, after: number, limit: number) {
+      const r = rooms.get(name);
+      if (r === undefined) return Promise.resolve([]);
+      const cutoff = limits.ttlMs > 0 ? now() - limits.ttlMs : 0;
+      try {
+        const rows = sql.read.all(r.id, after, cutoff, limit) as {
+          seq: number;
+          body: Uint8Array;
+        }[];
+        return Promise.resolve(
+          rows.map((row): StoredMessage => ({
+            offset: row.seq,
+            body: row.body,
+          })),
+        );
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    status: (): StoreStatus => status.snapshot(),
+    close() {
+      clearInterval(timer);
+      try {
+        db.close();
+      } catch { /* already closed */ }
+    },
+  };
+  return store;
+}

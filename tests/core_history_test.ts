@@ -1,0 +1,312 @@
+/**
+ * Room history on real sockets with grpc-js clients (docs/history.md):
+ * offsets and epochs, history N, resume, trimming, restarts, a failing
+ * store, for both stores.
+ */
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
+import type { ChatClient } from "../client/rpc.ts";
+import type { StartOptions } from "../server/server.ts";
+import { DATA_FILE } from "../server/store/sqlite_store.ts";
+import {
+  eventually,
+  rejection,
+  startCore,
+  streamError,
+  take,
+} from "./support/core.ts";
+
+/** A core on a fresh temp data dir (sqlite) or in memory. */
+async function historyCore(
+  store: "sqlite" | "memory",
+  options: StartOptions = {},
+) {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir();
+  const f = await startCore({ store, dataDir, ...options });
+  return {
+    ...f,
+    dataDir,
+    async [Symbol.asyncDispose]() {
+      await f[Symbol.asyncDispose]();
+      if (options.dataDir === undefined) {
+        await Deno.remove(dataDir, { recursive: true });
+      }
+    },
+  };
+}
+
+function send(client: ChatClient, room: string, content: string) {
+  return client.sendMessage({ user: "ann", room, content });
+}
+
+const offsets = (ms: Message[]) => ms.map((m) => Number(m.offset));
+
+for (const store of ["sqlite", "memory"] as const) {
+  Deno.test(`[${store}] the welcome carries the room's epoch and last offset; posts of every kind get the next offsets`, async () => {
+    await using f = await historyCore(store, { presence: true });
+    const empty = f.client.subscribeMessages({ room: "r", user: "w" });
+    const [welcome, join] = await take<Message>(empty, 2);
+    assert.equal(welcome.type, MessageType.SYSTEM);
+    assert.equal(welcome.offset, 0n);
+    assert.match(welcome.epoch, /^[0-9a-f]{16}$/);
+    assert.equal(join.type, MessageType.JOIN);
+    assert.equal(join.offset, 1n);
+    assert.equal(join.epoch, welcome.epoch);
+
+    const res = await send(f.client, "r", "one");
+    assert.equal(res.offset, 2n);
+    const count = await new Promise<number>((resolve, reject) => {
+      const call = f.client.uploadMessages((err, r) =>
+        err ? reject(err) : resolve(r!.messageCount)
+      );
+      call.write({ id: "u1", user: "bob", room: "r", content: "up1" });
+      call.write({ id: "u2", user: "bob", room: "r", content: "up2" });
+      call.end();
+    });
+    assert.equal(count, 2);
+    const chat = f.client.chat();
+    chat.write({
+      id: "c1",
+      user: "cat",
+      room: "r",
+      content: "hey",
+      // A client's own offset and epoch are overridden by the server's.
+      offset: 999n,
+      epoch: "mine",
+    });
+    const [echo] = await take<Message>(chat, 1);
+    assert.equal(echo.offset, 0n); // an echo is not a room message
+    chat.end();
+
+    const live = await take<Message>(empty, 4);
+    assert.deepEqual(
+      live.map((m) => [m.content, Number(m.offset), m.epoch]),
+      [
+        ["one", 2, welcome.epoch],
+        ["up1", 3, welcome.epoch],
+        ["up2", 4, welcome.epoch],
+        ["hey", 5, welcome.epoch],
+      ],
+    );
+    const second = f.newClient().subscribeMessages({ room: "r", user: "x" });
+    const [w2, join2] = await take<Message>(second, 2);
+    assert.equal(w2.offset, 5n);
+    assert.equal(w2.epoch, welcome.epoch);
+    assert.equal(join2.offset, 6n);
+    second.cancel();
+    // The first subscriber sees x join and leave, with offsets.
+    const [seenJoin, seenLeave] = await take<Message>(empty, 2);
+    assert.deepEqual(
+      [seenJoin.type, seenJoin.offset, seenLeave.type, seenLeave.offset],
+      [MessageType.JOIN, 6n, MessageType.LEAVE, 7n],
+    );
+    empty.cancel();
+  });
+
+  Deno.test(`[${store}] history N replays the last N oldest first, then live, with no gap and no duplicate`, async () => {
+    await using f = await historyCore(store);
+    for (let i = 1; i <= 30; i++) await send(f.client, "h", `m${i}`);
+    const sub = f.client.subscribeMessages({
+      room: "h",
+      user: "late",
+      history: 10,
+    });
+    // Posts racing the replay.
+    const racing = Promise.all(
+      Array.from({ length: 10 }, (_, i) => send(f.client, "h", `n${i + 1}`)),
+    );
+    const [welcome, ...got] = await take<Message>(sub, 21);
+    await racing;
+    assert.equal(welcome.offset >= 30n, true);
+    assert.deepEqual(
+      offsets(got),
+      Array.from({ length: 20 }, (_, i) => 21 + i),
+    );
+    assert.equal(got[0].content, "m21");
+    assert.ok(got.every((m) => m.epoch === welcome.epoch));
+    sub.cancel();
+  });
+
+  Deno.test(`[${store}] resume with epoch and since_offset replays what was missed; another epoch replays nothing`, async () => {
+    await using f = await historyCore(store);
+    const first = f.client.subscribeMessages({ room: "s", user: "u" });
+    const [welcome] = await take<Message>(first, 1);
+    for (let i = 1; i <= 5; i++) await send(f.client, "s", `a${i}`);
+    const seen = await take<Message>(first, 5);
+    first.cancel(); // a drop
+    for (let i = 1; i <= 4; i++) await send(f.client, "s", `b${i}`);
+
+    const resumed = f.newClient().subscribeMessages({
+      room: "s",
+      user: "u",
+      epoch: welcome.epoch,
+      sinceOffset: seen.at(-1)!.offset,
+    });
+    const [w, ...missed] = await take<Message>(resumed, 5);
+    assert.equal(w.epoch, welcome.epoch);
+    assert.equal(w.offset, 9n);
+    assert.deepEqual(offsets(missed), [6, 7, 8, 9]);
+    assert.deepEqual(missed.map((m) => m.content), ["b1", "b2", "b3", "b4"]);
+    await send(f.client, "s", "live");
+    const [next] = await take<Message>(resumed, 1);
+    assert.deepEqual([next.content, next.offset], ["live", 10n]);
+    resumed.cancel();
+
+    const stale = f.newClient().subscribeMessages({
+      room: "s",
+      user: "u",
+      epoch: "0000000000000000",
+      sinceOffset: 3n,
+      history: 5,
+    });
+    const [sw] = await take<Message>(stale, 1);
+    assert.equal(sw.epoch, welcome.epoch); // tells the client to reload
+    await send(f.client, "s", "after");
+    const [onlyLive] = await take<Message>(stale, 1);
+    assert.deepEqual([onlyLive.content, onlyLive.offset], ["after", 11n]);
+    stale.cancel();
+
+    const noEpoch = f.client.subscribeMessages({
+      room: "s",
+      user: "u",
+      sinceOffset: 3n,
+    });
+    const err = await streamError(noEpoch);
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /since_offset needs the epoch/);
+  });
+
+  Deno.test(`[${store}] --history-size keeps the last N per room and --history-ttl drops older messages`, async () => {
+    {
+      await using f = await historyCore(store, { historySize: 5 });
+      for (let i = 1; i <= 12; i++) await send(f.client, "z", `m${i}`);
+      const sub = f.client.subscribeMessages({
+        room: "z",
+        user: "u",
+        history: 100,
+      });
+      const [w, ...kept] = await take<Message>(sub, 6);
+      assert.equal(w.offset, 12n);
+      assert.deepEqual(offsets(kept), [8, 9, 10, 11, 12]);
+      sub.cancel();
+    }
+    {
+      await using f = await historyCore(store, { historyTtlMs: 300 });
+      await send(f.client, "t", "old");
+      await new Promise((r) => setTimeout(r, 400));
+      await send(f.client, "t", "new");
+      const sub = f.client.subscribeMessages({
+        room: "t",
+        user: "u",
+        history: 100,
+      });
+      const [w, kept] = await take<Message>(sub, 2);
+      assert.equal(w.offset, 2n);
+      assert.deepEqual([kept.content, kept.offset], ["new", 2n]);
+      sub.cancel();
+    }
+  });
+}
+
+Deno.test("[sqlite] after a restart: ids go on, the epoch and offsets stay, history is there", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    let epoch: string;
+    {
+      await using f = await historyCore("sqlite", { dataDir });
+      assert.equal((await send(f.client, "p", "one")).messageId, "msg_1");
+      assert.equal((await send(f.client, "p", "two")).messageId, "msg_2");
+      const sub = f.client.subscribeMessages({ room: "p", user: "u" });
+      epoch = (await take<Message>(sub, 1))[0].epoch;
+      sub.cancel();
+    }
+    await using f = await historyCore("sqlite", { dataDir });
+    const res = await send(f.client, "p", "three");
+    assert.equal(res.messageId, "msg_3");
+    assert.equal(res.offset, 3n);
+    const sub = f.client.subscribeMessages({
+      room: "p",
+      user: "u",
+      epoch,
+      sinceOffset: 0n,
+    });
+    const [w, ...all] = await take<Message>(sub, 4);
+    assert.equal(w.epoch, epoch);
+    assert.deepEqual(all.map((m) => [m.id, m.content, Number(m.offset)]), [
+      ["msg_1", "one", 1],
+      ["msg_2", "two", 2],
+      ["msg_3", "three", 3],
+    ]);
+    sub.cancel();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("[memory] a restart starts every room over with a new epoch", async () => {
+  let epoch: string;
+  {
+    await using f = await historyCore("memory");
+    await send(f.client, "p", "one");
+    const sub = f.client.subscribeMessages({ room: "p", user: "u" });
+    epoch = (await take<Message>(sub, 1))[0].epoch;
+    sub.cancel();
+  }
+  await using f = await historyCore("memory");
+  const sub = f.client.subscribeMessages({
+    room: "p",
+    user: "u",
+    epoch,
+    sinceOffset: 0n,
+  });
+  const [w] = await take<Message>(sub, 1);
+  assert.notEqual(w.epoch, epoch);
+  assert.equal(w.offset, 0n);
+  sub.cancel();
+});
+
+Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE; nothing acknowledged is lost", async () => {
+  await using f = await historyCore("sqlite");
+  const sub = f.client.subscribeMessages({ room: "f", user: "u" });
+  const [welcome] = await take<Message>(sub, 1);
+  assert.equal((await send(f.client, "f", "before")).offset, 1n);
+  // Another process's writer holds the lock: our commits fail at once.
+  const other = new DatabaseSync(join(f.dataDir, DATA_FILE));
+  other.exec("BEGIN EXCLUSIVE");
+  try {
+    const err = await rejection(send(f.client, "f", "during"));
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.match(err.details, /history store unavailable: database is locked/);
+    const upload = await new Promise<Error>((resolve) => {
+      const call = f.client.uploadMessages((e) => resolve(e!));
+      call.write({ user: "u", room: "f", content: "up" });
+      call.end();
+    });
+    assert.equal((upload as { code?: number }).code, status.UNAVAILABLE);
+    assert.equal(f.core.store().state, "down");
+  } finally {
+    other.exec("ROLLBACK");
+    other.close();
+  }
+  assert.equal((await send(f.client, "f", "after")).offset, 2n);
+  assert.equal(f.core.store().state, "ok");
+  const live = await take<Message>(sub, 2);
+  assert.deepEqual(live.map((m) => [m.content, m.offset]), [
+    ["before", 1n],
+    ["after", 2n],
+  ]);
+  const again = f.newClient().subscribeMessages({
+    room: "f",
+    user: "v",
+    epoch: welcome.epoch,
+    sinceOffset: 0n,
+  });
+  const [, ...replayed] = await take<Message>(again, 3);
+  assert.deepEqual(replayed.map((m) => m.content), ["before", "after"]);
+  again.cancel();
+  sub.cancel();
+  await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
+});
