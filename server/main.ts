@@ -8,6 +8,7 @@ import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { startCoreServer } from "./server.ts";
 import { StoreOpenError } from "./store/sqlite_store.ts";
+import { BrokerUnavailableError } from "./broker/redis_broker.ts";
 
 let config;
 try {
@@ -23,13 +24,24 @@ try {
   core = await startCoreServer({ ...config, logger: log });
 } catch (err) {
   // An unreadable data file: never start over silently with empty history.
-  if (!(err instanceof StoreOpenError)) throw err;
-  console.error(`core: ${err.message}`);
-  Deno.exit(2);
+  if (err instanceof StoreOpenError) {
+    console.error(`core: ${err.message}`);
+    Deno.exit(2);
+  }
+  // Redis not reachable at start-up: exit, and the supervisor retries.
+  if (err instanceof BrokerUnavailableError) {
+    console.error(`core: ${err.message} (${config.broker})`);
+    Deno.exit(1);
+  }
+  throw err;
 }
 log.info(
-  `history: ${config.store}${
-    config.store === "sqlite" ? ` in ${config.dataDir}` : ""
+  `history: ${
+    config.broker
+      ? `redis broker ${config.broker}`
+      : config.store === "sqlite"
+      ? `sqlite in ${config.dataDir}`
+      : config.store
   }, ${config.historySize} per room`,
 );
 log.info(`listening on ${config.host}:${core.port}`);

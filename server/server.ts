@@ -36,7 +36,11 @@ import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
 import { listPresenceHandler } from "./grpc/list_presence.ts";
-import { LocalPresence } from "./rooms/presence.ts";
+import { LocalPresence, type Presence } from "./rooms/presence.ts";
+import { connectRedisBroker } from "./broker/redis_broker.ts";
+import { createRedisPresence } from "./broker/redis_presence.ts";
+import { presenceMessage } from "./grpc/messages.ts";
+import { MessageType } from "../gen/chat_pb.ts";
 import { enableSocketBatching } from "./grpc/socket_batching.ts";
 import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
 import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
@@ -137,8 +141,17 @@ export async function startCoreServer(
   const { logger, historyStore: givenStore, ...partial } = options;
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
+  // With --broker, history lives in Redis (BrokerUnavailableError when
+  // Redis cannot be reached at start-up).
+  const broker = givenStore === undefined && config.broker !== ""
+    ? await connectRedisBroker({
+      url: config.broker,
+      size: config.historySize,
+      ttlMs: config.historyTtlMs,
+    })
+    : undefined;
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
-  const store = givenStore ?? await openStore(config);
+  const store = givenStore ?? broker ?? await openStore(config);
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
     policy: config.slowConsumer,
@@ -147,7 +160,16 @@ export async function startCoreServer(
     onInternal: (err) => log.error("publish callback failed", err),
   });
   const calls = new CallScopes();
-  const presence = config.presence ? new LocalPresence() : undefined;
+  let presence: Presence | undefined;
+  if (config.presence) {
+    presence = broker
+      ? createRedisPresence(broker, {
+        // A dead core's users, swept by this one: tell the room.
+        onGone: (room, user) =>
+          hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
+      })
+      : new LocalPresence();
+  }
   const ctx: HandlerContext = { hub, calls, config, log, presence };
 
   const server = new Server({
@@ -172,6 +194,7 @@ export async function startCoreServer(
   try {
     listener = await listen(server, config, log);
   } catch (err) {
+    await presence?.close();
     if (givenStore === undefined) await store.close();
     throw err;
   }
@@ -210,6 +233,7 @@ export async function startCoreServer(
       // Streams never end by themselves: tell them now, with a status.
       calls.abortAll(new ChatError("unavailable", "server is shutting down"));
     }).then(async () => {
+      await presence?.close();
       if (givenStore === undefined) await store.close();
     });
     return stopping;

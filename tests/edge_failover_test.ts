@@ -17,7 +17,14 @@ import { startEdge } from "./fixtures/edge_stack.ts";
 import { type CoreProcess, spawnCore } from "./support/core_process.ts";
 import { eventually, take } from "./support/core.ts";
 
-const CORE_ARGS = ["--alive-interval-ms", "0", "--shutdown-grace-ms", "200"];
+const CORE_ARGS = [
+  "--alive-interval-ms",
+  "0",
+  "--shutdown-grace-ms",
+  "200",
+  "--store",
+  "memory",
+];
 
 /** Counts the messages of room `room` that reach a core, by direct subscription. */
 async function watch(core: CoreProcess, room: string) {

@@ -26,40 +26,20 @@
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "redis";
 import { APPEND_SCRIPT, POSITION_SCRIPT, roomKeys } from "./redis_scripts.ts";
+import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
 import {
-  type Batch,
-  decodeBatch,
-  type Deliver,
-  RoomFeed,
-} from "./room_feed.ts";
+  type AppendEntry,
+  type FollowDeliver,
+  type HistoryStore,
+  newEpoch,
+  type RoomFollow,
+  type RoomPosition,
+  type StoredMessage,
+  type StoreStatus,
+} from "../rooms/history_store.ts";
 
-/** A message to store (the same shape as the embedded stores take). */
-export interface BrokerEntry {
-  readonly room: string;
-  readonly body: Uint8Array;
-  readonly timeMs: number;
-}
-
-/** Where a stored message landed. */
-export interface BrokerAppended {
-  readonly offset: number;
-  readonly epoch: string;
-}
-
-/** A message read back from a room's stream. */
-export interface BrokerMessage {
-  readonly offset: number;
-  readonly body: Uint8Array;
-}
-
-/** The broker's health. */
-export interface BrokerStatus {
-  readonly state: "ok" | "down";
-  readonly error?: string;
-  readonly commits: number;
-  readonly failedCommits: number;
-  readonly lastCommitMs: number;
-  readonly totalCommitMs: number;
+/** The broker's health: the store's, plus what only a broker has. */
+export interface BrokerStatus extends StoreStatus {
   /** Rooms this core follows (one PUB/SUB subscription each). */
   readonly rooms: number;
   /** Messages recovered from streams after PUB/SUB lost them. */
@@ -89,38 +69,13 @@ const EMPTY_ROOM_TTL_MS = 24 * 3600_000;
 const reconnectStrategy = (retries: number) =>
   Math.min(2000, 50 * 2 ** Math.min(retries, 6));
 
-export interface RedisBroker {
+/** The Redis broker: a history store that several cores share. */
+export interface RedisBroker extends HistoryStore {
   readonly kind: "redis";
-  /** Ids handed out by this core start above this (a block per core start). */
-  readonly lastMessageId: number;
-  append(
-    entries: readonly BrokerEntry[],
-    lastMessageId: number,
-  ): Promise<BrokerAppended[]>;
-  position(room: string): Promise<{ epoch: string; offset: number }>;
-  read(room: string, after: number, limit: number): Promise<BrokerMessage[]>;
-  /**
-   * Delivers every message of `room` published from now on (by any core),
-   * once, in offset order, starting after the room's current position;
-   * resolves with that position once subscribed. Call the returned stop
-   * when the room has no local subscribers left.
-   */
-  follow(
-    room: string,
-    deliver: Deliver,
-  ): Promise<{ epoch: string; offset: number; stop: () => void }>;
+  follow(room: string, deliver: FollowDeliver): Promise<RoomFollow>;
   status(): BrokerStatus;
   /** Any other Redis command (presence), on the command connection. */
   command(args: string[]): Promise<unknown>;
-  onCommit?: (ms: number, ok: boolean) => void;
-  close(): Promise<void>;
-}
-
-function newEpoch(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
 }
 
 const utf8 = new TextDecoder();
@@ -225,7 +180,7 @@ export async function connectRedisBroker(
 
   async function appendRoom(
     room: string,
-    group: BrokerEntry[],
+    group: AppendEntry[],
   ): Promise<{ epoch: string; first: number }> {
     const k = roomKeys(room);
     const reply = await evalScript("append", [k.epoch, k.seq, k.log], [
@@ -239,7 +194,7 @@ export async function connectRedisBroker(
     return { epoch: asText(reply[0]), first: Number(reply[1]) };
   }
 
-  async function position(room: string) {
+  async function position(room: string): Promise<RoomPosition> {
     const k = roomKeys(room);
     try {
       const reply = await evalScript("position", [k.epoch, k.seq, k.log], [
@@ -256,7 +211,7 @@ export async function connectRedisBroker(
     room: string,
     after: number,
     limit: number,
-  ): Promise<BrokerMessage[]> {
+  ): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
     const k = roomKeys(room);
     let entries;
@@ -266,7 +221,7 @@ export async function connectRedisBroker(
       throw unavailable(e);
     }
     const cutoff = options.ttlMs > 0 ? now() - options.ttlMs : -Infinity;
-    const out: BrokerMessage[] = [];
+    const out: StoredMessage[] = [];
     for (const e of entries ?? []) {
       const fields = e.message as unknown as Record<string, Uint8Array>;
       if (Number(asText(fields.t)) < cutoff) continue;
@@ -301,7 +256,7 @@ export async function connectRedisBroker(
     lastMessageId,
     async append(entries, _lastMessageId) {
       const t0 = performance.now();
-      const groups = new Map<string, BrokerEntry[]>();
+      const groups = new Map<string, AppendEntry[]>();
       for (const e of entries) {
         let g = groups.get(e.room);
         if (g === undefined) groups.set(e.room, g = []);
@@ -411,12 +366,13 @@ export async function connectRedisBroker(
       rooms: feeds.size,
       filled: [...feeds.values()].reduce((n, f) => n + f.feed.filled, 0),
     }),
-    async close() {
+    close() {
       if (closed) return;
       closed = true;
       for (const { feed } of feeds.values()) feed.close();
       feeds.clear();
-      await Promise.all([cmd.destroy(), sub.destroy()]);
+      cmd.destroy();
+      sub.destroy();
     },
   };
   return broker;
