@@ -115,6 +115,8 @@ const stopAll = (signal: Deno.Signal = "SIGTERM") => {
 Deno.addSignalListener("SIGINT", () => stopAll("SIGTERM"));
 Deno.addSignalListener("SIGTERM", () => stopAll("SIGTERM"));
 
+const row = (label: string, value: string) => `  ${label.padEnd(25)}${value}`;
+
 waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
   if (stopping) return;
   if (!ok) {
@@ -125,13 +127,11 @@ waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
     [
       "",
       ...corePorts.map((p, i) =>
-        `  core${cores > 1 ? ` ${i + 1}` : ""} (gRPC, h2c):${
-          " ".repeat(cores > 1 ? 6 - String(i + 1).length : 8)
-        }${host}:${p}`
+        row(`core${cores > 1 ? ` ${i + 1}` : ""} (gRPC, h2c):`, `${host}:${p}`)
       ),
-      ...(broker ? [`  broker:                  ${broker}`] : []),
-      `  edge (gRPC-Web/Connect): http://${host}:${edgePort}`,
-      `  chat page:               http://${host}:${edgePort}/`,
+      ...(broker ? [row("broker:", broker)] : []),
+      row("edge (gRPC-Web/Connect):", `http://${host}:${edgePort}`),
+      row("chat page:", `http://${host}:${edgePort}/`),
       "  Ctrl-C stops them all.",
       "",
     ].join("\n"),
