@@ -10,7 +10,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Message } from "../gen/chat_pb.ts";
 import { type ChatClient, createChatClient } from "../client/rpc.ts";
 import { DATA_FILE } from "../server/store/sqlite_store.ts";
-import { freePort, spawnWatched } from "./fixtures/goaway_process.ts";
+import { freePort, spawnSupervisedCore } from "./fixtures/goaway_process.ts";
 
 const MAIN = new URL("../server/main.ts", import.meta.url).pathname;
 
@@ -66,22 +66,10 @@ function resumingSubscriber(client: ChatClient, room: string) {
 Deno.test("kill -9 of the core under load: 0 acknowledged messages lost or duplicated, same epoch, all in history", async () => {
   const dataDir = await Deno.makeTempDir();
   const port = freePort();
-  const sup = spawnWatched([
-    "run",
-    "--allow-run",
-    "--allow-env",
-    "supervisor/main.ts",
-    "--port",
-    String(port),
-    "--data-dir",
-    dataDir,
-  ], { SUPERVISOR_BASE_DELAY_MS: "20" });
-  const corePids = () =>
-    sup.lines.flatMap((l) =>
-      [...l.matchAll(/(?:started child|restarted as) pid (\d+)/g)].map((m) =>
-        Number(m[1])
-      )
-    );
+  const sup = spawnSupervisedCore(port, ["--data-dir", dataDir], {
+    SUPERVISOR_BASE_DELAY_MS: "20",
+  });
+  const corePids = sup.corePids;
   const options = {
     "grpc.initial_reconnect_backoff_ms": 50,
     "grpc.max_reconnect_backoff_ms": 100,

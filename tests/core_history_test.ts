@@ -310,3 +310,56 @@ Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE; noth
   sub.cancel();
   await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
 });
+
+Deno.test("[sqlite] replaying 3,000 messages to a client that stops reading holds up neither publishers nor other subscribers", async () => {
+  await using f = await historyCore("sqlite", {
+    historySize: 5000,
+    queueSize: 50,
+  });
+  const big = "x".repeat(1000); // 3 MB in all: more than HTTP/2 windows hold
+  const count = await new Promise<number>((resolve, reject) => {
+    const call = f.client.uploadMessages((err, r) =>
+      err ? reject(err) : resolve(r!.messageCount)
+    );
+    for (let i = 1; i <= 3000; i++) {
+      call.write({ user: "u", room: "big", content: `${i} ${big}` });
+    }
+    call.end();
+  });
+  assert.equal(count, 3000);
+
+  const slow = f.newClient().subscribeMessages({
+    room: "big",
+    user: "slow",
+    history: 3000,
+  });
+  const [welcome] = await take<Message>(slow, 1);
+  assert.equal(welcome.offset, 3000n);
+  slow.pause(); // stops reading: the replay has to wait for it
+
+  const other = f.newClient().subscribeMessages({ room: "big", user: "fast" });
+  await take<Message>(other, 1);
+  const started = performance.now();
+  for (let i = 1; i <= 20; i++) {
+    const res = await send(f.client, "big", `live ${i}`);
+    assert.equal(res.offset, BigInt(3000 + i));
+  }
+  const live = await take<Message>(other, 20);
+  assert.deepEqual(
+    offsets(live),
+    Array.from({ length: 20 }, (_, i) => 3001 + i),
+  );
+  const ms = performance.now() - started;
+  assert.ok(ms < 3000, `20 posts and their delivery took ${ms} ms`);
+
+  // The slow one, reading again, gets everything in order, nothing dropped.
+  slow.resume();
+  const rest = await take<Message>(slow, 3020, 20_000);
+  assert.deepEqual(
+    offsets(rest),
+    Array.from({ length: 3020 }, (_, i) => i + 1),
+  );
+  assert.equal(f.core.snapshot().dropped, 0);
+  slow.cancel();
+  other.cancel();
+});

@@ -103,18 +103,20 @@ Deno.test("edge Connect JSON by hand: offsets are JSON strings, sinceOffset/epoc
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ user: "ann", room: "j", content: "again" }),
   }).then((r) => r.body?.cancel());
-  const sub = await stack.fetch(
-    `${stack.url}/chat.ChatService/SubscribeMessages`,
-    {
+  const subscribe = (request: Record<string, unknown>) =>
+    stack.fetch(`${stack.url}/chat.ChatService/SubscribeMessages`, {
       method: "POST",
       headers: {
         "content-type": "application/connect+json",
         "connect-timeout-ms": "300",
       },
-      body: connectJsonBody([{ room: "j", user: "w", history: 5 }]),
-    },
-  );
-  const { messages, end } = await readConnectStream(sub);
+      body: connectJsonBody([request]),
+    }).then(readConnectStream);
+  const { messages, end } = await subscribe({
+    room: "j",
+    user: "w",
+    history: 5,
+  });
   assert.equal(end.error?.code, "deadline_exceeded");
   const [welcome, ...rest] = messages as Record<string, unknown>[];
   assert.equal(welcome.offset, "2");
@@ -123,20 +125,12 @@ Deno.test("edge Connect JSON by hand: offsets are JSON strings, sinceOffset/epoc
     ["hi", "1", welcome.epoch],
     ["again", "2", welcome.epoch],
   ]);
-  const resumed = await stack.fetch(
-    `${stack.url}/chat.ChatService/SubscribeMessages`,
-    {
-      method: "POST",
-      headers: {
-        "content-type": "application/connect+json",
-        "connect-timeout-ms": "300",
-      },
-      body: connectJsonBody([
-        { room: "j", user: "w", epoch: welcome.epoch, sinceOffset: "1" },
-      ]),
-    },
-  );
-  const again = await readConnectStream(resumed);
+  const again = await subscribe({
+    room: "j",
+    user: "w",
+    epoch: welcome.epoch,
+    sinceOffset: "1",
+  });
   assert.deepEqual(
     (again.messages as Record<string, unknown>[]).map((m) => m.offset),
     ["2", "2"],

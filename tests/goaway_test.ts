@@ -11,6 +11,7 @@ import { goawayBurst } from "./fixtures/goaway_burst.ts";
 import {
   freePort,
   probeSendMessage,
+  spawnSupervisedCore,
   spawnWatched,
 } from "./fixtures/goaway_process.ts";
 
@@ -49,23 +50,12 @@ function exists(pid: number): boolean {
 /** Runs the supervised core with `coreArgs`, bursts, stops; returns the restart count. */
 async function supervisedBursts(coreArgs: string[]): Promise<number> {
   const port = freePort();
-  await using sup = spawnWatched([
-    "run",
-    "--allow-run",
-    "--allow-env",
-    "supervisor/main.ts",
-    "--port",
-    String(port),
+  await using sup = spawnSupervisedCore(port, [
     "--store",
     "memory",
     ...coreArgs,
   ]);
-  const corePids = () =>
-    sup.lines.flatMap((l) =>
-      [...l.matchAll(/(?:started child|restarted as) pid (\d+)/g)].map((m) =>
-        Number(m[1])
-      )
-    );
+  const corePids = sup.corePids;
   try {
     await sup.waitLine(
       new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`),

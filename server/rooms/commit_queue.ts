@@ -77,10 +77,19 @@ export class CommitQueue {
     }
     appending.then((appended) => {
       this.#busy = false;
-      this.#guard(() => this.#stored(entries, appended));
-      for (let i = 0; i < dones.length; i++) {
-        const done = dones[i];
-        if (done) this.#guard(() => done(undefined, appended[i]));
+      try {
+        this.#stored(entries, appended);
+      } catch (err) {
+        this.#internal(err);
+      }
+      // A throwing callback must not keep the others from hearing back.
+      for (let i = 0; i < dones.length;) {
+        try {
+          for (; i < dones.length; i++) dones[i]?.(undefined, appended[i]);
+        } catch (err) {
+          this.#internal(err);
+          i++;
+        }
       }
       if (this.#entries.length > 0) this.#schedule();
     }, (cause) => {
@@ -90,16 +99,14 @@ export class CommitQueue {
         `history store unavailable: ${(cause as Error)?.message ?? cause}`,
         { cause },
       );
-      for (const done of dones) if (done) this.#guard(() => done(err));
+      for (const done of dones) {
+        try {
+          done?.(err);
+        } catch (bug) {
+          this.#internal(bug);
+        }
+      }
       if (this.#entries.length > 0) this.#schedule();
     });
   };
-
-  #guard(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.#internal(err);
-    }
-  }
 }

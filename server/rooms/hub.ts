@@ -146,12 +146,7 @@ export class ChatHub<T> {
       const { room, body } = entries[i];
       const { offset, epoch } = appended[i];
       stats.messagesPublished++;
-      stats.deliveries += this.#rooms.publish(
-        room,
-        offset,
-        epoch,
-        () => item(body, offset, epoch),
-      );
+      stats.deliveries += this.#rooms.publish(room, offset, epoch, item, body);
     }
   }
 

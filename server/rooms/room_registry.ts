@@ -83,14 +83,15 @@ export class RoomRegistry<T> {
 
   /**
    * Delivers a committed message to every live member of its room; returns
-   * how many. Never waits: slow subscribers queue or apply their policy.
+   * how many. The item is built (once) only when a live member is there. Never waits: slow subscribers queue or apply their policy.
    * Members catching up read it from the store instead.
    */
   publish(
     name: string,
     offset: number,
     epoch: string,
-    item: () => T,
+    build: (body: Uint8Array, offset: number, epoch: string) => T,
+    body: Uint8Array,
   ): number {
     const room = this.#rooms.get(name);
     if (!room) return 0;
@@ -111,7 +112,7 @@ export class RoomRegistry<T> {
     // Set iteration tolerates deletion of entries not yet visited.
     for (const m of room.members) {
       if (!m.live) continue;
-      built ??= item();
+      built ??= build(body, offset, epoch);
       m.subscriber.deliver(built);
       m.delivered = offset;
       reached++;

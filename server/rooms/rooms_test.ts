@@ -9,11 +9,13 @@ import { createMemoryStore } from "../store/memory_store.ts";
 import { type Sink, Subscriber } from "./subscriber.ts";
 
 /** A sink that accepts `room` items, then pushes back until drained. */
-function sink(room = Infinity): Sink<number> & { got: number[]; room: number } {
+function sink<T = number>(
+  room = Infinity,
+): Sink<T> & { got: T[]; room: number } {
   const s = {
-    got: [] as number[],
+    got: [] as T[],
     room,
-    write(item: number) {
+    write(item: T) {
       s.got.push(item);
       return s.got.length < s.room;
     },
@@ -102,7 +104,9 @@ Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() 
   rooms.join("x", { ...member(d), live: false });
   const { leave: leaveC } = rooms.join("y", member(c));
   let built = 0;
-  assert.equal(rooms.publish("x", 1, "e", () => (built++, 7)), 2);
+  const build = () => (built++, 7);
+  const none = new Uint8Array(0);
+  assert.equal(rooms.publish("x", 1, "e", build, none), 2);
   assert.equal(built, 1);
   assert.deepEqual([a.got, b.got, c.got, d.got], [[7], [7], [], []]);
   assert.equal(room.last, 1);
@@ -111,7 +115,7 @@ Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() 
   assert.equal(rooms.subscriberCount, 3);
   leaveC();
   assert.equal(rooms.roomCount, 1);
-  assert.equal(rooms.publish("y", 1, "e", () => 1), 0);
+  assert.equal(rooms.publish("y", 1, "e", build, none), 0);
 });
 
 const text = new TextEncoder();
@@ -148,18 +152,7 @@ function testHub(
   return { hub, store, publish };
 }
 
-/** A subscriber's sink that records items and pushes back after `room`. */
-function itemSink(room = Infinity) {
-  const s = {
-    got: [] as Item[],
-    room,
-    write(item: Item) {
-      s.got.push(item);
-      return s.got.length < s.room;
-    },
-  };
-  return s;
-}
+const itemSink = (room = Infinity) => sink<Item>(room);
 
 function subscribe(
   hub: ChatHub<Item>,
@@ -210,15 +203,16 @@ Deno.test("ChatHub.publish() stores, then delivers one shared item to live subsc
 
 Deno.test("ChatHub.subscribe() with history replays the last N, then live, with no gap and no duplicate while publishing goes on", async () => {
   const { hub, store, publish } = testHub({ capacity: 4 });
-  for (let i = 1; i <= 50; i++) void publish("r", `m${i}`);
-  await settle();
+  const first = [];
+  for (let i = 1; i <= 50; i++) first.push(publish("r", `m${i}`));
+  await Promise.all(first);
   const s = itemSink();
   subscribe(hub, "r", s, { history: 20 });
   // Publishes go on while the replay runs.
   const more = [];
   for (let i = 51; i <= 60; i++) more.push(publish("r", `m${i}`));
   await Promise.all(more);
-  await settle();
+  while (s.got.length < 31) await settle();
   assert.deepEqual(s.got[0], {
     offset: 50,
     epoch: s.got[1].epoch,
@@ -330,5 +324,31 @@ Deno.test("ChatHub cuts off a live subscriber whose queue overflows under the di
   assert.ok(stuck.overflowed());
   assert.equal(hub.subscriberCount, 0);
   assert.equal(hub.stats.slowDisconnects, 1);
+  store.close();
+});
+
+Deno.test("CommitQueue: a publish callback that throws is reported and the others still hear back", async () => {
+  const store = createMemoryStore({ size: 10, ttlMs: 0 });
+  const bugs: unknown[] = [];
+  const hub = new ChatHub<number>({
+    queueCapacity: 1,
+    policy: "drop",
+    store,
+    item: (_body, offset) => offset,
+    onInternal: (err) => bugs.push(err),
+  });
+  const heard: number[] = [];
+  await new Promise<void>((resolve) => {
+    hub.publish("r", new Uint8Array(1), () => {
+      throw new Error("bug");
+    });
+    hub.publish("r", new Uint8Array(1), (_err, s) => heard.push(s!.offset));
+    hub.publish("r", new Uint8Array(1), (_err, s) => {
+      heard.push(s!.offset);
+      resolve();
+    });
+  });
+  assert.deepEqual(heard, [2, 3]);
+  assert.equal((bugs[0] as Error).message, "bug");
   store.close();
 });

@@ -104,9 +104,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       if (r.size === 0 && nowMs - r.lastMs > limits.ttlMs) rooms.delete(name);
     }
   };
-  const timer = limits.ttlMs > 0
-    ? setInterval(sweep, sweepIntervalMs(limits.ttlMs))
-    : undefined;
+  const timer = sweepEvery(limits.ttlMs, sweep);
 
   const store: HistoryStore = {
     kind: "memory",
@@ -149,7 +147,14 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   return store;
 }
 
-/** How often expired messages and rooms are swept: a tenth of the TTL, 1-60 s. */
-export function sweepIntervalMs(ttlMs: number): number {
-  return Math.min(60_000, Math.max(1000, Math.floor(ttlMs / 10)));
+/**
+ * Runs `sweep` (expired messages and rooms) every tenth of the TTL, 1-60 s;
+ * nothing without a TTL. Returns the timer to clear on close.
+ */
+export function sweepEvery(
+  ttlMs: number,
+  sweep: () => void,
+): ReturnType<typeof setInterval> | undefined {
+  if (ttlMs <= 0) return undefined;
+  return setInterval(sweep, Math.min(60_000, Math.max(1000, ttlMs / 10)));
 }

@@ -34,7 +34,7 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { sweepIntervalMs } from "./memory_store.ts";
+import { sweepEvery } from "./memory_store.ts";
 
 /** The data file could not be opened or read; start-up must stop. */
 export class StoreOpenError extends Error {
@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS messages (
   PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID;
 `;
+
+/** Rooms a TTL sweep step handles before letting commits run. */
+const SWEEP_ROOMS = 200;
 
 /** Rows per INSERT statement: fewer statement runs per batch. */
 const CHUNK = 16;
@@ -249,10 +252,23 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
 
   // TTL: bounded deletes per room per sweep; rooms quiet for longer than
   // the TTL with nothing left are forgotten (a new epoch when used again).
-  const sweep = () => {
+  // A sweep does SWEEP_ROOMS rooms at a time and lets other work (commits)
+  // run between steps, so many rooms never make one long pause.
+  let sweeping: Iterator<[string, RoomRow]> | undefined;
+  let step: ReturnType<typeof setTimeout> | undefined;
+  const sweepStep = () => {
+    step = undefined;
+    if (sweeping === undefined) return;
     const cutoff = now() - limits.ttlMs;
     try {
-      for (const [name, r] of rooms) {
+      for (let n = 0; n < SWEEP_ROOMS; n++) {
+        const next = sweeping.next();
+        if (next.done) {
+          sweeping = undefined;
+          return;
+        }
+        const [name, r] = next.value;
+        if (rooms.get(name) !== r) continue; // changed meanwhile
         sql.trimTime.run(r.id, r.id, cutoff);
         if (r.lastMs < cutoff) {
           db.exec("BEGIN");
@@ -268,11 +284,18 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       try {
         if (db.isTransaction) db.exec("ROLLBACK");
       } catch { /* nothing more to do */ }
+      sweeping = undefined;
+      return;
     }
+    step = setTimeout(sweepStep, 0);
   };
-  const timer = limits.ttlMs > 0
-    ? setInterval(sweep, sweepIntervalMs(limits.ttlMs))
-    : undefined;
+  const sweep = () => {
+    if (sweeping !== undefined) return;
+    // Over a copy: rooms may come and go between steps.
+    sweeping = [...rooms][Symbol.iterator]();
+    sweepStep();
+  };
+  const timer = sweepEvery(limits.ttlMs, sweep);
 
   const store: HistoryStore = {
     kind: "sqlite",
@@ -310,6 +333,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     status: (): StoreStatus => status.snapshot(),
     close() {
       clearInterval(timer);
+      clearTimeout(step);
+      sweeping = undefined;
       try {
         db.close();
       } catch { /* already closed */ }

@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import type { HistoryStore } from "../rooms/history_store.ts";
+import { createMemoryStore } from "./memory_store.ts";
+import { DATA_FILE, openSqliteStore, StoreOpenError } from "./sqlite_store.ts";
+import { openThreadedSqliteStore } from "./sqlite_thread.ts";
+
+const body = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The same behaviour from every store, with a clock the test moves. */
+async function contract(store: HistoryStore, clock: { now: number }) {
+  const p = await store.position("a");
+  assert.equal(p.offset, 0);
+  const appended = await store.append([
+    { room: "a", body: body("a1"), timeMs: clock.now },
+    { room: "b", body: body("b1"), timeMs: clock.now },
+    { room: "a", body: body("a2"), timeMs: clock.now },
+  ], 3);
+  assert.deepEqual(appended.map((x) => x.offset), [1, 1, 2]);
+  assert.equal(appended[0].epoch, p.epoch);
+  assert.notEqual(appended[1].epoch, p.epoch);
+  for (let i = 3; i <= 6; i++) {
+    clock.now += 100;
+    await store.append(
+      [{ room: "a", body: body(`a${i}`), timeMs: clock.now }],
+      3 + i,
+    );
+  }
+  // Size 4: a1, a2 are gone; TTL 250 ms: a3 (200 ms old at 400) too.
+  assert.deepEqual(
+    (await store.read("a", 0, 10)).map((m) => [m.offset, text(m.body)]),
+    [[4, "a4"], [5, "a5"], [6, "a6"]],
+  );
+  assert.deepEqual((await store.read("a", 4, 1)).map((m) => m.offset), [5]);
+  assert.deepEqual(await store.read("nowhere", 0, 10), []);
+  assert.deepEqual(await store.position("a"), { epoch: p.epoch, offset: 6 });
+  assert.equal(store.lastMessageId, 9);
+  const status = store.status();
+  assert.equal(status.state, "ok");
+  assert.equal(status.commits, 5);
+  assert.ok(status.totalCommitMs >= 0);
+}
+
+Deno.test("createMemoryStore() numbers, reads and trims by size and TTL", async () => {
+  const clock = { now: 1000 };
+  const store = createMemoryStore({
+    size: 4,
+    ttlMs: 250,
+    now: () => clock.now,
+  });
+  try {
+    clock.now = 1000;
+    await contract(store, clock);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("openSqliteStore() numbers, reads and trims by size and TTL, and keeps it all across a reopen", async () => {
+  await withDir(async (dataDir) => {
+    const clock = { now: 1000 };
+    const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
+    const store = openSqliteStore(options);
+    let epoch: string;
+    try {
+      await contract(store, clock);
+      epoch = (await store.position("a")).epoch;
+    } finally {
+      store.close();
+    }
+    const again = openSqliteStore(options);
+    try {
+      assert.equal(again.lastMessageId, 9);
+      assert.deepEqual(await again.position("a"), { epoch, offset: 6 });
+      assert.deepEqual(
+        (await again.append([{
+          room: "a",
+          body: body("a7"),
+          timeMs: clock.now,
+        }], 10))
+          .map((x) => x.offset),
+        [7],
+      );
+    } finally {
+      again.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed out again, nothing half-stored", async () => {
+  await withDir(async (dataDir) => {
+    const store = openSqliteStore({ dataDir, size: 100, ttlMs: 0 });
+    const other = new DatabaseSync(join(dataDir, DATA_FILE));
+    try {
+      await store.append([{ room: "r", body: body("1"), timeMs: 1 }], 1);
+      other.exec("BEGIN EXCLUSIVE");
+      await assert.rejects(
+        store.append([
+          { room: "r", body: body("2"), timeMs: 2 },
+          { room: "new", body: body("n"), timeMs: 2 },
+        ], 3),
+        /database is locked/,
+      );
+      assert.equal(store.status().state, "down");
+      other.exec("ROLLBACK");
+      const ok = await store.append([
+        { room: "r", body: body("2b"), timeMs: 3 },
+        { room: "new", body: body("n"), timeMs: 3 },
+      ], 5);
+      assert.deepEqual(ok.map((x) => x.offset), [2, 1]);
+      assert.deepEqual(
+        (await store.read("r", 0, 10)).map((m) => text(m.body)),
+        ["1", "2b"],
+      );
+      assert.equal(store.status().state, "ok");
+      assert.equal(store.status().failedCommits, 1);
+    } finally {
+      other.close();
+      store.close();
+    }
+  });
+});
+
+Deno.test("openSqliteStore() names the file when it is not a database", async () => {
+  await withDir(async (dataDir) => {
+    await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
+    assert.throws(
+      () => openSqliteStore({ dataDir, size: 1, ttlMs: 0 }),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreOpenError);
+        assert.match(
+          err.message,
+          new RegExp(`data file ${dataDir}/${DATA_FILE} is unreadable`),
+        );
+        return true;
+      },
+    );
+  });
+});
+
+Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an unreadable file with StoreOpenError", async () => {
+  await withDir(async (dataDir) => {
+    const store = await openThreadedSqliteStore({
+      dataDir,
+      size: 10,
+      ttlMs: 0,
+    });
+    try {
+      const a = await store.append([
+        { room: "x", body: body("x1"), timeMs: 1 },
+        { room: "y", body: body("y1"), timeMs: 1 },
+        { room: "x", body: body("x2"), timeMs: 1 },
+      ], 3);
+      assert.deepEqual(a.map((m) => m.offset), [1, 1, 2]);
+      assert.equal(a[0].epoch, a[2].epoch);
+      assert.equal(a[0].epoch, (await store.position("x")).epoch);
+      assert.deepEqual(
+        (await store.read("x", 0, 10)).map((m) => text(m.body)),
+        ["x1", "x2"],
+      );
+      assert.equal(store.lastMessageId, 3);
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(store.read("x", 0, 1), /closed/);
+    await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
+    await Deno.remove(join(dataDir, `${DATA_FILE}-wal`)).catch(() => {});
+    await Deno.remove(join(dataDir, `${DATA_FILE}-shm`)).catch(() => {});
+    await assert.rejects(
+      openThreadedSqliteStore({ dataDir, size: 10, ttlMs: 0 }),
+      StoreOpenError,
+    );
+  });
+});
+
+Deno.test("both stores' TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
+  await withDir(async (dataDir) => {
+    const limits = { size: 100, ttlMs: 200 };
+    const stores = [
+      createMemoryStore(limits),
+      openSqliteStore({ dataDir, ...limits }),
+    ];
+    try {
+      const epochs = [];
+      for (const store of stores) {
+        for (const room of ["a", "b", "c"]) {
+          await store.append(
+            [{ room, body: body(room), timeMs: Date.now() }],
+            1,
+          );
+        }
+        epochs.push((await store.position("a")).epoch);
+      }
+      await new Promise((r) => setTimeout(r, 1300)); // one sweep (every 1 s)
+      for (const [i, store] of stores.entries()) {
+        const p = await store.position("a");
+        assert.equal(p.offset, 0, store.kind);
+        assert.notEqual(p.epoch, epochs[i], store.kind);
+      }
+      const db = new DatabaseSync(join(dataDir, DATA_FILE));
+      const { n } = db.prepare("SELECT count(*) AS n FROM messages").get() as {
+        n: number;
+      };
+      db.close();
+      assert.equal(n, 0);
+    } finally {
+      for (const store of stores) store.close();
+    }
+  });
+});
