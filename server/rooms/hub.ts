@@ -233,7 +233,8 @@ export class ChatHub<T> {
           name,
           offset,
           epoch,
-          () => item(body, offset, epoch),
+          item,
+          body,
         );
       }).then((follow) => {
         entry.stop = follow.stop;
