@@ -2,13 +2,15 @@
  * Three cores on one Redis (child processes, `--broker`): every subscriber on
  * every core gets every message published on any core, once, in order, with
  * equal offsets; a core killed with SIGKILL under load loses nothing for its
- * subscribers, who resume on another core; a Redis restart; presence across
- * cores. The edge's failover in front of such cores: edge_failover_test.ts.
+ * subscribers, who resume on another core; PUB/SUB cut under load; a Redis
+ * restart; presence across cores; the edge in front (balancing and failover
+ * alone: edge_failover_test.ts).
  */
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { type ChatClient, createChatClient } from "../client/rpc.ts";
 import { type Message, MessageType } from "../gen/chat_pb.ts";
+import { createClient as createRedisClient } from "redis";
 import { startRedisServer } from "../tools/serve/redis.ts";
 import { type CoreProcess, spawnCore } from "./support/core_process.ts";
 import { eventually, rejection, take } from "./support/core.ts";
@@ -377,6 +379,44 @@ Deno.test("the edge in front of three cores on Redis: a stream whose core dies e
     for (const s of streams) s.ctl.abort();
   } finally {
     await edge.close();
+    await Promise.all(cores.map((c) => c.kill()));
+  }
+});
+
+Deno.test("PUB/SUB connections cut under load: subscribers on every core still get every offset once, filled from the streams", async () => {
+  await using redis = await startRedisServer();
+  const cores = await Promise.all(
+    [0, 1].map(() => spawnCore(coreArgs(redis.url))),
+  );
+  const clients = cores.map((c) => createChatClient(c.addr));
+  const admin = createRedisClient({ url: redis.url });
+  await admin.connect();
+  try {
+    const subs = await Promise.all(clients.map((c) => follow(c, "cut", "s")));
+    let sent = 0;
+    const publish = async () => {
+      for (let i = 0; i < 150; i++) {
+        await clients[i % 2].sendMessage({
+          user: "p",
+          room: "cut",
+          content: String(i),
+        });
+        sent++;
+      }
+    };
+    const publishing = publish();
+    await until(() => sent >= 30, "some published");
+    await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]);
+    await until(() => sent >= 90, "more published");
+    await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]);
+    await publishing;
+    await until(() => subs.every((s) => s.got.length >= 150), "150 each");
+    await new Promise((r) => setTimeout(r, 200));
+    for (const s of subs) assert.deepEqual(offsets(s.got), range(1, 150));
+    for (const s of subs) s.cancel();
+  } finally {
+    await admin.close();
+    for (const c of clients) c.close();
     await Promise.all(cores.map((c) => c.kill()));
   }
 });
