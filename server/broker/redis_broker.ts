@@ -116,10 +116,18 @@ export async function connectRedisBroker(
     lastError = e.message;
   });
   let readyOnce = false;
-  sub.on("ready", () => {
-    if (!readyOnce) return;
-    // Reconnected: PUB/SUB lost whatever was published meanwhile.
+  let recheck: ReturnType<typeof setTimeout> | undefined;
+  const catchUpAll = () => {
     for (const { feed } of feeds.values()) void feed.catchUp();
+  };
+  sub.on("ready", () => {
+    if (!readyOnce || closed) return;
+    // Reconnected: PUB/SUB lost whatever was published meanwhile. Once
+    // more a second later, for what other cores published while the
+    // channels were being subscribed again.
+    catchUpAll();
+    clearTimeout(recheck);
+    recheck = setTimeout(catchUpAll, 1000);
   });
   cmd.on("ready", () => {
     state = "ok";
@@ -298,6 +306,13 @@ export async function connectRedisBroker(
         // same room on this core would get every message twice.
         throw new Error(`broker: room ${room} is already followed`);
       }
+      // A SUBSCRIBE would wait in the client's queue until Redis is back;
+      // the subscriber is better told now.
+      if (!sub.isReady) {
+        throw new BrokerUnavailableError(
+          `broker unavailable: ${lastError ?? "not connected"}`,
+        );
+      }
       const k = roomKeys(room);
       const entry = { feed: undefined as unknown as RoomFeed };
       const early: Batch[] = [];
@@ -369,6 +384,7 @@ export async function connectRedisBroker(
     close() {
       if (closed) return;
       closed = true;
+      clearTimeout(recheck);
       for (const { feed } of feeds.values()) feed.close();
       feeds.clear();
       cmd.destroy();

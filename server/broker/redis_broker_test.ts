@@ -143,6 +143,9 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
     assert.ok(err instanceof BrokerUnavailableError, String(err));
     assert.match(err.message, /^broker unavailable/);
     assert.equal(a.status().failedCommits, 1);
+    // A new room cannot be followed meanwhile: told at once, not queued.
+    const refused = await a.follow("new", () => {}).catch((e) => e);
+    assert.ok(refused instanceof BrokerUnavailableError, String(refused));
 
     redis = await startRedisServer({ port });
     await until(() => a.status().state === "ok", "reconnected");
