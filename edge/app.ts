@@ -14,8 +14,14 @@ import type { EdgeConfig } from "./config.ts";
 import { createConnectHandler } from "./connect.ts";
 import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
-import { ASSETS, serveAsset } from "./assets.ts";
+import { ASSETS } from "./assets.ts";
+import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
+import { CallObserver } from "./ops/calls.ts";
+import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
+import { createStaticHandler } from "./static.ts";
 import { createWebSocketBridge } from "./websocket.ts";
+import { devTokenHandler } from "./dev_token.ts";
+import { clientIp, ipSlots, tooManyRequests } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import type { BalancedUpstream } from "./upstream/balancer.ts";
 
@@ -25,6 +31,13 @@ export interface EdgeAppOptions {
   config: Readonly<EdgeConfig>;
   /** Services served over Connect; gRPC-Web forwards any path. */
   services?: readonly DescService[];
+  /**
+   * Records calls: metrics at /metrics and a log line per call. Default: a
+   * fresh registry, lines in `config.logFormat` to `writeLine`.
+   */
+  calls?: CallObserver;
+  /** Where the default observer writes each call's line; console.log. */
+  writeLine?: (line: string) => void;
 }
 
 const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
@@ -60,14 +73,34 @@ function connectError(status: number, code: string, message: string): Response {
 /** Creates the edge app. */
 export function createEdgeApp(options: EdgeAppOptions): Hono {
   const { upstream, config } = options;
-  const grpcWeb = createGrpcWebHandler(upstream, config);
-  const connect = createConnectHandler(upstream, {
-    services: options.services ?? [ChatService],
-    maxMessageBytes: config.maxMessageBytes,
+  const services = options.services ?? [ChatService];
+  const calls = options.calls ?? new CallObserver({
+    metrics: new EdgeMetrics({
+      upstreamConnections: upstream.connections?.bind(upstream),
+    }),
+    knownPaths: new Set(
+      services.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)),
+    ),
+    logFormat: config.logFormat,
+    write: options.writeLine,
   });
+  const grpcWeb = createGrpcWebHandler(upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    calls,
+  });
+  const connect = createConnectHandler(upstream, {
+    services,
+    maxMessageBytes: config.maxMessageBytes,
+    calls,
+  });
+  const nativeGrpc = nativeGrpcAnswer(config.upstream.join(", "));
   const app = new Hono();
 
   app.use("*", edgeCors(config.allowedOrigins));
+
+  // Prometheus text exposition, behind a bearer token when one is set.
+  const metrics = metricsHandler(calls.metrics, config.metricsToken);
+  app.get("/metrics", (c) => metrics(c.req.raw));
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
@@ -80,29 +113,33 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }, up ? 200 : 503);
   });
 
-  // Browser page: embedded strings (edge/assets.ts), no file reads at run time.
+  // Browser page: embedded strings (edge/assets.ts), no file reads at run
+  // time, compressed once per encoding (edge/static.ts).
+  const serveStatic = createStaticHandler();
   for (const path of Object.keys(ASSETS)) {
-    app.get(path, (c) => serveAsset(c.req.raw) ?? c.notFound());
+    app.get(path, (c) => serveStatic(c.req.raw) ?? c.notFound());
   }
 
   // WebSocket bridge: client-streaming and bidi calls from browsers (web/WEBSOCKET.md).
-  app.get(
-    "/ws",
-    createWebSocketBridge(upstream, {
-      maxMessageBytes: config.maxMessageBytes,
-      allowedOrigins: config.allowedOrigins,
-    }),
-  );
+  const bridge = createWebSocketBridge(upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    allowedOrigins: config.allowedOrigins,
+    perIp: ipSlots(config.maxWebSocketsPerIp),
+    calls,
+  });
+  app.get("/ws", (c) => bridge(c, c.env));
+
+  if (config.devJwtSecret !== "") {
+    app.get("/auth/dev-token", devTokenHandler(config.devJwtSecret));
+  }
 
   app.all("/:service/:method", async (c) => {
     const request = c.req.raw;
     const type = mediaType(request);
     if (type.startsWith("application/grpc-web")) return await grpcWeb(request);
-    if (type === "application/grpc" || type.startsWith("application/grpc+")) {
-      return new Response(
-        "native gRPC is not served here; use gRPC-Web or Connect\n",
-        { status: 415 },
-      );
+    if (isNativeGrpc(type)) {
+      calls.start("grpc", new URL(request.url).pathname).end(12);
+      return nativeGrpc();
     }
     if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
       return new Response(
@@ -148,5 +185,31 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     );
   };
 
+  limitRequestsPerIp(app, config.maxRequestsPerIp, cors);
   return app;
+}
+
+/**
+ * Wraps the app's fetch so that each client IP has at most `max` requests
+ * in flight (edge/ip_limits.ts); a request counts until Deno.serve has sent
+ * its whole response.
+ */
+function limitRequestsPerIp(
+  app: Hono,
+  max: number,
+  cors: (origin: string | null) => [string, string][],
+): void {
+  const slot = ipSlots(max);
+  if (slot === undefined) return;
+  const inner = app.fetch;
+  app.fetch = (request, env, ...rest) => {
+    const ip = clientIp(env);
+    if (ip === undefined) return inner(request, env, ...rest);
+    const release = slot(ip);
+    if (release === undefined) {
+      return tooManyRequests(request, max, cors(request.headers.get("origin")));
+    }
+    (env as Deno.ServeHandlerInfo).completed.then(release, release);
+    return inner(request, env, ...rest);
+  };
 }

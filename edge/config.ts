@@ -35,20 +35,52 @@ export interface EdgeConfig {
    * before it sends a PING; 0 turns keepalive off.
    */
   upstreamKeepaliveMs: number;
+  // --- operations: logs and /metrics ---
+  /** One line per call on stdout: "text", "json", or "off". */
+  logFormat: LogFormat;
+  /** Bearer token `/metrics` requires; "" leaves it open. */
+  metricsToken: string;
+
+  // Who may speak (docs/auth.md). Empty strings mean "not set".
+  /** Files with the TLS certificate chain and key (PEM): serve HTTPS. */
+  tlsCert: string;
+  tlsKey: string;
+  /** File with a PEM CA for an https:// upstream with a private certificate. */
+  upstreamCa: string;
+  /**
+   * Development only: the core's HS256 secret, to hand out tokens at
+   * `GET /auth/dev-token?user=NAME`. Unset, that path is 404.
+   */
+  devJwtSecret: string;
+  /** Concurrent requests (each open stream counts) per client IP; 0: no limit. */
+  maxRequestsPerIp: number;
+  /** Concurrent WebSocket bridge sockets per client IP; 0: no limit. */
+  maxWebSocketsPerIp: number;
 }
+
+/** The per-call log line formats. */
+export type LogFormat = "text" | "json" | "off";
 
 /** The upstream HTTP/2 client implementations. */
 export type UpstreamClient = "h2" | "node";
 
 /** The defaults, also used by tests that override one field. */
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
-  host: "0.0.0.0",
+  host: "127.0.0.1",
   port: 8080,
   upstream: Object.freeze(["http://127.0.0.1:50051"]),
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
   upstreamKeepaliveMs: 30_000,
+  logFormat: "text",
+  metricsToken: "",
+  tlsCert: "",
+  tlsKey: "",
+  upstreamCa: "",
+  devJwtSecret: "",
+  maxRequestsPerIp: 0,
+  maxWebSocketsPerIp: 0,
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -67,6 +99,20 @@ const SETTINGS = {
     flag: "upstream-keepalive-ms",
     env: "UPSTREAM_KEEPALIVE_MS",
   },
+  logFormat: { flag: "log-format", env: "LOG_FORMAT" },
+  metricsToken: { flag: "metrics-token", env: "METRICS_TOKEN" },
+  tlsCert: { flag: "tls-cert", env: "TLS_CERT" },
+  tlsKey: { flag: "tls-key", env: "TLS_KEY" },
+  upstreamCa: { flag: "upstream-ca", env: "UPSTREAM_CA" },
+  devJwtSecret: { flag: "dev-jwt-secret", env: "EDGE_DEV_JWT_SECRET" },
+  maxRequestsPerIp: {
+    flag: "max-requests-per-ip",
+    env: "MAX_REQUESTS_PER_IP",
+  },
+  maxWebSocketsPerIp: {
+    flag: "max-websockets-per-ip",
+    env: "MAX_WEBSOCKETS_PER_IP",
+  },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 type Parsers = {
@@ -83,6 +129,18 @@ const PARSERS: Parsers = {
   port: (raw, name) => integer(raw, name, 0, 65535),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
   upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
+  tlsCert: (raw) => raw,
+  tlsKey: (raw) => raw,
+  upstreamCa: (raw) => raw,
+  devJwtSecret(raw, name) {
+    // The core refuses shorter HS256 secrets; fail here too, not per call.
+    if (new TextEncoder().encode(raw).byteLength < 32) {
+      throw new EdgeConfigError(`${name} must be at least 32 bytes`);
+    }
+    return raw;
+  },
+  maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
+  maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);
@@ -99,6 +157,23 @@ const PARSERS: Parsers = {
       throw new EdgeConfigError(`${name} lists a core twice: "${raw}"`);
     }
     return Object.freeze(origins);
+  },
+  logFormat(raw, name) {
+    if (raw !== "text" && raw !== "json" && raw !== "off") {
+      throw new EdgeConfigError(
+        `${name} must be "text", "json" or "off", got "${raw}"`,
+      );
+    }
+    return raw;
+  },
+  metricsToken(raw, name) {
+    // The token goes into an HTTP header comparison: no spaces or controls.
+    if (raw !== "" && !/^[\x21-\x7e]+$/.test(raw)) {
+      throw new EdgeConfigError(
+        `${name} must be printable ASCII without spaces`,
+      );
+    }
+    return raw;
   },
   allowedOrigins(raw, name) {
     const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -196,6 +271,9 @@ export function parseEdgeConfig(
     } else if (env[envName] !== undefined) {
       config[key] = parse(env[envName], envName);
     }
+  }
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) {
+    throw new EdgeConfigError("--tls-cert and --tls-key go together");
   }
   return Object.freeze(config as unknown as EdgeConfig);
 }

@@ -21,13 +21,23 @@ import {
   Code as ConnectCode,
   ConnectError,
   createConnectRouter,
+  createContextKey,
+  createContextValues,
   type HandlerContext,
 } from "@connectrpc/connect";
 import {
   universalServerRequestFromFetch,
+  type UniversalServerResponse,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
+import {
+  codeFromHttpStatus,
+  codeFromString,
+} from "@connectrpc/connect/protocol-connect";
+import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
+import type { CallObserver, CallRecord } from "./ops/calls.ts";
+import { FLAG_END_STREAM, parseConnectEndStream } from "../protocol/mod.ts";
 import { decodeStatusDetails } from "./status_details.ts";
 import { StatusError } from "./upstream/status.ts";
 import type {
@@ -37,6 +47,9 @@ import type {
 } from "./upstream/types.ts";
 
 type AnyMessage = MessageShape<DescMethod["input"]>;
+
+/** The call's record, handed to the implementation through the context. */
+const RECORD = createContextKey<CallRecord | undefined>(undefined);
 
 async function* encodeEach(
   method: DescMethod,
@@ -94,7 +107,11 @@ function start(
       timeoutMs: ctx.timeoutMs(),
     },
   );
-  call.status.then(() => ctx.signal.removeEventListener("abort", onAbort));
+  const record = ctx.values.get(RECORD);
+  call.status.then((s) => {
+    ctx.signal.removeEventListener("abort", onAbort);
+    if (record) record.code = s.code;
+  });
   return call;
 }
 
@@ -164,6 +181,8 @@ function implement(upstream: Upstream, method: DescMethod) {
 export interface ConnectHandlerOptions {
   services: readonly DescService[];
   maxMessageBytes: number;
+  /** Records each call (metrics, log line); none when absent. */
+  calls?: CallObserver;
 }
 
 /**
@@ -182,6 +201,8 @@ export function createConnectHandler(
     writeMaxBytes: options.maxMessageBytes,
     // curl and hand-written clients rarely send connect-protocol-version.
     requireConnectProtocolHeader: false,
+    acceptCompression: [...COMPRESSIONS],
+    compressMinBytes: COMPRESS_MIN_BYTES,
   });
   for (const service of options.services) {
     for (const method of service.methods) {
@@ -189,11 +210,95 @@ export function createConnectHandler(
     }
   }
   const byPath = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const calls = options.calls;
   return (request) => {
-    const handler = byPath.get(new URL(request.url).pathname);
+    const path = new URL(request.url).pathname;
+    const handler = byPath.get(path);
     if (!handler) return undefined;
-    return handler(universalServerRequestFromFetch(request, {})).then(
-      universalServerResponseToFetch,
-    );
+    const universal = universalServerRequestFromFetch(request, {});
+    if (!calls) return handler(universal).then(universalServerResponseToFetch);
+    const record = calls.start("connect", path);
+    return handler({
+      ...universal,
+      body: countIn(universal.body as AsyncIterable<Uint8Array>, record),
+      contextValues: createContextValues().set(RECORD, record),
+    }).then((res) => universalServerResponseToFetch(observed(res, record)));
   };
+}
+
+/** The request body, counted into the record as it is read. */
+async function* countIn(
+  body: AsyncIterable<Uint8Array>,
+  record: CallRecord,
+): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) {
+    record.bytesIn += chunk.byteLength;
+    yield chunk;
+  }
+}
+
+/**
+ * The response with its bytes counted; the record ends when the body does.
+ * The code is the core's status when the call reached it; otherwise the
+ * router's own answer: the HTTP status of a unary error, or the error in a
+ * stream's end-stream message.
+ */
+function observed(
+  res: UniversalServerResponse,
+  record: CallRecord,
+): UniversalServerResponse {
+  const streaming = /^application\/connect\+/.test(
+    res.header?.get("content-type") ?? "",
+  );
+  const fallback = (last: Uint8Array | undefined) =>
+    res.status !== 200
+      ? codeFromHttpStatus(res.status)
+      : streaming && last
+      ? endStreamCode(last)
+      : 0;
+  if (res.body === undefined) {
+    record.end(record.code ?? fallback(undefined));
+    return res;
+  }
+  const body = res.body;
+  return {
+    ...res,
+    body: (async function* () {
+      let last: Uint8Array | undefined;
+      try {
+        for await (const chunk of body) {
+          record.bytesOut += chunk.byteLength;
+          last = chunk;
+          yield chunk;
+        }
+        record.end(record.code ?? fallback(last));
+      } finally {
+        record.end(ConnectCode.Canceled);
+      }
+    })(),
+  };
+}
+
+/** The code in the end-stream message that ends `chunk`, or OK. */
+function endStreamCode(chunk: Uint8Array): number {
+  let at = 0;
+  while (at + 5 <= chunk.byteLength) {
+    const length = new DataView(
+      chunk.buffer,
+      chunk.byteOffset + at + 1,
+      4,
+    ).getUint32(0);
+    if (chunk[at] & FLAG_END_STREAM) {
+      try {
+        const end = parseConnectEndStream(
+          chunk.subarray(at + 5, at + 5 + length),
+        );
+        return end.error ? codeFromString(end.error.code) ?? 2 : 0;
+      } catch {
+        return 2;
+      }
+    }
+    at += 5 + length;
+  }
+  return 0;
 }

@@ -37,6 +37,8 @@ export const CORS_ALLOW_HEADERS: readonly string[] = [
   "connect-timeout-ms",
   "connect-content-encoding",
   "connect-accept-encoding",
+  "grpc-encoding",
+  "grpc-accept-encoding",
   "authorization",
   "x-request-id",
 ];
@@ -51,6 +53,8 @@ export const CORS_EXPOSE_HEADERS: readonly string[] = [
   "connect-content-encoding",
   "connect-accept-encoding",
   "content-encoding",
+  // The core's hint with RESOURCE_EXHAUSTED from its rate limit.
+  "retry-after-ms",
 ];
 
 /** Preflight cache lifetime in seconds (the seed's 20 days). */

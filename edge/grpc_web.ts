@@ -13,10 +13,18 @@ import {
   encodeEnvelope,
   encodeGrpcMessage,
   encodeGrpcWebTrailer,
+  FLAG_COMPRESSED,
   parseGrpcTimeout,
 } from "../protocol/mod.ts";
+import type { Compression } from "@connectrpc/connect/protocol";
+import {
+  ACCEPTED_ENCODINGS,
+  COMPRESS_MIN_BYTES,
+  negotiateGrpcWeb,
+} from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebRequest } from "./grpc_web_body.ts";
+import type { CallObserver } from "./ops/calls.ts";
 import { Code } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -49,10 +57,17 @@ function statusHeaders(s: UpstreamStatus): [string, string][] {
   return [...out, ...forwardableResponseHeaders(s.trailers)];
 }
 
+/** Options of {@linkcode createGrpcWebHandler}. */
+export interface GrpcWebHandlerOptions {
+  maxMessageBytes: number;
+  /** Records each call (metrics, log line); none when absent. */
+  calls?: CallObserver;
+}
+
 /** Creates the handler for `POST /<service>/<method>` with a gRPC-Web body. */
 export function createGrpcWebHandler(
   upstream: Upstream,
-  options: { maxMessageBytes: number },
+  options: GrpcWebHandlerOptions,
 ): (
   request: Request,
   extraHeaders?: readonly [string, string][],
@@ -76,26 +91,55 @@ export function createGrpcWebHandler(
     const contentType = type.text
       ? "application/grpc-web-text+proto"
       : "application/grpc-web+proto";
+    const path = pathname ?? new URL(request.url).pathname;
+    const record = options.calls?.start(
+      type.text ? "grpc-web-text" : "grpc-web",
+      path,
+    );
+    const compression = negotiateGrpcWeb(
+      request.headers.get("grpc-encoding"),
+      request.headers.get("grpc-accept-encoding"),
+    );
+    const zip = compression.response;
     const respond = (
       headers: [string, string][],
       body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null,
     ) =>
       new Response(body, {
         status: 200,
-        headers: [["content-type", contentType], ...extraHeaders, ...headers],
+        headers: [
+          ["content-type", contentType],
+          ...extraHeaders,
+          ...(zip ? [["grpc-encoding", zip.name] as [string, string]] : []),
+          ...headers,
+        ],
       });
+    /** A status-only answer before any upstream call. */
+    const refuse = (
+      code: number,
+      message: string,
+      extra: [string, string][] = [],
+    ) => {
+      record?.end(code);
+      return respond(
+        [...statusHeaders({ code, message, trailers: {} }), ...extra],
+        null,
+      );
+    };
 
+    if (compression.unsupported !== undefined) {
+      return refuse(
+        Code.UNIMPLEMENTED,
+        `grpc-encoding ${
+          JSON.stringify(compression.unsupported)
+        } is not supported; use ${ACCEPTED_ENCODINGS} or identity`,
+        [["grpc-accept-encoding", ACCEPTED_ENCODINGS]],
+      );
+    }
     const rawTimeout = request.headers.get("grpc-timeout");
     const timeoutMs = parseGrpcTimeout(rawTimeout);
     if (rawTimeout !== null && timeoutMs === undefined) {
-      return respond(
-        statusHeaders({
-          code: Code.INVALID_ARGUMENT,
-          message: "malformed grpc-timeout",
-          trailers: {},
-        }),
-        null,
-      );
+      return refuse(Code.INVALID_ARGUMENT, "malformed grpc-timeout");
     }
 
     // One signal for the call: the browser going away or the body being cancelled.
@@ -103,10 +147,12 @@ export function createGrpcWebHandler(
     const onGone = () => ctl.abort();
     request.signal.addEventListener("abort", onGone, { once: true });
     const call = upstream.call(
-      pathname ?? new URL(request.url).pathname,
+      path,
       readGrpcWebRequest(request, {
         text: type.text,
         maxMessageBytes: options.maxMessageBytes,
+        compression: compression.request,
+        counter: record,
       }),
       {
         metadata: requestMetadata(request.headers),
@@ -125,16 +171,24 @@ export function createGrpcWebHandler(
     if (early !== undefined) {
       first = await nextBatch();
       if (first === undefined && Object.keys(headers).length === 0) {
+        record?.end(early.code);
         return respond(statusHeaders(early), null);
       }
       // The whole answer is here (the usual unary case): one buffer body
       // costs far less than a ReadableStream pulled frame by frame.
       const frames: Uint8Array[] = [];
       for (let batch = first; batch; batch = await nextBatch()) {
-        frames.push(frame(envelopes(batch)));
+        frames.push(
+          frame(zip ? await compressed(batch, zip) : envelopes(batch)),
+        );
       }
       frames.push(frame(encodeGrpcWebTrailer(statusHeaders(early))));
-      return respond(forwardableResponseHeaders(headers), concat(frames));
+      const body = concat(frames);
+      if (record) {
+        record.bytesOut = body.byteLength;
+        record.end(early.code);
+      }
+      return respond(forwardableResponseHeaders(headers), body);
     }
 
     function frame(bytes: Uint8Array): Uint8Array {
@@ -142,20 +196,40 @@ export function createGrpcWebHandler(
     }
     // Every message that arrived while the last chunk was being written goes
     // out as one chunk: one write to the browser instead of one per message.
+    async function pull(
+      controller: ReadableStreamDefaultController<Uint8Array>,
+    ): Promise<void> {
+      const batch = first ?? await nextBatch();
+      first = undefined;
+      if (batch !== undefined) {
+        const chunk = frame(
+          zip ? await compressed(batch, zip) : envelopes(batch),
+        );
+        if (record) record.bytesOut += chunk.byteLength;
+        controller.enqueue(chunk);
+        return;
+      }
+      const status = await call.status;
+      const last = frame(encodeGrpcWebTrailer(statusHeaders(status)));
+      controller.enqueue(last);
+      controller.close();
+      if (record) {
+        record.bytesOut += last.byteLength;
+        record.end(status.code);
+      }
+    }
     const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const batch = first ?? await nextBatch();
-        first = undefined;
-        if (batch !== undefined) {
-          controller.enqueue(frame(envelopes(batch)));
-          return;
-        }
-        const status = await call.status;
-        controller.enqueue(frame(encodeGrpcWebTrailer(statusHeaders(status))));
-        controller.close();
-      },
+      // A failure inside pull errors the body: the call ends INTERNAL.
+      pull: record
+        ? (controller) =>
+          pull(controller).catch((err) => {
+            record.end(Code.INTERNAL);
+            throw err;
+          })
+        : pull,
       cancel() {
         ctl.abort();
+        record?.end(Code.CANCELLED);
       },
     }, { highWaterMark: 0 });
 
@@ -189,6 +263,26 @@ function envelopes(messages: Uint8Array[]): Uint8Array<ArrayBuffer> {
     at += 5 + m.byteLength;
   }
   return out;
+}
+
+/**
+ * Messages framed as envelopes, each gzipped (flag 1) when it is big enough
+ * to gain from it; small ones go as they are (flag 0), which gRPC allows
+ * message by message.
+ */
+async function compressed(
+  messages: Uint8Array[],
+  compression: Compression,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const parts: Uint8Array[] = [];
+  for (const m of messages) {
+    parts.push(
+      m.byteLength < COMPRESS_MIN_BYTES
+        ? encodeEnvelope(0, m)
+        : encodeEnvelope(FLAG_COMPRESSED, await compression.compress(m)),
+    );
+  }
+  return concat(parts);
 }
 
 function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {

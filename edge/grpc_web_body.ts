@@ -9,12 +9,29 @@
  *
  * @module
  */
+import type { Compression } from "@connectrpc/connect/protocol";
 import {
   Base64Decoder,
+  type Envelope,
   EnvelopeParser,
+  FLAG_COMPRESSED,
   ProtocolError,
 } from "../protocol/mod.ts";
 import { Code, StatusError } from "./upstream/status.ts";
+
+/** How a gRPC-Web request body is read. */
+export interface GrpcWebBodyOptions {
+  /** `application/grpc-web-text`: the body is base64. */
+  text: boolean;
+  maxMessageBytes: number;
+  /**
+   * The request's grpc-encoding: messages with the compressed flag are
+   * decompressed, up to `maxMessageBytes`. Without it the flag is refused.
+   */
+  compression?: Compression;
+  /** Receives the body's byte count as it is read. */
+  counter?: { bytesIn: number };
+}
 
 /** Maps a framing error to the status the call ends with. */
 export function statusErrorFromProtocol(e: unknown, what: string): StatusError {
@@ -45,7 +62,7 @@ export const BUFFERED_BODY_MAX_BYTES = 64 * 1024;
  */
 export function readGrpcWebRequest(
   request: Request,
-  options: { text: boolean; maxMessageBytes: number },
+  options: GrpcWebBodyOptions,
 ): AsyncIterable<Uint8Array> {
   const declared = request.headers.get("content-length");
   const length = declared === null ? NaN : Number(declared);
@@ -57,6 +74,7 @@ export function readGrpcWebRequest(
   }
   return readGrpcWebBodyFrom(async () => {
     const bytes = new Uint8Array(await request.arrayBuffer());
+    if (options.counter) options.counter.bytesIn += bytes.byteLength;
     return [bytes];
   }, options);
 }
@@ -67,19 +85,17 @@ export function readGrpcWebRequest(
  */
 export function readGrpcWebBody(
   body: ReadableStream<Uint8Array> | null,
-  options: { text: boolean; maxMessageBytes: number },
+  options: GrpcWebBodyOptions,
 ): AsyncIterable<Uint8Array> {
-  const parser = new EnvelopeParser({
-    maxMessageBytes: options.maxMessageBytes,
-    allowedFlags: 0,
-  });
+  const parser = newParser(options);
   const base64 = options.text ? new Base64Decoder() : undefined;
   const reader = body?.getReader();
-  const ready: Uint8Array[] = [];
+  const ready: Envelope[] = [];
+  const counter = options.counter;
   let ended = reader === undefined;
 
   function feed(bytes: Uint8Array): void {
-    for (const env of parser.push(bytes)) ready.push(env.data);
+    for (const env of parser.push(bytes)) ready.push(env);
   }
 
   async function next(): Promise<IteratorResult<Uint8Array>> {
@@ -92,6 +108,7 @@ export function readGrpcWebBody(
           parser.finish();
           break;
         }
+        if (counter) counter.bytesIn += r.value.byteLength;
         feed(base64 ? base64.push(r.value) : r.value);
       }
     } catch (e) {
@@ -99,10 +116,16 @@ export function readGrpcWebBody(
       reader?.cancel().catch(() => {});
       throw statusErrorFromProtocol(e, "malformed gRPC-Web request");
     }
-    const value = ready.shift();
-    return value === undefined
-      ? { done: true, value: undefined }
-      : { done: false, value };
+    const env = ready.shift();
+    if (env === undefined) return { done: true, value: undefined };
+    if (env.flags === 0) return { done: false, value: env.data };
+    try {
+      return { done: false, value: await inflate(env, options) };
+    } catch (e) {
+      ended = true;
+      reader?.cancel().catch(() => {});
+      throw e;
+    }
   }
 
   return {
@@ -121,9 +144,9 @@ export function readGrpcWebBody(
 /** The messages of a body read in one piece by `load` (already bounded). */
 function readGrpcWebBodyFrom(
   load: () => Promise<Uint8Array[]>,
-  options: { text: boolean; maxMessageBytes: number },
+  options: GrpcWebBodyOptions,
 ): AsyncIterable<Uint8Array> {
-  let ready: Uint8Array[] | undefined;
+  let ready: Envelope[] | undefined;
   let at = 0;
   let stopped = false;
 
@@ -146,7 +169,14 @@ function readGrpcWebBodyFrom(
     if (stopped || ready === undefined || at >= ready.length) {
       return { done: true, value: undefined };
     }
-    return { done: false, value: ready[at++] };
+    const env = ready[at++];
+    if (env.flags === 0) return { done: false, value: env.data };
+    try {
+      return { done: false, value: await inflate(env, options) };
+    } catch (e) {
+      stopped = true;
+      throw e;
+    }
   }
 
   return {
@@ -162,19 +192,45 @@ function readGrpcWebBodyFrom(
 
 function parseAll(
   chunks: Uint8Array[],
-  options: { text: boolean; maxMessageBytes: number },
-): Uint8Array[] {
-  const parser = new EnvelopeParser({
-    maxMessageBytes: options.maxMessageBytes,
-    allowedFlags: 0,
-  });
+  options: GrpcWebBodyOptions,
+): Envelope[] {
+  const parser = newParser(options);
   const base64 = options.text ? new Base64Decoder() : undefined;
-  const out: Uint8Array[] = [];
+  const out: Envelope[] = [];
   const feed = (bytes: Uint8Array) => {
-    for (const env of parser.push(bytes)) out.push(env.data);
+    for (const env of parser.push(bytes)) out.push(env);
   };
   for (const chunk of chunks) feed(base64 ? base64.push(chunk) : chunk);
   if (base64) feed(base64.finish());
   parser.finish();
   return out;
+}
+
+/** The compressed flag is allowed only when the request named an encoding. */
+function newParser(options: GrpcWebBodyOptions): EnvelopeParser {
+  return new EnvelopeParser({
+    maxMessageBytes: options.maxMessageBytes,
+    allowedFlags: options.compression ? FLAG_COMPRESSED : 0,
+  });
+}
+
+/** Decompresses a flagged message, bounded by the message limit. */
+async function inflate(
+  env: Envelope,
+  options: GrpcWebBodyOptions,
+): Promise<Uint8Array> {
+  try {
+    return await options.compression!.decompress(
+      env.data,
+      options.maxMessageBytes,
+    );
+  } catch (e) {
+    const code = (e as { code?: unknown }).code === Code.RESOURCE_EXHAUSTED
+      ? Code.RESOURCE_EXHAUSTED
+      : Code.INVALID_ARGUMENT;
+    throw new StatusError(
+      code,
+      `malformed gRPC-Web request: ${(e as Error).message}`,
+    );
+  }
 }

@@ -8,13 +8,15 @@
  * @module
  */
 import { createEdgeApp } from "./app.ts";
-import { EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
+import { withTraceContext } from "./upstream/trace_context.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
-let config;
+let config: Readonly<EdgeConfig>;
 try {
   config = parseEdgeConfig(Deno.args, Deno.env.toObject());
 } catch (err) {
@@ -23,19 +25,56 @@ try {
   Deno.exit(2);
 }
 
-const upstream = createUpstreams(config.upstreamClient, config.upstream, {
-  maxMessageBytes: config.maxMessageBytes,
-  keepaliveIntervalMs: config.upstreamKeepaliveMs,
-});
-const app = createEdgeApp({ upstream, config });
+// Per-call lines are joined into one write per 10 ms (edge/ops/calls.ts).
+const callLines = new LineBuffer();
+
+/** A lifecycle line, in the configured log format, after any call lines. */
+function say(message: string): void {
+  callLines.flush();
+  console.log(
+    config.logFormat === "json"
+      ? JSON.stringify({
+        time: new Date().toISOString(),
+        level: "info",
+        msg: message,
+      })
+      : `edge: ${message}`,
+  );
+}
+
+// Files are read only when configured, so Deno Deploy needs no --allow-read.
+const readPem = (path: string) =>
+  path === "" ? undefined : Deno.readTextFileSync(path);
+const tls = config.tlsCert === ""
+  ? {}
+  : { cert: readPem(config.tlsCert)!, key: readPem(config.tlsKey)! };
+// With OTEL_DENO=true, calls carry the trace context to the core.
+const upstream = withTraceContext(
+  createUpstreams(config.upstreamClient, config.upstream, {
+    maxMessageBytes: config.maxMessageBytes,
+    keepaliveIntervalMs: config.upstreamKeepaliveMs,
+    ca: readPem(config.upstreamCa),
+  }),
+);
+const app = createEdgeApp({ upstream, config, writeLine: callLines.push });
+if (config.devJwtSecret !== "") {
+  say(
+    "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
+  );
+}
 const server = Deno.serve({
   hostname: config.host,
   port: config.port,
+  ...tls,
   onListen: ({ hostname, port }) =>
-    console.log(
-      `edge: listening on http://${hostname}:${port}, upstream ${
+    say(
+      `listening on ${
+        config.tlsCert ? "https" : "http"
+      }://${hostname}:${port}, upstream ${
         config.upstream.join(", ")
-      } (${config.upstreamClient} client)`,
+      } (${config.upstreamClient} client), metrics at /metrics${
+        config.metricsToken ? " (token required)" : ""
+      }`,
     ),
 }, app.fetch);
 
@@ -43,7 +82,7 @@ let stopping = false;
 async function stop(signal: string): Promise<void> {
   if (stopping) Deno.exit(1);
   stopping = true;
-  console.log(`edge: ${signal}, shutting down`);
+  say(`${signal}, shutting down`);
   const drained = server.shutdown();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
@@ -54,7 +93,7 @@ async function stop(signal: string): Promise<void> {
   // Long-lived streams never end by themselves: end them with UNAVAILABLE.
   await upstream.close();
   await drained;
-  console.log("edge: stopped");
+  say("stopped");
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

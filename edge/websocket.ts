@@ -17,6 +17,8 @@
  * @module
  */
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
+import type { CallObserver } from "./ops/calls.ts";
+import { clientIp, type IpSlot } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
 
@@ -37,13 +39,20 @@ export interface WebSocketBridgeOptions {
   maxBufferedBytes?: number;
   /** Time the client has to send its call header. */
   headerTimeoutMs?: number;
+  /** Records each call and open socket (metrics, log line). */
+  calls?: CallObserver;
+  /** Concurrent sockets per client IP (edge/ip_limits.ts); none: no limit. */
+  perIp?: IpSlot;
 }
 
-/** Creates the `GET /ws` handler; accepts a Request or a Hono context. */
+/**
+ * Creates the `GET /ws` handler; accepts a Request or a Hono context, and
+ * Deno.serve's handler info (Hono's `env`) for the client's IP.
+ */
 export function createWebSocketBridge(
   upstream: Pick<Upstream, "call">,
   options: WebSocketBridgeOptions,
-): (input: Request | { req: { raw: Request } }) => Response {
+): (input: Request | { req: { raw: Request } }, info?: unknown) => Response {
   for (
     const key of [
       "maxMessageBytes",
@@ -69,7 +78,7 @@ export function createWebSocketBridge(
     headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
   };
   const origins = new Set(options.allowedOrigins ?? ["*"]);
-  return (input) => {
+  return (input, info) => {
     const request = input instanceof Request ? input : input.req.raw;
     const origin = request.headers.get("origin");
     if (origin !== null && !origins.has("*") && !origins.has(origin)) {
@@ -87,8 +96,34 @@ export function createWebSocketBridge(
         },
       );
     }
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    runBridgeSession(socket, upstream, limits);
-    return response;
+    const ip = clientIp(info);
+    const release = ip === undefined ? undefined : options.perIp?.(ip);
+    if (release === undefined && ip !== undefined && options.perIp) {
+      return new Response("too many WebSockets from this address\n", {
+        status: 429,
+      });
+    }
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request);
+    } catch (err) {
+      // No session will end and release the IP's slot: give it back now.
+      release?.();
+      return new Response(
+        `not a WebSocket upgrade: ${(err as Error).message}\n`,
+        {
+          status: 400,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+        },
+      );
+    }
+    runBridgeSession(
+      upgraded.socket,
+      upstream,
+      limits,
+      release,
+      options.calls,
+    );
+    return upgraded.response;
   };
 }

@@ -18,6 +18,7 @@ import {
   FLAG_DATA,
   FLAG_END,
 } from "../web/bridge_frames.ts";
+import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { filterMetadata, parseCallHeader } from "./websocket_header.ts";
 import { RequestQueue } from "./websocket_queue.ts";
@@ -49,13 +50,19 @@ const fail = (code: number, message: string): BridgeStatus => ({
   trailers: {},
 });
 
-/** Serves one call on an upgraded socket until it ends. */
+/**
+ * Serves one call on an upgraded socket until it ends; `calls` records it
+ * (open sockets, one log line and metrics per call).
+ */
 export function runBridgeSession(
   socket: WebSocket,
   upstream: Pick<Upstream, "call">,
   limits: SessionLimits,
+  onEnd?: () => void,
+  calls?: CallObserver,
 ): void {
   socket.binaryType = "arraybuffer";
+  let record: CallRecord | undefined;
   const abort = new AbortController();
   const requests = new RequestQueue(limits.maxBufferedBytes);
   let started = false;
@@ -71,14 +78,19 @@ export function runBridgeSession(
     clearTimeout(timer);
     requests.close();
     abort.abort();
+    onEnd?.();
     if (socket.readyState === WebSocket.OPEN) {
-      socket.send(encodeStatusFrame(status));
+      const frame = encodeStatusFrame(status);
+      if (record) record.bytesOut += frame.byteLength;
+      socket.send(frame);
       socket.close(1000, "call ended");
     }
+    record?.end(status.code);
   }
 
   function start(header: BridgeCallHeader): void {
     started = true;
+    record = calls?.start("websocket", header.path);
     clearTimeout(timer);
     const timeoutMs = header.timeoutMs === undefined
       ? undefined
@@ -116,7 +128,9 @@ export function runBridgeSession(
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       if (finished) break;
-      socket.send(encodeFrame(FLAG_DATA, message));
+      const frame = encodeFrame(FLAG_DATA, message);
+      if (record) record.bytesOut += frame.byteLength;
+      socket.send(frame);
     }
     return await call.status;
   }
@@ -177,9 +191,19 @@ export function runBridgeSession(
 
   socket.onmessage = (event) => {
     if (finished) return;
+    if (record) {
+      const data = event.data;
+      record.bytesIn += typeof data === "string"
+        ? data.length
+        : data.byteLength;
+    }
     const status = onFrame(event.data);
     if (status) finish(status);
   };
+  if (calls) {
+    calls.metrics.websocket(1);
+    socket.addEventListener("close", () => calls.metrics.websocket(-1));
+  }
   socket.onclose = () =>
     finish(fail(Code.CANCELLED, "client closed the socket"));
   socket.onerror = () => finish(fail(Code.INTERNAL, "socket error"));

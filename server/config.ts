@@ -59,6 +59,27 @@ export interface CoreConfig {
   historySize: number;
   /** How long a message is kept, in ms; 0: until `historySize` pushes it out. */
   historyTtlMs: number;
+
+  // Who may speak (docs/auth.md). Empty strings mean "not set".
+  /** HS256 secret for JWT bearer tokens. */
+  jwtSecret: string;
+  /** File with a PEM public key for RS256, ES256 or EdDSA tokens. */
+  jwtPublicKey: string;
+  /** Required `iss` claim. */
+  jwtIssuer: string;
+  /** Required `aud` claim. */
+  jwtAudience: string;
+  /** Clock skew accepted on `exp` and `nbf`, in seconds. */
+  jwtLeewaySeconds: number;
+  /** Messages per second per user (per connection with auth off); 0: no limit. */
+  rateLimit: number;
+  /** Messages allowed at once after a quiet spell; 0: same as rateLimit. */
+  rateBurst: number;
+  /** Concurrent subscriptions per user (per connection with auth off); 0: no limit. */
+  maxSubscriptions: number;
+  /** Files with the TLS certificate chain and key (PEM); both or neither. */
+  tlsCert: string;
+  tlsKey: string;
   /**
    * `redis://host:port[/db]`: rooms, history and presence shared with every
    * core on the same Redis (instead of `store`); "" keeps them here.
@@ -85,6 +106,16 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   dataDir: "data",
   historySize: 1000,
   historyTtlMs: 24 * 3600 * 1000,
+  jwtSecret: "",
+  jwtPublicKey: "",
+  jwtIssuer: "",
+  jwtAudience: "",
+  jwtLeewaySeconds: 5,
+  rateLimit: 0,
+  rateBurst: 0,
+  maxSubscriptions: 0,
+  tlsCert: "",
+  tlsKey: "",
   broker: "",
 });
 
@@ -114,6 +145,22 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   dataDir: { flag: "data-dir", env: "CHAT_DATA_DIR" },
   historySize: { flag: "history-size", env: "CHAT_HISTORY_SIZE" },
   historyTtlMs: { flag: "history-ttl", env: "CHAT_HISTORY_TTL" },
+  jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
+  jwtPublicKey: { flag: "jwt-public-key", env: "CHAT_JWT_PUBLIC_KEY" },
+  jwtIssuer: { flag: "jwt-issuer", env: "CHAT_JWT_ISSUER" },
+  jwtAudience: { flag: "jwt-audience", env: "CHAT_JWT_AUDIENCE" },
+  jwtLeewaySeconds: {
+    flag: "jwt-leeway-seconds",
+    env: "CHAT_JWT_LEEWAY_SECONDS",
+  },
+  rateLimit: { flag: "rate-limit", env: "CHAT_RATE_LIMIT" },
+  rateBurst: { flag: "rate-burst", env: "CHAT_RATE_BURST" },
+  maxSubscriptions: {
+    flag: "max-subscriptions",
+    env: "CHAT_MAX_SUBSCRIPTIONS",
+  },
+  tlsCert: { flag: "tls-cert", env: "CHAT_TLS_CERT" },
+  tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
   broker: { flag: "broker", env: "CHAT_BROKER" },
 };
 
@@ -221,6 +268,22 @@ function parseValue<K extends keyof CoreConfig>(
     },
     historySize: (r) => integer(name, r, 0, 1_000_000),
     historyTtlMs: (r) => duration(name, r),
+    jwtSecret: (r) => {
+      // HS256 keys shorter than the hash are guessable offline (RFC 7518 3.2).
+      if (new TextEncoder().encode(r).byteLength < 32) {
+        throw new ConfigError(`${name} must be at least 32 bytes`);
+      }
+      return r;
+    },
+    jwtPublicKey: (r) => r,
+    jwtIssuer: (r) => r,
+    jwtAudience: (r) => r,
+    jwtLeewaySeconds: (r) => integer(name, r, 0, 300),
+    rateLimit: (r) => integer(name, r, 0, 1_000_000_000),
+    rateBurst: (r) => integer(name, r, 0, 1_000_000_000),
+    maxSubscriptions: (r) => integer(name, r, 0, 1_000_000_000),
+    tlsCert: (r) => r,
+    tlsKey: (r) => r,
     broker: (r) => brokerUrl(name, r),
   };
   return parsers[key](raw);
@@ -264,7 +327,28 @@ export function parseCoreConfig(
       );
     }
   }
+  checkAuthSettings(config as unknown as CoreConfig);
   return Object.freeze(config as unknown as CoreConfig);
+}
+
+/** Settings that only make sense together. */
+function checkAuthSettings(config: Readonly<CoreConfig>): void {
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) {
+    throw new ConfigError("--tls-cert and --tls-key go together");
+  }
+  if (config.tlsCert !== "" && config.transport !== "h2") {
+    // grpc-js's TLS listener on Deno's node:http2 fails the handshake.
+    throw new ConfigError("--tls-cert needs --transport h2 (the default)");
+  }
+  const keyed = config.jwtSecret !== "" || config.jwtPublicKey !== "";
+  if (!keyed && (config.jwtIssuer !== "" || config.jwtAudience !== "")) {
+    throw new ConfigError(
+      "--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-public-key",
+    );
+  }
+  if (config.rateBurst > 0 && config.rateLimit === 0) {
+    throw new ConfigError("--rate-burst needs --rate-limit");
+  }
 }
 
 /**
@@ -276,5 +360,11 @@ export function parseCoreConfig(
 export function resolveCoreConfig(
   options: Partial<CoreConfig> = {},
 ): Readonly<CoreConfig> {
-  return Object.freeze({ ...DEFAULT_CORE_CONFIG, store: "memory", ...options });
+  const config: CoreConfig = {
+    ...DEFAULT_CORE_CONFIG,
+    store: "memory",
+    ...options,
+  };
+  checkAuthSettings(config);
+  return Object.freeze(config);
 }

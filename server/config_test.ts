@@ -114,3 +114,56 @@ Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and
     );
   }
 });
+
+Deno.test("parseCoreConfig() reads the auth, limit and TLS settings from flags and CHAT_* env", () => {
+  const secret = "s".repeat(32);
+  const config = parseCoreConfig([
+    "--jwt-secret",
+    secret,
+    "--jwt-issuer=iss",
+    "--rate-limit=5",
+    "--tls-cert=c.pem",
+    "--tls-key=k.pem",
+  ], {
+    CHAT_JWT_AUDIENCE: "aud",
+    CHAT_JWT_PUBLIC_KEY: "key.pem",
+    CHAT_RATE_BURST: "10",
+    CHAT_MAX_SUBSCRIPTIONS: "3",
+  });
+  assert.equal(config.jwtSecret, secret);
+  assert.equal(config.jwtPublicKey, "key.pem");
+  assert.equal(config.jwtIssuer, "iss");
+  assert.equal(config.jwtAudience, "aud");
+  assert.equal(config.rateLimit, 5);
+  assert.equal(config.rateBurst, 10);
+  assert.equal(config.maxSubscriptions, 3);
+  assert.equal(config.tlsCert, "c.pem");
+  assert.equal(config.tlsKey, "k.pem");
+});
+
+Deno.test("parseCoreConfig() refuses a short secret and settings that need another", () => {
+  assert.throws(
+    () => parseCoreConfig(["--jwt-secret", "short"], {}),
+    (e) => e instanceof ConfigError && /at least 32 bytes/.test(e.message),
+  );
+  assert.throws(
+    () => parseCoreConfig(["--tls-cert", "c.pem"], {}),
+    /--tls-cert and --tls-key go together/,
+  );
+  assert.throws(
+    () =>
+      parseCoreConfig(
+        ["--tls-cert", "c", "--tls-key", "k", "--transport", "node"],
+        {},
+      ),
+    /--tls-cert needs --transport h2/,
+  );
+  assert.throws(
+    () => parseCoreConfig(["--jwt-issuer", "x"], {}),
+    /need --jwt-secret or --jwt-public-key/,
+  );
+  assert.throws(
+    () => parseCoreConfig(["--rate-burst", "3"], {}),
+    /--rate-burst needs --rate-limit/,
+  );
+});

@@ -44,7 +44,11 @@ log.info(
       : config.store
   }, ${config.historySize} per room`,
 );
-log.info(`listening on ${config.host}:${core.port}`);
+log.info(
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
+);
 
 let signalled = false;
 const stop = async (signal: string) => {

@@ -21,16 +21,18 @@ import { CallScopes } from "./grpc/call_scope.ts";
 import { chatHandler } from "./grpc/chat.ts";
 import type { HandlerContext } from "./grpc/context.ts";
 import { serverDefinition } from "./grpc/definition.ts";
-import {
-  postMessage,
-  type PostReply,
-  sendMessageHandler,
-} from "./grpc/send_message.ts";
+import { postMessage, sendMessageHandler } from "./grpc/send_message.ts";
 import { frameStored } from "./grpc/messages.ts";
 import type { HistoryStore, StoreStatus } from "./rooms/history_store.ts";
 import { openStore } from "./store/open_store.ts";
 import { decodeSendRequest } from "./grpc/post_decoder.ts";
-import { enableDirectUnary } from "./grpc/direct_unary.ts";
+import {
+  type DirectUnaryMethod,
+  enableDirectUnary,
+} from "./grpc/direct_unary.ts";
+import { peerOf } from "./grpc/caller.ts";
+import { createAccess } from "./auth/create.ts";
+import { traceCalls } from "./grpc/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -64,12 +66,15 @@ async function listen(
   server: Server,
   config: Readonly<CoreConfig>,
   log: Logger,
+  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
+  tls: { cert: string; key: string } | undefined,
 ): Promise<Listener> {
   if (config.transport === "h2") {
     return listenWithH2(server, {
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      tls,
       onError: (err) => log.error("h2 transport", err),
     });
   }
@@ -141,6 +146,12 @@ export async function startCoreServer(
   const { logger, historyStore: givenStore, ...partial } = options;
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
+  const calls = new CallScopes();
+  const access = await createAccess(config, log);
+  const tls = config.tlsCert === "" ? undefined : {
+    cert: await Deno.readTextFile(config.tlsCert),
+    key: await Deno.readTextFile(config.tlsKey),
+  };
   // With --broker, history lives in Redis (BrokerUnavailableError when
   // Redis cannot be reached at start-up).
   const broker = givenStore === undefined && config.broker !== ""
@@ -159,7 +170,6 @@ export async function startCoreServer(
     item: frameStored,
     onInternal: (err) => log.error("publish callback failed", err),
   });
-  const calls = new CallScopes();
   let presence: Presence | undefined;
   if (config.presence) {
     presence = broker
@@ -170,7 +180,14 @@ export async function startCoreServer(
       })
       : new LocalPresence();
   }
-  const ctx: HandlerContext = { hub, calls, config, log, presence };
+  const ctx: HandlerContext = {
+    hub,
+    calls,
+    config,
+    log,
+    access,
+    presence,
+  };
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -192,17 +209,31 @@ export async function startCoreServer(
 
   let listener: Listener;
   try {
-    listener = await listen(server, config, log);
+    listener = await listen(server, config, log, tls);
   } catch (err) {
     await presence?.close();
     if (givenStore === undefined) await store.close();
     throw err;
   }
   const port = listener.port;
-  const direct = new Map([[
+  const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes: Uint8Array, reply: PostReply) =>
-      postMessage(ctx, decodeRequest(bytes), reply),
+    (bytes, headers, session, reply) => {
+      const caller = access.caller(
+        headers.authorization,
+        () => peerOf(session),
+      );
+      if (!(caller instanceof Promise)) {
+        return postMessage(ctx, decodeRequest(bytes), caller, reply);
+      }
+      caller.then((c) => {
+        try {
+          postMessage(ctx, decodeRequest(bytes), c, reply);
+        } catch (err) {
+          reply(err);
+        }
+      }, reply);
+    },
   ]]);
   if (
     enableDirectUnary(server, direct, {
@@ -212,6 +243,8 @@ export async function startCoreServer(
   ) {
     log.info("direct unary path unavailable: grpc-js serves SendMessage");
   }
+  // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
+  traceCalls(server);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {

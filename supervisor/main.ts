@@ -2,10 +2,11 @@
  * Entry of `deno task serve:core`: runs the core under the supervisor.
  *
  * Every argument passes through to the core (`deno task serve:core --port
- * 6000`). The core gets only the permissions it uses: net, env, and read and
- * write in its data directory (`--data-dir`, else CHAT_DATA_DIR, else
- * `data`); this process needs --allow-run to spawn it and --allow-env for
- * the settings below.
+ * 6000`). The core gets only the permissions it uses: net, env, read
+ * (certificates, keys, the history store's worker module) and write in its
+ * data directory only (`--data-dir`, else CHAT_DATA_DIR, else `data`); this
+ * process needs --allow-run to spawn it and --allow-env for the settings
+ * below.
  *
  * Environment: SUPERVISOR_CHILD (script to run, relative to the project
  * root; default server/main.ts), SUPERVISOR_BASE_DELAY_MS (first restart
@@ -27,14 +28,11 @@ function dataDir(args: readonly string[]): string {
   return dir;
 }
 
-const root = fileURLToPath(new URL("../", import.meta.url));
-const dir = dataDir(Deno.args);
 const CHILD_PERMISSIONS = [
   "--allow-net",
   "--allow-env",
-  // server/: the SQLite store's worker module is loaded at run time.
-  `--allow-read=${dir},${root}server`,
-  `--allow-write=${dir}`,
+  "--allow-read",
+  `--allow-write=${dataDir(Deno.args)}`,
 ];
 
 /** Reads a positive integer setting, or exits with a clear message. */
@@ -49,6 +47,7 @@ function intSetting(name: string, fallback: number): number {
   return value;
 }
 
+const root = fileURLToPath(new URL("../", import.meta.url));
 const script = Deno.env.get("SUPERVISOR_CHILD") || "server/main.ts";
 
 const supervisor = superviseChild({

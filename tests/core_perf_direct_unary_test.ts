@@ -133,7 +133,7 @@ async function startBare(via: "bind" | "inject", seen: Recorded) {
     port = guarded.port;
     close = () => void guarded.close();
   }
-  const method: DirectUnaryMethod = (request, reply) => {
+  const method: DirectUnaryMethod = (request, _headers, _session, reply) => {
     const req = fromBinary(SendMessageRequestSchema, request);
     seen.direct.push(req.content);
     reply(undefined, encodeSendResponse(`direct_${req.content}`, 2000));

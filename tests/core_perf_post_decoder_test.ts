@@ -14,12 +14,13 @@ import {
 import { decodePost, decodeSendRequest } from "../server/grpc/post_decoder.ts";
 
 const fields = (
-  m: { id: string; user: string; content: string; room: string },
+  m: { id: string; user: string; content: string; room: string; type: number },
 ) => ({
   id: m.id,
   user: m.user,
   content: m.content,
   room: m.room,
+  type: m.type,
 });
 
 Deno.test("decodePost() reads the same strings as fromBinary()", () => {

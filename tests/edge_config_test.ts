@@ -18,13 +18,21 @@ const rejects = (
 Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () => {
   const c = parseEdgeConfig([], {});
   assert.deepEqual(c, {
-    host: "0.0.0.0",
+    host: "127.0.0.1",
     port: 8080,
     upstream: ["http://127.0.0.1:50051"],
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
     upstreamClient: "h2",
     upstreamKeepaliveMs: 30_000,
+    logFormat: "text",
+    metricsToken: "",
+    tlsCert: "",
+    tlsKey: "",
+    upstreamCa: "",
+    devJwtSecret: "",
+    maxRequestsPerIp: 0,
+    maxWebSocketsPerIp: 0,
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -145,4 +153,45 @@ Deno.test("parseEdgeConfig() takes a comma-separated list of cores in --upstream
     /UPSTREAM lists a core twice/,
   );
   rejects(["--upstream", "http://a:1,b:2"], {}, /--upstream must use http:/);
+});
+
+Deno.test("parseEdgeConfig() reads --log-format and --metrics-token, refusing bad values", () => {
+  const c = parseEdgeConfig(["--log-format", "json"], {
+    METRICS_TOKEN: "t0ken",
+  });
+  assert.equal(c.logFormat, "json");
+  assert.equal(c.metricsToken, "t0ken");
+  assert.equal(parseEdgeConfig([], { LOG_FORMAT: "off" }).logFormat, "off");
+  rejects(
+    ["--log-format", "xml"],
+    {},
+    /--log-format must be "text", "json" or "off"/,
+  );
+  rejects([], { LOG_FORMAT: "JSON" }, /LOG_FORMAT must be/);
+  rejects(
+    ["--metrics-token", "has space"],
+    {},
+    /--metrics-token must be printable ASCII/,
+  );
+});
+
+Deno.test("parseEdgeConfig() reads the TLS, dev-token and per-IP settings", () => {
+  const c = parseEdgeConfig([
+    "--tls-cert=c.pem",
+    "--tls-key=k.pem",
+    "--max-requests-per-ip=50",
+  ], {
+    UPSTREAM_CA: "ca.pem",
+    EDGE_DEV_JWT_SECRET: "d".repeat(32),
+    MAX_WEBSOCKETS_PER_IP: "4",
+  });
+  assert.equal(c.tlsCert, "c.pem");
+  assert.equal(c.tlsKey, "k.pem");
+  assert.equal(c.upstreamCa, "ca.pem");
+  assert.equal(c.devJwtSecret, "d".repeat(32));
+  assert.equal(c.maxRequestsPerIp, 50);
+  assert.equal(c.maxWebSocketsPerIp, 4);
+  rejects(["--tls-key=k.pem"], {}, /--tls-cert and --tls-key go together/);
+  rejects([], { EDGE_DEV_JWT_SECRET: "short" }, /at least 32 bytes/);
+  rejects(["--max-requests-per-ip=-1"], {}, /integer from 0/);
 });

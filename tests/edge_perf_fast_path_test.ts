@@ -53,7 +53,7 @@ function echoUpstream(seen: CallOptions[] = []): Upstream {
 }
 
 function config(allowedOrigins: string[]): Readonly<EdgeConfig> {
-  return { ...DEFAULT_EDGE_CONFIG, allowedOrigins };
+  return { ...DEFAULT_EDGE_CONFIG, allowedOrigins, logFormat: "off" };
 }
 
 async function snapshot(res: Response) {

@@ -14,6 +14,7 @@ import { Code, StatusError } from "../edge/upstream/status.ts";
 import type { Upstream } from "../edge/upstream/types.ts";
 import { startFixtureCore } from "./fixtures/edge_core.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
+import { testCertificate } from "./support/auth.ts";
 
 const LIMIT = { maxMessageBytes: 1 << 20 };
 
@@ -50,41 +51,12 @@ async function withCore(
   }
 }
 
-/** A throw-away self-signed certificate for 127.0.0.1, made with openssl. */
+/** A throw-away self-signed certificate for 127.0.0.1. */
 async function selfSigned(): Promise<{ key: string; cert: string }> {
   const dir = await Deno.makeTempDir({ prefix: "edge_tls_" });
   try {
-    const out = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        // rustls (Deno.connectTls) refuses a CA certificate as the server's.
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    return {
-      key: await Deno.readTextFile(`${dir}/key.pem`),
-      cert: await Deno.readTextFile(`${dir}/cert.pem`),
-    };
+    const { key, cert } = await testCertificate(dir);
+    return { key, cert };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

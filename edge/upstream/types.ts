@@ -59,6 +59,8 @@ export interface Upstream {
   ): UpstreamCall;
   /** Whether the core answers right now. */
   healthy(): Promise<boolean>;
+  /** Open connections to the core (for metrics), if the client can tell. */
+  connections?(): number;
   /** Cancels running calls and closes the connection. */
   close(): Promise<void>;
 }

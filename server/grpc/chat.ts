@@ -12,7 +12,8 @@
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Message } from "../../gen/chat_pb.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
+import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { decodePost } from "./post_decoder.ts";
@@ -26,9 +27,12 @@ import { frameMessage } from "./framing.ts";
 import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
 
+type Call = ServerDuplexStream<InboundMessage, Message | Uint8Array>;
+
 export function chatHandler(ctx: HandlerContext) {
-  return (
-    call: ServerDuplexStream<InboundMessage, Message | Uint8Array>,
+  return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
+    call,
+    caller,
   ): void => {
     const stream = openStream(
       call,
@@ -50,15 +54,12 @@ export function chatHandler(ctx: HandlerContext) {
     const published = (err: unknown) => {
       if (err) stream.finish(err);
     };
+    endAtExpiry(ctx, stream, caller);
+    const posts = inboundPosts(ctx, caller);
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          validatePost(message);
-        } catch (err) {
-          stream.finish(err);
-          return;
-        }
-        try {
+          bytes = posts.check(message, bytes);
           checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);
@@ -87,5 +88,5 @@ export function chatHandler(ctx: HandlerContext) {
       }, ctx.config.aliveIntervalMs);
       stream.defer(() => clearInterval(timer));
     }
-  };
+  });
 }

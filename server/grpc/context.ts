@@ -1,6 +1,7 @@
 /**
  * What every RPC handler needs, passed in rather than imported.
  */
+import type { Access } from "../auth/access.ts";
 import type { CoreConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { ChatHub } from "../rooms/hub.ts";
@@ -13,6 +14,8 @@ export interface HandlerContext {
   readonly calls: CallScopes;
   readonly config: Readonly<CoreConfig>;
   readonly log: Logger;
+  /** Who may speak: authentication and abuse limits. */
+  readonly access: Access;
   /** Who is in which room (with --presence; shared by cores on a broker). */
   readonly presence?: Presence;
 }

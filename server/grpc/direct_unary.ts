@@ -31,19 +31,23 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
 import { encodeGrpcMessage, parseGrpcTimeout } from "../../protocol/mod.ts";
 import { frameMessage } from "./framing.ts";
-import { toServiceError } from "./status.ts";
+import { RETRY_AFTER_MS, toServiceError } from "./status.ts";
+import { wrapStreamListeners } from "./stream_listeners.ts";
 
 /**
  * A unary method: request bytes in, response bytes (or an error) out
- * through `reply`, at once or later (SendMessage answers after its commit).
- * It may also throw a ChatError.
+ * through `reply`, at once or later (SendMessage answers after its commit,
+ * and after verifying a token). It gets the call's headers and HTTP/2
+ * session (for authorization and per-connection limits). It may also throw
+ * a ChatError.
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
+  headers: http2.IncomingHttpHeaders,
+  session: unknown,
   reply: (err: unknown, response?: Uint8Array) => void,
 ) => void;
 
@@ -54,12 +58,6 @@ export interface DirectUnaryOptions {
   /** Called with an unexpected (non-ChatError) failure of a method. */
   onInternal?: (err: unknown) => void;
 }
-
-type StreamListener = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  ...rest: unknown[]
-) => void;
 
 const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
@@ -81,43 +79,24 @@ export function enableDirectUnary(
   options: DirectUnaryOptions,
 ): number {
   const internals = server as unknown as {
-    http2Servers?: unknown;
     onStreamOpened?: (stream: http2.ServerHttp2Stream) => void;
   };
-  const servers = internals.http2Servers;
-  if (!(servers instanceof Map)) return 0;
   const opened = typeof internals.onStreamOpened === "function"
     ? internals.onStreamOpened.bind(server)
     : undefined;
-  let patched = 0;
-  for (const candidate of servers.keys()) {
-    const emitter = candidate as Partial<EventEmitter> | null;
-    if (
-      typeof emitter?.listeners !== "function" ||
-      typeof emitter.removeListener !== "function" ||
-      typeof emitter.on !== "function"
-    ) continue;
-    const listeners = emitter.listeners("stream");
-    if (listeners.length !== 1) continue;
-    const grpcJs = listeners[0] as StreamListener;
-    emitter.removeListener("stream", grpcJs);
-    emitter.on("stream", function (
-      this: unknown,
-      stream: http2.ServerHttp2Stream,
-      headers: http2.IncomingHttpHeaders,
-      ...rest: unknown[]
-    ) {
-      const method = methods.get(headers[":path"] as string);
-      if (method === undefined || !isPlainGrpc(headers)) {
-        grpcJs.call(this, stream, headers, ...rest);
-        return;
-      }
-      opened?.(stream);
-      serve(stream, headers, method, options);
-    });
-    patched++;
-  }
-  return patched;
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const method = methods.get(headers[":path"] as string);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened?.(stream);
+        serve(stream, headers, method, options);
+      },
+  );
 }
 
 /** gRPC content type and no compression: the calls this path can take. */
@@ -146,7 +125,7 @@ function serve(
   let declared = -1;
   let done = false;
 
-  const fail = (code: number, message: string) => {
+  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
     done = true;
     buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
@@ -154,6 +133,9 @@ function serve(
       ...RESPONSE_HEADERS,
       "grpc-status": String(code),
       "grpc-message": encodeGrpcMessage(message),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
     }, { endStream: true });
   };
 
@@ -215,23 +197,30 @@ function serve(
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
+    const failWith = (err: unknown) => {
+      const status = toServiceError(err, options.onInternal);
+      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+    };
+    // The client may have gone while the method waited (a commit): fail()
+    // and answer() send nothing to a closed stream.
     const reply = (err: unknown, response?: Uint8Array) => {
-      // The client may have gone while the method waited (a commit).
-      if (stream.destroyed || stream.closed) return;
-      if (err !== undefined && err !== null) {
-        const status = toServiceError(err, options.onInternal);
-        return fail(status.code, status.details);
-      }
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-      stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-      stream.end(frameMessage(response!));
+      if (err !== undefined && err !== null) failWith(err);
+      else answer(stream, response!);
     };
     try {
-      method(request.subarray(5), reply);
+      method(request.subarray(5), headers, stream.session, reply);
     } catch (err) {
-      reply(err);
+      failWith(err);
     }
   });
+}
+
+/** Headers, the one response message, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.end(frameMessage(response));
 }
 
 const NO_MESSAGE = "Received no request message for unary call";

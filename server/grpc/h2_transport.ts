@@ -26,6 +26,8 @@ export interface H2TransportOptions {
   host: string;
   port: number;
   maxConcurrentStreams: number;
+  /** PEM certificate chain and key for TLS (ALPN h2). */
+  tls?: { cert: string; key: string };
   onError?(error: unknown): void;
 }
 
@@ -55,6 +57,7 @@ export function listenWithH2(
     hostname: options.host,
     port: options.port,
     maxConcurrentStreams: options.maxConcurrentStreams,
+    tls: options.tls,
     onStream(stream, headers) {
       const type = headers["content-type"];
       if (typeof type !== "string" || !type.startsWith("application/grpc")) {

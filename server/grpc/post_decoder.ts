@@ -15,15 +15,17 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
 /**
- * The string fields of `chat.Message` the server uses. A client's own
- * `offset` and `epoch` are checked like the rest but not kept: the server
- * assigns both (and its pair, appended on delivery, wins).
+ * The fields of `chat.Message` the server uses. A client's own `offset` and
+ * `epoch` are checked like the rest but not kept: the server assigns both
+ * (and its pair, appended on delivery, wins).
  */
 export interface PostFields {
   readonly id: string;
   readonly user: string;
   readonly content: string;
   readonly room: string;
+  /** `MessageType` as sent (0 is CHAT); an int32, as fromBinary() reads it. */
+  readonly type: number;
 }
 
 /**
@@ -100,12 +102,17 @@ function timestampOk(bytes: Uint8Array, end: number): boolean {
 /** The fast path of decodePost(), or undefined to take the slow one. */
 function fastPost(bytes: Uint8Array): PostFields | undefined {
   const end = bytes.length;
-  let id = "", user = "", content = "", room = "";
+  let id = "", user = "", content = "", room = "", type = 0;
   at = 0;
   while (at < end) {
     const tag = varint(bytes, end);
     if (tag === -1) return undefined;
-    if (tag === 0x30 || tag === 0x38) { // 6: type, 7: offset; varints
+    if (tag === 0x30) { // 6: type, varint
+      type = varint(bytes, end);
+      if (type === -1) return undefined;
+      continue;
+    }
+    if (tag === 0x38) { // 7: offset, varint: checked, not kept
       if (varint(bytes, end) === -1) return undefined;
       continue;
     }
@@ -143,13 +150,13 @@ function fastPost(bytes: Uint8Array): PostFields | undefined {
       }
     }
   }
-  return { id, user, content, room };
+  return { id, user, content, room, type };
 }
 
 /** The general decoder: any valid message, every rejection. */
 function readPost(bytes: Uint8Array): PostFields {
   const reader = new BinaryReader(bytes);
-  let id = "", user = "", content = "", room = "";
+  let id = "", user = "", content = "", room = "", type = 0;
   while (reader.pos < reader.len) {
     const [no, wireType] = reader.tag();
     switch (no) {
@@ -175,7 +182,7 @@ function readPost(bytes: Uint8Array): PostFields {
         break;
       case 6:
         expect(wireType, WireType.Varint, no);
-        reader.int32();
+        type = reader.int32();
         break;
       case 7:
         expect(wireType, WireType.Varint, no);
@@ -189,7 +196,7 @@ function readPost(bytes: Uint8Array): PostFields {
         reader.skip(wireType, no);
     }
   }
-  return { id, user, content, room };
+  return { id, user, content, room, type };
 }
 
 /** `google.protobuf.Timestamp`: int64 seconds = 1, int32 nanos = 2. */

@@ -25,6 +25,8 @@ import {
 export { encodeSendResponse };
 import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
+import type { Caller } from "../auth/access.ts";
+import { withCaller } from "./caller.ts";
 
 /** Where a post's answer goes: an error, or the encoded response. */
 export type PostReply = (err: unknown, response?: Uint8Array) => void;
@@ -38,13 +40,16 @@ export type PostReply = (err: unknown, response?: Uint8Array) => void;
 export function postMessage(
   ctx: HandlerContext,
   req: SendFields,
+  caller: Caller,
   reply: PostReply,
 ): void {
   ctx.hub.stats.callsStarted++;
-  validatePost(req);
+  const user = ctx.access.userOf(caller, req.user);
+  validatePost(user === req.user ? req : { ...req, user });
+  ctx.access.allowPost(caller, req.room);
   const id = ctx.hub.nextMessageId();
   const nowMs = Date.now();
-  const framed = frameChatMessage(id, req.user, req.content, req.room, nowMs);
+  const framed = frameChatMessage(id, user, req.content, req.room, nowMs);
   // The id, timestamp, offset and epoch make the broadcast larger than the
   // request. One that subscribers could not receive is the sender's error,
   // not theirs.
@@ -63,17 +68,22 @@ export function postMessage(
 
 /** grpc-js's handler for the calls the direct path does not take. */
 export function sendMessageHandler(ctx: HandlerContext) {
-  return (
-    call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
-    callback: sendUnaryData<Uint8Array>,
-  ): void => {
-    try {
-      postMessage(ctx, call.request, (err, response) => {
-        if (err) callback(toServiceError(err));
-        else callback(null, response);
-      });
-    } catch (err) {
-      callback(toServiceError(err));
-    }
-  };
+  return withCaller(
+    ctx,
+    (_call, err, callback: sendUnaryData<Uint8Array>) => callback(err),
+    (
+      call: ServerUnaryCall<SendMessageRequest, SendMessageResponse>,
+      caller,
+      callback,
+    ): void => {
+      try {
+        postMessage(ctx, call.request, caller, (err, response) => {
+          if (err) callback(toServiceError(err));
+          else callback(null, response);
+        });
+      } catch (err) {
+        callback(toServiceError(err));
+      }
+    },
+  );
 }

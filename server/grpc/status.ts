@@ -9,6 +9,8 @@ import { ChatError, type ChatErrorCode } from "../rooms/errors.ts";
 
 const CODES: Readonly<Record<ChatErrorCode, status>> = {
   invalid_argument: status.INVALID_ARGUMENT,
+  unauthenticated: status.UNAUTHENTICATED,
+  permission_denied: status.PERMISSION_DENIED,
   resource_exhausted: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
   failed_precondition: status.FAILED_PRECONDITION,
@@ -17,6 +19,9 @@ const CODES: Readonly<Record<ChatErrorCode, status>> = {
   internal: status.INTERNAL,
 };
 
+/** Trailer with a rate limit's retry hint, in ms. */
+export const RETRY_AFTER_MS = "retry-after-ms";
+
 /** Converts any thrown value into a ServiceError for grpc-js. */
 export function toServiceError(
   err: unknown,
@@ -24,15 +29,19 @@ export function toServiceError(
 ): ServiceError {
   let code = status.INTERNAL;
   let details = "internal error";
+  const metadata = new Metadata();
   if (ChatError.is(err)) {
     code = CODES[err.code];
     details = err.message;
+    if (err.retryAfterMs !== undefined) {
+      metadata.set(RETRY_AFTER_MS, String(err.retryAfterMs));
+    }
   } else {
     onInternal?.(err);
   }
   const error = new Error(details) as ServiceError;
   error.code = code;
   error.details = details;
-  error.metadata = new Metadata();
+  error.metadata = metadata;
   return error;
 }

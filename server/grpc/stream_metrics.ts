@@ -17,14 +17,22 @@ import { metricsIntervalMs } from "../rooms/validate.ts";
 import { metricRows, takeReading } from "../telemetry.ts";
 import type { HandlerContext } from "./context.ts";
 import { openStream } from "./stream.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
 
+type Call = ServerWritableStream<MetricsRequest, Metric>;
+
+/** With auth on, any valid token may read the metrics (no room or scope). */
 export function streamMetricsHandler(ctx: HandlerContext) {
-  return (call: ServerWritableStream<MetricsRequest, Metric>): void => {
+  return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
+    call,
+    caller,
+  ): void => {
     const stream = openStream(
       call,
       ctx,
       (err) => err ? call.emit("error", err) : call.end(),
     );
+    endAtExpiry(ctx, stream, caller);
     let intervalMs: number;
     try {
       intervalMs = metricsIntervalMs(call.request.intervalSeconds);
@@ -57,5 +65,5 @@ export function streamMetricsHandler(ctx: HandlerContext) {
       clearInterval(timer);
       call.off("drain", onDrain);
     });
-  };
+  });
 }

@@ -20,19 +20,26 @@ import { frameMessage } from "./framing.ts";
 import { presenceMessage, welcomeMessage } from "./messages.ts";
 import { messageWriter } from "./raw_stream.ts";
 import { openStream } from "./stream.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
+
+type Call = ServerWritableStream<SubscribeRequest, Message | Uint8Array>;
 
 export function subscribeMessagesHandler(ctx: HandlerContext) {
-  return (
-    call: ServerWritableStream<SubscribeRequest, Message | Uint8Array>,
+  return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
+    call: Call,
+    caller,
   ): void => {
     const stream = openStream(
       call,
       ctx,
       (err) => err ? call.emit("error", err) : call.end(),
     );
-    const { room, user } = call.request;
+    const { room } = call.request;
+    let user: string;
     try {
-      validateSubscription(call.request);
+      user = ctx.access.userOf(caller, call.request.user);
+      validateSubscription({ room, user });
+      stream.defer(ctx.access.allowSubscribe(caller, room));
     } catch (err) {
       stream.finish(err);
       return;
@@ -48,6 +55,7 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
       );
       return;
     }
+    endAtExpiry(ctx, stream, caller);
     const writer = messageWriter(call);
     // Runs last of the cleanups: pending messages go before the status.
     stream.defer(writer.flush);
@@ -87,5 +95,5 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
 
     // The newcomer sees its own JOIN after the welcome, like everyone else.
     if (ctx.config.presence) announce(MessageType.JOIN);
-  };
+  });
 }

@@ -15,7 +15,8 @@ import {
   type UploadResponse,
   UploadResponseSchema,
 } from "../../gen/chat_pb.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { endAtExpiry, withCaller } from "./caller.ts";
+import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { checkBroadcastSize } from "./messages.ts";
@@ -23,11 +24,14 @@ import { openStream } from "./stream.ts";
 import { decodePost } from "./post_decoder.ts";
 import { readMessages } from "./raw_reader.ts";
 
+type Call = ServerReadableStream<InboundMessage, UploadResponse>;
+
 export function uploadMessagesHandler(ctx: HandlerContext) {
-  return (
-    call: ServerReadableStream<InboundMessage, UploadResponse>,
+  return withCaller(ctx, (
+    _call: Call,
+    err,
     callback: sendUnaryData<UploadResponse>,
-  ): void => {
+  ) => callback(err), (call, caller, callback): void => {
     // Counted when committed; the answer waits for the last commit.
     let count = 0;
     let accepted = 0;
@@ -44,10 +48,12 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
       count++;
       if (ended && count === accepted) stream.finish();
     };
+    endAtExpiry(ctx, stream, caller);
+    const posts = inboundPosts(ctx, caller);
     const reader = readMessages(call, decodePost, {
       message(message, bytes) {
         try {
-          validatePost(message, `message ${accepted + 1}: `);
+          bytes = posts.check(message, bytes, `message ${accepted + 1}: `);
           checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);
@@ -63,5 +69,5 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
       error: (err) => stream.finish(err),
     }, inboundParts);
     stream.defer(reader.stop);
-  };
+  });
 }

@@ -1,5 +1,5 @@
 /**
- * Accepts h2c connections on a TCP port and serves each with an
+ * Accepts h2c connections (or h2 over TLS) on a TCP port and serves each with an
  * {@linkcode H2ServerConnection}.
  *
  * @example
@@ -27,6 +27,8 @@ import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
 export interface ListenH2Options extends Partial<H2ServerOptions> {
   hostname: string;
   port: number;
+  /** PEM certificate chain and key: serve h2 over TLS (ALPN h2), not h2c. */
+  tls?: { cert: string; key: string };
   onStream(stream: H2ServerStream, headers: IncomingHeaders): void;
   /** An exception from `onStream` or the connection code. */
   onError?(error: unknown): void;
@@ -49,14 +51,16 @@ export interface H2Listener {
 
 /** Listens on `hostname:port` (0 picks a free port). */
 export function listenH2(options: ListenH2Options): H2Listener {
-  const { hostname, port, onStream, onError, ...tuning } = options;
+  const { hostname, port, tls, onStream, onError, ...tuning } = options;
   const opts: Readonly<H2ServerOptions> = Object.freeze({
     ...DEFAULT_H2_SERVER_OPTIONS,
     ...Object.fromEntries(
       Object.entries(tuning).filter(([, v]) => v !== undefined),
     ),
   });
-  const listener = Deno.listen({ hostname, port, transport: "tcp" });
+  const listener: Deno.Listener = tls
+    ? Deno.listenTls({ hostname, port, ...tls, alpnProtocols: ["h2"] })
+    : Deno.listen({ hostname, port, transport: "tcp" });
   const connections = new Set<H2ServerConnection>();
   let closing = false;
   let resolveClosed!: () => void;
@@ -75,7 +79,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
 
   const accepting = (async () => {
     while (true) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch {
@@ -86,7 +90,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
         continue;
       }
       try {
-        conn.setNoDelay(true);
+        (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch {
         // the peer is gone already; the read loop will see it
       }

@@ -7,6 +7,8 @@
  */
 export type ChatErrorCode =
   | "invalid_argument"
+  | "unauthenticated"
+  | "permission_denied"
   | "resource_exhausted"
   | "unavailable"
   | "failed_precondition"
@@ -17,12 +19,18 @@ export type ChatErrorCode =
 export class ChatError extends Error {
   override name = "ChatError";
 
+  /** For RESOURCE_EXHAUSTED from a rate limit: when to try again. */
+  retryAfterMs?: number;
+
   constructor(
     readonly code: ChatErrorCode,
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { retryAfterMs?: number },
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) {
+      this.retryAfterMs = options.retryAfterMs;
+    }
   }
 
   /** Narrows unknown values at boundaries. */

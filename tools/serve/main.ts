@@ -10,6 +10,10 @@
  * `--cores N` starts N cores on consecutive ports from `--core-port`, all on
  * one broker (`--broker redis://...`, or a local redis-server started here
  * when there is none), behind one edge that balances over them.
+ *
+ * `--auth-dev` turns authentication on with a secret made up for this run:
+ * the core requires tokens, the edge hands them out at /auth/dev-token.
+ * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
 import { prefixLines, waitHealthy } from "./children.ts";
@@ -27,8 +31,13 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
     cores: { type: "string", default: "1" },
     broker: { type: "string" },
+    "auth-dev": { type: "boolean", default: false },
   },
 });
+// Passed in the environment, not argv, so it does not show in `ps`.
+const devSecret = values["auth-dev"]
+  ? btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
+  : undefined;
 const corePort = Number(values["core-port"]);
 const edgePort = values.port;
 const host = values.host;
@@ -57,9 +66,14 @@ if (cores > 1 && broker === "") {
   console.log(`serve: started redis-server on ${broker} (no persistence)`);
 }
 
-function start(name: string, args: string[]): Deno.ChildProcess {
+function start(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -87,12 +101,13 @@ const coreProcs = corePorts.map((port, i) =>
     "--instance-id",
     cores > 1 ? `core-${i + 1}` : "core",
     ...(broker ? ["--broker", broker] : []),
-  ])
+  ], devSecret ? { CHAT_JWT_SECRET: devSecret } : {})
 );
 const edge = start("edge", [
   "run",
   "--allow-net",
   "--allow-env",
+  "--allow-read",
   here("../../edge/main.ts"),
   "--host",
   host,
@@ -100,7 +115,7 @@ const edge = start("edge", [
   edgePort,
   "--upstream",
   corePorts.map((p) => `http://${host}:${p}`).join(","),
-]);
+], devSecret ? { EDGE_DEV_JWT_SECRET: devSecret } : {});
 const children = [...coreProcs, edge];
 
 let stopping = false;
@@ -132,6 +147,12 @@ waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
       ...(broker ? [row("broker:", broker)] : []),
       row("edge (gRPC-Web/Connect):", `http://${host}:${edgePort}`),
       row("chat page:", `http://${host}:${edgePort}/`),
+      row(
+        "auth:",
+        devSecret
+          ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
+          : "off (--auth-dev turns it on)",
+      ),
       "  Ctrl-C stops them all.",
       "",
     ].join("\n"),

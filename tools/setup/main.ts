@@ -3,8 +3,9 @@
  * packages the test suite drives, where this machine allows it.
  *
  * The browser tests need Debian's Chromium, curl tests need curl, the
- * core's HTTP/2 interop test needs h2load (nghttp2-client), the broker and
- * scale-out tests need redis-server (each test starts its own). As root
+ * core's HTTP/2 interop test needs h2load (nghttp2-client), the edge's
+ * native gRPC test Python grpcio (python3-grpcio, run with /usr/bin/python3),
+ * the broker and scale-out tests redis-server (each test starts its own). As root
  * on Debian this installs what is missing with apt-get; elsewhere it says
  * what to install and leaves the tests to fail with that message.
  */
@@ -19,6 +20,11 @@ const NEEDED: { bin: string; pkg: string; why: string }[] = [
     bin: "/usr/bin/h2load",
     pkg: "nghttp2-client",
     why: "HTTP/2 interop tests of the core with nghttp2's h2load",
+  },
+  {
+    bin: "/usr/lib/python3/dist-packages/grpc/__init__.py",
+    pkg: "python3-grpcio",
+    why: "the edge's answer to a native gRPC client, seen by Python grpcio",
   },
   {
     bin: "/usr/bin/redis-server",

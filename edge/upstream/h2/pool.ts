@@ -37,6 +37,11 @@ export class H2Pool implements ConnectionOwner {
     this.#options = options;
   }
 
+  /** Open connections (dialling, serving or draining after GOAWAY). */
+  get size(): number {
+    return this.#connections.length;
+  }
+
   /** Sends a stream on a connection with room, dialling one if needed. */
   place(stream: H2Stream): void {
     if (this.#closed) {

@@ -125,6 +125,7 @@ export function createH2Upstream(
   return {
     call: (path, requests, opts) => new H2Call(shared, path, requests, opts),
     healthy: () => shared.pool.ping(2000),
+    connections: () => shared.pool.size,
     async close() {
       for (const call of [...shared.active]) {
         call.settle(unavailable("edge is shutting down"));

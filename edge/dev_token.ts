@@ -1,0 +1,30 @@
+/**
+ * `GET /auth/dev-token?user=NAME`: a one-hour HS256 token for NAME, signed
+ * with the core's secret, so the chat page can sign in during development.
+ *
+ * Mounted only when the edge runs with `--dev-jwt-secret`; anyone who can
+ * reach the edge then gets a token for any user, which is the point in
+ * development and the reason it must never be set in production.
+ *
+ * @module
+ */
+import type { Handler } from "hono";
+import { signDevToken } from "../server/auth/dev_token.ts";
+
+/** Longest user name the core accepts (server/rooms/validate.ts). */
+const MAX_USER_LENGTH = 256;
+
+/** The route's handler: 200 `{"token"}`, or 400 `{"error"}` without a user. */
+export function devTokenHandler(secret: string): Handler {
+  return async (c) => {
+    const user = c.req.query("user") ?? "";
+    if (user.trim() === "" || user.length > MAX_USER_LENGTH) {
+      return c.json({
+        error: `user must be 1 to ${MAX_USER_LENGTH} characters`,
+      }, 400);
+    }
+    const token = await signDevToken({ secret, user, ttl: 3600 });
+    c.header("cache-control", "no-store");
+    return c.json({ token });
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Per client IP limits at the edge: concurrent requests (a streaming call
+ * counts until its response ends) and concurrent WebSocket bridge sockets.
+ *
+ * Deno.serve hands the handler each request with its peer address and a
+ * `completed` promise, not the TCP connections themselves, so the unit here
+ * is the request: on HTTP/1.1 that is a connection in use, on HTTP/2 a
+ * stream. A refused request gets RESOURCE_EXHAUSTED in its protocol's form
+ * (gRPC-Web and native gRPC: a trailers-only response; Connect and the rest:
+ * HTTP 429 with a Connect error body).
+ *
+ * @module
+ */
+import { encodeGrpcMessage } from "../protocol/mod.ts";
+import { ConcurrencyLimit } from "../server/auth/concurrency_limit.ts";
+
+/** Takes a slot for an IP: its release, or undefined when the IP is at its limit. */
+export type IpSlot = (ip: string) => (() => void) | undefined;
+
+/** A slot taker for `max` per IP; undefined when `max` is 0 (no limit). */
+export function ipSlots(max: number): IpSlot | undefined {
+  if (max === 0) return undefined;
+  const limit = new ConcurrencyLimit(max);
+  return (ip) => limit.acquire(ip);
+}
+
+/** The client's IP from Deno.serve's handler info (Hono's `env`), if any. */
+export function clientIp(info: unknown): string | undefined {
+  const addr = (info as Partial<Deno.ServeHandlerInfo> | undefined)?.remoteAddr;
+  return addr && "hostname" in addr ? addr.hostname : undefined;
+}
+
+/** The answer to a request over its IP's limit. */
+export function tooManyRequests(
+  request: Request,
+  max: number,
+  cors: [string, string][],
+): Response {
+  const message =
+    `too many concurrent requests from this address (limit ${max})`;
+  const type = request.headers.get("content-type") ?? "";
+  // gRPC-Web, and native gRPC clients too: both read a trailers-only status.
+  if (type.startsWith("application/grpc")) {
+    return new Response(null, {
+      status: 200,
+      headers: [
+        ...cors,
+        ["content-type", type.split(";")[0]],
+        ["grpc-status", "8"],
+        ["grpc-message", encodeGrpcMessage(message)],
+      ],
+    });
+  }
+  return Response.json({ code: "resource_exhausted", message }, {
+    status: 429,
+    headers: cors,
+  });
+}

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { CallObserver, formatCallLine, LineBuffer } from "./calls.ts";
+import { EdgeMetrics } from "./metrics.ts";
+
+function observer(format: "text" | "json" | "off", lines: string[]) {
+  return new CallObserver({
+    metrics: new EdgeMetrics(),
+    knownPaths: new Set(["/chat.ChatService/SendMessage"]),
+    logFormat: format,
+    write: (line) => lines.push(line),
+  });
+}
+
+Deno.test("CallRecord.end() logs one text line once, with status, duration and bytes", () => {
+  const lines: string[] = [];
+  const call = observer("text", lines).start(
+    "grpc-web",
+    "/chat.ChatService/SendMessage",
+  );
+  call.bytesIn = 12;
+  call.bytesOut = 34;
+  call.end(0);
+  call.end(1);
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0],
+    /^\d{4}-\d\d-\d\dT[\d:.]+Z call grpc-web \/chat\.ChatService\/SendMessage OK [\d.]+ms in=12 out=34$/,
+  );
+});
+
+Deno.test("formatCallLine() quotes a hostile path in text and escapes it in JSON", () => {
+  const lines: string[] = [];
+  const obs = observer("off", lines);
+  const call = obs.start("connect", "/a b\nfake line/x");
+  call.end(5);
+  assert.deepEqual(lines, [], "off writes nothing");
+  const text = formatCallLine("text", call, 5, 1.5);
+  assert.ok(!text.includes("\n"));
+  assert.match(text, / "\/a b\\nfake line\/x" NOT_FOUND 1.5ms/);
+  const json = JSON.parse(formatCallLine("json", call, 5, 1.5));
+  assert.equal(json.method, "/a b\nfake line/x");
+  assert.equal(json.status, "NOT_FOUND");
+  assert.equal(json.duration_ms, 1.5);
+});
+
+Deno.test("CallObserver labels unknown paths as unknown in metrics", async () => {
+  const obs = observer("off", []);
+  obs.start("grpc-web", "/evil.Path/" + "x".repeat(100)).end(12);
+  obs.start("grpc-web", "/chat.ChatService/SendMessage").end(0);
+  const text = await obs.metrics.render();
+  assert.match(
+    text,
+    /chat_edge_calls_total\{protocol="grpc-web",method="unknown",code="UNIMPLEMENTED"\} 1/,
+  );
+  assert.doesNotMatch(text, /evil/);
+  assert.match(
+    text,
+    /chat_edge_active_calls\{protocol="grpc-web"\} 0/,
+  );
+});
+
+Deno.test("LineBuffer joins lines into one write, on its timer or flush()", async () => {
+  const writes: string[] = [];
+  const buffer = new LineBuffer((text) => writes.push(text), 5);
+  buffer.push("a");
+  buffer.push("b");
+  assert.deepEqual(writes, []);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(writes, ["a\nb"]);
+  buffer.push("c");
+  buffer.flush();
+  buffer.flush();
+  assert.deepEqual(writes, ["a\nb", "c"]);
+  for (let i = 0; i < 512; i++) buffer.push(String(i));
+  // (deepEqual narrowed the array's type; read it afresh.)
+  const all: string[] = writes.slice();
+  assert.equal(all.length, 3, "a full buffer is written at once");
+  assert.equal(all[2].split("\n").length, 512);
+});

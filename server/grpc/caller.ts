@@ -1,0 +1,94 @@
+/**
+ * The caller of a grpc-js call (server/auth/access.ts), found before its
+ * handler runs, and a long stream's end when the caller's token expires.
+ *
+ * A token not in the authenticator's cache is verified asynchronously: the
+ * handler then starts when that is done (grpc-js reads no request bytes
+ * until the handler asks), or not at all if the client cancelled meanwhile.
+ */
+import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import type { Caller } from "../auth/access.ts";
+import { ChatError } from "../rooms/errors.ts";
+import type { HandlerContext } from "./context.ts";
+import type { StreamControl } from "./stream.ts";
+import { toServiceError } from "./status.ts";
+
+/** What every grpc-js server call has. */
+interface AnyCall {
+  readonly metadata: Metadata;
+  readonly cancelled: boolean;
+  getPeer(): string;
+}
+
+/** The first `authorization` value of a call's metadata. */
+export function authorizationOf(metadata: Metadata): string | undefined {
+  const value = metadata.get("authorization")[0];
+  return typeof value === "string" ? value : undefined;
+}
+
+/**
+ * `{remoteAddress}:{remotePort}` of an HTTP/2 session, as grpc-js's
+ * getPeer() says it, so both paths count a connection under one key.
+ */
+export function peerOf(session: unknown): string {
+  const socket = (session as {
+    socket?: { remoteAddress?: string; remotePort?: number };
+  } | undefined)?.socket;
+  return socket?.remoteAddress
+    ? `${socket.remoteAddress}:${socket.remotePort ?? ""}`
+    : "unknown";
+}
+
+/**
+ * Wraps a handler so that it runs with its caller. `reject` ends the call
+ * with an error status when the caller is not authenticated.
+ */
+export function withCaller<C extends AnyCall, A extends unknown[]>(
+  ctx: HandlerContext,
+  reject: (call: C, err: ServiceError, ...rest: A) => void,
+  handler: (call: C, caller: Caller, ...rest: A) => void,
+): (call: C, ...rest: A) => void {
+  return (call, ...rest) => {
+    let caller: Caller | Promise<Caller>;
+    try {
+      caller = ctx.access.caller(
+        authorizationOf(call.metadata),
+        () => call.getPeer(),
+      );
+    } catch (err) {
+      reject(call, toServiceError(err), ...rest);
+      return;
+    }
+    if (!(caller instanceof Promise)) {
+      handler(call, caller, ...rest);
+      return;
+    }
+    caller.then((c) => {
+      if (!call.cancelled) handler(call, c, ...rest);
+    }, (err) => {
+      if (!call.cancelled) {
+        reject(
+          call,
+          toServiceError(err, (e) => ctx.log.error("auth failed", e)),
+          ...rest,
+        );
+      }
+    });
+  };
+}
+
+/** Ends `stream` with UNAUTHENTICATED when the caller's token expires. */
+export function endAtExpiry(
+  ctx: HandlerContext,
+  stream: StreamControl,
+  caller: Caller,
+): void {
+  const inMs = ctx.access.expiresInMs(caller);
+  // Past setTimeout's range (24.8 days) the stream is left to run.
+  if (inMs === undefined || inMs > 2 ** 31 - 1) return;
+  const timer = setTimeout(
+    () => stream.finish(new ChatError("unauthenticated", "token expired")),
+    inMs,
+  );
+  stream.defer(() => clearTimeout(timer));
+}

@@ -1,0 +1,130 @@
+/**
+ * Abuse limits at the core: a token bucket of messages per user (per
+ * connection with auth off) and concurrent subscriptions, over grpc-js.
+ */
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import type { ChatClient } from "../client/rpc.ts";
+import { bearer, hs256, SECRET } from "./support/auth.ts";
+import {
+  eventually,
+  rejection,
+  startCore,
+  streamError,
+  take,
+} from "./support/core.ts";
+
+const post = (client: ChatClient, content: string) =>
+  client.sendMessage({ user: "", room: "lobby", content });
+
+Deno.test("rate limit: past the burst SendMessage fails RESOURCE_EXHAUSTED with a retry hint, per user", async () => {
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    rateLimit: 1,
+    rateBurst: 2,
+  });
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  // A second connection of the same user shares the bucket.
+  const alice2 = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const bob = f.newClient(bearer(await hs256({ sub: "bob" })));
+  await post(alice, "1");
+  await post(alice2, "2");
+  const err = await rejection(post(alice, "3"));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  const match = /rate limit exceeded: retry after (\d+) ms/.exec(err.details);
+  assert.ok(match, err.details);
+  const hinted = Number(match[1]);
+  assert.ok(hinted > 0 && hinted <= 1000, String(hinted));
+  assert.equal(err.metadata.get("retry-after-ms")[0], match[1]);
+  assert.equal(
+    (await rejection(post(alice2, "4"))).code,
+    status.RESOURCE_EXHAUSTED,
+  );
+  await post(bob, "other users are not affected");
+  await new Promise((r) => setTimeout(r, hinted + 20));
+  await post(alice, "after the hint");
+});
+
+Deno.test("rate limit: a Chat or UploadMessages stream past the limit ends RESOURCE_EXHAUSTED", async () => {
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    rateLimit: 1,
+    rateBurst: 3,
+  });
+  const watcher = f.newClient(bearer(await hs256({ sub: "watcher" })))
+    .subscribeMessages({ room: "lobby", user: "" });
+  await take(watcher, 1);
+  const client = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const chat = client.chat();
+  for (let i = 0; i < 5; i++) {
+    chat.write({ user: "", room: "lobby", content: `m${i}` });
+  }
+  const err = await streamError(chat);
+  // The burst went through, the rest did not.
+  const got = await take(watcher, 3);
+  assert.deepEqual(got.map((m) => m.content), ["m0", "m1", "m2"]);
+  assert.equal(f.core.snapshot().activeStreams, 1);
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /retry after \d+ ms/);
+  const upErr = await rejection(
+    new Promise((resolve, reject) => {
+      const up = client.uploadMessages((e, r) => e ? reject(e) : resolve(r));
+      up.write({ user: "", room: "lobby", content: "x" });
+      up.end();
+    }),
+  );
+  assert.equal(upErr.code, status.RESOURCE_EXHAUSTED);
+  assert.match(upErr.details, /rate limit exceeded/);
+  watcher.cancel();
+});
+
+Deno.test("rate limit: with auth off each connection has its own bucket", async () => {
+  await using f = await startCore({ rateLimit: 1, rateBurst: 1 });
+  const a = f.newClient();
+  const b = f.newClient();
+  const send = (c: ChatClient) =>
+    c.sendMessage({ user: "same-name", room: "lobby", content: "x" });
+  await send(a);
+  await send(b);
+  assert.equal((await rejection(send(a))).code, status.RESOURCE_EXHAUSTED);
+  assert.equal((await rejection(send(b))).code, status.RESOURCE_EXHAUSTED);
+});
+
+Deno.test("max subscriptions: a user's subscription past the limit fails RESOURCE_EXHAUSTED until one ends", async () => {
+  await using f = await startCore({ jwtSecret: SECRET, maxSubscriptions: 2 });
+  const token = await hs256({ sub: "alice" });
+  const one = f.newClient(bearer(token));
+  const two = f.newClient(bearer(token));
+  const s1 = one.subscribeMessages({ room: "a", user: "" });
+  const s2 = two.subscribeMessages({ room: "b", user: "" });
+  await take(s1, 1);
+  await take(s2, 1);
+  const err = await streamError(
+    one.subscribeMessages({ room: "c", user: "" }),
+  );
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /too many subscriptions: at most 2 .* per user/);
+  const bob = f.newClient(bearer(await hs256({ sub: "bob" })))
+    .subscribeMessages({ room: "a", user: "" });
+  await take(bob, 1);
+  s1.cancel();
+  await eventually(() => f.core.snapshot().subscribers === 2, "s1 gone");
+  const s3 = one.subscribeMessages({ room: "c", user: "" });
+  await take(s3, 1);
+  for (const s of [s2, s3, bob]) s.cancel();
+});
+
+Deno.test("max subscriptions: with auth off the limit is per connection", async () => {
+  await using f = await startCore({ maxSubscriptions: 1 });
+  const a = f.newClient();
+  const b = f.newClient();
+  const sa = a.subscribeMessages({ room: "r", user: "u" });
+  const sb = b.subscribeMessages({ room: "r", user: "u" });
+  await take(sa, 1);
+  await take(sb, 1);
+  const err = await streamError(a.subscribeMessages({ room: "r", user: "u" }));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /per connection/);
+  sa.cancel();
+  sb.cancel();
+});
