@@ -56,8 +56,9 @@ const keys = (room: string) => ({
   alive: `chat:{${room}}:alive`,
 });
 
+const utf8 = new TextDecoder();
 const text = (v: unknown) =>
-  typeof v === "string" ? v : new TextDecoder().decode(v as Uint8Array);
+  typeof v === "string" ? v : utf8.decode(v as Uint8Array);
 
 /** Presence over Redis; `redis` is the broker's command connection. */
 export function createRedisPresence(
