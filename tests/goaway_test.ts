@@ -58,7 +58,7 @@ async function supervisedBursts(coreArgs: string[]): Promise<number> {
   const corePids = sup.corePids;
   try {
     await sup.waitLine(
-      new RegExp(`core listening on 127\\.0\\.0\\.1:${port}$`),
+      new RegExp(`core listening on 127\\.0\\.0\\.1:${port} \\(h2c\\)$`),
     );
     const waits = await burstAndProbe(port);
 
