@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 
 /** Everything a run needs. */
 export interface BenchConfig {
@@ -73,10 +74,12 @@ export function parseBenchArgs(
   if (edgeCmd !== null && !edgeCmd.includes("{port}")) {
     throw new BenchUsageError("--edge-cmd needs {port}");
   }
-  const duration = v.d === undefined ? undefined : Number(v.d);
-  if (duration !== undefined && !(duration > 0 && duration <= 120)) {
-    throw new BenchUsageError(`-d must be in (0, 120] seconds, got "${v.d}"`);
-  }
+  const duration = v.d === undefined ? undefined : parseNumberFlag(
+    "-d",
+    v.d,
+    { min: 0.001, max: 120, integer: false },
+    BenchUsageError,
+  );
   return Object.freeze({
     short: Boolean(v.short),
     serverCmd,

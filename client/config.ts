@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 import { defaultExampleOptions, type ExampleOptions } from "./examples.ts";
 
 /** A bad flag or value; `main` prints the message and the usage, exits 2. */
@@ -43,13 +44,7 @@ function num(
   min: number,
 ): number {
   if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || !Number.isInteger(v) || v < min) {
-    throw new UsageError(
-      `--${name} must be an integer >= ${min}, got "${raw}"`,
-    );
-  }
-  return v;
+  return parseNumberFlag(`--${name}`, raw, { min }, UsageError);
 }
 
 function addrOf(flag: string | undefined, env: string | undefined): string {

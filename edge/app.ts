@@ -113,7 +113,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }, up ? 200 : 503);
   });
 
-  // Browser page: embedded strings (edge/assets.ts), no file reads at run
+  // Browser page: embedded strings (gen/web_assets.ts), no file reads at run
   // time, compressed once per encoding (edge/static.ts).
   const serveStatic = createStaticHandler();
   for (const path of Object.keys(ASSETS)) {

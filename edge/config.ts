@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 
 /** Everything the edge needs to know about its deployment. */
 export interface EdgeConfig {
@@ -114,6 +115,9 @@ const SETTINGS = {
     env: "MAX_WEBSOCKETS_PER_IP",
   },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
+
+/** The flag and environment variable of every setting (for --help). */
+export const EDGE_SETTINGS: typeof SETTINGS = SETTINGS;
 
 type Parsers = {
   [K in keyof EdgeConfig]: (raw: string, name: string) => EdgeConfig[K];
@@ -224,15 +228,7 @@ function origin(raw: string, name: string): string {
 }
 
 function integer(raw: string, name: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (
-    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
-  ) {
-    throw new EdgeConfigError(
-      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
-    );
-  }
-  return n;
+  return parseNumberFlag(name, raw, { min, max }, EdgeConfigError);
 }
 
 /**
@@ -260,7 +256,7 @@ export function parseEdgeConfig(
       allowPositionals: false,
     }) as { values: Record<string, string | undefined> });
   } catch (err) {
-    throw new EdgeConfigError((err as Error).message);
+    throw new EdgeConfigError(`${(err as Error).message} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_EDGE_CONFIG };
   for (const key of Object.keys(SETTINGS) as (keyof EdgeConfig)[]) {

@@ -26,6 +26,7 @@ import {
   type HandlerContext,
 } from "@connectrpc/connect";
 import {
+  type UniversalServerRequest,
   universalServerRequestFromFetch,
   type UniversalServerResponse,
   universalServerResponseToFetch,
@@ -37,9 +38,15 @@ import {
 import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
-import { FLAG_END_STREAM, parseConnectEndStream } from "../protocol/mod.ts";
+import {
+  ENVELOPE_HEADER_BYTES,
+  FLAG_END_STREAM,
+  parseConnectEndStream,
+  practicalTimeout,
+  readEnvelopeLength,
+} from "../protocol/mod.ts";
 import { decodeStatusDetails } from "./status_details.ts";
-import { StatusError } from "./upstream/status.ts";
+import { Code as GrpcCode, StatusError } from "./upstream/status.ts";
 import type {
   Upstream,
   UpstreamCall,
@@ -123,7 +130,7 @@ async function copyHeaders(call: UpstreamCall, ctx: HandlerContext) {
 
 async function finish(call: UpstreamCall, ctx: HandlerContext): Promise<void> {
   const status = await call.status;
-  if (status.code !== 0) throw toConnectError(status);
+  if (status.code !== GrpcCode.OK) throw toConnectError(status);
   for (const [k, v] of forwardableResponseHeaders(status.trailers)) {
     ctx.responseTrailer.set(k, v);
   }
@@ -177,6 +184,18 @@ function implement(upstream: Upstream, method: DescMethod) {
   }
 }
 
+/**
+ * JSON must be UTF-8 (RFC 8259): connect-es's default decoder turns invalid
+ * bytes into U+FFFD and accepts the request; a fatal one throws, which
+ * connect-es answers invalid_argument. The router hands `jsonOptions` to
+ * its JSON serialization, which takes a `textDecoder`, though the router's
+ * option type does not name it (tests/edge_bad_input_test.ts pins it).
+ */
+const STRICT_JSON = {
+  ignoreUnknownFields: true,
+  textDecoder: new TextDecoder("utf-8", { fatal: true }),
+};
+
 /** Options of {@linkcode createConnectHandler}. */
 export interface ConnectHandlerOptions {
   services: readonly DescService[];
@@ -201,6 +220,7 @@ export function createConnectHandler(
     writeMaxBytes: options.maxMessageBytes,
     // curl and hand-written clients rarely send connect-protocol-version.
     requireConnectProtocolHeader: false,
+    jsonOptions: STRICT_JSON,
     acceptCompression: [...COMPRESSIONS],
     compressMinBytes: COMPRESS_MIN_BYTES,
   });
@@ -215,7 +235,9 @@ export function createConnectHandler(
     const path = new URL(request.url).pathname;
     const handler = byPath.get(path);
     if (!handler) return undefined;
-    const universal = universalServerRequestFromFetch(request, {});
+    const universal = withPracticalTimeout(
+      universalServerRequestFromFetch(request, {}),
+    );
     if (!calls) return handler(universal).then(universalServerResponseToFetch);
     const record = calls.start("connect", path);
     return handler({
@@ -224,6 +246,22 @@ export function createConnectHandler(
       contextValues: createContextValues().set(RECORD, record),
     }).then((res) => universalServerResponseToFetch(observed(res, record)));
   };
+}
+
+/**
+ * Drops a `connect-timeout-ms` beyond the timer's range (2^31 ms and up):
+ * connect-es would arm a timer that overflows and ends the call at once
+ * with deadline_exceeded; a deadline that far away means none.
+ */
+function withPracticalTimeout(
+  request: UniversalServerRequest,
+): UniversalServerRequest {
+  const raw = request.header.get("connect-timeout-ms");
+  if (raw === null || !/^\d{1,10}$/.test(raw)) return request;
+  if (practicalTimeout(Number(raw)) !== undefined) return request;
+  const header = new Headers(request.header);
+  header.delete("connect-timeout-ms");
+  return { ...request, header };
 }
 
 /** The request body, counted into the record as it is read. */
@@ -255,7 +293,7 @@ function observed(
       ? codeFromHttpStatus(res.status)
       : streaming && last
       ? endStreamCode(last)
-      : 0;
+      : GrpcCode.OK;
   if (res.body === undefined) {
     record.end(record.code ?? fallback(undefined));
     return res;
@@ -282,23 +320,20 @@ function observed(
 /** The code in the end-stream message that ends `chunk`, or OK. */
 function endStreamCode(chunk: Uint8Array): number {
   let at = 0;
-  while (at + 5 <= chunk.byteLength) {
-    const length = new DataView(
-      chunk.buffer,
-      chunk.byteOffset + at + 1,
-      4,
-    ).getUint32(0);
+  while (at + ENVELOPE_HEADER_BYTES <= chunk.byteLength) {
+    const length = readEnvelopeLength(chunk, at);
+    const from = at + ENVELOPE_HEADER_BYTES;
     if (chunk[at] & FLAG_END_STREAM) {
       try {
-        const end = parseConnectEndStream(
-          chunk.subarray(at + 5, at + 5 + length),
-        );
-        return end.error ? codeFromString(end.error.code) ?? 2 : 0;
+        const end = parseConnectEndStream(chunk.subarray(from, from + length));
+        return end.error
+          ? codeFromString(end.error.code) ?? GrpcCode.UNKNOWN
+          : GrpcCode.OK;
       } catch {
-        return 2;
+        return GrpcCode.UNKNOWN;
       }
     }
-    at += 5 + length;
+    at = from + length;
   }
-  return 0;
+  return GrpcCode.OK;
 }

@@ -13,8 +13,11 @@ import {
   encodeEnvelope,
   encodeGrpcMessage,
   encodeGrpcWebTrailer,
+  ENVELOPE_HEADER_BYTES,
   FLAG_COMPRESSED,
   parseGrpcTimeout,
+  practicalTimeout,
+  writeEnvelopeHeader,
 } from "../protocol/mod.ts";
 import type { Compression } from "@connectrpc/connect/protocol";
 import {
@@ -157,7 +160,7 @@ export function createGrpcWebHandler(
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
-        timeoutMs,
+        timeoutMs: practicalTimeout(timeoutMs),
       },
     );
     call.status.then(() => request.signal.removeEventListener("abort", onGone));
@@ -253,14 +256,13 @@ function batches(
 function envelopes(messages: Uint8Array[]): Uint8Array<ArrayBuffer> {
   if (messages.length === 1) return encodeEnvelope(0, messages[0]);
   let size = 0;
-  for (const m of messages) size += 5 + m.byteLength;
+  for (const m of messages) size += ENVELOPE_HEADER_BYTES + m.byteLength;
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
   let at = 0;
   for (const m of messages) {
-    view.setUint32(at + 1, m.byteLength);
-    out.set(m, at + 5);
-    at += 5 + m.byteLength;
+    writeEnvelopeHeader(out, at, 0, m.byteLength);
+    out.set(m, at + ENVELOPE_HEADER_BYTES);
+    at += ENVELOPE_HEADER_BYTES + m.byteLength;
   }
   return out;
 }

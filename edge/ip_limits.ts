@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { encodeGrpcMessage } from "../protocol/mod.ts";
+import { Code, encodeGrpcMessage } from "../protocol/mod.ts";
 import { ConcurrencyLimit } from "../server/auth/concurrency_limit.ts";
 
 /** Takes a slot for an IP: its release, or undefined when the IP is at its limit. */
@@ -46,7 +46,7 @@ export function tooManyRequests(
       headers: [
         ...cors,
         ["content-type", type.split(";")[0]],
-        ["grpc-status", "8"],
+        ["grpc-status", String(Code.RESOURCE_EXHAUSTED)],
         ["grpc-message", encodeGrpcMessage(message)],
       ],
     });

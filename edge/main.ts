@@ -12,10 +12,15 @@ import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
+import { edgeUsage } from "./usage.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(edgeUsage());
+  Deno.exit(0);
+}
 let config: Readonly<EdgeConfig>;
 try {
   config = parseEdgeConfig(Deno.args, Deno.env.toObject());
@@ -62,21 +67,32 @@ if (config.devJwtSecret !== "") {
     "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
   );
 }
-const server = Deno.serve({
-  hostname: config.host,
-  port: config.port,
-  ...tls,
-  onListen: ({ hostname, port }) =>
-    say(
-      `listening on ${
-        config.tlsCert ? "https" : "http"
-      }://${hostname}:${port}, upstream ${
-        config.upstream.join(", ")
-      } (${config.upstreamClient} client), metrics at /metrics${
-        config.metricsToken ? " (token required)" : ""
-      }`,
-    ),
-}, app.fetch);
+let server: Deno.HttpServer;
+try {
+  server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    ...tls,
+    onListen: ({ hostname, port }) =>
+      say(
+        `listening on ${
+          config.tlsCert ? "https" : "http"
+        }://${hostname}:${port}, upstream ${
+          config.upstream.join(", ")
+        } (${config.upstreamClient} client), metrics at /metrics${
+          config.metricsToken ? " (token required)" : ""
+        }`,
+      ),
+  }, app.fetch);
+} catch (err) {
+  if (err instanceof Deno.errors.AddrInUse) {
+    console.error(`edge: port ${config.port} is in use (--port)`);
+  } else if (err instanceof Deno.errors.AddrNotAvailable) {
+    console.error(`edge: cannot listen on ${config.host}:${config.port}`);
+  } else throw err;
+  await upstream.close();
+  Deno.exit(2);
+}
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {

@@ -3,7 +3,7 @@
  *
  * Browsers cannot stream a fetch request body, so client-streaming and bidi
  * calls (and, for uniformity, any other) come in here. The framing is in
- * `web/bridge_frames.ts` and specified in `web/WEBSOCKET.md`: a text frame
+ * `protocol/ws_bridge.ts` and specified in `web/WEBSOCKET.md`: a text frame
  * names the method, binary frames carry gRPC-Web envelopes, and the server's
  * last frame is always a trailer envelope with the status. The socket is the
  * call's lifetime: closing it cancels the upstream call.
@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { clientIp, type IpSlot } from "./ip_limits.ts";
@@ -65,6 +66,14 @@ export function createWebSocketBridge(
     if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
       throw new RangeError(
         `createWebSocketBridge: ${key} must be a positive integer, got ${value}`,
+      );
+    }
+    // Two of them arm timers, which overflow (and fire at once) above this.
+    if (
+      key.endsWith("TimeoutMs") && value !== undefined && value > MAX_TIMER_MS
+    ) {
+      throw new RangeError(
+        `createWebSocketBridge: ${key} must be at most ${MAX_TIMER_MS}, got ${value}`,
       );
     }
   }

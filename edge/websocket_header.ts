@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { BridgeCallHeader } from "../web/bridge_frames.ts";
+import type { BridgeCallHeader } from "../protocol/ws_bridge.ts";
 
 const PATH = /^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
 const NAME = /^[a-z0-9][a-z0-9_.-]*$/;

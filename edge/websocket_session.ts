@@ -17,7 +17,8 @@ import {
   encodeStatusFrame,
   FLAG_DATA,
   FLAG_END,
-} from "../web/bridge_frames.ts";
+} from "../protocol/ws_bridge.ts";
+import { Code } from "../protocol/status.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { filterMetadata, parseCallHeader } from "./websocket_header.ts";
@@ -31,15 +32,6 @@ export interface SessionLimits {
   maxBufferedBytes: number;
   headerTimeoutMs: number;
 }
-
-/** The gRPC status codes the bridge itself produces. */
-const Code = {
-  CANCELLED: 1,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  RESOURCE_EXHAUSTED: 8,
-  INTERNAL: 13,
-} as const;
 
 /** Socket send buffer above which responses wait, so a slow browser slows the core. */
 const SEND_HIGH_WATER = 1 << 20;

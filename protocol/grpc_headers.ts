@@ -34,6 +34,21 @@ export function parseGrpcTimeout(
   return ms > 0 && ms < 1 ? 1 : Math.ceil(ms);
 }
 
+/**
+ * The longest delay a timer takes (setTimeout's signed 32-bit range, about
+ * 24.8 days); a longer one overflows and fires at once. A `grpc-timeout`
+ * of 597H or more, or a `connect-timeout-ms` of 2^31 or more, is beyond it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A timeout to arm, or undefined when `ms` is beyond {@linkcode MAX_TIMER_MS}:
+ * a deadline weeks away means "no practical deadline", not "now".
+ */
+export function practicalTimeout(ms: number | undefined): number | undefined {
+  return ms !== undefined && ms > MAX_TIMER_MS ? undefined : ms;
+}
+
 /** Formats ms as a `grpc-timeout` value, choosing a unit that fits 8 digits. */
 export function formatGrpcTimeout(ms: number): string {
   const whole = Math.max(0, Math.ceil(ms));

@@ -12,3 +12,4 @@ export * from "./grpc_web_trailer.ts";
 export * from "./base64.ts";
 export * from "./connect_end_stream.ts";
 export * from "./grpc_headers.ts";
+export * from "./status.ts";

@@ -6,7 +6,9 @@
  * variable, so a typo never becomes a silently different server.
  */
 import { parseArgs } from "node:util";
+import { parseNumberFlag } from "../config/number_flag.ts";
 import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
+import { DEFAULT_REQUEST_BUDGET } from "../http2/server/request_budget.ts";
 
 export interface CoreConfig {
   /** Interface to listen on. */
@@ -17,6 +19,26 @@ export interface CoreConfig {
   maxMessageBytes: number;
   /** HTTP/2 concurrent streams per connection. */
   maxConcurrentStreams: number;
+  /**
+   * With the "h2" transport: request bytes of unfinished messages one
+   * connection may hold; the call that goes over ends RESOURCE_EXHAUSTED,
+   * a connection that keeps going over gets GOAWAY(ENHANCE_YOUR_CALM).
+   */
+  requestBufferPerConnection: number;
+  /** The same bound across all connections of the process. */
+  requestBufferTotal: number;
+  /**
+   * With the "h2" transport: a PING after this long without a byte from a
+   * client; 0 sends none.
+   */
+  keepaliveIntervalMs: number;
+  /** How long a keepalive PING waits for an answer before the close. */
+  keepaliveTimeoutMs: number;
+  /**
+   * With the "h2" transport: a connection with no open call for this long is
+   * closed; 0 keeps it open.
+   */
+  idleTimeoutMs: number;
   /** Messages a paused subscriber may queue. */
   queueSize: number;
   /** What happens when a subscriber's queue is full. */
@@ -37,7 +59,7 @@ export interface CoreConfig {
   instanceId: string;
   /**
    * Who carries HTTP/2 under grpc-js: "h2", the core's own server
-   * (server/h2/, on Deno.listen), or "node", Deno's `node:http2` through
+   * (http2/server/, on Deno.listen), or "node", Deno's `node:http2` through
    * grpc-js's own listener.
    */
   transport: "h2" | "node";
@@ -59,6 +81,11 @@ export interface CoreConfig {
   historySize: number;
   /** How long a message is kept, in ms; 0: until `historySize` pushes it out. */
   historyTtlMs: number;
+  // Operations (server/ops/): metrics endpoint and log format.
+  /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
+  metricsPort: number | null;
+  /** "text" lines for people, or one JSON object per line for collectors. */
+  logFormat: "text" | "json";
 
   // Who may speak (docs/auth.md). Empty strings mean "not set".
   /** HS256 secret for JWT bearer tokens. */
@@ -92,6 +119,11 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   port: 50051,
   maxMessageBytes: 10 * 1024 * 1024,
   maxConcurrentStreams: 1000,
+  requestBufferPerConnection: DEFAULT_REQUEST_BUDGET.perConnection,
+  requestBufferTotal: DEFAULT_REQUEST_BUDGET.total,
+  keepaliveIntervalMs: 60_000,
+  keepaliveTimeoutMs: 20_000,
+  idleTimeoutMs: 300_000,
   queueSize: 100,
   slowConsumer: "drop",
   slowConsumerGraceMs: 5000,
@@ -106,6 +138,8 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   dataDir: "data",
   historySize: 1000,
   historyTtlMs: 24 * 3600 * 1000,
+  metricsPort: null,
+  logFormat: "text",
   jwtSecret: "",
   jwtPublicKey: "",
   jwtIssuer: "",
@@ -128,6 +162,23 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
     flag: "max-concurrent-streams",
     env: "CHAT_MAX_CONCURRENT_STREAMS",
   },
+  requestBufferPerConnection: {
+    flag: "request-buffer-per-connection",
+    env: "CHAT_REQUEST_BUFFER_PER_CONNECTION",
+  },
+  requestBufferTotal: {
+    flag: "request-buffer-total",
+    env: "CHAT_REQUEST_BUFFER_TOTAL",
+  },
+  keepaliveIntervalMs: {
+    flag: "keepalive-interval-ms",
+    env: "CHAT_KEEPALIVE_INTERVAL_MS",
+  },
+  keepaliveTimeoutMs: {
+    flag: "keepalive-timeout-ms",
+    env: "CHAT_KEEPALIVE_TIMEOUT_MS",
+  },
+  idleTimeoutMs: { flag: "idle-timeout-ms", env: "CHAT_IDLE_TIMEOUT_MS" },
   queueSize: { flag: "queue-size", env: "CHAT_QUEUE_SIZE" },
   slowConsumer: { flag: "slow-consumer", env: "CHAT_SLOW_CONSUMER" },
   slowConsumerGraceMs: {
@@ -145,6 +196,8 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   dataDir: { flag: "data-dir", env: "CHAT_DATA_DIR" },
   historySize: { flag: "history-size", env: "CHAT_HISTORY_SIZE" },
   historyTtlMs: { flag: "history-ttl", env: "CHAT_HISTORY_TTL" },
+  metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
+  logFormat: { flag: "log-format", env: "LOG_FORMAT" },
   jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
   jwtPublicKey: { flag: "jwt-public-key", env: "CHAT_JWT_PUBLIC_KEY" },
   jwtIssuer: { flag: "jwt-issuer", env: "CHAT_JWT_ISSUER" },
@@ -164,20 +217,15 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   broker: { flag: "broker", env: "CHAT_BROKER" },
 };
 
+/** The flag and environment variable of every setting (for --help). */
+export const CORE_SETTINGS: Readonly<typeof SETTINGS> = SETTINGS;
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
 function integer(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (
-    !/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max
-  ) {
-    throw new ConfigError(
-      `${name} must be an integer from ${min} to ${max}, got "${raw}"`,
-    );
-  }
-  return n;
+  return parseNumberFlag(name, raw, { min, max }, ConfigError);
 }
 
 const UNIT_MS: Record<string, number> = {
@@ -251,6 +299,11 @@ function parseValue<K extends keyof CoreConfig>(
     port: (r) => integer(name, r, 0, 65535),
     maxMessageBytes: (r) => integer(name, r, 1024, MAX_BYTES),
     maxConcurrentStreams: (r) => integer(name, r, 1, 2 ** 31 - 1),
+    requestBufferPerConnection: (r) => integer(name, r, 1024, 2 ** 42),
+    requestBufferTotal: (r) => integer(name, r, 1024, 2 ** 42),
+    keepaliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),
+    keepaliveTimeoutMs: (r) => integer(name, r, 1, 600_000),
+    idleTimeoutMs: (r) => integer(name, r, 0, 86_400_000),
     queueSize: (r) => integer(name, r, 1, 1_000_000),
     slowConsumer: (r) => oneOf(name, r, ["drop", "disconnect"] as const),
     slowConsumerGraceMs: (r) => integer(name, r, 0, 600_000),
@@ -268,6 +321,16 @@ function parseValue<K extends keyof CoreConfig>(
     },
     historySize: (r) => integer(name, r, 0, 1_000_000),
     historyTtlMs: (r) => duration(name, r),
+    metricsPort: (r) => {
+      if (r === "off") return null;
+      if (!/^\d+$/.test(r) || Number(r) > 65535) {
+        throw new ConfigError(
+          `${name} must be an integer from 0 to 65535 or "off", got "${r}"`,
+        );
+      }
+      return Number(r);
+    },
+    logFormat: (r) => oneOf(name, r, ["text", "json"] as const),
     jwtSecret: (r) => {
       // HS256 keys shorter than the hash are guessable offline (RFC 7518 3.2).
       if (new TextEncoder().encode(r).byteLength < 32) {
@@ -310,7 +373,7 @@ export function parseCoreConfig(
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new ConfigError((err as Error).message);
+    throw new ConfigError(`${(err as Error).message} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_CORE_CONFIG };
   for (const [key, { flag, env: envName }] of Object.entries(SETTINGS)) {
@@ -328,7 +391,30 @@ export function parseCoreConfig(
     }
   }
   checkAuthSettings(config as unknown as CoreConfig);
-  return Object.freeze(config as unknown as CoreConfig);
+  return Object.freeze(checkBudget(config as unknown as CoreConfig));
+}
+
+/**
+ * A connection's request buffer must hold one largest message (with its
+ * prefix), and the process's at least one connection's.
+ */
+function checkBudget(config: CoreConfig): CoreConfig {
+  const perConnection = SETTINGS.requestBufferPerConnection;
+  if (config.requestBufferPerConnection < config.maxMessageBytes + 5) {
+    throw new ConfigError(
+      `--${perConnection.flag} (${perConnection.env}) must be at least ` +
+        `--max-message-bytes + 5 (${config.maxMessageBytes + 5}), got ` +
+        `${config.requestBufferPerConnection}`,
+    );
+  }
+  if (config.requestBufferTotal < config.requestBufferPerConnection) {
+    const total = SETTINGS.requestBufferTotal;
+    throw new ConfigError(
+      `--${total.flag} (${total.env}) must be at least --${perConnection.flag} ` +
+        `(${config.requestBufferPerConnection}), got ${config.requestBufferTotal}`,
+    );
+  }
+  return config;
 }
 
 /** Settings that only make sense together. */

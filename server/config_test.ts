@@ -52,6 +52,12 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
     ],
     [["--nope"], {}, /Unknown option '--nope'/],
     [[], { CHAT_PRESENCE: "yes" }, /CHAT_PRESENCE must be one of/],
+    [
+      ["--metrics-port", "http"],
+      {},
+      /--metrics-port must be an integer from 0 to 65535 or "off", got "http"/,
+    ],
+    [[], { LOG_FORMAT: "xml" }, /LOG_FORMAT must be one of text, json/],
   ];
   for (const [args, env, message] of bad) {
     assert.throws(() => parseCoreConfig(args, env), (err: unknown) => {
@@ -113,6 +119,58 @@ Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and
       /--broker must be a Redis URL like redis:\/\/127\.0\.0\.1:6379/,
     );
   }
+});
+
+Deno.test("parseCoreConfig() reads --metrics-port (off by default, 0, a port, off) and --log-format", () => {
+  assert.equal(parseCoreConfig([], {}).metricsPort, null);
+  assert.equal(parseCoreConfig([], {}).logFormat, "text");
+  assert.equal(parseCoreConfig(["--metrics-port", "0"], {}).metricsPort, 0);
+  assert.equal(
+    parseCoreConfig([], { CHAT_METRICS_PORT: "9464" }).metricsPort,
+    9464,
+  );
+  assert.equal(
+    parseCoreConfig(["--metrics-port", "off"], { CHAT_METRICS_PORT: "9464" })
+      .metricsPort,
+    null,
+  );
+  assert.equal(
+    parseCoreConfig([], { LOG_FORMAT: "json" }).logFormat,
+    "json",
+  );
+});
+
+Deno.test("parseCoreConfig() reads the h2 transport's request buffer, keepalive and idle settings", () => {
+  const config = parseCoreConfig([
+    "--request-buffer-per-connection",
+    "33554432",
+    "--keepalive-interval-ms=0",
+  ], {
+    CHAT_REQUEST_BUFFER_TOTAL: "268435456",
+    CHAT_KEEPALIVE_TIMEOUT_MS: "5000",
+    CHAT_IDLE_TIMEOUT_MS: "60000",
+  });
+  assert.equal(config.requestBufferPerConnection, 32 * 1024 * 1024);
+  assert.equal(config.requestBufferTotal, 256 * 1024 * 1024);
+  assert.equal(config.keepaliveIntervalMs, 0);
+  assert.equal(config.keepaliveTimeoutMs, 5000);
+  assert.equal(config.idleTimeoutMs, 60_000);
+  assert.equal(
+    DEFAULT_CORE_CONFIG.requestBufferPerConnection,
+    64 * 1024 * 1024,
+  );
+  assert.equal(DEFAULT_CORE_CONFIG.requestBufferTotal, 512 * 1024 * 1024);
+});
+
+Deno.test("parseCoreConfig() rejects a request buffer that cannot hold one message, or a total below one connection's", () => {
+  assert.throws(
+    () => parseCoreConfig(["--request-buffer-per-connection", "1048576"], {}),
+    /--request-buffer-per-connection \(CHAT_REQUEST_BUFFER_PER_CONNECTION\) must be at least --max-message-bytes \+ 5 \(10485765\)/,
+  );
+  assert.throws(
+    () => parseCoreConfig([], { CHAT_REQUEST_BUFFER_TOTAL: "33554432" }),
+    /--request-buffer-total \(CHAT_REQUEST_BUFFER_TOTAL\) must be at least --request-buffer-per-connection \(67108864\)/,
+  );
 });
 
 Deno.test("parseCoreConfig() reads the auth, limit and TLS settings from flags and CHAT_* env", () => {

@@ -1,5 +1,10 @@
 /**
  * A tiny leveled logger for lifecycle events (never per message).
+ *
+ * "text" writes `<time> core <message>` lines for people; "json" writes one
+ * object per line (`time`, `level`, `component`, `msg`, and `error` with
+ * the cause's stack) for log collectors. Errors go to stderr, the rest to
+ * stdout, in both formats.
  */
 export interface Logger {
   error(msg: string, err?: unknown): void;
@@ -9,22 +14,38 @@ export interface Logger {
 
 const RANK = { error: 0, info: 1, debug: 2 } as const;
 
+/** How log lines are written. */
+export type LogFormat = "text" | "json";
+
 export function createLogger(
   level: keyof typeof RANK,
   prefix = "core",
+  format: LogFormat = "text",
 ): Logger {
   const rank = RANK[level];
   const stamp = () => new Date().toISOString();
+  const line = format === "json"
+    ? (lvl: string, msg: string, err?: unknown) =>
+      JSON.stringify({
+        time: stamp(),
+        level: lvl,
+        component: prefix,
+        msg,
+        ...(err === undefined ? {} : { error: describe(err) }),
+      })
+    : (lvl: string, msg: string) =>
+      `${stamp()} ${prefix} ${lvl === "info" ? "" : `${lvl} `}${msg}`;
   return {
-    error: (msg, err) =>
-      console.error(`${stamp()} ${prefix} ERROR ${msg}`, err ?? ""),
-    info: rank >= 1
-      ? (msg) => console.log(`${stamp()} ${prefix} ${msg}`)
-      : () => {},
-    debug: rank >= 2
-      ? (msg) => console.log(`${stamp()} ${prefix} debug ${msg}`)
-      : () => {},
+    error: format === "json"
+      ? (msg, err) => console.error(line("error", msg, err))
+      : (msg, err) => console.error(`${line("ERROR", msg)}`, err ?? ""),
+    info: rank >= 1 ? (msg) => console.log(line("info", msg)) : () => {},
+    debug: rank >= 2 ? (msg) => console.log(line("debug", msg)) : () => {},
   };
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
 /** A logger that drops everything (tests, embedding). */

@@ -2,14 +2,21 @@
  * The core process: parse config, serve, shut down gracefully on signals.
  *
  * Run under the supervisor (`deno task serve:core`) in production; see the
- * README on the Deno http2 fault it guards against.
+ * README on the Deno http2 fault it guards against. Exit code 2 means the
+ * core cannot start as configured (a bad flag or value, a port in use): the
+ * supervisor does not restart it then.
  */
 import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
-import { startCoreServer } from "./server.ts";
+import { ListenError, startCoreServer } from "./server.ts";
+import { coreUsage } from "./usage.ts";
 import { StoreOpenError } from "./store/sqlite_store.ts";
 import { BrokerUnavailableError } from "./broker/redis_broker.ts";
 
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(coreUsage());
+  Deno.exit(0);
+}
 let config;
 try {
   config = parseCoreConfig(Deno.args, Deno.env.toObject());
@@ -18,22 +25,23 @@ try {
   console.error(`core: ${err.message}`);
   Deno.exit(2);
 }
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, "core", config.logFormat);
 let core;
 try {
   core = await startCoreServer({ ...config, logger: log });
 } catch (err) {
-  // An unreadable data file: never start over silently with empty history.
-  if (err instanceof StoreOpenError) {
-    console.error(`core: ${err.message}`);
-    Deno.exit(2);
-  }
   // Redis not reachable at start-up: exit, and the supervisor retries.
   if (err instanceof BrokerUnavailableError) {
     console.error(`core: ${err.message} (${config.broker})`);
     Deno.exit(1);
   }
-  throw err;
+  // A port taken, or an unreadable data file: never start over silently
+  // with empty history.
+  if (!(err instanceof ListenError) && !(err instanceof StoreOpenError)) {
+    throw err;
+  }
+  console.error(`core: ${err.message}`);
+  Deno.exit(2);
 }
 log.info(
   `history: ${
@@ -44,12 +52,6 @@ log.info(
       : config.store
   }, ${config.historySize} per room`,
 );
-log.info(
-  `listening on ${config.host}:${core.port} (${
-    config.tlsCert ? "TLS" : "h2c"
-  })`,
-);
-
 let signalled = false;
 const stop = async (signal: string) => {
   if (signalled) {
@@ -64,3 +66,9 @@ const stop = async (signal: string) => {
 };
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+// Last: whoever waits for this line (the supervisor, tests) may signal at once.
+log.info(
+  `listening on ${config.host}:${core.port} (${
+    config.tlsCert ? "TLS" : "h2c"
+  })`,
+);

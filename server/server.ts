@@ -8,11 +8,7 @@
  * await core.shutdown();
  * ```
  */
-import {
-  Server,
-  ServerCredentials,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
+import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { type CoreConfig, resolveCoreConfig } from "./config.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
@@ -29,10 +25,10 @@ import { decodeSendRequest } from "./grpc/post_decoder.ts";
 import {
   type DirectUnaryMethod,
   enableDirectUnary,
-} from "./grpc/direct_unary.ts";
+} from "./grpcjs/direct_unary.ts";
 import { peerOf } from "./grpc/caller.ts";
 import { createAccess } from "./auth/create.ts";
-import { traceCalls } from "./grpc/trace_calls.ts";
+import { traceCalls } from "./grpcjs/trace_calls.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -43,71 +39,26 @@ import { connectRedisBroker } from "./broker/redis_broker.ts";
 import { createRedisPresence } from "./broker/redis_presence.ts";
 import { presenceMessage } from "./grpc/messages.ts";
 import { MessageType } from "../gen/chat_pb.ts";
-import { enableSocketBatching } from "./grpc/socket_batching.ts";
-import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
-import { listenWithGoawayGuard } from "./grpc/goaway_guard.ts";
-import { listenWithH2 } from "./grpc/h2_transport.ts";
-
-interface Listener {
-  readonly port: number;
-  /** Stops accepting; connections close as their calls end. */
-  close(): void;
-  /** Resolves when every connection of ours is closed (after close()). */
-  readonly closed: Promise<void>;
-  /** Closes every connection now. */
-  destroy(): void;
-}
-
-/**
- * Listens through the GOAWAY guard (default) or grpc-js' own listener, and
- * turns on per-turn write batching for every connection either way.
- */
-async function listen(
-  server: Server,
-  config: Readonly<CoreConfig>,
-  log: Logger,
-  // Only the h2 transport serves TLS (config.ts refuses TLS with "node").
-  tls: { cert: string; key: string } | undefined,
-): Promise<Listener> {
-  if (config.transport === "h2") {
-    return listenWithH2(server, {
-      host: config.host,
-      port: config.port,
-      maxConcurrentStreams: config.maxConcurrentStreams,
-      tls,
-      onError: (err) => log.error("h2 transport", err),
-    });
-  }
-  // grpc-js closes its own sessions in tryShutdown/forceShutdown.
-  const done = { closed: Promise.resolve(), destroy: () => {} };
-  if (config.goawayGuard) {
-    const guarded = await listenWithGoawayGuard(
-      server,
-      config.host,
-      config.port,
-      (conn) => {
-        batchWrites(conn as unknown as CorkableSocket);
-      },
-    );
-    return { ...done, port: guarded.port, close: () => void guarded.close() };
-  }
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      `${config.host}:${config.port}`,
-      ServerCredentials.createInsecure(),
-      (err, bound) => err ? reject(err) : resolve(bound),
-    );
-  });
-  if (enableSocketBatching(server) === 0) {
-    log.info("socket write batching unavailable: one write per frame");
-  }
-  // grpc-js' tryShutdown/forceShutdown close its own listener.
-  return { ...done, port, close: () => {} };
-}
+import { file_chat } from "../gen/chat_pb.ts";
+import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.ts";
+import { CallStats } from "./ops/call_stats.ts";
+import { countCalls } from "./ops/call_counting.ts";
+import { CoreHealth, type HealthSource } from "./ops/health.ts";
+import { createCoreMetrics, type StoreLatency } from "./ops/metrics.ts";
+import { observeStore } from "./ops/store_hooks.ts";
+import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
+import { addReflection, fileDescriptorProtos } from "./ops/reflection.ts";
+import { listen, type Listener } from "./grpcjs/listen.ts";
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
   readonly port: number;
+  /** The port of `GET /metrics`, or null without `--metrics-port`. */
+  readonly metricsPort: number | null;
+  /** Where the store reports its operation latencies (Prometheus). */
+  readonly storeLatency: StoreLatency;
+  /** "SERVING" or "NOT_SERVING", as grpc.health.v1 reports it. */
+  health(): string;
   readonly config: Readonly<CoreConfig>;
   /** Live counts, for health checks and tests. */
   snapshot(): CoreSnapshot;
@@ -128,6 +79,16 @@ export interface CoreSnapshot {
   dropped: number;
   slowDisconnects: number;
   stalledResets: number;
+  /**
+   * Request bytes of unfinished messages held now (the h2 transport's
+   * request budget; 0 with the "node" transport).
+   */
+  unfinishedRequestBytes: number;
+  /**
+   * Request bytes received and not yet read by a handler (paused streams;
+   * 0 with the "node" transport). Both count against the request budget.
+   */
+  queuedRequestBytes: number;
 }
 
 export interface StartOptions extends Partial<CoreConfig> {
@@ -135,15 +96,29 @@ export interface StartOptions extends Partial<CoreConfig> {
   /**
    * The history store; by default one is opened from the config
    * (`store`, `dataDir`, `historySize`, `historyTtlMs`) and closed at
-   * shutdown. A store passed in stays open: its owner closes it.
+   * shutdown. A store passed in stays open: its owner closes it. Either way
+   * its state is a health source ("store") and its commits are timed into
+   * `chat_store_operation_seconds`.
    */
   historyStore?: HistoryStore;
+  /** Other dependencies whose health the core reports (a broker). */
+  healthSources?: readonly HealthSource[];
+}
+
+/** The core cannot listen where it was told to (port taken, bad address). */
+export class ListenError extends Error {
+  override name = "ListenError";
 }
 
 export async function startCoreServer(
   options: StartOptions = {},
 ): Promise<CoreServer> {
-  const { logger, historyStore: givenStore, ...partial } = options;
+  const {
+    logger,
+    historyStore: givenStore,
+    healthSources = [],
+    ...partial
+  } = options;
   const config = resolveCoreConfig(partial);
   const log = logger ?? silentLogger;
   const calls = new CallScopes();
@@ -188,6 +163,15 @@ export async function startCoreServer(
     access,
     presence,
   };
+  const callStats = new CallStats();
+  // Calls are counted only for /metrics: without it, nothing per call.
+  const counting = config.metricsPort !== null;
+  // The store's commits are timed once /metrics exists (below).
+  const timed: { latency?: StoreLatency } = {};
+  const storeHealth = observeStore(store, {
+    observe: (operation, seconds) => timed.latency?.observe(operation, seconds),
+  });
+  const health = new CoreHealth([storeHealth, ...healthSources], log);
 
   const server = new Server({
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
@@ -197,6 +181,18 @@ export async function startCoreServer(
     // (per-call trackers, Date.now() per message).
     "grpc.enable_channelz": 0,
   });
+  const services = {
+    addService: (
+      definition: Parameters<Server["addService"]>[0],
+      impl: UntypedServiceImplementation,
+    ) => {
+      callStats.registerService(definition);
+      server.addService(
+        definition,
+        counting ? countCalls(definition, impl, callStats) : impl,
+      );
+    },
+  };
   const implementation: UntypedServiceImplementation = {
     SendMessage: sendMessageHandler(ctx),
     SubscribeMessages: subscribeMessagesHandler(ctx),
@@ -205,12 +201,19 @@ export async function startCoreServer(
     StreamMetrics: streamMetricsHandler(ctx),
     ListPresence: listPresenceHandler(ctx),
   };
-  server.addService(serverDefinition, implementation);
+  services.addService(serverDefinition, implementation);
+  health.addTo(services, calls);
+  addReflection(
+    services,
+    fileDescriptorProtos([file_chat, file_grpc_health_v1_health]),
+    calls,
+  );
 
   let listener: Listener;
   try {
-    listener = await listen(server, config, log, tls);
+    listener = await listenOrExplain(server, config, log, tls);
   } catch (err) {
+    health.close();
     await presence?.close();
     if (givenStore === undefined) await store.close();
     throw err;
@@ -235,20 +238,46 @@ export async function startCoreServer(
       }, reply);
     },
   ]]);
-  if (
-    enableDirectUnary(server, direct, {
-      maxMessageBytes: config.maxMessageBytes,
-      onInternal: (err) => log.error("SendMessage failed", err),
-    }) === 0
-  ) {
-    log.info("direct unary path unavailable: grpc-js serves SendMessage");
-  }
+  enableDirectUnary(server, direct, {
+    maxMessageBytes: config.maxMessageBytes,
+    onInternal: (err) => log.error("SendMessage failed", err),
+    calls: counting ? callStats : undefined,
+  });
   // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
   traceCalls(server);
+
+  // prom-client's default metrics watch the event loop and GC: only when asked.
+  const metrics = config.metricsPort === null ? undefined : createCoreMetrics({
+    calls: callStats,
+    hub,
+    serving: () => health.status === "SERVING",
+  });
+  timed.latency = metrics?.storeLatency;
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && config.metricsPort !== null) {
+    try {
+      metricsServer = serveMetrics(
+        config.host,
+        config.metricsPort,
+        metrics.text,
+        (err) => log.error("metrics endpoint", err),
+      );
+    } catch (err) {
+      listener.destroy();
+      server.forceShutdown();
+      health.close();
+      if (givenStore === undefined) await store.close();
+      throw listenError(err, config.host, config.metricsPort, "--metrics-port");
+    }
+    log.info(
+      `metrics on http://${config.host}:${metricsServer.port}/metrics`,
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = config.shutdownGraceMs): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {
+      health.shuttingDown();
       log.info(`shutting down: ${calls.size} open calls, grace ${graceMs} ms`);
       const force = setTimeout(() => {
         log.info("grace period over: closing remaining connections");
@@ -266,6 +295,8 @@ export async function startCoreServer(
       // Streams never end by themselves: tell them now, with a status.
       calls.abortAll(new ChatError("unavailable", "server is shutting down"));
     }).then(async () => {
+      health.close();
+      await metricsServer?.close();
       await presence?.close();
       if (givenStore === undefined) await store.close();
     });
@@ -274,6 +305,9 @@ export async function startCoreServer(
 
   return {
     port,
+    metricsPort: metricsServer?.port ?? null,
+    storeLatency: metrics?.storeLatency ?? { observe: () => {} },
+    health: () => health.status,
     config: Object.freeze({ ...config, port }),
     snapshot: () => ({
       subscribers: hub.subscriberCount,
@@ -283,6 +317,8 @@ export async function startCoreServer(
       dropped: hub.stats.dropped,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
+      unfinishedRequestBytes: listener.requestBudget?.unfinished ?? 0,
+      queuedRequestBytes: listener.requestBudget?.queued ?? 0,
     }),
     store: () => store.status(),
     shutdown,
@@ -299,4 +335,38 @@ function decodeRequest(bytes: Uint8Array) {
       `Error deserializing request: ${(err as Error).message}`,
     );
   }
+}
+
+/** listen(), with a taken port or a bad address as a ListenError. */
+async function listenOrExplain(
+  server: Server,
+  config: Readonly<CoreConfig>,
+  log: Logger,
+  tls: Parameters<typeof listen>[3],
+): Promise<Listener> {
+  try {
+    return await listen(server, config, log, tls);
+  } catch (err) {
+    throw listenError(err, config.host, config.port, "--port");
+  }
+}
+
+/** A ListenError for a failed bind, or `err` itself if it is not one. */
+function listenError(
+  err: unknown,
+  host: string,
+  port: number,
+  flag: string,
+): unknown {
+  const text = String((err as Error)?.message ?? err);
+  if (err instanceof Deno.errors.AddrInUse || /EADDRINUSE|in use/i.test(text)) {
+    return new ListenError(`port ${port} is in use (${flag})`);
+  }
+  if (
+    err instanceof Deno.errors.AddrNotAvailable ||
+    /EADDRNOTAVAIL|ENOTFOUND|not available/i.test(text)
+  ) {
+    return new ListenError(`cannot listen on ${host}:${port} (${flag})`);
+  }
+  return err;
 }

@@ -8,7 +8,9 @@
  * ready (a crash loop: bad flag, port taken), gives up after a bounded number
  * of such failures, and forwards SIGINT/SIGTERM so the child shuts down
  * gracefully. A child that exits with code 0 on its own is done, and so is
- * the supervisor.
+ * the supervisor; one that exits with code 2 cannot start as configured (a
+ * bad flag, a port in use): it is not restarted, and the supervisor exits 2
+ * too.
  *
  * @example
  * ```ts
@@ -25,7 +27,8 @@ export type SupervisorEvent =
   | { type: "ready"; pid: number; line: string; sinceExitMs?: number }
   | { type: "exit"; pid: number; code: number; signal: Deno.Signal | null }
   | { type: "restart"; delayMs: number; failures: number }
-  | { type: "giveup"; failures: number };
+  | { type: "giveup"; failures: number }
+  | { type: "badconfig"; pid: number };
 
 export interface SupervisorOptions {
   /** Executable, e.g. `Deno.execPath()`. */
@@ -54,7 +57,7 @@ export interface SupervisorOptions {
 export interface SupervisorExit {
   /** Exit code the supervisor's own process should use. */
   code: number;
-  reason: "clean-exit" | "stopped" | "gave-up";
+  reason: "clean-exit" | "stopped" | "gave-up" | "bad-config";
 }
 
 export interface Supervisor {
@@ -69,6 +72,9 @@ export interface Supervisor {
 }
 
 export const DEFAULT_READY_PATTERN = /listening on \S+:\d+/;
+
+/** The exit code of a child that cannot start as configured: no restart. */
+export const BAD_CONFIG_EXIT = 2;
 
 /** Yields the lines of a byte stream (without their line ends). */
 export async function* readLines(
@@ -176,6 +182,11 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
       if (status.success) {
         log("supervisor: child exited cleanly");
         return { code: 0, reason: "clean-exit" };
+      }
+      if (status.code === BAD_CONFIG_EXIT && !status.signal) {
+        // The child said why on stderr; restarting cannot help.
+        emit({ type: "badconfig", pid: lastPid });
+        return { code: BAD_CONFIG_EXIT, reason: "bad-config" };
       }
       failures = ready ? 0 : failures + 1;
       if (failures >= giveUpAfter) {

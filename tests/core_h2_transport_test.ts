@@ -1,5 +1,5 @@
 /**
- * The core's own HTTP/2 server (server/h2/) on the wire: a raw-frame client
+ * The core's own HTTP/2 server (http2/server/) on the wire: a raw-frame client
  * against a real core, for what grpc-js clients never send: GOAWAY on a busy
  * connection, small windows, too many streams, malformed frames.
  */
@@ -10,7 +10,6 @@ import {
   SubscribeRequestSchema,
 } from "../gen/chat_pb.ts";
 import {
-  CLIENT_PREFACE,
   ErrorCode,
   Flag,
   FrameType,
@@ -18,7 +17,6 @@ import {
   pingFrame,
   readUint32,
   Setting,
-  settingsFrame,
   windowUpdateFrame,
 } from "../protocol/http2/frames.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
@@ -29,28 +27,9 @@ import {
   frame,
   PeerConnection,
 } from "./fixtures/h2_raw_peer.ts";
+import { rawClient } from "./fixtures/h2_raw_client.ts";
 import { eventually, startCore } from "./support/core.ts";
-import { listenWithH2 } from "../server/grpc/h2_transport.ts";
-
-/** A raw HTTP/2 client connection that has exchanged SETTINGS. */
-async function rawClient(
-  port: number,
-  settings: [number, number][] = [],
-): Promise<PeerConnection & Disposable> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const peer = new PeerConnection(conn);
-  await peer.write(CLIENT_PREFACE, settingsFrame(settings));
-  const first = await peer.next();
-  assert.equal(first?.type, FrameType.SETTINGS, "server preface is SETTINGS");
-  await peer.write(settingsFrame([], true));
-  return Object.assign(peer, {
-    [Symbol.dispose]() {
-      try {
-        conn.close();
-      } catch { /* closed already */ }
-    },
-  });
-}
+import { listenWithH2 } from "../server/grpcjs/h2_transport.ts";
 
 function request(peer: PeerConnection, id: number, path: string): Uint8Array {
   return peer.headers(id, [
@@ -382,4 +361,37 @@ Deno.test("listenWithH2() refuses a grpc-js server of another layout, naming --t
       }),
     /--transport node/,
   );
+});
+
+Deno.test("h2 transport: a grpc-timeout of 597H or more means no deadline (grpc-js's timer would overflow and fire at once)", async () => {
+  await using f = await startCore({ transport: "h2" });
+  using peer = await rawClient(f.core.port);
+  await peer.write(
+    peer.headers(1, [
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", chatPaths.SubscribeMessages],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ["grpc-timeout", "600H"],
+    ]),
+    subscribe(1, "far-deadline"),
+  );
+  // Whatever comes on the stream within 300 ms must not end it.
+  const ended: Frame[] = [];
+  const reading = (async () => {
+    while (true) {
+      const fr = await peer.next().catch(() => null);
+      if (fr === null) return;
+      if (
+        fr.streamId === 1 && (fr.type === FrameType.RST_STREAM ||
+          (fr.flags & Flag.END_STREAM) !== 0)
+      ) ended.push(fr);
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(ended, [], "the call is still open");
+  assert.equal(f.core.snapshot().subscribers, 1);
+  peer[Symbol.dispose]();
+  await reading;
 });

@@ -268,8 +268,8 @@ Deno.test("[memory] a restart starts every room over with a new epoch", async ()
   sub.cancel();
 });
 
-Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE; nothing acknowledged is lost", async () => {
-  await using f = await historyCore("sqlite");
+Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE and the core NOT_SERVING; nothing acknowledged is lost", async () => {
+  await using f = await historyCore("sqlite", { metricsPort: 0 });
   const sub = f.client.subscribeMessages({ room: "f", user: "u" });
   const [welcome] = await take<Message>(sub, 1);
   assert.equal((await send(f.client, "f", "before")).offset, 1n);
@@ -287,12 +287,20 @@ Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE; noth
     });
     assert.equal((upload as { code?: number }).code, status.UNAVAILABLE);
     assert.equal(f.core.store().state, "down");
+    assert.equal(f.core.health(), "NOT_SERVING");
   } finally {
     other.exec("ROLLBACK");
     other.close();
   }
   assert.equal((await send(f.client, "f", "after")).offset, 2n);
   assert.equal(f.core.store().state, "ok");
+  assert.equal(f.core.health(), "SERVING");
+  const metrics = await fetch(`http://127.0.0.1:${f.core.metricsPort}/metrics`)
+    .then((r) => r.text());
+  const commits = metrics.match(
+    /^chat_store_operation_seconds_count\{[^}]*operation="commit"[^}]*\} (\d+)/m,
+  );
+  assert.ok(commits && Number(commits[1]) >= 4, "commits timed");
   const live = await take<Message>(sub, 2);
   assert.deepEqual(live.map((m) => [m.content, m.offset]), [
     ["before", 1n],

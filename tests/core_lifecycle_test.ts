@@ -188,6 +188,8 @@ Deno.test("shutdown ends open streams with UNAVAILABLE and refuses new calls", a
     dropped: 0,
     slowDisconnects: 0,
     stalledResets: 0,
+    unfinishedRequestBytes: 0,
+    queuedRequestBytes: 0,
   });
   const refused = await rejection(
     f.client.sendMessage({ user: "u", room: "r", content: "c" }),

@@ -1,5 +1,5 @@
 /**
- * The direct unary path (server/grpc/direct_unary.ts): it is really taken
+ * The direct unary path (server/grpcjs/direct_unary.ts): it is really taken
  * with this grpc-js version (bound and injected servers), SendMessage on it
  * answers and broadcasts the same bytes the reflective encoder would,
  * compressed calls fall back to grpc-js, and bad request bytes get the
@@ -25,9 +25,9 @@ import { serverDefinition } from "../server/grpc/definition.ts";
 import {
   type DirectUnaryMethod,
   enableDirectUnary,
-} from "../server/grpc/direct_unary.ts";
+} from "../server/grpcjs/direct_unary.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
-import { listenWithGoawayGuard } from "../server/grpc/goaway_guard.ts";
+import { listenWithGoawayGuard } from "../server/grpcjs/goaway_guard.ts";
 import {
   encodeMessage,
   frameChatMessage,

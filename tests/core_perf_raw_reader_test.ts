@@ -1,5 +1,5 @@
 /**
- * The direct request reader (server/grpc/raw_reader.ts): it is really taken
+ * The direct request reader (server/grpcjs/raw_reader.ts): it is really taken
  * with this grpc-js version, delivers every message intact and in order
  * across chunk boundaries, falls back for compressed requests, and maps bad
  * request bytes to the statuses grpc-js would send. Also: the hand-encoded
@@ -23,7 +23,7 @@ import {
   frameEchoMessage,
 } from "../server/grpc/messages.ts";
 import { decodePost } from "../server/grpc/post_decoder.ts";
-import { readMessages } from "../server/grpc/raw_reader.ts";
+import { readMessages } from "../server/grpcjs/raw_reader.ts";
 import { startCore } from "./support/core.ts";
 
 interface Seen {

@@ -1,18 +1,12 @@
 /**
- * The direct HTTP/2 write path (server/grpc/raw_stream.ts) is really taken
+ * The direct HTTP/2 write path (server/grpcjs/raw_stream.ts) is really taken
  * with this grpc-js, keeps order, honours backpressure and the size limit,
  * and falls back to `call.write()` when the internals are not there.
  * Correctness only, no timing.
  */
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import {
-  Server,
-  ServerCredentials,
-  type ServerWritableStream,
-  status,
-} from "@grpc/grpc-js";
-import { createChatClient } from "../client/rpc.ts";
+import { Server, type ServerWritableStream, status } from "@grpc/grpc-js";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
@@ -20,8 +14,8 @@ import {
   type MessageWriter,
   messageWriter,
   type WritableCall,
-} from "../server/grpc/raw_stream.ts";
-import { rest, streamError } from "./support/core.ts";
+} from "../server/grpcjs/raw_stream.ts";
+import { rest, serveBare, streamError } from "./support/core.ts";
 
 type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
 
@@ -29,21 +23,7 @@ type Handler = (call: ServerWritableStream<unknown, Uint8Array>) => void;
 async function serve(handler: Handler, options = {}) {
   const server = new Server(options);
   server.addService(chatServiceDefinition, { SubscribeMessages: handler });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      ServerCredentials.createInsecure(),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
-  const client = createChatClient(`127.0.0.1:${port}`);
-  return {
-    client,
-    [Symbol.dispose]() {
-      client.close();
-      server.forceShutdown();
-    },
-  };
+  return await serveBare(server);
 }
 
 const framed = (content: string) =>
@@ -145,7 +125,10 @@ Deno.test("messageWriter() fires 'drain' itself when it said full but the flush 
     call: {
       stream,
       cancelled: false,
+      incomingEncoding: "identity",
+      maxReceiveMessageSize: -1,
       maxSendMessageSize: -1,
+      readQueue: [],
       maybeSendMetadata: () => {},
     },
   });

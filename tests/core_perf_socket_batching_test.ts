@@ -7,8 +7,8 @@ import net from "node:net";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { createChatClient } from "../client/rpc.ts";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
-import { enableSocketBatching } from "../server/grpc/socket_batching.ts";
-import { batchWrites, type CorkableSocket } from "../sockets/batch_writes.ts";
+import { enableSocketBatching } from "../server/grpcjs/socket_batching.ts";
+import { batchWrites, type CorkableSocket } from "../http2/batch_writes.ts";
 
 Deno.test("enableSocketBatching() hooks grpc-js's listener and a unary call leaves in one writev", async () => {
   const server = new Server();

@@ -1,7 +1,8 @@
 /**
  * The core's behaviour suites on the other HTTP/2 transport: every other
- * test runs on the default (the core's own, server/h2/); this one runs the
- * RPC, error, lifecycle, metrics and chat suites again in a child
+ * test runs on the default (the core's own, http2/server/); this one runs the
+ * RPC, error, lifecycle, metrics, chat, health, reflection and Prometheus
+ * suites again in a child
  * `deno test` with `CHAT_TEST_TRANSPORT=node` (grpc-js on Deno's
  * node:http2), so `--transport node` stays a working choice.
  */
@@ -14,6 +15,9 @@ const SUITES = [
   "tests/core_metrics_test.ts",
   "tests/core_perf_chat_test.ts",
   "tests/core_perf_raw_reader_test.ts",
+  "tests/core_health_test.ts",
+  "tests/core_reflection_test.ts",
+  "tests/core_prometheus_test.ts",
 ];
 
 Deno.test("the core suites pass on --transport node", async () => {

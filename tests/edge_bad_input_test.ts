@@ -12,7 +12,12 @@ import {
 } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
 import { startCoreEdge, startEdge, waitUntil } from "./fixtures/edge_stack.ts";
-import { concat, grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
+import {
+  concat,
+  grpcWebBody,
+  readConnectStream,
+  readGrpcWeb,
+} from "./fixtures/edge_raw.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 const GRPC_WEB = { "content-type": "application/grpc-web+proto" };
@@ -246,3 +251,64 @@ Deno.test("edge ends a stream with RESOURCE_EXHAUSTED when the core sends a mess
     "unsubscribe",
   );
 });
+
+Deno.test("edge Connect: JSON with invalid UTF-8 in a string is invalid_argument, unary and streaming", async () => {
+  await using stack = await startCoreEdge();
+  // {"user":"a","room":"r","content":"<0xff 0xfe>"}
+  const json = concat([
+    enc.encode('{"user":"a","room":"r","content":"'),
+    new Uint8Array([0xff, 0xfe]),
+    enc.encode('"}'),
+  ]);
+  const unary = await post(stack, { "content-type": "application/json" }, json);
+  assert.equal(unary.status, 400);
+  const err = await unary.json();
+  assert.equal(err.code, "invalid_argument");
+  const streaming = await stack.fetch(
+    `${stack.url}/chat.ChatService/SubscribeMessages`,
+    {
+      method: "POST",
+      headers: { "content-type": "application/connect+json" },
+      body: encodeEnvelope(0, json),
+    },
+  );
+  const { end } = await readConnectStream(streaming);
+  assert.equal(end.error?.code, "invalid_argument");
+  // Valid UTF-8 beyond ASCII is still fine.
+  const ok = await post(
+    stack,
+    { "content-type": "application/json" },
+    JSON.stringify({ user: "a", room: "r", content: "h\u00e9llo \u{1f600}" }),
+  );
+  assert.equal(ok.status, 200, await ok.clone().text());
+  await ok.body?.cancel();
+  await stillServes(stack);
+});
+
+for (const value of ["597H", "99999999H", "2400000M"]) {
+  Deno.test(`edge gRPC-Web: grpc-timeout ${value} (beyond the timer's range) means no deadline, not DEADLINE_EXCEEDED`, async () => {
+    await using stack = await startCoreEdge();
+    const r = await readGrpcWeb(
+      await post(
+        stack,
+        { ...GRPC_WEB, "grpc-timeout": value },
+        grpcWebBody([good()]),
+      ),
+    );
+    assert.equal(r.grpcStatus, 0, r.grpcMessage);
+    assert.equal(r.messages.length, 1);
+  });
+}
+
+for (const value of ["2147483648", "9999999999"]) {
+  Deno.test(`edge Connect: connect-timeout-ms ${value} (2^31 or more) means no deadline, not deadline_exceeded`, async () => {
+    await using stack = await startCoreEdge();
+    const res = await post(
+      stack,
+      { "content-type": "application/json", "connect-timeout-ms": value },
+      JSON.stringify({ user: "a", room: "r", content: "far deadline" }),
+    );
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.match((await res.json()).messageId, /^msg_/);
+  });
+}

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { createH2Upstream } from "../edge/upstream/h2/upstream.ts";
-import { H2Pool } from "../edge/upstream/h2/pool.ts";
-import { H2Stream } from "../edge/upstream/h2/stream.ts";
-import { RequestHeaderEncoder } from "../edge/upstream/h2/request_headers.ts";
+import { createH2Upstream } from "../edge/upstream/h2_upstream.ts";
+import { H2Pool } from "../http2/client/pool.ts";
+import { H2Stream } from "../http2/client/stream.ts";
+import { RequestHeaderEncoder } from "../edge/upstream/request_headers.ts";
 import {
   ErrorCode,
   Flag,

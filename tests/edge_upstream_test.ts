@@ -9,7 +9,7 @@ import {
 } from "../gen/chat_pb.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { createHttp2Upstream } from "../edge/upstream/http2.ts";
-import { createH2Upstream } from "../edge/upstream/h2/upstream.ts";
+import { createH2Upstream } from "../edge/upstream/h2_upstream.ts";
 import { Code, StatusError } from "../edge/upstream/status.ts";
 import type { Upstream } from "../edge/upstream/types.ts";
 import { startFixtureCore } from "./fixtures/edge_core.ts";

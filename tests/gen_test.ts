@@ -25,13 +25,15 @@ Deno.test("gen/ is what `deno task gen` makes from proto/ (regenerate and commit
       stderr: "piped",
     }).output();
     assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
-    const fresh = await Deno.readTextFile(join(out, "gen", "chat_pb.ts"));
-    const committed = await Deno.readTextFile(join(root, "gen", "chat_pb.ts"));
-    assert.equal(
-      committed,
-      fresh,
-      "gen/chat_pb.ts is stale: run `deno task gen`",
-    );
+    for (const file of ["chat_pb.ts", "grpc/health/v1/health_pb.ts"]) {
+      const fresh = await Deno.readTextFile(join(out, "gen", file));
+      const committed = await Deno.readTextFile(join(root, "gen", file));
+      assert.equal(
+        committed,
+        fresh,
+        `gen/${file} is stale: run \`deno task gen\``,
+      );
+    }
   } finally {
     await Deno.remove(out, { recursive: true });
   }

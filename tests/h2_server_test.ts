@@ -1,11 +1,11 @@
 /**
- * listenH2() (server/h2/) under a hostile or careless peer, without grpc-js:
+ * listenH2() (http2/server/) under a hostile or careless peer, without grpc-js:
  * window accounting of unread data, a peer that never reads, tiny frames,
  * rapid reset. Real sockets on 127.0.0.1; the peer is the raw-frame fixture.
  */
 import assert from "node:assert/strict";
-import { type H2Listener, listenH2 } from "../server/h2/listener.ts";
-import type { H2ServerStream } from "../server/h2/stream.ts";
+import { type H2Listener, listenH2 } from "../http2/server/listener.ts";
+import type { H2ServerStream } from "../http2/server/stream.ts";
 import {
   CLIENT_PREFACE,
   ErrorCode,

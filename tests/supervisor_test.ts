@@ -125,6 +125,14 @@ Deno.test("superviseChild() resets the backoff once a child was ready, and caps 
   assert.deepEqual(delays, [40, 80, 100, 20, 40]);
 });
 
+Deno.test("superviseChild() does not restart a child that exits 2 (bad configuration) and ends with 2", async () => {
+  await using t = await supervise("bad-config,serve");
+  assert.deepEqual(await t.sup.done, { code: 2, reason: "bad-config" });
+  assert.equal(t.sup.restarts, 0);
+  assert.deepEqual(exits(t.events), [[2, null]]);
+  assert.ok(t.events.some((e) => e.type === "badconfig"));
+});
+
 Deno.test("superviseChild() is done when the child exits 0 on its own", async () => {
   await using t = await supervise("done");
   assert.deepEqual(await t.sup.done, { code: 0, reason: "clean-exit" });

@@ -1,5 +1,6 @@
 /**
- * The embedded page: `edge/assets.ts` matches a fresh build of `web/`, and serves well.
+ * The embedded page: `gen/web_assets.ts` matches a fresh build of `web/`, and
+ * edge/assets.ts serves it well.
  *
  * @module
  */
@@ -7,14 +8,14 @@ import assert from "node:assert/strict";
 import { ASSETS, serveAsset } from "../edge/assets.ts";
 import { renderAssetsModule } from "../web/build.ts";
 
-Deno.test("edge/assets.ts is what `deno task build:web` makes from web/ now", async () => {
+Deno.test("gen/web_assets.ts is what `deno task build:web` makes from web/ now", async () => {
   const fresh = await renderAssetsModule();
   const committed = await Deno.readTextFile(
-    new URL("../edge/assets.ts", import.meta.url),
+    new URL("../gen/web_assets.ts", import.meta.url),
   );
   assert.ok(
     fresh === committed,
-    "edge/assets.ts is stale: run `deno task build:web` and commit it",
+    "gen/web_assets.ts is stale: run `deno task build:web` and commit it",
   );
 });
 

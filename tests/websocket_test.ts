@@ -12,7 +12,7 @@ import {
   UploadResponseSchema,
 } from "../gen/chat_pb.ts";
 import { openWsCall, type WsCall } from "../web/ws_call.ts";
-import { encodeFrame, FLAG_DATA } from "../web/bridge_frames.ts";
+import { encodeFrame, FLAG_DATA } from "../protocol/ws_bridge.ts";
 import { startBridgeStack, waitFor } from "./fixtures/web_stack.ts";
 
 const CHAT = "/chat.ChatService/Chat";

@@ -2,11 +2,9 @@
 // Do not edit: tests/web_assets_test.ts fails when this file is stale.
 
 /**
- * The browser page, embedded as strings so the edge reads no files at run time.
- *
- * Each asset carries a content hash as its ETag; the page is small and changes
- * with every deploy, so browsers revalidate (`no-cache`) and get a 304 when
- * nothing changed.
+ * The browser page, embedded as strings so the edge reads no files at run
+ * time; edge/assets.ts serves them. Each asset carries a content hash as its
+ * ETag.
  *
  * @module
  */
@@ -22,30 +20,3 @@ export interface Asset {
 export const ASSETS: Readonly<Record<string, Asset>> = {
   /* ASSETS */
 };
-
-const SECURITY_HEADERS: Record<string, string> = {
-  "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
-  // 'self' covers the same-origin ws:/wss: bridge and the gRPC-Web fetches.
-  "content-security-policy": "default-src 'self'; base-uri 'none'; " +
-    "frame-ancestors 'none'; object-src 'none'",
-};
-
-/** Answers GET/HEAD for an embedded path; `undefined` for any other request. */
-export function serveAsset(request: Request): Response | undefined {
-  if (request.method !== "GET" && request.method !== "HEAD") return undefined;
-  const asset = ASSETS[new URL(request.url).pathname];
-  if (!asset) return undefined;
-  const headers = new Headers({
-    ...SECURITY_HEADERS,
-    "content-type": asset.contentType,
-    "cache-control": "no-cache",
-    etag: asset.etag,
-  });
-  if (request.headers.get("if-none-match") === asset.etag) {
-    return new Response(null, { status: 304, headers });
-  }
-  return new Response(request.method === "HEAD" ? null : asset.body, {
-    headers,
-  });
-}

@@ -15,7 +15,7 @@ import {
   type UploadResponse,
   UploadResponseSchema,
 } from "../gen/chat_pb.ts";
-import type { BridgeStatus } from "./bridge_frames.ts";
+import type { BridgeStatus } from "../protocol/ws_bridge.ts";
 import { openWsCall } from "./ws_call.ts";
 
 const CHAT_PATH = "/chat.ChatService/Chat";

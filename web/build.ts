@@ -1,5 +1,6 @@
 /**
- * Bundles the page and writes `edge/assets.ts`, which embeds it as strings.
+ * Bundles the page and writes `gen/web_assets.ts`, which embeds it as strings
+ * (edge/assets.ts serves them).
  *
  * The edge must read no files at run time (Deno Deploy serves the module
  * graph, not the folder), so HTML, CSS and the bundled JS become string
@@ -8,7 +9,7 @@
  *
  * @example
  * ```sh
- * deno task build:web           # rewrite edge/assets.ts
+ * deno task build:web           # rewrite gen/web_assets.ts
  * deno task build:web --check   # fail if it is stale
  * ```
  *
@@ -16,7 +17,7 @@
  */
 
 const ROOT = new URL("../", import.meta.url);
-const OUT = new URL("edge/assets.ts", ROOT);
+const OUT = new URL("gen/web_assets.ts", ROOT);
 
 /** Runs deno with `args`, feeding `stdin`; throws with its stderr if it fails. */
 async function deno(args: string[], stdin?: string): Promise<string> {
@@ -54,7 +55,7 @@ async function etag(body: string): Promise<string> {
   return `"${hex.join("").slice(0, 20)}"`;
 }
 
-/** Builds the source text of `edge/assets.ts` from `web/`. */
+/** Builds the source text of `gen/web_assets.ts` from `web/`. */
 export async function renderAssetsModule(): Promise<string> {
   const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
   const files: [string, string, string][] = [
@@ -97,13 +98,13 @@ if (import.meta.main) {
     const current = await Deno.readTextFile(OUT).catch(() => "");
     if (current !== fresh) {
       console.error(
-        "edge/assets.ts is stale: run `deno task build:web` and commit it.",
+        "gen/web_assets.ts is stale: run `deno task build:web` and commit it.",
       );
       Deno.exit(1);
     }
-    console.log("edge/assets.ts is up to date.");
+    console.log("gen/web_assets.ts is up to date.");
   } else {
     await Deno.writeTextFile(OUT, fresh);
-    console.log(`wrote edge/assets.ts (${fresh.length} bytes)`);
+    console.log(`wrote gen/web_assets.ts (${fresh.length} bytes)`);
   }
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Message } from "../gen/chat_pb.ts";
+import { Code } from "../protocol/status.ts";
 import { type BidiChat, startBidiChat, uploadLines } from "./bridge_client.ts";
 import { bridgeUrl } from "./ws_call.ts";
 
@@ -37,7 +38,7 @@ export function setUpStreamPanels(
     });
     session.status.then((status) => {
       if (chat === session) chat = undefined;
-      if (status.code !== 0 && status.code !== 1) {
+      if (status.code !== Code.OK && status.code !== Code.CANCELLED) {
         logLine(
           "ended",
           `Chat stream ended: code ${status.code} ${status.message}`,
@@ -81,7 +82,7 @@ export function setUpStreamPanels(
       },
     );
     button.disabled = false;
-    if (status.code === 0 && response) {
+    if (status.code === Code.OK && response) {
       result.dataset.count = String(response.messageCount);
       result.textContent = `Server counted ${response.messageCount} messages` +
         (response.success ? "." : " (not successful).");

@@ -17,7 +17,8 @@ import {
   encodeFrame,
   FLAG_DATA,
   FLAG_END,
-} from "./bridge_frames.ts";
+} from "../protocol/ws_bridge.ts";
+import { Code } from "../protocol/status.ts";
 
 /** A running call: write with `send`, end with `closeSend`, read `messages`. */
 export interface WsCall {
@@ -74,7 +75,7 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
       else if (!finished) inbox.push(frame.payload);
     } catch (err) {
       finish({
-        code: 13,
+        code: Code.INTERNAL,
         message: `bad frame from bridge: ${err}`,
         trailers: {},
       });
@@ -84,7 +85,7 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
   };
   socket.onclose = (event) => {
     finish({
-      code: 14,
+      code: Code.UNAVAILABLE,
       message:
         `bridge closed the socket before a status (close code ${event.code})`,
       trailers: {},
@@ -107,7 +108,11 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
     send: (message) => transmit(encodeFrame(FLAG_DATA, message)),
     closeSend: () => transmit(encodeFrame(FLAG_END, new Uint8Array(0))),
     cancel: () => {
-      finish({ code: 1, message: "cancelled by the client", trailers: {} });
+      finish({
+        code: Code.CANCELLED,
+        message: "cancelled by the client",
+        trailers: {},
+      });
       socket.close(1000, "cancelled");
     },
     bufferedAmount: () => socket.bufferedAmount + pendingBytes,

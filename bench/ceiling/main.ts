@@ -26,15 +26,16 @@ import {
 } from "../../server/grpc/post_decoder.ts";
 import { frameMessage } from "../../server/grpc/framing.ts";
 import {
+  ENVELOPE_HEADER_BYTES,
+  readEnvelopeLength,
+} from "../../protocol/envelope.ts";
+import {
   encodeSendResponse,
   frameChatMessage,
   frameEchoMessage,
   welcomeMessage,
 } from "../../server/grpc/messages.ts";
-import {
-  batchWrites,
-  type CorkableSocket,
-} from "../../sockets/batch_writes.ts";
+import { batchWrites, type CorkableSocket } from "../../http2/batch_writes.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -58,11 +59,12 @@ function frames(
   stream.on("data", (chunk: Buffer) => {
     let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
     let off = 0;
-    while (buf.length - off >= 5) {
-      const len = buf.readUInt32BE(off + 1);
-      if (buf.length - off - 5 < len) break;
-      onMessage(buf.subarray(off + 5, off + 5 + len));
-      off += 5 + len;
+    while (buf.length - off >= ENVELOPE_HEADER_BYTES) {
+      const len = readEnvelopeLength(buf, off);
+      const at = off + ENVELOPE_HEADER_BYTES;
+      if (buf.length - at < len) break;
+      onMessage(buf.subarray(at, at + len));
+      off = at + len;
     }
     pending = off < buf.length ? buf.subarray(off) : undefined;
     buf = undefined as unknown as Buffer;

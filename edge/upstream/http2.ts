@@ -1,6 +1,7 @@
 /**
- * The default {@linkcode Upstream}: gRPC over node:http2, forwarding message
- * bytes with no protobuf decoding.
+ * The fallback {@linkcode Upstream} (`--upstream-client node`): gRPC over
+ * node:http2, forwarding message bytes with no protobuf decoding. The
+ * default is the edge's own client (h2_upstream.ts).
  *
  * Every way a call can end (trailers, trailers-only headers, RST_STREAM,
  * connection loss, client abort, deadline) funnels into one `settle()`, so

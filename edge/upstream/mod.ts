@@ -6,7 +6,7 @@
  */
 import type { UpstreamClient } from "../config.ts";
 import { type BalancerOptions, createBalancedUpstream } from "./balancer.ts";
-import { createH2Upstream } from "./h2/upstream.ts";
+import { createH2Upstream } from "./h2_upstream.ts";
 import { createHttp2Upstream } from "./http2.ts";
 import type { Upstream } from "./types.ts";
 

@@ -10,10 +10,7 @@
  */
 import http2 from "node:http2";
 import net from "node:net";
-import {
-  batchWrites,
-  type CorkableSocket,
-} from "../../sockets/batch_writes.ts";
+import { batchWrites, type CorkableSocket } from "../../http2/batch_writes.ts";
 
 /** Holds at most one usable session. */
 export class SessionPool {

@@ -2,9 +2,10 @@
  * The edge's view of the core: one method that runs any gRPC call as raw
  * message bytes, so handlers never decode protobuf just to forward it.
  *
- * Kept as an interface so the transport can be swapped: the default uses
- * node:http2, which denoland/deno#33709 reports as unreliable on Deno Deploy
- * for grpc-js; a fetch-based or WebSocket-based upstream can slot in here.
+ * Kept as an interface so the transport can be swapped: the default is the
+ * edge's own HTTP/2 client (http2/client/), the fallback node:http2 (which
+ * denoland/deno#33709 reports as unreliable on Deno Deploy for grpc-js); a
+ * fetch-based or WebSocket-based upstream can slot in here.
  *
  * @module
  */

@@ -1,8 +1,8 @@
 /**
  * Reading HTTP/2 frames in place (RFC 9113 §4, §6): the checks both peers
- * make, whatever side of the connection they are on. The edge's client
- * (edge/upstream/h2/) and the core's server (server/h2/) dispatch on what
- * these return; connection state stays with them.
+ * make, whatever side of the connection they are on. The connection engine
+ * (http2/connection.ts) dispatches on what these return; connection state
+ * stays with it.
  *
  * @module
  */

@@ -17,14 +17,14 @@ import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { decodePost } from "./post_decoder.ts";
-import { readMessages } from "./raw_reader.ts";
+import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
   checkBroadcastSize,
   frameEchoMessage,
 } from "./messages.ts";
 import { frameMessage } from "./framing.ts";
-import { messageWriter } from "./raw_stream.ts";
+import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
 
 type Call = ServerDuplexStream<InboundMessage, Message | Uint8Array>;

@@ -10,7 +10,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
-import { frameMessage } from "./framing.ts";
+import { allocFramed, frameMessage, PREFIX_BYTES } from "./framing.ts";
 import { ChatError } from "../rooms/errors.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
@@ -49,10 +49,8 @@ export function frameChatMessage(
   const size = fieldSize(idLen) + fieldSize(userLen) + fieldSize(contentLen) +
     fieldSize(roomLen) + 1 + varintSize(tsLen) + tsLen +
     (type !== MessageType.CHAT ? 1 + varintSize(type) : 0);
-  const out = Buffer.allocUnsafe(5 + size);
-  out[0] = 0;
-  out.writeUInt32BE(size, 1);
-  let at = 5;
+  const out = allocFramed(size);
+  let at = PREFIX_BYTES;
   at = writeString(out, at, 0x0a, id, idLen);
   at = writeString(out, at, 0x12, user, userLen);
   at = writeString(out, at, 0x1a, content, contentLen);
@@ -81,11 +79,9 @@ export function frameStored(
   const epochLen = utf8Length(epoch);
   const size = body.byteLength + (offset !== 0 ? 1 + varintSize(offset) : 0) +
     fieldSize(epochLen);
-  const out = Buffer.allocUnsafe(5 + size);
-  out[0] = 0;
-  out.writeUInt32BE(size, 1);
-  out.set(body, 5);
-  let at = 5 + body.byteLength;
+  const out = allocFramed(size);
+  out.set(body, PREFIX_BYTES);
+  let at = PREFIX_BYTES + body.byteLength;
   if (offset !== 0) {
     out[at++] = 0x38;
     at = writeVarint(out, at, offset);

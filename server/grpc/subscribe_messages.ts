@@ -18,7 +18,7 @@ import { validateSubscription } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import { frameMessage } from "./framing.ts";
 import { presenceMessage, welcomeMessage } from "./messages.ts";
-import { messageWriter } from "./raw_stream.ts";
+import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
 import { endAtExpiry, withCaller } from "./caller.ts";
 

@@ -22,7 +22,7 @@ import { type InboundMessage, inboundParts } from "./definition.ts";
 import { checkBroadcastSize } from "./messages.ts";
 import { openStream } from "./stream.ts";
 import { decodePost } from "./post_decoder.ts";
-import { readMessages } from "./raw_reader.ts";
+import { readMessages } from "../grpcjs/raw_reader.ts";
 
 type Call = ServerReadableStream<InboundMessage, UploadResponse>;
 

@@ -116,6 +116,11 @@ export class ChatHub<T> {
     return this.#commits.pending;
   }
 
+  /** Messages waiting in subscriber queues (read at metrics scrapes). */
+  queueDepth(): { total: number; max: number } {
+    return this.#rooms.queueDepth();
+  }
+
   countIn(room: string): number {
     return this.#rooms.countIn(room);
   }

@@ -55,6 +55,20 @@ export class RoomRegistry<T> {
     return this.#rooms.get(room);
   }
 
+  /** Items waiting in subscriber queues: all together, and the fullest one. */
+  queueDepth(): { total: number; max: number } {
+    let total = 0;
+    let max = 0;
+    for (const room of this.#rooms.values()) {
+      for (const { subscriber } of room.members) {
+        const queued = subscriber.queued;
+        total += queued;
+        if (queued > max) max = queued;
+      }
+    }
+    return { total, max };
+  }
+
   /**
    * Adds a member to a room; returns the room and the function that
    * removes it. That function is idempotent, so every exit path may call it.

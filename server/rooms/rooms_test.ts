@@ -352,3 +352,25 @@ Deno.test("CommitQueue: a publish callback that throws is reported and the other
   assert.equal((bugs[0] as Error).message, "bug");
   store.close();
 });
+
+Deno.test("RoomRegistry.queueDepth() sums the subscribers' queues and finds the fullest", () => {
+  const rooms = new RoomRegistry<number>();
+  assert.deepEqual(rooms.queueDepth(), { total: 0, max: 0 });
+  const paused = (room: string) =>
+    rooms.join(room, {
+      subscriber: new Subscriber(sink(1), { capacity: 4, policy: "drop" }),
+      live: true,
+      delivered: 0,
+      epoch: "e",
+    });
+  paused("x");
+  paused("y");
+  let offset = 0;
+  const publish = (room: string, item: number) =>
+    rooms.publish(room, ++offset, "e", () => item, new Uint8Array(0));
+  publish("x", 1); // written; both sinks now push back
+  publish("y", 1);
+  for (let i = 0; i < 3; i++) publish("x", i);
+  publish("y", 9);
+  assert.deepEqual(rooms.queueDepth(), { total: 4, max: 3 });
+});

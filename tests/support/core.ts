@@ -2,6 +2,7 @@
  * Test support: a real core on 127.0.0.1:0 and real grpc-js clients.
  */
 import type * as grpc from "@grpc/grpc-js";
+import { ServerCredentials } from "@grpc/grpc-js";
 import { type ChatClient, createChatClient } from "../../client/rpc.ts";
 import {
   type CoreServer,
@@ -58,6 +59,34 @@ export async function startCore(
     async [Symbol.asyncDispose]() {
       for (const c of clients) c.close();
       await core.shutdown(500);
+    },
+  };
+}
+
+const insecure = () => ServerCredentials.createInsecure();
+
+/** A bare grpc-js server bound on 127.0.0.1:0, a client, and their disposal. */
+export interface BareServer extends Disposable {
+  port: number;
+  client: ChatClient;
+}
+
+/** Binds `server` (services added) on port 0 and opens a client to it. */
+export async function serveBare(server: grpc.Server): Promise<BareServer> {
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      insecure(),
+      (err, p) => err ? reject(err) : resolve(p),
+    )
+  );
+  const client = createChatClient(`127.0.0.1:${port}`);
+  return {
+    port,
+    client,
+    [Symbol.dispose]() {
+      client.close();
+      server.forceShutdown();
     },
   };
 }

@@ -2,11 +2,15 @@
  * Helpers for running child processes side by side in one terminal.
  */
 
-/** Copies a child's output line by line, each line behind `prefix`. */
+/**
+ * Copies a child's output line by line, each line behind `prefix`, and
+ * hands each line (without prefix) to `onLine` as it passes.
+ */
 export async function prefixLines(
   source: ReadableStream<Uint8Array>,
   prefix: string,
   sink: { write(p: Uint8Array): Promise<number> },
+  onLine: (line: string) => void = () => {},
 ): Promise<void> {
   const encoder = new TextEncoder();
   let pending = "";
@@ -18,24 +22,11 @@ export async function prefixLines(
       await sink.write(
         encoder.encode(lines.map((l) => prefix + l + "\n").join("")),
       );
+      lines.forEach(onLine);
     }
   }
-  if (pending) await sink.write(encoder.encode(prefix + pending + "\n"));
-}
-
-/** Polls a health URL until it answers 200, or gives up after `timeoutMs`. */
-export async function waitHealthy(
-  url: string,
-  timeoutMs: number,
-): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      const res = await fetch(url);
-      await res.body?.cancel();
-      if (res.ok) return true;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 200));
+  if (pending) {
+    await sink.write(encoder.encode(prefix + pending + "\n"));
+    onLine(pending);
   }
-  return false;
 }

@@ -1,14 +1,15 @@
 /**
- * `deno task serve`: the cores (supervised) and the edge together, for local
- * use.
+ * `deno task serve`: the core (supervised) and the edge together, for local use.
  *
- * Starts them as child processes, prefixes their logs, prints the addresses
- * once the edge reports its upstream healthy, and stops everything on
- * Ctrl-C. If any exits, the others are stopped too and the exit code is
- * passed on, so a broken start never looks like a running system.
+ * Starts the core first and the edge once the core listens (so that the
+ * edge never proxies to whatever else holds that port), prefixes their
+ * logs, prints the addresses once both listen, and stops both on Ctrl-C. If
+ * either exits, the other is stopped too and its exit code is passed on
+ * (2 for a bad flag or a port in use), so a broken start never looks like a
+ * running system. Port 0 picks free ports; the banner shows the real ones.
  *
- * `--cores N` starts N cores on consecutive ports from `--core-port`, all on
- * one broker (`--broker redis://...`, or a local redis-server started here
+ * `--cores N` starts N cores (on consecutive ports from `--core-port`), all
+ * on one broker (`--broker redis://...`, or a local redis-server started here
  * when there is none), behind one edge that balances over them.
  *
  * `--auth-dev` turns authentication on with a secret made up for this run:
@@ -16,159 +17,268 @@
  * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
-import { prefixLines, waitHealthy } from "./children.ts";
+import { parseNumberFlag } from "../../config/number_flag.ts";
+import { prefixLines } from "./children.ts";
 import {
   type RedisServer,
   redisServerInstalled,
   startRedisServer,
 } from "./redis.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    "core-port": { type: "string", default: "50051" },
-    port: { type: "string", default: "8080" },
-    host: { type: "string", default: "127.0.0.1" },
-    cores: { type: "string", default: "1" },
-    broker: { type: "string" },
-    "auth-dev": { type: "boolean", default: false },
-  },
-});
+const USAGE = `Usage: deno task serve [flags]
+
+Runs the core (under its supervisor, with --presence) and the edge with the
+chat page, prints their addresses once both listen; Ctrl-C stops both.
+
+  --host HOST            interface for both          (default 127.0.0.1)
+  --core-port PORT       the core's gRPC port         (default 50051; 0 picks one)
+  --port PORT            the edge's HTTP port         (default 8080; 0 picks one)
+  --metrics-port PORT    the core's GET /metrics port (default 9464; 0 picks one; off)
+  --cores N              N cores sharing rooms through Redis, behind one
+                         balancing edge (default 1; ports from --core-port on)
+  --broker URL           the cores' Redis (redis://host:port[/db]); with
+                         --cores above 1 and none, serve starts redis-server
+  --auth-dev             require tokens, with a secret made up for this run
+                         (the edge hands them out at /auth/dev-token?user=NAME)
+  --help                 this text
+
+The core and the edge have more settings: deno task serve:core --help,
+deno task serve:edge --help (their environment variables apply here too).
+Exit codes: 0 stopped by Ctrl-C, 2 bad flag or port in use, else the code of
+whichever stopped first.`;
+
+function fail(message: string): never {
+  console.error(`serve: ${message}`);
+  Deno.exit(2);
+}
+
+function port(flag: string, raw: string, offOk = false): string {
+  if (offOk && raw === "off") return raw;
+  try {
+    return String(parseNumberFlag(`--${flag}`, raw, { min: 0, max: 65535 }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+}
+
+let values;
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    options: {
+      "core-port": { type: "string", default: "50051" },
+      port: { type: "string", default: "8080" },
+      host: { type: "string", default: "127.0.0.1" },
+      "metrics-port": { type: "string", default: "9464" },
+      "auth-dev": { type: "boolean", default: false },
+      cores: { type: "string", default: "1" },
+      broker: { type: "string", default: "" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  }));
+} catch (err) {
+  fail(`${(err as Error).message} (see --help)`);
+}
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+const host = values.host;
+if (host.trim() === "") fail("--host must not be empty");
+const corePort = port("core-port", values["core-port"]);
+const edgePort = port("port", values.port);
+const metricsPort = port("metrics-port", values["metrics-port"], true);
+let cores = 1;
+try {
+  cores = parseNumberFlag("--cores", values.cores, { min: 1, max: 64 });
+} catch (err) {
+  fail((err as Error).message);
+}
+/** Core i's port: consecutive from --core-port, or each its own with 0. */
+const portOf = (base: string, i: number) =>
+  base === "0" || base === "off" ? base : String(Number(base) + i);
+const here = (path: string) => new URL(path, import.meta.url).pathname;
 // Passed in the environment, not argv, so it does not show in `ps`.
 const devSecret = values["auth-dev"]
   ? btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
   : undefined;
-const corePort = Number(values["core-port"]);
-const edgePort = values.port;
-const host = values.host;
-const cores = Number(values.cores);
-if (!Number.isInteger(cores) || cores < 1 || cores > 64) {
-  console.error(
-    `serve: --cores must be an integer from 1 to 64, got ${values.cores}`,
-  );
-  Deno.exit(2);
+
+interface Child {
+  name: string;
+  proc: Deno.ChildProcess;
+  /** Resolves with the first match of `ready` in its stdout. */
+  ready: Promise<RegExpMatchArray>;
+  /** Resolves with the first match of `pattern` in its stdout, if any. */
+  seen(pattern: RegExp): RegExpMatchArray | undefined;
 }
-const here = (path: string) => new URL(path, import.meta.url).pathname;
+
+function start(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  ready: RegExp,
+): Child {
+  const proc = new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    // Own process group: a terminal's Ctrl-C reaches only this process,
+    // which then stops each child exactly once.
+    detached: true,
+  }).spawn();
+  const lines: string[] = [];
+  let onReady: (m: RegExpMatchArray) => void;
+  const readyP = new Promise<RegExpMatchArray>((r) => onReady = r);
+  prefixLines(proc.stdout, `[${name}] `, Deno.stdout, (line) => {
+    lines.push(line);
+    const m = line.match(ready);
+    if (m) onReady(m);
+  });
+  prefixLines(proc.stderr, `[${name}] `, Deno.stderr);
+  return {
+    name,
+    proc,
+    ready: readyP,
+    seen: (pattern) =>
+      lines.map((l) => l.match(pattern)).find((m) => m !== null) ??
+        undefined,
+  };
+}
+
+const children: Child[] = [];
+let stopping = false;
+const stopAll = () => {
+  for (const child of children) {
+    try {
+      child.proc.kill("SIGTERM");
+    } catch { /* already gone */ }
+  }
+};
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    stopping = true;
+    stopAll();
+  });
+}
+
+/** Resolves with the first child to exit. */
+const exited = (child: Child) =>
+  child.proc.status.then((status) => ({ child, status }));
 
 let redis: RedisServer | undefined;
-let broker = values.broker ?? "";
+let broker = values.broker;
 if (cores > 1 && broker === "") {
   if (!(await redisServerInstalled())) {
-    console.error(
-      "serve: --cores above 1 needs a broker: pass --broker redis://host:port, " +
-        "or install redis-server (sudo apt-get install -y redis-server, or " +
+    fail(
+      "--cores above 1 needs a broker: pass --broker redis://host:port, or " +
+        "install redis-server (sudo apt-get install -y redis-server, or " +
         "deno task setup as root) and serve starts one",
     );
-    Deno.exit(2);
   }
   redis = await startRedisServer();
   broker = redis.url;
   console.log(`serve: started redis-server on ${broker} (no persistence)`);
 }
 
-function start(
-  name: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Deno.ChildProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  prefixLines(child.stdout, `[${name}] `, Deno.stdout);
-  prefixLines(child.stderr, `[${name}] `, Deno.stderr);
-  return child;
-}
-
-const corePorts = Array.from({ length: cores }, (_, i) => corePort + i);
-const coreProcs = corePorts.map((port, i) =>
-  start(cores > 1 ? `core-${i + 1}` : "core", [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-run",
-    "--allow-read",
-    "--allow-sys",
-    here("../../supervisor/main.ts"),
-    "--host",
-    host,
-    "--port",
-    String(port),
-    "--presence",
-    "--instance-id",
-    cores > 1 ? `core-${i + 1}` : "core",
-    ...(broker ? ["--broker", broker] : []),
-  ], devSecret ? { CHAT_JWT_SECRET: devSecret } : {})
-);
-const edge = start("edge", [
-  "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  here("../../edge/main.ts"),
-  "--host",
-  host,
-  "--port",
-  edgePort,
-  "--upstream",
-  corePorts.map((p) => `http://${host}:${p}`).join(","),
-], devSecret ? { EDGE_DEV_JWT_SECRET: devSecret } : {});
-const children = [...coreProcs, edge];
-
-let stopping = false;
-const stopAll = (signal: Deno.Signal = "SIGTERM") => {
-  stopping = true;
-  for (const child of children) {
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
-  }
-};
-Deno.addSignalListener("SIGINT", () => stopAll("SIGTERM"));
-Deno.addSignalListener("SIGTERM", () => stopAll("SIGTERM"));
-
-const row = (label: string, value: string) => `  ${label.padEnd(25)}${value}`;
-
-waitHealthy(`http://${host}:${edgePort}/healthz`, 30_000).then((ok) => {
-  if (stopping) return;
-  if (!ok) {
-    console.error("serve: the edge did not report a healthy core within 30 s");
-    return;
-  }
-  console.log(
+const coreProcs = Array.from({ length: cores }, (_, i) => {
+  const name = cores > 1 ? `core-${i + 1}` : "core";
+  const child = start(
+    name,
     [
-      "",
-      ...corePorts.map((p, i) =>
-        row(`core${cores > 1 ? ` ${i + 1}` : ""} (gRPC, h2c):`, `${host}:${p}`)
-      ),
-      ...(broker ? [row("broker:", broker)] : []),
-      row("edge (gRPC-Web/Connect):", `http://${host}:${edgePort}`),
-      row("chat page:", `http://${host}:${edgePort}/`),
-      row(
-        "auth:",
-        devSecret
-          ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
-          : "off (--auth-dev turns it on)",
-      ),
-      "  Ctrl-C stops them all.",
-      "",
-    ].join("\n"),
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-run",
+      here("../../supervisor/main.ts"),
+      "--host",
+      host,
+      "--port",
+      portOf(corePort, i),
+      "--metrics-port",
+      portOf(metricsPort, i),
+      "--presence",
+      ...(cores > 1 ? ["--instance-id", name] : []),
+      ...(broker ? ["--broker", broker] : []),
+    ],
+    devSecret ? { CHAT_JWT_SECRET: devSecret } : {},
+    /listening on \S+:(\d+)/,
   );
+  children.push(child);
+  return child;
 });
 
 const first = await Promise.race([
-  ...coreProcs.map((c, i) =>
-    c.status.then((s) => ({ name: cores > 1 ? `core-${i + 1}` : "core", s }))
-  ),
-  edge.status.then((s) => ({ name: "edge", s })),
+  Promise.all(coreProcs.map((c) => c.ready)).then((ms) => ({ ready: ms })),
+  ...coreProcs.map(exited),
 ]);
+let result: { child: Child; status: Deno.CommandStatus };
+if ("ready" in first) {
+  const coreAt = first.ready.map((m) => `${host}:${m[1]}`);
+  const edge = start(
+    "edge",
+    [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      here("../../edge/main.ts"),
+      "--host",
+      host,
+      "--port",
+      edgePort,
+      "--upstream",
+      coreAt.map((at) => `http://${at}`).join(","),
+    ],
+    devSecret ? { EDGE_DEV_JWT_SECRET: devSecret } : {},
+    /listening on (https?:\/\/\S+?:\d+)/,
+  );
+  children.push(edge);
+  void edge.ready.then((m) => {
+    if (stopping) return;
+    const metrics = coreProcs.map((c) =>
+      c.seen(/metrics on (http:\/\/\S+)/)?.[1]
+    );
+    const row = (label: string, value: string) =>
+      `  ${label.padEnd(25)}${value}`;
+    const nth = (i: number) => cores > 1 ? ` ${i + 1}` : "";
+    console.log(
+      [
+        "",
+        ...coreAt.map((at, i) => row(`core${nth(i)} (gRPC, h2c):`, at)),
+        ...(broker ? [row("broker:", broker)] : []),
+        row("edge (gRPC-Web/Connect):", m[1]),
+        row("chat page:", `${m[1]}/`),
+        ...metrics.flatMap((url, i) =>
+          url ? [row(`metrics${nth(i)} (Prometheus):`, url)] : []
+        ),
+        row(
+          "auth:",
+          devSecret
+            ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
+            : "off (--auth-dev turns it on)",
+        ),
+        cores > 1 ? "  Ctrl-C stops them all." : "  Ctrl-C stops both.",
+        "",
+      ].join("\n"),
+    );
+  });
+  result = await Promise.race([...coreProcs.map(exited), exited(edge)]);
+} else {
+  result = first;
+}
+
 if (!stopping) {
-  console.error(`serve: ${first.name} exited (code ${first.s.code}); stopping`);
+  console.error(
+    `serve: ${result.child.name} exited (code ${result.status.code}); stopping`,
+  );
 }
 stopAll();
-await Promise.all(children.map((c) => c.status));
+await Promise.all(children.map((c) => c.proc.status));
 await redis?.stop();
-Deno.exit(stopping && first.s.success ? 0 : first.s.code || 1);
+Deno.exit(
+  stopping && result.status.success ? 0 : result.status.code || 1,
+);

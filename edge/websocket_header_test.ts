@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { filterMetadata, parseCallHeader } from "./websocket_header.ts";
+
+Deno.test("parseCallHeader() accepts a path with metadata and timeout", () => {
+  assert.deepEqual(
+    parseCallHeader(
+      '{"path":"/chat.ChatService/Chat","metadata":{"x-request-id":"7"},"timeoutMs":50}',
+    ),
+    {
+      path: "/chat.ChatService/Chat",
+      metadata: { "x-request-id": "7" },
+      timeoutMs: 50,
+    },
+  );
+});
+
+Deno.test("parseCallHeader() refuses non-JSON, bad paths, bad metadata and bad timeouts", () => {
+  for (
+    const text of [
+      "not json",
+      "[]",
+      '{"path":"Chat"}',
+      '{"path":"/a/b/c"}',
+      '{"path":"/chat.ChatService/Chat","metadata":{"n":1}}',
+      '{"path":"/chat.ChatService/Chat","metadata":["x"]}',
+      '{"path":"/chat.ChatService/Chat","timeoutMs":-1}',
+      '{"path":"/chat.ChatService/Chat","timeoutMs":"5"}',
+    ]
+  ) {
+    assert.equal(parseCallHeader(text), undefined, text);
+  }
+});
+
+Deno.test("filterMetadata() keeps allow-listed names only, never grpc-* or control characters", () => {
+  const allowed = new Set(["x-request-id", "authorization", "grpc-timeout"]);
+  assert.deepEqual(
+    filterMetadata({
+      "X-Request-Id": "abc",
+      authorization: "Bearer t\r\nx-evil: 1",
+      "grpc-timeout": "1S",
+      cookie: "secret",
+    }, allowed),
+    { "x-request-id": "abc" },
+  );
+});

@@ -1,0 +1,366 @@
+/**
+ * The server role of the HTTP/2 engine (http2/connection.ts): one accepted
+ * h2c connection (prior knowledge) over a Deno TCP socket, the core's
+ * transport under grpc-js.
+ *
+ * On top of the engine it opens a stream per request HEADERS (refusing
+ * those above `maxConcurrentStreams`, REFUSED_STREAM), validates requests
+ * (headers.ts), content-length and trailers, answers frames on closed
+ * streams by how they closed (closed_streams.ts), bounds request bytes of
+ * unfinished messages (request_budget.ts) and rapid resets, pumps response
+ * DATA, and ends idle connections. Streams are {@linkcode H2ServerStream}s,
+ * handed to `onStream` with Node-style headers; gRPC lives above, in
+ * grpc-js.
+ *
+ * A client's GOAWAY is taken as "no more streams from me": open streams run
+ * to their end, then the connection closes. (Deno's `node:http2` server can
+ * abort the process on one; this is the reason the GOAWAY guard and the
+ * supervisor exist for the `node` transport.)
+ *
+ * @module
+ */
+import type { HeaderField } from "../../protocol/http2/hpack.ts";
+import {
+  ErrorCode,
+  Flag,
+  FrameType,
+  goawayFrame,
+  H2ConnectionError,
+  Setting,
+} from "../../protocol/http2/frames.ts";
+import { protocolError } from "../../protocol/http2/frame_parse.ts";
+import { EnvelopeMeter } from "../../protocol/envelope.ts";
+import type { DataFrame } from "../connection.ts";
+import { H2ServerOutput } from "./output.ts";
+import { Keepalive } from "../keepalive.ts";
+import { Closed, ClosedStreams } from "./closed_streams.ts";
+import { contentLength, toIncomingHeaders, trailerError } from "./headers.ts";
+import {
+  type ConnectionOwner,
+  DEFAULT_H2_SERVER_OPTIONS,
+  type H2ServerOptions,
+} from "./options.ts";
+import { RequestMeter } from "./request_budget.ts";
+import { H2ServerStream, type StreamHost } from "./stream.ts";
+
+export {
+  type ConnectionOwner,
+  DEFAULT_H2_SERVER_OPTIONS,
+  type H2ServerOptions,
+};
+
+/** Stream resets a peer may send in a burst, and refilled per ms (100/s). */
+const RESET_BURST = 1000;
+const RESETS_PER_MS = 0.1;
+
+/** One accepted connection; see the module doc. */
+export class H2ServerConnection extends H2ServerOutput implements StreamHost {
+  readonly session: {
+    socket: { remoteAddress: string; remotePort: number };
+  };
+  readonly #socket: Deno.Conn;
+  readonly #server: Readonly<H2ServerOptions>;
+  readonly #owner: ConnectionOwner;
+  readonly #closed = new ClosedStreams();
+  readonly #meter: RequestMeter | undefined;
+  readonly #keepalive: Keepalive | undefined;
+  #goawaySent = false;
+  #peerGoaway = false;
+  /** Resets the peer may still send (a token bucket; see onStreamReset). */
+  readonly #resetBurst: number;
+  #resetTokens: number;
+  #resetRefilled = Date.now();
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleSince = Date.now();
+
+  constructor(
+    conn: Deno.Conn,
+    options: Readonly<H2ServerOptions>,
+    owner: ConnectionOwner,
+  ) {
+    super({
+      streamWindow: options.streamWindow,
+      connectionWindow: options.connectionWindow,
+      maxHeaderBlock: 2 * options.maxHeaderListSize,
+      maxHeaderListSize: options.maxHeaderListSize,
+      // Reading stops while twice the output limit waits for the socket.
+      readPauseBytes: 2 * options.outputLimit,
+      outputLimit: options.outputLimit,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+    }, "client");
+    this.#socket = conn;
+    this.#server = options;
+    this.#owner = owner;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.session = {
+      socket: { remoteAddress: remote.hostname, remotePort: remote.port },
+    };
+    // Cancelling every stream at once is normal; more than that is not.
+    this.#resetBurst = Math.max(RESET_BURST, options.maxConcurrentStreams);
+    this.#resetTokens = this.#resetBurst;
+    if (options.requestBudget !== undefined) {
+      this.#meter = new RequestMeter(options.requestBudget);
+    }
+    if (options.keepaliveIntervalMs > 0) {
+      this.#keepalive = new Keepalive(this, options);
+    }
+  }
+
+  /** Open streams. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Request bytes of unfinished gRPC messages held for this connection. */
+  get unfinishedRequestBytes(): number {
+    return this.#meter?.unfinished ?? 0;
+  }
+
+  /** Serves the connection until it closes. */
+  async serve(): Promise<void> {
+    this.sendPreface([
+      [Setting.MAX_CONCURRENT_STREAMS, this.#server.maxConcurrentStreams],
+      [Setting.INITIAL_WINDOW_SIZE, this.#server.streamWindow],
+      [Setting.MAX_HEADER_LIST_SIZE, this.#server.maxHeaderListSize],
+      [Setting.ENABLE_PUSH, 0],
+    ], false);
+    this.armHandshake();
+    this.#keepalive?.start();
+    this.#armIdle(this.#server.idleTimeoutMs);
+    await this.readLoop(this.#socket, true);
+  }
+
+  /**
+   * Graceful close: GOAWAY(NO_ERROR) with the last stream we took; streams
+   * already open run to their end, then the socket closes.
+   */
+  drain(): void {
+    if (this.dead || this.#goawaySent) return;
+    this.#goawaySent = true;
+    this.writer.bytes(goawayFrame(this.lastPeerStream, ErrorCode.NO_ERROR));
+    if (this.streams.size === 0) this.#finish();
+  }
+
+  /** Closes now: every open stream ends as cancelled. */
+  destroy(): void {
+    this.endConnection(ErrorCode.CANCEL, "closed", true);
+  }
+
+  // --- keepalive -------------------------------------------------------------
+
+  /** A silent connection is always pinged, streams or not. */
+  wantsPing(): boolean {
+    return true;
+  }
+
+  // --- StreamHost ------------------------------------------------------------
+
+  consumed(stream: H2ServerStream, bytes: number): void {
+    this.#server.requestBudget?.addQueued(-bytes);
+    if (this.dead) return;
+    if (!stream.remoteEnded && !stream.destroyed) {
+      this.creditStream(stream, bytes);
+    }
+    this.giveBack(bytes);
+  }
+
+  released(stream: H2ServerStream): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    this.#closed.remember(
+      stream.id,
+      stream.remoteEnded ? Closed.ENDED_BY_PEER : Closed.RESET_BY_US,
+    );
+    this.#meter?.release(stream);
+    if (this.streams.size === 0) {
+      this.#idleSince = Date.now();
+      if (this.#goawaySent || this.#peerGoaway) this.#finish();
+    }
+  }
+
+  // --- the engine's hooks ----------------------------------------------------
+
+  protected isIdle(id: number): boolean {
+    return id > this.lastPeerStream;
+  }
+
+  protected override closedStreamFrame(id: number, what: string): void {
+    super.closedStreamFrame(id, what);
+    if (this.#closed.frameAfterClose(id, what)) {
+      this.writer.frame32(FrameType.RST_STREAM, id, ErrorCode.STREAM_CLOSED);
+    }
+  }
+
+  protected onHeaderBlock(
+    id: number,
+    flags: number,
+    fields: HeaderField[],
+  ): void {
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    const open = this.streams.get(id);
+    if (open !== undefined) {
+      // Trailers: they must end the stream and hold no pseudo-header; the
+      // body must have had its content-length.
+      if (open.remoteEnded) {
+        this.streamError(open, ErrorCode.STREAM_CLOSED, "HEADERS after END");
+      } else if (
+        !endStream || this.selfDependent || open.contentLeft > 0 ||
+        trailerError(fields) !== undefined
+      ) {
+        this.streamError(open, ErrorCode.PROTOCOL_ERROR, "bad trailers");
+      } else open.pushEnd();
+      return;
+    }
+    if ((id & 1) === 0) throw protocolError(`HEADERS on even stream ${id}`);
+    if (id <= this.lastPeerStream) return this.closedStreamFrame(id, "HEADERS");
+    this.lastPeerStream = id;
+    if (
+      this.#goawaySent || this.streams.size >= this.#server.maxConcurrentStreams
+    ) {
+      return this.#refuse(id, ErrorCode.REFUSED_STREAM);
+    }
+    const headers = toIncomingHeaders(fields);
+    if (typeof headers === "string" || this.selfDependent) {
+      return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
+    }
+    const length = headers["content-length"];
+    const declared = length === undefined ? -1 : contentLength(length);
+    if (endStream && declared > 0) {
+      return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
+    }
+    const s = new H2ServerStream(
+      this,
+      id,
+      this.opts.streamWindow,
+      this.peerInitialWindow,
+    );
+    s.contentLeft = declared;
+    if (this.#meter !== undefined) s.meter = new EnvelopeMeter();
+    this.streams.set(id, s);
+    if (endStream) s.remoteEnded = true;
+    try {
+      this.#owner.onStream(s, headers);
+    } catch (e) {
+      this.#owner.onError?.(e);
+      s.close(ErrorCode.INTERNAL_ERROR);
+    }
+  }
+
+  protected onStreamData(s: H2ServerStream, flags: number, d: DataFrame) {
+    const { buf, from, to, len } = d;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (s.contentLeft >= 0) {
+      // A body that does not match its content-length is malformed
+      // (RFC 9113 §8.1.1).
+      s.contentLeft -= to - from;
+      if (s.contentLeft < 0 || (endStream && s.contentLeft > 0)) {
+        this.giveBack(len);
+        this.streamError(s, ErrorCode.PROTOCOL_ERROR, "content-length");
+        return;
+      }
+    }
+    // Counted until consumed() (the handler read it, or it was dropped).
+    this.#server.requestBudget?.addQueued(len);
+    const padding = len - (to - from);
+    if (padding > 0) {
+      s.recvWindow -= padding;
+      this.consumed(s, padding);
+    }
+    if (to > from) {
+      const data = buf.subarray(from, to);
+      if (s.meter !== undefined && !this.#meter!.take(s, data, this.#owner)) {
+        s.recvWindow -= to - from;
+        this.consumed(s, to - from);
+        return;
+      }
+      s.push(data);
+    }
+    if (endStream && !s.destroyed) s.pushEnd();
+  }
+
+  protected onStreamReset(s: H2ServerStream, code: number): void {
+    const endedByPeer = s.remoteEnded;
+    // Opening and resetting streams costs the peer nothing and us a call
+    // each, outside MAX_CONCURRENT_STREAMS ("rapid reset",
+    // CVE-2023-44487): a burst is fine, a sustained rate is not.
+    const now = Date.now();
+    this.#resetTokens = Math.min(
+      this.#resetBurst,
+      this.#resetTokens + (now - this.#resetRefilled) * RESETS_PER_MS,
+    );
+    this.#resetRefilled = now;
+    if (--this.#resetTokens < 0) {
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        "too many stream resets",
+      );
+    }
+    s.abort(code);
+    if (!endedByPeer) this.#closed.remember(s.id, Closed.RESET_BY_PEER);
+  }
+
+  protected abortStream(s: H2ServerStream, code: number): void {
+    s.abort(code);
+  }
+
+  protected onGoaway(): void {
+    this.#peerGoaway = true;
+    if (this.streams.size === 0) this.#finish();
+  }
+
+  protected endStreams(code: number): void {
+    this.#keepalive?.stop();
+    clearTimeout(this.#idleTimer);
+    for (const s of [...this.streams.values()]) s.abort(code);
+  }
+
+  protected onHandshakeTimeout(): void {
+    this.destroy();
+  }
+
+  protected onClosed(): void {
+    this.#owner.closed(this);
+  }
+
+  protected override onBug(e: unknown): void {
+    this.#owner.onError?.(e);
+  }
+
+  // --- streams and lifecycle -------------------------------------------------
+
+  /** Resets a stream that was never opened, and remembers it. */
+  #refuse(id: number, code: number): void {
+    this.writer.frame32(FrameType.RST_STREAM, id, code);
+    this.#closed.remember(id, Closed.RESET_BY_US);
+  }
+
+  /** Flushes, half-closes and closes once the last stream is gone. */
+  #finish(): void {
+    this.endConnection(ErrorCode.NO_ERROR, "drained", false);
+  }
+
+  /**
+   * Idle timeout: a connection with no open stream for `idleTimeoutMs` is
+   * closed. The timer is not touched per stream; it looks at when the last
+   * stream ended and sleeps the rest.
+   *
+   * The close sends no GOAWAY: Deno's `node:http2` client (grpc-js on Deno:
+   * our CLI clients, the tests) can abort its whole process on a GOAWAY to
+   * an idle session (denoland/deno#36788; 4 of 8 runs here), while a plain
+   * close only makes it reconnect on its next call. No stream is open, so
+   * nothing is lost but a request racing the close.
+   */
+  #armIdle(ms: number): void {
+    const timeout = this.#server.idleTimeoutMs;
+    if (timeout <= 0 || this.dead) return;
+    this.#idleTimer = setTimeout(() => {
+      if (this.dead) return;
+      const idleFor = this.streams.size === 0
+        ? Date.now() - this.#idleSince
+        : 0;
+      if (idleFor >= timeout) this.destroy();
+      else this.#armIdle(timeout - idleFor);
+    }, ms);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Accepts h2c connections (or h2 over TLS) on a TCP port and serves each with an
+ * {@linkcode H2ServerConnection}.
+ *
+ * @example
+ * ```ts
+ * const listener = listenH2({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onStream: (stream) => stream.respond({ ":status": 200 }, { endStream: true }),
+ * });
+ * listener.close();
+ * await listener.closed;
+ * ```
+ *
+ * @module
+ */
+import {
+  type ConnectionOwner,
+  DEFAULT_H2_SERVER_OPTIONS,
+  H2ServerConnection,
+  type H2ServerOptions,
+} from "./connection.ts";
+import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
+
+/** Options of {@linkcode listenH2}. */
+export interface ListenH2Options extends Partial<H2ServerOptions> {
+  hostname: string;
+  port: number;
+  /** PEM certificate chain and key: serve h2 over TLS (ALPN h2), not h2c. */
+  tls?: { cert: string; key: string };
+  onStream(stream: H2ServerStream, headers: IncomingHeaders): void;
+  /** An exception from `onStream` or the connection code. */
+  onError?(error: unknown): void;
+  /** A stream went over `requestBudget`; see ConnectionOwner. */
+  onOverBudget?(stream: H2ServerStream, reason: string): void;
+}
+
+/** A listening h2c server. */
+export interface H2Listener {
+  readonly port: number;
+  /** Connections open now. */
+  readonly connections: number;
+  /**
+   * Stops accepting and sends every connection GOAWAY(NO_ERROR); open
+   * streams run to their end. `closed` resolves when all are gone.
+   */
+  close(): void;
+  /** Closes every connection now; open streams end as cancelled. */
+  destroy(): void;
+  readonly closed: Promise<void>;
+}
+
+/** Listens on `hostname:port` (0 picks a free port). */
+export function listenH2(options: ListenH2Options): H2Listener {
+  const { hostname, port, tls, onStream, onError, onOverBudget, ...tuning } =
+    options;
+  const opts: Readonly<H2ServerOptions> = Object.freeze({
+    ...DEFAULT_H2_SERVER_OPTIONS,
+    ...Object.fromEntries(
+      Object.entries(tuning).filter(([, v]) => v !== undefined),
+    ),
+  });
+  const listener: Deno.Listener = tls
+    ? Deno.listenTls({ hostname, port, ...tls, alpnProtocols: ["h2"] })
+    : Deno.listen({ hostname, port, transport: "tcp" });
+  const connections = new Set<H2ServerConnection>();
+  let closing = false;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => resolveClosed = resolve);
+  const settle = () => {
+    if (closing && connections.size === 0) resolveClosed();
+  };
+  const owner: ConnectionOwner = {
+    onStream,
+    onError,
+    onOverBudget,
+    closed(connection) {
+      connections.delete(connection);
+      settle();
+    },
+  };
+
+  const accepting = (async () => {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // the listener was closed
+      }
+      if (closing) {
+        conn.close();
+        continue;
+      }
+      try {
+        (conn as Deno.TcpConn).setNoDelay?.(true);
+      } catch {
+        // the peer is gone already; the read loop will see it
+      }
+      const connection = new H2ServerConnection(conn, opts, owner);
+      connections.add(connection);
+      connection.serve().catch((err) => onError?.(err));
+    }
+  })();
+
+  const stopAccepting = () => {
+    if (closing) return;
+    closing = true;
+    try {
+      listener.close();
+    } catch {
+      // closed already
+    }
+  };
+
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    get connections() {
+      return connections.size;
+    },
+    close() {
+      stopAccepting();
+      for (const c of [...connections]) c.drain();
+      void accepting.then(settle);
+    },
+    destroy() {
+      stopAccepting();
+      for (const c of [...connections]) c.destroy();
+      void accepting.then(settle);
+    },
+    closed,
+  };
+}

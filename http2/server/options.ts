@@ -1,0 +1,79 @@
+/**
+ * The options of a server connection and what it reports to its listener.
+ *
+ * @module
+ */
+import type { H2ServerConnection } from "./connection.ts";
+import type { RequestBudget } from "./request_budget.ts";
+import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
+
+/** Tuning and limits of a server connection. */
+export interface H2ServerOptions {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS; more are refused. */
+  maxConcurrentStreams: number;
+  /** Our SETTINGS_INITIAL_WINDOW_SIZE: unread bytes a stream may hold. */
+  streamWindow: number;
+  /**
+   * Unread bytes the whole connection may hold. Windows reopen only as
+   * handlers read, so this bounds a connection's buffered input; it is
+   * 16 streams' windows, so a few paused streams (a Chat whose client reads
+   * its echoes slowly) do not stall the other calls of the connection.
+   */
+  connectionWindow: number;
+  /** Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE). */
+  maxHeaderListSize: number;
+  /** Bytes queued for the socket above which streams wait for it. */
+  outputLimit: number;
+  /**
+   * How long a new connection has to send its preface and SETTINGS; a
+   * socket that stays silent (or sends something else) is closed after it.
+   */
+  handshakeTimeoutMs: number;
+  /**
+   * After this long without a byte from the peer we send a PING; 0 sends
+   * none. A dead peer (or one behind a lost NAT entry) is found this way.
+   */
+  keepaliveIntervalMs: number;
+  /** How long a keepalive PING may wait for any answer before we close. */
+  keepaliveTimeoutMs: number;
+  /**
+   * A connection with no open stream for this long is closed (without a
+   * GOAWAY; see #armIdle in connection.ts); 0 keeps idle connections open.
+   */
+  idleTimeoutMs: number;
+  /**
+   * Bounds on request bytes of unfinished gRPC messages (per connection and
+   * across the listener), shared by every connection of a listener.
+   */
+  requestBudget: RequestBudget | undefined;
+}
+
+/** The defaults: gRPC-sized windows, Node's header list limit. */
+export const DEFAULT_H2_SERVER_OPTIONS: Readonly<H2ServerOptions> = Object
+  .freeze({
+    maxConcurrentStreams: 1000,
+    streamWindow: 1024 * 1024,
+    connectionWindow: 16 * 1024 * 1024,
+    maxHeaderListSize: 64 * 1024,
+    outputLimit: 1024 * 1024,
+    handshakeTimeoutMs: 10_000,
+    keepaliveIntervalMs: 60_000,
+    keepaliveTimeoutMs: 20_000,
+    idleTimeoutMs: 300_000,
+    requestBudget: undefined,
+  });
+
+/** What a connection reports to its listener. */
+export interface ConnectionOwner {
+  /** A new request stream; throwing resets it with INTERNAL_ERROR. */
+  onStream(stream: H2ServerStream, headers: IncomingHeaders): void;
+  /** The socket is closed and every stream is gone. */
+  closed(connection: H2ServerConnection): void;
+  /** An exception thrown by `onStream`. */
+  onError?(error: unknown): void;
+  /**
+   * A stream went over the request budget; answer it (it is reset with
+   * ENHANCE_YOUR_CALM after this if still open).
+   */
+  onOverBudget?(stream: H2ServerStream, reason: string): void;
+}

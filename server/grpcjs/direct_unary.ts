@@ -1,0 +1,262 @@
+/**
+ * A direct path for plain unary calls: read the request off the HTTP/2
+ * stream, run the method, answer with headers, one framed message and
+ * trailers. grpc-js keeps the server (listeners, sessions, keepalive,
+ * shutdown, every other method); only the per-call machinery of its unary
+ * calls is skipped.
+ *
+ * Why: with Deno's `node:http2`, grpc-js's per-call objects (metadata
+ * parsing, a deadline timer, the decoder, the interceptor chain, a promise
+ * per message) cost about as much as the HTTP/2 layer itself. A unary call
+ * on this path costs about half (docs/perf-log.md, "Direct unary calls").
+ *
+ * What is left to grpc-js: any request with a `grpc-encoding` other than
+ * identity (compression), any content type that is not gRPC (grpc-js's 415),
+ * and every path not registered here. It wraps the one 'stream' listener of
+ * each of grpc-js's http2 servers (internals.ts); when grpc-js failed its
+ * start-up check nothing is patched and grpc-js serves the calls as before.
+ *
+ * Semantics kept from grpc-js: one request message exactly (none or two →
+ * UNIMPLEMENTED with grpc-js's wording), the receive size limit
+ * (RESOURCE_EXHAUSTED), compressed flag without an encoding (INTERNAL), a
+ * deadline that passed before the request was complete (DEADLINE_EXCEEDED,
+ * and the method does not run), a cancelled call (nothing runs, nothing is
+ * sent). The method starts synchronously once the request is complete and
+ * answers through a callback (SendMessage: once its message is committed,
+ * with every other call of the turn in one transaction). No timer is armed
+ * per call: a client that never finishes its request is
+ * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
+ * when no `grpc-timeout` is sent.
+ */
+import type { Server } from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import type http2 from "node:http2";
+import {
+  Code,
+  encodeGrpcMessage,
+  parseGrpcTimeout,
+  readEnvelopeLength,
+} from "../../protocol/mod.ts";
+import { frameMessage, PREFIX_BYTES } from "../grpc/framing.ts";
+import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
+import { streamOpenedHook } from "./internals.ts";
+import { wrapStreamListeners } from "./stream_listeners.ts";
+
+/**
+ * A unary method: request bytes in, response bytes (or an error) out
+ * through `reply`, at once or later (SendMessage answers after its commit,
+ * and after verifying a token). It gets the call's headers and HTTP/2
+ * session (for authorization and per-connection limits). It may also throw
+ * a ChatError.
+ */
+export type DirectUnaryMethod = (
+  request: Uint8Array,
+  headers: http2.IncomingHttpHeaders,
+  session: unknown,
+  reply: (err: unknown, response?: Uint8Array) => void,
+) => void;
+
+/** Options of {@linkcode enableDirectUnary}. */
+export interface DirectUnaryOptions {
+  /** Largest request message accepted (grpc-js's receive limit). */
+  maxMessageBytes: number;
+  /** Called with an unexpected (non-ChatError) failure of a method. */
+  onInternal?: (err: unknown) => void;
+  /**
+   * Counts each call (Prometheus, server/ops/call_stats.ts): `start` when it
+   * arrives, `end` with its status code and duration once answered. Both
+   * must allocate nothing; a call the client cancels first is not ended.
+   */
+  calls?: CallCounter;
+}
+
+/** What the direct path reports per call; see DirectUnaryOptions.calls. */
+export interface CallCounter {
+  start(path: string): void;
+  end(path: string, code: number, durationMs: number): void;
+}
+
+const RESPONSE_HEADERS = Object.freeze({
+  ":status": 200,
+  "content-type": "application/grpc+proto",
+  "grpc-accept-encoding": "identity,deflate,gzip",
+  "grpc-encoding": "identity",
+});
+const OK_TRAILERS = Object.freeze({
+  "grpc-status": String(Code.OK),
+  "grpc-message": "OK",
+});
+
+/**
+ * Serves `methods` (keyed by path, e.g. `/chat.ChatService/SendMessage`)
+ * directly on every http2 server grpc-js has now. Call after the server
+ * listens. Returns the number of servers patched; 0 means grpc-js's layout
+ * was not as expected and it keeps serving every call itself.
+ */
+export function enableDirectUnary(
+  server: Server,
+  methods: ReadonlyMap<string, DirectUnaryMethod>,
+  options: DirectUnaryOptions,
+): number {
+  const opened = streamOpenedHook(server);
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const path = headers[":path"] as string;
+        const method = methods.get(path);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened(stream);
+        serve(stream, headers, path, method, options);
+      },
+  );
+}
+
+/** gRPC content type and no compression: the calls this path can take. */
+function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
+  const type = headers["content-type"];
+  const encoding = headers["grpc-encoding"];
+  return typeof type === "string" && type.startsWith("application/grpc") &&
+    (encoding === undefined || encoding === "identity");
+}
+
+function serve(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  path: string,
+  method: DirectUnaryMethod,
+  options: DirectUnaryOptions,
+): void {
+  const calls = options.calls;
+  const started = calls === undefined ? 0 : performance.now();
+  calls?.start(path);
+  const rawTimeout = headers["grpc-timeout"] as string | undefined;
+  const timeoutMs = parseGrpcTimeout(rawTimeout);
+  const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+  // A message in one chunk (the common case) is used as it came; a message
+  // in pieces is copied into one buffer that doubles up to its declared
+  // size, so a client sending tiny frames costs bytes, not an object per
+  // frame, and a prefix without its body costs what was sent.
+  let buf: Buffer | undefined;
+  let whole = false;
+  let received = 0;
+  let declared = -1;
+  let done = false;
+
+  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
+    done = true;
+    buf = undefined;
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    calls?.end(path, code, performance.now() - started);
+    stream.respond({
+      ...RESPONSE_HEADERS,
+      "grpc-status": String(code),
+      "grpc-message": encodeGrpcMessage(message),
+      ...(retryAfter?.length
+        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+        : {}),
+    }, { endStream: true });
+  };
+
+  // grpc-js does the same: 'close' follows any error and ends the call.
+  stream.on("error", () => {});
+  if (rawTimeout !== undefined && timeoutMs === undefined) {
+    // grpc-js's answer to a malformed deadline.
+    fail(Code.INTERNAL, `Invalid grpc-timeout value "${rawTimeout}"`);
+    stream.resume();
+    return;
+  }
+  stream.on("data", (chunk: Buffer) => {
+    if (done) return;
+    if (declared < 0) {
+      // The prefix may come in pieces (rare): join them until it is whole.
+      buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+      received = buf.byteLength;
+      if (received < PREFIX_BYTES) return;
+      declared = readEnvelopeLength(buf, 0);
+      if (declared > options.maxMessageBytes) {
+        return fail(
+          Code.RESOURCE_EXHAUSTED,
+          `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
+        );
+      }
+      if (received > PREFIX_BYTES + declared) {
+        fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
+      }
+      return;
+    }
+    if (received + chunk.byteLength > PREFIX_BYTES + declared) {
+      return fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
+    }
+    const need = received + chunk.byteLength;
+    if (!whole || need > buf!.byteLength) {
+      const grown = Buffer.allocUnsafe(
+        Math.min(
+          PREFIX_BYTES + declared,
+          Math.max(need, 2 * received, 64 * 1024),
+        ),
+      );
+      grown.set(buf!.subarray(0, received));
+      buf = grown;
+      whole = true;
+    }
+    buf!.set(chunk, received);
+    received += chunk.byteLength;
+  });
+  stream.once("end", () => {
+    if (done) return;
+    done = true;
+    if (buf === undefined || received === 0) {
+      return fail(Code.UNIMPLEMENTED, NO_MESSAGE);
+    }
+    if (declared < 0 || received !== PREFIX_BYTES + declared) {
+      return fail(Code.INTERNAL, "Incomplete message");
+    }
+    const request = buf;
+    buf = undefined;
+    if (request[0] !== 0) {
+      return fail(
+        Code.INTERNAL,
+        request[0] === 1
+          ? 'Received compressed message but "grpc-encoding" header was identity'
+          : `Received message with invalid flag ${request[0]}`,
+      );
+    }
+    if (Date.now() >= deadline) {
+      return fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+    }
+    // Deno's node:http2 emits 'end' for a stream the client reset: a
+    // complete message without END_STREAM, then RST_STREAM, must not run.
+    if (stream.destroyed || stream.closed) return;
+    const failWith = (err: unknown) => {
+      const status = toServiceError(err, options.onInternal);
+      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+    };
+    // The client may have gone while the method waited (a commit): fail()
+    // and answer() send nothing to a closed stream.
+    const reply = (err: unknown, response?: Uint8Array) => {
+      if (err !== undefined && err !== null) return failWith(err);
+      calls?.end(path, 0, performance.now() - started);
+      answer(stream, response!);
+    };
+    try {
+      method(request.subarray(PREFIX_BYTES), headers, stream.session, reply);
+    } catch (err) {
+      failWith(err);
+    }
+  });
+}
+
+/** Headers, the one response message, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.end(frameMessage(response));
+}
+
+const NO_MESSAGE = "Received no request message for unary call";
+const SECOND_MESSAGE = "Received a second request message for unary call";

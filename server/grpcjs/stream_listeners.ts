@@ -1,0 +1,44 @@
+/**
+ * grpc-js's HTTP/2 'stream' listener: each HTTP/2 server grpc-js keeps
+ * (internals.ts) has exactly one listener for new request streams, and the
+ * direct unary path and call tracing both wrap it. When grpc-js failed the
+ * start-up check nothing is wrapped and the callers report 0.
+ */
+import type { Server } from "@grpc/grpc-js";
+import type { EventEmitter } from "node:events";
+import type http2 from "node:http2";
+import { http2ServersOf } from "./internals.ts";
+
+/** grpc-js's handler of a new request stream. */
+export type StreamListener = (
+  this: unknown,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  ...rest: unknown[]
+) => void;
+
+/**
+ * Replaces the 'stream' listener of every HTTP/2 server `server` has now
+ * with `wrap(listener)`. Returns how many were wrapped.
+ */
+export function wrapStreamListeners(
+  server: Server,
+  wrap: (inner: StreamListener) => StreamListener,
+): number {
+  let wrapped = 0;
+  for (const candidate of http2ServersOf(server)) {
+    const emitter = candidate as Partial<EventEmitter> | null;
+    if (
+      typeof emitter?.listeners !== "function" ||
+      typeof emitter.removeListener !== "function" ||
+      typeof emitter.on !== "function"
+    ) continue;
+    const listeners = emitter.listeners("stream");
+    if (listeners.length !== 1) continue;
+    const inner = listeners[0] as StreamListener;
+    emitter.removeListener("stream", inner);
+    emitter.on("stream", wrap(inner));
+    wrapped++;
+  }
+  return wrapped;
+}

@@ -1,0 +1,78 @@
+/**
+ * Counts every call grpc-js serves (all but the direct unary path, which
+ * counts its own) into {@linkcode CallStats}, by wrapping each method's
+ * handler.
+ *
+ * Why not a grpc-js server interceptor: with any interceptor grpc-js puts an
+ * intercepting call between the handler and its HTTP/2 stream, and the
+ * core's direct stream writer and reader (server/grpc/raw_stream.ts,
+ * raw_reader.ts) then find no stream and fall back to grpc-js's slower
+ * per-message path. A wrapped handler sees the same call object as before.
+ *
+ * A call ends with the first of: the status its handler sends (callback,
+ * `emit("error")` or `end()`), or the client's cancel (including an expired
+ * deadline); each call is counted once.
+ */
+import {
+  type MethodDefinition,
+  type ServiceDefinition,
+  status,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import type { EventEmitter } from "node:events";
+import type { CallStats } from "./call_stats.ts";
+
+type Callback = (err: { code?: number } | null, ...rest: unknown[]) => void;
+
+/** `implementation` with every handler counted under its method's path. */
+export function countCalls(
+  definition: ServiceDefinition,
+  implementation: UntypedServiceImplementation,
+  stats: CallStats,
+): UntypedServiceImplementation {
+  const counted: UntypedServiceImplementation = { ...implementation };
+  for (const [name, method] of Object.entries(definition)) {
+    // grpc-js accepts handlers under the method's name or its originalName.
+    const key = name in implementation
+      ? name
+      : (method as MethodDefinition<unknown, unknown>).originalName;
+    if (key === undefined || !(key in implementation)) continue;
+    counted[key] = countHandler(method, implementation[key], stats);
+  }
+  return counted;
+}
+
+function countHandler(
+  method: MethodDefinition<unknown, unknown>,
+  handler: UntypedHandleCall,
+  stats: CallStats,
+): UntypedHandleCall {
+  const path = method.path;
+  const callback = !method.responseStream;
+  const run = handler as (call: EventEmitter, cb?: Callback) => void;
+  return ((call: EventEmitter, cb?: Callback) => {
+    const started = performance.now();
+    let done = false;
+    const end = (code: number) => {
+      if (done) return;
+      done = true;
+      stats.end(path, code, performance.now() - started);
+    };
+    stats.start(path);
+    call.once("cancelled", () => end(status.CANCELLED));
+    if (callback) {
+      run(call, (err, ...rest) => {
+        end(err === null ? status.OK : err.code ?? status.UNKNOWN);
+        cb!(err, ...rest);
+      });
+      return;
+    }
+    call.once(
+      "error",
+      (err: { code?: number }) => end(err.code ?? status.UNKNOWN),
+    );
+    call.once("finish", () => end(status.OK));
+    run(call);
+  }) as UntypedHandleCall;
+}

@@ -1,0 +1,90 @@
+/**
+ * `--help` of the core: every flag with its environment variable, default
+ * and meaning, built from the settings table so that it cannot miss one.
+ */
+import {
+  CORE_SETTINGS,
+  type CoreConfig,
+  DEFAULT_CORE_CONFIG,
+} from "./config.ts";
+
+/** One line of meaning per setting; the README's table says more. */
+export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
+  host: "interface to listen on",
+  port: "gRPC port (h2c); 0 picks a free one",
+  maxMessageBytes: "largest message, each way",
+  maxConcurrentStreams: "HTTP/2 streams per connection",
+  queueSize: "messages a slow subscriber may queue",
+  slowConsumer: "drop | disconnect, when a subscriber's queue is full",
+  slowConsumerGraceMs:
+    "time a disconnected slow subscriber has to take its status",
+  aliveIntervalMs: 'period of Chat\'s "Server is alive!"; 0 turns it off',
+  shutdownGraceMs: "how long shutdown waits for calls to end",
+  presence: "announce JOIN/LEAVE to rooms",
+  instanceId: "label on every metric",
+  transport: "h2 (the core's own HTTP/2) | node (Deno's node:http2)",
+  goawayGuard: "on | off, with --transport node only",
+  requestBufferPerConnection:
+    "h2: bytes of unfinished requests one connection may hold",
+  requestBufferTotal: "h2: the same across all connections",
+  keepaliveIntervalMs: "h2: PING a client silent this long; 0 turns it off",
+  keepaliveTimeoutMs: "h2: close a connection whose PING gets no answer",
+  idleTimeoutMs: "h2: close a connection with no call this long; 0: never",
+  logLevel: "error | info | debug",
+  metricsPort: "Prometheus GET /metrics port; 0 picks one; off: none",
+  logFormat: "text | json",
+  jwtSecret: "HS256 secret, at least 32 bytes: tokens required",
+  jwtPublicKey: "PEM public key file (RS256, ES256, EdDSA): tokens required",
+  jwtIssuer: "required iss claim",
+  jwtAudience: "required aud claim",
+  jwtLeewaySeconds: "clock skew allowed on exp and nbf",
+  rateLimit: "messages per second per user (per connection, auth off); 0: off",
+  rateBurst: "messages at once after a quiet spell; 0: the rate limit",
+  maxSubscriptions: "concurrent subscriptions per user; 0: no limit",
+  tlsCert: "PEM certificate chain file: serve h2 over TLS (with --tls-key)",
+  tlsKey: "PEM private key file for --tls-cert",
+  store: "sqlite (durable, in --data-dir) | memory (lost on restart)",
+  dataDir: "directory of the SQLite history file chat.sqlite",
+  historySize: "messages kept per room",
+  historyTtlMs: "how long a message is kept: 500ms, 90s, 30m, 24h, 7d; 0: ever",
+  broker:
+    "redis://host:port[/db]: history in Redis, rooms shared by every core on it",
+};
+
+/** The whole --help text. */
+export function coreUsage(command = "deno task serve:core"): string {
+  const rows = (Object.keys(CORE_SETTINGS) as (keyof CoreConfig)[]).map(
+    (key) => {
+      const { flag, env } = CORE_SETTINGS[key];
+      const fallback = DEFAULT_CORE_CONFIG[key];
+      const shown = fallback === null
+        ? "off"
+        : typeof fallback === "boolean"
+        ? (fallback ? "on" : "off")
+        : String(fallback);
+      return [`--${flag}`, env, shown, SETTING_HELP[key]];
+    },
+  );
+  const widths = [0, 1, 2].map((i) =>
+    Math.max(...rows.map((r) => r[i].length))
+  );
+  return [
+    `Usage: ${command} [flags]`,
+    "",
+    "The chat core: chat.ChatService over gRPC (h2c), with health, reflection",
+    "and Prometheus metrics. Flags win over environment variables.",
+    "",
+    `  ${"flag".padEnd(widths[0])}  ${"env".padEnd(widths[1])}  ${
+      "default".padEnd(widths[2])
+    }`,
+    ...rows.map((r) =>
+      `  ${r[0].padEnd(widths[0])}  ${r[1].padEnd(widths[1])}  ${
+        r[2].padEnd(widths[2])
+      }  ${r[3]}`
+    ),
+    `  ${"--help".padEnd(widths[0])}  this text`,
+    "",
+    "Exit codes: 0 stopped cleanly, 1 failed, 2 bad flag or value, port in use,",
+    "unreadable data file.",
+  ].join("\n");
+}

@@ -1,0 +1,127 @@
+/**
+ * Starting the core as an operator does, as processes: `server/main.ts` and
+ * `deno task serve:core` (supervisor/main.ts) with --help, a bad flag, a bad
+ * value and a port in use; and --log-format json. Asserts on stdout, stderr
+ * and exit codes: one line naming the problem, exit 2, no stack trace, no
+ * restart loop.
+ */
+import assert from "node:assert/strict";
+import { CORE_SETTINGS } from "../server/config.ts";
+import { lines, ROOT, runDeno as run, takenPort } from "./support/process.ts";
+
+const CORE = [
+  "run",
+  "--allow-net",
+  "--allow-env",
+  "--allow-read=node_modules",
+  "--allow-sys=uid",
+  "server/main.ts",
+];
+const SUPERVISED = ["run", "--allow-run", "--allow-env", "supervisor/main.ts"];
+
+for (
+  const [name, cmd] of [["server/main.ts", CORE], [
+    "serve:core",
+    SUPERVISED,
+  ]] as const
+) {
+  Deno.test(`${name} --help lists every flag and exits 0`, async () => {
+    const r = await run([...cmd, "--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: deno task serve:core \[flags\]/);
+    for (const { flag, env } of Object.values(CORE_SETTINGS)) {
+      assert.match(r.stdout, new RegExp(`--${flag} +${env} `));
+    }
+    assert.match(r.stdout, /--metrics-port +CHAT_METRICS_PORT +off /);
+  });
+
+  Deno.test(`${name} names an unknown flag in one line and exits 2`, async () => {
+    const r = await run([...cmd, "--bogus"]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(lines(r.stderr), [
+      "core: Unknown option '--bogus' (see --help)",
+    ]);
+    assert.equal(r.stdout, "");
+  });
+
+  Deno.test(`${name} names a bad value in one line and exits 2`, async () => {
+    const r = await run([...cmd, "--metrics-port", "http"]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(lines(r.stderr), [
+      'core: --metrics-port must be an integer from 0 to 65535 or "off", got "http"',
+    ]);
+  });
+}
+
+Deno.test("server/main.ts: a port in use is one line and exit 2, on both transports and for --metrics-port", async () => {
+  using taken = takenPort();
+  for (
+    const args of [
+      ["--port", String(taken.port)],
+      ["--port", String(taken.port), "--transport", "node"],
+      ["--port", "0", "--metrics-port", String(taken.port)],
+    ]
+  ) {
+    const r = await run([...CORE, ...args]);
+    assert.equal(r.code, 2, `${args}: ${r.stderr}`);
+    const flag = args.includes("--metrics-port") ? "--metrics-port" : "--port";
+    assert.deepEqual(lines(r.stderr), [
+      `core: port ${taken.port} is in use (${flag})`,
+    ]);
+  }
+});
+
+Deno.test("serve:core: a core whose port is in use is not restarted; the supervisor exits 2", async () => {
+  using taken = takenPort();
+  const t0 = performance.now();
+  const r = await run([...SUPERVISED, "--port", String(taken.port)]);
+  assert.equal(r.code, 2, r.stderr);
+  const err = lines(r.stderr);
+  assert.ok(
+    err.includes(`core: port ${taken.port} is in use (--port)`),
+    r.stderr,
+  );
+  assert.equal(err.filter((l) => /restarted/.test(l)).length, 0, r.stderr);
+  assert.equal(err.filter((l) => /^\s+at /.test(l)).length, 0, r.stderr);
+  assert.ok(performance.now() - t0 < 15_000);
+});
+
+Deno.test("server/main.ts --log-format json writes one JSON object per lifecycle line", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...CORE, "--port", "0", "--log-format", "json"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/listening on/.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  const status = await child.status;
+  await child.stderr.cancel();
+  assert.equal(status.code, 0);
+  const records = lines(seen).map((l) => JSON.parse(l));
+  assert.ok(records.length >= 4, seen);
+  for (const r of records) {
+    assert.equal(r.component, "core");
+    assert.equal(r.level, "info");
+    assert.ok(!Number.isNaN(Date.parse(r.time)), r.time);
+  }
+  const msgs = records.map((r) => r.msg as string);
+  assert.ok(
+    msgs.some((m) => /^listening on 127\.0\.0\.1:\d+ \(h2c\)$/.test(m)),
+    seen,
+  );
+  assert.ok(msgs.includes("SIGTERM received"), seen);
+  assert.ok(msgs.includes("health: NOT_SERVING (shutting down)"), seen);
+  assert.equal(msgs.at(-1), "stopped");
+});

@@ -1,0 +1,45 @@
+/**
+ * Starting the edge (`deno task serve:edge`, edge/main.ts) as a process:
+ * --help, a bad flag, a bad value and a port in use, each one line on
+ * stderr with the exit code the README promises.
+ */
+import assert from "node:assert/strict";
+import { EDGE_SETTINGS } from "../edge/config.ts";
+import { lines, runDeno, takenPort } from "./support/process.ts";
+
+const EDGE = ["run", "--allow-net", "--allow-env", "edge/main.ts"];
+const run = (args: string[]) => runDeno([...EDGE, ...args]);
+
+Deno.test("serve:edge --help lists every flag with its variable and exits 0", async () => {
+  const r = await run(["--help"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Usage: deno task serve:edge \[flags\]/);
+  for (const { flag, env } of Object.values(EDGE_SETTINGS)) {
+    assert.match(r.stdout, new RegExp(`--${flag} +${env} `));
+  }
+});
+
+Deno.test("serve:edge names a bad flag or value in one line and exits 2", async () => {
+  for (
+    const [args, message] of [
+      [["--bogus"], "edge: Unknown option '--bogus' (see --help)"],
+      [
+        ["--port", "abc"],
+        'edge: --port must be an integer from 0 to 65535, got "abc"',
+      ],
+    ] as const
+  ) {
+    const r = await run([...args]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(lines(r.stderr), [message]);
+  }
+});
+
+Deno.test("serve:edge with its port in use: one line, exit 2, no stack trace", async () => {
+  using taken = takenPort();
+  const r = await run(["--host", "127.0.0.1", "--port", String(taken.port)]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(lines(r.stderr), [
+    `edge: port ${taken.port} is in use (--port)`,
+  ]);
+});

@@ -1,0 +1,158 @@
+/**
+ * `deno task serve` (tools/serve/main.ts) as a process: --help, bad flags
+ * and values as one line with exit 2, the banner printed once both the core
+ * and the edge listen (and what it names answers), Ctrl-C stopping both,
+ * and a port in use on either side stopping both with exit 2 and no banner.
+ */
+import assert from "node:assert/strict";
+import { createChatClient } from "../client/rpc.ts";
+import { lines, ROOT, runDeno, takenPort } from "./support/process.ts";
+
+const SERVE = [
+  "run",
+  "--allow-net",
+  "--allow-env",
+  "--allow-run",
+  "--allow-read",
+  "tools/serve/main.ts",
+];
+const run = (args: string[]) => runDeno([...SERVE, ...args]);
+
+Deno.test("serve --help lists its flags and exits 0", async () => {
+  const r = await run(["--help"]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const flag of ["--host", "--core-port", "--port", "--metrics-port"]) {
+    assert.match(r.stdout, new RegExp(`^  ${flag} `, "m"));
+  }
+});
+
+Deno.test("serve names a bad flag or value in one line and exits 2", async () => {
+  for (
+    const [args, message] of [
+      [["--bogus"], "serve: Unknown option '--bogus' (see --help)"],
+      [
+        ["--core-port", "abc"],
+        'serve: --core-port must be an integer from 0 to 65535, got "abc"',
+      ],
+      [
+        ["--port", "70000"],
+        'serve: --port must be an integer from 0 to 65535, got "70000"',
+      ],
+    ] as const
+  ) {
+    const r = await run([...args]);
+    assert.equal(r.code, 2, `${args}`);
+    assert.deepEqual(lines(r.stderr), [message]);
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C stops both", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...SERVE, "--core-port", "0", "--port", "0", "--metrics-port", "0"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  try {
+    while (!/Ctrl-C stops both/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`serve ended early:\n${out}\n${await stderr}`);
+      out += value;
+    }
+    const at = (label: string) =>
+      out.match(new RegExp(`${label}:\\s+(\\S+)`))![1];
+    const coreAt = at("core \\(gRPC, h2c\\)");
+    const edgeAt = at("edge \\(gRPC-Web/Connect\\)");
+    const metricsAt = at("metrics \\(Prometheus\\)");
+    // The banner comes after both listening lines, and names real ports.
+    const banner = out.indexOf("core (gRPC, h2c)");
+    assert.ok(out.indexOf("[core]") < banner);
+    assert.ok(out.search(/\[edge\] edge: listening on/) < banner, out);
+    assert.match(coreAt, /^127\.0\.0\.1:[1-9]\d*$/);
+    const client = createChatClient(coreAt);
+    try {
+      const res = await client.sendMessage({
+        user: "u",
+        room: "r",
+        content: "c",
+      });
+      assert.match(res.messageId, /^msg_\d+$/);
+    } finally {
+      client.close();
+    }
+    const page = await fetch(`${edgeAt}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<html/i);
+    const metrics = await fetch(metricsAt);
+    assert.match(
+      await metrics.text(),
+      /grpc_server_handled_total\{[^}]*SendMessage[^}]*grpc_code="OK"\} 1/,
+    );
+    child.kill("SIGINT");
+    const status = await child.status;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    assert.equal(status.code, 0, out + (await stderr));
+    assert.match(out, /\[core\] .*core stopped/);
+    assert.match(out, /\[edge\] edge: stopped/);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await stderr;
+  }
+});
+
+Deno.test("serve with the core's port in use: one line, exit 2, no edge, no banner", async () => {
+  using taken = takenPort();
+  const r = await run([
+    "--core-port",
+    String(taken.port),
+    "--port",
+    "0",
+    "--metrics-port",
+    "off",
+  ]);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.ok(
+    lines(r.stderr).includes(
+      `[core] core: port ${taken.port} is in use (--port)`,
+    ),
+    r.stderr,
+  );
+  assert.doesNotMatch(
+    r.stdout + r.stderr,
+    /\[edge\]|Ctrl-C stops both|^\s+at /m,
+  );
+});
+
+Deno.test("serve with the edge's port in use: one line, the core is stopped, exit 2, no banner", async () => {
+  using taken = takenPort();
+  const r = await run([
+    "--core-port",
+    "0",
+    "--port",
+    String(taken.port),
+    "--metrics-port",
+    "off",
+  ]);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.ok(
+    lines(r.stderr).includes(
+      `[edge] edge: port ${taken.port} is in use (--port)`,
+    ),
+    r.stderr,
+  );
+  assert.match(r.stdout, /\[core\] .*core stopped/);
+  assert.doesNotMatch(r.stdout + r.stderr, /Ctrl-C stops both|^\s+at /m);
+});
