@@ -12,10 +12,7 @@
  *
  * @module
  */
-import { encodeGrpcMessage } from "../protocol/mod.ts";
-
-/** grpc-status UNIMPLEMENTED. */
-const UNIMPLEMENTED = 12;
+import { Code, encodeGrpcMessage } from "../protocol/mod.ts";
 
 /** True for `application/grpc` and `application/grpc+<codec>` media types. */
 export function isNativeGrpc(mediaType: string): boolean {
@@ -33,7 +30,7 @@ export function nativeGrpcAnswer(upstream: string): () => Response {
       status: 200,
       headers: {
         "content-type": "application/grpc",
-        "grpc-status": String(UNIMPLEMENTED),
+        "grpc-status": String(Code.UNIMPLEMENTED),
         "grpc-message": message,
       },
     });
