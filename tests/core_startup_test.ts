@@ -13,7 +13,10 @@ const CORE = [
   "run",
   "--allow-net",
   "--allow-env",
-  "--allow-read=node_modules",
+  // node_modules: the health and reflection .proto files; server: the
+  // history store's worker module; data: the history store's directory.
+  "--allow-read=node_modules,server,data",
+  "--allow-write=data",
   "--allow-sys=uid",
   "server/main.ts",
 ];

@@ -43,18 +43,19 @@ import { streamOpenedHook } from "./internals.ts";
 import { wrapStreamListeners } from "./stream_listeners.ts";
 
 /**
- * A unary method: request bytes in, response bytes (or an error) out
- * through `reply`, at once or later (SendMessage answers after its commit,
- * and after verifying a token). It gets the call's headers and HTTP/2
- * session (for authorization and per-connection limits). It may also throw
- * a ChatError.
+ * A unary method: request bytes in, response bytes out. It answers by
+ * returning them (or a promise of them), or by returning nothing and
+ * calling `reply` later (SendMessage answers once its message is committed).
+ * It gets the call's headers and HTTP/2 session (for authorization and
+ * per-connection limits). A ChatError, thrown, rejected or passed to
+ * `reply`, becomes the call's status.
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
   headers: http2.IncomingHttpHeaders,
   session: unknown,
   reply: (err: unknown, response?: Uint8Array) => void,
-) => void;
+) => Uint8Array | Promise<Uint8Array> | void;
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -237,15 +238,28 @@ function serve(
     };
     // The client may have gone while the method waited (a commit): fail()
     // and answer() send nothing to a closed stream.
+    let replied = false;
     const reply = (err: unknown, response?: Uint8Array) => {
+      if (replied) return;
+      replied = true;
       if (err !== undefined && err !== null) return failWith(err);
       calls?.end(path, 0, performance.now() - started);
       answer(stream, response!);
     };
+    let result: Uint8Array | Promise<Uint8Array> | void;
     try {
-      method(request.subarray(PREFIX_BYTES), headers, stream.session, reply);
+      result = method(
+        request.subarray(PREFIX_BYTES),
+        headers,
+        stream.session,
+        reply,
+      );
     } catch (err) {
-      failWith(err);
+      return reply(err);
+    }
+    if (result instanceof Uint8Array) reply(undefined, result);
+    else if (result !== undefined) {
+      result.then((r) => reply(undefined, r), reply);
     }
   });
 }

@@ -93,7 +93,14 @@ export async function openThreadedSqliteStore(
       .lastMessageId;
   } catch (err) {
     terminate();
-    throw err;
+    if (err instanceof StoreOpenError) throw err;
+    // The worker could not start (a missing permission, say).
+    throw new StoreOpenError(
+      `cannot start the history store in ${options.dataDir}: ${
+        (err as Error).message
+      }`,
+      { cause: err },
+    );
   }
 
   const append = (entries: readonly AppendEntry[], lastId: number) => {
