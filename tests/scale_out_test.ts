@@ -11,6 +11,8 @@ import { status } from "@grpc/grpc-js";
 import { type ChatClient, createChatClient } from "../client/rpc.ts";
 import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { createClient as createRedisClient } from "redis";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
 import { startRedisServer } from "../tools/serve/redis.ts";
 import { type CoreProcess, spawnCore } from "./support/core_process.ts";
 import { eventually, rejection, take } from "./support/core.ts";
@@ -60,6 +62,30 @@ async function until(check: () => boolean, what: string, ms = 8000) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+interface HealthClient extends grpc.Client {
+  check(
+    req: { service: string },
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+}
+const HealthClient = grpc.makeClientConstructor(
+  healthService as unknown as grpc.ServiceDefinition,
+  "grpc.health.v1.Health",
+) as unknown as new (
+  addr: string,
+  creds: grpc.ChannelCredentials,
+) => HealthClient;
+
+/** grpc.health.v1 Check of the whole server. */
+function health(client: HealthClient): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.check(
+      { service: "" },
+      (err, res) => err ? reject(err) : resolve(res!.status),
+    )
+  );
 }
 
 const offsets = (ms: Message[]) => ms.map((m) => Number(m.offset));
@@ -183,6 +209,7 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     [0, 1].map(() => spawnCore(coreArgs(redis.url))),
   );
   const clients = cores.map((c) => createChatClient(c.addr));
+  let healthClient: HealthClient | undefined;
   try {
     const sub = await follow(clients[1], "r", "s");
     await clients[0].sendMessage({ user: "u", room: "r", content: "one" });
@@ -209,6 +236,11 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     assert.equal(err.code, status.UNAVAILABLE);
     assert.match(err.details, /broker unavailable/);
     await until(() => storeUp.at(-1) === 0, "store_up 0 while down", 3000);
+    healthClient = new HealthClient(
+      cores[0].addr,
+      grpc.credentials.createInsecure(),
+    );
+    assert.equal(await health(healthClient), "NOT_SERVING");
 
     redis = await startRedisServer({ port });
     let sent;
@@ -233,9 +265,11 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     assert.equal(Number(sub.got[1].offset), 1);
     assert.notEqual(sub.got[1].epoch, oldEpoch);
     await until(() => storeUp.at(-1) === 1, "store_up 1 again", 3000);
+    assert.equal(await health(healthClient!), "SERVING");
     metrics.cancel();
     sub.cancel();
   } finally {
+    healthClient?.close();
     for (const c of clients) c.close();
     await Promise.all(cores.map((c) => c.kill()));
     await redis.stop();
