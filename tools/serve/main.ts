@@ -151,8 +151,13 @@ function start(
 
 const children: Child[] = [];
 let stopping = false;
+// Each child is told once: a second SIGTERM makes the supervisor's core
+// exit at once ("again: exiting now") instead of shutting down gracefully.
+const told = new Set<Child>();
 const stopAll = () => {
   for (const child of children) {
+    if (told.has(child)) continue;
+    told.add(child);
     try {
       child.proc.kill("SIGTERM");
     } catch { /* already gone */ }
