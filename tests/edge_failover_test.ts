@@ -14,17 +14,14 @@ import { ChatService } from "../gen/chat_pb.ts";
 import { createChatClient } from "../client/rpc.ts";
 import type { BalancedUpstream } from "../edge/upstream/balancer.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
-import { type CoreProcess, spawnCore } from "./support/core_process.ts";
+import {
+  type CoreProcess,
+  QUIET_CORE_ARGS,
+  spawnCore,
+} from "./support/core_process.ts";
 import { eventually, take } from "./support/core.ts";
 
-const CORE_ARGS = [
-  "--alive-interval-ms",
-  "0",
-  "--shutdown-grace-ms",
-  "200",
-  "--store",
-  "memory",
-];
+const CORE_ARGS = QUIET_CORE_ARGS;
 
 /** Counts the messages of room `room` that reach a core, by direct subscription. */
 async function watch(core: CoreProcess, room: string) {

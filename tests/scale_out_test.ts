@@ -11,26 +11,24 @@ import { status } from "@grpc/grpc-js";
 import { type ChatClient, createChatClient } from "../client/rpc.ts";
 import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { createClient as createRedisClient } from "redis";
-import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { startRedisServer } from "../tools/serve/redis.ts";
-import { type CoreProcess, spawnCore } from "./support/core_process.ts";
+import {
+  type CoreProcess,
+  QUIET_CORE_ARGS,
+  spawnCore,
+} from "./support/core_process.ts";
 import { eventually, rejection, take } from "./support/core.ts";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { ChatService } from "../gen/chat_pb.ts";
 import type { BalancedUpstream } from "../edge/upstream/balancer.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
+import { check, type HealthClient, healthClient } from "./support/health.ts";
 
 const coreArgs = (url: string, ...more: string[]) => [
   "--broker",
   url,
-  "--alive-interval-ms",
-  "0",
-  "--shutdown-grace-ms",
-  "200",
-  "--store",
-  "memory",
+  ...QUIET_CORE_ARGS,
   ...more,
 ];
 
@@ -62,30 +60,6 @@ async function until(check: () => boolean, what: string, ms = 8000) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-interface HealthClient extends grpc.Client {
-  check(
-    req: { service: string },
-    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-  ): void;
-}
-const HealthClient = grpc.makeClientConstructor(
-  healthService as unknown as grpc.ServiceDefinition,
-  "grpc.health.v1.Health",
-) as unknown as new (
-  addr: string,
-  creds: grpc.ChannelCredentials,
-) => HealthClient;
-
-/** grpc.health.v1 Check of the whole server. */
-function health(client: HealthClient): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.check(
-      { service: "" },
-      (err, res) => err ? reject(err) : resolve(res!.status),
-    )
-  );
 }
 
 const offsets = (ms: Message[]) => ms.map((m) => Number(m.offset));
@@ -209,7 +183,7 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     [0, 1].map(() => spawnCore(coreArgs(redis.url))),
   );
   const clients = cores.map((c) => createChatClient(c.addr));
-  let healthClient: HealthClient | undefined;
+  let health: HealthClient | undefined;
   try {
     const sub = await follow(clients[1], "r", "s");
     await clients[0].sendMessage({ user: "u", room: "r", content: "one" });
@@ -236,11 +210,8 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     assert.equal(err.code, status.UNAVAILABLE);
     assert.match(err.details, /broker unavailable/);
     await until(() => storeUp.at(-1) === 0, "store_up 0 while down", 3000);
-    healthClient = new HealthClient(
-      cores[0].addr,
-      grpc.credentials.createInsecure(),
-    );
-    assert.equal(await health(healthClient), "NOT_SERVING");
+    health = healthClient(cores[0].addr);
+    assert.equal(await check(health, ""), "NOT_SERVING");
 
     redis = await startRedisServer({ port });
     let sent;
@@ -265,11 +236,11 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     assert.equal(Number(sub.got[1].offset), 1);
     assert.notEqual(sub.got[1].epoch, oldEpoch);
     await until(() => storeUp.at(-1) === 1, "store_up 1 again", 3000);
-    assert.equal(await health(healthClient!), "SERVING");
+    assert.equal(await check(health!, ""), "SERVING");
     metrics.cancel();
     sub.cancel();
   } finally {
-    healthClient?.close();
+    health?.close();
     for (const c of clients) c.close();
     await Promise.all(cores.map((c) => c.kill()));
     await redis.stop();

@@ -18,6 +18,19 @@ export interface CoreProcess extends AsyncDisposable {
   kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
 
+/**
+ * Flags for cores under test: no "Server is alive!" chatter, a short
+ * shutdown grace, history in memory (several cores never share a data dir).
+ */
+export const QUIET_CORE_ARGS: readonly string[] = Object.freeze([
+  "--alive-interval-ms",
+  "0",
+  "--shutdown-grace-ms",
+  "200",
+  "--store",
+  "memory",
+]);
+
 /** A loopback port that was free a moment ago. */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -32,7 +45,7 @@ export function freePort(): number {
  * a killed core back where the edge expects it.
  */
 export async function spawnCore(
-  args: string[] = [],
+  args: readonly string[] = [],
   port = freePort(),
   timeoutMs = 20_000,
 ): Promise<CoreProcess> {
