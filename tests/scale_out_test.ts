@@ -23,7 +23,12 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { ChatService } from "../gen/chat_pb.ts";
 import type { BalancedUpstream } from "../edge/upstream/balancer.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
-import { check, type HealthClient, healthClient } from "./support/health.ts";
+import {
+  check,
+  type HealthClient,
+  healthClient,
+  type Status,
+} from "./support/health.ts";
 
 const coreArgs = (url: string, ...more: string[]) => [
   "--broker",
@@ -203,15 +208,24 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     await until(() => storeUp.length > 0, "a store_up row");
     assert.equal(storeUp.at(-1), 1);
 
+    // Health watchers hear of it as soon as the connection drops, before
+    // any publish fails.
+    health = healthClient(cores[0].addr);
+    const watch = health.watch({ service: "" });
+    const watched: string[] = [];
+    watch.on("data", (r: Status) => watched.push(r.status));
+    watch.on("error", () => {});
+    await until(() => watched.at(-1) === "SERVING", "watch: SERVING");
+
     await redis.stop("SIGKILL");
+    await until(() => watched.at(-1) === "NOT_SERVING", "watch: NOT_SERVING");
+    assert.equal(await check(health, ""), "NOT_SERVING");
     const err = await rejection(
       clients[0].sendMessage({ user: "u", room: "r", content: "lost" }),
     );
     assert.equal(err.code, status.UNAVAILABLE);
     assert.match(err.details, /broker unavailable/);
     await until(() => storeUp.at(-1) === 0, "store_up 0 while down", 3000);
-    health = healthClient(cores[0].addr);
-    assert.equal(await check(health, ""), "NOT_SERVING");
 
     redis = await startRedisServer({ port });
     let sent;
@@ -237,6 +251,8 @@ Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribe
     assert.notEqual(sub.got[1].epoch, oldEpoch);
     await until(() => storeUp.at(-1) === 1, "store_up 1 again", 3000);
     assert.equal(await check(health!, ""), "SERVING");
+    await until(() => watched.at(-1) === "SERVING", "watch: SERVING again");
+    watch.cancel();
     metrics.cancel();
     sub.cancel();
   } finally {

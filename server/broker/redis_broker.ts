@@ -107,14 +107,30 @@ export async function connectRedisBroker(
   const feeds = new Map<string, { feed: RoomFeed }>();
   const shas = { append: "", position: "" };
 
+  // The owner hears of every change of status().state (health watchers).
+  const hooks = { changed: () => {} };
+  let reported: "ok" | "down" = "down";
+  const current = () => cmd.isReady && sub.isReady ? state : "down";
+  const maybeChanged = () => {
+    const now = current();
+    if (now === reported || closed) return;
+    reported = now;
+    hooks.changed();
+  };
   cmd.on("error", (e: Error) => {
     state = "down";
     lastError = e.message;
+    maybeChanged();
   });
   sub.on("error", (e: Error) => {
     state = "down";
     lastError = e.message;
+    maybeChanged();
   });
+  for (const client of [cmd, sub]) {
+    client.on("end", maybeChanged);
+    client.on("reconnecting", maybeChanged);
+  }
   let readyOnce = false;
   let recheck: ReturnType<typeof setTimeout> | undefined;
   const catchUpAll = () => {
@@ -128,10 +144,12 @@ export async function connectRedisBroker(
     catchUpAll();
     clearTimeout(recheck);
     recheck = setTimeout(catchUpAll, 1000);
+    maybeChanged();
   });
   cmd.on("ready", () => {
     state = "ok";
     lastError = undefined;
+    maybeChanged();
     void loadScripts().catch(() => {});
   });
 
@@ -372,7 +390,7 @@ export async function connectRedisBroker(
       }
     },
     status: () => ({
-      state: cmd.isReady && sub.isReady ? state : "down",
+      state: current(),
       ...(lastError && state === "down" ? { error: lastError } : {}),
       commits: counters.commits,
       failedCommits: counters.failed,
@@ -391,5 +409,7 @@ export async function connectRedisBroker(
       sub.destroy();
     },
   };
+  reported = current();
+  hooks.changed = () => broker.onStateChange?.();
   return broker;
 }

@@ -131,6 +131,8 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
   const port = redis.port;
   const opts = { url: redis.url, size: 1000, ttlMs: 0 };
   const a = await connectRedisBroker(opts);
+  const states: string[] = [];
+  a.onStateChange = () => states.push(a.status().state);
   try {
     const fa = await follower(a, "e");
     await a.append([entry("e", "before")], 0);
@@ -139,6 +141,7 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
 
     await redis.stop("SIGKILL");
     await until(() => a.status().state === "down", "down");
+    assert.deepEqual(states, ["down"]);
     const err = await a.append([entry("e", "lost")], 0).catch((e) => e);
     assert.ok(err instanceof BrokerUnavailableError, String(err));
     assert.match(err.message, /^broker unavailable/);
@@ -149,6 +152,7 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
 
     redis = await startRedisServer({ port });
     await until(() => a.status().state === "ok", "reconnected");
+    assert.deepEqual(states, ["down", "ok"]);
     const [stored] = await a.append([entry("e", "after")], 0);
     assert.equal(stored.offset, 1);
     assert.notEqual(stored.epoch, oldEpoch);

@@ -73,6 +73,11 @@ export interface HistoryStore {
    * One listener; set by the owner.
    */
   onCommit?: (ms: number, ok: boolean) => void;
+  /**
+   * Called when `status().state` changes without a commit (a broker that
+   * lost or regained its connection). One listener; set by the owner.
+   */
+  onStateChange?: () => void;
   /** Releases the store (stops its timers, closes its files). */
   close(): void | Promise<void>;
   /**
