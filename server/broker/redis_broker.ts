@@ -372,7 +372,9 @@ export async function connectRedisBroker(
           if (stopped) return;
           stopped = true;
           entry.feed.close();
-          feeds.delete(room);
+          // A follow() of the same room that began while this one was
+          // starting may have taken its place.
+          if (feeds.get(room) === entry) feeds.delete(room);
           // Only this feed's listener: a new follow() of the same room may
           // already have subscribed again.
           if (!closed) {
