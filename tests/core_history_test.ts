@@ -286,6 +286,12 @@ Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE and t
       call.end();
     });
     assert.equal((upload as { code?: number }).code, status.UNAVAILABLE);
+    // Chat half-closed with a message not stored: UNAVAILABLE, not OK.
+    const chat = f.client.chat();
+    const chatEnded = streamError(chat);
+    chat.write({ user: "u", room: "f", content: "chatted" });
+    chat.end();
+    assert.equal((await chatEnded).code, status.UNAVAILABLE);
     assert.equal(f.core.store().state, "down");
     assert.equal(f.core.health(), "NOT_SERVING");
   } finally {

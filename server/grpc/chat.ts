@@ -50,9 +50,14 @@ export function chatHandler(ctx: HandlerContext) {
       }
     };
     // The original goes to the room once stored; a failed store ends the
-    // call (UNAVAILABLE), so the client knows what was not delivered.
+    // call (UNAVAILABLE), so the client knows what was not delivered. After
+    // the client half-closes, OK waits for the last of its commits.
+    let pending = 0;
+    let ended = false;
     const published = (err: unknown) => {
+      pending--;
       if (err) stream.finish(err);
+      else if (ended && pending === 0) stream.finish();
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
@@ -66,10 +71,15 @@ export function chatHandler(ctx: HandlerContext) {
           return;
         }
         send(frameEchoMessage(message));
+        pending++;
         ctx.hub.publish(message.room, bytes, published);
       },
-      // The client half-closed: end with OK once pending echoes are written.
-      end: () => stream.finish(),
+      // The client half-closed: end with OK once its messages are stored
+      // (and pending echoes written).
+      end: () => {
+        ended = true;
+        if (pending === 0) stream.finish();
+      },
       error: (err) => stream.finish(err),
     }, inboundParts);
     const onDrain = () => {

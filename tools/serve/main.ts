@@ -151,8 +151,9 @@ function start(
 
 const children: Child[] = [];
 let stopping = false;
-// Each child is told once: a second SIGTERM makes the supervisor's core
-// exit at once ("again: exiting now") instead of shutting down gracefully.
+// Each child is told once: a second SIGTERM makes the core exit at once
+// ("SIGTERM again"), cutting its graceful shutdown (and the history store's
+// close) short.
 const told = new Set<Child>();
 const stopAll = () => {
   for (const child of children) {
