@@ -24,6 +24,7 @@ const { values: v } = parseArgs({
   options: {
     scenario: s,
     addr: s,
+    "pub-addr": s,
     edge: s,
     c: s,
     conns: s,
@@ -65,6 +66,7 @@ try {
     case "fanout":
       result = await runFanout({
         ...common,
+        pubAddr: v["pub-addr"],
         subs: num("subs", 10),
         pubc: num("pubc", 1),
         conns: num("conns", 1),

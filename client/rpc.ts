@@ -17,6 +17,8 @@ import {
   MessageSchema,
   type Metric,
   type MetricsRequestSchema,
+  type PresenceRequestSchema,
+  type PresenceResponse,
   type SendMessageRequestSchema,
   type SendMessageResponse,
   type SubscribeRequestSchema,
@@ -55,6 +57,11 @@ export interface ChatClient {
     req: Req<MessageInitShape<typeof MetricsRequestSchema>>,
     options?: grpc.CallOptions,
   ): grpc.ClientReadableStream<Metric>;
+  /** Unary `ListPresence`: who is in a room (servers with --presence). */
+  listPresence(
+    req: Req<MessageInitShape<typeof PresenceRequestSchema>>,
+    options?: grpc.CallOptions,
+  ): Promise<PresenceResponse>;
   /** Closes the channel; streams still open are cancelled. */
   close(): void;
   /** The underlying grpc-js client, for waitForReady and channel state. */
@@ -93,22 +100,30 @@ export function createChatClient(
     channelOptions,
   );
   const m = (name: string) => def[name];
+  const unary = <Res>(
+    name: string,
+    req: unknown,
+    options: grpc.CallOptions,
+  ) => {
+    const d = m(name);
+    return new Promise<Res>((resolve, reject) => {
+      raw.makeUnaryRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        req,
+        metadata(),
+        options,
+        (err, res) => err ? reject(err) : resolve(res as Res),
+      );
+    });
+  };
   return {
     raw,
-    sendMessage(req, options = {}) {
-      const d = m("SendMessage");
-      return new Promise((resolve, reject) => {
-        raw.makeUnaryRequest(
-          d.path,
-          d.requestSerialize,
-          d.responseDeserialize,
-          req,
-          metadata(),
-          options,
-          (err, res) => err ? reject(err) : resolve(res as SendMessageResponse),
-        );
-      });
-    },
+    sendMessage: (req, options = {}) =>
+      unary<SendMessageResponse>("SendMessage", req, options),
+    listPresence: (req, options = {}) =>
+      unary<PresenceResponse>("ListPresence", req, options),
     subscribeMessages(req, options = {}) {
       const d = m("SubscribeMessages");
       return raw.makeServerStreamRequest(

@@ -23,6 +23,7 @@ import { createWebSocketBridge } from "./websocket.ts";
 import { devTokenHandler } from "./dev_token.ts";
 import { clientIp, ipSlots, tooManyRequests } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
+import type { BalancedUpstream } from "./upstream/balancer.ts";
 
 /** What {@linkcode createEdgeApp} needs. */
 export interface EdgeAppOptions {
@@ -92,7 +93,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     maxMessageBytes: config.maxMessageBytes,
     calls,
   });
-  const nativeGrpc = nativeGrpcAnswer(config.upstream);
+  const nativeGrpc = nativeGrpcAnswer(config.upstream.join(", "));
   const app = new Hono();
 
   // Prometheus text exposition, behind a bearer token when one is set.
@@ -109,9 +110,12 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
 
   app.get("/healthz", async (c) => {
     const up = await upstream.healthy();
+    // Several cores (balancer.ts): each one's state too.
+    const members = (upstream as Partial<BalancedUpstream>).members?.();
     return c.json({
       status: up ? "ok" : "unavailable",
       upstream: up ? "up" : "down",
+      ...(members ? { upstreams: members } : {}),
     }, up ? 200 : 503);
   });
 

@@ -17,8 +17,11 @@ export interface EdgeConfig {
   host: string;
   /** TCP port for Deno.serve; 0 picks a free one. */
   port: number;
-  /** Core gRPC server, http:// (h2c) or https:// (TLS). */
-  upstream: string;
+  /**
+   * Core gRPC servers, http:// (h2c) or https:// (TLS); calls are balanced
+   * over the healthy ones (comma-separated in the flag and variable).
+   */
+  upstream: readonly string[];
   /** Origins allowed by CORS; ["*"] means any. */
   allowedOrigins: readonly string[];
   /** Largest single message accepted in either direction. */
@@ -76,7 +79,7 @@ export type UpstreamClient = "h2" | "node";
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   host: "127.0.0.1",
   port: 8080,
-  upstream: "http://127.0.0.1:50051",
+  upstream: Object.freeze(["http://127.0.0.1:50051"]),
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
@@ -168,27 +171,15 @@ const PARSERS: Parsers = {
     return raw;
   },
   upstream(raw, name) {
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new EdgeConfigError(
-        `${name} must be a URL like http://127.0.0.1:50051, got "${raw}"`,
-      );
+    const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    if (list.length === 0) {
+      throw new EdgeConfigError(`${name} must not be empty`);
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new EdgeConfigError(
-        `${name} must use http: (h2c) or https: (TLS), got "${url.protocol}"`,
-      );
+    const origins = list.map((u) => origin(u, name));
+    if (new Set(origins).size !== origins.length) {
+      throw new EdgeConfigError(`${name} lists a core twice: "${raw}"`);
     }
-    if (
-      (url.pathname !== "/" && url.pathname !== "") || url.search || url.hash
-    ) {
-      throw new EdgeConfigError(
-        `${name} must be an origin without a path, got "${raw}"`,
-      );
-    }
-    return url.origin;
+    return Object.freeze(origins);
   },
   logFormat(raw, name) {
     if (raw !== "text" && raw !== "json" && raw !== "off") {
@@ -229,6 +220,31 @@ const PARSERS: Parsers = {
     }));
   },
 };
+
+/** One core's URL: an http: or https: origin with no path. */
+function origin(raw: string, name: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new EdgeConfigError(
+      `${name} must be a URL like http://127.0.0.1:50051, got "${raw}"`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new EdgeConfigError(
+      `${name} must use http: (h2c) or https: (TLS), got "${url.protocol}"`,
+    );
+  }
+  if (
+    (url.pathname !== "/" && url.pathname !== "") || url.search || url.hash
+  ) {
+    throw new EdgeConfigError(
+      `${name} must be an origin without a path, got "${raw}"`,
+    );
+  }
+  return url.origin;
+}
 
 function integer(raw: string, name: string, min: number, max: number): number {
   return parseNumberFlag(name, raw, { min, max }, EdgeConfigError);

@@ -20,7 +20,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
   assert.deepEqual(c, {
     host: "127.0.0.1",
     port: 8080,
-    upstream: "http://127.0.0.1:50051",
+    upstream: ["http://127.0.0.1:50051"],
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
     upstreamClient: "h2",
@@ -63,7 +63,7 @@ Deno.test("parseEdgeConfig() reads env and lets flags win", () => {
   };
   const fromEnv = parseEdgeConfig([], env);
   assert.equal(fromEnv.port, 9000);
-  assert.equal(fromEnv.upstream, "https://core.internal");
+  assert.deepEqual(fromEnv.upstream, ["https://core.internal"]);
   assert.deepEqual(fromEnv.allowedOrigins, [
     "https://a.example",
     "https://b.example",
@@ -77,7 +77,7 @@ Deno.test("parseEdgeConfig() reads env and lets flags win", () => {
     "*",
   ], env);
   assert.equal(fromFlags.port, 0);
-  assert.equal(fromFlags.upstream, "http://10.0.0.1:6000");
+  assert.deepEqual(fromFlags.upstream, ["http://10.0.0.1:6000"]);
   assert.deepEqual(fromFlags.allowedOrigins, ["*"]);
 });
 
@@ -140,6 +140,22 @@ Deno.test("parseEdgeConfig() takes the upstream keepalive from --upstream-keepal
     { UPSTREAM_KEEPALIVE_MS: "soon" },
     /^UPSTREAM_KEEPALIVE_MS must be/,
   );
+});
+
+Deno.test("parseEdgeConfig() takes a comma-separated list of cores in --upstream or UPSTREAM", () => {
+  assert.deepEqual(
+    parseEdgeConfig([], {
+      UPSTREAM: "http://a:50051, http://b:50051/,https://c",
+    }).upstream,
+    ["http://a:50051", "http://b:50051", "https://c"],
+  );
+  rejects(["--upstream", " , "], {}, /--upstream must not be empty/);
+  rejects(
+    [],
+    { UPSTREAM: "http://a:1,http://a:1/" },
+    /UPSTREAM lists a core twice/,
+  );
+  rejects(["--upstream", "http://a:1,b:2"], {}, /--upstream must use http:/);
 });
 
 Deno.test("parseEdgeConfig() reads --log-format and --metrics-token, refusing bad values", () => {

@@ -18,14 +18,14 @@
 import { createEdgeApp } from "./app.ts";
 import { parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
-import { createUpstream } from "./upstream/mod.ts";
+import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 
 const config = parseEdgeConfig([], Deno.env.toObject());
 const app = createEdgeApp({
   config,
   upstream: withTraceContext(
-    createUpstream(config.upstreamClient, config.upstream, {
+    createUpstreams(config.upstreamClient, config.upstream, {
       maxMessageBytes: config.maxMessageBytes,
       keepaliveIntervalMs: config.upstreamKeepaliveMs,
       // Read only when set: without it Deploy needs no file access.

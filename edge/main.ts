@@ -10,7 +10,7 @@
 import { createEdgeApp } from "./app.ts";
 import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
-import { createUpstream } from "./upstream/mod.ts";
+import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
 
@@ -55,7 +55,7 @@ const tls = config.tlsCert === ""
   : { cert: readPem(config.tlsCert)!, key: readPem(config.tlsKey)! };
 // With OTEL_DENO=true, calls carry the trace context to the core.
 const upstream = withTraceContext(
-  createUpstream(config.upstreamClient, config.upstream, {
+  createUpstreams(config.upstreamClient, config.upstream, {
     maxMessageBytes: config.maxMessageBytes,
     keepaliveIntervalMs: config.upstreamKeepaliveMs,
     ca: readPem(config.upstreamCa),
@@ -77,7 +77,9 @@ try {
       say(
         `listening on ${
           config.tlsCert ? "https" : "http"
-        }://${hostname}:${port}, upstream ${config.upstream} (${config.upstreamClient} client), metrics at /metrics${
+        }://${hostname}:${port}, upstream ${
+          config.upstream.join(", ")
+        } (${config.upstreamClient} client), metrics at /metrics${
           config.metricsToken ? " (token required)" : ""
         }`,
       ),

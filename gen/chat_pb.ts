@@ -16,7 +16,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat.proto.
  */
 export const file_chat: GenFile = /*@__PURE__*/
-  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IkEKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSDAoEcm9vbRgDIAEoCSJoChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQiZAoQU3Vic2NyaWJlUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSFAoMc2luY2Vfb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEg8KB2hpc3RvcnkYBSABKA0isQEKB01lc3NhZ2USCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIPCgdjb250ZW50GAMgASgJEgwKBHJvb20YBCABKAkSLQoJdGltZXN0YW1wGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfCgR0eXBlGAYgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkiOAoOVXBsb2FkUmVzcG9uc2USFQoNbWVzc2FnZV9jb3VudBgBIAEoBRIPCgdzdWNjZXNzGAIgASgIIj8KDk1ldHJpY3NSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhgKEGludGVydmFsX3NlY29uZHMYAiABKAUirQEKBk1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGbGFiZWxzGAQgAygLMhguY2hhdC5NZXRyaWMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASo4CgtNZXNzYWdlVHlwZRIICgRDSEFUEAASCAoESk9JThABEgkKBUxFQVZFEAISCgoGU1lTVEVNEAMyqQIKC0NoYXRTZXJ2aWNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USPAoRU3Vic2NyaWJlTWVzc2FnZXMSFi5jaGF0LlN1YnNjcmliZVJlcXVlc3QaDS5jaGF0Lk1lc3NhZ2UwARI3Cg5VcGxvYWRNZXNzYWdlcxINLmNoYXQuTWVzc2FnZRoULmNoYXQuVXBsb2FkUmVzcG9uc2UoARIoCgRDaGF0Eg0uY2hhdC5NZXNzYWdlGg0uY2hhdC5NZXNzYWdlKAEwARI1Cg1TdHJlYW1NZXRyaWNzEhQuY2hhdC5NZXRyaWNzUmVxdWVzdBoMLmNoYXQuTWV0cmljMAFCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IkEKElNlbmRNZXNzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSDAoEcm9vbRgDIAEoCSJoChNTZW5kTWVzc2FnZVJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQiZAoQU3Vic2NyaWJlUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSFAoMc2luY2Vfb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEg8KB2hpc3RvcnkYBSABKA0isQEKB01lc3NhZ2USCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIPCgdjb250ZW50GAMgASgJEgwKBHJvb20YBCABKAkSLQoJdGltZXN0YW1wGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfCgR0eXBlGAYgASgOMhEuY2hhdC5NZXNzYWdlVHlwZRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkiOAoOVXBsb2FkUmVzcG9uc2USFQoNbWVzc2FnZV9jb3VudBgBIAEoBRIPCgdzdWNjZXNzGAIgASgIIj8KDk1ldHJpY3NSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhgKEGludGVydmFsX3NlY29uZHMYAiABKAUirQEKBk1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGbGFiZWxzGAQgAygLMhguY2hhdC5NZXRyaWMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIfCg9QcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSI2ChBQcmVzZW5jZVJlc3BvbnNlEiIKBXVzZXJzGAEgAygLMhMuY2hhdC5QcmVzZW5jZUVudHJ5IjIKDVByZXNlbmNlRW50cnkSDAoEdXNlchgBIAEoCRITCgtjb25uZWN0aW9ucxgCIAEoDSo4CgtNZXNzYWdlVHlwZRIICgRDSEFUEAASCAoESk9JThABEgkKBUxFQVZFEAISCgoGU1lTVEVNEAMy6AIKC0NoYXRTZXJ2aWNlEkIKC1NlbmRNZXNzYWdlEhguY2hhdC5TZW5kTWVzc2FnZVJlcXVlc3QaGS5jaGF0LlNlbmRNZXNzYWdlUmVzcG9uc2USPAoRU3Vic2NyaWJlTWVzc2FnZXMSFi5jaGF0LlN1YnNjcmliZVJlcXVlc3QaDS5jaGF0Lk1lc3NhZ2UwARI3Cg5VcGxvYWRNZXNzYWdlcxINLmNoYXQuTWVzc2FnZRoULmNoYXQuVXBsb2FkUmVzcG9uc2UoARIoCgRDaGF0Eg0uY2hhdC5NZXNzYWdlGg0uY2hhdC5NZXNzYWdlKAEwARI1Cg1TdHJlYW1NZXRyaWNzEhQuY2hhdC5NZXRyaWNzUmVxdWVzdBoMLmNoYXQuTWV0cmljMAESPQoMTGlzdFByZXNlbmNlEhUuY2hhdC5QcmVzZW5jZVJlcXVlc3QaFi5jaGF0LlByZXNlbmNlUmVzcG9uc2VCG1oZZ3JwYy1zdHJlYW1pbmcvcHJvdG8vY2hhdGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.SendMessageRequest
@@ -250,6 +250,66 @@ export const MetricSchema: GenMessage<Metric> = /*@__PURE__*/
   messageDesc(file_chat, 6);
 
 /**
+ * @generated from message chat.PresenceRequest
+ */
+export type PresenceRequest = Message$1<"chat.PresenceRequest"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+};
+
+/**
+ * Describes the message chat.PresenceRequest.
+ * Use `create(PresenceRequestSchema)` to create a new message.
+ */
+export const PresenceRequestSchema: GenMessage<PresenceRequest> = /*@__PURE__*/
+  messageDesc(file_chat, 7);
+
+/**
+ * @generated from message chat.PresenceResponse
+ */
+export type PresenceResponse = Message$1<"chat.PresenceResponse"> & {
+  /**
+   * Sorted by user.
+   *
+   * @generated from field: repeated chat.PresenceEntry users = 1;
+   */
+  users: PresenceEntry[];
+};
+
+/**
+ * Describes the message chat.PresenceResponse.
+ * Use `create(PresenceResponseSchema)` to create a new message.
+ */
+export const PresenceResponseSchema: GenMessage<PresenceResponse> = /*@__PURE__*/
+  messageDesc(file_chat, 8);
+
+/**
+ * @generated from message chat.PresenceEntry
+ */
+export type PresenceEntry = Message$1<"chat.PresenceEntry"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Subscriptions the user has open in the room, over every core.
+   *
+   * @generated from field: uint32 connections = 2;
+   */
+  connections: number;
+};
+
+/**
+ * Describes the message chat.PresenceEntry.
+ * Use `create(PresenceEntrySchema)` to create a new message.
+ */
+export const PresenceEntrySchema: GenMessage<PresenceEntry> = /*@__PURE__*/
+  messageDesc(file_chat, 9);
+
+/**
  * @generated from enum chat.MessageType
  */
 export enum MessageType {
@@ -335,6 +395,17 @@ export const ChatService: GenService<{
     methodKind: "server_streaming";
     input: typeof MetricsRequestSchema;
     output: typeof MetricSchema;
+  },
+  /**
+   * Unary: who is in a room now, over every core sharing the broker
+   * (servers started with --presence; FAILED_PRECONDITION otherwise).
+   *
+   * @generated from rpc chat.ChatService.ListPresence
+   */
+  listPresence: {
+    methodKind: "unary";
+    input: typeof PresenceRequestSchema;
+    output: typeof PresenceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat, 0);

@@ -109,6 +109,11 @@ export interface CoreConfig {
   /** Files with the TLS certificate chain and key (PEM); both or neither. */
   tlsCert: string;
   tlsKey: string;
+  /**
+   * `redis://host:port[/db]`: rooms, history and presence shared with every
+   * core on the same Redis (instead of `store`); "" keeps them here.
+   */
+  broker: string;
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -148,6 +153,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   maxSubscriptions: 0,
   tlsCert: "",
   tlsKey: "",
+  broker: "",
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -212,6 +218,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   },
   tlsCert: { flag: "tls-cert", env: "CHAT_TLS_CERT" },
   tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
+  broker: { flag: "broker", env: "CHAT_BROKER" },
 };
 
 /** The flag and environment variable of every setting (for --help). */
@@ -256,6 +263,25 @@ function oneOf<V extends string>(
     );
   }
   return raw as V;
+}
+
+/** A Redis URL: redis://host:port[/db] (or "" for none). */
+function brokerUrl(name: string, raw: string): string {
+  if (raw.trim() === "") return "";
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch { /* reported below */ }
+  const db = url?.pathname.replace(/^\//, "") ?? "";
+  if (
+    !url || url.protocol !== "redis:" || url.hostname === "" ||
+    !/^\d*$/.test(db) || url.search || url.hash
+  ) {
+    throw new ConfigError(
+      `${name} must be a Redis URL like redis://127.0.0.1:6379 or redis://host:6379/2, got "${raw}"`,
+    );
+  }
+  return raw;
 }
 
 function flag(name: string, raw: string): boolean {
@@ -326,6 +352,7 @@ function parseValue<K extends keyof CoreConfig>(
     maxSubscriptions: (r) => integer(name, r, 0, 1_000_000_000),
     tlsCert: (r) => r,
     tlsKey: (r) => r,
+    broker: (r) => brokerUrl(name, r),
   };
   return parsers[key](raw);
 }

@@ -102,6 +102,25 @@ Deno.test("parseCoreConfig() reads the history flags: store, data dir, size, TTL
   );
 });
 
+Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and refuses others", () => {
+  assert.equal(parseCoreConfig([], {}).broker, "");
+  assert.equal(
+    parseCoreConfig([], { CHAT_BROKER: "redis://10.0.0.5:6379/2" }).broker,
+    "redis://10.0.0.5:6379/2",
+  );
+  assert.equal(
+    parseCoreConfig(["--broker", "redis://r:1"], { CHAT_BROKER: "redis://x" })
+      .broker,
+    "redis://r:1",
+  );
+  for (const raw of ["localhost:6379", "http://r:1", "redis://r:1/x"]) {
+    assert.throws(
+      () => parseCoreConfig(["--broker", raw], {}),
+      /--broker must be a Redis URL like redis:\/\/127\.0\.0\.1:6379/,
+    );
+  }
+});
+
 Deno.test("parseCoreConfig() reads --metrics-port (off by default, 0, a port, off) and --log-format", () => {
   assert.equal(parseCoreConfig([], {}).metricsPort, null);
   assert.equal(parseCoreConfig([], {}).logFormat, "text");

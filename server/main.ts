@@ -11,6 +11,7 @@ import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
 import { StoreOpenError } from "./store/sqlite_store.ts";
+import { BrokerUnavailableError } from "./broker/redis_broker.ts";
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log(coreUsage());
@@ -29,6 +30,11 @@ let core;
 try {
   core = await startCoreServer({ ...config, logger: log });
 } catch (err) {
+  // Redis not reachable at start-up: exit, and the supervisor retries.
+  if (err instanceof BrokerUnavailableError) {
+    console.error(`core: ${err.message} (${config.broker})`);
+    Deno.exit(1);
+  }
   // A port taken, or an unreadable data file: never start over silently
   // with empty history.
   if (!(err instanceof ListenError) && !(err instanceof StoreOpenError)) {
@@ -38,8 +44,12 @@ try {
   Deno.exit(2);
 }
 log.info(
-  `history: ${config.store}${
-    config.store === "sqlite" ? ` in ${config.dataDir}` : ""
+  `history: ${
+    config.broker
+      ? `redis broker ${config.broker}`
+      : config.store === "sqlite"
+      ? `sqlite in ${config.dataDir}`
+      : config.store
   }, ${config.historySize} per room`,
 );
 let signalled = false;

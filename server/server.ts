@@ -34,6 +34,12 @@ import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
+import { listPresenceHandler } from "./grpc/list_presence.ts";
+import { LocalPresence, type Presence } from "./rooms/presence.ts";
+import { connectRedisBroker } from "./broker/redis_broker.ts";
+import { createRedisPresence } from "./broker/redis_presence.ts";
+import { presenceMessage } from "./grpc/messages.ts";
+import { MessageType } from "../gen/chat_pb.ts";
 import { file_chat } from "../gen/chat_pb.ts";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.ts";
 import { CallStats } from "./ops/call_stats.ts";
@@ -128,8 +134,17 @@ export async function startCoreServer(
     cert: await Deno.readTextFile(config.tlsCert),
     key: await Deno.readTextFile(config.tlsKey),
   };
+  // With --broker, history lives in Redis (BrokerUnavailableError when
+  // Redis cannot be reached at start-up).
+  const broker = givenStore === undefined && config.broker !== ""
+    ? await connectRedisBroker({
+      url: config.broker,
+      size: config.historySize,
+      ttlMs: config.historyTtlMs,
+    })
+    : undefined;
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
-  const store = givenStore ?? await openStore(config);
+  const store = givenStore ?? broker ?? await openStore(config);
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
     policy: config.slowConsumer,
@@ -137,7 +152,24 @@ export async function startCoreServer(
     item: frameStored,
     onInternal: (err) => log.error("publish callback failed", err),
   });
-  const ctx: HandlerContext = { hub, calls, config, log, access };
+  let presence: Presence | undefined;
+  if (config.presence) {
+    presence = broker
+      ? createRedisPresence(broker, {
+        // A dead core's users, swept by this one: tell the room.
+        onGone: (room, user) =>
+          hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
+      })
+      : new LocalPresence();
+  }
+  const ctx: HandlerContext = {
+    hub,
+    calls,
+    config,
+    log,
+    access,
+    presence,
+  };
   const callStats = new CallStats();
   // Calls are counted only for /metrics: without it, nothing per call.
   const counting = config.metricsPort !== null;
@@ -174,6 +206,7 @@ export async function startCoreServer(
     UploadMessages: uploadMessagesHandler(ctx),
     Chat: chatHandler(ctx),
     StreamMetrics: streamMetricsHandler(ctx),
+    ListPresence: listPresenceHandler(ctx),
   };
   services.addService(serverDefinition, implementation);
   health.addTo(services, calls);
@@ -188,6 +221,7 @@ export async function startCoreServer(
     listener = await listenOrExplain(server, config, log, tls);
   } catch (err) {
     health.close();
+    await presence?.close();
     if (givenStore === undefined) await store.close();
     throw err;
   }
@@ -272,6 +306,7 @@ export async function startCoreServer(
     }).then(async () => {
       health.close();
       await metricsServer?.close();
+      await presence?.close();
       if (givenStore === undefined) await store.close();
     });
     return stopping;

@@ -86,5 +86,10 @@ export function metricRows(
     row("active_streams", hub.stats.activeStreams),
     row("subscribers", hub.subscriberCount),
     row("rooms", hub.roomCount),
+    // 0 while the history store (or the Redis broker) fails: the core is
+    // degraded, publishes answer UNAVAILABLE.
+    row("store_up", hub.store.status().state === "ok" ? 1 : 0, {
+      store: hub.store.kind,
+    }),
   ];
 }

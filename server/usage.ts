@@ -49,6 +49,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   dataDir: "directory of the SQLite history file chat.sqlite",
   historySize: "messages kept per room",
   historyTtlMs: "how long a message is kept: 500ms, 90s, 30m, 24h, 7d; 0: ever",
+  broker:
+    "redis://host:port[/db]: history in Redis, rooms shared by every core on it",
 };
 
 /** The whole --help text. */

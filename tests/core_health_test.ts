@@ -7,39 +7,9 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import type { HealthSource } from "../server/ops/health.ts";
 import { rejection, startCore, streamError, take } from "./support/core.ts";
-
-type Status = { status: string };
-interface HealthClient extends grpc.Client {
-  check(
-    req: { service: string },
-    cb: (err: grpc.ServiceError | null, res?: Status) => void,
-  ): void;
-  watch(req: { service: string }): grpc.ClientReadableStream<Status>;
-}
-
-const HealthClient = grpc.makeClientConstructor(
-  healthService as unknown as grpc.ServiceDefinition,
-  "grpc.health.v1.Health",
-) as unknown as new (
-  addr: string,
-  creds: grpc.ChannelCredentials,
-) => HealthClient;
-
-function healthClient(addr: string): HealthClient {
-  return new HealthClient(addr, grpc.credentials.createInsecure());
-}
-
-function check(client: HealthClient, service: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.check(
-      { service },
-      (err, res) => err ? reject(err) : resolve(res!.status),
-    )
-  );
-}
+import { check, healthClient, type Status } from "./support/health.ts";
 
 /**
  * A health source whose state the test sets: the one fake here, standing in

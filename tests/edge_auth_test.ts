@@ -404,7 +404,7 @@ Deno.test("edge over HTTPS in front of a core over TLS, with a token", async () 
   const upstreamUrl = `https://localhost:${core.port}`;
   const config = Object.freeze({
     ...DEFAULT_EDGE_CONFIG,
-    upstream: upstreamUrl,
+    upstream: [upstreamUrl],
   });
   const upstream = createUpstream("h2", upstreamUrl, {
     maxMessageBytes: config.maxMessageBytes,

@@ -71,7 +71,11 @@ Deno.test("edge answers a grpc-js client over TLS (ALPN h2) with UNIMPLEMENTED t
   });
   const app = createEdgeApp({
     upstream,
-    config: { ...DEFAULT_EDGE_CONFIG, upstream: upstreamUrl, logFormat: "off" },
+    config: {
+      ...DEFAULT_EDGE_CONFIG,
+      upstream: [upstreamUrl],
+      logFormat: "off",
+    },
   });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, cert, key, onListen: () => {} },

@@ -30,6 +30,8 @@ import {
 /** Parameters of the fan-out scenario. */
 export interface FanoutOptions {
   addr: string;
+  /** Publish to this server instead (another core on the same broker). */
+  pubAddr?: string;
   subs: number;
   pubc: number;
   conns: number;
@@ -46,7 +48,7 @@ export async function runFanout(
 ): Promise<Record<string, unknown>> {
   const room = `fanout-${Date.now()}`;
   const subClients = await connect(o.addr, o.conns);
-  const [pubClient] = await connect(o.addr, 1);
+  const [pubClient] = await connect(o.pubAddr ?? o.addr, 1);
   const streams: ReturnType<typeof serverStreamRaw>[] = [];
   const lat: number[] = [];
   let received = 0, allDeliveries = 0, welcomes = 0, other = 0, lastRecv = 0;

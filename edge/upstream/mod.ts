@@ -5,6 +5,7 @@
  * @module
  */
 import type { UpstreamClient } from "../config.ts";
+import { type BalancerOptions, createBalancedUpstream } from "./balancer.ts";
 import { createH2Upstream } from "./h2_upstream.ts";
 import { createHttp2Upstream } from "./http2.ts";
 import type { Upstream } from "./types.ts";
@@ -33,4 +34,21 @@ export function createUpstream(
   return client === "h2"
     ? createH2Upstream(url, options)
     : createHttp2Upstream(url, options);
+}
+
+/**
+ * The upstream to every core in `urls`: one core is its client as is; with
+ * several, calls are balanced over the healthy ones (see balancer.ts).
+ */
+export function createUpstreams(
+  client: UpstreamClient,
+  urls: readonly string[],
+  options: UpstreamOptions & BalancerOptions,
+): Upstream {
+  if (urls.length === 1) return createUpstream(client, urls[0], options);
+  return createBalancedUpstream(
+    urls,
+    (url) => createUpstream(client, url, options),
+    options,
+  );
 }

@@ -13,6 +13,7 @@ const CODES: Readonly<Record<ChatErrorCode, status>> = {
   permission_denied: status.PERMISSION_DENIED,
   resource_exhausted: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
+  failed_precondition: status.FAILED_PRECONDITION,
   cancelled: status.CANCELLED,
   deadline_exceeded: status.DEADLINE_EXCEEDED,
   internal: status.INTERNAL,

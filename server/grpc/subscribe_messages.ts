@@ -86,6 +86,8 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
     if (ctx.config.presence) {
       // Deferred cleanups run in reverse: leave first, then tell the others.
       stream.defer(() => announce(MessageType.LEAVE));
+      ctx.presence?.join(room, user);
+      stream.defer(() => ctx.presence?.leave(room, user));
     }
     stream.defer(leave);
     ctx.log.debug(`subscribe room=${room} user=${user}`);

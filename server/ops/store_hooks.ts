@@ -20,6 +20,8 @@ export interface ObservedStore {
   status(): { readonly state: "ok" | "down" };
   /** Called after every commit with its duration in ms; one listener. */
   onCommit?: (ms: number, ok: boolean) => void;
+  /** Called when the state changes without a commit (a broker's connection). */
+  onStateChange?: () => void;
 }
 
 /**
@@ -32,13 +34,17 @@ export function observeStore(
 ): HealthSource {
   const watchers = new Set<() => void>();
   let last = store.status().state;
-  store.onCommit = (ms) => {
-    latency.observe("commit", ms / 1000);
+  const flipped = () => {
     const now = store.status().state;
     if (now === last) return;
     last = now;
     for (const watcher of watchers) watcher();
   };
+  store.onCommit = (ms) => {
+    latency.observe("commit", ms / 1000);
+    flipped();
+  };
+  store.onStateChange = flipped;
   return {
     name: "store",
     serving: () => store.status().state === "ok",

@@ -11,6 +11,7 @@ export type ChatErrorCode =
   | "permission_denied"
   | "resource_exhausted"
   | "unavailable"
+  | "failed_precondition"
   | "cancelled"
   | "deadline_exceeded"
   | "internal";

@@ -73,8 +73,34 @@ export interface HistoryStore {
    * One listener; set by the owner.
    */
   onCommit?: (ms: number, ok: boolean) => void;
+  /**
+   * Called when `status().state` changes without a commit (a broker that
+   * lost or regained its connection). One listener; set by the owner.
+   */
+  onStateChange?: () => void;
   /** Releases the store (stops its timers, closes its files). */
   close(): void | Promise<void>;
+  /**
+   * Only for a store shared by several processes (the Redis broker,
+   * server/broker/): delivers every message of `room` stored from now on,
+   * by any process, once and in offset order, and resolves with the room's
+   * position when that started. The hub then delivers through this alone,
+   * never straight after its own commits, so that every process shows one
+   * order. `stop()` when the room has no subscribers here any more.
+   */
+  follow?(room: string, deliver: FollowDeliver): Promise<RoomFollow>;
+}
+
+/** Where a followed room's messages go. */
+export type FollowDeliver = (
+  epoch: string,
+  offset: number,
+  body: Uint8Array,
+) => void;
+
+/** A followed room: its position when following began, and how to stop. */
+export interface RoomFollow extends RoomPosition {
+  stop(): void;
 }
 
 /** Limits shared by every store. */

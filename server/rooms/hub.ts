@@ -82,6 +82,14 @@ export class ChatHub<T> {
   #options: HubOptions<T>;
   #lastId: number;
   #commits: CommitQueue;
+  /**
+   * With a shared store (`store.follow`): the rooms this process follows,
+   * by name: the position following began at, and how to stop.
+   */
+  #following = new Map<
+    string,
+    { position: Promise<RoomPosition>; stop?: () => void }
+  >();
 
   constructor(options: HubOptions<T>) {
     this.#options = options;
@@ -134,6 +142,11 @@ export class ChatHub<T> {
   #deliver(entries: AppendEntry[], appended: Appended[]): void {
     const stats = this.stats;
     const item = this.#options.item;
+    if (this.store.follow) {
+      // A shared store delivers every process's messages, ours included.
+      stats.messagesPublished += entries.length;
+      return;
+    }
     for (let i = 0; i < entries.length; i++) {
       const { room, body } = entries[i];
       const { offset, epoch } = appended[i];
@@ -179,6 +192,7 @@ export class ChatHub<T> {
     const leave = () => {
       ended = true;
       leaveRoom();
+      if (this.#rooms.get(name) === undefined) this.#unfollow(name);
     };
     const fail = (cause: unknown) => {
       if (ended || subscriber.closed) return;
@@ -207,8 +221,46 @@ export class ChatHub<T> {
       else this.#catchUp(room, member, true);
     };
     if (room.known) start({ epoch: room.epoch, offset: room.last });
-    else this.store.position(name).then(start).catch(fail);
+    else this.#position(name).then(start).catch(fail);
     return { subscriber, leave };
+  }
+
+  /** The room's position; with a shared store, from following it. */
+  #position(name: string): Promise<RoomPosition> {
+    const store = this.store;
+    if (!store.follow) return store.position(name);
+    const known = this.#following.get(name);
+    if (known) return known.position;
+    const item = this.#options.item;
+    const entry: { position: Promise<RoomPosition>; stop?: () => void } = {
+      position: store.follow(name, (epoch, offset, body) => {
+        this.stats.deliveries += this.#rooms.publish(
+          name,
+          offset,
+          epoch,
+          item,
+          body,
+        );
+      }).then((follow) => {
+        entry.stop = follow.stop;
+        // Everyone left while following began.
+        if (this.#following.get(name) !== entry) follow.stop();
+        return { epoch: follow.epoch, offset: follow.offset };
+      }, (err) => {
+        if (this.#following.get(name) === entry) this.#following.delete(name);
+        throw err;
+      }),
+    };
+    this.#following.set(name, entry);
+    return entry.position;
+  }
+
+  /** The room has no subscribers here any more: stop following it. */
+  #unfollow(name: string): void {
+    const entry = this.#following.get(name);
+    if (!entry) return;
+    this.#following.delete(name);
+    entry.stop?.();
   }
 
   /**

@@ -8,6 +8,10 @@
  * (2 for a bad flag or a port in use), so a broken start never looks like a
  * running system. Port 0 picks free ports; the banner shows the real ones.
  *
+ * `--cores N` starts N cores (on consecutive ports from `--core-port`), all
+ * on one broker (`--broker redis://...`, or a local redis-server started here
+ * when there is none), behind one edge that balances over them.
+ *
  * `--auth-dev` turns authentication on with a secret made up for this run:
  * the core requires tokens, the edge hands them out at /auth/dev-token.
  * Without it the core runs open, as it always did here.
@@ -15,6 +19,11 @@
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../../config/number_flag.ts";
 import { prefixLines } from "./children.ts";
+import {
+  type RedisServer,
+  redisServerInstalled,
+  startRedisServer,
+} from "./redis.ts";
 
 const USAGE = `Usage: deno task serve [flags]
 
@@ -25,6 +34,10 @@ chat page, prints their addresses once both listen; Ctrl-C stops both.
   --core-port PORT       the core's gRPC port         (default 50051; 0 picks one)
   --port PORT            the edge's HTTP port         (default 8080; 0 picks one)
   --metrics-port PORT    the core's GET /metrics port (default 9464; 0 picks one; off)
+  --cores N              N cores sharing rooms through Redis, behind one
+                         balancing edge (default 1; ports from --core-port on)
+  --broker URL           the cores' Redis (redis://host:port[/db]); with
+                         --cores above 1 and none, serve starts redis-server
   --auth-dev             require tokens, with a secret made up for this run
                          (the edge hands them out at /auth/dev-token?user=NAME)
   --help                 this text
@@ -58,6 +71,8 @@ try {
       host: { type: "string", default: "127.0.0.1" },
       "metrics-port": { type: "string", default: "9464" },
       "auth-dev": { type: "boolean", default: false },
+      cores: { type: "string", default: "1" },
+      broker: { type: "string", default: "" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -75,6 +90,15 @@ if (host.trim() === "") fail("--host must not be empty");
 const corePort = port("core-port", values["core-port"]);
 const edgePort = port("port", values.port);
 const metricsPort = port("metrics-port", values["metrics-port"], true);
+let cores = 1;
+try {
+  cores = parseNumberFlag("--cores", values.cores, { min: 1, max: 64 });
+} catch (err) {
+  fail((err as Error).message);
+}
+/** Core i's port: consecutive from --core-port, or each its own with 0. */
+const portOf = (base: string, i: number) =>
+  base === "0" || base === "off" ? base : String(Number(base) + i);
 const here = (path: string) => new URL(path, import.meta.url).pathname;
 // Passed in the environment, not argv, so it does not show in `ps`.
 const devSecret = values["auth-dev"]
@@ -151,34 +175,55 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 const exited = (child: Child) =>
   child.proc.status.then((status) => ({ child, status }));
 
-const core = start(
-  "core",
-  [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-run",
-    here("../../supervisor/main.ts"),
-    "--host",
-    host,
-    "--port",
-    corePort,
-    "--metrics-port",
-    metricsPort,
-    "--presence",
-  ],
-  devSecret ? { CHAT_JWT_SECRET: devSecret } : {},
-  /listening on \S+:(\d+)/,
-);
-children.push(core);
+let redis: RedisServer | undefined;
+let broker = values.broker;
+if (cores > 1 && broker === "") {
+  if (!(await redisServerInstalled())) {
+    fail(
+      "--cores above 1 needs a broker: pass --broker redis://host:port, or " +
+        "install redis-server (sudo apt-get install -y redis-server, or " +
+        "deno task setup as root) and serve starts one",
+    );
+  }
+  redis = await startRedisServer();
+  broker = redis.url;
+  console.log(`serve: started redis-server on ${broker} (no persistence)`);
+}
+
+const coreProcs = Array.from({ length: cores }, (_, i) => {
+  const name = cores > 1 ? `core-${i + 1}` : "core";
+  const child = start(
+    name,
+    [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-run",
+      here("../../supervisor/main.ts"),
+      "--host",
+      host,
+      "--port",
+      portOf(corePort, i),
+      "--metrics-port",
+      portOf(metricsPort, i),
+      "--presence",
+      ...(cores > 1 ? ["--instance-id", name] : []),
+      ...(broker ? ["--broker", broker] : []),
+    ],
+    devSecret ? { CHAT_JWT_SECRET: devSecret } : {},
+    /listening on \S+:(\d+)/,
+  );
+  children.push(child);
+  return child;
+});
 
 const first = await Promise.race([
-  core.ready.then((m) => ({ ready: m })),
-  exited(core),
+  Promise.all(coreProcs.map((c) => c.ready)).then((ms) => ({ ready: ms })),
+  ...coreProcs.map(exited),
 ]);
 let result: { child: Child; status: Deno.CommandStatus };
 if ("ready" in first) {
-  const coreAt = `${host}:${first.ready[1]}`;
+  const coreAt = first.ready.map((m) => `${host}:${m[1]}`);
   const edge = start(
     "edge",
     [
@@ -192,7 +237,7 @@ if ("ready" in first) {
       "--port",
       edgePort,
       "--upstream",
-      `http://${coreAt}`,
+      coreAt.map((at) => `http://${at}`).join(","),
     ],
     devSecret ? { EDGE_DEV_JWT_SECRET: devSecret } : {},
     /listening on (https?:\/\/\S+?:\d+)/,
@@ -200,23 +245,34 @@ if ("ready" in first) {
   children.push(edge);
   void edge.ready.then((m) => {
     if (stopping) return;
-    const metrics = core.seen(/metrics on (http:\/\/\S+)/)?.[1];
+    const metrics = coreProcs.map((c) =>
+      c.seen(/metrics on (http:\/\/\S+)/)?.[1]
+    );
+    const row = (label: string, value: string) =>
+      `  ${label.padEnd(25)}${value}`;
+    const nth = (i: number) => cores > 1 ? ` ${i + 1}` : "";
     console.log(
       [
         "",
-        `  core (gRPC, h2c):        ${coreAt}`,
-        `  edge (gRPC-Web/Connect): ${m[1]}`,
-        `  chat page:               ${m[1]}/`,
-        ...(metrics ? [`  metrics (Prometheus):    ${metrics}`] : []),
-        devSecret
-          ? "  auth:                    on, development secret (tokens: /auth/dev-token?user=NAME)"
-          : "  auth:                    off (--auth-dev turns it on)",
-        "  Ctrl-C stops both.",
+        ...coreAt.map((at, i) => row(`core${nth(i)} (gRPC, h2c):`, at)),
+        ...(broker ? [row("broker:", broker)] : []),
+        row("edge (gRPC-Web/Connect):", m[1]),
+        row("chat page:", `${m[1]}/`),
+        ...metrics.flatMap((url, i) =>
+          url ? [row(`metrics${nth(i)} (Prometheus):`, url)] : []
+        ),
+        row(
+          "auth:",
+          devSecret
+            ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
+            : "off (--auth-dev turns it on)",
+        ),
+        cores > 1 ? "  Ctrl-C stops them all." : "  Ctrl-C stops both.",
         "",
       ].join("\n"),
     );
   });
-  result = await Promise.race([exited(core), exited(edge)]);
+  result = await Promise.race([...coreProcs.map(exited), exited(edge)]);
 } else {
   result = first;
 }
@@ -228,6 +284,7 @@ if (!stopping) {
 }
 stopAll();
 await Promise.all(children.map((c) => c.proc.status));
+await redis?.stop();
 Deno.exit(
   stopping && result.status.success ? 0 : result.status.code || 1,
 );

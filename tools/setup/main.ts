@@ -4,7 +4,8 @@
  *
  * The browser tests need Debian's Chromium, curl tests need curl, the
  * core's HTTP/2 interop test needs h2load (nghttp2-client), the edge's
- * native gRPC test Python grpcio (python3-grpcio, run with /usr/bin/python3). As root
+ * native gRPC test Python grpcio (python3-grpcio, run with /usr/bin/python3),
+ * the broker and scale-out tests redis-server (each test starts its own). As root
  * on Debian this installs what is missing with apt-get; elsewhere it says
  * what to install and leaves the tests to fail with that message.
  */
@@ -24,6 +25,11 @@ const NEEDED: { bin: string; pkg: string; why: string }[] = [
     bin: "/usr/lib/python3/dist-packages/grpc/__init__.py",
     pkg: "python3-grpcio",
     why: "the edge's answer to a native gRPC client, seen by Python grpcio",
+  },
+  {
+    bin: "/usr/bin/redis-server",
+    pkg: "redis-server",
+    why: "Redis broker and scale-out tests (several cores sharing rooms)",
   },
 ];
 

@@ -1,0 +1,170 @@
+/**
+ * One {@linkcode Upstream} over several cores: each call goes to the healthy
+ * core with the fewest calls open (ties in turn), and a core that fails is
+ * out at once and back when it answers again.
+ *
+ * Least-outstanding rather than plain round robin because most of a chat
+ * edge's calls are long-lived streams: counting open calls spreads the
+ * subscribers, not just the call starts, evenly over the cores.
+ *
+ * Health comes from two places. A call that ends UNAVAILABLE because of the
+ * edge's own connection (both HTTP/2 clients word those statuses "upstream
+ * ..."; a core's own UNAVAILABLE, e.g. its broker being down, does not count)
+ * marks its core down and probes it at once. And every core is probed every
+ * `probeIntervalMs` with an HTTP/2 PING on the client's own connection
+ * (`Upstream.healthy()`, which dials when there is none): a killed core is
+ * refused within one interval, a core that comes back answers within one.
+ * Calls already running on a core that dies end UNAVAILABLE; their clients
+ * call again and land on another core (and resume from their offset).
+ *
+ * Calls are not retried here: a call that failed may already have reached
+ * the core (a SendMessage may be stored), so only the client may decide.
+ *
+ * @module
+ */
+import { Code } from "./status.ts";
+import type {
+  CallOptions,
+  Upstream,
+  UpstreamCall,
+  UpstreamStatus,
+} from "./types.ts";
+
+/** Options of {@linkcode createBalancedUpstream}. */
+export interface BalancerOptions {
+  /** How often each core is probed; default 250 ms. */
+  probeIntervalMs?: number;
+  /** A probe not answered in this time marks the core down; default 500 ms. */
+  probeTimeoutMs?: number;
+}
+
+/** One core as the balancer sees it. */
+export interface MemberState {
+  readonly url: string;
+  readonly healthy: boolean;
+  /** Calls open on it now. */
+  readonly outstanding: number;
+}
+
+/** A balanced upstream, with its members' state for health endpoints. */
+export interface BalancedUpstream extends Upstream {
+  members(): MemberState[];
+}
+
+interface Member {
+  url: string;
+  upstream: Upstream;
+  healthy: boolean;
+  outstanding: number;
+  probing: Promise<void> | undefined;
+}
+
+/**
+ * Creates the balancer over `urls`; `connect` builds one core's upstream.
+ *
+ * @example
+ * ```ts
+ * const upstream = createBalancedUpstream(
+ *   ["http://10.0.0.1:50051", "http://10.0.0.2:50051"],
+ *   (url) => createUpstream("h2", url, { maxMessageBytes: 4 << 20 }),
+ * );
+ * ```
+ */
+export function createBalancedUpstream(
+  urls: readonly string[],
+  connect: (url: string) => Upstream,
+  options: BalancerOptions = {},
+): BalancedUpstream {
+  if (urls.length === 0) throw new RangeError("no upstream URLs");
+  const probeIntervalMs = options.probeIntervalMs ?? 250;
+  const probeTimeoutMs = options.probeTimeoutMs ?? 500;
+  // Optimistic until the first probe: a fresh edge serves at once.
+  const members: Member[] = urls.map((url) => ({
+    url,
+    upstream: connect(url),
+    healthy: true,
+    outstanding: 0,
+    probing: undefined,
+  }));
+  let next = 0;
+  let closed = false;
+
+  function probe(m: Member): Promise<void> {
+    if (closed) return Promise.resolve();
+    m.probing ??= (async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<boolean>((r) =>
+        timer = setTimeout(() => r(false), probeTimeoutMs)
+      );
+      const answer = m.upstream.healthy();
+      try {
+        m.healthy = await Promise.race([answer, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+      // A late answer still counts, and the next probe waits for it.
+      if (!m.healthy) m.healthy = await answer;
+    })().catch(() => {
+      m.healthy = false;
+    }).finally(() => m.probing = undefined);
+    return m.probing;
+  }
+
+  const firstRound = Promise.all(members.map(probe));
+  const timer = setInterval(() => {
+    for (const m of members) void probe(m);
+  }, probeIntervalMs);
+
+  /** The healthy member with the fewest open calls, ties in turn. */
+  function pick(): Member {
+    const n = members.length;
+    const start = next++ % n;
+    let best: Member | undefined;
+    for (let i = 0; i < n; i++) {
+      const m = members[(start + i) % n];
+      if (!m.healthy) continue;
+      if (best === undefined || m.outstanding < best.outstanding) best = m;
+    }
+    // None known healthy: probes may be stale, so try in turn anyway.
+    return best ?? members[start];
+  }
+
+  function call(
+    path: string,
+    requests: AsyncIterable<Uint8Array>,
+    opts: CallOptions,
+  ): UpstreamCall {
+    const m = pick();
+    m.outstanding++;
+    const inner = m.upstream.call(path, requests, opts);
+    const status = inner.status.then((s: UpstreamStatus) => {
+      m.outstanding--;
+      if (s.code === Code.UNAVAILABLE && s.message.startsWith("upstream ")) {
+        m.healthy = false;
+        void probe(m);
+      }
+      return s;
+    });
+    return { headers: inner.headers, messages: inner.messages, status };
+  }
+
+  return {
+    call,
+    async healthy() {
+      await firstRound;
+      return members.some((m) => m.healthy);
+    },
+    members: () =>
+      members.map(({ url, healthy, outstanding }) => ({
+        url,
+        healthy,
+        outstanding,
+      })),
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      await Promise.all(members.map((m) => m.upstream.close()));
+      await Promise.all(members.map((m) => m.probing));
+    },
+  };
+}

@@ -1,0 +1,417 @@
+/**
+ * Room history and cross-core delivery in Redis (`--broker redis://...`):
+ * cores that share a Redis share rooms.
+ *
+ * Storing is one Lua script per room per batch (redis_scripts.ts): it takes
+ * the room's next offsets, XADDs the messages to the room's stream (trimmed
+ * to about `--history-size`, expiring after `--history-ttl` of silence) and
+ * PUBLISHes the batch once, atomically, so offsets are one sequence per
+ * room across every core and a message is published only once stored.
+ *
+ * Delivery: a core SUBSCRIBEs to a room's channel only while it has local
+ * subscribers there (`follow()`), one subscription per room per core, and
+ * its RoomFeed delivers every message once, in offset order, filling what
+ * PUB/SUB lost from the stream. The publishing core delivers its own
+ * messages the same way, so every core shows one order.
+ *
+ * Broker down: `append()` rejects at once (no offline queue: nothing is
+ * acknowledged that is not stored), `status().state` is "down"; the client
+ * reconnects with backoff (50 ms doubling to 2 s), resubscribes, and every
+ * followed room catches up from its stream with no gap.
+ *
+ * The client is node-redis (`redis` on npm); see the README for why.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createClient, RESP_TYPES } from "redis";
+import { APPEND_SCRIPT, POSITION_SCRIPT, roomKeys } from "./redis_scripts.ts";
+import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
+import {
+  type AppendEntry,
+  type FollowDeliver,
+  type HistoryStore,
+  newEpoch,
+  type RoomFollow,
+  type RoomPosition,
+  type StoredMessage,
+  type StoreStatus,
+} from "../rooms/history_store.ts";
+
+/** The broker's health: the store's, plus what only a broker has. */
+export interface BrokerStatus extends StoreStatus {
+  /** Rooms this core follows (one PUB/SUB subscription each). */
+  readonly rooms: number;
+  /** Messages recovered from streams after PUB/SUB lost them. */
+  readonly filled: number;
+}
+
+/** Options of {@linkcode connectRedisBroker}. */
+export interface RedisBrokerOptions {
+  /** `redis://host:port[/db]` */
+  url: string;
+  /** Messages kept per room (approximately: Redis trims in whole nodes). */
+  size: number;
+  /** History TTL in ms (0: none); also how long a silent room's keys live. */
+  ttlMs: number;
+  /** The clock (tests pass their own). */
+  now?: () => number;
+}
+
+/** Thrown when the broker cannot take a request; maps to UNAVAILABLE. */
+export class BrokerUnavailableError extends Error {
+  override readonly name = "BrokerUnavailableError";
+}
+
+/** How long a room created by a subscription lives without messages. */
+const EMPTY_ROOM_TTL_MS = 24 * 3600_000;
+/** Reconnect backoff: 50 ms doubling to 2 s. */
+const reconnectStrategy = (retries: number) =>
+  Math.min(2000, 50 * 2 ** Math.min(retries, 6));
+
+/** The Redis broker: a history store that several cores share. */
+export interface RedisBroker extends HistoryStore {
+  readonly kind: "redis";
+  follow(room: string, deliver: FollowDeliver): Promise<RoomFollow>;
+  status(): BrokerStatus;
+  /** Any other Redis command (presence), on the command connection. */
+  command(args: string[]): Promise<unknown>;
+}
+
+const utf8 = new TextDecoder();
+const asText = (v: unknown) =>
+  typeof v === "string" ? v : utf8.decode(v as Uint8Array);
+
+/** A message id block per core start: ids stay unique across cores. */
+const ID_BLOCK = 1_000_000_000;
+
+/**
+ * Connects to Redis and resolves once both connections (commands and
+ * PUB/SUB) are up; rejects with BrokerUnavailableError if it cannot.
+ */
+export async function connectRedisBroker(
+  options: RedisBrokerOptions,
+): Promise<RedisBroker> {
+  const now = options.now ?? Date.now;
+  const socket = { reconnectStrategy, connectTimeout: 2000 };
+  const cmd = createClient({
+    url: options.url,
+    socket,
+    disableOfflineQueue: true,
+  }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+  const sub = createClient({ url: options.url, socket });
+  let state: "ok" | "down" = "down";
+  let lastError: string | undefined;
+  let closed = false;
+  const counters = { commits: 0, failed: 0, lastMs: 0, totalMs: 0 };
+  const feeds = new Map<string, { feed: RoomFeed }>();
+  const shas = { append: "", position: "" };
+
+  // The owner hears of every change of status().state (health watchers).
+  const hooks = { changed: () => {} };
+  let reported: "ok" | "down" = "down";
+  const current = () => cmd.isReady && sub.isReady ? state : "down";
+  const maybeChanged = () => {
+    const now = current();
+    if (now === reported || closed) return;
+    reported = now;
+    hooks.changed();
+  };
+  cmd.on("error", (e: Error) => {
+    state = "down";
+    lastError = e.message;
+    maybeChanged();
+  });
+  sub.on("error", (e: Error) => {
+    state = "down";
+    lastError = e.message;
+    maybeChanged();
+  });
+  for (const client of [cmd, sub]) {
+    client.on("end", maybeChanged);
+    client.on("reconnecting", maybeChanged);
+  }
+  let readyOnce = false;
+  let recheck: ReturnType<typeof setTimeout> | undefined;
+  const catchUpAll = () => {
+    for (const { feed } of feeds.values()) void feed.catchUp();
+  };
+  sub.on("ready", () => {
+    if (!readyOnce || closed) return;
+    // Reconnected: PUB/SUB lost whatever was published meanwhile. Once
+    // more a second later, for what other cores published while the
+    // channels were being subscribed again.
+    catchUpAll();
+    clearTimeout(recheck);
+    recheck = setTimeout(catchUpAll, 1000);
+    maybeChanged();
+  });
+  cmd.on("ready", () => {
+    state = "ok";
+    lastError = undefined;
+    maybeChanged();
+    void loadScripts().catch(() => {});
+  });
+
+  async function loadScripts(): Promise<void> {
+    shas.append = asText(await cmd.scriptLoad(APPEND_SCRIPT));
+    shas.position = asText(await cmd.scriptLoad(POSITION_SCRIPT));
+  }
+
+  /** EVALSHA, loading the scripts again after a Redis restart (NOSCRIPT). */
+  async function evalScript(
+    which: "append" | "position",
+    keys: string[],
+    args: (string | Uint8Array)[],
+  ): Promise<unknown> {
+    const run = () =>
+      cmd.sendCommand([
+        "EVALSHA",
+        shas[which],
+        String(keys.length),
+        ...keys,
+        ...args.map((a) =>
+          typeof a === "string"
+            ? a
+            : Buffer.from(a.buffer, a.byteOffset, a.byteLength)
+        ),
+      ]);
+    try {
+      return await run();
+    } catch (e) {
+      if (!String((e as Error).message).startsWith("NOSCRIPT")) throw e;
+      await loadScripts();
+      return await run();
+    }
+  }
+
+  function unavailable(e: unknown): BrokerUnavailableError {
+    if (e instanceof BrokerUnavailableError) return e;
+    return new BrokerUnavailableError(
+      `broker unavailable: ${(e as Error).message ?? e}`,
+    );
+  }
+
+  try {
+    await Promise.all([cmd.connect(), sub.connect()]);
+    await loadScripts();
+  } catch (e) {
+    await Promise.all([cmd.destroy(), sub.destroy()]).catch(() => {});
+    throw unavailable(e);
+  }
+  readyOnce = true;
+  state = "ok";
+  const block = Number(await cmd.incr("chat:msgid-block"));
+  const lastMessageId = (block - 1) * ID_BLOCK;
+
+  async function appendRoom(
+    room: string,
+    group: AppendEntry[],
+  ): Promise<{ epoch: string; first: number }> {
+    const k = roomKeys(room);
+    const reply = await evalScript("append", [k.epoch, k.seq, k.log], [
+      newEpoch(),
+      String(options.ttlMs),
+      String(options.size),
+      k.channel,
+      String(group[group.length - 1].timeMs),
+      ...group.map((e) => e.body),
+    ]) as [Uint8Array, number];
+    return { epoch: asText(reply[0]), first: Number(reply[1]) };
+  }
+
+  async function position(room: string): Promise<RoomPosition> {
+    const k = roomKeys(room);
+    try {
+      const reply = await evalScript("position", [k.epoch, k.seq, k.log], [
+        newEpoch(),
+        String(options.ttlMs > 0 ? options.ttlMs : EMPTY_ROOM_TTL_MS),
+      ]) as [Uint8Array, number];
+      return { epoch: asText(reply[0]), offset: Number(reply[1]) };
+    } catch (e) {
+      throw unavailable(e);
+    }
+  }
+
+  async function read(
+    room: string,
+    after: number,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const k = roomKeys(room);
+    let entries;
+    try {
+      entries = await cmd.xRange(k.log, `(${after}-0`, "+", { COUNT: limit });
+    } catch (e) {
+      throw unavailable(e);
+    }
+    const cutoff = options.ttlMs > 0 ? now() - options.ttlMs : -Infinity;
+    const out: StoredMessage[] = [];
+    for (const e of entries ?? []) {
+      const fields = e.message as unknown as Record<string, Uint8Array>;
+      if (Number(asText(fields.t)) < cutoff) continue;
+      out.push({
+        offset: Number(asText(e.id).split("-")[0]),
+        body: new Uint8Array(fields.b),
+      });
+    }
+    return out;
+  }
+
+  /** The stream after `after`, with the epoch it belongs to. */
+  async function fill(room: string, after: number, limit: number) {
+    const pos = await position(room);
+    const messages = pos.offset > after ? await read(room, after, limit) : [];
+    // The room's history restarted: the feed starts over at offset 1.
+    if (pos.offset < after) {
+      return { epoch: pos.epoch, first: 1, bodies: [] } as Batch;
+    }
+    const bodies: Uint8Array[] = [];
+    let first = after + 1;
+    for (const m of messages) {
+      if (bodies.length === 0) first = m.offset;
+      else if (m.offset !== first + bodies.length) break;
+      bodies.push(m.body);
+    }
+    return { epoch: pos.epoch, first, bodies } as Batch;
+  }
+
+  const broker: RedisBroker = {
+    kind: "redis",
+    lastMessageId,
+    async append(entries, _lastMessageId) {
+      const t0 = performance.now();
+      const groups = new Map<string, AppendEntry[]>();
+      for (const e of entries) {
+        let g = groups.get(e.room);
+        if (g === undefined) groups.set(e.room, g = []);
+        g.push(e);
+      }
+      try {
+        if (!cmd.isReady) {
+          throw new BrokerUnavailableError(
+            `broker unavailable: ${lastError ?? "not connected"}`,
+          );
+        }
+        const rooms = [...groups.keys()];
+        const results = await Promise.all(
+          rooms.map((r) => appendRoom(r, groups.get(r)!)),
+        );
+        const at = new Map(rooms.map((r, i) => [r, { ...results[i], n: 0 }]));
+        const out = entries.map((e) => {
+          const r = at.get(e.room)!;
+          return { epoch: r.epoch, offset: r.first + r.n++ };
+        });
+        const ms = performance.now() - t0;
+        counters.commits++;
+        counters.lastMs = ms;
+        counters.totalMs += ms;
+        broker.onCommit?.(ms, true);
+        return out;
+      } catch (e) {
+        counters.failed++;
+        broker.onCommit?.(performance.now() - t0, false);
+        throw unavailable(e);
+      }
+    },
+    position,
+    read,
+    async follow(room, deliver) {
+      const existing = feeds.get(room);
+      if (existing) {
+        // One subscription per room per core: a second follower of the
+        // same room on this core would get every message twice.
+        throw new Error(`broker: room ${room} is already followed`);
+      }
+      // A SUBSCRIBE would wait in the client's queue until Redis is back;
+      // the subscriber is better told now.
+      if (!sub.isReady) {
+        throw new BrokerUnavailableError(
+          `broker unavailable: ${lastError ?? "not connected"}`,
+        );
+      }
+      const k = roomKeys(room);
+      const entry = { feed: undefined as unknown as RoomFeed };
+      const early: Batch[] = [];
+      const onMessage = (payload: Uint8Array) => {
+        let batch: Batch;
+        try {
+          batch = decodeBatch(payload);
+        } catch {
+          return; // not ours; never crash on a foreign publisher
+        }
+        if (entry.feed) entry.feed.push(batch);
+        else early.push(batch);
+      };
+      try {
+        await sub.subscribe(k.channel, onMessage as never, true);
+      } catch (e) {
+        throw unavailable(e);
+      }
+      let pos;
+      try {
+        pos = await position(room);
+      } catch (e) {
+        await sub.unsubscribe(k.channel, onMessage as never, true)
+          .catch(() => {});
+        throw e;
+      }
+      entry.feed = new RoomFeed(
+        pos.epoch,
+        pos.offset,
+        deliver,
+        (after, limit) => fill(room, after, limit),
+      );
+      feeds.set(room, entry);
+      for (const b of early) entry.feed.push(b);
+      let stopped = false;
+      return {
+        ...pos,
+        stop() {
+          if (stopped) return;
+          stopped = true;
+          entry.feed.close();
+          // A follow() of the same room that began while this one was
+          // starting may have taken its place.
+          if (feeds.get(room) === entry) feeds.delete(room);
+          // Only this feed's listener: a new follow() of the same room may
+          // already have subscribed again.
+          if (!closed) {
+            void sub.unsubscribe(k.channel, onMessage as never, true)
+              .catch(() => {});
+          }
+        },
+      };
+    },
+    async command(args) {
+      try {
+        return await cmd.sendCommand(args);
+      } catch (e) {
+        throw unavailable(e);
+      }
+    },
+    status: () => ({
+      state: current(),
+      ...(lastError && state === "down" ? { error: lastError } : {}),
+      commits: counters.commits,
+      failedCommits: counters.failed,
+      lastCommitMs: counters.lastMs,
+      totalCommitMs: counters.totalMs,
+      rooms: feeds.size,
+      filled: [...feeds.values()].reduce((n, f) => n + f.feed.filled, 0),
+    }),
+    close() {
+      if (closed) return;
+      closed = true;
+      clearTimeout(recheck);
+      for (const { feed } of feeds.values()) feed.close();
+      feeds.clear();
+      cmd.destroy();
+      sub.destroy();
+    },
+  };
+  reported = current();
+  hooks.changed = () => broker.onStateChange?.();
+  return broker;
+}

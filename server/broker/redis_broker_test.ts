@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import { createClient } from "redis";
+import { startRedisServer } from "../../tools/serve/redis.ts";
+import {
+  BrokerUnavailableError,
+  connectRedisBroker,
+  type RedisBroker,
+} from "./redis_broker.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+interface Seen {
+  epoch: string;
+  offset: number;
+  text: string;
+}
+
+async function follower(broker: RedisBroker, room: string) {
+  const seen: Seen[] = [];
+  const f = await broker.follow(room, (epoch, offset, body) => {
+    seen.push({ epoch, offset, text: dec.decode(body) });
+  });
+  return { seen, ...f };
+}
+
+async function until(check: () => boolean, what: string, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const entry = (room: string, text: string) => ({
+  room,
+  body: enc.encode(text),
+  timeMs: Date.now(),
+});
+
+Deno.test("RedisBroker: two cores on one Redis deliver every message once, in order, with equal offsets", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 1000, ttlMs: 0 };
+  const a = await connectRedisBroker(opts);
+  const b = await connectRedisBroker(opts);
+  try {
+    assert.notEqual(a.lastMessageId, b.lastMessageId);
+    const fa = await follower(a, "r");
+    const fb = await follower(b, "r");
+    assert.equal(fa.offset, 0);
+    assert.equal(fa.epoch, fb.epoch);
+    const sent: string[] = [];
+    const acks = [];
+    for (let i = 0; i < 50; i++) {
+      const from = i % 2 ? a : b;
+      const batch = [
+        entry("r", `m${i}a`),
+        entry("other", "x"),
+        entry("r", `m${i}b`),
+      ];
+      sent.push(`m${i}a`, `m${i}b`);
+      acks.push(from.append(batch, 0));
+    }
+    const stored = await Promise.all(acks);
+    const offsets = stored.flatMap((s) => [s[0].offset, s[2].offset]).sort((
+      x,
+      y,
+    ) => x - y);
+    assert.deepEqual(offsets, Array.from({ length: 100 }, (_, i) => i + 1));
+    await until(
+      () => fa.seen.length === 100 && fb.seen.length === 100,
+      "100 each",
+    );
+    assert.deepEqual(fa.seen, fb.seen);
+    assert.deepEqual(fa.seen.map((s) => s.offset), offsets);
+    assert.ok(fa.seen.every((s) => s.epoch === fa.epoch));
+    // Each batch's two messages are consecutive, in the order given.
+    for (const s of stored) assert.equal(s[2].offset, s[0].offset + 1);
+    assert.deepEqual(new Set(fa.seen.map((s) => s.text)), new Set(sent));
+
+    const history = await b.read("r", 95, 10);
+    assert.deepEqual(history.map((m) => m.offset), [96, 97, 98, 99, 100]);
+    assert.deepEqual(
+      history.map((m) => dec.decode(m.body)),
+      fa.seen.slice(95).map((s) => s.text),
+    );
+    assert.deepEqual(await a.position("r"), { epoch: fa.epoch, offset: 100 });
+    assert.equal(a.status().rooms, 1);
+    fa.stop();
+    fb.stop();
+    assert.equal(a.status().rooms, 0);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("RedisBroker: a feed whose PUB/SUB connection dropped catches up from the stream with no gap", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 1000, ttlMs: 0 };
+  const a = await connectRedisBroker(opts);
+  const b = await connectRedisBroker(opts);
+  const admin = createClient({ url: redis.url });
+  await admin.connect();
+  try {
+    const fb = await follower(b, "g");
+    await a.append([entry("g", "1")], 0);
+    await until(() => fb.seen.length === 1, "first");
+    // Cut every PUB/SUB connection; publish while b's is reconnecting.
+    await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for (let i = 2; i <= 30; i++) await a.append([entry("g", String(i))], 0);
+    await until(() => fb.seen.length === 30, "30 after the reconnect");
+    assert.deepEqual(
+      fb.seen.map((s) => s.offset),
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      fb.seen.map((s) => s.text),
+      fb.seen.map((s) => String(s.offset)),
+    );
+    fb.stop();
+  } finally {
+    await admin.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, reconnects; a restart without persistence gives the room a new epoch", async () => {
+  let redis = await startRedisServer();
+  const port = redis.port;
+  const opts = { url: redis.url, size: 1000, ttlMs: 0 };
+  const a = await connectRedisBroker(opts);
+  const states: string[] = [];
+  a.onStateChange = () => states.push(a.status().state);
+  try {
+    const fa = await follower(a, "e");
+    await a.append([entry("e", "before")], 0);
+    await until(() => fa.seen.length === 1, "before");
+    const oldEpoch = fa.seen[0].epoch;
+
+    await redis.stop("SIGKILL");
+    await until(() => a.status().state === "down", "down");
+    assert.deepEqual(states, ["down"]);
+    const err = await a.append([entry("e", "lost")], 0).catch((e) => e);
+    assert.ok(err instanceof BrokerUnavailableError, String(err));
+    assert.match(err.message, /^broker unavailable/);
+    assert.equal(a.status().failedCommits, 1);
+    // A new room cannot be followed meanwhile: told at once, not queued.
+    const refused = await a.follow("new", () => {}).catch((e) => e);
+    assert.ok(refused instanceof BrokerUnavailableError, String(refused));
+
+    redis = await startRedisServer({ port });
+    await until(() => a.status().state === "ok", "reconnected");
+    assert.deepEqual(states, ["down", "ok"]);
+    const [stored] = await a.append([entry("e", "after")], 0);
+    assert.equal(stored.offset, 1);
+    assert.notEqual(stored.epoch, oldEpoch);
+    await until(() => fa.seen.length === 2, "after");
+    assert.deepEqual(fa.seen[1], {
+      epoch: stored.epoch,
+      offset: 1,
+      text: "after",
+    });
+    fa.stop();
+  } finally {
+    await a.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("RedisBroker: history is trimmed to about --history-size and reads skip messages past the TTL", async () => {
+  await using redis = await startRedisServer();
+  let clock = 1_000_000;
+  const a = await connectRedisBroker({
+    url: redis.url,
+    size: 10,
+    ttlMs: 60_000,
+    now: () => clock,
+  });
+  try {
+    const batch = Array.from({ length: 300 }, (_, i) => ({
+      room: "t",
+      body: enc.encode(String(i + 1)),
+      timeMs: clock,
+    }));
+    await a.append(batch, 0);
+    const kept = await a.read("t", 0, 1000);
+    // MAXLEN ~ trims whole stream nodes: at least 10 kept, far fewer than 300.
+    assert.ok(kept.length >= 10 && kept.length < 300, String(kept.length));
+    assert.equal(kept.at(-1)!.offset, 300);
+    clock += 61_000;
+    assert.deepEqual(await a.read("t", 0, 1000), []);
+    assert.equal((await a.position("t")).offset, 300);
+  } finally {
+    await a.close();
+  }
+});

@@ -1,0 +1,161 @@
+/**
+ * Presence shared by every core on one Redis (`--presence` with
+ * `--broker`): who is in a room, over all cores, and cleaned up when a core
+ * dies.
+ *
+ * Each core writes only its own entries: in `chat:{R}:who` (a hash) the
+ * field `<core id>\n<user>` holds that core's subscription count of the
+ * user, and in `chat:{R}:alive` (a sorted set) the same member has the time
+ * it expires. A core renews its members every `heartbeatMs`; a core that
+ * died stops renewing, and its entries are swept `expiryMs` later by the
+ * first core that lists or heartbeats the room (one Lua script, so exactly
+ * one core sweeps each entry). The sweeping core reports users that no core
+ * has any more (`onGone`), which the server announces as LEAVE.
+ *
+ * The core id is random per process start, so a restarted core never
+ * inherits a dead one's entries.
+ *
+ * @module
+ */
+import {
+  LocalPresence,
+  type Presence,
+  type PresenceEntry,
+} from "../rooms/presence.ts";
+
+/** Sweeps expired members; returns `{gone members, live hash flattened}`. */
+const SWEEP_SCRIPT = `
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+return {gone, redis.call('HGETALL', KEYS[2])}
+`;
+
+/** What presence needs of Redis: one command at a time. */
+export interface RedisCommands {
+  command(args: string[]): Promise<unknown>;
+}
+
+/** Options of {@linkcode createRedisPresence}. */
+export interface RedisPresenceOptions {
+  /** How often this core renews its entries; default 1000 ms. */
+  heartbeatMs?: number;
+  /** An entry not renewed for this long is gone; default 3000 ms. */
+  expiryMs?: number;
+  /** A user whom no core has in `room` any more, found by a sweep. */
+  onGone?: (room: string, user: string) => void;
+  /** Errors of background writes (the broker being down): counted, not thrown. */
+  onError?: (err: unknown) => void;
+  now?: () => number;
+}
+
+const keys = (room: string) => ({
+  who: `chat:{${room}}:who`,
+  alive: `chat:{${room}}:alive`,
+});
+
+const utf8 = new TextDecoder();
+const text = (v: unknown) =>
+  typeof v === "string" ? v : utf8.decode(v as Uint8Array);
+
+/** Presence over Redis; `redis` is the broker's command connection. */
+export function createRedisPresence(
+  redis: RedisCommands,
+  options: RedisPresenceOptions = {},
+): Presence {
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const expiryMs = options.expiryMs ?? 3000;
+  const now = options.now ?? Date.now;
+  const coreId = crypto.randomUUID();
+  const local = new LocalPresence();
+  const onError = options.onError ?? (() => {});
+  let writes = Promise.resolve();
+
+  const member = (user: string) => `${coreId}\n${user}`;
+
+  /** Writes one user's count; chained so that writes land in order. */
+  function write(room: string, user: string, n: number): void {
+    const k = keys(room);
+    const m = member(user);
+    const steps: string[][] = n > 0
+      ? [
+        ["HSET", k.who, m, String(n)],
+        ["ZADD", k.alive, String(now() + expiryMs), m],
+        ["PEXPIRE", k.who, String(expiryMs * 2)],
+        ["PEXPIRE", k.alive, String(expiryMs * 2)],
+      ]
+      : [["HDEL", k.who, m], ["ZREM", k.alive, m]];
+    writes = writes.then(() =>
+      Promise.all(steps.map((s) => redis.command(s))).then(() => {}, onError)
+    );
+  }
+
+  async function sweep(room: string): Promise<Map<string, number>> {
+    const k = keys(room);
+    const [gone, flat] = await redis.command([
+      "EVAL",
+      SWEEP_SCRIPT,
+      "2",
+      k.alive,
+      k.who,
+      String(now()),
+    ]) as [unknown[], unknown[]];
+    const counts = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const field = text(flat[i]);
+      const user = field.slice(field.indexOf("\n") + 1);
+      counts.set(user, (counts.get(user) ?? 0) + Number(text(flat[i + 1])));
+    }
+    for (const g of gone) {
+      const field = text(g);
+      const user = field.slice(field.indexOf("\n") + 1);
+      if (!counts.has(user)) options.onGone?.(room, user);
+    }
+    return counts;
+  }
+
+  // Renews every entry of this core, re-creating any that Redis lost.
+  const timer = setInterval(() => {
+    for (const [room, users] of local.rooms) {
+      const k = keys(room);
+      const expires = String(now() + expiryMs);
+      const counts = [...users].flatMap(([u, n]) => [member(u), String(n)]);
+      const renew = [...users.keys()].flatMap((u) => [expires, member(u)]);
+      writes = writes.then(() =>
+        Promise.all([
+          redis.command(["HSET", k.who, ...counts]),
+          redis.command(["ZADD", k.alive, ...renew]),
+          redis.command(["PEXPIRE", k.who, String(expiryMs * 2)]),
+          redis.command(["PEXPIRE", k.alive, String(expiryMs * 2)]),
+        ]).then(() => sweep(room)).then(() => {}, onError)
+      );
+    }
+  }, heartbeatMs);
+
+  return {
+    join(room, user) {
+      write(room, user, local.join(room, user));
+    },
+    leave(room, user) {
+      write(room, user, local.leave(room, user));
+    },
+    async list(room): Promise<PresenceEntry[]> {
+      await writes;
+      const counts = await sweep(room);
+      return [...counts].map(([user, connections]) => ({ user, connections }))
+        .sort((a, b) => a.user < b.user ? -1 : 1);
+    },
+    async close() {
+      clearInterval(timer);
+      await writes;
+      // Leave at once rather than after the expiry.
+      for (const [room, users] of local.rooms) {
+        for (const user of users.keys()) write(room, user, 0);
+      }
+      await writes;
+      await local.close();
+    },
+  };
+}

@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { startRedisServer } from "../../tools/serve/redis.ts";
+import { connectRedisBroker } from "./redis_broker.ts";
+import { createRedisPresence } from "./redis_presence.ts";
+
+Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's after the expiry, reporting them gone once", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 100, ttlMs: 0 };
+  const [ba, bb] = await Promise.all([
+    connectRedisBroker(opts),
+    connectRedisBroker(opts),
+  ]);
+  const gone: string[] = [];
+  const timing = { heartbeatMs: 50, expiryMs: 200 };
+  const a = createRedisPresence(ba, {
+    ...timing,
+    onGone: (room, user) => gone.push(`${room}/${user}`),
+  });
+  const b = createRedisPresence(bb, timing);
+  try {
+    a.join("r", "ann");
+    a.join("r", "ann");
+    b.join("r", "ann");
+    b.join("r", "bob");
+    a.join("other", "cid");
+    assert.deepEqual(await a.list("r"), [
+      { user: "ann", connections: 3 },
+      { user: "bob", connections: 1 },
+    ]);
+    a.leave("r", "ann");
+    assert.deepEqual(await b.list("r"), [
+      { user: "ann", connections: 2 },
+      { user: "bob", connections: 1 },
+    ]);
+    // Heartbeats keep entries past the expiry.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await a.list("r")).length, 2);
+
+    // b's process "dies": its heartbeats stop, its entries stay in Redis.
+    await bb.close();
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(await a.list("r"), [{ user: "ann", connections: 1 }]);
+    assert.deepEqual(gone, ["r/bob"]);
+  } finally {
+    await a.close();
+    await b.close();
+    await ba.close();
+  }
+  assert.deepEqual(gone, ["r/bob"]);
+});

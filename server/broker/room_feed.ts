@@ -1,0 +1,175 @@
+/**
+ * One room's live feed on one core: the messages that PUB/SUB brings, put
+ * back into one run of consecutive offsets.
+ *
+ * PUB/SUB is fast but may lose messages (the subscription's connection
+ * dropped, Redis restarted) and a core subscribes some time after a room's
+ * first message. Every published batch carries its epoch and first offset,
+ * so the feed knows the offset it expects next: a batch at that offset is
+ * delivered; an older one (already delivered) is skipped; a later one means
+ * a gap, which the feed fills from the room's stream (`fill`) before
+ * delivering the batch. A new epoch means the room's history was lost: the
+ * feed follows the new epoch from its first offset.
+ *
+ * Pure logic: the broker feeds it decoded batches and gives it a `fill`
+ * that reads the stream; a unit test drives it with neither.
+ *
+ * @module
+ */
+
+/** A run of consecutive messages of one epoch. */
+export interface Batch {
+  readonly epoch: string;
+  readonly first: number;
+  readonly bodies: readonly Uint8Array[];
+}
+
+/** Reads messages with offset > `after` (up to `limit`) and the epoch they belong to. */
+export type Fill = (after: number, limit: number) => Promise<Batch>;
+
+/** Where the feed delivers: each message once, in offset order. */
+export type Deliver = (epoch: string, offset: number, body: Uint8Array) => void;
+
+/** Most messages one fill reads at a time. */
+const FILL_LIMIT = 1000;
+
+export class RoomFeed {
+  #epoch: string;
+  #next: number;
+  #deliver: Deliver;
+  #fill: Fill;
+  #pending: Batch[] = [];
+  #filling = false;
+  #closed = false;
+  /** Messages recovered from the stream instead of PUB/SUB. */
+  filled = 0;
+
+  /** Starts after offset `last` of epoch `epoch` (the room's position). */
+  constructor(epoch: string, last: number, deliver: Deliver, fill: Fill) {
+    this.#epoch = epoch;
+    this.#next = last + 1;
+    this.#deliver = deliver;
+    this.#fill = fill;
+  }
+
+  get epoch(): string {
+    return this.#epoch;
+  }
+
+  /** The last offset delivered (or the start position). */
+  get last(): number {
+    return this.#next - 1;
+  }
+
+  /** A batch from PUB/SUB. */
+  push(batch: Batch): void {
+    if (this.#closed) return;
+    if (this.#filling) {
+      this.#pending.push(batch);
+      return;
+    }
+    if (batch.epoch !== this.#epoch) {
+      // History was lost and restarted: follow the new epoch from its start.
+      this.#epoch = batch.epoch;
+      this.#next = 1;
+    }
+    if (batch.first > this.#next) {
+      this.#pending.push(batch);
+      void this.catchUp();
+      return;
+    }
+    this.#take(batch);
+  }
+
+  /**
+   * Reads what was missed from the stream (after a reconnect, or for a
+   * gap), then delivers the batches that waited. Failures leave the feed
+   * where it was; the next reconnect or batch tries again.
+   */
+  async catchUp(): Promise<void> {
+    if (this.#filling || this.#closed) return;
+    this.#filling = true;
+    let filled = false;
+    try {
+      while (!this.#closed) {
+        const got = await this.#fill(this.last, FILL_LIMIT);
+        if (got.epoch !== this.#epoch) {
+          this.#epoch = got.epoch;
+          this.#next = 1;
+          continue;
+        }
+        const before = this.#next;
+        this.#take(got);
+        this.filled += this.#next - before;
+        if (got.bodies.length < FILL_LIMIT) break;
+      }
+      filled = true;
+    } catch {
+      // The broker is down: the batches wait, and the reconnect (or the
+      // next batch) calls catchUp() again.
+    } finally {
+      this.#filling = false;
+    }
+    if (!filled) return;
+    const waiting = this.#pending;
+    this.#pending = [];
+    for (const b of waiting) {
+      // A gap that the stream could not fill (trimmed by --history-size or
+      // the TTL) must not stall the room: deliver what is there.
+      if (b.epoch === this.#epoch && b.first > this.#next && !this.#closed) {
+        this.#next = b.first;
+      }
+      this.push(b);
+    }
+  }
+
+  /** Stops delivering. */
+  close(): void {
+    this.#closed = true;
+    this.#pending = [];
+  }
+
+  #take(batch: Batch): void {
+    const skip = this.#next - batch.first;
+    for (let i = Math.max(0, skip); i < batch.bodies.length; i++) {
+      if (this.#closed) return;
+      this.#deliver(this.#epoch, batch.first + i, batch.bodies[i]);
+      this.#next = batch.first + i + 1;
+    }
+  }
+}
+
+const NL = 0x0a;
+
+/** Decodes a PUB/SUB payload (see redis_scripts.ts). */
+export function decodeBatch(payload: Uint8Array): Batch {
+  const a = payload.indexOf(NL);
+  const b = payload.indexOf(NL, a + 1);
+  if (a < 0 || b < 0) throw new Error("broker: malformed publication");
+  const text = new TextDecoder();
+  const epoch = text.decode(payload.subarray(0, a));
+  const first = Number(text.decode(payload.subarray(a + 1, b)));
+  const bodies: Uint8Array[] = [];
+  const view = new DataView(
+    payload.buffer,
+    payload.byteOffset,
+    payload.byteLength,
+  );
+  let at = b + 1;
+  while (at < payload.length) {
+    if (at + 4 > payload.length) {
+      throw new Error("broker: malformed publication");
+    }
+    const len = view.getUint32(at);
+    at += 4;
+    if (at + len > payload.length) {
+      throw new Error("broker: malformed publication");
+    }
+    bodies.push(payload.subarray(at, at + len));
+    at += len;
+  }
+  if (!Number.isSafeInteger(first) || first < 1) {
+    throw new Error("broker: malformed publication");
+  }
+  return { epoch, first, bodies };
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const batch = (epoch: string, first: number, ...texts: string[]): Batch => ({
+  epoch,
+  first,
+  bodies: texts.map((t) => enc.encode(t)),
+});
+
+function feedWith(stream: Map<number, string>, epoch = "e1", last = 0) {
+  const got: string[] = [];
+  const fills: number[] = [];
+  const feed = new RoomFeed(
+    epoch,
+    last,
+    (e, offset, body) => got.push(`${e}:${offset}:${dec.decode(body)}`),
+    (after, limit) => {
+      fills.push(after);
+      const texts: string[] = [];
+      for (let o = after + 1; stream.has(o) && texts.length < limit; o++) {
+        texts.push(stream.get(o)!);
+      }
+      return Promise.resolve(batch(epoch, after + 1, ...texts));
+    },
+  );
+  return { feed, got, fills };
+}
+
+Deno.test("RoomFeed delivers consecutive batches, skips what it already delivered, and fills a gap from the stream", async () => {
+  const stream = new Map([[1, "a"], [2, "b"], [3, "c"], [4, "d"], [5, "e"]]);
+  const { feed, got, fills } = feedWith(stream);
+  feed.push(batch("e1", 1, "a"));
+  feed.push(batch("e1", 1, "a", "b")); // overlap: only b is new
+  feed.push(batch("e1", 5, "e")); // 3 and 4 were lost
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(fills, [2]);
+  assert.deepEqual(got, ["e1:1:a", "e1:2:b", "e1:3:c", "e1:4:d", "e1:5:e"]);
+  assert.equal(feed.filled, 3);
+  assert.equal(feed.last, 5);
+});
+
+Deno.test("RoomFeed follows a new epoch from its first offset", () => {
+  const { feed, got } = feedWith(new Map());
+  feed.push(batch("e1", 1, "a"));
+  feed.push(batch("e2", 1, "x"));
+  assert.deepEqual(got, ["e1:1:a", "e2:1:x"]);
+  assert.equal(feed.epoch, "e2");
+});
+
+Deno.test("RoomFeed keeps a batch while the stream cannot be read and delivers it, gap filled, on the next catchUp()", async () => {
+  const got: number[] = [];
+  let down = true;
+  const feed = new RoomFeed("e", 0, (_e, o) => got.push(o), (after) => {
+    if (down) return Promise.reject(new Error("down"));
+    return Promise.resolve(batch("e", after + 1, "1", "2"));
+  });
+  feed.push(batch("e", 3, "3"));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(got, []);
+  down = false;
+  await feed.catchUp();
+  assert.deepEqual(got, [1, 2, 3]);
+});
+
+Deno.test("decodeBatch() reads what the append script publishes and refuses truncated payloads", () => {
+  const body = enc.encode("hi");
+  const payload = new Uint8Array([
+    ...enc.encode("ep\n7\n"),
+    0,
+    0,
+    0,
+    2,
+    ...body,
+  ]);
+  const b = decodeBatch(payload);
+  assert.equal(b.epoch, "ep");
+  assert.equal(b.first, 7);
+  assert.deepEqual(b.bodies.map((x) => dec.decode(x)), ["hi"]);
+  assert.throws(() => decodeBatch(payload.subarray(0, 8)), /malformed/);
+  assert.throws(() => decodeBatch(enc.encode("no newline")), /malformed/);
+});

@@ -1,0 +1,50 @@
+/**
+ * ListPresence (unary): who is in a room now, over every core that shares
+ * the broker (see server/rooms/presence.ts and docs/scale-out.md).
+ */
+import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
+import type { PresenceRequest, PresenceResponse } from "../../gen/chat_pb.ts";
+import { ChatError } from "../rooms/errors.ts";
+import { MAX_NAME_LENGTH } from "../rooms/validate.ts";
+import type { HandlerContext } from "./context.ts";
+import { toServiceError } from "./status.ts";
+
+export function listPresenceHandler(ctx: HandlerContext) {
+  return (
+    call: ServerUnaryCall<PresenceRequest, PresenceResponse>,
+    callback: sendUnaryData<PresenceResponse>,
+  ): void => {
+    ctx.hub.stats.callsStarted++;
+    const { room } = call.request;
+    (async () => {
+      if (room.trim() === "" || room.length > MAX_NAME_LENGTH) {
+        throw new ChatError(
+          "invalid_argument",
+          room.trim() === ""
+            ? "room is required"
+            : `room is longer than ${MAX_NAME_LENGTH} characters`,
+        );
+      }
+      if (!ctx.presence) {
+        throw new ChatError(
+          "failed_precondition",
+          "presence is off on this server (start it with --presence)",
+        );
+      }
+      const users = await ctx.presence.list(room);
+      return { users } as unknown as PresenceResponse;
+    })().then(
+      (res) => callback(null, res),
+      (err) =>
+        callback(
+          toServiceError(
+            err instanceof ChatError || !(err instanceof Error) ||
+              err.name !== "BrokerUnavailableError"
+              ? err
+              : new ChatError("unavailable", err.message),
+            (e) => ctx.log.error("ListPresence failed", e),
+          ),
+        ),
+    );
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * ListPresence on one core: who is subscribed to a room, with how many
+ * subscriptions, and nobody once they leave. Across cores on a broker:
+ * tests/scale_out_test.ts.
+ */
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { rejection, startCore, take } from "./support/core.ts";
+
+Deno.test("ListPresence lists a room's subscribers with their connection counts and forgets those who left", async () => {
+  await using f = await startCore({ presence: true, aliveIntervalMs: 0 });
+  const subs = ["ann", "ann", "bob"].map((user) =>
+    f.client.subscribeMessages({ room: "p", user })
+  );
+  for (const s of subs) await take(s, 1);
+  const listed = await f.client.listPresence({ room: "p" });
+  assert.deepEqual(
+    listed.users.map((u) => ({ user: u.user, connections: u.connections })),
+    [{ user: "ann", connections: 2 }, { user: "bob", connections: 1 }],
+  );
+  assert.deepEqual((await f.client.listPresence({ room: "empty" })).users, []);
+  subs[2].cancel();
+  subs[0].cancel();
+  const until = Date.now() + 3000;
+  let users = (await f.client.listPresence({ room: "p" })).users;
+  while (users.length !== 1 || users[0].connections !== 1) {
+    assert.ok(Date.now() < until, `still listed: ${JSON.stringify(users)}`);
+    await new Promise((r) => setTimeout(r, 20));
+    users = (await f.client.listPresence({ room: "p" })).users;
+  }
+  assert.equal(users[0].user, "ann");
+  subs[1].cancel();
+  const err = await rejection(f.client.listPresence({ room: " " }));
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  assert.equal(err.details, "room is required");
+});
+
+Deno.test("ListPresence without --presence is FAILED_PRECONDITION naming the flag", async () => {
+  await using f = await startCore({ aliveIntervalMs: 0 });
+  const err = await rejection(f.client.listPresence({ room: "p" }));
+  assert.equal(err.code, status.FAILED_PRECONDITION);
+  assert.match(err.details, /--presence/);
+});

@@ -1,0 +1,146 @@
+/**
+ * A local `redis-server` child process, for `deno task serve --cores N`, the
+ * tests and the broker benchmarks.
+ *
+ * Redis has no "port 0": the port is one that was free a moment ago (taken
+ * from `Deno.listen` on port 0, then closed), so nothing depends on a fixed
+ * port. Without `persist` it runs with `--save '' --appendonly no`: a restart
+ * loses everything, which is what the broker's epoch handling is tested
+ * against.
+ *
+ * @module
+ */
+
+/** Where Debian's redis-server package installs the binary. */
+export const REDIS_SERVER_BIN = "redis-server";
+
+/** Options of {@linkcode startRedisServer}. */
+export interface RedisServerOptions {
+  /** TCP port on 127.0.0.1; default: one that was free a moment ago. */
+  port?: number;
+  /** Keep an append-only file in this directory (survives restarts). */
+  persistDir?: string;
+  /** How long to wait for the port to accept connections. */
+  timeoutMs?: number;
+}
+
+/** A running redis-server. */
+export interface RedisServer extends AsyncDisposable {
+  readonly port: number;
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly pid: number;
+  /** Stops it: SIGTERM (or `signal`), then waits for the exit. Idempotent. */
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/** Whether `redis-server` can be run here. */
+export async function redisServerInstalled(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(REDIS_SERVER_BIN, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function answersPing(port: number): Promise<boolean> {
+  let conn: Deno.Conn | undefined;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    return n !== null &&
+      new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+  } catch {
+    return false;
+  } finally {
+    conn?.close();
+  }
+}
+
+/**
+ * Starts redis-server on 127.0.0.1 and resolves once it answers PING.
+ *
+ * @example
+ * ```ts
+ * await using redis = await startRedisServer();
+ * console.log(redis.url);
+ * ```
+ */
+export async function startRedisServer(
+  options: RedisServerOptions = {},
+): Promise<RedisServer> {
+  const port = options.port ?? freePort();
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--daemonize",
+    "no",
+    "--loglevel",
+    "warning",
+  ];
+  if (options.persistDir) {
+    args.push(
+      "--dir",
+      options.persistDir,
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "everysec",
+    );
+  } else {
+    args.push("--appendonly", "no");
+  }
+  const child = new Deno.Command(REDIS_SERVER_BIN, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    if (!exited) {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+    }
+    await status;
+    await stderr;
+  };
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  while (!(await answersPing(port))) {
+    if (exited || Date.now() > deadline) {
+      await stop("SIGKILL");
+      throw new Error(
+        `redis-server did not start on port ${port}: ${(await stderr).trim()}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
+    stop,
+    [Symbol.asyncDispose]: () => stop(),
+  };
+}
