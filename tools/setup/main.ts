@@ -27,6 +27,11 @@ const NEEDED: { bin: string; pkg: string; why: string }[] = [
     why: "the edge's answer to a native gRPC client, seen by Python grpcio",
   },
   {
+    bin: "/usr/bin/tmux",
+    pkg: "tmux",
+    why: "the chat CLI at a real terminal (prompt line, colours)",
+  },
+  {
     bin: "/usr/bin/redis-server",
     pkg: "redis-server",
     why: "Redis broker and scale-out tests (several cores sharing rooms)",
