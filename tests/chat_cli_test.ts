@@ -204,32 +204,37 @@ async function atTerminal(
 }
 
 Deno.test("deno task chat at a terminal keeps the line being typed intact and colours users", async () => {
-  await atTerminal("color", "TERM=xterm-256color", async (term, other) => {
-    await term.tmux("send-keys", "-t", "0", "-l", "half typed");
-    await term.waitFor("Dana> half typed");
-    for (let i = 1; i <= 3; i++) {
-      await other.sendMessage({
-        user: "Omar",
-        room: "tty",
-        content: `hi ${i}`,
-      });
-    }
-    await term.waitFor("Omar: hi 3");
-    const lines = (await term.screen()).trimEnd().split("\n");
-    // The incoming lines went above the prompt; the typed text is still there.
-    assert.equal(lines.at(-1), "Dana> half typed");
-    assert.equal(lines.at(-2), "[tty] Omar: hi 3");
-    const colored = await term.screen(true);
-    // tmux re-encodes the escapes: a foreground colour right before the name,
-    // magenta before the system line.
-    // deno-lint-ignore no-control-regex
-    assert.match(colored, /\x1b\[9?[1-6]m(\x1b\[49m)?Omar\x1b\[39m: hi 1/);
-    // deno-lint-ignore no-control-regex
-    assert.match(colored, /\x1b\[35m\[tty\] \*System: Welcome/);
-    await term.tmux("send-keys", "-t", "0", "-l", " and done");
-    await term.tmux("send-keys", "-t", "0", "Enter");
-    await term.waitFor("[tty] Dana: half typed and done");
-  });
+  // CI exports NO_COLOR=1, and tmux passes its environment on: unset it.
+  await atTerminal(
+    "color",
+    "env -u NO_COLOR TERM=xterm-256color",
+    async (term, other) => {
+      await term.tmux("send-keys", "-t", "0", "-l", "half typed");
+      await term.waitFor("Dana> half typed");
+      for (let i = 1; i <= 3; i++) {
+        await other.sendMessage({
+          user: "Omar",
+          room: "tty",
+          content: `hi ${i}`,
+        });
+      }
+      await term.waitFor("Omar: hi 3");
+      const lines = (await term.screen()).trimEnd().split("\n");
+      // The incoming lines went above the prompt; the typed text is still there.
+      assert.equal(lines.at(-1), "Dana> half typed");
+      assert.equal(lines.at(-2), "[tty] Omar: hi 3");
+      const colored = await term.screen(true);
+      // tmux re-encodes the escapes: a foreground colour right before the name,
+      // magenta before the system line.
+      // deno-lint-ignore no-control-regex
+      assert.match(colored, /\x1b\[9?[1-6]m(\x1b\[49m)?Omar\x1b\[39m: hi 1/);
+      // deno-lint-ignore no-control-regex
+      assert.match(colored, /\x1b\[35m\[tty\] \*System: Welcome/);
+      await term.tmux("send-keys", "-t", "0", "-l", " and done");
+      await term.tmux("send-keys", "-t", "0", "Enter");
+      await term.waitFor("[tty] Dana: half typed and done");
+    },
+  );
 });
 
 Deno.test("deno task chat at a terminal prints no colour when NO_COLOR is set", async () => {
