@@ -118,23 +118,29 @@ export function createChatClient(
       );
     });
   };
+  const serverStream = <Res>(
+    name: string,
+    req: unknown,
+    options: grpc.CallOptions,
+  ) => {
+    const d = m(name);
+    return raw.makeServerStreamRequest(
+      d.path,
+      d.requestSerialize,
+      d.responseDeserialize,
+      req,
+      metadata(),
+      options,
+    ) as grpc.ClientReadableStream<Res>;
+  };
   return {
     raw,
     sendMessage: (req, options = {}) =>
       unary<SendMessageResponse>("SendMessage", req, options),
     listPresence: (req, options = {}) =>
       unary<PresenceResponse>("ListPresence", req, options),
-    subscribeMessages(req, options = {}) {
-      const d = m("SubscribeMessages");
-      return raw.makeServerStreamRequest(
-        d.path,
-        d.requestSerialize,
-        d.responseDeserialize,
-        req,
-        metadata(),
-        options,
-      );
-    },
+    subscribeMessages: (req, options = {}) =>
+      serverStream("SubscribeMessages", req, options),
     uploadMessages(callback, options = {}) {
       const d = m("UploadMessages");
       return raw.makeClientStreamRequest(
@@ -156,17 +162,8 @@ export function createChatClient(
         options,
       );
     },
-    streamMetrics(req, options = {}) {
-      const d = m("StreamMetrics");
-      return raw.makeServerStreamRequest(
-        d.path,
-        d.requestSerialize,
-        d.responseDeserialize,
-        req,
-        metadata(),
-        options,
-      );
-    },
+    streamMetrics: (req, options = {}) =>
+      serverStream("StreamMetrics", req, options),
     close: () => raw.close(),
   };
 }
