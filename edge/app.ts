@@ -153,7 +153,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     if (type.startsWith("application/grpc-web")) return await grpcWeb(request);
     if (isNativeGrpc(type)) {
       calls.start("grpc", new URL(request.url).pathname).end(12);
-      return nativeGrpc();
+      return await nativeGrpc(request);
     }
     if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
       return new Response(

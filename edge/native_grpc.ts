@@ -20,13 +20,51 @@ export function isNativeGrpc(mediaType: string): boolean {
     mediaType.startsWith("application/grpc+");
 }
 
+/** Request bytes read before answering, and how long to wait for them. */
+const DRAIN_BYTES = 64 * 1024;
+const DRAIN_MS = 50;
+
+/**
+ * Reads what the client sends of a small request (its END_STREAM) before
+ * the answer goes out. Answering first makes Deno.serve reset the stream
+ * whose body was not read, and curl, mid-upload, reports that reset as a
+ * failure (exit 92) instead of the answer. A body that is larger or slower
+ * than the bound (a streaming client) is answered anyway.
+ */
+async function drainSmall(request: Request): Promise<void> {
+  const reader = request.body?.getReader();
+  if (reader === undefined) return;
+  let read = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((r) =>
+    timer = setTimeout(() => r(undefined), DRAIN_MS)
+  );
+  try {
+    while (read <= DRAIN_BYTES) {
+      const next = await Promise.race([reader.read(), timeout]);
+      if (next === undefined) break;
+      if (next.done) return;
+      read += next.value.byteLength;
+    }
+    // Larger or slower than the bound: stop reading (a pending read settles).
+    reader.cancel().catch(() => {});
+  } catch {
+    // A client that reset its request still gets the answer if it listens.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Creates the answer for a core at `upstream` (an http: or https: URL). */
-export function nativeGrpcAnswer(upstream: string): () => Response {
+export function nativeGrpcAnswer(
+  upstream: string,
+): (request: Request) => Promise<Response> {
   const message = encodeGrpcMessage(
     `this is a gRPC-Web/Connect gateway; call the core directly at ${upstream}`,
   );
-  return () =>
-    new Response(null, {
+  return async (request) => {
+    await drainSmall(request);
+    return new Response(null, {
       status: 200,
       headers: {
         "content-type": "application/grpc",
@@ -34,4 +72,5 @@ export function nativeGrpcAnswer(upstream: string): () => Response {
         "grpc-message": message,
       },
     });
+  };
 }
