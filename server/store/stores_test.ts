@@ -5,6 +5,8 @@ import type { HistoryStore } from "../rooms/history_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { DATA_FILE, openSqliteStore, StoreOpenError } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
+import { openStore } from "./open_store.ts";
+import { resolveCoreConfig } from "../config.ts";
 
 const body = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -181,6 +183,42 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
       openThreadedSqliteStore({ dataDir, size: 10, ttlMs: 0 }),
       StoreOpenError,
     );
+  });
+});
+
+Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the event loop's thread) and on several (on a worker)", async () => {
+  await withDir(async (dataDir) => {
+    const config = resolveCoreConfig({
+      store: "sqlite",
+      dataDir,
+      historySize: 10,
+      historyTtlMs: 0,
+    });
+    let offset = 0;
+    for (const cpus of [1, 2, 1]) {
+      const store = await openStore(config, cpus);
+      try {
+        assert.equal(store.kind, "sqlite");
+        offset++;
+        const [a] = await store.append(
+          [{ room: "r", body: body(`m${offset}`), timeMs: Date.now() }],
+          offset,
+        );
+        assert.equal(a.offset, offset);
+        assert.deepEqual(
+          (await store.read("r", 0, 10)).map((m) => text(m.body)),
+          Array.from({ length: offset }, (_, i) => `m${i + 1}`),
+        );
+      } finally {
+        await store.close();
+      }
+    }
+    await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
+    await Deno.remove(join(dataDir, `${DATA_FILE}-wal`)).catch(() => {});
+    await Deno.remove(join(dataDir, `${DATA_FILE}-shm`)).catch(() => {});
+    for (const cpus of [1, 2]) {
+      await assert.rejects(openStore(config, cpus), StoreOpenError);
+    }
   });
 });
 
