@@ -100,6 +100,55 @@ Deno.test("openSqliteStore() numbers, reads and trims by size and TTL, and keeps
   });
 });
 
+Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads past the size", async () => {
+  await withDir(async (dataDir) => {
+    const store = openSqliteStore({ dataDir, size: 32, ttlMs: 0 });
+    const db = new DatabaseSync(join(dataDir, DATA_FILE));
+    try {
+      const rows = () =>
+        (db.prepare("SELECT count(*) AS n FROM messages").get() as {
+          n: number;
+        }).n;
+      const counts: number[] = [];
+      for (let i = 1; i <= 40; i++) {
+        await store.append(
+          [{ room: "r", body: body(`m${i}`), timeMs: Date.now() }],
+          i,
+        );
+        counts.push(rows());
+        const read = await store.read("r", 0, 100);
+        assert.deepEqual(
+          read.map((m) => m.offset),
+          Array.from(
+            { length: Math.min(i, 32) },
+            (_, k) => i - Math.min(i, 32) + k + 1,
+          ),
+        );
+      }
+      // Two rows of slack (32 / 16): a delete every second commit.
+      assert.deepEqual(counts.slice(30), [
+        31,
+        32,
+        33,
+        32,
+        33,
+        32,
+        33,
+        32,
+        33,
+        32,
+      ]);
+      assert.deepEqual(
+        (await store.read("r", 35, 2)).map((m) => text(m.body)),
+        ["m36", "m37"],
+      );
+    } finally {
+      db.close();
+      store.close();
+    }
+  });
+});
+
 Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed out again, nothing half-stored", async () => {
   await withDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 100, ttlMs: 0 });
