@@ -221,6 +221,20 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
         ["x1", "x2"],
       );
       assert.equal(store.lastMessageId, 3);
+      // A batch of 64 KiB or more goes over by transfer, not by copy.
+      const big = new Uint8Array(70_000).fill(7);
+      const b = await store.append([
+        { room: "x", body: big, timeMs: 1 },
+        { room: "y", body: body("y2"), timeMs: 1 },
+      ], 5);
+      assert.deepEqual(b.map((m) => m.offset), [3, 2]);
+      const [read] = await store.read("x", 2, 10);
+      assert.equal(read.offset, 3);
+      assert.deepEqual(read.body, new Uint8Array(70_000).fill(7));
+      assert.deepEqual(
+        (await store.read("y", 1, 10)).map((m) => text(m.body)),
+        ["y2"],
+      );
     } finally {
       await store.close();
     }
