@@ -12,10 +12,11 @@
  * Offsets and epochs are kept in memory (`rooms`, loaded at open) so that an
  * append needs no reads; a failed transaction rolls them back. Size trimming
  * happens in the append's own transaction (a range delete per room once it
- * is size/16 over its limit; reads skip the extra rows); TTL trimming runs on a timer in bounded steps, so neither
- * ever holds up a publish for long. `busy_timeout` is 0: SQLite is
- * synchronous, and waiting for another process's lock would stall the event
- * loop; a locked database fails the commit (UNAVAILABLE) instead.
+ * is size/16 over its limit; reads skip the extra rows); TTL trimming runs
+ * on a timer in bounded steps, so neither ever holds up a publish for long.
+ * `busy_timeout` is 0: SQLite is synchronous, and waiting for another
+ * process's lock would stall the event loop; a locked database fails the
+ * commit (UNAVAILABLE) instead.
  *
  * A file that is not a database, or fails SQLite's quick check, stops
  * start-up with {@linkcode StoreOpenError} naming it: history is never
