@@ -1,20 +1,33 @@
 /**
  * Opens the history store the config names.
+ *
+ * SQLite runs on a worker thread (sqlite_thread.ts) when the process may use
+ * more than one CPU, so commits run beside the event loop. With a single
+ * CPU (a `taskset` pin, a one-core machine) the worker cannot run beside it:
+ * its round trip (two postMessages, two thread wake-ups on the same core)
+ * then only adds cost, about three times the commit itself (measured in
+ * docs/perf-log.md, 2026-12-06), so the store runs in the event loop's
+ * thread instead. Either way a publish is acknowledged only after COMMIT.
  */
 import type { CoreConfig } from "../config.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
+import { openSqliteStore } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
 
 /**
  * Rejects with StoreOpenError (naming the file) when the data file is
- * unusable.
+ * unusable. `cpus` (default: the CPUs this process may run on) picks where
+ * SQLite runs: on a worker thread when more than one.
  */
 export async function openStore(
   config: Readonly<CoreConfig>,
+  cpus: number = navigator.hardwareConcurrency,
 ): Promise<HistoryStore> {
   const limits = { size: config.historySize, ttlMs: config.historyTtlMs };
-  return config.store === "memory"
-    ? createMemoryStore(limits)
-    : await openThreadedSqliteStore({ ...limits, dataDir: config.dataDir });
+  if (config.store === "memory") return createMemoryStore(limits);
+  const options = { ...limits, dataDir: config.dataDir };
+  return cpus > 1
+    ? await openThreadedSqliteStore(options)
+    : openSqliteStore(options);
 }

@@ -5,6 +5,8 @@ import type { HistoryStore } from "../rooms/history_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { DATA_FILE, openSqliteStore, StoreOpenError } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
+import { openStore } from "./open_store.ts";
+import { resolveCoreConfig } from "../config.ts";
 
 const body = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -98,6 +100,55 @@ Deno.test("openSqliteStore() numbers, reads and trims by size and TTL, and keeps
   });
 });
 
+Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads past the size", async () => {
+  await withDir(async (dataDir) => {
+    const store = openSqliteStore({ dataDir, size: 32, ttlMs: 0 });
+    const db = new DatabaseSync(join(dataDir, DATA_FILE));
+    try {
+      const rows = () =>
+        (db.prepare("SELECT count(*) AS n FROM messages").get() as {
+          n: number;
+        }).n;
+      const counts: number[] = [];
+      for (let i = 1; i <= 40; i++) {
+        await store.append(
+          [{ room: "r", body: body(`m${i}`), timeMs: Date.now() }],
+          i,
+        );
+        counts.push(rows());
+        const read = await store.read("r", 0, 100);
+        assert.deepEqual(
+          read.map((m) => m.offset),
+          Array.from(
+            { length: Math.min(i, 32) },
+            (_, k) => i - Math.min(i, 32) + k + 1,
+          ),
+        );
+      }
+      // Two rows of slack (32 / 16): a delete every second commit.
+      assert.deepEqual(counts.slice(30), [
+        31,
+        32,
+        33,
+        32,
+        33,
+        32,
+        33,
+        32,
+        33,
+        32,
+      ]);
+      assert.deepEqual(
+        (await store.read("r", 35, 2)).map((m) => text(m.body)),
+        ["m36", "m37"],
+      );
+    } finally {
+      db.close();
+      store.close();
+    }
+  });
+});
+
 Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed out again, nothing half-stored", async () => {
   await withDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 100, ttlMs: 0 });
@@ -170,6 +221,20 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
         ["x1", "x2"],
       );
       assert.equal(store.lastMessageId, 3);
+      // A batch of 64 KiB or more goes over by transfer, not by copy.
+      const big = new Uint8Array(70_000).fill(7);
+      const b = await store.append([
+        { room: "x", body: big, timeMs: 1 },
+        { room: "y", body: body("y2"), timeMs: 1 },
+      ], 5);
+      assert.deepEqual(b.map((m) => m.offset), [3, 2]);
+      const [read] = await store.read("x", 2, 10);
+      assert.equal(read.offset, 3);
+      assert.deepEqual(read.body, new Uint8Array(70_000).fill(7));
+      assert.deepEqual(
+        (await store.read("y", 1, 10)).map((m) => text(m.body)),
+        ["y2"],
+      );
     } finally {
       await store.close();
     }
@@ -181,6 +246,42 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
       openThreadedSqliteStore({ dataDir, size: 10, ttlMs: 0 }),
       StoreOpenError,
     );
+  });
+});
+
+Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the event loop's thread) and on several (on a worker)", async () => {
+  await withDir(async (dataDir) => {
+    const config = resolveCoreConfig({
+      store: "sqlite",
+      dataDir,
+      historySize: 10,
+      historyTtlMs: 0,
+    });
+    let offset = 0;
+    for (const cpus of [1, 2, 1]) {
+      const store = await openStore(config, cpus);
+      try {
+        assert.equal(store.kind, "sqlite");
+        offset++;
+        const [a] = await store.append(
+          [{ room: "r", body: body(`m${offset}`), timeMs: Date.now() }],
+          offset,
+        );
+        assert.equal(a.offset, offset);
+        assert.deepEqual(
+          (await store.read("r", 0, 10)).map((m) => text(m.body)),
+          Array.from({ length: offset }, (_, i) => `m${i + 1}`),
+        );
+      } finally {
+        await store.close();
+      }
+    }
+    await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
+    await Deno.remove(join(dataDir, `${DATA_FILE}-wal`)).catch(() => {});
+    await Deno.remove(join(dataDir, `${DATA_FILE}-shm`)).catch(() => {});
+    for (const cpus of [1, 2]) {
+      await assert.rejects(openStore(config, cpus), StoreOpenError);
+    }
   });
 });
 
