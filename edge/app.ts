@@ -16,6 +16,7 @@ import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS } from "./assets.ts";
 import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
+import { Code } from "../protocol/status.ts";
 import { CallObserver } from "./ops/calls.ts";
 import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
 import { createStaticHandler } from "./static.ts";
@@ -152,7 +153,9 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     const type = mediaType(request);
     if (type.startsWith("application/grpc-web")) return await grpcWeb(request);
     if (isNativeGrpc(type)) {
-      calls.start("grpc", new URL(request.url).pathname).end(12);
+      calls.start("grpc", new URL(request.url).pathname).end(
+        Code.UNIMPLEMENTED,
+      );
       return await nativeGrpc(request);
     }
     if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
