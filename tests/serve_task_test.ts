@@ -113,6 +113,66 @@ Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C
   }
 });
 
+Deno.test("serve --edge-procs 2 runs two edge processes on the edge's port, and Ctrl-C stops them", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...SERVE,
+      "--core-port",
+      "0",
+      "--port",
+      "0",
+      "--metrics-port",
+      "off",
+      "--edge-procs",
+      "2",
+    ],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  try {
+    while (!/Ctrl-C stops both/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`serve ended early:\n${out}\n${await stderr}`);
+      out += value;
+    }
+    const edgeAt = out.match(/edge \(gRPC-Web\/Connect\):\s+(\S+)/)![1];
+    // Each scrape on a connection of its own; both processes answer some.
+    const pids = new Set<string>();
+    for (let i = 0; i < 200 && pids.size < 2; i++) {
+      const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+      try {
+        const text = await (await fetch(`${edgeAt}/metrics`, { client }))
+          .text();
+        pids.add(text.match(/^chat_edge_process_id (\d+)$/m)![1]);
+      } finally {
+        client.close();
+      }
+    }
+    assert.equal(pids.size, 2);
+    child.kill("SIGINT");
+    const status = await child.status;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    assert.equal(status.code, 0, out + (await stderr));
+    assert.equal(out.match(/\[edge\] edge: stopped/g)?.length, 2, out);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await stderr;
+  }
+});
+
 Deno.test("serve with the core's port in use: one line, exit 2, no edge, no banner", async () => {
   using taken = takenPort();
   const r = await run([
