@@ -76,14 +76,19 @@ export function createGrpcWebHandler(
   request: Request,
   extraHeaders?: readonly [string, string][],
   pathname?: string,
+  contentType?: string,
 ) => Promise<Response> {
   const clientWatch = new ClientWatch();
   return async function handleGrpcWeb(
     request: Request,
     extraHeaders: readonly [string, string][] = [],
     pathname?: string,
+    // The content-type header when the caller has read it already.
+    contentTypeHeader?: string,
   ): Promise<Response> {
-    const type = grpcWebContentType(request.headers.get("content-type"));
+    const type = grpcWebContentType(
+      contentTypeHeader ?? request.headers.get("content-type"),
+    );
     if (!type) {
       return new Response("unsupported content type\n", { status: 415 });
     }
