@@ -192,3 +192,15 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     // Deno Deploy manages the process lifecycle and offers no signals.
   }
 }
+
+// A child of --procs whose supervisor died (SIGKILL, a crash) would hold the
+// port forever: it stops once it has been handed to another parent.
+if (childIndex !== undefined) {
+  const parent = Deno.ppid;
+  const watch = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(watch);
+    void stop("supervisor gone");
+  }, 1000);
+  Deno.unrefTimer(watch);
+}

@@ -214,6 +214,25 @@ Deno.test("serve:edge --procs 2: a killed child is restarted on the same port; S
   }
 });
 
+Deno.test("serve:edge --procs 2: children stop by themselves when their supervisor is killed", async () => {
+  await using core = await startCore();
+  const group = await startGroup(2, `http://${core.addr}`);
+  try {
+    const pids = group.stderr().match(/\(pids (\d+), (\d+)\)/)!.slice(1).map(
+      Number,
+    );
+    group.child.kill("SIGKILL");
+    await group.child.status;
+    const deadline = Date.now() + 10_000;
+    while (pids.some(alive) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(pids.filter(alive), [], "orphaned children still run");
+  } finally {
+    await group[Symbol.asyncDispose]();
+  }
+});
+
 Deno.test("serve:edge --procs 2 without --allow-run: one line, exit 2", async () => {
   const r = await runDeno([
     "run",
