@@ -10,7 +10,7 @@ import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
-import { StoreOpenError } from "./store/sqlite_store.ts";
+import { StoreOpenError } from "./store/store_open_error.ts";
 import { BrokerUnavailableError } from "./broker/redis_broker.ts";
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
@@ -47,8 +47,8 @@ log.info(
   `history: ${
     config.broker
       ? `redis broker ${config.broker}`
-      : config.store === "sqlite"
-      ? `sqlite in ${config.dataDir}`
+      : config.store !== "memory"
+      ? `${config.store} in ${config.dataDir}`
       : config.store
   }, ${config.historySize} per room`,
 );
