@@ -66,6 +66,10 @@ const stop = async (signal: string) => {
 };
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+// A file-size limit (`ulimit -f`) reached by the history log: with a
+// handler the write fails (EFBIG: publishes answer UNAVAILABLE, the store
+// cuts the log back and tries again) instead of the signal ending the core.
+Deno.addSignalListener("SIGXFSZ", () => {});
 // Last: whoever waits for this line (the supervisor, tests) may signal at once.
 log.info(
   `listening on ${config.host}:${core.port} (${

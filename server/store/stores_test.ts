@@ -6,7 +6,9 @@ import { createMemoryStore } from "./memory_store.ts";
 import { DATA_FILE, openSqliteStore, StoreOpenError } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
 import { openStore } from "./open_store.ts";
-import { resolveCoreConfig } from "../config.ts";
+import { openLogStore } from "./log_store.ts";
+import { segmentName } from "./log_files.ts";
+import { DEFAULT_CORE_CONFIG, resolveCoreConfig } from "../config.ts";
 
 const body = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -69,36 +71,57 @@ Deno.test("createMemoryStore() numbers, reads and trims by size and TTL", async 
   }
 });
 
-Deno.test("openSqliteStore() numbers, reads and trims by size and TTL, and keeps it all across a reopen", async () => {
-  await withDir(async (dataDir) => {
-    const clock = { now: 1000 };
-    const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
-    const store = openSqliteStore(options);
-    let epoch: string;
-    try {
-      await contract(store, clock);
-      epoch = (await store.position("a")).epoch;
-    } finally {
-      store.close();
-    }
-    const again = openSqliteStore(options);
-    try {
-      assert.equal(again.lastMessageId, 9);
-      assert.deepEqual(await again.position("a"), { epoch, offset: 6 });
-      assert.deepEqual(
-        (await again.append([{
-          room: "a",
-          body: body("a7"),
-          timeMs: clock.now,
-        }], 10))
-          .map((x) => x.offset),
-        [7],
-      );
-    } finally {
-      again.close();
-    }
+const durable = [
+  ["openSqliteStore", openSqliteStore],
+  ["openLogStore", openLogStore],
+] as const;
+
+for (const [name, open] of durable) {
+  Deno.test(`${name}() numbers, reads and trims by size and TTL, and keeps it all across a reopen`, async () => {
+    await withDir(async (dataDir) => {
+      const clock = { now: 1000 };
+      const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
+      const store = open(options);
+      let epoch: string;
+      try {
+        await contract(store, clock);
+        epoch = (await store.position("a")).epoch;
+      } finally {
+        await store.close();
+      }
+      const again = open(options);
+      try {
+        assert.equal(again.lastMessageId, 9);
+        assert.deepEqual(await again.position("a"), { epoch, offset: 6 });
+        assert.deepEqual(
+          (await again.read("a", 0, 10)).map((m) => [m.offset, text(m.body)]),
+          [[4, "a4"], [5, "a5"], [6, "a6"]],
+        );
+        assert.deepEqual(
+          (await again.append([{
+            room: "a",
+            body: body("a7"),
+            timeMs: clock.now,
+          }], 10))
+            .map((x) => x.offset),
+          [7],
+        );
+      } finally {
+        await again.close();
+      }
+      const third = open(options);
+      try {
+        assert.equal(third.lastMessageId, 10);
+        assert.deepEqual(await third.position("a"), { epoch, offset: 7 });
+        // A room only asked for keeps its epoch too.
+        const empty = await third.position("b");
+        assert.equal(empty.offset, 1);
+      } finally {
+        await third.close();
+      }
+    });
   });
-});
+}
 
 Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads past the size", async () => {
   await withDir(async (dataDir) => {
@@ -285,12 +308,13 @@ Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the 
   });
 });
 
-Deno.test("both stores' TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
+Deno.test("every store's TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
   await withDir(async (dataDir) => {
     const limits = { size: 100, ttlMs: 200 };
     const stores = [
       createMemoryStore(limits),
       openSqliteStore({ dataDir, ...limits }),
+      openLogStore({ dataDir, ...limits }),
     ];
     try {
       const epochs = [];
@@ -316,7 +340,36 @@ Deno.test("both stores' TTL sweep removes expired messages and forgets rooms sil
       db.close();
       assert.equal(n, 0);
     } finally {
-      for (const store of stores) store.close();
+      for (const store of stores) await store.close();
     }
+  });
+});
+
+Deno.test("openStore() opens the log store (the process's default), and rejects a damaged log with StoreOpenError", async () => {
+  await withDir(async (dataDir) => {
+    const config = resolveCoreConfig({
+      store: DEFAULT_CORE_CONFIG.store,
+      dataDir,
+      historySize: 10,
+      historyTtlMs: 0,
+    });
+    for (let n = 1; n <= 2; n++) {
+      const store = await openStore(config);
+      try {
+        assert.equal(store.kind, "log");
+        const [a] = await store.append(
+          [{ room: "r", body: body(`m${n}`), timeMs: Date.now() }],
+          n,
+        );
+        assert.equal(a.offset, n);
+      } finally {
+        await store.close();
+      }
+    }
+    await Deno.writeTextFile(
+      join(dataDir, segmentName(1)),
+      "garbage ".repeat(100),
+    );
+    await assert.rejects(openStore(config), StoreOpenError);
   });
 });
