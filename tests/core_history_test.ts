@@ -15,6 +15,7 @@ import { createChatClient } from "../client/rpc.ts";
 import { segmentName } from "../server/store/log_files.ts";
 import { spawnCore } from "./support/core_process.ts";
 import { check, healthClient } from "./support/health.ts";
+import { limitFileSize } from "./support/process.ts";
 import {
   eventually,
   rejection,
@@ -330,14 +331,6 @@ Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE and t
   sub.cancel();
   await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
 });
-
-/** Sets the soft file-size limit of process `pid` (bytes or "unlimited"). */
-async function limitFileSize(pid: number, limit: number | "unlimited") {
-  const out = await new Deno.Command("prlimit", {
-    args: ["--pid", String(pid), `--fsize=${limit}:`],
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-}
 
 Deno.test("[log] a write that fails at run time (file size limit) makes posts UNAVAILABLE and the core NOT_SERVING; nothing acknowledged is lost, posts go on after", async () => {
   const dataDir = await Deno.makeTempDir();

@@ -68,71 +68,45 @@ export class CommitQueue {
     if (entries.length === 0) return;
     this.#entries = [];
     this.#dones = [];
-    const store = this.#store;
-    // A synchronous store (the log store) answers in this turn: no promise,
-    // no microtask per batch.
-    if (store.appendSync) {
-      let appended: Appended[];
-      try {
-        appended = store.appendSync(entries, this.#lastId());
-      } catch (cause) {
-        this.#failed(dones, cause);
-        return;
-      }
-      this.#committed(entries, dones, appended);
-      return;
-    }
     this.#busy = true;
     let appending: Promise<Appended[]>;
     try {
-      appending = store.append(entries, this.#lastId());
+      appending = this.#store.append(entries, this.#lastId());
     } catch (err) {
       appending = Promise.reject(err);
     }
     appending.then((appended) => {
       this.#busy = false;
-      this.#committed(entries, dones, appended);
-    }, (cause) => {
-      this.#busy = false;
-      this.#failed(dones, cause);
-    });
-  };
-
-  #committed(
-    entries: AppendEntry[],
-    dones: (Committed | undefined)[],
-    appended: Appended[],
-  ): void {
-    try {
-      this.#stored(entries, appended);
-    } catch (err) {
-      this.#internal(err);
-    }
-    // A throwing callback must not keep the others from hearing back.
-    for (let i = 0; i < dones.length;) {
       try {
-        for (; i < dones.length; i++) dones[i]?.(undefined, appended[i]);
+        this.#stored(entries, appended);
       } catch (err) {
         this.#internal(err);
-        i++;
       }
-    }
-    if (this.#entries.length > 0) this.#schedule();
-  }
-
-  #failed(dones: (Committed | undefined)[], cause: unknown): void {
-    const err = new ChatError(
-      "unavailable",
-      `history store unavailable: ${(cause as Error)?.message ?? cause}`,
-      { cause },
-    );
-    for (const done of dones) {
-      try {
-        done?.(err);
-      } catch (bug) {
-        this.#internal(bug);
+      // A throwing callback must not keep the others from hearing back.
+      for (let i = 0; i < dones.length;) {
+        try {
+          for (; i < dones.length; i++) dones[i]?.(undefined, appended[i]);
+        } catch (err) {
+          this.#internal(err);
+          i++;
+        }
       }
-    }
-    if (this.#entries.length > 0) this.#schedule();
-  }
+      if (this.#entries.length > 0) this.#schedule();
+    }, (cause) => {
+      this.#busy = false;
+      const err = new ChatError(
+        "unavailable",
+        `history store unavailable: ${(cause as Error)?.message ?? cause}`,
+        { cause },
+      );
+      for (const done of dones) {
+        try {
+          done?.(err);
+        } catch (bug) {
+          this.#internal(bug);
+        }
+      }
+      if (this.#entries.length > 0) this.#schedule();
+    });
+  };
 }

@@ -62,15 +62,6 @@ export interface HistoryStore {
     entries: readonly AppendEntry[],
     lastMessageId: number,
   ): Promise<Appended[]>;
-  /**
-   * The same as `append()`, for a store that commits synchronously (the
-   * log store): returns at once, or throws when nothing was stored. The
-   * commit queue then skips a promise per batch.
-   */
-  appendSync?(
-    entries: readonly AppendEntry[],
-    lastMessageId: number,
-  ): Appended[];
   /** A room's epoch and last offset (a new epoch for a room never seen). */
   position(room: string): Promise<RoomPosition>;
   /** Up to `limit` retained messages with offset > `after`, oldest first. */

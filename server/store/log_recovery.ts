@@ -179,7 +179,8 @@ export function segmentHead(
 
 /** Writes all of `bytes` to `file` (a write may take only part). */
 export function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+  let at = file.writeSync(bytes);
+  while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
 }
 
 /**

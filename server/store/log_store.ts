@@ -65,8 +65,13 @@ export interface LogStoreOptions extends HistoryLimits {
   warn?: (message: string) => void;
 }
 
-/** The log store: its append is synchronous (CommitQueue uses that). */
+/**
+ * The log store. Its commit is synchronous: `append()` is `appendSync()`
+ * in a settled promise (letting CommitQueue call `appendSync()` directly
+ * saved nothing measurable: docs/perf-log.md, 2026-12-06).
+ */
 export interface LogStore extends HistoryStore {
+  /** `append()`'s commit, returning at once or throwing when nothing was stored. */
   appendSync(
     entries: readonly AppendEntry[],
     lastMessageId: number,
@@ -76,6 +81,18 @@ export interface LogStore extends HistoryStore {
 }
 
 const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
+
+/** The size of a segment's head frame (a segment with nothing else). */
+const HEAD_BYTES = segmentHead(1, 0, 1).length;
+
+const exists = (path: string) => {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** How long a failed compaction waits before the next try. */
 const COMPACT_RETRY_MS = 10_000;
@@ -104,6 +121,15 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   } catch (err) {
     lock.close();
     throw err;
+  }
+  // The SQLite store's file (sqlite_store.ts DATA_FILE) beside an empty log:
+  // history of `--store sqlite` that this store does not read.
+  const sqlite = join(dir, "chat.sqlite");
+  if (state.rooms.size === 0 && state.size <= HEAD_BYTES && exists(sqlite)) {
+    warn(
+      `history: ${sqlite} holds history of --store sqlite, which the log ` +
+        `store does not read: start with --store sqlite to keep it`,
+    );
   }
   const { rooms, byId } = state;
   let { lastMessageId, nextRoomId, segment, seq, snapshotBytes } = state;
@@ -152,13 +178,15 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     byId.delete(r.id);
   };
 
+  // Scratch arrays of appendSync, reused: no allocations per batch for them.
+  const of: LogRoom[] = [];
+  const touched: LogRoom[] = [];
+  const created: LogRoom[] = [];
+
   const appendSync = (entries: readonly AppendEntry[], lastId: number) => {
     const t0 = performance.now();
     const n = entries.length;
     const out: Appended[] = new Array(n);
-    const of: LogRoom[] = new Array(n);
-    const touched: LogRoom[] = [];
-    const created: LogRoom[] = [];
     const idBefore = nextRoomId;
     frame.reset();
     try {
@@ -190,6 +218,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       }
       for (const r of created) forget(r);
       nextRoomId = idBefore;
+      of.length = touched.length = created.length = 0;
       status.failed(err);
       store.onCommit?.(performance.now() - t0, false);
       throw err;
@@ -204,6 +233,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       );
     }
     for (const r of touched) r.batchLast = -1;
+    of.length = touched.length = created.length = 0;
     if (lastId > lastMessageId) lastMessageId = lastId;
     const ms = performance.now() - t0;
     status.ok(ms);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
+import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
 import type { CompactionStep } from "./log_compaction.ts";
 import { segmentName, snapshotName } from "./log_files.ts";
 import { openLogStore } from "./log_store.ts";
@@ -13,15 +14,6 @@ const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const CHILD =
   new URL("../../tests/fixtures/log_store_child.ts", import.meta.url)
     .pathname;
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function contents(store: HistoryStore, room: string) {
   return (await store.read(room, 0, 1_000_000)).map((
@@ -92,16 +84,8 @@ async function startChild(
   return child;
 }
 
-/** Sets the soft file-size limit of process `pid` (bytes or "unlimited"). */
-async function limitFileSize(pid: number, limit: number | "unlimited") {
-  const out = await new Deno.Command("prlimit", {
-    args: ["--pid", String(pid), `--fsize=${limit}:`],
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-}
-
 Deno.test("openLogStore() fails a batch whose write fails (file size limit), cuts the log back, and the next append goes on", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const segment = join(dataDir, segmentName(1));
     {
       await using child = await startChild(dataDir);
@@ -181,7 +165,7 @@ Deno.test("openLogStore() cuts off a torn last write with a warning and keeps ev
       },
     ]
   ) {
-    await withDir(async (dataDir) => {
+    await withTempDir(async (dataDir) => {
       const epoch = await fill(dataDir);
       const path = join(dataDir, segmentName(1));
       const good = await Deno.readFile(path);
@@ -248,7 +232,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
       assert.deepEqual(Deno.readFileSync(join(dataDir, name)), bytes, name);
     }
   };
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     await fill(dataDir);
     const path = join(dataDir, segmentName(1));
     const bytes = await Deno.readFile(path);
@@ -259,7 +243,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
       new RegExp(`${path} is damaged at byte \\d+: .*, and records follow it`),
     );
   });
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     await fill(dataDir);
     const path = join(dataDir, segmentName(1));
     const bytes = await Deno.readFile(path);
@@ -267,7 +251,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     await Deno.writeFile(path, bytes);
     refuses(dataDir, new RegExp(`${path} is damaged at byte`));
   });
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = openLogStore({
       dataDir,
       size: 100,
@@ -290,7 +274,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
       new RegExp(`${join(dataDir, segmentName(3))} is missing`),
     );
   });
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     await Deno.writeTextFile(
       join(dataDir, segmentName(1)),
       "not a log at all\n".repeat(50),
@@ -300,7 +284,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
 });
 
 Deno.test("openLogStore() refuses a data directory another process has open", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     {
       await using child = await startChild(dataDir);
       assert.equal(child.ready.ready, true);
@@ -317,7 +301,7 @@ Deno.test("openLogStore() refuses a data directory another process has open", as
 });
 
 Deno.test("openLogStore() compacts into a snapshot across turns: the same rooms, offsets, epochs and ids after a reopen, older files gone", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const options = { dataDir, size: 5, ttlMs: 0, compactBytes: 2000 };
     const store = openLogStore(options);
     const epochs = new Map<string, string>();
@@ -364,7 +348,7 @@ Deno.test("openLogStore() compacts into a snapshot across turns: the same rooms,
 });
 
 Deno.test("openLogStore() forgets rooms silent past the TTL, also after a reopen", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const options = { dataDir, size: 10, ttlMs: 200 };
     const store = openLogStore(options);
     let epoch: string;
@@ -400,7 +384,7 @@ const STEPS: CompactionStep[] = [
 
 Deno.test("a log store killed at each step of a compaction reopens with every acknowledged message", async () => {
   for (const step of STEPS) {
-    await withDir(async (dataDir) => {
+    await withTempDir(async (dataDir) => {
       const acked: { room: string; content: string; offset: number }[] = [];
       /** Sent when the process died: may or may not be stored. */
       let inflight: { room: string; content: string } | undefined;
@@ -474,4 +458,32 @@ Deno.test("a log store killed at each step of a compaction reopens with every ac
       }
     });
   }
+});
+
+Deno.test("openLogStore() warns when the data directory holds SQLite history it does not read", async () => {
+  await withTempDir(async (dataDir) => {
+    await Deno.writeTextFile(join(dataDir, "chat.sqlite"), "");
+    const warnings: string[] = [];
+    const options = {
+      dataDir,
+      size: 10,
+      ttlMs: 0,
+      warn: (m: string) => warnings.push(m),
+    };
+    await openLogStore(options).close();
+    assert.equal(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      new RegExp(`${dataDir}/chat.sqlite holds history of --store sqlite`),
+    );
+    const store = openLogStore(options);
+    store.appendSync([{ room: "r", body: body("m"), timeMs: 1 }], 1);
+    await store.close();
+    await openLogStore(options).close();
+    assert.equal(
+      warnings.length,
+      2,
+      "an empty log warns again; a used one not",
+    );
+  });
 });

@@ -8,19 +8,11 @@ import { openThreadedSqliteStore } from "./sqlite_thread.ts";
 import { openStore } from "./open_store.ts";
 import { openLogStore } from "./log_store.ts";
 import { segmentName } from "./log_files.ts";
+import { withTempDir } from "../../tests/support/process.ts";
 import { DEFAULT_CORE_CONFIG, resolveCoreConfig } from "../config.ts";
 
 const body = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** The same behaviour from every store, with a clock the test moves. */
 async function contract(store: HistoryStore, clock: { now: number }) {
@@ -78,7 +70,7 @@ const durable = [
 
 for (const [name, open] of durable) {
   Deno.test(`${name}() numbers, reads and trims by size and TTL, and keeps it all across a reopen`, async () => {
-    await withDir(async (dataDir) => {
+    await withTempDir(async (dataDir) => {
       const clock = { now: 1000 };
       const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
       const store = open(options);
@@ -124,7 +116,7 @@ for (const [name, open] of durable) {
 }
 
 Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads past the size", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 32, ttlMs: 0 });
     const db = new DatabaseSync(join(dataDir, DATA_FILE));
     try {
@@ -173,7 +165,7 @@ Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads p
 });
 
 Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed out again, nothing half-stored", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 100, ttlMs: 0 });
     const other = new DatabaseSync(join(dataDir, DATA_FILE));
     try {
@@ -207,7 +199,7 @@ Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed o
 });
 
 Deno.test("openSqliteStore() names the file when it is not a database", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
     assert.throws(
       () => openSqliteStore({ dataDir, size: 1, ttlMs: 0 }),
@@ -224,7 +216,7 @@ Deno.test("openSqliteStore() names the file when it is not a database", async ()
 });
 
 Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an unreadable file with StoreOpenError", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = await openThreadedSqliteStore({
       dataDir,
       size: 10,
@@ -273,7 +265,7 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
 });
 
 Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the event loop's thread) and on several (on a worker)", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const config = resolveCoreConfig({
       store: "sqlite",
       dataDir,
@@ -309,12 +301,12 @@ Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the 
 });
 
 Deno.test("every store's TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const limits = { size: 100, ttlMs: 200 };
     const stores = [
       createMemoryStore(limits),
       openSqliteStore({ dataDir, ...limits }),
-      openLogStore({ dataDir, ...limits }),
+      openLogStore({ dataDir: join(dataDir, "log"), ...limits }),
     ];
     try {
       const epochs = [];
@@ -346,7 +338,7 @@ Deno.test("every store's TTL sweep removes expired messages and forgets rooms si
 });
 
 Deno.test("openStore() opens the log store (the process's default), and rejects a damaged log with StoreOpenError", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const config = resolveCoreConfig({
       store: DEFAULT_CORE_CONFIG.store,
       dataDir,
