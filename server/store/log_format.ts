@@ -64,10 +64,15 @@ export class FrameBuilder {
     return this.#at - FRAME_HEADER;
   }
 
-  /** Starts a new frame (a large buffer from a large batch is let go). */
+  /**
+   * Starts a new frame. A large buffer (grown for a large batch) is let go
+   * once a frame used less than a quarter of it: not after every large
+   * batch, which would grow it again at once (uploads).
+   */
   reset(): void {
+    const used = this.#at;
     this.#at = FRAME_HEADER;
-    if (this.#buf.length > 16 * this.#initial) {
+    if (this.#buf.length > 16 * this.#initial && used * 4 < this.#buf.length) {
       this.#buf = new Uint8Array(this.#initial);
       this.#view = new DataView(this.#buf.buffer);
     }
