@@ -47,6 +47,7 @@ const TAIL_BYTES = 16 * 1024;
 /** Node's default `writableHighWaterMark` of an HTTP/2 stream. */
 const HIGH_WATER_MARK = 16 * 1024;
 const { NO_ERROR, CANCEL } = ErrorCode;
+const EMPTY = new Uint8Array(0);
 
 type WriteCallback = (err?: Error | null) => void;
 type Listener = Parameters<EventEmitter["on"]>[1];
@@ -101,6 +102,10 @@ export class H2ServerStream extends EventEmitter {
   #waitForTrailers = false;
   #finished = false;
   #owesDrain = false;
+  /** The current read's payloads: `[from, to)` pairs of `#readBuf`. */
+  readonly #readViews: number[] = [];
+  #readBuf: Uint8Array = EMPTY;
+  #readBytes = 0;
 
   constructor(
     host: StreamHost,
@@ -149,34 +154,75 @@ export class H2ServerStream extends EventEmitter {
   }
 
   /**
-   * A DATA payload arrived (the connection has checked the windows). `src`
-   * is a view of the connection's read buffer, valid during this call only.
+   * A DATA payload arrived (the connection has checked the windows):
+   * `buf[from, to)`, a view of the connection's read buffer. It stays a
+   * view until the connection has parsed the whole read and calls
+   * {@linkcode takeRead}: a client streaming small messages sends one DATA
+   * frame per message, and joining a read's frames makes one copy, one
+   * 'data' event and one metering of them instead of one per message.
+   * Returns true for the stream's first payload of this read.
+   */
+  push(buf: Uint8Array, from: number, to: number): boolean {
+    this.recvWindow -= to - from;
+    const first = this.#readBytes === 0;
+    this.#readBuf = buf;
+    this.#readViews.push(from, to);
+    this.#readBytes += to - from;
+    return first;
+  }
+
+  /**
+   * This read's payloads joined into one chunk of their own (undefined if
+   * none); the views into the read buffer are dropped.
+   */
+  takeRead(): Buffer | undefined {
+    const n = this.#readBytes;
+    if (n === 0) return undefined;
+    const views = this.#readViews;
+    const buf = this.#readBuf;
+    const chunk = Buffer.allocUnsafe(n);
+    for (let i = 0, at = 0; i < views.length; i += 2) {
+      chunk.set(buf.subarray(views[i], views[i + 1]), at);
+      at += views[i + 1] - views[i];
+    }
+    this.#clearRead();
+    return chunk;
+  }
+
+  #clearRead(): void {
+    this.#readViews.length = 0;
+    this.#readBytes = 0;
+    this.#readBuf = EMPTY;
+  }
+
+  /**
+   * A read's payload (from {@linkcode takeRead}), once the connection has
+   * metered it: emitted now if the stream is flowing, queued otherwise.
    *
    * While the stream is paused, small payloads are joined into shared
    * 16 KiB chunks: a client sending one-byte frames must not make a paused
    * stream hold a Buffer object per byte of its window.
    */
-  push(src: Uint8Array): void {
-    const n = src.byteLength;
-    this.recvWindow -= n;
+  accept(chunk: Buffer): void {
+    const n = chunk.byteLength;
     if (
       this.#flowing === true && this.#queue.length === 0 &&
       this.#tailLength === 0 && !this.#delivering
     ) {
       this.#host.consumed(this, n);
-      this.emit("data", copyOf(src));
+      this.emit("data", chunk);
       return;
     }
     if (n >= SMALL_CHUNK) {
       this.#closeTail();
-      this.#queue.push(copyOf(src));
+      this.#queue.push(chunk);
       return;
     }
     if (this.#tail === undefined || this.#tailLength + n > TAIL_BYTES) {
       this.#closeTail();
       this.#tail = Buffer.allocUnsafe(TAIL_BYTES);
     }
-    this.#tail.set(src, this.#tailLength);
+    this.#tail.set(chunk, this.#tailLength);
     this.#tailLength += n;
   }
 
@@ -194,7 +240,8 @@ export class H2ServerStream extends EventEmitter {
    */
   #discardUnread(): void {
     this.#closeTail();
-    let bytes = 0;
+    let bytes = this.#readBytes;
+    this.#clearRead();
     for (const chunk of this.#queue.drain()) bytes += chunk.byteLength;
     if (bytes > 0) this.#host.consumed(this, bytes);
   }
@@ -396,11 +443,4 @@ export class H2ServerStream extends EventEmitter {
     this.closed = true;
     process.nextTick(() => this.emit("close"));
   }
-}
-
-/** A Buffer of its own with the bytes of a read-buffer view. */
-function copyOf(src: Uint8Array): Buffer {
-  const chunk = Buffer.allocUnsafe(src.byteLength);
-  chunk.set(src);
-  return chunk;
 }
