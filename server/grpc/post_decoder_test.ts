@@ -221,3 +221,40 @@ Deno.test("decodeSendRequest() agrees with fromBinary() on mutated requests", ()
   }
   assert.ok(accepted > 50);
 });
+
+Deno.test("decodePost() reads a repeated user or room again from its bytes when they change, even at the same length", () => {
+  // The user and room of the previous message are reused when the bytes
+  // match; a change of one byte, or of length, must not reuse them.
+  const rooms = [
+    "room-a",
+    "room-a",
+    "room-b",
+    "room-b",
+    "róom-a",
+    "róom-a",
+    "r".repeat(256),
+    "r".repeat(255) + "s",
+    "x".repeat(300),
+    "x".repeat(300),
+    "room-a",
+  ];
+  for (const [i, room] of rooms.entries()) {
+    const user = i % 3 === 0 ? "ann" : "bob";
+    const bytes = toBinary(
+      MessageSchema,
+      create(MessageSchema, { user, room, content: `m${i}` }),
+    );
+    const got = decodePost(bytes);
+    assert.equal(got.room, room, `message ${i}`);
+    assert.equal(got.user, user, `message ${i}`);
+    assert.equal(got.content, `m${i}`);
+  }
+  // Bytes that failed to decode are never kept: invalid UTF-8 of the same
+  // length as the last good room still throws.
+  const good = toBinary(MessageSchema, create(MessageSchema, { room: "ab" }));
+  assert.equal(decodePost(good).room, "ab");
+  const bad = good.slice();
+  bad[bad.length - 1] = 0xff;
+  assert.throws(() => decodePost(bad));
+  assert.throws(() => decodePost(bad));
+});
