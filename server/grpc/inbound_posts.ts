@@ -12,9 +12,9 @@
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Caller } from "../auth/access.ts";
 import { ChatError } from "../rooms/errors.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { validatePostHead } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
-import type { PostFields } from "./post_decoder.ts";
+import type { PostHead } from "./post_decoder.ts";
 
 /** `chat.Message.user`'s field number. */
 const USER_FIELD = 2;
@@ -27,7 +27,7 @@ export interface InboundPosts {
    * Checks one message; returns the bytes to broadcast (`bytes` itself, or
    * a copy with the user filled in). Throws a ChatError to end the call.
    */
-  check(message: PostFields, bytes: Uint8Array, where?: string): Uint8Array;
+  check(message: PostHead, bytes: Uint8Array, where?: string): Uint8Array;
 }
 
 /** Creates the checker for one stream of `caller`. */
@@ -48,11 +48,11 @@ export function inboundPosts(
       }
       const user = ctx.access.userOf(caller, message.user);
       if (user === message.user) {
-        validatePost(message, where);
+        validatePostHead(message, where);
         ctx.access.allowPost(caller, message.room);
         return bytes;
       }
-      validatePost({ ...message, user }, where);
+      validatePostHead({ ...message, user }, where);
       userField ??= new BinaryWriter().tag(USER_FIELD, WireType.LengthDelimited)
         .string(user).finish();
       // The request fit the limit; the broadcast with the user added may

@@ -11,7 +11,12 @@ import {
   MessageType,
   SendMessageRequestSchema,
 } from "../../gen/chat_pb.ts";
-import { decodePost, decodeSendRequest } from "./post_decoder.ts";
+import {
+  decodePost,
+  decodePostHead,
+  decodeSendRequest,
+  type PostFields,
+} from "./post_decoder.ts";
 
 const fields = (
   m: { id: string; user: string; content: string; room: string; type: number },
@@ -21,7 +26,14 @@ const fields = (
   content: m.content,
   room: m.room,
   type: m.type,
+  hasContent: m.content !== "",
 });
+
+/** decodePostHead()'s part of fields(). */
+const head = (m: Parameters<typeof fields>[0]) => {
+  const { id: _id, content: _content, ...rest } = fields(m);
+  return rest;
+};
 
 Deno.test("decodePost() reads the same strings as fromBinary()", () => {
   const samples = [
@@ -145,6 +157,18 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
     if (got !== "throws" || want === "throws") {
       assert.deepEqual(got, want, `bytes ${Array.from(bytes)}`);
     }
+    // decodePostHead() accepts and rejects exactly what decodePost() does.
+    let gotHead: unknown;
+    try {
+      gotHead = decodePostHead(bytes);
+    } catch {
+      gotHead = "throws";
+    }
+    assert.deepEqual(
+      gotHead,
+      got === "throws" ? "throws" : head(got as PostFields),
+      `head of bytes ${Array.from(bytes)}`,
+    );
     return got !== "throws";
   };
   let accepted = 0, rejected = 0;
@@ -257,4 +281,32 @@ Deno.test("decodePost() reads a repeated user or room again from its bytes when 
   bad[bad.length - 1] = 0xff;
   assert.throws(() => decodePost(bad));
   assert.throws(() => decodePost(bad));
+});
+
+Deno.test("decodePostHead() checks the id and content it does not build, and tells whether there is content", () => {
+  const encode = (content: string, id = "i") =>
+    toBinary(
+      MessageSchema,
+      create(MessageSchema, { id, user: "u", room: "r", content }),
+    );
+  assert.deepEqual(decodePostHead(encode("hi")), {
+    user: "u",
+    room: "r",
+    type: 0,
+    hasContent: true,
+  });
+  assert.equal(decodePostHead(encode("")).hasContent, false);
+  assert.equal(decodePostHead(encode("é".repeat(50), "ï")).hasContent, true);
+  // Invalid UTF-8 in the content or the id is rejected as decodePost() does.
+  for (const bytes of [encode("ab"), encode("x", "ab")]) {
+    const at = bytes.indexOf(0x62); // "b"
+    const bad = bytes.slice();
+    bad[at] = 0xff;
+    assert.throws(() => decodePost(bad));
+    assert.throws(() => decodePostHead(bad));
+  }
+  // The last occurrence of the content wins, an empty one too.
+  const twice = new Uint8Array([...encode("hi"), 0x1a, 0]);
+  assert.equal(decodePostHead(twice).hasContent, false);
+  assert.equal(decodePost(twice).content, "");
 });
