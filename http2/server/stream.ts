@@ -102,9 +102,15 @@ export class H2ServerStream extends EventEmitter {
   #waitForTrailers = false;
   #finished = false;
   #owesDrain = false;
-  /** The current read's payloads: `[from, to)` pairs of `#readBuf`. */
-  readonly #readViews: number[] = [];
+  /**
+   * The current read's payloads in `#readBuf` (EMPTY: none): the first one
+   * `[#readFrom, #readTo)`, any others as `[from, to)` pairs (most requests
+   * have one DATA frame: no array for them).
+   */
   #readBuf: Uint8Array = EMPTY;
+  #readFrom = 0;
+  #readTo = 0;
+  #readMore: number[] | undefined;
   #readBytes = 0;
 
   constructor(
@@ -164,11 +170,15 @@ export class H2ServerStream extends EventEmitter {
    */
   push(buf: Uint8Array, from: number, to: number): boolean {
     this.recvWindow -= to - from;
-    const first = this.#readBytes === 0;
-    this.#readBuf = buf;
-    this.#readViews.push(from, to);
     this.#readBytes += to - from;
-    return first;
+    if (this.#readBuf === EMPTY) {
+      this.#readBuf = buf;
+      this.#readFrom = from;
+      this.#readTo = to;
+      return true;
+    }
+    (this.#readMore ??= []).push(from, to);
+    return false;
   }
 
   /**
@@ -176,23 +186,26 @@ export class H2ServerStream extends EventEmitter {
    * none); the views into the read buffer are dropped.
    */
   takeRead(): Buffer | undefined {
-    const n = this.#readBytes;
-    if (n === 0) return undefined;
-    const views = this.#readViews;
     const buf = this.#readBuf;
-    const chunk = Buffer.allocUnsafe(n);
-    for (let i = 0, at = 0; i < views.length; i += 2) {
-      chunk.set(buf.subarray(views[i], views[i + 1]), at);
-      at += views[i + 1] - views[i];
+    if (buf === EMPTY) return undefined;
+    const chunk = Buffer.allocUnsafe(this.#readBytes);
+    chunk.set(buf.subarray(this.#readFrom, this.#readTo));
+    const more = this.#readMore;
+    if (more !== undefined) {
+      let at = this.#readTo - this.#readFrom;
+      for (let i = 0; i < more.length; i += 2) {
+        chunk.set(buf.subarray(more[i], more[i + 1]), at);
+        at += more[i + 1] - more[i];
+      }
     }
     this.#clearRead();
     return chunk;
   }
 
   #clearRead(): void {
-    this.#readViews.length = 0;
-    this.#readBytes = 0;
     this.#readBuf = EMPTY;
+    this.#readBytes = 0;
+    if (this.#readMore !== undefined) this.#readMore.length = 0;
   }
 
   /**
