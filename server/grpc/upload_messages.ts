@@ -53,7 +53,7 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
     const reader = readMessages(call, decodePostHead, {
       message(message, bytes) {
         try {
-          bytes = posts.check(message, bytes, `message ${accepted + 1}: `);
+          bytes = posts.check(message, bytes, accepted + 1);
           checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);
