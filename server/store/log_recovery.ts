@@ -129,7 +129,7 @@ class Replayer implements RecordVisitor {
       r.last = offset;
       r.lastMs = timeMs;
     }
-    r.push({ offset, body: body.slice(), timeMs }, this.limits);
+    r.push(offset, body, timeMs, this.limits);
   }
 
   lastId(n: number): void {

@@ -225,12 +225,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     }
     for (let i = 0; i < n; i++) {
       const e = entries[i];
-      // A copy: the body may be a view into a larger buffer (a received
-      // chunk, an allocation pool) that it must not keep alive.
-      of[i].push(
-        { offset: out[i].offset, body: e.body.slice(), timeMs: e.timeMs },
-        limits,
-      );
+      of[i].push(out[i].offset, e.body, e.timeMs, limits);
     }
     for (const r of touched) r.batchLast = -1;
     of.length = touched.length = created.length = 0;

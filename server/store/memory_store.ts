@@ -59,9 +59,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
         const r = room(e.room, e.timeMs);
         const offset = ++r.last;
         r.lastMs = e.timeMs;
-        // A copy: the body may be a view into a larger buffer (a received
-        // chunk, an allocation pool) that it must not keep alive.
-        r.push({ offset, body: e.body.slice(), timeMs: e.timeMs }, limits);
+        r.push(offset, e.body, e.timeMs, limits);
         out[i] = { offset, epoch: r.epoch };
       }
       lastMessageId = Math.max(lastMessageId, lastId);

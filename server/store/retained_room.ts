@@ -12,12 +12,21 @@
  */
 import type { HistoryLimits, StoredMessage } from "../rooms/history_store.ts";
 
-/** A retained message. */
+/** A retained message: its body is `chunk[start..end)`. */
 export interface Kept {
   readonly offset: number;
-  readonly body: Uint8Array;
   readonly timeMs: number;
+  readonly chunk: Uint8Array;
+  readonly start: number;
+  readonly end: number;
 }
+
+/** A retained message's body (a view into its room's chunk). */
+export const bodyOf = (k: Kept): Uint8Array => k.chunk.subarray(k.start, k.end);
+
+/** The first and the largest chunk a room copies bodies into. */
+const MIN_CHUNK = 256;
+const MAX_CHUNK = 64 * 1024;
 
 /** A room's retained messages at one moment: `items[start..end)`. */
 export interface RetainedView {
@@ -33,6 +42,15 @@ export class RetainedRoom {
   lastMs: number;
   #items: Kept[] = [];
   #start = 0;
+  /**
+   * Bodies are copied into chunks (doubling from 256 bytes to 64 KiB), not
+   * one buffer each: a buffer per message costs an allocation (~0.3 µs) and
+   * several hundred bytes of RSS beside a short body. History is FIFO, so a
+   * chunk is let go soon after its last message is trimmed; a room wastes at
+   * most about two chunks.
+   */
+  #chunk: Uint8Array | undefined;
+  #used = 0;
 
   constructor(readonly epoch: string, nowMs: number) {
     this.lastMs = nowMs;
@@ -42,9 +60,28 @@ export class RetainedRoom {
     return this.#items.length - this.#start;
   }
 
-  push(item: Kept, limits: HistoryLimits): void {
-    this.#items.push(item);
-    this.trim(limits, item.timeMs);
+  /**
+   * Keeps a copy of `body` (it may be a view into a larger buffer, a
+   * received chunk, that must not be kept alive) as message `offset`.
+   */
+  push(
+    offset: number,
+    body: Uint8Array,
+    timeMs: number,
+    limits: HistoryLimits,
+  ): void {
+    const n = body.length;
+    let chunk = this.#chunk;
+    if (chunk === undefined || this.#used + n > chunk.length) {
+      const next = Math.min(MAX_CHUNK, 2 * (chunk?.length ?? MIN_CHUNK / 2));
+      chunk = this.#chunk = new Uint8Array(Math.max(n, next));
+      this.#used = 0;
+    }
+    const start = this.#used;
+    chunk.set(body, start);
+    this.#used = start + n;
+    this.#items.push({ offset, timeMs, chunk, start, end: start + n });
+    this.trim(limits, timeMs);
   }
 
   /** Drops what is over the size limit or older than the TTL. */
@@ -70,7 +107,7 @@ export class RetainedRoom {
     while (i < items.length && items[i].timeMs < cutoff) i++;
     const out: StoredMessage[] = [];
     for (; i < items.length && out.length < limit; i++) {
-      out.push({ offset: items[i].offset, body: items[i].body });
+      out.push({ offset: items[i].offset, body: bodyOf(items[i]) });
     }
     return out;
   }
