@@ -35,12 +35,10 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { sweepEvery } from "./memory_store.ts";
+import { sweepEvery } from "./retained_room.ts";
+import { StoreOpenError } from "./store_open_error.ts";
 
-/** The data file could not be opened or read; start-up must stop. */
-export class StoreOpenError extends Error {
-  override name = "StoreOpenError";
-}
+export { StoreOpenError };
 
 /** Options of {@linkcode openSqliteStore}. */
 export interface SqliteStoreOptions extends HistoryLimits {
