@@ -26,12 +26,13 @@ import {
   negotiateGrpcWeb,
 } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
-import { readGrpcWebRequest } from "./grpc_web_body.ts";
+import { readGrpcWebBody, readSmallGrpcWebRequest } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { Code } from "./upstream/status.ts";
+import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
+  RequestMessages,
   Upstream,
   UpstreamStatus,
 } from "./upstream/types.ts";
@@ -152,18 +153,35 @@ export function createGrpcWebHandler(
       return refuse(Code.INVALID_ARGUMENT, "malformed grpc-timeout");
     }
 
+    const bodyOptions = {
+      text: type.text,
+      maxMessageBytes: options.maxMessageBytes,
+      compression: compression.request,
+      counter: record,
+    };
+    // A small body (a unary call) is read whole before the call: the
+    // upstream gets the list of messages, a malformed body gets its status
+    // without reaching the core.
+    const small = readSmallGrpcWebRequest(request, bodyOptions);
+    let requests: RequestMessages;
+    if (small === undefined) {
+      requests = readGrpcWebBody(request.body, bodyOptions);
+    } else {
+      try {
+        requests = await small;
+      } catch (e) {
+        const s = statusFromRequestError(e);
+        return refuse(s.code, s.message);
+      }
+    }
+
     // One signal for the call: the browser going away (noticed only for
     // calls that last: edge/client_watch.ts) or the body being cancelled.
     const ctl = new AbortController();
     const watched = clientWatch.add(request, () => ctl.abort());
     const call = upstream.call(
       path,
-      readGrpcWebRequest(request, {
-        text: type.text,
-        maxMessageBytes: options.maxMessageBytes,
-        compression: compression.request,
-        counter: record,
-      }),
+      requests,
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
