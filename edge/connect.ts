@@ -340,7 +340,7 @@ async function forwardUnary(
   }
   const ctl = new AbortController();
   const watched = clientWatch.add(request, () => ctl.abort());
-  const call = upstream.call(path, one(bytes), {
+  const call = upstream.call(path, [bytes], {
     metadata: requestMetadata(request.headers),
     signal: ctl.signal,
     timeoutMs: undefined,
