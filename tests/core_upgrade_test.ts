@@ -66,6 +66,10 @@ Deno.test("a --store sqlite data dir started with the default store: same epochs
     const lastId = Math.max(...[...sent.values()].map((s) => idNumber(s.id)));
     const file = join(dataDir, DATA_FILE);
     assert.ok((await Deno.stat(`${file}-wal`)).size > 0, "commits in the WAL");
+    // --store sqlite neither imports nor writes a log.
+    for await (const e of Deno.readDir(dataDir)) {
+      assert.doesNotMatch(e.name, /^history-|\.import/);
+    }
 
     {
       const core = await spawnCore(coreArgs(dataDir));
@@ -79,6 +83,8 @@ Deno.test("a --store sqlite data dir started with the default store: same epochs
             }\\) from ${file} into the log; the file is now ${file}\\.imported`,
           ),
         );
+        // One line about it.
+        assert.equal(core.output().match(/^history: /gm)?.length, 1);
         // Resume room a from offset 2 in its old epoch: 3, 4, 5, then live.
         const s = client.subscribeMessages({
           room: "a",
