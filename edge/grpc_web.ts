@@ -162,16 +162,25 @@ export function createGrpcWebHandler(
     // A small body (a unary call) is read whole before the call: the
     // upstream gets the list of messages, a malformed body gets its status
     // without reaching the core.
+    // The deadline counts from here: time spent reading it is taken off.
+    let deadlineMs = practicalTimeout(timeoutMs);
     const small = readSmallGrpcWebRequest(request, bodyOptions);
     let requests: RequestMessages;
     if (small === undefined) {
       requests = readGrpcWebBody(request.body, bodyOptions);
     } else {
+      const readFrom = deadlineMs === undefined ? 0 : performance.now();
       try {
         requests = await small;
       } catch (e) {
         const s = statusFromRequestError(e);
         return refuse(s.code, s.message);
+      }
+      if (deadlineMs !== undefined) {
+        deadlineMs -= performance.now() - readFrom;
+        if (deadlineMs <= 0) {
+          return refuse(Code.DEADLINE_EXCEEDED, "deadline exceeded");
+        }
       }
     }
 
@@ -185,7 +194,7 @@ export function createGrpcWebHandler(
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
-        timeoutMs: practicalTimeout(timeoutMs),
+        timeoutMs: deadlineMs,
       },
     );
     call.status.then(() => clientWatch.remove(watched));

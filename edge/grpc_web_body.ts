@@ -52,7 +52,7 @@ export const BUFFERED_BODY_MAX_BYTES = 64 * 1024;
 
 /**
  * All messages of a small body with a declared length (every unary call
- * from a browser), read with one `arrayBuffer()` and parsed at once: Deno.serve
+ * from a browser), read with one `bytes()` and parsed at once: Deno.serve
  * hands over a body it already holds without building a ReadableStream, and
  * the upstream writes a known list of messages without an iterator
  * (docs/edge-perf-log.md, docs/perf-log.md). The allocation is bounded by
@@ -97,7 +97,8 @@ async function readAll(
 
 /**
  * Yields each message of a request's body: {@linkcode readSmallGrpcWebRequest}
- * for a small body, {@linkcode readGrpcWebBody} for any other.
+ * for a small body, {@linkcode readGrpcWebBody} for any other (the gRPC-Web
+ * handler makes the same choice; tests compare the two reads with it).
  */
 export function readGrpcWebRequest(
   request: Request,

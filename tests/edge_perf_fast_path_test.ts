@@ -269,3 +269,39 @@ for (const origins of [["*"], ["https://a.example"]]) {
     }
   }
 }
+
+Deno.test("createEdgeApp() gRPC-Web: time spent reading a small body counts against grpc-timeout", async () => {
+  const seen: CallOptions[] = [];
+  const app = createEdgeApp({
+    upstream: echoUpstream(seen),
+    config: config(["*"]),
+  });
+  const send = async (timeout: string, delayMs: number) => {
+    const slow = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        await new Promise((r) => setTimeout(r, delayMs));
+        controller.enqueue(body);
+        controller.close();
+      },
+    });
+    const res = await app.fetch(
+      new Request("http://edge.test/chat.ChatService/SendMessage", {
+        method: "POST",
+        headers: {
+          "content-type": "application/grpc-web+proto",
+          "content-length": `${body.length}`,
+          "grpc-timeout": timeout,
+        },
+        body: slow,
+      }),
+    );
+    await res.arrayBuffer();
+    return res.headers.get("grpc-status");
+  };
+  assert.equal(await send("50m", 200), "4");
+  assert.equal(seen.length, 0, "an expired call never reaches the core");
+  assert.equal(await send("10S", 50), null, "trailers in the body: OK");
+  assert.equal(seen.length, 1);
+  const left = seen[0].timeoutMs!;
+  assert.ok(left < 10_000 - 40 && left > 5_000, `deadline left: ${left}`);
+});
