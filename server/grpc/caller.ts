@@ -13,9 +13,13 @@ import type { HandlerContext } from "./context.ts";
 import type { StreamControl } from "./stream.ts";
 import { toServiceError } from "./status.ts";
 
-/** What every grpc-js server call has. */
+/**
+ * What every server call has: grpc-js's calls their metadata, the direct
+ * streaming path's (server/grpcjs/direct_stream.ts) the header itself.
+ */
 interface AnyCall {
-  readonly metadata: Metadata;
+  readonly metadata?: Metadata;
+  readonly authorization?: string | readonly string[];
   readonly cancelled: boolean;
   getPeer(): string;
 }
@@ -62,7 +66,7 @@ export function withCaller<C extends AnyCall, A extends unknown[]>(
     let caller: Caller | Promise<Caller>;
     try {
       caller = ctx.access.caller(
-        authorizationOf(call.metadata),
+        authorizationOf(call.metadata ?? call.authorization),
         () => call.getPeer(),
       );
     } catch (err) {

@@ -8,6 +8,7 @@
  * deliveries into the bounded queue until that stream's 'drain'.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { EventEmitter } from "node:events";
 import {
   type Message,
   MessageType,
@@ -19,6 +20,7 @@ import type { HandlerContext } from "./context.ts";
 import { frameMessage } from "./framing.ts";
 import { presenceMessage, welcomeMessage } from "./messages.ts";
 import { type MessageWriter, messageWriter } from "../grpcjs/raw_stream.ts";
+import type { DirectServerCall } from "../grpcjs/direct_stream.ts";
 import type {
   Replay,
   SubscribeOptions,
@@ -28,7 +30,10 @@ import type { RoomPosition } from "../rooms/history_store.ts";
 import { openStream, type StreamControl } from "./stream.ts";
 import { endAtExpiry, withCaller } from "./caller.ts";
 
-type Call = ServerWritableStream<SubscribeRequest, Message | Uint8Array>;
+/** grpc-js's call, or the direct streaming path's (the default on h2). */
+type Call =
+  | ServerWritableStream<SubscribeRequest, Message | Uint8Array>
+  | DirectServerCall<SubscribeRequest>;
 
 export function subscribeMessagesHandler(ctx: HandlerContext) {
   return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
@@ -155,7 +160,7 @@ class Subscription implements SubscribeOptions<Uint8Array> {
     const timer = setTimeout(() => {
       if (writer.reset()) ctx.hub.stats.stalledResets++;
     }, ctx.config.slowConsumerGraceMs);
-    call.once("cancelled", () => clearTimeout(timer));
+    (call as EventEmitter).once("cancelled", () => clearTimeout(timer));
   }
 
   onError(err: ChatError): void {

@@ -30,6 +30,7 @@ import { payloadOf, PREFIX_BYTES } from "../grpc/framing.ts";
 import { beforeTurnEnds } from "../../http2/turn_end.ts";
 import { ErrorCode } from "../../protocol/http2/frames.ts";
 import { type BaseCallInternals, baseCallOf } from "./internals.ts";
+import { DirectServerCall } from "./direct_stream.ts";
 
 /** A sink for framed messages with the stream's backpressure. */
 export interface MessageWriter {
@@ -57,7 +58,11 @@ export interface WritableCall extends EventEmitter {
   write(message: Uint8Array): boolean;
 }
 
-type BaseCall = BaseCallInternals<Http2StreamLike>;
+/** What the direct writer needs of a call: grpc-js's internals, or a DirectServerCall. */
+type BaseCall = Pick<
+  BaseCallInternals<Http2StreamLike>,
+  "stream" | "cancelled" | "maxSendMessageSize" | "maybeSendMetadata"
+>;
 
 interface Http2StreamLike extends EventEmitter {
   write(chunk: Uint8Array): boolean;
@@ -70,7 +75,8 @@ interface Http2StreamLike extends EventEmitter {
 
 /** The direct writer for a call, or one on `call.write()` as fallback. */
 export function messageWriter(call: WritableCall): MessageWriter {
-  const base = directCallOf(call);
+  // A call of the direct streaming path has what the writer needs itself.
+  const base = call instanceof DirectServerCall ? call : directCallOf(call);
   return base ? new DirectWriter(call, base) : fallbackWriter(call);
 }
 
