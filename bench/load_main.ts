@@ -33,6 +33,7 @@ const { values: v } = parseArgs({
     drain: s,
     n: s,
     subs: s,
+    rooms: s,
     pubc: s,
     "server-pgid": s,
     "settle-ms": s,
@@ -84,6 +85,7 @@ try {
         addr,
         subs: num("subs", 10_000),
         conns: num("conns", 20),
+        rooms: num("rooms", 100),
         serverPgid: num("server-pgid", 0),
         settleMs: num("settle-ms", 1000),
       });

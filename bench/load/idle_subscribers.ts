@@ -2,9 +2,11 @@
  * Memory scenario: the server's resident memory with N idle subscribers.
  *
  * Opens N SubscribeMessages streams over K connections (the core allows
- * 1,000 streams per connection by default), waits for every welcome, then
- * reads VmRSS of the server's process group from /proc before and after, so
- * the result is the cost of holding subscribers rather than of starting up.
+ * 1,000 streams per connection by default) in R rooms, waits for every
+ * welcome, then reads VmRSS of the server's process group from /proc before
+ * and after, so the result is the cost of holding subscribers rather than of
+ * starting up. The issue's target is N = 100,000 over K = 100 connections
+ * (`memory_idle100k`, 100 rooms, and `memory_idle100k_room1`, one room).
  *
  * @module
  */
@@ -25,6 +27,8 @@ export interface IdleOptions {
   addr: string;
   subs: number;
   conns: number;
+  /** Rooms the subscribers are spread over (subscriber i joins room i % rooms). */
+  rooms: number;
   /** Process group of the server under test (its pid when started with setsid). */
   serverPgid: number;
   /** How long to hold the subscribers before reading memory. */
@@ -36,6 +40,7 @@ export async function runIdleSubscribers(
   o: IdleOptions,
 ): Promise<Record<string, unknown>> {
   const before = groupMemoryKb(o.serverPgid);
+  const rooms = Math.max(1, o.rooms);
   const clients = await connect(o.addr, o.conns);
   const streams: ReturnType<typeof serverStreamRaw>[] = [];
   let welcomed = 0, failed = 0;
@@ -50,7 +55,7 @@ export async function runIdleSubscribers(
             clients[i % clients.length],
             paths.SubscribeMessages,
             encode(SubscribeRequestSchema, {
-              room: `idle-${i % 100}`,
+              room: `idle-${i % rooms}`,
               user: `idle${i}`,
             }),
           );
@@ -64,7 +69,8 @@ export async function runIdleSubscribers(
           });
         }),
     );
-    await Promise.race([Promise.all(all), sleep(60_000)]);
+    // grpc-js's client opens about 2,000 streams a second here.
+    await Promise.race([Promise.all(all), sleep(60_000 + o.subs)]);
     const subscribeMs = performance.now() - t0;
     await sleep(o.settleMs);
     const held = groupMemoryKb(o.serverPgid);
@@ -73,6 +79,7 @@ export async function runIdleSubscribers(
       scenario: "memory",
       subs: o.subs,
       conns: o.conns,
+      rooms,
       welcomed,
       failed,
       subscribe_s: Math.round(subscribeMs / 10) / 100,
