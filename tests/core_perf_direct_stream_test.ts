@@ -29,6 +29,8 @@ interface Seen {
   direct: string[];
   grpcJs: string[];
   cancelled: string[];
+  /** Calls whose 'finish' came before their 'cancelled'. */
+  finished: string[];
 }
 
 /**
@@ -43,9 +45,12 @@ function watch(seen: Seen) {
   ) => {
     const req = text(call.request as Buffer);
     (call instanceof DirectServerCall ? seen.direct : seen.grpcJs).push(req);
-    (call as grpc.ServerWritableStream<Buffer, Buffer>).on(
-      "cancelled",
-      () => seen.cancelled.push(req),
+    const events = call as grpc.ServerWritableStream<Buffer, Buffer>;
+    events.on("cancelled", () => seen.cancelled.push(req));
+    // Call counting takes the first of 'finish' and 'cancelled'.
+    events.on(
+      "finish",
+      () => seen.cancelled.includes(req) || seen.finished.push(req),
     );
     const writer = messageWriter(call);
     if (req.startsWith("n:")) {
@@ -178,7 +183,7 @@ const settle = () => new Promise((r) => setTimeout(r, 50));
 
 for (const transport of ["h2", "node"] as const) {
   Deno.test(`enableDirectStreams() serves the registered path on ${transport}, with grpc-js's statuses`, async () => {
-    const seen: Seen = { direct: [], grpcJs: [], cancelled: [] };
+    const seen: Seen = { direct: [], grpcJs: [], cancelled: [], finished: [] };
     await using bare = await startBare(transport, seen);
     assert.equal(bare.patched, 1, "grpc-js internals changed: fallback");
     const client = new grpc.Client(
@@ -231,15 +236,17 @@ for (const transport of ["h2", "node"] as const) {
         "throw",
         "big",
       ]);
-      // 'cancelled' follows every status, as grpc-js emits it.
+      // 'cancelled' follows every status, as grpc-js emits it; 'finish'
+      // comes first after an OK end.
       assert.deepEqual(seen.cancelled.sort(), [...seen.direct].sort());
+      assert.deepEqual(seen.finished, ["n:3", "n:0"]);
     } finally {
       client.close();
     }
   });
 
   Deno.test(`DirectServerCall on ${transport}: a deadline ends it with DEADLINE_EXCEEDED and 'cancelled'; so does a client cancel`, async () => {
-    const seen: Seen = { direct: [], grpcJs: [], cancelled: [] };
+    const seen: Seen = { direct: [], grpcJs: [], cancelled: [], finished: [] };
     await using bare = await startBare(transport, seen);
     const client = new grpc.Client(
       `127.0.0.1:${bare.port}`,
@@ -263,7 +270,7 @@ for (const transport of ["h2", "node"] as const) {
 }
 
 Deno.test("enableDirectStreams() leaves a compressed call to grpc-js", async () => {
-  const seen: Seen = { direct: [], grpcJs: [], cancelled: [] };
+  const seen: Seen = { direct: [], grpcJs: [], cancelled: [], finished: [] };
   await using bare = await startBare("h2", seen);
   const client = new grpc.Client(
     `127.0.0.1:${bare.port}`,
@@ -283,7 +290,7 @@ Deno.test("enableDirectStreams() leaves a compressed call to grpc-js", async () 
 });
 
 Deno.test("enableDirectStreams() answers no request, two requests and a bad grpc-timeout as grpc-js does", async () => {
-  const seen: Seen = { direct: [], grpcJs: [], cancelled: [] };
+  const seen: Seen = { direct: [], grpcJs: [], cancelled: [], finished: [] };
   await using bare = await startBare("h2", seen);
   const session = http2.connect(`http://127.0.0.1:${bare.port}`);
   session.on("error", () => {});
@@ -325,7 +332,12 @@ Deno.test("enableDirectStreams() answers no request, two requests and a bad grpc
       status: grpc.status.INTERNAL,
       message: 'Invalid grpc-timeout value "soon"',
     });
-    assert.deepEqual(seen, { direct: [], grpcJs: [], cancelled: [] });
+    assert.deepEqual(seen, {
+      direct: [],
+      grpcJs: [],
+      cancelled: [],
+      finished: [],
+    });
   } finally {
     await new Promise<void>((r) => session.close(() => r()));
   }

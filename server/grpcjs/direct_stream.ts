@@ -273,9 +273,11 @@ export class DirectServerCall<Req = unknown> extends EventEmitter {
 
   /** Ends the call with OK, after what was written. */
   end(): this {
-    if (this.sendStatus(Code.OK, "OK")) {
-      process.nextTick(() => this.emit("finish"));
-    }
+    if (this.#statusSent || this.#gone()) return this;
+    // 'finish' before the 'cancelled' that follows every status, as with
+    // grpc-js's Writable (call counting takes the first of the two).
+    process.nextTick(() => this.emit("finish"));
+    this.sendStatus(Code.OK, "OK");
     return this;
   }
 
