@@ -53,11 +53,13 @@ Deno.test("deno task bench --short runs every case against the core and saves JS
     assert.ok(up.ok && up.count_ok === true && up.message_count === up.n);
     const chat = byCase.chat_n20k;
     assert.ok(chat.ok && chat.pipelined_echoes === chat.n);
-    for (const [name, rooms] of [
-      ["memory_idle10k", 100],
-      ["memory_idle100k", 100],
-      ["memory_idle100k_room1", 1],
-    ] as const) {
+    for (
+      const [name, rooms] of [
+        ["memory_idle10k", 100],
+        ["memory_idle100k", 100],
+        ["memory_idle100k_room1", 1],
+      ] as const
+    ) {
       const mem = byCase[name];
       assert.ok(mem.ok && mem.welcomed === mem.subs, JSON.stringify(mem));
       assert.equal(mem.rooms, rooms);
