@@ -33,9 +33,8 @@ import process from "node:process";
 import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { peerOf } from "../grpc/caller.ts";
-import { streamOpenedHook } from "./internals.ts";
-import { isPlainGrpc, readOneRequest } from "./one_request.ts";
-import { wrapStreamListeners } from "./stream_listeners.ts";
+import { readOneRequest } from "./one_request.ts";
+import { divertPlainCalls } from "./stream_listeners.ts";
 
 /** A server-streaming method on the direct path. */
 export interface DirectStreamMethod {
@@ -78,20 +77,11 @@ export function enableDirectStreams(
   methods: ReadonlyMap<string, DirectStreamMethod>,
   options: DirectStreamOptions,
 ): number {
-  const opened = streamOpenedHook(server);
-  return wrapStreamListeners(
+  return divertPlainCalls(
     server,
-    (grpcJs) =>
-      function (stream, headers, ...rest) {
-        const path = headers[":path"] as string;
-        const method = methods.get(path);
-        if (method === undefined || !isPlainGrpc(headers)) {
-          grpcJs.call(this, stream, headers, ...rest);
-          return;
-        }
-        opened(stream);
-        serve(stream, headers, path, method, options);
-      },
+    methods,
+    (stream, headers, path, method) =>
+      serve(stream, headers, path, method, options),
   );
 }
 

@@ -34,9 +34,8 @@ import type http2 from "node:http2";
 import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
-import { streamOpenedHook } from "./internals.ts";
-import { wrapStreamListeners } from "./stream_listeners.ts";
-import { isPlainGrpc, readOneRequest } from "./one_request.ts";
+import { divertPlainCalls } from "./stream_listeners.ts";
+import { readOneRequest } from "./one_request.ts";
 
 /**
  * A unary method: request bytes in, response bytes out. It answers by
@@ -99,20 +98,11 @@ export function enableDirectUnary(
   methods: ReadonlyMap<string, DirectUnaryMethod>,
   options: DirectUnaryOptions,
 ): number {
-  const opened = streamOpenedHook(server);
-  return wrapStreamListeners(
+  return divertPlainCalls(
     server,
-    (grpcJs) =>
-      function (stream, headers, ...rest) {
-        const path = headers[":path"] as string;
-        const method = methods.get(path);
-        if (method === undefined || !isPlainGrpc(headers)) {
-          grpcJs.call(this, stream, headers, ...rest);
-          return;
-        }
-        opened(stream);
-        serve(stream, headers, path, method, options);
-      },
+    methods,
+    (stream, headers, path, method) =>
+      serve(stream, headers, path, method, options),
   );
 }
 
