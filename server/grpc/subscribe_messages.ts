@@ -40,11 +40,7 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
     call: Call,
     caller,
   ): void => {
-    const stream = openStream(
-      call,
-      ctx,
-      (err) => err ? call.emit("error", err) : call.end(),
-    );
+    const stream = openStream(call as EventEmitter & { end(): unknown }, ctx);
     const { room } = call.request;
     let user: string;
     try {
@@ -81,7 +77,7 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
  * idle subscriber is held for as long as it stays (docs/perf-log.md, "Idle
  * subscribers").
  */
-class Subscription implements SubscribeOptions<Uint8Array> {
+class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
   readonly #writer: MessageWriter;
   #member: HubSubscription<Uint8Array> | undefined;
   #offDrain: (() => void) | undefined;
@@ -107,7 +103,7 @@ class Subscription implements SubscribeOptions<Uint8Array> {
 
   open(): void {
     const { ctx, room, user } = this;
-    this.stream.defer(() => this.#close());
+    this.stream.defer(this);
     const member = ctx.hub.subscribe(room, this.#writer, this);
     this.#member = member;
     this.#offDrain = this.#writer.onDrain(() => member.subscriber.resume());
@@ -122,7 +118,7 @@ class Subscription implements SubscribeOptions<Uint8Array> {
    * room, then tell the others, then stop listening for drains, and last
    * the pending messages go out before the status.
    */
-  #close(): void {
+  [Symbol.dispose](): void {
     const { ctx, room, user } = this;
     ctx.log.debug(`unsubscribe room=${room} user=${user}`);
     this.#member?.leave();
