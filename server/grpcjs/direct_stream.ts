@@ -33,8 +33,9 @@ import process from "node:process";
 import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { peerOf } from "../grpc/caller.ts";
-import { readOneRequest } from "./one_request.ts";
+import { readOneRequest, type RequestWording } from "./one_request.ts";
 import { divertPlainCalls } from "./stream_listeners.ts";
+import { RESPONSE_HEADERS } from "./direct_unary.ts";
 
 /** A server-streaming method on the direct path. */
 export interface DirectStreamMethod {
@@ -52,12 +53,6 @@ export interface DirectStreamOptions {
   maxSendMessageBytes: number;
 }
 
-const RESPONSE_HEADERS = Object.freeze({
-  ":status": 200,
-  "content-type": "application/grpc+proto",
-  "grpc-accept-encoding": "identity,deflate,gzip",
-  "grpc-encoding": "identity",
-});
 /** grpc-js's headers of a trailers-only response, before the status. */
 const TRAILERS_ONLY = Object.freeze({
   ":status": 200,
@@ -77,26 +72,31 @@ export function enableDirectStreams(
   methods: ReadonlyMap<string, DirectStreamMethod>,
   options: DirectStreamOptions,
 ): number {
+  // grpc-js's words name the method: built once per path, not per call.
+  const wordings = new Map<string, RequestWording>();
+  for (const path of methods.keys()) {
+    wordings.set(path, {
+      none: `Received no request message for server streaming method ${path}`,
+      second:
+        `Received a second request message for server streaming method ${path}`,
+    });
+  }
   return divertPlainCalls(
     server,
     methods,
     (stream, headers, path, method) =>
-      serve(stream, headers, path, method, options),
+      serve(stream, headers, method, wordings.get(path)!, path, options),
   );
 }
 
 function serve(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
-  path: string,
   method: DirectStreamMethod,
+  wording: RequestWording,
+  path: string,
   options: DirectStreamOptions,
 ): void {
-  const wording = {
-    none: `Received no request message for server streaming method ${path}`,
-    second:
-      `Received a second request message for server streaming method ${path}`,
-  };
   readOneRequest(stream, headers, options.maxMessageBytes, wording, {
     fail: (code, message) => trailersOnly(stream, code, message),
     done(bytes, deadline) {

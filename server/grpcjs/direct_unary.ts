@@ -76,7 +76,8 @@ export interface CallCounter {
   end(path: string, code: number, durationMs: number): void;
 }
 
-const RESPONSE_HEADERS = Object.freeze({
+/** grpc-js's response headers, which both direct paths send. */
+export const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
   "content-type": "application/grpc+proto",
   "grpc-accept-encoding": "identity,deflate,gzip",
