@@ -38,6 +38,7 @@ const { values: v } = parseArgs({
     "server-pgid": s,
     "settle-ms": s,
     label: s,
+    token: s,
   },
   strict: true,
 });
@@ -86,6 +87,7 @@ try {
         subs: num("subs", 10_000),
         conns: num("conns", 20),
         rooms: num("rooms", 100),
+        token: v.token,
         serverPgid: num("server-pgid", 0),
         settleMs: num("settle-ms", 1000),
       });

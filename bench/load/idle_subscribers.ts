@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { Metadata } from "@grpc/grpc-js";
 import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
 import { groupMemoryKb } from "../procfs.ts";
 import { round1, sleep } from "../stats.ts";
@@ -29,6 +30,11 @@ export interface IdleOptions {
   conns: number;
   /** Rooms the subscribers are spread over (subscriber i joins room i % rooms). */
   rooms: number;
+  /**
+   * A bearer token for a core with auth on: every stream sends it, and the
+   * requests name no user (the token's `sub` is taken).
+   */
+  token?: string;
   /** Process group of the server under test (its pid when started with setsid). */
   serverPgid: number;
   /** How long to hold the subscribers before reading memory. */
@@ -41,6 +47,8 @@ export async function runIdleSubscribers(
 ): Promise<Record<string, unknown>> {
   const before = groupMemoryKb(o.serverPgid);
   const rooms = Math.max(1, o.rooms);
+  const metadata = new Metadata();
+  if (o.token) metadata.set("authorization", `Bearer ${o.token}`);
   const clients = await connect(o.addr, o.conns);
   const streams: ReturnType<typeof serverStreamRaw>[] = [];
   let welcomed = 0, failed = 0;
@@ -56,8 +64,9 @@ export async function runIdleSubscribers(
             paths.SubscribeMessages,
             encode(SubscribeRequestSchema, {
               room: `idle-${i % rooms}`,
-              user: `idle${i}`,
+              user: o.token ? "" : `idle${i}`,
             }),
+            metadata,
           );
           streams.push(s);
           s.on("error", () => {});
@@ -80,6 +89,7 @@ export async function runIdleSubscribers(
       subs: o.subs,
       conns: o.conns,
       rooms,
+      auth: o.token !== undefined,
       welcomed,
       failed,
       subscribe_s: Math.round(subscribeMs / 10) / 100,

@@ -8,10 +8,10 @@
  */
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import type { Caller } from "../auth/access.ts";
-import { ChatError } from "../rooms/errors.ts";
 import type { HandlerContext } from "./context.ts";
 import type { StreamControl } from "./stream.ts";
 import { toServiceError } from "./status.ts";
+import { ExpirySweep } from "./expiry.ts";
 
 /**
  * What every server call has: grpc-js's calls their metadata, the direct
@@ -91,18 +91,19 @@ export function withCaller<C extends AnyCall, A extends unknown[]>(
   };
 }
 
-/** Ends `stream` with UNAUTHENTICATED when the caller's token expires. */
+/** The streams of this process whose callers' tokens expire. */
+const expiries = new ExpirySweep();
+
+/**
+ * Ends `stream` with UNAUTHENTICATED when the caller's token expires (within
+ * expiry.ts's grain), with one timer for every stream.
+ */
 export function endAtExpiry(
   ctx: HandlerContext,
   stream: StreamControl,
   caller: Caller,
 ): void {
   const inMs = ctx.access.expiresInMs(caller);
-  // Past setTimeout's range (24.8 days) the stream is left to run.
-  if (inMs === undefined || inMs > 2 ** 31 - 1) return;
-  const timer = setTimeout(
-    () => stream.finish(new ChatError("unauthenticated", "token expired")),
-    inMs,
-  );
-  stream.defer(() => clearTimeout(timer));
+  if (inMs === undefined) return;
+  stream.defer(expiries.add(stream, inMs));
 }
