@@ -3,10 +3,13 @@
  * BENCHMARKS.md: Redis CPU per stored-and-published message (the append
  * script: INCRBY, XADD, PEXPIRE, PUBLISH), the rate one core's broker
  * connection reaches, and the publish-to-delivery latency seen by `--cores`
- * followers (each one broker connection pair, like one core).
+ * followers (each one broker connection pair, like one core). With
+ * `--cores 0` the publisher follows the room itself, as one core with
+ * `--broker` does for its own subscribers.
  *
  * Redis CPU comes from `INFO cpu` (used_cpu_user + used_cpu_sys) before and
- * after, so it is Redis's own time, not the client's.
+ * after, so it is Redis's own time, not the client's; the client's (the
+ * publisher and every follower, all in this process) from /proc/self.
  *
  * ```sh
  * deno run -A bench/broker_cost.ts --messages 20000 --batch 1 --cores 3
@@ -18,7 +21,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "redis";
 import { connectRedisBroker } from "../server/broker/redis_broker.ts";
 import { startRedisServer } from "../tools/serve/redis.ts";
-import { quantile } from "./stats.ts";
+import { quantile, selfCpuSeconds } from "./stats.ts";
 
 async function redisCpuSeconds(
   admin: { info(section: string): Promise<unknown> },
@@ -40,6 +43,8 @@ if (import.meta.main) {
       cores: { type: "string", default: "3" },
       rooms: { type: "string", default: "1" },
       bytes: { type: "string", default: "100" },
+      // Pin the redis-server this starts to one CPU (apart from this one).
+      "redis-cpu": { type: "string" },
     },
   });
   const messages = Number(values.messages);
@@ -48,14 +53,22 @@ if (import.meta.main) {
   const rooms = Number(values.rooms);
   const own = values.url ? undefined : await startRedisServer();
   const url = values.url ?? own!.url;
+  if (own && values["redis-cpu"] !== undefined) {
+    await new Deno.Command("taskset", {
+      args: ["-cp", values["redis-cpu"], String(own.pid)],
+      stdout: "null",
+    }).output();
+  }
   const opts = { url, size: 1000, ttlMs: 86_400_000 };
   const publisher = await connectRedisBroker(opts);
-  const followers = await Promise.all(
-    Array.from(
-      { length: Number(values.cores) },
-      () => connectRedisBroker(opts),
-    ),
-  );
+  const followers = Number(values.cores) === 0
+    ? [publisher]
+    : await Promise.all(
+      Array.from(
+        { length: Number(values.cores) },
+        () => connectRedisBroker(opts),
+      ),
+    );
   const admin = createClient({ url });
   await admin.connect();
 
@@ -80,6 +93,7 @@ if (import.meta.main) {
   }
 
   const cpu0 = await redisCpuSeconds(admin);
+  const self0 = selfCpuSeconds();
   const start = performance.now();
   let sent = 0;
   const worker = async () => {
@@ -99,6 +113,7 @@ if (import.meta.main) {
   const appendSecs = (performance.now() - start) / 1000;
   await done;
   const cpu1 = await redisCpuSeconds(admin);
+  const self1 = selfCpuSeconds();
   latencies.sort((a, b) => a - b);
   const result = {
     messages,
@@ -111,12 +126,17 @@ if (import.meta.main) {
       expected / ((performance.now() - start) / 1000),
     ),
     redis_cpu_us_per_message: Math.round((cpu1 - cpu0) / messages * 1e7) / 10,
+    // This process: the publisher's broker and every follower's.
+    client_cpu_us_per_message: Math.round((self1 - self0) / messages * 1e7) /
+      10,
     delivery_p50_ms: Number(quantile(latencies, 0.5).toFixed(2)),
     delivery_p99_ms: Number(quantile(latencies, 0.99).toFixed(2)),
   };
   console.log(JSON.stringify(result));
   for (const stop of stops) stop();
   await admin.close();
-  await Promise.all([publisher, ...followers].map((b) => b.close()));
+  await Promise.all(
+    [...new Set([publisher, ...followers])].map((b) => b.close()),
+  );
   await own?.stop();
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
   encodeEnvelope,
   EnvelopeMeter,
@@ -153,4 +154,15 @@ Deno.test("EnvelopeMeter.push() counts the prefix and the body bytes of the unfi
   ]);
   assert.equal(meter.push(chunk), 6);
   assert.equal(meter.unfinished, 6);
+});
+
+Deno.test("EnvelopeParser.push() returns whole frames of a Buffer as plain Uint8Array views of its memory", () => {
+  const chunk = Buffer.from([0, 0, 0, 0, 2, 7, 8, 0, 0, 0, 0, 1, 9]);
+  const p = new EnvelopeParser({ maxMessageBytes: 100, allowedFlags: 0 });
+  const [a, b] = p.push(chunk);
+  // Not a Buffer: a copy by slice() must copy (Buffer's slice() is a view).
+  assert.equal(Object.getPrototypeOf(a.data), Uint8Array.prototype);
+  assert.deepEqual([...a.data, ...b.data], [7, 8, 9]);
+  chunk[5] = 1;
+  assert.equal(a.data[0], 1, "a view, not a copy");
 });

@@ -17,6 +17,7 @@ import {
   windowUpdateFrame,
 } from "../protocol/http2/frames.ts";
 import { concat, frame, PeerConnection, u32 } from "./fixtures/h2_raw_peer.ts";
+import { eventually } from "./support/core.ts";
 
 type OnStream = (stream: H2ServerStream) => void;
 
@@ -182,6 +183,58 @@ Deno.test("listenH2(): one-byte DATA frames into a paused stream come out joined
   assert.equal(all.byteLength, n);
   for (let i = 0; i < n; i++) assert.equal(all[i], i & 0xff, `byte ${i}`);
   assert.ok(chunks.length <= 4, `${chunks.length} chunks for ${n} frames`);
+});
+
+Deno.test("listenH2(): a flowing stream's DATA frames of one read come out as one chunk per stream, in order", async () => {
+  const chunks = new Map<number, Uint8Array[]>();
+  const ended: number[] = [];
+  await using t = await setup((s) => {
+    chunks.set(s.id, []);
+    s.on("data", (c: Uint8Array) => chunks.get(s.id)!.push(c));
+    s.on("end", () => ended.push(s.id));
+  });
+  // Two streams' frames interleaved, 60 bytes each (one small gRPC
+  // message a frame, as a client streaming small messages sends them).
+  const frames = [request(t.peer, 1), request(t.peer, 3)];
+  const n = 200;
+  for (let i = 0; i < n; i++) {
+    for (const id of [1, 3]) {
+      const flags = i === n - 1 ? Flag.END_STREAM : 0;
+      frames.push(
+        frame(FrameType.DATA, flags, id, new Uint8Array(60).fill(i + id)),
+      );
+    }
+  }
+  await t.peer.write(concat(frames));
+  await eventually(() => ended.length === 2, "both streams ended");
+  for (const id of [1, 3]) {
+    const got = chunks.get(id)!;
+    const all = concat(got);
+    assert.equal(all.byteLength, 60 * n);
+    for (let i = 0; i < n; i++) {
+      assert.equal(all[60 * i], (i + id) & 0xff, `stream ${id} frame ${i}`);
+      assert.equal(all[60 * i + 59], (i + id) & 0xff);
+    }
+    // 24 KB in one write: a handful of socket reads, not 200 chunks.
+    assert.ok(got.length <= 4, `${got.length} chunks for ${n} frames`);
+  }
+});
+
+Deno.test("listenH2(): DATA before a RST_STREAM in the same read reaches the stream before it closes", async () => {
+  const events: string[] = [];
+  await using t = await setup((s) => {
+    s.on("data", (c: Uint8Array) => events.push(`data ${c.byteLength}`));
+    s.on("close", () => events.push(`close ${s.rstCode}`));
+  });
+  await t.peer.write(concat([
+    request(t.peer, 1),
+    frame(FrameType.DATA, 0, 1, new Uint8Array(10)),
+    frame(FrameType.DATA, 0, 1, new Uint8Array(20)),
+    frame(FrameType.RST_STREAM, 0, 1, u32(ErrorCode.CANCEL)),
+  ]));
+  await eventually(() => events.at(-1)?.startsWith("close") === true, "close");
+  // One chunk when the frames came in one read (as a 100-byte write does).
+  assert.deepEqual(events, ["data 30", `close ${ErrorCode.CANCEL}`]);
 });
 
 Deno.test("listenH2(): rapid reset (open and reset streams without end) ends with ENHANCE_YOUR_CALM", async () => {

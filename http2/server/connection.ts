@@ -31,6 +31,7 @@ import {
 import { protocolError } from "../../protocol/http2/frame_parse.ts";
 import { EnvelopeMeter } from "../../protocol/envelope.ts";
 import type { DataFrame } from "../connection.ts";
+import type { ReadBuffer } from "../read_buffer.ts";
 import { H2ServerOutput } from "./output.ts";
 import { Keepalive } from "../keepalive.ts";
 import { Closed, ClosedStreams } from "./closed_streams.ts";
@@ -64,6 +65,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   readonly #closed = new ClosedStreams();
   readonly #meter: RequestMeter | undefined;
   readonly #keepalive: Keepalive | undefined;
+  /** Streams with DATA in the read being parsed. */
+  readonly #reading: H2ServerStream[] = [];
   #goawaySent = false;
   #peerGoaway = false;
   /** Resets the peer may still send (a token bucket; see onStreamReset). */
@@ -267,16 +270,42 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
       s.recvWindow -= padding;
       this.consumed(s, padding);
     }
-    if (to > from) {
-      const data = buf.subarray(from, to);
-      if (s.meter !== undefined && !this.#meter!.take(s, data, this.#owner)) {
-        s.recvWindow -= to - from;
-        this.consumed(s, to - from);
-        return;
-      }
-      s.push(data);
-    }
+    // Joined with the stream's other DATA of this read (endRead()).
+    if (to > from && s.push(buf, from, to)) this.#reading.push(s);
     if (endStream && !s.destroyed) s.pushEnd();
+  }
+
+  protected override parse(rb: ReadBuffer): void {
+    try {
+      super.parse(rb);
+    } finally {
+      this.#endRead();
+    }
+  }
+
+  /**
+   * Hands each stream the DATA it got in this read as one chunk, metered
+   * against the request budget first (once per read, not per frame).
+   */
+  #endRead(): void {
+    const reading = this.#reading;
+    try {
+      for (let i = 0; i < reading.length; i++) this.#deliverRead(reading[i]);
+    } finally {
+      // A stream left out by a connection error is aborted by it, which
+      // drops its views of the read buffer.
+      reading.length = 0;
+    }
+  }
+
+  #deliverRead(s: H2ServerStream): void {
+    const chunk = s.takeRead();
+    if (chunk === undefined) return;
+    if (s.meter !== undefined && !this.#meter!.take(s, chunk, this.#owner)) {
+      this.consumed(s, chunk.byteLength);
+      return;
+    }
+    s.accept(chunk);
   }
 
   protected onStreamReset(s: H2ServerStream, code: number): void {
@@ -296,6 +325,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
         "too many stream resets",
       );
     }
+    // The DATA that came before the reset in this read is the handler's.
+    this.#deliverRead(s);
     s.abort(code);
     if (!endedByPeer) this.#closed.remember(s.id, Closed.RESET_BY_PEER);
   }

@@ -47,6 +47,7 @@ const TAIL_BYTES = 16 * 1024;
 /** Node's default `writableHighWaterMark` of an HTTP/2 stream. */
 const HIGH_WATER_MARK = 16 * 1024;
 const { NO_ERROR, CANCEL } = ErrorCode;
+const EMPTY = new Uint8Array(0);
 
 type WriteCallback = (err?: Error | null) => void;
 type Listener = Parameters<EventEmitter["on"]>[1];
@@ -101,6 +102,16 @@ export class H2ServerStream extends EventEmitter {
   #waitForTrailers = false;
   #finished = false;
   #owesDrain = false;
+  /**
+   * The current read's payloads in `#readBuf` (EMPTY: none): the first one
+   * `[#readFrom, #readTo)`, any others as `[from, to)` pairs (most requests
+   * have one DATA frame: no array for them).
+   */
+  #readBuf: Uint8Array = EMPTY;
+  #readFrom = 0;
+  #readTo = 0;
+  #readMore: number[] | undefined;
+  #readBytes = 0;
 
   constructor(
     host: StreamHost,
@@ -149,34 +160,82 @@ export class H2ServerStream extends EventEmitter {
   }
 
   /**
-   * A DATA payload arrived (the connection has checked the windows). `src`
-   * is a view of the connection's read buffer, valid during this call only.
+   * A DATA payload arrived (the connection has checked the windows):
+   * `buf[from, to)`, a view of the connection's read buffer. It stays a
+   * view until the connection has parsed the whole read and calls
+   * {@linkcode takeRead}: a client streaming small messages sends one DATA
+   * frame per message, and joining a read's frames makes one copy, one
+   * 'data' event and one metering of them instead of one per message.
+   * Returns true for the stream's first payload of this read.
+   */
+  push(buf: Uint8Array, from: number, to: number): boolean {
+    this.recvWindow -= to - from;
+    this.#readBytes += to - from;
+    if (this.#readBuf === EMPTY) {
+      this.#readBuf = buf;
+      this.#readFrom = from;
+      this.#readTo = to;
+      return true;
+    }
+    (this.#readMore ??= []).push(from, to);
+    return false;
+  }
+
+  /**
+   * This read's payloads joined into one chunk of their own (undefined if
+   * none); the views into the read buffer are dropped.
+   */
+  takeRead(): Buffer | undefined {
+    const buf = this.#readBuf;
+    if (buf === EMPTY) return undefined;
+    const chunk = Buffer.allocUnsafe(this.#readBytes);
+    chunk.set(buf.subarray(this.#readFrom, this.#readTo));
+    const more = this.#readMore;
+    if (more !== undefined) {
+      let at = this.#readTo - this.#readFrom;
+      for (let i = 0; i < more.length; i += 2) {
+        chunk.set(buf.subarray(more[i], more[i + 1]), at);
+        at += more[i + 1] - more[i];
+      }
+    }
+    this.#clearRead();
+    return chunk;
+  }
+
+  #clearRead(): void {
+    this.#readBuf = EMPTY;
+    this.#readBytes = 0;
+    if (this.#readMore !== undefined) this.#readMore.length = 0;
+  }
+
+  /**
+   * A read's payload (from {@linkcode takeRead}), once the connection has
+   * metered it: emitted now if the stream is flowing, queued otherwise.
    *
    * While the stream is paused, small payloads are joined into shared
    * 16 KiB chunks: a client sending one-byte frames must not make a paused
    * stream hold a Buffer object per byte of its window.
    */
-  push(src: Uint8Array): void {
-    const n = src.byteLength;
-    this.recvWindow -= n;
+  accept(chunk: Buffer): void {
+    const n = chunk.byteLength;
     if (
       this.#flowing === true && this.#queue.length === 0 &&
       this.#tailLength === 0 && !this.#delivering
     ) {
       this.#host.consumed(this, n);
-      this.emit("data", copyOf(src));
+      this.emit("data", chunk);
       return;
     }
     if (n >= SMALL_CHUNK) {
       this.#closeTail();
-      this.#queue.push(copyOf(src));
+      this.#queue.push(chunk);
       return;
     }
     if (this.#tail === undefined || this.#tailLength + n > TAIL_BYTES) {
       this.#closeTail();
       this.#tail = Buffer.allocUnsafe(TAIL_BYTES);
     }
-    this.#tail.set(src, this.#tailLength);
+    this.#tail.set(chunk, this.#tailLength);
     this.#tailLength += n;
   }
 
@@ -194,7 +253,8 @@ export class H2ServerStream extends EventEmitter {
    */
   #discardUnread(): void {
     this.#closeTail();
-    let bytes = 0;
+    let bytes = this.#readBytes;
+    this.#clearRead();
     for (const chunk of this.#queue.drain()) bytes += chunk.byteLength;
     if (bytes > 0) this.#host.consumed(this, bytes);
   }
@@ -396,11 +456,4 @@ export class H2ServerStream extends EventEmitter {
     this.closed = true;
     process.nextTick(() => this.emit("close"));
   }
-}
-
-/** A Buffer of its own with the bytes of a read-buffer view. */
-function copyOf(src: Uint8Array): Buffer {
-  const chunk = Buffer.allocUnsafe(src.byteLength);
-  chunk.set(src);
-  return chunk;
 }

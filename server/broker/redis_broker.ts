@@ -2,9 +2,10 @@
  * Room history and cross-core delivery in Redis (`--broker redis://...`):
  * cores that share a Redis share rooms.
  *
- * Storing is one Lua script per room per batch (redis_scripts.ts): it takes
- * the room's next offsets, XADDs the messages to the room's stream (trimmed
- * to about `--history-size`, expiring after `--history-ttl` of silence) and
+ * Storing is one Lua script per room per batch (redis_scripts.ts), with the
+ * batch's bodies packed into one argument: it takes the room's next offsets,
+ * XADDs the messages to the room's stream (trimmed to about
+ * `--history-size`, expiring after `--history-ttl` of silence) and
  * PUBLISHes the batch once, atomically, so offsets are one sequence per
  * room across every core and a message is published only once stored.
  *
@@ -25,7 +26,12 @@
  */
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "redis";
-import { APPEND_SCRIPT, POSITION_SCRIPT, roomKeys } from "./redis_scripts.ts";
+import {
+  APPEND_SCRIPT,
+  packBodies,
+  POSITION_SCRIPT,
+  roomKeys,
+} from "./redis_scripts.ts";
 import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
 import {
   type AppendEntry,
@@ -81,6 +87,23 @@ export interface RedisBroker extends HistoryStore {
 const utf8 = new TextDecoder();
 const asText = (v: unknown) =>
   typeof v === "string" ? v : utf8.decode(v as Uint8Array);
+
+/**
+ * Fresh epochs for appends, one per script call (the script keeps it only
+ * when the room starts afresh): 8 random hex digits per process and a
+ * counter from a random start, 16 characters like `newEpoch()`, without
+ * eight random bytes and their hex per append.
+ */
+function epochSource(): { next(): string } {
+  const prefix = newEpoch().slice(0, 8);
+  let n = crypto.getRandomValues(new Uint32Array(1))[0];
+  return {
+    next() {
+      n = (n + 1) >>> 0;
+      return prefix + n.toString(16).padStart(8, "0");
+    },
+  };
+}
 
 /** A message id block per core start: ids stay unique across cores. */
 const ID_BLOCK = 1_000_000_000;
@@ -202,6 +225,9 @@ export async function connectRedisBroker(
   readyOnce = true;
   state = "ok";
   const block = Number(await cmd.incr("chat:msgid-block"));
+  const epochs = epochSource();
+  const ttlArg = String(options.ttlMs);
+  const sizeArg = String(options.size);
   const lastMessageId = (block - 1) * ID_BLOCK;
 
   async function appendRoom(
@@ -209,13 +235,16 @@ export async function connectRedisBroker(
     group: AppendEntry[],
   ): Promise<{ epoch: string; first: number }> {
     const k = roomKeys(room);
+    const bodies = new Array<Uint8Array>(group.length);
+    for (let i = 0; i < group.length; i++) bodies[i] = group[i].body;
     const reply = await evalScript("append", [k.epoch, k.seq, k.log], [
-      newEpoch(),
-      String(options.ttlMs),
-      String(options.size),
+      epochs.next(),
+      ttlArg,
+      sizeArg,
       k.channel,
       String(group[group.length - 1].timeMs),
-      ...group.map((e) => e.body),
+      String(group.length),
+      packBodies(bodies),
     ]) as [Uint8Array, number];
     return { epoch: asText(reply[0]), first: Number(reply[1]) };
   }
@@ -391,16 +420,23 @@ export async function connectRedisBroker(
         throw unavailable(e);
       }
     },
-    status: () => ({
-      state: current(),
-      ...(lastError && state === "down" ? { error: lastError } : {}),
-      commits: counters.commits,
-      failedCommits: counters.failed,
-      lastCommitMs: counters.lastMs,
-      totalCommitMs: counters.totalMs,
-      rooms: feeds.size,
-      filled: [...feeds.values()].reduce((n, f) => n + f.feed.filled, 0),
-    }),
+    // Read after every commit (health), so no spreads or arrays here.
+    status() {
+      let filled = 0;
+      for (const f of feeds.values()) filled += f.feed.filled;
+      const status: BrokerStatus = {
+        state: current(),
+        commits: counters.commits,
+        failedCommits: counters.failed,
+        lastCommitMs: counters.lastMs,
+        totalCommitMs: counters.totalMs,
+        rooms: feeds.size,
+        filled,
+      };
+      return lastError && state === "down"
+        ? { ...status, error: lastError }
+        : status;
+    },
     close() {
       if (closed) return;
       closed = true;

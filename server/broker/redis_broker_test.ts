@@ -196,3 +196,43 @@ Deno.test("RedisBroker: history is trimmed to about --history-size and reads ski
     await a.close();
   }
 });
+
+Deno.test("RedisBroker.append() stores and publishes a packed batch byte for byte: empty, binary and 64 KiB bodies", async () => {
+  await using redis = await startRedisServer();
+  const broker = await connectRedisBroker({
+    url: redis.url,
+    size: 1000,
+    ttlMs: 0,
+  });
+  try {
+    const got: { offset: number; body: Uint8Array }[] = [];
+    const f = await broker.follow("bin", (_epoch, offset, body) => {
+      got.push({ offset, body: new Uint8Array(body) });
+    });
+    const big = new Uint8Array(65536);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    const bodies = [
+      new Uint8Array(0),
+      new Uint8Array([0, 10, 13, 0, 255, 10]),
+      big,
+      enc.encode("last\n"),
+    ];
+    const at = await broker.append(
+      bodies.map((body) => ({ room: "bin", body, timeMs: Date.now() })),
+      0,
+    );
+    assert.deepEqual(at.map((a) => a.offset), [1, 2, 3, 4]);
+    // One more batch of one: offsets go on from the packed batch.
+    const [next] = await broker.append([entry("bin", "one")], 0);
+    assert.equal(next.offset, 5);
+    await until(() => got.length === 5, "5 delivered");
+    const expected = [...bodies, enc.encode("one")];
+    assert.deepEqual(got.map((g) => g.offset), [1, 2, 3, 4, 5]);
+    assert.deepEqual(got.map((g) => g.body), expected);
+    const stored = await broker.read("bin", 0, 10);
+    assert.deepEqual(stored.map((s) => s.body), expected);
+    f.stop();
+  } finally {
+    broker.close();
+  }
+});

@@ -140,13 +140,13 @@ export class RoomFeed {
 }
 
 const NL = 0x0a;
+const text = new TextDecoder();
 
 /** Decodes a PUB/SUB payload (see redis_scripts.ts). */
 export function decodeBatch(payload: Uint8Array): Batch {
   const a = payload.indexOf(NL);
   const b = payload.indexOf(NL, a + 1);
   if (a < 0 || b < 0) throw new Error("broker: malformed publication");
-  const text = new TextDecoder();
   const epoch = text.decode(payload.subarray(0, a));
   const first = Number(text.decode(payload.subarray(a + 1, b)));
   const bodies: Uint8Array[] = [];

@@ -11,7 +11,12 @@ import {
   MessageType,
   SendMessageRequestSchema,
 } from "../../gen/chat_pb.ts";
-import { decodePost, decodeSendRequest } from "./post_decoder.ts";
+import {
+  decodePost,
+  decodePostHead,
+  decodeSendRequest,
+  type PostFields,
+} from "./post_decoder.ts";
 
 const fields = (
   m: { id: string; user: string; content: string; room: string; type: number },
@@ -21,7 +26,14 @@ const fields = (
   content: m.content,
   room: m.room,
   type: m.type,
+  hasContent: m.content !== "",
 });
+
+/** decodePostHead()'s part of fields(). */
+const head = (m: Parameters<typeof fields>[0]) => {
+  const { id: _id, content: _content, ...rest } = fields(m);
+  return rest;
+};
 
 Deno.test("decodePost() reads the same strings as fromBinary()", () => {
   const samples = [
@@ -145,6 +157,18 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
     if (got !== "throws" || want === "throws") {
       assert.deepEqual(got, want, `bytes ${Array.from(bytes)}`);
     }
+    // decodePostHead() accepts and rejects exactly what decodePost() does.
+    let gotHead: unknown;
+    try {
+      gotHead = decodePostHead(bytes);
+    } catch {
+      gotHead = "throws";
+    }
+    assert.deepEqual(
+      gotHead,
+      got === "throws" ? "throws" : head(got as PostFields),
+      `head of bytes ${Array.from(bytes)}`,
+    );
     return got !== "throws";
   };
   let accepted = 0, rejected = 0;
@@ -220,4 +244,69 @@ Deno.test("decodeSendRequest() agrees with fromBinary() on mutated requests", ()
     }
   }
   assert.ok(accepted > 50);
+});
+
+Deno.test("decodePost() reads a repeated user or room again from its bytes when they change, even at the same length", () => {
+  // The user and room of the previous message are reused when the bytes
+  // match; a change of one byte, or of length, must not reuse them.
+  const rooms = [
+    "room-a",
+    "room-a",
+    "room-b",
+    "room-b",
+    "róom-a",
+    "róom-a",
+    "r".repeat(256),
+    "r".repeat(255) + "s",
+    "x".repeat(300),
+    "x".repeat(300),
+    "room-a",
+  ];
+  for (const [i, room] of rooms.entries()) {
+    const user = i % 3 === 0 ? "ann" : "bob";
+    const bytes = toBinary(
+      MessageSchema,
+      create(MessageSchema, { user, room, content: `m${i}` }),
+    );
+    const got = decodePost(bytes);
+    assert.equal(got.room, room, `message ${i}`);
+    assert.equal(got.user, user, `message ${i}`);
+    assert.equal(got.content, `m${i}`);
+  }
+  // Bytes that failed to decode are never kept: invalid UTF-8 of the same
+  // length as the last good room still throws.
+  const good = toBinary(MessageSchema, create(MessageSchema, { room: "ab" }));
+  assert.equal(decodePost(good).room, "ab");
+  const bad = good.slice();
+  bad[bad.length - 1] = 0xff;
+  assert.throws(() => decodePost(bad));
+  assert.throws(() => decodePost(bad));
+});
+
+Deno.test("decodePostHead() checks the id and content it does not build, and tells whether there is content", () => {
+  const encode = (content: string, id = "i") =>
+    toBinary(
+      MessageSchema,
+      create(MessageSchema, { id, user: "u", room: "r", content }),
+    );
+  assert.deepEqual(decodePostHead(encode("hi")), {
+    user: "u",
+    room: "r",
+    type: 0,
+    hasContent: true,
+  });
+  assert.equal(decodePostHead(encode("")).hasContent, false);
+  assert.equal(decodePostHead(encode("é".repeat(50), "ï")).hasContent, true);
+  // Invalid UTF-8 in the content or the id is rejected as decodePost() does.
+  for (const bytes of [encode("ab"), encode("x", "ab")]) {
+    const at = bytes.indexOf(0x62); // "b"
+    const bad = bytes.slice();
+    bad[at] = 0xff;
+    assert.throws(() => decodePost(bad));
+    assert.throws(() => decodePostHead(bad));
+  }
+  // The last occurrence of the content wins, an empty one too.
+  const twice = new Uint8Array([...encode("hi"), 0x1a, 0]);
+  assert.equal(decodePostHead(twice).hasContent, false);
+  assert.equal(decodePost(twice).content, "");
 });

@@ -21,7 +21,7 @@ import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { checkBroadcastSize } from "./messages.ts";
 import { openStream } from "./stream.ts";
-import { decodePost } from "./post_decoder.ts";
+import { decodePostHead } from "./post_decoder.ts";
 import { readMessages } from "../grpcjs/raw_reader.ts";
 
 type Call = ServerReadableStream<InboundMessage, UploadResponse>;
@@ -50,10 +50,10 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
-    const reader = readMessages(call, decodePost, {
+    const reader = readMessages(call, decodePostHead, {
       message(message, bytes) {
         try {
-          bytes = posts.check(message, bytes, `message ${accepted + 1}: `);
+          bytes = posts.check(message, bytes, accepted + 1);
           checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);

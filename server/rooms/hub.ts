@@ -24,6 +24,7 @@ import type {
 } from "./history_store.ts";
 import { type Member, type Room, RoomRegistry } from "./room_registry.ts";
 import { ChatStats } from "./stats.ts";
+import { turnNow } from "./turn_clock.ts";
 import {
   type Sink,
   type SlowConsumerPolicy,
@@ -232,7 +233,7 @@ export class ChatHub<T> {
    * nothing delivered).
    */
   publish(room: string, body: Uint8Array, done?: Committed): void {
-    this.#commits.add({ room, body, timeMs: Date.now() }, done);
+    this.#commits.add({ room, body, timeMs: turnNow() }, done);
   }
 
   #deliver(entries: AppendEntry[], appended: Appended[]): void {

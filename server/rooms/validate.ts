@@ -30,9 +30,26 @@ export function validatePost(
   post: { user: string; room: string; content: string },
   where = "",
 ): void {
-  requireName("user", post.user, where);
-  requireName("room", post.room, where);
-  if (post.content === "") {
+  checkPost(post.user, post.room, post.content !== "", where);
+}
+
+/** validatePost() for a reader that only knows whether there is content. */
+export function validatePostHead(
+  post: { user: string; room: string; hasContent: boolean },
+  where = "",
+): void {
+  checkPost(post.user, post.room, post.hasContent, where);
+}
+
+function checkPost(
+  user: string,
+  room: string,
+  hasContent: boolean,
+  where: string,
+): void {
+  requireName("user", user, where);
+  requireName("room", room, where);
+  if (!hasContent) {
     throw new ChatError("invalid_argument", `${where}content is required`);
   }
 }
