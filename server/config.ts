@@ -71,11 +71,12 @@ export interface CoreConfig {
   /** "info" logs lifecycle events; "debug" adds subscribe/unsubscribe. */
   logLevel: "error" | "info" | "debug";
   /**
-   * Where room history lives: "sqlite" (durable, under `dataDir`) or
-   * "memory" (lost on restart, then with a new epoch).
+   * Where room history lives: "log" (durable, an append-only log under
+   * `dataDir`), "sqlite" (durable, `dataDir/chat.sqlite`) or "memory" (lost
+   * on restart, then with a new epoch).
    */
-  store: "sqlite" | "memory";
-  /** Directory of the SQLite data file. */
+  store: "log" | "sqlite" | "memory";
+  /** Directory of the history files (log or SQLite). */
   dataDir: string;
   /** Messages kept per room. */
   historySize: number;
@@ -136,7 +137,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   transport: "h2",
   goawayGuard: true,
   logLevel: "info",
-  store: "sqlite",
+  store: "log",
   dataDir: "data",
   historySize: 1000,
   historyTtlMs: 24 * 3600 * 1000,
@@ -318,7 +319,7 @@ function parseValue<K extends keyof CoreConfig>(
     transport: (r) => oneOf(name, r, ["h2", "node"] as const),
     goawayGuard: (r) => flag(name, r),
     logLevel: (r) => oneOf(name, r, ["error", "info", "debug"] as const),
-    store: (r) => oneOf(name, r, ["sqlite", "memory"] as const),
+    store: (r) => oneOf(name, r, ["log", "sqlite", "memory"] as const),
     dataDir: (r) => {
       if (r.trim() === "") throw new ConfigError(`${name} must not be empty`);
       return r;

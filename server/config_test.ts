@@ -70,7 +70,8 @@ Deno.test("parseCoreConfig() rejects bad values with the flag or variable named"
 
 Deno.test("parseCoreConfig() reads the history flags: store, data dir, size, TTL durations", () => {
   const defaults = parseCoreConfig([], {});
-  assert.equal(defaults.store, "sqlite");
+  assert.equal(defaults.store, "log");
+  assert.equal(parseCoreConfig(["--store", "sqlite"], {}).store, "sqlite");
   assert.equal(defaults.dataDir, "data");
   assert.equal(defaults.historySize, 1000);
   assert.equal(defaults.historyTtlMs, 24 * 3600 * 1000);
@@ -98,7 +99,7 @@ Deno.test("parseCoreConfig() reads the history flags: store, data dir, size, TTL
   }
   assert.throws(
     () => parseCoreConfig(["--store", "redis"], {}),
-    /--store must be one of sqlite, memory/,
+    /--store must be one of log, sqlite, memory/,
   );
 });
 

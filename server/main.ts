@@ -10,7 +10,7 @@ import { ConfigError, parseCoreConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
-import { StoreOpenError } from "./store/sqlite_store.ts";
+import { StoreOpenError } from "./store/store_open_error.ts";
 import { BrokerUnavailableError } from "./broker/redis_broker.ts";
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
@@ -47,8 +47,8 @@ log.info(
   `history: ${
     config.broker
       ? `redis broker ${config.broker}`
-      : config.store === "sqlite"
-      ? `sqlite in ${config.dataDir}`
+      : config.store !== "memory"
+      ? `${config.store} in ${config.dataDir}`
       : config.store
   }, ${config.historySize} per room`,
 );
@@ -66,6 +66,10 @@ const stop = async (signal: string) => {
 };
 Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+// A file-size limit (`ulimit -f`) reached by the history log: with a
+// handler the write fails (EFBIG: publishes answer UNAVAILABLE, the store
+// cuts the log back and tries again) instead of the signal ending the core.
+Deno.addSignalListener("SIGXFSZ", () => {});
 // Last: whoever waits for this line (the supervisor, tests) may signal at once.
 log.info(
   `listening on ${config.host}:${core.port} (${

@@ -45,8 +45,9 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   maxSubscriptions: "concurrent subscriptions per user; 0: no limit",
   tlsCert: "PEM certificate chain file: serve h2 over TLS (with --tls-key)",
   tlsKey: "PEM private key file for --tls-cert",
-  store: "sqlite (durable, in --data-dir) | memory (lost on restart)",
-  dataDir: "directory of the SQLite history file chat.sqlite",
+  store:
+    "log (durable, in --data-dir) | sqlite (durable, chat.sqlite) | memory (lost on restart)",
+  dataDir: "directory of the history (log files, or chat.sqlite)",
   historySize: "messages kept per room",
   historyTtlMs: "how long a message is kept: 500ms, 90s, 30m, 24h, 7d; 0: ever",
   broker:

@@ -3,8 +3,8 @@
  * environment, `sys=uid`, and reading only the files the core reads.
  *
  * What the core reads: its TLS certificate and key and its JWT public key
- * (paths from its config), the SQLite history store's worker module and
- * data directory (which it also writes), and the `.proto` files `grpc-health-check` and
+ * (paths from its config), the history store's data directory (which it
+ * also writes; the SQLite store also its worker module), and the `.proto` files `grpc-health-check` and
  * `@grpc/reflection` load from `node_modules` at start-up (through
  * `fs.accessSync`, which Deno checks against `sys=uid`). Modules themselves
  * load without a read permission. Paths are given as configured: the core
@@ -22,9 +22,10 @@ export function coreReadPaths(config: Readonly<CoreConfig>): string[] {
     config.tlsCert,
     config.tlsKey,
     config.jwtPublicKey,
-    // The SQLite history store: its worker module (a Worker's module needs
-    // a read permission, unlike imports) and its data directory.
-    ...(config.store === "sqlite" ? ["server", config.dataDir] : []),
+    // A durable history store's data directory; the SQLite store's worker
+    // module too (a Worker's module needs a read permission, unlike imports).
+    ...(config.store === "sqlite" ? ["server"] : []),
+    ...(config.store === "memory" ? [] : [config.dataDir]),
   ].filter((p) => p !== "");
 }
 
@@ -39,8 +40,8 @@ export function corePermissions(config?: Readonly<CoreConfig>): string[] {
   const read = paths === undefined || paths.some((p) => p.includes(","))
     ? "--allow-read"
     : `--allow-read=${paths.join(",")}`;
-  // The SQLite history store writes in its data directory, nowhere else.
-  const write = config?.store === "sqlite"
+  // A durable history store writes in its data directory, nowhere else.
+  const write = config !== undefined && config.store !== "memory"
     ? [
       config.dataDir.includes(",")
         ? "--allow-write"

@@ -2,14 +2,22 @@ import assert from "node:assert/strict";
 import { parseCoreConfig } from "../server/config.ts";
 import { corePermissions } from "./permissions.ts";
 
-Deno.test("corePermissions() lets the core read node_modules and its configured files only", () => {
+Deno.test("corePermissions() lets the core read node_modules and its configured files only, and write its data directory", () => {
   assert.deepEqual(corePermissions(parseCoreConfig([], {})), [
     "--allow-net",
     "--allow-env",
-    "--allow-read=node_modules,server,data",
+    "--allow-read=node_modules,data",
     "--allow-sys=uid",
     "--allow-write=data",
   ]);
+  assert.deepEqual(
+    corePermissions(parseCoreConfig(["--store", "sqlite"], {})).slice(2),
+    [
+      "--allow-read=node_modules,server,data",
+      "--allow-sys=uid",
+      "--allow-write=data",
+    ],
+  );
   assert.deepEqual(
     corePermissions(parseCoreConfig(["--store", "memory"], {})),
     [

@@ -186,8 +186,8 @@ Deno.test("serve:core: the supervised core may read node_modules and its key fil
         .split("\0");
       assert.ok(
         argv.includes(
-          // server, data: the SQLite history store's worker and directory.
-          `--allow-read=node_modules,${certFile},${keyFile},${publicKeyFile},server,data`,
+          // data: the history store's directory.
+          `--allow-read=node_modules,${certFile},${keyFile},${publicKeyFile},data`,
         ),
         argv.join(" "),
       );

@@ -11,6 +11,11 @@ import { type Message, MessageType } from "../gen/chat_pb.ts";
 import type { ChatClient } from "../client/rpc.ts";
 import type { StartOptions } from "../server/server.ts";
 import { DATA_FILE } from "../server/store/sqlite_store.ts";
+import { createChatClient } from "../client/rpc.ts";
+import { segmentName } from "../server/store/log_files.ts";
+import { spawnCore } from "./support/core_process.ts";
+import { check, healthClient } from "./support/health.ts";
+import { limitFileSize } from "./support/process.ts";
 import {
   eventually,
   rejection,
@@ -19,9 +24,9 @@ import {
   take,
 } from "./support/core.ts";
 
-/** A core on a fresh temp data dir (sqlite) or in memory. */
+/** A core on a fresh temp data dir (log, sqlite) or in memory. */
 async function historyCore(
-  store: "sqlite" | "memory",
+  store: "log" | "sqlite" | "memory",
   options: StartOptions = {},
 ) {
   const dataDir = options.dataDir ?? await Deno.makeTempDir();
@@ -44,7 +49,7 @@ function send(client: ChatClient, room: string, content: string) {
 
 const offsets = (ms: Message[]) => ms.map((m) => Number(m.offset));
 
-for (const store of ["sqlite", "memory"] as const) {
+for (const store of ["log", "sqlite", "memory"] as const) {
   Deno.test(`[${store}] the welcome carries the room's epoch and last offset; posts of every kind get the next offsets`, async () => {
     await using f = await historyCore(store, { presence: true });
     const empty = f.client.subscribeMessages({ room: "r", user: "w" });
@@ -211,40 +216,42 @@ for (const store of ["sqlite", "memory"] as const) {
   });
 }
 
-Deno.test("[sqlite] after a restart: ids go on, the epoch and offsets stay, history is there", async () => {
-  const dataDir = await Deno.makeTempDir();
-  try {
-    let epoch: string;
-    {
-      await using f = await historyCore("sqlite", { dataDir });
-      assert.equal((await send(f.client, "p", "one")).messageId, "msg_1");
-      assert.equal((await send(f.client, "p", "two")).messageId, "msg_2");
-      const sub = f.client.subscribeMessages({ room: "p", user: "u" });
-      epoch = (await take<Message>(sub, 1))[0].epoch;
+for (const store of ["log", "sqlite"] as const) {
+  Deno.test(`[${store}] after a restart: ids go on, the epoch and offsets stay, history is there`, async () => {
+    const dataDir = await Deno.makeTempDir();
+    try {
+      let epoch: string;
+      {
+        await using f = await historyCore(store, { dataDir });
+        assert.equal((await send(f.client, "p", "one")).messageId, "msg_1");
+        assert.equal((await send(f.client, "p", "two")).messageId, "msg_2");
+        const sub = f.client.subscribeMessages({ room: "p", user: "u" });
+        epoch = (await take<Message>(sub, 1))[0].epoch;
+        sub.cancel();
+      }
+      await using f = await historyCore(store, { dataDir });
+      const res = await send(f.client, "p", "three");
+      assert.equal(res.messageId, "msg_3");
+      assert.equal(res.offset, 3n);
+      const sub = f.client.subscribeMessages({
+        room: "p",
+        user: "u",
+        epoch,
+        sinceOffset: 0n,
+      });
+      const [w, ...all] = await take<Message>(sub, 4);
+      assert.equal(w.epoch, epoch);
+      assert.deepEqual(all.map((m) => [m.id, m.content, Number(m.offset)]), [
+        ["msg_1", "one", 1],
+        ["msg_2", "two", 2],
+        ["msg_3", "three", 3],
+      ]);
       sub.cancel();
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
     }
-    await using f = await historyCore("sqlite", { dataDir });
-    const res = await send(f.client, "p", "three");
-    assert.equal(res.messageId, "msg_3");
-    assert.equal(res.offset, 3n);
-    const sub = f.client.subscribeMessages({
-      room: "p",
-      user: "u",
-      epoch,
-      sinceOffset: 0n,
-    });
-    const [w, ...all] = await take<Message>(sub, 4);
-    assert.equal(w.epoch, epoch);
-    assert.deepEqual(all.map((m) => [m.id, m.content, Number(m.offset)]), [
-      ["msg_1", "one", 1],
-      ["msg_2", "two", 2],
-      ["msg_3", "three", 3],
-    ]);
-    sub.cancel();
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+  });
+}
 
 Deno.test("[memory] a restart starts every room over with a new epoch", async () => {
   let epoch: string;
@@ -325,55 +332,121 @@ Deno.test("[sqlite] a store that fails at run time makes posts UNAVAILABLE and t
   await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
 });
 
-Deno.test("[sqlite] replaying 3,000 messages to a client that stops reading holds up neither publishers nor other subscribers", async () => {
-  await using f = await historyCore("sqlite", {
-    historySize: 5000,
-    queueSize: 50,
-  });
-  const big = "x".repeat(1000); // 3 MB in all: more than HTTP/2 windows hold
-  const count = await new Promise<number>((resolve, reject) => {
-    const call = f.client.uploadMessages((err, r) =>
-      err ? reject(err) : resolve(r!.messageCount)
-    );
-    for (let i = 1; i <= 3000; i++) {
-      call.write({ user: "u", room: "big", content: `${i} ${big}` });
+Deno.test("[log] a write that fails at run time (file size limit) makes posts UNAVAILABLE and the core NOT_SERVING; nothing acknowledged is lost, posts go on after", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const args = ["--alive-interval-ms", "0", "--store", "log"];
+  try {
+    let epoch: string;
+    {
+      await using core = await spawnCore([...args, "--data-dir", dataDir]);
+      const client = createChatClient(core.addr);
+      const health = healthClient(core.addr);
+      try {
+        const sub = client.subscribeMessages({ room: "f", user: "u" });
+        epoch = (await take<Message>(sub, 1))[0].epoch;
+        assert.equal((await send(client, "f", "before")).offset, 1n);
+        const size = Deno.statSync(join(dataDir, segmentName(1))).size;
+        await limitFileSize(core.pid, size + 60);
+        const err = await rejection(send(client, "f", "x".repeat(2000)));
+        assert.equal(err.code, status.UNAVAILABLE);
+        assert.match(err.details, /history store unavailable: .*too large/i);
+        const upload = await new Promise<Error>((resolve) => {
+          const call = client.uploadMessages((e) => resolve(e!));
+          call.write({ user: "u", room: "f", content: "y".repeat(2000) });
+          call.end();
+        });
+        assert.equal((upload as { code?: number }).code, status.UNAVAILABLE);
+        assert.equal(await check(health, ""), "NOT_SERVING");
+        await limitFileSize(core.pid, "unlimited");
+        assert.equal((await send(client, "f", "after")).offset, 2n);
+        assert.equal(await check(health, ""), "SERVING");
+        const live = await take<Message>(sub, 2);
+        assert.deepEqual(live.map((m) => [m.content, m.offset]), [
+          ["before", 1n],
+          ["after", 2n],
+        ]);
+        sub.cancel();
+      } finally {
+        client.close();
+        health.close();
+      }
     }
-    call.end();
-  });
-  assert.equal(count, 3000);
-
-  const slow = f.newClient().subscribeMessages({
-    room: "big",
-    user: "slow",
-    history: 3000,
-  });
-  const [welcome] = await take<Message>(slow, 1);
-  assert.equal(welcome.offset, 3000n);
-  slow.pause(); // stops reading: the replay has to wait for it
-
-  const other = f.newClient().subscribeMessages({ room: "big", user: "fast" });
-  await take<Message>(other, 1);
-  const started = performance.now();
-  for (let i = 1; i <= 20; i++) {
-    const res = await send(f.client, "big", `live ${i}`);
-    assert.equal(res.offset, BigInt(3000 + i));
+    // The log reads back whole: the failed writes were cut off.
+    await using core = await spawnCore([...args, "--data-dir", dataDir]);
+    const client = createChatClient(core.addr);
+    try {
+      const sub = client.subscribeMessages({
+        room: "f",
+        user: "v",
+        epoch,
+        sinceOffset: 0n,
+      });
+      const [w, ...replayed] = await take<Message>(sub, 3);
+      assert.equal(w.epoch, epoch);
+      assert.deepEqual(replayed.map((m) => m.content), ["before", "after"]);
+      sub.cancel();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
   }
-  const live = await take<Message>(other, 20);
-  assert.deepEqual(
-    offsets(live),
-    Array.from({ length: 20 }, (_, i) => 3001 + i),
-  );
-  const ms = performance.now() - started;
-  assert.ok(ms < 3000, `20 posts and their delivery took ${ms} ms`);
-
-  // The slow one, reading again, gets everything in order, nothing dropped.
-  slow.resume();
-  const rest = await take<Message>(slow, 3020, 20_000);
-  assert.deepEqual(
-    offsets(rest),
-    Array.from({ length: 3020 }, (_, i) => i + 1),
-  );
-  assert.equal(f.core.snapshot().dropped, 0);
-  slow.cancel();
-  other.cancel();
 });
+
+for (const store of ["log", "sqlite"] as const) {
+  Deno.test(`[${store}] replaying 3,000 messages to a client that stops reading holds up neither publishers nor other subscribers`, async () => {
+    await using f = await historyCore(store, {
+      historySize: 5000,
+      queueSize: 50,
+    });
+    const big = "x".repeat(1000); // 3 MB in all: more than HTTP/2 windows hold
+    const count = await new Promise<number>((resolve, reject) => {
+      const call = f.client.uploadMessages((err, r) =>
+        err ? reject(err) : resolve(r!.messageCount)
+      );
+      for (let i = 1; i <= 3000; i++) {
+        call.write({ user: "u", room: "big", content: `${i} ${big}` });
+      }
+      call.end();
+    });
+    assert.equal(count, 3000);
+
+    const slow = f.newClient().subscribeMessages({
+      room: "big",
+      user: "slow",
+      history: 3000,
+    });
+    const [welcome] = await take<Message>(slow, 1);
+    assert.equal(welcome.offset, 3000n);
+    slow.pause(); // stops reading: the replay has to wait for it
+
+    const other = f.newClient().subscribeMessages({
+      room: "big",
+      user: "fast",
+    });
+    await take<Message>(other, 1);
+    const started = performance.now();
+    for (let i = 1; i <= 20; i++) {
+      const res = await send(f.client, "big", `live ${i}`);
+      assert.equal(res.offset, BigInt(3000 + i));
+    }
+    const live = await take<Message>(other, 20);
+    assert.deepEqual(
+      offsets(live),
+      Array.from({ length: 20 }, (_, i) => 3001 + i),
+    );
+    const ms = performance.now() - started;
+    assert.ok(ms < 3000, `20 posts and their delivery took ${ms} ms`);
+
+    // The slow one, reading again, gets everything in order, nothing dropped.
+    slow.resume();
+    const rest = await take<Message>(slow, 3020, 20_000);
+    assert.deepEqual(
+      offsets(rest),
+      Array.from({ length: 3020 }, (_, i) => i + 1),
+    );
+    assert.equal(f.core.snapshot().dropped, 0);
+    slow.cancel();
+    other.cancel();
+  });
+}

@@ -91,8 +91,8 @@ Deno.test("server/main.ts takes PORT from the environment", async () => {
     });
     assert.equal(res.messageId, "msg_1");
     client.close();
-    // The default store is SQLite, in CHAT_DATA_DIR.
-    assert.ok(Deno.statSync(`${dataDir}/chat.sqlite`).isFile);
+    // The default store is the log, in CHAT_DATA_DIR.
+    assert.ok(Deno.statSync(`${dataDir}/history-000000000001.log`).isFile);
   } finally {
     child.kill("SIGTERM");
     await child.status;

@@ -13,9 +13,9 @@ const CORE = [
   "run",
   "--allow-net",
   "--allow-env",
-  // node_modules: the health and reflection .proto files; server: the
-  // history store's worker module; data: the history store's directory.
-  "--allow-read=node_modules,server,data",
+  // node_modules: the health and reflection .proto files; data: the
+  // history store's directory.
+  "--allow-read=node_modules,data",
   "--allow-write=data",
   "--allow-sys=uid",
   "server/main.ts",

@@ -1,6 +1,6 @@
 /**
  * Where room history lives: the contract between the chat domain and a
- * store (server/store/: memory, SQLite; a broker later).
+ * store (server/store/: log, SQLite, memory; the Redis broker).
  *
  * Async throughout so that a networked store fits behind it; the embedded
  * ones answer at once. The domain calls `append()` once per event-loop turn
@@ -49,7 +49,7 @@ export interface StoreStatus {
 }
 
 export interface HistoryStore {
-  /** "memory" or "sqlite" (logs, status). */
+  /** "log", "sqlite", "memory" or "redis" (logs, status). */
   readonly kind: string;
   /** The highest message id number stored, so `msg_N` goes on after a restart. */
   readonly lastMessageId: number;

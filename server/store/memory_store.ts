@@ -2,9 +2,8 @@
  * History kept in this process's memory (`--store memory`): lost on a
  * restart, after which every room starts again with a new epoch.
  *
- * Each room keeps its last `size` messages in an array with a moving start
- * (trimming is O(1) amortized); messages older than the TTL are skipped by
- * reads and removed by the next append or sweep.
+ * The rooms are {@linkcode RetainedRoom}s (retained_room.ts), as in the
+ * log store, without the log.
  */
 import {
   type Appended,
@@ -13,65 +12,10 @@ import {
   type HistoryStore,
   newEpoch,
   type RoomPosition,
-  type StoredMessage,
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-
-interface Kept {
-  readonly offset: number;
-  readonly body: Uint8Array;
-  readonly timeMs: number;
-}
-
-class MemoryRoom {
-  readonly epoch = newEpoch();
-  last = 0;
-  lastMs: number;
-  #items: Kept[] = [];
-  #start = 0;
-
-  constructor(nowMs: number) {
-    this.lastMs = nowMs;
-  }
-
-  get size(): number {
-    return this.#items.length - this.#start;
-  }
-
-  push(item: Kept, limits: HistoryLimits): void {
-    this.#items.push(item);
-    this.trim(limits, item.timeMs);
-  }
-
-  /** Drops what is over the size limit or older than the TTL. */
-  trim(limits: HistoryLimits, nowMs: number): void {
-    const items = this.#items;
-    let start = Math.max(this.#start, items.length - limits.size);
-    if (limits.ttlMs > 0) {
-      const cutoff = nowMs - limits.ttlMs;
-      while (start < items.length && items[start].timeMs < cutoff) start++;
-    }
-    this.#start = start;
-    if (start > 64 && start * 2 > items.length) {
-      this.#items = items.slice(start);
-      this.#start = 0;
-    }
-  }
-
-  read(after: number, limit: number, cutoff: number): StoredMessage[] {
-    const items = this.#items;
-    const first = this.#start;
-    if (first >= items.length) return [];
-    let i = Math.max(first, first + after + 1 - items[first].offset);
-    while (i < items.length && items[i].timeMs < cutoff) i++;
-    const out: StoredMessage[] = [];
-    for (; i < items.length && out.length < limit; i++) {
-      out.push({ offset: items[i].offset, body: items[i].body });
-    }
-    return out;
-  }
-}
+import { expiredRooms, RetainedRoom, sweepEvery } from "./retained_room.ts";
 
 /** Options of {@linkcode createMemoryStore}. */
 export interface MemoryStoreOptions extends HistoryLimits {
@@ -82,14 +26,14 @@ export interface MemoryStoreOptions extends HistoryLimits {
 export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
   const now = options.now ?? Date.now;
-  const rooms = new Map<string, MemoryRoom>();
+  const rooms = new Map<string, RetainedRoom>();
   const status = new CommitStatus();
   let lastMessageId = 0;
 
-  const room = (name: string, nowMs: number): MemoryRoom => {
+  const room = (name: string, nowMs: number): RetainedRoom => {
     let r = rooms.get(name);
     if (r === undefined) {
-      r = new MemoryRoom(nowMs);
+      r = new RetainedRoom(newEpoch(), nowMs);
       rooms.set(name, r);
     }
     return r;
@@ -98,11 +42,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   // Rooms that went quiet for longer than the TTL are forgotten (their next
   // message starts a new epoch), so the map does not keep every name used.
   const sweep = () => {
-    const nowMs = now();
-    for (const [name, r] of rooms) {
-      r.trim(limits, nowMs);
-      if (r.size === 0 && nowMs - r.lastMs > limits.ttlMs) rooms.delete(name);
-    }
+    for (const name of expiredRooms(rooms, limits, now())) rooms.delete(name);
   };
   const timer = sweepEvery(limits.ttlMs, sweep);
 
@@ -119,9 +59,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
         const r = room(e.room, e.timeMs);
         const offset = ++r.last;
         r.lastMs = e.timeMs;
-        // A copy: the body may be a view into a larger buffer (a received
-        // chunk, an allocation pool) that it must not keep alive.
-        r.push({ offset, body: e.body.slice(), timeMs: e.timeMs }, limits);
+        r.push(offset, e.body, e.timeMs, limits);
         out[i] = { offset, epoch: r.epoch };
       }
       lastMessageId = Math.max(lastMessageId, lastId);
@@ -145,16 +83,4 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
     },
   };
   return store;
-}
-
-/**
- * Runs `sweep` (expired messages and rooms) every tenth of the TTL, 1-60 s;
- * nothing without a TTL. Returns the timer to clear on close.
- */
-export function sweepEvery(
-  ttlMs: number,
-  sweep: () => void,
-): ReturnType<typeof setInterval> | undefined {
-  if (ttlMs <= 0) return undefined;
-  return setInterval(sweep, Math.min(60_000, Math.max(1000, ttlMs / 10)));
 }

@@ -1,5 +1,6 @@
 /**
- * Opens the history store the config names.
+ * Opens the history store the config names: the log store (the default),
+ * SQLite, or memory.
  *
  * SQLite runs on a worker thread (sqlite_thread.ts) when the process may use
  * more than one CPU, so commits run beside the event loop. With a single
@@ -8,17 +9,24 @@
  * then only adds cost, about three times the commit itself (measured in
  * docs/perf-log.md, 2026-12-06), so the store runs in the event loop's
  * thread instead. Either way a publish is acknowledged only after COMMIT.
+ * The log store's commit is one `write` (~2 µs): always in the event loop's
+ * thread.
+ *
+ * The log store first imports a `chat.sqlite` it finds beside an empty log
+ * (log_import.ts): an upgrade in place keeps its history.
  */
 import type { CoreConfig } from "../config.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
+import { importSqlite } from "./log_import.ts";
+import { openLogStore } from "./log_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
 
 /**
- * Rejects with StoreOpenError (naming the file) when the data file is
- * unusable. `cpus` (default: the CPUs this process may run on) picks where
- * SQLite runs: on a worker thread when more than one.
+ * Rejects with StoreOpenError (naming the file) when the data directory or
+ * a file in it is unusable. `cpus` (default: the CPUs this process may run
+ * on) picks where SQLite runs: on a worker thread when more than one.
  */
 export async function openStore(
   config: Readonly<CoreConfig>,
@@ -27,6 +35,11 @@ export async function openStore(
   const limits = { size: config.historySize, ttlMs: config.historyTtlMs };
   if (config.store === "memory") return createMemoryStore(limits);
   const options = { ...limits, dataDir: config.dataDir };
+  if (config.store === "log") {
+    // A directory upgraded from --store sqlite: its history first.
+    await importSqlite(options);
+    return openLogStore(options);
+  }
   return cpus > 1
     ? await openThreadedSqliteStore(options)
     : openSqliteStore(options);

@@ -6,19 +6,13 @@ import { createMemoryStore } from "./memory_store.ts";
 import { DATA_FILE, openSqliteStore, StoreOpenError } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
 import { openStore } from "./open_store.ts";
-import { resolveCoreConfig } from "../config.ts";
+import { openLogStore } from "./log_store.ts";
+import { segmentName } from "./log_files.ts";
+import { withTempDir } from "../../tests/support/process.ts";
+import { DEFAULT_CORE_CONFIG, resolveCoreConfig } from "../config.ts";
 
 const body = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** The same behaviour from every store, with a clock the test moves. */
 async function contract(store: HistoryStore, clock: { now: number }) {
@@ -69,39 +63,60 @@ Deno.test("createMemoryStore() numbers, reads and trims by size and TTL", async 
   }
 });
 
-Deno.test("openSqliteStore() numbers, reads and trims by size and TTL, and keeps it all across a reopen", async () => {
-  await withDir(async (dataDir) => {
-    const clock = { now: 1000 };
-    const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
-    const store = openSqliteStore(options);
-    let epoch: string;
-    try {
-      await contract(store, clock);
-      epoch = (await store.position("a")).epoch;
-    } finally {
-      store.close();
-    }
-    const again = openSqliteStore(options);
-    try {
-      assert.equal(again.lastMessageId, 9);
-      assert.deepEqual(await again.position("a"), { epoch, offset: 6 });
-      assert.deepEqual(
-        (await again.append([{
-          room: "a",
-          body: body("a7"),
-          timeMs: clock.now,
-        }], 10))
-          .map((x) => x.offset),
-        [7],
-      );
-    } finally {
-      again.close();
-    }
+const durable = [
+  ["openSqliteStore", openSqliteStore],
+  ["openLogStore", openLogStore],
+] as const;
+
+for (const [name, open] of durable) {
+  Deno.test(`${name}() numbers, reads and trims by size and TTL, and keeps it all across a reopen`, async () => {
+    await withTempDir(async (dataDir) => {
+      const clock = { now: 1000 };
+      const options = { dataDir, size: 4, ttlMs: 250, now: () => clock.now };
+      const store = open(options);
+      let epoch: string;
+      try {
+        await contract(store, clock);
+        epoch = (await store.position("a")).epoch;
+      } finally {
+        await store.close();
+      }
+      const again = open(options);
+      try {
+        assert.equal(again.lastMessageId, 9);
+        assert.deepEqual(await again.position("a"), { epoch, offset: 6 });
+        assert.deepEqual(
+          (await again.read("a", 0, 10)).map((m) => [m.offset, text(m.body)]),
+          [[4, "a4"], [5, "a5"], [6, "a6"]],
+        );
+        assert.deepEqual(
+          (await again.append([{
+            room: "a",
+            body: body("a7"),
+            timeMs: clock.now,
+          }], 10))
+            .map((x) => x.offset),
+          [7],
+        );
+      } finally {
+        await again.close();
+      }
+      const third = open(options);
+      try {
+        assert.equal(third.lastMessageId, 10);
+        assert.deepEqual(await third.position("a"), { epoch, offset: 7 });
+        // A room only asked for keeps its epoch too.
+        const empty = await third.position("b");
+        assert.equal(empty.offset, 1);
+      } finally {
+        await third.close();
+      }
+    });
   });
-});
+}
 
 Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads past the size", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 32, ttlMs: 0 });
     const db = new DatabaseSync(join(dataDir, DATA_FILE));
     try {
@@ -150,7 +165,7 @@ Deno.test("openSqliteStore() trims by size in steps of size/16 and never reads p
 });
 
 Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed out again, nothing half-stored", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = openSqliteStore({ dataDir, size: 100, ttlMs: 0 });
     const other = new DatabaseSync(join(dataDir, DATA_FILE));
     try {
@@ -184,7 +199,7 @@ Deno.test("openSqliteStore() rolls a failed batch back: its offsets are handed o
 });
 
 Deno.test("openSqliteStore() names the file when it is not a database", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     await Deno.writeTextFile(join(dataDir, DATA_FILE), "garbage ".repeat(100));
     assert.throws(
       () => openSqliteStore({ dataDir, size: 1, ttlMs: 0 }),
@@ -201,7 +216,7 @@ Deno.test("openSqliteStore() names the file when it is not a database", async ()
 });
 
 Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an unreadable file with StoreOpenError", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const store = await openThreadedSqliteStore({
       dataDir,
       size: 10,
@@ -250,7 +265,7 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
 });
 
 Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the event loop's thread) and on several (on a worker)", async () => {
-  await withDir(async (dataDir) => {
+  await withTempDir(async (dataDir) => {
     const config = resolveCoreConfig({
       store: "sqlite",
       dataDir,
@@ -285,12 +300,13 @@ Deno.test("openStore() keeps SQLite history in the same file on one CPU (in the 
   });
 });
 
-Deno.test("both stores' TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
-  await withDir(async (dataDir) => {
+Deno.test("every store's TTL sweep removes expired messages and forgets rooms silent for longer than the TTL", async () => {
+  await withTempDir(async (dataDir) => {
     const limits = { size: 100, ttlMs: 200 };
     const stores = [
       createMemoryStore(limits),
       openSqliteStore({ dataDir, ...limits }),
+      openLogStore({ dataDir: join(dataDir, "log"), ...limits }),
     ];
     try {
       const epochs = [];
@@ -316,7 +332,36 @@ Deno.test("both stores' TTL sweep removes expired messages and forgets rooms sil
       db.close();
       assert.equal(n, 0);
     } finally {
-      for (const store of stores) store.close();
+      for (const store of stores) await store.close();
     }
+  });
+});
+
+Deno.test("openStore() opens the log store (the process's default), and rejects a damaged log with StoreOpenError", async () => {
+  await withTempDir(async (dataDir) => {
+    const config = resolveCoreConfig({
+      store: DEFAULT_CORE_CONFIG.store,
+      dataDir,
+      historySize: 10,
+      historyTtlMs: 0,
+    });
+    for (let n = 1; n <= 2; n++) {
+      const store = await openStore(config);
+      try {
+        assert.equal(store.kind, "log");
+        const [a] = await store.append(
+          [{ room: "r", body: body(`m${n}`), timeMs: Date.now() }],
+          n,
+        );
+        assert.equal(a.offset, n);
+      } finally {
+        await store.close();
+      }
+    }
+    await Deno.writeTextFile(
+      join(dataDir, segmentName(1)),
+      "garbage ".repeat(100),
+    );
+    await assert.rejects(openStore(config), StoreOpenError);
   });
 });

@@ -8,6 +8,8 @@ const MAIN = new URL("../../server/main.ts", import.meta.url).pathname;
 /** A core child process. */
 export interface CoreProcess extends AsyncDisposable {
   readonly port: number;
+  /** The process id. */
+  readonly pid: number;
   /** `127.0.0.1:<port>` for grpc-js clients. */
   readonly addr: string;
   /** `http://127.0.0.1:<port>` for the edge. */
@@ -97,6 +99,7 @@ export async function spawnCore(
   }
   return {
     port,
+    pid: child.pid,
     addr: `127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}`,
     output: () => text,

@@ -47,3 +47,34 @@ export function takenPort(): Deno.Listener & { port: number } {
     port: (listener.addr as Deno.NetAddr).port,
   });
 }
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir(
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Sets the soft file-size limit (`ulimit -f`) of the running process `pid`
+ * with util-linux's `prlimit`: bytes, or "unlimited". A real way to make a
+ * write fail (EFBIG) in a process that handles SIGXFSZ.
+ */
+export async function limitFileSize(
+  pid: number,
+  limit: number | "unlimited",
+): Promise<void> {
+  const out = await new Deno.Command("prlimit", {
+    args: ["--pid", String(pid), `--fsize=${limit}:`],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) {
+    throw new Error(`prlimit failed: ${decoder.decode(out.stderr)}`);
+  }
+}

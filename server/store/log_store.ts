@@ -1,0 +1,357 @@
+/**
+ * Durable history in an append-only log (`--store log`, the default): the
+ * memory store's rooms (retained_room.ts) plus a log on disk to rebuild them
+ * from after a restart.
+ *
+ * Each `append()` batch is one frame (log_format.ts: length, CRC-32, the
+ * records) written with one `write` system call; the publishes are
+ * acknowledged once it returned. That is SQLite's WAL with
+ * `synchronous = NORMAL`'s durability class: a committed message is in the
+ * OS's page cache and survives the process being killed (`kill -9`, a
+ * crash); a power loss may lose the last commits (never one in the middle:
+ * start-up cuts off only a torn end). About 2 µs of system call and a copy
+ * per commit, against SQLite's ~50 µs (docs/perf-log.md, 2026-12-06).
+ *
+ * Reads never touch the disk: every retained message is also in memory, so
+ * memory grows with `--history-size` × active rooms × message size (rooms
+ * silent for longer than `--history-ttl` are forgotten). The log is
+ * compacted (log_compaction.ts) once it is larger than
+ * max(64 MiB, 4 × the last snapshot): disk stays within a few times the
+ * retained bytes.
+ *
+ * One process per data directory (`history.lock`, log_files.ts). A write
+ * that fails (disk full, read-only, I/O error) rejects the batch, cuts the
+ * segment back to its last good end and leaves the counters as they were;
+ * the next append tries again.
+ */
+import { join } from "node:path";
+import {
+  type Appended,
+  type AppendEntry,
+  type HistoryLimits,
+  type HistoryStore,
+  newEpoch,
+  type RoomPosition,
+  type StoreStatus,
+} from "../rooms/history_store.ts";
+import { CommitStatus } from "./commit_status.ts";
+import {
+  type CompactionStep,
+  type Rolled,
+  writeSnapshot,
+} from "./log_compaction.ts";
+import { exists, lockDir, segmentName } from "./log_files.ts";
+import { FrameBuilder } from "./log_format.ts";
+import {
+  LogRoom,
+  recover,
+  type Recovered,
+  segmentHead,
+  writeAll,
+} from "./log_recovery.ts";
+import { expiredRooms, sweepEvery } from "./retained_room.ts";
+import { StoreOpenError } from "./store_open_error.ts";
+
+/** Options of {@linkcode openLogStore}. */
+export interface LogStoreOptions extends HistoryLimits {
+  /** The directory of the log (created if missing). */
+  dataDir: string;
+  now?: () => number;
+  /** The smallest log that is compacted, in bytes (default 64 MiB). */
+  compactBytes?: number;
+  /** Hears each step of a compaction (the crash tests stop there). */
+  onCompaction?: (step: CompactionStep) => void;
+  /** Where warnings go (a torn end cut off, a failed compaction); stderr. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * The log store. Its commit is synchronous: `append()` is `appendSync()`
+ * in a settled promise (letting CommitQueue call `appendSync()` directly
+ * saved nothing measurable: docs/perf-log.md, 2026-12-06).
+ */
+export interface LogStore extends HistoryStore {
+  /** `append()`'s commit, returning at once or throwing when nothing was stored. */
+  appendSync(
+    entries: readonly AppendEntry[],
+    lastMessageId: number,
+  ): Appended[];
+  /** Resolves once no compaction runs (tests). */
+  idle(): Promise<void>;
+}
+
+const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
+
+/** The size of a segment's head frame (a segment with nothing else). */
+const HEAD_BYTES = segmentHead(1, 0, 1).length;
+
+/** How long a failed compaction waits before the next try. */
+const COMPACT_RETRY_MS = 10_000;
+
+/**
+ * Opens (or creates) the log in `dataDir`. Throws StoreOpenError naming the
+ * file when the directory is in use, a file is damaged or unreadable.
+ */
+export function openLogStore(options: LogStoreOptions): LogStore {
+  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const now = options.now ?? Date.now;
+  const warn = options.warn ?? ((m: string) => console.error(m));
+  const dir = options.dataDir;
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new StoreOpenError(
+      `cannot create data directory ${dir}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const lock = lockDir(dir);
+  let state: Recovered;
+  try {
+    state = recover(dir, limits, warn);
+  } catch (err) {
+    lock.close();
+    throw err;
+  }
+  // The SQLite store's file (sqlite_store.ts DATA_FILE) beside an empty log:
+  // history of `--store sqlite` that this store does not read.
+  const sqlite = join(dir, "chat.sqlite");
+  if (state.rooms.size === 0 && state.size <= HEAD_BYTES && exists(sqlite)) {
+    warn(
+      `history: ${sqlite} holds history of --store sqlite, which the log ` +
+        `store does not read: start with --store sqlite to keep it`,
+    );
+  }
+  const { rooms, byId } = state;
+  let { lastMessageId, nextRoomId, segment, seq, snapshotBytes } = state;
+  /** Where the segment's last complete frame ends. */
+  let written = state.size;
+  /** A failed write left bytes past `written` that could not be cut off yet. */
+  let dirty = false;
+  let closed = false;
+  let compacting: Promise<void> | undefined;
+  let compactAfter = 0;
+  const frame = new FrameBuilder();
+  const status = new CommitStatus();
+  const compactBytes = options.compactBytes ?? DEFAULT_COMPACT_BYTES;
+
+  /** Writes the frame built in `frame`, or cuts the segment back and throws. */
+  const commit = (): void => {
+    if (closed) throw new Error("history store closed");
+    if (dirty) {
+      segment.truncateSync(written);
+      dirty = false;
+    }
+    const bytes = frame.finish();
+    try {
+      writeAll(segment, bytes);
+    } catch (err) {
+      try {
+        segment.truncateSync(written);
+      } catch {
+        dirty = true;
+      }
+      throw err;
+    }
+    written += bytes.length;
+  };
+
+  const createRoom = (name: string, nowMs: number): LogRoom => {
+    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs);
+    rooms.set(name, r);
+    byId.set(r.id, r);
+    frame.room(r.id, 0, nowMs, r.epoch, name);
+    return r;
+  };
+
+  const forget = (r: LogRoom) => {
+    rooms.delete(r.name);
+    byId.delete(r.id);
+  };
+
+  // Scratch arrays of appendSync, reused: no allocations per batch for them.
+  const of: LogRoom[] = [];
+  const touched: LogRoom[] = [];
+  const created: LogRoom[] = [];
+
+  const appendSync = (entries: readonly AppendEntry[], lastId: number) => {
+    const t0 = performance.now();
+    const n = entries.length;
+    const out: Appended[] = new Array(n);
+    const idBefore = nextRoomId;
+    frame.reset();
+    try {
+      for (let i = 0; i < n; i++) {
+        const e = entries[i];
+        let r = rooms.get(e.room);
+        if (r === undefined) {
+          r = createRoom(e.room, e.timeMs);
+          created.push(r);
+        }
+        if (r.batchLast < 0) {
+          r.batchLast = r.last;
+          r.batchLastMs = r.lastMs;
+          touched.push(r);
+        }
+        const offset = ++r.last;
+        r.lastMs = e.timeMs;
+        frame.message(r.id, offset, e.timeMs, e.body);
+        out[i] = { offset, epoch: r.epoch };
+        of[i] = r;
+      }
+      if (lastId > lastMessageId) frame.lastId(lastId);
+      commit();
+    } catch (err) {
+      for (const r of touched) {
+        r.last = r.batchLast;
+        r.lastMs = r.batchLastMs;
+        r.batchLast = -1;
+      }
+      for (const r of created) forget(r);
+      nextRoomId = idBefore;
+      of.length = touched.length = created.length = 0;
+      status.failed(err);
+      store.onCommit?.(performance.now() - t0, false);
+      throw err;
+    }
+    for (let i = 0; i < n; i++) {
+      const e = entries[i];
+      of[i].push(out[i].offset, e.body, e.timeMs, limits);
+    }
+    for (const r of touched) r.batchLast = -1;
+    of.length = touched.length = created.length = 0;
+    if (lastId > lastMessageId) lastMessageId = lastId;
+    const ms = performance.now() - t0;
+    status.ok(ms);
+    store.onCommit?.(ms, true);
+    if (written >= compactBytes) maybeCompact();
+    return out;
+  };
+
+  /** Starts a new segment; returns the state at that moment. */
+  const roll = (): Rolled => {
+    if (dirty) throw new Error("the log has a failed write to cut off first");
+    const next = seq + 1;
+    const path = join(dir, segmentName(next));
+    const file = Deno.openSync(path, { append: true, createNew: true });
+    const head = segmentHead(next, lastMessageId, nextRoomId);
+    try {
+      writeAll(file, head);
+    } catch (err) {
+      file.close();
+      Deno.removeSync(path);
+      throw err;
+    }
+    const old = segment;
+    segment = file;
+    seq = next;
+    written = head.length;
+    const captured: Rolled["rooms"] = [];
+    for (const r of rooms.values()) {
+      captured.push({
+        id: r.id,
+        name: r.name,
+        epoch: r.epoch,
+        last: r.last,
+        lastMs: r.lastMs,
+        view: r.view(),
+      });
+    }
+    return { seq, old, lastMessageId, nextRoomId, rooms: captured };
+  };
+
+  const maybeCompact = () => {
+    if (compacting || closed || Date.now() < compactAfter) return;
+    if (written < Math.max(compactBytes, 4 * snapshotBytes)) return;
+    let rolled: Rolled;
+    try {
+      rolled = roll();
+    } catch (err) {
+      compactAfter = Date.now() + COMPACT_RETRY_MS;
+      warn(
+        `history: cannot start a new log segment: ${(err as Error).message}`,
+      );
+      return;
+    }
+    compacting = writeSnapshot(dir, rolled, () => closed, options.onCompaction)
+      .then((bytes) => {
+        snapshotBytes = bytes;
+      }, (err) => {
+        compactAfter = Date.now() + COMPACT_RETRY_MS;
+        if (!closed) {
+          warn(`history: compaction failed: ${(err as Error).message}`);
+        }
+      }).finally(() => compacting = undefined);
+  };
+
+  // Rooms silent for longer than the TTL are forgotten: a drop record each
+  // (one frame per sweep), so that a restart forgets them too.
+  const sweep = () => {
+    const expired = expiredRooms(rooms, limits, now());
+    if (expired.length === 0) return;
+    frame.reset();
+    for (const name of expired) frame.drop(rooms.get(name)!.id);
+    try {
+      commit();
+    } catch {
+      return; // the next sweep tries again
+    }
+    for (const name of expired) forget(rooms.get(name)!);
+  };
+  const timer = sweepEvery(limits.ttlMs, sweep);
+
+  const store: LogStore = {
+    kind: "log",
+    get lastMessageId() {
+      return lastMessageId;
+    },
+    appendSync,
+    append(entries: readonly AppendEntry[], lastId: number) {
+      try {
+        return Promise.resolve(appendSync(entries, lastId));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    position(name: string): Promise<RoomPosition> {
+      let r = rooms.get(name);
+      if (r === undefined) {
+        frame.reset();
+        r = createRoom(name, now());
+        try {
+          commit();
+        } catch (err) {
+          forget(r);
+          nextRoomId--;
+          return Promise.reject(err);
+        }
+      }
+      return Promise.resolve({ epoch: r.epoch, offset: r.last });
+    },
+    read(name: string, after: number, limit: number) {
+      const r = rooms.get(name);
+      const cutoff = limits.ttlMs > 0 ? now() - limits.ttlMs : -Infinity;
+      return Promise.resolve(r ? r.read(after, limit, cutoff) : []);
+    },
+    status: (): StoreStatus => status.snapshot(),
+    idle: async () => {
+      while (compacting) await compacting;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      const release = () => {
+        try {
+          segment.syncDataSync();
+        } catch { /* the page cache has it anyway */ }
+        segment.close();
+        lock.close();
+      };
+      // A compaction stops at its next chunk; it owns the old segment.
+      if (compacting) return compacting.then(release);
+      release();
+    },
+  };
+  return store;
+}

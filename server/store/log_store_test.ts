@@ -1,0 +1,481 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { HistoryStore } from "../rooms/history_store.ts";
+import { readLines } from "../../supervisor/supervisor.ts";
+import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
+import { COMPACTION_STEPS, type CompactionStep } from "./log_compaction.ts";
+import { segmentName, snapshotName } from "./log_files.ts";
+import { openLogStore } from "./log_store.ts";
+import { StoreOpenError } from "./store_open_error.ts";
+
+const encoder = new TextEncoder();
+const body = (s: string) => encoder.encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const CHILD =
+  new URL("../../tests/fixtures/log_store_child.ts", import.meta.url)
+    .pathname;
+
+async function contents(store: HistoryStore, room: string) {
+  return (await store.read(room, 0, 1_000_000)).map((
+    m,
+  ) => [m.offset, text(m.body)]);
+}
+
+// deno-lint-ignore no-explicit-any
+type Reply = any;
+
+/** The log store in a child process (tests/fixtures/log_store_child.ts). */
+async function startChild(
+  dataDir: string,
+  options: { compactBytes?: number; crashAt?: CompactionStep | "" } = {},
+) {
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      CHILD,
+      dataDir,
+      "100000",
+      String(options.compactBytes ?? 64 * 1024 * 1024),
+      options.crashAt ?? "",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines = readLines(proc.stdout);
+  const stderr = new Response(proc.stderr).text();
+  const writer = proc.stdin.getWriter();
+  const next = async (): Promise<Reply | undefined> => {
+    const r = await lines.next();
+    return r.done ? undefined : JSON.parse(r.value);
+  };
+  const ready = await next();
+  const child = {
+    pid: proc.pid,
+    ready,
+    stderr,
+    /** Sends a command; undefined when the process is gone. */
+    async send(cmd: unknown): Promise<Reply | undefined> {
+      try {
+        await writer.write(encoder.encode(JSON.stringify(cmd) + "\n"));
+      } catch {
+        return undefined; // it died
+      }
+      return await next();
+    },
+    append(room: string, content: string, lastId: number) {
+      return child.send({
+        op: "append",
+        entries: [{ room, body: content }],
+        lastId,
+      });
+    },
+    async [Symbol.asyncDispose]() {
+      await writer.close().catch(() => {});
+      try {
+        proc.kill("SIGKILL");
+      } catch { /* exited */ }
+      await lines.return(undefined);
+      await proc.status;
+      await stderr;
+    },
+  };
+  return child;
+}
+
+Deno.test("openLogStore() fails a batch whose write fails (file size limit), cuts the log back, and the next append goes on", async () => {
+  await withTempDir(async (dataDir) => {
+    const segment = join(dataDir, segmentName(1));
+    {
+      await using child = await startChild(dataDir);
+      assert.equal((await child.append("r", "one", 1)).appended[0].offset, 1);
+      const size = Deno.statSync(segment).size;
+      await limitFileSize(child.pid, size + 100);
+      const failed = await child.send({
+        op: "append",
+        entries: [
+          { room: "r", body: "x".repeat(500) },
+          { room: "new", body: "n" },
+        ],
+        lastId: 3,
+      });
+      assert.equal(failed.ok, false);
+      assert.match(failed.error, /too large/i);
+      assert.equal(failed.status.state, "down");
+      // The part that was written (up to the limit) is cut off again.
+      assert.equal(Deno.statSync(segment).size, size);
+      // A batch that fits is stored at the offsets the failed one had.
+      const two = await child.append("r", "two", 4);
+      assert.equal(two.ok, true, two.error);
+      assert.equal(two.appended[0].offset, 2);
+      assert.equal(two.status.state, "ok");
+      assert.equal(two.status.failedCommits, 1);
+      await limitFileSize(child.pid, "unlimited");
+      const three = await child.send({
+        op: "append",
+        entries: [
+          { room: "r", body: "x".repeat(500) },
+          { room: "new", body: "n" },
+        ],
+        lastId: 6,
+      });
+      assert.deepEqual(three.appended.map((a: Reply) => a.offset), [3, 1]);
+      assert.equal((await child.send({ op: "close" })).ok, true);
+    }
+    const store = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+    try {
+      assert.deepEqual(await contents(store, "r"), [
+        [1, "one"],
+        [2, "two"],
+        [3, "x".repeat(500)],
+      ]);
+      assert.deepEqual(await contents(store, "new"), [[1, "n"]]);
+      assert.equal(store.lastMessageId, 6);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/** Three batches in two rooms; returns the epochs. */
+async function fill(dataDir: string) {
+  const store = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+  try {
+    const a = store.appendSync([{ room: "a", body: body("a1"), timeMs: 1 }], 1);
+    store.appendSync([{ room: "b", body: body("b1"), timeMs: 2 }], 2);
+    store.appendSync([{ room: "a", body: body("a2"), timeMs: 3 }], 3);
+    return a[0].epoch;
+  } finally {
+    await store.close();
+  }
+}
+
+Deno.test("openLogStore() cuts off a torn last write with a warning and keeps everything before it", async () => {
+  for (
+    const tear of [
+      (frame: Uint8Array) => frame.subarray(0, 5), // header cut short
+      (frame: Uint8Array) => frame.subarray(0, frame.length - 3), // payload
+      (frame: Uint8Array) => new Uint8Array(frame.length + 4096), // zeros
+      (frame: Uint8Array) => { // a bad checksum, then only zeros
+        const f = new Uint8Array(frame.length + 100);
+        f.set(frame);
+        f[frame.length - 1] ^= 1;
+        return f;
+      },
+    ]
+  ) {
+    await withTempDir(async (dataDir) => {
+      const epoch = await fill(dataDir);
+      const path = join(dataDir, segmentName(1));
+      const good = await Deno.readFile(path);
+      // A copy of the last frame (message a2: 12 + 25 + 2 + 9 bytes).
+      const last = good.subarray(good.length - 48);
+      const torn = tear(last);
+      await Deno.writeFile(path, torn, { append: true });
+      const warnings: string[] = [];
+      const store = openLogStore({
+        dataDir,
+        size: 100,
+        ttlMs: 0,
+        warn: (m) => warnings.push(m),
+      });
+      try {
+        assert.equal(warnings.length, 1);
+        assert.match(
+          warnings[0],
+          new RegExp(
+            `${path}: cut off ${torn.length} bytes at byte ${good.length}`,
+          ),
+        );
+        assert.deepEqual(await Deno.readFile(path), good);
+        assert.deepEqual(await contents(store, "a"), [[1, "a1"], [2, "a2"]]);
+        assert.equal((await store.position("a")).epoch, epoch);
+        assert.equal(
+          store.appendSync([{ room: "a", body: body("a3"), timeMs: 4 }], 4)[0]
+            .offset,
+          3,
+        );
+      } finally {
+        await store.close();
+      }
+      const again = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+      try {
+        assert.deepEqual(await contents(again, "a"), [
+          [1, "a1"],
+          [2, "a2"],
+          [3, "a3"],
+        ]);
+        assert.equal(again.lastMessageId, 4);
+      } finally {
+        await again.close();
+      }
+    });
+  }
+});
+
+Deno.test("openLogStore() refuses a damaged record followed by good ones, a damaged snapshot, a missing segment: StoreOpenError naming the file, nothing changed", async () => {
+  const refuses = (dataDir: string, pattern: RegExp) => {
+    const before = new Map<string, Uint8Array>();
+    for (const e of Deno.readDirSync(dataDir)) {
+      before.set(e.name, Deno.readFileSync(join(dataDir, e.name)));
+    }
+    assert.throws(
+      () => openLogStore({ dataDir, size: 100, ttlMs: 0 }),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreOpenError, String(err));
+        assert.match(err.message, pattern);
+        return true;
+      },
+    );
+    for (const [name, bytes] of before) {
+      assert.deepEqual(Deno.readFileSync(join(dataDir, name)), bytes, name);
+    }
+  };
+  await withTempDir(async (dataDir) => {
+    await fill(dataDir);
+    const path = join(dataDir, segmentName(1));
+    const bytes = await Deno.readFile(path);
+    bytes[bytes.length - 60] ^= 0x40; // inside message b1's frame
+    await Deno.writeFile(path, bytes);
+    refuses(
+      dataDir,
+      new RegExp(`${path} is damaged at byte \\d+: .*, and records follow it`),
+    );
+  });
+  await withTempDir(async (dataDir) => {
+    await fill(dataDir);
+    const path = join(dataDir, segmentName(1));
+    const bytes = await Deno.readFile(path);
+    bytes[bytes.length - 50] ^= 0x40; // the last frame's header
+    await Deno.writeFile(path, bytes);
+    refuses(dataDir, new RegExp(`${path} is damaged at byte`));
+  });
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      compactBytes: 200,
+    });
+    for (let i = 1; i <= 20; i++) {
+      store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+    }
+    await store.idle();
+    await store.close();
+    const snap = join(dataDir, snapshotName(2));
+    const bytes = await Deno.readFile(snap);
+    await Deno.writeFile(snap, bytes.subarray(0, bytes.length - 20));
+    refuses(dataDir, new RegExp(`${snap} is damaged`));
+    await Deno.writeFile(snap, bytes);
+    await Deno.writeTextFile(join(dataDir, segmentName(4)), "");
+    refuses(
+      dataDir,
+      new RegExp(`${join(dataDir, segmentName(3))} is missing`),
+    );
+  });
+  await withTempDir(async (dataDir) => {
+    await Deno.writeTextFile(
+      join(dataDir, segmentName(1)),
+      "not a log at all\n".repeat(50),
+    );
+    refuses(dataDir, /is damaged at byte 0/);
+  });
+});
+
+Deno.test("openLogStore() refuses a data directory another process has open", async () => {
+  await withTempDir(async (dataDir) => {
+    {
+      await using child = await startChild(dataDir);
+      assert.equal(child.ready.ready, true);
+      assert.throws(
+        () => openLogStore({ dataDir, size: 10, ttlMs: 0 }),
+        new RegExp(
+          `data directory ${dataDir} is in use by another process \\(${dataDir}/history.lock is locked\\)`,
+        ),
+      );
+    }
+    const store = openLogStore({ dataDir, size: 10, ttlMs: 0 });
+    await store.close();
+  });
+});
+
+Deno.test("openLogStore() compacts into a snapshot across turns: the same rooms, offsets, epochs and ids after a reopen, older files gone", async () => {
+  await withTempDir(async (dataDir) => {
+    const options = { dataDir, size: 5, ttlMs: 0, compactBytes: 2000 };
+    const store = openLogStore(options);
+    const epochs = new Map<string, string>();
+    let id = 0;
+    try {
+      for (let round = 0; round < 30; round++) {
+        for (let i = 0; i < 10; i++) {
+          const room = `room${i}`;
+          const [a] = store.appendSync(
+            [{ room, body: body(`${room}:${round}`), timeMs: round }],
+            ++id,
+          );
+          epochs.set(room, a.epoch);
+        }
+        await new Promise((r) => setTimeout(r, 0)); // let compactions run
+      }
+      await store.idle();
+    } finally {
+      await store.close();
+    }
+    const names = [...Deno.readDirSync(dataDir)].map((e) => e.name).sort();
+    const snaps = names.filter((n) => n.endsWith(".snapshot"));
+    assert.equal(snaps.length, 1, names.join(" "));
+    assert.ok(Number(snaps[0].slice(8, 20)) > 2, "compacted more than once");
+    assert.equal(names.filter((n) => n.endsWith(".log")).length, 1);
+    const again = openLogStore(options);
+    try {
+      assert.equal(again.lastMessageId, 300);
+      for (let i = 0; i < 10; i++) {
+        const room = `room${i}`;
+        assert.deepEqual(await again.position(room), {
+          epoch: epochs.get(room),
+          offset: 30,
+        });
+        assert.deepEqual(
+          await contents(again, room),
+          [25, 26, 27, 28, 29].map((r) => [r + 1, `${room}:${r}`]),
+        );
+      }
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+Deno.test("openLogStore() forgets rooms silent past the TTL, also after a reopen", async () => {
+  await withTempDir(async (dataDir) => {
+    const options = { dataDir, size: 10, ttlMs: 200 };
+    const store = openLogStore(options);
+    let epoch: string;
+    try {
+      store.appendSync([
+        { room: "old", body: body("o"), timeMs: Date.now() },
+      ], 1);
+      epoch = (await store.position("old")).epoch;
+      await new Promise((r) => setTimeout(r, 1300)); // one sweep (every 1 s)
+    } finally {
+      await store.close();
+    }
+    const again = openLogStore({ ...options, ttlMs: 0 });
+    try {
+      const p = await again.position("old");
+      assert.equal(p.offset, 0);
+      assert.notEqual(p.epoch, epoch);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+const STEPS = COMPACTION_STEPS;
+
+Deno.test("a log store killed at each step of a compaction reopens with every acknowledged message", async () => {
+  for (const step of STEPS) {
+    await withTempDir(async (dataDir) => {
+      const acked: { room: string; content: string; offset: number }[] = [];
+      /** Sent when the process died: may or may not be stored. */
+      let inflight: { room: string; content: string } | undefined;
+      let epoch = "";
+      let id = 0;
+      {
+        await using child = await startChild(dataDir, {
+          compactBytes: 4096,
+          crashAt: step,
+        });
+        // Some bodies big enough that a snapshot takes several chunks.
+        for (let i = 1; i <= 400 && inflight === undefined; i++) {
+          const room = `r${i % 3}`;
+          const content = `${i} ${"y".repeat(i % 7 === 0 ? 300_000 : 50)}`;
+          const r = await child.append(room, content, ++id);
+          if (r === undefined) {
+            inflight = { room, content };
+            break;
+          }
+          assert.equal(r.ok, true, r.error);
+          if (room === "r0") epoch = r.appended[0].epoch;
+          acked.push({ room, content, offset: r.appended[0].offset });
+        }
+        assert.ok(inflight !== undefined, `never reached ${step}`);
+      }
+      for (let pass = 0; pass < 2; pass++) {
+        const store = openLogStore({
+          dataDir,
+          size: 100_000,
+          ttlMs: 0,
+          compactBytes: 4096,
+        });
+        try {
+          let extra = 0;
+          for (const room of ["r0", "r1", "r2"]) {
+            const kept = acked.filter((a) => a.room === room);
+            const got = await contents(store, room);
+            if (got.length === kept.length + 1 && room === inflight!.room) {
+              // Written but not acknowledged: allowed, as the last one.
+              assert.equal(got.at(-1)![1], inflight!.content);
+              acked.push({ ...inflight!, offset: got.at(-1)![0] as number });
+              extra = 1;
+              got.pop();
+            }
+            assert.equal(got.length, kept.length, `${step}: ${room}`);
+            got.forEach(([offset, content], i) => {
+              assert.equal(offset, kept[i].offset);
+              assert.equal(content, kept[i].content);
+            });
+          }
+          inflight = { room: "", content: "" };
+          assert.equal((await store.position("r0")).epoch, epoch);
+          assert.ok(
+            store.lastMessageId === id ||
+              store.lastMessageId === id - 1 + extra,
+            `${step}: last id ${store.lastMessageId}, sent ${id}`,
+          );
+          // Go on (and compact to the end) before the second pass.
+          for (let i = 0; i < 20; i++) {
+            const content = `more ${i} ${"z".repeat(300)}`;
+            const [a] = store.appendSync(
+              [{ room: "r0", body: body(content), timeMs: Date.now() }],
+              ++id,
+            );
+            acked.push({ room: "r0", content, offset: a.offset });
+          }
+          await store.idle();
+        } finally {
+          await store.close();
+        }
+      }
+    });
+  }
+});
+
+Deno.test("openLogStore() warns when the data directory holds SQLite history it does not read", async () => {
+  await withTempDir(async (dataDir) => {
+    await Deno.writeTextFile(join(dataDir, "chat.sqlite"), "");
+    const warnings: string[] = [];
+    const options = {
+      dataDir,
+      size: 10,
+      ttlMs: 0,
+      warn: (m: string) => warnings.push(m),
+    };
+    await openLogStore(options).close();
+    assert.equal(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      new RegExp(`${dataDir}/chat.sqlite holds history of --store sqlite`),
+    );
+    const store = openLogStore(options);
+    store.appendSync([{ room: "r", body: body("m"), timeMs: 1 }], 1);
+    await store.close();
+    await openLogStore(options).close();
+    assert.equal(
+      warnings.length,
+      2,
+      "an empty log warns again; a used one not",
+    );
+  });
+});

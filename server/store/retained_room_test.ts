@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { bodyOf, RetainedRoom } from "./retained_room.ts";
+
+const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+
+Deno.test("RetainedRoom.push() copies bodies of any size into chunks and reads them back exactly", () => {
+  const room = new RetainedRoom("e", 0);
+  const limits = { size: 50, ttlMs: 0 };
+  const sizes = [0, 1, 100, 255, 256, 3000, 70_000, 5, 200_000, 17];
+  const sent: Uint8Array[] = [];
+  for (let i = 0; i < 40; i++) {
+    // A view into a larger buffer: only its own bytes are kept.
+    const big = bytes(sizes[i % sizes.length] + 8, i + 1);
+    const body = big.subarray(4, big.length - 4);
+    sent.push(body.slice());
+    room.push(i + 1, body, 0, limits);
+    big.fill(0); // the caller reuses its buffer
+  }
+  const read = room.read(0, 100, -Infinity);
+  assert.deepEqual(read.map((m) => m.offset), sent.map((_, i) => i + 1));
+  read.forEach((m, i) => assert.deepEqual(m.body, sent[i], `offset ${i + 1}`));
+});
+
+Deno.test("RetainedRoom.view() keeps showing the same messages while the room goes on", () => {
+  const room = new RetainedRoom("e", 0);
+  const limits = { size: 10, ttlMs: 0 };
+  for (let i = 1; i <= 10; i++) room.push(i, bytes(40, i), 0, limits);
+  const view = room.view();
+  // Many more pushes: trimming, copying the array, new chunks.
+  for (let i = 11; i <= 500; i++) room.push(i, bytes(40, i % 256), 0, limits);
+  const seen = [];
+  for (let i = view.start; i < view.end; i++) {
+    const k = view.items[i];
+    seen.push(k.offset);
+    assert.deepEqual(bodyOf(k), bytes(40, k.offset));
+  }
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.deepEqual(
+    room.read(0, 100, -Infinity).map((m) => m.offset),
+    Array.from({ length: 10 }, (_, i) => 491 + i),
+  );
+});
