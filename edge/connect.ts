@@ -211,7 +211,7 @@ export interface ConnectHandlerOptions {
 export function createConnectHandler(
   upstream: Upstream,
   options: ConnectHandlerOptions,
-): (request: Request) => Promise<Response> | undefined {
+): (request: Request, path?: string) => Promise<Response> | undefined {
   const router = createConnectRouter({
     connect: true,
     grpc: false,
@@ -231,8 +231,8 @@ export function createConnectHandler(
   }
   const byPath = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const calls = options.calls;
-  return (request) => {
-    const path = new URL(request.url).pathname;
+  // `path`: the request's pathname when the caller has it already.
+  return (request, path = new URL(request.url).pathname) => {
     const handler = byPath.get(path);
     if (!handler) return undefined;
     const universal = withPracticalTimeout(

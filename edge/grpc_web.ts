@@ -28,6 +28,7 @@ import {
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebRequest } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
+import { ClientWatch } from "./client_watch.ts";
 import { Code } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -75,13 +76,19 @@ export function createGrpcWebHandler(
   request: Request,
   extraHeaders?: readonly [string, string][],
   pathname?: string,
+  contentType?: string,
 ) => Promise<Response> {
+  const clientWatch = new ClientWatch();
   return async function handleGrpcWeb(
     request: Request,
     extraHeaders: readonly [string, string][] = [],
     pathname?: string,
+    // The content-type header when the caller has read it already.
+    contentTypeHeader?: string,
   ): Promise<Response> {
-    const type = grpcWebContentType(request.headers.get("content-type"));
+    const type = grpcWebContentType(
+      contentTypeHeader ?? request.headers.get("content-type"),
+    );
     if (!type) {
       return new Response("unsupported content type\n", { status: 415 });
     }
@@ -145,10 +152,10 @@ export function createGrpcWebHandler(
       return refuse(Code.INVALID_ARGUMENT, "malformed grpc-timeout");
     }
 
-    // One signal for the call: the browser going away or the body being cancelled.
+    // One signal for the call: the browser going away (noticed only for
+    // calls that last: edge/client_watch.ts) or the body being cancelled.
     const ctl = new AbortController();
-    const onGone = () => ctl.abort();
-    request.signal.addEventListener("abort", onGone, { once: true });
+    const watched = clientWatch.add(request, () => ctl.abort());
     const call = upstream.call(
       path,
       readGrpcWebRequest(request, {
@@ -163,7 +170,7 @@ export function createGrpcWebHandler(
         timeoutMs: practicalTimeout(timeoutMs),
       },
     );
-    call.status.then(() => request.signal.removeEventListener("abort", onGone));
+    call.status.then(() => clientWatch.remove(watched));
 
     const headers = await call.headers;
     const nextBatch = batches(call.messages);

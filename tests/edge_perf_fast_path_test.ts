@@ -198,3 +198,74 @@ Deno.test("readGrpcWebRequest() streams a body without a length or over the boun
   assert.equal(got.length, 1);
   assert.equal(got[0].length, BUFFERED_BODY_MAX_BYTES);
 });
+
+/** An upstream answering every call with one empty message and OK. */
+function emptyAnswerUpstream(code = 0): Upstream {
+  return {
+    call(_path, requests) {
+      const status = (async (): Promise<UpstreamStatus> => {
+        for await (const _ of requests) { /* read the request */ }
+        return code === 0
+          ? { code, message: "", trailers: { "x-trailer": "t" } }
+          : { code, message: "no such room", trailers: {} };
+      })();
+      return {
+        headers: Promise.resolve({ "custom-header-1": "h" }),
+        messages: {
+          async *[Symbol.asyncIterator]() {
+            if ((await status).code === 0) yield new Uint8Array(0);
+          },
+        },
+        status,
+      };
+    },
+    healthy: () => Promise.resolve(true),
+    close: () => Promise.resolve(),
+  };
+}
+
+for (const origins of [["*"], ["https://a.example"]]) {
+  for (const origin of [null, "https://a.example", "https://b.example"]) {
+    for (
+      const [label, type, body, code, path] of [
+        ["proto", "application/proto", new Uint8Array(0), 0, "SendMessage"],
+        ["json", "application/json", "{}", 0, "SendMessage"],
+        ["json error", "application/json", "{}", 5, "SendMessage"],
+        ["bad json", "application/json", "{", 0, "SendMessage"],
+        ["unknown method", "application/json", "{}", 0, "Nope"],
+      ] as const
+    ) {
+      Deno.test(`createEdgeApp() Connect bypass answers as the Hono route: ${label} (origins ${origins}, origin ${origin})`, async () => {
+        const answer = async (fastPaths: boolean) => {
+          const app = createEdgeApp({
+            upstream: emptyAnswerUpstream(code),
+            config: config(origins),
+            fastPaths,
+          });
+          const res = await app.fetch(
+            new Request(`http://edge.test/chat.ChatService/${path}`, {
+              method: "POST",
+              headers: { "content-type": type, ...(origin ? { origin } : {}) },
+              body,
+            }),
+          );
+          const s = await snapshot(res);
+          // The date header is the clock's.
+          return { ...s, headers: s.headers.filter(([k]) => k !== "date") };
+        };
+        const fast = await answer(true);
+        assert.deepEqual(fast, await answer(false));
+        assert.equal(
+          fast.status,
+          label === "proto" || label === "json"
+            ? 200
+            : label === "json error"
+            ? 404
+            : label === "bad json"
+            ? 400
+            : 404,
+        );
+      });
+    }
+  }
+}

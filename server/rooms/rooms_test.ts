@@ -99,10 +99,13 @@ function member(s: Sink<number>): Member<number> {
 Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() is idempotent and drops empty rooms", () => {
   const rooms = new RoomRegistry<number>();
   const a = sink(), b = sink(), c = sink(), d = sink();
-  const { leave: leaveA } = rooms.join("x", member(a));
-  const { room } = rooms.join("x", member(b));
+  const memberA = member(a), memberC = member(c);
+  rooms.join("x", memberA);
+  const room = rooms.join("x", member(b));
   rooms.join("x", { ...member(d), live: false });
-  const { leave: leaveC } = rooms.join("y", member(c));
+  rooms.join("y", memberC);
+  const leaveA = () => rooms.leave("x", memberA);
+  const leaveC = () => rooms.leave("y", memberC);
   let built = 0;
   const build = () => (built++, 7);
   const none = new Uint8Array(0);

@@ -40,7 +40,7 @@ import {
   type Rolled,
   writeSnapshot,
 } from "./log_compaction.ts";
-import { lockDir, segmentName } from "./log_files.ts";
+import { exists, lockDir, segmentName } from "./log_files.ts";
 import { FrameBuilder } from "./log_format.ts";
 import {
   LogRoom,
@@ -85,15 +85,6 @@ const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
 
 /** The size of a segment's head frame (a segment with nothing else). */
 const HEAD_BYTES = segmentHead(1, 0, 1).length;
-
-const exists = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** How long a failed compaction waits before the next try. */
 const COMPACT_RETRY_MS = 10_000;

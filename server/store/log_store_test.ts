@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
-import type { CompactionStep } from "./log_compaction.ts";
+import { COMPACTION_STEPS, type CompactionStep } from "./log_compaction.ts";
 import { segmentName, snapshotName } from "./log_files.ts";
 import { openLogStore } from "./log_store.ts";
 import { StoreOpenError } from "./store_open_error.ts";
@@ -372,15 +372,7 @@ Deno.test("openLogStore() forgets rooms silent past the TTL, also after a reopen
   });
 });
 
-const STEPS: CompactionStep[] = [
-  "rolled",
-  "snapshot-started",
-  "snapshot-written",
-  "snapshot-synced",
-  "snapshot-renamed",
-  "old-file-deleted",
-  "done",
-];
+const STEPS = COMPACTION_STEPS;
 
 Deno.test("a log store killed at each step of a compaction reopens with every acknowledged message", async () => {
   for (const step of STEPS) {
