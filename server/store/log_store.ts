@@ -67,8 +67,9 @@ export interface LogStoreOptions extends HistoryLimits {
 
 /**
  * The log store. Its commit is synchronous: `append()` is `appendSync()`
- * in a settled promise (letting CommitQueue call `appendSync()` directly
- * saved nothing measurable: docs/perf-log.md, 2026-12-06).
+ * in a settled promise. CommitQueue calls `appendSync()` at the turn end,
+ * so a publish is answered in the turn that received it (docs/perf-log.md,
+ * "the commit in the turn").
  */
 export interface LogStore extends HistoryStore {
   /** `append()`'s commit, returning at once or throwing when nothing was stored. */
