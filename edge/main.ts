@@ -76,7 +76,10 @@ async function superviseChildren(config: Readonly<EdgeConfig>): Promise<never> {
         String(port),
       ],
     }),
-    env: (i) => ({ CHAT_EDGE_CHILD: String(i) }),
+    env: (i) => ({
+      CHAT_EDGE_CHILD: String(i),
+      CHAT_EDGE_SUPERVISOR: String(Deno.pid),
+    }),
     log,
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -194,13 +197,18 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 // A child of --procs whose supervisor died (SIGKILL, a crash) would hold the
-// port forever: it stops once it has been handed to another parent.
+// port forever: it stops once it has been handed to another parent. The
+// supervisor's pid comes with the environment, so a supervisor that died
+// before this line ran is noticed too; and a drain that hangs (a client that
+// never lets go) cannot keep an orphan alive: it exits after the grace.
 if (childIndex !== undefined) {
-  const parent = Deno.ppid;
+  const parent = Number(Deno.env.get("CHAT_EDGE_SUPERVISOR")) || Deno.ppid;
   const watch = setInterval(() => {
     if (Deno.ppid === parent) return;
     clearInterval(watch);
-    void stop("supervisor gone");
+    const last = setTimeout(() => Deno.exit(1), 2 * SHUTDOWN_GRACE_MS);
+    Deno.unrefTimer(last);
+    void stop("supervisor gone").then(() => Deno.exit(0));
   }, 1000);
   Deno.unrefTimer(watch);
 }

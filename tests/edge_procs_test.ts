@@ -227,7 +227,10 @@ Deno.test("serve:edge --procs 2: children stop by themselves when their supervis
     while (pids.some(alive) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.deepEqual(pids.filter(alive), [], "orphaned children still run");
+    const orphans = pids.filter(alive);
+    // An orphan holds the test's pipes: kill it before failing, never hang.
+    for (const pid of orphans) Deno.kill(pid, "SIGKILL");
+    assert.deepEqual(orphans, [], "orphaned children still run");
   } finally {
     await group[Symbol.asyncDispose]();
   }
