@@ -385,3 +385,46 @@ Deno.test("server/main.ts refuses a data directory another core has open: exit 2
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("server/main.ts keeps two rooms whose names differ only by a leading BOM apart across a restart", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const args = [
+    "--alive-interval-ms",
+    "0",
+    "--store",
+    "log",
+    "--data-dir",
+    dataDir,
+  ];
+  const rooms = ["\uFEFFlobby", "lobby"];
+  try {
+    {
+      await using core = await spawnCore(args);
+      const client = createChatClient(core.addr);
+      try {
+        for (const room of rooms) {
+          await client.sendMessage({ user: "u", room, content: `in ${room}` });
+        }
+      } finally {
+        client.close();
+      }
+      await core.kill("SIGKILL");
+    }
+    await using core = await spawnCore(args);
+    const client = createChatClient(core.addr);
+    try {
+      for (const room of rooms) {
+        const sub = client.subscribeMessages({ room, user: "u", history: 10 });
+        const [w, m] = await take<Message>(sub, 2);
+        assert.equal(w.offset, 1n);
+        assert.equal(m.room, room);
+        assert.equal(m.content, `in ${room}`);
+        sub.cancel();
+      }
+    } finally {
+      client.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

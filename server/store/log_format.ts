@@ -39,7 +39,8 @@ export const KIND_SNAPSHOT = 2;
 
 const MAGIC = new TextEncoder().encode("chatlog1");
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of a name (writes keep it), not a mark to strip.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A frame's payload does not parse (its CRC matched: a bug or tampering). */
 export class FormatError extends Error {
