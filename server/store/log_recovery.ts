@@ -7,8 +7,9 @@
  * its room's next offset, a snapshot must end with its end record. Anything
  * else is damage, and start-up stops with StoreOpenError naming the file and
  * the byte. The one exception is the very end of the last segment: a frame
- * cut short there (or followed only by zeros) is a write that never
- * completed, so never acknowledged; it is cut off with a warning.
+ * cut short there (or an all-zero header followed only by zeros) is a write
+ * that never completed, so never acknowledged; it is cut off with a warning.
+ * A complete frame with a bad checksum is damage even there.
  */
 import { join } from "node:path";
 import type { HistoryLimits } from "../rooms/history_store.ts";
@@ -213,6 +214,14 @@ export function recover(
   }
   const first = snap ?? 1;
   const segments = list.segments.filter((s) => s >= first);
+  // roll() creates segment N before snapshot N: without it the newest
+  // commits are gone, and a fresh segment would reuse their offsets.
+  if (snap !== undefined && segments.length === 0) {
+    throw new StoreOpenError(
+      `${join(dir, segmentName(snap))} is missing (snapshot ` +
+        `${snapshotName(snap)} has no log segment after it)`,
+    );
+  }
   for (let i = 0; i < segments.length; i++) {
     if (segments[i] !== first + i) {
       throw new StoreOpenError(

@@ -4,7 +4,7 @@ import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
 import type { CompactionStep } from "./log_compaction.ts";
-import { segmentName, snapshotName } from "./log_files.ts";
+import { listDir, segmentName, snapshotName } from "./log_files.ts";
 import { openLogStore } from "./log_store.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
@@ -157,12 +157,6 @@ Deno.test("openLogStore() cuts off a torn last write with a warning and keeps ev
       (frame: Uint8Array) => frame.subarray(0, 5), // header cut short
       (frame: Uint8Array) => frame.subarray(0, frame.length - 3), // payload
       (frame: Uint8Array) => new Uint8Array(frame.length + 4096), // zeros
-      (frame: Uint8Array) => { // a bad checksum, then only zeros
-        const f = new Uint8Array(frame.length + 100);
-        f.set(frame);
-        f[frame.length - 1] ^= 1;
-        return f;
-      },
     ]
   ) {
     await withTempDir(async (dataDir) => {
@@ -251,6 +245,27 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     await Deno.writeFile(path, bytes);
     refuses(dataDir, new RegExp(`${path} is damaged at byte`));
   });
+  // A complete last frame whose checksum does not match is not a torn
+  // write (kill -9 cannot leave one): cutting it off would hand its offsets
+  // out again under the same epoch.
+  for (const after of [0, 100]) {
+    await withTempDir(async (dataDir) => {
+      await fill(dataDir);
+      const path = join(dataDir, segmentName(1));
+      const bytes = await Deno.readFile(path);
+      const last = bytes.length - 48;
+      bytes[bytes.length - 1] ^= 1; // the last frame's payload
+      const damaged = new Uint8Array(bytes.length + after);
+      damaged.set(bytes);
+      await Deno.writeFile(path, damaged);
+      refuses(
+        dataDir,
+        new RegExp(
+          `${path} is damaged at byte ${last}: a frame whose checksum does not match`,
+        ),
+      );
+    });
+  }
   await withTempDir(async (dataDir) => {
     const store = openLogStore({
       dataDir,
@@ -272,6 +287,31 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     refuses(
       dataDir,
       new RegExp(`${join(dataDir, segmentName(3))} is missing`),
+    );
+  });
+  // roll() creates segment N before snapshot N: a snapshot without its
+  // segment lost the newest commits (a fresh segment would hand out their
+  // offsets again under the same epoch).
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      compactBytes: 200,
+    });
+    for (let i = 1; i <= 20; i++) {
+      store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+    }
+    await store.idle();
+    await store.close();
+    const { snapshots, segments } = listDir(dataDir);
+    const snap = snapshots.at(-1)!;
+    for (const s of segments.filter((s) => s >= snap)) {
+      await Deno.remove(join(dataDir, segmentName(s)));
+    }
+    refuses(
+      dataDir,
+      new RegExp(`${join(dataDir, segmentName(snap))} is missing`),
     );
   });
   await withTempDir(async (dataDir) => {
