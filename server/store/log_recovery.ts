@@ -27,7 +27,7 @@ import {
   segmentName,
   snapshotName,
 } from "./log_files.ts";
-import { RetainedRoom } from "./retained_room.ts";
+import { RetainedBudget, RetainedRoom } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 /** A room of the log store: retained messages and its id in the log. */
@@ -41,8 +41,9 @@ export class LogRoom extends RetainedRoom {
     readonly name: string,
     epoch: string,
     nowMs: number,
+    budget: RetainedBudget,
   ) {
-    super(epoch, nowMs);
+    super(epoch, nowMs, budget);
   }
 }
 
@@ -73,7 +74,10 @@ class Replayer implements RecordVisitor {
   ended = false;
   messages = 0;
 
-  constructor(readonly limits: HistoryLimits) {}
+  constructor(
+    readonly limits: HistoryLimits,
+    readonly budget: RetainedBudget,
+  ) {}
 
   #room(id: number): LogRoom {
     const r = this.byId.get(id);
@@ -104,7 +108,7 @@ class Replayer implements RecordVisitor {
     if (this.kind === KIND_SEGMENT && last !== 0) {
       throw new Error(`new room ${id} at offset ${last}`);
     }
-    const r = new LogRoom(id, name, epoch, lastMs);
+    const r = new LogRoom(id, name, epoch, lastMs, this.budget);
     r.last = last;
     this.rooms.set(name, r);
     this.byId.set(id, r);
@@ -141,6 +145,7 @@ class Replayer implements RecordVisitor {
   drop(roomId: number): void {
     this.#first();
     const r = this.#room(roomId);
+    r.release();
     this.byId.delete(roomId);
     this.rooms.delete(r.name);
   }
@@ -186,11 +191,14 @@ export function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
 
 /**
  * Reads the data directory `dir` (already locked) and opens its last segment
- * for appending (creating the first one). `warn` hears of a torn tail cut off.
+ * for appending (creating the first one). The rooms keep their bytes in
+ * `budget`, trimmed as they were when written. `warn` hears of a torn tail
+ * cut off.
  */
 export function recover(
   dir: string,
   limits: HistoryLimits,
+  budget: RetainedBudget,
   warn: (message: string) => void,
 ): Recovered {
   let list: Listing;
@@ -202,7 +210,7 @@ export function recover(
       { cause: err },
     );
   }
-  const replay = new Replayer(limits);
+  const replay = new Replayer(limits, budget);
   const snap = list.snapshots.at(-1);
   let snapshotBytes = 0;
   if (snap !== undefined) {

@@ -12,9 +12,10 @@
  * start-up cuts off only a torn end). About 2 µs of system call and a copy
  * per commit, against SQLite's ~50 µs (docs/perf-log.md, 2026-12-06).
  *
- * Reads never touch the disk: every retained message is also in memory, so
- * memory grows with `--history-size` × active rooms × message size (rooms
- * silent for longer than `--history-ttl` are forgotten). The log is
+ * Reads never touch the disk: every retained message is also in memory,
+ * bounded by `--history-size` and `--history-bytes` per room and
+ * `--history-max-bytes` in all (retained_room.ts; rooms silent for longer
+ * than `--history-ttl` are forgotten). The log is
  * compacted (log_compaction.ts) once it is larger than
  * max(64 MiB, 4 × the last snapshot): disk stays within a few times the
  * retained bytes.
@@ -49,13 +50,15 @@ import {
   segmentHead,
   writeAll,
 } from "./log_recovery.ts";
-import { expiredRooms, sweepEvery } from "./retained_room.ts";
+import { expiredRooms, RetainedBudget, sweepEvery } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 /** Options of {@linkcode openLogStore}. */
 export interface LogStoreOptions extends HistoryLimits {
   /** The directory of the log (created if missing). */
   dataDir: string;
+  /** Body bytes retained by all rooms together (default: no bound). */
+  maxBytes?: number;
   now?: () => number;
   /** The smallest log that is compacted, in bytes (default 64 MiB). */
   compactBytes?: number;
@@ -102,7 +105,12 @@ const COMPACT_RETRY_MS = 10_000;
  * file when the directory is in use, a file is damaged or unreadable.
  */
 export function openLogStore(options: LogStoreOptions): LogStore {
-  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const limits: HistoryLimits = {
+    size: options.size,
+    ttlMs: options.ttlMs,
+    bytes: options.bytes,
+  };
+  const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
   const warn = options.warn ?? ((m: string) => console.error(m));
   const dir = options.dataDir;
@@ -117,7 +125,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   const lock = lockDir(dir);
   let state: Recovered;
   try {
-    state = recover(dir, limits, warn);
+    state = recover(dir, limits, budget, warn);
   } catch (err) {
     lock.close();
     throw err;
@@ -166,7 +174,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   };
 
   const createRoom = (name: string, nowMs: number): LogRoom => {
-    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs);
+    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs, budget);
     rooms.set(name, r);
     byId.set(r.id, r);
     frame.room(r.id, 0, nowMs, r.epoch, name);
@@ -174,6 +182,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   };
 
   const forget = (r: LogRoom) => {
+    r.release();
     rooms.delete(r.name);
     byId.delete(r.id);
   };
@@ -255,8 +264,14 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     segment = file;
     seq = next;
     written = head.length;
+    // Rooms holding messages in the order of their last write (the budget's):
+    // replaying the snapshot then leaves the same order, so the store-wide
+    // bound trims the same messages after a restart.
     const captured: Rolled["rooms"] = [];
-    for (const r of rooms.values()) {
+    const order: LogRoom[] = [];
+    for (const r of rooms.values()) if (r.size === 0) order.push(r);
+    for (const r of budget.rooms()) order.push(r as LogRoom);
+    for (const r of order) {
       captured.push({
         id: r.id,
         name: r.name,

@@ -5,11 +5,12 @@ import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
 import type { CompactionStep } from "./log_compaction.ts";
 import { listDir, segmentName, snapshotName } from "./log_files.ts";
-import { openLogStore } from "./log_store.ts";
+import { type LogStore, openLogStore } from "./log_store.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 const encoder = new TextEncoder();
 const body = (s: string) => encoder.encode(s);
+const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const CHILD =
   new URL("../../tests/fixtures/log_store_child.ts", import.meta.url)
@@ -525,5 +526,74 @@ Deno.test("openLogStore() warns when the data directory holds SQLite history it 
       2,
       "an empty log warns again; a used one not",
     );
+  });
+});
+
+Deno.test("openLogStore() bounds retained bytes per room (the last message always kept) and in all (least recently written rooms lose their oldest first), the same after a reopen and a snapshot", async () => {
+  await withTempDir(async (dataDir) => {
+    const opts = { dataDir, size: 100, ttlMs: 0, bytes: 1000, maxBytes: 2000 };
+    let id = 0;
+    const put = (store: LogStore, room: string, n: number) =>
+      store.appendSync([{ room, body: bytes(n, id % 250), timeMs: 1 }], ++id);
+    const retained = async (store: LogStore) => {
+      const out: Record<string, number[]> = {};
+      for (const room of ["a", "b", "c", "d", "e"]) {
+        out[room] = (await store.read(room, 0, 1000)).map((m) => m.offset);
+      }
+      return out;
+    };
+    const first = openLogStore({ ...opts, compactBytes: 1e12 });
+    try {
+      for (let i = 0; i < 5; i++) put(first, "a", 300); // a: 3, 4, 5 (900 B)
+      for (let i = 0; i < 3; i++) put(first, "b", 300); // b: 1, 2, 3
+      // Over the room's 1000 B but kept (its last); 3300 B in all: a loses
+      // 3, 4, 5, then b (the next least recently written) 1, 2.
+      put(first, "c", 1500);
+      put(first, "a", 100); // order of last writes: b, c, a
+      const want = { a: [6], b: [3], c: [1], d: [], e: [] };
+      assert.deepEqual(await retained(first), want);
+      assert.equal((await first.read("c", 0, 1))[0].body.length, 1500);
+      await first.close();
+      const second = openLogStore({ ...opts, compactBytes: 1 });
+      try {
+        assert.deepEqual(await retained(second), want);
+        put(second, "d", 50); // rolls and writes a snapshot
+        await second.idle();
+      } finally {
+        await second.close();
+      }
+      assert.ok(listDir(dataDir).snapshots.length === 1);
+      const third = openLogStore({ ...opts, compactBytes: 1e12 });
+      try {
+        // The snapshot kept the order of last writes (b, c, a, d), not the
+        // order the rooms were created in: b loses its message, not a.
+        put(third, "e", 200);
+        assert.deepEqual(await retained(third), {
+          a: [6],
+          b: [],
+          c: [1],
+          d: [1],
+          e: [1],
+        });
+      } finally {
+        await third.close();
+      }
+      const fourth = openLogStore({ ...opts, compactBytes: 1e12 });
+      try {
+        assert.deepEqual(await retained(fourth), {
+          a: [6],
+          b: [],
+          c: [1],
+          d: [1],
+          e: [1],
+        });
+        assert.equal((await fourth.position("b")).offset, 3);
+      } finally {
+        await fourth.close();
+      }
+    } catch (err) {
+      await first.close();
+      throw err;
+    }
   });
 });
