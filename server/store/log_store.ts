@@ -148,6 +148,9 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   let closed = false;
   let compacting: Promise<void> | undefined;
   let compactAfter = 0;
+  /** An early sync of the segment as it nears the roll (started once each). */
+  let presync: Promise<void> | undefined;
+  let presynced = false;
   const frame = new FrameBuilder();
   const status = new CommitStatus();
   const compactBytes = options.compactBytes ?? DEFAULT_COMPACT_BYTES;
@@ -242,13 +245,36 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
-    if (written >= compactBytes) maybeCompact();
+    if (written >= compactBytes * 0.75) {
+      // Most of the segment reaches the disk beside the event loop, so that
+      // roll()'s own sync has little left to wait for.
+      if (!presynced && written >= compactAt() * 0.75) startPresync();
+      maybeCompact();
+    }
     return out;
   };
 
-  /** Starts a new segment; returns the state at that moment. */
+  /** The size at which the segment is rolled and compacted. */
+  const compactAt = () => Math.max(compactBytes, 4 * snapshotBytes);
+
+  const startPresync = () => {
+    presynced = true;
+    const p: Promise<void> = segment.syncData().catch(() => {
+      // roll() syncs again, synchronously, and fails the roll if that fails
+    }).finally(() => {
+      if (presync === p) presync = undefined;
+    });
+    presync = p;
+  };
+
+  /**
+   * Starts a new segment; returns the state at that moment. The old one is
+   * synced first: after a power loss, no segment but the newest may have
+   * lost its end (its successor would hold later offsets).
+   */
   const roll = (): Rolled => {
     if (dirty) throw new Error("the log has a failed write to cut off first");
+    segment.syncDataSync();
     const next = seq + 1;
     const path = join(dir, segmentName(next));
     const file = Deno.openSync(path, { append: true, createNew: true });
@@ -264,6 +290,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     segment = file;
     seq = next;
     written = head.length;
+    presynced = false;
     // Rooms holding messages in the order of their last write (the budget's):
     // replaying the snapshot then leaves the same order, so the store-wide
     // bound trims the same messages after a restart.
@@ -286,7 +313,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
 
   const maybeCompact = () => {
     if (compacting || closed || Date.now() < compactAfter) return;
-    if (written < Math.max(compactBytes, 4 * snapshotBytes)) return;
+    if (written < compactAt()) return;
     let rolled: Rolled;
     try {
       rolled = roll();
@@ -359,7 +386,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     },
     status: (): StoreStatus => status.snapshot(),
     idle: async () => {
-      while (compacting) await compacting;
+      while (compacting || presync) await (compacting ?? presync);
     },
     close() {
       if (closed) return;
@@ -372,8 +399,11 @@ export function openLogStore(options: LogStoreOptions): LogStore {
         segment.close();
         lock.close();
       };
-      // A compaction stops at its next chunk; it owns the old segment.
-      if (compacting) return compacting.then(release);
+      // A compaction stops at its next chunk; it owns the old segment. An
+      // early sync (it never rejects) is let finish.
+      if (compacting || presync) {
+        return Promise.all([compacting, presync]).then(release);
+      }
       release();
     },
   };

@@ -597,3 +597,65 @@ Deno.test("openLogStore() bounds retained bytes per room (the last message alway
     }
   });
 });
+
+Deno.test("a log store syncs a segment before it creates the next one (power loss: only the newest segment can lose its end)", async () => {
+  await withTempDir(async (dataDir) => {
+    const trace = join(dataDir, "strace.out");
+    const data = join(dataDir, "data");
+    const proc = new Deno.Command("strace", {
+      args: [
+        "-f",
+        "-y",
+        "-e",
+        "trace=openat,fdatasync,fsync",
+        "-o",
+        trace,
+        Deno.execPath(),
+        "run",
+        "-A",
+        CHILD,
+        data,
+        "100",
+        "300",
+        "",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const lines = readLines(proc.stdout);
+    const writer = proc.stdin.getWriter();
+    const send = async (cmd: unknown) => {
+      await writer.write(encoder.encode(JSON.stringify(cmd) + "\n"));
+      return JSON.parse((await lines.next()).value);
+    };
+    try {
+      assert.equal(JSON.parse((await lines.next()).value).ready, true);
+      for (let i = 1; i <= 10; i++) {
+        const r = await send({
+          op: "append",
+          entries: [{ room: "r", body: "x".repeat(100) }],
+          lastId: i,
+        });
+        assert.equal(r.ok, true, r.error);
+      }
+      assert.equal((await send({ op: "idle" })).ok, true);
+      assert.equal((await send({ op: "close" })).ok, true);
+    } finally {
+      await writer.close().catch(() => {});
+      await lines.return(undefined);
+      await proc.status;
+    }
+    const log = await Deno.readTextFile(trace);
+    const seg = (n: number) => join(data, segmentName(n));
+    // The roll's sync runs in the event loop's thread: the openat after it
+    // comes once it returned.
+    const synced = log.search(new RegExp(`fdatasync\\(\\d+<${seg(1)}>`));
+    const created = log.search(new RegExp(`openat\\([^\\n]*"${seg(2)}"`));
+    assert.ok(created > 0, "segment 2 was created");
+    assert.ok(
+      synced >= 0 && synced < created,
+      "segment 1 synced before segment 2 was created",
+    );
+  });
+});
