@@ -265,7 +265,7 @@ export function recover(
     }
   }
   const path = join(dir, segmentName(seq));
-  let segment: Deno.FsFile;
+  let segment: Deno.FsFile | undefined;
   try {
     segment = Deno.openSync(path, { append: true, create: true });
     if (size === 0) {
@@ -276,6 +276,7 @@ export function recover(
       size = segment.statSync().size;
     }
   } catch (err) {
+    segment?.close();
     throw new StoreOpenError(
       `cannot open ${path} for writing: ${(err as Error).message}`,
       { cause: err },
@@ -297,7 +298,7 @@ export function recover(
     byId: replay.byId,
     lastMessageId: replay.lastMessageId,
     nextRoomId: replay.nextRoomId,
-    segment,
+    segment: segment!,
     seq,
     size,
     snapshotBytes,

@@ -62,6 +62,8 @@ export interface LogStoreOptions extends HistoryLimits {
   now?: () => number;
   /** The smallest log that is compacted, in bytes (default 64 MiB). */
   compactBytes?: number;
+  /** The largest frame payload (default the u32 limit; tests pass less). */
+  maxFrameBytes?: number;
   /** Hears each step of a compaction (the crash tests stop there). */
   onCompaction?: (step: CompactionStep) => void;
   /** Where warnings go (a torn end cut off, a failed compaction); stderr. */
@@ -96,6 +98,25 @@ const exists = (path: string) => {
     return false;
   }
 };
+
+/**
+ * Creates the segment file `path`. One left there by a roll whose clean-up
+ * failed (empty, or no longer than a head: no records) is replaced; one with
+ * more in it is not ours to overwrite (the roll fails, naming it).
+ */
+function createSegment(path: string): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { append: true, createNew: true });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    const size = Deno.statSync(path).size;
+    if (size > HEAD_BYTES) {
+      throw new Error(`${path} exists and holds ${size} bytes`, { cause: err });
+    }
+    Deno.removeSync(path);
+    return Deno.openSync(path, { append: true, createNew: true });
+  }
+}
 
 /** How long a failed compaction waits before the next try. */
 const COMPACT_RETRY_MS = 10_000;
@@ -151,7 +172,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   /** An early sync of the segment as it nears the roll (started once each). */
   let presync: Promise<void> | undefined;
   let presynced = false;
-  const frame = new FrameBuilder();
+  const frame = new FrameBuilder(undefined, options.maxFrameBytes);
   const status = new CommitStatus();
   const compactBytes = options.compactBytes ?? DEFAULT_COMPACT_BYTES;
 
@@ -277,13 +298,15 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     segment.syncDataSync();
     const next = seq + 1;
     const path = join(dir, segmentName(next));
-    const file = Deno.openSync(path, { append: true, createNew: true });
+    const file = createSegment(path);
     const head = segmentHead(next, lastMessageId, nextRoomId);
     try {
       writeAll(file, head);
     } catch (err) {
       file.close();
-      Deno.removeSync(path);
+      try {
+        Deno.removeSync(path);
+      } catch { /* the next roll replaces it (createSegment) */ }
       throw err;
     }
     const old = segment;

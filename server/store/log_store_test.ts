@@ -4,8 +4,9 @@ import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
 import type { CompactionStep } from "./log_compaction.ts";
-import { listDir, segmentName, snapshotName } from "./log_files.ts";
+import { listDir, lockDir, segmentName, snapshotName } from "./log_files.ts";
 import { type LogStore, openLogStore } from "./log_store.ts";
+import { segmentHead } from "./log_recovery.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 const encoder = new TextEncoder();
@@ -657,5 +658,124 @@ Deno.test("a log store syncs a segment before it creates the next one (power los
       synced >= 0 && synced < created,
       "segment 1 synced before segment 2 was created",
     );
+  });
+});
+
+Deno.test("openLogStore() closes the segment when its head cannot be written (StoreOpenError, no file left open)", async () => {
+  await withTempDir(async (dataDir) => {
+    // Every write to /dev/full fails with ENOSPC; its size reads as 0.
+    await Deno.symlink("/dev/full", join(dataDir, segmentName(1)));
+    assert.throws(
+      () => openLogStore({ dataDir, size: 10, ttlMs: 0 }),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreOpenError, String(err));
+        assert.match(err.message, /cannot open .* for writing: .*space/i);
+        return true;
+      },
+    );
+    // Nothing of this process is left open on it.
+    const open: string[] = [];
+    for (const fd of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        open.push(Deno.readLinkSync(`/proc/self/fd/${fd.name}`));
+      } catch { /* closed meanwhile (the directory's own fd) */ }
+    }
+    assert.ok(!open.includes("/dev/full"), "the segment was left open");
+    // The lock was let go.
+    lockDir(dataDir).close();
+  });
+});
+
+Deno.test("openLogStore() rolls over a stale, empty or head-only next segment left by a failed remove, and refuses to overwrite one with records", async () => {
+  for (const stale of ["empty", "head"] as const) {
+    await withTempDir(async (dataDir) => {
+      const warnings: string[] = [];
+      const store = openLogStore({
+        dataDir,
+        size: 100,
+        ttlMs: 0,
+        compactBytes: 300,
+        warn: (m) => warnings.push(m),
+      });
+      try {
+        const next = join(dataDir, segmentName(2));
+        if (stale === "empty") await Deno.writeFile(next, new Uint8Array());
+        else await Deno.writeFile(next, segmentHead(2, 0, 1));
+        for (let i = 1; i <= 10; i++) {
+          store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+          store.appendSync([{ room: "r", body: bytes(100, i), timeMs: i }], i);
+        }
+        await store.idle();
+        assert.deepEqual(warnings, []);
+        assert.ok(listDir(dataDir).snapshots.length > 0, stale);
+      } finally {
+        await store.close();
+      }
+      const again = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+      try {
+        assert.equal((await again.position("r")).offset, 20);
+      } finally {
+        await again.close();
+      }
+    });
+  }
+  await withTempDir(async (dataDir) => {
+    const warnings: string[] = [];
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      compactBytes: 300,
+      warn: (m) => warnings.push(m),
+    });
+    const next = join(dataDir, segmentName(2));
+    const foreign = new Uint8Array(500).fill(7);
+    try {
+      await Deno.writeFile(next, foreign);
+      for (let i = 1; i <= 10; i++) {
+        store.appendSync([{ room: "r", body: bytes(100, i), timeMs: i }], i);
+      }
+      await store.idle();
+      assert.match(warnings[0], /cannot start a new log segment: .* exists/);
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(await Deno.readFile(next), foreign);
+  });
+});
+
+Deno.test("openLogStore() fails a batch too large for one frame's u32 length: nothing stored, its offsets handed out again", async () => {
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      maxFrameBytes: 1000,
+    });
+    try {
+      assert.throws(
+        () =>
+          store.appendSync([
+            { room: "r", body: bytes(600, 1), timeMs: 1 },
+            { room: "r", body: bytes(600, 2), timeMs: 1 },
+          ], 2),
+        /a log frame of \d+ bytes is larger than 1000/,
+      );
+      assert.equal(store.status().state, "down");
+      const ok = store.appendSync(
+        [{ room: "r", body: body("a"), timeMs: 2 }],
+        3,
+      );
+      assert.equal(ok[0].offset, 1);
+    } finally {
+      await store.close();
+    }
+    const again = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+    try {
+      assert.deepEqual(await contents(again, "r"), [[1, "a"]]);
+      assert.equal(again.lastMessageId, 3);
+    } finally {
+      await again.close();
+    }
   });
 });
