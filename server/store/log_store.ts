@@ -17,8 +17,9 @@
  * `--history-max-bytes` in all (retained_room.ts; rooms silent for longer
  * than `--history-ttl` are forgotten). The log is
  * compacted (log_compaction.ts) once it is larger than
- * max(64 MiB, 4 × the last snapshot): disk stays within a few times the
- * retained bytes.
+ * max(64 MiB, 2 × the last snapshot): start-up reads at most about three
+ * times the retained bytes (docs/perf-log.md, 2026-12-06), and disk stays
+ * within a few times them.
  *
  * One process per data directory (`history.lock`, log_files.ts). A write
  * that fails (disk full, read-only, I/O error) rejects the batch, cuts the
@@ -276,7 +277,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   };
 
   /** The size at which the segment is rolled and compacted. */
-  const compactAt = () => Math.max(compactBytes, 4 * snapshotBytes);
+  const compactAt = () => Math.max(compactBytes, 2 * snapshotBytes);
 
   const startPresync = () => {
     presynced = true;

@@ -779,3 +779,38 @@ Deno.test("openLogStore() fails a batch too large for one frame's u32 length: no
     }
   });
 });
+
+Deno.test("openLogStore() compacts again once the segment outgrows twice the last snapshot (start-up reads at most about 3× the retained bytes)", async () => {
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      compactBytes: 1000,
+    });
+    try {
+      let id = 0;
+      const put = () =>
+        store.appendSync([{ room: "r", body: bytes(200, 1), timeMs: 1 }], ++id);
+      for (let i = 0; i < 100; i++) put(); // 100 retained: ~23 KB snapshot
+      await store.idle();
+      // Until a put starts no compaction (the segment is under the bound).
+      let first = listDir(dataDir).snapshots.at(-1)!;
+      for (;;) {
+        put();
+        await store.idle();
+        const now = listDir(dataDir).snapshots.at(-1)!;
+        if (now === first) break;
+        first = now;
+      }
+      const snapshot = Deno.statSync(join(dataDir, snapshotName(first))).size;
+      const segment = join(dataDir, segmentName(first));
+      // Grow the segment to 2.5 × the snapshot: a compaction starts.
+      while (Deno.statSync(segment).size < 2.5 * snapshot) put();
+      await store.idle();
+      assert.ok(listDir(dataDir).snapshots.at(-1)! > first);
+    } finally {
+      await store.close();
+    }
+  });
+});
