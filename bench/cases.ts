@@ -92,6 +92,30 @@ export function benchCases(short: boolean, duration?: number): BenchCase[] {
       args: {
         subs: pick(10_000, 300),
         conns: pick(20, 2),
+        rooms: 100,
+        "settle-ms": pick(2000, 200),
+      },
+    },
+    {
+      // The target: 100 connections × 1,000 streams, ≤ 1 GB RSS.
+      name: "memory_idle100k",
+      scenario: "memory",
+      group: "memory",
+      args: {
+        subs: pick(100_000, 2_000),
+        conns: pick(100, 2),
+        rooms: 100,
+        "settle-ms": pick(2000, 200),
+      },
+    },
+    {
+      name: "memory_idle100k_room1",
+      scenario: "memory",
+      group: "memory",
+      args: {
+        subs: pick(100_000, 2_000),
+        conns: pick(100, 2),
+        rooms: 1,
         "settle-ms": pick(2000, 200),
       },
     },

@@ -33,10 +33,12 @@ const { values: v } = parseArgs({
     drain: s,
     n: s,
     subs: s,
+    rooms: s,
     pubc: s,
     "server-pgid": s,
     "settle-ms": s,
     label: s,
+    token: s,
   },
   strict: true,
 });
@@ -84,6 +86,8 @@ try {
         addr,
         subs: num("subs", 10_000),
         conns: num("conns", 20),
+        rooms: num("rooms", 100),
+        token: v.token,
         serverPgid: num("server-pgid", 0),
         settleMs: num("settle-ms", 1000),
       });

@@ -92,9 +92,11 @@ export function headline(r: CaseResult): [string, string, string, string] {
         `${fmt(r.rss_mb, 1)} MB RSS`,
         "-",
         "-",
-        `${fmt(r.welcomed)} subs, ${fmt(r.rss_per_sub_kb, 1)} KB/sub over ${
+        `${fmt(r.welcomed)} subs in ${fmt(r.rooms)} room(s) over ${
+          fmt(r.conns)
+        } conns, ${fmt(r.rss_per_sub_kb, 1)} KB/sub over ${
           fmt(r.rss_before_mb, 1)
-        } MB idle`,
+        } MB idle; peak ${fmt(r.hwm_mb, 1)} MB`,
       ];
     default:
       return ["-", "-", "-", String(r.skipped ?? r.error ?? "")];

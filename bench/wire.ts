@@ -99,13 +99,14 @@ export function serverStreamRaw(
   client: grpc.Client,
   path: string,
   request: Buffer,
+  metadata: grpc.Metadata = new grpc.Metadata(),
 ): grpc.ClientReadableStream<Buffer> {
   return client.makeServerStreamRequest<Buffer, Buffer>(
     path,
     identity,
     identity,
     request,
-    new grpc.Metadata(),
+    metadata,
   );
 }
 

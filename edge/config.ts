@@ -18,6 +18,11 @@ export interface EdgeConfig {
   /** TCP port for Deno.serve; 0 picks a free one. */
   port: number;
   /**
+   * Edge processes serving the port (edge/process_group.ts); above 1 only
+   * for the self-hosted edge (edge/main.ts), ignored on Deno Deploy.
+   */
+  procs: number;
+  /**
    * Core gRPC servers, http:// (h2c) or https:// (TLS); calls are balanced
    * over the healthy ones (comma-separated in the flag and variable).
    */
@@ -79,6 +84,7 @@ export type UpstreamClient = "h2" | "node";
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   host: "127.0.0.1",
   port: 8080,
+  procs: 1,
   upstream: Object.freeze(["http://127.0.0.1:50051"]),
   allowedOrigins: Object.freeze(["*"]),
   maxMessageBytes: 10 * 1024 * 1024,
@@ -105,6 +111,7 @@ export class EdgeConfigError extends Error {
 const SETTINGS = {
   host: { flag: "host", env: "HOST" },
   port: { flag: "port", env: "PORT" },
+  procs: { flag: "procs", env: "EDGE_PROCS" },
   upstream: { flag: "upstream", env: "UPSTREAM" },
   allowedOrigins: { flag: "allowed-origins", env: "ALLOWED_ORIGINS" },
   maxMessageBytes: { flag: "max-message-bytes", env: "MAX_MESSAGE_BYTES" },
@@ -147,6 +154,7 @@ const PARSERS: Parsers = {
     return raw;
   },
   port: (raw, name) => integer(raw, name, 0, 65535),
+  procs: (raw, name) => integer(raw, name, 1, 64),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
   upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
   tlsCert: (raw) => raw,

@@ -20,6 +20,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
   assert.deepEqual(c, {
     host: "127.0.0.1",
     port: 8080,
+    procs: 1,
     upstream: ["http://127.0.0.1:50051"],
     allowedOrigins: ["*"],
     maxMessageBytes: 10 * 1024 * 1024,
@@ -197,4 +198,18 @@ Deno.test("parseEdgeConfig() reads the TLS, dev-token and per-IP settings", () =
   rejects(["--tls-key=k.pem"], {}, /--tls-cert and --tls-key go together/);
   rejects([], { EDGE_DEV_JWT_SECRET: "short" }, /at least 32 bytes/);
   rejects(["--max-requests-per-ip=-1"], {}, /integer from 0/);
+});
+
+Deno.test("parseEdgeConfig() takes --procs over EDGE_PROCS, from 1 to 64", () => {
+  assert.equal(parseEdgeConfig([], { EDGE_PROCS: "3" }).procs, 3);
+  assert.equal(
+    parseEdgeConfig(["--procs", "2"], { EDGE_PROCS: "3" }).procs,
+    2,
+  );
+  for (const bad of ["0", "65", "1.5", ""]) {
+    assert.throws(
+      () => parseEdgeConfig([], { EDGE_PROCS: bad }),
+      EdgeConfigError,
+    );
+  }
 });

@@ -26,6 +26,8 @@ import {
   type HandlerContext,
 } from "@connectrpc/connect";
 import {
+  compressionNegotiate,
+  mergeNonProtocolHeaders,
   type UniversalServerRequest,
   universalServerRequestFromFetch,
   type UniversalServerResponse,
@@ -34,10 +36,13 @@ import {
 import {
   codeFromHttpStatus,
   codeFromString,
+  codeToHttpStatus,
+  errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
+import { ClientWatch } from "./client_watch.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -211,7 +216,7 @@ export interface ConnectHandlerOptions {
 export function createConnectHandler(
   upstream: Upstream,
   options: ConnectHandlerOptions,
-): (request: Request) => Promise<Response> | undefined {
+): (request: Request, path?: string) => Promise<Response> | undefined {
   const router = createConnectRouter({
     connect: true,
     grpc: false,
@@ -230,22 +235,165 @@ export function createConnectHandler(
     }
   }
   const byPath = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const unary = new Map<string, DescMethod>();
+  for (const service of options.services) {
+    for (const method of service.methods) {
+      if (method.methodKind === "unary") {
+        unary.set(`/${service.typeName}/${method.name}`, method);
+      }
+    }
+  }
   const calls = options.calls;
-  return (request) => {
-    const path = new URL(request.url).pathname;
-    const handler = byPath.get(path);
-    if (!handler) return undefined;
+  const clientWatch = new ClientWatch();
+  const routed = (
+    handler: UniversalHandler,
+    request: Request,
+    body?: Uint8Array,
+    record?: CallRecord,
+  ): Promise<Response> => {
     const universal = withPracticalTimeout(
-      universalServerRequestFromFetch(request, {}),
+      body === undefined ? universalServerRequestFromFetch(request, {}) : {
+        // A body already read goes in again as the one chunk it was.
+        httpVersion: "",
+        method: request.method,
+        url: request.url,
+        header: request.headers,
+        body: one(body),
+        signal: request.signal,
+      },
     );
-    if (!calls) return handler(universal).then(universalServerResponseToFetch);
-    const record = calls.start("connect", path);
+    if (!record) return handler(universal).then(universalServerResponseToFetch);
     return handler({
       ...universal,
-      body: countIn(universal.body as AsyncIterable<Uint8Array>, record),
+      body: body !== undefined
+        ? universal.body
+        : countIn(universal.body as AsyncIterable<Uint8Array>, record),
       contextValues: createContextValues().set(RECORD, record),
     }).then((res) => universalServerResponseToFetch(observed(res, record)));
   };
+  // `path`: the request's pathname when the caller has it already.
+  return (request, path = new URL(request.url).pathname) => {
+    const handler = byPath.get(path);
+    if (!handler) return undefined;
+    const method = unary.get(path);
+    const record = calls?.start("connect", path);
+    if (method !== undefined && passThrough(request, options.maxMessageBytes)) {
+      return forwardUnary(
+        upstream,
+        method,
+        request,
+        path,
+        record,
+        clientWatch,
+        (body) => routed(handler, request, body, record),
+      );
+    }
+    return routed(handler, request, undefined, record);
+  };
+}
+
+type UniversalHandler = ReturnType<
+  typeof createConnectRouter
+>["handlers"][number];
+
+/**
+ * Whether a request may take {@linkcode forwardUnary}: a binary unary POST
+ * with a declared, bounded length, no request compression and no timeout
+ * (the router keeps handling those, and every other form).
+ */
+function passThrough(request: Request, maxMessageBytes: number): boolean {
+  if (request.method !== "POST") return false;
+  const headers = request.headers;
+  if (headers.get("content-type") !== "application/proto") return false;
+  const declared = headers.get("content-length");
+  if (declared === null) return false;
+  const length = Number(declared);
+  if (!Number.isSafeInteger(length) || length > maxMessageBytes) return false;
+  return headers.get("content-encoding") === null &&
+    headers.get("connect-timeout-ms") === null;
+}
+
+/**
+ * A Connect binary unary call forwarded as bytes: the request's body is the
+ * same protobuf message a gRPC call carries, and so is the answer, so
+ * neither is re-encoded (connect-es's router decodes and re-encodes both).
+ * The request is still parsed once, so a malformed one gets the router's
+ * own answer (`fallback`), and every answer (success, error JSON, headers,
+ * `trailer-` headers, compression) is built as the router builds it;
+ * tests/edge_connect_passthrough_test.ts compares the two byte for byte.
+ */
+async function forwardUnary(
+  upstream: Upstream,
+  method: DescMethod,
+  request: Request,
+  path: string,
+  record: CallRecord | undefined,
+  clientWatch: ClientWatch,
+  fallback: (body: Uint8Array) => Promise<Response>,
+): Promise<Response> {
+  const bytes = await request.bytes();
+  if (record) record.bytesIn += bytes.byteLength;
+  try {
+    fromBinary(method.input, bytes);
+  } catch {
+    return fallback(bytes);
+  }
+  const ctl = new AbortController();
+  const watched = clientWatch.add(request, () => ctl.abort());
+  const call = upstream.call(path, [bytes], {
+    metadata: requestMetadata(request.headers),
+    signal: ctl.signal,
+    timeoutMs: undefined,
+  });
+  const header = new Headers({ "content-type": "application/proto" });
+  for (const [k, v] of forwardableResponseHeaders(await call.headers)) {
+    header.set(k, v);
+  }
+  const out: Uint8Array[] = [];
+  for await (const m of call.messages) out.push(m);
+  const status = await call.status;
+  clientWatch.remove(watched);
+  let httpStatus = 200;
+  let body: Uint8Array;
+  if (status.code === GrpcCode.OK && out.length === 1) {
+    body = out[0];
+    for (const [k, v] of forwardableResponseHeaders(status.trailers)) {
+      header.append(`trailer-${k}`, v);
+    }
+  } else {
+    const error = status.code !== GrpcCode.OK
+      ? toConnectError(status)
+      : new ConnectError(
+        `upstream sent ${out.length} responses to a unary call`,
+        12 as Code,
+      );
+    httpStatus = codeToHttpStatus(error.code);
+    header.set("content-type", "application/json");
+    mergeNonProtocolHeaders(header, error.metadata);
+    // The router hands its JSON options over; none of them is a write option.
+    body = errorToJsonBytes(error, {});
+  }
+  if (body.byteLength >= COMPRESS_MIN_BYTES) {
+    const zip = compressionNegotiate(
+      [...COMPRESSIONS],
+      null,
+      request.headers.get("accept-encoding"),
+      "Accept-Encoding",
+    ).response;
+    if (zip) {
+      body = await zip.compress(body);
+      header.set("content-encoding", zip.name);
+    }
+  }
+  header.set("content-length", String(body.byteLength));
+  if (record) {
+    record.bytesOut = body.byteLength;
+    record.end(status.code);
+  }
+  return new Response(body as Uint8Array<ArrayBuffer>, {
+    status: httpStatus,
+    headers: header,
+  });
 }
 
 /**

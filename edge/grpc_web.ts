@@ -26,11 +26,13 @@ import {
   negotiateGrpcWeb,
 } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
-import { readGrpcWebRequest } from "./grpc_web_body.ts";
+import { readGrpcWebBody, readSmallGrpcWebRequest } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
-import { Code } from "./upstream/status.ts";
+import { ClientWatch } from "./client_watch.ts";
+import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
+  RequestMessages,
   Upstream,
   UpstreamStatus,
 } from "./upstream/types.ts";
@@ -75,13 +77,19 @@ export function createGrpcWebHandler(
   request: Request,
   extraHeaders?: readonly [string, string][],
   pathname?: string,
+  contentType?: string,
 ) => Promise<Response> {
+  const clientWatch = new ClientWatch();
   return async function handleGrpcWeb(
     request: Request,
     extraHeaders: readonly [string, string][] = [],
     pathname?: string,
+    // The content-type header when the caller has read it already.
+    contentTypeHeader?: string,
   ): Promise<Response> {
-    const type = grpcWebContentType(request.headers.get("content-type"));
+    const type = grpcWebContentType(
+      contentTypeHeader ?? request.headers.get("content-type"),
+    );
     if (!type) {
       return new Response("unsupported content type\n", { status: 415 });
     }
@@ -145,25 +153,51 @@ export function createGrpcWebHandler(
       return refuse(Code.INVALID_ARGUMENT, "malformed grpc-timeout");
     }
 
-    // One signal for the call: the browser going away or the body being cancelled.
+    const bodyOptions = {
+      text: type.text,
+      maxMessageBytes: options.maxMessageBytes,
+      compression: compression.request,
+      counter: record,
+    };
+    // A small body (a unary call) is read whole before the call: the
+    // upstream gets the list of messages, a malformed body gets its status
+    // without reaching the core.
+    // The deadline counts from here: time spent reading it is taken off.
+    let deadlineMs = practicalTimeout(timeoutMs);
+    const small = readSmallGrpcWebRequest(request, bodyOptions);
+    let requests: RequestMessages;
+    if (small === undefined) {
+      requests = readGrpcWebBody(request.body, bodyOptions);
+    } else {
+      const readFrom = deadlineMs === undefined ? 0 : performance.now();
+      try {
+        requests = await small;
+      } catch (e) {
+        const s = statusFromRequestError(e);
+        return refuse(s.code, s.message);
+      }
+      if (deadlineMs !== undefined) {
+        deadlineMs -= performance.now() - readFrom;
+        if (deadlineMs <= 0) {
+          return refuse(Code.DEADLINE_EXCEEDED, "deadline exceeded");
+        }
+      }
+    }
+
+    // One signal for the call: the browser going away (noticed only for
+    // calls that last: edge/client_watch.ts) or the body being cancelled.
     const ctl = new AbortController();
-    const onGone = () => ctl.abort();
-    request.signal.addEventListener("abort", onGone, { once: true });
+    const watched = clientWatch.add(request, () => ctl.abort());
     const call = upstream.call(
       path,
-      readGrpcWebRequest(request, {
-        text: type.text,
-        maxMessageBytes: options.maxMessageBytes,
-        compression: compression.request,
-        counter: record,
-      }),
+      requests,
       {
         metadata: requestMetadata(request.headers),
         signal: ctl.signal,
-        timeoutMs: practicalTimeout(timeoutMs),
+        timeoutMs: deadlineMs,
       },
     );
-    call.status.then(() => request.signal.removeEventListener("abort", onGone));
+    call.status.then(() => clientWatch.remove(watched));
 
     const headers = await call.headers;
     const nextBatch = batches(call.messages);

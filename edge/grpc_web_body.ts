@@ -51,32 +51,63 @@ export function statusErrorFromProtocol(e: unknown, what: string): StatusError {
 export const BUFFERED_BODY_MAX_BYTES = 64 * 1024;
 
 /**
- * Yields each message of a request's body, like {@linkcode readGrpcWebBody}.
- *
- * A small body with a declared length (every unary call from a browser) is
- * read with one `arrayBuffer()`: Deno.serve hands over a body it already
- * holds without building a ReadableStream, which saves a good part of the
- * edge's CPU per call (docs/edge-perf-log.md). The allocation is bounded by
- * {@linkcode BUFFERED_BODY_MAX_BYTES}; anything else keeps streaming, so
- * client-streaming and bidi calls still forward each message as it comes.
+ * All messages of a small body with a declared length (every unary call
+ * from a browser), read with one `bytes()` and parsed at once: Deno.serve
+ * hands over a body it already holds without building a ReadableStream, and
+ * the upstream writes a known list of messages without an iterator
+ * (docs/edge-perf-log.md, docs/perf-log.md). The allocation is bounded by
+ * {@linkcode BUFFERED_BODY_MAX_BYTES}. Undefined for a body that must be
+ * streamed ({@linkcode readGrpcWebBody}), so client-streaming and bidi calls
+ * still forward each message as it comes. Rejects with the
+ * {@linkcode StatusError} the streamed read would throw.
+ */
+export function readSmallGrpcWebRequest(
+  request: Request,
+  options: GrpcWebBodyOptions,
+): Promise<Uint8Array[]> | undefined {
+  return isSmallBody(request) ? readAll(request, options) : undefined;
+}
+
+/** A declared `content-length` of at most the buffered bound. */
+function isSmallBody(request: Request): boolean {
+  const declared = request.headers.get("content-length");
+  const length = declared === null ? NaN : Number(declared);
+  return Number.isSafeInteger(length) && length >= 0 &&
+    length <= BUFFERED_BODY_MAX_BYTES;
+}
+
+async function readAll(
+  request: Request,
+  options: GrpcWebBodyOptions,
+): Promise<Uint8Array[]> {
+  let envelopes: Envelope[];
+  try {
+    const bytes = await request.bytes();
+    if (options.counter) options.counter.bytesIn += bytes.byteLength;
+    envelopes = parseAll([bytes], options);
+  } catch (e) {
+    throw statusErrorFromProtocol(e, "malformed gRPC-Web request");
+  }
+  const out: Uint8Array[] = [];
+  for (const env of envelopes) {
+    out.push(env.flags === 0 ? env.data : await inflate(env, options));
+  }
+  return out;
+}
+
+/**
+ * Yields each message of a request's body: {@linkcode readSmallGrpcWebRequest}
+ * for a small body, {@linkcode readGrpcWebBody} for any other (the gRPC-Web
+ * handler makes the same choice; tests compare the two reads with it).
  */
 export function readGrpcWebRequest(
   request: Request,
   options: GrpcWebBodyOptions,
 ): AsyncIterable<Uint8Array> {
-  const declared = request.headers.get("content-length");
-  const length = declared === null ? NaN : Number(declared);
-  if (
-    !Number.isSafeInteger(length) || length < 0 ||
-    length > BUFFERED_BODY_MAX_BYTES
-  ) {
-    return readGrpcWebBody(request.body, options);
-  }
-  return readGrpcWebBodyFrom(async () => {
-    const bytes = new Uint8Array(await request.arrayBuffer());
-    if (options.counter) options.counter.bytesIn += bytes.byteLength;
-    return [bytes];
-  }, options);
+  if (!isSmallBody(request)) return readGrpcWebBody(request.body, options);
+  return (async function* () {
+    yield* await readAll(request, options);
+  })();
 }
 
 /**
@@ -135,55 +166,6 @@ export function readGrpcWebBody(
         ended = true;
         ready.length = 0;
         reader?.cancel().catch(() => {});
-        return Promise.resolve({ done: true, value: undefined });
-      },
-    }),
-  };
-}
-
-/** The messages of a body read in one piece by `load` (already bounded). */
-function readGrpcWebBodyFrom(
-  load: () => Promise<Uint8Array[]>,
-  options: GrpcWebBodyOptions,
-): AsyncIterable<Uint8Array> {
-  let ready: Envelope[] | undefined;
-  let at = 0;
-  let stopped = false;
-
-  async function next(): Promise<IteratorResult<Uint8Array>> {
-    if (ready === undefined && !stopped) {
-      let chunks: Uint8Array[];
-      try {
-        chunks = await load();
-      } catch (e) {
-        stopped = true;
-        throw statusErrorFromProtocol(e, "malformed gRPC-Web request");
-      }
-      try {
-        ready = parseAll(chunks, options);
-      } catch (e) {
-        stopped = true;
-        throw statusErrorFromProtocol(e, "malformed gRPC-Web request");
-      }
-    }
-    if (stopped || ready === undefined || at >= ready.length) {
-      return { done: true, value: undefined };
-    }
-    const env = ready[at++];
-    if (env.flags === 0) return { done: false, value: env.data };
-    try {
-      return { done: false, value: await inflate(env, options) };
-    } catch (e) {
-      stopped = true;
-      throw e;
-    }
-  }
-
-  return {
-    [Symbol.asyncIterator]: () => ({
-      next,
-      return() {
-        stopped = true;
         return Promise.resolve({ done: true, value: undefined });
       },
     }),

@@ -5,14 +5,23 @@
  * Runs on Deno Deploy as is: no filesystem access, only --allow-net and
  * --allow-env.
  *
+ * With `--procs N` (N > 1) this process serves nothing itself: it starts N
+ * children, each this file with the same flags and `CHAT_EDGE_CHILD` set,
+ * all listening on one port with `reusePort`, and supervises them
+ * (edge/process_group.ts). That needs --allow-run, and --unstable-net for
+ * the children, which it passes on.
+ *
  * @module
  */
+import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createEdgeApp } from "./app.ts";
 import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
+import { startProcessGroup } from "./process_group.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -28,6 +37,63 @@ try {
   if (!(err instanceof EdgeConfigError)) throw err;
   console.error(`edge: ${err.message}`);
   Deno.exit(2);
+}
+
+// Set by a --procs parent for its children (edge/process_group.ts).
+const childIndex = Deno.env.get("CHAT_EDGE_CHILD");
+if (config.procs > 1 && childIndex === undefined) {
+  await superviseChildren(config);
+}
+
+/** The parent of `--procs N`: runs the children until stopped; exits. */
+async function superviseChildren(config: Readonly<EdgeConfig>): Promise<never> {
+  if (Deno.permissions.querySync({ name: "run" }).state !== "granted") {
+    console.error(
+      "edge: --procs above 1 needs --allow-run (deno task serve:edge has it)",
+    );
+    Deno.exit(2);
+  }
+  const log = (line: string) => console.error(`edge: ${line}`);
+  // A compiled edge (deno compile) runs itself; deno runs this file.
+  const compiled = !/^deno(\.exe)?$/.test(basename(Deno.execPath()));
+  const group = startProcessGroup({
+    procs: config.procs,
+    host: config.host,
+    port: config.port,
+    command: (port) => ({
+      cmd: Deno.execPath(),
+      args: [
+        ...(compiled ? [] : [
+          "run",
+          "--allow-net",
+          "--allow-env",
+          "--allow-read",
+          "--unstable-net",
+          fileURLToPath(import.meta.url),
+        ]),
+        ...Deno.args,
+        "--port",
+        String(port),
+      ],
+    }),
+    env: (i) => ({ CHAT_EDGE_CHILD: String(i) }),
+    log,
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      log(`${signal}, stopping ${config.procs} processes`);
+      void group.stop(signal);
+    });
+  }
+  void group.ready.then(() =>
+    log(
+      `${config.procs} processes listening on port ${group.port} (pids ${
+        group.pids().join(", ")
+      })`,
+    )
+  );
+  const exit = await group.done;
+  Deno.exit(exit.code);
 }
 
 // Per-call lines are joined into one write per 10 ms (edge/ops/calls.ts).
@@ -72,6 +138,9 @@ try {
   server = Deno.serve({
     hostname: config.host,
     port: config.port,
+    // One of several processes on this port (--procs): the kernel spreads
+    // connections over them.
+    reusePort: childIndex !== undefined,
     ...tls,
     onListen: ({ hostname, port }) =>
       say(
@@ -81,6 +150,10 @@ try {
           config.upstream.join(", ")
         } (${config.upstreamClient} client), metrics at /metrics${
           config.metricsToken ? " (token required)" : ""
+        }${
+          childIndex === undefined
+            ? ""
+            : `, process ${childIndex} of ${config.procs} (pid ${Deno.pid})`
         }`,
       ),
   }, app.fetch);
@@ -118,4 +191,16 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   } catch {
     // Deno Deploy manages the process lifecycle and offers no signals.
   }
+}
+
+// A child of --procs whose supervisor died (SIGKILL, a crash) would hold the
+// port forever: it stops once it has been handed to another parent.
+if (childIndex !== undefined) {
+  const parent = Deno.ppid;
+  const watch = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(watch);
+    void stop("supervisor gone");
+  }, 1000);
+  Deno.unrefTimer(watch);
 }

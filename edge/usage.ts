@@ -12,6 +12,7 @@ import {
 export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   host: "interface to listen on (ignored on Deno Deploy)",
   port: "HTTP port; 0 picks a free one (ignored on Deno Deploy)",
+  procs: "edge processes on the port (reusePort, Linux); >1 needs --allow-run",
   upstream: "the core, http:// (h2c) or https:// (TLS)",
   allowedOrigins: "comma-separated origins allowed by CORS; * for any",
   maxMessageBytes: "largest message, each way",

@@ -14,6 +14,9 @@ import process from "node:process";
 let flushes: (() => void)[] = [];
 let finals: (() => void)[] = [];
 let scheduled = false;
+// From the turn-end flushes until the finals ran: what is queued then still
+// leaves in this turn, no new `setImmediate` is needed.
+let ending = false;
 
 /** Runs `fn` at the end of this turn, before the sockets are uncorked. */
 export function beforeTurnEnds(fn: () => void): void {
@@ -28,25 +31,33 @@ export function atTurnEnd(fn: () => void): void {
 }
 
 function schedule(): void {
-  if (scheduled) return;
+  if (scheduled || ending) return;
   scheduled = true;
   setImmediate(endTurn);
 }
 
 function endTurn(): void {
   scheduled = false;
-  const now = flushes;
-  flushes = [];
-  runAll(now);
+  ending = true;
+  // A flush may queue more (a commit delivers to subscribers, whose
+  // streams flush): they run now too, so the turn leaves in one write.
+  while (flushes.length > 0) {
+    const now = flushes;
+    flushes = [];
+    runAll(now);
+  }
   // The streams' frames reach the sockets in nextTicks queued just now;
   // this one is queued after them.
   process.nextTick(runFinals);
 }
 
 function runFinals(): void {
+  ending = false;
   const now = finals;
   finals = [];
   runAll(now);
+  // Queued by a nextTick after the flushes, or by a final: the next turn.
+  if (flushes.length > 0 || finals.length > 0) schedule();
 }
 
 function runAll(fns: (() => void)[]): void {

@@ -88,7 +88,9 @@ export interface EnvelopeParserOptions {
 export class EnvelopeParser {
   readonly #max: number;
   readonly #allowed: number;
-  readonly #header = new Uint8Array(ENVELOPE_HEADER_BYTES);
+  // Only a header split across chunks needs it: allocated then, since a
+  // parser per call is common and a typed array is not free.
+  #header: Uint8Array | undefined;
   #headerFill = 0;
   #body: Uint8Array | undefined;
   #bodyFill = 0;
@@ -134,12 +136,13 @@ export class EnvelopeParser {
           continue;
         }
         const take = Math.min(5 - this.#headerFill, chunk.byteLength - at);
-        this.#header.set(chunk.subarray(at, at + take), this.#headerFill);
+        const header = this.#header ??= new Uint8Array(ENVELOPE_HEADER_BYTES);
+        header.set(chunk.subarray(at, at + take), this.#headerFill);
         this.#headerFill += take;
         at += take;
         if (this.#headerFill < 5) break;
         this.#headerFill = 0;
-        const len = this.#readHeader(this.#header, 0);
+        const len = this.#readHeader(header, 0);
         if (len === 0) {
           out.push({ flags: this.#flags, data: new Uint8Array(0) });
           continue;

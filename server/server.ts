@@ -9,6 +9,7 @@
  * ```
  */
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Buffer } from "node:buffer";
 import { type CoreConfig, resolveCoreConfig } from "./config.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
@@ -30,6 +31,10 @@ import { authorizationOf, peerOf } from "./grpc/caller.ts";
 import type { Access } from "./auth/access.ts";
 import { createAccess } from "./auth/create.ts";
 import { traceCalls } from "./grpcjs/trace_calls.ts";
+import {
+  type DirectServerCall,
+  enableDirectStreams,
+} from "./grpcjs/direct_stream.ts";
 import { chatPaths } from "../rpc/chat_service.ts";
 import { streamMetricsHandler } from "./grpc/stream_metrics.ts";
 import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
@@ -252,6 +257,28 @@ export async function startCoreServer(
     onInternal: (err) => log.error("SendMessage failed", err),
     calls: counting ? callStats : undefined,
   });
+  // SubscribeMessages without grpc-js's per-call objects: an idle subscriber
+  // costs a third of the memory (server/grpcjs/direct_stream.ts). It runs
+  // the same handler, counted the same way.
+  const subscribe = { SubscribeMessages: implementation.SubscribeMessages };
+  const { SubscribeMessages: subscribeHandler } = counting
+    ? countCalls(serverDefinition, subscribe, callStats)
+    : subscribe;
+  enableDirectStreams(
+    server,
+    new Map([[chatPaths.SubscribeMessages, {
+      // The bytes are a Buffer's view, as grpc-js would pass them.
+      decode: (bytes: Uint8Array) =>
+        serverDefinition.SubscribeMessages.requestDeserialize(bytes as Buffer),
+      // The handler takes both calls (subscribe_messages.ts); grpc-js's
+      // service type cannot say so.
+      handler: subscribeHandler as unknown as (call: DirectServerCall) => void,
+    }]]),
+    {
+      maxMessageBytes: config.maxMessageBytes,
+      maxSendMessageBytes: config.maxMessageBytes,
+    },
+  );
   // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
   traceCalls(server);
 

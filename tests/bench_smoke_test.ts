@@ -53,9 +53,18 @@ Deno.test("deno task bench --short runs every case against the core and saves JS
     assert.ok(up.ok && up.count_ok === true && up.message_count === up.n);
     const chat = byCase.chat_n20k;
     assert.ok(chat.ok && chat.pipelined_echoes === chat.n);
-    const mem = byCase.memory_idle10k;
-    assert.ok(mem.ok && mem.welcomed === mem.subs);
-    assert.ok((mem.rss_mb as number) > (mem.rss_before_mb as number) * 0.5);
+    for (
+      const [name, rooms] of [
+        ["memory_idle10k", 100],
+        ["memory_idle100k", 100],
+        ["memory_idle100k_room1", 1],
+      ] as const
+    ) {
+      const mem = byCase[name];
+      assert.ok(mem.ok && mem.welcomed === mem.subs, JSON.stringify(mem));
+      assert.equal(mem.rooms, rooms);
+      assert.ok((mem.rss_mb as number) > (mem.rss_before_mb as number) * 0.5);
+    }
     for (const web of ["web_unary_c16", "web_stream_s10"]) {
       const w = byCase[web];
       assert.ok(w.ok, `${web}: ${JSON.stringify(w)}`);

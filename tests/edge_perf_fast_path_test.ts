@@ -198,3 +198,110 @@ Deno.test("readGrpcWebRequest() streams a body without a length or over the boun
   assert.equal(got.length, 1);
   assert.equal(got[0].length, BUFFERED_BODY_MAX_BYTES);
 });
+
+/** An upstream answering every call with one empty message and OK. */
+function emptyAnswerUpstream(code = 0): Upstream {
+  return {
+    call(_path, requests) {
+      const status = (async (): Promise<UpstreamStatus> => {
+        for await (const _ of requests) { /* read the request */ }
+        return code === 0
+          ? { code, message: "", trailers: { "x-trailer": "t" } }
+          : { code, message: "no such room", trailers: {} };
+      })();
+      return {
+        headers: Promise.resolve({ "custom-header-1": "h" }),
+        messages: {
+          async *[Symbol.asyncIterator]() {
+            if ((await status).code === 0) yield new Uint8Array(0);
+          },
+        },
+        status,
+      };
+    },
+    healthy: () => Promise.resolve(true),
+    close: () => Promise.resolve(),
+  };
+}
+
+for (const origins of [["*"], ["https://a.example"]]) {
+  for (const origin of [null, "https://a.example", "https://b.example"]) {
+    for (
+      const [label, type, body, code, path] of [
+        ["proto", "application/proto", new Uint8Array(0), 0, "SendMessage"],
+        ["json", "application/json", "{}", 0, "SendMessage"],
+        ["json error", "application/json", "{}", 5, "SendMessage"],
+        ["bad json", "application/json", "{", 0, "SendMessage"],
+        ["unknown method", "application/json", "{}", 0, "Nope"],
+      ] as const
+    ) {
+      Deno.test(`createEdgeApp() Connect bypass answers as the Hono route: ${label} (origins ${origins}, origin ${origin})`, async () => {
+        const answer = async (fastPaths: boolean) => {
+          const app = createEdgeApp({
+            upstream: emptyAnswerUpstream(code),
+            config: config(origins),
+            fastPaths,
+          });
+          const res = await app.fetch(
+            new Request(`http://edge.test/chat.ChatService/${path}`, {
+              method: "POST",
+              headers: { "content-type": type, ...(origin ? { origin } : {}) },
+              body,
+            }),
+          );
+          const s = await snapshot(res);
+          // The date header is the clock's.
+          return { ...s, headers: s.headers.filter(([k]) => k !== "date") };
+        };
+        const fast = await answer(true);
+        assert.deepEqual(fast, await answer(false));
+        assert.equal(
+          fast.status,
+          label === "proto" || label === "json"
+            ? 200
+            : label === "json error"
+            ? 404
+            : label === "bad json"
+            ? 400
+            : 404,
+        );
+      });
+    }
+  }
+}
+
+Deno.test("createEdgeApp() gRPC-Web: time spent reading a small body counts against grpc-timeout", async () => {
+  const seen: CallOptions[] = [];
+  const app = createEdgeApp({
+    upstream: echoUpstream(seen),
+    config: config(["*"]),
+  });
+  const send = async (timeout: string, delayMs: number) => {
+    const slow = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        await new Promise((r) => setTimeout(r, delayMs));
+        controller.enqueue(body);
+        controller.close();
+      },
+    });
+    const res = await app.fetch(
+      new Request("http://edge.test/chat.ChatService/SendMessage", {
+        method: "POST",
+        headers: {
+          "content-type": "application/grpc-web+proto",
+          "content-length": `${body.length}`,
+          "grpc-timeout": timeout,
+        },
+        body: slow,
+      }),
+    );
+    await res.arrayBuffer();
+    return res.headers.get("grpc-status");
+  };
+  assert.equal(await send("50m", 200), "4");
+  assert.equal(seen.length, 0, "an expired call never reaches the core");
+  assert.equal(await send("10S", 50), null, "trailers in the body: OK");
+  assert.equal(seen.length, 1);
+  const left = seen[0].timeoutMs!;
+  assert.ok(left < 10_000 - 40 && left > 5_000, `deadline left: ${left}`);
+});

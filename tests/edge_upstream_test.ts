@@ -167,6 +167,36 @@ for (const [name, makeUpstream] of FACTORIES) {
       assert.equal(reply.success, true);
     }));
 
+  Deno.test(`${name}.call() takes the request messages as a list`, () =>
+    withCore(makeUpstream, async (up) => {
+      const messages = ["a", "b", "c"].map((content) =>
+        toBinary(
+          MessageSchema,
+          create(MessageSchema, { user: "u", room: "r", content }),
+        )
+      );
+      const r = await drain(
+        up.call(chatPaths.UploadMessages, messages, {
+          metadata: {},
+          signal: noAbort(),
+        }),
+      );
+      assert.equal(r.status.code, Code.OK);
+      const reply = fromBinary(UploadResponseSchema, r.messages[0]);
+      assert.equal(reply.messageCount, 3);
+      const empty = await drain(
+        up.call(chatPaths.UploadMessages, [], {
+          metadata: {},
+          signal: noAbort(),
+        }),
+      );
+      assert.equal(empty.status.code, Code.OK);
+      assert.equal(
+        fromBinary(UploadResponseSchema, empty.messages[0]).messageCount,
+        0,
+      );
+    }));
+
   Deno.test(`${name}.call() aborted by the signal removes the subscriber on the core`, () =>
     withCore(makeUpstream, async (up, core) => {
       const ctl = new AbortController();

@@ -47,9 +47,13 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
   }
 });
 
-Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C stops both", async () => {
+/**
+ * `deno task serve` on free ports with `args`, read up to its banner;
+ * disposing kills it.
+ */
+async function serveUntilBanner(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...SERVE, "--core-port", "0", "--port", "0", "--metrics-port", "0"],
+    args: [...SERVE, "--core-port", "0", "--port", "0", ...args],
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -57,60 +61,107 @@ Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C
   }).spawn();
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
+  const run = {
+    child,
+    stderr,
+    /** stdout so far. */
+    out: "",
+    /** Reads stdout to its end (once the process is stopping). */
+    async drain() {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        run.out += value;
+      }
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await reader.cancel().catch(() => {});
+      await stderr;
+    },
+  };
   try {
-    while (!/Ctrl-C stops both/.test(out)) {
+    while (!/Ctrl-C stops both/.test(run.out)) {
       const { value, done } = await reader.read();
-      if (done) throw new Error(`serve ended early:\n${out}\n${await stderr}`);
-      out += value;
+      if (done) {
+        throw new Error(`serve ended early:\n${run.out}\n${await stderr}`);
+      }
+      run.out += value;
     }
-    const at = (label: string) =>
-      out.match(new RegExp(`${label}:\\s+(\\S+)`))![1];
-    const coreAt = at("core \\(gRPC, h2c\\)");
-    const edgeAt = at("edge \\(gRPC-Web/Connect\\)");
-    const metricsAt = at("metrics \\(Prometheus\\)");
-    // The banner comes after both listening lines, and names real ports.
-    const banner = out.indexOf("core (gRPC, h2c)");
-    assert.ok(out.indexOf("[core]") < banner);
-    assert.ok(out.search(/\[edge\] edge: listening on/) < banner, out);
-    assert.match(coreAt, /^127\.0\.0\.1:[1-9]\d*$/);
-    const client = createChatClient(coreAt);
+  } catch (err) {
+    await run[Symbol.asyncDispose]();
+    throw err;
+  }
+  return run;
+}
+
+Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C stops both", async () => {
+  await using run = await serveUntilBanner(["--metrics-port", "0"]);
+  const at = (label: string) =>
+    run.out.match(new RegExp(`${label}:\\s+(\\S+)`))![1];
+  const coreAt = at("core \\(gRPC, h2c\\)");
+  const edgeAt = at("edge \\(gRPC-Web/Connect\\)");
+  const metricsAt = at("metrics \\(Prometheus\\)");
+  // The banner comes after both listening lines, and names real ports.
+  const banner = run.out.indexOf("core (gRPC, h2c)");
+  assert.ok(run.out.indexOf("[core]") < banner);
+  assert.ok(run.out.search(/\[edge\] edge: listening on/) < banner, run.out);
+  assert.match(coreAt, /^127\.0\.0\.1:[1-9]\d*$/);
+  const client = createChatClient(coreAt);
+  try {
+    const res = await client.sendMessage({
+      user: "u",
+      room: "r",
+      content: "c",
+    });
+    assert.match(res.messageId, /^msg_\d+$/);
+  } finally {
+    client.close();
+  }
+  const page = await fetch(`${edgeAt}/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<html/i);
+  const metrics = await fetch(metricsAt);
+  assert.match(
+    await metrics.text(),
+    /grpc_server_handled_total\{[^}]*SendMessage[^}]*grpc_code="OK"\} 1/,
+  );
+  run.child.kill("SIGINT");
+  const status = await run.child.status;
+  await run.drain();
+  assert.equal(status.code, 0, run.out + (await run.stderr));
+  assert.match(run.out, /\[core\] .*core stopped/);
+  assert.match(run.out, /\[edge\] edge: stopped/);
+});
+
+Deno.test("serve --edge-procs 2 runs two edge processes on the edge's port, and Ctrl-C stops them", async () => {
+  await using run = await serveUntilBanner([
+    "--metrics-port",
+    "off",
+    "--edge-procs",
+    "2",
+  ]);
+  const edgeAt = run.out.match(/edge \(gRPC-Web\/Connect\):\s+(\S+)/)![1];
+  // Each scrape on a connection of its own; both processes answer some.
+  const pids = new Set<string>();
+  for (let i = 0; i < 200 && pids.size < 2; i++) {
+    const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
     try {
-      const res = await client.sendMessage({
-        user: "u",
-        room: "r",
-        content: "c",
-      });
-      assert.match(res.messageId, /^msg_\d+$/);
+      const text = await (await fetch(`${edgeAt}/metrics`, { client })).text();
+      pids.add(text.match(/^chat_edge_process_id (\d+)$/m)![1]);
     } finally {
       client.close();
     }
-    const page = await fetch(`${edgeAt}/`);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /<html/i);
-    const metrics = await fetch(metricsAt);
-    assert.match(
-      await metrics.text(),
-      /grpc_server_handled_total\{[^}]*SendMessage[^}]*grpc_code="OK"\} 1/,
-    );
-    child.kill("SIGINT");
-    const status = await child.status;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += value;
-    }
-    assert.equal(status.code, 0, out + (await stderr));
-    assert.match(out, /\[core\] .*core stopped/);
-    assert.match(out, /\[edge\] edge: stopped/);
-  } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-    await child.status;
-    await reader.cancel().catch(() => {});
-    await stderr;
   }
+  assert.equal(pids.size, 2);
+  run.child.kill("SIGINT");
+  const status = await run.child.status;
+  await run.drain();
+  assert.equal(status.code, 0, run.out + (await run.stderr));
+  assert.equal(run.out.match(/\[edge\] edge: stopped/g)?.length, 2, run.out);
 });
 
 Deno.test("serve with the core's port in use: one line, exit 2, no edge, no banner", async () => {

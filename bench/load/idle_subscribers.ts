@@ -2,12 +2,15 @@
  * Memory scenario: the server's resident memory with N idle subscribers.
  *
  * Opens N SubscribeMessages streams over K connections (the core allows
- * 1,000 streams per connection by default), waits for every welcome, then
- * reads VmRSS of the server's process group from /proc before and after, so
- * the result is the cost of holding subscribers rather than of starting up.
+ * 1,000 streams per connection by default) in R rooms, waits for every
+ * welcome, then reads VmRSS of the server's process group from /proc before
+ * and after, so the result is the cost of holding subscribers rather than of
+ * starting up. The issue's target is N = 100,000 over K = 100 connections
+ * (`memory_idle100k`, 100 rooms, and `memory_idle100k_room1`, one room).
  *
  * @module
  */
+import { Metadata } from "@grpc/grpc-js";
 import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
 import { groupMemoryKb } from "../procfs.ts";
 import { round1, sleep } from "../stats.ts";
@@ -25,6 +28,13 @@ export interface IdleOptions {
   addr: string;
   subs: number;
   conns: number;
+  /** Rooms the subscribers are spread over (subscriber i joins room i % rooms). */
+  rooms: number;
+  /**
+   * A bearer token for a core with auth on: every stream sends it, and the
+   * requests name no user (the token's `sub` is taken).
+   */
+  token?: string;
   /** Process group of the server under test (its pid when started with setsid). */
   serverPgid: number;
   /** How long to hold the subscribers before reading memory. */
@@ -36,6 +46,9 @@ export async function runIdleSubscribers(
   o: IdleOptions,
 ): Promise<Record<string, unknown>> {
   const before = groupMemoryKb(o.serverPgid);
+  const rooms = Math.max(1, o.rooms);
+  const metadata = new Metadata();
+  if (o.token) metadata.set("authorization", `Bearer ${o.token}`);
   const clients = await connect(o.addr, o.conns);
   const streams: ReturnType<typeof serverStreamRaw>[] = [];
   let welcomed = 0, failed = 0;
@@ -50,9 +63,10 @@ export async function runIdleSubscribers(
             clients[i % clients.length],
             paths.SubscribeMessages,
             encode(SubscribeRequestSchema, {
-              room: `idle-${i % 100}`,
-              user: `idle${i}`,
+              room: `idle-${i % rooms}`,
+              user: o.token ? "" : `idle${i}`,
             }),
+            metadata,
           );
           streams.push(s);
           s.on("error", () => {});
@@ -64,7 +78,8 @@ export async function runIdleSubscribers(
           });
         }),
     );
-    await Promise.race([Promise.all(all), sleep(60_000)]);
+    // grpc-js's client opens about 2,000 streams a second here.
+    await Promise.race([Promise.all(all), sleep(60_000 + o.subs)]);
     const subscribeMs = performance.now() - t0;
     await sleep(o.settleMs);
     const held = groupMemoryKb(o.serverPgid);
@@ -73,6 +88,8 @@ export async function runIdleSubscribers(
       scenario: "memory",
       subs: o.subs,
       conns: o.conns,
+      rooms,
+      auth: o.token !== undefined,
       welcomed,
       failed,
       subscribe_s: Math.round(subscribeMs / 10) / 100,

@@ -168,6 +168,16 @@ export class EdgeMetrics {
         if (n !== undefined) this.set(n);
       },
     });
+    // With --procs every process has its own registry: this tells a
+    // scrape which one answered.
+    new client.Gauge({
+      name: "chat_edge_process_id",
+      help: "The pid of the edge process that answered this scrape.",
+      registers,
+      collect() {
+        this.set(Deno.pid);
+      },
+    });
     new client.Gauge({
       name: "chat_edge_resident_memory_bytes",
       help: "Resident set size of the edge process.",

@@ -25,6 +25,7 @@
 import { Code } from "./status.ts";
 import type {
   CallOptions,
+  RequestMessages,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
@@ -131,7 +132,7 @@ export function createBalancedUpstream(
 
   function call(
     path: string,
-    requests: AsyncIterable<Uint8Array>,
+    requests: RequestMessages,
     opts: CallOptions,
   ): UpstreamCall {
     const m = pick();

@@ -28,6 +28,7 @@ import {
 } from "./status.ts";
 import type {
   CallOptions,
+  RequestMessages,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
@@ -169,7 +170,7 @@ class H2Call
   constructor(
     shared: Shared,
     path: string,
-    requests: AsyncIterable<Uint8Array>,
+    requests: RequestMessages,
     opts: CallOptions,
   ) {
     this.headers = new Promise((r) => this.#resolveHeaders = r);
@@ -360,8 +361,20 @@ class H2Call
     );
   }
 
-  async #pump(requests: AsyncIterable<Uint8Array>): Promise<void> {
+  async #pump(requests: RequestMessages): Promise<void> {
     const stream = this.#stream!;
+    if (isMessageList(requests)) {
+      // All known: written in this turn, no iterator and no await per
+      // message unless the stream asks to wait.
+      for (const m of requests) {
+        if (this.#settled) return;
+        if (!stream.write(m) && !this.#settled) {
+          await new Promise<void>((resolve) => this.#drain = resolve);
+        }
+      }
+      if (!this.#settled) stream.end();
+      return;
+    }
     const it = requests[Symbol.asyncIterator]();
     this.#requests = it;
     try {
@@ -379,4 +392,8 @@ class H2Call
       this.#requests = undefined;
     }
   }
+}
+
+function isMessageList(r: RequestMessages): r is readonly Uint8Array[] {
+  return Array.isArray(r);
 }

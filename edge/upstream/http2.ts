@@ -23,6 +23,7 @@ import { MessageQueue } from "./message_queue.ts";
 import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
 import type {
   CallOptions,
+  RequestMessages,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
@@ -49,7 +50,7 @@ export function createHttp2Upstream(
 
   function call(
     path: string,
-    requests: AsyncIterable<Uint8Array>,
+    requests: RequestMessages,
     opts: CallOptions,
   ): UpstreamCall {
     let resolveHeaders!: (h: Record<string, string>) => void;

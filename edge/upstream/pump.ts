@@ -8,15 +8,18 @@
 import type http2 from "node:http2";
 import { encodeEnvelope } from "../../protocol/mod.ts";
 import { statusFromRequestError } from "./status.ts";
-import type { UpstreamStatus } from "./types.ts";
+import type { RequestMessages, UpstreamStatus } from "./types.ts";
 
 /** Writes request messages, honouring backpressure, then half-closes. */
 export async function pump(
   stream: http2.ClientHttp2Stream,
-  requests: AsyncIterable<Uint8Array>,
+  requests: RequestMessages,
   settle: (s: UpstreamStatus) => void,
 ): Promise<void> {
-  const it = requests[Symbol.asyncIterator]();
+  const it: Iterator<Uint8Array> | AsyncIterator<Uint8Array> =
+    Array.isArray(requests)
+      ? requests.values()
+      : (requests as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   const onClose = () => it.return?.();
   stream.once("close", onClose);
   try {

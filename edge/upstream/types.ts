@@ -51,11 +51,20 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** Request messages: streamed, or all known before the call. */
+export type RequestMessages =
+  | AsyncIterable<Uint8Array>
+  | readonly Uint8Array[];
+
 /** A connection to the core. */
 export interface Upstream {
+  /**
+   * `requests`: the request messages as they come, or all of them when the
+   * caller has read them already (a unary body), which is written at once.
+   */
   call(
     path: string,
-    requests: AsyncIterable<Uint8Array>,
+    requests: RequestMessages,
     options: CallOptions,
   ): UpstreamCall;
   /** Whether the core answers right now. */

@@ -8,14 +8,18 @@
  */
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import type { Caller } from "../auth/access.ts";
-import { ChatError } from "../rooms/errors.ts";
 import type { HandlerContext } from "./context.ts";
 import type { StreamControl } from "./stream.ts";
 import { toServiceError } from "./status.ts";
+import { ExpirySweep } from "./expiry.ts";
 
-/** What every grpc-js server call has. */
+/**
+ * What every server call has: grpc-js's calls their metadata, the direct
+ * streaming path's (server/grpcjs/direct_stream.ts) the header itself.
+ */
 interface AnyCall {
-  readonly metadata: Metadata;
+  readonly metadata?: Metadata;
+  readonly authorization?: string | readonly string[];
   readonly cancelled: boolean;
   getPeer(): string;
 }
@@ -62,7 +66,7 @@ export function withCaller<C extends AnyCall, A extends unknown[]>(
     let caller: Caller | Promise<Caller>;
     try {
       caller = ctx.access.caller(
-        authorizationOf(call.metadata),
+        authorizationOf(call.metadata ?? call.authorization),
         () => call.getPeer(),
       );
     } catch (err) {
@@ -87,18 +91,19 @@ export function withCaller<C extends AnyCall, A extends unknown[]>(
   };
 }
 
-/** Ends `stream` with UNAUTHENTICATED when the caller's token expires. */
+/** The streams of this process whose callers' tokens expire. */
+const expiries = new ExpirySweep();
+
+/**
+ * Ends `stream` with UNAUTHENTICATED when the caller's token expires (within
+ * expiry.ts's grain), with one timer for every stream.
+ */
 export function endAtExpiry(
   ctx: HandlerContext,
   stream: StreamControl,
   caller: Caller,
 ): void {
   const inMs = ctx.access.expiresInMs(caller);
-  // Past setTimeout's range (24.8 days) the stream is left to run.
-  if (inMs === undefined || inMs > 2 ** 31 - 1) return;
-  const timer = setTimeout(
-    () => stream.finish(new ChatError("unauthenticated", "token expired")),
-    inMs,
-  );
-  stream.defer(() => clearTimeout(timer));
+  if (inMs === undefined) return;
+  stream.defer(expiries.add(stream, inMs));
 }

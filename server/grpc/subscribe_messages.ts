@@ -8,6 +8,7 @@
  * deliveries into the bounded queue until that stream's 'drain'.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { EventEmitter } from "node:events";
 import {
   type Message,
   MessageType,
@@ -18,22 +19,28 @@ import { validateSubscription } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import { frameMessage } from "./framing.ts";
 import { presenceMessage, welcomeMessage } from "./messages.ts";
-import { messageWriter } from "../grpcjs/raw_stream.ts";
-import { openStream } from "./stream.ts";
+import { type MessageWriter, messageWriter } from "../grpcjs/raw_stream.ts";
+import type { DirectServerCall } from "../grpcjs/direct_stream.ts";
+import type {
+  Replay,
+  SubscribeOptions,
+  Subscription as HubSubscription,
+} from "../rooms/hub.ts";
+import type { RoomPosition } from "../rooms/history_store.ts";
+import { openStream, type StreamControl } from "./stream.ts";
 import { endAtExpiry, withCaller } from "./caller.ts";
 
-type Call = ServerWritableStream<SubscribeRequest, Message | Uint8Array>;
+/** grpc-js's call, or the direct streaming path's (the default on h2). */
+type Call =
+  | ServerWritableStream<SubscribeRequest, Message | Uint8Array>
+  | DirectServerCall<SubscribeRequest>;
 
 export function subscribeMessagesHandler(ctx: HandlerContext) {
   return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
     call: Call,
     caller,
   ): void => {
-    const stream = openStream(
-      call,
-      ctx,
-      (err) => err ? call.emit("error", err) : call.end(),
-    );
+    const stream = openStream(call as EventEmitter & { end(): unknown }, ctx);
     const { room } = call.request;
     let user: string;
     try {
@@ -56,44 +63,103 @@ export function subscribeMessagesHandler(ctx: HandlerContext) {
       return;
     }
     endAtExpiry(ctx, stream, caller);
-    const writer = messageWriter(call);
-    // Runs last of the cleanups: pending messages go before the status.
-    stream.defer(writer.flush);
-    const { subscriber, leave } = ctx.hub.subscribe(room, writer, {
+    new Subscription(ctx, call, stream, room, user, {
       history,
       sinceOffset,
       epoch,
-      welcome: (position) =>
-        frameMessage(welcomeMessage(room, user, Date.now(), position)),
-      onOverflow: () => {
-        stream.finish(new ChatError("resource_exhausted", "client too slow"));
-        // A client that stopped reading never gets that status: flow
-        // control holds it behind the queued data. Reset the stream after a
-        // grace, so that its slot and buffers are freed. grpc-js emits
-        // 'cancelled' when the stream closes in any way, which ends the wait.
-        const timer = setTimeout(() => {
-          if (writer.reset()) ctx.hub.stats.stalledResets++;
-        }, ctx.config.slowConsumerGraceMs);
-        call.once("cancelled", () => clearTimeout(timer));
-      },
-      onError: (err) => stream.finish(err),
-    });
-    stream.defer(writer.onDrain(() => subscriber.resume()));
-    // Presence messages are room messages: stored, with an offset. A failed
-    // store loses only the announcement.
-    const announce = (type: MessageType.JOIN | MessageType.LEAVE) =>
-      ctx.hub.publish(room, presenceMessage(room, user, type));
-    if (ctx.config.presence) {
-      // Deferred cleanups run in reverse: leave first, then tell the others.
-      stream.defer(() => announce(MessageType.LEAVE));
-      ctx.presence?.join(room, user);
-      stream.defer(() => ctx.presence?.leave(room, user));
-    }
-    stream.defer(leave);
-    ctx.log.debug(`subscribe room=${room} user=${user}`);
-    stream.defer(() => ctx.log.debug(`unsubscribe room=${room} user=${user}`));
-
-    // The newcomer sees its own JOIN after the welcome, like everyone else.
-    if (ctx.config.presence) announce(MessageType.JOIN);
+    }).open();
   });
+}
+
+/**
+ * One subscriber's call, past its checks: the hub's callbacks and its one
+ * cleanup as methods of one object rather than a closure each, since an
+ * idle subscriber is held for as long as it stays (docs/perf-log.md, "Idle
+ * subscribers").
+ */
+class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
+  readonly #writer: MessageWriter;
+  #member: HubSubscription<Uint8Array> | undefined;
+  #offDrain: (() => void) | undefined;
+
+  constructor(
+    readonly ctx: HandlerContext,
+    readonly call: Call,
+    readonly stream: StreamControl,
+    readonly room: string,
+    readonly user: string,
+    replay: Replay,
+  ) {
+    this.#writer = messageWriter(call);
+    this.history = replay.history;
+    this.sinceOffset = replay.sinceOffset;
+    this.epoch = replay.epoch;
+  }
+
+  // Replay: read by the hub once, at subscription.
+  readonly history: number | undefined;
+  readonly sinceOffset: number | undefined;
+  readonly epoch: string | undefined;
+
+  open(): void {
+    const { ctx, room, user } = this;
+    this.stream.defer(this);
+    const member = ctx.hub.subscribe(room, this.#writer, this);
+    this.#member = member;
+    this.#offDrain = this.#writer.onDrain(() => member.subscriber.resume());
+    if (ctx.config.presence) ctx.presence?.join(room, user);
+    ctx.log.debug(`subscribe room=${room} user=${user}`);
+    // The newcomer sees its own JOIN after the welcome, like everyone else.
+    if (ctx.config.presence) this.#announce(MessageType.JOIN);
+  }
+
+  /**
+   * The cleanup, in the order the separate ones used to run: leave the
+   * room, then tell the others, then stop listening for drains, and last
+   * the pending messages go out before the status.
+   */
+  [Symbol.dispose](): void {
+    const { ctx, room, user } = this;
+    ctx.log.debug(`unsubscribe room=${room} user=${user}`);
+    this.#member?.leave();
+    if (ctx.config.presence) {
+      ctx.presence?.leave(room, user);
+      this.#announce(MessageType.LEAVE);
+    }
+    this.#offDrain?.();
+    this.#writer.flush();
+  }
+
+  // Presence messages are room messages: stored, with an offset. A failed
+  // store loses only the announcement.
+  #announce(type: MessageType.JOIN | MessageType.LEAVE): void {
+    this.ctx.hub.publish(
+      this.room,
+      presenceMessage(this.room, this.user, type),
+    );
+  }
+
+  welcome(position: RoomPosition): Uint8Array {
+    return frameMessage(
+      welcomeMessage(this.room, this.user, Date.now(), position),
+    );
+  }
+
+  onOverflow(): void {
+    const { ctx, call } = this;
+    this.stream.finish(new ChatError("resource_exhausted", "client too slow"));
+    // A client that stopped reading never gets that status: flow control
+    // holds it behind the queued data. Reset the stream after a grace, so
+    // that its slot and buffers are freed. grpc-js emits 'cancelled' when
+    // the stream closes in any way, which ends the wait.
+    const writer = this.#writer;
+    const timer = setTimeout(() => {
+      if (writer.reset()) ctx.hub.stats.stalledResets++;
+    }, ctx.config.slowConsumerGraceMs);
+    (call as EventEmitter).once("cancelled", () => clearTimeout(timer));
+  }
+
+  onError(err: ChatError): void {
+    this.stream.finish(err);
+  }
 }

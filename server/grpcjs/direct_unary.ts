@@ -30,18 +30,12 @@
  * when no `grpc-timeout` is sent.
  */
 import type { Server } from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
 import type http2 from "node:http2";
-import {
-  Code,
-  encodeGrpcMessage,
-  parseGrpcTimeout,
-  readEnvelopeLength,
-} from "../../protocol/mod.ts";
-import { frameMessage, PREFIX_BYTES } from "../grpc/framing.ts";
+import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
+import { frameMessage } from "../grpc/framing.ts";
 import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
-import { streamOpenedHook } from "./internals.ts";
-import { wrapStreamListeners } from "./stream_listeners.ts";
+import { divertPlainCalls } from "./stream_listeners.ts";
+import { readOneRequest } from "./one_request.ts";
 
 /**
  * A unary method: request bytes in, response bytes out. It answers by
@@ -82,7 +76,8 @@ export interface CallCounter {
   end(path: string, code: number, durationMs: number): void;
 }
 
-const RESPONSE_HEADERS = Object.freeze({
+/** grpc-js's response headers, which both direct paths send. */
+export const RESPONSE_HEADERS = Object.freeze({
   ":status": 200,
   "content-type": "application/grpc+proto",
   "grpc-accept-encoding": "identity,deflate,gzip",
@@ -104,29 +99,12 @@ export function enableDirectUnary(
   methods: ReadonlyMap<string, DirectUnaryMethod>,
   options: DirectUnaryOptions,
 ): number {
-  const opened = streamOpenedHook(server);
-  return wrapStreamListeners(
+  return divertPlainCalls(
     server,
-    (grpcJs) =>
-      function (stream, headers, ...rest) {
-        const path = headers[":path"] as string;
-        const method = methods.get(path);
-        if (method === undefined || !isPlainGrpc(headers)) {
-          grpcJs.call(this, stream, headers, ...rest);
-          return;
-        }
-        opened(stream);
-        serve(stream, headers, path, method, options);
-      },
+    methods,
+    (stream, headers, path, method) =>
+      serve(stream, headers, path, method, options),
   );
-}
-
-/** gRPC content type and no compression: the calls this path can take. */
-function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
-  const type = headers["content-type"];
-  const encoding = headers["grpc-encoding"];
-  return typeof type === "string" && type.startsWith("application/grpc") &&
-    (encoding === undefined || encoding === "identity");
 }
 
 function serve(
@@ -139,22 +117,8 @@ function serve(
   const calls = options.calls;
   const started = calls === undefined ? 0 : performance.now();
   calls?.start(path);
-  const rawTimeout = headers["grpc-timeout"] as string | undefined;
-  const timeoutMs = parseGrpcTimeout(rawTimeout);
-  const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-  // A message in one chunk (the common case) is used as it came; a message
-  // in pieces is copied into one buffer that doubles up to its declared
-  // size, so a client sending tiny frames costs bytes, not an object per
-  // frame, and a prefix without its body costs what was sent.
-  let buf: Buffer | undefined;
-  let whole = false;
-  let received = 0;
-  let declared = -1;
-  let done = false;
 
   const fail = (code: number, message: string, retryAfter?: unknown[]) => {
-    done = true;
-    buf = undefined;
     if (stream.destroyed || stream.closed || stream.headersSent) return;
     calls?.end(path, code, performance.now() - started);
     stream.respond({
@@ -167,112 +131,40 @@ function serve(
     }, { endStream: true });
   };
 
-  // grpc-js does the same: 'close' follows any error and ends the call.
-  stream.on("error", () => {});
-  if (rawTimeout !== undefined && timeoutMs === undefined) {
-    // grpc-js's answer to a malformed deadline.
-    fail(Code.INTERNAL, `Invalid grpc-timeout value "${rawTimeout}"`);
-    stream.resume();
-    return;
-  }
-  stream.on("data", (chunk: Buffer) => {
-    if (done) return;
-    if (declared < 0) {
-      // The prefix may come in pieces (rare): join them until it is whole.
-      buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
-      received = buf.byteLength;
-      if (received < PREFIX_BYTES) return;
-      declared = readEnvelopeLength(buf, 0);
-      if (declared > options.maxMessageBytes) {
-        return fail(
-          Code.RESOURCE_EXHAUSTED,
-          `Received message larger than max (${declared} vs. ${options.maxMessageBytes})`,
-        );
+  readOneRequest(stream, headers, options.maxMessageBytes, WORDING, {
+    fail,
+    done(request, deadline) {
+      const failWith = (err: unknown) => {
+        const status = toServiceError(err, options.onInternal);
+        fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
+      };
+      const gone = () =>
+        stream.destroyed || stream.closed || Date.now() >= deadline;
+      // The client may have gone while the method waited (a token, a
+      // commit): fail() and answer() send nothing to a closed stream.
+      let replied = false;
+      const reply = (err: unknown, response?: Uint8Array) => {
+        if (replied) return;
+        replied = true;
+        if (err !== undefined && err !== null) {
+          return Date.now() >= deadline
+            ? fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
+            : failWith(err);
+        }
+        calls?.end(path, 0, performance.now() - started);
+        answer(stream, response!);
+      };
+      let result: Uint8Array | Promise<Uint8Array> | void;
+      try {
+        result = method(request, headers, stream.session, gone, reply);
+      } catch (err) {
+        return reply(err);
       }
-      if (received > PREFIX_BYTES + declared) {
-        fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
+      if (result instanceof Uint8Array) reply(undefined, result);
+      else if (result !== undefined) {
+        result.then((r) => reply(undefined, r), reply);
       }
-      return;
-    }
-    if (received + chunk.byteLength > PREFIX_BYTES + declared) {
-      return fail(Code.UNIMPLEMENTED, SECOND_MESSAGE);
-    }
-    const need = received + chunk.byteLength;
-    if (!whole || need > buf!.byteLength) {
-      const grown = Buffer.allocUnsafe(
-        Math.min(
-          PREFIX_BYTES + declared,
-          Math.max(need, 2 * received, 64 * 1024),
-        ),
-      );
-      grown.set(buf!.subarray(0, received));
-      buf = grown;
-      whole = true;
-    }
-    buf!.set(chunk, received);
-    received += chunk.byteLength;
-  });
-  stream.once("end", () => {
-    if (done) return;
-    done = true;
-    if (buf === undefined || received === 0) {
-      return fail(Code.UNIMPLEMENTED, NO_MESSAGE);
-    }
-    if (declared < 0 || received !== PREFIX_BYTES + declared) {
-      return fail(Code.INTERNAL, "Incomplete message");
-    }
-    const request = buf;
-    buf = undefined;
-    if (request[0] !== 0) {
-      return fail(
-        Code.INTERNAL,
-        request[0] === 1
-          ? 'Received compressed message but "grpc-encoding" header was identity'
-          : `Received message with invalid flag ${request[0]}`,
-      );
-    }
-    if (Date.now() >= deadline) {
-      return fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
-    }
-    // Deno's node:http2 emits 'end' for a stream the client reset: a
-    // complete message without END_STREAM, then RST_STREAM, must not run.
-    if (stream.destroyed || stream.closed) return;
-    const failWith = (err: unknown) => {
-      const status = toServiceError(err, options.onInternal);
-      fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
-    };
-    const gone = () =>
-      stream.destroyed || stream.closed || Date.now() >= deadline;
-    // The client may have gone while the method waited (a token, a
-    // commit): fail() and answer() send nothing to a closed stream.
-    let replied = false;
-    const reply = (err: unknown, response?: Uint8Array) => {
-      if (replied) return;
-      replied = true;
-      if (err !== undefined && err !== null) {
-        return Date.now() >= deadline
-          ? fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
-          : failWith(err);
-      }
-      calls?.end(path, 0, performance.now() - started);
-      answer(stream, response!);
-    };
-    let result: Uint8Array | Promise<Uint8Array> | void;
-    try {
-      result = method(
-        request.subarray(PREFIX_BYTES),
-        headers,
-        stream.session,
-        gone,
-        reply,
-      );
-    } catch (err) {
-      return reply(err);
-    }
-    if (result instanceof Uint8Array) reply(undefined, result);
-    else if (result !== undefined) {
-      result.then((r) => reply(undefined, r), reply);
-    }
+    },
   });
 }
 
@@ -284,5 +176,7 @@ function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
   stream.end(frameMessage(response));
 }
 
-const NO_MESSAGE = "Received no request message for unary call";
-const SECOND_MESSAGE = "Received a second request message for unary call";
+const WORDING = Object.freeze({
+  none: "Received no request message for unary call",
+  second: "Received a second request message for unary call",
+});

@@ -30,6 +30,7 @@ import { payloadOf, PREFIX_BYTES } from "../grpc/framing.ts";
 import { beforeTurnEnds } from "../../http2/turn_end.ts";
 import { ErrorCode } from "../../protocol/http2/frames.ts";
 import { type BaseCallInternals, baseCallOf } from "./internals.ts";
+import { DirectServerCall } from "./direct_stream.ts";
 
 /** A sink for framed messages with the stream's backpressure. */
 export interface MessageWriter {
@@ -57,7 +58,11 @@ export interface WritableCall extends EventEmitter {
   write(message: Uint8Array): boolean;
 }
 
-type BaseCall = BaseCallInternals<Http2StreamLike>;
+/** What the direct writer needs of a call: grpc-js's internals, or a DirectServerCall. */
+type BaseCall = Pick<
+  BaseCallInternals<Http2StreamLike>,
+  "stream" | "cancelled" | "maxSendMessageSize" | "maybeSendMetadata"
+>;
 
 interface Http2StreamLike extends EventEmitter {
   write(chunk: Uint8Array): boolean;
@@ -70,68 +75,129 @@ interface Http2StreamLike extends EventEmitter {
 
 /** The direct writer for a call, or one on `call.write()` as fallback. */
 export function messageWriter(call: WritableCall): MessageWriter {
-  const base = directCallOf(call);
-  if (!base) return fallbackWriter(call);
-  const stream = base.stream;
-  const gone = () => base.cancelled || stream.destroyed || stream.writableEnded;
-  const drainListeners = new Set<() => void>();
-  const drained = () => {
-    owesDrain = false;
-    for (const listener of drainListeners) listener();
-  };
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  // write() said "full" from its estimate: a drain must follow.
-  let owesDrain = false;
+  // A call of the direct streaming path has what the writer needs itself.
+  const base = call instanceof DirectServerCall ? call : directCallOf(call);
+  return base ? new DirectWriter(call, base) : fallbackWriter(call);
+}
 
-  const flush = () => {
-    if (pending.length === 0) return;
-    const chunks = pending;
-    const bytes = pendingBytes;
-    pending = [];
-    pendingBytes = 0;
+/** Where a stream keeps its direct writer, for the shared 'drain' listener. */
+const WRITER = Symbol("messageWriter");
+
+/**
+ * The direct path. A class with one closure (`flush`, handed to the turn's
+ * end and to cleanups) rather than a closure per method: an idle subscriber
+ * keeps its writer as long as it stays (docs/perf-log.md, "Idle
+ * subscribers").
+ */
+class DirectWriter implements MessageWriter {
+  readonly direct = true;
+  readonly #call: WritableCall;
+  readonly #base: BaseCall;
+  readonly #stream: Http2StreamLike;
+  /** Drain listeners: usually one, a list only from the second. */
+  #listeners: (() => void) | (() => void)[] | undefined;
+  #pending: Uint8Array | Uint8Array[] | undefined;
+  #pendingBytes = 0;
+  // write() said "full" from its estimate: a drain must follow.
+  #owesDrain = false;
+
+  constructor(call: WritableCall, base: BaseCall) {
+    this.#call = call;
+    this.#base = base;
+    this.#stream = base.stream;
+    (this.#stream as { [WRITER]?: DirectWriter })[WRITER] = this;
+    this.#stream.on("drain", DirectWriter.#onStreamDrain);
+  }
+
+  /** The stream's 'drain' listener, shared; `this` is the stream. */
+  static #onStreamDrain(this: { [WRITER]?: DirectWriter }): void {
+    const writer = this[WRITER];
+    if (writer !== undefined) DirectWriter.#drained(writer);
+  }
+
+  static #drained(writer: DirectWriter): void {
+    writer.#emitDrain();
+  }
+
+  #emitDrain(): void {
+    this.#owesDrain = false;
+    const listeners = this.#listeners;
+    if (typeof listeners === "function") listeners();
+    else if (listeners !== undefined) {
+      for (const listener of [...listeners]) listener();
+    }
+  }
+
+  #gone(): boolean {
+    const stream = this.#stream;
+    return this.#base.cancelled || stream.destroyed || stream.writableEnded;
+  }
+
+  readonly flush = (): void => {
+    const pending = this.#pending;
+    if (pending === undefined) return;
+    const bytes = this.#pendingBytes;
+    this.#pending = undefined;
+    this.#pendingBytes = 0;
     // Like grpc-js: writes to a cancelled or ended call are dropped.
-    if (gone()) return;
-    const room = stream.write(
-      chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes),
+    if (this.#gone()) return;
+    const room = this.#stream.write(
+      pending instanceof Uint8Array ? pending : Buffer.concat(pending, bytes),
     );
     // The stream took it all without asking for a drain of its own.
-    if (room && owesDrain) process.nextTick(drained);
+    if (room && this.#owesDrain) process.nextTick(DirectWriter.#drained, this);
   };
-  stream.on("drain", drained);
 
-  return {
-    direct: true,
-    write(framed) {
-      const limit = base.maxSendMessageSize;
-      if (limit !== -1 && framed.byteLength - PREFIX_BYTES > limit) {
-        flush();
-        // grpc-js's path ends the call with RESOURCE_EXHAUSTED.
-        return call.write(payloadOf(framed));
-      }
-      if (gone()) return true;
-      base.maybeSendMetadata();
-      if (pending.length === 0) beforeTurnEnds(flush);
-      pending.push(framed);
-      pendingBytes += framed.byteLength;
-      const full = stream.writableLength + pendingBytes >=
-        stream.writableHighWaterMark;
-      if (full) owesDrain = true;
-      return !full;
-    },
-    onDrain(listener) {
-      drainListeners.add(listener);
-      return () => drainListeners.delete(listener);
-    },
-    flush,
-    reset() {
-      if (stream.destroyed || typeof stream.close !== "function") return false;
-      pending = [];
-      pendingBytes = 0;
-      stream.close(ErrorCode.CANCEL);
-      return true;
-    },
-  };
+  write(framed: Uint8Array): boolean {
+    const limit = this.#base.maxSendMessageSize;
+    if (limit !== -1 && framed.byteLength - PREFIX_BYTES > limit) {
+      this.flush();
+      // grpc-js's path ends the call with RESOURCE_EXHAUSTED.
+      return this.#call.write(payloadOf(framed));
+    }
+    if (this.#gone()) return true;
+    this.#base.maybeSendMetadata();
+    const pending = this.#pending;
+    if (pending === undefined) {
+      beforeTurnEnds(this.flush);
+      this.#pending = framed;
+    } else if (pending instanceof Uint8Array) {
+      this.#pending = [pending, framed];
+    } else pending.push(framed);
+    this.#pendingBytes += framed.byteLength;
+    const stream = this.#stream;
+    const full = stream.writableLength + this.#pendingBytes >=
+      stream.writableHighWaterMark;
+    if (full) this.#owesDrain = true;
+    return !full;
+  }
+
+  onDrain(listener: () => void): () => void {
+    const listeners = this.#listeners;
+    if (listeners === undefined) this.#listeners = listener;
+    else if (typeof listeners === "function") {
+      this.#listeners = [listeners, listener];
+    } else listeners.push(listener);
+    return () => this.#offDrain(listener);
+  }
+
+  #offDrain(listener: () => void): void {
+    const listeners = this.#listeners;
+    if (listeners === listener) this.#listeners = undefined;
+    else if (Array.isArray(listeners)) {
+      const i = listeners.indexOf(listener);
+      if (i >= 0) listeners.splice(i, 1);
+    }
+  }
+
+  reset(): boolean {
+    const stream = this.#stream;
+    if (stream.destroyed || typeof stream.close !== "function") return false;
+    this.#pending = undefined;
+    this.#pendingBytes = 0;
+    stream.close(ErrorCode.CANCEL);
+    return true;
+  }
 }
 
 function fallbackWriter(call: WritableCall): MessageWriter {

@@ -7,7 +7,8 @@
 import type { Server } from "@grpc/grpc-js";
 import type { EventEmitter } from "node:events";
 import type http2 from "node:http2";
-import { http2ServersOf } from "./internals.ts";
+import { http2ServersOf, streamOpenedHook } from "./internals.ts";
+import { isPlainGrpc } from "./one_request.ts";
 
 /** grpc-js's handler of a new request stream. */
 export type StreamListener = (
@@ -41,4 +42,36 @@ export function wrapStreamListeners(
     wrapped++;
   }
   return wrapped;
+}
+
+/**
+ * The direct paths' door: plain gRPC calls (no compression) to a path in
+ * `methods` go to `serve`, after grpc-js's per-stream bookkeeping; every
+ * other stream goes to grpc-js. Returns how many listeners were wrapped.
+ */
+export function divertPlainCalls<M>(
+  server: Server,
+  methods: ReadonlyMap<string, M>,
+  serve: (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    path: string,
+    method: M,
+  ) => void,
+): number {
+  const opened = streamOpenedHook(server);
+  return wrapStreamListeners(
+    server,
+    (grpcJs) =>
+      function (stream, headers, ...rest) {
+        const path = headers[":path"] as string;
+        const method = methods.get(path);
+        if (method === undefined || !isPlainGrpc(headers)) {
+          grpcJs.call(this, stream, headers, ...rest);
+          return;
+        }
+        opened(stream);
+        serve(stream, headers, path, method);
+      },
+  );
 }

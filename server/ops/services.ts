@@ -14,7 +14,6 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import type { EventEmitter } from "node:events";
-import { ChatError } from "../rooms/errors.ts";
 import type { CallScopes } from "../grpc/call_scope.ts";
 import { toServiceError } from "../grpc/status.ts";
 
@@ -52,13 +51,12 @@ export function endOnShutdown(
   handler: UntypedHandleCall,
 ): UntypedHandleCall {
   return ((call: EventEmitter, ...rest: unknown[]) => {
-    const scope = calls.open(call);
-    scope.signal.addEventListener("abort", () => {
-      scope.close();
-      const reason = scope.signal.reason;
-      if (reason instanceof ChatError && reason.code === "cancelled") return;
-      call.emit("error", toServiceError(reason));
-    }, { once: true });
+    calls.enter(call, {
+      finish(reason) {
+        if (reason.code === "cancelled") return;
+        call.emit("error", toServiceError(reason));
+      },
+    });
     // grpc-js emits 'cancelled' after every end, so the scope closes then.
     (handler as (call: EventEmitter, ...rest: unknown[]) => void)(
       call,

@@ -3,11 +3,18 @@
  * `append()` (one transaction), and each publisher hears back once its
  * message is committed, never before.
  *
+ * The batch is committed at the end of the turn that queued it (the HTTP/2
+ * engine's turn-end flush, http2/turn_end.ts), before that turn's frames are
+ * written. With a synchronous store (`appendSync`: the log and memory
+ * stores) the deliveries and the answers are then written in the same turn,
+ * in the same socket write as the rest of it: no `setImmediate` and no
+ * promise between a request and its answer.
+ *
  * One append is in flight at a time: publishes that arrive meanwhile wait
  * for the next one, so a store may hand out offsets from its own counters
  * and a failed batch cannot leave a later one with a gap.
  */
-import { setImmediate } from "node:timers";
+import { beforeTurnEnds } from "../../http2/turn_end.ts";
 import { ChatError } from "./errors.ts";
 import type { Appended, AppendEntry, HistoryStore } from "./history_store.ts";
 
@@ -58,7 +65,7 @@ export class CommitQueue {
   #schedule(): void {
     if (this.#scheduled || this.#busy) return;
     this.#scheduled = true;
-    setImmediate(this.#flush);
+    beforeTurnEnds(this.#flush);
   }
 
   #flush = (): void => {
@@ -69,44 +76,65 @@ export class CommitQueue {
     this.#entries = [];
     this.#dones = [];
     this.#busy = true;
+    const sync = this.#store.appendSync;
+    if (sync !== undefined) {
+      let appended: Appended[];
+      try {
+        appended = sync.call(this.#store, entries, this.#lastId());
+      } catch (cause) {
+        return this.#failed(dones, cause);
+      }
+      return this.#committed(entries, dones, appended);
+    }
     let appending: Promise<Appended[]>;
     try {
       appending = this.#store.append(entries, this.#lastId());
     } catch (err) {
       appending = Promise.reject(err);
     }
-    appending.then((appended) => {
-      this.#busy = false;
+    appending.then(
+      (appended) => this.#committed(entries, dones, appended),
+      (cause) => this.#failed(dones, cause),
+    );
+  };
+
+  #committed(
+    entries: AppendEntry[],
+    dones: (Committed | undefined)[],
+    appended: Appended[],
+  ): void {
+    this.#busy = false;
+    try {
+      this.#stored(entries, appended);
+    } catch (err) {
+      this.#internal(err);
+    }
+    // A throwing callback must not keep the others from hearing back.
+    for (let i = 0; i < dones.length;) {
       try {
-        this.#stored(entries, appended);
+        for (; i < dones.length; i++) dones[i]?.(undefined, appended[i]);
       } catch (err) {
         this.#internal(err);
+        i++;
       }
-      // A throwing callback must not keep the others from hearing back.
-      for (let i = 0; i < dones.length;) {
-        try {
-          for (; i < dones.length; i++) dones[i]?.(undefined, appended[i]);
-        } catch (err) {
-          this.#internal(err);
-          i++;
-        }
+    }
+    if (this.#entries.length > 0) this.#schedule();
+  }
+
+  #failed(dones: (Committed | undefined)[], cause: unknown): void {
+    this.#busy = false;
+    const err = new ChatError(
+      "unavailable",
+      `history store unavailable: ${(cause as Error)?.message ?? cause}`,
+      { cause },
+    );
+    for (const done of dones) {
+      try {
+        done?.(err);
+      } catch (bug) {
+        this.#internal(bug);
       }
-      if (this.#entries.length > 0) this.#schedule();
-    }, (cause) => {
-      this.#busy = false;
-      const err = new ChatError(
-        "unavailable",
-        `history store unavailable: ${(cause as Error)?.message ?? cause}`,
-        { cause },
-      );
-      for (const done of dones) {
-        try {
-          done?.(err);
-        } catch (bug) {
-          this.#internal(bug);
-        }
-      }
-      if (this.#entries.length > 0) this.#schedule();
-    });
-  };
+    }
+    if (this.#entries.length > 0) this.#schedule();
+  }
 }

@@ -62,6 +62,15 @@ export interface HistoryStore {
     entries: readonly AppendEntry[],
     lastMessageId: number,
   ): Promise<Appended[]>;
+  /**
+   * `append()` for a store whose commit is synchronous (log, memory): the
+   * offsets when it returns, a throw when nothing was stored. CommitQueue
+   * uses it when present, so a turn's answers leave in the same turn.
+   */
+  appendSync?(
+    entries: readonly AppendEntry[],
+    lastMessageId: number,
+  ): Appended[];
   /** A room's epoch and last offset (a new epoch for a room never seen). */
   position(room: string): Promise<RoomPosition>;
   /** Up to `limit` retained messages with offset > `after`, oldest first. */

@@ -29,6 +29,7 @@ import {
   type Sink,
   type SlowConsumerPolicy,
   Subscriber,
+  type SubscriberOptions,
 } from "./subscriber.ts";
 
 export interface HubOptions<T> {
@@ -73,6 +74,92 @@ interface Tracked<T> extends Member<T> {
   fail(err: unknown): void;
 }
 
+/**
+ * One subscription: the room member, its subscriber's listener and the
+ * handle the caller leaves with, in one object. Methods rather than a
+ * closure each: an idle subscriber is held for as long as it stays, and
+ * 100,000 of them should fit in a few hundred MB (docs/perf-log.md, "Idle
+ * subscribers").
+ */
+class HubMember<T> implements Tracked<T>, Subscription<T>, SubscriberOptions {
+  readonly subscriber: Subscriber<T>;
+  live = false;
+  delivered = 0;
+  epoch = "";
+  catchingUp = false;
+  /** Set by the hub right after joining. */
+  room!: Room<T>;
+  #ended = false;
+
+  constructor(
+    readonly hub: ChatHub<T>,
+    readonly rooms: RoomRegistry<T>,
+    readonly name: string,
+    sink: Sink<T>,
+    readonly options: SubscribeOptions<T>,
+  ) {
+    this.subscriber = new Subscriber<T>(sink, this);
+  }
+
+  // SubscriberOptions: read by the Subscriber.
+  get capacity(): number {
+    return this.hub.queueCapacity;
+  }
+
+  get policy(): SlowConsumerPolicy {
+    return this.hub.policy;
+  }
+
+  onDrop(): void {
+    this.hub.stats.dropped++;
+  }
+
+  onOverflow(): void {
+    this.hub.stats.slowDisconnects++;
+    this.leave();
+    // Deferred so that the stream is not ended inside a publish loop.
+    queueMicrotask(() => this.options.onOverflow());
+  }
+
+  onIdle(): void {
+    this.hub.idle(this);
+  }
+
+  /** The room's position is known: the welcome, then the replay. */
+  start(position: RoomPosition): void {
+    if (this.subscriber.closed) return;
+    const room = this.room;
+    if (!room.known) {
+      room.epoch = position.epoch;
+      room.last = position.offset;
+      room.known = true;
+    }
+    this.subscriber.deliver(
+      this.options.welcome({ epoch: room.epoch, offset: room.last }),
+    );
+    this.epoch = room.epoch;
+    this.hub.replay(this);
+  }
+
+  leave(): void {
+    this.#ended = true;
+    this.rooms.leave(this.name, this);
+    this.hub.left(this.name);
+  }
+
+  fail(cause: unknown): void {
+    if (this.#ended || this.subscriber.closed) return;
+    this.leave();
+    this.options.onError(
+      ChatError.is(cause) ? cause : new ChatError(
+        "unavailable",
+        `history store unavailable: ${(cause as Error)?.message ?? cause}`,
+        { cause },
+      ),
+    );
+  }
+}
+
 /** Messages read from the store per page of a catch-up, at most. */
 const REPLAY_PAGE = 256;
 
@@ -106,6 +193,15 @@ export class ChatHub<T> {
 
   get subscriberCount(): number {
     return this.#rooms.subscriberCount;
+  }
+
+  /** Items a paused subscriber may queue. */
+  get queueCapacity(): number {
+    return this.#options.queueCapacity;
+  }
+
+  get policy(): SlowConsumerPolicy {
+    return this.#options.policy;
   }
 
   get roomCount(): number {
@@ -165,65 +261,37 @@ export class ChatHub<T> {
     sink: Sink<T>,
     options: SubscribeOptions<T>,
   ): Subscription<T> {
-    const stats = this.stats;
-    let ended = false;
-    const subscriber = new Subscriber<T>(sink, {
-      capacity: this.#options.queueCapacity,
-      policy: this.#options.policy,
-      onDrop: () => stats.dropped++,
-      onOverflow: () => {
-        stats.slowDisconnects++;
-        leave();
-        // Deferred so that the stream is not ended inside a publish loop.
-        queueMicrotask(options.onOverflow);
-      },
-      onIdle: () => {
-        if (!member.live && member.epoch !== "") this.#catchUp(room, member);
-      },
-    });
-    const member: Tracked<T> = {
-      subscriber,
-      live: false,
-      delivered: 0,
-      epoch: "",
-      catchingUp: false,
-      fail: (cause) => fail(cause),
-    };
-    const { room, leave: leaveRoom } = this.#rooms.join(name, member);
-    const leave = () => {
-      ended = true;
-      leaveRoom();
-      if (this.#rooms.get(name) === undefined) this.#unfollow(name);
-    };
-    const fail = (cause: unknown) => {
-      if (ended || subscriber.closed) return;
-      leave();
-      options.onError(
-        ChatError.is(cause) ? cause : new ChatError(
-          "unavailable",
-          `history store unavailable: ${(cause as Error)?.message ?? cause}`,
-          { cause },
-        ),
+    const member = new HubMember(this, this.#rooms, name, sink, options);
+    member.room = this.#rooms.join(name, member);
+    const room = member.room;
+    if (room.known) member.start({ epoch: room.epoch, offset: room.last });
+    else {
+      this.#position(name).then(
+        (position) => member.start(position),
+        (err) => member.fail(err),
       );
-    };
-    const start = (position: RoomPosition) => {
-      if (subscriber.closed) return;
-      if (!room.known) {
-        room.epoch = position.epoch;
-        room.last = position.offset;
-        room.known = true;
-      }
-      subscriber.deliver(
-        options.welcome({ epoch: room.epoch, offset: room.last }),
-      );
-      member.epoch = room.epoch;
-      member.delivered = replayFrom(room, options);
-      if (member.delivered >= room.last) member.live = true;
-      else this.#catchUp(room, member, true);
-    };
-    if (room.known) start({ epoch: room.epoch, offset: room.last });
-    else this.#position(name).then(start).catch(fail);
-    return { subscriber, leave };
+    }
+    return member;
+  }
+
+  /** A member left: stop following its room if it was the last one. */
+  left(name: string): void {
+    if (this.#rooms.get(name) === undefined) this.#unfollow(name);
+  }
+
+  /** Starts a member's replay from `after`, or turns it live. */
+  replay(member: HubMember<T>): void {
+    const room = member.room;
+    member.delivered = replayFrom(room, member.options);
+    if (member.delivered >= room.last) member.live = true;
+    else this.#catchUp(room, member, true);
+  }
+
+  /** A member's sink drained: go on with its catch-up, if any. */
+  idle(member: HubMember<T>): void {
+    if (!member.live && member.epoch !== "") {
+      this.#catchUp(member.room, member);
+    }
   }
 
   /** The room's position; with a shared store, from following it. */

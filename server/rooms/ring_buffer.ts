@@ -12,11 +12,7 @@ export class RingBuffer<T> {
   #size = 0;
 
   constructor(readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(
-        `capacity must be a positive integer, got ${capacity}`,
-      );
-    }
+    checkCapacity(capacity);
   }
 
   get size(): number {
@@ -47,5 +43,14 @@ export class RingBuffer<T> {
     this.#items = undefined;
     this.#head = 0;
     this.#size = 0;
+  }
+}
+
+/** Throws a RangeError unless `capacity` is a positive integer. */
+export function checkCapacity(capacity: number): void {
+  if (!Number.isInteger(capacity) || capacity < 1) {
+    throw new RangeError(
+      `capacity must be a positive integer, got ${capacity}`,
+    );
   }
 }

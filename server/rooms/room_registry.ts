@@ -69,11 +69,8 @@ export class RoomRegistry<T> {
     return { total, max };
   }
 
-  /**
-   * Adds a member to a room; returns the room and the function that
-   * removes it. That function is idempotent, so every exit path may call it.
-   */
-  join(name: string, member: Member<T>): { room: Room<T>; leave: () => void } {
+  /** Adds a member to a room; returns the room. */
+  join(name: string, member: Member<T>): Room<T> {
     let room = this.#rooms.get(name);
     if (!room) {
       room = new Room(name);
@@ -81,18 +78,22 @@ export class RoomRegistry<T> {
     }
     room.members.add(member);
     this.#subscribers++;
-    let joined = true;
-    const leave = () => {
-      if (!joined) return;
-      joined = false;
-      member.subscriber.close();
-      const current = this.#rooms.get(name);
-      if (current?.members.delete(member)) {
-        this.#subscribers--;
-        if (current.members.size === 0) this.#rooms.delete(name);
-      }
-    };
-    return { room, leave };
+    return room;
+  }
+
+  /**
+   * Removes a member from its room and closes its subscriber. Idempotent,
+   * so every exit path may call it. A method rather than a closure per
+   * member: idle subscribers are many (docs/perf-log.md, "Idle
+   * subscribers").
+   */
+  leave(name: string, member: Member<T>): void {
+    member.subscriber.close();
+    const current = this.#rooms.get(name);
+    if (current?.members.delete(member)) {
+      this.#subscribers--;
+      if (current.members.size === 0) this.#rooms.delete(name);
+    }
   }
 
   /**

@@ -99,10 +99,13 @@ function member(s: Sink<number>): Member<number> {
 Deno.test("RoomRegistry.publish() reaches only the room's live members; leave() is idempotent and drops empty rooms", () => {
   const rooms = new RoomRegistry<number>();
   const a = sink(), b = sink(), c = sink(), d = sink();
-  const { leave: leaveA } = rooms.join("x", member(a));
-  const { room } = rooms.join("x", member(b));
+  const memberA = member(a), memberC = member(c);
+  rooms.join("x", memberA);
+  const room = rooms.join("x", member(b));
   rooms.join("x", { ...member(d), live: false });
-  const { leave: leaveC } = rooms.join("y", member(c));
+  rooms.join("y", memberC);
+  const leaveA = () => rooms.leave("x", memberA);
+  const leaveC = () => rooms.leave("y", memberC);
   let built = 0;
   const build = () => (built++, 7);
   const none = new Uint8Array(0);
@@ -281,36 +284,49 @@ Deno.test("ChatHub replays thousands of messages to a paused subscriber within i
   store.close();
 });
 
-Deno.test("ChatHub.publish() acknowledges nothing and delivers nothing when the store fails", async () => {
-  const memory = createMemoryStore({ size: 10, ttlMs: 0 });
-  let broken = false;
-  const store: HistoryStore = {
-    ...memory,
-    kind: "flaky",
-    lastMessageId: 41,
-    append: (entries, lastId) =>
-      broken
-        ? Promise.reject(new Error("disk full"))
-        : memory.append(entries, lastId),
-  };
-  const { hub, publish } = testHub({}, store);
-  assert.equal(hub.nextMessageId(), "msg_42");
-  const s = itemSink();
-  subscribe(hub, "r", s);
-  await settle();
-  assert.equal(await publish("r", "a"), 1);
-  broken = true;
-  await assert.rejects(publish("r", "b"), (err: unknown) => {
-    assert.ok(err instanceof ChatError);
-    assert.equal(err.code, "unavailable");
-    assert.match(err.message, /disk full/);
-    return true;
-  });
-  broken = false;
-  assert.equal(await publish("r", "c"), 2);
-  assert.deepEqual(s.got.map((m) => m.text), ["welcome", "a", "c"]);
-  memory.close();
-});
+for (const sync of [false, true]) {
+  Deno.test(
+    `ChatHub.publish() acknowledges nothing and delivers nothing when the store fails (${
+      sync ? "appendSync throws" : "append rejects"
+    })`,
+    async () => {
+      const memory = createMemoryStore({ size: 10, ttlMs: 0 });
+      let broken = false;
+      const store: HistoryStore = {
+        ...memory,
+        kind: "flaky",
+        lastMessageId: 41,
+        append: (entries, lastId) =>
+          broken
+            ? Promise.reject(new Error("disk full"))
+            : memory.append(entries, lastId),
+        appendSync: sync
+          ? (entries, lastId) => {
+            if (broken) throw new Error("disk full");
+            return memory.appendSync!(entries, lastId);
+          }
+          : undefined,
+      };
+      const { hub, publish } = testHub({}, store);
+      assert.equal(hub.nextMessageId(), "msg_42");
+      const s = itemSink();
+      subscribe(hub, "r", s);
+      await settle();
+      assert.equal(await publish("r", "a"), 1);
+      broken = true;
+      await assert.rejects(publish("r", "b"), (err: unknown) => {
+        assert.ok(err instanceof ChatError);
+        assert.equal(err.code, "unavailable");
+        assert.match(err.message, /disk full/);
+        return true;
+      });
+      broken = false;
+      assert.equal(await publish("r", "c"), 2);
+      assert.deepEqual(s.got.map((m) => m.text), ["welcome", "a", "c"]);
+      memory.close();
+    },
+  );
+}
 
 Deno.test("ChatHub cuts off a live subscriber whose queue overflows under the disconnect policy", async () => {
   const { hub, store, publish } = testHub({

@@ -13,7 +13,7 @@
  * Either way a slow subscriber never blocks the publisher or other
  * subscribers: `deliver()` is synchronous and O(1).
  */
-import { RingBuffer } from "./ring_buffer.ts";
+import { checkCapacity, RingBuffer } from "./ring_buffer.ts";
 
 /** Where delivered items go. `write()` returns false to ask for a pause. */
 export interface Sink<T> {
@@ -36,7 +36,8 @@ export interface SubscriberOptions {
 
 export class Subscriber<T> {
   #sink: Sink<T>;
-  #queue: RingBuffer<T>;
+  /** Created on the first item that has to wait: most never do. */
+  #queue: RingBuffer<T> | undefined;
   #options: SubscriberOptions;
   #paused = false;
   #closed = false;
@@ -45,7 +46,7 @@ export class Subscriber<T> {
   constructor(sink: Sink<T>, options: SubscriberOptions) {
     this.#sink = sink;
     this.#options = options;
-    this.#queue = new RingBuffer(options.capacity);
+    checkCapacity(options.capacity);
   }
 
   /** Items dropped because the queue was full. */
@@ -55,7 +56,7 @@ export class Subscriber<T> {
 
   /** Items waiting for the sink to drain. */
   get queued(): number {
-    return this.#queue.size;
+    return this.#queue?.size ?? 0;
   }
 
   get closed(): boolean {
@@ -89,6 +90,7 @@ export class Subscriber<T> {
       if (!this.#sink.write(item)) this.#paused = true;
       return;
     }
+    this.#queue ??= new RingBuffer(this.#options.capacity);
     if (this.#queue.push(item)) return;
     if (this.#options.policy === "drop") {
       this.#dropped++;
@@ -102,8 +104,9 @@ export class Subscriber<T> {
   /** The sink drained: flush queued items until it pushes back again. */
   resume(): void {
     this.#paused = false;
-    while (!this.#closed && this.#queue.size > 0) {
-      if (!this.#sink.write(this.#queue.shift() as T)) {
+    const queue = this.#queue;
+    while (!this.#closed && queue !== undefined && queue.size > 0) {
+      if (!this.#sink.write(queue.shift() as T)) {
         this.#paused = true;
         return;
       }
@@ -114,6 +117,6 @@ export class Subscriber<T> {
   /** Stops deliveries and releases queued items. Idempotent. */
   close(): void {
     this.#closed = true;
-    this.#queue.clear();
+    this.#queue = undefined;
   }
 }

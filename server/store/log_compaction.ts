@@ -28,15 +28,19 @@ import { bodyOf, type RetainedView } from "./retained_room.ts";
 /** Frames of a snapshot are cut at about this size (one per turn). */
 export const CHUNK_BYTES = 256 * 1024;
 
-/** Where a compaction is (a test seam: the crash tests stop there). */
-export type CompactionStep =
-  | "rolled"
-  | "snapshot-started"
-  | "snapshot-written"
-  | "snapshot-synced"
-  | "snapshot-renamed"
-  | "old-file-deleted"
-  | "done";
+/** The steps of a compaction, in order (a test seam: the crash tests stop there). */
+export const COMPACTION_STEPS = [
+  "rolled",
+  "snapshot-started",
+  "snapshot-written",
+  "snapshot-synced",
+  "snapshot-renamed",
+  "old-file-deleted",
+  "done",
+] as const;
+
+/** Where a compaction is. */
+export type CompactionStep = typeof COMPACTION_STEPS[number];
 
 /** The state at the roll, to write as the snapshot. */
 export interface Rolled {
@@ -59,7 +63,7 @@ export interface Rolled {
 const turn = () => new Promise((r) => setTimeout(r, 0));
 
 /** Syncs a directory, so that a rename or a new file in it lasts. */
-function syncDir(dir: string): void {
+export function syncDir(dir: string): void {
   const d = Deno.openSync(dir, { read: true });
   try {
     d.syncSync();

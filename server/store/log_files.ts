@@ -32,6 +32,16 @@ export interface Listing {
   temps: string[];
 }
 
+/** Whether `path` exists (any kind of file). */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function listDir(dir: string): Listing {
   const out: Listing = { segments: [], snapshots: [], temps: [] };
   const pattern = /^history-(\d{12})(\.log|\.snapshot)(\.tmp)?$/;

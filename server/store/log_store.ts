@@ -42,7 +42,7 @@ import {
   type Rolled,
   writeSnapshot,
 } from "./log_compaction.ts";
-import { lockDir, segmentName } from "./log_files.ts";
+import { exists, lockDir, segmentName } from "./log_files.ts";
 import { FrameBuilder } from "./log_format.ts";
 import {
   LogRoom,
@@ -73,8 +73,9 @@ export interface LogStoreOptions extends HistoryLimits {
 
 /**
  * The log store. Its commit is synchronous: `append()` is `appendSync()`
- * in a settled promise (letting CommitQueue call `appendSync()` directly
- * saved nothing measurable: docs/perf-log.md, 2026-12-06).
+ * in a settled promise. CommitQueue calls `appendSync()` at the turn end,
+ * so a publish is answered in the turn that received it (docs/perf-log.md,
+ * "the commit in the turn").
  */
 export interface LogStore extends HistoryStore {
   /** `append()`'s commit, returning at once or throwing when nothing was stored. */
@@ -90,15 +91,6 @@ const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
 
 /** The size of a segment's head frame (a segment with nothing else). */
 const HEAD_BYTES = segmentHead(1, 0, 1).length;
-
-const exists = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * Creates the segment file `path`. One left there by a roll whose clean-up

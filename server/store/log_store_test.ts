@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
-import type { CompactionStep } from "./log_compaction.ts";
+import { COMPACTION_STEPS, type CompactionStep } from "./log_compaction.ts";
 import { listDir, lockDir, segmentName, snapshotName } from "./log_files.ts";
 import { type LogStore, openLogStore } from "./log_store.ts";
 import { segmentHead } from "./log_recovery.ts";
@@ -414,15 +414,7 @@ Deno.test("openLogStore() forgets rooms silent past the TTL, also after a reopen
   });
 });
 
-const STEPS: CompactionStep[] = [
-  "rolled",
-  "snapshot-started",
-  "snapshot-written",
-  "snapshot-synced",
-  "snapshot-renamed",
-  "old-file-deleted",
-  "done",
-];
+const STEPS = COMPACTION_STEPS;
 
 Deno.test("a log store killed at each step of a compaction reopens with every acknowledged message", async () => {
   for (const step of STEPS) {

@@ -64,6 +64,9 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       return lastMessageId;
     },
     append(entries: readonly AppendEntry[], lastId: number) {
+      return Promise.resolve(store.appendSync!(entries, lastId));
+    },
+    appendSync(entries: readonly AppendEntry[], lastId: number) {
       const t0 = performance.now();
       const out: Appended[] = new Array(entries.length);
       for (let i = 0; i < entries.length; i++) {
@@ -78,7 +81,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       const ms = performance.now() - t0;
       status.ok(ms);
       store.onCommit?.(ms, true);
-      return Promise.resolve(out);
+      return out;
     },
     position(name: string): Promise<RoomPosition> {
       const r = room(name, now());

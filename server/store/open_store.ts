@@ -11,9 +11,13 @@
  * thread instead. Either way a publish is acknowledged only after COMMIT.
  * The log store's commit is one `write` (~2 µs): always in the event loop's
  * thread.
+ *
+ * The log store first imports a `chat.sqlite` it finds beside an empty log
+ * (log_import.ts): an upgrade in place keeps its history.
  */
 import type { CoreConfig } from "../config.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
+import { importSqlite } from "./log_import.ts";
 import { openLogStore } from "./log_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
@@ -38,6 +42,8 @@ export async function openStore(
   if (config.store === "memory") return createMemoryStore(inMemory);
   const options = { ...limits, dataDir: config.dataDir };
   if (config.store === "log") {
+    // A directory upgraded from --store sqlite: its history first.
+    await importSqlite(options);
     return openLogStore({ ...inMemory, dataDir: config.dataDir });
   }
   return cpus > 1

@@ -50,7 +50,7 @@ export interface SqliteStoreOptions extends HistoryLimits {
 /** The data file's name inside the data directory. */
 export const DATA_FILE = "chat.sqlite";
 
-interface RoomRow {
+export interface RoomRow {
   id: number;
   epoch: string;
   last: number;
@@ -86,17 +86,23 @@ const TRIM_SLACK_DIVISOR = 16;
 /** Rows per INSERT statement: fewer statement runs per batch. */
 const CHUNK = 16;
 
+/** A data file opened and checked, its rooms loaded (openSqliteDatabase). */
+export interface SqliteDatabase {
+  db: DatabaseSync;
+  /** By room name. */
+  rooms: Map<string, RoomRow>;
+  lastMessageId: number;
+}
+
 /**
- * Opens (or creates) `<dataDir>/chat.sqlite`. Throws StoreOpenError naming
+ * Opens (or creates) the SQLite data file `file` in WAL mode, checks it and
+ * loads its rooms: the open of {@linkcode openSqliteStore}, also used by the
+ * log store's one-time import (log_import.ts). Throws StoreOpenError naming
  * the file when it cannot be opened, is not a database or is damaged.
  */
-export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
-  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
-  const now = options.now ?? Date.now;
-  const file = join(options.dataDir, DATA_FILE);
+export function openSqliteDatabase(file: string): SqliteDatabase {
   let db: DatabaseSync;
   try {
-    Deno.mkdirSync(options.dataDir, { recursive: true });
     db = new DatabaseSync(file);
   } catch (err) {
     throw new StoreOpenError(
@@ -105,7 +111,6 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     );
   }
   const rooms = new Map<string, RoomRow>();
-  let lastMessageId = 0;
   try {
     db.exec("PRAGMA busy_timeout = 0");
     const check = db.prepare("PRAGMA quick_check").all() as {
@@ -141,7 +146,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     const id = db.prepare(
       "SELECT value FROM meta WHERE key = 'last_message_id'",
     ).get() as { value: number } | undefined;
-    lastMessageId = id?.value ?? 0;
+    return { db, rooms, lastMessageId: id?.value ?? 0 };
   } catch (err) {
     try {
       db.close();
@@ -151,6 +156,42 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       { cause: err },
     );
   }
+}
+
+/**
+ * The retained messages of a room from offset `after` on (oldest first, at
+ * most `limit`, none older than `cutoffMs`): a prepared statement's
+ * arguments are (room id, after, cutoffMs, limit).
+ */
+export const READ_SQL =
+  "SELECT seq, time_ms, body FROM messages WHERE room_id = ? AND seq > ? AND time_ms >= ? ORDER BY seq LIMIT ?";
+
+/** A row of {@linkcode READ_SQL}. */
+export type ReadRow = {
+  seq: number;
+  time_ms: number;
+  body: Uint8Array;
+};
+
+/**
+ * Opens (or creates) `<dataDir>/chat.sqlite`. Throws StoreOpenError naming
+ * the file when it cannot be opened, is not a database or is damaged.
+ */
+export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
+  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const now = options.now ?? Date.now;
+  const file = join(options.dataDir, DATA_FILE);
+  try {
+    Deno.mkdirSync(options.dataDir, { recursive: true });
+  } catch (err) {
+    throw new StoreOpenError(
+      `cannot open data file ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const opened = openSqliteDatabase(file);
+  const { db, rooms } = opened;
+  let { lastMessageId } = opened;
 
   const sql = {
     insertOne: db.prepare(
@@ -177,9 +218,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       "INSERT INTO meta (key, value) VALUES ('last_message_id', ?) " +
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     ),
-    read: db.prepare(
-      "SELECT seq, body FROM messages WHERE room_id = ? AND seq > ? AND time_ms >= ? ORDER BY seq LIMIT ?",
-    ),
+    read: db.prepare(READ_SQL),
   } satisfies Record<string, StatementSync>;
   const status = new CommitStatus();
   // Size trimming waits until a room is this many messages over its limit:
@@ -324,10 +363,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       try {
         // Trimming lags by up to trimSlack rows: skip those.
         const from = Math.max(after, r.last - limits.size);
-        const rows = sql.read.all(r.id, from, cutoff, limit) as {
-          seq: number;
-          body: Uint8Array;
-        }[];
+        const rows = sql.read.all(r.id, from, cutoff, limit) as ReadRow[];
         return Promise.resolve(
           rows.map((row): StoredMessage => ({
             offset: row.seq,

@@ -38,6 +38,8 @@ chat page, prints their addresses once both listen; Ctrl-C stops both.
                          balancing edge (default 1; ports from --core-port on)
   --broker URL           the cores' Redis (redis://host:port[/db]); with
                          --cores above 1 and none, serve starts redis-server
+  --edge-procs N         N edge processes on the edge's port (reusePort,
+                         Linux; default 1)
   --auth-dev             require tokens, with a secret made up for this run
                          (the edge hands them out at /auth/dev-token?user=NAME)
   --help                 this text
@@ -72,6 +74,7 @@ try {
       "metrics-port": { type: "string", default: "9464" },
       "auth-dev": { type: "boolean", default: false },
       cores: { type: "string", default: "1" },
+      "edge-procs": { type: "string", default: "1" },
       broker: { type: "string", default: "" },
       help: { type: "boolean", short: "h" },
     },
@@ -93,6 +96,15 @@ const metricsPort = port("metrics-port", values["metrics-port"], true);
 let cores = 1;
 try {
   cores = parseNumberFlag("--cores", values.cores, { min: 1, max: 64 });
+} catch (err) {
+  fail((err as Error).message);
+}
+let edgeProcs = 1;
+try {
+  edgeProcs = parseNumberFlag("--edge-procs", values["edge-procs"], {
+    min: 1,
+    max: 64,
+  });
 } catch (err) {
   fail((err as Error).message);
 }
@@ -231,11 +243,13 @@ if ("ready" in first) {
       "--allow-net",
       "--allow-env",
       "--allow-read",
+      ...(edgeProcs > 1 ? ["--allow-run"] : []),
       here("../../edge/main.ts"),
       "--host",
       host,
       "--port",
       edgePort,
+      ...(edgeProcs > 1 ? ["--procs", String(edgeProcs)] : []),
       "--upstream",
       coreAt.map((at) => `http://${at}`).join(","),
     ],
