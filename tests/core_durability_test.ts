@@ -275,16 +275,19 @@ Deno.test("server/main.ts refuses a damaged database (quick_check fails): exit 2
   }
 });
 
+/** A core's arguments for the log store in `dataDir`. */
+const logCore = (dataDir: string) => [
+  "--alive-interval-ms",
+  "0",
+  "--store",
+  "log",
+  "--data-dir",
+  dataDir,
+];
+
 /** A log written by a core: three messages in two rooms. */
 async function writeLog(dataDir: string) {
-  await using core = await spawnCore([
-    "--alive-interval-ms",
-    "0",
-    "--store",
-    "log",
-    "--data-dir",
-    dataDir,
-  ]);
+  await using core = await spawnCore(logCore(dataDir));
   const client = createChatClient(core.addr);
   try {
     for (const [room, content] of [["a", "a1"], ["b", "b1"], ["a", "a2"]]) {
@@ -330,14 +333,7 @@ Deno.test("server/main.ts cuts a torn last record off the log with a warning and
     await Deno.writeFile(file, frame.finish().subarray(0, 50), {
       append: true,
     });
-    await using core = await spawnCore([
-      "--alive-interval-ms",
-      "0",
-      "--store",
-      "log",
-      "--data-dir",
-      dataDir,
-    ]);
+    await using core = await spawnCore(logCore(dataDir));
     assert.match(
       core.output(),
       new RegExp(
@@ -388,14 +384,7 @@ Deno.test("server/main.ts refuses a data directory another core has open: exit 2
 
 Deno.test("server/main.ts keeps two rooms whose names differ only by a leading BOM apart across a restart", async () => {
   const dataDir = await Deno.makeTempDir();
-  const args = [
-    "--alive-interval-ms",
-    "0",
-    "--store",
-    "log",
-    "--data-dir",
-    dataDir,
-  ];
+  const args = logCore(dataDir);
   const rooms = ["\uFEFFlobby", "lobby"];
   try {
     {

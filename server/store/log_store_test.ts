@@ -140,6 +140,21 @@ Deno.test("openLogStore() fails a batch whose write fails (file size limit), cut
   });
 });
 
+/** 20 messages in room "r", compacted along the way (snapshots 2, 3, ...). */
+async function compacted(dataDir: string) {
+  const store = openLogStore({
+    dataDir,
+    size: 100,
+    ttlMs: 0,
+    compactBytes: 200,
+  });
+  for (let i = 1; i <= 20; i++) {
+    store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+  }
+  await store.idle();
+  await store.close();
+}
+
 /** Three batches in two rooms; returns the epochs. */
 async function fill(dataDir: string) {
   const store = openLogStore({ dataDir, size: 100, ttlMs: 0 });
@@ -269,17 +284,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     });
   }
   await withTempDir(async (dataDir) => {
-    const store = openLogStore({
-      dataDir,
-      size: 100,
-      ttlMs: 0,
-      compactBytes: 200,
-    });
-    for (let i = 1; i <= 20; i++) {
-      store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
-    }
-    await store.idle();
-    await store.close();
+    await compacted(dataDir);
     const snap = join(dataDir, snapshotName(2));
     const bytes = await Deno.readFile(snap);
     await Deno.writeFile(snap, bytes.subarray(0, bytes.length - 20));
@@ -295,17 +300,7 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
   // segment lost the newest commits (a fresh segment would hand out their
   // offsets again under the same epoch).
   await withTempDir(async (dataDir) => {
-    const store = openLogStore({
-      dataDir,
-      size: 100,
-      ttlMs: 0,
-      compactBytes: 200,
-    });
-    for (let i = 1; i <= 20; i++) {
-      store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
-    }
-    await store.idle();
-    await store.close();
+    await compacted(dataDir);
     const { snapshots, segments } = listDir(dataDir);
     const snap = snapshots.at(-1)!;
     for (const s of segments.filter((s) => s >= snap)) {
@@ -678,17 +673,23 @@ Deno.test("openLogStore() closes the segment when its head cannot be written (St
   });
 });
 
+/** A store compacting past 300 bytes, its warnings collected. */
+function warned(dataDir: string) {
+  const warnings: string[] = [];
+  const store = openLogStore({
+    dataDir,
+    size: 100,
+    ttlMs: 0,
+    compactBytes: 300,
+    warn: (m) => warnings.push(m),
+  });
+  return { store, warnings };
+}
+
 Deno.test("openLogStore() rolls over a stale, empty or head-only next segment left by a failed remove, and refuses to overwrite one with records", async () => {
   for (const stale of ["empty", "head"] as const) {
     await withTempDir(async (dataDir) => {
-      const warnings: string[] = [];
-      const store = openLogStore({
-        dataDir,
-        size: 100,
-        ttlMs: 0,
-        compactBytes: 300,
-        warn: (m) => warnings.push(m),
-      });
+      const { store, warnings } = warned(dataDir);
       try {
         const next = join(dataDir, segmentName(2));
         if (stale === "empty") await Deno.writeFile(next, new Uint8Array());
@@ -712,14 +713,7 @@ Deno.test("openLogStore() rolls over a stale, empty or head-only next segment le
     });
   }
   await withTempDir(async (dataDir) => {
-    const warnings: string[] = [];
-    const store = openLogStore({
-      dataDir,
-      size: 100,
-      ttlMs: 0,
-      compactBytes: 300,
-      warn: (m) => warnings.push(m),
-    });
+    const { store, warnings } = warned(dataDir);
     const next = join(dataDir, segmentName(2));
     const foreign = new Uint8Array(500).fill(7);
     try {
