@@ -82,6 +82,16 @@ export interface CoreConfig {
   historySize: number;
   /** How long a message is kept, in ms; 0: until `historySize` pushes it out. */
   historyTtlMs: number;
+  /**
+   * Body bytes kept per room in memory (log and memory stores); a single
+   * larger message is still kept as the room's last.
+   */
+  historyBytes: number;
+  /**
+   * Body bytes kept by all rooms together (log and memory stores): past it,
+   * the least recently written rooms lose their oldest messages first.
+   */
+  historyMaxBytes: number;
   // Operations (server/ops/): metrics endpoint and log format.
   /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
   metricsPort: number | null;
@@ -141,6 +151,8 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   dataDir: "data",
   historySize: 1000,
   historyTtlMs: 24 * 3600 * 1000,
+  historyBytes: 4 * 1024 * 1024,
+  historyMaxBytes: 512 * 1024 * 1024,
   metricsPort: null,
   logFormat: "text",
   jwtSecret: "",
@@ -200,6 +212,11 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   dataDir: { flag: "data-dir", env: "CHAT_DATA_DIR" },
   historySize: { flag: "history-size", env: "CHAT_HISTORY_SIZE" },
   historyTtlMs: { flag: "history-ttl", env: "CHAT_HISTORY_TTL" },
+  historyBytes: { flag: "history-bytes", env: "CHAT_HISTORY_BYTES" },
+  historyMaxBytes: {
+    flag: "history-max-bytes",
+    env: "CHAT_HISTORY_MAX_BYTES",
+  },
   metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
   logFormat: { flag: "log-format", env: "LOG_FORMAT" },
   jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
@@ -326,6 +343,8 @@ function parseValue<K extends keyof CoreConfig>(
     },
     historySize: (r) => integer(name, r, 0, 1_000_000),
     historyTtlMs: (r) => duration(name, r),
+    historyBytes: (r) => integer(name, r, 1024, 2 ** 42),
+    historyMaxBytes: (r) => integer(name, r, 1024, 2 ** 46),
     metricsPort: (r) => {
       if (r === "off") return null;
       if (!/^\d+$/.test(r) || Number(r) > 65535) {

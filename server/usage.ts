@@ -50,6 +50,10 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   dataDir: "directory of the history (log files, or chat.sqlite)",
   historySize: "messages kept per room",
   historyTtlMs: "how long a message is kept: 500ms, 90s, 30m, 24h, 7d; 0: ever",
+  historyBytes:
+    "message bytes kept per room in memory (log, memory); the last always",
+  historyMaxBytes:
+    "message bytes kept by all rooms (log, memory); least recently written trimmed first",
   broker:
     "redis://host:port[/db]: history in Redis, rooms shared by every core on it",
 };

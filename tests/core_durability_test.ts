@@ -275,16 +275,19 @@ Deno.test("server/main.ts refuses a damaged database (quick_check fails): exit 2
   }
 });
 
+/** A core's arguments for the log store in `dataDir`. */
+const logCore = (dataDir: string) => [
+  "--alive-interval-ms",
+  "0",
+  "--store",
+  "log",
+  "--data-dir",
+  dataDir,
+];
+
 /** A log written by a core: three messages in two rooms. */
 async function writeLog(dataDir: string) {
-  await using core = await spawnCore([
-    "--alive-interval-ms",
-    "0",
-    "--store",
-    "log",
-    "--data-dir",
-    dataDir,
-  ]);
+  await using core = await spawnCore(logCore(dataDir));
   const client = createChatClient(core.addr);
   try {
     for (const [room, content] of [["a", "a1"], ["b", "b1"], ["a", "a2"]]) {
@@ -330,14 +333,7 @@ Deno.test("server/main.ts cuts a torn last record off the log with a warning and
     await Deno.writeFile(file, frame.finish().subarray(0, 50), {
       append: true,
     });
-    await using core = await spawnCore([
-      "--alive-interval-ms",
-      "0",
-      "--store",
-      "log",
-      "--data-dir",
-      dataDir,
-    ]);
+    await using core = await spawnCore(logCore(dataDir));
     assert.match(
       core.output(),
       new RegExp(
@@ -381,6 +377,42 @@ Deno.test("server/main.ts refuses a data directory another core has open: exit 2
         `core: data directory ${dataDir} is in use by another process`,
       ),
     );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("server/main.ts keeps two rooms whose names differ only by a leading BOM apart across a restart", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const args = logCore(dataDir);
+  const rooms = ["\uFEFFlobby", "lobby"];
+  try {
+    {
+      await using core = await spawnCore(args);
+      const client = createChatClient(core.addr);
+      try {
+        for (const room of rooms) {
+          await client.sendMessage({ user: "u", room, content: `in ${room}` });
+        }
+      } finally {
+        client.close();
+      }
+      await core.kill("SIGKILL");
+    }
+    await using core = await spawnCore(args);
+    const client = createChatClient(core.addr);
+    try {
+      for (const room of rooms) {
+        const sub = client.subscribeMessages({ room, user: "u", history: 10 });
+        const [w, m] = await take<Message>(sub, 2);
+        assert.equal(w.offset, 1n);
+        assert.equal(m.room, room);
+        assert.equal(m.content, `in ${room}`);
+        sub.cancel();
+      }
+    } finally {
+      client.close();
+    }
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }

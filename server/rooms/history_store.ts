@@ -118,6 +118,12 @@ export interface HistoryLimits {
   readonly size: number;
   /** How long a message is kept, in ms; 0 keeps it until `size` pushes it out. */
   readonly ttlMs: number;
+  /**
+   * Body bytes kept per room (the stores that hold bodies in memory: log,
+   * memory); a single larger message is still kept as the room's last.
+   * Unset: no byte bound.
+   */
+  readonly bytes?: number;
 }
 
 /** A fresh opaque epoch: random, 16 hex digits. */

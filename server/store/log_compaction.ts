@@ -5,8 +5,9 @@
  * 1. The store rolls to a new segment and hands over the state at that
  *    moment: each room's counters and a view of its retained messages (one
  *    pointer each: views stay valid while the rooms go on, retained_room.ts).
- * 2. The old segment is synced (so that only the newest segment can ever end
- *    torn).
+ * 2. The old segment was synced by the roll, before anything was written to
+ *    the new one (so that only the newest segment can ever end torn); it is
+ *    synced again here (nothing left to write) and closed.
  * 3. The snapshot is written to `<name>.tmp` in frames of about
  *    {@linkcode CHUNK_BYTES}, one per event-loop turn, so publishes never
  *    wait for more than one chunk.

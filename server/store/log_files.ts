@@ -147,8 +147,10 @@ export interface ReadResult {
 /**
  * Hands every frame's payload of `path` to `onFrame`, in order (a view into
  * the read buffer). A damaged frame that can only be an incomplete last write
- * (it runs past the end of the file, or nothing but zeros follows it) ends
- * reading with `torn` when `tornOk`; any other damage, an error from
+ * (it runs past the end of the file, or its header and everything after it
+ * are zeros) ends reading with `torn` when `tornOk`. A complete frame whose
+ * checksum does not match is never torn: a write that `kill -9` stops leaves
+ * a frame shorter than its length, not a wrong one. Any other damage, an error from
  * `onFrame`, or a file that cannot be read throws StoreOpenError naming the
  * file and the byte.
  */
@@ -184,14 +186,17 @@ export function readFrames(
           size - pos - FRAME_HEADER
         } of ${length} bytes)`;
       } else if (!payloadIntact(w.buf, pos - w.pos, length)) {
+        // Complete, so written whole: damage after the fact, never torn.
         damage = "a frame whose checksum does not match";
-        tail = w.zerosFrom(pos + FRAME_HEADER + length);
+        tail = false;
       }
       if (damage !== undefined) {
         if (tail && tornOk) return { size, end: pos, torn: damage };
+        const follow = !tail &&
+          !w.zerosFrom(pos + FRAME_HEADER + (length ?? 0));
         throw new StoreOpenError(
           `${path} is damaged at byte ${pos}: ${damage}` +
-            (tail ? "" : ", and records follow it"),
+            (follow ? ", and records follow it" : ""),
         );
       }
       const start = pos - w.pos + FRAME_HEADER;

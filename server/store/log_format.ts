@@ -26,6 +26,8 @@
 import { crc32 } from "node:zlib";
 
 export const FRAME_HEADER = 12;
+/** The largest payload a frame's u32 length can say. */
+export const MAX_PAYLOAD = 0xffff_ffff;
 export const REC_ROOM = 1;
 export const REC_MESSAGE = 2;
 export const REC_LAST_ID = 3;
@@ -39,7 +41,8 @@ export const KIND_SNAPSHOT = 2;
 
 const MAGIC = new TextEncoder().encode("chatlog1");
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of a name (writes keep it), not a mark to strip.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A frame's payload does not parse (its CRC matched: a bug or tampering). */
 export class FormatError extends Error {
@@ -53,7 +56,11 @@ export class FrameBuilder {
   #at = FRAME_HEADER;
   readonly #initial: number;
 
-  constructor(initial = 64 * 1024) {
+  /**
+   * `maxPayload`: the largest payload `finish()` accepts (the length field's
+   * u32; tests pass less).
+   */
+  constructor(initial = 64 * 1024, readonly maxPayload = MAX_PAYLOAD) {
     this.#initial = initial;
     this.#buf = new Uint8Array(initial);
     this.#view = new DataView(this.#buf.buffer);
@@ -155,9 +162,17 @@ export class FrameBuilder {
     this.#at += 13;
   }
 
-  /** The frame, header filled in: a view, valid until the next record. */
+  /**
+   * The frame, header filled in: a view, valid until the next record.
+   * Throws when the payload does not fit the u32 length (the batch fails).
+   */
   finish(): Uint8Array {
     const length = this.#at - FRAME_HEADER;
+    if (length > this.maxPayload) {
+      throw new RangeError(
+        `a log frame of ${length} bytes is larger than ${this.maxPayload}`,
+      );
+    }
     const v = this.#view;
     v.setUint32(0, length, true);
     v.setUint32(4, crc32(this.#buf.subarray(FRAME_HEADER, this.#at)), true);

@@ -27,9 +27,14 @@ import {
   syncDir,
   writeSnapshot,
 } from "./log_compaction.ts";
-import { exists, lockDir } from "./log_files.ts";
-import { recover, type Recovered } from "./log_recovery.ts";
-import { RetainedRoom } from "./retained_room.ts";
+import { exists, lockDir, segmentName } from "./log_files.ts";
+import {
+  recover,
+  type Recovered,
+  segmentHead,
+  writeAll,
+} from "./log_recovery.ts";
+import { RetainedBudget, RetainedRoom } from "./retained_room.ts";
 import {
   DATA_FILE,
   openSqliteDatabase,
@@ -141,7 +146,7 @@ export async function importSqlite(options: ImportOptions): Promise<void> {
   const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
   const lock = lockDir(dir);
   try {
-    const state = recover(dir, limits, warn);
+    const state = recover(dir, limits, new RetainedBudget(), warn);
     if (!holdsNothing(state)) {
       state.segment.close();
       if (exists(importing)) {
@@ -184,6 +189,24 @@ export async function importSqlite(options: ImportOptions): Promise<void> {
       view: r.room.view(),
     }));
     try {
+      // Segment N before snapshot N, as a roll does (recover() refuses a
+      // snapshot without its segment). Its head says nothing was imported
+      // (the snapshot does): stopped before the snapshot is in place, the
+      // log still holds nothing and the import starts again.
+      const next = Deno.openSync(join(dir, segmentName(state.seq + 1)), {
+        write: true,
+        create: true,
+        truncate: true,
+      });
+      try {
+        writeAll(
+          next,
+          segmentHead(state.seq + 1, 0, 1),
+        );
+        next.syncDataSync();
+      } finally {
+        next.close();
+      }
       await writeSnapshot(
         dir,
         {

@@ -7,8 +7,9 @@
  * its room's next offset, a snapshot must end with its end record. Anything
  * else is damage, and start-up stops with StoreOpenError naming the file and
  * the byte. The one exception is the very end of the last segment: a frame
- * cut short there (or followed only by zeros) is a write that never
- * completed, so never acknowledged; it is cut off with a warning.
+ * cut short there (or an all-zero header followed only by zeros) is a write
+ * that never completed, so never acknowledged; it is cut off with a warning.
+ * A complete frame with a bad checksum is damage even there.
  */
 import { join } from "node:path";
 import type { HistoryLimits } from "../rooms/history_store.ts";
@@ -26,7 +27,7 @@ import {
   segmentName,
   snapshotName,
 } from "./log_files.ts";
-import { RetainedRoom } from "./retained_room.ts";
+import { RetainedBudget, RetainedRoom } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 /** A room of the log store: retained messages and its id in the log. */
@@ -40,8 +41,9 @@ export class LogRoom extends RetainedRoom {
     readonly name: string,
     epoch: string,
     nowMs: number,
+    budget: RetainedBudget,
   ) {
-    super(epoch, nowMs);
+    super(epoch, nowMs, budget);
   }
 }
 
@@ -72,7 +74,10 @@ class Replayer implements RecordVisitor {
   ended = false;
   messages = 0;
 
-  constructor(readonly limits: HistoryLimits) {}
+  constructor(
+    readonly limits: HistoryLimits,
+    readonly budget: RetainedBudget,
+  ) {}
 
   #room(id: number): LogRoom {
     const r = this.byId.get(id);
@@ -103,7 +108,7 @@ class Replayer implements RecordVisitor {
     if (this.kind === KIND_SEGMENT && last !== 0) {
       throw new Error(`new room ${id} at offset ${last}`);
     }
-    const r = new LogRoom(id, name, epoch, lastMs);
+    const r = new LogRoom(id, name, epoch, lastMs, this.budget);
     r.last = last;
     this.rooms.set(name, r);
     this.byId.set(id, r);
@@ -140,6 +145,7 @@ class Replayer implements RecordVisitor {
   drop(roomId: number): void {
     this.#first();
     const r = this.#room(roomId);
+    r.release();
     this.byId.delete(roomId);
     this.rooms.delete(r.name);
   }
@@ -185,11 +191,14 @@ export function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
 
 /**
  * Reads the data directory `dir` (already locked) and opens its last segment
- * for appending (creating the first one). `warn` hears of a torn tail cut off.
+ * for appending (creating the first one). The rooms keep their bytes in
+ * `budget`, trimmed as they were when written. `warn` hears of a torn tail
+ * cut off.
  */
 export function recover(
   dir: string,
   limits: HistoryLimits,
+  budget: RetainedBudget,
   warn: (message: string) => void,
 ): Recovered {
   let list: Listing;
@@ -201,7 +210,7 @@ export function recover(
       { cause: err },
     );
   }
-  const replay = new Replayer(limits);
+  const replay = new Replayer(limits, budget);
   const snap = list.snapshots.at(-1);
   let snapshotBytes = 0;
   if (snap !== undefined) {
@@ -213,6 +222,14 @@ export function recover(
   }
   const first = snap ?? 1;
   const segments = list.segments.filter((s) => s >= first);
+  // roll() creates segment N before snapshot N: without it the newest
+  // commits are gone, and a fresh segment would reuse their offsets.
+  if (snap !== undefined && segments.length === 0) {
+    throw new StoreOpenError(
+      `${join(dir, segmentName(snap))} is missing (snapshot ` +
+        `${snapshotName(snap)} has no log segment after it)`,
+    );
+  }
   for (let i = 0; i < segments.length; i++) {
     if (segments[i] !== first + i) {
       throw new StoreOpenError(
@@ -248,7 +265,7 @@ export function recover(
     }
   }
   const path = join(dir, segmentName(seq));
-  let segment: Deno.FsFile;
+  let segment: Deno.FsFile | undefined;
   try {
     segment = Deno.openSync(path, { append: true, create: true });
     if (size === 0) {
@@ -259,6 +276,7 @@ export function recover(
       size = segment.statSync().size;
     }
   } catch (err) {
+    segment?.close();
     throw new StoreOpenError(
       `cannot open ${path} for writing: ${(err as Error).message}`,
       { cause: err },
@@ -280,7 +298,7 @@ export function recover(
     byId: replay.byId,
     lastMessageId: replay.lastMessageId,
     nextRoomId: replay.nextRoomId,
-    segment,
+    segment: segment!,
     seq,
     size,
     snapshotBytes,

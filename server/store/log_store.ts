@@ -12,12 +12,14 @@
  * start-up cuts off only a torn end). About 2 µs of system call and a copy
  * per commit, against SQLite's ~50 µs (docs/perf-log.md, 2026-12-06).
  *
- * Reads never touch the disk: every retained message is also in memory, so
- * memory grows with `--history-size` × active rooms × message size (rooms
- * silent for longer than `--history-ttl` are forgotten). The log is
+ * Reads never touch the disk: every retained message is also in memory,
+ * bounded by `--history-size` and `--history-bytes` per room and
+ * `--history-max-bytes` in all (retained_room.ts; rooms silent for longer
+ * than `--history-ttl` are forgotten). The log is
  * compacted (log_compaction.ts) once it is larger than
- * max(64 MiB, 4 × the last snapshot): disk stays within a few times the
- * retained bytes.
+ * max(64 MiB, 2 × the last snapshot): start-up reads at most about three
+ * times the retained bytes (docs/perf-log.md, 2026-12-06), and disk stays
+ * within a few times them.
  *
  * One process per data directory (`history.lock`, log_files.ts). A write
  * that fails (disk full, read-only, I/O error) rejects the batch, cuts the
@@ -49,16 +51,20 @@ import {
   segmentHead,
   writeAll,
 } from "./log_recovery.ts";
-import { expiredRooms, sweepEvery } from "./retained_room.ts";
+import { expiredRooms, RetainedBudget, sweepEvery } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 /** Options of {@linkcode openLogStore}. */
 export interface LogStoreOptions extends HistoryLimits {
   /** The directory of the log (created if missing). */
   dataDir: string;
+  /** Body bytes retained by all rooms together (default: no bound). */
+  maxBytes?: number;
   now?: () => number;
   /** The smallest log that is compacted, in bytes (default 64 MiB). */
   compactBytes?: number;
+  /** The largest frame payload (default the u32 limit; tests pass less). */
+  maxFrameBytes?: number;
   /** Hears each step of a compaction (the crash tests stop there). */
   onCompaction?: (step: CompactionStep) => void;
   /** Where warnings go (a torn end cut off, a failed compaction); stderr. */
@@ -86,6 +92,25 @@ const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
 /** The size of a segment's head frame (a segment with nothing else). */
 const HEAD_BYTES = segmentHead(1, 0, 1).length;
 
+/**
+ * Creates the segment file `path`. One left there by a roll whose clean-up
+ * failed (empty, or no longer than a head: no records) is replaced; one with
+ * more in it is not ours to overwrite (the roll fails, naming it).
+ */
+function createSegment(path: string): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { append: true, createNew: true });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    const size = Deno.statSync(path).size;
+    if (size > HEAD_BYTES) {
+      throw new Error(`${path} exists and holds ${size} bytes`, { cause: err });
+    }
+    Deno.removeSync(path);
+    return Deno.openSync(path, { append: true, createNew: true });
+  }
+}
+
 /** How long a failed compaction waits before the next try. */
 const COMPACT_RETRY_MS = 10_000;
 
@@ -94,7 +119,12 @@ const COMPACT_RETRY_MS = 10_000;
  * file when the directory is in use, a file is damaged or unreadable.
  */
 export function openLogStore(options: LogStoreOptions): LogStore {
-  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const limits: HistoryLimits = {
+    size: options.size,
+    ttlMs: options.ttlMs,
+    bytes: options.bytes,
+  };
+  const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
   const warn = options.warn ?? ((m: string) => console.error(m));
   const dir = options.dataDir;
@@ -109,7 +139,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   const lock = lockDir(dir);
   let state: Recovered;
   try {
-    state = recover(dir, limits, warn);
+    state = recover(dir, limits, budget, warn);
   } catch (err) {
     lock.close();
     throw err;
@@ -132,7 +162,10 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   let closed = false;
   let compacting: Promise<void> | undefined;
   let compactAfter = 0;
-  const frame = new FrameBuilder();
+  /** An early sync of the segment as it nears the roll (started once each). */
+  let presync: Promise<void> | undefined;
+  let presynced = false;
+  const frame = new FrameBuilder(undefined, options.maxFrameBytes);
   const status = new CommitStatus();
   const compactBytes = options.compactBytes ?? DEFAULT_COMPACT_BYTES;
 
@@ -158,7 +191,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   };
 
   const createRoom = (name: string, nowMs: number): LogRoom => {
-    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs);
+    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs, budget);
     rooms.set(name, r);
     byId.set(r.id, r);
     frame.room(r.id, 0, nowMs, r.epoch, name);
@@ -166,6 +199,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   };
 
   const forget = (r: LogRoom) => {
+    r.release();
     rooms.delete(r.name);
     byId.delete(r.id);
   };
@@ -225,30 +259,62 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
-    if (written >= compactBytes) maybeCompact();
+    if (written >= compactBytes * 0.75) {
+      // Most of the segment reaches the disk beside the event loop, so that
+      // roll()'s own sync has little left to wait for.
+      if (!presynced && written >= compactAt() * 0.75) startPresync();
+      maybeCompact();
+    }
     return out;
   };
 
-  /** Starts a new segment; returns the state at that moment. */
+  /** The size at which the segment is rolled and compacted. */
+  const compactAt = () => Math.max(compactBytes, 2 * snapshotBytes);
+
+  const startPresync = () => {
+    presynced = true;
+    const p: Promise<void> = segment.syncData().catch(() => {
+      // roll() syncs again, synchronously, and fails the roll if that fails
+    }).finally(() => {
+      if (presync === p) presync = undefined;
+    });
+    presync = p;
+  };
+
+  /**
+   * Starts a new segment; returns the state at that moment. The old one is
+   * synced first: after a power loss, no segment but the newest may have
+   * lost its end (its successor would hold later offsets).
+   */
   const roll = (): Rolled => {
     if (dirty) throw new Error("the log has a failed write to cut off first");
+    segment.syncDataSync();
     const next = seq + 1;
     const path = join(dir, segmentName(next));
-    const file = Deno.openSync(path, { append: true, createNew: true });
+    const file = createSegment(path);
     const head = segmentHead(next, lastMessageId, nextRoomId);
     try {
       writeAll(file, head);
     } catch (err) {
       file.close();
-      Deno.removeSync(path);
+      try {
+        Deno.removeSync(path);
+      } catch { /* the next roll replaces it (createSegment) */ }
       throw err;
     }
     const old = segment;
     segment = file;
     seq = next;
     written = head.length;
+    presynced = false;
+    // Rooms holding messages in the order of their last write (the budget's):
+    // replaying the snapshot then leaves the same order, so the store-wide
+    // bound trims the same messages after a restart.
     const captured: Rolled["rooms"] = [];
-    for (const r of rooms.values()) {
+    const order: LogRoom[] = [];
+    for (const r of rooms.values()) if (r.size === 0) order.push(r);
+    for (const r of budget.rooms()) order.push(r as LogRoom);
+    for (const r of order) {
       captured.push({
         id: r.id,
         name: r.name,
@@ -263,7 +329,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
 
   const maybeCompact = () => {
     if (compacting || closed || Date.now() < compactAfter) return;
-    if (written < Math.max(compactBytes, 4 * snapshotBytes)) return;
+    if (written < compactAt()) return;
     let rolled: Rolled;
     try {
       rolled = roll();
@@ -336,7 +402,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     },
     status: (): StoreStatus => status.snapshot(),
     idle: async () => {
-      while (compacting) await compacting;
+      while (compacting || presync) await (compacting ?? presync);
     },
     close() {
       if (closed) return;
@@ -349,8 +415,11 @@ export function openLogStore(options: LogStoreOptions): LogStore {
         segment.close();
         lock.close();
       };
-      // A compaction stops at its next chunk; it owns the old segment.
-      if (compacting) return compacting.then(release);
+      // A compaction stops at its next chunk; it owns the old segment. An
+      // early sync (it never rejects) is let finish.
+      if (compacting || presync) {
+        return Promise.all([compacting, presync]).then(release);
+      }
       release();
     },
   };

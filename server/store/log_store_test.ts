@@ -4,12 +4,14 @@ import type { HistoryStore } from "../rooms/history_store.ts";
 import { readLines } from "../../supervisor/supervisor.ts";
 import { limitFileSize, withTempDir } from "../../tests/support/process.ts";
 import { COMPACTION_STEPS, type CompactionStep } from "./log_compaction.ts";
-import { segmentName, snapshotName } from "./log_files.ts";
-import { openLogStore } from "./log_store.ts";
+import { listDir, lockDir, segmentName, snapshotName } from "./log_files.ts";
+import { type LogStore, openLogStore } from "./log_store.ts";
+import { segmentHead } from "./log_recovery.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 const encoder = new TextEncoder();
 const body = (s: string) => encoder.encode(s);
+const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const CHILD =
   new URL("../../tests/fixtures/log_store_child.ts", import.meta.url)
@@ -138,6 +140,21 @@ Deno.test("openLogStore() fails a batch whose write fails (file size limit), cut
   });
 });
 
+/** 20 messages in room "r", compacted along the way (snapshots 2, 3, ...). */
+async function compacted(dataDir: string) {
+  const store = openLogStore({
+    dataDir,
+    size: 100,
+    ttlMs: 0,
+    compactBytes: 200,
+  });
+  for (let i = 1; i <= 20; i++) {
+    store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+  }
+  await store.idle();
+  await store.close();
+}
+
 /** Three batches in two rooms; returns the epochs. */
 async function fill(dataDir: string) {
   const store = openLogStore({ dataDir, size: 100, ttlMs: 0 });
@@ -157,12 +174,6 @@ Deno.test("openLogStore() cuts off a torn last write with a warning and keeps ev
       (frame: Uint8Array) => frame.subarray(0, 5), // header cut short
       (frame: Uint8Array) => frame.subarray(0, frame.length - 3), // payload
       (frame: Uint8Array) => new Uint8Array(frame.length + 4096), // zeros
-      (frame: Uint8Array) => { // a bad checksum, then only zeros
-        const f = new Uint8Array(frame.length + 100);
-        f.set(frame);
-        f[frame.length - 1] ^= 1;
-        return f;
-      },
     ]
   ) {
     await withTempDir(async (dataDir) => {
@@ -251,18 +262,29 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     await Deno.writeFile(path, bytes);
     refuses(dataDir, new RegExp(`${path} is damaged at byte`));
   });
-  await withTempDir(async (dataDir) => {
-    const store = openLogStore({
-      dataDir,
-      size: 100,
-      ttlMs: 0,
-      compactBytes: 200,
+  // A complete last frame whose checksum does not match is not a torn
+  // write (kill -9 cannot leave one): cutting it off would hand its offsets
+  // out again under the same epoch.
+  for (const after of [0, 100]) {
+    await withTempDir(async (dataDir) => {
+      await fill(dataDir);
+      const path = join(dataDir, segmentName(1));
+      const bytes = await Deno.readFile(path);
+      const last = bytes.length - 48;
+      bytes[bytes.length - 1] ^= 1; // the last frame's payload
+      const damaged = new Uint8Array(bytes.length + after);
+      damaged.set(bytes);
+      await Deno.writeFile(path, damaged);
+      refuses(
+        dataDir,
+        new RegExp(
+          `${path} is damaged at byte ${last}: a frame whose checksum does not match`,
+        ),
+      );
     });
-    for (let i = 1; i <= 20; i++) {
-      store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
-    }
-    await store.idle();
-    await store.close();
+  }
+  await withTempDir(async (dataDir) => {
+    await compacted(dataDir);
     const snap = join(dataDir, snapshotName(2));
     const bytes = await Deno.readFile(snap);
     await Deno.writeFile(snap, bytes.subarray(0, bytes.length - 20));
@@ -272,6 +294,21 @@ Deno.test("openLogStore() refuses a damaged record followed by good ones, a dama
     refuses(
       dataDir,
       new RegExp(`${join(dataDir, segmentName(3))} is missing`),
+    );
+  });
+  // roll() creates segment N before snapshot N: a snapshot without its
+  // segment lost the newest commits (a fresh segment would hand out their
+  // offsets again under the same epoch).
+  await withTempDir(async (dataDir) => {
+    await compacted(dataDir);
+    const { snapshots, segments } = listDir(dataDir);
+    const snap = snapshots.at(-1)!;
+    for (const s of segments.filter((s) => s >= snap)) {
+      await Deno.remove(join(dataDir, segmentName(s)));
+    }
+    refuses(
+      dataDir,
+      new RegExp(`${join(dataDir, segmentName(snap))} is missing`),
     );
   });
   await withTempDir(async (dataDir) => {
@@ -477,5 +514,294 @@ Deno.test("openLogStore() warns when the data directory holds SQLite history it 
       2,
       "an empty log warns again; a used one not",
     );
+  });
+});
+
+Deno.test("openLogStore() bounds retained bytes per room (the last message always kept) and in all (least recently written rooms lose their oldest first), the same after a reopen and a snapshot", async () => {
+  await withTempDir(async (dataDir) => {
+    const opts = { dataDir, size: 100, ttlMs: 0, bytes: 1000, maxBytes: 2000 };
+    let id = 0;
+    const put = (store: LogStore, room: string, n: number) =>
+      store.appendSync([{ room, body: bytes(n, id % 250), timeMs: 1 }], ++id);
+    const retained = async (store: LogStore) => {
+      const out: Record<string, number[]> = {};
+      for (const room of ["a", "b", "c", "d", "e"]) {
+        out[room] = (await store.read(room, 0, 1000)).map((m) => m.offset);
+      }
+      return out;
+    };
+    const first = openLogStore({ ...opts, compactBytes: 1e12 });
+    try {
+      for (let i = 0; i < 5; i++) put(first, "a", 300); // a: 3, 4, 5 (900 B)
+      for (let i = 0; i < 3; i++) put(first, "b", 300); // b: 1, 2, 3
+      // Over the room's 1000 B but kept (its last); 3300 B in all: a loses
+      // 3, 4, 5, then b (the next least recently written) 1, 2.
+      put(first, "c", 1500);
+      put(first, "a", 100); // order of last writes: b, c, a
+      const want = { a: [6], b: [3], c: [1], d: [], e: [] };
+      assert.deepEqual(await retained(first), want);
+      assert.equal((await first.read("c", 0, 1))[0].body.length, 1500);
+      await first.close();
+      const second = openLogStore({ ...opts, compactBytes: 1 });
+      try {
+        assert.deepEqual(await retained(second), want);
+        put(second, "d", 50); // rolls and writes a snapshot
+        await second.idle();
+      } finally {
+        await second.close();
+      }
+      assert.ok(listDir(dataDir).snapshots.length === 1);
+      const third = openLogStore({ ...opts, compactBytes: 1e12 });
+      try {
+        // The snapshot kept the order of last writes (b, c, a, d), not the
+        // order the rooms were created in: b loses its message, not a.
+        put(third, "e", 200);
+        assert.deepEqual(await retained(third), {
+          a: [6],
+          b: [],
+          c: [1],
+          d: [1],
+          e: [1],
+        });
+      } finally {
+        await third.close();
+      }
+      const fourth = openLogStore({ ...opts, compactBytes: 1e12 });
+      try {
+        assert.deepEqual(await retained(fourth), {
+          a: [6],
+          b: [],
+          c: [1],
+          d: [1],
+          e: [1],
+        });
+        assert.equal((await fourth.position("b")).offset, 3);
+      } finally {
+        await fourth.close();
+      }
+    } catch (err) {
+      await first.close();
+      throw err;
+    }
+  });
+});
+
+Deno.test("a log store syncs a segment before it creates the next one (power loss: only the newest segment can lose its end)", async () => {
+  await withTempDir(async (dataDir) => {
+    const trace = join(dataDir, "strace.out");
+    const data = join(dataDir, "data");
+    const proc = new Deno.Command("strace", {
+      args: [
+        "-f",
+        "-y",
+        "-e",
+        "trace=openat,fdatasync,fsync",
+        "-o",
+        trace,
+        Deno.execPath(),
+        "run",
+        "-A",
+        CHILD,
+        data,
+        "100",
+        "300",
+        "",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const lines = readLines(proc.stdout);
+    const writer = proc.stdin.getWriter();
+    const send = async (cmd: unknown) => {
+      await writer.write(encoder.encode(JSON.stringify(cmd) + "\n"));
+      return JSON.parse((await lines.next()).value);
+    };
+    try {
+      assert.equal(JSON.parse((await lines.next()).value).ready, true);
+      for (let i = 1; i <= 10; i++) {
+        const r = await send({
+          op: "append",
+          entries: [{ room: "r", body: "x".repeat(100) }],
+          lastId: i,
+        });
+        assert.equal(r.ok, true, r.error);
+      }
+      assert.equal((await send({ op: "idle" })).ok, true);
+      assert.equal((await send({ op: "close" })).ok, true);
+    } finally {
+      await writer.close().catch(() => {});
+      await lines.return(undefined);
+      await proc.status;
+    }
+    const log = await Deno.readTextFile(trace);
+    const seg = (n: number) => join(data, segmentName(n));
+    // The roll's sync runs in the event loop's thread: the openat after it
+    // comes once it returned.
+    const synced = log.search(new RegExp(`fdatasync\\(\\d+<${seg(1)}>`));
+    const created = log.search(new RegExp(`openat\\([^\\n]*"${seg(2)}"`));
+    assert.ok(created > 0, "segment 2 was created");
+    assert.ok(
+      synced >= 0 && synced < created,
+      "segment 1 synced before segment 2 was created",
+    );
+  });
+});
+
+Deno.test("openLogStore() closes the segment when its head cannot be written (StoreOpenError, no file left open)", async () => {
+  await withTempDir(async (dataDir) => {
+    // Every write to /dev/full fails with ENOSPC; its size reads as 0.
+    await Deno.symlink("/dev/full", join(dataDir, segmentName(1)));
+    assert.throws(
+      () => openLogStore({ dataDir, size: 10, ttlMs: 0 }),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreOpenError, String(err));
+        assert.match(err.message, /cannot open .* for writing: .*space/i);
+        return true;
+      },
+    );
+    // Nothing of this process is left open on it.
+    const open: string[] = [];
+    for (const fd of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        open.push(Deno.readLinkSync(`/proc/self/fd/${fd.name}`));
+      } catch { /* closed meanwhile (the directory's own fd) */ }
+    }
+    assert.ok(!open.includes("/dev/full"), "the segment was left open");
+    // The lock was let go.
+    lockDir(dataDir).close();
+  });
+});
+
+/** A store compacting past 300 bytes, its warnings collected. */
+function warned(dataDir: string) {
+  const warnings: string[] = [];
+  const store = openLogStore({
+    dataDir,
+    size: 100,
+    ttlMs: 0,
+    compactBytes: 300,
+    warn: (m) => warnings.push(m),
+  });
+  return { store, warnings };
+}
+
+Deno.test("openLogStore() rolls over a stale, empty or head-only next segment left by a failed remove, and refuses to overwrite one with records", async () => {
+  for (const stale of ["empty", "head"] as const) {
+    await withTempDir(async (dataDir) => {
+      const { store, warnings } = warned(dataDir);
+      try {
+        const next = join(dataDir, segmentName(2));
+        if (stale === "empty") await Deno.writeFile(next, new Uint8Array());
+        else await Deno.writeFile(next, segmentHead(2, 0, 1));
+        for (let i = 1; i <= 10; i++) {
+          store.appendSync([{ room: "r", body: body(`m${i}`), timeMs: i }], i);
+          store.appendSync([{ room: "r", body: bytes(100, i), timeMs: i }], i);
+        }
+        await store.idle();
+        assert.deepEqual(warnings, []);
+        assert.ok(listDir(dataDir).snapshots.length > 0, stale);
+      } finally {
+        await store.close();
+      }
+      const again = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+      try {
+        assert.equal((await again.position("r")).offset, 20);
+      } finally {
+        await again.close();
+      }
+    });
+  }
+  await withTempDir(async (dataDir) => {
+    const { store, warnings } = warned(dataDir);
+    const next = join(dataDir, segmentName(2));
+    const foreign = new Uint8Array(500).fill(7);
+    try {
+      await Deno.writeFile(next, foreign);
+      for (let i = 1; i <= 10; i++) {
+        store.appendSync([{ room: "r", body: bytes(100, i), timeMs: i }], i);
+      }
+      await store.idle();
+      assert.match(warnings[0], /cannot start a new log segment: .* exists/);
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(await Deno.readFile(next), foreign);
+  });
+});
+
+Deno.test("openLogStore() fails a batch too large for one frame's u32 length: nothing stored, its offsets handed out again", async () => {
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      maxFrameBytes: 1000,
+    });
+    try {
+      assert.throws(
+        () =>
+          store.appendSync([
+            { room: "r", body: bytes(600, 1), timeMs: 1 },
+            { room: "r", body: bytes(600, 2), timeMs: 1 },
+          ], 2),
+        /a log frame of \d+ bytes is larger than 1000/,
+      );
+      assert.equal(store.status().state, "down");
+      const ok = store.appendSync(
+        [{ room: "r", body: body("a"), timeMs: 2 }],
+        3,
+      );
+      assert.equal(ok[0].offset, 1);
+    } finally {
+      await store.close();
+    }
+    const again = openLogStore({ dataDir, size: 100, ttlMs: 0 });
+    try {
+      assert.deepEqual(await contents(again, "r"), [[1, "a"]]);
+      assert.equal(again.lastMessageId, 3);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+Deno.test("openLogStore() compacts again once the segment outgrows twice the last snapshot (start-up reads at most about 3× the retained bytes)", async () => {
+  await withTempDir(async (dataDir) => {
+    const store = openLogStore({
+      dataDir,
+      size: 100,
+      ttlMs: 0,
+      compactBytes: 1000,
+    });
+    try {
+      let id = 0;
+      const put = () =>
+        store.appendSync([{ room: "r", body: bytes(200, 1), timeMs: 1 }], ++id);
+      for (let i = 0; i < 100; i++) put(); // 100 retained: ~23 KB snapshot
+      await store.idle();
+      // Until a put starts no compaction (the segment is under the bound).
+      let first = listDir(dataDir).snapshots.at(-1)!;
+      for (;;) {
+        put();
+        await store.idle();
+        const now = listDir(dataDir).snapshots.at(-1)!;
+        if (now === first) break;
+        first = now;
+      }
+      const snapshot = Deno.statSync(join(dataDir, snapshotName(first))).size;
+      const segment = join(dataDir, segmentName(first));
+      // Grow the segment: it is rolled (and compacted) before 3 × the
+      // snapshot (with 4 ×, not).
+      while (listDir(dataDir).segments.at(-1)! === first) {
+        put();
+        const size = Deno.statSync(segment).size;
+        assert.ok(size < 3 * snapshot, `${size} bytes, snapshot ${snapshot}`);
+      }
+      await store.idle();
+      assert.ok(listDir(dataDir).snapshots.at(-1)! > first);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -15,16 +15,28 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { expiredRooms, RetainedRoom, sweepEvery } from "./retained_room.ts";
+import {
+  expiredRooms,
+  RetainedBudget,
+  RetainedRoom,
+  sweepEvery,
+} from "./retained_room.ts";
 
 /** Options of {@linkcode createMemoryStore}. */
 export interface MemoryStoreOptions extends HistoryLimits {
+  /** Body bytes retained by all rooms together (default: no bound). */
+  maxBytes?: number;
   /** The clock (tests pass their own). */
   now?: () => number;
 }
 
 export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
-  const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const limits: HistoryLimits = {
+    size: options.size,
+    ttlMs: options.ttlMs,
+    bytes: options.bytes,
+  };
+  const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
   const rooms = new Map<string, RetainedRoom>();
   const status = new CommitStatus();
@@ -33,7 +45,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   const room = (name: string, nowMs: number): RetainedRoom => {
     let r = rooms.get(name);
     if (r === undefined) {
-      r = new RetainedRoom(newEpoch(), nowMs);
+      r = new RetainedRoom(newEpoch(), nowMs, budget);
       rooms.set(name, r);
     }
     return r;

@@ -33,12 +33,18 @@ export async function openStore(
   cpus: number = navigator.hardwareConcurrency,
 ): Promise<HistoryStore> {
   const limits = { size: config.historySize, ttlMs: config.historyTtlMs };
-  if (config.store === "memory") return createMemoryStore(limits);
+  // Byte bounds: for the stores that hold every retained body in memory.
+  const inMemory = {
+    ...limits,
+    bytes: config.historyBytes,
+    maxBytes: config.historyMaxBytes,
+  };
+  if (config.store === "memory") return createMemoryStore(inMemory);
   const options = { ...limits, dataDir: config.dataDir };
   if (config.store === "log") {
     // A directory upgraded from --store sqlite: its history first.
     await importSqlite(options);
-    return openLogStore(options);
+    return openLogStore({ ...inMemory, dataDir: config.dataDir });
   }
   return cpus > 1
     ? await openThreadedSqliteStore(options)

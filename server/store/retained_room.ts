@@ -3,9 +3,13 @@
  * the log store (which keeps the same state, plus a log on disk to rebuild
  * it from).
  *
- * Each room keeps its last `size` messages in an array with a moving start
+ * Each room keeps its last `size` messages, and no more than `bytes` of
+ * bodies (but always its last message), in an array with a moving start
  * (trimming is O(1) amortized); messages older than the TTL are skipped by
- * reads and removed by the next append or sweep. The array is only ever
+ * reads and removed by the next append or sweep. A {@linkcode RetainedBudget}
+ * bounds the bodies of all rooms together: past it, the least recently
+ * written rooms lose their oldest messages first. Both bounds depend only on
+ * the order of the pushes, so the log store's replay rebuilds the same set. The array is only ever
  * appended to or replaced by a trimmed copy, never changed in place, so a
  * {@linkcode RetainedView} taken now stays valid while the room goes on
  * (the log store writes its snapshots from such views, across turns).
@@ -35,6 +39,48 @@ export interface RetainedView {
   readonly end: number;
 }
 
+/**
+ * The body bytes retained by all the rooms of a store, bounded by
+ * `maxBytes`. Rooms holding messages are kept in a Map in the order of their
+ * last write (re-inserted on each: O(1)), so the least recently written room
+ * is the Map's first.
+ */
+export class RetainedBudget {
+  /** Body bytes retained now. */
+  total = 0;
+  readonly #order = new Map<RetainedRoom, true>();
+
+  constructor(readonly maxBytes: number = Infinity) {}
+
+  /** `r` was just written to: it becomes the most recently written. */
+  wrote(r: RetainedRoom): void {
+    this.#order.delete(r);
+    this.#order.set(r, true);
+  }
+
+  /** `r` holds nothing any more (or is forgotten). */
+  emptied(r: RetainedRoom): void {
+    this.#order.delete(r);
+  }
+
+  /**
+   * After a push to `r`: while over the bound, the least recently written
+   * room loses its oldest message; `r`'s last message is kept.
+   */
+  enforce(r: RetainedRoom): void {
+    while (this.total > this.maxBytes) {
+      const first = this.#order.keys().next().value;
+      if (first === undefined || (first === r && r.size <= 1)) return;
+      first.dropOldest();
+    }
+  }
+
+  /** The rooms holding messages, least recently written first. */
+  rooms(): IterableIterator<RetainedRoom> {
+    return this.#order.keys();
+  }
+}
+
 export class RetainedRoom {
   /** The last offset handed out (0: none yet). */
   last = 0;
@@ -42,6 +88,9 @@ export class RetainedRoom {
   lastMs: number;
   #items: Kept[] = [];
   #start = 0;
+  /** Body bytes of the retained messages. */
+  #bytes = 0;
+  readonly #budget: RetainedBudget;
   /**
    * Bodies are copied into chunks (doubling from 256 bytes to 64 KiB), not
    * one buffer each: a buffer per message costs an allocation (~0.3 µs) and
@@ -52,12 +101,22 @@ export class RetainedRoom {
   #chunk: Uint8Array | undefined;
   #used = 0;
 
-  constructor(readonly epoch: string, nowMs: number) {
+  constructor(
+    readonly epoch: string,
+    nowMs: number,
+    budget: RetainedBudget = new RetainedBudget(),
+  ) {
     this.lastMs = nowMs;
+    this.#budget = budget;
   }
 
   get size(): number {
     return this.#items.length - this.#start;
+  }
+
+  /** Body bytes retained. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /**
@@ -73,7 +132,10 @@ export class RetainedRoom {
     const n = body.length;
     let chunk = this.#chunk;
     if (chunk === undefined || this.#used + n > chunk.length) {
-      const next = Math.min(MAX_CHUNK, 2 * (chunk?.length ?? MIN_CHUNK / 2));
+      const next = Math.min(
+        this.#chunkCap(limits),
+        2 * (chunk?.length ?? MIN_CHUNK / 2),
+      );
       chunk = this.#chunk = new Uint8Array(Math.max(n, next));
       this.#used = 0;
     }
@@ -81,22 +143,75 @@ export class RetainedRoom {
     chunk.set(body, start);
     this.#used = start + n;
     this.#items.push({ offset, timeMs, chunk, start, end: start + n });
+    this.#bytes += n;
+    this.#budget.total += n;
+    this.#budget.wrote(this);
     this.trim(limits, timeMs);
+    this.#budget.enforce(this);
   }
 
-  /** Drops what is over the size limit or older than the TTL. */
+  /**
+   * The largest chunk for this room: about half of what it retains (its
+   * byte bound, or `size` × its average body so far), 256 B to 64 KiB, so
+   * that a room with a small `size` does not hold two 64 KiB chunks for a
+   * few retained bytes.
+   */
+  #chunkCap(limits: HistoryLimits): number {
+    const count = this.size;
+    const average = count > 0 ? this.#bytes / count : MIN_CHUNK;
+    const want = Math.min(limits.bytes ?? Infinity, limits.size * average);
+    return Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, want / 2));
+  }
+
+  /** Drops the messages before `to` (their bytes leave the budget). */
+  #dropTo(to: number): void {
+    const items = this.#items;
+    let freed = 0;
+    for (let i = this.#start; i < to; i++) {
+      freed += items[i].end - items[i].start;
+    }
+    this.#bytes -= freed;
+    this.#budget.total -= freed;
+    this.#start = to;
+    if (to > 64 && to * 2 > items.length) {
+      this.#items = items.slice(to);
+      this.#start = 0;
+    }
+    if (this.size === 0) this.#budget.emptied(this);
+  }
+
+  /** Drops the oldest retained message (the store-wide byte bound). */
+  dropOldest(): void {
+    if (this.size > 0) this.#dropTo(this.#start + 1);
+  }
+
+  /** Lets go of everything: the room is forgotten. */
+  release(): void {
+    this.#dropTo(this.#items.length);
+  }
+
+  /**
+   * Drops what is over the size limit or the byte limit (keeping the last
+   * message) or older than the TTL.
+   */
   trim(limits: HistoryLimits, nowMs: number): void {
     const items = this.#items;
     let start = Math.max(this.#start, items.length - limits.size);
+    if (limits.bytes !== undefined) {
+      let bytes = this.#bytes;
+      for (let i = this.#start; i < start; i++) {
+        bytes -= items[i].end - items[i].start;
+      }
+      while (bytes > limits.bytes && items.length - start > 1) {
+        bytes -= items[start].end - items[start].start;
+        start++;
+      }
+    }
     if (limits.ttlMs > 0) {
       const cutoff = nowMs - limits.ttlMs;
       while (start < items.length && items[start].timeMs < cutoff) start++;
     }
-    this.#start = start;
-    if (start > 64 && start * 2 > items.length) {
-      this.#items = items.slice(start);
-      this.#start = 0;
-    }
+    if (start !== this.#start || items.length === start) this.#dropTo(start);
   }
 
   read(after: number, limit: number, cutoff: number): StoredMessage[] {

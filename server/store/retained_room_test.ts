@@ -40,3 +40,22 @@ Deno.test("RetainedRoom.view() keeps showing the same messages while the room go
     Array.from({ length: 10 }, (_, i) => 491 + i),
   );
 });
+
+Deno.test("RetainedRoom.push() keeps chunks to about what a small room retains, not 64 KiB", () => {
+  const room = new RetainedRoom("e", 0);
+  const limits = { size: 5, ttlMs: 0 };
+  for (let i = 1; i <= 2000; i++) room.push(i, bytes(100, i % 256), 0, limits);
+  const { items, start, end } = room.view();
+  const chunks = new Set<Uint8Array>();
+  for (let i = start; i < end; i++) chunks.add(items[i].chunk);
+  const held = [...chunks].reduce((n, c) => n + c.length, 0);
+  // 500 bytes retained: at most a few 256-byte chunks, never a 64 KiB one.
+  assert.ok(held <= 1024, `${held} bytes of chunks for 500 retained`);
+  const big = new RetainedRoom("e", 0);
+  for (let i = 1; i <= 2000; i++) {
+    big.push(i, bytes(100, 1), 0, { size: 1000, ttlMs: 0, bytes: 2000 });
+  }
+  const v = big.view();
+  assert.ok(v.items[v.end - 1].chunk.length <= 1024);
+  assert.equal(big.size, 20);
+});

@@ -63,6 +63,33 @@ Deno.test("createMemoryStore() numbers, reads and trims by size and TTL", async 
   }
 });
 
+Deno.test("createMemoryStore() bounds retained bytes per room (the last message always kept) and in all (least recently written rooms lose their oldest first)", async () => {
+  const store = createMemoryStore({
+    size: 100,
+    ttlMs: 0,
+    bytes: 1000,
+    maxBytes: 2000,
+  });
+  try {
+    let id = 0;
+    const put = (room: string, n: number) =>
+      store.append([{ room, body: new Uint8Array(n), timeMs: 1 }], ++id);
+    for (let i = 0; i < 5; i++) await put("a", 300); // a: 3, 4, 5
+    for (let i = 0; i < 3; i++) await put("b", 300); // b: 1, 2, 3
+    await put("c", 1500); // kept (its room's last); a, then b, trimmed
+    await put("a", 100);
+    await put("d", 300); // 2100 B: b, the least recently written, loses 3
+    const retained: Record<string, number[]> = {};
+    for (const room of ["a", "b", "c", "d"]) {
+      retained[room] = (await store.read(room, 0, 100)).map((m) => m.offset);
+    }
+    assert.deepEqual(retained, { a: [6], b: [], c: [1], d: [1] });
+    assert.deepEqual((await store.position("b")).offset, 3);
+  } finally {
+    store.close();
+  }
+});
+
 const durable = [
   ["openSqliteStore", openSqliteStore],
   ["openLogStore", openLogStore],
