@@ -84,7 +84,7 @@ export interface RedisBroker extends HistoryStore {
   command(args: string[]): Promise<unknown>;
 }
 
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const asText = (v: unknown) =>
   typeof v === "string" ? v : utf8.decode(v as Uint8Array);
 

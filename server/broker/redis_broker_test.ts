@@ -236,3 +236,33 @@ Deno.test("RedisBroker.append() stores and publishes a packed batch byte for byt
     broker.close();
   }
 });
+
+Deno.test("RedisBroker keeps a room name's leading U+FEFF: '\\uFEFFlobby' and 'lobby' are two rooms, live and in history", async () => {
+  await using redis = await startRedisServer();
+  const broker = await connectRedisBroker({
+    url: redis.url,
+    size: 1000,
+    ttlMs: 0,
+  });
+  try {
+    const bom = await follower(broker, "\uFEFFlobby");
+    const plain = await follower(broker, "lobby");
+    await broker.append([entry("\uFEFFlobby", "to bom")], 0);
+    await broker.append([entry("lobby", "to plain")], 0);
+    await until(
+      () => bom.seen.length === 1 && plain.seen.length === 1,
+      "one each",
+    );
+    assert.deepEqual(bom.seen.map((s) => [s.offset, s.text]), [[1, "to bom"]]);
+    assert.deepEqual(plain.seen.map((s) => [s.offset, s.text]), [
+      [1, "to plain"],
+    ]);
+    const stored = await broker.read("\uFEFFlobby", 0, 10);
+    assert.deepEqual(stored.map((s) => dec.decode(s.body)), ["to bom"]);
+    assert.notEqual(bom.seen[0].epoch, plain.seen[0].epoch);
+    bom.stop();
+    plain.stop();
+  } finally {
+    broker.close();
+  }
+});

@@ -56,7 +56,7 @@ const keys = (room: string) => ({
   alive: `chat:{${room}}:alive`,
 });
 
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const text = (v: unknown) =>
   typeof v === "string" ? v : utf8.decode(v as Uint8Array);
 

@@ -140,7 +140,7 @@ export class RoomFeed {
 }
 
 const NL = 0x0a;
-const text = new TextDecoder();
+const text = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Decodes a PUB/SUB payload (see redis_scripts.ts). */
 export function decodeBatch(payload: Uint8Array): Batch {
