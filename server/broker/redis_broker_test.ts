@@ -32,6 +32,10 @@ async function until(check: () => boolean, what: string, ms = 5000) {
   }
 }
 
+/** A broker keeping 1,000 messages per room, with no TTL. */
+const plainBroker = (url: string) =>
+  connectRedisBroker({ url, size: 1000, ttlMs: 0 });
+
 const entry = (room: string, text: string) => ({
   room,
   body: enc.encode(text),
@@ -199,11 +203,7 @@ Deno.test("RedisBroker: history is trimmed to about --history-size and reads ski
 
 Deno.test("RedisBroker.append() stores and publishes a packed batch byte for byte: empty, binary and 64 KiB bodies", async () => {
   await using redis = await startRedisServer();
-  const broker = await connectRedisBroker({
-    url: redis.url,
-    size: 1000,
-    ttlMs: 0,
-  });
+  const broker = await plainBroker(redis.url);
   try {
     const got: { offset: number; body: Uint8Array }[] = [];
     const f = await broker.follow("bin", (_epoch, offset, body) => {
@@ -239,11 +239,7 @@ Deno.test("RedisBroker.append() stores and publishes a packed batch byte for byt
 
 Deno.test("RedisBroker keeps a room name's leading U+FEFF: '\\uFEFFlobby' and 'lobby' are two rooms, live and in history", async () => {
   await using redis = await startRedisServer();
-  const broker = await connectRedisBroker({
-    url: redis.url,
-    size: 1000,
-    ttlMs: 0,
-  });
+  const broker = await plainBroker(redis.url);
   try {
     const bom = await follower(broker, "\uFEFFlobby");
     const plain = await follower(broker, "lobby");
