@@ -209,11 +209,14 @@ Deno.test("UploadMessages maps bad request bytes to grpc-js's statuses", async (
 });
 
 Deno.test("frameEchoMessage() is byte for byte frameMessage(echoMessage())", () => {
-  for (const nowMs of [0, 999, 1000, 1_700_000_000_123]) {
+  for (const nowMs of [-1500, 0, 999, 1000, 1_700_000_000_123]) {
     for (
       const m of [
         { id: "1", content: "hi", room: "r" },
         { id: "", content: "é🚀".repeat(100), room: "général" },
+        // Lone surrogates (U+FFFD on the wire), non-ASCII ids, no room.
+        { id: "\uD800é", content: "\uDC00x\uD83D", room: "" },
+        { id: "x".repeat(200), content: "", room: "r" },
       ]
     ) {
       assert.deepEqual(

@@ -305,19 +305,75 @@ export function presenceMessage(
   });
 }
 
-/** The framed echo of a Chat message (see {@linkcode echoMessage}). */
+/**
+ * The framed echo of a Chat message (see {@linkcode echoMessage}): the
+ * bytes of `frameChatMessage("echo_" + id, "Server", "Echo: " + content,
+ * room, nowMs, SYSTEM)` without building and flattening the two joined
+ * strings once per message. The prefixes are ASCII, so the UTF-8 of each
+ * joined string is the prefix's bytes followed by the original's.
+ */
 export function frameEchoMessage(
   original: Pick<Message, "id" | "content" | "room">,
   nowMs = Date.now(),
 ): Buffer {
-  return frameChatMessage(
-    `echo_${original.id}`,
-    "Server",
-    `Echo: ${original.content}`,
-    original.room,
-    nowMs,
-    MessageType.SYSTEM,
-  );
+  const seconds = Math.floor(nowMs / 1000);
+  if (seconds < 0) {
+    return frameChatMessage(
+      `${ECHO_ID}${original.id}`,
+      ECHO_USER,
+      `${ECHO_CONTENT}${original.content}`,
+      original.room,
+      nowMs,
+      MessageType.SYSTEM,
+    );
+  }
+  const { id, content, room } = original;
+  const nanos = (nowMs - seconds * 1000) * 1_000_000;
+  const idLen = utf8Length(id);
+  const contentLen = utf8Length(content);
+  const roomLen = utf8Length(room);
+  const tsLen = timestampSize(seconds, nanos);
+  const size = fieldSize(ECHO_ID.length + idLen) +
+    fieldSize(ECHO_USER.length) +
+    fieldSize(ECHO_CONTENT.length + contentLen) + fieldSize(roomLen) + 1 +
+    varintSize(tsLen) + tsLen + 1 + varintSize(MessageType.SYSTEM);
+  const out = allocFramed(size);
+  let at = PREFIX_BYTES;
+  at = writePrefixed(out, at, 0x0a, ECHO_ID, id, idLen);
+  at = writeString(out, at, 0x12, ECHO_USER, ECHO_USER.length);
+  at = writePrefixed(out, at, 0x1a, ECHO_CONTENT, content, contentLen);
+  at = writeString(out, at, 0x22, room, roomLen);
+  at = writeTimestampField(out, at, 0x2a, seconds, nanos, tsLen);
+  out[at++] = 0x30;
+  writeVarint(out, at, MessageType.SYSTEM);
+  return out;
+}
+
+const ECHO_ID = "echo_";
+const ECHO_USER = "Server";
+const ECHO_CONTENT = "Echo: ";
+
+/**
+ * A string field whose value is the ASCII `prefix` joined with `s` (`len`:
+ * the UTF-8 length of `s` alone); never empty, so always written.
+ */
+function writePrefixed(
+  out: Uint8Array,
+  at: number,
+  tag: number,
+  prefix: string,
+  s: string,
+  len: number,
+): number {
+  out[at++] = tag;
+  at = writeVarint(out, at, prefix.length + len);
+  for (let i = 0; i < prefix.length; i++) out[at++] = prefix.charCodeAt(i);
+  if (len === s.length) {
+    for (let i = 0; i < len; i++) out[at + i] = s.charCodeAt(i);
+  } else {
+    utf8.encodeInto(s, out.subarray(at, at + len));
+  }
+  return at + len;
 }
 
 export function echoMessage(
