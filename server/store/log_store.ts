@@ -42,7 +42,7 @@ import {
   type Rolled,
   writeSnapshot,
 } from "./log_compaction.ts";
-import { exists, lockDir, segmentName } from "./log_files.ts";
+import { lockDir, segmentName } from "./log_files.ts";
 import { FrameBuilder } from "./log_format.ts";
 import {
   LogRoom,
@@ -143,15 +143,6 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   } catch (err) {
     lock.close();
     throw err;
-  }
-  // The SQLite store's file (sqlite_store.ts DATA_FILE) beside an empty log:
-  // history of `--store sqlite` that this store does not read.
-  const sqlite = join(dir, "chat.sqlite");
-  if (state.rooms.size === 0 && state.size <= HEAD_BYTES && exists(sqlite)) {
-    warn(
-      `history: ${sqlite} holds history of --store sqlite, which the log ` +
-        `store does not read: start with --store sqlite to keep it`,
-    );
   }
   const { rooms, byId } = state;
   let { lastMessageId, nextRoomId, segment, seq, snapshotBytes } = state;

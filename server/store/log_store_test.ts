@@ -489,34 +489,6 @@ Deno.test("a log store killed at each step of a compaction reopens with every ac
   }
 });
 
-Deno.test("openLogStore() warns when the data directory holds SQLite history it does not read", async () => {
-  await withTempDir(async (dataDir) => {
-    await Deno.writeTextFile(join(dataDir, "chat.sqlite"), "");
-    const warnings: string[] = [];
-    const options = {
-      dataDir,
-      size: 10,
-      ttlMs: 0,
-      warn: (m: string) => warnings.push(m),
-    };
-    await openLogStore(options).close();
-    assert.equal(warnings.length, 1);
-    assert.match(
-      warnings[0],
-      new RegExp(`${dataDir}/chat.sqlite holds history of --store sqlite`),
-    );
-    const store = openLogStore(options);
-    store.appendSync([{ room: "r", body: body("m"), timeMs: 1 }], 1);
-    await store.close();
-    await openLogStore(options).close();
-    assert.equal(
-      warnings.length,
-      2,
-      "an empty log warns again; a used one not",
-    );
-  });
-});
-
 Deno.test("openLogStore() bounds retained bytes per room (the last message always kept) and in all (least recently written rooms lose their oldest first), the same after a reopen and a snapshot", async () => {
   await withTempDir(async (dataDir) => {
     const opts = { dataDir, size: 100, ttlMs: 0, bytes: 1000, maxBytes: 2000 };
