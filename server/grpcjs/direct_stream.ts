@@ -33,7 +33,11 @@ import process from "node:process";
 import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { peerOf } from "../grpc/caller.ts";
-import { readOneRequest, type RequestWording } from "./one_request.ts";
+import {
+  readOneRequest,
+  type RequestWording,
+  trailersOnly,
+} from "./one_request.ts";
 import { divertPlainCalls } from "./stream_listeners.ts";
 import { RESPONSE_HEADERS } from "./direct_unary.ts";
 
@@ -59,7 +63,6 @@ const TRAILERS_ONLY = Object.freeze({
   "content-type": "application/grpc+proto",
 });
 const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
-const END_STREAM = Object.freeze({ endStream: true });
 
 /**
  * Serves `methods` (keyed by path) directly on every http2 server grpc-js
@@ -98,13 +101,13 @@ function serve(
   options: DirectStreamOptions,
 ): void {
   readOneRequest(stream, headers, options.maxMessageBytes, wording, {
-    fail: (code, message) => trailersOnly(stream, code, message),
+    fail: (code, message) => trailersOnly(stream, TRAILERS_ONLY, code, message),
     done(bytes, deadline) {
       let request: unknown;
       try {
         request = method.decode(bytes);
       } catch {
-        return trailersOnly(stream, Code.INTERNAL, DECODE_ERROR);
+        return trailersOnly(stream, TRAILERS_ONLY, Code.INTERNAL, DECODE_ERROR);
       }
       const call = new DirectServerCall(
         stream,
@@ -122,22 +125,6 @@ function serve(
       }
     },
   });
-}
-
-/** A status with no response message: headers that end the stream. */
-function trailersOnly(
-  stream: http2.ServerHttp2Stream,
-  code: number,
-  message: string,
-  metadata?: Metadata | null,
-): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond({
-    ...TRAILERS_ONLY,
-    "grpc-status": String(code),
-    "grpc-message": encodeGrpcMessage(message),
-    ...metadata?.toHttp2Headers(),
-  }, END_STREAM);
 }
 
 const DECODE_ERROR = "Error deserializing request";
@@ -283,7 +270,13 @@ export class DirectServerCall<Req = unknown> extends EventEmitter {
     if (this.#statusSent || this.#gone()) return false;
     this.#statusSent = true;
     if (!this.#headersSent) {
-      trailersOnly(this.stream, code, details, metadata);
+      trailersOnly(
+        this.stream,
+        TRAILERS_ONLY,
+        code,
+        details,
+        metadata?.toHttp2Headers(),
+      );
       this.#notifyCancel();
       return true;
     }

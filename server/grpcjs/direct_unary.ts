@@ -31,11 +31,11 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import type http2 from "node:http2";
-import { Code, encodeGrpcMessage } from "../../protocol/mod.ts";
+import { Code } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
 import { divertPlainCalls } from "./stream_listeners.ts";
-import { readOneRequest } from "./one_request.ts";
+import { readOneRequest, trailersOnly } from "./one_request.ts";
 
 /**
  * A unary method: request bytes in, response bytes out. It answers by
@@ -119,16 +119,12 @@ function serve(
   calls?.start(path);
 
   const fail = (code: number, message: string, retryAfter?: unknown[]) => {
-    if (stream.destroyed || stream.closed || stream.headersSent) return;
-    calls?.end(path, code, performance.now() - started);
-    stream.respond({
-      ...RESPONSE_HEADERS,
-      "grpc-status": String(code),
-      "grpc-message": encodeGrpcMessage(message),
-      ...(retryAfter?.length
-        ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
-        : {}),
-    }, { endStream: true });
+    const extra = retryAfter?.length
+      ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
+      : undefined;
+    if (trailersOnly(stream, RESPONSE_HEADERS, code, message, extra)) {
+      calls?.end(path, code, performance.now() - started);
+    }
   };
 
   readOneRequest(stream, headers, options.maxMessageBytes, WORDING, {

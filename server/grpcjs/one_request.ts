@@ -18,6 +18,7 @@ import { Buffer } from "node:buffer";
 import type http2 from "node:http2";
 import {
   Code,
+  encodeGrpcMessage,
   parseGrpcTimeout,
   readEnvelopeLength,
 } from "../../protocol/mod.ts";
@@ -149,4 +150,28 @@ export function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
   const encoding = headers["grpc-encoding"];
   return typeof type === "string" && type.startsWith("application/grpc") &&
     (encoding === undefined || encoding === "identity");
+}
+
+const END_STREAM = Object.freeze({ endStream: true });
+
+/**
+ * A status with no response message: `headers`, the status and `extra` in
+ * one HEADERS frame that ends the stream. Sends nothing and returns false
+ * when the stream is closed or was answered already.
+ */
+export function trailersOnly(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.OutgoingHttpHeaders,
+  code: number,
+  message: string,
+  extra?: http2.OutgoingHttpHeaders,
+): boolean {
+  if (stream.destroyed || stream.closed || stream.headersSent) return false;
+  stream.respond({
+    ...headers,
+    "grpc-status": String(code),
+    "grpc-message": encodeGrpcMessage(message),
+    ...extra,
+  }, END_STREAM);
+  return true;
 }
