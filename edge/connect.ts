@@ -141,6 +141,14 @@ async function finish(call: UpstreamCall, ctx: HandlerContext): Promise<void> {
   }
 }
 
+/** A unary call whose upstream answered with `count` messages, not one. */
+function notOneResponse(count: number): ConnectError {
+  return new ConnectError(
+    `upstream sent ${count} responses to a unary call`,
+    ConnectCode.Unimplemented,
+  );
+}
+
 function implement(upstream: Upstream, method: DescMethod) {
   const decode = (bytes: Uint8Array) => fromBinary(method.output, bytes);
   async function unaryResult(call: UpstreamCall, ctx: HandlerContext) {
@@ -149,10 +157,7 @@ function implement(upstream: Upstream, method: DescMethod) {
     for await (const m of call.messages) out.push(m);
     await finish(call, ctx);
     if (out.length !== 1) {
-      throw new ConnectError(
-        `upstream sent ${out.length} responses to a unary call`,
-        12 as Code,
-      );
+      throw notOneResponse(out.length);
     }
     return decode(out[0]);
   }
@@ -345,6 +350,8 @@ async function forwardUnary(
     signal: ctl.signal,
     timeoutMs: undefined,
   });
+  // Also when reading the answer throws, as grpc_web.ts does.
+  call.status.then(() => clientWatch.remove(watched));
   const header = new Headers({ "content-type": "application/proto" });
   for (const [k, v] of forwardableResponseHeaders(await call.headers)) {
     header.set(k, v);
@@ -352,7 +359,6 @@ async function forwardUnary(
   const out: Uint8Array[] = [];
   for await (const m of call.messages) out.push(m);
   const status = await call.status;
-  clientWatch.remove(watched);
   let httpStatus = 200;
   let body: Uint8Array;
   if (status.code === GrpcCode.OK && out.length === 1) {
@@ -363,10 +369,7 @@ async function forwardUnary(
   } else {
     const error = status.code !== GrpcCode.OK
       ? toConnectError(status)
-      : new ConnectError(
-        `upstream sent ${out.length} responses to a unary call`,
-        12 as Code,
-      );
+      : notOneResponse(out.length);
     httpStatus = codeToHttpStatus(error.code);
     header.set("content-type", "application/json");
     mergeNonProtocolHeaders(header, error.metadata);
