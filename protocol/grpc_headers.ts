@@ -9,28 +9,49 @@
  * @module
  */
 
-const UNIT_MS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000001,
-};
+/** ms per unit of a `grpc-timeout`, by the unit letter's char code. */
+function unitMs(code: number): number {
+  switch (code) {
+    case 0x48: // H
+      return 3_600_000;
+    case 0x4d: // M
+      return 60_000;
+    case 0x53: // S
+      return 1000;
+    case 0x6d: // m
+      return 1;
+    case 0x75: // u
+      return 0.001;
+    case 0x6e: // n
+      return 0.000001;
+    default:
+      return 0;
+  }
+}
 
 /**
  * Parses a `grpc-timeout` value ("1S", "250m", at most 8 digits) to ms.
  *
  * Returns undefined for an absent or malformed value; sub-millisecond
  * timeouts round up to 1 ms so they still expire rather than meaning "none".
+ * A loop over the characters rather than a RegExp: it runs on every call
+ * of the core and of the edge (a RegExp exec was ~1% of a unary call's CPU).
  */
 export function parseGrpcTimeout(
   value: string | null | undefined,
 ): number | undefined {
   if (!value) return undefined;
-  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!m) return undefined;
-  const ms = Number(m[1]) * UNIT_MS[m[2]];
+  const last = value.length - 1;
+  if (last < 1 || last > 8) return undefined;
+  const unit = unitMs(value.charCodeAt(last));
+  if (unit === 0) return undefined;
+  let digits = 0;
+  for (let i = 0; i < last; i++) {
+    const d = value.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    digits = digits * 10 + d;
+  }
+  const ms = digits * unit;
   return ms > 0 && ms < 1 ? 1 : Math.ceil(ms);
 }
 

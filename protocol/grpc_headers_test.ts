@@ -24,6 +24,53 @@ Deno.test("parseGrpcTimeout() rejects malformed values", () => {
   assert.equal(parseGrpcTimeout(null), undefined);
 });
 
+Deno.test("parseGrpcTimeout() agrees with the grammar's RegExp", () => {
+  const units: Record<string, number> = {
+    H: 3_600_000,
+    M: 60_000,
+    S: 1000,
+    m: 1,
+    u: 0.001,
+    n: 0.000001,
+  };
+  const reference = (v: string) => {
+    const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+    if (!m) return undefined;
+    const ms = Number(m[1]) * units[m[2]];
+    return ms > 0 && ms < 1 ? 1 : Math.ceil(ms);
+  };
+  const values = [
+    "0m",
+    "0n",
+    "00000001n",
+    "99999999H",
+    "99999999n",
+    "12345678u",
+    "1x",
+    "1/",
+    "1:",
+    "/1S",
+    ":1S",
+    "1SS",
+    "S1",
+    "1\u0660S",
+    "\u00b9S",
+    "1HS",
+    " 1S",
+    "1S ",
+    "+1S",
+    "1e3m",
+    "0x1S",
+    "1_0S",
+  ];
+  for (const unit of "HMSmunhsUN") {
+    for (const digits of ["1", "7", "10", "999", "12345678", "123456789"]) {
+      values.push(digits + unit);
+    }
+  }
+  for (const v of values) assert.equal(parseGrpcTimeout(v), reference(v), v);
+});
+
 Deno.test("formatGrpcTimeout() keeps at most 8 digits and round-trips", () => {
   for (const ms of [0, 1, 99_999_999, 100_000_000, 5e12, 1e15]) {
     const v = formatGrpcTimeout(ms);
