@@ -233,23 +233,25 @@ export async function startCoreServer(
   const port = listener.port;
   const direct = new Map<string, DirectUnaryMethod>([[
     chatPaths.SendMessage,
-    (bytes, headers, session, gone, reply) => {
+    (bytes, headers, session, call) => {
       const caller = access.caller(
         authorizationOf(headers.authorization),
         () => peerOf(session),
       );
       if (!(caller instanceof Promise)) {
-        return postMessage(ctx, decodeRequest(bytes), caller, reply);
+        return postMessage(ctx, decodeRequest(bytes), caller, call);
       }
       caller.then((c) => {
         // The client may have left while the token was verified.
-        if (gone()) return reply(new ChatError("cancelled", "call cancelled"));
-        try {
-          postMessage(ctx, decodeRequest(bytes), c, reply);
-        } catch (err) {
-          reply(err);
+        if (call.gone()) {
+          return call.reply(new ChatError("cancelled", "call cancelled"));
         }
-      }, reply);
+        try {
+          postMessage(ctx, decodeRequest(bytes), c, call);
+        } catch (err) {
+          call.reply(err);
+        }
+      }, (err) => call.reply(err));
     },
   ]]);
   enableDirectUnary(server, direct, {

@@ -137,12 +137,11 @@ async function startBare(via: "bind" | "inject", seen: Recorded) {
     request,
     _headers,
     _session,
-    _gone,
-    reply,
+    call,
   ) => {
     const req = fromBinary(SendMessageRequestSchema, request);
     seen.direct.push(req.content);
-    reply(undefined, encodeSendResponse(`direct_${req.content}`, 2000));
+    call.reply(undefined, encodeSendResponse(`direct_${req.content}`, 2000));
   };
   const patched = enableDirectUnary(
     server,

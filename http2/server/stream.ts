@@ -50,6 +50,16 @@ const { NO_ERROR, CANCEL } = ErrorCode;
 const EMPTY = new Uint8Array(0);
 
 type WriteCallback = (err?: Error | null) => void;
+
+/**
+ * Takes a stream's request chunks and its end in place of 'data' and
+ * 'end' listeners: the direct call paths set one object per call instead
+ * of adding and removing listeners (server/grpcjs/one_request.ts).
+ */
+export interface StreamReader {
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+}
 type Listener = Parameters<EventEmitter["on"]>[1];
 
 /** One server-side HTTP/2 stream; see the module doc. */
@@ -112,6 +122,8 @@ export class H2ServerStream extends EventEmitter {
   #readTo = 0;
   #readMore: number[] | undefined;
   #readBytes = 0;
+  /** Takes the chunks instead of 'data' events (see readWith()). */
+  #reader: StreamReader | undefined;
 
   constructor(
     host: StreamHost,
@@ -143,6 +155,17 @@ export class H2ServerStream extends EventEmitter {
     listener: Listener,
   ): this {
     return this.on(event, listener);
+  }
+
+  /**
+   * Hands the request's chunks to `reader.onData` instead of emitting
+   * 'data', and its end to `reader.onEnd` before 'end' is emitted; starts
+   * the flow as a first 'data' listener does. `undefined` goes back to
+   * events.
+   */
+  readWith(reader: StreamReader | undefined): void {
+    this.#reader = reader;
+    if (reader !== undefined && this.#flowing === null) this.resume();
   }
 
   pause(): this {
@@ -223,7 +246,8 @@ export class H2ServerStream extends EventEmitter {
       this.#tailLength === 0 && !this.#delivering
     ) {
       this.#host.consumed(this, n);
-      this.emit("data", chunk);
+      if (this.#reader !== undefined) this.#reader.onData(chunk);
+      else this.emit("data", chunk);
       return;
     }
     if (n >= SMALL_CHUNK) {
@@ -277,7 +301,8 @@ export class H2ServerStream extends EventEmitter {
       while (this.#flowing === true && this.#queue.length > 0) {
         const chunk = this.#queue.shift()!;
         this.#host.consumed(this, chunk.byteLength);
-        this.emit("data", chunk);
+        if (this.#reader !== undefined) this.#reader.onData(chunk);
+        else this.emit("data", chunk);
         if (this.destroyed) return;
       }
     } finally {
@@ -288,6 +313,7 @@ export class H2ServerStream extends EventEmitter {
       !this.#endEmitted
     ) {
       this.#endEmitted = true;
+      this.#reader?.onEnd();
       this.emit("end");
     }
   }

@@ -29,7 +29,9 @@ import type { Caller } from "../auth/access.ts";
 import { withCaller } from "./caller.ts";
 
 /** Where a post's answer goes: an error, or the encoded response. */
-export type PostReply = (err: unknown, response?: Uint8Array) => void;
+export interface PostReply {
+  reply(err: unknown, response?: Uint8Array): void;
+}
 
 /**
  * Validates and publishes one post; `reply` gets the encoded
@@ -61,8 +63,8 @@ export function postMessage(
     );
   }
   ctx.hub.publish(req.room, framed.subarray(PREFIX_BYTES), (err, stored) => {
-    if (err) reply(err);
-    else reply(undefined, encodeSendResponse(id, nowMs, stored!.offset));
+    if (err) reply.reply(err);
+    else reply.reply(undefined, encodeSendResponse(id, nowMs, stored!.offset));
   });
 }
 
@@ -77,9 +79,11 @@ export function sendMessageHandler(ctx: HandlerContext) {
       callback,
     ): void => {
       try {
-        postMessage(ctx, call.request, caller, (err, response) => {
-          if (err) callback(toServiceError(err));
-          else callback(null, response);
+        postMessage(ctx, call.request, caller, {
+          reply(err, response) {
+            if (err) callback(toServiceError(err));
+            else callback(null, response);
+          },
         });
       } catch (err) {
         callback(toServiceError(err));

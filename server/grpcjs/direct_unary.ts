@@ -35,26 +35,38 @@ import { Code } from "../../protocol/mod.ts";
 import { frameMessage } from "../grpc/framing.ts";
 import { RETRY_AFTER_MS, toServiceError } from "../grpc/status.ts";
 import { divertPlainCalls } from "./stream_listeners.ts";
-import { readOneRequest, trailersOnly } from "./one_request.ts";
+import {
+  readOneRequest,
+  type RequestReader,
+  trailersOnly,
+} from "./one_request.ts";
+import { H2ServerStream } from "../../http2/server/stream.ts";
 
 /**
  * A unary method: request bytes in, response bytes out. It answers by
  * returning them (or a promise of them), or by returning nothing and
- * calling `reply` later (SendMessage answers once its message is committed).
- * It gets the call's headers and HTTP/2 session (for authorization and
- * per-connection limits). A method that waits before acting asks `gone()`
- * first: true once the client cancelled or the deadline passed, and then
- * it must do nothing (grpc-js's own path checks `call.cancelled`). A
- * ChatError, thrown, rejected or passed to `reply`, becomes the call's
- * status.
+ * calling `call.reply` later (SendMessage answers once its message is
+ * committed). It gets the call's headers and HTTP/2 session (for
+ * authorization and per-connection limits). A method that waits before
+ * acting asks `call.gone()` first: true once the client cancelled or the
+ * deadline passed, and then it must do nothing (grpc-js's own path checks
+ * `call.cancelled`). A ChatError, thrown, rejected or passed to `reply`,
+ * becomes the call's status.
  */
 export type DirectUnaryMethod = (
   request: Uint8Array,
   headers: http2.IncomingHttpHeaders,
   session: unknown,
-  gone: () => boolean,
-  reply: (err: unknown, response?: Uint8Array) => void,
+  call: DirectUnaryCall,
 ) => Uint8Array | Promise<Uint8Array> | void;
+
+/** What a {@linkcode DirectUnaryMethod} answers through. */
+export interface DirectUnaryCall {
+  /** True once the client cancelled or the deadline passed. */
+  gone(): boolean;
+  /** The answer: an error (becomes the status) or the response bytes. */
+  reply(err: unknown, response?: Uint8Array): void;
+}
 
 /** Options of {@linkcode enableDirectUnary}. */
 export interface DirectUnaryOptions {
@@ -114,64 +126,122 @@ function serve(
   method: DirectUnaryMethod,
   options: DirectUnaryOptions,
 ): void {
-  const calls = options.calls;
-  const started = calls === undefined ? 0 : performance.now();
-  calls?.start(path);
+  readOneRequest(
+    stream,
+    headers,
+    options.maxMessageBytes,
+    WORDING,
+    new UnaryCall(stream, headers, path, method, options),
+  );
+}
 
-  const fail = (code: number, message: string, retryAfter?: unknown[]) => {
+/**
+ * One call on the direct path: the reader of its request, and what the
+ * method answers through. One object per call, no closures (a unary call
+ * costs a few µs; its garbage is a good part of that).
+ */
+class UnaryCall implements RequestReader, DirectUnaryCall {
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #headers: http2.IncomingHttpHeaders;
+  readonly #path: string;
+  readonly #method: DirectUnaryMethod;
+  readonly #options: DirectUnaryOptions;
+  readonly #started: number;
+  #deadline = Infinity;
+  #replied = false;
+
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    path: string,
+    method: DirectUnaryMethod,
+    options: DirectUnaryOptions,
+  ) {
+    this.#stream = stream;
+    this.#headers = headers;
+    this.#path = path;
+    this.#method = method;
+    this.#options = options;
+    const calls = options.calls;
+    this.#started = calls === undefined ? 0 : performance.now();
+    calls?.start(path);
+  }
+
+  fail(code: number, message: string, retryAfter?: unknown[]): void {
     const extra = retryAfter?.length
       ? { [RETRY_AFTER_MS]: String(retryAfter[0]) }
       : undefined;
-    if (trailersOnly(stream, RESPONSE_HEADERS, code, message, extra)) {
-      calls?.end(path, code, performance.now() - started);
+    if (trailersOnly(this.#stream, RESPONSE_HEADERS, code, message, extra)) {
+      this.#options.calls?.end(
+        this.#path,
+        code,
+        performance.now() - this.#started,
+      );
     }
-  };
+  }
 
-  readOneRequest(stream, headers, options.maxMessageBytes, WORDING, {
-    fail,
-    done(request, deadline) {
-      const failWith = (err: unknown) => {
-        const status = toServiceError(err, options.onInternal);
-        fail(status.code, status.details, status.metadata.get(RETRY_AFTER_MS));
-      };
-      const gone = () =>
-        stream.destroyed || stream.closed || Date.now() >= deadline;
-      // The client may have gone while the method waited (a token, a
-      // commit): fail() and answer() send nothing to a closed stream.
-      let replied = false;
-      const reply = (err: unknown, response?: Uint8Array) => {
-        if (replied) return;
-        replied = true;
-        if (err !== undefined && err !== null) {
-          return Date.now() >= deadline
-            ? fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded")
-            : failWith(err);
-        }
-        calls?.end(path, 0, performance.now() - started);
-        answer(stream, response!);
-      };
-      let result: Uint8Array | Promise<Uint8Array> | void;
-      try {
-        result = method(request, headers, stream.session, gone, reply);
-      } catch (err) {
-        return reply(err);
+  done(request: Uint8Array, deadline: number): void {
+    this.#deadline = deadline;
+    let result: Uint8Array | Promise<Uint8Array> | void;
+    try {
+      result = this.#method(
+        request,
+        this.#headers,
+        this.#stream.session,
+        this,
+      );
+    } catch (err) {
+      return this.reply(err);
+    }
+    if (result instanceof Uint8Array) this.reply(undefined, result);
+    else if (result !== undefined) {
+      result.then((r) => this.reply(undefined, r), (e) => this.reply(e));
+    }
+  }
+
+  gone(): boolean {
+    const stream = this.#stream;
+    return stream.destroyed || stream.closed || Date.now() >= this.#deadline;
+  }
+
+  // The client may have gone while the method waited (a token, a commit):
+  // fail() and answer() send nothing to a closed stream.
+  reply(err: unknown, response?: Uint8Array): void {
+    if (this.#replied) return;
+    this.#replied = true;
+    if (err !== undefined && err !== null) {
+      if (Date.now() >= this.#deadline) {
+        return this.fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
       }
-      if (result instanceof Uint8Array) reply(undefined, result);
-      else if (result !== undefined) {
-        result.then((r) => reply(undefined, r), reply);
-      }
-    },
-  });
+      const status = toServiceError(err, this.#options.onInternal);
+      return this.fail(
+        status.code,
+        status.details,
+        status.metadata.get(RETRY_AFTER_MS),
+      );
+    }
+    this.#options.calls?.end(this.#path, 0, performance.now() - this.#started);
+    answer(this.#stream, response!);
+  }
 }
 
 /** Headers, the one response message, OK trailers; unless the call is gone. */
 function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
   if (stream.destroyed || stream.closed) return;
+  if (stream instanceof H2ServerStream) {
+    // Our stream takes trailers right behind the data (they wait for it if
+    // flow control holds it back): no 'wantTrailers' listener and no ticks.
+    stream.respond(RESPONSE_HEADERS, NO_OPTIONS);
+    stream.write(frameMessage(response));
+    stream.sendTrailers(OK_TRAILERS);
+    return;
+  }
   stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
   stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
   stream.end(frameMessage(response));
 }
 
+const NO_OPTIONS = Object.freeze({});
 const WORDING = Object.freeze({
   none: "Received no request message for unary call",
   second: "Received a second request message for unary call",

@@ -23,6 +23,10 @@ import {
   readEnvelopeLength,
 } from "../../protocol/mod.ts";
 import { PREFIX_BYTES } from "../grpc/framing.ts";
+import {
+  H2ServerStream,
+  type StreamReader,
+} from "../../http2/server/stream.ts";
 
 /** grpc-js's words for a call with no or two request messages. */
 export interface RequestWording {
@@ -53,93 +57,160 @@ export function readOneRequest(
   const rawTimeout = headers["grpc-timeout"] as string | undefined;
   const timeoutMs = parseGrpcTimeout(rawTimeout);
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-  let buf: Buffer | undefined;
-  let whole = false;
-  let received = 0;
-  let declared = -1;
-  let finished = false;
-  const fail = (code: number, message: string) => {
-    finished = true;
-    buf = undefined;
-    reader.fail(code, message);
-  };
-
+  const request = new OneRequest(
+    stream,
+    maxMessageBytes,
+    wording,
+    reader,
+    deadline,
+  );
+  if (stream instanceof H2ServerStream) {
+    // Our own stream takes a reader object: no listeners, no closures per
+    // call. It never emits 'error'.
+    if (rawTimeout !== undefined && timeoutMs === undefined) {
+      request.badTimeout(rawTimeout);
+      stream.resume();
+      return;
+    }
+    stream.readWith(request);
+    return;
+  }
   // grpc-js does the same: 'close' follows any error and ends the call.
   stream.on("error", ignore);
   if (rawTimeout !== undefined && timeoutMs === undefined) {
-    // grpc-js's answer to a malformed deadline.
-    fail(Code.INTERNAL, `Invalid grpc-timeout value "${rawTimeout}"`);
+    request.badTimeout(rawTimeout);
     stream.resume();
     return;
   }
-  const onData = (chunk: Buffer) => {
-    if (finished) return;
-    if (declared < 0) {
-      // The prefix may come in pieces (rare): join them until it is whole.
-      buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
-      received = buf.byteLength;
-      if (received < PREFIX_BYTES) return;
-      declared = readEnvelopeLength(buf, 0);
-      if (declared > maxMessageBytes) {
-        return fail(
-          Code.RESOURCE_EXHAUSTED,
-          `Received message larger than max (${declared} vs. ${maxMessageBytes})`,
-        );
-      }
-      if (received > PREFIX_BYTES + declared) {
-        fail(Code.UNIMPLEMENTED, wording.second);
-      }
-      return;
-    }
-    if (received + chunk.byteLength > PREFIX_BYTES + declared) {
-      return fail(Code.UNIMPLEMENTED, wording.second);
-    }
-    const need = received + chunk.byteLength;
-    if (!whole || need > buf!.byteLength) {
-      const grown = Buffer.allocUnsafe(
-        Math.min(
-          PREFIX_BYTES + declared,
-          Math.max(need, 2 * received, 64 * 1024),
-        ),
-      );
-      grown.set(buf!.subarray(0, received));
-      buf = grown;
-      whole = true;
-    }
-    buf!.set(chunk, received);
-    received += chunk.byteLength;
-  };
+  const onData = (chunk: Buffer) => request.onData(chunk);
   stream.on("data", onData);
   stream.once("end", () => {
     // Nothing comes after the end: a long call (a subscriber) should not
     // keep the reader's state.
     stream.off("data", onData);
-    if (finished) return;
-    finished = true;
-    if (buf === undefined || received === 0) {
-      return fail(Code.UNIMPLEMENTED, wording.none);
+    request.onEnd();
+  });
+}
+
+/**
+ * The state of one request being read: one object per call, its methods
+ * fed by the stream (H2ServerStream's reader, or two listeners on a
+ * `node:http2` stream).
+ */
+class OneRequest implements StreamReader {
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #max: number;
+  readonly #wording: RequestWording;
+  readonly #reader: RequestReader;
+  readonly #deadline: number;
+  #buf: Buffer | undefined;
+  #whole = false;
+  #received = 0;
+  #declared = -1;
+  #finished = false;
+
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    max: number,
+    wording: RequestWording,
+    reader: RequestReader,
+    deadline: number,
+  ) {
+    this.#stream = stream;
+    this.#max = max;
+    this.#wording = wording;
+    this.#reader = reader;
+    this.#deadline = deadline;
+  }
+
+  #fail(code: number, message: string): void {
+    this.#finished = true;
+    this.#buf = undefined;
+    this.#reader.fail(code, message);
+  }
+
+  /** grpc-js's answer to a malformed deadline. */
+  badTimeout(raw: string): void {
+    this.#fail(Code.INTERNAL, `Invalid grpc-timeout value "${raw}"`);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.#finished) return;
+    if (this.#declared < 0) {
+      // The prefix may come in pieces (rare): join them until it is whole.
+      const buf = this.#buf === undefined
+        ? chunk
+        : Buffer.concat([this.#buf, chunk]);
+      this.#buf = buf;
+      this.#received = buf.byteLength;
+      if (this.#received < PREFIX_BYTES) return;
+      const declared = readEnvelopeLength(buf, 0);
+      this.#declared = declared;
+      if (declared > this.#max) {
+        return this.#fail(
+          Code.RESOURCE_EXHAUSTED,
+          `Received message larger than max (${declared} vs. ${this.#max})`,
+        );
+      }
+      if (this.#received > PREFIX_BYTES + declared) {
+        this.#fail(Code.UNIMPLEMENTED, this.#wording.second);
+      }
+      return;
     }
-    if (declared < 0 || received !== PREFIX_BYTES + declared) {
-      return fail(Code.INTERNAL, "Incomplete message");
+    const received = this.#received;
+    const need = received + chunk.byteLength;
+    if (need > PREFIX_BYTES + this.#declared) {
+      return this.#fail(Code.UNIMPLEMENTED, this.#wording.second);
     }
-    const request = buf;
-    buf = undefined;
+    let buf = this.#buf!;
+    if (!this.#whole || need > buf.byteLength) {
+      const grown = Buffer.allocUnsafe(
+        Math.min(
+          PREFIX_BYTES + this.#declared,
+          Math.max(need, 2 * received, 64 * 1024),
+        ),
+      );
+      grown.set(buf.subarray(0, received));
+      buf = this.#buf = grown;
+      this.#whole = true;
+    }
+    buf.set(chunk, received);
+    this.#received = need;
+  }
+
+  onEnd(): void {
+    const stream = this.#stream;
+    // Nothing comes after the end: a long call (a subscriber) should not
+    // keep the reader's state.
+    if (stream instanceof H2ServerStream) stream.readWith(undefined);
+    if (this.#finished) return;
+    this.#finished = true;
+    const wording = this.#wording;
+    const request = this.#buf;
+    const received = this.#received;
+    this.#buf = undefined;
+    if (request === undefined || received === 0) {
+      return this.#fail(Code.UNIMPLEMENTED, wording.none);
+    }
+    if (this.#declared < 0 || received !== PREFIX_BYTES + this.#declared) {
+      return this.#fail(Code.INTERNAL, "Incomplete message");
+    }
     if (request[0] !== 0) {
-      return fail(
+      return this.#fail(
         Code.INTERNAL,
         request[0] === 1
           ? 'Received compressed message but "grpc-encoding" header was identity'
           : `Received message with invalid flag ${request[0]}`,
       );
     }
-    if (Date.now() >= deadline) {
-      return fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+    if (Date.now() >= this.#deadline) {
+      return this.#fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
     }
     // Deno's node:http2 emits 'end' for a stream the client reset: a
     // complete message without END_STREAM, then RST_STREAM, must not run.
     if (stream.destroyed || stream.closed) return;
-    reader.done(request.subarray(PREFIX_BYTES), deadline);
-  });
+    this.#reader.done(request.subarray(PREFIX_BYTES), this.#deadline);
+  }
 }
 
 function ignore(): void {}
