@@ -279,7 +279,9 @@ export class H2ServerStream extends EventEmitter {
     this.#closeTail();
     let bytes = this.#readBytes;
     this.#clearRead();
-    for (const chunk of this.#queue.drain()) bytes += chunk.byteLength;
+    if (this.#queue.length > 0) {
+      for (const chunk of this.#queue.drain()) bytes += chunk.byteLength;
+    }
     if (bytes > 0) this.#host.consumed(this, bytes);
   }
 

@@ -63,11 +63,15 @@ export function divertPlainCalls<M>(
   return wrapStreamListeners(
     server,
     (grpcJs) =>
-      function (stream, headers, ...rest) {
+      function (stream, headers) {
         const path = headers[":path"] as string;
         const method = methods.get(path);
         if (method === undefined || !isPlainGrpc(headers)) {
-          grpcJs.call(this, stream, headers, ...rest);
+          // `arguments`, not a rest parameter: no array per direct call.
+          grpcJs.apply(
+            this,
+            arguments as unknown as Parameters<StreamListener>,
+          );
           return;
         }
         opened(stream);
