@@ -60,7 +60,7 @@ function subscribe(id: number, room: string): Uint8Array {
 
 /** What came back on one stream. */
 interface Answer {
-  headers: [string, string][][];
+  headers: (readonly [string, string])[][];
   data: number;
   rst?: number;
 }

@@ -63,7 +63,7 @@ function call(
 async function readRequests(peer: PeerConnection, n: number) {
   const reqs = new Map<
     number,
-    { id: number; headers: [string, string][]; parts: Uint8Array[] }
+    { id: number; headers: (readonly [string, string])[]; parts: Uint8Array[] }
   >();
   let done = 0;
   while (done < n) {
@@ -139,7 +139,7 @@ async function withPeer(
 }
 
 Deno.test("createH2Upstream() sends a gRPC request, acknowledges SETTINGS and PING, and closes without GOAWAY", async () => {
-  let seen: [string, string][] = [];
+  let seen: (readonly [string, string])[] = [];
   let pingAck: Uint8Array | undefined;
   let settingsAcked = false;
   let goaway: number | undefined;

@@ -25,11 +25,17 @@ import {
 
 export { HpackError };
 
-/** One header field as `[name, value]`, both latin1 strings. */
-export type HeaderField = [name: string, value: string];
+/**
+ * One header field as `[name, value]`, both latin1 strings. Read-only: the
+ * decoder hands out the same pair for every use of a table entry.
+ */
+export type HeaderField = readonly [name: string, value: string];
+
+/** A free slot of a dynamic table. */
+const NO_ENTRY: HeaderField = ["", ""];
 
 /** The static table of RFC 7541 Appendix A; index 1 is `STATIC[0]`. */
-const STATIC: readonly (readonly [string, string])[] = [
+const STATIC: readonly HeaderField[] = [
   [":authority", ""],
   [":method", "GET"],
   [":method", "POST"],
@@ -129,8 +135,9 @@ export class HpackDecoder {
   /** Octets in use, by the §4.1 measure. */
   #size = 0;
   // The dynamic table as a ring; #newest is the slot of dynamic index 1.
-  readonly #names: string[];
-  readonly #values: string[];
+  // An indexed field is the entry's own pair: a peer that indexes its
+  // headers (most do) costs no pair per field.
+  readonly #entries: HeaderField[];
   #newest = 0;
   #count = 0;
   #broken = false;
@@ -150,8 +157,7 @@ export class HpackDecoder {
     this.#capacity = maxTableSize;
     this.#maxListSize = options.maxHeaderListSize ?? 64 * 1024;
     const slots = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
-    this.#names = new Array(slots).fill("");
-    this.#values = new Array(slots).fill("");
+    this.#entries = new Array(slots).fill(NO_ENTRY);
   }
 
   /** Octets the dynamic table holds now, by the RFC 7541 §4.1 measure. */
@@ -169,7 +175,7 @@ export class HpackDecoder {
     const out: HeaderField[] = [];
     for (let i = 0; i < this.#count; i++) {
       const slot = this.#slot(i);
-      out.push([this.#names[slot], this.#values[slot]]);
+      out.push(this.#entries[slot]);
     }
     return out;
   }
@@ -212,38 +218,31 @@ export class HpackDecoder {
     }
     while (this.#pos < end) {
       const b = block[this.#pos];
-      let name: string;
-      let value: string;
+      let field: HeaderField;
       if (b >= 0x80) {
         const index = this.#int(block, 7);
         if (index === 0) throw new HpackError("indexed field with index 0");
-        if (index <= STATIC_COUNT) {
-          const entry = STATIC[index - 1];
-          name = entry[0];
-          value = entry[1];
-        } else {
-          const slot = this.#dynamicSlot(index);
-          name = this.#names[slot];
-          value = this.#values[slot];
-        }
+        field = index <= STATIC_COUNT
+          ? STATIC[index - 1]
+          : this.#entries[this.#dynamicSlot(index)];
       } else if (b >= 0x40) {
-        name = this.#fieldName(block, 6);
-        value = this.#string(block);
-        this.#insert(name, value);
+        const name = this.#fieldName(block, 6);
+        field = [name, this.#string(block)];
+        this.#insert(field);
       } else if (b >= 0x20) {
         throw new HpackError("table size update after a header field");
       } else {
         // 0000xxxx without indexing, 0001xxxx never indexed: same to us.
-        name = this.#fieldName(block, 4);
-        value = this.#string(block);
+        const name = this.#fieldName(block, 4);
+        field = [name, this.#string(block)];
       }
-      listSize += name.length + value.length + ENTRY_OVERHEAD;
+      listSize += field[0].length + field[1].length + ENTRY_OVERHEAD;
       if (listSize > this.#maxListSize) {
         throw new HpackError(
           `header list above ${this.#maxListSize} octets`,
         );
       }
-      fields.push([name, value]);
+      fields.push(field);
     }
     return fields;
   }
@@ -270,7 +269,7 @@ export class HpackDecoder {
     const index = this.#int(block, bits);
     if (index === 0) return this.#string(block);
     if (index <= STATIC_COUNT) return STATIC[index - 1][0];
-    return this.#names[this.#dynamicSlot(index)];
+    return this.#entries[this.#dynamicSlot(index)][0];
   }
 
   /** Reads a string literal (§5.2). */
@@ -294,7 +293,7 @@ export class HpackDecoder {
   /** Ring slot of 0-based dynamic position `i` (0 = newest). */
   #slot(i: number): number {
     const slot = this.#newest - i;
-    return slot < 0 ? slot + this.#names.length : slot;
+    return slot < 0 ? slot + this.#entries.length : slot;
   }
 
   #dynamicSlot(index: number): number {
@@ -310,17 +309,16 @@ export class HpackDecoder {
   }
 
   /** Adds an entry, evicting as §4.4 says; an entry too big empties it. */
-  #insert(name: string, value: string): void {
-    const size = name.length + value.length + ENTRY_OVERHEAD;
+  #insert(field: HeaderField): void {
+    const size = field[0].length + field[1].length + ENTRY_OVERHEAD;
     if (size > this.#capacity) {
       this.#evictTo(0);
       return;
     }
     this.#evictTo(this.#capacity - size);
-    const slots = this.#names.length;
+    const slots = this.#entries.length;
     this.#newest = this.#newest + 1 === slots ? 0 : this.#newest + 1;
-    this.#names[this.#newest] = name;
-    this.#values[this.#newest] = value;
+    this.#entries[this.#newest] = field;
     this.#count++;
     this.#size += size;
   }
@@ -329,10 +327,9 @@ export class HpackDecoder {
   #evictTo(limit: number): void {
     while (this.#size > limit) {
       const slot = this.#slot(this.#count - 1);
-      this.#size -= this.#names[slot].length + this.#values[slot].length +
-        ENTRY_OVERHEAD;
-      this.#names[slot] = "";
-      this.#values[slot] = "";
+      const [name, value] = this.#entries[slot];
+      this.#size -= name.length + value.length + ENTRY_OVERHEAD;
+      this.#entries[slot] = NO_ENTRY;
       this.#count--;
     }
   }

@@ -106,6 +106,20 @@ Deno.test("HpackDecoder decodes the C.3 requests and keeps the table", () => {
   ]);
 });
 
+Deno.test("HpackDecoder hands out a table entry's own pair for an indexed field", () => {
+  const decoder = new HpackDecoder(4096);
+  const first = decoder.decode(
+    hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
+  );
+  const second = decoder.decode(hex("8286 84be 5808 6e6f 2d63 6163 6865"));
+  assert.deepEqual(second, REQ2);
+  // Static (:method, :scheme, :path) and dynamic (:authority) entries.
+  for (let i = 0; i < 4; i++) assert.equal(second[i], first[i], `field ${i}`);
+  assert.equal(second[3], decoder.tableEntries()[1]);
+  // A literal is a pair of its own, and the one the table keeps.
+  assert.equal(second[4], decoder.tableEntries()[0]);
+});
+
 Deno.test("HpackDecoder decodes the C.4 requests with Huffman strings", () => {
   runSteps(4096, [
     {
