@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bodyOf, RetainedRoom } from "./retained_room.ts";
+import { bodyOf, RetainedBudget, RetainedRoom } from "./retained_room.ts";
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 
@@ -58,4 +58,25 @@ Deno.test("RetainedRoom.push() keeps chunks to about what a small room retains, 
   const v = big.view();
   assert.ok(v.items[v.end - 1].chunk.length <= 1024);
   assert.equal(big.size, 20);
+});
+
+Deno.test("RetainedBudget keeps rooms in order of their last write, also across writes in a row and emptied rooms", () => {
+  const budget = new RetainedBudget();
+  const limits = { size: 1, ttlMs: 0 };
+  const a = new RetainedRoom("e", 0, budget);
+  const b = new RetainedRoom("e", 0, budget);
+  const order = () => [...budget.rooms()].map((r) => r === a ? "a" : "b");
+  a.push(1, bytes(1, 1), 0, limits);
+  a.push(2, bytes(1, 2), 0, limits);
+  assert.deepEqual(order(), ["a"]);
+  b.push(1, bytes(1, 1), 0, limits);
+  assert.deepEqual(order(), ["a", "b"]);
+  a.push(3, bytes(1, 3), 0, limits);
+  a.push(4, bytes(1, 4), 0, limits);
+  assert.deepEqual(order(), ["b", "a"]);
+  budget.emptied(a);
+  assert.deepEqual(order(), ["b"]);
+  // The last room written, once emptied, is put back by its next write.
+  a.push(5, bytes(1, 5), 0, limits);
+  assert.deepEqual(order(), ["b", "a"]);
 });
