@@ -31,6 +31,7 @@ import { listenWithGoawayGuard } from "../server/grpcjs/goaway_guard.ts";
 import {
   encodeMessage,
   frameChatMessage,
+  frameSendResponse,
   frameStored,
 } from "../server/grpc/messages.ts";
 import { encodeSendResponse } from "../server/grpc/send_message.ts";
@@ -344,9 +345,18 @@ Deno.test("frameChatMessage(), frameStored() and encodeSendResponse() are byte f
           ),
           `response ${id} at ${nowMs}, offset ${offset}`,
         );
+        assert.deepEqual(
+          bytes(frameSendResponse(id, nowMs, offset)),
+          bytes(frameMessage(encodeSendResponse(id, nowMs, offset))),
+          `framed response ${id} at ${nowMs}, offset ${offset}`,
+        );
       }
     }
   }
+  assert.deepEqual(
+    bytes(frameSendResponse("msg_9", -1500, 300)),
+    bytes(frameMessage(encodeSendResponse("msg_9", -1500, 300))),
+  );
   // Negative times take the BinaryWriter path; the offset follows there too.
   assert.deepEqual(
     encodeSendResponse("msg_9", -1500, 300),

@@ -116,22 +116,43 @@ export function encodeSendResponse(
   nowMs: number,
   offset = 0,
 ): Uint8Array {
+  return sendResponse(id, nowMs, offset, false);
+}
+
+/**
+ * The same response with its gRPC prefix, written into one buffer: the
+ * same bytes as `frameMessage(encodeSendResponse(...))`, without the
+ * second buffer and the copy (the direct unary path's answer).
+ */
+export function frameSendResponse(
+  id: string,
+  nowMs: number,
+  offset = 0,
+): Buffer {
+  return sendResponse(id, nowMs, offset, true) as Buffer;
+}
+
+function sendResponse(
+  id: string,
+  nowMs: number,
+  offset: number,
+  framed: boolean,
+): Uint8Array {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
     const w = new BinaryWriter();
     if (id !== "") w.tag(1, 2).string(id);
     writeTimestamp(w, 2, nowMs);
     if (offset !== 0) w.tag(3, 0).uint64(offset);
-    return w.finish();
+    return framed ? frameMessage(w.finish()) : w.finish();
   }
   const nanos = (nowMs - seconds * 1000) * 1_000_000;
   const idLen = utf8Length(id);
   const tsLen = timestampSize(seconds, nanos);
-  const out = new Uint8Array(
-    fieldSize(idLen) + 1 + varintSize(tsLen) + tsLen +
-      (offset !== 0 ? 1 + varintSize(offset) : 0),
-  );
-  let at = writeString(out, 0, 0x0a, id, idLen);
+  const size = fieldSize(idLen) + 1 + varintSize(tsLen) + tsLen +
+    (offset !== 0 ? 1 + varintSize(offset) : 0);
+  const out = framed ? allocFramed(size) : new Uint8Array(size);
+  let at = writeString(out, framed ? PREFIX_BYTES : 0, 0x0a, id, idLen);
   at = writeTimestampField(out, at, 0x12, seconds, nanos, tsLen);
   if (offset !== 0) {
     out[at++] = 0x18;

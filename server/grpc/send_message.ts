@@ -19,6 +19,7 @@ import type { HandlerContext } from "./context.ts";
 import {
   encodeSendResponse,
   frameChatMessage,
+  frameSendResponse,
   STORED_TAIL_BYTES,
 } from "./messages.ts";
 
@@ -31,6 +32,11 @@ import { withCaller } from "./caller.ts";
 /** Where a post's answer goes: an error, or the encoded response. */
 export interface PostReply {
   reply(err: unknown, response?: Uint8Array): void;
+  /**
+   * The response already framed (its gRPC prefix first), when the caller
+   * takes it so: one buffer and no copy (the direct unary path).
+   */
+  replyFramed?(framed: Uint8Array): void;
 }
 
 /**
@@ -64,7 +70,12 @@ export function postMessage(
   }
   ctx.hub.publish(req.room, framed.subarray(PREFIX_BYTES), (err, stored) => {
     if (err) reply.reply(err);
-    else reply.reply(undefined, encodeSendResponse(id, nowMs, stored!.offset));
+    else if (reply.replyFramed !== undefined) {
+      reply.replyFramed(frameSendResponse(id, nowMs, stored!.offset));
+    } else {reply.reply(
+        undefined,
+        encodeSendResponse(id, nowMs, stored!.offset),
+      );}
   });
 }
 

@@ -66,6 +66,8 @@ export interface DirectUnaryCall {
   gone(): boolean;
   /** The answer: an error (becomes the status) or the response bytes. */
   reply(err: unknown, response?: Uint8Array): void;
+  /** The response already framed (gRPC prefix first), as frameMessage(). */
+  replyFramed(framed: Uint8Array): void;
 }
 
 /** Options of {@linkcode enableDirectUnary}. */
@@ -220,25 +222,35 @@ class UnaryCall implements RequestReader, DirectUnaryCall {
         status.metadata.get(RETRY_AFTER_MS),
       );
     }
+    this.#answer(frameMessage(response!));
+  }
+
+  replyFramed(framed: Uint8Array): void {
+    if (this.#replied) return;
+    this.#replied = true;
+    this.#answer(framed);
+  }
+
+  #answer(framed: Uint8Array): void {
     this.#options.calls?.end(this.#path, 0, performance.now() - this.#started);
-    answer(this.#stream, response!);
+    answer(this.#stream, framed);
   }
 }
 
-/** Headers, the one response message, OK trailers; unless the call is gone. */
-function answer(stream: http2.ServerHttp2Stream, response: Uint8Array): void {
+/** Headers, the framed response, OK trailers; unless the call is gone. */
+function answer(stream: http2.ServerHttp2Stream, framed: Uint8Array): void {
   if (stream.destroyed || stream.closed) return;
   if (stream instanceof H2ServerStream) {
     // Our stream takes trailers right behind the data (they wait for it if
     // flow control holds it back): no 'wantTrailers' listener and no ticks.
     stream.respond(RESPONSE_HEADERS, NO_OPTIONS);
-    stream.write(frameMessage(response));
+    stream.write(framed);
     stream.sendTrailers(OK_TRAILERS);
     return;
   }
   stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
   stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-  stream.end(frameMessage(response));
+  stream.end(framed);
 }
 
 const NO_OPTIONS = Object.freeze({});
