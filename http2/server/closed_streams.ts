@@ -24,21 +24,45 @@ export const Closed = {
 /** Closed streams remembered per connection (the most recent ones). */
 export const CLOSED_MEMORY = 128;
 
-/** The closed streams of one connection; see the module doc. */
+/**
+ * The closed streams of one connection; see the module doc. A ring of the
+ * last CLOSED_MEMORY (id, how) pairs in two typed arrays rather than a Map:
+ * a stream closes on every call, and a Map that gains and loses an entry
+ * per call keeps rehashing. A frame on a closed stream, the only lookup,
+ * is rare; it scans the ring, newest first, so when an id is remembered
+ * twice (a reset by the peer after the release), the later answer wins, as
+ * a Map's update would.
+ */
 export class ClosedStreams {
-  readonly #closed = new Map<number, number>();
+  readonly #ids = new Int32Array(CLOSED_MEMORY);
+  readonly #hows = new Uint8Array(CLOSED_MEMORY);
+  /** The slot the next remember() writes. */
+  #next = 0;
+  #count = 0;
   /** The highest closed id forgotten. */
   #forgottenBelow = 0;
 
   /** Remembers how stream `id` closed (`Closed.*`). */
   remember(id: number, how: number): void {
-    const closed = this.#closed;
-    closed.set(id, how);
-    if (closed.size > CLOSED_MEMORY) {
-      const oldest = closed.keys().next().value!;
-      closed.delete(oldest);
+    const at = this.#next;
+    if (this.#count === CLOSED_MEMORY) {
+      // The oldest entry goes.
+      const oldest = this.#ids[at];
       if (oldest > this.#forgottenBelow) this.#forgottenBelow = oldest;
+    } else this.#count++;
+    this.#ids[at] = id;
+    this.#hows[at] = how;
+    this.#next = at + 1 === CLOSED_MEMORY ? 0 : at + 1;
+  }
+
+  /** How `id` closed, by its latest entry; undefined if not remembered. */
+  #how(id: number): number | undefined {
+    let at = this.#next;
+    for (let i = 0; i < this.#count; i++) {
+      at = at === 0 ? CLOSED_MEMORY - 1 : at - 1;
+      if (this.#ids[at] === id) return this.#hows[at];
     }
+    return undefined;
   }
 
   /**
@@ -47,7 +71,7 @@ export class ClosedStreams {
    * false when the frame is to be ignored.
    */
   frameAfterClose(id: number, what: string): boolean {
-    const how = this.#closed.get(id);
+    const how = this.#how(id);
     if (how === Closed.RESET_BY_US) return false;
     if (how === Closed.ENDED_BY_PEER) {
       throw new H2ConnectionError(
