@@ -80,6 +80,9 @@ async function answers(
     if (f === null) throw new Error(`EOF with streams ${[...open]} open`);
     const a = out.get(f.streamId);
     if (a === undefined) {
+      // Every header block moves the HPACK state (the core indexes its
+      // constant headers), also those of streams not waited for.
+      if (f.type === FrameType.HEADERS) peer.decoder.decode(f.payload);
       onOther?.(f);
       continue;
     }
@@ -94,6 +97,13 @@ async function answers(
       open.delete(f.streamId);
     }
   }
+  return out;
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
   return out;
 }
 
@@ -165,6 +175,59 @@ Deno.test("h2 transport: streams above max-concurrent-streams are refused, and f
   await peer.write(request(peer, 7, chatPaths.SendMessage), post(7, "slot"));
   const a = (await answers(peer, [7])).get(7)!;
   assert.equal(grpcStatus(a), "0");
+});
+
+Deno.test("h2 transport: a unary answer held by flow control sends its trailers after its last DATA", async () => {
+  await using f = await startCore({ transport: "h2" });
+  // No stream window: the answer's HEADERS come, its message waits.
+  using peer = await rawClient(f.core.port, [[Setting.INITIAL_WINDOW_SIZE, 0]]);
+  await peer.write(request(peer, 1, chatPaths.SendMessage), post(1, "held"));
+  const seen: Frame[] = [];
+  const reading = (async () => {
+    while (true) {
+      const fr = await peer.next();
+      if (fr === null) return;
+      if (fr.streamId === 1) seen.push(fr);
+    }
+  })();
+  await eventually(() => seen.length === 1, "response headers");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(seen.map((fr) => fr.type), [FrameType.HEADERS]);
+  assert.equal(seen[0].flags & Flag.END_STREAM, 0);
+
+  // Part of the message: still no trailers.
+  await peer.write(windowUpdateFrame(1, 3));
+  await eventually(() => seen.length === 2, "3 bytes of DATA");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(seen.length, 2);
+  assert.equal(seen[1].type, FrameType.DATA);
+  assert.equal(seen[1].payload.byteLength, 3);
+
+  // The rest, then the trailers that end the stream.
+  await peer.write(windowUpdateFrame(1, 1 << 16));
+  await eventually(
+    () => seen.at(-1)?.type === FrameType.HEADERS,
+    "trailers after the rest",
+  );
+  const types = seen.map((fr) => fr.type);
+  assert.deepEqual(types, [
+    FrameType.HEADERS,
+    FrameType.DATA,
+    FrameType.DATA,
+    FrameType.HEADERS,
+  ]);
+  const trailers = seen.at(-1)!;
+  assert.ok(trailers.flags & Flag.END_STREAM);
+  const fields = peer.decoder.decode(seen[0].payload);
+  assert.ok(fields.some(([n, v]) => n === ":status" && v === "200"));
+  const status = peer.decoder.decode(trailers.payload);
+  assert.ok(status.some(([n, v]) => n === "grpc-status" && v === "0"));
+  // The message is a whole SendMessageResponse (prefix + payload).
+  const message = concatBytes(seen[1].payload, seen[2].payload);
+  assert.equal(message[0], 0);
+  assert.equal(readUint32(message, 1), message.byteLength - 5);
+  peer.conn.close();
+  await reading;
 });
 
 Deno.test("h2 transport: a stream gets no more DATA than its window, and more after WINDOW_UPDATE", async () => {
