@@ -124,7 +124,7 @@ export function encodeResponseHeaders(
   headers: OutgoingHeaders,
 ): Uint8Array {
   if (Object.isFrozen(headers)) {
-    return encoder.encodeConstant(headers, () => headerFields(headers));
+    return encoder.encodeConstant(headers, headerFields);
   }
   return encoder.encode(headerFields(headers));
 }

@@ -457,10 +457,12 @@ export class HpackEncoder {
    * that. The block is cached under `key` once it inserts nothing, so a
    * constant response costs a lookup. The block returned must be sent, in
    * order with this encoder's other blocks (the peer's table follows ours).
+   * `fields` gets `key`, so a caller passes one function for every key and
+   * allocates no closure per block.
    */
-  encodeConstant(
-    key: object,
-    fields: () => Iterable<readonly [string, string]>,
+  encodeConstant<K extends object>(
+    key: K,
+    fields: (key: K) => Iterable<readonly [string, string]>,
   ): Uint8Array<ArrayBuffer> {
     if (this.#updates.length === 0) {
       const cached = this.#constant.get(key);
@@ -469,7 +471,7 @@ export class HpackEncoder {
     const before = this.#inserted;
     const update = this.#updates.length > 0;
     this.#start();
-    for (const [name, value] of fields()) {
+    for (const [name, value] of fields(key)) {
       this.#field(name, value, this.#limit > 0);
     }
     const block = this.#buf.slice(0, this.#pos);
