@@ -177,6 +177,33 @@ Deno.test("h2 transport: streams above max-concurrent-streams are refused, and f
   assert.equal(grpcStatus(a), "0");
 });
 
+Deno.test("h2 transport: a whole SendMessage with a RST_STREAM behind it in the same read is cancelled, not run", async () => {
+  await using f = await startCore({ transport: "h2" });
+  using peer = await rawClient(f.core.port);
+  // HEADERS, DATA with END_STREAM, then RST_STREAM(CANCEL): one write, one
+  // read. The reset comes before the request's 'end' is handed over.
+  await peer.write(
+    request(peer, 1, chatPaths.SendMessage),
+    post(1, "cancelled"),
+    frame(FrameType.RST_STREAM, 0, 1, new Uint8Array([0, 0, 0, 8])),
+  );
+  // The next call on the connection is answered; the cancelled one was
+  // not published: the next post in the room gets its first offset.
+  await peer.write(request(peer, 3, chatPaths.SendMessage), post(3, "next"));
+  const got = await answers(peer, [3], (fr) => {
+    if (fr.streamId === 1) {
+      assert.fail(`frame ${fr.type} on the cancelled call`);
+    }
+  });
+  assert.equal(grpcStatus(got.get(3)!), "0");
+  const res = await f.client.sendMessage({
+    user: "p",
+    room: "h2",
+    content: "x",
+  });
+  assert.equal(res.offset, 2n, "next is 1, this is 2: nothing of stream 1");
+});
+
 Deno.test("h2 transport: a unary answer held by flow control sends its trailers after its last DATA", async () => {
   await using f = await startCore({ transport: "h2" });
   // No stream window: the answer's HEADERS come, its message waits.

@@ -67,6 +67,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   readonly #keepalive: Keepalive | undefined;
   /** Streams with DATA in the read being parsed. */
   readonly #reading: H2ServerStream[] = [];
+  /** Flowing streams whose END_STREAM came in the read being parsed. */
+  readonly #ending: H2ServerStream[] = [];
   #goawaySent = false;
   #peerGoaway = false;
   /** Resets the peer may still send (a token bucket; see onStreamReset). */
@@ -212,7 +214,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
         trailerError(fields) !== undefined
       ) {
         this.streamError(open, ErrorCode.PROTOCOL_ERROR, "bad trailers");
-      } else open.pushEnd();
+      } else if (open.pushEnd()) this.#ending.push(open);
       return;
     }
     if ((id & 1) === 0) throw protocolError(`HEADERS on even stream ${id}`);
@@ -272,29 +274,48 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     }
     // Joined with the stream's other DATA of this read (endRead()).
     if (to > from && s.push(buf, from, to)) this.#reading.push(s);
-    if (endStream && !s.destroyed) s.pushEnd();
+    if (endStream && !s.destroyed && s.pushEnd()) this.#ending.push(s);
   }
 
   protected override parse(rb: ReadBuffer): void {
+    let parsed = false;
     try {
       super.parse(rb);
+      parsed = true;
     } finally {
-      this.#endRead();
+      this.#endRead(parsed);
     }
   }
 
   /**
    * Hands each stream the DATA it got in this read as one chunk, metered
-   * against the request budget first (once per read, not per frame).
+   * against the request budget first (once per read, not per frame); then
+   * the streams that ended in it get their 'end', unless the read ended in
+   * a connection error (which aborts them).
    */
-  #endRead(): void {
+  #endRead(parsed: boolean): void {
     const reading = this.#reading;
+    const ending = this.#ending;
     try {
       for (let i = 0; i < reading.length; i++) this.#deliverRead(reading[i]);
     } finally {
       // A stream left out by a connection error is aborted by it, which
       // drops its views of the read buffer.
       reading.length = 0;
+    }
+    try {
+      for (let i = 0; parsed && i < ending.length; i++) {
+        const s = ending[i];
+        try {
+          s.endOfRead();
+        } catch (e) {
+          // A handler's bug ends its call, not the connection.
+          this.#owner.onError?.(e);
+          s.close(ErrorCode.INTERNAL_ERROR);
+        }
+      }
+    } finally {
+      ending.length = 0;
     }
   }
 

@@ -289,10 +289,23 @@ export class H2ServerStream extends EventEmitter {
    * END_STREAM arrived. 'end' follows after the rest of the socket read is
    * parsed, as with Node: a RST_STREAM right behind the END_STREAM (a client
    * cancelling) turns the request into a cancelled one, not a complete one.
+   * Returns true when the connection is to call {@linkcode endOfRead} once
+   * the read is parsed (the stream is flowing); otherwise `resume()` ends it
+   * later.
    */
-  pushEnd(): void {
+  pushEnd(): boolean {
     this.remoteEnded = true;
-    if (this.#flowing === true) process.nextTick(() => this.#deliver());
+    return this.#flowing === true;
+  }
+
+  /**
+   * The read that brought END_STREAM is parsed (and its DATA delivered):
+   * 'end' now, unless the stream was reset or paused meanwhile. The
+   * connection calls it in place of a `nextTick` per request: the same
+   * moment, after every frame of the read.
+   */
+  endOfRead(): void {
+    this.#deliver();
   }
 
   #deliver(): void {
