@@ -94,6 +94,15 @@ interface HistogramSample {
   exemplar?: null;
 }
 
+/** What a registered metric's `get()` returns, as prom-client's metrics. */
+interface HistogramData {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: HistogramSample[];
+}
+
 /**
  * The call duration histogram as a metric of the registry: the text and the
  * JSON export are what a prom-client `Histogram` with the same name, help,
@@ -112,13 +121,7 @@ class CallDurationHistogram {
   }
 
   /** For the text exposition: series labels kept apart, as prom-client. */
-  getForPromString(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: HistogramSample[];
-  }> {
+  getForPromString(): Promise<HistogramData> {
     const values: HistogramSample[] = [];
     const bucket = `${this.name}_bucket`;
     for (const s of this.#series.values()) {
@@ -165,13 +168,7 @@ class CallDurationHistogram {
   }
 
   /** For JSON: each sample's labels with the series labels merged in. */
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: HistogramSample[];
-  }> {
+  async get(): Promise<HistogramData> {
     const data = await this.getForPromString();
     data.values = data.values.map(({ sharedLabels, ...sample }) => ({
       ...sample,
