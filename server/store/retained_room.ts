@@ -49,18 +49,26 @@ export class RetainedBudget {
   /** Body bytes retained now. */
   total = 0;
   readonly #order = new Map<RetainedRoom, true>();
+  /**
+   * The Map's last room: writes to it (a busy room, message after message)
+   * leave the order as it is, without a delete and a set each.
+   */
+  #last: RetainedRoom | undefined;
 
   constructor(readonly maxBytes: number = Infinity) {}
 
   /** `r` was just written to: it becomes the most recently written. */
   wrote(r: RetainedRoom): void {
+    if (r === this.#last) return;
     this.#order.delete(r);
     this.#order.set(r, true);
+    this.#last = r;
   }
 
   /** `r` holds nothing any more (or is forgotten). */
   emptied(r: RetainedRoom): void {
     this.#order.delete(r);
+    if (r === this.#last) this.#last = undefined;
   }
 
   /**
