@@ -21,6 +21,8 @@ import {
   encodeMessage,
   frameChatMessage,
   frameEchoMessage,
+  planEcho,
+  writeEcho,
 } from "../server/grpc/messages.ts";
 import { decodePost } from "../server/grpc/post_decoder.ts";
 import { readMessages } from "../server/grpcjs/raw_reader.ts";
@@ -224,6 +226,23 @@ Deno.test("frameEchoMessage() is byte for byte frameMessage(echoMessage())", () 
         new Uint8Array(frameMessage(echoMessage(m, nowMs))),
       );
     }
+  }
+  // In place, at an offset, the time changing from echo to echo.
+  const m = { id: "7", content: "ça", room: "r" };
+  for (const nowMs of [5, 1_700_000_000_123, -1500, 5, 5, 1_700_000_001_000]) {
+    const want = frameMessage(echoMessage(m, nowMs));
+    const out = new Uint8Array(want.length + 6).fill(0xee);
+    assert.equal(planEcho(m, nowMs), want.length);
+    writeEcho(out, 3);
+    assert.deepEqual(out.subarray(3, 3 + want.length), new Uint8Array(want));
+    assert.deepEqual([...out.subarray(0, 3), ...out.subarray(-3)], [
+      0xee,
+      0xee,
+      0xee,
+      0xee,
+      0xee,
+      0xee,
+    ]);
   }
 });
 

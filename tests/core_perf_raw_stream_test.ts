@@ -11,6 +11,7 @@ import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
 import {
+  type Encode,
   type MessageWriter,
   messageWriter,
   type WritableCall,
@@ -140,4 +141,69 @@ Deno.test("messageWriter() fires 'drain' itself when it said full but the flush 
   assert.equal(writer.write(framed("b")), false, "pending bytes reach 30");
   await drained.promise;
   assert.equal(stream.written.length, 1, "both went in one stream write");
+});
+
+/** `writeEncoded()`'s arguments for the framed message `framed(content)`. */
+const encoded = (content: string): [number, Encode] => {
+  const bytes = framed(content);
+  return [bytes.length, (out, at) => out.set(bytes, at)];
+};
+
+Deno.test("messageWriter().writeEncoded() keeps order with write() across turns, filled buffers and messages larger than one", async () => {
+  let writer: MessageWriter | undefined;
+  const want: string[] = [];
+  // Sizes around the in-place buffers' (256 B doubling to 16 KiB).
+  const sizes = [1, 40, 200, 300, 5000, 17_000, 3, 16_000, 90];
+  let n = 0;
+  const next = (i: number) => {
+    const content = `e${n++}:` + "z".repeat(sizes[i % sizes.length]);
+    want.push(content);
+    return content;
+  };
+  const turn = (k: number) => {
+    for (let i = 0; i < 60; i++) {
+      // Mostly encoded in place, now and then a framed buffer between.
+      if (i % 7 === 3) writer!.write(framed(next(i + k)));
+      else writer!.writeEncoded(...encoded(next(i + k)));
+    }
+  };
+  using f = await serve((call) => {
+    writer = messageWriter(call);
+    turn(0);
+    setImmediate(() => {
+      turn(1);
+      setImmediate(() => {
+        turn(2);
+        writer!.flush();
+        call.end();
+      });
+    });
+  });
+  const got = await rest(f.client.subscribeMessages({ room: "r", user: "u" }));
+  assert.equal(writer?.direct, true, "grpc-js internals changed: fallback");
+  assert.equal(got.length, want.length);
+  got.forEach((m, i) => assert.equal(m.content, want[i], `message ${i}`));
+});
+
+Deno.test("messageWriter().writeEncoded() over the send limit ends the call with RESOURCE_EXHAUSTED", async () => {
+  using f = await serve((call) => {
+    messageWriter(call).writeEncoded(...encoded("y".repeat(2000)));
+  }, { "grpc.max_send_message_length": 1000 });
+  const err = await streamError(
+    f.client.subscribeMessages({ room: "r", user: "u" }),
+  );
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+});
+
+Deno.test("messageWriter().writeEncoded() falls back to call.write() with the payload", () => {
+  const call = new EventEmitter() as WritableCall;
+  const written: Uint8Array[] = [];
+  call.write = (m) => written.push(m) > 0;
+  const writer = messageWriter(call);
+  assert.equal(writer.direct, false);
+  writer.writeEncoded(...encoded("b"));
+  assert.deepEqual(
+    written.map((b) => [...b]),
+    [[...encodeMessage({ id: "b", content: "b", room: "r", user: "u" })]],
+  );
 });

@@ -21,8 +21,10 @@ import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
   checkBroadcastSize,
-  frameEchoMessage,
+  planEcho,
+  writeEcho,
 } from "./messages.ts";
+import { turnNow } from "../rooms/turn_clock.ts";
 import { frameMessage } from "./framing.ts";
 import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
@@ -43,8 +45,8 @@ export function chatHandler(ctx: HandlerContext) {
     // Runs last of the cleanups: pending echoes go before the status.
     stream.defer(writer.flush);
     let paused = false;
-    const send = (framed: Uint8Array) => {
-      if (!writer.write(framed) && !paused) {
+    const full = () => {
+      if (!paused) {
         paused = true;
         reader.pause();
       }
@@ -65,7 +67,9 @@ export function chatHandler(ctx: HandlerContext) {
       if (head === waiting.length) waiting.length = head = 0;
       if (finished) return; // cancelled or failed meanwhile: no one to echo to
       if (err) return stream.finish(err);
-      send(frameEchoMessage(message));
+      // Encoded straight into the turn's output; every echo of a turn has
+      // the turn's time.
+      if (!writer.writeEncoded(planEcho(message, turnNow()), writeEcho)) full();
       if (ended && head === waiting.length) stream.finish();
     };
     endAtExpiry(ctx, stream, caller);
@@ -102,7 +106,7 @@ export function chatHandler(ctx: HandlerContext) {
     if (ctx.config.aliveIntervalMs > 0) {
       const timer = setInterval(() => {
         // Skipped, not queued, while the client is not reading.
-        if (!paused) send(frameMessage(aliveMessage()));
+        if (!paused && !writer.write(frameMessage(aliveMessage()))) full();
       }, ctx.config.aliveIntervalMs);
       stream.defer(() => clearInterval(timer));
     }

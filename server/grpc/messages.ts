@@ -12,6 +12,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
 import { allocFramed, frameMessage, PREFIX_BYTES } from "./framing.ts";
 import { ChatError } from "../rooms/errors.ts";
+import { writeEnvelopeHeader } from "../../protocol/envelope.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
 export function encodeMessage(
@@ -202,6 +203,15 @@ function varintSize(n: number): number {
 
 /** Writes a non-negative integer (up to 2^53) as a varint. */
 function writeVarint(out: Uint8Array, at: number, n: number): number {
+  if (n <= 0xffff_ffff) {
+    // Integer operations (a timestamp's seconds and nanos, any length).
+    while (n > 0x7f) {
+      out[at++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    out[at++] = n;
+    return at;
+  }
   while (n >= 0x80) {
     out[at++] = (n % 0x80) | 0x80;
     n = Math.floor(n / 0x80);
@@ -308,17 +318,68 @@ export function presenceMessage(
 /**
  * The framed echo of a Chat message (see {@linkcode echoMessage}): the
  * bytes of `frameChatMessage("echo_" + id, "Server", "Echo: " + content,
- * room, nowMs, SYSTEM)` without building and flattening the two joined
- * strings once per message. The prefixes are ASCII, so the UTF-8 of each
- * joined string is the prefix's bytes followed by the original's.
+ * room, nowMs, SYSTEM)`, in a new buffer. The chat handler writes echoes in
+ * place instead (`planEcho` and `writeEcho`).
  */
 export function frameEchoMessage(
   original: Pick<Message, "id" | "content" | "room">,
   nowMs = Date.now(),
 ): Buffer {
+  const out = Buffer.allocUnsafe(planEcho(original, nowMs));
+  writeEcho(out, 0);
+  return out;
+}
+
+/**
+ * The echo measured by the last {@linkcode planEcho}, for
+ * {@linkcode writeEcho}: one at a time, reused (nothing is allocated per
+ * echo). `slow` holds a whole framed echo built the general way (a negative
+ * time).
+ */
+const plan = {
+  id: "",
+  content: "",
+  room: "",
+  idLen: 0,
+  contentLen: 0,
+  roomLen: 0,
+  size: 0,
+  slow: undefined as Buffer | undefined,
+};
+
+/**
+ * The echo's last fields, the timestamp and the SYSTEM type, for `tailMs`:
+ * every echo of a turn has the same time, so they are encoded once per
+ * millisecond, not per echo.
+ */
+const tail = new Uint8Array(32);
+let tailLen = 0;
+let tailMs = NaN;
+
+function planTail(nowMs: number, seconds: number): void {
+  if (nowMs === tailMs) return;
+  const nanos = (nowMs - seconds * 1000) * 1_000_000;
+  const tsLen = timestampSize(seconds, nanos);
+  let at = writeTimestampField(tail, 0, 0x2a, seconds, nanos, tsLen);
+  tail[at++] = 0x30;
+  tailLen = writeVarint(tail, at, MessageType.SYSTEM);
+  tailMs = nowMs;
+}
+
+/**
+ * Measures the echo of `original` at `nowMs` (see
+ * {@linkcode frameEchoMessage}) and returns its framed size; the next
+ * {@linkcode writeEcho} writes exactly those bytes. The prefixes are ASCII,
+ * so the UTF-8 of each joined string is the prefix's bytes followed by the
+ * original's: the joined strings are never built.
+ */
+export function planEcho(
+  original: Pick<Message, "id" | "content" | "room">,
+  nowMs: number,
+): number {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
-    return frameChatMessage(
+    const slow = frameChatMessage(
       `${ECHO_ID}${original.id}`,
       ECHO_USER,
       `${ECHO_CONTENT}${original.content}`,
@@ -326,27 +387,48 @@ export function frameEchoMessage(
       nowMs,
       MessageType.SYSTEM,
     );
+    plan.slow = slow;
+    return slow.length;
   }
+  plan.slow = undefined;
+  planTail(nowMs, seconds);
   const { id, content, room } = original;
-  const nanos = (nowMs - seconds * 1000) * 1_000_000;
-  const idLen = utf8Length(id);
-  const contentLen = utf8Length(content);
-  const roomLen = utf8Length(room);
-  const tsLen = timestampSize(seconds, nanos);
-  const size = fieldSize(ECHO_ID.length + idLen) +
+  plan.id = id;
+  plan.content = content;
+  plan.room = room;
+  plan.idLen = utf8Length(id);
+  plan.contentLen = utf8Length(content);
+  plan.roomLen = utf8Length(room);
+  plan.size = fieldSize(ECHO_ID.length + plan.idLen) +
     fieldSize(ECHO_USER.length) +
-    fieldSize(ECHO_CONTENT.length + contentLen) + fieldSize(roomLen) + 1 +
-    varintSize(tsLen) + tsLen + 1 + varintSize(MessageType.SYSTEM);
-  const out = allocFramed(size);
-  let at = PREFIX_BYTES;
-  at = writePrefixed(out, at, 0x0a, ECHO_ID, id, idLen);
+    fieldSize(ECHO_CONTENT.length + plan.contentLen) +
+    fieldSize(plan.roomLen) + tailLen;
+  return PREFIX_BYTES + plan.size;
+}
+
+/** Writes the echo measured by the last {@linkcode planEcho} at `out[at..]`. */
+export function writeEcho(out: Uint8Array, at: number): void {
+  if (plan.slow !== undefined) {
+    out.set(plan.slow, at);
+    plan.slow = undefined;
+    return;
+  }
+  writeEnvelopeHeader(out, at, 0, plan.size);
+  at += PREFIX_BYTES;
+  at = writePrefixed(out, at, 0x0a, ECHO_ID, plan.id, plan.idLen);
   at = writeString(out, at, 0x12, ECHO_USER, ECHO_USER.length);
-  at = writePrefixed(out, at, 0x1a, ECHO_CONTENT, content, contentLen);
-  at = writeString(out, at, 0x22, room, roomLen);
-  at = writeTimestampField(out, at, 0x2a, seconds, nanos, tsLen);
-  out[at++] = 0x30;
-  writeVarint(out, at, MessageType.SYSTEM);
-  return out;
+  at = writePrefixed(
+    out,
+    at,
+    0x1a,
+    ECHO_CONTENT,
+    plan.content,
+    plan.contentLen,
+  );
+  at = writeString(out, at, 0x22, plan.room, plan.roomLen);
+  for (let i = 0; i < tailLen; i++) out[at + i] = tail[i];
+  // Let go of the strings (the original message can be collected).
+  plan.id = plan.content = plan.room = "";
 }
 
 const ECHO_ID = "echo_";

@@ -38,6 +38,12 @@ export interface MessageWriter {
   readonly direct: boolean;
   /** Writes one framed message; false means wait for the drain listener. */
   write(framed: Uint8Array): boolean;
+  /**
+   * Writes one framed message of `bytes` bytes that `encode` writes in
+   * place, at `out[at..]`, before this returns (the direct path: into the
+   * turn's pending output, with no buffer of its own); as `write()`.
+   */
+  writeEncoded(bytes: number, encode: Encode): boolean;
   /** Listens for 'drain'; returns the function that stops listening. */
   onDrain(listener: () => void): () => void;
   /**
@@ -52,6 +58,13 @@ export interface MessageWriter {
    */
   reset(): boolean;
 }
+
+/** Writes a framed message at `out[at..]` (see `writeEncoded`). */
+export type Encode = (out: Uint8Array, at: number) => void;
+
+/** Output encoded in place goes into buffers of this size and up. */
+const MIN_TAIL = 256;
+const MAX_TAIL = 16 * 1024;
 
 /** What the fallback needs from a grpc-js writable call. */
 export interface WritableCall extends EventEmitter {
@@ -98,6 +111,18 @@ class DirectWriter implements MessageWriter {
   #listeners: (() => void) | (() => void)[] | undefined;
   #pending: Uint8Array | Uint8Array[] | undefined;
   #pendingBytes = 0;
+  /** `flush` is queued for this turn's end. */
+  #queued = false;
+  /**
+   * Messages encoded in place (`writeEncoded`): `#tail[#tailFrom,
+   * #tailLen)` is pending after `#pending`. Bytes handed to the stream are
+   * never written again; a new buffer follows a full one.
+   */
+  #tail: Uint8Array | undefined;
+  #tailFrom = 0;
+  #tailLen = 0;
+  /** The size of the next such buffer: doubled each time one fills up. */
+  #tailSize = MIN_TAIL;
   // write() said "full" from its estimate: a drain must follow.
   #owesDrain = false;
 
@@ -134,6 +159,13 @@ class DirectWriter implements MessageWriter {
   }
 
   readonly flush = (): void => {
+    this.#queued = false;
+    this.#sealTail();
+    const tail = this.#tail;
+    // A mostly used buffer is let go (it stays with the stream until sent).
+    if (tail !== undefined && 4 * (tail.length - this.#tailLen) < tail.length) {
+      this.#tail = undefined;
+    }
     const pending = this.#pending;
     if (pending === undefined) return;
     const bytes = this.#pendingBytes;
@@ -157,14 +189,60 @@ class DirectWriter implements MessageWriter {
     }
     if (this.#gone()) return true;
     this.#base.maybeSendMetadata();
-    const pending = this.#pending;
-    if (pending === undefined) {
-      beforeTurnEnds(this.flush);
-      this.#pending = framed;
-    } else if (pending instanceof Uint8Array) {
-      this.#pending = [pending, framed];
-    } else pending.push(framed);
+    this.#sealTail();
+    this.#add(framed);
     this.#pendingBytes += framed.byteLength;
+    return this.#room();
+  }
+
+  writeEncoded(bytes: number, encode: Encode): boolean {
+    const limit = this.#base.maxSendMessageSize;
+    if (limit !== -1 && bytes - PREFIX_BYTES > limit) {
+      const framed = Buffer.allocUnsafe(bytes);
+      encode(framed, 0);
+      return this.write(framed);
+    }
+    if (this.#gone()) return true;
+    this.#base.maybeSendMetadata();
+    let tail = this.#tail;
+    if (tail === undefined || this.#tailLen + bytes > tail.length) {
+      if (tail !== undefined) {
+        this.#sealTail();
+        this.#tailSize = Math.min(MAX_TAIL, 2 * this.#tailSize);
+      }
+      tail = this.#tail = new Uint8Array(Math.max(bytes, this.#tailSize));
+      this.#tailFrom = this.#tailLen = 0;
+    }
+    encode(tail, this.#tailLen);
+    this.#tailLen += bytes;
+    this.#pendingBytes += bytes;
+    if (!this.#queued) {
+      this.#queued = true;
+      beforeTurnEnds(this.flush);
+    }
+    return this.#room();
+  }
+
+  /** Moves what was encoded in place so far to `#pending`, in order. */
+  #sealTail(): void {
+    if (this.#tailLen === this.#tailFrom) return;
+    this.#add(this.#tail!.subarray(this.#tailFrom, this.#tailLen));
+    this.#tailFrom = this.#tailLen;
+  }
+
+  #add(framed: Uint8Array): void {
+    const pending = this.#pending;
+    if (pending === undefined) this.#pending = framed;
+    else if (pending instanceof Uint8Array) this.#pending = [pending, framed];
+    else pending.push(framed);
+    if (!this.#queued) {
+      this.#queued = true;
+      beforeTurnEnds(this.flush);
+    }
+  }
+
+  /** Whether the stream has room for more (else a drain is owed). */
+  #room(): boolean {
     const stream = this.#stream;
     const full = stream.writableLength + this.#pendingBytes >=
       stream.writableHighWaterMark;
@@ -195,6 +273,7 @@ class DirectWriter implements MessageWriter {
     if (stream.destroyed || typeof stream.close !== "function") return false;
     this.#pending = undefined;
     this.#pendingBytes = 0;
+    this.#tailFrom = this.#tailLen;
     stream.close(ErrorCode.CANCEL);
     return true;
   }
@@ -206,6 +285,11 @@ function fallbackWriter(call: WritableCall): MessageWriter {
     flush: () => {},
     reset: () => false,
     write: (framed) => call.write(payloadOf(framed)),
+    writeEncoded(bytes, encode) {
+      const framed = Buffer.allocUnsafe(bytes);
+      encode(framed, 0);
+      return call.write(payloadOf(framed));
+    },
     onDrain(listener) {
       call.on("drain", listener);
       return () => call.off("drain", listener);
