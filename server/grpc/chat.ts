@@ -16,7 +16,7 @@ import { endAtExpiry, withCaller } from "./caller.ts";
 import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
-import { decodePost, type PostFields } from "./post_decoder.ts";
+import { type ChatPost, decodeChatPost } from "./post_decoder.ts";
 import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
@@ -56,14 +56,14 @@ export function chatHandler(ctx: HandlerContext) {
     // order, so the messages waiting for theirs are a FIFO. A failed store
     // ends the call (UNAVAILABLE), so the client knows what was not
     // delivered; after the client half-closes, OK waits for the last commit.
-    const waiting: PostFields[] = [];
+    const waiting: ChatPost[] = [];
     let head = 0;
     let ended = false;
     let finished = false;
     stream.defer(() => finished = true);
     const published = (err: unknown) => {
       const message = waiting[head];
-      waiting[head++] = undefined as unknown as PostFields;
+      waiting[head++] = undefined as unknown as ChatPost;
       if (head === waiting.length) waiting.length = head = 0;
       if (finished) return; // cancelled or failed meanwhile: no one to echo to
       if (err) return stream.finish(err);
@@ -74,7 +74,7 @@ export function chatHandler(ctx: HandlerContext) {
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
-    const reader = readMessages(call, decodePost, {
+    const reader = readMessages(call, decodeChatPost, {
       message(message, bytes) {
         try {
           bytes = posts.check(message, bytes);

@@ -13,6 +13,7 @@ import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
 import { allocFramed, frameMessage, PREFIX_BYTES } from "./framing.ts";
 import { ChatError } from "../rooms/errors.ts";
 import { writeEnvelopeHeader } from "../../protocol/envelope.ts";
+import type { ChatPost } from "./post_decoder.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
 export function encodeMessage(
@@ -321,11 +322,8 @@ export function presenceMessage(
  * room, nowMs, SYSTEM)`, in a new buffer. The chat handler writes echoes in
  * place instead (`planEcho` and `writeEcho`).
  */
-export function frameEchoMessage(
-  original: Pick<Message, "id" | "content" | "room">,
-  nowMs = Date.now(),
-): Buffer {
-  const out = Buffer.allocUnsafe(planEcho(original, nowMs));
+export function frameEchoMessage(post: ChatPost, nowMs = Date.now()): Buffer {
+  const out = Buffer.allocUnsafe(planEcho(post, nowMs));
   writeEcho(out, 0);
   return out;
 }
@@ -337,12 +335,7 @@ export function frameEchoMessage(
  * time).
  */
 const plan = {
-  id: "",
-  content: "",
-  room: "",
-  idLen: 0,
-  contentLen: 0,
-  roomLen: 0,
+  post: undefined as ChatPost | undefined,
   size: 0,
   slow: undefined as Buffer | undefined,
 };
@@ -366,24 +359,26 @@ function planTail(nowMs: number, seconds: number): void {
   tailMs = nowMs;
 }
 
+const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
 /**
- * Measures the echo of `original` at `nowMs` (see
- * {@linkcode frameEchoMessage}) and returns its framed size; the next
- * {@linkcode writeEcho} writes exactly those bytes. The prefixes are ASCII,
- * so the UTF-8 of each joined string is the prefix's bytes followed by the
- * original's: the joined strings are never built.
+ * Measures the echo of `post` at `nowMs` (see {@linkcode frameEchoMessage})
+ * and returns its framed size; the next {@linkcode writeEcho} writes exactly
+ * those bytes. The id, content and room are copied from the bytes the
+ * message came in (checked UTF-8: what encoding the decoded strings would
+ * write), and the prefixes are ASCII, so the UTF-8 of a joined string is
+ * the prefix's bytes followed by the original's: no string is built.
  */
-export function planEcho(
-  original: Pick<Message, "id" | "content" | "room">,
-  nowMs: number,
-): number {
+export function planEcho(post: ChatPost, nowMs: number): number {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
+    const text = (at: number, end: number) =>
+      utf8Decoder.decode(post.body.subarray(at, end));
     const slow = frameChatMessage(
-      `${ECHO_ID}${original.id}`,
+      ECHO_ID + text(post.idAt, post.idEnd),
       ECHO_USER,
-      `${ECHO_CONTENT}${original.content}`,
-      original.room,
+      ECHO_CONTENT + text(post.contentAt, post.contentEnd),
+      text(post.roomAt, post.roomEnd),
       nowMs,
       MessageType.SYSTEM,
     );
@@ -392,43 +387,40 @@ export function planEcho(
   }
   plan.slow = undefined;
   planTail(nowMs, seconds);
-  const { id, content, room } = original;
-  plan.id = id;
-  plan.content = content;
-  plan.room = room;
-  plan.idLen = utf8Length(id);
-  plan.contentLen = utf8Length(content);
-  plan.roomLen = utf8Length(room);
-  plan.size = fieldSize(ECHO_ID.length + plan.idLen) +
+  plan.post = post;
+  plan.size = fieldSize(ECHO_ID.length + post.idEnd - post.idAt) +
     fieldSize(ECHO_USER.length) +
-    fieldSize(ECHO_CONTENT.length + plan.contentLen) +
-    fieldSize(plan.roomLen) + tailLen;
+    fieldSize(ECHO_CONTENT.length + post.contentEnd - post.contentAt) +
+    fieldSize(post.roomEnd - post.roomAt) + tailLen;
   return PREFIX_BYTES + plan.size;
 }
 
 /** Writes the echo measured by the last {@linkcode planEcho} at `out[at..]`. */
 export function writeEcho(out: Uint8Array, at: number): void {
-  if (plan.slow !== undefined) {
-    out.set(plan.slow, at);
+  const slow = plan.slow;
+  if (slow !== undefined) {
+    out.set(slow, at);
     plan.slow = undefined;
     return;
   }
+  const post = plan.post!;
+  const body = post.body;
   writeEnvelopeHeader(out, at, 0, plan.size);
   at += PREFIX_BYTES;
-  at = writePrefixed(out, at, 0x0a, ECHO_ID, plan.id, plan.idLen);
+  at = writeJoined(out, at, 0x0a, ECHO_ID, body, post.idAt, post.idEnd);
   at = writeString(out, at, 0x12, ECHO_USER, ECHO_USER.length);
-  at = writePrefixed(
+  at = writeJoined(
     out,
     at,
     0x1a,
     ECHO_CONTENT,
-    plan.content,
-    plan.contentLen,
+    body,
+    post.contentAt,
+    post.contentEnd,
   );
-  at = writeString(out, at, 0x22, plan.room, plan.roomLen);
+  at = writeJoined(out, at, 0x22, "", body, post.roomAt, post.roomEnd);
   for (let i = 0; i < tailLen; i++) out[at + i] = tail[i];
-  // Let go of the strings (the original message can be collected).
-  plan.id = plan.content = plan.room = "";
+  plan.post = undefined; // the message can be collected
 }
 
 const ECHO_ID = "echo_";
@@ -436,26 +428,30 @@ const ECHO_USER = "Server";
 const ECHO_CONTENT = "Echo: ";
 
 /**
- * A string field whose value is the ASCII `prefix` joined with `s` (`len`:
- * the UTF-8 length of `s` alone); never empty, so always written.
+ * A string field whose value is the ASCII `prefix` followed by the bytes
+ * `body[from, to)`; not written when both are empty (proto3 leaves an empty
+ * string out).
  */
-function writePrefixed(
+function writeJoined(
   out: Uint8Array,
   at: number,
   tag: number,
   prefix: string,
-  s: string,
-  len: number,
+  body: Uint8Array,
+  from: number,
+  to: number,
 ): number {
+  const len = prefix.length + to - from;
+  if (len === 0) return at;
   out[at++] = tag;
-  at = writeVarint(out, at, prefix.length + len);
+  at = writeVarint(out, at, len);
   for (let i = 0; i < prefix.length; i++) out[at++] = prefix.charCodeAt(i);
-  if (len === s.length) {
-    for (let i = 0; i < len; i++) out[at + i] = s.charCodeAt(i);
-  } else {
-    utf8.encodeInto(s, out.subarray(at, at + len));
+  if (to - from > 64) {
+    out.set(body.subarray(from, to), at);
+    return at + to - from;
   }
-  return at + len;
+  for (let i = from; i < to; i++) out[at++] = body[i];
+  return at;
 }
 
 export function echoMessage(
