@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { atTurnEnd } from "./turn_end.ts";
+import { type TurnWrite, writeAtTurnEnd } from "./turn_end.ts";
 import {
   Flag,
   FRAME_HEADER_BYTES,
@@ -41,10 +41,11 @@ export class FrameWriter {
   #writing = false;
   #dead = false;
   #idle: (() => void)[] = [];
-  readonly #kick = () => {
-    this.#scheduled = false;
-    if (!this.#writing) void this.#run();
-  };
+  /** This writer's turn-end write; the smallest of a turn go first. */
+  readonly #kick: TurnWrite = kickOf(this, (w) => w.#len, (w) => {
+    w.#scheduled = false;
+    if (!w.#writing) void w.#run();
+  });
 
   constructor(events: FrameWriterEvents) {
     this.#events = events;
@@ -142,7 +143,7 @@ export class FrameWriter {
   #schedule(): void {
     if (this.#scheduled || this.#writing || !this.#conn || this.#dead) return;
     this.#scheduled = true;
-    atTurnEnd(this.#kick);
+    writeAtTurnEnd(this.#kick);
   }
 
   #flushSoon(): void {
@@ -185,4 +186,18 @@ export class FrameWriter {
     this.#idle = [];
     for (const w of waiters) w();
   }
+}
+
+/** A writer's turn-end write: its queued bytes, and the kick. */
+function kickOf(
+  w: FrameWriter,
+  size: (w: FrameWriter) => number,
+  kick: (w: FrameWriter) => void,
+): TurnWrite {
+  return {
+    get size() {
+      return size(w);
+    },
+    write: () => kick(w),
+  };
 }

@@ -135,3 +135,59 @@ Deno.test("h2load: 4000 SendMessage calls, 100 streams per connection, every one
   sub.cancel();
   await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
 });
+
+/** nghttp -v's HEADERS frames received and the grpc-status lines. */
+async function nghttpCalls(addr: string, file: string, tableSize: number) {
+  const res = await run("nghttp", [
+    "-nv",
+    "-m",
+    "3",
+    "-c",
+    String(tableSize),
+    "-d",
+    file,
+    "-H",
+    "content-type: application/grpc",
+    "-H",
+    "te: trailers",
+    `http://${addr}${chatPaths.SendMessage}`,
+  ]);
+  assert.equal(res.code, 0, res.text);
+  const lengths = [...res.text.matchAll(
+    /recv HEADERS frame <length=(\d+), flags=0x0([45])/g,
+  )].map((m) => ({ length: Number(m[1]), end: m[2] === "5" }));
+  const statuses = [
+    ...res.text.matchAll(/recv \(stream_id=\d+\) grpc-status: (\d+)/g),
+  ]
+    .map((m) => m[1]);
+  return {
+    text: res.text,
+    headers: lengths.filter((l) => !l.end).map((l) => l.length),
+    trailers: lengths.filter((l) => l.end).map((l) => l.length),
+    statuses,
+  };
+}
+
+Deno.test("nghttp: constant response headers and OK trailers enter the client's HPACK table once, then cost an octet a field", async () => {
+  await using f = await startCore({ transport: "h2" });
+  const file = requestFile("from nghttp", "hpack");
+  try {
+    // Default table (4096): the first answer inserts, the next two index.
+    const indexed = await nghttpCalls(f.addr, file, 4096);
+    assert.deepEqual(indexed.statuses, ["0", "0", "0"], indexed.text);
+    assert.equal(indexed.headers.length, 3, indexed.text);
+    assert.ok(indexed.headers[0] > 40, indexed.text);
+    // :status 200 (static) and three dynamic entries.
+    assert.deepEqual(indexed.headers.slice(1), [4, 4], indexed.text);
+    assert.ok(indexed.trailers[0] > 20, indexed.text);
+    assert.deepEqual(indexed.trailers.slice(1), [2, 2], indexed.text);
+    // A client with no table (SETTINGS_HEADER_TABLE_SIZE 0): literals
+    // throughout, every answer decoded by nghttp2.
+    const none = await nghttpCalls(f.addr, file, 0);
+    assert.deepEqual(none.statuses, ["0", "0", "0"], none.text);
+    assert.ok(none.headers.every((n) => n > 40), none.text);
+    assert.ok(none.trailers.every((n) => n > 20), none.text);
+  } finally {
+    Deno.removeSync(file);
+  }
+});

@@ -85,24 +85,25 @@ export function contentLength(value: string | string[]): number {
   return Number(value);
 }
 
-/** Encoded blocks of frozen header objects (constant responses, trailers). */
-const encodedFrozen = new WeakMap<object, Uint8Array>();
-
 /**
  * The HPACK block of response headers or trailers given as Node takes them
  * (`:status` first, names lower-cased, arrays as repeated fields). A frozen
- * object (a constant response) is encoded once and its block reused; the
- * encoder never indexes, so blocks are independent of each other.
+ * object (a constant response, e.g. gRPC's OK trailers) goes through the
+ * connection's `encodeConstant()`: its fields enter the client's dynamic
+ * table once and cost an octet each afterwards, on the wire and in the
+ * client's decoder, and its block is encoded once per connection.
  */
 export function encodeResponseHeaders(
   encoder: HpackEncoder,
   headers: OutgoingHeaders,
 ): Uint8Array {
-  const frozen = Object.isFrozen(headers);
-  if (frozen) {
-    const cached = encodedFrozen.get(headers);
-    if (cached !== undefined) return cached;
+  if (Object.isFrozen(headers)) {
+    return encoder.encodeConstant(headers, () => headerFields(headers));
   }
+  return encoder.encode(headerFields(headers));
+}
+
+function headerFields(headers: OutgoingHeaders): [string, string][] {
   const fields: [string, string][] = [];
   const status = headers[":status"];
   if (status !== undefined) fields.push([":status", String(status)]);
@@ -117,7 +118,5 @@ export function encodeResponseHeaders(
       fields.push([lower, String(value)]);
     }
   }
-  const block = encoder.encode(fields);
-  if (frozen) encodedFrozen.set(headers, block);
-  return block;
+  return fields;
 }

@@ -11,6 +11,7 @@ import {
   Flag,
   FRAME_HEADER_BYTES,
   FrameType,
+  Setting,
   writeFrameHeader,
 } from "../../protocol/http2/frames.ts";
 import { H2Connection } from "../connection.ts";
@@ -19,7 +20,17 @@ import type { H2ServerStream, OutgoingHeaders } from "./stream.ts";
 
 /** Response output of a server connection; see the module doc. */
 export abstract class H2ServerOutput extends H2Connection<H2ServerStream> {
-  readonly #encoder = new HpackEncoder();
+  /**
+   * Constant responses and trailers index up to this many octets of the
+   * client's HPACK table (five gRPC fields take ~280).
+   */
+  readonly #encoder = new HpackEncoder({ tableSize: 1024 });
+
+  protected override onSetting(key: number, value: number): void {
+    if (key === Setting.HEADER_TABLE_SIZE) {
+      this.#encoder.setPeerTableSize(value);
+    }
+  }
 
   sendHeaders(
     stream: H2ServerStream,

@@ -1,9 +1,12 @@
 /**
  * HPACK (RFC 7541): the header compression of HTTP/2.
  *
- * The decoder keeps the full dynamic table the peer's encoder drives; the
- * encoder never adds to it, so what we send depends on no shared state and
- * the peer's SETTINGS_HEADER_TABLE_SIZE can be ignored. Header names and
+ * The decoder keeps the full dynamic table the peer's encoder drives. The
+ * encoder's `encode()` never adds to the peer's table, so such a block
+ * depends on no shared state; `encodeConstant()` (constant responses and
+ * trailers, with a `tableSize` set) inserts each field once and refers to
+ * it by index afterwards, within the peer's SETTINGS_HEADER_TABLE_SIZE
+ * (`setPeerTableSize()`). Header names and
  * values are octet strings mapped one to one onto char codes 0-255: gRPC
  * metadata is ASCII and `-bin` values are base64, so nothing is UTF-8
  * decoded, and the encoder refuses char codes above 255.
@@ -94,6 +97,8 @@ const STATIC: readonly (readonly [string, string])[] = [
 ];
 const STATIC_COUNT = STATIC.length;
 
+/** SETTINGS_HEADER_TABLE_SIZE's initial value (RFC 9113 §6.5.2). */
+const DEFAULT_TABLE_SIZE = 4096;
 /** Per-entry overhead of the table size accounting (RFC 7541 §4.1). */
 const ENTRY_OVERHEAD = 32;
 /** Largest integer accepted in a block; anything above is an attack. */
@@ -388,6 +393,52 @@ const CACHED_CHARS = 128;
 export class HpackEncoder {
   #buf = new Uint8Array(1024);
   #pos = 0;
+  /** Most octets of the peer's table `encodeConstant()` may fill. */
+  readonly #ownLimit: number;
+  /** min(own limit, the peer's SETTINGS_HEADER_TABLE_SIZE). */
+  #limit: number;
+  /** Fields we inserted (`name\0value`) → their insertion number. */
+  readonly #entries = new Map<string, number>();
+  #inserted = 0;
+  #used = 0;
+  /** Size updates owed at the start of the next block. */
+  #updates: number[] = [];
+  /** The table size the peer's decoder holds us to. */
+  #signaled = DEFAULT_TABLE_SIZE;
+  /** Blocks of `encodeConstant()` that inserted nothing, by key. */
+  readonly #constant = new Map<object, Uint8Array<ArrayBuffer>>();
+
+  /**
+   * @param options.tableSize Octets of the peer's dynamic table that
+   *   {@linkcode encodeConstant} may fill (never evicted, so blocks stay
+   *   valid); 0, the default, never indexes.
+   */
+  constructor(options: { tableSize?: number } = {}) {
+    this.#ownLimit = options.tableSize ?? 0;
+    this.#limit = Math.min(this.#ownLimit, DEFAULT_TABLE_SIZE);
+  }
+
+  /**
+   * The peer's SETTINGS_HEADER_TABLE_SIZE. Below the size the peer's
+   * decoder allows us (4096 until we say otherwise), the next block starts
+   * with a size update to it (RFC 7541 §4.2); below what we use, the table
+   * is emptied first (an update to 0) and the constant blocks start over.
+   * A larger size changes nothing: we never need more than our own limit.
+   */
+  setPeerTableSize(size: number): void {
+    if (this.#ownLimit === 0 || size >= this.#signaled) return;
+    const limit = Math.min(this.#ownLimit, size);
+    this.#constant.clear();
+    if (limit < this.#used) {
+      this.#entries.clear();
+      this.#used = 0;
+      this.#updates = [0, limit];
+    } else {
+      this.#updates = [limit];
+    }
+    this.#signaled = limit;
+    this.#limit = limit;
+  }
 
   /**
    * Encodes `fields` in order into one header block. Names must already be
@@ -397,26 +448,90 @@ export class HpackEncoder {
    * @throws {HpackError} if a name or value has a char code above 255.
    */
   encode(fields: Iterable<readonly [string, string]>): Uint8Array<ArrayBuffer> {
-    this.#pos = 0;
-    for (const [name, value] of fields) {
-      const known = STATIC_BY_NAME.get(name);
-      if (known !== undefined) {
-        const full = known.values.get(value);
-        if (full !== undefined) {
-          this.#reserve(5);
-          this.#int(0x80, 7, full);
-          continue;
-        }
-        this.#reserve(5);
-        this.#int(0x00, 4, known.index);
-      } else {
-        this.#reserve(1);
-        this.#buf[this.#pos++] = 0x00;
-        this.#string(name);
-      }
-      this.#string(value);
-    }
+    this.#start();
+    for (const [name, value] of fields) this.#field(name, value, false);
     return this.#buf.slice(0, this.#pos);
+  }
+
+  /**
+   * The block of a constant list of fields (the same `key` always stands
+   * for the same fields): each field goes into the peer's dynamic table
+   * the first time, while it fits, and is one indexed octet or two after
+   * that. The block is cached under `key` once it inserts nothing, so a
+   * constant response costs a lookup. The block returned must be sent, in
+   * order with this encoder's other blocks (the peer's table follows ours).
+   */
+  encodeConstant(
+    key: object,
+    fields: () => Iterable<readonly [string, string]>,
+  ): Uint8Array<ArrayBuffer> {
+    if (this.#updates.length === 0) {
+      const cached = this.#constant.get(key);
+      if (cached !== undefined) return cached;
+    }
+    const before = this.#inserted;
+    const update = this.#updates.length > 0;
+    this.#start();
+    for (const [name, value] of fields()) {
+      this.#field(name, value, this.#limit > 0);
+    }
+    const block = this.#buf.slice(0, this.#pos);
+    if (this.#inserted !== before) this.#constant.clear();
+    else if (!update) this.#constant.set(key, block);
+    return block;
+  }
+
+  #start(): void {
+    this.#pos = 0;
+    for (const size of this.#updates) {
+      this.#reserve(5);
+      this.#int(0x20, 5, size);
+    }
+    this.#updates.length = 0;
+  }
+
+  #field(name: string, value: string, index: boolean): void {
+    const known = STATIC_BY_NAME.get(name);
+    const full = known?.values.get(value);
+    if (full !== undefined) {
+      this.#reserve(5);
+      this.#int(0x80, 7, full);
+      return;
+    }
+    if (index) {
+      const key = name + "\0" + value;
+      const n = this.#entries.get(key);
+      if (n !== undefined) {
+        this.#reserve(5);
+        this.#int(0x80, 7, STATIC_COUNT + this.#inserted - n + 1);
+        return;
+      }
+      const size = name.length + value.length + ENTRY_OVERHEAD;
+      if (this.#used + size <= this.#limit) {
+        this.#used += size;
+        this.#entries.set(key, ++this.#inserted);
+        this.#literal(0x40, 6, known?.index, name, value);
+        return;
+      }
+    }
+    this.#literal(0x00, 4, known?.index, name, value);
+  }
+
+  /** A literal field: `first` is 0x40 (insert) or 0x00 (not indexed). */
+  #literal(
+    first: number,
+    bits: number,
+    nameIndex: number | undefined,
+    name: string,
+    value: string,
+  ): void {
+    this.#reserve(5);
+    if (nameIndex !== undefined) this.#int(first, bits, nameIndex);
+    else {
+      this.#buf[this.#pos++] = first;
+      this.#string(name);
+    }
+    this.#string(value);
   }
 
   #reserve(n: number): void {

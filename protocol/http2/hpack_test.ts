@@ -481,3 +481,144 @@ Deno.test("HpackEncoder rejects char codes above 255", () => {
 });
 
 // --------------------------------------------------------- A real HTTP/2 peer
+
+const GRPC_HEADERS: HeaderField[] = [
+  [":status", "200"],
+  ["content-type", "application/grpc+proto"],
+  ["grpc-accept-encoding", "identity,deflate,gzip"],
+  ["grpc-encoding", "identity"],
+];
+const GRPC_TRAILERS: HeaderField[] = [
+  ["grpc-status", "0"],
+  ["grpc-message", "OK"],
+];
+
+Deno.test("HpackEncoder.encodeConstant indexes a constant block after its first use", () => {
+  const e = new HpackEncoder({ tableSize: 1024 });
+  const d = new HpackDecoder();
+  const headers = {}, trailers = {};
+  const first = e.encodeConstant(headers, () => GRPC_HEADERS);
+  assert.deepEqual(d.decode(first), GRPC_HEADERS);
+  assert.equal(d.tableSize, 3 * 32 + 12 + 22 + 20 + 21 + 13 + 8);
+  const second = e.encodeConstant(headers, () => GRPC_HEADERS);
+  // :status 200 is static (0x88); the other three are dynamic 62..64.
+  assert.deepEqual([...second], [0x88, 0x80 | 64, 0x80 | 63, 0x80 | 62]);
+  assert.deepEqual(d.decode(second), GRPC_HEADERS);
+  // Cached: the very same bytes, and the fields are not asked for again.
+  assert.equal(
+    e.encodeConstant(headers, () => assert.fail("cached")),
+    second,
+  );
+  // A second constant inserts in front: the first's indexes shift by two,
+  // and its cached block is encoded again.
+  assert.deepEqual(
+    d.decode(e.encodeConstant(trailers, () => GRPC_TRAILERS)),
+    GRPC_TRAILERS,
+  );
+  const shifted = e.encodeConstant(headers, () => GRPC_HEADERS);
+  assert.deepEqual([...shifted], [0x88, 0x80 | 66, 0x80 | 65, 0x80 | 64]);
+  assert.deepEqual(d.decode(shifted), GRPC_HEADERS);
+  const t = e.encodeConstant(trailers, () => GRPC_TRAILERS);
+  assert.deepEqual([...t], [0x80 | 63, 0x80 | 62]);
+  assert.deepEqual(d.decode(t), GRPC_TRAILERS);
+  // encode() in between neither inserts nor disturbs the indexes.
+  const other: HeaderField[] = [["grpc-status", "13"], ["grpc-message", "x"]];
+  assert.deepEqual(d.decode(e.encode(other)), other);
+  assert.equal(e.encodeConstant(trailers, () => GRPC_TRAILERS), t);
+  assert.deepEqual(d.decode(t), GRPC_TRAILERS);
+});
+
+Deno.test("HpackEncoder.encodeConstant stays within its table size", () => {
+  // Room for content-type's entry (66 octets) only.
+  const e = new HpackEncoder({ tableSize: 100 });
+  const d = new HpackDecoder();
+  const key = {};
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(d.decode(e.encodeConstant(key, () => GRPC_HEADERS)), [
+      ...GRPC_HEADERS,
+    ]);
+  }
+  assert.equal(d.tableSize, 32 + 12 + 22);
+  // Without a table size it is encode(): nothing enters the table.
+  const plain = new HpackEncoder();
+  const block = plain.encodeConstant(key, () => GRPC_HEADERS);
+  assert.deepEqual(block, plain.encode(GRPC_HEADERS));
+  plain.setPeerTableSize(0);
+  assert.deepEqual(plain.encode(GRPC_HEADERS), block, "no size update");
+});
+
+Deno.test("HpackEncoder follows the peer's SETTINGS_HEADER_TABLE_SIZE", () => {
+  const e = new HpackEncoder({ tableSize: 1024 });
+  const d = new HpackDecoder();
+  const headers = {}, trailers = {};
+  d.decode(e.encodeConstant(headers, () => GRPC_HEADERS));
+  d.decode(e.encodeConstant(trailers, () => GRPC_TRAILERS));
+  const used = d.tableSize;
+  // Larger than what we use, or than 4096: nothing to say.
+  e.setPeerTableSize(8192);
+  assert.deepEqual(
+    [...e.encodeConstant(headers, () => GRPC_HEADERS)],
+    [0x88, 0x80 | 66, 0x80 | 65, 0x80 | 64],
+  );
+  // Below 4096 but above our use: one size update, the table stays.
+  e.setPeerTableSize(2000);
+  const updated = e.encodeConstant(headers, () => GRPC_HEADERS);
+  assert.equal(updated[0] & 0xe0, 0x20, "starts with a size update");
+  assert.deepEqual(d.decode(updated), GRPC_HEADERS);
+  assert.equal(d.tableSize, used);
+  // Below our use: emptied (update to 0, then the new size), filled again.
+  e.setPeerTableSize(100);
+  const emptied = e.encode([["x-a", "b"]]);
+  assert.deepEqual([...emptied.subarray(0, 3)], [0x20, 0x3f, 100 - 31]);
+  assert.deepEqual(d.decode(emptied), [["x-a", "b"]]);
+  assert.equal(d.tableSize, 0);
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(
+      d.decode(e.encodeConstant(trailers, () => GRPC_TRAILERS)),
+      GRPC_TRAILERS,
+    );
+    assert.deepEqual(
+      d.decode(e.encodeConstant(headers, () => GRPC_HEADERS)),
+      GRPC_HEADERS,
+    );
+  }
+  assert.ok(d.tableSize <= 100);
+  // Zero: nothing is indexed any more, and every block still decodes.
+  e.setPeerTableSize(0);
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(
+      d.decode(e.encodeConstant(headers, () => GRPC_HEADERS)),
+      GRPC_HEADERS,
+    );
+  }
+  assert.equal(d.tableSize, 0);
+});
+
+Deno.test("HpackEncoder.encodeConstant decodes right in any order of keys and settings", () => {
+  const rand = prng(7);
+  const keys = Array.from({ length: 6 }, () => ({}));
+  const lists: HeaderField[][] = keys.map((_, k) =>
+    Array.from(
+      { length: 1 + k },
+      (_, i) => [`x-h${(k * 3 + i) % 7}`, `v${k}-${i}`] as HeaderField,
+    )
+  );
+  const e = new HpackEncoder({ tableSize: 300 });
+  const d = new HpackDecoder();
+  for (let step = 0; step < 2000; step++) {
+    const r = rand() % 100;
+    if (r < 3) e.setPeerTableSize([0, 64, 150, 4096, 300][rand() % 5]);
+    else if (r < 10) {
+      const fields: HeaderField[] = [["x-free", String(step)]];
+      assert.deepEqual(d.decode(e.encode(fields)), fields);
+    } else {
+      const k = rand() % keys.length;
+      assert.deepEqual(
+        d.decode(e.encodeConstant(keys[k], () => lists[k])),
+        lists[k],
+        `step ${step}`,
+      );
+    }
+    assert.ok(d.tableSize <= 300);
+  }
+});
