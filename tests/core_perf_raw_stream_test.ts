@@ -30,6 +30,12 @@ async function serve(handler: Handler, options = {}) {
 const framed = (content: string) =>
   frameMessage(encodeMessage({ id: content, content, room: "r", user: "u" }));
 
+/** `writeEncoded()`'s arguments for the framed message `framed(content)`. */
+const encoded = (content: string): [number, Encode] => {
+  const bytes = framed(content);
+  return [bytes.length, (out, at) => out.set(bytes, at)];
+};
+
 Deno.test("messageWriter() takes the direct path with this grpc-js and keeps order", async () => {
   let writer: MessageWriter | undefined;
   const streamWrites: number[] = [];
@@ -82,13 +88,21 @@ Deno.test("messageWriter() reports backpressure and then 'drain' from the HTTP/2
   assert.deepEqual(got.map((m) => m.content.length), [64 * 1024, 11]);
 });
 
-Deno.test("messageWriter() over the send limit ends the call with RESOURCE_EXHAUSTED", async () => {
-  using f = await serve((call) => {
-    messageWriter(call).write(framed("y".repeat(2000)));
-  }, { "grpc.max_send_message_length": 1000 });
-  const stream = f.client.subscribeMessages({ room: "r", user: "u" });
-  const err = await streamError(stream);
-  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+Deno.test("messageWriter() over the send limit ends the call with RESOURCE_EXHAUSTED (write() and writeEncoded())", async () => {
+  const big = "y".repeat(2000);
+  for (
+    const send of [
+      (w: MessageWriter) => w.write(framed(big)),
+      (w: MessageWriter) => w.writeEncoded(...encoded(big)),
+    ]
+  ) {
+    using f = await serve((call) => {
+      send(messageWriter(call));
+    }, { "grpc.max_send_message_length": 1000 });
+    const stream = f.client.subscribeMessages({ room: "r", user: "u" });
+    const err = await streamError(stream);
+    assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  }
 });
 
 Deno.test("messageWriter() falls back to call.write() with the payload", () => {
@@ -99,7 +113,11 @@ Deno.test("messageWriter() falls back to call.write() with the payload", () => {
   assert.equal(writer.direct, false);
   const payload = encodeMessage({ id: "a", content: "b" });
   writer.write(frameMessage(payload));
-  assert.deepEqual(written.map((b) => [...b]), [[...payload]]);
+  writer.writeEncoded(...encoded("c"));
+  assert.deepEqual(written.map((b) => [...b]), [
+    [...payload],
+    [...encodeMessage({ id: "c", content: "c", room: "r", user: "u" })],
+  ]);
   let drained = false;
   const stop = writer.onDrain(() => (drained = true));
   call.emit("drain");
@@ -143,12 +161,6 @@ Deno.test("messageWriter() fires 'drain' itself when it said full but the flush 
   assert.equal(stream.written.length, 1, "both went in one stream write");
 });
 
-/** `writeEncoded()`'s arguments for the framed message `framed(content)`. */
-const encoded = (content: string): [number, Encode] => {
-  const bytes = framed(content);
-  return [bytes.length, (out, at) => out.set(bytes, at)];
-};
-
 Deno.test("messageWriter().writeEncoded() keeps order with write() across turns, filled buffers and messages larger than one", async () => {
   let writer: MessageWriter | undefined;
   const want: string[] = [];
@@ -183,27 +195,4 @@ Deno.test("messageWriter().writeEncoded() keeps order with write() across turns,
   assert.equal(writer?.direct, true, "grpc-js internals changed: fallback");
   assert.equal(got.length, want.length);
   got.forEach((m, i) => assert.equal(m.content, want[i], `message ${i}`));
-});
-
-Deno.test("messageWriter().writeEncoded() over the send limit ends the call with RESOURCE_EXHAUSTED", async () => {
-  using f = await serve((call) => {
-    messageWriter(call).writeEncoded(...encoded("y".repeat(2000)));
-  }, { "grpc.max_send_message_length": 1000 });
-  const err = await streamError(
-    f.client.subscribeMessages({ room: "r", user: "u" }),
-  );
-  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
-});
-
-Deno.test("messageWriter().writeEncoded() falls back to call.write() with the payload", () => {
-  const call = new EventEmitter() as WritableCall;
-  const written: Uint8Array[] = [];
-  call.write = (m) => written.push(m) > 0;
-  const writer = messageWriter(call);
-  assert.equal(writer.direct, false);
-  writer.writeEncoded(...encoded("b"));
-  assert.deepEqual(
-    written.map((b) => [...b]),
-    [[...encodeMessage({ id: "b", content: "b", room: "r", user: "u" })]],
-  );
 });

@@ -204,8 +204,7 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
   const full = mode === FULL;
   let id = "", user = "", content = "", room = "", type = 0;
   let hasContent = false;
-  let idAt = 0, idEnd = 0, contentAt = 0, contentEnd = 0;
-  let roomAt = 0, roomEnd = 0;
+  span.reset();
   at = 0;
   while (at < end) {
     const tag = varint(bytes, end);
@@ -236,8 +235,8 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
       case 1:
         if (full) id = text(bytes, start, at);
         else checkText(bytes, start, at);
-        idAt = start;
-        idEnd = at;
+        span.idAt = start;
+        span.idEnd = at;
         break;
       case 2:
         user = recentUser.get(bytes, start, at);
@@ -247,13 +246,13 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
         hasContent = len > 0;
         if (full) content = text(bytes, start, at);
         else checkText(bytes, start, at);
-        contentAt = start;
-        contentEnd = at;
+        span.contentAt = start;
+        span.contentEnd = at;
         break;
       case 4:
         room = recentRoom.get(bytes, start, at);
-        roomAt = start;
-        roomEnd = at;
+        span.roomAt = start;
+        span.roomEnd = at;
         break;
       case 5: {
         const after = at;
@@ -263,35 +262,69 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
       }
     }
   }
+  return decoded(mode, bytes, id, user, content, room, type, hasContent);
+}
+
+/**
+ * Where the last id, content and room of the message being decoded are,
+ * for decodeChatPost(); like `at`, shared by both decoders and reset on
+ * every call.
+ */
+const span = {
+  idAt: 0,
+  idEnd: 0,
+  contentAt: 0,
+  contentEnd: 0,
+  roomAt: 0,
+  roomEnd: 0,
+  reset() {
+    this.idAt =
+      this.idEnd =
+      this.contentAt =
+      this.contentEnd =
+        0;
+    this.roomAt = this.roomEnd = 0;
+  },
+};
+
+/** What a decoder returns in `mode`, from the fields read and `span`. */
+function decoded(
+  mode: Mode,
+  body: Uint8Array,
+  id: string,
+  user: string,
+  content: string,
+  room: string,
+  type: number,
+  hasContent: boolean,
+): PostHead {
   if (mode === SPANS) {
-    return chatPost({
+    const { idAt, idEnd, contentAt, contentEnd, roomAt, roomEnd } = span;
+    const post: ChatPost = {
       user,
       room,
       type,
       hasContent,
-      body: bytes,
+      body,
       idAt,
       idEnd,
       contentAt,
       contentEnd,
       roomAt,
       roomEnd,
-    });
+    };
+    return post;
   }
-  return full
-    ? post({ id, user, content, room, type, hasContent })
-    : { user, room, type, hasContent };
+  if (mode === HEAD) return { user, room, type, hasContent };
+  const post: PostFields = { id, user, content, room, type, hasContent };
+  return post;
 }
-
-const post = (fields: PostFields): PostHead => fields;
-const chatPost = (fields: ChatPost): PostHead => fields;
 
 /** The general decoder: any valid message, every rejection. */
 function readPost(bytes: Uint8Array, mode: Mode): PostHead {
   const reader = new BinaryReader(bytes);
   let id = "", user = "", content = "", room = "", type = 0;
-  let idAt = 0, idEnd = 0, contentAt = 0, contentEnd = 0;
-  let roomAt = 0, roomEnd = 0;
+  span.reset();
   // A string field's value; its bytes end where the reader is then.
   const string = (no: number, wireType: WireType) => {
     expect(wireType, WireType.LengthDelimited, no);
@@ -302,21 +335,21 @@ function readPost(bytes: Uint8Array, mode: Mode): PostHead {
     switch (no) {
       case 1:
         id = string(no, wireType);
-        idEnd = reader.pos;
-        idAt = idEnd - utf8Bytes(id);
+        span.idEnd = reader.pos;
+        span.idAt = reader.pos - utf8Bytes(id);
         break;
       case 2:
         user = string(no, wireType);
         break;
       case 3:
         content = string(no, wireType);
-        contentEnd = reader.pos;
-        contentAt = contentEnd - utf8Bytes(content);
+        span.contentEnd = reader.pos;
+        span.contentAt = reader.pos - utf8Bytes(content);
         break;
       case 4:
         room = string(no, wireType);
-        roomEnd = reader.pos;
-        roomAt = roomEnd - utf8Bytes(room);
+        span.roomEnd = reader.pos;
+        span.roomAt = reader.pos - utf8Bytes(room);
         break;
       case 5:
         expect(wireType, WireType.LengthDelimited, no);
@@ -339,24 +372,7 @@ function readPost(bytes: Uint8Array, mode: Mode): PostHead {
     }
   }
   const hasContent = content !== "";
-  if (mode === SPANS) {
-    return chatPost({
-      user,
-      room,
-      type,
-      hasContent,
-      body: bytes,
-      idAt,
-      idEnd,
-      contentAt,
-      contentEnd,
-      roomAt,
-      roomEnd,
-    });
-  }
-  return mode === FULL
-    ? post({ id, user, content, room, type, hasContent })
-    : { user, room, type, hasContent };
+  return decoded(mode, bytes, id, user, content, room, type, hasContent);
 }
 
 const encoder = new TextEncoder();
