@@ -30,6 +30,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
 import { startServer } from "./procs.ts";
+import { EDGE_V8_FLAGS } from "../edge/config.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -119,7 +120,8 @@ async function round(procs: number) {
     { logPath: `${tmp}/core.log` },
   );
   const edge = await startServer(
-    `deno run -A --unstable-net ${root}edge/main.ts --port {port} ` +
+    // The flags edge/main.ts gives its --procs children: 1 and N alike.
+    `deno run -A --unstable-net --v8-flags=${EDGE_V8_FLAGS} ${root}edge/main.ts --port {port} ` +
       `--upstream http://127.0.0.1:${core.port} --procs ${procs} --log-format off`,
     { logPath: `${tmp}/edge.log` },
   );

@@ -213,12 +213,9 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
         return grpcWeb(request, cors(origin), path, type).catch(internalError);
       }
       // An unknown method gets the route's 404.
-      const answer = connect(request, path);
+      const answer = connect(request, path, cors(origin));
       if (answer === undefined) return honoFetch(request, ...rest);
-      return answer.then((res) => {
-        for (const [name, value] of cors(origin)) res.headers.set(name, value);
-        return res;
-      }).catch(internalError);
+      return answer.catch(internalError);
     };
   }
 

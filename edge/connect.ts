@@ -13,8 +13,10 @@ import {
   type DescMethod,
   type DescService,
   fromBinary,
+  fromJsonString,
   type MessageShape,
   toBinary,
+  toJsonString,
 } from "@bufbuild/protobuf";
 import {
   type Code,
@@ -221,7 +223,11 @@ export interface ConnectHandlerOptions {
 export function createConnectHandler(
   upstream: Upstream,
   options: ConnectHandlerOptions,
-): (request: Request, path?: string) => Promise<Response> | undefined {
+): (
+  request: Request,
+  path?: string,
+  extraHeaders?: readonly [string, string][],
+) => Promise<Response> | undefined {
   const router = createConnectRouter({
     connect: true,
     grpc: false,
@@ -276,106 +282,245 @@ export function createConnectHandler(
       contextValues: createContextValues().set(RECORD, record),
     }).then((res) => universalServerResponseToFetch(observed(res, record)));
   };
-  // `path`: the request's pathname when the caller has it already.
-  return (request, path = new URL(request.url).pathname) => {
+  // `path`: the request's pathname when the caller has it already;
+  // `extraHeaders` (CORS) are set on every answer.
+  return (
+    request,
+    path = new URL(request.url).pathname,
+    extraHeaders = NO_HEADERS,
+  ) => {
     const handler = byPath.get(path);
     if (!handler) return undefined;
     const method = unary.get(path);
     const record = calls?.start("connect", path);
-    if (method !== undefined && passThrough(request, options.maxMessageBytes)) {
+    const codec = method === undefined
+      ? undefined
+      : passThrough(request, options.maxMessageBytes);
+    const withExtra = (res: Response) => {
+      for (const [name, value] of extraHeaders) res.headers.set(name, value);
+      return res;
+    };
+    if (method !== undefined && codec !== undefined) {
       return forwardUnary(
         upstream,
         method,
+        codec,
+        options.maxMessageBytes,
         request,
         path,
         record,
         clientWatch,
-        (body) => routed(handler, request, body, record),
+        extraHeaders,
+        (body) => {
+          const answer = routed(handler, request, body, record);
+          return extraHeaders.length === 0 ? answer : answer.then(withExtra);
+        },
       );
     }
-    return routed(handler, request, undefined, record);
+    const answer = routed(handler, request, undefined, record);
+    return extraHeaders.length === 0 ? answer : answer.then(withExtra);
   };
 }
+
+const NO_HEADERS: readonly [string, string][] = [];
 
 type UniversalHandler = ReturnType<
   typeof createConnectRouter
 >["handlers"][number];
 
 /**
- * Whether a request may take {@linkcode forwardUnary}: a binary unary POST
- * with a declared, bounded length, no request compression and no timeout
- * (the router keeps handling those, and every other form).
+ * How a pass-through call's message is read and written: the request turned
+ * into the protobuf binary the core takes, the core's answer into the
+ * client's format.
  */
-function passThrough(request: Request, maxMessageBytes: number): boolean {
-  if (request.method !== "POST") return false;
+interface PassThroughCodec {
+  readonly contentType: "application/proto" | "application/json";
+  /** The request as protobuf binary; throws for a malformed one. */
+  request(method: DescMethod, bytes: Uint8Array): Uint8Array;
+  /**
+   * The core's answer for the client; throws what the router's
+   * implementation and serializer would (see {@linkcode forwardUnary}).
+   */
+  response(
+    method: DescMethod,
+    bytes: Uint8Array,
+    maxMessageBytes: number,
+  ): Uint8Array;
+}
+
+const BINARY: PassThroughCodec = {
+  contentType: "application/proto",
+  request(method, bytes) {
+    // Parsed once only to refuse what the router would refuse.
+    fromBinary(method.input, bytes);
+    return bytes;
+  },
+  response: (_method, bytes) => bytes,
+};
+
+const jsonText = new TextEncoder();
+
+const JSON_CODEC: PassThroughCodec = {
+  contentType: "application/json",
+  request(method, bytes) {
+    const message = fromJsonString(
+      method.input,
+      STRICT_JSON.textDecoder.decode(bytes),
+      STRICT_JSON,
+    );
+    return toBinary(method.input, message);
+  },
+  response(method, bytes, maxMessageBytes) {
+    // A malformed answer throws as the implementation's decode does.
+    const message = fromBinary(method.output, bytes);
+    let json: Uint8Array;
+    try {
+      json = jsonText.encode(toJsonString(method.output, message));
+    } catch (e) {
+      throw ConnectError.from(e, ConnectCode.Internal);
+    }
+    // connect-es's writeMaxBytes check (its assertWriteMaxBytes, which the
+    // package does not export), with the same message.
+    if (json.byteLength > maxMessageBytes) {
+      throw new ConnectError(
+        `message size ${json.byteLength} is larger than configured writeMaxBytes ${maxMessageBytes}`,
+        ConnectCode.ResourceExhausted,
+      );
+    }
+    return json;
+  },
+};
+
+/**
+ * The codec of a request that may take {@linkcode forwardUnary}: a binary or
+ * JSON unary POST with a declared, bounded length, no request compression
+ * and no timeout (the router keeps handling those, and every other form);
+ * undefined for any other.
+ */
+function passThrough(
+  request: Request,
+  maxMessageBytes: number,
+): PassThroughCodec | undefined {
+  if (request.method !== "POST") return undefined;
   const headers = request.headers;
-  if (headers.get("content-type") !== "application/proto") return false;
+  const type = headers.get("content-type");
+  const codec = type === "application/proto"
+    ? BINARY
+    : type === "application/json"
+    ? JSON_CODEC
+    : undefined;
+  if (codec === undefined) return undefined;
   const declared = headers.get("content-length");
-  if (declared === null) return false;
+  if (declared === null) return undefined;
   const length = Number(declared);
-  if (!Number.isSafeInteger(length) || length > maxMessageBytes) return false;
+  if (!Number.isSafeInteger(length) || length > maxMessageBytes) {
+    return undefined;
+  }
   return headers.get("content-encoding") === null &&
-    headers.get("connect-timeout-ms") === null;
+      headers.get("connect-timeout-ms") === null
+    ? codec
+    : undefined;
 }
 
 /**
- * A Connect binary unary call forwarded as bytes: the request's body is the
- * same protobuf message a gRPC call carries, and so is the answer, so
- * neither is re-encoded (connect-es's router decodes and re-encodes both).
- * The request is still parsed once, so a malformed one gets the router's
- * own answer (`fallback`), and every answer (success, error JSON, headers,
+ * A Connect unary call forwarded without connect-es's router. Binary: the
+ * request's body is the same protobuf message a gRPC call carries, and so
+ * is the answer, so neither is re-encoded (the router decodes and re-encodes
+ * both). JSON: converted once each way, as the router does, without its
+ * universal request and response, context and async iterables.
+ * The request is parsed once, so a malformed one gets the router's own
+ * answer (`fallback`), and every answer (success, error JSON, headers,
  * `trailer-` headers, compression) is built as the router builds it;
  * tests/edge_connect_passthrough_test.ts compares the two byte for byte.
  */
 async function forwardUnary(
   upstream: Upstream,
   method: DescMethod,
+  codec: PassThroughCodec,
+  maxMessageBytes: number,
   request: Request,
   path: string,
   record: CallRecord | undefined,
   clientWatch: ClientWatch,
+  extraHeaders: readonly [string, string][],
   fallback: (body: Uint8Array) => Promise<Response>,
 ): Promise<Response> {
   const bytes = await request.bytes();
   if (record) record.bytesIn += bytes.byteLength;
+  let message: Uint8Array;
   try {
-    fromBinary(method.input, bytes);
+    message = codec.request(method, bytes);
   } catch {
     return fallback(bytes);
   }
   const ctl = new AbortController();
   const watched = clientWatch.add(request, () => ctl.abort());
-  const call = upstream.call(path, [bytes], {
+  const call = upstream.call(path, [message], {
     metadata: requestMetadata(request.headers),
     signal: ctl.signal,
     timeoutMs: undefined,
   });
   // Also when reading the answer throws, as grpc_web.ts does.
   call.status.then(() => clientWatch.remove(watched));
-  const header = new Headers({ "content-type": "application/proto" });
-  for (const [k, v] of forwardableResponseHeaders(await call.headers)) {
-    header.set(k, v);
-  }
+  const forwarded = forwardableResponseHeaders(await call.headers);
   const out: Uint8Array[] = [];
   for await (const m of call.messages) out.push(m);
   const status = await call.status;
-  let httpStatus = 200;
-  let body: Uint8Array;
-  if (status.code === GrpcCode.OK && out.length === 1) {
-    body = out[0];
-    for (const [k, v] of forwardableResponseHeaders(status.trailers)) {
-      header.append(`trailer-${k}`, v);
+  const answered = status.code === GrpcCode.OK && out.length === 1;
+  let body: Uint8Array | undefined;
+  let error: ConnectError | undefined;
+  if (answered) {
+    try {
+      body = codec.response(method, out[0], maxMessageBytes);
+    } catch (e) {
+      // What the router makes of an implementation's throw.
+      error = e instanceof ConnectError ? e : new ConnectError(
+        "internal error",
+        ConnectCode.Internal,
+        undefined,
+        undefined,
+        e,
+      );
     }
   } else {
-    const error = status.code !== GrpcCode.OK
+    error = status.code !== GrpcCode.OK
       ? toConnectError(status)
       : notOneResponse(out.length);
+  }
+  const trailers = answered ? forwardableResponseHeaders(status.trailers) : [];
+  if (
+    body !== undefined && forwarded.length === 0 && trailers.length === 0 &&
+    body.byteLength < COMPRESS_MIN_BYTES
+  ) {
+    // The usual answer (no metadata, too small to compress): its header
+    // list is built at once, CORS included, so Deno takes it as it is.
+    if (record) {
+      record.bytesOut = body.byteLength;
+      record.end(status.code);
+    }
+    return new Response(body as Uint8Array<ArrayBuffer>, {
+      status: 200,
+      headers: [
+        ["content-type", codec.contentType],
+        ["content-length", String(body.byteLength)],
+        ...extraHeaders,
+      ],
+    });
+  }
+  const header = new Headers({ "content-type": codec.contentType });
+  for (const [k, v] of forwarded) header.set(k, v);
+  // The router's implementation sets the trailers before it decodes the
+  // answer, so they are there when that fails too.
+  for (const [k, v] of trailers) header.append(`trailer-${k}`, v);
+  let httpStatus = 200;
+  if (error !== undefined) {
     httpStatus = codeToHttpStatus(error.code);
     header.set("content-type", "application/json");
     mergeNonProtocolHeaders(header, error.metadata);
     // The router hands its JSON options over; none of them is a write option.
     body = errorToJsonBytes(error, {});
   }
+  if (body === undefined) throw new Error("unreachable: no body and no error");
   if (body.byteLength >= COMPRESS_MIN_BYTES) {
     const zip = compressionNegotiate(
       [...COMPRESSIONS],
@@ -389,6 +534,7 @@ async function forwardUnary(
     }
   }
   header.set("content-length", String(body.byteLength));
+  for (const [name, value] of extraHeaders) header.set(name, value);
   if (record) {
     record.bytesOut = body.byteLength;
     record.end(status.code);

@@ -59,8 +59,45 @@ export function grpcWebContentType(
 function statusHeaders(s: UpstreamStatus): [string, string][] {
   const out: [string, string][] = [["grpc-status", String(s.code)]];
   if (s.message) out.push(["grpc-message", encodeGrpcMessage(s.message)]);
-  return [...out, ...forwardableResponseHeaders(s.trailers)];
+  for (const pair of forwardableResponseHeaders(s.trailers)) out.push(pair);
+  return out;
 }
+
+/** A trailer frame as bytes, and as base64 for grpc-web-text. */
+interface TrailerFrame {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  base64?: string;
+}
+
+/** Distinct OK messages whose trailer frame is kept (normally one: "OK"). */
+const TRAILER_CACHE_SIZE = 8;
+
+/**
+ * The trailer frame of a status. Every successful call of a core answers
+ * the same trailer (grpc-status 0, the same grpc-message, no metadata), so
+ * that frame is built once and reused instead of encoded per call.
+ */
+function trailerCache(): (s: UpstreamStatus) => TrailerFrame {
+  const ok = new Map<string, TrailerFrame>();
+  return (s) => {
+    if (s.code !== 0 || !isEmpty(s.trailers)) {
+      return { bytes: encodeGrpcWebTrailer(statusHeaders(s)) };
+    }
+    let frame = ok.get(s.message);
+    if (frame === undefined) {
+      frame = { bytes: encodeGrpcWebTrailer(statusHeaders(s)) };
+      if (ok.size < TRAILER_CACHE_SIZE) ok.set(s.message, frame);
+    }
+    return frame;
+  };
+}
+
+function isEmpty(record: Record<string, string>): boolean {
+  for (const _ in record) return false;
+  return true;
+}
+
+const NO_HEADERS: readonly [string, string][] = [];
 
 /** Options of {@linkcode createGrpcWebHandler}. */
 export interface GrpcWebHandlerOptions {
@@ -80,9 +117,30 @@ export function createGrpcWebHandler(
   contentType?: string,
 ) => Promise<Response> {
   const clientWatch = new ClientWatch();
+  const trailerOf = trailerCache();
+  // The response headers of a call that adds none of its own, per list of
+  // extra (CORS) headers: built once, not per call.
+  const plainHeaders = new WeakMap<
+    readonly [string, string][],
+    { binary: [string, string][]; text: [string, string][] }
+  >();
+  const baseHeaders = (
+    extra: readonly [string, string][],
+    text: boolean,
+  ): [string, string][] => {
+    let both = plainHeaders.get(extra);
+    if (both === undefined) {
+      both = {
+        binary: [["content-type", "application/grpc-web+proto"], ...extra],
+        text: [["content-type", "application/grpc-web-text+proto"], ...extra],
+      };
+      plainHeaders.set(extra, both);
+    }
+    return text ? both.text : both.binary;
+  };
   return async function handleGrpcWeb(
     request: Request,
-    extraHeaders: readonly [string, string][] = [],
+    extraHeaders: readonly [string, string][] = NO_HEADERS,
     pathname?: string,
     // The content-type header when the caller has read it already.
     contentTypeHeader?: string,
@@ -114,16 +172,22 @@ export function createGrpcWebHandler(
     const zip = compression.response;
     const respond = (
       headers: [string, string][],
-      body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null,
+      body:
+        | ReadableStream<Uint8Array>
+        | Uint8Array<ArrayBuffer>
+        | string
+        | null,
     ) =>
       new Response(body, {
         status: 200,
-        headers: [
-          ["content-type", contentType],
-          ...extraHeaders,
-          ...(zip ? [["grpc-encoding", zip.name] as [string, string]] : []),
-          ...headers,
-        ],
+        headers: headers.length === 0 && !zip
+          ? baseHeaders(extraHeaders, type.text)
+          : [
+            ["content-type", contentType],
+            ...extraHeaders,
+            ...(zip ? [["grpc-encoding", zip.name] as [string, string]] : []),
+            ...headers,
+          ],
       });
     /** A status-only answer before any upstream call. */
     const refuse = (
@@ -204,25 +268,42 @@ export function createGrpcWebHandler(
     // A status already settled when headers resolve means the queue is
     // complete; with no message and no header, answer trailers-only.
     let first: Uint8Array[] | undefined;
-    const early = await Promise.race([call.status, Promise.resolve(undefined)]);
+    const early = call.statusNow
+      ? call.statusNow()
+      : await Promise.race([call.status, Promise.resolve(undefined)]);
     if (early !== undefined) {
       first = await nextBatch();
-      if (first === undefined && Object.keys(headers).length === 0) {
+      if (first === undefined && isEmpty(headers)) {
         record?.end(early.code);
         return respond(statusHeaders(early), null);
       }
       // The whole answer is here (the usual unary case): one buffer body
       // costs far less than a ReadableStream pulled frame by frame.
-      const frames: Uint8Array[] = [];
-      for (let batch = first; batch; batch = await nextBatch()) {
-        frames.push(
-          frame(zip ? await compressed(batch, zip) : envelopes(batch)),
-        );
+      const trailer = trailerOf(early);
+      let body: Uint8Array<ArrayBuffer> | string;
+      if (zip) {
+        const frames: Uint8Array[] = [];
+        for (let batch = first; batch; batch = await nextBatch()) {
+          frames.push(frame(await compressed(batch, zip)));
+        }
+        frames.push(frame(trailer.bytes));
+        body = concat(frames);
+      } else if (type.text) {
+        // A string body: Deno writes its (ASCII) bytes without a copy here.
+        let text = "";
+        for (let batch = first; batch; batch = await nextBatch()) {
+          text += encodeBase64(envelopes(batch));
+        }
+        body = text + (trailer.base64 ??= encodeBase64(trailer.bytes));
+      } else {
+        const all: Uint8Array[][] = [];
+        for (let batch = first; batch; batch = await nextBatch()) {
+          all.push(batch);
+        }
+        body = envelopesThen(all, trailer.bytes);
       }
-      frames.push(frame(encodeGrpcWebTrailer(statusHeaders(early))));
-      const body = concat(frames);
       if (record) {
-        record.bytesOut = body.byteLength;
+        record.bytesOut = body.length;
         record.end(early.code);
       }
       return respond(forwardableResponseHeaders(headers), body);
@@ -247,7 +328,7 @@ export function createGrpcWebHandler(
         return;
       }
       const status = await call.status;
-      const last = frame(encodeGrpcWebTrailer(statusHeaders(status)));
+      const last = frame(trailerOf(status).bytes);
       controller.enqueue(last);
       controller.close();
       if (record) {
@@ -284,6 +365,32 @@ function batches(
     const r = await it.next();
     return r.done ? undefined : [r.value];
   };
+}
+
+/**
+ * Every message of `batches` framed as an envelope, then `last`, in one
+ * buffer: the same bytes as framing each batch and joining them, with one
+ * allocation and one copy of each message.
+ */
+function envelopesThen(
+  batches: Uint8Array[][],
+  last: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  let size = last.byteLength;
+  for (const batch of batches) {
+    for (const m of batch) size += ENVELOPE_HEADER_BYTES + m.byteLength;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const batch of batches) {
+    for (const m of batch) {
+      writeEnvelopeHeader(out, at, 0, m.byteLength);
+      out.set(m, at + ENVELOPE_HEADER_BYTES);
+      at += ENVELOPE_HEADER_BYTES + m.byteLength;
+    }
+  }
+  out.set(last, at);
+  return out;
 }
 
 /** Messages framed as envelopes, back to back in one buffer. */

@@ -16,7 +16,12 @@
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createEdgeApp } from "./app.ts";
-import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import {
+  EDGE_V8_FLAGS,
+  type EdgeConfig,
+  EdgeConfigError,
+  parseEdgeConfig,
+} from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
@@ -69,6 +74,7 @@ async function superviseChildren(config: Readonly<EdgeConfig>): Promise<never> {
           "--allow-env",
           "--allow-read",
           "--unstable-net",
+          `--v8-flags=${EDGE_V8_FLAGS}`,
           fileURLToPath(import.meta.url),
         ]),
         ...Deno.args,

@@ -66,7 +66,14 @@ const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
 export function forwardableResponseHeaders(
   metadata: Record<string, string>,
 ): [string, string][] {
-  return Object.entries(metadata).filter(([k, v]) =>
-    isForwardableResponseHeader(k) && HEADER_VALUE.test(v)
-  );
+  const out: [string, string][] = [];
+  // for-in, not Object.entries: most calls have no metadata at all, and
+  // then nothing is allocated but the empty list.
+  for (const k in metadata) {
+    const v = metadata[k];
+    if (isForwardableResponseHeader(k) && HEADER_VALUE.test(v)) {
+      out.push([k, v]);
+    }
+  }
+  return out;
 }

@@ -1,12 +1,12 @@
 /**
- * The Connect binary unary pass-through (edge/connect.ts `forwardUnary`)
- * answers exactly as connect-es's router: same status, headers and body
- * bytes, same bytes and metadata to the core, same metrics. A request with
- * a declared `content-length` takes the pass-through; the same request
- * without one goes through the router.
+ * The Connect unary pass-through (edge/connect.ts `forwardUnary`), binary
+ * and JSON, answers exactly as connect-es's router: same status, headers
+ * and body bytes, same bytes and metadata to the core, same metrics. A
+ * request with a declared `content-length` takes the pass-through; the same
+ * request without one goes through the router.
  */
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { createEdgeApp } from "../edge/app.ts";
 import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import type {
@@ -64,6 +64,18 @@ const response = (id: string) =>
     create(SendMessageResponseSchema, { messageId: id, offset: 7n }),
   );
 
+/** The same request as JSON, for the JSON runs. */
+function asJson(binary: Uint8Array): Uint8Array {
+  return new TextEncoder().encode(
+    toJsonString(
+      SendMessageRequestSchema,
+      fromBinary(SendMessageRequestSchema, binary),
+    ),
+  );
+}
+
+// label, the core's answer, the binary request (turned into JSON for the
+// JSON runs), extra request headers.
 const cases: [string, Answer, Uint8Array, Record<string, string>][] = [
   [
     "ok with headers and trailers",
@@ -71,6 +83,15 @@ const cases: [string, Answer, Uint8Array, Record<string, string>][] = [
       headers: { "custom-header-1": "h", "x-two": "2" },
       messages: [response("m1")],
       status: { code: 0, message: "", trailers: { "x-trailer": "t" } },
+    },
+    request,
+    {},
+  ],
+  [
+    "ok, no metadata",
+    {
+      messages: [response("m1")],
+      status: { code: 0, message: "", trailers: {} },
     },
     request,
     {},
@@ -154,19 +175,114 @@ const cases: [string, Answer, Uint8Array, Record<string, string>][] = [
   ],
 ];
 
-for (const [label, answer, body, extra] of cases) {
-  Deno.test(`edge Connect binary pass-through answers as the router: ${label}`, async () => {
-    const run = async (declareLength: boolean) => {
+interface Run {
+  format: "proto" | "json";
+  label: string;
+  answer: Answer;
+  /** The request body as sent, and as the core must receive it. */
+  body: Uint8Array;
+  toCore: Uint8Array;
+  extra: Record<string, string>;
+  maxMessageBytes?: number;
+  /** The request is refused before any call (HTTP status). */
+  refused?: number;
+}
+
+const runs: Run[] = [];
+for (const [label, answer, binary, extra] of cases) {
+  runs.push({
+    format: "proto",
+    label,
+    answer,
+    body: binary,
+    toCore: binary,
+    extra,
+    refused: label === "malformed request" ? 500 : undefined,
+  });
+  if (label === "malformed request" || label === "empty request") continue;
+  runs.push({
+    format: "json",
+    label,
+    answer,
+    body: asJson(binary),
+    toCore: binary,
+    extra,
+  });
+}
+const jsonRequest = asJson(request);
+runs.push(
+  {
+    format: "json",
+    label: "empty request",
+    answer: cases[0][1],
+    body: new Uint8Array(0),
+    toCore: request,
+    extra: {},
+    refused: 400,
+  },
+  {
+    format: "json",
+    label: "malformed request (wrong field type)",
+    answer: cases[0][1],
+    body: new TextEncoder().encode('{"user": 5}'),
+    toCore: request,
+    extra: {},
+    refused: 400,
+  },
+  {
+    format: "json",
+    label: "request not UTF-8",
+    answer: cases[0][1],
+    body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]),
+    toCore: request,
+    extra: {},
+    refused: 400,
+  },
+  {
+    format: "json",
+    label: "the core's answer is not a message",
+    answer: {
+      headers: { "custom-header-1": "h" },
+      messages: [new Uint8Array([0x0a, 0xff])],
+      status: { code: 0, message: "", trailers: { "x-trailer": "t" } },
+    },
+    body: jsonRequest,
+    toCore: request,
+    extra: {},
+  },
+  {
+    format: "json",
+    label: "the answer as JSON is beyond the message limit",
+    answer: {
+      messages: [response("m".repeat(30))],
+      status: { code: 0, message: "", trailers: {} },
+    },
+    body: jsonRequest,
+    toCore: request,
+    extra: {},
+    maxMessageBytes: jsonRequest.length + 5,
+  },
+);
+
+for (const run of runs) {
+  const { format, label, answer, body, extra } = run;
+  Deno.test(`edge Connect ${format} pass-through answers as the router: ${label}`, async () => {
+    const once = async (declareLength: boolean) => {
       const seen: { bytes: Uint8Array[]; options: CallOptions }[] = [];
       const app = createEdgeApp({
         upstream: scriptedUpstream(answer, seen),
-        config: { ...DEFAULT_EDGE_CONFIG, logFormat: "off" },
+        config: {
+          ...DEFAULT_EDGE_CONFIG,
+          logFormat: "off",
+          maxMessageBytes: run.maxMessageBytes ??
+            DEFAULT_EDGE_CONFIG.maxMessageBytes,
+        },
       });
       const res = await app.fetch(
         new Request("http://edge.test/chat.ChatService/SendMessage", {
           method: "POST",
           headers: {
-            "content-type": "application/proto",
+            "content-type": `application/${format}`,
             ...extra,
             ...(declareLength ? { "content-length": `${body.length}` } : {}),
           },
@@ -196,16 +312,22 @@ for (const [label, answer, body, extra] of cases) {
         ),
       };
     };
-    const fast = await run(true);
-    const routed = await run(false);
+    const fast = await once(true);
+    const routed = await once(false);
     assert.deepEqual(fast, routed);
     assert.ok(fast.metrics.length > 0, "the metrics were read");
-    if (label === "malformed request") {
-      assert.equal(fast.answered.status, 500);
+    if (run.refused !== undefined) {
+      assert.equal(fast.answered.status, run.refused);
       assert.equal(fast.upstream.length, 0);
     } else {
       assert.equal(fast.upstream.length, 1);
-      assert.deepEqual(fast.upstream[0].bytes, [body]);
+      assert.deepEqual(fast.upstream[0].bytes, [run.toCore]);
+    }
+    if (format === "json" && label === "ok with headers and trailers") {
+      assert.deepEqual(
+        JSON.parse(new TextDecoder().decode(fast.answered.body)),
+        { messageId: "m1", offset: "7" },
+      );
     }
   });
 }

@@ -7,9 +7,12 @@
  * Nothing here runs per message. Each call updates its series once, when
  * it ends (see calls.ts): counters and gauges are plain numbers in maps
  * keyed by their labels, copied into prom-client's series at scrape time
- * (`collect`), and only the histogram is observed per call, through a label
- * child cached per (protocol, method, code). That keeps the cost per call
- * around a microsecond. The method label only takes the names of served methods:
+ * (`collect`). The latency histogram too: its bucket counts are a plain
+ * array per (protocol, method, code), exported at scrape time in exactly
+ * prom-client's histogram form ({@linkcode CallDurationHistogram}), because
+ * prom-client's own `observe()` validates and hashes the labels on every
+ * call, even through a cached label child. That keeps the cost per call
+ * well under a microsecond. The method label only takes the names of served methods:
  * gRPC-Web forwards any path, and a label per arbitrary path would let a
  * client grow the registry without bound.
  *
@@ -18,7 +21,7 @@
 import client from "prom-client";
 
 /** Latency buckets in seconds: unary calls low, streams up to minutes. */
-const DURATION_BUCKETS = [
+export const DURATION_BUCKETS: readonly number[] = [
   0.0005,
   0.001,
   0.0025,
@@ -66,8 +69,113 @@ export function codeName(code: number): string {
 
 interface CallSeries {
   labels: { protocol: string; method: string; code: string };
+  /** Calls ended; also the histogram's count. */
   count: number;
-  duration: client.Histogram.Internal<string>;
+  /** Calls per duration bucket (not cumulative); the last is above 300 s. */
+  buckets: number[];
+  /** Sum of the durations in seconds. */
+  sum: number;
+}
+
+/** The index of the first bucket whose upper bound holds `seconds`. */
+function bucketOf(seconds: number): number {
+  let i = 0;
+  while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]) i++;
+  return i;
+}
+
+/** One exported sample, in prom-client's `MetricValue` form. */
+interface HistogramSample {
+  value: number;
+  labels: Record<string, string | number>;
+  sharedLabels?: Record<string, string>;
+  metricName: string;
+  /** Bucket samples carry prom-client's empty exemplar. */
+  exemplar?: null;
+}
+
+/** What a registered metric's `get()` returns, as prom-client's metrics. */
+interface HistogramData {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: HistogramSample[];
+}
+
+/**
+ * The call duration histogram as a metric of the registry: the text and the
+ * JSON export are what a prom-client `Histogram` with the same name, help,
+ * labels, buckets and observations gives (edge/ops/metrics_test.ts compares
+ * the two), read from {@linkcode CallSeries} at scrape time.
+ */
+class CallDurationHistogram {
+  readonly name = "chat_edge_call_duration_seconds";
+  readonly help = "Call duration from request to the end of the response.";
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly #series: ReadonlyMap<string, CallSeries>;
+
+  constructor(series: ReadonlyMap<string, CallSeries>) {
+    this.#series = series;
+  }
+
+  /** For the text exposition: series labels kept apart, as prom-client. */
+  getForPromString(): Promise<HistogramData> {
+    const values: HistogramSample[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.#series.values()) {
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        acc += s.buckets[i];
+        values.push({
+          value: acc,
+          labels: { le: DURATION_BUCKETS[i] },
+          sharedLabels: s.labels,
+          metricName: bucket,
+          exemplar: null,
+        });
+      }
+      values.push(
+        {
+          value: s.count,
+          labels: { le: "+Inf" },
+          sharedLabels: s.labels,
+          metricName: bucket,
+          exemplar: null,
+        },
+        {
+          value: s.sum,
+          labels: {},
+          sharedLabels: s.labels,
+          metricName: `${this.name}_sum`,
+        },
+        {
+          value: s.count,
+          labels: {},
+          sharedLabels: s.labels,
+          metricName: `${this.name}_count`,
+        },
+      );
+    }
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
+  }
+
+  /** For JSON: each sample's labels with the series labels merged in. */
+  async get(): Promise<HistogramData> {
+    const data = await this.getForPromString();
+    data.values = data.values.map(({ sharedLabels, ...sample }) => ({
+      ...sample,
+      labels: { ...sample.labels, ...sharedLabels },
+    }));
+    return data;
+  }
 }
 
 interface ProtocolSeries {
@@ -85,7 +193,6 @@ export interface EdgeMetricsSources {
 /** The edge's registry and the series calls update. */
 export class EdgeMetrics {
   readonly registry: client.Registry = new client.Registry();
-  readonly #duration: client.Histogram<string>;
   readonly #byCall = new Map<string, CallSeries>();
   readonly #byProtocol = new Map<string, ProtocolSeries>();
   #websockets = 0;
@@ -105,13 +212,9 @@ export class EdgeMetrics {
         for (const s of byCall.values()) this.inc(s.labels, s.count);
       },
     });
-    this.#duration = new client.Histogram({
-      name: "chat_edge_call_duration_seconds",
-      help: "Call duration from request to the end of the response.",
-      labelNames,
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.registry.registerMetric(
+      new CallDurationHistogram(byCall) as unknown as client.Metric,
+    );
     const perProtocol = (
       name: string,
       help: string,
@@ -213,12 +316,14 @@ export class EdgeMetrics {
       s = {
         labels: { protocol, method, code: name },
         count: 0,
-        duration: this.#duration.labels(protocol, method, name),
+        buckets: new Array(DURATION_BUCKETS.length + 1).fill(0),
+        sum: 0,
       };
       this.#byCall.set(key, s);
     }
     s.count++;
-    s.duration.observe(seconds);
+    s.buckets[bucketOf(seconds)]++;
+    s.sum += seconds;
   }
 
   /** A WebSocket opened (+1) or closed (-1). */

@@ -160,6 +160,7 @@ class H2Call
   #stream: H2Stream | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #settled = false;
+  #status: UpstreamStatus | undefined;
   #parser: EnvelopeParser | undefined;
   #gotHeaders = false;
   #httpFailure: UpstreamStatus | undefined;
@@ -214,6 +215,7 @@ class H2Call
     this.#shared.active.delete(this);
     this.#resolveHeaders({});
     if (s.code !== Code.OK) this.messages.end();
+    this.#status = s;
     this.#resolveStatus(s);
     // Cancelling at once is the point: the core drops the subscriber now.
     this.#stream?.reset(ErrorCode.CANCEL);
@@ -221,6 +223,11 @@ class H2Call
     this.#requests = undefined;
     if (it?.return) it.return().then(ignore, ignore);
     this.onDrain();
+  }
+
+  /** The status once settled (see UpstreamCall). */
+  statusNow(): UpstreamStatus | undefined {
+    return this.#status;
   }
 
   /** The call's abort signal fired. */

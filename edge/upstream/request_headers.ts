@@ -23,6 +23,9 @@ export class RequestHeaderEncoder {
   readonly #head: Uint8Array;
   readonly #tail: Uint8Array;
   readonly #paths = new Map<string, Uint8Array>();
+  // The whole block of a call without metadata or deadline, per path: the
+  // writer copies a block into its buffer, so one can serve every call.
+  readonly #plain = new Map<string, Uint8Array>();
 
   /** `scheme` is "http" or "https"; `authority` is host[:port]. */
   constructor(scheme: string, authority: string) {
@@ -47,6 +50,11 @@ export class RequestHeaderEncoder {
     metadata: Readonly<Record<string, string>>,
     timeoutMs: number | undefined,
   ): Uint8Array {
+    const bare = timeoutMs === undefined && isEmpty(metadata);
+    if (bare) {
+      const block = this.#plain.get(path);
+      if (block !== undefined) return block;
+    }
     let pathBlock = this.#paths.get(path);
     if (pathBlock === undefined) {
       if (BAD_VALUE.test(path)) throw new Error("invalid character in :path");
@@ -85,6 +93,12 @@ export class RequestHeaderEncoder {
     out.set(pathBlock, head.byteLength);
     out.set(tail, head.byteLength + pathBlock.byteLength);
     if (extra) out.set(extra, size - extra.byteLength);
+    if (bare && this.#plain.size < MAX_CACHED_PATHS) this.#plain.set(path, out);
     return out;
   }
+}
+
+function isEmpty(record: Readonly<Record<string, string>>): boolean {
+  for (const _ in record) return false;
+  return true;
 }

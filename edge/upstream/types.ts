@@ -35,6 +35,11 @@ export interface UpstreamCall {
   messages: MessageSource;
   /** Resolves when the call ends; never rejects. */
   status: Promise<UpstreamStatus>;
+  /**
+   * The status once the call has ended, undefined before: what `status`
+   * resolves to, without waiting a turn (upstreams that can tell at once).
+   */
+  statusNow?(): UpstreamStatus | undefined;
 }
 
 /** Per-call options. */

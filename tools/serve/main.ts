@@ -18,6 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../../config/number_flag.ts";
+import { EDGE_V8_FLAGS } from "../../edge/config.ts";
 import { prefixLines } from "./children.ts";
 import {
   type RedisServer,
@@ -244,6 +245,7 @@ if ("ready" in first) {
       "--allow-env",
       "--allow-read",
       ...(edgeProcs > 1 ? ["--allow-run"] : []),
+      `--v8-flags=${EDGE_V8_FLAGS}`,
       here("../../edge/main.ts"),
       "--host",
       host,
