@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { MessageSchema, type MessageType } from "../gen/chat_pb.ts";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { chatPaths } from "../rpc/chat_service.ts";
@@ -21,8 +21,10 @@ import {
   encodeMessage,
   frameChatMessage,
   frameEchoMessage,
+  planEcho,
+  writeEcho,
 } from "../server/grpc/messages.ts";
-import { decodePost } from "../server/grpc/post_decoder.ts";
+import { decodeChatPost } from "../server/grpc/post_decoder.ts";
 import { readMessages } from "../server/grpcjs/raw_reader.ts";
 import { startCore } from "./support/core.ts";
 
@@ -43,10 +45,14 @@ async function startReaderServer(seen: Seen) {
       callback: grpc.sendUnaryData<unknown>,
     ) {
       let count = 0;
-      const reader = readMessages(call, decodePost, {
+      const reader = readMessages(call, decodeChatPost, {
         message(m) {
           count++;
-          seen.contents.push(m.content);
+          seen.contents.push(
+            new TextDecoder().decode(
+              m.body.subarray(m.contentAt, m.contentEnd),
+            ),
+          );
         },
         end() {
           seen.ends++;
@@ -209,21 +215,46 @@ Deno.test("UploadMessages maps bad request bytes to grpc-js's statuses", async (
 });
 
 Deno.test("frameEchoMessage() is byte for byte frameMessage(echoMessage())", () => {
+  const messages = [
+    { id: "1", content: "hi", room: "r" },
+    { id: "", content: "é🚀".repeat(100), room: "général" },
+    // Lone surrogates (U+FFFD on the wire), non-ASCII ids, no room.
+    { id: "\uD800é", content: "\uDC00x\uD83D", room: "" },
+    { id: "x".repeat(200), content: "", room: "r" },
+    { id: "", content: "", room: "" },
+  ];
   for (const nowMs of [-1500, 0, 999, 1000, 1_700_000_000_123]) {
-    for (
-      const m of [
-        { id: "1", content: "hi", room: "r" },
-        { id: "", content: "é🚀".repeat(100), room: "général" },
-        // Lone surrogates (U+FFFD on the wire), non-ASCII ids, no room.
-        { id: "\uD800é", content: "\uDC00x\uD83D", room: "" },
-        { id: "x".repeat(200), content: "", room: "r" },
-      ]
-    ) {
-      assert.deepEqual(
-        new Uint8Array(frameEchoMessage(m, nowMs)),
-        new Uint8Array(frameMessage(echoMessage(m, nowMs))),
-      );
+    for (const m of messages) {
+      // As received: other fields around; fields repeated (the last wins).
+      const bytes = encodeMessage({ ...m, user: "u", type: 1 });
+      const twice = new Uint8Array([
+        ...encodeMessage({ id: "first", content: "first", room: "first" }),
+        ...bytes,
+      ]);
+      for (const b of [bytes, twice]) {
+        assert.deepEqual(
+          new Uint8Array(frameEchoMessage(decodeChatPost(b), nowMs)),
+          new Uint8Array(
+            frameMessage(echoMessage(fromBinary(MessageSchema, b), nowMs)),
+          ),
+        );
+      }
     }
+  }
+  // In place, at an offset, the time changing from echo to echo.
+  const post = decodeChatPost(encodeMessage({ id: "7", content: "ça" }));
+  for (const nowMs of [5, 1_700_000_000_123, -1500, 5, 5, 1_700_000_001_000]) {
+    const want = frameMessage(
+      echoMessage({ id: "7", content: "ça", room: "" }, nowMs),
+    );
+    const out = new Uint8Array(want.length + 6).fill(0xee);
+    assert.equal(planEcho(post, nowMs), want.length);
+    writeEcho(out, 3);
+    assert.deepEqual(out.subarray(3, 3 + want.length), new Uint8Array(want));
+    assert.deepEqual(
+      [...out.subarray(0, 3), ...out.subarray(-3)],
+      Array(6).fill(0xee),
+    );
   }
 });
 

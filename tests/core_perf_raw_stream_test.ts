@@ -11,6 +11,7 @@ import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { frameMessage } from "../server/grpc/framing.ts";
 import { encodeMessage } from "../server/grpc/messages.ts";
 import {
+  type Encode,
   type MessageWriter,
   messageWriter,
   type WritableCall,
@@ -28,6 +29,12 @@ async function serve(handler: Handler, options = {}) {
 
 const framed = (content: string) =>
   frameMessage(encodeMessage({ id: content, content, room: "r", user: "u" }));
+
+/** `writeEncoded()`'s arguments for the framed message `framed(content)`. */
+const encoded = (content: string): [number, Encode] => {
+  const bytes = framed(content);
+  return [bytes.length, (out, at) => out.set(bytes, at)];
+};
 
 Deno.test("messageWriter() takes the direct path with this grpc-js and keeps order", async () => {
   let writer: MessageWriter | undefined;
@@ -81,13 +88,21 @@ Deno.test("messageWriter() reports backpressure and then 'drain' from the HTTP/2
   assert.deepEqual(got.map((m) => m.content.length), [64 * 1024, 11]);
 });
 
-Deno.test("messageWriter() over the send limit ends the call with RESOURCE_EXHAUSTED", async () => {
-  using f = await serve((call) => {
-    messageWriter(call).write(framed("y".repeat(2000)));
-  }, { "grpc.max_send_message_length": 1000 });
-  const stream = f.client.subscribeMessages({ room: "r", user: "u" });
-  const err = await streamError(stream);
-  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+Deno.test("messageWriter() over the send limit ends the call with RESOURCE_EXHAUSTED (write() and writeEncoded())", async () => {
+  const big = "y".repeat(2000);
+  for (
+    const send of [
+      (w: MessageWriter) => w.write(framed(big)),
+      (w: MessageWriter) => w.writeEncoded(...encoded(big)),
+    ]
+  ) {
+    using f = await serve((call) => {
+      send(messageWriter(call));
+    }, { "grpc.max_send_message_length": 1000 });
+    const stream = f.client.subscribeMessages({ room: "r", user: "u" });
+    const err = await streamError(stream);
+    assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  }
 });
 
 Deno.test("messageWriter() falls back to call.write() with the payload", () => {
@@ -98,7 +113,11 @@ Deno.test("messageWriter() falls back to call.write() with the payload", () => {
   assert.equal(writer.direct, false);
   const payload = encodeMessage({ id: "a", content: "b" });
   writer.write(frameMessage(payload));
-  assert.deepEqual(written.map((b) => [...b]), [[...payload]]);
+  writer.writeEncoded(...encoded("c"));
+  assert.deepEqual(written.map((b) => [...b]), [
+    [...payload],
+    [...encodeMessage({ id: "c", content: "c", room: "r", user: "u" })],
+  ]);
   let drained = false;
   const stop = writer.onDrain(() => (drained = true));
   call.emit("drain");
@@ -140,4 +159,40 @@ Deno.test("messageWriter() fires 'drain' itself when it said full but the flush 
   assert.equal(writer.write(framed("b")), false, "pending bytes reach 30");
   await drained.promise;
   assert.equal(stream.written.length, 1, "both went in one stream write");
+});
+
+Deno.test("messageWriter().writeEncoded() keeps order with write() across turns, filled buffers and messages larger than one", async () => {
+  let writer: MessageWriter | undefined;
+  const want: string[] = [];
+  // Sizes around the in-place buffers' (256 B doubling to 16 KiB).
+  const sizes = [1, 40, 200, 300, 5000, 17_000, 3, 16_000, 90];
+  let n = 0;
+  const next = (i: number) => {
+    const content = `e${n++}:` + "z".repeat(sizes[i % sizes.length]);
+    want.push(content);
+    return content;
+  };
+  const turn = (k: number) => {
+    for (let i = 0; i < 60; i++) {
+      // Mostly encoded in place, now and then a framed buffer between.
+      if (i % 7 === 3) writer!.write(framed(next(i + k)));
+      else writer!.writeEncoded(...encoded(next(i + k)));
+    }
+  };
+  using f = await serve((call) => {
+    writer = messageWriter(call);
+    turn(0);
+    setImmediate(() => {
+      turn(1);
+      setImmediate(() => {
+        turn(2);
+        writer!.flush();
+        call.end();
+      });
+    });
+  });
+  const got = await rest(f.client.subscribeMessages({ room: "r", user: "u" }));
+  assert.equal(writer?.direct, true, "grpc-js internals changed: fallback");
+  assert.equal(got.length, want.length);
+  got.forEach((m, i) => assert.equal(m.content, want[i], `message ${i}`));
 });

@@ -42,7 +42,7 @@ import {
 } from "../../protocol/envelope.ts";
 import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
 import {
-  decodePost,
+  decodeChatPost,
   decodeSendRequest,
 } from "../../server/grpc/post_decoder.ts";
 import { frameMessage } from "../../server/grpc/framing.ts";
@@ -229,7 +229,7 @@ function onMessage(c: Conn, s: Stream, payload: Uint8Array) {
     c.respond(s);
     c.data(s, frameMessage(welcomeMessage(req.room, req.user)));
   } else if (s.kind === Kind.Chat) {
-    c.data(s, frameEchoMessage(decodePost(payload)));
+    c.data(s, frameEchoMessage(decodeChatPost(payload)));
   }
 }
 

@@ -21,6 +21,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { UploadResponseSchema } from "../../gen/chat_pb.ts";
 import {
+  decodeChatPost,
   decodePost,
   decodeSendRequest,
 } from "../../server/grpc/post_decoder.ts";
@@ -145,8 +146,7 @@ function onStream(
     case "/chat.ChatService/Chat": {
       stream.respond(HEADERS, { waitForTrailers: true });
       frames(stream, (payload) => {
-        const m = decodePost(payload);
-        stream.write(frameEchoMessage(m));
+        stream.write(frameEchoMessage(decodeChatPost(payload)));
       });
       stream.once("end", () => finish(stream));
       return;

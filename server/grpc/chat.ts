@@ -16,13 +16,15 @@ import { endAtExpiry, withCaller } from "./caller.ts";
 import { inboundPosts } from "./inbound_posts.ts";
 import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
-import { decodePost, type PostFields } from "./post_decoder.ts";
+import { type ChatPost, decodeChatPost } from "./post_decoder.ts";
 import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
   checkBroadcastSize,
-  frameEchoMessage,
+  planEcho,
+  writeEcho,
 } from "./messages.ts";
+import { turnNow } from "../rooms/turn_clock.ts";
 import { frameMessage } from "./framing.ts";
 import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
@@ -43,8 +45,8 @@ export function chatHandler(ctx: HandlerContext) {
     // Runs last of the cleanups: pending echoes go before the status.
     stream.defer(writer.flush);
     let paused = false;
-    const send = (framed: Uint8Array) => {
-      if (!writer.write(framed) && !paused) {
+    const full = () => {
+      if (!paused) {
         paused = true;
         reader.pause();
       }
@@ -54,23 +56,25 @@ export function chatHandler(ctx: HandlerContext) {
     // order, so the messages waiting for theirs are a FIFO. A failed store
     // ends the call (UNAVAILABLE), so the client knows what was not
     // delivered; after the client half-closes, OK waits for the last commit.
-    const waiting: PostFields[] = [];
+    const waiting: ChatPost[] = [];
     let head = 0;
     let ended = false;
     let finished = false;
     stream.defer(() => finished = true);
     const published = (err: unknown) => {
       const message = waiting[head];
-      waiting[head++] = undefined as unknown as PostFields;
+      waiting[head++] = undefined as unknown as ChatPost;
       if (head === waiting.length) waiting.length = head = 0;
       if (finished) return; // cancelled or failed meanwhile: no one to echo to
       if (err) return stream.finish(err);
-      send(frameEchoMessage(message));
+      // Encoded straight into the turn's output; every echo of a turn has
+      // the turn's time.
+      if (!writer.writeEncoded(planEcho(message, turnNow()), writeEcho)) full();
       if (ended && head === waiting.length) stream.finish();
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
-    const reader = readMessages(call, decodePost, {
+    const reader = readMessages(call, decodeChatPost, {
       message(message, bytes) {
         try {
           bytes = posts.check(message, bytes);
@@ -102,7 +106,7 @@ export function chatHandler(ctx: HandlerContext) {
     if (ctx.config.aliveIntervalMs > 0) {
       const timer = setInterval(() => {
         // Skipped, not queued, while the client is not reading.
-        if (!paused) send(frameMessage(aliveMessage()));
+        if (!paused && !writer.write(frameMessage(aliveMessage()))) full();
       }, ctx.config.aliveIntervalMs);
       stream.defer(() => clearInterval(timer));
     }

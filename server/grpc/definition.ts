@@ -9,16 +9,16 @@
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import { chatServiceDefinition } from "../../rpc/chat_service.ts";
-import { decodePost, type PostFields } from "./post_decoder.ts";
+import { type ChatPost, decodeChatPost } from "./post_decoder.ts";
 
 /** A streamed request: the fields the server reads and the bytes it came in. */
 export interface InboundMessage {
-  readonly message: PostFields;
+  readonly message: ChatPost;
   readonly bytes: Uint8Array;
 }
 
 function decodeInbound(bytes: Buffer): InboundMessage {
-  return { message: decodePost(bytes), bytes };
+  return { message: decodeChatPost(bytes), bytes };
 }
 
 /** A streamed request as the handlers' message reader wants it (fallback path). */

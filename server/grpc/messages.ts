@@ -12,6 +12,8 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, MessageSchema, MessageType } from "../../gen/chat_pb.ts";
 import { allocFramed, frameMessage, PREFIX_BYTES } from "./framing.ts";
 import { ChatError } from "../rooms/errors.ts";
+import { writeEnvelopeHeader } from "../../protocol/envelope.ts";
+import type { ChatPost } from "./post_decoder.ts";
 
 /** Encodes a chat message (plain fields; `create()` fills the rest). */
 export function encodeMessage(
@@ -223,6 +225,15 @@ function varintSize(n: number): number {
 
 /** Writes a non-negative integer (up to 2^53) as a varint. */
 function writeVarint(out: Uint8Array, at: number, n: number): number {
+  if (n <= 0xffff_ffff) {
+    // Integer operations (a timestamp's seconds and nanos, any length).
+    while (n > 0x7f) {
+      out[at++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    out[at++] = n;
+    return at;
+  }
   while (n >= 0x80) {
     out[at++] = (n % 0x80) | 0x80;
     n = Math.floor(n / 0x80);
@@ -329,45 +340,108 @@ export function presenceMessage(
 /**
  * The framed echo of a Chat message (see {@linkcode echoMessage}): the
  * bytes of `frameChatMessage("echo_" + id, "Server", "Echo: " + content,
- * room, nowMs, SYSTEM)` without building and flattening the two joined
- * strings once per message. The prefixes are ASCII, so the UTF-8 of each
- * joined string is the prefix's bytes followed by the original's.
+ * room, nowMs, SYSTEM)`, in a new buffer. The chat handler writes echoes in
+ * place instead (`planEcho` and `writeEcho`).
  */
-export function frameEchoMessage(
-  original: Pick<Message, "id" | "content" | "room">,
-  nowMs = Date.now(),
-): Buffer {
+export function frameEchoMessage(post: ChatPost, nowMs = Date.now()): Buffer {
+  const out = Buffer.allocUnsafe(planEcho(post, nowMs));
+  writeEcho(out, 0);
+  return out;
+}
+
+/**
+ * The echo measured by the last {@linkcode planEcho}, for
+ * {@linkcode writeEcho}: one at a time, reused (nothing is allocated per
+ * echo). `slow` holds a whole framed echo built the general way (a negative
+ * time).
+ */
+const plan = {
+  post: undefined as ChatPost | undefined,
+  size: 0,
+  slow: undefined as Buffer | undefined,
+};
+
+/**
+ * The echo's last fields, the timestamp and the SYSTEM type, for `tailMs`:
+ * every echo of a turn has the same time, so they are encoded once per
+ * millisecond, not per echo.
+ */
+const tail = new Uint8Array(32);
+let tailLen = 0;
+let tailMs = NaN;
+
+function planTail(nowMs: number, seconds: number): void {
+  if (nowMs === tailMs) return;
+  const nanos = (nowMs - seconds * 1000) * 1_000_000;
+  const tsLen = timestampSize(seconds, nanos);
+  let at = writeTimestampField(tail, 0, 0x2a, seconds, nanos, tsLen);
+  tail[at++] = 0x30;
+  tailLen = writeVarint(tail, at, MessageType.SYSTEM);
+  tailMs = nowMs;
+}
+
+const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * Measures the echo of `post` at `nowMs` (see {@linkcode frameEchoMessage})
+ * and returns its framed size; the next {@linkcode writeEcho} writes exactly
+ * those bytes. The id, content and room are copied from the bytes the
+ * message came in (checked UTF-8: what encoding the decoded strings would
+ * write), and the prefixes are ASCII, so the UTF-8 of a joined string is
+ * the prefix's bytes followed by the original's: no string is built.
+ */
+export function planEcho(post: ChatPost, nowMs: number): number {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
-    return frameChatMessage(
-      `${ECHO_ID}${original.id}`,
+    const text = (at: number, end: number) =>
+      utf8Decoder.decode(post.body.subarray(at, end));
+    const slow = frameChatMessage(
+      ECHO_ID + text(post.idAt, post.idEnd),
       ECHO_USER,
-      `${ECHO_CONTENT}${original.content}`,
-      original.room,
+      ECHO_CONTENT + text(post.contentAt, post.contentEnd),
+      text(post.roomAt, post.roomEnd),
       nowMs,
       MessageType.SYSTEM,
     );
+    plan.slow = slow;
+    return slow.length;
   }
-  const { id, content, room } = original;
-  const nanos = (nowMs - seconds * 1000) * 1_000_000;
-  const idLen = utf8Length(id);
-  const contentLen = utf8Length(content);
-  const roomLen = utf8Length(room);
-  const tsLen = timestampSize(seconds, nanos);
-  const size = fieldSize(ECHO_ID.length + idLen) +
+  plan.slow = undefined;
+  planTail(nowMs, seconds);
+  plan.post = post;
+  plan.size = fieldSize(ECHO_ID.length + post.idEnd - post.idAt) +
     fieldSize(ECHO_USER.length) +
-    fieldSize(ECHO_CONTENT.length + contentLen) + fieldSize(roomLen) + 1 +
-    varintSize(tsLen) + tsLen + 1 + varintSize(MessageType.SYSTEM);
-  const out = allocFramed(size);
-  let at = PREFIX_BYTES;
-  at = writePrefixed(out, at, 0x0a, ECHO_ID, id, idLen);
+    fieldSize(ECHO_CONTENT.length + post.contentEnd - post.contentAt) +
+    fieldSize(post.roomEnd - post.roomAt) + tailLen;
+  return PREFIX_BYTES + plan.size;
+}
+
+/** Writes the echo measured by the last {@linkcode planEcho} at `out[at..]`. */
+export function writeEcho(out: Uint8Array, at: number): void {
+  const slow = plan.slow;
+  if (slow !== undefined) {
+    out.set(slow, at);
+    plan.slow = undefined;
+    return;
+  }
+  const post = plan.post!;
+  const body = post.body;
+  writeEnvelopeHeader(out, at, 0, plan.size);
+  at += PREFIX_BYTES;
+  at = writeJoined(out, at, 0x0a, ECHO_ID, body, post.idAt, post.idEnd);
   at = writeString(out, at, 0x12, ECHO_USER, ECHO_USER.length);
-  at = writePrefixed(out, at, 0x1a, ECHO_CONTENT, content, contentLen);
-  at = writeString(out, at, 0x22, room, roomLen);
-  at = writeTimestampField(out, at, 0x2a, seconds, nanos, tsLen);
-  out[at++] = 0x30;
-  writeVarint(out, at, MessageType.SYSTEM);
-  return out;
+  at = writeJoined(
+    out,
+    at,
+    0x1a,
+    ECHO_CONTENT,
+    body,
+    post.contentAt,
+    post.contentEnd,
+  );
+  at = writeJoined(out, at, 0x22, "", body, post.roomAt, post.roomEnd);
+  for (let i = 0; i < tailLen; i++) out[at + i] = tail[i];
+  plan.post = undefined; // the message can be collected
 }
 
 const ECHO_ID = "echo_";
@@ -375,26 +449,30 @@ const ECHO_USER = "Server";
 const ECHO_CONTENT = "Echo: ";
 
 /**
- * A string field whose value is the ASCII `prefix` joined with `s` (`len`:
- * the UTF-8 length of `s` alone); never empty, so always written.
+ * A string field whose value is the ASCII `prefix` followed by the bytes
+ * `body[from, to)`; not written when both are empty (proto3 leaves an empty
+ * string out).
  */
-function writePrefixed(
+function writeJoined(
   out: Uint8Array,
   at: number,
   tag: number,
   prefix: string,
-  s: string,
-  len: number,
+  body: Uint8Array,
+  from: number,
+  to: number,
 ): number {
+  const len = prefix.length + to - from;
+  if (len === 0) return at;
   out[at++] = tag;
-  at = writeVarint(out, at, prefix.length + len);
+  at = writeVarint(out, at, len);
   for (let i = 0; i < prefix.length; i++) out[at++] = prefix.charCodeAt(i);
-  if (len === s.length) {
-    for (let i = 0; i < len; i++) out[at + i] = s.charCodeAt(i);
-  } else {
-    utf8.encodeInto(s, out.subarray(at, at + len));
+  if (to - from > 64) {
+    out.set(body.subarray(from, to), at);
+    return at + to - from;
   }
-  return at + len;
+  for (let i = from; i < to; i++) out[at++] = body[i];
+  return at;
 }
 
 export function echoMessage(

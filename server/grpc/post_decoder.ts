@@ -38,6 +38,32 @@ export interface PostFields extends PostHead {
 }
 
 /**
+ * A Chat message as its handler needs it: the head, and where the id, the
+ * content and the room are in `body` (the bytes it came in), so that the
+ * echo copies them instead of building strings and encoding them again.
+ * Both are checked as strictly as decodePost() checks them (valid UTF-8),
+ * and valid UTF-8 decoded and encoded again is the same bytes.
+ */
+export interface ChatPost extends PostHead {
+  readonly body: Uint8Array;
+  readonly idAt: number;
+  readonly idEnd: number;
+  readonly contentAt: number;
+  readonly contentEnd: number;
+  readonly roomAt: number;
+  readonly roomEnd: number;
+}
+
+/** Decodes a Chat message (see {@linkcode ChatPost}); throws on malformed bytes. */
+export function decodeChatPost(bytes: Uint8Array): ChatPost {
+  return (fastPost(bytes, SPANS) ?? readPost(bytes, SPANS)) as ChatPost;
+}
+
+/** What a decoder builds: the head only, the strings too, or their spans. */
+const HEAD = 0, FULL = 1, SPANS = 2;
+type Mode = typeof HEAD | typeof FULL | typeof SPANS;
+
+/**
  * Decodes a `chat.Message`'s string fields; throws on malformed bytes.
  *
  * The common message (known fields only, with their proper wire types) is
@@ -46,7 +72,7 @@ export interface PostFields extends PostHead {
  * never has to decide what to reject.
  */
 export function decodePost(bytes: Uint8Array): PostFields {
-  return (fastPost(bytes, true) ?? readPost(bytes, true)) as PostFields;
+  return (fastPost(bytes, FULL) ?? readPost(bytes, FULL)) as PostFields;
 }
 
 /**
@@ -55,7 +81,7 @@ export function decodePost(bytes: Uint8Array): PostFields {
  * and an upload needs neither.
  */
 export function decodePostHead(bytes: Uint8Array): PostHead {
-  return fastPost(bytes, false) ?? readPost(bytes, false);
+  return fastPost(bytes, HEAD) ?? readPost(bytes, HEAD);
 }
 
 // As fromBinary() decodes proto3 strings: invalid UTF-8 throws, a BOM stays.
@@ -170,13 +196,15 @@ function timestampOk(bytes: Uint8Array, end: number): boolean {
 }
 
 /**
- * The fast path of decodePost() (`full`) and decodePostHead(), or undefined
- * to take the slow one.
+ * The fast path of decodePost() (FULL), decodePostHead() (HEAD) and
+ * decodeChatPost() (SPANS), or undefined to take the slow one.
  */
-function fastPost(bytes: Uint8Array, full: boolean): PostHead | undefined {
+function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
   const end = bytes.length;
+  const full = mode === FULL;
   let id = "", user = "", content = "", room = "", type = 0;
   let hasContent = false;
+  span.reset();
   at = 0;
   while (at < end) {
     const tag = varint(bytes, end);
@@ -207,6 +235,8 @@ function fastPost(bytes: Uint8Array, full: boolean): PostHead | undefined {
       case 1:
         if (full) id = text(bytes, start, at);
         else checkText(bytes, start, at);
+        span.idAt = start;
+        span.idEnd = at;
         break;
       case 2:
         user = recentUser.get(bytes, start, at);
@@ -216,9 +246,13 @@ function fastPost(bytes: Uint8Array, full: boolean): PostHead | undefined {
         hasContent = len > 0;
         if (full) content = text(bytes, start, at);
         else checkText(bytes, start, at);
+        span.contentAt = start;
+        span.contentEnd = at;
         break;
       case 4:
         room = recentRoom.get(bytes, start, at);
+        span.roomAt = start;
+        span.roomEnd = at;
         break;
       case 5: {
         const after = at;
@@ -228,35 +262,94 @@ function fastPost(bytes: Uint8Array, full: boolean): PostHead | undefined {
       }
     }
   }
-  return full
-    ? post({ id, user, content, room, type, hasContent })
-    : { user, room, type, hasContent };
+  return decoded(mode, bytes, id, user, content, room, type, hasContent);
 }
 
-const post = (fields: PostFields): PostHead => fields;
+/**
+ * Where the last id, content and room of the message being decoded are,
+ * for decodeChatPost(); like `at`, shared by both decoders and reset on
+ * every call.
+ */
+const span = {
+  idAt: 0,
+  idEnd: 0,
+  contentAt: 0,
+  contentEnd: 0,
+  roomAt: 0,
+  roomEnd: 0,
+  reset() {
+    this.idAt =
+      this.idEnd =
+      this.contentAt =
+      this.contentEnd =
+        0;
+    this.roomAt = this.roomEnd = 0;
+  },
+};
+
+/** What a decoder returns in `mode`, from the fields read and `span`. */
+function decoded(
+  mode: Mode,
+  body: Uint8Array,
+  id: string,
+  user: string,
+  content: string,
+  room: string,
+  type: number,
+  hasContent: boolean,
+): PostHead {
+  if (mode === SPANS) {
+    const { idAt, idEnd, contentAt, contentEnd, roomAt, roomEnd } = span;
+    const post: ChatPost = {
+      user,
+      room,
+      type,
+      hasContent,
+      body,
+      idAt,
+      idEnd,
+      contentAt,
+      contentEnd,
+      roomAt,
+      roomEnd,
+    };
+    return post;
+  }
+  if (mode === HEAD) return { user, room, type, hasContent };
+  const post: PostFields = { id, user, content, room, type, hasContent };
+  return post;
+}
 
 /** The general decoder: any valid message, every rejection. */
-function readPost(bytes: Uint8Array, full: boolean): PostHead {
+function readPost(bytes: Uint8Array, mode: Mode): PostHead {
   const reader = new BinaryReader(bytes);
   let id = "", user = "", content = "", room = "", type = 0;
+  span.reset();
+  // A string field's value; its bytes end where the reader is then.
+  const string = (no: number, wireType: WireType) => {
+    expect(wireType, WireType.LengthDelimited, no);
+    return reader.string(true);
+  };
   while (reader.pos < reader.len) {
     const [no, wireType] = reader.tag();
     switch (no) {
       case 1:
-        expect(wireType, WireType.LengthDelimited, no);
-        id = reader.string(true);
+        id = string(no, wireType);
+        span.idEnd = reader.pos;
+        span.idAt = reader.pos - utf8Bytes(id);
         break;
       case 2:
-        expect(wireType, WireType.LengthDelimited, no);
-        user = reader.string(true);
+        user = string(no, wireType);
         break;
       case 3:
-        expect(wireType, WireType.LengthDelimited, no);
-        content = reader.string(true);
+        content = string(no, wireType);
+        span.contentEnd = reader.pos;
+        span.contentAt = reader.pos - utf8Bytes(content);
         break;
       case 4:
-        expect(wireType, WireType.LengthDelimited, no);
-        room = reader.string(true);
+        room = string(no, wireType);
+        span.roomEnd = reader.pos;
+        span.roomAt = reader.pos - utf8Bytes(room);
         break;
       case 5:
         expect(wireType, WireType.LengthDelimited, no);
@@ -279,10 +372,12 @@ function readPost(bytes: Uint8Array, full: boolean): PostHead {
     }
   }
   const hasContent = content !== "";
-  return full
-    ? post({ id, user, content, room, type, hasContent })
-    : { user, room, type, hasContent };
+  return decoded(mode, bytes, id, user, content, room, type, hasContent);
 }
+
+const encoder = new TextEncoder();
+/** The UTF-8 length of a string decoded from valid UTF-8 (the slow path). */
+const utf8Bytes = (s: string) => encoder.encode(s).length;
 
 /** `google.protobuf.Timestamp`: int64 seconds = 1, int32 nanos = 2. */
 function checkTimestamp(bytes: Uint8Array): void {

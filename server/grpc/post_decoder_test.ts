@@ -12,6 +12,7 @@ import {
   SendMessageRequestSchema,
 } from "../../gen/chat_pb.ts";
 import {
+  decodeChatPost,
   decodePost,
   decodePostHead,
   decodeSendRequest,
@@ -168,6 +169,30 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
       gotHead,
       got === "throws" ? "throws" : head(got as PostFields),
       `head of bytes ${Array.from(bytes)}`,
+    );
+    // decodeChatPost() too, and its spans hold the same strings.
+    let gotChat: unknown;
+    try {
+      const post = decodeChatPost(bytes);
+      const text = (at: number, end: number) =>
+        new TextDecoder("utf-8", { ignoreBOM: true }).decode(
+          post.body.subarray(at, end),
+        );
+      gotChat = {
+        user: post.user,
+        type: post.type,
+        hasContent: post.hasContent,
+        id: text(post.idAt, post.idEnd),
+        content: text(post.contentAt, post.contentEnd),
+        room: text(post.roomAt, post.roomEnd),
+      };
+    } catch {
+      gotChat = "throws";
+    }
+    assert.deepEqual(
+      gotChat,
+      got === "throws" ? "throws" : { ...(got as PostFields) },
+      `chat post of bytes ${Array.from(bytes)}`,
     );
     return got !== "throws";
   };

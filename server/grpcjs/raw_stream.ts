@@ -38,6 +38,12 @@ export interface MessageWriter {
   readonly direct: boolean;
   /** Writes one framed message; false means wait for the drain listener. */
   write(framed: Uint8Array): boolean;
+  /**
+   * Writes one framed message of `bytes` bytes that `encode` writes in
+   * place, at `out[at..]`, before this returns (the direct path: into the
+   * turn's pending output, with no buffer of its own); as `write()`.
+   */
+  writeEncoded(bytes: number, encode: Encode): boolean;
   /** Listens for 'drain'; returns the function that stops listening. */
   onDrain(listener: () => void): () => void;
   /**
@@ -51,6 +57,36 @@ export interface MessageWriter {
    * Returns false when that is not possible (fallback path, or already gone).
    */
   reset(): boolean;
+}
+
+/** Writes a framed message at `out[at..]` (see `writeEncoded`). */
+export type Encode = (out: Uint8Array, at: number) => void;
+
+/** Output encoded in place goes into buffers of this size and up. */
+const MIN_TAIL = 256;
+const MAX_TAIL = 16 * 1024;
+
+/**
+ * Those buffers are views of shared slabs, as Node's Buffer pool does: a
+ * new ArrayBuffer costs ~0.5 µs at 256 bytes and ~4 µs at 16 KiB
+ * (allocation and zeroing; Deno 2.9.6), a view of a slab ~30 ns. A slab is
+ * only ever carved forward, so no bytes are shared by two buffers; it is
+ * freed once no buffer of it is referenced (a writer lets go of its buffer
+ * at every turn's end, so only output not sent yet holds one).
+ */
+const SLAB_BYTES = 64 * 1024;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+function slabView(bytes: number): Uint8Array {
+  if (bytes > MAX_TAIL) return new Uint8Array(bytes);
+  if (slabUsed + bytes > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const view = new Uint8Array(slab, slabUsed, bytes);
+  slabUsed += bytes;
+  return view;
 }
 
 /** What the fallback needs from a grpc-js writable call. */
@@ -98,6 +134,24 @@ class DirectWriter implements MessageWriter {
   #listeners: (() => void) | (() => void)[] | undefined;
   #pending: Uint8Array | Uint8Array[] | undefined;
   #pendingBytes = 0;
+  /** `flush` is queued for this turn's end. */
+  #queued = false;
+  /**
+   * Messages encoded in place (`writeEncoded`) this turn: `#tail[#tailFrom,
+   * #tailLen)` is pending after `#pending`. Bytes handed to the stream are
+   * never written again; a new buffer follows a full one, and none is kept
+   * past the turn's end.
+   */
+  #tail: Uint8Array | undefined;
+  #tailFrom = 0;
+  #tailLen = 0;
+  /** Bytes encoded in place this turn. */
+  #tailBytes = 0;
+  /**
+   * The size of the next such buffer: twice what the last turn encoded
+   * (256 B to 16 KiB), doubled when one fills up within a turn.
+   */
+  #tailSize = MIN_TAIL;
   // write() said "full" from its estimate: a drain must follow.
   #owesDrain = false;
 
@@ -134,6 +188,16 @@ class DirectWriter implements MessageWriter {
   }
 
   readonly flush = (): void => {
+    this.#queued = false;
+    this.#sealTail();
+    if (this.#tail !== undefined) {
+      this.#tail = undefined;
+      this.#tailSize = Math.max(
+        MIN_TAIL,
+        Math.min(MAX_TAIL, 2 * this.#tailBytes),
+      );
+      this.#tailBytes = 0;
+    }
     const pending = this.#pending;
     if (pending === undefined) return;
     const bytes = this.#pendingBytes;
@@ -157,14 +221,61 @@ class DirectWriter implements MessageWriter {
     }
     if (this.#gone()) return true;
     this.#base.maybeSendMetadata();
-    const pending = this.#pending;
-    if (pending === undefined) {
-      beforeTurnEnds(this.flush);
-      this.#pending = framed;
-    } else if (pending instanceof Uint8Array) {
-      this.#pending = [pending, framed];
-    } else pending.push(framed);
+    this.#sealTail();
+    this.#add(framed);
     this.#pendingBytes += framed.byteLength;
+    return this.#room();
+  }
+
+  writeEncoded(bytes: number, encode: Encode): boolean {
+    const limit = this.#base.maxSendMessageSize;
+    if (limit !== -1 && bytes - PREFIX_BYTES > limit) {
+      const framed = Buffer.allocUnsafe(bytes);
+      encode(framed, 0);
+      return this.write(framed);
+    }
+    if (this.#gone()) return true;
+    this.#base.maybeSendMetadata();
+    let tail = this.#tail;
+    if (tail === undefined || this.#tailLen + bytes > tail.length) {
+      if (tail !== undefined) {
+        this.#sealTail();
+        this.#tailSize = Math.min(MAX_TAIL, 2 * this.#tailSize);
+      }
+      tail = this.#tail = slabView(Math.max(bytes, this.#tailSize));
+      this.#tailFrom = this.#tailLen = 0;
+    }
+    encode(tail, this.#tailLen);
+    this.#tailLen += bytes;
+    this.#tailBytes += bytes;
+    this.#pendingBytes += bytes;
+    if (!this.#queued) {
+      this.#queued = true;
+      beforeTurnEnds(this.flush);
+    }
+    return this.#room();
+  }
+
+  /** Moves what was encoded in place so far to `#pending`, in order. */
+  #sealTail(): void {
+    if (this.#tailLen === this.#tailFrom) return;
+    this.#add(this.#tail!.subarray(this.#tailFrom, this.#tailLen));
+    this.#tailFrom = this.#tailLen;
+  }
+
+  #add(framed: Uint8Array): void {
+    const pending = this.#pending;
+    if (pending === undefined) this.#pending = framed;
+    else if (pending instanceof Uint8Array) this.#pending = [pending, framed];
+    else pending.push(framed);
+    if (!this.#queued) {
+      this.#queued = true;
+      beforeTurnEnds(this.flush);
+    }
+  }
+
+  /** Whether the stream has room for more (else a drain is owed). */
+  #room(): boolean {
     const stream = this.#stream;
     const full = stream.writableLength + this.#pendingBytes >=
       stream.writableHighWaterMark;
@@ -195,6 +306,7 @@ class DirectWriter implements MessageWriter {
     if (stream.destroyed || typeof stream.close !== "function") return false;
     this.#pending = undefined;
     this.#pendingBytes = 0;
+    this.#tailFrom = this.#tailLen;
     stream.close(ErrorCode.CANCEL);
     return true;
   }
@@ -206,6 +318,11 @@ function fallbackWriter(call: WritableCall): MessageWriter {
     flush: () => {},
     reset: () => false,
     write: (framed) => call.write(payloadOf(framed)),
+    writeEncoded(bytes, encode) {
+      const framed = Buffer.allocUnsafe(bytes);
+      encode(framed, 0);
+      return call.write(payloadOf(framed));
+    },
     onDrain(listener) {
       call.on("drain", listener);
       return () => call.off("drain", listener);

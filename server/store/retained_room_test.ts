@@ -80,3 +80,34 @@ Deno.test("RetainedBudget keeps rooms in order of their last write, also across 
   a.push(5, bytes(1, 5), 0, limits);
   assert.deepEqual(order(), ["b", "a"]);
 });
+
+Deno.test("RetainedBudget keeps rooms in the order of their last write through repeated writes, emptied and refilled rooms", () => {
+  const budget = new RetainedBudget(1000);
+  const limits = { size: 100, ttlMs: 0 };
+  const rooms = ["a", "b", "c"].map((e) => new RetainedRoom(e, 0, budget));
+  const [a, b, c] = rooms;
+  const order = () => [...budget.rooms()].map((r) => r.epoch).join("");
+  const body = bytes(10, 1);
+  a.push(1, body, 0, limits);
+  a.push(2, body, 0, limits); // already the last: stays last
+  b.push(1, body, 0, limits);
+  b.push(2, body, 0, limits);
+  a.push(3, body, 0, limits);
+  assert.equal(order(), "ba");
+  a.release(); // the last room empties: the next write to it makes it last again
+  assert.equal(order(), "b");
+  c.push(1, body, 0, limits);
+  a.push(4, body, 0, limits);
+  a.push(5, body, 0, limits);
+  b.push(3, body, 0, limits);
+  assert.equal(order(), "cab");
+  b.release();
+  b.push(4, body, 0, limits);
+  assert.equal(order(), "cab");
+  // Over the bound, the least recently written room (a) loses its oldest
+  // first, then leaves the order once empty.
+  c.push(2, bytes(980, 2), 0, limits);
+  assert.equal(order(), "bc");
+  assert.equal(a.size, 0);
+  assert.equal(budget.total, 1000);
+});
