@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type TurnWrite, writeAtTurnEnd } from "./turn_end.ts";
+import { atTurnEnd } from "./turn_end.ts";
 import {
   Flag,
   FRAME_HEADER_BYTES,
@@ -41,11 +41,10 @@ export class FrameWriter {
   #writing = false;
   #dead = false;
   #idle: (() => void)[] = [];
-  /** This writer's turn-end write; the smallest of a turn go first. */
-  readonly #kick: TurnWrite = kickOf(this, (w) => w.#len, (w) => {
-    w.#scheduled = false;
-    if (!w.#writing) void w.#run();
-  });
+  readonly #kick = () => {
+    this.#scheduled = false;
+    if (!this.#writing) void this.#run();
+  };
 
   constructor(events: FrameWriterEvents) {
     this.#events = events;
@@ -143,7 +142,7 @@ export class FrameWriter {
   #schedule(): void {
     if (this.#scheduled || this.#writing || !this.#conn || this.#dead) return;
     this.#scheduled = true;
-    writeAtTurnEnd(this.#kick);
+    atTurnEnd(this.#kick);
   }
 
   #flushSoon(): void {
@@ -186,18 +185,4 @@ export class FrameWriter {
     this.#idle = [];
     for (const w of waiters) w();
   }
-}
-
-/** A writer's turn-end write: its queued bytes, and the kick. */
-function kickOf(
-  w: FrameWriter,
-  size: (w: FrameWriter) => number,
-  kick: (w: FrameWriter) => void,
-): TurnWrite {
-  return {
-    get size() {
-      return size(w);
-    },
-    write: () => kick(w),
-  };
 }

@@ -13,8 +13,6 @@ import process from "node:process";
 
 let flushes: (() => void)[] = [];
 let finals: (() => void)[] = [];
-/** The connections' writes of this turn (see {@linkcode writeAtTurnEnd}). */
-let writes: TurnWrite[] = [];
 let scheduled = false;
 // From the turn-end flushes until the finals ran: what is queued then still
 // leaves in this turn, no new `setImmediate` is needed.
@@ -29,26 +27,6 @@ export function beforeTurnEnds(fn: () => void): void {
 /** Runs `fn` at the very end of this turn, after the stream flushes. */
 export function atTurnEnd(fn: () => void): void {
   finals.push(fn);
-  schedule();
-}
-
-/** A connection's write at the end of the turn. */
-export interface TurnWrite {
-  /** Bytes it will write. */
-  readonly size: number;
-  /** Starts the write. */
-  write(): void;
-}
-
-/**
- * Starts `w`'s write at the very end of this turn, after the stream flushes
- * and the other finals, smallest write first: an answer of a few hundred
- * bytes (a publisher's acknowledgement, a unary response) is not queued
- * behind the broadcasts of the same turn to other connections, which only
- * wait for it by microseconds.
- */
-export function writeAtTurnEnd(w: TurnWrite): void {
-  writes.push(w);
   schedule();
 }
 
@@ -78,22 +56,8 @@ function runFinals(): void {
   const now = finals;
   finals = [];
   runAll(now);
-  const w = writes;
-  writes = [];
-  if (w.length > 1) w.sort(bySize);
-  for (let i = 0; i < w.length; i++) {
-    try {
-      w[i].write();
-    } catch (err) {
-      console.error("turn-end write failed", err);
-    }
-  }
   // Queued by a nextTick after the flushes, or by a final: the next turn.
-  if (flushes.length > 0 || finals.length > 0 || writes.length > 0) schedule();
-}
-
-function bySize(a: TurnWrite, b: TurnWrite): number {
-  return a.size - b.size;
+  if (flushes.length > 0 || finals.length > 0) schedule();
 }
 
 function runAll(fns: (() => void)[]): void {
