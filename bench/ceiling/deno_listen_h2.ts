@@ -8,7 +8,8 @@
  * - SendMessage: decode the request, answer `message_id` `msg_N`, and send
  *   the message (framed once) to every subscriber of its room;
  * - SubscribeMessages: a welcome, then every message of the room;
- * - UploadMessages: count the messages, answer the count at the end;
+ * - UploadMessages: decode each message and send it to its room's
+ *   subscribers (as the seed does), answer the count at the end;
  * - Chat: echo every message (`frameEchoMessage`).
  *
  * So the gap between this server and the seed's Go server is what the
@@ -43,6 +44,7 @@ import {
 import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
 import {
   decodeChatPost,
+  decodePost,
   decodeSendRequest,
 } from "../../server/grpc/post_decoder.ts";
 import { frameMessage } from "../../server/grpc/framing.ts";
@@ -230,6 +232,14 @@ function onMessage(c: Conn, s: Stream, payload: Uint8Array) {
     c.data(s, frameMessage(welcomeMessage(req.room, req.user)));
   } else if (s.kind === Kind.Chat) {
     c.data(s, frameEchoMessage(decodeChatPost(payload)));
+  } else if (s.kind === Kind.Upload) {
+    // What the seed does with each: decode it, broadcast it to its room.
+    const post = decodePost(payload);
+    const members = rooms.get(post.room);
+    if (members !== undefined) {
+      const framed = frameMessage(payload);
+      for (const [sc, ss] of members) sc.data(ss, framed);
+    }
   }
 }
 
