@@ -135,6 +135,32 @@ Deno.test("UploadMessages ends with INVALID_ARGUMENT naming the bad message", as
   assert.match(err.details, /message 3: room is required/);
 });
 
+Deno.test("UploadMessages validates every message, also after valid ones from the same user and room", async () => {
+  await using f = await startCore();
+  const upload = (posts: Record<string, string>[]) =>
+    rejection(
+      new Promise((resolve, reject) => {
+        const up = f.client.uploadMessages((e, r) =>
+          e ? reject(e) : resolve(r)
+        );
+        for (const p of posts) up.write(p);
+        up.end();
+      }),
+    );
+  const ok = { user: "Bob", content: "ok", room: "general" };
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ user: "Bob", content: "", room: "general" }, /content is required/],
+    [{ user: " ", content: "x", room: "general" }, /user is required/],
+    [{ user: "Bob", content: "x", room: "r".repeat(257) }, /room is longer/],
+  ];
+  for (const [bad, why] of cases) {
+    const err = await upload([ok, ok, bad, ok]);
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /^message 3: /);
+    assert.match(err.details, why);
+  }
+});
+
 Deno.test("Chat echoes each message and broadcasts the original to its room", async () => {
   await using f = await startCore();
   const sub = f.newClient().subscribeMessages({
