@@ -66,29 +66,6 @@ export type Encode = (out: Uint8Array, at: number) => void;
 const MIN_TAIL = 256;
 const MAX_TAIL = 16 * 1024;
 
-/**
- * Those buffers are views of shared slabs, as Node's Buffer pool does: a
- * new ArrayBuffer costs ~0.5 µs at 256 bytes and ~4 µs at 16 KiB
- * (allocation and zeroing; Deno 2.9.6), a view of a slab ~30 ns. A slab is
- * only ever carved forward, so no bytes are shared by two buffers; it is
- * freed once no buffer of it is referenced (a writer lets go of its buffer
- * at every turn's end, so only output not sent yet holds one).
- */
-const SLAB_BYTES = 64 * 1024;
-let slab = new ArrayBuffer(SLAB_BYTES);
-let slabUsed = 0;
-
-function slabView(bytes: number): Uint8Array {
-  if (bytes > MAX_TAIL) return new Uint8Array(bytes);
-  if (slabUsed + bytes > SLAB_BYTES) {
-    slab = new ArrayBuffer(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const view = new Uint8Array(slab, slabUsed, bytes);
-  slabUsed += bytes;
-  return view;
-}
-
 /** What the fallback needs from a grpc-js writable call. */
 export interface WritableCall extends EventEmitter {
   write(message: Uint8Array): boolean;
@@ -137,20 +114,14 @@ class DirectWriter implements MessageWriter {
   /** `flush` is queued for this turn's end. */
   #queued = false;
   /**
-   * Messages encoded in place (`writeEncoded`) this turn: `#tail[#tailFrom,
+   * Messages encoded in place (`writeEncoded`): `#tail[#tailFrom,
    * #tailLen)` is pending after `#pending`. Bytes handed to the stream are
-   * never written again; a new buffer follows a full one, and none is kept
-   * past the turn's end.
+   * never written again; a new buffer follows a full one.
    */
   #tail: Uint8Array | undefined;
   #tailFrom = 0;
   #tailLen = 0;
-  /** Bytes encoded in place this turn. */
-  #tailBytes = 0;
-  /**
-   * The size of the next such buffer: twice what the last turn encoded
-   * (256 B to 16 KiB), doubled when one fills up within a turn.
-   */
+  /** The size of the next such buffer: doubled each time one fills up. */
   #tailSize = MIN_TAIL;
   // write() said "full" from its estimate: a drain must follow.
   #owesDrain = false;
@@ -190,13 +161,10 @@ class DirectWriter implements MessageWriter {
   readonly flush = (): void => {
     this.#queued = false;
     this.#sealTail();
-    if (this.#tail !== undefined) {
+    const tail = this.#tail;
+    // A mostly used buffer is let go (it stays with the stream until sent).
+    if (tail !== undefined && 4 * (tail.length - this.#tailLen) < tail.length) {
       this.#tail = undefined;
-      this.#tailSize = Math.max(
-        MIN_TAIL,
-        Math.min(MAX_TAIL, 2 * this.#tailBytes),
-      );
-      this.#tailBytes = 0;
     }
     const pending = this.#pending;
     if (pending === undefined) return;
@@ -242,12 +210,11 @@ class DirectWriter implements MessageWriter {
         this.#sealTail();
         this.#tailSize = Math.min(MAX_TAIL, 2 * this.#tailSize);
       }
-      tail = this.#tail = slabView(Math.max(bytes, this.#tailSize));
+      tail = this.#tail = new Uint8Array(Math.max(bytes, this.#tailSize));
       this.#tailFrom = this.#tailLen = 0;
     }
     encode(tail, this.#tailLen);
     this.#tailLen += bytes;
-    this.#tailBytes += bytes;
     this.#pendingBytes += bytes;
     if (!this.#queued) {
       this.#queued = true;
