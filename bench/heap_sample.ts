@@ -41,6 +41,9 @@ const { values } = parseArgs({
     calls: { type: "string", default: "0" },
     top: { type: "string", default: "30" },
     interval: { type: "string", default: "256" },
+    // Only what is still in the heap at the end (survivors of scavenges,
+    // promoted garbage not yet collected), not every allocation.
+    survivors: { type: "boolean", default: false },
   },
 });
 
@@ -66,8 +69,8 @@ function send(method: string, params: Record<string, unknown> = {}) {
 await send("HeapProfiler.enable");
 await send("HeapProfiler.startSampling", {
   samplingInterval: Number(values.interval),
-  includeObjectsCollectedByMajorGC: true,
-  includeObjectsCollectedByMinorGC: true,
+  includeObjectsCollectedByMajorGC: !values.survivors,
+  includeObjectsCollectedByMinorGC: !values.survivors,
 });
 console.log("sampling");
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
