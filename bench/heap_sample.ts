@@ -44,6 +44,9 @@ const { values } = parseArgs({
     // Only what is still in the heap at the end (survivors of scavenges,
     // promoted garbage not yet collected), not every allocation.
     survivors: { type: "boolean", default: false },
+    // What outlived a scavenge: alive at the end or freed by a mark-compact
+    // (promoted garbage), without what scavenges freed.
+    promoted: { type: "boolean", default: false },
   },
 });
 
@@ -70,7 +73,7 @@ await send("HeapProfiler.enable");
 await send("HeapProfiler.startSampling", {
   samplingInterval: Number(values.interval),
   includeObjectsCollectedByMajorGC: !values.survivors,
-  includeObjectsCollectedByMinorGC: !values.survivors,
+  includeObjectsCollectedByMinorGC: !values.survivors && !values.promoted,
 });
 console.log("sampling");
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
