@@ -9,7 +9,8 @@
  * reader: cheaper per message than the edge, so the edge is what is
  * measured), and h2load publishing SendMessage to the core directly as fast
  * as `-m` streams allow. Nothing is pinned: N processes need the cores.
- * The edge's CPU is the whole process group's, from /proc.
+ * The edge's CPU is its process group's with the detached --procs
+ * children (bench/procfs.ts), from /proc.
  *
  * `--mode unary`: gRPC-Web unary SendMessage calls through the edge from
  * `h2load --h1 -c 32` for `--seconds`; calls/s instead of deliveries/s.
@@ -30,6 +31,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
 import { startServer } from "./procs.ts";
+import { groupCpuSeconds } from "./procfs.ts";
 import { EDGE_V8_FLAGS } from "../edge/config.ts";
 
 const { values } = parseArgs({
@@ -76,43 +78,6 @@ Deno.writeFileSync(
     ),
   ),
 );
-
-/**
- * utime + stime seconds of a process group and every descendant (the
- * edge's --procs children are detached into groups of their own), from
- * /proc.
- */
-function groupCpu(pgid: number): number {
-  const procs: { pid: number; ppid: number; pgrp: number; ticks: number }[] =
-    [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-      procs.push({
-        pid: Number(e.name),
-        ppid: Number(f[1]),
-        pgrp: Number(f[2]),
-        ticks: Number(f[11]) + Number(f[12]),
-      });
-    } catch { /* gone */ }
-  }
-  const ours = new Set(procs.filter((p) => p.pgrp === pgid).map((p) => p.pid));
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of procs) {
-      if (!ours.has(p.pid) && ours.has(p.ppid)) {
-        ours.add(p.pid);
-        grew = true;
-      }
-    }
-  }
-  let ticks = 0;
-  for (const p of procs) if (ours.has(p.pid)) ticks += p.ticks;
-  return ticks / 100;
-}
 
 async function round(procs: number) {
   const core = await startServer(
@@ -174,10 +139,11 @@ async function round(procs: number) {
     }).spawn();
     // The readers measure from 1.5 s after "ready"; so does the CPU.
     await new Promise((r) => setTimeout(r, 1500));
-    const edgeCpu0 = groupCpu(edge.pid), coreCpu0 = groupCpu(core.pid);
+    const edgeCpu0 = groupCpuSeconds(edge.pid),
+      coreCpu0 = groupCpuSeconds(core.pid);
     const out = await readers.output();
-    const edgeCpu = groupCpu(edge.pid) - edgeCpu0;
-    const coreCpu = groupCpu(core.pid) - coreCpu0;
+    const edgeCpu = groupCpuSeconds(edge.pid) - edgeCpu0;
+    const coreCpu = groupCpuSeconds(core.pid) - coreCpu0;
     publisher.kill("SIGINT");
     await publisher.status;
     const r = JSON.parse(new TextDecoder().decode(out.stdout));
@@ -219,11 +185,11 @@ async function unary(procs: number, pid: number, port: number) {
       stderr: "null",
     }).output();
   await h2load(1); // warm-up
-  const cpu0 = groupCpu(pid);
+  const cpu0 = groupCpuSeconds(pid);
   const out = new TextDecoder().decode(
     (await h2load(Number(values.seconds))).stdout,
   );
-  const cpu = groupCpu(pid) - cpu0;
+  const cpu = groupCpuSeconds(pid) - cpu0;
   const done = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
   const perS = Number(
     /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0,

@@ -19,19 +19,36 @@ function statFields(pid: number): string[] | undefined {
   }
 }
 
-/** Pids whose process group is `pgid` (the leader included). */
+/**
+ * Pids whose process group is `pgid` (the leader included), and their
+ * descendants in groups of their own: a supervisor starts its children
+ * `detached` (the edge's `--procs`, supervisor/), and they are part of what
+ * is measured.
+ */
 export function groupPids(pgid: number): number[] {
-  const pids: number[] = [];
+  const parent = new Map<number, number>();
+  const pids = new Set<number>();
   for (const e of Deno.readDirSync("/proc")) {
     const pid = Number(e.name);
     if (!Number.isInteger(pid)) continue;
     const f = statFields(pid);
-    if (f && Number(f[2]) === pgid) pids.push(pid);
+    if (f === undefined) continue;
+    parent.set(pid, Number(f[1]));
+    if (Number(f[2]) === pgid) pids.add(pid);
   }
-  return pids.length > 0 ? pids : [pgid];
+  for (let grew = pids.size > 0; grew;) {
+    grew = false;
+    for (const [pid, ppid] of parent) {
+      if (!pids.has(pid) && pids.has(ppid)) {
+        pids.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return pids.size > 0 ? [...pids] : [pgid];
 }
 
-/** User+system CPU seconds of the group's live processes. */
+/** User+system CPU seconds of the group's live processes (see groupPids). */
 export function groupCpuSeconds(pgid: number): number {
   let ticks = 0;
   for (const pid of groupPids(pgid)) {
