@@ -51,7 +51,12 @@ import {
   segmentHead,
   writeAll,
 } from "./log_recovery.ts";
-import { expiredRooms, RetainedBudget, sweepEvery } from "./retained_room.ts";
+import {
+  expiredRooms,
+  readRetained,
+  RetainedBudget,
+  sweepEvery,
+} from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 /** Options of {@linkcode openLogStore}. */
@@ -386,11 +391,8 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       }
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
-    read(name: string, after: number, limit: number) {
-      const r = rooms.get(name);
-      const cutoff = limits.ttlMs > 0 ? now() - limits.ttlMs : -Infinity;
-      return Promise.resolve(r ? r.read(after, limit, cutoff) : []);
-    },
+    read: (name: string, after: number, limit: number) =>
+      readRetained(rooms, name, after, limit, limits, now()),
     status: (): StoreStatus => status.snapshot(),
     idle: async () => {
       while (compacting || presync) await (compacting ?? presync);

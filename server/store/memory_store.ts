@@ -17,6 +17,7 @@ import {
 import { CommitStatus } from "./commit_status.ts";
 import {
   expiredRooms,
+  readRetained,
   RetainedBudget,
   RetainedRoom,
   sweepEvery,
@@ -87,11 +88,8 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       const r = room(name, now());
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
-    read(name: string, after: number, limit: number) {
-      const r = rooms.get(name);
-      const cutoff = limits.ttlMs > 0 ? now() - limits.ttlMs : -Infinity;
-      return Promise.resolve(r ? r.read(after, limit, cutoff) : []);
-    },
+    read: (name: string, after: number, limit: number) =>
+      readRetained(rooms, name, after, limit, limits, now()),
     status: (): StoreStatus => status.snapshot(),
     close() {
       clearInterval(timer);

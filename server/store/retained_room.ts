@@ -262,6 +262,24 @@ export function expiredRooms(
 }
 
 /**
+ * A room's retained messages after offset `after`, at most `limit`, none
+ * older than the TTL at `nowMs`; none for a room not kept. The `read` of
+ * the stores that keep their rooms here (memory, log).
+ */
+export function readRetained(
+  rooms: ReadonlyMap<string, RetainedRoom>,
+  name: string,
+  after: number,
+  limit: number,
+  limits: HistoryLimits,
+  nowMs: number,
+): Promise<StoredMessage[]> {
+  const r = rooms.get(name);
+  const cutoff = limits.ttlMs > 0 ? nowMs - limits.ttlMs : -Infinity;
+  return Promise.resolve(r ? r.read(after, limit, cutoff) : []);
+}
+
+/**
  * Runs `sweep` (expired messages and rooms) every tenth of the TTL, 1-60 s;
  * nothing without a TTL. Returns the timer to clear on close.
  */
