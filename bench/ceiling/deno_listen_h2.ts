@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { HpackDecoder, HpackEncoder } from "../../protocol/http2/hpack.ts";
 import {
   Flag,
@@ -41,7 +41,10 @@ import {
   ENVELOPE_HEADER_BYTES,
   readEnvelopeLength,
 } from "../../protocol/envelope.ts";
-import { SubscribeRequestSchema } from "../../gen/chat_pb.ts";
+import {
+  SubscribeRequestSchema,
+  UploadResponseSchema,
+} from "../../gen/chat_pb.ts";
 import {
   decodeChatPost,
   decodePost,
@@ -245,18 +248,11 @@ function onMessage(c: Conn, s: Stream, payload: Uint8Array) {
 
 function onEnd(c: Conn, s: Stream) {
   if (s.kind === Kind.Upload) {
-    // UploadResponse{message_count = 1, success = 2}, written by hand.
-    const count = s.count;
-    const body = [0x08];
-    for (let v = count;; v >>>= 7) {
-      if (v < 0x80) {
-        body.push(v);
-        break;
-      }
-      body.push((v & 0x7f) | 0x80);
-    }
-    body.push(0x10, 1);
-    c.end(s, frameMessage(Uint8Array.from(body)));
+    const answer = create(UploadResponseSchema, {
+      messageCount: s.count,
+      success: true,
+    });
+    c.end(s, frameMessage(toBinary(UploadResponseSchema, answer)));
   } else if (s.kind === Kind.Chat || s.kind === Kind.Other) {
     c.end(s, undefined);
   }
