@@ -23,6 +23,7 @@ import {
   protocolError,
 } from "../protocol/http2/frame_parse.ts";
 import { H2Socket, type SocketOptions } from "./socket.ts";
+import { StreamTable } from "./stream_table.ts";
 
 /** The flow-control state the engine keeps on every stream of a role. */
 export interface FlowStream {
@@ -53,7 +54,7 @@ export interface EngineOptions extends SocketOptions {
 
 /** The windows of one connection and its streams; see the module doc. */
 export abstract class H2Flow<S extends FlowStream> extends H2Socket {
-  protected readonly streams = new Map<number, S>();
+  protected readonly streams: StreamTable<S> = new StreamTable();
   /** Streams with data that a window or the socket holds back. */
   protected readonly blocked = new Set<S>();
   protected readonly opts: Readonly<EngineOptions>;

@@ -268,7 +268,7 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   protected onGoaway(lastStreamId: number, code: number): void {
     // Streams above `last` were never processed: they fail now, and calls
     // not yet sent move to another connection.
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       if (s.id <= lastStreamId) continue;
       s.closed = true;
       this.#detach(s);
@@ -327,7 +327,7 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     s.id = id;
     s.sendWindow = this.peerInitialWindow;
     s.recvWindow = this.opts.streamWindow;
-    this.streams.set(id, s);
+    this.streams.set(s);
     this.writer.headerBlock(id, s.headerBlock!, this.peerMaxFrame, false);
     s.headerBlock = undefined;
     this.pump(s);

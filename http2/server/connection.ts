@@ -242,7 +242,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     );
     s.contentLeft = declared;
     if (this.#meter !== undefined) s.meter = new EnvelopeMeter();
-    this.streams.set(id, s);
+    this.streams.set(s);
     if (endStream) s.remoteEnded = true;
     try {
       this.#owner.onStream(s, headers);
@@ -364,7 +364,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   protected endStreams(code: number): void {
     this.#keepalive?.stop();
     clearTimeout(this.#idleTimer);
-    for (const s of [...this.streams.values()]) s.abort(code);
+    for (const s of this.streams.values()) s.abort(code);
   }
 
   protected onHandshakeTimeout(): void {
