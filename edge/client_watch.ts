@@ -8,8 +8,8 @@
  * once it has run for at least one period: then its `request.signal` is
  * read, and that signal fires at once for a client that left before (Deno
  * keeps the request's cancellation). A client leaving is therefore noticed
- * within two periods instead of at once, and a short call costs a Set insert
- * and a delete.
+ * within two periods instead of at once, and a short call costs an insert and a
+ * removal.
  *
  * One timer per watch, running only while calls are in it.
  *
@@ -25,8 +25,10 @@
  * @module
  */
 
+import { SlotList, type Slotted } from "../collections/slot_list.ts";
+
 /** A call in the watch, as {@linkcode ClientWatch.add} returns it. */
-export interface Watched {
+export interface Watched extends Slotted {
   readonly request: Request;
   readonly onGone: () => void;
   signal?: AbortSignal;
@@ -39,8 +41,9 @@ export const CLIENT_WATCH_PERIOD_MS = 100;
 export class ClientWatch {
   readonly #periodMs: number;
   // Calls younger than one period, and calls at least one period old.
-  #young = new Set<Watched>();
-  #old = new Set<Watched>();
+  // SlotLists, not Sets: collections/slot_list.ts says why.
+  #young = new SlotList<Watched>();
+  #old = new SlotList<Watched>();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(periodMs = CLIENT_WATCH_PERIOD_MS) {
@@ -49,7 +52,7 @@ export class ClientWatch {
 
   /** Watches `request` from one period on; `onGone` runs once if it leaves. */
   add(request: Request, onGone: () => void): Watched {
-    const w: Watched = { request, onGone };
+    const w: Watched = { request, onGone, slot: -1 };
     this.#young.add(w);
     this.#timer ??= setTimeout(this.#tick, this.#periodMs);
     return w;
@@ -61,7 +64,7 @@ export class ClientWatch {
       w.signal.removeEventListener("abort", w.onGone);
       return;
     }
-    if (!this.#young.delete(w)) this.#old.delete(w);
+    if (!this.#young.remove(w)) this.#old.remove(w);
     if (this.#young.size === 0 && this.#old.size === 0) this.#stop();
   }
 
@@ -72,7 +75,7 @@ export class ClientWatch {
 
   readonly #tick = (): void => {
     this.#timer = undefined;
-    for (const w of this.#old) {
+    for (const w of this.#old.values()) {
       const signal = w.signal = w.request.signal;
       if (signal.aborted) w.onGone();
       else signal.addEventListener("abort", w.onGone, { once: true });

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { SlotList, type Slotted } from "../../collections/slot_list.ts";
 import { EnvelopeParser } from "../../protocol/mod.ts";
 import type { HeaderField } from "../../protocol/http2/hpack.ts";
 import {
@@ -79,7 +80,8 @@ const KEEPALIVE_TIMEOUT_MS = 10_000;
 interface Shared {
   readonly pool: H2Pool;
   readonly headers: RequestHeaderEncoder;
-  readonly active: Set<H2Call>;
+  /** Calls not yet settled, for `close()`. */
+  readonly active: SlotList<H2Call>;
   readonly highWaterMark: number;
   readonly maxMessageBytes: number;
 }
@@ -119,7 +121,7 @@ export function createH2Upstream(
       keepaliveTimeoutMs,
     }, options.ca),
     headers: new RequestHeaderEncoder(u.protocol.slice(0, -1), u.host),
-    active: new Set(),
+    active: new SlotList(),
     highWaterMark: options.highWaterMark ?? 16,
     maxMessageBytes: options.maxMessageBytes,
   };
@@ -128,7 +130,7 @@ export function createH2Upstream(
     healthy: () => shared.pool.ping(2000),
     connections: () => shared.pool.size,
     async close() {
-      for (const call of [...shared.active]) {
+      for (const call of shared.active.values()) {
         call.settle(unavailable("edge is shutting down"));
       }
       await shared.pool.close();
@@ -148,7 +150,10 @@ class H2Call
     UpstreamCall,
     StreamHandler,
     MessageQueueOptions,
-    EventListenerObject {
+    EventListenerObject,
+    Slotted {
+  /** Its place in `Shared.active`. */
+  slot = -1;
   readonly headers: Promise<Record<string, string>>;
   readonly messages: MessageQueue;
   readonly status: Promise<UpstreamStatus>;
@@ -212,7 +217,7 @@ class H2Call
     this.#settled = true;
     clearTimeout(this.#timer);
     this.#signal.removeEventListener("abort", this);
-    this.#shared.active.delete(this);
+    this.#shared.active.remove(this);
     this.#resolveHeaders({});
     if (s.code !== Code.OK) this.messages.end();
     this.#status = s;
