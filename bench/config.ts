@@ -10,7 +10,6 @@
  */
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../config/number_flag.ts";
-import { EDGE_V8_FLAGS } from "../edge/config.ts";
 
 /** Everything a run needs. */
 export interface BenchConfig {
@@ -31,7 +30,7 @@ export interface BenchConfig {
 
 export const DEFAULT_SERVER_CMD = "deno run -A server/main.ts --port {port}";
 export const DEFAULT_EDGE_CMD =
-  `deno run --v8-flags=${EDGE_V8_FLAGS} --allow-net --allow-env edge/main.ts --port {port} --upstream {upstream}`;
+  `deno run --allow-net --allow-env edge/main.ts --port {port} --upstream {upstream}`;
 
 /** A bad flag; main prints it with the usage and exits 2. */
 export class BenchUsageError extends Error {

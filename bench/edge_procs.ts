@@ -32,7 +32,6 @@ import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
 import { startServer } from "./procs.ts";
 import { groupCpuSeconds } from "./procfs.ts";
-import { EDGE_V8_FLAGS } from "../edge/config.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -86,7 +85,7 @@ async function round(procs: number) {
   );
   const edge = await startServer(
     // The flags edge/main.ts gives its --procs children: 1 and N alike.
-    `deno run -A --unstable-net --v8-flags=${EDGE_V8_FLAGS} ${root}edge/main.ts --port {port} ` +
+    `deno run -A --unstable-net ${root}edge/main.ts --port {port} ` +
       `--upstream http://127.0.0.1:${core.port} --procs ${procs} --log-format off`,
     { logPath: `${tmp}/edge.log` },
   );

@@ -80,20 +80,6 @@ export type LogFormat = "text" | "json" | "off";
 /** The upstream HTTP/2 client implementations. */
 export type UpstreamClient = "h2" | "node";
 
-/**
- * V8 flags every launcher gives the edge process (`deno task serve:edge`,
- * `deno task compile`, `deno task serve`, `--procs` children, the bench).
- *
- * A young generation capped at 4 MB per semi-space: by default V8 grows it
- * to 16 MB while the edge's modules load, and under load each scavenge of
- * that larger space then promoted about 4 MB of per-call garbage to the old
- * generation, for a mark-compact to collect later: garbage collection cost
- * about 10 µs per proxied unary call instead of about 2.5 µs, 12-20% of a
- * call (docs/perf-log.md, 2026-12-06 midday). A flag must be given at
- * start; V8 reads it when it sizes the heap.
- */
-export const EDGE_V8_FLAGS = "--max-semi-space-size=4";
-
 /** The defaults, also used by tests that override one field. */
 export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   host: "127.0.0.1",

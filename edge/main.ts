@@ -16,12 +16,7 @@
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createEdgeApp } from "./app.ts";
-import {
-  EDGE_V8_FLAGS,
-  type EdgeConfig,
-  EdgeConfigError,
-  parseEdgeConfig,
-} from "./config.ts";
+import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
@@ -74,7 +69,6 @@ async function superviseChildren(config: Readonly<EdgeConfig>): Promise<never> {
           "--allow-env",
           "--allow-read",
           "--unstable-net",
-          `--v8-flags=${EDGE_V8_FLAGS}`,
           fileURLToPath(import.meta.url),
         ]),
         ...Deno.args,

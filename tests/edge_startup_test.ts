@@ -4,7 +4,7 @@
  * stderr with the exit code the README promises.
  */
 import assert from "node:assert/strict";
-import { EDGE_SETTINGS, EDGE_V8_FLAGS } from "../edge/config.ts";
+import { EDGE_SETTINGS } from "../edge/config.ts";
 import { lines, runDeno, takenPort } from "./support/process.ts";
 
 const EDGE = ["run", "--allow-net", "--allow-env", "edge/main.ts"];
@@ -17,18 +17,6 @@ Deno.test("serve:edge --help lists every flag with its variable and exits 0", as
   for (const { flag, env } of Object.values(EDGE_SETTINGS)) {
     assert.match(r.stdout, new RegExp(`--${flag} +${env} `));
   }
-});
-
-Deno.test("the serve:edge and compile tasks start the edge with its V8 flags", async () => {
-  const tasks = JSON.parse(
-    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
-  ).tasks as Record<string, string>;
-  const flag = `--v8-flags=${EDGE_V8_FLAGS}`;
-  assert.ok(tasks["serve:edge"].split(" ").includes(flag), tasks["serve:edge"]);
-  const compileEdge = tasks.compile.split("&&").find((c) =>
-    c.includes("chat-edge")
-  )!;
-  assert.ok(compileEdge.split(" ").includes(flag), compileEdge);
 });
 
 Deno.test("serve:edge names a bad flag or value in one line and exits 2", async () => {

@@ -18,7 +18,6 @@
  */
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../../config/number_flag.ts";
-import { EDGE_V8_FLAGS } from "../../edge/config.ts";
 import { prefixLines } from "./children.ts";
 import {
   type RedisServer,
@@ -245,7 +244,6 @@ if ("ready" in first) {
       "--allow-env",
       "--allow-read",
       ...(edgeProcs > 1 ? ["--allow-run"] : []),
-      `--v8-flags=${EDGE_V8_FLAGS}`,
       here("../../edge/main.ts"),
       "--host",
       host,
