@@ -19,6 +19,12 @@
  */
 
 const MIN_CAPACITY = 8;
+/**
+ * A table shrinks only above this: a connection whose calls come and go in
+ * batches (all answered in one turn) would otherwise halve and double its
+ * table at every batch.
+ */
+const SHRINK_ABOVE = 64;
 
 /** Streams by id; see the module doc. */
 export class StreamTable<S extends { readonly id: number }> {
@@ -83,7 +89,7 @@ export class StreamTable<S extends { readonly id: number }> {
       i = j;
     }
     // A connection that once had many streams gives the room back.
-    if (slots.length > MIN_CAPACITY && 8 * this.#size < slots.length) {
+    if (slots.length > SHRINK_ABOVE && 8 * this.#size < slots.length) {
       this.#resize(slots.length >>> 1);
     }
     return true;
