@@ -10,6 +10,7 @@
  * @module
  */
 import http2 from "node:http2";
+import { SlotList } from "../../collections/slot_list.ts";
 import { EnvelopeParser, formatGrpcTimeout } from "../../protocol/mod.ts";
 import {
   isReservedHeader,
@@ -45,7 +46,11 @@ export function createHttp2Upstream(
   options: Http2UpstreamOptions,
 ): Upstream {
   const pool = new SessionPool(url, options.ca);
-  const active = new Set<(s: UpstreamStatus) => void>();
+  // Calls not yet settled, for close(): a SlotList, not a Set
+  // (collections/slot_list.ts says why).
+  const active = new SlotList<
+    { settle: (s: UpstreamStatus) => void; slot: number }
+  >();
   const highWaterMark = options.highWaterMark ?? 16;
 
   function call(
@@ -76,12 +81,13 @@ export function createHttp2Upstream(
         }),
     });
 
+    const entry = { settle, slot: -1 };
     function settle(s: UpstreamStatus): void {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       opts.signal.removeEventListener("abort", onAbort);
-      active.delete(settle);
+      active.remove(entry);
       resolveHeaders({});
       if (s.code !== Code.OK) queue.end();
       resolveStatus(s);
@@ -106,7 +112,7 @@ export function createHttp2Upstream(
       return result;
     }
     opts.signal.addEventListener("abort", onAbort);
-    active.add(settle);
+    active.add(entry);
 
     const reqHeaders: http2.OutgoingHttpHeaders = {
       ":method": "POST",
@@ -206,7 +212,7 @@ export function createHttp2Upstream(
     call,
     healthy: () => pool.ping(2000),
     async close() {
-      for (const settle of [...active]) {
+      for (const { settle } of active.values()) {
         settle({
           code: Code.UNAVAILABLE,
           message: "edge is shutting down",

@@ -14,6 +14,7 @@
  */
 import type { EventEmitter } from "node:events";
 import { ChatError } from "../rooms/errors.ts";
+import { SlotList, type Slotted } from "../../collections/slot_list.ts";
 
 /** What a scope ends: `finish(reason)` runs once. */
 export interface ScopeOwner {
@@ -29,7 +30,9 @@ const CANCELLED = "call cancelled by the client";
 const STREAM_ERROR = "stream error";
 
 /** One open call: its end callback, until closed. */
-class Scope implements CallScope {
+class Scope implements CallScope, Slotted {
+  /** Its place in `CallScopes.open`. */
+  slot = -1;
   #ended = false;
 
   constructor(
@@ -61,7 +64,7 @@ class Scope implements CallScope {
   }
 
   close(): void {
-    if (!this.scopes.open.delete(this)) return;
+    if (!this.scopes.open.remove(this)) return;
     this.call.off("cancelled", Scope.cancelled);
     (this.call as { [SCOPE]?: Scope })[SCOPE] = undefined;
   }
@@ -71,8 +74,11 @@ class Scope implements CallScope {
 const SCOPE = Symbol("callScope");
 
 export class CallScopes {
-  /** Open scopes; read by {@linkcode Scope}. */
-  readonly open: Set<Scope> = new Set();
+  /**
+   * Open scopes; read by {@linkcode Scope}. A SlotList, not a Set: streams
+   * come and go all the time (collections/slot_list.ts says why).
+   */
+  readonly open: SlotList<Scope> = new SlotList();
 
   get size(): number {
     return this.open.size;
@@ -102,6 +108,6 @@ export class CallScopes {
 
   /** Ends every open scope, e.g. at shutdown. */
   abortAll(reason: ChatError): void {
-    for (const scope of [...this.open]) scope.end(reason);
+    for (const scope of this.open.values()) scope.end(reason);
   }
 }
