@@ -39,8 +39,9 @@ export class SlotList<T extends Slotted> {
     return this.#items.length;
   }
 
-  /** Adds `item` (not in any list). */
+  /** Adds `item`, which must be in no list (its `slot` is -1). */
   add(item: T): void {
+    if (item.slot !== -1) throw new Error("already in a SlotList");
     item.slot = this.#items.length;
     this.#items.push(item);
   }

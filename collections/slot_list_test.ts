@@ -34,6 +34,8 @@ Deno.test("SlotList.remove is false for a member of another list or none", () =>
   assert.equal(a.size, 1);
   assert.equal(a.remove(x), true);
   assert.equal(a.remove(x), false);
+  // A member of one list cannot join another (its slot would go stale).
+  assert.throws(() => a.add(y), /already in a SlotList/);
 });
 
 Deno.test("SlotList.clear frees every slot; values() is a copy", () => {

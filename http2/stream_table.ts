@@ -12,24 +12,32 @@
  * (docs/perf-log.md, "the promoted calls"). A table replaced here is plain
  * garbage at once.
  *
- * Stream ids of one role are odd (or even) and increasing, so `id >>> 1`
- * puts consecutive streams in consecutive slots.
+ * The peer chooses the ids of its streams (any increasing odd number), so
+ * an id's slot comes from a mixing hash (murmur3's 32-bit finalizer) of the
+ * id with a random seed per table: ids a peer picks to share a slot under a
+ * plain hash (1, 4097, 8193, ... under `id & mask`) would otherwise put
+ * every open stream in one probe run, and every frame's lookup would walk
+ * it. (A multiplicative hash with a random odd multiplier was not enough:
+ * for about one multiplier in a thousand such ids still piled up.)
  *
  * @module
  */
 
-const MIN_CAPACITY = 8;
+const MIN_BITS = 3;
 /**
- * A table shrinks only above this: a connection whose calls come and go in
- * batches (all answered in one turn) would otherwise halve and double its
- * table at every batch.
+ * A table shrinks only above this many slots: a connection whose calls come
+ * and go in batches (all answered in one turn) would otherwise halve and
+ * double its table at every batch.
  */
 const SHRINK_ABOVE = 64;
 
 /** Streams by id; see the module doc. */
 export class StreamTable<S extends { readonly id: number }> {
-  #slots: (S | undefined)[] = emptySlots(MIN_CAPACITY);
-  #mask = MIN_CAPACITY - 1;
+  #slots: (S | undefined)[] = emptySlots(1 << MIN_BITS);
+  /** 32 minus log2 of the capacity: the hash's top bits are the slot. */
+  #shift = 32 - MIN_BITS;
+  #mask = (1 << MIN_BITS) - 1;
+  readonly #seed = (Math.random() * 0x1_0000_0000) | 0;
   #size = 0;
 
   /** Open streams. */
@@ -40,7 +48,7 @@ export class StreamTable<S extends { readonly id: number }> {
   get(id: number): S | undefined {
     const slots = this.#slots;
     const mask = this.#mask;
-    for (let i = (id >>> 1) & mask;; i = (i + 1) & mask) {
+    for (let i = this.#home(id);; i = (i + 1) & mask) {
       const s = slots[i];
       if (s === undefined || s.id === id) return s;
     }
@@ -50,7 +58,7 @@ export class StreamTable<S extends { readonly id: number }> {
   set(s: S): void {
     const slots = this.#slots;
     const mask = this.#mask;
-    for (let i = (s.id >>> 1) & mask;; i = (i + 1) & mask) {
+    for (let i = this.#home(s.id);; i = (i + 1) & mask) {
       const at = slots[i];
       if (at === undefined) break;
       if (at.id === s.id) {
@@ -68,7 +76,7 @@ export class StreamTable<S extends { readonly id: number }> {
   delete(id: number): boolean {
     const slots = this.#slots;
     const mask = this.#mask;
-    let i = (id >>> 1) & mask;
+    let i = this.#home(id);
     for (;; i = (i + 1) & mask) {
       const s = slots[i];
       if (s === undefined) return false;
@@ -81,7 +89,7 @@ export class StreamTable<S extends { readonly id: number }> {
     for (let j = (i + 1) & mask;; j = (j + 1) & mask) {
       const s = slots[j];
       if (s === undefined) break;
-      const home = (s.id >>> 1) & mask;
+      const home = this.#home(s.id);
       const stays = i <= j ? i < home && home <= j : i < home || home <= j;
       if (stays) continue;
       slots[i] = s;
@@ -103,22 +111,48 @@ export class StreamTable<S extends { readonly id: number }> {
   }
 
   clear(): void {
-    this.#slots = emptySlots(MIN_CAPACITY);
-    this.#mask = MIN_CAPACITY - 1;
+    this.#setCapacity(1 << MIN_BITS);
     this.#size = 0;
+  }
+
+  /**
+   * The longest distance of a stream from its home slot: how many slots a
+   * lookup may have to read. For tests.
+   */
+  longestProbe(): number {
+    const mask = this.#mask;
+    let longest = 0;
+    this.#slots.forEach((s, i) => {
+      if (s !== undefined) {
+        longest = Math.max(longest, (i - this.#home(s.id)) & mask);
+      }
+    });
+    return longest;
+  }
+
+  #home(id: number): number {
+    let h = id ^ this.#seed;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> this.#shift;
+  }
+
+  #setCapacity(capacity: number): void {
+    this.#slots = emptySlots(capacity);
+    this.#mask = capacity - 1;
+    this.#shift = 32 - Math.log2(capacity);
   }
 
   #resize(capacity: number): void {
     const old = this.#slots;
-    this.#slots = emptySlots(capacity);
-    this.#mask = capacity - 1;
+    this.#setCapacity(capacity);
     for (const s of old) if (s !== undefined) this.#place(s);
   }
 
   #place(s: S): void {
     const slots = this.#slots;
     const mask = this.#mask;
-    let i = (s.id >>> 1) & mask;
+    let i = this.#home(s.id);
     while (slots[i] !== undefined) i = (i + 1) & mask;
     slots[i] = s;
   }

@@ -80,3 +80,44 @@ Deno.test("StreamTable.set replaces the stream of an id; clear empties it", () =
   assert.deepEqual(table.get(3), undefined);
   assert.deepEqual(table.values(), []);
 });
+
+Deno.test("StreamTable: ids a peer picks to collide under a plain mask still spread out", () => {
+  // 1000 open streams (the default max-concurrent-streams) whose ids are
+  // equal modulo 8192: under `id & mask` they would share one home slot and
+  // a lookup would walk a run of 1000.
+  for (const step of [4096, 8192, 1 << 20]) {
+    const table = new StreamTable<S>();
+    const model = new Map<number, S>();
+    for (let k = 0; k < 1000 && 1 + step * k < 2 ** 31; k++) {
+      const s = { id: 1 + step * k };
+      table.set(s);
+      model.set(s.id, s);
+    }
+    check(table, model);
+    // A half-full table with a spread hash: runs of a few dozen at most.
+    assert.ok(
+      table.longestProbe() < 100,
+      `step ${step}: ${table.longestProbe()}`,
+    );
+    for (const id of [...model.keys()].filter((_, i) => i % 2 === 0)) {
+      assert.equal(table.delete(id), true);
+      model.delete(id);
+    }
+    check(table, model);
+  }
+});
+
+Deno.test("StreamTable agrees with a Map for ids near 2^31", () => {
+  const table = new StreamTable<S>();
+  const model = new Map<number, S>();
+  for (let id = 2 ** 31 - 1; id > 2 ** 31 - 4000; id -= 2) {
+    const s = { id };
+    table.set(s);
+    model.set(id, s);
+    if (id % 3 === 0) {
+      table.delete(id);
+      model.delete(id);
+    }
+  }
+  check(table, model);
+});
