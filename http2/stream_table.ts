@@ -58,7 +58,8 @@ export class StreamTable<S extends { readonly id: number }> {
   set(s: S): void {
     const slots = this.#slots;
     const mask = this.#mask;
-    for (let i = this.#home(s.id);; i = (i + 1) & mask) {
+    let i = this.#home(s.id);
+    for (;; i = (i + 1) & mask) {
       const at = slots[i];
       if (at === undefined) break;
       if (at.id === s.id) {
@@ -66,10 +67,15 @@ export class StreamTable<S extends { readonly id: number }> {
         return;
       }
     }
-    // At most half full: probes stay short.
-    if (2 * (this.#size + 1) > slots.length) this.#resize(2 * slots.length);
-    this.#place(s);
     this.#size++;
+    // At most half full: probes stay short. Otherwise the empty slot that
+    // ended the search is where `s` goes.
+    if (2 * this.#size > slots.length) {
+      this.#resize(2 * slots.length);
+      this.#place(s);
+    } else {
+      slots[i] = s;
+    }
   }
 
   /** Removes the stream of `id`; false if there was none. */
