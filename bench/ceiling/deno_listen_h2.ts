@@ -12,6 +12,16 @@
  *   subscribers (as the seed does), answer the count at the end;
  * - Chat: echo every message (`frameEchoMessage`).
  *
+ * With `--redis host:port` each SendMessage is answered only once Redis has
+ * stored it, as the core's `--broker` does: the messages of one read are
+ * appended per room with the broker's own script (server/broker/
+ * redis_scripts.ts: the stream entries, the counter, the TTLs and the
+ * PUBLISH) in one EVALSHA, and subscribers get messages from the room's
+ * PUB/SUB channel, not from the publisher. That is the least a server on
+ * this runtime does for "acknowledged means stored in Redis", over a
+ * minimal RESP client (resp.ts): the ceiling for issue 15's "fan-out
+ * through Redis" target.
+ *
  * So the gap between this server and the seed's Go server is what the
  * runtime costs (Deno's TCP ops, V8, the JavaScript of the least HTTP/2),
  * and the gap between this server and the core is what our engine, grpc-js
@@ -28,6 +38,7 @@
  * @module
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import process from "node:process";
 import { HpackDecoder, HpackEncoder } from "../../protocol/http2/hpack.ts";
 import {
   Flag,
@@ -57,8 +68,21 @@ import {
   frameEchoMessage,
   welcomeMessage,
 } from "../../server/grpc/messages.ts";
+import {
+  APPEND_SCRIPT,
+  packBodies,
+  roomKeys,
+  roomOfChannel,
+} from "../../server/broker/redis_scripts.ts";
+import { decodeBatch } from "../../server/broker/room_feed.ts";
+import { asText, RespConnection, RespError, type RespValue } from "./resp.ts";
 
-const port = Number(Deno.args[Deno.args.indexOf("--port") + 1] ?? 50051);
+const argOf = (name: string) => {
+  const i = Deno.args.indexOf(name);
+  return i < 0 ? undefined : Deno.args[i + 1];
+};
+const port = Number(argOf("--port") ?? 50051);
+const redisAt = argOf("--redis");
 const listener = Deno.listen({ hostname: "127.0.0.1", port });
 const enc = new HpackEncoder(); // stateless (no dynamic table): blocks reusable
 const RESP_HEADERS = enc.encode([[":status", "200"], [
@@ -224,6 +248,10 @@ function onMessage(c: Conn, s: Stream, payload: Uint8Array) {
     const now = Date.now();
     const id = `msg_${++lastId}`;
     const framed = frameChatMessage(id, req.user, req.content, req.room, now);
+    if (redis !== undefined) {
+      redis.stage(req.room, { c, s, id, now, body: framed.subarray(5) });
+      return;
+    }
     for (const [sc, ss] of rooms.get(req.room) ?? []) sc.data(ss, framed);
     c.end(s, frameMessage(encodeSendResponse(id, now)));
   } else if (s.kind === Kind.Subscribe) {
@@ -232,7 +260,9 @@ function onMessage(c: Conn, s: Stream, payload: Uint8Array) {
     if (members === undefined) rooms.set(req.room, members = new Set());
     members.add([c, s]);
     c.respond(s);
-    c.data(s, frameMessage(welcomeMessage(req.room, req.user)));
+    const welcome = frameMessage(welcomeMessage(req.room, req.user));
+    if (redis !== undefined) redis.welcome(req.room, () => c.data(s, welcome));
+    else c.data(s, welcome);
   } else if (s.kind === Kind.Chat) {
     c.data(s, frameEchoMessage(decodeChatPost(payload)));
   } else if (s.kind === Kind.Upload) {
@@ -385,9 +415,8 @@ async function serve(conn: Deno.TcpConn) {
       }
       inBuf.copyWithin(0, p, have);
       have -= p;
-      // One write per connection for everything this read caused.
-      for (const d of dirty) d.flush();
-      dirty.clear();
+      redis?.appendStaged();
+      flushDirty();
     }
   } catch (e) {
     if (
@@ -401,6 +430,126 @@ async function serve(conn: Deno.TcpConn) {
       conn.close();
     } catch { /* closed */ }
   }
+}
+
+/** One write per connection for everything this turn caused. */
+function flushDirty() {
+  for (const d of dirty) d.flush();
+  dirty.clear();
+}
+
+interface Staged {
+  c: Conn;
+  s: Stream;
+  id: string;
+  now: number;
+  body: Uint8Array;
+}
+
+/** The Redis path (`--redis`): appends, acknowledgements, PUB/SUB. */
+class RedisPath {
+  #staged = new Map<string, Staged[]>();
+  /** Appends sent, oldest first: replies come back in this order. */
+  #inFlight: Staged[][] = [];
+  /** Rooms subscribed (true) or being subscribed (waiting welcomes). */
+  #channels = new Map<string, true | (() => void)[]>();
+  #epochs = 0;
+  sha = "";
+  cmd!: RespConnection;
+  sub!: RespConnection;
+
+  async open(at: string) {
+    const [hostname, p] = at.split(":");
+    let loaded: (v: RespValue) => void = () => {};
+    this.cmd = await RespConnection.open(hostname, Number(p), (v) => {
+      if (this.sha === "") return loaded(v);
+      this.#replied(v);
+    });
+    this.sub = await RespConnection.open(hostname, Number(p), (v) => {
+      this.#pushed(v);
+    });
+    const sha = await new Promise<RespValue>((resolve) => {
+      loaded = resolve;
+      this.cmd.send(["SCRIPT", "LOAD", APPEND_SCRIPT]);
+    });
+    this.sha = asText(sha);
+  }
+
+  stage(room: string, m: Staged) {
+    let g = this.#staged.get(room);
+    if (g === undefined) this.#staged.set(room, g = []);
+    g.push(m);
+  }
+
+  /** One EVALSHA per room for what this read staged. */
+  appendStaged() {
+    if (this.#staged.size === 0) return;
+    for (const [room, group] of this.#staged) {
+      const k = roomKeys(room);
+      this.cmd.send([
+        "EVALSHA",
+        this.sha,
+        "3",
+        k.epoch,
+        k.seq,
+        k.log,
+        `ceil${process.pid}-${++this.#epochs}`,
+        String(24 * 3600 * 1000),
+        "1000",
+        k.channel,
+        String(group[group.length - 1].now),
+        String(group.length),
+        packBodies(group.map((m) => m.body)),
+      ]);
+      this.#inFlight.push(group);
+    }
+    this.#staged.clear();
+  }
+
+  #replied(v: RespValue) {
+    const group = this.#inFlight.shift();
+    if (group === undefined) return;
+    if (v instanceof RespError) throw v;
+    for (const m of group) {
+      m.c.end(m.s, frameMessage(encodeSendResponse(m.id, m.now)));
+    }
+    flushDirty();
+  }
+
+  /** Sends the welcome once the room's channel is subscribed. */
+  welcome(room: string, send: () => void) {
+    const state = this.#channels.get(room);
+    if (state === true) return send();
+    if (state !== undefined) return void state.push(send);
+    this.#channels.set(room, [send]);
+    this.sub.send(["SUBSCRIBE", roomKeys(room).channel]);
+  }
+
+  #pushed(v: RespValue) {
+    if (!Array.isArray(v)) return;
+    const kind = asText(v[0]);
+    const room = roomOfChannel(asText(v[1]));
+    if (room === undefined) return;
+    if (kind === "subscribe") {
+      const waiting = this.#channels.get(room);
+      this.#channels.set(room, true);
+      if (Array.isArray(waiting)) { for (const send of waiting) send(); }
+    } else if (kind === "message") {
+      const members = rooms.get(room);
+      if (members === undefined) return;
+      for (const body of decodeBatch(v[2] as Uint8Array).bodies) {
+        const framed = frameMessage(body);
+        for (const [sc, ss] of members) sc.data(ss, framed);
+      }
+    }
+    flushDirty();
+  }
+}
+
+let redis: RedisPath | undefined;
+if (redisAt !== undefined) {
+  redis = new RedisPath();
+  await redis.open(redisAt);
 }
 
 function leave(c: Conn, s: Stream) {
