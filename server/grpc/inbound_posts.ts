@@ -7,7 +7,8 @@
  * token's user. Its bytes are what subscribers get, so the user field is
  * appended to them: a later occurrence of a proto3 string field wins when
  * parsing (the protobuf encoding spec, "Last One Wins"), which costs one
- * copy instead of decoding and encoding the whole message again.
+ * copy instead of decoding and encoding the whole message again. The copies
+ * are cut from a shared slab ({@linkcode filledBytes}).
  */
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Caller } from "../auth/access.ts";
@@ -51,6 +52,34 @@ function validated(
   }
 }
 
+/** The slab the filled-in copies are cut from. */
+const SLAB_BYTES = 64 * 1024;
+/** Larger copies get a buffer of their own. */
+const SLAB_LARGEST = 4 * 1024;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/**
+ * `size` bytes for a filled-in copy. A `new Uint8Array` per message was
+ * the largest single cost of an upload under a token (~0.75 µs of ~1.3 µs
+ * more per message than without one, docs/perf-log.md: each is an
+ * off-heap backing store, allocated and later swept), so copies are cut
+ * from a 64 KiB slab instead. A slab is never rewound: when it is full a
+ * new one starts, and the old one lives as long as a copy cut from it is
+ * held. Copies are held as the received chunks they replace are: until the
+ * store has them (it keeps its own copy) and the broadcast is framed.
+ */
+function filledBytes(size: number): Uint8Array {
+  if (size > SLAB_LARGEST) return new Uint8Array(size);
+  if (slabUsed + size > slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += size;
+  return out;
+}
+
 /** Creates the checker for one stream of `caller`. */
 export function inboundPosts(
   ctx: HandlerContext,
@@ -63,15 +92,15 @@ export function inboundPosts(
   let validUser: string | undefined;
   let validRoom: string | undefined;
   const validate = (
-    post: { user: string; room: string; hasContent: boolean },
+    user: string,
+    room: string,
+    hasContent: boolean,
     position: number | undefined,
   ) => {
-    if (
-      post.user === validUser && post.room === validRoom && post.hasContent
-    ) return;
-    validated(post, position);
-    validUser = post.user;
-    validRoom = post.room;
+    if (user === validUser && room === validRoom && hasContent) return;
+    validated({ user, room, hasContent }, position);
+    validUser = user;
+    validRoom = room;
   };
   return {
     check(message, bytes, position) {
@@ -86,14 +115,11 @@ export function inboundPosts(
       }
       const user = ctx.access.userOf(caller, message.user);
       if (user === message.user) {
-        validate(message, position);
+        validate(user, message.room, message.hasContent, position);
         ctx.access.allowPost(caller, message.room);
         return bytes;
       }
-      validate(
-        { user, room: message.room, hasContent: message.hasContent },
-        position,
-      );
+      validate(user, message.room, message.hasContent, position);
       userField ??= new BinaryWriter().tag(USER_FIELD, WireType.LengthDelimited)
         .string(user).finish();
       // The request fit the limit; the broadcast with the user added may
@@ -107,7 +133,7 @@ export function inboundPosts(
         );
       }
       ctx.access.allowPost(caller, message.room);
-      const filled = new Uint8Array(size);
+      const filled = filledBytes(size);
       filled.set(bytes);
       filled.set(userField, bytes.byteLength);
       return filled;
