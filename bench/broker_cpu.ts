@@ -11,12 +11,19 @@
  *
  * A set-up is `name=flags` (core flags; `{redis}` is the Redis URL) and may
  * run another build with `name@/path/to/tree=flags`, for old/new A/Bs.
+ * Flags starting with `@ceiling` run the bare server of
+ * `bench/ceiling/deno_listen_h2.ts` instead of the core, with the rest of
+ * the flags (`{redis-addr}` is Redis's host:port): its `--redis` mode is
+ * the runtime's ceiling for fan-out through Redis.
  *
  * ```sh
  * deno run -A bench/broker_cpu.ts                       # memory vs redis, 4 cases, 3 rounds
  * deno run -A bench/broker_cpu.ts --rounds 1 --d 3 --cases s100_p4
  * deno run -A bench/broker_cpu.ts --setup "memory=--store memory" \
  *   --setup "redis=--broker {redis}" --setup "old@/tmp/old=--broker {redis}"
+ * deno run -A bench/broker_cpu.ts --cases s10_p1,s100_p4 \
+ *   --setup "log=" --setup "redis=--broker {redis}" \
+ *   --setup "ceiling=@ceiling" --setup "ceiling-redis=@ceiling --redis {redis-addr}"
  * ```
  *
  * Prints one JSON line per run, then a summary per case and set-up
@@ -83,14 +90,18 @@ async function runOnce(
       stdout: "null",
     }).output();
   }
-  const flags = setup.flags.replaceAll("{redis}", redis.url);
-  // A fresh history for the SQLite default, as for redis-server.
+  const flags = setup.flags.replaceAll("{redis}", redis.url)
+    .replaceAll("{redis-addr}", new URL(redis.url).host);
+  // A fresh history for the default store, as for redis-server.
   const dataDir = `${values.logs}/data-${setup.name}`;
   await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  const run = `${Deno.execPath()} run -A ${setup.root}`;
   const core: ServerProcess = await startServer(
-    `${Deno.execPath()} run -A ${setup.root}server/main.ts --port {port} ` +
-      `--alive-interval-ms 0 --data-dir ${dataDir} ` +
-      flags,
+    flags.startsWith("@ceiling")
+      ? `${run}bench/ceiling/deno_listen_h2.ts --port {port} ` +
+        flags.slice("@ceiling".length)
+      : `${run}server/main.ts --port {port} ` +
+        `--alive-interval-ms 0 --data-dir ${dataDir} ` + flags,
     { cpu: pin ? 0 : undefined, logPath: `${values.logs}/core.log` },
   );
   try {
