@@ -20,6 +20,7 @@ import {
   writeEnvelopeHeader,
 } from "../protocol/mod.ts";
 import type { Compression } from "@connectrpc/connect/protocol";
+import { concatBytes } from "../protocol/bytes.ts";
 import {
   ACCEPTED_ENCODINGS,
   COMPRESS_MIN_BYTES,
@@ -287,7 +288,7 @@ export function createGrpcWebHandler(
           frames.push(frame(await compressed(batch, zip)));
         }
         frames.push(frame(trailer.bytes));
-        body = concat(frames);
+        body = concatBytes(frames);
       } else if (type.text) {
         // A string body: Deno writes its (ASCII) bytes without a copy here.
         let text = "";
@@ -425,17 +426,5 @@ async function compressed(
         : encodeEnvelope(FLAG_COMPRESSED, await compression.compress(m)),
     );
   }
-  return concat(parts);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }

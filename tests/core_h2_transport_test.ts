@@ -3,6 +3,7 @@
  * against a real core, for what grpc-js clients never send: GOAWAY on a busy
  * connection, small windows, too many streams, malformed frames.
  */
+import { concatBytes } from "../protocol/bytes.ts";
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
@@ -97,13 +98,6 @@ async function answers(
       open.delete(f.streamId);
     }
   }
-  return out;
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
   return out;
 }
 
@@ -250,7 +244,7 @@ Deno.test("h2 transport: a unary answer held by flow control sends its trailers 
   const status = peer.decoder.decode(trailers.payload);
   assert.ok(status.some(([n, v]) => n === "grpc-status" && v === "0"));
   // The message is a whole SendMessageResponse (prefix + payload).
-  const message = concatBytes(seen[1].payload, seen[2].payload);
+  const message = concatBytes([seen[1].payload, seen[2].payload]);
   assert.equal(message[0], 0);
   assert.equal(readUint32(message, 1), message.byteLength - 5);
   peer.conn.close();

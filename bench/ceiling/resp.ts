@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../protocol/bytes.ts";
 
 /** A decoded RESP2 value: bulk strings stay bytes. */
 export type RespValue =
@@ -34,15 +35,7 @@ export function encodeCommand(
     const bytes = typeof a === "string" ? utf8.encode(a) : a;
     parts.push(utf8.encode(`$${bytes.length}\r\n`), bytes, CRLF);
   }
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** Where a value ends in `buf` from `at`, and the value; undefined if cut. */
@@ -132,16 +125,7 @@ export class RespConnection {
       while (this.#out.length > 0) {
         const parts = this.#out;
         this.#out = [];
-        let size = 0;
-        for (const p of parts) size += p.length;
-        const chunk = parts.length === 1 ? parts[0] : new Uint8Array(size);
-        if (parts.length > 1) {
-          let at = 0;
-          for (const p of parts) {
-            chunk.set(p, at);
-            at += p.length;
-          }
-        }
+        const chunk = parts.length === 1 ? parts[0] : concatBytes(parts);
         let off = 0;
         while (off < chunk.length) {
           off += await this.conn.write(chunk.subarray(off));
