@@ -160,7 +160,11 @@ export class RespConnection {
         have -= p;
       }
     } catch (e) {
-      if (!(e instanceof Deno.errors.BadResource)) throw e;
+      // Closed by close(): a read in flight ends one of these two ways.
+      if (
+        !(e instanceof Deno.errors.BadResource ||
+          e instanceof Deno.errors.Interrupted)
+      ) throw e;
     }
   }
 
