@@ -20,7 +20,10 @@
  * PUB/SUB channel, not from the publisher. That is the least a server on
  * this runtime does for "acknowledged means stored in Redis", over a
  * minimal RESP client (resp.ts): the ceiling for issue 15's "fan-out
- * through Redis" target.
+ * through Redis" target. It does less than the core there: its deliveries
+ * carry no offset or epoch, any number of appends may be in flight (the
+ * core's commit queue has one), and UploadMessages and Chat still broadcast
+ * without Redis.
  *
  * So the gap between this server and the seed's Go server is what the
  * runtime costs (Deno's TCP ops, V8, the JavaScript of the least HTTP/2),

@@ -33,7 +33,7 @@ function post(content: string, user = ""): Uint8Array {
 Deno.test("inboundPosts: copies with the token's user stay whole across slabs", () => {
   const posts = inboundPosts(context(1 << 20), caller);
   // ~3 MiB of copies: many 64 KiB slabs, and copies above the slab's
-  // largest (5 KiB) in between, all kept until the end as a slow store
+  // largest (4 KiB) in between, all kept until the end as a slow store
   // would keep them.
   const kept: { bytes: Uint8Array; content: string }[] = [];
   for (let i = 0; i < 20_000; i++) {
