@@ -41,15 +41,22 @@ export interface RetainedView {
 
 /**
  * The body bytes retained by all the rooms of a store, bounded by
- * `maxBytes`. Rooms holding messages are kept in a Map in the order of their
- * last write (re-inserted on each: O(1)), so the least recently written room
- * is the Map's first.
+ * `maxBytes`. Rooms holding messages are kept in the order of their last
+ * write, least recent first, in a list linked through the rooms themselves
+ * (moved to the end on each write: O(1)).
+ *
+ * Why not a `Map` re-inserted on each write, as before: with several rooms
+ * written in turn, every message was a `delete` and a `set`, and a Map
+ * rehashes into a new table every few dozen of those. V8 keeps a rehashed
+ * table linked to the next one, so once a table is in the old generation,
+ * every later table stays alive until a mark-compact (docs/architecture.md,
+ * "calls in flight").
  */
 export class RetainedBudget {
   /** Body bytes retained now. */
   total = 0;
-  readonly #order = new Map<RetainedRoom, true>();
-  /** The Map's last room: writes to it in a row need no re-insertion. */
+  /** The least and the most recently written rooms holding messages. */
+  #first: RetainedRoom | undefined;
   #last: RetainedRoom | undefined;
 
   constructor(readonly maxBytes: number = Infinity) {}
@@ -57,15 +64,28 @@ export class RetainedBudget {
   /** `r` was just written to: it becomes the most recently written. */
   wrote(r: RetainedRoom): void {
     if (r === this.#last) return;
-    this.#order.delete(r);
-    this.#order.set(r, true);
+    if (r.budgetListed) this.#unlink(r);
+    r.budgetPrev = this.#last;
+    r.budgetNext = undefined;
+    r.budgetListed = true;
+    if (this.#last === undefined) this.#first = r;
+    else this.#last.budgetNext = r;
     this.#last = r;
   }
 
   /** `r` holds nothing any more (or is forgotten). */
   emptied(r: RetainedRoom): void {
-    this.#order.delete(r);
-    if (r === this.#last) this.#last = undefined;
+    if (r.budgetListed) this.#unlink(r);
+  }
+
+  #unlink(r: RetainedRoom): void {
+    const { budgetPrev: prev, budgetNext: next } = r;
+    if (prev === undefined) this.#first = next;
+    else prev.budgetNext = next;
+    if (next === undefined) this.#last = prev;
+    else next.budgetPrev = prev;
+    r.budgetPrev = r.budgetNext = undefined;
+    r.budgetListed = false;
   }
 
   /**
@@ -74,19 +94,27 @@ export class RetainedBudget {
    */
   enforce(r: RetainedRoom): void {
     while (this.total > this.maxBytes) {
-      const first = this.#order.keys().next().value;
+      const first = this.#first;
       if (first === undefined || (first === r && r.size <= 1)) return;
       first.dropOldest();
     }
   }
 
   /** The rooms holding messages, least recently written first. */
-  rooms(): IterableIterator<RetainedRoom> {
-    return this.#order.keys();
+  *rooms(): Generator<RetainedRoom> {
+    for (let r = this.#first; r !== undefined;) {
+      const next = r.budgetNext;
+      yield r;
+      r = next;
+    }
   }
 }
 
 export class RetainedRoom {
+  /** Its {@linkcode RetainedBudget}'s list of rooms; only the budget uses these. */
+  budgetPrev: RetainedRoom | undefined;
+  budgetNext: RetainedRoom | undefined;
+  budgetListed = false;
   /** The last offset handed out (0: none yet). */
   last = 0;
   /** When the last message came (or the room was created). */
