@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { FrameBuilder, KIND_SNAPSHOT } from "./log_format.ts";
 import { listDir, segmentName, snapshotName, TMP } from "./log_files.ts";
 import { writeAll } from "./log_recovery.ts";
-import { bodyOf, type RetainedView } from "./retained_room.ts";
+import type { RetainedView } from "./retained_room.ts";
 
 /** Frames of a snapshot are cut at about this size (one per turn). */
 export const CHUNK_BYTES = 256 * 1024;
@@ -114,9 +114,9 @@ export async function writeSnapshot(
     let messages = 0;
     for (const r of rolled.rooms) {
       b.room(r.id, r.last, r.lastMs, r.epoch, r.name);
-      const { items, start, end } = r.view;
-      for (let i = start; i < end; i++) {
-        b.message(r.id, items[i].offset, items[i].timeMs, bodyOf(items[i]));
+      const view = r.view;
+      for (let i = view.start; i < view.end; i++) {
+        b.message(r.id, view.offsetAt(i), view.timeAt(i), view.bodyAt(i));
         messages++;
         if (b.payloadBytes >= CHUNK_BYTES) await flush(false);
       }

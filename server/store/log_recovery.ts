@@ -120,7 +120,7 @@ class Replayer implements RecordVisitor {
     const r = this.#room(roomId);
     if (this.kind === KIND_SNAPSHOT) {
       const view = r.view();
-      const prev = view.end > view.start ? view.items[view.end - 1].offset : 0;
+      const prev = view.end > view.start ? view.offsetAt(view.end - 1) : 0;
       if (offset <= prev || offset > r.last) {
         throw new Error(`room ${roomId}: offset ${offset} out of order`);
       }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bodyOf, RetainedBudget, RetainedRoom } from "./retained_room.ts";
+import { RetainedBudget, RetainedRoom } from "./retained_room.ts";
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 
@@ -30,9 +30,8 @@ Deno.test("RetainedRoom.view() keeps showing the same messages while the room go
   for (let i = 11; i <= 500; i++) room.push(i, bytes(40, i % 256), 0, limits);
   const seen = [];
   for (let i = view.start; i < view.end; i++) {
-    const k = view.items[i];
-    seen.push(k.offset);
-    assert.deepEqual(bodyOf(k), bytes(40, k.offset));
+    seen.push(view.offsetAt(i));
+    assert.deepEqual(view.bodyAt(i), bytes(40, view.offsetAt(i)));
   }
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   assert.deepEqual(
@@ -45,9 +44,9 @@ Deno.test("RetainedRoom.push() keeps chunks to about what a small room retains, 
   const room = new RetainedRoom("e", 0);
   const limits = { size: 5, ttlMs: 0 };
   for (let i = 1; i <= 2000; i++) room.push(i, bytes(100, i % 256), 0, limits);
-  const { items, start, end } = room.view();
+  const view = room.view();
   const chunks = new Set<Uint8Array>();
-  for (let i = start; i < end; i++) chunks.add(items[i].chunk);
+  for (let i = view.start; i < view.end; i++) chunks.add(view.chunkAt(i));
   const held = [...chunks].reduce((n, c) => n + c.length, 0);
   // 500 bytes retained: at most a few 256-byte chunks, never a 64 KiB one.
   assert.ok(held <= 1024, `${held} bytes of chunks for 500 retained`);
@@ -56,7 +55,7 @@ Deno.test("RetainedRoom.push() keeps chunks to about what a small room retains, 
     big.push(i, bytes(100, 1), 0, { size: 1000, ttlMs: 0, bytes: 2000 });
   }
   const v = big.view();
-  assert.ok(v.items[v.end - 1].chunk.length <= 1024);
+  assert.ok(v.chunkAt(v.end - 1).length <= 1024);
   assert.equal(big.size, 20);
 });
 
@@ -145,4 +144,52 @@ Deno.test("RetainedBudget keeps the order of last writes through 20,000 random w
   let total = 0;
   for (const r of rooms) total += r.size * 3;
   assert.equal(budget.total, total);
+});
+
+Deno.test("RetainedRoom agrees with a plain model through 30,000 random pushes, and its views stay as taken", () => {
+  let seed = 11;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const limits = { size: 300, ttlMs: 5_000, bytes: 20_000 };
+  const room = new RetainedRoom("e", 0);
+  // The model: what the limits keep, applied the slow way.
+  let model: { offset: number; timeMs: number; body: Uint8Array }[] = [];
+  const views: {
+    view: ReturnType<RetainedRoom["view"]>;
+    rows: typeof model;
+  }[] = [];
+  let now = 0;
+  for (let offset = 1; offset <= 30_000; offset++) {
+    now += random(3);
+    const body = bytes(random(200), offset % 256);
+    room.push(offset, body, now, limits);
+    model.push({ offset, timeMs: now, body });
+    if (model.length > limits.size) model = model.slice(-limits.size);
+    let total = model.reduce((n, m) => n + m.body.length, 0);
+    while (total > limits.bytes && model.length > 1) {
+      total -= model[0].body.length;
+      model = model.slice(1);
+    }
+    model = model.filter((m) => m.timeMs >= now - limits.ttlMs);
+    assert.equal(room.size, model.length, `size at ${offset}`);
+    if (offset % 997 === 0) {
+      const after = model.length > 0 ? model[0].offset - 1 + random(50) : 0;
+      const got = room.read(after, 100, -Infinity);
+      const want = model.filter((m) => m.offset > after).slice(0, 100);
+      assert.deepEqual(got.map((m) => m.offset), want.map((m) => m.offset));
+      got.forEach((m, i) => assert.deepEqual(m.body, want[i].body));
+      views.push({ view: room.view(), rows: [...model] });
+    }
+  }
+  // Every view still shows what it showed when taken.
+  for (const { view, rows } of views) {
+    assert.equal(view.end - view.start, rows.length);
+    rows.forEach((m, i) => {
+      assert.equal(view.offsetAt(view.start + i), m.offset);
+      assert.equal(view.timeAt(view.start + i), m.timeMs);
+      assert.deepEqual(view.bodyAt(view.start + i), m.body);
+    });
+  }
 });
