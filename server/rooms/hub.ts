@@ -13,6 +13,7 @@
  * messages to one subscriber holds up no one), and turns live at the moment
  * it has everything up to the room's last offset: no gap, no duplicate.
  */
+import { nextDecimal } from "./decimal.ts";
 import { setTimeout as delay } from "node:timers/promises";
 import { CommitQueue, type Committed } from "./commit_queue.ts";
 import { ChatError } from "./errors.ts";
@@ -169,6 +170,8 @@ export class ChatHub<T> {
   #rooms = new RoomRegistry<T>();
   #options: HubOptions<T>;
   #lastId: number;
+  /** `#lastId` in decimal, counted as text (decimal.ts says why). */
+  #lastIdText: string;
   #commits: CommitQueue;
   /**
    * With a shared store (`store.follow`): the rooms this process follows,
@@ -183,6 +186,7 @@ export class ChatHub<T> {
     this.#options = options;
     this.store = options.store;
     this.#lastId = options.store.lastMessageId;
+    this.#lastIdText = String(this.#lastId);
     this.#commits = new CommitQueue(
       options.store,
       () => this.#lastId,
@@ -224,7 +228,9 @@ export class ChatHub<T> {
 
   /** The seed's ids: `msg_1`, `msg_2`, ... unique across restarts of a durable store. */
   nextMessageId(): string {
-    return `msg_${++this.#lastId}`;
+    this.#lastId++;
+    this.#lastIdText = nextDecimal(this.#lastIdText);
+    return "msg_" + this.#lastIdText;
   }
 
   /**
