@@ -9,6 +9,7 @@
  * @module
  */
 import { concatBytes } from "../../protocol/bytes.ts";
+import { ReadBuffer } from "../../http2/read_buffer.ts";
 
 /** A decoded RESP2 value: bulk strings stay bytes. */
 export type RespValue =
@@ -137,27 +138,20 @@ export class RespConnection {
   }
 
   async #readLoop(): Promise<void> {
-    let buf = new Uint8Array(1 << 16);
-    let have = 0;
+    const rb = new ReadBuffer(1 << 16, 4096);
     try {
       while (true) {
-        if (have === buf.length) {
-          const g = new Uint8Array(buf.length * 2);
-          g.set(buf);
-          buf = g;
-        }
-        const n = await this.conn.read(buf.subarray(have));
+        const n = await this.conn.read(rb.space());
         if (n === null) break;
-        have += n;
-        let p = 0;
+        rb.filled(n);
+        let p = rb.start;
         while (true) {
-          const r = parse(buf, p, have);
+          const r = parse(rb.buf, p, rb.end);
           if (r === undefined) break;
           p = r[1];
           this.onValue(r[0]);
         }
-        buf.copyWithin(0, p, have);
-        have -= p;
+        rb.consumed(p);
       }
     } catch (e) {
       // Closed by close(): a read in flight ends one of these two ways.
