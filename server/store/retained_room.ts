@@ -76,7 +76,6 @@ class Columns {
   }
 }
 
-const FIRST_CAPACITY = 1;
 /** A room's columns until its first message: shared, never written to. */
 const NO_ROWS = new Columns(0);
 
@@ -127,10 +126,9 @@ export class RetainedBudget {
   /** `r` was just written to: it becomes the most recently written. */
   wrote(r: RetainedRoom): void {
     if (r === this.#last) return;
-    if (r.budgetListed) this.#unlink(r);
+    if (this.#listed(r)) this.#unlink(r);
     r.budgetPrev = this.#last;
     r.budgetNext = undefined;
-    r.budgetListed = true;
     if (this.#last === undefined) this.#first = r;
     else this.#last.budgetNext = r;
     this.#last = r;
@@ -138,7 +136,12 @@ export class RetainedBudget {
 
   /** `r` holds nothing any more (or is forgotten). */
   emptied(r: RetainedRoom): void {
-    if (r.budgetListed) this.#unlink(r);
+    if (this.#listed(r)) this.#unlink(r);
+  }
+
+  /** Whether `r` is in the list: the first room has no previous one. */
+  #listed(r: RetainedRoom): boolean {
+    return r.budgetPrev !== undefined || r === this.#first;
   }
 
   #unlink(r: RetainedRoom): void {
@@ -148,7 +151,6 @@ export class RetainedBudget {
     if (next === undefined) this.#last = prev;
     else next.budgetPrev = prev;
     r.budgetPrev = r.budgetNext = undefined;
-    r.budgetListed = false;
   }
 
   /**
@@ -177,7 +179,6 @@ export class RetainedRoom {
   /** Its {@linkcode RetainedBudget}'s list of rooms; only the budget uses these. */
   budgetPrev: RetainedRoom | undefined;
   budgetNext: RetainedRoom | undefined;
-  budgetListed = false;
   /** The last offset handed out (0: none yet). */
   last = 0;
   /** When the last message came (or the room was created). */
@@ -242,10 +243,7 @@ export class RetainedRoom {
     if (cols.length === cols.capacity) {
       // Full: the live rows into new columns with room to double.
       const live = cols.length - this.#start;
-      cols = this.#cols = cols.copy(
-        this.#start,
-        Math.max(FIRST_CAPACITY, 2 * (live + 1)),
-      );
+      cols = this.#cols = cols.copy(this.#start, 2 * (live + 1));
       this.#start = 0;
     }
     const row = cols.length++;
@@ -289,7 +287,7 @@ export class RetainedRoom {
     // dropped rows' chunks.
     if (to > 64 && to * 2 > cols.length) {
       const live = cols.length - to;
-      this.#cols = cols.copy(to, Math.max(FIRST_CAPACITY, 2 * live));
+      this.#cols = cols.copy(to, 2 * live);
       this.#start = 0;
     }
     if (this.size === 0) this.#budget.emptied(this);
