@@ -11,7 +11,7 @@ import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
 import { StoreOpenError } from "./store/store_open_error.ts";
-import { BrokerUnavailableError } from "./broker/redis_broker.ts";
+import { BrokerUnavailableError } from "./broker/broker_unavailable_error.ts";
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log(coreUsage());

@@ -41,8 +41,7 @@ import { subscribeMessagesHandler } from "./grpc/subscribe_messages.ts";
 import { uploadMessagesHandler } from "./grpc/upload_messages.ts";
 import { listPresenceHandler } from "./grpc/list_presence.ts";
 import { LocalPresence, type Presence } from "./rooms/presence.ts";
-import { connectRedisBroker } from "./broker/redis_broker.ts";
-import { createRedisPresence } from "./broker/redis_presence.ts";
+import type { RedisBroker } from "./broker/redis_broker.ts";
 import { presenceMessage } from "./grpc/messages.ts";
 import { MessageType } from "../gen/chat_pb.ts";
 import { file_chat } from "../gen/chat_pb.ts";
@@ -140,14 +139,17 @@ export async function startCoreServer(
     key: await Deno.readTextFile(config.tlsKey),
   };
   // With --broker, history lives in Redis (BrokerUnavailableError when
-  // Redis cannot be reached at start-up).
-  const broker = givenStore === undefined && config.broker !== ""
-    ? await connectRedisBroker({
+  // Redis cannot be reached at start-up). The Redis client is loaded only
+  // then: importing it takes ~270 ms, half of the core's start-up.
+  let broker: RedisBroker | undefined;
+  if (givenStore === undefined && config.broker !== "") {
+    const { connectRedisBroker } = await import("./broker/redis_broker.ts");
+    broker = await connectRedisBroker({
       url: config.broker,
       size: config.historySize,
       ttlMs: config.historyTtlMs,
-    })
-    : undefined;
+    });
+  }
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
   const store = givenStore ?? broker ?? await openStore(config);
   const hub = new ChatHub<Uint8Array>({
@@ -158,14 +160,15 @@ export async function startCoreServer(
     onInternal: (err) => log.error("publish callback failed", err),
   });
   let presence: Presence | undefined;
-  if (config.presence) {
-    presence = broker
-      ? createRedisPresence(broker, {
-        // A dead core's users, swept by this one: tell the room.
-        onGone: (room, user) =>
-          hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
-      })
-      : new LocalPresence();
+  if (config.presence && broker) {
+    const { createRedisPresence } = await import("./broker/redis_presence.ts");
+    presence = createRedisPresence(broker, {
+      // A dead core's users, swept by this one: tell the room.
+      onGone: (room, user) =>
+        hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
+    });
+  } else if (config.presence) {
+    presence = new LocalPresence();
   }
   const ctx: HandlerContext = {
     hub,

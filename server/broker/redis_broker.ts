@@ -26,6 +26,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "redis";
+import { BrokerUnavailableError } from "./broker_unavailable_error.ts";
 import {
   APPEND_SCRIPT,
   packBodies,
@@ -64,10 +65,7 @@ export interface RedisBrokerOptions {
   now?: () => number;
 }
 
-/** Thrown when the broker cannot take a request; maps to UNAVAILABLE. */
-export class BrokerUnavailableError extends Error {
-  override readonly name = "BrokerUnavailableError";
-}
+export { BrokerUnavailableError };
 
 /** How long a room created by a subscription lives without messages. */
 const EMPTY_ROOM_TTL_MS = 24 * 3600_000;
