@@ -390,3 +390,13 @@ Deno.test("RoomRegistry.queueDepth() sums the subscribers' queues and finds the 
   publish("y", 9);
   assert.deepEqual(rooms.queueDepth(), { total: 4, max: 3 });
 });
+
+Deno.test("ChatHub's message ids go on from the store's last id across every carry", () => {
+  for (const last of [0, 8, 9, 99, 999, 1_999_999_999, 2 ** 31 - 2]) {
+    const memory = createMemoryStore({ size: 10, ttlMs: 0 });
+    const { hub } = testHub({}, { ...memory, lastMessageId: last });
+    for (let k = 1; k <= 12; k++) {
+      assert.equal(hub.nextMessageId(), `msg_${last + k}`);
+    }
+  }
+});

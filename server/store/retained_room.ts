@@ -197,6 +197,12 @@ export class RetainedRoom {
    */
   #chunk: Uint8Array | undefined;
   #used = 0;
+  /**
+   * Bytes of the chunks that only dropped rows still point at: garbage the
+   * columns keep reachable until their next copy (rows are never changed in
+   * place, for the views).
+   */
+  #dead = 0;
 
   constructor(
     readonly epoch: string,
@@ -245,6 +251,7 @@ export class RetainedRoom {
       const live = cols.length - this.#start;
       cols = this.#cols = cols.copy(this.#start, 2 * (live + 1));
       this.#start = 0;
+      this.#dead = 0;
     }
     const row = cols.length++;
     const rows = cols.rows;
@@ -276,21 +283,39 @@ export class RetainedRoom {
   /** Drops the messages before `to` (their bytes leave the budget). */
   #dropTo(to: number): void {
     const cols = this.#cols;
+    const { chunks, length } = cols;
     let freed = 0;
     for (let i = this.#start; i < to; i++) {
       freed += cols.bytes(i);
+      // A chunk's rows are consecutive: past its last row, no kept row
+      // points at it any more.
+      const next = i + 1 < length ? chunks[i + 1] : this.#chunk;
+      if (chunks[i] !== next) this.#dead += chunks[i].length;
     }
     this.#bytes -= freed;
     this.#budget.total -= freed;
     this.#start = to;
-    // Mostly dropped: the rest into smaller columns, which lets go of the
-    // dropped rows' chunks.
-    if (to > 64 && to * 2 > cols.length) {
-      const live = cols.length - to;
-      this.#cols = cols.copy(to, 2 * live);
+    if (to === length) {
+      // Empty: nothing kept reachable, not even the chunk being filled
+      // (a room the budget emptied may stay silent for good).
+      this.#cols = NO_ROWS;
       this.#start = 0;
+      this.#chunk = undefined;
+      this.#used = 0;
+      this.#dead = 0;
+      this.#budget.emptied(this);
+    } else if (
+      (to > 64 && to * 2 > length) || this.#dead > this.#bytes + MAX_CHUNK
+    ) {
+      // Mostly dropped rows, or more dead chunk bytes than live ones: the
+      // rest into new columns, which lets go of the dropped rows' chunks.
+      // A copy either follows as many drops as it copies rows, or frees 64
+      // KiB more than the room retains, so copying stays cheap beside the
+      // bodies' own copies.
+      this.#cols = cols.copy(to, 2 * (length - to));
+      this.#start = 0;
+      this.#dead = 0;
     }
-    if (this.size === 0) this.#budget.emptied(this);
   }
 
   /** Drops the oldest retained message (the store-wide byte bound). */
@@ -340,6 +365,21 @@ export class RetainedRoom {
       out.push({ offset: cols.offset(i), body: cols.body(i) });
     }
     return out;
+  }
+
+  /**
+   * Bytes of the chunks this room keeps reachable (retained bodies, the
+   * chunk being filled, and chunks only dropped rows still point at): what
+   * it holds in memory, as against {@linkcode bytes}. O(rows).
+   */
+  heldBytes(): number {
+    const seen = new Set<Uint8Array>();
+    const cols = this.#cols;
+    for (let i = 0; i < cols.length; i++) seen.add(cols.chunks[i]);
+    if (this.#chunk !== undefined) seen.add(this.#chunk);
+    let held = 0;
+    for (const c of seen) held += c.length;
+    return held;
   }
 
   /** The retained messages as they are now; later changes leave it alone. */

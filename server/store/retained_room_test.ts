@@ -193,3 +193,109 @@ Deno.test("RetainedRoom agrees with a plain model through 30,000 random pushes, 
     });
   }
 });
+
+Deno.test("RetainedRoom emptied by the store-wide budget keeps no chunk reachable, and earlier views still read", () => {
+  const budget = new RetainedBudget(1_000_000);
+  const limits = { size: 1000, ttlMs: 0 };
+  const idle = new RetainedRoom("idle", 0, budget);
+  for (let i = 1; i <= 12; i++) idle.push(i, bytes(60_000, i), 0, limits);
+  const view = idle.view();
+  assert.ok(idle.heldBytes() >= 12 * 60_000);
+  // Another room's writes push the idle one out entirely.
+  const busy = new RetainedRoom("busy", 0, budget);
+  for (let i = 1; i <= 40; i++) busy.push(i, bytes(50_000, 1), 0, limits);
+  assert.equal(idle.size, 0);
+  assert.equal(idle.bytes, 0);
+  assert.equal(idle.heldBytes(), 0);
+  assert.ok(busy.heldBytes() <= 2 * busy.bytes, `${busy.heldBytes()}`);
+  assert.equal(budget.total, busy.bytes);
+  // The view taken before still has its own rows.
+  assert.equal(view.end - view.start, 12);
+  assert.deepEqual(view.bodyAt(view.end - 1), bytes(60_000, 12));
+  // And the room takes messages again, offsets going on.
+  idle.push(13, bytes(10, 13), 0, limits);
+  assert.deepEqual(idle.read(0, 10, -Infinity).map((m) => m.offset), [13]);
+});
+
+Deno.test("RetainedRoom lets go of dropped rows' chunks once they outweigh what it keeps", () => {
+  const limits = { size: 1000, ttlMs: 0 };
+  const room = new RetainedRoom("e", 0);
+  let offset = 0;
+  for (let i = 0; i < 10; i++) room.push(++offset, bytes(60_000, i), 0, limits);
+  for (let i = 0; i < 990; i++) room.push(++offset, bytes(10, 1), 0, limits);
+  assert.ok(room.heldBytes() >= 600_000);
+  // Ten more push the ten large ones out by the size limit: 10 rows are
+  // far from half the columns, but their chunks are 60 times what is kept.
+  for (let i = 0; i < 10; i++) room.push(++offset, bytes(10, 2), 0, limits);
+  assert.equal(room.bytes, 10_000);
+  // What is kept, in at most two 64 KiB chunks: none of the 600 KB.
+  assert.ok(room.heldBytes() <= 2 * 65_536, `${room.heldBytes()} held`);
+});
+
+Deno.test("RetainedRoom and RetainedBudget agree with a model under a store-wide bound, holding at most about twice what they keep", () => {
+  for (const start of [3, 4]) {
+    let seed = start;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const limits = { size: 60, ttlMs: 0, bytes: 400_000 };
+    const max = 600_000;
+    const budget = new RetainedBudget(max);
+    const n = 12;
+    const rooms = Array.from(
+      { length: n },
+      (_, i) => new RetainedRoom(String(i), 0, budget),
+    );
+    const model: Uint8Array[][] = rooms.map(() => []);
+    const first = rooms.map(() => 1); // offset of model[i][0]
+    const last = rooms.map(() => 0);
+    let order: number[] = [];
+    const sum = (ms: Uint8Array[]) => ms.reduce((k, b) => k + b.length, 0);
+    for (let step = 0; step < 6000; step++) {
+      const i = random(n);
+      // Mostly small bodies, some up to 70 KB: chunks of every size.
+      const size = random(8) === 0 ? random(70_000) : random(300);
+      const body = bytes(size, step % 256);
+      rooms[i].push(++last[i], body, 0, limits);
+      model[i].push(body);
+      order = order.filter((x) => x !== i);
+      order.push(i);
+      const drop = (k: number) => {
+        model[k].shift();
+        first[k]++;
+      };
+      while (model[i].length > limits.size) drop(i);
+      while (sum(model[i]) > limits.bytes && model[i].length > 1) drop(i);
+      while (model.reduce((k, ms) => k + sum(ms), 0) > max) {
+        const f = order[0];
+        if (f === i && model[i].length <= 1) break;
+        drop(f);
+        if (model[f].length === 0) order.shift();
+      }
+      if (step % 50 === 0 || step === 5999) {
+        assert.deepEqual(
+          [...budget.rooms()].map((r) => Number(r.epoch)),
+          order,
+        );
+        for (let k = 0; k < n; k++) {
+          const got = rooms[k].read(0, 1000, -Infinity);
+          assert.deepEqual(
+            got.map((m) => m.offset),
+            model[k].map((_, j) => first[k] + j),
+            `room ${k} at step ${step}`,
+          );
+          got.forEach((m, j) => assert.deepEqual(m.body, model[k][j]));
+          // Dead chunks up to the kept bytes and 64 KiB, the chunk being
+          // filled, and the part of each kept chunk not yet used.
+          const held = rooms[k].heldBytes();
+          const kept = rooms[k].bytes;
+          assert.ok(
+            held <= 2 * kept + 3 * 65_536 + 70_000,
+            `room ${k} holds ${held} for ${kept} kept, step ${step}`,
+          );
+        }
+      }
+    }
+  }
+});
