@@ -30,6 +30,12 @@ import type { HistoryLimits, StoredMessage } from "../rooms/history_store.ts";
 /** The first and the largest chunk a room copies bodies into. */
 const MIN_CHUNK = 256;
 const MAX_CHUNK = 64 * 1024;
+/**
+ * Bodies larger than this get a chunk of their own: a shared 64 KiB chunk
+ * then ends at least three quarters full (a larger body that no longer
+ * fits could leave one nearly half empty).
+ */
+const OWN_CHUNK = MAX_CHUNK / 4;
 
 /**
  * A room's messages in rows of one float64 array: offset, time, and the
@@ -232,19 +238,30 @@ export class RetainedRoom {
     timeMs: number,
     limits: HistoryLimits,
   ): void {
+    // Nothing is kept (`--history-size 0`): no copy, no columns.
+    if (limits.size === 0 && this.size === 0) return;
     const n = body.length;
     let chunk = this.#chunk;
-    if (chunk === undefined || this.#used + n > chunk.length) {
-      const next = Math.min(
-        this.#chunkCap(limits),
-        2 * (chunk?.length ?? MIN_CHUNK / 2),
-      );
-      chunk = this.#chunk = new Uint8Array(Math.max(n, next));
+    let start = 0;
+    if (n > OWN_CHUNK) {
+      // A chunk of its own, exactly its size. The chunk being filled ends
+      // here, so a chunk's rows stay consecutive (#dropTo counts on it).
+      chunk = body.slice();
+      this.#chunk = undefined;
       this.#used = 0;
+    } else {
+      if (chunk === undefined || this.#used + n > chunk.length) {
+        const next = Math.min(
+          this.#chunkCap(limits),
+          2 * (chunk?.length ?? MIN_CHUNK / 2),
+        );
+        chunk = this.#chunk = new Uint8Array(Math.max(n, next));
+        this.#used = 0;
+      }
+      start = this.#used;
+      chunk.set(body, start);
+      this.#used = start + n;
     }
-    const start = this.#used;
-    chunk.set(body, start);
-    this.#used = start + n;
     let cols = this.#cols;
     if (cols.length === cols.capacity) {
       // Full: the live rows into new columns with room to double.
@@ -305,13 +322,16 @@ export class RetainedRoom {
       this.#dead = 0;
       this.#budget.emptied(this);
     } else if (
-      (to > 64 && to * 2 > length) || this.#dead > this.#bytes + MAX_CHUNK
+      (to > 64 && to * 2 > length) ||
+      this.#dead > this.#bytes / 2 + MAX_CHUNK
     ) {
-      // Mostly dropped rows, or more dead chunk bytes than live ones: the
-      // rest into new columns, which lets go of the dropped rows' chunks.
-      // A copy either follows as many drops as it copies rows, or frees 64
-      // KiB more than the room retains, so copying stays cheap beside the
-      // bodies' own copies.
+      // Mostly dropped rows, or dead chunk bytes past half the live ones:
+      // the rest into new columns, which lets go of the dropped rows'
+      // chunks. So a room holds at most about twice what it keeps (its
+      // shared chunks are 3/4 full, its dead ones under half of it) plus a
+      // few chunks. A copy either follows as many drops as it copies rows,
+      // or frees 64 KiB and half of what the room keeps, so copying stays
+      // cheap beside the bodies' own copies.
       this.#cols = cols.copy(to, 2 * (length - to));
       this.#start = 0;
       this.#dead = 0;

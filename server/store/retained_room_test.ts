@@ -254,8 +254,13 @@ Deno.test("RetainedRoom and RetainedBudget agree with a model under a store-wide
     const sum = (ms: Uint8Array[]) => ms.reduce((k, b) => k + b.length, 0);
     for (let step = 0; step < 6000; step++) {
       const i = random(n);
-      // Mostly small bodies, some up to 70 KB: chunks of every size.
-      const size = random(8) === 0 ? random(70_000) : random(300);
+      // Mostly small bodies, some just over half a chunk (each alone in a
+      // 64 KiB chunk if shared), some up to 70 KB: chunks of every size.
+      const size = random(8) === 0
+        ? random(70_000)
+        : random(8) === 0
+        ? 32_769 + random(100)
+        : random(300);
       const body = bytes(size, step % 256);
       rooms[i].push(++last[i], body, 0, limits);
       model[i].push(body);
@@ -297,5 +302,83 @@ Deno.test("RetainedRoom and RetainedBudget agree with a model under a store-wide
         }
       }
     }
+  }
+});
+
+Deno.test("RetainedRoom holds about twice what it keeps even with bodies just over half a chunk", () => {
+  for (
+    const limits of [{ size: 40, ttlMs: 0 }, {
+      size: 1000,
+      ttlMs: 0,
+      bytes: 400_000,
+    }]
+  ) {
+    const room = new RetainedRoom("e", 0, new RetainedBudget(600_000));
+    let worst = 0;
+    for (let i = 1; i <= 400; i++) {
+      room.push(i, bytes(32_769, i % 256), 0, limits);
+      worst = Math.max(worst, room.heldBytes() / room.bytes);
+      // Small ones in between, sharing chunks.
+      if (i % 3 === 0) room.push(++i, bytes(100, 1), 0, limits);
+    }
+    assert.ok(worst <= 2, `held ${worst.toFixed(2)}x what it kept`);
+    const read = room.read(0, 1000, -Infinity);
+    assert.equal(read.length, room.size);
+    assert.deepEqual(
+      read.at(-1)!.body,
+      room.view().bodyAt(room.view().end - 1),
+    );
+  }
+});
+
+Deno.test("RetainedRoom with size 0 keeps nothing, holds nothing, and stays out of the budget", () => {
+  const budget = new RetainedBudget(1000);
+  const room = new RetainedRoom("e", 0, budget);
+  for (let i = 1; i <= 100; i++) {
+    room.push(i, bytes(50, i), 0, { size: 0, ttlMs: 0 });
+  }
+  assert.equal(room.size, 0);
+  assert.equal(room.heldBytes(), 0);
+  assert.equal(budget.total, 0);
+  assert.deepEqual([...budget.rooms()], []);
+  assert.deepEqual(room.read(0, 10, -Infinity), []);
+});
+
+Deno.test("RetainedRoom emptied by its TTL or released and filled again: views from before and after each read as taken", () => {
+  const limits = { size: 100, ttlMs: 1000 };
+  const budget = new RetainedBudget();
+  const room = new RetainedRoom("e", 0, budget);
+  const views: { view: ReturnType<RetainedRoom["view"]>; offsets: number[] }[] =
+    [];
+  let offset = 0;
+  let now = 0;
+  const fill = (n: number) => {
+    const offsets = [];
+    for (let k = 0; k < n; k++) {
+      room.push(++offset, bytes(300, offset % 256), now, limits);
+      offsets.push(offset);
+    }
+    views.push({ view: room.view(), offsets });
+  };
+  fill(30);
+  now += 5000;
+  room.trim(limits, now); // all expired
+  assert.equal(room.size, 0);
+  assert.equal(room.heldBytes(), 0);
+  fill(10);
+  room.release();
+  assert.equal(room.heldBytes(), 0);
+  assert.equal(budget.total, 0);
+  fill(5);
+  assert.deepEqual(
+    room.read(0, 100, -Infinity).map((m) => m.offset),
+    views.at(-1)!.offsets,
+  );
+  for (const { view, offsets } of views) {
+    assert.equal(view.end - view.start, offsets.length);
+    offsets.forEach((o, k) => {
+      assert.equal(view.offsetAt(view.start + k), o);
+      assert.deepEqual(view.bodyAt(view.start + k), bytes(300, o % 256));
+    });
   }
 });
