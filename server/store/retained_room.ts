@@ -246,7 +246,9 @@ export class RetainedRoom {
     if (n > OWN_CHUNK) {
       // A chunk of its own, exactly its size. The chunk being filled ends
       // here, so a chunk's rows stay consecutive (#dropTo counts on it).
-      chunk = body.slice();
+      // Not body.slice(): a Node Buffer's slice() is a view, not a copy.
+      chunk = new Uint8Array(n);
+      chunk.set(body);
       this.#chunk = undefined;
       this.#used = 0;
     } else {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { RetainedBudget, RetainedRoom } from "./retained_room.ts";
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
@@ -381,4 +382,16 @@ Deno.test("RetainedRoom emptied by its TTL or released and filled again: views f
       assert.deepEqual(view.bodyAt(view.start + k), bytes(300, o % 256));
     });
   }
+});
+
+Deno.test("RetainedRoom copies a large body given as a Node Buffer view: the caller may reuse its buffer", () => {
+  const room = new RetainedRoom("e", 0);
+  const limits = { size: 10, ttlMs: 0 };
+  const received = Buffer.alloc(100_000, 7);
+  room.push(1, received.subarray(10, 40_010), 0, limits); // a body of its own chunk
+  room.push(2, received.subarray(50_000, 50_100), 0, limits); // a shared chunk
+  received.fill(0);
+  const [a, b] = room.read(0, 10, -Infinity);
+  assert.deepEqual(a.body, new Uint8Array(40_000).fill(7));
+  assert.deepEqual(b.body, new Uint8Array(100).fill(7));
 });
