@@ -244,13 +244,12 @@ export class RetainedRoom {
     let chunk = this.#chunk;
     let start = 0;
     if (n > OWN_CHUNK) {
-      // A chunk of its own, exactly its size. The chunk being filled ends
-      // here, so a chunk's rows stay consecutive (#dropTo counts on it).
+      // A chunk of its own, exactly its size; the chunk being filled goes
+      // on with the next smaller body (ending it here would restart its
+      // growth from 256 bytes and leave it mostly empty).
       // Not body.slice(): a Node Buffer's slice() is a view, not a copy.
       chunk = new Uint8Array(n);
       chunk.set(body);
-      this.#chunk = undefined;
-      this.#used = 0;
     } else {
       if (chunk === undefined || this.#used + n > chunk.length) {
         const next = Math.min(
@@ -305,10 +304,19 @@ export class RetainedRoom {
     const { chunks, length } = cols;
     let freed = 0;
     for (let i = this.#start; i < to; i++) {
-      freed += cols.bytes(i);
-      // A chunk's rows are consecutive: past its last row, no kept row
-      // points at it any more.
-      const next = i + 1 < length ? chunks[i + 1] : this.#chunk;
+      const n = cols.bytes(i);
+      freed += n;
+      if (n > OWN_CHUNK) {
+        // A chunk of its own: dead with its row.
+        this.#dead += n;
+        continue;
+      }
+      // The shared chunks' rows are consecutive but for own chunks' rows
+      // among them: past its last row, no kept row points at a chunk. Each
+      // own row is skipped here for at most one shared row before it.
+      let j = i + 1;
+      while (j < length && cols.bytes(j) > OWN_CHUNK) j++;
+      const next = j < length ? chunks[j] : this.#chunk;
       if (chunks[i] !== next) this.#dead += chunks[i].length;
     }
     this.#bytes -= freed;
@@ -329,9 +337,9 @@ export class RetainedRoom {
     ) {
       // Mostly dropped rows, or dead chunk bytes past half the live ones:
       // the rest into new columns, which lets go of the dropped rows'
-      // chunks. So a room holds at most about twice what it keeps (its
-      // shared chunks are 3/4 full, its dead ones under half of it) plus a
-      // few chunks. A copy either follows as many drops as it copies rows,
+      // chunks. So a room holds at most about twice what it keeps (a full
+      // 64 KiB shared chunk is 3/4 used, its dead ones are under half of
+      // it) plus the chunks of its growth from 256 bytes. A copy either follows as many drops as it copies rows,
       // or frees 64 KiB and half of what the room keeps, so copying stays
       // cheap beside the bodies' own copies.
       this.#cols = cols.copy(to, 2 * (length - to));

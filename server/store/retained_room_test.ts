@@ -395,3 +395,33 @@ Deno.test("RetainedRoom copies a large body given as a Node Buffer view: the cal
   assert.deepEqual(a.body, new Uint8Array(40_000).fill(7));
   assert.deepEqual(b.body, new Uint8Array(100).fill(7));
 });
+
+Deno.test("RetainedRoom holds about twice what it keeps under repeating cycles of sizes around a quarter chunk", () => {
+  const buf = new Uint8Array(70_000);
+  const cycles = [
+    [16_385, 8_191, 1, 16_383, 16_384],
+    [16_384, 1, 16_385],
+    [16_385, 1],
+    [40_000, 300, 300, 16_384, 16_384, 16_384, 16_385],
+  ];
+  for (const cycle of cycles) {
+    for (const limits of [{ size: 3000, ttlMs: 0 }, { size: 200, ttlMs: 0 }]) {
+      const room = new RetainedRoom("e", 0, new RetainedBudget());
+      let offset = 0;
+      let worst = 0;
+      while (offset < 6000) {
+        for (const n of cycle) {
+          room.push(++offset, buf.subarray(0, n), 0, limits);
+          if (offset > 1000) {
+            const over = room.heldBytes() - 2 * room.bytes;
+            worst = Math.max(worst, over);
+          }
+        }
+      }
+      assert.ok(
+        worst <= 4 * 65_536,
+        `cycle ${cycle}, size ${limits.size}: ${worst} bytes over twice what it keeps`,
+      );
+    }
+  }
+});
