@@ -8,6 +8,7 @@ import { listDir, lockDir, segmentName, snapshotName } from "./log_files.ts";
 import { type LogStore, openLogStore } from "./log_store.ts";
 import { segmentHead } from "./log_recovery.ts";
 import { StoreOpenError } from "./store_open_error.ts";
+import { createMemoryStore } from "./memory_store.ts";
 
 const encoder = new TextEncoder();
 const body = (s: string) => encoder.encode(s);
@@ -775,5 +776,66 @@ Deno.test("openLogStore() compacts again once the segment outgrows twice the las
     } finally {
       await store.close();
     }
+  });
+});
+
+Deno.test("log store under byte bounds, compacting across turns while appends go on, reopened six times, reads what a memory store fed the same appends holds", async () => {
+  await withTempDir(async (dataDir) => {
+    const limits = { size: 2000, ttlMs: 0, bytes: 400_000 };
+    const maxBytes = 1_500_000;
+    const memory = createMemoryStore({ ...limits, maxBytes });
+    let seed = 3;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    let id = 0;
+    let compactions = 0;
+    let crossTurn = 0;
+    for (let round = 0; round < 6; round++) {
+      const log = openLogStore({
+        dataDir,
+        ...limits,
+        maxBytes,
+        compactBytes: 1_000_000 + random(1_000_000),
+        onCompaction: (step) => {
+          if (step === "done") compactions++;
+          if (step === "snapshot-started") crossTurn++;
+        },
+      });
+      assert.equal(log.lastMessageId, id);
+      for (let k = 0; k < 1500; k++) {
+        const entries = Array.from({ length: 1 + random(4) }, () => ({
+          room: `r${random(12)}`,
+          // Now and then a body of a chunk of its own.
+          body: bytes(random(40) === 0 ? 20_000 : random(6000), random(256)),
+          timeMs: 0,
+        }));
+        id += entries.length;
+        const got = log.appendSync(entries, id);
+        const want = memory.appendSync!(entries, id);
+        assert.deepEqual(got.map((a) => a.offset), want.map((a) => a.offset));
+        // Turns go by: the snapshot is written across them.
+        if (k % 3 === 0) await new Promise((r) => setTimeout(r, 0));
+      }
+      await log.idle();
+      log.close();
+      const again = openLogStore({ dataDir, ...limits, maxBytes });
+      assert.equal(again.lastMessageId, id);
+      for (let r = 0; r < 12; r++) {
+        const got = await again.read(`r${r}`, 0, 1_000_000);
+        const want = await memory.read(`r${r}`, 0, 1_000_000);
+        assert.deepEqual(
+          got.map((m) => m.offset),
+          want.map((m) => m.offset),
+          `round ${round}, room r${r}`,
+        );
+        got.forEach((m, i) => assert.deepEqual(m.body, want[i].body));
+      }
+      again.close();
+    }
+    memory.close();
+    assert.ok(compactions >= 6, `${compactions} compactions`);
+    assert.ok(crossTurn >= 6, `${crossTurn} snapshots across turns`);
   });
 });
