@@ -12,6 +12,7 @@ import { ChatError } from "../rooms/errors.ts";
 import type { HandlerContext } from "./context.ts";
 import { inboundPosts } from "./inbound_posts.ts";
 import { decodePostHead } from "./post_decoder.ts";
+import { createMemoryStore } from "../store/memory_store.ts";
 
 const grant = { user: "alice", publish: true, subscribe: true };
 const caller = { grant, key: "alice" };
@@ -74,4 +75,37 @@ Deno.test("inboundPosts: another user, or a copy over the limit, is refused", ()
       e instanceof ChatError && e.code === "resource_exhausted" &&
       e.message.startsWith("message 4: too large to broadcast"),
   );
+});
+
+Deno.test("inboundPosts: two callers' copies, interleaved on the shared slabs, stay whole and their own once a store holds them", () => {
+  const bob = { grant: { ...grant, user: "bob" }, key: "bob" };
+  const callers = [
+    inboundPosts(context(1 << 20), caller),
+    inboundPosts(context(1 << 20), bob),
+  ];
+  const store = createMemoryStore({ size: 100_000, ttlMs: 0 });
+  const sent: { user: string; content: string }[] = [];
+  // As in the core: the copies of a turn wait for its commit together.
+  let turn: { room: string; body: Uint8Array; timeMs: number }[] = [];
+  for (let i = 0; i < 30_000; i++) {
+    const who = i % 3 === 0 ? 1 : 0;
+    const content = `${i}:` + "z".repeat(i % 300);
+    const bytes = post(content);
+    const out = callers[who].check(decodePostHead(bytes), bytes, i + 1);
+    turn.push({ room: "lobby", body: out, timeMs: 0 });
+    sent.push({ user: who ? "bob" : "alice", content });
+    if (i % 701 === 0 || i === 29_999) {
+      store.appendSync!(turn, i + 1);
+      turn = [];
+    }
+  }
+  return store.read("lobby", 0, 100_000).then((stored) => {
+    assert.equal(stored.length, sent.length);
+    stored.forEach((m, i) => {
+      const got = fromBinary(MessageSchema, m.body);
+      assert.equal(got.user, sent[i].user, `message ${i + 1}`);
+      assert.equal(got.content, sent[i].content, `message ${i + 1}`);
+    });
+    store.close();
+  });
 });
