@@ -401,7 +401,10 @@ export class ChatHub<T> {
 function replayFrom<T>(room: Room<T>, replay: Replay): number {
   if (replay.epoch !== undefined && replay.epoch !== "") {
     if (replay.epoch !== room.epoch) return room.last;
-    return Math.min(replay.sinceOffset ?? 0, room.last);
+    // Not clamped to what this process has seen of the room: with a shared
+    // store another core may have served the client further, and the
+    // offsets in between come here later (live, never twice).
+    return replay.sinceOffset ?? 0;
   }
   if (replay.history !== undefined && replay.history > 0) {
     return Math.max(0, room.last - replay.history);

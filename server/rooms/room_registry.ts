@@ -126,7 +126,9 @@ export class RoomRegistry<T> {
     // A disconnect-policy overflow may remove a member during this loop;
     // Set iteration tolerates deletion of entries not yet visited.
     for (const m of room.members) {
-      if (!m.live) continue;
+      // Each offset once: a member resumed past what this process has seen
+      // (another core served it further) already has it.
+      if (!m.live || offset <= m.delivered) continue;
       built ??= build(body, offset, epoch);
       m.subscriber.deliver(built);
       m.delivered = offset;

@@ -400,3 +400,38 @@ Deno.test("ChatHub's message ids go on from the store's last id across every car
     }
   }
 });
+
+Deno.test("ChatHub with a shared store: a subscriber resumed past what this process has seen gets each later offset once", async () => {
+  const memory = createMemoryStore({ size: 100, ttlMs: 0 });
+  for (let i = 1; i <= 5; i++) {
+    memory.appendSync!(
+      [{ room: "r", body: text.encode(`m${i}`), timeMs: 0 }],
+      i,
+    );
+  }
+  const { epoch } = await memory.position("r");
+  let deliver: (epoch: string, offset: number, body: Uint8Array) => void =
+    () => {};
+  // This process follows the room from offset 3: offsets 4 and 5 are
+  // still on their way to it, while another core already served them.
+  const shared: HistoryStore = {
+    ...memory,
+    follow: (_room, d) => {
+      deliver = d;
+      return Promise.resolve({ epoch, offset: 3, stop: () => {} });
+    },
+  };
+  const { hub } = testHub({}, shared);
+  const resumed = itemSink();
+  subscribe(hub, "r", resumed, { epoch, sinceOffset: 5 });
+  const fresh = itemSink();
+  subscribe(hub, "r", fresh, { epoch, sinceOffset: 2 });
+  await settle();
+  for (const offset of [4, 5, 6, 6, 7]) {
+    deliver(epoch, offset, text.encode(`m${offset}`));
+  }
+  await settle();
+  assert.deepEqual(resumed.got.map((m) => m.offset), [3, 6, 7]);
+  assert.deepEqual(fresh.got.map((m) => m.offset), [3, 3, 4, 5, 6, 7]);
+  memory.close();
+});
