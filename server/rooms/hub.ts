@@ -401,10 +401,10 @@ export class ChatHub<T> {
 function replayFrom<T>(room: Room<T>, replay: Replay): number {
   if (replay.epoch !== undefined && replay.epoch !== "") {
     if (replay.epoch !== room.epoch) return room.last;
-    // Not clamped to what this process has seen of the room: with a shared
-    // store another core may have served the client further, and the
-    // offsets in between come here later (live, never twice).
-    return replay.sinceOffset ?? 0;
+    // Clamped: an offset past the room's last (a store that lost its last
+    // commits and hands their offsets out again, a wrong client) must not
+    // keep the next messages from this subscriber.
+    return Math.min(replay.sinceOffset ?? 0, room.last);
   }
   if (replay.history !== undefined && replay.history > 0) {
     return Math.max(0, room.last - replay.history);

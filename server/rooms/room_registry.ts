@@ -126,8 +126,8 @@ export class RoomRegistry<T> {
     // A disconnect-policy overflow may remove a member during this loop;
     // Set iteration tolerates deletion of entries not yet visited.
     for (const m of room.members) {
-      // Each offset once: a member resumed past what this process has seen
-      // (another core served it further) already has it.
+      // Each offset once: with a shared store, a member's catch-up may have
+      // read past what this process's feed had delivered, then gone live.
       if (!m.live || offset <= m.delivered) continue;
       built ??= build(body, offset, epoch);
       m.subscriber.deliver(built);
