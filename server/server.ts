@@ -160,15 +160,17 @@ export async function startCoreServer(
     onInternal: (err) => log.error("publish callback failed", err),
   });
   let presence: Presence | undefined;
-  if (config.presence && broker) {
-    const { createRedisPresence } = await import("./broker/redis_presence.ts");
-    presence = createRedisPresence(broker, {
-      // A dead core's users, swept by this one: tell the room.
-      onGone: (room, user) =>
-        hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
-    });
-  } else if (config.presence) {
-    presence = new LocalPresence();
+  if (config.presence) {
+    if (broker) {
+      const { createRedisPresence } = await import(
+        "./broker/redis_presence.ts"
+      );
+      presence = createRedisPresence(broker, {
+        // A dead core's users, swept by this one: tell the room.
+        onGone: (room, user) =>
+          hub.publish(room, presenceMessage(room, user, MessageType.LEAVE)),
+      });
+    } else presence = new LocalPresence();
   }
   const ctx: HandlerContext = {
     hub,

@@ -37,6 +37,9 @@ const MAX_CHUNK = 64 * 1024;
  */
 const OWN_CHUNK = MAX_CHUNK / 4;
 
+/** Whether a body of `n` bytes is kept in a chunk of its own. */
+const ownsChunk = (n: number): boolean => n > OWN_CHUNK;
+
 /**
  * A room's messages in rows of one float64 array: offset, time, and the
  * body's start and end in its chunk; the chunks in a list beside it. One
@@ -198,8 +201,8 @@ export class RetainedRoom {
    * Bodies are copied into chunks (doubling from 256 bytes to 64 KiB), not
    * one buffer each: a buffer per message costs an allocation (~0.3 µs) and
    * several hundred bytes of RSS beside a short body. History is FIFO, so a
-   * chunk is let go soon after its last message is trimmed; a room wastes at
-   * most about two chunks.
+   * chunk is let go soon after its last message is trimmed (`#dropTo` says
+   * how soon).
    */
   #chunk: Uint8Array | undefined;
   #used = 0;
@@ -243,7 +246,7 @@ export class RetainedRoom {
     const n = body.length;
     let chunk = this.#chunk;
     let start = 0;
-    if (n > OWN_CHUNK) {
+    if (ownsChunk(n)) {
       // A chunk of its own, exactly its size; the chunk being filled goes
       // on with the next smaller body (ending it here would restart its
       // growth from 256 bytes and leave it mostly empty).
@@ -306,7 +309,7 @@ export class RetainedRoom {
     for (let i = this.#start; i < to; i++) {
       const n = cols.bytes(i);
       freed += n;
-      if (n > OWN_CHUNK) {
+      if (ownsChunk(n)) {
         // A chunk of its own: dead with its row.
         this.#dead += n;
         continue;
@@ -315,7 +318,7 @@ export class RetainedRoom {
       // among them: past its last row, no kept row points at a chunk. Each
       // own row is skipped here for at most one shared row before it.
       let j = i + 1;
-      while (j < length && cols.bytes(j) > OWN_CHUNK) j++;
+      while (j < length && ownsChunk(cols.bytes(j))) j++;
       const next = j < length ? chunks[j] : this.#chunk;
       if (chunks[i] !== next) this.#dead += chunks[i].length;
     }
@@ -339,9 +342,10 @@ export class RetainedRoom {
       // the rest into new columns, which lets go of the dropped rows'
       // chunks. So a room holds at most about twice what it keeps (a full
       // 64 KiB shared chunk is 3/4 used, its dead ones are under half of
-      // it) plus the chunks of its growth from 256 bytes. A copy either follows as many drops as it copies rows,
-      // or frees 64 KiB and half of what the room keeps, so copying stays
-      // cheap beside the bodies' own copies.
+      // it) plus the chunks of its growth from 256 bytes. A copy either
+      // follows as many drops as it copies rows, or frees 64 KiB and half
+      // of what the room keeps, so copying stays cheap beside the bodies'
+      // own copies.
       this.#cols = cols.copy(to, 2 * (length - to));
       this.#start = 0;
       this.#dead = 0;
