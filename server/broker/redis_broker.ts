@@ -264,12 +264,28 @@ export async function connectRedisBroker(
     room: string,
     after: number,
     limit: number,
+    epoch?: string,
   ): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
     const k = roomKeys(room);
     let entries;
     try {
-      entries = await cmd.xRange(k.log, `(${after}-0`, "+", { COUNT: limit });
+      if (epoch === undefined) {
+        entries = await cmd.xRange(k.log, `(${after}-0`, "+", { COUNT: limit });
+      } else {
+        // The epoch and the stream in one transaction: a room that started
+        // afresh meanwhile must not hand its new offsets out as the old.
+        const [current, range] = await cmd.multi()
+          .get(k.epoch)
+          .xRange(k.log, `(${after}-0`, "+", { COUNT: limit })
+          .exec();
+        if (
+          current == null || asText(current as unknown as Uint8Array) !== epoch
+        ) {
+          return [];
+        }
+        entries = range as unknown as Awaited<ReturnType<typeof cmd.xRange>>;
+      }
     } catch (e) {
       throw unavailable(e);
     }
@@ -289,7 +305,9 @@ export async function connectRedisBroker(
   /** The stream after `after`, with the epoch it belongs to. */
   async function fill(room: string, after: number, limit: number) {
     const pos = await position(room);
-    const messages = pos.offset > after ? await read(room, after, limit) : [];
+    const messages = pos.offset > after
+      ? await read(room, after, limit, pos.epoch)
+      : [];
     // The room's history restarted: the feed starts over at offset 1.
     if (pos.offset < after) {
       return { epoch: pos.epoch, first: 1, bodies: [] } as Batch;

@@ -88,6 +88,10 @@ Deno.test("RedisBroker: two cores on one Redis deliver every message once, in or
       history.map((m) => dec.decode(m.body)),
       fa.seen.slice(95).map((s) => s.text),
     );
+    // Read in the room's epoch: the same rows; in another: none.
+    const inEpoch = await b.read("r", 95, 10, fa.epoch);
+    assert.deepEqual(inEpoch.map((m) => m.offset), [96, 97, 98, 99, 100]);
+    assert.deepEqual(await b.read("r", 95, 10, "0123456789abcdef"), []);
     assert.deepEqual(await a.position("r"), { epoch: fa.epoch, offset: 100 });
     assert.equal(a.status().rooms, 1);
     fa.stop();
@@ -166,6 +170,10 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
       offset: 1,
       text: "after",
     });
+    // The new epoch's offset 1 is not the old epoch's offset 1.
+    assert.deepEqual(await a.read("e", 0, 10, oldEpoch), []);
+    const now = await a.read("e", 0, 10, stored.epoch);
+    assert.deepEqual(now.map((m) => dec.decode(m.body)), ["after"]);
     fa.stop();
   } finally {
     await a.close();

@@ -73,8 +73,17 @@ export interface HistoryStore {
   ): Appended[];
   /** A room's epoch and last offset (a new epoch for a room never seen). */
   position(room: string): Promise<RoomPosition>;
-  /** Up to `limit` retained messages with offset > `after`, oldest first. */
-  read(room: string, after: number, limit: number): Promise<StoredMessage[]>;
+  /**
+   * Up to `limit` retained messages with offset > `after`, oldest first.
+   * With `epoch`: none when the room is in another epoch now (its history
+   * restarted, so offsets after `after` are not the ones asked for).
+   */
+  read(
+    room: string,
+    after: number,
+    limit: number,
+    epoch?: string,
+  ): Promise<StoredMessage[]>;
   /** Health and commit latency. */
   status(): StoreStatus;
   /**

@@ -288,14 +288,64 @@ export class ChatHub<T> {
   /** Starts a member's replay from `after`, or turns it live. */
   replay(member: HubMember<T>): void {
     const room = member.room;
-    member.delivered = replayFrom(room, member.options);
+    const asked = member.options;
+    // With a shared store, this core's feed may lag behind what the client
+    // saw on another core: an offset past the room's last here, or an
+    // epoch this core has not reached yet. Only the store can tell such a
+    // client from a wrong one.
+    if (
+      this.store.follow !== undefined && asked.epoch !== undefined &&
+      asked.epoch !== "" &&
+      (asked.epoch !== room.epoch || (asked.sinceOffset ?? 0) > room.last)
+    ) {
+      const seen = room.epoch;
+      this.store.position(room.name).then((position) => {
+        if (member.subscriber.closed) return;
+        // The room moved to another epoch meanwhile: decide again.
+        if (room.epoch !== seen) return this.replay(member);
+        this.#resumeAhead(member, position);
+      }, (err) => member.fail(err));
+      return;
+    }
+    member.delivered = replayFrom(room, asked);
+    this.#liveOrCatchUp(member);
+  }
+
+  /**
+   * A resume that this core's view of the room could not place, placed by
+   * the store's own position (see `replay`).
+   */
+  #resumeAhead(member: HubMember<T>, position: RoomPosition): void {
+    const room = member.room;
+    const asked = member.options;
+    if (position.epoch !== asked.epoch) {
+      // An epoch the room no longer has: live from now, as replayFrom.
+      member.epoch = room.epoch;
+      member.delivered = room.last;
+      member.live = true;
+      return;
+    }
+    member.epoch = position.epoch;
+    member.delivered = Math.min(asked.sinceOffset ?? 0, position.offset);
+    // The client is in an epoch this core's feed has not reached: it waits
+    // (not live) until RoomRegistry.publish moves the room to that epoch,
+    // keeps what it has and turns it live.
+    if (member.epoch !== room.epoch) return;
+    this.#liveOrCatchUp(member);
+  }
+
+  #liveOrCatchUp(member: HubMember<T>): void {
+    const room = member.room;
     if (member.delivered >= room.last) member.live = true;
     else this.#catchUp(room, member, true);
   }
 
   /** A member's sink drained: go on with its catch-up, if any. */
   idle(member: HubMember<T>): void {
-    if (!member.live && member.epoch !== "") {
+    // A member waiting for an epoch (#resumeAhead) has nothing to read yet.
+    if (
+      !member.live && member.epoch !== "" && member.epoch === member.room.epoch
+    ) {
       this.#catchUp(member.room, member);
     }
   }
@@ -370,7 +420,7 @@ export class ChatHub<T> {
       if (subscriber.paused) return; // onIdle comes back here
       const epoch = member.epoch;
       const after = member.delivered;
-      const rows = await this.store.read(room.name, after, page);
+      const rows = await this.store.read(room.name, after, page, epoch);
       if (subscriber.closed || member.live) return;
       // The epoch changed meanwhile: start over from its beginning.
       if (member.epoch !== epoch) continue;

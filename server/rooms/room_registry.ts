@@ -112,10 +112,15 @@ export class RoomRegistry<T> {
     if (!room) return 0;
     if (room.epoch !== epoch) {
       // The room's history was lost (expired); everyone starts over in
-      // the new epoch.
+      // the new epoch, but for members that resumed in it already (a
+      // client ahead of this process's feed, see ChatHub.replay): they
+      // keep what they have and turn live.
       for (const m of room.members) {
-        m.epoch = epoch;
-        m.delivered = 0;
+        if (m.epoch === epoch) m.live = true;
+        else {
+          m.epoch = epoch;
+          m.delivered = 0;
+        }
       }
       room.epoch = epoch;
     }

@@ -92,7 +92,7 @@ function member(s: Sink<number>): Member<number> {
     subscriber: new Subscriber(s, { capacity: 1, policy: "drop" }),
     live: true,
     delivered: 0,
-    epoch: "e",
+    epoch: "", // joined before the room had one
   };
 }
 
@@ -436,5 +436,102 @@ Deno.test("ChatHub with a shared store: a subscriber whose catch-up read past th
   await settle();
   // The catch-up read 3, 4 and 5 from the store and went live.
   assert.deepEqual(resumed.got.map((m) => m.offset), [3, 3, 4, 5, 6, 7]);
+  memory.close();
+});
+
+/**
+ * A memory store holding offsets 1..5 of room "r", shared the way the Redis
+ * broker is: this process follows the room from `from` (an epoch and an
+ * offset its feed has reached) and the test plays the feed.
+ */
+async function laggingShared(from: { epoch?: string; offset: number }) {
+  const memory = createMemoryStore({ size: 100, ttlMs: 0 });
+  for (let i = 1; i <= 5; i++) {
+    memory.appendSync!(
+      [{ room: "r", body: text.encode(`m${i}`), timeMs: 0 }],
+      i,
+    );
+  }
+  const { epoch } = await memory.position("r");
+  const feed = {
+    epoch,
+    deliver: (_e: string, _o: number, _b: Uint8Array) => {},
+    send(epoch: string, offsets: number[]) {
+      for (const o of offsets) feed.deliver(epoch, o, text.encode(`m${o}`));
+    },
+  };
+  const shared: HistoryStore = {
+    ...memory,
+    follow: (_room, d) => {
+      feed.deliver = d;
+      return Promise.resolve({
+        epoch: from.epoch ?? epoch,
+        offset: from.offset,
+        stop: () => {},
+      });
+    },
+  };
+  return { memory, shared, feed };
+}
+
+Deno.test("ChatHub with a shared store: a resume past this process's lagging feed repeats nothing; a wrong offset is clamped to the store's last", async () => {
+  const { memory, shared, feed } = await laggingShared({ offset: 3 });
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  subscribe(hub, "r", live);
+  await settle();
+  const epoch = feed.epoch;
+  // Saw up to 5 on another core; this core's feed is at 3.
+  const resumed = itemSink();
+  subscribe(hub, "r", resumed, { epoch, sinceOffset: 5 });
+  const partly = itemSink();
+  subscribe(hub, "r", partly, { epoch, sinceOffset: 4 });
+  const wrong = itemSink();
+  subscribe(hub, "r", wrong, { epoch, sinceOffset: 9 });
+  const stale = itemSink();
+  subscribe(hub, "r", stale, { epoch: "0123456789abcdef", sinceOffset: 5 });
+  await settle();
+  feed.send(epoch, [4, 5, 6, 7]);
+  await settle();
+  assert.deepEqual(live.got.map((m) => m.offset), [3, 4, 5, 6, 7]);
+  assert.deepEqual(resumed.got.map((m) => m.offset), [3, 6, 7]);
+  assert.deepEqual(partly.got.map((m) => m.offset), [3, 5, 6, 7]);
+  assert.deepEqual(wrong.got.map((m) => m.text), ["welcome", "m6", "m7"]);
+  assert.deepEqual(stale.got.map((m) => m.offset), [3, 4, 5, 6, 7]);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed has not reached waits for it and repeats nothing", async () => {
+  const old = "e1e1e1e1e1e1e1e1";
+  const { memory, shared, feed } = await laggingShared({
+    epoch: old,
+    offset: 3,
+  });
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  subscribe(hub, "r", live);
+  await settle();
+  // Saw 1..5 of the room's new epoch on another core.
+  const resumed = itemSink();
+  subscribe(hub, "r", resumed, { epoch: feed.epoch, sinceOffset: 5 });
+  // Resumes in the old epoch, which the store no longer has: its catch-up
+  // must not read the new epoch's offsets as the old one's.
+  const behind = itemSink();
+  subscribe(hub, "r", behind, { epoch: old, sinceOffset: 0 });
+  await settle();
+  feed.send(old, [4]);
+  feed.send(feed.epoch, [1, 2, 3, 4, 5, 6]);
+  await settle();
+  assert.deepEqual(
+    live.got.map((m) => [m.epoch === old ? "old" : "new", m.offset]),
+    [
+      ["old", 3],
+      ["old", 4],
+      ...[1, 2, 3, 4, 5, 6].map((o) => ["new", o]),
+    ],
+  );
+  assert.deepEqual(resumed.got.map((m) => m.text), ["welcome", "m6"]);
+  assert.equal(resumed.got[1].epoch, feed.epoch);
+  assert.deepEqual(behind.got, live.got);
   memory.close();
 });

@@ -391,8 +391,8 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       }
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
-    read: (name: string, after: number, limit: number) =>
-      readRetained(rooms, name, after, limit, limits, now()),
+    read: (name: string, after: number, limit: number, epoch?: string) =>
+      readRetained(rooms, name, after, limit, limits, now(), epoch),
     status: (): StoreStatus => status.snapshot(),
     idle: async () => {
       while (compacting || presync) await (compacting ?? presync);

@@ -88,8 +88,8 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       const r = room(name, now());
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
-    read: (name: string, after: number, limit: number) =>
-      readRetained(rooms, name, after, limit, limits, now()),
+    read: (name: string, after: number, limit: number, epoch?: string) =>
+      readRetained(rooms, name, after, limit, limits, now(), epoch),
     status: (): StoreStatus => status.snapshot(),
     close() {
       clearInterval(timer);

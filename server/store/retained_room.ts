@@ -453,10 +453,14 @@ export function readRetained(
   limit: number,
   limits: HistoryLimits,
   nowMs: number,
+  epoch: string | undefined,
 ): Promise<StoredMessage[]> {
   const r = rooms.get(name);
+  if (r === undefined || (epoch !== undefined && r.epoch !== epoch)) {
+    return Promise.resolve([]);
+  }
   const cutoff = limits.ttlMs > 0 ? nowMs - limits.ttlMs : -Infinity;
-  return Promise.resolve(r ? r.read(after, limit, cutoff) : []);
+  return Promise.resolve(r.read(after, limit, cutoff));
 }
 
 /**

@@ -26,7 +26,14 @@ export type Request =
     lastMessageId: number;
   }
   | { type: "position"; id: number; room: string }
-  | { type: "read"; id: number; room: string; after: number; limit: number }
+  | {
+    type: "read";
+    id: number;
+    room: string;
+    after: number;
+    limit: number;
+    epoch?: string;
+  }
   | { type: "close"; id: number };
 
 export type Reply =

@@ -356,9 +356,11 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         return Promise.reject(err);
       }
     },
-    read(name: string, after: number, limit: number) {
+    read(name: string, after: number, limit: number, epoch?: string) {
       const r = rooms.get(name);
-      if (r === undefined) return Promise.resolve([]);
+      if (r === undefined || (epoch !== undefined && r.epoch !== epoch)) {
+        return Promise.resolve([]);
+      }
       const cutoff = limits.ttlMs > 0 ? now() - limits.ttlMs : 0;
       try {
         // Trimming lags by up to trimSlack rows: skip those.

@@ -175,8 +175,15 @@ export async function openThreadedSqliteStore(
       const { epoch, offset } = r as Extract<Reply, { type: "position" }>;
       return { epoch, offset };
     },
-    async read(room: string, after: number, limit: number) {
-      const r = await call({ type: "read", id: ++nextId, room, after, limit });
+    async read(room: string, after: number, limit: number, epoch?: string) {
+      const r = await call({
+        type: "read",
+        id: ++nextId,
+        room,
+        after,
+        limit,
+        epoch,
+      });
       return (r as Extract<Reply, { type: "rows" }>).rows as StoredMessage[];
     },
     status: (): StoreStatus => status.snapshot(),

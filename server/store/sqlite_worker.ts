@@ -59,7 +59,12 @@ self.onmessage = async (event: MessageEvent<Request>) => {
         return;
       }
       case "read": {
-        const rows = await store!.read(req.room, req.after, req.limit);
+        const rows = await store!.read(
+          req.room,
+          req.after,
+          req.limit,
+          req.epoch,
+        );
         reply({ type: "rows", id: req.id, rows });
         return;
       }

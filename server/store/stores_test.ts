@@ -40,6 +40,13 @@ async function contract(store: HistoryStore, clock: { now: number }) {
   );
   assert.deepEqual((await store.read("a", 4, 1)).map((m) => m.offset), [5]);
   assert.deepEqual(await store.read("nowhere", 0, 10), []);
+  // Asked in the room's epoch: the same rows; in another epoch: none.
+  assert.deepEqual(
+    (await store.read("a", 4, 10, p.epoch)).map((m) => m.offset),
+    [5, 6],
+  );
+  assert.deepEqual(await store.read("a", 4, 10, appended[1].epoch), []);
+  assert.deepEqual(await store.read("nowhere", 0, 10, p.epoch), []);
   assert.deepEqual(await store.position("a"), { epoch: p.epoch, offset: 6 });
   assert.equal(store.lastMessageId, 9);
   const status = store.status();
