@@ -209,6 +209,29 @@ Deno.test("RedisBroker: history is trimmed to about --history-size and reads ski
   }
 });
 
+Deno.test("RedisBroker without a history TTL: a room a subscription created expires unused, but not once it has messages", async () => {
+  await using redis = await startRedisServer();
+  const broker = await plainBroker(redis.url);
+  const pttl = (key: string) => broker.command(["PTTL", key]);
+  try {
+    const created = await broker.position("quiet");
+    assert.equal(created.offset, 0);
+    assert.ok(Number(await pttl("chat:{quiet}:epoch")) > 0);
+    assert.ok(Number(await pttl("chat:{quiet}:seq")) > 0);
+    await broker.position("used");
+    const [stored] = await broker.append([entry("used", "kept")], 0);
+    assert.equal(stored.offset, 1);
+    for (const key of ["epoch", "seq", "log"]) {
+      assert.equal(Number(await pttl(`chat:{used}:${key}`)), -1, key);
+    }
+    // Ahead of the subscription, too: nothing to persist, nothing expires.
+    await broker.append([entry("fresh", "x")], 0);
+    assert.equal(Number(await pttl("chat:{fresh}:seq")), -1);
+  } finally {
+    await broker.close();
+  }
+});
+
 Deno.test("RedisBroker.append() stores and publishes a packed batch byte for byte: empty, binary and 64 KiB bodies", async () => {
   await using redis = await startRedisServer();
   const broker = await plainBroker(redis.url);
