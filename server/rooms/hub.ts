@@ -299,12 +299,18 @@ export class ChatHub<T> {
       (asked.epoch !== room.epoch || (asked.sinceOffset ?? 0) > room.last)
     ) {
       const seen = room.epoch;
+      // Not caught up meanwhile: a drained welcome would start from 0.
+      member.catchingUp = true;
       this.store.position(room.name).then((position) => {
+        member.catchingUp = false;
         if (member.subscriber.closed) return;
         // The room moved to another epoch meanwhile: decide again.
         if (room.epoch !== seen) return this.replay(member);
-        this.#resumeAhead(member, position);
-      }, (err) => member.fail(err));
+        this.#placeByStore(member, position);
+      }, (err) => {
+        member.catchingUp = false;
+        member.fail(err);
+      });
       return;
     }
     member.delivered = replayFrom(room, asked);
@@ -315,13 +321,17 @@ export class ChatHub<T> {
    * A resume that this core's view of the room could not place, placed by
    * the store's own position (see `replay`).
    */
-  #resumeAhead(member: HubMember<T>, position: RoomPosition): void {
+  #placeByStore(member: HubMember<T>, position: RoomPosition): void {
     const room = member.room;
     const asked = member.options;
     if (position.epoch !== asked.epoch) {
-      // An epoch the room no longer has: live from now, as replayFrom.
+      // An epoch the store no longer has: live from now, as replayFrom;
+      // if it is this process's still, the feed brings the rest of it (as
+      // far as the client has not seen it), then the new one.
       member.epoch = room.epoch;
-      member.delivered = room.last;
+      member.delivered = asked.epoch === room.epoch
+        ? Math.max(room.last, asked.sinceOffset ?? 0)
+        : room.last;
       member.live = true;
       return;
     }
@@ -342,7 +352,7 @@ export class ChatHub<T> {
 
   /** A member's sink drained: go on with its catch-up, if any. */
   idle(member: HubMember<T>): void {
-    // A member waiting for an epoch (#resumeAhead) has nothing to read yet.
+    // A member waiting for an epoch (#placeByStore) has nothing to read yet.
     if (
       !member.live && member.epoch !== "" && member.epoch === member.room.epoch
     ) {

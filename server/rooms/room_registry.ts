@@ -18,6 +18,10 @@ export interface Member<T> {
   live: boolean;
   /** The last offset this member was handed, in `epoch`. */
   delivered: number;
+  /**
+   * The room's epoch, but for a member waiting (not live) for an epoch
+   * this process has not seen yet (ChatHub.replay); "" before it starts.
+   */
   epoch: string;
 }
 
@@ -114,10 +118,11 @@ export class RoomRegistry<T> {
       // The room's history was lost (expired); everyone starts over in
       // the new epoch, but for members that resumed in it already (a
       // client ahead of this process's feed, see ChatHub.replay): they
-      // keep what they have and turn live.
+      // keep what they have. Members waiting for an epoch turn live, for
+      // this one or, if theirs went by unseen, from its start.
       for (const m of room.members) {
-        if (m.epoch === epoch) m.live = true;
-        else {
+        if (m.epoch !== room.epoch) m.live = true; // was waiting
+        if (m.epoch !== epoch) {
           m.epoch = epoch;
           m.delivered = 0;
         }

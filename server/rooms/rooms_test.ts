@@ -444,7 +444,10 @@ Deno.test("ChatHub with a shared store: a subscriber whose catch-up read past th
  * broker is: this process follows the room from `from` (an epoch and an
  * offset its feed has reached) and the test plays the feed.
  */
-async function laggingShared(from: { epoch?: string; offset: number }) {
+async function laggingShared(
+  from: { epoch?: string; offset: number },
+  position?: HistoryStore["position"],
+) {
   const memory = createMemoryStore({ size: 100, ttlMs: 0 });
   for (let i = 1; i <= 5; i++) {
     memory.appendSync!(
@@ -462,6 +465,7 @@ async function laggingShared(from: { epoch?: string; offset: number }) {
   };
   const shared: HistoryStore = {
     ...memory,
+    position: position ?? memory.position,
     follow: (_room, d) => {
       feed.deliver = d;
       return Promise.resolve({
@@ -533,5 +537,65 @@ Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed
   assert.deepEqual(resumed.got.map((m) => m.text), ["welcome", "m6"]);
   assert.equal(resumed.got[1].epoch, feed.epoch);
   assert.deepEqual(behind.got, live.got);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: a member waiting for an epoch that went by unseen turns live in the next one; one resuming in an epoch the store left skips what it has", async () => {
+  const old = "e1e1e1e1e1e1e1e1";
+  const next = "e3e3e3e3e3e3e3e3";
+  const { memory, shared, feed } = await laggingShared({
+    epoch: old,
+    offset: 3,
+  });
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  subscribe(hub, "r", live);
+  await settle();
+  // Waits for the store's epoch, which ends before this process sees it.
+  const waiting = itemSink();
+  subscribe(hub, "r", waiting, { epoch: feed.epoch, sinceOffset: 5 });
+  // Saw 1..5 of the old epoch elsewhere; the store has left it.
+  const left = itemSink();
+  subscribe(hub, "r", left, { epoch: old, sinceOffset: 5 });
+  await settle();
+  feed.send(old, [4, 5, 6]);
+  feed.send(next, [1, 2]);
+  await settle();
+  const seen = (s: ReturnType<typeof itemSink>) =>
+    s.got.slice(1).map((m) => [m.epoch, m.offset]);
+  assert.deepEqual(seen(live), [
+    [old, 4],
+    [old, 5],
+    [old, 6],
+    [next, 1],
+    [next, 2],
+  ]);
+  assert.deepEqual(seen(waiting), [[next, 1], [next, 2]]);
+  assert.deepEqual(seen(left), [[old, 6], [next, 1], [next, 2]]);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: a sink that drains while the store is asked where to resume starts no catch-up from 0", async () => {
+  let answer: () => void = () => {};
+  const { memory, shared, feed } = await laggingShared(
+    { offset: 3 },
+    (room) =>
+      new Promise((resolve) => answer = () => resolve(memory.position(room))),
+  );
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  subscribe(hub, "r", live);
+  await settle();
+  const slow = itemSink(1); // pushes back on the welcome
+  const sub = subscribe(hub, "r", slow, { epoch: feed.epoch, sinceOffset: 5 });
+  await settle();
+  slow.room = Infinity;
+  sub.subscriber.resume();
+  await settle();
+  answer();
+  await settle();
+  feed.send(feed.epoch, [4, 5, 6]);
+  await settle();
+  assert.deepEqual(slow.got.map((m) => m.offset), [3, 6]);
   memory.close();
 });

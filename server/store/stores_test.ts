@@ -279,6 +279,12 @@ Deno.test("openThreadedSqliteStore() runs the store on a worker and rejects an u
       assert.deepEqual(b.map((m) => m.offset), [3, 2]);
       const [read] = await store.read("x", 2, 10);
       assert.equal(read.offset, 3);
+      // The epoch goes to the worker and back.
+      assert.deepEqual(
+        (await store.read("x", 2, 10, a[0].epoch)).map((m) => m.offset),
+        [3],
+      );
+      assert.deepEqual(await store.read("x", 2, 10, a[1].epoch), []);
       assert.deepEqual(read.body, new Uint8Array(70_000).fill(7));
       assert.deepEqual(
         (await store.read("y", 1, 10)).map((m) => text(m.body)),
