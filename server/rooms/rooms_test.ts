@@ -505,8 +505,9 @@ Deno.test("ChatHub with a shared store: a resume past this process's lagging fee
   memory.close();
 });
 
-Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed has not reached waits for it and repeats nothing", async () => {
-  const old = "e1e1e1e1e1e1e1e1";
+/** The store's room is in its own epoch; this process's feed is at `old` 3. */
+const old = "e1e1e1e1e1e1e1e1";
+async function behindByAnEpoch() {
   const { memory, shared, feed } = await laggingShared({
     epoch: old,
     offset: 3,
@@ -515,6 +516,11 @@ Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed
   const live = itemSink();
   subscribe(hub, "r", live);
   await settle();
+  return { memory, feed, hub, live };
+}
+
+Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed has not reached waits for it and repeats nothing", async () => {
+  const { memory, feed, hub, live } = await behindByAnEpoch();
   // Saw 1..5 of the room's new epoch on another core.
   const resumed = itemSink();
   subscribe(hub, "r", resumed, { epoch: feed.epoch, sinceOffset: 5 });
@@ -541,16 +547,8 @@ Deno.test("ChatHub with a shared store: a resume in an epoch this process's feed
 });
 
 Deno.test("ChatHub with a shared store: a member waiting for an epoch that went by unseen turns live in the next one; one resuming in an epoch the store left skips what it has", async () => {
-  const old = "e1e1e1e1e1e1e1e1";
+  const { memory, feed, hub, live } = await behindByAnEpoch();
   const next = "e3e3e3e3e3e3e3e3";
-  const { memory, shared, feed } = await laggingShared({
-    epoch: old,
-    offset: 3,
-  });
-  const { hub } = testHub({}, shared);
-  const live = itemSink();
-  subscribe(hub, "r", live);
-  await settle();
   // Waits for the store's epoch, which ends before this process sees it.
   const waiting = itemSink();
   subscribe(hub, "r", waiting, { epoch: feed.epoch, sinceOffset: 5 });
