@@ -227,6 +227,22 @@ Deno.test("RedisBroker without a history TTL: a room a subscription created expi
     // Ahead of the subscription, too: nothing to persist, nothing expires.
     await broker.append([entry("fresh", "x")], 0);
     assert.equal(Number(await pttl("chat:{fresh}:seq")), -1);
+    // A room a core with a history TTL wrote: all three keys kept alike.
+    const timed = await connectRedisBroker({
+      url: redis.url,
+      size: 1000,
+      ttlMs: 600_000,
+    });
+    try {
+      await timed.append([entry("mixed", "timed")], 0);
+    } finally {
+      await timed.close();
+    }
+    assert.ok(Number(await pttl("chat:{mixed}:log")) > 0);
+    await broker.append([entry("mixed", "kept")], 0);
+    for (const key of ["epoch", "seq", "log"]) {
+      assert.equal(Number(await pttl(`chat:{mixed}:${key}`)), -1, key);
+    }
   } finally {
     await broker.close();
   }

@@ -95,10 +95,12 @@ for i = 1, n do
 end
 ` + EXPIRE_ROOM + `
 if ttl == 0 and redis.call('PTTL', KEYS[2]) >= 0 then
-  -- Created by a subscription, which bounds an unused room's life; a room
-  -- with messages is kept as long as there is no history TTL.
+  -- Created by a subscription, which bounds an unused room's life, or
+  -- by a core with a history TTL: a room with messages is kept as long as
+  -- there is no history TTL, all three keys alike.
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[3])
 end
 redis.call('PUBLISH', ARGV[4], epoch .. '\\n' .. first .. '\\n' .. packed)
 return {epoch, first}
