@@ -113,14 +113,22 @@ export class RoomFeed {
     if (!filled) return;
     const waiting = this.#pending;
     this.#pending = [];
+    let other = false;
     for (const b of waiting) {
+      // Another epoch than the stream's: older (the room restarted after
+      // it) or newer than the read. Pushed, an older one would take the
+      // feed back to it, and the next fill forward again, without end; so
+      // it is dropped, and one more read settles which it was.
+      if (b.epoch !== this.#epoch) {
+        other = true;
+        continue;
+      }
       // A gap that the stream could not fill (trimmed by --history-size or
       // the TTL) must not stall the room: deliver what is there.
-      if (b.epoch === this.#epoch && b.first > this.#next && !this.#closed) {
-        this.#next = b.first;
-      }
+      if (b.first > this.#next && !this.#closed) this.#next = b.first;
       this.push(b);
     }
+    if (other) void this.catchUp();
   }
 
   /** Stops delivering. */

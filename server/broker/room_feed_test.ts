@@ -64,6 +64,28 @@ Deno.test("RoomFeed keeps a batch while the stream cannot be read and delivers i
   assert.deepEqual(got, [1, 2, 3]);
 });
 
+Deno.test("RoomFeed drops a waiting batch of an epoch the stream has left, and reads once more, instead of going back to it", async () => {
+  const got: string[] = [];
+  const fills: number[] = [];
+  // The stream restarted in e2 with x, y; then z came in e2 meanwhile.
+  const stream = ["x", "y"];
+  const feed = new RoomFeed(
+    "e1",
+    0,
+    (e, offset, body) => got.push(`${e}:${offset}:${dec.decode(body)}`),
+    (after) => {
+      fills.push(after);
+      return Promise.resolve(batch("e2", after + 1, ...stream.slice(after)));
+    },
+  );
+  feed.push(batch("e1", 3, "c")); // a gap in e1: the fill finds e2
+  stream.push("z"); // published while the fill ran; its batch got lost
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(got, ["e2:1:x", "e2:2:y", "e2:3:z"]);
+  assert.equal(feed.epoch, "e2");
+  assert.ok(fills.length <= 4, `${fills.length} fills`);
+});
+
 Deno.test("decodeBatch() reads what the append script publishes and refuses truncated payloads", () => {
   const body = enc.encode("hi");
   const payload = new Uint8Array([
