@@ -139,7 +139,13 @@ class HubMember<T> implements Tracked<T>, Subscription<T>, SubscriberOptions {
       this.options.welcome({ epoch: room.epoch, offset: room.last }),
     );
     this.epoch = room.epoch;
+    // What the welcome says it has, until the replay places it.
+    this.delivered = room.last;
     this.hub.replay(this);
+  }
+
+  restart(): void {
+    if (!this.subscriber.closed) this.hub.replay(this);
   }
 
   leave(): void {
@@ -325,14 +331,14 @@ export class ChatHub<T> {
     const room = member.room;
     const asked = member.options;
     if (position.epoch !== asked.epoch) {
-      // An epoch the store no longer has: live from now, as replayFrom;
-      // if it is this process's still, the feed brings the rest of it (as
-      // far as the client has not seen it), then the new one.
-      member.epoch = room.epoch;
-      member.delivered = asked.epoch === room.epoch
-        ? Math.max(room.last, asked.sinceOffset ?? 0)
-        : room.last;
-      member.live = true;
+      // An epoch the store no longer has: from the welcome on, as
+      // replayFrom (what the feed brought meanwhile is read back, and
+      // reported lost if the store has left this epoch too); if the client
+      // is in this process's epoch, after what it has of it.
+      if (asked.epoch === member.epoch) {
+        member.delivered = Math.max(member.delivered, asked.sinceOffset ?? 0);
+      }
+      this.#liveOrCatchUp(member, false);
       return;
     }
     member.epoch = position.epoch;
@@ -344,10 +350,11 @@ export class ChatHub<T> {
     this.#liveOrCatchUp(member);
   }
 
-  #liveOrCatchUp(member: HubMember<T>): void {
+  /** `first`: a gap before the first message read is history not kept. */
+  #liveOrCatchUp(member: HubMember<T>, first = true): void {
     const room = member.room;
     if (member.delivered >= room.last) member.live = true;
-    else this.#catchUp(room, member, true);
+    else this.#catchUp(room, member, first);
   }
 
   /** A member's sink drained: go on with its catch-up, if any. */

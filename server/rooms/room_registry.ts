@@ -23,6 +23,11 @@ export interface Member<T> {
    * this process has not seen yet (ChatHub.replay); "" before it starts.
    */
   epoch: string;
+  /**
+   * The room moved to an epoch other than the one this member waited for
+   * (it is now at offset 0 of the room's epoch, not live): place it again.
+   */
+  restart?(): void;
 }
 
 /** A room with members: its epoch and last offset, as far as known here. */
@@ -118,16 +123,20 @@ export class RoomRegistry<T> {
       // The room's history was lost (expired); everyone starts over in
       // the new epoch, but for members that resumed in it already (a
       // client ahead of this process's feed, see ChatHub.replay): they
-      // keep what they have. Members waiting for an epoch turn live, for
-      // this one or, if theirs went by unseen, from its start.
+      // keep what they have and turn live.
+      let restarted: Member<T>[] | undefined;
       for (const m of room.members) {
-        if (m.epoch !== room.epoch) m.live = true; // was waiting
-        if (m.epoch !== epoch) {
+        if (m.epoch === epoch) m.live = true; // waited for this one
+        else {
+          // Waiting for another epoch: older or newer than this one, only
+          // the store can tell (`restart`).
+          if (m.epoch !== room.epoch) (restarted ??= []).push(m);
           m.epoch = epoch;
           m.delivered = 0;
         }
       }
       room.epoch = epoch;
+      if (restarted) { for (const m of restarted) m.restart?.(); }
     }
     room.last = offset;
     room.known = true;

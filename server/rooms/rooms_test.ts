@@ -3,7 +3,7 @@ import { ChatHub } from "./hub.ts";
 import { RingBuffer } from "./ring_buffer.ts";
 import { type Member, RoomRegistry } from "./room_registry.ts";
 import { ChatError } from "./errors.ts";
-import type { HistoryStore } from "./history_store.ts";
+import type { HistoryStore, RoomPosition } from "./history_store.ts";
 import type { Replay } from "./hub.ts";
 import { createMemoryStore } from "../store/memory_store.ts";
 import { type Sink, Subscriber } from "./subscriber.ts";
@@ -440,24 +440,22 @@ Deno.test("ChatHub with a shared store: a subscriber whose catch-up read past th
 });
 
 /**
- * A memory store holding offsets 1..5 of room "r", shared the way the Redis
- * broker is: this process follows the room from `from` (an epoch and an
- * offset its feed has reached) and the test plays the feed.
+ * A store shared the way the Redis broker is, holding offsets 1..5 (`m1` ..
+ * `m5`) of room "r" in its epoch: this process follows the room from `from`
+ * (an epoch and an offset its feed has reached) and the test plays the feed
+ * and moves the store on (`feed.store`).
  */
-async function laggingShared(
+function laggingShared(
   from: { epoch?: string; offset: number },
   position?: HistoryStore["position"],
 ) {
   const memory = createMemoryStore({ size: 100, ttlMs: 0 });
-  for (let i = 1; i <= 5; i++) {
-    memory.appendSync!(
-      [{ room: "r", body: text.encode(`m${i}`), timeMs: 0 }],
-      i,
-    );
-  }
-  const { epoch } = await memory.position("r");
+  const epoch = "e2e2e2e2e2e2e2e2";
   const feed = {
     epoch,
+    /** The store's room: its epoch and last offset (m1 .. m<offset>). */
+    store: { epoch, offset: 5 },
+    position: (): Promise<RoomPosition> => Promise.resolve({ ...feed.store }),
     deliver: (_e: string, _o: number, _b: Uint8Array) => {},
     send(epoch: string, offsets: number[]) {
       for (const o of offsets) feed.deliver(epoch, o, text.encode(`m${o}`));
@@ -465,7 +463,17 @@ async function laggingShared(
   };
   const shared: HistoryStore = {
     ...memory,
-    position: position ?? memory.position,
+    position: position ?? feed.position,
+    read(_room, after, limit, epoch) {
+      const { epoch: now, offset } = feed.store;
+      const rows = [];
+      if (epoch === undefined || epoch === now) {
+        for (let o = after + 1; o <= offset && rows.length < limit; o++) {
+          rows.push({ offset: o, body: text.encode(`m${o}`) });
+        }
+      }
+      return Promise.resolve(rows);
+    },
     follow: (_room, d) => {
       feed.deliver = d;
       return Promise.resolve({
@@ -479,7 +487,7 @@ async function laggingShared(
 }
 
 Deno.test("ChatHub with a shared store: a resume past this process's lagging feed repeats nothing; a wrong offset is clamped to the store's last", async () => {
-  const { memory, shared, feed } = await laggingShared({ offset: 3 });
+  const { memory, shared, feed } = laggingShared({ offset: 3 });
   const { hub } = testHub({}, shared);
   const live = itemSink();
   subscribe(hub, "r", live);
@@ -505,10 +513,14 @@ Deno.test("ChatHub with a shared store: a resume past this process's lagging fee
   memory.close();
 });
 
+/** What a sink got after its welcome: [epoch, offset] each. */
+const seen = (s: ReturnType<typeof itemSink>) =>
+  s.got.slice(1).map((m) => [m.epoch, m.offset]);
+
 /** The store's room is in its own epoch; this process's feed is at `old` 3. */
 const old = "e1e1e1e1e1e1e1e1";
 async function behindByAnEpoch() {
-  const { memory, shared, feed } = await laggingShared({
+  const { memory, shared, feed } = laggingShared({
     epoch: old,
     offset: 3,
   });
@@ -557,10 +569,9 @@ Deno.test("ChatHub with a shared store: a member waiting for an epoch that went 
   subscribe(hub, "r", left, { epoch: old, sinceOffset: 5 });
   await settle();
   feed.send(old, [4, 5, 6]);
+  feed.store = { epoch: next, offset: 2 };
   feed.send(next, [1, 2]);
   await settle();
-  const seen = (s: ReturnType<typeof itemSink>) =>
-    s.got.slice(1).map((m) => [m.epoch, m.offset]);
   assert.deepEqual(seen(live), [
     [old, 4],
     [old, 5],
@@ -575,10 +586,9 @@ Deno.test("ChatHub with a shared store: a member waiting for an epoch that went 
 
 Deno.test("ChatHub with a shared store: a sink that drains while the store is asked where to resume starts no catch-up from 0", async () => {
   let answer: () => void = () => {};
-  const { memory, shared, feed } = await laggingShared(
+  const { memory, shared, feed } = laggingShared(
     { offset: 3 },
-    (room) =>
-      new Promise((resolve) => answer = () => resolve(memory.position(room))),
+    (room) => new Promise((resolve) => answer = () => resolve(feed.position())),
   );
   const { hub } = testHub({}, shared);
   const live = itemSink();
@@ -595,5 +605,51 @@ Deno.test("ChatHub with a shared store: a sink that drains while the store is as
   feed.send(feed.epoch, [4, 5, 6]);
   await settle();
   assert.deepEqual(slow.got.map((m) => m.offset), [3, 6]);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: what the feed brings while the store is asked is read back, for a client in an epoch gone and one ahead", async () => {
+  const asked: (() => void)[] = [];
+  const { memory, shared, feed } = laggingShared(
+    { offset: 3 },
+    () => new Promise((resolve) => asked.push(() => resolve(feed.position()))),
+  );
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  subscribe(hub, "r", live);
+  await settle();
+  const stale = itemSink();
+  subscribe(hub, "r", stale, { epoch: "0123456789abcdef", sinceOffset: 5 });
+  const ahead = itemSink();
+  subscribe(hub, "r", ahead, { epoch: feed.epoch, sinceOffset: 4 });
+  await settle();
+  feed.store.offset = 6;
+  feed.send(feed.epoch, [4, 5, 6]);
+  assert.equal(asked.length, 2);
+  for (const answer of asked) answer();
+  await settle();
+  feed.store.offset = 7;
+  feed.send(feed.epoch, [7]);
+  await settle();
+  assert.deepEqual(live.got.map((m) => m.offset), [3, 4, 5, 6, 7]);
+  assert.deepEqual(stale.got.map((m) => m.offset), [3, 4, 5, 6, 7]);
+  assert.deepEqual(ahead.got.map((m) => m.offset), [3, 5, 6, 7]);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: a member waiting for an epoch while the feed is two behind is asked again, and repeats nothing", async () => {
+  const { memory, feed, hub, live } = await behindByAnEpoch();
+  const between = "e1b1e1b1e1b1e1b1";
+  const waiting = itemSink();
+  subscribe(hub, "r", waiting, { epoch: feed.epoch, sinceOffset: 5 });
+  await settle();
+  feed.send(old, [4]);
+  feed.send(between, [1, 2]);
+  await settle();
+  feed.store.offset = 6;
+  feed.send(feed.epoch, [1, 2, 3, 4, 5, 6]);
+  await settle();
+  assert.deepEqual(seen(live).length, 9);
+  assert.deepEqual(seen(waiting), [[feed.epoch, 6]]);
   memory.close();
 });
