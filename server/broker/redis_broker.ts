@@ -172,6 +172,10 @@ export async function connectRedisBroker(
     lastError = undefined;
     maybeChanged();
     void loadScripts().catch(() => {});
+    // Feeds fill their gaps over this connection: a fill that failed while
+    // it was down is tried again now (with PUB/SUB still up, nothing else
+    // would until the room's next batch).
+    if (readyOnce && !closed) catchUpAll();
   });
 
   async function loadScripts(): Promise<void> {

@@ -40,6 +40,8 @@ export class RoomFeed {
   #fill: Fill;
   #pending: Batch[] = [];
   #filling = false;
+  /** Batches of another epoch wait in `#pending` for one more read. */
+  #recheck = false;
   #closed = false;
   /** Messages recovered from the stream instead of PUB/SUB. */
   filled = 0;
@@ -113,14 +115,18 @@ export class RoomFeed {
     if (!filled) return;
     const waiting = this.#pending;
     this.#pending = [];
-    let other = false;
+    const rechecked = this.#recheck;
+    this.#recheck = false;
     for (const b of waiting) {
       // Another epoch than the stream's: older (the room restarted after
       // it) or newer than the read. Pushed, an older one would take the
-      // feed back to it, and the next fill forward again, without end; so
-      // it is dropped, and one more read settles which it was.
+      // feed back to it, and the next fill forward again, without end. So
+      // it waits for one more read, which settles which it was: still of
+      // another epoch after it, the batch is older, and dropped.
       if (b.epoch !== this.#epoch) {
-        other = true;
+        if (rechecked || this.#closed) continue;
+        this.#pending.push(b);
+        this.#recheck = true;
         continue;
       }
       // A gap that the stream could not fill (trimmed by --history-size or
@@ -128,7 +134,7 @@ export class RoomFeed {
       if (b.first > this.#next && !this.#closed) this.#next = b.first;
       this.push(b);
     }
-    if (other) void this.catchUp();
+    if (this.#recheck) void this.catchUp();
   }
 
   /** Stops delivering. */

@@ -86,6 +86,34 @@ Deno.test("RoomFeed drops a waiting batch of an epoch the stream has left, and r
   assert.ok(fills.length <= 4, `${fills.length} fills`);
 });
 
+Deno.test("RoomFeed keeps a batch of another epoch until a read settles it: a newer one is delivered even when the stream no longer has it", async () => {
+  const got: string[] = [];
+  const answers: (() => Promise<Batch>)[] = [
+    // The stream is still in e1 (3, 4); e2 starts meanwhile.
+    () => Promise.resolve(batch("e1", 3, "c", "d")),
+    // The read that would settle it fails (Redis went away).
+    () => Promise.reject(new Error("down")),
+    // Back: the stream is in e2 (the feed follows it and reads again),
+    // its first message already trimmed.
+    () => Promise.resolve(batch("e2", 1)),
+    () => Promise.resolve(batch("e2", 1)),
+  ];
+  const feed = new RoomFeed(
+    "e1",
+    2,
+    (e, offset, body) => got.push(`${e}:${offset}:${dec.decode(body)}`),
+    () => answers.shift()!(),
+  );
+  feed.push(batch("e1", 5, "e")); // a gap: 3 and 4 are read
+  feed.push(batch("e2", 1, "x")); // arrives while the gap is read
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, ["e1:3:c", "e1:4:d", "e1:5:e"]);
+  await feed.catchUp(); // the reconnect
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, ["e1:3:c", "e1:4:d", "e1:5:e", "e2:1:x"]);
+  assert.equal(answers.length, 0);
+});
+
 Deno.test("decodeBatch() reads what the append script publishes and refuses truncated payloads", () => {
   const body = enc.encode("hi");
   const payload = new Uint8Array([
