@@ -180,6 +180,11 @@ export class ChatHub<T> {
   #lastIdText: string;
   #commits: CommitQueue;
   /**
+   * Members waiting for an epoch (#placeByStore): how many of its messages
+   * the store held that they lack. Rare, so kept here, not in each member.
+   */
+  #waits = new WeakMap<HubMember<T>, number>();
+  /**
    * With a shared store (`store.follow`): the rooms this process follows,
    * by name: the position following began at, and how to stop.
    */
@@ -330,7 +335,15 @@ export class ChatHub<T> {
   #placeByStore(member: HubMember<T>, position: RoomPosition): void {
     const room = member.room;
     const asked = member.options;
+    const waited = this.#waits.get(member);
+    this.#waits.delete(member);
     if (position.epoch !== asked.epoch) {
+      // It waited for an epoch that ended before this process's feed got
+      // there: what the store held of it then never reaches the client.
+      if (waited !== undefined && waited > 0) {
+        member.subscriber.lost(waited);
+        if (member.subscriber.closed) return;
+      }
       // An epoch the store no longer has: from the welcome on, as
       // replayFrom (what the feed brought meanwhile is read back, and
       // reported lost if the store has left this epoch too); if the client
@@ -346,7 +359,10 @@ export class ChatHub<T> {
     // The client is in an epoch this core's feed has not reached: it waits
     // (not live) until RoomRegistry.publish moves the room to that epoch,
     // keeps what it has and turns it live.
-    if (member.epoch !== room.epoch) return;
+    if (member.epoch !== room.epoch) {
+      this.#waits.set(member, position.offset - member.delivered);
+      return;
+    }
     this.#liveOrCatchUp(member);
   }
 
@@ -450,7 +466,10 @@ export class ChatHub<T> {
         if (subscriber.closed) return;
       }
       first = false;
-      if (rows.length === 0) {
+      // Nothing more, or (a shared store) the store trimmed offsets that
+      // this process's feed has not brought yet: go live, the feed brings
+      // them, reading the later rows now would skip them.
+      if (rows.length === 0 || next > room.last + 1) {
         member.delivered = room.last;
         continue;
       }

@@ -148,6 +148,8 @@ export class RoomRegistry<T> {
       // Each offset once: with a shared store, a member's catch-up may have
       // read past what this process's feed had delivered, then gone live.
       if (!m.live || offset <= m.delivered) continue;
+      // A gap: a shared store's feed could not fill it (trimmed history).
+      if (offset > m.delivered + 1) m.subscriber.lost(offset - m.delivered - 1);
       built ??= build(body, offset, epoch);
       m.subscriber.deliver(built);
       m.delivered = offset;

@@ -453,9 +453,13 @@ function laggingShared(
   const epoch = "e2e2e2e2e2e2e2e2";
   const feed = {
     epoch,
-    /** The store's room: its epoch and last offset (m1 .. m<offset>). */
-    store: { epoch, offset: 5 },
-    position: (): Promise<RoomPosition> => Promise.resolve({ ...feed.store }),
+    /**
+     * The store's room: its epoch and last offset; it keeps m<first> ..
+     * m<offset>.
+     */
+    store: { epoch, offset: 5, first: 1 },
+    position: (): Promise<RoomPosition> =>
+      Promise.resolve({ epoch: feed.store.epoch, offset: feed.store.offset }),
     deliver: (_e: string, _o: number, _b: Uint8Array) => {},
     send(epoch: string, offsets: number[]) {
       for (const o of offsets) feed.deliver(epoch, o, text.encode(`m${o}`));
@@ -465,10 +469,11 @@ function laggingShared(
     ...memory,
     position: position ?? feed.position,
     read(_room, after, limit, epoch) {
-      const { epoch: now, offset } = feed.store;
+      const { epoch: now, offset, first } = feed.store;
       const rows = [];
       if (epoch === undefined || epoch === now) {
-        for (let o = after + 1; o <= offset && rows.length < limit; o++) {
+        const from = Math.max(after + 1, first);
+        for (let o = from; o <= offset && rows.length < limit; o++) {
           rows.push({ offset: o, body: text.encode(`m${o}`) });
         }
       }
@@ -569,7 +574,7 @@ Deno.test("ChatHub with a shared store: a member waiting for an epoch that went 
   subscribe(hub, "r", left, { epoch: old, sinceOffset: 5 });
   await settle();
   feed.send(old, [4, 5, 6]);
-  feed.store = { epoch: next, offset: 2 };
+  feed.store = { epoch: next, offset: 2, first: 1 };
   feed.send(next, [1, 2]);
   await settle();
   assert.deepEqual(seen(live), [
@@ -651,5 +656,51 @@ Deno.test("ChatHub with a shared store: a member waiting for an epoch while the 
   await settle();
   assert.deepEqual(seen(live).length, 9);
   assert.deepEqual(seen(waiting), [[feed.epoch, 6]]);
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: history trimmed past what this process's feed brought is not skipped; a gap the feed could not fill is counted lost", async () => {
+  const { memory, shared, feed } = laggingShared({ offset: 3 });
+  const { hub } = testHub({}, shared);
+  const live = itemSink();
+  const liveSub = subscribe(hub, "r", live);
+  await settle();
+  // A burst elsewhere: the store keeps only 8..10, the feed is at 3.
+  feed.store = { epoch: feed.epoch, offset: 10, first: 8 };
+  const recent = itemSink();
+  subscribe(hub, "r", recent, { history: 3 });
+  const resumed = itemSink();
+  subscribe(hub, "r", resumed, { epoch: feed.epoch, sinceOffset: 1 });
+  await settle();
+  feed.send(feed.epoch, [4, 5, 6, 7, 8, 9, 10, 11]);
+  await settle();
+  const all = [3, 4, 5, 6, 7, 8, 9, 10, 11];
+  assert.deepEqual(recent.got.map((m) => m.offset), all);
+  assert.deepEqual(resumed.got.map((m) => m.offset), all);
+  // PUB/SUB lost 12 and 13 and the stream no longer had them.
+  feed.send(feed.epoch, [14]);
+  await settle();
+  assert.deepEqual(live.got.map((m) => m.offset).slice(-2), [11, 14]);
+  assert.equal(liveSub.subscriber.dropped, 2);
+  assert.equal(hub.stats.dropped, 6); // 2 for each of the three
+  memory.close();
+});
+
+Deno.test("ChatHub with a shared store: a member that waited for an epoch which ended unseen is told what it lost", async () => {
+  const { memory, feed, hub } = await behindByAnEpoch();
+  const next = "e3e3e3e3e3e3e3e3";
+  feed.store = { epoch: feed.epoch, offset: 7, first: 1 };
+  const waiting = itemSink();
+  const sub = subscribe(hub, "r", waiting, {
+    epoch: feed.epoch,
+    sinceOffset: 5,
+  });
+  await settle();
+  // Its epoch's 6 and 7 never come: the feed goes from old to next.
+  feed.store = { epoch: next, offset: 1, first: 1 };
+  feed.send(next, [1]);
+  await settle();
+  assert.deepEqual(seen(waiting), [[next, 1]]);
+  assert.equal(sub.subscriber.dropped, 2);
   memory.close();
 });
