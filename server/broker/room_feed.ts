@@ -40,8 +40,6 @@ export class RoomFeed {
   #fill: Fill;
   #pending: Batch[] = [];
   #filling = false;
-  /** Batches of another epoch wait in `#pending` for one more read. */
-  #recheck = false;
   #closed = false;
   /** Messages recovered from the stream instead of PUB/SUB. */
   filled = 0;
@@ -92,17 +90,21 @@ export class RoomFeed {
     if (this.#filling || this.#closed) return;
     this.#filling = true;
     let filled = false;
+    // Batches that waited before the last read began (the rest came in
+    // during it, which it may not have seen the messages before).
+    let before = 0;
     try {
       while (!this.#closed) {
+        before = this.#pending.length;
         const got = await this.#fill(this.last, FILL_LIMIT);
         if (got.epoch !== this.#epoch) {
           this.#epoch = got.epoch;
           this.#next = 1;
           continue;
         }
-        const before = this.#next;
+        const start = this.#next;
         this.#take(got);
-        this.filled += this.#next - before;
+        this.filled += this.#next - start;
         if (got.bodies.length < FILL_LIMIT) break;
       }
       filled = true;
@@ -115,26 +117,26 @@ export class RoomFeed {
     if (!filled) return;
     const waiting = this.#pending;
     this.#pending = [];
-    const rechecked = this.#recheck;
-    this.#recheck = false;
-    for (const b of waiting) {
-      // Another epoch than the stream's: older (the room restarted after
-      // it) or newer than the read. Pushed, an older one would take the
-      // feed back to it, and the next fill forward again, without end. So
-      // it waits for one more read, which settles which it was: still of
-      // another epoch after it, the batch is older, and dropped.
-      if (b.epoch !== this.#epoch) {
-        if (rechecked || this.#closed) continue;
-        this.#pending.push(b);
-        this.#recheck = true;
-        continue;
+    for (let i = 0; i < waiting.length && !this.#closed; i++) {
+      const b = waiting[i];
+      const unread = b.epoch !== this.#epoch || b.first > this.#next;
+      if (unread && i >= before) {
+        // In during the read: what comes before it, or its epoch, may be
+        // newer than the read. Read again; it waits, with what follows.
+        this.#pending.push(...waiting.slice(i));
+        void this.catchUp();
+        return;
       }
+      // Another epoch than the stream's after a read that began with the
+      // batch waiting: older (the room restarted after it), dropped. Pushed,
+      // it would take the feed back to it and the next read forward again,
+      // without end.
+      if (b.epoch !== this.#epoch) continue;
       // A gap that the stream could not fill (trimmed by --history-size or
       // the TTL) must not stall the room: deliver what is there.
-      if (b.first > this.#next && !this.#closed) this.#next = b.first;
+      if (b.first > this.#next) this.#next = b.first;
       this.push(b);
     }
-    if (this.#recheck) void this.catchUp();
   }
 
   /** Stops delivering. */

@@ -114,6 +114,33 @@ Deno.test("RoomFeed keeps a batch of another epoch until a read settles it: a ne
   assert.equal(answers.length, 0);
 });
 
+Deno.test("RoomFeed reads again for a batch that came in during a read, rather than skipping what the read had not seen", async () => {
+  const got: number[] = [];
+  const stream = ["1", "2", "3", "4"];
+  const reads: (() => void)[] = [];
+  const feed = new RoomFeed(
+    "e",
+    2,
+    (_e, offset) => got.push(offset),
+    (after) => {
+      const seen = stream.slice(after); // as of when the read began
+      return new Promise((resolve) =>
+        reads.push(() => resolve(batch("e", after + 1, ...seen)))
+      );
+    },
+  );
+  void feed.catchUp(); // a reconnect: the read sees the stream up to 4
+  stream.push("5", "6"); // 5's publication is lost, 6's comes in
+  feed.push(batch("e", 6, "6"));
+  reads.shift()!(); // the read, as of before 5
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(reads.length, 1); // read again, not skipped to 6
+  reads.shift()!();
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(got, [3, 4, 5, 6]);
+  assert.equal(feed.last, 6);
+});
+
 Deno.test("decodeBatch() reads what the append script publishes and refuses truncated payloads", () => {
   const body = enc.encode("hi");
   const payload = new Uint8Array([

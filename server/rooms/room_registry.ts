@@ -149,7 +149,10 @@ export class RoomRegistry<T> {
       // read past what this process's feed had delivered, then gone live.
       if (!m.live || offset <= m.delivered) continue;
       // A gap: a shared store's feed could not fill it (trimmed history).
-      if (offset > m.delivered + 1) m.subscriber.lost(offset - m.delivered - 1);
+      if (offset > m.delivered + 1) {
+        m.subscriber.lost(offset - m.delivered - 1);
+        if (m.subscriber.closed) continue;
+      }
       built ??= build(body, offset, epoch);
       m.subscriber.deliver(built);
       m.delivered = offset;

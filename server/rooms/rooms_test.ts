@@ -704,3 +704,18 @@ Deno.test("ChatHub with a shared store: a member that waited for an epoch which 
   assert.equal(sub.subscriber.dropped, 2);
   memory.close();
 });
+
+Deno.test("ChatHub with a shared store: under the disconnect policy a gap the feed could not fill ends the live subscriber's stream, and is not counted delivered", async () => {
+  const { memory, shared, feed } = laggingShared({ offset: 3 });
+  const { hub } = testHub({ policy: "disconnect" }, shared);
+  const live = itemSink();
+  const sub = subscribe(hub, "r", live);
+  await settle();
+  feed.send(feed.epoch, [4, 6]);
+  await settle();
+  assert.deepEqual(live.got.map((m) => m.offset), [3, 4]);
+  assert.equal(sub.overflowed(), true);
+  assert.equal(hub.stats.deliveries, 1);
+  assert.equal(hub.subscriberCount, 0);
+  memory.close();
+});
