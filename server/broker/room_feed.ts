@@ -8,8 +8,10 @@
  * so the feed knows the offset it expects next: a batch at that offset is
  * delivered; an older one (already delivered) is skipped; a later one means
  * a gap, which the feed fills from the room's stream (`fill`) before
- * delivering the batch. A new epoch means the room's history was lost: the
- * feed follows the new epoch from its first offset.
+ * delivering the batch. A batch of another epoch is read the same way: the
+ * stream says whether the room's history was lost and restarted (the feed
+ * follows the new epoch from its first offset) or the batch is from before
+ * an epoch the feed already follows (dropped: it never goes back).
  *
  * Pure logic: the broker feeds it decoded batches and gives it a `fill`
  * that reads the stream; a unit test drives it with neither.
@@ -40,6 +42,8 @@ export class RoomFeed {
   #fill: Fill;
   #pending: Batch[] = [];
   #filling = false;
+  /** catchUp() was asked for while a read ran. */
+  #again = false;
   #closed = false;
   /** Messages recovered from the stream instead of PUB/SUB. */
   filled = 0;
@@ -68,12 +72,11 @@ export class RoomFeed {
       this.#pending.push(batch);
       return;
     }
-    if (batch.epoch !== this.#epoch) {
-      // History was lost and restarted: follow the new epoch from its start.
-      this.#epoch = batch.epoch;
-      this.#next = 1;
-    }
-    if (batch.first > this.#next) {
+    // Another epoch: the room's history was lost and restarted (newer), or
+    // a publication still on its way from before the epoch that a read
+    // already took the feed to (older). Only a read of the stream tells;
+    // epochs change seldom.
+    if (batch.epoch !== this.#epoch || batch.first > this.#next) {
       this.#pending.push(batch);
       void this.catchUp();
       return;
@@ -87,8 +90,15 @@ export class RoomFeed {
    * where it was; the next reconnect or batch tries again.
    */
   async catchUp(): Promise<void> {
-    if (this.#filling || this.#closed) return;
+    if (this.#closed) return;
+    // Asked during a read (a reconnect): that read may be older than what
+    // was lost, so another follows it.
+    if (this.#filling) {
+      this.#again = true;
+      return;
+    }
     this.#filling = true;
+    this.#again = false;
     let filled = false;
     // Batches that waited before the last read began (the rest came in
     // during it, which it may not have seen the messages before).
@@ -114,7 +124,11 @@ export class RoomFeed {
     } finally {
       this.#filling = false;
     }
-    if (!filled) return;
+    if (!filled) {
+      // A reconnect during the failed read: its own read is still owed.
+      if (this.#again) void this.catchUp();
+      return;
+    }
     const waiting = this.#pending;
     this.#pending = [];
     for (let i = 0; i < waiting.length && !this.#closed; i++) {
@@ -137,6 +151,7 @@ export class RoomFeed {
       if (b.first > this.#next) this.#next = b.first;
       this.push(b);
     }
+    if (this.#again) void this.catchUp();
   }
 
   /** Stops delivering. */

@@ -41,10 +41,25 @@ Deno.test("RoomFeed delivers consecutive batches, skips what it already delivere
   assert.equal(feed.last, 5);
 });
 
-Deno.test("RoomFeed follows a new epoch from its first offset", () => {
-  const { feed, got } = feedWith(new Map());
+Deno.test("RoomFeed follows a new epoch from its first offset, once the stream says it is the room's", async () => {
+  const got: string[] = [];
+  let current = "e1";
+  const feed = new RoomFeed(
+    "e1",
+    0,
+    (e, offset, body) => got.push(`${e}:${offset}:${dec.decode(body)}`),
+    (after) =>
+      Promise.resolve(batch(current, after + 1, ...(after ? [] : ["x"]))),
+  );
   feed.push(batch("e1", 1, "a"));
+  current = "e2"; // the room's history was lost; e2 starts with x
   feed.push(batch("e2", 1, "x"));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(got, ["e1:1:a", "e2:1:x"]);
+  assert.equal(feed.epoch, "e2");
+  // A publication of e1 still on its way is not followed back.
+  feed.push(batch("e1", 2, "b"));
+  await new Promise((r) => setTimeout(r, 0));
   assert.deepEqual(got, ["e1:1:a", "e2:1:x"]);
   assert.equal(feed.epoch, "e2");
 });
@@ -157,4 +172,128 @@ Deno.test("decodeBatch() reads what the append script publishes and refuses trun
   assert.deepEqual(b.bodies.map((x) => dec.decode(x)), ["hi"]);
   assert.throws(() => decodeBatch(payload.subarray(0, 8)), /malformed/);
   assert.throws(() => decodeBatch(enc.encode("no newline")), /malformed/);
+});
+
+/**
+ * A model of one room in Redis as the feed sees it: appends, epoch restarts,
+ * trimming to `keep`, PUB/SUB batches that may be lost, and fills (the
+ * broker's position + epoch-checked read) that answer late or fail.
+ */
+function feedModel(seed: number, keep: number) {
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  let epoch = "e0";
+  let restarts = 0;
+  let last = 0;
+  let stream = new Map<number, string>();
+  const pubsub: Batch[] = [];
+  const fills: { run: () => void; fail: () => void }[] = [];
+  const got: [string, number, string][] = [];
+  const feed = new RoomFeed(
+    "e0",
+    0,
+    (e, offset, body) => got.push([e, offset, dec.decode(body)]),
+    (after, limit) => {
+      // Redis answers as of now; the answer reaches the feed later.
+      const at = { epoch, last, stream: new Map(stream) };
+      return new Promise<Batch>((resolve, reject) => {
+        fills.push({
+          run() {
+            if (at.last < after) return resolve(batch(at.epoch, 1));
+            const texts: string[] = [];
+            let first = after + 1;
+            for (let o = after + 1; o <= at.last; o++) {
+              const t = at.stream.get(o);
+              if (t === undefined) {
+                if (texts.length > 0) break;
+                continue;
+              }
+              if (texts.length === 0) first = o;
+              texts.push(t);
+              if (texts.length === limit) break;
+            }
+            resolve(batch(at.epoch, first, ...texts));
+          },
+          fail: () => reject(new Error("down")),
+        });
+      });
+    },
+  );
+  const publish = () => {
+    const n = 1 + random(3);
+    const texts: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = `${epoch}/${last + 1}`;
+      stream.set(++last, t);
+      stream.delete(last - keep);
+      texts.push(t);
+    }
+    // PUB/SUB loses a publication now and then.
+    if (random(10) > 0) pubsub.push(batch(epoch, last - n + 1, ...texts));
+  };
+  const step = () => {
+    const r = random(100);
+    if (r < 30) publish();
+    else if (r < 33) {
+      epoch = `e${++restarts}`;
+      last = 0;
+      stream = new Map();
+    } else if (r < 68) {
+      const b = pubsub.shift();
+      if (b) feed.push(b);
+    } else if (r < 90) {
+      const f = fills.shift();
+      if (f) random(7) === 0 ? f.fail() : f.run();
+    } else if (r < 95) void feed.catchUp(); // a reconnect
+  };
+  return { feed, got, fills, pubsub, step, now: () => ({ epoch, last }) };
+}
+
+Deno.test("RoomFeed against a model of Redis: every delivery is a stored message, each epoch one run of rising offsets, and it ends where the stream does", async () => {
+  // Fills answer through promises only: a few microtask turns settle them.
+  const tick = async () => {
+    for (let i = 0; i < 20; i++) await null;
+  };
+  for (let seed = 1; seed <= 500; seed++) {
+    const keep = seed % 3 === 0 ? 5 : 1_000_000;
+    const m = feedModel(seed, keep);
+    for (let i = 0; i < 300; i++) {
+      m.step();
+      if (i % 10 === 0) await tick();
+    }
+    // Everything arrives, every fill answers, and one more reconnect.
+    while (m.pubsub.length > 0) m.feed.push(m.pubsub.shift()!);
+    void m.feed.catchUp();
+    for (let i = 0; i < 100 && (m.fills.length > 0 || i < 3); i++) {
+      m.fills.shift()?.run();
+      await tick();
+    }
+    const where = `seed ${seed}`;
+    assert.equal(m.fills.length, 0, where);
+    const seenEpochs: string[] = [];
+    for (let i = 0; i < m.got.length; i++) {
+      const [e, offset, text] = m.got[i];
+      assert.equal(text, `${e}/${offset}`, where);
+      if (seenEpochs.at(-1) !== e) {
+        assert.ok(!seenEpochs.includes(e), `${where}: back to ${e}`);
+        seenEpochs.push(e);
+      } else {
+        assert.ok(offset > m.got[i - 1][1], `${where}: ${e} ${offset} again`);
+      }
+    }
+    const { epoch, last } = m.now();
+    assert.equal(m.feed.epoch, epoch, where);
+    assert.equal(m.feed.last, last, where);
+    if (keep > 300 * 3) {
+      // Nothing trimmed: the last epoch came whole.
+      const run = m.got.filter(([e]) => e === epoch).map(([, o]) => o);
+      assert.deepEqual(
+        run,
+        Array.from({ length: last }, (_, i) => i + 1),
+        where,
+      );
+    }
+  }
 });
