@@ -430,11 +430,8 @@ export class ChatHub<T> {
     if (member.catchingUp) return; // the running loop sees the change
     member.catchingUp = true;
     this.#catchUpLoop(room, member, first).then(
-      () => member.catchingUp = false,
-      (err) => {
-        member.catchingUp = false;
-        member.fail(err);
-      },
+      undefined,
+      (err) => member.fail(err),
     );
   }
 
@@ -443,42 +440,49 @@ export class ChatHub<T> {
     member: Tracked<T>,
     first: boolean,
   ): Promise<void> {
-    const subscriber = member.subscriber;
-    const page = Math.min(REPLAY_PAGE, this.#options.queueCapacity);
-    while (!subscriber.closed && !member.live) {
-      if (member.delivered >= room.last) {
-        member.live = true;
-        return;
+    // Cleared as the loop ends, not a turn later: a sink that drains at
+    // once (its onIdle, in the same turn) must find no loop running, or
+    // its catch-up would never go on.
+    try {
+      const subscriber = member.subscriber;
+      const page = Math.min(REPLAY_PAGE, this.#options.queueCapacity);
+      while (!subscriber.closed && !member.live) {
+        if (member.delivered >= room.last) {
+          member.live = true;
+          return;
+        }
+        if (subscriber.paused) return; // onIdle comes back here
+        const epoch = member.epoch;
+        const after = member.delivered;
+        const rows = await this.store.read(room.name, after, page, epoch);
+        if (subscriber.closed || member.live) return;
+        // The epoch changed meanwhile: start over from its beginning.
+        if (member.epoch !== epoch) continue;
+        const next = rows.length > 0 ? rows[0].offset : room.last + 1;
+        // A gap at the start is history the client asked for but that is no
+        // longer kept (it sees so from the offsets); a gap later means the
+        // subscriber was too slow for the history to wait for it.
+        if (!first && next > after + 1) {
+          subscriber.lost(Math.min(next, room.last + 1) - after - 1);
+          if (subscriber.closed) return;
+        }
+        first = false;
+        // Nothing more, or (a shared store) the store trimmed offsets that
+        // this process's feed has not brought yet: go live, the feed brings
+        // them, reading the later rows now would skip them.
+        if (rows.length === 0 || next > room.last + 1) {
+          member.delivered = room.last;
+          continue;
+        }
+        for (const row of rows) {
+          subscriber.deliver(this.#options.item(row.body, row.offset, epoch));
+          member.delivered = row.offset;
+        }
+        // Let other work (publishes, other subscribers) run between pages.
+        if (!subscriber.paused && member.delivered < room.last) await delay(0);
       }
-      if (subscriber.paused) return; // onIdle comes back here
-      const epoch = member.epoch;
-      const after = member.delivered;
-      const rows = await this.store.read(room.name, after, page, epoch);
-      if (subscriber.closed || member.live) return;
-      // The epoch changed meanwhile: start over from its beginning.
-      if (member.epoch !== epoch) continue;
-      const next = rows.length > 0 ? rows[0].offset : room.last + 1;
-      // A gap at the start is history the client asked for but that is no
-      // longer kept (it sees so from the offsets); a gap later means the
-      // subscriber was too slow for the history to wait for it.
-      if (!first && next > after + 1) {
-        subscriber.lost(Math.min(next, room.last + 1) - after - 1);
-        if (subscriber.closed) return;
-      }
-      first = false;
-      // Nothing more, or (a shared store) the store trimmed offsets that
-      // this process's feed has not brought yet: go live, the feed brings
-      // them, reading the later rows now would skip them.
-      if (rows.length === 0 || next > room.last + 1) {
-        member.delivered = room.last;
-        continue;
-      }
-      for (const row of rows) {
-        subscriber.deliver(this.#options.item(row.body, row.offset, epoch));
-        member.delivered = row.offset;
-      }
-      // Let other work (publishes, other subscribers) run between pages.
-      if (!subscriber.paused && member.delivered < room.last) await delay(0);
+    } finally {
+      member.catchingUp = false;
     }
   }
 }

@@ -719,3 +719,17 @@ Deno.test("ChatHub with a shared store: under the disconnect policy a gap the fe
   assert.equal(hub.subscriberCount, 0);
   memory.close();
 });
+
+Deno.test("ChatHub: a sink that pushes back on the welcome and drains in the same turn still gets its replay", async () => {
+  const { hub, store, publish } = testHub();
+  for (let i = 1; i <= 10; i++) await publish("r", `m${i}`);
+  subscribe(hub, "r", itemSink()); // the room is known: joins start at once
+  await settle();
+  const s = itemSink(1); // pushes back on the welcome
+  const sub = subscribe(hub, "r", s, { history: 5 });
+  s.room = Infinity;
+  sub.subscriber.resume(); // drained before the catch-up's turn ended
+  await settle();
+  assert.deepEqual(s.got.map((m) => m.offset), [10, 6, 7, 8, 9, 10]);
+  store.close();
+});
