@@ -1,0 +1,333 @@
+/**
+ * The hub and a room feed against a model of one room in Redis, written to
+ * by other cores: appends, restarts in a new epoch, trimming, PUB/SUB that
+ * loses publications, and commands answered late (in order, as on one
+ * connection) or failing. Clients subscribe live, with history, or resume
+ * where they were (moving between cores), at random; each subscription's
+ * items are then checked against what the model stored.
+ */
+import assert from "node:assert/strict";
+import { ChatHub } from "../rooms/hub.ts";
+import type {
+  HistoryStore,
+  RoomPosition,
+  StoredMessage,
+} from "../rooms/history_store.ts";
+import { createMemoryStore } from "../store/memory_store.ts";
+import { type Batch, RoomFeed } from "./room_feed.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+interface Item {
+  epoch: string;
+  offset: number;
+  text?: string; // undefined for the welcome
+}
+
+function model(seed: number, keep: number) {
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  let epoch = "e0";
+  let restarts = 0;
+  let last = 0;
+  let stream = new Map<number, string>();
+  const pubsub: Batch[] = [];
+  /** Commands sent and not answered yet, in order. */
+  const commands: { answer: () => void; fail: () => void }[] = [];
+  let feed: RoomFeed | undefined;
+
+  /** A command run now; its answer (or failure) reaches the core later. */
+  const command = <T>(run: () => T): Promise<T> => {
+    const result = run();
+    return new Promise<T>((resolve, reject) => {
+      commands.push({
+        answer: () => resolve(result),
+        fail: () => reject(new Error("broker unavailable")),
+      });
+    });
+  };
+  const position = () => ({ epoch, offset: last });
+  const rows = (after: number, limit: number, ofEpoch?: string) => {
+    const out: StoredMessage[] = [];
+    if (ofEpoch !== undefined && ofEpoch !== epoch) return out;
+    for (let o = after + 1; o <= last && out.length < limit; o++) {
+      const text = stream.get(o);
+      if (text !== undefined) out.push({ offset: o, body: enc.encode(text) });
+    }
+    return out;
+  };
+  const memory = createMemoryStore({ size: 10, ttlMs: 0 });
+  const store: HistoryStore = {
+    ...memory,
+    kind: "model",
+    position: () => command(position),
+    read: (_room, after, limit, ofEpoch) =>
+      command(() => rows(after, limit, ofEpoch)),
+    follow(_room, deliver) {
+      return command(() => {
+        const at = position();
+        // The broker's fill: the position, then the rows of its epoch.
+        const fill = (after: number, limit: number) =>
+          command(() => {
+            const now = position();
+            if (now.offset < after) return { epoch: now.epoch, first: 1 };
+            return { epoch: now.epoch, rows: rows(after, limit, now.epoch) };
+          }).then((r): Batch => {
+            if (!("rows" in r) || r.rows === undefined) {
+              return { epoch: r.epoch, first: 1, bodies: [] };
+            }
+            const bodies: Uint8Array[] = [];
+            let first = after + 1;
+            for (const m of r.rows) {
+              if (bodies.length === 0) first = m.offset;
+              else if (m.offset !== first + bodies.length) break;
+              bodies.push(m.body);
+            }
+            return { epoch: r.epoch, first, bodies };
+          });
+        feed = new RoomFeed(at.epoch, at.offset, deliver, fill);
+        const f = feed;
+        return {
+          ...at,
+          stop() {
+            f.close();
+            if (feed === f) feed = undefined;
+          },
+        };
+      });
+    },
+  };
+  const publish = () => {
+    const n = 1 + random(3);
+    const texts: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = `${epoch}/${last + 1}`;
+      stream.set(++last, t);
+      stream.delete(last - keep);
+      texts.push(t);
+    }
+    if (random(10) > 0) {
+      pubsub.push({
+        epoch,
+        first: last - n + 1,
+        bodies: texts.map((t) => enc.encode(t)),
+      });
+    }
+  };
+  const restart = () => {
+    epoch = `e${++restarts}`;
+    last = 0;
+    stream = new Map();
+  };
+  const deliverOne = () => {
+    const b = pubsub.shift();
+    if (b) feed?.push(b);
+  };
+  const answerOne = (failing = true) => {
+    const c = commands.shift();
+    if (c) failing && random(12) === 0 ? c.fail() : c.answer();
+  };
+  return {
+    store,
+    memory,
+    random,
+    publish,
+    restart,
+    deliverOne,
+    answerOne,
+    commands,
+    pubsub,
+    now: position,
+    reconnect: () => feed?.catchUp(),
+  };
+}
+
+/** One subscription of a client, and what it asked for. */
+interface Sub {
+  items: Item[];
+  dropped: () => number;
+  /** Resumes a paused sink; `fast`: it never pushes back again. */
+  drain: (fast?: boolean) => void;
+  leave: () => void;
+  errored: boolean;
+  resumed?: { epoch: string; since: number };
+  live: boolean; // subscribed live only
+}
+
+Deno.test("the hub and a room feed against a model of Redis: no offset twice, no epoch again, every gap reported, every subscriber ends at the room's last", async () => {
+  // Commands answer through promises, which a few microtask turns settle;
+  // a catch-up waits a timer turn between pages.
+  const settle = async (timers = false) => {
+    for (let i = 0; i < 30; i++) await null;
+    if (timers) await new Promise((r) => setTimeout(r, 0));
+  };
+  // MODEL_SEEDS=from-to runs others (e.g. 1-5000).
+  const [from, to] = (Deno.env.get("MODEL_SEEDS") ?? "1-120").split("-")
+    .map(Number);
+  for (let seed = from; seed <= to; seed++) {
+    const keep = seed % 4 === 0 ? 6 : 1_000_000;
+    const m = model(seed, keep);
+    const hub = new ChatHub<Item>({
+      queueCapacity: 1000,
+      policy: "drop",
+      store: m.store,
+      item: (body, offset, epoch) => ({
+        epoch,
+        offset,
+        text: dec.decode(body),
+      }),
+    });
+    const subs: Sub[] = [];
+    const active: Sub[] = [];
+    const subscribe = (replay: {
+      history?: number;
+      epoch?: string;
+      sinceOffset?: number;
+    }) => {
+      const sub: Sub = {
+        items: [],
+        dropped: () => 0,
+        drain: () => {},
+        leave: () => {},
+        errored: false,
+        live: replay.history === undefined && replay.epoch === undefined,
+      };
+      if (replay.epoch !== undefined) {
+        // What it has; a wrong client's offset past the room's last counts
+        // as the last (it is to get the next messages).
+        const { epoch, offset } = m.now();
+        const since = replay.sinceOffset ?? 0;
+        sub.resumed = {
+          epoch: replay.epoch,
+          since: replay.epoch === epoch ? Math.min(since, offset) : since,
+        };
+      }
+      // Some sinks push back now and then (the step loop drains them).
+      let slow = m.random(3) === 0;
+      const s = hub.subscribe("r", {
+        write(item) {
+          sub.items.push(item);
+          return !slow || m.random(3) > 0;
+        },
+      }, {
+        ...replay,
+        welcome: (p: RoomPosition) => ({ epoch: p.epoch, offset: p.offset }),
+        onOverflow: () => {},
+        onError: () => sub.errored = true,
+      });
+      sub.dropped = () => s.subscriber.dropped;
+      sub.drain = (fast = false) => {
+        if (fast) slow = false;
+        if (s.subscriber.paused) s.subscriber.resume();
+      };
+      sub.leave = () => s.leave();
+      subs.push(sub);
+      active.push(sub);
+    };
+    for (let step = 0; step < 250; step++) {
+      const r = m.random(100);
+      if (r < 22) m.publish();
+      else if (r < 26) m.restart();
+      else if (r < 50) m.deliverOne();
+      else if (r < 75) m.answerOne();
+      else if (r < 78) void m.reconnect();
+      else if (r < 86 || active.length === 0) {
+        const kind = m.random(3);
+        if (kind === 0) subscribe({});
+        else if (kind === 1) subscribe({ history: 1 + m.random(8) });
+        else {
+          // A client that saw some of the room elsewhere, or a wrong one.
+          const now = m.now();
+          subscribe({
+            epoch: m.random(5) === 0 ? "e-stale" : now.epoch,
+            sinceOffset: m.random(now.offset + 3),
+          });
+        }
+      } else if (r < 89) {
+        for (const sub of active) if (m.random(2) === 0) sub.drain();
+      } else if (r < 94 && active.length > 0) {
+        // A client moves to another core: leaves, resumes where it was.
+        const sub = active.splice(m.random(active.length), 1)[0];
+        sub.leave();
+        const lastItem = sub.items.at(-1);
+        if (lastItem && !sub.errored) {
+          subscribe({ epoch: lastItem.epoch, sinceOffset: lastItem.offset });
+        }
+      }
+      if (step % 5 === 0) await settle(step % 25 === 0);
+    }
+    // Drain: every publication arrives, every command is answered, and a
+    // reconnect reads the stream once more.
+    await settle(true);
+    while (m.pubsub.length > 0) m.deliverOne();
+    void m.reconnect();
+    for (let i = 0; i < 500 && (m.commands.length > 0 || i < 3); i++) {
+      m.answerOne(false);
+      for (const sub of active) sub.drain(true);
+      await settle(true);
+    }
+    const where = `seed ${seed}`;
+    assert.equal(m.commands.length, 0, where);
+    const now = m.now();
+    for (const [n, sub] of subs.entries()) {
+      const at = `${where}, subscription ${n}`;
+      if (sub.errored) continue;
+      const [welcome, ...messages] = sub.items;
+      assert.equal(welcome?.text, undefined, at);
+      const epochs: string[] = [];
+      let gaps = 0;
+      let prev: Item | undefined = sub.live ? welcome : undefined;
+      for (const item of messages) {
+        assert.equal(item.text, `${item.epoch}/${item.offset}`, at);
+        if (sub.resumed?.epoch === item.epoch) {
+          assert.ok(
+            item.offset > sub.resumed.since,
+            `${at}: had ${item.offset}`,
+          );
+        }
+        if (epochs.at(-1) !== item.epoch) {
+          assert.ok(
+            !epochs.includes(item.epoch),
+            `${at}: back to ${item.epoch}`,
+          );
+          epochs.push(item.epoch);
+          // A later epoch starts at 1 for a subscriber that was live in
+          // the one before.
+          if (prev !== undefined && prev.epoch !== item.epoch) {
+            gaps += item.offset - 1;
+          }
+        } else {
+          assert.ok(item.offset > prev!.offset, `${at}: ${item.offset} again`);
+          gaps += item.offset - prev!.offset - 1;
+        }
+        prev = item;
+      }
+      assert.ok(
+        sub.dropped() >= gaps,
+        `${at}: ${gaps} missed, ${sub.dropped()} told`,
+      );
+      if (active.includes(sub) && now.offset > 0) {
+        // Where the client stands: its last message, or what it resumed
+        // with (it may have had more than this core showed it).
+        let lastItem = sub.items.at(-1)!;
+        if (
+          sub.resumed?.epoch === now.epoch && (sub.items.length === 1 ||
+            (sub.resumed.epoch === lastItem.epoch &&
+              sub.resumed.since > lastItem.offset))
+        ) {
+          lastItem = { epoch: sub.resumed.epoch, offset: sub.resumed.since };
+        }
+        assert.deepEqual(
+          [lastItem.epoch, lastItem.offset],
+          [now.epoch, now.offset],
+          `${at}: ends behind`,
+        );
+      }
+    }
+    for (const sub of active) sub.leave();
+    m.memory.close();
+  }
+});
