@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
+import { redisRoomModel } from "../../tests/support/redis_room_model.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -174,81 +175,25 @@ Deno.test("decodeBatch() reads what the append script publishes and refuses trun
   assert.throws(() => decodeBatch(enc.encode("no newline")), /malformed/);
 });
 
-/**
- * A model of one room in Redis as the feed sees it: appends, epoch restarts,
- * trimming to `keep`, PUB/SUB batches that may be lost, and fills (the
- * broker's position + epoch-checked read) that answer late or fail.
- */
+/** A feed of the room of `redisRoomModel`, driven at random. */
 function feedModel(seed: number, keep: number) {
-  const random = (n: number) => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
-  };
-  let epoch = "e0";
-  let restarts = 0;
-  let last = 0;
-  let stream = new Map<number, string>();
-  const pubsub: Batch[] = [];
-  const fills: { run: () => void; fail: () => void }[] = [];
+  const m = redisRoomModel(seed, keep);
   const got: [string, number, string][] = [];
   const feed = new RoomFeed(
     "e0",
     0,
     (e, offset, body) => got.push([e, offset, dec.decode(body)]),
-    (after, limit) => {
-      // Redis answers as of now; the answer reaches the feed later.
-      const at = { epoch, last, stream: new Map(stream) };
-      return new Promise<Batch>((resolve, reject) => {
-        fills.push({
-          run() {
-            if (at.last < after) return resolve(batch(at.epoch, 1));
-            const texts: string[] = [];
-            let first = after + 1;
-            for (let o = after + 1; o <= at.last; o++) {
-              const t = at.stream.get(o);
-              if (t === undefined) {
-                if (texts.length > 0) break;
-                continue;
-              }
-              if (texts.length === 0) first = o;
-              texts.push(t);
-              if (texts.length === limit) break;
-            }
-            resolve(batch(at.epoch, first, ...texts));
-          },
-          fail: () => reject(new Error("down")),
-        });
-      });
-    },
+    m.fill,
   );
-  const publish = () => {
-    const n = 1 + random(3);
-    const texts: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const t = `${epoch}/${last + 1}`;
-      stream.set(++last, t);
-      stream.delete(last - keep);
-      texts.push(t);
-    }
-    // PUB/SUB loses a publication now and then.
-    if (random(10) > 0) pubsub.push(batch(epoch, last - n + 1, ...texts));
-  };
   const step = () => {
-    const r = random(100);
-    if (r < 30) publish();
-    else if (r < 33) {
-      epoch = `e${++restarts}`;
-      last = 0;
-      stream = new Map();
-    } else if (r < 68) {
-      const b = pubsub.shift();
-      if (b) feed.push(b);
-    } else if (r < 90) {
-      const f = fills.shift();
-      if (f) random(7) === 0 ? f.fail() : f.run();
-    } else if (r < 95) void feed.catchUp(); // a reconnect
+    const r = m.random(100);
+    if (r < 30) m.publish();
+    else if (r < 33) m.restart();
+    else if (r < 68) m.deliverOne(feed);
+    else if (r < 90) m.answerOne();
+    else if (r < 95) void feed.catchUp(); // a reconnect
   };
-  return { feed, got, fills, pubsub, step, now: () => ({ epoch, last }) };
+  return { ...m, feed, got, step };
 }
 
 Deno.test("RoomFeed against a model of Redis: every delivery is a stored message, each epoch one run of rising offsets, and it ends where the stream does", async () => {
@@ -264,14 +209,14 @@ Deno.test("RoomFeed against a model of Redis: every delivery is a stored message
       if (i % 10 === 0) await tick();
     }
     // Everything arrives, every fill answers, and one more reconnect.
-    while (m.pubsub.length > 0) m.feed.push(m.pubsub.shift()!);
+    while (m.pubsub.length > 0) m.deliverOne(m.feed);
     void m.feed.catchUp();
-    for (let i = 0; i < 100 && (m.fills.length > 0 || i < 3); i++) {
-      m.fills.shift()?.run();
+    for (let i = 0; i < 100 && (m.commands.length > 0 || i < 3); i++) {
+      m.answerOne(false);
       await tick();
     }
     const where = `seed ${seed}`;
-    assert.equal(m.fills.length, 0, where);
+    assert.equal(m.commands.length, 0, where);
     const seenEpochs: string[] = [];
     for (let i = 0; i < m.got.length; i++) {
       const [e, offset, text] = m.got[i];
@@ -283,7 +228,7 @@ Deno.test("RoomFeed against a model of Redis: every delivery is a stored message
         assert.ok(offset > m.got[i - 1][1], `${where}: ${e} ${offset} again`);
       }
     }
-    const { epoch, last } = m.now();
+    const { epoch, offset: last } = m.now();
     assert.equal(m.feed.epoch, epoch, where);
     assert.equal(m.feed.last, last, where);
     if (keep > 300 * 3) {

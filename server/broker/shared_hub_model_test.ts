@@ -8,141 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { ChatHub } from "../rooms/hub.ts";
-import type {
-  HistoryStore,
-  RoomPosition,
-  StoredMessage,
-} from "../rooms/history_store.ts";
-import { createMemoryStore } from "../store/memory_store.ts";
-import { type Batch, RoomFeed } from "./room_feed.ts";
+import type { RoomPosition } from "../rooms/history_store.ts";
+import { redisRoomModel } from "../../tests/support/redis_room_model.ts";
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 interface Item {
   epoch: string;
   offset: number;
   text?: string; // undefined for the welcome
-}
-
-function model(seed: number, keep: number) {
-  const random = (n: number) => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
-  };
-  let epoch = "e0";
-  let restarts = 0;
-  let last = 0;
-  let stream = new Map<number, string>();
-  const pubsub: Batch[] = [];
-  /** Commands sent and not answered yet, in order. */
-  const commands: { answer: () => void; fail: () => void }[] = [];
-  let feed: RoomFeed | undefined;
-
-  /** A command run now; its answer (or failure) reaches the core later. */
-  const command = <T>(run: () => T): Promise<T> => {
-    const result = run();
-    return new Promise<T>((resolve, reject) => {
-      commands.push({
-        answer: () => resolve(result),
-        fail: () => reject(new Error("broker unavailable")),
-      });
-    });
-  };
-  const position = () => ({ epoch, offset: last });
-  const rows = (after: number, limit: number, ofEpoch?: string) => {
-    const out: StoredMessage[] = [];
-    if (ofEpoch !== undefined && ofEpoch !== epoch) return out;
-    for (let o = after + 1; o <= last && out.length < limit; o++) {
-      const text = stream.get(o);
-      if (text !== undefined) out.push({ offset: o, body: enc.encode(text) });
-    }
-    return out;
-  };
-  const memory = createMemoryStore({ size: 10, ttlMs: 0 });
-  const store: HistoryStore = {
-    ...memory,
-    kind: "model",
-    position: () => command(position),
-    read: (_room, after, limit, ofEpoch) =>
-      command(() => rows(after, limit, ofEpoch)),
-    follow(_room, deliver) {
-      return command(() => {
-        const at = position();
-        // The broker's fill: the position, then the rows of its epoch.
-        const fill = (after: number, limit: number) =>
-          command(() => {
-            const now = position();
-            if (now.offset < after) return { epoch: now.epoch, first: 1 };
-            return { epoch: now.epoch, rows: rows(after, limit, now.epoch) };
-          }).then((r): Batch => {
-            if (!("rows" in r) || r.rows === undefined) {
-              return { epoch: r.epoch, first: 1, bodies: [] };
-            }
-            const bodies: Uint8Array[] = [];
-            let first = after + 1;
-            for (const m of r.rows) {
-              if (bodies.length === 0) first = m.offset;
-              else if (m.offset !== first + bodies.length) break;
-              bodies.push(m.body);
-            }
-            return { epoch: r.epoch, first, bodies };
-          });
-        feed = new RoomFeed(at.epoch, at.offset, deliver, fill);
-        const f = feed;
-        return {
-          ...at,
-          stop() {
-            f.close();
-            if (feed === f) feed = undefined;
-          },
-        };
-      });
-    },
-  };
-  const publish = () => {
-    const n = 1 + random(3);
-    const texts: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const t = `${epoch}/${last + 1}`;
-      stream.set(++last, t);
-      stream.delete(last - keep);
-      texts.push(t);
-    }
-    if (random(10) > 0) {
-      pubsub.push({
-        epoch,
-        first: last - n + 1,
-        bodies: texts.map((t) => enc.encode(t)),
-      });
-    }
-  };
-  const restart = () => {
-    epoch = `e${++restarts}`;
-    last = 0;
-    stream = new Map();
-  };
-  const deliverOne = () => {
-    const b = pubsub.shift();
-    if (b) feed?.push(b);
-  };
-  const answerOne = (failing = true) => {
-    const c = commands.shift();
-    if (c) failing && random(12) === 0 ? c.fail() : c.answer();
-  };
-  return {
-    store,
-    memory,
-    random,
-    publish,
-    restart,
-    deliverOne,
-    answerOne,
-    commands,
-    pubsub,
-    now: position,
-    reconnect: () => feed?.catchUp(),
-  };
 }
 
 /** One subscription of a client, and what it asked for. */
@@ -171,7 +45,7 @@ Deno.test("the hub and a room feed against a model of Redis: no offset twice, no
     .map(Number);
   for (let seed = from; seed <= to; seed++) {
     const keep = seed % 3 === 0 ? 6 : 1_000_000;
-    const m = model(seed, keep);
+    const m = redisRoomModel(seed, keep);
     // Odd seeds cut a subscriber off at a gap (it then resumes), even ones
     // count the gap and go on.
     const policy = seed % 2 === 0 ? "drop" : "disconnect";
