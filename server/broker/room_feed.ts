@@ -34,6 +34,14 @@ export type Deliver = (epoch: string, offset: number, body: Uint8Array) => void;
 
 /** Most messages one fill reads at a time. */
 const FILL_LIMIT = 1000;
+/**
+ * Batches held while a read runs, at most: past it the oldest go (the read
+ * after finds them in the stream), so a read that hangs bounds memory.
+ */
+const MAX_PENDING = 4096;
+/** After a failed read with batches waiting: the next try, first and last. */
+const RETRY_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 
 export class RoomFeed {
   #epoch: string;
@@ -44,7 +52,12 @@ export class RoomFeed {
   #filling = false;
   /** catchUp() was asked for while a read ran. */
   #again = false;
+  /** The next try after a failed read, and how long it waits. */
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #retryMs = RETRY_MS;
   #closed = false;
+  /** Batches `#hold` let go of from `#pending` (a read's `before` counts them). */
+  #shed = 0;
   /** Messages recovered from the stream instead of PUB/SUB. */
   filled = 0;
 
@@ -60,6 +73,11 @@ export class RoomFeed {
     return this.#epoch;
   }
 
+  /** Batches waiting for a read to settle them. */
+  get held(): number {
+    return this.#pending.length;
+  }
+
   /** The last offset delivered (or the start position). */
   get last(): number {
     return this.#next - 1;
@@ -69,7 +87,7 @@ export class RoomFeed {
   push(batch: Batch): void {
     if (this.#closed) return;
     if (this.#filling) {
-      this.#pending.push(batch);
+      this.#hold(batch);
       return;
     }
     // Another epoch: the room's history was lost and restarted (newer), or
@@ -77,7 +95,7 @@ export class RoomFeed {
     // already took the feed to (older). Only a read of the stream tells;
     // epochs change seldom.
     if (batch.epoch !== this.#epoch || batch.first > this.#next) {
-      this.#pending.push(batch);
+      this.#hold(batch);
       void this.catchUp();
       return;
     }
@@ -86,8 +104,9 @@ export class RoomFeed {
 
   /**
    * Reads what was missed from the stream (after a reconnect, or for a
-   * gap), then delivers the batches that waited. Failures leave the feed
-   * where it was; the next reconnect or batch tries again.
+   * gap), then delivers the batches that waited. A failure leaves the feed
+   * where it was; the next reconnect or batch tries again, or a timer
+   * (1 s, doubling to 30 s) if batches wait.
    */
   async catchUp(): Promise<void> {
     if (this.#closed) return;
@@ -105,16 +124,16 @@ export class RoomFeed {
     let before = 0;
     try {
       while (!this.#closed) {
-        before = this.#pending.length;
+        before = this.#pending.length + this.#shed;
         const got = await this.#fill(this.last, FILL_LIMIT);
         if (got.epoch !== this.#epoch) {
           this.#epoch = got.epoch;
           this.#next = 1;
           continue;
         }
-        const start = this.#next;
+        const known = Math.max(0, this.#next - got.first);
         this.#take(got);
-        this.filled += this.#next - start;
+        this.filled += Math.max(0, got.bodies.length - known);
         if (got.bodies.length < FILL_LIMIT) break;
       }
       filled = true;
@@ -127,14 +146,26 @@ export class RoomFeed {
     if (!filled) {
       // A reconnect during the failed read: its own read is still owed.
       if (this.#again) void this.catchUp();
+      else if (this.#pending.length > 0 && this.#retry === undefined) {
+        // Batches wait, and an error that leaves the connection up brings
+        // no reconnect: try again later, less and less often.
+        this.#retry = setTimeout(() => {
+          this.#retry = undefined;
+          void this.catchUp();
+        }, this.#retryMs);
+        this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
+      }
       return;
     }
+    this.#retryMs = RETRY_MS;
     const waiting = this.#pending;
+    const shed = this.#shed;
     this.#pending = [];
+    this.#shed = 0;
     for (let i = 0; i < waiting.length && !this.#closed; i++) {
       const b = waiting[i];
       const unread = b.epoch !== this.#epoch || b.first > this.#next;
-      if (unread && i >= before) {
+      if (unread && i + shed >= before) {
         // In during the read: what comes before it, or its epoch, may be
         // newer than the read. Read again; it waits, with what follows.
         this.#pending.push(...waiting.slice(i));
@@ -157,7 +188,17 @@ export class RoomFeed {
   /** Stops delivering. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
     this.#pending = [];
+  }
+
+  #hold(batch: Batch): void {
+    if (this.#pending.length >= MAX_PENDING) {
+      this.#pending.shift();
+      this.#shed++;
+    }
+    this.#pending.push(batch);
   }
 
   #take(batch: Batch): void {

@@ -231,6 +231,7 @@ Deno.test("RoomFeed against a model of Redis: every delivery is a stored message
     const { epoch, offset: last } = m.now();
     assert.equal(m.feed.epoch, epoch, where);
     assert.equal(m.feed.last, last, where);
+    m.feed.close(); // a retry timer of a failed read may be set
     if (keep > 300 * 3) {
       // Nothing trimmed: the last epoch came whole.
       const run = m.got.filter(([e]) => e === epoch).map(([, o]) => o);
@@ -241,4 +242,28 @@ Deno.test("RoomFeed against a model of Redis: every delivery is a stored message
       );
     }
   }
+});
+
+Deno.test("RoomFeed tries a failed read again by itself when batches wait, and holds a bounded number of them while a read hangs", async () => {
+  const got: string[] = [];
+  let fails = 1;
+  const feed = new RoomFeed(
+    "e1",
+    5,
+    (e, offset) => got.push(`${e}:${offset}`),
+    () =>
+      fails-- > 0
+        ? Promise.reject(new Error("LOADING")) // the connection stays up
+        : Promise.resolve(batch("e2", 1, "x")),
+  );
+  feed.push(batch("e2", 1, "x")); // a new epoch: a read settles it
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.deepEqual(got, ["e2:1"]);
+  feed.close();
+
+  const hung = new RoomFeed("e", 0, () => {}, () => new Promise(() => {}));
+  for (let i = 2; i < 100_002; i++) hung.push(batch("e", i, "m"));
+  assert.equal(hung.last, 0);
+  assert.equal(hung.held, 4096); // the newest; the stream has the rest
+  hung.close();
 });
