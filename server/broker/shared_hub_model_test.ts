@@ -10,25 +10,16 @@ import assert from "node:assert/strict";
 import { ChatHub } from "../rooms/hub.ts";
 import type { RoomPosition } from "../rooms/history_store.ts";
 import { redisRoomModel } from "../../tests/support/redis_room_model.ts";
+import type {
+  Item,
+  ModelSubscription,
+} from "../../tests/support/model_subscription.ts";
 
 const dec = new TextDecoder();
 
-interface Item {
-  epoch: string;
-  offset: number;
-  text?: string; // undefined for the welcome
-}
-
 /** One subscription of a client, and what it asked for. */
-interface Sub {
-  items: Item[];
-  dropped: () => number;
-  /** Resumes a paused sink; `fast`: it never pushes back again. */
-  drain: (fast?: boolean) => void;
-  leave: () => void;
+interface Sub extends ModelSubscription {
   errored: boolean;
-  /** Cut off by the disconnect policy. */
-  cut: boolean;
   resumed?: { epoch: string; since: number };
   live: boolean; // subscribed live only
 }

@@ -9,22 +9,15 @@ import assert from "node:assert/strict";
 import { ChatHub } from "./hub.ts";
 import type { RoomPosition } from "./history_store.ts";
 import { createMemoryStore } from "../store/memory_store.ts";
+import type {
+  Item,
+  ModelSubscription,
+} from "../../tests/support/model_subscription.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-interface Item {
-  epoch: string;
-  offset: number;
-  text?: string; // undefined for the welcome
-}
-
-interface Sub {
-  items: Item[];
-  dropped: () => number;
-  drain: (fast?: boolean) => void;
-  leave: () => void;
-  cut: boolean;
+interface Sub extends ModelSubscription {
   /** Subscribed with history or a resume: a gap before its first message is history not kept. */
   replayed: boolean;
   since?: number;
