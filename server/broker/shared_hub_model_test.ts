@@ -8,11 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { ChatHub } from "../rooms/hub.ts";
-import type { RoomPosition } from "../rooms/history_store.ts";
 import { redisRoomModel } from "../../tests/support/redis_room_model.ts";
-import type {
-  Item,
-  ModelSubscription,
+import {
+  type Item,
+  type ModelSubscription,
+  subscribeModel,
 } from "../../tests/support/model_subscription.ts";
 
 const dec = new TextDecoder();
@@ -57,44 +57,24 @@ Deno.test("the hub and a room feed against a model of Redis: no offset twice, no
       epoch?: string;
       sinceOffset?: number;
     }) => {
-      const sub: Sub = {
-        items: [],
-        dropped: () => 0,
-        drain: () => {},
-        leave: () => {},
-        errored: false,
-        cut: false,
-        live: replay.history === undefined && replay.epoch === undefined,
-      };
+      const live = replay.history === undefined && replay.epoch === undefined;
+      let resumed: Sub["resumed"];
       if (replay.epoch !== undefined) {
         // What it has; a wrong client's offset past the room's last counts
         // as the last (it is to get the next messages).
         const { epoch, offset } = m.now();
         const since = replay.sinceOffset ?? 0;
-        sub.resumed = {
+        resumed = {
           epoch: replay.epoch,
           since: replay.epoch === epoch ? Math.min(since, offset) : since,
         };
       }
       // Some sinks push back now and then (the step loop drains them).
-      let slow = m.random(3) === 0;
-      const s = hub.subscribe("r", {
-        write(item) {
-          sub.items.push(item);
-          return !slow || m.random(3) > 0;
-        },
-      }, {
-        ...replay,
-        welcome: (p: RoomPosition) => ({ epoch: p.epoch, offset: p.offset }),
-        onOverflow: () => sub.cut = true,
-        onError: () => sub.errored = true,
-      });
-      sub.dropped = () => s.subscriber.dropped;
-      sub.drain = (fast = false) => {
-        if (fast) slow = false;
-        if (s.subscriber.paused) s.subscriber.resume();
-      };
-      sub.leave = () => s.leave();
+      const slow = m.random(3) === 0;
+      const sub: Sub = Object.assign(
+        subscribeModel(hub, replay, slow, m.random, () => sub.errored = true),
+        { errored: false, live, resumed },
+      );
       subs.push(sub);
       active.push(sub);
     };

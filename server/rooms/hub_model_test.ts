@@ -7,11 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { ChatHub } from "./hub.ts";
-import type { RoomPosition } from "./history_store.ts";
 import { createMemoryStore } from "../store/memory_store.ts";
-import type {
-  Item,
-  ModelSubscription,
+import {
+  type Item,
+  type ModelSubscription,
+  subscribeModel,
 } from "../../tests/support/model_subscription.ts";
 
 const enc = new TextEncoder();
@@ -62,35 +62,16 @@ Deno.test("the hub with an embedded store, at random: no offset twice, every gap
     const subscribe = (
       replay: { history?: number; epoch?: string; sinceOffset?: number },
     ) => {
-      let slow = random(2) === 0;
-      const sub: Sub = {
-        items: [],
-        dropped: () => 0,
-        drain: () => {},
-        leave: () => {},
-        cut: false,
-        replayed: replay.history !== undefined || replay.epoch !== undefined,
-        since: replay.sinceOffset,
-      };
-      const s = hub.subscribe("r", {
-        write(item) {
-          sub.items.push(item);
-          return !slow || random(3) > 0;
-        },
-      }, {
-        ...replay,
-        welcome: (p: RoomPosition) => ({ epoch: p.epoch, offset: p.offset }),
-        onOverflow: () => sub.cut = true,
-        onError: (err) => {
+      const slow = random(2) === 0;
+      const sub: Sub = Object.assign(
+        subscribeModel(hub, replay, slow, random, (err) => {
           throw err;
+        }),
+        {
+          replayed: replay.history !== undefined || replay.epoch !== undefined,
+          since: replay.sinceOffset,
         },
-      });
-      sub.dropped = () => s.subscriber.dropped;
-      sub.drain = (fast = false) => {
-        if (fast) slow = false;
-        if (s.subscriber.paused) s.subscriber.resume();
-      };
-      sub.leave = () => s.leave();
+      );
       subs.push(sub);
       active.push(sub);
     };

@@ -593,7 +593,7 @@ Deno.test("ChatHub with a shared store: a sink that drains while the store is as
   let answer: () => void = () => {};
   const { memory, shared, feed } = laggingShared(
     { offset: 3 },
-    (room) => new Promise((resolve) => answer = () => resolve(feed.position())),
+    () => new Promise((resolve) => answer = () => resolve(feed.position())),
   );
   const { hub } = testHub({}, shared);
   const live = itemSink();

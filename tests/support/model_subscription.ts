@@ -4,6 +4,8 @@
  *
  * @module
  */
+import type { ChatHub, Replay } from "../../server/rooms/hub.ts";
+import type { ChatError } from "../../server/rooms/errors.ts";
 
 /** An item a subscription received. */
 export interface Item {
@@ -21,4 +23,36 @@ export interface ModelSubscription {
   leave: () => void;
   /** Cut off by the disconnect policy. */
   cut: boolean;
+}
+
+/**
+ * Subscribes to room "r" with `replay`. A `slow` sink pushes back now and
+ * then (`random`) until `drain(true)`; the disconnect policy sets `cut`.
+ */
+export function subscribeModel(
+  hub: ChatHub<Item>,
+  replay: Replay,
+  slow: boolean,
+  random: (n: number) => number,
+  onError: (err: ChatError) => void,
+): ModelSubscription {
+  const sub = { items: [] as Item[], cut: false } as ModelSubscription;
+  const s = hub.subscribe("r", {
+    write(item) {
+      sub.items.push(item);
+      return !slow || random(3) > 0;
+    },
+  }, {
+    ...replay,
+    welcome: (p) => ({ epoch: p.epoch, offset: p.offset }),
+    onOverflow: () => sub.cut = true,
+    onError,
+  });
+  sub.dropped = () => s.subscriber.dropped;
+  sub.drain = (fast = false) => {
+    if (fast) slow = false;
+    if (s.subscriber.paused) s.subscriber.resume();
+  };
+  sub.leave = () => s.leave();
+  return sub;
 }
