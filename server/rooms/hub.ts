@@ -429,10 +429,7 @@ export class ChatHub<T> {
   #catchUp(room: Room<T>, member: Tracked<T>, first = false): void {
     if (member.catchingUp) return; // the running loop sees the change
     member.catchingUp = true;
-    this.#catchUpLoop(room, member, first).then(
-      undefined,
-      (err) => member.fail(err),
-    );
+    this.#catchUpLoop(room, member, first).catch((err) => member.fail(err));
   }
 
   async #catchUpLoop(
