@@ -125,6 +125,8 @@ export interface CoreConfig {
    * core on the same Redis (instead of `store`); "" keeps them here.
    */
   broker: string;
+  /** How long a Redis command may wait for its answer (ms), with `broker`. */
+  brokerTimeoutMs: number;
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -167,6 +169,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   tlsCert: "",
   tlsKey: "",
   broker: "",
+  brokerTimeoutMs: 5000,
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -237,6 +240,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   tlsCert: { flag: "tls-cert", env: "CHAT_TLS_CERT" },
   tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
   broker: { flag: "broker", env: "CHAT_BROKER" },
+  brokerTimeoutMs: { flag: "broker-timeout", env: "CHAT_BROKER_TIMEOUT" },
 };
 
 /** The flag and environment variable of every setting (for --help). */
@@ -373,6 +377,15 @@ function parseValue<K extends keyof CoreConfig>(
     tlsCert: (r) => r,
     tlsKey: (r) => r,
     broker: (r) => brokerUrl(name, r),
+    brokerTimeoutMs: (r) => {
+      const ms = duration(name, r);
+      if (ms < 50 || ms > 600_000) {
+        throw new ConfigError(
+          `${name} must be a duration from 50ms to 10m, got "${r}"`,
+        );
+      }
+      return ms;
+    },
   };
   return parsers[key](raw);
 }

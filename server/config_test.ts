@@ -103,6 +103,24 @@ Deno.test("parseCoreConfig() reads the history flags: store, data dir, size, TTL
   );
 });
 
+Deno.test("parseCoreConfig: --broker-timeout is a duration from 50ms to 10m, 5s by default", () => {
+  assert.equal(parseCoreConfig([], {}).brokerTimeoutMs, 5000);
+  assert.equal(
+    parseCoreConfig(["--broker-timeout", "750ms"], {}).brokerTimeoutMs,
+    750,
+  );
+  assert.equal(
+    parseCoreConfig([], { CHAT_BROKER_TIMEOUT: "2" }).brokerTimeoutMs,
+    2000,
+  );
+  for (const raw of ["0", "10ms", "11m", "soon"]) {
+    assert.throws(
+      () => parseCoreConfig(["--broker-timeout", raw], {}),
+      /--broker-timeout must be a duration/,
+    );
+  }
+});
+
 Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and refuses others", () => {
   assert.equal(parseCoreConfig([], {}).broker, "");
   assert.equal(

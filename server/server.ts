@@ -148,6 +148,7 @@ export async function startCoreServer(
       url: config.broker,
       size: config.historySize,
       ttlMs: config.historyTtlMs,
+      timeoutMs: config.brokerTimeoutMs,
     });
   }
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.

@@ -56,7 +56,28 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
     "message bytes kept by all rooms (log, memory); least recently written trimmed first",
   broker:
     "redis://host:port[/db]: history in Redis, rooms shared by every core on it",
+  brokerTimeoutMs:
+    "how long a Redis command waits for its answer: 500ms, 5s; then UNAVAILABLE",
 };
+
+/** Settings given as durations (`90s`, `24h`; a bare number is seconds). */
+const DURATIONS: ReadonlySet<keyof CoreConfig> = new Set([
+  "historyTtlMs",
+  "brokerTimeoutMs",
+]);
+
+/** `86400000` as `24h`: the largest unit that divides it. */
+function showDuration(ms: number): string {
+  for (
+    const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], [
+      "s",
+      1000,
+    ]] as const
+  ) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return ms === 0 ? "0" : `${ms}ms`;
+}
 
 /** The whole --help text. */
 export function coreUsage(command = "deno task serve:core"): string {
@@ -66,6 +87,8 @@ export function coreUsage(command = "deno task serve:core"): string {
       const fallback = DEFAULT_CORE_CONFIG[key];
       const shown = fallback === null
         ? "off"
+        : DURATIONS.has(key)
+        ? showDuration(fallback as number)
         : typeof fallback === "boolean"
         ? (fallback ? "on" : "off")
         : String(fallback);

@@ -181,6 +181,63 @@ Deno.test("kill -9 of a core under load: its subscribers resume on another core 
   }
 });
 
+Deno.test("a stalled Redis (SIGSTOP): health says NOT_SERVING, publishes fail UNAVAILABLE within --broker-timeout instead of hanging, subscribers stay, and all is well once Redis answers", async () => {
+  await using redis = await startRedisServer();
+  const core = await spawnCore(
+    coreArgs(redis.url, "--broker-timeout", "400ms"),
+  );
+  const client = createChatClient(core.addr);
+  const health = healthClient(core.addr);
+  const wake = () => Deno.kill(redis.pid, "SIGCONT");
+  try {
+    const sub = await follow(client, "st", "s");
+    await client.sendMessage({ user: "u", room: "st", content: "one" });
+    await until(() => sub.got.length === 1, "one");
+    const watch = health.watch({ service: "" });
+    const watched: string[] = [];
+    watch.on("data", (r: Status) => watched.push(r.status));
+    watch.on("error", () => {});
+    await until(() => watched.at(-1) === "SERVING", "watch: SERVING");
+
+    // Nothing is sent: the core notices the stall by itself.
+    Deno.kill(redis.pid, "SIGSTOP");
+    await until(() => watched.at(-1) === "NOT_SERVING", "watch: NOT_SERVING");
+    assert.equal(await check(health, ""), "NOT_SERVING");
+    // No deadline on the call: the broker's timeout answers it.
+    const t0 = Date.now();
+    const err = await rejection(
+      client.sendMessage({ user: "u", room: "st", content: "refused" }),
+    );
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.match(err.details, /Redis did not answer within 400 ms/);
+    assert.ok(Date.now() - t0 < 2000, `${Date.now() - t0} ms`);
+
+    wake();
+    await until(() => watched.at(-1) === "SERVING", "watch: SERVING again");
+    const two = await client.sendMessage({
+      user: "u",
+      room: "st",
+      content: "two",
+    });
+    assert.equal(Number(two.offset), 2);
+    await until(() => sub.got.length === 2, "two");
+    assert.deepEqual(sub.got.map((m) => [Number(m.offset), m.content]), [
+      [1, "one"],
+      [2, "two"],
+    ]);
+    assert.equal(sub.error(), undefined);
+    watch.cancel();
+    sub.cancel();
+  } finally {
+    try {
+      wake();
+    } catch { /* gone */ }
+    health.close();
+    client.close();
+    await core.kill();
+  }
+});
+
 Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribers stay, and the room goes on in a new epoch", async () => {
   let redis = await startRedisServer();
   const port = redis.port;

@@ -20,12 +20,18 @@
  * reconnects with backoff (50 ms doubling to 2 s), resubscribes, and every
  * followed room catches up from its stream with no gap.
  *
+ * Broker stalled (a Redis that holds the connection open but does not
+ * answer: paused, swapping, a script stuck, a partition that drops packets
+ * without a reset): every command fails after `timeoutMs`, even once sent,
+ * and a PING every second notices a stall with no traffic, so publishes get
+ * UNAVAILABLE and `status().state` is "down" until Redis answers again.
+ *
  * The client is node-redis (`redis` on npm); see the README for why.
  *
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createClient, RESP_TYPES } from "redis";
+import { createClient, RESP_TYPES, TimeoutReadError } from "redis";
 import { BrokerUnavailableError } from "./broker_unavailable_error.ts";
 import {
   APPEND_SCRIPT,
@@ -61,9 +67,19 @@ export interface RedisBrokerOptions {
   size: number;
   /** History TTL in ms (0: none); also how long a silent room's keys live. */
   ttlMs: number;
+  /**
+   * How long a command waits for Redis's answer before it fails (and the
+   * broker reports "down" until Redis answers again); default 5,000 ms.
+   */
+  timeoutMs?: number;
   /** The clock (tests pass their own). */
   now?: () => number;
 }
+
+/** Default of {@linkcode RedisBrokerOptions.timeoutMs}. */
+export const DEFAULT_BROKER_TIMEOUT_MS = 5000;
+/** How often an idle command connection is PINGed (at most). */
+const PING_MS = 1000;
 
 export { BrokerUnavailableError };
 
@@ -114,24 +130,42 @@ export async function connectRedisBroker(
   options: RedisBrokerOptions,
 ): Promise<RedisBroker> {
   const now = options.now ?? Date.now;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_BROKER_TIMEOUT_MS;
   const socket = { reconnectStrategy, connectTimeout: 2000 };
   const cmd = createClient({
     url: options.url,
     socket,
     disableOfflineQueue: true,
+    // A Redis that stops answering must not hold publishes, reads and
+    // presence forever: a command fails after timeoutMs even once sent
+    // (its late reply is discarded; the connection stays open and in
+    // order), and the PING notices a stall while nothing else is asked.
+    commandOptions: { timeout: timeoutMs, rejectInFlight: true },
+    pingInterval: Math.min(PING_MS, timeoutMs),
   }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
   const sub = createClient({ url: options.url, socket });
-  let state: "ok" | "down" = "down";
+  /**
+   * The command connection is up but its last command failed (a timeout,
+   * or an error from the PING): down until a command is answered.
+   */
+  let stalled = false;
+  /** Connected and the scripts loaded once (start-up is over). */
+  let readyOnce = false;
   let lastError: string | undefined;
   let closed = false;
   const counters = { commits: 0, failed: 0, lastMs: 0, totalMs: 0 };
   const feeds = new Map<string, { feed: RoomFeed }>();
   const shas = { append: "", position: "" };
+  const stallError = (e: unknown) =>
+    e instanceof TimeoutReadError
+      ? `Redis did not answer within ${timeoutMs} ms`
+      : (e as Error).message;
 
   // The owner hears of every change of status().state (health watchers).
   const hooks = { changed: () => {} };
   let reported: "ok" | "down" = "down";
-  const current = () => cmd.isReady && sub.isReady ? state : "down";
+  const current = () =>
+    cmd.isReady && sub.isReady && !stalled && readyOnce ? "ok" : "down";
   const maybeChanged = () => {
     const now = current();
     if (now === reported || closed) return;
@@ -139,12 +173,13 @@ export async function connectRedisBroker(
     hooks.changed();
   };
   cmd.on("error", (e: Error) => {
-    state = "down";
-    lastError = e.message;
+    // A dropped connection is seen through isReady; a failed PING on a
+    // connection still up is a stall.
+    stalled = true;
+    lastError = stallError(e);
     maybeChanged();
   });
   sub.on("error", (e: Error) => {
-    state = "down";
     lastError = e.message;
     maybeChanged();
   });
@@ -152,7 +187,22 @@ export async function connectRedisBroker(
     client.on("end", maybeChanged);
     client.on("reconnecting", maybeChanged);
   }
-  let readyOnce = false;
+  /** A command failed: a timeout means Redis stalled. */
+  const failed = (e: unknown) => {
+    if (!(e instanceof TimeoutReadError)) return;
+    stalled = true;
+    lastError = stallError(e);
+    maybeChanged();
+  };
+  /** Redis answered a command: a stall is over. */
+  const answered = () => {
+    if (!stalled || closed) return;
+    stalled = false;
+    maybeChanged();
+    // Reads that failed while it stalled: the feeds try again now.
+    if (current() === "ok") catchUpAll();
+  };
+  cmd.on("ping-interval", answered);
   let recheck: ReturnType<typeof setTimeout> | undefined;
   const catchUpAll = () => {
     for (const { feed } of feeds.values()) void feed.catchUp();
@@ -168,8 +218,7 @@ export async function connectRedisBroker(
     maybeChanged();
   });
   cmd.on("ready", () => {
-    state = "ok";
-    lastError = undefined;
+    stalled = false;
     maybeChanged();
     void loadScripts().catch(() => {});
     // Feeds fill their gaps over this connection: a fill that failed while
@@ -201,32 +250,58 @@ export async function connectRedisBroker(
             : Buffer.from(a.buffer, a.byteOffset, a.byteLength)
         ),
       ]);
+    let reply;
     try {
-      return await run();
+      reply = await run();
     } catch (e) {
       if (!String((e as Error).message).startsWith("NOSCRIPT")) throw e;
       await loadScripts();
-      return await run();
+      reply = await run();
     }
+    answered();
+    return reply;
   }
 
-  function unavailable(e: unknown): BrokerUnavailableError {
+  /**
+   * The error a caller gets. A command that timed out after it was sent may
+   * still run when Redis wakes up: `sent` says what that means for it.
+   */
+  function unavailable(e: unknown, sent = ""): BrokerUnavailableError {
     if (e instanceof BrokerUnavailableError) return e;
+    failed(e);
+    const after = sent && e instanceof TimeoutReadError ? `; ${sent}` : "";
     return new BrokerUnavailableError(
-      `broker unavailable: ${(e as Error).message ?? e}`,
+      `broker unavailable: ${stallError(e) ?? e}${after}`,
     );
   }
 
+  // A Redis that accepts the connection but never answers would hold the
+  // handshake for ever (connectTimeout covers only the TCP connect).
+  let startTimer: ReturnType<typeof setTimeout> | undefined;
+  let block: number;
   try {
-    await Promise.all([cmd.connect(), sub.connect()]);
-    await loadScripts();
+    block = await Promise.race([
+      (async () => {
+        await Promise.all([cmd.connect(), sub.connect()]);
+        await loadScripts();
+        return Number(await cmd.incr("chat:msgid-block"));
+      })(),
+      new Promise<never>((_, reject) => {
+        const ms = Math.max(timeoutMs, 2000);
+        startTimer = setTimeout(
+          () => reject(new Error(`Redis did not answer within ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
   } catch (e) {
+    closed = true;
     await Promise.all([cmd.destroy(), sub.destroy()]).catch(() => {});
     throw unavailable(e);
+  } finally {
+    clearTimeout(startTimer);
   }
   readyOnce = true;
-  state = "ok";
-  const block = Number(await cmd.incr("chat:msgid-block"));
   const epochs = epochSource();
   const ttlArg = String(options.ttlMs);
   const sizeArg = String(options.size);
@@ -293,6 +368,7 @@ export async function connectRedisBroker(
     } catch (e) {
       throw unavailable(e);
     }
+    answered();
     const cutoff = options.ttlMs > 0 ? now() - options.ttlMs : -Infinity;
     const out: StoredMessage[] = [];
     for (const e of entries ?? []) {
@@ -338,7 +414,9 @@ export async function connectRedisBroker(
         g.push(e);
       }
       try {
-        if (!cmd.isReady) {
+        // Down, or stalled: told at once, not after another timeout (the
+        // PING says when Redis answers again).
+        if (!cmd.isReady || stalled) {
           throw new BrokerUnavailableError(
             `broker unavailable: ${lastError ?? "not connected"}`,
           );
@@ -361,7 +439,7 @@ export async function connectRedisBroker(
       } catch (e) {
         counters.failed++;
         broker.onCommit?.(performance.now() - t0, false);
-        throw unavailable(e);
+        throw unavailable(e, "the message may still be stored");
       }
     },
     position,
@@ -434,11 +512,14 @@ export async function connectRedisBroker(
       };
     },
     async command(args) {
+      let reply;
       try {
-        return await cmd.sendCommand(args);
+        reply = await cmd.sendCommand(args);
       } catch (e) {
         throw unavailable(e);
       }
+      answered();
+      return reply;
     },
     // Read after every commit (health), so no spreads or arrays here.
     status() {
@@ -453,7 +534,7 @@ export async function connectRedisBroker(
         rooms: feeds.size,
         filled,
       };
-      return lastError && state === "down"
+      return lastError && status.state === "down"
         ? { ...status, error: lastError }
         : status;
     },

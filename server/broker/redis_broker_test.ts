@@ -118,6 +118,8 @@ Deno.test("RedisBroker: a feed whose PUB/SUB connection dropped catches up from 
     await admin.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]);
     for (let i = 2; i <= 30; i++) await a.append([entry("g", String(i))], 0);
     await until(() => fb.seen.length === 30, "30 after the reconnect");
+    // Only PUB/SUB dropped: once it is back, the broker says ok again.
+    await until(() => b.status().state === "ok", "b ok again");
     assert.deepEqual(
       fb.seen.map((s) => s.offset),
       Array.from({ length: 30 }, (_, i) => i + 1),
@@ -178,6 +180,97 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
   } finally {
     await a.close();
     await redis.stop();
+  }
+});
+
+Deno.test("RedisBroker: a stalled Redis (SIGSTOP) is noticed with no traffic, fails appends after the timeout (saying they may be stored) and then at once, and is ok again when Redis answers", async () => {
+  await using redis = await startRedisServer();
+  const a = await connectRedisBroker({
+    url: redis.url,
+    size: 1000,
+    ttlMs: 0,
+    timeoutMs: 300,
+  });
+  const states: string[] = [];
+  a.onStateChange = () => states.push(a.status().state);
+  const stall = () => Deno.kill(redis.pid, "SIGSTOP");
+  const wake = () => Deno.kill(redis.pid, "SIGCONT");
+  try {
+    const fa = await follower(a, "s");
+    await a.append([entry("s", "1")], 0);
+    await until(() => fa.seen.length === 1, "1");
+
+    // No traffic: the PING notices the stall (within a second and the
+    // timeout), and Redis answering again ends it.
+    stall();
+    await until(() => a.status().state === "down", "down, idle", 3000);
+    assert.match(a.status().error ?? "", /Redis did not answer within 300 ms/);
+    wake();
+    await until(() => a.status().state === "ok", "ok again", 3000);
+    assert.deepEqual(states, ["down", "ok"]);
+
+    // An append sent just before a stall: rejected after the timeout, not
+    // held until Redis wakes; it may still run then, and says so.
+    stall();
+    const t0 = Date.now();
+    const sent = await a.append([entry("s", "2")], 0).catch((e) => e);
+    const waited = Date.now() - t0;
+    assert.ok(sent instanceof BrokerUnavailableError, String(sent));
+    assert.match(
+      sent.message,
+      /^broker unavailable: Redis did not answer within 300 ms; the message may still be stored$/,
+    );
+    assert.ok(waited >= 250 && waited < 2000, `waited ${waited} ms`);
+    assert.equal(a.status().state, "down");
+    // While stalled, the next one is told at once.
+    const t1 = Date.now();
+    const next = await a.append([entry("s", "3")], 0).catch((e) => e);
+    assert.ok(next instanceof BrokerUnavailableError, String(next));
+    assert.match(next.message, /did not answer within 300 ms$/);
+    assert.ok(Date.now() - t1 < 100, `${Date.now() - t1} ms`);
+    // So are reads, after the timeout.
+    const read = await a.read("s", 0, 10).catch((e) => e);
+    assert.ok(read instanceof BrokerUnavailableError, String(read));
+    assert.equal(a.status().failedCommits, 2);
+
+    wake();
+    await until(() => a.status().state === "ok", "ok after the stall", 3000);
+    assert.deepEqual(states, ["down", "ok", "down", "ok"]);
+    // "2" ran when Redis woke up (as it said it might); "3" never went out.
+    const [stored] = await a.append([entry("s", "4")], 0);
+    assert.equal(stored.offset, 3);
+    const kept = await a.read("s", 0, 10);
+    assert.deepEqual(kept.map((m) => dec.decode(m.body)), ["1", "2", "4"]);
+    await until(() => fa.seen.length === 3, "the feed has all three");
+    assert.deepEqual(
+      fa.seen.map((s) => [s.offset, s.text]),
+      [[1, "1"], [2, "2"], [3, "4"]],
+    );
+    fa.stop();
+  } finally {
+    try {
+      wake();
+    } catch { /* gone */ }
+    await a.close();
+  }
+});
+
+Deno.test("RedisBroker: connecting to a stalled Redis fails within the start-up bound instead of hanging", async () => {
+  await using redis = await startRedisServer();
+  Deno.kill(redis.pid, "SIGSTOP");
+  try {
+    const t0 = Date.now();
+    const err = await connectRedisBroker({
+      url: redis.url,
+      size: 10,
+      ttlMs: 0,
+      timeoutMs: 300,
+    }).catch((e) => e);
+    assert.ok(err instanceof BrokerUnavailableError, String(err));
+    assert.match(err.message, /Redis did not answer within 2000 ms/);
+    assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
+  } finally {
+    Deno.kill(redis.pid, "SIGCONT");
   }
 });
 
