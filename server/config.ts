@@ -127,6 +127,8 @@ export interface CoreConfig {
   broker: string;
   /** How long a Redis command may wait for its answer (ms), with `broker`. */
   brokerTimeoutMs: number;
+  /** PEM file of the CA(s) to trust for a `rediss://` broker ("": the system's). */
+  brokerCa: string;
 }
 
 export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
@@ -170,6 +172,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   tlsKey: "",
   broker: "",
   brokerTimeoutMs: 5000,
+  brokerCa: "",
 });
 
 /** One row per setting: its flag, its environment variable, how to parse it. */
@@ -241,6 +244,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   tlsKey: { flag: "tls-key", env: "CHAT_TLS_KEY" },
   broker: { flag: "broker", env: "CHAT_BROKER" },
   brokerTimeoutMs: { flag: "broker-timeout", env: "CHAT_BROKER_TIMEOUT" },
+  brokerCa: { flag: "broker-ca", env: "CHAT_BROKER_CA" },
 };
 
 /** The flag and environment variable of every setting (for --help). */
@@ -287,7 +291,10 @@ function oneOf<V extends string>(
   return raw as V;
 }
 
-/** A Redis URL: redis://host:port[/db] (or "" for none). */
+/**
+ * A Redis URL (or "" for none): `redis://` or `rediss://` (TLS), an optional
+ * user and password, a host, a port and a database number.
+ */
 function brokerUrl(name: string, raw: string): string {
   if (raw.trim() === "") return "";
   let url: URL | undefined;
@@ -296,14 +303,43 @@ function brokerUrl(name: string, raw: string): string {
   } catch { /* reported below */ }
   const db = url?.pathname.replace(/^\//, "") ?? "";
   if (
-    !url || url.protocol !== "redis:" || url.hostname === "" ||
-    !/^\d*$/.test(db) || url.search || url.hash
+    !url || (url.protocol !== "redis:" && url.protocol !== "rediss:") ||
+    url.hostname === "" || !/^\d*$/.test(db) || url.search || url.hash
   ) {
     throw new ConfigError(
-      `${name} must be a Redis URL like redis://127.0.0.1:6379 or redis://host:6379/2, got "${raw}"`,
+      `${name} must be a Redis URL like redis://127.0.0.1:6379, ` +
+        `redis://:password@host:6379/2 or rediss://host:6380 (TLS), got "${
+          redactUrl(raw)
+        }"`,
     );
   }
   return raw;
+}
+
+/**
+ * `raw` with the password of its userinfo replaced by `***`: what logs and
+ * errors show of a URL such as `--broker`'s.
+ */
+export function redactUrl(raw: string): string {
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, "$1:***@");
+}
+
+/**
+ * The text of a file a setting names (a certificate, a key), or a
+ * ConfigError saying which setting and why: a missing file is a bad value,
+ * not a crash.
+ */
+export async function readSettingFile(
+  flag: string,
+  path: string,
+): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read --${flag} ${path}: ${(err as Error).message}`,
+    );
+  }
 }
 
 function flag(name: string, raw: string): boolean {
@@ -386,6 +422,7 @@ function parseValue<K extends keyof CoreConfig>(
       }
       return ms;
     },
+    brokerCa: (r) => r,
   };
   return parsers[key](raw);
 }
@@ -459,6 +496,9 @@ function checkBudget(config: CoreConfig): CoreConfig {
 function checkAuthSettings(config: Readonly<CoreConfig>): void {
   if ((config.tlsCert === "") !== (config.tlsKey === "")) {
     throw new ConfigError("--tls-cert and --tls-key go together");
+  }
+  if (config.brokerCa !== "" && !config.broker.startsWith("rediss:")) {
+    throw new ConfigError("--broker-ca needs a rediss:// --broker");
   }
   if (config.tlsCert !== "" && config.transport !== "h2") {
     // grpc-js's TLS listener on Deno's node:http2 fails the handshake.

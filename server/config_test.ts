@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ConfigError, DEFAULT_CORE_CONFIG, parseCoreConfig } from "./config.ts";
+import {
+  ConfigError,
+  DEFAULT_CORE_CONFIG,
+  parseCoreConfig,
+  readSettingFile,
+  redactUrl,
+} from "./config.ts";
 
 Deno.test("parseCoreConfig() gives the defaults with no flags or env", () => {
   const config = parseCoreConfig([], {});
@@ -137,6 +143,64 @@ Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and
       () => parseCoreConfig(["--broker", raw], {}),
       /--broker must be a Redis URL like redis:\/\/127\.0\.0\.1:6379/,
     );
+  }
+  // TLS, a password, a user and a password.
+  for (
+    const raw of [
+      "rediss://cache.example:6380",
+      "redis://:pw@10.0.0.5:6379/1",
+      "rediss://app:p%40ss@cache.example:6380/0",
+    ]
+  ) {
+    assert.equal(parseCoreConfig(["--broker", raw], {}).broker, raw);
+  }
+  // A refused URL's password is not echoed back.
+  assert.throws(
+    () => parseCoreConfig(["--broker", "redis://:hunter2@r:1/x"], {}),
+    (e: Error) =>
+      e instanceof ConfigError && e.message.includes("redis://:***@r:1/x") &&
+      !e.message.includes("hunter2"),
+  );
+});
+
+Deno.test("--broker-ca needs a rediss:// broker", () => {
+  assert.equal(
+    parseCoreConfig(["--broker", "rediss://r:1", "--broker-ca", "ca.pem"], {})
+      .brokerCa,
+    "ca.pem",
+  );
+  for (const broker of [[], ["--broker", "redis://r:1"]]) {
+    assert.throws(
+      () => parseCoreConfig([...broker, "--broker-ca", "ca.pem"], {}),
+      /--broker-ca needs a rediss:\/\/ --broker/,
+    );
+  }
+});
+
+Deno.test("redactUrl() hides a URL's password and nothing else", () => {
+  assert.equal(redactUrl("redis://:pw@h:1/2"), "redis://:***@h:1/2");
+  assert.equal(
+    redactUrl("rediss://user:p%40ss:word@h:1"),
+    "rediss://user:***@h:1",
+  );
+  assert.equal(redactUrl("redis://user@h:1"), "redis://user@h:1");
+  assert.equal(redactUrl("redis://h:1"), "redis://h:1");
+  assert.equal(redactUrl(""), "");
+});
+
+Deno.test("readSettingFile() names the setting and the file it cannot read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/ok.pem`, "PEM");
+    assert.equal(await readSettingFile("tls-cert", `${dir}/ok.pem`), "PEM");
+    await assert.rejects(
+      () => readSettingFile("tls-cert", `${dir}/gone.pem`),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        /^cannot read --tls-cert .*gone\.pem: /.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

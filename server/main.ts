@@ -6,7 +6,7 @@
  * core cannot start as configured (a bad flag or value, a port in use): the
  * supervisor does not restart it then.
  */
-import { ConfigError, parseCoreConfig } from "./config.ts";
+import { ConfigError, parseCoreConfig, redactUrl } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
@@ -32,12 +32,15 @@ try {
 } catch (err) {
   // Redis not reachable at start-up: exit, and the supervisor retries.
   if (err instanceof BrokerUnavailableError) {
-    console.error(`core: ${err.message} (${config.broker})`);
+    console.error(`core: ${err.message} (${redactUrl(config.broker)})`);
     Deno.exit(1);
   }
-  // A port taken, or an unreadable data file: never start over silently
-  // with empty history.
-  if (!(err instanceof ListenError) && !(err instanceof StoreOpenError)) {
+  // A port taken, an unreadable data file or a file a setting names: never
+  // start over silently with empty history.
+  if (
+    !(err instanceof ListenError) && !(err instanceof StoreOpenError) &&
+    !(err instanceof ConfigError)
+  ) {
     throw err;
   }
   console.error(`core: ${err.message}`);
@@ -46,7 +49,7 @@ try {
 log.info(
   `history: ${
     config.broker
-      ? `redis broker ${config.broker}`
+      ? `redis broker ${redactUrl(config.broker)}`
       : config.store !== "memory"
       ? `${config.store} in ${config.dataDir}`
       : config.store

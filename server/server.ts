@@ -10,7 +10,11 @@
  */
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
-import { type CoreConfig, resolveCoreConfig } from "./config.ts";
+import {
+  type CoreConfig,
+  readSettingFile,
+  resolveCoreConfig,
+} from "./config.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
 import { ChatHub } from "./rooms/hub.ts";
@@ -135,8 +139,8 @@ export async function startCoreServer(
   const calls = new CallScopes();
   const access = given ?? await createAccess(config, log);
   const tls = config.tlsCert === "" ? undefined : {
-    cert: await Deno.readTextFile(config.tlsCert),
-    key: await Deno.readTextFile(config.tlsKey),
+    cert: await readSettingFile("tls-cert", config.tlsCert),
+    key: await readSettingFile("tls-key", config.tlsKey),
   };
   // With --broker, history lives in Redis (BrokerUnavailableError when
   // Redis cannot be reached at start-up). The Redis client is loaded only
@@ -149,6 +153,9 @@ export async function startCoreServer(
       size: config.historySize,
       ttlMs: config.historyTtlMs,
       timeoutMs: config.brokerTimeoutMs,
+      ca: config.brokerCa === ""
+        ? undefined
+        : await readSettingFile("broker-ca", config.brokerCa),
     });
   }
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.

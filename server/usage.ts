@@ -55,9 +55,10 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   historyMaxBytes:
     "message bytes kept by all rooms (log, memory); least recently written trimmed first",
   broker:
-    "redis://host:port[/db]: history in Redis, rooms shared by every core on it",
+    "redis[s]://[:password@]host:port[/db]: history in Redis, rooms shared by every core on it",
   brokerTimeoutMs:
     "how long a Redis command waits for its answer: 500ms, 5s; then UNAVAILABLE",
+  brokerCa: "PEM file of the CA(s) a rediss:// broker's certificate chains to",
 };
 
 /** Settings given as durations (`90s`, `24h`; a bare number is seconds). */

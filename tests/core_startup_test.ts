@@ -56,6 +56,28 @@ for (
   });
 }
 
+Deno.test("server/main.ts: a certificate or key file that is not there is one line naming the flag, and exit 2", async () => {
+  for (
+    const [args, flag] of [
+      [
+        ["--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"],
+        "tls-cert",
+      ],
+      [["--jwt-public-key", "/nonexistent/pub.pem"], "jwt-public-key"],
+    ] as const
+  ) {
+    const r = await run([...CORE, "--port", "0", ...args]);
+    assert.equal(r.code, 2, r.stderr);
+    const errors = lines(r.stderr).filter((l) => l.startsWith("core: "));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(
+      errors[0],
+      new RegExp(`^core: cannot read --${flag} /nonexistent/\\S+\\.pem: `),
+    );
+    assert.doesNotMatch(r.stderr, /Uncaught|at async/);
+  }
+});
+
 Deno.test("server/main.ts: a port in use is one line and exit 2, on both transports and for --metrics-port", async () => {
   using taken = takenPort();
   for (

@@ -18,6 +18,8 @@ import {
   spawnCore,
 } from "./support/core_process.ts";
 import { eventually, rejection, take } from "./support/core.ts";
+import { testCertificate } from "./support/auth.ts";
+import { runDeno, withTempDir } from "./support/process.ts";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { ChatService } from "../gen/chat_pb.ts";
@@ -236,6 +238,71 @@ Deno.test("a stalled Redis (SIGSTOP): health says NOT_SERVING, publishes fail UN
     client.close();
     await core.kill();
   }
+});
+
+Deno.test("a Redis with a password, over TLS (rediss:// and --broker-ca) and plain: cores share rooms through it, and no log or error shows the password", async () => {
+  await withTempDir(async (dir) => {
+    const { certFile } = await testCertificate(dir);
+    const password = "pw-Zq8/s3cret";
+    await using redis = await startRedisServer({
+      password,
+      tls: { certFile, keyFile: `${dir}/key.pem` },
+    });
+    assert.ok(redis.tlsUrl?.startsWith("rediss://"));
+    const overTls = await spawnCore(
+      coreArgs(redis.tlsUrl!, "--broker-ca", certFile, "--log-level", "info"),
+    );
+    const plain = await spawnCore(coreArgs(redis.url, "--log-level", "info"));
+    const clients = [overTls, plain].map((c) => createChatClient(c.addr));
+    try {
+      const sub = await follow(clients[1], "tls", "s");
+      const sent = await clients[0].sendMessage({
+        user: "u",
+        room: "tls",
+        content: "over TLS",
+      });
+      assert.equal(Number(sent.offset), 1);
+      await until(() => sub.got.length === 1, "delivered on the plain core");
+      assert.equal(sub.got[0].content, "over TLS");
+      sub.cancel();
+      for (const c of [overTls, plain]) {
+        assert.match(
+          c.output(),
+          /history: redis broker rediss?:\/\/:\*\*\*@127/,
+        );
+        assert.ok(!c.output().includes("s3cret"), c.output());
+      }
+
+      // Refused at start-up: a wrong password, and a certificate nobody
+      // said to trust. Exit 1 (the supervisor retries), one clear line.
+      const core = ["run", "-A", "server/main.ts", "--port", "0"];
+      const wrong = redis.url.replace(
+        encodeURIComponent(password),
+        "nope-nope",
+      );
+      const badPw = await runDeno([...core, "--broker", wrong]);
+      assert.equal(badPw.code, 1, badPw.stderr);
+      assert.match(badPw.stderr, /broker unavailable: .*(WRONGPASS|invalid)/i);
+      assert.ok(!badPw.stderr.includes("nope-nope"), badPw.stderr);
+      const untrusted = await runDeno([...core, "--broker", redis.tlsUrl!]);
+      assert.equal(untrusted.code, 1, untrusted.stderr);
+      assert.match(untrusted.stderr, /broker unavailable: .*certificate/i);
+      assert.ok(!untrusted.stderr.includes("s3cret"), untrusted.stderr);
+      // A CA file that is not there: a bad value (exit 2), named.
+      const noCa = await runDeno([
+        ...core,
+        "--broker",
+        redis.tlsUrl!,
+        "--broker-ca",
+        `${dir}/missing.pem`,
+      ]);
+      assert.equal(noCa.code, 2, noCa.stderr);
+      assert.match(noCa.stderr, /cannot read --broker-ca .*missing\.pem/);
+    } finally {
+      for (const c of clients) c.close();
+      await Promise.all([overTls.kill(), plain.kill()]);
+    }
+  });
 });
 
 Deno.test("Redis restart: publishes fail UNAVAILABLE while it is down, subscribers stay, and the room goes on in a new epoch", async () => {

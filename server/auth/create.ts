@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CoreConfig } from "../config.ts";
+import { type CoreConfig, readSettingFile } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { Access } from "./access.ts";
 import { createAuthenticator } from "./authenticator.ts";
@@ -49,7 +49,7 @@ export async function createAccess(
   const verify = await createTokenVerifier({
     secret: config.jwtSecret || undefined,
     publicKeyPem: config.jwtPublicKey
-      ? await Deno.readTextFile(config.jwtPublicKey)
+      ? await readSettingFile("jwt-public-key", config.jwtPublicKey)
       : undefined,
     issuer: config.jwtIssuer || undefined,
     audience: config.jwtAudience || undefined,

@@ -61,8 +61,10 @@ export interface BrokerStatus extends StoreStatus {
 
 /** Options of {@linkcode connectRedisBroker}. */
 export interface RedisBrokerOptions {
-  /** `redis://host:port[/db]` */
+  /** `redis://[[user]:password@]host:port[/db]`, or `rediss://` for TLS. */
   url: string;
+  /** PEM of the CA(s) a `rediss://` server's certificate must chain to. */
+  ca?: string;
   /** Messages kept per room (approximately: Redis trims in whole nodes). */
   size: number;
   /** History TTL in ms (0: none); also how long a silent room's keys live. */
@@ -131,7 +133,12 @@ export async function connectRedisBroker(
 ): Promise<RedisBroker> {
   const now = options.now ?? Date.now;
   const timeoutMs = options.timeoutMs ?? DEFAULT_BROKER_TIMEOUT_MS;
-  const socket = { reconnectStrategy, connectTimeout: 2000 };
+  // rediss:// turns TLS on in node-redis; `ca` replaces the system roots.
+  const socket = {
+    reconnectStrategy,
+    connectTimeout: 2000,
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+  };
   const cmd = createClient({
     url: options.url,
     socket,
@@ -173,6 +180,7 @@ export async function connectRedisBroker(
     hooks.changed();
   };
   cmd.on("error", (e: Error) => {
+    startFailed?.(e);
     // A dropped connection is seen through isReady; a failed PING on a
     // connection still up is a stall.
     stalled = true;
@@ -180,6 +188,7 @@ export async function connectRedisBroker(
     maybeChanged();
   });
   sub.on("error", (e: Error) => {
+    startFailed?.(e);
     lastError = e.message;
     maybeChanged();
   });
@@ -279,6 +288,7 @@ export async function connectRedisBroker(
   // handshake for ever (connectTimeout covers only the TCP connect).
   let startTimer: ReturnType<typeof setTimeout> | undefined;
   let block: number;
+  let startFailed: ((e: Error) => void) | undefined;
   try {
     block = await Promise.race([
       (async () => {
@@ -292,6 +302,9 @@ export async function connectRedisBroker(
           () => reject(new Error(`Redis did not answer within ${ms} ms`)),
           ms,
         );
+        // node-redis would retry a refused password or certificate for
+        // ever: at start-up the first error is the answer.
+        startFailed = reject;
       }),
     ]);
   } catch (e) {
@@ -300,6 +313,7 @@ export async function connectRedisBroker(
     throw unavailable(e);
   } finally {
     clearTimeout(startTimer);
+    startFailed = undefined;
   }
   readyOnce = true;
   const epochs = epochSource();

@@ -19,6 +19,7 @@
 import { parseArgs } from "node:util";
 import { parseNumberFlag } from "../../config/number_flag.ts";
 import { prefixLines } from "./children.ts";
+import { redactUrl } from "../../server/config.ts";
 import {
   type RedisServer,
   redisServerInstalled,
@@ -36,7 +37,7 @@ chat page, prints their addresses once both listen; Ctrl-C stops both.
   --metrics-port PORT    the core's GET /metrics port (default 9464; 0 picks one; off)
   --cores N              N cores sharing rooms through Redis, behind one
                          balancing edge (default 1; ports from --core-port on)
-  --broker URL           the cores' Redis (redis://host:port[/db]); with
+  --broker URL           the cores' Redis (redis[s]://[:pw@]host:port[/db]); with
                          --cores above 1 and none, serve starts redis-server
   --edge-procs N         N edge processes on the edge's port (reusePort,
                          Linux; default 1)
@@ -269,7 +270,7 @@ if ("ready" in first) {
       [
         "",
         ...coreAt.map((at, i) => row(`core${nth(i)} (gRPC, h2c):`, at)),
-        ...(broker ? [row("broker:", broker)] : []),
+        ...(broker ? [row("broker:", redactUrl(broker))] : []),
         row("edge (gRPC-Web/Connect):", m[1]),
         row("chat page:", `${m[1]}/`),
         ...metrics.flatMap((url, i) =>

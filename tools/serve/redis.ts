@@ -22,6 +22,10 @@ export interface RedisServerOptions {
   persistDir?: string;
   /** How long to wait for the port to accept connections. */
   timeoutMs?: number;
+  /** Require this password (`requirepass`); `url` carries it. */
+  password?: string;
+  /** Also serve TLS on a port of its own (`tlsUrl`), with this certificate. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** A running redis-server. */
@@ -29,6 +33,8 @@ export interface RedisServer extends AsyncDisposable {
   readonly port: number;
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
+  /** `rediss://127.0.0.1:<tls port>` (with the password), when `tls` was given. */
+  readonly tlsUrl?: string;
   readonly pid: number;
   /** Stops it: SIGTERM (or `signal`), then waits for the exit. Idempotent. */
   stop(signal?: Deno.Signal): Promise<void>;
@@ -62,8 +68,11 @@ async function answersPing(port: number): Promise<boolean> {
     await conn.write(new TextEncoder().encode("PING\r\n"));
     const buf = new Uint8Array(64);
     const n = await conn.read(buf);
-    return n !== null &&
-      new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+    // Up: PONG, or a refusal when it wants a password.
+    const reply = n === null
+      ? ""
+      : new TextDecoder().decode(buf.subarray(0, n));
+    return reply.startsWith("+PONG") || reply.startsWith("-NOAUTH");
   } catch {
     return false;
   } finally {
@@ -108,6 +117,22 @@ export async function startRedisServer(
   } else {
     args.push("--appendonly", "no");
   }
+  if (options.password !== undefined) {
+    args.push("--requirepass", options.password);
+  }
+  const tlsPort = options.tls ? freePort() : undefined;
+  if (options.tls) {
+    args.push(
+      "--tls-port",
+      String(tlsPort),
+      "--tls-cert-file",
+      options.tls.certFile,
+      "--tls-key-file",
+      options.tls.keyFile,
+      "--tls-auth-clients",
+      "no",
+    );
+  }
   const child = new Deno.Command(REDIS_SERVER_BIN, {
     args,
     stdin: "null",
@@ -136,9 +161,13 @@ export async function startRedisServer(
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  const auth = options.password !== undefined
+    ? `:${encodeURIComponent(options.password)}@`
+    : "";
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${auth}127.0.0.1:${port}`,
+    ...(tlsPort ? { tlsUrl: `rediss://${auth}127.0.0.1:${tlsPort}` } : {}),
     pid: child.pid,
     stop,
     [Symbol.asyncDispose]: () => stop(),
