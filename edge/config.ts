@@ -41,6 +41,11 @@ export interface EdgeConfig {
    * before it sends a PING; 0 turns keepalive off.
    */
   upstreamKeepaliveMs: number;
+  /**
+   * With several upstreams: ms a core may leave its health probes unanswered
+   * before the calls running on it end UNAVAILABLE; 0 never.
+   */
+  upstreamStallMs: number;
   // --- operations: logs and /metrics ---
   /** One line per call on stdout: "text", "json", or "off". */
   logFormat: LogFormat;
@@ -90,6 +95,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   maxMessageBytes: 10 * 1024 * 1024,
   upstreamClient: "h2",
   upstreamKeepaliveMs: 30_000,
+  upstreamStallMs: 5000,
   logFormat: "text",
   metricsToken: "",
   tlsCert: "",
@@ -120,6 +126,7 @@ const SETTINGS = {
     flag: "upstream-keepalive-ms",
     env: "UPSTREAM_KEEPALIVE_MS",
   },
+  upstreamStallMs: { flag: "upstream-stall-ms", env: "UPSTREAM_STALL_MS" },
   logFormat: { flag: "log-format", env: "LOG_FORMAT" },
   metricsToken: { flag: "metrics-token", env: "METRICS_TOKEN" },
   tlsCert: { flag: "tls-cert", env: "TLS_CERT" },
@@ -157,6 +164,17 @@ const PARSERS: Parsers = {
   procs: (raw, name) => integer(raw, name, 1, 64),
   maxMessageBytes: (raw, name) => integer(raw, name, 1024, 2 ** 31 - 1),
   upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
+  upstreamStallMs(raw, name) {
+    const ms = integer(raw, name, 0, 2 ** 31 - 1);
+    // Under a probe's own 2 s it would cut the calls of a core that is
+    // merely slow to answer one PING.
+    if (ms !== 0 && ms < 2000) {
+      throw new EdgeConfigError(
+        `${name} must be 0 or at least 2000, got ${ms}`,
+      );
+    }
+    return ms;
+  },
   tlsCert: (raw) => raw,
   tlsKey: (raw) => raw,
   upstreamCa: (raw) => raw,

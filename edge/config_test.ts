@@ -26,6 +26,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     maxMessageBytes: 10 * 1024 * 1024,
     upstreamClient: "h2",
     upstreamKeepaliveMs: 30_000,
+    upstreamStallMs: 5000,
     logFormat: "text",
     metricsToken: "",
     tlsCert: "",
@@ -212,4 +213,19 @@ Deno.test("parseEdgeConfig() takes --procs over EDGE_PROCS, from 1 to 64", () =>
       EdgeConfigError,
     );
   }
+});
+
+Deno.test("parseEdgeConfig: --upstream-stall-ms is 0 or at least 2000", () => {
+  assert.equal(
+    parseEdgeConfig(["--upstream-stall-ms", "0"], {}).upstreamStallMs,
+    0,
+  );
+  assert.equal(
+    parseEdgeConfig([], { UPSTREAM_STALL_MS: "8000" }).upstreamStallMs,
+    8000,
+  );
+  assert.throws(
+    () => parseEdgeConfig(["--upstream-stall-ms", "500"], {}),
+    /--upstream-stall-ms must be 0 or at least 2000, got 500/,
+  );
 });

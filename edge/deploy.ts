@@ -28,6 +28,7 @@ const app = createEdgeApp({
     createUpstreams(config.upstreamClient, config.upstream, {
       maxMessageBytes: config.maxMessageBytes,
       keepaliveIntervalMs: config.upstreamKeepaliveMs,
+      stallMs: config.upstreamStallMs,
       // Read only when set: without it Deploy needs no file access.
       ca: config.upstreamCa === ""
         ? undefined

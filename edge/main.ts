@@ -127,6 +127,7 @@ const upstream = withTraceContext(
   createUpstreams(config.upstreamClient, config.upstream, {
     maxMessageBytes: config.maxMessageBytes,
     keepaliveIntervalMs: config.upstreamKeepaliveMs,
+    stallMs: config.upstreamStallMs,
     ca: readPem(config.upstreamCa),
   }),
 );

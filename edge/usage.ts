@@ -19,6 +19,8 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   upstreamClient: "h2 (the edge's own HTTP/2 client) | node (node:http2)",
   upstreamKeepaliveMs:
     "PING after this much silence on a busy connection; 0: off",
+  upstreamStallMs:
+    "several upstreams: a core's probes unanswered this long end its calls UNAVAILABLE; 0: never",
   logFormat: "text | json | off: one line per call",
   metricsToken: "bearer token GET /metrics requires; empty: open",
   tlsCert: "PEM certificate chain file: serve HTTPS (with --tls-key)",

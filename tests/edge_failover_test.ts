@@ -141,3 +141,98 @@ Deno.test("edge with --upstream a,b,c balances, fails over within a second, and 
     await Promise.all(cores.map((c) => c.kill()));
   }
 });
+
+for (const upstreamClient of ["h2", "node"] as const) {
+  Deno.test(`edge (${upstreamClient} client) with a core that stalls (SIGSTOP): no new calls go to it, the calls on it end UNAVAILABLE after --upstream-stall-ms instead of hanging, and it is used again once it answers`, async () => {
+    const cores = await Promise.all([0, 1].map(() => spawnCore(CORE_ARGS)));
+    await using edge = startEdge(cores[0].url, {
+      upstream: cores.map((c) => c.url),
+      upstreamClient,
+      upstreamStallMs: 2000,
+    });
+    const balancer = edge.upstream as BalancedUpstream;
+    const client = createClient(
+      ChatService,
+      createConnectTransport({ baseUrl: edge.url, fetch: edge.fetch }),
+    );
+    const wake = () => Deno.kill(cores[1].pid, "SIGCONT");
+    try {
+      await eventually(
+        () => balancer.members().every((m) => m.healthy),
+        "both healthy",
+      );
+      // One stream on each core (least outstanding, ties in turn).
+      const streams = [0, 1].map(() =>
+        client.subscribeMessages({ room: "z", user: "v" })
+          [Symbol.asyncIterator]()
+      );
+      for (const s of streams) {
+        assert.match((await s.next()).value!.content, /^Welcome/);
+      }
+      assert.deepEqual(balancer.members().map((m) => m.outstanding), [1, 1]);
+
+      Deno.kill(cores[1].pid, "SIGSTOP");
+      const stalledAt = Date.now();
+      const settled = streams.map((s) =>
+        s.next().then(
+          () => "data",
+          (e) => ({ err: ConnectError.from(e), at: Date.now() - stalledAt }),
+        )
+      );
+      await eventually(
+        () => !balancer.members()[1].healthy,
+        "the stalled core marked down",
+        1500,
+      );
+      // New calls go to the live core only, and are answered.
+      for (let i = 0; i < 4; i++) {
+        await client.sendMessage({ user: "u", room: "z", content: `n${i}` });
+      }
+      // The stream on the live core saw the first of them; the one on the
+      // stalled core ends UNAVAILABLE once the stall outlasts 2 s.
+      const live = await settled[0];
+      const stalled = await Promise.race([
+        settled[1],
+        new Promise<string>((r) => setTimeout(r, 8000, "still open")),
+      ]);
+      assert.equal(live, "data");
+      assert.ok(typeof stalled === "object", String(stalled));
+      assert.equal(stalled.err.code, Code.Unavailable);
+      assert.match(
+        stalled.err.rawMessage,
+        /^upstream unavailable: upstream \(127\.0\.0\.1:\d+\) did not answer for \d+ ms$/,
+      );
+      assert.ok(
+        stalled.at >= 2000 && stalled.at < 6000,
+        `ended after ${stalled.at} ms`,
+      );
+      await eventually(
+        () => balancer.members()[1].outstanding === 0,
+        "nothing open on the stalled core",
+      );
+
+      // It answers again: probes find it, and it takes calls.
+      wake();
+      await eventually(
+        () => balancer.members()[1].healthy,
+        "healthy again",
+        3000,
+      );
+      const again = [0, 1].map(() =>
+        client.subscribeMessages({ room: "z", user: "w" })
+          [Symbol.asyncIterator]()
+      );
+      for (const s of again) {
+        assert.match((await s.next()).value!.content, /^Welcome/);
+      }
+      // The first went to it (fewest open calls): it is used again.
+      assert.ok(balancer.members()[1].outstanding >= 1);
+      for (const s of [...streams, ...again]) await s.return?.();
+    } finally {
+      try {
+        wake();
+      } catch { /* gone */ }
+      await Promise.all(cores.map((c) => c.kill()));
+    }
+  });
+}

@@ -17,6 +17,13 @@
  * Calls already running on a core that dies end UNAVAILABLE; their clients
  * call again and land on another core (and resume from their offset).
  *
+ * A core that stalls (paused, frozen, its host swapping: the connection
+ * stays open and nothing answers) takes no new calls once a probe goes
+ * unanswered, and once its probes have gone unanswered for `stallMs` the
+ * calls still running on it end UNAVAILABLE too (`Upstream.abandon()`), so
+ * their clients move on instead of hanging until the keepalive (30 s of
+ * silence and 10 s more by default) or for ever.
+ *
  * Calls are not retried here: a call that failed may already have reached
  * the core (a SendMessage may be stored), so only the client may decide.
  *
@@ -37,6 +44,11 @@ export interface BalancerOptions {
   probeIntervalMs?: number;
   /** A probe not answered in this time marks the core down; default 500 ms. */
   probeTimeoutMs?: number;
+  /**
+   * Probes unanswered for this long end the calls running on the core
+   * (UNAVAILABLE); default 5,000 ms, 0 never.
+   */
+  stallMs?: number;
 }
 
 /** One core as the balancer sees it. */
@@ -58,6 +70,8 @@ interface Member {
   healthy: boolean;
   outstanding: number;
   probing: Promise<void> | undefined;
+  /** When the first of the probes unanswered since the last answer began. */
+  silentSince: number | undefined;
 }
 
 /**
@@ -79,6 +93,7 @@ export function createBalancedUpstream(
   if (urls.length === 0) throw new RangeError("no upstream URLs");
   const probeIntervalMs = options.probeIntervalMs ?? 250;
   const probeTimeoutMs = options.probeTimeoutMs ?? 500;
+  const stallMs = options.stallMs ?? 5000;
   // Optimistic until the first probe: a fresh edge serves at once.
   const members: Member[] = urls.map((url) => ({
     url,
@@ -86,12 +101,14 @@ export function createBalancedUpstream(
     healthy: true,
     outstanding: 0,
     probing: undefined,
+    silentSince: undefined,
   }));
   let next = 0;
   let closed = false;
 
   function probe(m: Member): Promise<void> {
     if (closed) return Promise.resolve();
+    const began = Date.now();
     m.probing ??= (async () => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<boolean>((r) =>
@@ -105,10 +122,22 @@ export function createBalancedUpstream(
       }
       // A late answer still counts, and the next probe waits for it.
       if (!m.healthy) m.healthy = await answer;
+      if (m.healthy) m.silentSince = undefined;
+      else silent(m, began);
     })().catch(() => {
       m.healthy = false;
+      silent(m, began);
     }).finally(() => m.probing = undefined);
     return m.probing;
+  }
+
+  /** A probe begun at `began` went unanswered (or failed). */
+  function silent(m: Member, began: number): void {
+    m.silentSince ??= began;
+    const ms = Date.now() - m.silentSince;
+    if (stallMs > 0 && ms >= stallMs && m.outstanding > 0 && !closed) {
+      m.upstream.abandon?.(`did not answer for ${ms} ms`);
+    }
   }
 
   const firstRound = Promise.all(members.map(probe));

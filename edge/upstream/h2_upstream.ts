@@ -128,6 +128,8 @@ export function createH2Upstream(
   return {
     call: (path, requests, opts) => new H2Call(shared, path, requests, opts),
     healthy: () => shared.pool.ping(2000),
+    // The connection says "upstream": name the core too.
+    abandon: (message) => shared.pool.abandon(`(${u.host}) ${message}`),
     connections: () => shared.pool.size,
     async close() {
       for (const call of shared.active.values()) {

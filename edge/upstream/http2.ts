@@ -211,6 +211,19 @@ export function createHttp2Upstream(
   return {
     call,
     healthy: () => pool.ping(2000),
+    abandon(message) {
+      for (const { settle } of active.values()) {
+        settle({
+          code: Code.UNAVAILABLE,
+          message: `upstream unavailable: upstream (${
+            new URL(url).host
+          }) ${message}`,
+          trailers: {},
+        });
+      }
+      // Every session goes; the next call opens a new one.
+      void pool.close();
+    },
     async close() {
       for (const { settle } of active.values()) {
         settle({

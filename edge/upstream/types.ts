@@ -76,6 +76,12 @@ export interface Upstream {
   healthy(): Promise<boolean>;
   /** Open connections to the core (for metrics), if the client can tell. */
   connections?(): number;
+  /**
+   * The core stopped answering: every call running on it ends UNAVAILABLE
+   * with `message` and its connections are dropped (the next call dials
+   * afresh).
+   */
+  abandon?(message: string): void;
   /** Cancels running calls and closes the connection. */
   close(): Promise<void>;
 }

@@ -62,6 +62,14 @@ export class H2Pool implements ConnectionOwner {
     return c.ping(timeoutMs);
   }
 
+  /**
+   * The peer stopped answering: every connection ends now, its streams
+   * failing with `message`; the next stream dials afresh.
+   */
+  abandon(message: string): void {
+    for (const c of [...this.#connections]) c.abandon(message);
+  }
+
   /** A connection finished; it takes no more streams. */
   closed(connection: H2ClientConnection): void {
     const i = this.#connections.indexOf(connection);
