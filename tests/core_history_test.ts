@@ -216,6 +216,62 @@ for (const store of ["log", "sqlite", "memory"] as const) {
   });
 }
 
+for (const store of ["log", "sqlite", "memory"] as const) {
+  Deno.test(`[${store}] a room nothing was said in is forgotten when its last subscriber leaves (subscribing to many names keeps nothing); one with messages, or with a subscriber left, keeps its epoch`, async () => {
+    await using f = await historyCore(store);
+    const welcome = async (room: string) => {
+      const sub = f.client.subscribeMessages({ room, user: "u" });
+      const [w] = await take<Message>(sub, 1);
+      return { epoch: w.epoch, offset: Number(w.offset), sub };
+    };
+    const gone = () =>
+      eventually(() => f.core.snapshot().subscribers === 0, "all left");
+
+    const a = await welcome("quiet");
+    const b = await welcome("quiet");
+    assert.equal(b.epoch, a.epoch);
+    a.sub.cancel();
+    await eventually(() => f.core.snapshot().subscribers === 1, "a left");
+    // b is still in it: the room and its epoch stay.
+    const c = await welcome("quiet");
+    assert.equal(c.epoch, a.epoch);
+    b.sub.cancel();
+    c.sub.cancel();
+    await gone();
+    // Nobody in it and nothing said: forgotten, a new epoch next time.
+    const d = await welcome("quiet");
+    assert.equal(d.offset, 0);
+    assert.notEqual(d.epoch, a.epoch);
+    d.sub.cancel();
+
+    // A room with a message keeps its epoch however often it is left.
+    const said = await welcome("said");
+    await send(f.client, "said", "hello");
+    said.sub.cancel();
+    await gone();
+    const back = await welcome("said");
+    assert.deepEqual([back.epoch, back.offset], [said.epoch, 1]);
+    back.sub.cancel();
+    await gone();
+
+    // Many names subscribed to and left: none is kept (the same name gets
+    // a new epoch each time).
+    const first: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      const w = await welcome(`name-${i}`);
+      first.push(w.epoch);
+      w.sub.cancel();
+    }
+    await gone();
+    for (const i of [0, 25, 49]) {
+      const w = await welcome(`name-${i}`);
+      assert.notEqual(w.epoch, first[i]);
+      w.sub.cancel();
+    }
+    await gone();
+  });
+}
+
 for (const store of ["log", "sqlite"] as const) {
   Deno.test(`[${store}] after a restart: ids go on, the epoch and offsets stay, history is there`, async () => {
     const dataDir = await Deno.makeTempDir();

@@ -74,6 +74,15 @@ export interface HistoryStore {
   /** A room's epoch and last offset (a new epoch for a room never seen). */
   position(room: string): Promise<RoomPosition>;
   /**
+   * The last subscriber of `room` left. A room that never had a message
+   * (made by `position()` for a subscriber) is forgotten then: its epoch
+   * vouches for nothing, and keeping every name a client subscribed to
+   * would let one client fill memory and disk with empty rooms. A room
+   * with messages is kept (its epoch names its offsets). Not for a shared
+   * store, whose rooms other processes may hold.
+   */
+  release?(room: string): void;
+  /**
    * Up to `limit` retained messages with offset > `after`, oldest first.
    * With `epoch`: none when the room is in another epoch now (its history
    * restarted, so offsets after `after` are not the ones asked for).

@@ -291,9 +291,14 @@ export class ChatHub<T> {
     return member;
   }
 
-  /** A member left: stop following its room if it was the last one. */
+  /**
+   * A member left. If it was the room's last: stop following it (a shared
+   * store), or let the store forget it if nothing was ever said in it.
+   */
   left(name: string): void {
-    if (this.#rooms.get(name) === undefined) this.#unfollow(name);
+    if (this.#rooms.get(name) !== undefined) return;
+    if (this.store.follow) this.#unfollow(name);
+    else this.store.release?.(name);
   }
 
   /** Starts a member's replay from `after`, or turns it live. */

@@ -391,6 +391,19 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       }
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
+    release(name: string) {
+      const r = rooms.get(name);
+      if (r === undefined || r.last !== 0 || closed) return;
+      // Its drop is logged, so a restart does not bring it back.
+      frame.reset();
+      frame.drop(r.id);
+      try {
+        commit();
+      } catch {
+        return; // kept: the sweep's TTL still bounds it
+      }
+      forget(r);
+    },
     read: (name: string, after: number, limit: number, epoch?: string) =>
       readRetained(rooms, name, after, limit, limits, now(), epoch),
     status: (): StoreStatus => status.snapshot(),

@@ -88,6 +88,12 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
       const r = room(name, now());
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
+    release(name: string) {
+      const r = rooms.get(name);
+      if (r === undefined || r.last !== 0) return;
+      rooms.delete(name);
+      r.release();
+    },
     read: (name: string, after: number, limit: number, epoch?: string) =>
       readRetained(rooms, name, after, limit, limits, now(), epoch),
     status: (): StoreStatus => status.snapshot(),

@@ -26,6 +26,8 @@ export type Request =
     lastMessageId: number;
   }
   | { type: "position"; id: number; room: string }
+  /** No reply: see HistoryStore.release(). */
+  | { type: "release"; id: number; room: string }
   | {
     type: "read";
     id: number;

@@ -356,6 +356,16 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         return Promise.reject(err);
       }
     },
+    release(name: string) {
+      const r = rooms.get(name);
+      if (r === undefined || r.last !== 0) return;
+      try {
+        sql.deleteRoom.run(r.id);
+      } catch {
+        return; // kept: the sweep's TTL still bounds it
+      }
+      rooms.delete(name);
+    },
     read(name: string, after: number, limit: number, epoch?: string) {
       const r = rooms.get(name);
       if (r === undefined || (epoch !== undefined && r.epoch !== epoch)) {

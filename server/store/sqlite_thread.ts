@@ -175,6 +175,10 @@ export async function openThreadedSqliteStore(
       const { epoch, offset } = r as Extract<Reply, { type: "position" }>;
       return { epoch, offset };
     },
+    release(room: string) {
+      // In order with the calls around it; nothing to wait for.
+      if (!dead) worker.postMessage({ type: "release", id: ++nextId, room });
+    },
     async read(room: string, after: number, limit: number, epoch?: string) {
       const r = await call({
         type: "read",

@@ -53,6 +53,9 @@ self.onmessage = async (event: MessageEvent<Request>) => {
         reply({ type: "appended", id: req.id, offsets, epochs, ms });
         return;
       }
+      case "release":
+        store!.release?.(req.room);
+        return;
       case "position": {
         const p = await store!.position(req.room);
         reply({ type: "position", id: req.id, ...p });

@@ -405,3 +405,85 @@ Deno.test("openStore() opens the log store (the process's default), and rejects 
     await assert.rejects(openStore(config), StoreOpenError);
   });
 });
+
+const releasing = [
+  [
+    "createMemoryStore",
+    false,
+    (_dataDir: string) => createMemoryStore({ size: 4, ttlMs: 0 }),
+  ],
+  [
+    "openSqliteStore",
+    true,
+    (dataDir: string) => openSqliteStore({ dataDir, size: 4, ttlMs: 0 }),
+  ],
+  [
+    "openThreadedSqliteStore",
+    true,
+    (dataDir: string) =>
+      openThreadedSqliteStore({ dataDir, size: 4, ttlMs: 0 }),
+  ],
+  [
+    "openLogStore",
+    true,
+    (dataDir: string) => openLogStore({ dataDir, size: 4, ttlMs: 0 }),
+  ],
+] as const;
+
+for (const [name, durable, open] of releasing) {
+  Deno.test(
+    `${name}(): release() forgets a room that never had a message (a new epoch next time${
+      durable ? ", also after a reopen" : ""
+    }) and keeps a room with messages`,
+    async () => {
+      await withTempDir(async (dataDir) => {
+        let store: HistoryStore = await open(dataDir);
+        try {
+          const first = await store.position("empty");
+          store.release!("empty");
+          const second = await store.position("empty");
+          assert.equal(second.offset, 0);
+          assert.notEqual(second.epoch, first.epoch);
+
+          const kept = await store.position("kept");
+          await store.append(
+            [{ room: "kept", body: body("k1"), timeMs: 1 }],
+            1,
+          );
+          store.release!("kept");
+          store.release!("never asked for");
+          assert.deepEqual(await store.position("kept"), {
+            epoch: kept.epoch,
+            offset: 1,
+          });
+          // Many empty rooms come and go: none of them stays.
+          const was: string[] = [];
+          for (let i = 0; i < 200; i++) {
+            was.push((await store.position(`r${i}`)).epoch);
+            store.release!(`r${i}`);
+          }
+          assert.notEqual((await store.position("r7")).epoch, was[7]);
+          store.release!("r7");
+          store.release!("empty");
+          if (!durable) return;
+          await store.close();
+          store = await open(dataDir);
+          assert.deepEqual(await store.position("kept"), {
+            epoch: kept.epoch,
+            offset: 1,
+          });
+          const third = await store.position("empty");
+          assert.equal(third.offset, 0);
+          assert.notEqual(third.epoch, second.epoch);
+          assert.deepEqual(
+            (await store.read("kept", 0, 10)).map((m) => text(m.body)),
+            ["k1"],
+          );
+          assert.notEqual((await store.position("r150")).epoch, was[150]);
+        } finally {
+          await store.close();
+        }
+      });
+    },
+  );
+}
