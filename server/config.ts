@@ -313,6 +313,24 @@ function brokerUrl(name: string, raw: string): string {
         }"`,
     );
   }
+  // redis-cli reads `redis://secret@host` as a password; node-redis as a
+  // user with none, and never authenticates: say so here, not as NOAUTH.
+  if (url.username !== "" && url.password === "") {
+    throw new ConfigError(
+      `${name}: a user needs a password (redis://user:password@host); ` +
+        `for a password alone write redis://:password@host`,
+    );
+  }
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw new ConfigError(
+      `${name}: the user or password has a bad %-escape (write % as %25), got "${
+        redactUrl(raw)
+      }"`,
+    );
+  }
   return raw;
 }
 
@@ -321,7 +339,15 @@ function brokerUrl(name: string, raw: string): string {
  * errors show of a URL such as `--broker`'s.
  */
 export function redactUrl(raw: string): string {
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, "$1:***@");
+  const start = raw.indexOf("://");
+  const at = raw.lastIndexOf("@");
+  if (start < 0 || at < start) return raw;
+  // Everything up to the last "@" is userinfo (a password may hold "@",
+  // ":" or "/"); of it only a user name before a ":" is shown.
+  const info = raw.slice(start + 3, at);
+  const colon = info.indexOf(":");
+  const user = colon < 0 ? "***" : `${info.slice(0, colon)}:***`;
+  return `${raw.slice(0, start + 3)}${user}${raw.slice(at)}`;
 }
 
 /**
@@ -497,7 +523,10 @@ function checkAuthSettings(config: Readonly<CoreConfig>): void {
   if ((config.tlsCert === "") !== (config.tlsKey === "")) {
     throw new ConfigError("--tls-cert and --tls-key go together");
   }
-  if (config.brokerCa !== "" && !config.broker.startsWith("rediss:")) {
+  if (
+    config.brokerCa !== "" &&
+    (config.broker === "" || new URL(config.broker).protocol !== "rediss:")
+  ) {
     throw new ConfigError("--broker-ca needs a rediss:// --broker");
   }
   if (config.tlsCert !== "" && config.transport !== "h2") {

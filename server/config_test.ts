@@ -154,6 +154,30 @@ Deno.test("parseCoreConfig() takes --broker or CHAT_BROKER as a redis:// URL and
   ) {
     assert.equal(parseCoreConfig(["--broker", raw], {}).broker, raw);
   }
+  assert.equal(
+    parseCoreConfig(["--broker", "REDISS://r:1", "--broker-ca", "ca.pem"], {})
+      .brokerCa,
+    "ca.pem",
+  );
+  // A user with no password, and a bad %-escape: refused, not sent on.
+  assert.throws(
+    () => parseCoreConfig(["--broker", "redis://secret@r:1"], {}),
+    /--broker: a user needs a password .*redis:\/\/:password@host/,
+  );
+  assert.throws(
+    () => parseCoreConfig(["--broker", "redis://:50%@r:1"], {}),
+    (e: Error) =>
+      e instanceof ConfigError && /bad %-escape/.test(e.message) &&
+      !e.message.includes("50%"),
+  );
+  for (const raw of ["redis://:pa/ss@r:1", "redis://:p@ss@r:1/x"]) {
+    assert.throws(
+      () => parseCoreConfig(["--broker", raw], {}),
+      (e: Error) =>
+        e instanceof ConfigError && e.message.includes("***") &&
+        !e.message.includes("ss@"),
+    );
+  }
   // A refused URL's password is not echoed back.
   assert.throws(
     () => parseCoreConfig(["--broker", "redis://:hunter2@r:1/x"], {}),
@@ -183,7 +207,10 @@ Deno.test("redactUrl() hides a URL's password and nothing else", () => {
     redactUrl("rediss://user:p%40ss:word@h:1"),
     "rediss://user:***@h:1",
   );
-  assert.equal(redactUrl("redis://user@h:1"), "redis://user@h:1");
+  assert.equal(redactUrl("redis://user@h:1"), "redis://***@h:1");
+  assert.equal(redactUrl("redis://:p@ss@h:1/0"), "redis://:***@h:1/0");
+  assert.equal(redactUrl("redis://u:pa/ss@h:1"), "redis://u:***@h:1");
+  assert.equal(redactUrl("not a url"), "not a url");
   assert.equal(redactUrl("redis://h:1"), "redis://h:1");
   assert.equal(redactUrl(""), "");
 });

@@ -186,7 +186,7 @@ Deno.test("kill -9 of a core under load: its subscribers resume on another core 
 Deno.test("a stalled Redis (SIGSTOP): health says NOT_SERVING, publishes fail UNAVAILABLE within --broker-timeout instead of hanging, subscribers stay, and all is well once Redis answers", async () => {
   await using redis = await startRedisServer();
   const core = await spawnCore(
-    coreArgs(redis.url, "--broker-timeout", "400ms"),
+    coreArgs(redis.url, "--broker-timeout", "1s"),
   );
   const client = createChatClient(core.addr);
   const health = healthClient(core.addr);
@@ -211,8 +211,8 @@ Deno.test("a stalled Redis (SIGSTOP): health says NOT_SERVING, publishes fail UN
       client.sendMessage({ user: "u", room: "st", content: "refused" }),
     );
     assert.equal(err.code, status.UNAVAILABLE);
-    assert.match(err.details, /Redis did not answer within 400 ms/);
-    assert.ok(Date.now() - t0 < 2000, `${Date.now() - t0} ms`);
+    assert.match(err.details, /Redis did not answer within 1000 ms/);
+    assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
 
     wake();
     await until(() => watched.at(-1) === "SERVING", "watch: SERVING again");

@@ -87,6 +87,20 @@ export { BrokerUnavailableError };
 
 /** How long a room created by a subscription lives without messages. */
 const EMPTY_ROOM_TTL_MS = 24 * 3600_000;
+/**
+ * Errors a reconnect cannot fix: Redis refused the credentials, or the TLS
+ * certificate does not verify (node:tls's codes).
+ */
+function permanent(e: Error): boolean {
+  if (
+    /^(WRONGPASS|NOAUTH|NOPERM|ERR AUTH|ERR invalid password)/.test(e.message)
+  ) {
+    return true;
+  }
+  const code = String((e as { code?: unknown }).code ?? "");
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code);
+}
+
 /** Reconnect backoff: 50 ms doubling to 2 s. */
 const reconnectStrategy = (retries: number) =>
   Math.min(2000, 50 * 2 ** Math.min(retries, 6));
@@ -156,6 +170,10 @@ export async function connectRedisBroker(
    * or an error from the PING): down until a command is answered.
    */
   let stalled = false;
+  /** While starting: fails the start-up (see `permanent`). */
+  let startFailed: ((e: Error) => void) | undefined;
+  /** While starting: the last error, for the start-up's timeout. */
+  let startError: string | undefined;
   /** Connected and the scripts loaded once (start-up is over). */
   let readyOnce = false;
   let lastError: string | undefined;
@@ -180,7 +198,7 @@ export async function connectRedisBroker(
     hooks.changed();
   };
   cmd.on("error", (e: Error) => {
-    startFailed?.(e);
+    starting(e);
     // A dropped connection is seen through isReady; a failed PING on a
     // connection still up is a stall.
     stalled = true;
@@ -188,7 +206,7 @@ export async function connectRedisBroker(
     maybeChanged();
   });
   sub.on("error", (e: Error) => {
-    startFailed?.(e);
+    starting(e);
     lastError = e.message;
     maybeChanged();
   });
@@ -196,6 +214,17 @@ export async function connectRedisBroker(
     client.on("end", maybeChanged);
     client.on("reconnecting", maybeChanged);
   }
+  /**
+   * An error while starting: one a retry cannot fix (a refused password, a
+   * certificate that does not verify) fails the start-up at once, since
+   * node-redis would retry it for ever; any other (refused, reset, not
+   * there yet) is retried until the start-up's time is up.
+   */
+  const starting = (e: Error) => {
+    if (startFailed === undefined) return;
+    startError = e.message;
+    if (permanent(e)) startFailed(e);
+  };
   /** A command failed: a timeout means Redis stalled. */
   const failed = (e: unknown) => {
     if (!(e instanceof TimeoutReadError)) return;
@@ -288,7 +317,6 @@ export async function connectRedisBroker(
   // handshake for ever (connectTimeout covers only the TCP connect).
   let startTimer: ReturnType<typeof setTimeout> | undefined;
   let block: number;
-  let startFailed: ((e: Error) => void) | undefined;
   try {
     block = await Promise.race([
       (async () => {
@@ -299,11 +327,16 @@ export async function connectRedisBroker(
       new Promise<never>((_, reject) => {
         const ms = Math.max(timeoutMs, 2000);
         startTimer = setTimeout(
-          () => reject(new Error(`Redis did not answer within ${ms} ms`)),
+          () =>
+            reject(
+              new Error(
+                `Redis did not answer within ${ms} ms${
+                  startError ? ` (last error: ${startError})` : ""
+                }`,
+              ),
+            ),
           ms,
         );
-        // node-redis would retry a refused password or certificate for
-        // ever: at start-up the first error is the answer.
         startFailed = reject;
       }),
     ]);
@@ -467,7 +500,7 @@ export async function connectRedisBroker(
       }
       // A SUBSCRIBE would wait in the client's queue until Redis is back;
       // the subscriber is better told now.
-      if (!sub.isReady) {
+      if (!sub.isReady || stalled) {
         throw new BrokerUnavailableError(
           `broker unavailable: ${lastError ?? "not connected"}`,
         );
@@ -485,10 +518,25 @@ export async function connectRedisBroker(
         if (entry.feed) entry.feed.push(batch);
         else early.push(batch);
       };
+      // The PUB/SUB connection has no reply timeout of its own: a stalled
+      // Redis would hold this subscriber (and every later one of the room).
+      let subscribeTimer: ReturnType<typeof setTimeout> | undefined;
       try {
-        await sub.subscribe(k.channel, onMessage as never, true);
+        await Promise.race([
+          sub.subscribe(k.channel, onMessage as never, true),
+          new Promise<never>((_, reject) => {
+            subscribeTimer = setTimeout(
+              () => reject(new TimeoutReadError(timeoutMs)),
+              timeoutMs,
+            );
+          }),
+        ]);
       } catch (e) {
+        void sub.unsubscribe(k.channel, onMessage as never, true)
+          .catch(() => {});
         throw unavailable(e);
+      } finally {
+        clearTimeout(subscribeTimer);
       }
       let pos;
       try {
