@@ -22,6 +22,10 @@ import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
 import { startProcessGroup } from "./process_group.ts";
+import {
+  type ResilientServer,
+  serveResilient,
+} from "../net/resilient_serve.ts";
 
 /** How long in-flight unary calls get to finish before streams are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -137,30 +141,39 @@ if (config.devJwtSecret !== "") {
     "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
   );
 }
-let server: Deno.HttpServer;
+let server: ResilientServer;
 try {
-  server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    // One of several processes on this port (--procs): the kernel spreads
-    // connections over them.
-    reusePort: childIndex !== undefined,
-    ...tls,
-    onListen: ({ hostname, port }) =>
+  server = serveResilient(
+    {
+      hostname: config.host,
+      port: config.port,
+      // One of several processes on this port (--procs): the kernel spreads
+      // connections over them.
+      reusePort: childIndex !== undefined,
+      ...tls,
+      onListen: ({ hostname, port }) =>
+        say(
+          `listening on ${
+            config.tlsCert ? "https" : "http"
+          }://${hostname}:${port}, upstream ${
+            config.upstream.join(", ")
+          } (${config.upstreamClient} client), metrics at /metrics${
+            config.metricsToken ? " (token required)" : ""
+          }${
+            childIndex === undefined
+              ? ""
+              : `, process ${childIndex} of ${config.procs} (pid ${Deno.pid})`
+          }`,
+        ),
+    },
+    app.fetch,
+    (err, ms) =>
       say(
-        `listening on ${
-          config.tlsCert ? "https" : "http"
-        }://${hostname}:${port}, upstream ${
-          config.upstream.join(", ")
-        } (${config.upstreamClient} client), metrics at /metrics${
-          config.metricsToken ? " (token required)" : ""
-        }${
-          childIndex === undefined
-            ? ""
-            : `, process ${childIndex} of ${config.procs} (pid ${Deno.pid})`
-        }`,
+        `accept failed (${
+          (err as Error).message
+        }); listening again in ${ms} ms`,
       ),
-  }, app.fetch);
+  );
 } catch (err) {
   if (err instanceof Deno.errors.AddrInUse) {
     console.error(`edge: port ${config.port} is in use (--port)`);

@@ -52,6 +52,15 @@ export interface H2Listener {
 }
 
 /** Listens on `hostname:port` (0 picks a free port). */
+/** The longest wait between accepts that fail (out of descriptors, say). */
+const ACCEPT_BACKOFF_MAX_MS = 1000;
+
+/** Whether `accept()` failed because the listener was closed. */
+function isClosed(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource ||
+    err instanceof Deno.errors.Interrupted;
+}
+
 export function listenH2(options: ListenH2Options): H2Listener {
   const { hostname, port, tls, onStream, onError, onOverBudget, ...tuning } =
     options;
@@ -82,12 +91,27 @@ export function listenH2(options: ListenH2Options): H2Listener {
   };
 
   const accepting = (async () => {
+    let backoff = 0;
     while (true) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
-      } catch {
-        return; // the listener was closed
+        backoff = 0;
+      } catch (err) {
+        if (closing || isClosed(err)) return; // the listener was closed
+        // Out of file descriptors (EMFILE, ENFILE) or a connection that
+        // went away before it was taken: the port must go on accepting
+        // once descriptors are free again, not stop for good. Wait, as Go's
+        // net/http does: 5 ms doubling to 1 s, said once per wait.
+        backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, (backoff || 2.5) * 2);
+        onError?.(
+          new Error(
+            `accept failed: ${(err as Error).message}; retrying in ${backoff} ms`,
+            { cause: err },
+          ),
+        );
+        await new Promise((r) => setTimeout(r, backoff));
+        continue;
       }
       if (closing) {
         conn.close();

@@ -4,6 +4,7 @@
  * shares a connection or a limit with clients.
  */
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
+import { serveResilient } from "../../net/resilient_serve.ts";
 
 /** A listening metrics endpoint. */
 export interface MetricsServer {
@@ -18,7 +19,9 @@ export function serveMetrics(
   text: () => Promise<string>,
   onError: (err: unknown) => void,
 ): MetricsServer {
-  const server = Deno.serve({
+  // Out of file descriptors, Deno.serve stops and its rejection would end
+  // the core: listen again instead (net/resilient_serve.ts).
+  const server = serveResilient({
     hostname: host,
     port,
     onListen: () => {},
@@ -42,7 +45,7 @@ export function serveMetrics(
     return new Response(req.method === "HEAD" ? null : await text(), {
       headers: { "content-type": METRICS_CONTENT_TYPE },
     });
-  });
+  }, onError);
   return {
     port: server.addr.port,
     close: () => server.shutdown(),

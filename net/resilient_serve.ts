@@ -1,0 +1,111 @@
+/**
+ * `Deno.serve` that outlives a failed accept.
+ *
+ * When the process runs out of file descriptors (a connection flood, a low
+ * `ulimit -n`), `Deno.serve`'s accept loop ends: its `finished` promise
+ * rejects ("Too many open files"), nothing listens on the port any more,
+ * and, unhandled, the rejection ends the process (denoland/deno#10148; Go's
+ * net/http and hyper sleep and accept again instead). Here the server is
+ * started again on the same port after a wait (5 ms doubling to 1 s, as Go
+ * does), and the connections it was serving go on meanwhile (measured: a
+ * streaming response kept flowing across the restart). Connections that
+ * arrive during the wait are refused, the kernel's answer to a full table
+ * anyway.
+ *
+ * @module
+ */
+
+/** The longest wait before listening again. */
+const MAX_WAIT_MS = 1000;
+/** Server instances kept for shutdown(), the newest. */
+const MAX_KEPT = 64;
+
+/** The options of `Deno.serve` this wrapper takes (TCP, optionally TLS). */
+export type ResilientServeOptions =
+  & Deno.ServeTcpOptions
+  & Partial<Deno.TlsCertifiedKeyPem>;
+
+/** A server that listens again after its accept loop failed. */
+export interface ResilientServer {
+  /** Where it listens (the port stays the same across restarts). */
+  readonly addr: Deno.NetAddr;
+  /** Stops listening, waits for requests in flight (every instance's). */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Serves `handler` like `Deno.serve(options, handler)`. `onListen` runs
+ * once, for the first listen; `onRestart(err, waitMs)` hears of each failed
+ * accept loop before the wait.
+ *
+ * @example
+ * ```ts
+ * const server = serveResilient({ port: 0, hostname: "127.0.0.1" },
+ *   () => new Response("ok"),
+ *   (err, ms) => console.error(`${err}; listening again in ${ms} ms`));
+ * await server.shutdown();
+ * ```
+ */
+export function serveResilient(
+  options: ResilientServeOptions,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  onRestart: (err: unknown, waitMs: number) => void,
+): ResilientServer {
+  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  let stopping = false;
+  let wait = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let listenedAt = 0;
+
+  /** The port of the first listen: a port 0 became a real one. */
+  let port = options.port ?? 8000;
+
+  const listen = (first: boolean) => {
+    const server = Deno.serve({
+      ...options,
+      port,
+      onListen: first ? options.onListen : () => {},
+    }, handler);
+    servers.push(server);
+    // Each failed instance is kept for shutdown() to drain its requests;
+    // a flood that lasts for hours must not grow the list without end.
+    if (servers.length > MAX_KEPT) servers.shift();
+    listenedAt = Date.now();
+    server.finished.then(() => {}, (err) => {
+      if (!stopping) retry(err);
+    });
+    return server;
+  };
+
+  const retry = (err: unknown) => {
+    // A failure soon after the last one waits longer; after a good spell
+    // of listening, the waits start short again.
+    if (Date.now() - listenedAt > 5 * MAX_WAIT_MS) wait = 0;
+    wait = Math.min(MAX_WAIT_MS, (wait || 2.5) * 2);
+    onRestart(err, wait);
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (stopping) return;
+      try {
+        listen(false);
+      } catch (again) {
+        // Still out of descriptors (or the port taken meanwhile).
+        retry(again);
+      }
+    }, wait);
+  };
+
+  // The first listen throws as Deno.serve does (a port in use, say).
+  const addr = listen(true).addr;
+  port = addr.port;
+  return {
+    addr,
+    async shutdown() {
+      stopping = true;
+      clearTimeout(timer);
+      await Promise.all(
+        servers.map((s) => s.shutdown().catch(() => {})),
+      );
+    },
+  };
+}
