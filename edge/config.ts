@@ -166,8 +166,8 @@ const PARSERS: Parsers = {
   upstreamKeepaliveMs: (raw, name) => integer(raw, name, 0, 2 ** 31 - 1),
   upstreamStallMs(raw, name) {
     const ms = integer(raw, name, 0, 2 ** 31 - 1);
-    // Under a probe's own 2 s it would cut the calls of a core that is
-    // merely slow to answer one PING.
+    // Calls end after two unanswered probes (each waits 2 s) at least this
+    // long apart: below 2 s the setting would only read as a promise.
     if (ms !== 0 && ms < 2000) {
       throw new EdgeConfigError(
         `${name} must be 0 or at least 2000, got ${ms}`,

@@ -38,6 +38,11 @@ import type {
   UpstreamStatus,
 } from "./types.ts";
 
+/** How long `Upstream.healthy()` waits for its PING (both clients). */
+const PROBE_WAIT_MS = 2000;
+/** A probe that took this much longer than that was not timed by the core. */
+const LATE_MS = 1000;
+
 /** Options of {@linkcode createBalancedUpstream}. */
 export interface BalancerOptions {
   /** How often each core is probed; default 250 ms. */
@@ -72,6 +77,8 @@ interface Member {
   probing: Promise<void> | undefined;
   /** When the first of the probes unanswered since the last answer began. */
   silentSince: number | undefined;
+  /** Probes unanswered since the last answer. */
+  misses: number;
 }
 
 /**
@@ -102,13 +109,14 @@ export function createBalancedUpstream(
     outstanding: 0,
     probing: undefined,
     silentSince: undefined,
+    misses: 0,
   }));
   let next = 0;
   let closed = false;
 
   function probe(m: Member): Promise<void> {
     if (closed) return Promise.resolve();
-    const began = Date.now();
+    const began = performance.now();
     m.probing ??= (async () => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<boolean>((r) =>
@@ -122,8 +130,10 @@ export function createBalancedUpstream(
       }
       // A late answer still counts, and the next probe waits for it.
       if (!m.healthy) m.healthy = await answer;
-      if (m.healthy) m.silentSince = undefined;
-      else silent(m, began);
+      if (m.healthy) {
+        m.silentSince = undefined;
+        m.misses = 0;
+      } else silent(m, began);
     })().catch(() => {
       m.healthy = false;
       silent(m, began);
@@ -131,11 +141,23 @@ export function createBalancedUpstream(
     return m.probing;
   }
 
-  /** A probe begun at `began` went unanswered (or failed). */
+  /**
+   * A probe begun at `began` went unanswered (or failed). Calls are ended
+   * only after two misses at least `stallMs` apart from the first one, and
+   * never for a probe that took far longer than its own timeout: then this
+   * process was not running (a pause of the edge, not of the core), and
+   * the answer may be waiting unread.
+   */
   function silent(m: Member, began: number): void {
+    const now = performance.now();
+    if (now - began > PROBE_WAIT_MS + LATE_MS) return;
     m.silentSince ??= began;
-    const ms = Date.now() - m.silentSince;
-    if (stallMs > 0 && ms >= stallMs && m.outstanding > 0 && !closed) {
+    m.misses++;
+    const ms = Math.round(now - m.silentSince);
+    if (
+      stallMs > 0 && m.misses >= 2 && ms >= stallMs && m.outstanding > 0 &&
+      !closed
+    ) {
       m.upstream.abandon?.(`did not answer for ${ms} ms`);
     }
   }

@@ -18,6 +18,8 @@ export class SessionPool {
   readonly #ca: string | undefined;
   #current: http2.ClientHttp2Session | undefined;
   readonly #all = new Set<http2.ClientHttp2Session>();
+  /** The h2c sessions' sockets, dialled here. */
+  readonly #sockets = new WeakMap<http2.ClientHttp2Session, net.Socket>();
 
   /** `ca` replaces the system roots for https:// (a private core's CA). */
   constructor(url: string, ca?: string) {
@@ -62,10 +64,12 @@ export class SessionPool {
 
   /**
    * Closes every session with a plain TCP close, as the edge's own client
-   * does: the upstream's calls are settled by then, and a GOAWAY exchange
-   * can abort the process in Deno's node:http2 client when a cancelled
-   * stream is still listed (nghttp2 `find_stream_on_goaway_func`, seen in
-   * a CI run of tests/edge_upstream_test.ts; docs/goaway.md).
+   * does: a GOAWAY exchange can abort the process in Deno's node:http2
+   * client when a cancelled stream is still listed (nghttp2
+   * `find_stream_on_goaway_func`, seen in a CI run of
+   * tests/edge_upstream_test.ts; docs/goaway.md), and `session.destroy()`
+   * alone still sends one (measured: RST_STREAMs, then GOAWAY). So the
+   * socket goes first; the session then has nothing to write to.
    */
   async close(): Promise<void> {
     this.#current = undefined;
@@ -73,6 +77,10 @@ export class SessionPool {
       new Promise<void>((resolve) => {
         if (s.destroyed) return resolve();
         s.once("close", () => resolve());
+        try {
+          (this.#sockets.get(s) ??
+            (s.socket as unknown as { destroy?(): void }))?.destroy?.();
+        } catch { /* a socket node:http2 will not hand out: GOAWAY it is */ }
         s.destroy();
       })
     ));
@@ -86,9 +94,10 @@ export class SessionPool {
     const options: http2.SecureClientSessionOptions = this.#ca
       ? { ca: this.#ca }
       : {};
+    let dialled: net.Socket | undefined;
     if (url.protocol === "http:") {
       options.createConnection = () => {
-        const socket = net.connect({
+        const socket = dialled = net.connect({
           host: url.hostname.replace(/^\[|\]$/g, ""),
           port: Number(url.port || 80),
         });
@@ -97,6 +106,7 @@ export class SessionPool {
       };
     }
     const session = http2.connect(this.#origin, options);
+    if (dialled) this.#sockets.set(session, dialled);
     this.#current = session;
     this.#all.add(session);
     const drop = () => {
