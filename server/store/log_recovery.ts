@@ -36,8 +36,12 @@ export class LogRoom extends RetainedRoom {
   batchLast = -1;
   batchLastMs = 0;
 
+  /**
+   * `id`: its number in the log; 0 for a room not in the log yet (made by
+   * a subscription, logged with its first message).
+   */
   constructor(
-    readonly id: number,
+    public id: number,
     readonly name: string,
     epoch: string,
     nowMs: number,

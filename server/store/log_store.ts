@@ -93,6 +93,8 @@ export interface LogStore extends HistoryStore {
 }
 
 const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
+/** Room numbers are u32 in the records. */
+const MAX_ROOM_ID = 0xffff_ffff;
 
 /** The size of a segment's head frame (a segment with nothing else). */
 const HEAD_BYTES = segmentHead(1, 0, 1).length;
@@ -186,24 +188,51 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     written += bytes.length;
   };
 
-  const createRoom = (name: string, nowMs: number): LogRoom => {
-    const r = new LogRoom(nextRoomId++, name, newEpoch(), nowMs, budget);
-    rooms.set(name, r);
+  /**
+   * Room numbers whose drop is in the log, for new rooms to take again: a
+   * u32 in the records, they must not run out however many rooms come and
+   * go (replay forgets a number at its drop, before it is taken again).
+   */
+  const freeIds: number[] = [];
+  /** Numbers taken from `freeIds` by the batch being encoded. */
+  const reused: number[] = [];
+
+  /** Gives `r` a number and writes its record into the frame being built. */
+  const logRoom = (r: LogRoom) => {
+    const id = freeIds.pop();
+    if (id !== undefined) reused.push(id);
+    else if (nextRoomId > MAX_ROOM_ID) {
+      throw new Error(`the log has no room number left for ${r.name}`);
+    }
+    r.id = id ?? nextRoomId++;
     byId.set(r.id, r);
-    frame.room(r.id, 0, nowMs, r.epoch, name);
+    frame.room(r.id, 0, r.lastMs, r.epoch, r.name);
+  };
+
+  /**
+   * A room asked for: kept in memory only until its first message, so that
+   * subscribing to rooms nobody writes in writes nothing (release()).
+   */
+  const openRoom = (name: string, nowMs: number): LogRoom => {
+    const r = new LogRoom(0, name, newEpoch(), nowMs, budget);
+    rooms.set(name, r);
     return r;
   };
 
-  const forget = (r: LogRoom) => {
+  /** Forgets `r`; its number is free again once its drop is in the log. */
+  const forget = (r: LogRoom, dropLogged: boolean) => {
     r.release();
     rooms.delete(r.name);
+    if (r.id === 0) return;
     byId.delete(r.id);
+    if (dropLogged) freeIds.push(r.id);
   };
 
   // Scratch arrays of appendSync, reused: no allocations per batch for them.
   const of: LogRoom[] = [];
   const touched: LogRoom[] = [];
   const created: LogRoom[] = [];
+  const logged: LogRoom[] = [];
 
   const appendSync = (entries: readonly AppendEntry[], lastId: number) => {
     const t0 = performance.now();
@@ -216,8 +245,12 @@ export function openLogStore(options: LogStoreOptions): LogStore {
         const e = entries[i];
         let r = rooms.get(e.room);
         if (r === undefined) {
-          r = createRoom(e.room, e.timeMs);
+          r = openRoom(e.room, e.timeMs);
+          logRoom(r);
           created.push(r);
+        } else if (r.id === 0) {
+          logRoom(r);
+          logged.push(r);
         }
         if (r.batchLast < 0) {
           r.batchLast = r.last;
@@ -238,9 +271,19 @@ export function openLogStore(options: LogStoreOptions): LogStore {
         r.lastMs = r.batchLastMs;
         r.batchLast = -1;
       }
-      for (const r of created) forget(r);
+      for (const r of created) forget(r, false);
+      // Rooms asked for before stay in memory, not logged after all.
+      for (const r of logged) {
+        byId.delete(r.id);
+        r.id = 0;
+      }
+      while (reused.length > 0) freeIds.push(reused.pop()!);
       nextRoomId = idBefore;
-      of.length = touched.length = created.length = 0;
+      of.length =
+        touched.length =
+        created.length =
+        logged.length =
+          0;
       status.failed(err);
       store.onCommit?.(performance.now() - t0, false);
       throw err;
@@ -250,7 +293,12 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       of[i].push(out[i].offset, e.body, e.timeMs, limits);
     }
     for (const r of touched) r.batchLast = -1;
-    of.length = touched.length = created.length = 0;
+    of.length =
+      touched.length =
+      created.length =
+      logged.length =
+        0;
+    reused.length = 0;
     if (lastId > lastMessageId) lastMessageId = lastId;
     const ms = performance.now() - t0;
     status.ok(ms);
@@ -308,7 +356,10 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     // bound trims the same messages after a restart.
     const captured: Rolled["rooms"] = [];
     const order: LogRoom[] = [];
-    for (const r of rooms.values()) if (r.size === 0) order.push(r);
+    // Not the rooms never logged: they hold nothing to keep.
+    for (const r of rooms.values()) {
+      if (r.size === 0 && r.id !== 0) order.push(r);
+    }
     for (const r of budget.rooms()) order.push(r as LogRoom);
     for (const r of order) {
       captured.push({
@@ -353,13 +404,19 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     const expired = expiredRooms(rooms, limits, now());
     if (expired.length === 0) return;
     frame.reset();
-    for (const name of expired) frame.drop(rooms.get(name)!.id);
+    let drops = 0;
+    for (const name of expired) {
+      const id = rooms.get(name)!.id;
+      if (id === 0) continue;
+      frame.drop(id);
+      drops++;
+    }
     try {
-      commit();
+      if (drops > 0) commit();
     } catch {
       return; // the next sweep tries again
     }
-    for (const name of expired) forget(rooms.get(name)!);
+    for (const name of expired) forget(rooms.get(name)!, true);
   };
   const timer = sweepEvery(limits.ttlMs, sweep);
 
@@ -377,32 +434,24 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       }
     },
     position(name: string): Promise<RoomPosition> {
-      let r = rooms.get(name);
-      if (r === undefined) {
-        frame.reset();
-        r = createRoom(name, now());
-        try {
-          commit();
-        } catch (err) {
-          forget(r);
-          nextRoomId--;
-          return Promise.reject(err);
-        }
-      }
+      if (closed) return Promise.reject(new Error("history store closed"));
+      const r = rooms.get(name) ?? openRoom(name, now());
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
     release(name: string) {
       const r = rooms.get(name);
       if (r === undefined || r.last !== 0 || closed) return;
-      // Its drop is logged, so a restart does not bring it back.
+      if (r.id === 0) return forget(r, false); // never logged
+      // An empty room in the log (an older version logged rooms when asked
+      // for): its drop is logged, so a restart does not bring it back.
       frame.reset();
       frame.drop(r.id);
       try {
         commit();
       } catch {
-        return; // kept: the sweep's TTL still bounds it
+        return; // kept until the next release or the TTL
       }
-      forget(r);
+      forget(r, true);
     },
     read: (name: string, after: number, limit: number, epoch?: string) =>
       readRetained(rooms, name, after, limit, limits, now(), epoch),

@@ -410,6 +410,77 @@ Deno.test("openLogStore() forgets rooms silent past the TTL, also after a reopen
   });
 });
 
+Deno.test("openLogStore() writes nothing for a room only asked for (subscribing to many names costs no disk); its epoch is logged with its first message", async () => {
+  await withTempDir(async (dataDir) => {
+    const options = { dataDir, size: 10, ttlMs: 0 };
+    const file = join(dataDir, segmentName(1));
+    const store = openLogStore(options);
+    let epoch: string;
+    try {
+      const before = (await Deno.stat(file)).size;
+      for (let i = 0; i < 2000; i++) {
+        await store.position(`r${i % 7}`);
+        store.release!(`r${i % 7}`);
+      }
+      await store.position("kept waiting");
+      assert.equal((await Deno.stat(file)).size, before);
+      epoch = (await store.position("room")).epoch;
+      const [m] = store.appendSync([
+        { room: "room", body: body("first"), timeMs: Date.now() },
+      ], 1);
+      assert.deepEqual(m, { offset: 1, epoch });
+    } finally {
+      await store.close();
+    }
+    const again = openLogStore(options);
+    try {
+      assert.deepEqual(await again.position("room"), { epoch, offset: 1 });
+      assert.deepEqual(await contents(again, "room"), [[1, "first"]]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+Deno.test("openLogStore() takes the numbers of dropped rooms again and never wraps a room number past u32", async () => {
+  await withTempDir(async (dataDir) => {
+    // A log whose next room number is the last u32 one.
+    await Deno.writeFile(
+      join(dataDir, segmentName(1)),
+      segmentHead(1, 0, 0xffff_ffff),
+    );
+    const options = { dataDir, size: 10, ttlMs: 200 };
+    const store = openLogStore(options);
+    try {
+      store.appendSync([{ room: "a", body: body("a"), timeMs: Date.now() }], 1);
+      assert.throws(
+        () =>
+          store.appendSync([
+            { room: "b", body: body("b"), timeMs: Date.now() },
+          ], 2),
+        /no room number left for b/,
+      );
+      assert.equal((await store.position("b")).offset, 0);
+      await new Promise((r) => setTimeout(r, 1300)); // "a" swept: dropped
+      assert.equal((await store.position("a")).offset, 0);
+      const [c] = store.appendSync([
+        { room: "c", body: body("c"), timeMs: Date.now() },
+      ], 3);
+      assert.equal(c.offset, 1);
+    } finally {
+      await store.close();
+    }
+    const again = openLogStore({ ...options, ttlMs: 0 });
+    try {
+      assert.deepEqual(await contents(again, "c"), [[1, "c"]]);
+      assert.equal((await again.position("a")).offset, 0);
+      assert.equal((await again.position("b")).offset, 0);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
 const STEPS = COMPACTION_STEPS;
 
 Deno.test("a log store killed at each step of a compaction reopens with every acknowledged message", async () => {
