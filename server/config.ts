@@ -92,6 +92,11 @@ export interface CoreConfig {
    * the least recently written rooms lose their oldest messages first.
    */
   historyMaxBytes: number;
+  /**
+   * Rooms the embedded stores keep at most: past it, the least recently
+   * written are forgotten (their history and epoch), as the TTL would.
+   */
+  historyMaxRooms: number;
   // Operations (server/ops/): metrics endpoint and log format.
   /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
   metricsPort: number | null;
@@ -157,6 +162,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   historyTtlMs: 24 * 3600 * 1000,
   historyBytes: 4 * 1024 * 1024,
   historyMaxBytes: 512 * 1024 * 1024,
+  historyMaxRooms: 1_000_000,
   metricsPort: null,
   logFormat: "text",
   jwtSecret: "",
@@ -222,6 +228,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   historyMaxBytes: {
     flag: "history-max-bytes",
     env: "CHAT_HISTORY_MAX_BYTES",
+  },
+  historyMaxRooms: {
+    flag: "history-max-rooms",
+    env: "CHAT_HISTORY_MAX_ROOMS",
   },
   metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
   logFormat: { flag: "log-format", env: "LOG_FORMAT" },
@@ -411,6 +421,7 @@ function parseValue<K extends keyof CoreConfig>(
     historyTtlMs: (r) => duration(name, r),
     historyBytes: (r) => integer(name, r, 1024, 2 ** 42),
     historyMaxBytes: (r) => integer(name, r, 1024, 2 ** 46),
+    historyMaxRooms: (r) => integer(name, r, 100, 1_000_000_000),
     metricsPort: (r) => {
       if (r === "off") return null;
       if (!/^\d+$/.test(r) || Number(r) > 65535) {

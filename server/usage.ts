@@ -54,6 +54,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
     "message bytes kept per room in memory (log, memory); the last always",
   historyMaxBytes:
     "message bytes kept by all rooms (log, memory); least recently written trimmed first",
+  historyMaxRooms:
+    "rooms kept (log, sqlite, memory); past it the least recently written are forgotten",
   broker:
     "redis[s]://[:password@]host:port[/db]: history in Redis, rooms shared by every core on it",
   brokerTimeoutMs:

@@ -142,6 +142,11 @@ export interface HistoryLimits {
    * Unset: no byte bound.
    */
   readonly bytes?: number;
+  /**
+   * Rooms kept at most (the embedded stores); past it, the least recently
+   * written are forgotten, as the TTL would. Unset: no bound.
+   */
+  readonly maxRooms?: number;
 }
 
 /** A fresh opaque epoch: random, 16 hex digits. */

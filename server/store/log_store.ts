@@ -53,6 +53,7 @@ import {
 } from "./log_recovery.ts";
 import {
   expiredRooms,
+  roomsOverBound,
   readRetained,
   RetainedBudget,
   sweepEvery,
@@ -131,6 +132,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     ttlMs: options.ttlMs,
     bytes: options.bytes,
   };
+  const maxRooms = options.maxRooms ?? Infinity;
   const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
   const warn = options.warn ?? ((m: string) => console.error(m));
@@ -309,7 +311,31 @@ export function openLogStore(options: LogStoreOptions): LogStore {
       if (!presynced && written >= compactAt() * 0.75) startPresync();
       maybeCompact();
     }
+    if (rooms.size > maxRooms) bound();
     return out;
+  };
+
+  /**
+   * Past `maxRooms`: the least recently written rooms are forgotten, their
+   * drops in one frame (as a sweep does). A failed write leaves them for
+   * the next time.
+   */
+  const bound = (keep?: string) => {
+    const names = roomsOverBound(rooms, maxRooms, keep);
+    frame.reset();
+    let drops = 0;
+    for (const name of names) {
+      const id = rooms.get(name)!.id;
+      if (id === 0) continue;
+      frame.drop(id);
+      drops++;
+    }
+    try {
+      if (drops > 0) commit();
+    } catch {
+      return;
+    }
+    for (const name of names) forget(rooms.get(name)!, true);
   };
 
   /** The size at which the segment is rolled and compacted. */
@@ -435,7 +461,11 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     },
     position(name: string): Promise<RoomPosition> {
       if (closed) return Promise.reject(new Error("history store closed"));
-      const r = rooms.get(name) ?? openRoom(name, now());
+      let r = rooms.get(name);
+      if (r === undefined) {
+        r = openRoom(name, now());
+        if (rooms.size > maxRooms) bound(name);
+      }
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
     release(name: string) {

@@ -17,6 +17,7 @@ import {
 import { CommitStatus } from "./commit_status.ts";
 import {
   expiredRooms,
+  roomsOverBound,
   readRetained,
   RetainedBudget,
   RetainedRoom,
@@ -37,6 +38,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
     ttlMs: options.ttlMs,
     bytes: options.bytes,
   };
+  const maxRooms = options.maxRooms ?? Infinity;
   const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
   const rooms = new Map<string, RetainedRoom>();
@@ -59,6 +61,14 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   };
   const timer = sweepEvery(limits.ttlMs, sweep);
 
+  /** Past `maxRooms`: the least recently written rooms are forgotten. */
+  const bound = (keep?: string) => {
+    for (const name of roomsOverBound(rooms, maxRooms, keep)) {
+      rooms.get(name)!.release();
+      rooms.delete(name);
+    }
+  };
+
   const store: HistoryStore = {
     kind: "memory",
     get lastMessageId() {
@@ -79,6 +89,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
         out[i] = { offset, epoch: r.epoch };
       }
       lastMessageId = Math.max(lastMessageId, lastId);
+      if (rooms.size > maxRooms) bound();
       const ms = performance.now() - t0;
       status.ok(ms);
       store.onCommit?.(ms, true);
@@ -86,6 +97,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
     },
     position(name: string): Promise<RoomPosition> {
       const r = room(name, now());
+      if (rooms.size > maxRooms) bound(name);
       return Promise.resolve({ epoch: r.epoch, offset: r.last });
     },
     release(name: string) {

@@ -32,7 +32,11 @@ export async function openStore(
   config: Readonly<CoreConfig>,
   cpus: number = navigator.hardwareConcurrency,
 ): Promise<HistoryStore> {
-  const limits = { size: config.historySize, ttlMs: config.historyTtlMs };
+  const limits = {
+    size: config.historySize,
+    ttlMs: config.historyTtlMs,
+    maxRooms: config.historyMaxRooms,
+  };
   // Byte bounds: for the stores that hold every retained body in memory.
   const inMemory = {
     ...limits,

@@ -442,6 +442,32 @@ export function expiredRooms(
 }
 
 /**
+ * The rooms to forget when a store holds more than `max`: the least
+ * recently written (by `lastMs`), enough to leave `max` less a sixteenth,
+ * so that a store at its bound sorts its rooms once per `max / 16` new
+ * ones, not on every one. Never `keep`. Empty while within the bound.
+ */
+export function roomsOverBound(
+  rooms: ReadonlyMap<string, { readonly lastMs: number }>,
+  max: number,
+  keep?: string,
+): string[] {
+  if (rooms.size <= max) return [];
+  const count = rooms.size - max + Math.ceil(max / 16);
+  const times = new Float64Array(rooms.size);
+  let i = 0;
+  for (const r of rooms.values()) times[i++] = r.lastMs;
+  times.sort();
+  const cutoff = times[Math.min(count, times.length) - 1];
+  const out: string[] = [];
+  for (const [name, r] of rooms) {
+    if (out.length === count) break;
+    if (r.lastMs <= cutoff && name !== keep) out.push(name);
+  }
+  return out;
+}
+
+/**
  * A room's retained messages after offset `after`, at most `limit`, none
  * older than the TTL at `nowMs`; none for a room not kept. The `read` of
  * the stores that keep their rooms here (memory, log).

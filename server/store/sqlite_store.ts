@@ -35,7 +35,7 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { sweepEvery } from "./retained_room.ts";
+import { roomsOverBound, sweepEvery } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 export { StoreOpenError };
@@ -179,6 +179,7 @@ export type ReadRow = {
  */
 export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   const limits: HistoryLimits = { size: options.size, ttlMs: options.ttlMs };
+  const maxRooms = options.maxRooms ?? Infinity;
   const now = options.now ?? Date.now;
   const file = join(options.dataDir, DATA_FILE);
   try {
@@ -289,10 +290,35 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return Promise.reject(err);
     }
     lastMessageId = Math.max(lastMessageId, lastId);
+    if (rooms.size > maxRooms) bound();
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
     return Promise.resolve(out);
+  };
+
+  /**
+   * Past `maxRooms`: the least recently written rooms are forgotten with
+   * their messages, in one transaction (a failure leaves them for the next
+   * time).
+   */
+  const bound = (keep?: string) => {
+    const names = roomsOverBound(rooms, maxRooms, keep);
+    try {
+      db.exec("BEGIN");
+      for (const name of names) {
+        const id = rooms.get(name)!.id;
+        sql.deleteRoomMessages.run(id);
+        sql.deleteRoom.run(id);
+      }
+      db.exec("COMMIT");
+    } catch {
+      try {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      } catch { /* the connection itself failed */ }
+      return;
+    }
+    for (const name of names) rooms.delete(name);
   };
 
   // TTL: bounded deletes per room per sweep; rooms quiet for longer than
@@ -350,7 +376,11 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     append,
     position(name: string): Promise<RoomPosition> {
       try {
-        const r = rooms.get(name) ?? createRoom(name, now());
+        let r = rooms.get(name);
+        if (r === undefined) {
+          r = createRoom(name, now());
+          if (rooms.size > maxRooms) bound(name);
+        }
         return Promise.resolve({ epoch: r.epoch, offset: r.last });
       } catch (err) {
         return Promise.reject(err);

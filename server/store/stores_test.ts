@@ -487,3 +487,84 @@ for (const [name, durable, open] of releasing) {
     },
   );
 }
+
+const bounded = [
+  [
+    "createMemoryStore",
+    false,
+    (_dataDir: string) =>
+      createMemoryStore({ size: 4, ttlMs: 0, maxRooms: 100 }),
+  ],
+  [
+    "openSqliteStore",
+    true,
+    (dataDir: string) =>
+      openSqliteStore({ dataDir, size: 4, ttlMs: 0, maxRooms: 100 }),
+  ],
+  [
+    "openThreadedSqliteStore",
+    true,
+    (dataDir: string) =>
+      openThreadedSqliteStore({ dataDir, size: 4, ttlMs: 0, maxRooms: 100 }),
+  ],
+  [
+    "openLogStore",
+    true,
+    (dataDir: string) =>
+      openLogStore({ dataDir, size: 4, ttlMs: 0, maxRooms: 100 }),
+  ],
+] as const;
+
+for (const [name, durable, open] of bounded) {
+  Deno.test(
+    `${name}(): past maxRooms the least recently written rooms are forgotten (writing to endless names holds at most maxRooms)${
+      durable ? ", also after a reopen" : ""
+    }`,
+    async () => {
+      await withTempDir(async (dataDir) => {
+        let store: HistoryStore = await open(dataDir);
+        try {
+          const epochs: string[] = [];
+          for (let i = 0; i < 300; i++) {
+            const [m] = await store.append([
+              { room: `r${i}`, body: body(`m${i}`), timeMs: 1000 + i },
+            ], i + 1);
+            epochs.push(m.epoch);
+          }
+          // Rooms only asked for count too.
+          for (let i = 0; i < 50; i++) await store.position(`asked${i}`);
+          const kept = async () => {
+            const out: number[] = [];
+            for (let i = 0; i < 300; i++) {
+              const p = await store.position(`r${i}`);
+              if (p.offset === 1) {
+                assert.equal(p.epoch, epochs[i]);
+                out.push(i);
+              } else store.release!(`r${i}`); // asked for just now: let go
+            }
+            return out;
+          };
+          const now = await kept();
+          assert.ok(
+            now.length >= 40 && now.length <= 100,
+            `${now.length} kept`,
+          );
+          // The newest are kept: the last one written, and the others in a
+          // run up to it.
+          assert.equal(now.at(-1), 299);
+          assert.deepEqual(now, now.map((_, i) => 300 - now.length + i));
+          assert.deepEqual(
+            (await store.read("r299", 0, 10)).map((m) => text(m.body)),
+            ["m299"],
+          );
+          if (!durable) return;
+          await store.close();
+          store = await open(dataDir);
+          assert.deepEqual(await kept(), now);
+        } finally {
+          await store.close();
+        }
+      });
+    },
+  );
+}
