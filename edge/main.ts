@@ -169,7 +169,7 @@ try {
     app.fetch,
     (err, ms) =>
       say(
-        `accept failed (${
+        `not listening (${
           (err as Error).message
         }); listening again in ${ms} ms`,
       ),

@@ -17,8 +17,6 @@
 
 /** The longest wait before listening again. */
 const MAX_WAIT_MS = 1000;
-/** Server instances kept for shutdown(), the newest. */
-const MAX_KEPT = 64;
 
 /** The options of `Deno.serve` this wrapper takes (TCP, optionally TLS). */
 export type ResilientServeOptions =
@@ -36,7 +34,8 @@ export interface ResilientServer {
 /**
  * Serves `handler` like `Deno.serve(options, handler)`. `onListen` runs
  * once, for the first listen; `onRestart(err, waitMs)` hears of each failed
- * accept loop before the wait.
+ * accept loop, and of each listen that failed again, before the wait.
+ * `serve` is `Deno.serve` (tests pass their own).
  *
  * @example
  * ```ts
@@ -50,8 +49,11 @@ export function serveResilient(
   options: ResilientServeOptions,
   handler: Deno.ServeHandler<Deno.NetAddr>,
   onRestart: (err: unknown, waitMs: number) => void,
+  serve: typeof Deno.serve = Deno.serve,
 ): ResilientServer {
-  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  let current: Deno.HttpServer<Deno.NetAddr> | undefined;
+  /** Failed instances draining their requests (removed once done). */
+  const draining = new Set<Promise<void>>();
   let stopping = false;
   let wait = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -61,26 +63,29 @@ export function serveResilient(
   let port = options.port ?? 8000;
 
   const listen = (first: boolean) => {
-    const server = Deno.serve({
+    const server = serve({
       ...options,
       port,
       onListen: first ? options.onListen : () => {},
     }, handler);
-    servers.push(server);
-    // Each failed instance is kept for shutdown() to drain its requests;
-    // a flood that lasts for hours must not grow the list without end.
-    if (servers.length > MAX_KEPT) servers.shift();
+    current = server;
     listenedAt = Date.now();
     server.finished.then(() => {}, (err) => {
-      if (!stopping) retry(err);
+      if (stopping) return;
+      // Its accept loop is over: it finishes the requests it has and lets
+      // its idle connections go (their descriptors are what ran out).
+      const done = server.shutdown().catch(() => {});
+      draining.add(done);
+      void done.finally(() => draining.delete(done));
+      // After a good spell of listening, the waits start short again.
+      if (Date.now() - listenedAt > 5 * MAX_WAIT_MS) wait = 0;
+      retry(err);
     });
     return server;
   };
 
+  /** Waits (longer after each failure in a row), then listens again. */
   const retry = (err: unknown) => {
-    // A failure soon after the last one waits longer; after a good spell
-    // of listening, the waits start short again.
-    if (Date.now() - listenedAt > 5 * MAX_WAIT_MS) wait = 0;
     wait = Math.min(MAX_WAIT_MS, (wait || 2.5) * 2);
     onRestart(err, wait);
     timer = setTimeout(() => {
@@ -89,7 +94,8 @@ export function serveResilient(
       try {
         listen(false);
       } catch (again) {
-        // Still out of descriptors (or the port taken meanwhile).
+        // Still out of descriptors, or the port taken meanwhile: the
+        // waits go on growing (at most one a second).
         retry(again);
       }
     }, wait);
@@ -103,9 +109,10 @@ export function serveResilient(
     async shutdown() {
       stopping = true;
       clearTimeout(timer);
-      await Promise.all(
-        servers.map((s) => s.shutdown().catch(() => {})),
-      );
+      await Promise.all([
+        current?.shutdown().catch(() => {}),
+        ...draining,
+      ]);
     },
   };
 }

@@ -51,7 +51,6 @@ export interface H2Listener {
   readonly closed: Promise<void>;
 }
 
-/** Listens on `hostname:port` (0 picks a free port). */
 /** The longest wait between accepts that fail (out of descriptors, say). */
 const ACCEPT_BACKOFF_MAX_MS = 1000;
 
@@ -61,6 +60,7 @@ function isClosed(err: unknown): boolean {
     err instanceof Deno.errors.Interrupted;
 }
 
+/** Listens on `hostname:port` (0 picks a free port). */
 export function listenH2(options: ListenH2Options): H2Listener {
   const { hostname, port, tls, onStream, onError, onOverBudget, ...tuning } =
     options;
@@ -106,7 +106,9 @@ export function listenH2(options: ListenH2Options): H2Listener {
         backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, (backoff || 2.5) * 2);
         onError?.(
           new Error(
-            `accept failed: ${(err as Error).message}; retrying in ${backoff} ms`,
+            `accept failed: ${
+              (err as Error).message
+            }; retrying in ${backoff} ms`,
             { cause: err },
           ),
         );

@@ -53,7 +53,7 @@ import {
 } from "./log_recovery.ts";
 import {
   expiredRooms,
-  roomsOverBound,
+  overBound,
   readRetained,
   RetainedBudget,
   sweepEvery,
@@ -248,8 +248,8 @@ export function openLogStore(options: LogStoreOptions): LogStore {
         let r = rooms.get(e.room);
         if (r === undefined) {
           r = openRoom(e.room, e.timeMs);
-          logRoom(r);
           created.push(r);
+          logRoom(r);
         } else if (r.id === 0) {
           logRoom(r);
           logged.push(r);
@@ -321,13 +321,17 @@ export function openLogStore(options: LogStoreOptions): LogStore {
    * the next time.
    */
   const bound = (keep?: string) => {
-    const names = roomsOverBound(rooms, maxRooms, keep);
+    const over = overBound(rooms.size, maxRooms);
+    const gone: LogRoom[] = [];
+    for (const r of budget.oldest()) {
+      if (gone.length === over) break;
+      if ((r as LogRoom).name !== keep) gone.push(r as LogRoom);
+    }
     frame.reset();
     let drops = 0;
-    for (const name of names) {
-      const id = rooms.get(name)!.id;
-      if (id === 0) continue;
-      frame.drop(id);
+    for (const r of gone) {
+      if (r.id === 0) continue;
+      frame.drop(r.id);
       drops++;
     }
     try {
@@ -335,7 +339,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     } catch {
       return;
     }
-    for (const name of names) forget(rooms.get(name)!, true);
+    for (const r of gone) forget(r, true);
   };
 
   /** The size at which the segment is rolled and compacted. */

@@ -17,7 +17,7 @@ import {
 import { CommitStatus } from "./commit_status.ts";
 import {
   expiredRooms,
-  roomsOverBound,
+  overBound,
   readRetained,
   RetainedBudget,
   RetainedRoom,
@@ -32,6 +32,18 @@ export interface MemoryStoreOptions extends HistoryLimits {
   now?: () => number;
 }
 
+/** A room of the memory store: its name, for the room bound. */
+class MemoryRoom extends RetainedRoom {
+  constructor(
+    readonly name: string,
+    epoch: string,
+    nowMs: number,
+    budget: RetainedBudget,
+  ) {
+    super(epoch, nowMs, budget);
+  }
+}
+
 export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   const limits: HistoryLimits = {
     size: options.size,
@@ -41,14 +53,14 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   const maxRooms = options.maxRooms ?? Infinity;
   const budget = new RetainedBudget(options.maxBytes);
   const now = options.now ?? Date.now;
-  const rooms = new Map<string, RetainedRoom>();
+  const rooms = new Map<string, MemoryRoom>();
   const status = new CommitStatus();
   let lastMessageId = 0;
 
   const room = (name: string, nowMs: number): RetainedRoom => {
     let r = rooms.get(name);
     if (r === undefined) {
-      r = new RetainedRoom(newEpoch(), nowMs, budget);
+      r = new MemoryRoom(name, newEpoch(), nowMs, budget);
       rooms.set(name, r);
     }
     return r;
@@ -57,15 +69,24 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
   // Rooms that went quiet for longer than the TTL are forgotten (their next
   // message starts a new epoch), so the map does not keep every name used.
   const sweep = () => {
-    for (const name of expiredRooms(rooms, limits, now())) rooms.delete(name);
+    for (const name of expiredRooms(rooms, limits, now())) {
+      rooms.get(name)!.release();
+      rooms.delete(name);
+    }
   };
   const timer = sweepEvery(limits.ttlMs, sweep);
 
   /** Past `maxRooms`: the least recently written rooms are forgotten. */
   const bound = (keep?: string) => {
-    for (const name of roomsOverBound(rooms, maxRooms, keep)) {
-      rooms.get(name)!.release();
-      rooms.delete(name);
+    const over = overBound(rooms.size, maxRooms);
+    const gone: MemoryRoom[] = [];
+    for (const r of budget.oldest()) {
+      if (gone.length === over) break;
+      if ((r as MemoryRoom).name !== keep) gone.push(r as MemoryRoom);
+    }
+    for (const r of gone) {
+      r.release();
+      rooms.delete(r.name);
     }
   };
 

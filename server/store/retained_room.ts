@@ -129,37 +129,64 @@ export class RetainedBudget {
   /** The least and the most recently written rooms holding messages. */
   #first: RetainedRoom | undefined;
   #last: RetainedRoom | undefined;
+  /**
+   * The rooms holding nothing (made and not written yet, or emptied by a
+   * bound), in the order they became empty: what a room bound forgets
+   * first (`oldest()`).
+   */
+  #emptyFirst: RetainedRoom | undefined;
+  #emptyLast: RetainedRoom | undefined;
 
   constructor(readonly maxBytes: number = Infinity) {}
+
+  /** `r` was just made: it holds nothing. */
+  added(r: RetainedRoom): void {
+    this.#append(r, EMPTY);
+  }
 
   /** `r` was just written to: it becomes the most recently written. */
   wrote(r: RetainedRoom): void {
     if (r === this.#last) return;
-    if (this.#listed(r)) this.#unlink(r);
-    r.budgetPrev = this.#last;
-    r.budgetNext = undefined;
-    if (this.#last === undefined) this.#first = r;
-    else this.#last.budgetNext = r;
-    this.#last = r;
+    this.#unlink(r);
+    this.#append(r, HOLDING);
   }
 
-  /** `r` holds nothing any more (or is forgotten). */
+  /** `r` holds nothing any more. */
   emptied(r: RetainedRoom): void {
-    if (this.#listed(r)) this.#unlink(r);
+    if (r.budgetList === EMPTY) return;
+    this.#unlink(r);
+    this.#append(r, EMPTY);
   }
 
-  /** Whether `r` is in the list: the first room has no previous one. */
-  #listed(r: RetainedRoom): boolean {
-    return r.budgetPrev !== undefined || r === this.#first;
+  /** `r` is forgotten: in no list. */
+  forgotten(r: RetainedRoom): void {
+    this.#unlink(r);
+  }
+
+  #append(r: RetainedRoom, list: typeof HOLDING | typeof EMPTY): void {
+    const last = list === HOLDING ? this.#last : this.#emptyLast;
+    r.budgetList = list;
+    r.budgetPrev = last;
+    r.budgetNext = undefined;
+    if (last !== undefined) last.budgetNext = r;
+    else if (list === HOLDING) this.#first = r;
+    else this.#emptyFirst = r;
+    if (list === HOLDING) this.#last = r;
+    else this.#emptyLast = r;
   }
 
   #unlink(r: RetainedRoom): void {
+    const list = r.budgetList;
+    if (list === NONE) return;
     const { budgetPrev: prev, budgetNext: next } = r;
-    if (prev === undefined) this.#first = next;
-    else prev.budgetNext = next;
-    if (next === undefined) this.#last = prev;
-    else next.budgetPrev = prev;
+    if (prev !== undefined) prev.budgetNext = next;
+    else if (list === HOLDING) this.#first = next;
+    else this.#emptyFirst = next;
+    if (next !== undefined) next.budgetPrev = prev;
+    else if (list === HOLDING) this.#last = prev;
+    else this.#emptyLast = prev;
     r.budgetPrev = r.budgetNext = undefined;
+    r.budgetList = NONE;
   }
 
   /**
@@ -182,12 +209,32 @@ export class RetainedBudget {
       r = next;
     }
   }
+
+  /**
+   * Every room, in the order a bound on the number of rooms forgets them:
+   * those holding nothing (longest empty first), then those holding
+   * messages (least recently written first). O(1) per room taken.
+   */
+  *oldest(): Generator<RetainedRoom> {
+    for (let r = this.#emptyFirst; r !== undefined;) {
+      const next = r.budgetNext;
+      yield r;
+      r = next;
+    }
+    yield* this.rooms();
+  }
 }
+
+/** Which of its budget's lists a room is in. */
+const NONE = 0;
+const HOLDING = 1;
+const EMPTY = 2;
 
 export class RetainedRoom {
   /** Its {@linkcode RetainedBudget}'s list of rooms; only the budget uses these. */
   budgetPrev: RetainedRoom | undefined;
   budgetNext: RetainedRoom | undefined;
+  budgetList: 0 | 1 | 2 = NONE;
   /** The last offset handed out (0: none yet). */
   last = 0;
   /** When the last message came (or the room was created). */
@@ -220,6 +267,7 @@ export class RetainedRoom {
   ) {
     this.lastMs = nowMs;
     this.#budget = budget;
+    budget.added(this);
   }
 
   get size(): number {
@@ -360,6 +408,7 @@ export class RetainedRoom {
   /** Lets go of everything: the room is forgotten. */
   release(): void {
     this.#dropTo(this.#cols.length);
+    this.#budget.forgotten(this);
   }
 
   /**
@@ -442,29 +491,12 @@ export function expiredRooms(
 }
 
 /**
- * The rooms to forget when a store holds more than `max`: the least
- * recently written (by `lastMs`), enough to leave `max` less a sixteenth,
- * so that a store at its bound sorts its rooms once per `max / 16` new
- * ones, not on every one. Never `keep`. Empty while within the bound.
+ * How many rooms a store holding `size` forgets when over `max` (0 within
+ * it): down to `max` less a 64th, so that a store at its bound frees rooms
+ * once per `max / 64` new ones rather than one at every new one.
  */
-export function roomsOverBound(
-  rooms: ReadonlyMap<string, { readonly lastMs: number }>,
-  max: number,
-  keep?: string,
-): string[] {
-  if (rooms.size <= max) return [];
-  const count = rooms.size - max + Math.ceil(max / 16);
-  const times = new Float64Array(rooms.size);
-  let i = 0;
-  for (const r of rooms.values()) times[i++] = r.lastMs;
-  times.sort();
-  const cutoff = times[Math.min(count, times.length) - 1];
-  const out: string[] = [];
-  for (const [name, r] of rooms) {
-    if (out.length === count) break;
-    if (r.lastMs <= cutoff && name !== keep) out.push(name);
-  }
-  return out;
+export function overBound(size: number, max: number): number {
+  return size <= max ? 0 : size - max + Math.ceil(max / 64);
 }
 
 /**

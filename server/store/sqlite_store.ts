@@ -35,7 +35,7 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { roomsOverBound, sweepEvery } from "./retained_room.ts";
+import { sweepEvery } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 export { StoreOpenError };
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS messages (
 
 /** Rooms a TTL sweep step handles before letting commits run. */
 const SWEEP_ROOMS = 200;
+/** Rooms the room bound forgets per transaction. */
+const BOUND_STEP = 1000;
 
 /** Rows kept over the size limit before a trim: size / this. */
 const TRIM_SLACK_DIVISOR = 16;
@@ -290,7 +292,16 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return Promise.reject(err);
     }
     lastMessageId = Math.max(lastMessageId, lastId);
-    if (rooms.size > maxRooms) bound();
+    if (maxRooms < Infinity) {
+      // `rooms` in the order of the last write (least recent first), for
+      // the room bound: re-inserted, which a Map keeps in order.
+      for (const name of before.keys()) {
+        const r = rooms.get(name)!;
+        rooms.delete(name);
+        rooms.set(name, r);
+      }
+      if (rooms.size > maxRooms) bound();
+    }
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
@@ -298,15 +309,32 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   };
 
   /**
-   * Past `maxRooms`: the least recently written rooms are forgotten with
-   * their messages, in one transaction (a failure leaves them for the next
-   * time).
+   * Past `maxRooms`: the least recently written rooms (the front of
+   * `rooms`) are forgotten with their messages, down to `maxRooms` less a
+   * 64th, BOUND_STEP rooms per transaction with other work between steps
+   * (a thousand rooms' deletes at once would hold the commits back). A
+   * failed step is tried again at the next new room.
    */
-  const bound = (keep?: string) => {
-    const names = roomsOverBound(rooms, maxRooms, keep);
+  let bounding: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  const bound = () => {
+    bounding ??= setTimeout(boundStep, 0);
+  };
+  const boundStep = () => {
+    bounding = undefined;
+    if (closed) return;
+    const target = maxRooms - Math.ceil(maxRooms / 64);
+    const gone: string[] = [];
+    for (const name of rooms.keys()) {
+      if (gone.length === BOUND_STEP || rooms.size - gone.length <= target) {
+        break;
+      }
+      gone.push(name);
+    }
+    if (gone.length === 0) return;
     try {
       db.exec("BEGIN");
-      for (const name of names) {
+      for (const name of gone) {
         const id = rooms.get(name)!.id;
         sql.deleteRoomMessages.run(id);
         sql.deleteRoom.run(id);
@@ -318,7 +346,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       } catch { /* the connection itself failed */ }
       return;
     }
-    for (const name of names) rooms.delete(name);
+    for (const name of gone) rooms.delete(name);
+    if (rooms.size > target) bound();
   };
 
   // TTL: bounded deletes per room per sweep; rooms quiet for longer than
@@ -379,7 +408,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         let r = rooms.get(name);
         if (r === undefined) {
           r = createRoom(name, now());
-          if (rooms.size > maxRooms) bound(name);
+          if (rooms.size > maxRooms) bound();
         }
         return Promise.resolve({ epoch: r.epoch, offset: r.last });
       } catch (err) {
@@ -420,6 +449,9 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     close() {
       clearInterval(timer);
       clearTimeout(step);
+      clearTimeout(bounding);
+      bounding = undefined;
+      closed = true;
       sweeping = undefined;
       try {
         db.close();
