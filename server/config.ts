@@ -19,6 +19,8 @@ export interface CoreConfig {
   maxMessageBytes: number;
   /** HTTP/2 concurrent streams per connection. */
   maxConcurrentStreams: number;
+  /** Connections served at once (the h2 transport); 0: no bound. */
+  maxConnections: number;
   /**
    * With the "h2" transport: request bytes of unfinished messages one
    * connection may hold; the call that goes over ends RESOURCE_EXHAUSTED,
@@ -141,6 +143,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   port: 50051,
   maxMessageBytes: 10 * 1024 * 1024,
   maxConcurrentStreams: 1000,
+  maxConnections: 10_000,
   requestBufferPerConnection: DEFAULT_REQUEST_BUDGET.perConnection,
   requestBufferTotal: DEFAULT_REQUEST_BUDGET.total,
   keepaliveIntervalMs: 60_000,
@@ -190,6 +193,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
     flag: "max-concurrent-streams",
     env: "CHAT_MAX_CONCURRENT_STREAMS",
   },
+  maxConnections: { flag: "max-connections", env: "CHAT_MAX_CONNECTIONS" },
   requestBufferPerConnection: {
     flag: "request-buffer-per-connection",
     env: "CHAT_REQUEST_BUFFER_PER_CONNECTION",
@@ -397,6 +401,7 @@ function parseValue<K extends keyof CoreConfig>(
     port: (r) => integer(name, r, 0, 65535),
     maxMessageBytes: (r) => integer(name, r, 1024, MAX_BYTES),
     maxConcurrentStreams: (r) => integer(name, r, 1, 2 ** 31 - 1),
+    maxConnections: (r) => integer(name, r, 0, 10_000_000),
     requestBufferPerConnection: (r) => integer(name, r, 1024, 2 ** 42),
     requestBufferTotal: (r) => integer(name, r, 1024, 2 ** 42),
     keepaliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),

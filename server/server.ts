@@ -302,6 +302,10 @@ export async function startCoreServer(
     calls: callStats,
     hub,
     serving: () => health.status === "SERVING",
+    connections: listener.connections === undefined ? undefined : () => ({
+      open: listener.connections ?? 0,
+      refused: listener.refusedConnections ?? 0,
+    }),
   });
   timed.latency = metrics?.storeLatency;
   let metricsServer: MetricsServer | undefined;

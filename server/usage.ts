@@ -14,6 +14,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   port: "gRPC port (h2c); 0 picks a free one",
   maxMessageBytes: "largest message, each way",
   maxConcurrentStreams: "HTTP/2 streams per connection",
+  maxConnections:
+    "connections served at once (h2 transport); one more is closed at once; 0: no bound",
   queueSize: "messages a slow subscriber may queue",
   slowConsumer: "drop | disconnect, when a subscriber's queue is full",
   slowConsumerGraceMs:

@@ -168,3 +168,48 @@ Deno.test("rate limit: a subscription takes from the user's bucket, so a subscri
   await assert.rejects(take(watcher, 1, 200), /timed out/);
   watcher.cancel();
 });
+
+Deno.test("max connections: one past --max-connections is closed at once, its call fails UNAVAILABLE without hanging, the refusals are counted, and a freed place is taken again", async () => {
+  await using f = await startCore({ maxConnections: 2, metricsPort: 0 });
+  const msg = (content: string) => ({ user: "u", room: "lobby", content });
+  await f.client.sendMessage(msg("first"));
+  const second = f.newClient();
+  await second.sendMessage(msg("second"));
+
+  // A raw third connection: closed, nothing written.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.core.port });
+  const buf = new Uint8Array(1024);
+  assert.equal(await conn.read(buf).catch(() => null), null);
+  conn.close();
+
+  // A grpc-js client over the bound: its call fails, it does not hang.
+  const third = f.newClient();
+  const refused = await rejection(
+    third.sendMessage(msg("third"), {
+      deadline: Date.now() + 5000,
+    }),
+  );
+  assert.equal(refused.code, status.UNAVAILABLE, refused.details);
+  const metrics = await (await fetch(
+    `http://127.0.0.1:${f.core.metricsPort}/metrics`,
+  )).text();
+  assert.match(metrics, /^chat_connections 2$/m);
+  const count = Number(
+    /^chat_connections_refused_total (\d+)$/m.exec(metrics)![1],
+  );
+  assert.ok(count >= 2, metrics);
+
+  // One closes: a new connection is served.
+  second.close();
+  await eventually(
+    () => f.core.snapshot().openCalls === 0,
+    "the second client's calls are over",
+  );
+  let ok = false;
+  for (let i = 0; i < 50 && !ok; i++) {
+    const fresh = f.newClient();
+    ok = await fresh.sendMessage(msg("again")).then(() => true, () => false);
+    if (!ok) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(ok, "a connection is served again once one closed");
+});

@@ -34,6 +34,11 @@ export interface ListenH2Options extends Partial<H2ServerOptions> {
   onError?(error: unknown): void;
   /** A stream went over `requestBudget`; see ConnectionOwner. */
   onOverBudget?(stream: H2ServerStream, reason: string): void;
+  /**
+   * Connections served at once at most (0 or unset: no bound); one more is
+   * closed as soon as it is accepted.
+   */
+  maxConnections?: number;
 }
 
 /** A listening h2c server. */
@@ -41,6 +46,8 @@ export interface H2Listener {
   readonly port: number;
   /** Connections open now. */
   readonly connections: number;
+  /** Connections refused so far for `maxConnections`. */
+  readonly refusedConnections: number;
   /**
    * Stops accepting and sends every connection GOAWAY(NO_ERROR); open
    * streams run to their end. `closed` resolves when all are gone.
@@ -54,6 +61,19 @@ export interface H2Listener {
 /** The longest wait between accepts that fail (out of descriptors, say). */
 const ACCEPT_BACKOFF_MAX_MS = 1000;
 
+/**
+ * The answer to a connection over `maxConnections`: a close, nothing
+ * written. Not a GOAWAY first: on a session that has just opened, a
+ * GOAWAY(ENHANCE_YOUR_CALM) made grpc-js on Deno's node:http2 client spin
+ * without end (its event loop blocked, its deadlines never firing), while
+ * a close gets it UNAVAILABLE ("No connection established") at once.
+ */
+function refuse(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* closed already */ }
+}
+
 /** Whether `accept()` failed because the listener was closed. */
 function isClosed(err: unknown): boolean {
   return err instanceof Deno.errors.BadResource ||
@@ -62,8 +82,17 @@ function isClosed(err: unknown): boolean {
 
 /** Listens on `hostname:port` (0 picks a free port). */
 export function listenH2(options: ListenH2Options): H2Listener {
-  const { hostname, port, tls, onStream, onError, onOverBudget, ...tuning } =
-    options;
+  const {
+    hostname,
+    port,
+    tls,
+    onStream,
+    onError,
+    onOverBudget,
+    maxConnections = 0,
+    ...tuning
+  } = options;
+  let refused = 0;
   const opts: Readonly<H2ServerOptions> = Object.freeze({
     ...DEFAULT_H2_SERVER_OPTIONS,
     ...Object.fromEntries(
@@ -119,6 +148,11 @@ export function listenH2(options: ListenH2Options): H2Listener {
         conn.close();
         continue;
       }
+      if (maxConnections > 0 && connections.size >= maxConnections) {
+        refused++;
+        refuse(conn);
+        continue;
+      }
       try {
         (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch {
@@ -144,6 +178,9 @@ export function listenH2(options: ListenH2Options): H2Listener {
     port: (listener.addr as Deno.NetAddr).port,
     get connections() {
       return connections.size;
+    },
+    get refusedConnections() {
+      return refused;
     },
     close() {
       stopAccepting();

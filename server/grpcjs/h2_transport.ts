@@ -43,6 +43,8 @@ export interface H2TransportOptions {
   host: string;
   port: number;
   maxConcurrentStreams: number;
+  /** Connections served at once (0: no bound). */
+  maxConnections?: number;
   /** PEM certificate chain and key for TLS (ALPN h2). */
   tls?: { cert: string; key: string };
   /** Unfinished request-message bytes one connection may hold. */
@@ -85,6 +87,7 @@ export function listenWithH2(
     hostname: options.host,
     port: options.port,
     maxConcurrentStreams: options.maxConcurrentStreams,
+    maxConnections: options.maxConnections,
     tls: options.tls,
     keepaliveIntervalMs: options.keepaliveIntervalMs,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs,

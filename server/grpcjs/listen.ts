@@ -22,6 +22,9 @@ export interface Listener {
   readonly closed: Promise<void>;
   /** Closes every connection now. */
   destroy(): void;
+  /** Connections open, and refused for --max-connections (h2 only). */
+  readonly connections?: number;
+  readonly refusedConnections?: number;
   /** The h2 transport's request budget (undefined with "node"). */
   readonly requestBudget?: {
     readonly unfinished: number;
@@ -53,6 +56,7 @@ export async function listen(
       host: config.host,
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
+      maxConnections: config.maxConnections,
       tls,
       requestBufferPerConnection: config.requestBufferPerConnection,
       requestBufferTotal: config.requestBufferTotal,

@@ -28,6 +28,8 @@ export interface MetricSources {
   hub: ChatHub<unknown>;
   /** 1 while the health status is SERVING, else 0. */
   serving(): boolean;
+  /** Connections open and refused so far (the h2 transport's listener). */
+  connections?(): { open: number; refused: number };
 }
 
 /** The registry and the hook the store observes into. */
@@ -115,6 +117,19 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
     "Subscribers ended by the slow-consumer policy.",
     () => hub.stats.slowDisconnects,
   );
+  if (sources.connections) {
+    const connections = sources.connections;
+    gauge(
+      "chat_connections",
+      "Client connections open now (the h2 transport).",
+      () => connections().open,
+    );
+    counter(
+      "chat_connections_refused_total",
+      "Connections refused for --max-connections.",
+      () => connections().refused,
+    );
+  }
   gauge(
     "chat_health_serving",
     "1 while grpc.health.v1 reports SERVING, else 0.",
