@@ -386,11 +386,12 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     // bound trims the same messages after a restart.
     const captured: Rolled["rooms"] = [];
     const order: LogRoom[] = [];
-    // Not the rooms never logged: they hold nothing to keep.
-    for (const r of rooms.values()) {
-      if (r.size === 0 && r.id !== 0) order.push(r);
+    // Empty ones first, in the order they became empty, which replay keeps
+    // too (a room bound forgets the same ones after a restart); not the
+    // rooms never logged: they hold nothing to keep.
+    for (const r of budget.oldest()) {
+      if ((r as LogRoom).id !== 0) order.push(r as LogRoom);
     }
-    for (const r of budget.rooms()) order.push(r as LogRoom);
     for (const r of order) {
       captured.push({
         id: r.id,

@@ -151,6 +151,13 @@ export class RetainedBudget {
     this.#append(r, HOLDING);
   }
 
+  /** `r`, holding nothing, was written to (nothing is kept): last in line. */
+  touched(r: RetainedRoom): void {
+    if (r.budgetList !== EMPTY || r === this.#emptyLast) return;
+    this.#unlink(r);
+    this.#append(r, EMPTY);
+  }
+
   /** `r` holds nothing any more. */
   emptied(r: RetainedRoom): void {
     if (r.budgetList === EMPTY) return;
@@ -290,7 +297,11 @@ export class RetainedRoom {
     limits: HistoryLimits,
   ): void {
     // Nothing is kept (`--history-size 0`): no copy, no columns.
-    if (limits.size === 0 && this.size === 0) return;
+    if (limits.size === 0 && this.size === 0) {
+      // Nothing kept, but written now: the last to go under a room bound.
+      this.#budget.touched(this);
+      return;
+    }
     const n = body.length;
     let chunk = this.#chunk;
     let start = 0;

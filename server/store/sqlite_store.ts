@@ -75,12 +75,14 @@ CREATE TABLE IF NOT EXISTS messages (
   body BLOB NOT NULL,
   PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rooms_by_last_ms ON rooms (last_ms, id);
 `;
 
 /** Rooms a TTL sweep step handles before letting commits run. */
 const SWEEP_ROOMS = 200;
-/** Rooms the room bound forgets per transaction. */
+/** Rooms, and their messages, the room bound forgets per transaction. */
 const BOUND_STEP = 1000;
+const BOUND_ROWS = 100_000;
 
 /** Rows kept over the size limit before a trim: size / this. */
 const TRIM_SLACK_DIVISOR = 16;
@@ -216,6 +218,9 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         "(SELECT seq FROM messages WHERE room_id = ? AND time_ms < ? ORDER BY seq LIMIT 1000)",
     ),
     deleteRoom: db.prepare("DELETE FROM rooms WHERE id = ?"),
+    oldestRooms: db.prepare(
+      "SELECT name FROM rooms ORDER BY last_ms, id LIMIT ?",
+    ),
     deleteRoomMessages: db.prepare("DELETE FROM messages WHERE room_id = ?"),
     setLastId: db.prepare(
       "INSERT INTO meta (key, value) VALUES ('last_message_id', ?) " +
@@ -292,16 +297,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return Promise.reject(err);
     }
     lastMessageId = Math.max(lastMessageId, lastId);
-    if (maxRooms < Infinity) {
-      // `rooms` in the order of the last write (least recent first), for
-      // the room bound: re-inserted, which a Map keeps in order.
-      for (const name of before.keys()) {
-        const r = rooms.get(name)!;
-        rooms.delete(name);
-        rooms.set(name, r);
-      }
-      if (rooms.size > maxRooms) bound();
-    }
+    if (rooms.size > maxRooms) bound();
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
@@ -309,35 +305,38 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   };
 
   /**
-   * Past `maxRooms`: the least recently written rooms (the front of
-   * `rooms`) are forgotten with their messages, down to `maxRooms` less a
-   * 64th, BOUND_STEP rooms per transaction with other work between steps
-   * (a thousand rooms' deletes at once would hold the commits back). A
-   * failed step is tried again at the next new room.
+   * Past `maxRooms`: the least recently written rooms (by the `last_ms`
+   * index, so after a restart too) are forgotten with their messages, down
+   * to `maxRooms` less a 64th, at most BOUND_STEP rooms or BOUND_ROWS
+   * messages per transaction with other work between steps. A failed step
+   * is tried again at the next new room.
    */
   let bounding: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   const bound = () => {
     bounding ??= setTimeout(boundStep, 0);
   };
+  const boundTarget = maxRooms - Math.ceil(maxRooms / 64);
   const boundStep = () => {
     bounding = undefined;
     if (closed) return;
-    const target = maxRooms - Math.ceil(maxRooms / 64);
+    const excess = rooms.size - boundTarget;
+    if (excess <= 0) return;
     const gone: string[] = [];
-    for (const name of rooms.keys()) {
-      if (gone.length === BOUND_STEP || rooms.size - gone.length <= target) {
-        break;
-      }
-      gone.push(name);
-    }
-    if (gone.length === 0) return;
     try {
+      const oldest = sql.oldestRooms.all(Math.min(excess, BOUND_STEP)) as {
+        name: string;
+      }[];
+      let rows = 0;
       db.exec("BEGIN");
-      for (const name of gone) {
-        const id = rooms.get(name)!.id;
-        sql.deleteRoomMessages.run(id);
-        sql.deleteRoom.run(id);
+      for (const { name } of oldest) {
+        const r = rooms.get(name);
+        if (r === undefined) continue;
+        sql.deleteRoomMessages.run(r.id);
+        sql.deleteRoom.run(r.id);
+        gone.push(name);
+        rows += r.last - r.trimmed;
+        if (rows >= BOUND_ROWS) break;
       }
       db.exec("COMMIT");
     } catch {
@@ -347,7 +346,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return;
     }
     for (const name of gone) rooms.delete(name);
-    if (rooms.size > target) bound();
+    if (gone.length > 0 && rooms.size > boundTarget) bound();
   };
 
   // TTL: bounded deletes per room per sweep; rooms quiet for longer than

@@ -570,3 +570,85 @@ for (const [name, durable, open] of bounded) {
     },
   );
 }
+
+for (const [name, durable, open] of bounded) {
+  Deno.test(
+    `${name}(): the room bound keeps a room written just now, with --history-size 0 too${
+      durable ? ", and its order survives a reopen" : ""
+    }`,
+    async () => {
+      await withTempDir(async (dataDir) => {
+        const sizes = name === "openLogStore" || name === "createMemoryStore"
+          ? [0, 4]
+          : [4];
+        for (const size of sizes) {
+          const opened = size === 0
+            ? (name === "openLogStore"
+              ? openLogStore({
+                dataDir: `${dataDir}/z`,
+                size: 0,
+                ttlMs: 0,
+                maxRooms: 100,
+              })
+              : createMemoryStore({ size: 0, ttlMs: 0, maxRooms: 100 }))
+            : await open(`${dataDir}/s`);
+          let store: HistoryStore = opened;
+          try {
+            const [first] = await store.append([
+              { room: "busy", body: body("b"), timeMs: 1 },
+            ], 1);
+            let t = 2;
+            for (let i = 0; i < 90; i++) {
+              await store.append([
+                { room: `r${i}`, body: body("x"), timeMs: t++ },
+              ], t);
+            }
+            // "busy" is written again: now the most recent.
+            await store.append(
+              [{ room: "busy", body: body("b"), timeMs: t++ }],
+              t,
+            );
+            if (durable && size !== 0) {
+              await store.close();
+              store = await open(`${dataDir}/s`);
+            }
+            // Just over the bound: the oldest go, "busy" (written after
+            // them) stays.
+            for (let i = 0; i < 30; i++) {
+              await store.append([
+                { room: `n${i}`, body: body("y"), timeMs: t++ },
+              ], t);
+            }
+            await new Promise((r) => setTimeout(r, 50));
+            assert.equal(
+              (await store.position("busy")).epoch,
+              first.epoch,
+              `size ${size}: busy forgotten`,
+            );
+            assert.equal((await store.position("r0")).offset, 0);
+            // Many more, "busy" written now and then: it stays.
+            for (let i = 30; i < 300; i++) {
+              await store.append([
+                { room: `n${i}`, body: body("y"), timeMs: t++ },
+              ], t);
+              if (i % 10 === 0) {
+                await store.append([
+                  { room: "busy", body: body("b"), timeMs: t++ },
+                ], t);
+              }
+              if (i % 50 === 0) await new Promise((r) => setTimeout(r, 10));
+            }
+            await new Promise((r) => setTimeout(r, 50));
+            assert.equal(
+              (await store.position("busy")).epoch,
+              first.epoch,
+              `size ${size}: busy forgotten later`,
+            );
+          } finally {
+            await store.close();
+          }
+        }
+      });
+    },
+  );
+}
