@@ -53,9 +53,9 @@ import {
 } from "./log_recovery.ts";
 import {
   expiredRooms,
-  overBound,
   readRetained,
   RetainedBudget,
+  roomsToForget,
   sweepEvery,
 } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
@@ -321,12 +321,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
    * the next time.
    */
   const bound = (keep?: string) => {
-    const over = overBound(rooms.size, maxRooms);
-    const gone: LogRoom[] = [];
-    for (const r of budget.oldest()) {
-      if (gone.length === over) break;
-      if ((r as LogRoom).name !== keep) gone.push(r as LogRoom);
-    }
+    const gone = roomsToForget<LogRoom>(budget, rooms.size, maxRooms, keep);
     frame.reset();
     let drops = 0;
     for (const r of gone) {

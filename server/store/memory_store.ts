@@ -17,10 +17,10 @@ import {
 import { CommitStatus } from "./commit_status.ts";
 import {
   expiredRooms,
-  overBound,
   readRetained,
   RetainedBudget,
   RetainedRoom,
+  roomsToForget,
   sweepEvery,
 } from "./retained_room.ts";
 
@@ -78,12 +78,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
 
   /** Past `maxRooms`: the least recently written rooms are forgotten. */
   const bound = (keep?: string) => {
-    const over = overBound(rooms.size, maxRooms);
-    const gone: MemoryRoom[] = [];
-    for (const r of budget.oldest()) {
-      if (gone.length === over) break;
-      if ((r as MemoryRoom).name !== keep) gone.push(r as MemoryRoom);
-    }
+    const gone = roomsToForget<MemoryRoom>(budget, rooms.size, maxRooms, keep);
     for (const r of gone) {
       r.release();
       rooms.delete(r.name);

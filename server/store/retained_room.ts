@@ -511,6 +511,27 @@ export function overBound(size: number, max: number): number {
 }
 
 /**
+ * The rooms a store of `size` rooms forgets for a bound of `max`, in the
+ * budget's order (`oldest()`), never the one named `keep`.
+ */
+export function roomsToForget<
+  R extends RetainedRoom & { readonly name: string },
+>(
+  budget: RetainedBudget,
+  size: number,
+  max: number,
+  keep?: string,
+): R[] {
+  const over = overBound(size, max);
+  const gone: R[] = [];
+  for (const r of budget.oldest()) {
+    if (gone.length === over) break;
+    if ((r as R).name !== keep) gone.push(r as R);
+  }
+  return gone;
+}
+
+/**
  * A room's retained messages after offset `after`, at most `limit`, none
  * older than the TTL at `nowMs`; none for a room not kept. The `read` of
  * the stores that keep their rooms here (memory, log).
