@@ -234,18 +234,29 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   // fifth of a lone message's commit cost). Reads never return the extra.
   const trimSlack = Math.max(1, Math.floor(limits.size / TRIM_SLACK_DIVISOR));
 
-  const createRoom = (name: string, nowMs: number): RoomRow => {
-    const epoch = newEpoch();
-    const { lastInsertRowid } = sql.insertRoom.run(name, epoch, nowMs);
+  /**
+   * A room asked for: kept in memory only (`id` 0) until its first message,
+   * so that subscribing to rooms nobody writes in writes nothing.
+   */
+  let unlogged = 0;
+  const openRoom = (name: string, nowMs: number): RoomRow => {
     const row = {
-      id: Number(lastInsertRowid),
-      epoch,
+      id: 0,
+      epoch: newEpoch(),
       last: 0,
       lastMs: nowMs,
       trimmed: 0,
     };
     rooms.set(name, row);
+    unlogged++;
     return row;
+  };
+
+  /** Writes `r`'s row (inside the batch's transaction). */
+  const logRoom = (name: string, r: RoomRow) => {
+    const { lastInsertRowid } = sql.insertRoom.run(name, r.epoch, r.lastMs);
+    r.id = Number(lastInsertRowid);
+    unlogged--;
   };
 
   const append = (entries: readonly AppendEntry[], lastId: number) => {
@@ -260,7 +271,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         const e = entries[i];
         let r = rooms.get(e.room);
         if (!before.has(e.room)) before.set(e.room, r && { ...r });
-        r ??= createRoom(e.room, e.timeMs);
+        r ??= openRoom(e.room, e.timeMs);
+        if (r.id === 0) logRoom(e.room, r);
         r.last++;
         r.lastMs = e.timeMs;
         out[i] = { offset: r.last, epoch: r.epoch };
@@ -289,8 +301,14 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         if (db.isTransaction) db.exec("ROLLBACK");
       } catch { /* the connection itself failed */ }
       for (const [name, old] of before) {
-        if (old === undefined) rooms.delete(name);
-        else rooms.set(name, old);
+        // Rooms this batch logged are not logged after all.
+        if (rooms.get(name)?.id !== 0 && (old === undefined || old.id === 0)) {
+          unlogged++;
+        }
+        if (old === undefined) {
+          rooms.delete(name);
+          unlogged--;
+        } else rooms.set(name, old);
       }
       status.failed(err);
       store.onCommit?.(performance.now() - t0, false);
@@ -320,7 +338,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   const boundStep = () => {
     bounding = undefined;
     if (closed) return;
-    const excess = rooms.size - boundTarget;
+    // Rooms only asked for are not in the table: they go when left.
+    const excess = rooms.size - unlogged - boundTarget;
     if (excess <= 0) return;
     const gone: string[] = [];
     try {
@@ -346,7 +365,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return;
     }
     for (const name of gone) rooms.delete(name);
-    if (gone.length > 0 && rooms.size > boundTarget) bound();
+    if (gone.length > 0 && rooms.size - unlogged > boundTarget) bound();
   };
 
   // TTL: bounded deletes per room per sweep; rooms quiet for longer than
@@ -368,6 +387,14 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         }
         const [name, r] = next.value;
         if (rooms.get(name) !== r) continue; // changed meanwhile
+        if (r.id === 0) {
+          // Only asked for, and long ago: nothing in the table.
+          if (r.lastMs < cutoff) {
+            rooms.delete(name);
+            unlogged--;
+          }
+          continue;
+        }
         sql.trimTime.run(r.id, r.id, cutoff);
         if (r.lastMs < cutoff) {
           db.exec("BEGIN");
@@ -406,7 +433,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       try {
         let r = rooms.get(name);
         if (r === undefined) {
-          r = createRoom(name, now());
+          r = openRoom(name, now());
           if (rooms.size > maxRooms) bound();
         }
         return Promise.resolve({ epoch: r.epoch, offset: r.last });
@@ -417,10 +444,16 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     release(name: string) {
       const r = rooms.get(name);
       if (r === undefined || r.last !== 0) return;
+      if (r.id === 0) {
+        rooms.delete(name);
+        unlogged--;
+        return;
+      }
+      // A row from before rooms waited for their first message.
       try {
         sql.deleteRoom.run(r.id);
       } catch {
-        return; // kept: the sweep's TTL still bounds it
+        return; // kept until the next release or the TTL
       }
       rooms.delete(name);
     },

@@ -652,3 +652,48 @@ for (const [name, durable, open] of bounded) {
     },
   );
 }
+
+for (
+  const [name, open] of [
+    [
+      "openSqliteStore",
+      (dataDir: string) => openSqliteStore({ dataDir, size: 4, ttlMs: 0 }),
+    ],
+    [
+      "openThreadedSqliteStore",
+      (dataDir: string) =>
+        openThreadedSqliteStore({ dataDir, size: 4, ttlMs: 0 }),
+    ],
+  ] as const
+) {
+  Deno.test(`${name}() writes no row for a room only asked for; the room's epoch goes in with its first message`, async () => {
+    await withTempDir(async (dataDir) => {
+      const store: HistoryStore = await open(dataDir);
+      let epoch: string;
+      try {
+        for (let i = 0; i < 300; i++) {
+          await store.position(`r${i % 7}`);
+          store.release!(`r${i % 7}`);
+        }
+        await store.position("waiting");
+        epoch = (await store.position("room")).epoch;
+        const [m] = await store.append([
+          { room: "room", body: body("first"), timeMs: 5 },
+        ], 1);
+        assert.deepEqual(m, { offset: 1, epoch });
+      } finally {
+        await store.close();
+      }
+      const db = new DatabaseSync(join(dataDir, DATA_FILE));
+      try {
+        const names = db.prepare("SELECT name, epoch FROM rooms").all();
+        assert.deepEqual(
+          names.map((r) => ({ ...r })),
+          [{ name: "room", epoch }],
+        );
+      } finally {
+        db.close();
+      }
+    });
+  });
+}
