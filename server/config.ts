@@ -370,14 +370,16 @@ export function redactUrl(raw: string): string {
  * not a crash.
  */
 export async function readSettingFile(
-  flag: string,
+  key: "tlsCert" | "tlsKey" | "jwtPublicKey" | "brokerCa",
   path: string,
 ): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (err) {
+    // The value came from the flag or the variable: name both.
+    const { flag, env } = SETTINGS[key];
     throw new ConfigError(
-      `cannot read --${flag} ${path}: ${(err as Error).message}`,
+      `cannot read --${flag} (${env}) ${path}: ${(err as Error).message}`,
     );
   }
 }

@@ -219,12 +219,14 @@ Deno.test("readSettingFile() names the setting and the file it cannot read", asy
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/ok.pem`, "PEM");
-    assert.equal(await readSettingFile("tls-cert", `${dir}/ok.pem`), "PEM");
+    assert.equal(await readSettingFile("tlsCert", `${dir}/ok.pem`), "PEM");
     await assert.rejects(
-      () => readSettingFile("tls-cert", `${dir}/gone.pem`),
+      () => readSettingFile("tlsCert", `${dir}/gone.pem`),
       (e: Error) =>
         e instanceof ConfigError &&
-        /^cannot read --tls-cert .*gone\.pem: /.test(e.message),
+        /^cannot read --tls-cert \(CHAT_TLS_CERT\) .*gone\.pem: /.test(
+          e.message,
+        ),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -139,8 +139,8 @@ export async function startCoreServer(
   const calls = new CallScopes();
   const access = given ?? await createAccess(config, log);
   const tls = config.tlsCert === "" ? undefined : {
-    cert: await readSettingFile("tls-cert", config.tlsCert),
-    key: await readSettingFile("tls-key", config.tlsKey),
+    cert: await readSettingFile("tlsCert", config.tlsCert),
+    key: await readSettingFile("tlsKey", config.tlsKey),
   };
   // With --broker, history lives in Redis (BrokerUnavailableError when
   // Redis cannot be reached at start-up). The Redis client is loaded only
@@ -155,7 +155,7 @@ export async function startCoreServer(
       timeoutMs: config.brokerTimeoutMs,
       ca: config.brokerCa === ""
         ? undefined
-        : await readSettingFile("broker-ca", config.brokerCa),
+        : await readSettingFile("brokerCa", config.brokerCa),
     });
   }
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.

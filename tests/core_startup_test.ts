@@ -72,7 +72,9 @@ Deno.test("server/main.ts: a certificate or key file that is not there is one li
     assert.equal(errors.length, 1, r.stderr);
     assert.match(
       errors[0],
-      new RegExp(`^core: cannot read --${flag} /nonexistent/\\S+\\.pem: `),
+      new RegExp(
+        `^core: cannot read --${flag} \\(\\w+\\) /nonexistent/\\S+\\.pem: `,
+      ),
     );
     assert.doesNotMatch(r.stderr, /Uncaught|at async/);
   }

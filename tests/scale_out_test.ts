@@ -297,7 +297,10 @@ Deno.test("a Redis with a password, over TLS (rediss:// and --broker-ca) and pla
         `${dir}/missing.pem`,
       ]);
       assert.equal(noCa.code, 2, noCa.stderr);
-      assert.match(noCa.stderr, /cannot read --broker-ca .*missing\.pem/);
+      assert.match(
+        noCa.stderr,
+        /cannot read --broker-ca \(CHAT_BROKER_CA\) .*missing\.pem/,
+      );
     } finally {
       for (const c of clients) c.close();
       await Promise.all([overTls.kill(), plain.kill()]);

@@ -49,7 +49,7 @@ export async function createAccess(
   const verify = await createTokenVerifier({
     secret: config.jwtSecret || undefined,
     publicKeyPem: config.jwtPublicKey
-      ? await readSettingFile("jwt-public-key", config.jwtPublicKey)
+      ? await readSettingFile("jwtPublicKey", config.jwtPublicKey)
       : undefined,
     issuer: config.jwtIssuer || undefined,
     audience: config.jwtAudience || undefined,
