@@ -315,7 +315,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       return Promise.reject(err);
     }
     lastMessageId = Math.max(lastMessageId, lastId);
-    if (rooms.size > maxRooms) bound();
+    if (rooms.size - unlogged > maxRooms) bound();
     const ms = performance.now() - t0;
     status.ok(ms);
     store.onCommit?.(ms, true);
@@ -350,7 +350,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
       db.exec("BEGIN");
       for (const { name } of oldest) {
         const r = rooms.get(name);
-        if (r === undefined) continue;
+        // A row the Map does not hold as written (another writer): not ours.
+        if (r === undefined || r.id === 0) continue;
         sql.deleteRoomMessages.run(r.id);
         sql.deleteRoom.run(r.id);
         gone.push(name);
@@ -431,11 +432,8 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
     append,
     position(name: string): Promise<RoomPosition> {
       try {
-        let r = rooms.get(name);
-        if (r === undefined) {
-          r = openRoom(name, now());
-          if (rooms.size > maxRooms) bound();
-        }
+        if (closed) throw new Error("history store closed");
+        const r = rooms.get(name) ?? openRoom(name, now());
         return Promise.resolve({ epoch: r.epoch, offset: r.last });
       } catch (err) {
         return Promise.reject(err);
