@@ -75,6 +75,18 @@ async function serveUntilBanner(args: string[]) {
       }
     },
     async [Symbol.asyncDispose]() {
+      // Ctrl-C first: serve stops the core and the edge it started. A
+      // SIGKILL alone would leave them running (holding the data directory
+      // and the ports for the tests after, as after a failed assertion).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        child.kill("SIGINT");
+        await Promise.race([
+          child.status,
+          new Promise((r) => timer = setTimeout(r, 5000)),
+        ]);
+      } catch { /* exited */ }
+      clearTimeout(timer);
       try {
         child.kill("SIGKILL");
       } catch { /* exited */ }
