@@ -321,7 +321,14 @@ export function openLogStore(options: LogStoreOptions): LogStore {
    * the next time.
    */
   const bound = (keep?: string) => {
-    const gone = roomsToForget<LogRoom>(budget, rooms.size, maxRooms, keep);
+    dropRooms(roomsToForget<LogRoom>(budget, rooms.size, maxRooms, keep));
+  };
+
+  /**
+   * Forgets `gone`, the drops of those in the log in one frame (none for
+   * rooms never logged). A failed write forgets nothing.
+   */
+  const dropRooms = (gone: readonly LogRoom[]): void => {
     frame.reset();
     let drops = 0;
     for (const r of gone) {
@@ -332,7 +339,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     try {
       if (drops > 0) commit();
     } catch {
-      return;
+      return; // kept until the next time (a sweep, a bound, a release)
     }
     for (const r of gone) forget(r, true);
   };
@@ -428,21 +435,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   // (one frame per sweep), so that a restart forgets them too.
   const sweep = () => {
     const expired = expiredRooms(rooms, limits, now());
-    if (expired.length === 0) return;
-    frame.reset();
-    let drops = 0;
-    for (const name of expired) {
-      const id = rooms.get(name)!.id;
-      if (id === 0) continue;
-      frame.drop(id);
-      drops++;
-    }
-    try {
-      if (drops > 0) commit();
-    } catch {
-      return; // the next sweep tries again
-    }
-    for (const name of expired) forget(rooms.get(name)!, true);
+    if (expired.length > 0) dropRooms(expired.map((name) => rooms.get(name)!));
   };
   const timer = sweepEvery(limits.ttlMs, sweep);
 
@@ -471,17 +464,10 @@ export function openLogStore(options: LogStoreOptions): LogStore {
     release(name: string) {
       const r = rooms.get(name);
       if (r === undefined || r.last !== 0 || closed) return;
-      if (r.id === 0) return forget(r, false); // never logged
-      // An empty room in the log (an older version logged rooms when asked
-      // for): its drop is logged, so a restart does not bring it back.
-      frame.reset();
-      frame.drop(r.id);
-      try {
-        commit();
-      } catch {
-        return; // kept until the next release or the TTL
-      }
-      forget(r, true);
+      // Never logged: nothing to write. One in the log (an older version
+      // logged rooms when asked for): its drop is, so a restart does not
+      // bring it back.
+      dropRooms([r]);
     },
     read: (name: string, after: number, limit: number, epoch?: string) =>
       readRetained(rooms, name, after, limit, limits, now(), epoch),

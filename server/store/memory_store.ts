@@ -66,22 +66,28 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
     return r;
   };
 
+  /** Lets go of `r` (its epoch with it: its next message starts anew). */
+  const forget = (r: MemoryRoom) => {
+    r.release();
+    rooms.delete(r.name);
+  };
+
   // Rooms that went quiet for longer than the TTL are forgotten (their next
   // message starts a new epoch), so the map does not keep every name used.
   const sweep = () => {
     for (const name of expiredRooms(rooms, limits, now())) {
-      rooms.get(name)!.release();
-      rooms.delete(name);
+      forget(rooms.get(name)!);
     }
   };
+
   const timer = sweepEvery(limits.ttlMs, sweep);
 
   /** Past `maxRooms`: the least recently written rooms are forgotten. */
   const bound = (keep?: string) => {
-    const gone = roomsToForget<MemoryRoom>(budget, rooms.size, maxRooms, keep);
-    for (const r of gone) {
-      r.release();
-      rooms.delete(r.name);
+    for (
+      const r of roomsToForget<MemoryRoom>(budget, rooms.size, maxRooms, keep)
+    ) {
+      forget(r);
     }
   };
 
@@ -119,8 +125,7 @@ export function createMemoryStore(options: MemoryStoreOptions): HistoryStore {
     release(name: string) {
       const r = rooms.get(name);
       if (r === undefined || r.last !== 0) return;
-      rooms.delete(name);
-      r.release();
+      forget(r);
     },
     read: (name: string, after: number, limit: number, epoch?: string) =>
       readRetained(rooms, name, after, limit, limits, now(), epoch),

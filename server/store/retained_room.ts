@@ -502,12 +502,17 @@ export function expiredRooms(
 }
 
 /**
- * How many rooms a store holding `size` forgets when over `max` (0 within
- * it): down to `max` less a 64th, so that a store at its bound frees rooms
- * once per `max / 64` new ones rather than one at every new one.
+ * The rooms a store goes down to once over a bound of `max`: `max` less a
+ * 64th, so that a store at its bound frees rooms once per `max / 64` new
+ * ones rather than one at every new one.
  */
-export function overBound(size: number, max: number): number {
-  return size <= max ? 0 : size - max + Math.ceil(max / 64);
+export function afterBound(max: number): number {
+  return max - Math.ceil(max / 64);
+}
+
+/** How many rooms a store holding `size` forgets (0 within `max`). */
+function overBound(size: number, max: number): number {
+  return size <= max ? 0 : size - afterBound(max);
 }
 
 /**

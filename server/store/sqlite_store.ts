@@ -35,7 +35,7 @@ import {
   type StoreStatus,
 } from "../rooms/history_store.ts";
 import { CommitStatus } from "./commit_status.ts";
-import { sweepEvery } from "./retained_room.ts";
+import { afterBound, sweepEvery } from "./retained_room.ts";
 import { StoreOpenError } from "./store_open_error.ts";
 
 export { StoreOpenError };
@@ -301,14 +301,11 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
         if (db.isTransaction) db.exec("ROLLBACK");
       } catch { /* the connection itself failed */ }
       for (const [name, old] of before) {
-        // Rooms this batch logged are not logged after all.
-        if (rooms.get(name)?.id !== 0 && (old === undefined || old.id === 0)) {
-          unlogged++;
-        }
-        if (old === undefined) {
-          rooms.delete(name);
-          unlogged--;
-        } else rooms.set(name, old);
+        // `unlogged` follows the rooms back: a row this batch wrote is gone.
+        if (rooms.get(name)?.id === 0) unlogged--;
+        if (old === undefined) rooms.delete(name);
+        else rooms.set(name, old);
+        if (old?.id === 0) unlogged++;
       }
       status.failed(err);
       store.onCommit?.(performance.now() - t0, false);
@@ -334,7 +331,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
   const bound = () => {
     bounding ??= setTimeout(boundStep, 0);
   };
-  const boundTarget = maxRooms - Math.ceil(maxRooms / 64);
+  const boundTarget = afterBound(maxRooms);
   const boundStep = () => {
     bounding = undefined;
     if (closed) return;
