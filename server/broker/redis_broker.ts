@@ -101,6 +101,25 @@ function permanent(e: Error): boolean {
   return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code);
 }
 
+/** `p`, or the error `late()` makes once `ms` have passed; no timer left. */
+async function within<T>(
+  p: Promise<T>,
+  ms: number,
+  late: () => Error,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(late()), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Reconnect backoff: 50 ms doubling to 2 s. */
 const reconnectStrategy = (retries: number) =>
   Math.min(2000, 50 * 2 ** Math.min(retries, 6));
@@ -315,37 +334,31 @@ export async function connectRedisBroker(
 
   // A Redis that accepts the connection but never answers would hold the
   // handshake for ever (connectTimeout covers only the TCP connect).
-  let startTimer: ReturnType<typeof setTimeout> | undefined;
+  const startMs = Math.max(timeoutMs, 2000);
   let block: number;
   try {
     block = await Promise.race([
-      (async () => {
-        await Promise.all([cmd.connect(), sub.connect()]);
-        await loadScripts();
-        return Number(await cmd.incr("chat:msgid-block"));
-      })(),
-      new Promise<never>((_, reject) => {
-        const ms = Math.max(timeoutMs, 2000);
-        startTimer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `Redis did not answer within ${ms} ms${
-                  startError ? ` (last error: ${startError})` : ""
-                }`,
-              ),
-            ),
-          ms,
-        );
-        startFailed = reject;
-      }),
+      within(
+        (async () => {
+          await Promise.all([cmd.connect(), sub.connect()]);
+          await loadScripts();
+          return Number(await cmd.incr("chat:msgid-block"));
+        })(),
+        startMs,
+        () =>
+          new Error(
+            `Redis did not answer within ${startMs} ms${
+              startError ? ` (last error: ${startError})` : ""
+            }`,
+          ),
+      ),
+      new Promise<never>((_, reject) => startFailed = reject),
     ]);
   } catch (e) {
     closed = true;
     await Promise.all([cmd.destroy(), sub.destroy()]).catch(() => {});
     throw unavailable(e);
   } finally {
-    clearTimeout(startTimer);
     startFailed = undefined;
   }
   readyOnce = true;
@@ -520,23 +533,16 @@ export async function connectRedisBroker(
       };
       // The PUB/SUB connection has no reply timeout of its own: a stalled
       // Redis would hold this subscriber (and every later one of the room).
-      let subscribeTimer: ReturnType<typeof setTimeout> | undefined;
       try {
-        await Promise.race([
+        await within(
           sub.subscribe(k.channel, onMessage as never, true),
-          new Promise<never>((_, reject) => {
-            subscribeTimer = setTimeout(
-              () => reject(new TimeoutReadError(timeoutMs)),
-              timeoutMs,
-            );
-          }),
-        ]);
+          timeoutMs,
+          () => new TimeoutReadError(timeoutMs),
+        );
       } catch (e) {
         void sub.unsubscribe(k.channel, onMessage as never, true)
           .catch(() => {});
         throw unavailable(e);
-      } finally {
-        clearTimeout(subscribeTimer);
       }
       let pos;
       try {
