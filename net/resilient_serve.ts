@@ -15,8 +15,16 @@
  * @module
  */
 
-/** The longest wait before listening again. */
+/** The longest wait before accepting or listening again. */
 const MAX_WAIT_MS = 1000;
+
+/**
+ * The wait after a failed accept or listen that followed one of `ms` (0:
+ * none before): 5 ms, doubling to 1 s, as Go's net/http waits.
+ */
+export function nextAcceptWait(ms: number): number {
+  return Math.min(MAX_WAIT_MS, (ms || 2.5) * 2);
+}
 
 /** The options of `Deno.serve` this wrapper takes (TCP, optionally TLS). */
 export type ResilientServeOptions =
@@ -86,7 +94,7 @@ export function serveResilient(
 
   /** Waits (longer after each failure in a row), then listens again. */
   const retry = (err: unknown) => {
-    wait = Math.min(MAX_WAIT_MS, (wait || 2.5) * 2);
+    wait = nextAcceptWait(wait);
     onRestart(err, wait);
     timer = setTimeout(() => {
       timer = undefined;

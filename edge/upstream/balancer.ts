@@ -30,16 +30,15 @@
  * @module
  */
 import { Code } from "./status.ts";
-import type {
-  CallOptions,
-  RequestMessages,
-  Upstream,
-  UpstreamCall,
-  UpstreamStatus,
+import {
+  type CallOptions,
+  PROBE_WAIT_MS,
+  type RequestMessages,
+  type Upstream,
+  type UpstreamCall,
+  type UpstreamStatus,
 } from "./types.ts";
 
-/** How long `Upstream.healthy()` waits for its PING (both clients). */
-const PROBE_WAIT_MS = 2000;
 /** A probe that took this much longer than that was not timed by the core. */
 const LATE_MS = 1000;
 

@@ -27,12 +27,13 @@ import {
   statusFromAbort,
   statusFromRequestError,
 } from "./status.ts";
-import type {
-  CallOptions,
-  RequestMessages,
-  Upstream,
-  UpstreamCall,
-  UpstreamStatus,
+import {
+  type CallOptions,
+  PROBE_WAIT_MS,
+  type RequestMessages,
+  type Upstream,
+  type UpstreamCall,
+  type UpstreamStatus,
 } from "./types.ts";
 import { ErrorCode } from "../../protocol/http2/frames.ts";
 import { H2Pool } from "../../http2/client/pool.ts";
@@ -127,7 +128,7 @@ export function createH2Upstream(
   };
   return {
     call: (path, requests, opts) => new H2Call(shared, path, requests, opts),
-    healthy: () => shared.pool.ping(2000),
+    healthy: () => shared.pool.ping(PROBE_WAIT_MS),
     // The connection says "upstream": name the core too.
     abandon: (message) => shared.pool.abandon(`(${u.host}) ${message}`),
     connections: () => shared.pool.size,

@@ -22,12 +22,13 @@ import { pump } from "./pump.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
 import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
-import type {
-  CallOptions,
-  RequestMessages,
-  Upstream,
-  UpstreamCall,
-  UpstreamStatus,
+import {
+  type CallOptions,
+  PROBE_WAIT_MS,
+  type RequestMessages,
+  type Upstream,
+  type UpstreamCall,
+  type UpstreamStatus,
 } from "./types.ts";
 
 /** Options of {@linkcode createHttp2Upstream}. */
@@ -210,7 +211,7 @@ export function createHttp2Upstream(
 
   return {
     call,
-    healthy: () => pool.ping(2000),
+    healthy: () => pool.ping(PROBE_WAIT_MS),
     abandon(message) {
       for (const { settle } of active.values()) {
         settle({

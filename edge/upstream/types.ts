@@ -62,6 +62,9 @@ export type RequestMessages =
   | readonly Uint8Array[];
 
 /** A connection to the core. */
+/** How long `Upstream.healthy()` waits for the core's PING answer. */
+export const PROBE_WAIT_MS = 2000;
+
 export interface Upstream {
   /**
    * `requests`: the request messages as they come, or all of them when the

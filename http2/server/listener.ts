@@ -21,6 +21,7 @@ import {
   H2ServerConnection,
   type H2ServerOptions,
 } from "./connection.ts";
+import { nextAcceptWait } from "../../net/resilient_serve.ts";
 import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
 
 /** Options of {@linkcode listenH2}. */
@@ -57,9 +58,6 @@ export interface H2Listener {
   destroy(): void;
   readonly closed: Promise<void>;
 }
-
-/** The longest wait between accepts that fail (out of descriptors, say). */
-const ACCEPT_BACKOFF_MAX_MS = 1000;
 
 /**
  * The answer to a connection over `maxConnections`: a close, nothing
@@ -132,7 +130,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
         // went away before it was taken: the port must go on accepting
         // once descriptors are free again, not stop for good. Wait, as Go's
         // net/http does: 5 ms doubling to 1 s, said once per wait.
-        backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, (backoff || 2.5) * 2);
+        backoff = nextAcceptWait(backoff);
         onError?.(
           new Error(
             `accept failed: ${
