@@ -630,6 +630,51 @@ Deno.test("openLogStore() bounds retained bytes per room (the last message alway
   });
 });
 
+Deno.test("openLogStore(): a snapshot keeps the order in which rooms became empty, so the room bound forgets the same rooms after a restart", async () => {
+  await withTempDir(async (dataDir) => {
+    // With --history-size 0 every written room holds nothing: the bound
+    // forgets the longest empty first.
+    const opts = { dataDir, size: 0, ttlMs: 0, maxRooms: 100 };
+    let id = 0;
+    const put = (store: LogStore, room: string) =>
+      store.appendSync([{ room, body: body(room), timeMs: 1 }], ++id);
+    const first = openLogStore({ ...opts, compactBytes: 1e12 });
+    try {
+      for (let i = 0; i < 80; i++) put(first, `r${i}`);
+      // Written again newest first: r79 is now the longest empty, r0 the
+      // most recent, against the order the rooms were made in.
+      for (let i = 79; i >= 0; i--) put(first, `r${i}`);
+    } finally {
+      await first.close();
+    }
+    const second = openLogStore({ ...opts, compactBytes: 1 });
+    try {
+      put(second, "x"); // rolls and writes a snapshot
+      await second.idle();
+    } finally {
+      await second.close();
+    }
+    assert.equal(listDir(dataDir).snapshots.length, 1);
+    const third = openLogStore({ ...opts, compactBytes: 1e12 });
+    try {
+      for (let i = 0; i < 40; i++) put(third, `n${i}`);
+      const kept: number[] = [];
+      for (let i = 0; i < 80; i++) {
+        if ((await third.position(`r${i}`)).offset === 2) kept.push(i);
+        else third.release!(`r${i}`); // asked for just now: let go
+      }
+      // 121 rooms for 100: at least 21 of the r rooms went, the ones
+      // emptied longest ago (r79 down), not the first made (r0 up).
+      assert.ok(kept.length >= 40 && kept.length <= 59, `${kept.length} kept`);
+      assert.deepEqual(kept, kept.map((_, i) => i));
+      assert.equal((await third.position("x")).offset, 1);
+      assert.equal((await third.position("n39")).offset, 1);
+    } finally {
+      await third.close();
+    }
+  });
+});
+
 Deno.test("a log store syncs a segment before it creates the next one (power loss: only the newest segment can lose its end)", async () => {
   await withTempDir(async (dataDir) => {
     const trace = join(dataDir, "strace.out");
