@@ -803,6 +803,48 @@ Deno.test("H2Pool closes a connection that ran out of stream ids when its last s
   }
 });
 
+Deno.test("H2Pool.ping() asks a full connection before it dials: a peer at its connection bound still answers for the calls it serves", async () => {
+  const peer = startRawPeer(async (p, index) => {
+    // Later connections are closed at once, as a core at --max-connections
+    // (or out of file descriptors) does.
+    if (index > 0) return;
+    await p.handshake([[Setting.MAX_CONCURRENT_STREAMS, 1]]);
+    await readRequest(p); // held open, never answered
+    await serveEof(p);
+  });
+  const pool = new H2Pool(`http://127.0.0.1:${peer.port}`, {
+    streamWindow: 65535,
+    connectionWindow: 65535,
+    writeHighWater: 65536,
+    settingsTimeoutMs: 5000,
+    keepaliveIntervalMs: 0,
+    keepaliveTimeoutMs: 10_000,
+  });
+  const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
+  let failed: string | undefined;
+  const held = new H2Stream({
+    onHeaders() {},
+    onData() {},
+    onReset: (code) => failed = `reset ${code}`,
+    onFail: (message) => failed = message,
+    onDrain() {},
+  }, headers.build(PATH, {}, undefined));
+  try {
+    pool.place(held);
+    held.end();
+    // The one connection is full once the peer's SETTINGS are in.
+    assert.equal(await pool.ping(2000), true);
+    while (peer.accepted() < 1) await sleep(5);
+    assert.equal(await pool.ping(2000), true, "the full connection's PING");
+    assert.equal(peer.accepted(), 1, "dialled although a connection serves");
+    assert.equal(pool.size, 1);
+    assert.equal(failed, undefined);
+  } finally {
+    await pool.close();
+    await peer.close();
+  }
+});
+
 const KEEPALIVE = { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 100 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const OK_HEADERS: [string, string][] = [

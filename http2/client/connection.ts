@@ -124,6 +124,15 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       this.streams.size + this.#waiting.length < this.#peerMaxStreams;
   }
 
+  /**
+   * True while the peer serves this connection: not dead and no GOAWAY.
+   * It may be full (at the peer's stream limit, out of stream ids) and
+   * still answer a PING for the origin.
+   */
+  get serving(): boolean {
+    return !this.dead && !this.#goaway;
+  }
+
   /** Keepalive pings only a connection with open streams. */
   wantsPing(): boolean {
     return this.streams.size > 0;
