@@ -754,6 +754,19 @@ Deno.test("createH2Upstream() ends the connection with ENHANCE_YOUR_CALM when th
   });
 });
 
+/** A bare pool to `peer`: default windows, no keepalive. */
+function poolTo(peer: RawPeer, options: { firstStreamId?: number } = {}) {
+  return new H2Pool(`http://127.0.0.1:${peer.port}`, {
+    streamWindow: 65535,
+    connectionWindow: 65535,
+    writeHighWater: 65536,
+    settingsTimeoutMs: 5000,
+    keepaliveIntervalMs: 0,
+    keepaliveTimeoutMs: 10_000,
+    ...options,
+  });
+}
+
 Deno.test("H2Pool closes a connection that ran out of stream ids when its last stream ends", async () => {
   let eof!: () => void;
   const firstClosed = new Promise<void>((r) => eof = r);
@@ -766,15 +779,7 @@ Deno.test("H2Pool closes a connection that ran out of stream ids when its last s
     await serveEof(p);
     if (index === 0) eof();
   });
-  const pool = new H2Pool(`http://127.0.0.1:${peer.port}`, {
-    streamWindow: 65535,
-    connectionWindow: 65535,
-    writeHighWater: 65536,
-    settingsTimeoutMs: 5000,
-    keepaliveIntervalMs: 0,
-    keepaliveTimeoutMs: 10_000,
-    firstStreamId: MAX_STREAM_ID,
-  });
+  const pool = poolTo(peer, { firstStreamId: MAX_STREAM_ID });
   const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
   const send = () =>
     new Promise<string>((resolve) => {
@@ -812,14 +817,7 @@ Deno.test("H2Pool.ping() asks a full connection before it dials: a peer at its c
     await readRequest(p); // held open, never answered
     await serveEof(p);
   });
-  const pool = new H2Pool(`http://127.0.0.1:${peer.port}`, {
-    streamWindow: 65535,
-    connectionWindow: 65535,
-    writeHighWater: 65536,
-    settingsTimeoutMs: 5000,
-    keepaliveIntervalMs: 0,
-    keepaliveTimeoutMs: 10_000,
-  });
+  const pool = poolTo(peer);
   const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
   let failed: string | undefined;
   const held = new H2Stream({
