@@ -21,6 +21,8 @@ export interface CoreConfig {
   maxConcurrentStreams: number;
   /** Connections served at once (the h2 transport); 0: no bound. */
   maxConnections: number;
+  /** Of those, from one client address (an IPv6 client by its /64); 0: no bound. */
+  maxConnectionsPerIp: number;
   /**
    * With the "h2" transport: request bytes of unfinished messages one
    * connection may hold; the call that goes over ends RESOURCE_EXHAUSTED,
@@ -144,6 +146,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   maxMessageBytes: 10 * 1024 * 1024,
   maxConcurrentStreams: 1000,
   maxConnections: 10_000,
+  maxConnectionsPerIp: 0,
   requestBufferPerConnection: DEFAULT_REQUEST_BUDGET.perConnection,
   requestBufferTotal: DEFAULT_REQUEST_BUDGET.total,
   keepaliveIntervalMs: 60_000,
@@ -194,6 +197,10 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
     env: "CHAT_MAX_CONCURRENT_STREAMS",
   },
   maxConnections: { flag: "max-connections", env: "CHAT_MAX_CONNECTIONS" },
+  maxConnectionsPerIp: {
+    flag: "max-connections-per-ip",
+    env: "CHAT_MAX_CONNECTIONS_PER_IP",
+  },
   requestBufferPerConnection: {
     flag: "request-buffer-per-connection",
     env: "CHAT_REQUEST_BUFFER_PER_CONNECTION",
@@ -404,6 +411,7 @@ function parseValue<K extends keyof CoreConfig>(
     maxMessageBytes: (r) => integer(name, r, 1024, MAX_BYTES),
     maxConcurrentStreams: (r) => integer(name, r, 1, 2 ** 31 - 1),
     maxConnections: (r) => integer(name, r, 0, 10_000_000),
+    maxConnectionsPerIp: (r) => integer(name, r, 0, 10_000_000),
     requestBufferPerConnection: (r) => integer(name, r, 1024, 2 ** 42),
     requestBufferTotal: (r) => integer(name, r, 1024, 2 ** 42),
     keepaliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),

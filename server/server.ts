@@ -305,6 +305,7 @@ export async function startCoreServer(
     connections: listener.connections === undefined ? undefined : () => ({
       open: listener.connections ?? 0,
       refused: listener.refusedConnections ?? 0,
+      refusedPerIp: listener.refusedPerIp ?? 0,
     }),
   });
   timed.latency = metrics?.storeLatency;

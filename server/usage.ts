@@ -16,6 +16,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   maxConcurrentStreams: "HTTP/2 streams per connection",
   maxConnections:
     "connections served at once (h2 transport); one more is closed at once; 0: no bound",
+  maxConnectionsPerIp:
+    "connections served at once from one client address (an IPv6 client by its /64; h2 transport); 0: no bound",
   queueSize: "messages a slow subscriber may queue",
   slowConsumer: "drop | disconnect, when a subscriber's queue is full",
   slowConsumerGraceMs:

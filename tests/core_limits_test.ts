@@ -218,3 +218,91 @@ Deno.test("max connections: one past --max-connections is closed at once, its ca
   }
   assert.ok(ok, "a connection is served again once one closed");
 });
+
+/**
+ * Whether a connection from `source` to 127.0.0.1:`port` is served: the
+ * server's SETTINGS come back for the client preface, or it is closed
+ * with nothing written. Python binds the source address, which Deno's
+ * connect cannot.
+ */
+async function servedFrom(source: string, port: number): Promise<string> {
+  const script = `
+import socket, sys
+s = socket.socket()
+s.settimeout(5)
+s.bind((sys.argv[1], 0))
+s.connect(("127.0.0.1", int(sys.argv[2])))
+s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+head = b""
+try:
+    while len(head) < 9:
+        more = s.recv(9 - len(head))
+        if not more:
+            break
+        head += more
+except ConnectionResetError:
+    pass
+print("served" if len(head) == 9 and head[3] == 4 else "closed")
+`;
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: ["-c", script, source, String(port)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`python3: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return text;
+}
+
+Deno.test("max connections per IP: one address past --max-connections-per-ip is closed at once (grpc-js: UNAVAILABLE) and counted, another address is served, and a freed place is taken again", async () => {
+  await using f = await startCore({
+    maxConnections: 100,
+    maxConnectionsPerIp: 2,
+    metricsPort: 0,
+  });
+  const msg = (content: string) => ({ user: "u", room: "lobby", content });
+  await f.client.sendMessage(msg("first"));
+  const second = f.newClient();
+  await second.sendMessage(msg("second"));
+
+  // 127.0.0.1 holds its two places: a third connection from it is closed.
+  assert.equal(await servedFrom("127.0.0.1", f.core.port), "closed");
+  const third = f.newClient();
+  const refused = await rejection(
+    third.sendMessage(msg("third"), { deadline: Date.now() + 5000 }),
+  );
+  assert.equal(refused.code, status.UNAVAILABLE, refused.details);
+  // Another address has places of its own.
+  assert.equal(await servedFrom("127.0.0.2", f.core.port), "served");
+
+  const metrics = await (await fetch(
+    `http://127.0.0.1:${f.core.metricsPort}/metrics`,
+  )).text();
+  const counted = (name: string) =>
+    Number(new RegExp(`^${name} (\\d+)$`, "m").exec(metrics)![1]);
+  assert.ok(counted("chat_connections_refused_per_ip_total") >= 2, metrics);
+  assert.equal(
+    counted("chat_connections_refused_total"),
+    counted("chat_connections_refused_per_ip_total"),
+  );
+
+  // One closes: its place is free for the next connection from 127.0.0.1.
+  third.close();
+  second.close();
+  await eventually(
+    () => f.core.snapshot().openCalls === 0,
+    "the second client's calls are over",
+  );
+  let ok = false;
+  for (let i = 0; i < 50 && !ok; i++) {
+    const fresh = f.newClient();
+    ok = await fresh.sendMessage(msg("again")).then(() => true, () => false);
+    if (!ok) {
+      fresh.close();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.ok(ok, "a connection is served again once one closed");
+});

@@ -22,6 +22,8 @@ import {
   type H2ServerOptions,
 } from "./connection.ts";
 import { nextAcceptWait } from "../../net/resilient_serve.ts";
+import { ipKey } from "../../net/ip_key.ts";
+import { ConcurrencyLimit } from "../../limits/concurrency_limit.ts";
 import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
 
 /** Options of {@linkcode listenH2}. */
@@ -40,6 +42,14 @@ export interface ListenH2Options extends Partial<H2ServerOptions> {
    * closed as soon as it is accepted.
    */
   maxConnections?: number;
+  /**
+   * Connections served at once from one client address at most (an IPv6
+   * client by its /64; 0 or unset: no bound); one more is closed as soon
+   * as it is accepted, as for `maxConnections`. It keeps one client from
+   * taking every place under `maxConnections`, including with connections
+   * that never finish their TLS handshake.
+   */
+  maxConnectionsPerIp?: number;
 }
 
 /** A listening h2c server. */
@@ -47,8 +57,10 @@ export interface H2Listener {
   readonly port: number;
   /** Connections open now. */
   readonly connections: number;
-  /** Connections refused so far for `maxConnections`. */
+  /** Connections refused so far, for `maxConnections` or per IP. */
   readonly refusedConnections: number;
+  /** Of those, refused for `maxConnectionsPerIp`. */
+  readonly refusedPerIp: number;
   /**
    * Stops accepting and sends every connection GOAWAY(NO_ERROR); open
    * streams run to their end. `closed` resolves when all are gone.
@@ -88,9 +100,16 @@ export function listenH2(options: ListenH2Options): H2Listener {
     onError,
     onOverBudget,
     maxConnections = 0,
+    maxConnectionsPerIp = 0,
     ...tuning
   } = options;
   let refused = 0;
+  let refusedPerIp = 0;
+  const perIp = maxConnectionsPerIp > 0
+    ? new ConcurrencyLimit(maxConnectionsPerIp)
+    : undefined;
+  /** Each connection's place under `maxConnectionsPerIp`, given back when it closes. */
+  const places = new Map<H2ServerConnection, () => void>();
   const opts: Readonly<H2ServerOptions> = Object.freeze({
     ...DEFAULT_H2_SERVER_OPTIONS,
     ...Object.fromEntries(
@@ -113,6 +132,8 @@ export function listenH2(options: ListenH2Options): H2Listener {
     onOverBudget,
     closed(connection) {
       connections.delete(connection);
+      places.get(connection)?.();
+      places.delete(connection);
       settle();
     },
   };
@@ -151,6 +172,17 @@ export function listenH2(options: ListenH2Options): H2Listener {
         refuse(conn);
         continue;
       }
+      let place: (() => void) | undefined;
+      if (perIp !== undefined) {
+        const addr = conn.remoteAddr as Deno.NetAddr;
+        place = perIp.acquire(ipKey(addr.hostname));
+        if (place === undefined) {
+          refused++;
+          refusedPerIp++;
+          refuse(conn);
+          continue;
+        }
+      }
       try {
         (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch {
@@ -158,6 +190,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
       }
       const connection = new H2ServerConnection(conn, opts, owner);
       connections.add(connection);
+      if (place !== undefined) places.set(connection, place);
       connection.serve().catch((err) => onError?.(err));
     }
   })();
@@ -179,6 +212,9 @@ export function listenH2(options: ListenH2Options): H2Listener {
     },
     get refusedConnections() {
       return refused;
+    },
+    get refusedPerIp() {
+      return refusedPerIp;
     },
     close() {
       stopAccepting();

@@ -45,6 +45,8 @@ export interface H2TransportOptions {
   maxConcurrentStreams: number;
   /** Connections served at once (0: no bound). */
   maxConnections?: number;
+  /** Connections served at once from one client address (0: no bound). */
+  maxConnectionsPerIp?: number;
   /** PEM certificate chain and key for TLS (ALPN h2). */
   tls?: { cert: string; key: string };
   /** Unfinished request-message bytes one connection may hold. */
@@ -88,6 +90,7 @@ export function listenWithH2(
     port: options.port,
     maxConcurrentStreams: options.maxConcurrentStreams,
     maxConnections: options.maxConnections,
+    maxConnectionsPerIp: options.maxConnectionsPerIp,
     tls: options.tls,
     keepaliveIntervalMs: options.keepaliveIntervalMs,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs,

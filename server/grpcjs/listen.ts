@@ -22,9 +22,13 @@ export interface Listener {
   readonly closed: Promise<void>;
   /** Closes every connection now. */
   destroy(): void;
-  /** Connections open, and refused for --max-connections (h2 only). */
+  /**
+   * Connections open, refused for --max-connections or per IP, and of
+   * those refused per IP (h2 only).
+   */
   readonly connections?: number;
   readonly refusedConnections?: number;
+  readonly refusedPerIp?: number;
   /** The h2 transport's request budget (undefined with "node"). */
   readonly requestBudget?: {
     readonly unfinished: number;
@@ -57,6 +61,7 @@ export async function listen(
       port: config.port,
       maxConcurrentStreams: config.maxConcurrentStreams,
       maxConnections: config.maxConnections,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
       tls,
       requestBufferPerConnection: config.requestBufferPerConnection,
       requestBufferTotal: config.requestBufferTotal,

@@ -28,8 +28,11 @@ export interface MetricSources {
   hub: ChatHub<unknown>;
   /** 1 while the health status is SERVING, else 0. */
   serving(): boolean;
-  /** Connections open and refused so far (the h2 transport's listener). */
-  connections?(): { open: number; refused: number };
+  /**
+   * Connections open and refused so far, and of those refused per IP (the
+   * h2 transport's listener).
+   */
+  connections?(): { open: number; refused: number; refusedPerIp: number };
 }
 
 /** The registry and the hook the store observes into. */
@@ -126,8 +129,13 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
     );
     counter(
       "chat_connections_refused_total",
-      "Connections refused for --max-connections.",
+      "Connections refused for --max-connections or --max-connections-per-ip.",
       () => connections().refused,
+    );
+    counter(
+      "chat_connections_refused_per_ip_total",
+      "Of those, refused for --max-connections-per-ip.",
+      () => connections().refusedPerIp,
     );
   }
   gauge(
