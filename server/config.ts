@@ -555,6 +555,12 @@ function checkAuthSettings(config: Readonly<CoreConfig>): void {
   ) {
     throw new ConfigError("--broker-ca needs a rediss:// --broker");
   }
+  if (config.maxConnectionsPerIp > 0 && config.transport !== "h2") {
+    // grpc-js's own listener has no hook for it: not silently off.
+    throw new ConfigError(
+      "--max-connections-per-ip needs --transport h2 (the default)",
+    );
+  }
   if (config.tlsCert !== "" && config.transport !== "h2") {
     // grpc-js's TLS listener on Deno's node:http2 fails the handshake.
     throw new ConfigError("--tls-cert needs --transport h2 (the default)");

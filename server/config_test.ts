@@ -331,11 +331,38 @@ Deno.test("parseCoreConfig() refuses a short secret and settings that need anoth
     /--tls-cert needs --transport h2/,
   );
   assert.throws(
+    () =>
+      parseCoreConfig(
+        ["--max-connections-per-ip", "4", "--transport", "node"],
+        {},
+      ),
+    /--max-connections-per-ip needs --transport h2/,
+  );
+  assert.throws(
     () => parseCoreConfig(["--jwt-issuer", "x"], {}),
     /need --jwt-secret or --jwt-public-key/,
   );
   assert.throws(
     () => parseCoreConfig(["--rate-burst", "3"], {}),
     /--rate-burst needs --rate-limit/,
+  );
+});
+
+Deno.test("parseCoreConfig() reads the connection bounds from flags and the environment, with the per-IP bound off by default", () => {
+  const defaults = parseCoreConfig([], {});
+  assert.equal(defaults.maxConnections, 10_000);
+  assert.equal(defaults.maxConnectionsPerIp, 0);
+  assert.equal(
+    parseCoreConfig(["--max-connections-per-ip", "8"], {}).maxConnectionsPerIp,
+    8,
+  );
+  assert.equal(
+    parseCoreConfig([], { CHAT_MAX_CONNECTIONS_PER_IP: "16" })
+      .maxConnectionsPerIp,
+    16,
+  );
+  assert.throws(
+    () => parseCoreConfig(["--max-connections-per-ip", "-1"], {}),
+    (e) => e instanceof ConfigError && /max-connections-per-ip/.test(e.message),
   );
 });

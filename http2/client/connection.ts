@@ -125,12 +125,13 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   }
 
   /**
-   * True while the peer serves this connection: not dead and no GOAWAY.
-   * It may be full (at the peer's stream limit, out of stream ids) and
-   * still answer a PING for the origin.
+   * True while the peer serves this connection: past the handshake (the
+   * peer has answered on it), not dead, no GOAWAY. It may be full (at the
+   * peer's stream limit, out of stream ids) and still answer a PING for
+   * the origin.
    */
-  get serving(): boolean {
-    return !this.dead && !this.#goaway;
+  get established(): boolean {
+    return this.settled && !this.dead && !this.#goaway;
   }
 
   /** Keepalive pings only a connection with open streams. */

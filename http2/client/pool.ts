@@ -56,16 +56,18 @@ export class H2Pool implements ConnectionOwner {
   }
 
   /**
-   * Resolves true if the upstream answers a PING within `timeoutMs`: on a
-   * connection with room, else on a full one it still serves, and only with
-   * neither on a new one. A full connection answers for its origin: a dial
-   * that fails while it works (the peer at its connection bound, or out of
-   * descriptors) must not make the balancer abandon the calls on it.
+   * Resolves true if the upstream answers a PING within `timeoutMs`: on an
+   * established connection the peer serves (full or not), else on one
+   * still dialling, and only with neither on a new one. A working
+   * connection answers for its origin: a dial that fails or hangs while it
+   * works (the peer at its connection bound, or out of descriptors with new
+   * connections left in its backlog) must not make the balancer abandon the
+   * calls on it.
    */
   ping(timeoutMs: number): Promise<boolean> {
     if (this.#closed) return Promise.resolve(false);
-    const c = this.#connections.find((c) => c.hasCapacity) ??
-      this.#connections.find((c) => c.serving) ?? this.#dial();
+    const c = this.#connections.find((c) => c.established) ??
+      this.#connections.find((c) => c.hasCapacity) ?? this.#dial();
     return c.ping(timeoutMs);
   }
 

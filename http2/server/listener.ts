@@ -188,10 +188,25 @@ export function listenH2(options: ListenH2Options): H2Listener {
       } catch {
         // the peer is gone already; the read loop will see it
       }
-      const connection = new H2ServerConnection(conn, opts, owner);
+      let connection: H2ServerConnection;
+      try {
+        connection = new H2ServerConnection(conn, opts, owner);
+      } catch (err) {
+        place?.();
+        refuse(conn);
+        onError?.(err);
+        continue;
+      }
       connections.add(connection);
       if (place !== undefined) places.set(connection, place);
-      connection.serve().catch((err) => onError?.(err));
+      connection.serve().catch((err) => {
+        onError?.(err);
+        // It failed before its read loop could close the socket and report
+        // the close: both here, so its places are free again (a later
+        // report finds nothing left to release).
+        refuse(conn);
+        owner.closed(connection);
+      });
     }
   })();
 
