@@ -826,37 +826,43 @@ function holdStream(
 }
 
 /**
- * A peer whose first connection allows one stream, holds it unanswered and
- * answers PINGs; `later` scripts every other connection.
+ * Runs `fn` with a pool to a peer whose first connection allows one stream,
+ * holds it unanswered and answers PINGs; `later` scripts every other
+ * connection. `hold()` sends another such stream; none may fail.
  */
-function fullPeer(later: (p: PeerConnection) => Promise<void>): RawPeer {
-  return startRawPeer(async (p, index) => {
+async function withFullPeer(
+  later: (p: PeerConnection) => Promise<void>,
+  fn: (pool: H2Pool, hold: () => void, peer: RawPeer) => Promise<void>,
+) {
+  const peer = startRawPeer(async (p, index) => {
     if (index > 0) return later(p);
     await p.handshake([[Setting.MAX_CONCURRENT_STREAMS, 1]]);
     await readRequest(p); // held open, never answered
     await serveEof(p);
   });
-}
-
-Deno.test("H2Pool.ping() asks a full connection before it dials: a peer at its connection bound still answers for the calls it serves", async () => {
-  // Later connections are closed at once, as a core at --max-connections
-  // does.
-  const peer = fullPeer(async () => {});
   const pool = poolTo(peer);
   const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
   const failed: string[] = [];
   try {
-    holdStream(pool, headers, failed);
-    // The one connection is full once the peer's SETTINGS are in.
-    assert.equal(await pool.ping(2000), true);
-    assert.equal(await pool.ping(2000), true, "the full connection's PING");
-    assert.equal(peer.accepted(), 1, "dialled although a connection serves");
-    assert.equal(pool.size, 1);
+    await fn(pool, () => holdStream(pool, headers, failed), peer);
     assert.deepEqual(failed, []);
   } finally {
     await pool.close();
     await peer.close();
   }
+}
+
+Deno.test("H2Pool.ping() asks a full connection before it dials: a peer at its connection bound still answers for the calls it serves", async () => {
+  // Later connections are closed at once, as a core at --max-connections
+  // does.
+  await withFullPeer(async () => {}, async (pool, hold, peer) => {
+    hold();
+    // The one connection is full once the peer's SETTINGS are in.
+    assert.equal(await pool.ping(2000), true);
+    assert.equal(await pool.ping(2000), true, "the full connection's PING");
+    assert.equal(peer.accepted(), 1, "dialled although a connection serves");
+    assert.equal(pool.size, 1);
+  });
 });
 
 Deno.test("H2Pool.ping() asks a working connection, not one still dialling: a peer out of descriptors (connections left in its backlog) still answers for the calls it serves", async () => {
@@ -864,24 +870,23 @@ Deno.test("H2Pool.ping() asks a working connection, not one still dialling: a pe
   const released = new Promise<void>((r) => release = r);
   // Later connections get no SETTINGS and nothing read, as when the core
   // cannot accept them: the dial hangs until settingsTimeoutMs.
-  const peer = fullPeer(() => released);
-  const pool = poolTo(peer);
-  const headers = new RequestHeaderEncoder("http", `127.0.0.1:${peer.port}`);
-  const failed: string[] = [];
-  try {
-    holdStream(pool, headers, failed);
-    assert.equal(await pool.ping(2000), true);
-    // A new call finds no room: the pool dials, and that dial hangs.
-    holdStream(pool, headers, failed);
-    while (peer.accepted() < 2) await sleep(5);
-    assert.equal(pool.size, 2);
-    assert.equal(await pool.ping(1000), true, "the working connection's PING");
-    assert.deepEqual(failed, []);
-  } finally {
-    release();
-    await pool.close();
-    await peer.close();
-  }
+  await withFullPeer(() => released, async (pool, hold, peer) => {
+    try {
+      hold();
+      assert.equal(await pool.ping(2000), true);
+      // A new call finds no room: the pool dials, and that dial hangs.
+      hold();
+      while (peer.accepted() < 2) await sleep(5);
+      assert.equal(pool.size, 2);
+      assert.equal(
+        await pool.ping(1000),
+        true,
+        "the working connection's PING",
+      );
+    } finally {
+      release();
+    }
+  });
 });
 
 const KEEPALIVE = { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 100 };
