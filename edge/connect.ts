@@ -55,6 +55,7 @@ import {
 import { decodeStatusDetails } from "./status_details.ts";
 import { Code as GrpcCode, StatusError } from "./upstream/status.ts";
 import type {
+  RequestMessages,
   Upstream,
   UpstreamCall,
   UpstreamStatus,
@@ -97,7 +98,9 @@ function toConnectError(s: UpstreamStatus): ConnectError {
 function start(
   upstream: Upstream,
   method: DescMethod,
-  requests: AsyncIterable<Uint8Array>,
+  // Known in full (unary, server streaming): written at once, and a call
+  // the core never processed can go to another core (balancer.ts).
+  requests: RequestMessages,
   ctx: HandlerContext,
 ) {
   const ctl = new AbortController();
@@ -172,13 +175,13 @@ function implement(upstream: Upstream, method: DescMethod) {
     case "unary":
       return (req: AnyMessage, ctx: HandlerContext) =>
         unaryResult(
-          start(upstream, method, one(toBinary(method.input, req)), ctx),
+          start(upstream, method, [toBinary(method.input, req)], ctx),
           ctx,
         );
     case "server_streaming":
       return (req: AnyMessage, ctx: HandlerContext) =>
         streamResult(
-          start(upstream, method, one(toBinary(method.input, req)), ctx),
+          start(upstream, method, [toBinary(method.input, req)], ctx),
           ctx,
         );
     case "client_streaming":

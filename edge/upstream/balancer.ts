@@ -24,14 +24,21 @@
  * their clients move on instead of hanging until the keepalive (30 s of
  * silence and 10 s more by default) or for ever.
  *
- * Calls are not retried here: a call that failed may already have reached
- * the core (a SendMessage may be stored), so only the client may decide.
+ * A call that failed after it may have reached a core is not retried here
+ * (a SendMessage may be stored): only the client may decide. One the core
+ * provably never got or never processed (`UpstreamStatus.unsent`: its
+ * connection failed before the request was written, or the core's GOAWAY
+ * or REFUSED_STREAM excluded it, as when a core drains for a restart) is
+ * sent to another core, once per core, within the call's deadline, when its
+ * request messages were all known up front (unary and server-streaming
+ * calls); the client sees only the answer of the core that took it.
  *
  * @module
  */
 import { Code } from "./status.ts";
 import {
   type CallOptions,
+  type MessageSource,
   PROBE_WAIT_MS,
   type RequestMessages,
   type Upstream,
@@ -166,26 +173,33 @@ export function createBalancedUpstream(
     for (const m of members) void probe(m);
   }, probeIntervalMs);
 
-  /** The healthy member with the fewest open calls, ties in turn. */
-  function pick(): Member {
+  /**
+   * The healthy member with the fewest open calls, ties in turn; none known
+   * healthy, the next in turn (probes may be stale). With `tried`, only the
+   * members not in it (undefined when none is left).
+   */
+  function pick(tried?: ReadonlySet<Member>): Member | undefined {
     const n = members.length;
     const start = next++ % n;
     let best: Member | undefined;
+    let fallback: Member | undefined;
     for (let i = 0; i < n; i++) {
       const m = members[(start + i) % n];
+      if (tried?.has(m)) continue;
+      fallback ??= m;
       if (!m.healthy) continue;
       if (best === undefined || m.outstanding < best.outstanding) best = m;
     }
-    // None known healthy: probes may be stale, so try in turn anyway.
-    return best ?? members[start];
+    return best ?? fallback;
   }
 
-  function call(
+  /** Starts the call on `m`, counted among its open calls until it ends. */
+  function start(
+    m: Member,
     path: string,
     requests: RequestMessages,
     opts: CallOptions,
   ): UpstreamCall {
-    const m = pick();
     m.outstanding++;
     const inner = m.upstream.call(path, requests, opts);
     const status = inner.status.then((s: UpstreamStatus) => {
@@ -196,7 +210,38 @@ export function createBalancedUpstream(
       }
       return s;
     });
-    return { headers: inner.headers, messages: inner.messages, status };
+    const statusNow = inner.statusNow;
+    return {
+      headers: inner.headers,
+      messages: inner.messages,
+      status,
+      statusNow: statusNow && (() => statusNow.call(inner)),
+    };
+  }
+
+  function call(
+    path: string,
+    requests: RequestMessages,
+    opts: CallOptions,
+  ): UpstreamCall {
+    const m = pick()!;
+    const first = start(m, path, requests, opts);
+    // Only a request known in full can be sent again.
+    if (members.length < 2 || !Array.isArray(requests)) return first;
+    const tried = new Set([m]);
+    const began = performance.now();
+    return new ResentCall(first, (s) => {
+      if (!s.unsent || closed || opts.signal.aborted) return undefined;
+      let timeoutMs = opts.timeoutMs;
+      if (timeoutMs !== undefined) {
+        timeoutMs -= performance.now() - began;
+        if (timeoutMs <= 0) return undefined;
+      }
+      const other = pick(tried);
+      if (other === undefined) return undefined;
+      tried.add(other);
+      return start(other, path, requests, { ...opts, timeoutMs });
+    });
   }
 
   return {
@@ -218,4 +263,115 @@ export function createBalancedUpstream(
       await Promise.all(members.map((m) => m.probing));
     },
   };
+}
+
+/** What comes after an attempt that ended with a status: another, or none. */
+type Resend = (status: UpstreamStatus) => UpstreamCall | undefined;
+
+/**
+ * A call that may move to another core: its headers, messages and status
+ * are those of the attempt that was not sent again. An attempt sent again
+ * had nothing to show (the core never processed it), so nothing of it
+ * reaches the consumer. Whether an attempt is sent again is decided once,
+ * when its status is known, by `resend`.
+ */
+class ResentCall implements UpstreamCall {
+  readonly headers: Promise<Record<string, string>>;
+  readonly messages: MessageSource;
+  readonly status: Promise<UpstreamStatus>;
+  #current: UpstreamCall;
+  readonly #after = new Map<UpstreamCall, UpstreamCall | undefined>();
+  readonly #resend: Resend;
+
+  constructor(first: UpstreamCall, resend: Resend) {
+    this.#current = first;
+    this.#resend = resend;
+    this.status = this.#final(first);
+    this.headers = this.#headers(first);
+    this.messages = this.#messages(first.messages.nextBatch !== undefined);
+  }
+
+  /** The status once the last attempt has ended. */
+  statusNow(): UpstreamStatus | undefined {
+    let a: UpstreamCall | undefined = this.#current;
+    while (a !== undefined) {
+      const s = a.statusNow?.();
+      if (s === undefined) return undefined;
+      const n = this.#next(a, s);
+      if (n === undefined) return s;
+      a = n;
+    }
+    return undefined;
+  }
+
+  /** The attempt after `a`, decided once. */
+  #next(a: UpstreamCall, s: UpstreamStatus): UpstreamCall | undefined {
+    if (this.#after.has(a)) return this.#after.get(a);
+    const n = this.#resend(s);
+    this.#after.set(a, n);
+    return n;
+  }
+
+  /** The status of `a`, once known: the attempt after it, if any. */
+  async #settled(a: UpstreamCall): Promise<UpstreamCall | undefined> {
+    return this.#next(a, a.statusNow?.() ?? await a.status);
+  }
+
+  async #final(a: UpstreamCall): Promise<UpstreamStatus> {
+    while (true) {
+      const s = await a.status;
+      const n = this.#next(a, s);
+      if (n === undefined) return s;
+      a = n;
+    }
+  }
+
+  async #headers(a: UpstreamCall): Promise<Record<string, string>> {
+    while (true) {
+      const h = await a.headers;
+      // Headers that came with the end of an attempt sent again are not
+      // the answer's (an attempt still running has no status yet).
+      const s = a.statusNow?.();
+      const n = s === undefined ? undefined : this.#next(a, s);
+      if (n === undefined) return h;
+      a = n;
+    }
+  }
+
+  #messages(batches: boolean): MessageSource {
+    let iterator: AsyncIterator<Uint8Array> | undefined;
+    /** Moves to the next attempt once the current one's messages end. */
+    const moved = async (): Promise<boolean> => {
+      const n = await this.#settled(this.#current);
+      if (n === undefined) return false;
+      this.#current = n;
+      iterator = undefined;
+      return true;
+    };
+    const source: MessageSource = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          while (true) {
+            iterator ??= this.#current.messages[Symbol.asyncIterator]();
+            const r = await iterator.next();
+            if (!r.done || !(await moved())) return r;
+          }
+        },
+        return: async (value?: unknown) => {
+          iterator ??= this.#current.messages[Symbol.asyncIterator]();
+          return await iterator.return?.(value) ??
+            { done: true as const, value: undefined };
+        },
+      }),
+    };
+    if (batches) {
+      source.nextBatch = async () => {
+        while (true) {
+          const batch = await this.#current.messages.nextBatch!();
+          if (batch !== undefined || !(await moved())) return batch;
+        }
+      };
+    }
+    return source;
+  }
 }

@@ -331,8 +331,8 @@ class H2Call
   }
 
   /** Connection lost, connection error, or excluded by GOAWAY. */
-  onFail(message: string): void {
-    this.#finish(message, 0, undefined);
+  onFail(message: string, unsent?: boolean): void {
+    this.#finish(message, 0, undefined, unsent);
   }
 
   /** The stream can take more request bytes. */
@@ -347,17 +347,23 @@ class H2Call
     failure: string | undefined,
     rst: number,
     rstMessage: string | undefined,
+    unsent = false,
   ): void {
     if (this.#settled) return;
     let s = this.#httpFailure ?? this.#trailersOnly;
     if (s === undefined && failure !== undefined) {
       s = unavailable(`upstream unavailable: ${failure}`);
+      if (unsent) s.unsent = true;
     } else if (s === undefined && rst !== 0) {
       s = {
         code: codeFromRstCode(rst),
         message: rstMessage ?? `upstream reset the stream (code ${rst})`,
         trailers: {},
       };
+      // The core did not process it (RFC 9113 §8.7).
+      if (rst === ErrorCode.REFUSED_STREAM && !this.#gotHeaders) {
+        s.unsent = true;
+      }
     }
     if (this.#parser?.pending) {
       s ??= {

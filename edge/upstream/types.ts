@@ -16,6 +16,13 @@ export interface UpstreamStatus {
   message: string;
   /** Trailer metadata without grpc-status / grpc-message. */
   trailers: Record<string, string>;
+  /**
+   * The core never got or never processed the call (an UNAVAILABLE the
+   * client can tell that of: its connection failed before the request was
+   * written, or a GOAWAY or REFUSED_STREAM excluded it), so sending it to
+   * another core cannot repeat it. Unset when not known.
+   */
+  unsent?: boolean;
 }
 
 /**

@@ -284,6 +284,7 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       this.#detach(s);
       s.handler.onFail(
         `upstream sent GOAWAY (${errorName(code)}) before processing the call`,
+        true,
       );
     }
     this.#goaway = true;
@@ -323,7 +324,8 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     for (const s of streams) {
       if (s.closed) continue;
       s.closed = true;
-      s.handler.onFail(message);
+      // A stream still waiting for the peer's SETTINGS was never written.
+      s.handler.onFail(message, s.id === 0);
     }
   }
 
@@ -356,6 +358,7 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       s.closed = true;
       s.handler.onFail(
         "upstream allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)",
+        true,
       );
       return;
     }

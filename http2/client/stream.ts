@@ -28,9 +28,12 @@ export interface StreamHandler {
   onReset(code: number, message?: string): void;
   /**
    * The stream ended without an answer: connection lost, connection error,
-   * or the peer's GOAWAY excluded it (so it was never processed).
+   * or the peer's GOAWAY excluded it. `unsent` says the peer never got or
+   * never processed it (never written: its connection failed before the
+   * peer's SETTINGS, or none would take it; or above a GOAWAY's last
+   * stream id), so it may be sent again (RFC 9113 §8.7).
    */
-  onFail(message: string): void;
+  onFail(message: string, unsent?: boolean): void;
   /** A write that returned false may continue. */
   onDrain(): void;
 }
