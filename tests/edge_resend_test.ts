@@ -28,6 +28,7 @@ import {
   Flag,
   FrameType,
   goawayFrame,
+  rstStreamFrame,
 } from "../protocol/http2/frames.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
@@ -80,6 +81,9 @@ const sendBody = (content: string) => [
     create(SendMessageRequestSchema, { user: "u", room: "lobby", content }),
   ),
 ];
+async function* streamedBody(content: string) {
+  yield sendBody(content)[0];
+}
 const call = (up: Upstream, path: string, body: Uint8Array[]) =>
   up.call(path, body, { metadata: {}, signal: new AbortController().signal });
 
@@ -110,13 +114,16 @@ Deno.test("balancer: a call refused at connect goes to the next core (unary and 
         create(SubscribeRequestSchema, { room: "lobby", user: "w" }),
       ),
     ], { metadata: {}, signal: ctl.signal });
-    assert.deepEqual(await sub.headers, await sub.headers);
+    assert.equal((await sub.headers)["content-type"], undefined);
     const it = sub.messages[Symbol.asyncIterator]();
     const welcome = fromBinary(MessageSchema, (await it.next()).value!);
     assert.match(welcome.content, /^Welcome/);
-    assert.equal(sub.statusNow?.(), undefined, "still open");
+    assert.equal(typeof sub.statusNow, "function");
+    assert.equal(sub.statusNow!(), undefined, "still open");
     ctl.abort();
     assert.equal((await sub.status).code, Code.CANCELLED);
+    assert.equal(sub.statusNow!()?.code, Code.CANCELLED);
+    assert.deepEqual(streaming.members().map((m) => m.outstanding), [0, 0]);
   } finally {
     await streaming.close();
   }
@@ -146,11 +153,8 @@ Deno.test("balancer: a call the core may have processed is not sent again, nor o
   // Refused at connect, but streamed: its messages cannot be read again.
   const streamed = balance([`http://127.0.0.1:${closedPort()}`, live]);
   try {
-    async function* body() {
-      yield sendBody("streamed")[0];
-    }
     const r = await drain(
-      streamed.call(SEND, body(), {
+      streamed.call(SEND, streamedBody("streamed"), {
         metadata: {},
         signal: new AbortController().signal,
       }),
@@ -211,5 +215,157 @@ Deno.test("edge: calls racing a core's GOAWAY (a core draining for a restart) ar
   } finally {
     await edge.close();
     await draining.close();
+  }
+});
+
+/**
+ * A raw core on 127.0.0.1: answers PINGs; each request's HEADERS go to
+ * `onRequest` (false ends the connection). Records the requests it saw.
+ */
+function rawCore(
+  onRequest: (p: PeerConnection, id: number) => Promise<boolean>,
+) {
+  const seen: { id: number; timeout: string | undefined }[] = [];
+  const resets: number[] = [];
+  const peer = startRawPeer(async (p) => {
+    try {
+      await p.handshake();
+    } catch {
+      return; // a probe's connection, closed at once
+    }
+    while (true) {
+      const f = await p.next();
+      if (f === null) return;
+      if (f.type === FrameType.PING && !(f.flags & Flag.ACK)) {
+        await p.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
+      } else if (f.type === FrameType.RST_STREAM) resets.push(f.streamId);
+      else if (f.type === FrameType.HEADERS) {
+        const headers = p.decoder.decode(f.payload);
+        const timeout = headers.find(([k]) => k === "grpc-timeout")?.[1];
+        seen.push({ id: f.streamId, timeout });
+        if (!(await onRequest(p, f.streamId))) return;
+      }
+    }
+  });
+  return { peer, seen, resets, url: `http://127.0.0.1:${peer.port}` };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** Answers every request with one message, `text`, and OK. */
+const answering = (text: string) => async (p: PeerConnection, id: number) => {
+  await p.write(p.answer(id, [encoder.encode(text)]));
+  return true;
+};
+/** Answers every request with GOAWAY(last stream 0): never processed. */
+const excluding = async (p: PeerConnection) => {
+  await p.write(goawayFrame(0, ErrorCode.NO_ERROR));
+  return true;
+};
+
+Deno.test("balancer: REFUSED_STREAM before any answer goes to the next core; every core refusing is tried once and the last refusal is the status", async () => {
+  const refusing = rawCore(async (p, id) => {
+    await p.write(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
+    return true;
+  });
+  const b = rawCore(answering("b"));
+  const up = balance([refusing.url, b.url]);
+  try {
+    const r = await drain(call(up, "/x/Y", [encoder.encode("q")]));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.deepEqual(r.messages.map((m) => decoder.decode(m)), ["b"]);
+    assert.equal(refusing.seen.length, 1);
+  } finally {
+    await up.close();
+  }
+
+  const cores = [rawCore(excluding), rawCore(excluding), rawCore(excluding)];
+  const all = balance(cores.map((c) => c.url));
+  try {
+    const r = await drain(call(all, "/x/Y", [encoder.encode("q")]));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.equal(r.status.unsent, true);
+    assert.deepEqual(cores.map((c) => c.seen.length), [1, 1, 1]);
+    assert.deepEqual(all.members().map((m) => m.outstanding), [0, 0, 0]);
+  } finally {
+    await all.close();
+    for (const c of [refusing, b, ...cores]) await c.peer.close();
+  }
+});
+
+Deno.test("balancer: a call sent again carries what is left of its deadline, and aborting it cancels it on the core that has it", async () => {
+  const late = rawCore(async (p) => {
+    await new Promise((r) => setTimeout(r, 300));
+    return excluding(p);
+  });
+  const b = rawCore(answering("b"));
+  const up = balance([late.url, b.url]);
+  try {
+    const r = await drain(
+      up.call("/x/Y", [encoder.encode("q")], {
+        metadata: {},
+        signal: new AbortController().signal,
+        timeoutMs: 1000,
+      }),
+    );
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    // grpc-timeout in milliseconds: at most what was left after ~300 ms.
+    const left = Number(b.seen[0].timeout!.slice(0, -1));
+    assert.ok(left > 0 && left <= 710, `grpc-timeout ${b.seen[0].timeout}`);
+  } finally {
+    await up.close();
+  }
+
+  let arrived!: () => void;
+  const held = new Promise<void>((r) => arrived = r);
+  const holding = rawCore(() => {
+    arrived();
+    return Promise.resolve(true);
+  });
+  const a = rawCore(excluding);
+  const cancelling = balance([a.url, holding.url]);
+  try {
+    const ctl = new AbortController();
+    const pending = cancelling.call("/x/Y", [encoder.encode("q")], {
+      metadata: {},
+      signal: ctl.signal,
+    });
+    await held;
+    assert.deepEqual(cancelling.members().map((m) => m.outstanding), [0, 1]);
+    ctl.abort();
+    assert.equal((await pending.status).code, Code.CANCELLED);
+    assert.deepEqual(cancelling.members().map((m) => m.outstanding), [0, 0]);
+    for (let i = 0; i < 100 && holding.resets.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(holding.resets, [holding.seen[0].id]);
+  } finally {
+    await cancelling.close();
+    for (const c of [late, b, holding, a]) await c.peer.close();
+  }
+});
+
+Deno.test("balancer: a core that answered and then excluded the stream with GOAWAY is not asked again: no two answers mixed", async () => {
+  const a = rawCore(async (p, id) => {
+    await p.write(
+      p.headers(id, [[":status", "200"], ["content-type", "application/grpc"]]),
+      frame(FrameType.DATA, 0, id, new Uint8Array([0, 0, 0, 0, 1, 97])),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    await p.write(goawayFrame(0, ErrorCode.NO_ERROR));
+    return true;
+  });
+  const b = rawCore(answering("b"));
+  const up = balance([a.url, b.url]);
+  try {
+    const r = await drain(call(up, "/x/Y", [encoder.encode("q")]));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.equal(r.status.unsent, undefined);
+    assert.deepEqual(r.messages.map((m) => decoder.decode(m)), ["a"]);
+    assert.equal(b.seen.length, 0, "sent again after core a answered");
+  } finally {
+    await up.close();
+    await a.peer.close();
+    await b.peer.close();
   }
 });

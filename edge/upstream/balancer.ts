@@ -175,22 +175,19 @@ export function createBalancedUpstream(
 
   /**
    * The healthy member with the fewest open calls, ties in turn; none known
-   * healthy, the next in turn (probes may be stale). With `tried`, only the
-   * members not in it (undefined when none is left).
+   * healthy, the next in turn (probes may be stale). With `tried` (a call
+   * sent again), only a healthy member not in it, or none.
    */
-  function pick(tried?: ReadonlySet<Member>): Member | undefined {
+  function pick(tried?: readonly Member[]): Member | undefined {
     const n = members.length;
     const start = next++ % n;
     let best: Member | undefined;
-    let fallback: Member | undefined;
     for (let i = 0; i < n; i++) {
       const m = members[(start + i) % n];
-      if (tried?.has(m)) continue;
-      fallback ??= m;
-      if (!m.healthy) continue;
+      if (!m.healthy || tried?.includes(m)) continue;
       if (best === undefined || m.outstanding < best.outstanding) best = m;
     }
-    return best ?? fallback;
+    return best ?? (tried ? undefined : members[start]);
   }
 
   /** Starts the call on `m`, counted among its open calls until it ends. */
@@ -226,9 +223,15 @@ export function createBalancedUpstream(
   ): UpstreamCall {
     const m = pick()!;
     const first = start(m, path, requests, opts);
-    // Only a request known in full can be sent again.
-    if (members.length < 2 || !Array.isArray(requests)) return first;
-    const tried = new Set([m]);
+    // Only a request known in full can be sent again, and only a client
+    // that can tell a call was never processed (it settles at once).
+    if (
+      members.length < 2 || !Array.isArray(requests) ||
+      first.statusNow === undefined
+    ) {
+      return first;
+    }
+    const tried = [m];
     const began = performance.now();
     return new ResentCall(first, (s) => {
       if (!s.unsent || closed || opts.signal.aborted) return undefined;
@@ -239,7 +242,7 @@ export function createBalancedUpstream(
       }
       const other = pick(tried);
       if (other === undefined) return undefined;
-      tried.add(other);
+      tried.push(other);
       return start(other, path, requests, { ...opts, timeoutMs });
     });
   }
@@ -270,108 +273,166 @@ type Resend = (status: UpstreamStatus) => UpstreamCall | undefined;
 
 /**
  * A call that may move to another core: its headers, messages and status
- * are those of the attempt that was not sent again. An attempt sent again
- * had nothing to show (the core never processed it), so nothing of it
- * reaches the consumer. Whether an attempt is sent again is decided once,
- * when its status is known, by `resend`.
+ * are those of the attempt that was not sent again. An attempt is sent
+ * again only when it ended `unsent`, before any answer, so nothing of it
+ * reaches the consumer. Whether it is, `resend` decides once, when its
+ * status is known.
+ *
+ * The call is final once an attempt has answered (its headers came while it
+ * still runs) or ended without being sent again: `resend` (with the request
+ * and the cores tried) is let go, `nextBatch` becomes that attempt's own, and
+ * the iterator hands its steps straight through. A stream that lasts for
+ * hours keeps no more than that.
  */
 class ResentCall implements UpstreamCall {
   readonly headers: Promise<Record<string, string>>;
   readonly messages: MessageSource;
   readonly status: Promise<UpstreamStatus>;
+  /** The attempt running or answering now. */
   #current: UpstreamCall;
-  readonly #after = new Map<UpstreamCall, UpstreamCall | undefined>();
-  readonly #resend: Resend;
+  /** The attempt after #current, once decided (undefined: not yet). */
+  #next: UpstreamCall | null | undefined;
+  #resend: Resend | undefined;
 
   constructor(first: UpstreamCall, resend: Resend) {
     this.#current = first;
     this.#resend = resend;
-    this.status = this.#final(first);
+    this.status = this.#status(first);
     this.headers = this.#headers(first);
     this.messages = this.#messages(first.messages.nextBatch !== undefined);
   }
 
   /** The status once the last attempt has ended. */
   statusNow(): UpstreamStatus | undefined {
-    let a: UpstreamCall | undefined = this.#current;
-    while (a !== undefined) {
-      const s = a.statusNow?.();
-      if (s === undefined) return undefined;
-      const n = this.#next(a, s);
-      if (n === undefined) return s;
-      a = n;
+    while (true) {
+      const s = this.#current.statusNow!();
+      if (s === undefined || !this.#advance(s)) return s;
     }
-    return undefined;
   }
 
-  /** The attempt after `a`, decided once. */
-  #next(a: UpstreamCall, s: UpstreamStatus): UpstreamCall | undefined {
-    if (this.#after.has(a)) return this.#after.get(a);
-    const n = this.#resend(s);
-    this.#after.set(a, n);
-    return n;
+  /**
+   * #current ended with `s`: moves to the attempt after it and returns
+   * true, or makes #current final and returns false.
+   */
+  #advance(s: UpstreamStatus): boolean {
+    if (this.#next === undefined) {
+      let n: UpstreamCall | undefined;
+      try {
+        n = this.#resend?.(s);
+      } catch {
+        n = undefined; // a bug in starting the next: this status stands
+      }
+      this.#next = n ?? null;
+    }
+    const n = this.#next;
+    if (n === null) {
+      this.#final();
+      return false;
+    }
+    this.#current = n;
+    this.#next = undefined;
+    return true;
   }
 
-  /** The status of `a`, once known: the attempt after it, if any. */
-  async #settled(a: UpstreamCall): Promise<UpstreamCall | undefined> {
-    return this.#next(a, a.statusNow?.() ?? await a.status);
+  /** #current is the answer: let go of what a resend needed. */
+  #final(): void {
+    if (this.#resend === undefined) return;
+    this.#resend = undefined;
+    this.#next = null;
+    const own = this.#current.messages.nextBatch;
+    if (own !== undefined) {
+      const source = this.#current.messages;
+      this.messages.nextBatch = () => own.call(source);
+    }
   }
 
-  async #final(a: UpstreamCall): Promise<UpstreamStatus> {
+  /** The status of `a` or of the attempt after it. */
+  async #status(a: UpstreamCall): Promise<UpstreamStatus> {
     while (true) {
       const s = await a.status;
-      const n = this.#next(a, s);
-      if (n === undefined) return s;
-      a = n;
+      // Another consumer (headers, messages, statusNow) may have moved on.
+      if (a !== this.#current) {
+        a = this.#current;
+        continue;
+      }
+      if (!this.#advance(s)) return s;
+      a = this.#current;
     }
   }
 
   async #headers(a: UpstreamCall): Promise<Record<string, string>> {
     while (true) {
       const h = await a.headers;
-      // Headers that came with the end of an attempt sent again are not
-      // the answer's (an attempt still running has no status yet).
-      const s = a.statusNow?.();
-      const n = s === undefined ? undefined : this.#next(a, s);
-      if (n === undefined) return h;
-      a = n;
+      if (a !== this.#current) {
+        a = this.#current;
+        continue;
+      }
+      // Headers while the attempt runs are its answer; headers that came
+      // with its end are the answer unless it is sent again.
+      const s = a.statusNow!();
+      if (s === undefined) {
+        this.#final();
+        return h;
+      }
+      if (!this.#advance(s)) return h;
+      a = this.#current;
     }
   }
 
   #messages(batches: boolean): MessageSource {
     let iterator: AsyncIterator<Uint8Array> | undefined;
-    /** Moves to the next attempt once the current one's messages end. */
-    const moved = async (): Promise<boolean> => {
-      const n = await this.#settled(this.#current);
-      if (n === undefined) return false;
-      this.#current = n;
-      iterator = undefined;
-      return true;
-    };
+    let of: UpstreamCall | undefined;
     const source: MessageSource = {
       [Symbol.asyncIterator]: () => ({
-        next: async () => {
-          while (true) {
-            iterator ??= this.#current.messages[Symbol.asyncIterator]();
-            const r = await iterator.next();
-            if (!r.done || !(await moved())) return r;
+        next: (): Promise<IteratorResult<Uint8Array>> => {
+          if (of !== this.#current) {
+            of = this.#current;
+            iterator = of.messages[Symbol.asyncIterator]();
           }
+          const step = iterator!.next();
+          // Final: the attempt's own step, nothing added.
+          return this.#resend === undefined ? step : this.#step(step, of);
         },
-        return: async (value?: unknown) => {
+        return: (value?: unknown): Promise<IteratorResult<Uint8Array>> => {
           iterator ??= this.#current.messages[Symbol.asyncIterator]();
-          return await iterator.return?.(value) ??
-            { done: true as const, value: undefined };
+          return iterator.return?.(value) ??
+            Promise.resolve({ done: true, value: undefined });
         },
       }),
     };
+    const self = this;
     if (batches) {
-      source.nextBatch = async () => {
+      source.nextBatch = async function nextBatch() {
         while (true) {
-          const batch = await this.#current.messages.nextBatch!();
-          if (batch !== undefined || !(await moved())) return batch;
+          const a = self.#current;
+          const batch = await a.messages.nextBatch!();
+          if (batch !== undefined || !(await self.#moved(a))) return batch;
+          // Final by now, or moved: the source's own nextBatch may differ.
+          if (source.nextBatch !== nextBatch) return source.nextBatch!();
         }
       };
     }
     return source;
+  }
+
+  /** An iterator step of attempt `a`; at its end, the next attempt's. */
+  async #step(
+    step: Promise<IteratorResult<Uint8Array>>,
+    a: UpstreamCall,
+  ): Promise<IteratorResult<Uint8Array>> {
+    const r = await step;
+    if (!r.done || !(await this.#moved(a))) return r;
+    return this.messages[Symbol.asyncIterator]().next();
+  }
+
+  /**
+   * Attempt `a`'s messages ended: whether the call moved on to another
+   * attempt (now, or already through its headers or status).
+   */
+  async #moved(a: UpstreamCall): Promise<boolean> {
+    if (a !== this.#current) return true;
+    const s = a.statusNow!() ?? await a.status;
+    if (a !== this.#current) return true;
+    return this.#advance(s);
   }
 }

@@ -353,7 +353,8 @@ class H2Call
     let s = this.#httpFailure ?? this.#trailersOnly;
     if (s === undefined && failure !== undefined) {
       s = unavailable(`upstream unavailable: ${failure}`);
-      if (unsent) s.unsent = true;
+      // Not if the peer answered it anyway (a GOAWAY that contradicts it).
+      if (unsent && !this.#gotHeaders) s.unsent = true;
     } else if (s === undefined && rst !== 0) {
       s = {
         code: codeFromRstCode(rst),
