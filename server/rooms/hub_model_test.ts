@@ -114,7 +114,10 @@ Deno.test("the hub with an embedded store, at random: no offset twice, every gap
         : 0;
     }
     const where = `seed ${seed}`;
-    const epoch = subs.find((x) => x.items.length > 0)!.items[0].epoch;
+    // The epoch of the room's messages. A room nothing was said in is
+    // forgotten when its last subscriber leaves (hub.left()), so a welcome
+    // before the first message may name an earlier epoch.
+    const epoch = subs.flatMap((x) => x.items.slice(1))[0]?.epoch;
     for (const [k, sub] of subs.entries()) {
       const at = `${where}, subscription ${k}`;
       if (sub.items.length === 0) continue; // left before it started
