@@ -41,13 +41,30 @@ const OWN_CHUNK = MAX_CHUNK / 4;
 const ownsChunk = (n: number): boolean => n > OWN_CHUNK;
 
 /**
+ * A room's rows: offset, time, and the body's place in its chunk per
+ * message. Rows `[0, length)` are written once and never changed.
+ */
+interface Rows {
+  readonly capacity: number;
+  readonly length: number;
+  offset(i: number): number;
+  time(i: number): number;
+  /** The body's length. */
+  bytes(i: number): number;
+  body(i: number): Uint8Array;
+  /** The chunk the body is in. */
+  chunk(i: number): Uint8Array;
+  /** Rows `[from, length)` in new columns with room for `capacity`. */
+  copy(from: number, capacity: number): Columns;
+}
+
+/**
  * A room's messages in rows of one float64 array: offset, time, and the
  * body's start and end in its chunk; the chunks in a list beside it. One
  * typed array per room, not one per column, keeps a room that holds a
- * message or two small. Rows `[0, length)` are written once and never
- * changed.
+ * message or two small.
  */
-class Columns {
+class Columns implements Rows {
   readonly rows: Float64Array;
   readonly chunks: Uint8Array[];
   length = 0;
@@ -83,6 +100,78 @@ class Columns {
   body(i: number): Uint8Array {
     return this.chunks[i].subarray(this.rows[i * 4 + 2], this.rows[i * 4 + 3]);
   }
+
+  chunk(i: number): Uint8Array {
+    return this.chunks[i];
+  }
+
+  /** Writes row `length` (there is room for it). */
+  append(
+    offset: number,
+    timeMs: number,
+    chunk: Uint8Array,
+    start: number,
+    end: number,
+  ): void {
+    const row = this.length++;
+    const rows = this.rows;
+    rows[row * 4] = offset;
+    rows[row * 4 + 1] = timeMs;
+    rows[row * 4 + 2] = start;
+    rows[row * 4 + 3] = end;
+    this.chunks[row] = chunk;
+  }
+}
+
+/**
+ * The rows of a room that holds one message, its body a copy of its own:
+ * no float64 array and no chunk to grow. Most rooms of a store with many
+ * of them hold a message or two, and a typed array costs ~550 bytes of
+ * memory beside its contents (its buffer, backing store and their
+ * allocations): a room with one message took 2.2 KB with columns and a
+ * 256-byte chunk, 1.6 KB this way (docs/perf-log.md, "stop 24"). Its
+ * second message moves it to columns, its body into their first chunk.
+ */
+class OneRow implements Rows {
+  readonly capacity = 1;
+  readonly length = 1;
+  readonly #offset: number;
+  readonly #time: number;
+  readonly #body: Uint8Array;
+
+  constructor(offset: number, timeMs: number, body: Uint8Array) {
+    this.#offset = offset;
+    this.#time = timeMs;
+    this.#body = body;
+  }
+
+  offset(_i: number): number {
+    return this.#offset;
+  }
+
+  time(_i: number): number {
+    return this.#time;
+  }
+
+  bytes(_i: number): number {
+    return this.#body.length;
+  }
+
+  body(_i: number): Uint8Array {
+    return this.#body;
+  }
+
+  chunk(_i: number): Uint8Array {
+    return this.#body;
+  }
+
+  copy(from: number, capacity: number): Columns {
+    const out = new Columns(capacity);
+    if (from === 0) {
+      out.append(this.#offset, this.#time, this.#body, 0, this.#body.length);
+    }
+    return out;
+  }
 }
 
 /** A room's columns until its first message: shared, never written to. */
@@ -90,8 +179,8 @@ const NO_ROWS = new Columns(0);
 
 /** A room's retained messages at one moment: rows `[start, end)`. */
 export class RetainedView {
-  readonly #cols: Columns;
-  constructor(cols: Columns, readonly start: number, readonly end: number) {
+  readonly #cols: Rows;
+  constructor(cols: Rows, readonly start: number, readonly end: number) {
     this.#cols = cols;
   }
   offsetAt(i: number): number {
@@ -106,7 +195,7 @@ export class RetainedView {
   }
   /** The chunk the body is in. */
   chunkAt(i: number): Uint8Array {
-    return this.#cols.chunks[i];
+    return this.#cols.chunk(i);
   }
 }
 
@@ -246,7 +335,7 @@ export class RetainedRoom {
   last = 0;
   /** When the last message came (or the room was created). */
   lastMs: number;
-  #cols = NO_ROWS;
+  #cols: Rows = NO_ROWS;
   #start = 0;
   /** Body bytes of the retained messages. */
   #bytes = 0;
@@ -303,6 +392,16 @@ export class RetainedRoom {
       return;
     }
     const n = body.length;
+    if (this.#cols === NO_ROWS) {
+      // Its only message: a copy of its own (see OneRow).
+      const copy = new Uint8Array(n);
+      copy.set(body);
+      this.#cols = new OneRow(offset, timeMs, copy);
+      this.#start = 0;
+      this.#wrote(n, limits, timeMs);
+      return;
+    }
+    if (this.#cols instanceof OneRow) this.#toColumns(limits);
     let chunk = this.#chunk;
     let start = 0;
     if (ownsChunk(n)) {
@@ -333,13 +432,36 @@ export class RetainedRoom {
       this.#start = 0;
       this.#dead = 0;
     }
-    const row = cols.length++;
-    const rows = cols.rows;
-    rows[row * 4] = offset;
-    rows[row * 4 + 1] = timeMs;
-    rows[row * 4 + 2] = start;
-    rows[row * 4 + 3] = start + n;
-    cols.chunks[row] = chunk;
+    (cols as Columns).append(offset, timeMs, chunk, start, start + n);
+    this.#wrote(n, limits, timeMs);
+  }
+
+  /**
+   * A second message comes: the first moves into columns, its body into the
+   * chunk they will share (unless it is large enough for a chunk of its
+   * own), so that a room of two holds what it held before OneRow.
+   */
+  #toColumns(limits: HistoryLimits): void {
+    const one = this.#cols;
+    const cols = new Columns(2);
+    const body = one.body(0);
+    const n = body.length;
+    if (ownsChunk(n)) cols.append(one.offset(0), one.time(0), body, 0, n);
+    else {
+      const chunk = this.#chunk = new Uint8Array(
+        Math.max(n, Math.min(this.#chunkCap(limits), MIN_CHUNK)),
+      );
+      chunk.set(body);
+      this.#used = n;
+      cols.append(one.offset(0), one.time(0), chunk, 0, n);
+    }
+    this.#cols = cols;
+    this.#start = 0;
+    this.#dead = 0;
+  }
+
+  /** A body of `n` bytes was just kept: the budget and the bounds. */
+  #wrote(n: number, limits: HistoryLimits, timeMs: number): void {
     this.#bytes += n;
     this.#budget.total += n;
     this.#budget.wrote(this);
@@ -363,7 +485,7 @@ export class RetainedRoom {
   /** Drops the messages before `to` (their bytes leave the budget). */
   #dropTo(to: number): void {
     const cols = this.#cols;
-    const { chunks, length } = cols;
+    const length = cols.length;
     let freed = 0;
     for (let i = this.#start; i < to; i++) {
       const n = cols.bytes(i);
@@ -378,8 +500,8 @@ export class RetainedRoom {
       // own row is skipped here for at most one shared row before it.
       let j = i + 1;
       while (j < length && ownsChunk(cols.bytes(j))) j++;
-      const next = j < length ? chunks[j] : this.#chunk;
-      if (chunks[i] !== next) this.#dead += chunks[i].length;
+      const next = j < length ? cols.chunk(j) : this.#chunk;
+      if (cols.chunk(i) !== next) this.#dead += cols.chunk(i).length;
     }
     this.#bytes -= freed;
     this.#budget.total -= freed;
@@ -469,7 +591,7 @@ export class RetainedRoom {
   heldBytes(): number {
     const seen = new Set<Uint8Array>();
     const cols = this.#cols;
-    for (let i = 0; i < cols.length; i++) seen.add(cols.chunks[i]);
+    for (let i = 0; i < cols.length; i++) seen.add(cols.chunk(i));
     if (this.#chunk !== undefined) seen.add(this.#chunk);
     let held = 0;
     for (const c of seen) held += c.length;

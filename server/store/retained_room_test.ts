@@ -41,6 +41,55 @@ Deno.test("RetainedRoom.view() keeps showing the same messages while the room go
   );
 });
 
+Deno.test("RetainedRoom: a room's only message is a copy of its own; the second moves it into the chunk they share; views taken before stay valid; emptied, the next message is alone again", () => {
+  const room = new RetainedRoom("e", 0);
+  const limits = { size: 3, ttlMs: 1000 };
+  const sent = bytes(80, 7);
+  room.push(1, sent.subarray(0, 80), 10, limits);
+  sent.fill(0); // the caller reuses its buffer
+  const one = room.view();
+  // No 256-byte chunk for one message: the copy is exactly its size.
+  assert.equal(one.chunkAt(0).length, 80);
+  assert.equal(room.heldBytes(), 80);
+  assert.deepEqual(room.read(0, 10, -Infinity)[0].body, bytes(80, 7));
+
+  room.push(2, bytes(30, 8), 20, limits);
+  const two = room.view();
+  assert.equal(two.chunkAt(0), two.chunkAt(1), "one chunk for both");
+  assert.ok(two.chunkAt(0).length >= 110);
+  assert.equal(room.heldBytes(), two.chunkAt(0).length);
+  assert.deepEqual(two.bodyAt(0), bytes(80, 7));
+  assert.deepEqual(two.bodyAt(1), bytes(30, 8));
+  // The earlier view still shows the first message as it was.
+  assert.equal(one.end - one.start, 1);
+  assert.equal(one.offsetAt(0), 1);
+  assert.equal(one.timeAt(0), 10);
+  assert.deepEqual(one.bodyAt(0), bytes(80, 7));
+  for (let i = 3; i <= 10; i++) room.push(i, bytes(30, i), 20 + i, limits);
+  assert.deepEqual(room.read(0, 10, -Infinity).map((m) => m.offset), [
+    8,
+    9,
+    10,
+  ]);
+  assert.equal(room.bytes, 90);
+
+  // The TTL empties it; its next message is alone again.
+  room.trim(limits, 5000);
+  assert.equal(room.size, 0);
+  assert.equal(room.heldBytes(), 0);
+  room.push(11, bytes(20_000, 3), 5000, limits);
+  assert.equal(room.view().chunkAt(0).length, 20_000);
+  room.push(12, bytes(5, 4), 5001, limits);
+  const v = room.view();
+  // A large first body keeps its own chunk; the small one starts a chunk.
+  assert.equal(v.chunkAt(0).length, 20_000);
+  assert.notEqual(v.chunkAt(1), v.chunkAt(0));
+  assert.deepEqual(room.read(10, 10, -Infinity).map((m) => m.body.length), [
+    20_000,
+    5,
+  ]);
+});
+
 Deno.test("RetainedRoom.push() keeps chunks to about what a small room retains, not 64 KiB", () => {
   const room = new RetainedRoom("e", 0);
   const limits = { size: 5, ttlMs: 0 };
