@@ -10,8 +10,9 @@
  * bounds the bodies of all rooms together: past it, the least recently
  * written rooms lose their oldest messages first. Both bounds depend only on
  * the order of the pushes, so the log store's replay rebuilds the same set.
- * The columns are only ever appended to or replaced by a trimmed copy, never
- * changed in place, so a {@linkcode RetainedView} taken now stays valid while
+ * The columns are only ever appended to or replaced by a trimmed copy (or,
+ * for a room's only message, by columns holding it too), never changed in
+ * place, so a {@linkcode RetainedView} taken now stays valid while
  * the room goes on (the log store writes its snapshots from such views,
  * across turns).
  *
@@ -23,7 +24,7 @@
  * message costs 32 bytes outside the heap and a slot in the chunk list, and
  * the collector has a handful of objects per room to visit: 6-9 ms, and a
  * quarter less RSS per message (docs/perf-log.md, "stop 20"). A room that
- * holds a single message costs ~140 B more than before.
+ * holds a single message has no columns at all ({@linkcode OneRow}).
  */
 import type { HistoryLimits, StoredMessage } from "../rooms/history_store.ts";
 
@@ -401,7 +402,7 @@ export class RetainedRoom {
       this.#wrote(n, limits, timeMs);
       return;
     }
-    if (this.#cols instanceof OneRow) this.#toColumns(limits);
+    if (this.#cols instanceof OneRow) this.#toColumns();
     let chunk = this.#chunk;
     let start = 0;
     if (ownsChunk(n)) {
@@ -441,16 +442,15 @@ export class RetainedRoom {
    * chunk they will share (unless it is large enough for a chunk of its
    * own), so that a room of two holds what it held before OneRow.
    */
-  #toColumns(limits: HistoryLimits): void {
+  #toColumns(): void {
     const one = this.#cols;
     const cols = new Columns(2);
     const body = one.body(0);
     const n = body.length;
     if (ownsChunk(n)) cols.append(one.offset(0), one.time(0), body, 0, n);
     else {
-      const chunk = this.#chunk = new Uint8Array(
-        Math.max(n, Math.min(this.#chunkCap(limits), MIN_CHUNK)),
-      );
+      // The first chunk's size, as a room's first chunk always was.
+      const chunk = this.#chunk = new Uint8Array(Math.max(n, MIN_CHUNK));
       chunk.set(body);
       this.#used = n;
       cols.append(one.offset(0), one.time(0), chunk, 0, n);
