@@ -227,12 +227,12 @@ export function createBalancedUpstream(
     // that can tell a call was never processed (it settles at once).
     if (
       members.length < 2 || !Array.isArray(requests) ||
-      first.statusNow === undefined
+      first.statusNow === undefined || first.messages.nextBatch === undefined
     ) {
       return first;
     }
     const tried = [m];
-    const began = performance.now();
+    const began = opts.timeoutMs === undefined ? 0 : performance.now();
     return new ResentCall(first, (s) => {
       if (!s.unsent || closed || opts.signal.aborted) return undefined;
       let timeoutMs = opts.timeoutMs;
@@ -284,10 +284,13 @@ type Resend = (status: UpstreamStatus) => UpstreamCall | undefined;
  * the iterator hands its steps straight through. A stream that lasts for
  * hours keeps no more than that.
  */
-class ResentCall implements UpstreamCall {
+class ResentCall
+  implements UpstreamCall, MessageSource, AsyncIterator<Uint8Array> {
   readonly headers: Promise<Record<string, string>>;
-  readonly messages: MessageSource;
   readonly status: Promise<UpstreamStatus>;
+  /** The iterator over #iteratorOf's messages, while they are read. */
+  #iterator: AsyncIterator<Uint8Array> | undefined;
+  #iteratorOf: UpstreamCall | undefined;
   /** The attempt running or answering now. */
   #current: UpstreamCall;
   /** The attempt after #current, once decided (undefined: not yet). */
@@ -299,7 +302,11 @@ class ResentCall implements UpstreamCall {
     this.#resend = resend;
     this.status = this.#status(first);
     this.headers = this.#headers(first);
-    this.messages = this.#messages(first.messages.nextBatch !== undefined);
+  }
+
+  /** Its messages: the call itself (see next() and nextBatch()). */
+  get messages(): MessageSource {
+    return this;
   }
 
   /** The status once the last attempt has ended. */
@@ -339,11 +346,6 @@ class ResentCall implements UpstreamCall {
     if (this.#resend === undefined) return;
     this.#resend = undefined;
     this.#next = null;
-    const own = this.#current.messages.nextBatch;
-    if (own !== undefined) {
-      const source = this.#current.messages;
-      this.messages.nextBatch = () => own.call(source);
-    }
   }
 
   /** The status of `a` or of the attempt after it. */
@@ -379,40 +381,44 @@ class ResentCall implements UpstreamCall {
     }
   }
 
-  #messages(batches: boolean): MessageSource {
-    let iterator: AsyncIterator<Uint8Array> | undefined;
-    let of: UpstreamCall | undefined;
-    const source: MessageSource = {
-      [Symbol.asyncIterator]: () => ({
-        next: (): Promise<IteratorResult<Uint8Array>> => {
-          if (of !== this.#current) {
-            of = this.#current;
-            iterator = of.messages[Symbol.asyncIterator]();
-          }
-          const step = iterator!.next();
-          // Final: the attempt's own step, nothing added.
-          return this.#resend === undefined ? step : this.#step(step, of);
-        },
-        return: (value?: unknown): Promise<IteratorResult<Uint8Array>> => {
-          iterator ??= this.#current.messages[Symbol.asyncIterator]();
-          return iterator.return?.(value) ??
-            Promise.resolve({ done: true, value: undefined });
-        },
-      }),
-    };
-    const self = this;
-    if (batches) {
-      source.nextBatch = async function nextBatch() {
-        while (true) {
-          const a = self.#current;
-          const batch = await a.messages.nextBatch!();
-          if (batch !== undefined || !(await self.#moved(a))) return batch;
-          // Final by now, or moved: the source's own nextBatch may differ.
-          if (source.nextBatch !== nextBatch) return source.nextBatch!();
-        }
-      };
+  // --- the messages: this call is its own source and iterator (one
+  // consumer), so that wrapping a call makes no closures ---
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const a = this.#current;
+    if (this.#iteratorOf !== a) {
+      this.#iteratorOf = a;
+      this.#iterator = a.messages[Symbol.asyncIterator]();
     }
-    return source;
+    const step = this.#iterator!.next();
+    // Final: the attempt's own step, nothing added.
+    return this.#resend === undefined ? step : this.#step(step, a);
+  }
+
+  return(value?: unknown): Promise<IteratorResult<Uint8Array>> {
+    this.#iterator ??= this.#current.messages[Symbol.asyncIterator]();
+    return this.#iterator.return?.(value) ??
+      Promise.resolve({ done: true, value: undefined });
+  }
+
+  /** The current attempt's batches; at their end, the next attempt's. */
+  nextBatch(): Promise<Uint8Array[] | undefined> {
+    const a = this.#current;
+    const batch = a.messages.nextBatch!();
+    return this.#resend === undefined ? batch : this.#batch(batch, a);
+  }
+
+  async #batch(
+    batch: Promise<Uint8Array[] | undefined>,
+    a: UpstreamCall,
+  ): Promise<Uint8Array[] | undefined> {
+    const b = await batch;
+    if (b !== undefined || !(await this.#moved(a))) return b;
+    return this.nextBatch();
   }
 
   /** An iterator step of attempt `a`; at its end, the next attempt's. */
@@ -422,7 +428,7 @@ class ResentCall implements UpstreamCall {
   ): Promise<IteratorResult<Uint8Array>> {
     const r = await step;
     if (!r.done || !(await this.#moved(a))) return r;
-    return this.messages[Symbol.asyncIterator]().next();
+    return this.next();
   }
 
   /**
