@@ -280,8 +280,8 @@ type Resend = (status: UpstreamStatus) => UpstreamCall | undefined;
  *
  * The call is final once an attempt has answered (its headers came while it
  * still runs) or ended without being sent again: `resend` (with the request
- * and the cores tried) is let go, `nextBatch` becomes that attempt's own, and
- * the iterator hands its steps straight through. A stream that lasts for
+ * and the cores tried) is let go, and `nextBatch()` and the iterator hand
+ * that attempt's own results straight through. A stream that lasts for
  * hours keeps no more than that.
  */
 class ResentCall
