@@ -343,9 +343,7 @@ class ResentCall
 
   /** #current is the answer: let go of what a resend needed. */
   #final(): void {
-    if (this.#resend === undefined) return;
     this.#resend = undefined;
-    this.#next = null;
   }
 
   /** The status of `a` or of the attempt after it. */

@@ -68,10 +68,10 @@ export type RequestMessages =
   | AsyncIterable<Uint8Array>
   | readonly Uint8Array[];
 
-/** A connection to the core. */
 /** How long `Upstream.healthy()` waits for the core's PING answer. */
 export const PROBE_WAIT_MS = 2000;
 
+/** A connection to the core. */
 export interface Upstream {
   /**
    * `requests`: the request messages as they come, or all of them when the

@@ -46,7 +46,6 @@ const ownsChunk = (n: number): boolean => n > OWN_CHUNK;
  * message. Rows `[0, length)` are written once and never changed.
  */
 interface Rows {
-  readonly capacity: number;
   readonly length: number;
   offset(i: number): number;
   time(i: number): number;
@@ -55,8 +54,6 @@ interface Rows {
   body(i: number): Uint8Array;
   /** The chunk the body is in. */
   chunk(i: number): Uint8Array;
-  /** Rows `[from, length)` in new columns with room for `capacity`. */
-  copy(from: number, capacity: number): Columns;
 }
 
 /**
@@ -134,7 +131,6 @@ class Columns implements Rows {
  * second message moves it to columns, its body into their first chunk.
  */
 class OneRow implements Rows {
-  readonly capacity = 1;
   readonly length = 1;
   readonly #offset: number;
   readonly #time: number;
@@ -164,14 +160,6 @@ class OneRow implements Rows {
 
   chunk(_i: number): Uint8Array {
     return this.#body;
-  }
-
-  copy(from: number, capacity: number): Columns {
-    const out = new Columns(capacity);
-    if (from === 0) {
-      out.append(this.#offset, this.#time, this.#body, 0, this.#body.length);
-    }
-    return out;
   }
 }
 
@@ -425,7 +413,8 @@ export class RetainedRoom {
       chunk.set(body, start);
       this.#used = start + n;
     }
-    let cols = this.#cols;
+    // Columns now: a OneRow was moved into them above.
+    let cols = this.#cols as Columns;
     if (cols.length === cols.capacity) {
       // Full: the live rows into new columns with room to double.
       const live = cols.length - this.#start;
@@ -433,7 +422,7 @@ export class RetainedRoom {
       this.#start = 0;
       this.#dead = 0;
     }
-    (cols as Columns).append(offset, timeMs, chunk, start, start + n);
+    cols.append(offset, timeMs, chunk, start, start + n);
     this.#wrote(n, limits, timeMs);
   }
 
@@ -527,7 +516,8 @@ export class RetainedRoom {
       // follows as many drops as it copies rows, or frees 64 KiB and half
       // of what the room keeps, so copying stays cheap beside the bodies'
       // own copies.
-      this.#cols = cols.copy(to, 2 * (length - to));
+      // Never a OneRow here: it has one row and nothing dead.
+      this.#cols = (cols as Columns).copy(to, 2 * (length - to));
       this.#start = 0;
       this.#dead = 0;
     }
