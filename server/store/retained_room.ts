@@ -381,7 +381,20 @@ export class RetainedRoom {
       return;
     }
     const n = body.length;
-    if (this.#cols === NO_ROWS) {
+    const one = this.#cols instanceof OneRow;
+    if (
+      this.#cols === NO_ROWS ||
+      // The new message will be the room's only one (`--history-size 1`, a
+      // latest-value room, or a byte bound the two do not fit): it replaces
+      // the row instead of moving it into columns and a chunk. The old row
+      // is left as it is, for views taken before.
+      (one && (limits.size <= 1 ||
+        (limits.bytes !== undefined && this.#bytes + n > limits.bytes)))
+    ) {
+      if (one) {
+        this.#budget.total -= this.#bytes;
+        this.#bytes = 0;
+      }
       // Its only message: a copy of its own (see OneRow).
       const copy = new Uint8Array(n);
       copy.set(body);
@@ -390,7 +403,7 @@ export class RetainedRoom {
       this.#wrote(n, limits, timeMs);
       return;
     }
-    if (this.#cols instanceof OneRow) this.#toColumns();
+    if (one) this.#toColumns();
     let chunk = this.#chunk;
     let start = 0;
     if (ownsChunk(n)) {

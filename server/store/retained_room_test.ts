@@ -196,14 +196,30 @@ Deno.test("RetainedBudget keeps the order of last writes through 20,000 random w
   assert.equal(budget.total, total);
 });
 
-Deno.test("RetainedRoom agrees with a plain model through 30,000 random pushes, and its views stay as taken", () => {
+Deno.test("RetainedRoom agrees with a plain model through random pushes under each kind of limit, and its views stay as taken", () => {
+  for (
+    const [limits, pushes] of [
+      [{ size: 300, ttlMs: 5_000, bytes: 20_000 }, 30_000],
+      // One message kept: each push replaces the room's only row.
+      [{ size: 1, ttlMs: 0 }, 5_000],
+      [{ size: 2, ttlMs: 40 }, 5_000],
+      // A byte bound that often leaves a single message.
+      [{ size: 50, ttlMs: 0, bytes: 250 }, 5_000],
+    ] as const
+  ) modelRun(limits, pushes);
+});
+
+function modelRun(
+  limits: { size: number; ttlMs: number; bytes?: number },
+  pushes: number,
+): void {
   let seed = 11;
   const random = (n: number) => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
     return seed % n;
   };
-  const limits = { size: 300, ttlMs: 5_000, bytes: 20_000 };
-  const room = new RetainedRoom("e", 0);
+  const budget = new RetainedBudget();
+  const room = new RetainedRoom("e", 0, budget);
   // The model: what the limits keep, applied the slow way.
   let model: { offset: number; timeMs: number; body: Uint8Array }[] = [];
   const views: {
@@ -211,20 +227,29 @@ Deno.test("RetainedRoom agrees with a plain model through 30,000 random pushes, 
     rows: typeof model;
   }[] = [];
   let now = 0;
-  for (let offset = 1; offset <= 30_000; offset++) {
+  for (let offset = 1; offset <= pushes; offset++) {
     now += random(3);
     const body = bytes(random(200), offset % 256);
     room.push(offset, body, now, limits);
     model.push({ offset, timeMs: now, body });
     if (model.length > limits.size) model = model.slice(-limits.size);
     let total = model.reduce((n, m) => n + m.body.length, 0);
-    while (total > limits.bytes && model.length > 1) {
+    while (
+      limits.bytes !== undefined && total > limits.bytes && model.length > 1
+    ) {
       total -= model[0].body.length;
       model = model.slice(1);
     }
-    model = model.filter((m) => m.timeMs >= now - limits.ttlMs);
+    if (limits.ttlMs > 0) {
+      model = model.filter((m) => m.timeMs >= now - limits.ttlMs);
+    }
     assert.equal(room.size, model.length, `size at ${offset}`);
-    if (offset % 997 === 0) {
+    const kept = model.reduce((n, m) => n + m.body.length, 0);
+    assert.equal(room.bytes, kept, `bytes at ${offset}`);
+    assert.equal(budget.total, kept, `budget at ${offset}`);
+    // A room that keeps one message holds exactly its body (no chunk).
+    if (limits.size === 1) assert.equal(room.heldBytes(), kept);
+    if (offset % 997 === 0 || pushes - offset < 3) {
       const after = model.length > 0 ? model[0].offset - 1 + random(50) : 0;
       const got = room.read(after, 100, -Infinity);
       const want = model.filter((m) => m.offset > after).slice(0, 100);
@@ -242,7 +267,7 @@ Deno.test("RetainedRoom agrees with a plain model through 30,000 random pushes, 
       assert.deepEqual(view.bodyAt(view.start + i), m.body);
     });
   }
-});
+}
 
 Deno.test("RetainedRoom emptied by the store-wide budget keeps no chunk reachable, and earlier views still read", () => {
   const budget = new RetainedBudget(1_000_000);
