@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { rejection, startCore, take } from "./support/core.ts";
+import { bearer, hs256, SECRET } from "./support/auth.ts";
 
 Deno.test("ListPresence lists a room's subscribers with their connection counts and forgets those who left", async () => {
   await using f = await startCore({ presence: true, aliveIntervalMs: 0 });
@@ -40,4 +41,73 @@ Deno.test("ListPresence without --presence is FAILED_PRECONDITION naming the fla
   const err = await rejection(f.client.listPresence({ room: "p" }));
   assert.equal(err.code, status.FAILED_PRECONDITION);
   assert.match(err.details, /--presence/);
+});
+
+Deno.test("ListPresence with auth on: no or a bad token is UNAUTHENTICATED; a token without the room or the subscribe scope is PERMISSION_DENIED; a token that may subscribe lists", async () => {
+  await using f = await startCore({
+    presence: true,
+    aliveIntervalMs: 0,
+    jwtSecret: SECRET,
+  });
+  const alice = f.newClient(bearer(await hs256({ sub: "alice" })));
+  const sub = alice.subscribeMessages({ room: "secret", user: "alice" });
+  await take(sub, 1);
+  const refused = async (
+    client: typeof alice,
+    code: status,
+    detail: RegExp,
+  ) => {
+    const err = await rejection(client.listPresence({ room: "secret" }));
+    assert.equal(err.code, code, err.details);
+    assert.match(err.details, detail);
+  };
+  await refused(f.client, status.UNAUTHENTICATED, /missing token/);
+  await refused(
+    f.newClient(bearer("garbage")),
+    status.UNAUTHENTICATED,
+    /malformed authorization/,
+  );
+  await refused(
+    f.newClient(
+      bearer(
+        await hs256({ sub: "bob" }, "another-secret-0123456789-0123456789"),
+      ),
+    ),
+    status.UNAUTHENTICATED,
+    /signature/,
+  );
+  await refused(
+    f.newClient(bearer(await hs256({ sub: "bob", rooms: ["team-*"] }))),
+    status.PERMISSION_DENIED,
+    /room "secret"/,
+  );
+  await refused(
+    f.newClient(bearer(await hs256({ sub: "bob", scope: "publish" }))),
+    status.PERMISSION_DENIED,
+    /scope does not allow subscribe/,
+  );
+  const listed = await f.newClient(bearer(await hs256({ sub: "bob" })))
+    .listPresence({ room: "secret" });
+  assert.deepEqual(listed.users.map((u) => u.user), ["alice"]);
+  sub.cancel();
+});
+
+Deno.test("ListPresence with auth on and presence off asks for a token first", async () => {
+  await using f = await startCore({ aliveIntervalMs: 0, jwtSecret: SECRET });
+  const err = await rejection(f.client.listPresence({ room: "p" }));
+  assert.equal(err.code, status.UNAUTHENTICATED);
+});
+
+Deno.test("ListPresence takes a token of the caller's rate bucket: past the burst it is RESOURCE_EXHAUSTED", async () => {
+  await using f = await startCore({
+    presence: true,
+    aliveIntervalMs: 0,
+    rateLimit: 1,
+    rateBurst: 2,
+  });
+  await f.client.listPresence({ room: "p" });
+  await f.client.listPresence({ room: "p" });
+  const err = await rejection(f.client.listPresence({ room: "p" }));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.details, /rate limit exceeded/);
 });

@@ -132,6 +132,19 @@ export class Access {
     return release;
   }
 
+  /**
+   * Checks a presence query of `room`: who is in a room is what its
+   * subscribers see, so it needs the token's `subscribe` scope and the room,
+   * and it takes a token of the caller's rate bucket (each query reads the
+   * broker).
+   */
+  allowPresence(caller: Caller, room: string): void {
+    if (caller.grant !== undefined) {
+      checkAccess(caller.grant, "subscribe", room);
+    }
+    this.#takeRate(caller);
+  }
+
   /** One token of the caller's bucket, or RESOURCE_EXHAUSTED with the wait. */
   #takeRate(caller: Caller): void {
     if (this.#rate === undefined) return;
