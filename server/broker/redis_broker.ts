@@ -35,6 +35,8 @@ import { createClient, RESP_TYPES, TimeoutReadError } from "redis";
 import { BrokerUnavailableError } from "./broker_unavailable_error.ts";
 import {
   APPEND_SCRIPT,
+  ID_BLOCK_SCRIPT,
+  ID_CLOCK_ZERO_S,
   packBodies,
   POSITION_SCRIPT,
   roomKeys,
@@ -44,6 +46,7 @@ import {
   type AppendEntry,
   type FollowDeliver,
   type HistoryStore,
+  type IdBlocks,
   newEpoch,
   type RoomFollow,
   type RoomPosition,
@@ -76,6 +79,8 @@ export interface RedisBrokerOptions {
   timeoutMs?: number;
   /** The clock (tests pass their own). */
   now?: () => number;
+  /** Message ids per block (default {@linkcode ID_BLOCK}; tests pass less). */
+  idBlock?: number;
 }
 
 /** Default of {@linkcode RedisBrokerOptions.timeoutMs}. */
@@ -154,8 +159,19 @@ function epochSource(): { next(): string } {
   };
 }
 
-/** A message id block per core start: ids stay unique across cores. */
-const ID_BLOCK = 1_000_000_000;
+/**
+ * Message ids per block a core takes from Redis (`ID_BLOCK_SCRIPT`), and
+ * takes again as it uses them up. Block numbers count from the tenths of a
+ * second since 2026 (so that a Redis that lost its counter does not hand
+ * out a block again), and 2^34 of them times 2^19 ids stay exact
+ * JavaScript numbers (2^53) for 54 years. A block is one Redis call per
+ * 524,288 messages.
+ */
+export const ID_BLOCK = 2 ** 19;
+/** The block of earlier versions: one per core start, in a key of its own. */
+const OLD_ID_BLOCK = 1_000_000_000;
+const ID_BLOCK_KEY = "chat:msgid-blocks";
+const OLD_ID_BLOCK_KEY = "chat:msgid-block";
 
 /**
  * Connects to Redis and resolves once both connections (commands and
@@ -332,6 +348,28 @@ export async function connectRedisBroker(
     );
   }
 
+  const idBlock = options.idBlock ?? ID_BLOCK;
+  /** A new block's number, never handed out before (`ID_BLOCK_SCRIPT`). */
+  async function takeIdBlock(): Promise<number> {
+    const block = Number(
+      await cmd.sendCommand([
+        "EVAL",
+        ID_BLOCK_SCRIPT,
+        "2",
+        ID_BLOCK_KEY,
+        OLD_ID_BLOCK_KEY,
+        String(Math.floor(now() / 100) - ID_CLOCK_ZERO_S * 10),
+        String(OLD_ID_BLOCK / idBlock),
+      ]),
+    );
+    if (!((block + 1) * idBlock <= Number.MAX_SAFE_INTEGER)) {
+      throw new Error(
+        `Redis's message id block ${block} is past 2^53 (${ID_BLOCK_KEY})`,
+      );
+    }
+    return block;
+  }
+
   // A Redis that accepts the connection but never answers would hold the
   // handshake for ever (connectTimeout covers only the TCP connect).
   const startMs = Math.max(timeoutMs, 2000);
@@ -342,7 +380,7 @@ export async function connectRedisBroker(
         (async () => {
           await Promise.all([cmd.connect(), sub.connect()]);
           await loadScripts();
-          return Number(await cmd.incr("chat:msgid-block"));
+          return await takeIdBlock();
         })(),
         startMs,
         () =>
@@ -365,7 +403,34 @@ export async function connectRedisBroker(
   const epochs = epochSource();
   const ttlArg = String(options.ttlMs);
   const sizeArg = String(options.size);
-  const lastMessageId = (block - 1) * ID_BLOCK;
+  const lastMessageId = block * idBlock;
+  // The block in use ends at `idEnd`; the next is asked for once half of
+  // it is used, so that it is there before the last id goes.
+  let idEnd = lastMessageId + idBlock;
+  let nextBlock: number | undefined;
+  let takingBlock = false;
+  const askIdBlock = () => {
+    if (takingBlock || nextBlock !== undefined || closed) return;
+    takingBlock = true;
+    takeIdBlock().then((b) => nextBlock = b, (e) => failed(e)).finally(() =>
+      takingBlock = false
+    );
+  };
+  const idBlocks: IdBlocks = {
+    get end() {
+      return idEnd;
+    },
+    next() {
+      const b = nextBlock;
+      if (b === undefined) {
+        askIdBlock();
+        return undefined;
+      }
+      nextBlock = undefined;
+      idEnd = (b + 1) * idBlock;
+      return b * idBlock;
+    },
+  };
 
   async function appendRoom(
     room: string,
@@ -465,7 +530,9 @@ export async function connectRedisBroker(
   const broker: RedisBroker = {
     kind: "redis",
     lastMessageId,
-    async append(entries, _lastMessageId) {
+    idBlocks,
+    async append(entries, lastId) {
+      if (lastId > idEnd - idBlock / 2) askIdBlock();
       const t0 = performance.now();
       const groups = new Map<string, AppendEntry[]>();
       for (const e of entries) {

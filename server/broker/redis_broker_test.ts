@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { createClient } from "redis";
 import { startRedisServer } from "../../tools/serve/redis.ts";
+import { ChatHub } from "../rooms/hub.ts";
+import type { ChatError } from "../rooms/errors.ts";
 import {
   BrokerUnavailableError,
   connectRedisBroker,
@@ -447,5 +449,87 @@ Deno.test("RedisBroker keeps a room name's leading U+FEFF: '\\uFEFFlobby' and 'l
     plain.stop();
   } finally {
     broker.close();
+  }
+});
+
+Deno.test("RedisBroker: message id blocks are never handed out twice, across cores, a Redis that lost its data, and the blocks of earlier versions", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 10, ttlMs: 0 };
+  const admin = createClient({ url: redis.url });
+  await admin.connect();
+  const brokers: RedisBroker[] = [];
+  try {
+    // A block's ids are (lastMessageId, idBlocks.end].
+    const range = (b: RedisBroker) => [b.lastMessageId, b.idBlocks!.end];
+    brokers.push(await connectRedisBroker(opts));
+    brokers.push(await connectRedisBroker(opts));
+    const [a, b] = brokers.map(range);
+    assert.ok(a[1] <= b[0] || b[1] <= a[0], `${a} and ${b} overlap`);
+    // Redis restarted without persistence: its counter is gone. Blocks go
+    // on from the tenths of a second since 2026: two taken in the same
+    // tenth put the counter one ahead of the clock for a tenth.
+    await new Promise((r) => setTimeout(r, 250));
+    await admin.sendCommand(["FLUSHALL"]);
+    brokers.push(await connectRedisBroker(opts));
+    const c = range(brokers[2]);
+    assert.ok(c[0] >= Math.max(a[1], b[1]), `${c} after ${a}, ${b}`);
+    // An earlier version's counter (blocks of 10^9 ids, one per start).
+    await admin.sendCommand(["FLUSHALL"]);
+    await admin.sendCommand(["SET", "chat:msgid-block", "5000000"]);
+    brokers.push(await connectRedisBroker(opts));
+    assert.ok(brokers[3].lastMessageId >= 5_000_000 * 1e9);
+    assert.ok(brokers[3].idBlocks!.end <= Number.MAX_SAFE_INTEGER);
+  } finally {
+    await admin.close();
+    for (const b of brokers) await b.close();
+  }
+});
+
+Deno.test("RedisBroker: a core asks for its next id block once half of one is used, and two hubs' ids stay distinct across many blocks", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 10, ttlMs: 0, idBlock: 8 };
+  const a = await connectRedisBroker(opts);
+  const b = await connectRedisBroker(opts);
+  try {
+    const hub = (store: RedisBroker) =>
+      new ChatHub<Uint8Array>({
+        queueCapacity: 10,
+        policy: "drop",
+        store,
+        item: (body) => body,
+      });
+    const hubs = [hub(a), hub(b)];
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const h = hubs[i % 2];
+      let id;
+      for (let tries = 0; id === undefined; tries++) {
+        try {
+          id = h.nextMessageId();
+        } catch (err) {
+          // The next block may still be on its way: a publish would be
+          // UNAVAILABLE, as the README says; the test waits for it.
+          assert.equal((err as ChatError).code, "unavailable");
+          assert.ok(tries < 100, "no next block");
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      ids.push(id);
+      await new Promise<void>((resolve, reject) =>
+        h.publish("r", new Uint8Array([i]), (e) => e ? reject(e) : resolve())
+      );
+    }
+    assert.equal(new Set(ids).size, 60, ids.join(" "));
+    // 30 ids per core in blocks of 8: each took 4 blocks at least.
+    for (const from of [0, 1]) {
+      const own = ids.filter((_, i) => i % 2 === from).map((id) =>
+        Number(id.slice(4))
+      );
+      assert.ok(own.every((n, i) => i === 0 || n > own[i - 1]), `${own}`);
+      assert.ok(new Set(own.map((n) => Math.ceil(n / 8))).size >= 4);
+    }
+  } finally {
+    await a.close();
+    await b.close();
   }
 });

@@ -138,3 +138,34 @@ local created = (not redis.call('GET', KEYS[1])) or
 if created then ` + EXPIRE_ROOM + ` end
 return {epoch, tonumber(redis.call('GET', KEYS[2]))}
 `;
+
+/** 2026-01-01T00:00:00Z in seconds: the zero of the id blocks' clock. */
+export const ID_CLOCK_ZERO_S = 1_767_225_600;
+
+/**
+ * The next block of message ids for a core, never one handed out before,
+ * even by a Redis that lost its data (restarted without persistence,
+ * flushed): the counter goes on from at least the tenths of a second since
+ * `ID_CLOCK_ZERO_S` (Redis's clock or the core's, whichever is later), so a
+ * counter that starts over starts past every block taken before, as long as
+ * blocks were taken at under ten a second on average. It also starts past
+ * every id of the 10^9-id blocks of earlier versions.
+ *
+ * KEYS: the block counter, the earlier versions' counter. ARGV: the core's
+ * clock in tenths of a second since the zero, the earlier block size over
+ * this one.
+ */
+export const ID_BLOCK_SCRIPT = `
+local now = redis.call('TIME')
+local floor = math.max(tonumber(ARGV[1]),
+  (tonumber(now[1]) - ` + ID_CLOCK_ZERO_S + `) * 10 +
+    math.floor(tonumber(now[2]) / 100000))
+local old = tonumber(redis.call('GET', KEYS[2]) or '0')
+floor = math.max(floor, math.ceil(old * tonumber(ARGV[2])))
+local n = redis.call('INCR', KEYS[1])
+if n < floor then
+  redis.call('SET', KEYS[1], floor)
+  n = floor
+end
+return n
+`;

@@ -48,11 +48,32 @@ export interface StoreStatus {
   readonly totalCommitMs: number;
 }
 
+/**
+ * Message ids handed out in blocks by a store that several cores share: a
+ * core numbers its messages up to its block's `end`, then moves on with
+ * `next()`.
+ */
+export interface IdBlocks {
+  /** The last id of the block in use. */
+  readonly end: number;
+  /**
+   * Moves to the next block and returns the id to count on from (its first
+   * id minus one), or undefined while that block is not there yet (it is
+   * asked for then, if it was not already).
+   */
+  next(): number | undefined;
+}
+
 export interface HistoryStore {
   /** "log", "sqlite", "memory" or "redis" (logs, status). */
   readonly kind: string;
   /** The highest message id number stored, so `msg_N` goes on after a restart. */
   readonly lastMessageId: number;
+  /**
+   * For a store several cores share (the Redis broker): the ids this core
+   * may hand out come in blocks, starting from `lastMessageId`.
+   */
+  readonly idBlocks?: IdBlocks;
   /**
    * Stores a batch in one transaction and returns each entry's offset and
    * epoch, in order. Rejects when nothing of it was stored; offsets of a

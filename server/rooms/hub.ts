@@ -178,6 +178,8 @@ export class ChatHub<T> {
   #lastId: number;
   /** `#lastId` in decimal, counted as text (decimal.ts says why). */
   #lastIdText: string;
+  /** The last id of the store's id block (Infinity: the store has none). */
+  #idEnd: number;
   #commits: CommitQueue;
   /**
    * Members waiting for an epoch (#placeByStore): how many of its messages
@@ -198,6 +200,7 @@ export class ChatHub<T> {
     this.store = options.store;
     this.#lastId = options.store.lastMessageId;
     this.#lastIdText = String(this.#lastId);
+    this.#idEnd = options.store.idBlocks?.end ?? Infinity;
     this.#commits = new CommitQueue(
       options.store,
       () => this.#lastId,
@@ -239,9 +242,25 @@ export class ChatHub<T> {
 
   /** The seed's ids: `msg_1`, `msg_2`, ... unique across restarts of a durable store. */
   nextMessageId(): string {
+    if (this.#lastId >= this.#idEnd) this.#nextIdBlock();
     this.#lastId++;
     this.#lastIdText = nextDecimal(this.#lastIdText);
     return "msg_" + this.#lastIdText;
+  }
+
+  /** The store's next id block, or UNAVAILABLE while it is on its way. */
+  #nextIdBlock(): void {
+    const blocks = this.store.idBlocks!;
+    const from = blocks.next();
+    if (from === undefined) {
+      throw new ChatError(
+        "unavailable",
+        "no message ids left: the next block has not come from the broker yet",
+      );
+    }
+    this.#lastId = from;
+    this.#lastIdText = String(from);
+    this.#idEnd = blocks.end;
   }
 
   /**

@@ -733,3 +733,39 @@ Deno.test("ChatHub: a sink that pushes back on the welcome and drains in the sam
   assert.deepEqual(s.got.map((m) => m.offset), [10, 6, 7, 8, 9, 10]);
   store.close();
 });
+
+Deno.test("ChatHub.nextMessageId() counts within the store's id block, moves to the next at its end, and is UNAVAILABLE while the next has not come", () => {
+  const memory = createMemoryStore({ size: 10, ttlMs: 0 });
+  const blocks: number[] = [];
+  let end = 103;
+  const store = {
+    ...memory,
+    lastMessageId: 100,
+    idBlocks: {
+      get end() {
+        return end;
+      },
+      next() {
+        const b = blocks.shift();
+        if (b === undefined) return undefined;
+        end = b + 3;
+        return b;
+      },
+    },
+  };
+  const { hub } = testHub({}, store);
+  const ids = [hub.nextMessageId(), hub.nextMessageId(), hub.nextMessageId()];
+  assert.deepEqual(ids, ["msg_101", "msg_102", "msg_103"]);
+  for (let i = 0; i < 2; i++) {
+    assert.throws(() => hub.nextMessageId(), (err: ChatError) => {
+      assert.equal(err.code, "unavailable");
+      assert.match(err.message, /next block/);
+      return true;
+    });
+  }
+  blocks.push(5000, 9);
+  assert.deepEqual(
+    Array.from({ length: 6 }, () => hub.nextMessageId()),
+    ["msg_5001", "msg_5002", "msg_5003", "msg_10", "msg_11", "msg_12"],
+  );
+});
