@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { rejection, startCore, take } from "./support/core.ts";
 import { bearer, hs256, SECRET } from "./support/auth.ts";
+import { startRedisServer } from "../tools/serve/redis.ts";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
 
 Deno.test("ListPresence lists a room's subscribers with their connection counts and forgets those who left", async () => {
   await using f = await startCore({ presence: true, aliveIntervalMs: 0 });
@@ -110,4 +112,23 @@ Deno.test("ListPresence takes a token of the caller's rate bucket: past the burs
   const err = await rejection(f.client.listPresence({ room: "p" }));
   assert.equal(err.code, status.RESOURCE_EXHAUSTED);
   assert.match(err.details, /rate limit exceeded/);
+});
+
+Deno.test("with --presence on a broker, the newcomer gets the welcome, then its own JOIN live, as with the embedded store", async () => {
+  await using redis = await startRedisServer();
+  for (let round = 0; round < 3; round++) {
+    await using f = await startCore({
+      presence: true,
+      aliveIntervalMs: 0,
+      broker: redis.url,
+    });
+    // A new room each round: the position comes from Redis.
+    const s = f.client.subscribeMessages({ room: `b${round}`, user: "ann" });
+    const [welcome, join] = await take<Message>(s, 2);
+    assert.equal(welcome.type, MessageType.SYSTEM);
+    assert.equal(join.type, MessageType.JOIN);
+    assert.equal(join.user, "ann");
+    assert.equal(join.offset, welcome.offset + 1n);
+    s.cancel();
+  }
 });
