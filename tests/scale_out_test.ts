@@ -531,6 +531,63 @@ Deno.test("the edge in front of three cores on Redis: a stream whose core dies e
   }
 });
 
+Deno.test("the edge in front of two cores: one whose Redis is down (NOT_SERVING) gets no calls while the other serves, and gets them again once its Redis is back", async () => {
+  // Each core on a Redis of its own, so that one can lose its broker.
+  const redises = [await startRedisServer(), await startRedisServer()];
+  const cores = await Promise.all(
+    redises.map((r) => spawnCore(coreArgs(r.url))),
+  );
+  const edge = startEdge(cores[0].url, { upstream: cores.map((c) => c.url) });
+  const balancer = edge.upstream as BalancedUpstream;
+  const client = createClient(
+    ChatService,
+    createConnectTransport({ baseUrl: edge.url, fetch: edge.fetch }),
+  );
+  const send = (content: string) =>
+    client.sendMessage({ user: "u", room: "ready", content });
+  try {
+    await eventually(
+      () => balancer.members().every((m) => m.healthy && m.serving),
+      "both cores serving",
+    );
+    const port = redises[0].port;
+    await redises[0].stop("SIGKILL");
+    await eventually(
+      () => !balancer.members()[0].serving,
+      "core 0 NOT_SERVING",
+      5000,
+    );
+    // Still answering PINGs, so healthy; but no call goes there.
+    assert.equal(balancer.members()[0].healthy, true);
+    for (let i = 0; i < 20; i++) await send(`while-down-${i}`);
+    const health = await (await edge.fetch(`${edge.url}/healthz`)).json();
+    assert.deepEqual(
+      health.upstreams.map((u: { serving: boolean }) => u.serving),
+      [false, true],
+    );
+    redises[0] = await startRedisServer({ port });
+    await eventually(
+      () => balancer.members()[0].serving,
+      "core 0 serving again",
+      8000,
+    );
+    // Both take calls again: two open streams, one on each core.
+    const ctls = [new AbortController(), new AbortController()];
+    const its = ctls.map((ctl) =>
+      client.subscribeMessages({ room: "ready", user: "v" }, {
+        signal: ctl.signal,
+      })[Symbol.asyncIterator]()
+    );
+    for (const it of its) await it.next();
+    assert.deepEqual(balancer.members().map((m) => m.outstanding), [1, 1]);
+    for (const ctl of ctls) ctl.abort();
+  } finally {
+    await edge.close();
+    await Promise.all(cores.map((c) => c.kill()));
+    for (const r of redises) await r.stop();
+  }
+});
+
 Deno.test("PUB/SUB connections cut under load: subscribers on every core still get every offset once, filled from the streams", async () => {
   await using redis = await startRedisServer();
   const cores = await Promise.all(

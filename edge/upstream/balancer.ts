@@ -17,6 +17,14 @@
  * Calls already running on a core that dies end UNAVAILABLE; their clients
  * call again and land on another core (and resume from their offset).
  *
+ * A core that answers but says it cannot serve (grpc.health.v1 Check of
+ * the whole server is NOT_SERVING: its history store or broker is down, or
+ * it is shutting down) is asked every `readyIntervalMs` and takes calls
+ * only when no core that serves is healthy: a core cut off from Redis while
+ * the others reach it would fail every call it got. Anything else from the
+ * check (SERVING, an error, no health service) counts as serving, so a
+ * core is never kept out by the check alone.
+ *
  * A core that stalls (paused, frozen, its host swapping: the connection
  * stays open and nothing answers) takes no new calls once a probe goes
  * unanswered, and once its probes have gone unanswered for `stallMs` the
@@ -46,6 +54,13 @@ import {
   type UpstreamStatus,
 } from "./types.ts";
 
+/** grpc.health.v1's Check of the whole server (an empty request: service ""). */
+const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
+const EMPTY = new Uint8Array(0);
+/** HealthCheckResponse: field 1 (status) as a varint, and NOT_SERVING. */
+const STATUS_FIELD = 0x08;
+const NOT_SERVING = 2;
+
 /** A probe that took this much longer than that was not timed by the core. */
 const LATE_MS = 1000;
 
@@ -60,12 +75,19 @@ export interface BalancerOptions {
    * (UNAVAILABLE); default 5,000 ms, 0 never.
    */
   stallMs?: number;
+  /**
+   * How often each core's grpc.health.v1 status is asked; default 1,000
+   * ms, 0 never.
+   */
+  readyIntervalMs?: number;
 }
 
 /** One core as the balancer sees it. */
 export interface MemberState {
   readonly url: string;
   readonly healthy: boolean;
+  /** False while its last health check said NOT_SERVING. */
+  readonly serving: boolean;
   /** Calls open on it now. */
   readonly outstanding: number;
 }
@@ -79,6 +101,9 @@ interface Member {
   url: string;
   upstream: Upstream;
   healthy: boolean;
+  serving: boolean;
+  /** A health check in flight. */
+  checking: boolean;
   outstanding: number;
   probing: Promise<void> | undefined;
   /** When the first of the probes unanswered since the last answer began. */
@@ -112,6 +137,8 @@ export function createBalancedUpstream(
     url,
     upstream: connect(url),
     healthy: true,
+    serving: true,
+    checking: false,
     outstanding: 0,
     probing: undefined,
     silentSince: undefined,
@@ -168,15 +195,45 @@ export function createBalancedUpstream(
     }
   }
 
+  /** Asks `m` whether it serves (see the module's doc). */
+  async function checkReady(m: Member): Promise<void> {
+    if (closed || m.checking || !m.healthy) return;
+    m.checking = true;
+    try {
+      const call = m.upstream.call(HEALTH_CHECK, [EMPTY], {
+        metadata: {},
+        // Its deadline ends it (or the upstream's close).
+        signal: new AbortController().signal,
+        timeoutMs: probeTimeoutMs,
+      });
+      let notServing = false;
+      for await (const message of call.messages) {
+        notServing = message.length === 2 && message[0] === STATUS_FIELD &&
+          message[1] === NOT_SERVING;
+      }
+      const status = await call.status;
+      m.serving = !(status.code === Code.OK && notServing);
+    } finally {
+      m.checking = false;
+    }
+  }
+
   const firstRound = Promise.all(members.map(probe));
   const timer = setInterval(() => {
     for (const m of members) void probe(m);
   }, probeIntervalMs);
+  const readyIntervalMs = options.readyIntervalMs ?? 1000;
+  const readyTimer = readyIntervalMs > 0
+    ? setInterval(() => {
+      for (const m of members) void checkReady(m).catch(() => {});
+    }, readyIntervalMs)
+    : undefined;
 
   /**
-   * The healthy member with the fewest open calls, ties in turn; none known
-   * healthy, the next in turn (probes may be stale). With `tried` (a call
-   * sent again), only a healthy member not in it, or none.
+   * The healthy member with the fewest open calls, ties in turn, one that
+   * serves before one that does not; none known healthy, the next in turn
+   * (probes may be stale). With `tried` (a call sent again), only a healthy
+   * member not in it, or none.
    */
   function pick(tried?: readonly Member[]): Member | undefined {
     const n = members.length;
@@ -185,7 +242,10 @@ export function createBalancedUpstream(
     for (let i = 0; i < n; i++) {
       const m = members[(start + i) % n];
       if (!m.healthy || tried?.includes(m)) continue;
-      if (best === undefined || m.outstanding < best.outstanding) best = m;
+      if (
+        best === undefined || (m.serving && !best.serving) ||
+        (m.serving === best.serving && m.outstanding < best.outstanding)
+      ) best = m;
     }
     return best ?? (tried ? undefined : members[start]);
   }
@@ -254,14 +314,16 @@ export function createBalancedUpstream(
       return members.some((m) => m.healthy);
     },
     members: () =>
-      members.map(({ url, healthy, outstanding }) => ({
+      members.map(({ url, healthy, serving, outstanding }) => ({
         url,
         healthy,
+        serving,
         outstanding,
       })),
     async close() {
       closed = true;
       clearInterval(timer);
+      clearInterval(readyTimer);
       await Promise.all(members.map((m) => m.upstream.close()));
       await Promise.all(members.map((m) => m.probing));
     },
