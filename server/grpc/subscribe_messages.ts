@@ -81,6 +81,9 @@ class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
   readonly #writer: MessageWriter;
   #member: HubSubscription<Uint8Array> | undefined;
   #offDrain: (() => void) | undefined;
+  /** Whether its JOIN was said (with --presence), and whether it ended. */
+  #joined = false;
+  #gone = false;
 
   constructor(
     readonly ctx: HandlerContext,
@@ -109,8 +112,6 @@ class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
     this.#offDrain = this.#writer.onDrain(() => member.subscriber.resume());
     if (ctx.config.presence) ctx.presence?.join(room, user);
     ctx.log.debug(`subscribe room=${room} user=${user}`);
-    // The newcomer sees its own JOIN after the welcome, like everyone else.
-    if (ctx.config.presence) this.#announce(MessageType.JOIN);
   }
 
   /**
@@ -120,11 +121,13 @@ class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
    */
   [Symbol.dispose](): void {
     const { ctx, room, user } = this;
+    this.#gone = true;
     ctx.log.debug(`unsubscribe room=${room} user=${user}`);
     this.#member?.leave();
     if (ctx.config.presence) {
       ctx.presence?.leave(room, user);
-      this.#announce(MessageType.LEAVE);
+      // No LEAVE for a JOIN never said (the room's position never came).
+      if (this.#joined) this.#announce(MessageType.LEAVE);
     }
     this.#offDrain?.();
     this.#writer.flush();
@@ -140,6 +143,18 @@ class Subscription implements SubscribeOptions<Uint8Array>, Disposable {
   }
 
   welcome(position: RoomPosition): Uint8Array {
+    if (this.ctx.config.presence) {
+      // The newcomer sees its own JOIN after the welcome, like everyone
+      // else: it is said once the welcome's position is fixed, not before
+      // (a shared store's position is read from Redis, and a JOIN stored
+      // first would count in the welcome's offset and never reach it).
+      // After the hub's turn, which is still placing this subscriber.
+      queueMicrotask(() => {
+        if (this.#gone) return;
+        this.#joined = true;
+        this.#announce(MessageType.JOIN);
+      });
+    }
     return frameMessage(
       welcomeMessage(this.room, this.user, Date.now(), position),
     );
