@@ -18,10 +18,12 @@ import type { Upstream } from "../edge/upstream/types.ts";
 import {
   type EdgeStack,
   startCoreEdge,
+  startFixtureEdge,
   waitUntil,
 } from "./fixtures/edge_stack.ts";
 
 const SUBSCRIBE = "/chat.ChatService/SubscribeMessages";
+const SEND = "/chat.ChatService/SendMessage";
 const encoder = new TextEncoder();
 
 /** The edge's per-call log lines, as the fixture hands them over. */
@@ -73,6 +75,9 @@ function calls(protocol: string, method: string, code: string): string {
   return `chat_edge_calls_total{protocol="${protocol}",method="${method}",code="${code}"}`;
 }
 
+const subscribeJson = () =>
+  encodeEnvelope(0, encoder.encode(JSON.stringify({ room: "r", user: "u" })));
+
 const subscribeProto = () =>
   encodeEnvelope(
     0,
@@ -81,6 +86,276 @@ const subscribeProto = () =>
       create(SubscribeRequestSchema, { room: "r", user: "u" }),
     ),
   );
+
+const STREAMS = [
+  {
+    protocol: "connect",
+    type: "application/connect+json",
+    body: subscribeJson,
+  },
+  {
+    protocol: "grpc-web",
+    type: "application/grpc-web+proto",
+    body: subscribeProto,
+  },
+];
+
+for (const { protocol, type, body } of STREAMS) {
+  Deno.test(`edge records: a ${protocol} server stream whose curl is killed ends once, CANCELLED`, async () => {
+    const lines = new Lines();
+    await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
+      writeLine: lines.write,
+    });
+    const curl = new Deno.Command("curl", {
+      args: [
+        "-s",
+        "-N",
+        "-X",
+        "POST",
+        stack.url + SUBSCRIBE,
+        "-H",
+        `content-type: ${type}`,
+        "--data-binary",
+        "@-",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const stdin = curl.stdin.getWriter();
+    await stdin.write(body());
+    await stdin.close();
+    const out = curl.stdout.getReader();
+    try {
+      // The welcome message: the call is under way.
+      assert.equal((await out.read()).done, false);
+      assert.equal(stack.core.snapshot().subscribers, 1);
+      curl.kill("SIGTERM");
+    } finally {
+      await out.cancel();
+      await curl.status;
+    }
+    await waitUntil(
+      () => stack.core.snapshot().subscribers === 0,
+      3000,
+      "the core's subscriber to go",
+    );
+    const text = await settled(stack, protocol);
+    const method = SUBSCRIBE.slice(1);
+    assert.equal(sample(text, calls(protocol, method, "CANCELLED")), 1, text);
+    assert.deepEqual(lines.calls(), [`${protocol} ${SUBSCRIBE} CANCELLED`]);
+  });
+}
+
+Deno.test("edge records: a Connect stream whose fetch body is cancelled ends once, CANCELLED", async () => {
+  const lines = new Lines();
+  await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
+    writeLine: lines.write,
+  });
+  const res = await stack.fetch(stack.url + SUBSCRIBE, {
+    method: "POST",
+    headers: { "content-type": "application/connect+json" },
+    body: subscribeJson(),
+  });
+  const reader = res.body!.getReader();
+  assert.equal((await reader.read()).done, false);
+  await reader.cancel();
+  const text = await settled(stack, "connect");
+  assert.equal(
+    sample(text, calls("connect", SUBSCRIBE.slice(1), "CANCELLED")),
+    1,
+    text,
+  );
+  assert.deepEqual(lines.calls(), [`connect ${SUBSCRIBE} CANCELLED`]);
+});
+
+Deno.test("edge records: a Connect unary call the client aborts ends once, CANCELLED (pass-through and router)", async () => {
+  const lines = new Lines();
+  await using stack = await startFixtureEdge({ logFormat: "text" }, {
+    writeLine: lines.write,
+  });
+  // A deadline sends the call through connect-es's router instead.
+  const forms: Record<string, string>[] = [{}, {
+    "connect-timeout-ms": "60000",
+  }];
+  for (const extra of forms) {
+    const ctl = new AbortController();
+    const answer = stack.fetch(stack.url + SEND, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...extra },
+      body: JSON.stringify({ user: "u", room: "r", content: "hang" }),
+      signal: ctl.signal,
+    });
+    // The fixture core never answers "hang"; let the call reach it.
+    await new Promise((r) => setTimeout(r, 300));
+    ctl.abort();
+    await answer.then((r) => r.body?.cancel(), () => {});
+    await settled(stack, "connect");
+  }
+  const text = await scrape(stack);
+  assert.equal(
+    sample(text, calls("connect", SEND.slice(1), "CANCELLED")),
+    2,
+    text,
+  );
+  assert.deepEqual(lines.calls(), [
+    `connect ${SEND} CANCELLED`,
+    `connect ${SEND} CANCELLED`,
+  ]);
+});
+
+Deno.test("edge records: Connect refusals are recorded with the code in the error the client reads", async () => {
+  const lines = new Lines();
+  await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
+    writeLine: lines.write,
+  });
+  const post = (path: string, type: string, body: BodyInit, extra = {}) =>
+    stack.fetch(stack.url + path, {
+      method: "POST",
+      headers: { "content-type": type, ...extra },
+      body,
+    });
+  const cases: [string, () => Promise<Response>, number, string][] = [
+    // Malformed JSON, on the pass-through path and through the router.
+    [
+      "bad JSON",
+      () => post(SEND, "application/json", "{not json"),
+      400,
+      "invalid_argument",
+    ],
+    [
+      "bad JSON, deadline",
+      () =>
+        post(SEND, "application/json", "{not json", {
+          "connect-timeout-ms": "5000",
+        }),
+      400,
+      "invalid_argument",
+    ],
+    ["GET", () => stack.fetch(stack.url + SEND), 405, "unimplemented"],
+    [
+      "stream type, unary method",
+      () => post(SEND, "application/connect+json", subscribeJson()),
+      415,
+      "unimplemented",
+    ],
+    [
+      "unknown method",
+      () => post("/chat.ChatService/Nope", "application/json", "{}"),
+      404,
+      "unimplemented",
+    ],
+    [
+      "unknown method, streaming type",
+      () =>
+        post(
+          "/chat.ChatService/Nope",
+          "application/connect+json",
+          subscribeJson(),
+        ),
+      404,
+      "unimplemented",
+    ],
+  ];
+  for (const [what, call, status, code] of cases) {
+    const res = await call();
+    assert.equal(res.status, status, what);
+    assert.equal((await res.json()).code, code, what);
+  }
+  // A malformed message in a stream: the end-stream message says so.
+  const stream = await post(
+    SUBSCRIBE,
+    "application/connect+json",
+    encodeEnvelope(0, encoder.encode("{not json")),
+  );
+  assert.match(await stream.text(), /"code":"invalid_argument"/);
+
+  const text = await settled(stack, "connect");
+  const send = SEND.slice(1);
+  assert.equal(
+    sample(text, calls("connect", send, "INVALID_ARGUMENT")),
+    2,
+    text,
+  );
+  assert.equal(sample(text, calls("connect", send, "UNIMPLEMENTED")), 2, text);
+  assert.equal(
+    sample(text, calls("connect", "unknown", "UNIMPLEMENTED")),
+    2,
+    text,
+  );
+  assert.equal(
+    sample(text, calls("connect", SUBSCRIBE.slice(1), "INVALID_ARGUMENT")),
+    1,
+    text,
+  );
+  assert.doesNotMatch(text, /code="(INTERNAL|UNKNOWN)"/);
+  assert.deepEqual(lines.calls(), [
+    `connect ${SEND} INVALID_ARGUMENT`,
+    `connect ${SEND} INVALID_ARGUMENT`,
+    `connect ${SEND} UNIMPLEMENTED`,
+    `connect ${SEND} UNIMPLEMENTED`,
+    "connect /chat.ChatService/Nope UNIMPLEMENTED",
+    "connect /chat.ChatService/Nope UNIMPLEMENTED",
+    `connect ${SUBSCRIBE} INVALID_ARGUMENT`,
+  ]);
+});
+
+Deno.test("edge records: calls refused for --max-requests-per-ip are recorded RESOURCE_EXHAUSTED", async () => {
+  const lines = new Lines();
+  await using stack = await startCoreEdge(
+    { logFormat: "text", maxRequestsPerIp: 1 },
+    {},
+    { writeLine: lines.write },
+  );
+  // One stream holds the address's one place.
+  const held = await stack.fetch(stack.url + SUBSCRIBE, {
+    method: "POST",
+    headers: { "content-type": "application/connect+json" },
+    body: subscribeJson(),
+  });
+  const reader = held.body!.getReader();
+  try {
+    assert.equal((await reader.read()).done, false);
+    const connect = await stack.fetch(stack.url + SEND, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "u", room: "r", content: "c" }),
+    });
+    assert.equal(connect.status, 429);
+    assert.equal((await connect.json()).code, "resource_exhausted");
+    const grpcWeb = await stack.fetch(stack.url + SEND, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: new Uint8Array(5),
+    });
+    await grpcWeb.body?.cancel();
+    assert.equal(grpcWeb.headers.get("grpc-status"), "8");
+    // Not a call: no record.
+    const page = await stack.fetch(stack.url + "/healthz");
+    await page.body?.cancel();
+    assert.equal(page.status, 429);
+  } finally {
+    await reader.cancel();
+  }
+  const text = await settled(stack, "connect");
+  const send = SEND.slice(1);
+  assert.equal(
+    sample(text, calls("connect", send, "RESOURCE_EXHAUSTED")),
+    1,
+    text,
+  );
+  assert.equal(
+    sample(text, calls("grpc-web", send, "RESOURCE_EXHAUSTED")),
+    1,
+    text,
+  );
+  assert.equal(sample(text, 'chat_edge_active_calls{protocol="grpc-web"}'), 0);
+  assert.deepEqual(lines.calls(), [
+    `connect ${SEND} RESOURCE_EXHAUSTED`,
+    `grpc-web ${SEND} RESOURCE_EXHAUSTED`,
+    `connect ${SUBSCRIBE} CANCELLED`,
+  ]);
+});
 
 /** A client frame as RFC 6455 wants it: final, masked (with a zero key). */
 function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
