@@ -17,7 +17,7 @@ import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS } from "./assets.ts";
 import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
 import { Code } from "../protocol/status.ts";
-import { CallObserver } from "./ops/calls.ts";
+import { CallObserver, type CallProtocol } from "./ops/calls.ts";
 import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
 import { createStaticHandler } from "./static.ts";
 import { createWebSocketBridge } from "./websocket.ts";
@@ -171,11 +171,10 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     }
     const response = connect(request);
     if (response) return await response;
-    return connectError(
-      404,
-      "unimplemented",
-      `no method at ${new URL(request.url).pathname}`,
-    );
+    const path = new URL(request.url).pathname;
+    // Recorded as method "unknown": a label per path would grow without bound.
+    calls.start("connect", path).end(Code.UNIMPLEMENTED);
+    return connectError(404, "unimplemented", `no method at ${path}`);
   });
 
   app.onError((err) => {
@@ -219,8 +218,24 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     };
   }
 
-  limitRequestsPerIp(app, config.maxRequestsPerIp, config.trustProxy, cors);
+  limitRequestsPerIp(
+    app,
+    config.maxRequestsPerIp,
+    config.trustProxy,
+    cors,
+    calls,
+  );
   return app;
+}
+
+/** The protocol of an RPC request by its content type; undefined for others. */
+function rpcProtocol(request: Request): CallProtocol | undefined {
+  const media = mediaType(request);
+  if (media.startsWith("application/grpc-web-text")) return "grpc-web-text";
+  if (media.startsWith("application/grpc-web")) return "grpc-web";
+  if (isNativeGrpc(media)) return "grpc";
+  if (CONNECT_TYPES.test(media)) return "connect";
+  return undefined;
 }
 
 /**
@@ -233,6 +248,7 @@ function limitRequestsPerIp(
   max: number,
   trustProxy: number,
   cors: (origin: string | null) => [string, string][],
+  calls: CallObserver,
 ): void {
   const slot = ipSlots(max);
   if (slot === undefined) return;
@@ -242,6 +258,14 @@ function limitRequestsPerIp(
     if (ip === undefined) return inner(request, env, ...rest);
     const release = slot(ip);
     if (release === undefined) {
+      // A refused call is a call that ended: its client reads
+      // RESOURCE_EXHAUSTED (other requests, pages and /metrics, are none).
+      const protocol = rpcProtocol(request);
+      if (protocol !== undefined) {
+        calls.start(protocol, rawPath(request.url)).end(
+          Code.RESOURCE_EXHAUSTED,
+        );
+      }
       return tooManyRequests(request, max, cors(request.headers.get("origin")));
     }
     (env as Deno.ServeHandlerInfo).completed.then(release, release);

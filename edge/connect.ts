@@ -41,6 +41,7 @@ import {
   codeToHttpStatus,
   errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
+import { concatBytes } from "../protocol/bytes.ts";
 import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
@@ -276,14 +277,28 @@ export function createConnectHandler(
         signal: request.signal,
       },
     );
-    if (!record) return handler(universal).then(universalServerResponseToFetch);
+    if (!record) {
+      return handler(universal).then((res) =>
+        universalServerResponseToFetch(withErrorBody(res, request))
+      );
+    }
     return handler({
       ...universal,
       body: body !== undefined
         ? universal.body
         : countIn(universal.body as AsyncIterable<Uint8Array>, record),
       contextValues: createContextValues().set(RECORD, record),
-    }).then((res) => universalServerResponseToFetch(observed(res, record)));
+    }).then(
+      async (res) =>
+        universalServerResponseToFetch(
+          await observed(withErrorBody(res, request), record),
+        ),
+      (err) => {
+        // Answered 500 by the app (edge/app.ts): the client reads INTERNAL.
+        record.end(GrpcCode.INTERNAL);
+        throw err;
+      },
+    );
   };
   // `path`: the request's pathname when the caller has it already;
   // `extraHeaders` (CORS) are set on every answer.
@@ -304,7 +319,7 @@ export function createConnectHandler(
       return res;
     };
     if (method !== undefined && codec !== undefined) {
-      return forwardUnary(
+      const answer = forwardUnary(
         upstream,
         method,
         codec,
@@ -319,6 +334,12 @@ export function createConnectHandler(
           return extraHeaders.length === 0 ? answer : answer.then(withExtra);
         },
       );
+      if (!record) return answer;
+      return answer.catch((err) => {
+        // Answered 500 by the app (edge/app.ts): the client reads INTERNAL.
+        record.end(GrpcCode.INTERNAL);
+        throw err;
+      });
     }
     const answer = routed(handler, request, undefined, record);
     return extraHeaders.length === 0 ? answer : answer.then(withExtra);
@@ -448,7 +469,14 @@ async function forwardUnary(
   extraHeaders: readonly [string, string][],
   fallback: (body: Uint8Array) => Promise<Response>,
 ): Promise<Response> {
-  const bytes = await request.bytes();
+  let bytes: Uint8Array;
+  try {
+    bytes = await request.bytes();
+  } catch (err) {
+    // The body broke off: the client went away before its request was sent.
+    record?.end(GrpcCode.CANCELLED);
+    throw err;
+  }
   if (record) record.bytesIn += bytes.byteLength;
   let message: Uint8Array;
   try {
@@ -540,7 +568,9 @@ async function forwardUnary(
   for (const [name, value] of extraHeaders) header.set(name, value);
   if (record) {
     record.bytesOut = body.byteLength;
-    record.end(status.code);
+    // The code in the error body: the core's, or the edge's own when the
+    // core's answer could not be passed on.
+    record.end(error?.code ?? GrpcCode.OK);
   }
   return new Response(body as Uint8Array<ArrayBuffer>, {
     status: httpStatus,
@@ -576,42 +606,121 @@ async function* countIn(
 }
 
 /**
- * The response with its bytes counted; the record ends when the body does.
- * The code is the core's status when the call reached it; otherwise the
- * router's own answer: the HTTP status of a unary error, or the error in a
- * stream's end-stream message.
+ * connect-es answers a wrong HTTP method (405) or a content type that does
+ * not fit the method (415) with no body, which a Connect client reads as
+ * `unknown`. The edge says what happened instead: `unimplemented` in a
+ * Connect error body, with the same HTTP status, so the client and the
+ * call's record agree.
+ */
+function withErrorBody(
+  res: UniversalServerResponse,
+  request: Request,
+): UniversalServerResponse {
+  if (res.body !== undefined || res.status === 200) return res;
+  const message = res.status === 405
+    ? `HTTP ${request.method} is not allowed for this method; use POST`
+    : `content type ${
+      JSON.stringify(request.headers.get("content-type") ?? "")
+    } does not fit this method`;
+  const header = new Headers(res.header);
+  header.set("content-type", "application/json");
+  if (res.status === 405) header.set("allow", "POST");
+  return {
+    ...res,
+    header,
+    body: one(
+      errorToJsonBytes(
+        new ConnectError(message, ConnectCode.Unimplemented),
+        {},
+      ),
+    ),
+  };
+}
+
+/**
+ * The response with its bytes counted; the record ends when the body does,
+ * with the code its client is told: the one in a unary error's body, or in
+ * a stream's end-stream message; CANCELLED when the client cancels the
+ * body first (it never reads the end), INTERNAL when the body breaks.
  */
 function observed(
   res: UniversalServerResponse,
   record: CallRecord,
-): UniversalServerResponse {
+): UniversalServerResponse | Promise<UniversalServerResponse> {
+  if (res.body === undefined) {
+    record.end(GrpcCode.OK);
+    return res;
+  }
+  if (res.status !== 200) return observedError(res, record);
   const streaming = /^application\/connect\+/.test(
     res.header?.get("content-type") ?? "",
   );
-  const fallback = (last: Uint8Array | undefined) =>
-    res.status !== 200
-      ? codeFromHttpStatus(res.status)
-      : streaming && last
-      ? endStreamCode(last)
-      : GrpcCode.OK;
-  if (res.body === undefined) {
-    record.end(record.code ?? fallback(undefined));
-    return res;
-  }
   return {
     ...res,
     body: tapBody(res.body, (chunk) => {
       record.bytesOut += chunk.byteLength;
-    }, (last, cancelled) =>
+    }, (last, how) =>
       record.end(
-        record.code ?? (cancelled ? ConnectCode.Canceled : fallback(last)),
+        how === "cancelled"
+          ? GrpcCode.CANCELLED
+          : how === "failed"
+          ? GrpcCode.INTERNAL
+          : streaming && last
+          ? endStreamCode(last) ?? record.code ?? GrpcCode.UNKNOWN
+          : GrpcCode.OK,
       )),
   };
 }
 
 /**
+ * A unary error answer, recorded with the code in its body. Its one chunk
+ * is in memory already (connect-es builds it whole), so it is read here
+ * and handed on as it was.
+ */
+async function observedError(
+  res: UniversalServerResponse,
+  record: CallRecord,
+): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of res.body!) chunks.push(chunk);
+  const bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
+  record.bytesOut += bytes.byteLength;
+  record.end(await errorBodyCode(bytes, res));
+  return { ...res, body: one(bytes) };
+}
+
+/**
+ * The code of a Connect error body; what a Connect client makes of the HTTP
+ * status when the body is no Connect error.
+ */
+async function errorBodyCode(
+  bytes: Uint8Array,
+  res: UniversalServerResponse,
+): Promise<number> {
+  try {
+    const encoding = res.header?.get("content-encoding");
+    const zip = encoding ? COMPRESSIONS.find((c) => c.name === encoding) : null;
+    if (zip === undefined) throw new Error(`unknown encoding ${encoding}`);
+    // The edge made this body: no bound is needed beyond zlib's own.
+    const json = zip ? await zip.decompress(bytes, 1 << 30) : bytes;
+    const code = JSON.parse(new TextDecoder().decode(json)).code;
+    const known = typeof code === "string" ? codeFromString(code) : undefined;
+    if (known !== undefined) return known;
+  } catch {
+    // Not a Connect error body.
+  }
+  return codeFromHttpStatus(res.status);
+}
+
+/** How a response body ended: read to its end, broken, or cancelled. */
+type BodyEnd = "done" | "failed" | "cancelled";
+
+/**
  * `body` with `onChunk` called for each chunk and `onEnd` when it ends (with
- * its last chunk) or is cancelled (the record keeps the first end).
+ * its last chunk): read to the end, broken (`next()` rejects), or cancelled
+ * by the client (`return()` or `throw()`). A cancel is reported before the
+ * inner iterator hears of it: that call may wait or reject (connect-es's
+ * own generators rethrow the reason), and the record must end either way.
  *
  * Not an async generator on purpose: connect-es cancels a response by
  * calling `throw()` on its body iterator, and a generator suspended in
@@ -622,18 +731,20 @@ function observed(
 function tapBody(
   body: AsyncIterable<Uint8Array>,
   onChunk: (chunk: Uint8Array) => void,
-  onEnd: (last: Uint8Array | undefined, cancelled: boolean) => void,
+  onEnd: (last: Uint8Array | undefined, how: BodyEnd) => void,
 ): AsyncIterable<Uint8Array> {
   const inner = body[Symbol.asyncIterator]();
   let last: Uint8Array | undefined;
-  const cancelled = () => {
-    onEnd(last, true);
-    return { done: true as const, value: undefined };
-  };
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
-      const r = await inner.next();
-      if (r.done) onEnd(last, false);
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await inner.next();
+      } catch (err) {
+        onEnd(last, "failed");
+        throw err;
+      }
+      if (r.done) onEnd(last, "done");
       else {
         onChunk(r.value);
         last = r.value;
@@ -641,20 +752,25 @@ function tapBody(
       return r;
     },
     async return(value?: unknown) {
+      onEnd(last, "cancelled");
       await inner.return?.(value);
-      return cancelled();
+      return { done: true, value: undefined };
     },
     async throw(reason?: unknown) {
+      onEnd(last, "cancelled");
       if (inner.throw) await inner.throw(reason);
       else await inner.return?.();
-      return cancelled();
+      return { done: true, value: undefined };
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
 }
 
-/** The code in the end-stream message that ends `chunk`, or OK. */
-function endStreamCode(chunk: Uint8Array): number {
+/**
+ * The code in the end-stream message that ends `chunk` (OK without one);
+ * undefined when that message cannot be read (compressed, or malformed).
+ */
+function endStreamCode(chunk: Uint8Array): number | undefined {
   let at = 0;
   while (at + ENVELOPE_HEADER_BYTES <= chunk.byteLength) {
     const length = readEnvelopeLength(chunk, at);
@@ -666,7 +782,7 @@ function endStreamCode(chunk: Uint8Array): number {
           ? codeFromString(end.error.code) ?? GrpcCode.UNKNOWN
           : GrpcCode.OK;
       } catch {
-        return GrpcCode.UNKNOWN;
+        return undefined;
       }
     }
     at = from + length;

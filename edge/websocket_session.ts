@@ -2,7 +2,7 @@
  * One bridged call: reads the socket's frames, drives the upstream call, ends once.
  *
  * Every way a call can end (the core's status, a bad frame, an oversize
- * message, the deadline, the client closing the socket) goes through
+ * message, the deadline, the client closing or dropping the socket) goes through
  * `finish()`, which runs once: it sends the status frame if the socket is
  * still open, closes it, and aborts the upstream call so the core sees a
  * cancel rather than a stream left hanging.
@@ -198,5 +198,8 @@ export function runBridgeSession(
   }
   socket.onclose = () =>
     finish(fail(Code.CANCELLED, "client closed the socket"));
-  socket.onerror = () => finish(fail(Code.INTERNAL, "socket error"));
+  // Deno reports a connection dropped without a close frame (a tab gone,
+  // a network lost) as an error: the client went away, as with a close.
+  // The edge's own failures end the call through relay()'s INTERNAL.
+  socket.onerror = () => finish(fail(Code.CANCELLED, "client went away"));
 }
