@@ -106,6 +106,17 @@ export class Access {
   }
 
   /**
+   * Checks a ListPresence of `room`: who is in a room is what its
+   * subscribers see (JOIN and LEAVE lines), so a token must allow
+   * subscribing to it. Not rate limited: it posts nothing to the room.
+   */
+  allowPresence(caller: Caller, room: string): void {
+    if (caller.grant !== undefined) {
+      checkAccess(caller.grant, "subscribe", room);
+    }
+  }
+
+  /**
    * Checks a subscription to `room`, takes one token of the caller's rate
    * bucket and a subscription slot; returns the slot's release (call it
    * when the subscription ends).

@@ -8,11 +8,21 @@ import { ChatError } from "../rooms/errors.ts";
 import { MAX_NAME_LENGTH } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import { toServiceError } from "./status.ts";
+import { withCaller } from "./caller.ts";
 
+/**
+ * With auth on, like every chat.ChatService call, it needs a token, one
+ * that may subscribe to the room: who is in it is what subscribers see.
+ */
 export function listPresenceHandler(ctx: HandlerContext) {
-  return (
-    call: ServerUnaryCall<PresenceRequest, PresenceResponse>,
+  return withCaller(ctx, (
+    _call,
+    err,
     callback: sendUnaryData<PresenceResponse>,
+  ) => callback(err), (
+    call: ServerUnaryCall<PresenceRequest, PresenceResponse>,
+    caller,
+    callback,
   ): void => {
     ctx.hub.stats.callsStarted++;
     const { room } = call.request;
@@ -25,6 +35,7 @@ export function listPresenceHandler(ctx: HandlerContext) {
             : `room is longer than ${MAX_NAME_LENGTH} characters`,
         );
       }
+      ctx.access.allowPresence(caller, room);
       if (!ctx.presence) {
         throw new ChatError(
           "failed_precondition",
@@ -46,5 +57,5 @@ export function listPresenceHandler(ctx: HandlerContext) {
           ),
         ),
     );
-  };
+  });
 }
