@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { USER_CLAIM } from "../auth/claims.ts";
+import { joinNegativeValues } from "../config/negative_values.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 import { defaultExampleOptions, type ExampleOptions } from "./examples.ts";
 
@@ -67,10 +68,18 @@ function num(
   return parseNumberFlag(`--${name}`, raw, { min }, UsageError);
 }
 
+/**
+ * `host:port` or `[v6]:port` with a port from 1 to 65535: grpc-js would
+ * take `:99999` and fail every call UNAVAILABLE (ERR_SOCKET_BAD_PORT), and
+ * port 0 connects nowhere, so both are usage errors here.
+ */
 function addrOf(flag: string | undefined, env: string | undefined): string {
   const addr = flag ?? (env || DEFAULT_ADDR);
-  if (!/^[^\s:]+:\d{1,5}$/.test(addr) && !/^\[[^\]]+\]:\d{1,5}$/.test(addr)) {
-    throw new UsageError(`--addr must be host:port, got "${addr}"`);
+  const port = /^(?:[^\s:\[\]]+|\[[^\s\]]+\]):(\d{1,5})$/.exec(addr)?.[1];
+  if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+    throw new UsageError(
+      `--addr must be host:port with a port from 1 to 65535, got "${addr}"`,
+    );
   }
   return addr;
 }
@@ -121,8 +130,12 @@ function parse(
   options: Record<string, { type: "string" | "boolean" }>,
 ) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false })
-      .values;
+    return parseArgs({
+      args: joinNegativeValues(args, options),
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (err) {
     // node:util's messages run over several sentences; keep one line.
     const e = err as Error & { code?: string };

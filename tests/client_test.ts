@@ -117,6 +117,31 @@ Deno.test("deno task client and chat reject a bad flag or value with one line an
       ],
       ["client", ["--bogus"], "unknown flag --bogus"],
       [
+        "client",
+        ["--chat-count", "-1"],
+        '--chat-count must be an integer >= 1, got "-1"',
+      ],
+      [
+        "client",
+        ["--addr", "127.0.0.1:99999"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1:99999"',
+      ],
+      [
+        "client",
+        ["--addr", "127.0.0.1"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1"',
+      ],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--addr", "127.0.0.1:99999"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1:99999"',
+      ],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--history=-2"],
+        '--history must be an integer >= 0, got "-2"',
+      ],
+      [
         "chat",
         ["--room", "r", "--user", "u", "--history", "many"],
         '--history must be an integer >= 0, got "many"',

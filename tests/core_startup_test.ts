@@ -54,6 +54,18 @@ for (
       'core: --metrics-port must be an integer from 0 to 65535 or "off", got "http"',
     ]);
   });
+
+  Deno.test(`${name} names a negative value's flag and range in one line and exits 2`, async () => {
+    // node:util parseArgs calls `--flag -1` "ambiguous" in three sentences.
+    for (const args of [["--history-size", "-1"], ["--history-size=-1"]]) {
+      const r = await run([...cmd, ...args]);
+      assert.equal(r.code, 2, `${args}`);
+      assert.deepEqual(lines(r.stderr), [
+        'core: --history-size must be an integer from 0 to 1000000, got "-1"',
+      ]);
+      assert.equal(r.stdout, "");
+    }
+  });
 }
 
 Deno.test("server/main.ts: a certificate or key file that is not there is one line naming the flag, and exit 2", async () => {
