@@ -9,6 +9,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { USER_CLAIM } from "../auth/claims.ts";
+import { joinNegativeValues } from "../config/negative_values.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 import { defaultExampleOptions, type ExampleOptions } from "./examples.ts";
 
@@ -66,10 +68,18 @@ function num(
   return parseNumberFlag(`--${name}`, raw, { min }, UsageError);
 }
 
+/**
+ * `host:port` or `[v6]:port` with a port from 1 to 65535: grpc-js would
+ * take `:99999` and fail every call UNAVAILABLE (ERR_SOCKET_BAD_PORT), and
+ * port 0 connects nowhere, so both are usage errors here.
+ */
 function addrOf(flag: string | undefined, env: string | undefined): string {
   const addr = flag ?? (env || DEFAULT_ADDR);
-  if (!/^[^\s:]+:\d{1,5}$/.test(addr) && !/^\[[^\]]+\]:\d{1,5}$/.test(addr)) {
-    throw new UsageError(`--addr must be host:port, got "${addr}"`);
+  const port = /^(?:[^\s:\[\]]+|\[[^\s\]]+\]):(\d{1,5})$/.exec(addr)?.[1];
+  if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+    throw new UsageError(
+      `--addr must be host:port with a port from 1 to 65535, got "${addr}"`,
+    );
   }
   return addr;
 }
@@ -85,13 +95,47 @@ function tokenOf(flag: string | undefined, env: string | undefined): string {
   return token;
 }
 
+/**
+ * The user claim of a JWT, or "" when `token` is not a JWT or names none.
+ * The token is the client's own, so its payload is read without checking
+ * the signature: the server checks it, and this only picks whom to post as.
+ */
+export function tokenUser(token: string): string {
+  const payload = token.split(".")[1];
+  if (payload === undefined) return "";
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    const user = claims?.[USER_CLAIM];
+    return typeof user === "string" ? user : "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Who the examples post as: `--user`, else the token's user (a core with
+ * auth refuses any other), else "" for the seed's three users.
+ */
+function exampleUser(flag: string | undefined, token: string): string {
+  if (flag === undefined) return token === "" ? "" : tokenUser(token);
+  const user = flag.trim();
+  if (user === "") throw new UsageError("--user must not be blank");
+  return user;
+}
+
 function parse(
   args: string[],
   options: Record<string, { type: "string" | "boolean" }>,
 ) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false })
-      .values;
+    return parseArgs({
+      args: joinNegativeValues(args, options),
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (err) {
     // node:util's messages run over several sentences; keep one line.
     const e = err as Error & { code?: string };
@@ -118,6 +162,7 @@ export function parseExamplesArgs(
   const v = parse(args, {
     addr: s,
     token: s,
+    user: s,
     "batch-delay-ms": s,
     "chat-interval-ms": s,
     "chat-count": s,
@@ -128,9 +173,11 @@ export function parseExamplesArgs(
     help: { type: "boolean" },
   }) as Record<string, string | undefined>;
   const d = defaultExampleOptions;
+  const token = tokenOf(v.token, env.token);
   return Object.freeze({
     addr: addrOf(v.addr, env.addr),
-    token: tokenOf(v.token, env.token),
+    token,
+    user: exampleUser(v.user, token),
     batchDelayMs: num("batch-delay-ms", v["batch-delay-ms"], d.batchDelayMs, 0),
     chatIntervalMs: num(
       "chat-interval-ms",
@@ -201,6 +248,9 @@ Runs the seed's five examples (unary, subscribe, upload, bidi chat, metrics)
 and prints one summary line per RPC; exits 1 if any failed.
   --addr host:port         server (default $ADDR or ${DEFAULT_ADDR})
   --token T                bearer token for every call (default $CHAT_TOKEN)
+  --user NAME              post and subscribe as NAME in every example (default:
+                           the token's user (its sub); without a token the
+                           seed's Alice, Bob and Charlie)
   --batch-delay-ms N       pause between upload messages (default ${defaultExampleOptions.batchDelayMs}; seed 200)
   --chat-interval-ms N     pause between bidi messages (default ${defaultExampleOptions.chatIntervalMs}; seed 3000)
   --chat-count N           bidi messages to send (default ${defaultExampleOptions.chatCount})

@@ -14,8 +14,17 @@ import { callEnded, type ChatClient, deadlineIn } from "./rpc.ts";
 import { formatError, formatIso, formatMessage } from "./format.ts";
 import { chatExample, metricsExample } from "./examples_streams.ts";
 
-/** Waits and counts; the seed's values are 200 ms, 3 s, 10, 2 s, 10. */
+/**
+ * Who posts and subscribes, then waits and counts; the seed's values are
+ * 200 ms, 3 s, 10, 2 s, 10.
+ */
 export interface ExampleOptions {
+  /**
+   * The user every example posts and subscribes as; "" plays the seed's
+   * Alice (unary, subscriber), Bob (upload) and Charlie (bidi chat). A core
+   * with auth lets a token speak only for its own user.
+   */
+  user: string;
   /** Pause between the upload's five batch messages. */
   batchDelayMs: number;
   /** Pause between the bidi chat's messages. */
@@ -34,6 +43,7 @@ export interface ExampleOptions {
 
 /** Shortened defaults: the whole run takes a few seconds, not forever. */
 export const defaultExampleOptions: Readonly<ExampleOptions> = Object.freeze({
+  user: "",
   batchDelayMs: 50,
   chatIntervalMs: 100,
   chatCount: 10,
@@ -92,7 +102,11 @@ async function unaryExample(
   const rpc = "SendMessage";
   try {
     const res = await client.sendMessage(
-      { user: "Alice", content: "Hello from unary RPC!", room: ROOM },
+      {
+        user: opts.user || "Alice",
+        content: "Hello from unary RPC!",
+        room: ROOM,
+      },
       { deadline: deadlineIn(opts.timeoutMs) },
     );
     log(
@@ -107,7 +121,7 @@ async function unaryExample(
 }
 
 /**
- * Subscribes as Alice; `ready` settles on the welcome (or failure), `done`
+ * Subscribes as Alice (or `opts.user`); `ready` settles on the welcome (or failure), `done`
  * once every id in `posted` was seen after `finish()`, or `lingerMs` later.
  */
 function subscribeExample(
@@ -122,7 +136,10 @@ function subscribeExample(
   let error: unknown;
   let markReady = () => {};
   const ready = new Promise<void>((r) => markReady = r);
-  const stream = client.subscribeMessages({ room: ROOM, user: "Alice" });
+  const stream = client.subscribeMessages({
+    room: ROOM,
+    user: opts.user || "Alice",
+  });
   const guard = setTimeout(() => markReady(), opts.timeoutMs);
   let lingerTimer: ReturnType<typeof setTimeout> | undefined;
   const stop = () => {
@@ -192,7 +209,7 @@ async function uploadExample(
       (async () => {
         for (const [i, content] of contents.entries()) {
           const id = `batch_${i}`;
-          stream.write({ id, user: "Bob", content, room: ROOM });
+          stream.write({ id, user: opts.user || "Bob", content, room: ROOM });
           posted.add(id);
           sent++;
           log(`Sent batch message ${i + 1}`);

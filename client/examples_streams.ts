@@ -1,5 +1,6 @@
 /**
- * The two long-running examples: bidirectional chat as Charlie and the
+ * The two long-running examples: bidirectional chat as Charlie (or the
+ * chosen user) and the
  * metrics stream for instance server-01.
  *
  * Both are bounded by a guard timer that cancels the call, because the seed's
@@ -12,7 +13,10 @@ import type { ExampleOptions, ExampleResult, Log } from "./examples.ts";
 import { callEnded, type ChatClient } from "./rpc.ts";
 import { formatError, formatMetric } from "./format.ts";
 
-/** Sends `chatCount` messages as Charlie, expects one echo for each. */
+/**
+ * Sends `chatCount` messages as Charlie (or `opts.user`), expects one echo
+ * for each.
+ */
 export function chatExample(
   client: ChatClient,
   opts: ExampleOptions,
@@ -59,7 +63,7 @@ export function chatExample(
     const id = `client_${sent}`;
     stream.write({
       id,
-      user: "Charlie",
+      user: opts.user || "Charlie",
       content: `Bidirectional message #${sent}`,
       room: "general",
     });

@@ -9,6 +9,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { joinNegativeValues } from "../config/negative_values.ts";
+import { hs256SecretTooShort, MIN_HS256_SECRET_BYTES } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 
 /** Everything the edge needs to know about its deployment. */
@@ -180,8 +182,10 @@ const PARSERS: Parsers = {
   upstreamCa: (raw) => raw,
   devJwtSecret(raw, name) {
     // The core refuses shorter HS256 secrets; fail here too, not per call.
-    if (new TextEncoder().encode(raw).byteLength < 32) {
-      throw new EdgeConfigError(`${name} must be at least 32 bytes`);
+    if (hs256SecretTooShort(raw)) {
+      throw new EdgeConfigError(
+        `${name} must be at least ${MIN_HS256_SECRET_BYTES} bytes`,
+      );
     }
     return raw;
   },
@@ -289,14 +293,13 @@ export function parseEdgeConfig(
   env: Readonly<Record<string, string | undefined>>,
 ): Readonly<EdgeConfig> {
   let values: Record<string, string | undefined>;
+  const options = Object.fromEntries(
+    Object.values(SETTINGS).map((s) => [s.flag, { type: "string" as const }]),
+  );
   try {
     ({ values } = parseArgs({
-      args: [...args],
-      options: Object.fromEntries(
-        Object.values(SETTINGS).map((
-          s,
-        ) => [s.flag, { type: "string" as const }]),
-      ),
+      args: joinNegativeValues(args, options),
+      options,
       strict: true,
       allowPositionals: false,
     }) as { values: Record<string, string | undefined> });

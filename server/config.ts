@@ -6,6 +6,8 @@
  * variable, so a typo never becomes a silently different server.
  */
 import { parseArgs } from "node:util";
+import { joinNegativeValues } from "../config/negative_values.ts";
+import { hs256SecretTooShort, MIN_HS256_SECRET_BYTES } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
 import { DEFAULT_REQUEST_BUDGET } from "../http2/server/request_budget.ts";
@@ -449,8 +451,10 @@ function parseValue<K extends keyof CoreConfig>(
     logFormat: (r) => oneOf(name, r, ["text", "json"] as const),
     jwtSecret: (r) => {
       // HS256 keys shorter than the hash are guessable offline (RFC 7518 3.2).
-      if (new TextEncoder().encode(r).byteLength < 32) {
-        throw new ConfigError(`${name} must be at least 32 bytes`);
+      if (hs256SecretTooShort(r)) {
+        throw new ConfigError(
+          `${name} must be at least ${MIN_HS256_SECRET_BYTES} bytes`,
+        );
       }
       return r;
     },
@@ -494,7 +498,7 @@ export function parseCoreConfig(
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: [...args],
+      args: joinNegativeValues(args, options),
       options,
       strict: true,
       allowPositionals: false,

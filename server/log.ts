@@ -3,16 +3,41 @@
  *
  * "text" writes `<time> core <message>` lines for people; "json" writes one
  * object per line (`time`, `level`, `component`, `msg`, and `error` with
- * the cause's stack) for log collectors. Errors go to stderr, the rest to
- * stdout, in both formats.
+ * the cause's stack) for log collectors. Errors and warnings go to stderr,
+ * the rest to stdout, in both formats.
  */
 export interface Logger {
   error(msg: string, err?: unknown): void;
+  /**
+   * Something repaired or skipped that an operator should know of (the
+   * history store's torn tail cut off, a failed compaction); stderr.
+   */
+  warn(msg: string): void;
   info(msg: string): void;
   debug(msg: string): void;
 }
 
 const RANK = { error: 0, info: 1, debug: 2 } as const;
+
+/**
+ * One `--log-format json` line: the shape every process here writes (the
+ * core's logger, the supervisor's lifecycle lines), so a collector parses
+ * one format.
+ */
+export function jsonLogLine(
+  level: string,
+  component: string,
+  msg: string,
+  err?: unknown,
+): string {
+  return JSON.stringify({
+    time: new Date().toISOString(),
+    level,
+    component,
+    msg,
+    ...(err === undefined ? {} : { error: describe(err) }),
+  });
+}
 
 /** How log lines are written. */
 export type LogFormat = "text" | "json";
@@ -26,19 +51,15 @@ export function createLogger(
   const stamp = () => new Date().toISOString();
   const line = format === "json"
     ? (lvl: string, msg: string, err?: unknown) =>
-      JSON.stringify({
-        time: stamp(),
-        level: lvl,
-        component: prefix,
-        msg,
-        ...(err === undefined ? {} : { error: describe(err) }),
-      })
+      jsonLogLine(lvl, prefix, msg, err)
     : (lvl: string, msg: string) =>
       `${stamp()} ${prefix} ${lvl === "info" ? "" : `${lvl} `}${msg}`;
   return {
     error: format === "json"
       ? (msg, err) => console.error(line("error", msg, err))
       : (msg, err) => console.error(`${line("ERROR", msg)}`, err ?? ""),
+    warn: (msg) =>
+      console.error(line(format === "json" ? "warn" : "WARN", msg)),
     info: rank >= 1 ? (msg) => console.log(line("info", msg)) : () => {},
     debug: rank >= 2 ? (msg) => console.log(line("debug", msg)) : () => {},
   };
@@ -51,6 +72,7 @@ function describe(err: unknown): string {
 /** A logger that drops everything (tests, embedding). */
 export const silentLogger: Logger = {
   error: () => {},
+  warn: () => {},
   info: () => {},
   debug: () => {},
 };

@@ -7,7 +7,7 @@
  * supervisor does not restart it then.
  */
 import { ConfigError, parseCoreConfig, redactUrl } from "./config.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, jsonLogLine } from "./log.ts";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
 import { StoreOpenError } from "./store/store_open_error.ts";
@@ -26,13 +26,20 @@ try {
   Deno.exit(2);
 }
 const log = createLogger(config.logLevel, "core", config.logFormat);
+/** Why the core cannot start: one line, in the format asked for. */
+const fatal = (message: string) =>
+  console.error(
+    config.logFormat === "json"
+      ? jsonLogLine("error", "core", message)
+      : `core: ${message}`,
+  );
 let core;
 try {
   core = await startCoreServer({ ...config, logger: log });
 } catch (err) {
   // Redis not reachable at start-up: exit, and the supervisor retries.
   if (err instanceof BrokerUnavailableError) {
-    console.error(`core: ${err.message} (${redactUrl(config.broker)})`);
+    fatal(`${err.message} (${redactUrl(config.broker)})`);
     Deno.exit(1);
   }
   // A port taken, an unreadable data file or a file a setting names: never
@@ -43,7 +50,7 @@ try {
   ) {
     throw err;
   }
-  console.error(`core: ${err.message}`);
+  fatal(err.message);
   Deno.exit(2);
 }
 log.info(

@@ -159,7 +159,8 @@ export async function startCoreServer(
     });
   }
   // Throws StoreOpenError (main.ts: exit 2) for an unreadable data file.
-  const store = givenStore ?? broker ?? await openStore(config);
+  const store = givenStore ?? broker ??
+    await openStore(config, undefined, (m) => log.warn(m));
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
     policy: config.slowConsumer,

@@ -22,11 +22,13 @@ import { fileURLToPath } from "node:url";
 import { superviseChild } from "./supervisor.ts";
 import {
   ConfigError,
+  CORE_SETTINGS,
   type CoreConfig,
   parseCoreConfig,
 } from "../server/config.ts";
 import { corePermissions } from "./permissions.ts";
 import { coreUsage } from "../server/usage.ts";
+import { jsonLogLine } from "../server/log.ts";
 
 /** Reads a positive integer setting, or exits with a clear message. */
 function intSetting(name: string, fallback: number): number {
@@ -64,6 +66,19 @@ if (script === "server/main.ts") {
   }
 }
 
+// With --log-format json (or LOG_FORMAT=json, read directly for a child
+// other than the core) the supervisor's own lines are JSON too: a collector
+// reading the process's stderr then never meets a plain line among the
+// core's.
+const json = (config?.logFormat ??
+  Deno.env.get(CORE_SETTINGS.logFormat.env)) === "json";
+const log = json
+  ? (line: string) =>
+    console.error(
+      jsonLogLine("info", "supervisor", line.replace(/^supervisor: /, "")),
+    )
+  : (line: string) => console.error(line);
+
 const supervisor = superviseChild({
   cmd: Deno.execPath(),
   args: ["run", ...corePermissions(config), script, ...Deno.args],
@@ -71,11 +86,12 @@ const supervisor = superviseChild({
   baseDelayMs: intSetting("SUPERVISOR_BASE_DELAY_MS", 100),
   maxDelayMs: intSetting("SUPERVISOR_MAX_DELAY_MS", 5_000),
   giveUpAfter: intSetting("SUPERVISOR_GIVE_UP_AFTER", 10),
+  log,
 });
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
-    console.error(`supervisor: ${signal} received, forwarding to the core`);
+    log(`supervisor: ${signal} received, forwarding to the core`);
     supervisor.stop(signal);
   });
 }

@@ -128,7 +128,63 @@ Deno.test("deno task token refuses a missing user, secret or a bad ttl with exit
     CHAT_JWT_SECRET: SECRET,
   });
   assert.equal(badTtl.code, 2);
-  assert.match(badTtl.stderr, /--ttl must look like/);
+  assert.match(badTtl.stderr, /--ttl must be more than 0, like 90, 30m/);
+});
+
+Deno.test("deno task token refuses what no core accepts (a short secret, a ttl of 0 or less) in one line with exit code 2", async () => {
+  const see = " (see deno task token --help)\n";
+  for (
+    const [args, env, message] of [
+      [
+        ["--user", "a", "--secret", "short"],
+        {},
+        "--secret must be at least 32 bytes",
+      ],
+      [
+        ["--user", "a"],
+        { CHAT_JWT_SECRET: "short" },
+        "CHAT_JWT_SECRET must be at least 32 bytes",
+      ],
+      [
+        ["--user", "a", "--ttl", "0"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--ttl must be more than 0, like 90, 30m, 1h or 7d, got "0"',
+      ],
+      [
+        ["--user", "a", "--ttl", "0h"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--ttl must be more than 0, like 90, 30m, 1h or 7d, got "0h"',
+      ],
+      [
+        ["--user", "a", "--ttl", "-1"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--ttl must be more than 0, like 90, 30m, 1h or 7d, got "-1"',
+      ],
+      [
+        ["--user", "a", "--ttl=-1"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--ttl must be more than 0, like 90, 30m, 1h or 7d, got "-1"',
+      ],
+      [["--bogus"], {}, "Unknown option '--bogus'"],
+    ] as const
+  ) {
+    const r = await token([...args], env);
+    assert.equal(r.code, 2, `${args}`);
+    assert.equal(r.stderr, `token: ${message}${see}`);
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test("deno task token --help prints its usage and exits 0", async () => {
+  for (const flag of ["--help", "-h"]) {
+    const r = await token([flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: deno task token --user U /);
+    for (const f of ["--user", "--rooms", "--scope", "--ttl", "--secret"]) {
+      assert.match(r.stdout, new RegExp(`^  ${f} `, "m"));
+    }
+    assert.equal(r.stderr, "");
+  }
 });
 
 /** The supervised core with `args`; `check` runs while it serves. */

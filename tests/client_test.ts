@@ -117,6 +117,31 @@ Deno.test("deno task client and chat reject a bad flag or value with one line an
       ],
       ["client", ["--bogus"], "unknown flag --bogus"],
       [
+        "client",
+        ["--chat-count", "-1"],
+        '--chat-count must be an integer >= 1, got "-1"',
+      ],
+      [
+        "client",
+        ["--addr", "127.0.0.1:99999"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1:99999"',
+      ],
+      [
+        "client",
+        ["--addr", "127.0.0.1"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1"',
+      ],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--addr", "127.0.0.1:99999"],
+        '--addr must be host:port with a port from 1 to 65535, got "127.0.0.1:99999"',
+      ],
+      [
+        "chat",
+        ["--room", "r", "--user", "u", "--history=-2"],
+        '--history must be an integer >= 0, got "-2"',
+      ],
+      [
         "chat",
         ["--room", "r", "--user", "u", "--history", "many"],
         '--history must be an integer >= 0, got "many"',
@@ -151,6 +176,7 @@ Deno.test("deno task client and chat print their usage for --help and exit 0", a
     assert.match(r.stdout, new RegExp(`^usage: deno task ${name} `));
     has(r.stdout, "--token T");
     has(r.stdout, "$CHAT_TOKEN");
+    if (name === "client") has(r.stdout, "--user NAME");
     assert.equal(r.stderr, "");
   }
 });
@@ -293,25 +319,122 @@ Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token
     const none = await chat("x", [], {});
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^error: UNAUTHENTICATED: /m);
-    // The examples play Alice, Bob and Charlie with one token, so with Dana's
-    // only StreamMetrics, which names no user, can pass; without one it fails.
-    const examples = (flags: string[]) =>
-      task("client", [
-        "--addr",
-        addr,
-        "--metrics-interval",
-        "1",
-        "--metrics-count",
-        "2",
-        "--linger-ms",
-        "100",
-        ...flags,
-      ]);
+    // The examples post as the token's user, so all five pass with it;
+    // without a token even StreamMetrics fails.
+    const examples = (flags: string[], env: Record<string, string> = {}) =>
+      task(
+        "client",
+        [
+          "--addr",
+          addr,
+          "--metrics-interval",
+          "1",
+          "--metrics-count",
+          "2",
+          "--chat-interval-ms",
+          "20",
+          "--batch-delay-ms",
+          "10",
+          "--linger-ms",
+          "100",
+          ...flags,
+        ],
+        undefined,
+        env,
+      );
     const withToken = await examples(["--token", dana]);
-    assert.match(withToken.stdout, /ok +StreamMetrics +2\/2 metrics/);
-    assert.match(withToken.stdout, /FAILED +SendMessage +PERMISSION_DENIED: /);
+    assert.equal(withToken.code, 0, withToken.stdout + withToken.stderr);
+    assert.match(withToken.stdout, /ok +SendMessage +id=msg_\d+\n/);
+    has(withToken.stdout, "Dana: First batch message");
     const anonymous = await examples([]);
+    assert.equal(anonymous.code, 1);
     assert.match(anonymous.stdout, /FAILED +StreamMetrics +UNAUTHENTICATED: /);
+  } finally {
+    await srv.shutdown();
+  }
+});
+
+Deno.test("deno task client --token from deno task token passes every example against a core with auth; --user picks the user", async () => {
+  const srv = await startCoreServer({ port: 0, jwtSecret: SECRET });
+  const addr = `127.0.0.1:${srv.port}`;
+  const run = (flags: string[]) =>
+    task("client", [
+      "--addr",
+      addr,
+      "--metrics-interval",
+      "1",
+      "--metrics-count",
+      "2",
+      "--chat-interval-ms",
+      "20",
+      "--batch-delay-ms",
+      "10",
+      "--linger-ms",
+      "100",
+      ...flags,
+    ]);
+  try {
+    const made = await task("token", ["--user", "Erin", "--secret", SECRET]);
+    assert.equal(made.code, 0, made.stderr);
+    const token = made.stdout.trim();
+    const r = await run(["--token", token]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (
+      const rpc of [
+        "SendMessage",
+        "SubscribeMessages",
+        "UploadMessages",
+        "Chat",
+        "StreamMetrics",
+      ]
+    ) {
+      assert.match(r.stdout, new RegExp(`ok +${rpc} `));
+    }
+    has(r.stdout, "[general] Erin: Bidirectional message #1");
+    // --user wins over the token's user: the core refuses Frank under Erin's
+    // token, which shows --user is what the examples post as.
+    const other = await run(["--token", token, "--user", "Frank"]);
+    assert.equal(other.code, 1);
+    assert.match(
+      other.stdout,
+      /FAILED +SendMessage +PERMISSION_DENIED: .*"Frank"/,
+    );
+    assert.match(other.stdout, /FAILED +Chat +PERMISSION_DENIED: /);
+    const same = await run(["--token", token, "--user", "Erin"]);
+    assert.equal(same.code, 0, same.stdout + same.stderr);
+  } finally {
+    await srv.shutdown();
+  }
+});
+
+Deno.test("deno task client --user posts every example as that user without a token", async () => {
+  const srv = await startCoreServer({ port: 0 });
+  try {
+    const r = await task("client", [
+      "--addr",
+      `127.0.0.1:${srv.port}`,
+      "--user",
+      "Gus",
+      "--metrics-count",
+      "1",
+      "--metrics-interval",
+      "1",
+      "--chat-count",
+      "1",
+      "--chat-interval-ms",
+      "10",
+      "--batch-delay-ms",
+      "1",
+      "--linger-ms",
+      "100",
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /Welcome to room general, Gus!/);
+    has(r.stdout, "Gus: First batch message");
+    has(r.stdout, "[general] Gus: Bidirectional message #1");
+    for (const seed of ["Alice", "Bob", "Charlie"]) {
+      assert.ok(!r.stdout.includes(seed), `${seed} in:\n${r.stdout}`);
+    }
   } finally {
     await srv.shutdown();
   }

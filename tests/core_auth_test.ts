@@ -10,6 +10,7 @@ import { type ServiceError, status } from "@grpc/grpc-js";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
+import { check, healthClient } from "./support/health.ts";
 import type { ChatClient, MessageInit } from "../client/rpc.ts";
 import { MessageType, type UploadResponse } from "../gen/chat_pb.ts";
 import {
@@ -414,5 +415,60 @@ Deno.test("auth: a token for a name the server speaks as (System, Server) is PER
       /reserved for the server/,
       { user: "", room: "lobby", content: "hi" },
     );
+  }
+});
+
+Deno.test("auth: health and reflection answer without a token while every ChatService call needs one", async () => {
+  await using f = await startCore({
+    jwtSecret: SECRET,
+    jwtLeewaySeconds: 0,
+    presence: true,
+  });
+  const health = healthClient(f.addr);
+  const raw = new grpc.Client(f.addr, grpc.credentials.createInsecure());
+  try {
+    // Probes and tooling carry no token: both answer.
+    assert.equal(await check(health, ""), "SERVING");
+    assert.equal(await check(health, "chat.ChatService"), "SERVING");
+    const reflection = raw.makeBidiStreamRequest(
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
+    reflection.write(
+      Buffer.from(
+        new BinaryWriter().tag(7, WireType.LengthDelimited).string("*")
+          .finish(),
+      ),
+    );
+    const [listed] = await take<Buffer>(reflection, 1);
+    reflection.end();
+    assert.ok(
+      Buffer.from(listed).includes("chat.ChatService"),
+      "reflection lists chat.ChatService",
+    );
+    // The chat service does not, ListPresence included.
+    await assertEveryCallFails(
+      f.client,
+      status.UNAUTHENTICATED,
+      /missing token/,
+    );
+    const presence = await rejection(f.client.listPresence({ room: "lobby" }));
+    assert.equal(presence.code, status.UNAUTHENTICATED, presence.details);
+    // With a token, ListPresence is allowed for the rooms it may subscribe to.
+    const lobby = f.newClient(
+      bearer(await hs256({ sub: "ann", rooms: ["lobby"] })),
+    );
+    assert.deepEqual((await lobby.listPresence({ room: "lobby" })).users, []);
+    const other = await rejection(lobby.listPresence({ room: "other" }));
+    assert.equal(other.code, status.PERMISSION_DENIED, other.details);
+    const publishOnly = f.newClient(
+      bearer(await hs256({ sub: "ann", scope: "publish" })),
+    );
+    const denied = await rejection(publishOnly.listPresence({ room: "lobby" }));
+    assert.equal(denied.code, status.PERMISSION_DENIED, denied.details);
+  } finally {
+    health.close();
+    raw.close();
   }
 });

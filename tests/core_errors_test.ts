@@ -11,13 +11,16 @@ import {
   take,
 } from "./support/core.ts";
 
-Deno.test("SendMessage rejects a missing user, room or content with INVALID_ARGUMENT", async () => {
+Deno.test("SendMessage rejects a missing or blank user, room or content with INVALID_ARGUMENT", async () => {
   await using f = await startCore();
   const cases = [
     [{ content: "c", room: "r" }, /user is required/],
     [{ user: "u", content: "c" }, /room is required/],
     [{ user: "u", room: "r" }, /content is required/],
     [{ user: "   ", content: "c", room: "r" }, /user is required/],
+    [{ user: "u", content: "   ", room: "r" }, /content is required/],
+    [{ user: "u", content: " \n\t ", room: "r" }, /content is required/],
+    [{ user: "u", content: "c", room: " \t" }, /room is required/],
     [
       { user: "u".repeat(300), content: "c", room: "r" },
       /user is longer than 256/,

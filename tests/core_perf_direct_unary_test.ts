@@ -511,6 +511,8 @@ const cases: [string, Uint8Array[], number, RegExp][] = [
   ["an empty user", [framedPost("c", "")], 3, /^user is required$/],
   ["an empty room", [framedPost("c", "u", "")], 3, /^room is required$/],
   ["empty content", [framedPost("")], 3, /^content is required$/],
+  ["blank content", [framedPost(" \n\t ")], 3, /^content is required$/],
+  ["a blank user", [framedPost("c", "  ")], 3, /^user is required$/],
   ["an empty message", [frameMessage(new Uint8Array())], 3, /is required/],
 ];
 

@@ -150,6 +150,10 @@ Deno.test("UploadMessages validates every message, also after valid ones from th
   const ok = { user: "Bob", content: "ok", room: "general" };
   const cases: [Record<string, string>, RegExp][] = [
     [{ user: "Bob", content: "", room: "general" }, /content is required/],
+    [
+      { user: "Bob", content: " \n\t ", room: "general" },
+      /content is required/,
+    ],
     [{ user: " ", content: "x", room: "general" }, /user is required/],
     [{ user: "Bob", content: "x", room: "r".repeat(257) }, /room is longer/],
   ];
@@ -206,11 +210,13 @@ Deno.test("Chat sends 'Server is alive!' every aliveIntervalMs", async () => {
   chat.cancel();
 });
 
-Deno.test("Chat ends with INVALID_ARGUMENT for a message without content", async () => {
-  await using f = await startCore();
-  const chat = f.client.chat();
-  chat.write({ id: "x", user: "Charlie", content: "", room: "general" });
-  const err = await rejection(rest(chat));
-  assert.equal(err.code, status.INVALID_ARGUMENT);
-  assert.match(err.details, /content is required/);
-});
+for (const content of ["", "   ", " \n\t "]) {
+  Deno.test(`Chat ends with INVALID_ARGUMENT for a message with content ${JSON.stringify(content)}`, async () => {
+    await using f = await startCore();
+    const chat = f.client.chat();
+    chat.write({ id: "x", user: "Charlie", content, room: "general" });
+    const err = await rejection(rest(chat));
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /content is required/);
+  });
+}

@@ -6,7 +6,10 @@
  * restart loop.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { CORE_SETTINGS } from "../server/config.ts";
+import { FrameBuilder } from "../server/store/log_format.ts";
+import { segmentName } from "../server/store/log_files.ts";
 import { lines, ROOT, runDeno as run, takenPort } from "./support/process.ts";
 
 const CORE = [
@@ -53,6 +56,18 @@ for (
     assert.deepEqual(lines(r.stderr), [
       'core: --metrics-port must be an integer from 0 to 65535 or "off", got "http"',
     ]);
+  });
+
+  Deno.test(`${name} names a negative value's flag and range in one line and exits 2`, async () => {
+    // node:util parseArgs calls `--flag -1` "ambiguous" in three sentences.
+    for (const args of [["--history-size", "-1"], ["--history-size=-1"]]) {
+      const r = await run([...cmd, ...args]);
+      assert.equal(r.code, 2, `${args}`);
+      assert.deepEqual(lines(r.stderr), [
+        'core: --history-size must be an integer from 0 to 1000000, got "-1"',
+      ]);
+      assert.equal(r.stdout, "");
+    }
   });
 }
 
@@ -151,4 +166,109 @@ Deno.test("server/main.ts --log-format json writes one JSON object per lifecycle
   assert.ok(msgs.includes("SIGTERM received"), seen);
   assert.ok(msgs.includes("health: NOT_SERVING (shutting down)"), seen);
   assert.equal(msgs.at(-1), "stopped");
+});
+
+/**
+ * `deno task serve:core --log-format json` in `dataDir` until it listens,
+ * then SIGTERM; every line it wrote, stdout and stderr apart.
+ */
+async function supervisedJsonRun(dataDir: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...SUPERVISED,
+      "--port",
+      "0",
+      "--log-format",
+      "json",
+      "--data-dir",
+      dataDir,
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  while (!/listening on/.test(stdout)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  const status = await child.status;
+  return { code: status.code, stdout, stderr: await stderr };
+}
+
+/** Each line of `text` as JSON, failing on the first that is not. */
+function records(text: string): Record<string, string>[] {
+  return lines(text).map((l) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      throw new assert.AssertionError({ message: `not JSON: ${l}\n${text}` });
+    }
+  });
+}
+
+Deno.test("serve:core --log-format json: the supervisor's lines and the history store's warnings are JSON too", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const first = await supervisedJsonRun(dataDir);
+    assert.equal(first.code, 0, first.stderr);
+    const out = records(first.stdout);
+    const err = records(first.stderr);
+    assert.ok(out.some((r) => /^listening on /.test(r.msg)), first.stdout);
+    const supervisor = err.filter((r) => r.component === "supervisor");
+    assert.deepEqual(
+      supervisor.map((r) => r.msg.replace(/\d+/g, "N")),
+      [
+        "started child pid N",
+        "SIGTERM received, forwarding to the core",
+        "child exited (code N) after stop",
+      ],
+    );
+    for (const r of supervisor) {
+      assert.equal(r.level, "info");
+      assert.ok(!Number.isNaN(Date.parse(r.time)), r.time);
+    }
+
+    // A write cut short at the log's end: the store cuts it off and warns.
+    const file = join(dataDir, segmentName(1));
+    const frame = new FrameBuilder();
+    frame.message(1, 3, Date.now(), new Uint8Array(100));
+    await Deno.writeFile(file, frame.finish().subarray(0, 50), {
+      append: true,
+    });
+    const second = await supervisedJsonRun(dataDir);
+    assert.equal(second.code, 0, second.stderr);
+    records(second.stdout);
+    const warnings = records(second.stderr).filter((r) => r.level === "warn");
+    assert.equal(warnings.length, 1, second.stderr);
+    assert.equal(warnings[0].component, "core");
+    assert.match(warnings[0].msg, /^history: .*: cut off 50 bytes at byte /);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("server/main.ts --log-format json: a port in use is one JSON line, exit 2", async () => {
+  using taken = takenPort();
+  const r = await run([
+    ...CORE,
+    "--port",
+    String(taken.port),
+    "--log-format",
+    "json",
+  ]);
+  assert.equal(r.code, 2, r.stderr);
+  const [line, ...more] = records(r.stderr);
+  assert.deepEqual(more, []);
+  assert.equal(line.level, "error");
+  assert.equal(line.msg, `port ${taken.port} is in use (--port)`);
 });

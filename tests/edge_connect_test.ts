@@ -100,6 +100,17 @@ Deno.test("edge Connect: curl-style JSON POST answers JSON, errors as Connect JS
   const err = await bad.json();
   assert.equal(err.code, "invalid_argument");
   assert.ok(err.message.length > 0);
+
+  // Whitespace-only content is no content, through the edge as directly.
+  const blank = await stack.fetch(stack.url + SEND, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: "curl", room: "r", content: " \n\t " }),
+  });
+  assert.equal(blank.status, 400);
+  const blankErr = await blank.json();
+  assert.equal(blankErr.code, "invalid_argument");
+  assert.match(blankErr.message, /content is required/);
 });
 
 Deno.test("edge Connect: the real curl binary posts JSON and gets msg_N", async () => {

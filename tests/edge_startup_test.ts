@@ -27,6 +27,14 @@ Deno.test("serve:edge names a bad flag or value in one line and exits 2", async 
         ["--port", "abc"],
         'edge: --port must be an integer from 0 to 65535, got "abc"',
       ],
+      [
+        ["--port", "-1"],
+        'edge: --port must be an integer from 0 to 65535, got "-1"',
+      ],
+      [
+        ["--port=-1"],
+        'edge: --port must be an integer from 0 to 65535, got "-1"',
+      ],
     ] as const
   ) {
     const r = await run([...args]);

@@ -38,6 +38,10 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
         ["--port", "70000"],
         'serve: --port must be an integer from 0 to 65535, got "70000"',
       ],
+      [
+        ["--port", "-1"],
+        'serve: --port must be an integer from 0 to 65535, got "-1"',
+      ],
     ] as const
   ) {
     const r = await run([...args]);

@@ -13,6 +13,7 @@
  * known field with the wrong wire type.
  */
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { isBlank } from "../rooms/validate.ts";
 
 /**
  * What checking and routing a posted `chat.Message` needs: UploadMessages
@@ -23,7 +24,7 @@ export interface PostHead {
   readonly room: string;
   /** `MessageType` as sent (0 is CHAT); an int32, as fromBinary() reads it. */
   readonly type: number;
-  /** The content is not empty. */
+  /** The content is not blank: not empty nor whitespace only (isBlank()). */
   readonly hasContent: boolean;
 }
 
@@ -158,6 +159,22 @@ function checkText(bytes: Uint8Array, start: number, end: number): void {
   }
 }
 
+/**
+ * isBlank() on a string field's bytes (valid UTF-8) without building the
+ * string for the common message: a first byte that cannot start a
+ * whitespace character trim() removes (anything but ASCII up to space and
+ * the lead bytes of U+00A0, U+1680, U+2000–U+205F, U+3000 and U+FEFF), or
+ * a visible ASCII last byte, decides it. Only the rest is decoded.
+ */
+function blankBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  if (start === end) return true;
+  const first = bytes[start], last = bytes[end - 1];
+  const mayStartSpace = first <= 0x20 || first === 0xc2 ||
+    (first >= 0xe1 && first <= 0xe3) || first === 0xef;
+  if (!mayStartSpace || (last > 0x20 && last < 0x80)) return false;
+  return isBlank(text(bytes, start, end));
+}
+
 // Shared between fastPost() and its helpers; reset on every call.
 let at = 0;
 
@@ -243,9 +260,13 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
         break;
       case 3:
         // The last occurrence of a field wins, an empty one included.
-        hasContent = len > 0;
-        if (full) content = text(bytes, start, at);
-        else checkText(bytes, start, at);
+        if (full) {
+          content = text(bytes, start, at);
+          hasContent = !isBlank(content);
+        } else {
+          checkText(bytes, start, at);
+          hasContent = !blankBytes(bytes, start, at);
+        }
         span.contentAt = start;
         span.contentEnd = at;
         break;
@@ -371,7 +392,7 @@ function readPost(bytes: Uint8Array, mode: Mode): PostHead {
         reader.skip(wireType, no);
     }
   }
-  const hasContent = content !== "";
+  const hasContent = !isBlank(content);
   return decoded(mode, bytes, id, user, content, room, type, hasContent);
 }
 

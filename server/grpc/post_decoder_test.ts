@@ -27,7 +27,7 @@ const fields = (
   content: m.content,
   room: m.room,
   type: m.type,
-  hasContent: m.content !== "",
+  hasContent: m.content.trim() !== "",
 });
 
 /** decodePostHead()'s part of fields(). */
@@ -329,6 +329,40 @@ Deno.test("decodePostHead() checks the id and content it does not build, and tel
     bad[at] = 0xff;
     assert.throws(() => decodePost(bad));
     assert.throws(() => decodePostHead(bad));
+  }
+  // Whitespace only is no content, in every decoder, whatever the spaces;
+  // text with a space at either end (or only inside) is content.
+  const blank = [
+    " ",
+    "   ",
+    " \n\t ",
+    "\r\v\f",
+    "\u00a0",
+    " \u3000 ",
+    "\ufeff",
+    "\u2028\u2029\u1680\u202f\u205f\u2000\u200a",
+  ];
+  const content = [
+    " a",
+    "a ",
+    " a ",
+    "\u00a0é\u00a0",
+    "\u3000字",
+    " 🚀 ",
+    "\u0085",
+    "\u200b",
+    "\x00",
+    " \x01 ",
+  ];
+  for (const [texts, has] of [[blank, false], [content, true]] as const) {
+    for (const c of texts) {
+      const bytes = encode(c);
+      const why = JSON.stringify(c);
+      assert.equal(decodePostHead(bytes).hasContent, has, why);
+      assert.equal(decodePost(bytes).hasContent, has, why);
+      assert.equal(decodeChatPost(bytes).hasContent, has, why);
+      assert.equal(c.trim() !== "", has, why);
+    }
   }
   // The last occurrence of the content wins, an empty one too.
   const twice = new Uint8Array([...encode("hi"), 0x1a, 0]);

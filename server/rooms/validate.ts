@@ -9,12 +9,37 @@ import { ChatError } from "./errors.ts";
 /** Longest user or room name accepted, in UTF-16 code units. */
 export const MAX_NAME_LENGTH = 256;
 
+/**
+ * Whether a UTF-16 code unit can be one that `String.prototype.trim()`
+ * removes (tab to CR, space, U+00A0, U+1680, U+2000–U+205F, U+3000,
+ * U+FEFF). A superset of trim()'s set: it only decides when trim() is
+ * needed at all.
+ */
+const maySpace = (c: number): boolean =>
+  c <= 0x20 || c === 0xa0 || c === 0x1680 ||
+  (c >= 0x2000 && c <= 0x205f) || c === 0x3000 || c === 0xfeff;
+
+/**
+ * Whether `s` is empty or whitespace only, as trim() counts whitespace.
+ * It runs on every posted message: a visible first or last character (the
+ * common case) decides it with two char reads and no allocation; only text
+ * that starts and ends with a possible space is trimmed.
+ */
+export function isBlank(s: string): boolean {
+  const n = s.length;
+  if (n === 0) return true;
+  if (!maySpace(s.charCodeAt(0)) || !maySpace(s.charCodeAt(n - 1))) {
+    return false;
+  }
+  return s.trim() === "";
+}
+
 function requireName(
   field: "user" | "room",
   value: string,
   where: string,
 ): void {
-  if (value.trim() === "") {
+  if (isBlank(value)) {
     throw new ChatError("invalid_argument", `${where}${field} is required`);
   }
   if (value.length > MAX_NAME_LENGTH) {
@@ -25,15 +50,21 @@ function requireName(
   }
 }
 
-/** A message posted to a room: user, room and content are all required. */
+/**
+ * A message posted to a room: user, room and content are all required, and
+ * blank (whitespace only) counts as missing for each of them.
+ */
 export function validatePost(
   post: { user: string; room: string; content: string },
   where = "",
 ): void {
-  checkPost(post.user, post.room, post.content !== "", where);
+  checkPost(post.user, post.room, !isBlank(post.content), where);
 }
 
-/** validatePost() for a reader that only knows whether there is content. */
+/**
+ * validatePost() for a reader that only knows whether there is content
+ * (`hasContent`: not blank, as {@linkcode isBlank} decides).
+ */
 export function validatePostHead(
   post: { user: string; room: string; hasContent: boolean },
   where = "",

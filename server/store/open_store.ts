@@ -27,10 +27,14 @@ import { openThreadedSqliteStore } from "./sqlite_thread.ts";
  * Rejects with StoreOpenError (naming the file) when the data directory or
  * a file in it is unusable. `cpus` (default: the CPUs this process may run
  * on) picks where SQLite runs: on a worker thread when more than one.
+ * `warn` hears the log store's warnings (a torn tail cut off, an import, a
+ * failed compaction): the core's logger, so that they come out in its
+ * format (default: plain lines on stderr).
  */
 export async function openStore(
   config: Readonly<CoreConfig>,
   cpus: number = navigator.hardwareConcurrency,
+  warn?: (message: string) => void,
 ): Promise<HistoryStore> {
   const limits = {
     size: config.historySize,
@@ -47,8 +51,8 @@ export async function openStore(
   const options = { ...limits, dataDir: config.dataDir };
   if (config.store === "log") {
     // A directory upgraded from --store sqlite: its history first.
-    await importSqlite(options);
-    return openLogStore({ ...inMemory, dataDir: config.dataDir });
+    await importSqlite({ ...options, warn });
+    return openLogStore({ ...inMemory, dataDir: config.dataDir, warn });
   }
   return cpus > 1
     ? await openThreadedSqliteStore(options)

@@ -17,6 +17,7 @@
  * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
+import { joinNegativeValues } from "../../config/negative_values.ts";
 import { parseNumberFlag } from "../../config/number_flag.ts";
 import { prefixLines } from "./children.ts";
 import { redactUrl } from "../../server/config.ts";
@@ -64,21 +65,22 @@ function port(flag: string, raw: string, offOk = false): string {
   }
 }
 
+const options = {
+  "core-port": { type: "string", default: "50051" },
+  port: { type: "string", default: "8080" },
+  host: { type: "string", default: "127.0.0.1" },
+  "metrics-port": { type: "string", default: "9464" },
+  "auth-dev": { type: "boolean", default: false },
+  cores: { type: "string", default: "1" },
+  "edge-procs": { type: "string", default: "1" },
+  broker: { type: "string", default: "" },
+  help: { type: "boolean", short: "h" },
+} as const;
 let values;
 try {
   ({ values } = parseArgs({
-    args: Deno.args,
-    options: {
-      "core-port": { type: "string", default: "50051" },
-      port: { type: "string", default: "8080" },
-      host: { type: "string", default: "127.0.0.1" },
-      "metrics-port": { type: "string", default: "9464" },
-      "auth-dev": { type: "boolean", default: false },
-      cores: { type: "string", default: "1" },
-      "edge-procs": { type: "string", default: "1" },
-      broker: { type: "string", default: "" },
-      help: { type: "boolean", short: "h" },
-    },
+    args: joinNegativeValues(Deno.args, options),
+    options,
     strict: true,
     allowPositionals: false,
   }));

@@ -3,43 +3,75 @@
  * prints an HS256 token signed with the core's secret (`--secret`, or
  * CHAT_JWT_SECRET), for development and tests. Issuer and audience follow
  * CHAT_JWT_ISSUER / CHAT_JWT_AUDIENCE unless given.
+ *
+ * It refuses what no core would accept (a secret under 32 bytes, a ttl that
+ * is already over) rather than print a token that fails on first use. A
+ * bad flag or value is one line and exit 2, as for the other tasks.
  */
 import { parseArgs } from "node:util";
 import { signDevToken } from "../../auth/dev_token.ts";
+import {
+  hs256SecretTooShort,
+  MIN_HS256_SECRET_BYTES,
+} from "../../auth/secret.ts";
+import { joinNegativeValues } from "../../config/negative_values.ts";
 
 const USAGE =
-  "usage: deno task token --user U [--rooms a,b*] [--scope publish|subscribe] [--ttl 1h] [--secret S] [--issuer I] [--audience A]";
+  `usage: deno task token --user U [--rooms a,b*] [--scope publish|subscribe] [--ttl 1h] [--secret S] [--issuer I] [--audience A]
+Prints an HS256 token for a core started with the same --jwt-secret.
+  --user U        the token's user (its sub); required
+  --rooms a,b*    rooms it may use: names or prefix* patterns (default: every room)
+  --scope S       publish, subscribe or both (default: both)
+  --ttl T         lifetime: seconds, or 30m, 1h, 7d; more than 0 (default 1h)
+  --secret S      HS256 secret, at least ${MIN_HS256_SECRET_BYTES} bytes (default $CHAT_JWT_SECRET)
+  --issuer I      iss claim (default $CHAT_JWT_ISSUER)
+  --audience A    aud claim (default $CHAT_JWT_AUDIENCE)`;
 
+const fail: (message: string) => never = (message) => {
+  console.error(`token: ${message} (see deno task token --help)`);
+  Deno.exit(2);
+};
+
+const options = {
+  user: { type: "string" },
+  rooms: { type: "string" },
+  scope: { type: "string" },
+  ttl: { type: "string", default: "1h" },
+  secret: { type: "string" },
+  issuer: { type: "string" },
+  audience: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
 let values;
 try {
   ({ values } = parseArgs({
-    args: Deno.args,
-    options: {
-      user: { type: "string" },
-      rooms: { type: "string" },
-      scope: { type: "string" },
-      ttl: { type: "string", default: "1h" },
-      secret: { type: "string" },
-      issuer: { type: "string" },
-      audience: { type: "string" },
-    },
+    args: joinNegativeValues(Deno.args, options),
+    options,
     strict: true,
     allowPositionals: false,
   }));
 } catch (err) {
-  console.error(`token: ${(err as Error).message}\n${USAGE}`);
-  Deno.exit(2);
+  fail((err as Error).message.split("\n")[0]);
+}
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
 }
 const secret = values.secret ?? Deno.env.get("CHAT_JWT_SECRET");
-const fail = (message: string): never => {
-  console.error(`token: ${message}\n${USAGE}`);
-  Deno.exit(2);
-};
 if (!values.user) fail("--user is required");
 if (!secret) fail("no secret: pass --secret or set CHAT_JWT_SECRET");
+// Every core refuses a shorter secret at start-up: a token signed with one
+// could never be checked.
+if (hs256SecretTooShort(secret!)) {
+  const from = values.secret !== undefined ? "--secret" : "CHAT_JWT_SECRET";
+  fail(`${from} must be at least ${MIN_HS256_SECRET_BYTES} bytes`);
+}
 const ttl = values.ttl;
-if (!/^\d+\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|days?|w|weeks?)?$/.test(ttl)) {
-  fail(`--ttl must look like 90, 30m, 1h or 7d, got "${ttl}"`);
+const ttlForm = /^(\d+)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|days?|w|weeks?)?$/
+  .exec(ttl);
+if (ttlForm === null || Number(ttlForm[1]) === 0) {
+  // 0 (or a negative number) would print a token already expired.
+  fail(`--ttl must be more than 0, like 90, 30m, 1h or 7d, got "${ttl}"`);
 }
 const scope = values.scope?.split(/[ ,]+/).filter((s) => s !== "").join(" ");
 if (
