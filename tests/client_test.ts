@@ -53,6 +53,25 @@ function deadPort(): number {
   return port;
 }
 
+/** `deno task client` against `addr`, with short waits, and `flags`. */
+function quickExamples(addr: string, flags: string[]) {
+  return task("client", [
+    "--addr",
+    addr,
+    "--metrics-interval",
+    "1",
+    "--metrics-count",
+    "2",
+    "--chat-interval-ms",
+    "20",
+    "--batch-delay-ms",
+    "10",
+    "--linger-ms",
+    "100",
+    ...flags,
+  ]);
+}
+
 Deno.test("deno task client runs the five examples and reports each ok", async () => {
   const srv = await startCoreServer({ port: 0 });
   try {
@@ -321,27 +340,7 @@ Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token
     assert.match(none.stderr, /^error: UNAUTHENTICATED: /m);
     // The examples post as the token's user, so all five pass with it;
     // without a token even StreamMetrics fails.
-    const examples = (flags: string[], env: Record<string, string> = {}) =>
-      task(
-        "client",
-        [
-          "--addr",
-          addr,
-          "--metrics-interval",
-          "1",
-          "--metrics-count",
-          "2",
-          "--chat-interval-ms",
-          "20",
-          "--batch-delay-ms",
-          "10",
-          "--linger-ms",
-          "100",
-          ...flags,
-        ],
-        undefined,
-        env,
-      );
+    const examples = (flags: string[]) => quickExamples(addr, flags);
     const withToken = await examples(["--token", dana]);
     assert.equal(withToken.code, 0, withToken.stdout + withToken.stderr);
     assert.match(withToken.stdout, /ok +SendMessage +id=msg_\d+\n/);
@@ -357,22 +356,7 @@ Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token
 Deno.test("deno task client --token from deno task token passes every example against a core with auth; --user picks the user", async () => {
   const srv = await startCoreServer({ port: 0, jwtSecret: SECRET });
   const addr = `127.0.0.1:${srv.port}`;
-  const run = (flags: string[]) =>
-    task("client", [
-      "--addr",
-      addr,
-      "--metrics-interval",
-      "1",
-      "--metrics-count",
-      "2",
-      "--chat-interval-ms",
-      "20",
-      "--batch-delay-ms",
-      "10",
-      "--linger-ms",
-      "100",
-      ...flags,
-    ]);
+  const run = (flags: string[]) => quickExamples(addr, flags);
   try {
     const made = await task("token", ["--user", "Erin", "--secret", SECRET]);
     assert.equal(made.code, 0, made.stderr);
