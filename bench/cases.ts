@@ -127,6 +127,13 @@ export function benchCases(short: boolean, duration?: number): BenchCase[] {
       compareWith: "unary_c16_k1",
     },
     {
+      name: "connect_unary_c16",
+      scenario: "web_unary",
+      group: "edge",
+      args: { ...t, c: 16, connect: 1 },
+      compareWith: "unary_c16_k1",
+    },
+    {
       name: "web_stream_s10",
       scenario: "web_stream",
       group: "edge",

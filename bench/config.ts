@@ -100,7 +100,7 @@ Starts the server under test (pinned to CPU 0) and runs each case's load
   --cases a,b          only these cases (unary_c16_k1 unary_c64_k4 fanout_s10_p1
                        fanout_s100_p4 upload_n200k chat_n20k memory_idle10k
                        memory_idle100k memory_idle100k_room1 web_unary_c16
-                       web_stream_s10)
+                       connect_unary_c16 web_stream_s10)
   -d SECONDS           timed duration of timed cases (default 5; short 0.3)
   --server-cmd CMD     server under test, with {port} (default: ${DEFAULT_SERVER_CMD})
   --edge-cmd CMD       edge, with {port} and {upstream} (default when edge/main.ts exists:

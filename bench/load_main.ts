@@ -27,6 +27,7 @@ const { values: v } = parseArgs({
     "pub-addr": s,
     edge: s,
     c: s,
+    connect: s,
     conns: s,
     d: s,
     warmup: s,
@@ -97,6 +98,7 @@ try {
         ...common,
         edge: v.edge ?? "",
         c: num("c", 16),
+        connect: num("connect", 0) === 1,
       });
       break;
     case "web_stream":

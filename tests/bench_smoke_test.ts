@@ -65,7 +65,9 @@ Deno.test("deno task bench --short runs every case against the core and saves JS
       assert.equal(mem.rooms, rooms);
       assert.ok((mem.rss_mb as number) > (mem.rss_before_mb as number) * 0.5);
     }
-    for (const web of ["web_unary_c16", "web_stream_s10"]) {
+    for (
+      const web of ["web_unary_c16", "connect_unary_c16", "web_stream_s10"]
+    ) {
       const w = byCase[web];
       assert.ok(w.ok, `${web}: ${JSON.stringify(w)}`);
       if (!w.skipped) {

@@ -1,6 +1,7 @@
 /**
- * Edge scenarios: gRPC-Web unary and server streaming through the edge, to
- * set beside the same load sent to the core directly.
+ * Edge scenarios: gRPC-Web (and Connect) unary and gRPC-Web server
+ * streaming through the edge, to set beside the same load sent to the core
+ * directly.
  *
  * The client is plain `fetch` with `application/grpc-web+proto` bodies, as a
  * browser's would be. The framing comes from protocol/ (the same parser the
@@ -78,6 +79,27 @@ async function grpcWebCall(
   return status ?? "missing";
 }
 
+/**
+ * Posts one Connect unary call (binary: the bare message, no envelope), as
+ * connect-web does; ok only with HTTP 200 and a response message.
+ */
+async function connectUnaryCall(url: string, request: Uint8Array) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: CONNECT_HEADERS,
+    body: request as Uint8Array<ArrayBuffer>,
+  });
+  const body = new Uint8Array(await res.arrayBuffer());
+  return res.status === 200 && body.length > 0
+    ? "0"
+    : `HTTP ${res.status} ${new TextDecoder().decode(body.subarray(0, 200))}`;
+}
+
+const CONNECT_HEADERS = {
+  "content-type": "application/proto",
+  "connect-protocol-version": "1",
+};
+
 /** Parameters of the gRPC-Web unary scenario. */
 export interface WebUnaryOptions {
   /** Edge base URL, e.g. `http://127.0.0.1:8080`. */
@@ -85,6 +107,8 @@ export interface WebUnaryOptions {
   c: number;
   durationS: number;
   warmupS: number;
+  /** Connect's unary protocol instead of gRPC-Web. */
+  connect?: boolean;
 }
 
 /** SendMessage through the edge at concurrency C; calls/s and latency. */
@@ -108,8 +132,10 @@ export async function runGrpcWebUnary(
       const t0 = performance.now();
       let ok = false;
       try {
-        let got = false;
-        const status = await grpcWebCall(url, req, () => got = true);
+        let got = o.connect === true;
+        const status = o.connect
+          ? await connectUnaryCall(url, req)
+          : await grpcWebCall(url, req, () => got = true);
         ok = status === "0" && got;
         if (!ok) firstError ??= `grpc-status ${status}`;
         all++;
@@ -123,6 +149,7 @@ export async function runGrpcWebUnary(
   }));
   return {
     scenario: "web_unary",
+    protocol: o.connect ? "connect" : "grpc-web",
     ok: errors === 0 && lat.length > 0,
     c: o.c,
     duration_s: o.durationS,
