@@ -17,6 +17,7 @@ import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS } from "./assets.ts";
 import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
 import { Code } from "../protocol/status.ts";
+import { connectErrorAnswer } from "../protocol/connect_error_answer.ts";
 import { CallObserver, type CallProtocol } from "./ops/calls.ts";
 import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
 import { createStaticHandler } from "./static.ts";
@@ -70,10 +71,6 @@ function mediaTypeOf(value: string): string {
 
 function mediaType(request: Request): string {
   return mediaTypeOf(request.headers.get("content-type") ?? "");
-}
-
-function connectError(status: number, code: string, message: string): Response {
-  return Response.json({ code, message }, { status });
 }
 
 /** Creates the edge app. */
@@ -174,14 +171,28 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     const path = new URL(request.url).pathname;
     // Recorded as method "unknown": a label per path would grow without bound.
     calls.start("connect", path).end(Code.UNIMPLEMENTED);
-    return connectError(404, "unimplemented", `no method at ${path}`);
+    return connectErrorAnswer(
+      request,
+      404,
+      "unimplemented",
+      `no method at ${path}`,
+    );
   });
 
-  app.onError((err) => {
-    // Unexpected only: protocol errors are answered by the handlers.
+  // Unexpected only: protocol errors are answered by the handlers. A
+  // Connect client is told INTERNAL in its protocol's form (the call record
+  // says INTERNAL too); any other gets a plain 500.
+  const internalError = (
+    err: unknown,
+    request?: Request,
+    headers: [string, string][] = [],
+  ) => {
     console.error("edge: unhandled error", err);
-    return new Response("internal error\n", { status: 500 });
-  });
+    return request !== undefined && rpcProtocol(request) === "connect"
+      ? connectErrorAnswer(request, 500, "internal", "internal error", headers)
+      : new Response("internal error\n", { status: 500 });
+  };
+  app.onError((err, c) => internalError(err, c.req.raw));
 
   // gRPC-Web and Connect POSTs skip Hono's routing and middleware chain: per
   // call they cost more than the proxying itself (docs/edge-perf-log.md,
@@ -189,10 +200,6 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   // CORS headers included.
   const cors = corsSimpleHeaders(config.allowedOrigins);
   const anyOrigin = config.allowedOrigins.includes("*");
-  const internalError = (err: unknown) => {
-    console.error("edge: unhandled error", err);
-    return new Response("internal error\n", { status: 500 });
-  };
   const honoFetch = app.fetch;
   if (options.fastPaths !== false) {
     app.fetch = (request, ...rest) => {
@@ -209,12 +216,15 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
       // Each header read is a call into Deno (~1 µs): none that is not needed.
       const origin = anyOrigin ? null : request.headers.get("origin");
       if (isGrpcWeb) {
-        return grpcWeb(request, cors(origin), path, type).catch(internalError);
+        return grpcWeb(request, cors(origin), path, type).catch((err) =>
+          internalError(err)
+        );
       }
       // An unknown method gets the route's 404.
-      const answer = connect(request, path, cors(origin));
+      const headers = cors(origin);
+      const answer = connect(request, path, headers);
       if (answer === undefined) return honoFetch(request, ...rest);
-      return answer.catch(internalError);
+      return answer.catch((err) => internalError(err, request, headers));
     };
   }
 

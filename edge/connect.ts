@@ -42,11 +42,13 @@ import {
   errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { concatBytes } from "../protocol/bytes.ts";
+import { isConnectStreaming } from "../protocol/connect_error_answer.ts";
 import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
 import {
+  encodeConnectEndStream,
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
   parseConnectEndStream,
@@ -291,7 +293,11 @@ export function createConnectHandler(
     }).then(
       async (res) =>
         universalServerResponseToFetch(
-          await observed(withErrorBody(res, request), record),
+          await observed(
+            withErrorBody(res, request),
+            record,
+            isConnectStreaming(request.headers.get("content-type")),
+          ),
         ),
       (err) => {
         // Answered 500 by the app (edge/app.ts): the client reads INTERNAL.
@@ -609,7 +615,8 @@ async function* countIn(
  * connect-es answers a wrong HTTP method (405) or a content type that does
  * not fit the method (415) with no body, which a Connect client reads as
  * `unknown`. The edge says what happened instead: `unimplemented` in a
- * Connect error body, with the same HTTP status, so the client and the
+ * Connect error body, with the same HTTP status (for a streaming content
+ * type, in an end-stream message of a 200 answer), so the client and the
  * call's record agree.
  */
 function withErrorBody(
@@ -623,8 +630,21 @@ function withErrorBody(
       JSON.stringify(request.headers.get("content-type") ?? "")
     } does not fit this method`;
   const header = new Headers(res.header);
-  header.set("content-type", "application/json");
   if (res.status === 405) header.set("allow", "POST");
+  const type = request.headers.get("content-type");
+  if (isConnectStreaming(type)) {
+    // A streaming client reads no body from a non-200 answer.
+    header.set("content-type", type!.split(";")[0].trim());
+    return {
+      ...res,
+      status: 200,
+      header,
+      body: one(
+        encodeConnectEndStream({ error: { code: "unimplemented", message } }),
+      ),
+    };
+  }
+  header.set("content-type", "application/json");
   return {
     ...res,
     header,
@@ -646,12 +666,21 @@ function withErrorBody(
 function observed(
   res: UniversalServerResponse,
   record: CallRecord,
+  streamingRequest: boolean,
 ): UniversalServerResponse | Promise<UniversalServerResponse> {
   if (res.body === undefined) {
     record.end(GrpcCode.OK);
     return res;
   }
-  if (res.status !== 200) return observedError(res, record);
+  if (res.status !== 200) {
+    // A Connect client reads no body from a streaming call's non-200
+    // answer: its code is the HTTP status's.
+    return observedError(
+      res,
+      record,
+      streamingRequest ? codeFromHttpStatus(res.status) : undefined,
+    );
+  }
   const streaming = /^application\/connect\+/.test(
     res.header?.get("content-type") ?? "",
   );
@@ -673,19 +702,20 @@ function observed(
 }
 
 /**
- * A unary error answer, recorded with the code in its body. Its one chunk
+ * An error answer, recorded with `code`, or else the code in its body. Its one chunk
  * is in memory already (connect-es builds it whole), so it is read here
  * and handed on as it was.
  */
 async function observedError(
   res: UniversalServerResponse,
   record: CallRecord,
+  code?: number,
 ): Promise<UniversalServerResponse> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of res.body!) chunks.push(chunk);
   const bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
   record.bytesOut += bytes.byteLength;
-  record.end(await errorBodyCode(bytes, res));
+  record.end(code ?? await errorBodyCode(bytes, res));
   return { ...res, body: one(bytes) };
 }
 

@@ -6,12 +6,14 @@
  * `completed` promise, not the TCP connections themselves, so the unit here
  * is the request: on HTTP/1.1 that is a connection in use, on HTTP/2 a
  * stream. A refused request gets RESOURCE_EXHAUSTED in its protocol's form
- * (gRPC-Web and native gRPC: a trailers-only response; Connect and the rest:
- * HTTP 429 with a Connect error body).
+ * (gRPC-Web and native gRPC: a trailers-only response; a Connect stream: an
+ * end-stream message; Connect unary and the rest: HTTP 429 with a Connect
+ * error body).
  *
  * @module
  */
 import { Code, encodeGrpcMessage } from "../protocol/mod.ts";
+import { connectErrorAnswer } from "../protocol/connect_error_answer.ts";
 import { ConcurrencyLimit } from "../limits/concurrency_limit.ts";
 import { ipKey } from "../net/ip_key.ts";
 
@@ -76,8 +78,5 @@ export function tooManyRequests(
       ],
     });
   }
-  return Response.json({ code: "resource_exhausted", message }, {
-    status: 429,
-    headers: cors,
-  });
+  return connectErrorAnswer(request, 429, "resource_exhausted", message, cors);
 }

@@ -11,8 +11,14 @@
  */
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { SubscribeRequestSchema } from "../gen/chat_pb.ts";
-import { encodeEnvelope } from "../protocol/mod.ts";
+import { ChatService, SubscribeRequestSchema } from "../gen/chat_pb.ts";
+import {
+  Code as ConnectCode,
+  ConnectError,
+  createClient,
+} from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { encodeEnvelope, parseConnectEndStream } from "../protocol/mod.ts";
 import { encodeFrame, FLAG_DATA, FLAG_END } from "../protocol/ws_bridge.ts";
 import type { Upstream } from "../edge/upstream/types.ts";
 import {
@@ -233,10 +239,12 @@ Deno.test("edge records: Connect refusals are recorded with the code in the erro
       "invalid_argument",
     ],
     ["GET", () => stack.fetch(stack.url + SEND), 405, "unimplemented"],
+    // A streaming content type: the error in an end-stream message of a
+    // 200 answer, since a streaming client reads no body from another.
     [
       "stream type, unary method",
       () => post(SEND, "application/connect+json", subscribeJson()),
-      415,
+      200,
       "unimplemented",
     ],
     [
@@ -253,14 +261,20 @@ Deno.test("edge records: Connect refusals are recorded with the code in the erro
           "application/connect+json",
           subscribeJson(),
         ),
-      404,
+      200,
       "unimplemented",
     ],
   ];
   for (const [what, call, status, code] of cases) {
     const res = await call();
     assert.equal(res.status, status, what);
-    assert.equal((await res.json()).code, code, what);
+    const error = status === 200
+      ? parseConnectEndStream(
+        new Uint8Array(await res.arrayBuffer()).subarray(5),
+      )
+        .error
+      : await res.json();
+    assert.equal(error?.code, code, what);
   }
   // A malformed message in a stream: the end-stream message says so.
   const stream = await post(
@@ -463,4 +477,104 @@ Deno.test("edge records: a WebSocket bridge call the edge itself fails ends INTE
     text,
   );
   assert.deepEqual(lines.calls(), [`websocket ${SUBSCRIBE} INTERNAL`]);
+});
+
+/** What a connect-es client reads from `call`: "OK" or the error's code. */
+async function clientReads(call: () => Promise<unknown>): Promise<string> {
+  try {
+    await call();
+    return "OK";
+  } catch (err) {
+    return ConnectCode[ConnectError.from(err).code];
+  }
+}
+
+/** connect-es's code name as the records write it (`ResourceExhausted`). */
+const recorded = (name: string) =>
+  name === "OK" ? name : name.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+
+Deno.test("edge records: a Connect call the edge itself fails is told INTERNAL in its protocol's form (unary binary and JSON, stream) and recorded INTERNAL", async () => {
+  const lines = new Lines();
+  const broken = (upstream: Upstream): Upstream => ({
+    ...upstream,
+    call: () => {
+      throw new Error("broken upstream");
+    },
+    close: () => upstream.close(),
+    healthy: () => upstream.healthy(),
+  });
+  await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
+    writeLine: lines.write,
+    wrapUpstream: broken,
+  });
+  const read: string[] = [];
+  const error = console.error;
+  console.error = () => {}; // the edge's report of the bug
+  try {
+    for (const useBinaryFormat of [true, false]) {
+      const client = createClient(
+        ChatService,
+        createConnectTransport({
+          baseUrl: stack.url,
+          fetch: stack.fetch,
+          useBinaryFormat,
+        }),
+      );
+      read.push(
+        await clientReads(() =>
+          client.sendMessage({ user: "u", room: "r", content: "hi" })
+        ),
+      );
+      read.push(
+        await clientReads(async () => {
+          for await (const _ of client.subscribeMessages({ room: "r" })) {
+            break;
+          }
+        }),
+      );
+    }
+  } finally {
+    console.error = error;
+  }
+  await settled(stack, "connect");
+  assert.deepEqual(read, ["Internal", "Internal", "Internal", "Internal"]);
+  assert.deepEqual(
+    lines.calls(),
+    [SEND, SUBSCRIBE, SEND, SUBSCRIBE].map((p) => `connect ${p} INTERNAL`),
+  );
+});
+
+Deno.test("edge records: Connect calls refused for --max-requests-per-ip: a connect-es client reads RESOURCE_EXHAUSTED for a stream and a unary call, as recorded", async () => {
+  const lines = new Lines();
+  await using stack = await startCoreEdge(
+    { logFormat: "text", maxRequestsPerIp: 1 },
+    {},
+    { writeLine: lines.write },
+  );
+  const client = createClient(
+    ChatService,
+    createConnectTransport({ baseUrl: stack.url, fetch: stack.fetch }),
+  );
+  const held = new AbortController();
+  const stream = client.subscribeMessages({ room: "r", user: "u" }, {
+    signal: held.signal,
+  })[Symbol.asyncIterator]();
+  await stream.next(); // the welcome: the address's one place is taken
+  const read = [
+    await clientReads(async () => {
+      for await (const _ of client.subscribeMessages({ room: "r" })) break;
+    }),
+    await clientReads(() =>
+      client.sendMessage({ user: "u", room: "r", content: "c" })
+    ),
+  ];
+  held.abort();
+  await stream.return?.().catch(() => {});
+  await settled(stack, "connect");
+  assert.deepEqual(read, ["ResourceExhausted", "ResourceExhausted"]);
+  assert.deepEqual(lines.calls(), [
+    `connect ${SUBSCRIBE} ${recorded(read[0])}`,
+    `connect ${SEND} ${recorded(read[1])}`,
+    `connect ${SUBSCRIBE} CANCELLED`,
+  ]);
 });

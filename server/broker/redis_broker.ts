@@ -404,8 +404,8 @@ export async function connectRedisBroker(
   const ttlArg = String(options.ttlMs);
   const sizeArg = String(options.size);
   const lastMessageId = block * idBlock;
-  // The block in use ends at `idEnd`; the next is asked for once half of
-  // it is used, so that it is there before the last id goes.
+  // The block in use ends at `idEnd`; the hub asks for the next once half
+  // of it is used (`askAfter`), so that it is there before the last id goes.
   let idEnd = lastMessageId + idBlock;
   let nextBlock: number | undefined;
   let takingBlock = false;
@@ -420,6 +420,10 @@ export async function connectRedisBroker(
     get end() {
       return idEnd;
     },
+    get askAfter() {
+      return idEnd - idBlock / 2;
+    },
+    ask: askIdBlock,
     next() {
       const b = nextBlock;
       if (b === undefined) {
@@ -531,8 +535,7 @@ export async function connectRedisBroker(
     kind: "redis",
     lastMessageId,
     idBlocks,
-    async append(entries, lastId) {
-      if (lastId > idEnd - idBlock / 2) askIdBlock();
+    async append(entries, _lastMessageId) {
       const t0 = performance.now();
       const groups = new Map<string, AppendEntry[]>();
       for (const e of entries) {

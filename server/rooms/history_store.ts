@@ -50,12 +50,19 @@ export interface StoreStatus {
 
 /**
  * Message ids handed out in blocks by a store that several cores share: a
- * core numbers its messages up to its block's `end`, then moves on with
- * `next()`.
+ * core numbers its messages up to its block's `end`, asking for the next
+ * block on the way (`askAfter`), then moves on with `next()`.
  */
 export interface IdBlocks {
   /** The last id of the block in use. */
   readonly end: number;
+  /**
+   * Past this id of the block in use, the next block is asked for
+   * (`ask()`), so that it is there before `end`.
+   */
+  readonly askAfter: number;
+  /** Asks for the next block (once; later calls wait for the same). */
+  ask(): void;
   /**
    * Moves to the next block and returns the id to count on from (its first
    * id minus one), or undefined while that block is not there yet (it is

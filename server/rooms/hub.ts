@@ -180,6 +180,8 @@ export class ChatHub<T> {
   #lastIdText: string;
   /** The last id of the store's id block (Infinity: the store has none). */
   #idEnd: number;
+  /** The next id past which the id block needs a look: its ask, its end. */
+  #idMark: number;
   #commits: CommitQueue;
   /**
    * Members waiting for an epoch (#placeByStore): how many of its messages
@@ -201,6 +203,7 @@ export class ChatHub<T> {
     this.#lastId = options.store.lastMessageId;
     this.#lastIdText = String(this.#lastId);
     this.#idEnd = options.store.idBlocks?.end ?? Infinity;
+    this.#idMark = options.store.idBlocks?.askAfter ?? Infinity;
     this.#commits = new CommitQueue(
       options.store,
       () => this.#lastId,
@@ -242,15 +245,23 @@ export class ChatHub<T> {
 
   /** The seed's ids: `msg_1`, `msg_2`, ... unique across restarts of a durable store. */
   nextMessageId(): string {
-    if (this.#lastId >= this.#idEnd) this.#nextIdBlock();
+    if (this.#lastId >= this.#idMark) this.#idBlockMark();
     this.#lastId++;
     this.#lastIdText = nextDecimal(this.#lastIdText);
     return "msg_" + this.#lastIdText;
   }
 
-  /** The store's next id block, or UNAVAILABLE while it is on its way. */
-  #nextIdBlock(): void {
+  /**
+   * Past the id block's ask mark: asks for the next block. At its end: the
+   * next block, or UNAVAILABLE while it is still on its way.
+   */
+  #idBlockMark(): void {
     const blocks = this.store.idBlocks!;
+    if (this.#lastId < this.#idEnd) {
+      blocks.ask();
+      this.#idMark = this.#idEnd;
+      return;
+    }
     const from = blocks.next();
     if (from === undefined) {
       throw new ChatError(
@@ -261,6 +272,7 @@ export class ChatHub<T> {
     this.#lastId = from;
     this.#lastIdText = String(from);
     this.#idEnd = blocks.end;
+    this.#idMark = blocks.askAfter;
   }
 
   /**

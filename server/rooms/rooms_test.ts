@@ -734,10 +734,11 @@ Deno.test("ChatHub: a sink that pushes back on the welcome and drains in the sam
   store.close();
 });
 
-Deno.test("ChatHub.nextMessageId() counts within the store's id block, moves to the next at its end, and is UNAVAILABLE while the next has not come", () => {
+Deno.test("ChatHub.nextMessageId() counts within the store's id block, asks for the next past its mark, moves to it at the end, and is UNAVAILABLE while it has not come", () => {
   const memory = createMemoryStore({ size: 10, ttlMs: 0 });
   const blocks: number[] = [];
   let end = 103;
+  let asked = 0;
   const store = {
     ...memory,
     lastMessageId: 100,
@@ -745,6 +746,10 @@ Deno.test("ChatHub.nextMessageId() counts within the store's id block, moves to 
       get end() {
         return end;
       },
+      get askAfter() {
+        return end - 2;
+      },
+      ask: () => asked++,
       next() {
         const b = blocks.shift();
         if (b === undefined) return undefined;
@@ -754,8 +759,14 @@ Deno.test("ChatHub.nextMessageId() counts within the store's id block, moves to 
     },
   };
   const { hub } = testHub({}, store);
-  const ids = [hub.nextMessageId(), hub.nextMessageId(), hub.nextMessageId()];
-  assert.deepEqual(ids, ["msg_101", "msg_102", "msg_103"]);
+  assert.equal(hub.nextMessageId(), "msg_101");
+  assert.equal(asked, 0);
+  // Past 101 (end - 2): the next block is asked for, once.
+  assert.deepEqual(
+    [hub.nextMessageId(), hub.nextMessageId()],
+    ["msg_102", "msg_103"],
+  );
+  assert.equal(asked, 1);
   for (let i = 0; i < 2; i++) {
     assert.throws(() => hub.nextMessageId(), (err: ChatError) => {
       assert.equal(err.code, "unavailable");
@@ -768,4 +779,6 @@ Deno.test("ChatHub.nextMessageId() counts within the store's id block, moves to 
     Array.from({ length: 6 }, () => hub.nextMessageId()),
     ["msg_5001", "msg_5002", "msg_5003", "msg_10", "msg_11", "msg_12"],
   );
+  // Once per block: 101, 5001 and 10 were each past their block's mark.
+  assert.equal(asked, 3);
 });
