@@ -30,13 +30,15 @@ export function listPresenceHandler(ctx: HandlerContext) {
               : `room is longer than ${MAX_NAME_LENGTH} characters`,
           );
         }
-        ctx.access.allowPresence(caller, room);
         if (!ctx.presence) {
           throw new ChatError(
             "failed_precondition",
             "presence is off on this server (start it with --presence)",
           );
         }
+        // After the checks that cost nothing: a refused query spends no
+        // rate-limit token.
+        ctx.access.allowPresence(caller, room);
         const users = await ctx.presence.list(room);
         return { users } as unknown as PresenceResponse;
       })().then(
