@@ -4,12 +4,12 @@
  * everything, Redis included.
  */
 import assert from "node:assert/strict";
-import { freePort } from "./support/core_process.ts";
+import { freePort, freePortPair } from "./support/core_process.ts";
 
 const MAIN = new URL("../tools/serve/main.ts", import.meta.url).pathname;
 
 Deno.test("serve --cores 2 starts a local Redis, two cores and a balancing edge, and stops them all", async () => {
-  const corePort = freePort();
+  const corePort = freePortPair();
   const edgePort = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -42,7 +42,10 @@ Deno.test("serve --cores 2 starts a local Redis, two cores and a balancing edge,
   try {
     const until = Date.now() + 30_000;
     while (!out.includes("Ctrl-C stops them all")) {
-      assert.ok(Date.now() < until, `no banner:\n${out}`);
+      if (Date.now() > until) {
+        child.kill("SIGTERM");
+        assert.fail(`no banner:\n${out}\n${await errText}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     const redisUrl = out.match(/broker:\s+(redis:\/\/\S+)/)![1];

@@ -42,6 +42,29 @@ export function freePort(): number {
 }
 
 /**
+ * Two consecutive loopback ports that were free a moment ago, below the
+ * ephemeral range (Linux's default 32768-60999): a program given a port
+ * and its next one (`serve --cores 2`) must not find the second taken by
+ * an outgoing connection made meanwhile, such as the first core's to Redis.
+ */
+export function freePortPair(): number {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const taken: Deno.Listener[] = [];
+    try {
+      for (const p of [port, port + 1]) {
+        taken.push(Deno.listen({ hostname: "127.0.0.1", port: p }));
+      }
+      return port;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+    } finally {
+      for (const l of taken) l.close();
+    }
+  }
+}
+
+/**
  * Starts `server/main.ts --port <port> ...args` and resolves once it logs
  * that it listens. `port` defaults to a free one; pass the old port to bring
  * a killed core back where the edge expects it.
