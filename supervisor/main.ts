@@ -19,7 +19,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { superviseChild } from "./supervisor.ts";
+import { type LogLevel, superviseChild } from "./supervisor.ts";
 import {
   ConfigError,
   CORE_SETTINGS,
@@ -73,9 +73,9 @@ if (script === "server/main.ts") {
 const json = (config?.logFormat ??
   Deno.env.get(CORE_SETTINGS.logFormat.env)) === "json";
 const log = json
-  ? (line: string) =>
+  ? (line: string, level: LogLevel) =>
     console.error(
-      jsonLogLine("info", "supervisor", line.replace(/^supervisor: /, "")),
+      jsonLogLine(level, "supervisor", line.replace(/^supervisor: /, "")),
     )
   : (line: string) => console.error(line);
 
@@ -91,7 +91,7 @@ const supervisor = superviseChild({
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
-    log(`supervisor: ${signal} received, forwarding to the core`);
+    log(`supervisor: ${signal} received, forwarding to the core`, "info");
     supervisor.stop(signal);
   });
 }

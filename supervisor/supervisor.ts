@@ -22,6 +22,9 @@
  */
 
 /** What the supervisor reports as it goes; main.ts logs nothing per request. */
+/** How much a lifecycle line matters (JSON logs carry it). */
+export type LogLevel = "info" | "warn" | "error";
+
 export type SupervisorEvent =
   | { type: "spawn"; pid: number; attempt: number }
   | { type: "ready"; pid: number; line: string; sinceExitMs?: number }
@@ -46,8 +49,12 @@ export interface SupervisorOptions {
   giveUpAfter?: number;
   /** How long stop() waits after forwarding a signal before SIGKILL. */
   killAfterMs?: number;
-  /** One line per lifecycle event (spawn, ready, exit, restart, give up). */
-  log?: (line: string) => void;
+  /**
+   * One line per lifecycle event (spawn, ready, exit, restart, give up),
+   * with its level: a restart after a crash is a warning, giving up an
+   * error.
+   */
+  log?: (line: string, level: LogLevel) => void;
   /** Each stdout line of the child, passed on (default: console.log). */
   output?: (line: string) => void;
   onEvent?: (event: SupervisorEvent) => void;
@@ -135,11 +142,12 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
     }).spawn();
     child = proc;
     emit({ type: "spawn", pid: proc.pid, attempt });
-    log(
-      lastExit
-        ? `supervisor: child pid ${lastPid} exited (${lastExit.how}); restarted as pid ${proc.pid} after ${lastExit.delayMs} ms`
-        : `supervisor: started child pid ${proc.pid}`,
-    );
+    if (lastExit) {
+      log(
+        `supervisor: child pid ${lastPid} exited (${lastExit.how}); restarted as pid ${proc.pid} after ${lastExit.delayMs} ms`,
+        "warn",
+      );
+    } else log(`supervisor: started child pid ${proc.pid}`, "info");
     lastPid = proc.pid;
     let ready = false;
     const pump = (async () => {
@@ -176,11 +184,11 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
         ? `signal ${status.signal}`
         : `code ${status.code}`;
       if (stopping) {
-        log(`supervisor: child exited (${how}) after stop`);
+        log(`supervisor: child exited (${how}) after stop`, "info");
         return { code: status.code === 0 ? 0 : 1, reason: "stopped" };
       }
       if (status.success) {
-        log("supervisor: child exited cleanly");
+        log("supervisor: child exited cleanly", "info");
         return { code: 0, reason: "clean-exit" };
       }
       if (status.code === BAD_CONFIG_EXIT && !status.signal) {
@@ -193,6 +201,7 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
         emit({ type: "giveup", failures });
         log(
           `supervisor: child exited (${how}); ${failures} failures before ready, giving up`,
+          "error",
         );
         return { code: 1, reason: "gave-up" };
       }
@@ -201,7 +210,10 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
       lastExit = { at, how, delayMs };
       await sleep(delayMs);
       if (stopping) {
-        log(`supervisor: child pid ${lastPid} exited (${how}); stopped`);
+        log(
+          `supervisor: child pid ${lastPid} exited (${how}); stopped`,
+          "info",
+        );
         return { code: 0, reason: "stopped" };
       }
     }
@@ -228,7 +240,7 @@ export function superviseChild(options: SupervisorOptions): Supervisor {
           // Already exited: `done` settles on its own.
         }
         const timer = setTimeout(() => {
-          log(`supervisor: child ignored ${signal}; killing it`);
+          log(`supervisor: child ignored ${signal}; killing it`, "warn");
           try {
             running.kill("SIGKILL");
           } catch {

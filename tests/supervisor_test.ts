@@ -34,7 +34,7 @@ async function supervise(
       CHILD,
     ],
     env: { CHILD_PLAN: plan, CHILD_STATE: `${dir}/starts`, NO_COLOR: "1" },
-    log: (line) => logs.push(line),
+    log: (line, level) => logs.push(`${level} ${line}`),
     output: (line) => output.push(line),
     onEvent: (event) => {
       events.push(event);
@@ -110,7 +110,9 @@ Deno.test("superviseChild() doubles the delay for children that die before ready
   );
   assert.deepEqual(delays, [40, 80]);
   assert.equal(t.sup.restarts, 2);
-  assert.match(t.logs.at(-1)!, /3 failures before ready, giving up/);
+  assert.match(t.logs.at(-1)!, /^error .*3 failures before ready, giving up/);
+  assert.match(t.logs[0], /^info supervisor: started child pid/);
+  assert.match(t.logs[1], /^warn supervisor: child pid \d+ exited .*restarted/);
 });
 
 Deno.test("superviseChild() resets the backoff once a child was ready, and caps it", async () => {
