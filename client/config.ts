@@ -221,13 +221,16 @@ export function parseChatArgs(
   }) as Record<string, string | boolean | undefined>;
   const help = Boolean(v.help);
   const room = (v.room as string | undefined)?.trim() ?? "";
-  const user = (v.user as string | undefined)?.trim() ?? "";
-  if (!help && (room === "" || user === "")) {
-    throw new UsageError("--room and --user are required");
+  const token = tokenOf(v.token as string | undefined, env.token);
+  // As the examples: the token's user when --user is not given.
+  const user = (v.user as string | undefined)?.trim() ?? tokenUser(token);
+  if (!help && room === "") throw new UsageError("--room is required");
+  if (!help && user === "") {
+    throw new UsageError("--user is required (or a --token naming one)");
   }
   return Object.freeze({
     addr: addrOf(v.addr as string | undefined, env.addr),
-    token: tokenOf(v.token as string | undefined, env.token),
+    token,
     room,
     user,
     bidi: Boolean(v.bidi),
@@ -261,11 +264,13 @@ and prints one summary line per RPC; exits 1 if any failed.
 
 /** Usage text of `deno task chat`. */
 export const CHAT_USAGE =
-  `usage: deno task chat --room R --user U [--bidi] [--addr host:port] [options]
+  `usage: deno task chat --room R [--user U] [--bidi] [--addr host:port] [options]
 Interactive chat: each line of stdin is sent to room R as user U (SendMessage,
 or the Chat stream with --bidi); the room's recent history, then the room live.
 After a drop it reconnects with backoff and resumes where it was. Ctrl-D leaves.
   --addr host:port   server (default $ADDR or ${DEFAULT_ADDR})
+  --user U           who you are (default: the token's user, its sub; required
+                     without a token)
   --token T          bearer token for every call (default $CHAT_TOKEN)
   --history N        recent messages to show on join (default 20, max ${MAX_HISTORY})
   --flush-ms N       after Ctrl-D, wait up to N ms for own messages to show (default 2000)

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { startCoreServer } from "../server/server.ts";
 import { createChatClient } from "../client/rpc.ts";
 import { formatError } from "../client/format.ts";
+import { parseChatArgs } from "../client/config.ts";
 import type { Message } from "../gen/chat_pb.ts";
 import { hs256, SECRET } from "./support/auth.ts";
 
@@ -283,10 +284,23 @@ Deno.test("deno task chat prints the status code name and exits 1 when unreachab
   assert.ok(!/\n\s+at /.test(r.stderr), "no stack trace");
 });
 
-Deno.test("deno task chat requires --room and --user", async () => {
+Deno.test("deno task chat requires --room, and --user without a token", async () => {
   const r = await task("chat", ["--room", "r"]);
   assert.deepEqual(r.code, 2);
-  has(r.stderr, "--room and --user are required");
+  has(r.stderr, "--user is required (or a --token naming one)");
+  const noRoom = await task("chat", ["--user", "u"]);
+  assert.deepEqual(noRoom.code, 2);
+  has(noRoom.stderr, "--room is required");
+});
+
+Deno.test("parseChatArgs(): without --user the chat speaks as the token's user; --user wins", async () => {
+  const token = await hs256({ sub: "erin" });
+  assert.equal(parseChatArgs(["--room", "r", "--token", token]).user, "erin");
+  assert.equal(parseChatArgs(["--room", "r"], { token }).user, "erin");
+  assert.equal(
+    parseChatArgs(["--room", "r", "--token", token, "--user", "frank"]).user,
+    "frank",
+  );
 });
 
 Deno.test("formatError() gives CODE_NAME: details for a server's INVALID_ARGUMENT", async () => {
