@@ -531,7 +531,7 @@ Deno.test("the edge in front of three cores on Redis: a stream whose core dies e
   }
 });
 
-Deno.test("the edge in front of two cores: one whose Redis is down (NOT_SERVING) gets no calls while the other serves, and gets them again once its Redis is back", async () => {
+Deno.test("the edge in front of two cores: one whose Redis is down (NOT_SERVING) gets no calls while the other serves, and gets them again once its Redis is back; the connections to both are counted", async () => {
   // Each core on a Redis of its own, so that one can lose its broker.
   const redises = [await startRedisServer(), await startRedisServer()];
   const cores = await Promise.all(
@@ -550,6 +550,9 @@ Deno.test("the edge in front of two cores: one whose Redis is down (NOT_SERVING)
       () => balancer.members().every((m) => m.healthy && m.serving),
       "both cores serving",
     );
+    // One connection to each core, summed over the balancer's members.
+    const metrics = await (await edge.fetch(`${edge.url}/metrics`)).text();
+    assert.match(metrics, /^chat_edge_upstream_connections 2$/m);
     const port = redises[0].port;
     await redises[0].stop("SIGKILL");
     await eventually(

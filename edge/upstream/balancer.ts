@@ -307,8 +307,18 @@ export function createBalancedUpstream(
     });
   }
 
+  // Open connections over every core, when each core's client can tell.
+  const connections = members.every((m) => m.upstream.connections)
+    ? () => {
+      let n = 0;
+      for (const m of members) n += m.upstream.connections!();
+      return n;
+    }
+    : undefined;
+
   return {
     call,
+    connections,
     async healthy() {
       await firstRound;
       return members.some((m) => m.healthy);
