@@ -55,7 +55,10 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
  * `deno task serve` on free ports with `args`, read up to its banner;
  * disposing kills it.
  */
-async function serveUntilBanner(args: string[]) {
+async function serveUntilBanner(
+  args: string[],
+  banner: RegExp = /Ctrl-C stops both/,
+) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...SERVE, "--core-port", "0", "--port", "0", ...args],
     cwd: ROOT,
@@ -100,7 +103,7 @@ async function serveUntilBanner(args: string[]) {
     },
   };
   try {
-    while (!/Ctrl-C stops both/.test(run.out)) {
+    while (!banner.test(run.out)) {
       const { value, done } = await reader.read();
       if (done) {
         throw new Error(`serve ended early:\n${run.out}\n${await stderr}`);
@@ -151,6 +154,47 @@ Deno.test("serve prints the banner once the core and the edge listen, and Ctrl-C
   assert.equal(status.code, 0, run.out + (await run.stderr));
   assert.match(run.out, /\[core\] .*core stopped/);
   assert.match(run.out, /\[edge\] edge: stopped/);
+});
+
+Deno.test("serve --log-format json: every line of serve, the supervisor, the core and the edge is one JSON object naming its process; the banner is one too, with URLs that answer", async () => {
+  await using run = await serveUntilBanner(
+    ["--metrics-port", "0", "--log-format", "json"],
+    /"msg":"ready"/,
+  );
+  const ready = lines(run.out).map((l) => JSON.parse(l)).find((r) =>
+    r.msg === "ready"
+  );
+  assert.equal(ready.component, "serve");
+  assert.match(ready.cores[0], /^127\.0\.0\.1:[1-9]\d*$/);
+  const metrics = await fetch(ready.metrics[0]);
+  assert.equal(metrics.status, 200, ready.metrics[0]);
+  await metrics.body?.cancel();
+  const page = await fetch(ready.page);
+  assert.equal(page.status, 200);
+  await page.body?.cancel();
+  run.child.kill("SIGINT");
+  assert.equal((await run.child.status).code, 0);
+  await run.drain();
+  const all = [...lines(run.out), ...lines(await run.stderr)];
+  const records = all.map((line) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      assert.fail(`not JSON: ${line}`);
+    }
+  });
+  for (const r of records) {
+    const line = JSON.stringify(r);
+    assert.ok(typeof r.time === "string" && typeof r.level === "string", line);
+    assert.ok(r.component === "serve" || r.process !== undefined, line);
+  }
+  const processes = new Set(records.map((r) => r.process));
+  assert.ok(
+    processes.has("core") && processes.has("edge"),
+    JSON.stringify([...processes]),
+  );
+  // The supervisor's own lines come through the core's output.
+  assert.ok(records.some((r) => r.component === "supervisor"));
 });
 
 Deno.test("serve --edge-procs 2 runs two edge processes on the edge's port, and Ctrl-C stops them", async () => {

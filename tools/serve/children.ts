@@ -3,12 +3,13 @@
  */
 
 /**
- * Copies a child's output line by line, each line behind `prefix`, and
- * hands each line (without prefix) to `onLine` as it passes.
+ * Copies a child's output line by line, each line as `tag` makes it (behind
+ * a prefix, or into a JSON object), and hands each line as it came to
+ * `onLine` as it passes.
  */
-export async function prefixLines(
+export async function tagLines(
   source: ReadableStream<Uint8Array>,
-  prefix: string,
+  tag: (line: string) => string,
   sink: { write(p: Uint8Array): Promise<number> },
   onLine: (line: string) => void = () => {},
 ): Promise<void> {
@@ -20,13 +21,13 @@ export async function prefixLines(
     pending = lines.pop() ?? "";
     if (lines.length) {
       await sink.write(
-        encoder.encode(lines.map((l) => prefix + l + "\n").join("")),
+        encoder.encode(lines.map((l) => tag(l) + "\n").join("")),
       );
       lines.forEach(onLine);
     }
   }
   if (pending) {
-    await sink.write(encoder.encode(prefix + pending + "\n"));
+    await sink.write(encoder.encode(tag(pending) + "\n"));
     onLine(pending);
   }
 }

@@ -19,8 +19,9 @@
 import { parseArgs } from "node:util";
 import { joinNegativeValues } from "../../config/negative_values.ts";
 import { parseNumberFlag } from "../../config/number_flag.ts";
-import { prefixLines } from "./children.ts";
+import { tagLines } from "./children.ts";
 import { redactUrl } from "../../server/config.ts";
+import { jsonLogLine } from "../../server/log.ts";
 import {
   type RedisServer,
   redisServerInstalled,
@@ -44,6 +45,9 @@ chat page, prints their addresses once both listen; Ctrl-C stops both.
                          Linux; default 1)
   --auth-dev             require tokens, with a secret made up for this run
                          (the edge hands them out at /auth/dev-token?user=NAME)
+  --log-format text|json every line as text behind its process's name, or as
+                         one JSON object with a "process" field (default
+                         $LOG_FORMAT, else text); passed on to the core and edge
   --help                 this text
 
 The core and the edge have more settings: deno task serve:core --help,
@@ -51,8 +55,21 @@ deno task serve:edge --help (their environment variables apply here too).
 Exit codes: 0 stopped by Ctrl-C, 2 bad flag or port in use, else the code of
 whichever stopped first.`;
 
+/** Whether lines are JSON (`--log-format json`); set once flags are read. */
+let json = Deno.env.get("LOG_FORMAT") === "json";
+
+/** One line of serve's own, as text or as a JSON object. */
+function say(level: "info" | "error", message: string, fields = {}): string {
+  return json
+    ? JSON.stringify({
+      ...JSON.parse(jsonLogLine(level, "serve", message)),
+      ...fields,
+    })
+    : `serve: ${message}`;
+}
+
 function fail(message: string): never {
-  console.error(`serve: ${message}`);
+  console.error(say("error", message));
   Deno.exit(2);
 }
 
@@ -71,6 +88,7 @@ const options = {
   host: { type: "string", default: "127.0.0.1" },
   "metrics-port": { type: "string", default: "9464" },
   "auth-dev": { type: "boolean", default: false },
+  "log-format": { type: "string" },
   cores: { type: "string", default: "1" },
   "edge-procs": { type: "string", default: "1" },
   broker: { type: "string", default: "" },
@@ -91,6 +109,13 @@ if (values.help) {
   console.log(USAGE);
   Deno.exit(0);
 }
+const logFormat = values["log-format"] ?? Deno.env.get("LOG_FORMAT") ?? "text";
+if (logFormat !== "text" && logFormat !== "json") {
+  fail(`--log-format must be text or json, got ${JSON.stringify(logFormat)}`);
+}
+json = logFormat === "json";
+/** What every child gets in its environment besides serve's own. */
+const childEnv = { LOG_FORMAT: logFormat };
 const host = values.host;
 if (host.trim() === "") fail("--host must not be empty");
 const corePort = port("core-port", values["core-port"]);
@@ -120,6 +145,31 @@ const devSecret = values["auth-dev"]
   ? btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
   : undefined;
 
+/**
+ * How a child's line is passed on: as text behind `[name] `; as JSON, the
+ * child's JSON object with `"process": name` added, or a line that is not
+ * one (a runtime's panic, say) wrapped in one at `level`.
+ */
+function tagLine(name: string, level: "info" | "error") {
+  if (!json) return (line: string) => `[${name}] ${line}`;
+  return (line: string) => {
+    if (line.startsWith("{")) {
+      try {
+        const record = JSON.parse(line);
+        if (record !== null && typeof record === "object") {
+          return JSON.stringify({ ...record, process: name });
+        }
+      } catch {
+        // Not JSON after all: wrapped below.
+      }
+    }
+    return JSON.stringify({
+      ...JSON.parse(jsonLogLine(level, name, line)),
+      process: name,
+    });
+  };
+}
+
 interface Child {
   name: string;
   proc: Deno.ChildProcess;
@@ -137,7 +187,7 @@ function start(
 ): Child {
   const proc = new Deno.Command(Deno.execPath(), {
     args,
-    env,
+    env: { ...childEnv, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -148,12 +198,12 @@ function start(
   const lines: string[] = [];
   let onReady: (m: RegExpMatchArray) => void;
   const readyP = new Promise<RegExpMatchArray>((r) => onReady = r);
-  prefixLines(proc.stdout, `[${name}] `, Deno.stdout, (line) => {
+  tagLines(proc.stdout, tagLine(name, "info"), Deno.stdout, (line) => {
     lines.push(line);
     const m = line.match(ready);
     if (m) onReady(m);
   });
-  prefixLines(proc.stderr, `[${name}] `, Deno.stderr);
+  tagLines(proc.stderr, tagLine(name, "error"), Deno.stderr);
   return {
     name,
     proc,
@@ -202,7 +252,9 @@ if (cores > 1 && broker === "") {
   }
   redis = await startRedisServer();
   broker = redis.url;
-  console.log(`serve: started redis-server on ${broker} (no persistence)`);
+  console.log(
+    say("info", `started redis-server on ${broker} (no persistence)`),
+  );
 }
 
 const coreProcs = Array.from({ length: cores }, (_, i) => {
@@ -263,11 +315,26 @@ if ("ready" in first) {
   void edge.ready.then((m) => {
     if (stopping) return;
     const metrics = coreProcs.map((c) =>
-      c.seen(/metrics on (http:\/\/\S+)/)?.[1]
+      c.seen(/metrics on (http:\/\/[^\s"]+)/)?.[1]
     );
     const row = (label: string, value: string) =>
       `  ${label.padEnd(25)}${value}`;
     const nth = (i: number) => cores > 1 ? ` ${i + 1}` : "";
+    const auth = devSecret
+      ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
+      : "off (--auth-dev turns it on)";
+    if (json) {
+      // The banner as one object, so that a collector still reads JSON.
+      console.log(say("info", "ready", {
+        cores: coreAt,
+        ...(broker ? { broker: redactUrl(broker) } : {}),
+        edge: m[1],
+        page: `${m[1]}/`,
+        metrics: metrics.filter((url) => url !== undefined),
+        auth,
+      }));
+      return;
+    }
     console.log(
       [
         "",
@@ -278,12 +345,7 @@ if ("ready" in first) {
         ...metrics.flatMap((url, i) =>
           url ? [row(`metrics${nth(i)} (Prometheus):`, url)] : []
         ),
-        row(
-          "auth:",
-          devSecret
-            ? "on, development secret (tokens: /auth/dev-token?user=NAME)"
-            : "off (--auth-dev turns it on)",
-        ),
+        row("auth:", auth),
         cores > 1 ? "  Ctrl-C stops them all." : "  Ctrl-C stops both.",
         "",
       ].join("\n"),
@@ -296,7 +358,10 @@ if ("ready" in first) {
 
 if (!stopping) {
   console.error(
-    `serve: ${result.child.name} exited (code ${result.status.code}); stopping`,
+    say(
+      "error",
+      `${result.child.name} exited (code ${result.status.code}); stopping`,
+    ),
   );
 }
 stopAll();
