@@ -200,6 +200,9 @@ Deno.test("/metrics has the process's CPU and RSS, the store hook and health", a
   assert.ok(cpu > 0, `cpu ${cpu}`);
   const rss = sample(text, "process_resident_memory_bytes")!;
   assert.ok(rss > 10e6 && rss < 8e9, `rss ${rss}`);
+  assert.ok(sample(text, "nodejs_heap_size_used_bytes")! > 0);
+  // Deno feeds no GC entries: no histogram that would stay empty.
+  assert.doesNotMatch(text, /nodejs_gc_duration_seconds/);
   assert.equal(sample(text, "chat_health_serving"), 1);
   f.core.storeLatency.observe("append", 0.003);
   f.core.storeLatency.observe("append", 0.2);

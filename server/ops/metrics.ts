@@ -50,7 +50,10 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   // prom-client reads these from /proc/self, which the core may not read
   // (e.g. with --allow-read=node_modules only): RSS comes from
   // Deno.memoryUsage() instead, the others are left out rather than 0.
-  for (const name of PROC_METRICS) registry.removeSingleMetric(name);
+  // nodejs_gc_duration_seconds comes from a PerformanceObserver of "gc"
+  // entries, which Deno 2.9 accepts and never feeds: a histogram that
+  // stays empty would say no collection ever ran.
+  for (const name of UNFED_METRICS) registry.removeSingleMetric(name);
   for (const metric of callMetrics(sources.calls)) {
     registry.registerMetric(metric as unknown as client.Metric);
   }
@@ -159,7 +162,8 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   };
 }
 
-const PROC_METRICS = [
+const UNFED_METRICS = [
+  "nodejs_gc_duration_seconds",
   "process_resident_memory_bytes",
   "process_virtual_memory_bytes",
   "process_heap_bytes",
