@@ -110,6 +110,25 @@ export function createAuthenticator(
     });
   };
 
+  /** Verifies `token` (its cache key `key`), sharing one check at a time. */
+  function verifyOnce(key: string, token: string): Promise<Grant> {
+    const pending = verifying.get(key);
+    if (pending !== undefined) return pending;
+    if (verifying.size >= maxVerifying) {
+      throw new ChatError(
+        "unavailable",
+        `too many new tokens being verified at once (${maxVerifying}): retry`,
+      );
+    }
+    const grant = verify(token).then((claims) => {
+      const grant = grantFromClaims(claims);
+      remember(key, grant);
+      return grant;
+    }).catch((err) => refuse(key, err)).finally(() => verifying.delete(key));
+    verifying.set(key, grant);
+    return grant;
+  }
+
   return (authorization) => {
     if (authorization === undefined || authorization === "") {
       throw new ChatError(
@@ -131,22 +150,21 @@ export function createAuthenticator(
         "malformed authorization: expected Bearer <JWT>",
       );
     }
-    const pending = verifying.get(authorization);
-    if (pending !== undefined) return pending;
-    if (verifying.size >= maxVerifying) {
-      throw new ChatError(
-        "unavailable",
-        `too many new tokens being verified at once (${maxVerifying}): retry`,
-      );
+    // One entry per token, whatever the spaces or the scheme's case: keyed
+    // by the header as sent, `Bearer` + N spaces + one valid token made a
+    // new entry (and a signature check) for every N, ~67 KB each.
+    const key = authorization.length === 7 + match[1].length &&
+        authorization.startsWith("Bearer ")
+      ? authorization
+      : `Bearer ${match[1]}`;
+    if (key !== authorization) {
+      const entry = cache.get(key);
+      if (entry !== undefined && now() < entry.usableUntilMs) {
+        return entry.grant;
+      }
+      const refusedBefore = refused.get(key);
+      if (refusedBefore !== undefined) throw refusedBefore;
     }
-    const grant = verify(match[1]).then((claims) => {
-      const grant = grantFromClaims(claims);
-      remember(authorization, grant);
-      return grant;
-    }).catch((err) => refuse(authorization, err)).finally(() =>
-      verifying.delete(authorization)
-    );
-    verifying.set(authorization, grant);
-    return grant;
+    return verifyOnce(key, match[1]);
   };
 }

@@ -235,3 +235,35 @@ Deno.test("createAuthenticator() refuses UNAVAILABLE past maxVerifying distinct 
   assert.equal((await auth(c)).user, "c");
   assert.ok(!(auth(a) instanceof Promise));
 });
+
+Deno.test("createAuthenticator() keeps one entry per token: spaces after Bearer or the scheme's case cost no new check and push no one out", async () => {
+  const { auth, checks } = await countedAuthenticator({ maxEntries: 2 });
+  const alice = await sign({ sub: "alice" });
+  const bob = `Bearer ${await sign({ sub: "bob" })}`;
+  assert.equal((await auth(bob)).user, "bob");
+  assert.equal((await auth(`Bearer ${alice}`)).user, "alice");
+  assert.equal(checks(), 2);
+  for (let n = 2; n < 200; n++) {
+    const padded = auth(
+      `${n % 2 ? "bearer" : "Bearer"}${" ".repeat(n)}${alice}`,
+    );
+    // From the cache, at once: no promise, no check.
+    assert.ok(!(padded instanceof Promise));
+    assert.equal(padded.user, "alice");
+  }
+  assert.equal(checks(), 2);
+  // Bob is still cached: the variants took no places.
+  assert.ok(!(auth(bob) instanceof Promise));
+  // A refused token padded many ways is one refusal, checked once.
+  const forged = await sign(
+    { sub: "mallory" },
+    "another-secret-0123456789-abcdef",
+  );
+  for (let n = 1; n < 50; n++) {
+    await rejectsWith(
+      (async () => await auth(`Bearer${" ".repeat(n)}${forged}`))(),
+      /signature/,
+    );
+  }
+  assert.equal(checks(), 3);
+});
