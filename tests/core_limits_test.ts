@@ -131,6 +131,38 @@ Deno.test("max subscriptions: with auth off the limit is per connection", async 
   sb.cancel();
 });
 
+Deno.test("StreamMetrics counts as a subscription (a place under --max-subscriptions, given back at its end) and refuses an instance_id longer than a name", async () => {
+  await using f = await startCore({ maxSubscriptions: 1 });
+  const long = await streamError(
+    f.client.streamMetrics({ intervalSeconds: 1, instanceId: "x".repeat(257) }),
+  );
+  assert.equal(long.code, status.INVALID_ARGUMENT);
+  assert.match(long.details, /instance_id is longer than 256/);
+  const first = f.client.streamMetrics({ intervalSeconds: 1 });
+  await take(first, 1);
+  const second = await streamError(
+    f.client.streamMetrics({ intervalSeconds: 1 }),
+  );
+  assert.equal(second.code, status.RESOURCE_EXHAUSTED);
+  assert.match(second.details, /too many subscriptions/);
+  first.cancel();
+  // Its place is given back (once the cancel reaches the core): a
+  // subscription now fits.
+  const until = Date.now() + 3000;
+  for (;;) {
+    const s = f.client.subscribeMessages({ room: "r", user: "u" });
+    try {
+      await take(s, 1);
+      break;
+    } catch (err) {
+      assert.ok(Date.now() < until, `no place again: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      s.cancel();
+    }
+  }
+});
+
 Deno.test("rate limit: a subscription takes from the user's bucket, so a subscribe/cancel loop cannot flood a room with JOIN/LEAVE", async () => {
   await using f = await startCore({
     jwtSecret: SECRET,

@@ -119,6 +119,11 @@ export class Access {
       checkAccess(caller.grant, "subscribe", room);
     }
     this.#takeRate(caller);
+    return this.#subscriptionPlace(caller);
+  }
+
+  /** One of the caller's subscription places, or RESOURCE_EXHAUSTED. */
+  #subscriptionPlace(caller: Caller): () => void {
     if (this.#subscriptions === undefined) return noop;
     const release = this.#subscriptions.acquire(caller.key);
     if (release === undefined) {
@@ -143,6 +148,17 @@ export class Access {
       checkAccess(caller.grant, "subscribe", room);
     }
     this.#takeRate(caller);
+  }
+
+  /**
+   * Checks a StreamMetrics stream: any authenticated caller, one token of
+   * its rate bucket and one of its subscription places (a long stream that
+   * sends every second, as a subscription does); returns the place's
+   * release.
+   */
+  allowMetrics(caller: Caller): () => void {
+    this.#takeRate(caller);
+    return this.#subscriptionPlace(caller);
   }
 
   /** One token of the caller's bucket, or RESOURCE_EXHAUSTED with the wait. */

@@ -13,7 +13,7 @@ import {
   MetricSchema,
   type MetricsRequest,
 } from "../../gen/chat_pb.ts";
-import { metricsIntervalMs } from "../rooms/validate.ts";
+import { checkInstanceId, metricsIntervalMs } from "../rooms/validate.ts";
 import { metricRows, takeReading } from "../telemetry.ts";
 import type { HandlerContext } from "./context.ts";
 import { openStream } from "./stream.ts";
@@ -21,7 +21,10 @@ import { endAtExpiry, withCaller } from "./caller.ts";
 
 type Call = ServerWritableStream<MetricsRequest, Metric>;
 
-/** With auth on, any valid token may read the metrics (no room or scope). */
+/**
+ * With auth on, any valid token may read the metrics (no room or scope);
+ * the stream counts against the rate limit and `--max-subscriptions`.
+ */
 export function streamMetricsHandler(ctx: HandlerContext) {
   return withCaller(ctx, (call: Call, err) => call.emit("error", err), (
     call,
@@ -36,6 +39,10 @@ export function streamMetricsHandler(ctx: HandlerContext) {
     let intervalMs: number;
     try {
       intervalMs = metricsIntervalMs(call.request.intervalSeconds);
+      checkInstanceId(call.request.instanceId);
+      // A long stream like a subscription: one rate token and one of the
+      // caller's subscription places while it runs.
+      stream.defer(ctx.access.allowMetrics(caller));
     } catch (err) {
       stream.finish(err);
       return;

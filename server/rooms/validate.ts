@@ -106,3 +106,17 @@ export function metricsIntervalMs(intervalSeconds: number): number {
   }
   return (intervalSeconds || 1) * 1000;
 }
+
+/**
+ * StreamMetrics' `instance_id`, which labels every row it sends back: as
+ * long as a name may be, so that a stream cannot be made to repeat a huge
+ * label every second.
+ */
+export function checkInstanceId(instanceId: string): void {
+  if (instanceId.length > MAX_NAME_LENGTH) {
+    throw new ChatError(
+      "invalid_argument",
+      `instance_id is longer than ${MAX_NAME_LENGTH} characters`,
+    );
+  }
+}
