@@ -47,6 +47,11 @@ export interface CoreConfig {
   idleTimeoutMs: number;
   /** Messages a paused subscriber may queue. */
   queueSize: number;
+  /**
+   * Bytes a paused subscriber may queue (0: no bound); a first message
+   * larger than this is still queued alone.
+   */
+  queueBytes: number;
   /** What happens when a subscriber's queue is full. */
   slowConsumer: SlowConsumerPolicy;
   /**
@@ -155,6 +160,7 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   keepaliveTimeoutMs: 20_000,
   idleTimeoutMs: 300_000,
   queueSize: 100,
+  queueBytes: 4 * 1024 * 1024,
   slowConsumer: "drop",
   slowConsumerGraceMs: 5000,
   aliveIntervalMs: 5000,
@@ -221,6 +227,7 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
   },
   idleTimeoutMs: { flag: "idle-timeout-ms", env: "CHAT_IDLE_TIMEOUT_MS" },
   queueSize: { flag: "queue-size", env: "CHAT_QUEUE_SIZE" },
+  queueBytes: { flag: "queue-bytes", env: "CHAT_QUEUE_BYTES" },
   slowConsumer: { flag: "slow-consumer", env: "CHAT_SLOW_CONSUMER" },
   slowConsumerGraceMs: {
     flag: "slow-consumer-grace-ms",
@@ -420,6 +427,7 @@ function parseValue<K extends keyof CoreConfig>(
     keepaliveTimeoutMs: (r) => integer(name, r, 1, 600_000),
     idleTimeoutMs: (r) => integer(name, r, 0, 86_400_000),
     queueSize: (r) => integer(name, r, 1, 1_000_000),
+    queueBytes: (r) => integer(name, r, 0, 2 ** 42),
     slowConsumer: (r) => oneOf(name, r, ["drop", "disconnect"] as const),
     slowConsumerGraceMs: (r) => integer(name, r, 0, 600_000),
     aliveIntervalMs: (r) => integer(name, r, 0, 86_400_000),

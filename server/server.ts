@@ -163,6 +163,8 @@ export async function startCoreServer(
     await openStore(config, undefined, (m) => log.warn(m));
   const hub = new ChatHub<Uint8Array>({
     queueCapacity: config.queueSize,
+    queueBytes: config.queueBytes,
+    itemBytes: (item) => item.byteLength,
     policy: config.slowConsumer,
     store,
     item: frameStored,

@@ -19,6 +19,7 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   maxConnectionsPerIp:
     "connections served at once from one client address (an IPv6 client by its /64; h2 transport); 0: no bound",
   queueSize: "messages a slow subscriber may queue",
+  queueBytes: "bytes a slow subscriber may queue (0: no bound)",
   slowConsumer: "drop | disconnect, when a subscriber's queue is full",
   slowConsumerGraceMs:
     "time a disconnected slow subscriber has to take its status",

@@ -97,6 +97,27 @@ Deno.test("slow consumer, drop policy: the slow one drops and counts, others get
   slow.cancel();
 });
 
+Deno.test("slow consumer, byte bound: with room for many messages but few bytes, the slow one's queue holds --queue-bytes, not --queue-size messages", async () => {
+  // 100 places, 64 KiB: 3 messages of 20 KB wait in the queue.
+  await using f = await startCore({
+    queueSize: 100,
+    queueBytes: 64 * 1024,
+    slowConsumer: "drop",
+  });
+  const fast = f.newClient().subscribeMessages({ room: "r", user: "fast" });
+  const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
+  await Promise.all([take(fast, 1), take(slow, 1)]);
+  const fastGot = take(fast, 60, 20_000);
+  await publishMany(f, "r", 60, 20_000);
+  assert.equal((await fastGot).length, 60);
+  // Flow control and the transport hold a few; 100 places would hold all
+  // the others.
+  const dropped = f.core.snapshot().dropped;
+  assert.ok(dropped >= 20, `dropped ${dropped}`);
+  fast.cancel();
+  slow.cancel();
+});
+
 Deno.test("slow consumer, disconnect policy: the slow one ends with RESOURCE_EXHAUSTED", async () => {
   await using f = await startCore({ queueSize: 5, slowConsumer: "disconnect" });
   const fast = f.newClient().subscribeMessages({ room: "r", user: "fast" });

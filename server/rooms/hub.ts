@@ -36,6 +36,10 @@ import {
 export interface HubOptions<T> {
   /** Items a paused subscriber may queue (the seed's channel size: 100). */
   queueCapacity: number;
+  /** Bytes of items a paused subscriber may queue (0 or absent: no bound). */
+  queueBytes?: number;
+  /** An item's size, for `queueBytes`. */
+  itemBytes?(item: T): number;
   policy: SlowConsumerPolicy;
   store: HistoryStore;
   /** What subscribers receive for a stored message. */
@@ -82,7 +86,8 @@ interface Tracked<T> extends Member<T> {
  * 100,000 of them should fit in a few hundred MB (docs/perf-log.md, "Idle
  * subscribers").
  */
-class HubMember<T> implements Tracked<T>, Subscription<T>, SubscriberOptions {
+class HubMember<T>
+  implements Tracked<T>, Subscription<T>, SubscriberOptions<T> {
   readonly subscriber: Subscriber<T>;
   live = false;
   delivered = 0;
@@ -109,6 +114,14 @@ class HubMember<T> implements Tracked<T>, Subscription<T>, SubscriberOptions {
 
   get policy(): SlowConsumerPolicy {
     return this.hub.policy;
+  }
+
+  get maxBytes(): number | undefined {
+    return this.hub.queueBytes;
+  }
+
+  bytes(item: T): number {
+    return this.hub.itemBytes(item);
   }
 
   onDrop(): void {
@@ -219,6 +232,18 @@ export class ChatHub<T> {
   /** Items a paused subscriber may queue. */
   get queueCapacity(): number {
     return this.#options.queueCapacity;
+  }
+
+  /** Bytes a paused subscriber may queue; undefined: no bound. */
+  get queueBytes(): number | undefined {
+    const max = this.#options.queueBytes;
+    return max === undefined || max === 0 || !this.#options.itemBytes
+      ? undefined
+      : max;
+  }
+
+  itemBytes(item: T): number {
+    return this.#options.itemBytes?.(item) ?? 0;
   }
 
   get policy(): SlowConsumerPolicy {
@@ -507,9 +532,13 @@ export class ChatHub<T> {
           member.delivered = room.last;
           continue;
         }
+        // Up to the sink's first push-back: the rest of the page is read
+        // again once it drains (onIdle), rather than filling the queue,
+        // which holds what comes live meanwhile.
         for (const row of rows) {
           subscriber.deliver(this.#options.item(row.body, row.offset, epoch));
           member.delivered = row.offset;
+          if (subscriber.paused) break;
         }
         // Let other work (publishes, other subscribers) run between pages.
         if (!subscriber.paused && member.delivered < room.last) await delay(0);

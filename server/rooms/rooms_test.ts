@@ -782,3 +782,44 @@ Deno.test("ChatHub.nextMessageId() counts within the store's id block, asks for 
   // Once per block: 101, 5001 and 10 were each past their block's mark.
   assert.equal(asked, 3);
 });
+
+Deno.test("Subscriber with maxBytes: a paused subscriber queues up to that many bytes (a first larger item alone), then the policy applies; resume gives the bytes back", () => {
+  const s = sink<Uint8Array>(1);
+  let drops = 0;
+  const sub = new Subscriber<Uint8Array>(s, {
+    capacity: 100,
+    policy: "drop",
+    maxBytes: 10,
+    bytes: (item) => item.byteLength,
+    onDrop: () => drops++,
+  });
+  const item = (n: number) => new Uint8Array(n).fill(n);
+  sub.deliver(item(1)); // taken, and the sink asks for a pause
+  sub.deliver(item(4));
+  sub.deliver(item(6)); // 10 bytes queued: full
+  sub.deliver(item(1));
+  assert.equal(sub.queued, 2);
+  assert.equal(drops, 1);
+  s.room = Infinity;
+  sub.resume();
+  assert.deepEqual(s.got.map((i) => i.byteLength), [1, 4, 6]);
+  // Given back: a first item larger than the bound still waits alone.
+  s.room = 0;
+  sub.deliver(item(1));
+  sub.deliver(item(50));
+  sub.deliver(item(1));
+  assert.equal(sub.queued, 1);
+  assert.equal(drops, 2);
+  const closing = new Subscriber<Uint8Array>(sink<Uint8Array>(0), {
+    capacity: 100,
+    policy: "disconnect",
+    maxBytes: 10,
+    bytes: (item) => item.byteLength,
+    onOverflow: () => drops = -1,
+  });
+  closing.deliver(item(1));
+  closing.deliver(item(8));
+  closing.deliver(item(8));
+  assert.equal(drops, -1);
+  assert.ok(closing.closed);
+});

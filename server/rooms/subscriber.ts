@@ -3,7 +3,9 @@
  *
  * The fast path writes straight to the sink. Once the sink reports that it is
  * full (`write()` returned false, i.e. grpc-js wants a `drain`), items wait in
- * a queue of fixed capacity until `resume()`. When that queue is full too, the
+ * a queue of fixed capacity (in items, and in bytes with `maxBytes`: items
+ * are shared buffers, and 100 messages of 10 MiB each would pin 1 GiB per
+ * stalled subscriber) until `resume()`. When that queue is full too, the
  * slow-consumer policy decides:
  *
  * - `"drop"`: the new item is dropped and counted; the subscriber stays.
@@ -22,9 +24,15 @@ export interface Sink<T> {
 
 export type SlowConsumerPolicy = "drop" | "disconnect";
 
-export interface SubscriberOptions {
+export interface SubscriberOptions<T = unknown> {
   /** Items that may wait while the sink is paused. */
   capacity: number;
+  /**
+   * Bytes of items that may wait (undefined: no bound), as `bytes()`
+   * counts them; a first item larger than this still waits alone.
+   */
+  maxBytes?: number;
+  bytes?(item: T): number;
   policy: SlowConsumerPolicy;
   /** Called once, on the first overflow under the "disconnect" policy. */
   onOverflow?: () => void;
@@ -38,12 +46,14 @@ export class Subscriber<T> {
   #sink: Sink<T>;
   /** Created on the first item that has to wait: most never do. */
   #queue: RingBuffer<T> | undefined;
-  #options: SubscriberOptions;
+  /** Bytes of the queued items (with `maxBytes`). */
+  #queuedBytes = 0;
+  #options: SubscriberOptions<T>;
   #paused = false;
   #closed = false;
   #dropped = 0;
 
-  constructor(sink: Sink<T>, options: SubscriberOptions) {
+  constructor(sink: Sink<T>, options: SubscriberOptions<T>) {
     this.#sink = sink;
     this.#options = options;
     checkCapacity(options.capacity);
@@ -90,8 +100,20 @@ export class Subscriber<T> {
       if (!this.#sink.write(item)) this.#paused = true;
       return;
     }
-    this.#queue ??= new RingBuffer(this.#options.capacity);
-    if (this.#queue.push(item)) return;
+    const queue = this.#queue ??= new RingBuffer(this.#options.capacity);
+    const maxBytes = this.#options.maxBytes;
+    if (maxBytes === undefined) {
+      if (queue.push(item)) return;
+    } else {
+      const n = this.#options.bytes!(item);
+      if (
+        (queue.size === 0 || this.#queuedBytes + n <= maxBytes) &&
+        queue.push(item)
+      ) {
+        this.#queuedBytes += n;
+        return;
+      }
+    }
     if (this.#options.policy === "drop") {
       this.#dropped++;
       this.#options.onDrop?.();
@@ -106,7 +128,11 @@ export class Subscriber<T> {
     this.#paused = false;
     const queue = this.#queue;
     while (!this.#closed && queue !== undefined && queue.size > 0) {
-      if (!this.#sink.write(queue.shift() as T)) {
+      const item = queue.shift() as T;
+      if (this.#options.maxBytes !== undefined) {
+        this.#queuedBytes -= this.#options.bytes!(item);
+      }
+      if (!this.#sink.write(item)) {
         this.#paused = true;
         return;
       }
@@ -118,5 +144,6 @@ export class Subscriber<T> {
   close(): void {
     this.#closed = true;
     this.#queue = undefined;
+    this.#queuedBytes = 0;
   }
 }
