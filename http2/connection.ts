@@ -98,11 +98,19 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
 
   // --- what a role supplies --------------------------------------------------
 
-  /** A complete, decoded header block (HEADERS or trailers). */
+  /**
+   * A complete, decoded header block (HEADERS or trailers). `tooLarge` is
+   * 0, or the size of a header list above the decoder's
+   * `maxHeaderListSize`: the block was decoded whole (the HPACK table moved
+   * on) but `fields` holds only the first fields, within the limit. The
+   * role answers that with a stream error (RFC 9113 §10.5.1), not a
+   * connection error: the block was well-formed.
+   */
   protected abstract onHeaderBlock(
     id: number,
     flags: number,
     fields: HeaderField[],
+    tooLarge: number,
   ): void;
   /**
    * DATA within both windows for an open stream (`d` is reused: read it
@@ -294,7 +302,18 @@ export abstract class H2Connection<S extends FlowStream> extends H2Flow<S> {
         `bad header block: ${(e as Error).message}`,
       );
     }
-    this.onHeaderBlock(id, flags, fields);
+    const size = this.#decoder.lastListSize;
+    this.onHeaderBlock(
+      id,
+      flags,
+      fields,
+      size > this.#decoder.maxHeaderListSize ? size : 0,
+    );
+  }
+
+  /** The largest header list a peer's block may decode to (whole). */
+  protected get maxHeaderListSize(): number {
+    return this.#decoder.maxHeaderListSize;
   }
 
   #onRstStream(id: number, buf: Uint8Array, at: number, len: number): void {

@@ -44,9 +44,16 @@ export interface EngineOptions extends SocketOptions {
   streamWindow: number;
   /** Unread bytes the whole connection may hold. */
   connectionWindow: number;
-  /** Largest header block (HEADERS + CONTINUATION frames) accepted. */
+  /**
+   * Largest header block (HEADERS + CONTINUATION frames, encoded, frame
+   * headers counted) accepted; a larger one is a connection error
+   * (ENHANCE_YOUR_CALM). This hard cap bounds what a block can cost us.
+   */
   maxHeaderBlock: number;
-  /** The HPACK decoder's limit on a decoded header list, if any. */
+  /**
+   * The decoded header list kept (default 64 KiB); a larger one within
+   * `maxHeaderBlock` is decoded, cut, and refused as a stream error.
+   */
   maxHeaderListSize?: number;
   /** Blocked streams are pumped only while less than this is queued. */
   outputLimit: number;

@@ -26,6 +26,12 @@ import {
   u32,
 } from "./fixtures/h2_raw_peer.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
+import {
+  bigFields,
+  headerFrames,
+  indexed,
+  literal,
+} from "./fixtures/hpack_writer.ts";
 
 const LIMIT = { maxMessageBytes: 4 << 20 };
 const PATH = "/chat.ChatService/SendMessage";
@@ -521,6 +527,11 @@ Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the
       ErrorCode.ENHANCE_YOUR_CALM,
     ],
     [
+      "a response header block over 256 KiB encoded",
+      (id) => headerFrames(id, concat([indexed(8), bigFields(70)])),
+      ErrorCode.ENHANCE_YOUR_CALM,
+    ],
+    [
       "HEADERS interrupted by DATA",
       (id) =>
         concat([
@@ -610,6 +621,45 @@ Deno.test("createH2Upstream() splits a large request header block into CONTINUAT
     assert.deepEqual(r.messages, [new Uint8Array([7])]);
   });
   assert.equal(got, big);
+});
+
+Deno.test("createH2Upstream() fails only the call whose response header list is above 64 KiB; the other call on the connection, naming the entries it added, succeeds", async () => {
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const [a, b] = await readRequests(peer, 2);
+    // 17 fields of 4,000 octets (69 KB of list, within the 256 KiB block
+    // cap), adding content-type to the table before the limit and
+    // x-after after it.
+    await peer.write(
+      headerFrames(
+        a.id,
+        concat([
+          indexed(8), // :status 200
+          literal("content-type", "application/grpc", true),
+          bigFields(17, "y"),
+          literal("x-after", "tail", true),
+        ]),
+      ),
+      // The reset stream's trailers are decoded and dropped.
+      peer.headers(a.id, [["grpc-status", "0"]], true),
+      // b's headers only by index: 63 and 62 are the entries a's added.
+      headerFrames(b.id, concat([indexed(8), indexed(63), indexed(62)])),
+      frame(FrameType.DATA, 0, b.id, encodeEnvelope(0, new Uint8Array([9]))),
+      peer.headers(b.id, [["grpc-status", "0"]], true),
+    );
+    const rst = await peer.until((f) => f.type === FrameType.RST_STREAM);
+    assert.equal(rst.streamId, a.id);
+    assert.equal(readUint32(rst.payload, 0), ErrorCode.INTERNAL_ERROR);
+    await serveEof(peer);
+  }, async (up, peer) => {
+    const [a, b] = await Promise.all([drain(call(up)), drain(call(up))]);
+    assert.equal(a.status.code, Code.INTERNAL);
+    assert.match(a.status.message, /header list of \d+ octets.*65536/);
+    assert.equal(b.status.code, Code.OK, b.status.message);
+    assert.equal(b.headers["x-after"], "tail");
+    assert.deepEqual(b.messages, [new Uint8Array([9])]);
+    assert.equal(peer.accepted(), 1, "one connection throughout");
+  });
 });
 
 Deno.test("createH2Upstream() maps non-200, non-gRPC and status-less answers", async () => {

@@ -211,10 +211,25 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
     return (id & 1) === 0 || id >= this.#nextId;
   }
 
-  protected onHeaderBlock(id: number, flags: number, fields: HeaderField[]) {
+  protected onHeaderBlock(
+    id: number,
+    flags: number,
+    fields: HeaderField[],
+    tooLarge: number,
+  ) {
     if (this.isIdle(id)) throw protocolError(`HEADERS on idle stream ${id}`);
     const s = this.streams.get(id);
     if (s === undefined) return;
+    if (tooLarge > 0) {
+      // Decoded (the table is in step) but cut: this call fails, not the
+      // connection every other call shares (RFC 9113 §10.5.1).
+      this.streamError(
+        s,
+        ErrorCode.INTERNAL_ERROR,
+        `${this.peer} sent a header list of ${tooLarge} octets, above the limit of ${this.maxHeaderListSize}`,
+      );
+      return;
+    }
     const endStream = (flags & Flag.END_STREAM) !== 0;
     if (endStream) this.#remoteEnd(s);
     s.handler.onHeaders(fields, endStream);

@@ -5,7 +5,9 @@
  *
  * On top of the engine it opens a stream per request HEADERS (refusing
  * those above `maxConcurrentStreams`, REFUSED_STREAM), validates requests
- * (headers.ts), content-length and trailers, answers frames on closed
+ * (headers.ts), content-length and trailers, answers a request whose header
+ * list is above `maxHeaderListSize` on its own stream (the owner's answer,
+ * else 431) while the connection goes on, answers frames on closed
  * streams by how they closed (closed_streams.ts), bounds request bytes of
  * unfinished messages (request_budget.ts) and rapid resets, pumps response
  * DATA, and ends idle connections. Streams are {@linkcode H2ServerStream}s,
@@ -49,6 +51,9 @@ export {
   DEFAULT_H2_SERVER_OPTIONS,
   type H2ServerOptions,
 };
+
+/** The answer to a request whose header list is above our limit. */
+const HEADER_FIELDS_TOO_LARGE = Object.freeze({ ":status": 431 });
 
 /** Stream resets a peer may send in a burst, and refilled per ms (100/s). */
 const RESET_BURST = 1000;
@@ -201,6 +206,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     id: number,
     flags: number,
     fields: HeaderField[],
+    tooLarge: number,
   ): void {
     const endStream = (flags & Flag.END_STREAM) !== 0;
     const open = this.streams.get(id);
@@ -210,9 +216,13 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
       if (open.remoteEnded) {
         this.streamError(open, ErrorCode.STREAM_CLOSED, "HEADERS after END");
       } else if (
-        !endStream || this.selfDependent || open.contentLeft > 0 ||
-        trailerError(fields) !== undefined
+        !endStream || this.selfDependent || open.contentLeft > 0
       ) {
+        this.streamError(open, ErrorCode.PROTOCOL_ERROR, "bad trailers");
+      } else if (tooLarge > 0) {
+        open.remoteEnded = true;
+        this.#headersTooLarge(open, fields, "trailer", tooLarge);
+      } else if (trailerError(fields) !== undefined) {
         this.streamError(open, ErrorCode.PROTOCOL_ERROR, "bad trailers");
       } else if (open.pushEnd()) this.#ending.push(open);
       return;
@@ -225,8 +235,16 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     ) {
       return this.#refuse(id, ErrorCode.REFUSED_STREAM);
     }
+    if (this.selfDependent) return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
+    if (tooLarge > 0) {
+      // Not handed to the owner as a request: its headers are cut. It is
+      // answered (431 or the owner's answer) and ends there; the rest of
+      // the connection goes on (RFC 9113 §10.5.1).
+      const s = this.#openStream(id, endStream);
+      return this.#headersTooLarge(s, fields, "header", tooLarge);
+    }
     const headers = toIncomingHeaders(fields);
-    if (typeof headers === "string" || this.selfDependent) {
+    if (typeof headers === "string") {
       return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
     }
     const length = headers["content-length"];
@@ -234,16 +252,9 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     if (endStream && declared > 0) {
       return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
     }
-    const s = new H2ServerStream(
-      this,
-      id,
-      this.opts.streamWindow,
-      this.peerInitialWindow,
-    );
+    const s = this.#openStream(id, endStream);
     s.contentLeft = declared;
     if (this.#meter !== undefined) s.meter = new EnvelopeMeter();
-    this.streams.set(s);
-    if (endStream) s.remoteEnded = true;
     try {
       this.#owner.onStream(s, headers);
     } catch (e) {
@@ -380,6 +391,43 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   }
 
   // --- streams and lifecycle -------------------------------------------------
+
+  #openStream(id: number, endStream: boolean): H2ServerStream {
+    const s = new H2ServerStream(
+      this,
+      id,
+      this.opts.streamWindow,
+      this.peerInitialWindow,
+    );
+    this.streams.set(s);
+    if (endStream) s.remoteEnded = true;
+    return s;
+  }
+
+  /**
+   * A request's header list (or its trailers) decoded to `size` octets,
+   * above our SETTINGS_MAX_HEADER_LIST_SIZE: the owner answers the stream
+   * (gRPC: RESOURCE_EXHAUSTED), else it gets a 431; then it ends. `fields`
+   * are the ones within the limit.
+   */
+  #headersTooLarge(
+    s: H2ServerStream,
+    fields: HeaderField[],
+    what: "header" | "trailer",
+    size: number,
+  ): void {
+    const reason =
+      `request ${what} list of ${size} octets exceeds the limit of ${this.maxHeaderListSize} octets (SETTINGS_MAX_HEADER_LIST_SIZE)`;
+    try {
+      this.#owner.onHeadersTooLarge?.(s, reason, fields);
+    } catch (e) {
+      this.#owner.onError?.(e);
+    }
+    if (s.destroyed) return;
+    if (!s.headersSent) {
+      s.respond(HEADER_FIELDS_TOO_LARGE, { endStream: true });
+    } else s.close(ErrorCode.ENHANCE_YOUR_CALM);
+  }
 
   /** Resets a stream that was never opened, and remembers it. */
   #refuse(id: number, code: number): void {

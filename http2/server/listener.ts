@@ -37,6 +37,8 @@ export interface ListenH2Options extends Partial<H2ServerOptions> {
   onError?(error: unknown): void;
   /** A stream went over `requestBudget`; see ConnectionOwner. */
   onOverBudget?(stream: H2ServerStream, reason: string): void;
+  /** A request's header list is above `maxHeaderListSize`; see ConnectionOwner. */
+  onHeadersTooLarge?: ConnectionOwner["onHeadersTooLarge"];
   /**
    * Connections served at once at most (0 or unset: no bound); one more is
    * closed as soon as it is accepted.
@@ -99,6 +101,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
     onStream,
     onError,
     onOverBudget,
+    onHeadersTooLarge,
     maxConnections = 0,
     maxConnectionsPerIp = 0,
     ...tuning
@@ -130,6 +133,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
     onStream,
     onError,
     onOverBudget,
+    onHeadersTooLarge,
     closed(connection) {
       connections.delete(connection);
       places.get(connection)?.();

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { HeaderField } from "../../protocol/http2/hpack.ts";
 import type { H2ServerConnection } from "./connection.ts";
 import type { RequestBudget } from "./request_budget.ts";
 import type { H2ServerStream, IncomingHeaders } from "./stream.ts";
@@ -20,7 +21,12 @@ export interface H2ServerOptions {
    * its echoes slowly) do not stall the other calls of the connection.
    */
   connectionWindow: number;
-  /** Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE). */
+  /**
+   * Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE). A
+   * larger one is answered on its stream (`onHeadersTooLarge`, else 431);
+   * a header block over twice this many encoded octets ends the connection
+   * (ENHANCE_YOUR_CALM), as it costs us memory to take in.
+   */
   maxHeaderListSize: number;
   /** Bytes queued for the socket above which streams wait for it. */
   outputLimit: number;
@@ -76,4 +82,16 @@ export interface ConnectionOwner {
    * ENHANCE_YOUR_CALM after this if still open).
    */
   onOverBudget?(stream: H2ServerStream, reason: string): void;
+  /**
+   * A request's header list (or trailers) decoded above `maxHeaderListSize`
+   * (`reason` says by how much); `fields` are its first fields, within the
+   * limit. The request is not given to `onStream`: answer `stream` here
+   * (it gets a 431 after this if unanswered, RST_STREAM ENHANCE_YOUR_CALM
+   * if answered but still open). Only this stream ends.
+   */
+  onHeadersTooLarge?(
+    stream: H2ServerStream,
+    reason: string,
+    fields: readonly HeaderField[],
+  ): void;
 }

@@ -11,10 +11,15 @@
  * metadata is ASCII and `-bin` values are base64, so nothing is UTF-8
  * decoded, and the encoder refuses char codes above 255.
  *
- * Limits are checked as the block is read: integers above 2^31 - 1, strings
- * running past the block and a decoded header list above
- * `maxHeaderListSize` all throw {@linkcode HpackError}, so a hostile peer
- * cannot make the decoder allocate without bound.
+ * Limits are checked as the block is read: integers above 2^31 - 1 and
+ * strings running past the block throw {@linkcode HpackError}. A decoded
+ * header list above `maxHeaderListSize` is not a decoding failure (RFC 9113
+ * §10.5.1: the limit is advisory, the answer a stream error): the block is
+ * decoded to its end, so the dynamic table stays in step with the peer's,
+ * but the fields past the limit are only counted, never kept, and
+ * {@linkcode HpackDecoder.lastListSize} tells the caller. A hostile peer
+ * cannot make the decoder hold more than the limit in fields, nor a string
+ * longer than the block it came in (whose size the caller bounds).
  *
  * @module
  */
@@ -113,8 +118,10 @@ const MAX_INT = 0x7fffffff;
 /** Limits of an {@linkcode HpackDecoder} beyond the table size. */
 export interface HpackDecoderOptions {
   /**
-   * Largest decoded header list, summed as name + value + 32 octets per
-   * field (the SETTINGS_MAX_HEADER_LIST_SIZE measure). Default 64 KiB.
+   * Largest decoded header list kept, summed as name + value + 32 octets
+   * per field (the SETTINGS_MAX_HEADER_LIST_SIZE measure). Default 64 KiB.
+   * A larger list is decoded but cut to the fields within it; see
+   * {@linkcode HpackDecoder.lastListSize}.
    */
   maxHeaderListSize?: number;
 }
@@ -148,6 +155,7 @@ export class HpackDecoder {
   #broken = false;
   // Read position while decoding a block.
   #pos = 0;
+  #lastListSize = 0;
 
   /**
    * @param maxTableSize The SETTINGS_HEADER_TABLE_SIZE we advertise
@@ -163,6 +171,22 @@ export class HpackDecoder {
     this.#maxListSize = options.maxHeaderListSize ?? 64 * 1024;
     const slots = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
     this.#entries = new Array(slots).fill(NO_ENTRY);
+  }
+
+  /** The largest header list `decode()` returns whole, in octets. */
+  get maxHeaderListSize(): number {
+    return this.#maxListSize;
+  }
+
+  /**
+   * The size of the header list the last `decode()` read, by the
+   * SETTINGS_MAX_HEADER_LIST_SIZE measure, counting the fields it dropped:
+   * above `maxHeaderListSize`, that call returned only the fields that fit
+   * (the first ones), and the request or response is to be refused as a
+   * stream error.
+   */
+  get lastListSize(): number {
+    return this.#lastListSize;
   }
 
   /** Octets the dynamic table holds now, by the RFC 7541 §4.1 measure. */
@@ -188,6 +212,10 @@ export class HpackDecoder {
   /**
    * Decodes one complete header block (the HEADERS or PUSH_PROMISE payload
    * joined with its CONTINUATION payloads, padding and priority removed).
+   *
+   * A well-formed block whose header list is above `maxHeaderListSize` is
+   * decoded to its end (its table updates apply) and returns the fields
+   * within the limit; check {@linkcode lastListSize}.
    *
    * @throws {HpackError} for any malformed block. The table may then be
    * half-updated, so the decoder refuses every later block: treat it as a
@@ -242,13 +270,11 @@ export class HpackDecoder {
         field = [name, this.#string(block)];
       }
       listSize += field[0].length + field[1].length + ENTRY_OVERHEAD;
-      if (listSize > this.#maxListSize) {
-        throw new HpackError(
-          `header list above ${this.#maxListSize} octets`,
-        );
-      }
-      fields.push(field);
+      // Past the limit the fields are counted and dropped: the table has
+      // taken what it must, and nothing more is held for this block.
+      if (listSize <= this.#maxListSize) fields.push(field);
     }
+    this.#lastListSize = listSize;
     return fields;
   }
 

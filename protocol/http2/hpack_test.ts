@@ -367,20 +367,40 @@ Deno.test("HpackDecoder rejects size updates above our maximum or after a field"
   ]]);
 });
 
-Deno.test("HpackDecoder rejects a header list above maxHeaderListSize", () => {
+Deno.test("HpackDecoder decodes a header list above maxHeaderListSize whole but keeps only the fields within it", () => {
   const small = new HpackDecoder(4096, { maxHeaderListSize: 100 });
+  assert.equal(small.maxHeaderListSize, 100);
   assert.deepEqual(small.decode(hex("82 82")), [
     [":method", "GET"],
     [":method", "GET"],
   ]); // 84
-  rejects("82 82 82", new HpackDecoder(4096, { maxHeaderListSize: 100 }));
+  assert.equal(small.lastListSize, 84);
+  // 126 octets: the third field is counted and dropped; not an error.
+  assert.deepEqual(small.decode(hex("82 82 82")), [
+    [":method", "GET"],
+    [":method", "GET"],
+  ]);
+  assert.equal(small.lastListSize, 126);
+  // A field past the limit still enters the table (the peer's encoder
+  // added it), and the next block may refer to it.
+  assert.equal(
+    small.decode(hex("82 82 82 40 01 78 01 79")).length,
+    2,
+  );
+  assert.deepEqual(small.tableEntries(), [["x", "y"]]);
+  assert.deepEqual(small.decode(hex("be")), [["x", "y"]]);
+  assert.equal(small.lastListSize, 34);
   // One 4000-octet entry indexed again and again: cheap for the peer to
-  // send, capped at the default 64 KiB for us.
+  // send; counted but not kept past the default 64 KiB.
   const d = new HpackDecoder();
   const value = "v".repeat(4000);
   d.decode(new Uint8Array([...hex("41 7f a1 1e"), ...ascii(value)])); // 127 + 33 + 30 * 128
   assert.equal(d.tableEntries()[0][1], value);
-  rejects(new Uint8Array(20).fill(0xbe), d);
+  const kept = d.decode(new Uint8Array(20_000).fill(0xbe));
+  assert.equal(kept.length, 16); // 16 × 4,042 ≤ 65,536 < 17 × 4,042
+  assert.equal(d.lastListSize, 20_000 * 4042);
+  // The decoder is not broken by it.
+  assert.deepEqual(d.decode(hex("82")), [[":method", "GET"]]);
 });
 
 Deno.test("HpackDecoder refuses every block after a failure", () => {

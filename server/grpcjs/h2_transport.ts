@@ -114,6 +114,15 @@ export function listenWithH2(
       grpcJs.emit("stream", stream, headers);
     },
     onOverBudget: overBudget,
+    onHeadersTooLarge(stream, reason, fields) {
+      // A request that says it is not gRPC gets the listener's 431; one cut
+      // before its content-type (or trailers) is taken as gRPC, our
+      // protocol: a trailers-only RESOURCE_EXHAUSTED naming the limit,
+      // which grpc-js and grpcio report as such.
+      const type = fields.find(([name]) => name === "content-type")?.[1];
+      if (type !== undefined && !type.startsWith("application/grpc")) return;
+      overBudget(stream, reason);
+    },
     onError: options.onError,
   });
   return Object.assign(listener, { requestBudget });
@@ -141,7 +150,10 @@ function answerNotGrpc(stream: H2ServerStream): void {
   stream.once("end", answer);
 }
 
-/** A call over the request budget ends with RESOURCE_EXHAUSTED. */
+/**
+ * A call over the request budget, or with a header list above the limit,
+ * ends with RESOURCE_EXHAUSTED.
+ */
 function overBudget(stream: H2ServerStream, reason: string): void {
   const status = {
     "grpc-status": String(Code.RESOURCE_EXHAUSTED),
