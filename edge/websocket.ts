@@ -36,7 +36,11 @@ export interface WebSocketBridgeOptions {
   allowedOrigins?: readonly string[];
   /** Longest deadline a client may ask for; longer ones are clamped. */
   maxTimeoutMs?: number;
-  /** Requests buffered ahead of the core; past this, RESOURCE_EXHAUSTED. */
+  /**
+   * Request bytes a socket may hold waiting for the core; a message that
+   * would go past it ends the call with RESOURCE_EXHAUSTED. Default
+   * {@linkcode defaultMaxBufferedBytes}.
+   */
   maxBufferedBytes?: number;
   /** Time the client has to send its call header. */
   headerTimeoutMs?: number;
@@ -46,6 +50,23 @@ export interface WebSocketBridgeOptions {
   perIp?: IpSlot;
   /** Proxies in front that append X-Forwarded-For (edge/ip_limits.ts). */
   trustProxy?: number;
+}
+
+/** Room behind one largest message for the small ones a client sends on. */
+const BUFFER_SLACK_BYTES = 64 * 1024;
+
+/**
+ * The default per-socket request buffer: one message of the largest size
+ * plus 64 KiB. A browser cannot be slowed down (a WebSocket has no
+ * receive-side flow control), but a Chat or Upload stream sends one message
+ * after another and the core reads them as they come: the buffer only has to
+ * hold what arrives while the previous message is still being written
+ * upstream, which is at most one largest message and some small ones. It
+ * was 4 × the message limit (40 MiB by default): a dozen sockets that sent
+ * and never let the core catch up took the edge from 73 MB to 609 MB.
+ */
+export function defaultMaxBufferedBytes(maxMessageBytes: number): number {
+  return maxMessageBytes + BUFFER_SLACK_BYTES;
 }
 
 /**
@@ -85,7 +106,8 @@ export function createWebSocketBridge(
       options.allowedMetadata ?? FORWARDED_REQUEST_HEADERS,
     ),
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
-    maxBufferedBytes: options.maxBufferedBytes ?? 4 * options.maxMessageBytes,
+    maxBufferedBytes: options.maxBufferedBytes ??
+      defaultMaxBufferedBytes(options.maxMessageBytes),
     headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
   };
   const origins = new Set(options.allowedOrigins ?? ["*"]);

@@ -194,6 +194,54 @@ Deno.test("createH2Upstream() sends a gRPC request, acknowledges SETTINGS and PI
   assert.equal(goaway, undefined);
 });
 
+Deno.test("createH2Upstream() never sends, and fails alone with RESOURCE_EXHAUSTED, a call whose headers exceed the core's SETTINGS_MAX_HEADER_LIST_SIZE or the edge's metadata bounds", async () => {
+  const ids: number[] = [];
+  await withPeer(async (peer) => {
+    await peer.handshake([[Setting.MAX_HEADER_LIST_SIZE, 4096]]);
+    // Only the calls that fit arrive, on stream ids in order.
+    for (let i = 0; i < 2; i++) {
+      const req = await readRequest(peer);
+      ids.push(req.id);
+      await peer.write(peer.answer(req.id, [new Uint8Array([i])]));
+    }
+    await serveEof(peer);
+  }, async (up) => {
+    const ok = await drain(call(up, { metadata: { "x-request-id": "a" } }));
+    assert.equal(ok.status.code, Code.OK, ok.status.message);
+    // Under the edge's bounds, over the peer's limit: refused locally.
+    const overPeer = await drain(
+      call(up, { metadata: { "x-request-id": "x".repeat(5000) } }),
+    );
+    assert.equal(overPeer.status.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(
+      overPeer.status.message,
+      /exceed the upstream's limit of 4096 \(SETTINGS_MAX_HEADER_LIST_SIZE\)/,
+    );
+    assert.equal(overPeer.status.unsent, undefined);
+    // Over the edge's own bounds: per value, then in all.
+    const overValue = await drain(
+      call(up, { metadata: { "x-request-id": "x".repeat(8193) } }),
+    );
+    assert.equal(overValue.status.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(overValue.status.message, /metadata x-request-id is 8193/);
+    const overTotal = await drain(call(up, {
+      metadata: {
+        "x-request-id": "x".repeat(8000),
+        "x-user-agent": "y".repeat(8000),
+        "custom-header-1": "z".repeat(1000),
+      },
+    }));
+    assert.equal(overTotal.status.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(overTotal.status.message, /over 16384 bytes in all/);
+    // The connection goes on.
+    const after = await drain(call(up));
+    assert.equal(after.status.code, Code.OK, after.status.message);
+    assert.deepEqual(after.messages, [new Uint8Array([1])]);
+    assert.equal(up.connections?.(), 1);
+  });
+  assert.deepEqual(ids, [1, 3]);
+});
+
 Deno.test("createH2Upstream() fails a stream above GOAWAY's last-stream-id with UNAVAILABLE and sends new calls on a new connection", async () => {
   await withPeer(async (peer, index) => {
     await peer.handshake();
@@ -573,12 +621,14 @@ Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the
 });
 
 Deno.test("createH2Upstream() splits a large request header block into CONTINUATION and reads padded, split response headers", async () => {
-  const big = "x".repeat(40_000);
+  // Metadata is bounded (16 KiB in all, which HPACK shrinks further), so a
+  // long :path of a char Huffman would lengthen (written raw) fills the block.
+  const big = "/" + "~".repeat(40_000);
   let got: string | undefined;
   await withPeer(async (peer) => {
     await peer.handshake();
     const req = await readRequest(peer);
-    got = Object.fromEntries(req.headers)["custom-header-1"];
+    got = Object.fromEntries(req.headers)[":path"];
     const block = peer.encoder.encode([
       [":status", "200"],
       ["content-type", "application/grpc"],
@@ -615,7 +665,10 @@ Deno.test("createH2Upstream() splits a large request header block into CONTINUAT
     );
     await serveEof(peer);
   }, async (up) => {
-    const r = await drain(call(up, { metadata: { "custom-header-1": big } }));
+    const r = await drain(up.call(big, messages(new Uint8Array([1])), {
+      metadata: {},
+      signal: new AbortController().signal,
+    }));
     assert.equal(r.status.code, Code.OK, r.status.message);
     assert.equal(r.headers["x-reply"], "y".repeat(20_000));
     assert.deepEqual(r.messages, [new Uint8Array([7])]);

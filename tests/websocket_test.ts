@@ -12,6 +12,8 @@ import {
   UploadResponseSchema,
 } from "../gen/chat_pb.ts";
 import { openWsCall, type WsCall } from "../web/ws_call.ts";
+import { createWebSocketBridge } from "../edge/websocket.ts";
+import type { Upstream, UpstreamStatus } from "../edge/upstream/types.ts";
 import { encodeFrame, FLAG_DATA } from "../protocol/ws_bridge.ts";
 import { startBridgeStack, waitFor } from "./fixtures/web_stack.ts";
 
@@ -198,5 +200,75 @@ Deno.test("createWebSocketBridge() answers 426 to plain HTTP and 403 to an origi
     await wrong.body?.cancel();
   } finally {
     await stack.close();
+  }
+});
+
+Deno.test("createWebSocketBridge() buffers one largest message plus 64 KiB per socket by default: past it RESOURCE_EXHAUSTED, other sockets unaffected", async () => {
+  const maxMessageBytes = 64 * 1024;
+  const bound = maxMessageBytes + 64 * 1024;
+  // A core that never reads the requests of /test.Stall/Hold (so they wait
+  // in the bridge's queue) and counts those of /test.Count/All.
+  const upstream: Pick<Upstream, "call"> = {
+    call(path, requests, opts) {
+      const status = new Promise<UpstreamStatus>((resolve) => {
+        const aborted = () =>
+          resolve({ code: 1, message: "cancelled", trailers: {} });
+        opts.signal.addEventListener("abort", aborted, { once: true });
+        if (path !== "/test.Count/All") return;
+        (async () => {
+          let n = 0;
+          for await (const _ of requests as AsyncIterable<Uint8Array>) n++;
+          resolve({ code: 0, message: `${n}`, trailers: {} });
+        })();
+      });
+      return { headers: Promise.resolve({}), messages: none(), status };
+    },
+  };
+  async function* none(): AsyncGenerator<Uint8Array> {}
+  const handler = createWebSocketBridge(upstream, { maxMessageBytes });
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => handler(request),
+  );
+  const url = `ws://127.0.0.1:${http.addr.port}/ws`;
+  const within = <T>(p: Promise<T>, what: string) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(() => reject(new Error(`no ${what} in 3 s`)), 3000)
+      ),
+    ]).finally(() => clearTimeout(timer));
+  };
+  try {
+    const full = new Uint8Array(maxMessageBytes);
+    const held = openWsCall(url, { path: "/test.Stall/Hold" });
+    held.send(full);
+    const counted = openWsCall(url, { path: "/test.Count/All" });
+    counted.send(full);
+    const over = openWsCall(url, { path: "/test.Stall/Hold" });
+    // Up to the bound: one largest message and 64 KiB of others behind it.
+    over.send(full);
+    over.send(new Uint8Array(bound - maxMessageBytes));
+    over.send(new Uint8Array(1));
+    const status = await within(over.status, "status for the socket over");
+    assert.equal(status.code, 8);
+    assert.equal(
+      status.message,
+      `more than ${bound} request bytes waiting for the core`,
+    );
+    // The others go on: one is counted through, one still holds its bytes.
+    counted.send(full);
+    counted.closeSend();
+    const done = await within(counted.status, "status for the counted call");
+    assert.deepEqual([done.code, done.message], [0, "2"]);
+    let heldEnded = false;
+    held.status.then(() => heldEnded = true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(heldEnded, false);
+    held.cancel();
+    await held.status;
+  } finally {
+    await http.shutdown();
   }
 });

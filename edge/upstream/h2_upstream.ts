@@ -37,7 +37,7 @@ import {
 } from "./types.ts";
 import { ErrorCode } from "../../protocol/http2/frames.ts";
 import { H2Pool } from "../../http2/client/pool.ts";
-import { RequestHeaderEncoder } from "./request_headers.ts";
+import { HeaderLimitError, RequestHeaderEncoder } from "./request_headers.ts";
 import { H2Stream, type StreamHandler } from "../../http2/client/stream.ts";
 
 /** Options of {@linkcode createH2Upstream}; a superset of node:http2's. */
@@ -198,7 +198,16 @@ class H2Call
     try {
       block = shared.headers.build(path, opts.metadata, opts.timeoutMs);
     } catch (e) {
-      this.settle(unavailable(`upstream unavailable: ${(e as Error).message}`));
+      // Over the edge's metadata bounds: this call's fault, not the core's.
+      this.settle(
+        e instanceof HeaderLimitError
+          ? {
+            code: Code.RESOURCE_EXHAUSTED,
+            message: e.message,
+            trailers: {},
+          }
+          : unavailable(`upstream unavailable: ${(e as Error).message}`),
+      );
       return;
     }
     if (opts.timeoutMs !== undefined) {
@@ -209,7 +218,7 @@ class H2Call
           trailers: {},
         }), opts.timeoutMs);
     }
-    this.#stream = new H2Stream(this, block);
+    this.#stream = new H2Stream(this, block, shared.headers.listSize);
     shared.pool.place(this.#stream);
     if (!this.#settled) void this.#pump(requests);
   }

@@ -19,6 +19,7 @@ import {
   statusFromResponseError,
 } from "./headers.ts";
 import { pump } from "./pump.ts";
+import { metadataLimitError } from "./request_headers.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
 import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
@@ -110,6 +111,13 @@ export function createHttp2Upstream(
 
     if (opts.signal.aborted) {
       onAbort();
+      return result;
+    }
+    // Over the edge's metadata bounds: fails alone, never sent (a header
+    // list the core refuses ends the whole shared connection).
+    const tooBig = metadataLimitError(opts.metadata);
+    if (tooBig !== undefined) {
+      settle({ code: Code.RESOURCE_EXHAUSTED, message: tooBig, trailers: {} });
       return result;
     }
     opts.signal.addEventListener("abort", onAbort);

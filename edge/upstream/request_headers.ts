@@ -7,6 +7,13 @@
  * are encoded once, each `:path` once, and only the deadline and metadata
  * per call.
  *
+ * It also bounds what a call may forward ({@linkcode MAX_METADATA_VALUE_BYTES},
+ * {@linkcode MAX_METADATA_BYTES}) and measures each block's header list
+ * (RFC 9113 §6.5.2) so the connection can hold it against the core's
+ * SETTINGS_MAX_HEADER_LIST_SIZE. A header list the core refuses ends the
+ * whole shared connection (a connection-level COMPRESSION_ERROR GOAWAY), so
+ * one client's oversized headers must fail its own call here instead.
+ *
  * @module
  */
 import { HpackEncoder } from "../../protocol/http2/hpack.ts";
@@ -14,6 +21,67 @@ import { formatGrpcTimeout } from "../../protocol/mod.ts";
 import { isReservedHeader } from "./headers.ts";
 
 const MAX_CACHED_PATHS = 1024;
+
+/**
+ * Longest value of one forwarded metadata entry, in octets. The allow-listed
+ * names carry a bearer token, a request id, a user agent: a few KiB at most.
+ */
+export const MAX_METADATA_VALUE_BYTES = 8 * 1024;
+
+/**
+ * Most octets of forwarded metadata (names and values) per call, well under
+ * the 64 KiB header list the core accepts (with the edge's own fields added).
+ */
+export const MAX_METADATA_BYTES = 16 * 1024;
+
+/** Per field in a header list size (RFC 9113 §6.5.2). */
+const FIELD_OVERHEAD = 32;
+
+/**
+ * A call's metadata is over the edge's bounds, or its header list over the
+ * core's limit: the call fails alone with RESOURCE_EXHAUSTED.
+ */
+export class HeaderLimitError extends Error {
+  override readonly name = "HeaderLimitError";
+}
+
+/**
+ * Why `metadata` may not be forwarded (over a bound above), or undefined.
+ * Reserved names, which are never forwarded, do not count.
+ */
+export function metadataLimitError(
+  metadata: Readonly<Record<string, string>>,
+): string | undefined {
+  let total = 0;
+  for (const key in metadata) {
+    const name = key.toLowerCase();
+    if (isReservedHeader(name)) continue;
+    const problem = metadataEntryError(name, metadata[key], total);
+    if (problem !== undefined) return problem;
+    total += name.length + metadata[key].length;
+  }
+  return undefined;
+}
+
+function metadataEntryError(
+  name: string,
+  value: string,
+  before: number,
+): string | undefined {
+  // HPACK here writes one octet per char (it refuses char codes above 255).
+  if (value.length > MAX_METADATA_VALUE_BYTES) {
+    return `metadata ${name} is ${value.length} bytes; the edge forwards at most ${MAX_METADATA_VALUE_BYTES} per value`;
+  }
+  const total = before + name.length + value.length;
+  if (total > MAX_METADATA_BYTES) {
+    return `metadata is over ${MAX_METADATA_BYTES} bytes in all (at ${name}); the edge forwards at most that`;
+  }
+  return undefined;
+}
+
+function fieldSize(name: string, value: string): number {
+  return name.length + value.length + FIELD_OVERHEAD;
+}
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
 
@@ -26,24 +94,37 @@ export class RequestHeaderEncoder {
   // The whole block of a call without metadata or deadline, per path: the
   // writer copies a block into its buffer, so one can serve every call.
   readonly #plain = new Map<string, Uint8Array>();
+  // The header list size of the fields in #head and #tail.
+  readonly #fixedSize: number;
+  /** The header list size of the block `build()` returned last. */
+  listSize = 0;
 
   /** `scheme` is "http" or "https"; `authority` is host[:port]. */
   constructor(scheme: string, authority: string) {
-    this.#head = this.#encoder.encode([
+    const head: [string, string][] = [
       [":method", "POST"],
       [":scheme", scheme],
       [":authority", authority],
-    ]);
-    this.#tail = this.#encoder.encode([
+    ];
+    const tail: [string, string][] = [
       ["content-type", "application/grpc"],
       ["te", "trailers"],
       ["user-agent", "chat-edge/1"],
-    ]);
+    ];
+    this.#head = this.#encoder.encode(head);
+    this.#tail = this.#encoder.encode(tail);
+    let fixed = 0;
+    for (const [name, value] of [...head, ...tail]) {
+      fixed += fieldSize(name, value);
+    }
+    this.#fixedSize = fixed;
   }
 
   /**
-   * The block for one call: `metadata` minus reserved names, lower-cased.
-   * Throws for a name or value HTTP/2 cannot carry.
+   * The block for one call: `metadata` minus reserved names, lower-cased;
+   * its header list size is `listSize` afterwards. Throws
+   * {@linkcode HeaderLimitError} for metadata over the edge's bounds, and an
+   * Error for a name or value HTTP/2 cannot carry.
    */
   build(
     path: string,
@@ -51,9 +132,13 @@ export class RequestHeaderEncoder {
     timeoutMs: number | undefined,
   ): Uint8Array {
     const bare = timeoutMs === undefined && isEmpty(metadata);
+    let listSize = this.#fixedSize + fieldSize(":path", path);
     if (bare) {
       const block = this.#plain.get(path);
-      if (block !== undefined) return block;
+      if (block !== undefined) {
+        this.listSize = listSize;
+        return block;
+      }
     }
     let pathBlock = this.#paths.get(path);
     if (pathBlock === undefined) {
@@ -68,12 +153,19 @@ export class RequestHeaderEncoder {
     if (keys.length > 0 || timeoutMs !== undefined) {
       const fields: [string, string][] = [];
       if (timeoutMs !== undefined) {
-        fields.push(["grpc-timeout", formatGrpcTimeout(timeoutMs)]);
+        const timeout = formatGrpcTimeout(timeoutMs);
+        fields.push(["grpc-timeout", timeout]);
+        listSize += fieldSize("grpc-timeout", timeout);
       }
+      let forwarded = 0;
       for (const key of keys) {
         const name = key.toLowerCase();
         if (isReservedHeader(name)) continue;
         const value = metadata[key];
+        const problem = metadataEntryError(name, value, forwarded);
+        if (problem !== undefined) throw new HeaderLimitError(problem);
+        forwarded += name.length + value.length;
+        listSize += fieldSize(name, value);
         if (!TOKEN.test(name)) {
           throw new Error(`invalid header name ${JSON.stringify(key)}`);
         }
@@ -93,6 +185,7 @@ export class RequestHeaderEncoder {
     out.set(pathBlock, head.byteLength);
     out.set(tail, head.byteLength + pathBlock.byteLength);
     if (extra) out.set(extra, size - extra.byteLength);
+    this.listSize = listSize;
     if (bare && this.#plain.size < MAX_CACHED_PATHS) this.#plain.set(path, out);
     return out;
   }

@@ -81,6 +81,8 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   #pingSeq = 0;
   #nextId: number;
   #peerMaxStreams = Infinity;
+  // The server's SETTINGS_MAX_HEADER_LIST_SIZE (unlimited until it says).
+  #peerMaxHeaderList = Infinity;
   #goaway = false;
   readonly #keepalive: Keepalive | undefined;
   // Aborts a dial still in progress when the connection ends.
@@ -269,6 +271,7 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       throw protocolError("a server enabled push");
     }
     if (key === Setting.MAX_CONCURRENT_STREAMS) this.#peerMaxStreams = value;
+    if (key === Setting.MAX_HEADER_LIST_SIZE) this.#peerMaxHeaderList = value;
     // HEADER_TABLE_SIZE: our encoder never uses the table.
   }
 
@@ -349,6 +352,19 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   // --- streams ---------------------------------------------------------------
 
   #open(s: H2Stream): void {
+    if (s.headerListSize > this.#peerMaxHeaderList) {
+      // A server may answer an over-limit header list with a connection
+      // error (the core's h2 transport has: GOAWAY COMPRESSION_ERROR), which would end
+      // every other call here. Never sent, so it fails alone.
+      s.closed = true;
+      s.owner = undefined;
+      this.drainWaiters.delete(s);
+      s.handler.onReset(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `request headers of ${s.headerListSize} bytes exceed the upstream's limit of ${this.#peerMaxHeaderList} (SETTINGS_MAX_HEADER_LIST_SIZE)`,
+      );
+      return;
+    }
     const id = this.#nextId;
     this.#nextId += 2;
     s.id = id;

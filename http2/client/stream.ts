@@ -24,6 +24,9 @@ export interface StreamHandler {
   /**
    * The stream was reset with an RST_STREAM error code: by the peer, or by
    * this side (with `message`) because the peer broke the protocol on it.
+   * Also (ENHANCE_YOUR_CALM, with `message`) for a request never sent
+   * because its header list is over the peer's SETTINGS_MAX_HEADER_LIST_SIZE:
+   * sent, the peer would end the whole connection over it.
    */
   onReset(code: number, message?: string): void;
   /**
@@ -56,6 +59,11 @@ export class H2Stream implements FlowStream {
   owner: StreamOwner | undefined;
   /** The request header block, kept until sent. */
   headerBlock: Uint8Array | undefined;
+  /**
+   * The block's header list size (RFC 9113 §6.5.2), held against the peer's
+   * SETTINGS_MAX_HEADER_LIST_SIZE before it is sent; 0 when not known.
+   */
+  readonly headerListSize: number;
   /** Bytes the peer lets us send on this stream. */
   sendWindow = 0;
   /** Bytes we have told the peer it may still send. */
@@ -78,8 +86,13 @@ export class H2Stream implements FlowStream {
   /** Times the pool moved it to another connection before it was sent. */
   moves = 0;
 
-  constructor(readonly handler: StreamHandler, headerBlock: Uint8Array) {
+  constructor(
+    readonly handler: StreamHandler,
+    headerBlock: Uint8Array,
+    headerListSize = 0,
+  ) {
     this.headerBlock = headerBlock;
+    this.headerListSize = headerListSize;
   }
 
   /**
