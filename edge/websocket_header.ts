@@ -4,7 +4,8 @@
  * The header is JSON from an untrusted page, so every field is checked for
  * type and shape; anything off makes the whole header invalid rather than
  * being half-used. Metadata names outside the allow-list, protocol names
- * (`grpc-*`, pseudo-headers) and values with control characters are dropped,
+ * (`grpc-*`, pseudo-headers) and values with characters a header cannot
+ * carry (control characters, anything past printable ASCII) are dropped,
  * never forwarded (the edge's HTTP paths follow the same rule).
  *
  * @module
@@ -13,8 +14,13 @@ import type { BridgeCallHeader } from "../protocol/ws_bridge.ts";
 
 const PATH = /^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
 const NAME = /^[a-z0-9][a-z0-9_.-]*$/;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\x00-\x1f\x7f]/;
+/**
+ * Anything but what a gRPC metadata value may hold (printable ASCII, space
+ * and tab): control characters, and characters past U+007E, which an HTTP/2
+ * header cannot carry (one past U+00FF made the upstream's header encoder
+ * throw, which read as the core failing and took it out of balancing).
+ */
+const NOT_HEADER_TEXT = /[^\t\x20-\x7e]/;
 
 /** Parses the first frame; `undefined` if it is not a valid header. */
 export function parseCallHeader(text: string): BridgeCallHeader | undefined {
@@ -59,7 +65,7 @@ export function filterMetadata(
   for (const [rawName, value] of Object.entries(metadata ?? {})) {
     const name = rawName.toLowerCase();
     if (!NAME.test(name) || name.startsWith("grpc-")) continue;
-    if (!allowed.has(name) || CONTROL.test(value)) continue;
+    if (!allowed.has(name) || NOT_HEADER_TEXT.test(value)) continue;
     out[name] = value;
   }
   return out;

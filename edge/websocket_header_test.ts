@@ -43,3 +43,16 @@ Deno.test("filterMetadata() keeps allow-listed names only, never grpc-* or contr
     { "x-request-id": "abc" },
   );
 });
+
+Deno.test("filterMetadata() drops values an HTTP/2 header cannot carry: past printable ASCII (é, 😀, U+0100) as well as control characters", () => {
+  const allowed = new Set(["x-request-id", "x-user-agent", "custom-header-1"]);
+  assert.deepEqual(
+    filterMetadata({
+      "x-request-id": "caf\u00e9",
+      "x-user-agent": "\u{1f600}",
+      "custom-header-1": "ok value\twith tab",
+    }, allowed),
+    { "custom-header-1": "ok value\twith tab" },
+  );
+  assert.deepEqual(filterMetadata({ "x-request-id": "\u0100" }, allowed), {});
+});

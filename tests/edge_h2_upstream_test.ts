@@ -194,7 +194,7 @@ Deno.test("createH2Upstream() sends a gRPC request, acknowledges SETTINGS and PI
   assert.equal(goaway, undefined);
 });
 
-Deno.test("createH2Upstream() never sends, and fails alone with RESOURCE_EXHAUSTED, a call whose headers exceed the core's SETTINGS_MAX_HEADER_LIST_SIZE or the edge's metadata bounds", async () => {
+Deno.test("createH2Upstream() never sends, and fails alone with RESOURCE_EXHAUSTED, a call whose headers exceed the core's SETTINGS_MAX_HEADER_LIST_SIZE or the edge's metadata bounds, and with INVALID_ARGUMENT one whose value HTTP/2 cannot carry", async () => {
   const ids: number[] = [];
   await withPeer(async (peer) => {
     await peer.handshake([[Setting.MAX_HEADER_LIST_SIZE, 4096]]);
@@ -233,6 +233,18 @@ Deno.test("createH2Upstream() never sends, and fails alone with RESOURCE_EXHAUST
     }));
     assert.equal(overTotal.status.code, Code.RESOURCE_EXHAUSTED);
     assert.match(overTotal.status.message, /over 16384 bytes in all/);
+    // A value HTTP/2 cannot carry: the call's fault, INVALID_ARGUMENT, and
+    // no "upstream ..." status, which would take the core out of balancing.
+    for (const bad of ["\u0100", "a\u0001b", "\u{1f600}"]) {
+      const invalid = await drain(
+        call(up, { metadata: { "x-request-id": bad } }),
+      );
+      assert.equal(invalid.status.code, Code.INVALID_ARGUMENT);
+      assert.equal(
+        invalid.status.message,
+        "invalid character in header x-request-id",
+      );
+    }
     // The connection goes on.
     const after = await drain(call(up));
     assert.equal(after.status.code, Code.OK, after.status.message);

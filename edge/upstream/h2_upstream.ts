@@ -198,16 +198,16 @@ class H2Call
     try {
       block = shared.headers.build(path, opts.metadata, opts.timeoutMs);
     } catch (e) {
-      // Over the edge's metadata bounds: this call's fault, not the core's.
-      this.settle(
-        e instanceof HeaderLimitError
-          ? {
-            code: Code.RESOURCE_EXHAUSTED,
-            message: e.message,
-            trailers: {},
-          }
-          : unavailable(`upstream unavailable: ${(e as Error).message}`),
-      );
+      // Over the edge's metadata bounds, or a value HTTP/2 cannot carry:
+      // this call's fault, never the core's (an "upstream" status would
+      // take the core out of balancing).
+      this.settle({
+        code: e instanceof HeaderLimitError
+          ? Code.RESOURCE_EXHAUSTED
+          : Code.INVALID_ARGUMENT,
+        message: (e as Error).message,
+        trailers: {},
+      });
       return;
     }
     if (opts.timeoutMs !== undefined) {

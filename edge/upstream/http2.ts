@@ -19,7 +19,7 @@ import {
   statusFromResponseError,
 } from "./headers.ts";
 import { pump } from "./pump.ts";
-import { metadataLimitError } from "./request_headers.ts";
+import { headerFieldError, metadataLimitError } from "./request_headers.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
 import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
@@ -131,7 +131,15 @@ export function createHttp2Upstream(
       "user-agent": "chat-edge/1",
     };
     for (const [k, v] of Object.entries(opts.metadata)) {
-      if (!isReservedHeader(k.toLowerCase())) reqHeaders[k.toLowerCase()] = v;
+      const name = k.toLowerCase();
+      if (isReservedHeader(name)) continue;
+      // node:http2 throws for these: the call's fault, not the core's.
+      const invalid = headerFieldError(name, v);
+      if (invalid !== undefined) {
+        settle({ code: Code.INVALID_ARGUMENT, message: invalid, trailers: {} });
+        return result;
+      }
+      reqHeaders[name] = v;
     }
     if (opts.timeoutMs !== undefined) {
       reqHeaders["grpc-timeout"] = formatGrpcTimeout(opts.timeoutMs);

@@ -83,7 +83,23 @@ function fieldSize(name: string, value: string): number {
   return name.length + value.length + FIELD_OVERHEAD;
 }
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-const BAD_VALUE = /[\0\r\n]/;
+/** What a field value may not hold (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB). */
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** A name or value HTTP/2 cannot carry: the call's fault, never the core's. */
+export class InvalidHeaderError extends Error {
+  override readonly name = "InvalidHeaderError";
+}
+
+/** Why HTTP/2 cannot carry `name: value` (lower-case name), if it cannot. */
+export function headerFieldError(
+  name: string,
+  value: string,
+): string | undefined {
+  if (!TOKEN.test(name)) return `invalid header name ${JSON.stringify(name)}`;
+  if (BAD_VALUE.test(value)) return `invalid character in header ${name}`;
+  return undefined;
+}
 
 /** Builds request header blocks for one origin. */
 export class RequestHeaderEncoder {
@@ -123,8 +139,8 @@ export class RequestHeaderEncoder {
   /**
    * The block for one call: `metadata` minus reserved names, lower-cased;
    * its header list size is `listSize` afterwards. Throws
-   * {@linkcode HeaderLimitError} for metadata over the edge's bounds, and an
-   * Error for a name or value HTTP/2 cannot carry.
+   * {@linkcode HeaderLimitError} for metadata over the edge's bounds, and
+   * {@linkcode InvalidHeaderError} for a name or value HTTP/2 cannot carry.
    */
   build(
     path: string,
@@ -142,7 +158,9 @@ export class RequestHeaderEncoder {
     }
     let pathBlock = this.#paths.get(path);
     if (pathBlock === undefined) {
-      if (BAD_VALUE.test(path)) throw new Error("invalid character in :path");
+      if (BAD_VALUE.test(path)) {
+        throw new InvalidHeaderError("invalid character in :path");
+      }
       pathBlock = this.#encoder.encode([[":path", path]]);
       if (this.#paths.size < MAX_CACHED_PATHS) {
         this.#paths.set(path, pathBlock);
@@ -166,12 +184,8 @@ export class RequestHeaderEncoder {
         if (problem !== undefined) throw new HeaderLimitError(problem);
         forwarded += name.length + value.length;
         listSize += fieldSize(name, value);
-        if (!TOKEN.test(name)) {
-          throw new Error(`invalid header name ${JSON.stringify(key)}`);
-        }
-        if (BAD_VALUE.test(value)) {
-          throw new Error(`invalid character in header ${name}`);
-        }
+        const invalid = headerFieldError(name, value);
+        if (invalid !== undefined) throw new InvalidHeaderError(invalid);
         fields.push([name, value]);
       }
       if (fields.length > 0) extra = this.#encoder.encode(fields);
