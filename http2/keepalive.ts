@@ -10,7 +10,9 @@
  * the timeout later, ends the connection if still nothing arrived. So a
  * PING follows 1-2 intervals of silence, never more than one is
  * outstanding, and they are at least an interval apart, well inside peers'
- * PING-flood limits; a busy connection sends none.
+ * PING-flood limits; a busy connection sends none. A timeout tick that fired
+ * late (this process was blocked, e.g. by a burst of large publishes) waits
+ * once more instead of ending a connection whose answer may be unread.
  *
  * @module
  */
@@ -36,11 +38,23 @@ export interface KeepaliveOptions {
 // 0 there, so their ACKs are never taken for a keepalive's.
 const KEEPALIVE_PING = 0x6b656570;
 
+/**
+ * A timeout tick this much later than it was due (and half the timeout at
+ * least) fired after the event loop was blocked: this process, not the
+ * peer, was silent, and the ACK may be waiting unread in the socket. Such a
+ * tick waits once more before it gives up on the peer.
+ */
+const LATE_MS = 100;
+
 /** Keepalive of one connection; `start()` once the handshake is done. */
 export class Keepalive {
   readonly #target: KeepaliveTarget;
   readonly #opts: KeepaliveOptions;
   #pending = false;
+  /** When the outstanding PING's answer is due (performance.now()). */
+  #due = 0;
+  /** Whether the outstanding PING already got its second wait. */
+  #waitedAgain = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #tick = () => this.#onTick();
 
@@ -64,12 +78,24 @@ export class Keepalive {
       t.heard = false;
       this.#pending = false;
     } else if (this.#pending) {
+      const late = performance.now() - this.#due;
+      if (
+        !this.#waitedAgain &&
+        late > Math.max(LATE_MS, keepaliveTimeoutMs / 2)
+      ) {
+        this.#waitedAgain = true;
+        this.#due = performance.now() + keepaliveTimeoutMs;
+        this.#timer = setTimeout(this.#tick, keepaliveTimeoutMs);
+        return;
+      }
       t.abandon(
         `did not answer a keepalive ping within ${keepaliveTimeoutMs} ms`,
       );
       return;
     } else if (t.wantsPing()) {
       this.#pending = true;
+      this.#waitedAgain = false;
+      this.#due = performance.now() + keepaliveTimeoutMs;
       t.sendPing(KEEPALIVE_PING, 0);
       this.#timer = setTimeout(this.#tick, keepaliveTimeoutMs);
       return;
