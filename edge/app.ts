@@ -272,9 +272,7 @@ function limitRequestsPerIp(
       // RESOURCE_EXHAUSTED (other requests, pages and /metrics, are none).
       const protocol = rpcProtocol(request);
       if (protocol !== undefined) {
-        calls.start(protocol, rawPath(request.url)).end(
-          Code.RESOURCE_EXHAUSTED,
-        );
+        calls.refused(protocol, rawPath(request.url), Code.RESOURCE_EXHAUSTED);
       }
       return tooManyRequests(request, max, cors(request.headers.get("origin")));
     }

@@ -29,6 +29,8 @@ export interface CallObserverOptions {
   logFormat: LogFormat;
   /** Where lines go; default console.log. */
   write?: (line: string) => void;
+  /** The wall clock, in ms, for the refusal lines' seconds; default Date.now. */
+  now?: () => number;
 }
 
 /** A call in progress; see the module comment. */
@@ -39,6 +41,8 @@ export class CallRecord {
   bytesOut = 0;
   /** The status, when known before the end (Connect sets it from upstream). */
   code: number | undefined;
+  /** Refused before it started (its log lines are rationed). */
+  refusal = false;
   #ended = false;
 
   constructor(
@@ -62,24 +66,77 @@ export class CallRecord {
   }
 }
 
+/**
+ * Log lines for calls refused at the door (`--max-requests-per-ip`) per
+ * second at most: refusals come at the rate a client floods, and a line
+ * each would let one client fill the log; past it they are counted and
+ * summed up in one line.
+ */
+export const REFUSAL_LINES_PER_SECOND = 20;
+
 /** Starts call records and turns ended ones into metrics and log lines. */
 export class CallObserver {
   readonly metrics: EdgeMetrics;
   readonly #known: ReadonlySet<string>;
   readonly #format: LogFormat;
   readonly #write: (line: string) => void;
+  readonly #now: () => number;
+  /** The second the refusal lines are counted in, and how many went out. */
+  #refusalSecond = 0;
+  #refusalLines = 0;
+  #refusalsUnlogged = 0;
 
   constructor(options: CallObserverOptions) {
     this.metrics = options.metrics;
     this.#known = options.knownPaths;
     this.#format = options.logFormat;
     this.#write = options.write ?? console.log;
+    this.#now = options.now ?? Date.now;
   }
 
   /** A call starts now. */
   start(protocol: CallProtocol, path: string): CallRecord {
     this.metrics.callStarted(protocol);
     return new CallRecord(this, protocol, path, performance.now());
+  }
+
+  /**
+   * A call refused before it started (`code`, e.g. RESOURCE_EXHAUSTED for
+   * `--max-requests-per-ip`): counted like any call; logged one by one up
+   * to {@linkcode REFUSAL_LINES_PER_SECOND}, the rest summed up.
+   */
+  refused(protocol: CallProtocol, path: string, code: number): void {
+    const call = new CallRecord(this, protocol, path, performance.now());
+    this.metrics.callStarted(protocol);
+    call.refusal = true;
+    call.end(code);
+  }
+
+  /** Whether a refusal's line may go out now (see `refused()`). */
+  #refusalLine(): boolean {
+    const second = Math.floor(this.#now() / 1000);
+    if (second !== this.#refusalSecond) {
+      if (this.#refusalsUnlogged > 0) this.#writeUnlogged();
+      this.#refusalSecond = second;
+      this.#refusalLines = 0;
+    }
+    if (this.#refusalLines < REFUSAL_LINES_PER_SECOND) {
+      this.#refusalLines++;
+      return true;
+    }
+    this.#refusalsUnlogged++;
+    return false;
+  }
+
+  #writeUnlogged(): void {
+    const n = this.#refusalsUnlogged;
+    this.#refusalsUnlogged = 0;
+    const msg = `${n} more refused calls in that second, not logged one by one`;
+    this.#write(
+      this.#format === "json"
+        ? JSON.stringify({ time: isoNow(), level: "warn", msg, refused: n })
+        : `${isoNow()} ${msg}`,
+    );
   }
 
   /** Called by {@linkcode CallRecord.end}. */
@@ -95,7 +152,7 @@ export class CallObserver {
       call.bytesIn,
       call.bytesOut,
     );
-    if (this.#format !== "off") {
+    if (this.#format !== "off" && (!call.refusal || this.#refusalLine())) {
       this.#write(formatCallLine(this.#format, call, code, ms));
     }
   }

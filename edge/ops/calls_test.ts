@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { CallObserver, formatCallLine, LineBuffer } from "./calls.ts";
+import {
+  CallObserver,
+  formatCallLine,
+  LineBuffer,
+  REFUSAL_LINES_PER_SECOND,
+} from "./calls.ts";
 import { EdgeMetrics } from "./metrics.ts";
 
 function observer(format: "text" | "json" | "off", lines: string[]) {
@@ -76,4 +81,34 @@ Deno.test("LineBuffer joins lines into one write, on its timer or flush()", asyn
   const all: string[] = writes.slice();
   assert.equal(all.length, 3, "a full buffer is written at once");
   assert.equal(all[2].split("\n").length, 512);
+});
+
+Deno.test("CallObserver.refused(): every refusal is counted, but only REFUSAL_LINES_PER_SECOND are logged per second; the rest are summed up in one line", async () => {
+  const lines: string[] = [];
+  let now = 5_000;
+  const metrics = new EdgeMetrics();
+  const obs = new CallObserver({
+    metrics,
+    knownPaths: new Set(["/chat.ChatService/SendMessage"]),
+    logFormat: "json",
+    write: (line) => lines.push(line),
+    now: () => now,
+  });
+  const path = "/chat.ChatService/SendMessage";
+  for (let i = 0; i < 1000; i++) obs.refused("connect", path, 8);
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND);
+  // A normal call in the same second is logged as always.
+  obs.start("connect", path).end(0);
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND + 1);
+  now += 1000;
+  obs.refused("connect", path, 8);
+  const summary = JSON.parse(lines[REFUSAL_LINES_PER_SECOND + 1]);
+  assert.equal(summary.refused, 1000 - REFUSAL_LINES_PER_SECOND);
+  assert.equal(summary.level, "warn");
+  assert.equal(JSON.parse(lines.at(-1)!).status, "RESOURCE_EXHAUSTED");
+  const text = await metrics.render();
+  assert.match(
+    text,
+    /chat_edge_calls_total\{protocol="connect",method="chat.ChatService\/SendMessage",code="RESOURCE_EXHAUSTED"\} 1001/,
+  );
 });
