@@ -12,7 +12,9 @@
  */
 import type { BridgeCallHeader } from "../protocol/ws_bridge.ts";
 
+/** A gRPC method path, at most 1,024 characters (the upstream's bound). */
 const PATH = /^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
+const MAX_PATH = 1024;
 const NAME = /^[a-z0-9][a-z0-9_.-]*$/;
 /**
  * Anything but what a gRPC metadata value may hold (printable ASCII, space
@@ -32,7 +34,9 @@ export function parseCallHeader(text: string): BridgeCallHeader | undefined {
   }
   if (typeof value !== "object" || value === null) return undefined;
   const { path, metadata, timeoutMs } = value as Record<string, unknown>;
-  if (typeof path !== "string" || !PATH.test(path)) return undefined;
+  if (typeof path !== "string" || path.length > MAX_PATH || !PATH.test(path)) {
+    return undefined;
+  }
   if (
     timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)
   ) {

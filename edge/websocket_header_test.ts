@@ -25,6 +25,7 @@ Deno.test("parseCallHeader() refuses non-JSON, bad paths, bad metadata and bad t
       '{"path":"/chat.ChatService/Chat","metadata":["x"]}',
       '{"path":"/chat.ChatService/Chat","timeoutMs":-1}',
       '{"path":"/chat.ChatService/Chat","timeoutMs":"5"}',
+      JSON.stringify({ path: `/chat.ChatService/${"M".repeat(1100)}` }),
     ]
   ) {
     assert.equal(parseCallHeader(text), undefined, text);

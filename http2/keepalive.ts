@@ -39,10 +39,10 @@ export interface KeepaliveOptions {
 const KEEPALIVE_PING = 0x6b656570;
 
 /**
- * A timeout tick this much later than it was due (and half the timeout at
- * least) fired after the event loop was blocked: this process, not the
- * peer, was silent, and the ACK may be waiting unread in the socket. Such a
- * tick waits once more before it gives up on the peer.
+ * A timeout tick this much later than it was due fired after the event loop
+ * was blocked: this process, not the peer, was silent, and the ACK may be
+ * waiting unread in the socket. Such a tick waits once more before it gives
+ * up on the peer.
  */
 const LATE_MS = 100;
 
@@ -79,10 +79,7 @@ export class Keepalive {
       this.#pending = false;
     } else if (this.#pending) {
       const late = performance.now() - this.#due;
-      if (
-        !this.#waitedAgain &&
-        late > Math.max(LATE_MS, keepaliveTimeoutMs / 2)
-      ) {
+      if (!this.#waitedAgain && late > LATE_MS) {
         this.#waitedAgain = true;
         this.#due = performance.now() + keepaliveTimeoutMs;
         this.#timer = setTimeout(this.#tick, keepaliveTimeoutMs);

@@ -51,3 +51,21 @@ Deno.test("Keepalive: a timeout tick that fired late (the event loop was blocked
   k.stop();
   assert.equal(t.abandoned, undefined);
 });
+
+Deno.test("Keepalive: a tick late by more than 100 ms waits once more even when the loop was blocked for little more than the timeout", async () => {
+  const t = target();
+  const k = new Keepalive(t, {
+    keepaliveIntervalMs: 20,
+    keepaliveTimeoutMs: 400,
+  });
+  k.start();
+  await sleep(30); // the PING went out
+  assert.equal(t.pings, 1);
+  block(560); // 1.4 timeouts: the tick comes ~160 ms late
+  await sleep(0);
+  assert.equal(t.abandoned, undefined);
+  t.heard = true;
+  await sleep(450);
+  k.stop();
+  assert.equal(t.abandoned, undefined);
+});

@@ -245,6 +245,15 @@ Deno.test("createH2Upstream() never sends, and fails alone with RESOURCE_EXHAUST
         "invalid character in header x-request-id",
       );
     }
+    // A path over 1,024 characters: refused before it is encoded or cached.
+    const longPath = await drain(
+      up.call(`/chat.ChatService/${"M".repeat(2000)}`, [], {
+        metadata: {},
+        signal: new AbortController().signal,
+      }),
+    );
+    assert.equal(longPath.status.code, Code.RESOURCE_EXHAUSTED);
+    assert.match(longPath.status.message, /path of 2018 characters/);
     // The connection goes on.
     const after = await drain(call(up));
     assert.equal(after.status.code, Code.OK, after.status.message);
@@ -633,14 +642,22 @@ Deno.test("createH2Upstream() answers malformed frames with GOAWAY and fails the
 });
 
 Deno.test("createH2Upstream() splits a large request header block into CONTINUATION and reads padded, split response headers", async () => {
-  // Metadata is bounded (16 KiB in all, which HPACK shrinks further), so a
-  // long :path of a char Huffman would lengthen (written raw) fills the block.
-  const big = "/" + "~".repeat(40_000);
+  // Metadata is bounded (16 KiB in all) and so is the path (1,024): with a
+  // char Huffman would lengthen (written raw), both near their bounds make
+  // a block over one 16 KiB frame.
+  const big = "/" + "~".repeat(1000);
+  const metadata = {
+    "x-request-id": "~".repeat(8000),
+    "x-user-agent": "~".repeat(8000),
+  };
   let got: string | undefined;
   await withPeer(async (peer) => {
     await peer.handshake();
     const req = await readRequest(peer);
-    got = Object.fromEntries(req.headers)[":path"];
+    const sent = Object.fromEntries(req.headers);
+    got = sent[":path"];
+    assert.equal(sent["x-request-id"], metadata["x-request-id"]);
+    assert.equal(sent["x-user-agent"], metadata["x-user-agent"]);
     const block = peer.encoder.encode([
       [":status", "200"],
       ["content-type", "application/grpc"],
@@ -678,7 +695,7 @@ Deno.test("createH2Upstream() splits a large request header block into CONTINUAT
     await serveEof(peer);
   }, async (up) => {
     const r = await drain(up.call(big, messages(new Uint8Array([1])), {
-      metadata: {},
+      metadata,
       signal: new AbortController().signal,
     }));
     assert.equal(r.status.code, Code.OK, r.status.message);

@@ -19,7 +19,11 @@ import {
   statusFromResponseError,
 } from "./headers.ts";
 import { pump } from "./pump.ts";
-import { headerFieldError, metadataLimitError } from "./request_headers.ts";
+import {
+  headerFieldError,
+  MAX_PATH_LENGTH,
+  metadataLimitError,
+} from "./request_headers.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
 import { Code, codeFromRstCode, statusFromAbort } from "./status.ts";
@@ -115,7 +119,9 @@ export function createHttp2Upstream(
     }
     // Over the edge's metadata bounds: fails alone, never sent (a header
     // list the core refuses ends the whole shared connection).
-    const tooBig = metadataLimitError(opts.metadata);
+    const tooBig = path.length > MAX_PATH_LENGTH
+      ? `path of ${path.length} characters; the edge sends at most ${MAX_PATH_LENGTH}`
+      : metadataLimitError(opts.metadata);
     if (tooBig !== undefined) {
       settle({ code: Code.RESOURCE_EXHAUSTED, message: tooBig, trailers: {} });
       return result;

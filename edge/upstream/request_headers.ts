@@ -10,9 +10,12 @@
  * It also bounds what a call may forward ({@linkcode MAX_METADATA_VALUE_BYTES},
  * {@linkcode MAX_METADATA_BYTES}) and measures each block's header list
  * (RFC 9113 §6.5.2) so the connection can hold it against the core's
- * SETTINGS_MAX_HEADER_LIST_SIZE. A header list the core refuses ends the
- * whole shared connection (a connection-level COMPRESSION_ERROR GOAWAY), so
- * one client's oversized headers must fail its own call here instead.
+ * SETTINGS_MAX_HEADER_LIST_SIZE. A server may answer a header list over
+ * its limit with a connection error, ending every call on the shared
+ * connection (the core did, a COMPRESSION_ERROR GOAWAY, before it answered
+ * on the stream), so one client's oversized headers fail its own call here.
+ * The path is bounded too ({@linkcode MAX_PATH_LENGTH}), before anything is
+ * cached: each path's encoded block is kept for the next call.
  *
  * @module
  */
@@ -22,6 +25,13 @@ import { isReservedHeader } from "./headers.ts";
 
 const MAX_CACHED_PATHS = 1024;
 
+/**
+ * Longest `:path` sent upstream, in characters: `/package.Service/Method`
+ * names are short, and each path's block is cached (1,024 of them), so an
+ * unbounded one (a WebSocket bridge header carries any) let a client pin a
+ * megabyte per call in the cache.
+ */
+export const MAX_PATH_LENGTH = 1024;
 /**
  * Longest value of one forwarded metadata entry, in octets. The allow-listed
  * names carry a bearer token, a request id, a user agent: a few KiB at most.
@@ -158,6 +168,11 @@ export class RequestHeaderEncoder {
     }
     let pathBlock = this.#paths.get(path);
     if (pathBlock === undefined) {
+      if (path.length > MAX_PATH_LENGTH) {
+        throw new HeaderLimitError(
+          `path of ${path.length} characters; the edge sends at most ${MAX_PATH_LENGTH}`,
+        );
+      }
       if (BAD_VALUE.test(path)) {
         throw new InvalidHeaderError("invalid character in :path");
       }

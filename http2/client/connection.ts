@@ -354,8 +354,8 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
   #open(s: H2Stream): void {
     if (s.headerListSize > this.#peerMaxHeaderList) {
       // A server may answer an over-limit header list with a connection
-      // error (the core's h2 transport has: GOAWAY COMPRESSION_ERROR), which would end
-      // every other call here. Never sent, so it fails alone.
+      // error (the core did before it answered on the stream), which would
+      // end every other call here. Never sent, so it fails alone.
       s.closed = true;
       s.owner = undefined;
       this.drainWaiters.delete(s);
