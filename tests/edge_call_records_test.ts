@@ -439,10 +439,11 @@ Deno.test("edge records: a WebSocket bridge client that drops its connection wit
   assert.deepEqual(lines.calls(), [`websocket ${SUBSCRIBE} CANCELLED`]);
 });
 
-Deno.test("edge records: a WebSocket bridge call the edge itself fails ends INTERNAL", async () => {
-  const lines = new Lines();
-  // An upstream that throws instead of answering with a status: a bug in
-  // the edge, which its client is told as INTERNAL.
+/**
+ * An edge before a core, with an upstream that throws instead of answering
+ * with a status: a bug in the edge, which its client is told as INTERNAL.
+ */
+function brokenEdge(lines: Lines) {
   const broken = (upstream: Upstream): Upstream => ({
     ...upstream,
     call: () => {
@@ -451,10 +452,15 @@ Deno.test("edge records: a WebSocket bridge call the edge itself fails ends INTE
     close: () => upstream.close(),
     healthy: () => upstream.healthy(),
   });
-  await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
+  return startCoreEdge({ logFormat: "text" }, {}, {
     writeLine: lines.write,
     wrapUpstream: broken,
   });
+}
+
+Deno.test("edge records: a WebSocket bridge call the edge itself fails ends INTERNAL", async () => {
+  const lines = new Lines();
+  await using stack = await brokenEdge(lines);
   const ws = new WebSocket(stack.url.replace("http", "ws") + "/ws");
   ws.binaryType = "arraybuffer";
   const frames: ArrayBuffer[] = [];
@@ -495,18 +501,7 @@ const recorded = (name: string) =>
 
 Deno.test("edge records: a Connect call the edge itself fails is told INTERNAL in its protocol's form (unary binary and JSON, stream) and recorded INTERNAL", async () => {
   const lines = new Lines();
-  const broken = (upstream: Upstream): Upstream => ({
-    ...upstream,
-    call: () => {
-      throw new Error("broken upstream");
-    },
-    close: () => upstream.close(),
-    healthy: () => upstream.healthy(),
-  });
-  await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
-    writeLine: lines.write,
-    wrapUpstream: broken,
-  });
+  await using stack = await brokenEdge(lines);
   const read: string[] = [];
   const error = console.error;
   console.error = () => {}; // the edge's report of the bug
