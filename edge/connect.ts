@@ -42,13 +42,15 @@ import {
   errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { concatBytes } from "../protocol/bytes.ts";
-import { isConnectStreaming } from "../protocol/connect_error_answer.ts";
+import {
+  connectErrorParts,
+  isConnectStreaming,
+} from "../protocol/connect_error_answer.ts";
 import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
 import {
-  encodeConnectEndStream,
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
   parseConnectEndStream,
@@ -631,30 +633,14 @@ function withErrorBody(
     } does not fit this method`;
   const header = new Headers(res.header);
   if (res.status === 405) header.set("allow", "POST");
-  const type = request.headers.get("content-type");
-  if (isConnectStreaming(type)) {
-    // A streaming client reads no body from a non-200 answer.
-    header.set("content-type", type!.split(";")[0].trim());
-    return {
-      ...res,
-      status: 200,
-      header,
-      body: one(
-        encodeConnectEndStream({ error: { code: "unimplemented", message } }),
-      ),
-    };
-  }
-  header.set("content-type", "application/json");
-  return {
-    ...res,
-    header,
-    body: one(
-      errorToJsonBytes(
-        new ConnectError(message, ConnectCode.Unimplemented),
-        {},
-      ),
-    ),
-  };
+  const parts = connectErrorParts(
+    request.headers.get("content-type"),
+    res.status,
+    "unimplemented",
+    message,
+  );
+  header.set("content-type", parts.contentType);
+  return { ...res, status: parts.status, header, body: one(parts.body) };
 }
 
 /**
@@ -681,9 +667,7 @@ function observed(
       streamingRequest ? codeFromHttpStatus(res.status) : undefined,
     );
   }
-  const streaming = /^application\/connect\+/.test(
-    res.header?.get("content-type") ?? "",
-  );
+  const streaming = isConnectStreaming(res.header?.get("content-type") ?? null);
   return {
     ...res,
     body: tapBody(res.body, (chunk) => {

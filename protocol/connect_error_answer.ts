@@ -17,11 +17,42 @@ export function isConnectStreaming(contentType: string | null): boolean {
     contentType.toLowerCase().startsWith("application/connect+");
 }
 
+/** An error answer's HTTP status, content type and body. */
+export interface ConnectErrorParts {
+  status: number;
+  contentType: string;
+  body: Uint8Array<ArrayBuffer>;
+}
+
+const encoder = new TextEncoder();
+
 /**
- * The answer for a Connect request that ends with error `code` (snake case,
- * e.g. "resource_exhausted") before any message; `status` is the unary
- * form's HTTP status.
+ * The parts of the answer to a Connect request of content type
+ * `requestType` that ends with error `code` (snake case, e.g.
+ * "resource_exhausted") before any message; `status` is the unary form's
+ * HTTP status.
  */
+export function connectErrorParts(
+  requestType: string | null,
+  status: number,
+  code: string,
+  message: string,
+): ConnectErrorParts {
+  if (isConnectStreaming(requestType)) {
+    return {
+      status: 200,
+      contentType: requestType!.split(";")[0].trim(),
+      body: encodeConnectEndStream({ error: { code, message } }),
+    };
+  }
+  return {
+    status,
+    contentType: "application/json",
+    body: encoder.encode(JSON.stringify({ code, message })),
+  };
+}
+
+/** {@linkcode connectErrorParts} as a Response, with `headers` added. */
 export function connectErrorAnswer(
   request: Request,
   status: number,
@@ -29,12 +60,14 @@ export function connectErrorAnswer(
   message: string,
   headers: [string, string][] = [],
 ): Response {
-  const type = request.headers.get("content-type");
-  if (isConnectStreaming(type)) {
-    return new Response(encodeConnectEndStream({ error: { code, message } }), {
-      status: 200,
-      headers: [...headers, ["content-type", type!.split(";")[0].trim()]],
-    });
-  }
-  return Response.json({ code, message }, { status, headers });
+  const parts = connectErrorParts(
+    request.headers.get("content-type"),
+    status,
+    code,
+    message,
+  );
+  return new Response(parts.body, {
+    status: parts.status,
+    headers: [...headers, ["content-type", parts.contentType]],
+  });
 }

@@ -21,8 +21,8 @@ import {
 import { pump } from "./pump.ts";
 import {
   headerFieldError,
-  MAX_PATH_LENGTH,
   metadataLimitError,
+  pathLimitError,
 } from "./request_headers.ts";
 import { SessionPool } from "./session.ts";
 import { MessageQueue } from "./message_queue.ts";
@@ -117,11 +117,9 @@ export function createHttp2Upstream(
       onAbort();
       return result;
     }
-    // Over the edge's metadata bounds: fails alone, never sent (a header
-    // list the core refuses ends the whole shared connection).
-    const tooBig = path.length > MAX_PATH_LENGTH
-      ? `path of ${path.length} characters; the edge sends at most ${MAX_PATH_LENGTH}`
-      : metadataLimitError(opts.metadata);
+    // Over the edge's path or metadata bounds: fails alone, never sent (a
+    // server may end the whole shared connection over a header list).
+    const tooBig = pathLimitError(path) ?? metadataLimitError(opts.metadata);
     if (tooBig !== undefined) {
       settle({ code: Code.RESOURCE_EXHAUSTED, message: tooBig, trailers: {} });
       return result;

@@ -73,6 +73,13 @@ export function metadataLimitError(
   return undefined;
 }
 
+/** Why `path` may not be sent (over {@linkcode MAX_PATH_LENGTH}), or undefined. */
+export function pathLimitError(path: string): string | undefined {
+  return path.length > MAX_PATH_LENGTH
+    ? `path of ${path.length} characters; the edge sends at most ${MAX_PATH_LENGTH}`
+    : undefined;
+}
+
 function metadataEntryError(
   name: string,
   value: string,
@@ -168,11 +175,8 @@ export class RequestHeaderEncoder {
     }
     let pathBlock = this.#paths.get(path);
     if (pathBlock === undefined) {
-      if (path.length > MAX_PATH_LENGTH) {
-        throw new HeaderLimitError(
-          `path of ${path.length} characters; the edge sends at most ${MAX_PATH_LENGTH}`,
-        );
-      }
+      const tooLong = pathLimitError(path);
+      if (tooLong !== undefined) throw new HeaderLimitError(tooLong);
       if (BAD_VALUE.test(path)) {
         throw new InvalidHeaderError("invalid character in :path");
       }

@@ -115,10 +115,9 @@ export class Access {
    * loop would otherwise flood a room past the rate limit.
    */
   allowSubscribe(caller: Caller, room: string): () => void {
-    if (caller.grant !== undefined) {
-      checkAccess(caller.grant, "subscribe", room);
-    }
-    this.#takeRate(caller);
+    // What a presence query checks (the room and the subscribe scope, one
+    // rate token), and a place.
+    this.allowPresence(caller, room);
     return this.#subscriptionPlace(caller);
   }
 

@@ -6,7 +6,7 @@
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import type { PresenceRequest, PresenceResponse } from "../../gen/chat_pb.ts";
 import { ChatError } from "../rooms/errors.ts";
-import { MAX_NAME_LENGTH } from "../rooms/validate.ts";
+import { validateRoom } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import { withCaller } from "./caller.ts";
 import { toServiceError } from "./status.ts";
@@ -22,14 +22,7 @@ export function listPresenceHandler(ctx: HandlerContext) {
       ctx.hub.stats.callsStarted++;
       const { room } = call.request;
       (async () => {
-        if (room.trim() === "" || room.length > MAX_NAME_LENGTH) {
-          throw new ChatError(
-            "invalid_argument",
-            room.trim() === ""
-              ? "room is required"
-              : `room is longer than ${MAX_NAME_LENGTH} characters`,
-          );
-        }
+        validateRoom(room);
         if (!ctx.presence) {
           throw new ChatError(
             "failed_precondition",

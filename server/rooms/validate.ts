@@ -34,6 +34,11 @@ export function isBlank(s: string): boolean {
   return s.trim() === "";
 }
 
+/** A room name alone (ListPresence): required, and as long as a name may be. */
+export function validateRoom(room: string): void {
+  requireName("room", room, "");
+}
+
 function requireName(
   field: "user" | "room",
   value: string,
