@@ -301,11 +301,7 @@ export function createConnectHandler(
             isConnectStreaming(request.headers.get("content-type")),
           ),
         ),
-      (err) => {
-        // Answered 500 by the app (edge/app.ts): the client reads INTERNAL.
-        record.end(GrpcCode.INTERNAL);
-        throw err;
-      },
+      failedInternal(record),
     );
   };
   // `path`: the request's pathname when the caller has it already;
@@ -342,12 +338,7 @@ export function createConnectHandler(
           return extraHeaders.length === 0 ? answer : answer.then(withExtra);
         },
       );
-      if (!record) return answer;
-      return answer.catch((err) => {
-        // Answered 500 by the app (edge/app.ts): the client reads INTERNAL.
-        record.end(GrpcCode.INTERNAL);
-        throw err;
-      });
+      return record ? answer.catch(failedInternal(record)) : answer;
     }
     const answer = routed(handler, request, undefined, record);
     return extraHeaders.length === 0 ? answer : answer.then(withExtra);
@@ -611,6 +602,17 @@ async function* countIn(
     record.bytesIn += chunk.byteLength;
     yield chunk;
   }
+}
+
+/**
+ * A rejection handler that ends `record` INTERNAL and rethrows: the app
+ * answers the call 500 (edge/app.ts), which the client reads as INTERNAL.
+ */
+function failedInternal(record: CallRecord): (err: unknown) => never {
+  return (err) => {
+    record.end(GrpcCode.INTERNAL);
+    throw err;
+  };
 }
 
 /**
