@@ -191,9 +191,10 @@ export class ChatHub<T> {
   #lastId: number;
   /** `#lastId` in decimal, counted as text (decimal.ts says why). */
   #lastIdText: string;
-  /** The last id of the store's id block (Infinity: the store has none). */
-  #idEnd: number;
-  /** The next id past which the id block needs a look: its ask, its end. */
+  /**
+   * The next id past which the store's id block needs a look (its ask mark,
+   * then its end); Infinity when the store has no id blocks.
+   */
   #idMark: number;
   #commits: CommitQueue;
   /**
@@ -215,8 +216,11 @@ export class ChatHub<T> {
     this.store = options.store;
     this.#lastId = options.store.lastMessageId;
     this.#lastIdText = String(this.#lastId);
-    this.#idEnd = options.store.idBlocks?.end ?? Infinity;
     this.#idMark = options.store.idBlocks?.askAfter ?? Infinity;
+    const max = options.queueBytes;
+    this.queueBytes = max === undefined || max === 0 || !options.itemBytes
+      ? undefined
+      : max;
     this.#commits = new CommitQueue(
       options.store,
       () => this.#lastId,
@@ -235,12 +239,7 @@ export class ChatHub<T> {
   }
 
   /** Bytes a paused subscriber may queue; undefined: no bound. */
-  get queueBytes(): number | undefined {
-    const max = this.#options.queueBytes;
-    return max === undefined || max === 0 || !this.#options.itemBytes
-      ? undefined
-      : max;
-  }
+  readonly queueBytes: number | undefined;
 
   itemBytes(item: T): number {
     return this.#options.itemBytes?.(item) ?? 0;
@@ -282,9 +281,9 @@ export class ChatHub<T> {
    */
   #idBlockMark(): void {
     const blocks = this.store.idBlocks!;
-    if (this.#lastId < this.#idEnd) {
+    if (this.#lastId < blocks.end) {
       blocks.ask();
-      this.#idMark = this.#idEnd;
+      this.#idMark = blocks.end;
       return;
     }
     const from = blocks.next();
@@ -296,7 +295,6 @@ export class ChatHub<T> {
     }
     this.#lastId = from;
     this.#lastIdText = String(from);
-    this.#idEnd = blocks.end;
     this.#idMark = blocks.askAfter;
   }
 
