@@ -21,14 +21,15 @@ const RANK = { error: 0, info: 1, debug: 2 } as const;
 
 /**
  * One `--log-format json` line: the shape every process here writes (the
- * core's logger, the supervisor's lifecycle lines), so a collector parses
- * one format.
+ * core's logger, the supervisor's lifecycle lines, `deno task serve`), so
+ * a collector parses one format; `fields` are added after `msg`.
  */
 export function jsonLogLine(
   level: string,
   component: string,
   msg: string,
   err?: unknown,
+  fields?: Record<string, unknown>,
 ): string {
   return JSON.stringify({
     time: new Date().toISOString(),
@@ -36,6 +37,7 @@ export function jsonLogLine(
     component,
     msg,
     ...(err === undefined ? {} : { error: describe(err) }),
+    ...fields,
   });
 }
 

@@ -55,16 +55,15 @@ deno task serve:edge --help (their environment variables apply here too).
 Exit codes: 0 stopped by Ctrl-C, 2 bad flag or port in use, else the code of
 whichever stopped first.`;
 
+/** `$LOG_FORMAT`, which `--log-format` overrides. */
+const envLogFormat = Deno.env.get("LOG_FORMAT");
 /** Whether lines are JSON (`--log-format json`); set once flags are read. */
-let json = Deno.env.get("LOG_FORMAT") === "json";
+let json = envLogFormat === "json";
 
 /** One line of serve's own, as text or as a JSON object. */
 function say(level: "info" | "error", message: string, fields = {}): string {
   return json
-    ? JSON.stringify({
-      ...JSON.parse(jsonLogLine(level, "serve", message)),
-      ...fields,
-    })
+    ? jsonLogLine(level, "serve", message, undefined, fields)
     : `serve: ${message}`;
 }
 
@@ -109,7 +108,7 @@ if (values.help) {
   console.log(USAGE);
   Deno.exit(0);
 }
-const logFormat = values["log-format"] ?? Deno.env.get("LOG_FORMAT") ?? "text";
+const logFormat = values["log-format"] ?? envLogFormat ?? "text";
 if (logFormat !== "text" && logFormat !== "json") {
   fail(`--log-format must be text or json, got ${JSON.stringify(logFormat)}`);
 }
@@ -163,10 +162,7 @@ function tagLine(name: string, level: "info" | "error") {
         // Not JSON after all: wrapped below.
       }
     }
-    return JSON.stringify({
-      ...JSON.parse(jsonLogLine(level, name, line)),
-      process: name,
-    });
+    return jsonLogLine(level, name, line, undefined, { process: name });
   };
 }
 
