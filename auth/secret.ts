@@ -10,7 +10,15 @@
 /** Shortest HS256 secret, in UTF-8 bytes. */
 export const MIN_HS256_SECRET_BYTES = 32;
 
-/** Whether `secret` is too short to sign or verify HS256 tokens with. */
-export function hs256SecretTooShort(secret: string): boolean {
-  return new TextEncoder().encode(secret).byteLength < MIN_HS256_SECRET_BYTES;
+/**
+ * Why `secret` (given as `name`) cannot sign or verify HS256 tokens, or
+ * undefined: the one message the core, the edge and the token tool give.
+ */
+export function hs256SecretError(
+  name: string,
+  secret: string,
+): string | undefined {
+  return new TextEncoder().encode(secret).byteLength < MIN_HS256_SECRET_BYTES
+    ? `${name} must be at least ${MIN_HS256_SECRET_BYTES} bytes`
+    : undefined;
 }

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { joinNegativeValues } from "../config/negative_values.ts";
-import { hs256SecretTooShort, MIN_HS256_SECRET_BYTES } from "../auth/secret.ts";
+import { hs256SecretError } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 
 /** Everything the edge needs to know about its deployment. */
@@ -182,11 +182,8 @@ const PARSERS: Parsers = {
   upstreamCa: (raw) => raw,
   devJwtSecret(raw, name) {
     // The core refuses shorter HS256 secrets; fail here too, not per call.
-    if (hs256SecretTooShort(raw)) {
-      throw new EdgeConfigError(
-        `${name} must be at least ${MIN_HS256_SECRET_BYTES} bytes`,
-      );
-    }
+    const short = hs256SecretError(name, raw);
+    if (short !== undefined) throw new EdgeConfigError(short);
     return raw;
   },
   devJwtIssuer: (raw) => raw,

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { joinNegativeValues } from "../config/negative_values.ts";
-import { hs256SecretTooShort, MIN_HS256_SECRET_BYTES } from "../auth/secret.ts";
+import { hs256SecretError } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
 import type { SlowConsumerPolicy } from "./rooms/subscriber.ts";
 import { DEFAULT_REQUEST_BUDGET } from "../http2/server/request_budget.ts";
@@ -459,11 +459,8 @@ function parseValue<K extends keyof CoreConfig>(
     logFormat: (r) => oneOf(name, r, ["text", "json"] as const),
     jwtSecret: (r) => {
       // HS256 keys shorter than the hash are guessable offline (RFC 7518 3.2).
-      if (hs256SecretTooShort(r)) {
-        throw new ConfigError(
-          `${name} must be at least ${MIN_HS256_SECRET_BYTES} bytes`,
-        );
-      }
+      const short = hs256SecretError(name, r);
+      if (short !== undefined) throw new ConfigError(short);
       return r;
     },
     jwtPublicKey: (r) => r,

@@ -10,10 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { signDevToken } from "../../auth/dev_token.ts";
-import {
-  hs256SecretTooShort,
-  MIN_HS256_SECRET_BYTES,
-} from "../../auth/secret.ts";
+import { hs256SecretError, MIN_HS256_SECRET_BYTES } from "../../auth/secret.ts";
 import { joinNegativeValues } from "../../config/negative_values.ts";
 
 const USAGE =
@@ -62,10 +59,11 @@ if (!values.user) fail("--user is required");
 if (!secret) fail("no secret: pass --secret or set CHAT_JWT_SECRET");
 // Every core refuses a shorter secret at start-up: a token signed with one
 // could never be checked.
-if (hs256SecretTooShort(secret!)) {
-  const from = values.secret !== undefined ? "--secret" : "CHAT_JWT_SECRET";
-  fail(`${from} must be at least ${MIN_HS256_SECRET_BYTES} bytes`);
-}
+const short = hs256SecretError(
+  values.secret !== undefined ? "--secret" : "CHAT_JWT_SECRET",
+  secret!,
+);
+if (short !== undefined) fail(short);
 const ttl = values.ttl;
 const ttlForm = /^(\d+)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|days?|w|weeks?)?$/
   .exec(ttl);
