@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { decodeJwt } from "jose";
 import { USER_CLAIM } from "../auth/claims.ts";
 import { joinNegativeValues } from "../config/negative_values.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
@@ -101,13 +102,8 @@ function tokenOf(flag: string | undefined, env: string | undefined): string {
  * the signature: the server checks it, and this only picks whom to post as.
  */
 export function tokenUser(token: string): string {
-  const payload = token.split(".")[1];
-  if (payload === undefined) return "";
   try {
-    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
-    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    const user = claims?.[USER_CLAIM];
+    const user = decodeJwt(token)[USER_CLAIM];
     return typeof user === "string" ? user : "";
   } catch {
     return "";
