@@ -11,10 +11,10 @@
  * @module
  */
 import type { BridgeCallHeader } from "../protocol/ws_bridge.ts";
+import { MAX_PATH_LENGTH } from "./upstream/request_headers.ts";
 
-/** A gRPC method path, at most 1,024 characters (the upstream's bound). */
+/** A gRPC method path, at most MAX_PATH_LENGTH characters (the upstream's bound). */
 const PATH = /^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
-const MAX_PATH = 1024;
 const NAME = /^[a-z0-9][a-z0-9_.-]*$/;
 /**
  * Anything but what a gRPC metadata value may hold (printable ASCII, space
@@ -34,7 +34,10 @@ export function parseCallHeader(text: string): BridgeCallHeader | undefined {
   }
   if (typeof value !== "object" || value === null) return undefined;
   const { path, metadata, timeoutMs } = value as Record<string, unknown>;
-  if (typeof path !== "string" || path.length > MAX_PATH || !PATH.test(path)) {
+  if (
+    typeof path !== "string" || path.length > MAX_PATH_LENGTH ||
+    !PATH.test(path)
+  ) {
     return undefined;
   }
   if (
