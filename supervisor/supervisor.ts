@@ -21,10 +21,10 @@
  * @module
  */
 
-/** What the supervisor reports as it goes; main.ts logs nothing per request. */
 /** How much a lifecycle line matters (JSON logs carry it). */
 export type LogLevel = "info" | "warn" | "error";
 
+/** What the supervisor reports as it goes; main.ts logs nothing per request. */
 export type SupervisorEvent =
   | { type: "spawn"; pid: number; attempt: number }
   | { type: "ready"; pid: number; line: string; sinceExitMs?: number }
