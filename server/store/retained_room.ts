@@ -128,7 +128,9 @@ class Columns implements Rows {
  * memory beside its contents (its buffer, backing store and their
  * allocations): a room with one message took 2.2 KB with columns and a
  * 256-byte chunk, 1.6 KB this way (docs/perf-log.md, "stop 24"). Its
- * second message moves it to columns, its body into their first chunk.
+ * second message moves it to columns, its body into their first chunk;
+ * or, in a room that keeps one message (`--history-size 1`, or a byte
+ * bound the two do not fit), replaces it with a OneRow of its own.
  */
 class OneRow implements Rows {
   readonly length = 1;
