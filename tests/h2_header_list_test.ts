@@ -24,20 +24,10 @@ import {
   indexed,
   literal,
 } from "./fixtures/hpack_writer.ts";
-import { rawClient } from "./fixtures/h2_raw_client.ts";
+import { grpcRequest as request, rawClient } from "./fixtures/h2_raw_client.ts";
 import { startCore } from "./support/core.ts";
 
 const LIMIT = 64 * 1024;
-
-function request(peer: PeerConnection, id: number, path: string): Uint8Array {
-  return peer.headers(id, [
-    [":method", "POST"],
-    [":scheme", "http"],
-    [":path", path],
-    ["content-type", "application/grpc"],
-    ["te", "trailers"],
-  ]);
-}
 
 function post(id: number, content: string, flags: number = Flag.END_STREAM) {
   const body = toBinary(

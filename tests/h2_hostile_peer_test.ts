@@ -22,6 +22,7 @@ import { chatPaths } from "../rpc/chat_service.ts";
 import { concat, frame, PeerConnection } from "./fixtures/h2_raw_peer.ts";
 import {
   connectionError,
+  grpcRequest as call,
   rawClient,
   streamError,
   untilEnd,
@@ -39,22 +40,6 @@ async function servesOn(f: Core) {
     content: "still here",
   });
   assert.match(reply.messageId, /^msg_/);
-}
-
-function call(
-  peer: PeerConnection,
-  id: number,
-  path: string,
-  extra: [string, string][] = [],
-) {
-  return peer.headers(id, [
-    [":method", "POST"],
-    [":scheme", "http"],
-    [":path", path],
-    ["content-type", "application/grpc"],
-    ["te", "trailers"],
-    ...extra,
-  ]);
 }
 
 async function grpcStatus(peer: PeerConnection, id: number) {
