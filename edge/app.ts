@@ -73,11 +73,18 @@ function mediaType(request: Request): string {
   return mediaTypeOf(request.headers.get("content-type") ?? "");
 }
 
-/** Creates the edge app. */
-export function createEdgeApp(options: EdgeAppOptions): Hono {
-  const { upstream, config } = options;
-  const services = options.services ?? [ChatService];
-  const calls = options.calls ?? new CallObserver({
+/**
+ * The edge's call records (metrics and a line per call) for `services`:
+ * what {@linkcode createEdgeApp} makes when given none. A process that
+ * shuts down makes its own, to `close()` it last.
+ */
+export function createCallObserver(
+  upstream: Upstream,
+  config: Readonly<EdgeConfig>,
+  services: readonly DescService[] = [ChatService],
+  write?: (line: string) => void,
+): CallObserver {
+  return new CallObserver({
     metrics: new EdgeMetrics({
       upstreamConnections: upstream.connections?.bind(upstream),
     }),
@@ -85,8 +92,16 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
       services.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)),
     ),
     logFormat: config.logFormat,
-    write: options.writeLine,
+    write,
   });
+}
+
+/** Creates the edge app. */
+export function createEdgeApp(options: EdgeAppOptions): Hono {
+  const { upstream, config } = options;
+  const services = options.services ?? [ChatService];
+  const calls = options.calls ??
+    createCallObserver(upstream, config, services, options.writeLine);
   const grpcWeb = createGrpcWebHandler(upstream, {
     maxMessageBytes: config.maxMessageBytes,
     calls,

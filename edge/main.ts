@@ -15,7 +15,7 @@
  */
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createEdgeApp } from "./app.ts";
+import { createCallObserver, createEdgeApp } from "./app.ts";
 import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
@@ -135,7 +135,8 @@ const upstream = withTraceContext(
     ca: readPem(config.upstreamCa),
   }),
 );
-const app = createEdgeApp({ upstream, config, writeLine: callLines.push });
+const calls = createCallObserver(upstream, config, undefined, callLines.push);
+const app = createEdgeApp({ upstream, config, calls });
 if (config.devJwtSecret !== "") {
   say(
     "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
@@ -199,6 +200,7 @@ async function stop(signal: string): Promise<void> {
   // Long-lived streams never end by themselves: end them with UNAVAILABLE.
   await upstream.close();
   await drained;
+  calls.close();
   say("stopped");
 }
 

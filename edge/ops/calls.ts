@@ -85,6 +85,8 @@ export class CallObserver {
   #refusalSecond = 0;
   #refusalLines = 0;
   #refusalsUnlogged = 0;
+  /** Writes the summary line at the end of a second that has one. */
+  #summaryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: CallObserverOptions) {
     this.metrics = options.metrics;
@@ -116,7 +118,7 @@ export class CallObserver {
   #refusalLine(): boolean {
     const second = Math.floor(this.#now() / 1000);
     if (second !== this.#refusalSecond) {
-      if (this.#refusalsUnlogged > 0) this.#writeUnlogged();
+      this.#writeUnlogged();
       this.#refusalSecond = second;
       this.#refusalLines = 0;
     }
@@ -124,12 +126,35 @@ export class CallObserver {
       this.#refusalLines++;
       return true;
     }
-    this.#refusalsUnlogged++;
+    // The summary goes out when the second ends, whether or not another
+    // refusal comes (a flood that stops is still summed up); the timer
+    // keeps no process alive.
+    if (this.#refusalsUnlogged++ === 0) {
+      const timer = setTimeout(
+        this.#summaryDue,
+        1000 - this.#now() % 1000 + 1,
+      );
+      Deno.unrefTimer(timer);
+      this.#summaryTimer = timer;
+    }
     return false;
   }
 
+  readonly #summaryDue = (): void => {
+    this.#summaryTimer = undefined;
+    this.#writeUnlogged();
+  };
+
+  /** Writes a pending refusal summary now and stops its timer. */
+  close(): void {
+    this.#writeUnlogged();
+  }
+
   #writeUnlogged(): void {
+    clearTimeout(this.#summaryTimer);
+    this.#summaryTimer = undefined;
     const n = this.#refusalsUnlogged;
+    if (n === 0) return;
     this.#refusalsUnlogged = 0;
     const msg = `${n} more refused calls in that second, not logged one by one`;
     this.#write(

@@ -112,3 +112,30 @@ Deno.test("CallObserver.refused(): every refusal is counted, but only REFUSAL_LI
     /chat_edge_calls_total\{protocol="connect",method="chat.ChatService\/SendMessage",code="RESOURCE_EXHAUSTED"\} 1001/,
   );
 });
+
+Deno.test("CallObserver.refused(): a flood that stops is summed up when its second ends, with no later refusal; close() writes a pending summary", async () => {
+  const lines: string[] = [];
+  const obs = new CallObserver({
+    metrics: new EdgeMetrics(),
+    knownPaths: new Set(),
+    logFormat: "text",
+    write: (line) => lines.push(line),
+    now: () => 7_990, // 10 ms before the second ends
+  });
+  for (let i = 0; i < 50; i++) obs.refused("grpc-web", "/x/y", 8);
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND + 1);
+  assert.match(
+    lines.at(-1)!,
+    /30 more refused calls in that second, not logged one by one$/,
+  );
+  // The same second again (the fake clock stands still): no line is owed
+  // twice, and close() writes what is pending and stops the timer.
+  for (let i = 0; i < 5; i++) obs.refused("grpc-web", "/x/y", 8);
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND + 1);
+  obs.close();
+  assert.match(lines.at(-1)!, / 5 more refused calls in that second/);
+  obs.close();
+  assert.equal(lines.length, REFUSAL_LINES_PER_SECOND + 2);
+});
