@@ -6,11 +6,18 @@
  * restart loop.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import { CORE_SETTINGS } from "../server/config.ts";
 import { FrameBuilder } from "../server/store/log_format.ts";
 import { segmentName } from "../server/store/log_files.ts";
-import { lines, ROOT, runDeno as run, takenPort } from "./support/process.ts";
+import {
+  lines,
+  ROOT,
+  runDeno as run,
+  takenPort,
+  withTempDir,
+} from "./support/process.ts";
 
 const CORE = [
   "run",
@@ -93,6 +100,43 @@ Deno.test("server/main.ts: a certificate or key file that is not there is one li
     );
     assert.doesNotMatch(r.stderr, /Uncaught|at async/);
   }
+});
+
+Deno.test("server/main.ts: a --jwt-public-key file that is no usable public key is one line naming the flag, and exit 2", async () => {
+  await withTempDir(async (dir) => {
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
+    const files = {
+      // What `openssl rsa -RSAPublicKey_out` writes: node:crypto reads it,
+      // jose does not.
+      "pkcs1.pem": rsa.publicKey.export({ type: "pkcs1", format: "pem" }),
+      // The signer's private key given by mistake.
+      "private.pem": rsa.privateKey.export({ type: "pkcs8", format: "pem" }),
+      "p384.pem": p384.publicKey.export({ type: "spki", format: "pem" }),
+    };
+    for (const [name, pem] of Object.entries(files)) {
+      const path = join(dir, name);
+      await Deno.writeTextFile(path, String(pem));
+      const r = await run([
+        ...CORE.map((a) => a.startsWith("--allow-read=") ? `${a},${dir}` : a),
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--jwt-public-key",
+        path,
+      ]);
+      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+      assert.deepEqual(lines(r.stderr).length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^core: --jwt-public-key \\(CHAT_JWT_PUBLIC_KEY\\) ${path}: the JWT public key `,
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /Uncaught|at async/);
+    }
+  });
 });
 
 Deno.test("server/main.ts: a port in use is one line and exit 2, on both transports and for --metrics-port", async () => {

@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { type CoreConfig, readSettingFile } from "../config.ts";
+import {
+  ConfigError,
+  CORE_SETTINGS,
+  type CoreConfig,
+  readSettingFile,
+} from "../config.ts";
 import type { Logger } from "../log.ts";
 import { Access } from "./access.ts";
 import { createAuthenticator } from "./authenticator.ts";
@@ -46,15 +51,27 @@ export async function createAccess(
     );
     return new Access({ rateLimit, maxSubscriptions });
   }
-  const verify = await createTokenVerifier({
-    secret: config.jwtSecret || undefined,
-    publicKeyPem: config.jwtPublicKey
-      ? await readSettingFile("jwtPublicKey", config.jwtPublicKey)
-      : undefined,
-    issuer: config.jwtIssuer || undefined,
-    audience: config.jwtAudience || undefined,
-    leewaySeconds: config.jwtLeewaySeconds,
-  });
+  const publicKeyPem = config.jwtPublicKey
+    ? await readSettingFile("jwtPublicKey", config.jwtPublicKey)
+    : undefined;
+  let verify;
+  try {
+    verify = await createTokenVerifier({
+      secret: config.jwtSecret || undefined,
+      publicKeyPem,
+      issuer: config.jwtIssuer || undefined,
+      audience: config.jwtAudience || undefined,
+      leewaySeconds: config.jwtLeewaySeconds,
+    });
+  } catch (err) {
+    // An unusable key file stops start-up as a bad value does (exit 2),
+    // not as a crash the supervisor would restart forever.
+    if (!(err instanceof RangeError)) throw err;
+    const { flag, env } = CORE_SETTINGS.jwtPublicKey;
+    throw new ConfigError(
+      `--${flag} (${env}) ${config.jwtPublicKey}: ${err.message}`,
+    );
+  }
   log.info(
     `auth: JWT bearer tokens required (${
       [

@@ -67,7 +67,7 @@ export async function createTokenVerifier(
   }
   if (options.publicKeyPem !== undefined) {
     for (const alg of algorithmsOf(options.publicKeyPem)) {
-      keys.set(alg, await importSPKI(options.publicKeyPem, alg));
+      keys.set(alg, await importPublicKey(options.publicKeyPem, alg));
     }
   }
   if (keys.size === 0) throw new RangeError("no JWT secret or public key");
@@ -94,6 +94,23 @@ export async function createTokenVerifier(
       throw new TokenRejected(reasonOf(err), notYet, err);
     }
   };
+}
+
+/**
+ * `jose`'s key for `alg`. node:crypto (algorithmsOf) also reads an RSA
+ * PKCS#1 key, a certificate or a private key, which jose's importSPKI
+ * refuses with a TypeError: that is the operator's file, not a fault.
+ */
+async function importPublicKey(pem: string, alg: string): Promise<CryptoKey> {
+  try {
+    return await importSPKI(pem, alg);
+  } catch (err) {
+    throw new RangeError(
+      `the JWT public key must be a "BEGIN PUBLIC KEY" (SPKI) PEM file, as \`openssl pkey -pubout\` writes: ${
+        (err as Error).message
+      }`,
+    );
+  }
 }
 
 /** The JWS algorithms a PEM public key serves. */
