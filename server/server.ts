@@ -11,6 +11,8 @@
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import {
+  ConfigError,
+  CORE_SETTINGS,
   type CoreConfig,
   readSettingFile,
   resolveCoreConfig,
@@ -396,7 +398,11 @@ function decodeRequest(bytes: Uint8Array) {
   }
 }
 
-/** listen(), with a taken port or a bad address as a ListenError. */
+/**
+ * listen(), with a taken port or a bad address as a ListenError, and a
+ * certificate or key that Deno's TLS cannot use (not PEM, not a pair) as
+ * a ConfigError naming both files.
+ */
 async function listenOrExplain(
   server: Server,
   config: Readonly<CoreConfig>,
@@ -406,7 +412,18 @@ async function listenOrExplain(
   try {
     return await listen(server, config, log, tls);
   } catch (err) {
-    throw listenError(err, config.host, config.port, "--port");
+    const explained = listenError(err, config.host, config.port, "--port");
+    const text = String((err as Error)?.message ?? err);
+    if (
+      explained === err && tls !== undefined &&
+      (err instanceof Deno.errors.InvalidData || /certificate|key/i.test(text))
+    ) {
+      const { tlsCert: cert, tlsKey: key } = CORE_SETTINGS;
+      throw new ConfigError(
+        `--${cert.flag} (${cert.env}) ${config.tlsCert} and --${key.flag} (${key.env}) ${config.tlsKey} are not a certificate and its key: ${text}`,
+      );
+    }
+    throw explained;
   }
 }
 

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { CORE_SETTINGS } from "../server/config.ts";
 import { FrameBuilder } from "../server/store/log_format.ts";
 import { segmentName } from "../server/store/log_files.ts";
+import { testCertificate } from "./support/auth.ts";
 import {
   lines,
   ROOT,
@@ -133,6 +134,44 @@ Deno.test("server/main.ts: a --jwt-public-key file that is no usable public key 
         new RegExp(
           `^core: --jwt-public-key \\(CHAT_JWT_PUBLIC_KEY\\) ${path}: the JWT public key `,
         ),
+      );
+      assert.doesNotMatch(r.stderr, /Uncaught|at async/);
+    }
+  });
+});
+
+Deno.test("server/main.ts: a --tls-cert/--tls-key pair that TLS cannot use is one line naming both flags, and exit 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "a"));
+    await Deno.mkdir(join(dir, "b"));
+    const a = await testCertificate(join(dir, "a"));
+    const b = await testCertificate(join(dir, "b"));
+    for (
+      const [cert, key] of [
+        [a.certFile, b.keyFile], // not a pair
+        [a.keyFile, a.keyFile], // no certificate
+        [a.certFile, a.certFile], // no key
+      ]
+    ) {
+      const r = await run([
+        ...CORE.map((x) => x.startsWith("--allow-read=") ? `${x},${dir}` : x),
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+      ]);
+      assert.equal(r.code, 2, `${cert} ${key}: ${r.stderr}`);
+      const errors = lines(r.stderr).filter((l) => l.startsWith("core: "));
+      assert.equal(errors.length, 1, r.stderr);
+      assert.ok(
+        errors[0].startsWith(
+          `core: --tls-cert (CHAT_TLS_CERT) ${cert} and --tls-key (CHAT_TLS_KEY) ${key} are not a certificate and its key: `,
+        ),
+        errors[0],
       );
       assert.doesNotMatch(r.stderr, /Uncaught|at async/);
     }
