@@ -16,7 +16,12 @@
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCallObserver, createEdgeApp } from "./app.ts";
-import { type EdgeConfig, EdgeConfigError, parseEdgeConfig } from "./config.ts";
+import {
+  EDGE_SETTINGS,
+  type EdgeConfig,
+  EdgeConfigError,
+  parseEdgeConfig,
+} from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
@@ -120,19 +125,32 @@ function say(message: string): void {
   );
 }
 
+/** `--flag (ENV) path` of a file setting, as errors name it. */
+const fileSetting = (key: "tlsCert" | "tlsKey" | "upstreamCa") =>
+  `--${EDGE_SETTINGS[key].flag} (${EDGE_SETTINGS[key].env}) ${config[key]}`;
+
 // Files are read only when configured, so Deno Deploy needs no --allow-read.
-const readPem = (path: string) =>
-  path === "" ? undefined : Deno.readTextFileSync(path);
+const readPem = (key: "tlsCert" | "tlsKey" | "upstreamCa") => {
+  if (config[key] === "") return undefined;
+  try {
+    return Deno.readTextFileSync(config[key]);
+  } catch (err) {
+    console.error(
+      `edge: cannot read ${fileSetting(key)}: ${(err as Error).message}`,
+    );
+    Deno.exit(2);
+  }
+};
 const tls = config.tlsCert === ""
   ? {}
-  : { cert: readPem(config.tlsCert)!, key: readPem(config.tlsKey)! };
+  : { cert: readPem("tlsCert")!, key: readPem("tlsKey")! };
 // With OTEL_DENO=true, calls carry the trace context to the core.
 const upstream = withTraceContext(
   createUpstreams(config.upstreamClient, config.upstream, {
     maxMessageBytes: config.maxMessageBytes,
     keepaliveIntervalMs: config.upstreamKeepaliveMs,
     stallMs: config.upstreamStallMs,
-    ca: readPem(config.upstreamCa),
+    ca: readPem("upstreamCa"),
   }),
 );
 const calls = createCallObserver(upstream, config, undefined, callLines.push);
@@ -180,6 +198,17 @@ try {
     console.error(`edge: port ${config.port} is in use (--port)`);
   } else if (err instanceof Deno.errors.AddrNotAvailable) {
     console.error(`edge: cannot listen on ${config.host}:${config.port}`);
+  } else if (
+    config.tlsCert !== "" &&
+    (err instanceof Deno.errors.InvalidData ||
+      /certificate|key/i.test((err as Error).message))
+  ) {
+    // Not PEM, or not a pair: Deno.serve's words, with both files named.
+    console.error(
+      `edge: ${fileSetting("tlsCert")} and ${
+        fileSetting("tlsKey")
+      } are not a certificate and its key: ${(err as Error).message}`,
+    );
   } else throw err;
   await upstream.close();
   Deno.exit(2);

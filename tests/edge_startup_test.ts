@@ -1,11 +1,14 @@
 /**
  * Starting the edge (`deno task serve:edge`, edge/main.ts) as a process:
- * --help, a bad flag, a bad value and a port in use, each one line on
- * stderr with the exit code the README promises.
+ * --help, a bad flag, a bad value, a port in use and an unusable
+ * certificate, key or CA file, each one line on stderr with the exit code
+ * the README promises.
  */
 import assert from "node:assert/strict";
 import { EDGE_SETTINGS } from "../edge/config.ts";
-import { lines, runDeno, takenPort } from "./support/process.ts";
+import { join } from "node:path";
+import { testCertificate } from "./support/auth.ts";
+import { lines, runDeno, takenPort, withTempDir } from "./support/process.ts";
 
 const EDGE = ["run", "--allow-net", "--allow-env", "edge/main.ts"];
 const run = (args: string[]) => runDeno([...EDGE, ...args]);
@@ -50,4 +53,56 @@ Deno.test("serve:edge with its port in use: one line, exit 2, no stack trace", a
   assert.deepEqual(lines(r.stderr), [
     `edge: port ${taken.port} is in use (--port)`,
   ]);
+});
+
+Deno.test("serve:edge with a certificate, key or CA file it cannot read or use: one line naming the flags, exit 2, no stack trace", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "a"));
+    await Deno.mkdir(join(dir, "b"));
+    const a = await testCertificate(join(dir, "a"));
+    const b = await testCertificate(join(dir, "b"));
+    const missing = join(dir, "missing.pem");
+    const pair = (cert: string, key: string) =>
+      `edge: --tls-cert (TLS_CERT) ${cert} and --tls-key (TLS_KEY) ${key} are not a certificate and its key: `;
+    for (
+      const [args, start] of [
+        [
+          ["--tls-cert", missing, "--tls-key", a.keyFile],
+          `edge: cannot read --tls-cert (TLS_CERT) ${missing}: `,
+        ],
+        [
+          ["--upstream", "https://localhost:1", "--upstream-ca", missing],
+          `edge: cannot read --upstream-ca (UPSTREAM_CA) ${missing}: `,
+        ],
+        [
+          ["--tls-cert", a.certFile, "--tls-key", b.keyFile],
+          pair(
+            a.certFile,
+            b.keyFile,
+          ),
+        ],
+        [
+          ["--tls-cert", a.keyFile, "--tls-key", a.keyFile],
+          pair(
+            a.keyFile,
+            a.keyFile,
+          ),
+        ],
+      ] as const
+    ) {
+      const r = await runDeno([
+        "run",
+        "--allow-net",
+        "--allow-env",
+        `--allow-read=${dir}`,
+        "edge/main.ts",
+        "--port",
+        "0",
+        ...args,
+      ]);
+      assert.equal(r.code, 2, `${args}: ${r.stderr}`);
+      assert.equal(lines(r.stderr).length, 1, r.stderr);
+      assert.ok(r.stderr.startsWith(start), r.stderr);
+    }
+  });
 });
