@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
+import type { JWTPayload } from "jose";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
 import { check, healthClient } from "./support/health.ts";
 import type { ChatClient, MessageInit } from "../client/rpc.ts";
@@ -91,7 +92,7 @@ Deno.test("auth: a malformed authorization fails UNAUTHENTICATED saying so", asy
   }
 });
 
-Deno.test("auth: a bad signature, an expired, not-yet-valid or exp-less token each fail UNAUTHENTICATED naming the check", async () => {
+Deno.test("auth: a bad signature, an expired, not-yet-valid, malformed-nbf or exp-less token each fail UNAUTHENTICATED naming the check", async () => {
   await using f = await authed();
   const cases: [string, Promise<string>, RegExp][] = [
     [
@@ -101,6 +102,12 @@ Deno.test("auth: a bad signature, an expired, not-yet-valid or exp-less token ea
     ],
     ["exp", hs256({ sub: "alice", exp: now() - 10 }), /token expired/],
     ["nbf", hs256({ sub: "alice", nbf: now() + 600 }), /not yet valid/],
+    [
+      "nbf not a number",
+      // A signer's mistake; jose's types would not let it be written.
+      hs256({ sub: "alice", nbf: "tomorrow" } as unknown as JWTPayload),
+      /^malformed token: "nbf" claim must be a number$/,
+    ],
     ["no exp", hs256({ sub: "alice", exp: undefined }), /token has no exp/],
   ];
   for (const [name, token, detail] of cases) {

@@ -90,7 +90,7 @@ export async function createTokenVerifier(
       return payload;
     } catch (err) {
       const notYet = err instanceof errors.JWTClaimValidationFailed &&
-        err.claim === "nbf";
+        err.claim === "nbf" && err.reason === "check_failed";
       throw new TokenRejected(reasonOf(err), notYet, err);
     }
   };
@@ -145,6 +145,9 @@ function reasonOf(err: unknown): string {
   if (err instanceof errors.JWTExpired) return "token expired";
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.reason === "missing") return `token has no ${err.claim}`;
+    // A time claim that is no number (`"nbf": "tomorrow"`) is not a time
+    // check that failed: jose says which claim and what it must be.
+    if (err.reason === "invalid") return `malformed token: ${err.message}`;
     switch (err.claim) {
       case "nbf":
         return "token not yet valid (nbf)";
