@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { argsErrorLine } from "../config/args_error.ts";
 import { joinNegativeValues } from "../config/negative_values.ts";
 import { hs256SecretError } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
@@ -301,7 +302,7 @@ export function parseEdgeConfig(
       allowPositionals: false,
     }) as { values: Record<string, string | undefined> });
   } catch (err) {
-    throw new EdgeConfigError(`${(err as Error).message} (see --help)`);
+    throw new EdgeConfigError(`${argsErrorLine(err)} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_EDGE_CONFIG };
   for (const key of Object.keys(SETTINGS) as (keyof EdgeConfig)[]) {

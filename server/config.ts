@@ -6,6 +6,7 @@
  * variable, so a typo never becomes a silently different server.
  */
 import { parseArgs } from "node:util";
+import { argsErrorLine } from "../config/args_error.ts";
 import { joinNegativeValues } from "../config/negative_values.ts";
 import { hs256SecretError } from "../auth/secret.ts";
 import { parseNumberFlag } from "../config/number_flag.ts";
@@ -509,7 +510,7 @@ export function parseCoreConfig(
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message} (see --help)`);
+    throw new ConfigError(`${argsErrorLine(err)} (see --help)`);
   }
   const config: Record<string, unknown> = { ...DEFAULT_CORE_CONFIG };
   for (const [key, { flag, env: envName }] of Object.entries(SETTINGS)) {

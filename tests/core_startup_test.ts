@@ -77,6 +77,15 @@ for (
       assert.equal(r.stdout, "");
     }
   });
+
+  Deno.test(`${name} names a flag followed by another flag instead of a value in one line and exits 2`, async () => {
+    const r = await run([...cmd, "--port", "--store", "memory"]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(lines(r.stderr), [
+      "core: --port needs a value (see --help)",
+    ]);
+    assert.equal(r.stdout, "");
+  });
 }
 
 Deno.test("server/main.ts: a certificate or key file that is not there is one line naming the flag, and exit 2", async () => {

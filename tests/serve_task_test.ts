@@ -42,6 +42,10 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
         ["--port", "-1"],
         'serve: --port must be an integer from 0 to 65535, got "-1"',
       ],
+      [
+        ["--port", "--host", "127.0.0.1"],
+        "serve: --port needs a value (see --help)",
+      ],
     ] as const
   ) {
     const r = await run([...args]);

@@ -17,6 +17,7 @@
  * Without it the core runs open, as it always did here.
  */
 import { parseArgs } from "node:util";
+import { argsErrorLine } from "../../config/args_error.ts";
 import { joinNegativeValues } from "../../config/negative_values.ts";
 import { parseNumberFlag } from "../../config/number_flag.ts";
 import { tagLines } from "./children.ts";
@@ -102,7 +103,7 @@ try {
     allowPositionals: false,
   }));
 } catch (err) {
-  fail(`${(err as Error).message} (see --help)`);
+  fail(`${argsErrorLine(err)} (see --help)`);
 }
 if (values.help) {
   console.log(USAGE);

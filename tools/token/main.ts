@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { signDevToken } from "../../auth/dev_token.ts";
 import { hs256SecretError, MIN_HS256_SECRET_BYTES } from "../../auth/secret.ts";
+import { argsErrorLine } from "../../config/args_error.ts";
 import { joinNegativeValues } from "../../config/negative_values.ts";
 
 const USAGE =
@@ -48,7 +49,7 @@ try {
     allowPositionals: false,
   }));
 } catch (err) {
-  fail((err as Error).message.split("\n")[0]);
+  fail(argsErrorLine(err));
 }
 if (values.help) {
   console.log(USAGE);
