@@ -33,6 +33,17 @@ const CORE = [
 ];
 const SUPERVISED = ["run", "--allow-run", "--allow-env", "supervisor/main.ts"];
 
+Deno.test("README's core configuration table has a row for every flag, with its variable", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  for (const { flag, env } of Object.values(CORE_SETTINGS)) {
+    assert.match(
+      readme,
+      new RegExp(`^\\| [^|]*\`--${flag}\`[^|]*\\| [^|]*\`${env}\``, "m"),
+      `--${flag}`,
+    );
+  }
+});
+
 for (
   const [name, cmd] of [["server/main.ts", CORE], [
     "serve:core",
