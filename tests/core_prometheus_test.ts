@@ -14,6 +14,7 @@ import {
   eventually,
   rejection,
   startCore,
+  streamError,
   take,
 } from "./support/core.ts";
 
@@ -159,6 +160,46 @@ Deno.test("/metrics counts streams that end with OK and with an error status", a
     }),
     1,
   );
+});
+
+Deno.test("/metrics counts a stream whose deadline passed as DEADLINE_EXCEEDED, not CANCELLED", async () => {
+  await using f = await startCore({ metricsPort: 0 });
+  const deadline = () => new Date(Date.now() + 300);
+  const errors = await Promise.all([
+    // The direct stream path, then grpc-js's own.
+    streamError(
+      f.client.subscribeMessages({ room: "r", user: "u" }, {
+        deadline: deadline(),
+      }),
+    ),
+    streamError(
+      f.client.streamMetrics({ instanceId: "x" }, { deadline: deadline() }),
+    ),
+  ]);
+  assert.deepEqual(errors.map((e) => e.code), [
+    status.DEADLINE_EXCEEDED,
+    status.DEADLINE_EXCEEDED,
+  ]);
+  await eventually(() => f.core.snapshot().subscribers === 0, "unsubscribed");
+  const text = await scrape(f);
+  for (const method of ["SubscribeMessages", "StreamMetrics"]) {
+    assert.equal(
+      sample(text, "grpc_server_handled_total", {
+        grpc_method: method,
+        grpc_code: "DEADLINE_EXCEEDED",
+      }),
+      1,
+      method,
+    );
+    assert.equal(
+      sample(text, "grpc_server_handled_total", {
+        grpc_method: method,
+        grpc_code: "CANCELLED",
+      }),
+      undefined,
+      method,
+    );
+  }
 });
 
 Deno.test("/metrics shows queue depth and drops of a subscriber that stopped reading", async () => {

@@ -10,8 +10,8 @@
  * per-message path. A wrapped handler sees the same call object as before.
  *
  * A call ends with the first of: the status its handler sends (callback,
- * `emit("error")` or `end()`), or the client's cancel (including an expired
- * deadline); each call is counted once.
+ * `emit("error")` or `end()`), its deadline (DEADLINE_EXCEEDED, what its
+ * client is told) or the client's cancel; each call is counted once.
  */
 import {
   type MethodDefinition,
@@ -60,7 +60,11 @@ function countHandler(
       stats.end(path, code, performance.now() - started);
     };
     stats.start(path);
-    call.once("cancelled", () => end(status.CANCELLED));
+    call.once(
+      "cancelled",
+      () =>
+        end(deadlinePassed(call) ? status.DEADLINE_EXCEEDED : status.CANCELLED),
+    );
     if (callback) {
       run(call, (err, ...rest) => {
         end(err === null ? status.OK : err.code ?? status.UNKNOWN);
@@ -75,4 +79,17 @@ function countHandler(
     call.once("finish", () => end(status.OK));
     run(call);
   }) as UntypedHandleCall;
+}
+
+/**
+ * Whether `call`'s deadline has passed. grpc-js and the direct stream path
+ * end such a call with DEADLINE_EXCEEDED and then emit the same 'cancelled'
+ * as for a client's cancel; their timer may fire within a millisecond of
+ * the deadline as `Date.now()` reads it.
+ */
+function deadlinePassed(call: EventEmitter): boolean {
+  const deadline = (call as { getDeadline?(): Date | number }).getDeadline?.();
+  if (deadline === undefined) return false;
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Date.now() + 1 >= ms;
 }
