@@ -12,7 +12,7 @@
 import { CHAT_USAGE, parseChatArgs, UsageError } from "./config.ts";
 import { type ChatIO, readLines, runChatSession } from "./chat.ts";
 import { formatError } from "./format.ts";
-import { createChatClient } from "./rpc.ts";
+import { channelCredentials, createChatClient } from "./rpc.ts";
 import { openTerminal } from "./terminal.ts";
 
 async function main(): Promise<number> {
@@ -33,7 +33,14 @@ async function main(): Promise<number> {
     console.log(CHAT_USAGE);
     return 0;
   }
-  const client = createChatClient(config.addr, {}, config.token);
+  let credentials;
+  try {
+    credentials = await channelCredentials(config);
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    return 2;
+  }
+  const client = createChatClient(config.addr, {}, config.token, credentials);
   const terminal = Deno.stdin.isTerminal()
     ? openTerminal(`${config.user}> `)
     : undefined;

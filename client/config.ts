@@ -26,8 +26,16 @@ export const MAX_HISTORY = 1000;
 /** The server address when neither `--addr` nor `ADDR` is given. */
 export const DEFAULT_ADDR = "127.0.0.1:50051";
 
+/** How the CLIs reach the core: h2c, or TLS (`--tls`, `--tls-ca`). */
+export interface TransportConfig {
+  /** TLS instead of h2c (a core with --tls-cert). */
+  tls: boolean;
+  /** PEM file of the CA(s) the core's certificate must chain to ("" = the system's roots). */
+  tlsCa: string;
+}
+
 /** Config of `deno task client`. */
-export interface ExamplesConfig extends ExampleOptions {
+export interface ExamplesConfig extends ExampleOptions, TransportConfig {
   addr: string;
   /** Bearer token sent as `authorization` on every call ("" = none). */
   token: string;
@@ -35,7 +43,7 @@ export interface ExamplesConfig extends ExampleOptions {
 }
 
 /** Config of `deno task chat`. */
-export interface ChatConfig {
+export interface ChatConfig extends TransportConfig {
   addr: string;
   /** Bearer token sent as `authorization` on every call ("" = none). */
   token: string;
@@ -83,6 +91,14 @@ function addrOf(flag: string | undefined, env: string | undefined): string {
     );
   }
   return addr;
+}
+
+/** `--tls` and `--tls-ca FILE` (which implies `--tls`). */
+function transportOf(tls: boolean, ca: string | undefined): TransportConfig {
+  if (ca !== undefined && ca.trim() === "") {
+    throw new UsageError("--tls-ca must name a PEM file");
+  }
+  return { tls: tls || ca !== undefined, tlsCa: ca ?? "" };
 }
 
 function tokenOf(flag: string | undefined, env: string | undefined): string {
@@ -158,6 +174,8 @@ export function parseExamplesArgs(
   const v = parse(args, {
     addr: s,
     token: s,
+    tls: { type: "boolean" },
+    "tls-ca": s,
     user: s,
     "batch-delay-ms": s,
     "chat-interval-ms": s,
@@ -172,6 +190,7 @@ export function parseExamplesArgs(
   const token = tokenOf(v.token, env.token);
   return Object.freeze({
     addr: addrOf(v.addr, env.addr),
+    ...transportOf(Boolean(v.tls), v["tls-ca"]),
     token,
     user: exampleUser(v.user, token),
     batchDelayMs: num("batch-delay-ms", v["batch-delay-ms"], d.batchDelayMs, 0),
@@ -208,6 +227,8 @@ export function parseChatArgs(
   const v = parse(args, {
     addr: s,
     token: s,
+    tls: { type: "boolean" },
+    "tls-ca": s,
     room: s,
     user: s,
     "flush-ms": s,
@@ -226,6 +247,7 @@ export function parseChatArgs(
   }
   return Object.freeze({
     addr: addrOf(v.addr as string | undefined, env.addr),
+    ...transportOf(Boolean(v.tls), v["tls-ca"] as string | undefined),
     token,
     room,
     user,
@@ -247,6 +269,9 @@ Runs the seed's five examples (unary, subscribe, upload, bidi chat, metrics)
 and prints one summary line per RPC; exits 1 if any failed.
   --addr host:port         server (default $ADDR or ${DEFAULT_ADDR})
   --token T                bearer token for every call (default $CHAT_TOKEN)
+  --tls                    connect with TLS (a core with --tls-cert), trusting
+                           the system's root certificates
+  --tls-ca FILE            connect with TLS, trusting the CA(s) in this PEM file
   --user NAME              post and subscribe as NAME in every example (default:
                            the token's user (its sub); without a token the
                            seed's Alice, Bob and Charlie)
@@ -268,6 +293,8 @@ After a drop it reconnects with backoff and resumes where it was. Ctrl-D leaves.
   --user U           who you are (default: the token's user, its sub; required
                      without a token)
   --token T          bearer token for every call (default $CHAT_TOKEN)
+  --tls              connect with TLS (a core with --tls-cert), system roots
+  --tls-ca FILE      connect with TLS, trusting the CA(s) in this PEM file
   --history N        recent messages to show on join (default 20, max ${MAX_HISTORY})
   --flush-ms N       after Ctrl-D, wait up to N ms for own messages to show (default 2000)
 Colours users and system lines on a terminal unless NO_COLOR is set.`;

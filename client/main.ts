@@ -11,7 +11,7 @@
 import { EXAMPLES_USAGE, parseExamplesArgs, UsageError } from "./config.ts";
 import { runExamples } from "./examples.ts";
 import { formatError, formatSummary } from "./format.ts";
-import { createChatClient } from "./rpc.ts";
+import { channelCredentials, createChatClient } from "./rpc.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -29,8 +29,15 @@ async function main(): Promise<number> {
     console.log(EXAMPLES_USAGE);
     return 0;
   }
-  console.log(`connecting to ${config.addr}`);
-  const client = createChatClient(config.addr, {}, config.token);
+  let credentials;
+  try {
+    credentials = await channelCredentials(config);
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    return 2;
+  }
+  console.log(`connecting to ${config.addr}${config.tls ? " (TLS)" : ""}`);
+  const client = createChatClient(config.addr, {}, config.token, credentials);
   try {
     const results = await runExamples(client, config, (l) => console.log(l));
     console.log(`\n=== Summary (${config.addr}) ===`);

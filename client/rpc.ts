@@ -11,6 +11,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   type Message,
@@ -25,6 +26,7 @@ import {
   type UploadResponse,
 } from "../gen/chat_pb.ts";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
+import type { TransportConfig } from "./config.ts";
 
 /** A request or stream message: a plain object, or bytes already encoded. */
 export type Req<Init> = Init | Uint8Array;
@@ -76,7 +78,8 @@ const def = chatServiceDefinition as unknown as Record<
 >;
 
 /**
- * Creates a plaintext (h2c) client for `host:port`.
+ * Creates a client for `host:port`: plaintext (h2c) unless `credentials`
+ * say TLS ({@linkcode channelCredentials}).
  *
  * Pass `{"grpc.use_local_subchannel_pool": 1}` (or any distinct option) in
  * `channelOptions` to get a connection of its own rather than one shared with
@@ -88,17 +91,14 @@ export function createChatClient(
   addr: string,
   channelOptions: grpc.ChannelOptions = {},
   token = "",
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
 ): ChatClient {
   const metadata = () => {
     const md = new grpc.Metadata();
     if (token) md.set("authorization", `Bearer ${token}`);
     return md;
   };
-  const raw = new grpc.Client(
-    addr,
-    grpc.credentials.createInsecure(),
-    channelOptions,
-  );
+  const raw = new grpc.Client(addr, credentials, channelOptions);
   const m = (name: string) => def[name];
   const unary = <Res>(
     name: string,
@@ -166,6 +166,27 @@ export function createChatClient(
       serverStream("StreamMetrics", req, options),
     close: () => raw.close(),
   };
+}
+
+/**
+ * The channel credentials `--tls` / `--tls-ca` ask for: h2c, TLS with the
+ * system's roots, or TLS trusting only the PEM file `tlsCa`. Throws an
+ * Error naming the flag and the file when it cannot be read.
+ */
+export async function channelCredentials(
+  transport: TransportConfig,
+): Promise<grpc.ChannelCredentials> {
+  if (!transport.tls) return grpc.credentials.createInsecure();
+  if (transport.tlsCa === "") return grpc.credentials.createSsl();
+  let ca: Uint8Array;
+  try {
+    ca = await Deno.readFile(transport.tlsCa);
+  } catch (err) {
+    throw new Error(
+      `cannot read --tls-ca ${transport.tlsCa}: ${(err as Error).message}`,
+    );
+  }
+  return grpc.credentials.createSsl(Buffer.from(ca));
 }
 
 /** A deadline `ms` from now, for `CallOptions.deadline`. */

@@ -9,7 +9,7 @@ import { createChatClient } from "../client/rpc.ts";
 import { formatError } from "../client/format.ts";
 import { parseChatArgs } from "../client/config.ts";
 import type { Message } from "../gen/chat_pb.ts";
-import { hs256, SECRET } from "./support/auth.ts";
+import { hs256, SECRET, startTlsCore } from "./support/auth.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const has = (hay: string, needle: string) =>
@@ -364,6 +364,54 @@ Deno.test("deno task client and chat send --token / CHAT_TOKEN as a bearer token
     assert.match(anonymous.stdout, /FAILED +StreamMetrics +UNAUTHENTICATED: /);
   } finally {
     await srv.shutdown();
+  }
+});
+
+Deno.test("deno task client and chat reach a core over TLS with --tls-ca, and a token goes along", async () => {
+  const { core, cert, close } = await startTlsCore({ jwtSecret: SECRET });
+  const dir = await Deno.makeTempDir();
+  const ca = `${dir}/ca.pem`;
+  await Deno.writeTextFile(ca, cert);
+  const addr = `localhost:${core.port}`;
+  try {
+    const dana = await hs256({ sub: "Dana" });
+    const examples = await quickExamples(addr, [
+      "--tls-ca",
+      ca,
+      "--token",
+      dana,
+    ]);
+    assert.equal(examples.code, 0, examples.stdout + examples.stderr);
+    assert.equal(examples.stdout.match(/^ok /gm)?.length, 5, examples.stdout);
+    const chat = await task(
+      "chat",
+      ["--addr", addr, "--tls-ca", ca, "--room", "tls", "--token", dana],
+      "over TLS\n",
+    );
+    assert.equal(chat.code, 0, chat.stderr);
+    has(chat.stdout, "[tls] Dana: over TLS\n");
+    // --tls trusts only the system's roots, which do not hold this one.
+    const untrusted = await task(
+      "chat",
+      ["--addr", addr, "--tls", "--room", "tls", "--token", dana],
+      "x\n",
+    );
+    assert.equal(untrusted.code, 1);
+    assert.match(untrusted.stderr, /^error: UNAVAILABLE: /m);
+    const missing = await task("client", [
+      "--addr",
+      addr,
+      "--tls-ca",
+      `${dir}/none.pem`,
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(
+      missing.stderr,
+      /^error: cannot read --tls-ca .*none\.pem: .*\n$/,
+    );
+  } finally {
+    await close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
