@@ -21,6 +21,7 @@ import {
   type Verb,
 } from "../../auth/claims.ts";
 import { ChatError } from "../rooms/errors.ts";
+import { MAX_NAME_LENGTH } from "../rooms/validate.ts";
 import { compileRoomPatterns, type RoomMatcher } from "./room_patterns.ts";
 
 /**
@@ -52,8 +53,13 @@ export function grantFromClaims(
   const rooms = claims[ROOMS_CLAIM];
   const scope = claims[SCOPE_CLAIM];
   const exp = claims.exp;
-  if (typeof sub !== "string" || sub === "") {
+  if (typeof sub !== "string" || sub.trim() === "") {
     throw invalidClaim("the token has no sub (user) claim");
+  }
+  if (sub.length > MAX_NAME_LENGTH) {
+    throw invalidClaim(
+      `the token's sub (user) claim is longer than ${MAX_NAME_LENGTH} characters`,
+    );
   }
   if (SERVER_USERS.has(sub.trim().toLowerCase())) {
     throw new ChatError(

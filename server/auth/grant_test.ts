@@ -51,6 +51,13 @@ Deno.test("grantFromClaims() reads sub, rooms, scope and exp", () => {
 Deno.test("grantFromClaims() refuses malformed claims as UNAUTHENTICATED", () => {
   throwsCode(() => grantFromClaims({}), "unauthenticated", /no sub/);
   throwsCode(() => grantFromClaims({ sub: "" }), "unauthenticated", /no sub/);
+  throwsCode(() => grantFromClaims({ sub: "  " }), "unauthenticated", /no sub/);
+  throwsCode(
+    () => grantFromClaims({ sub: "u".repeat(257) }),
+    "unauthenticated",
+    /sub \(user\) claim is longer than 256 characters/,
+  );
+  assert.equal(grantFromClaims({ sub: "u".repeat(256) }).user.length, 256);
   throwsCode(
     () => grantFromClaims({ sub: "a", rooms: "lobby" }),
     "unauthenticated",
