@@ -53,7 +53,7 @@ import { MessageType } from "../gen/chat_pb.ts";
 import { file_chat } from "../gen/chat_pb.ts";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.ts";
 import { CallStats } from "./ops/call_stats.ts";
-import { countCalls } from "./ops/call_counting.ts";
+import { countCalls, countDecodeFailures } from "./ops/call_counting.ts";
 import { CoreHealth, type HealthSource } from "./ops/health.ts";
 import { createCoreMetrics, type StoreLatency } from "./ops/metrics.ts";
 import { observeStore } from "./ops/store_hooks.ts";
@@ -218,7 +218,7 @@ export async function startCoreServer(
     ) => {
       callStats.registerService(definition);
       server.addService(
-        definition,
+        counting ? countDecodeFailures(definition, callStats) : definition,
         counting ? countCalls(definition, impl, callStats) : impl,
       );
     },
@@ -297,6 +297,7 @@ export async function startCoreServer(
     {
       maxMessageBytes: config.maxMessageBytes,
       maxSendMessageBytes: config.maxMessageBytes,
+      calls: counting ? callStats : undefined,
     },
   );
   // With OTEL_DENO=true: a span per call, child of the caller's traceparent.

@@ -7,7 +7,8 @@
  * (tests/core_transports_test.ts).
  */
 import assert from "node:assert/strict";
-import { status } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, status } from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import type { HealthSource } from "../server/ops/health.ts";
 import {
   type CoreFixture,
@@ -197,6 +198,68 @@ Deno.test("/metrics counts a stream whose deadline passed as DEADLINE_EXCEEDED, 
         grpc_code: "CANCELLED",
       }),
       undefined,
+      method,
+    );
+  }
+});
+
+Deno.test("/metrics counts calls whose one request cannot be decoded as INTERNAL (direct stream path, grpc-js's unary and streaming paths)", async () => {
+  await using f = await startCore({ metricsPort: 0 });
+  const raw = new Client(f.addr, credentials.createInsecure());
+  const garbage = Buffer.from([0xff, 0xff]);
+  const identity = (b: Buffer) => b;
+  try {
+    const codes = await Promise.all(
+      [
+        "/chat.ChatService/SubscribeMessages",
+        "/chat.ChatService/StreamMetrics",
+        "/grpc.health.v1.Health/Watch",
+      ].map((path) =>
+        new Promise<number>((resolve) => {
+          const call = raw.makeServerStreamRequest(
+            path,
+            identity,
+            identity,
+            garbage,
+            new Metadata(),
+          );
+          call.on("error", () => {});
+          call.on("status", (s) => resolve(s.code));
+        })
+      ).concat(
+        new Promise<number>((resolve) => {
+          raw.makeUnaryRequest(
+            "/grpc.health.v1.Health/Check",
+            identity,
+            identity,
+            garbage,
+            new Metadata(),
+            (err) => resolve(err?.code ?? status.OK),
+          );
+        }),
+      ),
+    );
+    assert.deepEqual(codes, Array(4).fill(status.INTERNAL));
+  } finally {
+    raw.close();
+  }
+  const text = await scrape(f);
+  for (
+    const [service, method] of [
+      ["chat.ChatService", "SubscribeMessages"],
+      ["chat.ChatService", "StreamMetrics"],
+      ["grpc.health.v1.Health", "Watch"],
+      ["grpc.health.v1.Health", "Check"],
+    ]
+  ) {
+    const labels = { grpc_service: service, grpc_method: method };
+    assert.equal(sample(text, "grpc_server_started_total", labels), 1, method);
+    assert.equal(
+      sample(text, "grpc_server_handled_total", {
+        ...labels,
+        grpc_code: "INTERNAL",
+      }),
+      1,
       method,
     );
   }

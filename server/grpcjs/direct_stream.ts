@@ -39,7 +39,7 @@ import {
   trailersOnly,
 } from "./one_request.ts";
 import { divertPlainCalls } from "./stream_listeners.ts";
-import { RESPONSE_HEADERS } from "./direct_unary.ts";
+import { type CallCounter, RESPONSE_HEADERS } from "./direct_unary.ts";
 
 /** A server-streaming method on the direct path. */
 export interface DirectStreamMethod {
@@ -55,6 +55,11 @@ export interface DirectStreamOptions {
   maxMessageBytes: number;
   /** Largest response message sent (grpc-js's send limit; -1: none). */
   maxSendMessageBytes: number;
+  /**
+   * Counts a call refused before its handler runs (no request, two, one
+   * that cannot be decoded); the handler counts the others itself.
+   */
+  calls?: CallCounter;
 }
 
 /** grpc-js's headers of a trailers-only response, before the status. */
@@ -100,14 +105,20 @@ function serve(
   path: string,
   options: DirectStreamOptions,
 ): void {
+  const refuse = (code: number, message: string) => {
+    if (trailersOnly(stream, TRAILERS_ONLY, code, message)) {
+      options.calls?.start(path);
+      options.calls?.end(path, code, 0);
+    }
+  };
   readOneRequest(stream, headers, options.maxMessageBytes, wording, {
-    fail: (code, message) => trailersOnly(stream, TRAILERS_ONLY, code, message),
+    fail: refuse,
     done(bytes, deadline) {
       let request: unknown;
       try {
         request = method.decode(bytes);
       } catch {
-        return trailersOnly(stream, TRAILERS_ONLY, Code.INTERNAL, DECODE_ERROR);
+        return refuse(Code.INTERNAL, DECODE_ERROR);
       }
       const call = new DirectServerCall(
         stream,

@@ -25,6 +25,41 @@ import type { CallStats } from "./call_stats.ts";
 
 type Callback = (err: { code?: number } | null, ...rest: unknown[]) => void;
 
+/**
+ * `definition` with every method whose request is one message counted when
+ * that message cannot be decoded: grpc-js then answers INTERNAL ("Error
+ * deserializing request") before any handler runs, so countCalls() never
+ * sees the call. (A stream of requests is decoded after its handler started,
+ * which counts it.)
+ */
+export function countDecodeFailures(
+  definition: ServiceDefinition,
+  stats: CallStats,
+): ServiceDefinition {
+  const counted: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, m] of Object.entries(definition)) {
+    const method = m as MethodDefinition<unknown, unknown>;
+    if (method.requestStream) {
+      counted[name] = method;
+      continue;
+    }
+    const decode = method.requestDeserialize;
+    counted[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          stats.start(method.path);
+          stats.end(method.path, status.INTERNAL, 0);
+          throw err;
+        }
+      },
+    };
+  }
+  return counted as ServiceDefinition;
+}
+
 /** `implementation` with every handler counted under its method's path. */
 export function countCalls(
   definition: ServiceDefinition,
