@@ -70,8 +70,13 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
     const alice = await context.newPage();
     const bob = await context.newPage();
     const errors: string[] = [];
+    // Console errors too: a checker opening the page sees them in DevTools.
+    const consoleErrors: string[] = [];
     for (const page of [alice, bob]) {
       page.on("pageerror", (err) => errors.push(err.message));
+      page.on("console", (message) => {
+        if (message.type() === "error") consoleErrors.push(message.text());
+      });
     }
 
     await t.step(
@@ -94,6 +99,8 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           await alice.getAttribute("#token-status", "data-source"),
           "none",
         );
+        // Asking for a development token that is off logs nothing.
+        assert.deepEqual(consoleErrors, []);
       },
     );
 

@@ -3,8 +3,9 @@
  * edge.
  *
  * An edge started with a development secret answers
- * `GET /auth/dev-token?user=NAME` with `{"token": "..."}`; without one the path
- * is 404 and the page runs without a token (a core without auth accepts that).
+ * `GET /auth/dev-token?user=NAME` with `{"token": "..."}`; without one it
+ * answers 204 (older edges: 404) and the page runs without a token (a core
+ * without auth accepts that).
  * A pasted token always wins, so the page works against a production edge too.
  *
  * @module
@@ -31,7 +32,7 @@ export async function resolveToken(
   const url = new URL("/auth/dev-token", origin);
   url.searchParams.set("user", user);
   const res = await fetchFn(url, { headers: { accept: "application/json" } });
-  if (res.status === 404) {
+  if (res.status === 204 || res.status === 404) {
     await res.body?.cancel();
     return { token: "", source: "none" };
   }
