@@ -12,6 +12,7 @@ import {
   UploadResponseSchema,
 } from "../gen/chat_pb.ts";
 import { openWsCall, type WsCall } from "../web/ws_call.ts";
+import { startBidiChat, uploadLines } from "../web/bridge_client.ts";
 import { createWebSocketBridge } from "../edge/websocket.ts";
 import type { Upstream, UpstreamStatus } from "../edge/upstream/types.ts";
 import { encodeFrame, FLAG_DATA } from "../protocol/ws_bridge.ts";
@@ -270,5 +271,45 @@ Deno.test("createWebSocketBridge() buffers one largest message plus 64 KiB per s
     await held.status;
   } finally {
     await http.shutdown();
+  }
+});
+
+Deno.test("the page's uploadLines() and startBidiChat() stamp each message, so the room's history shows when it was sent", async () => {
+  const stack = await startBridgeStack();
+  try {
+    const who = { user: "ann", room: "stamped" };
+    const before = Date.now();
+    const upload = await uploadLines(
+      stack.wsUrl,
+      who,
+      ["one", "two"],
+      () => {},
+    );
+    assert.equal(upload.status.code, 0);
+    const echoed = Promise.withResolvers<void>();
+    const bidi = startBidiChat(stack.wsUrl, who, () => echoed.resolve());
+    bidi.say("three");
+    await echoed.promise;
+    bidi.end();
+    assert.equal((await bidi.status).code, 0);
+    const after = Date.now();
+
+    const replay = openWsCall(stack.wsUrl, { path: SUBSCRIBE, timeoutMs: 500 });
+    replay.send(toBinary(
+      SubscribeRequestSchema,
+      create(SubscribeRequestSchema, { ...who, user: "bob", history: 3 }),
+    ));
+    replay.closeSend();
+    const { messages } = await collect(replay);
+    const stored = messages.filter((m) => m.type === MessageType.CHAT);
+    assert.deepEqual(stored.map((m) => m.content), ["one", "two", "three"]);
+    for (const message of stored) {
+      assert.ok(message.timestamp, `${message.content} has no timestamp`);
+      const ms = Number(message.timestamp.seconds) * 1000 +
+        message.timestamp.nanos / 1e6;
+      assert.ok(ms >= before - 1000 && ms <= after + 1000, `${ms}`);
+    }
+  } finally {
+    await stack.close();
   }
 });

@@ -3,11 +3,14 @@
  *
  * The page uses these two because they need a streaming request body, which
  * fetch cannot send from a browser; unary and server-streaming calls go through
- * connect-web instead (see `rpc.ts`).
+ * connect-web instead (see `rpc.ts`). Each message carries the page's time:
+ * the core stores these as sent (only SendMessage is stamped by the server),
+ * and a message without one would show the time of every later replay.
  *
  * @module
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   type Message,
   MessageSchema,
@@ -52,7 +55,12 @@ export function startBidiChat(
     say: (content) =>
       call.send(toBinary(
         MessageSchema,
-        create(MessageSchema, { ...who, content, type: MessageType.CHAT }),
+        create(MessageSchema, {
+          ...who,
+          content,
+          type: MessageType.CHAT,
+          timestamp: timestampNow(),
+        }),
       )),
     end: () => call.closeSend(),
     cancel: () => call.cancel(),
@@ -97,6 +105,7 @@ export async function uploadLines(
         ...who,
         content: lines[i],
         type: MessageType.CHAT,
+        timestamp: timestampNow(),
       }),
     ));
     if (i % 50 === 49 || i === lines.length - 1) {
