@@ -30,8 +30,9 @@ export interface WebSocketBridgeOptions {
   /** Metadata names (lower case) forwarded to the core; default: the HTTP paths' list. */
   allowedMetadata?: readonly string[];
   /**
-   * Page origins allowed to open a socket (["*"] for any, the default).
-   * CORS does not cover WebSockets, so the bridge checks `Origin` itself.
+   * Page origins allowed to open a socket (["*"] for any, the default), besides
+   * the edge's own. CORS does not cover WebSockets, so the bridge checks
+   * `Origin` itself.
    */
   allowedOrigins?: readonly string[];
   /** Longest deadline a client may ask for; longer ones are clamped. */
@@ -67,6 +68,21 @@ const BUFFER_SLACK_BYTES = 64 * 1024;
  */
 export function defaultMaxBufferedBytes(maxMessageBytes: number): number {
   return maxMessageBytes + BUFFER_SLACK_BYTES;
+}
+
+/**
+ * Whether `origin` is the edge's own (the page it serves at `/`), which an
+ * allow-list of other sites must not lock out of the bridge: fetch calls from
+ * that page need no CORS, and its Chat and Upload panels need this socket.
+ * By host, as the browser's Host header names it; behind a proxy that
+ * rewrites Host, list the public origin.
+ */
+function isOwnOrigin(origin: string, url: string): boolean {
+  try {
+    return new URL(origin).host === new URL(url).host;
+  } catch {
+    return false; // "null" (a sandboxed page, a file) or garbage
+  }
 }
 
 /**
@@ -114,7 +130,10 @@ export function createWebSocketBridge(
   return (input, info) => {
     const request = input instanceof Request ? input : input.req.raw;
     const origin = request.headers.get("origin");
-    if (origin !== null && !origins.has("*") && !origins.has(origin)) {
+    if (
+      origin !== null && !origins.has("*") && !origins.has(origin) &&
+      !isOwnOrigin(origin, request.url)
+    ) {
       return new Response("origin not allowed\n", { status: 403 });
     }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {

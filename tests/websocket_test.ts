@@ -204,6 +204,33 @@ Deno.test("createWebSocketBridge() answers 426 to plain HTTP and 403 to an origi
   }
 });
 
+Deno.test("createWebSocketBridge() with an origin allow-list still lets the edge's own page open a socket", async () => {
+  const stack = await startBridgeStack({
+    allowedOrigins: ["http://good.example"],
+  });
+  const open = (origin: string) =>
+    new Promise<"open" | "refused">((resolve) => {
+      // Deno's WebSocket takes headers, so the test can be any page.
+      const socket = new WebSocket(stack.wsUrl, {
+        headers: { origin },
+      } as unknown as string);
+      socket.onopen = () => {
+        socket.close();
+        resolve("open");
+      };
+      socket.onerror = () => resolve("refused");
+    });
+  try {
+    const own = new URL(stack.httpUrl).origin;
+    assert.equal(await open(own), "open", "the page's own origin");
+    assert.equal(await open("http://good.example"), "open");
+    assert.equal(await open("http://evil.example"), "refused");
+    assert.equal(await open("null"), "refused");
+  } finally {
+    await stack.close();
+  }
+});
+
 Deno.test("createWebSocketBridge() buffers one largest message plus 64 KiB per socket by default: past it RESOURCE_EXHAUSTED, other sockets unaffected", async () => {
   const maxMessageBytes = 64 * 1024;
   const bound = maxMessageBytes + 64 * 1024;
