@@ -41,6 +41,12 @@ export interface EdgeAppOptions {
   /** Where the default observer writes each call's line; console.log. */
   writeLine?: (line: string) => void;
   /**
+   * Aborted when the process begins to stop: WebSocket bridge calls then end
+   * UNAVAILABLE with their status frame, before `Deno.serve`'s shutdown
+   * closes their sockets with none.
+   */
+  shutdown?: AbortSignal;
+  /**
    * false sends every request through Hono's routes, without the gRPC-Web
    * and Connect bypass below (tests compare the two answers). Default true.
    */
@@ -151,6 +157,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     perIp: ipSlots(config.maxWebSocketsPerIp),
     trustProxy: config.trustProxy,
     calls,
+    shutdown: options.shutdown,
   });
   app.get("/ws", (c) => bridge(c, c.env));
 

@@ -154,7 +154,14 @@ const upstream = withTraceContext(
   }),
 );
 const calls = createCallObserver(upstream, config, undefined, callLines.push);
-const app = createEdgeApp({ upstream, config, calls });
+// Fired first when stopping: Deno.serve's shutdown closes WebSockets at once.
+const shutdown = new AbortController();
+const app = createEdgeApp({
+  upstream,
+  config,
+  calls,
+  shutdown: shutdown.signal,
+});
 if (config.devJwtSecret !== "") {
   say(
     "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
@@ -219,6 +226,8 @@ async function stop(signal: string): Promise<void> {
   if (stopping) Deno.exit(1);
   stopping = true;
   say(`${signal}, shutting down`);
+  // WebSocket bridge calls get their status frame before their socket goes.
+  shutdown.abort();
   const drained = server.shutdown();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([

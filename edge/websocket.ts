@@ -51,6 +51,8 @@ export interface WebSocketBridgeOptions {
   perIp?: IpSlot;
   /** Proxies in front that append X-Forwarded-For (edge/ip_limits.ts). */
   trustProxy?: number;
+  /** Aborted when the edge stops: every call ends UNAVAILABLE. */
+  shutdown?: AbortSignal;
 }
 
 /** Room behind one largest message for the small ones a client sends on. */
@@ -175,6 +177,7 @@ export function createWebSocketBridge(
       limits,
       release,
       options.calls,
+      options.shutdown,
     );
     return upgraded.response;
   };

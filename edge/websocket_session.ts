@@ -44,7 +44,8 @@ const fail = (code: number, message: string): BridgeStatus => ({
 
 /**
  * Serves one call on an upgraded socket until it ends; `calls` records it
- * (open sockets, one log line and metrics per call).
+ * (open sockets, one log line and metrics per call); `shutdown` ends it
+ * UNAVAILABLE.
  */
 export function runBridgeSession(
   socket: WebSocket,
@@ -52,6 +53,7 @@ export function runBridgeSession(
   limits: SessionLimits,
   onEnd?: () => void,
   calls?: CallObserver,
+  shutdown?: AbortSignal,
 ): void {
   socket.binaryType = "arraybuffer";
   let record: CallRecord | undefined;
@@ -64,9 +66,14 @@ export function runBridgeSession(
     limits.headerTimeoutMs,
   );
 
+  const stopping = () =>
+    finish(fail(Code.UNAVAILABLE, "edge is shutting down"));
+  shutdown?.addEventListener("abort", stopping);
+
   function finish(status: BridgeStatus): void {
     if (finished) return;
     finished = true;
+    shutdown?.removeEventListener("abort", stopping);
     clearTimeout(timer);
     requests.close();
     abort.abort();

@@ -1,6 +1,6 @@
 /**
  * The edge app's HTTP surface: CORS as the seed's Envoy route, /healthz,
- * and edge/main.ts started with only --allow-net --allow-env.
+ * and edge/main.ts started with only --allow-net --allow-env (and stopped).
  *
  * @module
  */
@@ -9,8 +9,9 @@ import { CORS_MAX_AGE } from "../edge/cors.ts";
 import { startCoreServer } from "../server/server.ts";
 import { startCoreEdge, startEdge } from "./fixtures/edge_stack.ts";
 import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { MessageSchema, SendMessageRequestSchema } from "../gen/chat_pb.ts";
+import { openWsCall } from "../web/ws_call.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 
@@ -173,6 +174,62 @@ Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SI
     } catch { /* already gone */ }
     await child.stderr.cancel().catch(() => {});
     await child.status;
+    await core.shutdown(100);
+  }
+});
+
+Deno.test("edge/main.ts on SIGTERM ends a WebSocket bridge call UNAVAILABLE with its status frame", async () => {
+  const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "edge/main.ts",
+      "--port",
+      "0",
+      "--upstream",
+      `http://127.0.0.1:${core.port}`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let seen = "";
+    while (!/listening on http:\/\/[^:]+:(\d+)/.test(seen)) {
+      const r = await lines.read();
+      if (r.done) throw new Error(`edge exited: ${seen}`);
+      seen += r.value;
+    }
+    const port = /listening on http:\/\/[^:]+:(\d+)/.exec(seen)![1];
+    const call = openWsCall(`ws://127.0.0.1:${port}/ws`, {
+      path: "/chat.ChatService/Chat",
+    });
+    call.send(toBinary(
+      MessageSchema,
+      create(MessageSchema, { user: "ann", room: "r", content: "hi" }),
+    ));
+    const echo = await call.messages[Symbol.asyncIterator]().next();
+    assert.equal(fromBinary(MessageSchema, echo.value!).content, "Echo: hi");
+    child.kill("SIGTERM");
+    const status = await call.status;
+    assert.deepEqual([status.code, status.message], [
+      14,
+      "edge is shutting down",
+    ]);
+    assert.equal((await child.status).code, 0);
+    for (let r = await lines.read(); !r.done; r = await lines.read()) {
+      seen += r.value;
+    }
+    assert.match(seen, /call websocket \/chat\.ChatService\/Chat UNAVAILABLE/);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await lines.cancel().catch(() => {});
     await core.shutdown(100);
   }
 });
