@@ -31,7 +31,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createClient, RESP_TYPES, TimeoutReadError } from "redis";
+import { createClient, ErrorReply, RESP_TYPES, TimeoutReadError } from "redis";
 import { BrokerUnavailableError } from "./broker_unavailable_error.ts";
 import {
   APPEND_SCRIPT,
@@ -336,13 +336,16 @@ export async function connectRedisBroker(
   }
 
   /**
-   * The error a caller gets. A command that timed out after it was sent may
-   * still run when Redis wakes up: `sent` says what that means for it.
+   * The error a caller gets. A command that failed after it was sent, other
+   * than by Redis's own error reply, may have run or still run: one that
+   * timed out when Redis wakes up, one whose connection closed before the
+   * answer came (a Redis restart) already. `sent` says what that means for
+   * it.
    */
   function unavailable(e: unknown, sent = ""): BrokerUnavailableError {
     if (e instanceof BrokerUnavailableError) return e;
     failed(e);
-    const after = sent && e instanceof TimeoutReadError ? `; ${sent}` : "";
+    const after = sent && !(e instanceof ErrorReply) ? `; ${sent}` : "";
     return new BrokerUnavailableError(
       `broker unavailable: ${stallError(e) ?? e}${after}`,
     );

@@ -268,6 +268,73 @@ Deno.test("RedisBroker: a stalled Redis (SIGSTOP) is noticed with no traffic, fa
   }
 });
 
+/**
+ * A TCP proxy to Redis on `port` that passes everything on, except that a
+ * connection which sent a request holding `marker` is closed when Redis's
+ * next bytes for it come back: Redis ran the command, its answer is lost.
+ */
+function answerLosingProxy(port: number, marker: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const needle = enc.encode(marker);
+  const holds = (chunk: Uint8Array) =>
+    chunk.some((_, i) => needle.every((b, j) => chunk[i + j] === b));
+  const close = (c: Deno.Conn) => {
+    if (conns.delete(c)) c.close();
+  };
+  void (async () => {
+    for await (const client of listener) {
+      const redis = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.add(client).add(redis);
+      let cut = false;
+      const pipe = async (from: Deno.Conn, to: Deno.Conn, up: boolean) => {
+        const buf = new Uint8Array(64 * 1024);
+        try {
+          for (let n; (n = await from.read(buf)) !== null;) {
+            const chunk = buf.subarray(0, n);
+            if (up && holds(chunk)) cut = true;
+            else if (!up && cut) break;
+            await to.write(chunk);
+          }
+        } catch { /* closed */ }
+        close(client);
+        close(redis);
+      };
+      void pipe(client, redis, true);
+      void pipe(redis, client, false);
+    }
+  })().catch(() => {});
+  return {
+    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    close() {
+      listener.close();
+      for (const c of [...conns]) close(c);
+    },
+  };
+}
+
+Deno.test("RedisBroker: an append whose answer is lost with the connection says the message may still be stored (it was)", async () => {
+  await using redis = await startRedisServer();
+  const proxy = answerLosingProxy(redis.port, "lost-answer");
+  const a = await connectRedisBroker({ url: proxy.url, size: 1000, ttlMs: 0 });
+  const b = await plainBroker(redis.url);
+  try {
+    await a.append([entry("c", "1")], 0);
+    const err = await a.append([entry("c", "lost-answer")], 0).catch((e) => e);
+    assert.ok(err instanceof BrokerUnavailableError, String(err));
+    assert.match(err.message, /; the message may still be stored$/);
+    const kept = await b.read("c", 0, 10);
+    assert.deepEqual(kept.map((m) => dec.decode(m.body)), [
+      "1",
+      "lost-answer",
+    ]);
+  } finally {
+    await a.close();
+    await b.close();
+    proxy.close();
+  }
+});
+
 Deno.test("RedisBroker: a Redis that comes up while the broker starts is waited for; a refused password fails at once, in Redis's words", async () => {
   const port = (() => {
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
