@@ -1,14 +1,14 @@
 /**
  * `deno task serve --cores 2`: two supervised cores on a redis-server that
- * serve starts itself, one edge balancing over them; Ctrl-C (SIGTERM) stops
- * everything, Redis included.
+ * serve starts itself, one edge balancing over them; a Redis that dies is
+ * started again; Ctrl-C (SIGTERM) stops everything, Redis included.
  */
 import assert from "node:assert/strict";
 import { freePort, freePortPair } from "./support/core_process.ts";
 
 const MAIN = new URL("../tools/serve/main.ts", import.meta.url).pathname;
 
-Deno.test("serve --cores 2 starts a local Redis, two cores and a balancing edge, and stops them all", async () => {
+Deno.test("serve --cores 2 starts a local Redis (again when it dies), two cores and a balancing edge, and stops them all", async () => {
   const corePort = freePortPair();
   const edgePort = freePort();
   const child = new Deno.Command(Deno.execPath(), {
@@ -38,7 +38,14 @@ Deno.test("serve --cores 2 starts a local Redis, two cores and a balancing edge,
       const chunk of child.stdout.pipeThrough(new TextDecoderStream())
     ) out += chunk;
   })();
-  const errText = new Response(child.stderr).text();
+  let err = "";
+  const errText = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) err += chunk;
+    return err;
+  })();
+  const errTextSoFar = () => Promise.resolve(err);
   try {
     const until = Date.now() + 30_000;
     while (!out.includes("Ctrl-C stops them all")) {
@@ -77,16 +84,41 @@ Deno.test("serve --cores 2 starts a local Redis, two cores and a balancing edge,
     assert.equal(idBlocks.size, 2);
     assert.deepEqual(offsets, ["1", "2", "3", "4"]);
 
+    // Its Redis dies: serve starts it again on the same port, the cores
+    // reconnect by themselves and the room goes on in a new epoch.
+    const port = Number(new URL(redisUrl).port);
+    const redis = await Deno.connect({ hostname: "127.0.0.1", port });
+    await redis.write(new TextEncoder().encode("SHUTDOWN NOSAVE\r\n"));
+    await redis.read(new Uint8Array(64)).catch(() => null);
+    redis.close();
+    let after;
+    for (const until = Date.now() + 15_000; !after;) {
+      const res = await fetch(`${edge}/chat.ChatService/SendMessage`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user: "u", room: "serve", content: "back" }),
+      });
+      if (res.ok) after = await res.json();
+      else await res.body?.cancel();
+      assert.ok(after || Date.now() < until, "no Redis again within 15 s");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(after.offset, "1");
+    assert.match(
+      await errTextSoFar(),
+      /redis-server exited .*starting it again/,
+    );
+
     child.kill("SIGTERM");
     assert.equal((await child.status).code, 0);
-    const port = Number(new URL(redisUrl).port);
     await assert.rejects(
       Deno.connect({ hostname: "127.0.0.1", port }),
       "redis-server still running",
     );
   } finally {
     try {
-      child.kill("SIGKILL");
+      // Not SIGKILL: serve stops its children (own process groups) itself.
+      child.kill("SIGTERM");
     } catch { /* exited */ }
     await child.status;
     await read;

@@ -10,7 +10,8 @@
  *
  * `--cores N` starts N cores (on consecutive ports from `--core-port`), all
  * on one broker (`--broker redis://...`, or a local redis-server started here
- * when there is none), behind one edge that balances over them.
+ * when there is none, and started again if it dies), behind one edge that
+ * balances over them.
  *
  * `--auth-dev` turns authentication on with a secret made up for this run:
  * the core requires tokens, the edge hands them out at /auth/dev-token.
@@ -254,6 +255,34 @@ if (cores > 1 && broker === "") {
   );
 }
 
+/**
+ * serve's own redis-server is started again on its port when it dies, as
+ * the supervisor does a core: without it every core would stay degraded
+ * (publishes UNAVAILABLE) until Ctrl-C. The cores reconnect by themselves;
+ * with no persistence every room goes on in a new epoch.
+ */
+let redisWanted = redis !== undefined;
+const redisKept = (async () => {
+  while (redis) {
+    const status = await redis.exited;
+    if (!redisWanted) return;
+    console.error(say(
+      "error",
+      `redis-server exited (${
+        status.signal ?? `code ${status.code}`
+      }); starting it again on port ${redis.port}`,
+    ));
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      redis = await startRedisServer({ port: redis.port });
+    } catch (e) {
+      console.error(say("error", (e as Error).message));
+      continue;
+    }
+    if (!redisWanted) await redis.stop();
+  }
+})();
+
 const coreProcs = Array.from({ length: cores }, (_, i) => {
   const name = cores > 1 ? `core-${i + 1}` : "core";
   const child = start(
@@ -363,7 +392,9 @@ if (!stopping) {
 }
 stopAll();
 await Promise.all(children.map((c) => c.proc.status));
+redisWanted = false;
 await redis?.stop();
+await redisKept;
 Deno.exit(
   stopping && result.status.success ? 0 : result.status.code || 1,
 );

@@ -36,6 +36,8 @@ export interface RedisServer extends AsyncDisposable {
   /** `rediss://127.0.0.1:<tls port>` (with the password), when `tls` was given. */
   readonly tlsUrl?: string;
   readonly pid: number;
+  /** Resolves when it exits, for whatever reason. */
+  readonly exited: Promise<Deno.CommandStatus>;
   /** Stops it: SIGTERM (or `signal`), then waits for the exit. Idempotent. */
   stop(signal?: Deno.Signal): Promise<void>;
 }
@@ -169,6 +171,7 @@ export async function startRedisServer(
     url: `redis://${auth}127.0.0.1:${port}`,
     ...(tlsPort ? { tlsUrl: `rediss://${auth}127.0.0.1:${tlsPort}` } : {}),
     pid: child.pid,
+    exited: status,
     stop,
     [Symbol.asyncDispose]: () => stop(),
   };
