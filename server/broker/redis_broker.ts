@@ -205,6 +205,13 @@ export async function connectRedisBroker(
    * or an error from the PING): down until a command is answered.
    */
   let stalled = false;
+  /**
+   * Redis refused the last append with an error of its own (out of memory
+   * under `maxmemory`, MISCONF, a read-only replica): down, as an embedded
+   * store whose commit failed, until an append is stored. Its PINGs still
+   * answer, so they cannot tell.
+   */
+  let refused = false;
   /** While starting: fails the start-up (see `permanent`). */
   let startFailed: ((e: Error) => void) | undefined;
   /** While starting: the last error, for the start-up's timeout. */
@@ -225,7 +232,9 @@ export async function connectRedisBroker(
   const hooks = { changed: () => {} };
   let reported: "ok" | "down" = "down";
   const current = () =>
-    cmd.isReady && sub.isReady && !stalled && readyOnce ? "ok" : "down";
+    cmd.isReady && sub.isReady && !stalled && !refused && readyOnce
+      ? "ok"
+      : "down";
   const maybeChanged = () => {
     const now = current();
     if (now === reported || closed) return;
@@ -563,6 +572,10 @@ export async function connectRedisBroker(
           const r = at.get(e.room)!;
           return { epoch: r.epoch, offset: r.first + r.n++ };
         });
+        if (refused) {
+          refused = false;
+          maybeChanged();
+        }
         const ms = performance.now() - t0;
         counters.commits++;
         counters.lastMs = ms;
@@ -571,6 +584,11 @@ export async function connectRedisBroker(
         return out;
       } catch (e) {
         counters.failed++;
+        if (e instanceof ErrorReply) {
+          refused = true;
+          lastError = e.message;
+          maybeChanged();
+        }
         broker.onCommit?.(performance.now() - t0, false);
         throw unavailable(e, "the message may still be stored");
       }

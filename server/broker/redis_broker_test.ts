@@ -335,6 +335,38 @@ Deno.test("RedisBroker: an append whose answer is lost with the connection says 
   }
 });
 
+Deno.test("RedisBroker: a Redis that refuses writes (OOM) fails appends UNAVAILABLE in its words and is down until an append is stored", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  const admin = createClient({ url: redis.url });
+  await admin.connect();
+  const states: string[] = [];
+  a.onStateChange = () => states.push(a.status().state);
+  try {
+    await a.append([entry("m", "1")], 0);
+    await admin.configSet({ maxmemory: "1", "maxmemory-policy": "noeviction" });
+    const err = await a.append([entry("m", "2")], 0).catch((e) => e);
+    assert.ok(err instanceof BrokerUnavailableError, String(err));
+    assert.match(err.message, /^broker unavailable: OOM command not allowed/);
+    // Redis answered: it did not run the script.
+    assert.doesNotMatch(err.message, /may still be stored/);
+    assert.equal(a.status().state, "down");
+    assert.match(a.status().error ?? "", /^OOM/);
+    // The PINGs Redis still answers do not make it ok again.
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(a.status().state, "down");
+
+    await admin.configSet({ maxmemory: "0" });
+    const [stored] = await a.append([entry("m", "3")], 0);
+    assert.equal(stored.offset, 2);
+    assert.equal(a.status().state, "ok");
+    assert.deepEqual(states, ["down", "ok"]);
+  } finally {
+    await admin.quit();
+    await a.close();
+  }
+});
+
 Deno.test("RedisBroker: a Redis that comes up while the broker starts is waited for; a refused password fails at once, in Redis's words", async () => {
   const port = (() => {
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
