@@ -455,6 +455,9 @@ export async function connectRedisBroker(
     const k = roomKeys(room);
     const bodies = new Array<Uint8Array>(group.length);
     for (let i = 0; i < group.length; i++) bodies[i] = group[i].body;
+    // What this core delivered of the room: a Redis that went back to an
+    // older snapshot moves on past it (redis_scripts.ts, `rewound`).
+    const feed = feeds.get(room)?.feed;
     const reply = await evalScript("append", [k.epoch, k.seq, k.log], [
       epochs.next(),
       ttlArg,
@@ -463,16 +466,27 @@ export async function connectRedisBroker(
       String(group[group.length - 1].timeMs),
       String(group.length),
       packBodies(bodies),
+      feed === undefined ? "" : feed.epoch,
+      feed === undefined ? "0" : String(feed.last),
     ]) as [Uint8Array, number];
     return { epoch: asText(reply[0]), first: Number(reply[1]) };
   }
 
-  async function position(room: string): Promise<RoomPosition> {
+  /**
+   * The room's position; `known` is what this core's feed delivered of it,
+   * which a Redis that went back to an older snapshot moves on past.
+   */
+  async function position(
+    room: string,
+    known?: RoomPosition,
+  ): Promise<RoomPosition> {
     const k = roomKeys(room);
     try {
       const reply = await evalScript("position", [k.epoch, k.seq, k.log], [
         newEpoch(),
         String(options.ttlMs > 0 ? options.ttlMs : EMPTY_ROOM_TTL_MS),
+        known?.epoch ?? "",
+        String(known?.offset ?? 0),
       ]) as [Uint8Array, number];
       return { epoch: asText(reply[0]), offset: Number(reply[1]) };
     } catch (e) {
@@ -523,9 +537,18 @@ export async function connectRedisBroker(
     return out;
   }
 
-  /** The stream after `after`, with the epoch it belongs to. */
-  async function fill(room: string, after: number, limit: number) {
-    const pos = await position(room);
+  /**
+   * The stream after `after`, with the epoch it belongs to; `epoch` is the
+   * feed's, whose offset `after` is (after a reconnect, this is where a
+   * Redis that came back with older data is noticed).
+   */
+  async function fill(
+    room: string,
+    after: number,
+    limit: number,
+    epoch: string,
+  ) {
+    const pos = await position(room, { epoch, offset: after });
     const messages = pos.offset > after
       ? await read(room, after, limit, pos.epoch)
       : [];
@@ -647,7 +670,7 @@ export async function connectRedisBroker(
         pos.epoch,
         pos.offset,
         deliver,
-        (after, limit) => fill(room, after, limit),
+        (after, limit) => fill(room, after, limit, entry.feed.epoch),
       );
       feeds.set(room, entry);
       for (const b of early) entry.feed.push(b);

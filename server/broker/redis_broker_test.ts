@@ -184,6 +184,57 @@ Deno.test("RedisBroker: Redis down rejects appends UNAVAILABLE, says down, recon
   }
 });
 
+Deno.test("RedisBroker: a Redis that comes back from an older snapshot (same epoch, counter gone back) hands out no offset a core delivered: a following core moves the counter on, at its reconnect and at its appends", async () => {
+  const dir = await Deno.makeTempDir();
+  let redis = await startRedisServer({ snapshotDir: dir });
+  const port = redis.port;
+  const opts = { url: redis.url, size: 1000, ttlMs: 0 };
+  const a = await connectRedisBroker(opts); // follows the room
+  const b = await connectRedisBroker(opts); // only publishes
+  const seq = () => a.command(["GET", "chat:{s}:seq"]).then(String);
+  try {
+    const fa = await follower(a, "s");
+    for (let i = 1; i <= 5; i++) await a.append([entry("s", `m${i}`)], 0);
+    await a.command(["SAVE"]);
+    for (let i = 6; i <= 10; i++) await a.append([entry("s", `m${i}`)], 0);
+    await until(() => fa.seen.length === 10, "ten");
+    const epoch = fa.seen[0].epoch;
+
+    await redis.stop("SIGKILL");
+    redis = await startRedisServer({ port, snapshotDir: dir });
+    await until(() => a.status().state === "ok", "a reconnected");
+    // a's feed read the stream at its reconnect, which moved the counter
+    // past offset 10 (the snapshot had 5).
+    for (const end = Date.now() + 5000; await seq() !== "10";) {
+      if (Date.now() > end) throw new Error(`seq stayed ${await seq()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await until(() => b.status().state === "ok", "b reconnected");
+    const [after] = await b.append([entry("s", "after")], 0);
+    assert.deepEqual(after, { epoch, offset: 11 });
+    await until(() => fa.seen.length === 11, "after, delivered");
+    assert.deepEqual(fa.seen[10], { epoch, offset: 11, text: "after" });
+
+    // The same at an append, with no reconnect between: the counter goes
+    // back under the feed (as a failover to a lagging replica does).
+    await a.command(["SET", "chat:{s}:seq", "8"]);
+    const [mine] = await a.append([entry("s", "mine")], 0);
+    assert.deepEqual(mine, { epoch, offset: 12 });
+    await until(() => fa.seen.length === 12, "mine, delivered");
+    assert.deepEqual(
+      (await a.read("s", 0, 100)).map((m) => m.offset),
+      [1, 2, 3, 4, 5, 11, 12],
+      "the lost messages leave a gap in the offsets",
+    );
+    fa.stop();
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("RedisBroker: a stalled Redis (SIGSTOP) is noticed with no traffic, fails appends after the timeout (saying they may be stored) and then at once, and is ok again when Redis answers", async () => {
   await using redis = await startRedisServer();
   const a = await connectRedisBroker({

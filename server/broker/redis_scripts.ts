@@ -61,6 +61,25 @@ if (not epoch) or redis.call('EXISTS', KEYS[2]) == 0 then
 end
 `;
 
+/**
+ * A Redis that came back with part of its data (an RDB snapshot older than
+ * its last writes, a lagging replica promoted) has the room's epoch, counter
+ * and stream as they were some writes ago: the same epoch, an older last
+ * offset. Offsets past it would be handed out again, and every core that
+ * delivered the lost ones would skip the new messages as repeats. The
+ * caller's last known offset of the epoch (its feed's: never past the
+ * counter unless Redis went back) moves the counter forward again, keeping
+ * its TTL; the lost messages leave a gap in the offsets.
+ */
+const rewound = (epochArg: number) => `
+if ARGV[${epochArg}] ~= '' and epoch == ARGV[${epochArg}] then
+  local known = tonumber(ARGV[${epochArg + 1}])
+  if tonumber(redis.call('GET', KEYS[2])) < known then
+    redis.call('SET', KEYS[2], known, 'KEEPTTL')
+  end
+end
+`;
+
 const EXPIRE_ROOM = `
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -76,12 +95,13 @@ end
  * KEYS: epoch, seq, log. ARGV: new epoch (used only if the room starts
  * afresh), ttl ms (0: none), maxlen, channel, time ms, message count, the
  * bodies packed as in the publication (each a 4-byte big-endian length and
- * its bytes: {@linkcode packBodies}). One argument for the whole batch
- * costs the client one bulk string instead of one per message, and the
- * script publishes the packed bodies as they came instead of packing them
- * again.
+ * its bytes: {@linkcode packBodies}), then the epoch and last offset the
+ * core knows of the room ('' and 0 if none; see `rewound`). One argument
+ * for the whole batch costs the client one bulk string instead of one per
+ * message, and the script publishes the packed bodies as they came instead
+ * of packing them again.
  */
-export const APPEND_SCRIPT = ENSURE_ROOM + `
+export const APPEND_SCRIPT = ENSURE_ROOM + rewound(8) + `
 local n = tonumber(ARGV[6])
 local packed = ARGV[7]
 local last = redis.call('INCRBY', KEYS[2], n)
@@ -129,12 +149,13 @@ export function packBodies(bodies: readonly Uint8Array[]): Uint8Array {
  *
  * KEYS: epoch, seq, log. ARGV: new epoch, ttl ms for a room created here
  * (bounded even with no history TTL, so subscribing to random names cannot
- * fill Redis).
+ * fill Redis), then the epoch and last offset the core knows of the room
+ * ('' and 0 if none; see `rewound`).
  */
 export const POSITION_SCRIPT = `
 local created = (not redis.call('GET', KEYS[1])) or
   redis.call('EXISTS', KEYS[2]) == 0
-` + ENSURE_ROOM + `
+` + ENSURE_ROOM + rewound(3) + `
 if created then ` + EXPIRE_ROOM + ` end
 return {epoch, tonumber(redis.call('GET', KEYS[2]))}
 `;

@@ -20,6 +20,12 @@ export interface RedisServerOptions {
   port?: number;
   /** Keep an append-only file in this directory (survives restarts). */
   persistDir?: string;
+  /**
+   * Keep RDB snapshots in this directory, written only when asked (`SAVE`):
+   * a restart loads the last one, i.e. Redis comes back with part of its
+   * data, as its default persistence does after a crash.
+   */
+  snapshotDir?: string;
   /** How long to wait for the port to accept connections. */
   timeoutMs?: number;
   /** Require this password (`requirepass`); `url` carries it. */
@@ -118,6 +124,7 @@ export async function startRedisServer(
     );
   } else {
     args.push("--appendonly", "no");
+    if (options.snapshotDir) args.push("--dir", options.snapshotDir);
   }
   if (options.password !== undefined) {
     args.push("--requirepass", options.password);
