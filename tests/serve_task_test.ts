@@ -5,6 +5,7 @@
  * and a port in use on either side stopping both with exit 2 and no banner.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { createChatClient } from "../client/rpc.ts";
 import { lines, ROOT, runDeno, takenPort } from "./support/process.ts";
 
@@ -23,6 +24,22 @@ Deno.test("serve --help lists its flags and exits 0", async () => {
   assert.equal(r.code, 0, r.stderr);
   for (const flag of ["--host", "--core-port", "--port", "--metrics-port"]) {
     assert.match(r.stdout, new RegExp(`^  ${flag} `, "m"));
+  }
+});
+
+Deno.test("README's Tasks row for deno task serve names every flag serve --help lists", async () => {
+  const r = await run(["--help"]);
+  const flags = [...r.stdout.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+  assert.ok(flags.length >= 10, r.stdout);
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const row = readme.split("\n").find((l) =>
+    l.startsWith("| `deno task serve` ")
+  );
+  assert.ok(row, "no Tasks row for deno task serve");
+  // A `|` in a cell ends it: the row must stay one row of two cells.
+  assert.equal(row.split("|").length, 4, row);
+  for (const flag of flags) {
+    assert.match(row, new RegExp(`(?<![\\w-])${flag}(?![\\w-])`), flag);
   }
 });
 
