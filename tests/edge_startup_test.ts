@@ -5,13 +5,38 @@
  * the README promises.
  */
 import assert from "node:assert/strict";
-import { EDGE_SETTINGS } from "../edge/config.ts";
+import {
+  DEFAULT_EDGE_CONFIG,
+  EDGE_SETTINGS,
+  type EdgeConfig,
+} from "../edge/config.ts";
 import { join } from "node:path";
 import { testCertificate } from "./support/auth.ts";
-import { lines, runDeno, takenPort, withTempDir } from "./support/process.ts";
+import {
+  lines,
+  ROOT,
+  runDeno,
+  takenPort,
+  withTempDir,
+} from "./support/process.ts";
 
 const EDGE = ["run", "--allow-net", "--allow-env", "edge/main.ts"];
 const run = (args: string[]) => runDeno([...EDGE, ...args]);
+
+Deno.test("README's edge configuration table has a row for every flag, with its variable and default", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const section = readme.slice(readme.indexOf("### Edge configuration"));
+  for (const [key, { flag, env }] of Object.entries(EDGE_SETTINGS)) {
+    const row = section.split("\n").find((l) =>
+      new RegExp(`^\\| [^|]*\`--${flag}\`[^|]*\\| [^|]*\`${env}\``).test(l)
+    );
+    assert.ok(row, `--${flag}`);
+    const shown = String(DEFAULT_EDGE_CONFIG[key as keyof EdgeConfig]);
+    if (shown !== "") {
+      assert.ok(row.split("|")[3].trim().startsWith(`\`${shown}\``), row);
+    }
+  }
+});
 
 Deno.test("serve:edge --help lists every flag with its variable and exits 0", async () => {
   const r = await run(["--help"]);
