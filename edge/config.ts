@@ -63,7 +63,7 @@ export interface EdgeConfig {
   upstreamCa: string;
   /**
    * Development only: the core's HS256 secret, to hand out tokens at
-   * `GET /auth/dev-token?user=NAME`. Unset, that path is 404.
+   * `GET /auth/dev-token?user=NAME`. Unset, that path is 204 (edge/app.ts).
    */
   devJwtSecret: string;
   /** `iss` of development tokens: the core's --jwt-issuer, if it has one. */
