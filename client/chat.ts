@@ -11,9 +11,10 @@
  * session ends is reported again and makes the exit code 1. Nothing typed is
  * dropped silently.
  *
- * On end of input the session waits (up to `flushMs`) until each message it
- * sent has come back on the subscription, so piping a script into the client
- * shows the whole conversation before it exits; then it cancels its streams.
+ * On end of input the session waits (up to `flushMs`) until the history it
+ * asked for and each message it sent have come back on the subscription, so
+ * piping a script (or nothing) into the client shows the whole conversation
+ * before it exits; then it cancels its streams.
  * The same path runs for Ctrl-D at a terminal and for an abort signal
  * (Ctrl-C), so leaving is always clean.
  *
@@ -172,10 +173,12 @@ export async function runChatSession(
     if (content !== "") outbox.push(content);
   }
 
-  // Wait for the outbox to empty and own messages to show, up to flushMs.
+  // Wait for the outbox to empty, own messages and the history being
+  // replayed to show, up to flushMs.
   await new Promise<void>((resolve) => {
     const done = () =>
-      outbox.idle && (bidi?.unconfirmed() ?? 0) === 0 &&
+      follower.caughtUp() && outbox.idle &&
+      (bidi?.unconfirmed() ?? 0) === 0 &&
       [...pending].every((id) => seen.has(id));
     if (done()) return resolve();
     const t = setTimeout(resolve, opts.flushMs);

@@ -61,6 +61,11 @@ export interface RoomFollower {
   done: Promise<void>;
   /** Whether a subscription is live now. */
   connected(): boolean;
+  /**
+   * Whether everything up to the last welcome's offset has been shown: the
+   * history asked for, or what a resume replays.
+   */
+  caughtUp(): boolean;
 }
 
 /** Starts following `opts.room`. */
@@ -71,6 +76,8 @@ export function followRoom(
 ): RoomFollower {
   const cursor = new RoomCursor(opts.history);
   let connected = false;
+  /** The last welcome's offset: the replay is done once it is shown. */
+  let replayEnd: bigint | undefined;
   let current: ReturnType<ChatClient["subscribeMessages"]> | undefined;
   let settle!: (r: { ok: true } | { ok: false; reason: string }) => void;
   const joined = new Promise<{ ok: true } | { ok: false; reason: string }>(
@@ -111,6 +118,7 @@ export function followRoom(
             delay = opts.minRetryMs;
             connected = true;
             const outcome = cursor.welcome(m);
+            replayEnd = m.offset;
             if (!everJoined) {
               everJoined = true;
               events.show(m);
@@ -164,7 +172,13 @@ export function followRoom(
     }
   })().finally(() => opts.signal.removeEventListener("abort", onAbort));
 
-  return { joined, done, connected: () => connected };
+  return {
+    joined,
+    done,
+    connected: () => connected,
+    caughtUp: () =>
+      replayEnd !== undefined && cursor.position.offset >= replayEnd,
+  };
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

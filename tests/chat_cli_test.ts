@@ -1,8 +1,8 @@
 /**
- * `deno task chat` as a process against a real core: history on join, resume
- * across a core restart with no gap and no duplicate, lines typed while the
- * core is down, and (in tmux, a real terminal) the prompt line kept intact,
- * colours and `NO_COLOR`.
+ * `deno task chat` as a process against a real core: history on join (also
+ * with nothing on stdin), resume across a core restart with no gap and no
+ * duplicate, lines typed while the core is down, and (in tmux, a real
+ * terminal) the prompt line kept intact, colours and `NO_COLOR`.
  *
  * @module
  */
@@ -109,6 +109,27 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
     assert.ok(!r.stdout.includes("missing here"), r.stdout);
   } finally {
     await core.close();
+  }
+});
+
+Deno.test("deno task chat with nothing on stdin shows all the history it asked for before it leaves", async () => {
+  const core = await startCoreServer({ port: 0 });
+  const addr = `127.0.0.1:${core.port}`;
+  const poster = createChatClient(addr);
+  try {
+    for (let i = 1; i <= 300; i++) {
+      await poster.sendMessage({ user: "P", room: "dump", content: `m${i}` });
+    }
+    // Input ends at once, as with `printf '' | deno task chat ...`.
+    const r = await chatIn(addr, "dump", "Lee", "--history", "300").finish();
+    assert.equal(r.code, 0, r.stderr);
+    for (let i = 1; i <= 300; i++) {
+      assert.equal(count(r.stdout, `[dump] P: m${i}\n`), 1, `m${i}`);
+    }
+    assert.ok(r.stdout.trimEnd().endsWith("left dump"), r.stdout);
+  } finally {
+    poster.close();
+    await core.shutdown(100);
   }
 });
 
