@@ -70,3 +70,16 @@ Deno.test("StreamMetrics honours interval_seconds", async () => {
   assert.ok(elapsed >= 1900, `first batch after ${elapsed} ms`);
   metrics.cancel();
 });
+
+Deno.test("StreamMetrics without an instance_id labels its rows with the core's --instance-id", async () => {
+  await using f = await startCore({ instanceId: "core-b" });
+  const metrics = f.client.streamMetrics({
+    instanceId: "",
+    intervalSeconds: 1,
+  });
+  for (const m of await take<Metric>(metrics, 10, 3000)) {
+    assert.equal(m.labels.instance, "core-b");
+    assert.equal(m.labels.server_instance, "core-b");
+  }
+  metrics.cancel();
+});
