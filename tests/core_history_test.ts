@@ -160,6 +160,26 @@ for (const store of ["log", "sqlite", "memory"] as const) {
     assert.deepEqual([next.content, next.offset], ["live", 10n]);
     resumed.cancel();
 
+    // With the room's epoch, `history` is ignored, and an offset past the
+    // room's last counts as the last: both go on live.
+    const both = f.newClient().subscribeMessages({
+      room: "s",
+      user: "u",
+      epoch: welcome.epoch,
+      sinceOffset: 10n,
+      history: 5,
+    });
+    const past = f.newClient().subscribeMessages({
+      room: "s",
+      user: "u",
+      epoch: welcome.epoch,
+      sinceOffset: 100n,
+    });
+    for (const s of [both, past]) {
+      const [w] = await take<Message>(s, 1);
+      assert.deepEqual([w.epoch, w.offset], [welcome.epoch, 10n]);
+    }
+
     const stale = f.newClient().subscribeMessages({
       room: "s",
       user: "u",
@@ -173,6 +193,11 @@ for (const store of ["log", "sqlite", "memory"] as const) {
     const [onlyLive] = await take<Message>(stale, 1);
     assert.deepEqual([onlyLive.content, onlyLive.offset], ["after", 11n]);
     stale.cancel();
+    for (const s of [both, past]) {
+      const [m] = await take<Message>(s, 1);
+      assert.deepEqual([m.content, m.offset], ["after", 11n]);
+      s.cancel();
+    }
 
     const noEpoch = f.client.subscribeMessages({
       room: "s",
