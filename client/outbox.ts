@@ -5,7 +5,8 @@
  * `DEADLINE_EXCEEDED`) is reported once ("not sent yet ... will retry") and
  * retried with backoff and at every `retryNow()` (the session calls it after a
  * reconnection); one refused for good (a bad token, a bad message) is
- * reported as not sent and dropped. Nothing typed disappears without a line
+ * reported as not sent and dropped, and one cut off with INTERNAL or UNKNOWN
+ * as not confirmed (it may have been stored) and dropped. Nothing typed disappears without a line
  * saying so: what is still queued at the end comes back from `close()`.
  *
  * @module
@@ -19,6 +20,14 @@ const RETRYABLE = new Set<number>([
   Status.DEADLINE_EXCEEDED,
   Status.CANCELLED,
 ]);
+
+/**
+ * Codes that may come from a call cut off after the server took it (grpc-js
+ * reports a connection that broke mid-call as INTERNAL, e.g. `write EPIPE`,
+ * when a core is killed): not retried (a server's own INTERNAL would be
+ * sent again for ever), but not called "not sent" either.
+ */
+const MAYBE_STORED = new Set<number>([Status.INTERNAL, Status.UNKNOWN]);
 
 /** How the outbox sends and reports. */
 export interface OutboxOptions {
@@ -102,10 +111,17 @@ export class Outbox {
         this.#delay = this.#o.minRetryMs;
         if (item.warned) this.#o.note(`-- sent: "${item.content}"`);
       } catch (err) {
-        if (!RETRYABLE.has((err as { code?: number }).code ?? -1)) {
+        const code = (err as { code?: number }).code ?? -1;
+        if (!RETRYABLE.has(code)) {
           this.#items.shift();
           this.refused++;
-          this.#o.warn(`not sent: "${item.content}" (${formatError(err)})`);
+          this.#o.warn(
+            MAYBE_STORED.has(code)
+              ? `not confirmed: "${item.content}" (${
+                formatError(err)
+              }); it may have been stored: the room's history shows it if so`
+              : `not sent: "${item.content}" (${formatError(err)})`,
+          );
           continue;
         }
         if (!item.warned) {

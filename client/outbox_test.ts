@@ -62,6 +62,21 @@ Deno.test("Outbox drops a refused line with its reason and keeps going", async (
   ]);
 });
 
+Deno.test("Outbox drops a line cut off with INTERNAL as not confirmed, saying it may have been stored", async () => {
+  const { box, lines } = outbox((content) =>
+    content === "cut"
+      ? Promise.reject({ code: status.INTERNAL, details: "write EPIPE" })
+      : Promise.resolve()
+  );
+  box.push("cut");
+  box.push("next");
+  await until(() => box.idle);
+  assert.equal(box.refused, 1);
+  assert.deepEqual(lines, [
+    'warn not confirmed: "cut" (INTERNAL: write EPIPE); it may have been stored: the room\'s history shows it if so',
+  ]);
+});
+
 Deno.test("Outbox.close() hands back what never went out while disconnected", async () => {
   let calls = 0;
   const { box, lines } = outbox(
