@@ -11,6 +11,7 @@ import {
   Flag,
   FrameType,
   MAX_WINDOW,
+  readUint32,
   Setting,
   windowUpdateFrame,
 } from "../protocol/http2/frames.ts";
@@ -286,6 +287,44 @@ Deno.test("RFC 9113 §8.1: trailers with a pseudo-header field are a stream erro
   );
   assert.equal(await streamError(peer, 1), "PROTOCOL_ERROR");
   await stillOpen(peer);
+});
+
+Deno.test("RFC 9113 §8.2.1: a value with CR, LF or NUL and a name that is no lowercase token are stream errors PROTOCOL_ERROR, never written to the log by grpc-js", async () => {
+  await using f = await startCore({ transport: "h2" });
+  using peer = await rawClient(f.core.port);
+  const logged: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    let id = 1;
+    for (
+      const field of [
+        ["x-a", "a\r\n2026-12-07T00:00:00.000Z core forged line"],
+        ["x-a", "a\u0000b"],
+        ["bad name", "1"],
+        ["x-\u00e9", "1"],
+      ] as [string, string][]
+    ) {
+      // Chat goes through grpc-js, which logs metadata it cannot take.
+      await peer.write(peer.headers(id, [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/chat.ChatService/Chat"],
+        [":authority", "core"],
+        ["content-type", "application/grpc"],
+        ["te", "trailers"],
+        field,
+      ], true));
+      const last = (await untilEnd(peer, id)).at(-1)!;
+      assert.equal(last.type, FrameType.RST_STREAM, JSON.stringify(field));
+      assert.equal(readUint32(last.payload, 0), ErrorCode.PROTOCOL_ERROR);
+      id += 2;
+    }
+    await stillOpen(peer);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.deepEqual(logged, []);
 });
 
 Deno.test("RFC 9113 §8.3.1: an empty :path is a stream error PROTOCOL_ERROR", async () => {

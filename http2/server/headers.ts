@@ -29,15 +29,44 @@ const CONNECTION_SPECIFIC = new Set([
 const RequestHeaders = function () {} as unknown as new () => IncomingHeaders;
 RequestHeaders.prototype = Object.create(null);
 
+/** 1 for the characters of a lowercase token (RFC 9110 §5.6.2). */
+const TOKEN = new Uint8Array(0x7f);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") {
+  TOKEN[c.charCodeAt(0)] = 1;
+}
+
 /**
- * Whether a header name has a character that lower-casing changes: ASCII
- * A-Z, or anything non-ASCII that `toLowerCase()` maps.
+ * Why a regular field name is malformed (RFC 9113 §8.2.1: a lowercase
+ * token, RFC 9110 §5.6.2), or undefined, as Deno's `node:http2` (nghttp2)
+ * checks it: grpc-js would otherwise log such a name, raw, per request.
  */
-function hasUpperCase(name: string): boolean {
+function nameError(name: string): string | undefined {
+  if (name.length === 0) return "empty header name";
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) return true;
-    if (c >= 0x80) return name !== name.toLowerCase();
+    if (c >= 0x41 && c <= 0x5a) return `uppercase header name ${name}`;
+    if (c > 0x7e || TOKEN[c] === 0) {
+      return `invalid character in header name ${JSON.stringify(name)}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Whether a field value is malformed (RFC 9113 §8.2.1): a NUL, CR or LF
+ * anywhere, or a space or tab at either end. Such a value would reach
+ * grpc-js, which logs it raw (a CR LF forges a log line).
+ */
+function badValue(value: string): boolean {
+  const n = value.length;
+  if (n === 0) return false;
+  let c = value.charCodeAt(0);
+  if (c === 0x20 || c === 0x09) return true;
+  c = value.charCodeAt(n - 1);
+  if (c === 0x20 || c === 0x09) return true;
+  for (let i = 0; i < n; i++) {
+    c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return true;
   }
   return false;
 }
@@ -53,6 +82,9 @@ export function toIncomingHeaders(
   const headers = new RequestHeaders();
   let regular = false;
   for (const [name, value] of fields) {
+    if (badValue(value)) {
+      return `malformed value of header ${JSON.stringify(name)}`;
+    }
     if (name.charCodeAt(0) === 0x3a) {
       if (regular) return `pseudo-header ${name} after a regular header`;
       if (!REQUEST_PSEUDO.has(name)) return `unknown pseudo-header ${name}`;
@@ -61,7 +93,8 @@ export function toIncomingHeaders(
       continue;
     }
     regular = true;
-    if (hasUpperCase(name)) return `uppercase header name ${name}`;
+    const bad = nameError(name);
+    if (bad !== undefined) return bad;
     if (
       CONNECTION_SPECIFIC.has(name) || (name === "te" && value !== "trailers")
     ) {
