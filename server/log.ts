@@ -1,3 +1,5 @@
+import { LineRation } from "../limits/line_ration.ts";
+
 /**
  * A tiny leveled logger for lifecycle events (never per message).
  *
@@ -69,6 +71,41 @@ export function createLogger(
 
 function describe(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+/** grpc-js's own lines that get a line each, per second; see grpcJsLogger(). */
+export const GRPC_JS_LINES_PER_SECOND = 20;
+
+// C0 controls and DEL, shown escaped in text lines (JSON escapes them).
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/g;
+const escapeControl = (c: string) =>
+  `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+
+/**
+ * grpc-js's own log lines (for its `setLogger()`), through `log` as
+ * warnings, at most {@linkcode GRPC_JS_LINES_PER_SECOND} a second, the rest
+ * summed up in one line when their second ends (or at `close()`). A client
+ * causes most of them: grpc-js logs every request header it cannot take as
+ * metadata (a value past ASCII, a control character), once per request, so
+ * raw they let one client fill the log, and broke `--log-format json`.
+ * Control characters in them are escaped.
+ */
+export function grpcJsLogger(
+  log: Logger,
+  now?: () => number,
+): Pick<Console, "error" | "info" | "debug"> & { close(): void } {
+  const ration = new LineRation(
+    GRPC_JS_LINES_PER_SECOND,
+    (n) => log.warn(`grpc-js: ${n} more lines in that second, not logged`),
+    now,
+  );
+  const line = (...args: unknown[]) => {
+    if (!ration.take()) return;
+    const text = args.map((a) => describe(a)).join(" ");
+    log.warn(`grpc-js: ${text.replace(CONTROL, escapeControl)}`);
+  };
+  return { error: line, info: line, debug: line, close: () => ration.close() };
 }
 
 /** A logger that drops everything (tests, embedding). */

@@ -7,7 +7,8 @@
  * supervisor does not restart it then.
  */
 import { ConfigError, parseCoreConfig, redactUrl } from "./config.ts";
-import { createLogger, jsonLogLine } from "./log.ts";
+import { createLogger, grpcJsLogger, jsonLogLine } from "./log.ts";
+import { setLogger } from "@grpc/grpc-js";
 import { ListenError, startCoreServer } from "./server.ts";
 import { coreUsage } from "./usage.ts";
 import { StoreOpenError } from "./store/store_open_error.ts";
@@ -26,6 +27,10 @@ try {
   Deno.exit(2);
 }
 const log = createLogger(config.logLevel, "core", config.logFormat);
+// grpc-js's own lines (mostly about a client's headers) in the core's
+// format, rationed (server/log.ts).
+const grpcJsLines = grpcJsLogger(log);
+setLogger(grpcJsLines);
 /** Why the core cannot start: one line, in the format asked for. */
 const fatal = (message: string) =>
   console.error(
@@ -71,6 +76,7 @@ const stop = async (signal: string) => {
   signalled = true;
   log.info(`${signal} received`);
   await core.shutdown();
+  grpcJsLines.close();
   log.info("stopped");
   Deno.exit(0);
 };

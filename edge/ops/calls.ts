@@ -12,6 +12,7 @@
  */
 import type { LogFormat } from "../config.ts";
 import { codeName, type EdgeMetrics } from "./metrics.ts";
+import { LineRation } from "../../limits/line_ration.ts";
 
 /** How a call reached the edge. */
 export type CallProtocol =
@@ -80,20 +81,19 @@ export class CallObserver {
   readonly #known: ReadonlySet<string>;
   readonly #format: LogFormat;
   readonly #write: (line: string) => void;
-  readonly #now: () => number;
-  /** The second the refusal lines are counted in, and how many went out. */
-  #refusalSecond = 0;
-  #refusalLines = 0;
-  #refusalsUnlogged = 0;
-  /** Writes the summary line at the end of a second that has one. */
-  #summaryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Lines for refused calls: rationed (`refused()`). */
+  readonly #refusals: LineRation;
 
   constructor(options: CallObserverOptions) {
     this.metrics = options.metrics;
     this.#known = options.knownPaths;
     this.#format = options.logFormat;
     this.#write = options.write ?? console.log;
-    this.#now = options.now ?? Date.now;
+    this.#refusals = new LineRation(
+      REFUSAL_LINES_PER_SECOND,
+      (n) => this.#writeUnlogged(n),
+      options.now,
+    );
   }
 
   /** A call starts now. */
@@ -114,48 +114,12 @@ export class CallObserver {
     call.end(code);
   }
 
-  /** Whether a refusal's line may go out now (see `refused()`). */
-  #refusalLine(): boolean {
-    const second = Math.floor(this.#now() / 1000);
-    if (second !== this.#refusalSecond) {
-      this.#writeUnlogged();
-      this.#refusalSecond = second;
-      this.#refusalLines = 0;
-    }
-    if (this.#refusalLines < REFUSAL_LINES_PER_SECOND) {
-      this.#refusalLines++;
-      return true;
-    }
-    // The summary goes out when the second ends, whether or not another
-    // refusal comes (a flood that stops is still summed up); the timer
-    // keeps no process alive.
-    if (this.#refusalsUnlogged++ === 0) {
-      const timer = setTimeout(
-        this.#summaryDue,
-        1000 - this.#now() % 1000 + 1,
-      );
-      Deno.unrefTimer(timer);
-      this.#summaryTimer = timer;
-    }
-    return false;
-  }
-
-  readonly #summaryDue = (): void => {
-    this.#summaryTimer = undefined;
-    this.#writeUnlogged();
-  };
-
   /** Writes a pending refusal summary now and stops its timer. */
   close(): void {
-    this.#writeUnlogged();
+    this.#refusals.close();
   }
 
-  #writeUnlogged(): void {
-    clearTimeout(this.#summaryTimer);
-    this.#summaryTimer = undefined;
-    const n = this.#refusalsUnlogged;
-    if (n === 0) return;
-    this.#refusalsUnlogged = 0;
+  #writeUnlogged(n: number): void {
     const msg = `${n} more refused calls in that second, not logged one by one`;
     this.#write(
       this.#format === "json"
@@ -177,7 +141,7 @@ export class CallObserver {
       call.bytesIn,
       call.bytesOut,
     );
-    if (this.#format !== "off" && (!call.refusal || this.#refusalLine())) {
+    if (this.#format !== "off" && (!call.refusal || this.#refusals.take())) {
       this.#write(formatCallLine(this.#format, call, code, ms));
     }
   }
