@@ -128,8 +128,12 @@ Deno.test("GET /healthz is 503 when the upstream port has nothing listening", as
   await res.body?.cancel();
 });
 
-Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SIGTERM", async () => {
-  const core = await startCoreServer({ port: 0 });
+/**
+ * `edge/main.ts` with only --allow-net --allow-env in front of the core on
+ * `corePort`, once it says where it listens: the process, its stdout as
+ * text, that port and what it printed up to then.
+ */
+async function spawnEdgeMain(corePort: number, stderr: "piped" | "null") {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -139,22 +143,28 @@ Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SI
       "--port",
       "0",
       "--upstream",
-      `http://127.0.0.1:${core.port}`,
+      `http://127.0.0.1:${corePort}`,
     ],
     stdout: "piped",
-    stderr: "piped",
+    stderr,
     env: { NO_COLOR: "1" },
   }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const listening = /listening on http:\/\/[^:]+:(\d+)/;
+  let seen = "";
+  while (!listening.test(seen)) {
+    const r = await lines.read();
+    if (r.done) throw new Error(`edge exited: ${seen}`);
+    seen += r.value;
+  }
+  return { child, lines, port: listening.exec(seen)![1], seen };
+}
+
+Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SIGTERM", async () => {
+  const core = await startCoreServer({ port: 0 });
+  const { child, lines, port } = await spawnEdgeMain(core.port, "piped");
   const client = Deno.createHttpClient({});
   try {
-    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!/listening on http:\/\/[^:]+:(\d+)/.test(seen)) {
-      const r = await lines.read();
-      if (r.done) throw new Error(`edge exited: ${seen}`);
-      seen += r.value;
-    }
-    const port = /listening on http:\/\/[^:]+:(\d+)/.exec(seen)![1];
     const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -180,30 +190,12 @@ Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SI
 
 Deno.test("edge/main.ts on SIGTERM ends a WebSocket bridge call UNAVAILABLE with its status frame", async () => {
   const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "edge/main.ts",
-      "--port",
-      "0",
-      "--upstream",
-      `http://127.0.0.1:${core.port}`,
-    ],
-    stdout: "piped",
-    stderr: "null",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { child, lines, port, seen: started } = await spawnEdgeMain(
+    core.port,
+    "null",
+  );
   try {
-    let seen = "";
-    while (!/listening on http:\/\/[^:]+:(\d+)/.test(seen)) {
-      const r = await lines.read();
-      if (r.done) throw new Error(`edge exited: ${seen}`);
-      seen += r.value;
-    }
-    const port = /listening on http:\/\/[^:]+:(\d+)/.exec(seen)![1];
+    let seen = started;
     const call = openWsCall(`ws://127.0.0.1:${port}/ws`, {
       path: "/chat.ChatService/Chat",
     });
