@@ -43,8 +43,9 @@ const fail = (code: number, message: string): BridgeStatus => ({
 });
 
 /**
- * Serves one call on an upgraded socket until it ends; `calls` records it
- * (open sockets, one log line and metrics per call); `shutdown` ends it
+ * Serves one call on an upgraded socket until it ends; `onEnd` runs once
+ * the call has ended and its socket is closed; `calls` records it (open
+ * sockets, one log line and metrics per call); `shutdown` ends it
  * UNAVAILABLE.
  */
 export function runBridgeSession(
@@ -77,13 +78,19 @@ export function runBridgeSession(
     clearTimeout(timer);
     requests.close();
     abort.abort();
-    onEnd?.();
     if (socket.readyState === WebSocket.OPEN) {
       const frame = encodeStatusFrame(status);
       if (record) record.bytesOut += frame.byteLength;
       socket.send(frame);
       socket.close(1000, "call ended");
     }
+    // `onEnd` gives the IP's slot back when the socket is gone, not when
+    // the call is: Deno keeps a closing socket open until the client
+    // answers the close frame, which a client that never does would hold
+    // forever, past --max-websockets-per-ip, with a slot given back for each.
+    if (socket.readyState === WebSocket.CLOSING) {
+      socket.addEventListener("close", () => onEnd?.(), { once: true });
+    } else onEnd?.();
     record?.end(status.code);
   }
 

@@ -23,12 +23,13 @@ import {
 } from "../gen/chat_pb.ts";
 import { openWsCall } from "../web/ws_call.ts";
 import { encodeEnvelope } from "../protocol/mod.ts";
+import { encodeFrame, FLAG_DATA, FLAG_END } from "../protocol/ws_bridge.ts";
 import { DEFAULT_EDGE_CONFIG } from "../edge/config.ts";
 import { createEdgeApp } from "../edge/app.ts";
 import { createUpstream } from "../edge/upstream/mod.ts";
 import { hs256, SECRET, startTlsCore } from "./support/auth.ts";
 import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
-import { grpcWebBody } from "./fixtures/edge_raw.ts";
+import { grpcWebBody, wsClientFrame } from "./fixtures/edge_raw.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 const CHAT = "/chat.ChatService/Chat";
@@ -330,6 +331,56 @@ Deno.test("edge --max-websockets-per-ip: a second socket from the same IP is ref
   for await (const _ of first.messages) { /* drained */ }
   assert.equal((await first.status).code, 0);
   await chatOnce(stack, "again");
+});
+
+Deno.test("edge --max-websockets-per-ip: a socket whose client never answers the close frame keeps its slot until it is gone", async () => {
+  await using stack = await startCoreEdge({ maxWebSocketsPerIp: 1 });
+  const { port } = new URL(stack.url);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: +port });
+  const encoder = new TextEncoder();
+  await conn.write(encoder.encode(
+    `GET /ws HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nupgrade: websocket\r\n` +
+      "connection: Upgrade\r\nsec-websocket-version: 13\r\n" +
+      "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+  ));
+  await conn.write(
+    wsClientFrame(0x1, encoder.encode(JSON.stringify({ path: SEND }))),
+  );
+  const request = toBinary(
+    SendMessageRequestSchema,
+    create(SendMessageRequestSchema, { user: "u", room: "r", content: "x" }),
+  );
+  await conn.write(wsClientFrame(0x2, encodeFrame(FLAG_DATA, request)));
+  await conn.write(
+    wsClientFrame(0x2, encodeFrame(FLAG_END, new Uint8Array(0))),
+  );
+  // Read up to the edge's close frame (opcode 8, after the status frame)
+  // and never answer it.
+  const buf = new Uint8Array(4096);
+  let got = "";
+  while (!/grpc-status: 0[\s\S]*\x88/.test(got)) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error(`closed after ${JSON.stringify(got)}`);
+    got += String.fromCharCode(...buf.subarray(0, n));
+  }
+  try {
+    // The call is over but its socket is still open: it still counts.
+    await new Promise((r) => setTimeout(r, 300));
+    const second = openWsCall(wsUrl(stack), { path: CHAT });
+    const timer = setTimeout(() => second.cancel(), 2000);
+    const refused = await second.status;
+    clearTimeout(timer);
+    assert.equal(refused.code, 14, refused.message);
+  } finally {
+    conn.close();
+  }
+  // Gone for good: its slot is free again.
+  let served = false;
+  for (let i = 0; i < 50 && !served; i++) {
+    served = await chatOnce(stack, "after").then(() => true, () => false);
+    if (!served) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(served, "a socket after the silent one was gone");
 });
 
 Deno.test("edge --trust-proxy: the per-IP limit counts the client X-Forwarded-For names, and only when set", async () => {

@@ -27,6 +27,7 @@ import {
   startFixtureEdge,
   waitUntil,
 } from "./fixtures/edge_stack.ts";
+import { wsClientFrame } from "./fixtures/edge_raw.ts";
 
 const SUBSCRIBE = "/chat.ChatService/SubscribeMessages";
 const SEND = "/chat.ChatService/SendMessage";
@@ -371,22 +372,6 @@ Deno.test("edge records: calls refused for --max-requests-per-ip are recorded RE
   ]);
 });
 
-/** A client frame as RFC 6455 wants it: final, masked (with a zero key). */
-function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
-  const head = payload.byteLength < 126
-    ? [0x80 | opcode, 0x80 | payload.byteLength]
-    : [
-      0x80 | opcode,
-      0x80 | 126,
-      payload.byteLength >> 8,
-      payload.byteLength & 0xff,
-    ];
-  const frame = new Uint8Array(head.length + 4 + payload.byteLength);
-  frame.set(head);
-  frame.set(payload, head.length + 4);
-  return frame;
-}
-
 Deno.test("edge records: a WebSocket bridge client that drops its connection without a close frame ends CANCELLED", async () => {
   const lines = new Lines();
   await using stack = await startCoreEdge({ logFormat: "text" }, {}, {
@@ -400,15 +385,15 @@ Deno.test("edge records: a WebSocket bridge client that drops its connection wit
         "connection: Upgrade\r\nsec-websocket-version: 13\r\n" +
         "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     ));
-    await conn.write(clientFrame(
+    await conn.write(wsClientFrame(
       0x1,
       encoder.encode(JSON.stringify({ path: SUBSCRIBE })),
     ));
     await conn.write(
-      clientFrame(0x2, encodeFrame(FLAG_DATA, subscribeProto().subarray(5))),
+      wsClientFrame(0x2, encodeFrame(FLAG_DATA, subscribeProto().subarray(5))),
     );
     await conn.write(
-      clientFrame(0x2, encodeFrame(FLAG_END, new Uint8Array(0))),
+      wsClientFrame(0x2, encodeFrame(FLAG_END, new Uint8Array(0))),
     );
     // The 101 and the first data frame (the welcome).
     const buf = new Uint8Array(4096);
