@@ -119,6 +119,7 @@ function say(message: string): void {
       ? JSON.stringify({
         time: new Date().toISOString(),
         level: "info",
+        component: "edge",
         msg: message,
       })
       : `edge: ${message}`,

@@ -123,7 +123,13 @@ export class CallObserver {
     const msg = `${n} more refused calls in that second, not logged one by one`;
     this.#write(
       this.#format === "json"
-        ? JSON.stringify({ time: isoNow(), level: "warn", msg, refused: n })
+        ? JSON.stringify({
+          time: isoNow(),
+          level: "warn",
+          component: "edge",
+          msg,
+          refused: n,
+        })
         : `${isoNow()} ${msg}`,
     );
   }
@@ -216,6 +222,7 @@ export function formatCallLine(
     return JSON.stringify({
       time,
       level: "info",
+      component: "edge",
       msg: "call",
       protocol: call.protocol,
       method: path,

@@ -46,6 +46,7 @@ Deno.test("formatCallLine() quotes a hostile path in text and escapes it in JSON
   assert.equal(json.method, "/a b\nfake line/x");
   assert.equal(json.status, "NOT_FOUND");
   assert.equal(json.duration_ms, 1.5);
+  assert.equal(json.component, "edge", "as the core's lines name theirs");
 });
 
 Deno.test("CallObserver labels unknown paths as unknown in metrics", async () => {
