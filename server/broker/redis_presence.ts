@@ -10,7 +10,9 @@
  * died stops renewing, and its entries are swept `expiryMs` later by the
  * first core that lists or heartbeats the room (one Lua script, so exactly
  * one core sweeps each entry). The sweeping core reports users that no core
- * has any more (`onGone`), which the server announces as LEAVE.
+ * has any more (`onGone`), which the server announces as LEAVE. A core
+ * sweeps only after Redis answered its heartbeats promptly for `expiryMs`,
+ * so a Redis that stalled or restarted does not make live users LEAVE.
  *
  * The core id is random per process start, so a restarted core never
  * inherits a dead one's entries.
@@ -23,9 +25,15 @@ import {
   type PresenceEntry,
 } from "../rooms/presence.ts";
 
-/** Sweeps expired members; returns `{gone members, live hash flattened}`. */
+/**
+ * Sweeps members expired by `ARGV[1]` unless `ARGV[2]` is `0`; returns
+ * `{gone members, live hash flattened}`.
+ */
 const SWEEP_SCRIPT = `
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local gone = {}
+if ARGV[2] == '1' then
+  gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+end
 if #gone > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
   redis.call('HDEL', KEYS[2], unpack(gone))
@@ -72,6 +80,21 @@ export function createRedisPresence(
   const local = new LocalPresence();
   const onError = options.onError ?? (() => {});
   let writes = Promise.resolve();
+  // Another core's entries may be swept only once Redis has answered this
+  // core's heartbeats promptly for a whole expiry: after Redis stalled or
+  // was down, every core's entries look expired to whichever core renews
+  // first, and the others need a heartbeat or two (and a reconnect) to
+  // renew theirs. Until then, lists show the entries as they are.
+  let steadySince = now();
+  const steady = () => now() - steadySince >= expiryMs;
+  /** Notes how a heartbeat that started at `started` went. */
+  function answered(started: number, ok: boolean): void {
+    const t = now();
+    if (!ok) steadySince = Infinity;
+    else if (steadySince === Infinity || t - started > heartbeatMs) {
+      steadySince = t;
+    }
+  }
 
   const member = (user: string) => `${coreId}\n${user}`;
 
@@ -88,7 +111,10 @@ export function createRedisPresence(
       ]
       : [["HDEL", k.who, m], ["ZREM", k.alive, m]];
     writes = writes.then(() =>
-      Promise.all(steps.map((s) => redis.command(s))).then(() => {}, onError)
+      Promise.all(steps.map((s) => redis.command(s))).then(() => {}, (err) => {
+        steadySince = Infinity;
+        onError(err);
+      })
     );
   }
 
@@ -101,6 +127,7 @@ export function createRedisPresence(
       k.alive,
       k.who,
       String(now()),
+      steady() ? "1" : "0",
     ]) as [unknown[], unknown[]];
     const counts = new Map<string, number>();
     for (let i = 0; i + 1 < flat.length; i += 2) {
@@ -116,22 +143,44 @@ export function createRedisPresence(
     return counts;
   }
 
-  // Renews every entry of this core, re-creating any that Redis lost.
-  const timer = setInterval(() => {
-    for (const [room, users] of local.rooms) {
+  /** Renews every entry of this core, re-creating any that Redis lost. */
+  function renew(): Promise<unknown> {
+    // A core with nobody in any room still times Redis, for its lists.
+    if (local.rooms.size === 0) return redis.command(["PING"]);
+    // Expiry times are taken when the commands go, not when the timer
+    // fired: ones queued behind a stalled Redis would land expired.
+    const expires = String(now() + expiryMs);
+    return Promise.all([...local.rooms].flatMap(([room, users]) => {
       const k = keys(room);
-      const expires = String(now() + expiryMs);
       const counts = [...users].flatMap(([u, n]) => [member(u), String(n)]);
-      const renew = [...users.keys()].flatMap((u) => [expires, member(u)]);
-      writes = writes.then(() =>
-        Promise.all([
-          redis.command(["HSET", k.who, ...counts]),
-          redis.command(["ZADD", k.alive, ...renew]),
-          redis.command(["PEXPIRE", k.who, String(expiryMs * 2)]),
-          redis.command(["PEXPIRE", k.alive, String(expiryMs * 2)]),
-        ]).then(() => sweep(room)).then(() => {}, onError)
-      );
-    }
+      const renewed = [...users.keys()].flatMap((u) => [expires, member(u)]);
+      return [
+        redis.command(["HSET", k.who, ...counts]),
+        redis.command(["ZADD", k.alive, ...renewed]),
+        redis.command(["PEXPIRE", k.who, String(expiryMs * 2)]),
+        redis.command(["PEXPIRE", k.alive, String(expiryMs * 2)]),
+      ];
+    }));
+  }
+
+  // One heartbeat at a time: while Redis does not answer, ticks are
+  // skipped rather than queued behind it.
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    const started = now();
+    writes = writes.then(async () => {
+      try {
+        await renew();
+        answered(started, true);
+        if (!steady()) return;
+        await Promise.all([...local.rooms.keys()].map(sweep));
+      } catch (err) {
+        answered(started, false);
+        onError(err);
+      }
+    }).finally(() => beating = false);
   }, heartbeatMs);
 
   return {

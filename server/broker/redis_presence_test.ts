@@ -48,3 +48,43 @@ Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's
   }
   assert.deepEqual(gone, ["r/bob"]);
 });
+
+Deno.test("createRedisPresence() reports no one gone after Redis stalled past the expiry while every core was alive", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 100, ttlMs: 0 };
+  const [ba, bb] = await Promise.all([
+    connectRedisBroker(opts),
+    connectRedisBroker(opts),
+  ]);
+  const gone: string[] = [];
+  const timing = {
+    heartbeatMs: 50,
+    expiryMs: 200,
+    onGone: (room: string, user: string) => gone.push(`${room}/${user}`),
+  };
+  const a = createRedisPresence(ba, timing);
+  const b = createRedisPresence(bb, timing);
+  try {
+    a.join("r", "ann");
+    b.join("r", "bob");
+    await new Promise((r) => setTimeout(r, 300));
+    // Paused (or swapping) for twice the expiry: nobody could renew, and
+    // whichever core renews first afterwards must not sweep the others.
+    Deno.kill(redis.pid, "SIGSTOP");
+    await new Promise((r) => setTimeout(r, 400));
+    Deno.kill(redis.pid, "SIGCONT");
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(gone, []);
+    for (const p of [a, b]) {
+      assert.deepEqual(await p.list("r"), [
+        { user: "ann", connections: 1 },
+        { user: "bob", connections: 1 },
+      ]);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+    await ba.close();
+    await bb.close();
+  }
+});
