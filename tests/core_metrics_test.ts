@@ -16,7 +16,7 @@ Deno.test("StreamMetrics reports this server's real measurements with labels", a
   for (let i = 0; i < 30; i++) {
     await f.client.sendMessage({ user: "u", room: "m", content: `${i}` });
   }
-  const rows = byName(await take(metrics, 10, 5000));
+  const rows = byName(await take(metrics, 11, 5000));
   for (
     const name of [
       "cpu_usage",
@@ -40,6 +40,27 @@ Deno.test("StreamMetrics reports this server's real measurements with labels", a
     `memory_usage ${rss.value} MiB`,
   );
   assert.equal(rss.labels.unit, "MiB");
+  // The README lists the labels beyond the three every row has.
+  const extra = (m: Metric) =>
+    Object.entries(m.labels).filter(([k]) =>
+      !["instance", "server_instance", "pid"].includes(k)
+    );
+  assert.deepEqual(
+    [...rows.values()].map((m) => [m.name, extra(m)]),
+    [
+      ["cpu_usage", [["unit", "percent"]]],
+      ["memory_usage", [["type", "resident"], ["unit", "MiB"]]],
+      ["heap_used", [["type", "heap"], ["unit", "MiB"]]],
+      ["requests_per_second", [["endpoint", "grpc"]]],
+      ["messages_per_second", []],
+      ["deliveries_per_second", []],
+      ["dropped_messages_total", []],
+      ["active_streams", []],
+      ["subscribers", []],
+      ["rooms", []],
+      ["store_up", [["store", "memory"]]],
+    ],
+  );
   const cpu = rows.get("cpu_usage")!;
   assert.ok(cpu.value > 0 && cpu.value < 400, `cpu_usage ${cpu.value}%`);
   assert.equal(rows.get("subscribers")!.value, 1);
@@ -52,7 +73,7 @@ Deno.test("StreamMetrics reports this server's real measurements with labels", a
     assert.ok(m.timestamp);
   }
   // The next interval saw no calls: the rate falls to zero.
-  const next = byName(await take(metrics, 10, 3000));
+  const next = byName(await take(metrics, 11, 3000));
   assert.equal(next.get("requests_per_second")!.value, 0);
   metrics.cancel();
   sub.cancel();
