@@ -58,8 +58,8 @@ Deno.test("createRedisPresence() reports no one gone after Redis stalled past th
   ]);
   const gone: string[] = [];
   const timing = {
-    heartbeatMs: 50,
-    expiryMs: 200,
+    heartbeatMs: 100,
+    expiryMs: 500,
     onGone: (room: string, user: string) => gone.push(`${room}/${user}`),
   };
   const a = createRedisPresence(ba, timing);
@@ -67,13 +67,13 @@ Deno.test("createRedisPresence() reports no one gone after Redis stalled past th
   try {
     a.join("r", "ann");
     b.join("r", "bob");
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 600));
     // Paused (or swapping) for twice the expiry: nobody could renew, and
     // whichever core renews first afterwards must not sweep the others.
     Deno.kill(redis.pid, "SIGSTOP");
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 1000));
     Deno.kill(redis.pid, "SIGCONT");
-    await new Promise((r) => setTimeout(r, 600));
+    await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(gone, []);
     for (const p of [a, b]) {
       assert.deepEqual(await p.list("r"), [
