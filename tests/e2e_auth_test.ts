@@ -3,7 +3,8 @@
  * edge with a development secret: the page gets a token from
  * `/auth/dev-token` when the token field is empty, uses a pasted one when
  * given, sends it over gRPC-Web and in the WebSocket bridge's header frame,
- * and stops (saying why) when the core refuses it.
+ * and stops (saying why) when the core refuses it. The metrics stream waits
+ * for the join's token instead of asking again without one.
  *
  * @module
  */
@@ -43,8 +44,28 @@ Deno.test("the page in Chromium with auth on: development token, pasted token, W
       page.on("pageerror", (err) => errors.push(err.message));
     }
 
-    // No token typed: the page asks the edge for a development token.
-    await join(alice, stack.edgeUrl, "alice", "secure");
+    // Before a join there is no token: the core refuses the metrics stream,
+    // and the page says so once instead of asking again every few seconds.
+    let metricsCalls = 0;
+    alice.on("request", (request) => {
+      if (request.url().endsWith("/StreamMetrics")) metricsCalls++;
+    });
+    await alice.goto(`${stack.edgeUrl}/`);
+    await alice.locator("#metrics-status", {
+      hasText: "off until you join with a valid token",
+    }).waitFor();
+    assert.match(
+      await alice.textContent("#metrics-status") ?? "",
+      /missing token/,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(metricsCalls, 1);
+
+    // No token typed: the page asks the edge for a development token, and
+    // opens the metrics stream with it at once.
+    await alice.fill("#user", "alice");
+    await alice.fill("#room", "secure");
+    await alice.click("#join");
     await alice.locator("#messages li.msg-system", {
       hasText: "Welcome to room secure, alice!",
     }).waitFor();
@@ -89,6 +110,7 @@ Deno.test("the page in Chromium with auth on: development token, pasted token, W
 
     // The metrics stream needs a token too; the page's is used once joined.
     await alice.locator("#metrics-status", { hasText: "live" }).waitFor();
+    assert.equal(metricsCalls, 2);
 
     // Bob's token pasted by someone joining as mallory: refused, no retry loop.
     await join(

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import { resolveToken } from "./auth.ts";
 import { MetricsChart } from "./metrics_chart.ts";
 import { keepStreaming } from "./resilient_stream.ts";
@@ -64,6 +65,10 @@ async function join(user: string, room: string): Promise<void> {
     showStatus("Not joined", "retrying");
     view.note(`Could not get a token: ${errorText(err)}`);
     return;
+  }
+  if (metrics.refused || metrics.token !== token) {
+    metrics.life.abort();
+    watchMetrics();
   }
   who = { user, room };
   for (const id of ["message-input", "send"]) {
@@ -125,21 +130,46 @@ $("send-form").addEventListener("submit", async (event) => {
 });
 
 const chart = new MetricsChart($("metrics-chart"), $("metrics-other"));
-keepStreaming({
-  signal: pageLife.signal,
-  open: (s) =>
-    client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
-      signal: s,
-    }),
-  onMessage: (metric) => chart.push(metric),
-  onState: (state) => {
-    $("metrics-status").textContent = state.kind === "live"
-      ? "live"
-      : state.kind === "retrying"
-      ? `reconnecting in ${(state.inMs / 1000).toFixed(1)} s…`
-      : "connecting…";
-  },
-});
+/** The metrics stream: what ends it, its token, whether that was refused. */
+interface MetricsWatch {
+  life: AbortController;
+  token: string;
+  refused: boolean;
+}
+let metrics: MetricsWatch;
+
+/**
+ * Opens the metrics stream with the session's token. A core with auth on
+ * refuses it without one (or with an expired one): retrying could not help,
+ * so it waits, saying why, and the next join opens it again at once.
+ */
+function watchMetrics(): void {
+  const current: MetricsWatch = metrics = {
+    life: new AbortController(),
+    token,
+    refused: false,
+  };
+  keepStreaming({
+    signal: AbortSignal.any([current.life.signal, pageLife.signal]),
+    fatal: (err) => ConnectError.from(err).code === Code.Unauthenticated,
+    open: (s) =>
+      client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
+        signal: s,
+      }),
+    onMessage: (metric) => chart.push(metric),
+    onState: (state) => {
+      if (state.kind === "failed") current.refused = true;
+      $("metrics-status").textContent = state.kind === "live"
+        ? "live"
+        : state.kind === "retrying"
+        ? `reconnecting in ${(state.inMs / 1000).toFixed(1)} s…`
+        : state.kind === "failed"
+        ? `off until you join with a valid token (${state.reason})`
+        : "connecting…";
+    },
+  });
+}
+watchMetrics();
 
 const params = new URLSearchParams(location.search);
 const presetUser = params.get("user");
