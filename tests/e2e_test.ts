@@ -396,6 +396,20 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         await line(dave, "alice", "hello from alice").waitFor();
         await line(dave, "poster", "missed 3").waitFor();
         await line(dave, "alice", "back again").waitFor();
+        // The history, then dave's JOIN: each room line once, in order (the
+        // welcome names the room's last offset but is no line of the room).
+        const offsets = (await dave.locator("#messages li[data-offset]")
+          .evaluateAll((items) =>
+            items.map((item) =>
+              (item as unknown as { dataset: { offset: string } }).dataset
+                .offset
+            )
+          )).map(Number);
+        assert.ok(offsets.length > 10, String(offsets));
+        assert.deepEqual(
+          offsets,
+          offsets.map((_, i) => offsets[0] + i),
+        );
         await dave.close();
       },
     );

@@ -45,7 +45,11 @@ export class RoomView {
       item.classList.add("mine");
     }
     item.dataset.type = MessageType[message.type] ?? "CHAT";
-    if (message.offset > 0n) item.dataset.offset = String(message.offset);
+    // The welcome's offset is the room's last one, not a line of its own:
+    // marked, it would show as a second copy of that line.
+    if (message.offset > 0n && message.type !== MessageType.SYSTEM) {
+      item.dataset.offset = String(message.offset);
+    }
     const time = message.timestamp
       ? timestampDate(message.timestamp)
       : new Date();
