@@ -51,6 +51,17 @@ function line(page: Page, user: string, text: string) {
     .filter({ has: page.locator(".user", { hasText: user }) });
 }
 
+/** The room offsets of the message lines `page` shows, top to bottom. */
+async function shownOffsets(page: Page): Promise<number[]> {
+  return (await page.locator("#messages li[data-offset]").evaluateAll((
+    items,
+  ) =>
+    items.map((item) =>
+      (item as unknown as { dataset: { offset: string } }).dataset.offset
+    )
+  )).map(Number);
+}
+
 Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed client, presence, reconnect", async (t) => {
   const browser = await launchChromium();
   // A durable store, so the restarted core keeps the room's history and epoch.
@@ -373,13 +384,7 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         assert.equal(await line(alice, "alice", "typed while down").count(), 1);
         // Every room message alice was shown, from her JOIN on: offsets
         // 1, 2, 3, ... with no gap and no duplicate, across the restart.
-        const offsets = (await alice.locator("#messages li[data-offset]")
-          .evaluateAll((items) =>
-            items.map((item) =>
-              (item as unknown as { dataset: { offset: string } }).dataset
-                .offset
-            )
-          )).map(Number);
+        const offsets = await shownOffsets(alice);
         assert.ok(offsets.length > 10, String(offsets));
         assert.deepEqual(
           offsets,
@@ -398,13 +403,7 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         await line(dave, "alice", "back again").waitFor();
         // The history, then dave's JOIN: each room line once, in order (the
         // welcome names the room's last offset but is no line of the room).
-        const offsets = (await dave.locator("#messages li[data-offset]")
-          .evaluateAll((items) =>
-            items.map((item) =>
-              (item as unknown as { dataset: { offset: string } }).dataset
-                .offset
-            )
-          )).map(Number);
+        const offsets = await shownOffsets(dave);
         assert.ok(offsets.length > 10, String(offsets));
         assert.deepEqual(
           offsets,
