@@ -3,13 +3,15 @@ import { startRedisServer } from "../../tools/serve/redis.ts";
 import { connectRedisBroker } from "./redis_broker.ts";
 import { createRedisPresence } from "./redis_presence.ts";
 
+/** Two cores' brokers on one Redis. */
+function twoCores(url: string) {
+  const opts = { url, size: 100, ttlMs: 0 };
+  return Promise.all([connectRedisBroker(opts), connectRedisBroker(opts)]);
+}
+
 Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's after the expiry, reporting them gone once", async () => {
   await using redis = await startRedisServer();
-  const opts = { url: redis.url, size: 100, ttlMs: 0 };
-  const [ba, bb] = await Promise.all([
-    connectRedisBroker(opts),
-    connectRedisBroker(opts),
-  ]);
+  const [ba, bb] = await twoCores(redis.url);
   const gone: string[] = [];
   const timing = { heartbeatMs: 50, expiryMs: 200 };
   const a = createRedisPresence(ba, {
@@ -51,11 +53,7 @@ Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's
 
 Deno.test("createRedisPresence() reports no one gone after Redis stalled past the expiry while every core was alive", async () => {
   await using redis = await startRedisServer();
-  const opts = { url: redis.url, size: 100, ttlMs: 0 };
-  const [ba, bb] = await Promise.all([
-    connectRedisBroker(opts),
-    connectRedisBroker(opts),
-  ]);
+  const [ba, bb] = await twoCores(redis.url);
   const gone: string[] = [];
   const timing = {
     heartbeatMs: 100,
