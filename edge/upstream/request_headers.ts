@@ -20,6 +20,7 @@
  * @module
  */
 import { HpackEncoder } from "../../protocol/http2/hpack.ts";
+import { isLowercaseToken } from "../../protocol/http2/field_name.ts";
 import { formatGrpcTimeout } from "../../protocol/mod.ts";
 import { isReservedHeader } from "./headers.ts";
 
@@ -99,7 +100,6 @@ function metadataEntryError(
 function fieldSize(name: string, value: string): number {
   return name.length + value.length + FIELD_OVERHEAD;
 }
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 /** What a field value may not hold (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB). */
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
@@ -113,7 +113,9 @@ export function headerFieldError(
   name: string,
   value: string,
 ): string | undefined {
-  if (!TOKEN.test(name)) return `invalid header name ${JSON.stringify(name)}`;
+  if (!isLowercaseToken(name)) {
+    return `invalid header name ${JSON.stringify(name)}`;
+  }
   if (BAD_VALUE.test(value)) return `invalid character in header ${name}`;
   return undefined;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { HeaderField, HpackEncoder } from "../../protocol/http2/hpack.ts";
+import { isLowercaseTokenChar } from "../../protocol/http2/field_name.ts";
 import type { IncomingHeaders, OutgoingHeaders } from "./stream.ts";
 
 const REQUEST_PSEUDO = new Set([":method", ":path", ":scheme", ":authority"]);
@@ -29,12 +30,6 @@ const CONNECTION_SPECIFIC = new Set([
 const RequestHeaders = function () {} as unknown as new () => IncomingHeaders;
 RequestHeaders.prototype = Object.create(null);
 
-/** 1 for the characters of a lowercase token (RFC 9110 §5.6.2). */
-const TOKEN = new Uint8Array(0x7f);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") {
-  TOKEN[c.charCodeAt(0)] = 1;
-}
-
 /**
  * Why a regular field name is malformed (RFC 9113 §8.2.1: a lowercase
  * token, RFC 9110 §5.6.2), or undefined, as Deno's `node:http2` (nghttp2)
@@ -45,7 +40,7 @@ function nameError(name: string): string | undefined {
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (c >= 0x41 && c <= 0x5a) return `uppercase header name ${name}`;
-    if (c > 0x7e || TOKEN[c] === 0) {
+    if (!isLowercaseTokenChar(c)) {
       return `invalid character in header name ${JSON.stringify(name)}`;
     }
   }
