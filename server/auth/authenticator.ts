@@ -129,6 +129,21 @@ export function createAuthenticator(
     return grant;
   }
 
+  /**
+   * The grant cached under `key` while usable, or the refusal remembered
+   * for it, thrown; undefined when it has to be verified.
+   */
+  function known(key: string): Grant | undefined {
+    const hit = cache.get(key);
+    if (hit !== undefined) {
+      if (now() < hit.usableUntilMs) return hit.grant;
+      cache.delete(key);
+    }
+    const refusal = refused.get(key);
+    if (refusal !== undefined) throw refusal;
+    return undefined;
+  }
+
   return (authorization) => {
     if (authorization === undefined || authorization === "") {
       throw new ChatError(
@@ -136,13 +151,8 @@ export function createAuthenticator(
         "missing token: send authorization: Bearer <JWT>",
       );
     }
-    const hit = cache.get(authorization);
-    if (hit !== undefined) {
-      if (now() < hit.usableUntilMs) return hit.grant;
-      cache.delete(authorization);
-    }
-    const known = refused.get(authorization);
-    if (known !== undefined) throw known;
+    const hit = known(authorization);
+    if (hit !== undefined) return hit;
     const match = BEARER.exec(authorization);
     if (match === null) {
       throw new ChatError(
@@ -157,14 +167,7 @@ export function createAuthenticator(
         authorization.startsWith("Bearer ")
       ? authorization
       : `Bearer ${match[1]}`;
-    if (key !== authorization) {
-      const entry = cache.get(key);
-      if (entry !== undefined && now() < entry.usableUntilMs) {
-        return entry.grant;
-      }
-      const refusedBefore = refused.get(key);
-      if (refusedBefore !== undefined) throw refusedBefore;
-    }
-    return verifyOnce(key, match[1]);
+    return (key === authorization ? undefined : known(key)) ??
+      verifyOnce(key, match[1]);
   };
 }
