@@ -23,6 +23,7 @@ import {
   parseEdgeConfig,
 } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
+import { tlsPairError } from "../net/tls_pair_error.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
@@ -202,20 +203,17 @@ try {
       ),
   );
 } catch (err) {
+  const pairError = config.tlsCert === "" ? undefined : tlsPairError(err);
   if (err instanceof Deno.errors.AddrInUse) {
     console.error(`edge: port ${config.port} is in use (--port)`);
   } else if (err instanceof Deno.errors.AddrNotAvailable) {
     console.error(`edge: cannot listen on ${config.host}:${config.port}`);
-  } else if (
-    config.tlsCert !== "" &&
-    (err instanceof Deno.errors.InvalidData ||
-      /certificate|key/i.test((err as Error).message))
-  ) {
+  } else if (pairError !== undefined) {
     // Not PEM, or not a pair: Deno.serve's words, with both files named.
     console.error(
       `edge: ${fileSetting("tlsCert")} and ${
         fileSetting("tlsKey")
-      } are not a certificate and its key: ${(err as Error).message}`,
+      } are not a certificate and its key: ${pairError}`,
     );
   } else throw err;
   await upstream.close();

@@ -54,6 +54,7 @@ import { file_chat } from "../gen/chat_pb.ts";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.ts";
 import { CallStats } from "./ops/call_stats.ts";
 import { countCalls, countDecodeFailures } from "./ops/call_counting.ts";
+import { tlsPairError } from "../net/tls_pair_error.ts";
 import { CoreHealth, type HealthSource } from "./ops/health.ts";
 import { createCoreMetrics, type StoreLatency } from "./ops/metrics.ts";
 import { observeStore } from "./ops/store_hooks.ts";
@@ -414,11 +415,10 @@ async function listenOrExplain(
     return await listen(server, config, log, tls);
   } catch (err) {
     const explained = listenError(err, config.host, config.port, "--port");
-    const text = String((err as Error)?.message ?? err);
-    if (
-      explained === err && tls !== undefined &&
-      (err instanceof Deno.errors.InvalidData || /certificate|key/i.test(text))
-    ) {
+    const text = explained === err && tls !== undefined
+      ? tlsPairError(err)
+      : undefined;
+    if (text !== undefined) {
       const { tlsCert: cert, tlsKey: key } = CORE_SETTINGS;
       throw new ConfigError(
         `--${cert.flag} (${cert.env}) ${config.tlsCert} and --${key.flag} (${key.env}) ${config.tlsKey} are not a certificate and its key: ${text}`,
