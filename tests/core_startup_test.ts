@@ -123,6 +123,18 @@ Deno.test("server/main.ts: a certificate or key file that is not there is one li
   }
 });
 
+/**
+ * The core on a free port with the memory store, also allowed to read
+ * `dir` (where a test put the files a flag names).
+ */
+const coreReading = (dir: string) => [
+  ...CORE.map((a) => a.startsWith("--allow-read=") ? `${a},${dir}` : a),
+  "--port",
+  "0",
+  "--store",
+  "memory",
+];
+
 Deno.test("server/main.ts: a --jwt-public-key file that is no usable public key is one line naming the flag, and exit 2", async () => {
   await withTempDir(async (dir) => {
     const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -139,11 +151,7 @@ Deno.test("server/main.ts: a --jwt-public-key file that is no usable public key 
       const path = join(dir, name);
       await Deno.writeTextFile(path, String(pem));
       const r = await run([
-        ...CORE.map((a) => a.startsWith("--allow-read=") ? `${a},${dir}` : a),
-        "--port",
-        "0",
-        "--store",
-        "memory",
+        ...coreReading(dir),
         "--jwt-public-key",
         path,
       ]);
@@ -174,11 +182,7 @@ Deno.test("server/main.ts: a --tls-cert/--tls-key pair that TLS cannot use is on
       ]
     ) {
       const r = await run([
-        ...CORE.map((x) => x.startsWith("--allow-read=") ? `${x},${dir}` : x),
-        "--port",
-        "0",
-        "--store",
-        "memory",
+        ...coreReading(dir),
         "--tls-cert",
         cert,
         "--tls-key",
