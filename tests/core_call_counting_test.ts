@@ -5,6 +5,7 @@
  * taking the direct stream writer away from them.
  */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
@@ -103,4 +104,39 @@ Deno.test("countCalls() counts streams by how they end and keeps the direct stre
   assert.equal(row.handled[grpc.status.OK], 1);
   assert.equal(row.handled[grpc.status.INVALID_ARGUMENT], 1);
   assert.equal(row.buckets.reduce((a, b) => a + b, 0), 2);
+});
+
+Deno.test("countCalls() counts a cancel that arrives just before the deadline as DEADLINE_EXCEEDED (the client's own deadline), an earlier one as CANCELLED", () => {
+  const stats = new CallStats();
+  stats.registerService(serverDefinition);
+  const counted = countCalls(serverDefinition, {
+    SubscribeMessages() {},
+  }, stats);
+  const path = "/chat.ChatService/SubscribeMessages";
+  const handler = counted.SubscribeMessages as (call: EventEmitter) => void;
+  // The client's reset reaches the server a transit time before the
+  // server's own deadline (counted from when the headers arrived).
+  for (
+    const [aheadMs, code] of [
+      [20, grpc.status.DEADLINE_EXCEEDED],
+      [-5, grpc.status.DEADLINE_EXCEEDED],
+      [5_000, grpc.status.CANCELLED],
+    ] as const
+  ) {
+    const before = stats.get(path)!.handled[code] ?? 0;
+    const call = Object.assign(new EventEmitter(), {
+      getDeadline: () => new Date(Date.now() + aheadMs),
+    });
+    handler(call);
+    call.emit("cancelled", "cancelled");
+    assert.equal(stats.get(path)!.handled[code], before + 1, `${aheadMs}`);
+  }
+  const never = Object.assign(new EventEmitter(), {
+    getDeadline: () => Infinity,
+  });
+  handler(never);
+  never.emit("cancelled", "cancelled");
+  const row = stats.get(path)!;
+  assert.equal(row.handled[grpc.status.DEADLINE_EXCEEDED], 2);
+  assert.equal(row.handled[grpc.status.CANCELLED], 2);
 });

@@ -117,14 +117,22 @@ function countHandler(
 }
 
 /**
- * Whether `call`'s deadline has passed. grpc-js and the direct stream path
+ * Whether `call` ended at its deadline. grpc-js and the direct stream path
  * end such a call with DEADLINE_EXCEEDED and then emit the same 'cancelled'
  * as for a client's cancel; their timer may fire within a millisecond of
- * the deadline as `Date.now()` reads it.
+ * the deadline as `Date.now()` reads it. The client's own timer usually
+ * fires first: it counts from before the call went out and the server from
+ * when its headers arrived, so the client's reset (RST_STREAM CANCEL, the
+ * same as an explicit cancel) reaches the server up to a transit time before
+ * the server's deadline. A cancel within DEADLINE_SLACK_MS of the deadline
+ * is therefore counted as the deadline, as the client reported it.
  */
 function deadlinePassed(call: EventEmitter): boolean {
   const deadline = (call as { getDeadline?(): Date | number }).getDeadline?.();
   if (deadline === undefined) return false;
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Date.now() + 1 >= ms;
+  return Date.now() + DEADLINE_SLACK_MS >= ms;
 }
+
+/** How long before its deadline a client's cancel counts as the deadline. */
+const DEADLINE_SLACK_MS = 100;
