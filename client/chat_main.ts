@@ -9,38 +9,26 @@
  *
  * @module
  */
-import { CHAT_USAGE, parseChatArgs, UsageError } from "./config.ts";
+import { CHAT_USAGE, parseChatArgs } from "./config.ts";
 import { type ChatIO, readLines, runChatSession } from "./chat.ts";
 import { formatError } from "./format.ts";
-import { channelCredentials, createChatClient } from "./rpc.ts";
+import { startCli } from "./rpc.ts";
 import { openTerminal } from "./terminal.ts";
 
 async function main(): Promise<number> {
-  let config;
-  try {
-    // no-color.org: any non-empty NO_COLOR turns colour off.
-    const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-    config = parseChatArgs(Deno.args, {
-      addr: Deno.env.get("ADDR"),
-      token: Deno.env.get("CHAT_TOKEN"),
-    }, color);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`error: ${err.message} (see deno task chat --help)`);
-    return 2;
-  }
-  if (config.help) {
-    console.log(CHAT_USAGE);
-    return 0;
-  }
-  let credentials;
-  try {
-    credentials = await channelCredentials(config);
-  } catch (err) {
-    console.error(`error: ${(err as Error).message}`);
-    return 2;
-  }
-  const client = createChatClient(config.addr, {}, config.token, credentials);
+  // no-color.org: any non-empty NO_COLOR turns colour off.
+  const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+  const started = await startCli(
+    () =>
+      parseChatArgs(Deno.args, {
+        addr: Deno.env.get("ADDR"),
+        token: Deno.env.get("CHAT_TOKEN"),
+      }, color),
+    CHAT_USAGE,
+    "chat",
+  );
+  if (typeof started === "number") return started;
+  const { config, client } = started;
   const terminal = Deno.stdin.isTerminal()
     ? openTerminal(`${config.user}> `)
     : undefined;

@@ -8,36 +8,24 @@
  *
  * @module
  */
-import { EXAMPLES_USAGE, parseExamplesArgs, UsageError } from "./config.ts";
+import { EXAMPLES_USAGE, parseExamplesArgs } from "./config.ts";
 import { runExamples } from "./examples.ts";
 import { formatError, formatSummary } from "./format.ts";
-import { channelCredentials, createChatClient } from "./rpc.ts";
+import { startCli } from "./rpc.ts";
 
 async function main(): Promise<number> {
-  let config;
-  try {
-    config = parseExamplesArgs(Deno.args, {
-      addr: Deno.env.get("ADDR"),
-      token: Deno.env.get("CHAT_TOKEN"),
-    });
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`error: ${err.message} (see deno task client --help)`);
-    return 2;
-  }
-  if (config.help) {
-    console.log(EXAMPLES_USAGE);
-    return 0;
-  }
-  let credentials;
-  try {
-    credentials = await channelCredentials(config);
-  } catch (err) {
-    console.error(`error: ${(err as Error).message}`);
-    return 2;
-  }
+  const started = await startCli(
+    () =>
+      parseExamplesArgs(Deno.args, {
+        addr: Deno.env.get("ADDR"),
+        token: Deno.env.get("CHAT_TOKEN"),
+      }),
+    EXAMPLES_USAGE,
+    "client",
+  );
+  if (typeof started === "number") return started;
+  const { config, client } = started;
   console.log(`connecting to ${config.addr}${config.tls ? " (TLS)" : ""}`);
-  const client = createChatClient(config.addr, {}, config.token, credentials);
   try {
     const results = await runExamples(client, config, (l) => console.log(l));
     console.log(`\n=== Summary (${config.addr}) ===`);

@@ -26,7 +26,7 @@ import {
   type UploadResponse,
 } from "../gen/chat_pb.ts";
 import { chatServiceDefinition } from "../rpc/chat_service.ts";
-import type { TransportConfig } from "./config.ts";
+import { type TransportConfig, UsageError } from "./config.ts";
 
 /** A request or stream message: a plain object, or bytes already encoded. */
 export type Req<Init> = Init | Uint8Array;
@@ -187,6 +187,47 @@ export async function channelCredentials(
     );
   }
   return grpc.credentials.createSsl(Buffer.from(ca));
+}
+
+/** What a CLI needs from its parsed arguments to open its client. */
+export interface CliConfig extends TransportConfig {
+  help: boolean;
+  addr: string;
+  token: string;
+}
+
+/**
+ * The start every CLI shares: `parse()` its arguments, print `usage` for
+ * `--help`, read the TLS files, open the client. Returns the exit code
+ * instead when there is nothing more to do: 0 after `--help`, 2 after bad
+ * usage or an unreadable `--tls-ca` (one line on stderr naming `task`).
+ */
+export async function startCli<C extends CliConfig>(
+  parse: () => C,
+  usage: string,
+  task: string,
+): Promise<{ config: C; client: ChatClient } | number> {
+  let config: C;
+  try {
+    config = parse();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`error: ${err.message} (see deno task ${task} --help)`);
+    return 2;
+  }
+  if (config.help) {
+    console.log(usage);
+    return 0;
+  }
+  let credentials: grpc.ChannelCredentials;
+  try {
+    credentials = await channelCredentials(config);
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    return 2;
+  }
+  const client = createChatClient(config.addr, {}, config.token, credentials);
+  return { config, client };
 }
 
 /** A deadline `ms` from now, for `CallOptions.deadline`. */
