@@ -46,9 +46,19 @@ Deno.test("the page in Chromium with auth on: development token, pasted token, W
 
     // Before a join there is no token: the core refuses the metrics stream,
     // and the page says so once instead of asking again every few seconds.
+    // Over plain http the page's streams ride the WebSocket bridge (each
+    // call's first frame names its method); over HTTP/2 they are gRPC-Web.
     let metricsCalls = 0;
     alice.on("request", (request) => {
       if (request.url().endsWith("/StreamMetrics")) metricsCalls++;
+    });
+    alice.on("websocket", (socket) => {
+      socket.on("framesent", (frame) => {
+        if (
+          typeof frame.payload === "string" &&
+          frame.payload.includes('"/chat.ChatService/StreamMetrics"')
+        ) metricsCalls++;
+      });
     });
     await alice.goto(`${stack.edgeUrl}/`);
     await alice.locator("#metrics-status", {

@@ -15,14 +15,28 @@ import { MetricsChart } from "./metrics_chart.ts";
 import { keepStreaming } from "./resilient_stream.ts";
 import { startRoomSession } from "./room_session.ts";
 import { RoomView } from "./room_view.ts";
-import { createChatClient } from "./rpc.ts";
+import { createChatClient, streamsOver } from "./rpc.ts";
+import { bridgeUrl } from "./ws_call.ts";
 import { setUpStreamPanels } from "./stream_panels.ts";
 
 const $ = <T extends Element = HTMLElement>(id: string) =>
   document.getElementById(id) as unknown as T;
 
 let token = "";
-const client = createChatClient(location.origin, () => token);
+const params = new URLSearchParams(location.search);
+// Over HTTP/1.x each open stream holds one of the browser's six connections
+// per host: the streams take the WebSocket bridge there (bridge_transport.ts).
+const navigation = performance.getEntriesByType("navigation")[0] as
+  | PerformanceNavigationTiming
+  | undefined;
+const streams = streamsOver(params.get("streams"), navigation?.nextHopProtocol);
+document.body.dataset.streams = streams;
+const client = createChatClient(
+  location.origin,
+  () => token,
+  streams,
+  bridgeUrl(location),
+);
 const view = new RoomView($("messages"), $("cap-note"));
 const pageLife = new AbortController();
 addEventListener("pagehide", () => pageLife.abort());
@@ -171,7 +185,6 @@ function watchMetrics(): void {
 }
 watchMetrics();
 
-const params = new URLSearchParams(location.search);
 const presetUser = params.get("user");
 const presetRoom = params.get("room");
 if (presetRoom) $<HTMLInputElement>("room").value = presetRoom;

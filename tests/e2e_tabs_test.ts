@@ -1,0 +1,101 @@
+/**
+ * Many tabs of the page in one Chromium profile, on plain http (HTTP/1.1).
+ *
+ * Chromium opens at most six HTTP/1.1 connections per host, and each open
+ * gRPC-Web response holds one: when each tab's room subscription and metrics
+ * feed were fetch streams, three tabs took all six, a fourth tab never
+ * loaded, and a tab that had to resubscribe waited for ever (the e2e upload
+ * step failed that way now and then). The page now sends its streams over
+ * the WebSocket bridge on HTTP/1.x; `?streams=grpc-web` still takes the
+ * gRPC-Web path, which is checked here too.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+
+async function join(page: Page, url: string, user: string, room: string) {
+  await page.goto(url);
+  await page.fill("#user", user);
+  await page.fill("#room", room);
+  await page.click("#join");
+  await page.locator("#messages li.msg-system", {
+    hasText: `Welcome to room ${room}, ${user}!`,
+  }).waitFor();
+  await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+}
+
+async function say(page: Page, text: string) {
+  await page.fill("#message-input", text);
+  await page.click("#send");
+}
+
+Deno.test("eight tabs of the page on plain http all load, join, stream and send (streams on the WebSocket bridge); ?streams=grpc-web streams over fetch", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack({ aliveIntervalMs: 0 });
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(10_000);
+    const errors: string[] = [];
+    const fetchStreams: string[] = [];
+    const tabs: Page[] = [];
+    for (let i = 0; i < 8; i++) {
+      const tab = await context.newPage();
+      tab.on("pageerror", (err) => errors.push(err.message));
+      tab.on("request", (r) => {
+        if (/\/(SubscribeMessages|StreamMetrics)$/.test(r.url())) {
+          fetchStreams.push(r.url());
+        }
+      });
+      await join(tab, `${stack.edgeUrl}/`, `tab${i}`, "tabs");
+      assert.equal(
+        await tab.getAttribute("body", "data-streams"),
+        "websocket",
+      );
+      tabs.push(tab);
+    }
+    // Two streams per tab, sixteen in all, and none of them took a
+    // connection from the browser's pool.
+    assert.deepEqual(fetchStreams, []);
+    assert.equal(stack.core().snapshot().subscribers, 8);
+    await say(tabs[7], "from the eighth tab");
+    for (const tab of tabs) {
+      await tab.locator("#messages li.msg-chat", {
+        hasText: "from the eighth tab",
+      }).waitFor();
+    }
+
+    // The gRPC-Web route, asked for: the subscription is a fetch stream.
+    const web = await context.newPage();
+    web.on("pageerror", (err) => errors.push(err.message));
+    const webStreams: string[] = [];
+    web.on("request", (r) => {
+      if (r.url().endsWith("/SubscribeMessages")) webStreams.push(r.url());
+    });
+    await join(web, `${stack.edgeUrl}/?streams=grpc-web`, "web", "tabs");
+    assert.equal(
+      await web.getAttribute("body", "data-streams"),
+      "grpc-web",
+    );
+    assert.equal(webStreams.length, 1);
+    await say(tabs[0], "to the gRPC-Web tab");
+    await web.locator("#messages li.msg-chat", {
+      hasText: "to the gRPC-Web tab",
+    }).waitFor();
+
+    // Closing tabs ends their subscribers on the core, whichever the route.
+    await web.close();
+    for (const tab of tabs.splice(1)) await tab.close();
+    const deadline = Date.now() + 10_000;
+    while (stack.core().snapshot().subscribers !== 1) {
+      assert.ok(Date.now() < deadline, "the closed tabs' subscribers remain");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});
