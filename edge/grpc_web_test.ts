@@ -24,6 +24,7 @@ function handUpstream() {
   const log: string[] = [];
   const queue = new MessageQueue({
     highWaterMark: 1000,
+    highWaterBytes: Infinity,
     pause: () => log.push("pause"),
     resume: () => log.push("resume"),
     cancel: () => log.push("cancel"),
@@ -122,6 +123,7 @@ Deno.test("MessageQueue.nextBatch() hands over everything queued, resumes a paus
   const log: string[] = [];
   const q = new MessageQueue({
     highWaterMark: 4,
+    highWaterBytes: Infinity,
     pause: () => log.push("pause"),
     resume: () => log.push("resume"),
     cancel: () => log.push("cancel"),

@@ -456,6 +456,58 @@ Deno.test("createH2Upstream() holds back the stream window for a slow consumer, 
   }, { streamWindow: 64 * 1024, highWaterMark: 4 });
 });
 
+Deno.test("createH2Upstream() buffers about a stream window of large messages for a consumer that stopped, not 16 of them", async () => {
+  // 16 messages of --max-message-bytes (10 MiB) were 160 MiB held per
+  // stalled browser; the byte mark keeps it near the 1 MiB window.
+  const total = 24;
+  const size = 512 * 1024;
+  let sentBytes = 0;
+  let blocked: () => void;
+  const peerBlocked = new Promise<void>((r) => blocked = r);
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    let window = 1024 * 1024; // the client's default stream window
+    const { id } = await readRequest(peer);
+    await peer.write(
+      peer.headers(id, [[":status", "200"], [
+        "content-type",
+        "application/grpc",
+      ]]),
+    );
+    for (let n = 0; n < total; n++) {
+      const data = concat([u32(0).subarray(3), u32(size), bytes(size, n)]);
+      for (let at = 0; at < data.byteLength; at += 16384) {
+        const part = data.subarray(at, at + 16384);
+        while (window < part.byteLength) {
+          blocked();
+          const f = await peer.until((f) =>
+            f.type === FrameType.WINDOW_UPDATE && f.streamId === id
+          );
+          window += readUint32(f.payload, 0);
+        }
+        await peer.write(frame(FrameType.DATA, 0, id, part));
+        window -= part.byteLength;
+        sentBytes += part.byteLength;
+      }
+    }
+    await peer.write(peer.headers(id, [["grpc-status", "0"]], true));
+    await serveEof(peer);
+  }, async (up) => {
+    const c = call(up);
+    await peerBlocked;
+    await new Promise((r) => setTimeout(r, 300));
+    // Queued (1 MiB and the message that crossed it) plus the window.
+    assert.ok(
+      sentBytes <= 3 * 1024 * 1024,
+      `the edge took ${sentBytes} bytes for a consumer that reads nothing`,
+    );
+    const r = await drain(c);
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.equal(r.messages.length, total);
+    r.messages.forEach((m, i) => assertSameBytes(m, bytes(size, i)));
+  });
+});
+
 Deno.test("createH2Upstream() reports UNAVAILABLE when the peer closes the socket mid-call", async () => {
   await withPeer(async (peer) => {
     await peer.handshake();

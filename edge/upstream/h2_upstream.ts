@@ -46,6 +46,9 @@ export interface H2UpstreamOptions {
   maxMessageBytes: number;
   /** Response messages buffered per call before the stream's window stops. */
   highWaterMark?: number;
+  /** Response bytes buffered per call before the stream's window stops;
+   * default the stream window. */
+  highWaterBytes?: number;
   /** PEM CA for an https:// core with a private certificate. */
   ca?: string;
   /**
@@ -84,6 +87,7 @@ interface Shared {
   /** Calls not yet settled, for `close()`. */
   readonly active: SlotList<H2Call>;
   readonly highWaterMark: number;
+  readonly highWaterBytes: number;
   readonly maxMessageBytes: number;
 }
 
@@ -112,9 +116,10 @@ export function createH2Upstream(
       "keepaliveIntervalMs must be >= 0 and keepaliveTimeoutMs > 0",
     );
   }
+  const streamWindow = options.streamWindow ?? 1024 * 1024;
   const shared: Shared = {
     pool: new H2Pool(url, {
-      streamWindow: options.streamWindow ?? 1024 * 1024,
+      streamWindow,
       connectionWindow: CONNECTION_WINDOW,
       writeHighWater: WRITE_HIGH_WATER,
       settingsTimeoutMs: options.connectTimeoutMs ?? SETTINGS_TIMEOUT_MS,
@@ -124,6 +129,7 @@ export function createH2Upstream(
     headers: new RequestHeaderEncoder(u.protocol.slice(0, -1), u.host),
     active: new SlotList(),
     highWaterMark: options.highWaterMark ?? 16,
+    highWaterBytes: options.highWaterBytes ?? streamWindow,
     maxMessageBytes: options.maxMessageBytes,
   };
   return {
@@ -161,6 +167,7 @@ class H2Call
   readonly messages: MessageQueue;
   readonly status: Promise<UpstreamStatus>;
   readonly highWaterMark: number;
+  readonly highWaterBytes: number;
   #resolveHeaders!: (h: Record<string, string>) => void;
   #resolveStatus!: (s: UpstreamStatus) => void;
   readonly #shared: Shared;
@@ -185,6 +192,7 @@ class H2Call
     this.headers = new Promise((r) => this.#resolveHeaders = r);
     this.status = new Promise((r) => this.#resolveStatus = r);
     this.highWaterMark = shared.highWaterMark;
+    this.highWaterBytes = shared.highWaterBytes;
     this.messages = new MessageQueue(this);
     this.#shared = shared;
     this.#signal = opts.signal;

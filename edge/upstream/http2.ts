@@ -42,6 +42,8 @@ export interface Http2UpstreamOptions {
   maxMessageBytes: number;
   /** Response messages buffered per call before pausing the stream. */
   highWaterMark?: number;
+  /** Response bytes buffered per call before pausing the stream; 1 MiB. */
+  highWaterBytes?: number;
   /** PEM CA for an https:// core with a private certificate. */
   ca?: string;
 }
@@ -58,6 +60,7 @@ export function createHttp2Upstream(
     { settle: (s: UpstreamStatus) => void; slot: number }
   >();
   const highWaterMark = options.highWaterMark ?? 16;
+  const highWaterBytes = options.highWaterBytes ?? 1024 * 1024;
 
   function call(
     path: string,
@@ -77,6 +80,7 @@ export function createHttp2Upstream(
 
     const queue = new MessageQueue({
       highWaterMark,
+      highWaterBytes,
       pause: () => stream?.pause(),
       resume: () => stream?.resume(),
       cancel: () =>

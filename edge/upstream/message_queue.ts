@@ -2,8 +2,10 @@
  * A single-consumer async queue of response messages with a high-water mark.
  *
  * The HTTP/2 stream pushes; the handler pulls at the browser's pace. Above
- * the mark the producer is paused (stream.pause()), so HTTP/2 flow control
- * pushes back on the core instead of the edge buffering without bound.
+ * the mark (a count of messages, or of bytes: 16 messages of the largest
+ * size would be 160 MiB for one stalled browser) the producer is paused
+ * (stream.pause()), so HTTP/2 flow control pushes back on the core instead
+ * of the edge buffering without bound.
  *
  * @module
  */
@@ -11,6 +13,8 @@
 /** Callbacks a {@linkcode MessageQueue} uses to steer its producer. */
 export interface MessageQueueOptions {
   highWaterMark: number;
+  /** Bytes queued that pause the producer too (one message always fits). */
+  highWaterBytes: number;
   pause(): void;
   resume(): void;
   /** The consumer stopped early (break / return()). */
@@ -22,6 +26,7 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
   readonly #opts: MessageQueueOptions;
   #items: Uint8Array[] = [];
   #head = 0;
+  #bytes = 0;
   #ended = false;
   #paused = false;
   #wake: (() => void) | undefined;
@@ -34,7 +39,11 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
   push(message: Uint8Array): void {
     if (this.#ended) return;
     this.#items.push(message);
-    if (!this.#paused && this.#size() >= this.#opts.highWaterMark) {
+    this.#bytes += message.byteLength;
+    if (
+      !this.#paused && (this.#size() >= this.#opts.highWaterMark ||
+        this.#bytes >= this.#opts.highWaterBytes)
+    ) {
       this.#paused = true;
       this.#opts.pause();
     }
@@ -66,6 +75,7 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
     const all = this.#head === 0 ? this.#items : this.#items.slice(this.#head);
     this.#items = [];
     this.#head = 0;
+    this.#bytes = 0;
     if (this.#paused) {
       this.#paused = false;
       this.#opts.resume();
@@ -79,11 +89,15 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
       while (true) {
         if (this.#head < this.#items.length) {
           const item = this.#items[this.#head++];
+          this.#bytes -= item.byteLength;
           if (this.#head > 64 && this.#head * 2 > this.#items.length) {
             this.#items.splice(0, this.#head);
             this.#head = 0;
           }
-          if (this.#paused && this.#size() < this.#opts.highWaterMark / 2) {
+          if (
+            this.#paused && this.#size() < this.#opts.highWaterMark / 2 &&
+            this.#bytes < this.#opts.highWaterBytes / 2
+          ) {
             this.#paused = false;
             this.#opts.resume();
           }

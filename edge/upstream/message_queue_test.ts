@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { MessageQueue } from "./message_queue.ts";
 
-function tracked(highWaterMark: number) {
+function tracked(highWaterMark: number, highWaterBytes = Infinity) {
   const log: string[] = [];
   const q = new MessageQueue({
     highWaterMark,
+    highWaterBytes,
     pause: () => log.push("pause"),
     resume: () => log.push("resume"),
     cancel: () => log.push("cancel"),
@@ -47,4 +48,23 @@ Deno.test("MessageQueue reports cancel when the consumer stops early", async () 
   q.push(b(2));
   for await (const _ of q) break;
   assert.deepEqual(log, ["cancel"]);
+});
+
+Deno.test("MessageQueue pauses at the byte mark too, and resumes once below half of both", async () => {
+  const { q, log } = tracked(16, 1000);
+  q.push(new Uint8Array(400));
+  q.push(new Uint8Array(400));
+  assert.deepEqual(log, []);
+  q.push(new Uint8Array(400));
+  assert.deepEqual(log, ["pause"]);
+  const it = q[Symbol.asyncIterator]();
+  await it.next();
+  assert.deepEqual(log, ["pause"], "800 bytes left: above half");
+  await it.next();
+  assert.deepEqual(log, ["pause", "resume"]);
+  // One message above the mark still goes through, alone.
+  q.push(new Uint8Array(5000));
+  assert.deepEqual(log, ["pause", "resume", "pause"]);
+  assert.equal((await q.nextBatch())!.length, 2);
+  assert.deepEqual(log, ["pause", "resume", "pause", "resume"]);
 });
