@@ -1,9 +1,11 @@
 /**
  * The page's entry: joins a room, keeps the room and metrics streams alive, sends.
  *
- * Unary and server-streaming calls go to the edge as gRPC-Web (connect-web);
- * the two calls that stream requests live in `stream_panels.ts` and go over the
- * WebSocket bridge. Streams are tied to AbortControllers so leaving a room, or
+ * Unary calls go to the edge as gRPC-Web (connect-web), and so do the room
+ * and metrics streams when the page came over HTTP/2 or HTTP/3; over HTTP/1.x
+ * those two ride the WebSocket bridge (`bridge_transport.ts` says why). The two
+ * calls that stream requests live in `stream_panels.ts` and always go over the
+ * bridge. Streams are tied to AbortControllers so leaving a room, or
  * the page, cancels them and the core drops the subscriber at once. Every call
  * carries the session's bearer token, if any (`auth.ts`).
  *
