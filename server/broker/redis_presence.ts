@@ -14,6 +14,11 @@
  * sweeps only after Redis answered its heartbeats promptly for `expiryMs`,
  * so a Redis that stalled or restarted does not make live users LEAVE.
  *
+ * Expiry times are Redis's clock (`TIME` in the scripts), never a core's:
+ * cores whose clocks disagree by more than the expiry would otherwise see
+ * each other's entries as expired (a core behind) or sweep every other
+ * core's (a core ahead), and announce live users as gone.
+ *
  * The core id is random per process start, so a restarted core never
  * inherits a dead one's entries.
  *
@@ -25,20 +30,43 @@ import {
   type PresenceEntry,
 } from "../rooms/presence.ts";
 
+/** Redis's time in ms (a script may read the clock since Redis 5). */
+const REDIS_NOW = `
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
 /**
- * Sweeps members expired by `ARGV[1]` unless `ARGV[2]` is `0`; returns
+ * Sweeps members expired by Redis's clock unless `ARGV[1]` is `0`; returns
  * `{gone members, live hash flattened}`.
  */
-const SWEEP_SCRIPT = `
+const SWEEP_SCRIPT = `${REDIS_NOW}
 local gone = {}
-if ARGV[2] == '1' then
-  gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-end
-if #gone > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-  redis.call('HDEL', KEYS[2], unpack(gone))
+if ARGV[1] == '1' then
+  local cut = string.format('%.0f', now)
+  gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cut)
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
+    redis.call('HDEL', KEYS[2], unpack(gone))
+  end
 end
 return {gone, redis.call('HGETALL', KEYS[2])}
+`;
+
+/**
+ * Sets this core's members of one room: `ARGV[1]` the expiry in ms, then
+ * member and count pairs. Each member expires `ARGV[1]` after Redis's now.
+ */
+const RENEW_SCRIPT = `${REDIS_NOW}
+local expires = string.format('%.0f', now + tonumber(ARGV[1]))
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], expires, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) * 2)
+return 1
 `;
 
 /** What presence needs of Redis: one command at a time. */
@@ -56,6 +84,7 @@ export interface RedisPresenceOptions {
   onGone?: (room: string, user: string) => void;
   /** Errors of background writes (the broker being down): counted, not thrown. */
   onError?: (err: unknown) => void;
+  /** This core's clock, for timing heartbeats (expiry times are Redis's). */
   now?: () => number;
 }
 
@@ -97,18 +126,19 @@ export function createRedisPresence(
   }
 
   const member = (user: string) => `${coreId}\n${user}`;
+  /** The command that sets `pairs` (member, count, ...) in `room`. */
+  const setMembers = (room: string, pairs: string[]): string[] => {
+    const k = keys(room);
+    return ["EVAL", RENEW_SCRIPT, "2", k.who, k.alive, String(expiryMs)]
+      .concat(pairs);
+  };
 
   /** Writes one user's count; chained so that writes land in order. */
   function write(room: string, user: string, n: number): void {
     const k = keys(room);
     const m = member(user);
     const steps: string[][] = n > 0
-      ? [
-        ["HSET", k.who, m, String(n)],
-        ["ZADD", k.alive, String(now() + expiryMs), m],
-        ["PEXPIRE", k.who, String(expiryMs * 2)],
-        ["PEXPIRE", k.alive, String(expiryMs * 2)],
-      ]
+      ? [setMembers(room, [m, String(n)])]
       : [["HDEL", k.who, m], ["ZREM", k.alive, m]];
     writes = writes.then(() =>
       Promise.all(steps.map((s) => redis.command(s))).then(() => {}, (err) => {
@@ -126,7 +156,6 @@ export function createRedisPresence(
       "2",
       k.alive,
       k.who,
-      String(now()),
       steady() ? "1" : "0",
     ]) as [unknown[], unknown[]];
     const counts = new Map<string, number>();
@@ -147,20 +176,18 @@ export function createRedisPresence(
   function renew(): Promise<unknown> {
     // A core with nobody in any room still times Redis, for its lists.
     if (local.rooms.size === 0) return redis.command(["PING"]);
-    // Expiry times are taken when the commands go, not when the timer
+    // Expiry times are Redis's now when the script runs, not when the timer
     // fired: ones queued behind a stalled Redis would land expired.
-    const expires = String(now() + expiryMs);
-    return Promise.all([...local.rooms].flatMap(([room, users]) => {
-      const k = keys(room);
-      const counts = [...users].flatMap(([u, n]) => [member(u), String(n)]);
-      const renewed = [...users.keys()].flatMap((u) => [expires, member(u)]);
-      return [
-        redis.command(["HSET", k.who, ...counts]),
-        redis.command(["ZADD", k.alive, ...renewed]),
-        redis.command(["PEXPIRE", k.who, String(expiryMs * 2)]),
-        redis.command(["PEXPIRE", k.alive, String(expiryMs * 2)]),
-      ];
-    }));
+    return Promise.all(
+      [...local.rooms].map(([room, users]) =>
+        redis.command(
+          setMembers(
+            room,
+            [...users].flatMap(([u, n]) => [member(u), String(n)]),
+          ),
+        )
+      ),
+    );
   }
 
   // One heartbeat at a time: while Redis does not answer, ticks are

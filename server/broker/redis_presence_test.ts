@@ -86,3 +86,44 @@ Deno.test("createRedisPresence() reports no one gone after Redis stalled past th
     await bb.close();
   }
 });
+
+Deno.test("createRedisPresence() times entries by Redis's clock: cores 10 s behind and ahead of each other neither expire nor sweep each other's users", async () => {
+  await using redis = await startRedisServer();
+  const [ba, bb] = await twoCores(redis.url);
+  const gone: string[] = [];
+  const timing = {
+    heartbeatMs: 50,
+    expiryMs: 300,
+    onGone: (room: string, user: string) => gone.push(`${room}/${user}`),
+  };
+  const behind = createRedisPresence(ba, {
+    ...timing,
+    now: () => Date.now() - 10_000,
+  });
+  const ahead = createRedisPresence(bb, {
+    ...timing,
+    now: () => Date.now() + 10_000,
+  });
+  try {
+    behind.join("r", "ann");
+    ahead.join("r", "bob");
+    // Several expiries, with both sweeping on every heartbeat.
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const p of [behind, ahead]) {
+      assert.deepEqual(await p.list("r"), [
+        { user: "ann", connections: 1 },
+        { user: "bob", connections: 1 },
+      ]);
+    }
+    assert.deepEqual(gone, []);
+    // A dead core is still swept, by Redis's clock.
+    await bb.close();
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(await behind.list("r"), [{ user: "ann", connections: 1 }]);
+    assert.deepEqual(gone, ["r/bob"]);
+  } finally {
+    await behind.close();
+    await ahead.close();
+    await ba.close();
+  }
+});
