@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+import { testCertificate } from "./support/auth.ts";
 
 async function join(page: Page, url: string, user: string, room: string) {
   await page.goto(url);
@@ -97,5 +98,55 @@ Deno.test("eight tabs of the page on plain http all load, join, stream and send 
   } finally {
     await browser.close();
     await stack.close();
+  }
+});
+
+Deno.test("over HTTPS the page comes over HTTP/2 and its streams are gRPC-Web fetches, eight tabs streaming at once", async () => {
+  const dir = await Deno.makeTempDir();
+  const { cert, key } = await testCertificate(dir);
+  const browser = await launchChromium();
+  const stack = await startEdgeStack({ aliveIntervalMs: 0 }, {}, { cert, key });
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    context.setDefaultTimeout(10_000);
+    const errors: string[] = [];
+    const fetchStreams: string[] = [];
+    const sockets: string[] = [];
+    const tabs: Page[] = [];
+    for (let i = 0; i < 8; i++) {
+      const tab = await context.newPage();
+      tab.on("pageerror", (err) => errors.push(err.message));
+      tab.on("request", (r) => {
+        if (/\/(SubscribeMessages|StreamMetrics)$/.test(r.url())) {
+          fetchStreams.push(r.url());
+        }
+      });
+      tab.on("websocket", (ws) => sockets.push(ws.url()));
+      await join(tab, `${stack.edgeUrl}/`, `tab${i}`, "tabs");
+      assert.equal(await tab.getAttribute("body", "data-streams"), "grpc-web");
+      tabs.push(tab);
+    }
+    assert.equal(
+      await tabs[0].evaluate(() =>
+        (performance.getEntriesByType("navigation")[0] as unknown as {
+          nextHopProtocol: string;
+        }).nextHopProtocol
+      ),
+      "h2",
+    );
+    assert.equal(fetchStreams.length, 16);
+    assert.deepEqual(sockets, []);
+    await say(tabs[7], "over one connection");
+    for (const tab of tabs) {
+      await tab.locator("#messages li.msg-chat", {
+        hasText: "over one connection",
+      }).waitFor();
+    }
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
