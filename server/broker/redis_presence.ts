@@ -48,7 +48,10 @@ if ARGV[1] == '1' then
   gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cut)
   if #gone > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
-    redis.call('HDEL', KEYS[2], unpack(gone))
+    -- unpack() takes at most about 8,000 values (Lua's C stack).
+    for i = 1, #gone, 1000 do
+      redis.call('HDEL', KEYS[2], unpack(gone, i, math.min(i + 999, #gone)))
+    end
   end
 end
 return {gone, redis.call('HGETALL', KEYS[2])}

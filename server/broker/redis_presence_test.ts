@@ -127,3 +127,42 @@ Deno.test("createRedisPresence() times entries by Redis's clock: cores 10 s behi
     await ba.close();
   }
 });
+
+Deno.test("createRedisPresence() sweeps a dead core that had more users in one room than a Lua unpack takes (about 8,000), all at once", async () => {
+  await using redis = await startRedisServer();
+  const [ba, bb] = await twoCores(redis.url);
+  const gone: string[] = [];
+  const errors: unknown[] = [];
+  const a = createRedisPresence(ba, {
+    heartbeatMs: 50,
+    expiryMs: 200,
+    onGone: (_room, user) => gone.push(user),
+    onError: (err) => errors.push(err),
+  });
+  try {
+    a.join("r", "ann");
+    // A dead core's 10,000 entries in one room, long expired.
+    const users = Array.from({ length: 10_000 }, (_, i) => `u${i}`);
+    await bb.command(
+      ["HSET", "chat:{r}:who"].concat(
+        users.flatMap((u) => [`dead\n${u}`, "1"]),
+      ),
+    );
+    await bb.command(
+      ["ZADD", "chat:{r}:alive"].concat(
+        users.flatMap((u) => ["1", `dead\n${u}`]),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const listed = await a.list("r");
+    assert.equal(listed.length, 1);
+    assert.deepEqual(listed, [{ user: "ann", connections: 1 }]);
+    assert.equal(gone.length, 10_000);
+    assert.deepEqual(errors, []);
+    assert.equal(await bb.command(["HLEN", "chat:{r}:who"]), 1);
+  } finally {
+    await a.close();
+    await ba.close();
+    await bb.close();
+  }
+});
