@@ -87,7 +87,10 @@ export interface RedisPresenceOptions {
   onGone?: (room: string, user: string) => void;
   /** Errors of background writes (the broker being down): counted, not thrown. */
   onError?: (err: unknown) => void;
-  /** This core's clock, for timing heartbeats (expiry times are Redis's). */
+  /**
+   * This core's clock, for timing heartbeats (expiry times are Redis's);
+   * default `performance.now()`.
+   */
   now?: () => number;
 }
 
@@ -107,7 +110,8 @@ export function createRedisPresence(
 ): Presence {
   const heartbeatMs = options.heartbeatMs ?? 1000;
   const expiryMs = options.expiryMs ?? 3000;
-  const now = options.now ?? Date.now;
+  // Only intervals are timed: a monotonic clock, which does not jump.
+  const now = options.now ?? (() => performance.now());
   const coreId = crypto.randomUUID();
   const local = new LocalPresence();
   const onError = options.onError ?? (() => {});
@@ -123,9 +127,9 @@ export function createRedisPresence(
   function answered(started: number, ok: boolean): void {
     const t = now();
     if (!ok) steadySince = Infinity;
-    else if (steadySince === Infinity || t - started > heartbeatMs) {
-      steadySince = t;
-    }
+    // Also after this core's clock went back past `steadySince` (or it was
+    // Infinity): it would not be steady again until the clock caught up.
+    else if (t < steadySince || t - started > heartbeatMs) steadySince = t;
   }
 
   const member = (user: string) => `${coreId}\n${user}`;

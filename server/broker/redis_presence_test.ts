@@ -166,3 +166,32 @@ Deno.test("createRedisPresence() sweeps a dead core that had more users in one r
     await bb.close();
   }
 });
+
+Deno.test("createRedisPresence() on a core whose clock jumps back an hour still sweeps a dead core's users after the expiry", async () => {
+  await using redis = await startRedisServer();
+  const [ba, bb] = await twoCores(redis.url);
+  const gone: string[] = [];
+  const timing = { heartbeatMs: 50, expiryMs: 200 };
+  let offset = 0;
+  const a = createRedisPresence(ba, {
+    ...timing,
+    onGone: (room, user) => gone.push(`${room}/${user}`),
+    now: () => Date.now() + offset,
+  });
+  const b = createRedisPresence(bb, timing);
+  try {
+    a.join("r", "ann");
+    b.join("r", "bob");
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await a.list("r")).length, 2);
+    offset = -3600_000;
+    await bb.close();
+    await new Promise((r) => setTimeout(r, 800));
+    assert.deepEqual(await a.list("r"), [{ user: "ann", connections: 1 }]);
+    assert.deepEqual(gone, ["r/bob"]);
+  } finally {
+    await a.close();
+    await b.close();
+    await ba.close();
+  }
+});
