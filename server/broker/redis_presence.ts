@@ -59,13 +59,19 @@ return {gone, redis.call('HGETALL', KEYS[2])}
 
 /**
  * Sets this core's members of one room: `ARGV[1]` the expiry in ms, then
- * member and count pairs. Each member expires `ARGV[1]` after Redis's now.
+ * member and count pairs. Each member expires `ARGV[1]` after Redis's now;
+ * a count of 0 removes the member.
  */
 const RENEW_SCRIPT = `${REDIS_NOW}
 local expires = string.format('%.0f', now + tonumber(ARGV[1]))
 for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], expires, ARGV[i])
+  if ARGV[i + 1] == '0' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], expires, ARGV[i])
+  end
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) * 2)
@@ -140,19 +146,39 @@ export function createRedisPresence(
       .concat(pairs);
   };
 
-  /** Writes one user's count; chained so that writes land in order. */
-  function write(room: string, user: string, n: number): void {
-    const k = keys(room);
-    const m = member(user);
-    const steps: string[][] = n > 0
-      ? [setMembers(room, [m, String(n)])]
-      : [["HDEL", k.who, m], ["ZREM", k.alive, m]];
-    writes = writes.then(() =>
-      Promise.all(steps.map((s) => redis.command(s))).then(() => {}, (err) => {
-        steadySince = Infinity;
-        onError(err);
-      })
-    );
+  /** Users whose count changed since the last write, by room. */
+  let changed = new Map<string, Set<string>>();
+  let writeQueued = false;
+  /**
+   * Notes that `user`'s count in `room` changed. Changes are written
+   * together, one script per room, by one write queued behind what is in
+   * flight: a burst of joins (a reconnect storm) is a few round trips, not
+   * one per join, so the first entries do not expire while the last wait
+   * (another core would sweep them and announce live users gone).
+   */
+  function write(room: string, user: string): void {
+    let users = changed.get(room);
+    if (users === undefined) changed.set(room, users = new Set());
+    users.add(user);
+    if (writeQueued) return;
+    writeQueued = true;
+    writes = writes.then(() => {
+      writeQueued = false;
+      const batch = changed;
+      changed = new Map();
+      return Promise.all(
+        [...batch].map(([room, users]) => {
+          const counts = local.rooms.get(room);
+          return redis.command(setMembers(
+            room,
+            [...users].flatMap((u) => [member(u), String(counts?.get(u) ?? 0)]),
+          ));
+        }),
+      );
+    }).then(() => {}, (err) => {
+      steadySince = Infinity;
+      onError(err);
+    });
   }
 
   async function sweep(room: string): Promise<Map<string, number>> {
@@ -219,10 +245,12 @@ export function createRedisPresence(
 
   return {
     join(room, user) {
-      write(room, user, local.join(room, user));
+      local.join(room, user);
+      write(room, user);
     },
     leave(room, user) {
-      write(room, user, local.leave(room, user));
+      local.leave(room, user);
+      write(room, user);
     },
     async list(room): Promise<PresenceEntry[]> {
       await writes;
@@ -233,12 +261,15 @@ export function createRedisPresence(
     async close() {
       clearInterval(timer);
       await writes;
-      // Leave at once rather than after the expiry.
-      for (const [room, users] of local.rooms) {
-        for (const user of users.keys()) write(room, user, 0);
+      // Leave at once rather than after the expiry: counts of 0.
+      const present = [...local.rooms].map(([room, users]) =>
+        [room, [...users.keys()]] as const
+      );
+      await local.close();
+      for (const [room, users] of present) {
+        for (const user of users) write(room, user);
       }
       await writes;
-      await local.close();
     },
   };
 }

@@ -195,3 +195,32 @@ Deno.test("createRedisPresence() on a core whose clock jumps back an hour still 
     await ba.close();
   }
 });
+
+Deno.test("createRedisPresence() writes a burst of joins together: 10,000 at once on one core are listed, and none expires and is announced gone while the rest wait", async () => {
+  await using redis = await startRedisServer();
+  const [ba, bb] = await twoCores(redis.url);
+  const gone: string[] = [];
+  const timing = {
+    heartbeatMs: 50,
+    expiryMs: 300,
+    onGone: (room: string, user: string) => gone.push(`${room}/${user}`),
+  };
+  const a = createRedisPresence(ba, timing);
+  const b = createRedisPresence(bb, timing);
+  try {
+    b.join("storm", "watcher");
+    await new Promise((r) => setTimeout(r, 400)); // b is steady: it sweeps
+    for (let i = 0; i < 10_000; i++) a.join("storm", `u${i}`);
+    a.leave("storm", "u0");
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(gone, []);
+    const listed = await b.list("storm");
+    assert.equal(listed.length, 10_000); // u1..u9999 and the watcher
+    assert.ok(!listed.some((e) => e.user === "u0"));
+  } finally {
+    await a.close();
+    await b.close();
+    await ba.close();
+    await bb.close();
+  }
+});
