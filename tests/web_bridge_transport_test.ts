@@ -112,3 +112,39 @@ Deno.test("the page's client over the bridge: the core's refusal is a ConnectErr
     await stack.close();
   }
 });
+
+Deno.test("the page's client over the bridge: a refusal's trailers are the ConnectError's metadata, as on gRPC-Web (retry-after-ms of a rate limit)", async () => {
+  const stack = await startEdgeStack({
+    aliveIntervalMs: 0,
+    rateLimit: 1,
+    rateBurst: 2,
+  });
+  try {
+    const client = pageClient(stack.edgeUrl);
+    // Each subscription takes a token of the bucket: the third is refused.
+    for (let i = 0; i < 2; i++) {
+      const life = new AbortController();
+      for await (
+        const _ of client.subscribeMessages({ room: "rl", user: "ann" }, {
+          signal: life.signal,
+        })
+      ) break;
+      life.abort();
+    }
+    const refused = await (async () => {
+      try {
+        for await (
+          const _ of client.subscribeMessages({ room: "rl", user: "ann" })
+        ) { /* nothing comes */ }
+      } catch (err) {
+        return ConnectError.from(err);
+      }
+    })();
+    assert.equal(refused?.code, Code.ResourceExhausted);
+    const hint = /retry after (\d+) ms/.exec(refused?.rawMessage ?? "");
+    assert.ok(hint, refused?.rawMessage);
+    assert.equal(refused?.metadata.get("retry-after-ms"), hint[1]);
+  } finally {
+    await stack.close();
+  }
+});

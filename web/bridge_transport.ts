@@ -13,7 +13,7 @@
  *
  * Behaves as connect-web's transports do for the page: the stream yields
  * decoded messages, a status other than OK is thrown as a ConnectError with
- * the bridge's code and message, and aborting the signal cancels the call
+ * the bridge's code, message and trailers (as metadata), and aborting the signal cancels the call
  * (the bridge then cancels the core's).
  *
  * @module
@@ -80,6 +80,8 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
       call.cancel();
     }
   })();
+  // The bridge sends no response headers; its status frame carries trailers.
+  const trailer = new Headers();
   async function* messages(): AsyncGenerator<MessageShape<O>> {
     try {
       for await (const bytes of call.messages) {
@@ -89,9 +91,13 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
       if (signal?.aborted) {
         throw new ConnectError("operation was aborted", Code.Canceled);
       }
-      // 0 is OK (connect's Code has no name for it).
+      for (const [key, value] of Object.entries(status.trailers)) {
+        trailer.set(key, value);
+      }
+      // 0 is OK (connect's Code has no name for it). As on gRPC-Web, the
+      // trailers are the error's metadata (a rate limit's retry-after-ms).
       if (status.code !== 0) {
-        throw new ConnectError(status.message, status.code as Code);
+        throw new ConnectError(status.message, status.code as Code, trailer);
       }
     } finally {
       signal?.removeEventListener("abort", abort);
@@ -104,7 +110,7 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
     service: method.parent,
     method,
     header: new Headers(),
-    trailer: new Headers(),
+    trailer,
     message: messages(),
   });
 }
