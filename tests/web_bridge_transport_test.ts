@@ -8,7 +8,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { ChatService } from "../gen/chat_pb.ts";
+import { createBridgeStreamTransport } from "../web/bridge_transport.ts";
 import { createChatClient, streamsOver } from "../web/rpc.ts";
 import { bridgeUrl } from "../web/ws_call.ts";
 import { startEdgeStack } from "./fixtures/web_browser.ts";
@@ -144,6 +147,73 @@ Deno.test("the page's client over the bridge: a refusal's trailers are the Conne
     const hint = /retry after (\d+) ms/.exec(refused?.rawMessage ?? "");
     assert.ok(hint, refused?.rawMessage);
     assert.equal(refused?.metadata.get("retry-after-ms"), hint[1]);
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("the page's client over the bridge: an abort's reason and a failing request stream end the call with their own error, as on gRPC-Web", async () => {
+  const stack = await startEdgeStack({ aliveIntervalMs: 0 });
+  try {
+    const url = bridgeUrl(new URL(stack.edgeUrl));
+    const transport = createBridgeStreamTransport(
+      url,
+      createGrpcWebTransport({ baseUrl: stack.edgeUrl }),
+      () => ({}),
+    );
+    const client = createClient(ChatService, transport);
+    const failure = async (signal: AbortSignal, abort?: () => void) => {
+      try {
+        for await (
+          const _ of client.streamMetrics({ instanceId: "t" }, { signal })
+        ) abort?.();
+      } catch (err) {
+        return ConnectError.from(err);
+      }
+    };
+    // Aborted before the call, and while it runs: the reason is the error.
+    const before = new AbortController();
+    before.abort(new ConnectError("gave up", Code.DeadlineExceeded));
+    const early = await failure(before.signal);
+    assert.equal(early?.code, Code.DeadlineExceeded);
+    assert.equal(early?.rawMessage, "gave up");
+    const during = new AbortController();
+    const late = await failure(
+      during.signal,
+      () => during.abort(new Error("tab hidden")),
+    );
+    assert.equal(late?.code, Code.Canceled);
+    assert.equal(late?.rawMessage, "tab hidden");
+    // A plain abort() is still Canceled.
+    const plain = new AbortController();
+    const cancelled = await failure(plain.signal, () => plain.abort());
+    assert.equal(cancelled?.code, Code.Canceled);
+
+    // The request stream throws: its error, not a cancel by the client.
+    const response = await transport.stream(
+      ChatService.method.streamMetrics,
+      undefined,
+      undefined,
+      undefined,
+      (async function* () {
+        yield* [];
+        throw new Error("no request to send");
+      })(),
+      undefined,
+    );
+    const thrown = await (async () => {
+      try {
+        for await (const _ of response.message) { /* none */ }
+      } catch (err) {
+        return ConnectError.from(err);
+      }
+    })();
+    assert.equal(thrown?.rawMessage, "no request to send");
+    assert.notEqual(thrown?.code, Code.Canceled);
+    await waitFor(
+      () => stack.core().snapshot().activeStreams === 0,
+      "no stream left on the core",
+    );
   } finally {
     await stack.close();
   }

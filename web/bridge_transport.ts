@@ -56,11 +56,7 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
   input: AsyncIterable<MessageInitShape<I>>,
   metadata: Record<string, string>,
 ): Promise<StreamResponse<I, O>> {
-  if (signal?.aborted) {
-    return Promise.reject(
-      new ConnectError("operation was aborted", Code.Canceled),
-    );
-  }
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   new Headers(header).forEach((value, key) => metadata[key] = value);
   const call = openWsCall(url, {
     path: `/${method.parent.typeName}/${method.name}`,
@@ -70,13 +66,16 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
   const abort = () => call.cancel();
   signal?.addEventListener("abort", abort, { once: true });
   // Requests: every input message, then half-close (a server stream has one).
+  // Input that throws (or will not encode) ends the call with its error.
+  let inputError: ConnectError | undefined;
   (async () => {
     try {
       for await (const m of input) {
         call.send(toBinary(method.input, create(method.input, m)));
       }
       call.closeSend();
-    } catch {
+    } catch (err) {
+      inputError = ConnectError.from(err);
       call.cancel();
     }
   })();
@@ -88,9 +87,8 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
         yield fromBinary(method.output, bytes);
       }
       const status = await call.status;
-      if (signal?.aborted) {
-        throw new ConnectError("operation was aborted", Code.Canceled);
-      }
+      if (signal?.aborted) throw abortError(signal);
+      if (inputError) throw inputError;
       for (const [key, value] of Object.entries(status.trailers)) {
         trailer.set(key, value);
       }
@@ -113,4 +111,12 @@ function bridgeStream<I extends DescMessage, O extends DescMessage>(
     trailer,
     message: messages(),
   });
+}
+
+/** The error of an aborted call: its signal's reason, as connect's transports. */
+function abortError(signal: AbortSignal): ConnectError {
+  return ConnectError.from(
+    signal.reason ?? new DOMException("operation was aborted", "AbortError"),
+    Code.Canceled,
+  );
 }
