@@ -350,6 +350,15 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           "**/chat.ChatService/SubscribeMessages",
           (r) => r.abort(),
         );
+        // Over plain http the subscription rides the WebSocket bridge
+        // instead, which route() does not see: its sockets are dropped
+        // before the edge meanwhile (a lost connection, to the page), and
+        // pass through again after.
+        let holding = true;
+        await alice.routeWebSocket(/\/ws$/, (ws) => {
+          if (holding) ws.close();
+          else ws.connectToServer();
+        });
         await stack.restartCore();
         const poster = createChatClient(`127.0.0.1:${stack.core().port}`);
         try {
@@ -364,6 +373,7 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
           poster.close();
         }
         await alice.unroute("**/chat.ChatService/SubscribeMessages");
+        holding = false;
         // 3 posts, and alice's LEAVE that the core wrote as it stopped.
         await alice.locator("#messages li.msg-local", {
           hasText: "Reconnected: 4 missed message(s) follow.",
