@@ -245,7 +245,19 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
       );
       // Carol's own list got the 1,000 lines: it keeps 500 and says so.
       await carol.locator("#cap-note", { hasText: "older not shown" })
-        .waitFor();
+        .waitFor().catch(async (err) => {
+          // Where it stopped, for a failure in CI.
+          const offsets = await shownOffsets(carol);
+          throw new Error(
+            `${err.message}\n${offsets.length} lines shown, last offset ${
+              offsets.at(-1)
+            }; status "${await carol.textContent("#status")}"; notes ${
+              JSON.stringify(
+                await carol.locator("#messages li.msg-local").allTextContents(),
+              )
+            }; core ${JSON.stringify(stack.core().snapshot())}`,
+          );
+        });
       assert.equal(await carol.locator("#messages li").count(), 500);
       assert.match(
         await carol.textContent("#cap-note") ?? "",
