@@ -89,6 +89,8 @@ export interface CoreSnapshot {
   activeStreams: number;
   openCalls: number;
   dropped: number;
+  /** Times a subscriber too slow for a message went on from history. */
+  fellBehind: number;
   slowDisconnects: number;
   stalledResets: number;
   /**
@@ -378,6 +380,7 @@ export async function startCoreServer(
       activeStreams: hub.stats.activeStreams,
       openCalls: calls.size,
       dropped: hub.stats.dropped,
+      fellBehind: hub.stats.fellBehind,
       slowDisconnects: hub.stats.slowDisconnects,
       stalledResets: hub.stats.stalledResets,
       unfinishedRequestBytes: listener.requestBudget?.unfinished ?? 0,

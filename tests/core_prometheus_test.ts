@@ -265,11 +265,13 @@ Deno.test("/metrics counts calls whose one request cannot be decoded as INTERNAL
   }
 });
 
-Deno.test("/metrics shows queue depth and drops of a subscriber that stopped reading", async () => {
+Deno.test("/metrics shows queue depth, falling behind and drops of a subscriber that stopped reading", async () => {
+  // History of 1: what the queue did not hold is dropped once it reads.
   await using f = await startCore({
     metricsPort: 0,
     queueSize: 5,
     slowConsumer: "drop",
+    historySize: 1,
   });
   const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
   await take(slow, 1); // and then it stops reading
@@ -281,9 +283,16 @@ Deno.test("/metrics shows queue depth and drops of a subscriber that stopped rea
       content: `${i}:${pad}`,
     });
   }
-  const text = await scrape(f);
+  let text = await scrape(f);
   assert.equal(sample(text, "chat_queued_messages"), 5);
   assert.equal(sample(text, "chat_queued_messages_max"), 5);
+  assert.equal(sample(text, "chat_subscribers_fell_behind_total"), 1);
+  // It reads again, up to the last message: the rest was not kept.
+  for (let last = ""; last !== "399";) {
+    last = (await take(slow, 1, 5000))[0].content.split(":")[0];
+  }
+  text = await scrape(f);
+  assert.equal(sample(text, "chat_queued_messages"), 0);
   const dropped = sample(text, "chat_dropped_messages_total")!;
   assert.ok(dropped > 0, `dropped ${dropped}`);
   assert.equal(dropped, f.core.snapshot().dropped);

@@ -115,8 +115,13 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   );
   counter(
     "chat_dropped_messages_total",
-    "Deliveries dropped by the slow-consumer policy.",
+    "Deliveries dropped by the slow-consumer policy (under drop: history no longer held them when the subscriber caught up).",
     () => hub.stats.dropped,
+  );
+  counter(
+    "chat_subscribers_fell_behind_total",
+    "Times a subscriber was too slow for a message (queue full) and went on from history once it drained, instead of dropping it.",
+    () => hub.stats.fellBehind,
   );
   counter(
     "chat_slow_consumer_disconnects_total",

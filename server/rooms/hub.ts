@@ -128,6 +128,10 @@ class HubMember<T>
     this.hub.stats.dropped++;
   }
 
+  fellBehind(): void {
+    this.hub.stats.fellBehind++;
+  }
+
   onOverflow(): void {
     this.hub.stats.slowDisconnects++;
     this.leave();

@@ -28,6 +28,8 @@ export interface Member<T> {
    * (it is now at offset 0 of the room's epoch, not live): place it again.
    */
   restart?(): void;
+  /** It was too slow for a message and stopped being live (see publish). */
+  fellBehind?(): void;
 }
 
 /** A room with members: its epoch and last offset, as far as known here. */
@@ -154,6 +156,17 @@ export class RoomRegistry<T> {
         if (m.subscriber.closed) continue;
       }
       built ??= build(body, offset, epoch);
+      // Too slow to take it now (queue full, "drop" policy): rather than
+      // lose it, the member stops being live and reads it and what follows
+      // from the store once it drains (ChatHub.idle); only what history no
+      // longer holds then counts as dropped. Otherwise a message dropped at
+      // the end of a burst left a gap the client could not see until the
+      // room's next message.
+      if (m.subscriber.wouldDrop(built)) {
+        m.live = false;
+        m.fellBehind?.();
+        continue;
+      }
       m.subscriber.deliver(built);
       m.delivered = offset;
       reached++;

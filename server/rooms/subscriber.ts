@@ -9,6 +9,8 @@
  * slow-consumer policy decides:
  *
  * - `"drop"`: the new item is dropped and counted; the subscriber stays.
+ *   (A room member asks `wouldDrop()` first and, rather than drop, catches
+ *   up from history once the sink drains: see RoomRegistry.publish.)
  * - `"disconnect"`: the subscriber is closed and `onOverflow` is called once,
  *   so the transport can end its stream with RESOURCE_EXHAUSTED.
  *
@@ -91,6 +93,24 @@ export class Subscriber<T> {
     }
     this.close();
     this.#options.onOverflow?.();
+  }
+
+  /**
+   * Whether `deliver(item)` would drop it: the "drop" policy, the sink
+   * pushes back and the queue has no room for it. A room member that would
+   * drop a message it can read again from history stops being live instead,
+   * and catches up from the store once it drains (ChatHub.idle).
+   */
+  wouldDrop(item: T): boolean {
+    if (this.#closed || !this.#paused || this.#options.policy !== "drop") {
+      return false;
+    }
+    const queue = this.#queue;
+    const size = queue?.size ?? 0;
+    if (size >= this.#options.capacity) return true;
+    const maxBytes = this.#options.maxBytes;
+    if (maxBytes === undefined || size === 0) return false;
+    return this.#queuedBytes + this.#options.bytes!(item) > maxBytes;
   }
 
   /** Hands an item to the sink now, or queues it, or applies the policy. */
