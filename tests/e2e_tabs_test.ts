@@ -12,7 +12,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
 import { testCertificate } from "./support/auth.ts";
 
@@ -32,30 +32,48 @@ async function say(page: Page, text: string) {
   await page.click("#send");
 }
 
+/**
+ * Eight tabs of the page in `context`, each joined to room "tabs" and
+ * showing `route` in `<body data-streams>`; what they report is collected.
+ */
+async function openTabs(
+  context: BrowserContext,
+  url: string,
+  route: string,
+) {
+  const seen = {
+    errors: [] as string[],
+    fetchStreams: [] as string[],
+    sockets: [] as string[],
+    tabs: [] as Page[],
+  };
+  for (let i = 0; i < 8; i++) {
+    const tab = await context.newPage();
+    tab.on("pageerror", (err) => seen.errors.push(err.message));
+    tab.on("request", (r) => {
+      if (/\/(SubscribeMessages|StreamMetrics)$/.test(r.url())) {
+        seen.fetchStreams.push(r.url());
+      }
+    });
+    tab.on("websocket", (ws) => seen.sockets.push(ws.url()));
+    await join(tab, url, `tab${i}`, "tabs");
+    assert.equal(await tab.getAttribute("body", "data-streams"), route);
+    seen.tabs.push(tab);
+  }
+  return seen;
+}
+
 Deno.test("eight tabs of the page on plain http all load, join, stream and send (streams on the WebSocket bridge); ?streams=grpc-web streams over fetch", async () => {
   const browser = await launchChromium();
   const stack = await startEdgeStack({ aliveIntervalMs: 0 });
   try {
     const context = await browser.newContext();
     context.setDefaultTimeout(10_000);
-    const errors: string[] = [];
-    const fetchStreams: string[] = [];
-    const tabs: Page[] = [];
-    for (let i = 0; i < 8; i++) {
-      const tab = await context.newPage();
-      tab.on("pageerror", (err) => errors.push(err.message));
-      tab.on("request", (r) => {
-        if (/\/(SubscribeMessages|StreamMetrics)$/.test(r.url())) {
-          fetchStreams.push(r.url());
-        }
-      });
-      await join(tab, `${stack.edgeUrl}/`, `tab${i}`, "tabs");
-      assert.equal(
-        await tab.getAttribute("body", "data-streams"),
-        "websocket",
-      );
-      tabs.push(tab);
-    }
+    const { errors, fetchStreams, tabs } = await openTabs(
+      context,
+      `${stack.edgeUrl}/`,
+      "websocket",
+    );
     // Two streams per tab, sixteen in all, and none of them took a
     // connection from the browser's pool.
     assert.deepEqual(fetchStreams, []);
@@ -109,23 +127,11 @@ Deno.test("over HTTPS the page comes over HTTP/2 and its streams are gRPC-Web fe
   try {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     context.setDefaultTimeout(10_000);
-    const errors: string[] = [];
-    const fetchStreams: string[] = [];
-    const sockets: string[] = [];
-    const tabs: Page[] = [];
-    for (let i = 0; i < 8; i++) {
-      const tab = await context.newPage();
-      tab.on("pageerror", (err) => errors.push(err.message));
-      tab.on("request", (r) => {
-        if (/\/(SubscribeMessages|StreamMetrics)$/.test(r.url())) {
-          fetchStreams.push(r.url());
-        }
-      });
-      tab.on("websocket", (ws) => sockets.push(ws.url()));
-      await join(tab, `${stack.edgeUrl}/`, `tab${i}`, "tabs");
-      assert.equal(await tab.getAttribute("body", "data-streams"), "grpc-web");
-      tabs.push(tab);
-    }
+    const { errors, fetchStreams, sockets, tabs } = await openTabs(
+      context,
+      `${stack.edgeUrl}/`,
+      "grpc-web",
+    );
     assert.equal(
       await tabs[0].evaluate(() =>
         (performance.getEntriesByType("navigation")[0] as unknown as {
