@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
+import type { Message } from "../gen/chat_pb.ts";
 import {
   eventually,
   rejection,
@@ -126,6 +127,34 @@ Deno.test("slow consumer, drop policy: what history no longer holds when the slo
   assert.equal(f.core.snapshot().dropped, 400 - seq.length, "drops counted");
   assert.equal(f.core.snapshot().subscribers, 2);
   fast.cancel();
+  slow.cancel();
+});
+
+Deno.test("slow consumer, drop policy: a room forgotten (TTL) while the slow one is behind takes what it lacked of that epoch with it, counted as dropped", async () => {
+  await using f = await startCore({
+    queueSize: 5,
+    slowConsumer: "drop",
+    historyTtlMs: 300,
+  });
+  const slow = f.newClient().subscribeMessages({ room: "r", user: "slow" });
+  const [welcome] = await take<Message>(slow, 1);
+  await publishMany(f, "r", 200, 2048);
+  assert.ok(f.core.snapshot().fellBehind > 0, "it fell behind");
+  // The TTL passes and the sweep (every second at least) forgets the silent
+  // room: its next message starts a new epoch.
+  await new Promise((r) => setTimeout(r, 1500));
+  await f.client.sendMessage({ user: "p", room: "r", content: "new:" });
+  const got: Message[] = [];
+  while (got.at(-1)?.content !== "new:") got.push(...await take(slow, 1));
+  const old = got.filter((m) => m.epoch === welcome.epoch);
+  assert.deepEqual(
+    old.map((m) => Number(m.offset)),
+    Array.from({ length: old.length }, (_, i) => i + 1),
+  );
+  assert.ok(old.length < 200, `${old.length} of the old epoch arrived`);
+  assert.notEqual(got.at(-1)!.epoch, welcome.epoch);
+  assert.equal(got.at(-1)!.offset, 1n);
+  assert.equal(f.core.snapshot().dropped, 200 - old.length, "drops counted");
   slow.cancel();
 });
 

@@ -132,6 +132,12 @@ class HubMember<T>
     this.hub.stats.fellBehind++;
   }
 
+  missed(count: number): void {
+    // Under "disconnect" a catching-up member goes on in the new epoch, as
+    // it did before members fell behind (only "drop" has them).
+    if (this.hub.policy === "drop") this.subscriber.lost(count);
+  }
+
   onOverflow(): void {
     this.hub.stats.slowDisconnects++;
     this.leave();

@@ -30,6 +30,12 @@ export interface Member<T> {
   restart?(): void;
   /** It was too slow for a message and stopped being live (see publish). */
   fellBehind?(): void;
+  /**
+   * The room's epoch ended while this member, not live, still lacked
+   * `count` of its messages (it fell behind, or was catching up): they are
+   * gone with that epoch.
+   */
+  missed?(count: number): void;
 }
 
 /** A room with members: its epoch and last offset, as far as known here. */
@@ -133,6 +139,9 @@ export class RoomRegistry<T> {
           // Waiting for another epoch: older or newer than this one, only
           // the store can tell (`restart`).
           if (m.epoch !== room.epoch) (restarted ??= []).push(m);
+          else if (!m.live && m.delivered < room.last) {
+            m.missed?.(room.last - m.delivered);
+          }
           m.epoch = epoch;
           m.delivered = 0;
         }
