@@ -163,6 +163,8 @@ export class RoomRegistry<T> {
       if (offset > m.delivered + 1) {
         m.subscriber.lost(offset - m.delivered - 1);
         if (m.subscriber.closed) continue;
+        // Told: a catch-up (falling behind, below) must not count it again.
+        m.delivered = offset - 1;
       }
       built ??= build(body, offset, epoch);
       // Too slow to take it now (queue full, "drop" policy): rather than

@@ -686,6 +686,26 @@ Deno.test("ChatHub with a shared store: history trimmed past what this process's
   memory.close();
 });
 
+Deno.test("ChatHub with a shared store: a gap the feed could not fill, met by a live member too slow for the message after it, is counted lost once", async () => {
+  const { memory, shared, feed } = laggingShared({ offset: 3 });
+  const { hub } = testHub({ capacity: 2 }, shared);
+  const slow = itemSink(2); // the welcome, then 4, and it pushes back
+  const sub = subscribe(hub, "r", slow);
+  await settle();
+  feed.send(feed.epoch, [4, 5, 6]); // 5 and 6 fill its queue
+  // The store no longer has 7; the feed brings 8 while the queue is full.
+  feed.store = { epoch: feed.epoch, offset: 10, first: 8 };
+  feed.send(feed.epoch, [8, 9, 10]);
+  assert.equal(hub.stats.fellBehind, 1);
+  slow.room = Infinity;
+  sub.subscriber.resume();
+  await settle();
+  assert.deepEqual(slow.got.slice(1).map((m) => m.offset), [4, 5, 6, 8, 9, 10]);
+  assert.equal(sub.subscriber.dropped, 1);
+  assert.equal(hub.stats.dropped, 1);
+  memory.close();
+});
+
 Deno.test("ChatHub with a shared store: a member that waited for an epoch which ended unseen is told what it lost", async () => {
   const { memory, feed, hub } = await behindByAnEpoch();
   const next = "e3e3e3e3e3e3e3e3";
