@@ -173,12 +173,11 @@ export class RoomRegistry<T> {
       // longer holds then counts as dropped. Otherwise a message dropped at
       // the end of a burst left a gap the client could not see until the
       // room's next message.
-      if (m.subscriber.wouldDrop(built)) {
+      if (!m.subscriber.offer(built)) {
         m.live = false;
         m.fellBehind?.();
         continue;
       }
-      m.subscriber.deliver(built);
       m.delivered = offset;
       reached++;
     }

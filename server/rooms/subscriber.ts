@@ -9,7 +9,7 @@
  * slow-consumer policy decides:
  *
  * - `"drop"`: the new item is dropped and counted; the subscriber stays.
- *   (A room member asks `wouldDrop()` first and, rather than drop, catches
+ *   (A room member uses `offer()` instead and, rather than drop, catches
  *   up from history once the sink drains: see RoomRegistry.publish.)
  * - `"disconnect"`: the subscriber is closed and `onOverflow` is called once,
  *   so the transport can end its stream with RESOURCE_EXHAUSTED.
@@ -96,34 +96,23 @@ export class Subscriber<T> {
   }
 
   /**
-   * Whether `deliver(item)` would drop it: the "drop" policy, the sink
-   * pushes back and the queue has no room for it. A room member that would
-   * drop a message it can read again from history stops being live instead,
-   * and catches up from the store once it drains (ChatHub.idle).
+   * Hands an item to the sink now, or queues it. Returns false, and does
+   * nothing else, when the queue has no room for it under the "drop"
+   * policy: a room member then stops being live and catches up from history
+   * once the sink drains (RoomRegistry.publish, ChatHub.idle). Under
+   * "disconnect" a full queue closes the subscriber (and returns true:
+   * nothing is left to do with the item).
    */
-  wouldDrop(item: T): boolean {
-    if (this.#closed || !this.#paused || this.#options.policy !== "drop") {
-      return false;
-    }
-    const queue = this.#queue;
-    const size = queue?.size ?? 0;
-    if (size >= this.#options.capacity) return true;
-    const maxBytes = this.#options.maxBytes;
-    if (maxBytes === undefined || size === 0) return false;
-    return this.#queuedBytes + this.#options.bytes!(item) > maxBytes;
-  }
-
-  /** Hands an item to the sink now, or queues it, or applies the policy. */
-  deliver(item: T): void {
-    if (this.#closed) return;
+  offer(item: T): boolean {
+    if (this.#closed) return true;
     if (!this.#paused) {
       if (!this.#sink.write(item)) this.#paused = true;
-      return;
+      return true;
     }
     const queue = this.#queue ??= new RingBuffer(this.#options.capacity);
     const maxBytes = this.#options.maxBytes;
     if (maxBytes === undefined) {
-      if (queue.push(item)) return;
+      if (queue.push(item)) return true;
     } else {
       const n = this.#options.bytes!(item);
       if (
@@ -131,16 +120,21 @@ export class Subscriber<T> {
         queue.push(item)
       ) {
         this.#queuedBytes += n;
-        return;
+        return true;
       }
     }
-    if (this.#options.policy === "drop") {
-      this.#dropped++;
-      this.#options.onDrop?.();
-      return;
-    }
+    if (this.#options.policy === "drop") return false;
     this.close();
     this.#options.onOverflow?.();
+    return true;
+  }
+
+  /** Hands an item to the sink now, or queues it, or applies the policy. */
+  deliver(item: T): void {
+    if (!this.offer(item)) {
+      this.#dropped++;
+      this.#options.onDrop?.();
+    }
   }
 
   /** The sink drained: flush queued items until it pushes back again. */
