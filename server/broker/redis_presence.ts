@@ -139,11 +139,26 @@ export function createRedisPresence(
   }
 
   const member = (user: string) => `${coreId}\n${user}`;
-  /** The command that sets `pairs` (member, count, ...) in `room`. */
-  const setMembers = (room: string, pairs: string[]): string[] => {
+  /**
+   * The command that sets `users` in `room` to their `counts` (a user not
+   * in them to 0, removed).
+   */
+  const setMembers = (
+    room: string,
+    users: Iterable<string>,
+    counts: ReadonlyMap<string, number> | undefined,
+  ): string[] => {
     const k = keys(room);
-    return ["EVAL", RENEW_SCRIPT, "2", k.who, k.alive, String(expiryMs)]
-      .concat(pairs);
+    const command = [
+      "EVAL",
+      RENEW_SCRIPT,
+      "2",
+      k.who,
+      k.alive,
+      String(expiryMs),
+    ];
+    for (const u of users) command.push(member(u), String(counts?.get(u) ?? 0));
+    return command;
   };
 
   /** Users whose count changed since the last write, by room. */
@@ -167,13 +182,9 @@ export function createRedisPresence(
       const batch = changed;
       changed = new Map();
       return Promise.all(
-        [...batch].map(([room, users]) => {
-          const counts = local.rooms.get(room);
-          return redis.command(setMembers(
-            room,
-            [...users].flatMap((u) => [member(u), String(counts?.get(u) ?? 0)]),
-          ));
-        }),
+        [...batch].map(([room, users]) =>
+          redis.command(setMembers(room, users, local.rooms.get(room)))
+        ),
       );
     }).then(() => {}, (err) => {
       steadySince = Infinity;
@@ -212,13 +223,8 @@ export function createRedisPresence(
     // Expiry times are Redis's now when the script runs, not when the timer
     // fired: ones queued behind a stalled Redis would land expired.
     return Promise.all(
-      [...local.rooms].map(([room, users]) =>
-        redis.command(
-          setMembers(
-            room,
-            [...users].flatMap(([u, n]) => [member(u), String(n)]),
-          ),
-        )
+      [...local.rooms].map(([room, counts]) =>
+        redis.command(setMembers(room, counts.keys(), counts))
       ),
     );
   }
