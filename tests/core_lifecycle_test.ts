@@ -8,6 +8,7 @@ import {
   startCore,
   streamError,
   take,
+  takeUntil,
 } from "./support/core.ts";
 
 Deno.test("cancelling any stream removes its subscriber, timers and scope", async () => {
@@ -113,11 +114,9 @@ Deno.test("slow consumer, drop policy: what history no longer holds when the slo
   assert.equal((await fastGot).length, 400);
   // It reads again: what waited, then what history still holds (the
   // last 50), up to the end of the burst.
-  const seq: number[] = [];
-  while (seq.at(-1) !== 399) {
-    const [m] = await take(slow, 1, 5000);
-    seq.push(Number(m.content.split(":")[0]));
-  }
+  const seq =
+    (await takeUntil<Message>(slow, (m) => m.content.startsWith("399:")))
+      .map((m) => Number(m.content.split(":")[0]));
   assert.deepEqual([...seq].sort((a, b) => a - b), seq, "in order");
   assert.deepEqual(
     seq.slice(-50),
@@ -144,8 +143,7 @@ Deno.test("slow consumer, drop policy: a room forgotten (TTL) while the slow one
   // room: its next message starts a new epoch.
   await new Promise((r) => setTimeout(r, 1500));
   await f.client.sendMessage({ user: "p", room: "r", content: "new:" });
-  const got: Message[] = [];
-  while (got.at(-1)?.content !== "new:") got.push(...await take(slow, 1));
+  const got = await takeUntil<Message>(slow, (m) => m.content === "new:");
   const old = got.filter((m) => m.epoch === welcome.epoch);
   assert.deepEqual(
     old.map((m) => Number(m.offset)),
@@ -176,10 +174,10 @@ Deno.test("slow consumer, byte bound: with room for many messages but few bytes,
   assert.equal((await fastGot).length, 60);
   // Flow control and the transport hold a few; 100 places would hold all
   // the others. Drops are counted when it catches up: it reads again.
-  let received = 0;
-  for (let last = ""; last !== "59"; received++) {
-    last = (await take(slow, 1, 5000))[0].content.split(":")[0];
-  }
+  const received = (await takeUntil<Message>(
+    slow,
+    (m) => m.content.startsWith("59:"),
+  )).length;
   const dropped = f.core.snapshot().dropped;
   assert.equal(dropped, 60 - received);
   assert.ok(dropped >= 20, `dropped ${dropped}`);

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { Client, credentials, Metadata, status } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import type { Message } from "../gen/chat_pb.ts";
 import type { HealthSource } from "../server/ops/health.ts";
 import {
   type CoreFixture,
@@ -17,6 +18,7 @@ import {
   startCore,
   streamError,
   take,
+  takeUntil,
 } from "./support/core.ts";
 
 async function scrape(f: CoreFixture): Promise<string> {
@@ -288,9 +290,7 @@ Deno.test("/metrics shows queue depth, falling behind and drops of a subscriber 
   assert.equal(sample(text, "chat_queued_messages_max"), 5);
   assert.equal(sample(text, "chat_subscribers_fell_behind_total"), 1);
   // It reads again, up to the last message: the rest was not kept.
-  for (let last = ""; last !== "399";) {
-    last = (await take(slow, 1, 5000))[0].content.split(":")[0];
-  }
+  await takeUntil<Message>(slow, (m) => m.content.startsWith("399:"));
   text = await scrape(f);
   assert.equal(sample(text, "chat_queued_messages"), 0);
   const dropped = sample(text, "chat_dropped_messages_total")!;

@@ -94,6 +94,23 @@ export async function serveBare(server: grpc.Server): Promise<BareServer> {
 const guarded = new WeakSet<object>();
 
 /**
+ * The next items of a stream up to and including the first that `isLast`
+ * accepts, read one at a time (each within `timeoutMs`): for a subscriber
+ * whose count of messages is not known, only its last one.
+ */
+export async function takeUntil<T>(
+  stream: NodeJS.ReadableStream | grpc.ClientReadableStream<T>,
+  isLast: (item: T) => boolean,
+  timeoutMs = 5000,
+): Promise<T[]> {
+  const items: T[] = [];
+  while (items.length === 0 || !isLast(items[items.length - 1])) {
+    items.push(...await take(stream, 1, timeoutMs));
+  }
+  return items;
+}
+
+/**
  * Resolves with the next `n` items of a readable stream, or rejects on
  * error/timeout. The stream keeps a no-op 'error' listener afterwards, so a
  * status arriving after the test moved on (e.g. at shutdown) is not an
