@@ -13,23 +13,18 @@
  */
 import assert from "node:assert/strict";
 import type { BrowserContext, Page } from "playwright-core";
-import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+import {
+  joinRoom,
+  launchChromium,
+  say,
+  startEdgeStack,
+} from "./fixtures/web_browser.ts";
 import { testCertificate } from "./support/auth.ts";
 
+/** Joins as `joinRoom()` does, then waits for the metrics feed too. */
 async function join(page: Page, url: string, user: string, room: string) {
-  await page.goto(url);
-  await page.fill("#user", user);
-  await page.fill("#room", room);
-  await page.click("#join");
-  await page.locator("#messages li.msg-system", {
-    hasText: `Welcome to room ${room}, ${user}!`,
-  }).waitFor();
+  await joinRoom(page, url, user, room);
   await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-}
-
-async function say(page: Page, text: string) {
-  await page.fill("#message-input", text);
-  await page.click("#send");
 }
 
 /**

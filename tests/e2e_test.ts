@@ -11,7 +11,9 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import {
+  joinRoom,
   launchChromium,
+  say,
   startEdgeStack,
   startOtherOrigin,
 } from "./fixtures/web_browser.ts";
@@ -20,21 +22,6 @@ import type { SubscribeOutcome } from "./fixtures/web_grpcweb_client.ts";
 import { createChatClient } from "../client/rpc.ts";
 
 const ARTIFACTS = new URL("../artifacts/", import.meta.url);
-
-async function join(page: Page, edgeUrl: string, user: string, room: string) {
-  await page.goto(`${edgeUrl}/`);
-  await page.fill("#user", user);
-  await page.fill("#room", room);
-  await page.click("#join");
-  await page.locator("#messages li.msg-system", {
-    hasText: `Welcome to room ${room}, ${user}!`,
-  }).waitFor();
-}
-
-async function say(page: Page, text: string) {
-  await page.fill("#message-input", text);
-  await page.click("#send");
-}
 
 /** Polls `check` every 100 ms until it holds, for up to 15 s. */
 async function eventually(check: () => Promise<boolean>, what: string) {
@@ -93,8 +80,8 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
     await t.step(
       "two pages in one room see each other's messages",
       async () => {
-        await join(alice, stack.edgeUrl, "alice", "lobby");
-        await join(bob, stack.edgeUrl, "bob", "lobby");
+        await joinRoom(alice, `${stack.edgeUrl}/`, "alice", "lobby");
+        await joinRoom(bob, `${stack.edgeUrl}/`, "bob", "lobby");
         await alice.locator("#messages li.msg-join", { hasText: "bob" })
           .waitFor();
         await say(alice, "hello from alice");
@@ -127,7 +114,12 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
         phone.setDefaultTimeout(15_000);
         const page = await phone.newPage();
         page.on("pageerror", (err) => errors.push(err.message));
-        await join(page, stack.edgeUrl, "a-rather-long-user-name", "lobby");
+        await joinRoom(
+          page,
+          `${stack.edgeUrl}/`,
+          "a-rather-long-user-name",
+          "lobby",
+        );
         await say(
           page,
           "a long unbroken word: " + "x".repeat(120) + " and a long line " +
@@ -226,7 +218,7 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
 
     await t.step("an upload of 1,000 lines reports 1,000", async () => {
       const carol = await context.newPage();
-      await join(carol, stack.edgeUrl, "carol", "bulk");
+      await joinRoom(carol, `${stack.edgeUrl}/`, "carol", "bulk");
       const lines = Array.from(
         { length: 1000 },
         (_, i) => `bulk line ${i + 1}`,
@@ -419,7 +411,7 @@ Deno.test("the page in Chromium: chat, bidi, upload, metrics, grpc-web seed clie
       "a page that joins later is shown the room's recent history",
       async () => {
         const dave = await context.newPage();
-        await join(dave, stack.edgeUrl, "dave", "lobby");
+        await joinRoom(dave, `${stack.edgeUrl}/`, "dave", "lobby");
         await line(dave, "alice", "hello from alice").waitFor();
         await line(dave, "poster", "missed 3").waitFor();
         await line(dave, "alice", "back again").waitFor();
