@@ -14,6 +14,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { resolveToken } from "./auth.ts";
 import { MetricsChart } from "./metrics_chart.ts";
+import { PageGate } from "./page_gate.ts";
 import { keepStreaming } from "./resilient_stream.ts";
 import { startRoomSession } from "./room_session.ts";
 import { RoomView } from "./room_view.ts";
@@ -40,8 +41,9 @@ const client = createChatClient(
   bridgeUrl(location),
 );
 const view = new RoomView($("messages"), $("cap-note"));
-const pageLife = new AbortController();
-addEventListener("pagehide", () => pageLife.abort());
+// Streams end when the page is hidden and resume when it is shown again
+// (from the back/forward cache).
+const gate = new PageGate();
 let roomLife: AbortController | undefined;
 let who: { user: string; room: string } | undefined;
 const panels = setUpStreamPanels(() => who, () => token);
@@ -57,7 +59,7 @@ function showStatus(text: string, kind: string): void {
 async function join(user: string, room: string): Promise<void> {
   roomLife?.abort();
   const life = roomLife = new AbortController();
-  const signal = AbortSignal.any([life.signal, pageLife.signal]);
+  const signal = life.signal;
   who = undefined;
   unsent = new Set();
   view.clear();
@@ -98,6 +100,7 @@ async function join(user: string, room: string): Promise<void> {
     user,
     room,
     signal,
+    gate,
     status: showStatus,
     onResume: () => unsent.forEach((retry) => retry()),
   });
@@ -166,7 +169,8 @@ function watchMetrics(): void {
     refused: false,
   };
   keepStreaming({
-    signal: AbortSignal.any([current.life.signal, pageLife.signal]),
+    signal: current.life.signal,
+    gate,
     fatal: (err) => ConnectError.from(err).code === Code.Unauthenticated,
     open: (s) =>
       client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
@@ -181,11 +185,46 @@ function watchMetrics(): void {
         ? `reconnecting in ${(state.inMs / 1000).toFixed(1)} s…`
         : state.kind === "failed"
         ? `off until you join with a valid token (${state.reason})`
+        : state.kind === "paused"
+        ? "paused while the page is hidden"
         : "connecting…";
     },
   });
 }
 watchMetrics();
+
+/** Counts hides, so that a renewal outlived by the next hide opens nothing. */
+let hides = 0;
+addEventListener("pagehide", () => {
+  hides++;
+  gate.close();
+  panels.hidden();
+});
+addEventListener("pageshow", (event) => {
+  if (event.persisted) renewTokenThenReopen();
+});
+
+/**
+ * Back from the back/forward cache: a development token may have expired
+ * while the page was away (they last an hour), so a new one is asked for
+ * before the streams resume; a pasted token is the user's to replace.
+ */
+async function renewTokenThenReopen(): Promise<void> {
+  const to = who;
+  const hidesBefore = hides;
+  const note = $("token-status");
+  if (to && note.dataset.source === "development") {
+    try {
+      const got = await resolveToken("", to.user, location.origin);
+      if (got.source === "development" && to === who) {
+        token = metrics.token = got.token;
+      }
+    } catch (err) {
+      view.note(`Could not renew the development token: ${errorText(err)}`);
+    }
+  }
+  if (hides === hidesBefore) gate.reopen();
+}
 
 const presetUser = params.get("user");
 const presetRoom = params.get("room");

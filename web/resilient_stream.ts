@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { PageGate } from "./page_gate.ts";
 
 /** What the stream is doing now, for the status line. */
 export type StreamState =
@@ -14,7 +15,9 @@ export type StreamState =
   | { kind: "live" }
   | { kind: "retrying"; inMs: number; reason: string }
   /** Ended for good: `fatal` said no retry can help. */
-  | { kind: "failed"; reason: string };
+  | { kind: "failed"; reason: string }
+  /** Closed while the page is hidden; reopens, resuming, when it is shown. */
+  | { kind: "paused" };
 
 /** Options: how to open the stream and what to do with what it says. */
 export interface ResilientOptions<T> {
@@ -23,6 +26,11 @@ export interface ResilientOptions<T> {
   onMessage(message: T): void | "reopen";
   onState(state: StreamState): void;
   signal: AbortSignal;
+  /**
+   * The page's gate: the stream ends when the page is hidden (or kept in the
+   * back/forward cache) and opens again, without backoff, when it is shown.
+   */
+  gate?: PageGate;
   /**
    * Errors no retry can fix (a refused token, say): the stream stops with a
    * `failed` state instead of retrying. By default every error is retried.
@@ -37,19 +45,29 @@ export interface ResilientOptions<T> {
 export async function keepStreaming<T>(
   options: ResilientOptions<T>,
 ): Promise<void> {
-  const { signal } = options;
+  const { signal, gate } = options;
   const minDelay = options.minDelayMs ?? 500;
   const maxDelay = options.maxDelayMs ?? 5000;
   let delay = minDelay;
   let attempt = 0;
   while (!signal.aborted) {
+    if (gate && !gate.open) {
+      options.onState({ kind: "paused" });
+      await gate.shown(signal);
+      if (signal.aborted) return;
+      delay = minDelay;
+    }
     attempt++;
     options.onState({ kind: "connecting", attempt });
     let reason = "stream ended";
     const thisStream = new AbortController();
+    // One visit of the page: a stream it outlives is ended, not left open.
+    const visit = gate?.visit ?? signal;
     try {
       let first = true;
-      const stream = options.open(AbortSignal.any([signal, thisStream.signal]));
+      const stream = options.open(
+        AbortSignal.any([signal, thisStream.signal, visit]),
+      );
       for await (const message of stream) {
         if (first) {
           // Only a stream that delivered something resets the backoff; one
@@ -66,13 +84,14 @@ export async function keepStreaming<T>(
       if (thisStream.signal.aborted) continue;
     } catch (err) {
       reason = err instanceof Error ? err.message : String(err);
-      if (!signal.aborted && options.fatal?.(err)) {
+      if (!signal.aborted && !visit.aborted && options.fatal?.(err)) {
         return options.onState({ kind: "failed", reason });
       }
     }
     if (signal.aborted) return;
+    if (visit.aborted) continue;
     options.onState({ kind: "retrying", inMs: delay, reason });
-    await sleep(delay, signal);
+    await sleep(delay, AbortSignal.any([signal, visit]));
     delay = Math.min(delay * 2, maxDelay);
   }
 }

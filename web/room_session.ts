@@ -13,6 +13,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeResume, RoomCursor } from "../client/room_cursor.ts";
+import type { PageGate } from "./page_gate.ts";
 import type { ChatClient } from "./rpc.ts";
 import { keepStreaming } from "./resilient_stream.ts";
 import type { RoomView } from "./room_view.ts";
@@ -34,6 +35,8 @@ export interface RoomSessionOptions {
   user: string;
   room: string;
   signal: AbortSignal;
+  /** Pauses the subscription while the page is hidden or cached. */
+  gate?: PageGate;
   /** The status line: text and one of idle/connecting/live/retrying. */
   status(text: string, kind: string): void;
   /** Called after each resume, to retry what was not sent meanwhile. */
@@ -46,9 +49,12 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
   const cursor = new RoomCursor(HISTORY);
   let welcomed = false;
   let lost = false;
+  /** Paused while the page was hidden (no "Connection lost" line for that). */
+  let away = false;
   let catchingUp = false;
   return keepStreaming({
     signal: o.signal,
+    gate: o.gate,
     fatal: (err) => FATAL.has(ConnectError.from(err).code),
     open: (signal) => {
       welcomed = false;
@@ -66,8 +72,8 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
           view.note(`Reconnected: ${describeResume(outcome)}.`);
         }
         catchingUp = false;
-        if (lost) o.onResume();
-        lost = false;
+        if (lost || away) o.onResume();
+        lost = away = false;
         return;
       }
       const verdict = cursor.accept(message);
@@ -96,10 +102,16 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
           view.note(`Connection lost (${state.reason}); reconnecting…`);
         }
         lost = true;
+      } else if (state.kind === "paused") {
+        // Back on screen, the next welcome says what was missed meanwhile.
+        o.status(`Paused while the page is hidden`, "retrying");
+        away = true;
       } else if (state.kind === "failed") {
         o.status(`Not joined: refused`, "retrying");
         view.note(`The server refused the subscription: ${state.reason}`);
-      } else if (!lost) {
+      } else if (lost || away) {
+        o.status(`Reconnecting to #${room}…`, "retrying");
+      } else {
         o.status(`Joining #${room}…`, "connecting");
       }
     },

@@ -99,6 +99,14 @@ export function setUpStreamPanels(
   });
 
   return {
+    /**
+     * The page is hidden: the Chat stream ends (an open socket keeps the page
+     * out of the back/forward cache); the next send opens a new one.
+     */
+    hidden() {
+      chat?.cancel();
+      chat = undefined;
+    },
     /** Enables the panels once a room is joined; ends a Chat stream of the old room. */
     joined() {
       chat?.end();
