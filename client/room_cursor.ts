@@ -36,8 +36,12 @@ export type WelcomeOutcome =
   | { kind: "joined"; offset: bigint; history: number }
   /** Same epoch: `missed` messages follow (0: nothing was missed). */
   | { kind: "resumed"; missed: bigint }
-  /** The server's history epoch changed: what was missed is unknown. */
-  | { kind: "reset" }
+  /**
+   * The server's history epoch changed: what was missed of the old one is
+   * unknown. `replay`: how many of the new epoch's last messages (up to
+   * `history`) to fetch by resubscribing at once (`request()` asks for them).
+   */
+  | { kind: "reset"; replay: bigint }
   /** The server keeps no history (no epoch): what was missed is lost. */
   | { kind: "no-history" };
 
@@ -103,11 +107,15 @@ export class RoomCursor {
       return { kind: "joined", offset: w.offset, history: this.#history };
     }
     if (w.epoch !== this.#epoch) {
-      // Offsets of the new epoch start over; nothing of the old one replays.
+      // Offsets of the new epoch start over; nothing of the old one replays,
+      // and the server sends the new one's only from now on. What it holds
+      // already (sent while we were away, say) is asked for as on a first
+      // join: the next request resumes from `history` before its end.
       this.#epoch = w.epoch;
-      this.#last = w.offset;
-      this.#exact = true;
-      return { kind: "reset" };
+      const back = BigInt(this.#history);
+      this.#last = w.offset > back ? w.offset - back : 0n;
+      this.#exact = false;
+      return { kind: "reset", replay: w.offset - this.#last };
     }
     // This subscription replays from #last: a gap now means trimmed.
     this.#replayedFrom = this.#last;
@@ -148,7 +156,9 @@ export function describeResume(outcome: WelcomeOutcome): string {
         ? "nothing missed"
         : `${outcome.missed} missed message(s) follow`;
     case "reset":
-      return "the server lost the room's history: messages sent meanwhile may be missing";
+      return outcome.replay === 0n
+        ? "the room's history started over on the server: messages sent meanwhile may be missing"
+        : `the room's history started over on the server (messages sent meanwhile may be missing); up to ${outcome.replay} recent message(s) follow`;
     case "no-history":
       return "this server keeps no history: messages sent meanwhile are missing";
     default:

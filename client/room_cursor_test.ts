@@ -49,8 +49,21 @@ Deno.test("RoomCursor.accept() asks to refetch a live gap, and reports it once a
 Deno.test("RoomCursor.welcome() says reset for a new epoch and no-history for a server without one", () => {
   const c = new RoomCursor(5);
   c.welcome(at(9));
-  assert.deepEqual(c.welcome(at(2, "e2")), { kind: "reset" });
-  assert.deepEqual(c.request(), { history: 0, epoch: "e2", sinceOffset: 2n });
+  // The new epoch holds 2 messages already: both are asked for next.
+  assert.deepEqual(c.welcome(at(2, "e2")), { kind: "reset", replay: 2n });
+  assert.deepEqual(c.request(), { history: 0, epoch: "e2", sinceOffset: 0n });
+  assert.deepEqual(c.welcome(at(2, "e2")), { kind: "resumed", missed: 2n });
+  assert.equal(c.accept(at(1, "e2")), "show");
+  assert.equal(c.accept(at(2, "e2")), "show");
+  assert.equal(c.accept(at(2, "e2")), "duplicate");
+  // One of 40: the last 5 (the cursor's history) are asked for, and the
+  // first of them coming trimmed is no gap to report.
+  assert.deepEqual(c.welcome(at(40, "e3")), { kind: "reset", replay: 5n });
+  assert.deepEqual(c.request(), { history: 0, epoch: "e3", sinceOffset: 35n });
+  c.welcome(at(40, "e3"));
+  assert.equal(c.accept(at(38, "e3")), "show");
+  // An empty new epoch: nothing to ask for.
+  assert.deepEqual(c.welcome(at(0, "e4")), { kind: "reset", replay: 0n });
   assert.deepEqual(c.welcome(at(0, "")), { kind: "no-history" });
   assert.deepEqual(c.request(), { history: 0, epoch: "", sinceOffset: 0n });
   assert.equal(c.accept(at(0, "")), "show");

@@ -130,6 +130,11 @@ export function followRoom(
               events.resumed();
             }
             catchingUp = false;
+            // A new epoch: fetch what it holds already by resubscribing.
+            if (outcome.kind === "reset" && outcome.replay > 0n) {
+              refetch = true;
+              call.cancel();
+            }
             continue;
           }
           const verdict = cursor.accept(m);

@@ -17,10 +17,13 @@ import { spawnChat } from "./support/chat_process.ts";
 
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
 
-/** A core with a durable store that can be stopped and started on its port. */
-async function durableCore() {
+/**
+ * A core that can be stopped and started on its port, with a durable store
+ * (or, with `memory`, one that forgets every room when it stops).
+ */
+async function durableCore(store: "sqlite" | "memory" = "sqlite") {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-cli-" });
-  const options: StartOptions = { port: 0, store: "sqlite", dataDir };
+  const options: StartOptions = { port: 0, store, dataDir };
   let core: CoreServer | undefined = await startCoreServer(options);
   const port = core.port;
   return {
@@ -106,6 +109,48 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
     assert.ok(at("before 4") < at("live 1"));
     assert.ok(at("live 1") < at("missed 1"));
     assert.ok(at("missed 3") < at("live 2"));
+    assert.ok(!r.stdout.includes("missing here"), r.stdout);
+  } finally {
+    await core.close();
+  }
+});
+
+Deno.test("deno task chat after a core restart that lost the room's history (a new epoch) says so and shows what the new history holds, once", async () => {
+  const core = await durableCore("memory");
+  const post = async (content: string) => {
+    const poster = createChatClient(core.addr, {
+      "grpc.use_local_subchannel_pool": 1,
+    });
+    try {
+      await poster.sendMessage({ user: "Poster", room: "lobby", content });
+    } finally {
+      poster.close();
+    }
+  };
+  try {
+    await post("before");
+    const chat = chatIn(core.addr, "lobby", "Dana", "--history", "10");
+    await chat.waitFor("Poster: before");
+    await core.stop();
+    // The third failed attempt: the next is 2 s away, time enough to post.
+    await chat.waitFor(/-- connection lost .*; reconnecting in 2\.0 s/);
+    await core.start();
+    // Posted to the new epoch before the chat is back: the server sends a
+    // resume in an old epoch nothing of the new one, so the chat asks.
+    for (let i = 1; i <= 3; i++) await post(`new ${i}`);
+    await chat.waitFor(
+      "-- reconnected to lobby: the room's history started over on the server (messages sent meanwhile may be missing); up to 3 recent message(s) follow",
+    );
+    await chat.waitFor("Poster: new 3");
+    await post("live");
+    await chat.waitFor("Poster: live");
+    const r = await chat.finish();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const line of ["before", "new 1", "new 2", "new 3", "live"]) {
+      assert.equal(count(r.stdout, `[lobby] Poster: ${line}\n`), 1, line);
+    }
+    const at = (s: string) => r.stdout.indexOf(s);
+    assert.ok(at("new 1") < at("new 2") && at("new 3") < at("Poster: live"));
     assert.ok(!r.stdout.includes("missing here"), r.stdout);
   } finally {
     await core.close();

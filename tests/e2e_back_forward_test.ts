@@ -204,3 +204,57 @@ Deno.test("a page restored from the back/forward cache renews a development toke
     await stack.close();
   }
 });
+
+Deno.test("a page restored to a room that was forgotten meanwhile (empty when everyone left) shows what was said since, once", async () => {
+  const browser = await launchChromium({ backForwardCache: true });
+  const stack = await startEdgeStack({ aliveIntervalMs: 0 });
+  const other = await startOtherOrigin();
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(10_000);
+    const page = await context.newPage();
+    const shows = await recordPageShows(page);
+    // Nothing was ever said in the room: once the page leaves, the core
+    // forgets it, and the posts below start it over in a new epoch.
+    await joinRoom(page, `${stack.edgeUrl}/`, "alice", "quiet");
+    await page.goto(other.url);
+    await waitFor(
+      () => stack.core().snapshot().subscribers === 0,
+      "the core to drop the hidden page's subscriber",
+    );
+    const client = createChatClient(`127.0.0.1:${stack.core().port}`);
+    try {
+      for (const n of [1, 2]) {
+        await client.sendMessage({
+          user: "bob",
+          room: "quiet",
+          content: `said since ${n}`,
+        });
+      }
+    } finally {
+      client.close();
+    }
+    await page.goBack({ waitUntil: "commit" });
+    await page.waitForFunction(() =>
+      (globalThis as unknown as { pageShows: boolean[] }).pageShows.length === 2
+    );
+    assert.deepEqual(await shows(), [false, true]);
+    await page.locator("#messages li.msg-local", {
+      hasText: "up to 2 recent message(s) follow",
+    }).waitFor();
+    await page.locator("#messages li.msg-chat", { hasText: "said since 2" })
+      .waitFor();
+    await page.locator("#status", { hasText: "Live in #quiet as alice" })
+      .waitFor();
+    const said = (await lines(page)).filter((l) => l.includes("said since"));
+    assert.deepEqual(said.map((l) => l.replace(/^.*bob/, "")), [
+      "said since 1",
+      "said since 2",
+    ]);
+    await context.close();
+  } finally {
+    await browser.close();
+    await other.close();
+    await stack.close();
+  }
+});

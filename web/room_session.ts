@@ -74,6 +74,11 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
         catchingUp = false;
         if (lost || away) o.onResume();
         lost = away = false;
+        // A new epoch: fetch what it holds already by resubscribing.
+        if (outcome.kind === "reset" && outcome.replay > 0n) {
+          catchingUp = true;
+          return "reopen";
+        }
         return;
       }
       const verdict = cursor.accept(message);
