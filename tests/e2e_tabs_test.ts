@@ -151,3 +151,32 @@ Deno.test("over HTTPS the page comes over HTTP/2 and its streams are gRPC-Web fe
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a WebSocket the edge refuses (--max-websockets-per-ip) is named on the page, not left a bare close code", async () => {
+  const browser = await launchChromium();
+  // One socket per address: the page's metrics feed takes it at load, so
+  // the room subscription of its join is refused (and retried).
+  const stack = await startEdgeStack({ aliveIntervalMs: 0 }, {
+    maxWebSocketsPerIp: 1,
+  });
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(10_000);
+    const page = await context.newPage();
+    await page.goto(`${stack.edgeUrl}/`);
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    await page.fill("#user", "alice");
+    await page.fill("#room", "limited");
+    await page.click("#join");
+    await page.locator("#messages li.msg-local", {
+      hasText: "could not open the WebSocket to the edge (refused: too " +
+        "many sockets from this address",
+    }).waitFor();
+    await page.locator("#status", { hasText: "Reconnecting" }).waitFor();
+    assert.equal(stack.core().snapshot().subscribers, 0);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});

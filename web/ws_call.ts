@@ -63,7 +63,9 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
     }
   };
 
+  let opened = false;
   socket.onopen = () => {
+    opened = true;
     for (const data of pending.splice(0)) socket.send(data as BufferSource);
     pendingBytes = 0;
   };
@@ -86,8 +88,13 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
   socket.onclose = (event) => {
     finish({
       code: Code.UNAVAILABLE,
-      message:
-        `bridge closed the socket before a status (close code ${event.code})`,
+      // A browser shows no refused upgrade's status (the edge's 429 or 403):
+      // name what refuses one, as the page can say nothing more precise.
+      message: opened
+        ? `bridge closed the socket before a status (close code ${event.code})`
+        : `could not open the WebSocket to the edge (refused: too many ` +
+          `sockets from this address, an origin not allowed, or the edge ` +
+          `unreachable; close code ${event.code})`,
       trailers: {},
     });
   };
