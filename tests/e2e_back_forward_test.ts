@@ -17,6 +17,7 @@ import type { Page } from "playwright-core";
 import { signDevToken } from "../auth/dev_token.ts";
 import { createChatClient } from "../client/rpc.ts";
 import {
+  type EdgeStack,
   joinRoom,
   launchChromium,
   say,
@@ -26,19 +27,80 @@ import {
 import { waitFor } from "./fixtures/web_stack.ts";
 import { SECRET } from "./support/auth.ts";
 
-/** Records each `pageshow`'s `persisted`: true means restored from the cache. */
-async function recordPageShows(page: Page): Promise<() => Promise<boolean[]>> {
-  await page.addInitScript(() => {
-    const shows: boolean[] = [];
-    Object.assign(globalThis, { pageShows: shows });
-    addEventListener("pageshow", (event) => {
-      shows.push((event as unknown as { persisted: boolean }).persisted);
+/** The page, the stack behind it, and a page elsewhere to go to. */
+interface Visit {
+  page: Page;
+  stack: EdgeStack;
+  /** Posts each of `contents` to `room` as bob, straight to the core. */
+  post(room: string, ...contents: string[]): Promise<void>;
+  /**
+   * Goes to another origin, runs `meanwhile`, and goes back; fails unless
+   * the page came back from the back/forward cache (the test would mean
+   * nothing otherwise).
+   */
+  awayAndBack(meanwhile: () => Promise<void>): Promise<void>;
+}
+
+/** Chromium with its back/forward cache on, a stack, and a fresh page. */
+async function withPage(
+  stackOptions: Parameters<typeof startEdgeStack>,
+  run: (visit: Visit) => Promise<void>,
+): Promise<void> {
+  const browser = await launchChromium({ backForwardCache: true });
+  const stack = await startEdgeStack(...stackOptions);
+  const other = await startOtherOrigin();
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(10_000);
+    const page = await context.newPage();
+    // Each `pageshow`'s `persisted`: true when restored from the cache.
+    await page.addInitScript(() => {
+      const shows: boolean[] = [];
+      Object.assign(globalThis, { pageShows: shows });
+      addEventListener("pageshow", (event) => {
+        shows.push((event as unknown as { persisted: boolean }).persisted);
+      });
     });
-  });
-  return () =>
-    page.evaluate(() =>
-      (globalThis as unknown as { pageShows: boolean[] }).pageShows
-    );
+    const shows = () =>
+      page.evaluate(() =>
+        (globalThis as unknown as { pageShows: boolean[] }).pageShows
+      );
+    await run({
+      page,
+      stack,
+      async post(room, ...contents) {
+        const client = createChatClient(`127.0.0.1:${stack.core().port}`);
+        try {
+          for (const content of contents) {
+            await client.sendMessage({ user: "bob", room, content });
+          }
+        } finally {
+          client.close();
+        }
+      },
+      async awayAndBack(meanwhile) {
+        await page.goto(other.url);
+        // Away: the room subscription, the metrics feed and the Chat
+        // stream ended, so the core holds nothing for the page.
+        await waitFor(
+          () => stack.core().snapshot().subscribers === 0,
+          "the core to drop the hidden page's subscriber",
+        );
+        await meanwhile();
+        await page.goBack({ waitUntil: "commit" });
+        await page.waitForFunction(() =>
+          (globalThis as unknown as { pageShows: boolean[] }).pageShows
+            .length === 2
+        );
+        assert.deepEqual(await shows(), [false, true]);
+      },
+    });
+    await context.close();
+  } finally {
+    await browser.close();
+    await other.close();
+    await stack.close();
+  }
 }
 
 /** Lines of the page's message list. */
@@ -47,113 +109,67 @@ function lines(page: Page): Promise<string[]> {
 }
 
 Deno.test("a page restored from the back/forward cache resumes its streams: missed messages once each, metrics live, none of its streams left open while away", async () => {
-  const browser = await launchChromium({ backForwardCache: true });
-  const stack = await startEdgeStack({ aliveIntervalMs: 0 });
-  const other = await startOtherOrigin();
-  const poster = () => createChatClient(`127.0.0.1:${stack.core().port}`);
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
-    const shows = await recordPageShows(page);
-    await joinRoom(page, `${stack.edgeUrl}/`, "alice", "bf");
-    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-    await say(page, "before leaving");
-    await page.locator("#messages li.msg-chat", { hasText: "before leaving" })
-      .waitFor();
-    // The Chat panel's stream is open too: it must not keep the page out of
-    // the cache.
-    await page.fill("#bidi-input", "echo me");
-    await page.click("#bidi-send");
-    await page.locator("#bidi-log li.received", { hasText: "echo me" })
-      .waitFor();
-    assert.equal(stack.core().snapshot().subscribers, 1);
+  await withPage(
+    [{ aliveIntervalMs: 0 }],
+    async ({ page, stack, post, awayAndBack }) => {
+      const errors: string[] = [];
+      page.on("pageerror", (err) => errors.push(err.message));
+      await joinRoom(page, `${stack.edgeUrl}/`, "alice", "bf");
+      await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+      await say(page, "before leaving");
+      await page.locator("#messages li.msg-chat", { hasText: "before leaving" })
+        .waitFor();
+      // The Chat panel's stream is open too: it must not keep the page out of
+      // the cache.
+      await page.fill("#bidi-input", "echo me");
+      await page.click("#bidi-send");
+      await page.locator("#bidi-log li.received", { hasText: "echo me" })
+        .waitFor();
+      assert.equal(stack.core().snapshot().subscribers, 1);
 
-    await page.goto(other.url);
-    // Away: the room subscription, the metrics feed and the Chat stream
-    // ended, so the core holds nothing for the page.
-    await waitFor(
-      () => stack.core().snapshot().subscribers === 0,
-      "the core to drop the hidden page's subscriber",
-    );
-    const client = poster();
-    try {
-      for (const n of [1, 2, 3]) {
-        await client.sendMessage({
-          user: "bob",
-          room: "bf",
-          content: `while away ${n}`,
-        });
-      }
-    } finally {
-      client.close();
-    }
-
-    await page.goBack({ waitUntil: "commit" });
-    // Restored from the cache, not loaded again: the test means nothing
-    // otherwise.
-    await page.waitForFunction(() =>
-      (globalThis as unknown as { pageShows: boolean[] }).pageShows.length === 2
-    );
-    assert.deepEqual(await shows(), [false, true]);
-    await page.locator("#messages li.msg-local", {
-      hasText: "Reconnected: 3 missed message(s) follow.",
-    }).waitFor();
-    await page.locator("#messages li.msg-chat", { hasText: "while away 3" })
-      .waitFor();
-    await page.locator("#status", { hasText: "Live in #bf as alice" })
-      .waitFor();
-    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-    assert.equal(stack.core().snapshot().subscribers, 1);
-
-    // Live again, and each message shown once.
-    const later = poster();
-    try {
-      await later.sendMessage({ user: "bob", room: "bf", content: "after" });
-    } finally {
-      later.close();
-    }
-    await page.locator("#messages li.msg-chat", { hasText: "after" })
-      .waitFor();
-    const chat = (await lines(page)).filter((l) =>
-      /before leaving|while away|after$/.test(l)
-    );
-    assert.equal(chat.length, 5, chat.join("\n"));
-    for (const n of [1, 2, 3]) {
-      assert.equal(
-        chat.filter((l) => l.endsWith(`while away ${n}`)).length,
-        1,
+      await awayAndBack(() =>
+        post("bf", "while away 1", "while away 2", "while away 3")
       );
-    }
-    // The Chat panel opens a new stream on its next send.
-    await page.fill("#bidi-input", "echo again");
-    await page.click("#bidi-send");
-    await page.locator("#bidi-log li.received", { hasText: "echo again" })
-      .waitFor();
-    assert.deepEqual(errors, []);
-    await context.close();
-  } finally {
-    await browser.close();
-    await other.close();
-    await stack.close();
-  }
+      await page.locator("#messages li.msg-local", {
+        hasText: "Reconnected: 3 missed message(s) follow.",
+      }).waitFor();
+      await page.locator("#messages li.msg-chat", { hasText: "while away 3" })
+        .waitFor();
+      await page.locator("#status", { hasText: "Live in #bf as alice" })
+        .waitFor();
+      await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+      assert.equal(stack.core().snapshot().subscribers, 1);
+
+      // Live again, and each message shown once.
+      await post("bf", "after");
+      await page.locator("#messages li.msg-chat", { hasText: "after" })
+        .waitFor();
+      const chat = (await lines(page)).filter((l) =>
+        /before leaving|while away|after$/.test(l)
+      );
+      assert.equal(chat.length, 5, chat.join("\n"));
+      for (const n of [1, 2, 3]) {
+        assert.equal(
+          chat.filter((l) => l.endsWith(`while away ${n}`)).length,
+          1,
+        );
+      }
+      // The Chat panel opens a new stream on its next send.
+      await page.fill("#bidi-input", "echo again");
+      await page.click("#bidi-send");
+      await page.locator("#bidi-log li.received", { hasText: "echo again" })
+        .waitFor();
+      assert.deepEqual(errors, []);
+    },
+  );
 });
 
 Deno.test("a page restored from the back/forward cache renews a development token that expired while it was away", async () => {
-  const browser = await launchChromium({ backForwardCache: true });
-  const stack = await startEdgeStack(
+  await withPage([
     // No leeway: the core refuses the first token the moment it expires.
     { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
     { devJwtSecret: SECRET },
-  );
-  const other = await startOtherOrigin();
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const shows = await recordPageShows(page);
+  ], async ({ page, stack, awayAndBack }) => {
     // The edge's development tokens last an hour; the first one here lasts
     // six seconds, and the page stays away until it has expired.
     const expires = Date.now() + 6_000;
@@ -177,19 +193,15 @@ Deno.test("a page restored from the back/forward cache renews a development toke
     // A room with a message is kept while nobody is in it (an empty one
     // starts over), so the resume below can say "nothing missed".
     await say(page, "hello");
-    await page.locator("#messages li.msg-chat", { hasText: "hello" }).waitFor();
+    await page.locator("#messages li.msg-chat", { hasText: "hello" })
+      .waitFor();
     assert.equal(tokens, 1);
     await page.unroute("**/auth/dev-token?*");
-    await page.goto(other.url);
-    await new Promise((resolve) =>
-      setTimeout(resolve, expires - Date.now() + 1_500)
+    await awayAndBack(() =>
+      new Promise((resolve) =>
+        setTimeout(resolve, expires - Date.now() + 1_500)
+      )
     );
-
-    await page.goBack({ waitUntil: "commit" });
-    await page.waitForFunction(() =>
-      (globalThis as unknown as { pageShows: boolean[] }).pageShows.length === 2
-    );
-    assert.deepEqual(await shows(), [false, true]);
     await page.locator("#messages li.msg-local", {
       hasText: "Reconnected: nothing missed.",
     }).waitFor();
@@ -197,64 +209,29 @@ Deno.test("a page restored from the back/forward cache renews a development toke
       .waitFor();
     await page.locator("#metrics-status", { hasText: "live" }).waitFor();
     assert.doesNotMatch((await lines(page)).join("\n"), /refused/);
-    await context.close();
-  } finally {
-    await browser.close();
-    await other.close();
-    await stack.close();
-  }
+  });
 });
 
 Deno.test("a page restored to a room that was forgotten meanwhile (empty when everyone left) shows what was said since, once", async () => {
-  const browser = await launchChromium({ backForwardCache: true });
-  const stack = await startEdgeStack({ aliveIntervalMs: 0 });
-  const other = await startOtherOrigin();
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const shows = await recordPageShows(page);
-    // Nothing was ever said in the room: once the page leaves, the core
-    // forgets it, and the posts below start it over in a new epoch.
-    await joinRoom(page, `${stack.edgeUrl}/`, "alice", "quiet");
-    await page.goto(other.url);
-    await waitFor(
-      () => stack.core().snapshot().subscribers === 0,
-      "the core to drop the hidden page's subscriber",
-    );
-    const client = createChatClient(`127.0.0.1:${stack.core().port}`);
-    try {
-      for (const n of [1, 2]) {
-        await client.sendMessage({
-          user: "bob",
-          room: "quiet",
-          content: `said since ${n}`,
-        });
-      }
-    } finally {
-      client.close();
-    }
-    await page.goBack({ waitUntil: "commit" });
-    await page.waitForFunction(() =>
-      (globalThis as unknown as { pageShows: boolean[] }).pageShows.length === 2
-    );
-    assert.deepEqual(await shows(), [false, true]);
-    await page.locator("#messages li.msg-local", {
-      hasText: "up to 2 recent message(s) follow",
-    }).waitFor();
-    await page.locator("#messages li.msg-chat", { hasText: "said since 2" })
-      .waitFor();
-    await page.locator("#status", { hasText: "Live in #quiet as alice" })
-      .waitFor();
-    const said = (await lines(page)).filter((l) => l.includes("said since"));
-    assert.deepEqual(said.map((l) => l.replace(/^.*bob/, "")), [
-      "said since 1",
-      "said since 2",
-    ]);
-    await context.close();
-  } finally {
-    await browser.close();
-    await other.close();
-    await stack.close();
-  }
+  await withPage(
+    [{ aliveIntervalMs: 0 }],
+    async ({ page, stack, post, awayAndBack }) => {
+      // Nothing was ever said in the room: once the page leaves, the core
+      // forgets it, and the posts below start it over in a new epoch.
+      await joinRoom(page, `${stack.edgeUrl}/`, "alice", "quiet");
+      await awayAndBack(() => post("quiet", "said since 1", "said since 2"));
+      await page.locator("#messages li.msg-local", {
+        hasText: "up to 2 recent message(s) follow",
+      }).waitFor();
+      await page.locator("#messages li.msg-chat", { hasText: "said since 2" })
+        .waitFor();
+      await page.locator("#status", { hasText: "Live in #quiet as alice" })
+        .waitFor();
+      const said = (await lines(page)).filter((l) => l.includes("said since"));
+      assert.deepEqual(said.map((l) => l.replace(/^.*bob/, "")), [
+        "said since 1",
+        "said since 2",
+      ]);
+    },
+  );
 });
