@@ -76,6 +76,12 @@ export interface Subscription<T> {
 /** A member as the hub tracks it: one catch-up loop at a time. */
 interface Tracked<T> extends Member<T> {
   catchingUp: boolean;
+  /**
+   * Rows its next catch-up read asks for (ChatHub.#catchUpLoop says how it
+   * is sized). A member's, not its loop's: the loop ends at every push-back
+   * and its sink's drain starts the next one.
+   */
+  replayPage: number;
   fail(err: unknown): void;
 }
 
@@ -93,6 +99,7 @@ class HubMember<T>
   delivered = 0;
   epoch = "";
   catchingUp = false;
+  replayPage = REPLAY_PAGE;
   /** Set by the hub right after joining. */
   room!: Room<T>;
   #ended = false;
@@ -192,6 +199,8 @@ class HubMember<T>
 
 /** Messages read from the store per page of a catch-up, at most. */
 const REPLAY_PAGE = 256;
+/** ... and at least, after a push-back (unless the queue is smaller). */
+const REPLAY_PAGE_MIN = 16;
 
 export class ChatHub<T> {
   readonly stats: ChatStats = new ChatStats();
@@ -511,7 +520,18 @@ export class ChatHub<T> {
     // its catch-up would never go on.
     try {
       const subscriber = member.subscriber;
-      const page = Math.min(REPLAY_PAGE, this.#options.queueCapacity);
+      const cap = Math.min(REPLAY_PAGE, this.#options.queueCapacity);
+      // Rows past the sink's push-back are dropped, not kept (bodies may be
+      // megabytes each), and read again after its drain: so each read asks
+      // for about what the sink took since its last drain. A whole page
+      // for a sink not seen pushing back yet; after a push-back, twice
+      // what it took (at least REPLAY_PAGE_MIN), so that a sink whose
+      // window varies up to twofold still needs one read per drain while
+      // at most half of each read is thrown away; double again after a
+      // page taken whole.
+      let page = Math.min(member.replayPage, cap);
+      // Rows delivered since this loop began: since the sink drained.
+      let taken = 0;
       while (!subscriber.closed && !member.live) {
         if (member.delivered >= room.last) {
           member.live = true;
@@ -546,8 +566,13 @@ export class ChatHub<T> {
         for (const row of rows) {
           subscriber.deliver(this.#options.item(row.body, row.offset, epoch));
           member.delivered = row.offset;
+          taken++;
           if (subscriber.paused) break;
         }
+        if (subscriber.paused) {
+          page = Math.min(Math.max(2 * taken, REPLAY_PAGE_MIN), cap);
+        } else if (rows.length >= page) page = Math.min(2 * page, cap);
+        member.replayPage = page;
         // Let other work (publishes, other subscribers) run between pages.
         if (!subscriber.paused && member.delivered < room.last) await delay(0);
       }
