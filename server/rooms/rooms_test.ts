@@ -289,6 +289,50 @@ Deno.test("ChatHub replays thousands of messages to a paused subscriber within i
   store.close();
 });
 
+Deno.test("ChatHub's catch-up reads about what a sink that pushes back takes, not a whole page per drain", async () => {
+  const memory = createMemoryStore({ size: 5000, ttlMs: 0 });
+  let rowsRead = 0;
+  const store: HistoryStore = {
+    ...memory,
+    read: async (room, after, limit, epoch) => {
+      const rows = await memory.read(room, after, limit, epoch);
+      rowsRead += rows.length;
+      return rows;
+    },
+  };
+  const { hub, publish } = testHub({ capacity: 256 }, store);
+  const all = [];
+  for (let i = 1; i <= 2000; i++) all.push(publish("r", `m${i}`));
+  await Promise.all(all);
+  const { epoch } = await store.position("r");
+  // As an HTTP/2 stream whose window takes 16 messages: the 16th write
+  // asks for a pause, and the stream drains in a later turn.
+  const got: Item[] = [];
+  const s: Sink<Item> = {
+    write(item) {
+      got.push(item);
+      if (got.length % 16 !== 0) return true;
+      setTimeout(() => subscriber.resume(), 0);
+      return false;
+    },
+  };
+  const { subscriber } = subscribe(hub, "r", s, { epoch, sinceOffset: 0 });
+  for (let i = 0; i < 100 && got.at(-1)?.offset !== 2000; i++) await settle();
+  assert.deepEqual(
+    got.slice(1).map((m) => m.offset),
+    Array.from({ length: 2000 }, (_, i) => i + 1),
+  );
+  assert.equal(subscriber.dropped, 0);
+  // About twice what it took (the old whole page per drain read 16 times
+  // as much), and the first page, read whole for a sink not yet seen.
+  assert.ok(rowsRead <= 2 * 2000 + 256, `read ${rowsRead} rows`);
+  // Caught up, it is live.
+  assert.equal(await publish("r", "live"), 2001);
+  await settle();
+  assert.equal(got.at(-1)!.offset, 2001);
+  memory.close();
+});
+
 for (const sync of [false, true]) {
   Deno.test(
     `ChatHub.publish() acknowledges nothing and delivers nothing when the store fails (${
