@@ -26,8 +26,25 @@ async function durableCore(store: "sqlite" | "memory" = "sqlite") {
   const options: StartOptions = { port: 0, store, dataDir };
   let core: CoreServer | undefined = await startCoreServer(options);
   const port = core.port;
+  const addr = `127.0.0.1:${port}`;
   return {
-    addr: `127.0.0.1:${port}`,
+    addr,
+    /**
+     * Posts `content` to `room` as Poster. One client per post: Deno's
+     * node:http2 client can crash the process when an idle connection gets
+     * the GOAWAY of a core that stops (nghttp2 find_stream_on_goaway_func
+     * assertion), so none is left open across a stop.
+     */
+    async post(room: string, content: string) {
+      const poster = createChatClient(addr, {
+        "grpc.use_local_subchannel_pool": 1,
+      });
+      try {
+        await poster.sendMessage({ user: "Poster", room, content });
+      } finally {
+        poster.close();
+      }
+    },
     async stop() {
       await core?.shutdown(100);
       core = undefined;
@@ -48,19 +65,7 @@ const chatIn = (addr: string, room: string, user: string, ...flags: string[]) =>
 
 Deno.test("deno task chat shows history on join and resumes across a core restart with no gap and no duplicate", async () => {
   const core = await durableCore();
-  // One client per post: Deno's node:http2 client can crash the process when
-  // an idle connection gets the GOAWAY of a core that stops (nghttp2
-  // find_stream_on_goaway_func assertion), so none is left open across it.
-  const post = async (content: string) => {
-    const poster = createChatClient(core.addr, {
-      "grpc.use_local_subchannel_pool": 1,
-    });
-    try {
-      await poster.sendMessage({ user: "Poster", room: "lobby", content });
-    } finally {
-      poster.close();
-    }
-  };
+  const post = (content: string) => core.post("lobby", content);
   try {
     for (let i = 1; i <= 4; i++) await post(`before ${i}`);
     const chat = chatIn(core.addr, "lobby", "Dana", "--history", "3");
@@ -117,16 +122,7 @@ Deno.test("deno task chat shows history on join and resumes across a core restar
 
 Deno.test("deno task chat after a core restart that lost the room's history (a new epoch) says so and shows what the new history holds, once", async () => {
   const core = await durableCore("memory");
-  const post = async (content: string) => {
-    const poster = createChatClient(core.addr, {
-      "grpc.use_local_subchannel_pool": 1,
-    });
-    try {
-      await poster.sendMessage({ user: "Poster", room: "lobby", content });
-    } finally {
-      poster.close();
-    }
-  };
+  const post = (content: string) => core.post("lobby", content);
   try {
     await post("before");
     const chat = chatIn(core.addr, "lobby", "Dana", "--history", "10");
