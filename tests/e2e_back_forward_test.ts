@@ -235,3 +235,42 @@ Deno.test("a page restored to a room that was forgotten meanwhile (empty when ev
     },
   );
 });
+
+Deno.test("a page that goes into the back/forward cache during an upload says how the upload ended when shown again, and can upload again", async () => {
+  await withPage(
+    [{ aliveIntervalMs: 0 }],
+    async ({ page, stack, awayAndBack }) => {
+      const errors: string[] = [];
+      page.on("pageerror", (err) => errors.push(err.message));
+      await joinRoom(page, `${stack.edgeUrl}/`, "alice", "upload");
+      // Chromium closes an open WebSocket as the page goes into the cache;
+      // enough lines that the upload is still sending then.
+      const many = Array.from(
+        { length: 20_000 },
+        (_, i) => `line ${i} ${"x".repeat(200)}`,
+      ).join("\n");
+      await page.locator("#upload-text").evaluate(
+        (area, text) => (area as unknown as { value: string }).value = text,
+        many,
+      );
+      await page.click("#upload-button");
+      await page.locator("#upload-result", { hasText: /^Sent \d+ of/ })
+        .waitFor();
+      await awayAndBack(() => Promise.resolve());
+      // It ended (its socket closed under it): the page says so and the
+      // button works again, instead of "Sent N of 20000…" for ever.
+      await page.locator("#upload-result.failed", {
+        hasText: "Upload failed",
+      }).waitFor();
+      assert.equal(await page.isEnabled("#upload-button"), true);
+      await page.locator("#status", { hasText: "Live in #upload as alice" })
+        .waitFor();
+      await page.fill("#upload-text", "one\ntwo");
+      await page.click("#upload-button");
+      await page.locator("#upload-result", {
+        hasText: "Server counted 2 messages.",
+      }).waitFor();
+      assert.deepEqual(errors, []);
+    },
+  );
+});

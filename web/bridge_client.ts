@@ -98,7 +98,11 @@ export async function uploadLines(
       response = fromBinary(UploadResponseSchema, bytes);
     }
   })();
-  for (let i = 0; i < lines.length; i++) {
+  // The socket may close under the upload (the edge went away, the page went
+  // into the back/forward cache): the rest is not sent, the status says why.
+  let ended = false;
+  call.status.then(() => ended = true);
+  for (let i = 0; i < lines.length && !ended; i++) {
     call.send(toBinary(
       MessageSchema,
       create(MessageSchema, {

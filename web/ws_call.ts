@@ -122,7 +122,9 @@ export function openWsCall(url: string, header: BridgeCallHeader): WsCall {
       });
       socket.close(1000, "cancelled");
     },
-    bufferedAmount: () => socket.bufferedAmount + pendingBytes,
+    // Once the call ended nothing more goes on the wire: a closed socket's
+    // bufferedAmount never drains (browsers keep what it could not send).
+    bufferedAmount: () => finished ? 0 : socket.bufferedAmount + pendingBytes,
     messages: read(),
     status,
   };
