@@ -128,6 +128,11 @@ export function followRoom(
                 `-- reconnected to ${opts.room}: ${describeResume(outcome)}`,
               );
               events.resumed();
+            } else if (outcome.kind === "reset") {
+              // History lost again while catching up: news, not a detail.
+              events.note(
+                `-- reconnected to ${opts.room}: ${describeResume(outcome)}`,
+              );
             }
             catchingUp = false;
             // A new epoch: fetch what it holds already by resubscribing.
@@ -167,6 +172,9 @@ export function followRoom(
         catchingUp = true;
         continue;
       }
+      // A catch-up cut off is a lost connection like any: the next welcome
+      // says how the resume went.
+      catchingUp = false;
       events.note(
         `-- connection lost (${reason}); reconnecting in ${
           (delay / 1000).toFixed(1)

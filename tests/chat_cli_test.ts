@@ -13,6 +13,11 @@ import {
   startCoreServer,
   type StartOptions,
 } from "../server/server.ts";
+import { Access } from "../server/auth/access.ts";
+import { ChatError } from "../server/rooms/errors.ts";
+import { createAuthenticator } from "../server/auth/authenticator.ts";
+import { createTokenVerifier } from "../server/auth/token_verifier.ts";
+import { hs256, SECRET } from "./support/auth.ts";
 import { spawnChat } from "./support/chat_process.ts";
 
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
@@ -150,6 +155,128 @@ Deno.test("deno task chat after a core restart that lost the room's history (a n
     assert.ok(!r.stdout.includes("missing here"), r.stdout);
   } finally {
     await core.close();
+  }
+});
+
+/**
+ * A core with auth on whose token check of one user's calls can be held:
+ * `hold(n)` holds that user's n-th call from now (the chat makes no call but
+ * its subscriptions) until it is released or failed (UNAVAILABLE).
+ */
+async function coreHoldingCalls(user: string, options: StartOptions) {
+  const verify = await createTokenVerifier({
+    secret: SECRET,
+    leewaySeconds: 0,
+  });
+  const check = createAuthenticator({ verify, leewaySeconds: 0 });
+  const token = await hs256({ sub: user });
+  let calls = 0;
+  const holds = new Map<number, { came(): void; until: Promise<void> }>();
+  const access = new Access({
+    authenticate: (authorization) => {
+      if (authorization !== `Bearer ${token}`) return check(authorization);
+      const held = holds.get(++calls);
+      if (held === undefined) return check(authorization);
+      held.came();
+      return held.until.then(() => check(authorization));
+    },
+  });
+  let core: CoreServer | undefined = await startCoreServer({
+    ...options,
+    port: 0,
+    access,
+  });
+  const port = core.port;
+  const addr = `127.0.0.1:${port}`;
+  return {
+    addr,
+    token,
+    /** Holds the n-th call from now; `came` resolves once it did. */
+    hold(n: number) {
+      let came!: () => void;
+      let release!: () => void;
+      let fail!: (err: Error) => void;
+      const reached = new Promise<void>((r) => came = r);
+      const until = new Promise<void>((resolve, reject) => {
+        release = resolve;
+        fail = reject;
+      });
+      holds.set(calls + n, { came, until });
+      return {
+        came: reached,
+        release: () => release(),
+        fail: () => fail(new ChatError("unavailable", "check held, failed")),
+      };
+    },
+    async post(...contents: string[]) {
+      const poster = createChatClient(addr, {
+        "grpc.use_local_subchannel_pool": 1,
+      }, await hs256({ sub: "Poster" }));
+      try {
+        for (const content of contents) {
+          await poster.sendMessage({ user: "Poster", room: "lobby", content });
+        }
+      } finally {
+        poster.close();
+      }
+    },
+    async stop() {
+      await core?.shutdown(100);
+      core = undefined;
+    },
+    async start() {
+      core = await startCoreServer({ ...options, port, access });
+    },
+  };
+}
+
+Deno.test("deno task chat reports a new epoch found while it fetches a new epoch's history, and the resume after that fetch was cut off", async () => {
+  // Memory: a restart starts the room over; so does 3 s of silence (the
+  // TTL) while the core runs.
+  const core = await coreHoldingCalls("Dana", {
+    store: "memory",
+    historyTtlMs: 3_000,
+  });
+  const startedOver = "the room's history started over on the server";
+  try {
+    await core.post("epoch 1");
+    const chat = spawnChat([
+      ...["--addr", core.addr, "--room", "lobby", "--user", "Dana"],
+      ...["--history", "10"],
+    ], { CHAT_TOKEN: core.token });
+    await chat.waitFor("Poster: epoch 1");
+    await core.stop();
+    await chat.waitFor(/-- connection lost .*; reconnecting in 2\.0 s/);
+    await core.start();
+    await core.post("epoch 2");
+    // Its next call resumes (a new epoch); the one after it asks for what
+    // the new epoch holds: held until that history is lost too (the TTL).
+    const fetch2 = core.hold(2);
+    await fetch2.came;
+    await chat.waitFor(startedOver);
+    await new Promise((r) => setTimeout(r, 4_500));
+    await core.post("epoch 3");
+    // The next call asks for what the third epoch holds: it fails.
+    const fetch3 = core.hold(1);
+    fetch2.release();
+    // The fetch found a third epoch: said, not left silent.
+    await chat.waitFor(/started over[^]*started over/, "a second notice");
+    await fetch3.came;
+    fetch3.fail();
+    await chat.waitFor("Poster: epoch 3");
+    const r = await chat.finish();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(count(r.stdout, startedOver), 2, r.stdout);
+    // The fetch cut off is a lost connection: said, and so is the resume.
+    assert.match(
+      r.stdout,
+      /-- connection lost \(UNAVAILABLE: check held, failed\)[^\n]*\n-- reconnected to lobby: 1 missed message\(s\) follow\n\[lobby\] Poster: epoch 3\n/,
+    );
+    for (const line of ["epoch 1", "epoch 3"]) {
+      assert.equal(count(r.stdout, `[lobby] Poster: ${line}\n`), 1, line);
+    }
+  } finally {
+    await core.stop();
   }
 });
 

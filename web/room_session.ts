@@ -68,7 +68,9 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
         welcomed = true;
         const outcome = cursor.welcome(message);
         if (outcome.kind === "joined") view.add(message, user);
-        else if (!catchingUp) {
+        else if (!catchingUp || outcome.kind === "reset") {
+          // A catch-up's own resume is a detail, unless history was lost
+          // again meanwhile.
           view.note(`Reconnected: ${describeResume(outcome)}.`);
         }
         catchingUp = false;
@@ -99,6 +101,9 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
       if (state.kind === "live") {
         o.status(`Live in #${room} as ${user}`, "live");
       } else if (state.kind === "retrying") {
+        // A catch-up cut off is a lost connection like any: the next
+        // welcome says how the resume went.
+        catchingUp = false;
         o.status(
           `Reconnecting in ${(state.inMs / 1000).toFixed(1)} s…`,
           "retrying",
