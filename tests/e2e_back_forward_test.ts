@@ -212,6 +212,35 @@ Deno.test("a page restored from the back/forward cache renews a development toke
   });
 });
 
+Deno.test("a page restored from the back/forward cache resumes its streams with the token it has when the development token's renewal gets no answer", async () => {
+  await withPage([
+    { jwtSecret: SECRET, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  ], async ({ page, stack, awayAndBack }) => {
+    await joinRoom(page, `${stack.edgeUrl}/`, "alice", "stalled");
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    // A room with a message is kept while nobody is in it.
+    await say(page, "hello");
+    await page.locator("#messages li.msg-chat", { hasText: "hello" })
+      .waitFor();
+    // The renewal's request is never answered (a connection that died
+    // while the page was away, say): the page must not wait for ever.
+    await page.route("**/auth/dev-token?*", () => {});
+    await awayAndBack(() => Promise.resolve());
+    await page.locator("#messages li.msg-local", {
+      hasText: "Could not renew the development token",
+    }).waitFor();
+    await page.locator("#messages li.msg-local", {
+      hasText: "Reconnected: nothing missed.",
+    }).waitFor();
+    await page.locator("#status", { hasText: "Live in #stalled as alice" })
+      .waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    assert.equal(stack.core().snapshot().subscribers, 1);
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+  });
+});
+
 Deno.test("a page restored to a room that was forgotten meanwhile (empty when everyone left) shows what was said since, once", async () => {
   await withPage(
     [{ aliveIntervalMs: 0 }],

@@ -193,6 +193,13 @@ function watchMetrics(): void {
 }
 watchMetrics();
 
+/**
+ * How long a renewal may take: past it the streams reopen with the token they
+ * had (a request on a connection that died while the page was away may get no
+ * answer for minutes, and the page would say it was hidden all along).
+ */
+const RENEWAL_TIMEOUT_MS = 5_000;
+
 /** Counts hides, so that a renewal outlived by the next hide opens nothing. */
 let hides = 0;
 addEventListener("pagehide", () => {
@@ -215,12 +222,24 @@ async function renewTokenThenReopen(): Promise<void> {
   const note = $("token-status");
   if (to && note.dataset.source === "development") {
     try {
-      const got = await resolveToken("", to.user, location.origin);
+      const got = await resolveToken(
+        "",
+        to.user,
+        location.origin,
+        (url, init) =>
+          fetch(url, {
+            ...init,
+            signal: AbortSignal.timeout(RENEWAL_TIMEOUT_MS),
+          }),
+      );
       if (got.source === "development" && to === who) {
         token = metrics.token = got.token;
       }
     } catch (err) {
-      view.note(`Could not renew the development token: ${errorText(err)}`);
+      const why = err instanceof DOMException && err.name === "TimeoutError"
+        ? `no answer in ${RENEWAL_TIMEOUT_MS / 1000} s`
+        : errorText(err);
+      view.note(`Could not renew the development token: ${why}`);
     }
   }
   if (hides === hidesBefore) gate.reopen();
