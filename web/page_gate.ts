@@ -3,9 +3,10 @@
  *
  * When the user navigates away, the browser may keep the page, frozen, in its
  * back/forward cache and show it again on "Back". Its streams must end at
- * `pagehide` (the core drops the subscribers; a page with open sockets is not
- * cached at all) and open again when the page is shown, resuming where they
- * stopped. A gate is that switch: `visit` aborts when the page is hidden,
+ * `pagehide` (the core drops the subscribers at once; Chromium closes a
+ * WebSocket still open as it caches the page, which the page would see only
+ * when shown again, as an error) and open again when the page is shown,
+ * resuming where they stopped. A gate is that switch: `visit` aborts when the page is hidden,
  * `shown()` resolves when it is back. The page decides when it opens again
  * (after renewing a development token that may have expired meanwhile).
  *

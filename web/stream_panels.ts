@@ -100,8 +100,8 @@ export function setUpStreamPanels(
 
   return {
     /**
-     * The page is hidden: the Chat stream ends (an open socket keeps the page
-     * out of the back/forward cache); the next send opens a new one.
+     * The page is hidden: the Chat stream ends (rather than be cut off by
+     * the browser as it caches the page); the next send opens a new one.
      */
     hidden() {
       chat?.cancel();
