@@ -227,6 +227,10 @@ Deno.test("a page restored from the back/forward cache resumes its streams with 
     // while the page was away, say): the page must not wait for ever.
     await page.route("**/auth/dev-token?*", () => {});
     await awayAndBack(() => Promise.resolve());
+    // Shown and waiting: the status says so, not that the page is hidden.
+    await page.locator("#status", {
+      hasText: "Back: renewing the development token",
+    }).waitFor();
     await page.locator("#messages li.msg-local", {
       hasText: "Could not renew the development token",
     }).waitFor();

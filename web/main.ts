@@ -221,6 +221,7 @@ async function renewTokenThenReopen(): Promise<void> {
   const hidesBefore = hides;
   const note = $("token-status");
   if (to && note.dataset.source === "development") {
+    showStatus("Back: renewing the development token…", "connecting");
     try {
       const got = await resolveToken(
         "",
