@@ -158,6 +158,13 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     trustProxy: config.trustProxy,
     calls,
     shutdown: options.shutdown,
+    singleRequestPaths: services.flatMap((s) =>
+      s.methods
+        .filter((m) =>
+          m.methodKind === "unary" || m.methodKind === "server_streaming"
+        )
+        .map((m) => `/${s.typeName}/${m.name}`)
+    ),
   });
   app.get("/ws", (c) => bridge(c, c.env));
 

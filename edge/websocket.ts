@@ -53,6 +53,13 @@ export interface WebSocketBridgeOptions {
   trustProxy?: number;
   /** Aborted when the edge stops: every call ends UNAVAILABLE. */
   shutdown?: AbortSignal;
+  /**
+   * Paths of the methods that take one request message (unary and server
+   * streaming): such a call waits for its half-close and goes upstream with
+   * its request whole, which a balancer over several cores can send to
+   * another core if the first never processed it.
+   */
+  singleRequestPaths?: Iterable<string>;
 }
 
 /** Room behind one largest message for the small ones a client sends on. */
@@ -127,6 +134,7 @@ export function createWebSocketBridge(
     maxBufferedBytes: options.maxBufferedBytes ??
       defaultMaxBufferedBytes(options.maxMessageBytes),
     headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
+    singleRequestPaths: new Set(options.singleRequestPaths),
   };
   const origins = new Set(options.allowedOrigins ?? ["*"]);
   return (input, info) => {

@@ -31,10 +31,19 @@ export interface SessionLimits {
   maxTimeoutMs: number;
   maxBufferedBytes: number;
   headerTimeoutMs: number;
+  /** Methods that take one request: sent upstream whole (see below). */
+  singleRequestPaths: ReadonlySet<string>;
 }
 
 /** Socket send buffer above which responses wait, so a slow browser slows the core. */
 const SEND_HIGH_WATER = 1 << 20;
+/**
+ * How long a call of a method that takes one request waits for the client's
+ * half-close before it goes upstream anyway, its request streamed (a client
+ * that keeps its side open). The page sends header, request and half-close
+ * at once.
+ */
+const WHOLE_REQUEST_WAIT_MS = 100;
 
 const fail = (code: number, message: string): BridgeStatus => ({
   code,
@@ -61,6 +70,16 @@ export function runBridgeSession(
   const abort = new AbortController();
   const requests = new RequestQueue(limits.maxBufferedBytes);
   let started = false;
+  /**
+   * A call whose method takes one request, waiting for its half-close to go
+   * upstream with the request whole: as a list, the upstream may send it to
+   * another core if the first never processed it (edge/upstream/balancer.ts),
+   * as it does for gRPC-Web and Connect. What came meanwhile (one message at
+   * most: a second one sends the call streaming) is in `held`.
+   */
+  let waiting: { begin(source: Uint8Array[] | RequestQueue): void } | undefined;
+  let held: Uint8Array[] = [];
+  let holdTimer: ReturnType<typeof setTimeout> | undefined;
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(
     () => finish(fail(Code.INVALID_ARGUMENT, "no call header in time")),
@@ -76,6 +95,9 @@ export function runBridgeSession(
     finished = true;
     shutdown?.removeEventListener("abort", stopping);
     clearTimeout(timer);
+    clearTimeout(holdTimer);
+    waiting = undefined;
+    held = [];
     requests.close();
     abort.abort();
     if (socket.readyState === WebSocket.OPEN) {
@@ -107,18 +129,47 @@ export function runBridgeSession(
       () => finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded")),
       timeoutMs,
     );
-    relay(header, timeoutMs).then(finish, (err) => {
-      // Upstream calls report failures as a status; a throw here is a bug.
-      console.error("websocket bridge: relay failed", err);
-      finish(fail(Code.INTERNAL, "internal error"));
-    });
+    const begin = (source: Uint8Array[] | RequestQueue) => {
+      waiting = undefined;
+      clearTimeout(holdTimer);
+      relay(header, timeoutMs, source).then(finish, (err) => {
+        // Upstream calls report failures as a status; a throw here is a bug.
+        console.error("websocket bridge: relay failed", err);
+        finish(fail(Code.INTERNAL, "internal error"));
+      });
+    };
+    if (!limits.singleRequestPaths.has(header.path)) return begin(requests);
+    waiting = { begin };
+    holdTimer = setTimeout(() => {
+      const status = streamHeld();
+      if (status) finish(status);
+    }, WHOLE_REQUEST_WAIT_MS);
+  }
+
+  /** A waiting call goes upstream with its request streamed after all. */
+  function streamHeld(): BridgeStatus | undefined {
+    const call = waiting;
+    if (call === undefined) return;
+    for (const message of held) {
+      if (!requests.push(message)) return tooMuchWaiting();
+    }
+    held = [];
+    call.begin(requests);
+  }
+
+  function tooMuchWaiting(): BridgeStatus {
+    return fail(
+      Code.RESOURCE_EXHAUSTED,
+      `more than ${limits.maxBufferedBytes} request bytes waiting for the core`,
+    );
   }
 
   async function relay(
     header: BridgeCallHeader,
     timeoutMs: number | undefined,
+    source: Uint8Array[] | RequestQueue,
   ): Promise<BridgeStatus> {
-    const call = upstream.call(header.path, requests, {
+    const call = upstream.call(header.path, source, {
       metadata: filterMetadata(header.metadata, limits.allowedMetadata),
       signal: abort.signal,
       timeoutMs,
@@ -172,6 +223,11 @@ export function runBridgeSession(
       return fail(Code.INVALID_ARGUMENT, "frame after half-close");
     }
     if (frame.flag === FLAG_END && frame.payload.byteLength === 0) {
+      if (waiting) {
+        const whole = held;
+        held = [];
+        waiting.begin(whole);
+      }
       requests.close();
       return;
     }
@@ -187,12 +243,13 @@ export function runBridgeSession(
         `request message of ${frame.payload.byteLength} bytes exceeds the limit of ${limits.maxMessageBytes}`,
       );
     }
-    if (!requests.push(frame.payload)) {
-      return fail(
-        Code.RESOURCE_EXHAUSTED,
-        `more than ${limits.maxBufferedBytes} request bytes waiting for the core`,
-      );
+    if (waiting) {
+      held.push(frame.payload);
+      // A second request for a one-request method: not ours to judge; it
+      // goes upstream as it came, and the core answers it.
+      return held.length > 1 ? streamHeld() : undefined;
     }
+    if (!requests.push(frame.payload)) return tooMuchWaiting();
   }
 
   socket.onmessage = (event) => {

@@ -30,6 +30,7 @@ import {
   goawayFrame,
   rstStreamFrame,
 } from "../protocol/http2/frames.ts";
+import { bridgeUrl, openWsCall } from "../web/ws_call.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
 import {
@@ -212,6 +213,80 @@ Deno.test("edge: calls racing a core's GOAWAY (a core draining for a restart) ar
       ctl.abort();
     }
     assert.ok(excluded >= 1, "no call went to the draining core");
+  } finally {
+    await edge.close();
+    await draining.close();
+  }
+});
+
+Deno.test("edge: WebSocket bridge calls that take one request (unary, server streaming) racing a core's GOAWAY are answered by another core; two requests for one are the core's to refuse", async () => {
+  await using f = await startCore({ aliveIntervalMs: 0 });
+  let excluded = 0;
+  const draining = startRawPeer(async (p) => {
+    await p.handshake();
+    await serve(p, async () => {
+      excluded++;
+      await p.write(goawayFrame(0, ErrorCode.NO_ERROR));
+      return true;
+    });
+  });
+  await using edge = startEdge(`http://127.0.0.1:${f.core.port}`, {
+    upstream: [
+      `http://127.0.0.1:${draining.port}`,
+      `http://127.0.0.1:${f.core.port}`,
+    ],
+  });
+  const url = bridgeUrl(new URL(edge.url));
+  /** One bridge call: its request, half-closed or not; its answers. */
+  async function bridged(path: string, request: Uint8Array, halfClose = true) {
+    const call = openWsCall(url, { path, metadata: {} });
+    call.send(request);
+    if (halfClose) call.closeSend();
+    const answers: Uint8Array[] = [];
+    for await (const m of call.messages) {
+      answers.push(m);
+      // A subscription goes on: its welcome is the answer.
+      if (path === SUBSCRIBE) call.cancel();
+    }
+    return { answers, status: await call.status };
+  }
+  try {
+    for (let i = 0; i < 4; i++) {
+      const sent = await bridged(SEND, sendBody(`ws${i}`)[0]);
+      assert.equal(sent.status.code, Code.OK, sent.status.message);
+      assert.match(
+        fromBinary(SendMessageResponseSchema, sent.answers[0]).messageId,
+        /^msg_\d+$/,
+      );
+      const sub = await bridged(
+        SUBSCRIBE,
+        toBinary(
+          SubscribeRequestSchema,
+          create(SubscribeRequestSchema, { room: "lobby", user: `w${i}` }),
+        ),
+      );
+      assert.match(
+        fromBinary(MessageSchema, sub.answers[0]).content,
+        /^Welcome/,
+        sub.status.message,
+      );
+    }
+    assert.ok(excluded >= 1, "no bridge call went to the draining core");
+    // Two requests for a one-request method: sent on as they came, and
+    // the core's refusal is the status (the edge does not judge it; through
+    // an edge of the one core: streamed, it is not sent again).
+    await using direct = startEdge(`http://127.0.0.1:${f.core.port}`);
+    const two = openWsCall(bridgeUrl(new URL(direct.url)), {
+      path: SEND,
+      metadata: {},
+    });
+    two.send(sendBody("one")[0]);
+    two.send(sendBody("two")[0]);
+    two.closeSend();
+    for await (const _ of two.messages) { /* none expected */ }
+    const refused = await two.status;
+    assert.notEqual(refused.code, Code.OK);
+    assert.match(refused.message, /message/i);
   } finally {
     await edge.close();
     await draining.close();
