@@ -23,6 +23,30 @@ import { spawnChat } from "./support/chat_process.ts";
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
 
 /**
+ * Posts each of `contents` to `room` as Poster, with `token` if any. A client
+ * of its own, closed after: Deno's node:http2 client can crash the process
+ * when an idle connection gets the GOAWAY of a core that stops (nghttp2
+ * find_stream_on_goaway_func assertion), so none is left open across a stop.
+ */
+async function postTo(
+  addr: string,
+  room: string,
+  contents: string[],
+  token = "",
+): Promise<void> {
+  const poster = createChatClient(addr, {
+    "grpc.use_local_subchannel_pool": 1,
+  }, token);
+  try {
+    for (const content of contents) {
+      await poster.sendMessage({ user: "Poster", room, content });
+    }
+  } finally {
+    poster.close();
+  }
+}
+
+/**
  * A core that can be stopped and started on its port, with a durable store
  * (or, with `memory`, one that forgets every room when it stops).
  */
@@ -34,22 +58,8 @@ async function durableCore(store: "sqlite" | "memory" = "sqlite") {
   const addr = `127.0.0.1:${port}`;
   return {
     addr,
-    /**
-     * Posts `content` to `room` as Poster. One client per post: Deno's
-     * node:http2 client can crash the process when an idle connection gets
-     * the GOAWAY of a core that stops (nghttp2 find_stream_on_goaway_func
-     * assertion), so none is left open across a stop.
-     */
-    async post(room: string, content: string) {
-      const poster = createChatClient(addr, {
-        "grpc.use_local_subchannel_pool": 1,
-      });
-      try {
-        await poster.sendMessage({ user: "Poster", room, content });
-      } finally {
-        poster.close();
-      }
-    },
+    /** Posts `content` to `room` as Poster. */
+    post: (room: string, content: string) => postTo(addr, room, [content]),
     async stop() {
       await core?.shutdown(100);
       core = undefined;
@@ -208,18 +218,8 @@ async function coreHoldingCalls(user: string, options: StartOptions) {
         fail: () => fail(new ChatError("unavailable", "check held, failed")),
       };
     },
-    async post(...contents: string[]) {
-      const poster = createChatClient(addr, {
-        "grpc.use_local_subchannel_pool": 1,
-      }, await hs256({ sub: "Poster" }));
-      try {
-        for (const content of contents) {
-          await poster.sendMessage({ user: "Poster", room: "lobby", content });
-        }
-      } finally {
-        poster.close();
-      }
-    },
+    post: async (...contents: string[]) =>
+      postTo(addr, "lobby", contents, await hs256({ sub: "Poster" })),
     async stop() {
       await core?.shutdown(100);
       core = undefined;
