@@ -129,10 +129,19 @@ export function runBridgeSession(
       () => finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded")),
       timeoutMs,
     );
+    const began = performance.now();
     const begin = (source: Uint8Array[] | RequestQueue) => {
       waiting = undefined;
       clearTimeout(holdTimer);
-      relay(header, timeoutMs, source).then(finish, (err) => {
+      // A call held for its half-close has spent some of its deadline: the
+      // core gets what is left, as a balancer's resend does.
+      const left = timeoutMs === undefined
+        ? undefined
+        : timeoutMs - (performance.now() - began);
+      if (left !== undefined && left <= 0) {
+        return finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
+      }
+      relay(header, left, source).then(finish, (err) => {
         // Upstream calls report failures as a status; a throw here is a bug.
         console.error("websocket bridge: relay failed", err);
         finish(fail(Code.INTERNAL, "internal error"));

@@ -30,6 +30,14 @@ import {
   goawayFrame,
   rstStreamFrame,
 } from "../protocol/http2/frames.ts";
+import {
+  type BridgeStatus,
+  decodeFrame,
+  decodeStatus,
+  encodeFrame,
+  FLAG_DATA,
+  FLAG_END,
+} from "../protocol/ws_bridge.ts";
 import { bridgeUrl, openWsCall } from "../web/ws_call.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
@@ -283,6 +291,74 @@ Deno.test("edge: WebSocket bridge calls that take one request (unary, server str
   } finally {
     await edge.close();
     await draining.peer.close();
+  }
+});
+
+/**
+ * A bridge call on a socket already open, so that the test times what the
+ * edge holds: its header and request now, its half-close `halfCloseMs`
+ * later; resolves to its status.
+ */
+async function heldBridgeCall(
+  url: string,
+  header: { path: string; timeoutMs: number },
+  request: Uint8Array,
+  halfCloseMs: number,
+) {
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  let status: BridgeStatus | undefined;
+  socket.onmessage = (event) => {
+    const f = decodeFrame(new Uint8Array(event.data));
+    if (f.flag === FLAG_END) status = decodeStatus(f.payload);
+  };
+  socket.send(JSON.stringify({ ...header, metadata: {} }));
+  socket.send(encodeFrame(FLAG_DATA, request));
+  await new Promise((r) => setTimeout(r, halfCloseMs));
+  socket.send(encodeFrame(FLAG_END, new Uint8Array(0)));
+  await closed;
+  return status ?? { code: -1, message: "no status frame", trailers: {} };
+}
+
+Deno.test("edge: a WebSocket bridge call held for its half-close goes upstream with what is left of its deadline, not all of it", async () => {
+  const core = rawCore(answering("ok"));
+  await using edge = startEdge(core.url);
+  const url = bridgeUrl(new URL(edge.url));
+  try {
+    // Half-closed 80 ms after the header: sent whole, 80 ms late.
+    const whole = await heldBridgeCall(
+      url,
+      {
+        path: SEND,
+        timeoutMs: 1000,
+      },
+      sendBody("whole")[0],
+      80,
+    );
+    assert.equal(whole.code, Code.OK, whole.message);
+    // Not half-closed in time: streamed after the edge's 100 ms wait.
+    const streamed = await heldBridgeCall(
+      url,
+      {
+        path: SUBSCRIBE,
+        timeoutMs: 1000,
+      },
+      sendBody("streamed")[0],
+      300,
+    );
+    assert.equal(streamed.code, Code.OK, streamed.message);
+    const left = core.seen.map((s) => Number(s.timeout!.slice(0, -1)));
+    assert.equal(left.length, 2);
+    assert.ok(left[0] > 0 && left[0] <= 980, `grpc-timeout ${left[0]}m`);
+    assert.ok(left[1] > 0 && left[1] <= 905, `grpc-timeout ${left[1]}m`);
+  } finally {
+    await edge.close();
+    await core.peer.close();
   }
 });
 
