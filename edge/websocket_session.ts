@@ -45,6 +45,15 @@ const SEND_HIGH_WATER = 1 << 20;
  */
 const WHOLE_REQUEST_WAIT_MS = 100;
 
+/** `first`, then what `rest` yields. */
+async function* ahead(
+  first: Uint8Array,
+  rest: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  yield first;
+  yield* rest;
+}
+
 const fail = (code: number, message: string): BridgeStatus => ({
   code,
   message,
@@ -77,7 +86,9 @@ export function runBridgeSession(
    * as it does for gRPC-Web and Connect. What came meanwhile (one message at
    * most: a second one sends the call streaming) is in `held`.
    */
-  let waiting: { begin(source: Uint8Array[] | RequestQueue): void } | undefined;
+  let waiting:
+    | { begin(source: Uint8Array[] | AsyncIterable<Uint8Array>): void }
+    | undefined;
   let held: Uint8Array[] = [];
   let holdTimer: ReturnType<typeof setTimeout> | undefined;
   let finished = false;
@@ -130,7 +141,7 @@ export function runBridgeSession(
       timeoutMs,
     );
     const began = performance.now();
-    const begin = (source: Uint8Array[] | RequestQueue) => {
+    const begin = (source: Uint8Array[] | AsyncIterable<Uint8Array>) => {
       waiting = undefined;
       clearTimeout(holdTimer);
       // A call held for its half-close has spent some of its deadline: the
@@ -155,15 +166,21 @@ export function runBridgeSession(
     }, WHOLE_REQUEST_WAIT_MS);
   }
 
-  /** A waiting call goes upstream with its request streamed after all. */
+  /**
+   * A waiting call goes upstream with its request streamed after all. The
+   * first message goes ahead of the queue, as on a call streamed from the
+   * start, where the core has it by the time a second one comes: in the
+   * queue as well, a second near the size limit would be over its bound.
+   */
   function streamHeld(): BridgeStatus | undefined {
     const call = waiting;
     if (call === undefined) return;
-    for (const message of held) {
+    const [first, ...rest] = held;
+    held = [];
+    for (const message of rest) {
       if (!requests.push(message)) return tooMuchWaiting();
     }
-    held = [];
-    call.begin(requests);
+    call.begin(first === undefined ? requests : ahead(first, requests));
   }
 
   function tooMuchWaiting(): BridgeStatus {
@@ -176,7 +193,7 @@ export function runBridgeSession(
   async function relay(
     header: BridgeCallHeader,
     timeoutMs: number | undefined,
-    source: Uint8Array[] | RequestQueue,
+    source: Uint8Array[] | AsyncIterable<Uint8Array>,
   ): Promise<BridgeStatus> {
     const call = upstream.call(header.path, source, {
       metadata: filterMetadata(header.metadata, limits.allowedMetadata),

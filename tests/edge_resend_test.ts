@@ -39,7 +39,7 @@ import {
   FLAG_END,
 } from "../protocol/ws_bridge.ts";
 import { bridgeUrl, openWsCall } from "../web/ws_call.ts";
-import { startEdge } from "./fixtures/edge_stack.ts";
+import { startCoreEdge, startEdge } from "./fixtures/edge_stack.ts";
 import { drain } from "./fixtures/upstream_calls.ts";
 import {
   frame,
@@ -291,6 +291,25 @@ Deno.test("edge: WebSocket bridge calls that take one request (unary, server str
   } finally {
     await edge.close();
     await draining.peer.close();
+  }
+});
+
+Deno.test("edge: two near-limit requests for a one-request method over the WebSocket bridge are the core's to refuse, as on a streaming method, not RESOURCE_EXHAUSTED", async () => {
+  const maxMessageBytes = 100_000;
+  await using stack = await startCoreEdge({ maxMessageBytes });
+  const url = bridgeUrl(new URL(stack.url));
+  // Together over the socket's buffer (one largest message plus 64 KiB):
+  // the first is on its way to the core, as on any stream.
+  const request = new Uint8Array(maxMessageBytes - 1000);
+  for (const path of [SEND, "/chat.ChatService/Chat"]) {
+    const call = openWsCall(url, { path, metadata: {} });
+    call.send(request);
+    call.send(request);
+    call.closeSend();
+    for await (const _ of call.messages) { /* none expected */ }
+    const status = await call.status;
+    assert.notEqual(status.code, Code.RESOURCE_EXHAUSTED, status.message);
+    assert.notEqual(status.code, Code.OK, path);
   }
 });
 
