@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+import { signDevToken } from "../auth/dev_token.ts";
 import { hs256, SECRET } from "./support/auth.ts";
 
 async function join(
@@ -144,6 +145,59 @@ Deno.test("the page in Chromium with auth on: development token, pasted token, W
     await mallory.locator("#messages li.msg-unsent", { hasText: "sneaky" })
       .locator("button", { hasText: "Retry" }).waitFor();
 
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});
+
+Deno.test("the page renews a development token before it expires: its streams, ended by the core at the old token's expiry, go on with the new one", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack(
+    // No leeway: the core ends the streams the moment the token expires.
+    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  );
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(err.message));
+    // The edge's development tokens last an hour; the first one here lasts
+    // four seconds (renewed halfway), the next ones come from the edge.
+    let tokens = 0;
+    await page.route("**/auth/dev-token?*", async (route) => {
+      if (++tokens > 1) return route.continue();
+      await route.fulfill({
+        contentType: "application/json",
+        body: JSON.stringify({
+          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 4 }),
+        }),
+      });
+    });
+    await join(page, stack.edgeUrl, "alice", "long");
+    await page.locator("#messages li.msg-system", {
+      hasText: "Welcome to room long, alice!",
+    }).waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    // Past the first token's expiry: the core ended both streams, and the
+    // page opened them again with the renewed token.
+    await page.waitForTimeout(5_500);
+    assert.equal(tokens, 2);
+    await page.fill("#message-input", "after the first token");
+    await page.click("#send");
+    await page.locator("#messages li.msg-chat", {
+      hasText: "after the first token",
+    }).waitFor();
+    await page.locator("#status", { hasText: "Live in #long as alice" })
+      .waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    const lines = await page.locator("#messages li").allTextContents();
+    assert.doesNotMatch(lines.join("\n"), /refused/);
+    assert.equal(stack.core().snapshot().subscribers, 1);
     assert.deepEqual(errors, []);
     await context.close();
   } finally {

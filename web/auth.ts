@@ -53,3 +53,31 @@ export async function resolveToken(
 export function authMetadata(token: string): Record<string, string> {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
+
+/**
+ * The `exp` of a JWT in milliseconds since the epoch, read without checking
+ * the signature (the page only times a renewal with it); undefined when the
+ * token is not a JWT or has no `exp`.
+ */
+export function tokenExpiryMs(token: string): number | undefined {
+  const payload = token.split(".")[1];
+  if (payload === undefined) return undefined;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+    return typeof exp === "number" && Number.isFinite(exp)
+      ? exp * 1000
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * When to renew a token that expires at `expiryMs`: a minute before, or
+ * halfway there for one that lasts less than two minutes.
+ */
+export function renewalDelayMs(expiryMs: number, nowMs: number): number {
+  const left = expiryMs - nowMs;
+  return Math.max(0, left > 120_000 ? left - 60_000 : left / 2);
+}

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { authMetadata, resolveToken } from "./auth.ts";
+import {
+  authMetadata,
+  renewalDelayMs,
+  resolveToken,
+  tokenExpiryMs,
+} from "./auth.ts";
 
 /** An edge stand-in on a real socket: answers /auth/dev-token with `reply`. */
 function edge(reply: (user: string) => Response) {
@@ -86,4 +91,26 @@ Deno.test("resolveToken() throws a clear error for another status or a bad body"
 Deno.test("authMetadata() carries a Bearer token, or nothing", () => {
   assert.deepEqual(authMetadata("t"), { authorization: "Bearer t" });
   assert.deepEqual(authMetadata(""), {});
+});
+
+Deno.test("tokenExpiryMs() reads a JWT's exp (base64url, unchecked); undefined for anything else", () => {
+  const jwt = (payload: unknown) =>
+    `e30.${
+      btoa(JSON.stringify(payload)).replace(/\+/g, "-").replace(/\//g, "_")
+        .replace(/=+$/, "")
+    }.sig`;
+  assert.equal(tokenExpiryMs(jwt({ sub: "a", exp: 1_800_000_000 })), 1.8e12);
+  // A payload whose base64url needs the - and _ letters.
+  assert.equal(tokenExpiryMs(jwt({ sub: "?>?>?>~~~", exp: 5 })), 5000);
+  assert.equal(tokenExpiryMs(jwt({ sub: "a" })), undefined);
+  assert.equal(tokenExpiryMs(jwt({ exp: "soon" })), undefined);
+  assert.equal(tokenExpiryMs("not-a-jwt"), undefined);
+  assert.equal(tokenExpiryMs("a.%%%.c"), undefined);
+  assert.equal(tokenExpiryMs(""), undefined);
+});
+
+Deno.test("renewalDelayMs() renews a minute before expiry, or halfway for a short token, never in the past", () => {
+  assert.equal(renewalDelayMs(3_600_000, 0), 3_540_000);
+  assert.equal(renewalDelayMs(60_000, 0), 30_000);
+  assert.equal(renewalDelayMs(1_000, 2_000), 0);
 });

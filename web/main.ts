@@ -12,7 +12,7 @@
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { resolveToken } from "./auth.ts";
+import { renewalDelayMs, resolveToken, tokenExpiryMs } from "./auth.ts";
 import { MetricsChart } from "./metrics_chart.ts";
 import { PageGate } from "./page_gate.ts";
 import { keepStreaming } from "./resilient_stream.ts";
@@ -89,6 +89,7 @@ async function join(user: string, room: string): Promise<void> {
     watchMetrics();
   }
   who = { user, room };
+  renewBeforeExpiry();
   for (const id of ["message-input", "send"]) {
     $<HTMLInputElement>(id).disabled = false;
   }
@@ -101,6 +102,7 @@ async function join(user: string, room: string): Promise<void> {
     room,
     signal,
     gate,
+    token: () => token,
     status: showStatus,
     onResume: () => unsent.forEach((retry) => retry()),
   });
@@ -168,14 +170,21 @@ function watchMetrics(): void {
     token,
     refused: false,
   };
+  let openedWith = token;
   keepStreaming({
     signal: current.life.signal,
     gate,
-    fatal: (err) => ConnectError.from(err).code === Code.Unauthenticated,
-    open: (s) =>
-      client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
+    // Refused with the token in use now: no retry helps. One renewed
+    // since (a development token before it expired) is tried at once.
+    fatal: (err) =>
+      ConnectError.from(err).code === Code.Unauthenticated &&
+      openedWith === token,
+    open: (s) => {
+      openedWith = token;
+      return client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
         signal: s,
-      }),
+      });
+    },
     onMessage: (metric) => chart.push(metric),
     onState: (state) => {
       if (state.kind === "failed") current.refused = true;
@@ -217,33 +226,55 @@ addEventListener("pageshow", (event) => {
  * before the streams resume; a pasted token is the user's to replace.
  */
 async function renewTokenThenReopen(): Promise<void> {
-  const to = who;
   const hidesBefore = hides;
-  const note = $("token-status");
-  if (to && note.dataset.source === "development") {
+  if (who && $("token-status").dataset.source === "development") {
     showStatus("Back: renewing the development token…", "connecting");
-    try {
-      const got = await resolveToken(
-        "",
-        to.user,
-        location.origin,
-        (url, init) =>
-          fetch(url, {
-            ...init,
-            signal: AbortSignal.timeout(RENEWAL_TIMEOUT_MS),
-          }),
-      );
-      if (got.source === "development" && to === who) {
-        token = metrics.token = got.token;
-      }
-    } catch (err) {
-      const why = err instanceof DOMException && err.name === "TimeoutError"
-        ? `no answer in ${RENEWAL_TIMEOUT_MS / 1000} s`
-        : errorText(err);
-      view.note(`Could not renew the development token: ${why}`);
-    }
+    await renewDevToken();
+    renewBeforeExpiry();
   }
   if (hides === hidesBefore) gate.reopen();
+}
+
+/**
+ * A development token is renewed a minute before it expires: the core ends
+ * every stream opened with it then, and the page, holding a new one, opens
+ * them again at once instead of stopping ("refused: token expired").
+ */
+let renewal: ReturnType<typeof setTimeout> | undefined;
+function renewBeforeExpiry(): void {
+  clearTimeout(renewal);
+  const expiry = tokenExpiryMs(token);
+  if ($("token-status").dataset.source !== "development" || !expiry) return;
+  renewal = setTimeout(async () => {
+    await renewDevToken();
+    renewBeforeExpiry();
+  }, renewalDelayMs(expiry, Date.now()));
+}
+
+/** Asks the edge for a new development token for the joined user. */
+async function renewDevToken(): Promise<void> {
+  const to = who;
+  if (!to) return;
+  try {
+    const got = await resolveToken(
+      "",
+      to.user,
+      location.origin,
+      (url, init) =>
+        fetch(url, {
+          ...init,
+          signal: AbortSignal.timeout(RENEWAL_TIMEOUT_MS),
+        }),
+    );
+    if (got.source === "development" && to === who) {
+      token = metrics.token = got.token;
+    }
+  } catch (err) {
+    const why = err instanceof DOMException && err.name === "TimeoutError"
+      ? `no answer in ${RENEWAL_TIMEOUT_MS / 1000} s`
+      : errorText(err);
+    view.note(`Could not renew the development token: ${why}`);
+  }
 }
 
 const presetUser = params.get("user");

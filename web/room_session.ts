@@ -37,6 +37,11 @@ export interface RoomSessionOptions {
   signal: AbortSignal;
   /** Pauses the subscription while the page is hidden or cached. */
   gate?: PageGate;
+  /**
+   * The token in use now: a refusal (UNAUTHENTICATED) of a token the page
+   * has replaced since is retried at once, not final.
+   */
+  token?: () => string;
   /** The status line: text and one of idle/connecting/live/retrying. */
   status(text: string, kind: string): void;
   /** Called after each resume, to retry what was not sent meanwhile. */
@@ -52,11 +57,19 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
   /** Paused while the page was hidden (no "Connection lost" line for that). */
   let away = false;
   let catchingUp = false;
+  let openedWith = o.token?.();
   return keepStreaming({
     signal: o.signal,
     gate: o.gate,
-    fatal: (err) => FATAL.has(ConnectError.from(err).code),
+    fatal: (err) => {
+      const code = ConnectError.from(err).code;
+      if (code === Code.Unauthenticated && o.token?.() !== openedWith) {
+        return false;
+      }
+      return FATAL.has(code);
+    },
     open: (signal) => {
+      openedWith = o.token?.();
       welcomed = false;
       return o.client.subscribeMessages(
         { room, user, ...cursor.request() },
