@@ -59,6 +59,11 @@ async function accepts(port: number): Promise<boolean> {
 /**
  * Starts `command` (a shell line) with `{port}` and `vars` substituted, on
  * `cpu`, logging to `logPath`; resolves once the port accepts connections.
+ * A core started here keeps its history in a fresh directory of its own
+ * (`CHAT_DATA_DIR`), removed when it stops, unless the environment names one:
+ * the default `./data` would carry one run's history into the next, whose
+ * start-up replays it (the idle memory read 12-20 MB higher after a few runs),
+ * and would write into the user's own data.
  */
 export async function startServer(
   command: string,
@@ -79,8 +84,12 @@ export async function startServer(
     write: true,
     truncate: true,
   });
+  const dataDir = Deno.env.get("CHAT_DATA_DIR") === undefined
+    ? await Deno.makeTempDir({ prefix: "bench-data-" })
+    : undefined;
   const child = new Deno.Command("setsid", {
     args: [...pinArgs(opts.cpu), "bash", "-c", `exec ${line}`],
+    env: dataDir === undefined ? undefined : { CHAT_DATA_DIR: dataDir },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -109,6 +118,9 @@ export async function startServer(
       clearTimeout(t);
     }
     await copied;
+    if (dataDir !== undefined) {
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
   };
   while (!(await accepts(port))) {
     if (exited || Date.now() > deadline) {
