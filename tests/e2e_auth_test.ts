@@ -205,3 +205,48 @@ Deno.test("the page renews a development token before it expires: its streams, e
     await stack.close();
   }
 });
+
+Deno.test("a development token's renewal that fails is tried again every 15 s, said once, not in a loop", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack(
+    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  );
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    // The first token lasts two seconds; every renewal fails (the edge
+    // unreachable, as far as the page can tell).
+    let asked = 0;
+    await page.route("**/auth/dev-token?*", async (route) => {
+      if (++asked > 1) return route.abort("connectionrefused");
+      await route.fulfill({
+        contentType: "application/json",
+        body: JSON.stringify({
+          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 2 }),
+        }),
+      });
+    });
+    await join(page, stack.edgeUrl, "alice", "loop");
+    await page.locator("#messages li.msg-system", {
+      hasText: "Welcome to room loop, alice!",
+    }).waitFor();
+    await page.waitForTimeout(5_000);
+    // One renewal halfway, then none until 15 s later; the expired token
+    // is refused, as with no renewal at all.
+    assert.equal(asked, 2);
+    const lines = await page.locator("#messages li").allTextContents();
+    assert.equal(
+      lines.filter((l) => l.includes("Could not renew")).length,
+      1,
+      lines.join("\n"),
+    );
+    await page.locator("#messages li.msg-local", { hasText: "refused" })
+      .waitFor();
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});

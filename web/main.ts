@@ -229,8 +229,8 @@ async function renewTokenThenReopen(): Promise<void> {
   const hidesBefore = hides;
   if (who && $("token-status").dataset.source === "development") {
     showStatus("Back: renewing the development token…", "connecting");
-    await renewDevToken();
-    renewBeforeExpiry();
+    const renewed = await renewDevToken();
+    renewBeforeExpiry(renewed ? undefined : RENEWAL_RETRY_MS);
   }
   if (hides === hidesBefore) gate.reopen();
 }
@@ -241,20 +241,25 @@ async function renewTokenThenReopen(): Promise<void> {
  * them again at once instead of stopping ("refused: token expired").
  */
 let renewal: ReturnType<typeof setTimeout> | undefined;
-function renewBeforeExpiry(): void {
+/** After a renewal that failed (the edge down, say), the next try waits this long. */
+const RENEWAL_RETRY_MS = 15_000;
+function renewBeforeExpiry(retryMs?: number): void {
   clearTimeout(renewal);
   const expiry = tokenExpiryMs(token);
   if ($("token-status").dataset.source !== "development" || !expiry) return;
   renewal = setTimeout(async () => {
-    await renewDevToken();
-    renewBeforeExpiry();
-  }, renewalDelayMs(expiry, Date.now()));
+    const renewed = await renewDevToken(retryMs === undefined);
+    renewBeforeExpiry(renewed ? undefined : RENEWAL_RETRY_MS);
+  }, retryMs ?? renewalDelayMs(expiry, Date.now()));
 }
 
-/** Asks the edge for a new development token for the joined user. */
-async function renewDevToken(): Promise<void> {
+/**
+ * Asks the edge for a new development token for the joined user; false if
+ * it could not (said in the list when `say`).
+ */
+async function renewDevToken(say = true): Promise<boolean> {
   const to = who;
-  if (!to) return;
+  if (!to) return true;
   try {
     const got = await resolveToken(
       "",
@@ -269,11 +274,13 @@ async function renewDevToken(): Promise<void> {
     if (got.source === "development" && to === who) {
       token = metrics.token = got.token;
     }
+    return true;
   } catch (err) {
     const why = err instanceof DOMException && err.name === "TimeoutError"
       ? `no answer in ${RENEWAL_TIMEOUT_MS / 1000} s`
       : errorText(err);
-    view.note(`Could not renew the development token: ${why}`);
+    if (say) view.note(`Could not renew the development token: ${why}`);
+    return false;
   }
 }
 
