@@ -250,3 +250,72 @@ Deno.test("a development token's renewal that fails is tried again every 15 s, s
     await stack.close();
   }
 });
+
+Deno.test("a development token's renewal that brings no new token is not tried again in a loop (a failed join, an edge without tokens now)", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack(
+    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  );
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    // The first token lasts two seconds; then the edge gives no tokens
+    // (restarted without a development secret) and a join as bob fails.
+    let asked = 0;
+    await page.route("**/auth/dev-token?*", async (route) => {
+      if (++asked === 1) {
+        return route.fulfill({
+          contentType: "application/json",
+          body: JSON.stringify({
+            token: await signDevToken({
+              secret: SECRET,
+              user: "alice",
+              ttl: 2,
+            }),
+          }),
+        });
+      }
+      if (route.request().url().includes("user=bob")) {
+        return route.fulfill({ status: 500 });
+      }
+      await route.fulfill({ status: 204 });
+    });
+    await page.addInitScript(() => {
+      const g = globalThis as unknown as { timers: number };
+      const original = globalThis.setTimeout;
+      g.timers = 0;
+      globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+        g.timers++;
+        return original(...args);
+      }) as typeof setTimeout;
+    });
+    await join(page, stack.edgeUrl, "alice", "idle");
+    await page.locator("#messages li.msg-system", {
+      hasText: "Welcome to room idle, alice!",
+    }).waitFor();
+    await page.waitForTimeout(4_000);
+    // One renewal halfway (no token: the page goes on with the old one
+    // until the core refuses it), not one every few milliseconds.
+    assert.equal(asked, 2);
+    // A join that fails leaves no renewal for alice's expired token behind.
+    await page.fill("#user", "bob");
+    await page.click("#join");
+    await page.locator("#messages li", { hasText: "Could not get a token" })
+      .waitFor();
+    const before = await page.evaluate(() =>
+      (globalThis as unknown as { timers: number }).timers
+    );
+    await page.waitForTimeout(2_000);
+    const after = await page.evaluate(() =>
+      (globalThis as unknown as { timers: number }).timers
+    );
+    assert.ok(after - before < 20, `${after - before} timers in 2 s`);
+    assert.equal(asked, 3);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});

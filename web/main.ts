@@ -61,6 +61,8 @@ async function join(user: string, room: string): Promise<void> {
   const life = roomLife = new AbortController();
   const signal = life.signal;
   who = undefined;
+  // The last user's renewal: a join that fails leaves none behind.
+  clearTimeout(renewal);
   unsent = new Set();
   view.clear();
   showStatus(`Joining #${room}…`, "connecting");
@@ -248,8 +250,13 @@ function renewBeforeExpiry(retryMs?: number): void {
   const expiry = tokenExpiryMs(token);
   if ($("token-status").dataset.source !== "development" || !expiry) return;
   renewal = setTimeout(async () => {
+    const before = token;
     const renewed = await renewDevToken(retryMs === undefined);
-    renewBeforeExpiry(renewed ? undefined : RENEWAL_RETRY_MS);
+    // An answer with no new token (the user left, the edge gives none now)
+    // is not asked again: timed on the old token's expiry, that would be
+    // at once, in a loop, once it passed.
+    if (!renewed) renewBeforeExpiry(RENEWAL_RETRY_MS);
+    else if (token !== before) renewBeforeExpiry();
   }, retryMs ?? renewalDelayMs(expiry, Date.now()));
 }
 
