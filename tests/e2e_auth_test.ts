@@ -233,8 +233,9 @@ Deno.test("a development token's renewal that fails is tried again every 15 s, s
       hasText: "Welcome to room loop, alice!",
     }).waitFor();
     await page.waitForTimeout(5_000);
-    // One renewal halfway, then none until 15 s later; the expired token
-    // is refused, as with no renewal at all.
+    // One renewal halfway, then none until 15 s later; the expired token's
+    // refusal is not final while its renewal is still to come: the streams
+    // back off and try again.
     assert.equal(asked, 2);
     const lines = await page.locator("#messages li").allTextContents();
     assert.equal(
@@ -242,8 +243,8 @@ Deno.test("a development token's renewal that fails is tried again every 15 s, s
       1,
       lines.join("\n"),
     );
-    await page.locator("#messages li.msg-local", { hasText: "refused" })
-      .waitFor();
+    assert.doesNotMatch(lines.join("\n"), /refused/);
+    await page.locator("#status", { hasText: "Reconnecting" }).waitFor();
     await context.close();
   } finally {
     await browser.close();
@@ -313,6 +314,54 @@ Deno.test("a development token's renewal that brings no new token is not tried a
     );
     assert.ok(after - before < 20, `${after - before} timers in 2 s`);
     assert.equal(asked, 3);
+    await context.close();
+  } finally {
+    await browser.close();
+    await stack.close();
+  }
+});
+
+Deno.test("a development token's renewal that lands after the core ended the streams at expiry: they go on with the new token, not refused", async () => {
+  const browser = await launchChromium();
+  const stack = await startEdgeStack(
+    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
+    { devJwtSecret: SECRET },
+  );
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    // The first token lasts two seconds; its renewal (at one second) gets
+    // its answer three seconds later, two after the core refused the token.
+    let asked = 0;
+    await page.route("**/auth/dev-token?*", async (route) => {
+      if (++asked > 1) {
+        await new Promise((done) => setTimeout(done, 3_000));
+        return route.continue();
+      }
+      await route.fulfill({
+        contentType: "application/json",
+        body: JSON.stringify({
+          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 2 }),
+        }),
+      });
+    });
+    await join(page, stack.edgeUrl, "alice", "late");
+    await page.locator("#messages li.msg-system", {
+      hasText: "Welcome to room late, alice!",
+    }).waitFor();
+    await page.waitForTimeout(4_500);
+    assert.equal(asked, 2);
+    await page.locator("#status", { hasText: "Live in #late as alice" })
+      .waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    await page.fill("#message-input", "after the late renewal");
+    await page.click("#send");
+    await page.locator("#messages li.msg-chat", {
+      hasText: "after the late renewal",
+    }).waitFor();
+    const lines = await page.locator("#messages li").allTextContents();
+    assert.doesNotMatch(lines.join("\n"), /refused/);
     await context.close();
   } finally {
     await browser.close();

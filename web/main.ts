@@ -63,6 +63,7 @@ async function join(user: string, room: string): Promise<void> {
   who = undefined;
   // The last user's renewal: a join that fails leaves none behind.
   clearTimeout(renewal);
+  renewing = false;
   unsent = new Set();
   view.clear();
   showStatus(`Joining #${room}…`, "connecting");
@@ -105,6 +106,7 @@ async function join(user: string, room: string): Promise<void> {
     signal,
     gate,
     token: () => token,
+    awaitingToken,
     status: showStatus,
     onResume: () => unsent.forEach((retry) => retry()),
   });
@@ -180,7 +182,7 @@ function watchMetrics(): void {
     // since (a development token before it expired) is tried at once.
     fatal: (err) =>
       ConnectError.from(err).code === Code.Unauthenticated &&
-      openedWith === token,
+      openedWith === token && !awaitingToken(),
     open: (s) => {
       openedWith = token;
       return client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
@@ -245,10 +247,14 @@ async function renewTokenThenReopen(): Promise<void> {
 let renewal: ReturnType<typeof setTimeout> | undefined;
 /** After a renewal that failed (the edge down, say), the next try waits this long. */
 const RENEWAL_RETRY_MS = 15_000;
+/** A renewal of the token in use is scheduled or under way. */
+let renewing = false;
 function renewBeforeExpiry(retryMs?: number): void {
   clearTimeout(renewal);
+  renewing = false;
   const expiry = tokenExpiryMs(token);
   if ($("token-status").dataset.source !== "development" || !expiry) return;
+  renewing = true;
   renewal = setTimeout(async () => {
     const before = token;
     const renewed = await renewDevToken(retryMs === undefined);
@@ -257,7 +263,18 @@ function renewBeforeExpiry(retryMs?: number): void {
     // at once, in a loop, once it passed.
     if (!renewed) renewBeforeExpiry(RENEWAL_RETRY_MS);
     else if (token !== before) renewBeforeExpiry();
+    else renewing = false;
   }, retryMs ?? renewalDelayMs(expiry, Date.now()));
+}
+
+/**
+ * The token in use has expired and its renewal is still to come (slow, or
+ * failed and tried again): the core's refusal of it is not final, the streams
+ * retry (backing off) until the new token lands.
+ */
+function awaitingToken(): boolean {
+  const expiry = tokenExpiryMs(token);
+  return renewing && expiry !== undefined && expiry <= Date.now();
 }
 
 /**

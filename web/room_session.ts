@@ -42,6 +42,11 @@ export interface RoomSessionOptions {
    * has replaced since is retried at once, not final.
    */
   token?: () => string;
+  /**
+   * True while the token in use has expired and a new one is on its way (a
+   * development token's renewal, late): a refusal then is retried too.
+   */
+  awaitingToken?: () => boolean;
   /** The status line: text and one of idle/connecting/live/retrying. */
   status(text: string, kind: string): void;
   /** Called after each resume, to retry what was not sent meanwhile. */
@@ -63,7 +68,10 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
     gate: o.gate,
     fatal: (err) => {
       const code = ConnectError.from(err).code;
-      if (code === Code.Unauthenticated && o.token?.() !== openedWith) {
+      if (
+        code === Code.Unauthenticated &&
+        (o.token?.() !== openedWith || o.awaitingToken?.())
+      ) {
         return false;
       }
       return FATAL.has(code);
