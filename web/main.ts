@@ -179,7 +179,8 @@ function watchMetrics(): void {
     signal: current.life.signal,
     gate,
     // Refused with the token in use now: no retry helps. One renewed
-    // since (a development token before it expired) is tried at once.
+    // since (a development token before it expired) is tried again, with
+    // the usual backoff.
     fatal: (err) =>
       ConnectError.from(err).code === Code.Unauthenticated &&
       openedWith === token && !awaitingToken(),
@@ -242,7 +243,8 @@ async function renewTokenThenReopen(): Promise<void> {
 /**
  * A development token is renewed a minute before it expires: the core ends
  * every stream opened with it then, and the page, holding a new one, opens
- * them again at once instead of stopping ("refused: token expired").
+ * them again (after the usual backoff) instead of stopping ("refused: token
+ * expired").
  */
 let renewal: ReturnType<typeof setTimeout> | undefined;
 /** After a renewal that failed (the edge down, say), the next try waits this long. */

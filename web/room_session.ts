@@ -39,7 +39,7 @@ export interface RoomSessionOptions {
   gate?: PageGate;
   /**
    * The token in use now: a refusal (UNAUTHENTICATED) of a token the page
-   * has replaced since is retried at once, not final.
+   * has replaced since is retried (with the usual backoff), not final.
    */
   token?: () => string;
   /**
