@@ -9,8 +9,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
-import { launchChromium, startEdgeStack } from "./fixtures/web_browser.ts";
+import type { Page, Route } from "playwright-core";
+import {
+  type EdgeStack,
+  launchChromium,
+  startEdgeStack,
+} from "./fixtures/web_browser.ts";
 import { signDevToken } from "../auth/dev_token.ts";
 import { hs256, SECRET } from "./support/auth.ts";
 
@@ -153,10 +157,29 @@ Deno.test("the page in Chromium with auth on: development token, pasted token, W
   }
 });
 
-Deno.test("the page renews a development token before it expires: its streams, ended by the core at the old token's expiry, go on with the new one", async () => {
+/** A page signed in as alice with a short development token, and its edge. */
+interface ShortTokenPage {
+  page: Page;
+  stack: EdgeStack;
+  /** Requests for a development token so far. */
+  asked(): number;
+  /** Joins `room` as alice; resolves once the welcome shows. */
+  joinAs(room: string): Promise<void>;
+}
+
+/**
+ * A page against a core with auth on and no leeway (the core ends streams
+ * the moment their token expires) behind an edge with a development secret.
+ * The page's first development token lasts `ttl` seconds (the edge's last an
+ * hour); every later request for one goes to `renewal`.
+ */
+async function withShortToken(
+  ttl: number,
+  renewal: (route: Route) => Promise<void>,
+  run: (t: ShortTokenPage) => Promise<void>,
+): Promise<void> {
   const browser = await launchChromium();
   const stack = await startEdgeStack(
-    // No leeway: the core ends the streams the moment the token expires.
     { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
     { devJwtSecret: SECRET },
   );
@@ -166,123 +189,97 @@ Deno.test("the page renews a development token before it expires: its streams, e
     const page = await context.newPage();
     const errors: string[] = [];
     page.on("pageerror", (err) => errors.push(err.message));
-    // The edge's development tokens last an hour; the first one here lasts
-    // four seconds (renewed halfway), the next ones come from the edge.
-    let tokens = 0;
+    let asked = 0;
     await page.route("**/auth/dev-token?*", async (route) => {
-      if (++tokens > 1) return route.continue();
+      if (++asked > 1) return renewal(route);
       await route.fulfill({
         contentType: "application/json",
         body: JSON.stringify({
-          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 4 }),
+          token: await signDevToken({ secret: SECRET, user: "alice", ttl }),
         }),
       });
     });
-    await join(page, stack.edgeUrl, "alice", "long");
-    await page.locator("#messages li.msg-system", {
-      hasText: "Welcome to room long, alice!",
-    }).waitFor();
-    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-    // Past the first token's expiry: the core ended both streams, and the
-    // page opened them again with the renewed token.
-    await page.waitForTimeout(5_500);
-    assert.equal(tokens, 2);
-    await page.fill("#message-input", "after the first token");
-    await page.click("#send");
-    await page.locator("#messages li.msg-chat", {
-      hasText: "after the first token",
-    }).waitFor();
-    await page.locator("#status", { hasText: "Live in #long as alice" })
-      .waitFor();
-    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-    const lines = await page.locator("#messages li").allTextContents();
-    assert.doesNotMatch(lines.join("\n"), /refused/);
-    assert.equal(stack.core().snapshot().subscribers, 1);
+    await run({
+      page,
+      stack,
+      asked: () => asked,
+      async joinAs(room) {
+        await join(page, stack.edgeUrl, "alice", room);
+        await page.locator("#messages li.msg-system", {
+          hasText: `Welcome to room ${room}, alice!`,
+        }).waitFor();
+      },
+    });
     assert.deepEqual(errors, []);
     await context.close();
   } finally {
     await browser.close();
     await stack.close();
   }
+}
+
+/** The page's message list as one text. */
+async function listText(page: Page): Promise<string> {
+  return (await page.locator("#messages li").allTextContents()).join("\n");
+}
+
+/** Sends `text` and waits for it in the list. */
+async function sendAndSee(page: Page, text: string): Promise<void> {
+  await page.fill("#message-input", text);
+  await page.click("#send");
+  await page.locator("#messages li.msg-chat", { hasText: text }).waitFor();
+}
+
+Deno.test("the page renews a development token before it expires: its streams, ended by the core at the old token's expiry, go on with the new one", async () => {
+  // Four seconds, renewed halfway by the edge.
+  await withShortToken(4, (route) => route.continue(), async (t) => {
+    const { page } = t;
+    await t.joinAs("long");
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    // Past the first token's expiry: the core ended both streams, and the
+    // page opened them again with the renewed token.
+    await page.waitForTimeout(5_500);
+    assert.equal(t.asked(), 2);
+    await sendAndSee(page, "after the first token");
+    await page.locator("#status", { hasText: "Live in #long as alice" })
+      .waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    assert.doesNotMatch(await listText(page), /refused/);
+    assert.equal(t.stack.core().snapshot().subscribers, 1);
+  });
 });
 
 Deno.test("a development token's renewal that fails is tried again every 15 s, said once, not in a loop", async () => {
-  const browser = await launchChromium();
-  const stack = await startEdgeStack(
-    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
-    { devJwtSecret: SECRET },
+  // Every renewal fails (the edge unreachable, as far as the page can tell).
+  await withShortToken(
+    2,
+    (route) => route.abort("connectionrefused"),
+    async (t) => {
+      const { page } = t;
+      await t.joinAs("loop");
+      await page.waitForTimeout(5_000);
+      // One renewal halfway, then none until 15 s later; the expired
+      // token's refusal is not final while its renewal is still to come:
+      // the streams back off and try again.
+      assert.equal(t.asked(), 2);
+      const text = await listText(page);
+      assert.equal(text.split("Could not renew").length - 1, 1, text);
+      assert.doesNotMatch(text, /refused/);
+      await page.locator("#status", { hasText: "Reconnecting" }).waitFor();
+    },
   );
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    // The first token lasts two seconds; every renewal fails (the edge
-    // unreachable, as far as the page can tell).
-    let asked = 0;
-    await page.route("**/auth/dev-token?*", async (route) => {
-      if (++asked > 1) return route.abort("connectionrefused");
-      await route.fulfill({
-        contentType: "application/json",
-        body: JSON.stringify({
-          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 2 }),
-        }),
-      });
-    });
-    await join(page, stack.edgeUrl, "alice", "loop");
-    await page.locator("#messages li.msg-system", {
-      hasText: "Welcome to room loop, alice!",
-    }).waitFor();
-    await page.waitForTimeout(5_000);
-    // One renewal halfway, then none until 15 s later; the expired token's
-    // refusal is not final while its renewal is still to come: the streams
-    // back off and try again.
-    assert.equal(asked, 2);
-    const lines = await page.locator("#messages li").allTextContents();
-    assert.equal(
-      lines.filter((l) => l.includes("Could not renew")).length,
-      1,
-      lines.join("\n"),
-    );
-    assert.doesNotMatch(lines.join("\n"), /refused/);
-    await page.locator("#status", { hasText: "Reconnecting" }).waitFor();
-    await context.close();
-  } finally {
-    await browser.close();
-    await stack.close();
-  }
 });
 
 Deno.test("a development token's renewal that brings no new token is not tried again in a loop (a failed join, an edge without tokens now)", async () => {
-  const browser = await launchChromium();
-  const stack = await startEdgeStack(
-    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
-    { devJwtSecret: SECRET },
-  );
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    // The first token lasts two seconds; then the edge gives no tokens
-    // (restarted without a development secret) and a join as bob fails.
-    let asked = 0;
-    await page.route("**/auth/dev-token?*", async (route) => {
-      if (++asked === 1) {
-        return route.fulfill({
-          contentType: "application/json",
-          body: JSON.stringify({
-            token: await signDevToken({
-              secret: SECRET,
-              user: "alice",
-              ttl: 2,
-            }),
-          }),
-        });
-      }
-      if (route.request().url().includes("user=bob")) {
-        return route.fulfill({ status: 500 });
-      }
-      await route.fulfill({ status: 204 });
-    });
+  // After the first token the edge gives none (restarted without a
+  // development secret), and a join as bob fails.
+  await withShortToken(2, async (route) => {
+    if (route.request().url().includes("user=bob")) {
+      return route.fulfill({ status: 500 });
+    }
+    await route.fulfill({ status: 204 });
+  }, async (t) => {
+    const { page } = t;
     await page.addInitScript(() => {
       const g = globalThis as unknown as { timers: number };
       const original = globalThis.setTimeout;
@@ -292,79 +289,41 @@ Deno.test("a development token's renewal that brings no new token is not tried a
         return original(...args);
       }) as typeof setTimeout;
     });
-    await join(page, stack.edgeUrl, "alice", "idle");
-    await page.locator("#messages li.msg-system", {
-      hasText: "Welcome to room idle, alice!",
-    }).waitFor();
+    await t.joinAs("idle");
     await page.waitForTimeout(4_000);
     // One renewal halfway (no token: the page goes on with the old one
     // until the core refuses it), not one every few milliseconds.
-    assert.equal(asked, 2);
+    assert.equal(t.asked(), 2);
     // A join that fails leaves no renewal for alice's expired token behind.
     await page.fill("#user", "bob");
     await page.click("#join");
     await page.locator("#messages li", { hasText: "Could not get a token" })
       .waitFor();
-    const before = await page.evaluate(() =>
-      (globalThis as unknown as { timers: number }).timers
-    );
+    const timers = () =>
+      page.evaluate(() => (globalThis as unknown as { timers: number }).timers);
+    const before = await timers();
     await page.waitForTimeout(2_000);
-    const after = await page.evaluate(() =>
-      (globalThis as unknown as { timers: number }).timers
-    );
+    const after = await timers();
     assert.ok(after - before < 20, `${after - before} timers in 2 s`);
-    assert.equal(asked, 3);
-    await context.close();
-  } finally {
-    await browser.close();
-    await stack.close();
-  }
+    assert.equal(t.asked(), 3);
+  });
 });
 
 Deno.test("a development token's renewal that lands after the core ended the streams at expiry: they go on with the new token, not refused", async () => {
-  const browser = await launchChromium();
-  const stack = await startEdgeStack(
-    { jwtSecret: SECRET, jwtLeewaySeconds: 0, aliveIntervalMs: 0 },
-    { devJwtSecret: SECRET },
-  );
-  try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    // The first token lasts two seconds; its renewal (at one second) gets
-    // its answer three seconds later, two after the core refused the token.
-    let asked = 0;
-    await page.route("**/auth/dev-token?*", async (route) => {
-      if (++asked > 1) {
-        await new Promise((done) => setTimeout(done, 3_000));
-        return route.continue();
-      }
-      await route.fulfill({
-        contentType: "application/json",
-        body: JSON.stringify({
-          token: await signDevToken({ secret: SECRET, user: "alice", ttl: 2 }),
-        }),
-      });
-    });
-    await join(page, stack.edgeUrl, "alice", "late");
-    await page.locator("#messages li.msg-system", {
-      hasText: "Welcome to room late, alice!",
-    }).waitFor();
+  // The renewal (at one second) gets its answer three seconds later, two
+  // after the core refused the token.
+  await withShortToken(2, async (route) => {
+    await new Promise((done) => setTimeout(done, 3_000));
+    await route.continue();
+  }, async (t) => {
+    const { page } = t;
+    await t.joinAs("late");
     await page.waitForTimeout(4_500);
-    assert.equal(asked, 2);
+    assert.equal(t.asked(), 2);
     await page.locator("#status", { hasText: "Live in #late as alice" })
       .waitFor();
     await page.locator("#metrics-status", { hasText: "live" }).waitFor();
-    await page.fill("#message-input", "after the late renewal");
-    await page.click("#send");
-    await page.locator("#messages li.msg-chat", {
-      hasText: "after the late renewal",
-    }).waitFor();
-    const lines = await page.locator("#messages li").allTextContents();
-    assert.doesNotMatch(lines.join("\n"), /refused/);
-    await context.close();
-  } finally {
-    await browser.close();
-    await stack.close();
-  }
+    await sendAndSee(page, "after the late renewal");
+    assert.doesNotMatch(await listText(page), /refused/);
+  });
 });
