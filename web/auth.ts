@@ -81,3 +81,31 @@ export function renewalDelayMs(expiryMs: number, nowMs: number): number {
   const left = expiryMs - nowMs;
   return Math.max(0, left > 120_000 ? left - 60_000 : left / 2);
 }
+
+/** The page's token as its streams see it. */
+export interface PageTokenSource {
+  /** The token in use now ("" for none). */
+  current(): string;
+  /** True while the token in use has expired and a new one is on its way. */
+  renewing(): boolean;
+}
+
+/**
+ * What a stream's refusal (UNAUTHENTICATED) of its token means: `opened()`
+ * at each open notes the token sent; `final()` says whether no retry can
+ * help, which is not so when the page has replaced that token since, or its
+ * expired token's renewal is still to come. Without a source every refusal
+ * is final.
+ */
+export function tokenRefusals(source?: PageTokenSource): {
+  opened(): void;
+  final(): boolean;
+} {
+  let openedWith = source?.current();
+  return {
+    opened: () => void (openedWith = source?.current()),
+    final: () =>
+      source === undefined ||
+      (source.current() === openedWith && !source.renewing()),
+  };
+}

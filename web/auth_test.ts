@@ -4,6 +4,7 @@ import {
   renewalDelayMs,
   resolveToken,
   tokenExpiryMs,
+  tokenRefusals,
 } from "./auth.ts";
 
 /** An edge stand-in on a real socket: answers /auth/dev-token with `reply`. */
@@ -113,4 +114,22 @@ Deno.test("renewalDelayMs() renews a minute before expiry, or halfway for a shor
   assert.equal(renewalDelayMs(3_600_000, 0), 3_540_000);
   assert.equal(renewalDelayMs(60_000, 0), 30_000);
   assert.equal(renewalDelayMs(1_000, 2_000), 0);
+});
+
+Deno.test("tokenRefusals(): a refusal is final for the token a stream opened with, not for one replaced since or being renewed", () => {
+  let token = "a";
+  let renewing = false;
+  const refusals = tokenRefusals({
+    current: () => token,
+    renewing: () => renewing,
+  });
+  refusals.opened();
+  assert.equal(refusals.final(), true);
+  token = "b";
+  assert.equal(refusals.final(), false);
+  refusals.opened();
+  assert.equal(refusals.final(), true);
+  renewing = true;
+  assert.equal(refusals.final(), false);
+  assert.equal(tokenRefusals().final(), true);
 });

@@ -12,7 +12,13 @@
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { renewalDelayMs, resolveToken, tokenExpiryMs } from "./auth.ts";
+import {
+  type PageTokenSource,
+  renewalDelayMs,
+  resolveToken,
+  tokenExpiryMs,
+  tokenRefusals,
+} from "./auth.ts";
 import { MetricsChart } from "./metrics_chart.ts";
 import { PageGate } from "./page_gate.ts";
 import { keepStreaming } from "./resilient_stream.ts";
@@ -105,8 +111,7 @@ async function join(user: string, room: string): Promise<void> {
     room,
     signal,
     gate,
-    token: () => token,
-    awaitingToken,
+    token: pageToken,
     status: showStatus,
     onResume: () => unsent.forEach((retry) => retry()),
   });
@@ -154,6 +159,20 @@ $("send-form").addEventListener("submit", async (event) => {
   retries.add(retry);
 });
 
+/**
+ * The page's token for its streams. `renewing()`: the token in use has
+ * expired and its renewal is still to come (slow, or failed and tried
+ * again); the core's refusal of it is then not final, and the streams retry
+ * (backing off) until the new token lands.
+ */
+const pageToken: PageTokenSource = {
+  current: () => token,
+  renewing() {
+    const expiry = tokenExpiryMs(token);
+    return renewing && expiry !== undefined && expiry <= Date.now();
+  },
+};
+
 const chart = new MetricsChart($("metrics-chart"), $("metrics-other"));
 /** The metrics stream: what ends it, its token, whether that was refused. */
 interface MetricsWatch {
@@ -174,7 +193,7 @@ function watchMetrics(): void {
     token,
     refused: false,
   };
-  let openedWith = token;
+  const refusals = tokenRefusals(pageToken);
   keepStreaming({
     signal: current.life.signal,
     gate,
@@ -183,9 +202,9 @@ function watchMetrics(): void {
     // the usual backoff.
     fatal: (err) =>
       ConnectError.from(err).code === Code.Unauthenticated &&
-      openedWith === token && !awaitingToken(),
+      refusals.final(),
     open: (s) => {
-      openedWith = token;
+      refusals.opened();
       return client.streamMetrics({ instanceId: "web", intervalSeconds: 1 }, {
         signal: s,
       });
@@ -267,16 +286,6 @@ function renewBeforeExpiry(retryMs?: number): void {
     else if (token !== before) renewBeforeExpiry();
     else renewing = false;
   }, retryMs ?? renewalDelayMs(expiry, Date.now()));
-}
-
-/**
- * The token in use has expired and its renewal is still to come (slow, or
- * failed and tried again): the core's refusal of it is not final, the streams
- * retry (backing off) until the new token lands.
- */
-function awaitingToken(): boolean {
-  const expiry = tokenExpiryMs(token);
-  return renewing && expiry !== undefined && expiry <= Date.now();
 }
 
 /**

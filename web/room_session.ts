@@ -13,6 +13,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeResume, RoomCursor } from "../client/room_cursor.ts";
+import { type PageTokenSource, tokenRefusals } from "./auth.ts";
 import type { PageGate } from "./page_gate.ts";
 import type { ChatClient } from "./rpc.ts";
 import { keepStreaming } from "./resilient_stream.ts";
@@ -38,15 +39,11 @@ export interface RoomSessionOptions {
   /** Pauses the subscription while the page is hidden or cached. */
   gate?: PageGate;
   /**
-   * The token in use now: a refusal (UNAUTHENTICATED) of a token the page
-   * has replaced since is retried (with the usual backoff), not final.
+   * The page's token: a refusal (UNAUTHENTICATED) of one the page has
+   * replaced since, or is renewing, is retried (with the usual backoff), not
+   * final (`tokenRefusals()`).
    */
-  token?: () => string;
-  /**
-   * True while the token in use has expired and a new one is on its way (a
-   * development token's renewal, late): a refusal then is retried too.
-   */
-  awaitingToken?: () => boolean;
+  token?: PageTokenSource;
   /** The status line: text and one of idle/connecting/live/retrying. */
   status(text: string, kind: string): void;
   /** Called after each resume, to retry what was not sent meanwhile. */
@@ -62,22 +59,17 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
   /** Paused while the page was hidden (no "Connection lost" line for that). */
   let away = false;
   let catchingUp = false;
-  let openedWith = o.token?.();
+  const refusals = tokenRefusals(o.token);
   return keepStreaming({
     signal: o.signal,
     gate: o.gate,
     fatal: (err) => {
       const code = ConnectError.from(err).code;
-      if (
-        code === Code.Unauthenticated &&
-        (o.token?.() !== openedWith || o.awaitingToken?.())
-      ) {
-        return false;
-      }
+      if (code === Code.Unauthenticated && !refusals.final()) return false;
       return FATAL.has(code);
     },
     open: (signal) => {
-      openedWith = o.token?.();
+      refusals.opened();
       welcomed = false;
       return o.client.subscribeMessages(
         { room, user, ...cursor.request() },
