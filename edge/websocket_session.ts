@@ -87,9 +87,9 @@ export function runBridgeSession(
    * most: a second one sends the call streaming) is in `held`.
    */
   let waiting:
-    | { begin(source: Uint8Array[] | AsyncIterable<Uint8Array>): void }
+    | ((source: Uint8Array[] | AsyncIterable<Uint8Array>) => void)
     | undefined;
-  let held: Uint8Array[] = [];
+  let held: Uint8Array | undefined;
   let holdTimer: ReturnType<typeof setTimeout> | undefined;
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(
@@ -108,7 +108,7 @@ export function runBridgeSession(
     clearTimeout(timer);
     clearTimeout(holdTimer);
     waiting = undefined;
-    held = [];
+    held = undefined;
     requests.close();
     abort.abort();
     if (socket.readyState === WebSocket.OPEN) {
@@ -159,7 +159,7 @@ export function runBridgeSession(
       });
     };
     if (!limits.singleRequestPaths.has(header.path)) return begin(requests);
-    waiting = { begin };
+    waiting = begin;
     holdTimer = setTimeout(() => {
       const status = streamHeld();
       if (status) finish(status);
@@ -172,15 +172,13 @@ export function runBridgeSession(
    * start, where the core has it by the time a second one comes: in the
    * queue as well, a second near the size limit would be over its bound.
    */
-  function streamHeld(): BridgeStatus | undefined {
-    const call = waiting;
-    if (call === undefined) return;
-    const [first, ...rest] = held;
-    held = [];
-    for (const message of rest) {
-      if (!requests.push(message)) return tooMuchWaiting();
-    }
-    call.begin(first === undefined ? requests : ahead(first, requests));
+  function streamHeld(second?: Uint8Array): BridgeStatus | undefined {
+    const begin = waiting;
+    if (begin === undefined) return;
+    const first = held;
+    held = undefined;
+    if (second && !requests.push(second)) return tooMuchWaiting();
+    begin(first === undefined ? requests : ahead(first, requests));
   }
 
   function tooMuchWaiting(): BridgeStatus {
@@ -250,9 +248,9 @@ export function runBridgeSession(
     }
     if (frame.flag === FLAG_END && frame.payload.byteLength === 0) {
       if (waiting) {
-        const whole = held;
-        held = [];
-        waiting.begin(whole);
+        const whole = held === undefined ? [] : [held];
+        held = undefined;
+        waiting(whole);
       }
       requests.close();
       return;
@@ -270,10 +268,11 @@ export function runBridgeSession(
       );
     }
     if (waiting) {
-      held.push(frame.payload);
       // A second request for a one-request method: not ours to judge; it
       // goes upstream as it came, and the core answers it.
-      return held.length > 1 ? streamHeld() : undefined;
+      if (held !== undefined) return streamHeld(frame.payload);
+      held = frame.payload;
+      return;
     }
     if (!requests.push(frame.payload)) return tooMuchWaiting();
   }
