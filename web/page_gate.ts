@@ -6,8 +6,8 @@
  * `pagehide` (the core drops the subscribers at once; Chromium closes a
  * WebSocket still open as it caches the page, which the page would see only
  * when shown again, as an error) and open again when the page is shown,
- * resuming where they stopped. A gate is that switch: `visit` aborts when the page is hidden,
- * `shown()` resolves when it is back. The page decides when it opens again
+ * resuming where they stopped. A gate is that switch: `visit` aborts when the
+ * page is hidden, `shown()` resolves when it is back. The page decides when it opens again
  * (after renewing a development token that may have expired meanwhile).
  *
  * @module
@@ -16,7 +16,6 @@
 /** Open while the page is shown; closed while it is hidden or cached. */
 export class PageGate {
   #visit = new AbortController();
-  #open = true;
   #waiting: (() => void)[] = [];
 
   /** Aborts when the page is next hidden; a new one for each visit. */
@@ -24,22 +23,20 @@ export class PageGate {
     return this.#visit.signal;
   }
 
-  /** True while the page is shown. */
+  /** True while the page is shown: its visit has not ended. */
   get open(): boolean {
-    return this.#open;
+    return !this.#visit.signal.aborted;
   }
 
   /** The page is hidden (`pagehide`): the visit's streams end. */
   close(): void {
-    if (!this.#open) return;
-    this.#open = false;
+    if (!this.open) return;
     this.#visit.abort(new Error("the page was hidden"));
   }
 
   /** The page is shown again: a new visit starts and waiting streams reopen. */
   reopen(): void {
-    if (this.#open) return;
-    this.#open = true;
+    if (this.open) return;
     this.#visit = new AbortController();
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -48,7 +45,7 @@ export class PageGate {
 
   /** Resolves when the page is shown (now, if it is), or when `signal` aborts. */
   shown(signal: AbortSignal): Promise<void> {
-    if (this.#open || signal.aborted) return Promise.resolve();
+    if (this.open || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         signal.removeEventListener("abort", done);
