@@ -22,6 +22,7 @@ import { CallObserver, type CallProtocol } from "./ops/calls.ts";
 import { EdgeMetrics, metricsHandler } from "./ops/metrics.ts";
 import { createStaticHandler } from "./static.ts";
 import { createWebSocketBridge } from "./websocket.ts";
+import type { EdgeShutdown } from "./shutdown.ts";
 import { devTokenHandler } from "./dev_token.ts";
 import { clientIp, ipSlots, tooManyRequests } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
@@ -41,11 +42,12 @@ export interface EdgeAppOptions {
   /** Where the default observer writes each call's line; console.log. */
   writeLine?: (line: string) => void;
   /**
-   * Aborted when the process begins to stop: WebSocket bridge calls then end
-   * UNAVAILABLE with their status frame, before `Deno.serve`'s shutdown
-   * closes their sockets with none.
+   * The process's stop (edge/shutdown.ts): WebSocket bridge calls end
+   * UNAVAILABLE with their status frame, or as the core answers for unary
+   * calls it has, before `Deno.serve`'s shutdown closes their sockets with
+   * none.
    */
-  shutdown?: AbortSignal;
+  shutdown?: EdgeShutdown;
   /**
    * false sends every request through Hono's routes, without the gRPC-Web
    * and Connect bypass below (tests compare the two answers). Default true.
@@ -58,6 +60,18 @@ const CONNECT_TYPES = /^application\/(connect\+)?(json|proto)$/;
 // `/<service>/<method>` in plain characters, which a URL parser leaves as
 // is; any other path (escapes, dot segments) takes the Hono route.
 const PLAIN_RPC_PATH = /^\/[\w~-][\w.~-]*\/[\w~-][\w.~-]*$/;
+
+/** The gRPC paths of `services`' methods of these kinds. */
+function pathsOf(
+  services: readonly DescService[],
+  ...kinds: DescService["methods"][number]["methodKind"][]
+): string[] {
+  return services.flatMap((s) =>
+    s.methods
+      .filter((m) => kinds.includes(m.methodKind))
+      .map((m) => `/${s.typeName}/${m.name}`)
+  );
+}
 
 /** The path of an absolute request URL, without parsing the whole URL. */
 function rawPath(url: string): string {
@@ -136,11 +150,14 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     const up = await upstream.healthy();
     // Several cores (balancer.ts): each one's state too.
     const members = (upstream as Partial<BalancedUpstream>).members?.();
+    // Stopping (waiting for bridge calls, then draining): a balancer in
+    // front sends new clients elsewhere.
+    const stopping = options.shutdown?.stopping.aborted === true;
     return c.json({
-      status: up ? "ok" : "unavailable",
+      status: stopping ? "stopping" : up ? "ok" : "unavailable",
       upstream: up ? "up" : "down",
       ...(members ? { upstreams: members } : {}),
-    }, up ? 200 : 503);
+    }, up && !stopping ? 200 : 503);
   });
 
   // Browser page: embedded strings (gen/web_assets.ts), no file reads at run
@@ -158,13 +175,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     trustProxy: config.trustProxy,
     calls,
     shutdown: options.shutdown,
-    singleRequestPaths: services.flatMap((s) =>
-      s.methods
-        .filter((m) =>
-          m.methodKind === "unary" || m.methodKind === "server_streaming"
-        )
-        .map((m) => `/${s.typeName}/${m.name}`)
-    ),
+    singleRequestPaths: pathsOf(services, "unary", "server_streaming"),
+    unaryPaths: pathsOf(services, "unary"),
   });
   app.get("/ws", (c) => bridge(c, c.env));
 

@@ -28,6 +28,7 @@ import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
 import { startProcessGroup } from "./process_group.ts";
+import { EdgeShutdown } from "./shutdown.ts";
 import {
   type ResilientServer,
   serveResilient,
@@ -156,14 +157,9 @@ const upstream = withTraceContext(
   }),
 );
 const calls = createCallObserver(upstream, config, undefined, callLines.push);
-// Fired first when stopping: Deno.serve's shutdown closes WebSockets at once.
-const shutdown = new AbortController();
-const app = createEdgeApp({
-  upstream,
-  config,
-  calls,
-  shutdown: shutdown.signal,
-});
+// Run first when stopping: Deno.serve's shutdown closes WebSockets at once.
+const shutdown = new EdgeShutdown();
+const app = createEdgeApp({ upstream, config, calls, shutdown });
 if (config.devJwtSecret !== "") {
   say(
     "DEVELOPMENT token endpoint on: /auth/dev-token signs a token for any user",
@@ -225,13 +221,18 @@ async function stop(signal: string): Promise<void> {
   if (stopping) Deno.exit(1);
   stopping = true;
   say(`${signal}, shutting down`);
-  // WebSocket bridge calls get their status frame before their socket goes.
-  shutdown.abort();
+  // One grace for both: the requests in flight carry on meanwhile.
+  const graceEnds = performance.now() + SHUTDOWN_GRACE_MS;
+  // WebSocket bridge calls get their status frame before their socket goes;
+  // unary ones the core has, their answer (within the grace).
+  await shutdown.stop(SHUTDOWN_GRACE_MS);
   const drained = server.shutdown();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
     drained,
-    new Promise((r) => timer = setTimeout(r, SHUTDOWN_GRACE_MS)),
+    new Promise((r) =>
+      timer = setTimeout(r, Math.max(0, graceEnds - performance.now()))
+    ),
   ]);
   clearTimeout(timer);
   // Long-lived streams never end by themselves: end them with UNAVAILABLE.

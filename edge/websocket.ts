@@ -19,6 +19,7 @@
 import { MAX_TIMER_MS } from "../protocol/mod.ts";
 import { FORWARDED_REQUEST_HEADERS } from "./metadata.ts";
 import type { CallObserver } from "./ops/calls.ts";
+import type { EdgeShutdown } from "./shutdown.ts";
 import { clientIp, type IpSlot } from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { runBridgeSession, type SessionLimits } from "./websocket_session.ts";
@@ -51,8 +52,11 @@ export interface WebSocketBridgeOptions {
   perIp?: IpSlot;
   /** Proxies in front that append X-Forwarded-For (edge/ip_limits.ts). */
   trustProxy?: number;
-  /** Aborted when the edge stops: every call ends UNAVAILABLE. */
-  shutdown?: AbortSignal;
+  /**
+   * The edge's stop: no new socket, calls end UNAVAILABLE but for unary
+   * calls the core has, which end as the core answers (within the grace).
+   */
+  shutdown?: EdgeShutdown;
   /**
    * Paths of the methods that take one request message (unary and server
    * streaming): such a call waits for its half-close and goes upstream with
@@ -60,6 +64,8 @@ export interface WebSocketBridgeOptions {
    * another core if the first never processed it.
    */
   singleRequestPaths?: Iterable<string>;
+  /** Paths of the unary methods (see `shutdown`). */
+  unaryPaths?: Iterable<string>;
 }
 
 /** Room behind one largest message for the small ones a client sends on. */
@@ -135,10 +141,18 @@ export function createWebSocketBridge(
       defaultMaxBufferedBytes(options.maxMessageBytes),
     headerTimeoutMs: options.headerTimeoutMs ?? 10_000,
     singleRequestPaths: new Set(options.singleRequestPaths),
+    unaryPaths: new Set(options.unaryPaths),
   };
   const origins = new Set(options.allowedOrigins ?? ["*"]);
   return (input, info) => {
     const request = input instanceof Request ? input : input.req.raw;
+    if (options.shutdown?.stopping.aborted) {
+      // Another edge (or this one, restarted) takes it: a client retries.
+      return new Response("edge is shutting down\n", {
+        status: 503,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    }
     const origin = request.headers.get("origin");
     if (
       origin !== null && !origins.has("*") && !origins.has(origin) &&

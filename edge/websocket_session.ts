@@ -20,6 +20,7 @@ import {
 } from "../protocol/ws_bridge.ts";
 import { Code } from "../protocol/status.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
+import type { EdgeShutdown } from "./shutdown.ts";
 import type { Upstream } from "./upstream/types.ts";
 import { filterMetadata, parseCallHeader } from "./websocket_header.ts";
 import { RequestQueue } from "./websocket_queue.ts";
@@ -33,6 +34,8 @@ export interface SessionLimits {
   headerTimeoutMs: number;
   /** Methods that take one request: sent upstream whole (see below). */
   singleRequestPaths: ReadonlySet<string>;
+  /** Unary methods: one the core has holds the edge's stop (shutdown.ts). */
+  unaryPaths: ReadonlySet<string>;
 }
 
 /** Socket send buffer above which responses wait, so a slow browser slows the core. */
@@ -60,11 +63,15 @@ const fail = (code: number, message: string): BridgeStatus => ({
   trailers: {},
 });
 
+const shuttingDown = () => fail(Code.UNAVAILABLE, "edge is shutting down");
+
 /**
  * Serves one call on an upgraded socket until it ends; `onEnd` runs once
  * the call has ended and its socket is closed; `calls` records it (open
- * sockets, one log line and metrics per call); `shutdown` ends it
- * UNAVAILABLE.
+ * sockets, one log line and metrics per call). When the edge stops
+ * (`shutdown`), the call ends UNAVAILABLE at once, but for a unary call
+ * the core has: that one holds the stop and ends as the core answers, or
+ * UNAVAILABLE at the end of the grace.
  */
 export function runBridgeSession(
   socket: WebSocket,
@@ -72,7 +79,7 @@ export function runBridgeSession(
   limits: SessionLimits,
   onEnd?: () => void,
   calls?: CallObserver,
-  shutdown?: AbortSignal,
+  shutdown?: EdgeShutdown,
 ): void {
   socket.binaryType = "arraybuffer";
   let record: CallRecord | undefined;
@@ -97,14 +104,21 @@ export function runBridgeSession(
     limits.headerTimeoutMs,
   );
 
-  const stopping = () =>
-    finish(fail(Code.UNAVAILABLE, "edge is shutting down"));
-  shutdown?.addEventListener("abort", stopping);
+  /** Set while a unary call the core has holds the edge's stop. */
+  let release: (() => void) | undefined;
+  const stopping = () => {
+    if (release === undefined) finish(shuttingDown());
+  };
+  const ending = () => finish(shuttingDown());
+  shutdown?.stopping.addEventListener("abort", stopping);
+  shutdown?.ending.addEventListener("abort", ending);
 
   function finish(status: BridgeStatus): void {
     if (finished) return;
     finished = true;
-    shutdown?.removeEventListener("abort", stopping);
+    shutdown?.stopping.removeEventListener("abort", stopping);
+    shutdown?.ending.removeEventListener("abort", ending);
+    release?.();
     clearTimeout(timer);
     clearTimeout(holdTimer);
     waiting = undefined;
@@ -151,6 +165,9 @@ export function runBridgeSession(
         : timeoutMs - (performance.now() - began);
       if (left !== undefined && left <= 0) {
         return finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
+      }
+      if (shutdown !== undefined && limits.unaryPaths.has(header.path)) {
+        release = shutdown.hold();
       }
       relay(header, left, source).then(finish, (err) => {
         // Upstream calls report failures as a status; a throw here is a bug.

@@ -1,0 +1,171 @@
+/**
+ * The edge's stop for WebSocket bridge calls (edge/shutdown.ts), against a
+ * real core: streams, and calls the core has not got, end UNAVAILABLE at
+ * once with their status frame; a unary call the core has gets the core's
+ * answer (a client told UNAVAILABLE would send its message again), or
+ * UNAVAILABLE once the grace is over; new sockets and /healthz get 503.
+ *
+ * The core's answer is held back at the edge (`gate`) so that the call is
+ * provably in flight when the stop begins.
+ */
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  MessageSchema,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
+  SubscribeRequestSchema,
+} from "../gen/chat_pb.ts";
+import { EdgeShutdown } from "../edge/shutdown.ts";
+import type { Upstream } from "../edge/upstream/types.ts";
+import { decodeFrame, decodeStatus, FLAG_END } from "../protocol/ws_bridge.ts";
+import { openWsCall, type WsCall } from "../web/ws_call.ts";
+import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
+
+const SEND = "/chat.ChatService/SendMessage";
+const SUBSCRIBE = "/chat.ChatService/SubscribeMessages";
+
+/** The core's answers to SendMessage wait for `open()`; `started` counts calls. */
+function gatedSends() {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => open = resolve);
+  const seen = { started: 0 };
+  const wrap = (upstream: Upstream): Upstream => ({
+    ...upstream,
+    call(path, requests, options) {
+      const call = upstream.call(path, requests, options);
+      if (path !== SEND) return call;
+      seen.started++;
+      return {
+        headers: call.headers,
+        messages: (async function* () {
+          await gate;
+          yield* call.messages;
+        })(),
+        status: gate.then(() => call.status),
+      };
+    },
+  });
+  return { wrap, open, seen };
+}
+
+function send(url: string, content: string): WsCall {
+  const call = openWsCall(url, { path: SEND, timeoutMs: 30_000 });
+  call.send(toBinary(
+    SendMessageRequestSchema,
+    create(SendMessageRequestSchema, { user: "ann", room: "r", content }),
+  ));
+  call.closeSend();
+  return call;
+}
+
+async function subscribed(url: string): Promise<WsCall> {
+  const call = openWsCall(url, { path: SUBSCRIBE });
+  call.send(toBinary(
+    SubscribeRequestSchema,
+    create(SubscribeRequestSchema, { user: "bob", room: "r" }),
+  ));
+  call.closeSend();
+  const welcome = await call.messages[Symbol.asyncIterator]().next();
+  assert.match(
+    fromBinary(MessageSchema, welcome.value!).content,
+    /^Welcome to room r/,
+  );
+  return call;
+}
+
+/** A socket that never sends its call header; resolves its status frame. */
+async function silentSocket(url: string) {
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  const status = new Promise<ReturnType<typeof decodeStatus>>(
+    (resolve, reject) => {
+      socket.onmessage = (e) => {
+        const frame = decodeFrame(new Uint8Array(e.data as ArrayBuffer));
+        if (frame.flag === FLAG_END) resolve(decodeStatus(frame.payload));
+      };
+      socket.onclose = () => reject(new Error("closed with no status frame"));
+    },
+  );
+  await new Promise((resolve) => socket.onopen = resolve);
+  return { socket, status };
+}
+
+const settled = (p: Promise<unknown>) => {
+  const state = { done: false };
+  p.finally(() => state.done = true);
+  return state;
+};
+
+Deno.test("the edge's stop: a unary bridge call the core has gets its answer; streams and calls not sent end UNAVAILABLE at once; new sockets and /healthz get 503", async () => {
+  const shutdown = new EdgeShutdown();
+  const gated = gatedSends();
+  await using stack = await startCoreEdge({}, {}, {
+    wrapUpstream: gated.wrap,
+    shutdown,
+  });
+  const ws = stack.url.replace("http", "ws") + "/ws";
+  const stream = await subscribed(ws);
+  const silent = await silentSocket(ws);
+  const unary = send(ws, "sent before the stop");
+  await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
+  const unaryState = settled(unary.status);
+
+  const stopped = shutdown.stop(10_000);
+  const stoppedState = settled(stopped);
+  const streamStatus = await stream.status;
+  assert.deepEqual(
+    [streamStatus.code, streamStatus.message],
+    [14, "edge is shutting down"],
+  );
+  const silentStatus = await silent.status;
+  assert.deepEqual(
+    [silentStatus.code, silentStatus.message],
+    [14, "edge is shutting down"],
+  );
+  const refused = await stack.fetch(`${stack.url}/ws`);
+  assert.deepEqual(
+    [refused.status, await refused.text()],
+    [503, "edge is shutting down\n"],
+  );
+  const health = await stack.fetch(`${stack.url}/healthz`);
+  assert.equal(health.status, 503);
+  assert.equal((await health.json()).status, "stopping");
+
+  // The unary call is still running, and holds the stop.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(unaryState.done, false);
+  assert.equal(stoppedState.done, false);
+
+  gated.open();
+  const answer = await unary.messages[Symbol.asyncIterator]().next();
+  const response = fromBinary(SendMessageResponseSchema, answer.value!);
+  assert.match(response.messageId, /^msg_\d+$/);
+  assert.equal(response.offset, 1n);
+  assert.equal((await unary.status).code, 0);
+  await stopped;
+});
+
+Deno.test("the edge's stop: a unary bridge call still running when the grace is over ends UNAVAILABLE with its status frame", async () => {
+  const shutdown = new EdgeShutdown();
+  const gated = gatedSends();
+  await using stack = await startCoreEdge({}, {}, {
+    wrapUpstream: gated.wrap,
+    shutdown,
+  });
+  try {
+    const ws = stack.url.replace("http", "ws") + "/ws";
+    const unary = send(ws, "never answered in time");
+    await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
+    const t0 = performance.now();
+    await shutdown.stop(300);
+    const status = await unary.status;
+    assert.deepEqual(
+      [status.code, status.message],
+      [14, "edge is shutting down"],
+    );
+    assert.ok(performance.now() - t0 >= 290);
+  } finally {
+    gated.open();
+  }
+});
