@@ -126,7 +126,9 @@ export function startRoomSession(o: RoomSessionOptions): Promise<void> {
         }
         lost = true;
       } else if (state.kind === "paused") {
-        // Back on screen, the next welcome says what was missed meanwhile.
+        // Back on screen, the next welcome says what was missed meanwhile,
+        // a catch-up's included (it was cut off).
+        catchingUp = false;
         o.status(`Paused while the page is hidden`, "retrying");
         away = true;
       } else if (state.kind === "failed") {
