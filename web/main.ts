@@ -237,6 +237,9 @@ const RENEWAL_TIMEOUT_MS = 5_000;
 let hides = 0;
 addEventListener("pagehide", () => {
   hides++;
+  // Due while the page is cached, it would run beside the return's own
+  // renewal (renewTokenThenReopen), which times the next one.
+  clearTimeout(renewal);
   gate.close();
   panels.hidden();
 });
