@@ -1,0 +1,135 @@
+/**
+ * A deploy of the edge, as the page lives it: the edge process (edge/main.ts,
+ * as `deno task serve:edge` runs it) stops on SIGTERM and a new one starts on
+ * the same port, in front of the same core, with the page open in Chromium.
+ *
+ * The page's streams ride the WebSocket bridge over plain http; the stopping
+ * edge ends them UNAVAILABLE ("edge is shutting down"), the page retries, and
+ * once the new edge listens the room resumes from its cursor: what was posted
+ * meanwhile shows once, and a line typed while no edge was up is sent again
+ * by itself and shows once.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createChatClient } from "../client/rpc.ts";
+import { startCoreServer } from "../server/server.ts";
+import { joinRoom, launchChromium, say } from "./fixtures/web_browser.ts";
+
+/** A port free now (the edges below take it in turn). */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** edge/main.ts with the permissions Deno Deploy gives, until it listens. */
+async function startEdgeProcess(port: number, corePort: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "edge/main.ts",
+      "--port",
+      String(port),
+      "--upstream",
+      `http://127.0.0.1:${corePort}`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1", LOG_FORMAT: "off" },
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes("listening on")) {
+    const r = await lines.read();
+    if (r.done) throw new Error(`edge exited: ${seen}`);
+    seen += r.value;
+  }
+  // Read on, so that the child never blocks on a full pipe.
+  const drained = (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })();
+  return {
+    async stop() {
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0);
+      await drained;
+    },
+    async kill() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+      await drained.catch(() => {});
+    },
+  };
+}
+
+Deno.test("the page rides a restart of the edge: streams resume, what was posted meanwhile shows once, a line typed while it was down is sent again by itself", async () => {
+  const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
+  const port = freePort();
+  let edge = await startEdgeProcess(port, core.port);
+  const browser = await launchChromium();
+  const post = async (content: string) => {
+    const client = createChatClient(`127.0.0.1:${core.port}`);
+    try {
+      await client.sendMessage({ user: "bob", room: "deploy", content });
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(err.message));
+    await joinRoom(page, `http://127.0.0.1:${port}/`, "alice", "deploy");
+    await say(page, "before the deploy");
+    await page.locator("#messages li.msg-chat", {
+      hasText: "before the deploy",
+    }).waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+
+    await edge.stop();
+    await page.locator("#messages li.msg-local", {
+      hasText: "edge is shutting down",
+    }).waitFor();
+    await post("posted during the deploy 1");
+    await post("posted during the deploy 2");
+    await say(page, "typed during the deploy");
+    await page.locator("#messages li.msg-unsent", {
+      hasText: "typed during the deploy",
+    }).waitFor();
+
+    edge = await startEdgeProcess(port, core.port);
+    await page.locator("#messages li.msg-local", {
+      hasText: "Reconnected: 2 missed message(s) follow.",
+    }).waitFor();
+    await page.locator("#messages li.msg-chat", {
+      hasText: "typed during the deploy",
+    }).waitFor();
+    await page.locator("#status", { hasText: "Live in #deploy as alice" })
+      .waitFor();
+    await page.locator("#metrics-status", { hasText: "live" }).waitFor();
+    assert.equal(await page.locator("#messages li.msg-unsent").count(), 0);
+    const chat = (await page.locator("#messages li.msg-chat")
+      .allTextContents()).map((l) => l.replace(/^.*?(alice|bob)/, "$1: "));
+    assert.deepEqual(chat, [
+      "alice: before the deploy",
+      "bob: posted during the deploy 1",
+      "bob: posted during the deploy 2",
+      "alice: typed during the deploy",
+    ]);
+    assert.equal(core.snapshot().subscribers, 1);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.kill();
+    await core.shutdown(100);
+  }
+});
