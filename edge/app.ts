@@ -24,7 +24,12 @@ import { createStaticHandler } from "./static.ts";
 import { createWebSocketBridge } from "./websocket.ts";
 import type { EdgeShutdown } from "./shutdown.ts";
 import { devTokenHandler } from "./dev_token.ts";
-import { clientIp, ipSlots, tooManyRequests } from "./ip_limits.ts";
+import {
+  clientIp,
+  ipSlots,
+  refusedCall,
+  tooManyRequests,
+} from "./ip_limits.ts";
 import type { Upstream } from "./upstream/types.ts";
 import type { BalancedUpstream } from "./upstream/balancer.ts";
 
@@ -280,6 +285,9 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     cors,
     calls,
   );
+  if (options.shutdown) {
+    refuseCallsWhileStopping(app, options.shutdown.stopping, cors, calls);
+  }
   return app;
 }
 
@@ -291,6 +299,37 @@ function rpcProtocol(request: Request): CallProtocol | undefined {
   if (isNativeGrpc(media)) return "grpc";
   if (CONNECT_TYPES.test(media)) return "connect";
   return undefined;
+}
+
+/**
+ * Wraps the app's fetch so that, once the edge stops, a new gRPC-Web,
+ * Connect or gRPC call is refused UNAVAILABLE before it reaches the core.
+ * Deno.serve still listens while the stop waits for unary bridge calls
+ * (edge/shutdown.ts): a call taken then could be cut at the end of the
+ * grace after the core acted on it, and its client, told UNAVAILABLE,
+ * would send it again. Refused, it is safe to retry elsewhere.
+ */
+function refuseCallsWhileStopping(
+  app: Hono,
+  stopping: AbortSignal,
+  cors: (origin: string | null) => [string, string][],
+  calls: CallObserver,
+): void {
+  const inner = app.fetch;
+  app.fetch = (request, ...rest) => {
+    if (!stopping.aborted) return inner(request, ...rest);
+    const protocol = rpcProtocol(request);
+    if (protocol === undefined) return inner(request, ...rest);
+    calls.refused(protocol, rawPath(request.url), Code.UNAVAILABLE);
+    return refusedCall(
+      request,
+      Code.UNAVAILABLE,
+      503,
+      "unavailable",
+      "edge is shutting down",
+      cors(request.headers.get("origin")),
+    );
+  };
 }
 
 /**

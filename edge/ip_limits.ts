@@ -63,8 +63,28 @@ export function tooManyRequests(
   max: number,
   cors: [string, string][],
 ): Response {
-  const message =
-    `too many concurrent requests from this address (limit ${max})`;
+  return refusedCall(
+    request,
+    Code.RESOURCE_EXHAUSTED,
+    429,
+    "resource_exhausted",
+    `too many concurrent requests from this address (limit ${max})`,
+    cors,
+  );
+}
+
+/**
+ * The answer to a call refused before it started, in its protocol's form:
+ * gRPC `code`, or for Connect `connectCode` (HTTP `httpStatus` when unary).
+ */
+export function refusedCall(
+  request: Request,
+  code: number,
+  httpStatus: number,
+  connectCode: string,
+  message: string,
+  cors: [string, string][],
+): Response {
   const type = request.headers.get("content-type") ?? "";
   // gRPC-Web, and native gRPC clients too: both read a trailers-only status.
   if (type.startsWith("application/grpc")) {
@@ -73,10 +93,10 @@ export function tooManyRequests(
       headers: [
         ...cors,
         ["content-type", type.split(";")[0]],
-        ["grpc-status", String(Code.RESOURCE_EXHAUSTED)],
+        ["grpc-status", String(code)],
         ["grpc-message", encodeGrpcMessage(message)],
       ],
     });
   }
-  return connectErrorAnswer(request, 429, "resource_exhausted", message, cors);
+  return connectErrorAnswer(request, httpStatus, connectCode, message, cors);
 }

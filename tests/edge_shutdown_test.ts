@@ -19,6 +19,7 @@ import {
 import { EdgeShutdown } from "../edge/shutdown.ts";
 import type { Upstream } from "../edge/upstream/types.ts";
 import { decodeFrame, decodeStatus, FLAG_END } from "../protocol/ws_bridge.ts";
+import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
 import { openWsCall, type WsCall } from "../web/ws_call.ts";
 import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
 
@@ -165,6 +166,79 @@ Deno.test("the edge's stop: a unary bridge call still running when the grace is 
       [14, "edge is shutting down"],
     );
     assert.ok(performance.now() - t0 >= 290);
+  } finally {
+    gated.open();
+  }
+});
+
+Deno.test("the edge's stop: a gRPC-Web or Connect call that comes while a unary bridge call holds the stop is refused UNAVAILABLE before it reaches the core", async () => {
+  // Deno.serve still listens while the stop waits for the bridge call; a
+  // call it took then would reach the core and be cut at the end of the
+  // grace, its client told UNAVAILABLE for a message the core stored.
+  const shutdown = new EdgeShutdown();
+  const gated = gatedSends();
+  await using stack = await startCoreEdge({}, {}, {
+    wrapUpstream: gated.wrap,
+    shutdown,
+  });
+  try {
+    const ws = stack.url.replace("http", "ws") + "/ws";
+    const unary = send(ws, "sent before the stop");
+    await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
+    const stopped = shutdown.stop(10_000);
+
+    // First a call the gate does not hold, so that this fails, not hangs,
+    // where calls are let through.
+    const presence = await stack.fetch(
+      `${stack.url}/chat.ChatService/ListPresence`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ room: "r" }),
+      },
+    );
+    assert.deepEqual([presence.status, await presence.json()], [503, {
+      code: "unavailable",
+      message: "edge is shutting down",
+    }]);
+    const request = toBinary(
+      SendMessageRequestSchema,
+      create(SendMessageRequestSchema, {
+        user: "ann",
+        room: "r",
+        content: "sent during the stop",
+      }),
+    );
+    const grpcWeb = await readGrpcWeb(
+      await stack.fetch(`${stack.url}${SEND}`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto" },
+        body: grpcWebBody([request]),
+      }),
+    );
+    assert.deepEqual(
+      [grpcWeb.grpcStatus, grpcWeb.grpcMessage],
+      [14, "edge is shutting down"],
+    );
+    const connect = await stack.fetch(`${stack.url}${SEND}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "ann", room: "r", content: "during" }),
+    });
+    assert.deepEqual([connect.status, await connect.json()], [503, {
+      code: "unavailable",
+      message: "edge is shutting down",
+    }]);
+    // The page and /healthz are no calls: served as before.
+    assert.equal((await stack.fetch(`${stack.url}/healthz`)).status, 503);
+    const page = await stack.fetch(`${stack.url}/`);
+    await page.body?.cancel();
+    assert.equal(page.status, 200);
+    assert.equal(gated.seen.started, 1);
+
+    gated.open();
+    assert.equal((await unary.status).code, 0);
+    await stopped;
   } finally {
     gated.open();
   }
