@@ -125,11 +125,18 @@ export function runBridgeSession(
     held = undefined;
     requests.close();
     abort.abort();
-    if (socket.readyState === WebSocket.OPEN) {
+    const sendStatus = () => {
       const frame = encodeStatusFrame(status);
       if (record) record.bytesOut += frame.byteLength;
       socket.send(frame);
       socket.close(1000, "call ended");
+    };
+    if (socket.readyState === WebSocket.OPEN) sendStatus();
+    else if (socket.readyState === WebSocket.CONNECTING) {
+      // Ended (the edge stopping) before Deno opened the socket: the status
+      // goes once it has, else nothing would close it before Deno.serve's
+      // shutdown, with no status frame.
+      socket.addEventListener("open", sendStatus, { once: true });
     }
     // `onEnd` gives the IP's slot back when the socket is gone, not when
     // the call is: Deno keeps a closing socket open until the client

@@ -17,6 +17,7 @@ import {
   SubscribeRequestSchema,
 } from "../gen/chat_pb.ts";
 import { EdgeShutdown } from "../edge/shutdown.ts";
+import { createWebSocketBridge } from "../edge/websocket.ts";
 import type { Upstream } from "../edge/upstream/types.ts";
 import { decodeFrame, decodeStatus, FLAG_END } from "../protocol/ws_bridge.ts";
 import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
@@ -242,4 +243,39 @@ Deno.test("the edge's stop: a gRPC-Web or Connect call that comes while a unary 
   } finally {
     gated.open();
   }
+});
+
+Deno.test("the edge's stop: a socket still being upgraded when the stop begins gets its status frame once it opens", async () => {
+  // The handler has answered the upgrade, Deno has not opened the socket
+  // yet: a signal can come in between.
+  const shutdown = new EdgeShutdown();
+  const bridge = createWebSocketBridge({
+    call: () => {
+      throw new Error("no call goes upstream");
+    },
+  }, { maxMessageBytes: 1 << 20, shutdown });
+  let stopped: Promise<void> | undefined;
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request, info) => {
+      const response = bridge(request, info);
+      stopped = Promise.resolve().then(() => shutdown.stop(1000));
+      return response;
+    },
+  );
+  const call = openWsCall(`ws://127.0.0.1:${server.addr.port}/ws`, {
+    path: SEND,
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    call.status,
+    new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 2000)),
+  ]);
+  clearTimeout(timer);
+  call.cancel();
+  await stopped;
+  assert.deepEqual(
+    [status?.code, status?.message],
+    [14, "edge is shutting down"],
+  );
 });
