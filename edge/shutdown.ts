@@ -17,6 +17,7 @@ export class EdgeShutdown {
   #ending = new AbortController();
   #held = 0;
   #idle: (() => void) | undefined;
+  #stopped: Promise<void> | undefined;
 
   /** Aborted when the edge begins to stop. */
   get stopping(): AbortSignal {
@@ -41,11 +42,16 @@ export class EdgeShutdown {
 
   /**
    * Begins stopping; resolves once nothing is held or `graceMs` has passed,
-   * after `ending` was aborted. Calling it again aborts nothing twice.
+   * after `ending` was aborted. Called again, it returns the first call's
+   * promise (with the first call's grace).
    */
-  async stop(graceMs: number): Promise<void> {
+  stop(graceMs: number): Promise<void> {
+    return this.#stopped ??= this.#stop(graceMs);
+  }
+
+  async #stop(graceMs: number): Promise<void> {
     this.#stopping.abort();
-    if (this.#held > 0 && !this.#ending.signal.aborted) {
+    if (this.#held > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#idle = resolve;

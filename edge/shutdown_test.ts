@@ -26,8 +26,15 @@ Deno.test("EdgeShutdown waits for what is held, released once however often it i
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(stopped, false);
   assert.equal(shutdown.ending.aborted, false);
+  // Asked again meanwhile: the same stop, ending with the release.
+  let again = false;
+  const stoppingAgain = shutdown.stop(10_000).then(() => again = true);
+  const released = performance.now();
   second();
   await stopping;
+  await stoppingAgain;
+  assert.ok(again);
+  assert.ok(performance.now() - released < 1000, "waited out the grace");
   assert.equal(shutdown.ending.aborted, true);
 });
 
