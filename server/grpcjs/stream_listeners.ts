@@ -38,7 +38,25 @@ export function wrapStreamListeners(
     if (listeners.length !== 1) continue;
     const inner = listeners[0] as StreamListener;
     emitter.removeListener("stream", inner);
-    emitter.on("stream", wrap(inner));
+    const outer = wrap(inner);
+    emitter.on(
+      "stream",
+      function (this: unknown, stream: http2.ServerHttp2Stream) {
+        // Deno's node:http2 (`--transport node`) emits a stream it has
+        // already destroyed with its client's protocol error (a
+        // WINDOW_UPDATE of 0 right after the HEADERS, say), and emits that
+        // error on the stream a tick later: grpc-js's answer to it threw
+        // "The stream has been destroyed" out of this listener, and the
+        // error, with no listener, was thrown too; either aborted the
+        // process (h2spec 5.1 #6, 5.1.2 #1, 6.4 #3, 6.9 #2, 6.9.1 #3).
+        // Nobody waits for an answer on it.
+        if (stream.destroyed) {
+          stream.on("error", () => {});
+          return;
+        }
+        outer.apply(this, arguments as unknown as Parameters<StreamListener>);
+      },
+    );
     wrapped++;
   }
   return wrapped;
