@@ -37,6 +37,7 @@ import { authorizationOf, peerOf } from "./grpc/caller.ts";
 import type { Access } from "./auth/access.ts";
 import { createAccess } from "./auth/create.ts";
 import { traceCalls } from "./grpcjs/trace_calls.ts";
+import { dropDestroyedStreams } from "./grpcjs/stream_listeners.ts";
 import {
   type DirectServerCall,
   enableDirectStreams,
@@ -305,6 +306,7 @@ export async function startCoreServer(
   );
   // With OTEL_DENO=true: a span per call, child of the caller's traceparent.
   traceCalls(server);
+  if (config.transport === "node") dropDestroyedStreams(server);
 
   // prom-client's default metrics watch the event loop and GC: only when asked.
   const metrics = config.metricsPort === null ? undefined : createCoreMetrics({

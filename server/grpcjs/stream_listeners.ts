@@ -38,25 +38,7 @@ export function wrapStreamListeners(
     if (listeners.length !== 1) continue;
     const inner = listeners[0] as StreamListener;
     emitter.removeListener("stream", inner);
-    const outer = wrap(inner);
-    emitter.on(
-      "stream",
-      function (this: unknown, stream: http2.ServerHttp2Stream) {
-        // Deno's node:http2 (`--transport node`) emits a stream it has
-        // already destroyed with its client's protocol error (a
-        // WINDOW_UPDATE of 0 right after the HEADERS, say), and emits that
-        // error on the stream a tick later: grpc-js's answer to it threw
-        // "The stream has been destroyed" out of this listener, and the
-        // error, with no listener, was thrown too; either aborted the
-        // process (h2spec 5.1 #6, 5.1.2 #1, 6.4 #3, 6.9 #2, 6.9.1 #3).
-        // Nobody waits for an answer on it.
-        if (stream.destroyed) {
-          stream.on("error", () => {});
-          return;
-        }
-        outer.apply(this, arguments as unknown as Parameters<StreamListener>);
-      },
-    );
+    emitter.on("stream", wrap(inner));
     wrapped++;
   }
   return wrapped;
@@ -94,6 +76,31 @@ export function divertPlainCalls<M>(
         }
         opened(stream);
         serve(stream, headers, path, method);
+      },
+  );
+}
+
+/**
+ * For `--transport node`: Deno's node:http2 emits a stream it has already
+ * destroyed with its client's protocol error (a WINDOW_UPDATE of 0 right
+ * after the HEADERS, say), and emits that error on the stream a tick later.
+ * grpc-js's answer to such a stream threw "The stream has been destroyed"
+ * out of the stream listener, and the error, with no listener, was thrown
+ * too; either aborted the process (h2spec 5.1 #6, 5.1.2 #1, 6.4 #3, 6.9 #2,
+ * 6.9.1 #3). Such a stream now goes to nobody (nobody waits for an answer
+ * on it) and its error is kept. Wrap last: it must run first. The core's
+ * own transport never emits a destroyed stream and does not pay for this.
+ */
+export function dropDestroyedStreams(server: Server): number {
+  return wrapStreamListeners(
+    server,
+    (inner) =>
+      function (stream) {
+        if (stream.destroyed) {
+          stream.on("error", () => {});
+          return;
+        }
+        inner.apply(this, arguments as unknown as Parameters<StreamListener>);
       },
   );
 }
