@@ -270,20 +270,30 @@ export function createConnectHandler(
     body?: Uint8Array,
     record?: CallRecord,
   ): Promise<Response> => {
+    // The call ends when the client goes away: when Deno aborts
+    // `request.signal`, or when it cancels the response body, which it
+    // sometimes does without ever aborting the signal (see
+    // abortOnCancel()).
+    const gone = new AbortController();
+    const signal = AbortSignal.any([request.signal, gone.signal]);
     const universal = withPracticalTimeout(
-      body === undefined ? universalServerRequestFromFetch(request, {}) : {
-        // A body already read goes in again as the one chunk it was.
-        httpVersion: "",
-        method: request.method,
-        url: request.url,
-        header: request.headers,
-        body: one(body),
-        signal: request.signal,
-      },
+      body === undefined
+        ? { ...universalServerRequestFromFetch(request, {}), signal }
+        : {
+          // A body already read goes in again as the one chunk it was.
+          httpVersion: "",
+          method: request.method,
+          url: request.url,
+          header: request.headers,
+          body: one(body),
+          signal,
+        },
     );
     if (!record) {
       return handler(universal).then((res) =>
-        universalServerResponseToFetch(withErrorBody(res, request))
+        universalServerResponseToFetch(
+          abortOnCancel(withErrorBody(res, request), gone),
+        )
       );
     }
     return handler({
@@ -296,7 +306,7 @@ export function createConnectHandler(
       async (res) =>
         universalServerResponseToFetch(
           await observed(
-            withErrorBody(res, request),
+            abortOnCancel(withErrorBody(res, request), gone),
             record,
             isConnectStreaming(request.headers.get("content-type")),
           ),
@@ -780,6 +790,45 @@ function tapBody(
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
+}
+
+/**
+ * The response with `gone` aborted as soon as its body is cancelled, before
+ * connect-es's own iterators hear of it: they are async generators, and a
+ * generator suspended in `await inner.next()` queues a `throw()` or
+ * `return()` behind that pending next(), which for a quiet stream settles
+ * only with the room's next message. The handler's signal (linked to
+ * `gone`) ends the upstream call at once instead, and the pending next()
+ * with it.
+ *
+ * Deno.serve (2.9) cancels the body of a client that went away, but does
+ * not always abort `request.signal` as well: under a churning load of
+ * connect-node streams, about 1 in 7 cancelled bodies never saw the signal
+ * (bench/soak.ts; docs/perf-log.md, "stop 29"), and their subscriptions
+ * stayed at the core, and their calls at the edge, until the next message
+ * to the room, or for ever in a room that stays quiet.
+ */
+function abortOnCancel(
+  res: UniversalServerResponse,
+  gone: AbortController,
+): UniversalServerResponse {
+  if (res.body === undefined) return res;
+  const inner = res.body[Symbol.asyncIterator]();
+  const iterator: AsyncIterator<Uint8Array> = {
+    next: () => inner.next(),
+    return(value?: unknown) {
+      gone.abort();
+      return inner.return?.(value) ??
+        Promise.resolve({ done: true, value: undefined });
+    },
+    throw(reason?: unknown) {
+      gone.abort();
+      if (inner.throw) return inner.throw(reason);
+      return inner.return?.() ??
+        Promise.resolve({ done: true, value: undefined });
+    },
+  };
+  return { ...res, body: { [Symbol.asyncIterator]: () => iterator } };
 }
 
 /**

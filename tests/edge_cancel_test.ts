@@ -115,3 +115,55 @@ for (const [name, contentType] of Object.entries(CONTENT_TYPES)) {
     }
   });
 }
+
+/**
+ * The request as the edge got it from Deno.serve, with a signal of its own
+ * that never fires: what Deno 2.9 hands over in the cases where it cancels
+ * the response body of a client that went away without ever aborting
+ * `request.signal` (bench/soak.ts saw it for ~1 in 7 Connect streams a
+ * connect-node client abandoned; docs/perf-log.md, "stop 29").
+ */
+function withDeafSignal(request: Request): Request {
+  return new Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body: request.body,
+    duplex: "half",
+  } as RequestInit);
+}
+
+for (const [name, contentType] of Object.entries(CONTENT_TYPES)) {
+  Deno.test(`edge ${name}: a response body cancelled without request.signal ends the core's subscription in a quiet room`, async () => {
+    await using stack = await startCoreEdge({}, {}, {
+      wrapRequest: withDeafSignal,
+    });
+    const { port } = new URL(stack.url);
+    const body = encodeEnvelope(
+      0,
+      toBinary(
+        SubscribeRequestSchema,
+        create(SubscribeRequestSchema, { room: "quiet", user: "gone" }),
+      ),
+    );
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: +port });
+    try {
+      const head = `POST ${PATH} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n` +
+        `content-type: ${contentType}\r\n` +
+        `content-length: ${body.byteLength}\r\n\r\n`;
+      await conn.write(new TextEncoder().encode(head));
+      await conn.write(body);
+      const got = await readAtLeast(conn, 64);
+      assert.match(got, /quiet, gone/);
+      assert.equal(stack.core.snapshot().subscribers, 1);
+    } finally {
+      // Deno cancels the response body; the request's signal stays quiet,
+      // and so does the room: nothing else would wake the call.
+      conn.close();
+    }
+    await waitUntil(
+      () => stack.core.snapshot().subscribers === 0,
+      PROMPT_MS,
+      "the core's subscriber to go",
+    );
+  });
+}
