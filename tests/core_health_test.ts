@@ -7,8 +7,15 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import type { HealthSource } from "../server/ops/health.ts";
-import { rejection, startCore, streamError, take } from "./support/core.ts";
+import { HealthImplementation } from "grpc-health-check";
+import { HEALTH_SERVICES, type HealthSource } from "../server/ops/health.ts";
+import {
+  eventually,
+  rejection,
+  startCore,
+  streamError,
+  take,
+} from "./support/core.ts";
 import { check, healthClient, type Status } from "./support/health.ts";
 
 /**
@@ -129,5 +136,60 @@ Deno.test("shutdown: a Check after it started is not answered SERVING", async ()
   } finally {
     client.close();
     await f[Symbol.asyncDispose]();
+  }
+});
+
+/** grpc-health-check's per-name sets of watchers (a private field). */
+type Watchers = Map<string, Set<unknown>>;
+
+Deno.test("Health/Watch of names the core does not serve: SERVICE_UNKNOWN, stays open, and keeps nothing per name", async () => {
+  // The HealthImplementation behind the core, caught as it registers the
+  // first Watch: its map of names to watchers is what grew.
+  const proto = HealthImplementation.prototype as unknown as {
+    addWatcher(this: { watchers: Watchers }, ...args: unknown[]): void;
+  };
+  const addWatcher = proto.addWatcher;
+  let watchers: Watchers | undefined;
+  proto.addWatcher = function (...args) {
+    watchers = this.watchers;
+    return addWatcher.apply(this, args);
+  };
+  try {
+    await using f = await startCore();
+    const client = healthClient(f.addr);
+    try {
+      const served = client.watch({ service: "" });
+      assert.deepEqual((await take(served, 1)).map((r) => r.status), [
+        "SERVING",
+      ]);
+      for (let i = 0; i < 50; i++) {
+        const watch = client.watch({ service: `no.Such${i}` });
+        assert.deepEqual((await take(watch, 1)).map((r) => r.status), [
+          "SERVICE_UNKNOWN",
+        ]);
+        watch.cancel();
+      }
+      // Open until the client goes: a Watch of an unknown name, now.
+      const open = client.watch({ service: "no.Such" });
+      assert.deepEqual((await take(open, 1)).map((r) => r.status), [
+        "SERVICE_UNKNOWN",
+      ]);
+      assert.equal(f.core.snapshot().openCalls, 2);
+      open.cancel();
+      served.cancel();
+      await eventually(
+        () => f.core.snapshot().openCalls === 0,
+        "the Watch calls to end",
+      );
+      assert.ok(watchers, "the core's Watch registered with the package");
+      assert.deepEqual(
+        [...watchers.keys()].filter((name) => !HEALTH_SERVICES.includes(name)),
+        [],
+      );
+    } finally {
+      client.close();
+    }
+  } finally {
+    proto.addWatcher = addWatcher;
   }
 });

@@ -18,7 +18,11 @@
  * await startCoreServer({ healthSources: [source] });
  * ```
  */
-import type { Server } from "@grpc/grpc-js";
+import type {
+  Server,
+  ServerWritableStream,
+  UntypedHandleCall,
+} from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { CallScopes } from "../grpc/call_scope.ts";
 import type { Logger } from "../log.ts";
@@ -42,6 +46,23 @@ export const HEALTH_SERVICES: readonly string[] = Object.freeze([
   "",
   "chat.ChatService",
 ]);
+
+/**
+ * Watch, answered here for a service the core does not serve: one
+ * SERVICE_UNKNOWN, and the stream stays open until the client goes, as
+ * grpc.health.v1 asks (the core never starts serving another name).
+ * grpc-health-check would do the same, but keeps a set of watchers per
+ * name it is asked about and never drops one: a client watching a new name
+ * each time (~250 bytes each) grew the core without bound.
+ */
+function watchServedOnly(watch: UntypedHandleCall): UntypedHandleCall {
+  return ((call: ServerWritableStream<{ service: string }, unknown>) => {
+    if (HEALTH_SERVICES.includes(call.request.service)) {
+      return (watch as (call: unknown) => void)(call);
+    }
+    call.write({ status: "SERVICE_UNKNOWN" });
+  }) as UntypedHandleCall;
+}
 
 /** The core's health: sources plus shutdown, published over grpc.health.v1. */
 export class CoreHealth {
@@ -78,7 +99,10 @@ export class CoreHealth {
         // proto-loader definitions are keyed "Watch", the handlers "watch".
         const key = name in implementation ? name : method.originalName;
         if (method.responseStream && key !== undefined) {
-          wrapped[key] = endOnShutdown(calls, implementation[key]);
+          const handler = name === "Watch"
+            ? watchServedOnly(implementation[key])
+            : implementation[key];
+          wrapped[key] = endOnShutdown(calls, handler);
         }
       }
       server.addService(definition, wrapped);
