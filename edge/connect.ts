@@ -31,7 +31,6 @@ import {
   compressionNegotiate,
   mergeNonProtocolHeaders,
   type UniversalServerRequest,
-  universalServerRequestFromFetch,
   type UniversalServerResponse,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
@@ -272,29 +271,30 @@ export function createConnectHandler(
   ): Promise<Response> => {
     // The call ends when the client goes away: when Deno aborts
     // `request.signal`, or when it cancels the response body, which it
-    // sometimes does without ever aborting the signal (see
-    // abortOnCancel()).
+    // sometimes does without ever aborting the signal; and the request body
+    // is let go of once the response is over (see endWithBody()).
     const gone = new AbortController();
     const signal = AbortSignal.any([request.signal, gone.signal]);
-    const universal = withPracticalTimeout(
-      body === undefined
-        ? { ...universalServerRequestFromFetch(request, {}), signal }
-        : {
-          // A body already read goes in again as the one chunk it was.
-          httpVersion: "",
-          method: request.method,
-          url: request.url,
-          header: request.headers,
-          body: one(body),
-          signal,
-        },
-    );
+    const universal = withPracticalTimeout({
+      httpVersion: "",
+      method: request.method,
+      url: request.url,
+      header: request.headers,
+      body: body === undefined
+        ? requestBody(request.body, signal)
+        // A body already read goes in again as the one chunk it was.
+        : one(body),
+      signal,
+    });
+    const failed = (err: unknown): never => {
+      gone.abort();
+      throw err;
+    };
     if (!record) {
       return handler(universal).then((res) =>
         universalServerResponseToFetch(
-          abortOnCancel(withErrorBody(res, request), gone),
-        )
-      );
+          endWithBody(withErrorBody(res, request), gone),
+        ), failed);
     }
     return handler({
       ...universal,
@@ -306,12 +306,15 @@ export function createConnectHandler(
       async (res) =>
         universalServerResponseToFetch(
           await observed(
-            abortOnCancel(withErrorBody(res, request), gone),
+            endWithBody(withErrorBody(res, request), gone),
             record,
             isConnectStreaming(request.headers.get("content-type")),
           ),
         ),
-      failedInternal(record),
+      (err) => {
+        gone.abort();
+        return failedInternal(record)(err);
+      },
     );
   };
   // `path`: the request's pathname when the caller has it already;
@@ -793,29 +796,46 @@ function tapBody(
 }
 
 /**
- * The response with `gone` aborted as soon as its body is cancelled, before
- * connect-es's own iterators hear of it: they are async generators, and a
- * generator suspended in `await inner.next()` queues a `throw()` or
- * `return()` behind that pending next(), which for a quiet stream settles
- * only with the room's next message. The handler's signal (linked to
- * `gone`) ends the upstream call at once instead, and the pending next()
- * with it.
+ * The response with `gone` aborted once its body ends: read to its end,
+ * broken, or cancelled (at once: no body, nothing to wait for).
  *
- * Deno.serve (2.9) cancels the body of a client that went away, but does
- * not always abort `request.signal` as well: under a churning load of
- * connect-node streams, about 1 in 7 cancelled bodies never saw the signal
- * (bench/soak.ts; docs/perf-log.md, "stop 29"), and their subscriptions
- * stayed at the core, and their calls at the edge, until the next message
- * to the room, or for ever in a room that stays quiet.
+ * On a cancel, `gone` is aborted before connect-es's own iterators hear of
+ * it: they are async generators, and a generator suspended in
+ * `await inner.next()` queues a `throw()` or `return()` behind that pending
+ * next(), which for a quiet stream settles only with the room's next
+ * message. The handler's signal (linked to `gone`) ends the upstream call at
+ * once instead, and the pending next() with it. Deno.serve (2.9) cancels
+ * the body of a client that went away but does not always abort
+ * `request.signal` as well: under a churning load of connect-node streams,
+ * about 1 in 7 cancelled bodies never saw the signal (bench/soak.ts;
+ * docs/perf-log.md, "stop 29"), and their subscriptions stayed at the core,
+ * and their calls at the edge, until the next message to the room, or for
+ * ever in a room that stays quiet.
+ *
+ * And `gone` cancels the request body ({@linkcode requestBody}) when the
+ * response is over however it ended, for the same reason on the request's
+ * side.
  */
-function abortOnCancel(
+function endWithBody(
   res: UniversalServerResponse,
   gone: AbortController,
 ): UniversalServerResponse {
-  if (res.body === undefined) return res;
+  if (res.body === undefined) {
+    gone.abort();
+    return res;
+  }
   const inner = res.body[Symbol.asyncIterator]();
   const iterator: AsyncIterator<Uint8Array> = {
-    next: () => inner.next(),
+    async next() {
+      try {
+        const r = await inner.next();
+        if (r.done) gone.abort();
+        return r;
+      } catch (err) {
+        gone.abort();
+        throw err;
+      }
+    },
     return(value?: unknown) {
       gone.abort();
       return inner.return?.(value) ??
@@ -829,6 +849,47 @@ function abortOnCancel(
     },
   };
   return { ...res, body: { [Symbol.asyncIterator]: () => iterator } };
+}
+
+/**
+ * A request body read for connect-es (in place of its own reader, which
+ * nothing can cancel), whose reader is cancelled when `until` aborts: the
+ * response is over, or the client went away. A read of the body of a client
+ * that went away mid-request may never settle under Deno.serve (2.9); the
+ * call waiting on it (connect-es's pipeline, the upstream call, its buffers:
+ * ~33 KB of heap for a bidi Chat) stayed reachable from that read for ever,
+ * once per such call. Cancelling the reader settles its pending read (done),
+ * and the call is let go. (What Deno keeps of its own for such a read, ~4 KB
+ * per call, gRPC-Web's body included, is Deno's.)
+ */
+function requestBody(
+  body: ReadableStream<Uint8Array> | null,
+  until: AbortSignal,
+): AsyncIterable<Uint8Array> {
+  const reader = body?.getReader();
+  const cancel = () => {
+    reader?.cancel().catch(() => {});
+  };
+  if (until.aborted) cancel();
+  else until.addEventListener("abort", cancel, { once: true });
+  const done = (): Promise<IteratorResult<Uint8Array>> =>
+    Promise.resolve({ done: true, value: undefined });
+  const iterator: AsyncIterator<Uint8Array> = {
+    async next() {
+      if (reader === undefined) return { done: true, value: undefined };
+      const r = await reader.read();
+      return r.done ? { done: true, value: undefined } : r;
+    },
+    return() {
+      cancel();
+      return done();
+    },
+    throw() {
+      cancel();
+      return done();
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
 }
 
 /**

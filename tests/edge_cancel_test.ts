@@ -167,3 +167,22 @@ for (const [name, contentType] of Object.entries(CONTENT_TYPES)) {
     );
   });
 }
+
+Deno.test("edge Connect and gRPC-Web: a bidi call whose client left with its request body open is let go (no call kept by a read that never settles)", async () => {
+  // A child with --expose-gc counts the upstream calls still reachable
+  // after full collections (tests/fixtures/abandoned_body_child.ts).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      new URL("./fixtures/abandoned_body_child.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, stderr);
+  const alive = JSON.parse(new TextDecoder().decode(out.stdout).trim());
+  assert.deepEqual(alive, { rounds: 20, connect: 0, grpcweb: 0 });
+});
