@@ -1406,6 +1406,12 @@ console.log(
     `workers, ${values.subscribers} long-lived subscribers, ${roomCount} rooms, ` +
     `history ${values["history-size"]} per room; warm-up ${warmupMs / 1000} s`,
 );
+// The first live-heap figures of both (bench/soak_entry.ts, every 5 s).
+for (
+  const until = Date.now() + 10_000;
+  Date.now() < until &&
+  (isNaN(liveMemory("core").heapMb) || isNaN(liveMemory("edge").heapMb));
+) await sleep(200);
 console.log(HEAD);
 const first = await take();
 const workers = [
