@@ -64,7 +64,11 @@ export interface ChatClient {
     req: Req<MessageInitShape<typeof PresenceRequestSchema>>,
     options?: grpc.CallOptions,
   ): Promise<PresenceResponse>;
-  /** Closes the channel; streams still open are cancelled. */
+  /**
+   * Closes the channel to new calls. Streams still open keep running until
+   * they end or are cancelled (grpc-js does not cancel them): cancel them
+   * first.
+   */
   close(): void;
   /** The underlying grpc-js client, for waitForReady and channel state. */
   readonly raw: grpc.Client;
