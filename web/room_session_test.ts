@@ -57,9 +57,9 @@ Deno.test("room session: a page hidden while it fetched a new epoch's history sa
     async function* () {
       yield welcome("e2", 1n);
     },
-    // That fetch is held; the page is hidden meanwhile.
+    // That fetch is held (sends nothing); the page is hidden meanwhile.
     async function* (signal) {
-      await held(signal);
+      yield await held(signal);
     },
     // Shown again: the resume replays the new epoch's history and what
     // came while the page was away.
