@@ -14,40 +14,17 @@
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/rpc.ts";
 import { startCoreServer } from "../server/server.ts";
+import { spawnEdgeMain } from "./fixtures/edge_main.ts";
+import { freePort } from "./support/core_process.ts";
 import { joinRoom, launchChromium, say } from "./fixtures/web_browser.ts";
 
-/** A port free now (the edges below take it in turn). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** edge/main.ts with the permissions Deno Deploy gives, until it listens. */
+/** edge/main.ts (Deno Deploy's permissions) on `port`, once it listens. */
 async function startEdgeProcess(port: number, corePort: number) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "edge/main.ts",
-      "--port",
-      String(port),
-      "--upstream",
-      `http://127.0.0.1:${corePort}`,
-    ],
-    stdout: "piped",
+  const { child, lines } = await spawnEdgeMain(corePort, {
+    port,
     stderr: "inherit",
-    env: { NO_COLOR: "1", LOG_FORMAT: "off" },
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes("listening on")) {
-    const r = await lines.read();
-    if (r.done) throw new Error(`edge exited: ${seen}`);
-    seen += r.value;
-  }
+    env: { LOG_FORMAT: "off" },
+  });
   // Read on, so that the child never blocks on a full pipe.
   const drained = (async () => {
     while (!(await lines.read()).done) { /* discard */ }

@@ -12,6 +12,7 @@ import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { MessageSchema, SendMessageRequestSchema } from "../gen/chat_pb.ts";
 import { openWsCall } from "../web/ws_call.ts";
+import { spawnEdgeMain } from "./fixtures/edge_main.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 
@@ -128,41 +129,11 @@ Deno.test("GET /healthz is 503 when the upstream port has nothing listening", as
   await res.body?.cancel();
 });
 
-/**
- * `edge/main.ts` with only --allow-net --allow-env in front of the core on
- * `corePort`, once it says where it listens: the process, its stdout as
- * text, that port and what it printed up to then.
- */
-async function spawnEdgeMain(corePort: number, stderr: "piped" | "null") {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "edge/main.ts",
-      "--port",
-      "0",
-      "--upstream",
-      `http://127.0.0.1:${corePort}`,
-    ],
-    stdout: "piped",
-    stderr,
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const listening = /listening on http:\/\/[^:]+:(\d+)/;
-  let seen = "";
-  while (!listening.test(seen)) {
-    const r = await lines.read();
-    if (r.done) throw new Error(`edge exited: ${seen}`);
-    seen += r.value;
-  }
-  return { child, lines, port: listening.exec(seen)![1], seen };
-}
-
 Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SIGTERM", async () => {
   const core = await startCoreServer({ port: 0 });
-  const { child, lines, port } = await spawnEdgeMain(core.port, "piped");
+  const { child, lines, port } = await spawnEdgeMain(core.port, {
+    stderr: "piped",
+  });
   const client = Deno.createHttpClient({});
   try {
     const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
@@ -192,7 +163,6 @@ Deno.test("edge/main.ts on SIGTERM ends a WebSocket bridge call UNAVAILABLE with
   const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
   const { child, lines, port, seen: started } = await spawnEdgeMain(
     core.port,
-    "null",
   );
   try {
     let seen = started;
