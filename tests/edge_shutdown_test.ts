@@ -93,6 +93,41 @@ async function silentSocket(url: string) {
   return { socket, status };
 }
 
+/**
+ * The edge, stopped by `shutdown`, before a real core whose SendMessage
+ * answers wait at the edge for `gated.open()` (opened on dispose too).
+ */
+async function gatedEdge() {
+  const shutdown = new EdgeShutdown();
+  const gated = gatedSends();
+  const stack = await startCoreEdge({}, {}, {
+    wrapUpstream: gated.wrap,
+    shutdown,
+  });
+  const ws = stack.url.replace("http", "ws") + "/ws";
+  return {
+    shutdown,
+    gated,
+    stack,
+    ws,
+    /** A bridge SendMessage, once it has gone upstream: the core has it. */
+    async sendInFlight(content: string): Promise<WsCall> {
+      const before = gated.seen.started;
+      const call = send(ws, content);
+      await waitUntil(
+        () => gated.seen.started === before + 1,
+        3000,
+        "the call upstream",
+      );
+      return call;
+    },
+    async [Symbol.asyncDispose]() {
+      gated.open();
+      await stack.close();
+    },
+  };
+}
+
 const settled = (p: Promise<unknown>) => {
   const state = { done: false };
   p.finally(() => state.done = true);
@@ -100,17 +135,11 @@ const settled = (p: Promise<unknown>) => {
 };
 
 Deno.test("the edge's stop: a unary bridge call the core has gets its answer; streams and calls not sent end UNAVAILABLE at once; new sockets and /healthz get 503", async () => {
-  const shutdown = new EdgeShutdown();
-  const gated = gatedSends();
-  await using stack = await startCoreEdge({}, {}, {
-    wrapUpstream: gated.wrap,
-    shutdown,
-  });
-  const ws = stack.url.replace("http", "ws") + "/ws";
+  await using edge = await gatedEdge();
+  const { shutdown, gated, stack, ws } = edge;
   const stream = await subscribed(ws);
   const silent = await silentSocket(ws);
-  const unary = send(ws, "sent before the stop");
-  await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
+  const unary = await edge.sendInFlight("sent before the stop");
   const unaryState = settled(unary.status);
 
   const stopped = shutdown.stop(10_000);
@@ -149,100 +178,79 @@ Deno.test("the edge's stop: a unary bridge call the core has gets its answer; st
 });
 
 Deno.test("the edge's stop: a unary bridge call still running when the grace is over ends UNAVAILABLE with its status frame", async () => {
-  const shutdown = new EdgeShutdown();
-  const gated = gatedSends();
-  await using stack = await startCoreEdge({}, {}, {
-    wrapUpstream: gated.wrap,
-    shutdown,
-  });
-  try {
-    const ws = stack.url.replace("http", "ws") + "/ws";
-    const unary = send(ws, "never answered in time");
-    await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
-    const t0 = performance.now();
-    await shutdown.stop(300);
-    const status = await unary.status;
-    assert.deepEqual(
-      [status.code, status.message],
-      [14, "edge is shutting down"],
-    );
-    assert.ok(performance.now() - t0 >= 290);
-  } finally {
-    gated.open();
-  }
+  await using edge = await gatedEdge();
+  const unary = await edge.sendInFlight("never answered in time");
+  const t0 = performance.now();
+  await edge.shutdown.stop(300);
+  const status = await unary.status;
+  assert.deepEqual(
+    [status.code, status.message],
+    [14, "edge is shutting down"],
+  );
+  assert.ok(performance.now() - t0 >= 290);
 });
 
 Deno.test("the edge's stop: a gRPC-Web or Connect call that comes while a unary bridge call holds the stop is refused UNAVAILABLE before it reaches the core", async () => {
   // Deno.serve still listens while the stop waits for the bridge call; a
   // call it took then would reach the core and be cut at the end of the
   // grace, its client told UNAVAILABLE for a message the core stored.
-  const shutdown = new EdgeShutdown();
-  const gated = gatedSends();
-  await using stack = await startCoreEdge({}, {}, {
-    wrapUpstream: gated.wrap,
-    shutdown,
-  });
-  try {
-    const ws = stack.url.replace("http", "ws") + "/ws";
-    const unary = send(ws, "sent before the stop");
-    await waitUntil(() => gated.seen.started === 1, 3000, "the call upstream");
-    const stopped = shutdown.stop(10_000);
+  await using edge = await gatedEdge();
+  const { gated, stack } = edge;
+  const unary = await edge.sendInFlight("sent before the stop");
+  const stopped = edge.shutdown.stop(10_000);
 
-    // First a call the gate does not hold, so that this fails, not hangs,
-    // where calls are let through.
-    const presence = await stack.fetch(
-      `${stack.url}/chat.ChatService/ListPresence`,
-      {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ room: "r" }),
-      },
-    );
-    assert.deepEqual([presence.status, await presence.json()], [503, {
-      code: "unavailable",
-      message: "edge is shutting down",
-    }]);
-    const request = toBinary(
-      SendMessageRequestSchema,
-      create(SendMessageRequestSchema, {
-        user: "ann",
-        room: "r",
-        content: "sent during the stop",
-      }),
-    );
-    const grpcWeb = await readGrpcWeb(
-      await stack.fetch(`${stack.url}${SEND}`, {
-        method: "POST",
-        headers: { "content-type": "application/grpc-web+proto" },
-        body: grpcWebBody([request]),
-      }),
-    );
-    assert.deepEqual(
-      [grpcWeb.grpcStatus, grpcWeb.grpcMessage],
-      [14, "edge is shutting down"],
-    );
-    const connect = await stack.fetch(`${stack.url}${SEND}`, {
+  // First a call the gate does not hold, so that this fails, not hangs,
+  // where calls are let through.
+  const presence = await stack.fetch(
+    `${stack.url}/chat.ChatService/ListPresence`,
+    {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ user: "ann", room: "r", content: "during" }),
-    });
-    assert.deepEqual([connect.status, await connect.json()], [503, {
-      code: "unavailable",
-      message: "edge is shutting down",
-    }]);
-    // The page and /healthz are no calls: served as before.
-    assert.equal((await stack.fetch(`${stack.url}/healthz`)).status, 503);
-    const page = await stack.fetch(`${stack.url}/`);
-    await page.body?.cancel();
-    assert.equal(page.status, 200);
-    assert.equal(gated.seen.started, 1);
+      body: JSON.stringify({ room: "r" }),
+    },
+  );
+  assert.deepEqual([presence.status, await presence.json()], [503, {
+    code: "unavailable",
+    message: "edge is shutting down",
+  }]);
+  const request = toBinary(
+    SendMessageRequestSchema,
+    create(SendMessageRequestSchema, {
+      user: "ann",
+      room: "r",
+      content: "sent during the stop",
+    }),
+  );
+  const grpcWeb = await readGrpcWeb(
+    await stack.fetch(`${stack.url}${SEND}`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: grpcWebBody([request]),
+    }),
+  );
+  assert.deepEqual(
+    [grpcWeb.grpcStatus, grpcWeb.grpcMessage],
+    [14, "edge is shutting down"],
+  );
+  const connect = await stack.fetch(`${stack.url}${SEND}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: "ann", room: "r", content: "during" }),
+  });
+  assert.deepEqual([connect.status, await connect.json()], [503, {
+    code: "unavailable",
+    message: "edge is shutting down",
+  }]);
+  // The page and /healthz are no calls: served as before.
+  assert.equal((await stack.fetch(`${stack.url}/healthz`)).status, 503);
+  const page = await stack.fetch(`${stack.url}/`);
+  await page.body?.cancel();
+  assert.equal(page.status, 200);
+  assert.equal(gated.seen.started, 1);
 
-    gated.open();
-    assert.equal((await unary.status).code, 0);
-    await stopped;
-  } finally {
-    gated.open();
-  }
+  gated.open();
+  assert.equal((await unary.status).code, 0);
+  await stopped;
 });
 
 Deno.test("the edge's stop: a socket still being upgraded when the stop begins gets its status frame once it opens", async () => {
