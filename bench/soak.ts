@@ -753,6 +753,29 @@ const grpcWebGzip = createClient(
 );
 /** Over the 1 KiB below which the edge sends messages uncompressed. */
 const BIG = "compress me ".repeat(200);
+
+/** A BIG message sent and read back (with history) through `client`, gzipped both ways. */
+async function bigThroughGzip(client: typeof connectGzip): Promise<string> {
+  const r = `big-${rnd(10)}`;
+  const ctl = new AbortController();
+  const reading = readIter(
+    client.subscribeMessages({ room: r, user: user(), history: 2 }, {
+      signal: ctl.signal,
+    }),
+    3,
+    ctl,
+    2000,
+  );
+  try {
+    await client.sendMessage({ user: user(), room: r, content: BIG });
+  } catch (err) {
+    ctl.abort();
+    return `send ${connectCode(err)}`;
+  }
+  const a = await reading;
+  ctl.abort();
+  return a.err ? String(connectCode(a.err)) : "OK";
+}
 const health = healthClient(coreAddr);
 let unknownService = 0;
 
@@ -862,48 +885,8 @@ const more: Record<string, Op> = {
       return String(connectCode(err));
     }
   },
-  async "gzip.connect"() {
-    const r = `big-${rnd(10)}`;
-    const ctl = new AbortController();
-    const reading = readIter(
-      connectGzip.subscribeMessages({ room: r, user: user(), history: 2 }, {
-        signal: ctl.signal,
-      }),
-      3,
-      ctl,
-      2000,
-    );
-    try {
-      await connectGzip.sendMessage({ user: user(), room: r, content: BIG });
-    } catch (err) {
-      ctl.abort();
-      return `send ${connectCode(err)}`;
-    }
-    const a = await reading;
-    ctl.abort();
-    return a.err ? String(connectCode(a.err)) : "OK";
-  },
-  async "gzip.grpcweb"() {
-    const r = `big-${rnd(10)}`;
-    const ctl = new AbortController();
-    const reading = readIter(
-      grpcWebGzip.subscribeMessages({ room: r, user: user(), history: 2 }, {
-        signal: ctl.signal,
-      }),
-      3,
-      ctl,
-      2000,
-    );
-    try {
-      await grpcWebGzip.sendMessage({ user: user(), room: r, content: BIG });
-    } catch (err) {
-      ctl.abort();
-      return `send ${connectCode(err)}`;
-    }
-    const a = await reading;
-    ctl.abort();
-    return a.err ? String(connectCode(a.err)) : "OK";
-  },
+  "gzip.connect": () => bigThroughGzip(connectGzip),
+  "gzip.grpcweb": () => bigThroughGzip(grpcWebGzip),
   async "grpcweb.gzip.raw-send"() {
     const res = await edgeFetch(`${edgeUrl}/chat.ChatService/SendMessage`, {
       method: "POST",
