@@ -317,6 +317,7 @@ export async function startCoreServer(
       open: listener.connections ?? 0,
       refused: listener.refusedConnections ?? 0,
       refusedPerIp: listener.refusedPerIp ?? 0,
+      resetFloods: listener.resetFloods ?? 0,
     }),
   });
   timed.latency = metrics?.storeLatency;

@@ -16,7 +16,13 @@ import {
   settingsFrame,
   windowUpdateFrame,
 } from "../protocol/http2/frames.ts";
-import { concat, frame, PeerConnection, u32 } from "./fixtures/h2_raw_peer.ts";
+import {
+  concat,
+  type Frame,
+  frame,
+  PeerConnection,
+  u32,
+} from "./fixtures/h2_raw_peer.ts";
 import { eventually } from "./support/core.ts";
 
 type OnStream = (stream: H2ServerStream) => void;
@@ -68,20 +74,45 @@ function request(peer: PeerConnection, id: number, endStream = false) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads frames in the background, summing connection WINDOW_UPDATEs. */
+/**
+ * Reads frames in the background, summing connection WINDOW_UPDATEs and
+ * keeping the last GOAWAY's code and last stream, and every frame.
+ */
 function watch(peer: PeerConnection) {
-  const seen = { credit: 0, goaway: undefined as number | undefined };
+  const seen = {
+    credit: 0,
+    goaway: undefined as number | undefined,
+    lastStream: undefined as number | undefined,
+    frames: [] as Frame[],
+  };
   const done = (async () => {
     while (true) {
       const f = await peer.next().catch(() => null);
       if (f === null) return;
+      seen.frames.push(f);
       if (f.type === FrameType.WINDOW_UPDATE && f.streamId === 0) {
         seen.credit += readUint32(f.payload, 0);
       }
-      if (f.type === FrameType.GOAWAY) seen.goaway = readUint32(f.payload, 4);
+      if (f.type === FrameType.GOAWAY) {
+        seen.goaway = readUint32(f.payload, 4);
+        seen.lastStream = readUint32(f.payload, 0);
+      }
     }
   })();
   return { seen, done };
+}
+
+/** `count` streams from id `from` on, each opened and reset at once. */
+function rapidResets(peer: PeerConnection, from: number, count: number) {
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const id = from + 2 * i;
+    out.push(
+      request(peer, id),
+      frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)),
+    );
+  }
+  return concat(out);
 }
 
 for (
@@ -243,24 +274,109 @@ Deno.test("listenH2(): rapid reset (open and reset streams without end) ends wit
   const w = watch(t.peer);
   await t.peer.write(settingsFrame([], true));
   // Cancelling as many streams as may be open at once is fine.
-  const burst = (from: number, count: number) => {
-    const out = [];
-    for (let i = 0; i < count; i++) {
-      const id = from + 2 * i;
-      out.push(
-        request(t.peer, id),
-        frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)),
-      );
-    }
-    return concat(out);
-  };
-  await t.peer.write(burst(1, 1000));
+  await t.peer.write(rapidResets(t.peer, 1, 1000));
   await sleep(100);
   assert.equal(w.seen.goaway, undefined, "a burst of 1000 resets is allowed");
-  await t.peer.write(burst(2001, 1000));
+  await t.peer.write(rapidResets(t.peer, 2001, 1000));
   await w.done;
   assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
   assert.ok(opened < 2000, `${opened} streams reached the application`);
+  assert.equal(t.listener.resetFloods, 1);
+});
+
+Deno.test("listenH2(): resets of streams older than a second are not rapid resets: 3000 in 3 s leave the connection serving", async () => {
+  const open = new Map<number, H2ServerStream>();
+  await using t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+    if (s.id === 6001) {
+      s.respond({ ":status": 200, "grpc-status": "0" }, { endStream: true });
+    }
+  });
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  // Three times as many streams as may be open at once, each reset after
+  // a second: what an edge forwards when its browsers leave together.
+  let id = 1;
+  for (let round = 0; round < 3; round++) {
+    const ids = Array.from({ length: 1000 }, (_, i) => id + 2 * i);
+    id += 2000;
+    await t.peer.write(concat(ids.map((i) => request(t.peer, i))));
+    await eventually(() => open.size === 1000, `round ${round} opened`);
+    await sleep(1050);
+    await t.peer.write(
+      concat(ids.map((i) => frame(FrameType.RST_STREAM, 0, i, u32(0x8)))),
+    );
+    await eventually(() => open.size === 0, `round ${round} reset`);
+  }
+  await t.peer.write(request(t.peer, 6001, true));
+  await eventually(
+    () => w.seen.frames.some((f) => f.streamId === 6001),
+    "an answer on the next stream",
+  );
+  assert.equal(w.seen.goaway, undefined);
+  assert.equal(t.listener.resetFloods, 0);
+});
+
+Deno.test("listenH2(): past the rapid-reset limit the connection's open streams run to their end, new ones are refused", async () => {
+  const open = new Map<number, H2ServerStream>();
+  await using t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+  });
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  // A call in flight (another browser's, behind an edge), then a flood.
+  await t.peer.write(request(t.peer, 1));
+  await eventually(() => open.has(1), "stream 1 open");
+  await t.peer.write(rapidResets(t.peer, 3, 1100));
+  await eventually(() => w.seen.goaway !== undefined, "GOAWAY");
+  assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+  // The 1001st reset went over: streams up to it were taken.
+  assert.equal(w.seen.lastStream, 3 + 2 * 1000);
+  await eventually(
+    () =>
+      w.seen.frames.some((f) =>
+        f.type === FrameType.RST_STREAM && f.streamId > w.seen.lastStream! &&
+        readUint32(f.payload, 0) === ErrorCode.REFUSED_STREAM
+      ),
+    "streams after the GOAWAY refused",
+  );
+  assert.equal(t.listener.resetFloods, 1);
+  // Stream 1 is still served, and the connection ends with it.
+  assert.deepEqual([...open.keys()], [1]);
+  open.get(1)!.respond({ ":status": 200, "grpc-status": "0" }, {
+    endStream: true,
+  });
+  await w.done;
+  const answer = w.seen.frames.find((f) => f.streamId === 1);
+  assert.equal(answer?.type, FrameType.HEADERS);
+  assert.ok((answer.flags & Flag.END_STREAM) !== 0);
+});
+
+Deno.test("listenH2(): a peer that goes on resetting after the GOAWAY is cut off", async () => {
+  const open = new Map<number, H2ServerStream>();
+  await using t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+  });
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  await t.peer.write(request(t.peer, 1));
+  await eventually(() => open.has(1), "stream 1 open");
+  await t.peer.write(rapidResets(t.peer, 3, 1001));
+  await eventually(() => w.seen.goaway !== undefined, "GOAWAY");
+  assert.ok(open.has(1), "stream 1 runs on after the GOAWAY");
+  // Another burst of streams it may no longer open (the bucket refills
+  // 100 a second meanwhile: some more than 1000).
+  await t.peer.write(rapidResets(t.peer, 3 + 2 * 1001, 1100));
+  await w.done;
+  await eventually(() => open.size === 0, "stream 1 ended with the connection");
+  assert.ok(
+    !w.seen.frames.some((f) => f.streamId === 1),
+    "stream 1 was never answered",
+  );
+  assert.equal(t.listener.resetFloods, 1);
 });
 
 Deno.test("listenH2(): a peer that sends requests but never reads the answers is held back by TCP", async () => {

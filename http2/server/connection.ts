@@ -55,9 +55,15 @@ export {
 /** The answer to a request whose header list is above our limit. */
 const HEADER_FIELDS_TOO_LARGE = Object.freeze({ ":status": 431 });
 
-/** Stream resets a peer may send in a burst, and refilled per ms (100/s). */
+/**
+ * Premature stream resets a peer may send in a burst, and refilled per ms
+ * (100/s). A reset is premature when its stream is younger than
+ * PREMATURE_RESET_MS and unanswered (an answered stream is no longer ours
+ * to reset).
+ */
 const RESET_BURST = 1000;
 const RESETS_PER_MS = 0.1;
+const PREMATURE_RESET_MS = 1000;
 
 /** One accepted connection; see the module doc. */
 export class H2ServerConnection extends H2ServerOutput implements StreamHost {
@@ -80,6 +86,10 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   readonly #resetBurst: number;
   #resetTokens: number;
   #resetRefilled = Date.now();
+  /** We sent GOAWAY(ENHANCE_YOUR_CALM) for too many resets. */
+  #calmed = false;
+  /** When the read being parsed came (streams' `openedAt`). */
+  #readAt = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #idleSince = Date.now();
 
@@ -233,6 +243,9 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     if (
       this.#goawaySent || this.streams.size >= this.#server.maxConcurrentStreams
     ) {
+      // Streams opened after our GOAWAY for resets count as resets: a peer
+      // that goes on opening them is ended.
+      if (this.#calmed) this.#chargeReset();
       return this.#refuse(id, ErrorCode.REFUSED_STREAM);
     }
     if (this.selfDependent) return this.#refuse(id, ErrorCode.PROTOCOL_ERROR);
@@ -289,6 +302,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   }
 
   protected override parse(rb: ReadBuffer): void {
+    this.#readAt = Date.now();
     let parsed = false;
     try {
       super.parse(rb);
@@ -344,23 +358,47 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     const endedByPeer = s.remoteEnded;
     // Opening and resetting streams costs the peer nothing and us a call
     // each, outside MAX_CONCURRENT_STREAMS ("rapid reset",
-    // CVE-2023-44487): a burst is fine, a sustained rate is not.
-    const now = Date.now();
+    // CVE-2023-44487): a burst is fine, a sustained rate is not. Only
+    // premature resets count (as Envoy's premature-reset check does): a
+    // stream that lived PREMATURE_RESET_MS held a MAX_CONCURRENT_STREAMS
+    // slot that long, which bounds their rate, and a proxy forwarding its
+    // clients' cancels (an edge whose browsers leave at once) resets many
+    // such streams in a burst.
+    if (this.#readAt - s.openedAt < PREMATURE_RESET_MS) this.#chargeReset();
+    // The DATA that came before the reset in this read is the handler's.
+    this.#deliverRead(s);
+    s.abort(code);
+    if (!endedByPeer) this.#closed.remember(s.id, Closed.RESET_BY_PEER);
+  }
+
+  /**
+   * Takes a token for a premature reset. Out of tokens, the peer gets
+   * GOAWAY(ENHANCE_YOUR_CALM): streams already open run to their end (a
+   * proxy's other calls are not lost; it opens a new connection), new ones
+   * are refused. A peer that goes on past a second burst is cut off.
+   */
+  #chargeReset(): void {
+    const now = this.#readAt;
     this.#resetTokens = Math.min(
       this.#resetBurst,
       this.#resetTokens + (now - this.#resetRefilled) * RESETS_PER_MS,
     );
     this.#resetRefilled = now;
-    if (--this.#resetTokens < 0) {
+    if (--this.#resetTokens >= 0) return;
+    if (this.#resetTokens < -this.#resetBurst) {
       throw new H2ConnectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
         "too many stream resets",
       );
     }
-    // The DATA that came before the reset in this read is the handler's.
-    this.#deliverRead(s);
-    s.abort(code);
-    if (!endedByPeer) this.#closed.remember(s.id, Closed.RESET_BY_PEER);
+    if (!this.#goawaySent) {
+      this.#calmed = true;
+      this.#goawaySent = true;
+      this.writer.bytes(
+        goawayFrame(this.lastPeerStream, ErrorCode.ENHANCE_YOUR_CALM),
+      );
+      this.#owner.onResetFlood?.();
+    }
   }
 
   protected abortStream(s: H2ServerStream, code: number): void {
@@ -399,6 +437,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
       this.opts.streamWindow,
       this.peerInitialWindow,
     );
+    s.openedAt = this.#readAt;
     this.streams.set(s);
     if (endStream) s.remoteEnded = true;
     return s;

@@ -63,6 +63,8 @@ export interface H2Listener {
   readonly refusedConnections: number;
   /** Of those, refused for `maxConnectionsPerIp`. */
   readonly refusedPerIp: number;
+  /** Connections sent GOAWAY(ENHANCE_YOUR_CALM) for rapid reset so far. */
+  readonly resetFloods: number;
   /**
    * Stops accepting and sends every connection GOAWAY(NO_ERROR); open
    * streams run to their end. `closed` resolves when all are gone.
@@ -108,6 +110,7 @@ export function listenH2(options: ListenH2Options): H2Listener {
   } = options;
   let refused = 0;
   let refusedPerIp = 0;
+  let resetFloods = 0;
   const perIp = maxConnectionsPerIp > 0
     ? new ConcurrencyLimit(maxConnectionsPerIp)
     : undefined;
@@ -134,6 +137,9 @@ export function listenH2(options: ListenH2Options): H2Listener {
     onError,
     onOverBudget,
     onHeadersTooLarge,
+    onResetFlood() {
+      resetFloods++;
+    },
     closed(connection) {
       connections.delete(connection);
       places.get(connection)?.();
@@ -234,6 +240,9 @@ export function listenH2(options: ListenH2Options): H2Listener {
     },
     get refusedPerIp() {
       return refusedPerIp;
+    },
+    get resetFloods() {
+      return resetFloods;
     },
     close() {
       stopAccepting();

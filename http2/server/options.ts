@@ -78,6 +78,11 @@ export interface ConnectionOwner {
   /** An exception thrown by `onStream`. */
   onError?(error: unknown): void;
   /**
+   * The connection was sent GOAWAY(ENHANCE_YOUR_CALM) for too many
+   * premature stream resets (rapid reset); its open streams run on.
+   */
+  onResetFlood?(): void;
+  /**
    * A stream went over the request budget; answer it (it is reset with
    * ENHANCE_YOUR_CALM after this if still open).
    */

@@ -83,6 +83,8 @@ export class H2ServerStream extends EventEmitter {
   remoteEnded = false;
   /** Body bytes the request's content-length still promises; -1: none. */
   contentLeft = -1;
+  /** When its HEADERS came (ms since the epoch, per read). */
+  openedAt = 0;
   /** Tracks gRPC message boundaries when a request budget is kept. */
   meter: EnvelopeMeter | undefined;
   /** Request bytes of the unfinished message, charged to the budget. */

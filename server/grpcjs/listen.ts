@@ -29,6 +29,8 @@ export interface Listener {
   readonly connections?: number;
   readonly refusedConnections?: number;
   readonly refusedPerIp?: number;
+  /** Connections sent GOAWAY(ENHANCE_YOUR_CALM) for rapid reset (h2 only). */
+  readonly resetFloods?: number;
   /** The h2 transport's request budget (undefined with "node"). */
   readonly requestBudget?: {
     readonly unfinished: number;

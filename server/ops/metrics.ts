@@ -32,7 +32,12 @@ export interface MetricSources {
    * Connections open and refused so far, and of those refused per IP (the
    * h2 transport's listener).
    */
-  connections?(): { open: number; refused: number; refusedPerIp: number };
+  connections?(): {
+    open: number;
+    refused: number;
+    refusedPerIp: number;
+    resetFloods: number;
+  };
 }
 
 /** The registry and the hook the store observes into. */
@@ -144,6 +149,11 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
       "chat_connections_refused_per_ip_total",
       "Of those, refused for --max-connections-per-ip.",
       () => connections().refusedPerIp,
+    );
+    counter(
+      "chat_connections_reset_flood_total",
+      "Connections sent GOAWAY(ENHANCE_YOUR_CALM) for too many premature stream resets (rapid reset, CVE-2023-44487); their open calls ran on.",
+      () => connections().resetFloods,
     );
   }
   gauge(
