@@ -56,7 +56,9 @@ function call(
     timeoutMs?: number;
     metadata?: Record<string, string>;
   } = {},
-  body: AsyncIterable<Uint8Array> = messages(new Uint8Array([1, 2, 3])),
+  body: AsyncIterable<Uint8Array> | readonly Uint8Array[] = messages(
+    new Uint8Array([1, 2, 3]),
+  ),
 ) {
   return up.call(PATH, body, {
     metadata: options.metadata ?? {},
@@ -104,6 +106,11 @@ async function readRequests(peer: PeerConnection, n: number) {
     headers: r.headers,
     body: concat(r.parts),
   }));
+}
+
+/** A request's grpc-timeout header ("" without one). */
+function grpcTimeout(headers: readonly (readonly [string, string])[]): string {
+  return headers.find(([k]) => k === "grpc-timeout")?.[1] ?? "";
 }
 
 /** Reads one whole request. */
@@ -291,6 +298,78 @@ Deno.test("createH2Upstream() fails a stream above GOAWAY's last-stream-id with 
     assert.deepEqual(c.messages, [new Uint8Array([2])]);
     assert.equal(peer.accepted(), 2);
   });
+});
+
+Deno.test("createH2Upstream() sends a call known whole that GOAWAY excluded once more, on a new connection, with what is left of its deadline", async () => {
+  const timeouts: string[] = [];
+  await withPeer(async (peer, index) => {
+    await peer.handshake();
+    if (index === 0) {
+      const [first, second] = await readRequests(peer, 2);
+      timeouts.push(grpcTimeout(second.headers));
+      // The connection alone is told to go away (as the core does for too
+      // many resets), the second call unprocessed.
+      await peer.write(goawayFrame(first.id, ErrorCode.ENHANCE_YOUR_CALM));
+      await peer.write(peer.answer(first.id, [new Uint8Array([1])]));
+    } else {
+      const req = await readRequest(peer);
+      timeouts.push(grpcTimeout(req.headers));
+      assert.deepEqual(req.body, encodeEnvelope(0, new Uint8Array([7])));
+      await peer.write(peer.answer(req.id, [new Uint8Array([2])]));
+    }
+    await serveEof(peer);
+  }, async (up, peer) => {
+    const a = call(up, {}, [new Uint8Array([6])]);
+    const b = call(up, { timeoutMs: 5_000 }, [new Uint8Array([7])]);
+    const [ra, rb] = await Promise.all([drain(a), drain(b)]);
+    assert.equal(ra.status.code, Code.OK, ra.status.message);
+    assert.deepEqual(ra.messages, [new Uint8Array([1])]);
+    assert.equal(rb.status.code, Code.OK, rb.status.message);
+    assert.deepEqual(rb.messages, [new Uint8Array([2])]);
+    assert.equal(peer.accepted(), 2);
+  });
+  // Sent again with its deadline less the time the first try took.
+  assert.equal(timeouts.length, 2);
+  const [first, again] = timeouts.map((t) => Number(t.slice(0, -1)));
+  assert.ok(timeouts.every((t) => t.endsWith("m")), timeouts.join());
+  assert.ok(again <= first && again > first - 2000, timeouts.join());
+});
+
+Deno.test("createH2Upstream() sends a refused call once more only: refused again, the refusal is its status; a streamed request is never sent again", async () => {
+  let requests = 0;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    while (true) {
+      const req = await readRequest(peer).catch(() => undefined);
+      if (req === undefined) return;
+      requests++;
+      await peer.write(rstStreamFrame(req.id, ErrorCode.REFUSED_STREAM));
+    }
+  }, async (up) => {
+    const known = await drain(call(up, {}, [new Uint8Array([1])]));
+    assert.equal(known.status.code, Code.UNAVAILABLE);
+    assert.equal(known.status.unsent, true);
+    assert.equal(requests, 2);
+    const streamed = await drain(call(up));
+    assert.equal(streamed.status.code, Code.UNAVAILABLE);
+    assert.equal(requests, 3);
+  });
+});
+
+Deno.test("createH2Upstream() with retryRefused false leaves a refused call to its caller", async () => {
+  let requests = 0;
+  await withPeer(async (peer) => {
+    await peer.handshake();
+    const req = await readRequest(peer);
+    requests++;
+    await peer.write(rstStreamFrame(req.id, ErrorCode.REFUSED_STREAM));
+    await serveEof(peer);
+  }, async (up) => {
+    const r = await drain(call(up, {}, [new Uint8Array([1])]));
+    assert.equal(r.status.code, Code.UNAVAILABLE);
+    assert.equal(r.status.unsent, true);
+    assert.equal(requests, 1);
+  }, { retryRefused: false });
 });
 
 Deno.test("createH2Upstream() maps RST_STREAM from the peer to a status", async () => {

@@ -79,7 +79,9 @@ async function serve(
 function balance(urls: string[]) {
   return createBalancedUpstream(
     urls,
-    (url): Upstream => createH2Upstream(url, { maxMessageBytes: 4 << 20 }),
+    // As createUpstreams() builds them: the balancer resends refused calls.
+    (url): Upstream =>
+      createH2Upstream(url, { maxMessageBytes: 4 << 20, retryRefused: false }),
     { probeIntervalMs: 60_000 },
   );
 }

@@ -73,6 +73,18 @@ export interface H2UpstreamOptions {
    * UNAVAILABLE and the next call dials afresh; default 10 s.
    */
   keepaliveTimeoutMs?: number;
+  /**
+   * A call whose request is known whole (unary, server streaming) that the
+   * core refused unprocessed (REFUSED_STREAM, or above its GOAWAY's last
+   * stream id) is sent once more on another connection, within its
+   * deadline: gRPC's transparent retry (gRFC A6). The core may have told
+   * only this connection to go away (GOAWAY(ENHANCE_YOUR_CALM) when the
+   * edge's clients cancel many calls at once), and a core run as several
+   * processes on one port may take it in another. Default true; the
+   * balancer over several cores turns it off and sends such a call to
+   * another core instead.
+   */
+  retryRefused?: boolean;
 }
 
 const CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -89,6 +101,7 @@ interface Shared {
   readonly highWaterMark: number;
   readonly highWaterBytes: number;
   readonly maxMessageBytes: number;
+  readonly retryRefused: boolean;
 }
 
 /**
@@ -131,6 +144,7 @@ export function createH2Upstream(
     highWaterMark: options.highWaterMark ?? 16,
     highWaterBytes: options.highWaterBytes ?? streamWindow,
     maxMessageBytes: options.maxMessageBytes,
+    retryRefused: options.retryRefused ?? true,
   };
   return {
     call: (path, requests, opts) => new H2Call(shared, path, requests, opts),
@@ -182,6 +196,8 @@ class H2Call
   #trailersOnly: UpstreamStatus | undefined;
   #requests: AsyncIterator<Uint8Array> | undefined;
   #drain: (() => void) | undefined;
+  /** What a refused call is sent again with, until it has been once. */
+  #retry: Retry | undefined;
 
   constructor(
     shared: Shared,
@@ -202,9 +218,37 @@ class H2Call
     }
     opts.signal.addEventListener("abort", this);
     shared.active.add(this);
+    if (shared.retryRefused && isMessageList(requests)) {
+      this.#retry = {
+        path,
+        requests,
+        metadata: opts.metadata,
+        timeoutMs: opts.timeoutMs,
+        began: opts.timeoutMs === undefined ? 0 : performance.now(),
+      };
+    }
+    if (opts.timeoutMs !== undefined) {
+      this.#timer = setTimeout(() =>
+        this.settle({
+          code: Code.DEADLINE_EXCEEDED,
+          message: "deadline exceeded",
+          trailers: {},
+        }), opts.timeoutMs);
+    }
+    this.#send(path, requests, opts.metadata, opts.timeoutMs);
+  }
+
+  /** Sends the request on a new stream (the first time, or again). */
+  #send(
+    path: string,
+    requests: RequestMessages,
+    metadata: Record<string, string>,
+    timeoutMs: number | undefined,
+  ): void {
+    const shared = this.#shared;
     let block: Uint8Array;
     try {
-      block = shared.headers.build(path, opts.metadata, opts.timeoutMs);
+      block = shared.headers.build(path, metadata, timeoutMs);
     } catch (e) {
       // Over the edge's metadata bounds, or a value HTTP/2 cannot carry:
       // this call's fault, never the core's (an "upstream" status would
@@ -217,14 +261,6 @@ class H2Call
         trailers: {},
       });
       return;
-    }
-    if (opts.timeoutMs !== undefined) {
-      this.#timer = setTimeout(() =>
-        this.settle({
-          code: Code.DEADLINE_EXCEEDED,
-          message: "deadline exceeded",
-          trailers: {},
-        }), opts.timeoutMs);
     }
     this.#stream = new H2Stream(this, block, shared.headers.listSize);
     shared.pool.place(this.#stream);
@@ -344,12 +380,35 @@ class H2Call
 
   /** RST_STREAM. */
   onReset(code: number, message?: string): void {
+    // The core did not process it (RFC 9113 §8.7).
+    if (code === ErrorCode.REFUSED_STREAM && this.#sendAgain()) return;
     this.#finish(undefined, code, message);
   }
 
   /** Connection lost, connection error, or excluded by GOAWAY. */
-  onFail(message: string, unsent?: boolean): void {
+  onFail(message: string, unsent?: boolean, refused?: boolean): void {
+    if (refused && unsent && this.#sendAgain()) return;
     this.#finish(message, 0, undefined, unsent);
+  }
+
+  /**
+   * Sends a call the core refused unprocessed once more, on whatever
+   * connection the pool has for it (not the refusing one, which is
+   * draining); false when it may not be (already sent again, a streamed
+   * request, an answer begun, no time left).
+   */
+  #sendAgain(): boolean {
+    const r = this.#retry;
+    if (r === undefined || this.#settled || this.#gotHeaders) return false;
+    this.#retry = undefined;
+    let timeoutMs = r.timeoutMs;
+    if (timeoutMs !== undefined) {
+      timeoutMs = Math.floor(timeoutMs - (performance.now() - r.began));
+      if (timeoutMs <= 0) return false;
+    }
+    this.#drain = undefined;
+    this.#send(r.path, r.requests, r.metadata, timeoutMs);
+    return true;
   }
 
   /** The stream can take more request bytes. */
@@ -406,12 +465,13 @@ class H2Call
       // All known: written in this turn, no iterator and no await per
       // message unless the stream asks to wait.
       for (const m of requests) {
-        if (this.#settled) return;
+        if (this.#settled || this.#stream !== stream) return;
         if (!stream.write(m) && !this.#settled) {
           await new Promise<void>((resolve) => this.#drain = resolve);
         }
       }
-      if (!this.#settled) stream.end();
+      // Not if it was sent again on another stream meanwhile.
+      if (!this.#settled && this.#stream === stream) stream.end();
       return;
     }
     const it = requests[Symbol.asyncIterator]();
@@ -431,6 +491,16 @@ class H2Call
       this.#requests = undefined;
     }
   }
+}
+
+/** A call's request as sent, kept to send it again once (see H2Call). */
+interface Retry {
+  readonly path: string;
+  readonly requests: readonly Uint8Array[];
+  readonly metadata: Record<string, string>;
+  readonly timeoutMs: number | undefined;
+  /** performance.now() at the call's start, when it has a deadline. */
+  readonly began: number;
 }
 
 function isMessageList(r: RequestMessages): r is readonly Uint8Array[] {

@@ -29,12 +29,15 @@ export interface UpstreamOptions {
 export function createUpstream(
   client: UpstreamClient,
   url: string,
-  options: UpstreamOptions,
+  options: SingleOptions,
 ): Upstream {
   return client === "h2"
     ? createH2Upstream(url, options)
     : createHttp2Upstream(url, options);
 }
+
+/** The h2 client's own resend of refused calls: only when it is alone. */
+type SingleOptions = UpstreamOptions & { retryRefused?: boolean };
 
 /**
  * The upstream to every core in `urls`: one core is its client as is; with
@@ -48,7 +51,8 @@ export function createUpstreams(
   if (urls.length === 1) return createUpstream(client, urls[0], options);
   return createBalancedUpstream(
     urls,
-    (url) => createUpstream(client, url, options),
+    // The balancer sends a refused call to another core instead.
+    (url) => createUpstream(client, url, { ...options, retryRefused: false }),
     options,
   );
 }

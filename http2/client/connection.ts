@@ -295,7 +295,9 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
 
   protected onGoaway(lastStreamId: number, code: number): void {
     // Streams above `last` were never processed: they fail now, and calls
-    // not yet sent move to another connection.
+    // not yet sent move to another connection. Draining from here on: a
+    // failed stream's handler may place its call again, never here.
+    this.#goaway = true;
     for (const s of this.streams.values()) {
       if (s.id <= lastStreamId) continue;
       s.closed = true;
@@ -303,9 +305,9 @@ export class H2ClientConnection extends H2ClientOutput implements StreamOwner {
       s.handler.onFail(
         `upstream sent GOAWAY (${errorName(code)}) before processing the call`,
         true,
+        true,
       );
     }
-    this.#goaway = true;
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const s of waiting) if (!s.closed) this.#spill(s);

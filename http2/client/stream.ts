@@ -34,9 +34,11 @@ export interface StreamHandler {
    * or the peer's GOAWAY excluded it. `unsent` says the peer never got or
    * never processed it (never written: its connection failed before the
    * peer's SETTINGS, or none would take it; or above a GOAWAY's last
-   * stream id), so it may be sent again (RFC 9113 §8.7).
+   * stream id), so it may be sent again (RFC 9113 §8.7). `refused` says
+   * the peer itself excluded it (its GOAWAY): it is alive and may take the
+   * stream on another connection.
    */
-  onFail(message: string, unsent?: boolean): void;
+  onFail(message: string, unsent?: boolean, refused?: boolean): void;
   /** A write that returned false may continue. */
   onDrain(): void;
 }
