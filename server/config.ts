@@ -109,6 +109,13 @@ export interface CoreConfig {
    * written are forgotten (their history and epoch), as the TTL would.
    */
   historyMaxRooms: number;
+  /**
+   * How long a SendMessage's idempotency key is remembered after its
+   * message, in ms (rooms/idempotency.ts); 0: keys are not checked.
+   */
+  idempotencyWindowMs: number;
+  /** Idempotency keys remembered at most, over all rooms. */
+  idempotencyKeys: number;
   // Operations (server/ops/): metrics endpoint and log format.
   /** Port of the HTTP/1.1 `GET /metrics` endpoint; null: none; 0 picks one. */
   metricsPort: number | null;
@@ -178,6 +185,8 @@ export const DEFAULT_CORE_CONFIG: Readonly<CoreConfig> = Object.freeze({
   historyBytes: 4 * 1024 * 1024,
   historyMaxBytes: 512 * 1024 * 1024,
   historyMaxRooms: 1_000_000,
+  idempotencyWindowMs: 5 * 60 * 1000,
+  idempotencyKeys: 100_000,
   metricsPort: null,
   logFormat: "text",
   jwtSecret: "",
@@ -254,6 +263,11 @@ const SETTINGS: Record<keyof CoreConfig, { flag: string; env: string }> = {
     flag: "history-max-rooms",
     env: "CHAT_HISTORY_MAX_ROOMS",
   },
+  idempotencyWindowMs: {
+    flag: "idempotency-window",
+    env: "CHAT_IDEMPOTENCY_WINDOW",
+  },
+  idempotencyKeys: { flag: "idempotency-keys", env: "CHAT_IDEMPOTENCY_KEYS" },
   metricsPort: { flag: "metrics-port", env: "CHAT_METRICS_PORT" },
   logFormat: { flag: "log-format", env: "LOG_FORMAT" },
   jwtSecret: { flag: "jwt-secret", env: "CHAT_JWT_SECRET" },
@@ -448,6 +462,8 @@ function parseValue<K extends keyof CoreConfig>(
     historyBytes: (r) => integer(name, r, 1024, 2 ** 42),
     historyMaxBytes: (r) => integer(name, r, 1024, 2 ** 46),
     historyMaxRooms: (r) => integer(name, r, 100, 1_000_000_000),
+    idempotencyWindowMs: (r) => duration(name, r),
+    idempotencyKeys: (r) => integer(name, r, 1, 100_000_000),
     metricsPort: (r) => {
       if (r === "off") return null;
       if (!/^\d+$/.test(r) || Number(r) > 65535) {

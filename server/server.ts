@@ -20,6 +20,8 @@ import {
 import { type Logger, silentLogger } from "./log.ts";
 import { ChatError } from "./rooms/errors.ts";
 import { ChatHub } from "./rooms/hub.ts";
+import { IdempotencyIndex } from "./rooms/idempotency.ts";
+import { readKeys } from "./grpc/stored_key.ts";
 import { CallScopes } from "./grpc/call_scope.ts";
 import { chatHandler } from "./grpc/chat.ts";
 import type { HandlerContext } from "./grpc/context.ts";
@@ -189,6 +191,14 @@ export async function startCoreServer(
       });
     } else presence = new LocalPresence();
   }
+  const idempotency = config.idempotencyWindowMs > 0
+    ? new IdempotencyIndex({
+      windowMs: config.idempotencyWindowMs,
+      maxKeys: config.idempotencyKeys,
+      shared: store.follow !== undefined,
+      read: (room, after) => readKeys(hub.store, room, after),
+    })
+    : undefined;
   const ctx: HandlerContext = {
     hub,
     calls,
@@ -196,6 +206,7 @@ export async function startCoreServer(
     log,
     access,
     presence,
+    idempotency,
   };
   const callStats = new CallStats();
   // Calls are counted only for /metrics: without it, nothing per call.

@@ -61,6 +61,9 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
     "message bytes kept by all rooms (log, memory); least recently written trimmed first",
   historyMaxRooms:
     "rooms kept (log, sqlite, memory); past it the least recently written are forgotten",
+  idempotencyWindowMs:
+    "how long a SendMessage idempotency_key is remembered: 5m, 1h; 0: not checked",
+  idempotencyKeys: "idempotency keys remembered at most, over all rooms",
   broker:
     "redis[s]://[:password@]host:port[/db]: history in Redis, rooms shared by every core on it",
   brokerTimeoutMs:
@@ -72,6 +75,7 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
 const DURATIONS: ReadonlySet<keyof CoreConfig> = new Set([
   "historyTtlMs",
   "brokerTimeoutMs",
+  "idempotencyWindowMs",
 ]);
 
 /** `86400000` as `24h`: the largest unit that divides it. */

@@ -258,7 +258,7 @@ Deno.test("frameEchoMessage() is byte for byte frameMessage(echoMessage())", () 
   }
 });
 
-Deno.test("frameChatMessage() is byte for byte the reflective encoding for any strings and times", () => {
+Deno.test("frameChatMessage() is byte for byte the reflective encoding for any strings, times and idempotency keys", () => {
   let seed = 11;
   const rand = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
   const pieces = ["a", "é", "€", "🚀", "\uD800", "\uDC00", "\u007F", "\u0080"];
@@ -268,7 +268,13 @@ Deno.test("frameChatMessage() is byte for byte the reflective encoding for any s
       () => pieces[rand(pieces.length)],
     ).join("");
   for (let i = 0; i < 300; i++) {
-    const fields = { id: str(), user: str(), content: str(), room: str() };
+    const fields = {
+      id: str(),
+      user: str(),
+      content: str(),
+      room: str(),
+      idempotencyKey: str(),
+    };
     const nowMs = [0, 1, 999, 1000, 1_700_000_000_123, 2 ** 40, -5_000][
       rand(7)
     ];
@@ -282,6 +288,7 @@ Deno.test("frameChatMessage() is byte for byte the reflective encoding for any s
           fields.room,
           nowMs,
           type,
+          fields.idempotencyKey,
         ),
       ),
       new Uint8Array(frameMessage(encodeMessage({

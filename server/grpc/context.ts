@@ -5,6 +5,7 @@ import type { Access } from "../auth/access.ts";
 import type { CoreConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { ChatHub } from "../rooms/hub.ts";
+import type { IdempotencyIndex } from "../rooms/idempotency.ts";
 import type { Presence } from "../rooms/presence.ts";
 import type { CallScopes } from "./call_scope.ts";
 
@@ -18,4 +19,6 @@ export interface HandlerContext {
   readonly access: Access;
   /** Who is in which room (with --presence; shared by cores on a broker). */
   readonly presence?: Presence;
+  /** Keyed SendMessage calls (undefined with --idempotency-window 0). */
+  readonly idempotency?: IdempotencyIndex;
 }

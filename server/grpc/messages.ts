@@ -37,10 +37,13 @@ export function frameChatMessage(
   room: string,
   nowMs: number,
   type: MessageType = MessageType.CHAT,
+  idempotencyKey = "",
 ): Buffer {
   const seconds = Math.floor(nowMs / 1000);
   if (seconds < 0) {
-    return frameMessage(writerMessage(id, user, content, room, nowMs, type));
+    return frameMessage(
+      writerMessage(id, user, content, room, nowMs, type, idempotencyKey),
+    );
   }
   const nanos = (nowMs - seconds * 1000) * 1_000_000;
   const idLen = utf8Length(id);
@@ -48,9 +51,10 @@ export function frameChatMessage(
   const contentLen = utf8Length(content);
   const roomLen = utf8Length(room);
   const tsLen = timestampSize(seconds, nanos);
+  const keyLen = idempotencyKey === "" ? 0 : utf8Length(idempotencyKey);
   const size = fieldSize(idLen) + fieldSize(userLen) + fieldSize(contentLen) +
     fieldSize(roomLen) + 1 + varintSize(tsLen) + tsLen +
-    (type !== MessageType.CHAT ? 1 + varintSize(type) : 0);
+    (type !== MessageType.CHAT ? 1 + varintSize(type) : 0) + fieldSize(keyLen);
   const out = allocFramed(size);
   let at = PREFIX_BYTES;
   at = writeString(out, at, 0x0a, id, idLen);
@@ -61,8 +65,10 @@ export function frameChatMessage(
   // CHAT is 0, the default: proto3 leaves it out.
   if (type !== MessageType.CHAT) {
     out[at++] = 0x30;
-    writeVarint(out, at, type);
+    at = writeVarint(out, at, type);
   }
+  // idempotency_key = 9, after the fields above in field order.
+  if (keyLen > 0) writeString(out, at, 0x4a, idempotencyKey, keyLen);
   return out;
 }
 
@@ -198,6 +204,7 @@ function writerMessage(
   room: string,
   nowMs: number,
   type: MessageType,
+  idempotencyKey: string,
 ): Uint8Array {
   const w = new BinaryWriter();
   if (id !== "") w.tag(1, 2).string(id);
@@ -206,6 +213,7 @@ function writerMessage(
   if (room !== "") w.tag(4, 2).string(room);
   writeTimestamp(w, 5, nowMs);
   if (type !== MessageType.CHAT) w.tag(6, 0).int32(type);
+  if (idempotencyKey !== "") w.tag(9, 2).string(idempotencyKey);
   return w.finish();
 }
 

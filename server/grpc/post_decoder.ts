@@ -421,11 +421,15 @@ function expect(actual: WireType, wanted: WireType, no: number): void {
   }
 }
 
-/** The fields of a `chat.SendMessageRequest`: user = 1, content = 2, room = 3. */
+/**
+ * The fields of a `chat.SendMessageRequest`: user = 1, content = 2, room = 3,
+ * idempotency_key = 4 ("" when absent).
+ */
 export interface SendFields {
   readonly user: string;
   readonly content: string;
   readonly room: string;
+  readonly idempotencyKey: string;
 }
 
 /**
@@ -436,32 +440,35 @@ export function decodeSendRequest(bytes: Uint8Array): SendFields {
   return fastSend(bytes) ?? readSend(bytes);
 }
 
-/** decodeSendRequest()'s fast path: fields 1–3 only; else undefined. */
+/** decodeSendRequest()'s fast path: fields 1–4 only; else undefined. */
 function fastSend(bytes: Uint8Array): SendFields | undefined {
   const end = bytes.length;
-  let user = "", content = "", room = "";
+  let user = "", content = "", room = "", idempotencyKey = "";
   at = 0;
   while (at < end) {
     const tag = varint(bytes, end);
-    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return undefined;
+    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a && tag !== 0x22) {
+      return undefined;
+    }
     const len = varint(bytes, end);
     if (len === -1 || len > end - at) return undefined;
     const start = at;
     at += len;
     if (tag === 0x0a) user = text(bytes, start, at);
     else if (tag === 0x12) content = text(bytes, start, at);
-    else room = text(bytes, start, at);
+    else if (tag === 0x1a) room = text(bytes, start, at);
+    else idempotencyKey = text(bytes, start, at);
   }
-  return { user, content, room };
+  return { user, content, room, idempotencyKey };
 }
 
 /** The general SendMessageRequest decoder: any valid message, every rejection. */
 function readSend(bytes: Uint8Array): SendFields {
   const reader = new BinaryReader(bytes);
-  let user = "", content = "", room = "";
+  let user = "", content = "", room = "", idempotencyKey = "";
   while (reader.pos < reader.len) {
     const [no, wireType] = reader.tag();
-    if (no >= 1 && no <= 3) {
+    if (no >= 1 && no <= 4) {
       if (wireType !== WireType.LengthDelimited) {
         throw new Error(
           `chat.SendMessageRequest field ${no}: wire type ${wireType}`,
@@ -470,10 +477,11 @@ function readSend(bytes: Uint8Array): SendFields {
       const value = reader.string(true);
       if (no === 1) user = value;
       else if (no === 2) content = value;
-      else room = value;
+      else if (no === 3) room = value;
+      else idempotencyKey = value;
     } else {
       reader.skip(wireType, no);
     }
   }
-  return { user, content, room };
+  return { user, content, room, idempotencyKey };
 }

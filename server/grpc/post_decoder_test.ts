@@ -232,6 +232,7 @@ Deno.test("decodeSendRequest() agrees with fromBinary() on mutated requests", ()
   const base = [
     { user: "ann", content: "hi", room: "r" },
     { user: "Zoë 🚀", content: "é".repeat(30), room: "\uFEFFgénéral" },
+    { user: "ann", content: "hi", room: "r", idempotencyKey: "k-ü-1" },
   ].map((m) =>
     toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, m))
   );
@@ -242,7 +243,7 @@ Deno.test("decodeSendRequest() agrees with fromBinary() on mutated requests", ()
       variants.push(bytes.subarray(0, cut));
     }
     for (let i = 0; i < bytes.length; i++) {
-      for (const v of [0x00, 0x0a, 0x12, 0x1a, 0x7f, 0x80, 0xff]) {
+      for (const v of [0x00, 0x0a, 0x12, 0x1a, 0x22, 0x7f, 0x80, 0xff]) {
         const mutated = bytes.slice();
         mutated[i] = v;
         variants.push(mutated);
@@ -252,7 +253,12 @@ Deno.test("decodeSendRequest() agrees with fromBinary() on mutated requests", ()
       let want: unknown, got: unknown;
       try {
         const r = fromBinary(SendMessageRequestSchema, b);
-        want = { user: r.user, content: r.content, room: r.room };
+        want = {
+          user: r.user,
+          content: r.content,
+          room: r.room,
+          idempotencyKey: r.idempotencyKey,
+        };
       } catch {
         want = "throws";
       }

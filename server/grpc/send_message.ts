@@ -13,7 +13,9 @@ import type {
   SendMessageResponse,
 } from "../../gen/chat_pb.ts";
 import { ChatError } from "../rooms/errors.ts";
-import { validatePost } from "../rooms/validate.ts";
+import { validateIdempotencyKey, validatePost } from "../rooms/validate.ts";
+import type { IdempotencyIndex } from "../rooms/idempotency.ts";
+import { MessageType } from "../../gen/chat_pb.ts";
 import { PREFIX_BYTES } from "./framing.ts";
 import type { HandlerContext } from "./context.ts";
 import {
@@ -55,9 +57,60 @@ export function postMessage(
   const user = ctx.access.userOf(caller, req.user);
   validatePost(user === req.user ? req : { ...req, user });
   ctx.access.allowPost(caller, req.room);
+  const key = req.idempotencyKey;
+  if (key !== "") {
+    validateIdempotencyKey(key);
+    if (ctx.idempotency !== undefined) {
+      return postOnce(ctx, ctx.idempotency, user, req, reply);
+    }
+  }
+  const post = frame(ctx, user, req);
+  ctx.hub.publish(req.room, post.body, (err, stored) => {
+    if (err) reply.reply(err);
+    else respond(reply, post.id, post.timeMs, stored!.offset);
+  });
+}
+
+/** A keyed post: published once per key in the window (idempotency.ts). */
+function postOnce(
+  ctx: HandlerContext,
+  idempotency: IdempotencyIndex,
+  user: string,
+  req: SendFields,
+  reply: PostReply,
+): void {
+  idempotency.post(req.room, user, req.idempotencyKey, (done) => {
+    const post = frame(ctx, user, req);
+    ctx.hub.publish(req.room, post.body, (err, stored) => {
+      if (err) done(err);
+      else done(undefined, { ...post, offset: stored!.offset });
+    });
+  }, (err, result) => {
+    if (err !== undefined || result === undefined) reply.reply(err);
+    else respond(reply, result.id, result.timeMs, result.offset);
+  });
+}
+
+/**
+ * A post as stored and broadcast, with its new `msg_N` and time. Throws a
+ * ChatError for one too large to broadcast.
+ */
+function frame(
+  ctx: HandlerContext,
+  user: string,
+  req: SendFields,
+): { id: string; timeMs: number; body: Uint8Array } {
   const id = ctx.hub.nextMessageId();
-  const nowMs = Date.now();
-  const framed = frameChatMessage(id, user, req.content, req.room, nowMs);
+  const timeMs = Date.now();
+  const framed = frameChatMessage(
+    id,
+    user,
+    req.content,
+    req.room,
+    timeMs,
+    MessageType.CHAT,
+    req.idempotencyKey,
+  );
   // The id, timestamp, offset and epoch make the broadcast larger than the
   // request. One that subscribers could not receive is the sender's error,
   // not theirs.
@@ -68,15 +121,18 @@ export function postMessage(
       `message too large to broadcast: ${size} bytes with its id, timestamp and offset, limit ${ctx.config.maxMessageBytes}`,
     );
   }
-  ctx.hub.publish(req.room, framed.subarray(PREFIX_BYTES), (err, stored) => {
-    if (err) reply.reply(err);
-    else if (reply.replyFramed !== undefined) {
-      reply.replyFramed(frameSendResponse(id, nowMs, stored!.offset));
-    } else {reply.reply(
-        undefined,
-        encodeSendResponse(id, nowMs, stored!.offset),
-      );}
-  });
+  return { id, timeMs, body: framed.subarray(PREFIX_BYTES) };
+}
+
+function respond(
+  reply: PostReply,
+  id: string,
+  timeMs: number,
+  offset: number,
+): void {
+  if (reply.replyFramed !== undefined) {
+    reply.replyFramed(frameSendResponse(id, timeMs, offset));
+  } else reply.reply(undefined, encodeSendResponse(id, timeMs, offset));
 }
 
 /** grpc-js's handler for the calls the direct path does not take. */

@@ -90,6 +90,19 @@ function checkPost(
   }
 }
 
+/** Longest SendMessage idempotency_key accepted, in UTF-16 code units. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+
+/** A SendMessage's idempotency key: optional, and short. */
+export function validateIdempotencyKey(key: string): void {
+  if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    throw new ChatError(
+      "invalid_argument",
+      `idempotency_key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`,
+    );
+  }
+}
+
 /** A subscription: user and room are required. */
 export function validateSubscription(
   sub: { user: string; room: string },

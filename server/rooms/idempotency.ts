@@ -1,0 +1,308 @@
+/**
+ * Idempotent posts: a SendMessage sent again with the same idempotency key
+ * (by the same user, to the same room) within a window gets the first one's
+ * answer, and nothing more is stored or delivered. A client that lost an
+ * answer (its connection cut, the core killed after the commit) may then
+ * send again without posting twice, as Centrifugo's publish
+ * `idempotency_key`, NATS JetStream's `Nats-Msg-Id` and Discord's `nonce`
+ * allow.
+ *
+ * Keys must outlive a restart: a post acknowledged by a core killed before
+ * its answer left is sent again to the next one. So the key travels inside
+ * the stored message (`Message.idempotency_key`, which also lets its sender
+ * tell its own message), and a room's keys are read back from its retained
+ * history the first time a keyed post comes for it (`load`). Until then,
+ * keyed posts to that room wait, in order. With a store several cores share
+ * (Redis), another core may have stored a key since: a key not found is
+ * looked for in what the room got since it was last read (`catchUp`) before
+ * it is posted. (Two cores given the same key at the same instant can both
+ * post it: that needs the check inside the store's own append, left for
+ * later; clients send again only after a failure, so the case is a client
+ * racing itself.)
+ *
+ * Memory is bounded: keys are kept `windowMs` after their message, and at
+ * most `maxKeys` in all (the oldest go first, so past the bound a send
+ * retried late can post twice).
+ *
+ * @module
+ */
+
+/** What the first post of a key was answered with. */
+export interface PostResult {
+  readonly id: string;
+  readonly timeMs: number;
+  readonly offset: number;
+}
+
+/** A keyed message found in a room's stored history. */
+export interface StoredKey extends PostResult {
+  readonly user: string;
+  readonly key: string;
+}
+
+/** Where a post's outcome goes (the first's, or the one it repeats). */
+export type PostAnswer = (err: unknown, result?: PostResult) => void;
+
+/** Posts a message for real; `done` once it is stored (or failed). */
+export type Publish = (done: PostAnswer) => void;
+
+/** Reads a room's keyed messages with offset > `after` (all of them). */
+export type ReadKeys = (
+  room: string,
+  after: number,
+) => Promise<{ keys: StoredKey[]; last: number }>;
+
+export interface IdempotencyOptions {
+  /** How long a key is remembered after its message, in ms. */
+  windowMs: number;
+  /** Keys remembered at most, over all rooms. */
+  maxKeys: number;
+  /** The room's stored keys, for `load` and `catchUp`. */
+  read: ReadKeys;
+  /** Whether other processes append to the same store (look again on a miss). */
+  shared: boolean;
+  now?: () => number;
+}
+
+/** One key: its post's result, or the answers waiting for it. */
+interface Entry {
+  readonly room: RoomKeys;
+  readonly scope: string;
+  result: PostResult | undefined;
+  waiters: PostAnswer[] | undefined;
+  /** When the message was stored (or the post began, while pending). */
+  atMs: number;
+  /** Still in its room's map (not evicted or failed). */
+  live: boolean;
+}
+
+interface Job {
+  readonly scope: string;
+  readonly publish: Publish;
+  readonly answer: PostAnswer;
+}
+
+/** A room's keys, and the posts waiting while they are read. */
+interface RoomKeys {
+  readonly name: string;
+  readonly keys: Map<string, Entry>;
+  /** Posts waiting for a read of the store (load or catch-up). */
+  queue: Job[] | undefined;
+  /** The room's last offset already read for keys. */
+  last: number;
+  loaded: boolean;
+}
+
+/** Keyed posts and what they were answered; see the module doc. */
+export class IdempotencyIndex {
+  readonly #opts: IdempotencyOptions;
+  readonly #now: () => number;
+  readonly #rooms = new Map<string, RoomKeys>();
+  /** Every live entry, oldest first (expiry and the bound). */
+  #order: Entry[] = [];
+  #head = 0;
+  #size = 0;
+  /**
+   * The newest message time among keys dropped for the bound: a room read
+   * again (its keys all dropped) does not take them back.
+   */
+  #forgottenBefore = -Infinity;
+  /** Repeats answered with an earlier post's result (a counter). */
+  repeats = 0;
+
+  constructor(options: IdempotencyOptions) {
+    this.#opts = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Keys remembered now (pending or answered). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Posts once per (room, user, key) in the window: `publish` runs for the
+   * first; every post of the key gets the first's outcome in `answer`.
+   */
+  post(
+    room: string,
+    user: string,
+    key: string,
+    publish: Publish,
+    answer: PostAnswer,
+  ): void {
+    const r = this.#room(room);
+    const job = { scope: user + "\n" + key, publish, answer };
+    if (r.queue !== undefined) {
+      r.queue.push(job);
+      return;
+    }
+    if (!r.loaded) return this.#read(r, job);
+    this.#run(r, job, this.#opts.shared);
+  }
+
+  #room(name: string): RoomKeys {
+    let r = this.#rooms.get(name);
+    if (r === undefined) {
+      r = { name, keys: new Map(), queue: undefined, last: 0, loaded: false };
+      this.#rooms.set(name, r);
+    }
+    return r;
+  }
+
+  /** Reads the room's keys after `r.last`, then runs the waiting posts. */
+  #read(r: RoomKeys, first: Job): void {
+    r.queue = [first];
+    this.#opts.read(r.name, r.last).then(
+      ({ keys, last }) => {
+        const oldest = Math.max(
+          this.#now() - this.#opts.windowMs,
+          this.#forgottenBefore + 1,
+        );
+        for (const k of keys) {
+          if (k.timeMs < oldest) continue;
+          const scope = k.user + "\n" + k.key;
+          const known = r.keys.get(scope);
+          if (known !== undefined && known.result !== undefined) continue;
+          // A pending post of ours with the same key cannot be in the
+          // store yet: posts of a room wait while it is read.
+          this.#add(r, scope, { ...k }, k.timeMs);
+        }
+        r.last = Math.max(r.last, last);
+        r.loaded = true;
+        this.#drain(r, undefined);
+      },
+      (err) => this.#drain(r, err),
+    );
+  }
+
+  /** Runs the posts that waited for a read (or fails them with its error). */
+  #drain(r: RoomKeys, err: unknown): void {
+    const queue = r.queue!;
+    r.queue = undefined;
+    for (let i = 0; i < queue.length; i++) {
+      const job = queue[i];
+      // Just read: no need to look in the store again.
+      if (err !== undefined) job.answer(err);
+      else this.#run(r, job, false);
+    }
+    if (!r.loaded && r.keys.size === 0) this.#rooms.delete(r.name);
+  }
+
+  #run(r: RoomKeys, job: Job, lookAgain: boolean): void {
+    const now = this.#now();
+    this.#expire(now);
+    const known = r.keys.get(job.scope);
+    if (known !== undefined) {
+      if (known.result !== undefined) {
+        this.repeats++;
+        job.answer(undefined, known.result);
+      } else (known.waiters ??= []).push(job.answer);
+      return;
+    }
+    // Another core may have stored it since the room was read.
+    if (lookAgain) return this.#read(r, job);
+    const entry = this.#add(r, job.scope, undefined, now);
+    let finished = false;
+    const finish: PostAnswer = (err, result) => {
+      if (finished) return;
+      finished = true;
+      const waiters = entry.waiters;
+      entry.waiters = undefined;
+      if (err !== undefined || result === undefined) {
+        // Nothing stored: the key is free for the next try.
+        this.#remove(entry);
+        job.answer(err);
+        if (waiters) { for (const w of waiters) w(err); }
+        return;
+      }
+      entry.result = result;
+      entry.atMs = result.timeMs;
+      if (result.offset > r.last && !this.#opts.shared) r.last = result.offset;
+      job.answer(undefined, result);
+      if (waiters) {
+        this.repeats += waiters.length;
+        for (const w of waiters) w(undefined, result);
+      }
+    };
+    try {
+      job.publish(finish);
+    } catch (err) {
+      // Refused before anything was stored (too large, no ids left).
+      finish(err);
+    }
+  }
+
+  #add(
+    r: RoomKeys,
+    scope: string,
+    result: PostResult | undefined,
+    atMs: number,
+  ): Entry {
+    const entry: Entry = {
+      room: r,
+      scope,
+      result,
+      waiters: undefined,
+      atMs,
+      live: true,
+    };
+    const old = r.keys.get(scope);
+    if (old !== undefined) this.#remove(old);
+    r.keys.set(scope, entry);
+    this.#order.push(entry);
+    this.#size++;
+    while (this.#size > this.#opts.maxKeys) {
+      const e = this.#shift()!;
+      this.#forgottenBefore = Math.max(this.#forgottenBefore, e.atMs);
+      this.#remove(e);
+    }
+    return entry;
+  }
+
+  /** Drops keys whose message is older than the window, from the oldest. */
+  #expire(now: number): void {
+    const oldest = now - this.#opts.windowMs;
+    const order = this.#order;
+    while (this.#head < order.length) {
+      const e = order[this.#head];
+      if (e.live && (e.result === undefined || e.atMs >= oldest)) break;
+      this.#head++;
+      this.#remove(e);
+    }
+    this.#compact();
+  }
+
+  /** The oldest live entry, taken off the list. */
+  #shift(): Entry | undefined {
+    const order = this.#order;
+    let e: Entry | undefined;
+    while (this.#head < order.length && e === undefined) {
+      const next = order[this.#head++];
+      if (next.live) e = next;
+    }
+    this.#compact();
+    return e;
+  }
+
+  /** Drops the list's taken head once it is most of the list. */
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #remove(e: Entry): void {
+    if (!e.live) return;
+    e.live = false;
+    this.#size--;
+    const r = e.room;
+    if (r.keys.get(e.scope) === e) r.keys.delete(e.scope);
+    // An empty room is read again next time (cheap, and keeps the map
+    // bounded by the keys).
+    if (r.keys.size === 0 && r.queue === undefined) {
+      this.#rooms.delete(r.name);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import {
+  IdempotencyIndex,
+  type IdempotencyOptions,
+  type PostAnswer,
+  type PostResult,
+  type StoredKey,
+} from "./idempotency.ts";
+
+/** An index over a scripted store: `stored` per room, a settable clock. */
+function setup(options: Partial<IdempotencyOptions> = {}) {
+  const clock = { now: 1_000_000 };
+  const stored = new Map<string, StoredKey[]>();
+  let reads = 0;
+  let failRead: Error | undefined;
+  let nextOffset = 1;
+  const index = new IdempotencyIndex({
+    windowMs: 60_000,
+    maxKeys: 100,
+    shared: false,
+    now: () => clock.now,
+    read: (room, after) => {
+      reads++;
+      if (failRead) return Promise.reject(failRead);
+      const keys = (stored.get(room) ?? []).filter((k) => k.offset > after);
+      return Promise.resolve({
+        keys,
+        last: keys.at(-1)?.offset ?? after,
+      });
+    },
+    ...options,
+  });
+  /** Posts; resolves with [result or error, published for real]. */
+  const post = (
+    key: string,
+    opts: { room?: string; user?: string; fail?: Error; throws?: Error } = {},
+  ) =>
+    new Promise<{ result?: PostResult; err?: unknown; published: boolean }>(
+      (resolve) => {
+        let published = false;
+        const answer: PostAnswer = (err, result) =>
+          resolve({ err, result, published });
+        index.post(opts.room ?? "r", opts.user ?? "ann", key, (done) => {
+          if (opts.throws) throw opts.throws;
+          published = true;
+          if (opts.fail) return done(opts.fail);
+          done(undefined, {
+            id: `msg_${nextOffset}`,
+            timeMs: clock.now,
+            offset: nextOffset++,
+          });
+        }, answer);
+      },
+    );
+  return {
+    index,
+    clock,
+    stored,
+    post,
+    get reads() {
+      return reads;
+    },
+    failReads(e: Error | undefined) {
+      failRead = e;
+    },
+  };
+}
+
+Deno.test("IdempotencyIndex: a repeat gets the first's result; another user or room is another key", async () => {
+  const t = setup();
+  const a = await t.post("k");
+  const b = await t.post("k");
+  assert.ok(a.published && !b.published);
+  assert.deepEqual(b.result, a.result);
+  assert.ok((await t.post("k", { user: "bob" })).published);
+  assert.ok((await t.post("k", { room: "other" })).published);
+  assert.equal(t.index.repeats, 1);
+  assert.equal(t.index.size, 3);
+});
+
+Deno.test("IdempotencyIndex: a failed post, or one refused before it was stored, frees its key and fails its waiters", async () => {
+  const t = setup();
+  await t.post("warm"); // the room's keys are read
+  const down = new Error("store down");
+  let release!: (err: unknown) => void;
+  const answers: unknown[] = [];
+  t.index.post(
+    "r",
+    "ann",
+    "k",
+    (done) => release = done,
+    (e) => answers.push(e),
+  );
+  t.index.post(
+    "r",
+    "ann",
+    "k",
+    () => assert.fail("published twice"),
+    (e) => answers.push(e),
+  );
+  release(down);
+  assert.deepEqual(answers, [down, down]);
+  assert.ok((await t.post("k")).published, "sent again: published");
+  const tooLarge = await t.post("big", { throws: new Error("too large") });
+  assert.equal((tooLarge.err as Error).message, "too large");
+  assert.ok((await t.post("big")).published);
+});
+
+Deno.test("IdempotencyIndex: keys stored before (a restart) are read once per room, posts waiting in order; a failed read fails them and is tried again", async () => {
+  const t = setup();
+  t.stored.set("r", [
+    {
+      user: "ann",
+      key: "old",
+      id: "msg_7",
+      timeMs: t.clock.now - 1000,
+      offset: 7,
+    },
+    {
+      user: "ann",
+      key: "stale",
+      id: "msg_8",
+      timeMs: t.clock.now - 120_000,
+      offset: 8,
+    },
+  ]);
+  t.failReads(new Error("unavailable"));
+  assert.equal(((await t.post("old")).err as Error).message, "unavailable");
+  t.failReads(undefined);
+  const order: string[] = [];
+  const waits = ["old", "new", "old"].map((k) =>
+    t.post(k).then((r) => {
+      order.push(`${k}:${r.result?.id}:${r.published}`);
+      return r;
+    })
+  );
+  await Promise.all(waits);
+  assert.deepEqual(order, [
+    "old:msg_7:false",
+    "new:msg_1:true",
+    "old:msg_7:false",
+  ]);
+  // Outside the window when stored: a new post.
+  assert.ok((await t.post("stale")).published);
+  assert.equal(t.reads, 2);
+});
+
+Deno.test("IdempotencyIndex: keys go after the window, and past maxKeys the oldest go (and are not read back)", async () => {
+  const t = setup({ maxKeys: 2 });
+  const first = await t.post("a", { room: "r1" });
+  t.clock.now += 10;
+  await t.post("b", { room: "r2" });
+  await t.post("c", { room: "r2" }); // "a" goes, and with it room r1's keys
+  assert.equal(t.index.size, 2);
+  // "a" is in r1's store, but it was dropped for the bound: r1 is read
+  // again and does not take it back.
+  t.stored.set("r1", [{ user: "ann", key: "a", ...first.result! }]);
+  const reads = t.reads;
+  assert.ok((await t.post("a", { room: "r1" })).published);
+  assert.equal(t.reads, reads + 1);
+  t.clock.now += 60_001;
+  assert.ok((await t.post("c", { room: "r2" })).published, "after the window");
+  assert.ok(t.index.size <= 2);
+});
+
+Deno.test("IdempotencyIndex: with a shared store a key not known is looked for in what the room got since", async () => {
+  const t = setup({ shared: true });
+  await t.post("mine");
+  const reads = t.reads;
+  // Another core stored "theirs" meanwhile.
+  t.stored.set("r", [
+    {
+      user: "ann",
+      key: "theirs",
+      id: "msg_50",
+      timeMs: t.clock.now,
+      offset: 50,
+    },
+  ]);
+  const r = await t.post("theirs");
+  assert.equal(r.published, false);
+  assert.equal(r.result?.id, "msg_50");
+  assert.equal(t.reads, reads + 1);
+  // A known key needs no read.
+  await t.post("mine");
+  assert.equal(t.reads, reads + 1);
+});

@@ -1,0 +1,158 @@
+/**
+ * Idempotent SendMessage (server/rooms/idempotency.ts): a post sent again
+ * with the same idempotency_key is answered with the first's id, timestamp
+ * and offset and is neither stored nor delivered again, across a restart of
+ * a durable store and across cores on one Redis. Real cores, grpc-js
+ * clients.
+ */
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import type { ChatClient } from "../client/rpc.ts";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
+import type { StartOptions } from "../server/server.ts";
+import { startRedisServer } from "../tools/serve/redis.ts";
+import { rejection, startCore, take } from "./support/core.ts";
+
+/** The room's messages so far, by a subscriber asking for its history. */
+async function history(client: ChatClient, room: string): Promise<Message[]> {
+  const stream = client.subscribeMessages({
+    room,
+    user: "reader",
+    history: 100,
+  });
+  const [welcome] = await take<Message>(stream, 1);
+  const count = Number(welcome.offset);
+  const messages = count === 0 ? [] : await take<Message>(stream, count);
+  stream.cancel();
+  return messages.filter((m) => m.type === MessageType.CHAT);
+}
+
+function post(client: ChatClient, content: string, key: string, user = "ann") {
+  return client.sendMessage({
+    user,
+    room: "r",
+    content,
+    idempotencyKey: key,
+  });
+}
+
+async function withCore<T>(
+  options: StartOptions,
+  fn: (client: ChatClient) => Promise<T>,
+): Promise<T> {
+  await using f = await startCore(options);
+  return await fn(f.client);
+}
+
+Deno.test("SendMessage: the same idempotency key again is answered as the first and posts nothing; another key or user posts", async () => {
+  await using f = await startCore({ store: "memory" });
+  const live = f.client.subscribeMessages({ room: "r", user: "watcher" });
+  await take<Message>(live, 1);
+  const first = await post(f.client, "hello", "k-1");
+  const again = await post(f.client, "hello", "k-1");
+  assert.equal(again.messageId, first.messageId);
+  assert.equal(again.offset, first.offset);
+  assert.deepEqual(again.timestamp, first.timestamp);
+  // The same key from another user, and another key: new messages.
+  const bob = await post(f.client, "hello", "k-1", "bob");
+  const other = await post(f.client, "hello", "k-2");
+  assert.deepEqual([bob.offset, other.offset], [2n, 3n]);
+  // Delivered once each, carrying its key.
+  const got = await take<Message>(live, 3);
+  assert.deepEqual(
+    got.map((m) => [m.user, m.idempotencyKey, Number(m.offset)]),
+    [["ann", "k-1", 1], ["bob", "k-1", 2], ["ann", "k-2", 3]],
+  );
+  assert.equal((await history(f.client, "r")).length, 3);
+  live.cancel();
+});
+
+Deno.test("SendMessage: repeats sent at once wait for the first and get its answer; a post without a key is never deduplicated", async () => {
+  await using f = await startCore({
+    store: "log",
+    dataDir: await Deno.makeTempDir(),
+  });
+  const answers = await Promise.all(
+    Array.from({ length: 20 }, () => post(f.client, "once", "k-same")),
+  );
+  assert.equal(new Set(answers.map((a) => a.messageId)).size, 1);
+  const plain = await Promise.all([
+    f.client.sendMessage({ user: "ann", room: "r", content: "twice" }),
+    f.client.sendMessage({ user: "ann", room: "r", content: "twice" }),
+  ]);
+  assert.notEqual(plain[0].messageId, plain[1].messageId);
+  assert.deepEqual(
+    (await history(f.client, "r")).map((m) => m.content),
+    ["once", "twice", "twice"],
+  );
+  await Deno.remove(f.core.config.dataDir, { recursive: true });
+});
+
+Deno.test("SendMessage: an idempotency key over 128 characters is INVALID_ARGUMENT", async () => {
+  await using f = await startCore({ store: "memory" });
+  const err = await rejection(post(f.client, "x", "k".repeat(129)));
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  assert.match(err.details, /idempotency_key is longer than 128 characters/);
+  assert.equal((await post(f.client, "x", "k".repeat(128))).offset, 1n);
+});
+
+for (const store of ["log", "sqlite"] as const) {
+  Deno.test(`[${store}] SendMessage: a post sent again after a restart with its key gets the stored message's answer`, async () => {
+    const dataDir = await Deno.makeTempDir();
+    try {
+      const options = { store, dataDir };
+      const first = await withCore(options, async (client) => {
+        await post(client, "before", "k-0");
+        return await post(client, "acknowledged, answer lost", "k-1");
+      });
+      await withCore(options, async (client) => {
+        const again = await post(client, "acknowledged, answer lost", "k-1");
+        assert.equal(again.messageId, first.messageId);
+        assert.equal(again.offset, first.offset);
+        assert.deepEqual(again.timestamp, first.timestamp);
+        const next = await post(client, "after", "k-2");
+        assert.equal(next.offset, first.offset + 1n);
+        assert.deepEqual(
+          (await history(client, "r")).map((m) => m.content),
+          ["before", "acknowledged, answer lost", "after"],
+        );
+      });
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("SendMessage: with --idempotency-window 0 keys are carried but not checked", async () => {
+  await using f = await startCore({ store: "memory", idempotencyWindowMs: 0 });
+  const a = await post(f.client, "x", "k");
+  const b = await post(f.client, "x", "k");
+  assert.notEqual(a.messageId, b.messageId);
+});
+
+Deno.test("SendMessage: keys are remembered for the window only", async () => {
+  await using f = await startCore({
+    store: "memory",
+    idempotencyWindowMs: 300,
+  });
+  const a = await post(f.client, "x", "k");
+  assert.equal((await post(f.client, "x", "k")).messageId, a.messageId);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.notEqual((await post(f.client, "x", "k")).messageId, a.messageId);
+});
+
+Deno.test("SendMessage: a post acknowledged by one core and sent again to another on the same Redis gets the first's answer", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url });
+  await using b = await startCore({ broker: redis.url });
+  // b reads the room's keys before a posts (a stale view to catch up on).
+  await post(b.client, "b first", "kb");
+  const first = await post(a.client, "from a", "ka");
+  const again = await post(b.client, "from a", "ka");
+  assert.equal(again.messageId, first.messageId);
+  assert.equal(again.offset, first.offset);
+  assert.deepEqual(
+    (await history(b.client, "r")).map((m) => m.content),
+    ["b first", "from a"],
+  );
+});
