@@ -134,11 +134,14 @@ export async function runChatSession(
     },
   });
   const outbox = new Outbox({
-    async send(content) {
+    async send(content, idempotencyKey) {
       if (bidi) return void pending.add(bidi.write(content));
-      const res = await client.sendMessage({ ...who, content }, {
-        deadline: deadlineIn(timeoutMs),
-      });
+      const res = await client.sendMessage(
+        { ...who, content, idempotencyKey },
+        {
+          deadline: deadlineIn(timeoutMs),
+        },
+      );
       pending.add(res.messageId);
     },
     canSend: follower.connected,

@@ -1,13 +1,20 @@
 /**
  * The chat's lines on their way to the room, in order, until each is sent.
  *
+ * Each line gets an idempotency key when typed, sent with every try of it:
+ * the server stores it once however many tries reach it (within its
+ * idempotency window), so a try whose answer was lost may be sent again.
+ *
  * A line that cannot be sent now (disconnected, `UNAVAILABLE`,
  * `DEADLINE_EXCEEDED`) is reported once ("not sent yet ... will retry") and
  * retried with backoff and at every `retryNow()` (the session calls it after a
- * reconnection); one refused for good (a bad token, a bad message) is
- * reported as not sent and dropped, and one cut off with INTERNAL or UNKNOWN
- * as not confirmed (it may have been stored) and dropped. Nothing typed disappears without a line
- * saying so: what is still queued at the end comes back from `close()`.
+ * reconnection); one cut off with INTERNAL or UNKNOWN (a core killed
+ * mid-call: it may have been stored) is retried the same way, its key
+ * keeping it from showing twice, up to {@linkcode UNCONFIRMED_TRIES} times (a
+ * server's own INTERNAL would come back for ever), then reported as not
+ * confirmed and dropped; one refused for good (a bad token, a bad message)
+ * is reported as not sent and dropped. Nothing typed disappears without a
+ * line saying so: what is still queued at the end comes back from `close()`.
  *
  * @module
  */
@@ -24,15 +31,21 @@ const RETRYABLE = new Set<number>([
 /**
  * Codes that may come from a call cut off after the server took it (grpc-js
  * reports a connection that broke mid-call as INTERNAL, e.g. `write EPIPE`,
- * when a core is killed): not retried (a server's own INTERNAL would be
- * sent again for ever), but not called "not sent" either.
+ * when a core is killed): retried a few times only (a server's own INTERNAL
+ * would come back for ever), and not called "not sent" when given up.
  */
 const MAYBE_STORED = new Set<number>([Status.INTERNAL, Status.UNKNOWN]);
 
+/** Tries of a line that keep ending INTERNAL or UNKNOWN, at most. */
+export const UNCONFIRMED_TRIES = 4;
+
 /** How the outbox sends and reports. */
 export interface OutboxOptions {
-  /** Sends one line; resolves once the server took it. */
-  send(content: string): Promise<void>;
+  /**
+   * Sends one line with its idempotency key (the same for every try);
+   * resolves once the server took it.
+   */
+  send(content: string, key: string): Promise<void>;
   /** Whether sending is worth trying now (the room is connected). */
   canSend(): boolean;
   minRetryMs: number;
@@ -46,8 +59,18 @@ export interface OutboxOptions {
 
 interface Item {
   content: string;
+  key: string;
   warned: boolean;
+  /** Tries that ended INTERNAL or UNKNOWN. */
+  unconfirmed: number;
 }
+
+const item = (content: string, warned: boolean): Item => ({
+  content,
+  key: crypto.randomUUID(),
+  warned,
+  unconfirmed: 0,
+});
 
 /** A FIFO of lines with retry. */
 export class Outbox {
@@ -72,15 +95,13 @@ export class Outbox {
 
   /** Queues a typed line. */
   push(content: string): void {
-    this.#items.push({ content, warned: false });
+    this.#items.push(item(content, false));
     this.#drain();
   }
 
   /** Puts lines back at the front (sent, but not confirmed before a break). */
   requeue(contents: string[]): void {
-    this.#items.unshift(
-      ...contents.map((content) => ({ content, warned: true })),
-    );
+    this.#items.unshift(...contents.map((content) => item(content, true)));
   }
 
   /** Retries now with a fresh backoff (after a reconnection). */
@@ -106,13 +127,15 @@ export class Outbox {
         if (!this.#o.canSend()) {
           throw { code: Status.UNAVAILABLE, details: "disconnected" };
         }
-        await this.#o.send(item.content);
+        await this.#o.send(item.content, item.key);
         this.#items.shift();
         this.#delay = this.#o.minRetryMs;
         if (item.warned) this.#o.note(`-- sent: "${item.content}"`);
       } catch (err) {
         const code = (err as { code?: number }).code ?? -1;
-        if (!RETRYABLE.has(code)) {
+        const again = RETRYABLE.has(code) ||
+          (MAYBE_STORED.has(code) && ++item.unconfirmed < UNCONFIRMED_TRIES);
+        if (!again) {
           this.#items.shift();
           this.refused++;
           this.#o.warn(
@@ -127,7 +150,13 @@ export class Outbox {
         if (!item.warned) {
           item.warned = true;
           this.#o.warn(
-            `not sent yet: "${item.content}" (${formatError(err)}); will retry`,
+            MAYBE_STORED.has(code)
+              ? `not confirmed yet: "${item.content}" (${
+                formatError(err)
+              }); will retry (it shows once if it was stored)`
+              : `not sent yet: "${item.content}" (${
+                formatError(err)
+              }); will retry`,
           );
         }
         this.#timer = setTimeout(() => this.#drain(), this.#delay);

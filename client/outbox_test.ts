@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { Outbox } from "./outbox.ts";
+import { Outbox, UNCONFIRMED_TRIES } from "./outbox.ts";
 
 function outbox(
-  send: (content: string) => Promise<void>,
+  send: (content: string, key: string) => Promise<void>,
   canSend = () => true,
 ) {
   const lines: string[] = [];
@@ -62,18 +62,35 @@ Deno.test("Outbox drops a refused line with its reason and keeps going", async (
   ]);
 });
 
-Deno.test("Outbox drops a line cut off with INTERNAL as not confirmed, saying it may have been stored", async () => {
-  const { box, lines } = outbox((content) =>
-    content === "cut"
-      ? Promise.reject({ code: status.INTERNAL, details: "write EPIPE" })
-      : Promise.resolve()
-  );
+Deno.test("Outbox sends a line cut off with INTERNAL again with the same key; given up after a few tries, it is not confirmed, may have been stored", async () => {
+  const tries = new Map<string, string[]>();
+  let cuts = 2;
+  const { box, lines } = outbox((content, key) => {
+    tries.set(content, [...(tries.get(content) ?? []), key]);
+    if (content === "cut" && cuts-- > 0) {
+      return Promise.reject({ code: status.INTERNAL, details: "write EPIPE" });
+    }
+    if (content === "broken") {
+      return Promise.reject({ code: status.UNKNOWN, details: "bug" });
+    }
+    return Promise.resolve();
+  });
   box.push("cut");
+  box.push("broken");
   box.push("next");
   await until(() => box.idle);
+  // The same key for every try of a line, another for each line.
+  assert.equal(tries.get("cut")!.length, 3);
+  assert.equal(new Set(tries.get("cut")).size, 1);
+  assert.equal(tries.get("broken")!.length, UNCONFIRMED_TRIES);
+  assert.equal(new Set(tries.get("broken")).size, 1);
+  assert.notEqual(tries.get("cut")![0], tries.get("next")![0]);
   assert.equal(box.refused, 1);
   assert.deepEqual(lines, [
-    'warn not confirmed: "cut" (INTERNAL: write EPIPE); it may have been stored: the room\'s history shows it if so',
+    'warn not confirmed yet: "cut" (INTERNAL: write EPIPE); will retry (it shows once if it was stored)',
+    'note -- sent: "cut"',
+    'warn not confirmed yet: "broken" (UNKNOWN: bug); will retry (it shows once if it was stored)',
+    'warn not confirmed: "broken" (UNKNOWN: bug); it may have been stored: the room\'s history shows it if so',
   ]);
 });
 

@@ -117,17 +117,32 @@ async function join(user: string, room: string): Promise<void> {
   });
 }
 
-/** Sends once; resolves to the error text, or undefined when it was stored. */
+/**
+ * Sends once; resolves to the error text, or undefined when it was stored.
+ * Every try of one typed line carries the same `key`: the server stores it
+ * once, so a try whose answer was lost (the edge or core went away
+ * mid-call) can be sent again without showing twice.
+ */
 async function trySend(
   to: { user: string; room: string },
   content: string,
+  idempotencyKey: string,
 ): Promise<string | undefined> {
   try {
-    await client.sendMessage({ ...to, content });
+    await client.sendMessage({ ...to, content, idempotencyKey });
     return undefined;
   } catch (err) {
     return errorText(err);
   }
+}
+
+/**
+ * 128 random bits in hex. Not crypto.randomUUID(): browsers have it only in
+ * secure contexts, and the page may be served over plain http.
+ */
+function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function errorText(err: unknown): string {
@@ -148,11 +163,12 @@ $("send-form").addEventListener("submit", async (event) => {
   const to = who;
   if (!to || !content) return;
   input.value = "";
-  const error = await trySend(to, content);
+  const key = newIdempotencyKey();
+  const error = await trySend(to, content, key);
   if (error === undefined || to !== who) return;
   const retries = unsent;
   const retry = view.unsent(content, error, async () => {
-    const again = await trySend(to, content);
+    const again = await trySend(to, content, key);
     if (again === undefined) retries.delete(retry);
     return again;
   });
