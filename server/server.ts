@@ -324,6 +324,7 @@ export async function startCoreServer(
     calls: callStats,
     hub,
     serving: () => health.status === "SERVING",
+    idempotency,
     connections: listener.connections === undefined ? undefined : () => ({
       open: listener.connections ?? 0,
       refused: listener.refusedConnections ?? 0,

@@ -45,7 +45,7 @@ async function withCore<T>(
 }
 
 Deno.test("SendMessage: the same idempotency key again is answered as the first and posts nothing; another key or user posts", async () => {
-  await using f = await startCore({ store: "memory" });
+  await using f = await startCore({ store: "memory", metricsPort: 0 });
   const live = f.client.subscribeMessages({ room: "r", user: "watcher" });
   await take<Message>(live, 1);
   const first = await post(f.client, "hello", "k-1");
@@ -65,6 +65,11 @@ Deno.test("SendMessage: the same idempotency key again is answered as the first 
   );
   assert.equal((await history(f.client, "r")).length, 3);
   live.cancel();
+  const metrics = await (await fetch(
+    `http://127.0.0.1:${f.core.metricsPort}/metrics`,
+  )).text();
+  assert.match(metrics, /^chat_idempotent_repeats_total 1$/m);
+  assert.match(metrics, /^chat_idempotency_keys 3$/m);
 });
 
 Deno.test("SendMessage: repeats sent at once wait for the first and get its answer; a post without a key is never deduplicated", async () => {

@@ -32,6 +32,8 @@ export interface MetricSources {
    * Connections open and refused so far, and of those refused per IP (the
    * h2 transport's listener).
    */
+  /** Keyed SendMessage calls (rooms/idempotency.ts), unless turned off. */
+  idempotency?: { readonly repeats: number; readonly size: number };
   connections?(): {
     open: number;
     refused: number;
@@ -154,6 +156,19 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
       "chat_connections_reset_flood_total",
       "Connections sent GOAWAY(ENHANCE_YOUR_CALM) for too many premature stream resets (rapid reset, CVE-2023-44487); their open calls ran on.",
       () => connections().resetFloods,
+    );
+  }
+  const idempotency = sources.idempotency;
+  if (idempotency !== undefined) {
+    counter(
+      "chat_idempotent_repeats_total",
+      "SendMessage calls answered with an earlier post's result (same idempotency_key): retries that stored nothing twice.",
+      () => idempotency.repeats,
+    );
+    gauge(
+      "chat_idempotency_keys",
+      "Idempotency keys remembered now (--idempotency-keys bounds them).",
+      () => idempotency.size,
     );
   }
   gauge(
