@@ -11,11 +11,10 @@
  * its answer left is sent again to the next one. So the key travels inside
  * the stored message (`Message.idempotency_key`, which also lets its sender
  * tell its own message), and a room's keys are read back from its retained
- * history the first time a keyed post comes for it (`load`). Until then,
- * keyed posts to that room wait, in order. With a store several cores share
- * (Redis), another core may have stored a key since: a key not found is
- * looked for in what the room got since it was last read (`catchUp`) before
- * it is posted. (Two cores given the same key at the same instant can both
+ * history the first time a keyed post comes for it; meanwhile keyed posts
+ * to that room wait, in order. With a store several cores share (Redis),
+ * another core may have stored a key since: a key not found is looked for
+ * in what the room got since it was last read before it is posted. (Two cores given the same key at the same instant can both
  * post it: that needs the check inside the store's own append, left for
  * later; clients send again only after a failure, so the case is a client
  * racing itself.)
@@ -98,6 +97,12 @@ export class IdempotencyIndex {
   readonly #opts: IdempotencyOptions;
   readonly #now: () => number;
   readonly #rooms = new Map<string, RoomKeys>();
+  /**
+   * Rooms whose keys were read, and up to which offset, kept after their
+   * keys are gone (a quiet room is not read again at each post), least
+   * recently read first, at most `maxKeys`.
+   */
+  readonly #readUpTo = new Map<string, number>();
   /** Every live entry, oldest first (expiry and the bound). */
   #order: Entry[] = [];
   #head = 0;
@@ -144,7 +149,14 @@ export class IdempotencyIndex {
   #room(name: string): RoomKeys {
     let r = this.#rooms.get(name);
     if (r === undefined) {
-      r = { name, keys: new Map(), queue: undefined, last: 0, loaded: false };
+      const last = this.#readUpTo.get(name);
+      r = {
+        name,
+        keys: new Map(),
+        queue: undefined,
+        last: last ?? 0,
+        loaded: last !== undefined,
+      };
       this.#rooms.set(name, r);
     }
     return r;
@@ -170,6 +182,11 @@ export class IdempotencyIndex {
         }
         r.last = Math.max(r.last, last);
         r.loaded = true;
+        this.#readUpTo.delete(r.name);
+        this.#readUpTo.set(r.name, r.last);
+        if (this.#readUpTo.size > this.#opts.maxKeys) {
+          this.#readUpTo.delete(this.#readUpTo.keys().next().value!);
+        }
         this.#drain(r, undefined);
       },
       (err) => this.#drain(r, err),
@@ -218,7 +235,6 @@ export class IdempotencyIndex {
       }
       entry.result = result;
       entry.atMs = result.timeMs;
-      if (result.offset > r.last && !this.#opts.shared) r.last = result.offset;
       job.answer(undefined, result);
       if (waiters) {
         this.repeats += waiters.length;
@@ -299,8 +315,7 @@ export class IdempotencyIndex {
     this.#size--;
     const r = e.room;
     if (r.keys.get(e.scope) === e) r.keys.delete(e.scope);
-    // An empty room is read again next time (cheap, and keeps the map
-    // bounded by the keys).
+    // An empty room goes (#readUpTo says it was read).
     if (r.keys.size === 0 && r.queue === undefined) {
       this.#rooms.delete(r.name);
     }
