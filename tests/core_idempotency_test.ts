@@ -12,6 +12,13 @@ import { type Message, MessageType } from "../gen/chat_pb.ts";
 import type { StartOptions } from "../server/server.ts";
 import { startRedisServer } from "../tools/serve/redis.ts";
 import { rejection, startCore, take } from "./support/core.ts";
+import { startCoreEdge } from "./fixtures/edge_stack.ts";
+import { createClient } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-web";
+import { ChatService } from "../gen/chat_pb.ts";
 
 /** The room's messages so far, by a subscriber asking for its history. */
 async function history(client: ChatClient, room: string): Promise<Message[]> {
@@ -160,4 +167,34 @@ Deno.test("SendMessage: a post acknowledged by one core and sent again to anothe
     (await history(b.client, "r")).map((m) => m.content),
     ["b first", "from a"],
   );
+});
+
+Deno.test("SendMessage through the edge: Connect JSON and gRPC-Web carry the idempotency key", async () => {
+  await using stack = await startCoreEdge({}, { store: "memory" });
+  const json = createClient(
+    ChatService,
+    createConnectTransport({
+      baseUrl: stack.url,
+      fetch: stack.fetch,
+      useBinaryFormat: false,
+    }),
+  );
+  const web = createClient(
+    ChatService,
+    createGrpcWebTransport({ baseUrl: stack.url, fetch: stack.fetch }),
+  );
+  const req = { user: "ann", room: "r", content: "hi", idempotencyKey: "k" };
+  const first = await json.sendMessage(req);
+  const again = await web.sendMessage(req);
+  assert.equal(again.messageId, first.messageId);
+  assert.equal(again.offset, 1n);
+  const ctl = new AbortController();
+  const it = json.subscribeMessages({ room: "r", user: "w", history: 5 }, {
+    signal: ctl.signal,
+  })[Symbol.asyncIterator]();
+  await it.next(); // the welcome
+  const stored = (await it.next()).value!;
+  assert.equal(stored.idempotencyKey, "k");
+  ctl.abort();
+  await it.next().catch(() => {});
 });
