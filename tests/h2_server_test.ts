@@ -379,6 +379,58 @@ Deno.test("listenH2(): a peer that goes on resetting after the GOAWAY is cut off
   assert.equal(t.listener.resetFloods, 1);
 });
 
+// "MadeYouReset" (CVE-2025-8671): a peer need not send RST_STREAM to reset
+// a stream it opened; a frame that breaks the protocol on it makes us reset
+// it, and costs the peer as little.
+for (
+  const [how, provoke] of [
+    [
+      "a WINDOW_UPDATE of 0",
+      (_p: PeerConnection, id: number) => [
+        frame(FrameType.WINDOW_UPDATE, 0, id, u32(0)),
+      ],
+    ],
+    [
+      "a PRIORITY frame of 4 bytes",
+      (_p: PeerConnection, id: number) => [
+        frame(FrameType.PRIORITY, 0, id, u32(0)),
+      ],
+    ],
+    [
+      "DATA beyond its content-length",
+      (p: PeerConnection, id: number) => [
+        p.headers(id, [
+          [":method", "POST"],
+          [":scheme", "http"],
+          [":path", "/x"],
+          ["content-type", "application/grpc"],
+          ["content-length", "0"],
+        ]),
+        frame(FrameType.DATA, 0, id, new Uint8Array(1)),
+      ],
+    ],
+  ] as const
+) {
+  Deno.test(`listenH2(): streams the peer makes us reset with ${how} count as rapid resets`, async () => {
+    let opened = 0;
+    await using t = await setup(() => opened++);
+    const w = watch(t.peer);
+    await t.peer.write(settingsFrame([], true));
+    const out = [];
+    for (let i = 0; i < 3000; i++) {
+      const id = 1 + 2 * i;
+      const frames = provoke(t.peer, id);
+      if (frames.length === 1) out.push(request(t.peer, id));
+      out.push(...frames);
+    }
+    await t.peer.write(concat(out)).catch(() => {});
+    await eventually(() => w.seen.goaway !== undefined, "GOAWAY");
+    assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(opened <= 1001, `${opened} streams reached the application`);
+    assert.equal(t.listener.resetFloods, 1);
+  });
+}
+
 Deno.test("listenH2(): a peer that sends requests but never reads the answers is held back by TCP", async () => {
   await using t = await setup((s) => {
     // Each request gets a small answer that the peer never reads.

@@ -372,6 +372,22 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   }
 
   /**
+   * A stream the peer broke the protocol on (a WINDOW_UPDATE of 0, DATA
+   * past its content-length or after its end, a bad PRIORITY or trailers)
+   * is reset by us, but the peer chose to end it as surely as with its own
+   * RST_STREAM, and as cheaply ("MadeYouReset", CVE-2025-8671): a
+   * premature one is charged as a premature reset.
+   */
+  protected override streamError(
+    s: H2ServerStream,
+    code: number,
+    message: string,
+  ): void {
+    if (this.#readAt - s.openedAt < PREMATURE_RESET_MS) this.#chargeReset();
+    super.streamError(s, code, message);
+  }
+
+  /**
    * Takes a token for a premature reset. Out of tokens, the peer gets
    * GOAWAY(ENHANCE_YOUR_CALM): streams already open run to their end (a
    * proxy's other calls are not lost; it opens a new connection), new ones
