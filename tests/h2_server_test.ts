@@ -379,6 +379,43 @@ Deno.test("listenH2(): a peer that goes on resetting after the GOAWAY is cut off
   assert.equal(t.listener.resetFloods, 1);
 });
 
+Deno.test("listenH2(): after the GOAWAY for resets, resets of the streams it let run are not what cuts the connection off", async () => {
+  const open = new Map<number, H2ServerStream>();
+  await using t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+  });
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  // A user who stays, and 998 calls of users about to leave (a proxy's).
+  const held = Array.from({ length: 998 }, (_, i) => 3 + 2 * i);
+  await t.peer.write(
+    concat([1, ...held].map((id) => request(t.peer, id))),
+  );
+  await eventually(() => open.size === 999, "999 streams open");
+  // Quick calls cancelled at once: the 1001st goes over the limit.
+  let id = 3 + 2 * 998;
+  await t.peer.write(rapidResets(t.peer, id, 1001));
+  id += 2 * 1001;
+  await eventually(() => w.seen.goaway !== undefined, "GOAWAY");
+  // Calls the proxy sent before the GOAWAY reached it, then its users
+  // leave: every call the GOAWAY let run but the one who stays is reset.
+  await t.peer.write(
+    concat(Array.from({ length: 20 }, (_, i) => request(t.peer, id + 2 * i))),
+    concat(held.map((i) => frame(FrameType.RST_STREAM, 0, i, u32(0x8)))),
+  );
+  await eventually(() => open.size <= 1, "the leavers' streams closed");
+  await sleep(50);
+  assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+  assert.ok(open.has(1), "the stayer's call runs on");
+  open.get(1)!.respond({ ":status": 200, "grpc-status": "0" }, {
+    endStream: true,
+  });
+  await w.done;
+  const answer = w.seen.frames.find((f) => f.streamId === 1);
+  assert.equal(answer?.type, FrameType.HEADERS);
+});
+
 // "MadeYouReset" (CVE-2025-8671): a peer need not send RST_STREAM to reset
 // a stream it opened; a frame that breaks the protocol on it makes us reset
 // it, and costs the peer as little.

@@ -364,7 +364,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     // slot that long, which bounds their rate, and a proxy forwarding its
     // clients' cancels (an edge whose browsers leave at once) resets many
     // such streams in a burst.
-    if (this.#readAt - s.openedAt < PREMATURE_RESET_MS) this.#chargeReset();
+    this.#chargeIfPremature(s);
     // The DATA that came before the reset in this read is the handler's.
     this.#deliverRead(s);
     s.abort(code);
@@ -383,15 +383,27 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     code: number,
     message: string,
   ): void {
-    if (this.#readAt - s.openedAt < PREMATURE_RESET_MS) this.#chargeReset();
+    this.#chargeIfPremature(s);
     super.streamError(s, code, message);
+  }
+
+  /**
+   * The peer ended `s` early: a premature end is charged. Not after our
+   * GOAWAY: no stream opens then, so the ends of those it let run are
+   * bounded, and they are a proxy's users leaving (the proxy cannot take
+   * them back); only new HEADERS count then.
+   */
+  #chargeIfPremature(s: H2ServerStream): void {
+    if (this.#goawaySent) return;
+    if (this.#readAt - s.openedAt < PREMATURE_RESET_MS) this.#chargeReset();
   }
 
   /**
    * Takes a token for a premature reset. Out of tokens, the peer gets
    * GOAWAY(ENHANCE_YOUR_CALM): streams already open run to their end (a
    * proxy's other calls are not lost; it opens a new connection), new ones
-   * are refused. A peer that goes on past a second burst is cut off.
+   * are refused and charged. A peer that goes on opening them past a
+   * second burst is cut off.
    */
   #chargeReset(): void {
     const now = this.#readAt;
