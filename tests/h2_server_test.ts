@@ -33,6 +33,7 @@ async function setup(
     connectionWindow?: number;
     streamWindow?: number;
     handshakeTimeoutMs?: number;
+    calmGraceMs?: number;
   } = {},
   settings: [number, number][] = [],
 ): Promise<
@@ -414,6 +415,30 @@ Deno.test("listenH2(): after the GOAWAY for resets, resets of the streams it let
   await w.done;
   const answer = w.seen.frames.find((f) => f.streamId === 1);
   assert.equal(answer?.type, FrameType.HEADERS);
+});
+
+Deno.test("listenH2(): a connection sent the GOAWAY for resets ends when its grace does, whatever streams it still has", async () => {
+  const open = new Map<number, H2ServerStream>();
+  await using t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+  }, { calmGraceMs: 300 });
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  // A stream that never ends (a subscription) would keep it for ever, and
+  // an edge whose connection is calmed again and again would pile them up.
+  await t.peer.write(request(t.peer, 1));
+  await eventually(() => open.has(1), "stream 1 open");
+  await t.peer.write(rapidResets(t.peer, 3, 1001));
+  await eventually(() => w.seen.goaway !== undefined, "GOAWAY");
+  await sleep(100);
+  assert.ok(open.has(1), "stream 1 runs on within the grace");
+  let ended = false;
+  void w.done.then(() => ended = true);
+  await eventually(() => ended, "the connection ended after its grace");
+  assert.equal(w.seen.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+  await eventually(() => open.size === 0, "stream 1 ended with the connection");
+  await eventually(() => t.listener.connections === 0, "the connection closed");
 });
 
 // "MadeYouReset" (CVE-2025-8671): a peer need not send RST_STREAM to reset

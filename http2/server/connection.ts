@@ -88,6 +88,8 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   #resetRefilled = Date.now();
   /** We sent GOAWAY(ENHANCE_YOUR_CALM) for too many resets. */
   #calmed = false;
+  /** Ends a calmed connection after `calmGraceMs`. */
+  #calmTimer: ReturnType<typeof setTimeout> | undefined;
   /** When the read being parsed came (streams' `openedAt`). */
   #readAt = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -400,10 +402,10 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
 
   /**
    * Takes a token for a premature reset. Out of tokens, the peer gets
-   * GOAWAY(ENHANCE_YOUR_CALM): streams already open run to their end (a
-   * proxy's other calls are not lost; it opens a new connection), new ones
-   * are refused and charged. A peer that goes on opening them past a
-   * second burst is cut off.
+   * GOAWAY(ENHANCE_YOUR_CALM): streams already open run to their end, for
+   * up to `calmGraceMs` (a proxy's other calls are not lost; it opens a new
+   * connection), new ones are refused and charged. A peer that goes on
+   * opening them past a second burst is cut off.
    */
   #chargeReset(): void {
     const now = this.#readAt;
@@ -426,6 +428,16 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
         goawayFrame(this.lastPeerStream, ErrorCode.ENHANCE_YOUR_CALM),
       );
       this.#owner.onResetFlood?.();
+      const grace = this.#server.calmGraceMs;
+      if (grace > 0) {
+        this.#calmTimer = setTimeout(() => {
+          this.endConnection(
+            ErrorCode.ENHANCE_YOUR_CALM,
+            "calmed for too many stream resets: grace over",
+            false,
+          );
+        }, grace);
+      }
     }
   }
 
@@ -441,6 +453,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
   protected endStreams(code: number): void {
     this.#keepalive?.stop();
     clearTimeout(this.#idleTimer);
+    clearTimeout(this.#calmTimer);
     for (const s of this.streams.values()) s.abort(code);
   }
 

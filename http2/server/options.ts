@@ -48,6 +48,14 @@ export interface H2ServerOptions {
    */
   idleTimeoutMs: number;
   /**
+   * How long a connection sent GOAWAY(ENHANCE_YOUR_CALM) for too many
+   * premature stream resets keeps the streams it had open; then it ends
+   * with them (0: for as long as they last). Without a bound, one long
+   * stream (a subscription) keeps it for ever, and a proxy whose users
+   * cancel many calls piles up a calmed connection per burst.
+   */
+  calmGraceMs: number;
+  /**
    * Bounds on request bytes of unfinished gRPC messages (per connection and
    * across the listener), shared by every connection of a listener.
    */
@@ -66,6 +74,7 @@ export const DEFAULT_H2_SERVER_OPTIONS: Readonly<H2ServerOptions> = Object
     keepaliveIntervalMs: 60_000,
     keepaliveTimeoutMs: 20_000,
     idleTimeoutMs: 300_000,
+    calmGraceMs: 300_000,
     requestBudget: undefined,
   });
 
