@@ -271,6 +271,7 @@ class H2Call
   settle(s: UpstreamStatus): void {
     if (this.#settled) return;
     this.#settled = true;
+    this.#retry = undefined;
     clearTimeout(this.#timer);
     this.#signal.removeEventListener("abort", this);
     this.#shared.active.remove(this);
@@ -328,6 +329,9 @@ class H2Call
       // 1xx informational headers precede the real ones.
       if (code >= 100 && code < 200 && !endStream) return;
       this.#gotHeaders = true;
+      // Answered: never sent again, so the request need not be kept (a
+      // subscription lives for hours).
+      this.#retry = undefined;
       const start = responseStart(h);
       if (start.kind === "failure") this.#httpFailure = start.status;
       else if (start.kind === "trailers-only") {
@@ -393,9 +397,10 @@ class H2Call
 
   /**
    * Sends a call the core refused unprocessed once more, on whatever
-   * connection the pool has for it (not the refusing one, which is
-   * draining); false when it may not be (already sent again, a streamed
-   * request, an answer begun, no time left).
+   * connection the pool has for it (after a GOAWAY not the refusing one,
+   * which is draining); false when it may not be (already sent again, a
+   * streamed request, an answer begun, no time left: then it ends with the
+   * refusal, even when its deadline has just passed).
    */
   #sendAgain(): boolean {
     const r = this.#retry;
