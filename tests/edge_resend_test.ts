@@ -428,7 +428,7 @@ const excluding = async (p: PeerConnection) => {
   return true;
 };
 
-Deno.test("balancer: REFUSED_STREAM before any answer goes to the next core; every core refusing is tried once and the last refusal is the status", async () => {
+Deno.test("balancer: REFUSED_STREAM before any answer goes to the next core; every core refusing is tried once (the last twice) and the last refusal is the status", async () => {
   const refusing = rawCore(async (p, id) => {
     await p.write(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
     return true;
@@ -450,11 +450,41 @@ Deno.test("balancer: REFUSED_STREAM before any answer goes to the next core; eve
     const r = await drain(call(all, "/x/Y", [encoder.encode("q")]));
     assert.equal(r.status.code, Code.UNAVAILABLE);
     assert.equal(r.status.unsent, true);
-    assert.deepEqual(cores.map((c) => c.seen.length), [1, 1, 1]);
+    // Each once, and the last once more on a new connection (no core
+    // left: gRPC's transparent retry).
+    assert.deepEqual(cores.map((c) => c.seen.length), [1, 1, 2]);
     assert.deepEqual(all.members().map((m) => m.outstanding), [0, 0, 0]);
   } finally {
     await all.close();
     for (const c of [refusing, b, ...cores]) await c.peer.close();
+  }
+});
+
+Deno.test("balancer: a core that told one connection to go away (too many resets) gets the call again on a new one when no other core is up", async () => {
+  const connections = new WeakMap<PeerConnection, number>();
+  let dialled = 0;
+  const calming = rawCore(async (p, id) => {
+    if (!connections.has(p)) connections.set(p, dialled++);
+    if (connections.get(p) === 0) {
+      await p.write(goawayFrame(0, ErrorCode.ENHANCE_YOUR_CALM));
+    } else await p.write(p.answer(id, [encoder.encode("calm")]));
+    return true;
+  });
+  // A second core that is down: nothing listens on its port.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const downUrl = `http://127.0.0.1:${(probe.addr as Deno.NetAddr).port}`;
+  probe.close();
+  const up = balance([calming.url, downUrl]);
+  try {
+    assert.equal(await up.healthy(), true);
+    const r = await drain(call(up, "/x/Y", [encoder.encode("q")]));
+    assert.equal(r.status.code, Code.OK, r.status.message);
+    assert.deepEqual(r.messages.map((m) => decoder.decode(m)), ["calm"]);
+    assert.equal(calming.seen.length, 2);
+    assert.deepEqual(up.members().map((m) => m.healthy), [true, false]);
+  } finally {
+    await up.close();
+    await calming.peer.close();
   }
 });
 

@@ -39,7 +39,11 @@
  * or REFUSED_STREAM excluded it, as when a core drains for a restart) is
  * sent to another core, once per core, within the call's deadline, when its
  * request messages were all known up front (unary and server-streaming
- * calls); the client sees only the answer of the core that took it.
+ * calls); the client sees only the answer of the core that took it. One the
+ * core itself refused (`UpstreamStatus.refused`: a GOAWAY, as for too many
+ * stream resets on that connection, or REFUSED_STREAM) does not mark the
+ * core down, and with no other core to take it goes to the last one once
+ * more, on a new connection.
  *
  * @module
  */
@@ -261,7 +265,12 @@ export function createBalancedUpstream(
     const inner = m.upstream.call(path, requests, opts);
     const status = inner.status.then((s: UpstreamStatus) => {
       m.outstanding--;
-      if (s.code === Code.UNAVAILABLE && s.message.startsWith("upstream ")) {
+      // Not for a call the core refused: it answered (it may have told
+      // only that connection to go away, for too many resets).
+      if (
+        s.code === Code.UNAVAILABLE && s.message.startsWith("upstream ") &&
+        !s.refused
+      ) {
         m.healthy = false;
         void probe(m);
       }
@@ -292,6 +301,7 @@ export function createBalancedUpstream(
       return first;
     }
     const tried = [m];
+    let again = false;
     const began = opts.timeoutMs === undefined ? 0 : performance.now();
     return new ResentCall(first, (s) => {
       if (!s.unsent || closed || opts.signal.aborted) return undefined;
@@ -300,7 +310,13 @@ export function createBalancedUpstream(
         timeoutMs -= performance.now() - began;
         if (timeoutMs <= 0) return undefined;
       }
-      const other = pick(tried);
+      // No other core: the one that refused it once more, on a new
+      // connection (gRPC's transparent retry, as a core alone gets).
+      let other = pick(tried);
+      if (other === undefined && s.refused && !again) {
+        again = true;
+        other = tried.at(-1)!;
+      }
       if (other === undefined) return undefined;
       tried.push(other);
       return start(other, path, requests, { ...opts, timeoutMs });

@@ -392,7 +392,7 @@ class H2Call
   /** Connection lost, connection error, or excluded by GOAWAY. */
   onFail(message: string, unsent?: boolean, refused?: boolean): void {
     if (refused && unsent && this.#sendAgain()) return;
-    this.#finish(message, 0, undefined, unsent);
+    this.#finish(message, 0, undefined, unsent, refused);
   }
 
   /**
@@ -429,13 +429,17 @@ class H2Call
     rst: number,
     rstMessage: string | undefined,
     unsent = false,
+    refused = false,
   ): void {
     if (this.#settled) return;
     let s = this.#httpFailure ?? this.#trailersOnly;
     if (s === undefined && failure !== undefined) {
       s = unavailable(`upstream unavailable: ${failure}`);
       // Not if the peer answered it anyway (a GOAWAY that contradicts it).
-      if (unsent && !this.#gotHeaders) s.unsent = true;
+      if (unsent && !this.#gotHeaders) {
+        s.unsent = true;
+        if (refused) s.refused = true;
+      }
     } else if (s === undefined && rst !== 0) {
       s = {
         code: codeFromRstCode(rst),
@@ -445,6 +449,7 @@ class H2Call
       // The core did not process it (RFC 9113 §8.7).
       if (rst === ErrorCode.REFUSED_STREAM && !this.#gotHeaders) {
         s.unsent = true;
+        s.refused = true;
       }
     }
     if (this.#parser?.pending) {

@@ -23,6 +23,11 @@ export interface UpstreamStatus {
    * another core cannot repeat it. Unset when not known.
    */
   unsent?: boolean;
+  /**
+   * With `unsent`: the core itself refused it (GOAWAY, REFUSED_STREAM), so
+   * it is up and answering, only not taking this call on that connection.
+   */
+  refused?: boolean;
 }
 
 /**
