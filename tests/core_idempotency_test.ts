@@ -153,6 +153,22 @@ Deno.test("SendMessage: keys are remembered for the window only", async () => {
   assert.notEqual((await post(f.client, "x", "k")).messageId, a.messageId);
 });
 
+Deno.test("SendMessage: a key posted after the room's earlier keys expired is still found by its repeat", async () => {
+  await using f = await startCore({
+    store: "memory",
+    idempotencyWindowMs: 300,
+  });
+  await post(f.client, "before", "k-0");
+  await new Promise((r) => setTimeout(r, 400));
+  const first = await post(f.client, "after", "k-1");
+  const again = await post(f.client, "after", "k-1");
+  assert.equal(again.messageId, first.messageId);
+  assert.deepEqual(
+    (await history(f.client, "r")).map((m) => m.content),
+    ["before", "after"],
+  );
+});
+
 Deno.test("SendMessage: a post acknowledged by one core and sent again to another on the same Redis gets the first's answer", async () => {
   await using redis = await startRedisServer();
   await using a = await startCore({ broker: redis.url });

@@ -136,6 +136,9 @@ export class IdempotencyIndex {
     publish: Publish,
     answer: PostAnswer,
   ): void {
+    // Keys past the window go before the room is looked up: a room they
+    // leave empty is dropped now, not under the post about to use it.
+    this.#expire(this.#now());
     const r = this.#room(room);
     const job = { scope: user + "\n" + key, publish, answer };
     if (r.queue !== undefined) {
@@ -195,20 +198,22 @@ export class IdempotencyIndex {
 
   /** Runs the posts that waited for a read (or fails them with its error). */
   #drain(r: RoomKeys, err: unknown): void {
+    // `r.queue` stays set while the queue runs, so that a post refused at
+    // once (its key removed, the room left empty) does not drop the room
+    // under the posts after it.
     const queue = r.queue!;
-    r.queue = undefined;
     for (let i = 0; i < queue.length; i++) {
       const job = queue[i];
       // Just read: no need to look in the store again.
       if (err !== undefined) job.answer(err);
       else this.#run(r, job, false);
     }
-    if (!r.loaded && r.keys.size === 0) this.#rooms.delete(r.name);
+    r.queue = undefined;
+    if (r.keys.size === 0) this.#drop(r);
   }
 
   #run(r: RoomKeys, job: Job, lookAgain: boolean): void {
     const now = this.#now();
-    this.#expire(now);
     const known = r.keys.get(job.scope);
     if (known !== undefined) {
       if (known.result !== undefined) {
@@ -264,8 +269,9 @@ export class IdempotencyIndex {
       live: true,
     };
     const old = r.keys.get(scope);
-    if (old !== undefined) this.#remove(old);
     r.keys.set(scope, entry);
+    // After the new entry is in: the old one's going leaves the room in use.
+    if (old !== undefined) this.#remove(old);
     this.#order.push(entry);
     this.#size++;
     while (this.#size > this.#opts.maxKeys) {
@@ -316,8 +322,11 @@ export class IdempotencyIndex {
     const r = e.room;
     if (r.keys.get(e.scope) === e) r.keys.delete(e.scope);
     // An empty room goes (#readUpTo says it was read).
-    if (r.keys.size === 0 && r.queue === undefined) {
-      this.#rooms.delete(r.name);
-    }
+    if (r.keys.size === 0 && r.queue === undefined) this.#drop(r);
+  }
+
+  /** Forgets an empty room (unless another took its name meanwhile). */
+  #drop(r: RoomKeys): void {
+    if (this.#rooms.get(r.name) === r) this.#rooms.delete(r.name);
   }
 }

@@ -195,3 +195,46 @@ Deno.test("IdempotencyIndex: with a shared store a key not known is looked for i
   await t.post("mine");
   assert.equal(t.reads, reads + 1);
 });
+
+Deno.test("IdempotencyIndex: a room whose last key expired keeps the next post's key (its repeat waits, then gets its answer)", async () => {
+  const t = setup();
+  await t.post("old");
+  t.clock.now += 60_001; // "old" goes, and with it the room's last key
+  let release!: PostAnswer;
+  const answers: unknown[] = [];
+  t.index.post("r", "ann", "k", (done) => release = done, (_e, r) => {
+    answers.push(r?.id);
+  });
+  t.index.post("r", "ann", "k", () => assert.fail("published twice"), (
+    _e,
+    r,
+  ) => answers.push(r?.id));
+  release(undefined, { id: "msg_9", timeMs: t.clock.now, offset: 9 });
+  assert.deepEqual(answers, ["msg_9", "msg_9"]);
+  const again = await t.post("k");
+  assert.equal(again.published, false);
+  assert.equal(again.result?.id, "msg_9");
+});
+
+Deno.test("IdempotencyIndex: a post refused at once while a room's keys were read does not lose the keys of the posts queued after it", async () => {
+  let loaded!: () => void;
+  const t = setup({
+    read: () =>
+      new Promise((resolve) => loaded = () => resolve({ keys: [], last: 0 })),
+  });
+  const refused = t.post("big", { throws: new Error("too large") });
+  let release!: PostAnswer;
+  const answers: unknown[] = [];
+  t.index.post("r", "ann", "k", (done) => release = done, (_e, r) => {
+    answers.push(r?.id);
+  });
+  loaded();
+  assert.equal(((await refused).err as Error).message, "too large");
+  // "k" is still being stored: its repeat waits for it.
+  t.index.post("r", "ann", "k", () => assert.fail("published twice"), (
+    _e,
+    r,
+  ) => answers.push(r?.id));
+  release(undefined, { id: "msg_3", timeMs: t.clock.now, offset: 3 });
+  assert.deepEqual(answers, ["msg_3", "msg_3"]);
+});
