@@ -82,8 +82,16 @@ function postOnce(
   idempotency.post(req.room, user, req.idempotencyKey, (done) => {
     const post = frame(ctx, user, req);
     ctx.hub.publish(req.room, post.body, (err, stored) => {
+      // The index keeps the result for the window: the id, time and
+      // offset only, never the message's bytes.
       if (err) done(err);
-      else done(undefined, { ...post, offset: stored!.offset });
+      else {
+        done(undefined, {
+          id: post.id,
+          timeMs: post.timeMs,
+          offset: stored!.offset,
+        });
+      }
     });
   }, (err, result) => {
     if (err !== undefined || result === undefined) reply.reply(err);
