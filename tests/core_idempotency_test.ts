@@ -108,6 +108,17 @@ Deno.test("SendMessage: an idempotency key over 128 characters is INVALID_ARGUME
   assert.equal((await post(f.client, "x", "k".repeat(128))).offset, 1n);
 });
 
+Deno.test("SendMessage: a key too long is refused before the rate limit counts the call", async () => {
+  await using f = await startCore({
+    store: "memory",
+    rateLimit: 1,
+    rateBurst: 1,
+  });
+  const err = await rejection(post(f.client, "x", "k".repeat(129)));
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  assert.equal((await post(f.client, "x", "k")).offset, 1n);
+});
+
 for (const store of ["log", "sqlite"] as const) {
   Deno.test(`[${store}] SendMessage: a post sent again after a restart with its key gets the stored message's answer`, async () => {
     const dataDir = await Deno.makeTempDir();

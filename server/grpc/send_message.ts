@@ -56,13 +56,12 @@ export function postMessage(
   ctx.hub.stats.callsStarted++;
   const user = ctx.access.userOf(caller, req.user);
   validatePost(user === req.user ? req : { ...req, user });
-  ctx.access.allowPost(caller, req.room);
   const key = req.idempotencyKey;
-  if (key !== "") {
-    validateIdempotencyKey(key);
-    if (ctx.idempotency !== undefined) {
-      return postOnce(ctx, ctx.idempotency, user, req, reply);
-    }
+  // Checked with the rest, before the rate limit counts the call.
+  if (key !== "") validateIdempotencyKey(key);
+  ctx.access.allowPost(caller, req.room);
+  if (key !== "" && ctx.idempotency !== undefined) {
+    return postOnce(ctx, ctx.idempotency, user, req, reply);
   }
   const post = frame(ctx, user, req);
   ctx.hub.publish(req.room, post.body, (err, stored) => {
