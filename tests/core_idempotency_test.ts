@@ -7,8 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import type { ChatClient } from "../client/rpc.ts";
-import { type Message, MessageType } from "../gen/chat_pb.ts";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ChatClient, MessageInit } from "../client/rpc.ts";
+import {
+  type Message,
+  MessageType,
+  type UploadResponse,
+} from "../gen/chat_pb.ts";
 import type { StartOptions } from "../server/server.ts";
 import { startRedisServer } from "../tools/serve/redis.ts";
 import { rejection, startCore, take } from "./support/core.ts";
@@ -40,6 +45,14 @@ function post(client: ChatClient, content: string, key: string, user = "ann") {
     room: "r",
     content,
     idempotencyKey: key,
+  });
+}
+
+function upload(client: ChatClient, messages: MessageInit[]) {
+  return new Promise<UploadResponse>((resolve, reject) => {
+    const up = client.uploadMessages((e, r) => e ? reject(e) : resolve(r!));
+    for (const m of messages) up.write(m);
+    up.end();
   });
 }
 
@@ -178,6 +191,42 @@ Deno.test("SendMessage: a key posted after the room's earlier keys expired is st
     (await history(f.client, "r")).map((m) => m.content),
     ["before", "after"],
   );
+});
+
+Deno.test("SendMessage: keys of messages posted with UploadMessages are not read back as SendMessage's: not dated ahead, not over 128 characters, not with a client's id", async () => {
+  await using f = await startCore({
+    store: "memory",
+    idempotencyWindowMs: 300,
+    metricsPort: 0,
+  });
+  const ahead = timestampFromMs(Date.UTC(3000, 0, 1));
+  const now = timestampFromMs(Date.now());
+  await upload(
+    f.client,
+    [
+      // Dated ahead, with an id as the server's: read, as stored now.
+      { id: "msg_999999", timestamp: ahead, idempotencyKey: "ahead" },
+      // A key longer than SendMessage takes.
+      { id: "msg_999998", timestamp: now, idempotencyKey: "k".repeat(1000) },
+      // A client's own id.
+      { id: "mine", timestamp: now, idempotencyKey: "mine" },
+    ].map((m) => ({ user: "ann", room: "uploads", content: "x", ...m })),
+  );
+  // The first keyed post to the room reads its keys.
+  await f.client.sendMessage({
+    user: "ann",
+    room: "uploads",
+    content: "x",
+    idempotencyKey: "sent",
+  });
+  const keys = async () =>
+    (await (await fetch(`http://127.0.0.1:${f.core.metricsPort}/metrics`))
+      .text()).match(/^chat_idempotency_keys (\d+)$/m)?.[1];
+  assert.equal(await keys(), "2");
+  // The key dated ahead holds no other key past the window.
+  const first = await post(f.client, "x", "k");
+  await new Promise((r) => setTimeout(r, 400));
+  assert.notEqual((await post(f.client, "x", "k")).messageId, first.messageId);
 });
 
 Deno.test("SendMessage: a post acknowledged by one core and sent again to another on the same Redis gets the first's answer", async () => {

@@ -8,6 +8,7 @@ import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ChatError } from "../rooms/errors.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import type { StoredKey } from "../rooms/idempotency.ts";
+import { MAX_IDEMPOTENCY_KEY_LENGTH } from "../rooms/validate.ts";
 
 /** A stored message's key and what its repeat is answered with. */
 export interface KeyedMessage {
@@ -49,6 +50,19 @@ function readTimestampMs(bytes: Uint8Array): number {
   return seconds * 1000 + Math.floor(nanos / 1_000_000);
 }
 
+/** A message id as the hub gives them (`msg_N`). */
+const SERVER_ID = /^msg_[0-9]{1,20}$/;
+
+/**
+ * Whether `k` could be a SendMessage's: UploadMessages and Chat store a
+ * client's Message as sent, its id and idempotency_key included (that key
+ * is delivered, not checked), and a client's id or key of any length must
+ * not go into the index (whose bound counts keys, not bytes).
+ */
+function sentKey(k: KeyedMessage): boolean {
+  return k.key.length <= MAX_IDEMPOTENCY_KEY_LENGTH && SERVER_ID.test(k.id);
+}
+
 /** Messages read per page while looking for keys. */
 const KEY_PAGE = 256;
 
@@ -70,7 +84,9 @@ export async function readKeys(
       for (const m of page) {
         last = m.offset;
         const k = readStoredKey(m.body);
-        if (k !== undefined) keys.push({ ...k, offset: m.offset });
+        if (k !== undefined && sentKey(k)) {
+          keys.push({ ...k, offset: m.offset });
+        }
       }
       if (page.length < KEY_PAGE) return { keys, last };
     }

@@ -170,8 +170,9 @@ export class IdempotencyIndex {
     r.queue = [first];
     this.#opts.read(r.name, r.last).then(
       ({ keys, last }) => {
+        const now = this.#now();
         const oldest = Math.max(
-          this.#now() - this.#opts.windowMs,
+          now - this.#opts.windowMs,
           this.#forgottenBefore + 1,
         );
         for (const k of keys) {
@@ -181,7 +182,13 @@ export class IdempotencyIndex {
           if (known !== undefined && known.result !== undefined) continue;
           // A pending post of ours with the same key cannot be in the
           // store yet: posts of a room wait while it is read.
-          this.#add(r, scope, { ...k }, k.timeMs);
+          const result = { id: k.id, timeMs: k.timeMs, offset: k.offset };
+          // A time ahead of ours (another core's clock; a client's own
+          // timestamp, which UploadMessages stores as sent) is taken as
+          // now: a key dated years ahead at the head of #order would stop
+          // every key after it from expiring, and once dropped for the
+          // bound would set #forgottenBefore years ahead.
+          this.#add(r, scope, result, Math.min(k.timeMs, now));
         }
         r.last = Math.max(r.last, last);
         r.loaded = true;

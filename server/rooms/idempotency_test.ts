@@ -238,3 +238,30 @@ Deno.test("IdempotencyIndex: a post refused at once while a room's keys were rea
   release(undefined, { id: "msg_3", timeMs: t.clock.now, offset: 3 });
   assert.deepEqual(answers, ["msg_3", "msg_3"]);
 });
+
+Deno.test("IdempotencyIndex: a stored key dated ahead of now is kept as if stored now: it neither holds later keys past the window nor sets the bound's mark ahead", async () => {
+  const t = setup({ maxKeys: 3 });
+  const ahead = t.clock.now + 10 * 365 * 86_400_000;
+  t.stored.set("far", [
+    { user: "ann", key: "f", id: "msg_5", timeMs: ahead, offset: 5 },
+  ]);
+  const f = await t.post("f", { room: "far" });
+  assert.equal(f.published, false);
+  assert.equal(f.result?.timeMs, ahead, "answered with the stored time");
+  const k = await t.post("k");
+  t.clock.now += 60_001;
+  const again = await t.post("k");
+  assert.ok(again.published, "past the window: posted again");
+  assert.notEqual(again.result?.id, k.result?.id);
+  // Keys dropped for the bound do not hide keys stored since from a read.
+  t.clock.now += 1000;
+  await t.post("a");
+  await t.post("b");
+  await t.post("c");
+  t.stored.set("late", [
+    { user: "ann", key: "l", id: "msg_9", timeMs: t.clock.now, offset: 9 },
+  ]);
+  const late = await t.post("l", { room: "late" });
+  assert.equal(late.published, false);
+  assert.equal(late.result?.id, "msg_9");
+});
