@@ -92,6 +92,14 @@ Deno.test("SendMessage: the same idempotency key again is answered as the first 
   assert.match(metrics, /^chat_idempotency_keys 3$/m);
 });
 
+Deno.test("SendMessage: another user's post is never answered with a key of the first's, whatever the characters of the names and keys", async () => {
+  await using f = await startCore({ store: "memory" });
+  const ann = await post(f.client, "ann's", "x\ny", "ann");
+  const other = await post(f.client, "other's", "y", "ann\nx");
+  assert.notEqual(other.messageId, ann.messageId);
+  assert.equal((await history(f.client, "r")).length, 2);
+});
+
 Deno.test("SendMessage: repeats sent at once wait for the first and get its answer; a post without a key is never deduplicated", async () => {
   await using f = await startCore({
     store: "log",

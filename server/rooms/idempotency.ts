@@ -63,6 +63,15 @@ export interface IdempotencyOptions {
   now?: () => number;
 }
 
+/**
+ * A room's map key for `key` sent by `user`. The user's length comes first:
+ * a user name may hold any character, so with a separator alone ("ann" and
+ * "x\ny", "ann\nx" and "y") two users' keys could meet.
+ */
+function scopeOf(user: string, key: string): string {
+  return user.length + ":" + user + key;
+}
+
 /** One key: its post's result, or the answers waiting for it. */
 interface Entry {
   readonly room: RoomKeys;
@@ -140,7 +149,7 @@ export class IdempotencyIndex {
     // leave empty is dropped now, not under the post about to use it.
     this.#expire(this.#now());
     const r = this.#room(room);
-    const job = { scope: user + "\n" + key, publish, answer };
+    const job = { scope: scopeOf(user, key), publish, answer };
     if (r.queue !== undefined) {
       r.queue.push(job);
       return;
@@ -177,7 +186,7 @@ export class IdempotencyIndex {
         );
         for (const k of keys) {
           if (k.timeMs < oldest) continue;
-          const scope = k.user + "\n" + k.key;
+          const scope = scopeOf(k.user, k.key);
           const known = r.keys.get(scope);
           if (known !== undefined && known.result !== undefined) continue;
           // A pending post of ours with the same key cannot be in the

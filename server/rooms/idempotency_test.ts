@@ -78,6 +78,18 @@ Deno.test("IdempotencyIndex: a repeat gets the first's result; another user or r
   assert.equal(t.index.size, 3);
 });
 
+Deno.test("IdempotencyIndex: a user's key is never another user's, whatever characters the names and keys hold", async () => {
+  const t = setup();
+  await t.post("x\ny", { user: "ann" });
+  assert.ok((await t.post("y", { user: "ann\nx" })).published);
+  await t.post("b", { user: "1:a" });
+  assert.ok((await t.post("1:ab", { user: "" })).published);
+  t.stored.set("read", [
+    { user: "ann", key: "x\ny", id: "msg_7", timeMs: t.clock.now, offset: 7 },
+  ]);
+  assert.ok((await t.post("y", { room: "read", user: "ann\nx" })).published);
+});
+
 Deno.test("IdempotencyIndex: a failed post, or one refused before it was stored, frees its key and fails its waiters", async () => {
   const t = setup();
   await t.post("warm"); // the room's keys are read
