@@ -282,3 +282,32 @@ Deno.test("SendMessage through the edge: Connect JSON and gRPC-Web carry the ide
   ctl.abort();
   await it.next().catch(() => {});
 });
+
+Deno.test("SendMessage: on Redis, a key another core stored after the room's history started again (a new epoch, offsets from 1) is found", async () => {
+  await using redis = await startRedisServer();
+  const options = { broker: redis.url, historyTtlMs: 300 };
+  await using a = await startCore(options);
+  await using b = await startCore(options);
+  const send = (f: typeof a, room: string, key: string) =>
+    f.client.sendMessage({
+      user: "ann",
+      room,
+      content: key,
+      idempotencyKey: key,
+    });
+  for (const room of ["short", "long"]) {
+    for (const key of ["1", "2", "3"]) await send(a, room, key);
+    await send(b, room, "b"); // b has read the room up to offset 3
+  }
+  await new Promise((r) => setTimeout(r, 600)); // both rooms expire
+  // The new epoch holds fewer messages than b read of the old, and more.
+  const short = await send(a, "short", "k");
+  const long = await send(a, "long", "k");
+  for (const key of ["4", "5", "6", "7"]) await send(a, "long", key);
+  assert.equal((await send(b, "short", "k")).messageId, short.messageId);
+  assert.equal((await send(b, "long", "k")).messageId, long.messageId);
+  assert.deepEqual(
+    (await history(b.client, "long")).map((m) => m.content),
+    ["k", "4", "5", "6", "7"],
+  );
+});

@@ -45,11 +45,26 @@ export type PostAnswer = (err: unknown, result?: PostResult) => void;
 /** Posts a message for real; `done` once it is stored (or failed). */
 export type Publish = (done: PostAnswer) => void;
 
-/** Reads a room's keyed messages with offset > `after` (all of them). */
+/** Where a room's keys were read up to. */
+export interface ReadPosition {
+  /** The last offset read. */
+  readonly last: number;
+  /**
+   * The room's history epoch at that offset, from a store several cores
+   * share (whose rooms can start again from offset 1: a TTL, a Redis that
+   * lost them); undefined otherwise.
+   */
+  readonly epoch?: string;
+}
+
+/**
+ * Reads a room's keyed messages with offset > `after.last` (all of them);
+ * from the start when the room's epoch is no longer `after.epoch`.
+ */
 export type ReadKeys = (
   room: string,
-  after: number,
-) => Promise<{ keys: StoredKey[]; last: number }>;
+  after: ReadPosition,
+) => Promise<{ keys: StoredKey[] } & ReadPosition>;
 
 export interface IdempotencyOptions {
   /** How long a key is remembered after its message, in ms. */
@@ -96,8 +111,8 @@ interface RoomKeys {
   readonly keys: Map<string, Entry>;
   /** Posts waiting for a read of the store (load or catch-up). */
   queue: Job[] | undefined;
-  /** The room's last offset already read for keys. */
-  last: number;
+  /** Where the room's keys were read up to. */
+  read: ReadPosition;
   loaded: boolean;
 }
 
@@ -111,7 +126,7 @@ export class IdempotencyIndex {
    * keys are gone (a quiet room is not read again at each post), least
    * recently read first, at most `maxKeys`.
    */
-  readonly #readUpTo = new Map<string, number>();
+  readonly #readUpTo = new Map<string, ReadPosition>();
   /** Every live entry, oldest first (expiry and the bound). */
   #order: Entry[] = [];
   #head = 0;
@@ -161,24 +176,24 @@ export class IdempotencyIndex {
   #room(name: string): RoomKeys {
     let r = this.#rooms.get(name);
     if (r === undefined) {
-      const last = this.#readUpTo.get(name);
+      const read = this.#readUpTo.get(name);
       r = {
         name,
         keys: new Map(),
         queue: undefined,
-        last: last ?? 0,
-        loaded: last !== undefined,
+        read: read ?? { last: 0 },
+        loaded: read !== undefined,
       };
       this.#rooms.set(name, r);
     }
     return r;
   }
 
-  /** Reads the room's keys after `r.last`, then runs the waiting posts. */
+  /** Reads the room's keys after `r.read`, then runs the waiting posts. */
   #read(r: RoomKeys, first: Job): void {
     r.queue = [first];
-    this.#opts.read(r.name, r.last).then(
-      ({ keys, last }) => {
+    this.#opts.read(r.name, r.read).then(
+      ({ keys, last, epoch }) => {
         const now = this.#now();
         const oldest = Math.max(
           now - this.#opts.windowMs,
@@ -199,10 +214,11 @@ export class IdempotencyIndex {
           // bound would set #forgottenBefore years ahead.
           this.#add(r, scope, result, Math.min(k.timeMs, now));
         }
-        r.last = Math.max(r.last, last);
+        // Lower than before when the room started again (a new epoch).
+        r.read = { last, epoch };
         r.loaded = true;
         this.#readUpTo.delete(r.name);
-        this.#readUpTo.set(r.name, r.last);
+        this.#readUpTo.set(r.name, r.read);
         if (this.#readUpTo.size > this.#opts.maxKeys) {
           this.#readUpTo.delete(this.#readUpTo.keys().next().value!);
         }

@@ -19,14 +19,11 @@ function setup(options: Partial<IdempotencyOptions> = {}) {
     maxKeys: 100,
     shared: false,
     now: () => clock.now,
-    read: (room, after) => {
+    read: (room, { last }) => {
       reads++;
       if (failRead) return Promise.reject(failRead);
-      const keys = (stored.get(room) ?? []).filter((k) => k.offset > after);
-      return Promise.resolve({
-        keys,
-        last: keys.at(-1)?.offset ?? after,
-      });
+      const keys = (stored.get(room) ?? []).filter((k) => k.offset > last);
+      return Promise.resolve({ keys, last: keys.at(-1)?.offset ?? last });
     },
     ...options,
   });
