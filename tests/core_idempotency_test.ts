@@ -16,6 +16,7 @@ import {
 } from "../gen/chat_pb.ts";
 import type { StartOptions } from "../server/server.ts";
 import { startRedisServer } from "../tools/serve/redis.ts";
+import { bearer, hs256, SECRET } from "./support/auth.ts";
 import { rejection, startCore, take } from "./support/core.ts";
 import { startCoreEdge } from "./fixtures/edge_stack.ts";
 import { createClient } from "@connectrpc/connect";
@@ -98,6 +99,23 @@ Deno.test("SendMessage: another user's post is never answered with a key of the 
   const other = await post(f.client, "other's", "y", "ann\nx");
   assert.notEqual(other.messageId, ann.messageId);
   assert.equal((await history(f.client, "r")).length, 2);
+});
+
+Deno.test("SendMessage: under a token, a key is the token's user's: another user's same key posts, a post refused as another user takes none", async () => {
+  await using f = await startCore({ store: "memory", jwtSecret: SECRET });
+  const ann = f.newClient(bearer(await hs256({ sub: "ann" })));
+  const bob = f.newClient(bearer(await hs256({ sub: "bob" })));
+  const send = (c: ChatClient, user: string) =>
+    c.sendMessage({ user, room: "r", content: "x", idempotencyKey: "K" });
+  const first = await send(ann, "");
+  const refused = await rejection(send(bob, "ann"));
+  assert.equal(refused.code, status.PERMISSION_DENIED);
+  const bobs = await send(bob, "");
+  assert.notEqual(bobs.messageId, first.messageId);
+  // The user filled in from the token, or named: one key.
+  assert.equal((await send(ann, "ann")).messageId, first.messageId);
+  const reader = f.newClient(bearer(await hs256({ sub: "reader" })));
+  assert.equal((await history(reader, "r")).length, 2);
 });
 
 Deno.test("SendMessage: repeats sent at once wait for the first and get its answer; a post without a key is never deduplicated", async () => {
