@@ -149,6 +149,11 @@ export class IdempotencyIndex {
     return this.#size;
   }
 
+  /** Entries in the expiry order, gone ones included (its memory). */
+  get listed(): number {
+    return this.#order.length - this.#head;
+  }
+
   /**
    * Posts once per (room, user, key) in the window: `publish` runs for the
    * first; every post of the key gets the first's outcome in `answer`.
@@ -311,6 +316,7 @@ export class IdempotencyIndex {
       this.#forgottenBefore = Math.max(this.#forgottenBefore, e.atMs);
       this.#remove(e);
     }
+    this.#compact();
     return entry;
   }
 
@@ -341,7 +347,13 @@ export class IdempotencyIndex {
 
   /** Drops the list's taken head once it is most of the list. */
   #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+    const listed = this.#order.length - this.#head;
+    if (listed > 1024 && listed > 2 * this.#size) {
+      // Mostly gone entries (failed posts, replaced keys) behind a live
+      // head: they would stay until it expires.
+      this.#order = this.#order.slice(this.#head).filter((e) => e.live);
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
       this.#order = this.#order.slice(this.#head);
       this.#head = 0;
     }

@@ -274,3 +274,12 @@ Deno.test("IdempotencyIndex: a stored key dated ahead of now is kept as if store
   assert.equal(late.published, false);
   assert.equal(late.result?.id, "msg_9");
 });
+
+Deno.test("IdempotencyIndex: failed posts behind a live key do not pile up in the expiry order", async () => {
+  const t = setup({ maxKeys: 100_000 });
+  await t.post("live"); // the head, for the whole window
+  const down = new Error("store down");
+  for (let i = 0; i < 10_000; i++) await t.post(`k${i}`, { fail: down });
+  assert.equal(t.index.size, 1);
+  assert.ok(t.index.listed <= 2048, `${t.index.listed} entries listed`);
+});
