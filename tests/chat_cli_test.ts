@@ -1,7 +1,8 @@
 /**
  * `deno task chat` as a process against a real core: history on join (also
  * with nothing on stdin), resume across a core restart with no gap and no
- * duplicate, lines typed while the core is down, and (in tmux, a real
+ * duplicate, lines typed while the core is down, a line whose answer was
+ * lost sent again once (its idempotency key), and (in tmux, a real
  * terminal) the prompt line kept intact, colours and `NO_COLOR`.
  *
  * @module
@@ -513,5 +514,142 @@ Deno.test("deno task chat too slow for the room gets every message once: the cor
     await chat.finish();
     poster.close();
     await core.shutdown(100);
+  }
+});
+
+/**
+ * A TCP proxy to the core at `port` that, on its first connection only,
+ * drops the core's answer to the first call after the first (the chat's
+ * first SendMessage, after its subscription): its response HEADERS and
+ * everything after them, closing both sides. The message is stored and
+ * broadcast; the answer is lost, as when a connection breaks at that
+ * moment.
+ */
+function answerCuttingProxy(port: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let cut = false;
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    try {
+      for await (const chunk of from.readable) await writeAll(to, chunk);
+    } catch { /* either side closed */ }
+    for (const c of [from, to]) {
+      try {
+        c.close();
+      } catch { /* closed already */ }
+    }
+  };
+  /** Forwards the core's frames until the one to cut. */
+  const answers = async (core: Deno.Conn, client: Deno.Conn) => {
+    let buf = new Uint8Array(0);
+    let firstStream = 0;
+    try {
+      for await (const chunk of core.readable) {
+        const joined = new Uint8Array(buf.length + chunk.length);
+        joined.set(buf);
+        joined.set(chunk, buf.length);
+        let at = 0;
+        let out = 0;
+        while (joined.length - at >= 9) {
+          const len = (joined[at] << 16) | (joined[at + 1] << 8) |
+            joined[at + 2];
+          if (joined.length - at < 9 + len) break;
+          const type = joined[at + 3];
+          const stream = new DataView(joined.buffer, joined.byteOffset + at + 5)
+            .getUint32(0) & 0x7fff_ffff;
+          if (type === 1 && stream !== 0) {
+            if (firstStream === 0) firstStream = stream;
+            else if (stream !== firstStream && !cut) {
+              cut = true;
+              await writeAll(client, joined.subarray(0, at));
+              throw new Error("cut");
+            }
+          }
+          at += 9 + len;
+          out = at;
+        }
+        await writeAll(client, joined.subarray(0, out));
+        buf = joined.slice(out);
+      }
+    } catch { /* cut, or closed */ }
+    for (const c of [core, client]) {
+      try {
+        c.close();
+      } catch { /* closed already */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const core = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.add(client).add(core);
+      void pipe(client, core);
+      if (cut) void pipe(core, client);
+      else void answers(core, client);
+    }
+  })().catch(() => {});
+  return {
+    addr: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    get cut() {
+      return cut;
+    },
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed already */ }
+      }
+      await accepting;
+    },
+  };
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    at += await conn.write(bytes.subarray(at));
+  }
+}
+
+Deno.test("deno task chat sends a line whose answer was lost again with its idempotency key: it shows once, stored once", async () => {
+  const core = await startCoreServer({ port: 0, store: "memory" });
+  const proxy = answerCuttingProxy(core.port);
+  try {
+    const chat = chatIn(proxy.addr, "lobby", "Dana");
+    await chat.waitFor("joined lobby as Dana");
+    await chat.type("answer lost");
+    await chat.waitFor("Dana: answer lost");
+    // Cut with its answer; sent again after the reconnection.
+    await chat.waitFor(/-- reconnected to lobby/);
+    await chat.waitFor('-- sent: "answer lost"');
+    await chat.type("after");
+    await chat.waitFor("Dana: after");
+    const r = await chat.finish();
+    assert.ok(proxy.cut, "the proxy cut an answer");
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(count(r.stdout, "[lobby] Dana: answer lost\n"), 1, r.stdout);
+    // The room holds it once.
+    const reader = createChatClient(`127.0.0.1:${core.port}`);
+    try {
+      const stream = reader.subscribeMessages({
+        room: "lobby",
+        user: "reader",
+        history: 10,
+      });
+      const got: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        stream.on("data", (m: { content: string; type: number }) => {
+          if (m.type === 0) got.push(m.content); // CHAT, not the welcome
+          if (got.length === 2) resolve();
+        });
+        stream.on("error", reject);
+      });
+      stream.cancel();
+      assert.deepEqual(got, ["answer lost", "after"]);
+    } finally {
+      reader.close();
+    }
+  } finally {
+    await proxy.close();
+    await core.shutdown(500);
   }
 });
