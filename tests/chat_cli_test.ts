@@ -20,6 +20,7 @@ import { createAuthenticator } from "../server/auth/authenticator.ts";
 import { createTokenVerifier } from "../server/auth/token_verifier.ts";
 import { hs256, SECRET } from "./support/auth.ts";
 import { spawnChat } from "./support/chat_process.ts";
+import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
 
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
 
@@ -516,99 +517,6 @@ Deno.test("deno task chat too slow for the room gets every message once: the cor
     await core.shutdown(100);
   }
 });
-
-/**
- * A TCP proxy to the core at `port` that, on its first connection only,
- * drops the core's answer to the first call after the first (the chat's
- * first SendMessage, after its subscription): its response HEADERS and
- * everything after them, closing both sides. The message is stored and
- * broadcast; the answer is lost, as when a connection breaks at that
- * moment.
- */
-function answerCuttingProxy(port: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  let cut = false;
-  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
-    try {
-      for await (const chunk of from.readable) await writeAll(to, chunk);
-    } catch { /* either side closed */ }
-    for (const c of [from, to]) {
-      try {
-        c.close();
-      } catch { /* closed already */ }
-    }
-  };
-  /** Forwards the core's frames until the one to cut. */
-  const answers = async (core: Deno.Conn, client: Deno.Conn) => {
-    let buf = new Uint8Array(0);
-    let firstStream = 0;
-    try {
-      for await (const chunk of core.readable) {
-        const joined = new Uint8Array(buf.length + chunk.length);
-        joined.set(buf);
-        joined.set(chunk, buf.length);
-        let at = 0;
-        let out = 0;
-        while (joined.length - at >= 9) {
-          const len = (joined[at] << 16) | (joined[at + 1] << 8) |
-            joined[at + 2];
-          if (joined.length - at < 9 + len) break;
-          const type = joined[at + 3];
-          const stream = new DataView(joined.buffer, joined.byteOffset + at + 5)
-            .getUint32(0) & 0x7fff_ffff;
-          if (type === 1 && stream !== 0) {
-            if (firstStream === 0) firstStream = stream;
-            else if (stream !== firstStream && !cut) {
-              cut = true;
-              await writeAll(client, joined.subarray(0, at));
-              throw new Error("cut");
-            }
-          }
-          at += 9 + len;
-          out = at;
-        }
-        await writeAll(client, joined.subarray(0, out));
-        buf = joined.slice(out);
-      }
-    } catch { /* cut, or closed */ }
-    for (const c of [core, client]) {
-      try {
-        c.close();
-      } catch { /* closed already */ }
-    }
-  };
-  const accepting = (async () => {
-    for await (const client of listener) {
-      const core = await Deno.connect({ hostname: "127.0.0.1", port });
-      conns.add(client).add(core);
-      void pipe(client, core);
-      if (cut) void pipe(core, client);
-      else void answers(core, client);
-    }
-  })().catch(() => {});
-  return {
-    addr: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    get cut() {
-      return cut;
-    },
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed already */ }
-      }
-      await accepting;
-    },
-  };
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) {
-    at += await conn.write(bytes.subarray(at));
-  }
-}
 
 Deno.test("deno task chat sends a line whose answer was lost again with its idempotency key: it shows once, stored once", async () => {
   const core = await startCoreServer({ port: 0, store: "memory" });
