@@ -1,0 +1,97 @@
+/**
+ * The page sends a line again with the same idempotency key: Chromium on the
+ * page, the edge in front of a proxy that loses the core's answer to the
+ * page's first SendMessage (tests/fixtures/answer_cutting_proxy.ts). The
+ * core stored the line; the page hears only that its connection broke,
+ * marks the line unsent, resumes the room and sends it again by itself. The
+ * core answers that repeat with the stored message: the line shows once and
+ * is stored once.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createChatClient } from "../client/rpc.ts";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
+import { startCoreServer } from "../server/server.ts";
+import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
+import { startEdge } from "./fixtures/edge_stack.ts";
+import { joinRoom, launchChromium, say } from "./fixtures/web_browser.ts";
+import { eventually, take } from "./support/core.ts";
+
+async function counter(metricsPort: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`))
+    .text();
+  return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+}
+
+Deno.test("the page sends a line whose answer was lost again by itself with its key: it shows once and is stored once", async () => {
+  const core = await startCoreServer({
+    port: 0,
+    store: "memory",
+    aliveIntervalMs: 0,
+    metricsPort: 0,
+  });
+  const proxy = answerCuttingProxy(core.port);
+  const edge = startEdge(`http://${proxy.addr}`);
+  const browser = await launchChromium();
+  try {
+    const context = await browser.newContext();
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(err.message));
+    await joinRoom(page, `${edge.url}/`, "alice", "lost");
+    await say(page, "answer lost");
+    const lines = page.locator("#messages li.msg-chat", {
+      hasText: "answer lost",
+    });
+    await lines.first().waitFor();
+    // The answer was cut: the room resumes, and the line is sent again
+    // with its key, which the core answers as a repeat.
+    await eventually(() => proxy.cut, "the proxy to cut the answer");
+    await page.locator("#messages li.msg-local", { hasText: "Reconnected" })
+      .waitFor();
+    const until = Date.now() + 15_000;
+    while (
+      await counter(core.metricsPort!, "chat_idempotent_repeats_total") !== 1
+    ) {
+      assert.ok(Date.now() < until, "the page's repeat never reached the core");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await page.locator("#messages li.msg-unsent").waitFor({
+      state: "detached",
+    });
+    await say(page, "after");
+    await page.locator("#messages li.msg-chat", { hasText: "after" })
+      .waitFor();
+    assert.equal(await lines.count(), 1);
+    assert.deepEqual(errors, []);
+
+    // The room holds it once.
+    const reader = createChatClient(`127.0.0.1:${core.port}`);
+    try {
+      const stream = reader.subscribeMessages({
+        room: "lost",
+        user: "reader",
+        history: 10,
+      });
+      const [welcome] = await take<Message>(stream, 1);
+      const history = await take<Message>(stream, Number(welcome.offset));
+      stream.cancel();
+      assert.deepEqual(
+        history.filter((m) => m.type === MessageType.CHAT).map((m) =>
+          m.content
+        ),
+        ["answer lost", "after"],
+      );
+    } finally {
+      reader.close();
+    }
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await proxy.close();
+    await core.shutdown(500);
+  }
+});
