@@ -13,6 +13,7 @@ import type { Page, Route } from "playwright-core";
 import {
   type EdgeStack,
   launchChromium,
+  openPage,
   startEdgeStack,
 } from "./fixtures/web_browser.ts";
 import { signDevToken } from "../auth/dev_token.ts";
@@ -184,11 +185,7 @@ async function withShortToken(
     { devJwtSecret: SECRET },
   );
   try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
+    const { context, page, errors } = await openPage(browser);
     let asked = 0;
     await page.route("**/auth/dev-token?*", async (route) => {
       if (++asked > 1) return renewal(route);

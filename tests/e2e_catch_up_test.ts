@@ -20,6 +20,7 @@ import { decodeFrame } from "../protocol/ws_bridge.ts";
 import {
   joinRoom,
   launchChromium,
+  openPage,
   startEdgeStack,
 } from "./fixtures/web_browser.ts";
 
@@ -86,11 +87,7 @@ Deno.test("the page tells of a new epoch found while it fetched a new epoch's hi
     }
   };
   try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
+    const { context, page, errors } = await openPage(browser, 10_000);
     const routed = routeSubscriptions(["hold", "fail"]);
     await page.routeWebSocket(/\/ws$/, routed.route);
     await post("epoch 1");

@@ -16,7 +16,12 @@ import { createChatClient } from "../client/rpc.ts";
 import { startCoreServer } from "../server/server.ts";
 import { spawnEdgeMain } from "./fixtures/edge_main.ts";
 import { freePort } from "./support/core_process.ts";
-import { joinRoom, launchChromium, say } from "./fixtures/web_browser.ts";
+import {
+  joinRoom,
+  launchChromium,
+  openPage,
+  say,
+} from "./fixtures/web_browser.ts";
 
 /** edge/main.ts (Deno Deploy's permissions) on `port`, once it listens. */
 async function startEdgeProcess(port: number, corePort: number) {
@@ -59,11 +64,7 @@ Deno.test("the page rides a restart of the edge: streams resume, what was posted
     }
   };
   try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
+    const { context, page, errors } = await openPage(browser);
     await joinRoom(page, `http://127.0.0.1:${port}/`, "alice", "deploy");
     await say(page, "before the deploy");
     await page.locator("#messages li.msg-chat", {

@@ -15,7 +15,12 @@ import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { startCoreServer } from "../server/server.ts";
 import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
-import { joinRoom, launchChromium, say } from "./fixtures/web_browser.ts";
+import {
+  joinRoom,
+  launchChromium,
+  openPage,
+  say,
+} from "./fixtures/web_browser.ts";
 import { eventually, take } from "./support/core.ts";
 
 async function counter(metricsPort: number, name: string): Promise<number> {
@@ -35,11 +40,7 @@ Deno.test("the page sends a line whose answer was lost again by itself with its 
   const edge = startEdge(`http://${proxy.addr}`);
   const browser = await launchChromium();
   try {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
+    const { context, page, errors } = await openPage(browser);
     await joinRoom(page, `${edge.url}/`, "alice", "lost");
     await say(page, "answer lost");
     const lines = page.locator("#messages li.msg-chat", {

@@ -103,6 +103,25 @@ function watch(peer: PeerConnection) {
   return { seen, done };
 }
 
+/**
+ * setup() whose handler keeps the open streams by id (`onStream` may answer
+ * one as it comes), the peer's frames watched and our SETTINGS acknowledged.
+ */
+async function withOpenStreams(
+  options: Parameters<typeof setup>[1] = {},
+  onStream: OnStream = () => {},
+) {
+  const open = new Map<number, H2ServerStream>();
+  const t = await setup((s) => {
+    open.set(s.id, s);
+    s.on("close", () => open.delete(s.id));
+    onStream(s);
+  }, options);
+  const w = watch(t.peer);
+  await t.peer.write(settingsFrame([], true));
+  return { ...t, open, w };
+}
+
 /** `count` streams from id `from` on, each opened and reset at once. */
 function rapidResets(peer: PeerConnection, from: number, count: number) {
   const out = [];
@@ -286,16 +305,12 @@ Deno.test("listenH2(): rapid reset (open and reset streams without end) ends wit
 });
 
 Deno.test("listenH2(): resets of streams older than a second are not rapid resets: 3000 in 3 s leave the connection serving", async () => {
-  const open = new Map<number, H2ServerStream>();
-  await using t = await setup((s) => {
-    open.set(s.id, s);
-    s.on("close", () => open.delete(s.id));
+  await using t = await withOpenStreams({}, (s) => {
     if (s.id === 6001) {
       s.respond({ ":status": 200, "grpc-status": "0" }, { endStream: true });
     }
   });
-  const w = watch(t.peer);
-  await t.peer.write(settingsFrame([], true));
+  const { open, w } = t;
   // Three times as many streams as may be open at once, each reset after
   // a second: what an edge forwards when its browsers leave together.
   let id = 1;
@@ -320,13 +335,8 @@ Deno.test("listenH2(): resets of streams older than a second are not rapid reset
 });
 
 Deno.test("listenH2(): past the rapid-reset limit the connection's open streams run to their end, new ones are refused", async () => {
-  const open = new Map<number, H2ServerStream>();
-  await using t = await setup((s) => {
-    open.set(s.id, s);
-    s.on("close", () => open.delete(s.id));
-  });
-  const w = watch(t.peer);
-  await t.peer.write(settingsFrame([], true));
+  await using t = await withOpenStreams();
+  const { open, w } = t;
   // A call in flight (another browser's, behind an edge), then a flood.
   await t.peer.write(request(t.peer, 1));
   await eventually(() => open.has(1), "stream 1 open");
@@ -356,13 +366,8 @@ Deno.test("listenH2(): past the rapid-reset limit the connection's open streams 
 });
 
 Deno.test("listenH2(): a peer that goes on resetting after the GOAWAY is cut off", async () => {
-  const open = new Map<number, H2ServerStream>();
-  await using t = await setup((s) => {
-    open.set(s.id, s);
-    s.on("close", () => open.delete(s.id));
-  });
-  const w = watch(t.peer);
-  await t.peer.write(settingsFrame([], true));
+  await using t = await withOpenStreams();
+  const { open, w } = t;
   await t.peer.write(request(t.peer, 1));
   await eventually(() => open.has(1), "stream 1 open");
   await t.peer.write(rapidResets(t.peer, 3, 1001));
@@ -381,13 +386,8 @@ Deno.test("listenH2(): a peer that goes on resetting after the GOAWAY is cut off
 });
 
 Deno.test("listenH2(): after the GOAWAY for resets, resets of the streams it let run are not what cuts the connection off", async () => {
-  const open = new Map<number, H2ServerStream>();
-  await using t = await setup((s) => {
-    open.set(s.id, s);
-    s.on("close", () => open.delete(s.id));
-  });
-  const w = watch(t.peer);
-  await t.peer.write(settingsFrame([], true));
+  await using t = await withOpenStreams();
+  const { open, w } = t;
   // A user who stays, and 998 calls of users about to leave (a proxy's).
   const held = Array.from({ length: 998 }, (_, i) => 3 + 2 * i);
   await t.peer.write(
@@ -418,13 +418,8 @@ Deno.test("listenH2(): after the GOAWAY for resets, resets of the streams it let
 });
 
 Deno.test("listenH2(): a connection sent the GOAWAY for resets ends when its grace does, whatever streams it still has", async () => {
-  const open = new Map<number, H2ServerStream>();
-  await using t = await setup((s) => {
-    open.set(s.id, s);
-    s.on("close", () => open.delete(s.id));
-  }, { calmGraceMs: 300 });
-  const w = watch(t.peer);
-  await t.peer.write(settingsFrame([], true));
+  await using t = await withOpenStreams({ calmGraceMs: 300 });
+  const { open, w } = t;
   // A stream that never ends (a subscription) would keep it for ever, and
   // an edge whose connection is calmed again and again would pile them up.
   await t.peer.write(request(t.peer, 1));
