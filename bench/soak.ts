@@ -13,7 +13,9 @@
  * `--rate` operations a second, each picked at random (`--ops REGEX` keeps
  * only the operations it matches, to find which one grows):
  *
- * - direct gRPC (grpc-js, client/rpc.ts): SendMessage; SubscribeMessages
+ * - direct gRPC (grpc-js, client/rpc.ts): SendMessage, also with an
+ *   idempotency key, new or sent before (its repeat must get the first's
+ *   message id); SubscribeMessages
  *   (read a few, cancel, resume with epoch + since_offset); UploadMessages
  *   and Chat, finished or cancelled half-way; short deadlines that expire;
  *   INVALID_ARGUMENT requests; ListPresence; StreamMetrics; health Check,
@@ -326,6 +328,16 @@ async function readWs(
 
 type Op = () => Promise<string>;
 
+/** Keyed posts sent so far (a bounded sample), for repeats. */
+const SENT_KEYS = 1000;
+const sentKeys: {
+  user: string;
+  room: string;
+  key: string;
+  id: string;
+  at: number;
+}[] = [];
+
 const direct: Record<string, Op> = {
   async "grpc.send"() {
     try {
@@ -335,6 +347,39 @@ const direct: Record<string, Op> = {
         content: "hello",
       });
       return "OK";
+    } catch (err) {
+      return grpcCode(err);
+    }
+  },
+  async "grpc.send.keyed"() {
+    // A new key, or one sent before (a client retrying): a repeat must get
+    // the first's message id (docs/history.md "Idempotent sends").
+    const sent = sentKeys.length > 0 && rnd(3) === 0
+      ? pick(sentKeys)
+      : undefined;
+    // Within the core's window (5 min) only.
+    const again = sent && Date.now() - sent.at < 4 * 60_000 ? sent : undefined;
+    const req = again ?? {
+      user: user(),
+      room: room(),
+      key: crypto.randomUUID(),
+      id: "",
+      at: Date.now(),
+    };
+    try {
+      const res = await grpcClient().sendMessage({
+        user: req.user,
+        room: req.room,
+        content: "keyed",
+        idempotencyKey: req.key,
+      });
+      if (again === undefined) {
+        req.id = res.messageId;
+        if (sentKeys.length < SENT_KEYS) sentKeys.push(req);
+        else sentKeys[rnd(SENT_KEYS)] = req;
+        return "OK";
+      }
+      return res.messageId === req.id ? "OK repeat" : "REPEAT MISMATCH";
     } catch (err) {
       return grpcCode(err);
     }
@@ -1114,7 +1159,7 @@ function pickOp(): [string, Op] {
   return allOps[allOps.length - 1];
 }
 /** Outcomes that say something is wrong whatever the operation. */
-const BAD_OUTCOME = /no status|hung|threw|(^| )(2|13|14)( |$)/;
+const BAD_OUTCOME = /no status|hung|threw|MISMATCH|(^| )(2|13|14)( |$)/;
 
 // ---------------------------------------------------------------------------
 // The load.
