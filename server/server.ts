@@ -195,8 +195,12 @@ export async function startCoreServer(
     ? new IdempotencyIndex({
       windowMs: config.idempotencyWindowMs,
       maxKeys: config.idempotencyKeys,
-      shared: store.follow !== undefined,
-      read: (room, after) => readKeys(hub.store, room, after),
+      // A store that checks keys itself (Redis) needs no look on a miss,
+      // nor the room's history read back: it answers a repeat from its own.
+      shared: store.follow !== undefined && !store.checksKeys,
+      read: store.checksKeys
+        ? (_room, after) => Promise.resolve({ keys: [], ...after })
+        : (room, after) => readKeys(hub.store, room, after),
     })
     : undefined;
   const ctx: HandlerContext = {

@@ -271,6 +271,32 @@ Deno.test("SendMessage: a post acknowledged by one core and sent again to anothe
   );
 });
 
+Deno.test("SendMessage: two cores on one Redis given the same key at the same instant store it once and answer both with it", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url });
+  await using b = await startCore({ broker: redis.url });
+  const rounds = 20;
+  for (let i = 0; i < rounds; i++) {
+    const key = `race-${i}`;
+    const answers = await Promise.all([
+      post(a.client, `raced ${i}`, key),
+      post(b.client, `raced ${i}`, key),
+      post(a.client, `raced ${i}`, key),
+      post(b.client, `raced ${i}`, key),
+    ]);
+    assert.equal(
+      new Set(answers.map((r) => r.messageId)).size,
+      1,
+      `round ${i}: ${answers.map((r) => r.messageId)}`,
+    );
+  }
+  const stored = await history(a.client, "r");
+  assert.deepEqual(
+    stored.map((m) => m.content),
+    Array.from({ length: rounds }, (_, i) => `raced ${i}`),
+  );
+});
+
 Deno.test("SendMessage through the edge: Connect JSON and gRPC-Web carry the idempotency key", async () => {
   await using stack = await startCoreEdge({}, { store: "memory" });
   const json = createClient(

@@ -43,6 +43,7 @@ import {
 } from "./redis_scripts.ts";
 import { type Batch, decodeBatch, RoomFeed } from "./room_feed.ts";
 import {
+  type Appended,
   type AppendEntry,
   type FollowDeliver,
   type HistoryStore,
@@ -448,17 +449,35 @@ export async function connectRedisBroker(
     },
   };
 
+  /**
+   * Appends a room's share of a batch; each entry's offset and epoch, and
+   * for one whose idempotency scope the room had already, that message's
+   * (redis_scripts.ts, APPEND_SCRIPT).
+   */
   async function appendRoom(
     room: string,
     group: AppendEntry[],
-  ): Promise<{ epoch: string; first: number }> {
+  ): Promise<Appended[]> {
     const k = roomKeys(room);
     const bodies = new Array<Uint8Array>(group.length);
-    for (let i = 0; i < group.length; i++) bodies[i] = group[i].body;
+    const keys = new Array<string>(group.length);
+    let windowMs = 0;
+    for (let i = 0; i < group.length; i++) {
+      const { body, key } = group[i];
+      bodies[i] = body;
+      keys[i] = key === undefined ? "" : `${key.id} ${key.scope}`;
+      if (key !== undefined) windowMs = key.windowMs;
+    }
     // What this core delivered of the room: a Redis that went back to an
     // older snapshot moves on past it (redis_scripts.ts, `rewound`).
     const feed = feeds.get(room)?.feed;
-    const reply = await evalScript("append", [k.epoch, k.seq, k.log], [
+    const reply = await evalScript("append", [
+      k.epoch,
+      k.seq,
+      k.log,
+      k.keys,
+      k.keyTimes,
+    ], [
       epochs.next(),
       ttlArg,
       sizeArg,
@@ -468,8 +487,21 @@ export async function connectRedisBroker(
       packBodies(bodies),
       feed === undefined ? "" : feed.epoch,
       feed === undefined ? "0" : String(feed.last),
-    ]) as [Uint8Array, number];
-    return { epoch: asText(reply[0]), first: Number(reply[1]) };
+      String(windowMs),
+      ...keys,
+    ]) as (Uint8Array | number)[];
+    const epoch = asText(reply[0] as Uint8Array);
+    let offset = Number(reply[1]);
+    return group.map((_, i): Appended => {
+      const was = asText(reply[2 + i] as Uint8Array);
+      if (was === "") return { epoch, offset: offset++ };
+      const [at, id, timeMs] = was.split(" ");
+      return {
+        epoch,
+        offset: Number(at),
+        repeatOf: { id, timeMs: Number(timeMs) },
+      };
+    });
   }
 
   /**
@@ -568,6 +600,7 @@ export async function connectRedisBroker(
 
   const broker: RedisBroker = {
     kind: "redis",
+    checksKeys: true,
     lastMessageId,
     idBlocks,
     async append(entries, _lastMessageId) {
@@ -590,10 +623,10 @@ export async function connectRedisBroker(
         const results = await Promise.all(
           rooms.map((r) => appendRoom(r, groups.get(r)!)),
         );
-        const at = new Map(rooms.map((r, i) => [r, { ...results[i], n: 0 }]));
+        const at = new Map(rooms.map((r, i) => [r, { of: results[i], n: 0 }]));
         const out = entries.map((e) => {
           const r = at.get(e.room)!;
-          return { epoch: r.epoch, offset: r.first + r.n++ };
+          return r.of[r.n++];
         });
         if (refused) {
           refused = false;

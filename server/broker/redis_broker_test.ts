@@ -674,3 +674,60 @@ Deno.test("RedisBroker: a core asks for its next id block once half of one is us
     await b.close();
   }
 });
+
+Deno.test("RedisBroker: a keyed entry whose scope the room stored within the window is not stored again, nor published; another scope, a later window or a new epoch is", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  const b = await plainBroker(redis.url);
+  try {
+    const f = await follower(a, "r");
+    const keyed = (
+      text: string,
+      scope: string,
+      id: string,
+      windowMs = 60_000,
+    ) => ({
+      ...entry("r", text),
+      key: { scope, id, windowMs },
+    });
+    const [first] = await a.append([keyed("one", "1:ak", "msg_1")], 0);
+    assert.equal(first.repeatOf, undefined);
+    // The same scope from another core, in a batch with a new one.
+    const both = await b.append([
+      keyed("one again", "1:ak", "msg_9"),
+      keyed("two", "1:ak2", "msg_10"),
+      entry("r", "plain"),
+    ], 0);
+    assert.equal(both[0].offset, first.offset);
+    assert.equal(both[0].repeatOf?.id, "msg_1");
+    assert.equal(typeof both[0].repeatOf?.timeMs, "number");
+    assert.deepEqual(
+      [both[1].offset, both[2].offset, both[1].repeatOf, both[2].repeatOf],
+      [2, 3, undefined, undefined],
+    );
+    await until(() => f.seen.length === 3, "three messages delivered");
+    assert.deepEqual(f.seen.map((s) => [s.offset, s.text]), [
+      [1, "one"],
+      [2, "two"],
+      [3, "plain"],
+    ]);
+    // A window of 50 ms: gone after it.
+    await a.append([keyed("short", "1:as", "msg_20", 50)], 0);
+    await new Promise((r) => setTimeout(r, 120));
+    const later = await a.append([keyed("short", "1:as", "msg_21", 50)], 0);
+    assert.equal(later[0].repeatOf, undefined);
+    // A room that started again (its history lost) forgets its scopes.
+    const raw = createClient({ url: redis.url });
+    await raw.connect();
+    await raw.del(["chat:{r}:epoch", "chat:{r}:seq", "chat:{r}:log"]);
+    await raw.quit();
+    const fresh = await a.append([keyed("one", "1:ak", "msg_30")], 0);
+    assert.equal(fresh[0].repeatOf, undefined);
+    assert.equal(fresh[0].offset, 1);
+    assert.notEqual(fresh[0].epoch, first.epoch);
+    f.stop();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

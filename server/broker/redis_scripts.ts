@@ -2,7 +2,7 @@
  * The broker's Lua scripts and key names: everything a core does to a room
  * in Redis that must be atomic across cores runs as one script.
  *
- * A room `R` has three keys, all with the hash tag `{R}` so that a Redis
+ * A room `R` has these keys, all with the hash tag `{R}` so that a Redis
  * Cluster (or a client-side shard map) keeps them on one node:
  *
  * - `chat:{R}:epoch`: the room's epoch, an opaque string.
@@ -10,6 +10,9 @@
  * - `chat:{R}:log`: the room's history, a Redis Stream whose entry ids are
  *   `<offset>-0`, so a read "after offset K" is `XRANGE (K-0 +` and ids are
  *   the offsets everywhere.
+ * - `chat:{R}:keys` and `chat:{R}:keytimes`: the idempotency scopes of keyed
+ *   SendMessage calls within their window (a hash of `offset id time epoch`,
+ *   and a sorted set by time for expiry); see APPEND_SCRIPT.
  *
  * and one PUB/SUB channel, `chat:{R}:pub`, on which each append publishes
  * its whole batch once: `epoch \n first-offset \n` then each body as a
@@ -29,6 +32,10 @@ export interface RoomKeys {
   readonly seq: string;
   readonly log: string;
   readonly channel: string;
+  /** Idempotency scopes of the window: scope → "offset id time". */
+  readonly keys: string;
+  /** The same scopes by their message's time, for expiry. */
+  readonly keyTimes: string;
 }
 
 /** Keys of room `room`. */
@@ -39,6 +46,8 @@ export function roomKeys(room: string): RoomKeys {
     seq: `${tag}:seq`,
     log: `${tag}:log`,
     channel: `${tag}:pub`,
+    keys: `${tag}:keys`,
+    keyTimes: `${tag}:keytimes`,
   };
 }
 
@@ -90,28 +99,86 @@ end
 `;
 
 /**
- * Appends a packed batch to a room; returns `{epoch, first offset}`.
+ * Appends a packed batch to a room; returns `{epoch, first offset, ...}`
+ * with, after them, one string per message: "" for one stored, or the
+ * `offset id time epoch` of the message that stored its idempotency scope
+ * first.
  *
- * KEYS: epoch, seq, log. ARGV: new epoch (used only if the room starts
- * afresh), ttl ms (0: none), maxlen, channel, time ms, message count, the
- * bodies packed as in the publication (each a 4-byte big-endian length and
- * its bytes: {@linkcode packBodies}), then the epoch and last offset the
- * core knows of the room ('' and 0 if none; see `rewound`). One argument
- * for the whole batch costs the client one bulk string instead of one per
- * message, and the script publishes the packed bodies as they came instead
- * of packing them again.
+ * KEYS: epoch, seq, log, keys, key times. ARGV: new epoch (used only if the
+ * room starts afresh), ttl ms (0: none), maxlen, channel, time ms, message
+ * count, the bodies packed as in the publication (each a 4-byte big-endian
+ * length and its bytes: {@linkcode packBodies}), the epoch and last offset
+ * the core knows of the room ('' and 0 if none; see `rewound`), the
+ * idempotency window in ms, then per message its `id scope` ('' for none).
+ * One argument for the whole batch costs the client one bulk string instead
+ * of one per message, and the script publishes the packed bodies as they
+ * came instead of packing them again (unless a repeat is left out).
+ *
+ * A message whose scope the room stored within the window is not stored
+ * (nor published): the check and the append are one script, so two cores
+ * given the same key at once store it once. Scopes leave with their window
+ * (up to 1000 of the oldest are dropped at each append, and both keys
+ * expire a window after the last keyed message) and count only in the
+ * epoch they were stored in.
  */
 export const APPEND_SCRIPT = ENSURE_ROOM + rewound(8) + `
 local n = tonumber(ARGV[6])
 local packed = ARGV[7]
-local last = redis.call('INCRBY', KEYS[2], n)
-local first = last - n + 1
-local at = 1
+local window = tonumber(ARGV[10])
+local now = tonumber(ARGV[5])
+if window > 0 then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - window,
+    'LIMIT', 0, 1000)
+  for i = 1, #old do
+    redis.call('HDEL', KEYS[4], old[i])
+    redis.call('ZREM', KEYS[5], old[i])
+  end
+end
+local repeats = {}
+local kept = n
 for i = 1, n do
-  local len = struct.unpack('>I4', packed, at)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (first + i - 1) .. '-0',
-    'b', string.sub(packed, at + 4, at + 3 + len), 't', ARGV[5])
-  at = at + 4 + len
+  repeats[i] = ''
+  local key = ARGV[10 + i]
+  if key ~= '' and window > 0 then
+    local scope = string.sub(key, string.find(key, ' ', 1, true) + 1)
+    local was = redis.call('HGET', KEYS[4], scope)
+    -- Only in this epoch: a room that started again lost that message.
+    if was and string.match(was, ' (%S+)$') == epoch then
+      repeats[i] = was
+      kept = kept - 1
+    end
+  end
+end
+local first = 0
+local out = packed
+if kept > 0 then
+  local last = redis.call('INCRBY', KEYS[2], kept)
+  first = last - kept + 1
+  local at = 1
+  local offset = first
+  local parts = {}
+  for i = 1, n do
+    local len = struct.unpack('>I4', packed, at)
+    if repeats[i] == '' then
+      local body = string.sub(packed, at + 4, at + 3 + len)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], offset .. '-0',
+        'b', body, 't', ARGV[5])
+      local key = ARGV[10 + i]
+      if key ~= '' and window > 0 then
+        local space = string.find(key, ' ', 1, true)
+        local scope = string.sub(key, space + 1)
+        redis.call('HSET', KEYS[4], scope, offset .. ' ' ..
+          string.sub(key, 1, space - 1) .. ' ' .. ARGV[5] .. ' ' .. epoch)
+        redis.call('ZADD', KEYS[5], now, scope)
+        redis.call('PEXPIRE', KEYS[4], window)
+        redis.call('PEXPIRE', KEYS[5], window)
+      end
+      if kept < n then parts[#parts + 1] = string.sub(packed, at, at + 3 + len) end
+      offset = offset + 1
+    end
+    at = at + 4 + len
+  end
+  if kept < n then out = table.concat(parts) end
 end
 ` + EXPIRE_ROOM + `
 if ttl == 0 and redis.call('PTTL', KEYS[2]) >= 0 then
@@ -122,8 +189,12 @@ if ttl == 0 and redis.call('PTTL', KEYS[2]) >= 0 then
   redis.call('PERSIST', KEYS[2])
   redis.call('PERSIST', KEYS[3])
 end
-redis.call('PUBLISH', ARGV[4], epoch .. '\\n' .. first .. '\\n' .. packed)
-return {epoch, first}
+if kept > 0 then
+  redis.call('PUBLISH', ARGV[4], epoch .. '\\n' .. first .. '\\n' .. out)
+end
+local reply = {epoch, first}
+for i = 1, n do reply[2 + i] = repeats[i] end
+return reply
 `;
 
 /**

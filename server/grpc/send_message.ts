@@ -78,20 +78,25 @@ function postOnce(
   req: SendFields,
   reply: PostReply,
 ): void {
-  idempotency.post(req.room, user, req.idempotencyKey, (done) => {
+  const windowMs = ctx.config.idempotencyWindowMs;
+  idempotency.post(req.room, user, req.idempotencyKey, (done, scope) => {
     const post = frame(ctx, user, req);
     ctx.hub.publish(req.room, post.body, (err, stored) => {
       // The index keeps the result for the window: the id, time and
       // offset only, never the message's bytes.
       if (err) done(err);
-      else {
+      else if (stored!.repeatOf !== undefined) {
+        // Another core stored the key first (a store that checks keys).
+        const { id, timeMs } = stored!.repeatOf;
+        done(undefined, { id, timeMs, offset: stored!.offset }, true);
+      } else {
         done(undefined, {
           id: post.id,
           timeMs: post.timeMs,
           offset: stored!.offset,
         });
       }
-    });
+    }, ctx.hub.store.checksKeys ? { scope, id: post.id, windowMs } : undefined);
   }, (err, result) => {
     if (err !== undefined || result === undefined) reply.reply(err);
     else respond(reply, result.id, result.timeMs, result.offset);

@@ -22,7 +22,7 @@ Deno.test("postMessage: a keyed post's result kept by the idempotency index hold
       publish((err, result) => {
         kept.push(result);
         answer(err, result);
-      });
+      }, "3:annk");
     },
   } as unknown as IdempotencyIndex;
   const ctx = {
@@ -34,6 +34,7 @@ Deno.test("postMessage: a keyed post's result kept by the idempotency index hold
         _body: Uint8Array,
         done: (err: unknown, stored?: { offset: number }) => void,
       ) => done(undefined, { offset: 7 }),
+      store: {},
     },
     config: DEFAULT_CORE_CONFIG,
     access: new Access(),

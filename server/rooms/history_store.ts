@@ -14,12 +14,33 @@ export interface AppendEntry {
   /** The encoded message without offset and epoch (they are appended on delivery). */
   readonly body: Uint8Array;
   readonly timeMs: number;
+  /**
+   * A keyed SendMessage's idempotency scope (rooms/idempotency.ts), for a
+   * store that checks keys itself (`checksKeys`); undefined otherwise.
+   */
+  readonly key?: AppendKey;
+}
+
+/** See {@linkcode AppendEntry.key}. */
+export interface AppendKey {
+  /** The user and key, as the idempotency index writes them. */
+  readonly scope: string;
+  /** The message's id (`msg_N`), given back to a repeat. */
+  readonly id: string;
+  /** How long the scope is kept after its message, in ms. */
+  readonly windowMs: number;
 }
 
 /** Where a stored message landed. */
 export interface Appended {
   readonly offset: number;
   readonly epoch: string;
+  /**
+   * The entry was not stored: its key's scope was, within the window, by
+   * the message with this id and time, at `offset` (a store that checks
+   * keys itself, `checksKeys`).
+   */
+  readonly repeatOf?: { readonly id: string; readonly timeMs: number };
 }
 
 /** A room's history position: its epoch and its last offset (0: empty). */
@@ -74,6 +95,14 @@ export interface IdBlocks {
 export interface HistoryStore {
   /** "log", "sqlite", "memory" or "redis" (logs, status). */
   readonly kind: string;
+  /**
+   * Appends a keyed entry (`AppendEntry.key`) only if no entry of its room
+   * had the same scope within its window, atomically with every process
+   * sharing the store; a repeat comes back with `Appended.repeatOf`. A
+   * store several cores share needs it: a key's check and its message's
+   * append in one step, or two cores given the same key at once both post.
+   */
+  readonly checksKeys?: boolean;
   /** The highest message id number stored, so `msg_N` goes on after a restart. */
   readonly lastMessageId: number;
   /**

@@ -20,6 +20,7 @@ import { ChatError } from "./errors.ts";
 import type {
   Appended,
   AppendEntry,
+  AppendKey,
   HistoryStore,
   RoomPosition,
 } from "./history_store.ts";
@@ -322,8 +323,13 @@ export class ChatHub<T> {
    * its offset and epoch (or an UNAVAILABLE ChatError: nothing stored,
    * nothing delivered).
    */
-  publish(room: string, body: Uint8Array, done?: Committed): void {
-    this.#commits.add({ room, body, timeMs: turnNow() }, done);
+  publish(
+    room: string,
+    body: Uint8Array,
+    done?: Committed,
+    key?: AppendKey,
+  ): void {
+    this.#commits.add({ room, body, timeMs: turnNow(), key }, done);
   }
 
   #deliver(entries: AppendEntry[], appended: Appended[]): void {
@@ -336,7 +342,8 @@ export class ChatHub<T> {
     }
     for (let i = 0; i < entries.length; i++) {
       const { room, body } = entries[i];
-      const { offset, epoch } = appended[i];
+      const { offset, epoch, repeatOf } = appended[i];
+      if (repeatOf !== undefined) continue; // not stored: nothing to deliver
       stats.messagesPublished++;
       stats.deliveries += this.#rooms.publish(room, offset, epoch, item, body);
     }

@@ -12,12 +12,12 @@
  * the stored message (`Message.idempotency_key`, which also lets its sender
  * tell its own message), and a room's keys are read back from its retained
  * history the first time a keyed post comes for it; meanwhile keyed posts
- * to that room wait, in order. With a store several cores share (Redis),
- * another core may have stored a key since: a key not found is looked for
- * in what the room got since it was last read before it is posted. (Two cores given the same key at the same instant can both
- * post it: that needs the check inside the store's own append, left for
- * later; clients send again only after a failure, so the case is a client
- * racing itself.)
+ * to that room wait, in order. With a store several cores share, another
+ * core may have stored a key since: a store that checks keys itself in its
+ * append (`HistoryStore.checksKeys`: Redis, atomically across cores) answers
+ * a repeat with the first's message; with one that does not, a key not
+ * found is looked for in what the room got since it was last read before it
+ * is posted (two cores given the same key at once could both post it).
  *
  * Memory is bounded: keys are kept `windowMs` after their message, and at
  * most `maxKeys` in all (the oldest go first, so past the bound a send
@@ -42,8 +42,19 @@ export interface StoredKey extends PostResult {
 /** Where a post's outcome goes (the first's, or the one it repeats). */
 export type PostAnswer = (err: unknown, result?: PostResult) => void;
 
-/** Posts a message for real; `done` once it is stored (or failed). */
-export type Publish = (done: PostAnswer) => void;
+/**
+ * Posts a message for real; `done` once it is stored (or failed), with
+ * `repeated` when the store found the key's `scope` itself (a store that
+ * checks keys: another core stored it first).
+ */
+export type Publish = (done: PublishDone, scope: string) => void;
+
+/** See {@linkcode Publish}. */
+export type PublishDone = (
+  err: unknown,
+  result?: PostResult,
+  repeated?: boolean,
+) => void;
 
 /** Where a room's keys were read up to. */
 export interface ReadPosition {
@@ -263,7 +274,7 @@ export class IdempotencyIndex {
     if (lookAgain) return this.#read(r, job);
     const entry = this.#add(r, job.scope, undefined, now);
     let finished = false;
-    const finish: PostAnswer = (err, result) => {
+    const finish: PublishDone = (err, result, repeated) => {
       if (finished) return;
       finished = true;
       const waiters = entry.waiters;
@@ -277,6 +288,7 @@ export class IdempotencyIndex {
       }
       entry.result = result;
       entry.atMs = result.timeMs;
+      if (repeated) this.repeats++;
       job.answer(undefined, result);
       if (waiters) {
         this.repeats += waiters.length;
@@ -284,7 +296,7 @@ export class IdempotencyIndex {
       }
     };
     try {
-      job.publish(finish);
+      job.publish(finish, job.scope);
     } catch (err) {
       // Refused before anything was stored (too large, no ids left).
       finish(err);
