@@ -297,6 +297,34 @@ Deno.test("SendMessage: two cores on one Redis given the same key at the same in
   );
 });
 
+Deno.test("SendMessage on Redis: a key the index dropped for its bound while its post was pending, sent again in the same batch, is stored once", async () => {
+  await using redis = await startRedisServer();
+  // One key remembered: each new key drops the pending one before it.
+  await using f = await startCore({ broker: redis.url, idempotencyKeys: 1 });
+  const rounds = 10;
+  for (let i = 0; i < rounds; i++) {
+    // The first post's append is in flight while the others wait for the
+    // next batch, all of them in it.
+    const answers = await Promise.all([
+      post(f.client, `plain ${i}`, `p-${i}`),
+      post(f.client, `kept ${i}`, `k-${i}`),
+      post(f.client, `other ${i}`, `o-${i}`),
+      post(f.client, `kept ${i}`, `k-${i}`),
+    ]);
+    assert.equal(
+      answers[3].messageId,
+      answers[1].messageId,
+      `round ${i}: ${answers.map((r) => r.messageId)}`,
+    );
+    assert.equal(answers[3].offset, answers[1].offset);
+  }
+  const stored = (await history(f.client, "r")).map((m) => m.content);
+  assert.deepEqual(
+    stored.filter((c) => c.startsWith("kept")),
+    Array.from({ length: rounds }, (_, i) => `kept ${i}`),
+  );
+});
+
 Deno.test("SendMessage through the edge: Connect JSON and gRPC-Web carry the idempotency key", async () => {
   await using stack = await startCoreEdge({}, { store: "memory" });
   const json = createClient(

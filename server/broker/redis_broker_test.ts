@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createClient } from "redis";
 import { startRedisServer } from "../../tools/serve/redis.ts";
 import { ChatHub } from "../rooms/hub.ts";
+import { decodeBatch } from "./room_feed.ts";
 import {
   BrokerUnavailableError,
   connectRedisBroker,
@@ -729,5 +730,165 @@ Deno.test("RedisBroker: a keyed entry whose scope the room stored within the win
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+/** A keyed entry of room `room` (the scope's window a minute by default). */
+const keyedEntry = (
+  room: string,
+  text: string,
+  scope: string,
+  id: string,
+  windowMs = 60_000,
+) => ({ ...entry(room, text), key: { scope, id, windowMs } });
+
+/** Every publication on `channel`, decoded, as a plain subscriber sees it. */
+async function publications(url: string, channel: string) {
+  const sub = createClient({ url });
+  await sub.connect();
+  const got: { epoch: string; first: number; bodies: string[] }[] = [];
+  await sub.subscribe(channel, (payload: Buffer) => {
+    const batch = decodeBatch(new Uint8Array(payload));
+    got.push({
+      epoch: batch.epoch,
+      first: batch.first,
+      bodies: batch.bodies.map((b) => dec.decode(b)),
+    });
+  }, true);
+  return { got, [Symbol.asyncDispose]: () => sub.quit().then(() => {}) };
+}
+
+Deno.test("RedisBroker: a batch of repeats only stores nothing, publishes nothing and leaves the counter; a mixed one publishes the new bodies only, at consecutive offsets", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  const raw = createClient({ url: redis.url });
+  await raw.connect();
+  try {
+    await using pubs = await publications(redis.url, "chat:{r}:pub");
+    const f = await follower(a, "r");
+    // Scopes as a user name may make them: spaces, newlines, UTF-8.
+    const s1 = "5:a b c\nkey one";
+    const s2 = "2:é\u{1F600}x y\n";
+    const s3 = "3:\u0000\u00ff\nz";
+    const first = await a.append([
+      keyedEntry("r", "one", s1, "msg_1"),
+      keyedEntry("r", "two", s2, "msg_2"),
+    ], 0);
+    assert.deepEqual(first.map((x) => [x.offset, x.repeatOf]), [
+      [1, undefined],
+      [2, undefined],
+    ]);
+    const seq = await raw.get("chat:{r}:seq");
+    // Repeats only: nothing stored, counter and stream as they were.
+    const again = await a.append([
+      keyedEntry("r", "two again", s2, "msg_3"),
+      keyedEntry("r", "one again", s1, "msg_4"),
+    ], 0);
+    assert.deepEqual(again.map((x) => [x.offset, x.repeatOf?.id]), [
+      [2, "msg_2"],
+      [1, "msg_1"],
+    ]);
+    assert.equal(again[0].epoch, first[0].epoch);
+    assert.equal(await raw.get("chat:{r}:seq"), seq);
+    assert.equal(await raw.xLen("chat:{r}:log"), 2);
+    // Mixed, the repeats between bodies of other lengths.
+    const big = "x".repeat(70_000);
+    const mixed = await a.append([
+      entry("r", "plain"),
+      keyedEntry("r", "one yet again", s1, "msg_5"),
+      keyedEntry("r", big, s3, "msg_6"),
+      keyedEntry("r", "two yet again, longer than the first", s2, "msg_7"),
+      entry("r", ""),
+    ], 0);
+    assert.deepEqual(mixed.map((x) => [x.offset, x.repeatOf?.id]), [
+      [3, undefined],
+      [1, "msg_1"],
+      [4, undefined],
+      [2, "msg_2"],
+      [5, undefined],
+    ]);
+    await until(() => f.seen.length === 5, "five delivered");
+    assert.deepEqual(f.seen.map((s) => [s.offset, s.text.slice(0, 5)]), [
+      [1, "one"],
+      [2, "two"],
+      [3, "plain"],
+      [4, "xxxxx"],
+      [5, ""],
+    ]);
+    await until(() => pubs.got.length === 2, "two publications");
+    assert.deepEqual(
+      pubs.got.map((p) => [p.first, p.bodies.map((b) => b.slice(0, 5))]),
+      [[1, ["one", "two"]], [3, ["plain", "xxxxx", ""]]],
+    );
+    assert.equal(pubs.got[1].bodies[1], big);
+    const stored = await a.read("r", 0, 10);
+    assert.deepEqual(
+      stored.map((s) => [s.offset, dec.decode(s.body).slice(0, 5)]),
+      [[1, "one"], [2, "two"], [3, "plain"], [4, "xxxxx"], [5, ""]],
+    );
+    // The new scope was kept, with its own offset.
+    const [s3again] = await a.append([keyedEntry("r", "?", s3, "msg_8")], 0);
+    assert.deepEqual([s3again.offset, s3again.repeatOf?.id], [4, "msg_6"]);
+    f.stop();
+  } finally {
+    await raw.quit();
+    await a.close();
+  }
+});
+
+Deno.test("RedisBroker: one batch with the same new scope twice stores it once; the second is a repeat of the first", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  try {
+    await using pubs = await publications(redis.url, "chat:{r}:pub");
+    const at = await a.append([
+      keyedEntry("r", "once", "1:ak", "msg_1"),
+      entry("r", "plain"),
+      keyedEntry("r", "twice", "1:ak", "msg_2"),
+      keyedEntry("r", "thrice", "1:ak", "msg_3"),
+    ], 0);
+    assert.deepEqual(at.map((x) => [x.offset, x.repeatOf?.id]), [
+      [1, undefined],
+      [2, undefined],
+      [1, "msg_1"],
+      [1, "msg_1"],
+    ]);
+    assert.equal(at[2].repeatOf!.timeMs, at[3].repeatOf!.timeMs);
+    const stored = await a.read("r", 0, 10);
+    assert.deepEqual(stored.map((s) => dec.decode(s.body)), ["once", "plain"]);
+    await until(() => pubs.got.length === 1, "one publication");
+    assert.deepEqual(pubs.got[0].bodies, ["once", "plain"]);
+    // And the scope is the first's for a later batch.
+    const [later] = await a.append([keyedEntry("r", "x", "1:ak", "msg_4")], 0);
+    assert.deepEqual([later.offset, later.repeatOf?.id], [1, "msg_1"]);
+  } finally {
+    await a.close();
+  }
+});
+
+Deno.test("RedisBroker: a batch over several rooms maps each entry to its own room's answer, in order", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  try {
+    await a.append([keyedEntry("x", "x1", "1:ak", "msg_1")], 0);
+    const at = await a.append([
+      keyedEntry("y", "y1", "1:ak", "msg_2"),
+      keyedEntry("x", "x again", "1:ak", "msg_3"),
+      entry("x", "x2"),
+      entry("y", "y2"),
+      keyedEntry("y", "y again", "1:ak", "msg_4"),
+    ], 0);
+    assert.deepEqual(at.map((x) => [x.offset, x.repeatOf?.id]), [
+      [1, undefined],
+      [1, "msg_1"],
+      [2, undefined],
+      [2, undefined],
+      [1, "msg_2"],
+    ]);
+    assert.equal(at[1].epoch, at[2].epoch);
+    assert.equal(at[0].epoch, at[3].epoch);
+    assert.notEqual(at[0].epoch, at[1].epoch);
+  } finally {
+    await a.close();
   }
 });

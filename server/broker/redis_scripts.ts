@@ -116,7 +116,9 @@ end
  *
  * A message whose scope the room stored within the window is not stored
  * (nor published): the check and the append are one script, so two cores
- * given the same key at once store it once. Scopes leave with their window
+ * given the same key at once store it once; a scope twice in one batch is
+ * stored once, the later ones answered as repeats of the first. Scopes
+ * leave with their window
  * (up to 1000 of the oldest are dropped at each append, and both keys
  * expire a window after the last keyed message) and count only in the
  * epoch they were stored in.
@@ -135,6 +137,10 @@ if window > 0 then
   end
 end
 local repeats = {}
+-- A scope twice in the batch (an index that dropped a pending key for its
+-- bound): the later ones repeat the first, once it has its offset.
+local firstOf = {}
+local sameAs = {}
 local kept = n
 for i = 1, n do
   repeats[i] = ''
@@ -146,6 +152,11 @@ for i = 1, n do
     if was and string.match(was, ' (%S+)$') == epoch then
       repeats[i] = was
       kept = kept - 1
+    elseif firstOf[scope] then
+      sameAs[i] = firstOf[scope]
+      kept = kept - 1
+    else
+      firstOf[scope] = i
     end
   end
 end
@@ -157,9 +168,10 @@ if kept > 0 then
   local at = 1
   local offset = first
   local parts = {}
+  local stored = {}
   for i = 1, n do
     local len = struct.unpack('>I4', packed, at)
-    if repeats[i] == '' then
+    if repeats[i] == '' and not sameAs[i] then
       local body = string.sub(packed, at + 4, at + 3 + len)
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], offset .. '-0',
         'b', body, 't', ARGV[5])
@@ -167,8 +179,9 @@ if kept > 0 then
       if key ~= '' and window > 0 then
         local space = string.find(key, ' ', 1, true)
         local scope = string.sub(key, space + 1)
-        redis.call('HSET', KEYS[4], scope, offset .. ' ' ..
-          string.sub(key, 1, space - 1) .. ' ' .. ARGV[5] .. ' ' .. epoch)
+        stored[i] = offset .. ' ' .. string.sub(key, 1, space - 1) .. ' ' ..
+          ARGV[5] .. ' ' .. epoch
+        redis.call('HSET', KEYS[4], scope, stored[i])
         redis.call('ZADD', KEYS[5], now, scope)
         redis.call('PEXPIRE', KEYS[4], window)
         redis.call('PEXPIRE', KEYS[5], window)
@@ -179,6 +192,7 @@ if kept > 0 then
     at = at + 4 + len
   end
   if kept < n then out = table.concat(parts) end
+  for i, j in pairs(sameAs) do repeats[i] = stored[j] end
 end
 ` + EXPIRE_ROOM + `
 if ttl == 0 and redis.call('PTTL', KEYS[2]) >= 0 then
