@@ -892,3 +892,49 @@ Deno.test("RedisBroker: a batch over several rooms maps each entry to its own ro
     await a.close();
   }
 });
+
+Deno.test("RedisBroker: a room's scopes past the window are neither repeats nor kept, however many came in a batch", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  const raw = createClient({ url: redis.url });
+  await raw.connect();
+  try {
+    // A window long in real time (the keys' own PEXPIRE stays out of it),
+    // the scripts' clock driven by the entries' times.
+    const windowMs = 600_000;
+    const t0 = Date.now();
+    const batch = (at: number, count: number, tag: string) =>
+      Array.from({ length: count }, (_, i) => ({
+        ...entry("r", `${tag} ${i}`),
+        timeMs: at,
+        key: {
+          scope: `${tag}-${String(i).padStart(5, "0")}`,
+          id: `msg_${i}`,
+          windowMs,
+        },
+      }));
+    // More scopes at once than one append drops past the window.
+    await a.append(batch(t0, 1100, "s"), 0);
+    const [late] = await a.append([
+      { ...batch(t0 + windowMs + 1, 1100, "s")[1099] },
+    ], 0);
+    assert.equal(late.repeatOf, undefined);
+    // A busy room: batches of 1,500 keyed messages, four per window.
+    await raw.del(["chat:{r}:keys", "chat:{r}:keytimes"]);
+    for (let k = 0; k < 12; k++) {
+      await a.append(batch(t0 + k * windowMs / 4, 1500, `b${k}`), 0);
+    }
+    // The last four batches are in the window (the fifth is at its edge).
+    assert.ok(
+      await raw.hLen("chat:{r}:keys") <= 4 * 1500,
+      `${await raw.hLen("chat:{r}:keys")} scopes`,
+    );
+    assert.equal(
+      await raw.zCard("chat:{r}:keytimes"),
+      await raw.hLen("chat:{r}:keys"),
+    );
+  } finally {
+    await raw.quit();
+    await a.close();
+  }
+});

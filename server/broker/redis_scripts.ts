@@ -118,10 +118,10 @@ end
  * (nor published): the check and the append are one script, so two cores
  * given the same key at once store it once; a scope twice in one batch is
  * stored once, the later ones answered as repeats of the first. Scopes
- * leave with their window
- * (up to 1000 of the oldest are dropped at each append, and both keys
- * expire a window after the last keyed message) and count only in the
- * epoch they were stored in.
+ * count only within their window and in the epoch they were stored in;
+ * they leave with their window (at each append, up to 1000 more of the
+ * oldest than the batch has messages are dropped, so they cannot pile up,
+ * and both keys expire a window after the last keyed message).
  */
 export const APPEND_SCRIPT = ENSURE_ROOM + rewound(8) + `
 local n = tonumber(ARGV[6])
@@ -129,8 +129,9 @@ local packed = ARGV[7]
 local window = tonumber(ARGV[10])
 local now = tonumber(ARGV[5])
 if window > 0 then
+  -- More than the batch can add: a busy room's scopes cannot pile up.
   local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - window,
-    'LIMIT', 0, 1000)
+    'LIMIT', 0, 1000 + n)
   for i = 1, #old do
     redis.call('HDEL', KEYS[4], old[i])
     redis.call('ZREM', KEYS[5], old[i])
@@ -148,8 +149,11 @@ for i = 1, n do
   if key ~= '' and window > 0 then
     local scope = string.sub(key, string.find(key, ' ', 1, true) + 1)
     local was = redis.call('HGET', KEYS[4], scope)
-    -- Only in this epoch: a room that started again lost that message.
-    if was and string.match(was, ' (%S+)$') == epoch then
+    local wasTime, wasEpoch
+    if was then wasTime, wasEpoch = string.match(was, ' (%S+) (%S+)$') end
+    -- Only in this epoch (a room that started again lost that message),
+    -- and within the window (the trim above drops a bounded number).
+    if was and wasEpoch == epoch and tonumber(wasTime) > now - window then
       repeats[i] = was
       kept = kept - 1
     elseif firstOf[scope] then
