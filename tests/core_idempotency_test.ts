@@ -325,6 +325,22 @@ Deno.test("SendMessage on Redis: a key the index dropped for its bound while its
   );
 });
 
+Deno.test("SendMessage on Redis: a repeat another core stored first counts as a repeat, not as a message published", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url });
+  await using b = await startCore({ broker: redis.url, metricsPort: 0 });
+  const first = await post(a.client, "hello", "k");
+  const again = await post(b.client, "hello", "k");
+  assert.equal(again.messageId, first.messageId);
+  assert.equal(again.offset, first.offset);
+  assert.deepEqual(again.timestamp, first.timestamp);
+  const metrics = await (await fetch(
+    `http://127.0.0.1:${b.core.metricsPort}/metrics`,
+  )).text();
+  assert.match(metrics, /^chat_idempotent_repeats_total 1$/m);
+  assert.match(metrics, /^chat_messages_published_total 0$/m);
+});
+
 Deno.test("SendMessage through the edge: Connect JSON and gRPC-Web carry the idempotency key", async () => {
   await using stack = await startCoreEdge({}, { store: "memory" });
   const json = createClient(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createClient } from "redis";
 import { startRedisServer } from "../../tools/serve/redis.ts";
 import { ChatHub } from "../rooms/hub.ts";
+import type { Appended } from "../rooms/history_store.ts";
 import { decodeBatch } from "./room_feed.ts";
 import {
   BrokerUnavailableError,
@@ -935,6 +936,35 @@ Deno.test("RedisBroker: a room's scopes past the window are neither repeats nor 
     );
   } finally {
     await raw.quit();
+    await a.close();
+  }
+});
+
+Deno.test("RedisBroker with a hub: a repeat the store left out is not counted as a message published", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  try {
+    const hub = new ChatHub<Uint8Array>({
+      queueCapacity: 10,
+      policy: "drop",
+      store: a,
+      item: (body) => body,
+    });
+    const publish = (text: string, id: string) =>
+      new Promise<Appended>((resolve, reject) =>
+        hub.publish(
+          "r",
+          enc.encode(text),
+          (e, at) => e ? reject(e) : resolve(at!),
+          { scope: "1:ak", id, windowMs: 60_000 },
+        )
+      );
+    const first = await publish("one", "msg_1");
+    const again = await publish("one", "msg_2");
+    assert.equal(first.repeatOf, undefined);
+    assert.equal(again.repeatOf?.id, "msg_1");
+    assert.equal(hub.stats.messagesPublished, 1);
+  } finally {
     await a.close();
   }
 });

@@ -336,8 +336,11 @@ export class ChatHub<T> {
     const stats = this.stats;
     const item = this.#options.item;
     if (this.store.follow) {
-      // A shared store delivers every process's messages, ours included.
-      stats.messagesPublished += entries.length;
+      // A shared store delivers every process's messages, ours included;
+      // a repeat it left out was not published.
+      for (let i = 0; i < appended.length; i++) {
+        if (appended[i].repeatOf === undefined) stats.messagesPublished++;
+      }
       return;
     }
     for (let i = 0; i < entries.length; i++) {
