@@ -465,7 +465,7 @@ export async function connectRedisBroker(
     for (let i = 0; i < group.length; i++) {
       const { body, key } = group[i];
       bodies[i] = body;
-      keys[i] = key === undefined ? "" : `${key.id} ${key.scope}`;
+      keys[i] = key === undefined ? "" : `${key.id} ${key.timeMs} ${key.scope}`;
       if (key !== undefined) windowMs = key.windowMs;
     }
     // What this core delivered of the room: a Redis that went back to an

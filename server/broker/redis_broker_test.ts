@@ -690,7 +690,7 @@ Deno.test("RedisBroker: a keyed entry whose scope the room stored within the win
       windowMs = 60_000,
     ) => ({
       ...entry("r", text),
-      key: { scope, id, windowMs },
+      key: { scope, id, windowMs, timeMs: Date.now() },
     });
     const [first] = await a.append([keyed("one", "1:ak", "msg_1")], 0);
     assert.equal(first.repeatOf, undefined);
@@ -741,7 +741,10 @@ const keyedEntry = (
   scope: string,
   id: string,
   windowMs = 60_000,
-) => ({ ...entry(room, text), key: { scope, id, windowMs } });
+) => {
+  const e = entry(room, text);
+  return { ...e, key: { scope, id, windowMs, timeMs: e.timeMs } };
+};
 
 /** Every publication on `channel`, decoded, as a plain subscriber sees it. */
 async function publications(url: string, channel: string) {
@@ -912,6 +915,7 @@ Deno.test("RedisBroker: a room's scopes past the window are neither repeats nor 
           scope: `${tag}-${String(i).padStart(5, "0")}`,
           id: `msg_${i}`,
           windowMs,
+          timeMs: at,
         },
       }));
     // More scopes at once than one append drops past the window.
@@ -956,7 +960,7 @@ Deno.test("RedisBroker with a hub: a repeat the store left out is not counted as
           "r",
           enc.encode(text),
           (e, at) => e ? reject(e) : resolve(at!),
-          { scope: "1:ak", id, windowMs: 60_000 },
+          { scope: "1:ak", id, windowMs: 60_000, timeMs: Date.now() },
         )
       );
     const first = await publish("one", "msg_1");
@@ -964,6 +968,27 @@ Deno.test("RedisBroker with a hub: a repeat the store left out is not counted as
     assert.equal(first.repeatOf, undefined);
     assert.equal(again.repeatOf?.id, "msg_1");
     assert.equal(hub.stats.messagesPublished, 1);
+  } finally {
+    await a.close();
+  }
+});
+
+Deno.test("RedisBroker: a repeat gets its first message's own time, not that of the batch's last entry", async () => {
+  await using redis = await startRedisServer();
+  const a = await plainBroker(redis.url);
+  try {
+    const t0 = Date.now() - 1000;
+    // Entries that waited for the batch over several turns: times apart.
+    const one = keyedEntry("r", "one", "1:ak", "msg_1");
+    await a.append([
+      { ...one, timeMs: t0, key: { ...one.key, timeMs: t0 } },
+      { ...entry("r", "later"), timeMs: t0 + 40 },
+    ], 0);
+    const [again] = await a.append(
+      [keyedEntry("r", "one", "1:ak", "msg_2")],
+      0,
+    );
+    assert.deepEqual(again.repeatOf, { id: "msg_1", timeMs: t0 });
   } finally {
     await a.close();
   }

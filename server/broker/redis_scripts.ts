@@ -32,7 +32,7 @@ export interface RoomKeys {
   readonly seq: string;
   readonly log: string;
   readonly channel: string;
-  /** Idempotency scopes of the window: scope → "offset id time". */
+  /** Idempotency scopes of the window: scope → "offset id time epoch". */
   readonly keys: string;
   /** The same scopes by their message's time, for expiry. */
   readonly keyTimes: string;
@@ -109,7 +109,8 @@ end
  * count, the bodies packed as in the publication (each a 4-byte big-endian
  * length and its bytes: {@linkcode packBodies}), the epoch and last offset
  * the core knows of the room ('' and 0 if none; see `rewound`), the
- * idempotency window in ms, then per message its `id scope` ('' for none).
+ * idempotency window in ms, then per message its `id time scope` ('' for
+ * none; the time is the message's, given back to a repeat).
  * One argument for the whole batch costs the client one bulk string instead
  * of one per message, and the script publishes the packed bodies as they
  * came instead of packing them again (unless a repeat is left out).
@@ -138,6 +139,7 @@ if window > 0 then
   end
 end
 local repeats = {}
+local scopes = {}
 -- A scope twice in the batch (an index that dropped a pending key for its
 -- bound): the later ones repeat the first, once it has its offset.
 local firstOf = {}
@@ -147,7 +149,9 @@ for i = 1, n do
   repeats[i] = ''
   local key = ARGV[10 + i]
   if key ~= '' and window > 0 then
-    local scope = string.sub(key, string.find(key, ' ', 1, true) + 1)
+    local space = string.find(key, ' ', 1, true)
+    local scope = string.sub(key, string.find(key, ' ', space + 1, true) + 1)
+    scopes[i] = scope
     local was = redis.call('HGET', KEYS[4], scope)
     local wasTime, wasEpoch
     if was then wasTime, wasEpoch = string.match(was, ' (%S+) (%S+)$') end
@@ -179,12 +183,12 @@ if kept > 0 then
       local body = string.sub(packed, at + 4, at + 3 + len)
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], offset .. '-0',
         'b', body, 't', ARGV[5])
-      local key = ARGV[10 + i]
-      if key ~= '' and window > 0 then
-        local space = string.find(key, ' ', 1, true)
-        local scope = string.sub(key, space + 1)
-        stored[i] = offset .. ' ' .. string.sub(key, 1, space - 1) .. ' ' ..
-          ARGV[5] .. ' ' .. epoch
+      local scope = scopes[i]
+      if scope then
+        -- 'id time' as the argument has them, then the epoch.
+        local key = ARGV[10 + i]
+        stored[i] = offset .. ' ' ..
+          string.sub(key, 1, #key - #scope - 1) .. ' ' .. epoch
         redis.call('HSET', KEYS[4], scope, stored[i])
         redis.call('ZADD', KEYS[5], now, scope)
         redis.call('PEXPIRE', KEYS[4], window)

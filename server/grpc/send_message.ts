@@ -81,6 +81,9 @@ function postOnce(
   const windowMs = ctx.config.idempotencyWindowMs;
   idempotency.post(req.room, user, req.idempotencyKey, (done, scope) => {
     const post = frame(ctx, user, req);
+    const key = ctx.hub.store.checksKeys
+      ? { scope, id: post.id, timeMs: post.timeMs, windowMs }
+      : undefined;
     ctx.hub.publish(req.room, post.body, (err, stored) => {
       // The index keeps the result for the window: the id, time and
       // offset only, never the message's bytes.
@@ -96,7 +99,7 @@ function postOnce(
           offset: stored!.offset,
         });
       }
-    }, ctx.hub.store.checksKeys ? { scope, id: post.id, windowMs } : undefined);
+    }, key);
   }, (err, result) => {
     if (err !== undefined || result === undefined) reply.reply(err);
     else respond(reply, result.id, result.timeMs, result.offset);

@@ -27,6 +27,11 @@ export interface AppendKey {
   readonly scope: string;
   /** The message's id (`msg_N`), given back to a repeat. */
   readonly id: string;
+  /**
+   * The message's time, as its sender is answered (its timestamp), given
+   * back to a repeat; the entry's `timeMs` is the time of its publish.
+   */
+  readonly timeMs: number;
   /** How long the scope is kept after its message, in ms. */
   readonly windowMs: number;
 }
