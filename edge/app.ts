@@ -112,6 +112,7 @@ export function createCallObserver(
   return new CallObserver({
     metrics: new EdgeMetrics({
       upstreamConnections: upstream.connections?.bind(upstream),
+      upstreamResends: upstream.resends?.bind(upstream),
     }),
     knownPaths: new Set(
       services.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)),

@@ -327,6 +327,7 @@ Deno.test("createH2Upstream() sends a call known whole that GOAWAY excluded once
     assert.equal(rb.status.code, Code.OK, rb.status.message);
     assert.deepEqual(rb.messages, [new Uint8Array([2])]);
     assert.equal(peer.accepted(), 2);
+    assert.equal(up.resends?.(), 1);
   });
   // Sent again with its deadline less the time the first try took.
   assert.equal(timeouts.length, 2);

@@ -274,6 +274,7 @@ Deno.test("edge /metrics: calls by protocol, method and code, histograms, gauges
     sample(text, 'chat_edge_sent_bytes_total{protocol="grpc-web"}')! > 0,
   );
   assert.equal(sample(text, "chat_edge_upstream_connections"), 1);
+  assert.equal(sample(text, "chat_edge_upstream_resends_total"), 0);
   assert.ok(sample(text, "chat_edge_resident_memory_bytes")! > 0);
   assert.equal(sample(text, "chat_edge_websockets"), 0);
 });

@@ -223,6 +223,13 @@ Deno.test("edge: calls racing a core's GOAWAY (a core draining for a restart) ar
       ctl.abort();
     }
     assert.ok(excluded >= 1, "no call went to the draining core");
+    // Each such call was sent again, and /metrics says how many.
+    const metrics = await (await edge.fetch(`${edge.url}/metrics`)).text();
+    const resends = /^chat_edge_upstream_resends_total (\d+)$/m.exec(metrics);
+    // (every call the draining core refused; its health checks, refused
+    // too if one ran, are not sent again)
+    const n = Number(resends?.[1]);
+    assert.ok(n >= 1 && n <= excluded, `${n} of ${excluded}\n${metrics}`);
   } finally {
     await edge.close();
     await draining.close();
@@ -481,6 +488,7 @@ Deno.test("balancer: a core that told one connection to go away (too many resets
     assert.equal(r.status.code, Code.OK, r.status.message);
     assert.deepEqual(r.messages.map((m) => decoder.decode(m)), ["calm"]);
     assert.equal(calming.seen.length, 2);
+    assert.equal(up.resends?.(), 1);
     assert.deepEqual(up.members().map((m) => m.healthy), [true, false]);
   } finally {
     await up.close();

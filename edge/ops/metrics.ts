@@ -188,6 +188,8 @@ interface ProtocolSeries {
 export interface EdgeMetricsSources {
   /** Open HTTP/2 connections to the core, if the upstream can tell. */
   upstreamConnections?(): number;
+  /** Calls the upstream sent again (Upstream.resends). */
+  upstreamResends?(): number;
 }
 
 /** The edge's registry and the series calls update. */
@@ -269,6 +271,18 @@ export class EdgeMetrics {
       collect() {
         const n = sources.upstreamConnections?.();
         if (n !== undefined) this.set(n);
+      },
+    });
+    new client.Counter({
+      name: "chat_edge_upstream_resends_total",
+      help:
+        "Calls sent again because a core refused them unprocessed (its GOAWAY, REFUSED_STREAM) or never got them: to another core, or on a new connection.",
+      registers,
+      collect() {
+        const n = sources.upstreamResends?.();
+        if (n === undefined) return;
+        this.reset();
+        this.inc(n);
       },
     });
     // With --procs every process has its own registry: this tells a

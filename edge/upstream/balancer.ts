@@ -150,6 +150,8 @@ export function createBalancedUpstream(
   }));
   let next = 0;
   let closed = false;
+  /** Calls this balancer sent to another core (or once more to one). */
+  let resends = 0;
 
   function probe(m: Member): Promise<void> {
     if (closed) return Promise.resolve();
@@ -319,6 +321,7 @@ export function createBalancedUpstream(
       }
       if (other === undefined) return undefined;
       tried.push(other);
+      resends++;
       return start(other, path, requests, { ...opts, timeoutMs });
     });
   }
@@ -335,6 +338,12 @@ export function createBalancedUpstream(
   return {
     call,
     connections,
+    // Its own, and any its members made themselves.
+    resends: () => {
+      let n = resends;
+      for (const m of members) n += m.upstream.resends?.() ?? 0;
+      return n;
+    },
     async healthy() {
       await firstRound;
       return members.some((m) => m.healthy);

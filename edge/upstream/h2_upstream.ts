@@ -102,6 +102,8 @@ interface Shared {
   readonly highWaterBytes: number;
   readonly maxMessageBytes: number;
   readonly retryRefused: boolean;
+  /** Calls sent again (transparent retries), for metrics. */
+  resends: number;
 }
 
 /**
@@ -145,6 +147,7 @@ export function createH2Upstream(
     highWaterBytes: options.highWaterBytes ?? streamWindow,
     maxMessageBytes: options.maxMessageBytes,
     retryRefused: options.retryRefused ?? true,
+    resends: 0,
   };
   return {
     call: (path, requests, opts) => new H2Call(shared, path, requests, opts),
@@ -152,6 +155,7 @@ export function createH2Upstream(
     // The connection says "upstream": name the core too.
     abandon: (message) => shared.pool.abandon(`(${u.host}) ${message}`),
     connections: () => shared.pool.size,
+    resends: () => shared.resends,
     async close() {
       for (const call of shared.active.values()) {
         call.settle(unavailable("edge is shutting down"));
@@ -412,6 +416,7 @@ class H2Call
       if (timeoutMs <= 0) return false;
     }
     this.#drain = undefined;
+    this.#shared.resends++;
     this.#send(r.path, r.requests, r.metadata, timeoutMs);
     return true;
   }

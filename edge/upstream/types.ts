@@ -92,6 +92,11 @@ export interface Upstream {
   /** Open connections to the core (for metrics), if the client can tell. */
   connections?(): number;
   /**
+   * Calls sent again so far because a core refused them unprocessed or
+   * never got them (for metrics), if the client can tell.
+   */
+  resends?(): number;
+  /**
    * The core stopped answering: every call running on it ends UNAVAILABLE
    * with `message` and its connections are dropped (the next call dials
    * afresh).
