@@ -2,7 +2,9 @@
  * Reads the idempotency key of a stored `chat.Message` (field 9) with the
  * fields its repeat is answered with: id = 1, user = 2, timestamp = 5. Run
  * on a room's retained history the first time a keyed post comes for it
- * (rooms/idempotency.ts), not per message delivered.
+ * (rooms/idempotency.ts), not per message delivered, and only for a store
+ * that does not check keys itself (log, sqlite, memory; not Redis, whose
+ * append script does: server.ts).
  */
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ChatError } from "../rooms/errors.ts";
@@ -72,12 +74,15 @@ const KEY_PAGE = 256;
  * `ReadKeys`). A store that fails is UNAVAILABLE to the post that waited for
  * it.
  *
- * A store several cores share (Redis) can start a room again from offset 1
- * in a new epoch (its TTL, a Redis that lost it): offsets after `after.last`
- * would then pass over the new epoch's first messages, keys another core
- * stored among them. So pages are read in the epoch last seen (the store
- * gives none when the room is in another), and a read that brings nothing
- * asks the room's position: in a new epoch, it is read from its start.
+ * A store several cores share (`follow`) can start a room again from
+ * offset 1 in a new epoch (its TTL, a store that lost it): offsets after
+ * `after.last` would then pass over the new epoch's first messages, keys
+ * another core stored among them. So pages are read in the epoch last seen
+ * (the store gives none when the room is in another), and a read that
+ * brings nothing asks the room's position: in a new epoch, it is read from
+ * its start. Only a shared store that does not check keys itself reads
+ * here that way; the one shared store here, Redis, checks them
+ * (`checksKeys`) and is not read at all (rooms/idempotency.ts, `shared`).
  */
 export async function readKeys(
   store: Pick<HistoryStore, "read" | "position" | "follow">,

@@ -104,8 +104,11 @@ export interface HistoryStore {
    * Appends a keyed entry (`AppendEntry.key`) only if no entry of its room
    * had the same scope within its window, atomically with every process
    * sharing the store; a repeat comes back with `Appended.repeatOf`. A
-   * store several cores share needs it: a key's check and its message's
-   * append in one step, or two cores given the same key at once both post.
+   * store several cores share should: a key's check and its message's
+   * append in one step, or two cores given the same key at once can both
+   * post (without it, the index reads the room back on a miss:
+   * rooms/idempotency.ts, `shared`). A store that checks keys is not read
+   * back for them.
    */
   readonly checksKeys?: boolean;
   /** The highest message id number stored, so `msg_N` goes on after a restart. */

@@ -11,13 +11,19 @@
  * its answer left is sent again to the next one. So the key travels inside
  * the stored message (`Message.idempotency_key`, which also lets its sender
  * tell its own message), and a room's keys are read back from its retained
- * history the first time a keyed post comes for it; meanwhile keyed posts
- * to that room wait, in order. With a store several cores share, another
- * core may have stored a key since: a store that checks keys itself in its
- * append (`HistoryStore.checksKeys`: Redis, atomically across cores) answers
- * a repeat with the first's message; with one that does not, a key not
- * found is looked for in what the room got since it was last read before it
- * is posted (two cores given the same key at once could both post it).
+ * history (`read`) the first time a keyed post comes for it; meanwhile keyed
+ * posts to that room wait, in order. A store that checks keys itself in its
+ * append (`HistoryStore.checksKeys`: Redis, atomically across cores) needs
+ * no read back (server.ts gives it a `read` that finds nothing): a key this
+ * index does not know is published, and the store answers a repeat with the
+ * first's message (`PublishDone`'s `repeated`).
+ *
+ * `shared` (a store several cores share that does not check keys) makes a
+ * key not found be looked for in what the room got since it was last read,
+ * before it is posted; two cores given the same key at once could still
+ * both post it. No store here takes that path (the embedded ones are not
+ * shared, Redis checks keys); it is kept, with the epochs of
+ * {@linkcode ReadPosition}, for such a store.
  *
  * Memory is bounded: keys are kept `windowMs` after their message, and at
  * most `maxKeys` in all (the oldest go first, so past the bound a send
@@ -63,7 +69,7 @@ export interface ReadPosition {
   /**
    * The room's history epoch at that offset, from a store several cores
    * share (whose rooms can start again from offset 1: a TTL, a Redis that
-   * lost them); undefined otherwise.
+   * lost them) that does not check keys itself; undefined otherwise.
    */
   readonly epoch?: string;
 }
@@ -84,7 +90,11 @@ export interface IdempotencyOptions {
   maxKeys: number;
   /** The room's stored keys, for `load` and `catchUp`. */
   read: ReadKeys;
-  /** Whether other processes append to the same store (look again on a miss). */
+  /**
+   * Whether other processes append to the same store and it does not check
+   * keys itself (look again on a miss); false for every store here (see the
+   * module doc).
+   */
   shared: boolean;
   now?: () => number;
 }
