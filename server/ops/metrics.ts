@@ -28,12 +28,12 @@ export interface MetricSources {
   hub: ChatHub<unknown>;
   /** 1 while the health status is SERVING, else 0. */
   serving(): boolean;
-  /**
-   * Connections open and refused so far, and of those refused per IP (the
-   * h2 transport's listener).
-   */
   /** Keyed SendMessage calls (rooms/idempotency.ts), unless turned off. */
   idempotency?: { readonly repeats: number; readonly size: number };
+  /**
+   * Connections open and refused so far, of those refused per IP, and sent
+   * GOAWAY(ENHANCE_YOUR_CALM) for rapid reset (the h2 transport's listener).
+   */
   connections?(): {
     open: number;
     refused: number;
