@@ -178,7 +178,8 @@ export type Message = Message$1<"chat.Message"> & {
 
   /**
    * The idempotency_key of the SendMessage that posted it, if it had one:
-   * its sender can tell its own message when it arrives.
+   * its sender can tell its own message when it arrives. Messages posted
+   * with UploadMessages or Chat keep the one their client set, unchecked.
    *
    * @generated from field: string idempotency_key = 9;
    */
