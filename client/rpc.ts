@@ -65,9 +65,9 @@ export interface ChatClient {
     options?: grpc.CallOptions,
   ): Promise<PresenceResponse>;
   /**
-   * Closes the channel to new calls. Streams still open keep running until
-   * they end or are cancelled (grpc-js does not cancel them): cancel them
-   * first.
+   * Closes the channel to new calls and cancels the streams still open on
+   * it (grpc-js's own `close()` leaves them running, and the server keeps
+   * their subscriptions): each ends with CANCELLED.
    */
   close(): void;
   /** The underlying grpc-js client, for waitForReady and channel state. */
@@ -104,6 +104,13 @@ export function createChatClient(
   };
   const raw = new grpc.Client(addr, credentials, channelOptions);
   const m = (name: string) => def[name];
+  /** Streams not ended yet, cancelled by close(). */
+  const open = new Set<grpc.Call>();
+  const track = <C extends grpc.Call>(call: C): C => {
+    open.add(call);
+    call.on("status", () => open.delete(call));
+    return call;
+  };
   const unary = <Res>(
     name: string,
     req: unknown,
@@ -128,13 +135,15 @@ export function createChatClient(
     options: grpc.CallOptions,
   ) => {
     const d = m(name);
-    return raw.makeServerStreamRequest(
-      d.path,
-      d.requestSerialize,
-      d.responseDeserialize,
-      req,
-      metadata(),
-      options,
+    return track(
+      raw.makeServerStreamRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize,
+        req,
+        metadata(),
+        options,
+      ),
     ) as grpc.ClientReadableStream<Res>;
   };
   return {
@@ -147,28 +156,36 @@ export function createChatClient(
       serverStream("SubscribeMessages", req, options),
     uploadMessages(callback, options = {}) {
       const d = m("UploadMessages");
-      return raw.makeClientStreamRequest(
-        d.path,
-        d.requestSerialize,
-        d.responseDeserialize,
-        metadata(),
-        options,
-        callback,
+      return track(
+        raw.makeClientStreamRequest(
+          d.path,
+          d.requestSerialize,
+          d.responseDeserialize,
+          metadata(),
+          options,
+          callback,
+        ),
       );
     },
     chat(options = {}) {
       const d = m("Chat");
-      return raw.makeBidiStreamRequest(
-        d.path,
-        d.requestSerialize,
-        d.responseDeserialize,
-        metadata(),
-        options,
+      return track(
+        raw.makeBidiStreamRequest(
+          d.path,
+          d.requestSerialize,
+          d.responseDeserialize,
+          metadata(),
+          options,
+        ),
       );
     },
     streamMetrics: (req, options = {}) =>
       serverStream("StreamMetrics", req, options),
-    close: () => raw.close(),
+    close() {
+      for (const call of [...open]) call.cancel();
+      open.clear();
+      raw.close();
+    },
   };
 }
 

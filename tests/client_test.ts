@@ -485,3 +485,40 @@ Deno.test("deno task client --user posts every example as that user without a to
     await srv.shutdown();
   }
 });
+
+Deno.test("createChatClient().close() cancels the streams still open on it: the core drops their subscribers", async () => {
+  const core = await startCoreServer({ port: 0, store: "memory" });
+  const client = createChatClient(`127.0.0.1:${core.port}`);
+  try {
+    const ended: number[] = [];
+    const streams = [
+      client.subscribeMessages({ room: "r", user: "a" }),
+      client.subscribeMessages({ room: "r", user: "b" }),
+    ];
+    for (const s of streams) {
+      s.on("error", (e: { code: number }) => ended.push(e.code));
+      s.on("data", () => {});
+    }
+    const chat = client.chat();
+    chat.on("error", (e: { code: number }) => ended.push(e.code));
+    chat.on("data", () => {});
+    chat.write({ user: "c", room: "r", content: "hi" });
+    const until = Date.now() + 5000;
+    while (core.snapshot().subscribers < 2 || core.snapshot().openCalls < 3) {
+      assert.ok(Date.now() < until, "the calls never opened");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    client.close();
+    while (core.snapshot().subscribers > 0 || core.snapshot().openCalls > 0) {
+      assert.ok(
+        Date.now() < until + 5000,
+        `left open: ${JSON.stringify(core.snapshot())}`,
+      );
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(ended, [1, 1, 1]); // CANCELLED
+  } finally {
+    client.close();
+    await core.shutdown(500);
+  }
+});
