@@ -1,5 +1,7 @@
 /**
- * The page sends a line again with the same idempotency key: Chromium on the
+ * The page sends a line again with the same idempotency key. (And, second
+ * test, by itself while its room stays live, once a core whose store
+ * refused it takes it again.) Chromium on the
  * page, the edge in front of a proxy that loses the core's answer to the
  * page's first SendMessage (tests/fixtures/answer_cutting_proxy.ts). The
  * core stored the line; the page hears only that its connection broke,
@@ -13,6 +15,8 @@ import assert from "node:assert/strict";
 import { createChatClient } from "../client/rpc.ts";
 import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { startCoreServer } from "../server/server.ts";
+import { createMemoryStore } from "../server/store/memory_store.ts";
+import type { HistoryStore } from "../server/rooms/history_store.ts";
 import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
 import {
@@ -94,5 +98,85 @@ Deno.test("the page sends a line whose answer was lost again by itself with its 
     await edge.close();
     await proxy.close();
     await core.shutdown(500);
+  }
+});
+
+/**
+ * A memory store whose appends fail while `down` is set: the core answers
+ * UNAVAILABLE ("history store unavailable") and its streams stay up.
+ */
+function storeThatFails() {
+  const base = createMemoryStore({ size: 100, ttlMs: 0 });
+  const state = { down: false, refused: 0 };
+  const refuse = () => {
+    state.refused++;
+    throw new Error("disk full (a test's store)");
+  };
+  const store = new Proxy(base, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (name === "appendSync" && typeof value === "function") {
+        return (...args: Parameters<NonNullable<HistoryStore["appendSync"]>>) =>
+          state.down ? refuse() : value.apply(target, args);
+      }
+      if (name === "append" && typeof value === "function") {
+        return (...args: Parameters<HistoryStore["append"]>) =>
+          state.down
+            ? Promise.reject(new Error("disk full (a test's store)"))
+            : value.apply(target, args);
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, state };
+}
+
+Deno.test("the page sends a line the core's store refused again by itself once the store is back, while its room stays live", async () => {
+  const { store, state } = storeThatFails();
+  const core = await startCoreServer({
+    port: 0,
+    aliveIntervalMs: 0,
+    historyStore: store,
+  });
+  const edge = startEdge(`http://127.0.0.1:${core.port}`);
+  const browser = await launchChromium();
+  try {
+    const { context, page, errors } = await openPage(browser);
+    await joinRoom(page, `${edge.url}/`, "alice", "outage");
+    state.down = true;
+    await say(page, "during the outage");
+    const unsent = page.locator("#messages li.msg-unsent", {
+      hasText: "during the outage",
+    });
+    await unsent.waitFor();
+    assert.match(await unsent.textContent() ?? "", /history store unavailable/);
+    // The store comes back; nobody clicks Retry and the room never dropped.
+    state.down = false;
+    await page.locator("#messages li.msg-chat", {
+      hasText: "during the outage",
+    }).waitFor();
+    await unsent.waitFor({ state: "detached" });
+    assert.equal(
+      await page.locator("#messages li.msg-local", { hasText: "Reconnected" })
+        .count(),
+      0,
+      "the room resumed: the retry was not the resume's",
+    );
+    assert.ok(state.refused >= 1);
+    await say(page, "after");
+    await page.locator("#messages li.msg-chat", { hasText: "after" }).waitFor();
+    assert.equal(
+      await page.locator("#messages li.msg-chat", {
+        hasText: "during the outage",
+      }).count(),
+      1,
+    );
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await core.shutdown(500);
+    await store.close();
   }
 });

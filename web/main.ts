@@ -27,6 +27,7 @@ import { RoomView } from "./room_view.ts";
 import { createChatClient, streamsOver } from "./rpc.ts";
 import { bridgeUrl } from "./ws_call.ts";
 import { setUpStreamPanels } from "./stream_panels.ts";
+import { mayPass, retryUntilSent } from "./send_retry.ts";
 
 const $ = <T extends Element = HTMLElement>(id: string) =>
   document.getElementById(id) as unknown as T;
@@ -127,12 +128,12 @@ async function trySend(
   to: { user: string; room: string },
   content: string,
   idempotencyKey: string,
-): Promise<string | undefined> {
+): Promise<{ text: string; mayPass: boolean } | undefined> {
   try {
     await client.sendMessage({ ...to, content, idempotencyKey });
     return undefined;
   } catch (err) {
-    return errorText(err);
+    return { text: errorText(err), mayPass: mayPass(err) };
   }
 }
 
@@ -167,12 +168,17 @@ $("send-form").addEventListener("submit", async (event) => {
   const error = await trySend(to, content, key);
   if (error === undefined || to !== who) return;
   const retries = unsent;
-  const retry = view.unsent(content, error, async () => {
+  let passing = error.mayPass;
+  const retry = view.unsent(content, error.text, async () => {
     const again = await trySend(to, content, key);
     if (again === undefined) retries.delete(retry);
-    return again;
+    passing = again?.mayPass ?? false;
+    return again?.text;
   });
   retries.add(retry);
+  // Sent again by itself while the failure may pass (the store down), not
+  // only when the room resumes or on Retry.
+  retryUntilSent(retry, () => passing && retries.has(retry) && who === to);
 });
 
 /**
