@@ -195,11 +195,10 @@ export async function startCoreServer(
     ? new IdempotencyIndex({
       windowMs: config.idempotencyWindowMs,
       maxKeys: config.idempotencyKeys,
-      // A store that checks keys itself (Redis) needs no look on a miss,
-      // nor the room's history read back: it answers a repeat from its own.
-      shared: store.follow !== undefined && !store.checksKeys,
+      // A store that checks keys itself (Redis) answers a repeat from its
+      // own: no room's history is read back for it.
       read: store.checksKeys
-        ? (_room, after) => Promise.resolve({ keys: [], ...after })
+        ? undefined
         : (room, after) => readKeys(hub.store, room, after),
     })
     : undefined;

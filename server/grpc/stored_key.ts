@@ -8,8 +8,8 @@
  */
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ChatError } from "../rooms/errors.ts";
-import type { HistoryStore, RoomPosition } from "../rooms/history_store.ts";
-import type { ReadPosition, StoredKey } from "../rooms/idempotency.ts";
+import type { HistoryStore } from "../rooms/history_store.ts";
+import type { StoredKey } from "../rooms/idempotency.ts";
 import { MAX_IDEMPOTENCY_KEY_LENGTH } from "../rooms/validate.ts";
 
 /** A stored message's key and what its repeat is answered with. */
@@ -69,39 +69,20 @@ function sentKey(k: KeyedMessage): boolean {
 const KEY_PAGE = 256;
 
 /**
- * The keyed messages of `room` with offset > `after.last`, read page by page
- * from the store, and where the read ended (rooms/idempotency.ts's
- * `ReadKeys`). A store that fails is UNAVAILABLE to the post that waited for
- * it.
- *
- * A store several cores share (`follow`) can start a room again from
- * offset 1 in a new epoch (its TTL, a store that lost it): offsets after
- * `after.last` would then pass over the new epoch's first messages, keys
- * another core stored among them. So pages are read in the epoch last seen
- * (the store gives none when the room is in another), and a read that
- * brings nothing asks the room's position: in a new epoch, it is read from
- * its start. Only a shared store that does not check keys itself reads
- * here that way; the one shared store here, Redis, checks them
- * (`checksKeys`) and is not read at all (rooms/idempotency.ts, `shared`).
+ * The keyed messages of `room` with offset > `after`, read page by page from
+ * the store, and the last offset read (rooms/idempotency.ts's `ReadKeys`).
+ * A store that fails is UNAVAILABLE to the post that waited for it.
  */
 export async function readKeys(
-  store: Pick<HistoryStore, "read" | "position" | "follow">,
+  store: Pick<HistoryStore, "read">,
   room: string,
-  after: ReadPosition,
-): Promise<{ keys: StoredKey[] } & ReadPosition> {
+  after: number,
+): Promise<{ keys: StoredKey[]; last: number }> {
   const keys: StoredKey[] = [];
-  const shared = store.follow !== undefined;
-  let { last, epoch } = after;
+  let last = after;
   try {
-    // The position asked in this read, if it was.
-    let known: RoomPosition | undefined;
-    if (shared && epoch === undefined) {
-      known = await store.position(room);
-      epoch = known.epoch;
-      last = 0;
-    }
-    for (let restarts = 0;;) {
-      const page = await store.read(room, last, KEY_PAGE, epoch);
+    while (true) {
+      const page = await store.read(room, last, KEY_PAGE);
       for (const m of page) {
         last = m.offset;
         const k = readStoredKey(m.body);
@@ -109,21 +90,7 @@ export async function readKeys(
           keys.push({ ...k, offset: m.offset });
         }
       }
-      if (page.length === KEY_PAGE) continue;
-      // Nothing more in `epoch`: nothing new, or the room started again.
-      if (
-        shared && page.length === 0 && restarts < 2 &&
-        (known === undefined || known.offset > last)
-      ) {
-        known = await store.position(room);
-        if (known.epoch !== epoch) {
-          epoch = known.epoch;
-          last = 0;
-          restarts++;
-          continue;
-        }
-      }
-      return { keys, last, epoch };
+      if (page.length < KEY_PAGE) return { keys, last };
     }
   } catch (cause) {
     throw new ChatError(

@@ -4,62 +4,51 @@ import { frameChatMessage } from "./messages.ts";
 import { PREFIX_BYTES } from "./framing.ts";
 import { readKeys } from "./stored_key.ts";
 
-/** A shared store's room (`follow` set) whose history can start again. */
-function sharedRoom() {
-  const room = { epoch: "e1", messages: [] as StoredMessage[] };
-  const add = (key: string) => {
-    const offset = room.messages.length + 1;
-    const body = frameChatMessage(
-      `msg_${offset}`,
-      "ann",
-      "x",
-      "r",
-      Date.now(),
-      undefined,
-      key,
-    ).subarray(PREFIX_BYTES);
-    room.messages.push({ offset, body });
-  };
-  const store: Pick<HistoryStore, "read" | "position" | "follow"> = {
-    read: (_room, after, limit, epoch) =>
+/** A store's room of `messages`, read in pages as a store reads them. */
+function room(messages: StoredMessage[]): Pick<HistoryStore, "read"> {
+  return {
+    read: (_room, after, limit) =>
       Promise.resolve(
-        epoch !== undefined && epoch !== room.epoch
-          ? []
-          : room.messages.filter((m) => m.offset > after).slice(0, limit),
+        messages.filter((m) => m.offset > after).slice(0, limit),
       ),
-    position: () =>
-      Promise.resolve({ epoch: room.epoch, offset: room.messages.length }),
-    follow: () => Promise.reject(new Error("not used")),
   };
-  return { room, add, store };
 }
 
-// No store here takes this path (Redis checks keys itself); kept for a
-// shared store that does not (rooms/idempotency.ts, `shared`).
-Deno.test("readKeys: on a shared store, a room whose history started again (a new epoch, offsets from 1) is read from its start", async () => {
-  const { room, add, store } = sharedRoom();
-  for (let i = 0; i < 5; i++) add(`old${i}`);
-  const first = await readKeys(store, "r", { last: 0 });
-  assert.deepEqual(first.keys.map((k) => k.key), [
-    "old0",
-    "old1",
-    "old2",
-    "old3",
-    "old4",
+const body = (id: string, key: string) =>
+  frameChatMessage(id, "ann", "x", "r", 1_000, undefined, key)
+    .subarray(PREFIX_BYTES);
+
+Deno.test("readKeys: every keyed SendMessage of a room after an offset, over several pages; none planted by a client", async () => {
+  const messages: StoredMessage[] = [];
+  for (let offset = 1; offset <= 600; offset++) {
+    // Every third has a key; a client's own id or an over-long key (what
+    // UploadMessages stores as sent) is not a SendMessage's.
+    const key = offset % 3 === 0 ? `k${offset}` : "";
+    const id = offset === 300 ? "client-chosen" : `msg_${offset}`;
+    messages.push({
+      offset,
+      body: body(id, offset === 450 ? "k".repeat(129) : key),
+    });
+  }
+  const all = await readKeys(room(messages), "r", 0);
+  assert.equal(all.last, 600);
+  const want = messages.filter((m) => m.offset % 3 === 0)
+    .map((m) => m.offset).filter((o) => o !== 300 && o !== 450);
+  assert.deepEqual(all.keys.map((k) => k.offset), want);
+  assert.deepEqual(all.keys[0], {
+    id: "msg_3",
+    user: "ann",
+    key: "k3",
+    timeMs: 1_000,
+    offset: 3,
+  });
+  const after = await readKeys(room(messages), "r", 590);
+  assert.deepEqual(after.keys.map((k) => k.key), [
+    "k591",
+    "k594",
+    "k597",
+    "k600",
   ]);
-  assert.deepEqual([first.last, first.epoch], [5, "e1"]);
-  // Nothing new in the same epoch: nothing read.
-  const same = await readKeys(store, "r", first);
-  assert.deepEqual([same.keys, same.last, same.epoch], [[], 5, "e1"]);
-  // The room starts again with fewer messages than were read of the old.
-  room.epoch = "e2";
-  room.messages = [];
-  add("new0");
-  add("new1");
-  const again = await readKeys(store, "r", same);
-  assert.deepEqual(again.keys.map((k) => [k.key, k.offset]), [
-    ["new0", 1],
-    ["new1", 2],
-  ]);
-  assert.deepEqual([again.last, again.epoch], [2, "e2"]);
+  const none = await readKeys(room(messages), "r", 600);
+  assert.deepEqual([none.keys, none.last], [[], 600]);
 });

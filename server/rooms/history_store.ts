@@ -104,10 +104,9 @@ export interface HistoryStore {
    * Appends a keyed entry (`AppendEntry.key`) only if no entry of its room
    * had the same scope within its window, atomically with every process
    * sharing the store; a repeat comes back with `Appended.repeatOf`. A
-   * store several cores share should: a key's check and its message's
-   * append in one step, or two cores given the same key at once can both
-   * post (without it, the index reads the room back on a miss:
-   * rooms/idempotency.ts, `shared`). A store that checks keys is not read
+   * store several cores share must: the idempotency index of one core
+   * (rooms/idempotency.ts) knows only that core's posts and what it read
+   * back at a room's first keyed post. A store that checks keys is not read
    * back for them.
    */
   readonly checksKeys?: boolean;

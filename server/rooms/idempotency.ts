@@ -13,17 +13,10 @@
  * tell its own message), and a room's keys are read back from its retained
  * history (`read`) the first time a keyed post comes for it; meanwhile keyed
  * posts to that room wait, in order. A store that checks keys itself in its
- * append (`HistoryStore.checksKeys`: Redis, atomically across cores) needs
- * no read back (server.ts gives it a `read` that finds nothing): a key this
- * index does not know is published, and the store answers a repeat with the
- * first's message (`PublishDone`'s `repeated`).
- *
- * `shared` (a store several cores share that does not check keys) makes a
- * key not found be looked for in what the room got since it was last read,
- * before it is posted; two cores given the same key at once could still
- * both post it. No store here takes that path (the embedded ones are not
- * shared, Redis checks keys); it is kept, with the epochs of
- * {@linkcode ReadPosition}, for such a store.
+ * append (`HistoryStore.checksKeys`: Redis, atomically across cores, the
+ * only store several cores share) is given no `read`: a key this index does
+ * not know is published, and the store answers a repeat with the first's
+ * message (`PublishDone`'s `repeated`).
  *
  * Memory is bounded: keys are kept `windowMs` after their message, and at
  * most `maxKeys` in all (the oldest go first, so past the bound a send
@@ -62,40 +55,25 @@ export type PublishDone = (
   repeated?: boolean,
 ) => void;
 
-/** Where a room's keys were read up to. */
-export interface ReadPosition {
-  /** The last offset read. */
-  readonly last: number;
-  /**
-   * The room's history epoch at that offset, from a store several cores
-   * share (whose rooms can start again from offset 1: a TTL, a Redis that
-   * lost them) that does not check keys itself; undefined otherwise.
-   */
-  readonly epoch?: string;
-}
-
 /**
- * Reads a room's keyed messages with offset > `after.last` (all of them);
- * from the start when the room's epoch is no longer `after.epoch`.
+ * Reads a room's keyed messages with offset > `after` (all of them), and
+ * the last offset read.
  */
 export type ReadKeys = (
   room: string,
-  after: ReadPosition,
-) => Promise<{ keys: StoredKey[] } & ReadPosition>;
+  after: number,
+) => Promise<{ keys: StoredKey[]; last: number }>;
 
 export interface IdempotencyOptions {
   /** How long a key is remembered after its message, in ms. */
   windowMs: number;
   /** Keys remembered at most, over all rooms. */
   maxKeys: number;
-  /** The room's stored keys, for `load` and `catchUp`. */
-  read: ReadKeys;
   /**
-   * Whether other processes append to the same store and it does not check
-   * keys itself (look again on a miss); false for every store here (see the
-   * module doc).
+   * The room's stored keys, read back the first time a keyed post comes
+   * for it; undefined for a store that checks keys itself (nothing to read).
    */
-  shared: boolean;
+  read?: ReadKeys;
   now?: () => number;
 }
 
@@ -130,10 +108,10 @@ interface Job {
 interface RoomKeys {
   readonly name: string;
   readonly keys: Map<string, Entry>;
-  /** Posts waiting for a read of the store (load or catch-up). */
+  /** Posts waiting for the read of the room's stored keys. */
   queue: Job[] | undefined;
-  /** Where the room's keys were read up to. */
-  read: ReadPosition;
+  /** The last offset of the room read for keys. */
+  read: number;
   loaded: boolean;
 }
 
@@ -147,7 +125,7 @@ export class IdempotencyIndex {
    * keys are gone (a quiet room is not read again at each post), least
    * recently read first, at most `maxKeys`.
    */
-  readonly #readUpTo = new Map<string, ReadPosition>();
+  readonly #readUpTo = new Map<string, number>();
   /** Every live entry, oldest first (expiry and the bound). */
   #order: Entry[] = [];
   #head = 0;
@@ -196,7 +174,7 @@ export class IdempotencyIndex {
       return;
     }
     if (!r.loaded) return this.#read(r, job);
-    this.#run(r, job, this.#opts.shared);
+    this.#run(r, job);
   }
 
   #room(name: string): RoomKeys {
@@ -207,8 +185,9 @@ export class IdempotencyIndex {
         name,
         keys: new Map(),
         queue: undefined,
-        read: read ?? { last: 0 },
-        loaded: read !== undefined,
+        read: read ?? 0,
+        // Nothing to read back from a store that checks keys itself.
+        loaded: read !== undefined || this.#opts.read === undefined,
       };
       this.#rooms.set(name, r);
     }
@@ -218,8 +197,8 @@ export class IdempotencyIndex {
   /** Reads the room's keys after `r.read`, then runs the waiting posts. */
   #read(r: RoomKeys, first: Job): void {
     r.queue = [first];
-    this.#opts.read(r.name, r.read).then(
-      ({ keys, last, epoch }) => {
+    this.#opts.read!(r.name, r.read).then(
+      ({ keys, last }) => {
         const now = this.#now();
         const oldest = Math.max(
           now - this.#opts.windowMs,
@@ -240,8 +219,7 @@ export class IdempotencyIndex {
           // bound would set #forgottenBefore years ahead.
           this.#add(r, scope, result, Math.min(k.timeMs, now));
         }
-        // Lower than before when the room started again (a new epoch).
-        r.read = { last, epoch };
+        r.read = last;
         r.loaded = true;
         this.#readUpTo.delete(r.name);
         this.#readUpTo.set(r.name, r.read);
@@ -262,15 +240,14 @@ export class IdempotencyIndex {
     const queue = r.queue!;
     for (let i = 0; i < queue.length; i++) {
       const job = queue[i];
-      // Just read: no need to look in the store again.
       if (err !== undefined) job.answer(err);
-      else this.#run(r, job, false);
+      else this.#run(r, job);
     }
     r.queue = undefined;
     if (r.keys.size === 0) this.#drop(r);
   }
 
-  #run(r: RoomKeys, job: Job, lookAgain: boolean): void {
+  #run(r: RoomKeys, job: Job): void {
     const now = this.#now();
     const known = r.keys.get(job.scope);
     if (known !== undefined) {
@@ -280,8 +257,6 @@ export class IdempotencyIndex {
       } else (known.waiters ??= []).push(job.answer);
       return;
     }
-    // Another core may have stored it since the room was read.
-    if (lookAgain) return this.#read(r, job);
     const entry = this.#add(r, job.scope, undefined, now);
     let finished = false;
     const finish: PublishDone = (err, result, repeated) => {

@@ -17,13 +17,12 @@ function setup(options: Partial<IdempotencyOptions> = {}) {
   const index = new IdempotencyIndex({
     windowMs: 60_000,
     maxKeys: 100,
-    shared: false,
     now: () => clock.now,
-    read: (room, { last }) => {
+    read: (room, after) => {
       reads++;
       if (failRead) return Promise.reject(failRead);
-      const keys = (stored.get(room) ?? []).filter((k) => k.offset > last);
-      return Promise.resolve({ keys, last: keys.at(-1)?.offset ?? last });
+      const keys = (stored.get(room) ?? []).filter((k) => k.offset > after);
+      return Promise.resolve({ keys, last: keys.at(-1)?.offset ?? after });
     },
     ...options,
   });
@@ -182,27 +181,26 @@ Deno.test("IdempotencyIndex: past maxKeys the oldest keys go, and a room read ag
   assert.ok(t.index.size <= 2);
 });
 
-Deno.test("IdempotencyIndex: with a shared store a key not known is looked for in what the room got since", async () => {
-  const t = setup({ shared: true });
-  await t.post("mine");
-  const reads = t.reads;
-  // Another core stored "theirs" meanwhile.
-  t.stored.set("r", [
-    {
-      user: "ann",
-      key: "theirs",
-      id: "msg_50",
-      timeMs: t.clock.now,
-      offset: 50,
-    },
-  ]);
-  const r = await t.post("theirs");
-  assert.equal(r.published, false);
-  assert.equal(r.result?.id, "msg_50");
-  assert.equal(t.reads, reads + 1);
-  // A known key needs no read.
-  await t.post("mine");
-  assert.equal(t.reads, reads + 1);
+Deno.test("IdempotencyIndex: with no read (a store that checks keys itself) a post is published at once; a repeat the store found is answered and counted", async () => {
+  const t = setup({ read: undefined });
+  const first = await t.post("k");
+  assert.ok(first.published);
+  // Known here: answered without the store.
+  assert.deepEqual((await t.post("k")).result, first.result);
+  // Another core stored "theirs": the store says so as it is published.
+  const theirs = { id: "msg_50", timeMs: t.clock.now, offset: 50 };
+  const answered = await new Promise<PostResult | undefined>((resolve) =>
+    t.index.post(
+      "r",
+      "ann",
+      "theirs",
+      (done) => done(undefined, theirs, true),
+      (_err, result) => resolve(result),
+    )
+  );
+  assert.deepEqual(answered, theirs);
+  assert.equal(t.index.repeats, 2);
+  assert.equal(t.reads, 0);
 });
 
 Deno.test("IdempotencyIndex: a room whose last key expired keeps the next post's key (its repeat waits, then gets its answer)", async () => {
