@@ -177,6 +177,7 @@ if kept > 0 then
   local offset = first
   local parts = {}
   local stored = {}
+  local keyed = false
   for i = 1, n do
     local len = struct.unpack('>I4', packed, at)
     if repeats[i] == '' and not sameAs[i] then
@@ -191,8 +192,7 @@ if kept > 0 then
           string.sub(key, 1, #key - #scope - 1) .. ' ' .. epoch
         redis.call('HSET', KEYS[4], scope, stored[i])
         redis.call('ZADD', KEYS[5], now, scope)
-        redis.call('PEXPIRE', KEYS[4], window)
-        redis.call('PEXPIRE', KEYS[5], window)
+        keyed = true
       end
       if kept < n then parts[#parts + 1] = string.sub(packed, at, at + 3 + len) end
       offset = offset + 1
@@ -201,6 +201,10 @@ if kept > 0 then
   end
   if kept < n then out = table.concat(parts) end
   for i, j in pairs(sameAs) do repeats[i] = stored[j] end
+  if keyed then
+    redis.call('PEXPIRE', KEYS[4], window)
+    redis.call('PEXPIRE', KEYS[5], window)
+  end
 end
 ` + EXPIRE_ROOM + `
 if ttl == 0 and redis.call('PTTL', KEYS[2]) >= 0 then
