@@ -158,9 +158,14 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
    */
   drain(): void {
     if (this.dead || this.#goawaySent) return;
-    this.#goawaySent = true;
-    this.writer.bytes(goawayFrame(this.lastPeerStream, ErrorCode.NO_ERROR));
+    this.#goaway(ErrorCode.NO_ERROR);
     if (this.streams.size === 0) this.#finish();
+  }
+
+  /** GOAWAY(`code`) with the last stream we took: no stream opens after. */
+  #goaway(code: number): void {
+    this.#goawaySent = true;
+    this.writer.bytes(goawayFrame(this.lastPeerStream, code));
   }
 
   /** Closes now: every open stream ends as cancelled. */
@@ -423,10 +428,7 @@ export class H2ServerConnection extends H2ServerOutput implements StreamHost {
     }
     if (!this.#goawaySent) {
       this.#calmed = true;
-      this.#goawaySent = true;
-      this.writer.bytes(
-        goawayFrame(this.lastPeerStream, ErrorCode.ENHANCE_YOUR_CALM),
-      );
+      this.#goaway(ErrorCode.ENHANCE_YOUR_CALM);
       this.#owner.onResetFlood?.();
       const grace = this.#server.calmGraceMs;
       if (grace > 0) {
