@@ -230,6 +230,14 @@ function connectCode(err: unknown): number {
   return e.code;
 }
 
+/** "OK", or the code a grpc-js call ended with. */
+const grpcOutcome = (call: Promise<unknown>): Promise<string> =>
+  call.then(() => "OK", grpcCode);
+
+/** "OK", or the code a connect-es call ended with. */
+const connectOutcome = (call: Promise<unknown>): Promise<string> =>
+  call.then(() => "OK", (err) => String(connectCode(err)));
+
 // ---------------------------------------------------------------------------
 // Clients.
 
@@ -339,18 +347,14 @@ const sentKeys: {
 }[] = [];
 
 const direct: Record<string, Op> = {
-  async "grpc.send"() {
-    try {
-      await grpcClient().sendMessage({
+  "grpc.send": () =>
+    grpcOutcome(
+      grpcClient().sendMessage({
         user: user(),
         room: room(),
         content: "hello",
-      });
-      return "OK";
-    } catch (err) {
-      return grpcCode(err);
-    }
-  },
+      }),
+    ),
   async "grpc.send.keyed"() {
     // A new key, or one sent before (a client retrying): a repeat must get
     // the first's message id (docs/history.md "Idempotent sends").
@@ -384,14 +388,10 @@ const direct: Record<string, Op> = {
       return grpcCode(err);
     }
   },
-  async "grpc.send.bad"() {
-    try {
-      await grpcClient().sendMessage({ user: "", room: room(), content: "x" });
-      return "OK";
-    } catch (err) {
-      return grpcCode(err);
-    }
-  },
+  "grpc.send.bad": () =>
+    grpcOutcome(
+      grpcClient().sendMessage({ user: "", room: room(), content: "x" }),
+    ),
   async "grpc.subscribe+resume"() {
     const c = grpcClient();
     const r = room(), u = user();
@@ -482,14 +482,8 @@ const direct: Record<string, Op> = {
     call.end();
     return String(status.code);
   },
-  async "grpc.presence"() {
-    try {
-      await grpcClient().listPresence({ room: room() });
-      return "OK";
-    } catch (err) {
-      return grpcCode(err);
-    }
-  },
+  "grpc.presence": () =>
+    grpcOutcome(grpcClient().listPresence({ room: room() })),
   async "grpc.metrics"() {
     const s = grpcClient().streamMetrics({ intervalSeconds: 1 });
     const a = await readGrpc(s, 3, 3000);
@@ -519,30 +513,16 @@ const direct: Record<string, Op> = {
 };
 
 const web: Record<string, Op> = {
-  async "grpcweb.send"() {
-    try {
-      await grpcWeb.sendMessage({ user: user(), room: room(), content: "w" });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
-  async "grpcweb.send.bad"() {
-    try {
-      await grpcWeb.sendMessage({ user: user(), room: "", content: "w" });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
-  async "grpcweb.presence"() {
-    try {
-      await grpcWeb.listPresence({ room: room() });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
+  "grpcweb.send": () =>
+    connectOutcome(
+      grpcWeb.sendMessage({ user: user(), room: room(), content: "w" }),
+    ),
+  "grpcweb.send.bad": () =>
+    connectOutcome(
+      grpcWeb.sendMessage({ user: user(), room: "", content: "w" }),
+    ),
+  "grpcweb.presence": () =>
+    connectOutcome(grpcWeb.listPresence({ room: room() })),
   async "grpcweb.subscribe"() {
     const ctl = new AbortController();
     const a = await readIter(
@@ -585,30 +565,16 @@ const web: Record<string, Op> = {
     return /grpc-status: ?(\d+)/.exec(text)?.[1] ??
       res.headers.get("grpc-status") ?? `http ${res.status}`;
   },
-  async "connect.send"() {
-    try {
-      await connect.sendMessage({ user: user(), room: room(), content: "c" });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
-  async "connect.send.bad"() {
-    try {
-      await connect.sendMessage({ user: user(), room: room(), content: " " });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
-  async "connect.presence"() {
-    try {
-      await connect.listPresence({ room: room() });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
+  "connect.send": () =>
+    connectOutcome(
+      connect.sendMessage({ user: user(), room: room(), content: "c" }),
+    ),
+  "connect.send.bad": () =>
+    connectOutcome(
+      connect.sendMessage({ user: user(), room: room(), content: " " }),
+    ),
+  "connect.presence": () =>
+    connectOutcome(connect.listPresence({ room: room() })),
   async "connect.subscribe"() {
     const ctl = new AbortController();
     const deadline = rnd(3) === 0;
@@ -918,18 +884,12 @@ async function slowConsumer(via: "grpc" | "grpcweb"): Promise<string> {
 }
 
 const more: Record<string, Op> = {
-  async "connect.binary.send"() {
-    try {
-      await connectBinary.sendMessage({
-        user: user(),
-        room: room(),
-        content: "b",
-      });
-      return "OK";
-    } catch (err) {
-      return String(connectCode(err));
-    }
-  },
+  "connect.binary.send": () =>
+    connectOutcome(connectBinary.sendMessage({
+      user: user(),
+      room: room(),
+      content: "b",
+    })),
   "gzip.connect": () => bigThroughGzip(connectGzip),
   "gzip.grpcweb": () => bigThroughGzip(grpcWebGzip),
   async "grpcweb.gzip.raw-send"() {
