@@ -178,8 +178,10 @@ export type Message = Message$1<"chat.Message"> & {
 
   /**
    * The idempotency_key of the SendMessage that posted it, if it had one:
-   * its sender can tell its own message when it arrives. Messages posted
-   * with UploadMessages or Chat keep the one their client set, unchecked.
+   * its sender can tell its own message when it arrives. Set by the client
+   * on a message of UploadMessages or Chat, it is checked as SendMessage's
+   * is: sent again within the window, the message is counted (Upload) or
+   * echoed (Chat) and not stored again. At most 128 characters.
    *
    * @generated from field: string idempotency_key = 9;
    */

@@ -110,7 +110,7 @@ export interface CoreConfig {
    */
   historyMaxRooms: number;
   /**
-   * How long a SendMessage's idempotency key is remembered after its
+   * How long an idempotency key (SendMessage, Upload, Chat) is remembered after its
    * message, in ms (rooms/idempotency.ts); 0: keys are not checked.
    */
   idempotencyWindowMs: number;

@@ -62,7 +62,7 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
   historyMaxRooms:
     "rooms kept (log, sqlite, memory); past it the least recently written are forgotten",
   idempotencyWindowMs:
-    "how long a SendMessage idempotency_key is remembered: 5m, 1h; 0: not checked",
+    "how long an idempotency_key is remembered: 5m, 1h; 0: not checked",
   idempotencyKeys: "idempotency keys remembered at most, over all rooms",
   broker:
     "redis[s]://[:password@]host:port[/db]: history in Redis, rooms shared by every core on it",

@@ -219,41 +219,130 @@ Deno.test("SendMessage: a key posted after the room's earlier keys expired is st
   );
 });
 
-Deno.test("SendMessage: keys of messages posted with UploadMessages are not read back as SendMessage's: not dated ahead, not over 128 characters, not with a client's id", async () => {
-  await using f = await startCore({
-    store: "memory",
-    idempotencyWindowMs: 300,
-    metricsPort: 0,
-  });
-  const ahead = timestampFromMs(Date.UTC(3000, 0, 1));
-  const now = timestampFromMs(Date.now());
-  await upload(
-    f.client,
-    [
-      // Dated ahead, with an id as the server's: read, as stored now.
-      { id: "msg_999999", timestamp: ahead, idempotencyKey: "ahead" },
-      // A key longer than SendMessage takes.
-      { id: "msg_999998", timestamp: now, idempotencyKey: "k".repeat(1000) },
-      // A client's own id.
-      { id: "mine", timestamp: now, idempotencyKey: "mine" },
-    ].map((m) => ({ user: "ann", room: "uploads", content: "x", ...m })),
-  );
-  // The first keyed post to the room reads its keys.
-  await f.client.sendMessage({
+/** Messages of `user` to room `room`, each with its key ("" for none). */
+const lines = (room: string, ...keyed: [string, string][]): MessageInit[] =>
+  keyed.map(([content, idempotencyKey]) => ({
     user: "ann",
-    room: "uploads",
-    content: "x",
-    idempotencyKey: "sent",
+    room,
+    content,
+    idempotencyKey,
+  }));
+
+/** The idempotency metrics of the core `f`. */
+async function keyMetrics(f: { core: { metricsPort: number | null } }) {
+  const text = await (await fetch(
+    `http://127.0.0.1:${f.core.metricsPort}/metrics`,
+  )).text();
+  const value = (name: string) =>
+    Number(text.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1]);
+  return {
+    repeats: value("chat_idempotent_repeats_total"),
+    keys: value("chat_idempotency_keys"),
+  };
+}
+
+Deno.test("UploadMessages: an upload sent again whole is counted whole and stores again only its unkeyed messages; its keys are SendMessage's too", async () => {
+  await using f = await startCore({ store: "memory", metricsPort: 0 });
+  const live = f.client.subscribeMessages({ room: "u", user: "watcher" });
+  await take<Message>(live, 1);
+  const batch = lines("u", ["a", "k-1"], ["b", "k-2"], ["c", ""]);
+  assert.equal((await upload(f.client, batch)).messageCount, 3);
+  assert.equal((await upload(f.client, batch)).messageCount, 3);
+  // Delivered once each (the unkeyed one twice), with its key.
+  const got = await take<Message>(live, 4);
+  assert.deepEqual(
+    got.map((m) => [m.content, m.idempotencyKey, Number(m.offset)]),
+    [["a", "k-1", 1], ["b", "k-2", 2], ["c", "", 3], ["c", "", 4]],
+  );
+  // A SendMessage with an uploaded key is its repeat.
+  const sent = await f.client.sendMessage({
+    user: "ann",
+    room: "u",
+    content: "a",
+    idempotencyKey: "k-1",
   });
-  const keys = async () =>
-    (await (await fetch(`http://127.0.0.1:${f.core.metricsPort}/metrics`))
-      .text()).match(/^chat_idempotency_keys (\d+)$/m)?.[1];
-  assert.equal(await keys(), "2");
-  // The key dated ahead holds no other key past the window.
-  const first = await post(f.client, "x", "k");
-  await new Promise((r) => setTimeout(r, 400));
-  assert.notEqual((await post(f.client, "x", "k")).messageId, first.messageId);
+  assert.equal(sent.offset, 1n);
+  // Another user's same key is a new message.
+  const bob = lines("u", ["bob's", "k-1"]).map((m) => ({ ...m, user: "bob" }));
+  assert.equal((await upload(f.client, bob)).messageCount, 1);
+  assert.equal((await take<Message>(live, 1))[0].user, "bob");
+  live.cancel();
+  assert.deepEqual(await keyMetrics(f), { repeats: 3, keys: 3 });
 });
+
+Deno.test("UploadMessages: a key over 128 characters ends the upload INVALID_ARGUMENT naming the message; the ones before it are stored", async () => {
+  await using f = await startCore({ store: "memory" });
+  const err = await rejection(
+    upload(f.client, lines("u", ["a", "k-1"], ["b", "k".repeat(129)])),
+  );
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  assert.match(err.details, /^message 2: idempotency_key is longer than 128/);
+  assert.deepEqual(
+    (await history(f.client, "u")).map((m) => m.content),
+    ["a"],
+  );
+});
+
+Deno.test("Chat: a message sent again with its key is echoed again and stored and delivered once", async () => {
+  await using f = await startCore({ store: "memory", metricsPort: 0 });
+  const live = f.client.subscribeMessages({ room: "c", user: "watcher" });
+  await take<Message>(live, 1);
+  const chat = f.client.chat();
+  const [m1, again, plain] = [
+    { id: "m1", ...lines("c", ["hello", "k-1"])[0] },
+    { id: "m1", ...lines("c", ["hello", "k-1"])[0] },
+    { id: "m2", ...lines("c", ["plain", ""])[0] },
+  ];
+  chat.write(m1);
+  chat.write(again);
+  chat.write(plain);
+  const echoes = await take<Message>(chat, 3);
+  assert.deepEqual(echoes.map((m) => m.id), ["echo_m1", "echo_m1", "echo_m2"]);
+  const got = await take<Message>(live, 2);
+  assert.deepEqual(got.map((m) => m.content), ["hello", "plain"]);
+  // After the first stream ended, a new one repeats it too.
+  chat.end();
+  const next = f.client.chat();
+  next.write(again);
+  assert.equal((await take<Message>(next, 1))[0].id, "echo_m1");
+  next.end();
+  live.cancel();
+  assert.deepEqual(
+    (await history(f.client, "c")).map((m) => m.content),
+    ["hello", "plain"],
+  );
+  assert.equal((await keyMetrics(f)).repeats, 2);
+});
+
+for (const store of ["log", "sqlite"] as const) {
+  Deno.test(`[${store}] UploadMessages sent again after a restart stores what it had not, in order, whatever the messages' own timestamps`, async () => {
+    const dataDir = await Deno.makeTempDir();
+    try {
+      const options = { store, dataDir };
+      // Telemetry: one sample's time two hours back, one with none. The
+      // store's own time dates their keys.
+      const first = lines("u", ["k1", "k-1"], ["k2", "k-2"]);
+      first[0].timestamp = timestampFromMs(Date.now() - 2 * 3600_000);
+      await withCore(options, (client) => upload(client, first));
+      await withCore(options, async (client) => {
+        // The first keyed message waits for the room's keys to be read;
+        // the new keyed one and the unkeyed one behind it wait too.
+        const again = [
+          first[0],
+          ...lines("u", ["k3", "k-3"], ["plain", ""]),
+          first[1],
+        ];
+        assert.equal((await upload(client, again)).messageCount, 4);
+        assert.deepEqual(
+          (await history(client, "u")).map((m) => m.content),
+          ["k1", "k2", "k3", "plain"],
+        );
+      });
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  });
+}
 
 Deno.test("SendMessage: a post acknowledged by one core and sent again to another on the same Redis gets the first's answer", async () => {
   await using redis = await startRedisServer();
@@ -268,6 +357,32 @@ Deno.test("SendMessage: a post acknowledged by one core and sent again to anothe
   assert.deepEqual(
     (await history(b.client, "r")).map((m) => m.content),
     ["b first", "from a"],
+  );
+});
+
+Deno.test("UploadMessages and Chat on Redis: messages another core stored with their keys are counted and echoed, not stored again", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url });
+  await using b = await startCore({ broker: redis.url });
+  const batch = lines("u", ["k1", "k-1"], ["k2", "k-2"]);
+  assert.equal((await upload(a.client, batch)).messageCount, 2);
+  const more = [...batch, ...lines("u", ["k3", "k-3"])];
+  assert.equal((await upload(b.client, more)).messageCount, 3);
+  const chat = b.client.chat();
+  chat.write({ id: "m", ...batch[1] });
+  assert.equal((await take<Message>(chat, 1))[0].id, "echo_m");
+  chat.end();
+  // A SendMessage with a streamed key is its repeat, on either core.
+  const sent = await a.client.sendMessage({
+    user: "ann",
+    room: "u",
+    content: "k3",
+    idempotencyKey: "k-3",
+  });
+  assert.equal(sent.offset, 3n);
+  assert.deepEqual(
+    (await history(a.client, "u")).map((m) => m.content),
+    ["k1", "k2", "k3"],
   );
 });
 

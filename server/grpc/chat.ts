@@ -1,6 +1,8 @@
 /**
  * Chat (bidirectional): store each message and broadcast it to its room,
- * then echo it; say "Server is alive!" every `aliveIntervalMs`.
+ * then echo it; say "Server is alive!" every `aliveIntervalMs`. A message
+ * with an `idempotency_key` is stored once per key in the window
+ * (streamed_posts.ts): sent again, it is echoed and not stored again.
  *
  * Backpressure runs end to end: when an echo cannot be written (the client
  * reads slowly), reading stops until 'drain', so a client cannot make the
@@ -28,6 +30,7 @@ import { turnNow } from "../rooms/turn_clock.ts";
 import { frameMessage } from "./framing.ts";
 import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
+import { streamedPosts } from "./streamed_posts.ts";
 
 type Call = ServerDuplexStream<InboundMessage, Message | Uint8Array>;
 
@@ -44,7 +47,10 @@ export function chatHandler(ctx: HandlerContext) {
     const writer = messageWriter(call);
     // Runs last of the cleanups: pending echoes go before the status.
     stream.defer(writer.flush);
+    // Reading stops while echoes cannot be written (`paused`) and while a
+    // keyed message waits for its room's keys (`held`).
     let paused = false;
+    let held = false;
     const full = () => {
       if (!paused) {
         paused = true;
@@ -52,8 +58,9 @@ export function chatHandler(ctx: HandlerContext) {
       }
     };
     // The original goes to the room once stored, and its echo follows then:
-    // an echo says "stored and broadcast". Commits complete in publish
-    // order, so the messages waiting for theirs are a FIFO. A failed store
+    // an echo says "stored and broadcast" (or, for a repeated key, stored
+    // before). The poster reports commits in the order the messages came,
+    // so the messages waiting for theirs are a FIFO. A failed store
     // ends the call (UNAVAILABLE), so the client knows what was not
     // delivered; after the client half-closes, OK waits for the last commit.
     const waiting: ChatPost[] = [];
@@ -74,6 +81,16 @@ export function chatHandler(ctx: HandlerContext) {
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
+    const poster = streamedPosts(ctx, published, {
+      pause() {
+        held = true;
+        reader.pause();
+      },
+      resume() {
+        held = false;
+        if (!paused) reader.resume();
+      },
+    });
     const reader = readMessages(call, decodeChatPost, {
       message(message, bytes) {
         try {
@@ -84,7 +101,7 @@ export function chatHandler(ctx: HandlerContext) {
           return;
         }
         waiting.push(message);
-        ctx.hub.publish(message.room, bytes, published);
+        poster.post(message.room, posts.user, message.key, bytes);
       },
       // The client half-closed: end with OK once its messages are stored
       // (and their echoes written).
@@ -97,11 +114,12 @@ export function chatHandler(ctx: HandlerContext) {
     const onDrain = () => {
       if (paused) {
         paused = false;
-        reader.resume();
+        if (!held) reader.resume();
       }
     };
     stream.defer(writer.onDrain(onDrain));
     stream.defer(reader.stop);
+    stream.defer(() => poster.stop());
 
     if (ctx.config.aliveIntervalMs > 0) {
       const timer = setInterval(() => {

@@ -19,6 +19,6 @@ export interface HandlerContext {
   readonly access: Access;
   /** Who is in which room (with --presence; shared by cores on a broker). */
   readonly presence?: Presence;
-  /** Keyed SendMessage calls (undefined with --idempotency-window 0). */
+  /** Keyed posts, of every RPC (undefined with --idempotency-window 0). */
   readonly idempotency?: IdempotencyIndex;
 }

@@ -13,7 +13,7 @@
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Caller } from "../auth/access.ts";
 import { ChatError } from "../rooms/errors.ts";
-import { validatePostHead } from "../rooms/validate.ts";
+import { validateIdempotencyKey, validatePostHead } from "../rooms/validate.ts";
 import type { HandlerContext } from "./context.ts";
 import type { PostHead } from "./post_decoder.ts";
 
@@ -30,6 +30,8 @@ export interface InboundPosts {
    * with `position` (1-based) the errors about the message itself name it.
    */
   check(message: PostHead, bytes: Uint8Array, position?: number): Uint8Array;
+  /** Who the last message checked is posted as (under a token, its user). */
+  readonly user: string;
 }
 
 /**
@@ -47,9 +49,22 @@ function validated(
   try {
     validatePostHead(post);
   } catch (err) {
-    if (position === undefined || !ChatError.is(err)) throw err;
-    throw new ChatError(err.code, at(position) + err.message);
+    throw named(err, position);
   }
+}
+
+function validKey(key: string, position: number | undefined): void {
+  try {
+    validateIdempotencyKey(key);
+  } catch (err) {
+    throw named(err, position);
+  }
+}
+
+/** A ChatError about the message at `position`, naming it. */
+function named(err: unknown, position: number | undefined): unknown {
+  if (position === undefined || !ChatError.is(err)) return err;
+  return new ChatError(err.code, at(position) + err.message);
 }
 
 /** The slab the filled-in copies are cut from. */
@@ -102,7 +117,11 @@ export function inboundPosts(
     validUser = user;
     validRoom = room;
   };
+  let lastUser = "";
   return {
+    get user() {
+      return lastUser;
+    },
     check(message, bytes, position) {
       // JOIN, LEAVE and SYSTEM lines are the server's, shown without a
       // user: under a token, posting one would speak for the server.
@@ -114,6 +133,9 @@ export function inboundPosts(
         );
       }
       const user = ctx.access.userOf(caller, message.user);
+      lastUser = user;
+      // Checked with the rest, before the rate limit counts the message.
+      if (message.key !== "") validKey(message.key, position);
       if (user === message.user) {
         validate(user, message.room, message.hasContent, position);
         ctx.access.allowPost(caller, message.room);

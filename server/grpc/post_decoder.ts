@@ -1,7 +1,7 @@
 /**
  * A hand-written decoder for the fields of a streamed `chat.Message` that the
- * server reads: id, user, content and room (offset and epoch are checked,
- * not kept).
+ * server reads: id, user, content, room and idempotency_key (offset and
+ * epoch are checked, not kept).
  *
  * UploadMessages and Chat decode every inbound message only to validate it
  * and pick its room; the bytes themselves are what gets broadcast. The
@@ -26,6 +26,8 @@ export interface PostHead {
   readonly type: number;
   /** The content is not blank: not empty nor whitespace only (isBlank()). */
   readonly hasContent: boolean;
+  /** `idempotency_key` ("" when absent). */
+  readonly key: string;
 }
 
 /**
@@ -219,7 +221,7 @@ function timestampOk(bytes: Uint8Array, end: number): boolean {
 function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
   const end = bytes.length;
   const full = mode === FULL;
-  let id = "", user = "", content = "", room = "", type = 0;
+  let id = "", user = "", content = "", room = "", type = 0, key = "";
   let hasContent = false;
   span.reset();
   at = 0;
@@ -241,6 +243,14 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
       const start = at;
       at += len;
       checkText(bytes, start, at);
+      continue;
+    }
+    if (tag === 0x4a) { // 9: idempotency_key, a string
+      const len = varint(bytes, end);
+      if (len === -1 || len > end - at) return undefined;
+      const start = at;
+      at += len;
+      key = text(bytes, start, at);
       continue;
     }
     if ((tag & 7) !== 2 || tag < 0x08 || tag > 0x2a) return undefined;
@@ -283,7 +293,7 @@ function fastPost(bytes: Uint8Array, mode: Mode): PostHead | undefined {
       }
     }
   }
-  return decoded(mode, bytes, id, user, content, room, type, hasContent);
+  return decoded(mode, bytes, id, user, content, room, type, hasContent, key);
 }
 
 /**
@@ -318,6 +328,7 @@ function decoded(
   room: string,
   type: number,
   hasContent: boolean,
+  key: string,
 ): PostHead {
   if (mode === SPANS) {
     const { idAt, idEnd, contentAt, contentEnd, roomAt, roomEnd } = span;
@@ -333,18 +344,19 @@ function decoded(
       contentEnd,
       roomAt,
       roomEnd,
+      key,
     };
     return post;
   }
-  if (mode === HEAD) return { user, room, type, hasContent };
-  const post: PostFields = { id, user, content, room, type, hasContent };
+  if (mode === HEAD) return { user, room, type, hasContent, key };
+  const post: PostFields = { id, user, content, room, type, hasContent, key };
   return post;
 }
 
 /** The general decoder: any valid message, every rejection. */
 function readPost(bytes: Uint8Array, mode: Mode): PostHead {
   const reader = new BinaryReader(bytes);
-  let id = "", user = "", content = "", room = "", type = 0;
+  let id = "", user = "", content = "", room = "", type = 0, key = "";
   span.reset();
   // A string field's value; its bytes end where the reader is then.
   const string = (no: number, wireType: WireType) => {
@@ -388,12 +400,15 @@ function readPost(bytes: Uint8Array, mode: Mode): PostHead {
         expect(wireType, WireType.LengthDelimited, no);
         reader.string(true);
         break;
+      case 9:
+        key = string(no, wireType);
+        break;
       default:
         reader.skip(wireType, no);
     }
   }
   const hasContent = !isBlank(content);
-  return decoded(mode, bytes, id, user, content, room, type, hasContent);
+  return decoded(mode, bytes, id, user, content, room, type, hasContent, key);
 }
 
 const encoder = new TextEncoder();

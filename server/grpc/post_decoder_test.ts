@@ -20,7 +20,14 @@ import {
 } from "./post_decoder.ts";
 
 const fields = (
-  m: { id: string; user: string; content: string; room: string; type: number },
+  m: {
+    id: string;
+    user: string;
+    content: string;
+    room: string;
+    type: number;
+    idempotencyKey?: string;
+  },
 ) => ({
   id: m.id,
   user: m.user,
@@ -28,11 +35,12 @@ const fields = (
   room: m.room,
   type: m.type,
   hasContent: m.content.trim() !== "",
+  key: m.idempotencyKey ?? "",
 });
 
 /** decodePostHead()'s part of fields(). */
-const head = (m: Parameters<typeof fields>[0]) => {
-  const { id: _id, content: _content, ...rest } = fields(m);
+const head = (m: PostFields) => {
+  const { id: _id, content: _content, ...rest } = m;
   return rest;
 };
 
@@ -140,6 +148,7 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
         type: rand(4) as MessageType,
         offset: [0n, 1n, 300n, 2n ** 40n][rand(4)],
         epoch: strings[rand(strings.length)],
+        idempotencyKey: rand(2) === 0 ? "" : strings[rand(strings.length)],
       }),
     ));
   }
@@ -185,6 +194,7 @@ Deno.test("decodePost() agrees with fromBinary() on generated and mutated messag
         id: text(post.idAt, post.idEnd),
         content: text(post.contentAt, post.contentEnd),
         room: text(post.roomAt, post.roomEnd),
+        key: post.key,
       };
     } catch {
       gotChat = "throws";
@@ -325,6 +335,7 @@ Deno.test("decodePostHead() checks the id and content it does not build, and tel
     room: "r",
     type: 0,
     hasContent: true,
+    key: "",
   });
   assert.equal(decodePostHead(encode("")).hasContent, false);
   assert.equal(decodePostHead(encode("é".repeat(50), "ï")).hasContent, true);

@@ -52,17 +52,14 @@ function readTimestampMs(bytes: Uint8Array): number {
   return seconds * 1000 + Math.floor(nanos / 1_000_000);
 }
 
-/** A message id as the hub gives them (`msg_N`). */
-const SERVER_ID = /^msg_[0-9]{1,20}$/;
-
 /**
- * Whether `k` could be a SendMessage's: UploadMessages and Chat store a
- * client's Message as sent, its id and idempotency_key included (that key
- * is delivered, not checked), and a client's id or key of any length must
- * not go into the index (whose bound counts keys, not bytes).
+ * Whether `k` could have been posted with its key checked: a message stored
+ * before keys were checked on UploadMessages and Chat may hold a key of any
+ * length, and one must not go into the index (whose bound counts keys, not
+ * bytes).
  */
-function sentKey(k: KeyedMessage): boolean {
-  return k.key.length <= MAX_IDEMPOTENCY_KEY_LENGTH && SERVER_ID.test(k.id);
+function checkedKey(k: KeyedMessage): boolean {
+  return k.key.length <= MAX_IDEMPOTENCY_KEY_LENGTH;
 }
 
 /** Messages read per page while looking for keys. */
@@ -86,8 +83,8 @@ export async function readKeys(
       for (const m of page) {
         last = m.offset;
         const k = readStoredKey(m.body);
-        if (k !== undefined && sentKey(k)) {
-          keys.push({ ...k, offset: m.offset });
+        if (k !== undefined && checkedKey(k)) {
+          keys.push({ ...k, offset: m.offset, storedMs: m.timeMs });
         }
       }
       if (page.length < KEY_PAGE) return { keys, last };

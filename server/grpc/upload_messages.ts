@@ -3,7 +3,9 @@
  * answer `{message_count, success}` when the client half-closes.
  *
  * Each message is stored and fanned out with the bytes the client sent (plus
- * its offset and epoch). `message_count` counts the messages committed: the
+ * its offset and epoch). One with an `idempotency_key` is stored once per
+ * key in the window (streamed_posts.ts): sent again, it is counted and not
+ * stored again. `message_count` counts the messages committed: the
  * answer waits for the last commit, and a failed one ends the upload with
  * UNAVAILABLE. A message missing its user, room or content ends the upload
  * with INVALID_ARGUMENT naming its position; the ones before it were
@@ -21,6 +23,7 @@ import type { HandlerContext } from "./context.ts";
 import { type InboundMessage, inboundParts } from "./definition.ts";
 import { checkBroadcastSize } from "./messages.ts";
 import { openStream } from "./stream.ts";
+import { streamedPosts } from "./streamed_posts.ts";
 import { decodePostHead } from "./post_decoder.ts";
 import { readMessages } from "../grpcjs/raw_reader.ts";
 
@@ -50,6 +53,10 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
+    const poster = streamedPosts(ctx, stored, {
+      pause: () => reader.pause(),
+      resume: () => reader.resume(),
+    });
     const reader = readMessages(call, decodePostHead, {
       message(message, bytes) {
         try {
@@ -60,7 +67,7 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
           return;
         }
         accepted++;
-        ctx.hub.publish(message.room, bytes, stored);
+        poster.post(message.room, posts.user, message.key, bytes);
       },
       end: () => {
         ended = true;
@@ -69,5 +76,6 @@ export function uploadMessagesHandler(ctx: HandlerContext) {
       error: (err) => stream.finish(err),
     }, inboundParts);
     stream.defer(reader.stop);
+    stream.defer(() => poster.stop());
   });
 }

@@ -162,7 +162,7 @@ export function createCoreMetrics(sources: MetricSources): CoreMetrics {
   if (idempotency !== undefined) {
     counter(
       "chat_idempotent_repeats_total",
-      "SendMessage calls answered with an earlier post's result (same idempotency_key): retries that stored nothing twice.",
+      "Posts (SendMessage calls, Upload and Chat messages) answered with an earlier post's result (same idempotency_key): retries that stored nothing twice.",
       () => idempotency.repeats,
     );
     gauge(

@@ -58,6 +58,12 @@ export interface RoomPosition {
 export interface StoredMessage {
   readonly offset: number;
   readonly body: Uint8Array;
+  /**
+   * When it was stored (its publish's time, ms), from a store that keeps
+   * it (memory, log, sqlite); the idempotency index dates the keys it reads
+   * back by it.
+   */
+  readonly timeMs?: number;
 }
 
 /** A store's health, for health checks and metrics. */

@@ -1,7 +1,8 @@
 /**
  * Idempotent posts: a SendMessage sent again with the same idempotency key
  * (by the same user, to the same room) within a window gets the first one's
- * answer, and nothing more is stored or delivered. A client that lost an
+ * answer, and nothing more is stored or delivered. UploadMessages and Chat
+ * messages with a key go through the same index (grpc/streamed_posts.ts). A client that lost an
  * answer (its connection cut, the core killed after the commit) may then
  * send again without posting twice, as Centrifugo's publish
  * `idempotency_key`, NATS JetStream's `Nats-Msg-Id` and Discord's `nonce`
@@ -36,6 +37,13 @@ export interface PostResult {
 export interface StoredKey extends PostResult {
   readonly user: string;
   readonly key: string;
+  /**
+   * When the store took the message, if it says; else its `timeMs`. A
+   * streamed message's timestamp is its client's (telemetry may carry a
+   * sample's time from long ago, or none), so the store's is the better
+   * date for the window.
+   */
+  readonly storedMs?: number;
 }
 
 /** Where a post's outcome goes (the first's, or the one it repeats). */
@@ -156,6 +164,9 @@ export class IdempotencyIndex {
   /**
    * Posts once per (room, user, key) in the window: `publish` runs for the
    * first; every post of the key gets the first's outcome in `answer`.
+   * Returns false when the post waits for the room's stored keys to be
+   * read (`publish` or `answer` runs later), true when it ran now (its
+   * `publish` ran, or it is answered or waits for the first of its key).
    */
   post(
     room: string,
@@ -163,7 +174,7 @@ export class IdempotencyIndex {
     key: string,
     publish: Publish,
     answer: PostAnswer,
-  ): void {
+  ): boolean {
     // Keys past the window go before the room is looked up: a room they
     // leave empty is dropped now, not under the post about to use it.
     this.#expire(this.#now());
@@ -171,10 +182,14 @@ export class IdempotencyIndex {
     const job = { scope: scopeOf(user, key), publish, answer };
     if (r.queue !== undefined) {
       r.queue.push(job);
-      return;
+      return false;
     }
-    if (!r.loaded) return this.#read(r, job);
+    if (!r.loaded) {
+      this.#read(r, job);
+      return false;
+    }
     this.#run(r, job);
+    return true;
   }
 
   #room(name: string): RoomKeys {
@@ -205,7 +220,8 @@ export class IdempotencyIndex {
           this.#forgottenBefore + 1,
         );
         for (const k of keys) {
-          if (k.timeMs < oldest) continue;
+          const atMs = k.storedMs ?? k.timeMs;
+          if (atMs < oldest) continue;
           const scope = scopeOf(k.user, k.key);
           const known = r.keys.get(scope);
           if (known !== undefined && known.result !== undefined) continue;
@@ -217,7 +233,7 @@ export class IdempotencyIndex {
           // now: a key dated years ahead at the head of #order would stop
           // every key after it from expiring, and once dropped for the
           // bound would set #forgottenBefore years ahead.
-          this.#add(r, scope, result, Math.min(k.timeMs, now));
+          this.#add(r, scope, result, Math.min(atMs, now));
         }
         r.read = last;
         r.loaded = true;

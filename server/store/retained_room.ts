@@ -583,7 +583,11 @@ export class RetainedRoom {
     while (i < length && cols.time(i) < cutoff) i++;
     const out: StoredMessage[] = [];
     for (; i < length && out.length < limit; i++) {
-      out.push({ offset: cols.offset(i), body: cols.body(i) });
+      out.push({
+        offset: cols.offset(i),
+        body: cols.body(i),
+        timeMs: cols.time(i),
+      });
     }
     return out;
   }

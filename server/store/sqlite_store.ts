@@ -466,6 +466,7 @@ export function openSqliteStore(options: SqliteStoreOptions): HistoryStore {
           rows.map((row): StoredMessage => ({
             offset: row.seq,
             body: row.body,
+            timeMs: row.time_ms,
           })),
         );
       } catch (err) {
