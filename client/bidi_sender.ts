@@ -7,20 +7,27 @@
  */
 import type { Message } from "../gen/chat_pb.ts";
 import { formatError } from "./format.ts";
+import type { Line } from "./outbox.ts";
 import { callEnded, type ChatClient } from "./rpc.ts";
 
 /** Where the stream reports. */
 export interface BidiEvents {
   /** An echo (or any message) from the stream. */
   show(message: Message): void;
-  /** The stream broke before echoing `contents`; `reason` says why. */
-  lost(contents: string[], reason: string): void;
+  /**
+   * The stream broke before echoing `lines`; `reason` says why. Sent again
+   * with their keys, the ones the core had stored are not stored again.
+   */
+  lost(lines: Line[], reason: string): void;
 }
 
 /** A Chat stream that reopens on demand. */
 export interface BidiSender {
-  /** Writes one line; returns the message id it was given. */
-  write(content: string): string;
+  /**
+   * Writes one line with its idempotency key; returns the message id it
+   * was given.
+   */
+  write(content: string, key: string): string;
   /** Ends the current stream; the next write opens a new one. */
   reopen(): void;
   /** Lines written and not echoed yet. */
@@ -37,8 +44,7 @@ export function bidiSender(
   let stream: ReturnType<ChatClient["chat"]> | undefined;
   let ended: Promise<unknown> = Promise.resolve();
   let closing = false;
-  const unechoed = new Map<string, string>();
-  let n = 0;
+  const unechoed = new Map<string, Line>();
   const open = () => {
     const s = client.chat();
     stream = s;
@@ -57,10 +63,12 @@ export function bidiSender(
     return s;
   };
   return {
-    write(content) {
-      const id = `${who.user}-${Date.now().toString(36)}-${++n}`;
-      unechoed.set(id, content);
-      (stream ?? open()).write({ id, ...who, content });
+    write(content, key) {
+      // The id follows from the key: a line sent again has the id the room
+      // may already show it with (its first try stored, its echo lost).
+      const id = `${who.user}-${key}`;
+      unechoed.set(id, { content, key });
+      (stream ?? open()).write({ id, ...who, content, idempotencyKey: key });
       return id;
     },
     reopen() {

@@ -104,12 +104,12 @@ export async function runChatSession(
   const bidi = opts.bidi
     ? bidiSender(client, who, {
       show,
-      lost(contents, reason) {
+      lost(lines, reason) {
         warn(
-          `the Chat stream broke (${reason}); ${contents.length} ` +
+          `the Chat stream broke (${reason}); ${lines.length} ` +
             `unconfirmed message(s) will be resent`,
         );
-        outbox.requeue(contents);
+        outbox.requeue(lines);
       },
     })
     : undefined;
@@ -135,7 +135,7 @@ export async function runChatSession(
   });
   const outbox = new Outbox({
     async send(content, idempotencyKey) {
-      if (bidi) return void pending.add(bidi.write(content));
+      if (bidi) return void pending.add(bidi.write(content, idempotencyKey));
       const res = await client.sendMessage(
         { ...who, content, idempotencyKey },
         {

@@ -57,6 +57,12 @@ export interface OutboxOptions {
   changed(): void;
 }
 
+/** A line and its idempotency key. */
+export interface Line {
+  readonly content: string;
+  readonly key: string;
+}
+
 interface Item {
   content: string;
   key: string;
@@ -99,9 +105,14 @@ export class Outbox {
     this.#drain();
   }
 
-  /** Puts lines back at the front (sent, but not confirmed before a break). */
-  requeue(contents: string[]): void {
-    this.#items.unshift(...contents.map((content) => item(content, true)));
+  /**
+   * Puts lines back at the front (sent, but not confirmed before a break),
+   * with the keys they were sent with: stored already, they are not again.
+   */
+  requeue(lines: readonly Line[]): void {
+    this.#items.unshift(
+      ...lines.map(({ content, key }) => ({ ...item(content, true), key })),
+    );
   }
 
   /** Retries now with a fresh backoff (after a reconnection). */

@@ -536,28 +536,68 @@ Deno.test("deno task chat sends a line whose answer was lost again with its idem
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(count(r.stdout, "[lobby] Dana: answer lost\n"), 1, r.stdout);
     // The room holds it once.
-    const reader = createChatClient(`127.0.0.1:${core.port}`);
-    try {
-      const stream = reader.subscribeMessages({
-        room: "lobby",
-        user: "reader",
-        history: 10,
-      });
-      const got: string[] = [];
-      await new Promise<void>((resolve, reject) => {
-        stream.on("data", (m: { content: string; type: number }) => {
-          if (m.type === 0) got.push(m.content); // CHAT, not the welcome
-          if (got.length === 2) resolve();
-        });
-        stream.on("error", reject);
-      });
-      stream.cancel();
-      assert.deepEqual(got, ["answer lost", "after"]);
-    } finally {
-      reader.close();
-    }
+    assert.deepEqual(await roomContents(core.port, "lobby", 2), [
+      "answer lost",
+      "after",
+    ]);
   } finally {
     await proxy.close();
     await core.shutdown(500);
   }
 });
+
+Deno.test("deno task chat --bidi sends a line whose echo was lost again with its idempotency key: it shows once, stored once", async () => {
+  const core = await startCoreServer({ port: 0, store: "memory" });
+  const proxy = answerCuttingProxy(core.port, "/chat.ChatService/Chat");
+  try {
+    const chat = chatIn(proxy.addr, "bidi", "Eve", "--bidi");
+    await chat.waitFor("joined bidi as Eve");
+    await chat.type("echo lost");
+    // Stored and broadcast, the connection cut as its echo came back, sent
+    // again on the next stream: echoed then.
+    await chat.waitFor('-- sent: "echo lost"');
+    await chat.waitFor("[bidi] *Server: Echo: echo lost");
+    await chat.type("after");
+    await chat.waitFor("[bidi] Eve: after");
+    const r = await chat.finish();
+    assert.ok(proxy.cut, "the proxy cut an echo");
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /the Chat stream broke .*; 1 unconfirmed/);
+    assert.equal(count(r.stdout, "[bidi] Eve: echo lost\n"), 1, r.stdout);
+    assert.deepEqual(await roomContents(core.port, "bidi", 2), [
+      "echo lost",
+      "after",
+    ]);
+  } finally {
+    await proxy.close();
+    await core.shutdown(500);
+  }
+});
+
+/** The first `n` CHAT messages of `room`'s history at the core on `port`. */
+async function roomContents(
+  port: number,
+  room: string,
+  n: number,
+): Promise<string[]> {
+  const reader = createChatClient(`127.0.0.1:${port}`);
+  try {
+    const stream = reader.subscribeMessages({
+      room,
+      user: "reader",
+      history: 10,
+    });
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      stream.on("data", (m: { content: string; type: number }) => {
+        if (m.type === 0) got.push(m.content); // CHAT, not the welcome
+        if (got.length === n) resolve();
+      });
+      stream.on("error", reject);
+    });
+    stream.cancel();
+    return got;
+  } finally {
+    reader.close();
+  }
+}
