@@ -40,13 +40,14 @@ async function history(client: ChatClient, room: string): Promise<Message[]> {
   return messages.filter((m) => m.type === MessageType.CHAT);
 }
 
-function post(client: ChatClient, content: string, key: string, user = "ann") {
-  return client.sendMessage({
-    user,
-    room: "r",
-    content,
-    idempotencyKey: key,
-  });
+function post(
+  client: ChatClient,
+  content: string,
+  key: string,
+  user = "ann",
+  room = "r",
+) {
+  return client.sendMessage({ user, room, content, idempotencyKey: key });
 }
 
 function upload(client: ChatClient, messages: MessageInit[]) {
@@ -255,12 +256,7 @@ Deno.test("UploadMessages: an upload sent again whole is counted whole and store
     [["a", "k-1", 1], ["b", "k-2", 2], ["c", "", 3], ["c", "", 4]],
   );
   // A SendMessage with an uploaded key is its repeat.
-  const sent = await f.client.sendMessage({
-    user: "ann",
-    room: "u",
-    content: "a",
-    idempotencyKey: "k-1",
-  });
+  const sent = await post(f.client, "a", "k-1", "ann", "u");
   assert.equal(sent.offset, 1n);
   // Another user's same key is a new message.
   const bob = lines("u", ["bob's", "k-1"]).map((m) => ({ ...m, user: "bob" }));
@@ -373,12 +369,7 @@ Deno.test("UploadMessages and Chat on Redis: messages another core stored with t
   assert.equal((await take<Message>(chat, 1))[0].id, "echo_m");
   chat.end();
   // A SendMessage with a streamed key is its repeat, on either core.
-  const sent = await a.client.sendMessage({
-    user: "ann",
-    room: "u",
-    content: "k3",
-    idempotencyKey: "k-3",
-  });
+  const sent = await post(a.client, "k3", "k-3", "ann", "u");
   assert.equal(sent.offset, 3n);
   assert.deepEqual(
     (await history(a.client, "u")).map((m) => m.content),
