@@ -103,6 +103,22 @@ async function withPage(
   }
 }
 
+/** The last offset of `room` at the core on `port`: its messages stored. */
+async function lastOffset(port: number, room: string): Promise<number> {
+  const client = createChatClient(`127.0.0.1:${port}`);
+  try {
+    const stream = client.subscribeMessages({ room, user: "counter" });
+    const welcome = await new Promise<{ offset: bigint }>((resolve, reject) => {
+      stream.once("data", resolve);
+      stream.once("error", reject);
+    });
+    stream.cancel();
+    return Number(welcome.offset);
+  } finally {
+    client.close();
+  }
+}
+
 /** Lines of the page's message list. */
 function lines(page: Page): Promise<string[]> {
   return page.locator("#messages li").allTextContents();
@@ -279,7 +295,7 @@ Deno.test("a page restored to a room that was forgotten meanwhile (empty when ev
   );
 });
 
-Deno.test("a page that goes into the back/forward cache during an upload says how the upload ended when shown again, and can upload again", async () => {
+Deno.test("a page that goes into the back/forward cache during an upload says how the upload ended when shown again, and uploaded again stores only the rest", async () => {
   await withPage(
     [{ aliveIntervalMs: 0 }],
     async ({ page, stack, awayAndBack }) => {
@@ -308,11 +324,22 @@ Deno.test("a page that goes into the back/forward cache during an upload says ho
       assert.equal(await page.isEnabled("#upload-button"), true);
       await page.locator("#status", { hasText: "Live in #upload as alice" })
         .waitFor();
+      const stored = await lastOffset(stack.core().port, "upload");
+      assert.ok(stored > 0 && stored < 20_000, `${stored} stored`);
+      // The same lines again: the ones stored before are counted, not
+      // stored twice (their idempotency keys are the failed upload's).
+      await page.click("#upload-button");
+      await page.locator("#upload-result", {
+        hasText: "Server counted 20000 messages.",
+      }).waitFor();
+      assert.equal(await lastOffset(stack.core().port, "upload"), 20_000);
+      // Other lines are another upload.
       await page.fill("#upload-text", "one\ntwo");
       await page.click("#upload-button");
       await page.locator("#upload-result", {
         hasText: "Server counted 2 messages.",
       }).waitFor();
+      assert.equal(await lastOffset(stack.core().port, "upload"), 20_002);
       assert.deepEqual(errors, []);
     },
   );

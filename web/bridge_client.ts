@@ -79,7 +79,9 @@ export interface UploadResult {
  *
  * `onProgress(sent, total)` fires as batches leave the browser's send buffer.
  * The `token`, if any, rides in the header frame's metadata (browsers cannot
- * set headers on a WebSocket).
+ * set headers on a WebSocket). With a `batchKey`, line `i` carries the
+ * idempotency key `<batchKey>-<i>`: the same lines uploaded again with the
+ * same batch key (after a failed upload) are counted, not stored twice.
  */
 export async function uploadLines(
   url: string,
@@ -87,6 +89,7 @@ export async function uploadLines(
   lines: string[],
   onProgress: (sent: number, total: number) => void,
   token = "",
+  batchKey = "",
 ): Promise<UploadResult> {
   const call = openWsCall(url, {
     path: UPLOAD_PATH,
@@ -110,6 +113,7 @@ export async function uploadLines(
         content: lines[i],
         type: MessageType.CHAT,
         timestamp: timestampNow(),
+        idempotencyKey: batchKey === "" ? "" : `${batchKey}-${i}`,
       }),
     ));
     if (i % 50 === 49 || i === lines.length - 1) {

@@ -27,7 +27,7 @@ import { RoomView } from "./room_view.ts";
 import { createChatClient, streamsOver } from "./rpc.ts";
 import { bridgeUrl } from "./ws_call.ts";
 import { setUpStreamPanels } from "./stream_panels.ts";
-import { mayPass, retryUntilSent } from "./send_retry.ts";
+import { mayPass, newIdempotencyKey, retryUntilSent } from "./send_retry.ts";
 
 const $ = <T extends Element = HTMLElement>(id: string) =>
   document.getElementById(id) as unknown as T;
@@ -135,15 +135,6 @@ async function trySend(
   } catch (err) {
     return { text: errorText(err), mayPass: mayPass(err) };
   }
-}
-
-/**
- * 128 random bits in hex. Not crypto.randomUUID(): browsers have it only in
- * secure contexts, and the page may be served over plain http.
- */
-function newIdempotencyKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function errorText(err: unknown): string {

@@ -59,3 +59,13 @@ export function retryUntilSent(
   };
   next();
 }
+
+/**
+ * 128 random bits in hex, for an idempotency key. Not crypto.randomUUID():
+ * browsers have it only in secure contexts, and the page may be served over
+ * plain http.
+ */
+export function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

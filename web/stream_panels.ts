@@ -10,7 +10,21 @@
 import type { Message } from "../gen/chat_pb.ts";
 import { Code } from "../protocol/status.ts";
 import { type BidiChat, startBidiChat, uploadLines } from "./bridge_client.ts";
+import { newIdempotencyKey } from "./send_retry.ts";
 import { bridgeUrl } from "./ws_call.ts";
+
+/**
+ * Codes of an upload cut off on its way (the socket or the edge gone, the
+ * core restarting or its store down), not refused: sent again, it may pass.
+ */
+const CUT_OFF = new Set<number>([
+  Code.CANCELLED,
+  Code.UNKNOWN,
+  Code.DEADLINE_EXCEEDED,
+  Code.ABORTED,
+  Code.INTERNAL,
+  Code.UNAVAILABLE,
+]);
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) =>
   document.getElementById(id) as T;
@@ -63,11 +77,20 @@ export function setUpStreamPanels(
     input.value = "";
   });
 
+  // The upload that failed last: uploaded again as it was (same lines, user
+  // and room), its lines carry the same idempotency keys, so the ones the
+  // server stored before the failure are counted, not stored twice.
+  let failed: { what: string; batchKey: string } | undefined;
   $("upload-button").addEventListener("click", async () => {
     const current = who();
-    const lines = $<HTMLTextAreaElement>("upload-text").value.split(/\r?\n/)
-      .filter((l) => l.trim());
+    const text = $<HTMLTextAreaElement>("upload-text").value;
+    const lines = text.split(/\r?\n/).filter((l) => l.trim());
     if (!current || lines.length === 0) return;
+    const what = JSON.stringify([current.user, current.room, lines]);
+    const batchKey = failed?.what === what
+      ? failed.batchKey
+      : newIdempotencyKey();
+    failed = undefined;
     const button = $<HTMLButtonElement>("upload-button");
     const progress = $<HTMLProgressElement>("upload-progress");
     const result = $<HTMLOutputElement>("upload-result");
@@ -85,8 +108,10 @@ export function setUpStreamPanels(
         result.textContent = `Sent ${sent} of ${total}…`;
       },
       token(),
+      batchKey,
     );
     button.disabled = false;
+    if (status.code !== Code.OK || !response) failed = { what, batchKey };
     if (status.code === Code.OK && response) {
       result.dataset.count = String(response.messageCount);
       result.textContent = `Server counted ${response.messageCount} messages` +
@@ -94,7 +119,10 @@ export function setUpStreamPanels(
     } else {
       result.className = "failed";
       result.textContent =
-        `Upload failed: code ${status.code} ${status.message}`;
+        `Upload failed: code ${status.code} ${status.message}` +
+        (CUT_OFF.has(status.code)
+          ? ". Upload again to send the rest: lines already stored count once."
+          : "");
     }
   });
 
