@@ -106,6 +106,13 @@ export function runBridgeSession(
 
   /** Set while a unary call the core has holds the edge's stop. */
   let release: (() => void) | undefined;
+  /**
+   * A unary call gone upstream streamed (no half-close within the wait):
+   * the core has not got it whole, nor run it, until its half-close, so it
+   * holds the stop only from then (a client that never half-closes would
+   * hold it for the whole grace).
+   */
+  let unaryStreamed = false;
   const stopping = () => {
     if (release === undefined) finish(shuttingDown());
   };
@@ -174,7 +181,8 @@ export function runBridgeSession(
         return finish(fail(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
       }
       if (shutdown !== undefined && limits.unaryPaths.has(header.path)) {
-        release = shutdown.hold();
+        if (Array.isArray(source)) release = shutdown.hold();
+        else unaryStreamed = true;
       }
       relay(header, left, source).then(finish, (err) => {
         // Upstream calls report failures as a status; a throw here is a bug.
@@ -277,6 +285,7 @@ export function runBridgeSession(
         waiting(whole);
       }
       requests.close();
+      if (unaryStreamed && release === undefined) release = shutdown!.hold();
       return;
     }
     if (frame.flag !== FLAG_DATA) {

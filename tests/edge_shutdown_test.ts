@@ -190,6 +190,41 @@ Deno.test("the edge's stop: a unary bridge call still running when the grace is 
   assert.ok(performance.now() - t0 >= 290);
 });
 
+Deno.test("the edge's stop: a unary bridge call gone upstream streamed, before its half-close, does not hold the stop; after its half-close it does", async () => {
+  await using edge = await gatedEdge();
+  const { shutdown, gated, ws } = edge;
+  // Two calls that send their request and no half-close: after the edge's
+  // wait for it, each goes upstream streamed.
+  const open = (content: string) => {
+    const call = openWsCall(ws, { path: SEND, timeoutMs: 30_000 });
+    call.send(toBinary(
+      SendMessageRequestSchema,
+      create(SendMessageRequestSchema, { user: "ann", room: "r", content }),
+    ));
+    return call;
+  };
+  const halfOpen = open("never half-closed");
+  const closedLate = open("half-closed late");
+  await waitUntil(() => gated.seen.started === 2, 3000, "the calls upstream");
+  closedLate.closeSend();
+  await new Promise((r) => setTimeout(r, 100));
+  const stopped = shutdown.stop(10_000);
+  const stoppedState = settled(stopped);
+  const status = await halfOpen.status;
+  assert.deepEqual([status.code, status.message], [
+    14,
+    "edge is shutting down",
+  ]);
+  // The one the core has whole holds the stop until it is answered.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(stoppedState.done, false);
+  gated.open();
+  assert.equal((await closedLate.status).code, 0);
+  const t0 = performance.now();
+  await stopped;
+  assert.ok(performance.now() - t0 < 5_000);
+});
+
 Deno.test("the edge's stop: a gRPC-Web or Connect call that comes while a unary bridge call holds the stop is refused UNAVAILABLE before it reaches the core", async () => {
   // Deno.serve still listens while the stop waits for the bridge call; a
   // call it took then would reach the core and be cut at the end of the
