@@ -73,25 +73,84 @@ Deno.test("the page sends a line whose answer was lost again by itself with its 
     assert.deepEqual(errors, []);
 
     // The room holds it once.
-    const reader = createChatClient(`127.0.0.1:${core.port}`);
-    try {
-      const stream = reader.subscribeMessages({
-        room: "lost",
-        user: "reader",
-        history: 10,
-      });
-      const [welcome] = await take<Message>(stream, 1);
-      const history = await take<Message>(stream, Number(welcome.offset));
-      stream.cancel();
-      assert.deepEqual(
-        history.filter((m) => m.type === MessageType.CHAT).map((m) =>
-          m.content
-        ),
-        ["answer lost", "after"],
-      );
-    } finally {
-      reader.close();
-    }
+    assert.deepEqual(await roomContents(core.port, "lost"), [
+      "answer lost",
+      "after",
+    ]);
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await proxy.close();
+    await core.shutdown(500);
+  }
+});
+
+/** The CHAT messages of `room` at the core on `port`, from its history. */
+async function roomContents(port: number, room: string): Promise<string[]> {
+  const reader = createChatClient(`127.0.0.1:${port}`);
+  try {
+    const stream = reader.subscribeMessages({
+      room,
+      user: "reader",
+      history: 10,
+    });
+    const [welcome] = await take<Message>(stream, 1);
+    const history = await take<Message>(stream, Number(welcome.offset));
+    stream.cancel();
+    return history.filter((m) => m.type === MessageType.CHAT).map((m) =>
+      m.content
+    );
+  } finally {
+    reader.close();
+  }
+}
+
+Deno.test("the page's Chat panel sends a line whose echo was lost again with its key, ahead of the next one: each is stored once", async () => {
+  const core = await startCoreServer({
+    port: 0,
+    store: "memory",
+    aliveIntervalMs: 0,
+  });
+  const proxy = answerCuttingProxy(core.port, "/chat.ChatService/Chat");
+  const edge = startEdge(`http://${proxy.addr}`);
+  const browser = await launchChromium();
+  try {
+    const { context, page, errors } = await openPage(browser);
+    await joinRoom(page, `${edge.url}/`, "alice", "bidi");
+    const sayOnStream = async (content: string) => {
+      await page.fill("#bidi-input", content);
+      await page.click("#bidi-send");
+    };
+    await sayOnStream("echo lost");
+    // Stored and broadcast; its echo cut off with the connection.
+    await page.locator("#bidi-log li.ended", {
+      hasText: "1 line(s) not echoed",
+    }).waitFor();
+    assert.ok(proxy.cut, "the proxy cut the echo");
+    await page.locator("#messages li.msg-chat", { hasText: "echo lost" })
+      .waitFor();
+    await page.locator("#status", { hasText: "Live in #bidi as alice" })
+      .waitFor();
+    await sayOnStream("after");
+    await page.locator("#bidi-log li.received", { hasText: "Echo: after" })
+      .waitFor();
+    assert.equal(
+      await page.locator("#bidi-log li.received", {
+        hasText: "Echo: echo lost",
+      }).count(),
+      1,
+    );
+    assert.deepEqual(await roomContents(core.port, "bidi"), [
+      "echo lost",
+      "after",
+    ]);
+    assert.equal(
+      await page.locator("#messages li.msg-chat", { hasText: "echo lost" })
+        .count(),
+      1,
+    );
+    assert.deepEqual(errors, []);
     await context.close();
   } finally {
     await browser.close();

@@ -29,7 +29,11 @@ const HIGH_WATER_BYTES = 64 * 1024;
 
 /** A bidi chat session: `say` sends, `onMessage` receives, `end` half-closes. */
 export interface BidiChat {
-  say(content: string): void;
+  /**
+   * Sends one line; with an `id`, its echo comes as `echo_<id>`; with an
+   * idempotency `key`, sent again (after a break) it is stored once.
+   */
+  say(content: string, id?: string, key?: string): void;
   end(): void;
   cancel(): void;
   status: Promise<BridgeStatus>;
@@ -52,14 +56,16 @@ export function startBidiChat(
     }
   })();
   return {
-    say: (content) =>
+    say: (content, id = "", key = "") =>
       call.send(toBinary(
         MessageSchema,
         create(MessageSchema, {
+          id,
           ...who,
           content,
           type: MessageType.CHAT,
           timestamp: timestampNow(),
+          idempotencyKey: key,
         }),
       )),
     end: () => call.closeSend(),

@@ -50,18 +50,37 @@ export function setUpStreamPanels(
     log.scrollTop = log.scrollHeight;
   };
 
+  // Lines sent on the Chat stream and not echoed yet, by message id. A
+  // stream cut off on its way leaves them here, and they go again with
+  // their idempotency keys ahead of the next line: the ones the core had
+  // stored are echoed, not stored twice.
+  const unechoed = new Map<string, { content: string; key: string }>();
+  const say = (session: BidiChat, id: string, content: string, key: string) => {
+    unechoed.set(id, { content, key });
+    session.say(content, id, key);
+  };
+
   const openChat = (current: { user: string; room: string }) => {
     const session = startBidiChat(url, current, (message: Message) => {
+      if (message.id.startsWith("echo_")) unechoed.delete(message.id.slice(5));
       logLine("received", `${message.user}: ${message.content}`);
     }, token());
     session.status.then((status) => {
-      if (chat === session) chat = undefined;
+      if (chat !== session) return;
+      chat = undefined;
       if (status.code !== Code.OK && status.code !== Code.CANCELLED) {
         logLine(
           "ended",
           `Chat stream ended: code ${status.code} ${status.message}`,
         );
       }
+      if (unechoed.size === 0) return;
+      if (CUT_OFF.has(status.code)) {
+        logLine(
+          "ended",
+          `${unechoed.size} line(s) not echoed: sent again with the next one`,
+        );
+      } else unechoed.clear(); // refused: sent again, they would be too
     });
     return session;
   };
@@ -70,10 +89,17 @@ export function setUpStreamPanels(
     event.preventDefault();
     const input = $<HTMLInputElement>("bidi-input");
     const current = who();
-    if (!current || !input.value.trim()) return;
-    chat ??= openChat(current);
-    chat.say(input.value.trim());
-    logLine("sent", `→ ${input.value.trim()}`);
+    const content = input.value.trim();
+    if (!current || !content) return;
+    if (chat === undefined) {
+      chat = openChat(current);
+      const again = [...unechoed];
+      unechoed.clear();
+      for (const [id, line] of again) say(chat, id, line.content, line.key);
+    }
+    const key = newIdempotencyKey();
+    say(chat, `${current.user}-${key}`, content, key);
+    logLine("sent", `→ ${content}`);
     input.value = "";
   });
 
@@ -139,6 +165,7 @@ export function setUpStreamPanels(
     joined() {
       chat?.end();
       chat = undefined;
+      unechoed.clear(); // the old room's lines
       for (const id of ["bidi-input", "bidi-send", "upload-button"]) {
         $<HTMLInputElement>(id).disabled = false;
       }
