@@ -279,6 +279,24 @@ Deno.test("UploadMessages: a key over 128 characters ends the upload INVALID_ARG
   );
 });
 
+Deno.test("UploadMessages: an upload ended by a bad message while a keyed one waits for its room's keys still stores every message before the bad one", async () => {
+  await using f = await startCore({ store: "memory" });
+  // The first keyed post to "u" waits for its keys to be read; the
+  // unkeyed message behind it waits with it when the bad one ends the call.
+  const err = await rejection(
+    upload(
+      f.client,
+      lines("u", ["a", "k-1"], ["plain", ""], ["b", "k".repeat(129)]),
+    ),
+  );
+  assert.equal(err.code, status.INVALID_ARGUMENT);
+  assert.match(err.details, /^message 3: /);
+  assert.deepEqual(
+    (await history(f.client, "u")).map((m) => m.content),
+    ["a", "plain"],
+  );
+});
+
 Deno.test("Chat: a message sent again with its key is echoed again and stored and delivered once", async () => {
   await using f = await startCore({ store: "memory", metricsPort: 0 });
   const live = f.client.subscribeMessages({ room: "c", user: "watcher" });

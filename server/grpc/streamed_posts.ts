@@ -32,7 +32,12 @@ import type { HandlerContext } from "./context.ts";
 export interface StreamedPosts {
   /** Publishes `bytes` to `room` as `user`; `key` "" for none. */
   post(room: string, user: string, key: string, bytes: Uint8Array): void;
-  /** Drops the messages not published yet (the call ended). */
+  /**
+   * The call ended: the reader is not resumed again. The messages it had
+   * accepted are still published, in order, once the keyed one they wait
+   * behind has gone (an upload ended at message N has stored the ones
+   * before it, as without keys).
+   */
   stop(): void;
 }
 
@@ -112,8 +117,6 @@ class Poster implements StreamedPosts {
 
   stop(): void {
     this.#stopped = true;
-    // Not published: nothing of theirs is stored, and no one hears of them.
-    this.#slots.length = this.#next;
   }
 
   /** One committed unkeyed message of the ones ahead of every slot. */
@@ -126,9 +129,7 @@ class Poster implements StreamedPosts {
   /** Publishes the slots in order, up to one that waits for a read. */
   #start(): void {
     const slots = this.#slots;
-    while (
-      this.#gate === undefined && !this.#stopped && this.#next < slots.length
-    ) {
+    while (this.#gate === undefined && this.#next < slots.length) {
       const slot = slots[this.#next++]!;
       slot.state = STARTED;
       if (slot.key === "") {
@@ -148,7 +149,7 @@ class Poster implements StreamedPosts {
       );
       if (!ran) { // it waits for a read: nothing about it has run yet
         this.#gate = slot;
-        this.#hold.pause();
+        if (!this.#stopped) this.#hold.pause();
       }
     }
   }
@@ -185,8 +186,7 @@ class Poster implements StreamedPosts {
   #release(slot: Slot): void {
     if (this.#gate !== slot) return;
     this.#gate = undefined;
-    if (this.#stopped) return;
-    this.#hold.resume();
+    if (!this.#stopped) this.#hold.resume();
     this.#start();
   }
 

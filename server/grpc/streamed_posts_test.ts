@@ -131,7 +131,7 @@ Deno.test("streamedPosts: messages behind a keyed one that waits for its room's 
   assert.deepEqual(t.reported, ["a", "k", "b", "c", "stored before"]);
 });
 
-Deno.test("streamedPosts: a failed read fails the keyed message, the ones behind it still go; stop() drops the ones not sent yet", async () => {
+Deno.test("streamedPosts: a failed read fails the keyed message, the ones behind it still go; after stop() the ones accepted still go, in order, and reading is not resumed", async () => {
   let fail!: (err: unknown) => void;
   const t = setUp(() => new Promise((_, reject) => fail = reject));
   t.post("r", "k", "key-1");
@@ -146,14 +146,16 @@ Deno.test("streamedPosts: a failed read fails the keyed message, the ones behind
   let release!: (v: { keys: StoredKey[]; last: number }) => void;
   const u = setUp(() => new Promise((resolve) => release = resolve));
   u.post("r", "k", "key-1");
-  u.post("r", "dropped");
+  u.post("r", "behind");
+  u.post("r", "keyed behind", "key-2");
   u.stop();
   release({ keys: [], last: 0 });
   await Promise.resolve();
   await Promise.resolve();
-  // The keyed one was already with the index; the one behind it is gone.
-  assert.deepEqual(u.published, ["r:k"]);
+  // Accepted before the call ended: stored, as an upload's messages before
+  // a bad one are without keys.
+  assert.deepEqual(u.published, ["r:k", "r:behind", "r:keyed behind"]);
   assert.deepEqual(u.holds, ["pause"]);
   u.commit();
-  assert.deepEqual(u.reported, ["k"]);
+  assert.deepEqual(u.reported, ["k", "behind", "keyed behind"]);
 });
