@@ -61,6 +61,13 @@ function setUp(read?: () => Promise<{ keys: StoredKey[]; last: number }>) {
       }
     },
     reset: () => names = [],
+    /** Commits everything published so far but the last `n`. */
+    commitAllBut(n: number) {
+      for (const done of pending.splice(0, pending.length - n)) {
+        done(undefined, { offset: ++offset, epoch: "e" });
+      }
+    },
+    listed: () => poster.listed,
   };
 }
 
@@ -158,4 +165,43 @@ Deno.test("streamedPosts: a failed read fails the keyed message, the ones behind
   assert.deepEqual(u.holds, ["pause"]);
   u.commit();
   assert.deepEqual(u.reported, ["k", "behind", "keyed behind"]);
+});
+
+Deno.test("streamedPosts: a long stream of keyed messages, never all committed at once (an async store under a pipelining client), keeps its memory bounded", () => {
+  const t = setUp();
+  for (let i = 0; i < 20_000; i++) {
+    t.post("r", `m${i}`, `key-${i}`);
+    t.commitAllBut(1);
+    assert.equal(t.reported.length, i);
+  }
+  // The reported ones went: the list holds the few still pending, not
+  // one slot per message the stream ever sent.
+  assert.ok(t.listed() < 4096, `${t.listed()} slots listed`);
+  t.commit();
+  assert.equal(t.reported.length, 20_000);
+  assert.deepEqual(t.reported.slice(-2), ["m19998", "m19999"]);
+});
+
+Deno.test("streamedPosts: repeats answered at once while the poster walks its slots from inside the index's drain are reported in order, the list shrinking under the walk", async () => {
+  const stored: StoredKey = {
+    id: "msg_9",
+    user: "ann",
+    key: "key-0",
+    timeMs: Date.now(),
+    offset: 9,
+  };
+  const t = setUp(() => Promise.resolve({ keys: [stored], last: 9 }));
+  t.post("r", "first", "key-0");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(t.reported, ["first"]);
+  // "gate" waits for room q's keys; behind it, repeats of a key room r
+  // knows now: once q's keys are read, the walk answers them all at once.
+  t.post("q", "gate", "key-0");
+  const behind = Array.from({ length: 3000 }, (_, i) => `m${i}`);
+  for (const m of behind) t.post("r", m, "key-0");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(t.reported, ["first", "gate", ...behind]);
+  assert.deepEqual(t.published, []);
+  assert.equal(t.listed(), 0);
+  assert.equal(t.holds.at(-1), "resume");
 });
