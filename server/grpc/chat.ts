@@ -31,6 +31,7 @@ import { frameMessage } from "./framing.ts";
 import { messageWriter } from "../grpcjs/raw_stream.ts";
 import { openStream } from "./stream.ts";
 import { streamedPosts } from "./streamed_posts.ts";
+import { Fifo } from "../../http2/server/fifo.ts";
 
 type Call = ServerDuplexStream<InboundMessage, Message | Uint8Array>;
 
@@ -63,21 +64,18 @@ export function chatHandler(ctx: HandlerContext) {
     // so the messages waiting for theirs are a FIFO. A failed store
     // ends the call (UNAVAILABLE), so the client knows what was not
     // delivered; after the client half-closes, OK waits for the last commit.
-    const waiting: ChatPost[] = [];
-    let head = 0;
+    const waiting = new Fifo<ChatPost>();
     let ended = false;
     let finished = false;
     stream.defer(() => finished = true);
     const published = (err: unknown) => {
-      const message = waiting[head];
-      waiting[head++] = undefined as unknown as ChatPost;
-      if (head === waiting.length) waiting.length = head = 0;
+      const message = waiting.shift()!;
       if (finished) return; // cancelled or failed meanwhile: no one to echo to
       if (err) return stream.finish(err);
       // Encoded straight into the turn's output; every echo of a turn has
       // the turn's time.
       if (!writer.writeEncoded(planEcho(message, turnNow()), writeEcho)) full();
-      if (ended && head === waiting.length) stream.finish();
+      if (ended && waiting.length === 0) stream.finish();
     };
     endAtExpiry(ctx, stream, caller);
     const posts = inboundPosts(ctx, caller);
@@ -107,7 +105,7 @@ export function chatHandler(ctx: HandlerContext) {
       // (and their echoes written).
       end: () => {
         ended = true;
-        if (head === waiting.length) stream.finish();
+        if (waiting.length === 0) stream.finish();
       },
       error: (err) => stream.finish(err),
     }, inboundParts);
