@@ -176,8 +176,10 @@ class Poster implements StreamedPosts {
         finish(undefined, { id, timeMs, offset: stored!.offset }, true);
       } else finish(undefined, { id: "", timeMs, offset: stored!.offset });
     }, key);
-    // After the hub has it: the messages behind it go after it.
-    this.#release(slot);
+    // After the hub has it: the messages behind it go after it. Not from
+    // here: this runs inside the index's post, which takes a throw for a
+    // post refused (and frees its key) while this one is with the hub.
+    if (this.#gate === slot) queueMicrotask(() => this.#release(slot));
   }
 
   #finished(slot: Slot, err: unknown): void {
