@@ -15,7 +15,11 @@
  *
  * - direct gRPC (grpc-js, client/rpc.ts): SendMessage, also with an
  *   idempotency key, new or sent before (its repeat must get the first's
- *   message id); SubscribeMessages
+ *   message id); UploadMessages and Chat of keyed lines sent again with
+ *   the same keys (as they were, after a cut, with more lines; the Chat
+ *   lines not seen echoed), each in a room of its own watched by a
+ *   subscription: every line counted or echoed, each key stored once
+ *   ("REPEAT MISMATCH" otherwise); SubscribeMessages
  *   (read a few, cancel, resume with epoch + since_offset); UploadMessages
  *   and Chat, finished or cancelled half-way; short deadlines that expire;
  *   INVALID_ARGUMENT requests; ListPresence; StreamMetrics; health Check,
@@ -30,10 +34,11 @@
  *   ListPresence and StreamMetrics; the page, its assets and /healthz; a
  *   gRPC-Web subscriber that leaves its body unread; a fresh HTTP client now
  *   and then;
- * - the WebSocket bridge (web/ws_call.ts): Chat, UploadMessages and
- *   SubscribeMessages opened and closed, cancelled, ended by their deadline,
- *   given bad requests, or abandoned: the TCP connection dropped mid-call
- *   without a close frame (a raw socket, as a closed tab);
+ * - the WebSocket bridge (web/ws_call.ts): Chat, UploadMessages (also
+ *   keyed, sent again) and SubscribeMessages opened and closed, cancelled,
+ *   ended by their deadline, given bad requests, or abandoned: the TCP
+ *   connection dropped mid-call without a close frame (a raw socket, as a
+ *   closed tab);
  * - `--subscribers` long-lived subscriptions (5-60 s each, then another),
  *   over gRPC, gRPC-Web, Connect and the bridge, reading what the rooms get.
  *
@@ -59,7 +64,7 @@
  */
 import { parseArgs } from "node:util";
 import type * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   createConnectTransport,
@@ -74,11 +79,13 @@ import { Buffer } from "node:buffer";
 import { gzipSync } from "node:zlib";
 import {
   ChatService,
+  type Message,
   MessageSchema,
   MessageType,
   MetricsRequestSchema,
   SendMessageRequestSchema,
   SubscribeRequestSchema,
+  UploadResponseSchema,
 } from "../gen/chat_pb.ts";
 import {
   encodeBase64,
@@ -346,6 +353,130 @@ const sentKeys: {
   at: number;
 }[] = [];
 
+/**
+ * Rooms of the keyed uploads and Chat streams, each used by one operation
+ * at a time (no other posts to them): what they store can be counted.
+ */
+const freeKeyedRooms = Array.from({ length: 16 }, (_, i) => `keyed-${i}`);
+/** The first few mismatches, printed as they come. */
+let mismatchesShown = 0;
+function mismatch(what: string, detail: string): string {
+  if (mismatchesShown++ < 10) console.log(`  ${what}: ${detail}`);
+  return what;
+}
+
+/** Keyed lines by `u` to `r`, each with a new key (and id, for Chat). */
+const keyedLines = (u: string, r: string, n: number, what: string) =>
+  Array.from({ length: n }, (_, i) => ({
+    ...post(u, r, `${what} ${i}`),
+    id: crypto.randomUUID(),
+    idempotencyKey: crypto.randomUUID(),
+  }));
+
+/**
+ * Runs `body` in a keyed room of its own, watched by a subscription from
+ * before it; then reads the watch up to a fence sent after `body`: each of
+ * the `keys` it returns must be stored exactly once, and nothing else but
+ * presence (the room's offset grew by the new messages only).
+ */
+async function inKeyedRoom(
+  body: (r: string, u: string) => Promise<{ outcome: string; keys: string[] }>,
+): Promise<string> {
+  const r = freeKeyedRooms.pop();
+  if (r === undefined) return "no free room";
+  const c = grpcClient();
+  const watch = c.subscribeMessages({ room: r, user: "watch" });
+  const seen: Message[] = [];
+  let ended = false;
+  watch.on("data", (m: Message) => seen.push(m));
+  watch.on("error", () => ended = true);
+  watch.on("end", () => ended = true);
+  const until = async (done: () => boolean) => {
+    for (const end = Date.now() + 3000; !done() && Date.now() < end;) {
+      if (ended) return false;
+      await sleep(20);
+    }
+    return done();
+  };
+  try {
+    if (!await until(() => seen.length > 0)) return "watch no welcome";
+    const { outcome, keys } = await body(r, user());
+    if (!outcome.startsWith("OK")) return outcome;
+    const fence = crypto.randomUUID();
+    await c.sendMessage({ user: "watch", room: r, content: fence });
+    const at = () => seen.findIndex((m) => m.content === fence);
+    if (!await until(() => at() > 0)) return "watch no fence";
+    const got = seen.slice(1, at());
+    const from = Number(seen[0].offset);
+    if (got.some((m, i) => Number(m.offset) !== from + 1 + i)) {
+      return mismatch("WATCH MISMATCH gap", `${r} after offset ${from}`);
+    }
+    const stored = got.filter((m) => m.type === MessageType.CHAT)
+      .map((m) => m.idempotencyKey);
+    const want = new Set(keys);
+    if (stored.length !== want.size || !stored.every((k) => want.delete(k))) {
+      return mismatch(
+        "REPEAT MISMATCH stored",
+        `${r}: ${stored.length} stored for ${keys.length} keys (${outcome})`,
+      );
+    }
+    return outcome;
+  } catch (err) {
+    return grpcCode(err);
+  } finally {
+    watch.cancel();
+    freeKeyedRooms.push(r);
+  }
+}
+
+/** An upload of `lines`, finished, or cancelled soon after (`cutOff`). */
+function keyedUpload(
+  lines: MessageInit[],
+  cutOff = false,
+): Promise<{ code: string; count: number }> {
+  let call!: grpc.ClientWritableStream<MessageInit | Uint8Array>;
+  const answer = new Promise<{ code: string; count: number }>((resolve) => {
+    call = grpcClient().uploadMessages((err, res) =>
+      resolve({ code: grpcCode(err), count: res?.messageCount ?? -1 })
+    );
+  });
+  call.on("error", () => {});
+  for (const m of lines) call.write(m);
+  if (cutOff) sleep(rnd(20)).then(() => call.cancel());
+  else call.end();
+  return answer;
+}
+
+/**
+ * A Chat stream of `lines`: the ids of the echoes it read, finished once
+ * all are echoed, or cancelled once `cutAfter` are (0: once all are sent).
+ */
+async function keyedChat(
+  lines: (MessageInit & { id: string })[],
+  cutAfter = Infinity,
+): Promise<{ code: string; echoes: string[] }> {
+  const call = grpcClient().chat();
+  call.on("error", () => {});
+  const ended = callEnded(call);
+  const echoes: string[] = [];
+  const cut = cutAfter < lines.length;
+  call.on("data", (m: Message) => {
+    if (!m.id.startsWith("echo_") || echoes.length >= cutAfter) return;
+    echoes.push(m.id);
+    if (echoes.length === cutAfter) call.cancel();
+  });
+  for (const m of lines) call.write(m);
+  if (cutAfter === 0) call.cancel();
+  for (const end = Date.now() + 3000; echoes.length < lines.length;) {
+    if (Date.now() > end || (cut && echoes.length >= cutAfter)) break;
+    await sleep(10);
+  }
+  if (!cut) call.end();
+  const status = await Promise.race([ended, sleep(3000).then(() => null)]);
+  if (status === null) call.cancel();
+  return { code: status === null ? "no status" : String(status.code), echoes };
+}
+
 const direct: Record<string, Op> = {
   "grpc.send": () =>
     grpcOutcome(
@@ -387,6 +518,82 @@ const direct: Record<string, Op> = {
     } catch (err) {
       return grpcCode(err);
     }
+  },
+  "grpc.upload.keyed"() {
+    // An upload sent again with the same keys (its client never saw the
+    // answer): as it was, after it was cut off, or with more lines. Each
+    // answer counts every line; the room stores each key once.
+    return inKeyedRoom(async (r, u) => {
+      const mode = rnd(3); // 0: as it was, 1: after a cut, 2: with more
+      const lines = keyedLines(u, r, 2 + rnd(6), "keyed upload");
+      const first = await keyedUpload(lines, mode === 1);
+      if (mode !== 1 && first.code !== "OK") {
+        return { outcome: first.code, keys: [] };
+      }
+      if (mode !== 1 && first.count !== lines.length) {
+        const what = mismatch(
+          "REPEAT MISMATCH count",
+          `${first.count} of ${lines.length}`,
+        );
+        return { outcome: what, keys: [] };
+      }
+      const again = mode === 2
+        ? [...lines, ...keyedLines(u, r, 1 + rnd(3), "keyed more")]
+        : lines;
+      const second = await keyedUpload(again);
+      const keys = again.map((m) => m.idempotencyKey);
+      if (second.code !== "OK") return { outcome: second.code, keys };
+      if (second.count !== again.length) {
+        const what = mismatch(
+          "REPEAT MISMATCH count",
+          `${second.count} of ${again.length} sent again`,
+        );
+        return { outcome: what, keys };
+      }
+      const outcome = ["OK repeat", "OK repeat after cut", "OK repeat + more"];
+      return { outcome: outcome[mode], keys };
+    });
+  },
+  "grpc.chat.keyed"() {
+    // Chat lines sent again with their keys and ids on a new stream: all
+    // of them, or (the first stream cut after some echoes) the ones not
+    // seen echoed. Every line is echoed; the room stores each key once.
+    return inKeyedRoom(async (r, u) => {
+      const cut = rnd(2) === 0;
+      const lines = keyedLines(u, r, 2 + rnd(6), "keyed chat");
+      const keys = lines.map((m) => m.idempotencyKey);
+      const first = await keyedChat(lines, cut ? rnd(lines.length) : Infinity);
+      if (!cut && first.code !== "0") return { outcome: first.code, keys: [] };
+      const echoed = new Set(first.echoes);
+      const again = cut
+        ? lines.filter((m) => !echoed.has(`echo_${m.id}`))
+        : lines;
+      const want = (ms: typeof lines) => ms.map((m) => `echo_${m.id}`).join();
+      if (!cut && first.echoes.join() !== want(lines)) {
+        return {
+          outcome: mismatch(
+            "REPEAT MISMATCH echo",
+            `first of ${lines.length}: ${first.echoes.length}`,
+          ),
+          keys,
+        };
+      }
+      if (again.length === 0) {
+        return { outcome: "OK all echoed before cut", keys };
+      }
+      const second = await keyedChat(again);
+      if (second.code !== "0") return { outcome: second.code, keys };
+      if (second.echoes.join() !== want(again)) {
+        return {
+          outcome: mismatch(
+            "REPEAT MISMATCH echo",
+            `${second.echoes.length} of ${again.length} sent again`,
+          ),
+          keys,
+        };
+      }
+      return { outcome: cut ? "OK repeat after cut" : "OK repeat", keys };
+    });
   },
   "grpc.send.bad": () =>
     grpcOutcome(
@@ -694,6 +901,42 @@ const bridge: Record<string, Op> = {
     call.closeSend();
     await readWs(call, 1, 3000);
     return `${bad ? "bad " : ""}${await wsStatus(call)}`;
+  },
+  "ws.upload.keyed"() {
+    // A bridge upload sent again as it was (the first finished or cut
+    // off): its answer counts every line; the room stores each key once.
+    return inKeyedRoom(async (r, u) => {
+      const lines = keyedLines(u, r, 2 + rnd(6), "keyed ws");
+      const keys = lines.map((m) => m.idempotencyKey);
+      const upload = async (cut: boolean) => {
+        const call = openWsCall(wsUrl, { path: UPLOAD });
+        for (const m of lines) call.send(postBytes(m));
+        if (cut) {
+          await sleep(rnd(20));
+          call.cancel();
+        } else call.closeSend();
+        let count = -1;
+        for await (const b of call.messages) {
+          count = fromBinary(UploadResponseSchema, b).messageCount;
+        }
+        return { code: await wsStatus(call), count };
+      };
+      const cut = rnd(2) === 0;
+      const first = await upload(cut);
+      if (!cut && first.code !== "0") return { outcome: first.code, keys: [] };
+      const second = await upload(false);
+      if (second.code !== "0") return { outcome: second.code, keys };
+      if (
+        (!cut && first.count !== lines.length) || second.count !== lines.length
+      ) {
+        const what = mismatch(
+          "REPEAT MISMATCH count",
+          `${first.count}, ${second.count} of ${lines.length}`,
+        );
+        return { outcome: what, keys };
+      }
+      return { outcome: cut ? "OK repeat after cut" : "OK repeat", keys };
+    });
   },
   async "ws.subscribe"() {
     const mode = rnd(3); // 0: cancel, 1: deadline, 2: bad (no room)
@@ -1095,10 +1338,16 @@ const more: Record<string, Op> = {
   },
 };
 
-/** Operations that publish ~250 KB run a tenth as often as the others. */
+/**
+ * Operations that publish ~250 KB run a tenth as often as the others; the
+ * keyed streams' a third (their keys stay in the core for its window).
+ */
 const WEIGHTS: Record<string, number> = {
   "grpc.slow-consumer": 0.1,
   "grpcweb.slow-consumer": 0.1,
+  "grpc.upload.keyed": 0.3,
+  "grpc.chat.keyed": 0.3,
+  "ws.upload.keyed": 0.3,
 };
 
 const opFilter = new RegExp(values.ops);
@@ -1532,6 +1781,7 @@ console.log(
       "chat_subscribers_fell_behind_total",
       "chat_dropped_messages_total",
       "chat_slow_consumer_disconnects_total",
+      "chat_idempotency_keys",
       "grpc_server_started_total",
     ].map((n) => `${n} ${metric(finalCore, n)}`).join(", ")
   })`,
