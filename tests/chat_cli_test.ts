@@ -21,6 +21,7 @@ import { createTokenVerifier } from "../server/auth/token_verifier.ts";
 import { hs256, SECRET } from "./support/auth.ts";
 import { spawnChat } from "./support/chat_process.ts";
 import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
+import { roomContents } from "./support/core.ts";
 
 const count = (hay: string, needle: string) => hay.split(needle).length - 1;
 
@@ -536,7 +537,7 @@ Deno.test("deno task chat sends a line whose answer was lost again with its idem
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(count(r.stdout, "[lobby] Dana: answer lost\n"), 1, r.stdout);
     // The room holds it once.
-    assert.deepEqual(await roomContents(core.port, "lobby", 2), [
+    assert.deepEqual(await roomContents(core.port, "lobby"), [
       "answer lost",
       "after",
     ]);
@@ -564,7 +565,7 @@ Deno.test("deno task chat --bidi sends a line whose echo was lost again with its
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stderr, /the Chat stream broke .*; 1 unconfirmed/);
     assert.equal(count(r.stdout, "[bidi] Eve: echo lost\n"), 1, r.stdout);
-    assert.deepEqual(await roomContents(core.port, "bidi", 2), [
+    assert.deepEqual(await roomContents(core.port, "bidi"), [
       "echo lost",
       "after",
     ]);
@@ -573,31 +574,3 @@ Deno.test("deno task chat --bidi sends a line whose echo was lost again with its
     await core.shutdown(500);
   }
 });
-
-/** The first `n` CHAT messages of `room`'s history at the core on `port`. */
-async function roomContents(
-  port: number,
-  room: string,
-  n: number,
-): Promise<string[]> {
-  const reader = createChatClient(`127.0.0.1:${port}`);
-  try {
-    const stream = reader.subscribeMessages({
-      room,
-      user: "reader",
-      history: 10,
-    });
-    const got: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      stream.on("data", (m: { content: string; type: number }) => {
-        if (m.type === 0) got.push(m.content); // CHAT, not the welcome
-        if (got.length === n) resolve();
-      });
-      stream.on("error", reject);
-    });
-    stream.cancel();
-    return got;
-  } finally {
-    reader.close();
-  }
-}

@@ -12,12 +12,14 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { createChatClient } from "../client/rpc.ts";
-import { type Message, MessageType } from "../gen/chat_pb.ts";
-import { startCoreServer } from "../server/server.ts";
+import type { Page } from "playwright-core";
+import { type CoreServer, startCoreServer } from "../server/server.ts";
 import { createMemoryStore } from "../server/store/memory_store.ts";
 import type { HistoryStore } from "../server/rooms/history_store.ts";
-import { answerCuttingProxy } from "./fixtures/answer_cutting_proxy.ts";
+import {
+  type AnswerCuttingProxy,
+  answerCuttingProxy,
+} from "./fixtures/answer_cutting_proxy.ts";
 import { startEdge } from "./fixtures/edge_stack.ts";
 import {
   joinRoom,
@@ -25,7 +27,7 @@ import {
   openPage,
   say,
 } from "./fixtures/web_browser.ts";
-import { eventually, take } from "./support/core.ts";
+import { eventually, roomContents } from "./support/core.ts";
 
 async function counter(metricsPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`))
@@ -33,18 +35,48 @@ async function counter(metricsPort: number, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
 }
 
-Deno.test("the page sends a line whose answer was lost again by itself with its key: it shows once and is stored once", async () => {
+/**
+ * A core (memory store, metrics on) behind a proxy that cuts its first
+ * answer on `path`, an edge in front of the proxy, and a page in Chromium;
+ * all closed after `fn`.
+ */
+async function withAnswerCut(
+  path: string,
+  fn: (
+    s: {
+      core: CoreServer;
+      proxy: AnswerCuttingProxy;
+      edge: { url: string };
+      page: Page;
+      errors: string[];
+    },
+  ) => Promise<void>,
+): Promise<void> {
   const core = await startCoreServer({
     port: 0,
     store: "memory",
     aliveIntervalMs: 0,
     metricsPort: 0,
   });
-  const proxy = answerCuttingProxy(core.port);
+  const proxy = answerCuttingProxy(core.port, path);
   const edge = startEdge(`http://${proxy.addr}`);
   const browser = await launchChromium();
   try {
     const { context, page, errors } = await openPage(browser);
+    await fn({ core, proxy, edge, page, errors });
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await proxy.close();
+    await core.shutdown(500);
+  }
+}
+
+Deno.test("the page sends a line whose answer was lost again by itself with its key: it shows once and is stored once", async () => {
+  await withAnswerCut("/chat.ChatService/SendMessage", async (
+    { core, proxy, edge, page, errors },
+  ) => {
     await joinRoom(page, `${edge.url}/`, "alice", "lost");
     await say(page, "answer lost");
     const lines = page.locator("#messages li.msg-chat", {
@@ -77,46 +109,13 @@ Deno.test("the page sends a line whose answer was lost again by itself with its 
       "answer lost",
       "after",
     ]);
-    await context.close();
-  } finally {
-    await browser.close();
-    await edge.close();
-    await proxy.close();
-    await core.shutdown(500);
-  }
+  });
 });
 
-/** The CHAT messages of `room` at the core on `port`, from its history. */
-async function roomContents(port: number, room: string): Promise<string[]> {
-  const reader = createChatClient(`127.0.0.1:${port}`);
-  try {
-    const stream = reader.subscribeMessages({
-      room,
-      user: "reader",
-      history: 10,
-    });
-    const [welcome] = await take<Message>(stream, 1);
-    const history = await take<Message>(stream, Number(welcome.offset));
-    stream.cancel();
-    return history.filter((m) => m.type === MessageType.CHAT).map((m) =>
-      m.content
-    );
-  } finally {
-    reader.close();
-  }
-}
-
 Deno.test("the page's Chat panel sends a line whose echo was lost again with its key, ahead of the next one: each is stored once", async () => {
-  const core = await startCoreServer({
-    port: 0,
-    store: "memory",
-    aliveIntervalMs: 0,
-  });
-  const proxy = answerCuttingProxy(core.port, "/chat.ChatService/Chat");
-  const edge = startEdge(`http://${proxy.addr}`);
-  const browser = await launchChromium();
-  try {
-    const { context, page, errors } = await openPage(browser);
+  await withAnswerCut("/chat.ChatService/Chat", async (
+    { core, proxy, edge, page, errors },
+  ) => {
     await joinRoom(page, `${edge.url}/`, "alice", "bidi");
     const sayOnStream = async (content: string) => {
       await page.fill("#bidi-input", content);
@@ -151,13 +150,7 @@ Deno.test("the page's Chat panel sends a line whose echo was lost again with its
       1,
     );
     assert.deepEqual(errors, []);
-    await context.close();
-  } finally {
-    await browser.close();
-    await edge.close();
-    await proxy.close();
-    await core.shutdown(500);
-  }
+  });
 });
 
 /**

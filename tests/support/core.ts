@@ -224,3 +224,30 @@ export function rest<T>(
     s.resume();
   });
 }
+
+/**
+ * The contents of the CHAT messages in `room`'s history (up to 100) at the
+ * core on `port`, read by a subscriber of its own.
+ */
+export async function roomContents(
+  port: number,
+  room: string,
+): Promise<string[]> {
+  const reader = createChatClient(`127.0.0.1:${port}`);
+  try {
+    const stream = reader.subscribeMessages({
+      room,
+      user: "reader",
+      history: 100,
+    });
+    const [welcome] = await take<{ offset: bigint }>(stream, 1);
+    const history = await take<{ content: string; type: number }>(
+      stream,
+      Math.min(Number(welcome.offset), 100),
+    );
+    stream.cancel();
+    return history.filter((m) => m.type === 0).map((m) => m.content); // CHAT
+  } finally {
+    reader.close();
+  }
+}
