@@ -28,7 +28,10 @@ export interface BidiSender {
    * was given.
    */
   write(content: string, key: string): string;
-  /** Ends the current stream; the next write opens a new one. */
+  /**
+   * Ends the current stream; the next write opens a new one. Its lines not
+   * echoed go to `lost`, to be sent again with their keys.
+   */
   reopen(): void;
   /** Lines written and not echoed yet. */
   unconfirmed(): number;
@@ -72,8 +75,15 @@ export function bidiSender(
       return id;
     },
     reopen() {
-      stream?.cancel();
+      const s = stream;
       stream = undefined;
+      s?.cancel();
+      // Its error comes on a later tick, when it is no longer the current
+      // stream: its lines not echoed are handed back now, with their keys
+      // (else they stayed unconfirmed, never sent again).
+      const lost = [...unechoed.values()];
+      unechoed.clear();
+      if (lost.length > 0) events.lost(lost, "ended after a reconnection");
     },
     unconfirmed: () => unechoed.size,
     async close() {
