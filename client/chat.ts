@@ -20,7 +20,7 @@
  *
  * @module
  */
-import type { Message } from "../gen/chat_pb.ts";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { bidiSender } from "./bidi_sender.ts";
 import { formatMessage, formatNote } from "./format.ts";
 import { Outbox } from "./outbox.ts";
@@ -95,7 +95,10 @@ export async function runChatSession(
   let progress = () => {};
   const show = (m: Message) => {
     io.out(formatMessage(m, color));
-    if (!m.id.startsWith("echo_")) seen.add(m.id);
+    // The server's echoes (SYSTEM, `echo_<id>`) are not room messages; a
+    // user's own id may start with "echo_" too (`--bidi`: `<user>-<key>`).
+    const echo = m.type === MessageType.SYSTEM && m.id.startsWith("echo_");
+    if (!echo) seen.add(m.id);
     progress();
   };
 

@@ -574,3 +574,27 @@ Deno.test("deno task chat --bidi sends a line whose echo was lost again with its
     await core.shutdown(500);
   }
 });
+
+Deno.test("deno task chat --bidi as a user whose name starts with echo_ leaves once its line shows, not after --flush-ms", async () => {
+  const core = await startCoreServer({ port: 0, store: "memory" });
+  try {
+    const chat = chatIn(
+      `127.0.0.1:${core.port}`,
+      "bidi",
+      "echo_eve",
+      "--bidi",
+      "--flush-ms",
+      "30000",
+    );
+    await chat.waitFor("joined bidi as echo_eve");
+    await chat.type("hello");
+    await chat.waitFor("[bidi] echo_eve: hello");
+    const t0 = Date.now();
+    const r = await chat.finish();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    // Its own message was taken for an echo, and the session waited for it.
+    assert.ok(Date.now() - t0 < 20_000, "waited out --flush-ms");
+  } finally {
+    await core.shutdown(500);
+  }
+});
