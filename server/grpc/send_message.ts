@@ -28,6 +28,7 @@ import {
 export { encodeSendResponse };
 import type { SendFields } from "./post_decoder.ts";
 import { toServiceError } from "./status.ts";
+import { publishKeyed } from "./publish_keyed.ts";
 import type { Caller } from "../auth/access.ts";
 import { withCaller } from "./caller.ts";
 
@@ -78,28 +79,9 @@ function postOnce(
   req: SendFields,
   reply: PostReply,
 ): void {
-  const windowMs = ctx.config.idempotencyWindowMs;
   idempotency.post(req.room, user, req.idempotencyKey, (done, scope) => {
     const post = frame(ctx, user, req);
-    const key = ctx.hub.store.checksKeys
-      ? { scope, id: post.id, timeMs: post.timeMs, windowMs }
-      : undefined;
-    ctx.hub.publish(req.room, post.body, (err, stored) => {
-      // The index keeps the result for the window: the id, time and
-      // offset only, never the message's bytes.
-      if (err) done(err);
-      else if (stored!.repeatOf !== undefined) {
-        // Another core stored the key first (a store that checks keys).
-        const { id, timeMs } = stored!.repeatOf;
-        done(undefined, { id, timeMs, offset: stored!.offset }, true);
-      } else {
-        done(undefined, {
-          id: post.id,
-          timeMs: post.timeMs,
-          offset: stored!.offset,
-        });
-      }
-    }, key);
+    publishKeyed(ctx, req.room, post.body, scope, post.id, post.timeMs, done);
   }, (err, result) => {
     if (err !== undefined || result === undefined) reply.reply(err);
     else respond(reply, result.id, result.timeMs, result.offset);

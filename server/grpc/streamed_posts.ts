@@ -27,6 +27,7 @@
 import type { ChatError } from "../rooms/errors.ts";
 import type { PublishDone } from "../rooms/idempotency.ts";
 import type { HandlerContext } from "./context.ts";
+import { publishKeyed } from "./publish_keyed.ts";
 
 /** A stream's poster; see the module doc. */
 export interface StreamedPosts {
@@ -162,20 +163,17 @@ class Poster implements StreamedPosts {
 
   /** The first post of a slot's key in the window: to the hub. */
   #publish(slot: Slot, finish: PublishDone, scope: string): void {
-    const ctx = this.#ctx;
-    const timeMs = Date.now();
     // No id: a streamed message's id is its client's, any text, and the
     // Redis script keeps `id time` space-separated.
-    const key = ctx.hub.store.checksKeys
-      ? { scope, id: "", timeMs, windowMs: ctx.config.idempotencyWindowMs }
-      : undefined;
-    ctx.hub.publish(slot.room, slot.bytes!, (err, stored) => {
-      if (err) finish(err);
-      else if (stored!.repeatOf !== undefined) {
-        const { id, timeMs } = stored!.repeatOf;
-        finish(undefined, { id, timeMs, offset: stored!.offset }, true);
-      } else finish(undefined, { id: "", timeMs, offset: stored!.offset });
-    }, key);
+    publishKeyed(
+      this.#ctx,
+      slot.room,
+      slot.bytes!,
+      scope,
+      "",
+      Date.now(),
+      finish,
+    );
     // After the hub has it: the messages behind it go after it. Not from
     // here: this runs inside the index's post, which takes a throw for a
     // post refused (and frees its key) while this one is with the hub.
