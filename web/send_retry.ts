@@ -20,7 +20,12 @@ const PASSING = new Set<Code>([
 
 /** Whether a send that failed with `err` is worth trying again by itself. */
 export function mayPass(err: unknown): boolean {
-  return PASSING.has(ConnectError.from(err).code);
+  return passingCode(ConnectError.from(err).code);
+}
+
+/** Whether a failure with gRPC status `code` may pass if sent again. */
+export function passingCode(code: number): boolean {
+  return PASSING.has(code);
 }
 
 export interface RetryOptions {

@@ -10,21 +10,15 @@
 import type { Message } from "../gen/chat_pb.ts";
 import { Code } from "../protocol/status.ts";
 import { type BidiChat, startBidiChat, uploadLines } from "./bridge_client.ts";
-import { newIdempotencyKey } from "./send_retry.ts";
+import { newIdempotencyKey, passingCode } from "./send_retry.ts";
 import { bridgeUrl } from "./ws_call.ts";
 
 /**
- * Codes of an upload cut off on its way (the socket or the edge gone, the
- * core restarting or its store down), not refused: sent again, it may pass.
+ * An upload or Chat stream cut off on its way (the socket closed under it:
+ * CANCELLED) or ended as a send that may pass (the edge or the core gone,
+ * its store down: send_retry.ts), not refused: sent again, it may pass.
  */
-const CUT_OFF = new Set<number>([
-  Code.CANCELLED,
-  Code.UNKNOWN,
-  Code.DEADLINE_EXCEEDED,
-  Code.ABORTED,
-  Code.INTERNAL,
-  Code.UNAVAILABLE,
-]);
+const cutOff = (code: number) => code === Code.CANCELLED || passingCode(code);
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) =>
   document.getElementById(id) as T;
@@ -75,7 +69,7 @@ export function setUpStreamPanels(
         );
       }
       if (unechoed.size === 0) return;
-      if (CUT_OFF.has(status.code)) {
+      if (cutOff(status.code)) {
         logLine(
           "ended",
           `${unechoed.size} line(s) not echoed: sent again with the next one`,
@@ -146,7 +140,7 @@ export function setUpStreamPanels(
       result.className = "failed";
       result.textContent =
         `Upload failed: code ${status.code} ${status.message}` +
-        (CUT_OFF.has(status.code)
+        (cutOff(status.code)
           ? ". Upload again to send the rest: lines already stored count once."
           : "");
     }
