@@ -71,12 +71,11 @@ interface Item {
   unconfirmed: number;
 }
 
-const item = (content: string, warned: boolean): Item => ({
-  content,
-  key: crypto.randomUUID(),
-  warned,
-  unconfirmed: 0,
-});
+const item = (
+  content: string,
+  warned: boolean,
+  key: string = crypto.randomUUID(),
+): Item => ({ content, key, warned, unconfirmed: 0 });
 
 /** A FIFO of lines with retry. */
 export class Outbox {
@@ -111,7 +110,7 @@ export class Outbox {
    */
   requeue(lines: readonly Line[]): void {
     this.#items.unshift(
-      ...lines.map(({ content, key }) => ({ ...item(content, true), key })),
+      ...lines.map(({ content, key }) => item(content, true, key)),
     );
   }
 

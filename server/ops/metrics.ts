@@ -28,7 +28,7 @@ export interface MetricSources {
   hub: ChatHub<unknown>;
   /** 1 while the health status is SERVING, else 0. */
   serving(): boolean;
-  /** Keyed SendMessage calls (rooms/idempotency.ts), unless turned off. */
+  /** Keyed posts of every RPC (rooms/idempotency.ts), unless turned off. */
   idempotency?: { readonly repeats: number; readonly size: number };
   /**
    * Connections open and refused so far, of those refused per IP, and sent

@@ -15,7 +15,7 @@ export interface AppendEntry {
   readonly body: Uint8Array;
   readonly timeMs: number;
   /**
-   * A keyed SendMessage's idempotency scope (rooms/idempotency.ts), for a
+   * A keyed post's idempotency scope (rooms/idempotency.ts), for a
    * store that checks keys itself (`checksKeys`); undefined otherwise.
    */
   readonly key?: AppendKey;
@@ -25,7 +25,7 @@ export interface AppendEntry {
 export interface AppendKey {
   /** The user and key, as the idempotency index writes them. */
   readonly scope: string;
-  /** The message's id (`msg_N`), given back to a repeat. */
+  /** The message's id (`msg_N`; "" for a streamed message), given back to a repeat. */
   readonly id: string;
   /**
    * The message's time, as its sender is answered (its timestamp), given

@@ -90,10 +90,10 @@ function checkPost(
   }
 }
 
-/** Longest SendMessage idempotency_key accepted, in UTF-16 code units. */
+/** Longest idempotency_key accepted (every RPC), in UTF-16 code units. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
-/** A SendMessage's idempotency key: optional, and short. */
+/** A post's idempotency key (SendMessage, Upload, Chat): optional, short. */
 export function validateIdempotencyKey(key: string): void {
   if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ChatError(
