@@ -25,7 +25,10 @@ export interface AppendEntry {
 export interface AppendKey {
   /** The user and key, as the idempotency index writes them. */
   readonly scope: string;
-  /** The message's id (`msg_N`; "" for a streamed message), given back to a repeat. */
+  /**
+   * The message's id (`msg_N`; "" for a streamed message), given back to a
+   * repeat.
+   */
   readonly id: string;
   /**
    * The message's time, as its sender is answered (its timestamp), given
