@@ -29,8 +29,9 @@
  * - through the edge: gRPC-Web (connect-web) unary, server streams and
  *   deadlines, grpc-web-text, a malformed frame, gzip both ways
  *   (connect-node); Connect unary (JSON and binary) and server streams,
- *   gzip both ways; client streaming and bidi over a streamed request body
- *   (HTTP/1.1 chunked), finished or abandoned after the first echo;
+ *   gzip both ways; client streaming over a streamed request body (HTTP/1.1
+ *   chunked); bidi over HTTP/2 (connect-node), finished or left after the
+ *   first echo, and over HTTP/1.1 (refused: edge/http1.ts);
  *   ListPresence and StreamMetrics; the page, its assets and /healthz; a
  *   gRPC-Web subscriber that leaves its body unread; a fresh HTTP client now
  *   and then;
@@ -74,6 +75,7 @@ import {
   compressionGzip,
   createConnectTransport as createNodeConnectTransport,
   createGrpcWebTransport as createNodeGrpcWebTransport,
+  Http2SessionManager,
 } from "@connectrpc/connect-node";
 import { Buffer } from "node:buffer";
 import { gzipSync } from "node:zlib";
@@ -306,12 +308,14 @@ async function readIter<T>(
   n: number,
   ctl: AbortController,
   ms: number,
+  onMessage?: (m: T) => void,
 ): Promise<{ got: T[]; err?: unknown }> {
   const got: T[] = [];
   const timer = setTimeout(() => ctl.abort(), ms);
   try {
     for await (const m of it) {
       got.push(m);
+      onMessage?.(m);
       if (got.length >= n) break;
     }
     return { got };
@@ -995,6 +999,24 @@ const connectBinary = createClient(
     useBinaryFormat: true,
   }),
 );
+// Bidi through the edge goes over HTTP/2 (edge/http1.ts); the sessions are
+// closed before the edge stops (Deno's node:http2 client can abort the
+// process on a GOAWAY).
+const h2Sessions = new Http2SessionManager(edgeUrl);
+const h2Options = {
+  baseUrl: edgeUrl,
+  httpVersion: "2" as const,
+  useBinaryFormat: true,
+  sessionManager: h2Sessions,
+};
+const connectH2 = createClient(
+  ChatService,
+  createNodeConnectTransport(h2Options),
+);
+const grpcWebH2 = createClient(
+  ChatService,
+  createNodeGrpcWebTransport(h2Options),
+);
 const gzipOptions = {
   baseUrl: edgeUrl,
   httpVersion: "1.1" as const,
@@ -1208,20 +1230,19 @@ const more: Record<string, Op> = {
     return await readToEnd(res, true);
   },
   async "streamed.chat"() {
-    // Bidi over a streamed request body (HTTP/1.1 chunked), gRPC-Web or
-    // Connect; finished, or aborted after the first echo.
+    // Bidi over a streamed request body, gRPC-Web or Connect: over HTTP/1.1
+    // (Deno's fetch) refused UNIMPLEMENTED before the call starts
+    // (edge/http1.ts); over HTTP/2 (connect-node) finished, or left after
+    // the first echo with the request still open.
     const isConnect = rnd(2) === 0;
-    const abort = rnd(2) === 0;
     const r = room(), u = user();
-    const frame = (content: string) =>
-      isConnect
-        ? connectJsonBody([{ user: u, room: r, content }])
-        : encodeEnvelope(0, postBytes(post(u, r, content)));
-    const src = pushBody();
-    src.push(frame("one"));
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), 5000);
-    try {
+    if (rnd(2) === 0) {
+      const src = pushBody();
+      src.push(
+        isConnect
+          ? connectJsonBody([{ user: u, room: r, content: "one" }])
+          : encodeEnvelope(0, postBytes(post(u, r, "one"))),
+      );
       const res = await edgeFetch(`${edgeUrl}/chat.ChatService/Chat`, {
         method: "POST",
         headers: isConnect
@@ -1229,29 +1250,42 @@ const more: Record<string, Op> = {
           : { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
         body: src.body,
         duplex: "half",
-        signal: ctl.signal,
       } as RequestInit);
-      const reader = res.body!.getReader();
-      const first = await reader.read();
-      if (first.done) return "no echo";
-      if (abort) {
-        ctl.abort();
-        return `${isConnect ? "connect" : "grpcweb"} aborted`;
-      }
-      src.push(frame("two"));
+      const text = await res.text();
       src.end();
-      let tail = "";
-      for (let c = await reader.read(); !c.done; c = await reader.read()) {
-        tail += new TextDecoder().decode(c.value);
-      }
-      if (isConnect) return /\{\}$/.test(tail) ? "connect OK" : "connect end?";
-      return /grpc-status: ?0/.test(tail) ? "grpcweb OK" : "grpcweb end?";
-    } catch (err) {
-      return ctl.signal.aborted ? "timed out" : `threw ${err}`;
-    } finally {
-      clearTimeout(timer);
-      ctl.abort();
+      const refused = isConnect
+        ? /"code":"unimplemented"/.test(text)
+        : res.headers.get("grpc-status") === "12";
+      return `http1 ${isConnect ? "connect" : "grpcweb"} ${
+        refused ? "refused" : "MISMATCH (served)"
+      }`;
     }
+    const client = isConnect ? connectH2 : grpcWebH2;
+    const abort = rnd(2) === 0;
+    const ctl = new AbortController();
+    let echoed!: () => void;
+    const seen = new Promise<void>((resolve) => echoed = resolve);
+    async function* lines() {
+      yield { user: u, room: r, content: "one" };
+      await seen;
+      if (!abort) yield { user: u, room: r, content: "two" };
+      // Left: the request stays open until the call is cancelled.
+      else await new Promise((go) => ctl.signal.addEventListener("abort", go));
+    }
+    const proto = isConnect ? "connect" : "grpcweb";
+    const a = await readIter(
+      client.chat(lines(), { signal: ctl.signal }),
+      abort ? 1 : 2,
+      ctl,
+      5000,
+      () => echoed(),
+    );
+    ctl.abort();
+    if (a.err) return `h2 ${proto} ${connectCode(a.err)}`;
+    const echoes = a.got.filter((m) => m.content.startsWith("Echo: ")).length;
+    return `h2 ${proto} ${abort ? "left" : "finished"} ${
+      echoes === (abort ? 1 : 2) ? "OK" : "MISMATCH"
+    }`;
   },
   async "grpcweb.metrics"() {
     const ctl = new AbortController();
@@ -1676,6 +1710,7 @@ await Promise.all(workers);
 for (const c of channels) c.close();
 health.close();
 httpClient.close();
+h2Sessions.abort();
 console.log(
   `load stopped after ${ops} operations; idle ${values["idle-seconds"]} s`,
 );

@@ -128,14 +128,20 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   const services = options.services ?? [ChatService];
   const calls = options.calls ??
     createCallObserver(upstream, config, services, options.writeLine);
+  // Bidi over HTTP/1.1: refused unless allowed (edge/http1.ts).
+  const http1RefusedPaths = new Set(
+    config.http1Bidi === "refuse" ? pathsOf(services, "bidi_streaming") : [],
+  );
   const grpcWeb = createGrpcWebHandler(upstream, {
     maxMessageBytes: config.maxMessageBytes,
     calls,
+    http1RefusedPaths,
   });
   const connect = createConnectHandler(upstream, {
     services,
     maxMessageBytes: config.maxMessageBytes,
     calls,
+    http1RefusedPaths,
   });
   const nativeGrpc = nativeGrpcAnswer(config.upstream.join(", "));
   const app = new Hono();

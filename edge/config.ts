@@ -80,7 +80,18 @@ export interface EdgeConfig {
    * TCP peer is the client and the header is ignored.
    */
   trustProxy: number;
+  /**
+   * Bidi calls (Chat) over HTTP/1.1 with a streamed request body: "refuse"
+   * (UNIMPLEMENTED, as connect-es does: bidi needs HTTP/2) or "allow".
+   * Under "allow", each such call whose client leaves before ending its
+   * request body keeps a socket of the edge open for good: Deno 2.9's
+   * HTTP/1.1 server never settles the body's pending read (edge/http1.ts).
+   */
+  http1Bidi: Http1Bidi;
 }
+
+/** What the edge does with a bidi call that came over HTTP/1.1. */
+export type Http1Bidi = "refuse" | "allow";
 
 /** The per-call log line formats. */
 export type LogFormat = "text" | "json" | "off";
@@ -110,6 +121,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   maxRequestsPerIp: 0,
   maxWebSocketsPerIp: 0,
   trustProxy: 0,
+  http1Bidi: "refuse",
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -147,6 +159,7 @@ const SETTINGS = {
     env: "MAX_WEBSOCKETS_PER_IP",
   },
   trustProxy: { flag: "trust-proxy", env: "TRUST_PROXY" },
+  http1Bidi: { flag: "http1-bidi", env: "EDGE_HTTP1_BIDI" },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 /** The flag and environment variable of every setting (for --help). */
@@ -192,6 +205,14 @@ const PARSERS: Parsers = {
   maxRequestsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   maxWebSocketsPerIp: (raw, name) => integer(raw, name, 0, 1_000_000_000),
   trustProxy: (raw, name) => integer(raw, name, 0, 100),
+  http1Bidi(raw, name) {
+    if (raw !== "refuse" && raw !== "allow") {
+      throw new EdgeConfigError(
+        `${name} must be "refuse" or "allow", got "${raw}"`,
+      );
+    }
+    return raw;
+  },
   upstreamClient(raw, name) {
     if (raw !== "h2" && raw !== "node") {
       throw new EdgeConfigError(`${name} must be "h2" or "node", got "${raw}"`);

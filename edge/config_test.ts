@@ -38,6 +38,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     maxRequestsPerIp: 0,
     maxWebSocketsPerIp: 0,
     trustProxy: 0,
+    http1Bidi: "refuse",
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -117,6 +118,25 @@ Deno.test("parseEdgeConfig() picks the upstream client from --upstream-client or
     /--upstream-client must be "h2" or "node", got "fetch"/,
   );
   rejects([], { UPSTREAM_CLIENT: "H2" }, /^UPSTREAM_CLIENT must be/);
+});
+
+Deno.test("parseEdgeConfig() takes what to do with bidi over HTTP/1.1 from --http1-bidi or EDGE_HTTP1_BIDI", () => {
+  assert.equal(parseEdgeConfig([], {}).http1Bidi, "refuse");
+  assert.equal(
+    parseEdgeConfig([], { EDGE_HTTP1_BIDI: "allow" }).http1Bidi,
+    "allow",
+  );
+  assert.equal(
+    parseEdgeConfig(["--http1-bidi", "refuse"], { EDGE_HTTP1_BIDI: "allow" })
+      .http1Bidi,
+    "refuse",
+  );
+  rejects(
+    ["--http1-bidi", "yes"],
+    {},
+    /--http1-bidi must be "refuse" or "allow", got "yes"/,
+  );
+  rejects([], { EDGE_HTTP1_BIDI: "Allow" }, /^EDGE_HTTP1_BIDI must be/);
 });
 
 Deno.test("parseEdgeConfig() takes the upstream keepalive from --upstream-keepalive-ms or UPSTREAM_KEEPALIVE_MS", () => {

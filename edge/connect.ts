@@ -42,6 +42,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { concatBytes } from "../protocol/bytes.ts";
 import {
+  connectErrorAnswer,
   connectErrorParts,
   isConnectStreaming,
 } from "../protocol/connect_error_answer.ts";
@@ -49,6 +50,7 @@ import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
+import { HTTP1_BIDI_REFUSED, isHttp1 } from "./http1.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -221,6 +223,11 @@ export interface ConnectHandlerOptions {
   maxMessageBytes: number;
   /** Records each call (metrics, log line); none when absent. */
   calls?: CallObserver;
+  /**
+   * Paths of the bidi methods refused over HTTP/1.1 (edge/http1.ts); none
+   * when absent.
+   */
+  http1RefusedPaths?: ReadonlySet<string>;
 }
 
 /**
@@ -262,6 +269,7 @@ export function createConnectHandler(
     }
   }
   const calls = options.calls;
+  const http1Refused = options.http1RefusedPaths;
   const clientWatch = new ClientWatch();
   const routed = (
     handler: UniversalHandler,
@@ -328,6 +336,19 @@ export function createConnectHandler(
     if (!handler) return undefined;
     const method = unary.get(path);
     const record = calls?.start("connect", path);
+    if (http1Refused?.has(path) && isHttp1(request)) {
+      // connect-es's answer (its protocolNegotiatingHandler: 505), with the
+      // reason in the error, before the body is touched: Deno then closes
+      // the connection, its body unread, and nothing of it stays.
+      record?.end(HTTP1_BIDI_REFUSED.code);
+      return Promise.resolve(connectErrorAnswer(
+        request,
+        505,
+        "unimplemented",
+        HTTP1_BIDI_REFUSED.message,
+        [...extraHeaders],
+      ));
+    }
     const codec = method === undefined
       ? undefined
       : passThrough(request, options.maxMessageBytes);

@@ -30,6 +30,7 @@ import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import { readGrpcWebBody, readSmallGrpcWebRequest } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
+import { HTTP1_BIDI_REFUSED, isHttp1 } from "./http1.ts";
 import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -105,6 +106,11 @@ export interface GrpcWebHandlerOptions {
   maxMessageBytes: number;
   /** Records each call (metrics, log line); none when absent. */
   calls?: CallObserver;
+  /**
+   * Paths of the bidi methods refused over HTTP/1.1 (edge/http1.ts); none
+   * when absent.
+   */
+  http1RefusedPaths?: ReadonlySet<string>;
 }
 
 /** Creates the handler for `POST /<service>/<method>` with a gRPC-Web body. */
@@ -119,6 +125,7 @@ export function createGrpcWebHandler(
 ) => Promise<Response> {
   const clientWatch = new ClientWatch();
   const trailerOf = trailerCache();
+  const http1Refused = options.http1RefusedPaths;
   // The response headers of a call that adds none of its own, per list of
   // extra (CORS) headers: built once, not per call.
   const plainHeaders = new WeakMap<
@@ -203,6 +210,11 @@ export function createGrpcWebHandler(
       );
     };
 
+    if (http1Refused?.has(path) && isHttp1(request)) {
+      // Answered before the body is touched: Deno then closes the
+      // connection (its body unread) and nothing of it stays.
+      return refuse(HTTP1_BIDI_REFUSED.code, HTTP1_BIDI_REFUSED.message);
+    }
     if (compression.unsupported !== undefined) {
       return refuse(
         Code.UNIMPLEMENTED,

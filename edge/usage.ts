@@ -35,6 +35,8 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
     "concurrent WebSocket bridge sockets per client IP; 0: no limit",
   trustProxy:
     "proxies in front that append X-Forwarded-For; 0: the TCP peer is the client",
+  http1Bidi:
+    "refuse | allow: bidi calls (Chat) over HTTP/1.1; allowed, a client leaving mid-body leaks a socket (Deno 2.9)",
 };
 
 /** The whole --help text. */

@@ -166,8 +166,8 @@ Deno.test("edge Connect: client streaming UploadMessages over a connect+json bod
   assert.equal(end.error, undefined);
 });
 
-Deno.test("edge Connect: bidi Chat over a streamed connect+json body echoes in turn", async () => {
-  await using stack = await startCoreEdge();
+Deno.test("edge Connect: bidi Chat over a streamed connect+json body (HTTP/1.1, --http1-bidi allow) echoes in turn", async () => {
+  await using stack = await startCoreEdge({ http1Bidi: "allow" });
   const src = pushBody();
   src.push(connectJsonBody([{ user: "u", room: "bidi", content: "one" }]));
   const res = await stack.fetch(`${stack.url}/chat.ChatService/Chat`, {

@@ -123,8 +123,8 @@ Deno.test("edge grpc-web-text: server stream arrives as independently padded bas
   );
 });
 
-Deno.test("edge gRPC-Web binary: bidi Chat over a streamed request body echoes each message in turn", async () => {
-  await using stack = await startCoreEdge();
+Deno.test("edge gRPC-Web binary: bidi Chat over a streamed request body (HTTP/1.1, --http1-bidi allow) echoes each message in turn", async () => {
+  await using stack = await startCoreEdge({ http1Bidi: "allow" });
   const src = pushBody();
   src.push(grpcWebBody([chatMessage("ping 1", "bidi")]));
   const res = await stack.fetch(`${stack.url}/chat.ChatService/Chat`, {

@@ -1,0 +1,242 @@
+/**
+ * Bidi calls over HTTP/1.1 (edge/http1.ts): refused UNIMPLEMENTED with the
+ * reason, for Connect and gRPC-Web, before the call reaches the core, so a
+ * client that leaves mid-body (Deno 2.9's HTTP/1.1 server would keep its
+ * socket for good) costs the edge nothing; served full duplex over HTTP/2,
+ * and over HTTP/1.1 with `--http1-bidi allow`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcWebTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import { ChatService, MessageSchema } from "../gen/chat_pb.ts";
+import { encodeBase64, encodeEnvelope } from "../protocol/mod.ts";
+import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
+import {
+  connectJsonBody,
+  pushBody,
+  readConnectStream,
+  readGrpcWeb,
+} from "./fixtures/edge_raw.ts";
+
+const CHAT = "/chat.ChatService/Chat";
+const REASON = /bidirectional streaming needs HTTP\/2.*HTTP\/1\.1.*\/ws/;
+const enc = new TextEncoder();
+
+function messageBytes(content: string): Uint8Array {
+  return toBinary(
+    MessageSchema,
+    create(MessageSchema, { user: "u", room: "h1", content }),
+  );
+}
+
+/** Each protocol's content type and the body of one Chat message. */
+const PROTOCOLS = {
+  Connect: {
+    type: "application/connect+json",
+    body: (content: string) =>
+      connectJsonBody([{ user: "u", room: "h1", content }]),
+  },
+  "gRPC-Web": {
+    type: "application/grpc-web+proto",
+    body: (content: string) => encodeEnvelope(0, messageBytes(content)),
+  },
+  "gRPC-Web text": {
+    type: "application/grpc-web-text+proto",
+    body: (content: string) =>
+      enc.encode(encodeBase64(encodeEnvelope(0, messageBytes(content)))),
+  },
+} as const;
+
+/** The status a refused call's client reads, by protocol. */
+async function statusOf(
+  protocol: keyof typeof PROTOCOLS,
+  res: Response,
+): Promise<{ code: string | number; message: string }> {
+  if (protocol === "Connect") {
+    // A streaming content type: HTTP 200 and the error in the end-stream
+    // message (a Connect client reads no body from a non-200 stream).
+    assert.equal(res.status, 200);
+    const { messages, end } = await readConnectStream(res);
+    assert.deepEqual(messages, []);
+    return { code: end.error!.code, message: end.error!.message ?? "" };
+  }
+  const r = await readGrpcWeb(res);
+  assert.equal(r.httpStatus, 200);
+  assert.deepEqual(r.messages, []);
+  return { code: r.grpcStatus, message: r.grpcMessage };
+}
+
+for (const [protocol, p] of Object.entries(PROTOCOLS)) {
+  const name = protocol as keyof typeof PROTOCOLS;
+  Deno.test(`edge ${protocol}: bidi Chat over HTTP/1.1 is refused UNIMPLEMENTED with the reason, and the core never sees it`, async () => {
+    await using stack = await startCoreEdge();
+    const src = pushBody();
+    src.push(p.body("one"));
+    // Deno's fetch speaks HTTP/1.1 to an http:// URL.
+    const res = await stack.fetch(`${stack.url}${CHAT}`, {
+      method: "POST",
+      headers: { "content-type": p.type },
+      body: src.body,
+      duplex: "half",
+    } as RequestInit);
+    assert.equal(res.headers.get("connection"), "close");
+    src.end();
+    const status = await statusOf(name, res);
+    assert.deepEqual(
+      [status.code, REASON.test(status.message)],
+      [name === "Connect" ? "unimplemented" : 12, true],
+      status.message,
+    );
+    const { activeStreams, openCalls, rooms } = stack.core.snapshot();
+    assert.deepEqual({ activeStreams, openCalls, rooms }, {
+      activeStreams: 0,
+      openCalls: 0,
+      rooms: 0,
+    });
+  });
+}
+
+Deno.test("edge: bidi calls over HTTP/1.1 whose clients leave mid-body leave no socket open at the edge", async () => {
+  // Deno 2.9's HTTP/1.1 server keeps the socket of a streamed answer whose
+  // client left before ending its request body (edge/http1.ts); served,
+  // each of these calls would add a descriptor that never goes.
+  await using stack = await startCoreEdge();
+  const port = Number(new URL(stack.url).port);
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  const calls = 20;
+  const before = fds();
+  const answers = new Set<string>();
+  for (let i = 0; i < calls; i++) {
+    const [protocol, p] = Object.entries(PROTOCOLS)[i % 3];
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const body = p.body(`line ${i}`);
+    await conn.write(enc.encode(
+      `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+        `content-type: ${p.type}\r\ntransfer-encoding: chunked\r\n\r\n` +
+        `${body.byteLength.toString(16)}\r\n`,
+    ));
+    await conn.write(body);
+    await conn.write(enc.encode("\r\n"));
+    // The answer, then gone with the request body still open.
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    answers.add(
+      `${protocol}: ${head.split("\r\n")[0]} ${
+        /unimplemented|grpc-status: 12/.test(head) ? "refused" : "served"
+      }`,
+    );
+    conn.close();
+  }
+  assert.deepEqual([...answers].sort(), [
+    "Connect: HTTP/1.1 200 OK refused",
+    "gRPC-Web text: HTTP/1.1 200 OK refused",
+    "gRPC-Web: HTTP/1.1 200 OK refused",
+  ]);
+  // The edge's sockets of those calls close as their clients do.
+  await waitUntil(() => fds() <= before + 2, 3000, "the sockets to close");
+});
+
+for (
+  const [protocol, transport] of Object.entries({
+    Connect: createConnectTransport,
+    "gRPC-Web": createGrpcWebTransport,
+  })
+) {
+  Deno.test(`edge ${protocol}: bidi Chat over HTTP/2 (h2c) runs full duplex, each echo before the next line is sent`, async () => {
+    await using stack = await startCoreEdge();
+    // Closed before the edge stops: Deno's node:http2 client can abort the
+    // process on the GOAWAY of a server that stops under it.
+    const sessions = new Http2SessionManager(stack.url);
+    using _ = { [Symbol.dispose]: () => sessions.abort() };
+    const client = createClient(
+      ChatService,
+      transport({
+        baseUrl: stack.url,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        sessionManager: sessions,
+      }),
+    );
+    // The next line goes only once the echo of the one before came back:
+    // over a half-duplex path this would wait for ever.
+    let echoed!: () => void;
+    const lines = ["one", "two", "three"];
+    async function* send() {
+      for (const content of lines) {
+        const seen = new Promise<void>((r) => echoed = r);
+        yield { user: "u", room: "h2", content };
+        await seen;
+      }
+    }
+    const got: string[] = [];
+    for await (const m of client.chat(send(), { timeoutMs: 10_000 })) {
+      if (m.content.startsWith("Echo: ")) {
+        got.push(m.content);
+        echoed();
+      }
+    }
+    assert.deepEqual(got, lines.map((l) => `Echo: ${l}`));
+    await waitUntil(
+      () => stack.core.snapshot().activeStreams === 0,
+      3000,
+      "the core's call to end",
+    );
+  });
+}
+
+Deno.test("edge: --http1-bidi allow serves bidi Chat over HTTP/1.1 full duplex", async () => {
+  await using stack = await startCoreEdge({ http1Bidi: "allow" });
+  const src = pushBody();
+  src.push(PROTOCOLS["gRPC-Web"].body("first"));
+  const res = await stack.fetch(`${stack.url}${CHAT}`, {
+    method: "POST",
+    headers: { "content-type": PROTOCOLS["gRPC-Web"].type },
+    body: src.body,
+    duplex: "half",
+  } as RequestInit);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("grpc-status"), null);
+  // The echo of the first line arrives while the body is still open.
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  const frame = first.value!;
+  const length = new DataView(frame.buffer, frame.byteOffset).getUint32(1);
+  const echo = fromBinary(MessageSchema, frame.subarray(5, 5 + length));
+  assert.equal(echo.content, "Echo: first");
+  src.end();
+  let tail = "";
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    tail += new TextDecoder().decode(r.value);
+  }
+  assert.match(tail, /grpc-status: ?0/);
+});
+
+Deno.test("edge: a Connect client over HTTP/1.1 reads the refusal as UNIMPLEMENTED", async () => {
+  await using stack = await startCoreEdge();
+  const client = createClient(
+    ChatService,
+    createConnectTransport({ baseUrl: stack.url, httpVersion: "1.1" }),
+  );
+  async function* one() {
+    yield { user: "u", room: "h1", content: "hello" };
+  }
+  await assert.rejects(
+    async () => {
+      for await (const _ of client.chat(one())) { /* none */ }
+    },
+    (e) => {
+      const err = ConnectError.from(e);
+      assert.equal(err.code, Code.Unimplemented);
+      assert.match(err.rawMessage, REASON);
+      return true;
+    },
+  );
+});
