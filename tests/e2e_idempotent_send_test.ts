@@ -232,3 +232,71 @@ Deno.test("the page sends a line the core's store refused again by itself once t
     await store.close();
   }
 });
+
+Deno.test("the page's Chat panel keeps a line the rate limit refused and sends it again with the next one; a line refused for itself is listed, not sent again", async () => {
+  // Auth off: the limit counts per connection, the edge's one to the core.
+  const core = await startCoreServer({
+    port: 0,
+    store: "memory",
+    aliveIntervalMs: 0,
+    rateLimit: 1,
+    rateBurst: 2,
+  });
+  // And a message limit a long line goes over (refused for itself).
+  const edge = startEdge(`http://127.0.0.1:${core.port}`, {
+    maxMessageBytes: 1024,
+  });
+  const browser = await launchChromium();
+  try {
+    const { context, page, errors } = await openPage(browser);
+    await joinRoom(page, `${edge.url}/`, "alice", "limited");
+    const sayOnStream = async (content: string) => {
+      await page.fill("#bidi-input", content);
+      await page.click("#bidi-send");
+    };
+    // Joining took tokens (the room's and the metrics' streams): the
+    // bucket fills again to its burst of 2.
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const line of ["a", "b", "c"]) await sayOnStream(line);
+    await page.locator("#bidi-log li.ended", { hasText: "code 8" }).waitFor();
+    await page.locator("#bidi-log li.ended", {
+      hasText: "1 line(s) not echoed: sent again with the next one",
+    }).waitFor();
+    assert.deepEqual(await roomContents(core.port, "limited"), ["a", "b"]);
+    await new Promise((r) => setTimeout(r, 2500));
+    await sayOnStream("d");
+    await page.locator("#bidi-log li.received", { hasText: "Echo: d" })
+      .waitFor();
+    assert.deepEqual(await roomContents(core.port, "limited"), [
+      "a",
+      "b",
+      "c",
+      "d",
+    ]);
+    // Over the edge's 1 KiB: RESOURCE_EXHAUSTED with no retry hint. Sent
+    // again, it would be refused again, and every line after it with it.
+    await sayOnStream(`long ${"x".repeat(1500)}`);
+    await page.locator("#bidi-log li.ended", {
+      hasText: `1 line(s) not echoed and not sent again: "long ${
+        "x".repeat(35)
+      }…"`,
+    }).waitFor();
+    await new Promise((r) => setTimeout(r, 1500));
+    await sayOnStream("e");
+    await page.locator("#bidi-log li.received", { hasText: "Echo: e" })
+      .waitFor();
+    assert.deepEqual(await roomContents(core.port, "limited"), [
+      "a",
+      "b",
+      "c",
+      "d",
+      "e",
+    ]);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await core.shutdown(500);
+  }
+});

@@ -7,9 +7,10 @@
  *
  * @module
  */
-import type { Message } from "../gen/chat_pb.ts";
+import { type Message, MessageType } from "../gen/chat_pb.ts";
 import { Code } from "../protocol/status.ts";
-import { type BidiChat, startBidiChat, uploadLines } from "./bridge_client.ts";
+import type { BridgeStatus } from "../protocol/ws_bridge.ts";
+import { startBidiChat, uploadLines } from "./bridge_client.ts";
 import { newIdempotencyKey, passingCode } from "./send_retry.ts";
 import { bridgeUrl } from "./ws_call.ts";
 
@@ -19,6 +20,29 @@ import { bridgeUrl } from "./ws_call.ts";
  * its store down: send_retry.ts), not refused: sent again, it may pass.
  */
 const cutOff = (code: number) => code === Code.CANCELLED || passingCode(code);
+
+/**
+ * A Chat stream's lines not echoed may pass sent again later: cut off, or
+ * refused for the session's sake, not for the lines': a rate limit (its
+ * RESOURCE_EXHAUSTED carries `retry-after-ms`; a message over the size
+ * limit does not, and would be refused again), a token that has expired
+ * (the page renews its own).
+ */
+const mayPassLater = (s: BridgeStatus) =>
+  cutOff(s.code) || s.code === Code.UNAUTHENTICATED ||
+  (s.code === Code.RESOURCE_EXHAUSTED && RETRY_AFTER_MS in s.trailers);
+
+const RETRY_AFTER_MS = "retry-after-ms";
+
+/** The core's echo of a line sent on Chat (its id: `echo_` and the line's). */
+const isEcho = (m: Message) =>
+  m.type === MessageType.SYSTEM && m.id.startsWith("echo_");
+
+type Room = { user: string; room: string };
+type Line = { content: string; key: string };
+
+const sameRoom = (a: Room | undefined, b: Room) =>
+  a?.user === b.user && a.room === b.room;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) =>
   document.getElementById(id) as T;
@@ -33,7 +57,8 @@ export function setUpStreamPanels(
 ) {
   const url = bridgeUrl(location);
   const log = $("bidi-log");
-  let chat: BidiChat | undefined;
+  // The page's Chat stream, if one is open.
+  let chat: ReturnType<typeof openChat> | undefined;
 
   const logLine = (className: string, text: string) => {
     const item = document.createElement("li");
@@ -44,39 +69,66 @@ export function setUpStreamPanels(
     log.scrollTop = log.scrollHeight;
   };
 
-  // Lines sent on the Chat stream and not echoed yet, by message id. A
-  // stream cut off on its way leaves them here, and they go again with
-  // their idempotency keys ahead of the next line: the ones the core had
-  // stored are echoed, not stored twice.
-  const unechoed = new Map<string, { content: string; key: string }>();
-  const say = (session: BidiChat, id: string, content: string, key: string) => {
-    unechoed.set(id, { content, key });
-    session.say(content, id, key);
-  };
+  // Lines of a Chat stream cut off on its way (or refused for a reason of
+  // the session's: a rate limit, a token since renewed), by message id:
+  // they go again with their idempotency keys ahead of the next line, in
+  // the same room, and the ones the core had stored are echoed, not stored
+  // twice. Each stream keeps its own lines not echoed yet until it ends.
+  let carried: { room: Room; lines: Map<string, Line> } | undefined;
+  const quoted = (lines: Map<string, Line>) =>
+    [...lines.values()].map((l) =>
+      JSON.stringify(
+        l.content.length > 40 ? `${l.content.slice(0, 40)}…` : l.content,
+      )
+    ).join(", ");
 
-  const openChat = (current: { user: string; room: string }) => {
+  const openChat = (current: Room) => {
+    const unechoed = new Map<string, Line>();
     const session = startBidiChat(url, current, (message: Message) => {
-      if (message.id.startsWith("echo_")) unechoed.delete(message.id.slice(5));
+      if (isEcho(message)) unechoed.delete(message.id.slice(5));
       logLine("received", `${message.user}: ${message.content}`);
     }, token());
     session.status.then((status) => {
-      if (chat !== session) return;
-      chat = undefined;
-      if (status.code !== Code.OK && status.code !== Code.CANCELLED) {
+      // Not the page's stream any more: hidden (cancelled by the page), or
+      // ended when another room was joined.
+      const ours = chat?.session === session;
+      if (ours) chat = undefined;
+      if (ours && status.code !== Code.OK && status.code !== Code.CANCELLED) {
         logLine(
           "ended",
           `Chat stream ended: code ${status.code} ${status.message}`,
         );
       }
       if (unechoed.size === 0) return;
-      if (cutOff(status.code)) {
-        logLine(
-          "ended",
-          `${unechoed.size} line(s) not echoed: sent again with the next one`,
-        );
-      } else unechoed.clear(); // refused: sent again, they would be too
+      const here = sameRoom(who(), current);
+      if (here && mayPassLater(status)) {
+        if (ours) {
+          logLine(
+            "ended",
+            `${unechoed.size} line(s) not echoed: sent again with the next one`,
+          );
+        }
+        // A stream opened since (the page came back) takes them at once.
+        if (chat) { for (const [id, line] of unechoed) chat.say(id, line); }
+        else carried = { room: current, lines: unechoed };
+        return;
+      }
+      // Refused for the lines themselves (sent again, they would be too),
+      // or left behind in another room: said, not sent again.
+      logLine(
+        "ended",
+        `${unechoed.size} line(s) not echoed and not sent again` +
+          (here ? "" : ` (to #${current.room})`) +
+          `: ${quoted(unechoed)}`,
+      );
     });
-    return session;
+    return {
+      session,
+      say(id: string, line: Line) {
+        unechoed.set(id, line);
+        session.say(line.content, id, line.key);
+      },
+    };
   };
 
   $("bidi-form").addEventListener("submit", (event) => {
@@ -87,12 +139,12 @@ export function setUpStreamPanels(
     if (!current || !content) return;
     if (chat === undefined) {
       chat = openChat(current);
-      const again = [...unechoed];
-      unechoed.clear();
-      for (const [id, line] of again) say(chat, id, line.content, line.key);
+      const again = carried;
+      carried = undefined;
+      for (const [id, line] of again?.lines ?? []) chat.say(id, line);
     }
     const key = newIdempotencyKey();
-    say(chat, `${current.user}-${key}`, content, key);
+    chat.say(`${current.user}-${key}`, { content, key });
     logLine("sent", `→ ${content}`);
     input.value = "";
   });
@@ -152,14 +204,25 @@ export function setUpStreamPanels(
      * the browser as it caches the page); the next send opens a new one.
      */
     hidden() {
-      chat?.cancel();
+      chat?.session.cancel();
       chat = undefined;
     },
     /** Enables the panels once a room is joined; ends a Chat stream of the old room. */
     joined() {
-      chat?.end();
+      // The old stream ends after the lines sent on it (its end says if
+      // some were not echoed); lines waiting to go again stay only for the
+      // same user and room.
+      chat?.session.end();
       chat = undefined;
-      unechoed.clear(); // the old room's lines
+      if (carried && !sameRoom(who(), carried.room)) {
+        logLine(
+          "ended",
+          `${carried.lines.size} line(s) to #${carried.room.room} not sent again: ${
+            quoted(carried.lines)
+          }`,
+        );
+        carried = undefined;
+      }
       for (const id of ["bidi-input", "bidi-send", "upload-button"]) {
         $<HTMLInputElement>(id).disabled = false;
       }
