@@ -82,7 +82,8 @@ export interface EdgeConfig {
   trustProxy: number;
   /**
    * Bidi calls (Chat) over HTTP/1.1 with a streamed request body: "refuse"
-   * (UNIMPLEMENTED, as connect-es does: bidi needs HTTP/2) or "allow".
+   * (UNIMPLEMENTED, as connect-es does: bidi needs HTTP/2; a whole body of
+   * declared length is read first and served) or "allow".
    * Under "allow", each such call whose client leaves before ending its
    * request body keeps a socket of the edge open for good: Deno 2.9's
    * HTTP/1.1 server never settles the body's pending read (edge/http1.ts).

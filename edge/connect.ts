@@ -50,7 +50,7 @@ import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { HTTP1_BIDI_REFUSED, isHttp1 } from "./http1.ts";
+import { http1BidiRefused, isHttp1, wholeBodyFirst } from "./http1.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -336,19 +336,6 @@ export function createConnectHandler(
     if (!handler) return undefined;
     const method = unary.get(path);
     const record = calls?.start("connect", path);
-    if (http1Refused?.has(path) && isHttp1(request)) {
-      // connect-es's answer (its protocolNegotiatingHandler: 505), with the
-      // reason in the error, before the body is touched: Deno then closes
-      // the connection, its body unread, and nothing of it stays.
-      record?.end(HTTP1_BIDI_REFUSED.code);
-      return Promise.resolve(connectErrorAnswer(
-        request,
-        505,
-        "unimplemented",
-        HTTP1_BIDI_REFUSED.message,
-        [...extraHeaders],
-      ));
-    }
     const codec = method === undefined
       ? undefined
       : passThrough(request, options.maxMessageBytes);
@@ -356,6 +343,33 @@ export function createConnectHandler(
       for (const [name, value] of extraHeaders) res.headers.set(name, value);
       return res;
     };
+    if (http1Refused?.has(path) && isHttp1(request)) {
+      // Bidi over HTTP/1.1 (edge/http1.ts): a whole body is read first and
+      // goes in as one chunk; a streamed one gets connect-es's answer (its
+      // protocolNegotiatingHandler: 505) with the reason in the error,
+      // before the body is touched: Deno then closes the connection, its
+      // body unread, and nothing of it stays.
+      if (wholeBodyFirst(request, options.maxMessageBytes)) {
+        const answer = request.bytes().then((body) => {
+          if (record) record.bytesIn += body.byteLength;
+          return routed(handler, request, body, record);
+        }, () => {
+          // The client left before its body ended: nobody reads an answer.
+          record?.end(GrpcCode.CANCELLED);
+          return new Response(null, { status: 499 });
+        });
+        return extraHeaders.length === 0 ? answer : answer.then(withExtra);
+      }
+      const refused = http1BidiRefused(options.maxMessageBytes);
+      record?.end(refused.code);
+      return Promise.resolve(connectErrorAnswer(
+        request,
+        505,
+        "unimplemented",
+        refused.message,
+        [...extraHeaders],
+      ));
+    }
     if (method !== undefined && codec !== undefined) {
       const answer = forwardUnary(
         upstream,

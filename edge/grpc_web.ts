@@ -27,10 +27,14 @@ import {
   negotiateGrpcWeb,
 } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
-import { readGrpcWebBody, readSmallGrpcWebRequest } from "./grpc_web_body.ts";
+import {
+  readGrpcWebBody,
+  readSmallGrpcWebRequest,
+  readWholeGrpcWebRequest,
+} from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { HTTP1_BIDI_REFUSED, isHttp1 } from "./http1.ts";
+import { http1BidiRefused, isHttp1, wholeBodyFirst } from "./http1.ts";
 import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -210,10 +214,16 @@ export function createGrpcWebHandler(
       );
     };
 
+    // Bidi over HTTP/1.1 (edge/http1.ts): a whole body is read first, a
+    // streamed one refused before it is touched (Deno then closes the
+    // connection, its body unread, and nothing of it stays).
+    let wholeFirst = false;
     if (http1Refused?.has(path) && isHttp1(request)) {
-      // Answered before the body is touched: Deno then closes the
-      // connection (its body unread) and nothing of it stays.
-      return refuse(HTTP1_BIDI_REFUSED.code, HTTP1_BIDI_REFUSED.message);
+      wholeFirst = wholeBodyFirst(request, options.maxMessageBytes);
+      if (!wholeFirst) {
+        const refused = http1BidiRefused(options.maxMessageBytes);
+        return refuse(refused.code, refused.message);
+      }
     }
     if (compression.unsupported !== undefined) {
       return refuse(
@@ -241,7 +251,9 @@ export function createGrpcWebHandler(
     // without reaching the core.
     // The deadline counts from here: time spent reading it is taken off.
     let deadlineMs = practicalTimeout(timeoutMs);
-    const small = readSmallGrpcWebRequest(request, bodyOptions);
+    const small = wholeFirst
+      ? readWholeGrpcWebRequest(request, bodyOptions)
+      : readSmallGrpcWebRequest(request, bodyOptions);
     let requests: RequestMessages;
     if (small === undefined) {
       requests = readGrpcWebBody(request.body, bodyOptions);

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { declaredLength } from "./http1.ts";
 import type { Compression } from "@connectrpc/connect/protocol";
 import {
   Base64Decoder,
@@ -68,12 +69,21 @@ export function readSmallGrpcWebRequest(
   return isSmallBody(request) ? readAll(request, options) : undefined;
 }
 
+/**
+ * All messages of a body read whole whatever its declared length (bidi over
+ * HTTP/1.1: edge/http1.ts, which bounds it); as
+ * {@linkcode readSmallGrpcWebRequest} otherwise.
+ */
+export function readWholeGrpcWebRequest(
+  request: Request,
+  options: GrpcWebBodyOptions,
+): Promise<Uint8Array[]> {
+  return readAll(request, options);
+}
+
 /** A declared `content-length` of at most the buffered bound. */
 function isSmallBody(request: Request): boolean {
-  const declared = request.headers.get("content-length");
-  const length = declared === null ? NaN : Number(declared);
-  return Number.isSafeInteger(length) && length >= 0 &&
-    length <= BUFFERED_BODY_MAX_BYTES;
+  return (declaredLength(request) ?? Infinity) <= BUFFERED_BODY_MAX_BYTES;
 }
 
 async function readAll(

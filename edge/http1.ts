@@ -1,10 +1,12 @@
 /**
  * Bidi calls over HTTP/1.1.
  *
- * The edge refuses them by default, as connect-es's own handler does
- * (`protocolNegotiatingHandler`: bidi needs HTTP/2; a client coded for full
- * duplex would hang on an HTTP/1.1 connection that is not), for gRPC-Web and
- * Connect alike, and for a reason of Deno's besides. Deno 2.9 serves HTTP/1.1
+ * The edge refuses those whose request body is streamed by default, as
+ * connect-es's own handler refuses every one (`protocolNegotiatingHandler`:
+ * bidi needs HTTP/2; a client coded for full duplex would hang on an
+ * HTTP/1.1 connection that is not), for gRPC-Web and Connect alike, and for
+ * a reason of Deno's besides. One whose client declared the whole body's
+ * length is served half duplex ({@linkcode wholeBodyFirst}). Deno 2.9 serves HTTP/1.1
  * on its own server (`libs/http_h1`, default since 2.8.3): while a streamed
  * response is open, its writer watches the socket for the client going away,
  * and when it reads the end of the stream there it wakes no pending read of
@@ -31,10 +33,39 @@ export function isHttp1(request: Request): boolean {
   return request.headers.has("host");
 }
 
+/**
+ * The `content-length` a request declares, if it is a valid one; undefined
+ * for a body sent chunked (or a malformed length, which Deno refuses first).
+ */
+export function declaredLength(request: Request): number | undefined {
+  const declared = request.headers.get("content-length");
+  const length = declared === null ? NaN : Number(declared);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
+
+/**
+ * Whether a bidi call over HTTP/1.1 can be served: its client declared the
+ * whole body's length (curl's `--data-binary`, a `fetch` of bytes), at most
+ * `maxBytes`, so the edge reads it whole before the call starts and
+ * answers after; the client has sent everything anyway, and a client that
+ * leaves before ending it is heard by that read (no streamed answer is
+ * open yet), so nothing stays. A streamed (chunked) body is refused.
+ */
+export function wholeBodyFirst(request: Request, maxBytes: number): boolean {
+  const length = declaredLength(request);
+  return length !== undefined && length <= maxBytes;
+}
+
 /** The status a refused bidi call gets, with a message that says what to do. */
-export const HTTP1_BIDI_REFUSED = {
-  code: Code.UNIMPLEMENTED,
-  message:
-    "bidirectional streaming needs HTTP/2: this request came over HTTP/1.1 " +
-    "(use an HTTP/2 connection, or the WebSocket bridge at /ws)",
-} as const;
+export function http1BidiRefused(maxBytes: number): {
+  code: number;
+  message: string;
+} {
+  return {
+    code: Code.UNIMPLEMENTED,
+    message:
+      "bidirectional streaming needs HTTP/2: this request came over HTTP/1.1 " +
+      "with a streamed body (use an HTTP/2 connection, the WebSocket bridge " +
+      `at /ws, or send the whole body at once with a content-length of at most ${maxBytes} bytes)`,
+  };
+}

@@ -1,9 +1,10 @@
 /**
- * Bidi calls over HTTP/1.1 (edge/http1.ts): refused UNIMPLEMENTED with the
- * reason, for Connect and gRPC-Web, before the call reaches the core, so a
- * client that leaves mid-body (Deno 2.9's HTTP/1.1 server would keep its
- * socket for good) costs the edge nothing; served full duplex over HTTP/2,
- * and over HTTP/1.1 with `--http1-bidi allow`.
+ * Bidi calls over HTTP/1.1 (edge/http1.ts): with a streamed body, refused
+ * UNIMPLEMENTED with the reason, for Connect and gRPC-Web, before the call
+ * reaches the core, so a client that leaves mid-body (Deno 2.9's HTTP/1.1
+ * server would keep its socket for good) costs the edge nothing; with a
+ * whole body of declared length (curl), served half duplex; served full
+ * duplex over HTTP/2, and over HTTP/1.1 with `--http1-bidi allow`.
  *
  * @module
  */
@@ -19,11 +20,13 @@ import { ChatService, MessageSchema } from "../gen/chat_pb.ts";
 import { encodeBase64, encodeEnvelope } from "../protocol/mod.ts";
 import { startCoreEdge, waitUntil } from "./fixtures/edge_stack.ts";
 import {
+  concat,
   connectJsonBody,
   pushBody,
   readConnectStream,
   readGrpcWeb,
 } from "./fixtures/edge_raw.ts";
+import { roomContents } from "./support/core.ts";
 
 const CHAT = "/chat.ChatService/Chat";
 const REASON = /bidirectional streaming needs HTTP\/2.*HTTP\/1\.1.*\/ws/;
@@ -103,7 +106,7 @@ for (const [protocol, p] of Object.entries(PROTOCOLS)) {
   });
 }
 
-Deno.test("edge: bidi calls over HTTP/1.1 whose clients leave mid-body leave no socket open at the edge", async () => {
+Deno.test("edge: bidi calls over HTTP/1.1 whose clients leave mid-body (streamed, or half of a declared length) leave no socket open at the edge", async () => {
   // Deno 2.9's HTTP/1.1 server keeps the socket of a streamed answer whose
   // client left before ending its request body (edge/http1.ts); served,
   // each of these calls would add a descriptor that never goes.
@@ -117,22 +120,34 @@ Deno.test("edge: bidi calls over HTTP/1.1 whose clients leave mid-body leave no 
     const [protocol, p] = Object.entries(PROTOCOLS)[i % 3];
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const body = p.body(`line ${i}`);
-    await conn.write(enc.encode(
-      `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
-        `content-type: ${p.type}\r\ntransfer-encoding: chunked\r\n\r\n` +
-        `${body.byteLength.toString(16)}\r\n`,
-    ));
-    await conn.write(body);
-    await conn.write(enc.encode("\r\n"));
-    // The answer, then gone with the request body still open.
-    const buf = new Uint8Array(4096);
-    const n = await conn.read(buf);
-    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
-    answers.add(
-      `${protocol}: ${head.split("\r\n")[0]} ${
-        /unimplemented|grpc-status: 12/.test(head) ? "refused" : "served"
-      }`,
-    );
+    if (i % 2 === 0) {
+      // Streamed (chunked): refused; the client reads the answer, then
+      // leaves with its request body still open.
+      await conn.write(enc.encode(
+        `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+          `content-type: ${p.type}\r\ntransfer-encoding: chunked\r\n\r\n` +
+          `${body.byteLength.toString(16)}\r\n`,
+      ));
+      await conn.write(body);
+      await conn.write(enc.encode("\r\n"));
+      const buf = new Uint8Array(4096);
+      const n = await conn.read(buf);
+      const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+      answers.add(
+        `${protocol}: ${head.split("\r\n")[0]} ${
+          /unimplemented|grpc-status: 12/.test(head) ? "refused" : "served"
+        }`,
+      );
+    } else {
+      // A declared length and half the body: read whole first, nothing
+      // answered yet, and the client leaves.
+      await conn.write(enc.encode(
+        `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+          `content-type: ${p.type}\r\ncontent-length: ${body.byteLength}\r\n\r\n`,
+      ));
+      await conn.write(body.subarray(0, body.byteLength >> 1));
+      await new Promise((r) => setTimeout(r, 20));
+    }
     conn.close();
   }
   assert.deepEqual([...answers].sort(), [
@@ -239,4 +254,95 @@ Deno.test("edge: a Connect client over HTTP/1.1 reads the refusal as UNIMPLEMENT
       return true;
     },
   );
+});
+
+Deno.test("edge gRPC-Web: the real curl binary sends bidi Chat a whole body over HTTP/1.1 and gets each echo, then OK", async () => {
+  await using stack = await startCoreEdge();
+  const body = concat([
+    PROTOCOLS["gRPC-Web"].body("from curl 1"),
+    PROTOCOLS["gRPC-Web"].body("from curl 2"),
+  ]);
+  const file = await Deno.makeTempFile();
+  try {
+    await Deno.writeFile(file, body);
+    const out = await new Deno.Command("curl", {
+      args: [
+        "-sS",
+        "--http1.1",
+        "-H",
+        `content-type: ${PROTOCOLS["gRPC-Web"].type}`,
+        "--data-binary",
+        `@${file}`,
+        `${stack.url}${CHAT}`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const r = await readGrpcWeb(new Response(out.stdout));
+    const echoes = r.messages.map((m) => fromBinary(MessageSchema, m).content)
+      .filter((c) => c.startsWith("Echo: "));
+    assert.deepEqual(echoes, ["Echo: from curl 1", "Echo: from curl 2"]);
+    assert.equal(r.grpcStatus, 0, r.grpcMessage);
+  } finally {
+    await Deno.remove(file);
+  }
+  assert.deepEqual(await roomContents(stack.core.port, "h1"), [
+    "from curl 1",
+    "from curl 2",
+  ]);
+});
+
+for (const protocol of ["Connect", "gRPC-Web text"] as const) {
+  Deno.test(`edge ${protocol}: bidi Chat with a whole body over HTTP/1.1 (fetch of bytes) is served half duplex`, async () => {
+    await using stack = await startCoreEdge();
+    const p = PROTOCOLS[protocol];
+    const res = await stack.fetch(`${stack.url}${CHAT}`, {
+      method: "POST",
+      headers: { "content-type": p.type },
+      body: concat([p.body("w1"), p.body("w2")]),
+    });
+    assert.equal(res.status, 200);
+    if (protocol === "Connect") {
+      const { messages, end } = await readConnectStream(res);
+      assert.deepEqual(
+        messages.map((m) => (m as { content: string }).content).filter((c) =>
+          c.startsWith("Echo: ")
+        ),
+        ["Echo: w1", "Echo: w2"],
+      );
+      assert.equal(end.error, undefined);
+    } else {
+      const r = await readGrpcWeb(res);
+      assert.deepEqual(
+        r.messages.map((m) => fromBinary(MessageSchema, m).content).filter((
+          c,
+        ) => c.startsWith("Echo: ")),
+        ["Echo: w1", "Echo: w2"],
+      );
+      assert.equal(r.grpcStatus, 0, r.grpcMessage);
+    }
+  });
+}
+
+Deno.test("edge: a whole bidi body over HTTP/1.1 longer than --max-message-bytes is refused with the bound", async () => {
+  await using stack = await startCoreEdge({ maxMessageBytes: 1024 });
+  for (const protocol of ["Connect", "gRPC-Web"] as const) {
+    const p = PROTOCOLS[protocol];
+    const res = await stack.fetch(`${stack.url}${CHAT}`, {
+      method: "POST",
+      headers: { "content-type": p.type },
+      body: concat([p.body("x".repeat(600)), p.body("y".repeat(600))]),
+    });
+    const status = await statusOf(protocol, res);
+    assert.deepEqual(
+      [
+        status.code,
+        /content-length of at most 1024 bytes/.test(status.message),
+      ],
+      [protocol === "Connect" ? "unimplemented" : 12, true],
+      status.message,
+    );
+  }
+  assert.equal(stack.core.snapshot().rooms, 0);
 });
