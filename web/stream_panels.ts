@@ -82,6 +82,18 @@ export function setUpStreamPanels(
       )
     ).join(", ");
 
+  /** Lines that were to go again, left in a room no longer joined: said. */
+  const dropCarried = () => {
+    if (carried === undefined) return;
+    logLine(
+      "ended",
+      `${carried.lines.size} line(s) to #${carried.room.room} not sent again: ${
+        quoted(carried.lines)
+      }`,
+    );
+    carried = undefined;
+  };
+
   const openChat = (current: Room) => {
     const unechoed = new Map<string, Line>();
     const session = startBidiChat(url, current, (message: Message) => {
@@ -100,17 +112,33 @@ export function setUpStreamPanels(
         );
       }
       if (unechoed.size === 0) return;
-      const here = sameRoom(who(), current);
-      if (here && mayPassLater(status)) {
+      // Joined elsewhere since (not while a join is on its way: who() is
+      // then unset, and joined() says what it drops).
+      const now = who();
+      const elsewhere = now !== undefined && !sameRoom(now, current);
+      if (!elsewhere && mayPassLater(status)) {
         if (ours) {
+          const wait = status.trailers[RETRY_AFTER_MS];
           logLine(
             "ended",
-            `${unechoed.size} line(s) not echoed: sent again with the next one`,
+            `${unechoed.size} line(s) not echoed: sent again with the next one` +
+              (wait === undefined
+                ? ""
+                : ` (the rate limit takes more in ${
+                  Math.ceil(Number(wait) / 1000)
+                } s)`),
           );
         }
-        // A stream opened since (the page came back) takes them at once.
-        if (chat) { for (const [id, line] of unechoed) chat.say(id, line); }
-        else carried = { room: current, lines: unechoed };
+        // A stream opened since in the room (the page came back) takes them
+        // at once; else they wait for the next one, with any waiting already.
+        if (chat && now !== undefined) {
+          for (const [id, line] of unechoed) chat.say(id, line);
+        } else if (carried && sameRoom(carried.room, current)) {
+          for (const [id, line] of unechoed) carried.lines.set(id, line);
+        } else {
+          if (carried) dropCarried();
+          carried = { room: current, lines: unechoed };
+        }
         return;
       }
       // Refused for the lines themselves (sent again, they would be too),
@@ -118,7 +146,7 @@ export function setUpStreamPanels(
       logLine(
         "ended",
         `${unechoed.size} line(s) not echoed and not sent again` +
-          (here ? "" : ` (to #${current.room})`) +
+          (elsewhere ? ` (to #${current.room})` : "") +
           `: ${quoted(unechoed)}`,
       );
     });
@@ -214,15 +242,7 @@ export function setUpStreamPanels(
       // same user and room.
       chat?.session.end();
       chat = undefined;
-      if (carried && !sameRoom(who(), carried.room)) {
-        logLine(
-          "ended",
-          `${carried.lines.size} line(s) to #${carried.room.room} not sent again: ${
-            quoted(carried.lines)
-          }`,
-        );
-        carried = undefined;
-      }
+      if (carried && !sameRoom(who(), carried.room)) dropCarried();
       for (const id of ["bidi-input", "bidi-send", "upload-button"]) {
         $<HTMLInputElement>(id).disabled = false;
       }
