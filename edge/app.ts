@@ -128,20 +128,21 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
   const services = options.services ?? [ChatService];
   const calls = options.calls ??
     createCallObserver(upstream, config, services, options.writeLine);
-  // Bidi over HTTP/1.1: refused unless allowed (edge/http1.ts).
-  const http1RefusedPaths = new Set(
+  // Bidi request bodies checked before the call unless HTTP/1.1 streams
+  // are allowed (edge/http1.ts).
+  const bidiPaths = new Set(
     config.http1Bidi === "refuse" ? pathsOf(services, "bidi_streaming") : [],
   );
   const grpcWeb = createGrpcWebHandler(upstream, {
     maxMessageBytes: config.maxMessageBytes,
     calls,
-    http1RefusedPaths,
+    bidiPaths,
   });
   const connect = createConnectHandler(upstream, {
     services,
     maxMessageBytes: config.maxMessageBytes,
     calls,
-    http1RefusedPaths,
+    bidiPaths,
   });
   const nativeGrpc = nativeGrpcAnswer(config.upstream.join(", "));
   const app = new Hono();

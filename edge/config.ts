@@ -81,12 +81,12 @@ export interface EdgeConfig {
    */
   trustProxy: number;
   /**
-   * Bidi calls (Chat) over HTTP/1.1 with a streamed request body: "refuse"
-   * (UNIMPLEMENTED, as connect-es does: bidi needs HTTP/2; a whole body of
-   * declared length is read first and served) or "allow".
-   * Under "allow", each such call whose client leaves before ending its
-   * request body keeps a socket of the edge open for good: Deno 2.9's
-   * HTTP/1.1 server never settles the body's pending read (edge/http1.ts).
+   * Bidi calls (Chat): "refuse" checks the request body before the call
+   * (edge/http1.ts: a chunked HTTP/1.1 body is refused UNIMPLEMENTED, as
+   * connect-es does; one of declared length is read whole first); "allow"
+   * takes every body as it comes, and then each streamed HTTP/1.1 call whose
+   * client leaves before ending its body keeps a socket of the edge open for
+   * good (Deno 2.9's HTTP/1.1 server never settles that body's read).
    */
   http1Bidi: Http1Bidi;
 }

@@ -50,7 +50,7 @@ import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { http1BidiRefused, isHttp1, wholeBodyFirst } from "./http1.ts";
+import { bidiBody } from "./http1.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -224,10 +224,10 @@ export interface ConnectHandlerOptions {
   /** Records each call (metrics, log line); none when absent. */
   calls?: CallObserver;
   /**
-   * Paths of the bidi methods refused over HTTP/1.1 (edge/http1.ts); none
-   * when absent.
+   * Paths of the bidi methods whose request body is checked before the call
+   * (edge/http1.ts); none when absent.
    */
-  http1RefusedPaths?: ReadonlySet<string>;
+  bidiPaths?: ReadonlySet<string>;
 }
 
 /**
@@ -269,7 +269,7 @@ export function createConnectHandler(
     }
   }
   const calls = options.calls;
-  const http1Refused = options.http1RefusedPaths;
+  const bidiPaths = options.bidiPaths;
   const clientWatch = new ClientWatch();
   const routed = (
     handler: UniversalHandler,
@@ -343,16 +343,17 @@ export function createConnectHandler(
       for (const [name, value] of extraHeaders) res.headers.set(name, value);
       return res;
     };
-    if (http1Refused?.has(path) && isHttp1(request)) {
-      // Bidi over HTTP/1.1 (edge/http1.ts): a whole body is read first and
-      // goes in as one chunk; a streamed one gets connect-es's answer (its
+    if (bidiPaths?.has(path)) {
+      // A bidi call's body (edge/http1.ts): one of declared length is read
+      // whole first and goes in as one chunk; a chunked one gets
+      // connect-es's answer to bidi over HTTP/1.1 (its
       // protocolNegotiatingHandler: 505) with the reason in the error,
-      // before the body is touched: Deno then closes the connection, its
-      // body unread, and nothing of it stays.
-      if (wholeBodyFirst(request, options.maxMessageBytes)) {
-        const answer = request.bytes().then((body) => {
-          if (record) record.bytesIn += body.byteLength;
-          return routed(handler, request, body, record);
+      // before the body is touched.
+      const body = bidiBody(request, options.maxMessageBytes);
+      if (body.take === "whole") {
+        const answer = request.bytes().then((bytes) => {
+          if (record) record.bytesIn += bytes.byteLength;
+          return routed(handler, request, bytes, record);
         }, () => {
           // The client left before its body ended: nobody reads an answer.
           record?.end(GrpcCode.CANCELLED);
@@ -360,15 +361,18 @@ export function createConnectHandler(
         });
         return extraHeaders.length === 0 ? answer : answer.then(withExtra);
       }
-      const refused = http1BidiRefused(options.maxMessageBytes);
-      record?.end(refused.code);
-      return Promise.resolve(connectErrorAnswer(
-        request,
-        505,
-        "unimplemented",
-        refused.message,
-        [...extraHeaders],
-      ));
+      if (body.take === "refused") {
+        record?.end(body.code);
+        return Promise.resolve(connectErrorAnswer(
+          request,
+          body.code === GrpcCode.UNIMPLEMENTED ? 505 : 413,
+          body.code === GrpcCode.UNIMPLEMENTED
+            ? "unimplemented"
+            : "resource_exhausted",
+          body.message,
+          [...extraHeaders],
+        ));
+      }
     }
     if (method !== undefined && codec !== undefined) {
       const answer = forwardUnary(

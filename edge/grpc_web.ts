@@ -34,7 +34,7 @@ import {
 } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { http1BidiRefused, isHttp1, wholeBodyFirst } from "./http1.ts";
+import { bidiBody } from "./http1.ts";
 import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -111,10 +111,10 @@ export interface GrpcWebHandlerOptions {
   /** Records each call (metrics, log line); none when absent. */
   calls?: CallObserver;
   /**
-   * Paths of the bidi methods refused over HTTP/1.1 (edge/http1.ts); none
-   * when absent.
+   * Paths of the bidi methods whose request body is checked before the call
+   * (edge/http1.ts); none when absent.
    */
-  http1RefusedPaths?: ReadonlySet<string>;
+  bidiPaths?: ReadonlySet<string>;
 }
 
 /** Creates the handler for `POST /<service>/<method>` with a gRPC-Web body. */
@@ -129,7 +129,7 @@ export function createGrpcWebHandler(
 ) => Promise<Response> {
   const clientWatch = new ClientWatch();
   const trailerOf = trailerCache();
-  const http1Refused = options.http1RefusedPaths;
+  const bidiPaths = options.bidiPaths;
   // The response headers of a call that adds none of its own, per list of
   // extra (CORS) headers: built once, not per call.
   const plainHeaders = new WeakMap<
@@ -214,16 +214,13 @@ export function createGrpcWebHandler(
       );
     };
 
-    // Bidi over HTTP/1.1 (edge/http1.ts): a whole body is read first, a
-    // streamed one refused before it is touched (Deno then closes the
-    // connection, its body unread, and nothing of it stays).
+    // A bidi call's body (edge/http1.ts): a chunked one is refused before
+    // it is touched, one of declared length read whole first.
     let wholeFirst = false;
-    if (http1Refused?.has(path) && isHttp1(request)) {
-      wholeFirst = wholeBodyFirst(request, options.maxMessageBytes);
-      if (!wholeFirst) {
-        const refused = http1BidiRefused(options.maxMessageBytes);
-        return refuse(refused.code, refused.message);
-      }
+    if (bidiPaths?.has(path)) {
+      const body = bidiBody(request, options.maxMessageBytes, type.text);
+      if (body.take === "refused") return refuse(body.code, body.message);
+      wholeFirst = body.take === "whole";
     }
     if (compression.unsupported !== undefined) {
       return refuse(

@@ -1,37 +1,34 @@
 /**
  * Bidi calls over HTTP/1.1.
  *
- * The edge refuses those whose request body is streamed by default, as
- * connect-es's own handler refuses every one (`protocolNegotiatingHandler`:
- * bidi needs HTTP/2; a client coded for full duplex would hang on an
- * HTTP/1.1 connection that is not), for gRPC-Web and Connect alike, and for
- * a reason of Deno's besides. One whose client declared the whole body's
- * length is served half duplex ({@linkcode wholeBodyFirst}). Deno 2.9 serves HTTP/1.1
- * on its own server (`libs/http_h1`, default since 2.8.3): while a streamed
- * response is open, its writer watches the socket for the client going away,
- * and when it reads the end of the stream there it wakes no pending read of
- * the request body (`poll_peer_closed_with` wakes the body's reader only for
- * bytes). So a bidi call whose client leaves before ending its request body
- * keeps that read pending for good, and with it the socket and its buffer:
- * an edge that served such calls from a client that leaves mid-call (the
- * usual way to end a chat) ran out of descriptors over time, and any peer
- * could make it do so (docs/perf-log.md, "stop 32"). Cancelling the body's
- * reader does not end that read. HTTP/2 (h2c, or TLS with ALPN) is served by
- * hyper, which has no such leak; unary, server-streaming and client-streaming
- * calls answer only once the request body has ended, so none of them leaks.
+ * Deno 2.9 serves HTTP/1.1 on its own server (`libs/http_h1`, default since
+ * 2.8.3), HTTP/2 on hyper. While a streamed response is open, the HTTP/1.1
+ * server's writer watches the socket for the client going away, and when it
+ * reads the end of the stream there it wakes no pending read of the request
+ * body (`poll_peer_closed_with` wakes the body's reader only for bytes). So
+ * a bidi call whose client leaves before ending its request body keeps that
+ * read pending for good, and with it the socket and its buffer: an edge
+ * that served such calls from clients that leave mid-call (the usual way to
+ * end a chat) ran out of descriptors over time, and any peer could make it
+ * do so (docs/perf-log.md, "stop 32"). Cancelling the body's reader does not
+ * end that read. Unary, server-streaming and client-streaming calls answer
+ * only once their request body has ended, so none of them leaks; HTTP/2
+ * (h2c, or TLS with ALPN) does not leak at all.
+ *
+ * So, by default, a bidi call's request body is checked before the call
+ * starts ({@linkcode bidiBody}): a chunked body, which only HTTP/1.1 has, is
+ * refused, as connect-es's own handler refuses every bidi call over HTTP/1.x
+ * (`protocolNegotiatingHandler`: a client coded for full duplex would hang on
+ * a path that is not); a body of declared length is read whole first and
+ * the call served half duplex (the client has sent everything anyway, and
+ * one that leaves before the end is heard by that read: no streamed answer
+ * is open yet). The check needs no guess at the HTTP version: HTTP/2 has no
+ * `transfer-encoding`, and a client may leave out `Host` on HTTP/1.1 or send
+ * it on HTTP/2.
  *
  * @module
  */
 import { Code } from "./upstream/status.ts";
-
-/**
- * Whether the request came over HTTP/1.x: an HTTP/1.1 request always names
- * its host in a `Host` header, which an HTTP/2 request carries in
- * `:authority` (Deno.serve hands over no `host` for those; RFC 9113 §8.3.1).
- */
-export function isHttp1(request: Request): boolean {
-  return request.headers.has("host");
-}
 
 /**
  * The `content-length` a request declares, if it is a valid one; undefined
@@ -43,29 +40,51 @@ export function declaredLength(request: Request): number | undefined {
   return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 }
 
-/**
- * Whether a bidi call over HTTP/1.1 can be served: its client declared the
- * whole body's length (curl's `--data-binary`, a `fetch` of bytes), at most
- * `maxBytes`, so the edge reads it whole before the call starts and
- * answers after; the client has sent everything anyway, and a client that
- * leaves before ending it is heard by that read (no streamed answer is
- * open yet), so nothing stays. A streamed (chunked) body is refused.
- */
-export function wholeBodyFirst(request: Request, maxBytes: number): boolean {
-  const length = declaredLength(request);
-  return length !== undefined && length <= maxBytes;
-}
+/** How a bidi call's request body is taken. */
+export type BidiBody =
+  /** As it comes: HTTP/2, or no body. */
+  | { readonly take: "streamed" }
+  /** Read whole before the call: its length is declared and within bounds. */
+  | { readonly take: "whole" }
+  /** Refused before the body is touched, with this status. */
+  | {
+    readonly take: "refused";
+    readonly code: number;
+    readonly message: string;
+  };
 
-/** The status a refused bidi call gets, with a message that says what to do. */
-export function http1BidiRefused(maxBytes: number): {
-  code: number;
-  message: string;
-} {
+const STREAMED: BidiBody = Object.freeze({ take: "streamed" });
+const WHOLE: BidiBody = Object.freeze({ take: "whole" });
+
+/**
+ * How to take the request body of a bidi call whose messages may each be
+ * `maxMessageBytes` long; `text` for a base64 body (gRPC-Web text), whose
+ * bound is 4/3 of the binary one.
+ */
+export function bidiBody(
+  request: Request,
+  maxMessageBytes: number,
+  text = false,
+): BidiBody {
+  if (request.headers.has("transfer-encoding")) {
+    return {
+      take: "refused",
+      code: Code.UNIMPLEMENTED,
+      message: "bidirectional streaming needs HTTP/2: this request came over " +
+        "HTTP/1.1 with a streamed (chunked) body (use an HTTP/2 " +
+        "connection, the WebSocket bridge at /ws, or send the whole body " +
+        "at once with its content-length)",
+    };
+  }
+  const length = declaredLength(request);
+  if (length === undefined) return STREAMED;
+  const bound = text ? Math.ceil(maxMessageBytes / 3) * 4 : maxMessageBytes;
+  if (length <= bound) return WHOLE;
   return {
-    code: Code.UNIMPLEMENTED,
-    message:
-      "bidirectional streaming needs HTTP/2: this request came over HTTP/1.1 " +
-      "with a streamed body (use an HTTP/2 connection, the WebSocket bridge " +
-      `at /ws, or send the whole body at once with a content-length of at most ${maxBytes} bytes)`,
+    take: "refused",
+    code: Code.RESOURCE_EXHAUSTED,
+    message: `a bidi request body sent whole is read before the call, at ` +
+      `most ${bound} bytes; this one declares ${length} (stream it over ` +
+      "HTTP/2, or use the WebSocket bridge at /ws)",
   };
 }

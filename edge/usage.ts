@@ -36,7 +36,7 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
   trustProxy:
     "proxies in front that append X-Forwarded-For; 0: the TCP peer is the client",
   http1Bidi:
-    "refuse | allow: bidi calls (Chat) over HTTP/1.1 with a streamed body (a whole one is read first); allowed, a client leaving mid-body leaks a socket (Deno 2.9)",
+    "refuse | allow: bidi calls (Chat) with a chunked HTTP/1.1 body (one of declared length is read whole first); allowed, a client leaving mid-body leaks a socket (Deno 2.9)",
 };
 
 /** The whole --help text. */
