@@ -245,7 +245,8 @@ Deno.test("UploadMessages: an upload sent again whole is counted whole and store
   await using f = await startCore({ store: "memory", metricsPort: 0 });
   const live = f.client.subscribeMessages({ room: "u", user: "watcher" });
   await take<Message>(live, 1);
-  const batch = lines("u", ["a", "k-1"], ["b", "k-2"], ["c", ""]);
+  const batch = lines("u", ["a", "k-1"], ["b", "k-2"], ["c", ""])
+    .map((m, i) => ({ ...m, id: `telemetry ${i}` }));
   assert.equal((await upload(f.client, batch)).messageCount, 3);
   assert.equal((await upload(f.client, batch)).messageCount, 3);
   // Delivered once each (the unkeyed one twice), with its key.
@@ -254,9 +255,10 @@ Deno.test("UploadMessages: an upload sent again whole is counted whole and store
     got.map((m) => [m.content, m.idempotencyKey, Number(m.offset)]),
     [["a", "k-1", 1], ["b", "k-2", 2], ["c", "", 3], ["c", "", 4]],
   );
-  // A SendMessage with an uploaded key is its repeat.
+  // A SendMessage with an uploaded key is its repeat, answered with the
+  // uploaded message's id.
   const sent = await post(f.client, "a", "k-1", "ann", "u");
-  assert.equal(sent.offset, 1n);
+  assert.deepEqual([sent.offset, sent.messageId], [1n, "telemetry 0"]);
   // Another user's same key is a new message.
   const bob = lines("u", ["bob's", "k-1"]).map((m) => ({ ...m, user: "bob" }));
   assert.equal((await upload(f.client, bob)).messageCount, 1);
@@ -380,15 +382,22 @@ Deno.test("UploadMessages and Chat on Redis: messages another core stored with t
   await using b = await startCore({ broker: redis.url });
   const batch = lines("u", ["k1", "k-1"], ["k2", "k-2"]);
   assert.equal((await upload(a.client, batch)).messageCount, 2);
-  const more = [...batch, ...lines("u", ["k3", "k-3"])];
+  // Ids with spaces and a % (the Redis script splits its key at spaces).
+  const more = [
+    ...batch,
+    ...lines("u", ["k3", "k-3"]).map((m) => ({ ...m, id: "up 3 %20 ü" })),
+  ];
   assert.equal((await upload(b.client, more)).messageCount, 3);
   const chat = b.client.chat();
   chat.write({ id: "m", ...batch[1] });
   assert.equal((await take<Message>(chat, 1))[0].id, "echo_m");
   chat.end();
-  // A SendMessage with a streamed key is its repeat, on either core.
+  // A SendMessage with a streamed key is its repeat, on either core,
+  // answered with the streamed message's id.
   const sent = await post(a.client, "k3", "k-3", "ann", "u");
-  assert.equal(sent.offset, 3n);
+  assert.deepEqual([sent.offset, sent.messageId], [3n, "up 3 %20 ü"]);
+  const chatted = await post(a.client, "k2", "k-2", "ann", "u");
+  assert.deepEqual([chatted.offset, chatted.messageId], [2n, ""]);
   assert.deepEqual(
     (await history(a.client, "u")).map((m) => m.content),
     ["k1", "k2", "k3"],

@@ -465,7 +465,12 @@ export async function connectRedisBroker(
     for (let i = 0; i < group.length; i++) {
       const { body, key } = group[i];
       bodies[i] = body;
-      keys[i] = key === undefined ? "" : `${key.id} ${key.timeMs} ${key.scope}`;
+      // The id escaped: the script splits `id time scope` at spaces, and a
+      // streamed message's id is its client's, any text (a server id,
+      // msg_N, is the same escaped).
+      keys[i] = key === undefined
+        ? ""
+        : `${encodeURIComponent(key.id)} ${key.timeMs} ${key.scope}`;
       if (key !== undefined) windowMs = key.windowMs;
     }
     // What this core delivered of the room: a Redis that went back to an
@@ -499,7 +504,7 @@ export async function connectRedisBroker(
       return {
         epoch,
         offset: Number(at),
-        repeatOf: { id, timeMs: Number(timeMs) },
+        repeatOf: { id: unescapeId(id), timeMs: Number(timeMs) },
       };
     });
   }
@@ -766,4 +771,13 @@ export async function connectRedisBroker(
   reported = current();
   hooks.changed = () => broker.onStateChange?.();
   return broker;
+}
+
+/** An id as appendRoom() escaped it; as it is if it is not one (older data). */
+function unescapeId(id: string): string {
+  try {
+    return decodeURIComponent(id);
+  } catch {
+    return id;
+  }
 }

@@ -27,6 +27,7 @@
 import type { ChatError } from "../rooms/errors.ts";
 import type { PublishDone } from "../rooms/idempotency.ts";
 import type { HandlerContext } from "./context.ts";
+import { decodePost } from "./post_decoder.ts";
 import { publishKeyed } from "./publish_keyed.ts";
 
 /** A stream's poster; see the module doc. */
@@ -163,14 +164,15 @@ class Poster implements StreamedPosts {
 
   /** The first post of a slot's key in the window: to the hub. */
   #publish(slot: Slot, finish: PublishDone, scope: string): void {
-    // No id: a streamed message's id is its client's, any text, and the
-    // Redis script keeps `id time` space-separated.
+    // The message's own id (its client's), kept with its key: a SendMessage
+    // sent again with that key answers with it. Read here, for keyed
+    // messages only (Upload's reader decodes no id); the bytes were checked.
     publishKeyed(
       this.#ctx,
       slot.room,
       slot.bytes!,
       scope,
-      "",
+      decodePost(slot.bytes!).id,
       Date.now(),
       finish,
     );

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { MessageSchema } from "../../gen/chat_pb.ts";
 import { DEFAULT_CORE_CONFIG } from "../config.ts";
 import type { Committed } from "../rooms/commit_queue.ts";
 import type { AppendKey } from "../rooms/history_store.ts";
@@ -6,8 +8,13 @@ import { IdempotencyIndex, type StoredKey } from "../rooms/idempotency.ts";
 import type { HandlerContext } from "./context.ts";
 import { streamedPosts } from "./streamed_posts.ts";
 
-const text = new TextDecoder();
-const bytes = (s: string) => new TextEncoder().encode(s);
+/** A chat.Message whose content is `content`, as a stream carries it. */
+const bytes = (content: string) =>
+  toBinary(
+    MessageSchema,
+    create(MessageSchema, { id: `id-${content}`, content }),
+  );
+const contentOf = (body: Uint8Array) => fromBinary(MessageSchema, body).content;
 
 /**
  * A hub whose commits wait for `commit()` and then complete in publish
@@ -20,7 +27,7 @@ function setUp(read?: () => Promise<{ keys: StoredKey[]; last: number }>) {
   let offset = 0;
   const hub = {
     publish(room: string, body: Uint8Array, done: Committed, _k?: AppendKey) {
-      published.push(`${room}:${text.decode(body)}`);
+      published.push(`${room}:${contentOf(body)}`);
       pending.push(done);
     },
     store: {},
