@@ -264,15 +264,13 @@ Deno.test("the page's Chat panel keeps a line the rate limit refused and sends i
     }).waitFor();
     assert.deepEqual(await roomContents(core.port, "limited"), ["a", "b"]);
     await new Promise((r) => setTimeout(r, 2500));
-    await sayOnStream("d");
-    await page.locator("#bidi-log li.received", { hasText: "Echo: d" })
-      .waitFor();
-    assert.deepEqual(await roomContents(core.port, "limited"), [
-      "a",
-      "b",
-      "c",
-      "d",
-    ]);
+    const echoedAndStored = async (line: string, room: string[]) => {
+      await sayOnStream(line);
+      await page.locator("#bidi-log li.received", { hasText: `Echo: ${line}` })
+        .waitFor();
+      assert.deepEqual(await roomContents(core.port, "limited"), room);
+    };
+    await echoedAndStored("d", ["a", "b", "c", "d"]);
     // Over the edge's 1 KiB: RESOURCE_EXHAUSTED with no retry hint. Sent
     // again, it would be refused again, and every line after it with it.
     await sayOnStream(`long ${"x".repeat(1500)}`);
@@ -282,16 +280,7 @@ Deno.test("the page's Chat panel keeps a line the rate limit refused and sends i
       }…"`,
     }).waitFor();
     await new Promise((r) => setTimeout(r, 1500));
-    await sayOnStream("e");
-    await page.locator("#bidi-log li.received", { hasText: "Echo: e" })
-      .waitFor();
-    assert.deepEqual(await roomContents(core.port, "limited"), [
-      "a",
-      "b",
-      "c",
-      "d",
-      "e",
-    ]);
+    await echoedAndStored("e", ["a", "b", "c", "d", "e"]);
     assert.deepEqual(errors, []);
     await context.close();
   } finally {

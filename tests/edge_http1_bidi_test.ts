@@ -58,6 +58,30 @@ const PROTOCOLS = {
   },
 } as const;
 
+/**
+ * Sends Chat over `conn` as HTTP/1.1 with a chunked body of one chunk,
+ * `body`, left open, and the `extraHeader` line if any; returns the first
+ * bytes of the answer as text.
+ */
+async function chunkedChat(
+  conn: Deno.Conn,
+  type: string,
+  body: Uint8Array,
+  extraHeader?: string,
+): Promise<string> {
+  await conn.write(enc.encode(
+    `POST ${CHAT} HTTP/1.1\r\n` +
+      (extraHeader === undefined ? "" : `${extraHeader}\r\n`) +
+      `content-type: ${type}\r\ntransfer-encoding: chunked\r\n\r\n` +
+      `${body.byteLength.toString(16)}\r\n`,
+  ));
+  await conn.write(body);
+  await conn.write(enc.encode("\r\n"));
+  const buf = new Uint8Array(4096);
+  const n = await conn.read(buf);
+  return new TextDecoder().decode(buf.subarray(0, n ?? 0));
+}
+
 /** The status a refused call's client reads, by protocol. */
 async function statusOf(
   protocol: keyof typeof PROTOCOLS,
@@ -124,16 +148,7 @@ Deno.test("edge: bidi calls over HTTP/1.1 whose clients leave mid-body (streamed
     if (i % 2 === 0) {
       // Streamed (chunked): refused; the client reads the answer, then
       // leaves with its request body still open.
-      await conn.write(enc.encode(
-        `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
-          `content-type: ${p.type}\r\ntransfer-encoding: chunked\r\n\r\n` +
-          `${body.byteLength.toString(16)}\r\n`,
-      ));
-      await conn.write(body);
-      await conn.write(enc.encode("\r\n"));
-      const buf = new Uint8Array(4096);
-      const n = await conn.read(buf);
-      const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+      const head = await chunkedChat(conn, p.type, body, "host: 127.0.0.1");
       answers.add(
         `${protocol}: ${head.split("\r\n")[0]} ${
           /unimplemented|grpc-status: 12/.test(head) ? "refused" : "served"
@@ -371,17 +386,7 @@ Deno.test("edge: a chunked bidi body without a Host header is refused all the sa
   const body = PROTOCOLS["gRPC-Web"].body("no host");
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await conn.write(enc.encode(
-      `POST ${CHAT} HTTP/1.1\r\n` +
-        `content-type: ${PROTOCOLS["gRPC-Web"].type}\r\n` +
-        `transfer-encoding: chunked\r\n\r\n` +
-        `${body.byteLength.toString(16)}\r\n`,
-    ));
-    await conn.write(body);
-    await conn.write(enc.encode("\r\n"));
-    const buf = new Uint8Array(4096);
-    const n = await conn.read(buf);
-    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    const head = await chunkedChat(conn, PROTOCOLS["gRPC-Web"].type, body);
     assert.match(head, /^HTTP\/1\.1 200 OK/);
     assert.match(head, /grpc-status: 12/);
   } finally {
