@@ -50,7 +50,7 @@ import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { bidiBody } from "./http1.ts";
+import { bidiBody, readWithin } from "./http1.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -351,10 +351,36 @@ export function createConnectHandler(
       // before the body is touched.
       const body = bidiBody(request, options.maxMessageBytes);
       if (body.take === "whole") {
-        const answer = request.bytes().then((bytes) => {
+        // The deadline counts from here: the read is bounded by it, and
+        // the call gets what is left of it.
+        const timeoutMs = connectTimeoutMs(request);
+        const readFrom = performance.now();
+        const deadlinePassed = () => {
+          record?.end(GrpcCode.DEADLINE_EXCEEDED);
+          return connectErrorAnswer(
+            request,
+            codeToHttpStatus(ConnectCode.DeadlineExceeded),
+            "deadline_exceeded",
+            "deadline exceeded while reading the request",
+          );
+        };
+        const answer = readWithin(request.bytes(), timeoutMs).then((bytes) => {
           if (record) record.bytesIn += bytes.byteLength;
-          return routed(handler, request, bytes, record);
-        }, () => {
+          if (timeoutMs === undefined) {
+            return routed(handler, request, bytes, record);
+          }
+          const left = Math.floor(timeoutMs - (performance.now() - readFrom));
+          if (left <= 0) return deadlinePassed();
+          const header = new Headers(request.headers);
+          header.set("connect-timeout-ms", String(left));
+          const rest = new Request(request.url, {
+            method: request.method,
+            headers: header,
+            signal: request.signal,
+          });
+          return routed(handler, rest, bytes, record);
+        }, (err) => {
+          if (err instanceof StatusError) return deadlinePassed();
           // The client left before its body ended: nobody reads an answer.
           record?.end(GrpcCode.CANCELLED);
           return new Response(null, { status: 499 });
@@ -627,6 +653,13 @@ async function forwardUnary(
     status: httpStatus,
     headers: header,
   });
+}
+
+/** A request's `connect-timeout-ms` in ms; undefined for none, or one too far to count. */
+function connectTimeoutMs(request: Request): number | undefined {
+  const raw = request.headers.get("connect-timeout-ms");
+  if (raw === null || !/^\d{1,10}$/.test(raw)) return undefined;
+  return practicalTimeout(Number(raw));
 }
 
 /**

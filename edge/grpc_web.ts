@@ -34,7 +34,7 @@ import {
 } from "./grpc_web_body.ts";
 import type { CallObserver } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { bidiBody } from "./http1.ts";
+import { bidiBody, readWithin } from "./http1.ts";
 import { Code, statusFromRequestError } from "./upstream/status.ts";
 import type {
   MessageSource,
@@ -257,7 +257,7 @@ export function createGrpcWebHandler(
     } else {
       const readFrom = deadlineMs === undefined ? 0 : performance.now();
       try {
-        requests = await small;
+        requests = await readWithin(small, deadlineMs);
       } catch (e) {
         const s = statusFromRequestError(e);
         return refuse(s.code, s.message);

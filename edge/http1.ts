@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { Code } from "./upstream/status.ts";
+import { Code, StatusError } from "./upstream/status.ts";
 
 /**
  * The `content-length` a request declares, if it is a valid one; undefined
@@ -87,4 +87,34 @@ export function bidiBody(
       `most ${bound} bytes; this one declares ${length} (stream it over ` +
       "HTTP/2, or use the WebSocket bridge at /ws)",
   };
+}
+
+/**
+ * `read` (a request body read whole before its call), failed with
+ * DEADLINE_EXCEEDED once `ms` pass first: the call's deadline counts from
+ * the request, so a body still coming in when it passes ends the call then,
+ * not when the client is done sending. Undefined `ms`: no deadline. The
+ * read itself goes on until the client ends or leaves; its outcome is
+ * dropped.
+ */
+export function readWithin<T>(
+  read: Promise<T>,
+  ms: number | undefined,
+): Promise<T> {
+  if (ms === undefined) return read;
+  read.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const passed = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StatusError(
+            Code.DEADLINE_EXCEEDED,
+            "deadline exceeded while reading the request",
+          ),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([read, passed]).finally(() => clearTimeout(timer));
 }

@@ -436,3 +436,50 @@ Deno.test("edge Connect: GET of the bidi method is 405 over HTTP/1.1 as over HTT
   assert.equal(res.status, 405);
   assert.match(await res.text(), /HTTP GET is not allowed/);
 });
+
+for (
+  const [protocol, deadline] of [
+    ["Connect", "connect-timeout-ms: 300"],
+    ["gRPC-Web", "grpc-timeout: 300m"],
+  ] as const
+) {
+  Deno.test(`edge ${protocol}: a whole bidi body still coming in when the call's deadline passes ends the call DEADLINE_EXCEEDED then`, async () => {
+    await using stack = await startCoreEdge();
+    const port = Number(new URL(stack.url).port);
+    const p = PROTOCOLS[protocol];
+    const body = p.body("slow");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const from = performance.now();
+      await conn.write(enc.encode(
+        `POST ${CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\n${deadline}\r\n` +
+          `content-type: ${p.type}\r\ncontent-length: ${body.byteLength}\r\n\r\n`,
+      ));
+      // Half the body, and the rest never: the answer comes at the deadline.
+      await conn.write(body.subarray(0, body.byteLength >> 1));
+      const buf = new Uint8Array(4096);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        conn.read(buf),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("no answer 3 s after the deadline")),
+            3300,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      const ms = performance.now() - from;
+      const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+      assert.match(
+        answer,
+        protocol === "Connect"
+          ? /"code":"deadline_exceeded","message":"deadline exceeded while reading the request"/
+          : /grpc-status: 4\r\ngrpc-message: deadline exceeded while reading the request\r\n/,
+      );
+      assert.ok(ms >= 250 && ms < 2000, `answered after ${ms} ms`);
+    } finally {
+      conn.close();
+    }
+    assert.equal(stack.core.snapshot().rooms, 0);
+  });
+}
