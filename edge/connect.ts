@@ -50,7 +50,7 @@ import { COMPRESS_MIN_BYTES, COMPRESSIONS } from "./compression.ts";
 import { forwardableResponseHeaders, requestMetadata } from "./metadata.ts";
 import type { CallObserver, CallRecord } from "./ops/calls.ts";
 import { ClientWatch } from "./client_watch.ts";
-import { bidiBody, readWithin } from "./http1.ts";
+import { bidiBody, declaredLength, readWithin } from "./http1.ts";
 import {
   ENVELOPE_HEADER_BYTES,
   FLAG_END_STREAM,
@@ -511,12 +511,8 @@ function passThrough(
     ? JSON_CODEC
     : undefined;
   if (codec === undefined) return undefined;
-  const declared = headers.get("content-length");
-  if (declared === null) return undefined;
-  const length = Number(declared);
-  if (!Number.isSafeInteger(length) || length > maxMessageBytes) {
-    return undefined;
-  }
+  const length = declaredLength(request);
+  if (length === undefined || length > maxMessageBytes) return undefined;
   return headers.get("content-encoding") === null &&
       headers.get("connect-timeout-ms") === null
     ? codec
@@ -655,11 +651,15 @@ async function forwardUnary(
   });
 }
 
+/** A `connect-timeout-ms` value as the protocol has it: 1 to 10 digits. */
+function wellFormedTimeout(raw: string | null): raw is string {
+  return raw !== null && /^\d{1,10}$/.test(raw);
+}
+
 /** A request's `connect-timeout-ms` in ms; undefined for none, or one too far to count. */
 function connectTimeoutMs(request: Request): number | undefined {
   const raw = request.headers.get("connect-timeout-ms");
-  if (raw === null || !/^\d{1,10}$/.test(raw)) return undefined;
-  return practicalTimeout(Number(raw));
+  return wellFormedTimeout(raw) ? practicalTimeout(Number(raw)) : undefined;
 }
 
 /**
@@ -671,7 +671,7 @@ function withPracticalTimeout(
   request: UniversalServerRequest,
 ): UniversalServerRequest {
   const raw = request.header.get("connect-timeout-ms");
-  if (raw === null || !/^\d{1,10}$/.test(raw)) return request;
+  if (!wellFormedTimeout(raw)) return request;
   if (practicalTimeout(Number(raw)) !== undefined) return request;
   const header = new Headers(request.header);
   header.delete("connect-timeout-ms");

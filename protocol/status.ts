@@ -30,6 +30,12 @@ export const Code = {
 } as const;
 
 /**
+ * Trailer with a rate limit's retry hint, in ms (the core sets it; the
+ * page reads it).
+ */
+export const RETRY_AFTER_MS = "retry-after-ms";
+
+/**
  * Maps a non-200 HTTP status from a gRPC server (or a proxy in front of it)
  * to a gRPC code, as the gRPC HTTP/2 spec prescribes.
  */

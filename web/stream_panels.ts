@@ -8,7 +8,7 @@
  * @module
  */
 import { type Message, MessageType } from "../gen/chat_pb.ts";
-import { Code } from "../protocol/status.ts";
+import { Code, RETRY_AFTER_MS } from "../protocol/status.ts";
 import type { BridgeStatus } from "../protocol/ws_bridge.ts";
 import { startBidiChat, uploadLines } from "./bridge_client.ts";
 import { newIdempotencyKey, passingCode } from "./send_retry.ts";
@@ -31,8 +31,6 @@ const cutOff = (code: number) => code === Code.CANCELLED || passingCode(code);
 const mayPassLater = (s: BridgeStatus) =>
   cutOff(s.code) || s.code === Code.UNAUTHENTICATED ||
   (s.code === Code.RESOURCE_EXHAUSTED && RETRY_AFTER_MS in s.trailers);
-
-const RETRY_AFTER_MS = "retry-after-ms";
 
 /** The core's echo of a line sent on Chat (its id: `echo_` and the line's). */
 const isEcho = (m: Message) =>

@@ -5,6 +5,7 @@
  * INTERNAL with a generic message and the cause is logged here, never sent.
  */
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { RETRY_AFTER_MS } from "../../protocol/status.ts";
 import { ChatError, type ChatErrorCode } from "../rooms/errors.ts";
 
 const CODES: Readonly<Record<ChatErrorCode, status>> = {
@@ -20,7 +21,7 @@ const CODES: Readonly<Record<ChatErrorCode, status>> = {
 };
 
 /** Trailer with a rate limit's retry hint, in ms. */
-export const RETRY_AFTER_MS = "retry-after-ms";
+export { RETRY_AFTER_MS };
 
 /** Converts any thrown value into a ServiceError for grpc-js. */
 export function toServiceError(
