@@ -1009,14 +1009,18 @@ const h2Options = {
   useBinaryFormat: true,
   sessionManager: h2Sessions,
 };
-const connectH2 = createClient(
-  ChatService,
-  createNodeConnectTransport(h2Options),
-);
-const grpcWebH2 = createClient(
-  ChatService,
-  createNodeGrpcWebTransport(h2Options),
-);
+/** connect-node's Connect and gRPC-Web clients of the edge with `options`. */
+function nodeClients(
+  options:
+    & Parameters<typeof createNodeConnectTransport>[0]
+    & Parameters<typeof createNodeGrpcWebTransport>[0],
+) {
+  return [
+    createClient(ChatService, createNodeConnectTransport(options)),
+    createClient(ChatService, createNodeGrpcWebTransport(options)),
+  ] as const;
+}
+const [connectH2, grpcWebH2] = nodeClients(h2Options);
 const gzipOptions = {
   baseUrl: edgeUrl,
   httpVersion: "1.1" as const,
@@ -1024,14 +1028,7 @@ const gzipOptions = {
   sendCompression: compressionGzip,
   acceptCompression: [compressionGzip],
 };
-const connectGzip = createClient(
-  ChatService,
-  createNodeConnectTransport(gzipOptions),
-);
-const grpcWebGzip = createClient(
-  ChatService,
-  createNodeGrpcWebTransport(gzipOptions),
-);
+const [connectGzip, grpcWebGzip] = nodeClients(gzipOptions);
 /** Over the 1 KiB below which the edge sends messages uncompressed. */
 const BIG = "compress me ".repeat(200);
 
