@@ -161,6 +161,7 @@ export async function startCoreServer(
       size: config.historySize,
       ttlMs: config.historyTtlMs,
       timeoutMs: config.brokerTimeoutMs,
+      keysPerRoom: config.idempotencyKeys,
       ca: config.brokerCa === ""
         ? undefined
         : await readSettingFile("brokerCa", config.brokerCa),

@@ -63,7 +63,8 @@ export const SETTING_HELP: Readonly<Record<keyof CoreConfig, string>> = {
     "rooms kept (log, sqlite, memory); past it the least recently written are forgotten",
   idempotencyWindowMs:
     "how long an idempotency_key is remembered: 5m, 1h; 0: not checked",
-  idempotencyKeys: "idempotency keys remembered at most, over all rooms",
+  idempotencyKeys:
+    "idempotency keys remembered at most, over all rooms (and per room in Redis)",
   broker:
     "redis[s]://[:password@]host:port[/db]: history in Redis, rooms shared by every core on it",
   brokerTimeoutMs:

@@ -458,6 +458,24 @@ Deno.test("SendMessage on Redis: a key the index dropped for its bound while its
   );
 });
 
+Deno.test("SendMessage on Redis: --idempotency-keys bounds each room's keys in Redis too, the oldest going first", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url, idempotencyKeys: 2 });
+  // Another core: its own index never saw the keys, only Redis answers.
+  await using b = await startCore({ broker: redis.url });
+  const first = [];
+  for (const k of ["k1", "k2", "k3"]) first.push(await post(a.client, k, k));
+  const again = [];
+  for (const k of ["k1", "k3"]) again.push(await post(b.client, k, k));
+  // k1 was dropped for the bound: posted again; k3 is a repeat.
+  assert.notEqual(again[0].messageId, first[0].messageId);
+  assert.equal(again[1].messageId, first[2].messageId);
+  assert.deepEqual(
+    (await history(b.client, "r")).map((m) => m.content),
+    ["k1", "k2", "k3", "k1"],
+  );
+});
+
 Deno.test("SendMessage on Redis: a repeat another core stored first counts as a repeat, not as a message published", async () => {
   await using redis = await startRedisServer();
   await using a = await startCore({ broker: redis.url });

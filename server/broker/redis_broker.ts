@@ -78,12 +78,19 @@ export interface RedisBrokerOptions {
    * broker reports "down" until Redis answers again); default 5,000 ms.
    */
   timeoutMs?: number;
+  /**
+   * Idempotency scopes a room keeps at most (default
+   * {@linkcode DEFAULT_KEYS_PER_ROOM}); past it the oldest go first.
+   */
+  keysPerRoom?: number;
   /** The clock (tests pass their own). */
   now?: () => number;
   /** Message ids per block (default {@linkcode ID_BLOCK}; tests pass less). */
   idBlock?: number;
 }
 
+/** Default of {@linkcode RedisBrokerOptions.keysPerRoom}. */
+export const DEFAULT_KEYS_PER_ROOM = 100_000;
 /** Default of {@linkcode RedisBrokerOptions.timeoutMs}. */
 export const DEFAULT_BROKER_TIMEOUT_MS = 5000;
 /** How often an idle command connection is PINGed (at most). */
@@ -416,6 +423,7 @@ export async function connectRedisBroker(
   const epochs = epochSource();
   const ttlArg = String(options.ttlMs);
   const sizeArg = String(options.size);
+  const keysPerRoomArg = String(options.keysPerRoom ?? DEFAULT_KEYS_PER_ROOM);
   const lastMessageId = block * idBlock;
   // The block in use ends at `idEnd`; the hub asks for the next once half
   // of it is used (`askAfter`), so that it is there before the last id goes.
@@ -493,6 +501,7 @@ export async function connectRedisBroker(
       feed === undefined ? "" : feed.epoch,
       feed === undefined ? "0" : String(feed.last),
       String(windowMs),
+      keysPerRoomArg,
       ...keys,
     ]) as (Uint8Array | number)[];
     const epoch = asText(reply[0] as Uint8Array);

@@ -944,6 +944,56 @@ Deno.test("RedisBroker: a room's scopes past the window are neither repeats nor 
   }
 });
 
+Deno.test("RedisBroker: a room keeps at most keysPerRoom scopes, the oldest going first, however they came", async () => {
+  await using redis = await startRedisServer();
+  const opts = { url: redis.url, size: 1000, ttlMs: 0, keysPerRoom: 3 };
+  const a = await connectRedisBroker(opts);
+  const b = await connectRedisBroker(opts);
+  const raw = createClient({ url: redis.url });
+  await raw.connect();
+  const scopes = async (room: string) => {
+    const held = (await raw.hKeys(`chat:{${room}}:keys`)).sort();
+    assert.deepEqual(
+      (await raw.zRange(`chat:{${room}}:keytimes`, 0, -1)).sort(),
+      held,
+    );
+    return held;
+  };
+  try {
+    // One at a time, the same millisecond or not.
+    for (let i = 1; i <= 5; i++) {
+      await a.append([keyedEntry("r", `m${i}`, `1:k${i}`, `msg_${i}`)], 0);
+    }
+    assert.deepEqual(await scopes("r"), ["1:k3", "1:k4", "1:k5"]);
+    // The oldest were dropped: sent again (from another core), they post;
+    // the newest are still repeats.
+    const again = await b.append([
+      keyedEntry("r", "m1", "1:k1", "msg_1b"),
+      keyedEntry("r", "m5", "1:k5", "msg_5b"),
+    ], 0);
+    assert.deepEqual(
+      again.map((x) => [x.offset, x.repeatOf?.id]),
+      [[6, undefined], [5, "msg_5"]],
+    );
+    assert.deepEqual(await scopes("r"), ["1:k1", "1:k4", "1:k5"]);
+    // A batch of more new scopes than the bound keeps its newest.
+    await a.append(
+      Array.from(
+        { length: 5 },
+        (_, i) => keyedEntry("s", `n${i}`, `1:n${i}`, `msg_n${i}`),
+      ),
+      0,
+    );
+    assert.equal((await scopes("s")).length, 3);
+    // Another room's bound is its own.
+    assert.deepEqual(await scopes("r"), ["1:k1", "1:k4", "1:k5"]);
+  } finally {
+    await raw.quit();
+    await a.close();
+    await b.close();
+  }
+});
+
 Deno.test("RedisBroker with a hub: a repeat the store left out is not counted as a message published", async () => {
   await using redis = await startRedisServer();
   const a = await plainBroker(redis.url);

@@ -109,8 +109,9 @@ end
  * count, the bodies packed as in the publication (each a 4-byte big-endian
  * length and its bytes: {@linkcode packBodies}), the epoch and last offset
  * the core knows of the room ('' and 0 if none; see `rewound`), the
- * idempotency window in ms, then per message its `id time scope` ('' for
- * none; the time is the message's, given back to a repeat).
+ * idempotency window in ms, the most scopes the room keeps, then per message
+ * its `id time scope` ('' for none; the time is the message's, given back to
+ * a repeat).
  * One argument for the whole batch costs the client one bulk string instead
  * of one per message, and the script publishes the packed bodies as they
  * came instead of packing them again (unless a repeat is left out).
@@ -122,12 +123,16 @@ end
  * count only within their window and in the epoch they were stored in;
  * they leave with their window (at each append, up to 1000 more of the
  * oldest than the batch has messages are dropped, so they cannot pile up,
- * and both keys expire a window after the last keyed message).
+ * and both keys expire a window after the last keyed message). A room keeps
+ * at most `cap` scopes: past it the oldest go first, as in a core's own
+ * index (rooms/idempotency.ts), so a client posting keys as fast as it can
+ * holds a bounded number, not its rate times the window.
  */
 export const APPEND_SCRIPT = ENSURE_ROOM + rewound(8) + `
 local n = tonumber(ARGV[6])
 local packed = ARGV[7]
 local window = tonumber(ARGV[10])
+local cap = tonumber(ARGV[11])
 local now = tonumber(ARGV[5])
 if window > 0 then
   -- More than the batch can add: a busy room's scopes cannot pile up.
@@ -147,7 +152,7 @@ local sameAs = {}
 local kept = n
 for i = 1, n do
   repeats[i] = ''
-  local key = ARGV[10 + i]
+  local key = ARGV[11 + i]
   if key ~= '' and window > 0 then
     local space = string.find(key, ' ', 1, true)
     local scope = string.sub(key, string.find(key, ' ', space + 1, true) + 1)
@@ -187,7 +192,7 @@ if kept > 0 then
       local scope = scopes[i]
       if scope then
         -- 'id time' as the argument has them, then the epoch.
-        local key = ARGV[10 + i]
+        local key = ARGV[11 + i]
         stored[i] = offset .. ' ' ..
           string.sub(key, 1, #key - #scope - 1) .. ' ' .. epoch
         redis.call('HSET', KEYS[4], scope, stored[i])
@@ -202,6 +207,12 @@ if kept > 0 then
   if kept < n then out = table.concat(parts) end
   for i, j in pairs(sameAs) do repeats[i] = stored[j] end
   if keyed then
+    local over = redis.call('ZCARD', KEYS[5]) - cap
+    if over > 0 then
+      -- member, score, member, score, ...: the oldest first.
+      local gone = redis.call('ZPOPMIN', KEYS[5], over)
+      for j = 1, #gone, 2 do redis.call('HDEL', KEYS[4], gone[j]) end
+    end
     redis.call('PEXPIRE', KEYS[4], window)
     redis.call('PEXPIRE', KEYS[5], window)
   end
