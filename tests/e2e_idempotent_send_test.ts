@@ -153,6 +153,47 @@ Deno.test("the page's Chat panel sends a line whose echo was lost again with its
   });
 });
 
+Deno.test("the page's Chat panel sends the lines of a stream it ended on pagehide ahead of the next line, even before that stream's end came in", async () => {
+  const core = await startCoreServer({
+    port: 0,
+    store: "memory",
+    aliveIntervalMs: 0,
+  });
+  const edge = startEdge(`http://127.0.0.1:${core.port}`);
+  const browser = await launchChromium();
+  try {
+    const { context, page, errors } = await openPage(browser);
+    await joinRoom(page, `${edge.url}/`, "alice", "hid");
+    // In one task: a line, the page hidden (its stream cancelled, the
+    // line not echoed), and the next line on a new stream, before the
+    // old stream's end is heard (as a page restored from the back/forward
+    // cache runs what waited).
+    await page.evaluate(`(() => {
+      const input = document.getElementById("bidi-input");
+      const form = document.getElementById("bidi-form");
+      input.value = "before hiding";
+      form.requestSubmit();
+      dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true }));
+      input.value = "after";
+      form.requestSubmit();
+    })()`);
+    for (const line of ["before hiding", "after"]) {
+      await page.locator("#bidi-log li.received", { hasText: `Echo: ${line}` })
+        .waitFor();
+    }
+    assert.deepEqual(await roomContents(core.port, "hid"), [
+      "before hiding",
+      "after",
+    ]);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
+    await core.shutdown(500);
+  }
+});
+
 /**
  * A memory store whose appends fail while `down` is set: the core answers
  * UNAVAILABLE ("history store unavailable") and its streams stay up.

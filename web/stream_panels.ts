@@ -92,6 +92,22 @@ export function setUpStreamPanels(
     carried = undefined;
   };
 
+  /**
+   * Lines of an ended stream that may pass later: a stream open in the room
+   * now takes them at once; else they wait for the next one, with any
+   * waiting already.
+   */
+  const carry = (room: Room, lines: Map<string, Line>) => {
+    if (chat && sameRoom(who(), room)) {
+      for (const [id, line] of lines) chat.say(id, line);
+    } else if (carried && sameRoom(carried.room, room)) {
+      for (const [id, line] of lines) carried.lines.set(id, line);
+    } else {
+      if (carried) dropCarried();
+      carried = { room, lines: new Map(lines) };
+    }
+  };
+
   const openChat = (current: Room) => {
     const unechoed = new Map<string, Line>();
     const session = startBidiChat(url, current, (message: Message) => {
@@ -127,16 +143,7 @@ export function setUpStreamPanels(
                 } s)`),
           );
         }
-        // A stream opened since in the room (the page came back) takes them
-        // at once; else they wait for the next one, with any waiting already.
-        if (chat && now !== undefined) {
-          for (const [id, line] of unechoed) chat.say(id, line);
-        } else if (carried && sameRoom(carried.room, current)) {
-          for (const [id, line] of unechoed) carried.lines.set(id, line);
-        } else {
-          if (carried) dropCarried();
-          carried = { room: current, lines: unechoed };
-        }
+        carry(current, unechoed);
         return;
       }
       // Refused for the lines themselves (sent again, they would be too),
@@ -150,6 +157,17 @@ export function setUpStreamPanels(
     });
     return {
       session,
+      /** Ends the stream; its lines not echoed wait for the next one. */
+      cancel() {
+        session.cancel();
+        // Now, not when the stream's end comes in: that may be after the
+        // next line opened a new stream (a page restored from the
+        // back/forward cache resumes its tasks then), which would send
+        // these after that newer line.
+        if (unechoed.size === 0) return;
+        carry(current, unechoed);
+        unechoed.clear();
+      },
       say(id: string, line: Line) {
         unechoed.set(id, line);
         session.say(line.content, id, line.key);
@@ -230,8 +248,9 @@ export function setUpStreamPanels(
      * the browser as it caches the page); the next send opens a new one.
      */
     hidden() {
-      chat?.session.cancel();
+      const ended = chat;
       chat = undefined;
+      ended?.cancel();
     },
     /** Enables the panels once a room is joined; ends a Chat stream of the old room. */
     joined() {
