@@ -220,6 +220,26 @@ Deno.test("server/main.ts: a port in use is one line and exit 2, on both transpo
   }
 });
 
+Deno.test("server/main.ts and serve:core: a --host that does not resolve or is not this machine's is one line naming --host, exit 2, no restart", async () => {
+  for (const cmd of [CORE, SUPERVISED]) {
+    for (
+      const [host, why] of [
+        ["nosuchhost.invalid", /failed to lookup address information/],
+        ["192.0.2.1", /not an address of this machine/],
+      ] as const
+    ) {
+      const r = await run([...cmd, "--port", "0", "--host", host]);
+      assert.equal(r.code, 2, `${host}: ${r.stderr}`);
+      const err = lines(r.stderr).filter((l) => !/^supervisor: /.test(l));
+      assert.equal(err.length, 1, r.stderr);
+      assert.match(err[0], new RegExp(`^core: cannot listen on ${host}:0: `));
+      assert.match(err[0], why);
+      assert.match(err[0], / \(--host\)$/);
+      assert.doesNotMatch(r.stderr, /Uncaught|restarted|^\s+at /m);
+    }
+  }
+});
+
 Deno.test("serve:core: a core whose port is in use is not restarted; the supervisor exits 2", async () => {
   using taken = takenPort();
   const t0 = performance.now();
