@@ -79,7 +79,9 @@ function port(flag: string, raw: string, offOk = false): string {
   try {
     return String(parseNumberFlag(`--${flag}`, raw, { min: 0, max: 65535 }));
   } catch (err) {
-    fail((err as Error).message);
+    const message = (err as Error).message;
+    // "off" is a value too: say so, as the core does.
+    fail(offOk ? message.replace(", got", ' or "off", got') : message);
   }
 }
 
@@ -127,6 +129,19 @@ try {
   cores = parseNumberFlag("--cores", values.cores, { min: 1, max: 64 });
 } catch (err) {
   fail((err as Error).message);
+}
+// Core i listens on --core-port + i (and its metrics on --metrics-port + i):
+// the last of them must be a port too, before anything is started.
+for (
+  const [flag, base] of [["core-port", corePort], ["metrics-port", metricsPort]]
+) {
+  if (base !== "0" && base !== "off" && Number(base) + cores - 1 > 65535) {
+    fail(
+      `--${flag} ${base} leaves no room for ${cores} cores on consecutive ports (the last would be ${
+        Number(base) + cores - 1
+      }; at most 65535)`,
+    );
+  }
 }
 let edgeProcs = 1;
 try {
