@@ -354,7 +354,7 @@ export async function startCoreServer(
       if (givenStore === undefined) await store.close();
       throw listenError(err, config.host, config.metricsPort, "--metrics-port");
     }
-    log.info(
+    log.notice(
       `metrics on http://${config.host}:${metricsServer.port}/metrics`,
     );
   }

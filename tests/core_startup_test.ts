@@ -255,6 +255,47 @@ Deno.test("serve:core: a core whose port is in use is not restarted; the supervi
   assert.ok(performance.now() - t0 < 15_000);
 });
 
+Deno.test("serve:core --log-level error still says where it listens (the supervisor and deno task serve wait for it), and nothing else", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...SUPERVISED,
+      "--port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--store",
+      "memory",
+      "--log-level",
+      "error",
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Before, the line never came: give up after 15 s rather than hang.
+  const giveUp = setTimeout(() => child.kill("SIGTERM"), 15_000);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/listening on/.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  clearTimeout(giveUp);
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  await child.status;
+  await child.stderr.cancel();
+  const out = lines(seen);
+  assert.equal(out.length, 2, seen);
+  assert.match(out[0], /core metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  assert.match(out[1], /core listening on 127\.0\.0\.1:\d+ \(h2c\)$/);
+});
+
 Deno.test("server/main.ts --log-format json writes one JSON object per lifecycle line", async () => {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...CORE, "--port", "0", "--log-format", "json"],
