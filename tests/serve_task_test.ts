@@ -82,6 +82,12 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
     assert.deepEqual(lines(r.stderr), [message]);
     assert.equal(r.stdout, "");
   }
+  // A bad value from the environment names the variable, not the flag.
+  const r = await runDeno([...SERVE], { LOG_FORMAT: "off" });
+  assert.equal(r.code, 2);
+  assert.deepEqual(lines(r.stderr), [
+    'serve: LOG_FORMAT must be text or json, got "off"',
+  ]);
 });
 
 /**

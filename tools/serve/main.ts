@@ -114,7 +114,11 @@ if (values.help) {
 }
 const logFormat = values["log-format"] ?? envLogFormat ?? "text";
 if (logFormat !== "text" && logFormat !== "json") {
-  fail(`--log-format must be text or json, got ${JSON.stringify(logFormat)}`);
+  // Name where the value came from, as the core and the edge do.
+  const name = values["log-format"] !== undefined
+    ? "--log-format"
+    : "LOG_FORMAT";
+  fail(`${name} must be text or json, got ${JSON.stringify(logFormat)}`);
 }
 json = logFormat === "json";
 /** What every child gets in its environment besides serve's own. */
