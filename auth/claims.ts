@@ -20,3 +20,16 @@ export const SCOPE_CLAIM = "scope";
 
 /** What a token's scope may allow. */
 export type Verb = "publish" | "subscribe";
+
+/**
+ * Names the server speaks as (server/grpc/messages.ts: the welcome is from
+ * "System", Chat's echoes and alive lines from "Server"), in lower case. A
+ * token for one of them would let its holder's lines pass for the server's,
+ * so the core refuses it and nothing here signs one.
+ */
+export const SERVER_USERS: ReadonlySet<string> = new Set(["system", "server"]);
+
+/** True when `user` is one of {@linkcode SERVER_USERS}, in any case. */
+export function isServerUser(user: string): boolean {
+  return SERVER_USERS.has(user.trim().toLowerCase());
+}

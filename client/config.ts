@@ -93,12 +93,28 @@ function addrOf(flag: string | undefined, env: string | undefined): string {
   return addr;
 }
 
-/** `--tls` and `--tls-ca FILE` (which implies `--tls`). */
-function transportOf(tls: boolean, ca: string | undefined): TransportConfig {
+/**
+ * `--tls` and `--tls-ca FILE` (which implies `--tls`), for `addr`. grpc-js
+ * sends the address's host as the TLS server name, and Deno's `node:tls`
+ * refuses an IP address there (ERR_INVALID_ARG_VALUE), so every call would
+ * fail UNAVAILABLE with that internal message: a usage error instead.
+ */
+function transportOf(
+  tls: boolean,
+  ca: string | undefined,
+  addr: string,
+): TransportConfig {
   if (ca !== undefined && ca.trim() === "") {
     throw new UsageError("--tls-ca must name a PEM file");
   }
-  return { tls: tls || ca !== undefined, tlsCa: ca ?? "" };
+  const on = tls || ca !== undefined;
+  const host = addr.slice(0, addr.lastIndexOf(":"));
+  if (on && (host.startsWith("[") || /^\d+\.\d+\.\d+\.\d+$/.test(host))) {
+    throw new UsageError(
+      `with --tls, --addr must name the host the certificate is for (such as localhost:50051), not an IP address, got "${addr}"`,
+    );
+  }
+  return { tls: on, tlsCa: ca ?? "" };
 }
 
 function tokenOf(flag: string | undefined, env: string | undefined): string {
@@ -188,9 +204,10 @@ export function parseExamplesArgs(
   }) as Record<string, string | undefined>;
   const d = defaultExampleOptions;
   const token = tokenOf(v.token, env.token);
+  const addr = addrOf(v.addr, env.addr);
   return Object.freeze({
-    addr: addrOf(v.addr, env.addr),
-    ...transportOf(Boolean(v.tls), v["tls-ca"]),
+    addr,
+    ...transportOf(Boolean(v.tls), v["tls-ca"], addr),
     token,
     user: exampleUser(v.user, token),
     batchDelayMs: num("batch-delay-ms", v["batch-delay-ms"], d.batchDelayMs, 0),
@@ -245,9 +262,10 @@ export function parseChatArgs(
   if (!help && user === "") {
     throw new UsageError("--user is required (or a --token naming one)");
   }
+  const addr = addrOf(v.addr as string | undefined, env.addr);
   return Object.freeze({
-    addr: addrOf(v.addr as string | undefined, env.addr),
-    ...transportOf(Boolean(v.tls), v["tls-ca"] as string | undefined),
+    addr,
+    ...transportOf(Boolean(v.tls), v["tls-ca"] as string | undefined, addr),
     token,
     room,
     user,

@@ -339,5 +339,15 @@ export function parseEdgeConfig(
   if ((config.tlsCert === "") !== (config.tlsKey === "")) {
     throw new EdgeConfigError("--tls-cert and --tls-key go together");
   }
+  if (
+    config.devJwtSecret === "" &&
+    (config.devJwtIssuer !== "" || config.devJwtAudience !== "")
+  ) {
+    // Nothing would be signed with them: not silently unused (as the core's
+    // --jwt-issuer without a key).
+    throw new EdgeConfigError(
+      "--dev-jwt-issuer and --dev-jwt-audience need --dev-jwt-secret",
+    );
+  }
   return Object.freeze(config as unknown as EdgeConfig);
 }

@@ -218,6 +218,19 @@ Deno.test("parseEdgeConfig() reads the TLS, dev-token and per-IP settings", () =
   assert.equal(c.maxWebSocketsPerIp, 4);
   rejects(["--tls-key=k.pem"], {}, /--tls-cert and --tls-key go together/);
   rejects([], { EDGE_DEV_JWT_SECRET: "short" }, /at least 32 bytes/);
+  for (const args of [["--dev-jwt-issuer=i"], ["--dev-jwt-audience=a"]]) {
+    rejects(
+      args,
+      {},
+      /^--dev-jwt-issuer and --dev-jwt-audience need --dev-jwt-secret$/,
+    );
+  }
+  assert.equal(
+    parseEdgeConfig(["--dev-jwt-issuer=i"], {
+      EDGE_DEV_JWT_SECRET: "d".repeat(32),
+    }).devJwtIssuer,
+    "i",
+  );
   rejects(["--max-requests-per-ip=-1"], {}, /integer from 0/);
 });
 

@@ -9,6 +9,7 @@
  * @module
  */
 import type { Handler } from "hono";
+import { isServerUser } from "../auth/claims.ts";
 import { signDevToken } from "../auth/dev_token.ts";
 
 /** Longest user name the core accepts (server/rooms/validate.ts). */
@@ -24,7 +25,10 @@ export interface DevTokenSettings {
   audience?: string;
 }
 
-/** The route's handler: 200 `{"token"}`, or 400 `{"error"}` without a user. */
+/**
+ * The route's handler: 200 `{"token"}`, or 400 `{"error"}` without a user
+ * or for a user the server speaks as.
+ */
 export function devTokenHandler(settings: DevTokenSettings): Handler {
   const { secret, issuer, audience } = settings;
   return async (c) => {
@@ -32,6 +36,12 @@ export function devTokenHandler(settings: DevTokenSettings): Handler {
     if (user.trim() === "" || user.length > MAX_USER_LENGTH) {
       return c.json({
         error: `user must be 1 to ${MAX_USER_LENGTH} characters`,
+      }, 400);
+    }
+    if (isServerUser(user)) {
+      // The core refuses such a token: its lines would pass for the server's.
+      return c.json({
+        error: `user "${user}" is reserved for the server's own lines`,
       }, 400);
     }
     const token = await signDevToken({

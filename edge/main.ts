@@ -24,6 +24,7 @@ import {
 } from "./config.ts";
 import { LineBuffer } from "./ops/calls.ts";
 import { tlsPairError } from "../net/tls_pair_error.ts";
+import { listenFailure } from "../net/listen_error.ts";
 import { createUpstreams } from "./upstream/mod.ts";
 import { withTraceContext } from "./upstream/trace_context.ts";
 import { edgeUsage } from "./usage.ts";
@@ -200,10 +201,9 @@ try {
   );
 } catch (err) {
   const pairError = config.tlsCert === "" ? undefined : tlsPairError(err);
-  if (err instanceof Deno.errors.AddrInUse) {
-    console.error(`edge: port ${config.port} is in use (--port)`);
-  } else if (err instanceof Deno.errors.AddrNotAvailable) {
-    console.error(`edge: cannot listen on ${config.host}:${config.port}`);
+  const bindError = listenFailure(err, config.host, config.port, "--port");
+  if (bindError !== undefined) {
+    console.error(`edge: ${bindError}`);
   } else if (pairError !== undefined) {
     // Not PEM, or not a pair: Deno.serve's words, with both files named.
     console.error(

@@ -16,6 +16,12 @@ export interface Logger {
    */
   warn(msg: string): void;
   info(msg: string): void;
+  /**
+   * An info line written at every level, `--log-level error` included:
+   * where the process listens, which the supervisor and `deno task serve`
+   * wait for (without it they never see the core ready).
+   */
+  notice(msg: string): void;
   debug(msg: string): void;
 }
 
@@ -65,6 +71,7 @@ export function createLogger(
     warn: (msg) =>
       console.error(line(format === "json" ? "warn" : "WARN", msg)),
     info: rank >= 1 ? (msg) => console.log(line("info", msg)) : () => {},
+    notice: (msg) => console.log(line("info", msg)),
     debug: rank >= 2 ? (msg) => console.log(line("debug", msg)) : () => {},
   };
 }
@@ -113,5 +120,6 @@ export const silentLogger: Logger = {
   error: () => {},
   warn: () => {},
   info: () => {},
+  notice: () => {},
   debug: () => {},
 };

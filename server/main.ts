@@ -87,7 +87,7 @@ Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
 // cuts the log back and tries again) instead of the signal ending the core.
 Deno.addSignalListener("SIGXFSZ", () => {});
 // Last: whoever waits for this line (the supervisor, tests) may signal at once.
-log.info(
+log.notice(
   `listening on ${config.host}:${core.port} (${
     config.tlsCert ? "TLS" : "h2c"
   })`,

@@ -64,6 +64,7 @@ import { observeStore } from "./ops/store_hooks.ts";
 import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
 import { addReflection, fileDescriptorProtos } from "./ops/reflection.ts";
 import { listen, type Listener } from "./grpcjs/listen.ts";
+import { listenFailure } from "../net/listen_error.ts";
 
 /** What the server exposes to its owner: the bound port, counters, shutdown. */
 export interface CoreServer {
@@ -353,7 +354,7 @@ export async function startCoreServer(
       if (givenStore === undefined) await store.close();
       throw listenError(err, config.host, config.metricsPort, "--metrics-port");
     }
-    log.info(
+    log.notice(
       `metrics on http://${config.host}:${metricsServer.port}/metrics`,
     );
   }
@@ -457,15 +458,6 @@ function listenError(
   port: number,
   flag: string,
 ): unknown {
-  const text = String((err as Error)?.message ?? err);
-  if (err instanceof Deno.errors.AddrInUse || /EADDRINUSE|in use/i.test(text)) {
-    return new ListenError(`port ${port} is in use (${flag})`);
-  }
-  if (
-    err instanceof Deno.errors.AddrNotAvailable ||
-    /EADDRNOTAVAIL|ENOTFOUND|not available/i.test(text)
-  ) {
-    return new ListenError(`cannot listen on ${host}:${port} (${flag})`);
-  }
-  return err;
+  const line = listenFailure(err, host, port, flag);
+  return line === undefined ? err : new ListenError(line);
 }

@@ -131,7 +131,7 @@ Deno.test("deno task token refuses a missing user, secret or a bad ttl with exit
   assert.match(badTtl.stderr, /--ttl must be more than 0, like 90, 30m/);
 });
 
-Deno.test("deno task token refuses what no core accepts (a short secret, a ttl of 0 or less) in one line with exit code 2", async () => {
+Deno.test("deno task token refuses what no core accepts (a short secret, a ttl of 0 or less, a blank, long or server user, a bad room pattern) in one line with exit code 2", async () => {
   const see = " (see deno task token --help)\n";
   for (
     const [args, env, message] of [
@@ -166,6 +166,32 @@ Deno.test("deno task token refuses what no core accepts (a short secret, a ttl o
         '--ttl must be more than 0, like 90, 30m, 1h or 7d, got "-1"',
       ],
       [["--bogus"], {}, "Unknown option '--bogus'"],
+      [["--user", "  "], { CHAT_JWT_SECRET: SECRET }, "--user is required"],
+      [
+        ["--user", "u".repeat(257)],
+        { CHAT_JWT_SECRET: SECRET },
+        "--user must be at most 256 characters",
+      ],
+      [
+        ["--user", "System"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--user "System" is reserved for the server\'s own lines',
+      ],
+      [
+        ["--user", "server "],
+        { CHAT_JWT_SECRET: SECRET },
+        '--user "server " is reserved for the server\'s own lines',
+      ],
+      [
+        ["--user", "a", "--rooms", ""],
+        { CHAT_JWT_SECRET: SECRET },
+        "--rooms must name a room or a prefix* pattern (omit it for every room)",
+      ],
+      [
+        ["--user", "a", "--rooms", "lobby,a*b"],
+        { CHAT_JWT_SECRET: SECRET },
+        '--rooms: room pattern "a*b" has a "*" that is not at its end',
+      ],
     ] as const
   ) {
     const r = await token([...args], env);

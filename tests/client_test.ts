@@ -177,6 +177,26 @@ Deno.test("deno task client and chat reject a bad flag or value with one line an
         ["--room", "r", "--user", "u", "--token", "a b"],
         "--token must be one word without spaces",
       ],
+      // Deno's node:tls takes no IP address as the server name.
+      [
+        "client",
+        ["--addr", "127.0.0.1:50051", "--tls"],
+        'with --tls, --addr must name the host the certificate is for (such as localhost:50051), not an IP address, got "127.0.0.1:50051"',
+      ],
+      [
+        "chat",
+        [
+          "--room",
+          "r",
+          "--user",
+          "u",
+          "--addr",
+          "[::1]:50051",
+          "--tls-ca",
+          "ca.pem",
+        ],
+        'with --tls, --addr must name the host the certificate is for (such as localhost:50051), not an IP address, got "[::1]:50051"',
+      ],
     ] as const
   ) {
     const r = await task(name, [...args]);

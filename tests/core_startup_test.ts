@@ -220,6 +220,26 @@ Deno.test("server/main.ts: a port in use is one line and exit 2, on both transpo
   }
 });
 
+Deno.test("server/main.ts and serve:core: a --host that does not resolve or is not this machine's is one line naming --host, exit 2, no restart", async () => {
+  for (const cmd of [CORE, SUPERVISED]) {
+    for (
+      const [host, why] of [
+        ["nosuchhost.invalid", /failed to lookup address information/],
+        ["192.0.2.1", /not an address of this machine/],
+      ] as const
+    ) {
+      const r = await run([...cmd, "--port", "0", "--host", host]);
+      assert.equal(r.code, 2, `${host}: ${r.stderr}`);
+      const err = lines(r.stderr).filter((l) => !/^supervisor: /.test(l));
+      assert.equal(err.length, 1, r.stderr);
+      assert.match(err[0], new RegExp(`^core: cannot listen on ${host}:0: `));
+      assert.match(err[0], why);
+      assert.match(err[0], / \(--host\)$/);
+      assert.doesNotMatch(r.stderr, /Uncaught|restarted|^\s+at /m);
+    }
+  }
+});
+
 Deno.test("serve:core: a core whose port is in use is not restarted; the supervisor exits 2", async () => {
   using taken = takenPort();
   const t0 = performance.now();
@@ -233,6 +253,47 @@ Deno.test("serve:core: a core whose port is in use is not restarted; the supervi
   assert.equal(err.filter((l) => /restarted/.test(l)).length, 0, r.stderr);
   assert.equal(err.filter((l) => /^\s+at /.test(l)).length, 0, r.stderr);
   assert.ok(performance.now() - t0 < 15_000);
+});
+
+Deno.test("serve:core --log-level error still says where it listens (the supervisor and deno task serve wait for it), and nothing else", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...SUPERVISED,
+      "--port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--store",
+      "memory",
+      "--log-level",
+      "error",
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Before, the line never came: give up after 15 s rather than hang.
+  const giveUp = setTimeout(() => child.kill("SIGTERM"), 15_000);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/listening on/.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  clearTimeout(giveUp);
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  await child.status;
+  await child.stderr.cancel();
+  const out = lines(seen);
+  assert.equal(out.length, 2, seen);
+  assert.match(out[0], /core metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  assert.match(out[1], /core listening on 127\.0\.0\.1:\d+ \(h2c\)$/);
 });
 
 Deno.test("server/main.ts --log-format json writes one JSON object per lifecycle line", async () => {

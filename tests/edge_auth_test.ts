@@ -233,7 +233,7 @@ Deno.test("edge WebSocket bridge: the header frame's authorization reaches the c
   await it.next().catch(() => {});
 });
 
-Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core accepts; 400 without a user", async () => {
+Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core accepts; 400 without a user or for a server name", async () => {
   await using stack = await authedStack({ devJwtSecret: SECRET });
   const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);
   assert.equal(res.status, 200);
@@ -247,6 +247,14 @@ Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core ac
   const bad = await stack.fetch(`${stack.url}/auth/dev-token`);
   assert.equal(bad.status, 400);
   assert.match((await bad.json()).error, /user/);
+  // A token for a name the server speaks as would only be refused by the core.
+  for (const user of ["System", "server"]) {
+    const reserved = await stack.fetch(
+      `${stack.url}/auth/dev-token?user=${user}`,
+    );
+    assert.equal(reserved.status, 400);
+    assert.match((await reserved.json()).error, /reserved for the server/);
+  }
 });
 
 Deno.test("edge /auth/dev-token: --dev-jwt-issuer and --dev-jwt-audience make tokens a core with --jwt-issuer/--jwt-audience accepts", async () => {

@@ -315,7 +315,7 @@ Deno.test("edge /metrics: counts open WebSockets and in-flight streams", async (
   );
 });
 
-Deno.test("edge /metrics: a token makes it answer 401 without the right bearer", async () => {
+Deno.test("edge /metrics: a token makes it answer 401 without the right bearer (the scheme in any case)", async () => {
   await using stack = await startCoreEdge({ metricsToken: "s3cret" });
   for (const auth of [undefined, "Bearer wrong", "Bearer s3cret2", "s3cret"]) {
     const res = await stack.fetch(stack.url + "/metrics", {
@@ -325,11 +325,13 @@ Deno.test("edge /metrics: a token makes it answer 401 without the right bearer",
     assert.equal(res.status, 401, String(auth));
     assert.match(res.headers.get("www-authenticate")!, /^Bearer/);
   }
-  const ok = await stack.fetch(stack.url + "/metrics", {
-    headers: { authorization: "Bearer s3cret" },
-  });
-  assert.equal(ok.status, 200);
-  assert.match(await ok.text(), /chat_edge_calls_total/);
+  for (const auth of ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret"]) {
+    const ok = await stack.fetch(stack.url + "/metrics", {
+      headers: { authorization: auth },
+    });
+    assert.equal(ok.status, 200, auth);
+    assert.match(await ok.text(), /chat_edge_calls_total/);
+  }
 });
 
 Deno.test("edge process: --log-format json writes one line per call, never per message", async () => {

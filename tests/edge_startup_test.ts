@@ -84,6 +84,23 @@ Deno.test("serve:edge with its port in use: one line, exit 2, no stack trace", a
   ]);
 });
 
+Deno.test("serve:edge with a --host that does not resolve or is not this machine's: one line naming --host, exit 2, no stack trace", async () => {
+  for (
+    const [host, why] of [
+      ["nosuchhost.invalid", /failed to lookup address information/],
+      ["192.0.2.1", /not an address of this machine/],
+    ] as const
+  ) {
+    const r = await run(["--host", host, "--port", "0"]);
+    assert.equal(r.code, 2, `${host}: ${r.stderr}`);
+    const err = lines(r.stderr);
+    assert.equal(err.length, 1, r.stderr);
+    assert.match(err[0], new RegExp(`^edge: cannot listen on ${host}:0: `));
+    assert.match(err[0], why);
+    assert.match(err[0], / \(--host\)$/);
+  }
+});
+
 Deno.test("serve:edge with a certificate, key or CA file it cannot read or use: one line naming the flags, exit 2, no stack trace", async () => {
   await withTempDir(async (dir) => {
     await Deno.mkdir(join(dir, "a"));

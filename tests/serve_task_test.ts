@@ -56,6 +56,18 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
         'serve: --port must be an integer from 0 to 65535, got "70000"',
       ],
       [
+        ["--metrics-port", "x"],
+        'serve: --metrics-port must be an integer from 0 to 65535 or "off", got "x"',
+      ],
+      [
+        ["--core-port", "65535", "--cores", "3"],
+        "serve: --core-port 65535 leaves no room for 3 cores on consecutive ports (the last would be 65537; at most 65535)",
+      ],
+      [
+        ["--core-port", "0", "--metrics-port", "65534", "--cores", "3"],
+        "serve: --metrics-port 65534 leaves no room for 3 cores on consecutive ports (the last would be 65536; at most 65535)",
+      ],
+      [
         ["--port", "-1"],
         'serve: --port must be an integer from 0 to 65535, got "-1"',
       ],
@@ -70,6 +82,12 @@ Deno.test("serve names a bad flag or value in one line and exits 2", async () =>
     assert.deepEqual(lines(r.stderr), [message]);
     assert.equal(r.stdout, "");
   }
+  // A bad value from the environment names the variable, not the flag.
+  const r = await runDeno([...SERVE], { LOG_FORMAT: "off" });
+  assert.equal(r.code, 2);
+  assert.deepEqual(lines(r.stderr), [
+    'serve: LOG_FORMAT must be text or json, got "off"',
+  ]);
 });
 
 /**

@@ -368,12 +368,13 @@ export function metricsHandler(
   metrics: EdgeMetrics,
   token: string,
 ): (request: Request) => Promise<Response> {
-  const expected = new TextEncoder().encode(`Bearer ${token}`);
+  const expected = new TextEncoder().encode(token);
   return async (request) => {
-    if (
-      token !== "" &&
-      !sameBytes(request.headers.get("authorization") ?? "", expected)
-    ) {
+    // The scheme is case-insensitive (RFC 9110 11.1): "bearer x" is "Bearer x".
+    const given = /^bearer +(\S+)$/i.exec(
+      request.headers.get("authorization") ?? "",
+    )?.[1] ?? "";
+    if (token !== "" && !sameBytes(given, expected)) {
       return new Response("metrics need a bearer token\n", {
         status: 401,
         headers: { "www-authenticate": 'Bearer realm="metrics"' },

@@ -15,6 +15,7 @@
  * @module
  */
 import {
+  isServerUser,
   ROOMS_CLAIM,
   SCOPE_CLAIM,
   USER_CLAIM,
@@ -23,13 +24,6 @@ import {
 import { ChatError } from "../rooms/errors.ts";
 import { MAX_NAME_LENGTH } from "../rooms/validate.ts";
 import { compileRoomPatterns, type RoomMatcher } from "./room_patterns.ts";
-
-/**
- * Names the server speaks as (server/grpc/messages.ts: the welcome is from
- * "System", Chat's echoes and alive lines from "Server"), in lower case. A
- * token for one of them would let its holder's lines pass for the server's.
- */
-const SERVER_USERS: ReadonlySet<string> = new Set(["system", "server"]);
 
 /** A caller's permissions, from one token. */
 export interface Grant {
@@ -61,7 +55,7 @@ export function grantFromClaims(
       `the token's sub (user) claim is longer than ${MAX_NAME_LENGTH} characters`,
     );
   }
-  if (SERVER_USERS.has(sub.trim().toLowerCase())) {
+  if (isServerUser(sub)) {
     throw new ChatError(
       "permission_denied",
       `user "${sub}" is reserved for the server's own lines`,

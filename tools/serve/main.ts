@@ -79,7 +79,9 @@ function port(flag: string, raw: string, offOk = false): string {
   try {
     return String(parseNumberFlag(`--${flag}`, raw, { min: 0, max: 65535 }));
   } catch (err) {
-    fail((err as Error).message);
+    const message = (err as Error).message;
+    // "off" is a value too: say so, as the core does.
+    fail(offOk ? message.replace(", got", ' or "off", got') : message);
   }
 }
 
@@ -112,7 +114,11 @@ if (values.help) {
 }
 const logFormat = values["log-format"] ?? envLogFormat ?? "text";
 if (logFormat !== "text" && logFormat !== "json") {
-  fail(`--log-format must be text or json, got ${JSON.stringify(logFormat)}`);
+  // Name where the value came from, as the core and the edge do.
+  const name = values["log-format"] !== undefined
+    ? "--log-format"
+    : "LOG_FORMAT";
+  fail(`${name} must be text or json, got ${JSON.stringify(logFormat)}`);
 }
 json = logFormat === "json";
 /** What every child gets in its environment besides serve's own. */
@@ -127,6 +133,19 @@ try {
   cores = parseNumberFlag("--cores", values.cores, { min: 1, max: 64 });
 } catch (err) {
   fail((err as Error).message);
+}
+// Core i listens on --core-port + i (and its metrics on --metrics-port + i):
+// the last of them must be a port too, before anything is started.
+for (
+  const [flag, base] of [["core-port", corePort], ["metrics-port", metricsPort]]
+) {
+  if (base !== "0" && base !== "off" && Number(base) + cores - 1 > 65535) {
+    fail(
+      `--${flag} ${base} leaves no room for ${cores} cores on consecutive ports (the last would be ${
+        Number(base) + cores - 1
+      }; at most 65535)`,
+    );
+  }
 }
 let edgeProcs = 1;
 try {

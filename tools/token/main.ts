@@ -5,14 +5,19 @@
  * CHAT_JWT_ISSUER / CHAT_JWT_AUDIENCE unless given.
  *
  * It refuses what no core would accept (a secret under 32 bytes, a ttl that
- * is already over) rather than print a token that fails on first use. A
+ * is already over, a blank or over-long user, a user the server speaks as,
+ * a malformed room pattern) rather than print a token that fails on first
+ * use. A
  * bad flag or value is one line and exit 2, as for the other tasks.
  */
 import { parseArgs } from "node:util";
+import { isServerUser } from "../../auth/claims.ts";
 import { signDevToken } from "../../auth/dev_token.ts";
 import { hs256SecretError, MIN_HS256_SECRET_BYTES } from "../../auth/secret.ts";
 import { argsErrorLine } from "../../config/args_error.ts";
 import { joinNegativeValues } from "../../config/negative_values.ts";
+import { compileRoomPatterns } from "../../server/auth/room_patterns.ts";
+import { MAX_NAME_LENGTH } from "../../server/rooms/validate.ts";
 
 const USAGE =
   `usage: deno task token --user U [--rooms a,b*] [--scope publish|subscribe] [--ttl 1h] [--secret S] [--issuer I] [--audience A]
@@ -56,7 +61,14 @@ if (values.help) {
   Deno.exit(0);
 }
 const secret = values.secret ?? Deno.env.get("CHAT_JWT_SECRET");
-if (!values.user) fail("--user is required");
+if (!values.user || values.user.trim() === "") fail("--user is required");
+if (values.user!.length > MAX_NAME_LENGTH) {
+  fail(`--user must be at most ${MAX_NAME_LENGTH} characters`);
+}
+if (isServerUser(values.user!)) {
+  // The core refuses it: its lines would pass for the server's.
+  fail(`--user "${values.user}" is reserved for the server's own lines`);
+}
 if (!secret) fail("no secret: pass --secret or set CHAT_JWT_SECRET");
 // Every core refuses a shorter secret at start-up: a token signed with one
 // could never be checked.
@@ -82,6 +94,19 @@ if (
 const rooms = values.rooms?.split(",").map((r) => r.trim()).filter((r) =>
   r !== ""
 );
+if (rooms !== undefined) {
+  // An empty list would allow no room at all; leave --rooms out for every room.
+  if (rooms.length === 0) {
+    fail(
+      "--rooms must name a room or a prefix* pattern (omit it for every room)",
+    );
+  }
+  try {
+    compileRoomPatterns(rooms);
+  } catch (err) {
+    fail(`--rooms: ${(err as Error).message}`);
+  }
+}
 console.log(
   await signDevToken({
     secret: secret!,
