@@ -329,9 +329,11 @@ Deno.test("a page that goes into the back/forward cache during an upload says ho
       // The same lines again: the ones stored before are counted, not
       // stored twice (their idempotency keys are the failed upload's).
       await page.click("#upload-button");
+      // 4 MB through the bridge: 8-11 s on this 2-core machine, over
+      // waitFor's default of 10 s.
       await page.locator("#upload-result", {
         hasText: "Server counted 20000 messages.",
-      }).waitFor();
+      }).waitFor({ timeout: 60_000 });
       assert.equal(await lastOffset(stack.core().port, "upload"), 20_000);
       // Other lines are another upload.
       await page.fill("#upload-text", "one\ntwo");
