@@ -289,7 +289,17 @@ export function createConnectHandler(
       url: request.url,
       header: request.headers,
       body: body === undefined
-        ? requestBody(request.body, signal)
+        ? requestBody(
+          request.body,
+          signal,
+          // A unary or server-streaming call's one message is read before
+          // the call starts, where the router's deadline does not reach:
+          // the read is bounded by the deadline here.
+          handler.method.methodKind === "unary" ||
+            handler.method.methodKind === "server_streaming"
+            ? connectTimeoutMs(request)
+            : undefined,
+        )
         // A body already read goes in again as the one chunk it was.
         : one(body),
       signal,
@@ -937,20 +947,49 @@ function endWithBody(
 function requestBody(
   body: ReadableStream<Uint8Array> | null,
   until: AbortSignal,
+  deadlineMs?: number,
 ): AsyncIterable<Uint8Array> {
   const reader = body?.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const cancel = () => {
+    clearTimeout(timer);
     reader?.cancel().catch(() => {});
   };
   if (until.aborted) cancel();
   else until.addEventListener("abort", cancel, { once: true });
+  // Past `deadlineMs` the read waiting then fails deadline_exceeded, as
+  // does any read after it.
+  let expired = false;
+  let failRead: ((err: unknown) => void) | undefined;
+  if (deadlineMs !== undefined && reader !== undefined) {
+    timer = setTimeout(() => {
+      expired = true;
+      failRead?.(readDeadlineError());
+      reader.cancel().catch(() => {});
+    }, deadlineMs);
+  }
+  const read = (r: ReadableStreamDefaultReader<Uint8Array>) =>
+    timer === undefined
+      ? r.read()
+      : new Promise<ReadableStreamReadResult<Uint8Array>>((resolve, reject) => {
+        failRead = reject;
+        r.read().then((result) => {
+          if (failRead === reject) failRead = undefined;
+          resolve(result);
+        }, reject);
+      });
   const done = (): Promise<IteratorResult<Uint8Array>> =>
     Promise.resolve({ done: true, value: undefined });
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
       if (reader === undefined) return { done: true, value: undefined };
-      const r = await reader.read();
-      return r.done ? { done: true, value: undefined } : r;
+      if (expired) throw readDeadlineError();
+      const r = await read(reader);
+      if (r.done) {
+        clearTimeout(timer);
+        return { done: true, value: undefined };
+      }
+      return r;
     },
     return() {
       cancel();
@@ -962,6 +1001,13 @@ function requestBody(
     },
   };
   return { [Symbol.asyncIterator]: () => iterator };
+}
+
+function readDeadlineError(): ConnectError {
+  return new ConnectError(
+    "deadline exceeded while reading the request",
+    ConnectCode.DeadlineExceeded,
+  );
 }
 
 /**

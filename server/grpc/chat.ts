@@ -23,6 +23,7 @@ import { readMessages } from "../grpcjs/raw_reader.ts";
 import {
   aliveMessage,
   checkBroadcastSize,
+  checkEchoSize,
   planEcho,
   writeEcho,
 } from "./messages.ts";
@@ -94,6 +95,7 @@ export function chatHandler(ctx: HandlerContext) {
         try {
           bytes = posts.check(message, bytes);
           checkBroadcastSize(bytes, ctx.config.maxMessageBytes);
+          checkEchoSize(message, ctx.config.maxMessageBytes);
         } catch (err) {
           stream.finish(err);
           return;

@@ -112,6 +112,33 @@ export function checkBroadcastSize(body: Uint8Array, max: number): void {
   }
 }
 
+/**
+ * Rejects a Chat message whose echo would be over the send limit
+ * (RESOURCE_EXHAUSTED, the sender's error), before it is stored: the echo
+ * adds its prefixes ("echo_", "Echo: ") and a timestamp, and a message
+ * stored and broadcast whose echo then failed the send limit ended the call
+ * RESOURCE_EXHAUSTED ("Sent message larger than max") with the message
+ * posted, and every retry with its key failed the same way.
+ */
+export function checkEchoSize(post: ChatPost, max: number): void {
+  const size = fieldSize(ECHO_ID.length + post.idEnd - post.idAt) +
+    fieldSize(ECHO_USER.length) +
+    fieldSize(ECHO_CONTENT.length + post.contentEnd - post.contentAt) +
+    fieldSize(post.roomEnd - post.roomAt) + ECHO_TAIL_MAX_BYTES;
+  if (size > max) {
+    throw new ChatError(
+      "resource_exhausted",
+      `message too large to echo: ${size} bytes as its echo, limit ${max}`,
+    );
+  }
+}
+
+/**
+ * The most an echo's timestamp (tag, length, seconds and nanos, each a tag
+ * and at most 5 varint bytes) and its SYSTEM type add.
+ */
+const ECHO_TAIL_MAX_BYTES = 2 + 6 + 6 + 2;
+
 /** The most that {@linkcode frameStored} adds to a body with a 16-character epoch. */
 export const STORED_TAIL_BYTES = 1 + 8 + 1 + 1 + 16;
 

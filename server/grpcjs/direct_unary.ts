@@ -25,9 +25,10 @@
  * The method starts synchronously once the request is complete and may
  * answer later through a callback (SendMessage: once its message is
  * committed, with every other call of the turn in one transaction). No
- * timer is armed per call: a client that never finishes its request is
- * bounded by its own deadline and by max-concurrent-streams, as with grpc-js
- * when no `grpc-timeout` is sent.
+ * timer is armed for a request that is whole in the turn its headers came
+ * in: only one with a `grpc-timeout` still unfinished then gets one
+ * (one_request.ts), so a client that never finishes its request is bounded
+ * by its own deadline and by max-concurrent-streams, as with grpc-js.
  */
 import type { Server } from "@grpc/grpc-js";
 import type http2 from "node:http2";

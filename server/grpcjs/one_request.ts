@@ -5,7 +5,16 @@
  * grpc-js's wording), the receive size limit (RESOURCE_EXHAUSTED), a
  * compressed flag without an encoding (INTERNAL), a malformed `grpc-timeout`
  * (INTERNAL), a deadline that passed before the request was complete
- * (DEADLINE_EXCEEDED), a client that reset the stream (nothing at all).
+ * (DEADLINE_EXCEEDED, sent at the deadline even while the request is still
+ * coming in, or never comes), a client that reset the stream (nothing at
+ * all).
+ *
+ * No timer is armed for a request that is whole within the event-loop turn
+ * its headers came in (nearly every one): only a request with a deadline
+ * that is still unfinished at the end of that turn gets one, so a client
+ * that sends a `grpc-timeout` and then stalls its body is answered
+ * DEADLINE_EXCEEDED at its deadline, as grpc-js's own path does, instead of
+ * holding its stream (and its unfinished bytes) until it ends the body.
  *
  * A message in one chunk (the common case) is used as it came; a message in
  * pieces is copied into one buffer that doubles up to its declared size, so
@@ -23,6 +32,8 @@ import {
   readEnvelopeLength,
 } from "../../protocol/mod.ts";
 import { PREFIX_BYTES } from "../grpc/framing.ts";
+import { atTurnEnd } from "../../http2/turn_end.ts";
+import { MAX_TIMER_MS } from "../../protocol/grpc_headers.ts";
 import {
   H2ServerStream,
   type StreamReader,
@@ -64,6 +75,7 @@ export function readOneRequest(
     reader,
     deadline,
   );
+  if (deadline !== Infinity) watchDeadline(request);
   if (stream instanceof H2ServerStream) {
     // Our own stream takes a reader object: no listeners, no closures per
     // call. It never emits 'error'.
@@ -108,6 +120,7 @@ class OneRequest implements StreamReader {
   #received = 0;
   #declared = -1;
   #finished = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -126,7 +139,34 @@ class OneRequest implements StreamReader {
   #fail(code: number, message: string): void {
     this.#finished = true;
     this.#buf = undefined;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#reader.fail(code, message);
+  }
+
+  /**
+   * At the end of the turn the request's headers came in: a request still
+   * unfinished gets a timer for its deadline.
+   */
+  armDeadline(): void {
+    if (this.#finished) return;
+    const left = this.#deadline - Date.now();
+    // Beyond a timer's range (597H or more) a deadline means none.
+    if (left > MAX_TIMER_MS) return;
+    this.#timer = setTimeout(expire, Math.max(0, left), this);
+  }
+
+  /** The deadline passed with the request still unfinished. */
+  expire(): void {
+    this.#timer = undefined;
+    if (this.#finished) return;
+    const stream = this.#stream;
+    if (stream.destroyed || stream.closed) {
+      // The client reset the stream: nothing to answer.
+      this.#finished = true;
+      this.#buf = undefined;
+      return;
+    }
+    this.#fail(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
   }
 
   /** grpc-js's answer to a malformed deadline. */
@@ -185,6 +225,7 @@ class OneRequest implements StreamReader {
     if (stream instanceof H2ServerStream) stream.readWith(undefined);
     if (this.#finished) return;
     this.#finished = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     const wording = this.#wording;
     const request = this.#buf;
     const received = this.#received;
@@ -214,6 +255,24 @@ class OneRequest implements StreamReader {
 }
 
 function ignore(): void {}
+
+function expire(request: OneRequest): void {
+  request.expire();
+}
+
+/** Requests with a deadline whose headers came in this turn. */
+let fresh: OneRequest[] = [];
+
+/** Arms `request`'s deadline at the end of this turn if it is unfinished. */
+function watchDeadline(request: OneRequest): void {
+  if (fresh.push(request) === 1) atTurnEnd(armDeadlines);
+}
+
+function armDeadlines(): void {
+  const now = fresh;
+  fresh = [];
+  for (const request of now) request.armDeadline();
+}
 
 /** gRPC content type and no compression: the calls the direct paths take. */
 export function isPlainGrpc(headers: http2.IncomingHttpHeaders): boolean {
