@@ -191,7 +191,13 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     singleRequestPaths: pathsOf(services, "unary", "server_streaming"),
     unaryPaths: pathsOf(services, "unary"),
   });
-  app.get("/ws", (c) => bridge(c, c.env));
+  app.get(
+    "/ws",
+    config.webSocketBridge === "on"
+      ? (c) => bridge(c, c.env)
+      : (c) =>
+        c.text("the WebSocket bridge is off (--websocket-bridge)\n", 404),
+  );
 
   if (config.devJwtSecret !== "") {
     app.get(

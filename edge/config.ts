@@ -89,6 +89,14 @@ export interface EdgeConfig {
    * good (Deno 2.9's HTTP/1.1 server never settles that body's read).
    */
   http1Bidi: Http1Bidi;
+  /**
+   * The WebSocket bridge at /ws: "on", or "off" (/ws answers 404). Deno 2.9
+   * gathers a message sent in fragments without bound and keeps reading it
+   * after the edge closes the socket (web/WEBSOCKET.md, "Limits"): an edge
+   * open to untrusted clients without a proxy that bounds WebSocket messages
+   * may turn it off.
+   */
+  webSocketBridge: "on" | "off";
 }
 
 /** What the edge does with a bidi call that came over HTTP/1.1. */
@@ -123,6 +131,7 @@ export const DEFAULT_EDGE_CONFIG: Readonly<EdgeConfig> = Object.freeze({
   maxWebSocketsPerIp: 0,
   trustProxy: 0,
   http1Bidi: "refuse",
+  webSocketBridge: "on",
 });
 
 /** Thrown for any value the edge refuses to start with. */
@@ -161,6 +170,10 @@ const SETTINGS = {
   },
   trustProxy: { flag: "trust-proxy", env: "TRUST_PROXY" },
   http1Bidi: { flag: "http1-bidi", env: "EDGE_HTTP1_BIDI" },
+  webSocketBridge: {
+    flag: "websocket-bridge",
+    env: "EDGE_WEBSOCKET_BRIDGE",
+  },
 } as const satisfies Record<keyof EdgeConfig, { flag: string; env: string }>;
 
 /** The flag and environment variable of every setting (for --help). */
@@ -211,6 +224,12 @@ const PARSERS: Parsers = {
       throw new EdgeConfigError(
         `${name} must be "refuse" or "allow", got "${raw}"`,
       );
+    }
+    return raw;
+  },
+  webSocketBridge(raw, name) {
+    if (raw !== "on" && raw !== "off") {
+      throw new EdgeConfigError(`${name} must be "on" or "off", got "${raw}"`);
     }
     return raw;
   },

@@ -39,6 +39,7 @@ Deno.test("parseEdgeConfig() returns frozen defaults with no flags or env", () =
     maxWebSocketsPerIp: 0,
     trustProxy: 0,
     http1Bidi: "refuse",
+    webSocketBridge: "on",
   });
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.allowedOrigins));
@@ -118,6 +119,25 @@ Deno.test("parseEdgeConfig() picks the upstream client from --upstream-client or
     /--upstream-client must be "h2" or "node", got "fetch"/,
   );
   rejects([], { UPSTREAM_CLIENT: "H2" }, /^UPSTREAM_CLIENT must be/);
+});
+
+Deno.test("parseEdgeConfig() turns the WebSocket bridge off with --websocket-bridge off or EDGE_WEBSOCKET_BRIDGE=off", () => {
+  assert.equal(parseEdgeConfig([], {}).webSocketBridge, "on");
+  assert.equal(
+    parseEdgeConfig([], { EDGE_WEBSOCKET_BRIDGE: "off" }).webSocketBridge,
+    "off",
+  );
+  assert.equal(
+    parseEdgeConfig(["--websocket-bridge", "on"], {
+      EDGE_WEBSOCKET_BRIDGE: "off",
+    }).webSocketBridge,
+    "on",
+  );
+  rejects(
+    ["--websocket-bridge", "no"],
+    {},
+    /^--websocket-bridge must be "on" or "off", got "no"$/,
+  );
 });
 
 Deno.test("parseEdgeConfig() takes what to do with bidi over HTTP/1.1 from --http1-bidi or EDGE_HTTP1_BIDI", () => {

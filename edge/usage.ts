@@ -37,6 +37,8 @@ export const EDGE_SETTING_HELP: Readonly<Record<keyof EdgeConfig, string>> = {
     "proxies in front that append X-Forwarded-For; 0: the TCP peer is the client",
   http1Bidi:
     "refuse | allow: bidi calls (Chat) with a chunked HTTP/1.1 body (one of declared length is read whole first); allowed, a client leaving mid-body leaks a socket (Deno 2.9)",
+  webSocketBridge:
+    "on | off: the WebSocket bridge at /ws (off: 404); Deno 2.9 does not bound a message sent in fragments",
 };
 
 /** The whole --help text. */

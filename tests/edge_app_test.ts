@@ -159,6 +159,46 @@ Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SI
   }
 });
 
+Deno.test("edge/main.ts with EDGE_WEBSOCKET_BRIDGE=off answers /ws 404 saying why; Connect calls still work", async () => {
+  const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
+  const { child, lines, port } = await spawnEdgeMain(core.port, {
+    env: { EDGE_WEBSOCKET_BRIDGE: "off" },
+  });
+  const client = Deno.createHttpClient({});
+  try {
+    const upgrade = await fetch(`http://127.0.0.1:${port}/ws`, {
+      headers: {
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+      },
+      client,
+    } as RequestInit);
+    assert.equal(upgrade.status, 404);
+    assert.match(await upgrade.text(), /WebSocket bridge is off/);
+    const call = openWsCall(`ws://127.0.0.1:${port}/ws`, {
+      path: "/chat.ChatService/Chat",
+    });
+    assert.equal((await call.status).code, 14);
+    const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user: "main", room: "r", content: "hello" }),
+      client,
+    } as RequestInit);
+    assert.match((await res.json()).messageId, /^msg_\d+$/);
+  } finally {
+    client.close();
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await lines.cancel().catch(() => {});
+    await core.shutdown(100);
+  }
+});
+
 Deno.test("edge/main.ts on SIGTERM ends a WebSocket bridge call UNAVAILABLE with its status frame", async () => {
   const core = await startCoreServer({ port: 0, aliveIntervalMs: 0 });
   const { child, lines, port, seen: started } = await spawnEdgeMain(
