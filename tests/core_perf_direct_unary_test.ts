@@ -465,6 +465,27 @@ async function coreWithWatcher() {
   };
 }
 
+for (const method of ["Chat", "UploadMessages"]) {
+  Deno.test(`${method} with a malformed grpc-timeout is INTERNAL before anything is posted, as SendMessage`, async () => {
+    await using w = await coreWithWatcher();
+    await using raw = await rawSession(w.f.core.port);
+    const { stream, reply } = raw.open({
+      ":path": `/chat.ChatService/${method}`,
+      "grpc-timeout": "soon",
+    });
+    stream.end(frameMessage(toBinary(
+      MessageSchema,
+      create(MessageSchema, { user: "u", room: "r", content: "timed" }),
+    )));
+    const got = await reply;
+    assert.deepEqual([got.status, got.message], [
+      13,
+      'Invalid grpc-timeout value "soon"',
+    ]);
+    await w.quiet(`${method} with a bad timeout`);
+  });
+}
+
 const cases: [string, Uint8Array[], number, RegExp][] = [
   [
     "two messages",

@@ -106,9 +106,21 @@ export function listenWithH2(
       }
       // grpc-js arms `setTimeout(ms | 0)`: from 597H on that overflows and
       // ends the call at once. A deadline that far away means none.
-      const timeout = parseGrpcTimeout(headers["grpc-timeout"] as string);
+      const rawTimeout = headers["grpc-timeout"] as string | undefined;
+      const timeout = parseGrpcTimeout(rawTimeout);
       if (timeout !== undefined && practicalTimeout(timeout) === undefined) {
         delete headers["grpc-timeout"];
+      } else if (timeout === undefined && rawTimeout !== undefined) {
+        // grpc-js queues this answer but starts the call anyway (Chat and
+        // UploadMessages then ran as if no deadline was sent): every method
+        // gets it here, as the direct paths answer it (one_request.ts).
+        endCall(
+          stream,
+          Code.INTERNAL,
+          `Invalid grpc-timeout value "${rawTimeout}"`,
+        );
+        stream.resume();
+        return;
       }
       // emit(), not a saved listener: enableDirectUnary() may wrap it later.
       grpcJs.emit("stream", stream, headers);
@@ -155,9 +167,14 @@ function answerNotGrpc(stream: H2ServerStream): void {
  * ends with RESOURCE_EXHAUSTED.
  */
 function overBudget(stream: H2ServerStream, reason: string): void {
+  endCall(stream, Code.RESOURCE_EXHAUSTED, reason);
+}
+
+/** Ends a call with `code` and `message`, trailers-only if nothing was sent. */
+function endCall(stream: H2ServerStream, code: number, message: string): void {
   const status = {
-    "grpc-status": String(Code.RESOURCE_EXHAUSTED),
-    "grpc-message": encodeGrpcMessage(reason),
+    "grpc-status": String(code),
+    "grpc-message": encodeGrpcMessage(message),
   };
   if (!stream.headersSent) {
     stream.respond({
