@@ -255,6 +255,32 @@ Deno.test("serve:core: a core whose port is in use is not restarted; the supervi
   assert.ok(performance.now() - t0 < 15_000);
 });
 
+/**
+ * A core's stdout up to "listening on", then SIGTERM and the rest of it; a
+ * core that never says it is sent SIGTERM after `giveUpMs`.
+ */
+async function outputAroundStop(
+  child: Deno.ChildProcess,
+  giveUpMs = 15_000,
+): Promise<string> {
+  const giveUp = setTimeout(() => child.kill("SIGTERM"), giveUpMs);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/listening on/.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  clearTimeout(giveUp);
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  return seen;
+}
+
 Deno.test("serve:core --log-level error still says where it listens (the supervisor and deno task serve wait for it), and nothing else", async () => {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -272,22 +298,8 @@ Deno.test("serve:core --log-level error still says where it listens (the supervi
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  // Before, the line never came: give up after 15 s rather than hang.
-  const giveUp = setTimeout(() => child.kill("SIGTERM"), 15_000);
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!/listening on/.test(seen)) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += value;
-  }
-  clearTimeout(giveUp);
-  child.kill("SIGTERM");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += value;
-  }
+  // Before, the line never came: given up after 15 s rather than hang.
+  const seen = await outputAroundStop(child);
   await child.status;
   await child.stderr.cancel();
   const out = lines(seen);
@@ -303,19 +315,7 @@ Deno.test("server/main.ts --log-format json writes one JSON object per lifecycle
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!/listening on/.test(seen)) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += value;
-  }
-  child.kill("SIGTERM");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += value;
-  }
+  const seen = await outputAroundStop(child);
   const status = await child.status;
   await child.stderr.cancel();
   assert.equal(status.code, 0);
@@ -356,19 +356,7 @@ async function supervisedJsonRun(dataDir: string) {
     stderr: "piped",
   }).spawn();
   const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let stdout = "";
-  while (!/listening on/.test(stdout)) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-  }
-  child.kill("SIGTERM");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-  }
+  const stdout = await outputAroundStop(child);
   const status = await child.status;
   return { code: status.code, stdout, stderr: await stderr };
 }

@@ -13,7 +13,12 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { type CoreServer, startCoreServer } from "../server/server.ts";
+import {
+  type CoreServer,
+  startCoreServer,
+  type StartOptions,
+} from "../server/server.ts";
+import type { EdgeConfig } from "../edge/config.ts";
 import { createMemoryStore } from "../server/store/memory_store.ts";
 import type { HistoryStore } from "../server/rooms/history_store.ts";
 import {
@@ -69,6 +74,40 @@ async function withAnswerCut(
     await browser.close();
     await edge.close();
     await proxy.close();
+    await core.shutdown(500);
+  }
+}
+
+/**
+ * A core (port 0, no "alive" lines, `coreOptions`), an edge in front of it
+ * (`edgeConfig`) and a page in Chromium; all closed after `fn`.
+ */
+async function withPageStack(
+  coreOptions: StartOptions,
+  edgeConfig: Partial<EdgeConfig>,
+  fn: (
+    s: {
+      core: CoreServer;
+      edge: { url: string };
+      page: Page;
+      errors: string[];
+    },
+  ) => Promise<void>,
+): Promise<void> {
+  const core = await startCoreServer({
+    port: 0,
+    aliveIntervalMs: 0,
+    ...coreOptions,
+  });
+  const edge = startEdge(`http://127.0.0.1:${core.port}`, edgeConfig);
+  const browser = await launchChromium();
+  try {
+    const { context, page, errors } = await openPage(browser);
+    await fn({ core, edge, page, errors });
+    await context.close();
+  } finally {
+    await browser.close();
+    await edge.close();
     await core.shutdown(500);
   }
 }
@@ -154,15 +193,9 @@ Deno.test("the page's Chat panel sends a line whose echo was lost again with its
 });
 
 Deno.test("the page's Chat panel sends the lines of a stream it ended on pagehide ahead of the next line, even before that stream's end came in", async () => {
-  const core = await startCoreServer({
-    port: 0,
-    store: "memory",
-    aliveIntervalMs: 0,
-  });
-  const edge = startEdge(`http://127.0.0.1:${core.port}`);
-  const browser = await launchChromium();
-  try {
-    const { context, page, errors } = await openPage(browser);
+  await withPageStack({ store: "memory" }, {}, async (
+    { core, edge, page, errors },
+  ) => {
     await joinRoom(page, `${edge.url}/`, "alice", "hid");
     // In one task: a line, the page hidden (its stream cancelled, the
     // line not echoed), and the next line on a new stream, before the
@@ -186,12 +219,7 @@ Deno.test("the page's Chat panel sends the lines of a stream it ended on pagehid
       "after",
     ]);
     assert.deepEqual(errors, []);
-    await context.close();
-  } finally {
-    await browser.close();
-    await edge.close();
-    await core.shutdown(500);
-  }
+  });
 });
 
 /**
@@ -226,70 +254,56 @@ function storeThatFails() {
 
 Deno.test("the page sends a line the core's store refused again by itself once the store is back, while its room stays live", async () => {
   const { store, state } = storeThatFails();
-  const core = await startCoreServer({
-    port: 0,
-    aliveIntervalMs: 0,
-    historyStore: store,
-  });
-  const edge = startEdge(`http://127.0.0.1:${core.port}`);
-  const browser = await launchChromium();
   try {
-    const { context, page, errors } = await openPage(browser);
-    await joinRoom(page, `${edge.url}/`, "alice", "outage");
-    state.down = true;
-    await say(page, "during the outage");
-    const unsent = page.locator("#messages li.msg-unsent", {
-      hasText: "during the outage",
-    });
-    await unsent.waitFor();
-    assert.match(await unsent.textContent() ?? "", /history store unavailable/);
-    // The store comes back; nobody clicks Retry and the room never dropped.
-    state.down = false;
-    await page.locator("#messages li.msg-chat", {
-      hasText: "during the outage",
-    }).waitFor();
-    await unsent.waitFor({ state: "detached" });
-    assert.equal(
-      await page.locator("#messages li.msg-local", { hasText: "Reconnected" })
-        .count(),
-      0,
-      "the room resumed: the retry was not the resume's",
-    );
-    assert.ok(state.refused >= 1);
-    await say(page, "after");
-    await page.locator("#messages li.msg-chat", { hasText: "after" }).waitFor();
-    assert.equal(
+    await withPageStack({ historyStore: store }, {}, async (
+      { edge, page, errors },
+    ) => {
+      await joinRoom(page, `${edge.url}/`, "alice", "outage");
+      state.down = true;
+      await say(page, "during the outage");
+      const unsent = page.locator("#messages li.msg-unsent", {
+        hasText: "during the outage",
+      });
+      await unsent.waitFor();
+      assert.match(
+        await unsent.textContent() ?? "",
+        /history store unavailable/,
+      );
+      // The store comes back; nobody clicks Retry and the room never dropped.
+      state.down = false;
       await page.locator("#messages li.msg-chat", {
         hasText: "during the outage",
-      }).count(),
-      1,
-    );
-    assert.deepEqual(errors, []);
-    await context.close();
+      }).waitFor();
+      await unsent.waitFor({ state: "detached" });
+      assert.equal(
+        await page.locator("#messages li.msg-local", { hasText: "Reconnected" })
+          .count(),
+        0,
+        "the room resumed: the retry was not the resume's",
+      );
+      assert.ok(state.refused >= 1);
+      await say(page, "after");
+      await page.locator("#messages li.msg-chat", { hasText: "after" })
+        .waitFor();
+      assert.equal(
+        await page.locator("#messages li.msg-chat", {
+          hasText: "during the outage",
+        }).count(),
+        1,
+      );
+      assert.deepEqual(errors, []);
+    });
   } finally {
-    await browser.close();
-    await edge.close();
-    await core.shutdown(500);
     await store.close();
   }
 });
 
 Deno.test("the page's Chat panel keeps a line the rate limit refused and sends it again with the next one; a line refused for itself is listed, not sent again", async () => {
-  // Auth off: the limit counts per connection, the edge's one to the core.
-  const core = await startCoreServer({
-    port: 0,
-    store: "memory",
-    aliveIntervalMs: 0,
-    rateLimit: 1,
-    rateBurst: 2,
-  });
-  // And a message limit a long line goes over (refused for itself).
-  const edge = startEdge(`http://127.0.0.1:${core.port}`, {
+  // Auth off: the limit counts per connection, the edge's one to the core;
+  // and a message limit a long line goes over (refused for itself).
+  await withPageStack({ store: "memory", rateLimit: 1, rateBurst: 2 }, {
     maxMessageBytes: 1024,
-  });
-  const browser = await launchChromium();
-  try {
-    const { context, page, errors } = await openPage(browser);
+  }, async ({ core, edge, page, errors }) => {
     await joinRoom(page, `${edge.url}/`, "alice", "limited");
     const sayOnStream = async (content: string) => {
       await page.fill("#bidi-input", content);
@@ -323,10 +337,5 @@ Deno.test("the page's Chat panel keeps a line the rate limit refused and sends i
     await new Promise((r) => setTimeout(r, 1500));
     await echoedAndStored("e", ["a", "b", "c", "d", "e"]);
     assert.deepEqual(errors, []);
-    await context.close();
-  } finally {
-    await browser.close();
-    await edge.close();
-    await core.shutdown(500);
-  }
+  });
 });

@@ -129,6 +129,17 @@ Deno.test("GET /healthz is 503 when the upstream port has nothing listening", as
   await res.body?.cancel();
 });
 
+/** A Connect JSON SendMessage through the edge on `port` is answered with an id. */
+async function sendsThroughConnect(port: string, client: Deno.HttpClient) {
+  const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: "main", room: "r", content: "hello" }),
+    client,
+  } as RequestInit);
+  assert.match((await res.json()).messageId, /^msg_\d+$/);
+}
+
 Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SIGTERM", async () => {
   const core = await startCoreServer({ port: 0 });
   const { child, lines, port } = await spawnEdgeMain(core.port, {
@@ -136,13 +147,7 @@ Deno.test("edge/main.ts serves with only --allow-net --allow-env and stops on SI
   });
   const client = Deno.createHttpClient({});
   try {
-    const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ user: "main", room: "r", content: "hello" }),
-      client,
-    } as RequestInit);
-    assert.match((await res.json()).messageId, /^msg_\d+$/);
+    await sendsThroughConnect(port, client);
     child.kill("SIGTERM");
     const status = await child.status;
     assert.equal(status.code, 0);
@@ -181,13 +186,7 @@ Deno.test("edge/main.ts with EDGE_WEBSOCKET_BRIDGE=off answers /ws 404 saying wh
       path: "/chat.ChatService/Chat",
     });
     assert.equal((await call.status).code, 14);
-    const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ user: "main", room: "r", content: "hello" }),
-      client,
-    } as RequestInit);
-    assert.match((await res.json()).messageId, /^msg_\d+$/);
+    await sendsThroughConnect(port, client);
   } finally {
     client.close();
     try {
