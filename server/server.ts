@@ -202,6 +202,8 @@ export async function startCoreServer(
       read: store.checksKeys
         ? undefined
         : (room, after) => readKeys(hub.store, room, after),
+      // Nor is its answer kept: the store's is in the room's epoch.
+      storeAnswers: store.checksKeys,
     })
     : undefined;
   const ctx: HandlerContext = {

@@ -548,3 +548,25 @@ Deno.test("SendMessage: on Redis, a key another core stored after the room's his
     ["k", "4", "5", "6", "7"],
   );
 });
+
+Deno.test("SendMessage: on Redis, a key whose room started again (a new epoch) posts again, on the core that stored it too, instead of an offset of the lost epoch", async () => {
+  await using redis = await startRedisServer();
+  await using a = await startCore({ broker: redis.url, historyTtlMs: 300 });
+  const first = await post(a.client, "first", "k");
+  assert.equal(first.offset, 1n);
+  await new Promise((r) => setTimeout(r, 600)); // the room expires
+  // Offset 1 of the new epoch is another message now.
+  const other = await post(a.client, "other", "");
+  assert.equal(other.offset, 1n);
+  const again = await post(a.client, "first", "k");
+  assert.notEqual(again.messageId, first.messageId);
+  assert.equal(again.offset, 2n);
+  assert.deepEqual(
+    (await history(a.client, "r")).map((m) => m.content),
+    ["other", "first"],
+  );
+  // Within the new epoch, a repeat is still answered with the first's.
+  const third = await post(a.client, "first", "k");
+  assert.equal(third.messageId, again.messageId);
+  assert.equal(third.offset, 2n);
+});

@@ -8,7 +8,8 @@
  * user, and in `chat:{R}:alive` (a sorted set) the same member has the time
  * it expires. A core renews its members every `heartbeatMs`; a core that
  * died stops renewing, and its entries are swept `expiryMs` later by the
- * first core that lists or heartbeats the room (one Lua script, so exactly
+ * first core that lists or heartbeats the room (however much later: the
+ * room's keys outlive their last renewal by `keysTtlMs`, a day) (one Lua script, so exactly
  * one core sweeps each entry). The sweeping core reports users that no core
  * has any more (`onGone`), which the server announces as LEAVE. A core
  * sweeps only after Redis answered its heartbeats promptly for `expiryMs`,
@@ -58,13 +59,14 @@ return {gone, redis.call('HGETALL', KEYS[2])}
 `;
 
 /**
- * Sets this core's members of one room: `ARGV[1]` the expiry in ms, then
- * member and count pairs. Each member expires `ARGV[1]` after Redis's now;
- * a count of 0 removes the member.
+ * Sets this core's members of one room: `ARGV[1]` the expiry in ms,
+ * `ARGV[2]` how long the room's keys last after it, then member and count
+ * pairs. Each member expires `ARGV[1]` after Redis's now; a count of 0
+ * removes the member (a room whose members all left has no keys).
  */
 const RENEW_SCRIPT = `${REDIS_NOW}
 local expires = string.format('%.0f', now + tonumber(ARGV[1]))
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   if ARGV[i + 1] == '0' then
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('ZREM', KEYS[2], ARGV[i])
@@ -73,8 +75,8 @@ for i = 2, #ARGV, 2 do
     redis.call('ZADD', KEYS[2], expires, ARGV[i])
   end
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) * 2)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 `;
 
@@ -89,6 +91,14 @@ export interface RedisPresenceOptions {
   heartbeatMs?: number;
   /** An entry not renewed for this long is gone; default 3000 ms. */
   expiryMs?: number;
+  /**
+   * How long a room's keys outlive their last renewal (default
+   * {@linkcode PRESENCE_KEYS_TTL_MS}, at least twice the expiry): a dead
+   * core's entries wait that long for a core that renews or lists the room
+   * to sweep them and announce their users' LEAVE. Keys of a room that
+   * everyone left are deleted at once.
+   */
+  keysTtlMs?: number;
   /** A user whom no core has in `room` any more, found by a sweep. */
   onGone?: (room: string, user: string) => void;
   /** Errors of background writes (the broker being down): counted, not thrown. */
@@ -99,6 +109,13 @@ export interface RedisPresenceOptions {
    */
   now?: () => number;
 }
+
+/**
+ * Default of {@linkcode RedisPresenceOptions.keysTtlMs}: as long as an
+ * unused room's epoch lives (redis_broker.ts), so that a JOIN still in a
+ * room's history gets its LEAVE from the next core in the room.
+ */
+export const PRESENCE_KEYS_TTL_MS = 24 * 3600_000;
 
 const keys = (room: string) => ({
   who: `chat:{${room}}:who`,
@@ -116,6 +133,9 @@ export function createRedisPresence(
 ): Presence {
   const heartbeatMs = options.heartbeatMs ?? 1000;
   const expiryMs = options.expiryMs ?? 3000;
+  const keysTtl = String(
+    Math.max(2 * expiryMs, options.keysTtlMs ?? PRESENCE_KEYS_TTL_MS),
+  );
   // Only intervals are timed: a monotonic clock, which does not jump.
   const now = options.now ?? (() => performance.now());
   const coreId = crypto.randomUUID();
@@ -156,6 +176,7 @@ export function createRedisPresence(
       k.who,
       k.alive,
       String(expiryMs),
+      keysTtl,
     ];
     for (const u of users) command.push(member(u), String(counts?.get(u) ?? 0));
     return command;

@@ -224,3 +224,39 @@ Deno.test("createRedisPresence() writes a burst of joins together: 10,000 at onc
     await bb.close();
   }
 });
+
+Deno.test("createRedisPresence() sweeps a dead core's users in a room no other core was in, when a core comes to the room long after the expiry", async () => {
+  await using redis = await startRedisServer();
+  const [ba, bb] = await twoCores(redis.url);
+  const gone: string[] = [];
+  const timing = { heartbeatMs: 50, expiryMs: 200 };
+  const a = createRedisPresence(ba, {
+    ...timing,
+    onGone: (room, user) => gone.push(`${room}/${user}`),
+  });
+  const b = createRedisPresence(bb, timing);
+  try {
+    b.join("lonely", "bob");
+    assert.deepEqual(await a.list("lonely"), [{ user: "bob", connections: 1 }]);
+    // b's process "dies" while nobody else is in the room.
+    await bb.close();
+    // Well past twice the expiry, the keys' life before.
+    await new Promise((r) => setTimeout(r, 1000));
+    a.join("lonely", "ann");
+    const end = Date.now() + 3000;
+    while (gone.length === 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(gone, ["lonely/bob"]);
+    assert.deepEqual(await a.list("lonely"), [{ user: "ann", connections: 1 }]);
+    // Everyone gone: the room's presence keys go with them.
+    a.leave("lonely", "ann");
+    await a.list("lonely");
+    const raw = await ba.command(["EXISTS", "chat:{lonely}:who"]);
+    assert.equal(Number(raw), 0);
+  } finally {
+    await a.close();
+    await b.close();
+    await ba.close();
+  }
+});

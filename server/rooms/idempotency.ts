@@ -82,6 +82,16 @@ export interface IdempotencyOptions {
    * for it; undefined for a store that checks keys itself (nothing to read).
    */
   read?: ReadKeys;
+  /**
+   * The store answers repeats itself, in the room's current epoch (Redis):
+   * the index holds a key only while its post is pending (so that repeats
+   * sent meanwhile wait for it) and asks the store for every later one. An
+   * answer kept here would outlive the room's history: after Redis lost the
+   * room (a restart without persistence, the room's TTL) it would answer a
+   * retry with an offset of the lost epoch, which a message of the new one
+   * now holds, and store nothing.
+   */
+  storeAnswers?: boolean;
   now?: () => number;
 }
 
@@ -287,6 +297,7 @@ export class IdempotencyIndex {
         if (waiters) { for (const w of waiters) w(err); }
         return;
       }
+      if (this.#opts.storeAnswers) this.#remove(entry);
       entry.result = result;
       entry.atMs = result.timeMs;
       if (repeated) this.repeats++;
