@@ -95,6 +95,8 @@ export const DEFAULT_KEYS_PER_ROOM = 100_000;
 export const DEFAULT_BROKER_TIMEOUT_MS = 5000;
 /** How often an idle command connection is PINGed (at most). */
 const PING_MS = 1000;
+/** The key a core whose writes Redis refused sets to learn it takes them again. */
+const PROBE_KEY = "chat:write-probe";
 
 export { BrokerUnavailableError };
 
@@ -216,10 +218,13 @@ export async function connectRedisBroker(
   /**
    * Redis refused the last append with an error of its own (out of memory
    * under `maxmemory`, MISCONF, a read-only replica): down, as an embedded
-   * store whose commit failed, until an append is stored. Its PINGs still
-   * answer, so they cannot tell.
+   * store whose commit failed, until a write is taken again: an append, or
+   * the probe `refusedProbe()` writes every second meanwhile (its PINGs
+   * still answer, so they cannot tell; and a core out of the edge's rotation
+   * for its NOT_SERVING would get no append to tell it either).
    */
   let refused = false;
+  let probeTimer: ReturnType<typeof setInterval> | undefined;
   /** While starting: fails the start-up (see `permanent`). */
   let startFailed: ((e: Error) => void) | undefined;
   /** While starting: the last error, for the start-up's timeout. */
@@ -248,6 +253,26 @@ export async function connectRedisBroker(
     if (now === reported || closed) return;
     reported = now;
     hooks.changed();
+  };
+  /** Redis takes writes again: ok (if nothing else is wrong). */
+  const writesTaken = () => {
+    clearInterval(probeTimer);
+    probeTimer = undefined;
+    if (!refused) return;
+    refused = false;
+    maybeChanged();
+  };
+  /** Redis refused a write with `message`: down, and probed until it takes one. */
+  const writesRefused = (message: string) => {
+    refused = true;
+    lastError = message;
+    maybeChanged();
+    probeTimer ??= setInterval(() => {
+      if (!cmd.isReady || stalled) return;
+      // A write as small as Redis takes (SET is refused under maxmemory
+      // with noeviction, MISCONF and READONLY alike), gone by itself.
+      cmd.set(PROBE_KEY, "1", { PX: 10_000 }).then(writesTaken, () => {});
+    }, PING_MS);
   };
   cmd.on("error", (e: Error) => {
     starting(e);
@@ -642,10 +667,7 @@ export async function connectRedisBroker(
           const r = at.get(e.room)!;
           return r.of[r.n++];
         });
-        if (refused) {
-          refused = false;
-          maybeChanged();
-        }
+        if (refused) writesTaken();
         const ms = performance.now() - t0;
         counters.commits++;
         counters.lastMs = ms;
@@ -654,11 +676,7 @@ export async function connectRedisBroker(
         return out;
       } catch (e) {
         counters.failed++;
-        if (e instanceof ErrorReply) {
-          refused = true;
-          lastError = e.message;
-          maybeChanged();
-        }
+        if (e instanceof ErrorReply) writesRefused(e.message);
         broker.onCommit?.(performance.now() - t0, false);
         throw unavailable(e, "the message may still be stored");
       }
@@ -771,6 +789,7 @@ export async function connectRedisBroker(
       if (closed) return;
       closed = true;
       clearTimeout(recheck);
+      clearInterval(probeTimer);
       for (const { feed } of feeds.values()) feed.close();
       feeds.clear();
       cmd.destroy();

@@ -388,7 +388,7 @@ Deno.test("RedisBroker: an append whose answer is lost with the connection says 
   }
 });
 
-Deno.test("RedisBroker: a Redis that refuses writes (OOM) fails appends UNAVAILABLE in its words and is down until an append is stored", async () => {
+Deno.test("RedisBroker: a Redis that refuses writes (OOM) fails appends UNAVAILABLE in its words and is down until it takes a write again (an append, or the broker's probe)", async () => {
   await using redis = await startRedisServer();
   const a = await plainBroker(redis.url);
   const admin = createClient({ url: redis.url });
@@ -414,6 +414,18 @@ Deno.test("RedisBroker: a Redis that refuses writes (OOM) fails appends UNAVAILA
     assert.equal(stored.offset, 2);
     assert.equal(a.status().state, "ok");
     assert.deepEqual(states, ["down", "ok"]);
+
+    // Refused again, then taken again with no append: a core with only
+    // subscribers (or out of an edge's rotation for its NOT_SERVING) is
+    // ok again once Redis takes writes.
+    await admin.configSet({ maxmemory: "1" });
+    await a.append([entry("m", "4")], 0).catch(() => {});
+    assert.equal(a.status().state, "down");
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(a.status().state, "down", "still refused: still down");
+    await admin.configSet({ maxmemory: "0" });
+    await until(() => a.status().state === "ok", "ok without an append", 3000);
+    assert.deepEqual(states, ["down", "ok", "down", "ok"]);
   } finally {
     await admin.quit();
     await a.close();
