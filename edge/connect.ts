@@ -41,6 +41,7 @@ import {
   errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { concatBytes } from "../protocol/bytes.ts";
+import { acceptPostFor } from "./accept_post.ts";
 import {
   connectErrorAnswer,
   connectErrorParts,
@@ -311,7 +312,10 @@ export function createConnectHandler(
     if (!record) {
       return handler(universal).then((res) =>
         universalServerResponseToFetch(
-          endWithBody(withErrorBody(res, request), gone),
+          endWithBody(
+            withErrorBody(res, request, handler.method.methodKind === "unary"),
+            gone,
+          ),
         ), failed);
     }
     return handler({
@@ -324,7 +328,14 @@ export function createConnectHandler(
       async (res) =>
         universalServerResponseToFetch(
           await observed(
-            endWithBody(withErrorBody(res, request), gone),
+            endWithBody(
+              withErrorBody(
+                res,
+                request,
+                handler.method.methodKind === "unary",
+              ),
+              gone,
+            ),
             record,
             isConnectStreaming(request.headers.get("content-type")),
           ),
@@ -716,11 +727,13 @@ function failedInternal(record: CallRecord): (err: unknown) => never {
  * `unknown`. The edge says what happened instead: `unimplemented` in a
  * Connect error body, with the same HTTP status (for a streaming content
  * type, in an end-stream message of a 200 answer), so the client and the
- * call's record agree.
+ * call's record agree. A 415 names the content types the method takes in
+ * `Accept-Post`.
  */
 function withErrorBody(
   res: UniversalServerResponse,
   request: Request,
+  unary: boolean,
 ): UniversalServerResponse {
   if (res.body !== undefined || res.status === 200) return res;
   const message = res.status === 405
@@ -736,6 +749,7 @@ function withErrorBody(
     "unimplemented",
     message,
   );
+  if (parts.status === 415) header.set("accept-post", acceptPostFor(unary));
   header.set("content-type", parts.contentType);
   return { ...res, status: parts.status, header, body: one(parts.body) };
 }

@@ -21,6 +21,7 @@ import {
 } from "../protocol/mod.ts";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { concatBytes } from "../protocol/bytes.ts";
+import { ACCEPT_POST_GRPC_WEB } from "./accept_post.ts";
 import {
   ACCEPTED_ENCODINGS,
   COMPRESS_MIN_BYTES,
@@ -160,13 +161,18 @@ export function createGrpcWebHandler(
     const type = grpcWebContentType(
       contentTypeHeader ?? request.headers.get("content-type"),
     );
+    // The caller's extra (CORS) headers go on these answers too: without
+    // them a browser reports a network error instead of the status.
     if (!type) {
-      return new Response("unsupported content type\n", { status: 415 });
+      return new Response("unsupported content type\n", {
+        status: 415,
+        headers: [...extraHeaders, ["accept-post", ACCEPT_POST_GRPC_WEB]],
+      });
     }
     if (request.method !== "POST") {
       return new Response("gRPC-Web needs POST\n", {
         status: 405,
-        headers: { allow: "POST" },
+        headers: [...extraHeaders, ["allow", "POST"]],
       });
     }
     const contentType = type.text

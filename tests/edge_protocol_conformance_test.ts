@@ -1,0 +1,73 @@
+/**
+ * The edge against the gRPC-Web (grpc/grpc PROTOCOL-WEB.md) and Connect
+ * (connectrpc.com/docs/protocol) specifications, as an independent client
+ * sees it: the cases the other edge tests leave out.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
+import { startCoreEdge } from "./fixtures/edge_stack.ts";
+import { grpcWebBody } from "./fixtures/edge_raw.ts";
+
+const SEND = "/chat.ChatService/SendMessage";
+const UPLOAD = "/chat.ChatService/UploadMessages";
+const ORIGIN = "https://app.example";
+
+const sendRequest = () =>
+  toBinary(
+    SendMessageRequestSchema,
+    create(SendMessageRequestSchema, { user: "a", room: "r", content: "hi" }),
+  );
+
+Deno.test("edge: a 415 is readable cross-origin (CORS headers on the gRPC-Web fast path too) and names what is accepted in Accept-Post", async () => {
+  await using stack = await startCoreEdge({ allowedOrigins: [ORIGIN] });
+  const cases: [string, string, string[]][] = [
+    // gRPC-Web types the edge does not serve (PROTOCOL-WEB.md allows +json).
+    [SEND, "application/grpc-web+json", ["application/grpc-web-text"]],
+    [SEND, "application/grpc-web-text+thrift", ["application/grpc-web"]],
+    // No RPC type at all: a unary method's types.
+    [SEND, "text/plain", ["application/json", "application/proto"]],
+    [UPLOAD, "text/plain", ["application/connect+json"]],
+    // A Connect codec connect-es does not take (Connect: "must 415").
+    [SEND, "application/json; charset=latin1", ["application/json"]],
+    // A Connect unary type on a streaming method.
+    [UPLOAD, "application/json", ["application/connect+proto"]],
+  ];
+  for (const [path, type, accepted] of cases) {
+    const res = await stack.fetch(stack.url + path, {
+      method: "POST",
+      headers: { "content-type": type, origin: ORIGIN },
+      body: "x",
+    });
+    await res.body?.cancel();
+    const what = `${path} ${type}`;
+    assert.equal(res.status, 415, what);
+    assert.equal(res.headers.get("access-control-allow-origin"), ORIGIN, what);
+    assert.match(
+      res.headers.get("access-control-expose-headers") ?? "",
+      /grpc-status/,
+      what,
+    );
+    const acceptPost = (res.headers.get("accept-post") ?? "").split(/,\s*/);
+    for (const a of accepted) assert.ok(acceptPost.includes(a), what);
+  }
+  // A unary method does not offer the streaming types, and the reverse.
+  const unary = await stack.fetch(stack.url + SEND, {
+    method: "POST",
+    headers: { "content-type": "text/plain" },
+    body: "x",
+  });
+  await unary.body?.cancel();
+  assert.ok(!unary.headers.get("accept-post")?.includes("connect+"));
+  // The gRPC-Web call itself still works.
+  const ok = await stack.fetch(stack.url + SEND, {
+    method: "POST",
+    headers: { "content-type": "application/grpc-web+proto", origin: ORIGIN },
+    body: grpcWebBody([sendRequest()]),
+  });
+  await ok.body?.cancel();
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("accept-post"), null);
+});
