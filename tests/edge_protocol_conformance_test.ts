@@ -7,9 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { SendMessageRequestSchema } from "../gen/chat_pb.ts";
+import {
+  SendMessageRequestSchema,
+  SubscribeRequestSchema,
+} from "../gen/chat_pb.ts";
 import { startCoreEdge } from "./fixtures/edge_stack.ts";
-import { grpcWebBody } from "./fixtures/edge_raw.ts";
+import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 const UPLOAD = "/chat.ChatService/UploadMessages";
@@ -70,4 +73,57 @@ Deno.test("edge: a 415 is readable cross-origin (CORS headers on the gRPC-Web fa
   await ok.body?.cancel();
   assert.equal(ok.status, 200);
   assert.equal(ok.headers.get("accept-post"), null);
+});
+
+Deno.test("edge gRPC-Web: Accept: application/grpc-web-text gets a base64 answer to a binary request (unary and streamed); other Accepts get binary", async () => {
+  await using stack = await startCoreEdge();
+  const call = async (
+    path: string,
+    body: Uint8Array<ArrayBuffer>,
+    headers: Record<string, string>,
+  ) => {
+    const res = await stack.fetch(stack.url + path, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", ...headers },
+      body,
+    });
+    return { type: res.headers.get("content-type"), result: res };
+  };
+  // Unary: the whole answer at once.
+  const unary = await call(SEND, grpcWebBody([sendRequest()]), {
+    accept: "application/grpc-web-text",
+  });
+  assert.equal(unary.type, "application/grpc-web-text+proto");
+  const text = await unary.result.text();
+  assert.match(text, /^[A-Za-z0-9+/=]+$/);
+  const r = await readGrpcWeb(
+    new Response(text, { headers: { "content-type": unary.type! } }),
+  );
+  assert.equal(r.grpcStatus, 0, r.grpcMessage);
+  assert.equal(r.messages.length, 1);
+  // Server streaming: frames as they come, then the trailer at the deadline.
+  const subscribe = toBinary(
+    SubscribeRequestSchema,
+    create(SubscribeRequestSchema, { room: "r", user: "b" }),
+  );
+  const stream = await call(
+    "/chat.ChatService/SubscribeMessages",
+    grpcWebBody([subscribe]),
+    { accept: "application/grpc-web-text+proto", "grpc-timeout": "300m" },
+  );
+  assert.equal(stream.type, "application/grpc-web-text+proto");
+  const s = await readGrpcWeb(stream.result);
+  assert.equal(s.grpcStatus, 4, s.grpcMessage);
+  assert.ok(s.messages.length >= 1);
+  // Any other Accept (or none) keeps the binary answer.
+  for (const accept of ["*/*", "application/grpc-web", undefined]) {
+    const other = await call(
+      SEND,
+      grpcWebBody([sendRequest()]),
+      accept ? { accept } : {},
+    );
+    assert.equal(other.type, "application/grpc-web+proto", String(accept));
+    const o = await readGrpcWeb(other.result);
+    assert.equal(o.grpcStatus, 0, o.grpcMessage);
+  }
 });
