@@ -12,7 +12,12 @@ import {
   SubscribeRequestSchema,
 } from "../gen/chat_pb.ts";
 import { startCoreEdge } from "./fixtures/edge_stack.ts";
-import { grpcWebBody, readGrpcWeb } from "./fixtures/edge_raw.ts";
+import { encodeEnvelope } from "../protocol/mod.ts";
+import {
+  grpcWebBody,
+  readConnectStream,
+  readGrpcWeb,
+} from "./fixtures/edge_raw.ts";
 
 const SEND = "/chat.ChatService/SendMessage";
 const UPLOAD = "/chat.ChatService/UploadMessages";
@@ -126,4 +131,44 @@ Deno.test("edge gRPC-Web: Accept: application/grpc-web-text gets a base64 answer
     const o = await readGrpcWeb(other.result);
     assert.equal(o.grpcStatus, 0, o.grpcMessage);
   }
+});
+
+Deno.test("edge Connect: connect-protocol-version other than 1 is invalid_argument (unary 400, streaming end-stream); 1 or none is served", async () => {
+  await using stack = await startCoreEdge();
+  const json = JSON.stringify({ user: "a", room: "r", content: "hi" });
+  const unary = (headers: Record<string, string>) =>
+    stack.fetch(stack.url + SEND, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: json,
+    });
+  for (const version of ["2", "v1", ""]) {
+    const res = await unary({ "connect-protocol-version": version });
+    assert.equal(res.status, 400, version);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    const err = await res.json();
+    assert.equal(err.code, "invalid_argument");
+    assert.match(err.message, /connect-protocol-version must be "1"/);
+  }
+  const served: Record<string, string>[] = [
+    { "connect-protocol-version": "1" },
+    {},
+  ];
+  for (const headers of served) {
+    const res = await unary(headers);
+    assert.equal(res.status, 200);
+    assert.match((await res.json()).messageId, /^msg_/);
+  }
+  const upload = await stack.fetch(stack.url + UPLOAD, {
+    method: "POST",
+    headers: {
+      "content-type": "application/connect+json",
+      "connect-protocol-version": "2",
+    },
+    body: encodeEnvelope(0, new TextEncoder().encode(json)),
+  });
+  assert.equal(upload.status, 200);
+  const end = await readConnectStream(upload);
+  assert.equal(end.end.error?.code, "invalid_argument");
+  assert.equal(end.messages.length, 0);
 });
