@@ -378,7 +378,14 @@ export function createConnectHandler(
       for (const [name, value] of extraHeaders) res.headers.set(name, value);
       return res;
     };
-    if (bidiPaths?.has(path)) {
+    // Only a streaming content type fits a bidi method: any other gets the
+    // router's 415 (unimplemented), read before any of the body is, and
+    // not this check's 505 or 413 (a Connect unary error's HTTP status
+    // must be its code's: 501, 429).
+    if (
+      bidiPaths?.has(path) &&
+      isConnectStreaming(request.headers.get("content-type"))
+    ) {
       // A bidi call's body (edge/http1.ts): one of declared length is read
       // whole first and goes in as one chunk; a chunked one gets
       // connect-es's answer to bidi over HTTP/1.1 (its

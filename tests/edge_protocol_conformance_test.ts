@@ -172,3 +172,24 @@ Deno.test("edge Connect: connect-protocol-version other than 1 is invalid_argume
   assert.equal(end.end.error?.code, "invalid_argument");
   assert.equal(end.messages.length, 0);
 });
+
+Deno.test("edge Connect: a unary content type on the bidi method is 415 unimplemented, chunked over HTTP/1.1 or of declared length, not 505 or 413", async () => {
+  await using stack = await startCoreEdge();
+  const chat = stack.url + "/chat.ChatService/Chat";
+  const chunked = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(new TextEncoder().encode("{}"));
+      c.close();
+    },
+  });
+  const big = new Uint8Array(11 * 1024 * 1024).fill(0x20);
+  for (const body of [chunked, "{}", big]) {
+    const res = await stack.fetch(chat, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    assert.equal(res.status, 415);
+    assert.equal((await res.json()).code, "unimplemented");
+  }
+});
