@@ -15,6 +15,7 @@ import { createConnectHandler } from "./connect.ts";
 import { corsSimpleHeaders, edgeCors } from "./cors.ts";
 import { createGrpcWebHandler } from "./grpc_web.ts";
 import { ASSETS } from "./assets.ts";
+import { ACCEPT_POST_ANY, acceptPostFor } from "./accept_post.ts";
 import { isNativeGrpc, nativeGrpcAnswer } from "./native_grpc.ts";
 import { Code } from "../protocol/status.ts";
 import { connectErrorAnswer } from "../protocol/connect_error_answer.ts";
@@ -145,6 +146,15 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     bidiPaths,
   });
   const nativeGrpc = nativeGrpcAnswer(config.upstream.join(", "));
+  // What a 415 names as accepted, per method path.
+  const acceptPost = new Map(
+    services.flatMap((s) =>
+      s.methods.map((m) => [
+        `/${s.typeName}/${m.name}`,
+        acceptPostFor(m.methodKind === "unary"),
+      ])
+    ),
+  );
   const app = new Hono();
 
   // Prometheus text exposition, behind a bearer token when one is set.
@@ -227,7 +237,13 @@ export function createEdgeApp(options: EdgeAppOptions): Hono {
     if (request.method !== "GET" && !CONNECT_TYPES.test(type)) {
       return new Response(
         `unsupported content type ${JSON.stringify(type)}\n`,
-        { status: 415 },
+        {
+          status: 415,
+          headers: {
+            "accept-post": acceptPost.get(new URL(request.url).pathname) ??
+              ACCEPT_POST_ANY,
+          },
+        },
       );
     }
     const response = connect(request);

@@ -41,6 +41,7 @@ import {
   errorToJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { concatBytes } from "../protocol/bytes.ts";
+import { acceptPostFor } from "./accept_post.ts";
 import {
   connectErrorAnswer,
   connectErrorParts,
@@ -311,7 +312,10 @@ export function createConnectHandler(
     if (!record) {
       return handler(universal).then((res) =>
         universalServerResponseToFetch(
-          endWithBody(withErrorBody(res, request), gone),
+          endWithBody(
+            withErrorBody(res, request, handler.method.methodKind === "unary"),
+            gone,
+          ),
         ), failed);
     }
     return handler({
@@ -324,7 +328,14 @@ export function createConnectHandler(
       async (res) =>
         universalServerResponseToFetch(
           await observed(
-            endWithBody(withErrorBody(res, request), gone),
+            endWithBody(
+              withErrorBody(
+                res,
+                request,
+                handler.method.methodKind === "unary",
+              ),
+              gone,
+            ),
             record,
             isConnectStreaming(request.headers.get("content-type")),
           ),
@@ -346,6 +357,20 @@ export function createConnectHandler(
     if (!handler) return undefined;
     const method = unary.get(path);
     const record = calls?.start("connect", path);
+    // The header may be left out (curl), but a version other than "1" is
+    // no Connect request this edge can read (the protocol's grammar has
+    // only "1"; connect-go refuses any other). One header read (~1 µs).
+    const version = request.headers.get("connect-protocol-version");
+    if (version !== null && version !== "1") {
+      record?.end(GrpcCode.INVALID_ARGUMENT);
+      return Promise.resolve(connectErrorAnswer(
+        request,
+        400,
+        "invalid_argument",
+        `connect-protocol-version must be "1": got ${JSON.stringify(version)}`,
+        [...extraHeaders],
+      ));
+    }
     const codec = method === undefined
       ? undefined
       : passThrough(request, options.maxMessageBytes);
@@ -353,7 +378,14 @@ export function createConnectHandler(
       for (const [name, value] of extraHeaders) res.headers.set(name, value);
       return res;
     };
-    if (bidiPaths?.has(path)) {
+    // Only a streaming content type fits a bidi method: any other gets the
+    // router's 415 (unimplemented), read before any of the body is, and
+    // not this check's 505 or 413 (a Connect unary error's HTTP status
+    // must be its code's: 501, 429).
+    if (
+      bidiPaths?.has(path) &&
+      isConnectStreaming(request.headers.get("content-type"))
+    ) {
       // A bidi call's body (edge/http1.ts): one of declared length is read
       // whole first and goes in as one chunk; a chunked one gets
       // connect-es's answer to bidi over HTTP/1.1 (its
@@ -716,11 +748,13 @@ function failedInternal(record: CallRecord): (err: unknown) => never {
  * `unknown`. The edge says what happened instead: `unimplemented` in a
  * Connect error body, with the same HTTP status (for a streaming content
  * type, in an end-stream message of a 200 answer), so the client and the
- * call's record agree.
+ * call's record agree. A 415 names the content types the method takes in
+ * `Accept-Post`.
  */
 function withErrorBody(
   res: UniversalServerResponse,
   request: Request,
+  unary: boolean,
 ): UniversalServerResponse {
   if (res.body !== undefined || res.status === 200) return res;
   const message = res.status === 405
@@ -736,6 +770,7 @@ function withErrorBody(
     "unimplemented",
     message,
   );
+  if (parts.status === 415) header.set("accept-post", acceptPostFor(unary));
   header.set("content-type", parts.contentType);
   return { ...res, status: parts.status, header, body: one(parts.body) };
 }
