@@ -63,7 +63,16 @@ export function parseCallHeader(text: string): BridgeCallHeader | undefined {
   };
 }
 
-/** Keeps the allow-listed, well-formed entries, with lower-cased names. */
+/** Spaces and tabs at either end of a value (HTTP's optional whitespace). */
+const EDGE_SPACE = /^[\t ]+|[\t ]+$/g;
+
+/**
+ * Keeps the allow-listed, well-formed entries, with lower-cased names and
+ * the values trimmed of spaces and tabs at either end, as fetch() trims a
+ * request header's (RFC 9110 §5.5: they are not part of the value). Sent
+ * on untrimmed, the core's HTTP/2 resets the stream (RFC 9113 §8.2.1), so a
+ * padded `authorization` failed INTERNAL on the bridge alone.
+ */
 export function filterMetadata(
   metadata: Record<string, string> | undefined,
   allowed: ReadonlySet<string>,
@@ -73,7 +82,7 @@ export function filterMetadata(
     const name = rawName.toLowerCase();
     if (!NAME.test(name) || name.startsWith("grpc-")) continue;
     if (!allowed.has(name) || NOT_HEADER_TEXT.test(value)) continue;
-    out[name] = value;
+    out[name] = value.replace(EDGE_SPACE, "");
   }
   return out;
 }

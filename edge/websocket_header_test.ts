@@ -57,3 +57,17 @@ Deno.test("filterMetadata() drops values an HTTP/2 header cannot carry: past pri
   );
   assert.deepEqual(filterMetadata({ "x-request-id": "\u0100" }, allowed), {});
 });
+
+Deno.test("filterMetadata() trims spaces and tabs at either end of a value, as fetch() does for the HTTP paths", () => {
+  // Forwarded as sent, the core's HTTP/2 reset the stream (RFC 9113
+  // §8.2.1): the bridge's call failed INTERNAL, where gRPC-Web and Connect
+  // (whose header values fetch() trims) were served.
+  const allowed = new Set(["authorization", "x-request-id"]);
+  assert.deepEqual(
+    filterMetadata({
+      authorization: " \tBearer a.b.c \t",
+      "x-request-id": "in\tside ",
+    }, allowed),
+    { authorization: "Bearer a.b.c", "x-request-id": "in\tside" },
+  );
+});

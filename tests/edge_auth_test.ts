@@ -233,6 +233,31 @@ Deno.test("edge WebSocket bridge: the header frame's authorization reaches the c
   await it.next().catch(() => {});
 });
 
+Deno.test("edge WebSocket bridge: an authorization with spaces at either end is read as fetch() reads the header, not reset by the core", async () => {
+  await using stack = await authedStack();
+  const token = await hs256({ sub: "alice" });
+  for (
+    const [value, code] of [
+      [` Bearer ${token}\t`, 0],
+      ["Bearer ", 16],
+    ] as const
+  ) {
+    const call = openWsCall(wsUrl(stack), {
+      path: CHAT,
+      metadata: { authorization: value },
+    });
+    call.send(chatMessage("", "padded"));
+    call.closeSend();
+    for await (const _ of call.messages) { /* drained */ }
+    const status = await call.status;
+    assert.equal(
+      status.code,
+      code,
+      `${JSON.stringify(value)}: ${status.message}`,
+    );
+  }
+});
+
 Deno.test("edge /auth/dev-token: with a dev secret, 200 with a token the core accepts; 400 without a user or for a server name", async () => {
   await using stack = await authedStack({ devJwtSecret: SECRET });
   const res = await stack.fetch(`${stack.url}/auth/dev-token?user=carol`);
