@@ -90,13 +90,25 @@ const escapeControl = (c: string) =>
   `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
 
 /**
+ * grpc-js's line about a header it could not take as metadata, for a
+ * header that carries a credential: it names the value twice (a token with
+ * a tab after `Bearer`, say, which is still a good token). Greedy up to the
+ * last "For more information", so a value holding those words is cut too.
+ */
+const CREDENTIAL_ENTRY =
+  /(Failed to add metadata entry (?:authorization|proxy-authorization|cookie): )[\s\S]*(\. For more information)/g;
+const CREDENTIAL_NOT_LOGGED =
+  "$1(a value that is not valid metadata; not logged: it is a credential)$2";
+
+/**
  * grpc-js's own log lines (for its `setLogger()`), through `log` as
  * warnings, at most {@linkcode GRPC_JS_LINES_PER_SECOND} a second, the rest
  * summed up in one line when their second ends (or at `close()`). A client
  * causes most of them: grpc-js logs every request header it cannot take as
  * metadata (a value past ASCII, a control character), once per request, so
  * raw they let one client fill the log, and broke `--log-format json`.
- * Control characters in them are escaped.
+ * Control characters in them are escaped, and the value of a credential
+ * header (`authorization`) is left out: a token does not belong in a log.
  */
 export function grpcJsLogger(
   log: Logger,
@@ -109,7 +121,8 @@ export function grpcJsLogger(
   );
   const line = (...args: unknown[]) => {
     if (!ration.take()) return;
-    const text = args.map((a) => describe(a)).join(" ");
+    const text = args.map((a) => describe(a)).join(" ")
+      .replace(CREDENTIAL_ENTRY, CREDENTIAL_NOT_LOGGED);
     log.warn(`grpc-js: ${text.replace(CONTROL, escapeControl)}`);
   };
   return { error: line, info: line, debug: line, close: () => ration.close() };
