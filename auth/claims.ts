@@ -29,7 +29,58 @@ export type Verb = "publish" | "subscribe";
  */
 export const SERVER_USERS: ReadonlySet<string> = new Set(["system", "server"]);
 
-/** True when `user` is one of {@linkcode SERVER_USERS}, in any case. */
+/**
+ * What shows as nothing in a name: control and format characters (a NUL, a
+ * zero-width space, a soft hyphen), the other default-ignorable ones, and
+ * combining marks (an accent does not make `Server` another name).
+ */
+const UNSEEN = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\p{M}]/gu;
+
+/**
+ * Letters of other scripts that look like the Latin ones of `system` and
+ * `server` (from Unicode's confusables.txt), as toLowerCase() leaves them.
+ */
+const LOOKALIKES: Readonly<Record<string, string>> = {
+  "\u0455": "s", // Cyrillic dze
+  "\ua731": "s", // Latin letter small capital s
+  "\u0443": "y", // Cyrillic u
+  "\u04af": "y", // Cyrillic straight u
+  "\u03b3": "y", // Greek gamma
+  "\u03c5": "y", // Greek upsilon (Y upper-case)
+  "\u028f": "y", // Latin letter small capital y
+  "\u0442": "t", // Cyrillic te
+  "\u03c4": "t", // Greek tau
+  "\u0435": "e", // Cyrillic ie
+  "\u0454": "e", // Cyrillic Ukrainian ie
+  "\u04bd": "e", // Cyrillic abkhasian che
+  "\u03b5": "e", // Greek epsilon
+  "\u043c": "m", // Cyrillic em
+  "\u03bc": "m", // Greek mu (M upper-case)
+  "\u03fb": "m", // Greek san
+  "\u0433": "r", // Cyrillic ghe
+  "\u0280": "r", // Latin letter small capital r
+  "\u1d26": "r", // Greek letter small capital gamma
+  "\u03bd": "v", // Greek nu
+  "\u0475": "v", // Cyrillic izhitsa
+  "\u1d20": "v", // Latin letter small capital v
+};
+const LOOKALIKE = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu");
+
+/** Printable ASCII only: a name that cannot hide or fake a letter. */
+const PLAIN = /^[\x20-\x7e]*$/;
+
+/**
+ * True when `user` is one of {@linkcode SERVER_USERS}, in any case, or
+ * would show as one: with invisible characters or combining marks in it,
+ * in another form of the letters (fullwidth, mathematical: NFKD), or with
+ * letters of another script that look the same (Cyrillic `Ѕystem`).
+ * Run once per token, not per call.
+ */
 export function isServerUser(user: string): boolean {
-  return SERVER_USERS.has(user.trim().toLowerCase());
+  const plain = user.trim().toLowerCase();
+  if (SERVER_USERS.has(plain)) return true;
+  if (PLAIN.test(plain)) return false;
+  const shown = user.normalize("NFKD").replace(UNSEEN, "").trim()
+    .toLowerCase().replace(LOOKALIKE, (c) => LOOKALIKES[c]);
+  return SERVER_USERS.has(shown);
 }

@@ -3,11 +3,16 @@ import { ChatError } from "../rooms/errors.ts";
 import { actingUser, checkAccess, grantFromClaims } from "./grant.ts";
 import { compileRoomPatterns } from "./room_patterns.ts";
 
-function throwsCode(fn: () => unknown, code: string, message: RegExp) {
+function throwsCode(
+  fn: () => unknown,
+  code: string,
+  message: RegExp,
+  label = "",
+) {
   assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ChatError);
-    assert.equal(err.code, code);
-    assert.match(err.message, message);
+    assert.ok(err instanceof ChatError, label);
+    assert.equal(err.code, code, label);
+    assert.match(err.message, message, label);
     return true;
   });
 }
@@ -114,4 +119,38 @@ Deno.test("grantFromClaims() denies the names the server speaks as", () => {
     );
   }
   assert.equal(grantFromClaims({ sub: "Systematic" }).user, "Systematic");
+});
+
+Deno.test("grantFromClaims() denies a name that only looks like one the server speaks as", () => {
+  for (
+    const sub of [
+      "\u0405ystem", // Cyrillic capital DZE for the S
+      "s\u0443st\u0435m", // Cyrillic u and ie
+      "S\u0435\u0433v\u0435\u0433", // Cyrillic ie and ghe
+      "System\u200b", // a zero-width space after it
+      "Sys\u00adtem", // a soft hyphen inside
+      "Server\u0000", // a NUL after it
+      "\uff33\uff59\uff53\uff54\uff45\uff4d", // fullwidth
+      "\u{1d412}erver", // mathematical bold S
+      "Se\u0301rver", // a combining accent
+      "Ser\u03bder", // Greek nu for the v
+    ]
+  ) {
+    throwsCode(
+      () => grantFromClaims({ sub }),
+      "permission_denied",
+      /reserved for the server/,
+      JSON.stringify(sub),
+    );
+  }
+  for (
+    const sub of [
+      "Svetlana",
+      "\u0421\u0432\u0435\u0442\u0430",
+      "Sys tem",
+      "Serve",
+    ]
+  ) {
+    assert.equal(grantFromClaims({ sub }).user, sub);
+  }
 });
