@@ -18,10 +18,12 @@
 import type { CoreConfig } from "../config.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { importSqlite } from "./log_import.ts";
+import { lockDir } from "./log_files.ts";
 import { openLogStore } from "./log_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
+import { StoreOpenError } from "./store_open_error.ts";
 
 /**
  * Rejects with StoreOpenError (naming the file) when the data directory or
@@ -54,7 +56,58 @@ export async function openStore(
     await importSqlite({ ...options, warn });
     return openLogStore({ ...inMemory, dataDir: config.dataDir, warn });
   }
-  return cpus > 1
-    ? await openThreadedSqliteStore(options)
-    : openSqliteStore(options);
+  return await lockedSqlite(
+    config.dataDir,
+    () =>
+      cpus > 1 ? openThreadedSqliteStore(options) : openSqliteStore(options),
+  );
+}
+
+/**
+ * Opens the SQLite store holding the directory's lock (`history.lock`, the
+ * log store's) until it is closed: one core per data directory, whichever
+ * store. A second SQLite core beside the first would run on the offsets,
+ * room rows and message ids it read at its start (every post to a room the
+ * other wrote failing, `msg_N` handed out twice), and a log core would
+ * import `chat.sqlite` from under it (renaming the file it goes on writing).
+ */
+async function lockedSqlite(
+  dir: string,
+  open: () => HistoryStore | Promise<HistoryStore>,
+): Promise<HistoryStore> {
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new StoreOpenError(
+      `cannot create data directory ${dir}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const lock = lockDir(dir);
+  let store: HistoryStore;
+  try {
+    store = await open();
+  } catch (err) {
+    lock.close();
+    throw err;
+  }
+  let locked = true;
+  const unlock = () => {
+    if (!locked) return;
+    locked = false;
+    lock.close();
+  };
+  const close = store.close.bind(store);
+  store.close = () => {
+    let done: void | Promise<void>;
+    try {
+      done = close();
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+    if (done instanceof Promise) return done.finally(unlock);
+    unlock();
+  };
+  return store;
 }
