@@ -9,9 +9,12 @@ function twoCores(url: string) {
   return Promise.all([connectRedisBroker(opts), connectRedisBroker(opts)]);
 }
 
-Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's after the expiry, reporting them gone once", async () => {
-  await using redis = await startRedisServer();
-  const [ba, bb] = await twoCores(redis.url);
+/**
+ * Two cores' presences (heartbeat 50 ms, expiry 200 ms); `a` reports the
+ * users its sweeps find gone in `gone`, as `room/user`.
+ */
+async function sweepingPair(url: string) {
+  const [ba, bb] = await twoCores(url);
   const gone: string[] = [];
   const timing = { heartbeatMs: 50, expiryMs: 200 };
   const a = createRedisPresence(ba, {
@@ -19,6 +22,12 @@ Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's
     onGone: (room, user) => gone.push(`${room}/${user}`),
   });
   const b = createRedisPresence(bb, timing);
+  return { ba, bb, a, b, gone };
+}
+
+Deno.test("createRedisPresence() lists users over cores and sweeps a dead core's after the expiry, reporting them gone once", async () => {
+  await using redis = await startRedisServer();
+  const { ba, bb, a, b, gone } = await sweepingPair(redis.url);
   try {
     a.join("r", "ann");
     a.join("r", "ann");
@@ -227,14 +236,7 @@ Deno.test("createRedisPresence() writes a burst of joins together: 10,000 at onc
 
 Deno.test("createRedisPresence() sweeps a dead core's users in a room no other core was in, when a core comes to the room long after the expiry", async () => {
   await using redis = await startRedisServer();
-  const [ba, bb] = await twoCores(redis.url);
-  const gone: string[] = [];
-  const timing = { heartbeatMs: 50, expiryMs: 200 };
-  const a = createRedisPresence(ba, {
-    ...timing,
-    onGone: (room, user) => gone.push(`${room}/${user}`),
-  });
-  const b = createRedisPresence(bb, timing);
+  const { ba, bb, a, b, gone } = await sweepingPair(redis.url);
   try {
     b.join("lonely", "bob");
     assert.deepEqual(await a.list("lonely"), [{ user: "bob", connections: 1 }]);

@@ -57,6 +57,18 @@ export function listDir(dir: string): Listing {
   return out;
 }
 
+/** Creates the data directory `dir` if need be; StoreOpenError if it cannot. */
+export function makeDataDir(dir: string): void {
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new StoreOpenError(
+      `cannot create data directory ${dir}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
 /**
  * Takes the directory's lock, or throws StoreOpenError when another process
  * holds it. The lock lasts until the returned file is closed (or the

@@ -42,7 +42,7 @@ import {
   type Rolled,
   writeSnapshot,
 } from "./log_compaction.ts";
-import { lockDir, segmentName } from "./log_files.ts";
+import { lockDir, makeDataDir, segmentName } from "./log_files.ts";
 import { FrameBuilder } from "./log_format.ts";
 import {
   LogRoom,
@@ -58,7 +58,6 @@ import {
   roomsToForget,
   sweepEvery,
 } from "./retained_room.ts";
-import { StoreOpenError } from "./store_open_error.ts";
 
 /** Options of {@linkcode openLogStore}. */
 export interface LogStoreOptions extends HistoryLimits {
@@ -137,14 +136,7 @@ export function openLogStore(options: LogStoreOptions): LogStore {
   const now = options.now ?? Date.now;
   const warn = options.warn ?? ((m: string) => console.error(m));
   const dir = options.dataDir;
-  try {
-    Deno.mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new StoreOpenError(
-      `cannot create data directory ${dir}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
+  makeDataDir(dir);
   const lock = lockDir(dir);
   let state: Recovered;
   try {

@@ -18,12 +18,11 @@
 import type { CoreConfig } from "../config.ts";
 import type { HistoryStore } from "../rooms/history_store.ts";
 import { importSqlite } from "./log_import.ts";
-import { lockDir } from "./log_files.ts";
+import { lockDir, makeDataDir } from "./log_files.ts";
 import { openLogStore } from "./log_store.ts";
 import { createMemoryStore } from "./memory_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import { openThreadedSqliteStore } from "./sqlite_thread.ts";
-import { StoreOpenError } from "./store_open_error.ts";
 
 /**
  * Rejects with StoreOpenError (naming the file) when the data directory or
@@ -75,14 +74,7 @@ async function lockedSqlite(
   dir: string,
   open: () => HistoryStore | Promise<HistoryStore>,
 ): Promise<HistoryStore> {
-  try {
-    Deno.mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new StoreOpenError(
-      `cannot create data directory ${dir}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
+  makeDataDir(dir);
   const lock = lockDir(dir);
   let store: HistoryStore;
   try {
