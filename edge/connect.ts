@@ -284,6 +284,7 @@ export function createConnectHandler(
     // is let go of once the response is over (see endWithBody()).
     const gone = new AbortController();
     const signal = AbortSignal.any([request.signal, gone.signal]);
+    const kind = handler.method.methodKind;
     const universal = withPracticalTimeout({
       httpVersion: "",
       method: request.method,
@@ -296,8 +297,7 @@ export function createConnectHandler(
           // A unary or server-streaming call's one message is read before
           // the call starts, where the router's deadline does not reach:
           // the read is bounded by the deadline here.
-          handler.method.methodKind === "unary" ||
-            handler.method.methodKind === "server_streaming"
+          kind === "unary" || kind === "server_streaming"
             ? connectTimeoutMs(request)
             : undefined,
         )
@@ -312,10 +312,7 @@ export function createConnectHandler(
     if (!record) {
       return handler(universal).then((res) =>
         universalServerResponseToFetch(
-          endWithBody(
-            withErrorBody(res, request, handler.method.methodKind === "unary"),
-            gone,
-          ),
+          endWithBody(withErrorBody(res, request, kind === "unary"), gone),
         ), failed);
     }
     return handler({
@@ -328,14 +325,7 @@ export function createConnectHandler(
       async (res) =>
         universalServerResponseToFetch(
           await observed(
-            endWithBody(
-              withErrorBody(
-                res,
-                request,
-                handler.method.methodKind === "unary",
-              ),
-              gone,
-            ),
+            endWithBody(withErrorBody(res, request, kind === "unary"), gone),
             record,
             isConnectStreaming(request.headers.get("content-type")),
           ),
@@ -993,32 +983,25 @@ function requestBody(
   if (until.aborted) cancel();
   else until.addEventListener("abort", cancel, { once: true });
   // Past `deadlineMs` the read waiting then fails deadline_exceeded, as
-  // does any read after it.
-  let expired = false;
-  let failRead: ((err: unknown) => void) | undefined;
+  // does any read after it (`passed` first: once settled, it wins the race
+  // over a read the cancelled reader answers at once).
+  let passed: Promise<never> | undefined;
   if (deadlineMs !== undefined && reader !== undefined) {
-    timer = setTimeout(() => {
-      expired = true;
-      failRead?.(readDeadlineError());
-      reader.cancel().catch(() => {});
-    }, deadlineMs);
+    passed = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(readDeadlineError());
+        reader.cancel().catch(() => {});
+      }, deadlineMs);
+    });
+    passed.catch(() => {});
   }
   const read = (r: ReadableStreamDefaultReader<Uint8Array>) =>
-    timer === undefined
-      ? r.read()
-      : new Promise<ReadableStreamReadResult<Uint8Array>>((resolve, reject) => {
-        failRead = reject;
-        r.read().then((result) => {
-          if (failRead === reject) failRead = undefined;
-          resolve(result);
-        }, reject);
-      });
+    passed === undefined ? r.read() : Promise.race([passed, r.read()]);
   const done = (): Promise<IteratorResult<Uint8Array>> =>
     Promise.resolve({ done: true, value: undefined });
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
       if (reader === undefined) return { done: true, value: undefined };
-      if (expired) throw readDeadlineError();
       const r = await read(reader);
       if (r.done) {
         clearTimeout(timer);

@@ -219,7 +219,7 @@ export async function connectRedisBroker(
    * Redis refused the last append with an error of its own (out of memory
    * under `maxmemory`, MISCONF, a read-only replica): down, as an embedded
    * store whose commit failed, until a write is taken again: an append, or
-   * the probe `refusedProbe()` writes every second meanwhile (its PINGs
+   * the probe `writesRefused()` writes every second meanwhile (its PINGs
    * still answer, so they cannot tell; and a core out of the edge's rotation
    * for its NOT_SERVING would get no append to tell it either).
    */

@@ -8,9 +8,9 @@
  * user, and in `chat:{R}:alive` (a sorted set) the same member has the time
  * it expires. A core renews its members every `heartbeatMs`; a core that
  * died stops renewing, and its entries are swept `expiryMs` later by the
- * first core that lists or heartbeats the room (however much later: the
- * room's keys outlive their last renewal by `keysTtlMs`, a day) (one Lua script, so exactly
- * one core sweeps each entry). The sweeping core reports users that no core
+ * first core that lists or heartbeats the room, however much later (the
+ * room's keys outlive their last renewal by `keysTtlMs`, a day), in one Lua
+ * script, so exactly one core sweeps each entry. The sweeping core reports users that no core
  * has any more (`onGone`), which the server announces as LEAVE. A core
  * sweeps only after Redis answered its heartbeats promptly for `expiryMs`,
  * so a Redis that stalled or restarted does not make live users LEAVE.
