@@ -57,30 +57,19 @@ async function withAnswerCut(
     },
   ) => Promise<void>,
 ): Promise<void> {
-  const core = await startCoreServer({
-    port: 0,
-    store: "memory",
-    aliveIntervalMs: 0,
-    metricsPort: 0,
-  });
-  const proxy = answerCuttingProxy(core.port, path);
-  const edge = startEdge(`http://${proxy.addr}`);
-  const browser = await launchChromium();
-  try {
-    const { context, page, errors } = await openPage(browser);
-    await fn({ core, proxy, edge, page, errors });
-    await context.close();
-  } finally {
-    await browser.close();
-    await edge.close();
-    await proxy.close();
-    await core.shutdown(500);
-  }
+  let proxy: AnswerCuttingProxy | undefined;
+  await withPageStack(
+    { store: "memory", metricsPort: 0 },
+    {},
+    (s) => fn({ ...s, proxy: proxy! }),
+    (port) => proxy = answerCuttingProxy(port, path),
+  );
 }
 
 /**
  * A core (port 0, no "alive" lines, `coreOptions`), an edge in front of it
- * (`edgeConfig`) and a page in Chromium; all closed after `fn`.
+ * (`edgeConfig`), or in front of what `front` puts before the core, and a
+ * page in Chromium; all closed after `fn`.
  */
 async function withPageStack(
   coreOptions: StartOptions,
@@ -93,13 +82,18 @@ async function withPageStack(
       errors: string[];
     },
   ) => Promise<void>,
+  front?: (corePort: number) => { addr: string; close(): Promise<void> },
 ): Promise<void> {
   const core = await startCoreServer({
     port: 0,
     aliveIntervalMs: 0,
     ...coreOptions,
   });
-  const edge = startEdge(`http://127.0.0.1:${core.port}`, edgeConfig);
+  const before = front?.(core.port);
+  const edge = startEdge(
+    `http://${before?.addr ?? `127.0.0.1:${core.port}`}`,
+    edgeConfig,
+  );
   const browser = await launchChromium();
   try {
     const { context, page, errors } = await openPage(browser);
@@ -108,6 +102,7 @@ async function withPageStack(
   } finally {
     await browser.close();
     await edge.close();
+    await before?.close();
     await core.shutdown(500);
   }
 }

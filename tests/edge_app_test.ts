@@ -129,6 +129,18 @@ Deno.test("GET /healthz is 503 when the upstream port has nothing listening", as
   await res.body?.cancel();
 });
 
+/** Kills an edge/main.ts child if it still runs, and lets go of its output. */
+async function stopEdgeMain(
+  child: Deno.ChildProcess,
+  lines: ReadableStreamDefaultReader<string>,
+) {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* already gone */ }
+  await child.status;
+  await lines.cancel().catch(() => {});
+}
+
 /** A Connect JSON SendMessage through the edge on `port` is answered with an id. */
 async function sendsThroughConnect(port: string, client: Deno.HttpClient) {
   const res = await fetch(`http://127.0.0.1:${port}${SEND}`, {
@@ -189,11 +201,7 @@ Deno.test("edge/main.ts with EDGE_WEBSOCKET_BRIDGE=off answers /ws 404 saying wh
     await sendsThroughConnect(port, client);
   } finally {
     client.close();
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await child.status;
-    await lines.cancel().catch(() => {});
+    await stopEdgeMain(child, lines);
     await core.shutdown(100);
   }
 });
@@ -226,11 +234,7 @@ Deno.test("edge/main.ts on SIGTERM ends a WebSocket bridge call UNAVAILABLE with
     }
     assert.match(seen, /call websocket \/chat\.ChatService\/Chat UNAVAILABLE/);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await child.status;
-    await lines.cancel().catch(() => {});
+    await stopEdgeMain(child, lines);
     await core.shutdown(100);
   }
 });
