@@ -79,9 +79,12 @@ function port(flag: string, raw: string, offOk = false): string {
   try {
     return String(parseNumberFlag(`--${flag}`, raw, { min: 0, max: 65535 }));
   } catch (err) {
-    const message = (err as Error).message;
-    // "off" is a value too: say so, as the core does.
-    fail(offOk ? message.replace(", got", ' or "off", got') : message);
+    // "off" is a value too: said in the core's words.
+    fail(
+      offOk
+        ? `--${flag} must be an integer from 0 to 65535 or "off", got "${raw}"`
+        : (err as Error).message,
+    );
   }
 }
 
